@@ -1,0 +1,66 @@
+"""The `orchestrate` command: one module per sub-command, registered here.
+
+Only the CLI turns errors into exit codes. Exit codes (stable, documented in the README):
+0 success, 1 run failed, 2 invalid input (YAML, flags, inputs, missing key),
+3 run partially completed, 4 budget refused some agents, 130 interrupted (Ctrl-C),
+143 terminated (SIGTERM).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from orchestrate import __version__
+from orchestrate.errors import OrchestrateError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="orchestrate",
+    help="Run YAML workflows of LLM agents for ERP departments.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"orchestrate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Run YAML workflows of LLM agents for ERP departments."""
+
+
+def _register() -> None:
+    # Each module defines one function named like its command.
+    from orchestrate.cli import validate as _validate
+
+    app.command("validate")(_validate.validate)
+
+
+_register()
+
+
+def main() -> None:
+    """Entry point of the console script and of `python -m orchestrate`."""
+    from orchestrate.cli.common import print_error
+
+    try:
+        app(prog_name="orchestrate")
+    except OrchestrateError as exc:
+        print_error(str(exc))
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print_error("interrupted")
+        sys.exit(130)

@@ -1,0 +1,44 @@
+"""What every command shares: the stderr console, error printing, common options."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, NoReturn
+
+import typer
+
+__all__ = ["FormatOption", "fail", "is_interactive", "print_error"]
+
+FormatOption = Annotated[
+    str, typer.Option("--format", "-f", help="Output format.", case_sensitive=False)
+]
+
+
+def is_interactive(stream: object = None) -> bool:
+    """True for a real terminal that is not CI."""
+    stream = stream if stream is not None else sys.stderr
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def print_error(message: str) -> None:
+    """One plain line on stderr, prefixed so it is found in a CI log."""
+    for line in str(message).splitlines() or [""]:
+        sys.stderr.write(f"error: {line}\n" if not _has_location(line) else f"{line}\n")
+    sys.stderr.flush()
+
+
+def _has_location(line: str) -> bool:
+    # "file.yaml:12:3: message" lines already say where; keep them as compilers print them.
+    head = line.split(": ", 1)[0]
+    parts = head.rsplit(":", 2)
+    return len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit()
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print `message` as an error and exit with `code`."""
+    print_error(message)
+    raise typer.Exit(code)

@@ -1,0 +1,186 @@
+"""Every error orchestrate raises on purpose, rooted at one class.
+
+The CLI turns these into exit codes; nothing else does. The tree::
+
+    OrchestrateError                     exit 1
+    ├── UserInputError                   exit 2  bad YAML, flags, inputs, config
+    │   ├── WorkflowValidationError      a list of Problem(file, line, column, message)
+    │   └── MissingAPIKeyError           names the variable to set, never a key
+    ├── BudgetExceededError              a reservation would pass a budget
+    ├── OutputValidationError            the model's answer is not the JSON promised
+    ├── ToolError                        a tool could not be imported or called
+    └── LLMError                         anything a provider call ends with
+        ├── RetriableLLMError            worth another try
+        │   ├── RateLimitError           429
+        │   ├── ProviderUnavailableError 408, 409, 5xx, Anthropic's 529
+        │   ├── LLMTimeoutError          connect/read/write/pool time-outs
+        │   ├── LLMConnectionError       refused or reset connections
+        │   └── MalformedResponseError   a body that is not the JSON promised
+        └── NonRetriableLLMError         retrying cannot help
+            ├── AuthenticationError      401, 403
+            ├── BadRequestError          400, 422
+            └── ModelNotFoundError       404
+
+This module is a leaf: standard library only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "AuthenticationError",
+    "BadRequestError",
+    "BudgetExceededError",
+    "LLMConnectionError",
+    "LLMError",
+    "LLMTimeoutError",
+    "MalformedResponseError",
+    "MissingAPIKeyError",
+    "ModelNotFoundError",
+    "NonRetriableLLMError",
+    "OrchestrateError",
+    "OutputValidationError",
+    "Problem",
+    "ProviderUnavailableError",
+    "RateLimitError",
+    "RetriableLLMError",
+    "ToolError",
+    "UserInputError",
+    "WorkflowValidationError",
+]
+
+
+class OrchestrateError(Exception):
+    """Root of every error orchestrate raises on purpose."""
+
+    exit_code: int = 1
+
+
+class UserInputError(OrchestrateError):
+    """The user gave us something we cannot use: a file, a flag, an input."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One defect in a workflow file, pointed at its line and column (1-based)."""
+
+    file: str
+    line: int
+    column: int
+    message: str
+    path: str = ""  # JSON path of the offending node, e.g. "agents[2].priority"
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}: {self.message}"
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "message": self.message,
+            "path": self.path,
+        }
+
+
+class WorkflowValidationError(UserInputError):
+    """A workflow file failed validation; carries every problem found, not only the first."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems) or "invalid workflow")
+
+
+class MissingAPIKeyError(UserInputError):
+    """A provider needs a key and none was given; the message names the variable."""
+
+    def __init__(self, provider: str, env_var: str) -> None:
+        self.provider = provider
+        self.env_var = env_var
+        super().__init__(f"no API key for {provider}: set {env_var} or pass api_key=")
+
+
+class BudgetExceededError(OrchestrateError):
+    """Reserving a call's worst-case cost would pass a workflow or agent budget."""
+
+    def __init__(self, message: str, *, scope: str = "workflow", limit: float = 0.0,
+                 requested: float = 0.0, committed: float = 0.0) -> None:
+        self.scope = scope
+        self.limit = limit
+        self.requested = requested
+        self.committed = committed
+        super().__init__(message)
+
+
+class OutputValidationError(OrchestrateError):
+    """The model's answer did not parse as JSON or did not satisfy the agent's output_schema."""
+
+
+class ToolError(OrchestrateError):
+    """A tool named by an agent could not be imported or is not callable."""
+
+
+class LLMError(OrchestrateError):
+    """A provider call failed. `retriable` says whether another try can help.
+
+    Attributes:
+        provider: "openai", "anthropic", "simulated", ...
+        status_code: HTTP status when there was one.
+        retry_after: Seconds the provider asked us to wait, when it said so.
+        request_id: The provider's request id, for support tickets.
+    """
+
+    retriable: bool = False
+
+    def __init__(self, message: str, *, provider: str = "", status_code: int | None = None,
+                 retry_after: float | None = None, request_id: str | None = None) -> None:
+        self.provider = provider
+        self.status_code = status_code
+        self.retry_after = retry_after
+        self.request_id = request_id
+        super().__init__(message)
+
+
+class RetriableLLMError(LLMError):
+    """Another try may succeed."""
+
+    retriable = True
+
+
+class RateLimitError(RetriableLLMError):
+    """429: the provider wants us to slow down (see retry_after)."""
+
+
+class ProviderUnavailableError(RetriableLLMError):
+    """408, 409, 5xx or 529: the provider is busy, overloaded or failing."""
+
+
+class LLMTimeoutError(RetriableLLMError):
+    """The call timed out."""
+
+
+class LLMConnectionError(RetriableLLMError):
+    """The connection was refused, reset or dropped."""
+
+
+class MalformedResponseError(RetriableLLMError):
+    """The provider's body was not the JSON it promised (truncated, HTML, ...)."""
+
+
+class NonRetriableLLMError(LLMError):
+    """Retrying the same request cannot help."""
+
+
+class AuthenticationError(NonRetriableLLMError):
+    """401 or 403: the key is missing, wrong or not allowed."""
+
+
+class BadRequestError(NonRetriableLLMError):
+    """400 or 422: the request itself is wrong."""
+
+
+class ModelNotFoundError(NonRetriableLLMError):
+    """404: no such model or endpoint."""

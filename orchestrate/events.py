@@ -1,0 +1,69 @@
+"""Typed events the engine emits, and the one signature every sink has.
+
+A sink is any callable taking an `Event`. The Monitor, the live table, the
+plain CI log, the events.jsonl writer and the report builder are all sinks.
+Sinks run inline on the event loop: they must be quick and must not raise
+(the engine drops a sink's exception rather than lose a run to it).
+
+Data carried by each type (all keys always present):
+
+- ``workflow_started``: name, cost_budget, max_parallel_agents, agents
+  (a list of {name, module, model, provider, dependencies, priority})
+- ``agent_started``: attempt (1-based), model, provider, module
+- ``agent_rate_limited``: waited (seconds spent in the rate limiter), provider
+- ``agent_retrying``: attempt (the one that failed), delay, error
+- ``llm_call``: model, provider, input_tokens, cached_input_tokens,
+  output_tokens, reasoning_tokens, cost, cached (answered from cache)
+- ``tool_call``: tool, error (None when it succeeded)
+- ``agent_budget_refused``: scope ("workflow" or "agent"), limit, requested, committed
+- ``agent_finished``: status, error, tokens_used, cost, execution_time,
+  retry_count, model, provider, module
+- ``workflow_finished``: status, total_cost, total_tokens, duration
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+__all__ = ["Event", "EventType", "Sink"]
+
+
+class EventType(str, Enum):
+    WORKFLOW_STARTED = "workflow_started"
+    AGENT_STARTED = "agent_started"
+    AGENT_RATE_LIMITED = "agent_rate_limited"
+    AGENT_RETRYING = "agent_retrying"
+    LLM_CALL = "llm_call"
+    TOOL_CALL = "tool_call"
+    AGENT_BUDGET_REFUSED = "agent_budget_refused"
+    AGENT_FINISHED = "agent_finished"
+    WORKFLOW_FINISHED = "workflow_finished"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something that happened in a run, stamped with wall-clock time (epoch seconds)."""
+
+    type: EventType
+    workflow_id: str | None = None
+    agent: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    timestamp: float = field(default_factory=time.time)
+    workflow_name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "timestamp": self.timestamp,
+            "type": self.type.value,
+            "workflow_id": self.workflow_id,
+            "workflow": self.workflow_name,
+            "agent": self.agent,
+            "data": self.data,
+        }
+
+
+Sink = Callable[[Event], None]

@@ -1,0 +1,1 @@
+"""LLM providers: the base interface, OpenAI, Anthropic and the offline simulator."""
