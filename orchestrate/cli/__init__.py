@@ -2,7 +2,7 @@
 
 Only the CLI turns errors into exit codes. Exit codes (stable, documented in the README):
 0 success, 1 run failed, 2 invalid input (YAML, flags, inputs, missing key),
-3 run partially completed, 4 budget refused some agents, 130 interrupted (Ctrl-C),
+3 run partially completed, 130 interrupted (Ctrl-C),
 143 terminated (SIGTERM).
 """
 
@@ -44,9 +44,21 @@ def _root(
 
 def _register() -> None:
     # Each module defines one function named like its command.
-    from orchestrate.cli import validate as _validate
+    import importlib
 
-    app.command("validate")(_validate.validate)
+    for command, module, func in _COMMANDS:
+        mod = importlib.import_module(f"orchestrate.cli.{module}")
+        app.command(command)(getattr(mod, func))
+
+
+_COMMANDS = (
+    ("run", "run", "run"),
+    ("validate", "validate", "validate"),
+    ("plan", "plan", "plan"),
+    ("cost-report", "cost_report", "cost_report"),
+    ("graph", "graph", "graph"),
+    ("schema", "schema_cmd", "schema"),
+)
 
 
 _register()

@@ -1,0 +1,224 @@
+"""Benchmarks: how much the engine adds to the calls it schedules.
+
+Every workload runs in a fresh Python process (so peak memory is its own),
+with the simulated provider, monitoring and cost tracking on, no live table.
+Each line prints the measured wall time, the ideal, their ratio, the engine's
+own time per agent and the process's peak RSS.
+
+    python benchmarks/run.py            # everything (about a minute)
+    python benchmarks/run.py --quick    # skip the 100,000-agent run
+    python benchmarks/run.py W4         # one workload
+
+Ideals: a workload at 0 latency has an ideal of 0 s, so its figure is the
+overhead per agent; with latency, the ideal is the makespan of a perfect
+scheduler with zero overhead (W1: agents / parallel x latency; W2: layers x
+latency; W4: max(critical path, total work / parallel)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from orchestrate import (  # noqa: E402
+    Agent,
+    EngineConfig,
+    OrchestrationEngine,
+    RateLimitConfig,
+    SimulatedClient,
+    Workflow,
+)
+
+MODEL = "gpt-4o-mini"
+
+
+def _agent(name: str, deps: list[str], latency: float = 0.0) -> Agent:
+    llm: dict[str, Any] = {"model": MODEL, "max_tokens": 64}
+    if latency:
+        llm["latency"] = latency
+    return Agent(name=name, module="General", description="", llm_config=llm,
+                 prompt_template=f"Task {name}", dependencies=deps)
+
+
+def wide(n: int, latency: float = 0.0, parallel: int | None = None) -> tuple[list[Agent], int, float]:
+    parallel = parallel or n
+    ideal = (-(-n // parallel)) * latency
+    return [_agent(f"a{i}", [], latency) for i in range(n)], parallel, ideal
+
+
+def layered(layers: int = 20, width: int = 50, latency: float = 0.02) -> tuple[list[Agent], int, float]:
+    agents: list[Agent] = []
+    previous: list[str] = []
+    for layer in range(layers):
+        names = [f"l{layer}_{i}" for i in range(width)]
+        agents.extend(_agent(name, list(previous), latency) for name in names)
+        previous = names
+    return agents, layers * width, layers * latency
+
+
+def chain(n: int = 500) -> tuple[list[Agent], int, float]:
+    return [_agent(f"c{i}", [f"c{i - 1}"] if i else []) for i in range(n)], 1, 0.0
+
+
+def random_dag(n: int = 2000, parallel: int = 100, seed: int = 42) -> tuple[list[Agent], int, float]:
+    rng = random.Random(seed)
+    agents: list[Agent] = []
+    finish: list[float] = []
+    total = 0.0
+    for i in range(n):
+        deps = sorted(rng.sample(range(i), min(i, rng.randint(0, 3))))
+        latency = rng.uniform(0.005, 0.050)
+        total += latency
+        finish.append(max((finish[d] for d in deps), default=0.0) + latency)
+        agents.append(_agent(f"r{i}", [f"r{d}" for d in deps], latency))
+    return agents, parallel, max(max(finish), total / parallel)
+
+
+def workload(name: str, size: int | None) -> tuple[list[Agent], int, float, EngineConfig]:
+    plain = EngineConfig(rate_limit_config=None)
+    if name == "W1-overhead":
+        return (*wide(size or 1000), plain)
+    if name == "W1-latency":
+        return (*wide(size or 1000, 0.05, 50), plain)
+    if name == "W2":
+        return (*layered(), plain)
+    if name == "W3":
+        return (*chain(size or 500), plain)
+    if name == "W4":
+        return (*random_dag(), plain)
+    if name == "W5":
+        return (*wide(size or 10_000), plain)
+    if name == "W6":
+        agents, _, _ = wide(size or 600)
+        limits = RateLimitConfig(requests_per_minute=6000, requests_per_hour=10**7,
+                                 requests_per_day=10**8, tokens_per_minute=10**9,
+                                 concurrent_requests=1000)
+        return agents, len(agents), len(agents) / 6000 * 60, EngineConfig(rate_limit_config=limits)
+    raise SystemExit(f"unknown workload {name!r}")
+
+
+def measure(name: str, size: int | None) -> dict[str, Any]:
+    agents, parallel, ideal, config = workload(name, size)
+    workflow = Workflow(name=name, description="benchmark", agents=agents, max_parallel_agents=parallel,
+                        cost_budget=1e9, timeout=3600.0)
+    engine = OrchestrationEngine(SimulatedClient(), config)
+    grants: list[float] = []
+    if name == "W6":
+        engine.add_sink(lambda e: grants.append(e.timestamp) if e.type.value == "llm_call" else None)
+
+    async def go() -> Any:
+        wf_id = await engine.register_workflow(workflow)
+        start = time.perf_counter()
+        result = await engine.execute_workflow(wf_id)
+        return result, time.perf_counter() - start
+
+    result, wall = asyncio.run(go())
+    assert result.status.value == "completed", result.status
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    row = {"workload": name, "agents": len(agents), "wall_s": wall, "ideal_s": ideal,
+           "ratio": wall / ideal if ideal else None,
+           "overhead_us_per_agent": max(0.0, wall - ideal) / len(agents) * 1e6,
+           "peak_mb": peak_mb}
+    if name == "W6":
+        grants.sort()
+        rate = len(grants) / (grants[-1] - grants[0]) * 60 if len(grants) > 1 else 0.0
+        worst = _max_in_window(grants, 60.0)
+        per_second = _max_in_window(grants, 1.0)
+        row.update(achieved_rpm=rate, limit_rpm=6000, max_in_any_60s=worst, max_in_any_1s=per_second)
+    return row
+
+
+def _max_in_window(times: list[float], width: float) -> int:
+    best, lo = 0, 0
+    for hi, t in enumerate(times):
+        while times[lo] <= t - width:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+def startup() -> list[dict[str, Any]]:
+    rows = []
+    exe = [sys.executable, "-m", "orchestrate"]
+    rows.append({"workload": "start-up: --help", **_time_command([*exe, "--help"], ideal=0.3)})
+    big = ROOT / "benchmarks" / ".validate-1000.yaml"
+    lines = ["name: big", "description: 1000 agents", "agents:"]
+    for i in range(1000):
+        deps = f"[a{i - 1}]" if i % 10 else "[]"
+        lines.append(f"  - name: a{i}\n    module: Finance\n    description: d\n"
+                     f"    llm_config: {{model: {MODEL}}}\n    prompt_template: task {i}\n    dependencies: {deps}")
+    big.write_text("\n".join(lines) + "\n")
+    try:
+        rows.append({"workload": "start-up: validate 1,000 agents",
+                     **_time_command([*exe, "validate", str(big)], ideal=1.0)})
+    finally:
+        big.unlink()
+    return rows
+
+
+def _time_command(command: list[str], ideal: float, repeat: int = 5) -> dict[str, Any]:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    best = min(times)
+    return {"wall_s": best, "ideal_s": ideal, "ratio": best / ideal, "agents": None,
+            "overhead_us_per_agent": None, "peak_mb": None}
+
+
+PLAN = [("W1-overhead", None), ("W1-latency", None), ("W2", None), ("W3", None), ("W4", None),
+        ("W5", 1_000), ("W5", 10_000), ("W5", 100_000), ("W6", None)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("only", nargs="*", help="workload names to run (default: all)")
+    parser.add_argument("--quick", action="store_true", help="skip the 100,000-agent run")
+    parser.add_argument("--one", nargs=2, metavar=("NAME", "SIZE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        size = int(args.one[1]) or None
+        print(json.dumps(measure(args.one[0], size)))
+        return
+    rows = []
+    for name, size in PLAN:
+        if args.only and name not in args.only and name.split("-")[0] not in args.only:
+            continue
+        if args.quick and size == 100_000:
+            continue
+        out = subprocess.run([sys.executable, __file__, "--one", name, str(size or 0)],
+                             check=True, capture_output=True, text=True).stdout
+        rows.append(json.loads(out))
+        _print_row(rows[-1])
+    if not args.only or "start-up" in args.only:
+        for row in startup():
+            _print_row(row)
+
+
+def _print_row(row: dict[str, Any]) -> None:
+    def fmt(value: Any, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
+    line = (f"{row['workload']:<32} agents={fmt(row['agents'], '>7')}  wall={row['wall_s']:8.3f}s  "
+            f"ideal={row['ideal_s']:6.3f}s  ratio={fmt(row['ratio'], '6.3f')}  "
+            f"engine={fmt(row['overhead_us_per_agent'], '6.1f')}us/agent  peak={fmt(row['peak_mb'], '6.1f')}MB")
+    if "achieved_rpm" in row:
+        line += (f"  achieved={row['achieved_rpm']:.0f}/min of {row['limit_rpm']} "
+                 f"(max {row['max_in_any_60s']} in any 60s, {row['max_in_any_1s']} in any 1s)")
+    print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()

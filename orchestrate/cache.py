@@ -1,0 +1,123 @@
+"""A response cache on disk (`orchestrate run --cache DIR`).
+
+A request is identified by everything that decides its answer: provider,
+base URL, model, messages, temperature, max_tokens, tools and options. Identical
+requests are answered from ``DIR/<2 hex>/<digest>.json`` without calling the
+provider, and the answer is marked ``cached`` so the engine prices it at 0.
+Only whole answers are stored: errors raise before anything is written, and
+an answer cut off at max_tokens (finish_reason "length") is never kept.
+Entries are written atomically, so concurrent runs may share a folder.
+
+Reuse is decided request by request, so a failure early in a run does not
+make any later agent call again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from orchestrate.fsutil import atomic_write_text
+from orchestrate.llm.base import LLMClient, LLMResponse, ToolCall
+
+__all__ = ["CachingClient", "CachingClients"]
+
+_NOT_STORED_FINISH = {"length", "max_tokens", "error"}
+
+
+class CachingClient(LLMClient):
+    """Wraps a client; answers repeated requests from the cache folder."""
+
+    def __init__(self, inner: LLMClient, folder: Path, *, namespace: str = "") -> None:
+        self.inner = inner
+        self.folder = folder
+        self.namespace = namespace
+        self.provider = inner.provider
+        self.hits = 0
+        self.misses = 0
+
+    def _path(self, request: dict[str, Any]) -> Path:
+        blob = json.dumps(request, sort_keys=True, default=_plain, ensure_ascii=False)
+        digest = hashlib.sha256(f"{self.provider}\x00{self.namespace}\x00{blob}".encode()).hexdigest()
+        return self.folder / digest[:2] / f"{digest}.json"
+
+    async def complete(self, prompt: str, model: str, temperature: float = 0.7,
+                       max_tokens: int = 1000, tools: list[dict[str, Any]] | None = None,
+                       **kwargs: Any) -> LLMResponse:
+        request = {"kind": "complete", "prompt": prompt, "model": model, "temperature": temperature,
+                   "max_tokens": max_tokens, "tools": tools, "options": _options(kwargs)}
+        return await self._through(request, lambda: self.inner.complete(
+            prompt, model, temperature, max_tokens, tools, **kwargs))
+
+    async def complete_with_tools(self, messages: list[dict[str, Any]], model: str,
+                                  tools: list[dict[str, Any]], temperature: float = 0.7,
+                                  max_tokens: int = 1000, **kwargs: Any) -> LLMResponse:
+        request = {"kind": "messages", "messages": messages, "model": model, "tools": tools,
+                   "temperature": temperature, "max_tokens": max_tokens, "options": _options(kwargs)}
+        return await self._through(request, lambda: self.inner.complete_with_tools(
+            messages, model, tools, temperature, max_tokens, **kwargs))
+
+    async def _through(self, request: dict[str, Any], call: Any) -> LLMResponse:
+        path = self._path(request)
+        stored = _read(path)
+        if stored is not None:
+            self.hits += 1
+            return stored
+        self.misses += 1
+        response: LLMResponse = await call()
+        if response.finish_reason not in _NOT_STORED_FINISH:
+            data = asdict(response)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, json.dumps(data, default=_plain))
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class CachingClients:
+    """A client source whose every client answers through one cache folder."""
+
+    def __init__(self, folder: Path, inner: Any) -> None:
+        self.folder = Path(folder)
+        self.inner = inner
+        self._wrapped: dict[int, CachingClient] = {}
+
+    def get(self, llm_config: dict[str, Any]) -> LLMClient:
+        client = self.inner.get(llm_config)
+        wrapped = self._wrapped.get(id(client))
+        if wrapped is None:
+            wrapped = CachingClient(client, self.folder, namespace=str(llm_config.get("base_url") or ""))
+            self._wrapped[id(client)] = wrapped
+        return wrapped
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def _options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    # Simulation knobs change latency and failures, never a successful answer.
+    return {k: v for k, v in kwargs.items() if k not in ("latency", "failure_rate")}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, ToolCall):
+        return value.to_dict()
+    return str(value)
+
+
+def _read(path: Path) -> LLMResponse | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # absent, or unreadable: ask the provider again
+    calls = data.get("tool_calls")
+    data["tool_calls"] = [ToolCall(**c) for c in calls] if calls else None
+    data["metadata"] = {**(data.get("metadata") or {}), "cached": True}
+    try:
+        return LLMResponse(**data)
+    except TypeError:
+        return None

@@ -1,0 +1,108 @@
+"""Artefacts for CI: JUnit XML (a test case per agent) and a Markdown summary with a Mermaid graph.
+
+Both are built from result.json documents, so they can also be made after
+the fact from an archived run folder. Files are written atomically.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+from orchestrate.fsutil import atomic_write_text
+
+__all__ = ["junit_xml", "mermaid", "summary_markdown", "write_junit", "write_summary"]
+
+_FAILED = ("failed", "budget_exceeded")
+_SKIPPED = ("cancelled", "pending")
+_CLASS = {"completed": "done", "failed": "failed", "budget_exceeded": "failed",
+          "cancelled": "skipped", "pending": "skipped", "running": "skipped"}
+
+
+def junit_xml(documents: list[dict[str, Any]]) -> str:
+    """JUnit XML: a testsuite per workflow, a testcase per agent."""
+    suites = ET.Element("testsuites", name="orchestrate")
+    totals = {"tests": 0, "failures": 0, "skipped": 0}
+    for doc in documents:
+        agents = doc["agents"]
+        failures = sum(1 for a in agents if a["status"] in _FAILED)
+        skipped = sum(1 for a in agents if a["status"] in _SKIPPED)
+        suite = ET.SubElement(suites, "testsuite", name=doc["name"], tests=str(len(agents)),
+                              failures=str(failures), errors="0", skipped=str(skipped),
+                              time=f"{doc.get('duration_seconds') or 0:.3f}",
+                              timestamp=str(doc.get("started_at") or ""))
+        totals["tests"] += len(agents)
+        totals["failures"] += failures
+        totals["skipped"] += skipped
+        for agent in agents:
+            case = ET.SubElement(suite, "testcase", classname=f"{doc['name']}.{agent['module']}",
+                                 name=agent["name"], time=f"{agent.get('execution_time') or 0:.3f}")
+            status, error = agent["status"], agent.get("error") or agent["status"]
+            if status in _FAILED:
+                node = ET.SubElement(case, "failure", message=error, type=status)
+                node.text = error
+            elif status in _SKIPPED:
+                ET.SubElement(case, "skipped", message=error)
+            ET.SubElement(case, "system-out").text = (
+                f"model={agent.get('model')} provider={agent.get('provider')} "
+                f"tokens={agent.get('tokens_used', 0)} cost={agent.get('cost', 0):.6f} "
+                f"retries={agent.get('retry_count', 0)}")
+    for key, value in totals.items():
+        suites.set(key, str(value))
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+def _node_id(name: str) -> str:
+    return "n_" + re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
+def mermaid(doc: dict[str, Any]) -> str:
+    """The workflow as a Mermaid flowchart, nodes coloured by status."""
+    lines = ["flowchart LR",
+             "  classDef done fill:#d4edda,stroke:#28a745,color:#155724",
+             "  classDef failed fill:#f8d7da,stroke:#dc3545,color:#721c24",
+             "  classDef skipped fill:#e2e3e5,stroke:#6c757d,color:#383d41"]
+    for agent in doc["agents"]:
+        label = f"{agent['name']}<br/>{agent['module']} · {agent['status']}"
+        lines.append(f'  {_node_id(agent["name"])}["{label}"]:::{_CLASS.get(agent["status"], "skipped")}')
+    for agent in doc["agents"]:
+        for dep in agent.get("dependencies", []):
+            lines.append(f"  {_node_id(dep)} --> {_node_id(agent['name'])}")
+    return "\n".join(lines)
+
+
+def summary_markdown(documents: list[dict[str, Any]]) -> str:
+    """A Markdown summary of each run: status, cost, a table of agents and the graph."""
+    out: list[str] = []
+    for doc in documents:
+        agents = doc["agents"]
+        done = sum(1 for a in agents if a["status"] == "completed")
+        sim = " (simulated)" if doc.get("simulated") else ""
+        out += [f"## {doc['name']}: {doc['status']}{sim}", "",
+                f"{done}/{len(agents)} agents completed · cost ${doc['total_cost']:.4f} of "
+                f"${doc['cost_budget']:.2f} · {doc['total_tokens']} tokens · {doc['retries']} retries · "
+                f"{doc.get('duration_seconds') or 0:.2f}s", "",
+                "| agent | module | status | model | tokens | cost | error |",
+                "|---|---|---|---|---:|---:|---|"]
+        for a in agents:
+            error = (a.get("error") or "").replace("|", "\\|").replace("\n", " ")
+            out.append(f"| {a['name']} | {a['module']} | {a['status']} | {a.get('model') or ''} | "
+                       f"{a.get('tokens_used', 0)} | ${a.get('cost', 0):.4f} | {error} |")
+        out += ["", "```mermaid", mermaid(doc), "```", ""]
+    return "\n".join(out)
+
+
+def write_junit(path: Path, documents: list[dict[str, Any]]) -> None:
+    atomic_write_text(Path(path), junit_xml(documents))
+
+
+def write_summary(path: Path, documents: list[dict[str, Any]]) -> None:
+    """Write the summary; appends when `path` is $GITHUB_STEP_SUMMARY-like (already exists)."""
+    path = Path(path)
+    text = summary_markdown(documents)
+    if path.exists() and path.stat().st_size > 0:
+        text = path.read_text(encoding="utf-8") + "\n" + text
+    atomic_write_text(path, text)

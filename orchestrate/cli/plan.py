@@ -1,0 +1,64 @@
+"""`orchestrate plan` (and `run --dry-run`): what a run will do and cost, before it spends."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+__all__ = ["plan", "print_plans"]
+
+
+def plan(
+    files: Annotated[list[Path], typer.Argument(help="Workflow files to plan.", show_default=False)],
+    input_pairs: Annotated[Optional[list[str]], typer.Option("--input", "-i", help="An input value, KEY=VALUE (repeatable).")] = None,
+    inputs_file: Annotated[Optional[Path], typer.Option("--inputs", help="A JSON file of input values.")] = None,
+    max_parallel: Annotated[Optional[int], typer.Option("--max-parallel", min=1, help="Override max_parallel_agents.")] = None,
+    budget: Annotated[Optional[float], typer.Option("--budget", min=0.0, help="Override cost_budget (USD).")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the plan as JSON on stdout.")] = False,
+) -> None:
+    """Print the execution order, the critical path and the cost bounds of a run; call nothing."""
+    from orchestrate.cli.run import parse_inputs
+
+    print_plans(files, parse_inputs(input_pairs or [], inputs_file), max_parallel=max_parallel,
+                budget=budget, as_json=json_output)
+
+
+def print_plans(files: list[Path], inputs: dict[str, Any], *, max_parallel: int | None,
+                budget: float | None, as_json: bool) -> None:
+    from orchestrate.costs import CostConfig, CostTracker
+    from orchestrate.loader import load_workflow
+    from orchestrate.planning import plan_workflow
+
+    plans = []
+    for path in files:
+        workflow = load_workflow(path, inputs=inputs)
+        if max_parallel is not None:
+            workflow.max_parallel_agents = max_parallel
+        if budget is not None:
+            workflow.cost_budget = budget
+        plans.append(plan_workflow(workflow, CostTracker(CostConfig())))
+    if as_json:
+        payload = [p.to_dict() for p in plans]
+        sys.stdout.write(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2) + "\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    for p in plans:
+        table = Table(title=f"{p.workflow}: plan", title_justify="left")
+        for column in ("#", "agent", "module", "model", "starts at", "max calls", "min $", "max $"):
+            table.add_column(column, justify="right" if column in ("#", "starts at", "max calls", "min $", "max $") else "left")
+        for i, a in enumerate(p.agents, 1):
+            table.add_row(str(i), a.name, a.module, a.model, f"{a.start:.1f}s", str(a.max_calls),
+                          f"{a.min_cost:.4f}", f"{a.max_cost:.4f}")
+        console.print(table)
+        console.print(f"critical path: {' -> '.join(p.critical_path)}")
+        console.print(f"estimated time: {p.estimated_seconds:.1f}s (at ~100 output tokens/s)")
+        ceiling = " (the budget binds)" if p.budget_binds else ""
+        console.print(f"cost: at least ${p.min_cost:.4f} if it completes, at most ${p.max_cost:.4f}"
+                      f"{ceiling}; budget ${p.budget:.2f}\n")

@@ -1,0 +1,84 @@
+"""`orchestrate run`: execute workflows and write their run folders."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from orchestrate.cli.common import fail, is_interactive
+
+__all__ = ["parse_inputs", "run"]
+
+EXIT_COMPLETED, EXIT_FAILED, EXIT_PARTIAL = 0, 1, 3
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+
+
+def parse_inputs(pairs: list[str], inputs_file: Path | None) -> dict[str, Any]:
+    """Inputs from `--inputs FILE.json` overlaid with `--input KEY=VALUE` pairs (strings)."""
+    values: dict[str, Any] = {}
+    if inputs_file is not None:
+        try:
+            loaded = json.loads(inputs_file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            fail(f"{inputs_file}: cannot read inputs file: {exc.strerror or exc}")
+        except ValueError as exc:
+            fail(f"{inputs_file}: not valid JSON: {exc}")
+        if not isinstance(loaded, dict):
+            fail(f"{inputs_file}: inputs file must hold a JSON object of input names to values")
+        values.update(loaded)
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            fail(f"--input {pair!r}: expected KEY=VALUE")
+        values[key.strip()] = value
+    return values
+
+
+def run(
+    files: Annotated[list[Path], typer.Argument(help="Workflow files to run (side by side).",
+                                                show_default=False)],
+    simulate: Annotated[bool, typer.Option("--simulate", help="Answer every call offline with the simulated provider.")] = False,
+    input_pairs: Annotated[Optional[list[str]], typer.Option("--input", "-i", help="An input value, KEY=VALUE (repeatable).")] = None,
+    inputs_file: Annotated[Optional[Path], typer.Option("--inputs", help="A JSON file of input values.")] = None,
+    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where run folders are created.")] = Path("runs"),
+    max_parallel: Annotated[Optional[int], typer.Option("--max-parallel", min=1, help="Override max_parallel_agents.")] = None,
+    budget: Annotated[Optional[float], typer.Option("--budget", min=0.0, help="Override cost_budget (USD).")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="A run folder to resume: completed agents are not called again.")] = None,
+    cache: Annotated[Optional[Path], typer.Option("--cache", help="Answer identical requests from this response cache folder.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and cost bounds; call nothing.")] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="Plain log lines instead of the live table.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the final summary as JSON on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
+    junit: Annotated[Optional[Path], typer.Option("--junit", help="Write a JUnit XML report here.")] = None,
+    summary: Annotated[Optional[Path], typer.Option("--summary", help="Write a Markdown summary (with a Mermaid graph) here.")] = None,
+    sim_latency: Annotated[float, typer.Option("--sim-latency", min=0.0, help="Simulated seconds per call.")] = 0.0,
+    sim_failure_rate: Annotated[float, typer.Option("--sim-failure-rate", min=0.0, max=1.0, help="Share of simulated calls that fail (retriable).")] = 0.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the simulated provider.")] = 0,
+) -> None:
+    """Run workflows and write result.json, cost.json and events.jsonl for each.
+
+    Exit codes: 0 completed, 1 failed, 2 invalid input, 3 partially completed,
+    130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
+    """
+    from orchestrate.cli.run_session import RunOptions, RunSession
+
+    if resume is not None and len(files) != 1:
+        fail("--resume takes exactly one workflow file")
+    values = parse_inputs(input_pairs or [], inputs_file)
+    if dry_run:
+        from orchestrate.cli.plan import print_plans
+
+        print_plans(files, values, max_parallel=max_parallel, budget=budget, as_json=json_output)
+        return
+    options = RunOptions(
+        simulate=simulate, inputs=values, output_dir=output_dir, max_parallel=max_parallel,
+        budget=budget, resume=resume, cache=cache,
+        live=is_interactive(sys.stderr) and not no_progress and not quiet,
+        quiet=quiet, json_output=json_output, junit=junit, summary=summary,
+        sim_latency=sim_latency, sim_failure_rate=sim_failure_rate, seed=seed)
+    code = RunSession(files, options).execute()
+    raise typer.Exit(code)

@@ -1,0 +1,219 @@
+"""One `orchestrate run`: load, wire the engine to its sinks, run under signals, report.
+
+Kept apart from the Typer command so that the command module stays cheap to
+import (`orchestrate --help` loads no engine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrate.cli.common import print_error
+from orchestrate.engine import EngineConfig, OrchestrationEngine
+from orchestrate.eventlog import EventLog
+from orchestrate.llm.simulated import SimulatedClient
+from orchestrate.loader import load_workflow
+from orchestrate.models import Workflow, WorkflowStatus
+from orchestrate.reports import RunRecorder, new_run_dir
+
+__all__ = ["RunOptions", "RunSession"]
+
+_EXIT_BY_STATUS = {
+    WorkflowStatus.COMPLETED: 0,
+    WorkflowStatus.FAILED: 1,
+    WorkflowStatus.PARTIALLY_COMPLETED: 3,
+    WorkflowStatus.CANCELLED: 1,
+}
+_EXIT_BY_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+@dataclass
+class RunOptions:
+    simulate: bool = False
+    inputs: dict[str, Any] = field(default_factory=dict)
+    output_dir: Path = Path("runs")
+    max_parallel: int | None = None
+    budget: float | None = None
+    resume: Path | None = None
+    cache: Path | None = None
+    live: bool = False
+    quiet: bool = False
+    json_output: bool = False
+    junit: Path | None = None
+    summary: Path | None = None
+    sim_latency: float = 0.0
+    sim_failure_rate: float = 0.0
+    seed: int = 0
+
+
+class RunSession:
+    """Everything one invocation of `orchestrate run` does, in order."""
+
+    def __init__(self, files: list[Path], options: RunOptions) -> None:
+        self.files = files
+        self.options = options
+        self.signal_received: int | None = None
+        self.recorders: list[RunRecorder] = []
+
+    def execute(self) -> int:
+        """Run every workflow; returns the exit code."""
+        opts = self.options
+        workflows = [self._load(path) for path in self.files]
+        reuse: dict[str, Any] = {}
+        if opts.resume is not None:
+            from orchestrate.resume import plan_resume
+
+            reuse = plan_resume(opts.resume, workflows[0])
+        engine = self._engine(workflows)
+        asyncio.run(self._run(engine, workflows, reuse))
+        documents = [recorder.flush() for recorder in self.recorders]
+        self._write_artefacts(documents)
+        self._print_summary(documents)
+        if self.signal_received is not None:
+            return _EXIT_BY_SIGNAL.get(self.signal_received, 130)
+        return max(_EXIT_BY_STATUS.get(wf.status, 1) for wf in workflows) if workflows else 0
+
+    def _load(self, path: Path) -> Workflow:
+        workflow = load_workflow(path, inputs=self.options.inputs)
+        if self.options.max_parallel is not None:
+            workflow.max_parallel_agents = self.options.max_parallel
+        if self.options.budget is not None:
+            workflow.cost_budget = self.options.budget
+        return workflow
+
+    def _engine(self, workflows: list[Workflow]) -> OrchestrationEngine:
+        opts = self.options
+        simulated = SimulatedClient(latency=opts.sim_latency, failure_rate=opts.sim_failure_rate,
+                                    seed=opts.seed)
+        from orchestrate.llm.providers import ClientPool
+
+        clients: Any = ClientPool(simulated=simulated, force_simulated=opts.simulate)
+        if not opts.simulate:
+            clients.check_keys([agent.llm_config for wf in workflows for agent in wf.agents])
+        if opts.cache is not None:
+            from orchestrate.cache import CachingClients
+
+            clients = CachingClients(opts.cache, clients)
+        return OrchestrationEngine(None, EngineConfig(), clients=clients)
+
+    async def _run(self, engine: OrchestrationEngine, workflows: list[Workflow],
+                   reuse: dict[str, Any]) -> None:
+        opts = self.options
+        display = self._display(engine)
+        logs: list[EventLog] = []
+        try:
+            for workflow in workflows:
+                await engine.register_workflow(workflow)
+                run_dir = new_run_dir(opts.output_dir, workflow.name)
+                log = EventLog(run_dir / "events.jsonl")
+                logs.append(log)
+                engine.add_sink(_only(workflow.id, log))
+                recorder = RunRecorder(run_dir, workflow, engine.cost_tracker,
+                                       simulated=opts.simulate,
+                                       extra={"resumed_from": str(opts.resume) if opts.resume else None,
+                                              "reused_agents": sorted(reuse)})
+                self.recorders.append(recorder)
+                engine.add_sink(recorder)
+            self._install_signals(engine)
+            if display is not None and hasattr(display, "start"):
+                display.start()
+            try:
+                await asyncio.gather(*(engine.execute_workflow(wf.id, reuse=reuse or None)
+                                       for wf in workflows))
+            finally:
+                if display is not None and hasattr(display, "stop"):
+                    display.stop()
+        finally:
+            self._remove_signals()
+            await engine.shutdown()
+            for log in logs:
+                log.close()
+
+    def _display(self, engine: OrchestrationEngine) -> Any:
+        opts = self.options
+        if opts.live:
+            from rich.console import Console
+
+            from orchestrate.progress import LiveTable
+
+            display: Any = LiveTable(Console(file=sys.stderr))
+        else:
+            from orchestrate.progress import PlainLog
+
+            if opts.quiet:
+                display = PlainLog(sys.stderr, quiet=True)
+            else:
+                display = PlainLog(sys.stderr)
+        engine.add_sink(display)
+        return display
+
+    def _install_signals(self, engine: OrchestrationEngine) -> None:
+        loop = asyncio.get_running_loop()
+
+        def on_signal(signum: int) -> None:
+            if self.signal_received is not None:
+                # Second signal: the reports on disk are whole (atomic writes); leave now.
+                os._exit(_EXIT_BY_SIGNAL.get(signum, 130))
+            self.signal_received = signum
+            print_error(f"received {signal.Signals(signum).name}: cancelling in-flight calls "
+                        "and writing reports (press Ctrl-C again to exit at once)")
+            loop.create_task(engine.stop(f"interrupted by {signal.Signals(signum).name}"))
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, on_signal, signum)
+
+    def _remove_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+    def _write_artefacts(self, documents: list[dict[str, Any]]) -> None:
+        opts = self.options
+        if opts.junit is None and opts.summary is None:
+            return
+        from orchestrate.ci_reports import write_junit, write_summary
+
+        if opts.junit is not None:
+            write_junit(opts.junit, documents)
+        if opts.summary is not None:
+            write_summary(opts.summary, documents)
+
+    def _print_summary(self, documents: list[dict[str, Any]]) -> None:
+        opts = self.options
+        if opts.json_output:
+            payload = [{
+                "name": d["name"], "status": d["status"], "run_dir": str(r.run_dir),
+                "total_cost": d["total_cost"], "total_tokens": d["total_tokens"],
+                "retries": d["retries"], "duration_seconds": d["duration_seconds"],
+                "simulated": d["simulated"],
+                "agents": {a["name"]: a["status"] for a in d["agents"]},
+            } for d, r in zip(documents, self.recorders)]
+            sys.stdout.write(json.dumps(payload if len(payload) != 1 else payload[0], indent=2) + "\n")
+            return
+        if opts.quiet:
+            for d in documents:
+                for a in d["agents"]:
+                    if a["status"] not in ("completed",) and a["error"]:
+                        print_error(f"{d['name']}/{a['name']}: {a['status']}: {a['error']}")
+            return
+        for d, recorder in zip(documents, self.recorders):
+            done = sum(1 for a in d["agents"] if a["status"] == "completed")
+            label = " (simulated)" if d["simulated"] else ""
+            sys.stdout.write(
+                f"{d['name']}: {d['status']}{label} - {done}/{len(d['agents'])} agents, "
+                f"${d['total_cost']:.4f}, {d['total_tokens']} tokens, {d['retries']} retries, "
+                f"{(d['duration_seconds'] or 0):.2f}s -> {recorder.run_dir}\n")
+
+
+def _only(workflow_id: str, sink: Any) -> Any:
+    def forward(event: Any) -> None:
+        if event.workflow_id == workflow_id:
+            sink(event)
+    return forward

@@ -1,0 +1,13 @@
+"""`orchestrate schema`: print the JSON Schema of workflow files (for editors and CI)."""
+
+from __future__ import annotations
+
+import sys
+
+
+def schema() -> None:
+    """Print the workflow JSON Schema (2020-12) that `validate` checks against."""
+    from orchestrate.schema import workflow_schema_text
+
+    text = workflow_schema_text()
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")

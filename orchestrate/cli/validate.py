@@ -1,0 +1,56 @@
+"""`orchestrate validate`: every problem of every workflow file, each at its line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrate.cli.common import FormatOption, fail
+
+__all__ = ["validate"]
+
+
+def validate(
+    paths: Annotated[list[Path], typer.Argument(help="Workflow files or folders (searched for *.yaml, *.yml).",
+                                                show_default=False)],
+    fmt: FormatOption = "text",
+) -> None:
+    """Check workflow files against the schema and the semantic rules.
+
+    Prints FILE:LINE:COL: message for each problem. Exit 0 when every file is
+    valid, 2 otherwise. --format json prints {"valid", "files": [...]} on stdout.
+    """
+    from orchestrate.loader import find_workflow_files, validate_file
+
+    if fmt not in ("text", "json"):
+        fail(f"--format {fmt!r}: choose text or json")
+    files = find_workflow_files(paths)
+    if not files:
+        fail("no workflow files (*.yaml, *.yml) found in " + ", ".join(str(p) for p in paths))
+    report = []
+    for file in files:
+        problems = validate_file(file)
+        report.append((file, problems))
+    bad = sum(1 for _, problems in report if problems)
+    if fmt == "json":
+        payload = {"valid": bad == 0, "files": [
+            {"file": str(file), "valid": not problems, "problems": [p.to_dict() for p in problems]}
+            for file, problems in report]}
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+    else:
+        for file, problems in report:
+            if problems:
+                for problem in problems:
+                    sys.stderr.write(f"{problem}\n")
+            else:
+                sys.stdout.write(f"{file}: ok\n")
+        count = sum(len(problems) for _, problems in report)
+        if bad:
+            sys.stderr.write(f"{count} problem(s) in {bad} of {len(report)} file(s)\n")
+        else:
+            sys.stdout.write(f"{len(report)} file(s) valid\n")
+    raise typer.Exit(2 if bad else 0)

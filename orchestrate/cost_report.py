@@ -1,0 +1,197 @@
+"""cost.json, and `orchestrate cost-report`: spend summed over runs, grouped any way.
+
+`build_cost_document` makes a run's cost.json from the tracker's records;
+`collect` reads cost.json files back (from run folders, the files themselves,
+or folders of run folders), `aggregate` groups their calls by any of
+`GROUP_KEYS`, and `render` prints the rows as JSON, CSV or Markdown. The CLI
+adds a rich table. No typer or rich here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from orchestrate.errors import UserInputError
+
+if TYPE_CHECKING:
+    from orchestrate.costs import CallRecord, CostTracker
+
+__all__ = ["GROUP_KEYS", "TOKEN_FIELDS", "aggregate", "breakdown", "build_cost_document", "collect",
+           "parse_moment", "render"]
+
+SCHEMA_VERSION = 1
+TOKEN_FIELDS = ("input_tokens", "cached_input_tokens", "cache_creation_input_tokens",
+                "output_tokens", "reasoning_tokens")
+GROUP_KEYS = ("workflow", "agent", "model", "module", "provider", "day")
+
+
+def _totals(rows: Iterable[Any], get: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"cost": 0.0, "calls": 0, **{f: 0 for f in TOKEN_FIELDS}}
+    for row in rows:
+        out["cost"] += get(row, "cost")
+        out["calls"] += 0 if get(row, "reused") else 1
+        for f in TOKEN_FIELDS:
+            out[f] += get(row, f)
+    out["cost"] = round(out["cost"], 10)
+    return out
+
+
+def _attr(row: Any, name: str) -> Any:
+    return getattr(row, name)
+
+
+def breakdown(records: Sequence[CallRecord], key: str) -> dict[str, dict[str, Any]]:
+    """Cost, calls and tokens of `records` grouped by one of their fields."""
+    groups: dict[str, list[CallRecord]] = {}
+    for record in records:
+        groups.setdefault(str(getattr(record, key) or "unknown"), []).append(record)
+    return {name: _totals(rows, _attr) for name, rows in sorted(groups.items())}
+
+
+def build_cost_document(tracker: CostTracker, workflow_id: str, result_doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The cost.json of one run: totals, breakdowns, the prices used and every call."""
+    from orchestrate.costs import price_table
+
+    records = tracker.records(workflow_id)
+    models = sorted({r.model for r in records if r.model})
+    table = price_table()
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "workflow": result_doc.get("name"),
+        "workflow_id": workflow_id,
+        "run_id": result_doc.get("run_id"),
+        "status": result_doc.get("status"),
+        "simulated": bool(result_doc.get("simulated")),
+        "started_at": result_doc.get("started_at"),
+        "completed_at": result_doc.get("completed_at"),
+        "currency": table["currency"],
+        "price_unit": table["unit"],
+        "price_table_date": table["date"],
+        "budget": result_doc.get("cost_budget"),
+        "totals": _totals(records, _attr),
+        "by_agent": breakdown(records, "agent"),
+        "by_model": breakdown(records, "model"),
+        "by_module": breakdown(records, "module"),
+        "by_provider": breakdown(records, "provider"),
+        "prices_used": {m: tracker.price_of(m) for m in models},
+        "calls": [r.to_dict() for r in records],
+    }
+
+
+def parse_moment(text: str, *, end: bool = False) -> datetime:
+    """A --since/--until value: a date (whole day) or an ISO datetime; naive means UTC."""
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            moment = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+            return moment.replace(hour=23, minute=59, second=59, microsecond=999999) if end else moment
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise UserInputError(f"{text!r} is not a date (2026-11-01) or ISO datetime") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _cost_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        found = sorted(path.rglob("cost.json"))
+        if not found:
+            raise UserInputError(f"{path}: no cost.json found in this folder")
+        return found
+    raise UserInputError(f"{path}: no such file or folder")
+
+
+def collect(paths: Sequence[Path]) -> list[dict[str, Any]]:
+    """Every call of every cost.json under `paths`, each tagged with its run's workflow and start."""
+    calls: list[dict[str, Any]] = []
+    for path in paths:
+        for file in _cost_files(path):
+            try:
+                document = json.loads(file.read_text(encoding="utf-8"))
+            except OSError as exc:
+                raise UserInputError(f"{file}: cannot read: {exc.strerror or exc}") from exc
+            except ValueError as exc:
+                raise UserInputError(f"{file}: not valid JSON: {exc}") from exc
+            if not isinstance(document, dict) or not isinstance(document.get("calls"), list):
+                raise UserInputError(f"{file}: not a cost report (no 'calls' list)")
+            for call in document["calls"]:
+                if not isinstance(call, dict) or "cost" not in call:
+                    raise UserInputError(f"{file}: a call without a cost: {str(call)[:80]}")
+                calls.append({**call, "workflow": document.get("workflow") or "unknown",
+                              "run_id": document.get("run_id"), "source": str(file)})
+    return calls
+
+
+def _when(call: Mapping[str, Any]) -> datetime | None:
+    stamp = call.get("timestamp")
+    if not stamp:
+        return None
+    try:
+        return parse_moment(str(stamp))
+    except UserInputError:
+        return None
+
+
+def aggregate(calls: Iterable[Mapping[str, Any]], by: Sequence[str], *, since: datetime | None = None,
+              until: datetime | None = None) -> list[dict[str, Any]]:
+    """Rows of cost, calls and tokens, one per combination of the `by` keys (sorted by them)."""
+    for key in by:
+        if key not in GROUP_KEYS:
+            raise UserInputError(f"cannot group by {key!r}; choose from {', '.join(GROUP_KEYS)}")
+    groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+    for call in calls:
+        moment = _when(call)
+        if (since or until) and moment is None:
+            continue
+        if since is not None and moment is not None and moment < since:
+            continue
+        if until is not None and moment is not None and moment > until:
+            continue
+        key = tuple(_group_value(call, k, moment) for k in by)
+        groups.setdefault(key, []).append(call)
+    rows = []
+    for key, members in sorted(groups.items()):
+        row: dict[str, Any] = dict(zip(by, key))
+        row.update(_totals(members, lambda c, name: c.get(name) or 0))
+        rows.append(row)
+    return rows
+
+
+def _group_value(call: Mapping[str, Any], key: str, moment: datetime | None) -> str:
+    if key == "day":
+        return moment.date().isoformat() if moment is not None else "unknown"
+    return str(call.get(key) or "unknown")
+
+
+def render(rows: Sequence[Mapping[str, Any]], by: Sequence[str], fmt: str) -> str:
+    """Rows as ``json``, ``csv`` or ``markdown``, with a total line for the latter two."""
+    columns = [*by, "calls", "cost", *TOKEN_FIELDS]
+    if fmt == "json":
+        total = _totals(rows, lambda r, name: r.get(name) or 0)
+        total["calls"] = sum(r["calls"] for r in rows)
+        return json.dumps({"group_by": list(by), "rows": list(rows), "total": total}, indent=2) + "\n"
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return buffer.getvalue()
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+        for row in rows:
+            lines.append("| " + " | ".join(_cell(row.get(c)) for c in columns) + " |")
+        return "\n".join(lines) + "\n"
+    raise UserInputError(f"unknown format {fmt!r}; choose table, json, csv or markdown")
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6f}"
+    return str(value)

@@ -1,0 +1,353 @@
+"""Prices, spend and hard budgets.
+
+Prices are USD per 1K tokens, from the dated table in
+``orchestrate/data/prices.json``, extended or overridden by
+`CostConfig.model_costs`, a `CostConfig.price_file` and a workflow's
+``prices``. A dated snapshot name (``gpt-4o-2024-08-06``,
+``claude-sonnet-4-5-20250929``, ``...-latest``) is priced as its family.
+
+Budgets are ceilings, never crossed. Before a call, the engine reserves its
+worst case (`max_cost`); the reservation is refused (`BudgetExceededError`)
+when spent + reserved + worst case would pass the workflow's `cost_budget` or
+the agent's `cost_limit`. After the call the real cost is settled and the rest
+freed. Reserving is synchronous, so no other task can slip in between the
+check and the commit, whatever the concurrency.
+
+The worst case of a call: every UTF-8 byte of its messages and tool specs
+counted as a token (byte-level BPE tokenizers never produce more tokens than
+bytes), plus a fixed overhead per message, priced at the dearest input rate
+(Anthropic's cache writes cost 1.25x input), plus ``max_tokens`` of output
+(reasoning tokens are part of the output budget).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from orchestrate.errors import BudgetExceededError, UserInputError
+
+__all__ = ["CallRecord", "CostConfig", "CostTracker", "Reservation", "find_price", "price_table"]
+
+MESSAGE_OVERHEAD_TOKENS = 8
+REQUEST_OVERHEAD_TOKENS = 16
+SCHEMA_OVERHEAD_TOKENS = 256  # the wrapper around a response schema (names, instructions)
+_EPSILON = 1e-12
+_SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest|preview)$")
+
+
+@lru_cache(maxsize=1)
+def price_table() -> dict[str, Any]:
+    """The built-in price table: ``{"date", "currency", "unit", "models": {name: prices}}``."""
+    text = resources.files("orchestrate").joinpath("data/prices.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def _match(model: str, table: Mapping[str, Mapping[str, float]]) -> str | None:
+    if model in table:
+        return model
+    base = model
+    while True:
+        stripped = _SNAPSHOT.sub("", base)
+        if stripped == base:
+            break
+        base = stripped
+        if base in table:
+            return base
+    # Longest known family that the name starts with, at a "-" boundary.
+    best = None
+    for name in table:
+        if base.startswith(name + "-") and (best is None or len(name) > len(best)):
+            best = name
+    return best
+
+
+def find_price(model: str, overrides: Mapping[str, Mapping[str, float]] | None = None) -> Mapping[str, float] | None:
+    """The prices of `model` (overrides first, then the built-in table), or None if unknown."""
+    if overrides:
+        name = _match(model, overrides)
+        if name is not None:
+            return overrides[name]
+    models = price_table()["models"]
+    name = _match(model, models)
+    return models[name] if name is not None else None
+
+
+@dataclass
+class CostConfig:
+    """Cost tracking configuration.
+
+    Attributes:
+        model_costs: Prices per 1K tokens by model ({"input", "output", and
+            optionally "cached_input", "cache_write"}), over the built-in table.
+        default_input_cost: Input price per 1K tokens of a model with no known price.
+        default_output_cost: Output price per 1K tokens of a model with no known price.
+        price_file: A JSON file of more prices, shaped like the built-in table
+            (``{"models": {...}}``) or a plain ``{model: prices}`` mapping.
+    """
+
+    model_costs: dict[str, dict[str, float]] = field(default_factory=dict)
+    default_input_cost: float = 0.01
+    default_output_cost: float = 0.03
+    price_file: str | None = None
+
+
+@dataclass(slots=True)
+class Reservation:
+    """Money set aside for one call until it is settled or released."""
+
+    workflow_id: str
+    agent_key: str
+    amount: float
+    open: bool = True
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """One priced call (or one carried-over result) as cost.json lists it."""
+
+    timestamp: str
+    workflow_id: str
+    agent_id: str
+    agent: str
+    model: str
+    provider: str
+    module: str
+    input_tokens: int
+    cached_input_tokens: int
+    cache_creation_input_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    cost: float
+    cached: bool = False
+    reused: bool = False
+    metadata: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        row = {name: getattr(self, name) for name in self.__slots__ if name != "metadata"}
+        return row
+
+
+@dataclass(slots=True)
+class _Account:
+    limit: float | None = None
+    spent: float = 0.0
+    reserved: float = 0.0
+
+
+def _load_price_file(path: str) -> dict[str, dict[str, float]]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UserInputError(f"{path}: cannot read price file: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise UserInputError(f"{path}: price file is not valid JSON: {exc}") from exc
+    models = data.get("models", data) if isinstance(data, dict) else None
+    if not isinstance(models, dict) or not all(
+            isinstance(p, dict) and "input" in p and "output" in p for p in models.values()):
+        raise UserInputError(f"{path}: price file must map model names to {{input, output}} per 1K tokens")
+    return models
+
+
+class CostTracker:
+    """Prices calls, records spend by agent, model, module and provider, and guards budgets.
+
+    Args:
+        config: Extra prices and the defaults for unknown models.
+    """
+
+    def __init__(self, config: CostConfig | None = None) -> None:
+        self.config = config or CostConfig()
+        self.prices: dict[str, dict[str, float]] = {}
+        if self.config.price_file:
+            self.prices.update(_load_price_file(self.config.price_file))
+        self.prices.update({k: dict(v) for k, v in self.config.model_costs.items()})
+        self._workflows: dict[str, _Account] = {}
+        self._agents: dict[str, _Account] = {}
+        self._records: dict[str, list[CallRecord]] = {}
+        self.total_cost = 0.0
+        self.total_tokens = 0
+        self.total_calls = 0
+
+    # -- prices ---------------------------------------------------------------------------------
+
+    def add_prices(self, prices: Mapping[str, Mapping[str, float]]) -> None:
+        """Add or override prices (a workflow's ``prices``)."""
+        self.prices.update({k: dict(v) for k, v in prices.items()})
+
+    def price_of(self, model: str, overrides: Mapping[str, Mapping[str, float]] | None = None) -> dict[str, float]:
+        """Input, cached input, cache write and output prices of `model` per 1K tokens."""
+        found = find_price(model, overrides) if overrides else None
+        found = found or find_price(model, self.prices)
+        if found is None:
+            found = {"input": self.config.default_input_cost, "output": self.config.default_output_cost}
+        inp = float(found["input"])
+        return {"input": inp, "output": float(found["output"]),
+                "cached_input": float(found.get("cached_input", inp)),
+                "cache_write": float(found.get("cache_write", inp))}
+
+    def calculate_cost(self, model: str, input_tokens: int, output_tokens: int, *,
+                       cached_input_tokens: int = 0, cache_creation_input_tokens: int = 0) -> float:
+        """Cost in USD of a call; `input_tokens` counts every prompt token, cached ones included.
+
+        Example: ``calculate_cost("gpt-4", 1000, 500)`` is 0.03 + 0.03 = 0.06.
+        """
+        p = self.price_of(model)
+        cached = min(max(cached_input_tokens, 0), input_tokens)
+        written = min(max(cache_creation_input_tokens, 0), input_tokens - cached)
+        plain = input_tokens - cached - written
+        cost = (plain * p["input"] + cached * p["cached_input"] + written * p["cache_write"]
+                + output_tokens * p["output"]) / 1000.0
+        return round(cost, 10)
+
+    def max_cost(self, model: str, messages: Iterable[Mapping[str, Any]], max_tokens: int, *,
+                 overrides: Mapping[str, Mapping[str, float]] | None = None,
+                 tools: list[dict[str, Any]] | None = None,
+                 response_schema: Mapping[str, Any] | None = None) -> float:
+        """The most a call can cost: see the module docstring for the bound.
+
+        A `response_schema` is sent along (OpenAI's response_format, or a
+        system-prompt instruction for Anthropic), so its bytes count too.
+        """
+        input_bound = REQUEST_OVERHEAD_TOKENS
+        for message in messages:
+            input_bound += MESSAGE_OVERHEAD_TOKENS + len(str(message.get("content") or "").encode("utf-8"))
+            calls = message.get("tool_calls")
+            if calls:
+                input_bound += len(json.dumps([getattr(c, "to_dict", lambda c=c: c)() for c in calls],
+                                              default=str).encode("utf-8"))
+        if tools:
+            input_bound += len(json.dumps(tools, default=str).encode("utf-8"))
+        if response_schema is not None:
+            input_bound += SCHEMA_OVERHEAD_TOKENS + len(json.dumps(response_schema).encode("utf-8"))
+        p = self.price_of(model, overrides)
+        dearest_input = max(p["input"], p["cache_write"], p["cached_input"])
+        return round((input_bound * dearest_input + max(0, max_tokens) * p["output"]) / 1000.0, 10)
+
+    # -- budgets --------------------------------------------------------------------------------
+
+    def set_workflow_budget(self, workflow_id: str, budget: float | None) -> None:
+        """The ceiling of a workflow's spend (None: no ceiling)."""
+        self._workflows.setdefault(workflow_id, _Account()).limit = budget
+
+    def set_agent_budget(self, agent_id: str, limit: float | None) -> None:
+        """The ceiling of an agent's spend; `agent_id` is ``"<workflow id>:<agent name>"``."""
+        self._agents.setdefault(agent_id, _Account()).limit = limit
+
+    def reserve(self, workflow_id: str, agent_key: str, amount: float) -> Reservation:
+        """Set `amount` aside for a call, or refuse it.
+
+        Raises:
+            BudgetExceededError: When the reservation would pass the workflow's
+                budget or the agent's limit; nothing is reserved then.
+        """
+        amount = max(0.0, amount)
+        accounts = (("workflow", self._workflows.setdefault(workflow_id, _Account()), workflow_id),
+                    ("agent", self._agents.setdefault(agent_key, _Account()), agent_key))
+        for scope, account, name in accounts:
+            committed = account.spent + account.reserved
+            if account.limit is not None and committed + amount > account.limit + _EPSILON:
+                raise BudgetExceededError(
+                    f"{scope} budget of ${account.limit:.4f} would be passed: ${committed:.4f} spent or "
+                    f"reserved, and this call may cost up to ${amount:.4f}",
+                    scope=scope, limit=account.limit, requested=amount, committed=committed)
+        for _, account, _ in accounts:
+            account.reserved += amount
+        return Reservation(workflow_id, agent_key, amount)
+
+    def _unreserve(self, reservation: Reservation) -> None:
+        if not reservation.open:
+            return
+        reservation.open = False
+        for account in (self._workflows.get(reservation.workflow_id), self._agents.get(reservation.agent_key)):
+            if account is not None:
+                account.reserved = max(0.0, account.reserved - reservation.amount)
+
+    def settle(self, reservation: Reservation, actual_cost: float) -> None:
+        """Free a reservation once its call is priced; `record_cost` then books the real cost."""
+        self._unreserve(reservation)
+
+    def release(self, reservation: Reservation) -> None:
+        """Free a reservation whose call failed before it cost anything (idempotent)."""
+        self._unreserve(reservation)
+
+    def check_workflow_budget(self, workflow_id: str) -> bool:
+        """True while the workflow's spend is within its budget."""
+        account = self._workflows.get(workflow_id)
+        return account is None or account.limit is None or account.spent <= account.limit + _EPSILON
+
+    def check_agent_budget(self, agent_id: str) -> bool:
+        """True while the agent's spend is within its limit."""
+        account = self._agents.get(agent_id)
+        return account is None or account.limit is None or account.spent <= account.limit + _EPSILON
+
+    def spent(self, workflow_id: str) -> float:
+        """What a workflow has spent so far."""
+        account = self._workflows.get(workflow_id)
+        return account.spent if account is not None else 0.0
+
+    # -- records --------------------------------------------------------------------------------
+
+    def record_cost(self, agent_id: str, agent_name: str, workflow_id: str, model: str,
+                    input_tokens: int, output_tokens: int, metadata: dict[str, Any] | None = None, *,
+                    cached_input_tokens: int = 0, cache_creation_input_tokens: int = 0,
+                    reasoning_tokens: int = 0, provider: str = "", module: str = "",
+                    cost: float | None = None) -> float:
+        """Book a call's cost (computed from its tokens unless `cost` is given) and return it."""
+        if cost is None:
+            cost = self.calculate_cost(model, input_tokens, output_tokens,
+                                       cached_input_tokens=cached_input_tokens,
+                                       cache_creation_input_tokens=cache_creation_input_tokens)
+        meta = metadata or {}
+        record = CallRecord(
+            timestamp=datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            workflow_id=workflow_id, agent_id=agent_id, agent=agent_name, model=model,
+            provider=provider, module=module, input_tokens=input_tokens,
+            cached_input_tokens=cached_input_tokens, cache_creation_input_tokens=cache_creation_input_tokens,
+            output_tokens=output_tokens, reasoning_tokens=reasoning_tokens, cost=cost,
+            cached=bool(meta.get("cached")), reused=bool(meta.get("reused")),
+            metadata=metadata)
+        self._records.setdefault(workflow_id, []).append(record)
+        self._workflows.setdefault(workflow_id, _Account()).spent += cost
+        self._agents.setdefault(agent_id, _Account()).spent += cost
+        self.total_cost += cost
+        self.total_tokens += input_tokens + output_tokens
+        self.total_calls += 0 if record.reused else 1
+        return cost
+
+    def records(self, workflow_id: str | None = None) -> list[CallRecord]:
+        """Every booked call, of one workflow or of all."""
+        if workflow_id is not None:
+            return list(self._records.get(workflow_id, ()))
+        return [r for rows in self._records.values() for r in rows]
+
+    def get_statistics(self) -> dict[str, Any]:
+        """Total cost, tokens and calls; breakdowns by model, agent, workflow, module and provider."""
+        from orchestrate.cost_report import breakdown
+
+        records = self.records()
+        return {
+            "total_cost": round(self.total_cost, 10),
+            "total_tokens": self.total_tokens,
+            "total_calls": self.total_calls,
+            "by_model": breakdown(records, "model"),
+            "by_agent": breakdown(records, "agent_id"),
+            "by_workflow": breakdown(records, "workflow_id"),
+            "by_module": breakdown(records, "module"),
+            "by_provider": breakdown(records, "provider"),
+            "budgets": {wid: {"budget": a.limit, "spent": round(a.spent, 10), "reserved": round(a.reserved, 10)}
+                        for wid, a in self._workflows.items()},
+        }
+
+    def cost_report(self, workflow_id: str, result_doc: Mapping[str, Any]) -> dict[str, Any]:
+        """The cost.json document of a workflow (see ``schemas/cost.schema.json``)."""
+        from orchestrate.cost_report import build_cost_document
+
+        return build_cost_document(self, workflow_id, result_doc)

@@ -1,0 +1,219 @@
+"""The orchestration engine: registers workflows and runs them on shared limits and budgets.
+
+One engine holds one cost tracker, one set of rate limiters, one monitor and
+the LLM clients, so several workflows run side by side without overrunning a
+provider's limits. The engine never imports rich, typer, yaml or jsonschema
+at module level; output checking borrows `orchestrate.schema` when an agent
+has an output_schema.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from orchestrate.costs import CostConfig, CostTracker
+from orchestrate.events import Event, Sink
+from orchestrate.executor import AgentExecutor
+from orchestrate.failures import FailureHandler, RetryPolicy
+from orchestrate.llm.base import LLMClient
+from orchestrate.models import AgentResult, Workflow
+from orchestrate.monitor import Monitor, MonitorConfig
+from orchestrate.rate_limit import RateLimitConfig, RateLimiterRegistry
+from orchestrate.scheduler import WorkflowRun
+
+__all__ = ["ClientSource", "EngineConfig", "OrchestrationEngine"]
+
+
+class ClientSource(Protocol):
+    """Where the engine gets each agent's client: a provider pool, a cache, ..."""
+
+    def get(self, llm_config: dict[str, Any]) -> LLMClient: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass
+class EngineConfig:
+    """Engine configuration.
+
+    Beyond the reference's fields: `rate_limits` per provider or model
+    (overriding `rate_limit_config`, which every provider gets by default;
+    None turns rate limiting off), how many times an answer that fails its
+    output_schema is sent back for correction, and how many tool rounds an
+    agent may take.
+    """
+
+    rate_limit_config: RateLimitConfig | None = field(default_factory=RateLimitConfig)
+    cost_config: CostConfig = field(default_factory=CostConfig)
+    monitor_config: MonitorConfig = field(default_factory=MonitorConfig)
+    default_retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
+    max_concurrent_workflows: int = 50
+    rate_limits: dict[str, Any] = field(default_factory=dict)
+    output_retries: int = 2
+    max_tool_rounds: int = 8
+
+
+class OrchestrationEngine:
+    """Main orchestration engine.
+
+    Args:
+        llm_client: Answers every agent's calls. When None, each agent gets a
+            client for its own provider (`llm_config.provider`, else inferred
+            from the model name) from a pool, or from `clients`.
+        config: Engine configuration.
+        clients: Hands out the client for an agent's llm_config (`get`) and
+            closes them all (`aclose`); takes precedence over `llm_client`.
+        sinks: Further receivers of every event (live table, event log, ...).
+        on_failure: Called with (agent, result) whenever an agent attempt fails.
+        sleep: Waits between retries; tests pass a fake.
+    """
+
+    def __init__(
+        self,
+        llm_client: LLMClient | None = None,
+        config: EngineConfig | None = None,
+        *,
+        clients: ClientSource | None = None,
+        sinks: Iterable[Sink] = (),
+        on_failure: Callable[..., Any] | None = None,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.config = config or EngineConfig()
+        self.llm_client = llm_client
+        if clients is None and llm_client is None:
+            from orchestrate.llm.providers import ClientPool
+
+            clients = ClientPool()
+        self._clients = clients
+        self._client_for: Callable[[dict[str, Any]], LLMClient] = (
+            clients.get if clients is not None else (lambda _llm: llm_client))  # type: ignore[assignment,return-value]
+        self.monitor = Monitor(self.config.monitor_config)
+        self.cost_tracker = CostTracker(self.config.cost_config)
+        self.rate_limiter = (None if self.config.rate_limit_config is None else
+                             RateLimiterRegistry(self.config.rate_limit_config, self.config.rate_limits))
+        self.failure_handler = FailureHandler(self.config.default_retry_policy, on_failure, sleep=sleep)
+        self.sinks: list[Sink] = [self.monitor, *sinks]
+        self.workflows: dict[str, Workflow] = {}
+        self._runs: dict[str, WorkflowRun] = {}
+        self._slots = asyncio.Semaphore(max(1, self.config.max_concurrent_workflows))
+        self._closed = False
+        self.executor = AgentExecutor(
+            client_for=self._client_for, tracker=self.cost_tracker, limits=self.rate_limiter,
+            failures=self.failure_handler, emit=self.emit, check_output=_check_output,
+            default_policy=self.config.default_retry_policy,
+            output_retries=self.config.output_retries, max_tool_rounds=self.config.max_tool_rounds,
+            clock=clock)
+        self.clock = clock
+
+    def add_sink(self, sink: Sink) -> None:
+        """Send every further event to `sink` as well."""
+        self.sinks.append(sink)
+
+    def emit(self, event: Event) -> None:
+        for sink in self.sinks:
+            try:
+                sink(event)
+            except Exception:  # a broken display must never cost a paid-for run
+                continue
+
+    async def register_workflow(self, workflow: Workflow) -> str:
+        """Register a workflow for execution; returns its id.
+
+        Raises:
+            ValueError: When agent names repeat or a dependency names no agent.
+        """
+        names = [agent.name for agent in workflow.agents]
+        if len(set(names)) != len(names):
+            raise ValueError(f"workflow {workflow.name!r} has duplicate agent names")
+        known = set(names)
+        for agent in workflow.agents:
+            for dep in agent.dependencies:
+                if dep not in known:
+                    raise ValueError(f"agent {agent.name!r} depends on unknown agent {dep!r}")
+        self.workflows[workflow.id] = workflow
+        self.cost_tracker.set_workflow_budget(workflow.id, workflow.cost_budget)
+        for agent in workflow.agents:
+            self.cost_tracker.set_agent_budget(f"{workflow.id}:{agent.name}", agent.cost_limit)
+        if workflow.prices:
+            self.cost_tracker.add_prices(workflow.prices)
+        if workflow.rate_limits and self.rate_limiter is not None:
+            self.rate_limiter.configure(workflow.rate_limits)
+        return workflow.id
+
+    async def execute_workflow(self, workflow_id: str, *,
+                               reuse: Mapping[str, AgentResult] | None = None) -> Workflow:
+        """Execute a registered workflow and return it with its results.
+
+        Args:
+            workflow_id: As returned by `register_workflow`.
+            reuse: Results of agents to carry over instead of calling them
+                again (by agent name), as when resuming a run; their cost
+                counts against the budgets.
+
+        Raises:
+            ValueError: If no workflow has that id.
+        """
+        workflow = self.workflows.get(workflow_id)
+        if workflow is None:
+            raise ValueError(f"workflow {workflow_id!r} not found")
+        async with self._slots:
+            run = WorkflowRun(workflow, self.executor, self.failure_handler, self.emit,
+                              reuse=reuse, clock=self.clock)
+            self._runs[workflow_id] = run
+            try:
+                if self._closed:
+                    await run.stop("engine shut down")
+                return await run.run()
+            finally:
+                self._runs.pop(workflow_id, None)
+
+    async def execute_multiple_workflows(self, workflow_ids: list[str]) -> list[Workflow]:
+        """Execute several workflows at once, at most `max_concurrent_workflows` at a time."""
+        return list(await asyncio.gather(*(self.execute_workflow(wid) for wid in workflow_ids)))
+
+    def get_workflow_status(self, workflow_id: str) -> dict[str, Any] | None:
+        """Status, progress, cost and per-agent states of a workflow, or None if unknown."""
+        workflow = self.workflows.get(workflow_id)
+        if workflow is None:
+            return None
+        status = workflow.get_statistics()
+        status["agents"] = {agent.name: agent.status.value for agent in workflow.agents}
+        return status
+
+    def get_system_status(self) -> dict[str, Any]:
+        """Monitoring summary, rate limiting and cost statistics, and the workflows known."""
+        if self.rate_limiter is not None:
+            limiting = self.rate_limiter.get_statistics()
+        else:
+            limiting = {"enabled": False, "total_requests": self.monitor.get_metrics().get("llm_calls", 0)}
+        return {
+            "monitoring": self.monitor.get_summary(),
+            "rate_limiting": limiting,
+            "cost_tracking": self.cost_tracker.get_statistics(),
+            "workflows": {wid: wf.status.value for wid, wf in self.workflows.items()},
+            "running_workflows": len(self._runs),
+        }
+
+    async def stop(self, reason: str = "run interrupted") -> None:
+        """Cancel every running workflow; each ends with its results so far recorded."""
+        await asyncio.gather(*(run.stop(reason) for run in list(self._runs.values())))
+
+    async def shutdown(self) -> None:
+        """Cancel in-flight work (agents end `cancelled`, results kept) and close the clients."""
+        self._closed = True
+        await self.stop("engine shut down")
+        if self._clients is not None:
+            await self._clients.aclose()
+        if self.llm_client is not None:
+            await self.llm_client.aclose()
+
+
+def _check_output(instance: Any, schema: dict[str, Any]) -> str | None:
+    from orchestrate.schema import check_instance
+
+    return check_instance(instance, schema)

@@ -1,0 +1,62 @@
+"""``events.jsonl``: every event of a run, one JSON object a line, for post-mortems and resume.
+
+The log is a sink. Each event is written and flushed at once; the events that
+record an agent's or a workflow's end are also fsynced, so a ``kill -9`` (or a
+power cut) loses at most the calls in flight, never a finished, paid-for
+result. A line cut short by a crash is skipped when the log is read back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from orchestrate.events import Event, EventType
+
+__all__ = ["EventLog", "read_events"]
+
+_DURABLE = frozenset({EventType.AGENT_FINISHED, EventType.WORKFLOW_FINISHED})
+
+
+class EventLog:
+    """Append every event it receives to a JSON-lines file."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: TextIO | None = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+
+    def __call__(self, event: Event) -> None:
+        handle = self._file
+        if handle is None:
+            return
+        handle.write(json.dumps(event.to_dict(), default=str, separators=(",", ":")) + "\n")
+        handle.flush()
+        if event.type in _DURABLE:
+            os.fsync(handle.fileno())
+
+    def close(self) -> None:
+        """Flush, fsync and close the file; later events are dropped."""
+        handle, self._file = self._file, None
+        if handle is not None:
+            handle.flush()
+            os.fsync(handle.fileno())
+            handle.close()
+
+
+def read_events(path: Path | str) -> Iterator[dict[str, Any]]:
+    """Yield the events of a log in order, skipping a torn last line or any line that does not parse."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict):
+                yield event

@@ -1,0 +1,304 @@
+"""Running one agent: its attempts, each call's budget and rate limit, tools, and checked output.
+
+Every provider call goes through `AgentExecutor._call`, which is where money
+is guarded: the call's worst-case cost is reserved before it is made (refused
+reservations end the agent `budget_exceeded` without calling), the limiter is
+waited on, and the real cost is settled afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrate.costs import CostTracker
+from orchestrate.errors import (
+    BudgetExceededError,
+    LLMError,
+    OrchestrateError,
+    OutputValidationError,
+    RateLimitError,
+    ToolError,
+)
+from orchestrate.events import Event, EventType
+from orchestrate.failures import FailureHandler, RetryPolicy
+from orchestrate.llm.base import LLMClient, LLMResponse
+from orchestrate.models import Agent, AgentResult, AgentStatus, Workflow
+from orchestrate.rate_limit import RateLimiterRegistry
+from orchestrate.tools import Tool, load_tools
+
+__all__ = ["AgentExecutor", "Usage", "parse_json_answer"]
+
+
+@dataclass(slots=True)
+class Usage:
+    """What an agent's calls consumed, across attempts."""
+
+    calls: int = 0
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost: float = 0.0
+    tool_calls: int = 0
+    cached_calls: int = 0
+    rate_limited_seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, response: LLMResponse, cost: float) -> None:
+        self.calls += 1
+        self.input_tokens += response.input_tokens
+        self.cached_input_tokens += response.cached_input_tokens
+        self.output_tokens += response.output_tokens
+        self.reasoning_tokens += response.reasoning_tokens
+        self.cost += cost
+
+
+def parse_json_answer(text: str) -> Any:
+    """The JSON in a model's answer, tolerating a Markdown code fence around it."""
+    body = text.strip()
+    if body.startswith("```"):
+        body = body.split("\n", 1)[1] if "\n" in body else ""
+        body = body.rsplit("```", 1)[0]
+    return json.loads(body)
+
+
+class AgentExecutor:
+    """Executes agents for an engine; one instance serves every workflow it runs."""
+
+    def __init__(
+        self,
+        *,
+        client_for: Callable[[dict[str, Any]], LLMClient],
+        tracker: CostTracker,
+        limits: RateLimiterRegistry | None,
+        failures: FailureHandler,
+        emit: Callable[[Event], None],
+        check_output: Callable[[Any, dict[str, Any]], str | None],
+        default_policy: RetryPolicy,
+        output_retries: int = 2,
+        max_tool_rounds: int = 8,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.client_for = client_for
+        self.tracker = tracker
+        self.limits = limits
+        self.failures = failures
+        self.emit = emit
+        self.check_output = check_output
+        self.default_policy = default_policy
+        self.output_retries = output_retries
+        self.max_tool_rounds = max_tool_rounds
+        self.clock = clock
+
+    async def execute(self, workflow: Workflow, agent: Agent, prompt: str, result: AgentResult) -> None:
+        """Run `agent` until it succeeds or fails for good, filling in `result` as it goes.
+
+        `result` is shared with the caller so that, if the agent is cancelled
+        or times out mid-way, what it already spent is still on the record.
+        """
+        llm = agent.llm_config
+        client = self.client_for(llm)
+        policy = (self.default_policy if agent.retry is None
+                  else RetryPolicy.from_dict(agent.retry, base=self.default_policy))
+        usage = Usage()
+        meta = result.metadata
+        meta.update(model=llm["model"], provider=client.provider, attempts=0)
+        meta["usage"] = usage
+        attempt = 0
+        while True:
+            attempt += 1
+            meta["attempts"] = attempt
+            result.retry_count = attempt - 1
+            self.emit(Event(EventType.AGENT_STARTED, workflow.id, agent.name,
+                            {"attempt": attempt, "model": llm["model"], "provider": client.provider,
+                             "module": agent.module}, workflow_name=workflow.name))
+            try:
+                result.output = await self._attempt(workflow, agent, client, prompt, usage)
+                result.status = AgentStatus.COMPLETED
+                return
+            except BudgetExceededError as exc:
+                result.status, result.error = AgentStatus.BUDGET_EXCEEDED, str(exc)
+                self.emit(Event(EventType.AGENT_BUDGET_REFUSED, workflow.id, agent.name,
+                                {"scope": exc.scope, "limit": exc.limit, "requested": exc.requested,
+                                 "committed": exc.committed}, workflow_name=workflow.name))
+                return
+            except LLMError as exc:
+                result.status, result.error = AgentStatus.FAILED, str(exc)
+                meta["retriable"] = exc.retriable
+                usage.errors.append(str(exc))
+                if not self.failures.handle_failure(agent, result, policy):
+                    return
+                delay = self.failures.get_delay(policy, attempt, exc.retry_after)
+                if isinstance(exc, RateLimitError):
+                    agent.status = AgentStatus.RATE_LIMITED
+                    if exc.retry_after and self.limits is not None:
+                        self.limits.pause_provider(client.provider, exc.retry_after)
+                self.emit(Event(EventType.AGENT_RETRYING, workflow.id, agent.name,
+                                {"attempt": attempt, "delay": delay, "error": str(exc)},
+                                workflow_name=workflow.name))
+                await self.failures.wait(delay)
+                agent.status = AgentStatus.RUNNING
+                result.status, result.error = AgentStatus.RUNNING, None
+            except OrchestrateError as exc:  # output, tool and template errors: not retriable
+                result.status, result.error = AgentStatus.FAILED, str(exc)
+                meta["retriable"] = False
+                self.failures.handle_failure(agent, result, policy)
+                return
+
+    def carry_over(self, workflow: Workflow, agent: Agent, prior: AgentResult) -> AgentResult:
+        """Reuse an earlier run's result for `agent`; its cost counts against this run's budgets."""
+        result = AgentResult(
+            agent_id=agent.name, status=AgentStatus.COMPLETED, output=prior.output,
+            tokens_used=prior.tokens_used, cost=prior.cost, execution_time=0.0,
+            started_at=prior.started_at, completed_at=prior.completed_at,
+            retry_count=prior.retry_count, metadata={**prior.metadata, "reused": True})
+        meta = result.metadata
+        self.tracker.record_cost(
+            _agent_key(workflow, agent), agent.name, workflow.id, meta.get("model") or "", 0, 0,
+            {"reused": True}, provider=meta.get("provider") or "", module=agent.module, cost=prior.cost)
+        return result
+
+    async def _attempt(self, workflow: Workflow, agent: Agent, client: LLMClient, prompt: str,
+                       usage: Usage) -> dict[str, Any]:
+        """One attempt: the tool loop, then the answer checked against output_schema."""
+        llm = agent.llm_config
+        messages: list[dict[str, Any]] = []
+        if llm.get("system"):
+            messages.append({"role": "system", "content": llm["system"]})
+        messages.append({"role": "user", "content": prompt})
+        tools = load_tools(agent.tools) if agent.tools else []
+        by_name = {tool.name: tool for tool in tools}
+        schema = agent.output_schema
+        rounds = corrections = 0
+        while True:
+            response = await self._call(workflow, agent, client, messages, tools, usage)
+            if response.tool_calls and tools:
+                rounds += 1
+                if rounds > self.max_tool_rounds:
+                    raise ToolError(f"agent {agent.name!r}: tool loop did not finish within "
+                                    f"{self.max_tool_rounds} rounds")
+                await self._run_tools(workflow, agent, response, by_name, messages, usage)
+                continue
+            text = response.content
+            if schema is None:
+                return {"text": text}
+            problem = None
+            if response.finish_reason == "length":
+                problem = "the answer was cut off at max_tokens"
+            else:
+                try:
+                    parsed = parse_json_answer(text)
+                except ValueError as exc:
+                    problem = f"not valid JSON ({exc})"
+                else:
+                    problem = self.check_output(parsed, schema)
+                    if problem is None:
+                        return {"text": text, "json": parsed}
+            corrections += 1
+            if corrections > self.output_retries:
+                raise OutputValidationError(
+                    f"agent {agent.name!r}: answer does not satisfy output_schema after "
+                    f"{self.output_retries} correction(s): {problem}")
+            messages.append({"role": "assistant", "content": text})
+            messages.append({"role": "user", "content": (
+                f"Your answer was rejected: {problem}. Reply again with only a JSON value that "
+                f"satisfies this JSON Schema:\n{json.dumps(schema)}")})
+
+    async def _run_tools(self, workflow: Workflow, agent: Agent, response: LLMResponse,
+                         by_name: dict[str, Tool], messages: list[dict[str, Any]], usage: Usage) -> None:
+        messages.append({"role": "assistant", "content": response.content,
+                         "tool_calls": list(response.tool_calls or [])})
+        for call in response.tool_calls or []:
+            tool = by_name.get(call.name)
+            if tool is None:
+                error: str | None = f"unknown tool {call.name!r}; available: {sorted(by_name)}"
+                content = json.dumps({"error": error})
+            else:
+                content, error = await tool.call(call.arguments)
+            usage.tool_calls += 1
+            self.emit(Event(EventType.TOOL_CALL, workflow.id, agent.name,
+                            {"tool": call.name, "error": error}, workflow_name=workflow.name))
+            messages.append({"role": "tool", "tool_call_id": call.id, "name": call.name,
+                             "content": content})
+
+    async def _call(self, workflow: Workflow, agent: Agent, client: LLMClient,
+                    messages: list[dict[str, Any]], tools: list[Tool], usage: Usage) -> LLMResponse:
+        """One provider call, paid for by reservation and paced by the limiter."""
+        llm = agent.llm_config
+        model = llm["model"]
+        max_tokens = int(llm.get("max_tokens", 1000))
+        specs = [tool.spec() for tool in tools]
+        worst = self.tracker.max_cost(model, messages, max_tokens, overrides=workflow.prices, tools=specs,
+                                      response_schema=agent.output_schema)
+        reservation = self.tracker.reserve(workflow.id, _agent_key(workflow, agent), worst)
+        permit = None
+        try:
+            if self.limits is not None:
+                estimate = sum(len(str(m.get("content") or "")) for m in messages) // 4 + max_tokens
+                permit = await self.limits.acquire(client.provider, model, estimate)
+                if permit.waited > 0.0005:
+                    usage.rate_limited_seconds += permit.waited
+                    self.emit(Event(EventType.AGENT_RATE_LIMITED, workflow.id, agent.name,
+                                    {"waited": permit.waited, "provider": client.provider},
+                                    workflow_name=workflow.name))
+            response = await self._send(client, llm, messages, specs, agent.output_schema, max_tokens)
+        except BaseException:
+            self.tracker.release(reservation)
+            raise
+        finally:
+            if permit is not None:
+                permit.release()
+        cached = bool(response.metadata.get("cached"))
+        cost = 0.0 if cached else self.tracker.calculate_cost(
+            model, response.input_tokens, response.output_tokens,
+            cached_input_tokens=response.cached_input_tokens,
+            cache_creation_input_tokens=response.cache_creation_input_tokens)
+        self.tracker.settle(reservation, cost)
+        self.tracker.record_cost(
+            _agent_key(workflow, agent), agent.name, workflow.id, model,
+            response.input_tokens, response.output_tokens, None,
+            cached_input_tokens=response.cached_input_tokens,
+            cache_creation_input_tokens=response.cache_creation_input_tokens,
+            reasoning_tokens=response.reasoning_tokens, provider=client.provider,
+            module=agent.module, cost=cost)
+        usage.add(response, cost)
+        usage.cached_calls += cached
+        if self.limits is not None and response.rate_limit:
+            self.limits.observe(client.provider, response.rate_limit)
+        self.emit(Event(EventType.LLM_CALL, workflow.id, agent.name, {
+            "model": model, "provider": client.provider, "input_tokens": response.input_tokens,
+            "cached_input_tokens": response.cached_input_tokens,
+            "output_tokens": response.output_tokens, "reasoning_tokens": response.reasoning_tokens,
+            "cost": cost, "cached": cached}, workflow_name=workflow.name))
+        return response
+
+    @staticmethod
+    async def _send(client: LLMClient, llm: dict[str, Any], messages: list[dict[str, Any]],
+                    specs: list[dict[str, Any]], schema: dict[str, Any] | None,
+                    max_tokens: int) -> LLMResponse:
+        options: dict[str, Any] = {k: llm[k] for k in _PASSTHROUGH if k in llm}
+        if client.provider == "simulated":
+            options.update({k: llm[k] for k in _SIMULATION if k in llm})
+        if schema is not None:
+            options["response_schema"] = schema
+        temperature = float(llm.get("temperature", 0.7))
+        if not specs and len(messages) <= 2 and messages[-1]["role"] == "user":
+            if messages[0]["role"] == "system":
+                options["system"] = messages[0]["content"]
+            return await client.complete(messages[-1]["content"], llm["model"], temperature,
+                                         max_tokens, None, **options)
+        return await client.complete_with_tools(messages, llm["model"], specs, temperature,
+                                                max_tokens, **options)
+
+
+_PASSTHROUGH = ("top_p", "stop", "request_timeout")
+_SIMULATION = ("latency", "failure_rate")
+
+
+def _agent_key(workflow: Workflow, agent: Agent) -> str:
+    return f"{workflow.id}:{agent.name}"
+

@@ -1,0 +1,166 @@
+"""Anthropic's Messages API.
+
+Wire format: POST {base_url}/v1/messages with ``x-api-key`` and
+``anthropic-version``. The system prompt is a top-level field; tool calls are
+``tool_use`` blocks and their answers ``tool_result`` blocks in a user turn.
+The Messages API has no response_format, so an output schema is given as an
+instruction appended to the system prompt (its bytes are in the budget
+reservation).
+
+Anthropic reports `input_tokens` without the cached part; our LLMResponse
+counts every prompt token, so input = input_tokens + cache_read + cache_creation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from orchestrate.errors import MalformedResponseError
+from orchestrate.llm.base import LLMClient, LLMResponse, ToolCall
+from orchestrate.llm.http import HTTPTransport, Reply
+
+__all__ = ["AnthropicClient"]
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+API_VERSION = "2023-06-01"
+_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
+           "refusal": "content_filter"}
+
+
+class AnthropicClient(LLMClient):
+    """Anthropic Claude API client.
+
+    Args:
+        api_key: Anthropic API key; defaults to ``$ANTHROPIC_API_KEY``.
+        base_url: Defaults to ``$ANTHROPIC_BASE_URL``, else ``https://api.anthropic.com``.
+        timeout: Seconds a call may take to answer; `connect_timeout` to connect.
+    """
+
+    provider = "anthropic"
+
+    def __init__(self, api_key: str | None = None, base_url: str | None = None, *,
+                 timeout: float = 120.0, connect_timeout: float = 10.0, max_connections: int = 100,
+                 version: str = API_VERSION, transport: Any = None) -> None:
+        self.api_key = api_key if api_key is not None else os.environ.get("ANTHROPIC_API_KEY")
+        self.base_url = (base_url or os.environ.get("ANTHROPIC_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        self.version = version
+        self._http = HTTPTransport(self.provider, secret=self.api_key, timeout=timeout,
+                                   connect_timeout=connect_timeout, max_connections=max_connections,
+                                   transport=transport)
+
+    def __repr__(self) -> str:  # never show the key
+        return f"AnthropicClient(base_url={self.base_url!r})"
+
+    async def complete(self, prompt: str, model: str, temperature: float = 0.7,
+                       max_tokens: int = 1000, tools: list[dict[str, Any]] | None = None,
+                       **kwargs: Any) -> LLMResponse:
+        messages: list[dict[str, Any]] = []
+        if kwargs.get("system"):
+            messages.append({"role": "system", "content": kwargs["system"]})
+        messages.append({"role": "user", "content": prompt})
+        return await self.complete_with_tools(messages, model, tools or [], temperature, max_tokens,
+                                              **kwargs)
+
+    async def complete_with_tools(self, messages: list[dict[str, Any]], model: str,
+                                  tools: list[dict[str, Any]], temperature: float = 0.7,
+                                  max_tokens: int = 1000, **kwargs: Any) -> LLMResponse:
+        body = self.request_body(messages, model, tools, temperature, max_tokens, **kwargs)
+        headers = {"content-type": "application/json", "anthropic-version": self.version}
+        if self.api_key:
+            headers["x-api-key"] = self.api_key
+        reply = await self._http.post_json(f"{self.base_url}/v1/messages", headers, body,
+                                           timeout=kwargs.get("request_timeout"))
+        return self.parse(reply, model)
+
+    @staticmethod
+    def request_body(messages: list[dict[str, Any]], model: str, tools: list[dict[str, Any]],
+                     temperature: float, max_tokens: int, **kwargs: Any) -> dict[str, Any]:
+        """The Messages API request for a neutral conversation."""
+        system = [str(m.get("content") or "") for m in messages if m["role"] == "system"]
+        schema = kwargs.get("response_schema")
+        if schema is not None:
+            system.append("Reply with only a JSON value, no prose and no code fence, that satisfies "
+                          "this JSON Schema:\n" + json.dumps(schema))
+        body: dict[str, Any] = {"model": model, "max_tokens": int(max_tokens),
+                                "messages": _wire_messages([m for m in messages if m["role"] != "system"]),
+                                "temperature": min(1.0, float(temperature))}
+        if system:
+            body["system"] = "\n\n".join(system)
+        if kwargs.get("top_p") is not None:
+            body["top_p"] = kwargs["top_p"]
+        if kwargs.get("stop") is not None:
+            stop = kwargs["stop"]
+            body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+        if tools:
+            body["tools"] = [{"name": t["name"], "description": t.get("description", ""),
+                              "input_schema": t.get("parameters") or {"type": "object", "properties": {}}}
+                             for t in tools]
+        return body
+
+    def parse(self, reply: Reply, model: str) -> LLMResponse:
+        """An LLMResponse from a Messages body; MalformedResponseError if it is not one."""
+        data = reply.data
+        try:
+            if data.get("type") not in (None, "message"):
+                raise ValueError(f"type {data.get('type')!r}")
+            texts: list[str] = []
+            calls: list[ToolCall] = []
+            for block in data["content"]:
+                if block["type"] == "text":
+                    texts.append(block["text"])
+                elif block["type"] == "tool_use":
+                    if not isinstance(block["input"], dict):
+                        raise ValueError("tool_use input")
+                    calls.append(ToolCall(id=block["id"], name=block["name"], arguments=block["input"]))
+            usage = data["usage"]
+            cache_read = int(usage.get("cache_read_input_tokens") or 0)
+            cache_write = int(usage.get("cache_creation_input_tokens") or 0)
+            stop = str(data.get("stop_reason") or "end_turn")
+            return LLMResponse(
+                content="".join(texts),
+                model=str(data.get("model") or model),
+                input_tokens=int(usage.get("input_tokens") or 0) + cache_read + cache_write,
+                output_tokens=int(usage.get("output_tokens") or 0),
+                finish_reason=_FINISH.get(stop, stop),
+                tool_calls=calls or None,
+                metadata={"id": data.get("id"), "stop_reason": stop},
+                cached_input_tokens=cache_read,
+                cache_creation_input_tokens=cache_write,
+                request_id=reply.request_id,
+                provider=self.provider,
+                rate_limit=reply.rate_limit,
+            )
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            raise MalformedResponseError(
+                f"anthropic: the answer is not a message (missing or bad {exc})",
+                provider=self.provider, request_id=reply.request_id) from None
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def _wire_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Neutral messages to Anthropic turns; consecutive tool results share one user turn."""
+    wire: list[dict[str, Any]] = []
+    for message in messages:
+        role = message["role"]
+        if role == "tool":
+            block = {"type": "tool_result", "tool_use_id": message["tool_call_id"],
+                     "content": str(message.get("content") or "")}
+            if wire and wire[-1]["role"] == "user" and isinstance(wire[-1]["content"], list) \
+                    and wire[-1]["content"] and wire[-1]["content"][0].get("type") == "tool_result":
+                wire[-1]["content"].append(block)
+            else:
+                wire.append({"role": "user", "content": [block]})
+        elif role == "assistant" and message.get("tool_calls"):
+            blocks: list[dict[str, Any]] = []
+            if message.get("content"):
+                blocks.append({"type": "text", "text": message["content"]})
+            blocks += [{"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments}
+                       for c in message["tool_calls"]]
+            wire.append({"role": "assistant", "content": blocks})
+        else:
+            wire.append({"role": role, "content": str(message.get("content") or "")})
+    return wire

@@ -1,0 +1,544 @@
+"""Reading workflow files: safe YAML with positions, the schema, then the semantic checks.
+
+The only module that imports yaml. A file goes through four gates, and every
+problem found at a gate is reported at once, each at its line and column:
+
+1. bytes: a size cap, UTF-8 (a BOM is fine);
+2. YAML: parsed with the safe composer, then turned into plain values by our
+   own walk, which refuses tags that construct objects, duplicate keys, merge
+   keys, and alias expansions that grow far past the file (a "billion laughs"
+   is refused in milliseconds, not expanded);
+3. the JSON Schema `schemas/workflow.schema.json` (keys, types, ranges, enums);
+4. the semantic checks the schema cannot express: duplicate agent names,
+   unknown dependencies, cycles, template references, input defaults, models
+   without a price, output schemas that are not JSON Schemas.
+
+Only then is a `Workflow` built, with `defaults` merged into each agent
+(an agent's own keys win; `llm_config` and `retry` are merged key by key).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orchestrate.errors import Problem, UserInputError, WorkflowValidationError
+from orchestrate.graph import DependencyGraph
+from orchestrate.models import Agent, Workflow
+
+__all__ = [
+    "MAX_FILE_BYTES",
+    "bind_inputs",
+    "check_document",
+    "find_workflow_files",
+    "load_workflow",
+    "load_workflow_text",
+    "validate_file",
+    "workflow_from_dict",
+]
+
+MAX_FILE_BYTES = 5 * 1024 * 1024
+MAX_DEPTH = 64
+_ALIAS_GROWTH = 10       # expanded nodes may be at most this many times the distinct ones...
+_ALIAS_ALLOWANCE = 10_000  # ...plus this many
+
+_PLAIN_TAGS = {f"tag:yaml.org,2002:{name}" for name in
+               ("str", "int", "float", "bool", "null", "seq", "map", "timestamp")}
+
+Key = tuple[str | int, ...]
+
+
+@dataclass
+class Located:
+    """A YAML document as plain values, with the line and column of every node."""
+
+    value: Any
+    file: str
+    values: dict[Key, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[Key, tuple[int, int]] = field(default_factory=dict)
+
+    def at(self, path: Key, message: str, *, key: bool = False) -> Problem:
+        """A problem at `path` (or at its key), falling back to the closest enclosing node."""
+        shown = _path_text(path)
+        if key and path in self.keys:
+            line, col = self.keys[path]
+            return Problem(self.file, line, col, message, shown)
+        probe = tuple(path)
+        while probe:
+            if probe in self.values:
+                line, col = self.values[probe]
+                return Problem(self.file, line, col, message, shown)
+            probe = probe[:-1]
+        line, col = self.values.get((), (1, 1))
+        return Problem(self.file, line, col, message, shown)
+
+
+def _path_text(path: Key) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+# The C parser when libyaml is there (several times faster), the pure-Python one otherwise.
+# Either is used only to compose nodes; objects are never constructed by it.
+_SafeComposer = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _YAMLProblem(Exception):
+    def __init__(self, line: int, column: int, message: str) -> None:
+        self.line, self.column, self.message = line, column, message
+        super().__init__(message)
+
+
+def _mark(node: yaml.Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+class _Builder:
+    """Turns composed nodes into plain values, recording positions and refusing what is unsafe."""
+
+    def __init__(self, located: Located) -> None:
+        self.located = located
+        self.scalars = yaml.constructor.SafeConstructor()
+        self.expanded = 0
+        self.distinct: set[int] = set()
+        self.problems: list[Problem] = []
+
+    def build(self, node: yaml.Node, path: Key, depth: int = 0) -> Any:
+        if depth > MAX_DEPTH:
+            raise _YAMLProblem(*_mark(node), f"nesting deeper than {MAX_DEPTH} levels")
+        self.expanded += 1
+        self.distinct.add(id(node))
+        if self.expanded > _ALIAS_ALLOWANCE and self.expanded > _ALIAS_GROWTH * len(self.distinct):
+            raise _YAMLProblem(*_mark(node), "alias expansion is far larger than the file "
+                               "(a 'billion laughs' document?); refusing to expand it")
+        self.located.values.setdefault(path, _mark(node))
+        if node.tag not in _PLAIN_TAGS:
+            raise _YAMLProblem(*_mark(node), f"YAML tag {node.tag!r} is not allowed; "
+                               "workflow files hold plain data only")
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path, depth)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
+        if node.tag.endswith(":timestamp"):
+            return node.value  # dates stay the text the user wrote ("2026-10-31")
+        return self.scalars.construct_object(node)
+
+    def _mapping(self, node: yaml.MappingNode, path: Key, depth: int) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise _YAMLProblem(*_mark(key_node), "merge keys ('<<') are not supported; "
+                                   "put shared settings under 'defaults:'")
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _PLAIN_TAGS:
+                raise _YAMLProblem(*_mark(key_node), "mapping keys must be plain text")
+            key = str(self.scalars.construct_object(key_node))
+            child = (*path, key)
+            if key in result:
+                line, col = _mark(key_node)
+                first = self.located.keys.get(child, (0, 0))[0]
+                self.problems.append(Problem(self.located.file, line, col,
+                                             f"duplicate key {key!r} (first defined on line {first})",
+                                             _path_text(child)))
+                continue
+            self.located.keys[child] = _mark(key_node)
+            result[key] = self.build(value_node, child, depth + 1)
+        return result
+
+
+def parse_yaml(text: str, file: str) -> tuple[Located | None, list[Problem]]:
+    """Safe YAML to plain values with positions; problems instead of exceptions."""
+    located = Located(None, file)
+    try:
+        node = yaml.compose(text, Loader=_SafeComposer)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = exc.problem or exc.context or "invalid YAML"
+        if exc.context and exc.problem:
+            problem = f"{exc.problem} ({exc.context})"
+        return None, [Problem(file, line, col, f"invalid YAML: {problem}")]
+    except yaml.YAMLError as exc:
+        return None, [Problem(file, 1, 1, f"invalid YAML: {exc}")]
+    except RecursionError:
+        return None, [Problem(file, 1, 1, "invalid YAML: nesting too deep")]
+    if node is None:
+        return None, [Problem(file, 1, 1, "the file is empty; expected a workflow (a mapping with "
+                                          "'name' and 'agents')")]
+    builder = _Builder(located)
+    try:
+        located.value = builder.build(node, ())
+    except _YAMLProblem as exc:
+        return None, [Problem(file, exc.line, exc.column, exc.message)]
+    except RecursionError:
+        return None, [Problem(file, 1, 1, "invalid YAML: nesting too deep")]
+    if not isinstance(located.value, dict):
+        line, col = _mark(node)
+        return None, [Problem(file, line, col, "expected a workflow (a mapping with 'name' and "
+                                               f"'agents'), found {type(located.value).__name__}")]
+    return located, builder.problems
+
+
+def read_text(path: Path) -> tuple[str | None, list[Problem]]:
+    """The file as text, or the problem with reading it."""
+    file = str(path)
+    try:
+        size = path.stat().st_size
+        if path.is_dir():
+            return None, [Problem(file, 1, 1, "is a folder, not a workflow file")]
+        if size > MAX_FILE_BYTES:
+            return None, [Problem(file, 1, 1, f"file is {size:,} bytes; the limit is "
+                                              f"{MAX_FILE_BYTES:,}")]
+        data = path.read_bytes()
+    except OSError as exc:
+        return None, [Problem(file, 1, 1, f"cannot read: {exc.strerror or exc}")]
+    try:
+        return data.decode("utf-8-sig"), []
+    except UnicodeDecodeError as exc:
+        before = data[:exc.start]
+        line = before.count(b"\n") + 1
+        col = exc.start - (before.rfind(b"\n") + 1) + 1
+        return None, [Problem(file, line, col, f"not UTF-8 text (byte 0x{data[exc.start]:02x})")]
+
+
+# -- semantic checks ---------------------------------------------------------
+
+
+def check_document(located: Located) -> list[Problem]:
+    """The schema, then the semantic checks; every problem, in file order."""
+    from orchestrate.schema import schema_errors
+
+    problems = [located.at(path[:-1] if path and path[-1] == "<key>" else path, message,
+                           key=bool(path) and path[-1] == "<key>")
+                for path, message in schema_errors(located.value)]
+    problems += _semantic(located)
+    return problems
+
+
+def _agents(doc: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    agents = doc.get("agents")
+    if not isinstance(agents, list):
+        return []
+    return [(i, a) for i, a in enumerate(agents) if isinstance(a, dict) and isinstance(a.get("name"), str)]
+
+
+def _semantic(located: Located) -> list[Problem]:
+    doc = located.value
+    problems: list[Problem] = []
+    agents = _agents(doc)
+    first_index: dict[str, int] = {}
+    for i, agent in agents:
+        name = agent["name"]
+        if name in first_index:
+            line = located.values.get(("agents", first_index[name], "name"), (0, 0))[0]
+            problems.append(located.at(("agents", i, "name"),
+                                       f"duplicate agent name {name!r} (first on line {line})"))
+        else:
+            first_index[name] = i
+    names = set(first_index)
+    deps_of: dict[str, list[str]] = {}
+    for i, agent in agents:
+        deps = agent.get("dependencies")
+        if not isinstance(deps, list):
+            deps = []
+        known = []
+        for j, dep in enumerate(deps):
+            if not isinstance(dep, str):
+                continue
+            if dep == agent["name"]:
+                problems.append(located.at(("agents", i, "dependencies", j),
+                                           f"agent {dep!r} depends on itself"))
+            elif dep not in names:
+                close = difflib.get_close_matches(dep, sorted(names), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                problems.append(located.at(("agents", i, "dependencies", j),
+                                           f"agent {agent['name']!r} depends on unknown agent {dep!r}{hint}"))
+            else:
+                known.append(dep)
+        if first_index.get(agent["name"]) == i:
+            deps_of[agent["name"]] = known
+    cycle = DependencyGraph(deps_of).find_cycle()
+    if cycle:
+        head = cycle[0]
+        problems.append(located.at(("agents", first_index[head], "dependencies"),
+                                   f"dependency cycle: {' -> '.join(cycle)}"))
+    upstream = _upstream(deps_of) if not cycle else {n: set() for n in deps_of}
+    inputs = doc.get("inputs") if isinstance(doc.get("inputs"), dict) else {}
+    problems += _check_inputs(located, inputs)
+    defaults = doc.get("defaults") if isinstance(doc.get("defaults"), dict) else {}
+    prices = doc.get("prices") if isinstance(doc.get("prices"), dict) else {}
+    by_name = {name: doc["agents"][i] for name, i in first_index.items()}
+    for i, agent in agents:
+        problems += _check_template(located, i, agent, inputs, by_name, upstream, cycle)
+        problems += _check_model(located, i, agent, defaults, prices)
+        schema = agent.get("output_schema")
+        if isinstance(schema, dict):
+            from orchestrate.schema import check_schema
+
+            reason = check_schema(schema)
+            if reason:
+                problems.append(located.at(("agents", i, "output_schema"), f"output_schema: {reason}"))
+        if "module" not in agent and "module" not in defaults:
+            problems.append(located.at(("agents", i), f"agent {agent['name']!r}: missing required "
+                                       "key 'module' (or set defaults.module)"))
+    return problems
+
+
+def _upstream(deps_of: dict[str, list[str]]) -> dict[str, set[str]]:
+    """Every agent's transitive dependencies (the graph has no cycle)."""
+    memo: dict[str, set[str]] = {}
+    order: list[str] = []
+    seen: set[str] = set()
+    for root in deps_of:  # iterative post-order, so deep chains do not hit the recursion limit
+        stack = [(root, False)]
+        while stack:
+            node, ready = stack.pop()
+            if ready:
+                order.append(node)
+                continue
+            if node in seen:
+                continue
+            seen.add(node)
+            stack.append((node, True))
+            stack.extend((d, False) for d in deps_of.get(node, []) if d not in seen)
+    for node in order:
+        total: set[str] = set()
+        for dep in deps_of.get(node, []):
+            total.add(dep)
+            total |= memo.get(dep, set())
+        memo[node] = total
+    return memo
+
+
+_INPUT_TYPES = {"string": str, "number": (int, float), "integer": int, "boolean": bool,
+                "object": dict, "array": list}
+
+
+def _check_inputs(located: Located, inputs: dict[str, Any]) -> list[Problem]:
+    problems = []
+    for name, spec in inputs.items():
+        if not isinstance(spec, dict) or "default" not in spec:
+            continue
+        kind = spec.get("type", "string")
+        expected = _INPUT_TYPES.get(kind)
+        value = spec["default"]
+        if expected is None:
+            continue
+        wrong = not isinstance(value, expected) or (kind in ("number", "integer") and isinstance(value, bool))
+        if wrong:
+            problems.append(located.at(("inputs", name, "default"),
+                                       f"input {name!r}: default {value!r} is not of type {kind}"))
+    return problems
+
+
+def _check_template(located: Located, i: int, agent: dict[str, Any], inputs: dict[str, Any],
+                    by_name: dict[str, Any], upstream: dict[str, set[str]],
+                    cycle: list[str] | None) -> list[Problem]:
+    from orchestrate.templates import TemplateError, references
+
+    template = agent.get("prompt_template")
+    if not isinstance(template, str):
+        return []
+    where = ("agents", i, "prompt_template")
+    name = agent["name"]
+    try:
+        refs = references(template)
+    except TemplateError as exc:
+        return [located.at(where, f"agent {name!r}: prompt_template: {exc}")]
+    problems = []
+    ups = upstream.get(name, set())
+    for ref in refs:
+        shown = ref.describe()
+        if ref.kind == "input" or (ref.kind == "name" and ref.name in inputs):
+            if ref.name not in inputs:
+                declared = ", ".join(sorted(inputs)) or "none"
+                problems.append(located.at(where, f"agent {name!r}: {shown} names unknown input "
+                                                  f"{ref.name!r} (declared inputs: {declared})"))
+            continue
+        if ref.name not in by_name:
+            close = difflib.get_close_matches(ref.name, sorted([*inputs, *by_name]), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append(located.at(where, f"agent {name!r}: {shown} names no input or agent{hint}"))
+            continue
+        if cycle:
+            continue
+        if ref.name not in ups:
+            problems.append(located.at(where, f"agent {name!r}: {shown} uses agent {ref.name!r}, "
+                                              "which is not upstream; add it to dependencies"))
+            continue
+        target = by_name[ref.name]
+        if ref.path and ref.path[0] != "text" and not isinstance(target.get("output_schema"), dict):
+            problems.append(located.at(where, f"agent {name!r}: {shown}: agent {ref.name!r} has no "
+                                              "output_schema, so its output has only 'text'"))
+    return problems
+
+
+def _check_model(located: Located, i: int, agent: dict[str, Any], defaults: dict[str, Any],
+                 prices: dict[str, Any]) -> list[Problem]:
+    from orchestrate.costs import find_price
+
+    own = agent.get("llm_config") if isinstance(agent.get("llm_config"), dict) else {}
+    inherited = defaults.get("llm_config") if isinstance(defaults.get("llm_config"), dict) else {}
+    model = own.get("model", inherited.get("model"))
+    if model is None:
+        return [located.at(("agents", i), f"agent {agent['name']!r} has no llm_config.model "
+                                          "(set it on the agent or in defaults.llm_config)")]
+    if not isinstance(model, str):
+        return []
+    valid_prices = {k: v for k, v in prices.items() if isinstance(v, dict)}
+    if find_price(model, valid_prices) is None:
+        where = ("agents", i, "llm_config", "model") if "model" in own else ("defaults", "llm_config", "model")
+        return [located.at(where, f"no price known for model {model!r}; add it under 'prices:' "
+                                  "(USD per 1K tokens: input, output)")]
+    return []
+
+
+# -- building ----------------------------------------------------------------
+
+
+_AGENT_DEFAULTS = ("module", "max_retries", "timeout", "cost_limit", "priority")
+
+
+def _build(doc: dict[str, Any], source: str | None) -> Workflow:
+    defaults = doc.get("defaults") or {}
+    agents = []
+    for raw in doc["agents"]:
+        values: dict[str, Any] = {k: raw[k] if k in raw else defaults[k]
+                                  for k in _AGENT_DEFAULTS if k in raw or k in defaults}
+        llm = {**(defaults.get("llm_config") or {}), **(raw.get("llm_config") or {})}
+        retry = {**(defaults.get("retry") or {}), **(raw.get("retry") or {})} or None
+        agents.append(Agent(
+            name=raw["name"], description=raw.get("description", ""), llm_config=llm,
+            prompt_template=raw["prompt_template"], tools=list(raw.get("tools") or []),
+            dependencies=list(raw.get("dependencies") or []), output_schema=raw.get("output_schema"),
+            retry=retry, **values))
+    top = {k: doc[k] for k in ("max_parallel_agents", "cost_budget", "timeout",
+                                "allow_partial_completion") if k in doc}
+    workflow = Workflow(name=doc["name"], description=doc.get("description", ""), agents=agents,
+                        inputs=dict(doc.get("inputs") or {}), defaults=dict(defaults),
+                        rate_limits=dict(doc.get("rate_limits") or {}),
+                        prices=dict(doc.get("prices") or {}), **top)
+    workflow.source = source
+    return workflow
+
+
+def load_workflow_text(text: str, *, file: str = "<string>",
+                       inputs: dict[str, Any] | None = None) -> Workflow:
+    """A workflow from YAML text; raises WorkflowValidationError with every problem."""
+    located, problems = parse_yaml(text, file)
+    if located is not None:
+        problems += check_document(located)
+    if problems or located is None:
+        raise WorkflowValidationError(sorted(problems, key=lambda p: (p.line, p.column)))
+    workflow = _build(located.value, file)
+    bind_inputs(workflow, inputs or {})
+    return workflow
+
+
+def load_workflow(path: str | Path, *, inputs: dict[str, Any] | None = None) -> Workflow:
+    """Read, validate and build the workflow at `path`, binding `inputs` (name -> value).
+
+    Raises:
+        WorkflowValidationError: with every problem, each at its line and column.
+        UserInputError: when an input is unknown, missing or of the wrong type.
+    """
+    path = Path(path)
+    text, problems = read_text(path)
+    if text is None:
+        raise WorkflowValidationError(problems)
+    return load_workflow_text(text, file=str(path), inputs=inputs)
+
+
+def workflow_from_dict(data: dict[str, Any], *, inputs: dict[str, Any] | None = None,
+                       source: str = "<dict>") -> Workflow:
+    """A workflow from an already-parsed mapping (e.g. JSON), checked like a file."""
+    located = Located(data, source)
+    problems = check_document(located)
+    if problems:
+        raise WorkflowValidationError(problems)
+    workflow = _build(data, source)
+    bind_inputs(workflow, inputs or {})
+    return workflow
+
+
+def validate_file(path: Path) -> list[Problem]:
+    """Every problem of one workflow file (an empty list when it is valid)."""
+    text, problems = read_text(path)
+    if text is None:
+        return problems
+    located, problems = parse_yaml(text, str(path))
+    if located is not None:
+        problems += check_document(located)
+    return sorted(problems, key=lambda p: (p.line, p.column))
+
+
+def find_workflow_files(paths: list[Path]) -> list[Path]:
+    """Files as given; folders searched recursively for *.yaml and *.yml."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+        else:
+            found.append(path)
+    return found
+
+
+# -- inputs ------------------------------------------------------------------
+
+
+def _coerce(name: str, kind: str, value: Any) -> Any:
+    if not isinstance(value, str) or kind == "string":
+        expected = _INPUT_TYPES.get(kind, object)
+        ok = isinstance(value, expected) and not (kind in ("number", "integer") and isinstance(value, bool))
+        if kind == "number" and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            raise UserInputError(f"input {name!r}: expected {kind}, got {json.dumps(value)}")
+        return value
+    text = value.strip()
+    try:
+        if kind == "integer":
+            return int(text)
+        if kind == "number":
+            return float(text)
+        if kind == "boolean":
+            lowered = text.lower()
+            if lowered in ("true", "yes", "1", "on"):
+                return True
+            if lowered in ("false", "no", "0", "off"):
+                return False
+            raise ValueError(text)
+        parsed = json.loads(text)
+    except ValueError:
+        raise UserInputError(f"input {name!r}: {value!r} is not a valid {kind}") from None
+    if not isinstance(parsed, _INPUT_TYPES[kind]):
+        raise UserInputError(f"input {name!r}: {value!r} is not a JSON {kind}")
+    return parsed
+
+
+def bind_inputs(workflow: Workflow, values: dict[str, Any]) -> Workflow:
+    """Check `values` against the declared inputs, convert them, fill in defaults."""
+    declared = workflow.inputs
+    unknown = sorted(set(values) - set(declared))
+    if unknown:
+        names = ", ".join(sorted(declared)) or "none"
+        raise UserInputError(f"unknown input {unknown[0]!r} for workflow {workflow.name!r} "
+                             f"(declared inputs: {names})")
+    bound: dict[str, Any] = {}
+    for name, spec in declared.items():
+        kind = spec.get("type", "string")
+        if name in values:
+            bound[name] = _coerce(name, kind, values[name])
+        elif "default" in spec:
+            bound[name] = spec["default"]
+        else:
+            raise UserInputError(f"workflow {workflow.name!r} needs input {name!r}: "
+                                 f"pass --input {name}=VALUE")
+    workflow.input_values = bound
+    return workflow

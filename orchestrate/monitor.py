@@ -1,0 +1,192 @@
+"""The Monitor: counters, summaries and recent events of everything an engine runs.
+
+The Monitor is a sink: the engine hands it every `Event`, and it keeps O(1)
+counters per event (the engine's overhead budget is 50 us an agent) and a
+bounded deque of recent events. Metric snapshots are taken lazily, when an
+event arrives and `metrics_interval` has passed since the last one: there is
+no background thread or timer to stop. Events are also logged to the
+``orchestrate`` logger (at DEBUG, failures at WARNING) when `enable_logging`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrate.events import Event, EventType
+
+__all__ = ["Monitor", "MonitorConfig"]
+
+logger = logging.getLogger("orchestrate")
+
+_COUNTERS = (
+    "workflows_started", "workflows_completed", "workflows_partially_completed", "workflows_failed",
+    "workflows_cancelled", "agents_started", "agents_completed", "agents_failed", "agents_cancelled",
+    "agents_budget_exceeded", "agents_retried", "agents_rate_limited", "budget_refusals", "llm_calls",
+    "cached_calls", "tool_calls", "input_tokens", "output_tokens", "total_tokens",
+)
+
+
+@dataclass
+class MonitorConfig:
+    """Monitoring configuration.
+
+    Attributes:
+        enable_metrics: Keep counters and snapshots.
+        enable_logging: Keep recent events and log them to the ``orchestrate`` logger.
+        metrics_interval: Seconds between metric snapshots.
+        max_events: How many recent events are kept.
+        max_snapshots: How many snapshots are kept.
+    """
+
+    enable_metrics: bool = True
+    enable_logging: bool = True
+    metrics_interval: float = 60.0
+    max_events: int = 10_000
+    max_snapshots: int = 1_440
+
+
+class Monitor:
+    """Collects metrics from events; a sink of the engine.
+
+    Args:
+        config: What to collect.
+        clock: Wall-clock seconds, injectable for tests.
+    """
+
+    def __init__(self, config: MonitorConfig | None = None, *, clock: Callable[[], float] = time.time) -> None:
+        self.config = config or MonitorConfig()
+        self.clock = clock
+        self.started = clock()
+        self.counters: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
+        self.total_cost = 0.0
+        self.rate_limited_seconds = 0.0
+        self.agent_time = 0.0
+        self.agents_finished = 0
+        self.workflow_time = 0.0
+        self.events: deque[dict[str, Any]] = deque(maxlen=max(1, self.config.max_events))
+        self.snapshots: deque[dict[str, Any]] = deque(maxlen=max(1, self.config.max_snapshots))
+        self._next_snapshot = self.started + self.config.metrics_interval
+
+    def __call__(self, event: Event) -> None:
+        self.record_event(event.type.value, event.agent, event.workflow_id, event.data,
+                          timestamp=event.timestamp)
+
+    def record_event(self, event_type: str | EventType, agent_id: str | None = None,
+                     workflow_id: str | None = None, data: dict[str, Any] | None = None, *,
+                     timestamp: float | None = None) -> None:
+        """Record one event: update the counters, keep it among the recent events, log it."""
+        kind = event_type.value if isinstance(event_type, EventType) else str(event_type)
+        data = data or {}
+        now = timestamp if timestamp is not None else self.clock()
+        if self.config.enable_metrics:
+            self._count(kind, data)
+            if now >= self._next_snapshot:
+                self.snapshots.append({"timestamp": now, **self.get_metrics()})
+                self._next_snapshot = now + self.config.metrics_interval
+        if self.config.enable_logging:
+            self.events.append({"timestamp": now, "event_type": kind, "agent_id": agent_id,
+                                "workflow_id": workflow_id, "data": data})
+            if logger.isEnabledFor(logging.DEBUG) or kind in ("workflow_finished", "agent_retrying"):
+                level = logging.WARNING if data.get("status") in ("failed", "budget_exceeded") else logging.DEBUG
+                logger.log(level, "%s workflow=%s agent=%s %s", kind, workflow_id, agent_id, data)
+
+    def _count(self, kind: str, data: dict[str, Any]) -> None:
+        c = self.counters
+        if kind == "agent_finished":
+            status = data.get("status", "")
+            key = f"agents_{status}"
+            if key in c:
+                c[key] += 1
+            self.agents_finished += 1
+            self.agent_time += float(data.get("execution_time") or 0.0)
+        elif kind == "llm_call":
+            c["llm_calls"] += 1
+            c["cached_calls"] += 1 if data.get("cached") else 0
+            tokens_in, tokens_out = int(data.get("input_tokens") or 0), int(data.get("output_tokens") or 0)
+            c["input_tokens"] += tokens_in
+            c["output_tokens"] += tokens_out
+            c["total_tokens"] += tokens_in + tokens_out
+            self.total_cost += float(data.get("cost") or 0.0)
+        elif kind == "agent_started":
+            if int(data.get("attempt") or 1) == 1:
+                c["agents_started"] += 1
+        elif kind == "agent_retrying":
+            c["agents_retried"] += 1
+        elif kind == "agent_rate_limited":
+            c["agents_rate_limited"] += 1
+            self.rate_limited_seconds += float(data.get("waited") or 0.0)
+        elif kind == "agent_budget_refused":
+            c["budget_refusals"] += 1
+        elif kind == "tool_call":
+            c["tool_calls"] += 1
+        elif kind == "workflow_started":
+            c["workflows_started"] += 1
+        elif kind == "workflow_finished":
+            key = f"workflows_{data.get('status', '')}"
+            if key in c:
+                c[key] += 1
+            self.workflow_time += float(data.get("duration") or 0.0)
+
+    def get_metrics(self) -> dict[str, Any]:
+        """The current counters, total cost, uptime and time spent waiting on rate limits."""
+        return {
+            "uptime_seconds": self.clock() - self.started,
+            **self.counters,
+            "total_cost": round(self.total_cost, 10),
+            "rate_limited_seconds": self.rate_limited_seconds,
+        }
+
+    def get_summary(self) -> dict[str, Any]:
+        """Workflows, agents, calls and costs, with success rates (in percent) and averages."""
+        c = self.counters
+        wf_done = (c["workflows_completed"] + c["workflows_partially_completed"] + c["workflows_failed"]
+                   + c["workflows_cancelled"])
+        return {
+            "uptime_seconds": self.clock() - self.started,
+            "workflows": {
+                "started": c["workflows_started"],
+                "completed": c["workflows_completed"],
+                "partially_completed": c["workflows_partially_completed"],
+                "failed": c["workflows_failed"],
+                "cancelled": c["workflows_cancelled"],
+                "success_rate": 100.0 * c["workflows_completed"] / wf_done if wf_done else 0.0,
+                "avg_duration": self.workflow_time / wf_done if wf_done else 0.0,
+            },
+            "agents": {
+                "started": c["agents_started"],
+                "completed": c["agents_completed"],
+                "failed": c["agents_failed"],
+                "cancelled": c["agents_cancelled"],
+                "budget_exceeded": c["agents_budget_exceeded"],
+                "retries": c["agents_retried"],
+                "success_rate": 100.0 * c["agents_completed"] / self.agents_finished if self.agents_finished else 0.0,
+                "avg_execution_time": self.agent_time / self.agents_finished if self.agents_finished else 0.0,
+            },
+            "llm": {
+                "calls": c["llm_calls"],
+                "cached_calls": c["cached_calls"],
+                "tool_calls": c["tool_calls"],
+                "input_tokens": c["input_tokens"],
+                "output_tokens": c["output_tokens"],
+                "total_tokens": c["total_tokens"],
+            },
+            "costs": {"total_cost": round(self.total_cost, 10)},
+            "rate_limiting": {"rate_limited": c["agents_rate_limited"],
+                              "waited_seconds": self.rate_limited_seconds,
+                              "budget_refusals": c["budget_refusals"]},
+        }
+
+    def get_recent_events(self, count: int = 100, event_type: str | None = None) -> list[dict[str, Any]]:
+        """The last `count` events, oldest first, optionally of one type only."""
+        if count <= 0:
+            return []
+        if event_type is None:
+            events = list(self.events)
+        else:
+            events = [e for e in self.events if e["event_type"] == event_type]
+        return events[-count:]

@@ -1,0 +1,130 @@
+"""Planning a run before spending anything: order, critical path, time and cost bounds.
+
+The order is what the scheduler would do if every agent took its expected
+time (`scheduler.expected_seconds`), under `max_parallel_agents`. Cost bounds:
+
+- ``min_cost``: every agent answers on its first call with a one-token
+  answer, its prompt counted at four bytes a token. A run that fails at once
+  can cost less (down to 0); a run that completes costs about this or more.
+- ``max_cost``: per call, the same worst case the budget guard reserves
+  (every prompt byte a token, plus max_tokens of output), times the calls an
+  agent may make (attempts x output corrections x tool rounds), each agent
+  capped at its cost_limit and the total at the workflow's cost_budget. The
+  hard budgets guarantee this ceiling; it is not an estimate.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrate.costs import CostTracker
+from orchestrate.graph import DependencyGraph
+from orchestrate.models import Workflow
+from orchestrate.scheduler import expected_seconds
+
+__all__ = ["AgentPlan", "Plan", "plan_workflow"]
+
+
+@dataclass(frozen=True)
+class AgentPlan:
+    name: str
+    module: str
+    model: str
+    start: float
+    finish: float
+    min_cost: float
+    max_cost: float
+    max_calls: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    workflow: str
+    agents: list[AgentPlan]
+    critical_path: list[str]
+    estimated_seconds: float
+    min_cost: float
+    max_cost: float
+    budget: float
+    budget_binds: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "workflow": self.workflow,
+            "order": [a.name for a in self.agents],
+            "critical_path": self.critical_path,
+            "estimated_seconds": round(self.estimated_seconds, 3),
+            "min_cost": round(self.min_cost, 6),
+            "max_cost": round(self.max_cost, 6),
+            "cost_budget": self.budget,
+            "budget_binds": self.budget_binds,
+            "agents": [{"name": a.name, "module": a.module, "model": a.model,
+                        "start": round(a.start, 3), "finish": round(a.finish, 3),
+                        "min_cost": round(a.min_cost, 6), "max_cost": round(a.max_cost, 6),
+                        "max_calls": a.max_calls} for a in self.agents],
+        }
+
+
+def plan_workflow(workflow: Workflow, tracker: CostTracker, *, output_retries: int = 2,
+                  max_tool_rounds: int = 8) -> Plan:
+    """The plan of `workflow` under its own limits."""
+    agents = {a.name: a for a in workflow.agents}
+    weights = {a.name: expected_seconds(a) for a in workflow.agents}
+    graph = DependencyGraph.from_agents(workflow.agents)
+    remaining = graph.remaining_path_lengths(weights)
+    order = _simulate(workflow, graph, weights, remaining)
+    finish_of = {name: finish for name, _, finish in order}
+    rows = []
+    for name, start, finish in order:
+        agent = agents[name]
+        llm = agent.llm_config
+        model = llm["model"]
+        max_tokens = int(llm.get("max_tokens", 1000))
+        upstream_tokens = sum(int(agents[d].llm_config.get("max_tokens", 1000))
+                              for d in graph.dependencies[name])
+        prompt = agent.prompt_template + " " * (4 * upstream_tokens)
+        messages = [{"role": "user", "content": prompt}]
+        if llm.get("system"):
+            messages.insert(0, {"role": "system", "content": llm["system"]})
+        per_call = tracker.max_cost(model, messages, max_tokens, overrides=workflow.prices,
+                                    tools=agent.tools)
+        calls = (agent.max_retries + 1) * ((output_retries + 1) if agent.output_schema else 1)
+        calls *= (max_tool_rounds + 1) if agent.tools else 1
+        low_tokens = len(agent.prompt_template.encode()) // 4 + upstream_tokens // 4
+        low = tracker.calculate_cost(model, low_tokens, 1)
+        rows.append(AgentPlan(name, agent.module, model, start, finish, low,
+                              min(agent.cost_limit, per_call * calls), calls))
+    uncapped = sum(r.max_cost for r in rows)
+    return Plan(
+        workflow=workflow.name, agents=rows,
+        critical_path=graph.critical_path(weights),
+        estimated_seconds=max(finish_of.values(), default=0.0),
+        min_cost=min(sum(r.min_cost for r in rows), workflow.cost_budget),
+        max_cost=min(uncapped, workflow.cost_budget), budget=workflow.cost_budget,
+        budget_binds=uncapped > workflow.cost_budget)
+
+
+def _simulate(workflow: Workflow, graph: DependencyGraph, weights: dict[str, float],
+              remaining: dict[str, float]) -> list[tuple[str, float, float]]:
+    """List-schedule the agents as the engine would: (name, start, finish) in start order."""
+    priority = {a.name: a.priority for a in workflow.agents}
+    position = {a.name: i for i, a in enumerate(workflow.agents)}
+    waiting = {n: len(d) for n, d in graph.dependencies.items()}
+    ready = [(-priority[n], -remaining[n], position[n], n) for n, c in waiting.items() if c == 0]
+    heapq.heapify(ready)
+    running: list[tuple[float, str]] = []
+    now, slots = 0.0, max(1, workflow.max_parallel_agents)
+    order: list[tuple[str, float, float]] = []
+    while ready or running:
+        while ready and len(running) < slots:
+            name = heapq.heappop(ready)[3]
+            heapq.heappush(running, (now + weights[name], name))
+            order.append((name, now, now + weights[name]))
+        now, name = heapq.heappop(running)
+        for child in graph.dependents[name]:
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                heapq.heappush(ready, (-priority[child], -remaining[child], position[child], child))
+    return order

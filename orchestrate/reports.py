@@ -1,0 +1,150 @@
+"""The run folder: result.json and cost.json, kept current while a run goes on.
+
+A run folder holds ``result.json`` (the workflow and every agent's result,
+described by ``schemas/result.schema.json``), ``cost.json`` (see
+``schemas/cost.schema.json``) and ``events.jsonl`` (every event, appended and
+flushed as it happens). The JSON files are always replaced atomically, so a
+reader, or a run killed mid-write, never sees a torn file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from orchestrate.costs import CostTracker
+from orchestrate.events import Event, EventType
+from orchestrate.fsutil import atomic_write_text
+from orchestrate.models import Workflow
+
+__all__ = ["SCHEMA_VERSION", "RunRecorder", "new_run_dir", "result_document", "write_json"]
+
+SCHEMA_VERSION = 1
+
+
+def new_run_dir(output_dir: Path, workflow_name: str, now: datetime | None = None) -> Path:
+    """Create and return ``output_dir/<workflow>-<UTC timestamp>``, unique even within a second."""
+    moment = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", workflow_name).strip("-") or "workflow"
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for n in range(1000):
+        candidate = output_dir / (f"{slug}-{moment}" + (f"-{n}" if n else ""))
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"cannot create a run folder for {workflow_name!r} in {output_dir}")
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def result_document(workflow: Workflow, *, simulated: bool, run_id: str,
+                    extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The result.json document of `workflow` as it stands now."""
+    duration = None
+    if workflow.started_at is not None and workflow.completed_at is not None:
+        duration = (workflow.completed_at - workflow.started_at).total_seconds()
+    agents = []
+    for agent in workflow.agents:
+        result = agent.result
+        row: dict[str, Any] = {
+            "name": agent.name,
+            "module": agent.module,
+            "dependencies": list(agent.dependencies),
+            "model": agent.llm_config.get("model"),
+            "provider": (result.metadata.get("provider") if result is not None else None)
+            or agent.llm_config.get("provider"),
+        }
+        if result is None:
+            row.update(agent_id=agent.name, status=agent.status.value, output=None, error=None,
+                       tokens_used=0, cost=0.0, execution_time=0.0, started_at=None,
+                       completed_at=None, retry_count=0, metadata={})
+        else:
+            data = result.to_dict()
+            data["metadata"] = {k: v for k, v in result.metadata.items() if k != "usage"}
+            row.update(data)
+        agents.append(row)
+    document: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id,
+        "workflow_id": workflow.id,
+        "name": workflow.name,
+        "description": workflow.description,
+        "source": workflow.source,
+        "max_parallel_agents": workflow.max_parallel_agents,
+        "cost_budget": workflow.cost_budget,
+        "timeout": workflow.timeout,
+        "allow_partial_completion": workflow.allow_partial_completion,
+        "inputs": workflow.input_values,
+        "status": workflow.status.value,
+        "simulated": simulated,
+        "total_cost": round(sum(a["cost"] for a in agents), 10),
+        "total_tokens": sum(a["tokens_used"] for a in agents),
+        "retries": sum(a["retry_count"] for a in agents),
+        "error": workflow.error,
+        "started_at": _iso(workflow.started_at),
+        "completed_at": _iso(workflow.completed_at),
+        "duration_seconds": duration,
+        "agents": agents,
+    }
+    if extra:
+        document.update(extra)
+    return document
+
+
+def write_json(path: Path, document: Any) -> None:
+    """Write `document` as indented JSON, atomically."""
+    atomic_write_text(path, json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+class RunRecorder:
+    """A sink that keeps a workflow's result.json and cost.json current on disk.
+
+    Files are rewritten when an agent finishes, at most once per `interval`
+    seconds (the event log is the per-agent journal), and always on `flush()`.
+    """
+
+    def __init__(self, run_dir: Path, workflow: Workflow, tracker: CostTracker, *,
+                 simulated: bool, extra: Mapping[str, Any] | None = None,
+                 interval: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.run_dir = run_dir
+        self.workflow = workflow
+        self.tracker = tracker
+        self.simulated = simulated
+        self.extra = dict(extra or {})
+        self.interval = interval
+        self.clock = clock
+        self._last = float("-inf")
+
+    @property
+    def result_path(self) -> Path:
+        return self.run_dir / "result.json"
+
+    @property
+    def cost_path(self) -> Path:
+        return self.run_dir / "cost.json"
+
+    def __call__(self, event: Event) -> None:
+        if event.workflow_id != self.workflow.id:
+            return
+        if event.type is EventType.WORKFLOW_FINISHED:
+            self.flush()
+        elif event.type is EventType.AGENT_FINISHED and self.clock() - self._last >= self.interval:
+            self.flush()
+
+    def flush(self) -> dict[str, Any]:
+        """Write both reports now; returns the result document."""
+        self._last = self.clock()
+        document = result_document(self.workflow, simulated=self.simulated,
+                                   run_id=self.run_dir.name, extra=self.extra)
+        write_json(self.result_path, document)
+        write_json(self.cost_path, self.tracker.cost_report(self.workflow.id, document))
+        return document

@@ -1,0 +1,266 @@
+"""Scheduling one workflow's agents: no polling, no sleeps, linear in agents plus edges.
+
+Ready agents wait in a heap ordered by priority (higher first), then by the
+longest chain of expected work still behind them (critical path first), then
+by their place in the file. An agent is started the moment its last
+dependency completes and a slot under `max_parallel_agents` is free; the run
+wakes only when an agent finishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from orchestrate.events import Event, EventType
+from orchestrate.executor import AgentExecutor
+from orchestrate.failures import FailureHandler
+from orchestrate.graph import DependencyGraph
+from orchestrate.models import Agent, AgentResult, AgentStatus, Workflow, WorkflowStatus
+from orchestrate.resume import fingerprint
+from orchestrate.templates import render
+
+__all__ = ["WorkflowRun", "expected_seconds"]
+
+
+def expected_seconds(agent: Agent) -> float:
+    """How long an agent is expected to take, to weigh the critical path.
+
+    A simulated latency is used when one is configured; otherwise the output
+    budget, at an assumed 100 tokens a second.
+    """
+    latency = agent.llm_config.get("latency")
+    if isinstance(latency, (int, float)):
+        return float(latency) or 1e-6
+    if isinstance(latency, (list, tuple)) and len(latency) == 2:
+        return (float(latency[0]) + float(latency[1])) / 2 or 1e-6
+    return float(agent.llm_config.get("max_tokens", 1000)) / 100.0
+
+
+class WorkflowRun:
+    """One execution of a workflow. Create, then `await run()`; `stop()` ends it early."""
+
+    def __init__(
+        self,
+        workflow: Workflow,
+        executor: AgentExecutor,
+        failures: FailureHandler,
+        emit: Callable[[Event], None],
+        *,
+        reuse: Mapping[str, AgentResult] | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.workflow = workflow
+        self.executor = executor
+        self.failures = failures
+        self.emit = emit
+        self.clock = clock
+        agents = workflow.agents
+        self.agents = agents
+        index = {agent.name: i for i, agent in enumerate(agents)}
+        self.waiting_on = [0] * len(agents)
+        self.dependents: list[list[int]] = [[] for _ in agents]
+        for i, agent in enumerate(agents):
+            for dep in agent.dependencies:
+                j = index[dep]
+                self.dependents[j].append(i)
+                self.waiting_on[i] += 1
+        graph = DependencyGraph.from_agents(agents)
+        remaining = graph.remaining_path_lengths({a.name: expected_seconds(a) for a in agents})
+        self.rank = [(-agent.priority, -remaining[agent.name], i) for i, agent in enumerate(agents)]
+        self.outputs: dict[str, dict[str, Any]] = {}
+        self.reuse = dict(reuse or {})
+        self.ready: list[tuple[int, float, int]] = []
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.finished = 0
+        self.stopping: str | None = None
+        self.stopped = False
+        self.done: asyncio.Future[None] | None = None
+        self.limit = max(1, int(workflow.max_parallel_agents))
+
+    async def run(self) -> Workflow:
+        """Execute every agent that can be executed; returns the workflow with its results."""
+        wf = self.workflow
+        loop = asyncio.get_running_loop()
+        self.done = loop.create_future()
+        wf.status = WorkflowStatus.RUNNING
+        wf.started_at = datetime.now(timezone.utc)
+        t0 = self.clock()
+        self.emit(Event(EventType.WORKFLOW_STARTED, wf.id, None, {
+            "name": wf.name, "cost_budget": wf.cost_budget,
+            "max_parallel_agents": wf.max_parallel_agents,
+            "agents": [{"name": a.name, "module": a.module, "model": a.llm_config.get("model"),
+                        "provider": a.llm_config.get("provider"), "dependencies": a.dependencies,
+                        "priority": a.priority} for a in self.agents],
+        }, workflow_name=wf.name))
+        for i, agent in enumerate(self.agents):
+            agent.status = AgentStatus.PENDING
+            if self.waiting_on[i] == 0:
+                heapq.heappush(self.ready, self.rank[i])
+        self._fill()
+        if self.finished == len(self.agents) and not self.done.done():
+            self.done.set_result(None)
+        try:
+            async with asyncio.timeout(wf.timeout):
+                await asyncio.shield(self.done)
+        except TimeoutError:
+            await self._halt(f"workflow timed out after {wf.timeout:g}s")
+            wf.error = f"timed out after {wf.timeout:g}s"
+        except asyncio.CancelledError:
+            await self._halt("run interrupted")
+            self._conclude(t0, WorkflowStatus.CANCELLED)
+            raise
+        if self.stopping and wf.error is None:
+            wf.error = self.stopping
+        self._conclude(t0, WorkflowStatus.CANCELLED if self.stopped else None)
+        return wf
+
+    async def stop(self, reason: str = "run interrupted") -> None:
+        """Cancel what is in flight, record it, and let `run()` return (status cancelled)."""
+        self.stopped = True
+        await self._halt(reason)
+
+    def _conclude(self, t0: float, forced: WorkflowStatus | None) -> None:
+        wf = self.workflow
+        wf.completed_at = datetime.now(timezone.utc)
+        unfinished = [a for a in self.agents if a.status is not AgentStatus.COMPLETED]
+        if forced is not None:
+            wf.status = forced
+        elif not unfinished:
+            wf.status = WorkflowStatus.COMPLETED
+        elif self.failures.should_fail_workflow(unfinished, len(self.agents),
+                                                wf.allow_partial_completion):
+            wf.status = WorkflowStatus.FAILED
+        else:
+            wf.status = WorkflowStatus.PARTIALLY_COMPLETED
+        self.emit(Event(EventType.WORKFLOW_FINISHED, wf.id, None, {
+            "status": wf.status.value, "total_cost": wf.total_cost, "total_tokens": wf.total_tokens,
+            "duration": self.clock() - t0, "error": wf.error}, workflow_name=wf.name))
+
+    def _fill(self) -> None:
+        """Start ready agents, best first, while there is room."""
+        ready, agents = self.ready, self.agents
+        while ready and len(self.tasks) < self.limit and not self.stopping:
+            i = heapq.heappop(ready)[2]
+            agent = agents[i]
+            if agent.status is not AgentStatus.PENDING:
+                continue
+            agent.status = AgentStatus.RUNNING
+            self.tasks[i] = asyncio.ensure_future(self._run_agent(i))
+
+    async def _run_agent(self, i: int) -> None:
+        agent = self.agents[i]
+        wf = self.workflow
+        result = AgentResult(agent_id=agent.name, status=AgentStatus.RUNNING,
+                             started_at=datetime.now(timezone.utc))
+        t0 = self.clock()
+        try:
+            async with asyncio.timeout(agent.timeout):
+                prompt = render(agent.prompt_template, inputs=wf.input_values, outputs=self.outputs)
+                digest = fingerprint(agent, prompt)
+                prior = self.reuse.get(agent.name)
+                if prior is not None and prior.metadata.get("fingerprint") == digest:
+                    self.tasks.pop(i, None)
+                    self._finish(i, self.executor.carry_over(wf, agent, prior))
+                    return
+                result.metadata["fingerprint"] = digest
+                await self.executor.execute(wf, agent, prompt, result)
+        except TimeoutError:
+            result.status = AgentStatus.CANCELLED
+            result.error = f"agent timed out after {agent.timeout:g}s"
+        except asyncio.CancelledError:
+            result.status = AgentStatus.CANCELLED
+            result.error = self.stopping or "cancelled"
+        except Exception as exc:  # a template or tool problem ends this agent, not the run
+            result.status = AgentStatus.FAILED
+            result.error = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
+        result.execution_time = self.clock() - t0
+        result.completed_at = datetime.now(timezone.utc)
+        self.tasks.pop(i, None)
+        self._finish(i, result)
+
+    def _finish(self, i: int, result: AgentResult) -> None:
+        """Record a result, release dependents or cancel them, and start what is ready."""
+        agent = self.agents[i]
+        wf = self.workflow
+        _fold_usage(result)
+        agent.result = result
+        agent.status = result.status
+        wf.total_cost += result.cost
+        self.finished += 1
+        self.emit(_finished_event(wf, agent, result))
+        if result.status is AgentStatus.COMPLETED:
+            self.outputs[agent.name] = result.output or {"text": ""}
+            for j in self.dependents[i]:
+                self.waiting_on[j] -= 1
+                if self.waiting_on[j] == 0:
+                    heapq.heappush(self.ready, self.rank[j])
+        else:
+            self._cancel_dependents(i, f"dependency {agent.name!r} {result.status.value}")
+        self._fill()
+        if self.finished == len(self.agents) and self.done is not None and not self.done.done():
+            self.done.set_result(None)
+
+    def _cancel_dependents(self, i: int, reason: str) -> None:
+        todo = list(self.dependents[i])
+        while todo:
+            j = todo.pop()
+            agent = self.agents[j]
+            if agent.status is not AgentStatus.PENDING:
+                continue
+            self._mark_cancelled(j, reason)
+            todo.extend(self.dependents[j])
+
+    def _mark_cancelled(self, j: int, reason: str) -> None:
+        agent = self.agents[j]
+        now = datetime.now(timezone.utc)
+        agent.status = AgentStatus.CANCELLED
+        agent.result = AgentResult(agent_id=agent.name, status=AgentStatus.CANCELLED, error=reason,
+                                   started_at=None, completed_at=now)
+        self.finished += 1
+        self.emit(_finished_event(self.workflow, agent, agent.result))
+
+    async def _halt(self, reason: str) -> None:
+        if self.stopping is None:
+            self.stopping = reason
+        tasks = list(self.tasks.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for j, agent in enumerate(self.agents):
+            if agent.status is AgentStatus.PENDING:
+                self._mark_cancelled(j, self.stopping)
+        if self.done is not None and not self.done.done():
+            self.done.set_result(None)
+
+
+def _fold_usage(result: AgentResult) -> None:
+    """Move the executor's running Usage into the result's plain fields and metadata."""
+    usage = result.metadata.pop("usage", None)
+    if usage is None:
+        return
+    result.cost = usage.cost
+    result.tokens_used = usage.input_tokens + usage.output_tokens
+    result.metadata.update(
+        calls=usage.calls, input_tokens=usage.input_tokens,
+        cached_input_tokens=usage.cached_input_tokens, output_tokens=usage.output_tokens,
+        reasoning_tokens=usage.reasoning_tokens, tool_calls=usage.tool_calls,
+        cached_calls=usage.cached_calls, rate_limited_seconds=usage.rate_limited_seconds,
+    )
+    if usage.errors:
+        result.metadata["errors"] = usage.errors[-5:]
+
+
+def _finished_event(wf: Workflow, agent: Agent, result: AgentResult) -> Event:
+    meta = result.metadata
+    return Event(EventType.AGENT_FINISHED, wf.id, agent.name, {
+        "status": result.status.value, "error": result.error, "tokens_used": result.tokens_used,
+        "cost": result.cost, "execution_time": result.execution_time,
+        "retry_count": result.retry_count, "model": meta.get("model", agent.llm_config.get("model")),
+        "provider": meta.get("provider", agent.llm_config.get("provider")), "module": agent.module,
+        "output": result.output, "fingerprint": meta.get("fingerprint")}, workflow_name=wf.name)

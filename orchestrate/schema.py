@@ -1,0 +1,162 @@
+"""JSON Schema checks: the workflow format, agents' output schemas, and their answers.
+
+The only module that imports jsonschema. `schemas/workflow.schema.json` is the
+single source of truth for the workflow format; the package ships the same
+file (`orchestrate/data/workflow.schema.json`) so an installed wheel has it.
+Errors come back as (JSON path, one-line message) pairs for the loader to
+place at a line and column.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Iterator
+
+import jsonschema
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+
+__all__ = ["check_instance", "check_schema", "schema_errors", "workflow_schema", "workflow_schema_text"]
+
+Path = tuple[str | int, ...]
+
+
+def workflow_schema_text() -> str:
+    """The workflow schema as shipped in the package."""
+    return resources.files("orchestrate").joinpath("data/workflow.schema.json").read_text("utf-8")
+
+
+@lru_cache(maxsize=1)
+def workflow_schema() -> dict[str, Any]:
+    return json.loads(workflow_schema_text())
+
+
+@lru_cache(maxsize=1)
+def _workflow_validator() -> Draft202012Validator:
+    return Draft202012Validator(workflow_schema())
+
+
+def schema_errors(document: Any) -> list[tuple[Path, str]]:
+    """Every way `document` breaks the workflow schema, as (path, message), in document order."""
+    found = [(_where(error), _message(error)) for error in _leaves(_workflow_validator().iter_errors(document))]
+    unique = list(dict.fromkeys(found))
+    return sorted(unique, key=lambda item: [str(p).zfill(8) if isinstance(p, int) else p for p in item[0]])
+
+
+def check_schema(schema: Any) -> str | None:
+    """None if `schema` is a usable JSON Schema (2020-12), else why not."""
+    if not isinstance(schema, dict):
+        return "must be a JSON Schema object"
+    try:
+        Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        where = "/".join(str(p) for p in exc.path)
+        return f"not a valid JSON Schema{' at ' + where if where else ''}: {exc.message}"
+    return None
+
+
+def check_instance(instance: Any, schema: dict[str, Any]) -> str | None:
+    """None if `instance` satisfies `schema`, else a one-line reason naming where."""
+    validator = _validator_for(json.dumps(schema, sort_keys=True))
+    error = best_match(validator.iter_errors(instance))
+    if error is None:
+        return None
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+    return f"{'$' + where if where else 'the answer'}: {error.message}"
+
+
+@lru_cache(maxsize=256)
+def _validator_for(schema_json: str) -> Draft202012Validator:
+    return Draft202012Validator(json.loads(schema_json))
+
+
+def _leaves(errors: Iterator[ValidationError]) -> Iterator[ValidationError]:
+    """Replace oneOf/anyOf errors by their most telling sub-error."""
+    for error in errors:
+        if error.context:
+            yield best_match(error.context)
+        else:
+            yield error
+
+
+def _where(error: ValidationError) -> Path:
+    path = tuple(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        extra = _extra_keys(error)
+        if extra:
+            return (*path, extra[0], "<key>")
+    return path
+
+
+def _extra_keys(error: ValidationError) -> list[str]:
+    allowed = set(error.schema.get("properties", {}))
+    return [key for key in error.instance if key not in allowed]
+
+
+def _name(error: ValidationError) -> str:
+    path = list(error.absolute_path)
+    if not path:
+        return "workflow"
+    last = path[-1]
+    if isinstance(last, int):
+        parent = path[-2] if len(path) > 1 else "item"
+        return f"{parent}[{last}]"
+    return str(last)
+
+
+def _message(error: ValidationError) -> str:
+    kind = error.validator
+    value = error.instance
+    name = _name(error)
+    if kind == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = _extra_keys(error)
+        key = extra[0] if extra else "?"
+        close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.7)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; allowed here: {', '.join(allowed)}"
+        where = "" if name == "workflow" else f" in {name}"
+        return f"unknown key {key!r}{where}{hint}"
+    if kind == "required":
+        missing = [k for k in error.validator_value if not isinstance(value, dict) or k not in value]
+        what = f"agent {value.get('name')!r}" if isinstance(value, dict) and "name" in value else name
+        return f"{what}: missing required key {missing[0]!r}" if missing else error.message
+    if kind == "enum":
+        options = ", ".join(str(v) for v in error.validator_value)
+        return f"{name}: {value!r} is not one of {options}"
+    if kind == "type":
+        expected = error.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        return f"{name}: expected {expected}, got {_type_name(value)} {_short(value)}"
+    if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        words = {"minimum": "at least", "maximum": "at most",
+                 "exclusiveMinimum": "greater than", "exclusiveMaximum": "less than"}[kind]
+        return f"{name}: must be {words} {error.validator_value}, got {value!r}"
+    if kind == "pattern":
+        if name in ("name",) or name.startswith("agents["):
+            return (f"{name}: {value!r} is not a valid name (start with a letter; "
+                    "then letters, digits, '_' or '-')")
+        return f"{name}: {value!r} does not match {error.validator_value}"
+    if kind == "minItems":
+        return f"{name}: needs at least {error.validator_value} item(s)"
+    if kind == "maxItems":
+        return f"{name}: at most {error.validator_value} item(s)"
+    if kind == "minLength":
+        return f"{name}: must not be empty"
+    if kind == "uniqueItems":
+        return f"{name}: has duplicate items"
+    return f"{name}: {error.message}"
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "boolean", int: "integer", float: "number", str: "string",
+            list: "array", dict: "object"}.get(type(value), type(value).__name__)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

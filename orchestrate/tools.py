@@ -1,0 +1,92 @@
+"""Tools agents may call: Python callables named by import path.
+
+A tool is written in a workflow as::
+
+    tools:
+      - function: erp_tools.finance:lookup_gl_balance
+        description: Balance of a general-ledger account for a period
+        parameters: {type: object, properties: {account: {type: string}}, required: [account]}
+
+The callable receives the model's arguments as keyword arguments and may be a
+coroutine function. What it returns is sent back to the model as JSON; what it
+raises is sent back as an error message, so one bad tool call never ends a run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrate.errors import ToolError
+
+__all__ = ["Tool", "load_tools", "resolve_callable"]
+
+_cache: dict[str, Callable[..., Any]] = {}
+
+
+def resolve_callable(path: str) -> Callable[..., Any]:
+    """Import `package.module:function` and return the callable."""
+    cached = _cache.get(path)
+    if cached is not None:
+        return cached
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise ToolError(f"tool {path!r} is not of the form 'package.module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ToolError(f"tool {path!r}: cannot import {module_name!r}: {exc}") from exc
+    target: Any = module
+    for part in attr.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            raise ToolError(f"tool {path!r}: {module_name!r} has no attribute {attr!r}")
+    if not callable(target):
+        raise ToolError(f"tool {path!r} is not callable")
+    _cache[path] = target
+    return target
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A tool ready to offer to a model and to call."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    function: Callable[..., Any]
+
+    def spec(self) -> dict[str, Any]:
+        """The provider-neutral description given to LLM clients."""
+        return {"name": self.name, "description": self.description, "parameters": self.parameters}
+
+    async def call(self, arguments: dict[str, Any]) -> tuple[str, str | None]:
+        """Run the tool; returns (content for the model, error or None)."""
+        try:
+            value = self.function(**arguments)
+            if inspect.isawaitable(value):
+                value = await value
+        except Exception as exc:  # the model gets the error instead of the run crashing
+            error = f"{type(exc).__name__}: {exc}"
+            return json.dumps({"error": error}), error
+        try:
+            return json.dumps(value, default=str), None
+        except (TypeError, ValueError):
+            return json.dumps(str(value)), None
+
+
+def load_tools(specs: list[dict[str, Any]]) -> list[Tool]:
+    """Resolve an agent's `tools` entries; raises ToolError naming the bad one."""
+    tools = []
+    for spec in specs:
+        path = spec.get("function", "")
+        function = resolve_callable(path)
+        name = spec.get("name") or path.rpartition(":")[2].rpartition(".")[2]
+        description = spec.get("description") or (inspect.getdoc(function) or "").split("\n")[0]
+        parameters = spec.get("parameters") or {"type": "object", "properties": {}}
+        tools.append(Tool(name=name, description=description, parameters=parameters, function=function))
+    return tools

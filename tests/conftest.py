@@ -1,0 +1,14 @@
+"""Fixtures shared by every test: no real keys, no real provider URLs leak in."""
+
+from __future__ import annotations
+
+import pytest
+
+_PROVIDER_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
+                 "OPENAI_ORG_ID")
+
+
+@pytest.fixture(autouse=True)
+def _no_provider_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in _PROVIDER_ENV:
+        monkeypatch.delenv(name, raising=False)

@@ -1,0 +1,41 @@
+"""The dependency graph: cycles, order, critical path."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrate.graph import DependencyGraph
+
+
+def test_cycle_is_reported_as_a_closed_path() -> None:
+    graph = DependencyGraph({"a": ["c"], "b": ["a"], "c": ["b"], "d": []})
+    cycle = graph.find_cycle()
+    assert cycle is not None and cycle[0] == cycle[-1] and set(cycle) == {"a", "b", "c"}
+    assert len(cycle) == 4
+
+
+def test_self_dependency_is_a_cycle() -> None:
+    assert DependencyGraph({"a": ["a"]}).find_cycle() == ["a", "a"]
+
+
+def test_topological_order_puts_dependencies_first() -> None:
+    graph = DependencyGraph({"report": ["x", "y"], "x": ["load"], "y": ["load"], "load": []})
+    order = graph.topological_order()
+    assert order.index("load") < order.index("x") < order.index("report")
+    with pytest.raises(ValueError, match="a -> b -> a|b -> a -> b"):
+        DependencyGraph({"a": ["b"], "b": ["a"]}).topological_order()
+
+
+def test_critical_path_follows_the_heaviest_chain() -> None:
+    graph = DependencyGraph({"a": [], "b": ["a"], "c": ["b"], "d": ["a"], "e": []})
+    assert graph.critical_path() == ["a", "b", "c"]
+    assert graph.critical_path({"a": 1, "b": 1, "c": 1, "d": 10, "e": 1}) == ["a", "d"]
+    assert graph.remaining_path_lengths()["a"] == 3
+
+
+def test_deep_chains_do_not_hit_the_recursion_limit() -> None:
+    n = 20_000
+    graph = DependencyGraph({f"n{i}": [f"n{i - 1}"] if i else [] for i in range(n)})
+    assert graph.find_cycle() is None
+    assert len(graph.critical_path()) == n
+    assert graph.descendants("n19990") == {f"n{i}" for i in range(19991, n)}
