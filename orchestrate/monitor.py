@@ -22,6 +22,7 @@ from orchestrate.events import Event, EventType
 __all__ = ["Monitor", "MonitorConfig"]
 
 logger = logging.getLogger("orchestrate")
+logger.addHandler(logging.NullHandler())  # a library stays silent unless the application configures logging
 
 _COUNTERS = (
     "workflows_started", "workflows_completed", "workflows_partially_completed", "workflows_failed",
