@@ -61,6 +61,19 @@ class Located:
     file: str
     values: dict[Key, tuple[int, int]] = field(default_factory=dict)
     keys: dict[Key, tuple[int, int]] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
+
+    def within(self, path: Key, needle: str, message: str, span: int) -> Problem:
+        """A problem at `needle` inside the text node at `path` (e.g. a placeholder in a
+        multi-line template), searched over the node's first `span` lines."""
+        start = self.values.get(path)
+        if start is not None and self.lines:
+            line, col = start
+            for index in range(line - 1, min(len(self.lines), line - 1 + span)):
+                found = self.lines[index].find(needle, col - 1 if index == line - 1 else 0)
+                if found >= 0:
+                    return Problem(self.file, index + 1, found + 1, message, _path_text(path))
+        return self.at(path, message)
 
     def at(self, path: Key, message: str, *, key: bool = False) -> Problem:
         """A problem at `path` (or at its key), falling back to the closest enclosing node."""
@@ -154,11 +167,13 @@ class _Builder:
 
 def parse_yaml(text: str, file: str) -> tuple[Located | None, list[Problem]]:
     """Safe YAML to plain values with positions; problems instead of exceptions."""
-    located = Located(None, file)
+    located = Located(None, file, lines=text.splitlines())
     try:
         node = yaml.compose(text, Loader=_SafeComposer)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if exc.context_mark is not None and "end of stream" in (exc.problem or ""):
+            mark = exc.context_mark  # point at what was left open (a quote, a bracket), not at the end
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
         if exc.context and exc.problem:
@@ -281,9 +296,10 @@ def _semantic(located: Located) -> list[Problem]:
         if isinstance(schema, dict):
             from orchestrate.schema import check_schema
 
-            reason = check_schema(schema)
-            if reason:
-                problems.append(located.at(("agents", i, "output_schema"), f"output_schema: {reason}"))
+            found = check_schema(schema)
+            if found:
+                reason, inner = found
+                problems.append(located.at(("agents", i, "output_schema", *inner), f"output_schema: {reason}"))
         if "module" not in agent and "module" not in defaults:
             problems.append(located.at(("agents", i), f"agent {agent['name']!r}: missing required "
                                        "key 'module' (or set defaults.module)"))
@@ -347,10 +363,16 @@ def _check_template(located: Located, i: int, agent: dict[str, Any], inputs: dic
         return []
     where = ("agents", i, "prompt_template")
     name = agent["name"]
+    span = template.count("\n") + 3
+
+    def at(needle: str, message: str) -> Problem:
+        return located.within(where, needle, message, span)
+
     try:
         refs = references(template)
     except TemplateError as exc:
-        return [located.at(where, f"agent {name!r}: prompt_template: {exc}")]
+        needle = template[exc.offset:].split("\n", 1)[0][:40]
+        return [at(needle, f"agent {name!r}: prompt_template: {exc}")]
     problems = []
     ups = upstream.get(name, set())
     for ref in refs:
@@ -358,24 +380,24 @@ def _check_template(located: Located, i: int, agent: dict[str, Any], inputs: dic
         if ref.kind == "input" or (ref.kind == "name" and ref.name in inputs):
             if ref.name not in inputs:
                 declared = ", ".join(sorted(inputs)) or "none"
-                problems.append(located.at(where, f"agent {name!r}: {shown} names unknown input "
-                                                  f"{ref.name!r} (declared inputs: {declared})"))
+                problems.append(at(shown, f"agent {name!r}: {shown} names unknown input "
+                                          f"{ref.name!r} (declared inputs: {declared})"))
             continue
         if ref.name not in by_name:
             close = difflib.get_close_matches(ref.name, sorted([*inputs, *by_name]), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            problems.append(located.at(where, f"agent {name!r}: {shown} names no input or agent{hint}"))
+            problems.append(at(shown, f"agent {name!r}: {shown} names no input or agent{hint}"))
             continue
         if cycle:
             continue
         if ref.name not in ups:
-            problems.append(located.at(where, f"agent {name!r}: {shown} uses agent {ref.name!r}, "
-                                              "which is not upstream; add it to dependencies"))
+            problems.append(at(shown, f"agent {name!r}: {shown} uses agent {ref.name!r}, "
+                                      "which is not upstream; add it to dependencies"))
             continue
         target = by_name[ref.name]
         if ref.path and ref.path[0] != "text" and not isinstance(target.get("output_schema"), dict):
-            problems.append(located.at(where, f"agent {name!r}: {shown}: agent {ref.name!r} has no "
-                                              "output_schema, so its output has only 'text'"))
+            problems.append(at(shown, f"agent {name!r}: {shown}: agent {ref.name!r} has no "
+                                      "output_schema, so its output has only 'text'"))
     return problems
 
 

@@ -46,15 +46,16 @@ def schema_errors(document: Any) -> list[tuple[Path, str]]:
     return sorted(unique, key=lambda item: [str(p).zfill(8) if isinstance(p, int) else p for p in item[0]])
 
 
-def check_schema(schema: Any) -> str | None:
-    """None if `schema` is a usable JSON Schema (2020-12), else why not."""
+def check_schema(schema: Any) -> tuple[str, tuple[str | int, ...]] | None:
+    """None if `schema` is a usable JSON Schema (2020-12), else why not and where inside it."""
     if not isinstance(schema, dict):
-        return "must be a JSON Schema object"
+        return "must be a JSON Schema object", ()
     try:
         Draft202012Validator.check_schema(schema)
     except jsonschema.SchemaError as exc:
-        where = "/".join(str(p) for p in exc.path)
-        return f"not a valid JSON Schema{' at ' + where if where else ''}: {exc.message}"
+        path = tuple(exc.path)
+        where = "/".join(str(p) for p in path)
+        return f"not a valid JSON Schema: {exc.message}" + (f" (at /{where})" if where else ""), path
     return None
 
 

@@ -1,0 +1,327 @@
+"""Budgets that hold under concurrency, prices, rate limits, cost.json and `orchestrate cost-report`."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from orchestrate import (
+    Agent,
+    CostConfig,
+    CostTracker,
+    EngineConfig,
+    OrchestrationEngine,
+    RateLimitConfig,
+    RateLimiter,
+    SimulatedClient,
+    Workflow,
+)
+from orchestrate.errors import BudgetExceededError, RateLimitError, UserInputError
+from orchestrate.rate_limit import RateLimiterRegistry
+from tests.scripted import ScriptedClient, response
+
+ROOT = Path(__file__).resolve().parents[1]
+COST_SCHEMA = json.loads((ROOT / "schemas" / "cost.schema.json").read_text())
+
+
+# -- prices ---------------------------------------------------------------------------------
+
+
+def test_reference_prices_give_the_reference_results() -> None:
+    tracker = CostTracker(CostConfig())
+    assert tracker.calculate_cost("gpt-4", 1000, 500) == pytest.approx(0.06)
+    assert tracker.calculate_cost("gpt-3.5-turbo", 1000, 500) == pytest.approx(0.00125)
+
+
+def test_config_and_workflow_prices_override_the_table(tmp_path: Path) -> None:
+    price_file = tmp_path / "prices.json"
+    price_file.write_text(json.dumps({"models": {"in-house-llm": {"input": 0.001, "output": 0.002}}}))
+    tracker = CostTracker(CostConfig(model_costs={"gpt-4o": {"input": 1.0, "output": 2.0}},
+                                     price_file=str(price_file)))
+    assert tracker.calculate_cost("gpt-4o", 1000, 1000) == pytest.approx(3.0)
+    assert tracker.calculate_cost("gpt-4o-2024-08-06", 1000, 0) == pytest.approx(1.0)  # snapshot -> family
+    assert tracker.calculate_cost("in-house-llm", 1000, 1000) == pytest.approx(0.003)
+    unknown = tracker.calculate_cost("mystery", 1000, 1000)
+    assert unknown == pytest.approx(0.01 + 0.03)  # the reference's default prices
+
+
+def test_cached_and_cache_write_tokens_are_priced_apart() -> None:
+    tracker = CostTracker(CostConfig(model_costs={"m": {"input": 1.0, "output": 4.0, "cached_input": 0.1,
+                                                        "cache_write": 1.25}}))
+    cost = tracker.calculate_cost("m", 3000, 1000, cached_input_tokens=1000, cache_creation_input_tokens=1000)
+    assert cost == pytest.approx(1.0 + 0.1 + 1.25 + 4.0)
+
+
+def test_the_price_table_is_dated_and_covers_both_providers() -> None:
+    from orchestrate.costs import price_table
+
+    table = price_table()
+    assert table["date"] >= "2026-01-01"
+    providers = {entry.get("provider") for entry in table["models"].values()}
+    assert {"openai", "anthropic"} <= providers
+    for name, entry in table["models"].items():
+        assert entry["input"] > 0 and entry["output"] >= entry["input"], name
+
+
+def test_worst_case_bounds_the_real_cost_for_any_text() -> None:
+    """UTF-8 bytes never undercount a byte-level BPE tokenizer; here, against the simulator's count."""
+    rng = random.Random(7)
+    tracker = CostTracker(CostConfig())
+    for _ in range(200):
+        text = "".join(rng.choice("abc €漢字🙂 \n{}") for _ in range(rng.randint(0, 400)))
+        messages = [{"role": "user", "content": text}]
+        worst = tracker.max_cost("gpt-4o", messages, 100)
+        real = tracker.calculate_cost("gpt-4o", len(text.encode()) + 8, 100)
+        assert worst >= real
+
+
+# -- hard budgets ---------------------------------------------------------------------------
+
+
+def test_a_reservation_that_would_pass_the_budget_is_refused() -> None:
+    tracker = CostTracker(CostConfig())
+    tracker.set_workflow_budget("w", 1.0)
+    first = tracker.reserve("w", "w:a", 0.6)
+    with pytest.raises(BudgetExceededError) as refused:
+        tracker.reserve("w", "w:b", 0.5)
+    assert refused.value.scope == "workflow" and refused.value.committed == pytest.approx(0.6)
+    tracker.settle(first, 0.1)
+    tracker.record_cost("w:a", "a", "w", "gpt-4o", 0, 0, cost=0.1)
+    tracker.reserve("w", "w:b", 0.5)  # the unused part of the first reservation was freed
+    assert tracker.check_workflow_budget("w") and tracker.spent("w") == pytest.approx(0.1)
+
+
+def test_an_agent_limit_is_a_ceiling_too() -> None:
+    tracker = CostTracker(CostConfig())
+    tracker.set_agent_budget("w:a", 0.2)
+    with pytest.raises(BudgetExceededError) as refused:
+        tracker.reserve("w", "w:a", 0.3)
+    assert refused.value.scope == "agent"
+    assert tracker.check_agent_budget("w:a")
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_spend_never_passes_the_budget_whatever_the_concurrency(seed: int) -> None:
+    client = SimulatedClient(latency=(0.001, 0.02), seed=seed)
+    engine = OrchestrationEngine(client, EngineConfig(rate_limit_config=None))
+    agents = [Agent(f"a{i}", "Finance", "d", {"model": "gpt-4o", "max_tokens": 400},
+                    f"Check ledger {i} " + "x" * random.Random(i).randint(10, 2000)) for i in range(60)]
+    wf = Workflow("tight", "d", agents, max_parallel_agents=30, cost_budget=0.05)
+    await engine.execute_workflow(await engine.register_workflow(wf))
+    await engine.shutdown()
+    statuses = {a.status.value for a in agents}
+    assert "budget_exceeded" in statuses and "completed" in statuses
+    assert wf.total_cost <= 0.05
+    assert engine.cost_tracker.spent(wf.id) <= 0.05 + 1e-12
+    for agent in agents:
+        if agent.status.value == "budget_exceeded":
+            assert agent.result is not None and agent.result.tokens_used == 0  # refused before calling
+
+
+async def test_retries_are_charged_and_count_against_the_agent_limit() -> None:
+    calls = {"n": 0}
+
+    def answer(messages: list[dict[str, Any]], model: str, options: dict[str, Any]) -> Any:
+        calls["n"] += 1
+        return response("not json", model, input_tokens=1000, output_tokens=100)
+
+    engine = OrchestrationEngine(ScriptedClient(answer), EngineConfig(rate_limit_config=None))
+    agent = Agent("a", "Finance", "d", {"model": "gpt-4o", "max_tokens": 100}, "answer in JSON",
+                  output_schema={"type": "object"}, cost_limit=1.0)
+    wf = Workflow("charged", "d", [agent])
+    await engine.execute_workflow(await engine.register_workflow(wf))
+    await engine.shutdown()
+    per_call = engine.cost_tracker.calculate_cost("gpt-4o", 1000, 100)
+    assert calls["n"] >= 2
+    assert agent.result is not None and agent.result.cost == pytest.approx(per_call * calls["n"])
+
+
+# -- rate limits ----------------------------------------------------------------------------
+
+
+async def test_acquire_times_out_and_holds_nothing() -> None:
+    limiter = RateLimiter(RateLimitConfig(requests_per_minute=60, concurrent_requests=1))
+    await limiter.acquire(10)
+    with pytest.raises(asyncio.TimeoutError):
+        await limiter.acquire(10, timeout=0.05)
+    assert limiter.get_statistics()["timeouts"] == 1 and limiter.in_flight == 1
+    limiter.release()
+    assert limiter.in_flight == 0
+
+
+async def test_concurrent_requests_tier_bounds_calls_in_flight() -> None:
+    client = ScriptedClient(delay=0.02)
+    engine = OrchestrationEngine(client, EngineConfig(rate_limit_config=RateLimitConfig(
+        requests_per_minute=100_000, requests_per_hour=10**7, requests_per_day=10**8,
+        tokens_per_minute=10**9, concurrent_requests=3)))
+    wf = Workflow("c", "d", [Agent(f"a{i}", "General", "d", {"model": "gpt-4o-mini"}, "x") for i in range(12)],
+                  max_parallel_agents=12)
+    await engine.execute_workflow(await engine.register_workflow(wf))
+    await engine.shutdown()
+    assert client.max_in_flight == 3 and wf.status.value == "completed"
+
+
+async def test_requests_per_minute_paces_calls_without_bursting() -> None:
+    limiter = RateLimiter(RateLimitConfig(requests_per_minute=1200, requests_per_hour=10**6,
+                                          requests_per_day=10**7, tokens_per_minute=10**9,
+                                          concurrent_requests=100))
+    loop = asyncio.get_running_loop()
+    stamps: list[float] = []
+
+    async def one() -> None:
+        await limiter.acquire(1)
+        stamps.append(loop.time())
+        limiter.release()
+
+    await asyncio.gather(*(one() for _ in range(40)))
+    stamps.sort()
+    span = stamps[-1] - stamps[0]
+    # 40 calls at 20/s: at least ~1.9 s apart in all, and never more than 21 in any 1 s.
+    assert span >= 1.8
+    assert max(sum(1 for t in stamps if s <= t < s + 1.0) for s in stamps) <= 21
+    stats = limiter.get_statistics()
+    assert stats["total_requests"] == 40 and stats["wait_seconds_by_tier"]["requests_per_minute"] > 0
+
+
+async def test_tokens_per_minute_tier_waits_for_tokens() -> None:
+    limiter = RateLimiter(RateLimitConfig(requests_per_minute=10**6, requests_per_hour=10**7,
+                                          requests_per_day=10**8, tokens_per_minute=6000,
+                                          concurrent_requests=100))
+    start = time.monotonic()
+    for _ in range(3):
+        await limiter.acquire(600)  # capacity is 600 tokens, refilled at 100/s
+        limiter.release()
+    assert time.monotonic() - start >= 1.0
+    assert limiter.get_statistics()["wait_seconds_by_tier"]["tokens_per_minute"] > 0
+
+
+async def test_a_pause_holds_back_every_caller_of_the_provider() -> None:
+    registry = RateLimiterRegistry(None)
+    registry.pause_provider("openai", 0.3)
+    start = time.monotonic()
+    permits = await asyncio.gather(*(registry.acquire("openai", "gpt-4o", 10) for _ in range(5)))
+    assert time.monotonic() - start >= 0.25
+    assert all(p.waited >= 0.25 for p in permits)
+    other = await registry.acquire("anthropic", "claude-haiku-4-5", 10)
+    assert other.waited < 0.05
+
+
+async def test_headers_saying_nothing_remains_pause_the_provider() -> None:
+    registry = RateLimiterRegistry(RateLimitConfig(requests_per_minute=10**6, requests_per_hour=10**7,
+                                                   requests_per_day=10**8, tokens_per_minute=10**9,
+                                                   concurrent_requests=10))
+    registry.observe("openai", {"remaining_requests": 0, "reset_requests_s": 0.3})
+    permit = await registry.acquire("openai", "gpt-4o", 10)
+    assert permit.waited >= 0.25
+
+
+async def test_a_429_storm_is_absorbed_by_pausing_not_hammering() -> None:
+    refused = {"n": 0}
+
+    def answer(messages: list[dict[str, Any]], model: str, options: dict[str, Any]) -> Any:
+        if refused["n"] < 1:
+            refused["n"] += 1
+            return RateLimitError("429", provider="scripted", status_code=429, retry_after=0.3)
+        return "ok"
+
+    client = ScriptedClient(answer)
+    engine = OrchestrationEngine(client, EngineConfig(rate_limit_config=RateLimitConfig(
+        requests_per_minute=100_000, requests_per_hour=10**7, requests_per_day=10**8,
+        tokens_per_minute=10**9, concurrent_requests=10)))
+    wf = Workflow("storm", "d", [Agent(f"a{i}", "General", "d", {"model": "gpt-4o-mini"}, f"x{i}")
+                                 for i in range(8)], max_parallel_agents=1)
+    started = time.monotonic()
+    await engine.execute_workflow(await engine.register_workflow(wf))
+    await engine.shutdown()
+    assert wf.status.value == "completed" and refused["n"] == 1
+    assert time.monotonic() - started >= 0.25
+    assert len(client.calls) == 9  # one refusal, then every agent once: no storm of retries
+
+
+def test_rate_limit_config_rejects_nonsense() -> None:
+    with pytest.raises(ValueError):
+        RateLimitConfig(requests_per_minute=0)
+    with pytest.raises(UserInputError, match="unknown rate limit"):
+        RateLimitConfig.from_mapping({"requests_per_minuet": 10})
+
+
+# -- cost.json and cost-report --------------------------------------------------------------
+
+
+def orchestrate(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CI": "true"}
+    return subprocess.run([sys.executable, "-m", "orchestrate", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs")
+    for name in ("finance_month_end_close", "compliance_vendor_due_diligence", "hr_onboarding"):
+        proc = orchestrate("run", str(ROOT / "workflows" / f"{name}.yaml"), "--simulate", "-o", str(out),
+                           "--quiet", cwd=out)
+        assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_cost_json_holds_totals_breakdowns_tokens_and_prices(runs: Path) -> None:
+    for cost_file in runs.glob("*/cost.json"):
+        cost = json.loads(cost_file.read_text())
+        jsonschema.validate(cost, COST_SCHEMA)
+        total = cost["totals"]["cost"]
+        for key in ("by_agent", "by_model", "by_module", "by_provider"):
+            assert sum(v["cost"] for v in cost[key].values()) == pytest.approx(total, abs=1e-9), key
+        assert sum(c["cost"] for c in cost["calls"]) == pytest.approx(total, abs=1e-9)
+        assert set(cost["prices_used"]) == set(cost["by_model"])
+        assert cost["price_table_date"] == "2026-11-01"
+        result = json.loads((cost_file.parent / "result.json").read_text())
+        assert result["total_cost"] == pytest.approx(total, abs=1e-9)
+
+
+def test_cost_report_groups_and_formats(runs: Path) -> None:
+    proc = orchestrate("cost-report", str(runs), "--by", "model,module", "--format", "json", cwd=runs)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    everything = sum(json.loads(p.read_text())["totals"]["cost"] for p in runs.glob("*/cost.json"))
+    assert report["total"]["cost"] == pytest.approx(everything, abs=1e-9)
+    assert {(r["model"], r["module"]) for r in report["rows"]} >= {("gpt-4o", "Finance"),
+                                                                   ("claude-sonnet-4-5", "Compliance")}
+    proc = orchestrate("cost-report", str(runs), "--by", "workflow", "--by", "provider", "--format", "csv",
+                       cwd=runs)
+    rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+    assert {r["workflow"] for r in rows} == {"finance_month_end_close", "compliance_vendor_due_diligence",
+                                              "hr_onboarding"}
+    assert {r["provider"] for r in rows} == {"simulated"}
+    proc = orchestrate("cost-report", str(runs), "--by", "agent", "--format", "markdown", cwd=runs)
+    assert proc.stdout.startswith("| agent | calls | cost |") and "| close_memo |" in proc.stdout
+    proc = orchestrate("cost-report", str(runs), "--by", "day", cwd=runs)
+    assert proc.returncode == 0 and "total" in proc.stdout and "\x1b[" not in proc.stdout
+
+
+def test_cost_report_filters_by_time(runs: Path) -> None:
+    proc = orchestrate("cost-report", str(runs), "--since", "2999-01-01", "--format", "json", cwd=runs)
+    assert json.loads(proc.stdout)["rows"] == []
+    proc = orchestrate("cost-report", str(runs), "--until", "2999-01-01", "--format", "json", cwd=runs)
+    assert len(json.loads(proc.stdout)["rows"]) == 3
+
+
+def test_cost_report_bad_input_is_one_line_with_exit_2(tmp_path: Path, runs: Path) -> None:
+    broken = tmp_path / "cost.json"
+    broken.write_text("{not json")
+    for args in ([str(broken)], [str(tmp_path / "nowhere")], [str(runs), "--by", "colour"],
+                 [str(runs), "--since", "last tuesday"], [str(runs), "--format", "xml"]):
+        proc = orchestrate("cost-report", *args, cwd=tmp_path)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
