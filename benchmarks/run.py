@@ -104,7 +104,9 @@ def workload(name: str, size: int | None) -> tuple[list[Agent], int, float, Engi
         limits = RateLimitConfig(requests_per_minute=6000, requests_per_hour=10**7,
                                  requests_per_day=10**8, tokens_per_minute=10**9,
                                  concurrent_requests=1000)
-        return agents, len(agents), len(agents) / 6000 * 60, EngineConfig(rate_limit_config=limits)
+        # The simulated provider has no quota, so it is limited only when named.
+        return agents, len(agents), len(agents) / 6000 * 60, EngineConfig(rate_limit_config=None,
+                                                                          rate_limits={"simulated": limits})
     raise SystemExit(f"unknown workload {name!r}")
 
 

@@ -6,7 +6,6 @@ the fact from an archived run folder. Files are written atomically.
 
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,8 @@ from orchestrate.fsutil import atomic_write_text
 __all__ = ["junit_xml", "mermaid", "summary_markdown", "write_junit", "write_summary"]
 
 _FAILED = ("failed", "budget_exceeded")
-_SKIPPED = ("cancelled", "pending")
-_CLASS = {"completed": "done", "failed": "failed", "budget_exceeded": "failed",
-          "cancelled": "skipped", "pending": "skipped", "running": "skipped"}
+_SKIPPED = ("cancelled", "pending", "running", "rate_limited")  # unfinished: a killed run's report
+_CLASS = {"completed": "done", "failed": "failed", "budget_exceeded": "failed"}
 
 
 def junit_xml(documents: list[dict[str, Any]]) -> str:
@@ -55,22 +53,21 @@ def junit_xml(documents: list[dict[str, Any]]) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
 
 
-def _node_id(name: str) -> str:
-    return "n_" + re.sub(r"[^A-Za-z0-9_]", "_", name)
-
-
 def mermaid(doc: dict[str, Any]) -> str:
     """The workflow as a Mermaid flowchart, nodes coloured by status."""
     lines = ["flowchart LR",
              "  classDef done fill:#d4edda,stroke:#28a745,color:#155724",
              "  classDef failed fill:#f8d7da,stroke:#dc3545,color:#721c24",
              "  classDef skipped fill:#e2e3e5,stroke:#6c757d,color:#383d41"]
+    # Ids by position: names may differ only in '-' versus '_', which Mermaid ids cannot both hold.
+    ids = {agent["name"]: f"a{i}" for i, agent in enumerate(doc["agents"])}
     for agent in doc["agents"]:
         label = f"{agent['name']}<br/>{agent['module']} · {agent['status']}"
-        lines.append(f'  {_node_id(agent["name"])}["{label}"]:::{_CLASS.get(agent["status"], "skipped")}')
+        lines.append(f'  {ids[agent["name"]]}["{label}"]:::{_CLASS.get(agent["status"], "skipped")}')
     for agent in doc["agents"]:
         for dep in agent.get("dependencies", []):
-            lines.append(f"  {_node_id(dep)} --> {_node_id(agent['name'])}")
+            if dep in ids:
+                lines.append(f"  {ids[dep]} --> {ids[agent['name']]}")
     return "\n".join(lines)
 
 

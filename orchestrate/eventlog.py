@@ -28,6 +28,8 @@ class EventLog:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file: TextIO | None = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        if self._file.tell() > 0 and not _ends_with_newline(self.path):
+            self._file.write("\n")  # end a torn last line so the next event is a line of its own
 
     def __call__(self, event: Event) -> None:
         handle = self._file
@@ -60,3 +62,9 @@ def read_events(path: Path | str) -> Iterator[dict[str, Any]]:
                 continue
             if isinstance(event, dict):
                 yield event
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        handle.seek(-1, 2)
+        return handle.read(1) == b"\n"

@@ -92,8 +92,9 @@ class Monitor:
         if self.config.enable_logging:
             self.events.append({"timestamp": now, "event_type": kind, "agent_id": agent_id,
                                 "workflow_id": workflow_id, "data": data})
-            if logger.isEnabledFor(logging.DEBUG) or kind in ("workflow_finished", "agent_retrying"):
-                level = logging.WARNING if data.get("status") in ("failed", "budget_exceeded") else logging.DEBUG
+            failed = data.get("status") in ("failed", "budget_exceeded")
+            if failed or kind in ("workflow_finished", "agent_retrying") or logger.isEnabledFor(logging.DEBUG):
+                level = logging.WARNING if failed else logging.DEBUG
                 logger.log(level, "%s workflow=%s agent=%s %s", kind, workflow_id, agent_id, data)
 
     def _count(self, kind: str, data: dict[str, Any]) -> None:

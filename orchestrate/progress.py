@@ -152,7 +152,7 @@ class LiveTable:
         parts: list[Any] = []
         for state in self.state.workflows.values():
             done, total = state.counts()
-            title = f"{state.name} [{state.status}]"
+            title = Text(f"{state.name} [{state.status}]", style="bold")  # Text: no markup parsing
             table = Table(title=title, title_justify="left", expand=False, show_edge=True)
             for column, justify in (("agent", "left"), ("status", "left"), ("module", "left"),
                                     ("model", "left"), ("tries", "right"), ("tokens", "right"),

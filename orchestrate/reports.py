@@ -101,8 +101,8 @@ def result_document(workflow: Workflow, *, simulated: bool, run_id: str,
 
 
 def write_json(path: Path, document: Any) -> None:
-    """Write `document` as indented JSON, atomically."""
-    atomic_write_text(path, json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
+    """Write `document` as indented JSON with sorted keys (reports diff cleanly), atomically."""
+    atomic_write_text(path, json.dumps(document, indent=2, ensure_ascii=False, sort_keys=True, default=str) + "\n")
 
 
 class RunRecorder:
