@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -113,7 +114,7 @@ class Reservation:
 class CallRecord:
     """One priced call (or one carried-over result) as cost.json lists it."""
 
-    timestamp: str
+    timestamp: float  # epoch seconds; written as ISO 8601 UTC by to_dict
     workflow_id: str
     agent_id: str
     agent: str
@@ -132,6 +133,7 @@ class CallRecord:
 
     def to_dict(self) -> dict[str, Any]:
         row = {name: getattr(self, name) for name in self.__slots__ if name != "metadata"}
+        row["timestamp"] = datetime.fromtimestamp(self.timestamp, timezone.utc).isoformat(timespec="milliseconds")
         return row
 
 
@@ -169,6 +171,7 @@ class CostTracker:
         if self.config.price_file:
             self.prices.update(_load_price_file(self.config.price_file))
         self.prices.update({k: dict(v) for k, v in self.config.model_costs.items()})
+        self._price_cache: dict[str, dict[str, float]] = {}
         self._workflows: dict[str, _Account] = {}
         self._agents: dict[str, _Account] = {}
         self._records: dict[str, list[CallRecord]] = {}
@@ -181,9 +184,18 @@ class CostTracker:
     def add_prices(self, prices: Mapping[str, Mapping[str, float]]) -> None:
         """Add or override prices (a workflow's ``prices``)."""
         self.prices.update({k: dict(v) for k, v in prices.items()})
+        self._price_cache.clear()
 
     def price_of(self, model: str, overrides: Mapping[str, Mapping[str, float]] | None = None) -> dict[str, float]:
         """Input, cached input, cache write and output prices of `model` per 1K tokens."""
+        if not overrides:
+            cached = self._price_cache.get(model)
+            if cached is None:
+                cached = self._price_cache[model] = self._lookup_price(model, None)
+            return cached
+        return self._lookup_price(model, overrides)
+
+    def _lookup_price(self, model: str, overrides: Mapping[str, Mapping[str, float]] | None) -> dict[str, float]:
         found = find_price(model, overrides) if overrides else None
         found = found or find_price(model, self.prices)
         if found is None:
@@ -307,7 +319,7 @@ class CostTracker:
                                        cache_creation_input_tokens=cache_creation_input_tokens)
         meta = metadata or {}
         record = CallRecord(
-            timestamp=datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            timestamp=time.time(),
             workflow_id=workflow_id, agent_id=agent_id, agent=agent_name, model=model,
             provider=provider, module=module, input_tokens=input_tokens,
             cached_input_tokens=cached_input_tokens, cache_creation_input_tokens=cache_creation_input_tokens,

@@ -19,6 +19,7 @@ from orchestrate.costs import CostConfig, CostTracker
 from orchestrate.events import Event, Sink
 from orchestrate.executor import AgentExecutor
 from orchestrate.failures import FailureHandler, RetryPolicy
+from orchestrate.graph import DependencyGraph
 from orchestrate.llm.base import LLMClient
 from orchestrate.models import AgentResult, Workflow
 from orchestrate.monitor import Monitor, MonitorConfig
@@ -125,7 +126,8 @@ class OrchestrationEngine:
         """Register a workflow for execution; returns its id.
 
         Raises:
-            ValueError: When agent names repeat or a dependency names no agent.
+            ValueError: When agent names repeat, a dependency names no agent, or
+                the dependencies form a cycle (the message shows it: ``a -> c -> b -> a``).
         """
         names = [agent.name for agent in workflow.agents]
         if len(set(names)) != len(names):
@@ -135,6 +137,9 @@ class OrchestrationEngine:
             for dep in agent.dependencies:
                 if dep not in known:
                     raise ValueError(f"agent {agent.name!r} depends on unknown agent {dep!r}")
+        cycle = DependencyGraph.from_agents(workflow.agents).find_cycle()
+        if cycle:
+            raise ValueError(f"workflow {workflow.name!r} has a dependency cycle: {' -> '.join(cycle)}")
         self.workflows[workflow.id] = workflow
         self.cost_tracker.set_workflow_budget(workflow.id, workflow.cost_budget)
         for agent in workflow.agents:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-__all__ = ["DependencyGraph"]
+__all__ = ["DependencyGraph", "remaining_work"]
 
 
 class DependencyGraph:
@@ -76,13 +76,14 @@ class DependencyGraph:
 
     def remaining_path_lengths(self, weights: Mapping[str, float] | None = None) -> dict[str, float]:
         """For each node, the longest weighted chain from it to the end of the graph, itself included."""
-        order = self.topological_order()
-        remaining: dict[str, float] = {}
-        for node in reversed(order):
-            own = 1.0 if weights is None else float(weights.get(node, 1.0))
-            tail = max((remaining[c] for c in self.dependents[node]), default=0.0)
-            remaining[node] = own + tail
-        return remaining
+        index = {node: i for i, node in enumerate(self.nodes)}
+        dependents = [[index[c] for c in self.dependents[node]] for node in self.nodes]
+        indegree = [len(self.dependencies[node]) for node in self.nodes]
+        own = [1.0 if weights is None else float(weights.get(node, 1.0)) for node in self.nodes]
+        lengths = remaining_work(dependents, indegree, own)
+        if lengths is None:
+            raise ValueError("dependency cycle: " + " -> ".join(self.find_cycle() or []))
+        return dict(zip(self.nodes, lengths))
 
     def critical_path(self, weights: Mapping[str, float] | None = None) -> list[str]:
         """The heaviest chain of dependent nodes, first to last."""
@@ -107,3 +108,27 @@ class DependencyGraph:
                 seen.add(node)
                 todo.extend(self.dependents[node])
         return seen
+
+
+def remaining_work(dependents: list[list[int]], indegree: list[int], weights: list[float]) -> list[float] | None:
+    """On integer node indexes: per node, the heaviest chain from it to the end, itself included.
+
+    `dependents[i]` lists the nodes that need node i, `indegree[i]` how many
+    nodes node i needs. None when the graph has a cycle. Linear in nodes and
+    edges; the scheduler calls it at the start of every run.
+    """
+    missing = list(indegree)
+    order = [i for i, count in enumerate(missing) if count == 0]
+    for i in order:  # Kahn's algorithm; `order` grows while we walk it
+        for j in dependents[i]:
+            missing[j] -= 1
+            if missing[j] == 0:
+                order.append(j)
+    if len(order) != len(indegree):
+        return None
+    remaining = list(weights)
+    for i in reversed(order):
+        children = dependents[i]
+        if children:
+            remaining[i] += max([remaining[j] for j in children])
+    return remaining

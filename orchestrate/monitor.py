@@ -24,6 +24,8 @@ __all__ = ["Monitor", "MonitorConfig"]
 logger = logging.getLogger("orchestrate")
 logger.addHandler(logging.NullHandler())  # a library stays silent unless the application configures logging
 
+_KIND = {t: t.value for t in EventType}  # EventType.value goes through a slow descriptor
+
 _COUNTERS = (
     "workflows_started", "workflows_completed", "workflows_partially_completed", "workflows_failed",
     "workflows_cancelled", "agents_started", "agents_completed", "agents_failed", "agents_cancelled",
@@ -69,29 +71,31 @@ class Monitor:
         self.agent_time = 0.0
         self.agents_finished = 0
         self.workflow_time = 0.0
-        self.events: deque[dict[str, Any]] = deque(maxlen=max(1, self.config.max_events))
+        self.events: deque[tuple[float, str, str | None, str | None, dict[str, Any]]] = deque(maxlen=max(1, self.config.max_events))
         self.snapshots: deque[dict[str, Any]] = deque(maxlen=max(1, self.config.max_snapshots))
         self._next_snapshot = self.started + self.config.metrics_interval
 
     def __call__(self, event: Event) -> None:
-        self.record_event(event.type.value, event.agent, event.workflow_id, event.data,
-                          timestamp=event.timestamp)
+        self._record(_KIND[event.type], event.agent, event.workflow_id, event.data, event.timestamp)
 
     def record_event(self, event_type: str | EventType, agent_id: str | None = None,
                      workflow_id: str | None = None, data: dict[str, Any] | None = None, *,
                      timestamp: float | None = None) -> None:
         """Record one event: update the counters, keep it among the recent events, log it."""
         kind = event_type.value if isinstance(event_type, EventType) else str(event_type)
-        data = data or {}
-        now = timestamp if timestamp is not None else self.clock()
+        self._record(kind, agent_id, workflow_id, data or {},
+                     timestamp if timestamp is not None else self.clock())
+
+    def _record(self, kind: str, agent_id: str | None, workflow_id: str | None, data: dict[str, Any],
+                now: float) -> None:
         if self.config.enable_metrics:
             self._count(kind, data)
             if now >= self._next_snapshot:
                 self.snapshots.append({"timestamp": now, **self.get_metrics()})
                 self._next_snapshot = now + self.config.metrics_interval
         if self.config.enable_logging:
-            self.events.append({"timestamp": now, "event_type": kind, "agent_id": agent_id,
-                                "workflow_id": workflow_id, "data": data})
+            # A tuple, made into a dict only when read: this runs three times per agent.
+            self.events.append((now, kind, agent_id, workflow_id, data))
             failed = data.get("status") in ("failed", "budget_exceeded")
             if failed or kind in ("workflow_finished", "agent_retrying") or logger.isEnabledFor(logging.DEBUG):
                 level = logging.WARNING if failed else logging.DEBUG
@@ -183,12 +187,11 @@ class Monitor:
                               "budget_refusals": c["budget_refusals"]},
         }
 
-    def get_recent_events(self, count: int = 100, event_type: str | None = None) -> list[dict[str, Any]]:
+    def get_recent_events(self, count: int = 100, event_type: str | EventType | None = None) -> list[dict[str, Any]]:
         """The last `count` events, oldest first, optionally of one type only."""
         if count <= 0:
             return []
-        if event_type is None:
-            events = list(self.events)
-        else:
-            events = [e for e in self.events if e["event_type"] == event_type]
-        return events[-count:]
+        kind = event_type.value if isinstance(event_type, EventType) else event_type
+        rows = list(self.events) if kind is None else [e for e in self.events if e[1] == kind]
+        return [{"timestamp": t, "event_type": k, "agent_id": a, "workflow_id": w, "data": d}
+                for t, k, a, w, d in rows[-count:]]

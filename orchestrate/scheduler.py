@@ -19,7 +19,7 @@ from typing import Any
 from orchestrate.events import Event, EventType
 from orchestrate.executor import AgentExecutor
 from orchestrate.failures import FailureHandler
-from orchestrate.graph import DependencyGraph
+from orchestrate.graph import remaining_work
 from orchestrate.models import Agent, AgentResult, AgentStatus, Workflow, WorkflowStatus
 from orchestrate.resume import fingerprint
 from orchestrate.templates import render
@@ -69,9 +69,10 @@ class WorkflowRun:
                 j = index[dep]
                 self.dependents[j].append(i)
                 self.waiting_on[i] += 1
-        graph = DependencyGraph.from_agents(agents)
-        remaining = graph.remaining_path_lengths({a.name: expected_seconds(a) for a in agents})
-        self.rank = [(-agent.priority, -remaining[agent.name], i) for i, agent in enumerate(agents)]
+        remaining = remaining_work(self.dependents, self.waiting_on, [expected_seconds(a) for a in agents])
+        if remaining is None:  # register_workflow refuses cycles; a list edited since may not
+            raise ValueError(f"workflow {workflow.name!r} has a dependency cycle")
+        self.rank = [(-agent.priority, -remaining[i], i) for i, agent in enumerate(agents)]
         self.outputs: dict[str, dict[str, Any]] = {}
         self.reuse = dict(reuse or {})
         self.ready: list[tuple[int, float, int]] = []
@@ -158,26 +159,44 @@ class WorkflowRun:
         result = AgentResult(agent_id=agent.name, status=AgentStatus.RUNNING,
                              started_at=datetime.now(timezone.utc))
         t0 = self.clock()
+        # The agent's timeout: one timer that cancels this task (asyncio.timeout does the same
+        # with more bookkeeping, and this runs once per agent).
+        task = asyncio.current_task()
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            if task is not None:
+                task.cancel()
+
+        deadline = asyncio.get_running_loop().call_later(agent.timeout, expire)
         try:
-            async with asyncio.timeout(agent.timeout):
-                prompt = render(agent.prompt_template, inputs=wf.input_values, outputs=self.outputs)
+            prompt = render(agent.prompt_template, inputs=wf.input_values, outputs=self.outputs)
+            prior = self.reuse.get(agent.name)
+            if prior is not None:
                 digest = fingerprint(agent, prompt)
-                prior = self.reuse.get(agent.name)
-                if prior is not None and prior.metadata.get("fingerprint") == digest:
+                if prior.metadata.get("fingerprint") == digest:
+                    deadline.cancel()
                     self.tasks.pop(i, None)
                     self._finish(i, self.executor.carry_over(wf, agent, prior))
                     return
-                result.metadata["fingerprint"] = digest
-                await self.executor.execute(wf, agent, prompt, result)
-        except TimeoutError:
-            result.status = AgentStatus.CANCELLED
-            result.error = f"agent timed out after {agent.timeout:g}s"
+            await self.executor.execute(wf, agent, prompt, result)
+            # Fingerprinted after the call, so that it does not delay it: only a completed
+            # agent's fingerprint is ever compared, by a later --resume.
+            result.metadata["fingerprint"] = fingerprint(agent, prompt)
         except asyncio.CancelledError:
             result.status = AgentStatus.CANCELLED
-            result.error = self.stopping or "cancelled"
+            if expired and not self.stopping and task is not None:
+                task.uncancel()  # our own deadline: the run goes on without this agent
+                result.error = f"agent timed out after {agent.timeout:g}s"
+            else:
+                result.error = self.stopping or "cancelled"
         except Exception as exc:  # a template or tool problem ends this agent, not the run
             result.status = AgentStatus.FAILED
             result.error = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
+        finally:
+            deadline.cancel()
         result.execution_time = self.clock() - t0
         result.completed_at = datetime.now(timezone.utc)
         self.tasks.pop(i, None)

@@ -81,6 +81,21 @@ def example_from_schema(schema: dict[str, Any], rng: random.Random, depth: int =
     return text
 
 
+class _LazyRandom:
+    """A `random.Random` made on first use: most calls need none, and making one costs ~6 µs."""
+
+    __slots__ = ("seed_value", "_rng")
+
+    def __init__(self, seed: int) -> None:
+        self.seed_value = seed
+        self._rng: random.Random | None = None
+
+    def __getattr__(self, name: str) -> Any:  # random(), uniform(), choice(), ...
+        if self._rng is None:
+            self._rng = random.Random(self.seed_value)
+        return getattr(self._rng, name)
+
+
 class SimulatedClient(LLMClient):
     """An offline LLMClient with optional latency and injected failures.
 
@@ -124,7 +139,7 @@ class SimulatedClient(LLMClient):
         key = hashlib.blake2b(f"{self.seed}\x00{model}\x00{text_in}".encode(), digest_size=8).hexdigest()
         attempt = self._attempts.get(key, 0)
         self._attempts[key] = attempt + 1
-        rng = random.Random(f"{key}:{attempt}")
+        rng: Any = _LazyRandom((int(key, 16) << 16) + attempt)
 
         delay = self._draw_latency(kwargs.get("latency", self.latency), rng)
         if delay > 0:
@@ -190,11 +205,11 @@ class SimulatedClient(LLMClient):
             return json.dumps(example_from_schema(schema, rng), sort_keys=True), "stop"
         prompt = next((str(m.get("content") or "") for m in reversed(messages)
                        if m.get("role") == "user"), "")
-        words = prompt.split()
+        words = prompt[:200].split()
         gist = " ".join(words[:12]) + (" ..." if len(words) > 12 else "")
         tool_notes = [f"{m.get('name', 'tool')} returned {str(m.get('content'))[:80]}"
                       for m in messages if m.get("role") == "tool"]
         lines = [f"[simulated {model}] Response to: {gist}"]
         lines.extend(tool_notes)
-        lines.append(f"Finding {rng.randrange(1000):03d}: no anomalies beyond expected variance.")
+        lines.append(f"Finding {rng.seed_value % 1000:03d}: no anomalies beyond expected variance.")
         return "\n".join(lines), "stop"
