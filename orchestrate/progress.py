@@ -164,7 +164,7 @@ class LiveTable:
                 if row.status in ("running", "retrying"):
                     status = Spinner("dots", text=Text(row.status, style=style))
                 table.add_row(row.name, status, row.module, row.model, str(row.attempts or ""),
-                              f"{row.tokens:,}" if row.tokens else "", f"${row.cost:.4f}" if row.cost else "",
+                              f"{row.tokens:,}" if row.tokens else "", _money(row.cost) if row.cost else "",
                               f"{row.seconds(now):.1f}s" if row.started is not None else "")
             budget = f"${state.spent:.4f} of ${state.budget:.2f}" if state.budget else f"${state.spent:.4f}"
             elapsed = (state.finished or now) - state.started
@@ -173,6 +173,11 @@ class LiveTable:
             table.caption_justify = "left"
             parts.append(table)
         return Group(*parts)
+
+
+def _money(amount: float) -> str:
+    """Dollars with enough places that a cheap call does not show as $0.0000."""
+    return f"${amount:.4f}" if amount >= 0.01 else f"${amount:.6f}"
 
 
 def _stamp(timestamp: float) -> str:

@@ -252,3 +252,38 @@ agents:
         load_workflow_text(text, inputs={"period": "x", "perod": "y"})
     with pytest.raises(UserInputError, match="'lots' is not a valid number"):
         load_workflow_text(text, inputs={"period": "x", "threshold": "lots"})
+
+
+# -- validate and graph on the command line ------------------------------------------------
+
+
+def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "orchestrate", *args], cwd=cwd, capture_output=True,
+                          text=True, env={**os.environ, "CI": "true"}, timeout=60)
+
+
+def test_validate_reports_every_file_and_exits_by_the_worst(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text((ROOT / "workflows" / "hr_onboarding.yaml").read_text())
+    bad = tmp_path / "sub" / "bad.yml"
+    bad.parent.mkdir()
+    bad.write_text(good.read_text().replace("priority: 9", "priority: 12"))
+    proc = _cli("validate", str(good))
+    assert proc.returncode == 0 and "1 file(s) valid" in proc.stdout
+    proc = _cli("validate", str(tmp_path))  # a folder is searched, *.yml too
+    assert proc.returncode == 2
+    (line,) = [l for l in proc.stderr.splitlines() if l.startswith(str(bad))]
+    assert ": priority: must be at most 10, got 12" in line
+    report = json.loads(_cli("validate", str(tmp_path), "--format", "json").stdout)
+    assert report["valid"] is False and {f["valid"] for f in report["files"]} == {True, False}
+    assert _cli("validate", str(tmp_path / "nothing-here")).returncode == 2
+
+
+def test_graph_prints_a_tree_and_mermaid() -> None:
+    tree = _cli("graph", "workflows/general_weekly_ops_briefing.yaml")
+    assert tree.returncode == 0 and "\x1b[" not in tree.stdout
+    assert "general_weekly_ops_briefing (5 agents)" in tree.stdout and "coo_briefing" in tree.stdout
+    mermaid = _cli("graph", "workflows/general_weekly_ops_briefing.yaml", "--format", "mermaid").stdout
+    assert mermaid.startswith("flowchart LR")
+    assert sum(1 for line in mermaid.splitlines() if " --> " in line) == 4
+    assert _cli("graph", "workflows/general_weekly_ops_briefing.yaml", "--format", "dot").returncode == 2

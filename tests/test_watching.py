@@ -328,7 +328,7 @@ def test_live_table_shows_a_row_per_agent_and_a_footer() -> None:
     assert r["payroll_check"][5:7] == ["", ""]  # no tokens, nothing spent
     assert r["payroll_check"][7] == "3.2s" or r["payroll_check"][7] == "3.3s"
     assert r["stock_count"][1].endswith("running")
-    assert r["stock_count"][2:7] == ["Inventory", "gpt-4o", "1", "500", "$0.0045"]
+    assert r["stock_count"][2:7] == ["Inventory", "gpt-4o", "1", "500", "$0.004500"]
     caption = flat(text)
     assert "2/3 agents done" in caption
     assert "spent $0.0168 of $2.50" in caption
@@ -371,7 +371,7 @@ def test_live_table_groups_two_workflows_under_two_titles() -> None:
     first, second = "\n".join(lines[titles[0]:titles[1]]), "\n".join(lines[titles[1]:])
     assert set(rows(first)) == {"ledger_reconcile", "payroll_check", "stock_count"}
     assert set(rows(second)) == {"welcome_pack"}
-    assert rows(second)["welcome_pack"][1:7] == ["completed", "HR", "gpt-4o-mini", "1", "77", "$0.0020"]
+    assert rows(second)["welcome_pack"][1:7] == ["completed", "HR", "gpt-4o-mini", "1", "77", "$0.002000"]
     assert "2/3 agents done" in flat(first) and "1/1 agents done" in flat(second)
     assert "spent $0.0020 of $0.50" in flat(second)
 
