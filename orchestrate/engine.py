@@ -95,8 +95,9 @@ class OrchestrationEngine:
             clients.get if clients is not None else (lambda _llm: llm_client))  # type: ignore[assignment,return-value]
         self.monitor = Monitor(self.config.monitor_config)
         self.cost_tracker = CostTracker(self.config.cost_config)
-        self.rate_limiter = (None if self.config.rate_limit_config is None else
-                             RateLimiterRegistry(self.config.rate_limit_config, self.config.rate_limits))
+        # No registry at all when nothing is limited: a call then skips the limiter entirely.
+        self.rate_limiter = (None if self.config.rate_limit_config is None and not self.config.rate_limits
+                             else RateLimiterRegistry(self.config.rate_limit_config, self.config.rate_limits))
         self.failure_handler = FailureHandler(self.config.default_retry_policy, on_failure, sleep=sleep)
         self.sinks: list[Sink] = [self.monitor, *sinks]
         self.workflows: dict[str, Workflow] = {}
@@ -146,7 +147,9 @@ class OrchestrationEngine:
             self.cost_tracker.set_agent_budget(f"{workflow.id}:{agent.name}", agent.cost_limit)
         if workflow.prices:
             self.cost_tracker.add_prices(workflow.prices)
-        if workflow.rate_limits and self.rate_limiter is not None:
+        if workflow.rate_limits:
+            if self.rate_limiter is None:  # rate_limit_config=None: only what is named is limited
+                self.rate_limiter = self.executor.limits = RateLimiterRegistry(None)
             self.rate_limiter.configure(workflow.rate_limits)
         return workflow.id
 
