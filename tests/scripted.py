@@ -55,3 +55,14 @@ class ScriptedClient(LLMClient):
             return outcome
         finally:
             self.in_flight -= 1
+
+
+class FakeSleep:
+    """Records requested delays and returns at once: retries in tests never really wait."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+        await asyncio.sleep(0)

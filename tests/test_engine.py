@@ -20,7 +20,7 @@ from orchestrate import (
     WorkflowStatus,
 )
 from orchestrate.errors import AuthenticationError, ProviderUnavailableError, RateLimitError
-from tests.scripted import ScriptedClient, response
+from tests.scripted import FakeSleep, ScriptedClient, response
 
 
 def agent(name: str, deps: tuple[str, ...] = (), prompt: str | None = None, **fields: Any) -> Agent:
@@ -32,17 +32,6 @@ def agent(name: str, deps: tuple[str, ...] = (), prompt: str | None = None, **fi
 
 def workflow(*agents: Agent, **fields: Any) -> Workflow:
     return Workflow(name=fields.pop("name", "wf"), description="test", agents=list(agents), **fields)
-
-
-class FakeSleep:
-    """Records requested delays and returns at once."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, delay: float) -> None:
-        self.delays.append(delay)
-        await asyncio.sleep(0)
 
 
 def engine_for(client: ScriptedClient, sleep: FakeSleep | None = None, **config: Any) -> OrchestrationEngine:

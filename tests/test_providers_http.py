@@ -41,6 +41,7 @@ from orchestrate.errors import (
 from orchestrate.llm.base import ToolCall
 from orchestrate.llm.providers import ClientPool, infer_provider
 from tests.fake_provider import FakeProvider, Fault, anthropic_message, openai_completion
+from tests.scripted import FakeSleep
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-test-SECRET-0123456789abcdef"
@@ -63,15 +64,6 @@ def anthropic(server: FakeProvider, **kw: Any) -> AnthropicClient:
 def add_numbers(a: float, b: float) -> float:
     """A tool for the tool-loop test."""
     return a + b
-
-
-class FakeSleep:
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, delay: float) -> None:
-        self.delays.append(delay)
-        await asyncio.sleep(0)
 
 
 # -- request bodies -------------------------------------------------------------------------

@@ -14,12 +14,11 @@ counts every prompt token, so input = input_tokens + cache_read + cache_creation
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 from orchestrate.errors import MalformedResponseError
-from orchestrate.llm.base import LLMClient, LLMResponse, ToolCall
-from orchestrate.llm.http import HTTPTransport, Reply
+from orchestrate.llm.base import LLMResponse, ToolCall
+from orchestrate.llm.http import ProviderClient, Reply
 
 __all__ = ["AnthropicClient"]
 
@@ -29,50 +28,31 @@ _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", 
            "refusal": "content_filter"}
 
 
-class AnthropicClient(LLMClient):
+class AnthropicClient(ProviderClient):
     """Anthropic Claude API client.
 
     Args:
         api_key: Anthropic API key; defaults to ``$ANTHROPIC_API_KEY``.
         base_url: Defaults to ``$ANTHROPIC_BASE_URL``, else ``https://api.anthropic.com``.
         timeout: Seconds a call may take to answer; `connect_timeout` to connect.
+        version: The ``anthropic-version`` header.
     """
 
     provider = "anthropic"
+    key_env, url_env, default_url = "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", DEFAULT_BASE_URL
 
     def __init__(self, api_key: str | None = None, base_url: str | None = None, *,
-                 timeout: float = 120.0, connect_timeout: float = 10.0, max_connections: int = 100,
-                 version: str = API_VERSION, transport: Any = None) -> None:
-        self.api_key = api_key if api_key is not None else os.environ.get("ANTHROPIC_API_KEY")
-        self.base_url = (base_url or os.environ.get("ANTHROPIC_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+                 version: str = API_VERSION, **options: Any) -> None:
+        super().__init__(api_key, base_url, **options)
         self.version = version
-        self._http = HTTPTransport(self.provider, secret=self.api_key, timeout=timeout,
-                                   connect_timeout=connect_timeout, max_connections=max_connections,
-                                   transport=transport)
 
-    def __repr__(self) -> str:  # never show the key
-        return f"AnthropicClient(base_url={self.base_url!r})"
+    path = "/v1/messages"
 
-    async def complete(self, prompt: str, model: str, temperature: float = 0.7,
-                       max_tokens: int = 1000, tools: list[dict[str, Any]] | None = None,
-                       **kwargs: Any) -> LLMResponse:
-        messages: list[dict[str, Any]] = []
-        if kwargs.get("system"):
-            messages.append({"role": "system", "content": kwargs["system"]})
-        messages.append({"role": "user", "content": prompt})
-        return await self.complete_with_tools(messages, model, tools or [], temperature, max_tokens,
-                                              **kwargs)
-
-    async def complete_with_tools(self, messages: list[dict[str, Any]], model: str,
-                                  tools: list[dict[str, Any]], temperature: float = 0.7,
-                                  max_tokens: int = 1000, **kwargs: Any) -> LLMResponse:
-        body = self.request_body(messages, model, tools, temperature, max_tokens, **kwargs)
+    def headers(self) -> dict[str, str]:
         headers = {"content-type": "application/json", "anthropic-version": self.version}
         if self.api_key:
             headers["x-api-key"] = self.api_key
-        reply = await self._http.post_json(f"{self.base_url}/v1/messages", headers, body,
-                                           timeout=kwargs.get("request_timeout"))
-        return self.parse(reply, model)
+        return headers
 
     @staticmethod
     def request_body(messages: list[dict[str, Any]], model: str, tools: list[dict[str, Any]],
@@ -137,8 +117,6 @@ class AnthropicClient(LLMClient):
                 f"anthropic: the answer is not a message (missing or bad {exc})",
                 provider=self.provider, request_id=reply.request_id) from None
 
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
 
 def _wire_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["LLMClient", "LLMResponse", "ToolCall"]
+__all__ = ["LLMClient", "LLMResponse", "ToolCall", "single_turn"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,3 +104,10 @@ class LLMClient(ABC):
     async def aclose(self) -> None:
         """Release connections; the default client holds none."""
         return None
+
+
+def single_turn(prompt: str, system: str | None = None) -> list[dict[str, Any]]:
+    """The conversation of a `complete()` call: an optional system prompt, then the user's prompt."""
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+    messages.append({"role": "user", "content": prompt})
+    return messages

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import email.utils
 import json
+import os
 import re
 import time
+from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -29,8 +31,9 @@ from orchestrate.errors import (
     ProviderUnavailableError,
     RateLimitError,
 )
+from orchestrate.llm.base import LLMClient, LLMResponse, single_turn
 
-__all__ = ["HTTPTransport", "Reply", "error_for_status", "parse_duration", "redact", "retry_after_of"]
+__all__ = ["HTTPTransport", "ProviderClient", "Reply", "error_for_status", "parse_duration", "redact", "retry_after_of"]
 
 _KEY_PATTERN = re.compile(r"\b(sk-[A-Za-z0-9_*\-]{4,}|[A-Za-z0-9_\-]{8,}\*{3,}[A-Za-z0-9_\-]*)")
 
@@ -234,3 +237,60 @@ class HTTPTransport:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+
+class ProviderClient(LLMClient):
+    """What the HTTP clients share: key and base URL (argument, else environment, else the
+    default), one pooled transport, the call itself (build the body, POST, parse), `complete`
+    as a one-turn `complete_with_tools`, and a repr that never shows the key.
+
+    A provider sets the class attributes below and writes `headers`, `request_body` and `parse`.
+    """
+
+    key_env = ""
+    url_env = ""
+    default_url = ""
+    path = ""
+
+    @abstractmethod
+    def headers(self) -> dict[str, str]:
+        """The request headers, authentication included."""
+
+    @staticmethod
+    @abstractmethod
+    def request_body(messages: list[dict[str, Any]], model: str, tools: list[dict[str, Any]],
+                     temperature: float, max_tokens: int, **kwargs: Any) -> dict[str, Any]:
+        """The provider's request for a neutral conversation."""
+
+    @abstractmethod
+    def parse(self, reply: Reply, model: str) -> LLMResponse:
+        """An LLMResponse from the provider's answer; MalformedResponseError if it is not one."""
+
+    async def complete_with_tools(self, messages: list[dict[str, Any]], model: str,
+                                  tools: list[dict[str, Any]], temperature: float = 0.7,
+                                  max_tokens: int = 1000, **kwargs: Any) -> LLMResponse:
+        body = self.request_body(messages, model, tools, temperature, max_tokens, **kwargs)
+        reply = await self._http.post_json(f"{self.base_url}{self.path}", self.headers(), body,
+                                           timeout=kwargs.get("request_timeout"))
+        return self.parse(reply, model)
+
+    def __init__(self, api_key: str | None = None, base_url: str | None = None, *,
+                 timeout: float = 120.0, connect_timeout: float = 10.0, max_connections: int = 100,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.api_key = api_key if api_key is not None else os.environ.get(self.key_env)
+        self.base_url = (base_url or os.environ.get(self.url_env) or self.default_url).rstrip("/")
+        self._http = HTTPTransport(self.provider, secret=self.api_key, timeout=timeout,
+                                   connect_timeout=connect_timeout, max_connections=max_connections,
+                                   transport=transport)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r})"
+
+    async def complete(self, prompt: str, model: str, temperature: float = 0.7,
+                       max_tokens: int = 1000, tools: list[dict[str, Any]] | None = None,
+                       **kwargs: Any) -> LLMResponse:
+        return await self.complete_with_tools(single_turn(prompt, kwargs.get("system")), model,
+                                              tools or [], temperature, max_tokens, **kwargs)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()

@@ -14,8 +14,8 @@ import re
 from typing import Any
 
 from orchestrate.errors import MalformedResponseError
-from orchestrate.llm.base import LLMClient, LLMResponse, ToolCall
-from orchestrate.llm.http import HTTPTransport, Reply
+from orchestrate.llm.base import LLMResponse, ToolCall
+from orchestrate.llm.http import ProviderClient, Reply
 
 __all__ = ["OpenAIClient"]
 
@@ -23,7 +23,7 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _REASONING = re.compile(r"^(o1|o3|o4|gpt-5)(\b|-|$)")
 
 
-class OpenAIClient(LLMClient):
+class OpenAIClient(ProviderClient):
     """OpenAI API client.
 
     Args:
@@ -35,43 +35,22 @@ class OpenAIClient(LLMClient):
     """
 
     provider = "openai"
+    key_env, url_env, default_url = "OPENAI_API_KEY", "OPENAI_BASE_URL", DEFAULT_BASE_URL
 
     def __init__(self, api_key: str | None = None, base_url: str | None = None, *,
-                 timeout: float = 120.0, connect_timeout: float = 10.0,
-                 organization: str | None = None, max_connections: int = 100,
-                 transport: Any = None) -> None:
-        self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
-        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+                 organization: str | None = None, **options: Any) -> None:
+        super().__init__(api_key, base_url, **options)
         self.organization = organization or os.environ.get("OPENAI_ORG_ID")
-        self._http = HTTPTransport(self.provider, secret=self.api_key, timeout=timeout,
-                                   connect_timeout=connect_timeout, max_connections=max_connections,
-                                   transport=transport)
 
-    def __repr__(self) -> str:  # never show the key
-        return f"OpenAIClient(base_url={self.base_url!r})"
+    path = "/chat/completions"
 
-    async def complete(self, prompt: str, model: str, temperature: float = 0.7,
-                       max_tokens: int = 1000, tools: list[dict[str, Any]] | None = None,
-                       **kwargs: Any) -> LLMResponse:
-        messages: list[dict[str, Any]] = []
-        if kwargs.get("system"):
-            messages.append({"role": "system", "content": kwargs["system"]})
-        messages.append({"role": "user", "content": prompt})
-        return await self.complete_with_tools(messages, model, tools or [], temperature, max_tokens,
-                                              **kwargs)
-
-    async def complete_with_tools(self, messages: list[dict[str, Any]], model: str,
-                                  tools: list[dict[str, Any]], temperature: float = 0.7,
-                                  max_tokens: int = 1000, **kwargs: Any) -> LLMResponse:
-        body = self.request_body(messages, model, tools, temperature, max_tokens, **kwargs)
+    def headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         if self.organization:
             headers["OpenAI-Organization"] = self.organization
-        reply = await self._http.post_json(f"{self.base_url}/chat/completions", headers, body,
-                                           timeout=kwargs.get("request_timeout"))
-        return self.parse(reply, model)
+        return headers
 
     @staticmethod
     def request_body(messages: list[dict[str, Any]], model: str, tools: list[dict[str, Any]],
@@ -130,8 +109,6 @@ class OpenAIClient(LLMClient):
                 f"openai: the answer is not a chat completion (missing or bad {exc})",
                 provider=self.provider, request_id=reply.request_id) from None
 
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
 
 def _arguments(raw: Any) -> dict[str, Any]:

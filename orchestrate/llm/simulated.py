@@ -22,7 +22,7 @@ from orchestrate.errors import (
     ProviderUnavailableError,
     RateLimitError,
 )
-from orchestrate.llm.base import LLMClient, LLMResponse, ToolCall
+from orchestrate.llm.base import LLMClient, LLMResponse, ToolCall, single_turn
 
 __all__ = ["SimulatedClient", "count_tokens", "example_from_schema"]
 
@@ -124,12 +124,8 @@ class SimulatedClient(LLMClient):
     async def complete(self, prompt: str, model: str, temperature: float = 0.7,
                        max_tokens: int = 1000, tools: list[dict[str, Any]] | None = None,
                        **kwargs: Any) -> LLMResponse:
-        messages: list[dict[str, Any]] = []
-        if kwargs.get("system"):
-            messages.append({"role": "system", "content": kwargs["system"]})
-        messages.append({"role": "user", "content": prompt})
-        return await self.complete_with_tools(messages, model, tools or [], temperature,
-                                              max_tokens, **kwargs)
+        return await self.complete_with_tools(single_turn(prompt, kwargs.get("system")), model,
+                                              tools or [], temperature, max_tokens, **kwargs)
 
     async def complete_with_tools(self, messages: list[dict[str, Any]], model: str,
                                   tools: list[dict[str, Any]], temperature: float = 0.7,
