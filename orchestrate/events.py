@@ -44,9 +44,13 @@ class EventType(str, Enum):
     WORKFLOW_FINISHED = "workflow_finished"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
-    """Something that happened in a run, stamped with wall-clock time (epoch seconds)."""
+    """Something that happened in a run, stamped with wall-clock time (epoch seconds).
+
+    Treat it as read-only: every sink sees the same object. (Not `frozen`, which
+    would make each one three times dearer to build; the engine builds three an agent.)
+    """
 
     type: EventType
     workflow_id: str | None = None

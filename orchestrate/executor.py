@@ -234,7 +234,8 @@ class AgentExecutor:
         specs = [tool.spec() for tool in tools]
         worst = self.tracker.max_cost(model, messages, max_tokens, overrides=workflow.prices, tools=specs,
                                       response_schema=agent.output_schema)
-        reservation = self.tracker.reserve(workflow.id, _agent_key(workflow, agent), worst)
+        key = _agent_key(workflow, agent)
+        reservation = self.tracker.reserve(workflow.id, key, worst)
         permit = None
         try:
             if self.limits is not None:
@@ -259,7 +260,7 @@ class AgentExecutor:
             cache_creation_input_tokens=response.cache_creation_input_tokens)
         self.tracker.settle(reservation, cost)
         self.tracker.record_cost(
-            _agent_key(workflow, agent), agent.name, workflow.id, model,
+            key, agent.name, workflow.id, model,
             response.input_tokens, response.output_tokens, None,
             cached_input_tokens=response.cached_input_tokens,
             cache_creation_input_tokens=response.cache_creation_input_tokens,

@@ -88,12 +88,13 @@ class Monitor:
 
     def _record(self, kind: str, agent_id: str | None, workflow_id: str | None, data: dict[str, Any],
                 now: float) -> None:
-        if self.config.enable_metrics:
+        config = self.config
+        if config.enable_metrics:
             self._count(kind, data)
             if now >= self._next_snapshot:
                 self.snapshots.append({"timestamp": now, **self.get_metrics()})
                 self._next_snapshot = now + self.config.metrics_interval
-        if self.config.enable_logging:
+        if config.enable_logging:
             # A tuple, made into a dict only when read: this runs three times per agent.
             self.events.append((now, kind, agent_id, workflow_id, data))
             failed = data.get("status") in ("failed", "budget_exceeded")

@@ -27,6 +27,7 @@ from orchestrate.llm.base import LLMClient, LLMResponse, ToolCall, single_turn
 __all__ = ["SimulatedClient", "count_tokens", "example_from_schema"]
 
 Latency = float | Sequence[float]
+_MAX_REMEMBERED = 100_000  # prompts whose attempt count is kept (it varies the outcome of retries)
 
 
 def count_tokens(text: str) -> int:
@@ -134,6 +135,8 @@ class SimulatedClient(LLMClient):
         text_in = "\n".join(str(m.get("content") or "") for m in messages)
         key = hashlib.blake2b(f"{self.seed}\x00{model}\x00{text_in}".encode(), digest_size=8).hexdigest()
         attempt = self._attempts.get(key, 0)
+        if len(self._attempts) >= _MAX_REMEMBERED:  # bounded memory in a long-lived process
+            self._attempts.clear()
         self._attempts[key] = attempt + 1
         rng: Any = _LazyRandom((int(key, 16) << 16) + attempt)
 
