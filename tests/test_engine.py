@@ -90,6 +90,22 @@ async def test_agent_timeout_cancels_it_and_its_dependents() -> None:
     assert result.status is WorkflowStatus.PARTIALLY_COMPLETED
 
 
+async def test_each_agent_keeps_its_own_timeout_whatever_the_start_order() -> None:
+    """Deadlines share one timer: a short timeout started after a long one must still fire on time."""
+    delays = {"task patient": 0.3, "task hasty": 2.0, "task later": 0.0}
+    client = ScriptedClient(delay=lambda prompt: delays[prompt])
+    wf = workflow(agent("patient", timeout=10.0, priority=9), agent("hasty", timeout=0.05, priority=5),
+                  agent("later", ("patient",), timeout=0.01))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    result = await run(engine_for(client), wf)
+    elapsed = loop.time() - started
+    patient, hasty, later = (result.get_agent_by_name(n) for n in ("patient", "hasty", "later"))
+    assert hasty.status is AgentStatus.CANCELLED and "timed out after 0.05s" in hasty.result.error
+    assert patient.status is AgentStatus.COMPLETED and later.status is AgentStatus.COMPLETED
+    assert elapsed < 1.0  # 'hasty' did not run its 2 s
+
+
 async def test_workflow_timeout_cancels_everything_in_flight() -> None:
     client = ScriptedClient(delay=5.0)
     wf = workflow(agent("a"), agent("b"), agent("c", ("a",)), timeout=0.05)
