@@ -1,6 +1,6 @@
 """Reading workflow files: safe YAML with positions, the schema, then the semantic checks.
 
-The only module that imports yaml. A file goes through four gates, and every
+The only module that imports yaml. A file goes through three gates, and every
 problem found at a gate is reported at once, each at its line and column:
 
 1. bytes: a size cap, UTF-8 (a BOM is fine);
@@ -8,10 +8,10 @@ problem found at a gate is reported at once, each at its line and column:
    own walk, which refuses tags that construct objects, duplicate keys, merge
    keys, and alias expansions that grow far past the file (a "billion laughs"
    is refused in milliseconds, not expanded);
-3. the JSON Schema `schemas/workflow.schema.json` (keys, types, ranges, enums);
-4. the semantic checks the schema cannot express: duplicate agent names,
+3. the JSON Schema `schemas/workflow.schema.json` (keys, types, ranges, enums),
+   then the semantic checks of `orchestrate.checks` (duplicate agent names,
    unknown dependencies, cycles, template references, input defaults, models
-   without a price, output schemas that are not JSON Schemas.
+   without a price, output schemas that are not JSON Schemas).
 
 Only then is a `Workflow` built, with `defaults` merged into each agent
 (an agent's own keys win; `llm_config` and `retry` are merged key by key).
@@ -19,16 +19,14 @@ Only then is a `Workflow` built, with `defaults` merged into each agent
 
 from __future__ import annotations
 
-import difflib
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from orchestrate.checks import INPUT_TYPES, Key, Located, check_document, path_text
 from orchestrate.errors import Problem, UserInputError, WorkflowValidationError
-from orchestrate.graph import DependencyGraph
 from orchestrate.models import Agent, Workflow
 
 __all__ = [
@@ -49,53 +47,6 @@ _ALIAS_ALLOWANCE = 10_000  # ...plus this many
 
 _PLAIN_TAGS = {f"tag:yaml.org,2002:{name}" for name in
                ("str", "int", "float", "bool", "null", "seq", "map", "timestamp")}
-
-Key = tuple[str | int, ...]
-
-
-@dataclass
-class Located:
-    """A YAML document as plain values, with the line and column of every node."""
-
-    value: Any
-    file: str
-    values: dict[Key, tuple[int, int]] = field(default_factory=dict)
-    keys: dict[Key, tuple[int, int]] = field(default_factory=dict)
-    lines: list[str] = field(default_factory=list)
-
-    def within(self, path: Key, needle: str, message: str, span: int) -> Problem:
-        """A problem at `needle` inside the text node at `path` (e.g. a placeholder in a
-        multi-line template), searched over the node's first `span` lines."""
-        start = self.values.get(path)
-        if start is not None and self.lines:
-            line, col = start
-            for index in range(line - 1, min(len(self.lines), line - 1 + span)):
-                found = self.lines[index].find(needle, col - 1 if index == line - 1 else 0)
-                if found >= 0:
-                    return Problem(self.file, index + 1, found + 1, message, _path_text(path))
-        return self.at(path, message)
-
-    def at(self, path: Key, message: str, *, key: bool = False) -> Problem:
-        """A problem at `path` (or at its key), falling back to the closest enclosing node."""
-        shown = _path_text(path)
-        if key and path in self.keys:
-            line, col = self.keys[path]
-            return Problem(self.file, line, col, message, shown)
-        probe = tuple(path)
-        while probe:
-            if probe in self.values:
-                line, col = self.values[probe]
-                return Problem(self.file, line, col, message, shown)
-            probe = probe[:-1]
-        line, col = self.values.get((), (1, 1))
-        return Problem(self.file, line, col, message, shown)
-
-
-def _path_text(path: Key) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
 
 
 # The C parser when libyaml is there (several times faster), the pure-Python one otherwise.
@@ -158,7 +109,7 @@ class _Builder:
                 first = self.located.keys.get(child, (0, 0))[0]
                 self.problems.append(Problem(self.located.file, line, col,
                                              f"duplicate key {key!r} (first defined on line {first})",
-                                             _path_text(child)))
+                                             path_text(child)))
                 continue
             self.located.keys[child] = _mark(key_node)
             result[key] = self.build(value_node, child, depth + 1)
@@ -220,205 +171,6 @@ def read_text(path: Path) -> tuple[str | None, list[Problem]]:
         line = before.count(b"\n") + 1
         col = exc.start - (before.rfind(b"\n") + 1) + 1
         return None, [Problem(file, line, col, f"not UTF-8 text (byte 0x{data[exc.start]:02x})")]
-
-
-# -- semantic checks ---------------------------------------------------------
-
-
-def check_document(located: Located) -> list[Problem]:
-    """The schema, then the semantic checks; every problem, in file order."""
-    from orchestrate.schema import schema_errors
-
-    problems = [located.at(path[:-1] if path and path[-1] == "<key>" else path, message,
-                           key=bool(path) and path[-1] == "<key>")
-                for path, message in schema_errors(located.value)]
-    problems += _semantic(located)
-    return problems
-
-
-def _agents(doc: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
-    agents = doc.get("agents")
-    if not isinstance(agents, list):
-        return []
-    return [(i, a) for i, a in enumerate(agents) if isinstance(a, dict) and isinstance(a.get("name"), str)]
-
-
-def _semantic(located: Located) -> list[Problem]:
-    doc = located.value
-    problems: list[Problem] = []
-    agents = _agents(doc)
-    first_index: dict[str, int] = {}
-    for i, agent in agents:
-        name = agent["name"]
-        if name in first_index:
-            line = located.values.get(("agents", first_index[name], "name"), (0, 0))[0]
-            problems.append(located.at(("agents", i, "name"),
-                                       f"duplicate agent name {name!r} (first on line {line})"))
-        else:
-            first_index[name] = i
-    names = set(first_index)
-    deps_of: dict[str, list[str]] = {}
-    for i, agent in agents:
-        deps = agent.get("dependencies")
-        if not isinstance(deps, list):
-            deps = []
-        known = []
-        for j, dep in enumerate(deps):
-            if not isinstance(dep, str):
-                continue
-            if dep == agent["name"]:
-                problems.append(located.at(("agents", i, "dependencies", j),
-                                           f"agent {dep!r} depends on itself"))
-            elif dep not in names:
-                close = difflib.get_close_matches(dep, sorted(names), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                problems.append(located.at(("agents", i, "dependencies", j),
-                                           f"agent {agent['name']!r} depends on unknown agent {dep!r}{hint}"))
-            else:
-                known.append(dep)
-        if first_index.get(agent["name"]) == i:
-            deps_of[agent["name"]] = known
-    cycle = DependencyGraph(deps_of).find_cycle()
-    if cycle:
-        head = cycle[0]
-        problems.append(located.at(("agents", first_index[head], "dependencies"),
-                                   f"dependency cycle: {' -> '.join(cycle)}"))
-    upstream = _upstream(deps_of) if not cycle else {n: set() for n in deps_of}
-    inputs = doc.get("inputs") if isinstance(doc.get("inputs"), dict) else {}
-    problems += _check_inputs(located, inputs)
-    defaults = doc.get("defaults") if isinstance(doc.get("defaults"), dict) else {}
-    prices = doc.get("prices") if isinstance(doc.get("prices"), dict) else {}
-    by_name = {name: doc["agents"][i] for name, i in first_index.items()}
-    for i, agent in agents:
-        problems += _check_template(located, i, agent, inputs, by_name, upstream, cycle)
-        problems += _check_model(located, i, agent, defaults, prices)
-        schema = agent.get("output_schema")
-        if isinstance(schema, dict):
-            from orchestrate.schema import check_schema
-
-            found = check_schema(schema)
-            if found:
-                reason, inner = found
-                problems.append(located.at(("agents", i, "output_schema", *inner), f"output_schema: {reason}"))
-        if "module" not in agent and "module" not in defaults:
-            problems.append(located.at(("agents", i), f"agent {agent['name']!r}: missing required "
-                                       "key 'module' (or set defaults.module)"))
-    return problems
-
-
-def _upstream(deps_of: dict[str, list[str]]) -> dict[str, set[str]]:
-    """Every agent's transitive dependencies (the graph has no cycle)."""
-    memo: dict[str, set[str]] = {}
-    order: list[str] = []
-    seen: set[str] = set()
-    for root in deps_of:  # iterative post-order, so deep chains do not hit the recursion limit
-        stack = [(root, False)]
-        while stack:
-            node, ready = stack.pop()
-            if ready:
-                order.append(node)
-                continue
-            if node in seen:
-                continue
-            seen.add(node)
-            stack.append((node, True))
-            stack.extend((d, False) for d in deps_of.get(node, []) if d not in seen)
-    for node in order:
-        total: set[str] = set()
-        for dep in deps_of.get(node, []):
-            total.add(dep)
-            total |= memo.get(dep, set())
-        memo[node] = total
-    return memo
-
-
-_INPUT_TYPES = {"string": str, "number": (int, float), "integer": int, "boolean": bool,
-                "object": dict, "array": list}
-
-
-def _check_inputs(located: Located, inputs: dict[str, Any]) -> list[Problem]:
-    problems = []
-    for name, spec in inputs.items():
-        if not isinstance(spec, dict) or "default" not in spec:
-            continue
-        kind = spec.get("type", "string")
-        expected = _INPUT_TYPES.get(kind)
-        value = spec["default"]
-        if expected is None:
-            continue
-        wrong = not isinstance(value, expected) or (kind in ("number", "integer") and isinstance(value, bool))
-        if wrong:
-            problems.append(located.at(("inputs", name, "default"),
-                                       f"input {name!r}: default {value!r} is not of type {kind}"))
-    return problems
-
-
-def _check_template(located: Located, i: int, agent: dict[str, Any], inputs: dict[str, Any],
-                    by_name: dict[str, Any], upstream: dict[str, set[str]],
-                    cycle: list[str] | None) -> list[Problem]:
-    from orchestrate.templates import TemplateError, references
-
-    template = agent.get("prompt_template")
-    if not isinstance(template, str):
-        return []
-    where = ("agents", i, "prompt_template")
-    name = agent["name"]
-    span = template.count("\n") + 3
-
-    def at(needle: str, message: str) -> Problem:
-        return located.within(where, needle, message, span)
-
-    try:
-        refs = references(template)
-    except TemplateError as exc:
-        needle = template[exc.offset:].split("\n", 1)[0][:40]
-        return [at(needle, f"agent {name!r}: prompt_template: {exc}")]
-    problems = []
-    ups = upstream.get(name, set())
-    for ref in refs:
-        shown = ref.describe()
-        if ref.kind == "input" or (ref.kind == "name" and ref.name in inputs):
-            if ref.name not in inputs:
-                declared = ", ".join(sorted(inputs)) or "none"
-                problems.append(at(shown, f"agent {name!r}: {shown} names unknown input "
-                                          f"{ref.name!r} (declared inputs: {declared})"))
-            continue
-        if ref.name not in by_name:
-            close = difflib.get_close_matches(ref.name, sorted([*inputs, *by_name]), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            problems.append(at(shown, f"agent {name!r}: {shown} names no input or agent{hint}"))
-            continue
-        if cycle:
-            continue
-        if ref.name not in ups:
-            problems.append(at(shown, f"agent {name!r}: {shown} uses agent {ref.name!r}, "
-                                      "which is not upstream; add it to dependencies"))
-            continue
-        target = by_name[ref.name]
-        if ref.path and ref.path[0] != "text" and not isinstance(target.get("output_schema"), dict):
-            problems.append(at(shown, f"agent {name!r}: {shown}: agent {ref.name!r} has no "
-                                      "output_schema, so its output has only 'text'"))
-    return problems
-
-
-def _check_model(located: Located, i: int, agent: dict[str, Any], defaults: dict[str, Any],
-                 prices: dict[str, Any]) -> list[Problem]:
-    from orchestrate.costs import find_price
-
-    own = agent.get("llm_config") if isinstance(agent.get("llm_config"), dict) else {}
-    inherited = defaults.get("llm_config") if isinstance(defaults.get("llm_config"), dict) else {}
-    model = own.get("model", inherited.get("model"))
-    if model is None:
-        return [located.at(("agents", i), f"agent {agent['name']!r} has no llm_config.model "
-                                          "(set it on the agent or in defaults.llm_config)")]
-    if not isinstance(model, str):
-        return []
-    valid_prices = {k: v for k, v in prices.items() if isinstance(v, dict)}
-    if find_price(model, valid_prices) is None:
-        where = ("agents", i, "llm_config", "model") if "model" in own else ("defaults", "llm_config", "model")
-        return [located.at(where, f"no price known for model {model!r}; add it under 'prices:' "
-                                  "(USD per 1K tokens: input, output)")]
-    return []
 
 
 # -- building ----------------------------------------------------------------
@@ -516,7 +268,7 @@ def find_workflow_files(paths: list[Path]) -> list[Path]:
 
 def _coerce(name: str, kind: str, value: Any) -> Any:
     if not isinstance(value, str) or kind == "string":
-        expected = _INPUT_TYPES.get(kind, object)
+        expected = INPUT_TYPES.get(kind, object)
         ok = isinstance(value, expected) and not (kind in ("number", "integer") and isinstance(value, bool))
         if kind == "number" and isinstance(value, int) and not isinstance(value, bool):
             ok = True
@@ -539,7 +291,7 @@ def _coerce(name: str, kind: str, value: Any) -> Any:
         parsed = json.loads(text)
     except ValueError:
         raise UserInputError(f"input {name!r}: {value!r} is not a valid {kind}") from None
-    if not isinstance(parsed, _INPUT_TYPES[kind]):
+    if not isinstance(parsed, INPUT_TYPES[kind]):
         raise UserInputError(f"input {name!r}: {value!r} is not a JSON {kind}")
     return parsed
 

@@ -1,0 +1,264 @@
+"""What a workflow document must satisfy beyond YAML: the schema, then the semantic checks.
+
+The checks work on plain values with their positions (`Located`), wherever the
+values came from (a YAML file, or a mapping given to the Python API), and
+report every problem at once, each at the line and column of the offending
+node: duplicate agent names, unknown dependencies, cycles, template references
+to unknown inputs or to agents that are not upstream, input defaults of the
+wrong type, models without a price, output schemas that are not JSON Schemas.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrate.errors import Problem
+from orchestrate.graph import DependencyGraph
+
+__all__ = ["INPUT_TYPES", "Key", "Located", "check_document", "path_text"]
+
+Key = tuple[str | int, ...]
+
+
+@dataclass
+class Located:
+    """A YAML document as plain values, with the line and column of every node."""
+
+    value: Any
+    file: str
+    values: dict[Key, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[Key, tuple[int, int]] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
+
+    def within(self, path: Key, needle: str, message: str, span: int) -> Problem:
+        """A problem at `needle` inside the text node at `path` (e.g. a placeholder in a
+        multi-line template), searched over the node's first `span` lines."""
+        start = self.values.get(path)
+        if start is not None and self.lines:
+            line, col = start
+            for index in range(line - 1, min(len(self.lines), line - 1 + span)):
+                found = self.lines[index].find(needle, col - 1 if index == line - 1 else 0)
+                if found >= 0:
+                    return Problem(self.file, index + 1, found + 1, message, path_text(path))
+        return self.at(path, message)
+
+    def at(self, path: Key, message: str, *, key: bool = False) -> Problem:
+        """A problem at `path` (or at its key), falling back to the closest enclosing node."""
+        shown = path_text(path)
+        if key and path in self.keys:
+            line, col = self.keys[path]
+            return Problem(self.file, line, col, message, shown)
+        probe = tuple(path)
+        while probe:
+            if probe in self.values:
+                line, col = self.values[probe]
+                return Problem(self.file, line, col, message, shown)
+            probe = probe[:-1]
+        line, col = self.values.get((), (1, 1))
+        return Problem(self.file, line, col, message, shown)
+
+
+def path_text(path: Key) -> str:
+    """A JSON path as people write it: agents[2].llm_config.model."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def check_document(located: Located) -> list[Problem]:
+    """The schema, then the semantic checks; every problem, in file order."""
+    from orchestrate.schema import schema_errors
+
+    problems = [located.at(path[:-1] if path and path[-1] == "<key>" else path, message,
+                           key=bool(path) and path[-1] == "<key>")
+                for path, message in schema_errors(located.value)]
+    problems += _semantic(located)
+    return problems
+
+
+def _agents(doc: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    agents = doc.get("agents")
+    if not isinstance(agents, list):
+        return []
+    return [(i, a) for i, a in enumerate(agents) if isinstance(a, dict) and isinstance(a.get("name"), str)]
+
+
+def _semantic(located: Located) -> list[Problem]:
+    doc = located.value
+    problems: list[Problem] = []
+    agents = _agents(doc)
+    first_index: dict[str, int] = {}
+    for i, agent in agents:
+        name = agent["name"]
+        if name in first_index:
+            line = located.values.get(("agents", first_index[name], "name"), (0, 0))[0]
+            problems.append(located.at(("agents", i, "name"),
+                                       f"duplicate agent name {name!r} (first on line {line})"))
+        else:
+            first_index[name] = i
+    names = set(first_index)
+    deps_of: dict[str, list[str]] = {}
+    for i, agent in agents:
+        deps = agent.get("dependencies")
+        if not isinstance(deps, list):
+            deps = []
+        known = []
+        for j, dep in enumerate(deps):
+            if not isinstance(dep, str):
+                continue
+            if dep == agent["name"]:
+                problems.append(located.at(("agents", i, "dependencies", j),
+                                           f"agent {dep!r} depends on itself"))
+            elif dep not in names:
+                close = difflib.get_close_matches(dep, sorted(names), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                problems.append(located.at(("agents", i, "dependencies", j),
+                                           f"agent {agent['name']!r} depends on unknown agent {dep!r}{hint}"))
+            else:
+                known.append(dep)
+        if first_index.get(agent["name"]) == i:
+            deps_of[agent["name"]] = known
+    cycle = DependencyGraph(deps_of).find_cycle()
+    if cycle:
+        head = cycle[0]
+        problems.append(located.at(("agents", first_index[head], "dependencies"),
+                                   f"dependency cycle: {' -> '.join(cycle)}"))
+    upstream = _upstream(deps_of) if not cycle else {n: set() for n in deps_of}
+    inputs = doc.get("inputs") if isinstance(doc.get("inputs"), dict) else {}
+    problems += _check_inputs(located, inputs)
+    defaults = doc.get("defaults") if isinstance(doc.get("defaults"), dict) else {}
+    prices = doc.get("prices") if isinstance(doc.get("prices"), dict) else {}
+    by_name = {name: doc["agents"][i] for name, i in first_index.items()}
+    for i, agent in agents:
+        problems += _check_template(located, i, agent, inputs, by_name, upstream, cycle)
+        problems += _check_model(located, i, agent, defaults, prices)
+        schema = agent.get("output_schema")
+        if isinstance(schema, dict):
+            from orchestrate.schema import check_schema
+
+            found = check_schema(schema)
+            if found:
+                reason, inner = found
+                problems.append(located.at(("agents", i, "output_schema", *inner), f"output_schema: {reason}"))
+        if "module" not in agent and "module" not in defaults:
+            problems.append(located.at(("agents", i), f"agent {agent['name']!r}: missing required "
+                                       "key 'module' (or set defaults.module)"))
+    return problems
+
+
+def _upstream(deps_of: dict[str, list[str]]) -> dict[str, set[str]]:
+    """Every agent's transitive dependencies (the graph has no cycle)."""
+    memo: dict[str, set[str]] = {}
+    order: list[str] = []
+    seen: set[str] = set()
+    for root in deps_of:  # iterative post-order, so deep chains do not hit the recursion limit
+        stack = [(root, False)]
+        while stack:
+            node, ready = stack.pop()
+            if ready:
+                order.append(node)
+                continue
+            if node in seen:
+                continue
+            seen.add(node)
+            stack.append((node, True))
+            stack.extend((d, False) for d in deps_of.get(node, []) if d not in seen)
+    for node in order:
+        total: set[str] = set()
+        for dep in deps_of.get(node, []):
+            total.add(dep)
+            total |= memo.get(dep, set())
+        memo[node] = total
+    return memo
+
+
+INPUT_TYPES = {"string": str, "number": (int, float), "integer": int, "boolean": bool,
+                "object": dict, "array": list}
+
+
+def _check_inputs(located: Located, inputs: dict[str, Any]) -> list[Problem]:
+    problems = []
+    for name, spec in inputs.items():
+        if not isinstance(spec, dict) or "default" not in spec:
+            continue
+        kind = spec.get("type", "string")
+        expected = INPUT_TYPES.get(kind)
+        value = spec["default"]
+        if expected is None:
+            continue
+        wrong = not isinstance(value, expected) or (kind in ("number", "integer") and isinstance(value, bool))
+        if wrong:
+            problems.append(located.at(("inputs", name, "default"),
+                                       f"input {name!r}: default {value!r} is not of type {kind}"))
+    return problems
+
+
+def _check_template(located: Located, i: int, agent: dict[str, Any], inputs: dict[str, Any],
+                    by_name: dict[str, Any], upstream: dict[str, set[str]],
+                    cycle: list[str] | None) -> list[Problem]:
+    from orchestrate.templates import TemplateError, references
+
+    template = agent.get("prompt_template")
+    if not isinstance(template, str):
+        return []
+    where = ("agents", i, "prompt_template")
+    name = agent["name"]
+    span = template.count("\n") + 3
+
+    def at(needle: str, message: str) -> Problem:
+        return located.within(where, needle, message, span)
+
+    try:
+        refs = references(template)
+    except TemplateError as exc:
+        needle = template[exc.offset:].split("\n", 1)[0][:40]
+        return [at(needle, f"agent {name!r}: prompt_template: {exc}")]
+    problems = []
+    ups = upstream.get(name, set())
+    for ref in refs:
+        shown = ref.describe()
+        if ref.kind == "input" or (ref.kind == "name" and ref.name in inputs):
+            if ref.name not in inputs:
+                declared = ", ".join(sorted(inputs)) or "none"
+                problems.append(at(shown, f"agent {name!r}: {shown} names unknown input "
+                                          f"{ref.name!r} (declared inputs: {declared})"))
+            continue
+        if ref.name not in by_name:
+            close = difflib.get_close_matches(ref.name, sorted([*inputs, *by_name]), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append(at(shown, f"agent {name!r}: {shown} names no input or agent{hint}"))
+            continue
+        if cycle:
+            continue
+        if ref.name not in ups:
+            problems.append(at(shown, f"agent {name!r}: {shown} uses agent {ref.name!r}, "
+                                      "which is not upstream; add it to dependencies"))
+            continue
+        target = by_name[ref.name]
+        if ref.path and ref.path[0] != "text" and not isinstance(target.get("output_schema"), dict):
+            problems.append(at(shown, f"agent {name!r}: {shown}: agent {ref.name!r} has no "
+                                      "output_schema, so its output has only 'text'"))
+    return problems
+
+
+def _check_model(located: Located, i: int, agent: dict[str, Any], defaults: dict[str, Any],
+                 prices: dict[str, Any]) -> list[Problem]:
+    from orchestrate.costs import find_price
+
+    own = agent.get("llm_config") if isinstance(agent.get("llm_config"), dict) else {}
+    inherited = defaults.get("llm_config") if isinstance(defaults.get("llm_config"), dict) else {}
+    model = own.get("model", inherited.get("model"))
+    if model is None:
+        return [located.at(("agents", i), f"agent {agent['name']!r} has no llm_config.model "
+                                          "(set it on the agent or in defaults.llm_config)")]
+    if not isinstance(model, str):
+        return []
+    valid_prices = {k: v for k, v in prices.items() if isinstance(v, dict)}
+    if find_price(model, valid_prices) is None:
+        where = ("agents", i, "llm_config", "model") if "model" in own else ("defaults", "llm_config", "model")
+        return [located.at(where, f"no price known for model {model!r}; add it under 'prices:' "
+                                  "(USD per 1K tokens: input, output)")]
+    return []
