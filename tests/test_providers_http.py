@@ -411,3 +411,60 @@ def test_orchestrate_run_against_openai_and_anthropic_over_http(tmp_path: Path) 
         paths = {r["path"] for r in fake.requests}
         assert paths == {"/v1/chat/completions", "/v1/messages"}
         assert len(fake.requests) > 10  # some calls failed and were retried
+
+
+def test_the_reference_complete_example_runs_over_http(server: FakeProvider, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """The reference's Complete Example verbatim (our import path), its OpenAIClient on the loopback server."""
+    monkeypatch.setenv("OPENAI_BASE_URL", f"{server.url}/v1")
+    from orchestrate import CostConfig, MonitorConfig, RateLimitConfig
+
+    async def main() -> None:
+        # Initialize client
+        llm_client = OpenAIClient(api_key="your-key")
+
+        # Configure engine
+        config = EngineConfig(
+            rate_limit_config=RateLimitConfig(requests_per_minute=60),
+            cost_config=CostConfig(),
+            monitor_config=MonitorConfig(),
+            default_retry_policy=RetryPolicy(max_retries=3)
+        )
+
+        # Create engine
+        engine = OrchestrationEngine(llm_client, config)
+
+        # Define workflow
+        agent = Agent(
+            name="analyzer",
+            module="Finance",
+            description="Analyze data",
+            llm_config={"model": "gpt-4"},
+            prompt_template="Analyze..."
+        )
+
+        workflow = Workflow(
+            name="analysis",
+            description="Data analysis",
+            agents=[agent],
+            cost_budget=5.0
+        )
+
+        # Execute
+        wf_id = await engine.register_workflow(workflow)
+        result = await engine.execute_workflow(wf_id)
+
+        # Get results
+        print(f"Status: {result.status.value}")
+        print(f"Cost: ${result.total_cost:.4f}")
+
+        # Get system status
+        status = engine.get_system_status()
+        print(f"Total calls: {status['rate_limiting']['total_requests']}")
+        await engine.shutdown()
+
+    asyncio.run(main())
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "Status: completed" and out[1].startswith("Cost: $0.") and out[1] != "Cost: $0.0000"
+    assert out[2] == "Total calls: 1"
+    assert server.requests[0]["headers"]["Authorization"] == "Bearer your-key"

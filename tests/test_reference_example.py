@@ -82,3 +82,46 @@ def test_engine_config_example_and_defaults() -> None:
     )
     assert config.rate_limit_config.concurrent_requests == 10
     assert EngineConfig().max_concurrent_workflows == 50
+
+
+def test_every_default_the_reference_states() -> None:
+    from orchestrate import EngineConfig, MonitorConfig, RateLimitConfig, RetryPolicy, RetryStrategy
+
+    limits = RateLimitConfig()
+    assert (limits.requests_per_minute, limits.requests_per_hour, limits.requests_per_day,
+            limits.tokens_per_minute, limits.concurrent_requests) == (60, 3000, 50000, 100000, 10)
+    monitor = MonitorConfig()
+    assert (monitor.enable_metrics, monitor.enable_logging, monitor.metrics_interval) == (True, True, 60.0)
+    policy = RetryPolicy()
+    assert (policy.max_retries, policy.strategy, policy.base_delay, policy.max_delay,
+            policy.exponential_base, policy.jitter) == (3, RetryStrategy.EXPONENTIAL_BACKOFF, 1.0, 60.0,
+                                                        2.0, True)
+    assert EngineConfig().max_concurrent_workflows == 50
+
+
+def test_rate_limiter_and_cost_config_examples_run_as_written() -> None:
+    from orchestrate import CostConfig, CostTracker, RateLimitConfig, RateLimiter
+
+    async def limiter_example() -> None:
+        rate_limiter = RateLimiter(RateLimitConfig())
+        await rate_limiter.acquire(estimated_tokens=1500, timeout=30.0)
+        try:
+            pass  # the reference's "Make API call"
+        finally:
+            rate_limiter.release()
+        assert rate_limiter.get_statistics()["total_requests"] == 1
+
+    asyncio.run(limiter_example())
+    config = CostConfig(
+        model_costs={
+            "gpt-4": {"input": 0.03, "output": 0.06},
+            "gpt-3.5-turbo": {"input": 0.0005, "output": 0.0015},
+        }
+    )
+    cost_tracker = CostTracker(config)
+    cost = cost_tracker.calculate_cost("gpt-4", 1000, 500)
+    assert f"Estimated cost: ${cost:.4f}" == "Estimated cost: $0.0600"
+    recorded = cost_tracker.record_cost("wf:a", "a", "wf", "gpt-3.5-turbo", 1000, 500, {"note": "x"})
+    assert recorded == pytest.approx(0.00125) and cost_tracker.check_workflow_budget("wf")
+    assert cost_tracker.check_agent_budget("wf:a")
+    assert cost_tracker.get_statistics()["total_cost"] == pytest.approx(0.00125)
