@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrate.costs import CostTracker
+from orchestrate.errors import UserInputError
 from orchestrate.events import Event, EventType
 from orchestrate.fsutil import atomic_write_text
 from orchestrate.models import Workflow
@@ -31,15 +32,19 @@ def new_run_dir(output_dir: Path, workflow_name: str, now: datetime | None = Non
     """Create and return ``output_dir/<workflow>-<UTC timestamp>``, unique even within a second."""
     moment = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", workflow_name).strip("-") or "workflow"
-    output_dir.mkdir(parents=True, exist_ok=True)
-    for n in range(1000):
-        candidate = output_dir / (f"{slug}-{moment}" + (f"-{n}" if n else ""))
-        try:
-            candidate.mkdir()
-        except FileExistsError:
-            continue
-        return candidate
-    raise FileExistsError(f"cannot create a run folder for {workflow_name!r} in {output_dir}")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        for n in range(1000):
+            candidate = output_dir / (f"{slug}-{moment}" + (f"-{n}" if n else ""))
+            try:
+                candidate.mkdir()
+            except FileExistsError:
+                continue
+            return candidate
+    except OSError as exc:  # before any call: a bad --output-dir is the user's input
+        raise UserInputError(f"{output_dir}: cannot create a run folder: {exc.strerror or exc}") from None
+    raise UserInputError(f"{output_dir}: cannot create a run folder for {workflow_name!r}: "
+                         "1000 runs started in the same second")
 
 
 def _iso(moment: datetime | None) -> str | None:

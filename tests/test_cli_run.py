@@ -126,3 +126,18 @@ def test_junit_and_summary_artefacts(tmp_path: Path) -> None:
     result = json.loads((run_dirs(tmp_path / "runs")[0] / "result.json").read_text())
     assert len(cases) == len(result["agents"])
     assert "```mermaid" in summary.read_text()
+
+
+def test_an_output_dir_that_cannot_be_made_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    proc = orchestrate("run", str(EXAMPLES[0]), "--simulate", "-o", str(blocker / "runs"), cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: ") and "cannot create a run folder" in proc.stderr
+
+
+def test_usage_errors_are_plain_text_without_a_terminal(tmp_path: Path) -> None:
+    proc = orchestrate("run", str(EXAMPLES[0]), "--max-parallel", "many", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "╭" not in proc.stderr and "\x1b[" not in proc.stderr
+    assert any(line.startswith("Error: ") and "--max-parallel" in line for line in proc.stderr.splitlines())

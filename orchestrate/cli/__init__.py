@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from orchestrate import __version__
+from orchestrate.cli.common import is_interactive
 from orchestrate.errors import OrchestrateError
 
 __all__ = ["app", "main"]
@@ -24,6 +25,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Rich panels for help and usage errors in a terminal; plain click text in CI and pipes.
+    rich_markup_mode="rich" if is_interactive(sys.stderr) else None,
 )
 
 
@@ -76,3 +79,7 @@ def main() -> None:
     except KeyboardInterrupt:
         print_error("interrupted")
         sys.exit(130)
+    except OSError as exc:  # the disk, not the user: full, read-only, gone
+        where = f"{exc.filename}: " if exc.filename else ""
+        print_error(f"{where}{exc.strerror or exc}")
+        sys.exit(1)
