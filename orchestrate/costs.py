@@ -261,17 +261,17 @@ class CostTracker:
                 budget or the agent's limit; nothing is reserved then.
         """
         amount = max(0.0, amount)
-        accounts = (("workflow", self._workflows.setdefault(workflow_id, _Account()), workflow_id),
-                    ("agent", self._agents.setdefault(agent_key, _Account()), agent_key))
-        for scope, account, name in accounts:
+        flow = self._workflows.get(workflow_id) or self._workflows.setdefault(workflow_id, _Account())
+        own = self._agents.get(agent_key) or self._agents.setdefault(agent_key, _Account())
+        for scope, account in (("workflow", flow), ("agent", own)):
             committed = account.spent + account.reserved
             if account.limit is not None and committed + amount > account.limit + _EPSILON:
                 raise BudgetExceededError(
                     f"{scope} budget of ${account.limit:.4f} would be passed: ${committed:.4f} spent or "
                     f"reserved, and this call may cost up to ${amount:.4f}",
                     scope=scope, limit=account.limit, requested=amount, committed=committed)
-        for _, account, _ in accounts:
-            account.reserved += amount
+        flow.reserved += amount
+        own.reserved += amount
         return Reservation(workflow_id, agent_key, amount)
 
     def _unreserve(self, reservation: Reservation) -> None:

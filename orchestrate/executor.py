@@ -106,8 +106,7 @@ class AgentExecutor:
                   else RetryPolicy.from_dict(agent.retry, base=self.default_policy))
         usage = Usage()
         meta = result.metadata
-        meta.update(model=llm["model"], provider=client.provider, attempts=0)
-        meta["usage"] = usage
+        meta.update(model=llm["model"], provider=client.provider, attempts=0, usage=usage)
         attempt = 0
         while True:
             attempt += 1
