@@ -166,7 +166,7 @@ class LiveTable:
                 table.add_row(row.name, status, row.module, row.model, str(row.attempts or ""),
                               f"{row.tokens:,}" if row.tokens else "", _money(row.cost) if row.cost else "",
                               f"{row.seconds(now):.1f}s" if row.started is not None else "")
-            budget = f"${state.spent:.4f} of ${state.budget:.2f}" if state.budget else f"${state.spent:.4f}"
+            budget = f"{_money(state.spent)} of ${state.budget:.2f}" if state.budget else _money(state.spent)
             elapsed = (state.finished or now) - state.started
             table.caption = (f"{done}/{total} agents done | spent {budget} | "
                              f"rate-limit wait {state.waited:.1f}s | {elapsed:.1f}s elapsed")
@@ -177,6 +177,8 @@ class LiveTable:
 
 def _money(amount: float) -> str:
     """Dollars with enough places that a cheap call does not show as $0.0000."""
+    if amount == 0:
+        return "$0.00"
     return f"${amount:.4f}" if amount >= 0.01 else f"${amount:.6f}"
 
 

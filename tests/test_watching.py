@@ -344,7 +344,7 @@ def test_live_table_before_any_agent_runs_shows_pending_rows() -> None:
     assert [c[3] for c in r.values()] == ["gpt-4o-mini", "claude-3-5-haiku", "gpt-4o"]
     assert [c[4] for c in r.values()] == ["", "", ""]
     caption = flat(text)
-    assert "0/3 agents done" in caption and "spent $0.0000 of $1.00" in caption
+    assert "0/3 agents done" in caption and "spent $0.00 of $1.00" in caption
     assert "rate-limit wait 0.0s" in caption
 
 
@@ -373,7 +373,7 @@ def test_live_table_groups_two_workflows_under_two_titles() -> None:
     assert set(rows(second)) == {"welcome_pack"}
     assert rows(second)["welcome_pack"][1:7] == ["completed", "HR", "gpt-4o-mini", "1", "77", "$0.002000"]
     assert "2/3 agents done" in flat(first) and "1/1 agents done" in flat(second)
-    assert "spent $0.0020 of $0.50" in flat(second)
+    assert "spent $0.002000 of $0.50" in flat(second)
 
 
 def test_live_table_ignores_events_of_unknown_workflows() -> None:
