@@ -175,7 +175,7 @@ def _upstream(deps_of: dict[str, list[str]]) -> dict[str, set[str]]:
     return memo
 
 
-INPUT_TYPES = {"string": str, "number": (int, float), "integer": int, "boolean": bool,
+INPUT_TYPES: dict[str, type | tuple[type, ...]] = {"string": str, "number": (int, float), "integer": int, "boolean": bool,
                 "object": dict, "array": list}
 
 
@@ -248,8 +248,9 @@ def _check_model(located: Located, i: int, agent: dict[str, Any], defaults: dict
                  prices: dict[str, Any]) -> list[Problem]:
     from orchestrate.costs import find_price
 
-    own = agent.get("llm_config") if isinstance(agent.get("llm_config"), dict) else {}
-    inherited = defaults.get("llm_config") if isinstance(defaults.get("llm_config"), dict) else {}
+    own: dict[str, Any] = agent["llm_config"] if isinstance(agent.get("llm_config"), dict) else {}
+    inherited: dict[str, Any] = (defaults["llm_config"] if isinstance(defaults.get("llm_config"), dict)
+                                 else {})
     model = own.get("model", inherited.get("model"))
     if model is None:
         return [located.at(("agents", i), f"agent {agent['name']!r} has no llm_config.model "

@@ -154,11 +154,11 @@ def aggregate(calls: Iterable[Mapping[str, Any]], by: Sequence[str], *, since: d
             continue
         if until is not None and moment is not None and moment > until:
             continue
-        key = tuple(_group_value(call, k, moment) for k in by)
-        groups.setdefault(key, []).append(call)
+        group = tuple(_group_value(call, k, moment) for k in by)
+        groups.setdefault(group, []).append(call)
     rows = []
-    for key, members in sorted(groups.items()):
-        row: dict[str, Any] = dict(zip(by, key))
+    for group, members in sorted(groups.items()):
+        row: dict[str, Any] = dict(zip(by, group))
         row.update(_totals(members, lambda c, name: c.get(name) or 0))
         rows.append(row)
     return rows

@@ -76,11 +76,11 @@ class RunState:
         wid = event.workflow_id or ""
         data = event.data
         if event.type is EventType.WORKFLOW_STARTED:
-            state = WorkflowState(event.workflow_name or data.get("name", wid), data.get("cost_budget"))
+            started = WorkflowState(event.workflow_name or data.get("name", wid), data.get("cost_budget"))
             for spec in data.get("agents", []):
-                state.rows[spec["name"]] = AgentRow(spec["name"], spec.get("module", ""),
-                                                    spec.get("model") or "")
-            self.workflows[wid] = state
+                started.rows[spec["name"]] = AgentRow(spec["name"], spec.get("module", ""),
+                                                      spec.get("model") or "")
+            self.workflows[wid] = started
             return
         state = self.workflows.get(wid)
         if state is None:

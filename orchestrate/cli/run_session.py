@@ -31,7 +31,7 @@ _EXIT_BY_STATUS = {
     WorkflowStatus.PARTIALLY_COMPLETED: 3,
     WorkflowStatus.CANCELLED: 1,
 }
-_EXIT_BY_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+_EXIT_BY_SIGNAL: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 @dataclass

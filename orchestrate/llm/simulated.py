@@ -15,7 +15,7 @@ import hashlib
 import json
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from orchestrate.errors import (
     LLMTimeoutError,
@@ -66,9 +66,9 @@ def example_from_schema(schema: dict[str, Any], rng: random.Random, depth: int =
         high = int(schema.get("maximum", low + 100))
         return rng.randint(low, max(low, high))
     if kind == "number":
-        low = float(schema.get("minimum", 0.0))
-        high = float(schema.get("maximum", low + 1000.0))
-        return round(rng.uniform(low, max(low, high)), 2)
+        lowest = float(schema.get("minimum", 0.0))
+        highest = float(schema.get("maximum", lowest + 1000.0))
+        return round(rng.uniform(lowest, max(lowest, highest)), 2)
     if kind == "boolean":
         return rng.random() < 0.5
     if kind == "null":
@@ -199,9 +199,10 @@ class SimulatedClient(LLMClient):
 
     @staticmethod
     def _answer(messages: list[dict[str, Any]], model: str, schema: dict[str, Any] | None,
-                rng: random.Random) -> tuple[str, str]:
+                rng: _LazyRandom) -> tuple[str, str]:
         if schema is not None:
-            return json.dumps(example_from_schema(schema, rng), sort_keys=True), "stop"
+            draws = cast(random.Random, rng)  # _LazyRandom stands in for a Random
+            return json.dumps(example_from_schema(schema, draws), sort_keys=True), "stop"
         prompt = next((str(m.get("content") or "") for m in reversed(messages)
                        if m.get("role") == "user"), "")
         words = prompt[:200].split()
