@@ -43,7 +43,8 @@ class EngineConfig:
 
     Beyond the reference's fields: `rate_limits` per provider or model
     (overriding `rate_limit_config`, which every provider gets by default;
-    None turns rate limiting off), how many times an answer that fails its
+    None limits only what `rate_limits` or a workflow names; a provider's
+    429 with retry-after still pauses its callers), how many times an answer that fails its
     output_schema is sent back for correction, and how many tool rounds an
     agent may take.
     """
@@ -95,9 +96,7 @@ class OrchestrationEngine:
             clients.get if clients is not None else (lambda _llm: llm_client))  # type: ignore[assignment,return-value]
         self.monitor = Monitor(self.config.monitor_config)
         self.cost_tracker = CostTracker(self.config.cost_config)
-        # No registry at all when nothing is limited: a call then skips the limiter entirely.
-        self.rate_limiter = (None if self.config.rate_limit_config is None and not self.config.rate_limits
-                             else RateLimiterRegistry(self.config.rate_limit_config, self.config.rate_limits))
+        self.rate_limiter = RateLimiterRegistry(self.config.rate_limit_config, self.config.rate_limits)
         self.failure_handler = FailureHandler(self.config.default_retry_policy, on_failure, sleep=sleep)
         self.sinks: list[Sink] = [self.monitor, *sinks]
         self.workflows: dict[str, Workflow] = {}
@@ -147,10 +146,7 @@ class OrchestrationEngine:
             self.cost_tracker.set_agent_budget(f"{workflow.id}:{agent.name}", agent.cost_limit)
         if workflow.prices:
             self.cost_tracker.add_prices(workflow.prices)
-        if workflow.rate_limits:
-            if self.rate_limiter is None:  # rate_limit_config=None: only what is named is limited
-                self.rate_limiter = self.executor.limits = RateLimiterRegistry(None)
-            self.rate_limiter.configure(workflow.rate_limits)
+        self.rate_limiter.configure(workflow.rate_limits)
         return workflow.id
 
     async def execute_workflow(self, workflow_id: str, *,
@@ -195,10 +191,9 @@ class OrchestrationEngine:
 
     def get_system_status(self) -> dict[str, Any]:
         """Monitoring summary, rate limiting and cost statistics, and the workflows known."""
-        if self.rate_limiter is not None:
-            limiting = self.rate_limiter.get_statistics()
-        else:
-            limiting = {"enabled": False, "total_requests": self.monitor.get_metrics().get("llm_calls", 0)}
+        limiting = self.rate_limiter.get_statistics()
+        if not limiting["enabled"]:  # calls skip an idle limiter, so the Monitor counted them
+            limiting["total_requests"] = self.monitor.get_metrics().get("llm_calls", 0)
         return {
             "monitoring": self.monitor.get_summary(),
             "rate_limiting": limiting,

@@ -74,7 +74,7 @@ class AgentExecutor:
         *,
         client_for: Callable[[dict[str, Any]], LLMClient],
         tracker: CostTracker,
-        limits: RateLimiterRegistry | None,
+        limits: RateLimiterRegistry,
         failures: FailureHandler,
         emit: Callable[[Event], None],
         check_output: Callable[[Any, dict[str, Any]], str | None],
@@ -129,13 +129,14 @@ class AgentExecutor:
                 result.status, result.error = AgentStatus.FAILED, str(exc)
                 meta["retriable"] = exc.retriable
                 usage.errors.append(str(exc))
+                if isinstance(exc, RateLimitError) and exc.retry_after:
+                    # Every caller of the provider waits, whether or not this agent tries again.
+                    self.limits.pause_provider(client.provider, exc.retry_after)
                 if not self.failures.handle_failure(agent, result, policy):
                     return
                 delay = self.failures.get_delay(policy, attempt, exc.retry_after)
                 if isinstance(exc, RateLimitError):
                     agent.status = AgentStatus.RATE_LIMITED
-                    if exc.retry_after and self.limits is not None:
-                        self.limits.pause_provider(client.provider, exc.retry_after)
                 self.emit(Event(EventType.AGENT_RETRYING, workflow.id, agent.name,
                                 {"attempt": attempt, "delay": delay, "error": str(exc)},
                                 workflow_name=workflow.name))
@@ -237,7 +238,7 @@ class AgentExecutor:
         reservation = self.tracker.reserve(workflow.id, key, worst)
         permit = None
         try:
-            if self.limits is not None:
+            if self.limits.active:
                 estimate = sum(len(str(m.get("content") or "")) for m in messages) // 4 + max_tokens
                 permit = await self.limits.acquire(client.provider, model, estimate)
                 if permit.waited > 0.0005:
@@ -267,7 +268,7 @@ class AgentExecutor:
             module=agent.module, cost=cost)
         usage.add(response, cost)
         usage.cached_calls += cached
-        if self.limits is not None and response.rate_limit:
+        if response.rate_limit:
             self.limits.observe(client.provider, response.rate_limit)
         self.emit(Event(EventType.LLM_CALL, workflow.id, agent.name, {
             "model": model, "provider": client.provider, "input_tokens": response.input_tokens,

@@ -183,11 +183,7 @@ class RateLimiter:
 
     def observe(self, rate_limit: Mapping[str, float]) -> None:
         """Pause until the reset when a provider's headers say no request or token remains."""
-        for remaining, reset in (("remaining_requests", "reset_requests_s"),
-                                 ("remaining_tokens", "reset_tokens_s")):
-            left = rate_limit.get(remaining)
-            if left is not None and left <= 0:
-                self.pause(float(rate_limit.get(reset) or 1.0))
+        self.pause(exhausted_for(rate_limit))
 
     def get_statistics(self) -> dict[str, Any]:
         """Requests, tokens, seconds spent waiting (in all and by tier), and the limits."""
@@ -202,6 +198,17 @@ class RateLimiter:
             "in_flight": self.in_flight,
             "limits": asdict(self.config),
         }
+
+
+def exhausted_for(rate_limit: Mapping[str, float]) -> float:
+    """Seconds until the reset when a provider's headers say nothing remains, else 0."""
+    wait = 0.0
+    for remaining, reset in (("remaining_requests", "reset_requests_s"),
+                             ("remaining_tokens", "reset_tokens_s")):
+        left = rate_limit.get(remaining)
+        if left is not None and left <= 0:
+            wait = max(wait, float(rate_limit.get(reset) or 1.0))
+    return wait
 
 
 class Permit:
@@ -228,6 +235,11 @@ class RateLimiterRegistry:
     model, on top of its provider. The simulated provider is not limited
     unless named, since it has no quota to protect.
 
+    A provider's refusal (429 with retry-after, or headers saying nothing
+    remains) pauses every caller of it even when nothing limits it otherwise.
+    `active` is False while nothing is limited or paused, so callers can skip
+    the limiter entirely.
+
     Args:
         default: Limits of every provider; None limits only what overrides name.
         overrides: Provider or model name -> `RateLimitConfig` or a mapping of its fields.
@@ -243,10 +255,13 @@ class RateLimiterRegistry:
         self.total_requests = 0
         self.total_tokens = 0
         self.total_wait = 0.0
+        self.active = default is not None
         self.configure(overrides or {})
 
     def configure(self, mapping: Mapping[str, RateLimitConfig | Mapping[str, Any]]) -> None:
         """Set the limits of providers or models (a workflow's `rate_limits`)."""
+        if mapping:
+            self.active = True
         for key, value in mapping.items():
             config = value if isinstance(value, RateLimitConfig) else RateLimitConfig.from_mapping(
                 value, base=self.default)
@@ -300,22 +315,23 @@ class RateLimiterRegistry:
 
     def pause_provider(self, provider: str, seconds: float) -> None:
         """Hold back every caller of `provider` for `seconds`."""
+        if seconds <= 0:
+            return
         limiter = self._limiter(provider, is_provider=True)
         if limiter is None:  # unlimited providers still honour a pause
             limiter = self._limiters[provider] = RateLimiter(_UNBOUNDED, name=provider)
+        self.active = True
         limiter.pause(seconds)
 
     def observe(self, provider: str, rate_limit: Mapping[str, float]) -> None:
-        """Feed what a provider's headers said remains to its limiter."""
-        limiter = self._limiter(provider, is_provider=True)
-        if limiter is not None:
-            limiter.observe(rate_limit)
+        """Pause `provider` until the reset when its headers say nothing remains."""
+        self.pause_provider(provider, exhausted_for(rate_limit))
 
     def get_statistics(self) -> dict[str, Any]:
         """Totals over every limiter, and each limiter's own statistics."""
         stats = {key: lim.get_statistics() for key, lim in self._limiters.items() if lim is not None}
         return {
-            "enabled": True,
+            "enabled": self.active,
             "total_requests": self.total_requests,
             "total_tokens": self.total_tokens,
             "total_wait_seconds": self.total_wait,

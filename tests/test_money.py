@@ -250,6 +250,28 @@ async def test_a_429_storm_is_absorbed_by_pausing_not_hammering() -> None:
     assert len(client.calls) == 9  # one refusal, then every agent once: no storm of retries
 
 
+async def test_a_429_pauses_the_provider_even_with_no_limits_configured() -> None:
+    refused = {"n": 0}
+
+    def answer(messages: list[dict[str, Any]], model: str, options: dict[str, Any]) -> Any:
+        if refused["n"] < 1:
+            refused["n"] += 1
+            return RateLimitError("429", provider="scripted", status_code=429, retry_after=0.3)
+        return "ok"
+
+    client = ScriptedClient(answer)
+    engine = OrchestrationEngine(client, EngineConfig(rate_limit_config=None))
+    refused_agent = Agent("first", "General", "d", {"model": "gpt-4o-mini"}, "x", max_retries=0, priority=9)
+    others = [Agent(f"a{i}", "General", "d", {"model": "gpt-4o-mini"}, f"x{i}") for i in range(3)]
+    wf = Workflow("paused", "d", [refused_agent, *others], max_parallel_agents=1)
+    started = time.monotonic()
+    await engine.execute_workflow(await engine.register_workflow(wf))
+    await engine.shutdown()
+    assert refused_agent.status.value == "failed" and all(a.status.value == "completed" for a in others)
+    assert time.monotonic() - started >= 0.25  # the next caller waited out the 429's retry-after
+    assert engine.get_system_status()["rate_limiting"]["enabled"] is True
+
+
 def test_rate_limit_config_rejects_nonsense() -> None:
     with pytest.raises(ValueError):
         RateLimitConfig(requests_per_minute=0)
