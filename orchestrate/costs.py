@@ -35,7 +35,7 @@ from typing import Any
 
 from orchestrate.errors import BudgetExceededError, UserInputError
 
-__all__ = ["CallRecord", "CostConfig", "CostTracker", "Reservation", "find_price", "price_table"]
+__all__ = ["CallRecord", "CostConfig", "CostTracker", "Reservation", "agent_key", "find_price", "price_table"]
 
 MESSAGE_OVERHEAD_TOKENS = 8
 REQUEST_OVERHEAD_TOKENS = 16
@@ -68,6 +68,11 @@ def _match(model: str, table: Mapping[str, Mapping[str, float]]) -> str | None:
         if base.startswith(name + "-") and (best is None or len(name) > len(best)):
             best = name
     return best
+
+
+def agent_key(workflow_id: str, agent_name: str) -> str:
+    """The id under which the tracker keeps an agent's spend and limit."""
+    return f"{workflow_id}:{agent_name}"
 
 
 def find_price(model: str, overrides: Mapping[str, Mapping[str, float]] | None = None) -> Mapping[str, float] | None:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from orchestrate.costs import CostConfig, CostTracker
+from orchestrate.costs import CostConfig, CostTracker, agent_key
 from orchestrate.events import Event, Sink
 from orchestrate.executor import AgentExecutor
 from orchestrate.failures import FailureHandler, RetryPolicy
@@ -143,7 +143,7 @@ class OrchestrationEngine:
         self.workflows[workflow.id] = workflow
         self.cost_tracker.set_workflow_budget(workflow.id, workflow.cost_budget)
         for agent in workflow.agents:
-            self.cost_tracker.set_agent_budget(f"{workflow.id}:{agent.name}", agent.cost_limit)
+            self.cost_tracker.set_agent_budget(agent_key(workflow.id, agent.name), agent.cost_limit)
         if workflow.prices:
             self.cost_tracker.add_prices(workflow.prices)
         self.rate_limiter.configure(workflow.rate_limits)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrate.costs import CostTracker
+from orchestrate.costs import CostTracker, agent_key
 from orchestrate.errors import (
     BudgetExceededError,
     LLMError,
@@ -158,7 +158,7 @@ class AgentExecutor:
             retry_count=prior.retry_count, metadata={**prior.metadata, "reused": True})
         meta = result.metadata
         self.tracker.record_cost(
-            _agent_key(workflow, agent), agent.name, workflow.id, meta.get("model") or "", 0, 0,
+            agent_key(workflow.id, agent.name), agent.name, workflow.id, meta.get("model") or "", 0, 0,
             {"reused": True}, provider=meta.get("provider") or "", module=agent.module, cost=prior.cost)
         return result
 
@@ -234,7 +234,7 @@ class AgentExecutor:
         specs = [tool.spec() for tool in tools]
         worst = self.tracker.max_cost(model, messages, max_tokens, overrides=workflow.prices, tools=specs,
                                       response_schema=agent.output_schema)
-        key = _agent_key(workflow, agent)
+        key = agent_key(workflow.id, agent.name)
         reservation = self.tracker.reserve(workflow.id, key, worst)
         permit = None
         try:
@@ -298,8 +298,4 @@ class AgentExecutor:
 
 _PASSTHROUGH = ("top_p", "stop", "request_timeout")
 _SIMULATION = ("latency", "failure_rate")
-
-
-def _agent_key(workflow: Workflow, agent: Agent) -> str:
-    return f"{workflow.id}:{agent.name}"
 

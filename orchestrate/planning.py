@@ -89,7 +89,7 @@ def plan_workflow(workflow: Workflow, tracker: CostTracker, *, output_retries: i
         if llm.get("system"):
             messages.insert(0, {"role": "system", "content": llm["system"]})
         per_call = tracker.max_cost(model, messages, max_tokens, overrides=workflow.prices,
-                                    tools=agent.tools)
+                                    tools=agent.tools, response_schema=agent.output_schema)
         calls = (agent.max_retries + 1) * ((output_retries + 1) if agent.output_schema else 1)
         calls *= (max_tool_rounds + 1) if agent.tools else 1
         low_tokens = len(agent.prompt_template.encode()) // 4 + upstream_tokens // 4
