@@ -54,7 +54,7 @@ def junit_xml(documents: list[dict[str, Any]]) -> str:
 
 
 def mermaid(doc: dict[str, Any]) -> str:
-    """The workflow as a Mermaid flowchart, nodes coloured by status."""
+    """The workflow as a Mermaid flowchart, nodes coloured by status (when agents have one)."""
     lines = ["flowchart LR",
              "  classDef done fill:#d4edda,stroke:#28a745,color:#155724",
              "  classDef failed fill:#f8d7da,stroke:#dc3545,color:#721c24",
@@ -62,8 +62,10 @@ def mermaid(doc: dict[str, Any]) -> str:
     # Ids by position: names may differ only in '-' versus '_', which Mermaid ids cannot both hold.
     ids = {agent["name"]: f"a{i}" for i, agent in enumerate(doc["agents"])}
     for agent in doc["agents"]:
-        label = f"{agent['name']}<br/>{agent['module']} · {agent['status']}"
-        lines.append(f'  {ids[agent["name"]]}["{label}"]:::{_CLASS.get(agent["status"], "skipped")}')
+        status = agent.get("status")
+        label = f"{agent['name']}<br/>{agent['module']}" + (f" · {status}" if status else "")
+        colour = f":::{_CLASS.get(status, 'skipped')}" if status else ""
+        lines.append(f'  {ids[agent["name"]]}["{label}"]{colour}')
     for agent in doc["agents"]:
         for dep in agent.get("dependencies", []):
             if dep in ids:

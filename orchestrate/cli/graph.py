@@ -27,9 +27,9 @@ def graph(
     if fmt == "mermaid":
         from orchestrate.ci_reports import mermaid
 
-        doc = {"agents": [{"name": a.name, "module": a.module, "status": "pending",
-                           "dependencies": a.dependencies} for a in workflow.agents]}
-        sys.stdout.write(mermaid(doc).replace(" · pending", "") + "\n")
+        doc = {"agents": [{"name": a.name, "module": a.module, "dependencies": a.dependencies}
+                          for a in workflow.agents]}
+        sys.stdout.write(mermaid(doc) + "\n")
         return
     from rich.console import Console
     from rich.tree import Tree
