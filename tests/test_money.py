@@ -227,15 +227,21 @@ async def test_headers_saying_nothing_remains_pause_the_provider() -> None:
     assert permit.waited >= 0.25
 
 
-async def test_a_429_storm_is_absorbed_by_pausing_not_hammering() -> None:
+def refuse_once(retry_after: float) -> tuple[dict[str, int], Any]:
+    """A scripted answer: one 429 with `retry_after`, then "ok"; and the count of refusals."""
     refused = {"n": 0}
 
     def answer(messages: list[dict[str, Any]], model: str, options: dict[str, Any]) -> Any:
         if refused["n"] < 1:
             refused["n"] += 1
-            return RateLimitError("429", provider="scripted", status_code=429, retry_after=0.3)
+            return RateLimitError("429", provider="scripted", status_code=429, retry_after=retry_after)
         return "ok"
 
+    return refused, answer
+
+
+async def test_a_429_storm_is_absorbed_by_pausing_not_hammering() -> None:
+    refused, answer = refuse_once(retry_after=0.3)
     client = ScriptedClient(answer)
     engine = OrchestrationEngine(client, EngineConfig(rate_limit_config=RateLimitConfig(
         requests_per_minute=100_000, requests_per_hour=10**7, requests_per_day=10**8,
@@ -251,14 +257,7 @@ async def test_a_429_storm_is_absorbed_by_pausing_not_hammering() -> None:
 
 
 async def test_a_429_pauses_the_provider_even_with_no_limits_configured() -> None:
-    refused = {"n": 0}
-
-    def answer(messages: list[dict[str, Any]], model: str, options: dict[str, Any]) -> Any:
-        if refused["n"] < 1:
-            refused["n"] += 1
-            return RateLimitError("429", provider="scripted", status_code=429, retry_after=0.3)
-        return "ok"
-
+    _, answer = refuse_once(retry_after=0.3)
     client = ScriptedClient(answer)
     engine = OrchestrationEngine(client, EngineConfig(rate_limit_config=None))
     refused_agent = Agent("first", "General", "d", {"model": "gpt-4o-mini"}, "x", max_retries=0, priority=9)
