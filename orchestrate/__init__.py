@@ -13,32 +13,32 @@ __version__ = "0.1.0"
 
 # Public name -> module that defines it.
 _EXPORTS: dict[str, str] = {
-    "Agent": "orchestrate.models",
-    "AgentResult": "orchestrate.models",
-    "AgentStatus": "orchestrate.models",
+    "Agent": "orchestrate.workflow.models",
+    "AgentResult": "orchestrate.workflow.models",
+    "AgentStatus": "orchestrate.workflow.models",
     "AnthropicClient": "orchestrate.llm.anthropic",
-    "CostConfig": "orchestrate.costs",
-    "CostTracker": "orchestrate.costs",
-    "EngineConfig": "orchestrate.engine",
-    "Event": "orchestrate.events",
-    "EventType": "orchestrate.events",
-    "FailureHandler": "orchestrate.failures",
+    "CostConfig": "orchestrate.money.costs",
+    "CostTracker": "orchestrate.money.costs",
+    "EngineConfig": "orchestrate.run.engine",
+    "Event": "orchestrate.observe.events",
+    "EventType": "orchestrate.observe.events",
+    "FailureHandler": "orchestrate.run.failures",
     "LLMClient": "orchestrate.llm.base",
     "LLMResponse": "orchestrate.llm.base",
-    "Monitor": "orchestrate.monitor",
-    "MonitorConfig": "orchestrate.monitor",
+    "Monitor": "orchestrate.observe.monitor",
+    "MonitorConfig": "orchestrate.observe.monitor",
     "OpenAIClient": "orchestrate.llm.openai",
     "OrchestrateError": "orchestrate.errors",
-    "OrchestrationEngine": "orchestrate.engine",
-    "RateLimitConfig": "orchestrate.rate_limit",
-    "RateLimiter": "orchestrate.rate_limit",
-    "RetryPolicy": "orchestrate.failures",
-    "RetryStrategy": "orchestrate.failures",
+    "OrchestrationEngine": "orchestrate.run.engine",
+    "RateLimitConfig": "orchestrate.money.rate_limit",
+    "RateLimiter": "orchestrate.money.rate_limit",
+    "RetryPolicy": "orchestrate.run.failures",
+    "RetryStrategy": "orchestrate.run.failures",
     "SimulatedClient": "orchestrate.llm.simulated",
     "ToolCall": "orchestrate.llm.base",
-    "Workflow": "orchestrate.models",
-    "WorkflowStatus": "orchestrate.models",
-    "load_workflow": "orchestrate.loader",
+    "Workflow": "orchestrate.workflow.models",
+    "WorkflowStatus": "orchestrate.workflow.models",
+    "load_workflow": "orchestrate.workflow.loader",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -58,16 +58,16 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors only
-    from orchestrate.costs import CostConfig, CostTracker
-    from orchestrate.engine import EngineConfig, OrchestrationEngine
+    from orchestrate.money.costs import CostConfig, CostTracker
+    from orchestrate.run.engine import EngineConfig, OrchestrationEngine
     from orchestrate.errors import OrchestrateError
-    from orchestrate.events import Event, EventType
-    from orchestrate.failures import FailureHandler, RetryPolicy, RetryStrategy
+    from orchestrate.observe.events import Event, EventType
+    from orchestrate.run.failures import FailureHandler, RetryPolicy, RetryStrategy
     from orchestrate.llm.anthropic import AnthropicClient
     from orchestrate.llm.base import LLMClient, LLMResponse, ToolCall
     from orchestrate.llm.openai import OpenAIClient
     from orchestrate.llm.simulated import SimulatedClient
-    from orchestrate.loader import load_workflow
-    from orchestrate.models import Agent, AgentResult, AgentStatus, Workflow, WorkflowStatus
-    from orchestrate.monitor import Monitor, MonitorConfig
-    from orchestrate.rate_limit import RateLimitConfig, RateLimiter
+    from orchestrate.workflow.loader import load_workflow
+    from orchestrate.workflow.models import Agent, AgentResult, AgentStatus, Workflow, WorkflowStatus
+    from orchestrate.observe.monitor import Monitor, MonitorConfig
+    from orchestrate.money.rate_limit import RateLimitConfig, RateLimiter

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrate.cache import CachingClient, CachingClients
+from orchestrate.run.cache import CachingClient, CachingClients
 from orchestrate.errors import ProviderUnavailableError
 from orchestrate.llm.base import ToolCall
 from tests.scripted import ScriptedClient, response

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrate.loader import validate_file
+from orchestrate.workflow.loader import validate_file
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = Path(__file__).resolve().parent / "corpus" / "broken"

@@ -14,8 +14,8 @@ import pytest
 
 from orchestrate import Agent, AgentResult, AgentStatus, Workflow, WorkflowStatus
 from orchestrate.errors import UserInputError, WorkflowValidationError
-from orchestrate.loader import load_workflow, load_workflow_text, validate_file, workflow_from_dict
-from orchestrate.templates import TemplateError, references, render
+from orchestrate.workflow.loader import load_workflow, load_workflow_text, validate_file, workflow_from_dict
+from orchestrate.workflow.templates import TemplateError, references, render
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "workflows").glob("*.yaml"))
@@ -187,7 +187,7 @@ def test_an_alias_bomb_is_refused_quickly() -> None:
 
 
 def test_size_limit_and_encoding(tmp_path: Path) -> None:
-    from orchestrate.loader import MAX_FILE_BYTES
+    from orchestrate.workflow.loader import MAX_FILE_BYTES
 
     big = tmp_path / "big.yaml"
     big.write_bytes(b"#" * (MAX_FILE_BYTES + 1))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrate.graph import DependencyGraph
+from orchestrate.workflow.graph import DependencyGraph
 
 
 def test_cycle_is_reported_as_a_closed_path() -> None:

@@ -29,7 +29,7 @@ from orchestrate import (
     Workflow,
 )
 from orchestrate.errors import BudgetExceededError, RateLimitError, UserInputError
-from orchestrate.rate_limit import RateLimiterRegistry
+from orchestrate.money.rate_limit import RateLimiterRegistry
 from tests.scripted import ScriptedClient, response
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +65,7 @@ def test_cached_and_cache_write_tokens_are_priced_apart() -> None:
 
 
 def test_the_price_table_is_dated_and_covers_both_providers() -> None:
-    from orchestrate.costs import price_table
+    from orchestrate.money.costs import price_table
 
     table = price_table()
     assert table["date"] >= "2026-01-01"

@@ -332,7 +332,7 @@ async def test_engine_fails_fast_on_401(server: FakeProvider) -> None:
 
 
 async def test_a_429_pauses_every_caller_of_that_provider(server: FakeProvider) -> None:
-    from orchestrate.rate_limit import RateLimitConfig
+    from orchestrate.money.rate_limit import RateLimitConfig
 
     server.script(Fault(429, None, {"retry-after": "0.6"}))
     engine = OrchestrationEngine(openai(server), EngineConfig(

@@ -39,7 +39,7 @@ def test_unknown_names_raise_attribute_error() -> None:
 def test_importing_the_package_stays_light() -> None:
     # `orchestrate --help` must not pay for httpx, jsonschema or the engine.
     code = ("import sys, orchestrate.cli; "
-            "print(','.join(m for m in ('httpx', 'jsonschema', 'orchestrate.engine', 'yaml') "
+            "print(','.join(m for m in ('httpx', 'jsonschema', 'orchestrate.run.engine', 'yaml') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

@@ -24,12 +24,12 @@ from orchestrate import (
     Workflow,
     WorkflowStatus,
 )
-from orchestrate.ci_reports import junit_xml, mermaid, summary_markdown, write_summary
+from orchestrate.observe.ci_reports import junit_xml, mermaid, summary_markdown, write_summary
 from orchestrate.errors import AuthenticationError
-from orchestrate.eventlog import EventLog, read_events
-from orchestrate.events import Event, EventType
-from orchestrate.monitor import Monitor, MonitorConfig
-from orchestrate.progress import LiveTable, PlainLog
+from orchestrate.observe.eventlog import EventLog, read_events
+from orchestrate.observe.events import Event, EventType
+from orchestrate.observe.monitor import Monitor, MonitorConfig
+from orchestrate.observe.progress import LiveTable, PlainLog
 from tests.scripted import ScriptedClient
 
 REPO = Path(__file__).resolve().parents[1]

@@ -24,7 +24,7 @@ def cost_report(
     fmt: FormatOption = "table",
 ) -> None:
     """Sum the cost.json of runs: calls, cost and tokens (input, cached, output, reasoning) per group."""
-    from orchestrate.cost_report import GROUP_KEYS, TOKEN_FIELDS, aggregate, collect, parse_moment, render
+    from orchestrate.money.cost_report import GROUP_KEYS, TOKEN_FIELDS, aggregate, collect, parse_moment, render
 
     keys = [k.strip() for item in (by or ["workflow"]) for k in item.split(",") if k.strip()]
     for key in keys:

@@ -18,14 +18,14 @@ def graph(
     fmt: FormatOption = "tree",
 ) -> None:
     """Print the workflow's graph: a tree from the roots (default) or a Mermaid flowchart."""
-    from orchestrate.loader import load_workflow
+    from orchestrate.workflow.loader import load_workflow
 
     fmt = fmt.lower()
     if fmt not in ("tree", "mermaid"):
         fail(f"--format {fmt!r}: choose tree or mermaid")
     workflow = load_workflow(file)
     if fmt == "mermaid":
-        from orchestrate.ci_reports import mermaid
+        from orchestrate.observe.ci_reports import mermaid
 
         doc = {"agents": [{"name": a.name, "module": a.module, "dependencies": a.dependencies}
                           for a in workflow.agents]}
@@ -34,7 +34,7 @@ def graph(
     from rich.console import Console
     from rich.tree import Tree
 
-    from orchestrate.graph import DependencyGraph
+    from orchestrate.workflow.graph import DependencyGraph
 
     deps = DependencyGraph.from_agents(workflow.agents)
     by_name = {a.name: a for a in workflow.agents}

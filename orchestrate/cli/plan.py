@@ -29,9 +29,9 @@ def plan(
 
 def print_plans(files: list[Path], inputs: dict[str, Any], *, max_parallel: int | None,
                 budget: float | None, as_json: bool) -> None:
-    from orchestrate.costs import CostConfig, CostTracker
-    from orchestrate.loader import load_workflow
-    from orchestrate.planning import plan_workflow
+    from orchestrate.money.costs import CostConfig, CostTracker
+    from orchestrate.workflow.loader import load_workflow
+    from orchestrate.money.planning import plan_workflow
 
     plans = []
     for path in files:

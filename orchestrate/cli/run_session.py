@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from orchestrate.cli.common import print_error
-from orchestrate.engine import EngineConfig, OrchestrationEngine
-from orchestrate.eventlog import EventLog
+from orchestrate.run.engine import EngineConfig, OrchestrationEngine
+from orchestrate.observe.eventlog import EventLog
 from orchestrate.llm.simulated import SimulatedClient
-from orchestrate.loader import load_workflow
-from orchestrate.models import Workflow, WorkflowStatus
-from orchestrate.reports import RunRecorder, new_run_dir
+from orchestrate.workflow.loader import load_workflow
+from orchestrate.workflow.models import Workflow, WorkflowStatus
+from orchestrate.observe.reports import RunRecorder, new_run_dir
 
 __all__ = ["RunOptions", "RunSession"]
 
@@ -68,7 +68,7 @@ class RunSession:
         workflows = [self._load(path) for path in self.files]
         reuse: dict[str, Any] = {}
         if opts.resume is not None:
-            from orchestrate.resume import plan_resume
+            from orchestrate.run.resume import plan_resume
 
             reuse = plan_resume(opts.resume, workflows[0])
         engine = self._engine(workflows)
@@ -98,7 +98,7 @@ class RunSession:
         if not opts.simulate:
             clients.check_keys([agent.llm_config for wf in workflows for agent in wf.agents])
         if opts.cache is not None:
-            from orchestrate.cache import CachingClients
+            from orchestrate.run.cache import CachingClients
 
             clients = CachingClients(opts.cache, clients)
         return OrchestrationEngine(None, EngineConfig(), clients=clients)
@@ -141,11 +141,11 @@ class RunSession:
         if opts.live:
             from rich.console import Console
 
-            from orchestrate.progress import LiveTable
+            from orchestrate.observe.progress import LiveTable
 
             display: Any = LiveTable(Console(file=sys.stderr))
         else:
-            from orchestrate.progress import PlainLog
+            from orchestrate.observe.progress import PlainLog
 
             if opts.quiet:
                 display = PlainLog(sys.stderr, quiet=True)
@@ -178,7 +178,7 @@ class RunSession:
         opts = self.options
         if opts.junit is None and opts.summary is None:
             return
-        from orchestrate.ci_reports import write_junit, write_summary
+        from orchestrate.observe.ci_reports import write_junit, write_summary
 
         if opts.junit is not None:
             write_junit(opts.junit, documents)

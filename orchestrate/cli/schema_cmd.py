@@ -7,7 +7,7 @@ import sys
 
 def schema() -> None:
     """Print the workflow JSON Schema (2020-12) that `validate` checks against."""
-    from orchestrate.schema import workflow_schema_text
+    from orchestrate.workflow.schema import workflow_schema_text
 
     text = workflow_schema_text()
     sys.stdout.write(text if text.endswith("\n") else text + "\n")

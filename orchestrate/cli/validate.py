@@ -24,7 +24,7 @@ def validate(
     Prints FILE:LINE:COL: message for each problem. Exit 0 when every file is
     valid, 2 otherwise. --format json prints {"valid", "files": [...]} on stdout.
     """
-    from orchestrate.loader import find_workflow_files, validate_file
+    from orchestrate.workflow.loader import find_workflow_files, validate_file
 
     if fmt not in ("text", "json"):
         fail(f"--format {fmt!r}: choose text or json")

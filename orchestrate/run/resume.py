@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrate.errors import UserInputError
-from orchestrate.models import Agent, AgentResult, AgentStatus, Workflow
+from orchestrate.workflow.models import Agent, AgentResult, AgentStatus, Workflow
 
 __all__ = ["fingerprint", "plan_resume", "prior_results"]
 
@@ -54,7 +54,7 @@ def _from_row(name: str, row: dict[str, Any]) -> AgentResult:
 
 def prior_results(run_dir: Path) -> tuple[str | None, dict[str, AgentResult]]:
     """The workflow name and the completed agents recorded in a run folder."""
-    from orchestrate.eventlog import read_events
+    from orchestrate.observe.eventlog import read_events
 
     if not run_dir.is_dir():
         raise UserInputError(f"{run_dir}: --resume needs a run folder (holding events.jsonl or result.json)")

@@ -9,7 +9,7 @@ problem found at a gate is reported at once, each at its line and column:
    keys, and alias expansions that grow far past the file (a "billion laughs"
    is refused in milliseconds, not expanded);
 3. the JSON Schema `schemas/workflow.schema.json` (keys, types, ranges, enums),
-   then the semantic checks of `orchestrate.checks` (duplicate agent names,
+   then the semantic checks of `orchestrate.workflow.checks` (duplicate agent names,
    unknown dependencies, cycles, template references, input defaults, models
    without a price, output schemas that are not JSON Schemas).
 
@@ -25,9 +25,9 @@ from typing import Any
 
 import yaml
 
-from orchestrate.checks import INPUT_TYPES, Key, Located, check_document, path_text
+from orchestrate.workflow.checks import INPUT_TYPES, Key, Located, check_document, path_text
 from orchestrate.errors import Problem, UserInputError, WorkflowValidationError
-from orchestrate.models import Agent, Workflow
+from orchestrate.workflow.models import Agent, Workflow
 
 __all__ = [
     "MAX_FILE_BYTES",

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrate.costs import CostTracker, agent_key
+from orchestrate.money.costs import CostTracker, agent_key
 from orchestrate.errors import (
     BudgetExceededError,
     LLMError,
@@ -23,12 +23,12 @@ from orchestrate.errors import (
     RateLimitError,
     ToolError,
 )
-from orchestrate.events import Event, EventType
-from orchestrate.failures import FailureHandler, RetryPolicy
+from orchestrate.observe.events import Event, EventType
+from orchestrate.run.failures import FailureHandler, RetryPolicy
 from orchestrate.llm.base import LLMClient, LLMResponse
-from orchestrate.models import Agent, AgentResult, AgentStatus, Workflow
-from orchestrate.rate_limit import RateLimiterRegistry
-from orchestrate.tools import Tool, load_tools
+from orchestrate.workflow.models import Agent, AgentResult, AgentStatus, Workflow
+from orchestrate.money.rate_limit import RateLimiterRegistry
+from orchestrate.run.tools import Tool, load_tools
 
 __all__ = ["AgentExecutor", "Usage", "parse_json_answer"]
 

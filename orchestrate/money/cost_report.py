@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from orchestrate.errors import UserInputError
 
 if TYPE_CHECKING:
-    from orchestrate.costs import CallRecord, CostTracker
+    from orchestrate.money.costs import CallRecord, CostTracker
 
 __all__ = ["GROUP_KEYS", "TOKEN_FIELDS", "aggregate", "breakdown", "build_cost_document", "collect",
            "parse_moment", "render"]
@@ -56,7 +56,7 @@ def breakdown(records: Sequence[CallRecord], key: str) -> dict[str, dict[str, An
 
 def build_cost_document(tracker: CostTracker, workflow_id: str, result_doc: Mapping[str, Any]) -> dict[str, Any]:
     """The cost.json of one run: totals, breakdowns, the prices used and every call."""
-    from orchestrate.costs import price_table
+    from orchestrate.money.costs import price_table
 
     records = tracker.records(workflow_id)
     models = sorted({r.model for r in records if r.model})

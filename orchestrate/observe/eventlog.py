@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from orchestrate.events import Event, EventType
+from orchestrate.observe.events import Event, EventType
 
 __all__ = ["EventLog", "read_events"]
 

@@ -17,11 +17,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from orchestrate.costs import CostTracker
+from orchestrate.money.costs import CostTracker
 from orchestrate.errors import UserInputError
-from orchestrate.events import Event, EventType
+from orchestrate.observe.events import Event, EventType
 from orchestrate.fsutil import atomic_write_text
-from orchestrate.models import Workflow
+from orchestrate.workflow.models import Workflow
 
 __all__ = ["SCHEMA_VERSION", "RunRecorder", "new_run_dir", "result_document", "write_json"]
 

@@ -347,7 +347,7 @@ class CostTracker:
 
     def get_statistics(self) -> dict[str, Any]:
         """Total cost, tokens and calls; breakdowns by model, agent, workflow, module and provider."""
-        from orchestrate.cost_report import breakdown
+        from orchestrate.money.cost_report import breakdown
 
         records = self.records()
         return {
@@ -365,6 +365,6 @@ class CostTracker:
 
     def cost_report(self, workflow_id: str, result_doc: Mapping[str, Any]) -> dict[str, Any]:
         """The cost.json document of a workflow (see ``schemas/cost.schema.json``)."""
-        from orchestrate.cost_report import build_cost_document
+        from orchestrate.money.cost_report import build_cost_document
 
         return build_cost_document(self, workflow_id, result_doc)

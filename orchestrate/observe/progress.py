@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import IO, Any
 
-from orchestrate.events import Event, EventType
+from orchestrate.observe.events import Event, EventType
 
 __all__ = ["LiveTable", "PlainLog", "RunState"]
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from enum import Enum
 from typing import Any
 
-from orchestrate.models import Agent, AgentResult
+from orchestrate.workflow.models import Agent, AgentResult
 
 __all__ = ["FailureHandler", "RetryPolicy", "RetryStrategy"]
 

@@ -19,10 +19,10 @@ import heapq
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrate.costs import CostTracker
-from orchestrate.graph import DependencyGraph
-from orchestrate.models import Workflow
-from orchestrate.scheduler import expected_seconds
+from orchestrate.money.costs import CostTracker
+from orchestrate.workflow.graph import DependencyGraph
+from orchestrate.workflow.models import Workflow
+from orchestrate.run.scheduler import expected_seconds
 
 __all__ = ["AgentPlan", "Plan", "plan_workflow"]
 

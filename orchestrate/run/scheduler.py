@@ -17,13 +17,13 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from orchestrate.events import Event, EventType
-from orchestrate.executor import AgentExecutor
-from orchestrate.failures import FailureHandler
-from orchestrate.graph import remaining_work
-from orchestrate.models import Agent, AgentResult, AgentStatus, Workflow, WorkflowStatus
-from orchestrate.resume import fingerprint
-from orchestrate.templates import render
+from orchestrate.observe.events import Event, EventType
+from orchestrate.run.executor import AgentExecutor
+from orchestrate.run.failures import FailureHandler
+from orchestrate.workflow.graph import remaining_work
+from orchestrate.workflow.models import Agent, AgentResult, AgentStatus, Workflow, WorkflowStatus
+from orchestrate.run.resume import fingerprint
+from orchestrate.workflow.templates import render
 
 __all__ = ["WorkflowRun", "expected_seconds"]
 

@@ -3,7 +3,7 @@
 One engine holds one cost tracker, one set of rate limiters, one monitor and
 the LLM clients, so several workflows run side by side without overrunning a
 provider's limits. The engine never imports rich, typer, yaml or jsonschema
-at module level; output checking borrows `orchestrate.schema` when an agent
+at module level; output checking borrows `orchestrate.workflow.schema` when an agent
 has an output_schema.
 """
 
@@ -15,16 +15,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from orchestrate.costs import CostConfig, CostTracker, agent_key
-from orchestrate.events import Event, Sink
-from orchestrate.executor import AgentExecutor
-from orchestrate.failures import FailureHandler, RetryPolicy
-from orchestrate.graph import DependencyGraph
+from orchestrate.money.costs import CostConfig, CostTracker, agent_key
+from orchestrate.observe.events import Event, Sink
+from orchestrate.run.executor import AgentExecutor
+from orchestrate.run.failures import FailureHandler, RetryPolicy
+from orchestrate.workflow.graph import DependencyGraph
 from orchestrate.llm.base import LLMClient
-from orchestrate.models import AgentResult, Workflow
-from orchestrate.monitor import Monitor, MonitorConfig
-from orchestrate.rate_limit import RateLimitConfig, RateLimiterRegistry
-from orchestrate.scheduler import WorkflowRun
+from orchestrate.workflow.models import AgentResult, Workflow
+from orchestrate.observe.monitor import Monitor, MonitorConfig
+from orchestrate.money.rate_limit import RateLimitConfig, RateLimiterRegistry
+from orchestrate.run.scheduler import WorkflowRun
 
 __all__ = ["ClientSource", "EngineConfig", "OrchestrationEngine"]
 
@@ -217,6 +217,6 @@ class OrchestrationEngine:
 
 
 def _check_output(instance: Any, schema: dict[str, Any]) -> str | None:
-    from orchestrate.schema import check_instance
+    from orchestrate.workflow.schema import check_instance
 
     return check_instance(instance, schema)

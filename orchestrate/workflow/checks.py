@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrate.errors import Problem
-from orchestrate.graph import DependencyGraph
+from orchestrate.workflow.graph import DependencyGraph
 
 __all__ = ["INPUT_TYPES", "Key", "Located", "check_document", "path_text"]
 
@@ -70,7 +70,7 @@ def path_text(path: Key) -> str:
 
 def check_document(located: Located) -> list[Problem]:
     """The schema, then the semantic checks; every problem, in file order."""
-    from orchestrate.schema import schema_errors
+    from orchestrate.workflow.schema import schema_errors
 
     problems = [located.at(path[:-1] if path and path[-1] == "<key>" else path, message,
                            key=bool(path) and path[-1] == "<key>")
@@ -137,7 +137,7 @@ def _semantic(located: Located) -> list[Problem]:
         problems += _check_model(located, i, agent, defaults, prices)
         schema = agent.get("output_schema")
         if isinstance(schema, dict):
-            from orchestrate.schema import check_schema
+            from orchestrate.workflow.schema import check_schema
 
             found = check_schema(schema)
             if found:
@@ -199,7 +199,7 @@ def _check_inputs(located: Located, inputs: dict[str, Any]) -> list[Problem]:
 def _check_template(located: Located, i: int, agent: dict[str, Any], inputs: dict[str, Any],
                     by_name: dict[str, Any], upstream: dict[str, set[str]],
                     cycle: list[str] | None) -> list[Problem]:
-    from orchestrate.templates import TemplateError, references
+    from orchestrate.workflow.templates import TemplateError, references
 
     template = agent.get("prompt_template")
     if not isinstance(template, str):
@@ -246,7 +246,7 @@ def _check_template(located: Located, i: int, agent: dict[str, Any], inputs: dic
 
 def _check_model(located: Located, i: int, agent: dict[str, Any], defaults: dict[str, Any],
                  prices: dict[str, Any]) -> list[Problem]:
-    from orchestrate.costs import find_price
+    from orchestrate.money.costs import find_price
 
     own: dict[str, Any] = agent["llm_config"] if isinstance(agent.get("llm_config"), dict) else {}
     inherited: dict[str, Any] = (defaults["llm_config"] if isinstance(defaults.get("llm_config"), dict)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrate.events import Event, EventType
+from orchestrate.observe.events import Event, EventType
 
 __all__ = ["Monitor", "MonitorConfig"]
 

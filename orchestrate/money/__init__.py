@@ -1,0 +1,1 @@
+"""Money and pacing: prices, cost tracking, budgets, rate limits, plans and cost reports."""

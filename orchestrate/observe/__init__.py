@@ -1,0 +1,1 @@
+"""Watching a run: events, the monitor and its sinks, live display and reports."""

@@ -1,0 +1,1 @@
+"""Running a workflow: engine, scheduler, executor, retries, tools, cache and resume."""

@@ -1,0 +1,1 @@
+"""The workflow file format: models, loading, checks, templates, schema and the graph."""
