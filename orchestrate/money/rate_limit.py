@@ -1,24 +1,26 @@
-"""Rate limits that are met, not discovered by 429s: five tiers at once, per provider and model.
+"""Rate limits a strict server never refuses: five tiers at once, per provider and model.
 
-The only module that imports aiolimiter. Each tier is a leaky bucket
-(`aiolimiter.AsyncLimiter`) sized so that **no sliding window of the tier's
-length ever holds more than its limit**: a bucket of capacity C draining at
-r per second lets at most C - 1 + r*W through in any (half-open) window W, so each tier
-uses r = (limit - C + 1) / W.
+Every tier holds in **every sliding window**, not on average: a limit of N per
+minute never lets N + 1 requests start within any 60 s (nor within 60 s plus
+a safety margin for clock skew between us and the server), and likewise per
+hour, per day and for tokens per minute. Each tier is a log of what started in
+its last window (`SlidingWindow`); a request waits until the oldest entries
+have left the window far enough for it to fit.
 
-- requests per minute: C = 1 plus a sliver (the requests of 2 ms, at most
-  half a request), i.e. requests are spaced evenly 60/rpm seconds apart (at
-  6,000 rpm, one every 10 ms). The sliver absorbs the event loop's wake-up
-  latency, so lateness does not pile up and the achieved rate stays at the
-  limit; it is too small to ever let a whole extra request through.
-- requests per hour and per day: C = limit / 60 (a minute's share), so the
-  minute tier governs short bursts and the longer tiers bind only when a run
-  is sustained long enough to need them.
-- tokens per minute: C = limit / 10. A request estimated above C waits for an
-  empty bucket and then takes it whole (estimates are upper bounds, so
-  this errs on the safe side).
+- requests per minute are also **paced**: spaced at least 60/N s apart, with a
+  little slack so that a late wake-up of the event loop does not pile up, so
+  a run starts smoothly instead of in a burst. The log, not the pacing, is
+  what guarantees the limit.
+- requests per hour and per day: the log only; the minute tier paces, and
+  the longer tiers bind when a run is sustained long enough to need them.
+- tokens per minute: the log of estimated tokens (upper bounds); a request
+  estimated above the whole limit waits for an empty window and then takes it.
 - concurrent requests: a semaphore, taken *before* the rate tiers, so a
   request that waited for a slot does not start in a burst with others.
+
+The margin is 0.5% of the window, at most 1 s (0.3 s a minute): a run at a
+limit achieves 99.5% of it. Time comes from an injectable `clock` and `sleep`
+(monotonic seconds), so tests drive it without waiting.
 
 A provider that answers 429 with a retry-after, or whose headers say nothing
 remains, pauses every caller of that provider (`pause`), not only the one that
@@ -30,17 +32,24 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from aiolimiter import AsyncLimiter
-
 from orchestrate.errors import UserInputError
 
-__all__ = ["Permit", "RateLimitConfig", "RateLimiter", "RateLimiterRegistry"]
+__all__ = ["Permit", "RateLimitConfig", "RateLimiter", "RateLimiterRegistry", "SlidingWindow",
+           "TIER_WINDOWS", "skew_margin"]
 
-_TIERS = ("requests_per_minute", "requests_per_hour", "requests_per_day", "tokens_per_minute")
+TIER_WINDOWS: dict[str, float] = {"requests_per_minute": 60.0, "requests_per_hour": 3600.0,
+                                  "requests_per_day": 86400.0, "tokens_per_minute": 60.0}
+_TIERS = tuple(TIER_WINDOWS)
+_PACED = "requests_per_minute"
+_EPSILON = 1e-9
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[Any]]
 
 
 @dataclass
@@ -82,34 +91,100 @@ class RateLimitConfig:
             raise UserInputError(str(exc)) from exc
 
 
-def _bucket(limit: int, window: float, capacity: float) -> AsyncLimiter:
-    # After a burst of C, each further request needs one unit drained (1/r s),
-    # so a half-open window W holds at most C + (r*W - 1) = limit requests.
-    capacity = max(1.0, min(capacity, float(limit)))
-    rate = (limit - capacity + 1) / window
-    return AsyncLimiter(capacity, capacity / rate)
+def skew_margin(window: float) -> float:
+    """The safety margin added to a window of `window` seconds: 0.5% of it, at most 1 s."""
+    return min(1.0, window * 0.005)
+
+
+def pacing_interval(limit: int, window: float) -> tuple[float, float]:
+    """The least spacing of paced requests, and the slack a late wake-up may catch up."""
+    interval = window / limit
+    return interval, min(interval * 0.5, 0.05)
+
+
+class SlidingWindow:
+    """At most `limit` units in any `window` + `margin` seconds; optionally paced.
+
+    `wait(now, amount)` says how long until `amount` fits; `take(now, amount)`
+    books it. Nothing awaits in between, so on one event loop the check and
+    the booking are atomic. The log keeps only what is still inside the window.
+
+    Args:
+        limit: Units (requests or tokens) allowed in any window.
+        window: Seconds.
+        margin: Seconds added to the window (clock skew between us and the server).
+        pace: Space starts at least window/limit apart (less a small slack).
+    """
+
+    __slots__ = ("limit", "span", "interval", "slack", "_log", "_used", "_next")
+
+    def __init__(self, limit: int, window: float, *, margin: float = 0.0, pace: bool = False) -> None:
+        self.limit = float(limit)
+        self.span = window + margin
+        self.interval, self.slack = pacing_interval(limit, window) if pace else (0.0, 0.0)
+        self._log: deque[tuple[float, float]] = deque()
+        self._used = 0.0
+        self._next = -math.inf  # earliest start allowed by pacing
+
+    def _expire(self, now: float) -> None:
+        log, horizon = self._log, now - self.span
+        while log and log[0][0] <= horizon:
+            self._used -= log.popleft()[1]
+        if not log:
+            self._used = 0.0
+
+    def wait(self, now: float, amount: float = 1.0) -> float:
+        """Seconds from `now` until `amount` may start (0: at once)."""
+        amount = min(amount, self.limit)
+        self._expire(now)
+        earliest = self._next
+        excess = self._used + amount - self.limit
+        if excess > _EPSILON:
+            # The entries that must leave first: the oldest, until enough is freed.
+            for stamp, units in self._log:
+                excess -= units
+                if excess <= _EPSILON:
+                    earliest = max(earliest, stamp + self.span)
+                    break
+        return max(0.0, earliest - now)
+
+    def take(self, now: float, amount: float = 1.0) -> None:
+        """Book `amount` as started at `now` (call only when `wait` said 0)."""
+        amount = min(amount, self.limit)
+        self._log.append((now, amount))
+        self._used += amount
+        if self.interval:
+            self._next = max(self._next, now - self.slack) + self.interval
+
+    @property
+    def used(self) -> float:
+        """Units inside the window at the last `wait`."""
+        return self._used
 
 
 class RateLimiter:
-    """All five tiers of one `RateLimitConfig`.
+    """All five tiers of one `RateLimitConfig`, in one process.
 
     Args:
         config: The limits.
         name: What the limiter guards ("openai", "gpt-4o"), for statistics.
+        clock: Monotonic seconds (default `time.monotonic`).
+        sleep: Waits that many seconds (default `asyncio.sleep`).
     """
 
-    def __init__(self, config: RateLimitConfig | None = None, *, name: str = "") -> None:
+    def __init__(self, config: RateLimitConfig | None = None, *, name: str = "",
+                 clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
         self.config = config or RateLimitConfig()
         self.name = name
-        c = self.config
-        self._tiers: dict[str, AsyncLimiter] = {
-            "requests_per_minute": _bucket(c.requests_per_minute, 60.0, 1.0 + min(0.5, c.requests_per_minute / 30000)),
-            "requests_per_hour": _bucket(c.requests_per_hour, 3600.0, c.requests_per_hour / 60),
-            "requests_per_day": _bucket(c.requests_per_day, 86400.0, c.requests_per_day / 60),
-            "tokens_per_minute": _bucket(c.tokens_per_minute, 60.0, c.tokens_per_minute / 10),
-        }
-        self._slots = asyncio.Semaphore(c.concurrent_requests)
-        self._paused_until = 0.0
+        self.clock = clock
+        self.sleep = sleep
+        c = asdict(self.config)
+        self._tiers: dict[str, SlidingWindow] = {
+            tier: SlidingWindow(c[tier], window, margin=skew_margin(window), pace=tier == _PACED)
+            for tier, window in TIER_WINDOWS.items()}
+        self._slots = asyncio.Semaphore(self.config.concurrent_requests)
+        self._turn = asyncio.Lock()  # waiters are served first come, first served
+        self._paused_until = -math.inf
         self.total_requests = 0
         self.total_tokens = 0
         self.total_wait = 0.0
@@ -134,40 +209,38 @@ class RateLimiter:
             raise
 
     async def _acquire(self, estimated_tokens: int) -> None:
-        loop = asyncio.get_running_loop()
-        await self._wait_pause(loop)
-        start = loop.time()
+        start = self.clock()
         await self._slots.acquire()
         try:
-            mark = loop.time()
+            mark = self.clock()
             self.wait_by_tier["concurrent_requests"] += mark - start
-            for tier, bucket in self._tiers.items():
-                amount = 1.0 if tier != "tokens_per_minute" else float(max(0, estimated_tokens))
-                amount = min(amount, bucket.max_rate)
-                if not bucket.has_capacity(amount):
-                    await bucket.acquire(amount)
-                    now = loop.time()
-                    self.wait_by_tier[tier] += now - mark
-                    mark = now
-                else:
-                    await bucket.acquire(amount)
-            await self._wait_pause(loop)
+            tokens = float(max(0, estimated_tokens))
+            async with self._turn:
+                while True:
+                    now = self.clock()
+                    tier, wait = self._binding(now, tokens)
+                    if wait <= _EPSILON:
+                        break
+                    await self.sleep(wait)
+                    self.wait_by_tier[tier] += self.clock() - now
+                for name, window in self._tiers.items():
+                    window.take(now, tokens if name == "tokens_per_minute" else 1.0)
         except BaseException:
             self._slots.release()
             raise
         self.in_flight += 1
         self.total_requests += 1
-        self.total_tokens += max(0, estimated_tokens)
-        self.total_wait += loop.time() - start
+        self.total_tokens += int(tokens)
+        self.total_wait += now - start
 
-    async def _wait_pause(self, loop: asyncio.AbstractEventLoop) -> None:
-        while True:
-            remaining = self._paused_until - time.monotonic()
-            if remaining <= 0:
-                return
-            begin = loop.time()
-            await asyncio.sleep(remaining)
-            self.wait_by_tier["paused"] += loop.time() - begin
+    def _binding(self, now: float, tokens: float) -> tuple[str, float]:
+        """The tier (or pause) that holds a request back longest, and for how long."""
+        tier, longest = "paused", self._paused_until - now
+        for name, window in self._tiers.items():
+            wait = window.wait(now, tokens if name == "tokens_per_minute" else 1.0)
+            if wait > longest:
+                tier, longest = name, wait
+        return tier, longest
 
     def release(self) -> None:
         """Give back the concurrent-request slot taken by `acquire`."""
@@ -179,7 +252,7 @@ class RateLimiter:
         """Hold back every caller for `seconds` (a 429's retry-after, or an exhausted quota)."""
         if seconds > 0 and math.isfinite(seconds):
             self.pauses += 1
-            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+            self._paused_until = max(self._paused_until, self.clock() + seconds)
 
     def observe(self, rate_limit: Mapping[str, float]) -> None:
         """Pause until the reset when a provider's headers say no request or token remains."""
@@ -248,8 +321,11 @@ class RateLimiterRegistry:
     UNLIMITED_BY_DEFAULT = frozenset({"simulated"})
 
     def __init__(self, default: RateLimitConfig | None = None,
-                 overrides: Mapping[str, RateLimitConfig | Mapping[str, Any]] | None = None) -> None:
+                 overrides: Mapping[str, RateLimitConfig | Mapping[str, Any]] | None = None, *,
+                 clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
         self.default = default
+        self.clock = clock
+        self.sleep = sleep
         self._configs: dict[str, RateLimitConfig] = {}
         self._limiters: dict[str, RateLimiter | None] = {}
         self.total_requests = 0
@@ -277,7 +353,7 @@ class RateLimiterRegistry:
         config = self._configs.get(key)
         if config is None and is_provider and key not in self.UNLIMITED_BY_DEFAULT:
             config = self.default
-        limiter = RateLimiter(config, name=key) if config is not None else None
+        limiter = RateLimiter(config, name=key, clock=self.clock, sleep=self.sleep) if config is not None else None
         self._limiters[key] = limiter
         return limiter
 
@@ -288,8 +364,7 @@ class RateLimiterRegistry:
         Raises:
             asyncio.TimeoutError: When `timeout` seconds pass first; nothing is held then.
         """
-        loop = asyncio.get_running_loop()
-        start = loop.time()
+        start = self.clock()
         permit = Permit([], 0.0)
         try:
             if timeout is None:
@@ -300,7 +375,7 @@ class RateLimiterRegistry:
         except BaseException:
             permit.release()
             raise
-        permit.waited = loop.time() - start
+        permit.waited = self.clock() - start
         self.total_requests += 1
         self.total_tokens += max(0, estimated_tokens)
         self.total_wait += permit.waited
@@ -319,7 +394,8 @@ class RateLimiterRegistry:
             return
         limiter = self._limiter(provider, is_provider=True)
         if limiter is None:  # unlimited providers still honour a pause
-            limiter = self._limiters[provider] = RateLimiter(_UNBOUNDED, name=provider)
+            limiter = self._limiters[provider] = RateLimiter(_UNBOUNDED, name=provider, clock=self.clock,
+                                                                 sleep=self.sleep)
         self.active = True
         limiter.pause(seconds)
 

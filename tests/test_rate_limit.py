@@ -1,0 +1,165 @@
+"""Rate limits hold in every sliding window, on virtual time (no test really waits)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from orchestrate import RateLimitConfig, RateLimiter
+from orchestrate.money.rate_limit import RateLimiterRegistry, SlidingWindow, skew_margin
+from tests.virtual_time import run_virtual
+
+UNLIMITED = dict(requests_per_minute=10**6, requests_per_hour=10**8, requests_per_day=10**9,
+                 tokens_per_minute=10**12, concurrent_requests=10**6)
+
+
+def most_in_any_window(stamps: Sequence[float], width: float, weights: Sequence[float] | None = None) -> float:
+    """The most weight that starts within any closed window [t, t + width]."""
+    pairs = sorted(zip(stamps, weights or [1.0] * len(stamps)))
+    best = total = 0.0
+    lo = 0
+    for t, w in pairs:
+        total += w
+        while pairs[lo][0] < t - width:
+            total -= pairs[lo][1]
+            lo += 1
+        best = max(best, total)
+    return best
+
+
+def start_times(config: RateLimitConfig, calls: int, tokens: int = 1) -> list[float]:
+    """Start `calls` concurrent requests through one limiter on virtual time; when each started."""
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        limiter = RateLimiter(config, clock=loop.time)
+        stamps: list[float] = []
+
+        async def one() -> None:
+            await limiter.acquire(tokens)
+            stamps.append(loop.time())
+            limiter.release()
+
+        await asyncio.gather(*(one() for _ in range(calls)))
+        return sorted(stamps)
+
+    return run_virtual(main())
+
+
+@pytest.mark.parametrize(("per_minute", "calls"), [(2, 3), (2, 10), (60, 200), (600, 1500), (6000, 12000)])
+def test_n_calls_never_put_more_than_r_in_any_sliding_minute_and_finish_near_ideal(per_minute: int,
+                                                                                  calls: int) -> None:
+    stamps = start_times(RateLimitConfig(**{**UNLIMITED, "requests_per_minute": per_minute}), calls)
+    assert len(stamps) == calls
+    # Not even with the skew margin: any window of 60 s plus the margin holds at most R.
+    assert most_in_any_window(stamps, 60.0 + skew_margin(60.0) - 1e-6) <= per_minute
+    ideal = (calls - 1) * 60.0 / per_minute  # evenly spaced at exactly the limit
+    assert stamps[-1] - stamps[0] <= ideal * 1.05
+    assert stamps[-1] - stamps[0] >= ideal * 0.95
+
+
+def test_a_strict_two_per_minute_server_never_sees_three_within_sixty_seconds() -> None:
+    stamps = start_times(RateLimitConfig(**{**UNLIMITED, "requests_per_minute": 2}), 3)
+    assert stamps[2] - stamps[0] > 60.0
+    assert stamps[1] - stamps[0] >= 29.9  # paced, not a burst of two at the start
+
+
+def test_requests_per_hour_hold_in_every_sliding_hour() -> None:
+    config = RateLimitConfig(**{**UNLIMITED, "requests_per_minute": 60, "requests_per_hour": 100})
+    stamps = start_times(config, 250)
+    assert most_in_any_window(stamps, 3600.0 + skew_margin(3600.0) - 1e-6) <= 100
+    assert most_in_any_window(stamps, 60.0) <= 60
+    # 250 calls at 100 an hour: the third hundred starts two hours (and margins) after the first.
+    assert 7200.0 < stamps[-1] - stamps[0] < 7200.0 * 1.05
+
+
+def test_requests_per_day_hold_in_every_sliding_day() -> None:
+    config = RateLimitConfig(**{**UNLIMITED, "requests_per_minute": 1000, "requests_per_day": 30})
+    stamps = start_times(config, 70)
+    assert most_in_any_window(stamps, 86400.0 + skew_margin(86400.0) - 1e-6) <= 30
+    assert 2 * 86400.0 < stamps[-1] - stamps[0] < 2 * 86400.0 * 1.05
+
+
+def test_tokens_per_minute_hold_in_every_sliding_minute() -> None:
+    config = RateLimitConfig(**{**UNLIMITED, "tokens_per_minute": 10_000})
+    stamps = start_times(config, 40, tokens=3000)
+    assert most_in_any_window(stamps, 60.0 + skew_margin(60.0) - 1e-6, [3000.0] * 40) <= 10_000
+    # Three fit in a window, so 40 calls need 13 more windows after the first.
+    assert 13 * 60.0 < stamps[-1] - stamps[0] < 13 * 60.0 * 1.05
+
+
+def test_a_request_above_the_whole_token_limit_waits_for_an_empty_window() -> None:
+    config = RateLimitConfig(**{**UNLIMITED, "tokens_per_minute": 1000})
+    stamps = start_times(config, 3, tokens=5000)
+    assert stamps[1] - stamps[0] > 60.0 and stamps[2] - stamps[1] > 60.0
+
+
+def test_statistics_name_the_tier_that_made_calls_wait() -> None:
+
+    async def main() -> dict[str, float]:
+        loop = asyncio.get_running_loop()
+        limiter = RateLimiter(RateLimitConfig(**{**UNLIMITED, "tokens_per_minute": 1000}), clock=loop.time)
+        for _ in range(3):
+            await limiter.acquire(600)
+            limiter.release()
+        return limiter.get_statistics()["wait_seconds_by_tier"]
+
+    waits = run_virtual(main())
+    assert waits["tokens_per_minute"] > 100 and waits["requests_per_minute"] == 0
+
+
+def test_acquire_times_out_and_holds_nothing() -> None:
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        limiter = RateLimiter(RateLimitConfig(requests_per_minute=60, concurrent_requests=1), clock=loop.time)
+        await limiter.acquire(10)
+        with pytest.raises(asyncio.TimeoutError):
+            await limiter.acquire(10, timeout=5.0)
+        assert limiter.get_statistics()["timeouts"] == 1 and limiter.in_flight == 1
+        limiter.release()
+        assert limiter.in_flight == 0
+        # A timed-out waiter left nothing behind: the next one gets in after the pacing interval.
+        started = loop.time()
+        await limiter.acquire(10, timeout=5.0)
+        assert loop.time() - started <= 1.0
+
+    run_virtual(main())
+
+
+def test_a_pause_holds_back_every_caller_of_the_provider() -> None:
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        registry = RateLimiterRegistry(None, clock=loop.time)
+        registry.pause_provider("openai", 30.0)
+        permits = await asyncio.gather(*(registry.acquire("openai", "gpt-4o", 10) for _ in range(5)))
+        assert all(p.waited >= 30.0 for p in permits)
+        other = await registry.acquire("anthropic", "claude-haiku-4-5", 10)
+        assert other.waited == 0.0
+
+    run_virtual(main())
+
+
+def test_headers_saying_nothing_remains_pause_the_provider() -> None:
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        registry = RateLimiterRegistry(RateLimitConfig(**UNLIMITED), clock=loop.time)
+        registry.observe("openai", {"remaining_requests": 0, "reset_requests_s": 12.0})
+        permit = await registry.acquire("openai", "gpt-4o", 10)
+        assert permit.waited >= 12.0
+
+    run_virtual(main())
+
+
+def test_sliding_window_frees_exactly_what_left_the_window() -> None:
+    window = SlidingWindow(10, 60.0)
+    window.take(0.0, 4)
+    window.take(10.0, 4)
+    assert window.wait(20.0, 2) == 0.0
+    assert window.wait(20.0, 3) == pytest.approx(40.0)  # once the first 4 leave, at 60 s
+    assert window.wait(20.0, 7) == pytest.approx(50.0)  # both must leave
+    assert window.wait(61.0, 6) == 0.0 and window.used == 4
