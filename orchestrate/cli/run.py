@@ -58,6 +58,11 @@ def run(
     sim_latency: Annotated[float, typer.Option("--sim-latency", min=0.0, help="Simulated seconds per call.")] = 0.0,
     sim_failure_rate: Annotated[float, typer.Option("--sim-failure-rate", min=0.0, max=1.0, help="Share of simulated calls that fail (retriable).")] = 0.0,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the simulated provider.")] = 0,
+    provider_batch: Annotated[bool, typer.Option("--provider-batch", help="Send calls through the providers' batch APIs: half price, answers within 24h.")] = False,
+    batch_fallback: Annotated[str, typer.Option("--batch-fallback", help="Where a batched request that errored or expired is retried: 'batch' (a later batch) or 'online'.")] = "batch",
+    batch_poll_max: Annotated[float, typer.Option("--batch-poll-max", min=0.1, help="Longest wait in seconds between two polls of a batch.")] = 300.0,
+    batch_window: Annotated[float, typer.Option("--batch-window", min=0.0, help="Seconds to gather ready calls into one batch submission.")] = 2.0,
+    cancel_batches: Annotated[bool, typer.Option("--cancel-batches", help="On Ctrl-C, cancel submitted batches (else they finish at the provider, for --resume).")] = False,
 ) -> None:
     """Run workflows and write result.json, cost.json and events.jsonl for each.
 
@@ -68,6 +73,8 @@ def run(
 
     if resume is not None and len(files) != 1:
         fail("--resume takes exactly one workflow file")
+    if batch_fallback not in ("batch", "online"):
+        fail(f"--batch-fallback {batch_fallback!r}: choose 'batch' or 'online'")
     values = parse_inputs(input_pairs or [], inputs_file)
     if dry_run:
         from orchestrate.cli.plan import print_plans
@@ -79,6 +86,8 @@ def run(
         budget=budget, resume=resume, cache=cache,
         live=is_interactive(sys.stderr) and not no_progress and not quiet,
         quiet=quiet, json_output=json_output, junit=junit, summary=summary,
-        sim_latency=sim_latency, sim_failure_rate=sim_failure_rate, seed=seed)
+        sim_latency=sim_latency, sim_failure_rate=sim_failure_rate, seed=seed,
+        provider_batch=provider_batch, batch_fallback=batch_fallback, batch_poll_max=batch_poll_max,
+        batch_window=batch_window, cancel_batches=cancel_batches)
     code = RunSession(files, options).execute()
     raise typer.Exit(code)

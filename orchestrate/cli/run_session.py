@@ -51,6 +51,11 @@ class RunOptions:
     sim_latency: float = 0.0
     sim_failure_rate: float = 0.0
     seed: int = 0
+    provider_batch: bool = False
+    batch_fallback: str = "batch"
+    batch_poll_max: float = 300.0
+    batch_window: float = 2.0
+    cancel_batches: bool = False
 
 
 class RunSession:
@@ -61,6 +66,9 @@ class RunSession:
         self.options = options
         self.signal_received: int | None = None
         self.recorders: list[RunRecorder] = []
+        self.ledgers: list[Any] = []
+        self.carried: list[dict[str, Any]] = []   # open batches of the run being resumed
+        self.hub: Any = None
 
     def execute(self) -> int:
         """Run every workflow; returns the exit code."""
@@ -71,11 +79,15 @@ class RunSession:
             from orchestrate.run.resume import plan_resume
 
             reuse = plan_resume(opts.resume, workflows[0])
+            from orchestrate.run.batch_ledger import open_batches
+
+            self.carried = open_batches(opts.resume)
         engine = self._engine(workflows)
         asyncio.run(self._run(engine, workflows, reuse))
         documents = [recorder.flush() for recorder in self.recorders]
         self._write_artefacts(documents)
         self._print_summary(documents)
+        self._report_open_batches()
         if self.signal_received is not None:
             return _EXIT_BY_SIGNAL.get(self.signal_received, 130)
         return max(_EXIT_BY_STATUS.get(wf.status, 1) for wf in workflows) if workflows else 0
@@ -97,11 +109,41 @@ class RunSession:
         clients: Any = ClientPool(simulated=simulated, force_simulated=opts.simulate)
         if not opts.simulate:
             clients.check_keys([agent.llm_config for wf in workflows for agent in wf.agents])
+            clients = self._batching(clients, workflows)
         if opts.cache is not None:
             from orchestrate.run.cache import CachingClients
 
             clients = CachingClients(opts.cache, clients)
-        return OrchestrationEngine(None, EngineConfig(), clients=clients)
+        engine = OrchestrationEngine(None, EngineConfig(), clients=clients)
+        if self.hub is not None:
+            self.hub.emit = engine.emit
+        return engine
+
+    def _batching(self, clients: Any, workflows: list[Workflow]) -> Any:
+        """The pool behind batching clients when the run or an agent asks for batches."""
+        opts = self.options
+        wanted = opts.provider_batch or self.carried or any(
+            agent.llm_config.get("batch") for wf in workflows for agent in wf.agents)
+        if not wanted:
+            return clients
+        from orchestrate.llm.batch import BatchHub
+        from orchestrate.llm.batch_clients import BatchClients
+
+        self.hub = BatchHub(window=opts.batch_window, poll_max=opts.batch_poll_max,
+                            poll_min=min(5.0, opts.batch_poll_max), fallback=opts.batch_fallback,
+                            cancel_on_close=opts.cancel_batches, adopt=self.carried)
+        return BatchClients(clients, self.hub, everything=opts.provider_batch)
+
+    def _report_open_batches(self) -> None:
+        """Say which batches are still running at the provider, and how to collect them."""
+        for path, ledger, recorder in zip(self.files, self.ledgers, self.recorders):
+            still = ledger.still_open
+            if not still:
+                continue
+            verb = "cancel requested for" if self.options.cancel_batches else "left running at the provider:"
+            print_error(f"{len(still)} batch(es) {verb} {', '.join(b['batch_id'] for b in still)}; "
+                        f"'orchestrate run {path} --resume {recorder.run_dir}' collects what they "
+                        "answer without submitting (or paying for) them again")
 
     async def _run(self, engine: OrchestrationEngine, workflows: list[Workflow],
                    reuse: dict[str, Any]) -> None:
@@ -121,6 +163,11 @@ class RunSession:
                                               "reused_agents": sorted(reuse)})
                 self.recorders.append(recorder)
                 engine.add_sink(recorder)
+                from orchestrate.run.batch_ledger import BatchLedger
+
+                ledger = BatchLedger(run_dir, workflow.id, self.carried)
+                self.ledgers.append(ledger)
+                engine.add_sink(ledger)
             self._install_signals(engine)
             if display is not None and hasattr(display, "start"):
                 display.start()

@@ -205,22 +205,37 @@ class HTTPTransport:
     async def post_json(self, url: str, headers: dict[str, str], body: dict[str, Any],
                         *, timeout: float | None = None) -> Reply:
         """POST `body`; the decoded JSON object on 2xx, else the mapped LLMError."""
+        response = await self.send("POST", url, headers, json=body, timeout=timeout)
+        return self._reply(response)
+
+    async def get_json(self, url: str, headers: dict[str, str]) -> Reply:
+        """GET a JSON object (a batch's status); mapped errors as for `post_json`."""
+        return self._reply(await self.send("GET", url, headers))
+
+    async def send(self, method: str, url: str, headers: dict[str, str], *,
+                   timeout: float | None = None, **content: Any) -> httpx.Response:
+        """Any request (JSON, multipart `files` + `data`); the 2xx response, else the mapped LLMError."""
         provider = self.provider
         try:
-            response = await self._http().post(
-                url, headers=headers, json=body,
-                timeout=httpx.Timeout(timeout, connect=self._timeout.connect) if timeout else httpx.USE_CLIENT_DEFAULT)
+            response = await self._http().request(
+                method, url, headers=headers,
+                timeout=httpx.Timeout(timeout, connect=self._timeout.connect) if timeout else httpx.USE_CLIENT_DEFAULT,
+                **content)
         except httpx.TimeoutException as exc:
             raise LLMTimeoutError(f"{provider}: request timed out ({type(exc).__name__})",
                                   provider=provider) from None
         except (httpx.TransportError, httpx.DecodingError) as exc:
             detail = redact(str(exc) or type(exc).__name__, self._secret)
             raise LLMConnectionError(f"{provider}: connection failed: {detail}", provider=provider) from None
-        request_id = response.headers.get("x-request-id") or response.headers.get("request-id")
         if response.status_code >= 400:
             message = redact(_error_text(response.content), self._secret)
             raise error_for_status(response.status_code, message, provider=provider,
-                                   retry_after=retry_after_of(response.headers), request_id=request_id)
+                                   retry_after=retry_after_of(response.headers),
+                                   request_id=_request_id(response))
+        return response
+
+    def _reply(self, response: httpx.Response) -> Reply:
+        provider, request_id = self.provider, _request_id(response)
         try:
             data = response.json()
         except ValueError:
@@ -237,6 +252,10 @@ class HTTPTransport:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+
+def _request_id(response: httpx.Response) -> str | None:
+    return response.headers.get("x-request-id") or response.headers.get("request-id")
 
 
 class ProviderClient(LLMClient):

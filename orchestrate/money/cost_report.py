@@ -28,7 +28,7 @@ __all__ = ["GROUP_KEYS", "TOKEN_FIELDS", "aggregate", "breakdown", "build_cost_d
 SCHEMA_VERSION = 1
 TOKEN_FIELDS = ("input_tokens", "cached_input_tokens", "cache_creation_input_tokens",
                 "output_tokens", "reasoning_tokens")
-GROUP_KEYS = ("workflow", "agent", "model", "module", "provider", "day")
+GROUP_KEYS = ("workflow", "agent", "model", "module", "provider", "day", "mode")
 
 
 def _totals(rows: Iterable[Any], get: Any) -> dict[str, Any]:
@@ -167,6 +167,8 @@ def aggregate(calls: Iterable[Mapping[str, Any]], by: Sequence[str], *, since: d
 def _group_value(call: Mapping[str, Any], key: str, moment: datetime | None) -> str:
     if key == "day":
         return moment.date().isoformat() if moment is not None else "unknown"
+    if key == "mode":  # how the call was sent: through a provider batch API, or online
+        return "batch" if call.get("batch") else "online"
     return str(call.get(key) or "unknown")
 
 

@@ -134,6 +134,8 @@ class CallRecord:
     cost: float
     cached: bool = False
     reused: bool = False
+    batch: bool = False
+    batch_id: str | None = None
     metadata: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -223,6 +225,12 @@ class CostTracker:
         cost = (plain * p["input"] + cached * p["cached_input"] + written * p["cache_write"]
                 + output_tokens * p["output"]) / 1000.0
         return round(cost, 10)
+
+    @staticmethod
+    def batch_rate(provider: str) -> float:
+        """The share of the list price a provider's batch API charges (the price table's ``batch``)."""
+        rate = price_table().get("batch", {}).get(provider)
+        return float(rate) if isinstance(rate, (int, float)) else 1.0
 
     def max_cost(self, model: str, messages: Iterable[Mapping[str, Any]], max_tokens: int, *,
                  overrides: Mapping[str, Mapping[str, float]] | None = None,
@@ -330,7 +338,7 @@ class CostTracker:
             cached_input_tokens=cached_input_tokens, cache_creation_input_tokens=cache_creation_input_tokens,
             output_tokens=output_tokens, reasoning_tokens=reasoning_tokens, cost=cost,
             cached=bool(meta.get("cached")), reused=bool(meta.get("reused")),
-            metadata=metadata)
+            batch=bool(meta.get("batch")), batch_id=meta.get("batch_id"), metadata=metadata)
         self._records.setdefault(workflow_id, []).append(record)
         self._workflows.setdefault(workflow_id, _Account()).spent += cost
         self._agents.setdefault(agent_id, _Account()).spent += cost

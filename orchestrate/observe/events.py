@@ -42,6 +42,9 @@ class EventType(str, Enum):
     AGENT_BUDGET_REFUSED = "agent_budget_refused"
     AGENT_FINISHED = "agent_finished"
     WORKFLOW_FINISHED = "workflow_finished"
+    BATCH_SUBMITTED = "batch_submitted"   # a provider accepted a batch (id, file id, custom ids)
+    BATCH_STATUS = "batch_status"         # a poll saw its status or counts change
+    BATCH_FINISHED = "batch_finished"     # its results were read and handed to the agents
 
 
 @dataclass(slots=True)

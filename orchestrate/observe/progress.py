@@ -15,7 +15,7 @@ from typing import IO, Any
 
 from orchestrate.observe.events import Event, EventType
 
-__all__ = ["LiveTable", "PlainLog", "RunState"]
+__all__ = ["LiveTable", "PlainLog", "RunState", "batch_line"]
 
 _STYLE = {
     "pending": "dim", "running": "cyan", "retrying": "yellow", "rate_limited": "magenta",
@@ -51,6 +51,7 @@ class WorkflowState:
     rows: dict[str, AgentRow] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
+    batches: dict[str, dict[str, Any]] = field(default_factory=dict)  # open provider batches by id
 
     @property
     def spent(self) -> float:
@@ -88,6 +89,12 @@ class RunState:
         if event.type is EventType.WORKFLOW_FINISHED:
             state.status = data.get("status", "finished")
             state.finished = time.monotonic()
+            return
+        if event.type in (EventType.BATCH_SUBMITTED, EventType.BATCH_STATUS):
+            state.batches[data["batch_id"]] = data
+            return
+        if event.type is EventType.BATCH_FINISHED:
+            state.batches.pop(str(data.get("batch_id")), None)
             return
         row = state.rows.get(event.agent or "")
         if row is None:
@@ -170,9 +177,22 @@ class LiveTable:
             elapsed = (state.finished or now) - state.started
             table.caption = (f"{done}/{total} agents done | spent {budget} | "
                              f"rate-limit wait {state.waited:.1f}s | {elapsed:.1f}s elapsed")
+            for batch in state.batches.values():
+                table.caption += "\n" + batch_line(batch)
             table.caption_justify = "left"
             parts.append(table)
         return Group(*parts)
+
+
+def batch_line(data: dict[str, Any]) -> str:
+    """``batch batch_abc (openai/gpt-4o-mini) in_progress: 412/5,000 done, 3 failed``."""
+    line = (f"batch {data.get('batch_id')} ({data.get('provider')}/{data.get('model')}) "
+            f"{data.get('status')}: {int(data.get('done') or 0):,}/{int(data.get('total') or 0):,} done")
+    if data.get("failed"):
+        line += f", {int(data['failed']):,} failed"
+    if data.get("reason"):
+        line += f" ({data['reason']})"
+    return line
 
 
 def _money(amount: float) -> str:
@@ -223,6 +243,14 @@ class PlainLog:
             tail = f": {d.get('error')}" if d.get("error") and d.get("status") != "completed" else ""
             return (f"{who} {d.get('status')} in {d.get('execution_time', 0):.2f}s, "
                     f"{d.get('tokens_used', 0)} tokens, ${d.get('cost', 0):.6f}{tail}")
+        if kind is EventType.BATCH_SUBMITTED:
+            mine, total = int(d.get("requests") or 0), int(d.get("total") or 0)
+            share = f"{total:,} requests" if mine == total else f"{mine:,} of its {total:,} requests are this run's"
+            return f"{who} batch {d.get('batch_id')} ({d.get('provider')}/{d.get('model')}) submitted: {share}"
+        if kind is EventType.BATCH_STATUS:
+            return f"{who} {batch_line(d)}"
+        if kind is EventType.BATCH_FINISHED:
+            return f"{who} {batch_line(d)}; results collected"
         if kind is EventType.WORKFLOW_FINISHED:
             return (f"{who} finished: {d.get('status')}, ${d.get('total_cost', 0):.4f}, "
                     f"{d.get('total_tokens', 0)} tokens, {d.get('duration') or 0:.2f}s")

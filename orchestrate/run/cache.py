@@ -39,6 +39,14 @@ class CachingClient(LLMClient):
         self.hits = 0
         self.misses = 0
 
+    @property
+    def batched(self) -> bool:
+        """Whether misses go through a provider batch API (priced at its rate)."""
+        return bool(getattr(self.inner, "batched", False))
+
+    def goes_online(self) -> bool:
+        return bool(getattr(self.inner, "goes_online", lambda: False)())
+
     def _path(self, request: dict[str, Any]) -> Path:
         blob = json.dumps(request, sort_keys=True, default=_plain, ensure_ascii=False)
         digest = hashlib.sha256(f"{self.provider}\x00{self.namespace}\x00{blob}".encode()).hexdigest()

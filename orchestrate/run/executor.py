@@ -26,6 +26,7 @@ from orchestrate.errors import (
 from orchestrate.observe.events import Event, EventType
 from orchestrate.run.failures import FailureHandler, RetryPolicy
 from orchestrate.llm.base import LLMClient, LLMResponse
+from orchestrate.llm.batch import CALL_TAG, CallTag
 from orchestrate.workflow.models import Agent, AgentResult, AgentStatus, Workflow
 from orchestrate.money.rate_limit import RateLimiterRegistry
 from orchestrate.run.tools import Tool, load_tools
@@ -112,6 +113,7 @@ class AgentExecutor:
             attempt += 1
             meta["attempts"] = attempt
             result.retry_count = attempt - 1
+            CALL_TAG.set(CallTag(workflow.id, workflow.name, agent.name, attempt))
             self.emit(Event(EventType.AGENT_STARTED, workflow.id, agent.name,
                             {"attempt": attempt, "model": llm["model"], "provider": client.provider,
                              "module": agent.module}, workflow_name=workflow.name))
@@ -148,6 +150,10 @@ class AgentExecutor:
                 meta["retriable"] = False
                 self.failures.handle_failure(agent, result, policy)
                 return
+
+    def batched(self, agent: Agent) -> bool:
+        """Whether the agent's calls go through a provider batch API (answers come late)."""
+        return bool(getattr(self.client_for(agent.llm_config), "batched", False))
 
     def carry_over(self, workflow: Workflow, agent: Agent, prior: AgentResult) -> AgentResult:
         """Reuse an earlier run's result for `agent`; its cost counts against this run's budgets."""
@@ -232,13 +238,17 @@ class AgentExecutor:
         model = llm["model"]
         max_tokens = int(llm.get("max_tokens", 1000))
         specs = [tool.spec() for tool in tools]
-        worst = self.tracker.max_cost(model, messages, max_tokens, overrides=workflow.prices, tools=specs,
-                                      response_schema=agent.output_schema)
+        # A batched call is reserved and priced at the provider's batch rate; it waits at the
+        # provider, so the online rate limits do not apply to it.
+        batched = getattr(client, "batched", False) and not client.goes_online()  # type: ignore[attr-defined]
+        rate = self.tracker.batch_rate(client.provider) if batched else 1.0
+        worst = rate * self.tracker.max_cost(model, messages, max_tokens, overrides=workflow.prices,
+                                             tools=specs, response_schema=agent.output_schema)
         key = agent_key(workflow.id, agent.name)
         reservation = self.tracker.reserve(workflow.id, key, worst)
         permit = None
         try:
-            if self.limits.active:
+            if self.limits.active and not batched:
                 estimate = sum(len(str(m.get("content") or "")) for m in messages) // 4 + max_tokens
                 permit = await self.limits.acquire(client.provider, model, estimate)
                 if permit.waited > 0.0005:
@@ -254,14 +264,18 @@ class AgentExecutor:
             if permit is not None:
                 permit.release()
         cached = bool(response.metadata.get("cached"))
+        batch_id = response.metadata.get("batch_id") if not cached else None
         cost = 0.0 if cached else self.tracker.calculate_cost(
             model, response.input_tokens, response.output_tokens,
             cached_input_tokens=response.cached_input_tokens,
             cache_creation_input_tokens=response.cache_creation_input_tokens)
+        if batch_id:
+            cost = round(cost * self.tracker.batch_rate(client.provider), 10)
         self.tracker.settle(reservation, cost)
         self.tracker.record_cost(
             key, agent.name, workflow.id, model,
-            response.input_tokens, response.output_tokens, None,
+            response.input_tokens, response.output_tokens,
+            {"batch": True, "batch_id": batch_id} if batch_id else None,
             cached_input_tokens=response.cached_input_tokens,
             cache_creation_input_tokens=response.cache_creation_input_tokens,
             reasoning_tokens=response.reasoning_tokens, provider=client.provider,
@@ -274,7 +288,7 @@ class AgentExecutor:
             "model": model, "provider": client.provider, "input_tokens": response.input_tokens,
             "cached_input_tokens": response.cached_input_tokens,
             "output_tokens": response.output_tokens, "reasoning_tokens": response.reasoning_tokens,
-            "cost": cost, "cached": cached}, workflow_name=workflow.name))
+            "cost": cost, "cached": cached, "batch_id": batch_id}, workflow_name=workflow.name))
         return response
 
     @staticmethod

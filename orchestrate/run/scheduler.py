@@ -88,6 +88,11 @@ class WorkflowRun:
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = math.inf
         self.limit = max(1, int(workflow.max_parallel_agents))
+        # Agents whose calls go through a provider batch API wait at the provider, not here:
+        # they take no slot under max_parallel_agents and have no agent timeout (a batch may
+        # take up to 24 hours); the workflow's timeout still applies.
+        self.batched = [executor.batched(agent) for agent in agents] if _any_batching(executor) else None
+        self.online = 0
 
     async def run(self) -> Workflow:
         """Execute every agent that can be executed; returns the workflow with its results."""
@@ -151,6 +156,9 @@ class WorkflowRun:
 
     def _fill(self) -> None:
         """Start ready agents, best first, while there is room."""
+        if self.batched is not None:
+            self._fill_batching()
+            return
         ready, agents = self.ready, self.agents
         while ready and len(self.tasks) < self.limit and not self.stopping:
             i = heapq.heappop(ready)[2]
@@ -160,6 +168,28 @@ class WorkflowRun:
             agent.status = AgentStatus.RUNNING
             task = self.tasks[i] = self.loop.create_task(self._run_agent(i))
             self._arm(i, task)
+
+    def _fill_batching(self) -> None:
+        """`_fill` when some agents are batched: those start at once, without a slot or a deadline."""
+        ready, agents, batched = self.ready, self.agents, self.batched or []
+        held: list[tuple[int, float, int]] = []
+        while ready and not self.stopping:
+            entry = heapq.heappop(ready)
+            i = entry[2]
+            agent = agents[i]
+            if agent.status is not AgentStatus.PENDING:
+                continue
+            if not batched[i]:
+                if self.online >= self.limit:
+                    held.append(entry)
+                    continue
+                self.online += 1
+            agent.status = AgentStatus.RUNNING
+            task = self.tasks[i] = self.loop.create_task(self._run_agent(i))
+            if not batched[i]:
+                self._arm(i, task)
+        for entry in held:
+            heapq.heappush(ready, entry)
 
     # Agents' timeouts: one heap of deadlines and one timer for the earliest, rather than a
     # timer per agent (asyncio.timeout), which was a tenth of the engine's time per agent.
@@ -204,7 +234,7 @@ class WorkflowRun:
             if prior is not None:
                 digest = fingerprint(agent, prompt)
                 if prior.metadata.get("fingerprint") == digest:
-                    self.tasks.pop(i, None)
+                    self._untrack(i)
                     self._finish(i, self.executor.carry_over(wf, agent, prior))
                     return
             await self.executor.execute(wf, agent, prompt, result)
@@ -225,8 +255,12 @@ class WorkflowRun:
             result.error = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
         result.execution_time = self.clock() - t0
         result.completed_at = datetime.now(timezone.utc)
-        self.tasks.pop(i, None)
+        self._untrack(i)
         self._finish(i, result)
+
+    def _untrack(self, i: int) -> None:
+        if self.tasks.pop(i, None) is not None and self.batched is not None and not self.batched[i]:
+            self.online -= 1
 
     def _finish(self, i: int, result: AgentResult) -> None:
         """Record a result, release dependents or cancel them, and start what is ready."""
@@ -282,6 +316,18 @@ class WorkflowRun:
                 self._mark_cancelled(j, self.stopping)
         if self.done is not None and not self.done.done():
             self.done.set_result(None)
+
+
+def _any_batching(executor: AgentExecutor) -> bool:
+    source = getattr(executor.client_for, "__self__", None)
+    return source is not None and hasattr(_innermost(source), "wants_batch")
+
+
+def _innermost(source: Any) -> Any:
+    """The batching source under any wrappers (a response cache), if there is one."""
+    while source is not None and not hasattr(source, "wants_batch"):
+        source = getattr(source, "inner", None)
+    return source
 
 
 def _fold_usage(result: AgentResult) -> None:

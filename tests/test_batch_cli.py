@@ -1,0 +1,137 @@
+"""`orchestrate run --provider-batch` as a user runs it: a real subprocess, the loopback server.
+
+The server's batches move on a clock the test holds: the first run's batch
+stays `in_progress` until the test lets it finish, so Ctrl-C lands after the
+submission and before any answer, whatever the machine's speed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fake_batch import FakeBatchProvider, FakeClock
+
+KEY = "sk-test-SECRET-0123456789abcdef"
+
+
+@pytest.fixture
+def server() -> Iterator[FakeBatchProvider]:
+    with FakeBatchProvider(FakeClock(), validate_s=0.0, process_s=0.0, finalize_s=0.0) as fake:
+        yield fake
+
+
+def workflow_file(tmp_path: Path, server: FakeBatchProvider, width: int = 4) -> Path:
+    lines = ["name: batch_invoices", "cost_budget: 5.0", "max_parallel_agents: 2", "defaults:",
+             "  module: Finance",
+             f"  llm_config: {{model: gpt-4o-mini, base_url: '{server.url}/v1', max_tokens: 40}}",
+             "agents:"]
+    for i in range(width):
+        lines += [f"  - name: extract_{i}", f"    prompt_template: 'Extract the total of invoice {i}.'"]
+    for i in range(width):
+        lines += [f"  - name: check_{i}", f"    dependencies: [extract_{i}]",
+                  f"    prompt_template: 'Check {{extract_{i}.output}}'"]
+    path = tmp_path / "batch_invoices.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "orchestrate", *args]
+
+
+def environment() -> dict[str, str]:
+    env = {**os.environ, "CI": "true", "OPENAI_API_KEY": KEY}
+    env.pop("OPENAI_BASE_URL", None)
+    return env
+
+
+def only_run(folder: Path) -> Path:
+    (run_dir,) = [p for p in folder.iterdir() if p.is_dir()]
+    return run_dir
+
+
+def test_ctrl_c_after_submission_then_resume_collects_without_resubmitting(
+        tmp_path: Path, server: FakeBatchProvider) -> None:
+    path = workflow_file(tmp_path, server)
+    server.process_s = 10_000.0  # the first run's batch stays in progress
+    first = subprocess.Popen(command("run", str(path), "-o", str(tmp_path / "runs"), "--provider-batch",
+                                     "--batch-window", "0.05", "--batch-poll-max", "0.2"),
+                             cwd=tmp_path, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(server.polls.values()):
+        time.sleep(0.02)
+    assert server.submissions == 1 and any(server.polls.values())
+    run_dir = only_run(tmp_path / "runs")
+    ledger = json.loads((run_dir / "batches.json").read_text())["batches"]
+    (record,) = ledger.values()
+    assert record["batch_id"] == server.submitted[0]["batch_id"] and record["file_id"].startswith("file-in-")
+    assert sorted(record["custom_ids"]) == sorted(i["custom_id"] for i in server.submitted[0]["items"])
+    first.send_signal(signal.SIGINT)
+    _, stderr = first.communicate(timeout=30)
+    assert first.returncode == 130, stderr
+    assert "Traceback" not in stderr and KEY not in stderr
+    assert "left running at the provider" in stderr and "--resume" in stderr
+    assert server.batches[record["batch_id"]]["cancelled_at"] is None  # not cancelled without --cancel-batches
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "cancelled" and result["total_cost"] == 0
+    assert json.loads((run_dir / "batches.json").read_text())["batches"][record["batch_id"]]["collected"] is False
+
+    server.process_s = 0.0  # meanwhile the provider finished the batch
+    resumed = subprocess.run(command("run", str(path), "-o", str(tmp_path / "resumed"), "--provider-batch",
+                                     "--batch-window", "0.05", "--batch-poll-max", "0.2",
+                                     "--resume", str(run_dir)),
+                             cwd=tmp_path, env=environment(), capture_output=True, text=True, timeout=60)
+    assert resumed.returncode == 0, resumed.stderr
+    # The extract layer was collected from the open batch; only the check layer was submitted.
+    assert server.submissions == 2
+    assert {i["custom_id"].split("-a")[0] for i in server.submitted[1]["items"]} == {f"check_{i}" for i in range(4)}
+    second = only_run(tmp_path / "resumed")
+    cost = json.loads((second / "cost.json").read_text())
+    assert len(cost["calls"]) == 8 and all(c["batch"] and c["batch_id"] for c in cost["calls"])
+    assert {c["batch_id"] for c in cost["calls"] if c["agent"].startswith("extract")} == {record["batch_id"]}
+    ledger = json.loads((second / "batches.json").read_text())["batches"]
+    assert all(b["collected"] for b in ledger.values()) and set(ledger) == {s["batch_id"] for s in server.submitted}
+    assert "batch " in resumed.stderr and "results collected" in resumed.stderr
+
+    report = subprocess.run(command("cost-report", str(tmp_path / "resumed"), "--by", "mode", "--format", "json"),
+                            cwd=tmp_path, env=environment(), capture_output=True, text=True, timeout=60)
+    assert report.returncode == 0, report.stderr
+    rows = json.loads(report.stdout)["rows"]
+    assert [r["mode"] for r in rows] == ["batch"] and rows[0]["calls"] == 8
+
+
+def test_cancel_batches_cancels_them_at_the_provider_on_ctrl_c(tmp_path: Path, server: FakeBatchProvider) -> None:
+    path = workflow_file(tmp_path, server, width=2)
+    server.process_s = 10_000.0
+    proc = subprocess.Popen(command("run", str(path), "-o", str(tmp_path / "runs"), "--provider-batch",
+                                    "--batch-window", "0.05", "--batch-poll-max", "0.2", "--cancel-batches"),
+                            cwd=tmp_path, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(server.polls.values()):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    (batch,) = server.batches.values()
+    assert batch["cancelled_at"] is not None
+    assert "cancel requested" in stderr
+
+
+def test_bad_batch_flags_are_one_line_errors(tmp_path: Path, server: FakeBatchProvider) -> None:
+    path = workflow_file(tmp_path, server, width=1)
+    proc = subprocess.run(command("run", str(path), "--provider-batch", "--batch-fallback", "sometimes"),
+                          cwd=tmp_path, env=environment(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "--batch-fallback 'sometimes'" in proc.stderr
+    assert server.submissions == 0
