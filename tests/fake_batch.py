@@ -67,6 +67,7 @@ class FakeBatchProvider(FakeProvider):
         self.submitted: list[dict[str, Any]] = []   # {"provider", "batch_id", "items"} per submission
         self.polls: dict[str, int] = {}
         self.batch_script: deque[Fault] = deque()
+        self.uploads: list[dict[str, Any]] = []      # {"filename", "purpose", "content_type"} per upload
         self._ids = itertools.count(1)
         self._batch_lock = threading.Lock()
 
@@ -277,6 +278,8 @@ class FakeBatchProvider(FakeProvider):
         if fields.get("purpose", (None, b""))[1] != b"batch" or "file" not in fields:
             return 400, error_body("/v1/files", 400, "purpose must be 'batch' and a file is required")
         filename, content = fields["file"]
+        self.uploads.append({"filename": filename, "purpose": fields["purpose"][1].decode(),
+                             "content_type": headers.get("content-type", "").split(";")[0]})
         file_id = f"file-in-{next(self._ids):04d}"
         self.files[file_id] = content
         return 200, {"id": file_id, "object": "file", "bytes": len(content), "created_at": int(self.clock()),
