@@ -61,6 +61,7 @@ _COMMANDS = (
     ("cost-report", "cost_report", "cost_report"),
     ("graph", "graph", "graph"),
     ("schema", "schema_cmd", "schema"),
+    ("report", "report", "report"),
 )
 
 

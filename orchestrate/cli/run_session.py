@@ -85,6 +85,7 @@ class RunSession:
         engine = self._engine(workflows)
         asyncio.run(self._run(engine, workflows, reuse))
         documents = [recorder.flush() for recorder in self.recorders]
+        self._write_html_reports()
         self._write_artefacts(documents)
         self._print_summary(documents)
         self._report_open_batches()
@@ -220,6 +221,13 @@ class RunSession:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+
+    def _write_html_reports(self) -> None:
+        # After result.json and cost.json, from the folder itself: `orchestrate report` rebuilds the same page.
+        from orchestrate.observe.html_report import write_run_report
+
+        for recorder in self.recorders:
+            write_run_report(recorder.run_dir)
 
     def _write_artefacts(self, documents: list[dict[str, Any]]) -> None:
         opts = self.options

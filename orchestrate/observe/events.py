@@ -9,15 +9,19 @@ Data carried by each type (all keys always present):
 
 - ``workflow_started``: name, cost_budget, max_parallel_agents, agents
   (a list of {name, module, model, provider, dependencies, priority})
-- ``agent_started``: attempt (1-based), model, provider, module
+- ``agent_started``: attempt (1-based), model, provider, module; on the first
+  attempt also prompt (the rendered prompt) and system (None without one)
 - ``agent_rate_limited``: waited (seconds spent in the rate limiter), provider
-- ``agent_retrying``: attempt (the one that failed), delay, error
+- ``agent_retrying``: attempt (the one that failed), delay, error, error_type
+  (the exception's class name), status_code (the provider's HTTP status or None)
 - ``llm_call``: model, provider, input_tokens, cached_input_tokens,
-  output_tokens, reasoning_tokens, cost, cached (answered from cache)
-- ``tool_call``: tool, error (None when it succeeded)
+  cache_creation_input_tokens, output_tokens, reasoning_tokens, cost, cached
+  (answered from cache), duration (seconds in the provider call), finish_reason,
+  response_model, request_id, max_tokens, temperature, tool_calls (how many asked for)
+- ``tool_call``: tool, error (None when it succeeded), call_id, duration
 - ``agent_budget_refused``: scope ("workflow" or "agent"), limit, requested, committed
 - ``agent_finished``: status, error, tokens_used, cost, execution_time,
-  retry_count, model, provider, module
+  retry_count, model, provider, module, output, fingerprint, error_type
 - ``workflow_finished``: status, total_cost, total_tokens, duration
 """
 
@@ -61,6 +65,11 @@ class Event:
     data: dict[str, Any] = field(default_factory=dict)
     timestamp: float = field(default_factory=time.time)
     workflow_name: str | None = None
+    content: dict[str, Any] | None = None
+    """In-process only, never written to events.jsonl: the messages a call sent and the
+    answer it got (``llm_call``), a tool's arguments and result (``tool_call``). Sinks that
+    record content on request (OpenTelemetry with ``--otel-content``) read it at once;
+    the objects are the run's own and may change after the event."""
 
     def to_dict(self) -> dict[str, Any]:
         return {

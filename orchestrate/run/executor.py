@@ -114,9 +114,12 @@ class AgentExecutor:
             meta["attempts"] = attempt
             result.retry_count = attempt - 1
             CALL_TAG.set(CallTag(workflow.id, workflow.name, agent.name, attempt))
-            self.emit(Event(EventType.AGENT_STARTED, workflow.id, agent.name,
-                            {"attempt": attempt, "model": llm["model"], "provider": client.provider,
-                             "module": agent.module}, workflow_name=workflow.name))
+            started = {"attempt": attempt, "model": llm["model"], "provider": client.provider,
+                       "module": agent.module}
+            if attempt == 1:  # the rendered prompt, once: the run report and traces show it
+                started.update(prompt=prompt, system=llm.get("system"))
+            self.emit(Event(EventType.AGENT_STARTED, workflow.id, agent.name, started,
+                            workflow_name=workflow.name))
             try:
                 result.output = await self._attempt(workflow, agent, client, prompt, usage)
                 result.status = AgentStatus.COMPLETED
@@ -130,6 +133,7 @@ class AgentExecutor:
             except LLMError as exc:
                 result.status, result.error = AgentStatus.FAILED, str(exc)
                 meta["retriable"] = exc.retriable
+                meta["error_type"] = type(exc).__name__
                 usage.errors.append(str(exc))
                 if isinstance(exc, RateLimitError) and exc.retry_after:
                     # Every caller of the provider waits, whether or not this agent tries again.
@@ -140,14 +144,17 @@ class AgentExecutor:
                 if isinstance(exc, RateLimitError):
                     agent.status = AgentStatus.RATE_LIMITED
                 self.emit(Event(EventType.AGENT_RETRYING, workflow.id, agent.name,
-                                {"attempt": attempt, "delay": delay, "error": str(exc)},
+                                {"attempt": attempt, "delay": delay, "error": str(exc),
+                                 "error_type": type(exc).__name__, "status_code": exc.status_code},
                                 workflow_name=workflow.name))
                 await self.failures.wait(delay)
                 agent.status = AgentStatus.RUNNING
                 result.status, result.error = AgentStatus.RUNNING, None
+                meta.pop("error_type", None)
             except OrchestrateError as exc:  # output, tool and template errors: not retriable
                 result.status, result.error = AgentStatus.FAILED, str(exc)
                 meta["retriable"] = False
+                meta["error_type"] = type(exc).__name__
                 self.failures.handle_failure(agent, result, policy)
                 return
 
@@ -220,6 +227,7 @@ class AgentExecutor:
                          "tool_calls": list(response.tool_calls or [])})
         for call in response.tool_calls or []:
             tool = by_name.get(call.name)
+            t0 = self.clock()
             if tool is None:
                 error: str | None = f"unknown tool {call.name!r}; available: {sorted(by_name)}"
                 content = json.dumps({"error": error})
@@ -227,7 +235,9 @@ class AgentExecutor:
                 content, error = await tool.call(call.arguments)
             usage.tool_calls += 1
             self.emit(Event(EventType.TOOL_CALL, workflow.id, agent.name,
-                            {"tool": call.name, "error": error}, workflow_name=workflow.name))
+                            {"tool": call.name, "error": error, "call_id": call.id,
+                             "duration": self.clock() - t0}, workflow_name=workflow.name,
+                            content={"arguments": call.arguments, "result": content}))
             messages.append({"role": "tool", "tool_call_id": call.id, "name": call.name,
                              "content": content})
 
@@ -256,6 +266,7 @@ class AgentExecutor:
                     self.emit(Event(EventType.AGENT_RATE_LIMITED, workflow.id, agent.name,
                                     {"waited": permit.waited, "provider": client.provider},
                                     workflow_name=workflow.name))
+            sent = self.clock()
             response = await self._send(client, llm, messages, specs, agent.output_schema, max_tokens)
         except BaseException:
             self.tracker.release(reservation)
@@ -288,7 +299,12 @@ class AgentExecutor:
             "model": model, "provider": client.provider, "input_tokens": response.input_tokens,
             "cached_input_tokens": response.cached_input_tokens,
             "output_tokens": response.output_tokens, "reasoning_tokens": response.reasoning_tokens,
-            "cost": cost, "cached": cached, "batch_id": batch_id}, workflow_name=workflow.name))
+            "cache_creation_input_tokens": response.cache_creation_input_tokens,
+            "cost": cost, "cached": cached, "batch_id": batch_id, "duration": self.clock() - sent,
+            "finish_reason": response.finish_reason, "response_model": response.model,
+            "request_id": response.request_id, "max_tokens": max_tokens,
+            "temperature": llm.get("temperature"), "tool_calls": len(response.tool_calls or ()),
+        }, workflow_name=workflow.name, content={"messages": messages, "answer": response.content}))
         return response
 
     @staticmethod

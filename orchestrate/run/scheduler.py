@@ -354,4 +354,5 @@ def _finished_event(wf: Workflow, agent: Agent, result: AgentResult) -> Event:
         "cost": result.cost, "execution_time": result.execution_time,
         "retry_count": result.retry_count, "model": meta.get("model", agent.llm_config.get("model")),
         "provider": meta.get("provider", agent.llm_config.get("provider")), "module": agent.module,
-        "output": result.output, "fingerprint": meta.get("fingerprint")}, workflow_name=wf.name)
+        "output": result.output, "fingerprint": meta.get("fingerprint"),
+        "error_type": meta.get("error_type")}, workflow_name=wf.name)

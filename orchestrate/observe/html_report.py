@@ -1,0 +1,299 @@
+"""``report.html``: one self-contained page per run (or over several) to open from a CI artefact or an e-mail.
+
+Inline CSS and inline SVG only: no script, no font, no image, no link to
+anything; a Content-Security-Policy of ``default-src 'none'`` tells the
+browser to fetch nothing even if a provider's answer tried to make it. Every
+string that came from a user or a provider is HTML-escaped. Sections: a
+summary, the timeline, the graph coloured by status, costs against the
+budget, tokens, what did not complete and why, each agent's prompt and
+answer folded away, and, for a dataset batch, its rows.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Sequence
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from orchestrate.fsutil import atomic_write_text
+from orchestrate.observe import html_svg as svg
+from orchestrate.observe.html_style import CSS
+from orchestrate.observe.run_folder import RunFolder, find_run_folders, load_run_folder
+
+__all__ = ["MAX_DETAILED_AGENTS", "render_report", "write_report", "write_run_report"]
+
+MAX_DETAILED_AGENTS = 500  # past this, the timeline, graph and agent sections show the first ones
+_MAX_TEXT = 20_000  # characters of one prompt or answer shown; the rest is in result.json
+_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
+
+
+def _e(text: object) -> str:
+    return escape("" if text is None else str(text), quote=True)
+
+
+def _money(value: Any) -> str:
+    value = float(value or 0.0)
+    if value == 0:
+        return "$0.00"
+    if value >= 1:
+        return f"${value:,.2f}"
+    return f"${value:.4f}" if value >= 0.01 else f"${value:.6f}"
+
+
+def _secs(value: Any) -> str:
+    value = float(value or 0.0)
+    return f"{value:.2f}s" if value < 120 else f"{value / 60:.1f} min"
+
+
+def _badge(status: Any) -> str:
+    return (f'<span class="badge" style="background:{svg.status_colour(str(status))}">'
+            f"{_e(status)}</span>")
+
+
+def _clip(text: str) -> str:
+    if len(text) <= _MAX_TEXT:
+        return _e(text)
+    return _e(text[:_MAX_TEXT]) + f"\n… ({len(text) - _MAX_TEXT:,} more characters in result.json)"
+
+
+def _answer_text(output: Any) -> str:
+    if isinstance(output, dict):
+        if "json" in output:
+            return json.dumps(output["json"], indent=2, ensure_ascii=False)
+        if "text" in output and len(output) == 1:
+            return str(output["text"])
+    if output is None:
+        return ""
+    return output if isinstance(output, str) else json.dumps(output, indent=2, ensure_ascii=False, default=str)
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[str]], *, numeric_from: int = 1) -> str:
+    cells = "".join(f'<th{" class=num" if i >= numeric_from else ""}>{_e(h)}</th>' for i, h in enumerate(head))
+    body = "".join("<tr>" + "".join(f'<td{" class=num" if i >= numeric_from else ""}>{c}</td>'
+                                    for i, c in enumerate(row)) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{cells}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _summary(run: RunFolder, anchor: str, *, heading: bool) -> str:
+    doc = run.result
+    agents = doc.get("agents", [])
+    counts: dict[str, int] = {}
+    for agent in agents:
+        counts[str(agent.get("status"))] = counts.get(str(agent.get("status")), 0) + 1
+    budget = doc.get("cost_budget")
+    total = float(doc.get("total_cost") or 0.0)
+    waited = sum(t.rate_limited for t in run.traces.values())
+    cards = [
+        ("Status", _badge(doc.get("status")) + (' <span class="sim">simulated</span>' if doc.get("simulated") else "")),
+        ("Agents", " ".join(f"{_badge(s)}&nbsp;{n}" for s, n in sorted(counts.items())) or "none"),
+        ("Total cost", f'<span class="total-cost">{_money(total)}</span>'
+         + (f" of {_money(budget)} budget" if budget else "")),
+        ("Tokens", f"{int(doc.get('total_tokens') or 0):,}"),
+        ("Retries", str(doc.get("retries", 0))),
+        ("Duration", _secs(doc.get("duration_seconds") or run.duration)),
+        ("Rate-limit waits", _secs(waited)),
+    ]
+    meter = (f'<div class="budget">{svg.meter(total, float(budget), f"{_money(total)} of {_money(budget)}")}'
+             f' <span class="meta">{total / float(budget) * 100:.1f}% of the budget spent</span></div>'
+             if budget else "")
+    facts = "".join(f'<div class="card"><div class="k">{_e(k)}</div><div class="v">{v}</div></div>'
+                    for k, v in cards)
+    error = f'<p class="error">{_e(doc.get("error"))}</p>' if doc.get("error") else ""
+    title = f"<h2>{_e(run.name)}</h2>" if heading else ""
+    return (f'<section id="{anchor}">{title}'
+            f'<p class="meta">run {_e(doc.get("run_id") or run.path.name)} · started {_e(doc.get("started_at"))}'
+            f' · finished {_e(doc.get("completed_at"))}</p>{error}<div class="cards">{facts}</div>{meter}</section>')
+
+
+def _timeline(run: RunFolder) -> str:
+    lanes = [t.lane for t in run.traces.values() if t.lane is not None][:MAX_DETAILED_AGENTS]
+    if not lanes:
+        return ""
+    more = len(run.traces) - len(lanes)
+    legend = "".join(f'<span class="key"><i style="background:{c}"></i>{_e(k)}</span>' for k, c in (
+        ("attempt", "#64b5f6"), ("provider call", "#1565c0"), ("tool call", "#00897b"),
+        ("rate-limit wait", "#ef6c00"), ("back-off before a retry", "#e0e0e0"),
+        ("approval", "#f9a825"), ("failed attempt", "#c62828")))
+    note = f'<p class="note">{more:,} more agents not drawn.</p>' if more > 0 else ""
+    return (f'<section><h3>Timeline</h3><div class="legend">{legend}</div>'
+            f'{svg.gantt(lanes, run.duration)}{note}</section>')
+
+
+def _graph(run: RunFolder) -> str:
+    agents = run.result.get("agents", [])[:MAX_DETAILED_AGENTS]
+    if not agents:
+        return ""
+    nodes = [(str(a.get("name")), str(a.get("status")), [str(d) for d in a.get("dependencies") or []])
+             for a in agents]
+    return f'<section><h3>Graph</h3><div class="scroll">{svg.dag(nodes)}</div></section>'
+
+
+def _costs(run: RunFolder) -> str:
+    cost = run.cost
+    if not cost:
+        return ""
+    budget = cost.get("budget") or run.result.get("cost_budget")
+    parts = ["<section><h3>Cost</h3>"]
+    for key, title in (("by_module", "By module"), ("by_model", "By model"), ("by_agent", "By agent")):
+        table = cost.get(key) or {}
+        rows = sorted(((str(k), float(v.get("cost") or 0.0), _money(v.get("cost")) + _share(v.get("cost"), budget))
+                       for k, v in table.items() if isinstance(v, dict)), key=lambda r: -r[1])
+        if rows:
+            parts.append(f"<h4>{title}</h4>{svg.bars(rows[:MAX_DETAILED_AGENTS])}")
+    token_rows = []
+    for name, row in sorted((cost.get("by_model") or {}).items()):
+        token_rows.append([_e(name)] + [f"{int(row.get(k) or 0):,}" for k in
+                                        ("calls", "input_tokens", "cached_input_tokens", "output_tokens",
+                                         "reasoning_tokens")] + [_money(row.get("cost"))])
+    totals = cost.get("totals") or {}
+    if token_rows:
+        token_rows.append(["<b>total</b>"] + [f"<b>{int(totals.get(k) or 0):,}</b>" for k in
+                                              ("calls", "input_tokens", "cached_input_tokens", "output_tokens",
+                                               "reasoning_tokens")] + [f"<b>{_money(totals.get('cost'))}</b>"])
+        parts.append("<h4>Tokens</h4>" + _table(
+            ["model", "calls", "input", "cached input", "output", "reasoning", "cost"], token_rows))
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _share(cost: Any, budget: Any) -> str:
+    if not budget:
+        return ""
+    return f" ({float(cost or 0.0) / float(budget) * 100:.1f}% of the budget)"
+
+
+def _problems(run: RunFolder) -> str:
+    rows = []
+    for agent in run.result.get("agents", []):
+        if agent.get("status") == "completed":
+            continue
+        trace = run.traces.get(str(agent.get("name")))
+        earlier = [a["error"] for a in (trace.attempts if trace else []) if a.get("error")][:-1]
+        reason = _e(agent.get("error") or "(no reason recorded)")
+        if earlier:
+            reason += "".join(f'<div class="earlier">attempt error: {_e(e)}</div>' for e in earlier[-3:])
+        rows.append([f'<a href="#{_e(_agent_anchor(run, agent))}">{_e(agent.get("name"))}</a>',
+                     _badge(agent.get("status")), reason])
+    if not rows:
+        return '<section><h3>Problems</h3><p class="ok">Every agent completed.</p></section>'
+    return "<section><h3>Problems</h3>" + _table(["agent", "status", "reason"], rows, numeric_from=9) + "</section>"
+
+
+def _agent_anchor(run: RunFolder, agent: dict[str, Any]) -> str:
+    return f"{run.path.name}--{agent.get('name')}"
+
+
+def _agents(run: RunFolder) -> str:
+    parts = ["<section><h3>Agents</h3>"]
+    agents = run.result.get("agents", [])
+    for agent in agents[:MAX_DETAILED_AGENTS]:
+        name = str(agent.get("name"))
+        trace = run.traces.get(name)
+        meta = agent.get("metadata") or {}
+        head = (f'{_badge(agent.get("status"))} <b>{_e(name)}</b> <span class="meta">{_e(agent.get("module"))} · '
+                f'{_e(agent.get("model") or "")} · {_money(agent.get("cost"))} · '
+                f'{int(agent.get("tokens_used") or 0):,} tokens · {_secs(agent.get("execution_time"))}'
+                f'{" · reused" if meta.get("reused") else ""}</span>')
+        body = []
+        if agent.get("error"):
+            body.append(f'<p class="error">{_e(agent.get("error"))}</p>')
+        if trace and trace.system:
+            body.append(f"<h5>System prompt</h5><pre>{_clip(str(trace.system))}</pre>")
+        prompt = trace.prompt if trace else None
+        body.append("<h5>Prompt</h5>" + (f"<pre>{_clip(str(prompt))}</pre>" if prompt is not None
+                                         else '<p class="note">not recorded in this run folder</p>'))
+        answer = _answer_text(agent.get("output"))
+        body.append("<h5>Answer</h5>" + (f"<pre>{_clip(answer)}</pre>" if answer else '<p class="note">none</p>'))
+        if trace and len(trace.attempts) > 1:
+            body.append("<h5>Attempts</h5><ol>" + "".join(
+                f"<li>{_badge(a['status'])} {_e(a.get('error') or '')}</li>" for a in trace.attempts) + "</ol>")
+        if trace and trace.tools:
+            body.append("<h5>Tool calls</h5><ol>" + "".join(
+                f"<li>{_e(t['tool'])}{' — ' + _e(t['error']) if t.get('error') else ''}</li>"
+                for t in trace.tools) + "</ol>")
+        parts.append(f'<details id="{_e(_agent_anchor(run, agent))}"><summary>{head}</summary>'
+                     f'<div class="detail">{"".join(body)}</div></details>')
+    if len(agents) > MAX_DETAILED_AGENTS:
+        parts.append(f'<p class="note">{len(agents) - MAX_DETAILED_AGENTS:,} more agents: see result.json.</p>')
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _rows(run: RunFolder) -> str:
+    rows = run.rows
+    if rows is None:
+        return ""
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[str(row.get("status"))] = counts.get(str(row.get("status")), 0) + 1
+    costs = [float(r.get("cost") or 0.0) for r in rows]
+    times = [float(t) for r in rows if (t := _row_seconds(r)) is not None]
+    parts = ['<section><h3>Dataset rows</h3><div class="cards">'
+             + f'<div class="card"><div class="k">Rows</div><div class="v">{len(rows):,}</div></div>'
+             + "".join(f'<div class="card"><div class="k">{_badge(s)}</div><div class="v">{n:,}</div></div>'
+                       for s, n in sorted(counts.items())) + "</div>"]
+    for title, values, show in (("Cost per row", costs, _money), ("Time per row", times, _secs)):
+        if values:
+            ordered = sorted(values)
+            p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
+            parts.append(f"<h4>{title}</h4><p class=meta>min {show(ordered[0])} · median "
+                         f"{show(statistics.median(ordered))} · p95 {show(p95)} · max {show(ordered[-1])}</p>"
+                         + svg.histogram(values, unit="$" if show is _money else ""))
+    failed = [r for r in rows if r.get("status") not in ("completed", "skipped")]
+    if failed:
+        parts.append("<h4>Rows that did not complete</h4>" + _table(
+            ["row", "key", "status", "reason"],
+            [[_e(r.get("row", r.get("line", ""))), _e(r.get("key")), _badge(r.get("status")), _e(r.get("error"))]
+             for r in failed[:1000]], numeric_from=9))
+        if len(failed) > 1000:
+            parts.append(f'<p class="note">{len(failed) - 1000:,} more in results.jsonl.</p>')
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _row_seconds(row: dict[str, Any]) -> float | None:
+    for key in ("duration_seconds", "duration", "execution_time", "elapsed"):
+        value = row.get(key)
+        if isinstance(value, (int, float)):
+            return float(value)
+    return None
+
+
+def _overview(runs: Sequence[RunFolder]) -> str:
+    rows = [[f'<a href="#run-{i}">{_e(run.name)}</a>', _badge(run.result.get("status")),
+             _e(run.path.name), _money(run.result.get("total_cost")), f"{int(run.result.get('total_tokens') or 0):,}",
+             _secs(run.result.get("duration_seconds") or run.duration)] for i, run in enumerate(runs)]
+    total = sum(float(r.result.get("total_cost") or 0.0) for r in runs)
+    return (f'<section><h2>{len(runs)} runs · <span class="total-cost">{_money(total)}</span></h2>'
+            + _table(["workflow", "status", "run", "cost", "tokens", "duration"], rows, numeric_from=3)
+            + "</section>")
+
+
+def render_report(runs: Sequence[RunFolder]) -> str:
+    """The whole page for one run or several."""
+    title = runs[0].name if len(runs) == 1 else f"{len(runs)} orchestrate runs"
+    body = [_overview(runs)] if len(runs) > 1 else []
+    for i, run in enumerate(runs):
+        body.append(f'<article class="run">{_summary(run, f"run-{i}", heading=len(runs) > 1)}{_rows(run)}{_problems(run)}'
+                    f"{_timeline(run)}{_graph(run)}{_costs(run)}{_agents(run)}</article>")
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{_e(title)} · orchestrate report</title><style>{CSS}</style></head><body>"
+            f'<header><h1>{_e(title)}</h1><p class="meta">orchestrate run report</p></header>'
+            + "".join(body) + "</body></html>\n")
+
+
+def write_report(path: Path, run_dirs: Sequence[Path]) -> Path:
+    """Read `run_dirs` (run folders, or folders of them) and write one report to `path`, atomically."""
+    runs = [load_run_folder(p) for p in find_run_folders(list(run_dirs))]
+    atomic_write_text(path, render_report(runs))
+    return path
+
+
+def write_run_report(run_dir: Path) -> Path:
+    """Write ``run_dir/report.html`` from what the run folder holds."""
+    return write_report(run_dir / "report.html", [run_dir])
