@@ -15,11 +15,13 @@ The CLI turns these into exit codes; nothing else does. The tree::
         │   ├── ProviderUnavailableError 408, 409, 5xx, Anthropic's 529
         │   ├── LLMTimeoutError          connect/read/write/pool time-outs
         │   ├── LLMConnectionError       refused or reset connections
-        │   └── MalformedResponseError   a body that is not the JSON promised
+        │   ├── MalformedResponseError   a body that is not the JSON promised
+        │   └── BatchExpiredError        a batch expired or was cancelled before answering
         └── NonRetriableLLMError         retrying cannot help
             ├── AuthenticationError      401, 403
             ├── BadRequestError          400, 422
-            └── ModelNotFoundError       404
+            ├── ModelNotFoundError       404
+            └── BatchFailedError         a provider refused a whole batch (its reason said)
 
 This module is a leaf: standard library only.
 """
@@ -31,6 +33,8 @@ from dataclasses import dataclass
 __all__ = [
     "AuthenticationError",
     "BadRequestError",
+    "BatchExpiredError",
+    "BatchFailedError",
     "BudgetExceededError",
     "LLMConnectionError",
     "LLMError",
@@ -184,3 +188,11 @@ class BadRequestError(NonRetriableLLMError):
 
 class ModelNotFoundError(NonRetriableLLMError):
     """404: no such model or endpoint."""
+
+
+class BatchExpiredError(RetriableLLMError):
+    """A batched request was not answered: its batch expired or was cancelled. Worth another try."""
+
+
+class BatchFailedError(NonRetriableLLMError):
+    """A provider refused a whole batch (its reason in the message); resubmitting cannot help."""

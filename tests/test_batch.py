@@ -83,10 +83,10 @@ async def run(engine: OrchestrationEngine, workflow: Workflow) -> Workflow:
 async def test_three_layers_go_through_openai_batches_in_order_at_half_price(
         server: FakeBatchProvider, clock: FakeClock) -> None:
     engine, hub, events = engine_for(clock)
-    workflow = await run(engine, layered(server, width=40))
+    workflow = await run(engine, layered(server, width=200))
     assert workflow.status is WorkflowStatus.COMPLETED
     # One submission per layer, though max_parallel_agents is 3: batched calls take no slot.
-    assert [len(s["items"]) for s in server.submitted] == [40, 40, 40]
+    assert [len(s["items"]) for s in server.submitted] == [200, 200, 200]
     layers = [{item["custom_id"].split("_")[0] for item in s["items"]} for s in server.submitted]
     assert layers == [{"l0"}, {"l1"}, {"l2"}]
     # Outputs flow downstream: layer 1's prompts hold layer 0's answers.
@@ -95,7 +95,7 @@ async def test_three_layers_go_through_openai_batches_in_order_at_half_price(
     # Every call priced at the batch rate: half of what the same tokens cost online.
     tracker = CostTracker()
     records = engine.cost_tracker.records(workflow.id)
-    assert len(records) == 120 and all(r.batch and r.batch_id for r in records)
+    assert len(records) == 600 and all(r.batch and r.batch_id for r in records)
     for r in records:
         online = tracker.calculate_cost(r.model, r.input_tokens, r.output_tokens)
         assert r.cost == pytest.approx(online * 0.5)
@@ -148,8 +148,10 @@ async def test_a_submission_that_would_pass_the_budget_is_cut_to_what_fits(
     assert done.total_cost <= workflow.cost_budget
 
 
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
 async def test_errored_and_expired_requests_are_retried_in_a_later_batch(
-        server: FakeBatchProvider, clock: FakeClock) -> None:
+        server: FakeBatchProvider, clock: FakeClock, provider: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
     failed_once: set[str] = set()
 
     def outcome(custom_id: str, body: dict[str, Any]) -> str:
@@ -162,7 +164,8 @@ async def test_errored_and_expired_requests_are_retried_in_a_later_batch(
     server.outcome = outcome
     server.fate = lambda n: "expired" if n == 0 else "completed"
     engine, hub, events = engine_for(clock)
-    workflow = layered(server, width=6)
+    model = "gpt-4o-mini" if provider == "openai" else "claude-haiku-4-5"
+    workflow = layered(server, width=6, model=model, provider=provider)
     workflow.agents = workflow.agents[:6]
     done = await run(engine, workflow)
     assert done.status is WorkflowStatus.COMPLETED
@@ -222,5 +225,80 @@ async def test_polling_backs_off_to_the_cap_and_honours_retry_after(server: Fake
     await engine.shutdown()
     assert done.status is WorkflowStatus.COMPLETED
     polls = [d for d in clock.sleeps if d >= 5.0]
-    assert polls[:4] == [5.0, 10.0, 20.0, 40.0] or 120.0 in polls
-    assert 120.0 in polls and max(d for d in polls if d != 120.0) == 60.0
+    # 5, 10, 20, 40, then capped at 60; the 429's retry-after (120 s) is honoured once.
+    assert polls[:4] in ([5.0, 10.0, 20.0, 40.0], [5.0, 120.0, 10.0, 20.0], [5.0, 10.0, 120.0, 20.0])
+    assert polls.count(120.0) == 1 and max(d for d in polls if d != 120.0) == 60.0
+    assert polls[-3:] == [60.0, 60.0, 60.0]
+    (batch_id,) = server.polls
+    assert server.polls[batch_id] == len(polls)  # one poll per wait, for the one open batch
+
+
+def test_submissions_are_split_at_the_size_limit_too() -> None:
+    from orchestrate.llm.batch import _Queue, _Request
+    from orchestrate.llm.openai_batch import OpenAIBatchAPI
+
+    api = OpenAIBatchAPI(None, max_requests=1000, max_bytes=1000)
+    queue = _Queue(BatchHub(), api, "", "gpt-4o-mini")
+    loop = asyncio.new_event_loop()
+    try:
+        requests = [_Request(f"r{i}", "", {}, 300, loop.create_future(), {}) for i in range(10)]
+    finally:
+        loop.close()
+    assert [len(c) for c in queue.chunks(requests)] == [3, 3, 3, 1]
+    huge = _Request("big", "", {}, 5000, requests[0].future, {})
+    assert [len(c) for c in queue.chunks([requests[0], huge, requests[1]])] == [1, 1, 1]
+
+
+async def test_resume_resubmits_what_a_vanished_recorded_batch_held(server: FakeBatchProvider,
+                                                                    clock: FakeClock) -> None:
+    from orchestrate.llm.batch import request_digest  # noqa: F401  (the ids below are made like ours)
+
+    workflow = layered(server, width=2)
+    workflow.agents = workflow.agents[:2]
+    engine, hub, _ = engine_for(clock)
+    done = await run(engine, workflow)
+    first = server.submitted[0]
+    record = {"batch_id": "batch_gone", "provider": "openai", "base_url": f"{server.url}/v1",
+              "model": "gpt-4o-mini", "file_id": "file-gone",
+              "custom_ids": {i["custom_id"]: f"batch_close/{i['custom_id'].split('-a')[0]}/"
+                             + request_digest(i["body"]) for i in first["items"]}}
+    assert done.status is WorkflowStatus.COMPLETED
+    again = layered(server, width=2)
+    again.agents = again.agents[:2]
+    engine, hub, _ = engine_for(clock, adopt=[record])
+    resumed = await run(engine, again)
+    assert resumed.status is WorkflowStatus.COMPLETED
+    assert server.polls.get("batch_gone") is None  # the server never knew it: a 404 on the poll
+    assert server.submissions == 2  # its requests were submitted again, once
+    assert all(a.result.retry_count == 1 for a in resumed.agents)
+    assert "batch_gone" in " ".join(a.result.metadata.get("errors", [""])[0] for a in resumed.agents)
+
+
+def test_the_live_table_and_the_plain_log_show_each_open_batch() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from orchestrate.observe.events import Event
+    from orchestrate.observe.progress import LiveTable, PlainLog
+
+    table, out = LiveTable(Console(file=StringIO(), width=120)), StringIO()
+    log = PlainLog(out)
+    data = {"batch_id": "batch_abc", "provider": "openai", "model": "gpt-4o-mini", "status": "in_progress",
+            "total": 5000, "done": 412, "failed": 3, "requests": 5000}
+    for event in (Event(EventType.WORKFLOW_STARTED, "w1", None, {"name": "close", "agents": []}, workflow_name="close"),
+                  Event(EventType.BATCH_SUBMITTED, "w1", None, {**data, "status": "validating", "done": 0,
+                                                                 "failed": 0}, workflow_name="close"),
+                  Event(EventType.BATCH_STATUS, "w1", None, data, workflow_name="close")):
+        table(event)
+        log(event)
+    console = Console(file=StringIO(), width=120)
+    console.print(table.render())
+    assert "batch batch_abc (openai/gpt-4o-mini) in_progress: 412/5,000 done, 3 failed" in console.file.getvalue()
+    lines = out.getvalue().splitlines()
+    assert lines[1].endswith("close batch batch_abc (openai/gpt-4o-mini) submitted: 5,000 requests")
+    assert lines[2].endswith("close batch batch_abc (openai/gpt-4o-mini) in_progress: 412/5,000 done, 3 failed")
+    table(Event(EventType.BATCH_FINISHED, "w1", None, {**data, "status": "completed"}, workflow_name="close"))
+    console = Console(file=StringIO(), width=120)
+    console.print(table.render())
+    assert "batch_abc" not in console.file.getvalue()

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrate.errors import LLMError, MalformedResponseError
+from orchestrate.errors import BatchExpiredError, LLMError, MalformedResponseError
 from orchestrate.llm.base import LLMResponse
-from orchestrate.llm.batch import BatchAPI, BatchExpiredError, BatchStatus, Submitted
+from orchestrate.llm.batch_api import BatchAPI, BatchStatus, Submitted
 from orchestrate.llm.http import Reply, error_for_status
 from orchestrate.llm.openai_batch import read_jsonl
 

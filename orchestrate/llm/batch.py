@@ -1,6 +1,6 @@
 """Provider batch APIs behind the ordinary `LLMClient.complete()`: half price, answers later.
 
-A `BatchingClient` stands where an online client would. Its `complete()`
+A `BatchingClient` (`batch_clients`) stands where an online client would. Its `complete()`
 builds the provider's request (with the online client's own request builder),
 queues it, and awaits the answer; the executor around it reserves the budget,
 retries and books the cost exactly as for an online call. A `BatchHub` owns
@@ -26,93 +26,15 @@ import hashlib
 import json
 import re
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrate.errors import LLMError, NonRetriableLLMError, RetriableLLMError
-from orchestrate.llm.base import LLMClient, LLMResponse, single_turn
+from orchestrate.errors import BatchExpiredError, BatchFailedError, LLMError
+from orchestrate.llm.base import LLMResponse
+from orchestrate.llm.batch_api import CALL_TAG, BatchAPI, BatchStatus, CallTag
 
-__all__ = ["CALL_TAG", "BatchAPI", "BatchExpiredError", "BatchFailedError", "BatchHub", "BatchStatus",
-           "BatchingClient", "CallTag", "OpenBatch", "request_digest"]
-
-
-@dataclass(frozen=True, slots=True)
-class CallTag:
-    """Who is calling: set by the executor around each attempt, read by the batch layer."""
-
-    workflow_id: str
-    workflow_name: str
-    agent: str
-    attempt: int
-
-
-CALL_TAG: ContextVar[CallTag | None] = ContextVar("orchestrate_call_tag", default=None)
-
-
-class BatchExpiredError(RetriableLLMError):
-    """A batched request was not answered: its batch expired or was cancelled. Worth another try."""
-
-
-class BatchFailedError(NonRetriableLLMError):
-    """A whole batch was refused by the provider (its reason in the message)."""
-
-
-@dataclass(slots=True)
-class BatchStatus:
-    """A batch as the provider last described it."""
-
-    batch_id: str
-    status: str            # the provider's word: validating, in_progress, ended, ...
-    ended: bool            # no further change will come; results can be read
-    total: int = 0
-    done: int = 0          # answered, successfully or not
-    failed: int = 0
-    reason: str | None = None  # why the whole batch failed or expired
-    raw: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class Submitted:
-    batch_id: str
-    file_id: str | None = None
-
-
-class BatchAPI(ABC):
-    """One provider's batch endpoints. `client` is the online client (its URL, key, transport)."""
-
-    provider = ""
-    max_requests = 0
-    max_bytes = 0
-
-    def __init__(self, client: Any, *, max_requests: int | None = None, max_bytes: int | None = None) -> None:
-        self.client = client
-        if max_requests is not None:
-            self.max_requests = max_requests
-        if max_bytes is not None:
-            self.max_bytes = max_bytes
-
-    @abstractmethod
-    def item(self, custom_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        """One request as the provider's batch takes it (a JSONL line, an element of `requests`)."""
-
-    @abstractmethod
-    async def submit(self, model: str, items: list[dict[str, Any]]) -> Submitted:
-        """Create a batch of `items`; returns once the provider has accepted it."""
-
-    @abstractmethod
-    async def status(self, batch_id: str) -> BatchStatus:
-        """Poll a batch once."""
-
-    @abstractmethod
-    async def results(self, status: BatchStatus, model: str) -> dict[str, LLMResponse | LLMError]:
-        """The outcome of every answered request of an ended batch, by custom id."""
-
-    @abstractmethod
-    async def cancel(self, batch_id: str) -> None:
-        """Ask the provider to cancel a batch (what is done so far is still billed)."""
+__all__ = ["BatchHub", "OpenBatch", "request_digest"]
 
 
 def request_digest(body: dict[str, Any]) -> str:
@@ -194,7 +116,7 @@ class _Queue:
             self.timer.cancel()
             self.timer = None
         batch, self.pending, self.size = self.pending, [], 0
-        self.hub._spawn(self.hub._submit(self, batch))
+        self.hub._submitting.add(self.hub._spawn(self.hub._submit(self, batch)))
 
     async def _after_window(self) -> None:
         await self.hub.sleep(self.hub.window)
@@ -250,6 +172,9 @@ class BatchHub:
         self.failed_callers: set[tuple[str, str]] = set()  # agents with a request a batch did not answer
         self.submissions = 0
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._submitting: set[asyncio.Task[Any]] = set()
+        self.closing = False
+        self.submit_grace = 30.0  # seconds `aclose` lets a submission in flight finish, so it is recorded
         self._apis: dict[tuple[str, str], BatchAPI] = {}
         for record in adopt or ():
             batch = OpenBatch(batch_id=record["batch_id"], provider=record["provider"],
@@ -280,7 +205,7 @@ class BatchHub:
                 self._resolve(batch, request, batch.status)
             elif batch.watcher is None:
                 self.open[batch.batch_id] = batch
-                batch.watcher = self._spawn(self._watch(api, batch, first_wait=0.0))
+                batch.watcher = self._spawn(self._watch(api, batch, first_wait=0.0, adopted=True))
             return await future
         item = api.item(custom_id, body)
         size = len(json.dumps(item, separators=(",", ":")).encode()) + 1
@@ -295,6 +220,7 @@ class BatchHub:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._submitting.discard)
         return task
 
     async def _submit(self, queue: _Queue, requests: list[_Request]) -> None:
@@ -325,11 +251,12 @@ class BatchHub:
                 batch.workflows.update(request.workflows)
             self.open[batch.batch_id] = batch
             self._event("batch_submitted", batch)
-            batch.watcher = self._spawn(self._watch(queue.api, batch, first_wait=self.poll_min))
+            if not self.closing:
+                batch.watcher = self._spawn(self._watch(queue.api, batch, first_wait=self.poll_min))
 
     # -- polling --------------------------------------------------------------------------------
 
-    async def _watch(self, api: BatchAPI, batch: OpenBatch, *, first_wait: float) -> None:
+    async def _watch(self, api: BatchAPI, batch: OpenBatch, *, first_wait: float, adopted: bool = False) -> None:
         delay, wait = self.poll_min, first_wait
         while True:
             if batch.waiting and all(r.future.done() for r in batch.waiting.values()):
@@ -340,6 +267,10 @@ class BatchHub:
                 status = await api.status(batch.batch_id)
             except LLMError as exc:
                 if not exc.retriable:
+                    if adopted:  # a batch an earlier run recorded is gone: its requests go in anew
+                        exc = BatchExpiredError(
+                            f"{batch.provider} batch {batch.batch_id} recorded by the resumed run cannot be "
+                            f"read ({exc}); its requests are submitted again", provider=batch.provider)
                     self._fail(batch, exc)
                     return
                 wait = max(exc.retry_after or 0.0, min(delay, self.poll_max))
@@ -398,6 +329,8 @@ class BatchHub:
     def _fail(self, batch: OpenBatch, exc: LLMError) -> None:
         for request in batch.waiting.values():
             if not request.future.done():
+                if exc.retriable and request.caller is not None:
+                    self.failed_callers.add(request.caller)
                 request.future.set_exception(exc)
         self.open.pop(batch.batch_id, None)
 
@@ -411,10 +344,18 @@ class BatchHub:
                             workflow_name=name))
 
     async def aclose(self) -> None:
-        """Stop gathering and polling; cancel open batches only when told to."""
+        """Stop gathering and polling; cancel open batches only when told to.
+
+        A submission already on the wire is let finish (up to `submit_grace` seconds), so
+        that a batch the provider accepted is always recorded for ``--resume``.
+        """
+        self.closing = True
         for queue in self.queues.values():
             if queue.timer is not None:
                 queue.timer.cancel()
+        pending = [task for task in self._submitting if not task.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=self.submit_grace)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -445,49 +386,3 @@ class BatchHub:
 
 def _body_of(item: dict[str, Any]) -> dict[str, Any]:
     return item.get("body") or item.get("params") or {}
-
-
-class BatchingClient(LLMClient):
-    """An online provider client's stand-in that sends every call through the batch API.
-
-    Args:
-        online: The provider's online client; its request builder and parser are reused,
-            and with ``fallback="online"`` it answers the retries of failed batch requests.
-        api: The provider's batch endpoints.
-        hub: The run's queues and pollers.
-    """
-
-    batched = True
-
-    def __init__(self, online: Any, api: BatchAPI, hub: BatchHub) -> None:
-        self.online, self.api, self.hub = online, api, hub
-        self.provider = online.provider
-        self.base_url = online.base_url
-
-    def __repr__(self) -> str:
-        return f"BatchingClient({self.online!r})"
-
-    async def complete(self, prompt: str, model: str, temperature: float = 0.7, max_tokens: int = 1000,
-                       tools: list[dict[str, Any]] | None = None, **kwargs: Any) -> LLMResponse:
-        return await self.complete_with_tools(single_turn(prompt, kwargs.get("system")), model, tools or [],
-                                              temperature, max_tokens, **kwargs)
-
-    async def complete_with_tools(self, messages: list[dict[str, Any]], model: str,
-                                  tools: list[dict[str, Any]], temperature: float = 0.7,
-                                  max_tokens: int = 1000, **kwargs: Any) -> LLMResponse:
-        if self.goes_online():
-            return await self.online.complete_with_tools(messages, model, tools, temperature,
-                                                         max_tokens, **kwargs)
-        body = self.online.request_body(messages, model, tools, temperature, max_tokens, **kwargs)
-        return await self.hub.call(self.api, self.base_url, model, body)
-
-    def goes_online(self) -> bool:
-        """True when the calling agent's next call is sent online (``--batch-fallback online``
-        after a batch left one of its requests unanswered); the executor prices it so."""
-        if self.hub.fallback != "online" or not self.hub.failed_callers:
-            return False
-        tag = CALL_TAG.get()
-        return tag is not None and (tag.workflow_id, tag.agent) in self.hub.failed_callers
-
-    async def aclose(self) -> None:
-        await self.online.aclose()

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrate.llm.base import LLMClient
-from orchestrate.llm.batch import BatchAPI, BatchHub, BatchingClient
+from orchestrate.llm.base import LLMClient, LLMResponse, single_turn
+from orchestrate.llm.batch import BatchHub
+from orchestrate.llm.batch_api import CALL_TAG, BatchAPI
 
-__all__ = ["BatchClients", "batch_api_for"]
+__all__ = ["BatchClients", "BatchingClient", "batch_api_for"]
 
 
 def batch_api_for(client: Any) -> BatchAPI | None:
@@ -77,3 +78,49 @@ class BatchClients:
     async def aclose(self) -> None:
         await self.hub.aclose()
         await self.inner.aclose()
+
+
+class BatchingClient(LLMClient):
+    """An online provider client's stand-in that sends every call through the batch API.
+
+    Args:
+        online: The provider's online client; its request builder and parser are reused,
+            and with ``fallback="online"`` it answers the retries of failed batch requests.
+        api: The provider's batch endpoints.
+        hub: The run's queues and pollers.
+    """
+
+    batched = True
+
+    def __init__(self, online: Any, api: BatchAPI, hub: BatchHub) -> None:
+        self.online, self.api, self.hub = online, api, hub
+        self.provider = online.provider
+        self.base_url = online.base_url
+
+    def __repr__(self) -> str:
+        return f"BatchingClient({self.online!r})"
+
+    async def complete(self, prompt: str, model: str, temperature: float = 0.7, max_tokens: int = 1000,
+                       tools: list[dict[str, Any]] | None = None, **kwargs: Any) -> LLMResponse:
+        return await self.complete_with_tools(single_turn(prompt, kwargs.get("system")), model, tools or [],
+                                              temperature, max_tokens, **kwargs)
+
+    async def complete_with_tools(self, messages: list[dict[str, Any]], model: str,
+                                  tools: list[dict[str, Any]], temperature: float = 0.7,
+                                  max_tokens: int = 1000, **kwargs: Any) -> LLMResponse:
+        if self.goes_online():
+            return await self.online.complete_with_tools(messages, model, tools, temperature,
+                                                         max_tokens, **kwargs)
+        body = self.online.request_body(messages, model, tools, temperature, max_tokens, **kwargs)
+        return await self.hub.call(self.api, self.base_url, model, body)
+
+    def goes_online(self) -> bool:
+        """True when the calling agent's next call is sent online (``--batch-fallback online``
+        after a batch left one of its requests unanswered); the executor prices it so."""
+        if self.hub.fallback != "online" or not self.hub.failed_callers:
+            return False
+        tag = CALL_TAG.get()
+        return tag is not None and (tag.workflow_id, tag.agent) in self.hub.failed_callers
+
+    async def aclose(self) -> None:
+        await self.online.aclose()

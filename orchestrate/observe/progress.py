@@ -177,10 +177,11 @@ class LiveTable:
             elapsed = (state.finished or now) - state.started
             table.caption = (f"{done}/{total} agents done | spent {budget} | "
                              f"rate-limit wait {state.waited:.1f}s | {elapsed:.1f}s elapsed")
-            for batch in state.batches.values():
-                table.caption += "\n" + batch_line(batch)
+
             table.caption_justify = "left"
             parts.append(table)
+            parts.extend(Text(batch_line(batch), style="cyan", no_wrap=True, overflow="ellipsis")
+                         for batch in state.batches.values())
         return Group(*parts)
 
 

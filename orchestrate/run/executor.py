@@ -26,7 +26,7 @@ from orchestrate.errors import (
 from orchestrate.observe.events import Event, EventType
 from orchestrate.run.failures import FailureHandler, RetryPolicy
 from orchestrate.llm.base import LLMClient, LLMResponse
-from orchestrate.llm.batch import CALL_TAG, CallTag
+from orchestrate.llm.batch_api import CALL_TAG, CallTag
 from orchestrate.workflow.models import Agent, AgentResult, AgentStatus, Workflow
 from orchestrate.money.rate_limit import RateLimiterRegistry
 from orchestrate.run.tools import Tool, load_tools
