@@ -302,3 +302,33 @@ def test_the_live_table_and_the_plain_log_show_each_open_batch() -> None:
     console = Console(file=StringIO(), width=120)
     console.print(table.render())
     assert "batch_abc" not in console.file.getvalue()
+
+
+def test_plan_prices_batched_agents_at_the_batch_rate(server: FakeBatchProvider) -> None:
+    from orchestrate.money.planning import plan_workflow
+
+    workflow = layered(server, width=3)
+    online = plan_workflow(workflow, CostTracker())
+    batched = plan_workflow(workflow, CostTracker(), provider_batch=True)
+    assert batched.max_cost == pytest.approx(online.max_cost * 0.5)
+    assert batched.min_cost == pytest.approx(online.min_cost * 0.5)
+    workflow.agents[0].llm_config["batch"] = False  # kept online even under --provider-batch
+    mixed = plan_workflow(workflow, CostTracker(), provider_batch=True)
+    assert mixed.agents[0].max_cost == pytest.approx(online.agents[0].max_cost)
+
+
+async def test_the_response_cache_answers_before_a_batch_is_needed(server: FakeBatchProvider, clock: FakeClock,
+                                                                   tmp_path: Any) -> None:
+    from orchestrate.run.cache import CachingClients
+
+    for expected_submissions in (1, 1):
+        hub = BatchHub(window=0.01, sleep=clock.sleep, clock=clock)
+        clients = CachingClients(tmp_path, BatchClients(ClientPool(), hub, everything=True))
+        engine = OrchestrationEngine(None, EngineConfig(), clients=clients, sleep=clock.sleep)
+        workflow = layered(server, width=4)
+        workflow.agents = workflow.agents[:4]
+        done = await run(engine, workflow)
+        assert done.status is WorkflowStatus.COMPLETED
+        assert server.submissions == expected_submissions  # the second run: every answer cached
+    records = engine.cost_tracker.records(done.id)
+    assert all(r.cached and r.cost == 0 for r in records)

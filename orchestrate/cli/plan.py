@@ -19,16 +19,17 @@ def plan(
     max_parallel: Annotated[Optional[int], typer.Option("--max-parallel", min=1, help="Override max_parallel_agents.")] = None,
     budget: Annotated[Optional[float], typer.Option("--budget", min=0.0, help="Override cost_budget (USD).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the plan as JSON on stdout.")] = False,
+    provider_batch: Annotated[bool, typer.Option("--provider-batch", help="Price calls at the providers' batch rates, as run --provider-batch sends them.")] = False,
 ) -> None:
     """Print the execution order, the critical path and the cost bounds of a run; call nothing."""
     from orchestrate.cli.run import parse_inputs
 
     print_plans(files, parse_inputs(input_pairs or [], inputs_file), max_parallel=max_parallel,
-                budget=budget, as_json=json_output)
+                budget=budget, as_json=json_output, provider_batch=provider_batch)
 
 
 def print_plans(files: list[Path], inputs: dict[str, Any], *, max_parallel: int | None,
-                budget: float | None, as_json: bool) -> None:
+                budget: float | None, as_json: bool, provider_batch: bool = False) -> None:
     from orchestrate.money.costs import CostConfig, CostTracker
     from orchestrate.workflow.loader import load_workflow
     from orchestrate.money.planning import plan_workflow
@@ -40,7 +41,7 @@ def print_plans(files: list[Path], inputs: dict[str, Any], *, max_parallel: int 
             workflow.max_parallel_agents = max_parallel
         if budget is not None:
             workflow.cost_budget = budget
-        plans.append(plan_workflow(workflow, CostTracker(CostConfig())))
+        plans.append(plan_workflow(workflow, CostTracker(CostConfig()), provider_batch=provider_batch))
     if as_json:
         payload = [p.to_dict() for p in plans]
         sys.stdout.write(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2) + "\n")

@@ -79,7 +79,8 @@ def run(
     if dry_run:
         from orchestrate.cli.plan import print_plans
 
-        print_plans(files, values, max_parallel=max_parallel, budget=budget, as_json=json_output)
+        print_plans(files, values, max_parallel=max_parallel, budget=budget, as_json=json_output,
+                    provider_batch=provider_batch)
         return
     options = RunOptions(
         simulate=simulate, inputs=values, output_dir=output_dir, max_parallel=max_parallel,

@@ -68,8 +68,14 @@ class Plan:
 
 
 def plan_workflow(workflow: Workflow, tracker: CostTracker, *, output_retries: int = 2,
-                  max_tool_rounds: int = 8) -> Plan:
-    """The plan of `workflow` under its own limits."""
+                  max_tool_rounds: int = 8, provider_batch: bool = False) -> Plan:
+    """The plan of `workflow` under its own limits.
+
+    Agents whose calls go through a provider batch API (``llm_config.batch``, or every agent
+    with `provider_batch` unless its ``batch`` is false) are priced at the batch rate.
+    """
+    from orchestrate.llm.providers import resolve_provider
+
     agents = {a.name: a for a in workflow.agents}
     weights = {a.name: expected_seconds(a) for a in workflow.agents}
     graph = DependencyGraph.from_agents(workflow.agents)
@@ -94,6 +100,9 @@ def plan_workflow(workflow: Workflow, tracker: CostTracker, *, output_retries: i
         calls *= (max_tool_rounds + 1) if agent.tools else 1
         low_tokens = len(agent.prompt_template.encode()) // 4 + upstream_tokens // 4
         low = tracker.calculate_cost(model, low_tokens, 1)
+        if llm.get("batch", provider_batch):
+            rate = tracker.batch_rate(resolve_provider(llm))
+            per_call, low = per_call * rate, low * rate
         rows.append(AgentPlan(name, agent.module, model, start, finish, low,
                               min(agent.cost_limit, per_call * calls), calls))
     uncapped = sum(r.max_cost for r in rows)

@@ -250,7 +250,7 @@ class AgentExecutor:
         specs = [tool.spec() for tool in tools]
         # A batched call is reserved and priced at the provider's batch rate; it waits at the
         # provider, so the online rate limits do not apply to it.
-        batched = getattr(client, "batched", False) and not client.goes_online()  # type: ignore[attr-defined]
+        batched = getattr(client, "batched", False) and not getattr(client, "goes_online", bool)()
         rate = self.tracker.batch_rate(client.provider) if batched else 1.0
         worst = rate * self.tracker.max_cost(model, messages, max_tokens, overrides=workflow.prices,
                                              tools=specs, response_schema=agent.output_schema)
@@ -286,7 +286,7 @@ class AgentExecutor:
         self.tracker.record_cost(
             key, agent.name, workflow.id, model,
             response.input_tokens, response.output_tokens,
-            {"batch": True, "batch_id": batch_id} if batch_id else None,
+            {"cached": True} if cached else {"batch": True, "batch_id": batch_id} if batch_id else None,
             cached_input_tokens=response.cached_input_tokens,
             cache_creation_input_tokens=response.cache_creation_input_tokens,
             reasoning_tokens=response.reasoning_tokens, provider=client.provider,

@@ -30,8 +30,10 @@ def fingerprint(agent: Agent, prompt: str) -> str:
     The definition is hashed through `repr` (with llm_config's keys sorted), which
     is stable for the same workflow file and several times cheaper than JSON.
     """
-    definition = repr((sorted(agent.llm_config.items()), agent.tools, agent.output_schema,
-                       agent.dependencies))
+    # `batch` says how the call is sent, not what it asks: switching it keeps the answers.
+    llm = agent.llm_config
+    config = sorted(llm.items()) if "batch" not in llm else sorted(i for i in llm.items() if i[0] != "batch")
+    definition = repr((config, agent.tools, agent.output_schema, agent.dependencies))
     digest = hashlib.blake2b(definition.encode(), digest_size=16)
     digest.update(b"\x00")
     digest.update(prompt.encode())
