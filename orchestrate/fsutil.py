@@ -11,19 +11,26 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["atomic_write_text"]
+__all__ = ["atomic_write_chunks", "atomic_write_text"]
 
 
 def atomic_write_text(path: Path | str, text: str, *, encoding: str = "utf-8") -> None:
     """Replace `path` with `text` atomically (temporary file, fsync, rename)."""
+    atomic_write_chunks(path, (text,), encoding=encoding)
+
+
+def atomic_write_chunks(path: Path | str, chunks: Iterable[str], *, encoding: str = "utf-8") -> None:
+    """Like `atomic_write_text`, for text made piece by piece (a file too big to build in memory)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding=encoding, newline="\n") as handle:
-            handle.write(text)
+            for chunk in chunks:
+                handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, target)

@@ -17,7 +17,7 @@ def cost_report(
     paths: Annotated[Optional[list[Path]], typer.Argument(
         help="Run folders, cost.json files, or folders of runs (default: ./runs).", show_default=False)] = None,
     by: Annotated[Optional[list[str]], typer.Option(
-        "--by", "-b", help="Group by workflow|agent|model|module|provider|day|mode (batch or online); repeat or comma-separate "
+        "--by", "-b", help="Group by workflow|agent|model|module|provider|day|mode (batch or online)|row (a dataset row's key); repeat or comma-separate "
                            "to combine (default: workflow).")] = None,
     since: Annotated[Optional[str], typer.Option("--since", help="Only calls at or after this date/time (ISO 8601).")] = None,
     until: Annotated[Optional[str], typer.Option("--until", help="Only calls at or before this date/time (ISO 8601).")] = None,

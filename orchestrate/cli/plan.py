@@ -20,16 +20,57 @@ def plan(
     budget: Annotated[Optional[float], typer.Option("--budget", min=0.0, help="Override cost_budget (USD).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the plan as JSON on stdout.")] = False,
     provider_batch: Annotated[bool, typer.Option("--provider-batch", help="Price calls at the providers' batch rates, as run --provider-batch sends them.")] = False,
+    data: Annotated[Optional[str], typer.Option("--data", help="Plan a batch over every row of this JSONL or CSV file ('-': stdin); --budget is the batch's ceiling.")] = None,
+    key: Annotated[Optional[str], typer.Option("--key", help="The column that identifies a row.")] = None,
+    shard: Annotated[Optional[str], typer.Option("--shard", help="K/N: only the rows whose index modulo N is K-1.")] = None,
 ) -> None:
     """Print the execution order, the critical path and the cost bounds of a run; call nothing."""
+    from orchestrate.cli.common import fail
     from orchestrate.cli.run import parse_inputs
 
+    if data is not None and len(files) != 1:
+        fail("--data takes exactly one workflow file")
     print_plans(files, parse_inputs(input_pairs or [], inputs_file), max_parallel=max_parallel,
-                budget=budget, as_json=json_output, provider_batch=provider_batch)
+                budget=budget, as_json=json_output, provider_batch=provider_batch, data=data, key=key,
+                shard=shard)
+
+
+def print_batch_plan(file: Path, inputs: dict[str, Any], *, data: str, key: str | None,
+                     shard: str | None, budget: float | None, as_json: bool) -> None:
+    """The least and most a batch over `data` can cost (every row checked and planned)."""
+    from orchestrate.cli.run_data import open_dataset
+    from orchestrate.money.costs import CostConfig, CostTracker
+    from orchestrate.money.planning import plan_batch
+    from orchestrate.run.dataset import parse_shard
+
+    template, dataset, spooled = open_dataset(file, data, inputs, key=key,
+                                              shard=parse_shard(shard) if shard else None)
+    try:
+        tracker = CostTracker(CostConfig())
+        if template.prices:
+            tracker.add_prices(template.prices)
+        plan = plan_batch(template, dataset, tracker, budget=budget)
+    finally:
+        if spooled is not None:
+            spooled.unlink(missing_ok=True)
+    if as_json:
+        sys.stdout.write(json.dumps(plan.to_dict(), indent=2) + "\n")
+        return
+    ceiling = " (the batch budget binds)" if plan.budget_binds else ""
+    budget_text = f"; batch budget ${plan.budget:.2f}" if plan.budget is not None else "; no batch budget"
+    sys.stdout.write(
+        f"{plan.workflow}: {plan.rows} rows to run" + (f", {plan.invalid_rows} invalid" if plan.invalid_rows else "")
+        + f"\ncost: at least ${plan.min_cost:.4f} if every row completes, at most ${plan.max_cost:.4f}"
+        f"{ceiling}{budget_text}\nper row: ${plan.row_min_cost:.4f} to ${plan.row_max_cost:.4f} "
+        f"(each row capped at its cost_budget ${template.cost_budget:.2f})\n")
 
 
 def print_plans(files: list[Path], inputs: dict[str, Any], *, max_parallel: int | None,
-                budget: float | None, as_json: bool, provider_batch: bool = False) -> None:
+                budget: float | None, as_json: bool, provider_batch: bool = False, data: str | None = None,
+                key: str | None = None, shard: str | None = None) -> None:
+    if data is not None:
+        print_batch_plan(files[0], inputs, data=data, key=key, shard=shard, budget=budget, as_json=as_json)
+        return
     from orchestrate.money.costs import CostConfig, CostTracker
     from orchestrate.workflow.loader import load_workflow
     from orchestrate.money.planning import plan_workflow

@@ -63,6 +63,11 @@ def run(
     batch_poll_max: Annotated[float, typer.Option("--batch-poll-max", min=0.1, help="Longest wait in seconds between two polls of a batch.")] = 300.0,
     batch_window: Annotated[float, typer.Option("--batch-window", min=0.0, help="Seconds to gather ready calls into one batch submission.")] = 2.0,
     cancel_batches: Annotated[bool, typer.Option("--cancel-batches", help="On Ctrl-C, cancel submitted batches (else they finish at the provider, for --resume).")] = False,
+    data: Annotated[Optional[str], typer.Option("--data", help="Run over every row of this JSONL or CSV file ('-': stdin); --budget is then the batch's ceiling and --max-parallel caps its calls in flight.", rich_help_panel="Datasets")] = None,
+    key: Annotated[Optional[str], typer.Option("--key", help="The column that identifies a row (default: its line and a digest).", rich_help_panel="Datasets")] = None,
+    skip_invalid_rows: Annotated[bool, typer.Option("--skip-invalid-rows", help="Record invalid rows as invalid and run the rest.", rich_help_panel="Datasets")] = False,
+    max_rows_parallel: Annotated[Optional[int], typer.Option("--max-rows-parallel", min=1, help="Rows in flight at most (default: enough to keep --max-parallel calls going).", rich_help_panel="Datasets")] = None,
+    shard: Annotated[Optional[str], typer.Option("--shard", help="K/N: run only the rows whose index modulo N is K-1.", rich_help_panel="Datasets")] = None,
 ) -> None:
     """Run workflows and write result.json, cost.json and events.jsonl for each.
 
@@ -75,12 +80,18 @@ def run(
         fail("--resume takes exactly one workflow file")
     if batch_fallback not in ("batch", "online"):
         fail(f"--batch-fallback {batch_fallback!r}: choose 'batch' or 'online'")
+    if data is None and (key or skip_invalid_rows or max_rows_parallel or shard):
+        fail("--key, --skip-invalid-rows, --max-rows-parallel and --shard need --data")
+    if data is not None and len(files) != 1:
+        fail("--data takes exactly one workflow file")
+    if data is not None and provider_batch:
+        fail("--provider-batch does not work with --data yet: a dataset's rows run online")
     values = parse_inputs(input_pairs or [], inputs_file)
     if dry_run:
         from orchestrate.cli.plan import print_plans
 
         print_plans(files, values, max_parallel=max_parallel, budget=budget, as_json=json_output,
-                    provider_batch=provider_batch)
+                    provider_batch=provider_batch, data=data, key=key, shard=shard)
         return
     options = RunOptions(
         simulate=simulate, inputs=values, output_dir=output_dir, max_parallel=max_parallel,
@@ -90,5 +101,13 @@ def run(
         sim_latency=sim_latency, sim_failure_rate=sim_failure_rate, seed=seed,
         provider_batch=provider_batch, batch_fallback=batch_fallback, batch_poll_max=batch_poll_max,
         batch_window=batch_window, cancel_batches=cancel_batches)
+    if data is not None:
+        from orchestrate.cli.run_data import BatchOptions, BatchSession
+        from orchestrate.run.dataset import parse_shard
+
+        batch = BatchOptions(data=data, key=key, skip_invalid_rows=skip_invalid_rows,
+                             max_rows_parallel=max_rows_parallel,
+                             shard=parse_shard(shard) if shard else None)
+        raise typer.Exit(BatchSession(files[0], options, batch).execute())
     code = RunSession(files, options).execute()
     raise typer.Exit(code)

@@ -28,7 +28,7 @@ __all__ = ["GROUP_KEYS", "TOKEN_FIELDS", "aggregate", "breakdown", "build_cost_d
 SCHEMA_VERSION = 1
 TOKEN_FIELDS = ("input_tokens", "cached_input_tokens", "cache_creation_input_tokens",
                 "output_tokens", "reasoning_tokens")
-GROUP_KEYS = ("workflow", "agent", "model", "module", "provider", "day", "mode")
+GROUP_KEYS = ("workflow", "agent", "model", "module", "provider", "day", "mode", "row")
 
 
 def _totals(rows: Iterable[Any], get: Any) -> dict[str, Any]:

@@ -113,6 +113,7 @@ class Reservation:
     agent_key: str
     amount: float
     open: bool = True
+    parent: str | None = None
 
 
 @dataclass(slots=True)
@@ -149,6 +150,7 @@ class _Account:
     limit: float | None = None
     spent: float = 0.0
     reserved: float = 0.0
+    parent: str | None = None  # a batch's account, which every row's spend also counts against
 
 
 def _load_price_file(path: str) -> dict[str, dict[str, float]]:
@@ -258,9 +260,30 @@ class CostTracker:
 
     # -- budgets --------------------------------------------------------------------------------
 
-    def set_workflow_budget(self, workflow_id: str, budget: float | None) -> None:
-        """The ceiling of a workflow's spend (None: no ceiling)."""
-        self._workflows.setdefault(workflow_id, _Account()).limit = budget
+    def set_workflow_budget(self, workflow_id: str, budget: float | None, *,
+                            parent: str | None = None) -> None:
+        """The ceiling of a workflow's spend (None: no ceiling).
+
+        With `parent` (the id of another account, e.g. a batch's), every
+        reservation and spend of this workflow also counts against that
+        account's ceiling, checked in the same synchronous step.
+        """
+        account = self._workflows.setdefault(workflow_id, _Account())
+        account.limit = budget
+        if parent is not None:
+            self._workflows.setdefault(parent, _Account())
+            account.parent = parent
+
+    def forget(self, workflow_id: str, agent_keys: Iterable[str] = ()) -> list[CallRecord]:
+        """Drop a finished workflow's accounts and return its call records.
+
+        A batch calls this as each row ends so that memory stays flat however
+        many rows it runs; the row's spend stays counted in its parent account.
+        """
+        self._workflows.pop(workflow_id, None)
+        for key in agent_keys:
+            self._agents.pop(key, None)
+        return self._records.pop(workflow_id, [])
 
     def set_agent_budget(self, agent_id: str, limit: float | None) -> None:
         """The ceiling of an agent's spend; `agent_id` is ``"<workflow id>:<agent name>"``."""
@@ -276,7 +299,10 @@ class CostTracker:
         amount = max(0.0, amount)
         flow = self._workflows.get(workflow_id) or self._workflows.setdefault(workflow_id, _Account())
         own = self._agents.get(agent_key) or self._agents.setdefault(agent_key, _Account())
-        for scope, account in (("workflow", flow), ("agent", own)):
+        parent = self._workflows.get(flow.parent) if flow.parent is not None else None
+        scopes = (("workflow", flow), ("agent", own)) if parent is None else (
+            ("batch", parent), ("workflow", flow), ("agent", own))
+        for scope, account in scopes:
             committed = account.spent + account.reserved
             if account.limit is not None and committed + amount > account.limit + _EPSILON:
                 raise BudgetExceededError(
@@ -285,13 +311,16 @@ class CostTracker:
                     scope=scope, limit=account.limit, requested=amount, committed=committed)
         flow.reserved += amount
         own.reserved += amount
-        return Reservation(workflow_id, agent_key, amount)
+        if parent is not None:
+            parent.reserved += amount
+        return Reservation(workflow_id, agent_key, amount, True, flow.parent)
 
     def _unreserve(self, reservation: Reservation) -> None:
         if not reservation.open:
             return
         reservation.open = False
-        for account in (self._workflows.get(reservation.workflow_id), self._agents.get(reservation.agent_key)):
+        for account in (self._workflows.get(reservation.workflow_id), self._agents.get(reservation.agent_key),
+                        self._workflows.get(reservation.parent) if reservation.parent else None):
             if account is not None:
                 account.reserved = max(0.0, account.reserved - reservation.amount)
 
@@ -318,6 +347,15 @@ class CostTracker:
         account = self._workflows.get(workflow_id)
         return account.spent if account is not None else 0.0
 
+    def reserved(self, workflow_id: str) -> float:
+        """What a workflow has set aside for calls in flight."""
+        account = self._workflows.get(workflow_id)
+        return account.reserved if account is not None else 0.0
+
+    def carry_spend(self, workflow_id: str, amount: float) -> None:
+        """Count `amount` spent earlier (a resumed batch's past sessions) against a workflow's budget."""
+        self._workflows.setdefault(workflow_id, _Account()).spent += max(0.0, amount)
+
     # -- records --------------------------------------------------------------------------------
 
     def record_cost(self, agent_id: str, agent_name: str, workflow_id: str, model: str,
@@ -340,7 +378,11 @@ class CostTracker:
             cached=bool(meta.get("cached")), reused=bool(meta.get("reused")),
             batch=bool(meta.get("batch")), batch_id=meta.get("batch_id"), metadata=metadata)
         self._records.setdefault(workflow_id, []).append(record)
-        self._workflows.setdefault(workflow_id, _Account()).spent += cost
+        flow = self._workflows.setdefault(workflow_id, _Account())
+        flow.spent += cost
+        if flow.parent is not None and not record.reused:
+            # Carried-over results were paid for, and counted, in the batch's earlier session.
+            self._workflows[flow.parent].spent += cost
         self._agents.setdefault(agent_id, _Account()).spent += cost
         self.total_cost += cost
         self.total_tokens += input_tokens + output_tokens

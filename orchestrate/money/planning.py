@@ -24,7 +24,7 @@ from orchestrate.workflow.graph import DependencyGraph
 from orchestrate.workflow.models import Workflow
 from orchestrate.run.scheduler import expected_seconds
 
-__all__ = ["AgentPlan", "Plan", "plan_workflow"]
+__all__ = ["AgentPlan", "BatchPlan", "Plan", "plan_batch", "plan_workflow"]
 
 
 @dataclass(frozen=True)
@@ -68,11 +68,13 @@ class Plan:
 
 
 def plan_workflow(workflow: Workflow, tracker: CostTracker, *, output_retries: int = 2,
-                  max_tool_rounds: int = 8, provider_batch: bool = False) -> Plan:
+                  max_tool_rounds: int = 8, provider_batch: bool = False, input_bytes: int = 0) -> Plan:
     """The plan of `workflow` under its own limits.
 
     Agents whose calls go through a provider batch API (``llm_config.batch``, or every agent
     with `provider_batch` unless its ``batch`` is false) are priced at the batch rate.
+    `input_bytes` is added to every prompt: the size of the input values a dataset row fills
+    in (a batch plans each row with its own).
     """
     from orchestrate.llm.providers import resolve_provider
 
@@ -90,7 +92,7 @@ def plan_workflow(workflow: Workflow, tracker: CostTracker, *, output_retries: i
         max_tokens = int(llm.get("max_tokens", 1000))
         upstream_tokens = sum(int(agents[d].llm_config.get("max_tokens", 1000))
                               for d in graph.dependencies[name])
-        prompt = agent.prompt_template + " " * (4 * upstream_tokens)
+        prompt = agent.prompt_template + " " * (4 * upstream_tokens + input_bytes)
         messages = [{"role": "user", "content": prompt}]
         if llm.get("system"):
             messages.insert(0, {"role": "system", "content": llm["system"]})
@@ -137,3 +139,54 @@ def _simulate(workflow: Workflow, graph: DependencyGraph, weights: dict[str, flo
             if waiting[child] == 0:
                 heapq.heappush(ready, (-priority[child], -remaining[child], position[child], child))
     return order
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """The cost bounds of a batch: each row planned with its own inputs, streamed."""
+
+    workflow: str
+    rows: int
+    invalid_rows: int
+    min_cost: float
+    max_cost: float
+    budget: float | None
+    budget_binds: bool
+    row_min_cost: float  # the cheapest row's least cost
+    row_max_cost: float  # the dearest row's most cost
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"workflow": self.workflow, "rows": self.rows, "invalid_rows": self.invalid_rows,
+                "min_cost": round(self.min_cost, 6), "max_cost": round(self.max_cost, 6),
+                "budget": self.budget, "budget_binds": self.budget_binds,
+                "row_min_cost": round(self.row_min_cost, 6), "row_max_cost": round(self.row_max_cost, 6)}
+
+
+def plan_batch(template: Workflow, rows: Any, tracker: CostTracker, *, budget: float | None) -> BatchPlan:
+    """Least and most a batch over `rows` (Row and BadRow items) can cost, before anything is spent.
+
+    Each valid row is planned like a single run with its own inputs (its
+    bounds capped by the workflow's per-row `cost_budget`); the batch's most
+    is the sum, capped by the batch `budget`, which the engine never lets the
+    batch cross.
+    """
+    from orchestrate.run.dataset_run import instantiate
+    from orchestrate.run.dataset import BadRow
+
+    count = invalid = 0
+    low = high = 0.0
+    row_low, row_high = float("inf"), 0.0
+    for item in rows:
+        if isinstance(item, BadRow):
+            invalid += 1
+            continue
+        size = sum(len(str(v).encode()) for v in item.values.values())
+        plan = plan_workflow(instantiate(template, item.values, "plan"), tracker, input_bytes=size)
+        count += 1
+        low += plan.min_cost
+        high += plan.max_cost
+        row_low, row_high = min(row_low, plan.min_cost), max(row_high, plan.max_cost)
+    binds = budget is not None and high > budget
+    return BatchPlan(template.name, count, invalid, min(low, budget) if budget is not None else low,
+                     min(high, budget) if budget is not None else high, budget, binds,
+                     row_low if count else 0.0, row_high)

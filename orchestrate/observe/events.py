@@ -23,6 +23,8 @@ Data carried by each type (all keys always present):
 - ``agent_finished``: status, error, tokens_used, cost, execution_time,
   retry_count, model, provider, module, output, fingerprint, error_type
 - ``workflow_finished``: status, total_cost, total_tokens, duration
+- ``row_started`` (a dataset batch; workflow_id is the row's run): key, row (its line)
+- ``row_finished``: key, row, status, cost, tokens, seconds, error
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class EventType(str, Enum):
     BATCH_SUBMITTED = "batch_submitted"   # a provider accepted a batch (id, file id, custom ids)
     BATCH_STATUS = "batch_status"         # a poll saw its status or counts change
     BATCH_FINISHED = "batch_finished"     # its results were read and handed to the agents
+    ROW_STARTED = "row_started"
+    ROW_FINISHED = "row_finished"
 
 
 @dataclass(slots=True)

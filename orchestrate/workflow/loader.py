@@ -33,6 +33,7 @@ __all__ = [
     "MAX_FILE_BYTES",
     "bind_inputs",
     "check_document",
+    "check_inputs",
     "find_workflow_files",
     "load_workflow",
     "load_workflow_text",
@@ -203,19 +204,24 @@ def _build(doc: dict[str, Any], source: str | None) -> Workflow:
 
 
 def load_workflow_text(text: str, *, file: str = "<string>",
-                       inputs: dict[str, Any] | None = None) -> Workflow:
-    """A workflow from YAML text; raises WorkflowValidationError with every problem."""
+                       inputs: dict[str, Any] | None = None, bind: bool = True) -> Workflow:
+    """A workflow from YAML text; raises WorkflowValidationError with every problem.
+
+    With `bind` false the inputs are left unbound (a dataset binds them per row).
+    """
     located, problems = parse_yaml(text, file)
     if located is not None:
         problems += check_document(located)
     if problems or located is None:
         raise WorkflowValidationError(sorted(problems, key=lambda p: (p.line, p.column)))
     workflow = _build(located.value, file)
-    bind_inputs(workflow, inputs or {})
+    if bind:
+        bind_inputs(workflow, inputs or {})
     return workflow
 
 
-def load_workflow(path: str | Path, *, inputs: dict[str, Any] | None = None) -> Workflow:
+def load_workflow(path: str | Path, *, inputs: dict[str, Any] | None = None,
+                  bind: bool = True) -> Workflow:
     """Read, validate and build the workflow at `path`, binding `inputs` (name -> value).
 
     Raises:
@@ -226,7 +232,7 @@ def load_workflow(path: str | Path, *, inputs: dict[str, Any] | None = None) -> 
     text, problems = read_text(path)
     if text is None:
         raise WorkflowValidationError(problems)
-    return load_workflow_text(text, file=str(path), inputs=inputs)
+    return load_workflow_text(text, file=str(path), inputs=inputs, bind=bind)
 
 
 def workflow_from_dict(data: dict[str, Any], *, inputs: dict[str, Any] | None = None,
@@ -298,21 +304,29 @@ def _coerce(name: str, kind: str, value: Any) -> Any:
 
 def bind_inputs(workflow: Workflow, values: dict[str, Any]) -> Workflow:
     """Check `values` against the declared inputs, convert them, fill in defaults."""
-    declared = workflow.inputs
+    workflow.input_values = check_inputs(workflow.name, workflow.inputs, values)
+    return workflow
+
+
+def check_inputs(name: str, declared: dict[str, dict[str, Any]], values: dict[str, Any]) -> dict[str, Any]:
+    """The values of workflow `name`'s `declared` inputs: `values` converted, defaults filled in.
+
+    Raises:
+        UserInputError: For an unknown or missing input, or a value of the wrong type.
+    """
     unknown = sorted(set(values) - set(declared))
     if unknown:
         names = ", ".join(sorted(declared)) or "none"
-        raise UserInputError(f"unknown input {unknown[0]!r} for workflow {workflow.name!r} "
+        raise UserInputError(f"unknown input {unknown[0]!r} for workflow {name!r} "
                              f"(declared inputs: {names})")
     bound: dict[str, Any] = {}
-    for name, spec in declared.items():
+    for input_name, spec in declared.items():
         kind = spec.get("type", "string")
-        if name in values:
-            bound[name] = _coerce(name, kind, values[name])
+        if input_name in values:
+            bound[input_name] = _coerce(input_name, kind, values[input_name])
         elif "default" in spec:
-            bound[name] = spec["default"]
+            bound[input_name] = spec["default"]
         else:
-            raise UserInputError(f"workflow {workflow.name!r} needs input {name!r}: "
-                                 f"pass --input {name}=VALUE")
-    workflow.input_values = bound
-    return workflow
+            raise UserInputError(f"workflow {name!r} needs input {input_name!r}: "
+                                 f"pass --input {input_name}=VALUE")
+    return bound

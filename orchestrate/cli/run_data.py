@@ -1,0 +1,238 @@
+"""`orchestrate run FILE --data ROWS`: one workflow over every row of a dataset, as one batch.
+
+Order: load the workflow once; check every row (of this shard) before
+anything runs; make or reopen the batch folder; run the rows in one engine
+under signals; write the reports; exit with a code for the batch as a whole:
+0 every row completed, 3 some did not, 1 none did, 130/143 interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrate.cli.common import print_error
+from orchestrate.cli.run_session import RunOptions
+from orchestrate.errors import UserInputError
+from orchestrate.observe.dataset_report import BatchRecorder, PriorBatch, load_prior
+from orchestrate.observe.eventlog import EventLog
+from orchestrate.observe.reports import new_run_dir
+from orchestrate.run.dataset_run import BatchRunner, CappedClients, default_rows_parallel
+from orchestrate.run.dataset import Dataset, spool_stdin
+from orchestrate.run.engine import EngineConfig, OrchestrationEngine
+from orchestrate.workflow.loader import load_workflow
+from orchestrate.workflow.models import Workflow
+
+__all__ = ["BatchOptions", "BatchSession", "open_dataset"]
+
+DEFAULT_MAX_CALLS = 32  # calls in flight for the whole batch unless --max-parallel says otherwise
+_EXIT_BY_SIGNAL: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
+_EXIT_BY_STATUS = {"completed": 0, "partially_completed": 3, "failed": 1, "cancelled": 1}
+
+
+@dataclass
+class BatchOptions:
+    data: str
+    key: str | None = None
+    skip_invalid_rows: bool = False
+    max_rows_parallel: int | None = None
+    shard: tuple[int, int] | None = None
+    progress_every: float = 10.0
+
+
+def open_dataset(file: Path, data: str, shared: dict[str, Any], *, key: str | None,
+                 shard: tuple[int, int] | None) -> tuple[Workflow, Dataset, Path | None]:
+    """The workflow (inputs unbound) and its dataset; a spooled copy of stdin to delete after."""
+    template = load_workflow(file, bind=False)
+    unknown = sorted(set(shared) - set(template.inputs))
+    if unknown:
+        names = ", ".join(sorted(template.inputs)) or "none"
+        raise UserInputError(f"unknown input {unknown[0]!r} for workflow {template.name!r} "
+                             f"(declared inputs: {names})")
+    spooled = spool_stdin() if data == "-" else None
+    path = spooled or Path(data)
+    if spooled is None and not path.is_file():
+        raise UserInputError(f"{data}: no such dataset file")
+    dataset = Dataset(path, workflow_name=template.name, declared=template.inputs, shared=shared,
+                      key=key, shard=shard, label="<stdin>" if spooled else data)
+    return template, dataset, spooled
+
+
+class BatchSession:
+    """Everything one `orchestrate run FILE --data ROWS` does, in order."""
+
+    def __init__(self, file: Path, options: RunOptions, batch: BatchOptions) -> None:
+        self.file = file
+        self.options = options
+        self.batch = batch
+        self.signal_received: int | None = None
+        self.runner: BatchRunner | None = None
+
+    def execute(self) -> int:
+        opts, batch = self.options, self.batch
+        template, dataset, spooled = open_dataset(self.file, batch.data, opts.inputs, key=batch.key,
+                                                  shard=batch.shard)
+        try:
+            return self._execute(template, dataset)
+        finally:
+            if spooled is not None:
+                spooled.unlink(missing_ok=True)
+
+    def _execute(self, template: Workflow, dataset: Dataset) -> int:
+        opts, batch = self.options, self.batch
+        check = dataset.check()
+        if check.bad_count and not batch.skip_invalid_rows:
+            for bad in check.bad:
+                print_error(dataset.describe(bad))
+            more = check.bad_count - len(check.bad)
+            raise UserInputError(f"{check.bad_count} of {check.rows} rows are invalid"
+                                 + (f" ({more} more not shown)" if more else "")
+                                 + "; fix them or pass --skip-invalid-rows")
+        prior: PriorBatch | None = None
+        if opts.resume is not None:
+            prior = load_prior(opts.resume)
+            if prior.name is not None and prior.name != template.name:
+                raise UserInputError(f"{opts.resume}: this batch folder is of workflow {prior.name!r}, "
+                                     f"not {template.name!r}")
+            run_dir = opts.resume
+        else:
+            run_dir = new_run_dir(opts.output_dir, template.name)
+        max_calls = opts.max_parallel or DEFAULT_MAX_CALLS
+        rows_parallel = batch.max_rows_parallel or default_rows_parallel(template, max_calls)
+        capped = CappedClients(self._clients(template), max_calls)
+        engine = OrchestrationEngine(None, EngineConfig(max_concurrent_workflows=rows_parallel),
+                                     clients=capped)
+        batch_id = f"batch:{run_dir.name}"
+        if prior is not None:
+            engine.cost_tracker.carry_spend(batch_id, prior.spent)
+        recorder = BatchRecorder(
+            run_dir, template, engine.cost_tracker, batch_id=batch_id, simulated=opts.simulate,
+            budget=opts.budget, prior=prior, extra={
+                "data": dataset.label, "key": batch.key, "inputs": opts.inputs,
+                "shard": f"{batch.shard[0]}/{batch.shard[1]}" if batch.shard else None,
+                "resumed_from": str(opts.resume) if opts.resume else None,
+                "max_rows_parallel": rows_parallel, "max_calls_in_flight": max_calls})
+        todo = check.rows - (len(prior.completed) if prior is not None else 0)
+        display = self._display(template, engine, capped, batch_id, max(0, todo))
+        log = EventLog(run_dir / "events.jsonl", sync_interval=1.0)
+        engine.add_sink(log)
+        runner = self.runner = BatchRunner(
+            engine, template, dataset, sinks=[recorder, display], batch_id=batch_id, budget=opts.budget,
+            max_rows_parallel=rows_parallel, completed=prior.completed if prior is not None else frozenset(),
+            reuse=prior.reuse if prior is not None else None, session=uuid.uuid4().hex[:6])
+        engine.add_sink(display)
+        engine.add_sink(recorder)
+        try:
+            asyncio.run(self._run(engine, runner, display))
+        finally:
+            log.close()
+        status = self._status(recorder)
+        document = recorder.finish(status, f"interrupted by {signal.Signals(self.signal_received).name}"
+                                   if self.signal_received is not None else None)
+        self._artefacts(document, run_dir)
+        self._print(document, run_dir)
+        if self.signal_received is not None:
+            return _EXIT_BY_SIGNAL.get(self.signal_received, 130)
+        return _EXIT_BY_STATUS.get(status, 1)
+
+    def _clients(self, template: Workflow) -> Any:
+        from orchestrate.llm.providers import ClientPool
+        from orchestrate.llm.simulated import SimulatedClient
+
+        opts = self.options
+        simulated = SimulatedClient(latency=opts.sim_latency, failure_rate=opts.sim_failure_rate,
+                                    seed=opts.seed)
+        clients: Any = ClientPool(simulated=simulated, force_simulated=opts.simulate)
+        if not opts.simulate:
+            clients.check_keys([agent.llm_config for agent in template.agents])
+        if opts.cache is not None:
+            from orchestrate.run.cache import CachingClients
+
+            clients = CachingClients(opts.cache, clients)
+        return clients
+
+    def _display(self, template: Workflow, engine: OrchestrationEngine, capped: CappedClients,
+                 batch_id: str, total: int) -> Any:
+        opts = self.options
+        common: dict[str, Any] = {
+            "total": total, "budget": opts.budget,
+            "spent": lambda: engine.cost_tracker.spent(batch_id),
+            "in_flight": lambda: capped.in_flight}
+        if opts.live:
+            from rich.console import Console
+
+            from orchestrate.observe.dataset_progress import LiveBatch
+
+            return LiveBatch(template.name, Console(file=sys.stderr), **common)
+        from orchestrate.observe.dataset_progress import PlainBatchLog
+
+        return PlainBatchLog(template.name, sys.stderr, every=self.batch.progress_every,
+                             quiet=opts.quiet, **common)
+
+    async def _run(self, engine: OrchestrationEngine, runner: BatchRunner, display: Any) -> None:
+        loop = asyncio.get_running_loop()
+
+        def on_signal(signum: int) -> None:
+            if self.signal_received is not None:
+                os._exit(_EXIT_BY_SIGNAL.get(signum, 130))
+            self.signal_received = signum
+            print_error(f"received {signal.Signals(signum).name}: starting no more rows, cancelling "
+                        "the calls in flight and writing reports (press Ctrl-C again to exit at once)")
+            loop.create_task(runner.stop(f"interrupted by {signal.Signals(signum).name}"))
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, on_signal, signum)
+        display.start()
+        try:
+            await runner.run()
+        finally:
+            display.stop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+            await engine.shutdown()
+
+    def _status(self, recorder: BatchRecorder) -> str:
+        if self.signal_received is not None:
+            return "cancelled"
+        counts = recorder.counts
+        rows = sum(counts.values())
+        done = counts.get("completed", 0)
+        if done == rows:
+            return "completed"
+        return "partially_completed" if done else "failed"
+
+    def _artefacts(self, document: dict[str, Any], run_dir: Path) -> None:
+        opts = self.options
+        if opts.junit is None and opts.summary is None:
+            return
+        from orchestrate.observe.dataset_ci import write_batch_junit, write_batch_summary
+
+        if opts.junit is not None:
+            write_batch_junit(opts.junit, document, run_dir)
+        if opts.summary is not None:
+            write_batch_summary(opts.summary, document, run_dir)
+
+    def _print(self, d: dict[str, Any], run_dir: Path) -> None:
+        opts = self.options
+        if opts.json_output:
+            payload = {k: d[k] for k in ("name", "status", "rows", "counts", "total_cost", "total_tokens",
+                                         "duration_seconds", "simulated", "budget")}
+            payload["run_dir"] = str(run_dir)
+            sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+            return
+        if opts.quiet:
+            return
+        counts = d["counts"]
+        others = ", ".join(f"{n} {s}" for s, n in counts.items() if s != "completed")
+        label = " (simulated)" if d["simulated"] else ""
+        sys.stdout.write(
+            f"{d['name']}: {d['status']}{label} - {counts.get('completed', 0)}/{d['rows']} rows completed"
+            f"{', ' + others if others else ''}, ${d['total_cost']:.4f}, {d['total_tokens']} tokens, "
+            f"{d['duration_seconds']:.2f}s -> {run_dir}\n")

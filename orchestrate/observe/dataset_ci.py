@@ -1,0 +1,86 @@
+"""CI artefacts of a batch: JUnit XML with a test case per row, and a Markdown summary.
+
+Both are made from the batch folder (result.json's counts and results.jsonl,
+the last line of each key winning), so they also work after a resumed batch.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+from orchestrate.fsutil import atomic_write_text
+from orchestrate.observe.dataset_report import read_json_lines
+
+__all__ = ["batch_junit_xml", "batch_summary_markdown", "write_batch_junit", "write_batch_summary"]
+
+_FAILED = ("failed", "budget_exceeded", "partially_completed", "invalid")
+
+
+def _rows(run_dir: Path) -> list[dict[str, Any]]:
+    latest: dict[str, dict[str, Any]] = {}
+    for line in read_json_lines(run_dir / "results.jsonl"):
+        if "key" in line:
+            latest.pop(str(line["key"]), None)  # re-inserted: keeps the order rows finished in
+            latest[str(line["key"])] = {k: line.get(k) for k in ("key", "row", "status", "cost", "seconds", "error")}
+    return list(latest.values())
+
+
+def batch_junit_xml(document: dict[str, Any], run_dir: Path) -> str:
+    """One testsuite for the batch, one testcase per row."""
+    rows = _rows(run_dir)
+    failures = sum(1 for r in rows if r["status"] in _FAILED)
+    skipped = sum(1 for r in rows if r["status"] == "cancelled")
+    suites = ET.Element("testsuites", name="orchestrate", tests=str(len(rows)), failures=str(failures),
+                        skipped=str(skipped))
+    suite = ET.SubElement(suites, "testsuite", name=document["name"], tests=str(len(rows)),
+                          failures=str(failures), errors="0", skipped=str(skipped),
+                          time=f"{document.get('duration_seconds') or 0:.3f}",
+                          timestamp=str(document.get("started_at") or ""))
+    for row in rows:
+        case = ET.SubElement(suite, "testcase", classname=document["name"], name=f"row {row['key']}",
+                             time=f"{row.get('seconds') or 0:.3f}")
+        error = str(row.get("error") or row["status"])
+        if row["status"] in _FAILED:
+            node = ET.SubElement(case, "failure", message=error, type=str(row["status"]))
+            node.text = error
+        elif row["status"] == "cancelled":
+            ET.SubElement(case, "skipped", message=error)
+        ET.SubElement(case, "system-out").text = f"line={row.get('row')} cost={float(row.get('cost') or 0):.6f}"
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+def batch_summary_markdown(document: dict[str, Any], run_dir: Path, *, limit: int = 50) -> str:
+    """Counts by status, totals, and a table of the rows that did not complete."""
+    counts = document.get("counts") or {}
+    label = " (simulated)" if document.get("simulated") else ""
+    lines = [f"## {document['name']}: {document['status']}{label}", "",
+             f"{document['rows']} rows, ${document['total_cost']:.4f}, {document['total_tokens']} tokens, "
+             f"{document.get('duration_seconds') or 0:.1f}s"
+             + (f", batch budget ${document['budget']:.4f}" if document.get("budget") is not None else ""),
+             "", "| status | rows |", "|---|---:|"]
+    lines += [f"| {status} | {n} |" for status, n in sorted(counts.items())]
+    failed = [r for r in _rows(run_dir) if r["status"] != "completed"]
+    if failed:
+        lines += ["", "| row | line | status | error |", "|---|---:|---|---|"]
+        for row in failed[:limit]:
+            error = str(row.get("error") or "").replace("|", "\\|").replace("\n", " ")[:200]
+            lines.append(f"| {row['key']} | {row.get('row')} | {row['status']} | {error} |")
+        if len(failed) > limit:
+            lines.append(f"\n{len(failed) - limit} more rows did not complete; see results.jsonl.")
+    return "\n".join(lines) + "\n"
+
+
+def write_batch_junit(path: Path, document: dict[str, Any], run_dir: Path) -> None:
+    atomic_write_text(path, batch_junit_xml(document, run_dir))
+
+
+def write_batch_summary(path: Path, document: dict[str, Any], run_dir: Path) -> None:
+    """Write the summary; appends to a file that exists (``$GITHUB_STEP_SUMMARY``), as single runs do."""
+    path = Path(path)
+    text = batch_summary_markdown(document, run_dir)
+    if path.exists() and path.stat().st_size > 0:
+        text = path.read_text(encoding="utf-8") + "\n" + text
+    atomic_write_text(path, text)

@@ -1,0 +1,232 @@
+"""Watching a batch: made for volume, not a row per agent.
+
+`BatchState` folds what a display needs: rows done out of the total with
+their rate and an estimate of the time left, rows failed and refused, spend
+against the batch budget, calls in flight, time lost waiting on rate limits,
+and the last few failures. It is both an event sink (rate-limit waits) and a
+row sink (outcomes), and costs O(1) per event.
+
+`PlainBatchLog` prints a plain line every `every` seconds and one per row that
+did not complete: for CI logs and pipes. `LiveBatch` redraws a small rich
+panel from the state four times a second, in a terminal.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import IO, TYPE_CHECKING, Any
+
+from orchestrate.observe.events import Event, EventType
+
+if TYPE_CHECKING:
+    from orchestrate.money.costs import CallRecord
+    from orchestrate.run.dataset import BadRow, Row
+    from orchestrate.workflow.models import Workflow
+
+__all__ = ["BatchState", "LiveBatch", "PlainBatchLog"]
+
+
+class BatchState:
+    """The numbers of a batch in progress.
+
+    Args:
+        name: The workflow's name.
+        total: Rows this session will see (None when unknown).
+        budget: The batch budget, or None.
+        spent: Returns what the batch has spent so far.
+        in_flight: Returns the calls in flight now.
+        clock: Monotonic seconds.
+    """
+
+    def __init__(self, name: str, *, total: int | None, budget: float | None,
+                 spent: Callable[[], float], in_flight: Callable[[], int],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.name = name
+        self.total = total
+        self.budget = budget
+        self.spent = spent
+        self.in_flight = in_flight
+        self.clock = clock
+        self.started = clock()
+        self.done = self.completed = self.failed = self.refused = self.invalid = 0
+        self.waited = 0.0
+        self.recent: deque[tuple[str, str, str]] = deque(maxlen=5)
+
+    def __call__(self, event: Event) -> None:
+        if event.type is EventType.AGENT_RATE_LIMITED:
+            self.waited += float(event.data.get("waited") or 0.0)
+
+    def _outcome(self, key: str, status: str, error: str | None) -> None:
+        self.done += 1
+        if status == "completed":
+            self.completed += 1
+            return
+        if status == "budget_exceeded":
+            self.refused += 1
+            if error and error.startswith("not started"):
+                if self.refused == 1 or not self.recent or self.recent[-1][2] != error:
+                    self.recent.append((key, status, error))
+                    self.on_failure(key, status, error + " (further rows are refused without a line each)")
+                return
+        elif status == "invalid":
+            self.invalid += 1
+        else:
+            self.failed += 1
+        self.recent.append((key, status, error or status))
+        self.on_failure(key, status, error or status)
+
+    def on_failure(self, key: str, status: str, error: str) -> None:
+        """Called for each row that did not complete; displays override it."""
+
+    def row_finished(self, row: Row, workflow: Workflow, records: list[CallRecord], status: str) -> None:
+        error = workflow.error
+        if error is None and status != "completed":
+            error = next((f"{a.name}: {a.result.error}" for a in workflow.agents
+                          if a.result is not None and a.result.error and a.status.value != "completed"), None)
+        self._outcome(row.key, status, error)
+
+    def row_invalid(self, bad: BadRow) -> None:
+        self._outcome(bad.key or f"line {bad.line}", "invalid", bad.reason)
+
+    def row_refused(self, row: Row) -> None:
+        self._outcome(row.key, "budget_exceeded", "not started: the batch budget is spent")
+
+    def money(self) -> str:
+        """Spend, and the batch budget when there is one."""
+        return _usd(self.spent()) + (f" of {_usd(self.budget)}" if self.budget is not None else "")
+
+    def rate(self) -> float:
+        """Rows a second so far."""
+        elapsed = self.clock() - self.started
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    def eta(self) -> float | None:
+        """Seconds left at the rate so far, or None when unknown."""
+        rate = self.rate()
+        if self.total is None or rate <= 0:
+            return None
+        return max(0, self.total - self.done) / rate
+
+    def line(self) -> str:
+        """The state in one plain line."""
+        total = f"/{self.total}" if self.total is not None else ""
+        eta = self.eta()
+        spend = self.money()
+        return (f"{self.name}: {self.done}{total} rows ({self.completed} completed, {self.failed} failed, "
+                f"{self.refused} refused, {self.invalid} invalid), {self.rate():.1f} rows/s"
+                f"{f', ETA {_duration(eta)}' if eta is not None else ''}, {spend}, "
+                f"{self.in_flight()} calls in flight, {self.waited:.1f}s rate-limit waits")
+
+
+def _usd(amount: float) -> str:
+    return f"${amount:,.2f}" if amount >= 10 else f"${amount:.4f}"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds + 0.5)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def _stamp() -> str:
+    moment = datetime.now(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class PlainBatchLog(BatchState):
+    """A plain line every `every` seconds, and one per row that did not complete."""
+
+    def __init__(self, name: str, stream: IO[str], *, every: float = 10.0, quiet: bool = False,
+                 **kwargs: Any) -> None:
+        super().__init__(name, **kwargs)
+        self.stream = stream
+        self.every = every
+        self.quiet = quiet
+        self._next = self.started + every
+
+    def _print(self, text: str) -> None:
+        if not self.quiet:
+            self.stream.write(f"{_stamp()} {text}\n")
+            self.stream.flush()
+
+    def on_failure(self, key: str, status: str, error: str) -> None:
+        self._print(f"{self.name} row {key!r} {status}: {error}")
+
+    def _outcome(self, key: str, status: str, error: str | None) -> None:
+        super()._outcome(key, status, error)
+        self.tick()
+
+    def __call__(self, event: Event) -> None:
+        super().__call__(event)
+        if event.type is EventType.ROW_STARTED:
+            self.tick()
+
+    def tick(self) -> None:
+        """Print the progress line when `every` seconds have passed since the last."""
+        now = self.clock()
+        if now >= self._next:
+            self._next = now + self.every
+            self._print(self.line())
+
+    def start(self) -> None:
+        self._print(f"{self.name}: {self.total if self.total is not None else 'unknown'} rows to run"
+                    + (f", batch budget {_usd(self.budget)}" if self.budget is not None else ""))
+
+    def stop(self) -> None:
+        self._print(self.line())
+
+
+class LiveBatch(BatchState):
+    """A rich panel for a terminal, redrawn from the state four times a second."""
+
+    def __init__(self, name: str, console: Any, **kwargs: Any) -> None:
+        super().__init__(name, **kwargs)
+        self.console = console
+        self._live: Any = None
+
+    def render(self) -> Any:
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(justify="right", style="bold")
+        grid.add_column()
+        total = self.total or 0
+        bar = ProgressBar(total=max(total, 1), completed=self.done, width=40)
+        eta = self.eta()
+        grid.add_row("rows", Group(bar, Text(
+            f"{self.done}/{total if self.total is not None else '?'}  {self.rate():.1f}/s"
+            + (f"  ETA {_duration(eta)}" if eta is not None else ""))))
+        grid.add_row("outcomes", Text.assemble((f"{self.completed} completed", "green"), "  ",
+                                               (f"{self.failed} failed", "bold red"), "  ",
+                                               (f"{self.refused} refused", "magenta"), "  ",
+                                               (f"{self.invalid} invalid", "yellow")))
+        spent = self.spent()
+        if self.budget:
+            grid.add_row("spend", Group(ProgressBar(total=self.budget, completed=min(spent, self.budget), width=40),
+                                        Text(self.money())))
+        else:
+            grid.add_row("spend", Text(self.money()))
+        grid.add_row("in flight", Text(f"{self.in_flight()} calls, {self.waited:.1f}s waited on rate limits"))
+        for key, status, error in self.recent:
+            grid.add_row(Text(status, style="red"), Text(f"{key}: {error}"[:160]))
+        from rich.panel import Panel
+
+        return Panel(grid, title=self.name, title_align="left")
+
+    def start(self) -> None:
+        from rich.live import Live
+
+        self._live = Live(get_renderable=self.render, console=self.console, refresh_per_second=4,
+                          transient=False)
+        self._live.start()
+
+    def stop(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None

@@ -1,0 +1,404 @@
+"""A batch's run folder: one line per row as it finishes, and reports that stay small.
+
+- ``results.jsonl``: one line per row as it finishes (key, row line, status,
+  the workflow's outputs, cost, tokens, seconds, error). Each line is written
+  whole with one ``write`` and flushed, so a ``kill -9`` leaves every line but
+  at most a torn last one, which readers skip and the next session ends.
+  A resumed batch appends to it: the last line of a key is its state.
+- ``rows.jsonl``: each finished row's full result (a single run's result.json
+  document), for ``orchestrate show RUN_DIR --row KEY``.
+- ``calls.jsonl``: every priced call, with its row key; the journal cost.json
+  is made from.
+- ``result.json``: counts by status, totals, the slowest and dearest rows;
+  rewritten atomically every few seconds and at the end.
+- ``cost.json``: shaped like a single run's, every call carrying its ``row``;
+  made at the end by streaming the journal (never all calls in memory).
+- ``events.jsonl``: every event, written by the event log.
+
+The append-only files are fsynced every `sync_interval` seconds and when the
+batch ends, rather than at every line: a kill loses nothing written, a power
+cut at most the last interval.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from orchestrate.fsutil import atomic_write_chunks
+from orchestrate.money.cost_report import TOKEN_FIELDS
+from orchestrate.money.costs import CallRecord, CostTracker
+from orchestrate.observe.events import Event, EventType
+from orchestrate.observe.reports import SCHEMA_VERSION, result_document, write_json
+from orchestrate.workflow.models import AgentResult, AgentStatus, Workflow
+
+if TYPE_CHECKING:
+    from orchestrate.run.dataset import BadRow, Row
+
+__all__ = ["BatchRecorder", "JsonLines", "PriorBatch", "load_prior", "read_json_lines", "row_outputs"]
+
+_TOP = 5
+
+
+class JsonLines:
+    """An append-only JSON-lines file: whole lines, flushed at once, fsynced now and then."""
+
+    def __init__(self, path: Path, *, sync_interval: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.path = path
+        self.sync_interval = sync_interval
+        self.clock = clock
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        if os.fstat(self._fd).st_size > 0 and not _ends_with_newline(path):
+            os.write(self._fd, b"\n")  # end a line torn by a kill, so the next one stands alone
+        self._synced = clock()
+
+    def write(self, document: Mapping[str, Any]) -> None:
+        if self._fd is None:
+            return
+        data = (json.dumps(document, ensure_ascii=False, default=str, separators=(",", ":")) + "\n").encode()
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        if self.clock() - self._synced >= self.sync_interval:
+            self.sync()
+
+    def sync(self) -> None:
+        if self._fd is not None:
+            os.fsync(self._fd)
+            self._synced = self.clock()
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.fsync(fd)
+            os.close(fd)
+
+
+def read_json_lines(path: Path) -> Iterator[dict[str, Any]]:
+    """The objects of a JSON-lines file, skipping a torn or unparsable line."""
+    if not path.exists():
+        return
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                yield value
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        handle.seek(-1, 2)
+        return handle.read(1) == b"\n"
+
+
+def row_outputs(workflow: Workflow) -> dict[str, Any]:
+    """What a row produced: the answers of the agents nothing depends on (JSON if any, else text)."""
+    needed = {dep for agent in workflow.agents for dep in agent.dependencies}
+    outputs: dict[str, Any] = {}
+    for agent in workflow.agents:
+        if agent.name in needed:
+            continue
+        result = agent.result
+        if result is not None and result.status is AgentStatus.COMPLETED and result.output is not None:
+            outputs[agent.name] = result.output.get("json", result.output.get("text"))
+    return outputs
+
+
+class PriorBatch:
+    """What earlier sessions of a batch recorded: the state of each row, and reusable agents."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, Any]] = {}  # key -> its last results.jsonl line (trimmed)
+        self.reuse: dict[str, dict[str, AgentResult]] = {}
+        self.spent = 0.0
+        self.name: str | None = None
+
+    @property
+    def completed(self) -> set[str]:
+        return {key for key, row in self.rows.items() if row["status"] == "completed"}
+
+
+def load_prior(run_dir: Path) -> PriorBatch:
+    """Read a batch folder for `--resume`: rows done, money spent, agents to carry over."""
+    from orchestrate.errors import UserInputError
+    from orchestrate.run.resume import _from_row
+
+    if not (run_dir / "results.jsonl").exists() and not (run_dir / "events.jsonl").exists():
+        raise UserInputError(f"{run_dir}: not a batch run folder (no results.jsonl or events.jsonl)")
+    prior = PriorBatch()
+    for line in read_json_lines(run_dir / "results.jsonl"):
+        if "key" in line and "status" in line:
+            prior.rows[str(line["key"])] = {k: line.get(k) for k in ("key", "row", "status", "cost",
+                                                                     "tokens", "seconds", "error")}
+    for call in read_json_lines(run_dir / "calls.jsonl"):
+        if not call.get("reused"):
+            prior.spent += float(call.get("cost") or 0.0)
+    done = prior.completed
+    key_of: dict[str, str] = {}
+    for event in read_json_lines(run_dir / "events.jsonl"):
+        kind, data = event.get("type"), event.get("data") or {}
+        if kind == "row_started":
+            key = str(data.get("key"))
+            if key not in done:
+                key_of[str(event.get("workflow_id"))] = key
+            prior.name = prior.name or event.get("workflow")
+        elif kind == "agent_finished":
+            key = key_of.get(str(event.get("workflow_id")))
+            if key is None or data.get("status") != "completed" or not data.get("fingerprint"):
+                continue
+            name = str(event.get("agent"))
+            prior.reuse.setdefault(key, {})[name] = _from_row(name, {
+                **data, "metadata": {"model": data.get("model"), "provider": data.get("provider"),
+                                     "fingerprint": data["fingerprint"]}})
+        elif kind == "row_finished" and data.get("status") == "completed":
+            key_of.pop(str(event.get("workflow_id")), None)
+            prior.reuse.pop(str(data.get("key")), None)
+    return prior
+
+
+class BatchRecorder:
+    """Keeps a batch's run folder: a sink of row outcomes (see the module docstring)."""
+
+    def __init__(self, run_dir: Path, template: Workflow, tracker: CostTracker, *, batch_id: str,
+                 simulated: bool, budget: float | None, extra: Mapping[str, Any] | None = None,
+                 prior: PriorBatch | None = None, interval: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.run_dir = run_dir
+        self.template = template
+        self.tracker = tracker
+        self.batch_id = batch_id
+        self.simulated = simulated
+        self.budget = budget
+        self.extra = dict(extra or {})
+        self.interval = interval
+        self.clock = clock
+        self.results = JsonLines(run_dir / "results.jsonl", clock=clock)
+        self.full = JsonLines(run_dir / "rows.jsonl", clock=clock)
+        self.calls = JsonLines(run_dir / "calls.jsonl", clock=clock)
+        self.counts: dict[str, int] = {}
+        self.cost = 0.0
+        self.tokens = 0
+        self.slowest: list[tuple[float, str, int]] = []
+        self.dearest: list[tuple[float, str, int]] = []
+        self.failures: list[dict[str, Any]] = []  # the first few, for the summary
+        self.started_at = datetime.now(timezone.utc)
+        self.completed_at: datetime | None = None
+        self.status = "running"
+        self.error: str | None = None
+        self._last = float("-inf")
+        self.previous: dict[str, str] = {}  # earlier sessions: key -> status, unless completed
+        self._journaled: dict[str, list[Any]] = {}  # row run id -> [key, calls already in calls.jsonl]
+        if prior is not None:
+            self.cost = prior.spent
+            for key, row in prior.rows.items():
+                self._count(row["status"], 1)
+                self.tokens += int(row.get("tokens") or 0)
+                self._rank(row)
+                if row["status"] != "completed":
+                    self.previous[key] = row["status"]
+
+    # -- outcomes -----------------------------------------------------------------------------
+
+    def __call__(self, event: Event) -> None:
+        """Journal each agent's calls as it finishes, so a kill loses only the calls in flight."""
+        kind = event.type
+        if kind is EventType.AGENT_FINISHED:
+            entry = self._journaled.get(event.workflow_id or "")
+            if entry is not None:
+                self._journal(self.tracker.records(event.workflow_id), entry)
+        elif kind is EventType.ROW_STARTED and event.workflow_id is not None:
+            self._journaled[event.workflow_id] = [event.data["key"], 0]
+
+    def _journal(self, records: list[CallRecord], entry: list[Any]) -> None:
+        key, written = entry
+        for record in records[written:]:
+            if record.reused:  # paid for, and journaled, by an earlier session
+                continue
+            call = record.to_dict()
+            call["row"] = key
+            self.calls.write(call)
+            self.cost += record.cost
+        entry[1] = len(records)
+
+    def _count(self, status: str, delta: int) -> None:
+        self.counts[status] = self.counts.get(status, 0) + delta
+
+    def _rank(self, line: Mapping[str, Any]) -> None:
+        seconds, cost = float(line.get("seconds") or 0.0), float(line.get("cost") or 0.0)
+        item = (str(line["key"]), int(line.get("row") or 0))
+        for heap, value in ((self.slowest, seconds), (self.dearest, cost)):
+            entry = (value, *item)
+            if len(heap) < _TOP:
+                heapq.heappush(heap, entry)
+            elif entry > heap[0]:
+                heapq.heapreplace(heap, entry)
+
+    def _line(self, line: dict[str, Any]) -> None:
+        key, status = line["key"], line["status"]
+        earlier = self.previous.pop(key, None)
+        if earlier is not None:
+            self._count(earlier, -1)
+        self._count(status, 1)
+        self.results.write(line)
+        if status != "completed" and len(self.failures) < 50:
+            self.failures.append({k: line.get(k) for k in ("key", "row", "status", "error")})
+        self.maybe_flush()
+
+    def row_finished(self, row: Row, workflow: Workflow, records: list[CallRecord], status: str) -> None:
+        duration = ((workflow.completed_at - workflow.started_at).total_seconds()
+                    if workflow.completed_at and workflow.started_at else 0.0)
+        cost = round(sum(r.cost for r in records), 10)  # carried-over agents included, as in a single run
+        tokens = workflow.total_tokens
+        error = workflow.error
+        if error is None and status != "completed":
+            error = next((f"{a.name}: {a.result.error}" for a in workflow.agents
+                          if a.result is not None and a.result.error
+                          and a.result.status is not AgentStatus.COMPLETED), None)
+        self._journal(records, self._journaled.pop(workflow.id, None) or [row.key, 0])
+        self.tokens += tokens
+        document = result_document(workflow, simulated=self.simulated, run_id=self.run_dir.name,
+                                   extra={"key": row.key, "row": row.line})
+        document["status"] = status
+        self.full.write(document)
+        line = {"key": row.key, "row": row.line, "status": status, "outputs": row_outputs(workflow),
+                "cost": cost, "tokens": tokens, "seconds": round(duration, 6), "error": error}
+        self._rank(line)
+        self._line(line)
+
+    def row_invalid(self, bad: BadRow) -> None:
+        key = bad.key if bad.key is not None else f"{bad.line}-invalid"
+        self._line({"key": key, "row": bad.line, "status": "invalid", "outputs": {}, "cost": 0.0,
+                    "tokens": 0, "seconds": 0.0, "error": bad.reason})
+
+    def row_refused(self, row: Row) -> None:
+        self._line({"key": row.key, "row": row.line, "status": "budget_exceeded", "outputs": {},
+                    "cost": 0.0, "tokens": 0, "seconds": 0.0,
+                    "error": f"not started: the batch budget of ${self.budget or 0:.4f} is spent"})
+
+    # -- reports ------------------------------------------------------------------------------
+
+    def maybe_flush(self) -> None:
+        if self.clock() - self._last >= self.interval:
+            self.flush()
+
+    def document(self) -> dict[str, Any]:
+        """result.json of the batch as it stands."""
+        end = self.completed_at or datetime.now(timezone.utc)
+        rows = sum(self.counts.values())
+        wf = self.template
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "kind": "batch",
+            "run_id": self.run_dir.name,
+            "name": wf.name,
+            "description": wf.description,
+            "source": wf.source,
+            "status": self.status,
+            "simulated": self.simulated,
+            "budget": self.budget,
+            "cost_budget_per_row": wf.cost_budget,
+            "max_parallel_agents": wf.max_parallel_agents,
+            "rows": rows,
+            "counts": {status: n for status, n in sorted(self.counts.items()) if n},
+            "total_cost": round(self.cost, 10),
+            "total_tokens": self.tokens,
+            "spent_and_reserved": round(self.tracker.spent(self.batch_id)
+                                        + self.tracker.reserved(self.batch_id), 10),
+            "error": self.error,
+            "started_at": self.started_at.isoformat(),
+            "completed_at": self.completed_at.isoformat() if self.completed_at else None,
+            "duration_seconds": (end - self.started_at).total_seconds(),
+            "slowest_rows": [{"key": k, "row": r, "seconds": v} for v, k, r in sorted(self.slowest, reverse=True)],
+            "dearest_rows": [{"key": k, "row": r, "cost": v} for v, k, r in sorted(self.dearest, reverse=True)],
+            **self.extra,
+        }
+
+    def flush(self) -> dict[str, Any]:
+        self._last = self.clock()
+        document = self.document()
+        write_json(self.run_dir / "result.json", document)
+        return document
+
+    def finish(self, status: str, error: str | None = None) -> dict[str, Any]:
+        """Close the journals and write result.json and cost.json for the last time."""
+        self.status, self.error = status, error
+        self.completed_at = datetime.now(timezone.utc)
+        for journal in (self.results, self.full, self.calls):
+            journal.close()
+        write_cost_document(self.run_dir, self.document())
+        return self.flush()
+
+
+def write_cost_document(run_dir: Path, result_doc: Mapping[str, Any]) -> None:
+    """cost.json of a batch, made by streaming calls.jsonl twice: totals first, then every call."""
+    from orchestrate.money.costs import price_table
+
+    totals: dict[str, Any] = {"cost": 0.0, "calls": 0, **{f: 0 for f in TOKEN_FIELDS}}
+    groups: dict[str, dict[str, dict[str, Any]]] = {"agent": {}, "model": {}, "module": {}, "provider": {}}
+    prices: dict[str, Any] = {}
+    calls_path = run_dir / "calls.jsonl"
+    for call in read_json_lines(calls_path):
+        for bucket in [totals, *(groups[g].setdefault(str(call.get(g) or "unknown"), {
+                "cost": 0.0, "calls": 0, **{f: 0 for f in TOKEN_FIELDS}}) for g in groups)]:
+            bucket["cost"] += float(call.get("cost") or 0.0)
+            bucket["calls"] += 1
+            for f in TOKEN_FIELDS:
+                bucket[f] += int(call.get(f) or 0)
+        if call.get("model"):
+            prices.setdefault(call["model"], None)
+    for bucket in [totals, *(b for g in groups.values() for b in g.values())]:
+        bucket["cost"] = round(bucket["cost"], 10)
+    table = price_table()
+    document = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "batch",
+        "workflow": result_doc.get("name"),
+        "workflow_id": None,
+        "run_id": result_doc.get("run_id"),
+        "status": result_doc.get("status"),
+        "simulated": bool(result_doc.get("simulated")),
+        "started_at": result_doc.get("started_at"),
+        "completed_at": result_doc.get("completed_at"),
+        "currency": table["currency"],
+        "price_unit": table["unit"],
+        "price_table_date": table["date"],
+        "budget": result_doc.get("budget"),
+        "totals": totals,
+        **{f"by_{g}": dict(sorted(rows.items())) for g, rows in groups.items()},
+        "models": sorted(prices),
+        "calls": "\x00CALLS\x00",
+    }
+    head, tail = json.dumps(document, indent=2, ensure_ascii=False, sort_keys=True).split('"\\u0000CALLS\\u0000"')
+
+    def chunks() -> Iterator[str]:
+        yield head + "["
+        first = True
+        if calls_path.exists():
+            with open(calls_path, encoding="utf-8", errors="replace") as handle:
+                for line in handle:
+                    line = line.strip()
+                    if not line:
+                        continue
+                    try:
+                        json.loads(line)
+                    except ValueError:
+                        continue  # a line torn by a kill
+                    yield ("\n    " if first else ",\n    ") + line
+                    first = False
+        yield ("\n  ]" if not first else "]") + tail + "\n"
+
+    atomic_write_chunks(run_dir / "cost.json", chunks())

@@ -1,0 +1,280 @@
+"""Running one workflow over the rows of a dataset, in one engine, under one batch budget.
+
+Every row is a run of its own (a copy of the workflow with the row's input
+values), registered with the same engine, so all rows share one rate limiter
+per provider, one connection pool, one response cache and one cost tracker.
+At most `max_rows_parallel` rows run at a time; the client source can cap the
+calls in flight across all of them (`CappedClients`).
+
+Money: each row's account has the workflow's `cost_budget`, and is a child of
+the batch's account, whose limit is the batch budget. A call's worst case is
+reserved against the agent, the row and the batch in one synchronous step
+(`CostTracker.reserve`), so no interleaving of rows can cross the batch
+ceiling. Once the batch account refuses a call, no further row is started:
+the rows not started are recorded ``budget_exceeded`` (counted, not run) while
+the rows in flight finish.
+
+Rows are read, run and recorded one at a time: only the rows in flight are in
+memory, and each row's accounts and call records are handed to the recorder
+and dropped from the tracker as it finishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+from orchestrate.llm.base import LLMClient, LLMResponse
+from orchestrate.money.costs import CallRecord, agent_key
+from orchestrate.observe.events import Event, EventType
+from orchestrate.run.dataset import BadRow, Row
+from orchestrate.workflow.models import AgentResult, AgentStatus, Workflow, WorkflowStatus
+
+__all__ = ["BatchRunner", "BatchSink", "CappedClients", "default_rows_parallel", "instantiate", "row_status"]
+
+
+class BatchSink(Protocol):
+    """Where a batch's outcomes go (the run folder's recorder, a display)."""
+
+    def row_finished(self, row: Row, workflow: Workflow, records: list[CallRecord], status: str) -> None: ...
+
+    def row_invalid(self, bad: BadRow) -> None: ...
+
+    def row_refused(self, row: Row) -> None: ...
+
+
+def instantiate(template: Workflow, values: dict[str, Any], workflow_id: str) -> Workflow:
+    """A fresh run of `template` with `values` bound: shallow copies, the definitions shared."""
+    workflow = copy.copy(template)
+    workflow.agents = [copy.copy(agent) for agent in template.agents]
+    for agent in workflow.agents:
+        agent.status, agent.result = AgentStatus.PENDING, None
+    workflow.__post_init__()
+    workflow.id = workflow_id
+    workflow.input_values = values
+    workflow.status = WorkflowStatus.PENDING
+    workflow.total_cost = 0.0
+    workflow.started_at = workflow.completed_at = None
+    workflow.error = None
+    return workflow
+
+
+def row_status(workflow: Workflow, refused_by_batch: bool) -> str:
+    """A row's status: its workflow's, or ``budget_exceeded`` when the batch budget stopped it."""
+    if workflow.status is WorkflowStatus.COMPLETED:
+        return "completed"
+    if refused_by_batch:
+        return "budget_exceeded"
+    return workflow.status.value
+
+
+class BatchRunner:
+    """Runs a workflow over rows; create, then `await run()`; `stop()` ends it early.
+
+    Args:
+        engine: The one engine every row runs in.
+        template: The workflow, loaded and checked once, its inputs unbound.
+        rows: Rows (and bad rows, when they are to be recorded and skipped), streamed.
+        sinks: Receive each row's outcome.
+        batch_id: The tracker account of the whole batch.
+        budget: The batch's ceiling in USD (None: none; each row keeps its own).
+        max_rows_parallel: Rows in flight at most.
+        completed: Keys of rows already completed (a resumed batch): not run again.
+        reuse: Per row key, earlier results of its agents (fingerprints decide reuse).
+        session: Makes the rows' run ids unique across the sessions of a batch.
+    """
+
+    def __init__(self, engine: Any, template: Workflow, rows: Iterable[Row | BadRow], *,
+                 sinks: Iterable[BatchSink], batch_id: str, budget: float | None,
+                 max_rows_parallel: int, completed: set[str] | frozenset[str] = frozenset(),
+                 reuse: Mapping[str, dict[str, AgentResult]] | None = None,
+                 session: str | None = None) -> None:
+        self.engine = engine
+        self.template = template
+        self.rows = rows
+        self.sinks = list(sinks)
+        self.batch_id = batch_id
+        self.budget = budget
+        self.max_rows_parallel = max(1, max_rows_parallel)
+        self.completed = completed
+        self.reuse = reuse or {}
+        self.session = session or uuid.uuid4().hex[:6]
+        self.tracker = engine.cost_tracker
+        self.exhausted = False
+        self.stopping: str | None = None
+        self._refused: set[str] = set()
+        self.tracker.set_workflow_budget(batch_id, budget)
+        engine.add_sink(self._watch)
+
+    def _watch(self, event: Event) -> None:
+        if event.type is EventType.AGENT_BUDGET_REFUSED and event.data.get("scope") == "batch":
+            self.exhausted = True
+            if event.workflow_id is not None:
+                self._refused.add(event.workflow_id)
+
+    async def stop(self, reason: str = "run interrupted") -> None:
+        """Start no more rows and cancel those in flight (they end ``cancelled``)."""
+        self.stopping = reason
+        await self.engine.stop(reason)
+
+    async def run(self) -> None:
+        """Run every row; returns when the last one in flight has finished."""
+        loop = asyncio.get_running_loop()
+        slots = asyncio.Semaphore(self.max_rows_parallel)
+        tasks: set[asyncio.Task[None]] = set()
+
+        def done(task: asyncio.Task[None]) -> None:
+            tasks.discard(task)
+            slots.release()
+
+        try:
+            for item in self.rows:
+                if self.stopping:
+                    break
+                if isinstance(item, BadRow):
+                    self._tell("row_invalid", item)
+                    continue
+                if item.key in self.completed:
+                    continue
+                if not self.exhausted and not self._room():
+                    self.exhausted = True
+                if self.exhausted:
+                    self._tell("row_refused", item)
+                    continue
+                await slots.acquire()
+                if self.stopping:
+                    slots.release()
+                    break
+                if self.exhausted:
+                    slots.release()
+                    self._tell("row_refused", item)
+                    continue
+                task = loop.create_task(self._row(item))
+                tasks.add(task)
+                task.add_done_callback(done)
+        finally:
+            if tasks:
+                await asyncio.gather(*list(tasks), return_exceptions=True)
+
+    def _room(self) -> bool:
+        if self.budget is None:
+            return True
+        return self.tracker.spent(self.batch_id) + self.tracker.reserved(self.batch_id) < self.budget - 1e-12
+
+    def _tell(self, method: str, *args: Any) -> None:
+        for sink in self.sinks:
+            getattr(sink, method)(*args)
+
+    async def _row(self, row: Row) -> None:
+        engine, tracker = self.engine, self.tracker
+        workflow = instantiate(self.template, row.values, f"{self.session}-{row.index}")
+        await engine.register_workflow(workflow)
+        tracker.set_workflow_budget(workflow.id, workflow.cost_budget, parent=self.batch_id)
+        engine.emit(Event(EventType.ROW_STARTED, workflow.id, None, {"key": row.key, "row": row.line},
+                          workflow_name=workflow.name))
+        try:
+            await engine.execute_workflow(workflow.id, reuse=self.reuse.get(row.key))
+        finally:
+            engine.workflows.pop(workflow.id, None)
+            records = tracker.forget(workflow.id, [agent_key(workflow.id, a.name) for a in workflow.agents])
+        refused = workflow.id in self._refused
+        self._refused.discard(workflow.id)
+        status = row_status(workflow, refused)
+        self._tell("row_finished", row, workflow, records, status)
+        duration = ((workflow.completed_at - workflow.started_at).total_seconds()
+                    if workflow.completed_at and workflow.started_at else 0.0)
+        engine.emit(Event(EventType.ROW_FINISHED, workflow.id, None, {
+            "key": row.key, "row": row.line, "status": status, "cost": workflow.total_cost,
+            "tokens": workflow.total_tokens, "seconds": duration, "error": workflow.error},
+            workflow_name=workflow.name))
+
+
+class _CappedClient(LLMClient):
+    """A client whose calls wait for a slot of the batch's cap on calls in flight."""
+
+    def __init__(self, inner: LLMClient, owner: CappedClients) -> None:
+        self.inner = inner
+        self.owner = owner
+        self.provider = inner.provider
+
+    async def complete(self, prompt: str, model: str, temperature: float = 0.7, max_tokens: int = 1000,
+                       tools: list[dict[str, Any]] | None = None, **kwargs: Any) -> LLMResponse:
+        async with self.owner.slot():
+            return await self.inner.complete(prompt, model, temperature, max_tokens, tools, **kwargs)
+
+    async def complete_with_tools(self, messages: list[dict[str, Any]], model: str,
+                                  tools: list[dict[str, Any]], temperature: float = 0.7,
+                                  max_tokens: int = 1000, **kwargs: Any) -> LLMResponse:
+        async with self.owner.slot():
+            return await self.inner.complete_with_tools(messages, model, tools, temperature, max_tokens,
+                                                        **kwargs)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class CappedClients:
+    """A client source that lets at most `limit` calls be in flight across every client."""
+
+    def __init__(self, inner: Any, limit: int) -> None:
+        self.inner = inner
+        self.limit = max(1, limit)
+        self.in_flight = 0
+        self._semaphore: asyncio.Semaphore | None = None
+        self._wrapped: dict[int, _CappedClient] = {}
+
+    def get(self, llm_config: dict[str, Any]) -> LLMClient:
+        client = self.inner.get(llm_config)
+        wrapped = self._wrapped.get(id(client))
+        if wrapped is None:
+            wrapped = self._wrapped[id(client)] = _CappedClient(client, self)
+        return wrapped
+
+    def slot(self) -> _Slot:
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self.limit)
+        return _Slot(self, self._semaphore)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class _Slot:
+    __slots__ = ("owner", "semaphore")
+
+    def __init__(self, owner: CappedClients, semaphore: asyncio.Semaphore) -> None:
+        self.owner = owner
+        self.semaphore = semaphore
+
+    async def __aenter__(self) -> None:
+        await self.semaphore.acquire()
+        self.owner.in_flight += 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.owner.in_flight -= 1
+        self.semaphore.release()
+
+
+def default_rows_parallel(workflow: Workflow, max_calls: int) -> int:
+    """Enough rows to keep `max_calls` calls in flight, given how many a row can have at once."""
+    from orchestrate.workflow.graph import DependencyGraph
+
+    graph = DependencyGraph.from_agents(workflow.agents)
+    depth: dict[str, int] = {}
+    for agent in workflow.agents:  # the widest layer bounds a row's own parallelism
+        depth[agent.name] = 0
+    changed = True
+    while changed:
+        changed = False
+        for agent in workflow.agents:
+            level = max((depth[d] + 1 for d in graph.dependencies[agent.name]), default=0)
+            if level != depth[agent.name]:
+                depth[agent.name], changed = level, True
+    layers: dict[int, int] = {}
+    for level in depth.values():
+        layers[level] = layers.get(level, 0) + 1
+    width = min(max(layers.values(), default=1), max(1, workflow.max_parallel_agents))
+    return max(1, -(-max_calls // width))

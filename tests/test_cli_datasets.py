@@ -1,0 +1,198 @@
+"""`orchestrate run --data` as users and CI run it: real subprocesses, real files, real kills."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "workflows" / "invoice_review.yaml"
+INVOICES = ROOT / "workflows" / "data" / "invoices.jsonl"
+
+WORKFLOW = """\
+name: vendor_screen
+description: screen vendors
+max_parallel_agents: 2
+cost_budget: 1.0
+inputs:
+  vendor: {type: string}
+  spend: {type: number}
+  region: {type: string, default: EU}
+defaults:
+  module: Compliance
+  llm_config: {model: gpt-4o-mini, provider: simulated, max_tokens: 100, latency: %(latency)s}
+agents:
+  - name: screen
+    prompt_template: Screen {vendor} in {region} spending {spend}
+  - name: decide
+    dependencies: [screen]
+    prompt_template: Decide on {vendor} in {region} from {screen.output}
+"""
+
+
+def env() -> dict[str, str]:
+    environment = {**os.environ, "CI": "true"}
+    for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+        environment.pop(key, None)
+    return environment
+
+
+def orchestrate(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "orchestrate", *args], cwd=cwd, env=env(), input=stdin,
+                          capture_output=True, text=True, timeout=120)
+
+
+def write(tmp_path: Path, rows: list[dict[str, Any]], latency: float = 0.0) -> tuple[Path, Path]:
+    workflow = tmp_path / "screen.yaml"
+    workflow.write_text(WORKFLOW % {"latency": latency})
+    data = tmp_path / "vendors.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return workflow, data
+
+
+def lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def only_dir(folder: Path) -> Path:
+    (found,) = [p for p in folder.iterdir() if p.is_dir()]
+    return found
+
+
+def test_the_example_dataset_runs_offline_with_keys_and_shared_inputs(tmp_path: Path) -> None:
+    proc = orchestrate("run", str(EXAMPLE), "--data", str(INVOICES), "--key", "invoice_id", "--input",
+                       "region=US", "--simulate", "--budget", "5", "-o", str(tmp_path / "runs"),
+                       "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["status"] == "completed" and summary["counts"] == {"completed": summary["rows"]}
+    assert 20 <= summary["rows"] <= 50
+    run_dir = Path(summary["run_dir"])
+    results = lines(run_dir / "results.jsonl")
+    source = lines(INVOICES)
+    assert [r["key"] for r in results] != [] and {r["key"] for r in results} == {s["invoice_id"] for s in source}
+    assert all(r["outputs"]["payment_decision"]["decision"] in ("approve", "hold", "reject") for r in results)
+    rows = lines(run_dir / "rows.jsonl")
+    assert all(r["inputs"]["region"] == "US" for r in rows)
+    cost = json.loads((run_dir / "cost.json").read_text())
+    assert {c["row"] for c in cost["calls"]} == {s["invoice_id"] for s in source}
+    assert cost["totals"]["cost"] == pytest.approx(summary["total_cost"])
+    assert "\x1b[" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bad_rows_are_listed_with_their_lines_and_nothing_runs(tmp_path: Path) -> None:
+    workflow, data = write(tmp_path, [{"vendor": "Acme", "spend": 1}, {"vendor": "Bolt", "spend": "lots"},
+                                      {"vendor": "Cog"}])
+    proc = orchestrate("run", str(workflow), "--data", str(data), "-o", str(tmp_path / "runs"), cwd=tmp_path)
+    assert proc.returncode == 2
+    errors = proc.stderr.splitlines()
+    assert errors[0].startswith(f"{data}:2:1: ") and "'lots' is not a valid number" in errors[0]
+    assert errors[1].startswith(f"{data}:3:1: ") and "needs input 'spend'" in errors[1]
+    assert "2 of 3 rows are invalid" in errors[2] and "--skip-invalid-rows" in errors[2]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+    proc = orchestrate("run", str(workflow), "--data", str(data), "--skip-invalid-rows", "-o",
+                       str(tmp_path / "runs"), cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr
+    statuses = sorted((r["row"], r["status"]) for r in lines(only_dir(tmp_path / "runs") / "results.jsonl"))
+    assert statuses == [(1, "completed"), (2, "invalid"), (3, "invalid")]
+
+
+def test_csv_from_stdin_with_typed_values(tmp_path: Path) -> None:
+    workflow, _ = write(tmp_path, [])
+    csv_text = "vendor,spend,region\nAcme,12.5,US\nBolt,3,\n"
+    proc = orchestrate("run", str(workflow), "--data", "-", "--key", "vendor", "-o", str(tmp_path / "runs"),
+                       cwd=tmp_path, stdin=csv_text)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["key"]: r for r in lines(only_dir(tmp_path / "runs") / "rows.jsonl")}
+    assert rows["Acme"]["inputs"] == {"vendor": "Acme", "spend": 12.5, "region": "US"}
+    assert rows["Bolt"]["inputs"]["region"] == "EU"
+
+
+def test_options_of_datasets_need_data_and_shards_are_checked(tmp_path: Path) -> None:
+    workflow, data = write(tmp_path, [{"vendor": "Acme", "spend": 1}])
+    proc = orchestrate("run", str(workflow), "--key", "vendor", cwd=tmp_path)
+    assert proc.returncode == 2 and "need --data" in proc.stderr
+    proc = orchestrate("run", str(workflow), "--data", str(data), "--shard", "3/2", cwd=tmp_path)
+    assert proc.returncode == 2 and "--shard '3/2'" in proc.stderr
+    proc = orchestrate("run", str(workflow), "--data", str(tmp_path / "missing.jsonl"), cwd=tmp_path)
+    assert proc.returncode == 2 and "missing.jsonl: no such dataset file" in proc.stderr
+
+
+def test_plan_junit_summary_cost_report_and_shard(tmp_path: Path) -> None:
+    rows = [{"vendor": f"V{i}", "spend": i} for i in range(6)]
+    workflow, data = write(tmp_path, rows)
+    plan = orchestrate("plan", str(workflow), "--data", str(data), "--budget", "0.5", "--json", cwd=tmp_path)
+    assert plan.returncode == 0, plan.stderr
+    bounds = json.loads(plan.stdout)
+    assert bounds["rows"] == 6 and 0 < bounds["min_cost"] <= bounds["max_cost"] <= 0.5
+
+    proc = orchestrate("run", str(workflow), "--data", str(data), "--key", "vendor", "--shard", "2/3",
+                       "--junit", "junit.xml", "--summary", "summary.md", "-o", "runs", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    run_dir = only_dir(tmp_path / "runs")
+    assert [r["key"] for r in lines(run_dir / "results.jsonl")] in (["V1", "V4"], ["V4", "V1"])
+    suite = ET.parse(tmp_path / "junit.xml").getroot().find("testsuite")
+    assert suite is not None and {c.get("name") for c in suite.iter("testcase")} == {"row V1", "row V4"}
+    assert "| completed | 2 |" in (tmp_path / "summary.md").read_text()
+
+    report = orchestrate("cost-report", str(run_dir), "--by", "row", "--format", "json", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    grouped = json.loads(report.stdout)
+    assert {r["row"] for r in grouped["rows"]} == {"V1", "V4"}
+    assert all(r["calls"] == 2 for r in grouped["rows"])
+
+
+def test_sigkill_mid_batch_then_resume_redoes_only_unfinished_rows(tmp_path: Path) -> None:
+    rows = [{"vendor": f"Vendor {i:02d}", "spend": i} for i in range(24)]
+    workflow, data = write(tmp_path, rows, latency=0.05)
+    args = [sys.executable, "-m", "orchestrate", "run", str(workflow), "--data", str(data), "--key", "vendor",
+            "--max-rows-parallel", "2"]
+    proc = subprocess.Popen([*args, "-o", str(tmp_path / "runs")], cwd=tmp_path, env=env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    results = None
+    while time.monotonic() < deadline:
+        found = list((tmp_path / "runs").glob("*/results.jsonl")) if (tmp_path / "runs").exists() else []
+        if found and len(found[0].read_text().splitlines()) >= 5:
+            results = found[0]
+            break
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait(30)
+    assert results is not None
+    text = results.read_text()
+    body = text.splitlines()
+    if not text.endswith("\n"):
+        body = body[:-1]  # a line torn by the kill is skipped by every reader
+    first = [json.loads(line) for line in body]  # every whole line is valid JSON
+    done = {r["key"] for r in first if r["status"] == "completed"}
+    assert 5 <= len(done) < 24
+    run_dir = results.parent
+
+    resumed = subprocess.run([*args, "--resume", str(run_dir)], cwd=tmp_path, env=env(), capture_output=True,
+                             text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    latest: dict[str, str] = {}
+    for line in lines(run_dir / "results.jsonl"):
+        latest[line["key"]] = line["status"]
+    assert latest == {r["vendor"]: "completed" for r in rows}
+    calls = lines(run_dir / "calls.jsonl")
+    per_row: dict[str, int] = {}
+    for call in calls:
+        per_row[call["row"]] = per_row.get(call["row"], 0) + 1
+    # Every row's two calls are on the journal once: a finished row (or agent) was never called
+    # again, and what a kill cut short was only ever a call in flight.
+    assert per_row == {r["vendor"]: 2 for r in rows}
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["counts"] == {"completed": 24} and result["status"] == "completed"
+    assert result["total_cost"] == pytest.approx(sum(c["cost"] for c in calls))
