@@ -245,7 +245,8 @@ def test_cost_json_holds_totals_breakdowns_tokens_and_prices(runs: Path) -> None
 
 
 def test_cost_report_groups_and_formats(runs: Path) -> None:
-    proc = orchestrate("cost-report", str(runs), "--by", "model,module", "--format", "json", cwd=runs)
+    proc = orchestrate("cost-report", str(runs), "--by", "model,module", "--format", "json",
+                       "--include-simulated", cwd=runs)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     everything = sum(json.loads(p.read_text())["totals"]["cost"] for p in runs.glob("*/cost.json"))
@@ -253,21 +254,23 @@ def test_cost_report_groups_and_formats(runs: Path) -> None:
     assert {(r["model"], r["module"]) for r in report["rows"]} >= {("gpt-4o", "Finance"),
                                                                    ("claude-sonnet-4-5", "Compliance")}
     proc = orchestrate("cost-report", str(runs), "--by", "workflow", "--by", "provider", "--format", "csv",
-                       cwd=runs)
+                       "--include-simulated", cwd=runs)
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
     assert {r["workflow"] for r in rows} == {"finance_month_end_close", "compliance_vendor_due_diligence",
                                               "hr_onboarding"}
     assert {r["provider"] for r in rows} == {"simulated"}
-    proc = orchestrate("cost-report", str(runs), "--by", "agent", "--format", "markdown", cwd=runs)
+    proc = orchestrate("cost-report", str(runs), "--by", "agent", "--format", "markdown",
+                       "--include-simulated", cwd=runs)
     assert proc.stdout.startswith("| agent | calls | cost |") and "| close_memo |" in proc.stdout
-    proc = orchestrate("cost-report", str(runs), "--by", "day", cwd=runs)
+    proc = orchestrate("cost-report", str(runs), "--by", "day", "--include-simulated", cwd=runs)
     assert proc.returncode == 0 and "total" in proc.stdout and "\x1b[" not in proc.stdout
 
 
 def test_cost_report_filters_by_time(runs: Path) -> None:
     proc = orchestrate("cost-report", str(runs), "--since", "2999-01-01", "--format", "json", cwd=runs)
     assert json.loads(proc.stdout)["rows"] == []
-    proc = orchestrate("cost-report", str(runs), "--until", "2999-01-01", "--format", "json", cwd=runs)
+    proc = orchestrate("cost-report", str(runs), "--until", "2999-01-01", "--format", "json",
+                       "--include-simulated", cwd=runs)
     assert len(json.loads(proc.stdout)["rows"]) == 3
 
 

@@ -418,7 +418,7 @@ def test_plain_log_writes_one_stamped_line_per_state_change() -> None:
     assert " month_close/ledger_reconcile started (attempt 1, openai/gpt-4o-mini)" in lines[1]
     assert " month_close/ledger_reconcile rate limited: waited 1.50s for openai" in lines[3]
     assert " month_close/payroll_check retrying in 0.50s after attempt 1: 503" in lines[5]
-    assert " month_close/payroll_check failed in 3.25s, 0 tokens, $0.000000: invalid key" in lines[8]
+    assert " month_close/payroll_check failed in 3.25s, 0 tokens, $0.00: invalid key" in lines[8]
     assert "budget refused" in lines[-2]
     assert lines[-1].endswith("month_close finished: partially_completed, $0.0168, 1734 tokens, 4.00s")
     # each line's stamp is its event's own time, in UTC

@@ -9,7 +9,7 @@ Only the CLI turns errors into exit codes. Exit codes (stable, documented in the
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -24,7 +24,8 @@ app = typer.Typer(
     help="Run YAML workflows of LLM agents for ERP departments.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
+    context_settings={"help_option_names": ["-h", "--help"]},
     # Rich panels for help and usage errors in a terminal; plain click text in CI and pipes.
     rich_markup_mode="rich" if is_interactive(sys.stderr) else None,
 )
@@ -60,6 +61,7 @@ _COMMANDS = (
     ("plan", "plan", "plan"),
     ("cost-report", "cost_report", "cost_report"),
     ("graph", "graph", "graph"),
+    ("show", "show", "show"),
     ("schema", "schema_cmd", "schema"),
     ("report", "report", "report"),
 )
@@ -68,12 +70,26 @@ _COMMANDS = (
 _register()
 
 
+def _command() -> Any:
+    """The click command behind `app`, with arguments shown by their metavar alone.
+
+    Typer prints an argument's Python type next to it in help (`PATH <list[Path]>`);
+    our arguments each carry a metavar that says what to write, so the type is left out.
+    """
+    command = typer.main.get_command(app)
+    for sub in getattr(command, "commands", {}).values():
+        for param in sub.params:
+            if getattr(param, "param_type_name", "") == "argument" and param.metavar:
+                param.display_type_rich = lambda ctx: None
+    return command
+
+
 def main() -> None:
     """Entry point of the console script and of `python -m orchestrate`."""
     from orchestrate.cli.common import print_error
 
     try:
-        app(prog_name="orchestrate")
+        _command()(prog_name="orchestrate")
     except OrchestrateError as exc:
         print_error(str(exc))
         sys.exit(exc.exit_code)

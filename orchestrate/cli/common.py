@@ -4,15 +4,43 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
-__all__ = ["FormatOption", "fail", "is_interactive", "print_error"]
+__all__ = ["FormatOption", "check_format", "fail", "format_option", "is_interactive", "json_alias",
+           "print_error"]
 
 FormatOption = Annotated[
     str, typer.Option("--format", "-f", help="Output format.", case_sensitive=False)
 ]
+
+
+def format_option(choices: tuple[str, ...]) -> Any:
+    """`--format/-f` with its choices in the help (`[table|json]`) and in shell completion.
+
+    A plain string checked by `check_format`, so a wrong value is one line on
+    stderr with exit 2, like every other usage error of ours.
+    """
+    def complete(incomplete: str) -> list[str]:
+        return [c for c in choices if c.startswith(incomplete.lower())]
+
+    return Annotated[str, typer.Option(
+        "--format", "-f", metavar="[" + "|".join(choices) + "]", autocompletion=complete,
+        help=f"Output format: {', '.join(choices)}.", show_default=True)]
+
+
+def json_alias() -> Any:
+    """`--json`: the same as `--format json`, kept for scripts written before --format."""
+    return Annotated[bool, typer.Option("--json", help="Same as --format json.")]
+
+
+def check_format(fmt: str, choices: tuple[str, ...], *, as_json: bool = False) -> str:
+    """The chosen format, lower-cased; `--json` wins; anything else is a usage error."""
+    chosen = "json" if as_json else fmt.lower()
+    if chosen not in choices:
+        fail(f"--format {fmt!r}: choose {', '.join(choices)}")
+    return chosen
 
 
 def is_interactive(stream: object = None) -> bool:

@@ -4,56 +4,98 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from orchestrate.cli.common import FormatOption, fail
+from orchestrate.cli.common import check_format, fail, format_option, is_interactive, json_alias
 
 __all__ = ["cost_report"]
+
+FORMATS = ("table", "json", "csv", "markdown")
 
 
 def cost_report(
     paths: Annotated[Optional[list[Path]], typer.Argument(
-        help="Run folders, cost.json files, or folders of runs (default: ./runs).", show_default=False)] = None,
+        metavar="PATH", show_default=False,
+        help="Run folders, cost.json files, or folders of runs (default: ./runs).")] = None,
     by: Annotated[Optional[list[str]], typer.Option(
-        "--by", "-b", help="Group by workflow|agent|model|module|provider|day|mode (batch or online)|row (a dataset row's key); repeat or comma-separate "
-                           "to combine (default: workflow).")] = None,
-    since: Annotated[Optional[str], typer.Option("--since", help="Only calls at or after this date/time (ISO 8601).")] = None,
-    until: Annotated[Optional[str], typer.Option("--until", help="Only calls at or before this date/time (ISO 8601).")] = None,
-    fmt: FormatOption = "table",
+        "--by", "-b", metavar="KEY[,KEY]",
+        help="Group by: workflow, agent, model, module, provider, run, day, month, mode (batch or "
+             "online), row (a dataset row's key). Repeat or comma-separate to combine.",
+        show_default="workflow")] = None,
+    since: Annotated[Optional[str], typer.Option("--since", metavar="DATE", help="Only calls at or after this date/time (ISO 8601).")] = None,
+    until: Annotated[Optional[str], typer.Option("--until", metavar="DATE", help="Only calls at or before this date/time (ISO 8601).")] = None,
+    include_simulated: Annotated[bool, typer.Option(
+        "--include-simulated", help="Count simulated calls as spend (left out by default: nothing was paid).")] = False,
+    fmt: format_option(FORMATS) = "table",  # type: ignore[valid-type]
+    as_json: json_alias() = False,  # type: ignore[valid-type]
 ) -> None:
-    """Sum the cost.json of runs: calls, cost and tokens (input, cached, output, reasoning) per group."""
-    from orchestrate.money.cost_report import GROUP_KEYS, TOKEN_FIELDS, aggregate, collect, parse_moment, render
+    """Sum the cost.json of runs: calls, cost and tokens (input, cached, output, reasoning) per group.
 
+    Simulated runs are priced like real ones (a preview of what a real run would
+    cost) but are not spend: they are left out of the totals unless
+    --include-simulated, and the report says how much was left out.
+
+    \b
+    Examples:
+      orchestrate cost-report
+      orchestrate cost-report runs/ --by module,model
+      orchestrate cost-report --by month --since 2026-01-01 --format csv > spend.csv
+      orchestrate cost-report runs/close-20261125T101010Z --include-simulated
+    """
+    from orchestrate.money.cost_report import (
+        GROUP_KEYS,
+        aggregate,
+        collect,
+        parse_moment,
+        render,
+        split_simulated,
+    )
+
+    fmt = check_format(fmt, FORMATS, as_json=as_json)
     keys = [k.strip() for item in (by or ["workflow"]) for k in item.split(",") if k.strip()]
     for key in keys:
         if key not in GROUP_KEYS:
             fail(f"--by {key!r}: choose from {', '.join(GROUP_KEYS)}")
-    fmt = fmt.lower()
-    if fmt not in ("table", "json", "csv", "markdown"):
-        fail(f"--format {fmt!r}: choose table, json, csv or markdown")
     start = parse_moment(since) if since else None
     end = parse_moment(until, end=True) if until else None
-    rows = aggregate(collect(paths or [Path("runs")]), keys, since=start, until=end)
+    counted, simulated = split_simulated(collect(paths or [Path("runs")]), include=include_simulated)
+    rows = aggregate(counted, keys, since=start, until=end)
+    left = aggregate(simulated, [], since=start, until=end)
+    left_out = {"calls": left[0]["calls"], "cost": left[0]["cost"]} if left else {"calls": 0, "cost": 0.0}
     if fmt != "table":
-        sys.stdout.write(render(rows, keys, fmt))
-        return
-    from rich.console import Console
-    from rich.table import Table
+        sys.stdout.write(render(rows, keys, fmt, left_out))
+    elif rows:
+        _print_table(rows, keys)
+    else:
+        sys.stdout.write("no calls to report" + (" in that period" if start or end else "") + "\n")
+    if left_out["calls"] and fmt != "json":
+        from orchestrate.money.amounts import usd
+        from orchestrate.observe.summary import plural
 
-    table = Table(title="cost report", title_justify="left")
-    for key in keys:
-        table.add_column(key)
-    columns = ["calls", "cost", *TOKEN_FIELDS]
-    for column in columns:
-        table.add_column(column.replace("_tokens", "").replace("_", " "), justify="right")
-    for row in rows:
-        table.add_row(*(str(row[k]) for k in keys), str(row["calls"]), f"${row['cost']:.4f}",
-                      *(f"{row.get(f) or 0:,}" for f in TOKEN_FIELDS))
+        sys.stderr.write(f"note: {plural(left_out['calls'], 'simulated call')} ({usd(left_out['cost'])} "
+                         "at real prices) left out; add --include-simulated to count them\n")
+
+
+def _print_table(rows: list[dict[str, Any]], keys: list[str]) -> None:
+    from orchestrate.money.amounts import usd
+    from orchestrate.money.cost_report import TOKEN_FIELDS
+    from orchestrate.observe.tables import Column, build_table, plain_console
+
+    interactive = is_interactive(sys.stdout)
+    console = plain_console(sys.stdout, interactive=interactive)
+    # Cache writes and reasoning matter least when the screen is narrow; the rest never goes.
+    drops = {"cache_creation_input_tokens": 3, "reasoning_tokens": 2, "cached_input_tokens": 1}
+    columns = [Column(key) for key in keys] + [Column("calls", "right", "number"),
+                                               Column("cost", "right", "number")]
+    columns += [Column(f.replace("_input_tokens", "").replace("_tokens", "").replace("_", " "), "right",
+                       "number", drop=drops.get(f, 0)) for f in TOKEN_FIELDS]
+    body = [[str(row[k]) for k in keys] + [f"{row['calls']:,}", usd(row["cost"])]
+            + [f"{row.get(f) or 0:,}" for f in TOKEN_FIELDS] for row in rows]
     if rows:
-        table.add_section()
-        table.add_row("total", *([""] * (len(keys) - 1)), str(sum(r["calls"] for r in rows)),
-                      f"${sum(r['cost'] for r in rows):.4f}",
-                      *(f"{sum(r.get(f) or 0 for r in rows):,}" for f in TOKEN_FIELDS))
-    Console(highlight=False).print(table)
+        body.append(["total"] + [""] * (len(keys) - 1) + [
+            f"{sum(r['calls'] for r in rows):,}", usd(sum(r["cost"] for r in rows))]
+            + [f"{sum(r.get(f) or 0 for r in rows):,}" for f in TOKEN_FIELDS])
+    console.print(build_table(columns, body, width=console.width if interactive else None,
+                              title="cost report", total_row=bool(rows)))

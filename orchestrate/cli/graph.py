@@ -1,53 +1,81 @@
-"""`orchestrate graph`: a workflow's dependency graph as a tree or as Mermaid text."""
+"""`orchestrate graph`: a workflow's dependency graph as a tree, Mermaid text or JSON."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from orchestrate.cli.common import FormatOption, fail
+from orchestrate.cli.common import check_format, format_option, is_interactive, json_alias
 
 __all__ = ["graph"]
 
+FORMATS = ("tree", "mermaid", "json")
+
 
 def graph(
-    file: Annotated[Path, typer.Argument(help="The workflow file.", show_default=False)],
-    fmt: FormatOption = "tree",
+    paths: Annotated[list[Path], typer.Argument(metavar="PATH", show_default=False,
+                                                help="Workflow files, or folders of them.")],
+    fmt: format_option(FORMATS) = "tree",  # type: ignore[valid-type]
+    as_json: json_alias() = False,  # type: ignore[valid-type]
 ) -> None:
-    """Print the workflow's graph: a tree from the roots (default) or a Mermaid flowchart."""
+    """Print each workflow's graph: a tree from the roots (default), a Mermaid flowchart, or JSON.
+
+    \b
+    Examples:
+      orchestrate graph workflows/finance_month_end_close.yaml
+      orchestrate graph close.yaml --format mermaid > close.mmd
+      orchestrate graph workflows/ --format json
+    """
+    from orchestrate.cli.plan import workflow_files
     from orchestrate.workflow.loader import load_workflow
 
-    fmt = fmt.lower()
-    if fmt not in ("tree", "mermaid"):
-        fail(f"--format {fmt!r}: choose tree or mermaid")
-    workflow = load_workflow(file)
+    fmt = check_format(fmt, FORMATS, as_json=as_json)
+    workflows = [load_workflow(path) for path in workflow_files(paths)]
+    if fmt == "json":
+        docs = [_document(wf) for wf in workflows]
+        sys.stdout.write(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2) + "\n")
+        return
     if fmt == "mermaid":
         from orchestrate.observe.ci_reports import mermaid
 
-        doc = {"agents": [{"name": a.name, "module": a.module, "dependencies": a.dependencies}
-                          for a in workflow.agents]}
-        sys.stdout.write(mermaid(doc) + "\n")
+        sys.stdout.write("\n".join(mermaid(_document(wf)) for wf in workflows) + "\n")
         return
-    from rich.console import Console
+    from orchestrate.observe.tables import plain_console
+
+    console = plain_console(sys.stdout, interactive=is_interactive(sys.stdout))
+    for workflow in workflows:
+        console.print(_tree(workflow))
+
+
+def _document(workflow: Any) -> dict[str, Any]:
+    return {"name": workflow.name, "agents": [
+        {"name": a.name, "module": a.module, "model": a.llm_config.get("model"), "priority": a.priority,
+         "dependencies": list(a.dependencies)} for a in workflow.agents]}
+
+
+def _tree(workflow: Any) -> Any:
+    from rich.text import Text
     from rich.tree import Tree
 
     from orchestrate.workflow.graph import DependencyGraph
 
     deps = DependencyGraph.from_agents(workflow.agents)
     by_name = {a.name: a for a in workflow.agents}
-    root = Tree(f"[bold]{workflow.name}[/] ({len(workflow.agents)} agents)")
+    root = Tree(Text(f"{workflow.name} ({len(workflow.agents)} agents)", style="bold"))
     shown: set[str] = set()
 
-    def add(parent: Tree, name: str) -> None:
+    def add(parent: Any, name: str) -> None:
         agent = by_name[name]
-        label = f"{name} [dim]{agent.module} · {agent.llm_config.get('model')} · p{agent.priority}[/]"
         if name in shown:  # a fan-in node appears once in full, then as a reference
-            parent.add(f"{name} [dim](see above)[/]")
+            parent.add(Text.assemble(name, (" (see above)", "dim")))
             return
         shown.add(name)
+        label = Text.assemble(name, (f" {agent.module} · {agent.llm_config.get('model')} · "
+                                     f"p{agent.priority}", "dim"))
         branch = parent.add(label)
         for child in deps.dependents[name]:
             add(branch, child)
@@ -55,4 +83,4 @@ def graph(
     for name in deps.nodes:
         if not deps.dependencies[name]:
             add(root, name)
-    Console(highlight=False).print(root)
+    return root

@@ -9,29 +9,54 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-__all__ = ["plan", "print_plans"]
+from orchestrate.cli.common import check_format, fail, format_option, is_interactive, json_alias
+
+__all__ = ["plan", "print_plans", "workflow_files"]
+
+FORMATS = ("table", "json")
+
+
+def workflow_files(paths: list[Path]) -> list[Path]:
+    """The workflow files named, folders searched for *.yaml and *.yml (as `validate` does)."""
+    from orchestrate.workflow.loader import find_workflow_files
+
+    files = find_workflow_files(paths)
+    if not files:
+        fail("no workflow files (*.yaml, *.yml) found in " + ", ".join(str(p) for p in paths))
+    return files
 
 
 def plan(
-    files: Annotated[list[Path], typer.Argument(help="Workflow files to plan.", show_default=False)],
-    input_pairs: Annotated[Optional[list[str]], typer.Option("--input", "-i", help="An input value, KEY=VALUE (repeatable).")] = None,
-    inputs_file: Annotated[Optional[Path], typer.Option("--inputs", help="A JSON file of input values.")] = None,
-    max_parallel: Annotated[Optional[int], typer.Option("--max-parallel", min=1, help="Override max_parallel_agents.")] = None,
-    budget: Annotated[Optional[float], typer.Option("--budget", min=0.0, help="Override cost_budget (USD).")] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the plan as JSON on stdout.")] = False,
+    paths: Annotated[list[Path], typer.Argument(metavar="PATH", show_default=False,
+                                                help="Workflow files, or folders of them.")],
+    input_pairs: Annotated[Optional[list[str]], typer.Option("--input", "-i", metavar="KEY=VALUE", help="An input value (repeatable).")] = None,
+    inputs_file: Annotated[Optional[Path], typer.Option("--inputs", metavar="FILE.json", help="A JSON file of input values.")] = None,
+    max_parallel: Annotated[Optional[int], typer.Option("--max-parallel", metavar="N", min=1, help="Override max_parallel_agents.")] = None,
+    budget: Annotated[Optional[float], typer.Option("--budget", metavar="USD", min=0.0, help="Override cost_budget.")] = None,
+    fmt: format_option(FORMATS) = "table",  # type: ignore[valid-type]
+    json_output: json_alias() = False,  # type: ignore[valid-type]
     provider_batch: Annotated[bool, typer.Option("--provider-batch", help="Price calls at the providers' batch rates, as run --provider-batch sends them.")] = False,
-    data: Annotated[Optional[str], typer.Option("--data", help="Plan a batch over every row of this JSONL or CSV file ('-': stdin); --budget is the batch's ceiling.")] = None,
-    key: Annotated[Optional[str], typer.Option("--key", help="The column that identifies a row.")] = None,
-    shard: Annotated[Optional[str], typer.Option("--shard", help="K/N: only the rows whose index modulo N is K-1.")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", metavar="FILE", help="Plan a batch over every row of this JSONL or CSV file ('-': stdin); --budget is the batch's ceiling.")] = None,
+    key: Annotated[Optional[str], typer.Option("--key", metavar="COLUMN", help="The column that identifies a row.")] = None,
+    shard: Annotated[Optional[str], typer.Option("--shard", metavar="K/N", help="Only the rows whose index modulo N is K-1.")] = None,
 ) -> None:
-    """Print the execution order, the critical path and the cost bounds of a run; call nothing."""
-    from orchestrate.cli.common import fail
+    """Print the execution order, the critical path and the cost bounds of a run; call nothing.
+
+    \b
+    Examples:
+      orchestrate plan workflows/finance_month_end_close.yaml
+      orchestrate plan workflows/ --budget 0.50
+      orchestrate plan close.yaml --input period=2026-11 --format json
+      orchestrate plan screen.yaml --data vendors.jsonl --budget 20
+    """
     from orchestrate.cli.run import parse_inputs
 
+    as_json = check_format(fmt, FORMATS, as_json=json_output) == "json"
+    files = workflow_files(paths)
     if data is not None and len(files) != 1:
         fail("--data takes exactly one workflow file")
     print_plans(files, parse_inputs(input_pairs or [], inputs_file), max_parallel=max_parallel,
-                budget=budget, as_json=json_output, provider_batch=provider_batch, data=data, key=key,
+                budget=budget, as_json=as_json, provider_batch=provider_batch, data=data, key=key,
                 shard=shard)
 
 
@@ -56,12 +81,14 @@ def print_batch_plan(file: Path, inputs: dict[str, Any], *, data: str, key: str 
     if as_json:
         sys.stdout.write(json.dumps(plan.to_dict(), indent=2) + "\n")
         return
+    from orchestrate.money.amounts import usd
+
     ceiling = " (the batch budget binds)" if plan.budget_binds else ""
     budget_text = f"; batch budget ${plan.budget:.2f}" if plan.budget is not None else "; no batch budget"
     sys.stdout.write(
         f"{plan.workflow}: {plan.rows} rows to run" + (f", {plan.invalid_rows} invalid" if plan.invalid_rows else "")
-        + f"\ncost: at least ${plan.min_cost:.4f} if every row completes, at most ${plan.max_cost:.4f}"
-        f"{ceiling}{budget_text}\nper row: ${plan.row_min_cost:.4f} to ${plan.row_max_cost:.4f} "
+        + f"\ncost: at least {usd(plan.min_cost)} if every row completes, at most {usd(plan.max_cost)}"
+        f"{ceiling}{budget_text}\nper row: {usd(plan.row_min_cost)} to {usd(plan.row_max_cost)} "
         f"(each row capped at its cost_budget ${template.cost_budget:.2f})\n")
 
 
@@ -87,20 +114,24 @@ def print_plans(files: list[Path], inputs: dict[str, Any], *, max_parallel: int 
         payload = [p.to_dict() for p in plans]
         sys.stdout.write(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2) + "\n")
         return
-    from rich.console import Console
-    from rich.table import Table
+    from rich.text import Text
 
-    console = Console(highlight=False)
+    from orchestrate.money.amounts import usd
+    from orchestrate.observe.tables import Column, build_table, plain_console
+
+    interactive = is_interactive(sys.stdout)
+    console = plain_console(sys.stdout, interactive=interactive)
+    columns = [Column("#", "right", "number"), Column("agent"), Column("module", drop=2),
+               Column("model"), Column("starts at", "right", "number", drop=1),
+               Column("max calls", "right", "number", drop=3), Column("min $", "right", "number"),
+               Column("max $", "right", "number")]
     for p in plans:
-        table = Table(title=f"{p.workflow}: plan", title_justify="left")
-        for column in ("#", "agent", "module", "model", "starts at", "max calls", "min $", "max $"):
-            table.add_column(column, justify="right" if column in ("#", "starts at", "max calls", "min $", "max $") else "left")
-        for i, a in enumerate(p.agents, 1):
-            table.add_row(str(i), a.name, a.module, a.model, f"{a.start:.1f}s", str(a.max_calls),
-                          f"{a.min_cost:.4f}", f"{a.max_cost:.4f}")
-        console.print(table)
-        console.print(f"critical path: {' -> '.join(p.critical_path)}")
-        console.print(f"estimated time: {p.estimated_seconds:.1f}s (at ~100 output tokens/s)")
+        rows = [[str(i), a.name, a.module, a.model, f"{a.start:.1f}s", str(a.max_calls),
+                 usd(a.min_cost), usd(a.max_cost)] for i, a in enumerate(p.agents, 1)]
+        console.print(build_table(columns, rows, width=console.width if interactive else None,
+                                  title=Text(f"{p.workflow}: plan")))
+        console.print(Text(f"critical path: {' -> '.join(p.critical_path)}"))
+        console.print(Text(f"estimated time: {p.estimated_seconds:.1f}s (at ~100 output tokens/s)"))
         ceiling = " (the budget binds)" if p.budget_binds else ""
-        console.print(f"cost: at least ${p.min_cost:.4f} if it completes, at most ${p.max_cost:.4f}"
-                      f"{ceiling}; budget ${p.budget:.2f}\n")
+        console.print(Text(f"cost: at least {usd(p.min_cost)} if it completes, at most {usd(p.max_cost)}"
+                           f"{ceiling}; budget ${p.budget:.2f}\n"))

@@ -9,12 +9,13 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from orchestrate.cli.common import fail, is_interactive
+from orchestrate.cli.common import check_format, fail, format_option, is_interactive, json_alias
 
 __all__ = ["parse_inputs", "run"]
 
 EXIT_COMPLETED, EXIT_FAILED, EXIT_PARTIAL = 0, 1, 3
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+FORMATS = ("text", "json")
 
 
 def parse_inputs(pairs: list[str], inputs_file: Path | None) -> dict[str, Any]:
@@ -39,42 +40,60 @@ def parse_inputs(pairs: list[str], inputs_file: Path | None) -> dict[str, Any]:
 
 
 def run(
-    files: Annotated[list[Path], typer.Argument(help="Workflow files to run (side by side).",
-                                                show_default=False)],
+    paths: Annotated[list[Path], typer.Argument(metavar="PATH", show_default=False,
+                                                help="Workflow files, or folders of them (run side by side).")],
     simulate: Annotated[bool, typer.Option("--simulate", help="Answer every call offline with the simulated provider.")] = False,
-    input_pairs: Annotated[Optional[list[str]], typer.Option("--input", "-i", help="An input value, KEY=VALUE (repeatable).")] = None,
-    inputs_file: Annotated[Optional[Path], typer.Option("--inputs", help="A JSON file of input values.")] = None,
-    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where run folders are created.")] = Path("runs"),
-    max_parallel: Annotated[Optional[int], typer.Option("--max-parallel", min=1, help="Override max_parallel_agents.")] = None,
-    budget: Annotated[Optional[float], typer.Option("--budget", min=0.0, help="Override cost_budget (USD).")] = None,
-    resume: Annotated[Optional[Path], typer.Option("--resume", help="A run folder to resume: completed agents are not called again.")] = None,
-    cache: Annotated[Optional[Path], typer.Option("--cache", help="Answer identical requests from this response cache folder.")] = None,
+    input_pairs: Annotated[Optional[list[str]], typer.Option("--input", "-i", metavar="KEY=VALUE", help="An input value (repeatable).")] = None,
+    inputs_file: Annotated[Optional[Path], typer.Option("--inputs", metavar="FILE.json", help="A JSON file of input values.")] = None,
+    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", metavar="DIR", help="Where run folders are created.")] = Path("runs"),
+    max_parallel: Annotated[Optional[int], typer.Option("--max-parallel", metavar="N", min=1, help="Override max_parallel_agents.")] = None,
+    budget: Annotated[Optional[float], typer.Option("--budget", metavar="USD", min=0.0, help="Override cost_budget.")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", metavar="RUN_DIR", help="A run folder to resume: completed agents are not called again.")] = None,
+    cache: Annotated[Optional[Path], typer.Option("--cache", metavar="DIR", help="Answer identical requests from this response cache folder.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and cost bounds; call nothing.")] = False,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="Plain log lines instead of the live table.")] = False,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the final summary as JSON on stdout.")] = False,
+    fmt: format_option(FORMATS) = "text",  # type: ignore[valid-type]
+    json_output: json_alias() = False,  # type: ignore[valid-type]
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
-    junit: Annotated[Optional[Path], typer.Option("--junit", help="Write a JUnit XML report here.")] = None,
-    summary: Annotated[Optional[Path], typer.Option("--summary", help="Write a Markdown summary (with a Mermaid graph) here.")] = None,
-    sim_latency: Annotated[float, typer.Option("--sim-latency", min=0.0, help="Simulated seconds per call.")] = 0.0,
-    sim_failure_rate: Annotated[float, typer.Option("--sim-failure-rate", min=0.0, max=1.0, help="Share of simulated calls that fail (retriable).")] = 0.0,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the simulated provider.")] = 0,
+    junit: Annotated[Optional[Path], typer.Option("--junit", metavar="FILE", help="Write a JUnit XML report here.")] = None,
+    summary: Annotated[Optional[Path], typer.Option("--summary", metavar="FILE", help="Write a Markdown summary (with a Mermaid graph) here.")] = None,
+    sim_latency: Annotated[float, typer.Option("--sim-latency", metavar="SECONDS", min=0.0, help="Simulated seconds per call.")] = 0.0,
+    sim_failure_rate: Annotated[float, typer.Option("--sim-failure-rate", metavar="SHARE", min=0.0, max=1.0, help="Share of simulated calls that fail (retriable), 0 to 1.")] = 0.0,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the simulated provider.")] = 0,
     provider_batch: Annotated[bool, typer.Option("--provider-batch", help="Send calls through the providers' batch APIs: half price, answers within 24h.")] = False,
-    batch_fallback: Annotated[str, typer.Option("--batch-fallback", help="Where a batched request that errored or expired is retried: 'batch' (a later batch) or 'online'.")] = "batch",
-    batch_poll_max: Annotated[float, typer.Option("--batch-poll-max", min=0.1, help="Longest wait in seconds between two polls of a batch.")] = 300.0,
-    batch_window: Annotated[float, typer.Option("--batch-window", min=0.0, help="Seconds to gather ready calls into one batch submission.")] = 2.0,
+    batch_fallback: Annotated[str, typer.Option("--batch-fallback", metavar="[batch|online]", help="Where a batched request that errored or expired is retried: 'batch' (a later batch) or 'online'.")] = "batch",
+    batch_poll_max: Annotated[float, typer.Option("--batch-poll-max", metavar="SECONDS", min=0.1, help="Longest wait in seconds between two polls of a batch.")] = 300.0,
+    batch_window: Annotated[float, typer.Option("--batch-window", metavar="SECONDS", min=0.0, help="Seconds to gather ready calls into one batch submission.")] = 2.0,
     cancel_batches: Annotated[bool, typer.Option("--cancel-batches", help="On Ctrl-C, cancel submitted batches (else they finish at the provider, for --resume).")] = False,
-    data: Annotated[Optional[str], typer.Option("--data", help="Run over every row of this JSONL or CSV file ('-': stdin); --budget is then the batch's ceiling and --max-parallel caps its calls in flight.", rich_help_panel="Datasets")] = None,
-    key: Annotated[Optional[str], typer.Option("--key", help="The column that identifies a row (default: its line and a digest).", rich_help_panel="Datasets")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", metavar="FILE", help="Run over every row of this JSONL or CSV file ('-': stdin); --budget is then the batch's ceiling and --max-parallel caps its calls in flight.", rich_help_panel="Datasets")] = None,
+    key: Annotated[Optional[str], typer.Option("--key", metavar="COLUMN", help="The column that identifies a row (default: its line and a digest).", rich_help_panel="Datasets")] = None,
     skip_invalid_rows: Annotated[bool, typer.Option("--skip-invalid-rows", help="Record invalid rows as invalid and run the rest.", rich_help_panel="Datasets")] = False,
-    max_rows_parallel: Annotated[Optional[int], typer.Option("--max-rows-parallel", min=1, help="Rows in flight at most (default: enough to keep --max-parallel calls going).", rich_help_panel="Datasets")] = None,
-    shard: Annotated[Optional[str], typer.Option("--shard", help="K/N: run only the rows whose index modulo N is K-1.", rich_help_panel="Datasets")] = None,
+    max_rows_parallel: Annotated[Optional[int], typer.Option("--max-rows-parallel", metavar="N", min=1, help="Rows in flight at most (default: enough to keep --max-parallel calls going).", rich_help_panel="Datasets")] = None,
+    shard: Annotated[Optional[str], typer.Option("--shard", metavar="K/N", help="Run only the rows whose index modulo N is K-1.", rich_help_panel="Datasets")] = None,
 ) -> None:
     """Run workflows and write result.json, cost.json and events.jsonl for each.
 
+    In a terminal a live table shows each agent; elsewhere (CI, pipes) one plain
+    line per change. At the end: counts by outcome, why each failed agent failed,
+    the run folder and what to do next. --format json prints the summary as JSON.
+
+    \b
+    Examples:
+      orchestrate run workflows/finance_month_end_close.yaml --simulate
+      orchestrate run close.yaml --input period=2026-11 --budget 1.50
+      orchestrate run close.yaml --resume runs/finance_month_end_close-20261125T101010Z
+      orchestrate run workflows/ --junit junit.xml --summary "$GITHUB_STEP_SUMMARY"
+      orchestrate run screen.yaml --data vendors.jsonl --key vendor_id --simulate
+
+    \b
     Exit codes: 0 completed, 1 failed, 2 invalid input, 3 partially completed,
     130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
     """
+    from orchestrate.cli.plan import workflow_files
     from orchestrate.cli.run_session import RunOptions, RunSession
+
+    json_output = check_format(fmt, FORMATS, as_json=json_output) == "json"
+    files = workflow_files(paths)
 
     if resume is not None and len(files) != 1:
         fail("--resume takes exactly one workflow file")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import signal
 import sys
 from dataclasses import dataclass, field
@@ -69,6 +70,7 @@ class RunSession:
         self.ledgers: list[Any] = []
         self.carried: list[dict[str, Any]] = []   # open batches of the run being resumed
         self.hub: Any = None
+        self._live_display: Any = None
 
     def execute(self) -> int:
         """Run every workflow; returns the exit code."""
@@ -170,14 +172,14 @@ class RunSession:
                 self.ledgers.append(ledger)
                 engine.add_sink(ledger)
             self._install_signals(engine)
-            if display is not None and hasattr(display, "start"):
+            if hasattr(display, "start"):
+                self._live_display = display
                 display.start()
             try:
                 await asyncio.gather(*(engine.execute_workflow(wf.id, reuse=reuse or None)
                                        for wf in workflows))
             finally:
-                if display is not None and hasattr(display, "stop"):
-                    display.stop()
+                self._stop_display()  # on every way out, so the cursor is never left hidden
         finally:
             self._remove_signals()
             await engine.shutdown()
@@ -206,16 +208,32 @@ class RunSession:
         loop = asyncio.get_running_loop()
 
         def on_signal(signum: int) -> None:
+            name = signal.Signals(signum).name
+            # The live display goes first, so that nothing printed now is drawn over.
+            self._stop_display()
             if self.signal_received is not None:
                 # Second signal: the reports on disk are whole (atomic writes); leave now.
+                print_error(f"received {name} again: exiting at once")
+                self._print_resume_hints()
                 os._exit(_EXIT_BY_SIGNAL.get(signum, 130))
             self.signal_received = signum
-            print_error(f"received {signal.Signals(signum).name}: cancelling in-flight calls "
-                        "and writing reports (press Ctrl-C again to exit at once)")
-            loop.create_task(engine.stop(f"interrupted by {signal.Signals(signum).name}"))
+            print_error(f"received {name}: cancelling in-flight calls and writing reports "
+                        "(press Ctrl-C again to exit at once)")
+            loop.create_task(engine.stop(f"interrupted by {name}"))
 
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, on_signal, signum)
+
+    def _stop_display(self) -> None:
+        display, self._live_display = self._live_display, None
+        if display is not None:
+            display.stop()
+
+    def _print_resume_hints(self) -> None:
+        for path, recorder in zip(self.files, self.recorders):
+            sys.stderr.write(f"to continue: orchestrate run {shlex.quote(str(path))} "
+                             f"--resume {shlex.quote(str(recorder.run_dir))}\n")
+        sys.stderr.flush()
 
     def _remove_signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -258,13 +276,12 @@ class RunSession:
                     if a["status"] not in ("completed",) and a["error"]:
                         print_error(f"{d['name']}/{a['name']}: {a['status']}: {a['error']}")
             return
-        for d, recorder in zip(documents, self.recorders):
-            done = sum(1 for a in d["agents"] if a["status"] == "completed")
-            label = " (simulated)" if d["simulated"] else ""
-            sys.stdout.write(
-                f"{d['name']}: {d['status']}{label} - {done}/{len(d['agents'])} agents, "
-                f"${d['total_cost']:.4f}, {d['total_tokens']} tokens, {d['retries']} retries, "
-                f"{(d['duration_seconds'] or 0):.2f}s -> {recorder.run_dir}\n")
+        from orchestrate.observe.summary import closing_lines
+
+        blocks = ["\n".join(closing_lines(d, r.run_dir, path))
+                  for d, r, path in zip(documents, self.recorders, self.files)]
+        sys.stdout.write("\n\n".join(blocks) + "\n")
+        sys.stdout.flush()
 
 
 def _only(workflow_id: str, sink: Any) -> Any:

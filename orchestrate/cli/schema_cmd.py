@@ -6,7 +6,12 @@ import sys
 
 
 def schema() -> None:
-    """Print the workflow JSON Schema (2020-12) that `validate` checks against."""
+    """Print the workflow JSON Schema (2020-12) that `validate` checks against.
+
+    \b
+    Examples:
+      orchestrate schema > workflow.schema.json
+    """
     from orchestrate.workflow.schema import workflow_schema_text
 
     text = workflow_schema_text()

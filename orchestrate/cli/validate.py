@@ -9,25 +9,32 @@ from typing import Annotated
 
 import typer
 
-from orchestrate.cli.common import FormatOption, fail
+from orchestrate.cli.common import check_format, fail, format_option, json_alias
 
 __all__ = ["validate"]
 
+FORMATS = ("text", "json")
+
 
 def validate(
-    paths: Annotated[list[Path], typer.Argument(help="Workflow files or folders (searched for *.yaml, *.yml).",
-                                                show_default=False)],
-    fmt: FormatOption = "text",
+    paths: Annotated[list[Path], typer.Argument(metavar="PATH", show_default=False,
+                                                help="Workflow files or folders (searched for *.yaml, *.yml).")],
+    fmt: format_option(FORMATS) = "text",  # type: ignore[valid-type]
+    as_json: json_alias() = False,  # type: ignore[valid-type]
 ) -> None:
     """Check workflow files against the schema and the semantic rules.
 
     Prints FILE:LINE:COL: message for each problem. Exit 0 when every file is
     valid, 2 otherwise. --format json prints {"valid", "files": [...]} on stdout.
+
+    \b
+    Examples:
+      orchestrate validate workflows/
+      orchestrate validate close.yaml --format json
     """
     from orchestrate.workflow.loader import find_workflow_files, validate_file
 
-    if fmt not in ("text", "json"):
-        fail(f"--format {fmt!r}: choose text or json")
+    fmt = check_format(fmt, FORMATS, as_json=as_json)
     files = find_workflow_files(paths)
     if not files:
         fail("no workflow files (*.yaml, *.yml) found in " + ", ".join(str(p) for p in paths))

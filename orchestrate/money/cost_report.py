@@ -23,12 +23,12 @@ if TYPE_CHECKING:
     from orchestrate.money.costs import CallRecord, CostTracker
 
 __all__ = ["GROUP_KEYS", "TOKEN_FIELDS", "aggregate", "breakdown", "build_cost_document", "collect",
-           "parse_moment", "render"]
+           "parse_moment", "render", "split_simulated"]
 
 SCHEMA_VERSION = 1
 TOKEN_FIELDS = ("input_tokens", "cached_input_tokens", "cache_creation_input_tokens",
                 "output_tokens", "reasoning_tokens")
-GROUP_KEYS = ("workflow", "agent", "model", "module", "provider", "day", "mode", "row")
+GROUP_KEYS = ("workflow", "agent", "model", "module", "provider", "run", "day", "month", "mode", "row")
 
 
 def _totals(rows: Iterable[Any], get: Any) -> dict[str, Any]:
@@ -124,9 +124,25 @@ def collect(paths: Sequence[Path]) -> list[dict[str, Any]]:
             for call in document["calls"]:
                 if not isinstance(call, dict) or "cost" not in call:
                     raise UserInputError(f"{file}: a call without a cost: {str(call)[:80]}")
+                simulated = bool(document.get("simulated")) or call.get("provider") == "simulated"
                 calls.append({**call, "workflow": document.get("workflow") or "unknown",
-                              "run_id": document.get("run_id"), "source": str(file)})
+                              "run_id": document.get("run_id"), "run": document.get("run_id") or file.parent.name,
+                              "simulated": simulated, "source": str(file)})
     return calls
+
+
+def split_simulated(calls: Iterable[Mapping[str, Any]], *, include: bool = False
+                    ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """The calls to count, and the simulated ones left out (none when `include`).
+
+    A simulated call is priced like the model it stands in for (a cost preview),
+    but no money was paid; counted by default it would inflate every total.
+    """
+    kept: list[Mapping[str, Any]] = []
+    left: list[Mapping[str, Any]] = []
+    for call in calls:
+        (left if call.get("simulated") and not include else kept).append(call)
+    return kept, left
 
 
 def _when(call: Mapping[str, Any]) -> datetime | None:
@@ -169,21 +185,31 @@ def _group_value(call: Mapping[str, Any], key: str, moment: datetime | None) -> 
         return moment.date().isoformat() if moment is not None else "unknown"
     if key == "mode":  # how the call was sent: through a provider batch API, or online
         return "batch" if call.get("batch") else "online"
+    if key == "month":
+        return moment.strftime("%Y-%m") if moment is not None else "unknown"
     return str(call.get(key) or "unknown")
 
 
-def render(rows: Sequence[Mapping[str, Any]], by: Sequence[str], fmt: str) -> str:
-    """Rows as ``json``, ``csv`` or ``markdown``, with a total line for the latter two."""
+def render(rows: Sequence[Mapping[str, Any]], by: Sequence[str], fmt: str,
+           left_out: Mapping[str, Any] | None = None) -> str:
+    """Rows as ``json``, ``csv`` or ``markdown``.
+
+    JSON carries the total and, under ``simulated_left_out``, the simulated
+    calls and cost that were not counted. CSV and Markdown hold plain decimals
+    (``0.00002055``, never ``2.055e-05``).
+    """
     columns = [*by, "calls", "cost", *TOKEN_FIELDS]
     if fmt == "json":
         total = _totals(rows, lambda r, name: r.get(name) or 0)
         total["calls"] = sum(r["calls"] for r in rows)
-        return json.dumps({"group_by": list(by), "rows": list(rows), "total": total}, indent=2) + "\n"
+        document = {"group_by": list(by), "rows": list(rows), "total": total,
+                    "simulated_left_out": dict(left_out or {"calls": 0, "cost": 0.0})}
+        return json.dumps(document, indent=2) + "\n"
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
         return buffer.getvalue()
     if fmt == "markdown":
         lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
@@ -194,6 +220,8 @@ def render(rows: Sequence[Mapping[str, Any]], by: Sequence[str], fmt: str) -> st
 
 
 def _cell(value: Any) -> str:
+    from orchestrate.money.amounts import plain_decimal
+
     if isinstance(value, float):
-        return f"{value:.6f}"
+        return plain_decimal(value)
     return str(value)

@@ -8,12 +8,17 @@ the screen does not flicker.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from collections.abc import Callable
 from typing import IO, Any
 
+from orchestrate.money.amounts import usd
 from orchestrate.observe.events import Event, EventType
+from orchestrate.observe.summary import outcome_counts
+from orchestrate.observe.tables import Column, build_table
 
 __all__ = ["LiveTable", "PlainLog", "RunState", "batch_line"]
 
@@ -36,11 +41,17 @@ class AgentRow:
     started: float | None = None   # monotonic
     elapsed: float | None = None   # set when finished
     error: str | None = None
+    retry_at: float | None = None  # monotonic moment of the next attempt, while retrying
 
     def seconds(self, now: float) -> float:
         if self.elapsed is not None:
             return self.elapsed
         return now - self.started if self.started is not None else 0.0
+
+
+# Statuses during which an agent has not finished; every other status (new ones too) is an end.
+_UNFINISHED = frozenset({"pending", "running", "retrying", "rate_limited", "waiting_approval"})
+_ACTIVE = frozenset({"running", "retrying", "rate_limited", "waiting_approval"})
 
 
 @dataclass
@@ -62,22 +73,23 @@ class WorkflowState:
         return sum(row.waited for row in self.rows.values())
 
     def counts(self) -> tuple[int, int]:
-        done = sum(1 for r in self.rows.values()
-                   if r.status in ("completed", "failed", "cancelled", "budget_exceeded"))
+        done = sum(1 for r in self.rows.values() if r.status not in _UNFINISHED)
         return done, len(self.rows)
 
 
 class RunState:
     """What the display needs, folded from events: a row per agent, grouped by workflow."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.workflows: dict[str, WorkflowState] = {}
+        self.clock = clock
 
     def apply(self, event: Event) -> None:
         wid = event.workflow_id or ""
         data = event.data
         if event.type is EventType.WORKFLOW_STARTED:
-            started = WorkflowState(event.workflow_name or data.get("name", wid), data.get("cost_budget"))
+            started = WorkflowState(event.workflow_name or data.get("name", wid), data.get("cost_budget"),
+                                    started=self.clock())
             for spec in data.get("agents", []):
                 started.rows[spec["name"]] = AgentRow(spec["name"], spec.get("module", ""),
                                                       spec.get("model") or "")
@@ -88,7 +100,7 @@ class RunState:
             return
         if event.type is EventType.WORKFLOW_FINISHED:
             state.status = data.get("status", "finished")
-            state.finished = time.monotonic()
+            state.finished = self.clock()
             return
         if event.type in (EventType.BATCH_SUBMITTED, EventType.BATCH_STATUS):
             state.batches[data["batch_id"]] = data
@@ -102,33 +114,55 @@ class RunState:
         if event.type is EventType.AGENT_STARTED:
             row.status, row.attempts = "running", data.get("attempt", row.attempts + 1)
             row.model = data.get("model") or row.model
+            row.retry_at = None
             if row.started is None:
-                row.started = time.monotonic()
+                row.started = self.clock()
         elif event.type is EventType.AGENT_RATE_LIMITED:
             row.waited += float(data.get("waited", 0.0))
         elif event.type is EventType.AGENT_RETRYING:
             row.status, row.error = "retrying", data.get("error")
+            row.retry_at = self.clock() + float(data.get("delay") or 0.0)
         elif event.type is EventType.LLM_CALL:
             row.tokens += int(data.get("input_tokens", 0)) + int(data.get("output_tokens", 0))
             row.cost += float(data.get("cost", 0.0))
         elif event.type is EventType.AGENT_FINISHED:
             row.status = data.get("status", row.status)
             row.error = data.get("error")
+            row.retry_at = None
             row.cost = float(data.get("cost", row.cost))
             row.tokens = int(data.get("tokens_used", row.tokens))
-            row.elapsed = float(data.get("execution_time") or row.seconds(time.monotonic()))
+            row.elapsed = float(data.get("execution_time") or row.seconds(self.clock()))
+        elif data.get("status"):  # an event type added later that moves the agent (approvals, ...)
+            row.status = str(data["status"])
+
+
+# Which rows stay on screen when they do not all fit: the active ones, then problems, then
+# what is still to come; finished work folds into a count first.
+_KEEP_ORDER = {"running": 0, "retrying": 0, "rate_limited": 0, "waiting_approval": 0,
+               "failed": 1, "budget_exceeded": 1, "rejected": 1, "pending": 2, "cancelled": 3}
+_COLUMNS = (
+    Column("agent"), Column("status"), Column("module", drop=5), Column("model", drop=2),
+    Column("tries", "right", "number", drop=4), Column("tokens", "right", "number"),
+    Column("cost", "right", "number"), Column("time", "right", "number", drop=3),
+    Column("why", kind="text", drop=1),
+)
 
 
 class LiveTable:
-    """The live table: a row per agent (status, module, model, attempts, tokens, cost, time).
+    """The live table: a row per agent (status, module, model, attempts, tokens, cost, time, why).
 
     Use as an event sink; `start()` and `stop()` bracket the run. `render()`
     builds the current picture, so tests can print it into a captured console.
+    The picture always fits the terminal: columns of least value are dropped
+    when it is narrow, and when there are more agents than lines, finished
+    agents fold into a count so that running ones and the footer stay visible.
     """
 
-    def __init__(self, console: Any, *, refresh_per_second: float = 4.0) -> None:
+    def __init__(self, console: Any, *, refresh_per_second: float = 4.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.console = console
-        self.state = RunState()
+        self.clock = clock
+        self.state = RunState(clock)
         self.refresh_per_second = refresh_per_second
         self._live: Any = None
 
@@ -144,45 +178,84 @@ class LiveTable:
         self._live.start()
 
     def stop(self) -> None:
-        if self._live is not None:
-            self._live.refresh()
-            self._live.stop()
-            self._live = None
+        """Draw the last frame and give the terminal back (cursor shown), whatever happens."""
+        live, self._live = self._live, None
+        if live is None:
+            return
+        try:
+            live.refresh()
+        finally:
+            live.stop()
+            if self.console is not None and getattr(self.console, "is_terminal", False):
+                self.console.show_cursor(True)
 
-    def render(self) -> Any:
+    def render(self, *, width: int | None = None, height: int | None = None) -> Any:
+        """The current picture, fitting `width` x `height` (default: the console's size)."""
         from rich.console import Group
-        from rich.spinner import Spinner
-        from rich.table import Table
         from rich.text import Text
 
-        now = time.monotonic()
+        if self.console is not None:
+            size = self.console.size
+            width = width if width is not None else size.width
+            height = height if height is not None else size.height
+        now = self.clock()
+        states = list(self.state.workflows.values())
+        titles = [f"{state.name} [{state.status}]" for state in states]
+        footers = [self._footer(state, now) for state in states]  # open batches on lines of their own
+        total_line = self._total_line(states) if len(states) > 1 else None
+        # Lines each workflow takes besides its rows: title, three header lines, bottom border, footer.
+        fixed = [_lines(title, width) + 4 + sum(_lines(line, width) for line in footer.split("\n"))
+                 for title, footer in zip(titles, footers)]
+        spare = None if height is None else height - 1 - sum(fixed) - _lines(total_line, width)
+        budgets = _row_budgets([len(s.rows) for s in states], spare)
         parts: list[Any] = []
-        for state in self.state.workflows.values():
-            done, total = state.counts()
-            title = Text(f"{state.name} [{state.status}]", style="bold")  # Text: no markup parsing
-            table = Table(title=title, title_justify="left", expand=False, show_edge=True)
-            for column, justify in (("agent", "left"), ("status", "left"), ("module", "left"),
-                                    ("model", "left"), ("tries", "right"), ("tokens", "right"),
-                                    ("cost", "right"), ("time", "right")):
-                table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-            for row in state.rows.values():
-                style = _STYLE.get(row.status, "")
-                status: Any = Text(row.status, style=style)
-                if row.status in ("running", "retrying"):
-                    status = Spinner("dots", text=Text(row.status, style=style))
-                table.add_row(row.name, status, row.module, row.model, str(row.attempts or ""),
-                              f"{row.tokens:,}" if row.tokens else "", _money(row.cost) if row.cost else "",
-                              f"{row.seconds(now):.1f}s" if row.started is not None else "")
-            budget = f"{_money(state.spent)} of ${state.budget:.2f}" if state.budget else _money(state.spent)
-            elapsed = (state.finished or now) - state.started
-            table.caption = (f"{done}/{total} agents done | spent {budget} | "
-                             f"rate-limit wait {state.waited:.1f}s | {elapsed:.1f}s elapsed")
-
-            table.caption_justify = "left"
-            parts.append(table)
-            parts.extend(Text(batch_line(batch), style="cyan", no_wrap=True, overflow="ellipsis")
-                         for batch in state.batches.values())
+        for state, title, footer, budget in zip(states, titles, footers, budgets):
+            shown, folded = _fold(list(state.rows.values()), budget)
+            parts.append(build_table(_COLUMNS, [self._cells(row, now) for row in shown],
+                                     width=width, title=Text(title, style="bold")))  # Text: no markup
+            if folded:
+                parts.append(Text(f"  + {len(folded)} more: {outcome_counts([r.status for r in folded])}",
+                                  style="dim"))
+            parts.append(Text(footer))
+        if total_line:
+            parts.append(Text(total_line, style="bold"))
         return Group(*parts)
+
+    @staticmethod
+    def _footer(state: WorkflowState, now: float) -> str:
+        done, total = state.counts()
+        spent = usd(state.spent)
+        budget_text = f"{spent} of ${state.budget:.2f}" if state.budget else spent
+        elapsed = (state.finished or now) - state.started
+        footer = (f"{done}/{total} agents done: {outcome_counts([r.status for r in state.rows.values()])}"
+                  f" | spent {budget_text} | rate-limit wait {state.waited:.1f}s | {elapsed:.1f}s elapsed")
+        return "\n".join([footer, *(batch_line(batch) for batch in state.batches.values())])
+
+    @staticmethod
+    def _total_line(states: list[WorkflowState]) -> str:
+        every = [r for s in states for r in s.rows.values()]
+        done = sum(1 for r in every if r.status not in _UNFINISHED)
+        return (f"all {len(states)} workflows: {done}/{len(every)} agents done: "
+                f"{outcome_counts([r.status for r in every])} | spent {usd(sum(s.spent for s in states))}")
+
+    def _cells(self, row: AgentRow, now: float) -> list[Any]:
+        from rich.spinner import Spinner
+        from rich.text import Text
+
+        style = _STYLE.get(row.status, "")
+        label = row.status.replace("_", " ")
+        if row.status == "retrying" and row.retry_at is not None and row.retry_at > now:
+            label = f"retrying in {row.retry_at - now:.0f}s"
+        brief = _brief(row.error) if row.error and row.status in ("retrying", "failed") else ""
+        if brief:
+            label += f" ({brief})"  # the why column may be dropped on a narrow screen
+        status: Any = Text(label, style=style)
+        if row.status in _ACTIVE:
+            status = Spinner("dots", text=Text(label, style=style))
+        why = _short(row.error) if row.error and row.status != "completed" else ""
+        return [row.name, status, row.module, row.model, str(row.attempts or ""),
+                f"{row.tokens:,}" if row.tokens else "", usd(row.cost) if row.cost else "",
+                f"{row.seconds(now):.1f}s" if row.started is not None else "", why]
 
 
 def batch_line(data: dict[str, Any]) -> str:
@@ -196,11 +269,60 @@ def batch_line(data: dict[str, Any]) -> str:
     return line
 
 
-def _money(amount: float) -> str:
-    """Dollars with enough places that a cheap call does not show as $0.0000."""
-    if amount == 0:
-        return "$0.00"
-    return f"${amount:.4f}" if amount >= 0.01 else f"${amount:.6f}"
+def _lines(text: str | None, width: int | None) -> int:
+    """How many screen lines `text` takes at `width` columns."""
+    if not text:
+        return 0
+    return 1 if width is None or width <= 0 else max(1, -(-len(text) // width))
+
+
+def _row_budgets(sizes: list[int], spare: int | None) -> list[int | None]:
+    """How many rows each workflow's table may show in `spare` lines (None: all of them)."""
+    if spare is None or sum(sizes) <= spare:
+        return [None] * len(sizes)
+    spare -= len(sizes)  # each folding table needs a line for its count
+    budgets = [max(1, spare // max(1, len(sizes)))] * len(sizes)
+    # What a small workflow does not use goes to the others.
+    left = max(0, spare - sum(min(b, n) for b, n in zip(budgets, sizes)))
+    for i, n in enumerate(sizes):
+        extra = min(left, max(0, n - budgets[i]))
+        budgets[i] += extra
+        left -= extra
+    return list(budgets)
+
+
+def _fold(rows: list[AgentRow], budget: int | None) -> tuple[list[AgentRow], list[AgentRow]]:
+    """The rows to show (in their order) and the ones folded into a count."""
+    if budget is None or len(rows) <= budget:
+        return rows, []
+    ranked = sorted(range(len(rows)), key=lambda i: (_KEEP_ORDER.get(rows[i].status, 4), i))
+    keep = set(ranked[:budget])
+    return ([r for i, r in enumerate(rows) if i in keep], [r for i, r in enumerate(rows) if i not in keep])
+
+
+_HTTP_STATUS = re.compile(r"\b([45]\d\d)\b")
+
+
+def _brief(error: str) -> str:
+    """A reason in a word or two, for the status cell: `429`, `503`, `timeout`, `invalid output`."""
+    lowered = error.lower()
+    if "timed out" in lowered or "timeout" in lowered:
+        return "timeout"
+    if "output_schema" in lowered or "not valid json" in lowered:
+        return "invalid output"
+    found = _HTTP_STATUS.search(error)
+    if found:
+        return found.group(1)
+    if "connect" in lowered:
+        return "connection"
+    if "tool" in lowered:
+        return "tool error"
+    return ""
+
+
+def _short(error: str) -> str:
+    """The first line of a reason; the full text is in the closing summary and `show`."""
+    return error.strip().splitlines()[0] if error.strip() else ""
 
 
 def _stamp(timestamp: float) -> str:
@@ -238,12 +360,12 @@ class PlainLog:
         if kind is EventType.AGENT_RETRYING:
             return f"{who} retrying in {d.get('delay', 0):.2f}s after attempt {d.get('attempt')}: {d.get('error')}"
         if kind is EventType.AGENT_BUDGET_REFUSED:
-            return (f"{who} budget refused: call may cost ${d.get('requested', 0):.4f}, "
-                    f"{d.get('scope')} limit ${d.get('limit', 0):.4f}, committed ${d.get('committed', 0):.4f}")
+            return (f"{who} budget refused: call may cost {usd(d.get('requested', 0))}, "
+                    f"{d.get('scope')} limit {usd(d.get('limit', 0))}, committed {usd(d.get('committed', 0))}")
         if kind is EventType.AGENT_FINISHED:
             tail = f": {d.get('error')}" if d.get("error") and d.get("status") != "completed" else ""
             return (f"{who} {d.get('status')} in {d.get('execution_time', 0):.2f}s, "
-                    f"{d.get('tokens_used', 0)} tokens, ${d.get('cost', 0):.6f}{tail}")
+                    f"{d.get('tokens_used', 0)} tokens, {usd(d.get('cost', 0))}{tail}")
         if kind is EventType.BATCH_SUBMITTED:
             mine, total = int(d.get("requests") or 0), int(d.get("total") or 0)
             share = f"{total:,} requests" if mine == total else f"{mine:,} of its {total:,} requests are this run's"
@@ -253,6 +375,6 @@ class PlainLog:
         if kind is EventType.BATCH_FINISHED:
             return f"{who} {batch_line(d)}; results collected"
         if kind is EventType.WORKFLOW_FINISHED:
-            return (f"{who} finished: {d.get('status')}, ${d.get('total_cost', 0):.4f}, "
+            return (f"{who} finished: {d.get('status')}, {usd(d.get('total_cost', 0))}, "
                     f"{d.get('total_tokens', 0)} tokens, {d.get('duration') or 0:.2f}s")
         return None

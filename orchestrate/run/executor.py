@@ -48,6 +48,7 @@ class Usage:
     cached_calls: int = 0
     rate_limited_seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+    tool_log: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, response: LLMResponse, cost: float) -> None:
         self.calls += 1
@@ -107,7 +108,10 @@ class AgentExecutor:
                   else RetryPolicy.from_dict(agent.retry, base=self.default_policy))
         usage = Usage()
         meta = result.metadata
-        meta.update(model=llm["model"], provider=client.provider, attempts=0, usage=usage)
+        # The rendered prompt and system prompt, as every call of this agent sent them first, so
+        # that a run can be inspected (`orchestrate show`) after the fact.
+        meta.update(model=llm["model"], provider=client.provider, attempts=0, usage=usage,
+                    prompt=prompt, system_prompt=llm.get("system"))
         attempt = 0
         while True:
             attempt += 1
@@ -234,6 +238,7 @@ class AgentExecutor:
             else:
                 content, error = await tool.call(call.arguments)
             usage.tool_calls += 1
+            usage.tool_log.append({"tool": call.name, "arguments": call.arguments, "error": error})
             self.emit(Event(EventType.TOOL_CALL, workflow.id, agent.name,
                             {"tool": call.name, "error": error, "call_id": call.id,
                              "duration": self.clock() - t0}, workflow_name=workflow.name,

@@ -345,6 +345,8 @@ def _fold_usage(result: AgentResult) -> None:
     )
     if usage.errors:
         result.metadata["errors"] = usage.errors[-5:]
+    if usage.tool_log:
+        result.metadata["tool_log"] = usage.tool_log[-50:]
 
 
 def _finished_event(wf: Workflow, agent: Agent, result: AgentResult) -> Event:

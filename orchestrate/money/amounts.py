@@ -1,0 +1,34 @@
+"""How amounts of money are written: for people (never `$0.0000` for a real cost) and for files.
+
+`usd` is for screens: four places from a cent up, more below so that a call
+costing $0.00002055 reads `$0.000021`, not `$0.0000`. `plain_decimal` is for
+CSV and Markdown: every digit kept, never an exponent (`0.00002055`, not
+`2.055e-05`), so a spreadsheet reads the number it was given.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["plain_decimal", "usd"]
+
+
+def usd(amount: float) -> str:
+    """`amount` in dollars with enough places to show that a non-zero cost is not zero."""
+    if amount == 0:
+        return "$0.00"
+    sign = "-" if amount < 0 else ""
+    value = abs(amount)
+    if value >= 0.01:
+        return f"{sign}${value:,.4f}"
+    # Two significant digits at least, six places at least, ten at most (costs are rounded to 1e-10).
+    places = min(10, max(6, 1 - math.floor(math.log10(value))))
+    return f"{sign}${value:.{places}f}"
+
+
+def plain_decimal(amount: float | int) -> str:
+    """`amount` as a plain decimal number with no exponent and no trailing zeros."""
+    if isinstance(amount, int) and not isinstance(amount, bool):
+        return str(amount)
+    text = f"{float(amount):.10f}".rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text

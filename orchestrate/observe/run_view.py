@@ -1,0 +1,183 @@
+"""Looking at a finished run: what `orchestrate show` prints, from a result document.
+
+Everything here takes the loaded result.json (a dict), not a path, so any
+result-shaped document (a run, or one row of a dataset run) is shown the
+same way. `run_renderables` gives the run's overview (status, counts, a row
+per agent with its reason), `agent_renderables` one agent in full (its
+rendered prompts, its answer, its attempts' errors, its tool calls), and
+`agent_document` / `run_summary` the same for `--format json`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from orchestrate.errors import UserInputError
+from orchestrate.money.amounts import usd
+from orchestrate.observe.summary import failure_lines, outcome_counts, plural
+from orchestrate.observe.tables import Column, build_table
+
+__all__ = ["agent_document", "agent_renderables", "find_agent", "load_result", "run_renderables",
+           "run_summary"]
+
+_COLUMNS = (
+    Column("agent"), Column("status"), Column("module", drop=5), Column("model", drop=3),
+    Column("tries", "right", "number", drop=4), Column("tokens", "right", "number"),
+    Column("cost", "right", "number"), Column("time", "right", "number", drop=2),
+    Column("why", kind="text", drop=1),
+)
+
+
+def load_result(path: Path) -> dict[str, Any]:
+    """The result.json of a run folder (or the file itself), as a dict."""
+    file = path / "result.json" if path.is_dir() else path
+    if not file.exists():
+        where = "no result.json in this folder" if path.is_dir() else "no such run folder or file"
+        raise UserInputError(f"{path}: {where}")
+    try:
+        document = json.loads(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UserInputError(f"{file}: cannot read: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise UserInputError(f"{file}: not valid JSON: {exc}") from exc
+    if not isinstance(document, dict) or not isinstance(document.get("agents"), list):
+        raise UserInputError(f"{file}: not a run result (no 'agents' list)")
+    return document
+
+
+def find_agent(document: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The agent called `name`; an error naming the agents there are (and the closest one)."""
+    import difflib
+
+    agents = {str(a.get("name")): a for a in document.get("agents", [])}
+    if name in agents:
+        return dict(agents[name])
+    close = difflib.get_close_matches(name, list(agents), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; agents: {', '.join(agents)}"
+    raise UserInputError(f"no agent {name!r} in run {document.get('run_id') or document.get('name')}{hint}")
+
+
+def _headline(document: Mapping[str, Any]) -> str:
+    agents = document.get("agents", [])
+    label = " (simulated)" if document.get("simulated") else ""
+    return (f"{document.get('status')}{label} - {outcome_counts([str(a.get('status')) for a in agents])}; "
+            f"{usd(float(document.get('total_cost') or 0))}, "
+            f"{plural(int(document.get('total_tokens') or 0), 'token')}, "
+            f"{plural(int(document.get('retries') or 0), 'retry')}, "
+            f"{float(document.get('duration_seconds') or 0):.2f}s")
+
+
+def run_summary(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The run and each agent's outcome, for `--format json` (prompts and answers left out)."""
+    keep = ("run_id", "name", "status", "simulated", "total_cost", "total_tokens", "retries",
+            "duration_seconds", "started_at", "completed_at", "cost_budget", "inputs", "error",
+            "resumed_from", "reused_agents", "source")
+    return {**{k: document.get(k) for k in keep}, "agents": [
+        {k: a.get(k) for k in ("name", "status", "error", "module", "model", "provider", "tokens_used",
+                               "cost", "execution_time", "retry_count", "dependencies")}
+        for a in document.get("agents", [])]}
+
+
+def agent_document(document: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """One agent in full, for `--format json`: its result, prompts, answer and attempts."""
+    agent = find_agent(document, name)
+    meta = agent.get("metadata") or {}
+    return {"run_id": document.get("run_id"), "workflow": document.get("name"), **agent,
+            "prompt": meta.get("prompt"), "system_prompt": meta.get("system_prompt"),
+            "attempt_errors": meta.get("errors", []), "tool_log": meta.get("tool_log", [])}
+
+
+def run_renderables(document: Mapping[str, Any], *, width: int | None, title: str | None = None) -> list[Any]:
+    """The overview of a run: headline, facts, a table row per agent, and the reasons."""
+    from rich.text import Text
+
+    parts: list[Any] = [Text(title or str(document.get("run_id") or document.get("name")), style="bold"),
+                        Text(f"{document.get('name')}: {_headline(document)}")]
+    facts = []
+    if document.get("started_at"):
+        facts.append(f"started {document['started_at']}")
+    if document.get("cost_budget") is not None:
+        facts.append(f"budget ${float(document['cost_budget']):.2f}")
+    if document.get("inputs"):
+        facts.append("inputs: " + ", ".join(f"{k}={_inline(v)}" for k, v in document["inputs"].items()))
+    if document.get("resumed_from"):
+        facts.append(f"resumed from {document['resumed_from']}")
+    if facts:
+        parts.append(Text(" | ".join(facts), style="dim"))
+    rows = []
+    for agent in document.get("agents", []):
+        meta = agent.get("metadata") or {}
+        status = str(agent.get("status"))
+        reused = " (reused)" if meta.get("reused") else ""
+        error = agent.get("error") if status != "completed" else None
+        rows.append([str(agent.get("name")), status.replace("_", " ") + reused, str(agent.get("module") or ""),
+                     str(agent.get("model") or ""), str(meta.get("attempts") or ""),
+                     f"{agent.get('tokens_used') or 0:,}" if agent.get("tokens_used") else "",
+                     usd(float(agent.get("cost") or 0)) if agent.get("cost") else "",
+                     f"{float(agent.get('execution_time') or 0):.2f}s" if agent.get("started_at") else "",
+                     str(error).splitlines()[0] if error else ""])
+    parts.append(build_table(_COLUMNS, rows, width=width))
+    failures = failure_lines(document)
+    if failures:
+        parts.append(Text("why:", style="bold"))
+        parts.extend(Text(line) for line in failures)
+    return parts
+
+
+def agent_renderables(document: Mapping[str, Any], name: str) -> list[Any]:
+    """One agent in full: status, reason, attempts' errors, system prompt, prompt, answer, tools."""
+    from rich.text import Text
+
+    agent = find_agent(document, name)
+    meta = agent.get("metadata") or {}
+    status = str(agent.get("status"))
+    parts: list[Any] = [
+        Text(f"{document.get('name')} / {agent.get('name')}", style="bold"),
+        Text(f"{status}{' (reused from an earlier run)' if meta.get('reused') else ''} - "
+             f"{plural(int(meta.get('attempts') or 0), 'attempt')}, "
+             f"{plural(int(agent.get('tokens_used') or 0), 'token')}, "
+             f"{usd(float(agent.get('cost') or 0))}, {float(agent.get('execution_time') or 0):.2f}s"),
+        Text(f"{agent.get('module')} | {agent.get('provider') or '?'} / {agent.get('model')}"
+             + (f" | after {', '.join(agent['dependencies'])}" if agent.get("dependencies") else ""),
+             style="dim"),
+    ]
+
+    def section(heading: str, body: str) -> None:
+        parts.append(Text(""))
+        parts.append(Text(heading, style="bold"))
+        parts.append(Text(_indent(body)))
+
+    if agent.get("error") and status != "completed":
+        section("why", str(agent["error"]))
+    errors = meta.get("errors") or []
+    if errors:
+        section("failed attempts", "\n".join(f"{i}. {e}" for i, e in enumerate(errors, 1)))
+    if meta.get("system_prompt"):
+        section("system prompt", str(meta["system_prompt"]))
+    if meta.get("prompt") is not None:
+        section("prompt", str(meta["prompt"]))
+    elif status not in ("cancelled", "pending", "skipped"):
+        section("prompt", "(not recorded: this run was made before prompts were kept)")
+    output = agent.get("output")
+    if output:
+        answer = output.get("json") if isinstance(output, dict) and "json" in output else (
+            output.get("text") if isinstance(output, dict) and set(output) == {"text"} else output)
+        body = answer if isinstance(answer, str) else json.dumps(answer, indent=2, ensure_ascii=False)
+        section("answer", body)
+    tools = meta.get("tool_log") or []
+    if tools:
+        section("tool calls", "\n".join(
+            f"{t.get('tool')}({_inline(t.get('arguments'))})" + (f" -> error: {t['error']}" if t.get("error") else " -> ok")
+            for t in tools))
+    return parts
+
+
+def _inline(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line if line else "" for line in text.splitlines()) or "  (empty)"

@@ -1,0 +1,111 @@
+"""The lines printed when a run ends: outcome counts, why things failed, and what to do next.
+
+Built from result documents (result.json as a dict), so it reads the same for
+a run that just ended and for one loaded from disk. Plain text, no rich: it is
+printed to a terminal and to CI logs alike, and a path is never broken in two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from orchestrate.money.amounts import usd
+
+__all__ = ["closing_lines", "failure_lines", "next_steps", "outcome_counts", "plural"]
+
+# The usual order of outcomes; any other status (added later) follows, alphabetically.
+_ORDER = ("completed", "failed", "budget_exceeded", "rejected", "cancelled", "skipped",
+          "waiting_approval", "running", "retrying", "rate_limited", "pending")
+# Statuses that are not something gone wrong; every other one is listed with its reason.
+_NOT_A_FAILURE = frozenset({"completed", "skipped", "waiting_approval", "pending", "running",
+                            "retrying", "rate_limited"})
+
+
+def plural(count: int, singular: str, many: str | None = None) -> str:
+    """`1 retry`, `2 retries`, `1 agent`, `3 agents`."""
+    if count == 1:
+        return f"1 {singular}"
+    if many is None:
+        many = singular[:-1] + "ies" if singular.endswith("y") and singular[-2:-1] not in "aeiou" else singular + "s"
+    return f"{count:,} {many}"
+
+
+def outcome_counts(statuses: Sequence[str]) -> str:
+    """`3 completed, 1 failed, 1 cancelled`: each status present, in the usual order."""
+    counts: dict[str, int] = {}
+    for status in statuses:
+        counts[status] = counts.get(status, 0) + 1
+    ordered = [s for s in _ORDER if s in counts] + sorted(s for s in counts if s not in _ORDER)
+    return ", ".join(f"{counts[s]} {s.replace('_', ' ')}" for s in ordered) or "no agents"
+
+
+def _reason(agent: Mapping[str, Any]) -> str:
+    error = agent.get("error") or "no reason recorded"
+    attempts = (agent.get("metadata") or {}).get("attempts") or 0
+    if agent.get("status") == "failed" and attempts > 1:
+        return f"{error} (after {attempts} attempts)"
+    return str(error)
+
+
+def failure_lines(document: Mapping[str, Any], *, indent: str = "  ") -> list[str]:
+    """One line per failed or refused agent with its reason; cancelled ones grouped by cause.
+
+    Agents cancelled for the same reason (`dependency 'x' failed`, `interrupted
+    by SIGINT`) share one line, so the cause is named once, not once per agent.
+    """
+    singles: list[tuple[str, str]] = []
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for agent in document.get("agents", []):
+        status = str(agent.get("status"))
+        if status in _NOT_A_FAILURE:
+            continue
+        if status == "cancelled":
+            grouped.setdefault((status, _reason(agent)), []).append(str(agent["name"]))
+        else:
+            singles.append((str(agent["name"]), f"{status.replace('_', ' ')}: {_reason(agent)}"))
+    lines = [f"{indent}{name}  {text}" for name, text in singles]
+    for (status, reason), names in grouped.items():
+        who = names[0] if len(names) == 1 else f"{plural(len(names), 'agent')} ({', '.join(names)})"
+        lines.append(f"{indent}{who}  {status}: {reason}")
+    return lines
+
+
+def next_steps(document: Mapping[str, Any], run_dir: Path | str, workflow_file: Path | str | None) -> list[str]:
+    """The commands that apply to this run: show it, resume it (unless it completed), cost it."""
+    run = _quote(str(run_dir))
+    steps = [f"orchestrate show {run}"]
+    if document.get("status") != "completed" and workflow_file is not None:
+        steps.append(f"orchestrate run {_quote(str(workflow_file))} --resume {run}")
+    steps.append(f"orchestrate cost-report {run}" + (" --include-simulated" if document.get("simulated") else ""))
+    return [f"  {command}" for command in steps]
+
+
+def closing_lines(document: Mapping[str, Any], run_dir: Path | str,
+                  workflow_file: Path | str | None = None) -> list[str]:
+    """The whole closing block of one workflow's run."""
+    agents = document.get("agents", [])
+    label = " (simulated)" if document.get("simulated") else ""
+    head = (f"{document.get('name')}: {document.get('status')}{label} - "
+            f"{outcome_counts([str(a.get('status')) for a in agents])}; "
+            f"{usd(float(document.get('total_cost') or 0))}, "
+            f"{plural(int(document.get('total_tokens') or 0), 'token')}, "
+            f"{plural(int(document.get('retries') or 0), 'retry')}, "
+            f"{float(document.get('duration_seconds') or 0):.2f}s")
+    lines = [head]
+    failures = failure_lines(document)
+    if failures:
+        lines.append("why:")
+        lines.extend(failures)
+    lines.append(f"run folder: {run_dir}")
+    lines.append("next:")
+    lines.extend(next_steps(document, run_dir, workflow_file))
+    return lines
+
+
+def _quote(text: str) -> str:
+    """Quote a path for a POSIX shell when it needs it, so a hint can be pasted as is."""
+    import shlex
+
+    return shlex.quote(text)
