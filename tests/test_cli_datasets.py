@@ -145,7 +145,7 @@ def test_plan_junit_summary_cost_report_and_shard(tmp_path: Path) -> None:
     assert suite is not None and {c.get("name") for c in suite.iter("testcase")} == {"row V1", "row V4"}
     assert "| completed | 2 |" in (tmp_path / "summary.md").read_text()
 
-    report = orchestrate("cost-report", str(run_dir), "--by", "row", "--format", "json", cwd=tmp_path)
+    report = orchestrate("cost-report", str(run_dir), "--by", "row", "--format", "json", "--include-simulated", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     grouped = json.loads(report.stdout)
     assert {r["row"] for r in grouped["rows"]} == {"V1", "V4"}
