@@ -70,6 +70,8 @@ def run(
     skip_invalid_rows: Annotated[bool, typer.Option("--skip-invalid-rows", help="Record invalid rows as invalid and run the rest.", rich_help_panel="Datasets")] = False,
     max_rows_parallel: Annotated[Optional[int], typer.Option("--max-rows-parallel", metavar="N", min=1, help="Rows in flight at most (default: enough to keep --max-parallel calls going).", rich_help_panel="Datasets")] = None,
     shard: Annotated[Optional[str], typer.Option("--shard", metavar="K/N", help="Run only the rows whose index modulo N is K-1.", rich_help_panel="Datasets")] = None,
+    otel: Annotated[bool, typer.Option("--otel", help="Export OpenTelemetry traces over OTLP/HTTP (OTEL_EXPORTER_OTLP_ENDPOINT, default http://localhost:4318); needs orchestrate[otel].")] = False,
+    otel_content: Annotated[bool, typer.Option("--otel-content", help="Put prompts, answers and tool arguments in the traces (they may hold personal data).")] = False,
 ) -> None:
     """Run workflows and write result.json, cost.json and events.jsonl for each.
 
@@ -119,7 +121,7 @@ def run(
         quiet=quiet, json_output=json_output, junit=junit, summary=summary,
         sim_latency=sim_latency, sim_failure_rate=sim_failure_rate, seed=seed,
         provider_batch=provider_batch, batch_fallback=batch_fallback, batch_poll_max=batch_poll_max,
-        batch_window=batch_window, cancel_batches=cancel_batches)
+        batch_window=batch_window, cancel_batches=cancel_batches, otel=otel, otel_content=otel_content)
     if data is not None:
         from orchestrate.cli.run_data import BatchOptions, BatchSession
         from orchestrate.run.dataset import parse_shard

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrate.cli.common import print_error
+from orchestrate.errors import UserInputError
 from orchestrate.run.engine import EngineConfig, OrchestrationEngine
 from orchestrate.observe.eventlog import EventLog
 from orchestrate.llm.simulated import SimulatedClient
@@ -57,6 +58,8 @@ class RunOptions:
     batch_poll_max: float = 300.0
     batch_window: float = 2.0
     cancel_batches: bool = False
+    otel: bool = False
+    otel_content: bool = False
 
 
 class RunSession:
@@ -85,7 +88,14 @@ class RunSession:
 
             self.carried = open_batches(opts.resume)
         engine = self._engine(workflows)
-        asyncio.run(self._run(engine, workflows, reuse))
+        tracing = self._tracing()
+        if tracing is not None:
+            engine.add_sink(tracing.sink)
+        try:
+            asyncio.run(self._run(engine, workflows, reuse))
+        finally:
+            if tracing is not None:
+                tracing.shutdown()  # flushes what is buffered, Ctrl-C included
         documents = [recorder.flush() for recorder in self.recorders]
         self._write_html_reports()
         self._write_artefacts(documents)
@@ -94,6 +104,21 @@ class RunSession:
         if self.signal_received is not None:
             return _EXIT_BY_SIGNAL.get(self.signal_received, 130)
         return max(_EXIT_BY_STATUS.get(wf.status, 1) for wf in workflows) if workflows else 0
+
+    def _tracing(self) -> Any:
+        """OpenTelemetry when `--otel` or the standard variables ask for it (see tracing_requested)."""
+        opts = self.options
+        if not tracing_requested(opts.otel, os.environ):
+            return None
+        try:
+            from orchestrate.observe.otel import Tracing
+        except ImportError:
+            message = "OpenTelemetry is not installed: pip install 'orchestrate[otel]'"
+            if opts.otel:
+                raise UserInputError(f"--otel: {message}") from None
+            _warn(f"OTEL_EXPORTER_OTLP_ENDPOINT is set but {message}; running without traces")
+            return None
+        return Tracing(content=opts.otel_content, warn=_warn)
 
     def _load(self, path: Path) -> Workflow:
         workflow = load_workflow(path, inputs=self.options.inputs)
@@ -282,6 +307,21 @@ class RunSession:
                   for d, r, path in zip(documents, self.recorders, self.files)]
         sys.stdout.write("\n\n".join(blocks) + "\n")
         sys.stdout.flush()
+
+
+def tracing_requested(flag: bool, env: Any) -> bool:
+    """Traces are on with `--otel` or an OTLP endpoint in the environment, and off whenever
+    ``OTEL_SDK_DISABLED=true`` or ``OTEL_TRACES_EXPORTER=none`` says so (the SDK's own switches)."""
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    if env.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
+        return False
+    return flag or bool(env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+
+
+def _warn(message: str) -> None:
+    sys.stderr.write(f"warning: {message}\n")
+    sys.stderr.flush()
 
 
 def _only(workflow_id: str, sink: Any) -> Any:

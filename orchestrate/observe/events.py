@@ -17,7 +17,8 @@ Data carried by each type (all keys always present):
 - ``llm_call``: model, provider, input_tokens, cached_input_tokens,
   cache_creation_input_tokens, output_tokens, reasoning_tokens, cost, cached
   (answered from cache), duration (seconds in the provider call), finish_reason,
-  response_model, request_id, max_tokens, temperature, tool_calls (how many asked for)
+  response_model, request_id, max_tokens, temperature, tool_calls (how many asked for),
+  batch_id (the provider batch that answered, or None)
 - ``tool_call``: tool, error (None when it succeeded), call_id, duration
 - ``agent_budget_refused``: scope ("workflow" or "agent"), limit, requested, committed
 - ``agent_finished``: status, error, tokens_used, cost, execution_time,
