@@ -324,3 +324,15 @@ def test_ctrl_c_still_flushes_the_trace(tmp_path: Path, receiver: Receiver) -> N
     root = by_name["invoke_workflow payroll_check"]
     assert attrs(root)["orchestrate.status"] == "cancelled"
     assert attrs(by_name["invoke_agent gather"])["orchestrate.status"] == "cancelled"
+
+
+def test_a_dataset_run_is_one_trace_per_row(tmp_path: Path, receiver: Receiver) -> None:
+    data = tmp_path / "periods.jsonl"
+    data.write_text('{"period": "2026-09"}\n{"period": "2026-10"}\n{"period": "2026-11"}\n')
+    done = run_cli(tmp_path, "--data", str(data), "--key", "period",
+                   env={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url})
+    assert done.returncode == 0, done.stderr
+    roots = [span for _, span in receiver.spans() if span.name == "invoke_workflow payroll_check"]
+    assert sorted(attrs(r)["orchestrate.row.key"] for r in roots) == ["2026-09", "2026-10", "2026-11"]
+    assert len({r.trace_id for r in roots}) == 3
+    assert len([s for _, s in receiver.spans() if s.name.startswith("invoke_agent")]) == 6

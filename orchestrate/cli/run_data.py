@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrate.cli.common import print_error
-from orchestrate.cli.run_session import RunOptions
+from orchestrate.cli.run_session import RunOptions, start_tracing
 from orchestrate.errors import UserInputError
 from orchestrate.observe.dataset_report import BatchRecorder, PriorBatch, load_prior
 from orchestrate.observe.eventlog import EventLog
@@ -129,10 +129,15 @@ class BatchSession:
             reuse=prior.reuse if prior is not None else None, session=uuid.uuid4().hex[:6])
         engine.add_sink(display)
         engine.add_sink(recorder)
+        tracing = start_tracing(opts)  # a trace per row
+        if tracing is not None:
+            engine.add_sink(tracing.sink)
         try:
             asyncio.run(self._run(engine, runner, display))
         finally:
             log.close()
+            if tracing is not None:
+                tracing.shutdown()
         status = self._status(recorder)
         document = recorder.finish(status, f"interrupted by {signal.Signals(self.signal_received).name}"
                                    if self.signal_received is not None else None)

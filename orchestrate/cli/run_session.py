@@ -25,7 +25,7 @@ from orchestrate.workflow.loader import load_workflow
 from orchestrate.workflow.models import Workflow, WorkflowStatus
 from orchestrate.observe.reports import RunRecorder, new_run_dir
 
-__all__ = ["RunOptions", "RunSession"]
+__all__ = ["RunOptions", "RunSession", "start_tracing", "tracing_requested"]
 
 _EXIT_BY_STATUS = {
     WorkflowStatus.COMPLETED: 0,
@@ -88,7 +88,7 @@ class RunSession:
 
             self.carried = open_batches(opts.resume)
         engine = self._engine(workflows)
-        tracing = self._tracing()
+        tracing = start_tracing(self.options)
         if tracing is not None:
             engine.add_sink(tracing.sink)
         try:
@@ -104,21 +104,6 @@ class RunSession:
         if self.signal_received is not None:
             return _EXIT_BY_SIGNAL.get(self.signal_received, 130)
         return max(_EXIT_BY_STATUS.get(wf.status, 1) for wf in workflows) if workflows else 0
-
-    def _tracing(self) -> Any:
-        """OpenTelemetry when `--otel` or the standard variables ask for it (see tracing_requested)."""
-        opts = self.options
-        if not tracing_requested(opts.otel, os.environ):
-            return None
-        try:
-            from orchestrate.observe.otel import Tracing
-        except ImportError:
-            message = "OpenTelemetry is not installed: pip install 'orchestrate[otel]'"
-            if opts.otel:
-                raise UserInputError(f"--otel: {message}") from None
-            _warn(f"OTEL_EXPORTER_OTLP_ENDPOINT is set but {message}; running without traces")
-            return None
-        return Tracing(content=opts.otel_content, warn=_warn)
 
     def _load(self, path: Path) -> Workflow:
         workflow = load_workflow(path, inputs=self.options.inputs)
@@ -307,6 +292,21 @@ class RunSession:
                   for d, r, path in zip(documents, self.recorders, self.files)]
         sys.stdout.write("\n\n".join(blocks) + "\n")
         sys.stdout.flush()
+
+
+def start_tracing(opts: RunOptions) -> Any:
+    """OpenTelemetry for this run when `--otel` or the standard variables ask for it, else None."""
+    if not tracing_requested(opts.otel, os.environ):
+        return None
+    try:
+        from orchestrate.observe.otel import Tracing
+    except ImportError:
+        message = "OpenTelemetry is not installed: pip install 'orchestrate[otel]'"
+        if opts.otel:
+            raise UserInputError(f"--otel: {message}") from None
+        _warn(f"OTEL_EXPORTER_OTLP_ENDPOINT is set but {message}; running without traces")
+        return None
+    return Tracing(content=opts.otel_content, warn=_warn)
 
 
 def tracing_requested(flag: bool, env: Any) -> bool:

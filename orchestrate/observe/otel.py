@@ -2,7 +2,8 @@
 
 The only module that imports OpenTelemetry (the optional extra
 ``orchestrate[otel]``); nothing imports it unless tracing is on. One trace
-per workflow run, following the GenAI semantic conventions (v1.41)::
+per workflow run (per row of a dataset, tagged ``orchestrate.row.key``),
+following the GenAI semantic conventions (v1.41)::
 
     invoke_workflow {workflow}            INTERNAL  gen_ai.operation.name=invoke_workflow
     └── invoke_agent {agent}              INTERNAL  attempts, retries, rate-limit waits as span events
@@ -98,6 +99,7 @@ class OTelSink:
         self.content = content
         self._workflows: dict[str, Span] = {}
         self._agents: dict[tuple[str, str], _AgentSpans] = {}
+        self._rows: dict[str, dict[str, Any]] = {}  # a dataset row's key, announced before its run
 
     def __call__(self, event: Event) -> None:
         handler = _HANDLERS.get(event.type)
@@ -116,6 +118,10 @@ class OTelSink:
         }
         if data.get("cost_budget") is not None:
             attributes["orchestrate.budget_usd"] = float(data["cost_budget"])
+        row = self._rows.pop(event.workflow_id or "", None)
+        if row is not None:
+            attributes["orchestrate.row.key"] = str(row.get("key"))
+            attributes["orchestrate.row.line"] = int(row.get("row") or 0)
         self._workflows[event.workflow_id] = self.tracer.start_span(  # type: ignore[index]
             f"invoke_workflow {name}", context=Context(), kind=SpanKind.INTERNAL,
             attributes=attributes, start_time=_ns(event.timestamp))
@@ -134,6 +140,9 @@ class OTelSink:
             span.set_attribute("error.type", status)
             span.set_status(Status(StatusCode.ERROR, str(data.get("error") or status)))
         span.end(_ns(event.timestamp))
+
+    def _row_started(self, event: Event) -> None:
+        self._rows[event.workflow_id or ""] = event.data
 
     # --- agents -----------------------------------------------------------------------------
 
@@ -302,6 +311,7 @@ class OTelSink:
 
 
 _HANDLERS = {
+    EventType.ROW_STARTED: OTelSink._row_started,
     EventType.WORKFLOW_STARTED: OTelSink._workflow_started,
     EventType.WORKFLOW_FINISHED: OTelSink._workflow_finished,
     EventType.AGENT_STARTED: OTelSink._agent_started,
