@@ -9,8 +9,7 @@ Data carried by each type (all keys always present):
 
 - ``workflow_started``: name, cost_budget, max_parallel_agents, agents
   (a list of {name, module, model, provider, dependencies, priority})
-- ``agent_started``: attempt (1-based), model, provider, module; on the first
-  attempt also prompt (the rendered prompt) and system (None without one)
+- ``agent_started``: attempt (1-based), model, provider, module
 - ``agent_rate_limited``: waited (seconds spent in the rate limiter), provider
 - ``agent_retrying``: attempt (the one that failed), delay, error, error_type
   (the exception's class name), status_code (the provider's HTTP status or None)
@@ -71,8 +70,9 @@ class Event:
     timestamp: float = field(default_factory=time.time)
     workflow_name: str | None = None
     content: dict[str, Any] | None = None
-    """In-process only, never written to events.jsonl: the messages a call sent and the
-    answer it got (``llm_call``), a tool's arguments and result (``tool_call``). Sinks that
+    """In-process only, never written to events.jsonl: the rendered prompt and system prompt
+    (``agent_started``, first attempt), the messages a call sent and the answer it got
+    (``llm_call``), a tool's arguments and result (``tool_call``). Sinks that
     record content on request (OpenTelemetry with ``--otel-content``) read it at once;
     the objects are the run's own and may change after the event."""
 

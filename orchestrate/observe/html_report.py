@@ -200,9 +200,10 @@ def _agents(run: RunFolder) -> str:
         body = []
         if agent.get("error"):
             body.append(f'<p class="error">{_e(agent.get("error"))}</p>')
-        if trace and trace.system:
-            body.append(f"<h5>System prompt</h5><pre>{_clip(str(trace.system))}</pre>")
-        prompt = trace.prompt if trace else None
+        system = meta.get("system_prompt") or (trace.system if trace else None)
+        if system:
+            body.append(f"<h5>System prompt</h5><pre>{_clip(str(system))}</pre>")
+        prompt = meta.get("prompt") if meta.get("prompt") is not None else (trace.prompt if trace else None)
         body.append("<h5>Prompt</h5>" + (f"<pre>{_clip(str(prompt))}</pre>" if prompt is not None
                                          else '<p class="note">not recorded in this run folder</p>'))
         answer = _answer_text(agent.get("output"))

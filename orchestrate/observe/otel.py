@@ -170,12 +170,13 @@ class OTelSink:
         spans.attempt_started = spans.last_activity = event.timestamp
         spans.span.add_event("attempt", {"orchestrate.attempt": int(data.get("attempt") or 1)},
                              timestamp=_ns(event.timestamp))
-        if self.content and data.get("prompt") is not None:
+        content = event.content if self.content else None
+        if content and content.get("prompt") is not None:
             spans.span.set_attribute("gen_ai.input.messages", json.dumps(
-                [{"role": "user", "parts": [{"type": "text", "content": data["prompt"]}]}], ensure_ascii=False))
-            if data.get("system"):
+                [{"role": "user", "parts": [{"type": "text", "content": content["prompt"]}]}], ensure_ascii=False))
+            if content.get("system"):
                 spans.span.set_attribute("gen_ai.system_instructions", json.dumps(
-                    [{"type": "text", "content": data["system"]}], ensure_ascii=False))
+                    [{"type": "text", "content": content["system"]}], ensure_ascii=False))
 
     def _agent_rate_limited(self, event: Event) -> None:
         spans = self._agent_span(event, event.data)

@@ -136,7 +136,7 @@ def _timeline(result: dict[str, Any], events: list[dict[str, Any]]) -> tuple[dic
         trace, at = traces[name], event["timestamp"] - t0
         lane = trace.lane = trace.lane or Lane(name, "pending")
         if kind == "agent_started":
-            if data.get("attempt", 1) == 1 and "prompt" in data:
+            if data.get("attempt", 1) == 1 and "prompt" in data:  # folders written before result.json kept it
                 trace.prompt, trace.system = data.get("prompt"), data.get("system")
             if lane.segments and lane.segments[-1].kind == "backoff":
                 lane.segments[-1].end = at

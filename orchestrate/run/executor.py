@@ -118,12 +118,10 @@ class AgentExecutor:
             meta["attempts"] = attempt
             result.retry_count = attempt - 1
             CALL_TAG.set(CallTag(workflow.id, workflow.name, agent.name, attempt))
-            started = {"attempt": attempt, "model": llm["model"], "provider": client.provider,
-                       "module": agent.module}
-            if attempt == 1:  # the rendered prompt, once: the run report and traces show it
-                started.update(prompt=prompt, system=llm.get("system"))
-            self.emit(Event(EventType.AGENT_STARTED, workflow.id, agent.name, started,
-                            workflow_name=workflow.name))
+            self.emit(Event(EventType.AGENT_STARTED, workflow.id, agent.name,
+                            {"attempt": attempt, "model": llm["model"], "provider": client.provider,
+                             "module": agent.module}, workflow_name=workflow.name,
+                            content={"prompt": prompt, "system": llm.get("system")} if attempt == 1 else None))
             try:
                 result.output = await self._attempt(workflow, agent, client, prompt, usage)
                 result.status = AgentStatus.COMPLETED
