@@ -76,9 +76,11 @@ class Problem:
     column: int
     message: str
     path: str = ""  # JSON path of the offending node, e.g. "agents[2].priority"
+    severity: str = "error"  # or "warning": reported by validate, never fails it
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.column}: {self.message}"
+        label = "warning: " if self.severity == "warning" else ""
+        return f"{self.file}:{self.line}:{self.column}: {label}{self.message}"
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -87,6 +89,7 @@ class Problem:
             "column": self.column,
             "message": self.message,
             "path": self.path,
+            "severity": self.severity,
         }
 
 

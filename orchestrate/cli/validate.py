@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from orchestrate.cli.common import check_format, fail, format_option, json_alias
+from orchestrate.errors import Problem
 
 __all__ = ["validate"]
 
@@ -25,7 +26,9 @@ def validate(
     """Check workflow files against the schema and the semantic rules.
 
     Prints FILE:LINE:COL: message for each problem. Exit 0 when every file is
-    valid, 2 otherwise. --format json prints {"valid", "files": [...]} on stdout.
+    valid, 2 otherwise. Warnings (a parameter the model does not accept, which
+    will not be sent) are printed as FILE:LINE:COL: warning: message and do not
+    make a file invalid. --format json prints {"valid", "files": [...]} on stdout.
 
     \b
     Examples:
@@ -42,22 +45,26 @@ def validate(
     for file in files:
         problems = validate_file(file)
         report.append((file, problems))
-    bad = sum(1 for _, problems in report if problems)
+    bad = sum(1 for _, problems in report if _errors(problems))
     if fmt == "json":
         payload = {"valid": bad == 0, "files": [
-            {"file": str(file), "valid": not problems, "problems": [p.to_dict() for p in problems]}
+            {"file": str(file), "valid": not _errors(problems), "problems": [p.to_dict() for p in problems]}
             for file, problems in report]}
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
     else:
         for file, problems in report:
-            if problems:
-                for problem in problems:
-                    sys.stderr.write(f"{problem}\n")
-            else:
+            for problem in problems:
+                sys.stderr.write(f"{problem}\n")
+            if not _errors(problems):
                 sys.stdout.write(f"{file}: ok\n")
-        count = sum(len(problems) for _, problems in report)
+        count = sum(len(_errors(problems)) for _, problems in report)
         if bad:
             sys.stderr.write(f"{count} problem(s) in {bad} of {len(report)} file(s)\n")
         else:
             sys.stdout.write(f"{len(report)} file(s) valid\n")
     raise typer.Exit(2 if bad else 0)
+
+
+def _errors(problems: list[Problem]) -> list[Problem]:
+    """The problems that make a file invalid: all but the warnings."""
+    return [p for p in problems if p.severity != "warning"]

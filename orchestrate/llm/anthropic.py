@@ -3,22 +3,26 @@
 Wire format: POST {base_url}/v1/messages with ``x-api-key`` and
 ``anthropic-version``. The system prompt is a top-level field; tool calls are
 ``tool_use`` blocks and their answers ``tool_result`` blocks in a user turn.
-The Messages API has no response_format, so an output schema is given as an
-instruction appended to the system prompt (its bytes are in the budget
-reservation).
+An output schema is sent natively (``output_config.format``, a JSON Schema)
+to the families that have structured output, and as an instruction appended
+to the system prompt to the others (its bytes are in the budget reservation
+either way). Sampling parameters follow the capability table.
 
 Anthropic reports `input_tokens` without the cached part; our LLMResponse
 counts every prompt token, so input = input_tokens + cache_read + cache_creation.
+Thinking tokens (``usage.output_tokens_details.thinking_tokens``) are part of
+``output_tokens`` and are reported as `reasoning_tokens`.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from orchestrate.errors import MalformedResponseError
 from orchestrate.llm.base import LLMResponse, ToolCall
-from orchestrate.llm.http import ProviderClient, Reply
+from orchestrate.llm.capabilities import Capabilities, lookup
+from orchestrate.llm.http import Reply
+from orchestrate.llm.structured import StructuredOutputClient, schema_instruction
 
 __all__ = ["AnthropicClient"]
 
@@ -28,7 +32,7 @@ _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", 
            "refusal": "content_filter"}
 
 
-class AnthropicClient(ProviderClient):
+class AnthropicClient(StructuredOutputClient):
     """Anthropic Claude API client.
 
     Args:
@@ -39,6 +43,7 @@ class AnthropicClient(ProviderClient):
     """
 
     provider = "anthropic"
+    fallback_format = "prompt"
     key_env, url_env, default_url = "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", DEFAULT_BASE_URL
 
     def __init__(self, api_key: str | None = None, base_url: str | None = None, *,
@@ -56,27 +61,34 @@ class AnthropicClient(ProviderClient):
 
     @staticmethod
     def request_body(messages: list[dict[str, Any]], model: str, tools: list[dict[str, Any]],
-                     temperature: float, max_tokens: int, **kwargs: Any) -> dict[str, Any]:
-        """The Messages API request for a neutral conversation."""
+                     temperature: float | None, max_tokens: int, **kwargs: Any) -> dict[str, Any]:
+        """The Messages API request for a neutral conversation.
+
+        Only what the model accepts is sent (`capabilities`, else the built-in table's entry
+        for `model`): current families take no temperature or top_p, and some older ones not
+        both at once. A `response_schema` goes in ``output_config.format`` where the model
+        has native structured output (`response_format` ``json_schema``), else in the system prompt.
+        """
+        caps: Capabilities = kwargs.get("capabilities") or lookup(model, "anthropic")
         system = [str(m.get("content") or "") for m in messages if m["role"] == "system"]
         schema = kwargs.get("response_schema")
-        if schema is not None:
-            system.append("Reply with only a JSON value, no prose and no code fence, that satisfies "
-                          "this JSON Schema:\n" + json.dumps(schema))
+        native = (kwargs.get("response_format") or caps.response_format) == "json_schema"
+        if schema is not None and not native:
+            system.append(schema_instruction(schema))
         body: dict[str, Any] = {"model": model, "max_tokens": int(max_tokens),
-                                "messages": _wire_messages([m for m in messages if m["role"] != "system"]),
-                                "temperature": min(1.0, float(temperature))}
+                                "messages": _wire_messages([m for m in messages if m["role"] != "system"])}
+        body.update(caps.sampling(temperature, kwargs.get("top_p")))
         if system:
             body["system"] = "\n\n".join(system)
-        if kwargs.get("top_p") is not None:
-            body["top_p"] = kwargs["top_p"]
-        if kwargs.get("stop") is not None:
+        if kwargs.get("stop") is not None and caps.stop:
             stop = kwargs["stop"]
             body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
-        if tools:
+        if tools and caps.tools:
             body["tools"] = [{"name": t["name"], "description": t.get("description", ""),
                               "input_schema": t.get("parameters") or {"type": "object", "properties": {}}}
                              for t in tools]
+        if schema is not None and native:
+            body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
         return body
 
     def parse(self, reply: Reply, model: str) -> LLMResponse:
@@ -97,6 +109,7 @@ class AnthropicClient(ProviderClient):
             usage = data["usage"]
             cache_read = int(usage.get("cache_read_input_tokens") or 0)
             cache_write = int(usage.get("cache_creation_input_tokens") or 0)
+            details = usage.get("output_tokens_details") or {}
             stop = str(data.get("stop_reason") or "end_turn")
             return LLMResponse(
                 content="".join(texts),
@@ -108,6 +121,7 @@ class AnthropicClient(ProviderClient):
                 metadata={"id": data.get("id"), "stop_reason": stop},
                 cached_input_tokens=cache_read,
                 cache_creation_input_tokens=cache_write,
+                reasoning_tokens=int(details.get("thinking_tokens") or 0),
                 request_id=reply.request_id,
                 provider=self.provider,
                 rate_limit=reply.rate_limit,

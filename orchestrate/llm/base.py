@@ -78,7 +78,7 @@ class LLMClient(ABC):
         self,
         prompt: str,
         model: str,
-        temperature: float = 0.7,
+        temperature: float | None = 0.7,
         max_tokens: int = 1000,
         tools: list[dict[str, Any]] | None = None,
         **kwargs: Any,
@@ -86,7 +86,10 @@ class LLMClient(ABC):
         """Answer a single user prompt.
 
         Keyword options every client understands: ``system`` (a system prompt)
-        and ``response_schema`` (a JSON Schema the answer must satisfy).
+        and ``response_schema`` (a JSON Schema the answer must satisfy). A
+        `temperature` of None is not sent (the provider's default applies); the
+        HTTP clients also leave out any parameter the model refuses (see
+        `orchestrate.llm.capabilities`).
         """
 
     @abstractmethod
@@ -95,7 +98,7 @@ class LLMClient(ABC):
         messages: list[dict[str, Any]],
         model: str,
         tools: list[dict[str, Any]],
-        temperature: float = 0.7,
+        temperature: float | None = 0.7,
         max_tokens: int = 1000,
         **kwargs: Any,
     ) -> LLMResponse:

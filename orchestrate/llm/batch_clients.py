@@ -21,8 +21,11 @@ __all__ = ["BatchClients", "BatchingClient", "batch_api_for"]
 def batch_api_for(client: Any) -> BatchAPI | None:
     """The batch API of an online OpenAI or Anthropic client, else None."""
     from orchestrate.llm.anthropic import AnthropicClient
+    from orchestrate.llm.azure import AzureOpenAIClient
     from orchestrate.llm.openai import OpenAIClient
 
+    if isinstance(client, AzureOpenAIClient):
+        return None  # Azure's batch API needs global-batch deployments: its calls go online
     if isinstance(client, OpenAIClient):
         from orchestrate.llm.openai_batch import OpenAIBatchAPI
 

@@ -278,7 +278,7 @@ class ProviderClient(LLMClient):
     @staticmethod
     @abstractmethod
     def request_body(messages: list[dict[str, Any]], model: str, tools: list[dict[str, Any]],
-                     temperature: float, max_tokens: int, **kwargs: Any) -> dict[str, Any]:
+                     temperature: float | None, max_tokens: int, **kwargs: Any) -> dict[str, Any]:
         """The provider's request for a neutral conversation."""
 
     @abstractmethod
@@ -286,7 +286,7 @@ class ProviderClient(LLMClient):
         """An LLMResponse from the provider's answer; MalformedResponseError if it is not one."""
 
     async def complete_with_tools(self, messages: list[dict[str, Any]], model: str,
-                                  tools: list[dict[str, Any]], temperature: float = 0.7,
+                                  tools: list[dict[str, Any]], temperature: float | None = 0.7,
                                   max_tokens: int = 1000, **kwargs: Any) -> LLMResponse:
         body = self.request_body(messages, model, tools, temperature, max_tokens, **kwargs)
         reply = await self._http.post_json(f"{self.base_url}{self.path}", self.headers(), body,
@@ -305,7 +305,7 @@ class ProviderClient(LLMClient):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"
 
-    async def complete(self, prompt: str, model: str, temperature: float = 0.7,
+    async def complete(self, prompt: str, model: str, temperature: float | None = 0.7,
                        max_tokens: int = 1000, tools: list[dict[str, Any]] | None = None,
                        **kwargs: Any) -> LLMResponse:
         return await self.complete_with_tools(single_turn(prompt, kwargs.get("system")), model,

@@ -1,29 +1,31 @@
 """OpenAI Chat Completions, also for any OpenAI-compatible server (Ollama, vLLM, LM Studio).
 
-Wire format: POST {base_url}/chat/completions with a bearer key. Reasoning
-models (o1, o3, o4, gpt-5 families) take `max_completion_tokens` and no
-temperature; the others `max_tokens`. An output schema is sent as
-``response_format: {"type": "json_schema", ...}``.
+Wire format: POST {base_url}/chat/completions with a bearer key. What is sent
+follows the capability table (`orchestrate.llm.capabilities`): reasoning models
+(o1, o3, o4, gpt-5 families) take `max_completion_tokens` and no temperature,
+top_p or stop; the others `max_tokens`. An output schema is sent as
+``response_format: {"type": "json_schema", ...}``, or as JSON mode plus the
+schema in the prompt where the model or server has no json_schema.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 from typing import Any
 
 from orchestrate.errors import MalformedResponseError
 from orchestrate.llm.base import LLMResponse, ToolCall
-from orchestrate.llm.http import ProviderClient, Reply
+from orchestrate.llm.capabilities import Capabilities, lookup
+from orchestrate.llm.http import Reply
+from orchestrate.llm.structured import StructuredOutputClient, with_schema_instruction
 
 __all__ = ["OpenAIClient"]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-_REASONING = re.compile(r"^(o1|o3|o4|gpt-5)(\b|-|$)")
 
 
-class OpenAIClient(ProviderClient):
+class OpenAIClient(StructuredOutputClient):
     """OpenAI API client.
 
     Args:
@@ -54,27 +56,32 @@ class OpenAIClient(ProviderClient):
 
     @staticmethod
     def request_body(messages: list[dict[str, Any]], model: str, tools: list[dict[str, Any]],
-                     temperature: float, max_tokens: int, **kwargs: Any) -> dict[str, Any]:
-        """The Chat Completions request for a neutral conversation."""
+                     temperature: float | None, max_tokens: int, **kwargs: Any) -> dict[str, Any]:
+        """The Chat Completions request for a neutral conversation.
+
+        Only what the model accepts is sent (`capabilities`, else the built-in table's entry
+        for `model`); `response_format` chooses how a `response_schema` is asked for.
+        """
+        caps: Capabilities = kwargs.get("capabilities") or lookup(model, "openai")
+        schema = kwargs.get("response_schema")
+        mode = kwargs.get("response_format") or caps.response_format
+        if schema is not None and mode != "json_schema":
+            messages = with_schema_instruction(messages, schema)
         body: dict[str, Any] = {"model": model, "messages": [_wire_message(m) for m in messages]}
-        if _REASONING.match(model):
-            body["max_completion_tokens"] = int(max_tokens)
-        else:
-            body["max_tokens"] = int(max_tokens)
-            body["temperature"] = float(temperature)
-        if kwargs.get("top_p") is not None:
-            body["top_p"] = kwargs["top_p"]
-        if kwargs.get("stop") is not None:
+        body[caps.max_tokens_field] = int(max_tokens)
+        body.update(caps.sampling(temperature, kwargs.get("top_p")))
+        if kwargs.get("stop") is not None and caps.stop:
             body["stop"] = kwargs["stop"]
-        if tools:
+        if tools and caps.tools:
             body["tools"] = [{"type": "function", "function": {
                 "name": t["name"], "description": t.get("description", ""),
                 "parameters": t.get("parameters") or {"type": "object", "properties": {}}}}
                 for t in tools]
-        schema = kwargs.get("response_schema")
-        if schema is not None:
+        if schema is not None and mode == "json_schema":
             body["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": "answer", "schema": schema, "strict": False}}
+        elif schema is not None and mode == "json_object":
+            body["response_format"] = {"type": "json_object"}
         return body
 
     def parse(self, reply: Reply, model: str) -> LLMResponse:

@@ -1,9 +1,12 @@
 """Choosing each agent's client: by `llm_config.provider`, else by the model's name.
 
-`ClientPool` hands out one client per (provider, base_url), so every agent of
-a run that talks to the same server shares one connection pool, and closes
-them all at shutdown. Keys come from the environment; a missing one is
-reported before any call, naming the variable to set.
+`ClientPool` hands out one client per (provider, base_url, key variable,
+api_version), so every agent of a run that talks to the same server with the
+same key shares one connection pool, and closes them all at shutdown. Keys
+come from the environment: the provider's variable, or the one an agent names
+in `llm_config.api_key_env` (so two departments can bill to two keys in one
+workflow). A missing one is reported before any call, naming the variable to
+set; the key itself never appears anywhere.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ from orchestrate.llm.base import LLMClient
 
 __all__ = ["ENV_KEYS", "PROVIDERS", "ClientPool", "infer_provider", "resolve_provider"]
 
-PROVIDERS = ("openai", "anthropic", "simulated")
-ENV_KEYS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+PROVIDERS = ("openai", "anthropic", "azure", "simulated")
+ENV_KEYS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "azure": "AZURE_OPENAI_API_KEY"}
+AZURE_ENDPOINT_ENV = "AZURE_OPENAI_ENDPOINT"
 
 
 def infer_provider(model: str) -> str:
-    """'anthropic' for claude-* models, 'openai' for everything else (OpenAI-compatible servers too)."""
+    """'anthropic' for claude-* models, 'openai' for everything else (OpenAI-compatible servers
+    too); Azure's model names are deployment names, so `provider: azure` is never inferred."""
     return "anthropic" if model.lower().startswith("claude") else "openai"
 
 
@@ -49,7 +54,7 @@ class ClientPool:
         self.simulated = simulated
         self.force_simulated = force_simulated
         self.timeout = timeout
-        self._clients: dict[tuple[str, str], LLMClient] = {}
+        self._clients: dict[tuple[str, str, str, str], LLMClient] = {}
 
     def provider_of(self, llm_config: dict[str, Any]) -> str:
         return "simulated" if self.force_simulated else resolve_provider(llm_config)
@@ -63,17 +68,26 @@ class ClientPool:
                 self.simulated = SimulatedClient()
             return self.simulated
         base_url = str(llm_config.get("base_url") or "")
-        key = (provider, base_url)
+        key_env = str(llm_config.get("api_key_env") or "")
+        api_version = str(llm_config.get("api_version") or "") if provider == "azure" else ""
+        key = (provider, base_url, key_env, api_version)
         client = self._clients.get(key)
         if client is None:
+            options: dict[str, Any] = {"base_url": base_url or None, "timeout": self.timeout}
+            if key_env:  # never falls back to the provider's variable: that would bill another key
+                options["api_key"] = os.environ.get(key_env, "")
             if provider == "anthropic":
                 from orchestrate.llm.anthropic import AnthropicClient
 
-                client = AnthropicClient(base_url=base_url or None, timeout=self.timeout)
+                client = AnthropicClient(**options)
+            elif provider == "azure":
+                from orchestrate.llm.azure import AzureOpenAIClient
+
+                client = AzureOpenAIClient(api_version=api_version or None, **options)
             else:
                 from orchestrate.llm.openai import OpenAIClient
 
-                client = OpenAIClient(base_url=base_url or None, timeout=self.timeout)
+                client = OpenAIClient(**options)
             self._clients[key] = client
         return client
 
@@ -84,10 +98,14 @@ class ClientPool:
         """
         for llm in llm_configs:
             provider = self.provider_of(llm)
-            env = ENV_KEYS.get(provider)
+            if provider == "azure" and not (llm.get("base_url") or os.environ.get(AZURE_ENDPOINT_ENV)):
+                raise UserInputError(f"azure: no endpoint; set {AZURE_ENDPOINT_ENV} (e.g. "
+                                     "https://my-resource.openai.azure.com) or llm_config.base_url")
+            named = llm.get("api_key_env")
+            env = str(named) if named and provider != "simulated" else ENV_KEYS.get(provider)
             if env is None or os.environ.get(env):
                 continue
-            if provider == "openai" and llm.get("base_url"):
+            if provider == "openai" and llm.get("base_url") and not named:
                 continue
             raise MissingAPIKeyError(provider, env)
 

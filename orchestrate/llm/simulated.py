@@ -122,14 +122,14 @@ class SimulatedClient(LLMClient):
         self.calls = 0
         self._attempts: dict[str, int] = {}
 
-    async def complete(self, prompt: str, model: str, temperature: float = 0.7,
+    async def complete(self, prompt: str, model: str, temperature: float | None = 0.7,
                        max_tokens: int = 1000, tools: list[dict[str, Any]] | None = None,
                        **kwargs: Any) -> LLMResponse:
         return await self.complete_with_tools(single_turn(prompt, kwargs.get("system")), model,
                                               tools or [], temperature, max_tokens, **kwargs)
 
     async def complete_with_tools(self, messages: list[dict[str, Any]], model: str,
-                                  tools: list[dict[str, Any]], temperature: float = 0.7,
+                                  tools: list[dict[str, Any]], temperature: float | None = 0.7,
                                   max_tokens: int = 1000, **kwargs: Any) -> LLMResponse:
         self.calls += 1
         text_in = "\n".join(str(m.get("content") or "") for m in messages)

@@ -89,6 +89,7 @@ def plan_workflow(workflow: Workflow, tracker: CostTracker, *, output_retries: i
         agent = agents[name]
         llm = agent.llm_config
         model = llm["model"]
+        priced = llm.get("price_as") or model  # an Azure deployment is priced as its model
         max_tokens = int(llm.get("max_tokens", 1000))
         upstream_tokens = sum(int(agents[d].llm_config.get("max_tokens", 1000))
                               for d in graph.dependencies[name])
@@ -96,12 +97,12 @@ def plan_workflow(workflow: Workflow, tracker: CostTracker, *, output_retries: i
         messages = [{"role": "user", "content": prompt}]
         if llm.get("system"):
             messages.insert(0, {"role": "system", "content": llm["system"]})
-        per_call = tracker.max_cost(model, messages, max_tokens, overrides=workflow.prices,
+        per_call = tracker.max_cost(priced, messages, max_tokens, overrides=workflow.prices,
                                     tools=agent.tools, response_schema=agent.output_schema)
         calls = (agent.max_retries + 1) * ((output_retries + 1) if agent.output_schema else 1)
         calls *= (max_tool_rounds + 1) if agent.tools else 1
         low_tokens = len(agent.prompt_template.encode()) // 4 + upstream_tokens // 4
-        low = tracker.calculate_cost(model, low_tokens, 1)
+        low = tracker.calculate_cost(priced, low_tokens, 1)
         if llm.get("batch", provider_batch):
             rate = tracker.batch_rate(resolve_provider(llm))
             per_call, low = per_call * rate, low * rate

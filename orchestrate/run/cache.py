@@ -52,7 +52,7 @@ class CachingClient(LLMClient):
         digest = hashlib.sha256(f"{self.provider}\x00{self.namespace}\x00{blob}".encode()).hexdigest()
         return self.folder / digest[:2] / f"{digest}.json"
 
-    async def complete(self, prompt: str, model: str, temperature: float = 0.7,
+    async def complete(self, prompt: str, model: str, temperature: float | None = 0.7,
                        max_tokens: int = 1000, tools: list[dict[str, Any]] | None = None,
                        **kwargs: Any) -> LLMResponse:
         request = {"kind": "complete", "prompt": prompt, "model": model, "temperature": temperature,
@@ -61,7 +61,7 @@ class CachingClient(LLMClient):
             prompt, model, temperature, max_tokens, tools, **kwargs))
 
     async def complete_with_tools(self, messages: list[dict[str, Any]], model: str,
-                                  tools: list[dict[str, Any]], temperature: float = 0.7,
+                                  tools: list[dict[str, Any]], temperature: float | None = 0.7,
                                   max_tokens: int = 1000, **kwargs: Any) -> LLMResponse:
         request = {"kind": "messages", "messages": messages, "model": model, "tools": tools,
                    "temperature": temperature, "max_tokens": max_tokens, "options": _options(kwargs)}

@@ -27,6 +27,7 @@ from orchestrate.observe.events import Event, EventType
 from orchestrate.run.failures import FailureHandler, RetryPolicy
 from orchestrate.llm.base import LLMClient, LLMResponse
 from orchestrate.llm.batch_api import CALL_TAG, CallTag
+from orchestrate.llm.capabilities import lookup
 from orchestrate.workflow.models import Agent, AgentResult, AgentStatus, Workflow
 from orchestrate.money.rate_limit import RateLimiterRegistry
 from orchestrate.run.tools import Tool, load_tools
@@ -249,13 +250,14 @@ class AgentExecutor:
         """One provider call, paid for by reservation and paced by the limiter."""
         llm = agent.llm_config
         model = llm["model"]
+        priced = llm.get("price_as") or model  # an Azure deployment is priced as its model
         max_tokens = int(llm.get("max_tokens", 1000))
         specs = [tool.spec() for tool in tools]
         # A batched call is reserved and priced at the provider's batch rate; it waits at the
         # provider, so the online rate limits do not apply to it.
         batched = getattr(client, "batched", False) and not getattr(client, "goes_online", bool)()
         rate = self.tracker.batch_rate(client.provider) if batched else 1.0
-        worst = rate * self.tracker.max_cost(model, messages, max_tokens, overrides=workflow.prices,
+        worst = rate * self.tracker.max_cost(priced, messages, max_tokens, overrides=workflow.prices,
                                              tools=specs, response_schema=agent.output_schema)
         key = agent_key(workflow.id, agent.name)
         reservation = self.tracker.reserve(workflow.id, key, worst)
@@ -270,7 +272,8 @@ class AgentExecutor:
                                     {"waited": permit.waited, "provider": client.provider},
                                     workflow_name=workflow.name))
             sent = self.clock()
-            response = await self._send(client, llm, messages, specs, agent.output_schema, max_tokens)
+            response = await self._send(client, llm, messages, specs, agent.output_schema, max_tokens,
+                                        workflow.capabilities)
         except BaseException:
             self.tracker.release(reservation)
             raise
@@ -280,7 +283,7 @@ class AgentExecutor:
         cached = bool(response.metadata.get("cached"))
         batch_id = response.metadata.get("batch_id") if not cached else None
         cost = 0.0 if cached else self.tracker.calculate_cost(
-            model, response.input_tokens, response.output_tokens,
+            priced, response.input_tokens, response.output_tokens,
             cached_input_tokens=response.cached_input_tokens,
             cache_creation_input_tokens=response.cache_creation_input_tokens)
         if batch_id:
@@ -298,7 +301,7 @@ class AgentExecutor:
         usage.cached_calls += cached
         if response.rate_limit:
             self.limits.observe(client.provider, response.rate_limit)
-        self.emit(Event(EventType.LLM_CALL, workflow.id, agent.name, {
+        data = {
             "model": model, "provider": client.provider, "input_tokens": response.input_tokens,
             "cached_input_tokens": response.cached_input_tokens,
             "output_tokens": response.output_tokens, "reasoning_tokens": response.reasoning_tokens,
@@ -307,19 +310,30 @@ class AgentExecutor:
             "finish_reason": response.finish_reason, "response_model": response.model,
             "request_id": response.request_id, "max_tokens": max_tokens,
             "temperature": llm.get("temperature"), "tool_calls": len(response.tool_calls or ()),
-        }, workflow_name=workflow.name, content={"messages": messages, "answer": response.content}))
+        }
+        if response.metadata.get("notice"):  # the structured-output fallback, said once
+            data["notice"] = response.metadata["notice"]
+        self.emit(Event(EventType.LLM_CALL, workflow.id, agent.name, data, workflow_name=workflow.name,
+                        content={"messages": messages, "answer": response.content}))
         return response
 
     @staticmethod
     async def _send(client: LLMClient, llm: dict[str, Any], messages: list[dict[str, Any]],
                     specs: list[dict[str, Any]], schema: dict[str, Any] | None,
-                    max_tokens: int) -> LLMResponse:
+                    max_tokens: int, capabilities: dict[str, Any]) -> LLMResponse:
         options: dict[str, Any] = {k: llm[k] for k in _PASSTHROUGH if k in llm}
         if client.provider == "simulated":
             options.update({k: llm[k] for k in _SIMULATION if k in llm})
+        else:
+            # What the model accepts: by the model it is priced as (an Azure deployment's
+            # model), with the workflow's own `capabilities:` over the built-in table.
+            options["capabilities"] = lookup(llm.get("price_as") or llm["model"], client.provider,
+                                             capabilities)
         if schema is not None:
             options["response_schema"] = schema
-        temperature = float(llm.get("temperature", 0.7))
+        # An llm_config without the key gets the reference's 0.7; None means "not sent".
+        raw = llm.get("temperature", 0.7)
+        temperature = None if raw is None else float(raw)
         if not specs and len(messages) <= 2 and messages[-1]["role"] == "user":
             if messages[0]["role"] == "system":
                 options["system"] = messages[0]["content"]
@@ -329,6 +343,6 @@ class AgentExecutor:
                                                 max_tokens, **options)
 
 
-_PASSTHROUGH = ("top_p", "stop", "request_timeout")
+_PASSTHROUGH = ("top_p", "stop", "request_timeout", "response_format")
 _SIMULATION = ("latency", "failure_rate")
 

@@ -76,6 +76,9 @@ def check_document(located: Located) -> list[Problem]:
                            key=bool(path) and path[-1] == "<key>")
                 for path, message in schema_errors(located.value)]
     problems += _semantic(located)
+    from orchestrate.workflow.capability_checks import capability_problems
+
+    problems += capability_problems(located)[0]
     return problems
 
 
@@ -258,8 +261,10 @@ def _check_model(located: Located, i: int, agent: dict[str, Any], defaults: dict
     if not isinstance(model, str):
         return []
     valid_prices = {k: v for k, v in prices.items() if isinstance(v, dict)}
-    if find_price(model, valid_prices) is None:
-        where = ("agents", i, "llm_config", "model") if "model" in own else ("defaults", "llm_config", "model")
-        return [located.at(where, f"no price known for model {model!r}; add it under 'prices:' "
+    key = "price_as" if isinstance(own.get("price_as", inherited.get("price_as")), str) else "model"
+    priced = own.get(key, inherited.get(key))
+    if find_price(priced, valid_prices) is None:
+        where = ("agents", i, "llm_config", key) if key in own else ("defaults", "llm_config", key)
+        return [located.at(where, f"no price known for model {priced!r}; add it under 'prices:' "
                                   "(USD per 1K tokens: input, output)")]
     return []

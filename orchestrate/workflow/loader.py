@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from orchestrate.workflow.checks import INPUT_TYPES, Key, Located, check_document, path_text
+from orchestrate.workflow.capability_checks import capability_problems
 from orchestrate.errors import Problem, UserInputError, WorkflowValidationError
 from orchestrate.workflow.models import Agent, Workflow
 
@@ -187,6 +188,7 @@ def _build(doc: dict[str, Any], source: str | None) -> Workflow:
         values: dict[str, Any] = {k: raw[k] if k in raw else defaults[k]
                                   for k in _AGENT_DEFAULTS if k in raw or k in defaults}
         llm = {**(defaults.get("llm_config") or {}), **(raw.get("llm_config") or {})}
+        llm.setdefault("temperature", None)  # in a file, no temperature means none is sent
         retry = {**(defaults.get("retry") or {}), **(raw.get("retry") or {})} or None
         agents.append(Agent(
             name=raw["name"], description=raw.get("description", ""), llm_config=llm,
@@ -198,7 +200,8 @@ def _build(doc: dict[str, Any], source: str | None) -> Workflow:
     workflow = Workflow(name=doc["name"], description=doc.get("description", ""), agents=agents,
                         inputs=dict(doc.get("inputs") or {}), defaults=dict(defaults),
                         rate_limits=dict(doc.get("rate_limits") or {}),
-                        prices=dict(doc.get("prices") or {}), **top)
+                        prices=dict(doc.get("prices") or {}),
+                        capabilities=dict(doc.get("capabilities") or {}), **top)
     workflow.source = source
     return workflow
 
@@ -248,13 +251,15 @@ def workflow_from_dict(data: dict[str, Any], *, inputs: dict[str, Any] | None = 
 
 
 def validate_file(path: Path) -> list[Problem]:
-    """Every problem of one workflow file (an empty list when it is valid)."""
+    """Every problem of one workflow file, warnings included (severity ``warning``); the
+    file is valid when none is an error."""
     text, problems = read_text(path)
     if text is None:
         return problems
     located, problems = parse_yaml(text, str(path))
     if located is not None:
         problems += check_document(located)
+        problems += capability_problems(located)[1]  # warnings: reported, never fatal
     return sorted(problems, key=lambda p: (p.line, p.column))
 
 

@@ -163,8 +163,8 @@ class Workflow:
     """A set of agents and the dependencies between them.
 
     Beyond the reference's fields: declared `inputs` (name -> {type, default,
-    description}), `defaults` that every agent inherits, `rate_limits` and
-    `prices` (per model), and, at run time, the input values supplied, the
+    description}), `defaults` that every agent inherits, `rate_limits`,
+    `prices` and `capabilities` (per model family), and, at run time, the input values supplied, the
     workflow's id, status, cost and timings.
     """
 
@@ -179,6 +179,7 @@ class Workflow:
     defaults: dict[str, Any] = field(default_factory=dict)
     rate_limits: dict[str, Any] = field(default_factory=dict)
     prices: dict[str, dict[str, float]] = field(default_factory=dict)
+    capabilities: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Run state.
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12], compare=False)
     status: WorkflowStatus = field(default=WorkflowStatus.PENDING, compare=False)
@@ -264,7 +265,7 @@ class Workflow:
             "timeout": self.timeout,
             "allow_partial_completion": self.allow_partial_completion,
         }
-        for key in ("inputs", "defaults", "rate_limits", "prices"):
+        for key in ("inputs", "defaults", "rate_limits", "prices", "capabilities"):
             value = getattr(self, key)
             if value:
                 data[key] = value
