@@ -43,6 +43,14 @@ def _tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
 
+_MARKER = "satisfies this JSON Schema:\n"
+
+
+def _schema_in(text: str) -> dict[str, Any] | None:
+    """The schema orchestrate put in a prompt ("... satisfies this JSON Schema:\n{...}"), if any."""
+    return json.loads(text.split(_MARKER, 1)[1]) if _MARKER in text else None
+
+
 def _answer_for(schema: dict[str, Any] | None, prompt: str) -> str:
     """Plain text, or a JSON answer that satisfies `schema` (built by the simulator's generator)."""
     if schema is None:
@@ -59,6 +67,9 @@ def openai_completion(request: dict[str, Any], *, content: str | None = None,
     prompt = json.dumps(request.get("messages", []))
     if content is None and tool_calls is None:
         schema = ((request.get("response_format") or {}).get("json_schema") or {}).get("schema")
+        if schema is None:
+            system = [m.get("content") or "" for m in request.get("messages", []) if m.get("role") == "system"]
+            schema = _schema_in("\n".join(system))
         content = _answer_for(schema, prompt)
     message: dict[str, Any] = {"role": "assistant", "content": content}
     if tool_calls:
@@ -77,22 +88,25 @@ def openai_completion(request: dict[str, Any], *, content: str | None = None,
 
 
 def anthropic_message(request: dict[str, Any], *, content: list[dict[str, Any]] | None = None,
-                      cache_read: int = 0, cache_write: int = 0, stop_reason: str | None = None) -> dict[str, Any]:
-    """A Messages API body answering `request`."""
+                      cache_read: int = 0, cache_write: int = 0, stop_reason: str | None = None,
+                      thinking: int = 0) -> dict[str, Any]:
+    """A Messages API body answering `request` (JSON satisfying `output_config.format.schema`,
+    or the schema in the system prompt, when there is one)."""
     prompt = json.dumps(request.get("messages", [])) + str(request.get("system", ""))
     if content is None:
-        system = str(request.get("system", ""))
-        marker = "satisfies this JSON Schema:\n"
-        schema = json.loads(system.split(marker, 1)[1]) if marker in system else None
+        schema = (((request.get("output_config") or {}).get("format") or {}).get("schema")
+                  or _schema_in(str(request.get("system", ""))))
         content = [{"type": "text", "text": _answer_for(schema, prompt)}]
     uses_tool = any(block.get("type") == "tool_use" for block in content)
-    out = sum(_tokens(json.dumps(block)) for block in content)
+    out = sum(_tokens(json.dumps(block)) for block in content) + thinking
+    usage: dict[str, Any] = {"input_tokens": _tokens(prompt), "output_tokens": out,
+                             "cache_read_input_tokens": cache_read, "cache_creation_input_tokens": cache_write}
+    if thinking:
+        usage["output_tokens_details"] = {"thinking_tokens": thinking}
     return {
         "id": "msg_fake", "type": "message", "role": "assistant", "model": request.get("model"),
         "content": content, "stop_reason": stop_reason or ("tool_use" if uses_tool else "end_turn"),
-        "stop_sequence": None,
-        "usage": {"input_tokens": _tokens(prompt), "output_tokens": out,
-                  "cache_read_input_tokens": cache_read, "cache_creation_input_tokens": cache_write},
+        "stop_sequence": None, "usage": usage,
     }
 
 
@@ -112,8 +126,14 @@ class FakeProvider:
     """The server. Use as a context manager; `url` is its base, e.g. ``http://127.0.0.1:PORT``."""
 
     def __init__(self, *, failure_rate: float = 0.0, seed: int = 0, latency: float = 0.0,
-                 port: int = 0) -> None:
+                 port: int = 0, refuse_json_schema: int | None = None,
+                 refused_params: dict[str, tuple[str, ...]] | None = None) -> None:
         self.requests: list[dict[str, Any]] = []
+        # Like llama.cpp's server: `response_format` json_schema (or Anthropic's
+        # output_config) answered with this status and a body naming it.
+        self.refuse_json_schema = refuse_json_schema
+        # Like a strict proxy: model name prefix -> parameters it answers 400 to.
+        self.refused_params = refused_params or {}
         self._script: deque[Fault] = deque()
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
@@ -149,6 +169,31 @@ class FakeProvider:
                     Fault(500, None), Fault(529, None), Fault(200, None, truncate=True)])
             return None
 
+    def _refusal(self, path: str, headers: Any, body: Any) -> Fault | None:
+        """What a strict server refuses before answering: Azure without its api-key header,
+        a json_schema it does not support, parameters the model does not take."""
+        if path.startswith("/openai/") and not headers.get("api-key"):
+            return Fault(401, {"error": {"code": "401", "message": "Access denied due to invalid "
+                                         "subscription key or wrong API endpoint."}})
+        if not isinstance(body, dict):
+            return None
+        native = ((body.get("response_format") or {}).get("type") == "json_schema"
+                  or "output_config" in body)
+        if self.refuse_json_schema and native:
+            status = self.refuse_json_schema
+            if path.endswith("/messages"):
+                return Fault(status, error_body(path, status, "output_config.format: structured "
+                                                "outputs are not supported for this model"))
+            return Fault(status, {"error": {"code": status, "type": "server_error", "message":
+                                  'response_format type must be one of "text" or "json_object", '
+                                  "but got: json_schema"}})
+        model = str(body.get("model") or "")
+        for prefix, params in self.refused_params.items():
+            sent = [p for p in params if p in body]
+            if model.startswith(prefix) and sent:
+                return Fault(400, error_body(path, 400, f"{model} does not support parameters: {sent}"))
+        return None
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         provider = self
 
@@ -168,7 +213,7 @@ class FakeProvider:
                 with provider._lock:
                     provider.requests.append({"path": self.path, "headers": dict(self.headers.items()),
                                               "body": body, "time": time.monotonic()})
-                fault = provider._next()
+                fault = provider._refusal(self.path, self.headers, body) or provider._next()
                 if provider.latency:
                     time.sleep(provider.latency)
                 if fault is not None and fault.delay:
