@@ -111,7 +111,7 @@ def test_plan_and_graph_take_folders_and_print_whole_names_when_piped(tmp_path: 
     assert {a["name"] for a in graph["agents"]} >= {"coo_briefing", "hr_summary"}
 
 
-@pytest.mark.parametrize("command", ["run", "validate", "plan", "graph", "cost-report", "schema", "show"])
+@pytest.mark.parametrize("command", ["run", "validate", "plan", "graph", "cost-report", "schema", "show", "init"])
 def test_every_command_has_help_with_examples_and_no_python_types(command: str, tmp_path: Path) -> None:
     proc = orchestrate(command, "-h", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

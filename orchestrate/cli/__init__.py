@@ -62,6 +62,7 @@ _COMMANDS = (
     ("cost-report", "cost_report", "cost_report"),
     ("graph", "graph", "graph"),
     ("show", "show", "show"),
+    ("init", "init", "init"),
     ("schema", "schema_cmd", "schema"),
     ("report", "report", "report"),
 )
