@@ -69,7 +69,12 @@ class UserInputError(OrchestrateError):
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """One defect in a workflow file, pointed at its line and column (1-based)."""
+    """One defect in a workflow file, pointed at its line and column (1-based).
+
+    `hint` is what to do about it ("did you mean 'dependencies'?"), shown on a
+    `help:` line under the source; `length` is how many characters of the line
+    the defect spans (0: let the renderer find the token at the column).
+    """
 
     file: str
     line: int
@@ -77,10 +82,13 @@ class Problem:
     message: str
     path: str = ""  # JSON path of the offending node, e.g. "agents[2].priority"
     severity: str = "error"  # or "warning": reported by validate, never fails it
+    hint: str = ""
+    length: int = 0
 
     def __str__(self) -> str:
         label = "warning: " if self.severity == "warning" else ""
-        return f"{self.file}:{self.line}:{self.column}: {label}{self.message}"
+        tail = f"; {self.hint}" if self.hint else ""
+        return f"{self.file}:{self.line}:{self.column}: {label}{self.message}{tail}"
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -90,6 +98,7 @@ class Problem:
             "message": self.message,
             "path": self.path,
             "severity": self.severity,
+            "hint": self.hint,
         }
 
 

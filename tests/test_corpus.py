@@ -55,8 +55,10 @@ def test_broken_file_is_reported_at_its_line(path: Path) -> None:
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert "Traceback" not in result.stderr, result.stderr
     prefix = f"{path}:{line}:"
-    matching = [row for row in result.stderr.splitlines() if row.startswith(prefix) and message in row]
-    assert matching, f"no stderr line starts with {prefix!r} and contains {message!r}:\n{result.stderr}"
+    # Each problem is a block: FILE:LINE:COL: message, the source line, a caret, maybe a help line.
+    blocks = result.stderr.split("\n\n")
+    matching = [block for block in blocks if block.startswith(prefix) and message in block.replace("\n", " ")]
+    assert matching, f"no problem starts with {prefix!r} and contains {message!r}:\n{result.stderr}"
 
 
 def test_expected_json_matches_the_folder() -> None:
@@ -81,8 +83,8 @@ def test_json_format_over_the_whole_folder() -> None:
         assert entry["valid"] is False, entry
         assert entry["problems"], entry
         expected = EXPECTED[Path(entry["file"]).name]
-        assert any(p["line"] == expected["line"] and str(expected["message"]) in p["message"]
-                   for p in entry["problems"]), entry
+        assert any(p["line"] == expected["line"]
+                   and str(expected["message"]) in f"{p['message']}; {p['hint']}" for p in entry["problems"]), entry
 
 
 def test_alias_bomb_is_refused_quickly() -> None:

@@ -25,10 +25,12 @@ def validate(
 ) -> None:
     """Check workflow files against the schema and the semantic rules.
 
-    Prints FILE:LINE:COL: message for each problem. Exit 0 when every file is
-    valid, 2 otherwise. Warnings (a parameter the model does not accept, which
-    will not be sent) are printed as FILE:LINE:COL: warning: message and do not
-    make a file invalid. --format json prints {"valid", "files": [...]} on stdout.
+    Prints each problem as FILE:LINE:COL: message, then the source line with a
+    caret under the offending node and, when there is one, a help line. Exit 0
+    when every file is valid, 2 otherwise. Warnings (a parameter the model does
+    not accept, which will not be sent) are printed as FILE:LINE:COL: warning:
+    message and do not make a file invalid. --format json prints
+    {"valid", "files": [...]} on stdout, each problem with its "hint".
 
     \b
     Examples:
@@ -52,9 +54,12 @@ def validate(
             for file, problems in report]}
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
     else:
+        from orchestrate.workflow.diagnostics import render_problem
+
         for file, problems in report:
+            lines = _source_lines(file) if problems else []
             for problem in problems:
-                sys.stderr.write(f"{problem}\n")
+                sys.stderr.write(render_problem(problem, lines) + "\n\n")
             if not _errors(problems):
                 sys.stdout.write(f"{file}: ok\n")
         count = sum(len(_errors(problems)) for _, problems in report)
@@ -68,3 +73,10 @@ def validate(
 def _errors(problems: list[Problem]) -> list[Problem]:
     """The problems that make a file invalid: all but the warnings."""
     return [p for p in problems if p.severity != "warning"]
+
+
+def _source_lines(file: Path) -> list[str]:
+    try:
+        return file.read_text(encoding="utf-8-sig", errors="replace").splitlines()
+    except OSError:
+        return []

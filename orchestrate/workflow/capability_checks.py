@@ -47,7 +47,7 @@ def capability_problems(located: Located) -> tuple[list[Problem], list[Problem]]
             where = ("agents", i, "llm_config", key) if key in own else ("defaults", "llm_config", key)
             problem = located.at(where, f"agent {agent.get('name')!r}: {message}", key=True)
             problem = Problem(problem.file, problem.line, problem.column, problem.message, problem.path,
-                              severity="warning")
+                              severity="warning", length=problem.length)
             if (problem.line, problem.column, message) not in seen:
                 seen.add((problem.line, problem.column, message))
                 warnings.append(problem)

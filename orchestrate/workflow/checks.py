@@ -32,7 +32,7 @@ class Located:
     keys: dict[Key, tuple[int, int]] = field(default_factory=dict)
     lines: list[str] = field(default_factory=list)
 
-    def within(self, path: Key, needle: str, message: str, span: int) -> Problem:
+    def within(self, path: Key, needle: str, message: str, span: int, *, hint: str = "") -> Problem:
         """A problem at `needle` inside the text node at `path` (e.g. a placeholder in a
         multi-line template), searched over the node's first `span` lines."""
         start = self.values.get(path)
@@ -41,23 +41,43 @@ class Located:
             for index in range(line - 1, min(len(self.lines), line - 1 + span)):
                 found = self.lines[index].find(needle, col - 1 if index == line - 1 else 0)
                 if found >= 0:
-                    return Problem(self.file, index + 1, found + 1, message, path_text(path))
-        return self.at(path, message)
+                    return Problem(self.file, index + 1, found + 1, message, path_text(path),
+                                   hint=hint, length=len(needle))
+        return self.at(path, message, hint=hint)
 
-    def at(self, path: Key, message: str, *, key: bool = False) -> Problem:
+    def at(self, path: Key, message: str, *, key: bool = False, hint: str = "") -> Problem:
         """A problem at `path` (or at its key), falling back to the closest enclosing node."""
         shown = path_text(path)
         if key and path in self.keys:
             line, col = self.keys[path]
-            return Problem(self.file, line, col, message, shown)
+            return Problem(self.file, line, col, message, shown, hint=hint, length=len(str(path[-1])))
         probe = tuple(path)
         while probe:
             if probe in self.values:
                 line, col = self.values[probe]
-                return Problem(self.file, line, col, message, shown)
+                return Problem(self.file, line, col, message, shown, hint=hint)
             probe = probe[:-1]
         line, col = self.values.get((), (1, 1))
-        return Problem(self.file, line, col, message, shown)
+        return Problem(self.file, line, col, message, shown, hint=hint)
+
+    def renamed(self, fixes: list[tuple[Key, str, str]]) -> Located:
+        """A copy with each misspelled key renamed to the key meant, positions carried over."""
+        import copy
+
+        value = copy.deepcopy(self.value)
+        values, keys = dict(self.values), dict(self.keys)
+        for parent, wrong, right in fixes:
+            node: Any = value
+            for part in parent:
+                node = node[part] if isinstance(node, (dict, list)) else None
+            if not isinstance(node, dict) or wrong not in node or right in node:
+                continue
+            node[right] = node.pop(wrong)
+            old, new = (*parent, wrong), (*parent, right)
+            for table in (values, keys):
+                for path in [p for p in table if p[:len(old)] == old]:
+                    table[new + path[len(old):]] = table[path]
+        return Located(value, self.file, values, keys, self.lines)
 
 
 def path_text(path: Key) -> str:
@@ -69,12 +89,23 @@ def path_text(path: Key) -> str:
 
 
 def check_document(located: Located) -> list[Problem]:
-    """The schema, then the semantic checks; every problem, in file order."""
-    from orchestrate.workflow.schema import schema_errors
+    """The schema, then the semantic checks; every problem, in file order.
 
-    problems = [located.at(path[:-1] if path and path[-1] == "<key>" else path, message,
-                           key=bool(path) and path[-1] == "<key>")
-                for path, message in schema_errors(located.value)]
+    A misspelled key (`dependancies`) is one problem: it is reported with the
+    key meant, and the rest of the checks read the file as if it were spelled
+    right, so no follow-on errors are reported for it.
+    """
+    from orchestrate.workflow.schema import misspelled_keys, schema_errors
+
+    fixes = misspelled_keys(located.value)
+    problems = [located.at((*parent, wrong), f"unknown key {wrong!r}" + (f" in {path_text(parent)}" if parent else ""),
+                           key=True, hint=f"did you mean {right!r}?")
+                for parent, wrong, right in fixes]
+    if fixes:
+        located = located.renamed(fixes)
+    problems += [located.at(path[:-1] if path and path[-1] == "<key>" else path, message,
+                            key=bool(path) and path[-1] == "<key>", hint=hint)
+                 for path, message, hint in schema_errors(located.value)]
     problems += _semantic(located)
     from orchestrate.workflow.capability_checks import capability_problems
 
@@ -117,9 +148,9 @@ def _semantic(located: Located) -> list[Problem]:
                                            f"agent {dep!r} depends on itself"))
             elif dep not in names:
                 close = difflib.get_close_matches(dep, sorted(names), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
                 problems.append(located.at(("agents", i, "dependencies", j),
-                                           f"agent {agent['name']!r} depends on unknown agent {dep!r}{hint}"))
+                                           f"agent {agent['name']!r} depends on unknown agent {dep!r}",
+                                           hint=f"did you mean {close[0]!r}?" if close else ""))
             else:
                 known.append(dep)
         if first_index.get(agent["name"]) == i:
@@ -211,14 +242,16 @@ def _check_template(located: Located, i: int, agent: dict[str, Any], inputs: dic
     name = agent["name"]
     span = template.count("\n") + 3
 
-    def at(needle: str, message: str) -> Problem:
-        return located.within(where, needle, message, span)
+    def at(needle: str, message: str, hint: str = "") -> Problem:
+        return located.within(where, needle, message, span, hint=hint)
 
     try:
         refs = references(template)
     except TemplateError as exc:
-        needle = template[exc.offset:].split("\n", 1)[0][:40]
-        return [at(needle, f"agent {name!r}: prompt_template: {exc}")]
+        line = template[exc.offset:].split("\n", 1)[0]
+        close = line.find("}", 1)
+        needle = line[:close + 1] if close > 0 else line[:40]
+        return [at(needle, f"agent {name!r}: prompt_template: {exc}", _brace_hint(template, exc.offset))]
     problems = []
     ups = upstream.get(name, set())
     for ref in refs:
@@ -231,20 +264,66 @@ def _check_template(located: Located, i: int, agent: dict[str, Any], inputs: dic
             continue
         if ref.name not in by_name:
             close = difflib.get_close_matches(ref.name, sorted([*inputs, *by_name]), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            problems.append(at(shown, f"agent {name!r}: {shown} names no input or agent{hint}"))
+            problems.append(at(shown, f"agent {name!r}: {shown} names no input or agent",
+                               f"did you mean {close[0]!r}?" if close else _brace_hint(template, ref.offset)))
             continue
         if cycle:
             continue
         if ref.name not in ups:
             problems.append(at(shown, f"agent {name!r}: {shown} uses agent {ref.name!r}, "
-                                      "which is not upstream; add it to dependencies"))
+                                      "which is not upstream", f"add {ref.name!r} to its dependencies"))
             continue
         target = by_name[ref.name]
-        if ref.path and ref.path[0] != "text" and not isinstance(target.get("output_schema"), dict):
+        schema = target.get("output_schema")
+        if ref.path and ref.path[0] != "text" and not isinstance(schema, dict):
             problems.append(at(shown, f"agent {name!r}: {shown}: agent {ref.name!r} has no "
-                                      "output_schema, so its output has only 'text'"))
+                                      "output_schema, so its output has only 'text'",
+                               f"write {{{ref.name}.output}} for its text, or give {ref.name!r} an output_schema"))
+        elif ref.path and ref.path[0] != "text" and isinstance(schema, dict):
+            missing = _undeclared(schema, ref.path[1:] if ref.path[0] == "json" else ref.path)
+            if missing is not None:
+                field, known = missing
+                close = difflib.get_close_matches(field, known, n=1)
+                problems.append(at(shown, f"agent {name!r}: {shown}: the output_schema of {ref.name!r} "
+                                          f"declares no field {field!r}",
+                                   f"did you mean {close[0]!r}?" if close else
+                                   f"declared: {', '.join(known)}" if known else ""))
     return problems
+
+
+def _undeclared(schema: dict[str, Any], path: tuple[str, ...]) -> tuple[str, list[str]] | None:
+    """The first key of `path` that `schema` does not declare, with the keys it does; else None.
+
+    Only what the schema pins down is checked: an object with `properties` (and
+    no `additionalProperties` schema or `true`), an array's `items`. Anything
+    looser (no properties, `$ref`, `anyOf`) is taken on trust.
+    """
+    node: Any = schema
+    for key in path:
+        if not isinstance(node, dict):
+            return None
+        if key.isdigit() and isinstance(node.get("items"), dict):
+            node = node["items"]
+            continue
+        properties = node.get("properties")
+        if not isinstance(properties, dict):
+            return None
+        if key in properties:
+            node = properties[key]
+            continue
+        extra = node.get("additionalProperties")
+        if extra is True or isinstance(extra, dict) or node.get("patternProperties"):
+            return None
+        return key, sorted(properties)
+    return None
+
+
+def _brace_hint(template: str, offset: int) -> str:
+    """For text that looks like JSON in a prompt: how to write literal braces."""
+    tail = template[offset:offset + 40].lstrip("{").lstrip()
+    if tail.startswith(('"', "'", "}")) or ":" in tail.split("}", 1)[0] or template[offset:offset + 1] == "}":
+        return "a prompt holding JSON must double its braces: write {{ and }} for { and }"
+    return ""
 
 
 def _check_model(located: Located, i: int, agent: dict[str, Any], defaults: dict[str, Any],

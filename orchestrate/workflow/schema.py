@@ -19,7 +19,8 @@ import jsonschema
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
-__all__ = ["check_instance", "check_schema", "schema_errors", "workflow_schema", "workflow_schema_text"]
+__all__ = ["check_instance", "check_schema", "misspelled_keys", "schema_errors", "workflow_schema",
+           "workflow_schema_text"]
 
 Path = tuple[str | int, ...]
 
@@ -39,11 +40,31 @@ def _workflow_validator() -> Draft202012Validator:
     return Draft202012Validator(workflow_schema())
 
 
-def schema_errors(document: Any) -> list[tuple[Path, str]]:
-    """Every way `document` breaks the workflow schema, as (path, message), in document order."""
-    found = [(_where(error), _message(error)) for error in _leaves(_workflow_validator().iter_errors(document))]
+def schema_errors(document: Any) -> list[tuple[Path, str, str]]:
+    """Every way `document` breaks the workflow schema, as (path, message, hint), in document order."""
+    found = [(_where(error), *_message(error)) for error in _leaves(_workflow_validator().iter_errors(document))]
     unique = list(dict.fromkeys(found))
     return sorted(unique, key=lambda item: [str(p).zfill(8) if isinstance(p, int) else p for p in item[0]])
+
+
+def misspelled_keys(document: Any) -> list[tuple[Path, str, str]]:
+    """Unknown keys that are near a key allowed there: (path of the mapping, written, meant).
+
+    Checking the rest of the file as if the key were spelled right keeps one
+    misspelling from causing follow-on errors (a missing required key, an
+    agent that seems to have no dependencies).
+    """
+    found = []
+    for error in _workflow_validator().iter_errors(document):
+        for leaf in ([error] if not error.context else list(error.context)):
+            if leaf.validator != "additionalProperties" or not isinstance(leaf.instance, dict):
+                continue
+            allowed = sorted(leaf.schema.get("properties", {}))
+            for key in _extra_keys(leaf):
+                close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.7)
+                if close and close[0] not in leaf.instance:
+                    found.append((tuple(leaf.absolute_path), key, close[0]))
+    return list(dict.fromkeys(found))
 
 
 def check_schema(schema: Any) -> tuple[str, tuple[str | int, ...]] | None:
@@ -108,7 +129,8 @@ def _name(error: ValidationError) -> str:
     return str(last)
 
 
-def _message(error: ValidationError) -> str:
+def _message(error: ValidationError) -> tuple[str, str]:
+    """What is wrong, and what to do about it (the hint may be empty)."""
     kind = error.validator
     value = error.instance
     name = _name(error)
@@ -117,38 +139,40 @@ def _message(error: ValidationError) -> str:
         extra = _extra_keys(error)
         key = extra[0] if extra else "?"
         close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.7)
-        hint = f"; did you mean {close[0]!r}?" if close else f"; allowed here: {', '.join(allowed)}"
+        hint = f"did you mean {close[0]!r}?" if close else f"allowed here: {', '.join(allowed)}"
         where = "" if name == "workflow" else f" in {name}"
-        return f"unknown key {key!r}{where}{hint}"
+        return f"unknown key {key!r}{where}", hint
     if kind == "required":
         missing = [k for k in error.validator_value if not isinstance(value, dict) or k not in value]
         what = f"agent {value.get('name')!r}" if isinstance(value, dict) and "name" in value else name
-        return f"{what}: missing required key {missing[0]!r}" if missing else error.message
+        return (f"{what}: missing required key {missing[0]!r}" if missing else error.message), ""
     if kind == "enum":
         options = ", ".join(str(v) for v in error.validator_value)
-        return f"{name}: {value!r} is not one of {options}"
+        close = difflib.get_close_matches(str(value), [str(v) for v in error.validator_value], n=1, cutoff=0.6)
+        close = close or [str(v) for v in error.validator_value if str(v).lower() == str(value).lower()]
+        return f"{name}: {value!r} is not one of {options}", (f"did you mean {close[0]!r}?" if close else "")
     if kind == "type":
         expected = error.validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
-        return f"{name}: expected {expected}, got {_type_name(value)} {_short(value)}"
+        return (f"{name}: expected {expected}, got {_type_name(value)} {_short(value)}"), ""
     if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         words = {"minimum": "at least", "maximum": "at most",
                  "exclusiveMinimum": "greater than", "exclusiveMaximum": "less than"}[kind]
-        return f"{name}: must be {words} {error.validator_value}, got {value!r}"
+        return (f"{name}: must be {words} {error.validator_value}, got {value!r}"), ""
     if kind == "pattern":
         if name in ("name",) or name.startswith("agents["):
-            return (f"{name}: {value!r} is not a valid name (start with a letter; "
-                    "then letters, digits, '_' or '-')")
-        return f"{name}: {value!r} does not match {error.validator_value}"
+            return ((f"{name}: {value!r} is not a valid name (start with a letter; "
+                    "then letters, digits, '_' or '-')")), ""
+        return (f"{name}: {value!r} does not match {error.validator_value}"), ""
     if kind == "minItems":
-        return f"{name}: needs at least {error.validator_value} item(s)"
+        return (f"{name}: needs at least {error.validator_value} item(s)"), ""
     if kind == "maxItems":
-        return f"{name}: at most {error.validator_value} item(s)"
+        return (f"{name}: at most {error.validator_value} item(s)"), ""
     if kind == "minLength":
-        return f"{name}: must not be empty"
+        return (f"{name}: must not be empty"), ""
     if kind == "uniqueItems":
-        return f"{name}: has duplicate items"
-    return f"{name}: {error.message}"
+        return (f"{name}: has duplicate items"), ""
+    return (f"{name}: {error.message}"), ""
 
 
 def _type_name(value: Any) -> str:
