@@ -9,6 +9,7 @@ The CLI turns these into exit codes; nothing else does. The tree::
     ├── BudgetExceededError              a reservation would pass a budget
     ├── OutputValidationError            the model's answer is not the JSON promised
     ├── ToolError                        a tool could not be imported or called
+    ├── StateUnavailableError            shared state (Redis) unreachable or lost: fail closed
     └── LLMError                         anything a provider call ends with
         ├── RetriableLLMError            worth another try
         │   ├── RateLimitError           429
@@ -49,6 +50,7 @@ __all__ = [
     "ProviderUnavailableError",
     "RateLimitError",
     "RetriableLLMError",
+    "StateUnavailableError",
     "ToolError",
     "UserInputError",
     "WorkflowValidationError",
@@ -137,6 +139,18 @@ class OutputValidationError(OrchestrateError):
 
 class ToolError(OrchestrateError):
     """A tool named by an agent could not be imported or is not callable."""
+
+
+class StateUnavailableError(OrchestrateError):
+    """The shared state (Redis) could not be reached, or was lost mid-run.
+
+    Orchestrate fails closed: no call starts without the shared ledger. `url`
+    names the state with any password scrubbed.
+    """
+
+    def __init__(self, message: str, *, url: str = "") -> None:
+        super().__init__(message)
+        self.url = url
 
 
 class LLMError(OrchestrateError):

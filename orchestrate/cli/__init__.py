@@ -52,7 +52,11 @@ def _register() -> None:
 
     for command, module, func in _COMMANDS:
         mod = importlib.import_module(f"orchestrate.cli.{module}")
-        app.command(command)(getattr(mod, func))
+        target = getattr(mod, func)
+        if isinstance(target, typer.Typer):  # a command with sub-commands
+            app.add_typer(target, name=command)
+        else:
+            app.command(command)(target)
 
 
 _COMMANDS = (
@@ -65,6 +69,7 @@ _COMMANDS = (
     ("init", "init", "init"),
     ("schema", "schema_cmd", "schema"),
     ("report", "report", "report"),
+    ("budget", "budget", "app"),
 )
 
 

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, Optional
 
 import typer
 
-__all__ = ["FormatOption", "check_format", "fail", "format_option", "is_interactive", "json_alias",
-           "print_error"]
+__all__ = ["FormatOption", "NamespaceOption", "StateOption", "check_format", "fail", "format_option",
+           "is_interactive", "json_alias", "print_error"]
 
 FormatOption = Annotated[
     str, typer.Option("--format", "-f", help="Output format.", case_sensitive=False)
+]
+StateOption = Annotated[
+    Optional[str], typer.Option(
+        "--state", envvar="ORCHESTRATE_STATE_URL", show_envvar=True,
+        help="Share rate limits, budget scopes and pauses with every process using this state: "
+             "redis://[:PASSWORD@]HOST:PORT/DB or rediss:// (password also from REDIS_PASSWORD). "
+             "Default: this process only.")
+]
+NamespaceOption = Annotated[
+    str, typer.Option("--state-namespace", envvar="ORCHESTRATE_STATE_NAMESPACE", show_envvar=True,
+                      help="Prefix of every shared key; runs share state only within one namespace.")
 ]
 
 

@@ -9,7 +9,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from orchestrate.cli.common import check_format, fail, format_option, is_interactive, json_alias
+from orchestrate.cli.common import (NamespaceOption, StateOption, check_format, fail, format_option,
+                                       is_interactive, json_alias)
 
 __all__ = ["parse_inputs", "run"]
 
@@ -49,7 +50,11 @@ def run(
     max_parallel: Annotated[Optional[int], typer.Option("--max-parallel", metavar="N", min=1, help="Override max_parallel_agents.")] = None,
     budget: Annotated[Optional[float], typer.Option("--budget", metavar="USD", min=0.0, help="Override cost_budget.")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", metavar="RUN_DIR", help="A run folder to resume: completed agents are not called again.")] = None,
-    cache: Annotated[Optional[Path], typer.Option("--cache", metavar="DIR", help="Answer identical requests from this response cache folder.")] = None,
+    cache: Annotated[Optional[str], typer.Option("--cache", metavar="DIR|URL", help="Answer identical requests from this response cache: a folder, or redis://HOST:PORT/DB.")] = None,
+    cache_ttl: Annotated[float, typer.Option("--cache-ttl", metavar="SECONDS", min=1.0, help="Seconds a cached answer lives in a redis:// cache.")] = 7 * 86400.0,
+    state: StateOption = None,
+    state_namespace: NamespaceOption = "orchestrate",
+    budget_scope: Annotated[Optional[str], typer.Option("--budget-scope", metavar="SCOPE", help="Also reserve every call against this shared budget scope (set with 'orchestrate budget set').")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and cost bounds; call nothing.")] = False,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="Plain log lines instead of the live table.")] = False,
     fmt: format_option(FORMATS) = "text",  # type: ignore[valid-type]
@@ -116,7 +121,8 @@ def run(
         return
     options = RunOptions(
         simulate=simulate, inputs=values, output_dir=output_dir, max_parallel=max_parallel,
-        budget=budget, resume=resume, cache=cache,
+        budget=budget, resume=resume, cache=cache, cache_ttl=cache_ttl, state=state,
+        state_namespace=state_namespace, budget_scope=budget_scope,
         live=is_interactive(sys.stderr) and not no_progress and not quiet,
         quiet=quiet, json_output=json_output, junit=junit, summary=summary,
         sim_latency=sim_latency, sim_failure_rate=sim_failure_rate, seed=seed,

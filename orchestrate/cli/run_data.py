@@ -74,6 +74,7 @@ class BatchSession:
         self.batch = batch
         self.signal_received: int | None = None
         self.runner: BatchRunner | None = None
+        self.cache_store: Any = None
 
     def execute(self) -> int:
         opts, batch = self.options, self.batch
@@ -106,9 +107,13 @@ class BatchSession:
             run_dir = new_run_dir(opts.output_dir, template.name)
         max_calls = opts.max_parallel or DEFAULT_MAX_CALLS
         rows_parallel = batch.max_rows_parallel or default_rows_parallel(template, max_calls)
-        capped = CappedClients(self._clients(template), max_calls)
+        if opts.budget_scope is not None:
+            template.budget_scope = opts.budget_scope
+        self._check_state(template)
+        state = self._state()
+        capped = CappedClients(self._clients(template, state), max_calls)
         engine = OrchestrationEngine(None, EngineConfig(max_concurrent_workflows=rows_parallel),
-                                     clients=capped)
+                                     clients=capped, state=state)
         batch_id = f"batch:{run_dir.name}"
         if prior is not None:
             engine.cost_tracker.carry_spend(batch_id, prior.spent)
@@ -145,9 +150,39 @@ class BatchSession:
         self._print(document, run_dir)
         if self.signal_received is not None:
             return _EXIT_BY_SIGNAL.get(self.signal_received, 130)
+        if engine.state_error is not None:
+            print_error(f"{engine.state_error}; no row or call was started without it, calls in flight "
+                        "were recorded; run again with --resume RUN_DIR once it is back")
+            return 1
         return _EXIT_BY_STATUS.get(status, 1)
 
-    def _clients(self, template: Workflow) -> Any:
+    def _state(self) -> Any:
+        if not self.options.state:
+            return None
+        from orchestrate.state.base import state_from_url
+
+        return state_from_url(self.options.state, namespace=self.options.state_namespace)
+
+    def _check_state(self, template: Workflow) -> None:
+        """Before the batch folder is made: the state answers and the budget scope is set."""
+        if not self.options.state and not template.budget_scope and "://" not in str(self.options.cache or ""):
+            return
+        from orchestrate.cli.run_session import check_shared_state
+        from orchestrate.run.cache import cache_store
+
+        async def check() -> None:
+            state = self._state()
+            store = (cache_store(self.options.cache, state, namespace=self.options.state_namespace)
+                     if self.options.cache is not None else None)
+            try:
+                await check_shared_state(state, store, [template])
+            finally:
+                for held in {id(s): s for s in (state, getattr(store, "state", None)) if s is not None}.values():
+                    await held.aclose()
+
+        asyncio.run(check())
+
+    def _clients(self, template: Workflow, state: Any = None) -> Any:
         from orchestrate.llm.providers import ClientPool
         from orchestrate.llm.simulated import SimulatedClient
 
@@ -158,9 +193,10 @@ class BatchSession:
         if not opts.simulate:
             clients.check_keys([agent.llm_config for agent in template.agents])
         if opts.cache is not None:
-            from orchestrate.run.cache import CachingClients
+            from orchestrate.run.cache import CachingClients, cache_store
 
-            clients = CachingClients(opts.cache, clients)
+            self.cache_store = cache_store(opts.cache, state, namespace=opts.state_namespace, ttl=opts.cache_ttl)
+            clients = CachingClients(self.cache_store, clients)
         return clients
 
     def _display(self, template: Workflow, engine: OrchestrationEngine, capped: CappedClients,
@@ -202,6 +238,9 @@ class BatchSession:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
             await engine.shutdown()
+            states = (engine.state if self.options.state else None, getattr(self.cache_store, "state", None))
+            for state in {id(s): s for s in states if s is not None}.values():
+                await state.aclose()
 
     def _status(self, recorder: BatchRecorder) -> str:
         if self.signal_received is not None:

@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import shlex
+import re
 import signal
 import sys
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ _EXIT_BY_STATUS = {
     WorkflowStatus.CANCELLED: 1,
 }
 _EXIT_BY_SIGNAL: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
+_SCOPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 
 @dataclass
@@ -44,7 +46,11 @@ class RunOptions:
     max_parallel: int | None = None
     budget: float | None = None
     resume: Path | None = None
-    cache: Path | None = None
+    cache: Path | str | None = None
+    cache_ttl: float = 7 * 86400.0
+    state: str | None = None
+    state_namespace: str = "orchestrate"
+    budget_scope: str | None = None
     live: bool = False
     quiet: bool = False
     json_output: bool = False
@@ -74,6 +80,7 @@ class RunSession:
         self.carried: list[dict[str, Any]] = []   # open batches of the run being resumed
         self.hub: Any = None
         self._live_display: Any = None
+        self.cache_store: Any = None
 
     def execute(self) -> int:
         """Run every workflow; returns the exit code."""
@@ -103,6 +110,11 @@ class RunSession:
         self._report_open_batches()
         if self.signal_received is not None:
             return _EXIT_BY_SIGNAL.get(self.signal_received, 130)
+        if engine.state_error is not None:
+            # Failed closed: no call started after the state was lost; in-flight ones are in cost.json.
+            print_error(f"{engine.state_error}; no call was started without it, calls in flight were "
+                        "recorded in cost.json; run again with --resume RUN_DIR once it is back")
+            return 1
         return max(_EXIT_BY_STATUS.get(wf.status, 1) for wf in workflows) if workflows else 0
 
     def _load(self, path: Path) -> Workflow:
@@ -111,6 +123,8 @@ class RunSession:
             workflow.max_parallel_agents = self.options.max_parallel
         if self.options.budget is not None:
             workflow.cost_budget = self.options.budget
+        if self.options.budget_scope is not None:
+            workflow.budget_scope = self.options.budget_scope
         return workflow
 
     def _engine(self, workflows: list[Workflow]) -> OrchestrationEngine:
@@ -123,11 +137,18 @@ class RunSession:
         if not opts.simulate:
             clients.check_keys([agent.llm_config for wf in workflows for agent in wf.agents])
             clients = self._batching(clients, workflows)
-        if opts.cache is not None:
-            from orchestrate.run.cache import CachingClients
+        state = None
+        if opts.state:
+            from orchestrate.state.base import state_from_url
 
-            clients = CachingClients(opts.cache, clients)
-        engine = OrchestrationEngine(None, EngineConfig(), clients=clients)
+            state = state_from_url(opts.state, namespace=opts.state_namespace)
+        if opts.cache is not None:
+            from orchestrate.run.cache import CachingClients, cache_store
+
+            self.cache_store = cache_store(opts.cache, state, namespace=opts.state_namespace,
+                                           ttl=opts.cache_ttl)
+            clients = CachingClients(self.cache_store, clients)
+        engine = OrchestrationEngine(None, EngineConfig(), clients=clients, state=state)
         if self.hub is not None:
             self.hub.emit = engine.emit
         return engine
@@ -166,6 +187,8 @@ class RunSession:
         try:
             for workflow in workflows:
                 await engine.register_workflow(workflow)
+            await self._check_state(engine, workflows)
+            for workflow in workflows:
                 run_dir = new_run_dir(opts.output_dir, workflow.name)
                 log = EventLog(run_dir / "events.jsonl")
                 logs.append(log)
@@ -195,6 +218,16 @@ class RunSession:
             await engine.shutdown()
             for log in logs:
                 log.close()
+            await self._close_state(engine)
+
+    async def _check_state(self, engine: OrchestrationEngine, workflows: list[Workflow]) -> None:
+        """Before anything runs: the shared state answers, and every budget scope named is set."""
+        await check_shared_state(engine.state if self.options.state else None, self.cache_store, workflows)
+
+    async def _close_state(self, engine: OrchestrationEngine) -> None:
+        states = [engine.state, getattr(self.cache_store, "state", None)]
+        for state in {id(s): s for s in states if s is not None}.values():
+            await state.aclose()
 
     def _display(self, engine: OrchestrationEngine) -> Any:
         opts = self.options
@@ -329,3 +362,31 @@ def _only(workflow_id: str, sink: Any) -> Any:
         if event.workflow_id == workflow_id:
             sink(event)
     return forward
+
+
+async def check_shared_state(state: Any, cache_store: Any, workflows: list[Workflow]) -> None:
+    """The shared state (and a Redis cache) answers, and every budget scope the workflows name is set.
+
+    Raises:
+        StateUnavailableError: When the state or cache cannot be reached (exit 1).
+        UserInputError: For a scope never set, naming the command that sets it (exit 2).
+    """
+    from orchestrate.errors import UserInputError
+    from orchestrate.money.budget_scope import set_command
+
+    cache_state = getattr(cache_store, "state", None)
+    if cache_state is not None and cache_state is not state:
+        await cache_state.connect()
+    if state is not None:
+        await state.connect()
+    for scope in sorted({wf.budget_scope for wf in workflows if wf.budget_scope}):
+        if not _SCOPE.fullmatch(scope):
+            raise UserInputError(f"budget scope {scope!r}: use letters, digits, '.', '_', ':' and '-' "
+                                 "(at most 128)")
+        if state is None:
+            raise UserInputError(f"budget scope {scope!r} is not set in this process (no --state); set it with: "
+                                 f"{set_command(scope, 'memory://')}")
+        found = await state.budget_get(scope)
+        if found.limit is None:
+            raise UserInputError(f"budget scope {scope!r} is not set in {state.url}; set it with: "
+                                 f"{set_command(scope, state.url)}")

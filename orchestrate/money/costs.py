@@ -31,9 +31,12 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrate.errors import BudgetExceededError, UserInputError
+
+if TYPE_CHECKING:
+    from orchestrate.money.budget_scope import ScopeLedger
 
 __all__ = ["CallRecord", "CostConfig", "CostTracker", "Reservation", "agent_key", "find_price", "price_table"]
 
@@ -114,6 +117,7 @@ class Reservation:
     amount: float
     open: bool = True
     parent: str | None = None
+    lease: str | None = None  # its lease in a shared budget scope, if any
 
 
 @dataclass(slots=True)
@@ -184,6 +188,7 @@ class CostTracker:
         self._workflows: dict[str, _Account] = {}
         self._agents: dict[str, _Account] = {}
         self._records: dict[str, list[CallRecord]] = {}
+        self.scopes: ScopeLedger | None = None  # budgets shared by name (`budget_scope`)
         self.total_cost = 0.0
         self.total_tokens = 0
         self.total_calls = 0
@@ -315,7 +320,19 @@ class CostTracker:
             parent.reserved += amount
         return Reservation(workflow_id, agent_key, amount, True, flow.parent)
 
-    def _unreserve(self, reservation: Reservation) -> None:
+    async def reserve_shared(self, reservation: Reservation) -> None:
+        """Also reserve `reservation` in its workflow's shared budget scope, if it has one.
+
+        Raises:
+            BudgetExceededError: When the scope would be passed or was never set.
+            StateUnavailableError: When the shared state cannot be reached.
+        """
+        if self.scopes is not None:
+            await self.scopes.reserve(reservation)
+
+    def _unreserve(self, reservation: Reservation, cost: float = 0.0) -> None:
+        if reservation.lease is not None and self.scopes is not None:
+            self.scopes.settle_later(reservation, cost)
         if not reservation.open:
             return
         reservation.open = False
@@ -326,7 +343,7 @@ class CostTracker:
 
     def settle(self, reservation: Reservation, actual_cost: float) -> None:
         """Free a reservation once its call is priced; `record_cost` then books the real cost."""
-        self._unreserve(reservation)
+        self._unreserve(reservation, actual_cost)
 
     def release(self, reservation: Reservation) -> None:
         """Free a reservation whose call failed before it cost anything (idempotent)."""

@@ -32,15 +32,18 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from orchestrate.errors import UserInputError
+from orchestrate.errors import StateUnavailableError, UserInputError
+from orchestrate.state.base import LeaseKeeper, SharedState, TierLimits
+from orchestrate.state.window import SlidingWindow, pacing_interval
 
-__all__ = ["Permit", "RateLimitConfig", "RateLimiter", "RateLimiterRegistry", "SlidingWindow",
-           "TIER_WINDOWS", "skew_margin"]
+__all__ = ["Permit", "RateLimitConfig", "RateLimiter", "RateLimiterRegistry", "SharedRateLimiter", "SlidingWindow",
+           "TIER_WINDOWS", "pacing_interval", "skew_margin"]
 
 TIER_WINDOWS: dict[str, float] = {"requests_per_minute": 60.0, "requests_per_hour": 3600.0,
                                   "requests_per_day": 86400.0, "tokens_per_minute": 60.0}
@@ -94,72 +97,6 @@ class RateLimitConfig:
 def skew_margin(window: float) -> float:
     """The safety margin added to a window of `window` seconds: 0.5% of it, at most 1 s."""
     return min(1.0, window * 0.005)
-
-
-def pacing_interval(limit: int, window: float) -> tuple[float, float]:
-    """The least spacing of paced requests, and the slack a late wake-up may catch up."""
-    interval = window / limit
-    return interval, min(interval * 0.5, 0.05)
-
-
-class SlidingWindow:
-    """At most `limit` units in any `window` + `margin` seconds; optionally paced.
-
-    `wait(now, amount)` says how long until `amount` fits; `take(now, amount)`
-    books it. Nothing awaits in between, so on one event loop the check and
-    the booking are atomic. The log keeps only what is still inside the window.
-
-    Args:
-        limit: Units (requests or tokens) allowed in any window.
-        window: Seconds.
-        margin: Seconds added to the window (clock skew between us and the server).
-        pace: Space starts at least window/limit apart (less a small slack).
-    """
-
-    __slots__ = ("limit", "span", "interval", "slack", "_log", "_used", "_next")
-
-    def __init__(self, limit: int, window: float, *, margin: float = 0.0, pace: bool = False) -> None:
-        self.limit = float(limit)
-        self.span = window + margin
-        self.interval, self.slack = pacing_interval(limit, window) if pace else (0.0, 0.0)
-        self._log: deque[tuple[float, float]] = deque()
-        self._used = 0.0
-        self._next = -math.inf  # earliest start allowed by pacing
-
-    def _expire(self, now: float) -> None:
-        log, horizon = self._log, now - self.span
-        while log and log[0][0] <= horizon:
-            self._used -= log.popleft()[1]
-        if not log:
-            self._used = 0.0
-
-    def wait(self, now: float, amount: float = 1.0) -> float:
-        """Seconds from `now` until `amount` may start (0: at once)."""
-        amount = min(amount, self.limit)
-        self._expire(now)
-        earliest = self._next
-        excess = self._used + amount - self.limit
-        if excess > _EPSILON:
-            # The entries that must leave first: the oldest, until enough is freed.
-            for stamp, units in self._log:
-                excess -= units
-                if excess <= _EPSILON:
-                    earliest = max(earliest, stamp + self.span)
-                    break
-        return max(0.0, earliest - now)
-
-    def take(self, now: float, amount: float = 1.0) -> None:
-        """Book `amount` as started at `now` (call only when `wait` said 0)."""
-        amount = min(amount, self.limit)
-        self._log.append((now, amount))
-        self._used += amount
-        if self.interval:
-            self._next = max(self._next, now - self.slack) + self.interval
-
-    @property
-    def used(self) -> float:
-        """Units inside the window at the last `wait`."""
-        return self._used
 
 
 class RateLimiter:
@@ -273,6 +210,142 @@ class RateLimiter:
         }
 
 
+class SharedRateLimiter:
+    """All five tiers of one `RateLimitConfig`, held in a `SharedState` every process sees.
+
+    Same interface as `RateLimiter`. Each attempt is one atomic step of the
+    back-end (one Lua script in Redis): check every tier, the pacing, a pause
+    and a concurrency slot, and book them all, or say how long to wait. A slot
+    is a lease the `LeaseKeeper` renews while this process lives. A pause
+    (429, exhausted headers) holds back every process of the provider.
+
+    Args:
+        config: The limits.
+        name: The limiter's key ("openai", "gpt-4o"); processes share it by name.
+        state: Where the windows live.
+        keeper: Renews the slots held.
+        clock: Monotonic seconds, for statistics.
+        sleep: Waits between attempts.
+    """
+
+    _POLL = (0.005, 0.1)  # waiting for a concurrency slot: first and longest poll
+
+    def __init__(self, config: RateLimitConfig, *, name: str, state: SharedState, keeper: LeaseKeeper,
+                 clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
+        self.config = config
+        self.name = name
+        self.state = state
+        self.keeper = keeper
+        self.clock = clock
+        self.sleep = sleep
+        c = asdict(config)
+        interval, slack = pacing_interval(config.requests_per_minute, TIER_WINDOWS[_PACED])
+        self.limits = TierLimits(
+            windows=tuple((tier, float(c[tier]), window + skew_margin(window))
+                          for tier, window in TIER_WINDOWS.items() if c[tier] < _NO_LIMIT),
+            interval=interval, slack=slack, concurrent=config.concurrent_requests)
+        self._held: deque[str] = deque()
+        self._turn = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.total_requests = 0
+        self.total_tokens = 0
+        self.total_wait = 0.0
+        self.timeouts = 0
+        self.pauses = 0
+        self.wait_by_tier: dict[str, float] = {t: 0.0 for t in (*_TIERS, "concurrent_requests", "paused")}
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._held)
+
+    async def acquire(self, estimated_tokens: int = 1000, timeout: float | None = None) -> None:
+        """Wait until a request may start under every tier, in every process.
+
+        Raises:
+            asyncio.TimeoutError: When `timeout` seconds pass first; nothing is held then.
+            StateUnavailableError: When the shared state cannot be reached.
+        """
+        if timeout is None:
+            await self._acquire(estimated_tokens)
+            return
+        try:
+            await asyncio.wait_for(self._acquire(estimated_tokens), timeout)
+        except asyncio.TimeoutError:
+            self.timeouts += 1
+            raise
+
+    async def _acquire(self, estimated_tokens: int) -> None:
+        start = self.clock()
+        tokens = float(max(0, estimated_tokens))
+        lease = uuid.uuid4().hex
+        poll = self._POLL[0]
+        async with self._turn:  # one waiter of this process asks the state at a time
+            while True:
+                answer = await self.state.acquire_rate(self.name, self.limits, tokens, lease)
+                if answer.granted:
+                    break
+                if answer.tier == "concurrent_requests":
+                    wait, poll = poll, min(poll * 2, self._POLL[1])
+                else:
+                    wait, poll = answer.wait, self._POLL[0]
+                before = self.clock()
+                await self.sleep(wait)
+                self.wait_by_tier[answer.tier or "paused"] += self.clock() - before
+        self._held.append(lease)
+        self.keeper.hold(self.keeper.slots, self.name, lease)
+        self.total_requests += 1
+        self.total_tokens += int(tokens)
+        self.total_wait += self.clock() - start
+
+    def _later(self, work: Awaitable[Any]) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except StateUnavailableError:
+                pass  # the state is marked lost; the next acquire refuses
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def release(self) -> None:
+        """Give back a concurrency slot taken by `acquire` (its lease would lapse anyway)."""
+        if self._held:
+            lease = self._held.popleft()
+            self.keeper.drop(self.keeper.slots, self.name, lease)
+            self._later(self.state.release_slot(self.name, lease))
+
+    def pause(self, seconds: float) -> None:
+        """Hold back every caller of this key, in every process, for `seconds`."""
+        if seconds > 0 and math.isfinite(seconds):
+            self.pauses += 1
+            self._later(self.state.pause(self.name, seconds))
+
+    def observe(self, rate_limit: Mapping[str, float]) -> None:
+        """Pause until the reset when a provider's headers say no request or token remains."""
+        self.pause(exhausted_for(rate_limit))
+
+    async def drain(self) -> None:
+        """Wait for slot releases and pauses still on their way to the state."""
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def get_statistics(self) -> dict[str, Any]:
+        """As `RateLimiter.get_statistics`, plus where the state lives."""
+        return {
+            "name": self.name,
+            "state": self.state.url,
+            "total_requests": self.total_requests,
+            "total_tokens": self.total_tokens,
+            "total_wait_seconds": self.total_wait,
+            "wait_seconds_by_tier": dict(self.wait_by_tier),
+            "timeouts": self.timeouts,
+            "pauses": self.pauses,
+            "in_flight": self.in_flight,
+            "limits": asdict(self.config),
+        }
+
+
 def exhausted_for(rate_limit: Mapping[str, float]) -> float:
     """Seconds until the reset when a provider's headers say nothing remains, else 0."""
     wait = 0.0
@@ -289,7 +362,7 @@ class Permit:
 
     __slots__ = ("_limiters", "waited")
 
-    def __init__(self, limiters: list[RateLimiter], waited: float) -> None:
+    def __init__(self, limiters: list[Limiter], waited: float) -> None:
         self._limiters = limiters
         self.waited = waited
 
@@ -313,25 +386,36 @@ class RateLimiterRegistry:
     `active` is False while nothing is limited or paused, so callers can skip
     the limiter entirely.
 
+    With a shared `state` (Redis), every limiter lives there, so every
+    process using it shares the limits, and every provider's calls look at
+    the shared pause, so a 429 seen by one process holds back all of them.
+
     Args:
         default: Limits of every provider; None limits only what overrides name.
         overrides: Provider or model name -> `RateLimitConfig` or a mapping of its fields.
+        clock: Monotonic seconds of the limiters.
+        sleep: Their sleep.
+        state: Shared state to keep the limits in; None keeps them in this process.
+        keeper: Renews concurrency leases (one is made for `state` if not given).
     """
 
     UNLIMITED_BY_DEFAULT = frozenset({"simulated"})
 
     def __init__(self, default: RateLimitConfig | None = None,
                  overrides: Mapping[str, RateLimitConfig | Mapping[str, Any]] | None = None, *,
-                 clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
+                 clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep,
+                 state: SharedState | None = None, keeper: LeaseKeeper | None = None) -> None:
         self.default = default
         self.clock = clock
         self.sleep = sleep
+        self.state = state
+        self.keeper = keeper if keeper is not None or state is None else LeaseKeeper(state, sleep)
         self._configs: dict[str, RateLimitConfig] = {}
-        self._limiters: dict[str, RateLimiter | None] = {}
+        self._limiters: dict[str, Limiter | None] = {}
         self.total_requests = 0
         self.total_tokens = 0
         self.total_wait = 0.0
-        self.active = default is not None
+        self.active = default is not None or state is not None
         self.configure(overrides or {})
 
     def configure(self, mapping: Mapping[str, RateLimitConfig | Mapping[str, Any]]) -> None:
@@ -345,7 +429,13 @@ class RateLimiterRegistry:
                 self._configs[key] = config
                 self._limiters.pop(key, None)
 
-    def _limiter(self, key: str, *, is_provider: bool) -> RateLimiter | None:
+    def _new(self, config: RateLimitConfig, key: str) -> Limiter:
+        if self.state is None or self.keeper is None:
+            return RateLimiter(config, name=key, clock=self.clock, sleep=self.sleep)
+        return SharedRateLimiter(config, name=key, state=self.state, keeper=self.keeper,
+                                 clock=self.clock, sleep=self.sleep)
+
+    def _limiter(self, key: str, *, is_provider: bool) -> Limiter | None:
         try:
             return self._limiters[key]
         except KeyError:
@@ -353,7 +443,9 @@ class RateLimiterRegistry:
         config = self._configs.get(key)
         if config is None and is_provider and key not in self.UNLIMITED_BY_DEFAULT:
             config = self.default
-        limiter = RateLimiter(config, name=key, clock=self.clock, sleep=self.sleep) if config is not None else None
+        if config is None and is_provider and self.state is not None:
+            config = _UNBOUNDED  # still sees a pause another process set
+        limiter = self._new(config, key) if config is not None else None
         self._limiters[key] = limiter
         return limiter
 
@@ -394,14 +486,21 @@ class RateLimiterRegistry:
             return
         limiter = self._limiter(provider, is_provider=True)
         if limiter is None:  # unlimited providers still honour a pause
-            limiter = self._limiters[provider] = RateLimiter(_UNBOUNDED, name=provider, clock=self.clock,
-                                                                 sleep=self.sleep)
+            limiter = self._limiters[provider] = self._new(_UNBOUNDED, provider)
         self.active = True
         limiter.pause(seconds)
 
     def observe(self, provider: str, rate_limit: Mapping[str, float]) -> None:
         """Pause `provider` until the reset when its headers say nothing remains."""
         self.pause_provider(provider, exhausted_for(rate_limit))
+
+    async def aclose(self) -> None:
+        """Let releases and pauses reach the shared state, and stop renewing leases."""
+        for limiter in list(self._limiters.values()):
+            if isinstance(limiter, SharedRateLimiter):
+                await limiter.drain()
+        if self.keeper is not None:
+            await self.keeper.aclose()
 
     def get_statistics(self) -> dict[str, Any]:
         """Totals over every limiter, and each limiter's own statistics."""
@@ -415,6 +514,9 @@ class RateLimiterRegistry:
         }
 
 
+Limiter = RateLimiter | SharedRateLimiter
+
+_NO_LIMIT = 10**9  # a tier this high is not kept in shared state at all
 _UNBOUNDED = RateLimitConfig(requests_per_minute=10**9, requests_per_hour=10**11,
                              requests_per_day=10**12, tokens_per_minute=10**12,
                              concurrent_requests=10**9)

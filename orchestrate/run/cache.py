@@ -1,8 +1,9 @@
-"""A response cache on disk (`orchestrate run --cache DIR`).
+"""A response cache on disk (`orchestrate run --cache DIR`) or in Redis (`--cache redis://...`).
 
 A request is identified by everything that decides its answer: provider,
 base URL, model, messages, temperature, max_tokens, tools and options. Identical
-requests are answered from ``DIR/<2 hex>/<digest>.json`` without calling the
+requests are answered from ``DIR/<2 hex>/<digest>.json`` (or the shared
+state's ``NS:cache:<digest>``, which lapses after its TTL) without calling the
 provider, and the answer is marked ``cached`` so the engine prices it at 0.
 Only whole answers are stored: errors raise before anything is written, and
 an answer cut off at max_tokens (finish_reason "length") is never kept.
@@ -22,18 +23,70 @@ from typing import Any
 
 from orchestrate.fsutil import atomic_write_text
 from orchestrate.llm.base import LLMClient, LLMResponse, ToolCall
+from orchestrate.state.base import SharedState
 
-__all__ = ["CachingClient", "CachingClients"]
+__all__ = ["CachingClient", "CachingClients", "FolderStore", "StateStore", "cache_store"]
 
 _NOT_STORED_FINISH = {"length", "max_tokens", "error"}
 
 
-class CachingClient(LLMClient):
-    """Wraps a client; answers repeated requests from the cache folder."""
+class FolderStore:
+    """Entries as files ``DIR/<2 hex>/<digest>.json``, written atomically."""
 
-    def __init__(self, inner: LLMClient, folder: Path, *, namespace: str = "") -> None:
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    def _path(self, digest: str) -> Path:
+        return self.folder / digest[:2] / f"{digest}.json"
+
+    async def get(self, digest: str) -> bytes | None:
+        try:
+            return self._path(digest).read_bytes()
+        except OSError:
+            return None  # absent, or unreadable: ask the provider again
+
+    async def put(self, digest: str, data: bytes) -> None:
+        path = self._path(digest)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, data.decode("utf-8"))
+
+
+class StateStore:
+    """Entries in a shared state (Redis), each living `ttl` seconds."""
+
+    def __init__(self, state: SharedState, ttl: float) -> None:
+        self.state = state
+        self.ttl = ttl
+
+    async def get(self, digest: str) -> bytes | None:
+        return await self.state.cache_get(digest)
+
+    async def put(self, digest: str, data: bytes) -> None:
+        await self.state.cache_set(digest, data, self.ttl)
+
+    async def aclose(self) -> None:
+        await self.state.aclose()
+
+
+def cache_store(spec: str | Path, state: SharedState | None = None, *, namespace: str = "orchestrate",
+                ttl: float = 7 * 86400.0) -> FolderStore | StateStore:
+    """The store `--cache` names: a folder, or a state URL (the run's own `state` when it is the same)."""
+    text = str(spec)
+    if "://" not in text:
+        return FolderStore(Path(text))
+    from orchestrate.state.base import scrub_url, state_from_url
+
+    if state is not None and state.url == scrub_url(text):
+        return StateStore(state, ttl)
+    return StateStore(state_from_url(text, namespace=namespace), ttl)
+
+
+class CachingClient(LLMClient):
+    """Wraps a client; answers repeated requests from the cache store."""
+
+    def __init__(self, inner: LLMClient, store: FolderStore | StateStore | Path, *, namespace: str = "") -> None:
         self.inner = inner
-        self.folder = folder
+        self.store = store if not isinstance(store, Path) else FolderStore(store)
         self.namespace = namespace
         self.provider = inner.provider
         self.hits = 0
@@ -47,10 +100,9 @@ class CachingClient(LLMClient):
     def goes_online(self) -> bool:
         return bool(getattr(self.inner, "goes_online", lambda: False)())
 
-    def _path(self, request: dict[str, Any]) -> Path:
+    def _digest(self, request: dict[str, Any]) -> str:
         blob = json.dumps(request, sort_keys=True, default=_plain, ensure_ascii=False)
-        digest = hashlib.sha256(f"{self.provider}\x00{self.namespace}\x00{blob}".encode()).hexdigest()
-        return self.folder / digest[:2] / f"{digest}.json"
+        return hashlib.sha256(f"{self.provider}\x00{self.namespace}\x00{blob}".encode()).hexdigest()
 
     async def complete(self, prompt: str, model: str, temperature: float | None = 0.7,
                        max_tokens: int = 1000, tools: list[dict[str, Any]] | None = None,
@@ -69,17 +121,15 @@ class CachingClient(LLMClient):
             messages, model, tools, temperature, max_tokens, **kwargs))
 
     async def _through(self, request: dict[str, Any], call: Any) -> LLMResponse:
-        path = self._path(request)
-        stored = _read(path)
+        digest = self._digest(request)
+        stored = _parse(await self.store.get(digest))
         if stored is not None:
             self.hits += 1
             return stored
         self.misses += 1
         response: LLMResponse = await call()
         if response.finish_reason not in _NOT_STORED_FINISH:
-            data = asdict(response)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(path, json.dumps(data, default=_plain))
+            await self.store.put(digest, json.dumps(asdict(response), default=_plain).encode("utf-8"))
         return response
 
     async def aclose(self) -> None:
@@ -87,10 +137,10 @@ class CachingClient(LLMClient):
 
 
 class CachingClients:
-    """A client source whose every client answers through one cache folder."""
+    """A client source whose every client answers through one cache store (or folder)."""
 
-    def __init__(self, folder: Path, inner: Any) -> None:
-        self.folder = Path(folder)
+    def __init__(self, store: FolderStore | StateStore | Path, inner: Any) -> None:
+        self.store = store if not isinstance(store, Path) else FolderStore(store)
         self.inner = inner
         self._wrapped: dict[int, CachingClient] = {}
 
@@ -98,7 +148,7 @@ class CachingClients:
         client = self.inner.get(llm_config)
         wrapped = self._wrapped.get(id(client))
         if wrapped is None:
-            wrapped = CachingClient(client, self.folder, namespace=str(llm_config.get("base_url") or ""))
+            wrapped = CachingClient(client, self.store, namespace=str(llm_config.get("base_url") or ""))
             self._wrapped[id(client)] = wrapped
         return wrapped
 
@@ -117,11 +167,15 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def _read(path: Path) -> LLMResponse | None:
+def _parse(raw: bytes | None) -> LLMResponse | None:
+    if raw is None:
+        return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None  # absent, or unreadable: ask the provider again
+        data = json.loads(raw)
+    except ValueError:
+        return None  # unreadable: ask the provider again
+    if not isinstance(data, dict):
+        return None
     calls = data.get("tool_calls")
     data["tool_calls"] = [ToolCall(**c) for c in calls] if calls else None
     data["metadata"] = {**(data.get("metadata") or {}), "cached": True}

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from orchestrate.money.budget_scope import ScopeLedger
 from orchestrate.money.costs import CostConfig, CostTracker, agent_key
 from orchestrate.observe.events import Event, Sink
 from orchestrate.run.executor import AgentExecutor
@@ -25,6 +26,7 @@ from orchestrate.workflow.models import AgentResult, Workflow
 from orchestrate.observe.monitor import Monitor, MonitorConfig
 from orchestrate.money.rate_limit import RateLimitConfig, RateLimiterRegistry
 from orchestrate.run.scheduler import WorkflowRun
+from orchestrate.state.base import LeaseKeeper, SharedState
 
 __all__ = ["ClientSource", "EngineConfig", "OrchestrationEngine"]
 
@@ -72,6 +74,13 @@ class OrchestrationEngine:
         sinks: Further receivers of every event (live table, event log, ...).
         on_failure: Called with (agent, result) whenever an agent attempt fails.
         sleep: Waits between retries; tests pass a fake.
+        clock: Seconds for agent timings and deadlines.
+        state: Shared state (`orchestrate.state.base.state_from_url`): rate
+            limits, pauses and budget scopes shared with every process using
+            it. None keeps limits in this process; a workflow naming a
+            `budget_scope` then gets an in-process state where no scope is set.
+        limiter_clock: Monotonic seconds of the rate limiters (default `time.monotonic`).
+        limiter_sleep: Their sleep (default `asyncio.sleep`); tests pass virtual time.
     """
 
     def __init__(
@@ -84,8 +93,12 @@ class OrchestrationEngine:
         on_failure: Callable[..., Any] | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
         clock: Callable[[], float] = time.perf_counter,
+        state: SharedState | None = None,
+        limiter_clock: Callable[[], float] = time.monotonic,
+        limiter_sleep: Callable[[float], Any] = asyncio.sleep,
     ) -> None:
         self.config = config or EngineConfig()
+        self.state = state
         self.llm_client = llm_client
         if clients is None and llm_client is None:
             from orchestrate.llm.providers import ClientPool
@@ -96,7 +109,12 @@ class OrchestrationEngine:
             clients.get if clients is not None else (lambda _llm: llm_client))  # type: ignore[assignment,return-value]
         self.monitor = Monitor(self.config.monitor_config)
         self.cost_tracker = CostTracker(self.config.cost_config)
-        self.rate_limiter = RateLimiterRegistry(self.config.rate_limit_config, self.config.rate_limits)
+        self._keeper = LeaseKeeper(state, limiter_sleep) if state is not None else None
+        self.rate_limiter = RateLimiterRegistry(self.config.rate_limit_config, self.config.rate_limits,
+                                                clock=limiter_clock, sleep=limiter_sleep,
+                                                state=state, keeper=self._keeper)
+        if state is not None and self._keeper is not None:
+            self.cost_tracker.scopes = ScopeLedger(state, self._keeper)
         self.failure_handler = FailureHandler(self.config.default_retry_policy, on_failure, sleep=sleep)
         self.sinks: list[Sink] = [self.monitor, *sinks]
         self.workflows: dict[str, Workflow] = {}
@@ -147,7 +165,23 @@ class OrchestrationEngine:
         if workflow.prices:
             self.cost_tracker.add_prices(workflow.prices)
         self.rate_limiter.configure(workflow.rate_limits)
+        if workflow.budget_scope:
+            self._scopes().scopes[workflow.id] = workflow.budget_scope
         return workflow.id
+
+    def _scopes(self) -> ScopeLedger:
+        if self.cost_tracker.scopes is None:  # no shared state: scopes live (unset) in this process
+            from orchestrate.state.memory import MemoryState
+
+            self.state = MemoryState()
+            self._keeper = LeaseKeeper(self.state)
+            self.cost_tracker.scopes = ScopeLedger(self.state, self._keeper)
+        return self.cost_tracker.scopes
+
+    @property
+    def state_error(self) -> str | None:
+        """Why the shared state was lost mid-run (the run failed closed), or None."""
+        return self.state.lost if self.state is not None else None
 
     async def execute_workflow(self, workflow_id: str, *,
                                reuse: Mapping[str, AgentResult] | None = None) -> Workflow:
@@ -210,6 +244,11 @@ class OrchestrationEngine:
         """Cancel in-flight work (agents end `cancelled`, results kept) and close the clients."""
         self._closed = True
         await self.stop("engine shut down")
+        await self.rate_limiter.aclose()
+        if self.cost_tracker.scopes is not None:
+            await self.cost_tracker.scopes.drain()
+        if self._keeper is not None:
+            await self._keeper.aclose()
         if self._clients is not None:
             await self._clients.aclose()
         if self.llm_client is not None:

@@ -263,6 +263,7 @@ class AgentExecutor:
         reservation = self.tracker.reserve(workflow.id, key, worst)
         permit = None
         try:
+            await self.tracker.reserve_shared(reservation)
             if self.limits.active and not batched:
                 estimate = sum(len(str(m.get("content") or "")) for m in messages) // 4 + max_tokens
                 permit = await self.limits.acquire(client.provider, model, estimate)

@@ -196,7 +196,7 @@ def _build(doc: dict[str, Any], source: str | None) -> Workflow:
             dependencies=list(raw.get("dependencies") or []), output_schema=raw.get("output_schema"),
             retry=retry, **values))
     top = {k: doc[k] for k in ("max_parallel_agents", "cost_budget", "timeout",
-                                "allow_partial_completion") if k in doc}
+                                "allow_partial_completion", "budget_scope") if k in doc}
     workflow = Workflow(name=doc["name"], description=doc.get("description", ""), agents=agents,
                         inputs=dict(doc.get("inputs") or {}), defaults=dict(defaults),
                         rate_limits=dict(doc.get("rate_limits") or {}),

@@ -164,8 +164,8 @@ class Workflow:
 
     Beyond the reference's fields: declared `inputs` (name -> {type, default,
     description}), `defaults` that every agent inherits, `rate_limits`,
-    `prices` and `capabilities` (per model family), and, at run time, the input values supplied, the
-    workflow's id, status, cost and timings.
+    `prices` and `capabilities` (per model family), a shared `budget_scope`, and, at run time, the
+    input values supplied, the workflow's id, status, cost and timings.
     """
 
     name: str
@@ -180,6 +180,7 @@ class Workflow:
     rate_limits: dict[str, Any] = field(default_factory=dict)
     prices: dict[str, dict[str, float]] = field(default_factory=dict)
     capabilities: dict[str, dict[str, Any]] = field(default_factory=dict)
+    budget_scope: str | None = None
     # Run state.
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12], compare=False)
     status: WorkflowStatus = field(default=WorkflowStatus.PENDING, compare=False)
@@ -265,6 +266,8 @@ class Workflow:
             "timeout": self.timeout,
             "allow_partial_completion": self.allow_partial_completion,
         }
+        if self.budget_scope:
+            data["budget_scope"] = self.budget_scope
         for key in ("inputs", "defaults", "rate_limits", "prices", "capabilities"):
             value = getattr(self, key)
             if value:

@@ -1,0 +1,90 @@
+"""`orchestrate budget show|set|reset SCOPE`: budgets shared by name in the shared state."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+import typer
+
+from orchestrate.cli.common import NamespaceOption, StateOption, check_format, fail, format_option, json_alias
+
+__all__ = ["app"]
+
+app = typer.Typer(name="budget", no_args_is_help=True, add_completion=False,
+                  help="Show, set or reset a budget scope shared by every run using the same --state.")
+
+ScopeArgument = Annotated[str, typer.Argument(help="The scope's name, as in a workflow's budget_scope.",
+                                              show_default=False)]
+FORMATS = ("text", "json")
+FormatChoice = format_option(FORMATS)
+JsonAlias = json_alias()
+
+
+def _with_state(url: str | None, namespace: str, work: Callable[[Any], Awaitable[Any]]) -> Any:
+    from orchestrate.state.base import state_from_url
+
+    if not url:
+        fail("budget scopes live in the shared state: pass --state redis://HOST:PORT/DB "
+             "or set ORCHESTRATE_STATE_URL")
+    state = state_from_url(url, namespace=namespace)
+
+    async def go() -> Any:
+        try:
+            await state.connect()
+            return await work(state)
+        finally:
+            await state.aclose()
+
+    return asyncio.run(go())
+
+
+def _print(found: Any, fmt: str, as_json: bool) -> None:
+    data = found.to_dict()
+    if check_format(fmt, FORMATS, as_json=as_json) == "json":
+        sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        return
+    limit = "not set" if data["limit"] is None else f"${data['limit']:.4f}"
+    remaining = "-" if data["remaining"] is None else f"${data['remaining']:.4f}"
+    sys.stdout.write(f"{data['scope']}: limit {limit}, spent ${data['spent']:.4f}, "
+                     f"reserved ${data['reserved']:.4f} ({data['open_reservations']} open), "
+                     f"remaining {remaining}\n")
+
+
+def _check_scope(scope: str) -> None:
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}", scope):
+        fail(f"budget scope {scope!r}: use letters, digits, '.', '_', ':' and '-' (at most 128)")
+
+
+@app.command("show")
+def show(scope: ScopeArgument, state: StateOption = None, state_namespace: NamespaceOption = "orchestrate",
+         fmt: FormatChoice = "text", as_json: JsonAlias = False) -> None:
+    """Print a scope's ceiling, spend, open reservations and what remains."""
+    _check_scope(scope)
+    _print(_with_state(state, state_namespace, lambda s: s.budget_get(scope)), fmt, as_json)
+
+
+@app.command("set")
+def set_(scope: ScopeArgument,
+         usd: Annotated[float, typer.Argument(help="The ceiling in USD.", show_default=False)],
+         state: StateOption = None, state_namespace: NamespaceOption = "orchestrate",
+         fmt: FormatChoice = "text", as_json: JsonAlias = False) -> None:
+    """Set (or change) a scope's ceiling in USD; what it has spent stays."""
+    _check_scope(scope)
+    if not math.isfinite(usd) or usd < 0:
+        fail(f"budget {usd!r}: must be a number of USD >= 0")
+    _print(_with_state(state, state_namespace, lambda s: s.budget_set(scope, usd)), fmt, as_json)
+
+
+@app.command("reset")
+def reset(scope: ScopeArgument, state: StateOption = None, state_namespace: NamespaceOption = "orchestrate",
+          fmt: FormatChoice = "text", as_json: JsonAlias = False) -> None:
+    """Forget what a scope has spent (a new month); its ceiling stays."""
+    _check_scope(scope)
+    _print(_with_state(state, state_namespace, lambda s: s.budget_reset(scope)), fmt, as_json)

@@ -1,0 +1,108 @@
+"""Budgets shared by name (`budget_scope:`), held in a `SharedState` every process sees.
+
+A scope is a ceiling in USD that any number of runs, on any number of
+machines, reserve against. Each call's worst case is reserved in the scope
+atomically (one Lua script in Redis) on top of the run's own budgets, as a
+*lease* this process renews while it lives; after the call the real cost is
+booked and the lease freed. A crashed process's reservations lapse after the
+lease time, and the others go on. A scope nobody set refuses every call,
+naming the command that sets it.
+
+`CostTracker` is the seam: it calls `reserve` from `reserve_shared` and hands
+settlements here from `settle` / `release`, which send them to the state in
+the background (the worst case stays reserved until they land, so the
+shared ledger never counts less than was spent). When the state is lost,
+settlements that could not be booked are kept in `unsettled` (the local
+cost.json has the calls either way).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from orchestrate.errors import BudgetExceededError, StateUnavailableError
+from orchestrate.state.base import LeaseKeeper, SharedState
+
+if TYPE_CHECKING:
+    from orchestrate.money.costs import Reservation
+
+__all__ = ["ScopeLedger", "set_command"]
+
+
+def set_command(scope: str, url: str) -> str:
+    """The command that sets a scope's ceiling (for error messages)."""
+    if url.startswith("memory:"):  # in-process: nothing outside this run could set it
+        return f"orchestrate budget set {scope} USD --state redis://HOST:PORT/DB (then run with that --state)"
+    return f"orchestrate budget set {scope} USD --state {url}"
+
+
+class ScopeLedger:
+    """Reservations of an engine's workflows in their budget scopes.
+
+    Args:
+        state: Where the scopes live.
+        keeper: Renews the reservations held.
+    """
+
+    def __init__(self, state: SharedState, keeper: LeaseKeeper) -> None:
+        self.state = state
+        self.keeper = keeper
+        self.scopes: dict[str, str] = {}  # workflow id -> scope
+        self.unsettled: list[dict[str, Any]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def scope_of(self, workflow_id: str) -> str | None:
+        return self.scopes.get(workflow_id)
+
+    async def reserve(self, reservation: Reservation) -> None:
+        """Reserve `reservation.amount` in its workflow's scope, or refuse.
+
+        Raises:
+            BudgetExceededError: When the scope's ceiling would be passed, or it was never set.
+            StateUnavailableError: When the state cannot be reached.
+        """
+        scope = self.scopes.get(reservation.workflow_id)
+        if scope is None:
+            return
+        lease = uuid.uuid4().hex
+        verdict, limit, committed = await self.state.budget_reserve(scope, lease, reservation.amount)
+        if verdict == "unset":
+            raise BudgetExceededError(
+                f"budget scope {scope!r} has no ceiling in {self.state.url}; set it with: "
+                f"{set_command(scope, self.state.url)}",
+                scope=f"budget_scope {scope}", limit=0.0, requested=reservation.amount, committed=committed)
+        if verdict != "ok":
+            raise BudgetExceededError(
+                f"budget scope {scope!r} of ${limit or 0:.4f} would be passed: ${committed:.4f} spent or "
+                f"reserved by every run sharing it, and this call may cost up to ${reservation.amount:.4f}",
+                scope=f"budget_scope {scope}", limit=limit or 0.0, requested=reservation.amount,
+                committed=committed)
+        reservation.lease = lease
+        self.keeper.hold(self.keeper.reservations, scope, lease)
+
+    def settle_later(self, reservation: Reservation, cost: float) -> None:
+        """Book `cost` in the scope and free the lease, in the background."""
+        scope, lease = self.scopes.get(reservation.workflow_id), reservation.lease
+        if scope is None or lease is None:
+            return
+        reservation.lease = None
+        self.keeper.drop(self.keeper.reservations, scope, lease)
+
+        async def settle() -> None:
+            try:
+                await self.state.budget_settle(scope, lease, cost)
+            except StateUnavailableError:
+                if cost > 0:
+                    self.unsettled.append({"scope": scope, "workflow_id": reservation.workflow_id,
+                                           "agent_id": reservation.agent_key, "cost": cost})
+
+        task = asyncio.get_running_loop().create_task(settle())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        """Wait until every settlement has reached the state (or failed to)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)

@@ -1,0 +1,82 @@
+"""A sliding-window log: at most N units in any window, optionally paced.
+
+The one algorithm every rate limit uses in-process; the Redis back-end runs
+the same steps in Lua (`orchestrate/state/redis.py`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+__all__ = ["SlidingWindow", "pacing_interval"]
+
+_EPSILON = 1e-9
+
+
+def pacing_interval(limit: int, window: float) -> tuple[float, float]:
+    """The least spacing of paced requests, and the slack a late wake-up may catch up."""
+    interval = window / limit
+    return interval, min(interval, 0.25)
+
+
+class SlidingWindow:
+    """At most `limit` units in any `window` + `margin` seconds; optionally paced.
+
+    `wait(now, amount)` says how long until `amount` fits; `take(now, amount)`
+    books it. Nothing awaits in between, so on one event loop the check and
+    the booking are atomic. The log keeps only what is still inside the window.
+
+    Args:
+        limit: Units (requests or tokens) allowed in any window.
+        window: Seconds.
+        margin: Seconds added to the window (clock skew between us and the server).
+        pace: Space starts at least window/limit apart (less a small slack).
+    """
+
+    __slots__ = ("limit", "span", "interval", "slack", "_log", "_used", "_next")
+
+    def __init__(self, limit: int, window: float, *, margin: float = 0.0, pace: bool = False) -> None:
+        self.limit = float(limit)
+        self.span = window + margin
+        self.interval, self.slack = pacing_interval(limit, window) if pace else (0.0, 0.0)
+        self._log: deque[tuple[float, float]] = deque()
+        self._used = 0.0
+        self._next = -math.inf  # earliest start allowed by pacing
+
+    def _expire(self, now: float) -> None:
+        log, horizon = self._log, now - self.span
+        while log and log[0][0] <= horizon:
+            self._used -= log.popleft()[1]
+        if not log:
+            self._used = 0.0
+
+    def wait(self, now: float, amount: float = 1.0) -> float:
+        """Seconds from `now` until `amount` may start (0: at once)."""
+        amount = min(amount, self.limit)
+        self._expire(now)
+        earliest = self._next
+        excess = self._used + amount - self.limit
+        if excess > _EPSILON:
+            # The entries that must leave first: the oldest, until enough is freed.
+            for stamp, units in self._log:
+                excess -= units
+                if excess <= _EPSILON:
+                    earliest = max(earliest, stamp + self.span)
+                    break
+        return max(0.0, earliest - now)
+
+    def take(self, now: float, amount: float = 1.0) -> None:
+        """Book `amount` as started at `now` (call only when `wait` said 0)."""
+        amount = min(amount, self.limit)
+        self._log.append((now, amount))
+        self._used += amount
+        if self.interval:
+            # A start late by up to `slack` does not delay the ones after it; the first sets the beat.
+            last = now if self._next == -math.inf else max(self._next, now - self.slack)
+            self._next = last + self.interval
+
+    @property
+    def used(self) -> float:
+        """Units inside the window at the last `wait`."""
+        return self._used
