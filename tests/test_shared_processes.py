@@ -276,7 +276,15 @@ def test_four_shards_cover_every_row_once_under_one_scope_and_limit(redis_server
         total += json.loads((run / "cost.json").read_text())["totals"]["cost"]
     assert sorted(rows) == list(range(1, 42))  # every row exactly once
     assert budget(redis_server.url, namespace, "show", scope, cwd=tmp_path)["spent"] == pytest.approx(total)
-    merged = orchestrate("cost-report", "out1", "out2", "out3", "out4", "--format", "json", cwd=tmp_path)
+    merged = orchestrate("cost-report", "out1", "out2", "out3", "out4", "--include-simulated", "--format", "json",
+                         cwd=tmp_path)
     assert merged.returncode == 0, merged.stderr
     report = json.loads(merged.stdout)
     assert report["total"]["calls"] == 41 and report["total"]["cost"] == pytest.approx(total)
+
+
+@pytest.mark.parametrize("command", ["show", "set", "reset"])
+def test_budget_commands_have_help_with_examples(command: str, tmp_path: Path) -> None:
+    shown = orchestrate("budget", command, "-h", cwd=tmp_path)
+    assert shown.returncode == 0 and f"orchestrate budget {command}" in shown.stdout
+    assert "Examples:" in shown.stdout and "<str>" not in shown.stdout and "<float>" not in shown.stdout

@@ -83,7 +83,10 @@ def _command() -> Any:
     our arguments each carry a metavar that says what to write, so the type is left out.
     """
     command = typer.main.get_command(app)
-    for sub in getattr(command, "commands", {}).values():
+    pending = list(getattr(command, "commands", {}).values())
+    while pending:  # commands, and the commands of groups (`budget show`)
+        sub = pending.pop()
+        pending += getattr(sub, "commands", {}).values()
         for param in sub.params:
             if getattr(param, "param_type_name", "") == "argument" and param.metavar:
                 param.display_type_rich = lambda ctx: None

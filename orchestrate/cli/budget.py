@@ -11,15 +11,18 @@ from typing import Annotated, Any
 
 import typer
 
-from orchestrate.cli.common import NamespaceOption, StateOption, check_format, fail, format_option, json_alias
+from orchestrate.cli.common import (NamespaceOption, StateOption, check_format, fail, format_option,
+                                     is_interactive, json_alias)
 
 __all__ = ["app"]
 
 app = typer.Typer(name="budget", no_args_is_help=True, add_completion=False,
+                  context_settings={"help_option_names": ["-h", "--help"]},
+                  rich_markup_mode="rich" if is_interactive(sys.stderr) else None,
                   help="Show, set or reset a budget scope shared by every run using the same --state.")
 
-ScopeArgument = Annotated[str, typer.Argument(help="The scope's name, as in a workflow's budget_scope.",
-                                              show_default=False)]
+ScopeArgument = Annotated[str, typer.Argument(metavar="SCOPE", show_default=False,
+                                              help="The scope's name, as in a workflow's budget_scope.")]
 FORMATS = ("text", "json")
 FormatChoice = format_option(FORMATS)
 JsonAlias = json_alias()
@@ -65,17 +68,28 @@ def _check_scope(scope: str) -> None:
 @app.command("show")
 def show(scope: ScopeArgument, state: StateOption = None, state_namespace: NamespaceOption = "orchestrate",
          fmt: FormatChoice = "text", as_json: JsonAlias = False) -> None:
-    """Print a scope's ceiling, spend, open reservations and what remains."""
+    """Print a scope's ceiling, spend, open reservations and what remains.
+
+    \b
+    Examples:
+      orchestrate budget show finance-2026-11 --state redis://redis:6379/0
+      ORCHESTRATE_STATE_URL=redis://redis:6379/0 orchestrate budget show finance-2026-11 --format json
+    """
     _check_scope(scope)
     _print(_with_state(state, state_namespace, lambda s: s.budget_get(scope)), fmt, as_json)
 
 
 @app.command("set")
 def set_(scope: ScopeArgument,
-         usd: Annotated[float, typer.Argument(help="The ceiling in USD.", show_default=False)],
+         usd: Annotated[float, typer.Argument(metavar="USD", help="The ceiling in USD.", show_default=False)],
          state: StateOption = None, state_namespace: NamespaceOption = "orchestrate",
          fmt: FormatChoice = "text", as_json: JsonAlias = False) -> None:
-    """Set (or change) a scope's ceiling in USD; what it has spent stays."""
+    """Set (or change) a scope's ceiling in USD; what it has spent stays.
+
+    \b
+    Examples:
+      orchestrate budget set finance-2026-11 250 --state redis://redis:6379/0
+    """
     _check_scope(scope)
     if not math.isfinite(usd) or usd < 0:
         fail(f"budget {usd!r}: must be a number of USD >= 0")
@@ -85,6 +99,11 @@ def set_(scope: ScopeArgument,
 @app.command("reset")
 def reset(scope: ScopeArgument, state: StateOption = None, state_namespace: NamespaceOption = "orchestrate",
           fmt: FormatChoice = "text", as_json: JsonAlias = False) -> None:
-    """Forget what a scope has spent (a new month); its ceiling stays."""
+    """Forget what a scope has spent (a new month); its ceiling stays.
+
+    \b
+    Examples:
+      orchestrate budget reset finance-2026-11 --state redis://redis:6379/0
+    """
     _check_scope(scope)
     _print(_with_state(state, state_namespace, lambda s: s.budget_reset(scope)), fmt, as_json)

@@ -16,13 +16,13 @@ FormatOption = Annotated[
 ]
 StateOption = Annotated[
     Optional[str], typer.Option(
-        "--state", envvar="ORCHESTRATE_STATE_URL", show_envvar=True,
+        "--state", metavar="URL", envvar="ORCHESTRATE_STATE_URL", show_envvar=True,
         help="Share rate limits, budget scopes and pauses with every process using this state: "
              "redis://[:PASSWORD@]HOST:PORT/DB or rediss:// (password also from REDIS_PASSWORD). "
              "Default: this process only.")
 ]
 NamespaceOption = Annotated[
-    str, typer.Option("--state-namespace", envvar="ORCHESTRATE_STATE_NAMESPACE", show_envvar=True,
+    str, typer.Option("--state-namespace", metavar="NAME", envvar="ORCHESTRATE_STATE_NAMESPACE", show_envvar=True,
                       help="Prefix of every shared key; runs share state only within one namespace.")
 ]
 

@@ -91,6 +91,7 @@ def run(
       orchestrate run close.yaml --resume runs/finance_month_end_close-20261125T101010Z
       orchestrate run workflows/ --junit junit.xml --summary "$GITHUB_STEP_SUMMARY"
       orchestrate run screen.yaml --data vendors.jsonl --key vendor_id --simulate
+      orchestrate run close.yaml --state redis://redis:6379/0 --budget-scope finance-2026-11
 
     \b
     Exit codes: 0 completed, 1 failed, 2 invalid input, 3 partially completed,
