@@ -1,33 +1,126 @@
-"""Writing files so that a reader, or a crash, never sees half of one.
+"""Writing files so that a reader, or a crash, never sees half of one; reading them within a limit.
 
 `atomic_write_text` writes to a temporary file in the same folder, flushes
 and fsyncs it, then renames it over the target (atomic on POSIX and on
 Windows' same-volume replace) and fsyncs the folder so the rename itself
 survives a power cut. A file already at the target stays whole until the
 rename: nothing written before is ever lost to a failed write.
+
+A symlink is written through, not replaced: the file it points to is the one
+renamed over, so ``--junit link.xml`` keeps the link. A target that is not a
+regular file (``/dev/stdout``, a named pipe) is written in place, since
+renaming over it would replace the device itself. New files get the mode the
+umask allows (0666 minus the umask, like any other tool), not mkstemp's 0600;
+an existing file keeps its mode.
+
+`read_bytes_capped` reads at most a limit plus one byte, whatever the file
+says its size is, so ``/dev/zero`` or an endless pipe cannot fill memory.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["atomic_write_chunks", "atomic_write_text"]
+__all__ = ["TooLargeError", "atomic_write_chunks", "atomic_write_text", "check_writable", "read_bytes_capped"]
+
+_CHUNK = 1 << 16
+
+
+class TooLargeError(ValueError):
+    """A file (or stream) holds more than the limit it is read with."""
+
+    def __init__(self, path: Path | str, limit: int) -> None:
+        self.path, self.limit = str(path), limit
+        super().__init__(f"{path}: larger than the limit of {limit:,} bytes")
+
+
+def read_bytes_capped(path: Path | str, limit: int) -> bytes:
+    """The bytes of `path`, read in chunks up to `limit` (TooLargeError past it).
+
+    Raises:
+        TooLargeError: The file holds more than `limit` bytes.
+        OSError: It cannot be opened or read (IsADirectoryError for a folder).
+    """
+    chunks: list[bytes] = []
+    total = 0
+    with open(path, "rb") as handle:
+        while True:
+            chunk = handle.read(min(_CHUNK, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                raise TooLargeError(path, limit)
+    return b"".join(chunks)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _resolve_target(path: Path) -> tuple[Path, os.stat_result | None]:
+    """Where writing `path` really lands (symlinks followed) and what is there now."""
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    try:
+        return target, os.stat(target)
+    except FileNotFoundError:
+        return target, None
+
+
+def check_writable(path: Path | str) -> str | None:
+    """None when a report could be written at `path`, else why not (checked before a run pays)."""
+    target, info = _resolve_target(Path(path))
+    if info is not None:
+        if stat.S_ISDIR(info.st_mode):
+            return "is a folder, not a file"
+        if not os.access(target, os.W_OK):
+            return "is not writable"
+        return None
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.exists():
+        probe = parent
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            return f"{probe} is not a folder"
+        if not os.access(probe, os.W_OK | os.X_OK):
+            return f"cannot create folder {parent}: {probe} is not writable"
+        return None
+    if not parent.is_dir():
+        return f"{parent} is not a folder"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"folder {parent} is not writable"
+    return None
 
 
 def atomic_write_text(path: Path | str, text: str, *, encoding: str = "utf-8") -> None:
-    """Replace `path` with `text` atomically (temporary file, fsync, rename)."""
+    """Replace `path` with `text` atomically (temporary file, fsync, rename).
+
+    Symlinks are followed; a special file (device, pipe) is written in place.
+    """
     atomic_write_chunks(path, (text,), encoding=encoding)
 
 
 def atomic_write_chunks(path: Path | str, chunks: Iterable[str], *, encoding: str = "utf-8") -> None:
     """Like `atomic_write_text`, for text made piece by piece (a file too big to build in memory)."""
-    target = Path(path)
+    target, info = _resolve_target(Path(path))
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        with open(target, "w", encoding=encoding, newline="\n") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
+    mode = stat.S_IMODE(info.st_mode) if info is not None else 0o666 & ~_umask()
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding=encoding, newline="\n") as handle:
             for chunk in chunks:
                 handle.write(chunk)

@@ -23,7 +23,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable
 
 __all__ = ["FakeProvider", "Fault", "anthropic_message", "openai_completion"]
 
@@ -127,13 +127,17 @@ class FakeProvider:
 
     def __init__(self, *, failure_rate: float = 0.0, seed: int = 0, latency: float = 0.0,
                  port: int = 0, refuse_json_schema: int | None = None,
-                 refused_params: dict[str, tuple[str, ...]] | None = None) -> None:
+                 refused_params: dict[str, tuple[str, ...]] | None = None,
+                 rewrite: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         self.requests: list[dict[str, Any]] = []
         # Like llama.cpp's server: `response_format` json_schema (or Anthropic's
         # output_config) answered with this status and a body naming it.
         self.refuse_json_schema = refuse_json_schema
         # Like a strict proxy: model name prefix -> parameters it answers 400 to.
         self.refused_params = refused_params or {}
+        self.rewrite = rewrite      # (request, default answer) -> the answer sent: lying usage, echoes
+        self.headers = dict(headers or {})  # sent with every answer (after the defaults)
         self._script: deque[Fault] = deque()
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
@@ -227,12 +231,19 @@ class FakeProvider:
                         payload = anthropic_message(body or {})
                     else:
                         payload = openai_completion(body or {})
+                    if provider.rewrite is not None:
+                        payload = provider.rewrite(body or {}, payload)
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_response(status)
                 is_json = not isinstance(payload, bytes)
-                self.send_header("content-type", "application/json" if is_json else "text/html")
-                self.send_header("x-request-id" if "/chat/" in self.path else "request-id", "req_fake_123")
-                for name, value in (fault.headers if fault else {}).items():
+                extra = {**provider.headers, **(fault.headers if fault else {})}
+                given = {name.lower() for name in extra}
+                id_header = "x-request-id" if "/chat/" in self.path else "request-id"
+                if "content-type" not in given:
+                    self.send_header("content-type", "application/json" if is_json else "text/html")
+                if id_header not in given:
+                    self.send_header(id_header, "req_fake_123")
+                for name, value in extra.items():
                     self.send_header(name, value)
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()

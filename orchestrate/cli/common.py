@@ -64,8 +64,10 @@ def is_interactive(stream: object = None) -> bool:
 
 
 def print_error(message: str) -> None:
-    """One plain line on stderr, prefixed so it is found in a CI log."""
-    for line in str(message).splitlines() or [""]:
+    """One plain line on stderr, prefixed so it is found in a CI log; control characters escaped."""
+    from orchestrate.observe.printable import printable
+
+    for line in printable(message).splitlines() or [""]:
         sys.stderr.write(f"error: {line}\n" if not _has_location(line) else f"{line}\n")
     sys.stderr.flush()
 

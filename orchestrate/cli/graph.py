@@ -63,6 +63,8 @@ def _tree(workflow: Any) -> Any:
 
     from orchestrate.workflow.graph import DependencyGraph
 
+    from orchestrate.observe.printable import printable
+
     deps = DependencyGraph.from_agents(workflow.agents)
     by_name = {a.name: a for a in workflow.agents}
     root = Tree(Text(f"{workflow.name} ({len(workflow.agents)} agents)", style="bold"))
@@ -74,7 +76,7 @@ def _tree(workflow: Any) -> Any:
             parent.add(Text.assemble(name, (" (see above)", "dim")))
             return
         shown.add(name)
-        label = Text.assemble(name, (f" {agent.module} · {agent.llm_config.get('model')} · "
+        label = Text.assemble(name, (f" {agent.module} · {printable(agent.llm_config.get('model'))} · "
                                      f"p{agent.priority}", "dim"))
         branch = parent.add(label)
         for child in deps.dependents[name]:

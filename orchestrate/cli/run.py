@@ -17,16 +17,25 @@ __all__ = ["parse_inputs", "run"]
 EXIT_COMPLETED, EXIT_FAILED, EXIT_PARTIAL = 0, 1, 3
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143
 FORMATS = ("text", "json")
+MAX_INPUTS_BYTES = 5 * 1024 * 1024
 
 
 def parse_inputs(pairs: list[str], inputs_file: Path | None) -> dict[str, Any]:
     """Inputs from `--inputs FILE.json` overlaid with `--input KEY=VALUE` pairs (strings)."""
     values: dict[str, Any] = {}
     if inputs_file is not None:
+        from orchestrate.finite import loads_strict
+        from orchestrate.fsutil import TooLargeError, read_bytes_capped
+
         try:
-            loaded = json.loads(inputs_file.read_text(encoding="utf-8"))
+            loaded = loads_strict(read_bytes_capped(inputs_file, MAX_INPUTS_BYTES).decode("utf-8"))
+        except TooLargeError:
+            fail(f"{inputs_file}: inputs file is over {MAX_INPUTS_BYTES:,} bytes; the limit is "
+                 f"{MAX_INPUTS_BYTES:,}")
         except OSError as exc:
             fail(f"{inputs_file}: cannot read inputs file: {exc.strerror or exc}")
+        except UnicodeDecodeError as exc:
+            fail(f"{inputs_file}: not UTF-8 text (byte {exc.start})")
         except ValueError as exc:
             fail(f"{inputs_file}: not valid JSON: {exc}")
         if not isinstance(loaded, dict):

@@ -108,6 +108,7 @@ class RunSession:
         self._write_artefacts(documents)
         self._print_summary(documents)
         self._report_open_batches()
+        _warn_usage(documents)
         if self.signal_received is not None:
             return _EXIT_BY_SIGNAL.get(self.signal_received, 130)
         if engine.state_error is not None:
@@ -135,6 +136,9 @@ class RunSession:
 
         clients: Any = ClientPool(simulated=simulated, force_simulated=opts.simulate)
         if not opts.simulate:
+            from orchestrate.llm.http import transport_limits
+
+            transport_limits()  # a bad ORCHESTRATE_MAX_* is the user's input: refused before any call
             clients.check_keys([agent.llm_config for wf in workflows for agent in wf.agents])
             clients = self._batching(clients, workflows)
         state = None
@@ -354,6 +358,18 @@ def tracing_requested(flag: bool, env: Any) -> bool:
 
 def _warn(message: str) -> None:
     sys.stderr.write(f"warning: {message}\n")
+
+
+def _warn_usage(documents: list[dict[str, Any]]) -> None:
+    """Usage a provider reported that was not taken at its word, and any budget it pushed past:
+    printed even with --quiet, since it is money spent that the budget did not foresee."""
+    for doc in documents:
+        for item in doc.get("usage_anomalies") or ():
+            sys.stderr.write(f"warning: {doc['name']}/{item['agent']}: usage anomaly: {item['anomaly']}\n")
+        overrun = doc.get("budget_overrun")
+        if overrun:
+            sys.stderr.write(f"warning: {doc['name']}: budget of ${overrun['budget']:.4f} passed: "
+                             f"${overrun['spent']:.4f} spent ({overrun['cause']})\n")
     sys.stderr.flush()
 
 

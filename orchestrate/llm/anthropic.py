@@ -51,6 +51,8 @@ class AnthropicClient(StructuredOutputClient):
         super().__init__(api_key, base_url, **options)
         self.version = version
 
+    usage_counts = ((("input_tokens",), True), (("output_tokens",), True),
+                    (("cache_read_input_tokens",), False), (("cache_creation_input_tokens",), False))
     path = "/v1/messages"
 
     def headers(self) -> dict[str, str]:

@@ -44,6 +44,9 @@ class OpenAIClient(StructuredOutputClient):
         super().__init__(api_key, base_url, **options)
         self.organization = organization or os.environ.get("OPENAI_ORG_ID")
 
+    usage_counts = ((("prompt_tokens",), True), (("completion_tokens",), True),
+                    (("prompt_tokens_details", "cached_tokens"), False),
+                    (("completion_tokens_details", "reasoning_tokens"), False))
     path = "/chat/completions"
 
     def headers(self) -> dict[str, str]:

@@ -81,6 +81,8 @@ def build_cost_document(tracker: CostTracker, workflow_id: str, result_doc: Mapp
         "by_provider": breakdown(records, "provider"),
         "prices_used": {m: tracker.price_of(m) for m in models},
         "calls": [r.to_dict() for r in records],
+        "usage_anomalies": sum(1 for r in records if r.usage_anomaly),
+        "budget_overrun": result_doc.get("budget_overrun"),
     }
 
 

@@ -22,6 +22,7 @@ bytes), plus a fixed overhead per message, priced at the dearest input rate
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import time
@@ -34,17 +35,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrate.errors import BudgetExceededError, UserInputError
+from orchestrate.finite import is_finite_number, loads_strict
+from orchestrate.fsutil import TooLargeError, read_bytes_capped
 
 if TYPE_CHECKING:
     from orchestrate.money.budget_scope import ScopeLedger
 
-__all__ = ["CallRecord", "CostConfig", "CostTracker", "Reservation", "agent_key", "find_price", "price_table"]
+__all__ = ["CallRecord", "CostConfig", "CostTracker", "Reservation", "agent_key", "check_prices",
+           "closest_model", "find_price", "price_table"]
 
 MESSAGE_OVERHEAD_TOKENS = 8
 REQUEST_OVERHEAD_TOKENS = 16
 SCHEMA_OVERHEAD_TOKENS = 256  # the wrapper around a response schema (names, instructions)
 _EPSILON = 1e-12
-_SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest|preview)$")
+_PRICE_FIELDS = ("input", "output", "cached_input", "cache_write")
+MAX_PRICE_FILE_BYTES = 5 * 1024 * 1024
+_SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest)\Z")
 
 
 @lru_cache(maxsize=1)
@@ -55,22 +61,24 @@ def price_table() -> dict[str, Any]:
 
 
 def _match(model: str, table: Mapping[str, Mapping[str, float]]) -> str | None:
+    """`model` itself, else its family once a documented snapshot suffix is taken off.
+
+    Only ``-YYYY-MM-DD``, ``-YYYYMMDD`` and ``-latest`` fall back: anything else
+    (``gpt-4o-mnii``) is an unknown model, never priced as a model it starts with.
+    """
     if model in table:
         return model
-    base = model
-    while True:
-        stripped = _SNAPSHOT.sub("", base)
-        if stripped == base:
-            break
-        base = stripped
-        if base in table:
-            return base
-    # Longest known family that the name starts with, at a "-" boundary.
-    best = None
-    for name in table:
-        if base.startswith(name + "-") and (best is None or len(name) > len(best)):
-            best = name
-    return best
+    family = _SNAPSHOT.sub("", model)
+    if family != model and family in table:
+        return family
+    return None
+
+
+def closest_model(model: str, overrides: Mapping[str, Any] | None = None) -> str | None:
+    """The known model name nearest to `model` (for "did you mean ...?"), or None."""
+    names = sorted({*price_table()["models"], *(overrides or {})})
+    close = difflib.get_close_matches(model, names, n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def agent_key(workflow_id: str, agent_name: str) -> str:
@@ -141,6 +149,7 @@ class CallRecord:
     reused: bool = False
     batch: bool = False
     batch_id: str | None = None
+    usage_anomaly: str | None = None
     metadata: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -159,16 +168,34 @@ class _Account:
 
 def _load_price_file(path: str) -> dict[str, dict[str, float]]:
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = loads_strict(read_bytes_capped(path, MAX_PRICE_FILE_BYTES).decode("utf-8"))
+    except TooLargeError:
+        raise UserInputError(f"{path}: price file is over {MAX_PRICE_FILE_BYTES:,} bytes") from None
     except OSError as exc:
         raise UserInputError(f"{path}: cannot read price file: {exc.strerror or exc}") from exc
-    except ValueError as exc:
+    except ValueError as exc:  # also UnicodeDecodeError, NaN and Infinity
         raise UserInputError(f"{path}: price file is not valid JSON: {exc}") from exc
     models = data.get("models", data) if isinstance(data, dict) else None
     if not isinstance(models, dict) or not all(
             isinstance(p, dict) and "input" in p and "output" in p for p in models.values()):
         raise UserInputError(f"{path}: price file must map model names to {{input, output}} per 1K tokens")
+    check_prices(models, where=path)
     return models
+
+
+def check_prices(prices: Mapping[str, Any], *, where: str = "prices") -> None:
+    """Refuse a price that is not a finite number at least 0 (a NaN price switches budgets off).
+
+    Raises:
+        UserInputError: naming the model and the field.
+    """
+    for model, entry in prices.items():
+        if not isinstance(entry, Mapping):
+            raise UserInputError(f"{where}: prices of {model!r} must be a mapping of input, output, ...")
+        for name, value in entry.items():
+            if name in _PRICE_FIELDS and not (is_finite_number(value) and value >= 0):
+                raise UserInputError(f"{where}: {model}.{name} must be a finite number at least 0, "
+                                     f"got {value!r}")
 
 
 class CostTracker:
@@ -183,6 +210,9 @@ class CostTracker:
         self.prices: dict[str, dict[str, float]] = {}
         if self.config.price_file:
             self.prices.update(_load_price_file(self.config.price_file))
+        check_prices(self.config.model_costs, where="CostConfig.model_costs")
+        check_prices({"defaults": {"input": self.config.default_input_cost,
+                                   "output": self.config.default_output_cost}}, where="CostConfig")
         self.prices.update({k: dict(v) for k, v in self.config.model_costs.items()})
         self._price_cache: dict[str, dict[str, float]] = {}
         self._workflows: dict[str, _Account] = {}
@@ -197,6 +227,7 @@ class CostTracker:
 
     def add_prices(self, prices: Mapping[str, Mapping[str, float]]) -> None:
         """Add or override prices (a workflow's ``prices``)."""
+        check_prices(prices)
         self.prices.update({k: dict(v) for k, v in prices.items()})
         self._price_cache.clear()
 
@@ -309,6 +340,11 @@ class CostTracker:
             ("batch", parent), ("workflow", flow), ("agent", own))
         for scope, account in scopes:
             committed = account.spent + account.reserved
+            if account.limit is not None and account.spent > account.limit + _EPSILON:
+                raise BudgetExceededError(
+                    f"{scope} budget of ${account.limit:.4f} already passed: ${account.spent:.4f} booked "
+                    "(a provider reported more usage than was reserved); no further calls",
+                    scope=scope, limit=account.limit, requested=amount, committed=committed)
             if account.limit is not None and committed + amount > account.limit + _EPSILON:
                 raise BudgetExceededError(
                     f"{scope} budget of ${account.limit:.4f} would be passed: ${committed:.4f} spent or "
@@ -379,7 +415,7 @@ class CostTracker:
                     input_tokens: int, output_tokens: int, metadata: dict[str, Any] | None = None, *,
                     cached_input_tokens: int = 0, cache_creation_input_tokens: int = 0,
                     reasoning_tokens: int = 0, provider: str = "", module: str = "",
-                    cost: float | None = None) -> float:
+                    cost: float | None = None, usage_anomaly: str | None = None) -> float:
         """Book a call's cost (computed from its tokens unless `cost` is given) and return it."""
         if cost is None:
             cost = self.calculate_cost(model, input_tokens, output_tokens,
@@ -393,7 +429,8 @@ class CostTracker:
             cached_input_tokens=cached_input_tokens, cache_creation_input_tokens=cache_creation_input_tokens,
             output_tokens=output_tokens, reasoning_tokens=reasoning_tokens, cost=cost,
             cached=bool(meta.get("cached")), reused=bool(meta.get("reused")),
-            batch=bool(meta.get("batch")), batch_id=meta.get("batch_id"), metadata=metadata)
+            batch=bool(meta.get("batch")), batch_id=meta.get("batch_id"), usage_anomaly=usage_anomaly,
+            metadata=metadata)
         self._records.setdefault(workflow_id, []).append(record)
         flow = self._workflows.setdefault(workflow_id, _Account())
         flow.spent += cost

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrate.fsutil import atomic_write_text
+from orchestrate.observe.printable import markdown_cell, mermaid_label, xml_text
 
 __all__ = ["junit_xml", "mermaid", "summary_markdown", "write_junit", "write_summary"]
 
@@ -27,23 +28,23 @@ def junit_xml(documents: list[dict[str, Any]]) -> str:
         agents = doc["agents"]
         failures = sum(1 for a in agents if a["status"] in _FAILED)
         skipped = sum(1 for a in agents if a["status"] in _SKIPPED)
-        suite = ET.SubElement(suites, "testsuite", name=doc["name"], tests=str(len(agents)),
+        suite = ET.SubElement(suites, "testsuite", name=xml_text(doc["name"]), tests=str(len(agents)),
                               failures=str(failures), errors="0", skipped=str(skipped),
                               time=f"{doc.get('duration_seconds') or 0:.3f}",
-                              timestamp=str(doc.get("started_at") or ""))
+                              timestamp=xml_text(doc.get("started_at") or ""))
         totals["tests"] += len(agents)
         totals["failures"] += failures
         totals["skipped"] += skipped
         for agent in agents:
-            case = ET.SubElement(suite, "testcase", classname=f"{doc['name']}.{agent['module']}",
-                                 name=agent["name"], time=f"{agent.get('execution_time') or 0:.3f}")
-            status, error = agent["status"], agent.get("error") or agent["status"]
+            case = ET.SubElement(suite, "testcase", classname=xml_text(f"{doc['name']}.{agent['module']}"),
+                                 name=xml_text(agent["name"]), time=f"{agent.get('execution_time') or 0:.3f}")
+            status, error = agent["status"], xml_text(agent.get("error") or agent["status"])
             if status in _FAILED:
                 node = ET.SubElement(case, "failure", message=error, type=status)
                 node.text = error
             elif status in _SKIPPED:
                 ET.SubElement(case, "skipped", message=error)
-            ET.SubElement(case, "system-out").text = (
+            ET.SubElement(case, "system-out").text = xml_text(
                 f"model={agent.get('model')} provider={agent.get('provider')} "
                 f"tokens={agent.get('tokens_used', 0)} cost={agent.get('cost', 0):.6f} "
                 f"retries={agent.get('retry_count', 0)}")
@@ -63,7 +64,8 @@ def mermaid(doc: dict[str, Any]) -> str:
     ids = {agent["name"]: f"a{i}" for i, agent in enumerate(doc["agents"])}
     for agent in doc["agents"]:
         status = agent.get("status")
-        label = f"{agent['name']}<br/>{agent['module']}" + (f" · {status}" if status else "")
+        label = (f"{mermaid_label(agent['name'])}<br/>{mermaid_label(agent['module'])}"
+                 + (f" · {mermaid_label(status)}" if status else ""))
         colour = f":::{_CLASS.get(status, 'skipped')}" if status else ""
         lines.append(f'  {ids[agent["name"]]}["{label}"]{colour}')
     for agent in doc["agents"]:
@@ -80,16 +82,16 @@ def summary_markdown(documents: list[dict[str, Any]]) -> str:
         agents = doc["agents"]
         done = sum(1 for a in agents if a["status"] == "completed")
         sim = " (simulated)" if doc.get("simulated") else ""
-        out += [f"## {doc['name']}: {doc['status']}{sim}", "",
+        out += [f"## {markdown_cell(doc['name'])}: {doc['status']}{sim}", "",
                 f"{done}/{len(agents)} agents completed · cost ${doc['total_cost']:.4f} of "
                 f"${doc['cost_budget']:.2f} · {doc['total_tokens']} tokens · {doc['retries']} retries · "
                 f"{doc.get('duration_seconds') or 0:.2f}s", "",
                 "| agent | module | status | model | tokens | cost | error |",
                 "|---|---|---|---|---:|---:|---|"]
         for a in agents:
-            error = (a.get("error") or "").replace("|", "\\|").replace("\n", " ")
-            out.append(f"| {a['name']} | {a['module']} | {a['status']} | {a.get('model') or ''} | "
-                       f"{a.get('tokens_used', 0)} | ${a.get('cost', 0):.4f} | {error} |")
+            out.append(f"| {markdown_cell(a['name'])} | {markdown_cell(a['module'])} | {a['status']} | "
+                       f"{markdown_cell(a.get('model') or '')} | {a.get('tokens_used', 0)} | "
+                       f"${a.get('cost', 0):.4f} | {markdown_cell(a.get('error') or '')} |")
         out += ["", "```mermaid", mermaid(doc), "```", ""]
     return "\n".join(out)
 

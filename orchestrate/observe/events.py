@@ -18,6 +18,9 @@ Data carried by each type (all keys always present):
   (answered from cache), duration (seconds in the provider call), finish_reason,
   response_model, request_id, max_tokens, temperature, tool_calls (how many asked for),
   batch_id (the provider batch that answered, or None)
+  usage_anomaly (None, or why the provider's usage was not taken at its word)
+- ``usage_anomaly``: model, provider, anomaly, booked (what the call was booked
+  at), reserved (its worst case), spent (the workflow's spend after it), budget
 - ``tool_call``: tool, error (None when it succeeded), call_id, duration
 - ``agent_budget_refused``: scope ("workflow" or "agent"), limit, requested, committed
 - ``agent_finished``: status, error, tokens_used, cost, execution_time,
@@ -46,6 +49,7 @@ class EventType(str, Enum):
     LLM_CALL = "llm_call"
     TOOL_CALL = "tool_call"
     AGENT_BUDGET_REFUSED = "agent_budget_refused"
+    USAGE_ANOMALY = "usage_anomaly"
     AGENT_FINISHED = "agent_finished"
     WORKFLOW_FINISHED = "workflow_finished"
     BATCH_SUBMITTED = "batch_submitted"   # a provider accepted a batch (id, file id, custom ids)

@@ -19,6 +19,7 @@ from orchestrate.money.amounts import usd
 from orchestrate.observe.events import Event, EventType
 from orchestrate.observe.summary import outcome_counts
 from orchestrate.observe.tables import Column, build_table
+from orchestrate.observe.printable import printable
 
 __all__ = ["LiveTable", "PlainLog", "RunState", "batch_line"]
 
@@ -342,7 +343,7 @@ class PlainLog:
             return
         line = self.format(event)
         if line is not None:
-            self.stream.write(f"{_stamp(event.timestamp)} {line}\n")
+            self.stream.write(f"{_stamp(event.timestamp)} {printable(line, one_line=True)}\n")
             self.stream.flush()
 
     @staticmethod
@@ -362,6 +363,8 @@ class PlainLog:
         if kind is EventType.AGENT_BUDGET_REFUSED:
             return (f"{who} budget refused: call may cost {usd(d.get('requested', 0))}, "
                     f"{d.get('scope')} limit {usd(d.get('limit', 0))}, committed {usd(d.get('committed', 0))}")
+        if kind is EventType.USAGE_ANOMALY:
+            return f"{who} usage anomaly: {d.get('anomaly')}"
         if kind is EventType.AGENT_FINISHED:
             tail = f": {d.get('error')}" if d.get("error") and d.get("status") != "completed" else ""
             return (f"{who} {d.get('status')} in {d.get('execution_time', 0):.2f}s, "

@@ -20,6 +20,7 @@ from typing import Any
 from orchestrate.money.costs import CostTracker
 from orchestrate.errors import UserInputError
 from orchestrate.observe.events import Event, EventType
+from orchestrate.finite import scrub_non_finite
 from orchestrate.fsutil import atomic_write_text
 from orchestrate.workflow.models import Workflow
 
@@ -100,14 +101,41 @@ def result_document(workflow: Workflow, *, simulated: bool, run_id: str,
         "duration_seconds": duration,
         "agents": agents,
     }
+    anomalies = [{"agent": a["name"], "anomaly": text}
+                 for a in agents for text in (a.get("metadata") or {}).get("usage_anomalies", ())]
+    document["usage_anomalies"] = anomalies
+    document["budget_overrun"] = budget_overrun(workflow.cost_budget, document["total_cost"], anomalies)
     if extra:
         document.update(extra)
     return document
 
 
+def budget_overrun(budget: float | None, spent: float, anomalies: list[Any]) -> dict[str, Any] | None:
+    """None while spend is within the budget; else what was passed and why.
+
+    Reservations keep an honest provider's spend within the budget, so an
+    overrun can only come from usage above a call's reservation.
+    """
+    if budget is None or spent <= budget + 1e-9:
+        return None
+    cause = ("a provider reported more usage than the call's reserved worst case; later calls "
+             "were refused" if anomalies else "spend carried over from a resumed run")
+    return {"budget": budget, "spent": spent, "over_by": round(spent - budget, 10), "cause": cause}
+
+
 def write_json(path: Path, document: Any) -> None:
-    """Write `document` as indented JSON with sorted keys (reports diff cleanly), atomically."""
-    atomic_write_text(path, json.dumps(document, indent=2, ensure_ascii=False, sort_keys=True, default=str) + "\n")
+    """Write `document` as indented JSON with sorted keys (reports diff cleanly), atomically.
+
+    Never NaN or Infinity (invalid JSON for strict parsers): numbers are refused where
+    they enter, and any that got through anyway is written as null.
+    """
+    try:
+        text = json.dumps(document, indent=2, ensure_ascii=False, sort_keys=True, default=str,
+                          allow_nan=False)
+    except ValueError:
+        text = json.dumps(scrub_non_finite(document), indent=2, ensure_ascii=False, sort_keys=True,
+                          default=str)
+    atomic_write_text(path, text + "\n")
 
 
 class RunRecorder:

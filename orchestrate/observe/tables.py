@@ -105,8 +105,20 @@ def build_table(columns: Sequence[Column], rows: Sequence[Sequence[Any]], *, wid
     for n, row in enumerate(rows):
         if total_row and n == len(rows) - 1 and n > 0:
             table.add_section()
-        table.add_row(*(row[i] for i in keep))
+        table.add_row(*(_cell(row[i]) for i in keep))
     return table
+
+
+def _cell(value: Any) -> Any:
+    """A str cell as plain text: names, models and provider text are never read as rich markup
+    (a model named "[/]" is a name, not a closing tag), and control characters are escaped."""
+    if isinstance(value, str):
+        from rich.text import Text
+
+        from orchestrate.observe.printable import printable
+
+        return Text(printable(value))
+    return value
 
 
 def plain_console(stream: Any, *, interactive: bool) -> Any:

@@ -9,6 +9,7 @@ waited on, and the real cost is settled afterwards.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ class Usage:
     rate_limited_seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
     tool_log: list[dict[str, Any]] = field(default_factory=list)
+    anomalies: list[str] = field(default_factory=list)
 
     def add(self, response: LLMResponse, cost: float) -> None:
         self.calls += 1
@@ -283,12 +285,8 @@ class AgentExecutor:
                 permit.release()
         cached = bool(response.metadata.get("cached"))
         batch_id = response.metadata.get("batch_id") if not cached else None
-        cost = 0.0 if cached else self.tracker.calculate_cost(
-            priced, response.input_tokens, response.output_tokens,
-            cached_input_tokens=response.cached_input_tokens,
-            cache_creation_input_tokens=response.cache_creation_input_tokens)
-        if batch_id:
-            cost = round(cost * self.tracker.batch_rate(client.provider), 10)
+        cost, anomaly = self._price(priced, response, worst, cached,
+                                    self.tracker.batch_rate(client.provider) if batch_id else 1.0)
         self.tracker.settle(reservation, cost)
         self.tracker.record_cost(
             key, agent.name, workflow.id, model,
@@ -297,7 +295,7 @@ class AgentExecutor:
             cached_input_tokens=response.cached_input_tokens,
             cache_creation_input_tokens=response.cache_creation_input_tokens,
             reasoning_tokens=response.reasoning_tokens, provider=client.provider,
-            module=agent.module, cost=cost)
+            module=agent.module, cost=cost, usage_anomaly=anomaly)
         usage.add(response, cost)
         usage.cached_calls += cached
         if response.rate_limit:
@@ -311,12 +309,46 @@ class AgentExecutor:
             "finish_reason": response.finish_reason, "response_model": response.model,
             "request_id": response.request_id, "max_tokens": max_tokens,
             "temperature": llm.get("temperature"), "tool_calls": len(response.tool_calls or ()),
+            "usage_anomaly": anomaly,
         }
         if response.metadata.get("notice"):  # the structured-output fallback, said once
             data["notice"] = response.metadata["notice"]
         self.emit(Event(EventType.LLM_CALL, workflow.id, agent.name, data, workflow_name=workflow.name,
                         content={"messages": messages, "answer": response.content}))
+        if anomaly is not None:
+            usage.anomalies.append(anomaly)
+            self.emit(Event(EventType.USAGE_ANOMALY, workflow.id, agent.name, {
+                "model": model, "provider": client.provider, "anomaly": anomaly, "booked": cost,
+                "reserved": worst, "spent": self.tracker.spent(workflow.id),
+                "budget": workflow.cost_budget}, workflow_name=workflow.name))
         return response
+
+    def _price(self, model: str, response: LLMResponse, worst: float, cached: bool,
+               rate: float = 1.0) -> tuple[float, str | None]:
+        """What a call is booked at, and why its usage cannot be taken at its word (or None).
+
+        Usage that is not a count (negative, fractional, missing) books the reserved
+        worst case. Usage above the reservation is booked as reported (it is what
+        will be billed) and flagged; the budget then refuses every later call.
+        """
+        if cached:
+            return 0.0, None
+        reported = response.metadata.get("usage_anomaly")
+        if reported:
+            return worst, f"{reported}; booked the reserved worst case ${worst:.6f}"
+        cost = self.tracker.calculate_cost(
+            model, response.input_tokens, response.output_tokens,
+            cached_input_tokens=response.cached_input_tokens,
+            cache_creation_input_tokens=response.cache_creation_input_tokens)
+        if rate != 1.0:  # a batch answer, at the provider's batch discount
+            cost = round(cost * rate, 10)
+        if not math.isfinite(cost):
+            return worst, f"usage priced at {cost}; booked the reserved worst case ${worst:.6f}"
+        if cost > worst + 1e-9:
+            return cost, (f"{response.provider or 'the provider'} reported {response.input_tokens} input and "
+                          f"{response.output_tokens} output tokens, ${cost:.6f}, above the "
+                          f"${worst:.6f} reserved for the call; booked as reported")
+        return cost, None
 
     @staticmethod
     async def _send(client: LLMClient, llm: dict[str, Any], messages: list[dict[str, Any]],

@@ -347,6 +347,8 @@ def _fold_usage(result: AgentResult) -> None:
         result.metadata["errors"] = usage.errors[-5:]
     if usage.tool_log:
         result.metadata["tool_log"] = usage.tool_log[-50:]
+    if usage.anomalies:
+        result.metadata["usage_anomalies"] = list(usage.anomalies)
 
 
 def _finished_event(wf: Workflow, agent: Agent, result: AgentResult) -> Event:

@@ -106,11 +106,31 @@ def check_document(located: Located) -> list[Problem]:
     problems += [located.at(path[:-1] if path and path[-1] == "<key>" else path, message,
                             key=bool(path) and path[-1] == "<key>", hint=hint)
                  for path, message, hint in schema_errors(located.value)]
+    problems += _non_finite(located)
     problems += _semantic(located)
     from orchestrate.workflow.capability_checks import capability_problems
 
     problems += capability_problems(located)[0]
     return problems
+
+
+def _non_finite(located: Located) -> list[Problem]:
+    """NaN and Infinity (``.nan``, ``.inf``) validate against the schema but switch budgets,
+    prices and limits off (NaN compares false with everything): refused wherever they are."""
+    from orchestrate.finite import non_finite_paths
+
+    return [located.at(path, f"{path_text(path) or 'value'}: {_yaml_spelling(located.value, path)} is "
+                             "not a finite number; numbers must be finite (no .nan or .inf)")
+            for path in non_finite_paths(located.value)]
+
+
+def _yaml_spelling(document: Any, path: Key) -> str:
+    value: Any = document
+    for part in path:
+        value = value[part]
+    if value != value:
+        return ".nan"
+    return ".inf" if value > 0 else "-.inf"
 
 
 def _agents(doc: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
@@ -328,7 +348,7 @@ def _brace_hint(template: str, offset: int) -> str:
 
 def _check_model(located: Located, i: int, agent: dict[str, Any], defaults: dict[str, Any],
                  prices: dict[str, Any]) -> list[Problem]:
-    from orchestrate.money.costs import find_price
+    from orchestrate.money.costs import closest_model, find_price
 
     own: dict[str, Any] = agent["llm_config"] if isinstance(agent.get("llm_config"), dict) else {}
     inherited: dict[str, Any] = (defaults["llm_config"] if isinstance(defaults.get("llm_config"), dict)
@@ -344,6 +364,8 @@ def _check_model(located: Located, i: int, agent: dict[str, Any], defaults: dict
     priced = own.get(key, inherited.get(key))
     if find_price(priced, valid_prices) is None:
         where = ("agents", i, "llm_config", key) if key in own else ("defaults", "llm_config", key)
-        return [located.at(where, f"no price known for model {priced!r}; add it under 'prices:' "
+        close = closest_model(priced, valid_prices)
+        hint = f" (unknown model; did you mean {close}?)" if close else ""
+        return [located.at(where, f"no price known for model {priced!r}{hint}; add it under 'prices:' "
                                   "(USD per 1K tokens: input, output)")]
     return []

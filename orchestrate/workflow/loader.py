@@ -20,6 +20,7 @@ Only then is a `Workflow` built, with `defaults` merged into each agent
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ import yaml
 
 from orchestrate.workflow.checks import INPUT_TYPES, Key, Located, check_document, path_text
 from orchestrate.workflow.capability_checks import capability_problems
+from orchestrate.fsutil import TooLargeError, read_bytes_capped
+from orchestrate.finite import first_non_finite, loads_strict
 from orchestrate.errors import Problem, UserInputError, WorkflowValidationError
 from orchestrate.workflow.models import Agent, Workflow
 
@@ -154,16 +157,14 @@ def parse_yaml(text: str, file: str) -> tuple[Located | None, list[Problem]]:
 
 
 def read_text(path: Path) -> tuple[str | None, list[Problem]]:
-    """The file as text, or the problem with reading it."""
+    """The file as text, or the problem with reading it (at most the size limit is ever read)."""
     file = str(path)
     try:
-        size = path.stat().st_size
         if path.is_dir():
             return None, [Problem(file, 1, 1, "is a folder, not a workflow file")]
-        if size > MAX_FILE_BYTES:
-            return None, [Problem(file, 1, 1, f"file is {size:,} bytes; the limit is "
-                                              f"{MAX_FILE_BYTES:,}")]
-        data = path.read_bytes()
+        data = read_bytes_capped(path, MAX_FILE_BYTES)
+    except TooLargeError:
+        return None, [Problem(file, 1, 1, f"file is over {MAX_FILE_BYTES:,} bytes; the limit is {MAX_FILE_BYTES:,}")]
     except OSError as exc:
         return None, [Problem(file, 1, 1, f"cannot read: {exc.strerror or exc}")]
     try:
@@ -278,6 +279,10 @@ def find_workflow_files(paths: list[Path]) -> list[Path]:
 
 
 def _coerce(name: str, kind: str, value: Any) -> Any:
+    bad = first_non_finite(value)
+    if bad is not None:
+        where = "".join(f"[{p!r}]" for p in bad)
+        raise UserInputError(f"input {name!r}{where}: not a finite number (NaN and Infinity are refused)")
     if not isinstance(value, str) or kind == "string":
         expected = INPUT_TYPES.get(kind, object)
         ok = isinstance(value, expected) and not (kind in ("number", "integer") and isinstance(value, bool))
@@ -291,7 +296,11 @@ def _coerce(name: str, kind: str, value: Any) -> Any:
         if kind == "integer":
             return int(text)
         if kind == "number":
-            return float(text)
+            number = float(text)
+            if not math.isfinite(number):
+                raise UserInputError(f"input {name!r}: {value!r} is not a finite number "
+                                     "(NaN and Infinity are refused)")
+            return number
         if kind == "boolean":
             lowered = text.lower()
             if lowered in ("true", "yes", "1", "on"):
@@ -299,7 +308,7 @@ def _coerce(name: str, kind: str, value: Any) -> Any:
             if lowered in ("false", "no", "0", "off"):
                 return False
             raise ValueError(text)
-        parsed = json.loads(text)
+        parsed = loads_strict(text)
     except ValueError:
         raise UserInputError(f"input {name!r}: {value!r} is not a valid {kind}") from None
     if not isinstance(parsed, INPUT_TYPES[kind]):
