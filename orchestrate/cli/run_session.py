@@ -327,7 +327,9 @@ class RunSession:
 
         blocks = ["\n".join(closing_lines(d, r.run_dir, path))
                   for d, r, path in zip(documents, self.recorders, self.files)]
-        sys.stdout.write("\n\n".join(blocks) + "\n")
+        from orchestrate.observe.printable import printable
+
+        sys.stdout.write(printable("\n\n".join(blocks)) + "\n")  # provider text: controls escaped
         sys.stdout.flush()
 
 
@@ -363,9 +365,12 @@ def _warn(message: str) -> None:
 def _warn_usage(documents: list[dict[str, Any]]) -> None:
     """Usage a provider reported that was not taken at its word, and any budget it pushed past:
     printed even with --quiet, since it is money spent that the budget did not foresee."""
+    from orchestrate.observe.printable import printable
+
     for doc in documents:
         for item in doc.get("usage_anomalies") or ():
-            sys.stderr.write(f"warning: {doc['name']}/{item['agent']}: usage anomaly: {item['anomaly']}\n")
+            sys.stderr.write(printable(f"warning: {doc['name']}/{item['agent']}: usage anomaly: "
+                                       f"{item['anomaly']}", one_line=True) + "\n")
         overrun = doc.get("budget_overrun")
         if overrun:
             sys.stderr.write(f"warning: {doc['name']}: budget of ${overrun['budget']:.4f} passed: "
