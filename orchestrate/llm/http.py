@@ -468,9 +468,15 @@ class ProviderClient(LLMClient):
                                   tools: list[dict[str, Any]], temperature: float | None = 0.7,
                                   max_tokens: int = 1000, **kwargs: Any) -> LLMResponse:
         body = self.request_body(messages, model, tools, temperature, max_tokens, **kwargs)
+        return await self.exchange(f"{self.base_url}{self.path}", body, model,
+                                   timeout=kwargs.get("request_timeout"))
+
+    async def exchange(self, url: str, body: dict[str, Any], model: str, *,
+                       timeout: float | None = None) -> LLMResponse:
+        """POST a request body and parse the answer: its usage checked (`check_usage`), and every
+        string in the answer or in the error scrubbed of the key before anything else sees it."""
         try:
-            reply = await self._http.post_json(f"{self.base_url}{self.path}", self.headers(), body,
-                                               timeout=kwargs.get("request_timeout"))
+            reply = await self._http.post_json(url, self.headers(), body, timeout=timeout)
             anomaly = check_usage(reply.data, self.usage_counts, self.provider)
             response = self.parse(reply, model)
         except LLMError as exc:

@@ -106,9 +106,7 @@ class StructuredOutputClient(ProviderClient):
                     options: dict[str, Any]) -> LLMResponse:
         body = self.request_body(messages, model, tools, temperature, max_tokens,
                                  capabilities=caps, response_format=mode, **options)
-        reply = await self._http.post_json(self.endpoint(model), self.headers(), body,
-                                           timeout=options.get("request_timeout"))
-        return self.parse(reply, model)
+        return await self.exchange(self.endpoint(model), body, model, timeout=options.get("request_timeout"))
 
     def endpoint(self, model: str) -> str:
         """The URL a request for `model` is posted to."""
