@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -111,13 +112,18 @@ def test_plan_and_graph_take_folders_and_print_whole_names_when_piped(tmp_path: 
     assert {a["name"] for a in graph["agents"]} >= {"coo_briefing", "hr_summary"}
 
 
-@pytest.mark.parametrize("command", ["run", "validate", "plan", "graph", "cost-report", "schema", "show", "init"])
+def _commands() -> list[str]:
+    from orchestrate.cli import _COMMANDS
+
+    return [name for name, _, _ in _COMMANDS]
+
+
+@pytest.mark.parametrize("command", _commands())
 def test_every_command_has_help_with_examples_and_no_python_types(command: str, tmp_path: Path) -> None:
     proc = orchestrate(command, "-h", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "Examples:" in proc.stdout and f"orchestrate {command}" in proc.stdout
-    for python_type in ("<list[", "<Path>", "<path>", "<str>", "<int>", "<float>", "<text>", "<integer>"):
-        assert python_type not in proc.stdout, (python_type, proc.stdout)
+    assert not re.search(r"<[a-z]+(\[|>)", proc.stdout, re.IGNORECASE), proc.stdout  # <list[Path]>, <float>, <bool>
 
 
 def test_format_choices_are_shown_and_json_is_accepted_everywhere(tmp_path: Path) -> None:

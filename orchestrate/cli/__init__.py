@@ -77,20 +77,45 @@ _register()
 
 
 def _command() -> Any:
-    """The click command behind `app`, with arguments shown by their metavar alone.
+    """The click command behind `app`, its help showing what to write, never a Python type.
 
-    Typer prints an argument's Python type next to it in help (`PATH <list[Path]>`);
-    our arguments each carry a metavar that says what to write, so the type is left out.
+    Typer prints an argument's or option's Python type in help (`PATH <list[Path]>`,
+    `--budget <float>`, `--json <bool>`). Arguments are shown by their name or
+    metavar alone, options by their metavar (or their name in capitals), flags
+    and -h/--help with nothing: a command added later gets the same for free.
     """
     command = typer.main.get_command(app)
-    pending = list(getattr(command, "commands", {}).values())
-    while pending:  # commands, and the commands of groups (`budget show`)
+    pending = [command]
+    while pending:  # the root, its commands, and the commands of groups (`budget show`)
         sub = pending.pop()
         pending += getattr(sub, "commands", {}).values()
         for param in sub.params:
-            if getattr(param, "param_type_name", "") == "argument" and param.metavar:
-                param.display_type_rich = lambda ctx: None
+            kind = getattr(param, "param_type_name", "")
+            if kind == "argument" or (kind == "option" and getattr(param, "is_flag", False)):
+                param.display_type_rich = _nothing
+            elif kind == "option" and param.metavar is None:
+                param.display_type_rich = _capitals(param.name or "value")
+        sub.get_help_option = _valueless(sub.get_help_option)
     return command
+
+
+def _nothing(ctx: Any) -> None:
+    return None
+
+
+def _capitals(name: str) -> Any:
+    label = name.upper()
+    return lambda ctx: label
+
+
+def _valueless(get_help_option: Any) -> Any:
+    """Wrap a command's `get_help_option` so that -h/--help is listed without a `<bool>`."""
+    def wrapped(ctx: Any) -> Any:
+        option = get_help_option(ctx)
+        if option is not None:
+            option.display_type_rich = _nothing
+        return option
+    return wrapped
 
 
 def main() -> None:
