@@ -119,8 +119,9 @@ def starter_files(name: str, module: str = "General", *, tools: bool = False) ->
     tool_block = ""
     if tools:
         tool_block = f"""
-    # A Python function the model may call. It lives in {tools_module}.py, next to this file;
-    # `parameters` is the JSON Schema of its arguments.
+    # A Python function the model may call, imported as module:function. It lives in
+    # {tools_module}.py next to this file: run with that folder on the import path
+    # (PYTHONPATH=.). `parameters` is the JSON Schema of its arguments.
     tools:
       - function: "{tools_module}:{ex.tool}"
         name: {ex.tool}
