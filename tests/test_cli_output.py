@@ -113,14 +113,22 @@ def test_plan_and_graph_take_folders_and_print_whole_names_when_piped(tmp_path: 
 
 
 def _commands() -> list[str]:
-    from orchestrate.cli import _COMMANDS
+    """Every command a user can run, `budget show` included (groups by their sub-commands)."""
+    from orchestrate.cli import _command
 
-    return [name for name, _, _ in _COMMANDS]
+    found: list[str] = []
+    pending = [("", _command())]
+    while pending:
+        prefix, group = pending.pop(0)
+        for name, sub in sorted(getattr(group, "commands", {}).items()):
+            path = f"{prefix} {name}".strip()
+            (pending.append((path, sub)) if getattr(sub, "commands", None) else found.append(path))
+    return found
 
 
 @pytest.mark.parametrize("command", _commands())
 def test_every_command_has_help_with_examples_and_no_python_types(command: str, tmp_path: Path) -> None:
-    proc = orchestrate(command, "-h", cwd=tmp_path)
+    proc = orchestrate(*command.split(), "-h", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "Examples:" in proc.stdout and f"orchestrate {command}" in proc.stdout
     assert not re.search(r"<[a-z]+(\[|>)", proc.stdout, re.IGNORECASE), proc.stdout  # <list[Path]>, <float>, <bool>
