@@ -23,6 +23,7 @@ from orchestrate.cli.run_session import RunOptions, start_tracing
 from orchestrate.errors import UserInputError
 from orchestrate.observe.dataset_report import BatchRecorder, PriorBatch, load_prior
 from orchestrate.observe.eventlog import EventLog
+from orchestrate.observe.events import EventType
 from orchestrate.observe.reports import new_run_dir
 from orchestrate.run.dataset_run import BatchRunner, CappedClients, default_rows_parallel
 from orchestrate.run.dataset import Dataset, spool_stdin
@@ -35,6 +36,10 @@ __all__ = ["BatchOptions", "BatchSession", "open_dataset"]
 DEFAULT_MAX_CALLS = 32  # calls in flight for the whole batch unless --max-parallel says otherwise
 _EXIT_BY_SIGNAL: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
 _EXIT_BY_STATUS = {"completed": 0, "partially_completed": 3, "failed": 1, "cancelled": 1}
+# Left out of a batch's events.jsonl, whose JSON would cost more than the engine at volume: each
+# call is in calls.jsonl, an agent's start is in its agent_finished, and workflow_started says
+# the same for every row.
+BATCH_UNLOGGED = frozenset({EventType.LLM_CALL, EventType.AGENT_STARTED, EventType.WORKFLOW_STARTED})
 
 
 @dataclass
@@ -126,7 +131,7 @@ class BatchSession:
                 "max_rows_parallel": rows_parallel, "max_calls_in_flight": max_calls})
         todo = check.rows - (len(prior.completed) if prior is not None else 0)
         display = self._display(template, engine, capped, batch_id, max(0, todo))
-        log = EventLog(run_dir / "events.jsonl", sync_interval=1.0)
+        log = EventLog(run_dir / "events.jsonl", sync_interval=1.0, exclude=BATCH_UNLOGGED)
         engine.add_sink(log)
         runner = self.runner = BatchRunner(
             engine, template, dataset, sinks=[recorder, display], batch_id=batch_id, budget=opts.budget,

@@ -99,6 +99,26 @@ def read_json_lines(path: Path) -> Iterator[dict[str, Any]]:
                 yield value
 
 
+def _numbered_lines(path: Path, torn: set[int]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line index, object) of a JSON-lines file; the indexes of lines that do not parse go to `torn`."""
+    if not path.exists():
+        return
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                value = json.loads(line)
+            except ValueError:
+                torn.add(number)
+                continue
+            if isinstance(value, dict):
+                yield number, value
+            else:
+                torn.add(number)
+
+
 def _ends_with_newline(path: Path) -> bool:
     with open(path, "rb") as handle:
         handle.seek(-1, 2)
@@ -351,7 +371,8 @@ def write_cost_document(run_dir: Path, result_doc: Mapping[str, Any]) -> None:
     groups: dict[str, dict[str, dict[str, Any]]] = {"agent": {}, "model": {}, "module": {}, "provider": {}}
     prices: dict[str, Any] = {}
     calls_path = run_dir / "calls.jsonl"
-    for call in read_json_lines(calls_path):
+    torn: set[int] = set()  # lines a kill cut short, found by the first pass
+    for number, call in _numbered_lines(calls_path, torn):
         for bucket in [totals, *(groups[g].setdefault(str(call.get(g) or "unknown"), {
                 "cost": 0.0, "calls": 0, **{f: 0 for f in TOKEN_FIELDS}}) for g in groups)]:
             bucket["cost"] += float(call.get("cost") or 0.0)
@@ -389,14 +410,10 @@ def write_cost_document(run_dir: Path, result_doc: Mapping[str, Any]) -> None:
         first = True
         if calls_path.exists():
             with open(calls_path, encoding="utf-8", errors="replace") as handle:
-                for line in handle:
+                for number, line in enumerate(handle):
                     line = line.strip()
-                    if not line:
+                    if not line or number in torn:
                         continue
-                    try:
-                        json.loads(line)
-                    except ValueError:
-                        continue  # a line torn by a kill
                     yield ("\n    " if first else ",\n    ") + line
                     first = False
         yield ("\n  ]" if not first else "]") + tail + "\n"

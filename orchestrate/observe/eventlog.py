@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -26,13 +26,17 @@ class EventLog:
     """Append every event it receives to a JSON-lines file."""
 
     def __init__(self, path: Path | str, *, sync_interval: float = 0.0,
+                 exclude: Collection[EventType] = (),
                  clock: Callable[[], float] = time.monotonic) -> None:
         """Open (append to) `path`.
 
-        With a `sync_interval`, the end of an agent or workflow is fsynced at
-        most that often (a batch of thousands of rows); every line is still
-        written through to the OS at once, so a kill loses none of them.
+        With a `sync_interval` (a batch of thousands of rows), lines are
+        written through to the OS when an agent or workflow ends, and fsynced
+        at most that often; a kill loses only the events of calls in flight.
+        Events of a type in `exclude` are not written (a batch journals its
+        calls in calls.jsonl rather than as ``llm_call`` events too).
         """
+        self.exclude = frozenset(exclude)
         self.path = Path(path)
         self.sync_interval = sync_interval
         self.clock = clock
@@ -44,14 +48,20 @@ class EventLog:
 
     def __call__(self, event: Event) -> None:
         handle = self._file
-        if handle is None:
+        if handle is None or event.type in self.exclude:
             return
         handle.write(json.dumps(event.to_dict(), default=str, separators=(",", ":")) + "\n")
-        handle.flush()
-        if event.type in _DURABLE and (not self.sync_interval
-                                       or self.clock() - self._synced >= self.sync_interval):
-            os.fsync(handle.fileno())
-            self._synced = self.clock()
+        if not self.sync_interval:
+            handle.flush()
+            if event.type in _DURABLE:
+                os.fsync(handle.fileno())
+        elif event.type in _DURABLE:
+            # At volume: what leads up to an agent's end reaches the OS with it (a kill then
+            # loses only the events of calls in flight), and the disk once per interval.
+            handle.flush()
+            if self.clock() - self._synced >= self.sync_interval:
+                os.fsync(handle.fileno())
+                self._synced = self.clock()
 
     def close(self) -> None:
         """Flush, fsync and close the file; later events are dropped."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Iterator
 
 from orchestrate.errors import UserInputError
@@ -163,15 +164,28 @@ def _text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
+@lru_cache(maxsize=1024)
+def _compile(template: str) -> tuple[tuple[tuple[str, Reference], ...], str]:
+    """A template as (literal text before, placeholder) pairs and the text after the last.
+
+    Cached: a workflow run over thousands of dataset rows renders the same templates each time.
+    """
+    pairs: list[tuple[str, Reference]] = []
+    last = 0
+    for text, offset in _placeholders(template):
+        pairs.append((template[last:offset].replace("{{", "{").replace("}}", "}"), _parse(text, offset)))
+        last = offset + len(text) + 2
+    return tuple(pairs), template[last:].replace("{{", "{").replace("}}", "}")
+
+
 def render(template: str, *, inputs: dict[str, Any], outputs: dict[str, Any]) -> str:
     """Fill `template` from input values and upstream outputs (agent name -> output dict)."""
     if "{" not in template and "}" not in template:
         return template
+    pairs, tail = _compile(template)
     pieces: list[str] = []
-    last = 0
-    for text, offset in _placeholders(template):
-        pieces.append(template[last:offset].replace("{{", "{").replace("}}", "}"))
-        ref = _parse(text, offset)
+    for literal, ref in pairs:
+        pieces.append(literal)
         shown = ref.describe()
         if ref.kind == "input" or (ref.kind == "name" and ref.name in inputs):
             if ref.name not in inputs:
@@ -182,6 +196,5 @@ def render(template: str, *, inputs: dict[str, Any], outputs: dict[str, Any]) ->
         else:
             raise TemplateError(f"placeholder {shown}: no input or upstream agent named {ref.name!r}")
         pieces.append(_text(value))
-        last = offset + len(text) + 2
-    pieces.append(template[last:].replace("{{", "{").replace("}}", "}"))
+    pieces.append(tail)
     return "".join(pieces)
