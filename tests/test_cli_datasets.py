@@ -196,3 +196,25 @@ def test_sigkill_mid_batch_then_resume_redoes_only_unfinished_rows(tmp_path: Pat
     result = json.loads((run_dir / "result.json").read_text())
     assert result["counts"] == {"completed": 24} and result["status"] == "completed"
     assert result["total_cost"] == pytest.approx(sum(c["cost"] for c in calls))
+
+
+def test_show_a_batch_and_one_row_like_a_single_run(tmp_path: Path) -> None:
+    workflow, data = write(tmp_path, [{"vendor": "Acme", "spend": 1}, {"vendor": "Bolt", "spend": 2},
+                                      {"vendor": "Cog"}])
+    proc = orchestrate("run", str(workflow), "--data", str(data), "--key", "vendor", "--skip-invalid-rows",
+                       "-o", "runs", cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr
+    run_dir = only_dir(tmp_path / "runs")
+    overview = orchestrate("show", str(run_dir), cwd=tmp_path)
+    assert overview.returncode == 0, overview.stderr
+    assert "3 rows (2 completed, 1 invalid)" in overview.stdout
+    assert "needs input 'spend'" in overview.stdout and "--row KEY" in overview.stdout
+    one = orchestrate("show", str(run_dir), "--row", "Bolt", cwd=tmp_path)
+    assert one.returncode == 0, one.stderr
+    assert "screen" in one.stdout and "decide" in one.stdout and "spend=2" in one.stdout
+    agent = orchestrate("show", str(run_dir), "--row", "Bolt", "decide", "--format", "json", cwd=tmp_path)
+    assert json.loads(agent.stdout)["name"] == "decide"
+    missing = orchestrate("show", str(run_dir), "--row", "Zed", cwd=tmp_path)
+    assert missing.returncode == 2 and "no row 'Zed'" in missing.stderr
+    never = orchestrate("show", str(run_dir), "--row", "Cog", cwd=tmp_path)
+    assert never.returncode == 2 and "never ran: invalid" in never.stderr

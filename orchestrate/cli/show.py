@@ -21,6 +21,7 @@ def show(
                                             help="A run folder (or its result.json).")],
     agent: Annotated[Optional[str], typer.Argument(metavar="AGENT", show_default=False,
                                                    help="Show this agent in full.")] = None,
+    row: Annotated[Optional[str], typer.Option("--row", metavar="KEY", help="In a dataset batch's folder: show this row (by its key) like a single run.")] = None,
     fmt: format_option(FORMATS) = "text",  # type: ignore[valid-type]
     as_json: json_alias() = False,  # type: ignore[valid-type]
 ) -> None:
@@ -34,6 +35,7 @@ def show(
       orchestrate show runs/finance_month_end_close-20261125T101010Z
       orchestrate show runs/finance_month_end_close-20261125T101010Z bank_reconciliation
       orchestrate show runs/finance_month_end_close-20261125T101010Z --format json
+      orchestrate show runs/invoice_review-20261125T101010Z --row INV-2026-10231
     """
     from orchestrate.observe.run_view import (
         agent_document,
@@ -44,7 +46,17 @@ def show(
     )
 
     fmt = check_format(fmt, FORMATS, as_json=as_json)
-    document = load_result(run_dir)
+    from orchestrate.observe.dataset_view import is_batch
+
+    if row is None and is_batch(run_dir):
+        _show_batch(run_dir, fmt, agent)
+        return
+    if row is not None:
+        from orchestrate.observe.dataset_view import load_row
+
+        document = load_row(run_dir, row)
+    else:
+        document = load_result(run_dir)
     if fmt == "json":
         payload = agent_document(document, agent) if agent else run_summary(document)
         sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n")
@@ -58,9 +70,44 @@ def show(
     else:
         folder = run_dir if run_dir.is_dir() else run_dir.parent
         parts = run_renderables(document, width=console.width if interactive else None, title=str(folder))
-        parts.append(_hint(folder))
+        parts.append(_hint(folder) if row is None else _row_hint(folder, row))
     for part in parts:
         console.print(part)
+
+
+def _show_batch(run_dir: Path, fmt: str, agent: str | None) -> None:
+    """A dataset batch: its counts, totals and the rows that did not complete."""
+    from orchestrate.cli.common import fail
+    from orchestrate.observe.dataset_view import batch_renderables, batch_summary, load_batch
+
+    if agent is not None:
+        fail(f"{run_dir} is a dataset batch: name the row too, e.g. --row KEY {agent}")
+    folder, document = load_batch(run_dir)
+    if fmt == "json":
+        sys.stdout.write(json.dumps(batch_summary(folder, document), indent=2, ensure_ascii=False,
+                                    default=str) + "\n")
+        return
+    import shlex
+
+    from rich.text import Text
+
+    from orchestrate.observe.tables import plain_console
+
+    interactive = is_interactive(sys.stdout)
+    console = plain_console(sys.stdout, interactive=interactive)
+    for part in batch_renderables(folder, document, width=console.width if interactive else None):
+        console.print(part)
+    console.print(Text(f"one row like a single run: orchestrate show {shlex.quote(str(folder))} --row KEY",
+                       style="dim"))
+
+
+def _row_hint(folder: Path, row: str) -> object:
+    import shlex
+
+    from rich.text import Text
+
+    return Text(f"one agent in full: orchestrate show {shlex.quote(str(folder))} --row {shlex.quote(row)} AGENT",
+                style="dim")
 
 
 def _hint(folder: Path) -> object:

@@ -1,0 +1,125 @@
+"""Looking at a dataset batch: its overview, and any one row shown like a single run.
+
+`load_row` streams ``rows.jsonl`` for a key (the last line of a key wins, as
+a resumed batch appends), so even a 100,000-row batch is never read whole;
+the row's document has the shape of a single run's result.json and goes to
+`run_view`'s renderers unchanged. `batch_renderables` and `batch_summary`
+show the batch itself: counts by status, totals, the slowest and dearest rows
+and the first rows that did not complete.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from orchestrate.errors import UserInputError
+from orchestrate.money.amounts import usd
+from orchestrate.observe.dataset_report import read_json_lines
+from orchestrate.observe.tables import Column, build_table
+
+__all__ = ["batch_renderables", "batch_summary", "is_batch", "load_batch", "load_row"]
+
+_FAILED_SHOWN = 20
+_COLUMNS = (Column("row"), Column("line", "right", "number", drop=2), Column("status"),
+            Column("cost", "right", "number", drop=1), Column("why", kind="text", drop=3))
+
+
+def is_batch(path: Path) -> bool:
+    """True for a dataset batch's folder (or its result.json)."""
+    folder = path if path.is_dir() else path.parent
+    return (folder / "results.jsonl").exists() or (folder / "rows.jsonl").exists()
+
+
+def load_batch(path: Path) -> tuple[Path, dict[str, Any]]:
+    """The batch folder and its result.json."""
+    folder = path if path.is_dir() else path.parent
+    file = folder / "result.json"
+    try:
+        document = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserInputError(f"{folder}: no result.json in this batch folder") from None
+    except OSError as exc:
+        raise UserInputError(f"{file}: cannot read: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise UserInputError(f"{file}: not valid JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise UserInputError(f"{file}: not a batch result")
+    return folder, document
+
+
+def load_row(path: Path, key: str) -> dict[str, Any]:
+    """The full result of row `key` of a batch, shaped like a single run's result.json."""
+    folder = path if path.is_dir() else path.parent
+    rows = folder / "rows.jsonl"
+    if not rows.exists():
+        raise UserInputError(f"{folder}: not a dataset batch folder (no rows.jsonl)")
+    found: dict[str, Any] | None = None
+    for document in read_json_lines(rows):
+        if str(document.get("key")) == key:
+            found = document
+    if found is None:
+        status = None
+        for line in read_json_lines(folder / "results.jsonl"):
+            if str(line.get("key")) == key:
+                status = line
+        if status is not None:  # invalid, or refused before it started: no agent ever ran
+            raise UserInputError(f"row {key!r} of {folder} never ran: {status.get('status')}"
+                                 + (f": {status['error']}" if status.get("error") else ""))
+        raise UserInputError(f"no row {key!r} in {folder}; the keys are in results.jsonl")
+    found.setdefault("run_id", f"{folder.name} row {key}")
+    return found
+
+
+def batch_summary(folder: Path, document: Mapping[str, Any]) -> dict[str, Any]:
+    """The batch's result.json plus the first rows that did not complete, for `--format json`."""
+    return {**document, "run_dir": str(folder), "not_completed": _failed(folder)}
+
+
+def _failed(folder: Path) -> list[dict[str, Any]]:
+    latest: dict[str, dict[str, Any]] = {}
+    for line in read_json_lines(folder / "results.jsonl"):
+        key = str(line.get("key"))
+        latest.pop(key, None)
+        if line.get("status") != "completed":
+            latest[key] = {k: line.get(k) for k in ("key", "row", "status", "cost", "error")}
+    return list(latest.values())[:_FAILED_SHOWN]
+
+
+def batch_renderables(folder: Path, document: Mapping[str, Any], *, width: int | None) -> list[Any]:
+    """The overview of a batch: headline, facts, the rows that did not complete."""
+    from rich.text import Text
+
+    counts = document.get("counts") or {}
+    label = " (simulated)" if document.get("simulated") else ""
+    outcome = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in sorted(counts.items()))
+    parts: list[Any] = [
+        Text(str(folder), style="bold"),
+        Text(f"{document.get('name')}: {document.get('status')}{label} - {document.get('rows')} rows "
+             f"({outcome}); {usd(float(document.get('total_cost') or 0))}, "
+             f"{int(document.get('total_tokens') or 0):,} tokens, "
+             f"{float(document.get('duration_seconds') or 0):.2f}s")]
+    facts = [f"data {document.get('data')}"]
+    if document.get("key"):
+        facts.append(f"key {document['key']}")
+    if document.get("budget") is not None:
+        facts.append(f"batch budget {usd(float(document['budget']))}")
+    if document.get("shard"):
+        facts.append(f"shard {document['shard']}")
+    parts.append(Text(" | ".join(facts), style="dim"))
+    for title, items, field, fmt in (("slowest", document.get("slowest_rows"), "seconds", "{:.2f}s"),
+                                     ("dearest", document.get("dearest_rows"), "cost", None)):
+        if items:
+            shown = ", ".join(f"{i['key']} ({usd(float(i[field])) if fmt is None else fmt.format(i[field])})"
+                              for i in items)
+            parts.append(Text(f"{title} rows: {shown}"))
+    failed = _failed(folder)
+    if failed:
+        parts.append(Text("rows that did not complete:", style="bold"))
+        rows = [[str(f["key"]), str(f.get("row") or ""), str(f["status"]).replace("_", " "),
+                 usd(float(f.get("cost") or 0)) if f.get("cost") else "",
+                 str(f.get("error") or "").splitlines()[0] if f.get("error") else ""] for f in failed]
+        parts.append(build_table(_COLUMNS, rows, width=width))
+    return parts
