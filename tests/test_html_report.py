@@ -190,3 +190,26 @@ def test_report_opens_in_headless_chromium_offline(tmp_path: Path, proxy: Record
     assert failed["status"] == "failed" and failed["error"] in text
     assert page.screenshot.startswith(b"\x89PNG\r\n\x1a\n") and len(page.screenshot) > 20_000
     (tmp_path / "report.png").write_bytes(page.screenshot)
+
+
+def test_a_dataset_batch_folder_gets_its_rows_agents_across_rows_and_failed_rows(tmp_path: Path) -> None:
+    flow = tmp_path / "vendors.yaml"
+    flow.write_text("name: vendor_screen\nallow_partial_completion: true\n"
+                    "defaults: {module: Compliance, llm_config: {model: gpt-4o-mini, max_tokens: 40}}\n"
+                    "inputs: {vendor: {type: string}}\nagents:\n"
+                    "  - name: lookup\n    prompt_template: 'Look up <{vendor}>'\n"
+                    "  - name: sanctions\n    llm_config: {model: gpt-4o-mini, failure_rate: 1.0}\n"
+                    "    max_retries: 0\n    prompt_template: 'Screen {vendor}'\n")
+    data = tmp_path / "vendors.jsonl"
+    data.write_text('{"vendor": "ACME GmbH"}\n{"vendor": "Globex"}\n{"vendor": "Initech"}\n')
+    done = cli("run", str(flow), "--data", str(data), "--key", "vendor", "--simulate", "--no-progress",
+               "-o", str(tmp_path / "runs"))
+    assert done.returncode == 1, done.stderr  # no row completed
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    html = (run_dir / "report.html").read_text()
+    assert "<h3>Dataset rows</h3>" in html and "<h3>Agents across rows</h3>" in html
+    across = html.split("<h3>Agents across rows</h3>", 1)[1].split("</section>", 1)[0]
+    assert ">lookup<" in across and ">sanctions<" in across and "&nbsp;3" in across
+    assert "<h3>Timeline of rows</h3>" in html and html.count('class="lane-label"') == 3
+    failed = html.split("<h3>Rows that did not complete, in full</h3>", 1)[1]
+    assert failed.count("<details>") == 3 and "Look up &lt;Globex&gt;" in failed

@@ -24,6 +24,7 @@ from orchestrate.errors import UserInputError
 from orchestrate.observe.dataset_report import BatchRecorder, PriorBatch, load_prior
 from orchestrate.observe.eventlog import EventLog
 from orchestrate.observe.events import EventType
+from orchestrate.observe.html_report import write_run_report
 from orchestrate.observe.reports import new_run_dir
 from orchestrate.run.dataset_run import BatchRunner, CappedClients, default_rows_parallel
 from orchestrate.run.dataset import Dataset, spool_stdin
@@ -152,6 +153,7 @@ class BatchSession:
         document = recorder.finish(status, f"interrupted by {signal.Signals(self.signal_received).name}"
                                    if self.signal_received is not None else None)
         self._artefacts(document, run_dir)
+        write_run_report(run_dir)
         self._print(document, run_dir)
         if self.signal_received is not None:
             return _EXIT_BY_SIGNAL.get(self.signal_received, 130)

@@ -21,6 +21,7 @@ from typing import Any
 from orchestrate.fsutil import atomic_write_text
 from orchestrate.observe import html_svg as svg
 from orchestrate.observe.html_style import CSS
+from orchestrate.observe.html_batch import MAX_EXAMPLE_ROWS, BatchFacts
 from orchestrate.observe.run_folder import RunFolder, find_run_folders, load_run_folder
 
 __all__ = ["MAX_DETAILED_AGENTS", "render_report", "write_report", "write_run_report"]
@@ -79,23 +80,28 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[str]], *, numeric_from: 
 
 def _summary(run: RunFolder, anchor: str, *, heading: bool) -> str:
     doc = run.result
-    agents = doc.get("agents", [])
     counts: dict[str, int] = {}
-    for agent in agents:
+    for agent in doc.get("agents", []):
         counts[str(agent.get("status"))] = counts.get(str(agent.get("status")), 0) + 1
-    budget = doc.get("cost_budget")
+    is_batch = run.batch is not None
+    if is_batch and isinstance(doc.get("counts"), dict):
+        counts = {str(k): int(v) for k, v in doc["counts"].items()}
+    budget = doc.get("budget") if is_batch else doc.get("cost_budget")
     total = float(doc.get("total_cost") or 0.0)
     waited = sum(t.rate_limited for t in run.traces.values())
     cards = [
         ("Status", _badge(doc.get("status")) + (' <span class="sim">simulated</span>' if doc.get("simulated") else "")),
-        ("Agents", " ".join(f"{_badge(s)}&nbsp;{n}" for s, n in sorted(counts.items())) or "none"),
+        ("Rows" if is_batch else "Agents",
+         " ".join(f"{_badge(s)}&nbsp;{n:,}" for s, n in sorted(counts.items())) or "none"),
         ("Total cost", f'<span class="total-cost">{_money(total)}</span>'
          + (f" of {_money(budget)} budget" if budget else "")),
         ("Tokens", f"{int(doc.get('total_tokens') or 0):,}"),
-        ("Retries", str(doc.get("retries", 0))),
+        ("Retries", str(doc.get("retries", 0)) if "retries" in doc else "-"),
         ("Duration", _secs(doc.get("duration_seconds") or run.duration)),
         ("Rate-limit waits", _secs(waited)),
     ]
+    if is_batch:
+        cards[-1] = ("Budget per row", _money(doc.get("cost_budget_per_row")) if doc.get("cost_budget_per_row") else "none")
     meter = (f'<div class="budget">{svg.meter(total, float(budget), f"{_money(total)} of {_money(budget)}")}'
              f' <span class="meta">{total / float(budget) * 100:.1f}% of the budget spent</span></div>'
              if budget else "")
@@ -242,7 +248,7 @@ def _rows(run: RunFolder) -> str:
             p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
             parts.append(f"<h4>{title}</h4><p class=meta>min {show(ordered[0])} · median "
                          f"{show(statistics.median(ordered))} · p95 {show(p95)} · max {show(ordered[-1])}</p>"
-                         + svg.histogram(values, unit="$" if show is _money else ""))
+                         + svg.histogram(values, fmt=show))
     failed = [r for r in rows if r.get("status") not in ("completed", "skipped")]
     if failed:
         parts.append("<h4>Rows that did not complete</h4>" + _table(
@@ -255,8 +261,46 @@ def _rows(run: RunFolder) -> str:
     return "".join(parts)
 
 
+def batch_sections(facts: BatchFacts) -> str:
+    """A batch's agents across rows, its rows' timeline, the graph, and failed rows in full."""
+    parts = []
+    table = [[_e(name), " ".join(f"{_badge(s)}&nbsp;{n:,}" for s, n in sorted((facts.outcomes.get(name) or {}).items())),
+              "".join(f"<div>{_e(r)}</div>" for r in facts.reasons.get(name, []))] for name, _ in facts.agents]
+    if table:
+        parts.append("<section><h3>Agents across rows</h3>"
+                     + _table(["agent", "rows by outcome", "first reasons"], table, numeric_from=9) + "</section>")
+    if facts.lanes:
+        more = sum(facts.outcomes[facts.agents[0][0]].values()) - len(facts.lanes) if facts.agents else 0
+        note = f'<p class="note">{more:,} more rows not drawn.</p>' if more > 0 else ""
+        parts.append(f"<section><h3>Timeline of rows</h3>{svg.gantt(facts.lanes, facts.duration)}{note}</section>")
+    if facts.agents:
+        nodes = [(name, facts.graph_status(name), deps) for name, deps in facts.agents[:MAX_DETAILED_AGENTS]]
+        parts.append('<section><h3>Graph</h3><p class="note">An agent is green when it completed in every row, '
+                     'else coloured by its most frequent other outcome.</p>'
+                     f'<div class="scroll">{svg.dag(nodes)}</div></section>')
+    if facts.examples:
+        parts.append("<section><h3>Rows that did not complete, in full</h3>")
+        for row in facts.examples:
+            agents = []
+            for agent in row.get("agents") or []:
+                meta = agent.get("metadata") or {}
+                body = [f'<p class="error">{_e(agent.get("error"))}</p>' if agent.get("error") else ""]
+                if meta.get("prompt") is not None:
+                    body.append(f"<h5>Prompt</h5><pre>{_clip(str(meta['prompt']))}</pre>")
+                answer = _answer_text(agent.get("output"))
+                if answer:
+                    body.append(f"<h5>Answer</h5><pre>{_clip(answer)}</pre>")
+                agents.append(f"<h4>{_badge(agent.get('status'))} {_e(agent.get('name'))}</h4>{''.join(body)}")
+            parts.append(f"<details><summary>{_badge(row.get('status'))} <b>row {_e(row.get('row'))}</b> "
+                         f'<span class="meta">{_e(row.get("key"))} · {_e(row.get("error") or "")}</span></summary>'
+                         f'<div class="detail">{"".join(agents)}</div></details>')
+        parts.append(f'<p class="note">The first {MAX_EXAMPLE_ROWS} such rows; any row in full: '
+                     '<code>orchestrate show RUN_DIR --row KEY</code>.</p></section>')
+    return "".join(parts)
+
+
 def _row_seconds(row: dict[str, Any]) -> float | None:
-    for key in ("duration_seconds", "duration", "execution_time", "elapsed"):
+    for key in ("seconds", "duration_seconds", "duration", "execution_time", "elapsed"):
         value = row.get(key)
         if isinstance(value, (int, float)):
             return float(value)
@@ -278,8 +322,12 @@ def render_report(runs: Sequence[RunFolder]) -> str:
     title = runs[0].name if len(runs) == 1 else f"{len(runs)} orchestrate runs"
     body = [_overview(runs)] if len(runs) > 1 else []
     for i, run in enumerate(runs):
-        body.append(f'<article class="run">{_summary(run, f"run-{i}", heading=len(runs) > 1)}{_rows(run)}{_problems(run)}'
-                    f"{_timeline(run)}{_graph(run)}{_costs(run)}{_agents(run)}</article>")
+        summary = _summary(run, f"run-{i}", heading=len(runs) > 1)
+        if run.batch is not None:
+            body.append(f'<article class="run">{summary}{_rows(run)}{batch_sections(run.batch)}{_costs(run)}</article>')
+        else:
+            body.append(f'<article class="run">{summary}{_rows(run)}{_problems(run)}'
+                        f"{_timeline(run)}{_graph(run)}{_costs(run)}{_agents(run)}</article>")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'

@@ -31,7 +31,8 @@ td .earlier{color:var(--muted);font-size:12px}
 .legend i{display:inline-block;width:12px;height:10px;border-radius:2px;margin-right:4px;vertical-align:-1px;
  print-color-adjust:exact;-webkit-print-color-adjust:exact}
 svg{font-family:inherit;print-color-adjust:exact;-webkit-print-color-adjust:exact}
-svg .tick{font-size:11px;fill:var(--muted);text-anchor:middle}
+svg .tick{font-size:11px;fill:var(--muted)}
+svg.gantt .tick{text-anchor:middle}
 svg .grid{stroke:#eaeef2;stroke-width:1}
 svg .lane-label{font-size:12px;text-anchor:end;font-weight:600}
 svg .edge{fill:none;stroke:#8c959f;stroke-width:1.5}

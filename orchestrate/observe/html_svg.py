@@ -10,7 +10,7 @@ name as label, so the report never needs to know every status in advance.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from html import escape
 
@@ -213,8 +213,8 @@ def meter(value: float, limit: float | None, label: str) -> str:
             f'<title>{_e(label)}</title></svg>')
 
 
-def histogram(values: Sequence[float], *, bins: int = 20, unit: str = "") -> str:
-    """A histogram of `values` (cost or seconds per row)."""
+def histogram(values: Sequence[float], *, bins: int = 20, fmt: Callable[[float], str] = str) -> str:
+    """A histogram of `values` (cost or seconds per row), its axis labelled by `fmt`."""
     if not values:
         return ""
     low, high = min(values), max(values)
@@ -231,9 +231,9 @@ def histogram(values: Sequence[float], *, bins: int = 20, unit: str = "") -> str
         h = count / peak * (height - 2 * pad)
         lo = low + span * i / bins
         out.append(f'<rect x="{pad + i * bar_w:.1f}" y="{height - pad - h:.1f}" width="{bar_w - 1:.1f}" '
-                   f'height="{h:.1f}" class="bar"><title>{count} rows from {_e(unit)}{lo:.6g}'
+                   f'height="{h:.1f}" class="bar"><title>{count} rows from {_e(fmt(lo))}'
                    f'</title></rect>')
-    out.append(f'<text x="{pad}" y="{height - 6}" class="tick">{_e(unit)}{low:.6g}</text>'
+    out.append(f'<text x="{pad}" y="{height - 6}" class="tick" text-anchor="start">{_e(fmt(low))}</text>'
                f'<text x="{width - pad}" y="{height - 6}" class="tick" text-anchor="end">'
-               f'{_e(unit)}{high:.6g}</text><text x="{pad}" y="14" class="tick">{peak} rows</text></svg>')
+               f'{_e(fmt(high))}</text><text x="{pad}" y="14" class="tick" text-anchor="start">{peak} rows</text></svg>')
     return "".join(out)
