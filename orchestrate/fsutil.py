@@ -70,7 +70,7 @@ def _resolve_target(path: Path) -> tuple[Path, os.stat_result | None]:
     target = Path(os.path.realpath(path)) if path.is_symlink() else path
     try:
         return target, os.stat(target)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return target, None
 
 

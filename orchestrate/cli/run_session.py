@@ -86,6 +86,7 @@ class RunSession:
         """Run every workflow; returns the exit code."""
         opts = self.options
         workflows = [self._load(path) for path in self.files]
+        check_output_paths(opts)
         reuse: dict[str, Any] = {}
         if opts.resume is not None:
             from orchestrate.run.resume import plan_resume
@@ -360,6 +361,31 @@ def tracing_requested(flag: bool, env: Any) -> bool:
 
 def _warn(message: str) -> None:
     sys.stderr.write(f"warning: {message}\n")
+
+
+def check_output_paths(opts: RunOptions) -> None:
+    """Refuse, before the first call is paid for, a report path or cache folder that cannot be used.
+
+    Raises:
+        UserInputError: naming the flag and the user's path (exit 2).
+    """
+    from orchestrate.fsutil import check_writable
+
+    for flag, path in (("--junit", opts.junit), ("--summary", opts.summary)):
+        if path is not None:
+            problem = check_writable(path)
+            if problem:
+                raise UserInputError(f"{flag} {path}: {problem}")
+    if opts.cache is not None:
+        cache = Path(opts.cache)
+        if cache.exists() and not cache.is_dir():
+            raise UserInputError(f"--cache {cache}: is a file, not a folder")
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserInputError(f"--cache {cache}: cannot create the folder: {exc.strerror or exc}") from None
+        if not os.access(cache, os.W_OK | os.X_OK):
+            raise UserInputError(f"--cache {cache}: the folder is not writable")
 
 
 def _warn_usage(documents: list[dict[str, Any]]) -> None:

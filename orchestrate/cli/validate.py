@@ -76,7 +76,10 @@ def _errors(problems: list[Problem]) -> list[Problem]:
 
 
 def _source_lines(file: Path) -> list[str]:
-    try:
-        return file.read_text(encoding="utf-8-sig", errors="replace").splitlines()
-    except OSError:
+    from orchestrate.fsutil import TooLargeError, read_bytes_capped
+    from orchestrate.workflow.loader import MAX_FILE_BYTES
+
+    try:  # never more than the size limit: the file may be /dev/zero or an endless pipe
+        return read_bytes_capped(file, MAX_FILE_BYTES).decode("utf-8-sig", errors="replace").splitlines()
+    except (OSError, TooLargeError):
         return []

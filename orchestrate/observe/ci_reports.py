@@ -101,9 +101,15 @@ def write_junit(path: Path, documents: list[dict[str, Any]]) -> None:
 
 
 def write_summary(path: Path, documents: list[dict[str, Any]]) -> None:
-    """Write the summary; appends when `path` is $GITHUB_STEP_SUMMARY-like (already exists)."""
+    """Write the summary; appends when `path` is $GITHUB_STEP_SUMMARY-like (already exists).
+
+    An existing file is appended to, never rewritten: its bytes stay exactly as they were,
+    whatever their encoding, and a crash mid-append leaves them whole.
+    """
     path = Path(path)
     text = summary_markdown(documents)
     if path.exists() and path.stat().st_size > 0:
-        text = path.read_text(encoding="utf-8") + "\n" + text
+        with open(path, "a", encoding="utf-8", newline="\n") as handle:
+            handle.write("\n" + text)
+        return
     atomic_write_text(path, text)

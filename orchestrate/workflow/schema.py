@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from functools import lru_cache
 from importlib import resources
 from typing import Any, Iterator
@@ -25,6 +26,27 @@ __all__ = ["check_instance", "check_schema", "misspelled_keys", "schema_errors",
 Path = tuple[str | int, ...]
 
 
+def _ecma_pattern(validator: Any, pattern: str, instance: Any, schema: dict[str, Any]) -> Iterator[ValidationError]:
+    """`pattern` as JSON Schema means it (ECMA-262): a final ``$`` matches only at the very end.
+
+    Python's ``$`` also matches before a final newline, so ``^[a-z]+$`` let ``"x\\n"`` through and
+    a name could split a table or a graph. The pattern is searched as written, then, if it ends
+    in an unescaped ``$``, again with ``\\Z`` in its place.
+    """
+    if not isinstance(instance, str):
+        return
+    strict = pattern[:-1] + r"\Z" if pattern.endswith("$") and not pattern.endswith("\\$") else pattern
+    try:
+        found = re.search(strict, instance)
+    except re.error:
+        found = re.search(pattern, instance)
+    if found is None:
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_Validator = jsonschema.validators.extend(Draft202012Validator, {"pattern": _ecma_pattern})
+
+
 def workflow_schema_text() -> str:
     """The workflow schema as shipped in the package."""
     return resources.files("orchestrate").joinpath("data/workflow.schema.json").read_text("utf-8")
@@ -37,7 +59,7 @@ def workflow_schema() -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def _workflow_validator() -> Draft202012Validator:
-    return Draft202012Validator(workflow_schema())
+    return _Validator(workflow_schema())
 
 
 def schema_errors(document: Any) -> list[tuple[Path, str, str]]:
@@ -92,7 +114,7 @@ def check_instance(instance: Any, schema: dict[str, Any]) -> str | None:
 
 @lru_cache(maxsize=256)
 def _validator_for(schema_json: str) -> Draft202012Validator:
-    return Draft202012Validator(json.loads(schema_json))
+    return _Validator(json.loads(schema_json))
 
 
 def _leaves(errors: Iterator[ValidationError]) -> Iterator[ValidationError]:
@@ -160,6 +182,9 @@ def _message(error: ValidationError) -> tuple[str, str]:
                  "exclusiveMinimum": "greater than", "exclusiveMaximum": "less than"}[kind]
         return (f"{name}: must be {words} {error.validator_value}, got {value!r}"), ""
     if kind == "pattern":
+        if list(error.absolute_path) == ["name"]:
+            return (f"name: {value!r} is not a valid workflow name (start with a letter or digit; then "
+                    "letters, digits, '_', '.', '-' or spaces; one line)"), ""
         if name in ("name",) or name.startswith("agents["):
             return ((f"{name}: {value!r} is not a valid name (start with a letter; "
                     "then letters, digits, '_' or '-')")), ""
