@@ -94,7 +94,10 @@ class RecordingProxy:
 class PageLoad:
     """What one page load showed: visible text, network requests, a screenshot."""
 
-    def __init__(self, text: str, requests: list[str], screenshot: bytes, values: dict[str, Any]) -> None:
+    def __init__(self, text: str, requests: list[str], screenshot: bytes, values: dict[str, Any],
+                 pdf: bytes, print_text: str) -> None:
+        self.pdf = pdf
+        self.print_text = print_text  # the visible text under print media (Ctrl-P)
         self.text = text
         self.requests = requests
         self.screenshot = screenshot
@@ -186,7 +189,8 @@ class Browser:
                 return message
 
     def load(self, url: str, *, evaluate: tuple[str, ...] = ()) -> PageLoad:
-        """Open `url` in a new tab: its visible text, its requests, a screenshot, and `evaluate`'s values."""
+        """Open `url` in a new tab: its visible text, its requests, a screenshot, a print to PDF,
+        and `evaluate`'s values."""
         target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         self.send("Network.enable", session=session)
@@ -202,10 +206,14 @@ class Browser:
         text = values.pop("document.body.innerText")
         shot = self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": False},
                          session=session)["data"]
+        pdf = self.send("Page.printToPDF", {"printBackground": True}, session=session)["data"]
+        self.send("Emulation.setEmulatedMedia", {"media": "print"}, session=session)
+        print_text = self.send("Runtime.evaluate", {"expression": "document.body.innerText", "returnByValue": True},
+                               session=session)["result"]["value"]
         requests += [e["params"]["request"]["url"] for e in self.events
                      if e.get("method") == "Network.requestWillBeSent" and e.get("sessionId") == session
                      and e["params"]["request"]["url"] not in requests]
-        return PageLoad(text, requests, base64.b64decode(shot), values)
+        return PageLoad(text, requests, base64.b64decode(shot), values, base64.b64decode(pdf), print_text)
 
 
 def file_url(path: Path) -> str:

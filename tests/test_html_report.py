@@ -189,6 +189,8 @@ def test_report_opens_in_headless_chromium_offline(tmp_path: Path, proxy: Record
     failed = next(a for a in result["agents"] if a["name"] == "fx_revaluation")
     assert failed["status"] == "failed" and failed["error"] in text
     assert page.screenshot.startswith(b"\x89PNG\r\n\x1a\n") and len(page.screenshot) > 20_000
+    assert page.pdf.startswith(b"%PDF-") and len(page.pdf) > 10_000  # prints (Ctrl-P) to PDF
+    assert "Review accruals" not in text and "Review accruals" in page.print_text  # folded on screen, printed
     (tmp_path / "report.png").write_bytes(page.screenshot)
 
 

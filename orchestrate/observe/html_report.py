@@ -28,7 +28,7 @@ __all__ = ["MAX_DETAILED_AGENTS", "render_report", "write_report", "write_run_re
 
 MAX_DETAILED_AGENTS = 500  # past this, the timeline, graph and agent sections show the first ones
 _MAX_TEXT = 20_000  # characters of one prompt or answer shown; the rest is in result.json
-_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
+_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 
 
 def _e(text: object) -> str:
