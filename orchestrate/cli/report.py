@@ -13,9 +13,9 @@ __all__ = ["report"]
 
 def report(
     paths: Annotated[list[Path], typer.Argument(
-        help="Run folders, or folders of run folders (like runs/).", show_default=False)],
+        metavar="RUN_DIR", help="Run folders, or folders of run folders (like runs/).", show_default=False)],
     output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", help="Where to write the report (default: RUN_DIR/report.html for one run, "
+        "--output", "-o", metavar="FILE", help="Where to write the report (default: RUN_DIR/report.html for one run, "
                                "./report.html over several).")] = None,
 ) -> None:
     """Write a self-contained HTML report (timeline, graph, costs, failures, prompts and answers).
