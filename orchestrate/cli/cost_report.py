@@ -60,7 +60,12 @@ def cost_report(
             fail(f"--by {key!r}: choose from {', '.join(GROUP_KEYS)}")
     start = parse_moment(since) if since else None
     end = parse_moment(until, end=True) if until else None
-    counted, simulated = split_simulated(collect(paths or [Path("runs")]), include=include_simulated)
+    skipped: list[str] = []
+    counted, simulated = split_simulated(collect(paths or [Path("runs")], skipped), include=include_simulated)
+    from orchestrate.observe.printable import printable
+
+    for line in skipped:  # named, not counted: a damaged file never turns a total into nonsense
+        sys.stderr.write(printable(f"warning: skipped {line}", one_line=True) + "\n")
     rows = aggregate(counted, keys, since=start, until=end)
     left = aggregate(simulated, [], since=start, until=end)
     left_out = {"calls": left[0]["calls"], "cost": left[0]["cost"]} if left else {"calls": 0, "cost": 0.0}

@@ -110,6 +110,7 @@ class RunSession:
         self._print_summary(documents)
         self._report_open_batches()
         _warn_usage(documents)
+        _warn_cache(getattr(self, "cache_store", None))
         if self.signal_received is not None:
             return _EXIT_BY_SIGNAL.get(self.signal_received, 130)
         if engine.state_error is not None:
@@ -376,7 +377,7 @@ def check_output_paths(opts: RunOptions) -> None:
             problem = check_writable(path)
             if problem:
                 raise UserInputError(f"{flag} {path}: {problem}")
-    if opts.cache is not None:
+    if opts.cache is not None and "://" not in str(opts.cache):  # a state URL is checked when opened
         cache = Path(opts.cache)
         if cache.exists() and not cache.is_dir():
             raise UserInputError(f"--cache {cache}: is a file, not a folder")
@@ -386,6 +387,17 @@ def check_output_paths(opts: RunOptions) -> None:
             raise UserInputError(f"--cache {cache}: cannot create the folder: {exc.strerror or exc}") from None
         if not os.access(cache, os.W_OK | os.X_OK):
             raise UserInputError(f"--cache {cache}: the folder is not writable")
+
+
+def _warn_cache(store: Any) -> None:
+    """Cache entries that could not be used or stored: said once, after the run they did not stop."""
+    problems = list(getattr(store, "problems", ()))
+    if problems:
+        from orchestrate.observe.printable import printable
+
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        sys.stderr.write(printable(f"warning: --cache: {problems[0]}{more}; those requests went to the "
+                                   "provider", one_line=True) + "\n")
 
 
 def _warn_usage(documents: list[dict[str, Any]]) -> None:

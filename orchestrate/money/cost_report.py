@@ -110,22 +110,72 @@ def _cost_files(path: Path) -> list[Path]:
     raise UserInputError(f"{path}: no such file or folder")
 
 
-def collect(paths: Sequence[Path]) -> list[dict[str, Any]]:
-    """Every call of every cost.json under `paths`, each tagged with its run's workflow and start."""
+MAX_COST_FILE_BYTES = 256 * 1024 * 1024
+MAX_PLAUSIBLE_COST = 1e9  # USD in one call: more is a damaged or forged file, and sums must stay finite
+
+
+def _call_problem(call: Any) -> str | None:
+    """Why a call of a cost.json cannot be counted, or None."""
+    from orchestrate.finite import is_finite_number
+
+    if not isinstance(call, dict):
+        return f"a call that is not an object: {str(call)[:60]}"
+    cost = call.get("cost")
+    if not is_finite_number(cost) or not 0 <= cost <= MAX_PLAUSIBLE_COST:
+        return f"a call whose cost is not a number from 0 to {MAX_PLAUSIBLE_COST:g}: {str(cost)[:40]}"
+    for name in TOKEN_FIELDS:
+        value = call.get(name, 0)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            return f"a call whose {name} is not a count: {str(value)[:40]}"
+    return None
+
+
+def _read_cost_file(file: Path) -> tuple[dict[str, Any] | None, str | None]:
+    from orchestrate.finite import loads_strict
+    from orchestrate.fsutil import TooLargeError, read_bytes_capped
+
+    try:
+        document = loads_strict(read_bytes_capped(file, MAX_COST_FILE_BYTES).decode("utf-8"))
+    except TooLargeError:
+        return None, f"larger than {MAX_COST_FILE_BYTES:,} bytes"
+    except OSError as exc:
+        return None, f"cannot read: {exc.strerror or exc}"
+    except ValueError as exc:  # not UTF-8, not JSON, NaN or Infinity
+        return None, f"not valid JSON: {exc}"
+    if not isinstance(document, dict) or not isinstance(document.get("calls"), list):
+        return None, "not a cost report (no 'calls' list)"
+    for call in document["calls"]:
+        problem = _call_problem(call)
+        if problem is not None:
+            return None, problem
+    return document, None
+
+
+def collect(paths: Sequence[Path], skipped: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every call of every cost.json under `paths`, each tagged with its run's workflow and start.
+
+    A run folder named twice (``cost-report A B A``, or a folder and a run inside it) is counted
+    once. A cost.json that is not a cost report (bad JSON, NaN, a string cost, a negative token
+    count) is left out whole and named in `skipped` (``"FILE: why"``), never half-counted; with
+    no `skipped` list given it is an error instead.
+    """
     calls: list[dict[str, Any]] = []
+    seen: set[Path] = set()
     for path in paths:
         for file in _cost_files(path):
-            try:
-                document = json.loads(file.read_text(encoding="utf-8"))
-            except OSError as exc:
-                raise UserInputError(f"{file}: cannot read: {exc.strerror or exc}") from exc
-            except ValueError as exc:
-                raise UserInputError(f"{file}: not valid JSON: {exc}") from exc
-            if not isinstance(document, dict) or not isinstance(document.get("calls"), list):
-                raise UserInputError(f"{file}: not a cost report (no 'calls' list)")
+            real = file.resolve()
+            if real in seen:
+                continue
+            seen.add(real)
+            document, problem = _read_cost_file(file)
+            if document is None:
+                if skipped is None:
+                    raise UserInputError(f"{file}: {problem}")
+                skipped.append(f"{file}: {problem}")
+                continue
             for call in document["calls"]:
-                if not isinstance(call, dict) or "cost" not in call:
-                    raise UserInputError(f"{file}: a call without a cost: {str(call)[:80]}")
                 simulated = bool(document.get("simulated")) or call.get("provider") == "simulated"
                 calls.append({**call, "workflow": document.get("workflow") or "unknown",
                               "run_id": document.get("run_id"), "run": document.get("run_id") or file.parent.name,

@@ -107,6 +107,8 @@ def result_document(workflow: Workflow, *, simulated: bool, run_id: str,
     document["budget_overrun"] = budget_overrun(workflow.cost_budget, document["total_cost"], anomalies)
     if extra:
         document.update(extra)
+    if "reused_agents" in document:  # those carried over, not those merely offered for reuse
+        document["reused_agents"] = sorted(a["name"] for a in agents if (a.get("metadata") or {}).get("reused"))
     return document
 
 

@@ -21,13 +21,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from orchestrate.fsutil import atomic_write_text
+from orchestrate.finite import loads_strict
+from orchestrate.fsutil import TooLargeError, atomic_write_text, read_bytes_capped
 from orchestrate.llm.base import LLMClient, LLMResponse, ToolCall
 from orchestrate.state.base import SharedState
 
 __all__ = ["CachingClient", "CachingClients", "FolderStore", "StateStore", "cache_store"]
 
 _NOT_STORED_FINISH = {"length", "max_tokens", "error"}
+MAX_ENTRY_BYTES = 64 * 1024 * 1024
 
 
 class FolderStore:
@@ -35,20 +37,28 @@ class FolderStore:
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
+        self.problems: list[str] = []  # entries that could not be used or stored, for one warning
 
     def _path(self, digest: str) -> Path:
         return self.folder / digest[:2] / f"{digest}.json"
 
     async def get(self, digest: str) -> bytes | None:
+        path = self._path(digest)
         try:
-            return self._path(digest).read_bytes()
-        except OSError:
-            return None  # absent, or unreadable: ask the provider again
+            return read_bytes_capped(path, MAX_ENTRY_BYTES)
+        except (FileNotFoundError, NotADirectoryError):
+            return None  # not there (a blocked folder is reported when the answer cannot be stored)
+        except (OSError, TooLargeError) as exc:  # a folder, unreadable, huge: ask the provider again
+            self.problems.append(f"{path}: {getattr(exc, 'strerror', None) or exc}")
+            return None
 
     async def put(self, digest: str, data: bytes) -> None:
         path = self._path(digest)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, data.decode("utf-8"))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, data.decode("utf-8"))
+        except OSError as exc:  # the call was made and is booked; only the copy is lost
+            self.problems.append(f"{path}: not stored: {exc.strerror or exc}")
 
 
 class StateStore:
@@ -122,7 +132,10 @@ class CachingClient(LLMClient):
 
     async def _through(self, request: dict[str, Any], call: Any) -> LLMResponse:
         digest = self._digest(request)
-        stored = _parse(await self.store.get(digest))
+        raw = await self.store.get(digest)
+        stored = _parse(raw)
+        if raw is not None and stored is None and hasattr(self.store, "problems"):
+            self.store.problems.append(f"entry {digest[:12]}... is not a cached answer; ignored")
         if stored is not None:
             self.hits += 1
             return stored
@@ -168,18 +181,42 @@ def _plain(value: Any) -> Any:
 
 
 def _parse(raw: bytes | None) -> LLMResponse | None:
+    """A cached answer, or None when the entry is absent or is not one (a poisoned or damaged
+    entry is a miss, never an error: every field is checked before it is trusted)."""
     if raw is None:
         return None
     try:
-        data = json.loads(raw)
+        data = loads_strict(raw)
     except ValueError:
         return None  # unreadable: ask the provider again
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or not _looks_cached(data):
         return None
     calls = data.get("tool_calls")
-    data["tool_calls"] = [ToolCall(**c) for c in calls] if calls else None
+    data["tool_calls"] = [ToolCall(id=c["id"], name=c["name"], arguments=c["arguments"]) for c in calls] if calls else None
     data["metadata"] = {**(data.get("metadata") or {}), "cached": True}
     try:
         return LLMResponse(**data)
     except TypeError:
         return None
+
+
+def _looks_cached(data: dict[str, Any]) -> bool:
+    def count(name: str) -> bool:
+        value = data.get(name, 0)
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    if not all(isinstance(data.get(k), str) for k in ("content", "model", "finish_reason")):
+        return False
+    if not all(count(k) for k in ("input_tokens", "output_tokens", "cached_input_tokens",
+                                  "cache_creation_input_tokens", "reasoning_tokens")):
+        return False
+    if not isinstance(data.get("metadata") or {}, dict) or not isinstance(data.get("rate_limit") or {}, dict):
+        return False
+    if not isinstance(data.get("request_id"), (str, type(None))) or not isinstance(data.get("provider", ""), str):
+        return False
+    calls = data.get("tool_calls")
+    if calls is None:
+        return True
+    return isinstance(calls, list) and all(
+        isinstance(c, dict) and isinstance(c.get("id"), str) and isinstance(c.get("name"), str)
+        and isinstance(c.get("arguments"), dict) for c in calls)

@@ -40,54 +40,133 @@ def fingerprint(agent: Agent, prompt: str) -> str:
     return digest.hexdigest()
 
 
-def _parse_time(value: Any) -> datetime | None:
-    return datetime.fromisoformat(value) if isinstance(value, str) else None
+MAX_REPORT_BYTES = 256 * 1024 * 1024
+
+_EVENT = {"type": "object", "required": ["type"], "properties": {
+    "type": {"type": "string"}, "agent": {"type": ["string", "null"]}, "data": {"type": "object"}}}
+_FINISHED = {"type": "object", "properties": {
+    "status": {"type": "string"}, "fingerprint": {"type": ["string", "null"]},
+    "tokens_used": {"type": "integer", "minimum": 0}, "cost": {"type": "number", "minimum": 0},
+    "execution_time": {"type": ["number", "null"], "minimum": 0},
+    "retry_count": {"type": "integer", "minimum": 0},
+    "started_at": {"type": ["string", "null"]}, "completed_at": {"type": ["string", "null"]},
+    "model": {"type": ["string", "null"]}, "provider": {"type": ["string", "null"]},
+    "metadata": {"type": "object"}}}
 
 
-def _from_row(name: str, row: dict[str, Any]) -> AgentResult:
+def _parse_time(value: Any, where: str) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise UserInputError(f"{where}: {value[:40]!r} is not an ISO 8601 time") from None
+
+
+def _from_row(name: str, row: dict[str, Any], where: str) -> AgentResult:
     metadata = dict(row.get("metadata") or {})
     return AgentResult(
         agent_id=name, status=AgentStatus.COMPLETED, output=row.get("output"),
         tokens_used=int(row.get("tokens_used") or 0), cost=float(row.get("cost") or 0.0),
         execution_time=float(row.get("execution_time") or 0.0),
-        started_at=_parse_time(row.get("started_at")), completed_at=_parse_time(row.get("completed_at")),
+        started_at=_parse_time(row.get("started_at"), f"{where}.started_at"),
+        completed_at=_parse_time(row.get("completed_at"), f"{where}.completed_at"),
         retry_count=int(row.get("retry_count") or 0), metadata=metadata)
 
 
-def prior_results(run_dir: Path) -> tuple[str | None, dict[str, AgentResult]]:
-    """The workflow name and the completed agents recorded in a run folder."""
-    from orchestrate.observe.eventlog import read_events
+def _read_result(path: Path) -> dict[str, Any]:
+    """result.json read back within a size limit, strictly (no NaN), and checked against its schema."""
+    from orchestrate.finite import loads_strict
+    from orchestrate.fsutil import TooLargeError, read_bytes_capped
+    from orchestrate.workflow.schema import report_problem
 
+    try:
+        document = loads_strict(read_bytes_capped(path, MAX_REPORT_BYTES).decode("utf-8"))
+    except TooLargeError:
+        raise UserInputError(f"{path}: larger than {MAX_REPORT_BYTES:,} bytes; not a result.json") from None
+    except OSError as exc:
+        raise UserInputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except ValueError as exc:  # not UTF-8, not JSON, NaN or Infinity
+        raise UserInputError(f"{path}: not valid JSON: {exc}") from None
+    problem = report_problem(document, "result")
+    if problem is not None:
+        raise UserInputError(f"{path}: not a result.json to resume from (tampered?): {problem}")
+    return document
+
+
+def _journal(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """The events of a run's journal with their line numbers, each checked; a torn line (a crash
+    mid-write) is skipped, a line that parses but is not an event is an error."""
+    from orchestrate.finite import loads_strict
+    from orchestrate.workflow.schema import check_instance
+
+    found: list[tuple[int, dict[str, Any]]] = []
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                event = loads_strict(line)
+            except ValueError:
+                continue  # torn by a crash: what it recorded is in result.json or is run again
+            problem = check_instance(event, _EVENT)
+            if problem is None and event.get("type") == "agent_finished":
+                problem = check_instance(event.get("data", {}), _FINISHED)
+                problem = problem and problem.replace("$", "data", 1).replace("the answer", "data")
+            if problem is not None:
+                raise UserInputError(f"{path}:{number}: not an event this version can resume from "
+                                     f"(tampered?): {problem.replace('the answer', 'the line')}")
+            found.append((number, event))
+    return found
+
+
+def prior_results(run_dir: Path) -> tuple[str | None, dict[str, AgentResult]]:
+    """The workflow name and the completed agents recorded in a run folder.
+
+    Both files are checked before anything is taken from them: a tampered result.json or
+    journal line is a UserInputError naming the file (and line) and what is wrong.
+    """
     if not run_dir.is_dir():
         raise UserInputError(f"{run_dir}: --resume needs a run folder (holding events.jsonl or result.json)")
     name: str | None = None
     found: dict[str, AgentResult] = {}
     result_path = run_dir / "result.json"
     if result_path.exists():
-        try:
-            document = json.loads(result_path.read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise UserInputError(f"{result_path}: not valid JSON: {exc}") from exc
+        document = _read_result(result_path)
         name = document.get("name")
-        for row in document.get("agents", []):
+        for i, row in enumerate(document.get("agents", [])):
             if row.get("status") == "completed" and row.get("metadata", {}).get("fingerprint"):
-                found[row["name"]] = _from_row(row["name"], row)
+                found[row["name"]] = _from_row(row["name"], row, f"{result_path}: agents[{i}]")
     events_path = run_dir / "events.jsonl"
     if events_path.exists():
-        for event in read_events(events_path):
+        for number, event in _journal(events_path):
             data = event.get("data") or {}
             if event.get("type") == "workflow_started":
-                name = name or data.get("name")
+                name = name or (data.get("name") if isinstance(data.get("name"), str) else None)
             if event.get("type") != "agent_finished" or not event.get("agent"):
                 continue
             if data.get("status") == "completed" and data.get("fingerprint"):
                 found[event["agent"]] = _from_row(event["agent"], {
                     **data, "metadata": {**data.get("metadata", {}), "model": data.get("model"),
                                          "provider": data.get("provider"),
-                                         "fingerprint": data["fingerprint"]}})
+                                         "fingerprint": data["fingerprint"]}}, f"{events_path}:{number}")
     if name is None and not found:
         raise UserInputError(f"{run_dir}: no events.jsonl or result.json to resume from")
     return name, found
+
+
+def _still_valid(agent: Agent, prior: AgentResult) -> bool:
+    """True when a carried-over output is one this agent could have produced: a mapping with its
+    text and, under an output_schema, JSON that satisfies it (else the agent runs again)."""
+    output = prior.output
+    if not isinstance(output, dict) or not isinstance(output.get("text"), str):
+        return False
+    if agent.output_schema is None:
+        return True
+    from orchestrate.workflow.schema import check_instance
+
+    return "json" in output and check_instance(output["json"], agent.output_schema) is None
 
 
 def plan_resume(run_dir: Path, workflow: Workflow) -> dict[str, AgentResult]:
@@ -95,4 +174,5 @@ def plan_resume(run_dir: Path, workflow: Workflow) -> dict[str, AgentResult]:
     name, found = prior_results(run_dir)
     if name is not None and name != workflow.name:
         raise UserInputError(f"{run_dir}: this run folder is of workflow {name!r}, not {workflow.name!r}")
-    return {agent.name: found[agent.name] for agent in workflow.agents if agent.name in found}
+    return {agent.name: found[agent.name] for agent in workflow.agents
+            if agent.name in found and _still_valid(agent, found[agent.name])}

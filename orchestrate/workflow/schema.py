@@ -20,7 +20,7 @@ import jsonschema
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
-__all__ = ["check_instance", "check_schema", "misspelled_keys", "schema_errors", "workflow_schema",
+__all__ = ["check_instance", "check_schema", "report_problem", "misspelled_keys", "schema_errors", "workflow_schema",
            "workflow_schema_text"]
 
 Path = tuple[str | int, ...]
@@ -110,6 +110,22 @@ def check_instance(instance: Any, schema: dict[str, Any]) -> str | None:
         return None
     where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
     return f"{'$' + where if where else 'the answer'}: {error.message}"
+
+
+@lru_cache(maxsize=4)
+def _report_validator(name: str) -> Draft202012Validator:
+    text = resources.files("orchestrate").joinpath(f"data/{name}.schema.json").read_text("utf-8")
+    return _Validator(json.loads(text))
+
+
+def report_problem(document: Any, name: str) -> str | None:
+    """None if `document` satisfies the shipped report schema `name` ("result", "cost"), else the
+    first way it does not, naming where (``agents[0].tokens_used: 'abc' is not of type 'integer'``)."""
+    error = best_match(_report_validator(name).iter_errors(document))
+    if error is None:
+        return None
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".")
+    return f"{where or 'the document'}: {error.message}"
 
 
 @lru_cache(maxsize=256)
