@@ -65,7 +65,18 @@ class Tool:
         return {"name": self.name, "description": self.description, "parameters": self.parameters}
 
     async def call(self, arguments: dict[str, Any]) -> tuple[str, str | None]:
-        """Run the tool; returns (content for the model, error or None)."""
+        """Run the tool; returns (content for the model, error or None).
+
+        The model's arguments are untrusted: they are checked against the tool's declared
+        `parameters` first, and arguments that do not match never reach the function; the
+        mismatch goes back to the model as the tool's error, so it can try again.
+        """
+        from orchestrate.workflow.schema import check_instance
+
+        problem = check_instance(arguments, self.parameters)
+        if problem is not None:
+            error = "arguments do not match the tool's parameters: " + problem.replace("the answer", "the arguments", 1)
+            return json.dumps({"error": error}), error
         try:
             value = self.function(**arguments)
             if inspect.isawaitable(value):
@@ -87,6 +98,7 @@ def load_tools(specs: list[dict[str, Any]]) -> list[Tool]:
         function = resolve_callable(path)
         name = spec.get("name") or path.rpartition(":")[2].rpartition(".")[2]
         description = spec.get("description") or (inspect.getdoc(function) or "").split("\n")[0]
-        parameters = spec.get("parameters") or {"type": "object", "properties": {}}
+        # No parameters declared: the tool takes none, and a call that passes some is refused.
+        parameters = spec.get("parameters") or {"type": "object", "properties": {}, "additionalProperties": False}
         tools.append(Tool(name=name, description=description, parameters=parameters, function=function))
     return tools
