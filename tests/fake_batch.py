@@ -123,6 +123,10 @@ class FakeBatchProvider(FakeProvider):
             batch["final"] = rows
         return batch["final"]
 
+    def _rewritten(self, request: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+        """An answer inside a result file, through the same `rewrite` hook as online answers."""
+        return self.rewrite(request, answer) if self.rewrite is not None else answer
+
     # -- OpenAI ---------------------------------------------------------------------------------
 
     def _openai_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -150,7 +154,7 @@ class FakeBatchProvider(FakeProvider):
                 line: dict[str, Any] = {"id": f"batch_req_{custom_id}", "custom_id": custom_id}
                 if kind == "ok":
                     line.update(response={"status_code": 200, "request_id": f"req_{custom_id}",
-                                          "body": openai_completion(request)}, error=None)
+                                          "body": self._rewritten(request, openai_completion(request))}, error=None)
                     output.append(line)
                     done += 1
                 elif kind in ("error", "invalid"):
@@ -211,7 +215,7 @@ class FakeBatchProvider(FakeProvider):
         lines = []
         for custom_id, kind, request in batch["final"] or []:
             if kind == "ok":
-                result: dict[str, Any] = {"type": "succeeded", "message": anthropic_message(request)}
+                result: dict[str, Any] = {"type": "succeeded", "message": self._rewritten(request, anthropic_message(request))}
             elif kind in ("error", "invalid"):
                 status = 500 if kind == "error" else 400
                 result = {"type": "errored", "error": error_body("/v1/messages", status,

@@ -14,7 +14,7 @@ from typing import Any
 from orchestrate.errors import BatchExpiredError, LLMError, MalformedResponseError
 from orchestrate.llm.base import LLMResponse
 from orchestrate.llm.batch_api import BatchAPI, BatchStatus, Submitted
-from orchestrate.llm.http import Reply, error_for_status
+from orchestrate.llm.http import Reply, error_for_status, scrub_error
 from orchestrate.llm.openai_batch import read_jsonl
 
 __all__ = ["AnthropicBatchAPI"]
@@ -70,12 +70,13 @@ class AnthropicBatchAPI(BatchAPI):
         result = row.get("result") or {}
         kind = result.get("type")
         if kind == "succeeded" and isinstance(result.get("message"), dict):
-            return self.client.parse(Reply(result["message"], None, {}), model)
+            return self.client.parse_checked(Reply(result["message"], None, {}), model)
         if kind == "errored":
             error = (result.get("error") or {}).get("error") or result.get("error") or {}
             status = _STATUS_OF.get(str(error.get("type")), 500)
-            return error_for_status(status, f"in batch {batch_id}: {error.get('message') or error.get('type')}",
-                                    provider="anthropic", retry_after=None, request_id=None)
+            failed = error_for_status(status, f"in batch {batch_id}: {error.get('message') or error.get('type')}",
+                                      provider="anthropic", retry_after=None, request_id=None)
+            return scrub_error(failed, self.client.api_key)
         return BatchExpiredError(f"anthropic batch {batch_id}: request {kind or 'not answered'}",
                                  provider="anthropic")
 

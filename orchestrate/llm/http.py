@@ -477,6 +477,14 @@ class ProviderClient(LLMClient):
         string in the answer or in the error scrubbed of the key before anything else sees it."""
         try:
             reply = await self._http.post_json(url, self.headers(), body, timeout=timeout)
+        except LLMError as exc:
+            raise scrub_error(exc, self.api_key) from None
+        return self.parse_checked(reply, model)
+
+    def parse_checked(self, reply: Reply, model: str) -> LLMResponse:
+        """`parse`, with the usage checked first and every string scrubbed of the key after
+        (also for answers that come back inside a batch's result file)."""
+        try:
             anomaly = check_usage(reply.data, self.usage_counts, self.provider)
             response = self.parse(reply, model)
         except LLMError as exc:

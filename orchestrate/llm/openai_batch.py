@@ -18,7 +18,7 @@ from typing import Any
 from orchestrate.errors import BatchExpiredError, LLMError, MalformedResponseError
 from orchestrate.llm.base import LLMResponse
 from orchestrate.llm.batch_api import BatchAPI, BatchStatus, Submitted
-from orchestrate.llm.http import Reply, error_for_status
+from orchestrate.llm.http import Reply, error_for_status, scrub_error
 
 __all__ = ["OpenAIBatchAPI", "read_jsonl"]
 
@@ -107,12 +107,13 @@ class OpenAIBatchAPI(BatchAPI):
         body = answer.get("body")
         request_id = answer.get("request_id")
         if code == 200 and isinstance(body, dict):
-            return self.client.parse(Reply(body, request_id, {}), model)
+            return self.client.parse_checked(Reply(body, request_id, {}), model)
         if code >= 400:
             error = (body or {}).get("error") if isinstance(body, dict) else None
             message = (error or {}).get("message") if isinstance(error, dict) else None
-            return error_for_status(code, f"in batch {batch_id}: {message or 'request failed'}",
-                                    provider="openai", retry_after=None, request_id=request_id)
+            failed = error_for_status(code, f"in batch {batch_id}: {message or 'request failed'}",
+                                      provider="openai", retry_after=None, request_id=request_id)
+            return scrub_error(failed, self.client.api_key)
         error = row.get("error") or {}
         return BatchExpiredError(f"openai batch {batch_id}: {error.get('code') or 'no answer'}: "
                                  f"{error.get('message') or 'the request was not answered'}", provider="openai")

@@ -130,3 +130,45 @@ def test_request_ids_and_content_types_are_scrubbed_in_the_python_api() -> None:
     assert key not in str(error) and key not in str(error.request_id)
     error = asyncio.run(call(Fault(200, b"x", {"content-type": key})))
     assert key not in str(error)
+
+
+@pytest.mark.parametrize(("provider", "model"), [("openai", "gpt-4o-mini"), ("anthropic", "claude-haiku-4-5")])
+async def test_answers_inside_a_batch_result_file_are_scrubbed_and_their_usage_checked(
+        provider: str, model: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrate import Agent, EngineConfig, OrchestrationEngine, Workflow
+    from orchestrate.llm.batch import BatchHub
+    from orchestrate.llm.batch_clients import BatchClients
+    from orchestrate.llm.providers import ClientPool
+    from tests.fake_batch import FakeBatchProvider, FakeClock
+
+    key = SECRETS[provider]
+
+    def echo(request: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+        answer["id"] = key
+        answer["model"] = key
+        answer["usage"] = {"prompt_tokens": -5} if provider == "openai" else {"input_tokens": -5}
+        return answer
+
+    clock = FakeClock()
+    with FakeBatchProvider(clock, rewrite=echo) as server:
+        monkeypatch.setenv("OPENAI_API_KEY", key)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", key)
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+        llm: dict[str, Any] = {"model": model, "max_tokens": 50}
+        if provider == "openai":
+            llm["base_url"] = f"{server.url}/v1"
+        hub = BatchHub(window=0.01, sleep=clock.sleep, clock=clock)
+        events: list[Any] = []
+        engine = OrchestrationEngine(None, EngineConfig(), clients=BatchClients(ClientPool(), hub, everything=True),
+                                     sleep=clock.sleep, sinks=[events.append])
+        hub.emit = engine.emit
+        workflow = Workflow(name="b", description="", agents=[Agent(
+            name="a", module="Finance", description="", llm_config=llm, prompt_template="hi")])
+        await engine.register_workflow(workflow)
+        await engine.execute_workflow(workflow.id)
+        await engine.shutdown()
+    assert server.submitted, "no batch was sent"
+    dumped = json.dumps([e.to_dict() for e in events], default=str)
+    assert key not in dumped and "***" in dumped
+    (record,) = engine.cost_tracker.records(workflow.id)
+    assert record.usage_anomaly and record.cost > 0
