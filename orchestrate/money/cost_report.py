@@ -171,7 +171,7 @@ def collect(paths: Sequence[Path], skipped: list[str] | None = None) -> list[dic
             seen.add(real)
             document, problem = _read_cost_file(file)
             if document is None:
-                if skipped is None:
+                if skipped is None or path.is_file():  # a file named on its own is the user's input
                     raise UserInputError(f"{file}: {problem}")
                 skipped.append(f"{file}: {problem}")
                 continue
