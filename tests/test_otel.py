@@ -145,6 +145,35 @@ async def test_otel_content_records_messages_answers_and_tool_io() -> None:
     assert json.loads(probe.attributes["gen_ai.input.messages"])[0]["parts"][0]["content"] == f"task xss_probe {HOSTILE}"
 
 
+def test_approvals_are_events_on_the_agent_span_which_covers_the_wait() -> None:
+    from collections import namedtuple
+
+    from orchestrate.observe.events import Event, EventType
+
+    Kind = namedtuple("Kind", "value")  # the event types issue 16 adds, before they exist here
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    sink = OTelSink(provider)
+    sink(Event(EventType.WORKFLOW_STARTED, "w1", None, {"name": "close", "agents": []}, timestamp=100.0))
+    asked = Event(EventType.AGENT_STARTED, "w1", "post", {}, timestamp=101.0)
+    asked.type = Kind("approval_requested")  # type: ignore[assignment]
+    sink(asked)
+    decided = Event(EventType.AGENT_STARTED, "w1", "post", {"decision": "approved", "by": "controller"},
+                    timestamp=160.0)
+    decided.type = Kind("approval_decided")  # type: ignore[assignment]
+    sink(decided)
+    sink(Event(EventType.AGENT_FINISHED, "w1", "post", {"status": "skipped"}, timestamp=161.0))
+    sink(Event(EventType.WORKFLOW_FINISHED, "w1", None, {"status": "completed"}, timestamp=162.0))
+    spans = list(exporter.get_finished_spans())
+    post = agent_span(spans, "post")
+    assert [e.name for e in post.events] == ["approval_requested", "approval_decided"]
+    assert post.events[1].attributes["orchestrate.approval.by"] == "controller"
+    assert post.start_time == 101 * 10**9 and post.end_time == 161 * 10**9
+    assert post.status.status_code is StatusCode.UNSET  # skipped is not an error
+
+
 @pytest.mark.parametrize(("flag", "env", "expected"), [
     (False, {}, False),
     (True, {}, True),

@@ -105,6 +105,16 @@ class OTelSink:
         handler = _HANDLERS.get(event.type)
         if handler is not None and event.workflow_id is not None:
             handler(self, event)
+        elif event.agent is not None and "approval" in str(getattr(event.type, "value", event.type)):
+            self._approval(event)
+
+    def _approval(self, event: Event) -> None:
+        """An approval asked for or decided: an event on the agent's span, which covers the wait."""
+        spans = self._agent_span(event, event.data)
+        spans.last_activity = event.timestamp
+        spans.span.add_event(str(getattr(event.type, "value", event.type)), {
+            f"orchestrate.approval.{k}": v if isinstance(v, (bool, int, float)) else str(v)
+            for k, v in event.data.items() if v is not None}, timestamp=_ns(event.timestamp))
 
     # --- workflow ---------------------------------------------------------------------------
 
