@@ -218,3 +218,44 @@ def test_show_a_batch_and_one_row_like_a_single_run(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "no row 'Zed'" in missing.stderr
     never = orchestrate("show", str(run_dir), "--row", "Cog", cwd=tmp_path)
     assert never.returncode == 2 and "never ran: invalid" in never.stderr
+
+
+def test_sigterm_stops_starting_rows_writes_reports_and_resume_finishes(tmp_path: Path) -> None:
+    import signal
+
+    rows = [{"vendor": f"V{i:02d}", "spend": i} for i in range(30)]
+    workflow, data = write(tmp_path, rows, latency=0.05)
+    args = [sys.executable, "-m", "orchestrate", "run", str(workflow), "--data", str(data), "--key", "vendor",
+            "--max-rows-parallel", "2"]
+    proc = subprocess.Popen([*args, "-o", "runs"], cwd=tmp_path, env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = list((tmp_path / "runs").glob("*/results.jsonl")) if (tmp_path / "runs").exists() else []
+        if found and len(found[0].read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err
+    run_dir = only_dir(tmp_path / "runs")
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "cancelled" and result["error"] == "interrupted by SIGTERM"
+    assert 3 <= result["rows"] < 30
+    json.loads((run_dir / "cost.json").read_text())
+
+    wrong_key = subprocess.run([*args[:-4], "--resume", str(run_dir)], cwd=tmp_path, env=env(),
+                               capture_output=True, text=True, timeout=60)
+    assert wrong_key.returncode == 2 and "ran with --key vendor" in wrong_key.stderr
+    resumed = subprocess.run([*args, "--resume", str(run_dir)], cwd=tmp_path, env=env(), capture_output=True,
+                             text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    final = json.loads((run_dir / "result.json").read_text())
+    assert final["counts"] == {"completed": 30} and final["status"] == "completed"
+
+
+def test_an_empty_dataset_is_an_error(tmp_path: Path) -> None:
+    workflow, data = write(tmp_path, [])
+    proc = orchestrate("run", str(workflow), "--data", str(data), cwd=tmp_path)
+    assert proc.returncode == 2 and "no rows to run" in proc.stderr

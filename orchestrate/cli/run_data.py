@@ -102,12 +102,18 @@ class BatchSession:
             raise UserInputError(f"{check.bad_count} of {check.rows} rows are invalid"
                                  + (f" ({more} more not shown)" if more else "")
                                  + "; fix them or pass --skip-invalid-rows")
+        if check.rows == 0 and batch.shard is None:
+            raise UserInputError(f"{dataset.label}: no rows to run")
         prior: PriorBatch | None = None
         if opts.resume is not None:
             prior = load_prior(opts.resume)
             if prior.name is not None and prior.name != template.name:
                 raise UserInputError(f"{opts.resume}: this batch folder is of workflow {prior.name!r}, "
                                      f"not {template.name!r}")
+            if prior.key_column != batch.key:
+                was = f"--key {prior.key_column}" if prior.key_column else "no --key"
+                raise UserInputError(f"{opts.resume}: this batch ran with {was}; resume it the same way, "
+                                     "or its rows would not be recognised")
             run_dir = opts.resume
         else:
             run_dir = new_run_dir(opts.output_dir, template.name)

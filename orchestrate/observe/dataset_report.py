@@ -146,6 +146,7 @@ class PriorBatch:
         self.reuse: dict[str, dict[str, AgentResult]] = {}
         self.spent = 0.0
         self.name: str | None = None
+        self.key_column: str | None = None  # the --key it ran with (None: line and digest)
 
     @property
     def completed(self) -> set[str]:
@@ -160,6 +161,13 @@ def load_prior(run_dir: Path) -> PriorBatch:
     if not (run_dir / "results.jsonl").exists() and not (run_dir / "events.jsonl").exists():
         raise UserInputError(f"{run_dir}: not a batch run folder (no results.jsonl or events.jsonl)")
     prior = PriorBatch()
+    try:
+        earlier = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        earlier = {}  # killed before its first report: the journals say the rest
+    if isinstance(earlier, dict):
+        prior.name = earlier.get("name")
+        prior.key_column = earlier.get("key")
     for line in read_json_lines(run_dir / "results.jsonl"):
         if "key" in line and "status" in line:
             prior.rows[str(line["key"])] = {k: line.get(k) for k in ("key", "row", "status", "cost",
