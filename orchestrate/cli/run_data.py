@@ -84,6 +84,9 @@ class BatchSession:
 
     def execute(self) -> int:
         opts, batch = self.options, self.batch
+        from orchestrate.cli.run_session import check_output_paths
+
+        check_output_paths(opts)  # before the first row is paid for
         template, dataset, spooled = open_dataset(self.file, batch.data, opts.inputs, key=batch.key,
                                                   shard=batch.shard)
         try:

@@ -50,7 +50,13 @@ class EventLog:
         handle = self._file
         if handle is None or event.type in self.exclude:
             return
-        handle.write(json.dumps(event.to_dict(), default=str, separators=(",", ":")) + "\n")
+        try:
+            line = json.dumps(event.to_dict(), default=str, separators=(",", ":"), allow_nan=False)
+        except ValueError:  # never NaN or Infinity in the journal (invalid JSON for strict readers)
+            from orchestrate.finite import scrub_non_finite
+
+            line = json.dumps(scrub_non_finite(event.to_dict()), default=str, separators=(",", ":"))
+        handle.write(line + "\n")
         if not self.sync_interval:
             handle.flush()
             if event.type in _DURABLE:

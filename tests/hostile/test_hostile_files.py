@@ -128,3 +128,15 @@ def test_names_with_a_trailing_newline_are_refused(tmp_path: Path, field: str, v
                     "    llm_config: {model: gpt-4o-mini}\n    prompt_template: hi\n")
     done = orchestrate("validate", str(path), cwd=tmp_path)
     assert_clean_failure(done, 2, message)
+
+
+def test_a_dataset_run_checks_its_report_paths_before_the_first_row(tmp_path: Path) -> None:
+    path = workflow_file(tmp_path, inputs={"x": {"type": "string"}},
+                         agents=[{"name": "a", "module": "Finance", "prompt_template": "Row {x}",
+                                  "llm_config": {"model": "gpt-4o-mini", "max_tokens": 20}}])
+    (tmp_path / "rows.jsonl").write_text('{"x": "1"}\n{"x": "2"}\n')
+    (tmp_path / "adir").mkdir()
+    done = orchestrate("run", str(path), "--data", "rows.jsonl", "--simulate", "--summary", "adir", "-o", "runs",
+                       cwd=tmp_path)
+    assert_clean_failure(done, 2, "--summary adir: is a folder, not a file")
+    assert not (tmp_path / "runs").exists()
