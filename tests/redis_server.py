@@ -43,7 +43,8 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         args = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--dir", str(self.folder), "--daemonize", "no"]
+                "--appendonly", "no", "--dir", str(self.folder), "--daemonize", "no",
+                "--dbfilename", f"dump-{self.port}.rdb"]
         if self.password:
             args += ["--requirepass", self.password]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -57,6 +58,18 @@ class RedisServer:
             except OSError:
                 time.sleep(0.02)
         raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def shutdown_saving(self) -> None:
+        """Stop as an operator would (``SHUTDOWN SAVE``): the data is on disk for the next `start`."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+            if self.password:
+                sock.sendall(f"AUTH {self.password}\r\n".encode())
+                sock.recv(64)
+            sock.sendall(b"SHUTDOWN SAVE\r\n")
+            sock.recv(64)
+        assert self.process is not None
+        self.process.wait(timeout=10)
+        self.process = None
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -24,10 +24,10 @@ SCHEMAS = {name: json.loads((ROOT / "schemas" / f"{name}.schema.json").read_text
 
 
 def environment(**extra: str) -> dict[str, str]:
-    env = {**os.environ, "CI": "true", **extra}
+    env = {**os.environ, "CI": "true"}
     for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "ORCHESTRATE_STATE_URL", "REDIS_PASSWORD"):
         env.pop(key, None)
-    return env
+    return {**env, **extra}
 
 
 def orchestrate(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -228,6 +228,13 @@ def test_budget_commands_and_an_unset_scope(redis_server: RedisServer, tmp_path:
     plain = orchestrate("budget", "show", "compliance-q4", "--state", redis_server.url, "--state-namespace",
                         namespace, cwd=tmp_path)
     assert plain.stdout.startswith("compliance-q4: limit $5.0000, spent $0.0000")
+    from_env = subprocess.run([sys.executable, "-m", "orchestrate", "budget", "show", "compliance-q4", "--json"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                              env=environment(ORCHESTRATE_STATE_URL=redis_server.url,
+                                              ORCHESTRATE_STATE_NAMESPACE=namespace))
+    assert json.loads(from_env.stdout)["limit"] == 5.0
+    other_namespace = budget(redis_server.url, f"{namespace}-other", "show", "compliance-q4", cwd=tmp_path)
+    assert other_namespace["limit"] is None  # namespaces do not share
     no_state = orchestrate("budget", "show", "x", cwd=tmp_path)
     assert no_state.returncode == 2 and "--state" in no_state.stderr
     bad = orchestrate("budget", "set", "x", "nan", "--state", redis_server.url, cwd=tmp_path)
@@ -288,3 +295,37 @@ def test_budget_commands_have_help_with_examples(command: str, tmp_path: Path) -
     shown = orchestrate("budget", command, "-h", cwd=tmp_path)
     assert shown.returncode == 0 and f"orchestrate budget {command}" in shown.stdout
     assert "Examples:" in shown.stdout and "<str>" not in shown.stdout and "<float>" not in shown.stdout
+
+
+def test_spend_the_lost_state_never_booked_is_booked_on_resume(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path, password="pw-9").start()
+    try:
+        budget(server.url, "orchestrate", "set", "audit-q4", "5", cwd=tmp_path)
+        path = workflow_file(tmp_path, "audit", 30, parallel=3, extra="budget_scope: audit-q4")
+        out = tmp_path / "out"
+        process = spawn("run", str(path), "--simulate", "--sim-latency", "0.3", "--state", server.url,
+                        "-o", str(out), cwd=tmp_path)
+        deadline = time.monotonic() + 60
+        while not (out.exists() and any(p.read_text().count('"llm_call"') >= 4 for p in out.glob("*/events.jsonl"))):
+            assert time.monotonic() < deadline and process.poll() is None, "the run never got going"
+            time.sleep(0.02)
+        server.shutdown_saving()  # what was booked so far survives; the calls in flight are not booked
+        _, err = process.communicate(timeout=60)
+        assert process.returncode == 1, err
+        run = only_run(out)
+        spent_here = json.loads((run / "cost.json").read_text())["totals"]["cost"]
+        unsettled = json.loads((run / "unsettled_scope.json").read_text())
+        assert unsettled["calls"] and "pw-9" not in json.dumps(unsettled)
+        server.start()
+        booked = budget(server.url, "orchestrate", "show", "audit-q4", cwd=tmp_path)["spent"]
+        assert booked + unsettled["total"] == pytest.approx(spent_here)
+        resumed = orchestrate("run", str(path), "--simulate", "--state", server.url, "--resume", str(run),
+                              "-o", str(tmp_path / "again"), cwd=tmp_path)
+        assert resumed.returncode == 0, resumed.stderr
+        assert "booked $" in resumed.stderr and not (run / "unsettled_scope.json").exists()
+        second = json.loads((only_run(tmp_path / "again") / "cost.json").read_text())
+        new_spend = sum(c["cost"] for c in second["calls"] if not c.get("reused"))
+        shown = budget(server.url, "orchestrate", "show", "audit-q4", cwd=tmp_path)
+        assert shown["spent"] == pytest.approx(spent_here + new_spend)
+    finally:
+        server.stop()

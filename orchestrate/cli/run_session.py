@@ -81,6 +81,7 @@ class RunSession:
         self.hub: Any = None
         self._live_display: Any = None
         self.cache_store: Any = None
+        self._workflow_ids: list[str] = []  # of each recorder, in order
 
     def execute(self) -> int:
         """Run every workflow; returns the exit code."""
@@ -114,6 +115,7 @@ class RunSession:
         if self.signal_received is not None:
             return _EXIT_BY_SIGNAL.get(self.signal_received, 130)
         if engine.state_error is not None:
+            self._keep_unsettled(engine)
             # Failed closed: no call started after the state was lost; in-flight ones are in cost.json.
             print_error(f"{engine.state_error}; no call was started without it, calls in flight were "
                         "recorded in cost.json; run again with --resume RUN_DIR once it is back")
@@ -204,6 +206,7 @@ class RunSession:
                                        extra={"resumed_from": str(opts.resume) if opts.resume else None,
                                               "reused_agents": sorted(reuse)})
                 self.recorders.append(recorder)
+                self._workflow_ids.append(workflow.id)
                 engine.add_sink(recorder)
                 from orchestrate.run.batch_ledger import BatchLedger
 
@@ -227,8 +230,31 @@ class RunSession:
             await self._close_state(engine)
 
     async def _check_state(self, engine: OrchestrationEngine, workflows: list[Workflow]) -> None:
-        """Before anything runs: the shared state answers, and every budget scope named is set."""
-        await check_shared_state(engine.state if self.options.state else None, self.cache_store, workflows)
+        """Before anything runs: the shared state answers, and every budget scope named is set.
+
+        Resuming a run that lost the state, what it spent meanwhile is booked
+        into its scope first, so the shared ledger is whole again.
+        """
+        state = engine.state if self.options.state else None
+        await check_shared_state(state, self.cache_store, workflows)
+        if state is not None and self.options.resume is not None:
+            from orchestrate.money.budget_scope import book_unsettled
+
+            for scope, cost in await book_unsettled(state, self.options.resume):
+                print_error(f"booked ${cost:.6f} spent while the shared state was lost into budget scope "
+                            f"{scope!r}")
+
+    def _keep_unsettled(self, engine: OrchestrationEngine) -> None:
+        """Write what the lost state never booked next to each run's cost.json."""
+        ledger = engine.cost_tracker.scopes
+        if ledger is None or not ledger.unsettled or engine.state is None:
+            return
+        from orchestrate.money.budget_scope import write_unsettled
+
+        for workflow_id, recorder in zip(self._workflow_ids, self.recorders):
+            entries = [e for e in ledger.unsettled if e["workflow_id"] == workflow_id]
+            if entries:
+                write_unsettled(recorder.run_dir, engine.state.url, entries)
 
     async def _close_state(self, engine: OrchestrationEngine) -> None:
         states = [engine.state, getattr(self.cache_store, "state", None)]

@@ -19,7 +19,9 @@ cost.json has the calls either way).
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrate.errors import BudgetExceededError, StateUnavailableError
@@ -28,7 +30,9 @@ from orchestrate.state.base import LeaseKeeper, SharedState
 if TYPE_CHECKING:
     from orchestrate.money.costs import Reservation
 
-__all__ = ["ScopeLedger", "set_command"]
+__all__ = ["UNSETTLED_FILE", "ScopeLedger", "book_unsettled", "set_command", "write_unsettled"]
+
+UNSETTLED_FILE = "unsettled_scope.json"  # in a run folder: spend the shared scope has not booked yet
 
 
 def set_command(scope: str, url: str) -> str:
@@ -106,3 +110,38 @@ class ScopeLedger:
         """Wait until every settlement has reached the state (or failed to)."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+def write_unsettled(run_dir: Path, state_url: str, entries: list[dict[str, Any]]) -> float:
+    """Keep a run's settlements the state never received, for `--resume` to book; returns their sum."""
+    from orchestrate.fsutil import atomic_write_text
+
+    total = round(sum(float(e["cost"]) for e in entries), 10)
+    atomic_write_text(run_dir / UNSETTLED_FILE, json.dumps(
+        {"schema_version": 1, "state": state_url, "total": total, "calls": entries}, indent=2, sort_keys=True))
+    return total
+
+
+async def book_unsettled(state: SharedState, run_dir: Path) -> list[tuple[str, float]]:
+    """Book into their scopes what a run folder spent while the state was lost; the file is then removed.
+
+    Returns (scope, USD) per scope booked. Booking twice is prevented by
+    removing the file right after; a crash in between would book it twice
+    (never less than was spent).
+    """
+    path = run_dir / UNSETTLED_FILE
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as exc:
+        from orchestrate.errors import UserInputError
+
+        raise UserInputError(f"{path}: cannot read the unsettled spend: {exc}") from exc
+    by_scope: dict[str, float] = {}
+    for entry in document.get("calls") or []:
+        by_scope[str(entry["scope"])] = by_scope.get(str(entry["scope"]), 0.0) + float(entry["cost"])
+    for scope, cost in sorted(by_scope.items()):
+        await state.budget_settle(scope, f"resume-{uuid.uuid4().hex}", cost)
+    path.unlink()
+    return sorted(by_scope.items())
