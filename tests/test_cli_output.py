@@ -141,3 +141,18 @@ def test_format_choices_are_shown_and_json_is_accepted_everywhere(tmp_path: Path
         option = next(line for line in text.splitlines() if line.strip().startswith("-f, --format"))
         assert "--json" in text and "json" in option, command
     assert "--install-completion" in orchestrate("--help", cwd=tmp_path).stdout
+
+
+@pytest.mark.parametrize("words, cword, expected", [
+    ("orchestrate cost-report --format ", 3, ["table", "json", "csv", "markdown"]),
+    ("orchestrate init x --module Fin", 4, ["Finance"]),
+    ("orchestrate sh", 1, ["show"]),
+])
+def test_shell_completion_completes_commands_and_choices(words: str, cword: int, expected: list[str],
+                                                         tmp_path: Path) -> None:
+    env = {**os.environ, "_ORCHESTRATE_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(cword)}
+    proc = subprocess.run([sys.executable, "-m", "orchestrate"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.stdout.split() == expected, proc.stderr
+    script = orchestrate("--show-completion", "bash", cwd=tmp_path).stdout
+    assert "_ORCHESTRATE_COMPLETE=complete_bash" in script and "complete " in script

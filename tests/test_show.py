@@ -152,3 +152,17 @@ def test_agent_view_lists_tool_calls_and_reads_older_runs() -> None:
 
 def test_load_result_accepts_the_file_itself(run_dir: Path) -> None:
     assert load_result(run_dir / "result.json")["name"] == "supplier_check"
+
+
+def test_quiet_prints_only_the_reasons_with_cancelled_agents_grouped(tmp_path: Path) -> None:
+    (tmp_path / "wf.yaml").write_text(WORKFLOW.replace("defaults:\n  module: Procurement\n", "").replace(
+        "  - name: memo\n", "  - name: audit_note\n    module: Finance\n    description: x\n"
+        "    dependencies: [sanctions]\n    llm_config: {model: gpt-4o-mini, max_tokens: 60}\n"
+        "    prompt_template: note\n  - name: memo\n"))
+    proc = orchestrate("run", "wf.yaml", "--simulate", "-o", "runs", "--quiet", cwd=tmp_path)
+    assert proc.returncode in (1, 3) and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("error: supplier_check: sanctions failed: simulated")
+    assert lines[1] == ("error: supplier_check: 2 agents (audit_note, memo) cancelled: "
+                        "dependency 'sanctions' failed")

@@ -345,11 +345,13 @@ class RunSession:
             } for d, r in zip(documents, self.recorders)]
             sys.stdout.write(json.dumps(payload if len(payload) != 1 else payload[0], indent=2) + "\n")
             return
-        if opts.quiet:
+        if opts.quiet:  # only what went wrong: a line per agent, cancelled ones grouped by cause
+            from orchestrate.observe.printable import printable
+            from orchestrate.observe.summary import failure_lines
+
             for d in documents:
-                for a in d["agents"]:
-                    if a["status"] not in ("completed",) and a["error"]:
-                        print_error(f"{d['name']}/{a['name']}: {a['status']}: {a['error']}")
+                for line in failure_lines(d, indent=""):
+                    print_error(printable(f"{d['name']}: {line}", one_line=True))
             return
         from orchestrate.observe.summary import closing_lines
 
