@@ -359,7 +359,8 @@ class RunSession:
                   for d, r, path in zip(documents, self.recorders, self.files)]
         from orchestrate.observe.printable import printable
 
-        sys.stdout.write(printable("\n\n".join(blocks)) + "\n")  # provider text: controls escaped
+        lead = "\n" if opts.live else ""  # set apart from the live table's last frame
+        sys.stdout.write(lead + printable("\n\n".join(blocks)) + "\n")  # provider text: controls escaped
         sys.stdout.flush()
 
 
