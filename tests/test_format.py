@@ -270,7 +270,7 @@ def test_validate_reports_every_file_and_exits_by_the_worst(tmp_path: Path) -> N
     bad.parent.mkdir()
     bad.write_text(good.read_text().replace("priority: 9", "priority: 12"))
     proc = _cli("validate", str(good))
-    assert proc.returncode == 0 and "1 file(s) valid" in proc.stdout
+    assert proc.returncode == 0 and "1 file valid" in proc.stdout
     proc = _cli("validate", str(tmp_path))  # a folder is searched, *.yml too
     assert proc.returncode == 2
     (line,) = [l for l in proc.stderr.splitlines() if l.startswith(str(bad))]

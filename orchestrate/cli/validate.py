@@ -54,6 +54,7 @@ def validate(
             for file, problems in report]}
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
     else:
+        from orchestrate.observe.summary import plural
         from orchestrate.workflow.diagnostics import render_problem
 
         for file, problems in report:
@@ -64,9 +65,11 @@ def validate(
                 sys.stdout.write(f"{file}: ok\n")
         count = sum(len(_errors(problems)) for _, problems in report)
         if bad:
-            sys.stderr.write(f"{count} problem(s) in {bad} of {len(report)} file(s)\n")
+            files = plural(len(report), "file")
+            sys.stderr.write(f"{plural(count, 'problem')} in {bad} of {files}\n" if len(report) > 1
+                             else f"{plural(count, 'problem')} in {files}\n")
         else:
-            sys.stdout.write(f"{len(report)} file(s) valid\n")
+            sys.stdout.write(f"{plural(len(report), 'file')} valid\n")
     raise typer.Exit(2 if bad else 0)
 
 
