@@ -299,3 +299,73 @@ def test_the_schema_takes_the_new_keys() -> None:
     with pytest.raises(UserInputError, match="response_format"):
         load_workflow_text("name: k\nagents:\n  - {name: a, module: Finance, prompt_template: go,"
                            " llm_config: {model: gpt-4o, response_format: xml}}\n")
+
+
+# -- the CLI, end to end over HTTP ------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    import os
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "ANTHROPIC", "AZURE"))}
+    return subprocess.run([sys.executable, "-m", "orchestrate", *args], cwd=cwd, env={**clean, "CI": "true", **env},
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_the_azure_example_runs_on_its_department_key(tmp_path: Path) -> None:
+    from openai.types.chat.completion_create_params import CompletionCreateParamsNonStreaming
+
+    from tests.sdk_types import problems
+
+    example = str(ROOT / "workflows" / "finance_invoice_intake_azure.yaml")
+    with FakeProvider() as fake:
+        missing = _run(["run", example, "-o", str(tmp_path)], {"AZURE_OPENAI_ENDPOINT": fake.url}, tmp_path)
+        assert missing.returncode == 2 and "FINANCE_AZURE_OPENAI_KEY" in missing.stderr
+        assert not fake.requests
+        proc = _run(["run", example, "-o", str(tmp_path), "--json"],
+                    {"AZURE_OPENAI_ENDPOINT": fake.url, "FINANCE_AZURE_OPENAI_KEY": KEY}, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert KEY not in proc.stdout + proc.stderr
+    summary = json.loads(proc.stdout)
+    run_dir = Path(summary["run_dir"])
+    for report in run_dir.iterdir():
+        assert KEY not in report.read_text(errors="replace"), report
+    assert len(fake.requests) == 3
+    for request in fake.requests:
+        assert request["headers"]["api-key"] == KEY and "Authorization" not in request["headers"]
+        assert request["path"].endswith("/chat/completions?api-version=2024-10-21")
+        assert problems(request["body"], CompletionCreateParamsNonStreaming) == []
+    decision = fake.requests[-1]
+    assert decision["path"].startswith("/openai/deployments/finance-o4-mini/")
+    assert "temperature" not in decision["body"] and decision["body"]["max_completion_tokens"] == 1500
+    cost = json.loads((run_dir / "cost.json").read_text())
+    assert cost["totals"]["cost"] > 0
+    assert cost["prices_used"]["finance-o4-mini"] == engine_price("o4-mini")
+    assert {a["provider"] for a in json.loads((run_dir / "result.json").read_text())["agents"]} == {"azure"}
+
+
+def test_a_server_without_json_schema_is_noted_once_in_the_log(tmp_path: Path) -> None:
+    with FakeProvider(refuse_json_schema=500) as fake:
+        workflow = tmp_path / "local.yaml"
+        workflow.write_text(
+            "name: local\nmax_parallel_agents: 1\nprices:\n  llama-3.1-8b: {input: 0, output: 0}\n"
+            f"defaults:\n  module: Inventory\n  llm_config: {{model: llama-3.1-8b, base_url: '{fake.url}/v1'}}\n"
+            "agents:\n"
+            "  - {name: count, prompt_template: Count the stock, output_schema: {type: object, required: [n],"
+            " properties: {n: {type: integer}}}}\n"
+            "  - {name: value, prompt_template: Value the stock, output_schema: {type: object, required: [v],"
+            " properties: {v: {type: number}}}}\n")
+        proc = _run(["run", str(workflow), "-o", str(tmp_path), "--no-progress"], {}, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    notes = [line for line in proc.stderr.splitlines() if " note: " in line]
+    assert len(notes) == 1
+    assert "llama-3.1-8b refused response_format json_schema; using json_object" in notes[0]
+    assert len(fake.requests) == 3
+
+
+def engine_price(model: str) -> dict[str, float]:
+    from orchestrate.money.costs import CostTracker
+
+    return dict(CostTracker().price_of(model))

@@ -60,6 +60,8 @@ def build_cost_document(tracker: CostTracker, workflow_id: str, result_doc: Mapp
 
     records = tracker.records(workflow_id)
     models = sorted({r.model for r in records if r.model})
+    # An Azure deployment is priced as the model it runs (llm_config.price_as).
+    priced_as = {r.model: r.metadata["price_as"] for r in records if r.metadata and r.metadata.get("price_as")}
     table = price_table()
     return {
         "schema_version": SCHEMA_VERSION,
@@ -79,7 +81,7 @@ def build_cost_document(tracker: CostTracker, workflow_id: str, result_doc: Mapp
         "by_model": breakdown(records, "model"),
         "by_module": breakdown(records, "module"),
         "by_provider": breakdown(records, "provider"),
-        "prices_used": {m: tracker.price_of(m) for m in models},
+        "prices_used": {m: tracker.price_of(priced_as.get(m, m)) for m in models},
         "calls": [r.to_dict() for r in records],
         "usage_anomalies": sum(1 for r in records if r.usage_anomaly),
         "budget_overrun": result_doc.get("budget_overrun"),

@@ -369,6 +369,8 @@ class PlainLog:
             tail = f": {d.get('error')}" if d.get("error") and d.get("status") != "completed" else ""
             return (f"{who} {d.get('status')} in {d.get('execution_time', 0):.2f}s, "
                     f"{d.get('tokens_used', 0)} tokens, {usd(d.get('cost', 0))}{tail}")
+        if kind is EventType.LLM_CALL:  # said once a run: the structured-output fallback
+            return f"{who} note: {d['notice']}" if d.get("notice") else None
         if kind is EventType.BATCH_SUBMITTED:
             mine, total = int(d.get("requests") or 0), int(d.get("total") or 0)
             share = f"{total:,} requests" if mine == total else f"{mine:,} of its {total:,} requests are this run's"

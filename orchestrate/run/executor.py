@@ -291,7 +291,7 @@ class AgentExecutor:
         self.tracker.record_cost(
             key, agent.name, workflow.id, model,
             response.input_tokens, response.output_tokens,
-            {"cached": True} if cached else {"batch": True, "batch_id": batch_id} if batch_id else None,
+            _call_metadata(cached, batch_id, priced if priced != model else None),
             cached_input_tokens=response.cached_input_tokens,
             cache_creation_input_tokens=response.cache_creation_input_tokens,
             reasoning_tokens=response.reasoning_tokens, provider=client.provider,
@@ -374,6 +374,14 @@ class AgentExecutor:
                                          max_tokens, None, **options)
         return await client.complete_with_tools(messages, llm["model"], specs, temperature,
                                                 max_tokens, **options)
+
+
+def _call_metadata(cached: bool, batch_id: str | None, price_as: str | None) -> dict[str, Any] | None:
+    """What a cost record notes beyond its tokens: cached or batched, and the model it was priced as."""
+    meta: dict[str, Any] = {"cached": True} if cached else {"batch": True, "batch_id": batch_id} if batch_id else {}
+    if price_as:
+        meta["price_as"] = price_as
+    return meta or None
 
 
 _PASSTHROUGH = ("top_p", "stop", "request_timeout", "response_format")
