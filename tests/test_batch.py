@@ -47,7 +47,8 @@ def engine_for(clock: FakeClock, *, everything: bool = True, api_options: dict[s
     hub = BatchHub(window=0.01, sleep=clock.sleep, clock=clock, **hub_options)
     events: list[Any] = []
     clients = BatchClients(ClientPool(), hub, everything=everything, api_options=api_options)
-    engine = OrchestrationEngine(None, EngineConfig(), clients=clients, sleep=clock.sleep,
+    # No default online pacing: the online calls some tests make would wait on the real clock.
+    engine = OrchestrationEngine(None, EngineConfig(rate_limit_config=None), clients=clients, sleep=clock.sleep,
                                  sinks=[events.append])
     hub.emit = engine.emit
     return engine, hub, events
@@ -332,3 +333,33 @@ async def test_the_response_cache_answers_before_a_batch_is_needed(server: FakeB
         assert server.submissions == expected_submissions  # the second run: every answer cached
     records = engine.cost_tracker.records(done.id)
     assert all(r.cached and r.cost == 0 for r in records)
+
+
+async def test_a_resumed_online_run_still_collects_what_open_batches_hold(server: FakeBatchProvider,
+                                                                         clock: FakeClock) -> None:
+    server.process_s = 10_000.0
+    workflow = layered(server, width=3)
+    workflow.agents = workflow.agents[:6]  # two layers
+    engine, hub, events = engine_for(clock)
+    await engine.register_workflow(workflow)
+    task = asyncio.ensure_future(engine.execute_workflow(workflow.id))
+    while not any(server.polls.values()):
+        await asyncio.sleep(0.01)
+    await engine.stop("interrupted by SIGINT")  # what Ctrl-C does
+    stopped = await task
+    await engine.shutdown()
+    assert stopped.status is WorkflowStatus.CANCELLED and stopped.total_cost == 0
+    (submitted,) = [e.data for e in events if e.type is EventType.BATCH_SUBMITTED]
+
+    server.process_s = 0.0
+    again = layered(server, width=3)
+    again.agents = again.agents[:6]
+    engine, hub, _ = engine_for(clock, everything=False, adopt=[submitted])  # resumed without --provider-batch
+    done = await run(engine, again)
+    assert done.status is WorkflowStatus.COMPLETED
+    assert server.submissions == 1  # nothing submitted again
+    records = {r.agent: r for r in engine.cost_tracker.records(done.id)}
+    assert {a for a, r in records.items() if r.batch} == {"l0_0", "l0_1", "l0_2"}
+    assert {r.batch_id for r in records.values() if r.batch} == {submitted["batch_id"]}
+    online = [r for r in server.requests if r["path"] == "/v1/chat/completions"]
+    assert len(online) == 3  # the second layer, sent online as asked

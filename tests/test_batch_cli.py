@@ -135,3 +135,21 @@ def test_bad_batch_flags_are_one_line_errors(tmp_path: Path, server: FakeBatchPr
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "--batch-fallback 'sometimes'" in proc.stderr
     assert server.submissions == 0
+
+
+def test_a_damaged_batch_record_is_a_one_line_error_before_anything_is_sent(
+        tmp_path: Path, server: FakeBatchProvider) -> None:
+    path = workflow_file(tmp_path, server, width=1)
+    old = tmp_path / "old-run"
+    old.mkdir()
+    (old / "result.json").write_text(json.dumps({"name": "batch_invoices", "agents": []}))
+    for damage, message in (("{not json", ":1:2: not valid JSON"),
+                            ('{"batches": {"b1": {"batch_id": "b1"}}}', "not a batch record")):
+        (old / "batches.json").write_text(damage)
+        proc = subprocess.run(command("run", str(path), "-o", str(tmp_path / "runs"), "--provider-batch",
+                                      "--resume", str(old)),
+                              cwd=tmp_path, env=environment(), capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        (line,) = proc.stderr.strip().splitlines()
+        assert f"{old / 'batches.json'}" in line and message in line
+    assert server.submissions == 0 and not server.requests

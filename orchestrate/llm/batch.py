@@ -186,6 +186,10 @@ class BatchHub:
 
     # -- requests -------------------------------------------------------------------------------
 
+    def is_adopted(self, body: dict[str, Any]) -> bool:
+        """Whether the calling agent's request waits in a batch adopted from a resumed run."""
+        return bool(self.adopted) and _custom_id(CALL_TAG.get(), request_digest(body))[1] in self.adopted
+
     async def call(self, api: BatchAPI, base_url: str, model: str, body: dict[str, Any]) -> LLMResponse:
         """Queue one request (or find it in an adopted batch) and wait for its answer."""
         tag = CALL_TAG.get()

@@ -61,9 +61,13 @@ class BatchClients:
 
     def get(self, llm_config: dict[str, Any]) -> LLMClient:
         client: LLMClient = self.inner.get(llm_config)
-        if not self.wants_batch(llm_config):
+        wants = self.wants_batch(llm_config)
+        if not wants and not self.hub.adopted:
             return client
-        wrapped = self._wrapped.get(id(client))
+        # An online agent of a resumed run still collects what the run it resumes left in
+        # open batches (already paid for); only its new requests go online.
+        key = (id(client), wants)
+        wrapped = self._wrapped.get(key)
         if wrapped is None:
             api = batch_api_for(client)
             if api is None:
@@ -71,8 +75,8 @@ class BatchClients:
             else:
                 for name, value in self.api_options.items():
                     setattr(api, name, value)
-                wrapped = BatchingClient(client, api, self.hub)
-            self._wrapped[id(client)] = wrapped
+                wrapped = BatchingClient(client, api, self.hub, collect_only=not wants)
+            self._wrapped[key] = wrapped
         return wrapped
 
     def check_keys(self, llm_configs: list[dict[str, Any]]) -> None:
@@ -91,14 +95,16 @@ class BatchingClient(LLMClient):
             and with ``fallback="online"`` it answers the retries of failed batch requests.
         api: The provider's batch endpoints.
         hub: The run's queues and pollers.
+        collect_only: Send new requests online; only answers already waiting in batches
+            adopted from a resumed run are collected from them.
     """
 
-    batched = True
-
-    def __init__(self, online: Any, api: BatchAPI, hub: BatchHub) -> None:
+    def __init__(self, online: Any, api: BatchAPI, hub: BatchHub, *, collect_only: bool = False) -> None:
         self.online, self.api, self.hub = online, api, hub
         self.provider = online.provider
         self.base_url = online.base_url
+        self.collect_only = collect_only
+        self.batched = not collect_only  # the executor reserves and paces a batched call as such
 
     def __repr__(self) -> str:
         return f"BatchingClient({self.online!r})"
@@ -115,11 +121,16 @@ class BatchingClient(LLMClient):
             return await self.online.complete_with_tools(messages, model, tools, temperature,
                                                          max_tokens, **kwargs)
         body = self.online.request_body(messages, model, tools, temperature, max_tokens, **kwargs)
+        if self.collect_only and not self.hub.is_adopted(body):
+            return await self.online.complete_with_tools(messages, model, tools, temperature,
+                                                         max_tokens, **kwargs)
         return await self.hub.call(self.api, self.base_url, model, body)
 
     def goes_online(self) -> bool:
         """True when the calling agent's next call is sent online (``--batch-fallback online``
         after a batch left one of its requests unanswered); the executor prices it so."""
+        if self.collect_only:
+            return False
         if self.hub.fallback != "online" or not self.hub.failed_callers:
             return False
         tag = CALL_TAG.get()

@@ -34,7 +34,9 @@ def read_batches(run_dir: Path) -> list[dict[str, Any]]:
         document = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise UserInputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
+        raise UserInputError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from exc
+    except ValueError as exc:  # not UTF-8
         raise UserInputError(f"{path}: not valid JSON: {exc}") from exc
     batches = document.get("batches") if isinstance(document, dict) else None
     if not isinstance(batches, dict) or not all(
