@@ -10,7 +10,7 @@ at the limit (`BatchAPI.max_requests`, `max_bytes`). Each open batch is polled
 by one task, at an interval doubling from `poll_min` up to `poll_max` (or what
 a retry-after asks); when it ends, its results resolve the waiting calls.
 
-Custom ids are deterministic: ``<agent>-a<attempt>-<hash of run, agent and
+Custom ids are deterministic: ``<agent>-a<attempt>-<hash of workflow, agent and
 request>``, so a resumed run (`adopt`) finds the answers of batches submitted
 by the run it resumes, by (workflow, agent, request), instead of paying again.
 
@@ -81,12 +81,12 @@ class OpenBatch:
     workflows: dict[str, str] = field(default_factory=dict)
     outcomes: dict[str, LLMResponse | LLMError] | None = None  # once its results are read
 
-    def record(self) -> dict[str, Any]:
-        """What the run folder keeps of it."""
+    def record(self, *, with_ids: bool = True) -> dict[str, Any]:
+        """What the run folder keeps of it; the custom ids (one per request) only when asked."""
         status = self.status
+        ids = {"custom_ids": dict(self.custom_ids)} if with_ids else {}
         return {"batch_id": self.batch_id, "provider": self.provider, "base_url": self.base_url,
-                "model": self.model, "file_id": self.file_id, "submitted_at": self.submitted_at,
-                "custom_ids": dict(self.custom_ids),
+                "model": self.model, "file_id": self.file_id, "submitted_at": self.submitted_at, **ids,
                 "status": status.status if status else "submitted",
                 "ended": bool(status and status.ended), "total": status.total if status else len(self.custom_ids),
                 "done": status.done if status else 0, "failed": status.failed if status else 0,
@@ -341,7 +341,9 @@ class BatchHub:
     def _event(self, kind: str, batch: OpenBatch) -> None:
         from orchestrate.observe.events import Event, EventType
 
-        data = batch.record()
+        # Only the submission carries the custom ids: a 50,000-request batch polled twenty times
+        # must not write its ids into events.jsonl twenty times.
+        data = batch.record(with_ids=kind == "batch_submitted")
         for workflow_id, name in batch.workflows.items():
             mine = {r.custom_id for r in batch.waiting.values() if workflow_id in r.workflows}
             self.emit(Event(EventType(kind), workflow_id, None, {**data, "requests": len(mine)},

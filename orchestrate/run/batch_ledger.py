@@ -77,9 +77,9 @@ class BatchLedger:
         data = dict(event.data)
         data.pop("requests", None)
         previous = self.batches.get(data["batch_id"], {})
-        data["collected"] = event.type is EventType.BATCH_FINISHED
-        data["carried_over"] = previous.get("carried_over", False)
-        self.batches[data["batch_id"]] = data
+        record = {"carried_over": False, "custom_ids": {}, **previous, **data}
+        record["collected"] = event.type is EventType.BATCH_FINISHED
+        self.batches[data["batch_id"]] = record
         self._write()
 
     @property
