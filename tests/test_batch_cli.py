@@ -153,3 +153,99 @@ def test_a_damaged_batch_record_is_a_one_line_error_before_anything_is_sent(
         (line,) = proc.stderr.strip().splitlines()
         assert f"{old / 'batches.json'}" in line and message in line
     assert server.submissions == 0 and not server.requests
+
+
+DATASET_WORKFLOW = """\
+name: invoice_batch
+max_parallel_agents: 2
+cost_budget: 0.5
+inputs:
+  invoice_id: {type: string}
+  amount: {type: number}
+defaults:
+  module: Finance
+  llm_config: {model: gpt-4o-mini, base_url: '%(url)s/v1', max_tokens: 40, temperature: 0}
+agents:
+  - name: extract
+    prompt_template: Extract the lines of invoice {invoice_id} for {amount} EUR.
+  - name: check
+    dependencies: [extract]
+    prompt_template: Check the extraction {extract.output} against the PO.
+  - name: decide
+    dependencies: [check]
+    prompt_template: Approve or hold given {check.output}.
+"""
+
+
+def test_a_three_layer_workflow_over_200_rows_goes_out_as_three_batches_at_half_price(
+        tmp_path: Path, server: FakeBatchProvider) -> None:
+    from orchestrate.money.costs import CostTracker
+
+    path = tmp_path / "invoice_batch.yaml"
+    path.write_text(DATASET_WORKFLOW % {"url": server.url})
+    rows = tmp_path / "invoices.jsonl"
+    rows.write_text("".join(json.dumps({"invoice_id": f"INV-{i:04d}", "amount": 100 + i}) + "\n"
+                            for i in range(200)))
+    proc = subprocess.run(command("run", str(path), "--data", str(rows), "--key", "invoice_id",
+                                  "-o", str(tmp_path / "runs"), "--provider-batch",
+                                  "--batch-window", "0.5", "--batch-poll-max", "0.2"),
+                          cwd=tmp_path, env=environment(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    # Layers go out in order, each the whole dataset in one submission: a row's check is only
+    # submitted once its extraction has come back.
+    layers = [{i["custom_id"].split("-a")[0] for i in s["items"]} for s in server.submitted]
+    assert layers == [{"extract"}, {"check"}, {"decide"}]
+    assert [len(s["items"]) for s in server.submitted] == [200, 200, 200]
+    checks = [i["body"]["messages"][-1]["content"] for i in server.submitted[1]["items"]]
+    assert all(c.startswith("Check the extraction answer to ") for c in checks)  # outputs flowed down
+    run_dir = only_run(tmp_path / "runs")
+    calls = [json.loads(line) for line in (run_dir / "calls.jsonl").read_text().splitlines()]
+    assert len(calls) == 600 and all(c["batch"] and c["batch_id"] for c in calls)
+    tracker = CostTracker()
+    for call in calls:
+        online = tracker.calculate_cost("gpt-4o-mini", call["input_tokens"], call["output_tokens"])
+        assert call["cost"] == pytest.approx(online * 0.5)
+    ledger = json.loads((run_dir / "batches.json").read_text())["batches"]
+    assert len(ledger) == 3 and all(b["collected"] for b in ledger.values())
+    assert sum(len(b["custom_ids"]) for b in ledger.values()) == 600
+    results = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert len(results) == 200 and {r["status"] for r in results} == {"completed"}
+    report = subprocess.run(command("cost-report", str(run_dir), "--by", "mode", "--format", "json"),
+                            cwd=tmp_path, env=environment(), capture_output=True, text=True, timeout=60)
+    (row,) = json.loads(report.stdout)["rows"]
+    assert row["mode"] == "batch" and row["calls"] == 600
+    assert row["cost"] == pytest.approx(sum(c["cost"] for c in calls))
+
+
+def test_a_dataset_stopped_after_submission_resumes_in_place_without_resubmitting(
+        tmp_path: Path, server: FakeBatchProvider) -> None:
+    path = tmp_path / "invoice_batch.yaml"
+    path.write_text(DATASET_WORKFLOW % {"url": server.url})
+    rows = tmp_path / "invoices.jsonl"
+    rows.write_text("".join(json.dumps({"invoice_id": f"INV-{i:04d}", "amount": 100 + i}) + "\n"
+                            for i in range(20)))
+    args = ("run", str(path), "--data", str(rows), "--key", "invoice_id", "--provider-batch",
+            "--batch-window", "0.2", "--batch-poll-max", "0.2")
+    server.process_s = 10_000.0
+    first = subprocess.Popen(command(*args, "-o", str(tmp_path / "runs")), cwd=tmp_path, env=environment(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(server.polls.values()):
+        time.sleep(0.02)
+    first.send_signal(signal.SIGINT)
+    _, stderr = first.communicate(timeout=30)
+    assert first.returncode == 130, stderr
+    assert server.submissions == 1 and len(server.submitted[0]["items"]) == 20
+    assert "left running at the provider" in stderr and "--resume" in stderr
+    run_dir = only_run(tmp_path / "runs")
+
+    server.process_s = 0.0
+    resumed = subprocess.run(command(*args, "--resume", str(run_dir)), cwd=tmp_path, env=environment(),
+                             capture_output=True, text=True, timeout=60)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert [len(s["items"]) for s in server.submitted] == [20, 20, 20]  # the extractions were not resubmitted
+    assert [s["items"][0]["custom_id"].split("-a")[0] for s in server.submitted] == ["extract", "check", "decide"]
+    calls = [json.loads(line) for line in (run_dir / "calls.jsonl").read_text().splitlines()]
+    assert len(calls) == 60 and {c["batch_id"] for c in calls} == {s["batch_id"] for s in server.submitted}
+    ledger = json.loads((run_dir / "batches.json").read_text())["batches"]
+    assert len(ledger) == 3 and all(b["collected"] for b in ledger.values())

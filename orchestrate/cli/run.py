@@ -120,8 +120,6 @@ def run(
         fail("--key, --skip-invalid-rows, --max-rows-parallel and --shard need --data")
     if data is not None and len(files) != 1:
         fail("--data takes exactly one workflow file")
-    if data is not None and provider_batch:
-        fail("--provider-batch does not work with --data yet: a dataset's rows run online")
     values = parse_inputs(input_pairs or [], inputs_file)
     if dry_run:
         from orchestrate.cli.plan import print_plans

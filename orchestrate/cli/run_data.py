@@ -81,6 +81,8 @@ class BatchSession:
         self.signal_received: int | None = None
         self.runner: BatchRunner | None = None
         self.cache_store: Any = None
+        self.hub: Any = None          # the provider batch queues, when calls are batched
+        self.carried: list[dict[str, Any]] = []
 
     def execute(self) -> int:
         opts, batch = self.options, self.batch
@@ -118,17 +120,32 @@ class BatchSession:
                 raise UserInputError(f"{opts.resume}: this batch ran with {was}; resume it the same way, "
                                      "or its rows would not be recognised")
             run_dir = opts.resume
+            from orchestrate.run.batch_ledger import open_batches
+
+            self.carried = open_batches(run_dir)
         else:
             run_dir = new_run_dir(opts.output_dir, template.name)
         max_calls = opts.max_parallel or DEFAULT_MAX_CALLS
-        rows_parallel = batch.max_rows_parallel or default_rows_parallel(template, max_calls)
         if opts.budget_scope is not None:
             template.budget_scope = opts.budget_scope
         self._check_state(template)
         state = self._state()
-        capped = CappedClients(self._clients(template, state), max_calls)
+        clients = self._clients(template, state)
+        rows_parallel = batch.max_rows_parallel or default_rows_parallel(template, max_calls)
+        if self.hub is not None and batch.max_rows_parallel is None:
+            # Batched calls wait at the provider, not in a slot: every row is in flight at once,
+            # so each layer of the workflow goes out as one submission for the whole dataset.
+            rows_parallel = max(rows_parallel, check.rows)
+        capped = CappedClients(clients, max_calls)
         engine = OrchestrationEngine(None, EngineConfig(max_concurrent_workflows=rows_parallel),
                                      clients=capped, state=state)
+        ledger = None
+        if self.hub is not None:
+            from orchestrate.run.batch_ledger import BatchLedger
+
+            self.hub.emit = engine.emit
+            ledger = BatchLedger(run_dir, None, self.carried)
+            engine.add_sink(ledger)
         batch_id = f"batch:{run_dir.name}"
         if prior is not None:
             engine.cost_tracker.carry_spend(batch_id, prior.spent)
@@ -164,6 +181,12 @@ class BatchSession:
         self._artefacts(document, run_dir)
         write_run_report(run_dir)
         self._print(document, run_dir)
+        if ledger is not None and ledger.still_open:
+            still = ledger.still_open
+            verb = "cancel requested for" if opts.cancel_batches else "left running at the provider:"
+            print_error(f"{len(still)} batch(es) {verb} {', '.join(b['batch_id'] for b in still)}; "
+                        f"'orchestrate run {self.file} --data {batch.data} --resume {run_dir}' collects "
+                        "what they answer without submitting (or paying for) them again")
         if self.signal_received is not None:
             return _EXIT_BY_SIGNAL.get(self.signal_received, 130)
         if engine.state_error is not None:
@@ -208,6 +231,15 @@ class BatchSession:
         clients: Any = ClientPool(simulated=simulated, force_simulated=opts.simulate)
         if not opts.simulate:
             clients.check_keys([agent.llm_config for agent in template.agents])
+            if opts.provider_batch or self.carried or any(a.llm_config.get("batch") for a in template.agents):
+                from orchestrate.llm.batch import BatchHub
+                from orchestrate.llm.batch_clients import BatchClients
+
+                self.hub = BatchHub(window=opts.batch_window, poll_max=opts.batch_poll_max,
+                                    poll_min=min(5.0, opts.batch_poll_max), fallback=opts.batch_fallback,
+                                    cancel_on_close=opts.cancel_batches, adopt=self.carried,
+                                    per_workflow_events=False)
+                clients = BatchClients(clients, self.hub, everything=opts.provider_batch)
         if opts.cache is not None:
             from orchestrate.run.cache import CachingClients, cache_store
 

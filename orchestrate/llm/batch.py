@@ -152,12 +152,15 @@ class BatchHub:
         cancel_on_close: Cancel open batches at `aclose` (``--cancel-batches``); else they
             are left to finish at the provider, to be collected by ``--resume``.
         adopt: Batches recorded by an earlier run (``OpenBatch`` records) to collect from.
+        per_workflow_events: One event per workflow with requests in the batch, carrying that
+            workflow's custom ids (each workflow has its own run folder); else one event for the
+            batch with no workflow (a dataset's rows share one folder).
         sleep, clock: Injected so tests never wait.
     """
 
     def __init__(self, *, window: float = 2.0, poll_min: float = 5.0, poll_max: float = 300.0,
                  fallback: str = "batch", cancel_on_close: bool = False,
-                 adopt: list[dict[str, Any]] | None = None,
+                 adopt: list[dict[str, Any]] | None = None, per_workflow_events: bool = True,
                  sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
                  clock: Callable[[], float] = time.time) -> None:
         if fallback not in ("batch", "online"):
@@ -165,6 +168,7 @@ class BatchHub:
         self.window, self.poll_min, self.poll_max = window, poll_min, max(poll_min, poll_max)
         self.fallback, self.cancel_on_close = fallback, cancel_on_close
         self.sleep, self.clock = sleep, clock
+        self.per_workflow_events = per_workflow_events
         self.emit: Callable[[Any], None] = lambda event: None
         self.queues: dict[tuple[str, str, str], _Queue] = {}
         self.open: dict[str, OpenBatch] = {}
@@ -341,12 +345,20 @@ class BatchHub:
     def _event(self, kind: str, batch: OpenBatch) -> None:
         from orchestrate.observe.events import Event, EventType
 
-        # Only the submission carries the custom ids: a 50,000-request batch polled twenty times
-        # must not write its ids into events.jsonl twenty times.
-        data = batch.record(with_ids=kind == "batch_submitted")
+        # Only the submission carries custom ids, each workflow's own: a 50,000-request batch
+        # polled twenty times must not write its ids into events.jsonl twenty times.
+        data = batch.record(with_ids=False)
+        submitted = kind == "batch_submitted"
+        if not self.per_workflow_events:
+            name = next(iter(batch.workflows.values()), None)
+            extra = {"custom_ids": dict(batch.custom_ids)} if submitted else {}
+            self.emit(Event(EventType(kind), None, None, {**data, **extra, "requests": len(batch.custom_ids)},
+                            workflow_name=name))
+            return
         for workflow_id, name in batch.workflows.items():
-            mine = {r.custom_id for r in batch.waiting.values() if workflow_id in r.workflows}
-            self.emit(Event(EventType(kind), workflow_id, None, {**data, "requests": len(mine)},
+            mine = {r.custom_id: r.match for r in batch.waiting.values() if workflow_id in r.workflows}
+            extra = {"custom_ids": mine} if submitted else {}
+            self.emit(Event(EventType(kind), workflow_id, None, {**data, **extra, "requests": len(mine)},
                             workflow_name=name))
 
     async def aclose(self) -> None:

@@ -53,7 +53,7 @@ class BatchClients:
         self.hub = hub
         self.everything = everything
         self.api_options = dict(api_options or {})
-        self._wrapped: dict[int, LLMClient] = {}
+        self._wrapped: dict[tuple[int, bool], LLMClient] = {}
 
     def wants_batch(self, llm_config: dict[str, Any]) -> bool:
         flag = llm_config.get("batch")

@@ -54,10 +54,20 @@ class BatchState:
         self.done = self.completed = self.failed = self.refused = self.invalid = 0
         self.waited = 0.0
         self.recent: deque[tuple[str, str, str]] = deque(maxlen=5)
+        self.batches: dict[str, dict[str, Any]] = {}  # open provider batches (--provider-batch)
 
     def __call__(self, event: Event) -> None:
         if event.type is EventType.AGENT_RATE_LIMITED:
             self.waited += float(event.data.get("waited") or 0.0)
+        elif event.type in (EventType.BATCH_SUBMITTED, EventType.BATCH_STATUS):
+            self.batches[str(event.data.get("batch_id"))] = event.data
+            self.on_batch(event)
+        elif event.type is EventType.BATCH_FINISHED:
+            self.batches.pop(str(event.data.get("batch_id")), None)
+            self.on_batch(event)
+
+    def on_batch(self, event: Event) -> None:
+        """Called for each provider batch event; displays override it."""
 
     def _outcome(self, key: str, status: str, error: str | None) -> None:
         self.done += 1
@@ -164,6 +174,12 @@ class PlainBatchLog(BatchState):
         if event.type is EventType.ROW_STARTED:
             self.tick()
 
+    def on_batch(self, event: Event) -> None:
+        from orchestrate.observe.progress import batch_line
+
+        tail = "; results collected" if event.type is EventType.BATCH_FINISHED else ""
+        self._print(f"{self.name} {batch_line(event.data)}{tail}")
+
     def tick(self) -> None:
         """Print the progress line when `every` seconds have passed since the last."""
         now = self.clock()
@@ -213,6 +229,10 @@ class LiveBatch(BatchState):
         else:
             grid.add_row("spend", Text(self.money()))
         grid.add_row("in flight", Text(f"{self.in_flight()} calls, {self.waited:.1f}s waited on rate limits"))
+        from orchestrate.observe.progress import batch_line
+
+        for batch in self.batches.values():
+            grid.add_row(Text("batch", style="cyan"), Text(batch_line(batch)[6:]))
         for key, status, error in self.recent:
             grid.add_row(Text(status, style="red"), Text(f"{key}: {error}"[:160]))
         from rich.panel import Panel

@@ -58,12 +58,14 @@ class BatchLedger:
 
     Args:
         run_dir: The run folder.
-        workflow_id: Only this workflow's batch events are recorded.
+        workflow_id: Only this workflow's batch events are recorded (None: every batch event,
+            as for a dataset's rows, which share one folder).
         carried: Open batches of the run being resumed, recorded here too so that
             a later resume of this run still finds them.
     """
 
-    def __init__(self, run_dir: Path, workflow_id: str, carried: list[dict[str, Any]] | None = None) -> None:
+    def __init__(self, run_dir: Path, workflow_id: str | None,
+                 carried: list[dict[str, Any]] | None = None) -> None:
         self.path = run_dir / FILE_NAME
         self.workflow_id = workflow_id
         self.batches: dict[str, dict[str, Any]] = {b["batch_id"]: {**b, "carried_over": True}
@@ -72,12 +74,13 @@ class BatchLedger:
             self._write()
 
     def __call__(self, event: Event) -> None:
-        if event.type not in _KINDS or event.workflow_id != self.workflow_id:
+        if event.type not in _KINDS or (self.workflow_id is not None and event.workflow_id != self.workflow_id):
             return
         data = dict(event.data)
         data.pop("requests", None)
         previous = self.batches.get(data["batch_id"], {})
-        record = {"carried_over": False, "custom_ids": {}, **previous, **data}
+        record = {"carried_over": False, **previous, **data}
+        record["custom_ids"] = {**previous.get("custom_ids", {}), **data.get("custom_ids", {})}
         record["collected"] = event.type is EventType.BATCH_FINISHED
         self.batches[data["batch_id"]] = record
         self._write()

@@ -228,6 +228,8 @@ class CappedClients:
 
     def get(self, llm_config: dict[str, Any]) -> LLMClient:
         client = self.inner.get(llm_config)
+        if getattr(client, "batched", False):
+            return client  # a provider batch call waits at the provider, not in one of our slots
         wrapped = self._wrapped.get(id(client))
         if wrapped is None:
             wrapped = self._wrapped[id(client)] = _CappedClient(client, self)
