@@ -85,6 +85,15 @@ def test_ctrl_c_after_submission_then_resume_collects_without_resubmitting(
     result = json.loads((run_dir / "result.json").read_text())
     assert result["status"] == "cancelled" and result["total_cost"] == 0
     assert json.loads((run_dir / "batches.json").read_text())["batches"][record["batch_id"]]["collected"] is False
+    shown = subprocess.run(command("show", str(run_dir)), cwd=tmp_path, env=environment(), capture_output=True,
+                           text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert "open provider batches (1 of 1" in shown.stdout and "--resume" in shown.stdout
+    assert f"batch {record['batch_id']} (openai/gpt-4o-mini) in_progress: 0/4 done" in shown.stdout
+    shown = subprocess.run(command("show", str(run_dir), "--format", "json"), cwd=tmp_path, env=environment(),
+                           capture_output=True, text=True, timeout=60)
+    (listed,) = json.loads(shown.stdout)["batches"]
+    assert listed["open"] is True and listed["requests"] == 4 and "custom_ids" not in listed
 
     server.process_s = 0.0  # meanwhile the provider finished the batch
     resumed = subprocess.run(command("run", str(path), "-o", str(tmp_path / "resumed"), "--provider-batch",
@@ -102,6 +111,9 @@ def test_ctrl_c_after_submission_then_resume_collects_without_resubmitting(
     ledger = json.loads((second / "batches.json").read_text())["batches"]
     assert all(b["collected"] for b in ledger.values()) and set(ledger) == {s["batch_id"] for s in server.submitted}
     assert "batch " in resumed.stderr and "results collected" in resumed.stderr
+    shown = subprocess.run(command("show", str(second)), cwd=tmp_path, env=environment(), capture_output=True,
+                           text=True, timeout=60)
+    assert "provider batches: 2, all collected" in shown.stdout
 
     report = subprocess.run(command("cost-report", str(tmp_path / "resumed"), "--by", "mode", "--format", "json"),
                             cwd=tmp_path, env=environment(), capture_output=True, text=True, timeout=60)

@@ -57,8 +57,12 @@ def show(
         document = load_row(run_dir, row)
     else:
         document = load_result(run_dir)
+    from orchestrate.run.batch_ledger import batch_summaries
+
+    folder = run_dir if run_dir.is_dir() else run_dir.parent
+    batches = batch_summaries(folder) if row is None else []
     if fmt == "json":
-        payload = agent_document(document, agent) if agent else run_summary(document)
+        payload = agent_document(document, agent) if agent else {**run_summary(document), "batches": batches}
         sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n")
         return
     from orchestrate.observe.tables import plain_console
@@ -68,8 +72,8 @@ def show(
     if agent:
         parts = agent_renderables(document, agent)
     else:
-        folder = run_dir if run_dir.is_dir() else run_dir.parent
         parts = run_renderables(document, width=console.width if interactive else None, title=str(folder))
+        parts.extend(provider_batches(batches, folder, document))
         parts.append(_hint(folder) if row is None else _row_hint(folder, row))
     for part in parts:
         console.print(part)
@@ -82,10 +86,13 @@ def _show_batch(run_dir: Path, fmt: str, agent: str | None) -> None:
 
     if agent is not None:
         fail(f"{run_dir} is a dataset batch: name the row too, e.g. --row KEY {agent}")
+    from orchestrate.run.batch_ledger import batch_summaries
+
     folder, document = load_batch(run_dir)
+    batches = batch_summaries(folder)
     if fmt == "json":
-        sys.stdout.write(json.dumps(batch_summary(folder, document), indent=2, ensure_ascii=False,
-                                    default=str) + "\n")
+        sys.stdout.write(json.dumps({**batch_summary(folder, document), "provider_batches": batches}, indent=2,
+                                    ensure_ascii=False, default=str) + "\n")
         return
     import shlex
 
@@ -97,8 +104,34 @@ def _show_batch(run_dir: Path, fmt: str, agent: str | None) -> None:
     console = plain_console(sys.stdout, interactive=interactive)
     for part in batch_renderables(folder, document, width=console.width if interactive else None):
         console.print(part)
+    for part in provider_batches(batches, folder, document, data=True):
+        console.print(part)
     console.print(Text(f"one row like a single run: orchestrate show {shlex.quote(str(folder))} --row KEY",
                        style="dim"))
+
+
+def provider_batches(batches: list[dict[str, object]], folder: Path, document: dict[str, object], *,
+                     data: bool = False) -> list[object]:
+    """The provider batches of a run (``--provider-batch``): the open ones each on a line, with
+    the command that collects them."""
+    if not batches:
+        return []
+    import shlex
+
+    from rich.text import Text
+
+    from orchestrate.observe.progress import batch_line
+
+    still = [b for b in batches if b["open"]]
+    if not still:
+        return [Text(f"provider batches: {len(batches)}, all collected", style="dim")]
+    source = shlex.quote(str(document.get("source") or "FILE"))
+    rows = f" --data {shlex.quote(str(document.get('data')))}" if data and document.get("data") else ""
+    parts: list[object] = [Text(f"open provider batches ({len(still)} of {len(batches)}; 'orchestrate run "
+                                f"{source}{rows} --resume {shlex.quote(str(folder))}' collects them):",
+                                style="bold")]
+    parts.extend(Text(f"  {batch_line(b)}, {b['requests']} of this run's requests") for b in still)
+    return parts
 
 
 def _row_hint(folder: Path, row: str) -> object:

@@ -18,7 +18,7 @@ from orchestrate.errors import UserInputError
 from orchestrate.fsutil import atomic_write_text
 from orchestrate.observe.events import Event, EventType
 
-__all__ = ["FILE_NAME", "BatchLedger", "open_batches", "read_batches"]
+__all__ = ["FILE_NAME", "BatchLedger", "batch_summaries", "open_batches", "read_batches"]
 
 FILE_NAME = "batches.json"
 SCHEMA_VERSION = 1
@@ -46,6 +46,12 @@ def read_batches(run_dir: Path) -> list[dict[str, Any]]:
         raise UserInputError(f"{path}: not a batch record (expected batches by id, each with "
                              "batch_id, provider, model and custom_ids)")
     return sorted(batches.values(), key=lambda b: (b.get("submitted_at") or 0, b["batch_id"]))
+
+
+def batch_summaries(run_dir: Path) -> list[dict[str, Any]]:
+    """Each recorded batch without its custom ids (their number instead), open ones marked."""
+    return [{**{k: v for k, v in b.items() if k != "custom_ids"}, "requests": len(b["custom_ids"]),
+             "open": not b.get("collected")} for b in read_batches(run_dir)]
 
 
 def open_batches(run_dir: Path) -> list[dict[str, Any]]:
