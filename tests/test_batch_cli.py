@@ -250,6 +250,9 @@ def test_a_dataset_stopped_after_submission_resumes_in_place_without_resubmittin
     assert server.submissions == 1 and len(server.submitted[0]["items"]) == 20
     assert "left running at the provider" in stderr and "--resume" in stderr
     run_dir = only_run(tmp_path / "runs")
+    shown = subprocess.run(command("show", str(run_dir)), cwd=tmp_path, env=environment(), capture_output=True,
+                           text=True, timeout=60)
+    assert "open provider batches (1 of 1" in shown.stdout and "--data" in shown.stdout, shown.stderr
 
     server.process_s = 0.0
     resumed = subprocess.run(command(*args, "--resume", str(run_dir)), cwd=tmp_path, env=environment(),
