@@ -154,7 +154,9 @@ def test_a_damaged_batch_record_is_a_one_line_error_before_anything_is_sent(
     path = workflow_file(tmp_path, server, width=1)
     old = tmp_path / "old-run"
     old.mkdir()
-    (old / "result.json").write_text(json.dumps({"name": "batch_invoices", "agents": []}))
+    (old / "events.jsonl").write_text(json.dumps({"timestamp": 1764000000.0, "type": "workflow_started",
+                                                  "workflow_id": "w1", "agent": None, "workflow_name": "batch_invoices",
+                                                  "data": {"name": "batch_invoices", "agents": []}}) + "\n")
     for damage, message in (("{not json", ":1:2: not valid JSON"),
                             ('{"batches": {"b1": {"batch_id": "b1"}}}', "not a batch record")):
         (old / "batches.json").write_text(damage)
