@@ -61,8 +61,10 @@ def test_result_and_workflow_defaults_and_methods() -> None:
     assert wf.get_agent_by_name("c") is wf.agents[2] and wf.get_agent_by_name("zz") is None
     stats = wf.get_statistics()
     assert stats["total_agents"] == 3 and stats["agents_by_status"]["pending"] == 3
+    # The reference's statuses, plus the workflow language's skipped, waiting_approval, rejected.
     assert {s.value for s in AgentStatus} == {"pending", "running", "completed", "failed", "cancelled",
-                                              "rate_limited", "budget_exceeded"}
+                                              "rate_limited", "budget_exceeded", "skipped",
+                                              "waiting_approval", "rejected"}
 
 
 def test_a_workflow_file_is_the_to_dict_of_a_workflow(tmp_path: Path) -> None:

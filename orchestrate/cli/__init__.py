@@ -2,7 +2,7 @@
 
 Only the CLI turns errors into exit codes. Exit codes (stable, documented in the README):
 0 success, 1 run failed, 2 invalid input (YAML, flags, inputs, missing key),
-3 run partially completed, 130 interrupted (Ctrl-C),
+3 run partially completed, 4 run waiting for an approval, 130 interrupted (Ctrl-C),
 143 terminated (SIGTERM).
 """
 
@@ -70,6 +70,7 @@ _COMMANDS = (
     ("schema", "schema_cmd", "schema"),
     ("report", "report", "report"),
     ("budget", "budget", "app"),
+    ("approve", "approve", "approve"),
 )
 
 

@@ -123,11 +123,13 @@ def print_plans(files: list[Path], inputs: dict[str, Any], *, max_parallel: int 
     console = plain_console(sys.stdout, interactive=interactive)
     columns = [Column("#", "right", "number"), Column("agent"), Column("module", drop=2),
                Column("model"), Column("starts at", "right", "number", drop=1),
-               Column("max calls", "right", "number", drop=3), Column("min $", "right", "number"),
+               Column("runs", "right", "number"), Column("max calls", "right", "number", drop=3), Column("min $", "right", "number"),
                Column("max $", "right", "number")]
     for p in plans:
-        rows = [[str(i), a.name, a.module, a.model, f"{a.start:.1f}s", str(a.max_calls),
-                 usd(a.min_cost), usd(a.max_cost)] for i, a in enumerate(p.agents, 1)]
+        rows = [[str(i), a.name + (" (conditional)" if a.conditional else "")
+                 + (" (foreach)" if a.max_items is not None else ""), a.module, a.model,
+                 f"{a.start:.1f}s", a.runs, str(a.max_calls), usd(a.min_cost), usd(a.max_cost)]
+                for i, a in enumerate(p.agents, 1)]
         console.print(build_table(columns, rows, width=console.width if interactive else None,
                                   title=Text(f"{p.workflow}: plan")))
         console.print(Text(f"critical path: {' -> '.join(p.critical_path)}"))

@@ -86,6 +86,8 @@ def run(
     shard: Annotated[Optional[str], typer.Option("--shard", metavar="K/N", help="Run only the rows whose index modulo N is K-1.", rich_help_panel="Datasets")] = None,
     otel: Annotated[bool, typer.Option("--otel", help="Export OpenTelemetry traces over OTLP/HTTP (OTEL_EXPORTER_OTLP_ENDPOINT, default http://localhost:4318); needs orchestrate[otel].")] = False,
     otel_content: Annotated[bool, typer.Option("--otel-content", help="Put prompts, answers and tool arguments in the traces (they may hold personal data).")] = False,
+    approve: Annotated[Optional[list[str]], typer.Option("--approve", help="Approve this agent up front (repeatable).")] = None,
+    approve_all: Annotated[bool, typer.Option("--approve-all", help="Approve every agent with an approval up front.")] = False,
 ) -> None:
     """Run workflows and write result.json, cost.json and events.jsonl for each.
 
@@ -104,7 +106,7 @@ def run(
 
     \b
     Exit codes: 0 completed, 1 failed, 2 invalid input, 3 partially completed,
-    130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
+    4 waiting for an approval, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
     """
     from orchestrate.cli.plan import workflow_files
     from orchestrate.cli.run_session import RunOptions, RunSession
@@ -135,7 +137,9 @@ def run(
         quiet=quiet, json_output=json_output, junit=junit, summary=summary,
         sim_latency=sim_latency, sim_failure_rate=sim_failure_rate, seed=seed,
         provider_batch=provider_batch, batch_fallback=batch_fallback, batch_poll_max=batch_poll_max,
-        batch_window=batch_window, cancel_batches=cancel_batches, otel=otel, otel_content=otel_content)
+        batch_window=batch_window, cancel_batches=cancel_batches, otel=otel, otel_content=otel_content,
+        approve=list(approve or []), approve_all=approve_all,
+        ask=is_interactive(sys.stderr) and is_interactive(sys.stdin) and not approve_all)
     if data is not None:
         from orchestrate.cli.run_data import BatchOptions, BatchSession
         from orchestrate.run.dataset import parse_shard

@@ -33,7 +33,10 @@ _EXIT_BY_STATUS = {
     WorkflowStatus.FAILED: 1,
     WorkflowStatus.PARTIALLY_COMPLETED: 3,
     WorkflowStatus.CANCELLED: 1,
+    WorkflowStatus.WAITING: 4,
 }
+# With several workflows the worst code wins: failed, then waiting, then partial, then completed.
+_SEVERITY = {0: 0, 3: 1, 4: 2, 1: 3}
 _EXIT_BY_SIGNAL: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
 _SCOPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
@@ -66,6 +69,10 @@ class RunOptions:
     cancel_batches: bool = False
     otel: bool = False
     otel_content: bool = False
+    approve: list[str] = field(default_factory=list)  # agents approved up front (--approve)
+    approve_all: bool = False
+    approved_by: str | None = None
+    ask: bool = False  # ask y/N in the terminal for approvals not decided up front
 
 
 class RunSession:
@@ -82,6 +89,7 @@ class RunSession:
         self._live_display: Any = None
         self.cache_store: Any = None
         self._workflow_ids: list[str] = []  # of each recorder, in order
+        self.decisions: list[dict[str, Any]] = []
 
     def execute(self) -> int:
         """Run every workflow; returns the exit code."""
@@ -89,13 +97,17 @@ class RunSession:
         workflows = [self._load(path) for path in self.files]
         check_output_paths(opts)
         reuse: dict[str, Any] = {}
+        decided: dict[str, Any] = {}
         if opts.resume is not None:
+            from orchestrate.run.approvals import read_decisions
             from orchestrate.run.resume import plan_resume
 
             reuse = plan_resume(opts.resume, workflows[0])
             from orchestrate.run.batch_ledger import open_batches
 
             self.carried = open_batches(opts.resume)
+            decided = read_decisions(opts.resume)
+        self.decisions = [self._up_front(wf, decided) for wf in workflows]
         engine = self._engine(workflows)
         tracing = start_tracing(self.options)
         if tracing is not None:
@@ -120,7 +132,30 @@ class RunSession:
             print_error(f"{engine.state_error}; no call was started without it, calls in flight were "
                         "recorded in cost.json; run again with --resume RUN_DIR once it is back")
             return 1
-        return max(_EXIT_BY_STATUS.get(wf.status, 1) for wf in workflows) if workflows else 0
+        codes = [_EXIT_BY_STATUS.get(wf.status, 1) for wf in workflows]
+        return max(codes, key=lambda c: _SEVERITY.get(c, 3)) if codes else 0
+
+    def _up_front(self, workflow: Workflow, decided: dict[str, Any]) -> dict[str, Any]:
+        """Decisions known before the run: recorded in the resumed folder, then --approve."""
+        from orchestrate.run.approvals import Decision
+        from orchestrate.errors import UserInputError
+
+        opts = self.options
+        gated = [a.name for a in workflow.agents if a.approval is not None]
+        for name in opts.approve:
+            if name not in gated:
+                names = ", ".join(gated) or "none"
+                raise UserInputError(f"--approve {name}: workflow {workflow.name!r} has no agent "
+                                     f"{name!r} with an approval (agents with one: {names})")
+        by = opts.approved_by or _user()
+        decisions = {name: d for name, d in decided.items() if name in gated}
+        for name in gated:
+            if name in decisions:
+                continue
+            if opts.approve_all or name in opts.approve:
+                source = "--approve-all" if opts.approve_all else "--approve"
+                decisions[name] = Decision.now(name, True, by, source=source)
+        return decisions
 
     def _load(self, path: Path) -> Workflow:
         workflow = load_workflow(path, inputs=self.options.inputs)
@@ -143,12 +178,18 @@ class RunSession:
             from orchestrate.llm.http import transport_limits
 
             transport_limits()  # a bad ORCHESTRATE_MAX_* is the user's input: refused before any call
-            clients.check_keys([agent.llm_config for wf in workflows for agent in wf.agents])
+            clients.check_keys([agent.llm_config for wf in workflows for agent in wf.agents
+                                if not agent.is_code_step])  # a code step calls no provider
             clients = self._batching(clients, workflows)
         state = None
         if opts.state:
             from orchestrate.state.base import state_from_url
 
+        approver = None
+        if opts.ask:
+            from orchestrate.cli.approve import TerminalApprover
+
+            approver = TerminalApprover(by=opts.approved_by or _user(), pause=self._pause_display)
             state = state_from_url(opts.state, namespace=opts.state_namespace)
         if opts.cache is not None:
             from orchestrate.run.cache import CachingClients, cache_store
@@ -156,7 +197,7 @@ class RunSession:
             self.cache_store = cache_store(opts.cache, state, namespace=opts.state_namespace,
                                            ttl=opts.cache_ttl)
             clients = CachingClients(self.cache_store, clients)
-        engine = OrchestrationEngine(None, EngineConfig(), clients=clients, state=state)
+        engine = OrchestrationEngine(None, EngineConfig(), clients=clients, state=state, approver=approver)
         if self.hub is not None:
             self.hub.emit = engine.emit
         return engine
@@ -193,11 +234,16 @@ class RunSession:
         display = self._display(engine)
         logs: list[EventLog] = []
         try:
-            for workflow in workflows:
+            for workflow, decisions in zip(workflows, self.decisions):
                 await engine.register_workflow(workflow)
             await self._check_state(engine, workflows)
             for workflow in workflows:
                 run_dir = new_run_dir(opts.output_dir, workflow.name)
+                if decisions:  # carried on, so that resuming this run keeps them
+                    from orchestrate.run.approvals import write_decisions
+
+                    write_decisions(run_dir, decisions)
+                engine.add_sink(_only(workflow.id, _DecisionKeeper(run_dir, decisions)))
                 log = EventLog(run_dir / "events.jsonl")
                 logs.append(log)
                 engine.add_sink(_only(workflow.id, log))
@@ -218,8 +264,9 @@ class RunSession:
                 self._live_display = display
                 display.start()
             try:
-                await asyncio.gather(*(engine.execute_workflow(wf.id, reuse=reuse or None)
-                                       for wf in workflows))
+                await asyncio.gather(*(engine.execute_workflow(wf.id, reuse=reuse or None,
+                                                               decisions=decisions or None)
+                                       for wf, decisions in zip(workflows, self.decisions)))
             finally:
                 self._stop_display()  # on every way out, so the cursor is never left hidden
         finally:
@@ -260,6 +307,12 @@ class RunSession:
         states = [engine.state, getattr(self.cache_store, "state", None)]
         for state in {id(s): s for s in states if s is not None}.values():
             await state.aclose()
+
+    def _pause_display(self, paused: bool) -> None:
+        """Stop the live table while the terminal asks for an approval, and start it again after."""
+        display = self._live_display
+        if display is not None:
+            (display.stop if paused else display.start)()
 
     def _display(self, engine: OrchestrationEngine) -> Any:
         opts = self.options
@@ -340,7 +393,7 @@ class RunSession:
                 "name": d["name"], "status": d["status"], "run_dir": str(r.run_dir),
                 "total_cost": d["total_cost"], "total_tokens": d["total_tokens"],
                 "retries": d["retries"], "duration_seconds": d["duration_seconds"],
-                "simulated": d["simulated"],
+                "simulated": d["simulated"], "outputs": d.get("outputs", {}),
                 "agents": {a["name"]: a["status"] for a in d["agents"]},
             } for d, r in zip(documents, self.recorders)]
             sys.stdout.write(json.dumps(payload if len(payload) != 1 else payload[0], indent=2) + "\n")
@@ -443,6 +496,34 @@ def _warn_usage(documents: list[dict[str, Any]]) -> None:
             sys.stderr.write(f"warning: {doc['name']}: budget of ${overrun['budget']:.4f} passed: "
                              f"${overrun['spent']:.4f} spent ({overrun['cause']})\n")
     sys.stderr.flush()
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in a bare container: say so rather than guess
+        return "unknown"
+
+
+class _DecisionKeeper:
+    """Adds decisions made during the run (in the terminal) to the run folder's approvals.json."""
+
+    def __init__(self, run_dir: Path, decisions: dict[str, Any]) -> None:
+        self.run_dir = run_dir
+        self.decisions = dict(decisions)
+
+    def __call__(self, event: Any) -> None:
+        from orchestrate.observe.events import EventType
+        from orchestrate.run.approvals import Decision, write_decisions
+
+        if event.type is not EventType.APPROVAL_DECIDED or event.agent in self.decisions:
+            return
+        d = event.data
+        self.decisions[event.agent] = Decision(event.agent, bool(d.get("approved")), str(d.get("by")),
+                                               str(d.get("at")), d.get("note"), str(d.get("source")))
+        write_decisions(self.run_dir, self.decisions)
 
 
 def _only(workflow_id: str, sink: Any) -> Any:

@@ -11,6 +11,11 @@ time (`scheduler.expected_seconds`), under `max_parallel_agents`. Cost bounds:
   agent may make (attempts x output corrections x tool rounds), each agent
   capped at its cost_limit and the total at the workflow's cost_budget. The
   hard budgets guarantee this ceiling; it is not an estimate.
+
+The workflow language widens the range: a code step costs 0; an agent with
+`when:` (or below one, which is skipped with it) may not run, so its least is
+0; a `foreach` agent runs from 0 to `max_items` times, so its least is 0 and
+its most is `max_items` times one run (still capped by its cost_limit).
 """
 
 from __future__ import annotations
@@ -37,6 +42,16 @@ class AgentPlan:
     min_cost: float
     max_cost: float
     max_calls: int
+    conditional: bool = False      # has a `when:` or is below one: may be skipped
+    max_items: int | None = None   # foreach: runs at most this many times
+    code_step: bool = False
+
+    @property
+    def runs(self) -> str:
+        """How many times it runs: "1", "0-1" (conditional), "0-200" (foreach)."""
+        most = self.max_items if self.max_items is not None else 1
+        least = 0 if self.conditional or self.max_items is not None else 1
+        return str(most) if least == most else f"{least}-{most}"
 
 
 @dataclass(frozen=True)
@@ -63,7 +78,9 @@ class Plan:
             "agents": [{"name": a.name, "module": a.module, "model": a.model,
                         "start": round(a.start, 3), "finish": round(a.finish, 3),
                         "min_cost": round(a.min_cost, 6), "max_cost": round(a.max_cost, 6),
-                        "max_calls": a.max_calls} for a in self.agents],
+                        "max_calls": a.max_calls, "conditional": a.conditional,
+                        "max_items": a.max_items, "code_step": a.code_step, "runs": a.runs}
+                       for a in self.agents],
         }
 
 
@@ -84,14 +101,26 @@ def plan_workflow(workflow: Workflow, tracker: CostTracker, *, output_retries: i
     remaining = graph.remaining_path_lengths(weights)
     order = _simulate(workflow, graph, weights, remaining)
     finish_of = {name: finish for name, _, finish in order}
+    # May be skipped: a `when:` of its own, or a dependency that may be skipped.
+    conditional: set[str] = set()
+    for name in graph.topological_order():
+        agent = agents[name]
+        if agent.when is not None or any(d in conditional for d in agent.dependencies):
+            conditional.add(name)
     rows = []
     for name, start, finish in order:
         agent = agents[name]
         llm = agent.llm_config
+        fan = agent.max_items if agent.foreach is not None else None
+        if agent.is_code_step:
+            rows.append(AgentPlan(name, agent.module, "code", start, finish, 0.0, 0.0, 0,
+                                  conditional=name in conditional, max_items=fan, code_step=True))
+            continue
         model = llm["model"]
         priced = llm.get("price_as") or model  # an Azure deployment is priced as its model
         max_tokens = int(llm.get("max_tokens", 1000))
         upstream_tokens = sum(int(agents[d].llm_config.get("max_tokens", 1000))
+                              * (agents[d].max_items or 1 if agents[d].foreach is not None else 1)
                               for d in graph.dependencies[name])
         prompt = agent.prompt_template + " " * (4 * upstream_tokens + input_bytes)
         messages = [{"role": "user", "content": prompt}]
@@ -102,12 +131,14 @@ def plan_workflow(workflow: Workflow, tracker: CostTracker, *, output_retries: i
         calls = (agent.max_retries + 1) * ((output_retries + 1) if agent.output_schema else 1)
         calls *= (max_tool_rounds + 1) if agent.tools else 1
         low_tokens = len(agent.prompt_template.encode()) // 4 + upstream_tokens // 4
-        low = tracker.calculate_cost(priced, low_tokens, 1)
+        low = 0.0 if name in conditional or fan is not None else tracker.calculate_cost(priced, low_tokens, 1)
         if llm.get("batch", provider_batch):
             rate = tracker.batch_rate(resolve_provider(llm))
             per_call, low = per_call * rate, low * rate
+        calls *= fan or 1
         rows.append(AgentPlan(name, agent.module, model, start, finish, low,
-                              min(agent.cost_limit, per_call * calls), calls))
+                              min(agent.cost_limit, per_call * calls), calls,
+                              conditional=name in conditional, max_items=fan))
     uncapped = sum(r.max_cost for r in rows)
     return Plan(
         workflow=workflow.name, agents=rows,

@@ -15,9 +15,10 @@ from orchestrate.observe.printable import markdown_cell, mermaid_label, xml_text
 
 __all__ = ["junit_xml", "mermaid", "summary_markdown", "write_junit", "write_summary"]
 
-_FAILED = ("failed", "budget_exceeded")
-_SKIPPED = ("cancelled", "pending", "running", "rate_limited")  # unfinished: a killed run's report
-_CLASS = {"completed": "done", "failed": "failed", "budget_exceeded": "failed"}
+_FAILED = ("failed", "budget_exceeded", "rejected")
+# Unfinished (a killed run's report), skipped by a condition, or waiting for a person.
+_SKIPPED = ("cancelled", "pending", "running", "rate_limited", "skipped", "waiting_approval")
+_CLASS = {"completed": "done", "failed": "failed", "budget_exceeded": "failed", "rejected": "failed"}
 
 
 def junit_xml(documents: list[dict[str, Any]]) -> str:

@@ -97,7 +97,7 @@ class Monitor:
         if config.enable_logging:
             # A tuple, made into a dict only when read: this runs three times per agent.
             self.events.append((now, kind, agent_id, workflow_id, data))
-            failed = data.get("status") in ("failed", "budget_exceeded")
+            failed = data.get("status") in ("failed", "budget_exceeded", "rejected")
             if failed or kind in ("workflow_finished", "agent_retrying") or logger.isEnabledFor(logging.DEBUG):
                 level = logging.WARNING if failed else logging.DEBUG
                 logger.log(level, "%s workflow=%s agent=%s %s", kind, workflow_id, agent_id, data)

@@ -26,6 +26,7 @@ __all__ = ["LiveTable", "PlainLog", "RunState", "batch_line"]
 _STYLE = {
     "pending": "dim", "running": "cyan", "retrying": "yellow", "rate_limited": "magenta",
     "completed": "green", "failed": "bold red", "cancelled": "red", "budget_exceeded": "bold magenta",
+    "skipped": "dim green", "waiting_approval": "bold yellow", "rejected": "bold red",
 }
 
 
@@ -355,7 +356,14 @@ class PlainLog:
             return (f"{who} started: {len(d.get('agents', []))} agents, budget ${d.get('cost_budget', 0):.2f}, "
                     f"max {d.get('max_parallel_agents')} in parallel")
         if kind is EventType.AGENT_STARTED:
+            if d.get("function"):
+                return f"{who} started (attempt {d.get('attempt')}, code step {d.get('function')})"
             return f"{who} started (attempt {d.get('attempt')}, {d.get('provider')}/{d.get('model')})"
+        if kind is EventType.APPROVAL_REQUESTED:
+            return f"{who} waits for approval: {d.get('message')}"
+        if kind is EventType.APPROVAL_DECIDED:
+            note = f" ({d.get('note')})" if d.get("note") else ""
+            return f"{who} {d.get('decision')} by {d.get('by')}{note}"
         if kind is EventType.AGENT_RATE_LIMITED:
             return f"{who} rate limited: waited {d.get('waited', 0):.2f}s for {d.get('provider')}"
         if kind is EventType.AGENT_RETRYING:
@@ -365,6 +373,8 @@ class PlainLog:
                     f"{d.get('scope')} limit {usd(d.get('limit', 0))}, committed {usd(d.get('committed', 0))}")
         if kind is EventType.USAGE_ANOMALY:
             return f"{who} usage anomaly: {d.get('anomaly')}"
+        if kind is EventType.AGENT_FINISHED and d.get("status") in ("skipped", "waiting_approval"):
+            return f"{who} {d.get('status')}" + (f": {d.get('skipped')}" if d.get("skipped") else "")
         if kind is EventType.AGENT_FINISHED:
             tail = f": {d.get('error')}" if d.get("error") and d.get("status") != "completed" else ""
             return (f"{who} {d.get('status')} in {d.get('execution_time', 0):.2f}s, "

@@ -99,6 +99,8 @@ def result_document(workflow: Workflow, *, simulated: bool, run_id: str,
         "started_at": _iso(workflow.started_at),
         "completed_at": _iso(workflow.completed_at),
         "duration_seconds": duration,
+        "outputs": workflow.output_values,
+        "tags": list(workflow.tags),
         "agents": agents,
     }
     anomalies = [{"agent": a["name"], "anomaly": text}

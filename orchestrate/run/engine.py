@@ -27,6 +27,8 @@ from orchestrate.observe.monitor import Monitor, MonitorConfig
 from orchestrate.money.rate_limit import RateLimitConfig, RateLimiterRegistry
 from orchestrate.run.scheduler import WorkflowRun
 from orchestrate.state.base import LeaseKeeper, SharedState
+from orchestrate.run.approvals import Decision
+from orchestrate.run.scheduler import Approver, WorkflowRun
 
 __all__ = ["ClientSource", "EngineConfig", "OrchestrationEngine"]
 
@@ -81,6 +83,10 @@ class OrchestrationEngine:
             `budget_scope` then gets an in-process state where no scope is set.
         limiter_clock: Monotonic seconds of the rate limiters (default `time.monotonic`).
         limiter_sleep: Their sleep (default `asyncio.sleep`); tests pass virtual time.
+        approver: Asked for a decision when an agent with `approval:` is reached and
+            none was given (`async (workflow, agent, message) -> Decision | None`);
+            without one, or when it returns None, the agent waits and the run ends
+            `waiting` once nothing else can progress.
     """
 
     def __init__(
@@ -96,9 +102,11 @@ class OrchestrationEngine:
         state: SharedState | None = None,
         limiter_clock: Callable[[], float] = time.monotonic,
         limiter_sleep: Callable[[float], Any] = asyncio.sleep,
+        approver: Approver | None = None,
     ) -> None:
         self.config = config or EngineConfig()
         self.state = state
+        self.approver = approver
         self.llm_client = llm_client
         if clients is None and llm_client is None:
             from orchestrate.llm.providers import ClientPool
@@ -184,7 +192,8 @@ class OrchestrationEngine:
         return self.state.lost if self.state is not None else None
 
     async def execute_workflow(self, workflow_id: str, *,
-                               reuse: Mapping[str, AgentResult] | None = None) -> Workflow:
+                               reuse: Mapping[str, AgentResult] | None = None,
+                               decisions: Mapping[str, Decision] | None = None) -> Workflow:
         """Execute a registered workflow and return it with its results.
 
         Args:
@@ -192,6 +201,8 @@ class OrchestrationEngine:
             reuse: Results of agents to carry over instead of calling them
                 again (by agent name), as when resuming a run; their cost
                 counts against the budgets.
+            decisions: Approvals decided already (by agent name), e.g. recorded
+                with `orchestrate approve` in the run folder being resumed.
 
         Raises:
             ValueError: If no workflow has that id.
@@ -201,7 +212,8 @@ class OrchestrationEngine:
             raise ValueError(f"workflow {workflow_id!r} not found")
         async with self._slots:
             run = WorkflowRun(workflow, self.executor, self.failure_handler, self.emit,
-                              reuse=reuse, clock=self.clock)
+                              reuse=reuse, clock=self.clock, decisions=decisions,
+                              approver=self.approver)
             self._runs[workflow_id] = run
             try:
                 if self._closed:

@@ -8,6 +8,8 @@ waited on, and the real cost is settled afterwards.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import math
 import time
@@ -31,7 +33,7 @@ from orchestrate.llm.batch_api import CALL_TAG, CallTag
 from orchestrate.llm.capabilities import lookup
 from orchestrate.workflow.models import Agent, AgentResult, AgentStatus, Workflow
 from orchestrate.money.rate_limit import RateLimiterRegistry
-from orchestrate.run.tools import Tool, load_tools
+from orchestrate.run.tools import Tool, load_tools, resolve_callable
 
 __all__ = ["AgentExecutor", "Usage", "parse_json_answer"]
 
@@ -167,6 +169,76 @@ class AgentExecutor:
         """Whether the agent's calls go through a provider batch API (answers come late)."""
         return bool(getattr(self.client_for(agent.llm_config), "batched", False))
 
+    async def execute_code(self, workflow: Workflow, agent: Agent, arguments: dict[str, Any],
+                           result: AgentResult) -> None:
+        """Run a code step's function until it returns or fails for good; no model, cost 0.
+
+        A sync function runs in a worker thread, an async one is awaited. An
+        exception is a failed attempt, retried under the agent's `max_retries` and
+        retry policy; a value that is not JSON, or breaks the output_schema, is not
+        (the same call would return it again).
+        """
+        function_path = agent.function or ""
+        policy = (self.default_policy if agent.retry is None
+                  else RetryPolicy.from_dict(agent.retry, base=self.default_policy))
+        meta = result.metadata
+        meta.update(function=function_path, attempts=0)
+        try:
+            function = resolve_callable(function_path, workflow.base_dir)
+        except ToolError as exc:
+            result.status, result.error = AgentStatus.FAILED, str(exc)
+            meta["retriable"] = False
+            self.failures.handle_failure(agent, result, policy)
+            return
+        attempt = 0
+        while True:
+            attempt += 1
+            meta["attempts"] = attempt
+            result.retry_count = attempt - 1
+            self.emit(Event(EventType.AGENT_STARTED, workflow.id, agent.name,
+                            {"attempt": attempt, "model": None, "provider": None, "module": agent.module,
+                             "function": function_path}, workflow_name=workflow.name))
+            try:
+                if inspect.iscoroutinefunction(function):
+                    value = await function(**arguments)
+                else:
+                    value = await asyncio.to_thread(function, **arguments)
+                    if inspect.isawaitable(value):
+                        value = await value
+            except Exception as exc:  # the function failed: an attempt, maybe retried
+                result.status = AgentStatus.FAILED
+                result.error = f"{function_path} raised {type(exc).__name__}: {exc}"
+                meta["retriable"] = True
+                if not self.failures.handle_failure(agent, result, policy):
+                    return
+                delay = self.failures.get_delay(policy, attempt)
+                self.emit(Event(EventType.AGENT_RETRYING, workflow.id, agent.name,
+                                {"attempt": attempt, "delay": delay, "error": result.error},
+                                workflow_name=workflow.name))
+                await self.failures.wait(delay)
+                result.status, result.error = AgentStatus.RUNNING, None
+                continue
+            try:
+                text = json.dumps(value, ensure_ascii=False, sort_keys=True, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                problem = f"{function_path} returned a value that is not JSON ({exc})"
+            else:
+                value = json.loads(text)  # tuples become lists, keys strings: what downstream sees
+                problem = None
+                if agent.output_schema is not None:
+                    found = self.check_output(value, agent.output_schema)
+                    if found is not None:
+                        problem = f"agent {agent.name!r}: {function_path} returned a value that " \
+                                  f"does not satisfy output_schema: {found}"
+            if problem is not None:
+                result.status, result.error = AgentStatus.FAILED, problem
+                meta["retriable"] = False
+                self.failures.handle_failure(agent, result, policy)
+                return
+            result.output = {"text": text, "json": value}
+            result.status = AgentStatus.COMPLETED
+            return
+
     def carry_over(self, workflow: Workflow, agent: Agent, prior: AgentResult) -> AgentResult:
         """Reuse an earlier run's result for `agent`; its cost counts against this run's budgets."""
         result = AgentResult(
@@ -175,10 +247,16 @@ class AgentExecutor:
             started_at=prior.started_at, completed_at=prior.completed_at,
             retry_count=prior.retry_count, metadata={**prior.metadata, "reused": True})
         meta = result.metadata
-        self.tracker.record_cost(
-            agent_key(workflow.id, agent.name), agent.name, workflow.id, meta.get("model") or "", 0, 0,
-            {"reused": True}, provider=meta.get("provider") or "", module=agent.module, cost=prior.cost)
+        if not agent.is_code_step:
+            self.book_reused(workflow, agent, prior.cost, meta.get("model"), meta.get("provider"))
         return result
+
+    def book_reused(self, workflow: Workflow, agent: Agent, cost: float, model: str | None,
+                    provider: str | None) -> None:
+        """Count what an earlier run spent on `agent` (reused now) against this run's budgets."""
+        self.tracker.record_cost(
+            agent_key(workflow.id, agent.name), agent.name, workflow.id, model or "", 0, 0,
+            {"reused": True}, provider=provider or "", module=agent.module, cost=cost)
 
     async def _attempt(self, workflow: Workflow, agent: Agent, client: LLMClient, prompt: str,
                        usage: Usage) -> dict[str, Any]:
@@ -188,7 +266,7 @@ class AgentExecutor:
         if llm.get("system"):
             messages.append({"role": "system", "content": llm["system"]})
         messages.append({"role": "user", "content": prompt})
-        tools = load_tools(agent.tools) if agent.tools else []
+        tools = load_tools(agent.tools, workflow.base_dir) if agent.tools else []
         by_name = {tool.name: tool for tool in tools}
         schema = agent.output_schema
         rounds = corrections = 0

@@ -33,7 +33,10 @@ def fingerprint(agent: Agent, prompt: str) -> str:
     # `batch` says how the call is sent, not what it asks: switching it keeps the answers.
     llm = agent.llm_config
     config = sorted(llm.items()) if "batch" not in llm else sorted(i for i in llm.items() if i[0] != "batch")
-    definition = repr((config, agent.tools, agent.output_schema, agent.dependencies))
+    parts: tuple[Any, ...] = (config, agent.tools, agent.output_schema, agent.dependencies)
+    if agent.function is not None:
+        parts += (agent.function,)
+    definition = repr(parts)
     digest = hashlib.blake2b(definition.encode(), digest_size=16)
     digest.update(b"\x00")
     digest.update(prompt.encode())
@@ -63,10 +66,22 @@ def _parse_time(value: Any, where: str) -> datetime | None:
         raise UserInputError(f"{where}: {value[:40]!r} is not an ISO 8601 time") from None
 
 
+def _reusable(row: dict[str, Any]) -> bool:
+    """A completed agent, or a foreach agent whose completed items can be reused one by one."""
+    metadata = row.get("metadata") or {}
+    if row.get("status") == "completed" and metadata.get("fingerprint"):
+        return True
+    return isinstance(metadata.get("items"), list)
+
+
 def _from_row(name: str, row: dict[str, Any], where: str) -> AgentResult:
     metadata = dict(row.get("metadata") or {})
+    try:
+        status = AgentStatus(row.get("status"))
+    except ValueError:
+        status = AgentStatus.FAILED
     return AgentResult(
-        agent_id=name, status=AgentStatus.COMPLETED, output=row.get("output"),
+        agent_id=name, status=status, output=row.get("output"),
         tokens_used=int(row.get("tokens_used") or 0), cost=float(row.get("cost") or 0.0),
         execution_time=float(row.get("execution_time") or 0.0),
         started_at=_parse_time(row.get("started_at"), f"{where}.started_at"),
@@ -136,7 +151,7 @@ def prior_results(run_dir: Path) -> tuple[str | None, dict[str, AgentResult]]:
         document = _read_result(result_path)
         name = document.get("name")
         for i, row in enumerate(document.get("agents", [])):
-            if row.get("status") == "completed" and row.get("metadata", {}).get("fingerprint"):
+            if _reusable(row):
                 found[row["name"]] = _from_row(row["name"], row, f"{result_path}: agents[{i}]")
     events_path = run_dir / "events.jsonl"
     if events_path.exists():
@@ -146,11 +161,13 @@ def prior_results(run_dir: Path) -> tuple[str | None, dict[str, AgentResult]]:
                 name = name or (data.get("name") if isinstance(data.get("name"), str) else None)
             if event.get("type") != "agent_finished" or not event.get("agent"):
                 continue
-            if data.get("status") == "completed" and data.get("fingerprint"):
-                found[event["agent"]] = _from_row(event["agent"], {
-                    **data, "metadata": {**data.get("metadata", {}), "model": data.get("model"),
-                                         "provider": data.get("provider"),
-                                         "fingerprint": data["fingerprint"]}}, f"{events_path}:{number}")
+            row = {**data, "metadata": {**data.get("metadata", {}), "model": data.get("model"),
+                                        "provider": data.get("provider"),
+                                        "fingerprint": data.get("fingerprint")}}
+            if data.get("items") is not None:
+                row["metadata"]["items"] = data["items"]
+            if _reusable(row):
+                found[event["agent"]] = _from_row(event["agent"], row, f"{events_path}:{number}")
     if name is None and not found:
         raise UserInputError(f"{run_dir}: no events.jsonl or result.json to resume from")
     return name, found

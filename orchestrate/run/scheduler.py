@@ -5,6 +5,12 @@ longest chain of expected work still behind them (critical path first), then
 by their place in the file. An agent is started the moment its last
 dependency completes and a slot under `max_parallel_agents` is free; the run
 wakes only when an agent finishes.
+
+Before an agent starts, its gates are passed in order (`_gate`): a dependency
+that was skipped skips it too, unless it has its own `when:` (as GitHub
+Actions does with `if:`); a false `when:` skips it; an `approval:` needs a
+decision (given up front, asked of the `approver`, or else the agent waits,
+and the run ends `waiting` once nothing else can progress).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import asyncio
 import heapq
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -22,10 +28,14 @@ from orchestrate.run.executor import AgentExecutor
 from orchestrate.run.failures import FailureHandler
 from orchestrate.workflow.graph import remaining_work
 from orchestrate.workflow.models import Agent, AgentResult, AgentStatus, Workflow, WorkflowStatus
+from orchestrate.run.approvals import Decision
 from orchestrate.run.resume import fingerprint
-from orchestrate.workflow.templates import render
+from orchestrate.workflow.templates import lookup, render, single_placeholder
 
-__all__ = ["WorkflowRun", "expected_seconds"]
+__all__ = ["Approver", "WorkflowRun", "expected_seconds", "fold_usage"]
+
+# Asked for a decision on an agent (with its rendered message); None leaves it waiting.
+Approver = Callable[[Workflow, Agent, str], Awaitable[Decision | None]]
 
 
 def expected_seconds(agent: Agent) -> float:
@@ -34,6 +44,8 @@ def expected_seconds(agent: Agent) -> float:
     A simulated latency is used when one is configured; otherwise the output
     budget, at an assumed 100 tokens a second.
     """
+    if agent.function is not None:
+        return 0.1  # a code step: a lookup or some arithmetic
     latency = agent.llm_config.get("latency")
     if isinstance(latency, (int, float)):
         return float(latency) or 1e-6
@@ -54,6 +66,8 @@ class WorkflowRun:
         *,
         reuse: Mapping[str, AgentResult] | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        decisions: Mapping[str, Decision] | None = None,
+        approver: Approver | None = None,
     ) -> None:
         self.workflow = workflow
         self.executor = executor
@@ -74,6 +88,7 @@ class WorkflowRun:
         if remaining is None:  # register_workflow refuses cycles; a list edited since may not
             raise ValueError(f"workflow {workflow.name!r} has a dependency cycle")
         self.rank = [(-agent.priority, -remaining[i], i) for i, agent in enumerate(agents)]
+        self.index = index
         self.outputs: dict[str, dict[str, Any]] = {}
         self.reuse = dict(reuse or {})
         self.ready: list[tuple[int, float, int]] = []
@@ -91,8 +106,14 @@ class WorkflowRun:
         # Agents whose calls go through a provider batch API wait at the provider, not here:
         # they take no slot under max_parallel_agents and have no agent timeout (a batch may
         # take up to 24 hours); the workflow's timeout still applies.
-        self.batched = [executor.batched(agent) for agent in agents] if _any_batching(executor) else None
+        self.batched = ([not agent.is_code_step and executor.batched(agent) for agent in agents]
+                        if _any_batching(executor) else None)
         self.online = 0
+        self.item_slots = asyncio.Semaphore(self.limit)  # foreach items, across every fan-out
+        self.decisions = dict(decisions or {})
+        self.approver = approver
+        self.approved: dict[int, Decision] = {}
+        self.blocked: set[int] = set()  # pending behind an agent that waits for approval
 
     async def run(self) -> Workflow:
         """Execute every agent that can be executed; returns the workflow with its results."""
@@ -140,34 +161,58 @@ class WorkflowRun:
         self._disarm()
         wf = self.workflow
         wf.completed_at = datetime.now(timezone.utc)
-        unfinished = [a for a in self.agents if a.status is not AgentStatus.COMPLETED]
+        waiting = any(a.status is AgentStatus.WAITING_APPROVAL for a in self.agents)
+        unfinished = [a for i, a in enumerate(self.agents) if not a.status.counts_as_success
+                      and a.status is not AgentStatus.WAITING_APPROVAL and i not in self.blocked]
+        partial = any(a.result is not None and a.result.metadata.get("failed_items") for a in self.agents)
+        wf.output_values = self._outputs()
         if forced is not None:
             wf.status = forced
-        elif not unfinished:
+        elif not unfinished and not waiting and not partial:
             wf.status = WorkflowStatus.COMPLETED
-        elif self.failures.should_fail_workflow(unfinished, len(self.agents),
-                                                wf.allow_partial_completion):
+        elif unfinished and self.failures.should_fail_workflow(unfinished, len(self.agents),
+                                                               wf.allow_partial_completion):
             wf.status = WorkflowStatus.FAILED
+        elif waiting:
+            wf.status = WorkflowStatus.WAITING
         else:
             wf.status = WorkflowStatus.PARTIALLY_COMPLETED
         self.emit(Event(EventType.WORKFLOW_FINISHED, wf.id, None, {
             "status": wf.status.value, "total_cost": wf.total_cost, "total_tokens": wf.total_tokens,
-            "duration": self.clock() - t0, "error": wf.error}, workflow_name=wf.name))
+            "duration": self.clock() - t0, "error": wf.error, "outputs": wf.output_values},
+            workflow_name=wf.name))
+
+    def _outputs(self) -> dict[str, Any]:
+        """The workflow's named `outputs:`; null where what they name did not complete."""
+        values: dict[str, Any] = {}
+        for key, template in self.workflow.outputs.items():
+            try:
+                ref = single_placeholder(template)
+                values[key] = (lookup(ref, inputs=self.workflow.input_values, outputs=self.outputs)
+                               if ref is not None else
+                               render(template, inputs=self.workflow.input_values, outputs=self.outputs))
+            except Exception:  # an upstream agent failed or was skipped: nothing to name
+                values[key] = None
+        return values
 
     def _fill(self) -> None:
         """Start ready agents, best first, while there is room."""
+        ready, agents = self.ready, self.agents
         if self.batched is not None:
             self._fill_batching()
-            return
-        ready, agents = self.ready, self.agents
-        while ready and len(self.tasks) < self.limit and not self.stopping:
+        while ready and len(self.tasks) < self.limit and not self.stopping and self.batched is None:
             i = heapq.heappop(ready)[2]
             agent = agents[i]
             if agent.status is not AgentStatus.PENDING:
                 continue
+            if self._gate(i):
+                continue
             agent.status = AgentStatus.RUNNING
             task = self.tasks[i] = self.loop.create_task(self._run_agent(i))
-            self._arm(i, task)
+            if agent.approval is None or i in self.approved:
+                self._arm(i, task)  # an agent asking a person is timed from the decision on
+        if self.finished == len(self.agents) and self.done is not None and not self.done.done():
+            self.done.set_result(None)
 
     def _fill_batching(self) -> None:
         """`_fill` when some agents are batched: those start at once, without a slot or a deadline."""
@@ -183,13 +228,96 @@ class WorkflowRun:
                 if self.online >= self.limit:
                     held.append(entry)
                     continue
+            if self._gate(i):
+                continue
+            if not batched[i]:
                 self.online += 1
             agent.status = AgentStatus.RUNNING
             task = self.tasks[i] = self.loop.create_task(self._run_agent(i))
-            if not batched[i]:
+            if not batched[i] and (agent.approval is None or i in self.approved):
                 self._arm(i, task)
         for entry in held:
             heapq.heappush(ready, entry)
+
+    # -- gates: skip propagation, when, approval ------------------------------------------------
+
+    def _gate(self, i: int) -> bool:
+        """Decide, before agent `i` starts, whether it runs; True when it was settled here."""
+        agent = self.agents[i]
+        wf = self.workflow
+        if agent.when is None:
+            skipped = [d for d in agent.dependencies
+                       if self.agents[self.index[d]].status is AgentStatus.SKIPPED]
+            if skipped:
+                self._settle(i, AgentStatus.SKIPPED, None, {"skipped": f"dependency {skipped[0]!r} was skipped"})
+                return True
+        else:
+            from orchestrate.workflow.expressions import ExpressionError, compile_condition
+
+            variables: dict[str, Any] = {**wf.input_values, "inputs": wf.input_values}
+            for dep in self._upstream(i):
+                other = self.agents[self.index[dep]]
+                output = self.outputs.get(dep)
+                value = None if output is None else (output["json"] if "json" in output else output.get("text"))
+                variables[dep] = {"output": value, "status": other.status.value}
+            try:
+                go = compile_condition(agent.when).evaluate(variables)
+            except ExpressionError as exc:
+                self._settle(i, AgentStatus.FAILED, str(exc), {})
+                return True
+            if not go:
+                self._settle(i, AgentStatus.SKIPPED, None, {"skipped": f"when {agent.when!r} was false"})
+                return True
+        if agent.approval is None:
+            return False
+        decision = self.decisions.get(agent.name)
+        if decision is not None:
+            return self._decide(i, decision)
+        if self.approver is not None:
+            return False  # its task asks
+        message = self._approval_message(agent)
+        self.emit(Event(EventType.APPROVAL_REQUESTED, wf.id, agent.name, {"message": message},
+                        workflow_name=wf.name))
+        self._settle(i, AgentStatus.WAITING_APPROVAL, None,
+                     {"approval": {"status": "waiting", "message": message}})
+        return True
+
+    def _upstream(self, i: int) -> set[str]:
+        seen: set[str] = set()
+        todo = list(self.agents[i].dependencies)
+        while todo:
+            name = todo.pop()
+            if name not in seen:
+                seen.add(name)
+                todo.extend(self.agents[self.index[name]].dependencies)
+        return seen
+
+    def _approval_message(self, agent: Agent) -> str:
+        template = (agent.approval or {}).get("message", "")
+        try:
+            return render(template, inputs=self.workflow.input_values, outputs=self.outputs)
+        except Exception as exc:  # the question is still worth asking
+            return f"{template} ({exc})"
+
+    def _decide(self, i: int, decision: Decision) -> bool:
+        """Apply a decision on agent `i`; True when it was rejected (settled here)."""
+        wf = self.workflow
+        agent = self.agents[i]
+        self.emit(Event(EventType.APPROVAL_DECIDED, wf.id, agent.name, decision.to_dict(),
+                        workflow_name=wf.name))
+        if decision.approved:
+            self.approved[i] = decision
+            return False
+        note = f": {decision.note}" if decision.note else ""
+        self._settle(i, AgentStatus.REJECTED, f"rejected by {decision.by}{note}",
+                     {"approval": decision.to_dict()})
+        return True
+
+    def _settle(self, i: int, status: AgentStatus, error: str | None, metadata: dict[str, Any]) -> None:
+        """Record an outcome decided without running the agent (no cost, no time)."""
+        now = datetime.now(timezone.utc)
+        self._record(i, AgentResult(agent_id=self.agents[i].name, status=status, error=error,
+                                    started_at=None, completed_at=now, metadata=metadata))
 
     # Agents' timeouts: one heap of deadlines and one timer for the earliest, rather than a
     # timer per agent (asyncio.timeout), which was a tenth of the engine's time per agent.
@@ -229,18 +357,38 @@ class WorkflowRun:
                              started_at=datetime.now(timezone.utc))
         t0 = self.clock()
         try:
-            prompt = render(agent.prompt_template, inputs=wf.input_values, outputs=self.outputs)
-            prior = self.reuse.get(agent.name)
-            if prior is not None:
-                digest = fingerprint(agent, prompt)
-                if prior.metadata.get("fingerprint") == digest:
-                    self._untrack(i)
-                    self._finish(i, self.executor.carry_over(wf, agent, prior))
+            if agent.approval is not None and i not in self.approved:
+                if not await self._ask(i):
                     return
-            await self.executor.execute(wf, agent, prompt, result)
-            # Fingerprinted after the call, so that it does not delay it: only a completed
-            # agent's fingerprint is ever compared, by a later --resume.
-            result.metadata["fingerprint"] = fingerprint(agent, prompt)
+                t0 = self.clock()
+                result.started_at = datetime.now(timezone.utc)
+            if i in self.approved:
+                result.metadata["approval"] = self.approved[i].to_dict()
+            prior = self.reuse.get(agent.name)
+            if agent.foreach is not None:
+                from orchestrate.run.fanout import run_items
+
+                await run_items(wf, agent, self.executor, self.outputs, prior, self.item_slots, result)
+            else:
+                from orchestrate.run.fanout import step_input
+
+                given, text = step_input(agent, wf.input_values, self.outputs)
+                if prior is not None and prior.status is AgentStatus.COMPLETED:
+                    digest = fingerprint(agent, text)
+                    if prior.metadata.get("fingerprint") == digest:
+                        self._untrack(i)
+                        carried = self.executor.carry_over(wf, agent, prior)
+                        if i in self.approved:
+                            carried.metadata["approval"] = self.approved[i].to_dict()
+                        self._finish(i, carried)
+                        return
+                if agent.is_code_step:
+                    await self.executor.execute_code(wf, agent, given, result)
+                else:
+                    await self.executor.execute(wf, agent, given, result)
+                # Fingerprinted after the call, so that it does not delay it: only a completed
+                # agent's fingerprint is ever compared, by a later --resume.
+                result.metadata["fingerprint"] = fingerprint(agent, text)
         except asyncio.CancelledError:
             result.status = AgentStatus.CANCELLED
             task = asyncio.current_task()
@@ -262,27 +410,70 @@ class WorkflowRun:
         if self.tasks.pop(i, None) is not None and self.batched is not None and not self.batched[i]:
             self.online -= 1
 
-    def _finish(self, i: int, result: AgentResult) -> None:
-        """Record a result, release dependents or cancel them, and start what is ready."""
+    async def _ask(self, i: int) -> bool:
+        """Ask the approver about agent `i`; True when it may run (its deadline then starts)."""
         agent = self.agents[i]
         wf = self.workflow
-        _fold_usage(result)
+        message = self._approval_message(agent)
+        self.emit(Event(EventType.APPROVAL_REQUESTED, wf.id, agent.name, {"message": message},
+                        workflow_name=wf.name))
+        assert self.approver is not None
+        decision = await self.approver(wf, agent, message)
+        self._untrack(i)
+        if decision is None:
+            self._settle(i, AgentStatus.WAITING_APPROVAL, None,
+                         {"approval": {"status": "waiting", "message": message}})
+        elif not self._decide(i, decision):
+            task = asyncio.current_task()
+            if task is not None and not self.stopping:
+                self.tasks[i] = task
+                if self.batched is None or not self.batched[i]:
+                    self.online += self.batched is not None
+                    self._arm(i, task)
+                return True
+        self._fill()
+        return False
+
+    def _finish(self, i: int, result: AgentResult) -> None:
+        """Record a result, release dependents or cancel them, and start what is ready."""
+        self._record(i, result)
+        self._fill()
+
+    def _record(self, i: int, result: AgentResult) -> None:
+        """Record a result and release its dependents, or cancel or hold them."""
+        agent = self.agents[i]
+        wf = self.workflow
+        fold_usage(result)
         agent.result = result
         agent.status = result.status
         wf.total_cost += result.cost
         self.finished += 1
         self.emit(_finished_event(wf, agent, result))
-        if result.status is AgentStatus.COMPLETED:
-            self.outputs[agent.name] = result.output or {"text": ""}
+        if result.status is AgentStatus.COMPLETED or result.status is AgentStatus.SKIPPED:
+            self.outputs[agent.name] = (result.output or {"text": ""}) if result.status is AgentStatus.COMPLETED \
+                else None
             for j in self.dependents[i]:
                 self.waiting_on[j] -= 1
                 if self.waiting_on[j] == 0:
                     heapq.heappush(self.ready, self.rank[j])
+        elif result.status is AgentStatus.WAITING_APPROVAL:
+            self._hold_dependents(i)
         else:
             self._cancel_dependents(i, f"dependency {agent.name!r} {result.status.value}")
-        self._fill()
-        if self.finished == len(self.agents) and self.done is not None and not self.done.done():
-            self.done.set_result(None)
+
+    def _hold_dependents(self, i: int) -> None:
+        """Dependents of an agent waiting for approval stay pending; the run need not wait for them."""
+        reason = f"waiting for the approval of {self.agents[i].name!r}"
+        todo = list(self.dependents[i])
+        while todo:
+            j = todo.pop()
+            agent = self.agents[j]
+            if agent.status is not AgentStatus.PENDING or j in self.blocked:
+                continue
+            self.blocked.add(j)
+            agent.result = AgentResult(agent_id=agent.name, status=AgentStatus.PENDING, error=reason)
+            self.finished += 1
+            todo.extend(self.dependents[j])
 
     def _cancel_dependents(self, i: int, reason: str) -> None:
         todo = list(self.dependents[i])
@@ -300,7 +491,10 @@ class WorkflowRun:
         agent.status = AgentStatus.CANCELLED
         agent.result = AgentResult(agent_id=agent.name, status=AgentStatus.CANCELLED, error=reason,
                                    started_at=None, completed_at=now)
-        self.finished += 1
+        if j in self.blocked:  # already counted as finished when it was held
+            self.blocked.discard(j)
+        else:
+            self.finished += 1
         self.emit(_finished_event(self.workflow, agent, agent.result))
 
     async def _halt(self, reason: str) -> None:
@@ -330,7 +524,7 @@ def _innermost(source: Any) -> Any:
     return source
 
 
-def _fold_usage(result: AgentResult) -> None:
+def fold_usage(result: AgentResult) -> None:
     """Move the executor's running Usage into the result's plain fields and metadata."""
     usage = result.metadata.pop("usage", None)
     if usage is None:
@@ -359,4 +553,7 @@ def _finished_event(wf: Workflow, agent: Agent, result: AgentResult) -> Event:
         "retry_count": result.retry_count, "model": meta.get("model", agent.llm_config.get("model")),
         "provider": meta.get("provider", agent.llm_config.get("provider")), "module": agent.module,
         "output": result.output, "fingerprint": meta.get("fingerprint"),
-        "error_type": meta.get("error_type")}, workflow_name=wf.name)
+        "error_type": meta.get("error_type"), **{key: meta[key] for key in _LANGUAGE_KEYS if key in meta}}, workflow_name=wf.name)
+
+
+_LANGUAGE_KEYS = ("items", "failed_items", "approval", "skipped", "function")

@@ -7,14 +7,14 @@ A tool is written in a workflow as::
         description: Balance of a general-ledger account for a period
         parameters: {type: object, properties: {account: {type: string}}, required: [account]}
 
-The callable receives the model's arguments as keyword arguments and may be a
+The module is looked up in the workflow file's folder first, then on the
+Python path (`orchestrate.workflow.modules`). The callable receives the model's arguments as keyword arguments and may be a
 coroutine function. What it returns is sent back to the model as JSON; what it
 raises is sent back as an error message, so one bad tool call never ends a run.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 from collections.abc import Callable
@@ -22,32 +22,35 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrate.errors import ToolError
+from orchestrate.workflow.modules import import_module
 
 __all__ = ["Tool", "load_tools", "resolve_callable"]
 
-_cache: dict[str, Callable[..., Any]] = {}
+_cache: dict[tuple[str | None, str], Callable[..., Any]] = {}
 
 
-def resolve_callable(path: str) -> Callable[..., Any]:
-    """Import `package.module:function` and return the callable."""
-    cached = _cache.get(path)
+def resolve_callable(path: str, base_dir: str | None = None) -> Callable[..., Any]:
+    """Import `package.module:function` (from `base_dir` first) and return the callable."""
+    cached = _cache.get((base_dir, path))
     if cached is not None:
         return cached
     module_name, sep, attr = path.partition(":")
     if not sep or not module_name or not attr:
-        raise ToolError(f"tool {path!r} is not of the form 'package.module:function'")
+        raise ToolError(f"{path!r} is not of the form 'package.module:function'")
     try:
-        module = importlib.import_module(module_name)
+        module = import_module(module_name, base_dir)
     except ImportError as exc:
-        raise ToolError(f"tool {path!r}: cannot import {module_name!r}: {exc}") from exc
+        raise ToolError(f"{path!r}: cannot import {module_name!r}: {exc}") from exc
+    except Exception as exc:  # the module's own code failed while importing
+        raise ToolError(f"{path!r}: importing {module_name!r} raised {type(exc).__name__}: {exc}") from exc
     target: Any = module
     for part in attr.split("."):
         target = getattr(target, part, None)
         if target is None:
-            raise ToolError(f"tool {path!r}: {module_name!r} has no attribute {attr!r}")
+            raise ToolError(f"{path!r}: {module_name!r} has no attribute {attr!r}")
     if not callable(target):
-        raise ToolError(f"tool {path!r} is not callable")
-    _cache[path] = target
+        raise ToolError(f"{path!r} is not callable")
+    _cache[(base_dir, path)] = target
     return target
 
 
@@ -90,12 +93,12 @@ class Tool:
             return json.dumps(str(value)), None
 
 
-def load_tools(specs: list[dict[str, Any]]) -> list[Tool]:
+def load_tools(specs: list[dict[str, Any]], base_dir: str | None = None) -> list[Tool]:
     """Resolve an agent's `tools` entries; raises ToolError naming the bad one."""
     tools = []
     for spec in specs:
         path = spec.get("function", "")
-        function = resolve_callable(path)
+        function = resolve_callable(path, base_dir)
         name = spec.get("name") or path.rpartition(":")[2].rpartition(".")[2]
         description = spec.get("description") or (inspect.getdoc(function) or "").split("\n")[0]
         # No parameters declared: the tool takes none, and a call that passes some is refused.

@@ -187,8 +187,11 @@ def _semantic(located: Located) -> list[Problem]:
     prices = doc.get("prices") if isinstance(doc.get("prices"), dict) else {}
     by_name = {name: doc["agents"][i] for name, i in first_index.items()}
     for i, agent in agents:
-        problems += _check_template(located, i, agent, inputs, by_name, upstream, cycle)
-        problems += _check_model(located, i, agent, defaults, prices)
+        # {item} and {item_index} are names like inputs inside an agent with foreach.
+        own_inputs = {"item": {}, "item_index": {}, **inputs} if "foreach" in agent else inputs
+        problems += _check_template(located, i, agent, own_inputs, by_name, upstream, cycle)
+        if "function" not in agent:  # a code step has no model
+            problems += _check_model(located, i, agent, defaults, prices)
         schema = agent.get("output_schema")
         if isinstance(schema, dict):
             from orchestrate.workflow.schema import check_schema
@@ -200,6 +203,9 @@ def _semantic(located: Located) -> list[Problem]:
         if "module" not in agent and "module" not in defaults:
             problems.append(located.at(("agents", i), f"agent {agent['name']!r}: missing required "
                                        "key 'module' (or set defaults.module)"))
+    from orchestrate.workflow.language_checks import check_language
+
+    problems += check_language(located, agents, inputs, by_name, upstream, bool(cycle))
     return problems
 
 
@@ -295,7 +301,8 @@ def _check_template(located: Located, i: int, agent: dict[str, Any], inputs: dic
             continue
         target = by_name[ref.name]
         schema = target.get("output_schema")
-        if ref.path and ref.path[0] != "text" and not isinstance(schema, dict):
+        json_output = isinstance(schema, dict) or "function" in target or "foreach" in target
+        if ref.path and ref.path[0] != "text" and not json_output:
             problems.append(at(shown, f"agent {name!r}: {shown}: agent {ref.name!r} has no "
                                       "output_schema, so its output has only 'text'",
                                f"write {{{ref.name}.output}} for its text, or give {ref.name!r} an output_schema"))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from orchestrate.workflow.capability_checks import capability_problems
 from orchestrate.fsutil import TooLargeError, read_bytes_capped
 from orchestrate.finite import first_non_finite, loads_strict
 from orchestrate.errors import Problem, UserInputError, WorkflowValidationError
+from orchestrate.workflow.language_checks import base_dir_of, read_prompt_file
 from orchestrate.workflow.models import Agent, Workflow
 
 __all__ = [
@@ -182,28 +184,48 @@ def read_text(path: Path) -> tuple[str | None, list[Problem]]:
 _AGENT_DEFAULTS = ("module", "max_retries", "timeout", "cost_limit", "priority")
 
 
+def _prompt_text(base_dir: Path | None, name: str) -> str:
+    path, text, problem = read_prompt_file(base_dir, name)
+    if text is None:  # checked at validation; the file changed since
+        raise UserInputError(f"{path}: {problem}")
+    return text
+
+
 def _build(doc: dict[str, Any], source: str | None) -> Workflow:
     defaults = doc.get("defaults") or {}
+    base_dir = base_dir_of(source) if source else None
+    tags = list(doc.get("tags") or [])
     agents = []
     for raw in doc["agents"]:
         values: dict[str, Any] = {k: raw[k] if k in raw else defaults[k]
                                   for k in _AGENT_DEFAULTS if k in raw or k in defaults}
-        llm = {**(defaults.get("llm_config") or {}), **(raw.get("llm_config") or {})}
-        llm.setdefault("temperature", None)  # in a file, no temperature means none is sent
         retry = {**(defaults.get("retry") or {}), **(raw.get("retry") or {})} or None
+        language = {k: raw[k] for k in ("function", "when", "foreach", "max_items", "approval") if k in raw}
+        if "function" in raw:  # a code step: no model, no prompt
+            llm: dict[str, Any] = {}
+            prompt = ""
+        else:
+            llm = {**(defaults.get("llm_config") or {}), **(raw.get("llm_config") or {})}
+            llm.setdefault("temperature", None)  # in a file, no temperature means none is sent
+            prompt = raw["prompt_template"] if "prompt_template" in raw else _prompt_text(base_dir, raw["prompt_file"])
+            if "system_file" in raw:
+                llm["system"] = _prompt_text(base_dir, raw["system_file"])
         agents.append(Agent(
             name=raw["name"], description=raw.get("description", ""), llm_config=llm,
-            prompt_template=raw["prompt_template"], tools=list(raw.get("tools") or []),
+            prompt_template=prompt, tools=list(raw.get("tools") or []),
             dependencies=list(raw.get("dependencies") or []), output_schema=raw.get("output_schema"),
-            retry=retry, **values))
+            retry=retry, arguments=dict(raw.get("arguments") or {}),
+            tags=[*tags, *(t for t in raw.get("tags") or [] if t not in tags)], **language, **values))
     top = {k: doc[k] for k in ("max_parallel_agents", "cost_budget", "timeout",
                                 "allow_partial_completion", "budget_scope") if k in doc}
     workflow = Workflow(name=doc["name"], description=doc.get("description", ""), agents=agents,
                         inputs=dict(doc.get("inputs") or {}), defaults=dict(defaults),
                         rate_limits=dict(doc.get("rate_limits") or {}),
                         prices=dict(doc.get("prices") or {}),
-                        capabilities=dict(doc.get("capabilities") or {}), **top)
+                        capabilities=dict(doc.get("capabilities") or {}), outputs=dict(doc.get("outputs") or {}),
+                        tags=tags, **top)
     workflow.source = source
+    workflow.base_dir = str(base_dir) if base_dir is not None else None
     return workflow
 
 
@@ -336,10 +358,19 @@ def check_inputs(name: str, declared: dict[str, dict[str, Any]], values: dict[st
     bound: dict[str, Any] = {}
     for input_name, spec in declared.items():
         kind = spec.get("type", "string")
+        variable = spec.get("env")
         if input_name in values:
             bound[input_name] = _coerce(input_name, kind, values[input_name])
+        elif variable and variable in os.environ:
+            try:
+                bound[input_name] = _coerce(input_name, kind, os.environ[variable])
+            except UserInputError as exc:
+                raise UserInputError(f"{exc} (from the environment variable {variable})") from None
         elif "default" in spec:
             bound[input_name] = spec["default"]
+        elif variable:
+            raise UserInputError(f"workflow {name!r} needs input {input_name!r}: set the "
+                                 f"environment variable {variable} or pass --input {input_name}=VALUE")
         else:
             raise UserInputError(f"workflow {name!r} needs input {input_name!r}: "
                                  f"pass --input {input_name}=VALUE")

@@ -32,10 +32,19 @@ class AgentStatus(Enum):
     CANCELLED = "cancelled"
     RATE_LIMITED = "rate_limited"
     BUDGET_EXCEEDED = "budget_exceeded"
+    SKIPPED = "skipped"                    # its `when:` was false, or a dependency was skipped
+    WAITING_APPROVAL = "waiting_approval"  # its `approval:` has no decision yet
+    REJECTED = "rejected"                  # its `approval:` was refused
 
     @property
     def is_terminal(self) -> bool:
-        return self not in (AgentStatus.PENDING, AgentStatus.RUNNING, AgentStatus.RATE_LIMITED)
+        return self not in (AgentStatus.PENDING, AgentStatus.RUNNING, AgentStatus.RATE_LIMITED,
+                            AgentStatus.WAITING_APPROVAL)
+
+    @property
+    def counts_as_success(self) -> bool:
+        """Completed, or skipped by a condition: neither fails a workflow."""
+        return self in (AgentStatus.COMPLETED, AgentStatus.SKIPPED)
 
 
 class WorkflowStatus(Enum):
@@ -45,6 +54,7 @@ class WorkflowStatus(Enum):
     PARTIALLY_COMPLETED = "partially_completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    WAITING = "waiting"  # stopped at an approval nobody has decided yet; resume after `approve`
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -107,7 +117,11 @@ class Agent:
 
     Beyond the reference's fields, an agent may carry an `output_schema` (JSON
     Schema its JSON answer must satisfy) and a `retry` policy
-    (``strategy``, ``base_delay``, ``max_delay``, ``exponential_base``, ``jitter``).
+    (``strategy``, ``base_delay``, ``max_delay``, ``exponential_base``, ``jitter``),
+    and the workflow language's constructs: `function` and `arguments` (a code
+    step: a Python callable instead of a model), `when` (a CEL condition),
+    `foreach` and `max_items` (one run per item of a list), `approval`
+    (``{"message": ...}``: wait for a person's decision) and `tags`.
     """
 
     name: str
@@ -123,6 +137,13 @@ class Agent:
     priority: int = 5
     output_schema: dict[str, Any] | None = None
     retry: dict[str, Any] | None = None
+    function: str | None = None
+    arguments: dict[str, Any] = field(default_factory=dict)
+    when: str | None = None
+    foreach: str | None = None
+    max_items: int | None = None
+    approval: dict[str, Any] | None = None
+    tags: list[str] = field(default_factory=list)
     # Run state, not part of the definition.
     status: AgentStatus = field(default=AgentStatus.PENDING, compare=False)
     result: AgentResult | None = field(default=None, compare=False, repr=False)
@@ -135,6 +156,11 @@ class Agent:
     def can_execute(self, completed_agents: set[str]) -> bool:
         """True when every dependency is in `completed_agents` (a set of agent names)."""
         return all(dep in completed_agents for dep in self.dependencies)
+
+    @property
+    def is_code_step(self) -> bool:
+        """True for an agent that runs a Python function instead of calling a model."""
+        return self.function is not None
 
     def to_dict(self) -> dict[str, Any]:
         """The agent as it is written in a workflow file."""
@@ -155,6 +181,16 @@ class Agent:
             data["output_schema"] = self.output_schema
         if self.retry is not None:
             data["retry"] = dict(self.retry)
+        if self.function is not None:
+            for key in ("llm_config", "prompt_template"):
+                del data[key]
+            data["function"] = self.function
+            data["arguments"] = dict(self.arguments)
+        for key in ("when", "foreach", "max_items", "approval"):
+            if getattr(self, key) is not None:
+                data[key] = getattr(self, key)
+        if self.tags:
+            data["tags"] = list(self.tags)
         return data
 
 
@@ -181,6 +217,8 @@ class Workflow:
     prices: dict[str, dict[str, float]] = field(default_factory=dict)
     capabilities: dict[str, dict[str, Any]] = field(default_factory=dict)
     budget_scope: str | None = None
+    outputs: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
     # Run state.
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12], compare=False)
     status: WorkflowStatus = field(default=WorkflowStatus.PENDING, compare=False)
@@ -190,6 +228,8 @@ class Workflow:
     completed_at: datetime | None = field(default=None, compare=False)
     error: str | None = field(default=None, compare=False)
     source: str | None = field(default=None, compare=False, repr=False)
+    base_dir: str | None = field(default=None, compare=False, repr=False)  # where modules are found first
+    output_values: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         self._by_name = {agent.name: agent for agent in self.agents}
@@ -255,6 +295,7 @@ class Workflow:
         self.total_cost = 0.0
         self.started_at = self.completed_at = None
         self.error = None
+        self.output_values = {}
 
     def to_dict(self) -> dict[str, Any]:
         """The workflow as it is written in a workflow file."""
@@ -268,7 +309,7 @@ class Workflow:
         }
         if self.budget_scope:
             data["budget_scope"] = self.budget_scope
-        for key in ("inputs", "defaults", "rate_limits", "prices", "capabilities"):
+        for key in ("inputs", "defaults", "rate_limits", "prices", "capabilities", "outputs", "tags"):
             value = getattr(self, key)
             if value:
                 data[key] = value

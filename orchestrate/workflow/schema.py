@@ -184,6 +184,13 @@ def _message(error: ValidationError) -> tuple[str, str]:
         missing = [k for k in error.validator_value if not isinstance(value, dict) or k not in value]
         what = f"agent {value.get('name')!r}" if isinstance(value, dict) and "name" in value else name
         return (f"{what}: missing required key {missing[0]!r}" if missing else error.message), ""
+    if kind == "dependentRequired" and isinstance(value, dict):  # foreach <-> max_items
+        what = f"agent {value.get('name')!r}" if "name" in value else name
+        for key, needed in error.validator_value.items():
+            missing = [k for k in needed if key in value and k not in value]
+            if missing:
+                return f"{what}: {key!r} needs {missing[0]!r} too", "foreach runs at most max_items times; say how many"
+        return error.message, ""
     if kind == "enum":
         options = ", ".join(str(v) for v in error.validator_value)
         close = difflib.get_close_matches(str(value), [str(v) for v in error.validator_value], n=1, cutoff=0.6)

@@ -29,7 +29,7 @@ from typing import Any, Iterator
 
 from orchestrate.errors import UserInputError
 
-__all__ = ["Reference", "TemplateError", "references", "render"]
+__all__ = ["Reference", "TemplateError", "lookup", "references", "render", "render_value", "single_placeholder"]
 
 _SEGMENT = re.compile(r"[A-Za-z][A-Za-z0-9_-]*|[0-9]+")
 
@@ -178,6 +178,47 @@ def _compile(template: str) -> tuple[tuple[tuple[str, Reference], ...], str]:
     return tuple(pairs), template[last:].replace("{{", "{").replace("}}", "}")
 
 
+def lookup(ref: Reference, *, inputs: dict[str, Any], outputs: dict[str, Any]) -> Any:
+    """The value one placeholder names (an input's, or an upstream agent's output)."""
+    shown = ref.describe()
+    if ref.kind == "input" or (ref.kind == "name" and ref.name in inputs):
+        if ref.name not in inputs:
+            raise TemplateError(f"placeholder {shown}: no input named {ref.name!r}")
+        return _walk(inputs[ref.name], ref.path, shown)
+    if ref.name in outputs:
+        if outputs[ref.name] is None:  # a skipped agent: its output is null, and so is all below it
+            return None
+        return _agent_value(outputs[ref.name], ref.path, shown)
+    raise TemplateError(f"placeholder {shown}: no input or upstream agent named {ref.name!r}")
+
+
+def single_placeholder(template: str) -> Reference | None:
+    """The placeholder when `template` is exactly one (spaces around allowed), else None."""
+    text = template.strip()
+    if not (text.startswith("{") and text.endswith("}")) or text.startswith("{{"):
+        return None
+    found = list(_placeholders(text))
+    if len(found) != 1 or found[0][1] != 0 or len(found[0][0]) + 2 != len(text):
+        return None
+    return _parse(found[0][0], 0)
+
+
+def render_value(value: Any, *, inputs: dict[str, Any], outputs: dict[str, Any]) -> Any:
+    """A code step's argument: strings are templates, and a string that is exactly one
+    placeholder gives the value itself (a dict, list or number), not its text; dicts and
+    lists are rendered item by item; anything else is passed as it is."""
+    if isinstance(value, str):
+        ref = single_placeholder(value)
+        if ref is not None:
+            return lookup(ref, inputs=inputs, outputs=outputs)
+        return render(value, inputs=inputs, outputs=outputs)
+    if isinstance(value, dict):
+        return {k: render_value(v, inputs=inputs, outputs=outputs) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_value(v, inputs=inputs, outputs=outputs) for v in value]
+    return value
+
+
 def render(template: str, *, inputs: dict[str, Any], outputs: dict[str, Any]) -> str:
     """Fill `template` from input values and upstream outputs (agent name -> output dict)."""
     if "{" not in template and "}" not in template:
@@ -186,15 +227,7 @@ def render(template: str, *, inputs: dict[str, Any], outputs: dict[str, Any]) ->
     pieces: list[str] = []
     for literal, ref in pairs:
         pieces.append(literal)
-        shown = ref.describe()
-        if ref.kind == "input" or (ref.kind == "name" and ref.name in inputs):
-            if ref.name not in inputs:
-                raise TemplateError(f"placeholder {shown}: no input named {ref.name!r}")
-            value = _walk(inputs[ref.name], ref.path, shown)
-        elif ref.name in outputs:
-            value = _agent_value(outputs[ref.name], ref.path, shown)
-        else:
-            raise TemplateError(f"placeholder {shown}: no input or upstream agent named {ref.name!r}")
+        value = lookup(ref, inputs=inputs, outputs=outputs)
         pieces.append(_text(value))
     pieces.append(tail)
     return "".join(pieces)

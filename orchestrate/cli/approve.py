@@ -1,0 +1,68 @@
+"""`orchestrate approve`: decide on an agent waiting for approval; and the terminal's y/N question."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+if TYPE_CHECKING:
+    from orchestrate.run.approvals import Decision
+    from orchestrate.workflow.models import Agent, Workflow
+
+__all__ = ["TerminalApprover", "approve"]
+
+
+def approve(
+    run_dir: Annotated[Path, typer.Argument(help="The run folder of a run that ended 'waiting'.", show_default=False)],
+    agent: Annotated[str, typer.Argument(help="The agent waiting for approval.", show_default=False)],
+    reject: Annotated[bool, typer.Option("--reject", help="Reject instead of approve: the agent ends 'rejected'.")] = False,
+    note: Annotated[Optional[str], typer.Option("--note", help="Why; kept with the decision.")] = None,
+    by: Annotated[Optional[str], typer.Option("--by", help="Who decides (default: the login name).")] = None,
+) -> None:
+    """Record a decision (who, when, note) in RUN_DIR; then `orchestrate run FILE --resume RUN_DIR`."""
+    from orchestrate.cli.run_session import _user
+    from orchestrate.run.approvals import Decision, record_decision
+
+    decision = Decision.now(agent, not reject, by or _user(), note=note, source="approve")
+    record_decision(run_dir, decision)
+    verb = "rejected" if reject else "approved"
+    sys.stdout.write(f"{agent}: {verb} by {decision.by} at {decision.at}; continue with "
+                     f"`orchestrate run WORKFLOW --resume {run_dir}`\n")
+
+
+class TerminalApprover:
+    """Asks in the terminal, one question at a time, as `terraform apply` does: only y/yes approves.
+
+    End of input (Ctrl-D) leaves the agent waiting, to be decided later with `orchestrate approve`.
+    """
+
+    def __init__(self, *, by: str, pause: Callable[[bool], None] | None = None,
+                 read: Callable[[], str] | None = None) -> None:
+        self.by = by
+        self.pause = pause
+        self.read = read or sys.stdin.readline
+        self.lock = asyncio.Lock()
+
+    async def __call__(self, workflow: Workflow, agent: Agent, message: str) -> Decision | None:
+        from orchestrate.run.approvals import Decision
+
+        async with self.lock:
+            if self.pause is not None:
+                self.pause(True)
+            try:
+                sys.stderr.write(f"\n{workflow.name}/{agent.name} needs approval: {message}\n"
+                                 "Approve? Only 'y' or 'yes' approves [y/N]: ")
+                sys.stderr.flush()
+                answer = await asyncio.to_thread(self.read)
+            finally:
+                if self.pause is not None:
+                    self.pause(False)
+        if answer == "":  # end of input: nobody to ask
+            return None
+        approved = answer.strip().lower() in ("y", "yes")
+        return Decision.now(agent.name, approved, self.by, source="terminal")

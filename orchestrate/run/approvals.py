@@ -1,0 +1,113 @@
+"""Approvals: a person's decision on an agent with `approval:`, kept in the run folder.
+
+A decision says who decided, when, approved or rejected, and why (a note). It
+comes from `orchestrate approve RUN_DIR AGENT` (written to the run folder's
+``approvals.json``, atomically, and appended to its ``events.jsonl``), from
+`run --approve AGENT` / `--approve-all` (decided up front for unattended
+runs), or from the y/N question `orchestrate run` asks in a terminal. Every
+decision a run used is in its result.json (the agent's ``metadata.approval``)
+and its events.jsonl (``approval_decided``): an audit trail a compliance
+officer can read.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from orchestrate.errors import UserInputError
+from orchestrate.fsutil import atomic_write_text
+
+__all__ = ["APPROVALS_FILE", "Decision", "read_decisions", "record_decision", "write_decisions"]
+
+APPROVALS_FILE = "approvals.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Approved or rejected, by whom, when (UTC ISO 8601), with an optional note."""
+
+    agent: str
+    approved: bool
+    by: str
+    at: str
+    note: str | None = None
+    source: str = "approve"  # "approve" (the command), "--approve", "--approve-all", "terminal"
+
+    @classmethod
+    def now(cls, agent: str, approved: bool, by: str, *, note: str | None = None,
+            source: str = "approve") -> Decision:
+        return cls(agent, approved, by, datetime.now(timezone.utc).isoformat(), note, source)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["decision"] = "approved" if self.approved else "rejected"
+        return data
+
+
+def read_decisions(run_dir: Path) -> dict[str, Decision]:
+    """The decisions recorded in a run folder (none when it has no approvals.json)."""
+    path = run_dir / APPROVALS_FILE
+    if not path.exists():
+        return {}
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        rows = document["decisions"]
+        return {name: Decision(agent=name, approved=bool(row["approved"]), by=str(row["by"]),
+                               at=str(row["at"]), note=row.get("note"), source=str(row.get("source", "approve")))
+                for name, row in rows.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UserInputError(f"{path}: not a valid approvals file ({type(exc).__name__}: {exc})") from None
+
+
+def write_decisions(run_dir: Path, decisions: dict[str, Decision]) -> None:
+    """Write `decisions` to the run folder's approvals.json, atomically."""
+    document = {"schema_version": 1,
+                "decisions": {name: d.to_dict() for name, d in sorted(decisions.items())}}
+    atomic_write_text(run_dir / APPROVALS_FILE,
+                      json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def record_decision(run_dir: Path, decision: Decision) -> None:
+    """Add a decision to a run folder: approvals.json, and an event in events.jsonl.
+
+    Raises:
+        UserInputError: when the folder is not a run, the agent is not in it or has
+            no approval, or it was already decided.
+    """
+    result_path = run_dir / "result.json"
+    if not run_dir.is_dir() or not result_path.exists():
+        raise UserInputError(f"{run_dir}: not a run folder (no result.json)")
+    try:
+        document = json.loads(result_path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise UserInputError(f"{result_path}: not valid JSON: {exc}") from None
+    rows = {row.get("name"): row for row in document.get("agents", []) if isinstance(row, dict)}
+    row = rows.get(decision.agent)
+    if row is None:
+        names = ", ".join(sorted(n for n in rows if isinstance(n, str))) or "none"
+        raise UserInputError(f"{run_dir}: no agent {decision.agent!r} in this run (agents: {names})")
+    if row.get("status") != "waiting_approval":
+        waiting = sorted(n for n, r in rows.items() if r.get("status") == "waiting_approval")
+        hint = f"; waiting: {', '.join(waiting)}" if waiting else "; no agent is waiting for approval"
+        raise UserInputError(f"{run_dir}: agent {decision.agent!r} is {row.get('status')}, "
+                             f"not waiting for approval{hint}")
+    decisions = read_decisions(run_dir)
+    earlier = decisions.get(decision.agent)
+    if earlier is not None:
+        verb = "approved" if earlier.approved else "rejected"
+        raise UserInputError(f"{run_dir}: agent {decision.agent!r} was already {verb} by {earlier.by} "
+                             f"at {earlier.at}; resume the run to act on it")
+    decisions[decision.agent] = decision
+    write_decisions(run_dir, decisions)
+    events = run_dir / "events.jsonl"
+    line = json.dumps({"type": "approval_decided", "workflow_id": document.get("workflow_id"),
+                       "workflow": document.get("name"), "agent": decision.agent,
+                       "timestamp": datetime.now(timezone.utc).timestamp(), "data": decision.to_dict()},
+                      sort_keys=True, ensure_ascii=False)
+    torn = events.exists() and events.stat().st_size > 0 and not events.read_bytes().endswith(b"\n")
+    with events.open("a", encoding="utf-8") as handle:
+        handle.write(("\n" if torn else "") + line + "\n")
