@@ -22,7 +22,8 @@ def cost_report(
     by: Annotated[Optional[list[str]], typer.Option(
         "--by", "-b", metavar="KEY[,KEY]",
         help="Group by: workflow, agent, model, module, provider, run, day, month, mode (batch or "
-             "online), row (a dataset row's key). Repeat or comma-separate to combine.",
+             "online), row (a dataset row's key), tag (a workflow's or agent's tags). Repeat or "
+             "comma-separate to combine.",
         show_default="workflow")] = None,
     since: Annotated[Optional[str], typer.Option("--since", metavar="DATE", help="Only calls at or after this date/time (ISO 8601).")] = None,
     until: Annotated[Optional[str], typer.Option("--until", metavar="DATE", help="Only calls at or before this date/time (ISO 8601).")] = None,
@@ -67,12 +68,15 @@ def cost_report(
     for line in skipped:  # named, not counted: a damaged file never turns a total into nonsense
         sys.stderr.write(printable(f"warning: skipped {line}", one_line=True) + "\n")
     rows = aggregate(counted, keys, since=start, until=end)
+    # Each call once: by tag, a call with two tags is in two rows but in the total once.
+    overall = aggregate(counted, [], since=start, until=end)
+    total = overall[0] if overall else None
     left = aggregate(simulated, [], since=start, until=end)
     left_out = {"calls": left[0]["calls"], "cost": left[0]["cost"]} if left else {"calls": 0, "cost": 0.0}
     if fmt != "table":
-        sys.stdout.write(render(rows, keys, fmt, left_out))
+        sys.stdout.write(render(rows, keys, fmt, left_out, total=total))
     elif rows:
-        _print_table(rows, keys)
+        _print_table(rows, keys, total or {})
     else:
         sys.stdout.write("no calls to report" + (" in that period" if start or end else "") + "\n")
     if left_out["calls"] and fmt != "json":
@@ -83,7 +87,7 @@ def cost_report(
                          "at real prices) left out; add --include-simulated to count them\n")
 
 
-def _print_table(rows: list[dict[str, Any]], keys: list[str]) -> None:
+def _print_table(rows: list[dict[str, Any]], keys: list[str], total: dict[str, Any]) -> None:
     from orchestrate.money.amounts import usd
     from orchestrate.money.cost_report import TOKEN_FIELDS
     from orchestrate.observe.tables import Column, build_table, plain_console
@@ -100,7 +104,7 @@ def _print_table(rows: list[dict[str, Any]], keys: list[str]) -> None:
             + [f"{row.get(f) or 0:,}" for f in TOKEN_FIELDS] for row in rows]
     if rows:
         body.append(["total"] + [""] * (len(keys) - 1) + [
-            f"{sum(r['calls'] for r in rows):,}", usd(sum(r["cost"] for r in rows))]
-            + [f"{sum(r.get(f) or 0 for r in rows):,}" for f in TOKEN_FIELDS])
+            f"{total.get('calls', 0):,}", usd(total.get("cost", 0.0))]
+            + [f"{total.get(f) or 0:,}" for f in TOKEN_FIELDS])
     console.print(build_table(columns, body, width=console.width if interactive else None,
                               title="cost report", total_row=bool(rows)))

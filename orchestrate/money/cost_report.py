@@ -28,7 +28,7 @@ __all__ = ["GROUP_KEYS", "TOKEN_FIELDS", "aggregate", "breakdown", "build_cost_d
 SCHEMA_VERSION = 1
 TOKEN_FIELDS = ("input_tokens", "cached_input_tokens", "cache_creation_input_tokens",
                 "output_tokens", "reasoning_tokens")
-GROUP_KEYS = ("workflow", "agent", "model", "module", "provider", "run", "day", "month", "mode", "row")
+GROUP_KEYS = ("workflow", "agent", "model", "module", "provider", "run", "day", "month", "mode", "row", "tag")
 
 
 def _totals(rows: Iterable[Any], get: Any) -> dict[str, Any]:
@@ -82,6 +82,9 @@ def build_cost_document(tracker: CostTracker, workflow_id: str, result_doc: Mapp
         "by_module": breakdown(records, "module"),
         "by_provider": breakdown(records, "provider"),
         "prices_used": {m: tracker.price_of(priced_as.get(m, m)) for m in models},
+        "tags": list(result_doc.get("tags") or []),
+        "agent_tags": {row["name"]: list(row.get("tags") or []) for row in result_doc.get("agents", [])
+                       if isinstance(row, Mapping) and "name" in row},
         "calls": [r.to_dict() for r in records],
         "usage_anomalies": sum(1 for r in records if r.usage_anomaly),
         "budget_overrun": result_doc.get("budget_overrun"),
@@ -179,9 +182,10 @@ def collect(paths: Sequence[Path], skipped: list[str] | None = None) -> list[dic
                 continue
             for call in document["calls"]:
                 simulated = bool(document.get("simulated")) or call.get("provider") == "simulated"
+                tags = (document.get("agent_tags") or {}).get(call.get("agent")) or document.get("tags") or []
                 calls.append({**call, "workflow": document.get("workflow") or "unknown",
                               "run_id": document.get("run_id"), "run": document.get("run_id") or file.parent.name,
-                              "simulated": simulated, "source": str(file)})
+                              "simulated": simulated, "source": str(file), "tags": tags})
     return calls
 
 
@@ -224,8 +228,12 @@ def aggregate(calls: Iterable[Mapping[str, Any]], by: Sequence[str], *, since: d
             continue
         if until is not None and moment is not None and moment > until:
             continue
-        group = tuple(_group_value(call, k, moment) for k in by)
-        groups.setdefault(group, []).append(call)
+        # A call with several tags counts under each of them (so tag rows may add up to more
+        # than the total); one without tags is "untagged".
+        tags = ([str(t) for t in call.get("tags") or []] or ["untagged"]) if "tag" in by else [""]
+        for tag in tags:
+            group = tuple(tag if k == "tag" else _group_value(call, k, moment) for k in by)
+            groups.setdefault(group, []).append(call)
     rows = []
     for group, members in sorted(groups.items()):
         row: dict[str, Any] = dict(zip(by, group))
@@ -245,7 +253,7 @@ def _group_value(call: Mapping[str, Any], key: str, moment: datetime | None) -> 
 
 
 def render(rows: Sequence[Mapping[str, Any]], by: Sequence[str], fmt: str,
-           left_out: Mapping[str, Any] | None = None) -> str:
+           left_out: Mapping[str, Any] | None = None, *, total: Mapping[str, Any] | None = None) -> str:
     """Rows as ``json``, ``csv`` or ``markdown``.
 
     JSON carries the total and, under ``simulated_left_out``, the simulated
@@ -254,8 +262,9 @@ def render(rows: Sequence[Mapping[str, Any]], by: Sequence[str], fmt: str,
     """
     columns = [*by, "calls", "cost", *TOKEN_FIELDS]
     if fmt == "json":
-        total = _totals(rows, lambda r, name: r.get(name) or 0)
-        total["calls"] = sum(r["calls"] for r in rows)
+        if total is None:  # the rows' sum, unless given (by tag a call may be in several rows)
+            total = _totals(rows, lambda r, name: r.get(name) or 0)
+            total["calls"] = sum(r["calls"] for r in rows)
         document = {"group_by": list(by), "rows": list(rows), "total": total,
                     "simulated_left_out": dict(left_out or {"calls": 0, "cost": 0.0})}
         return json.dumps(document, indent=2) + "\n"

@@ -66,6 +66,7 @@ def result_document(workflow: Workflow, *, simulated: bool, run_id: str,
             "module": agent.module,
             "dependencies": list(agent.dependencies),
             "model": agent.llm_config.get("model"),
+            "tags": list(agent.tags),
             "provider": (result.metadata.get("provider") if result is not None else None)
             or agent.llm_config.get("provider"),
         }

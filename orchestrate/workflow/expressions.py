@@ -12,6 +12,11 @@ A condition sees the names templates use::
     risk_rating.output.level       an upstream agent's output (its JSON, else its text)
     risk_rating.status             'completed' or 'skipped'
 
+Numbers from inputs and outputs are doubles, as in CEL's own JSON mapping
+(google.protobuf.Value), whether a model wrote 5000 or 5000.0: a condition's
+type does not change with the answer. CEL does not mix int and double, so
+compare them with double literals (``amount > 5000.0``); ``size()`` is an int.
+
 Parse errors carry the line and column inside the expression, so the loader
 can point at them in the file.
 """
@@ -60,7 +65,7 @@ class Condition:
         """True or False for these values (plain JSON-like data); raises ExpressionError."""
         import celpy
 
-        activation = {name: celpy.json_to_cel(value) for name, value in variables.items()}
+        activation = {name: celpy.json_to_cel(_doubles(value)) for name, value in variables.items()}
         try:
             value = self.program.evaluate(activation)
         except celpy.CELEvalError as exc:
@@ -73,9 +78,25 @@ class Condition:
         return bool(value)
 
 
+def _doubles(value: Any) -> Any:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _doubles(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_doubles(v) for v in value]
+    return value
+
+
 def _eval_message(exc: Exception) -> str:
     message = str(exc.args[0]) if exc.args else str(exc)
-    return message.split(" (in activation", 1)[0]
+    message = message.split(" (in activation", 1)[0]
+    if "no matching overload" in message and "DoubleType" in message and "IntType" in message:
+        return ("an int is compared with a double; numbers from inputs and outputs are doubles, "
+                "so write 5000.0 rather than 5000")
+    return message
 
 
 @lru_cache(maxsize=1024)
