@@ -76,8 +76,10 @@ def _tree(workflow: Any) -> Any:
             parent.add(Text.assemble(name, (" (see above)", "dim")))
             return
         shown.add(name)
-        label = Text.assemble(name, (f" {agent.module} · {printable(agent.llm_config.get('model'))} · "
-                                     f"p{agent.priority}", "dim"))
+        kind = f"code {agent.function}" if agent.function else printable(agent.llm_config.get("model"))
+        marks = "".join(f" · {mark}" for mark, on in (("when", agent.when), ("foreach", agent.foreach),
+                                                       ("approval", agent.approval)) if on)
+        label = Text.assemble(name, (f" {agent.module} · {kind} · p{agent.priority}{marks}", "dim"))
         branch = parent.add(label)
         for child in deps.dependents[name]:
             add(branch, child)

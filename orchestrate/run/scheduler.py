@@ -114,6 +114,7 @@ class WorkflowRun:
         self.approver = approver
         self.approved: dict[int, Decision] = {}
         self.blocked: set[int] = set()  # pending behind an agent that waits for approval
+        self.any_skipped = False
 
     async def run(self) -> Workflow:
         """Execute every agent that can be executed; returns the workflow with its results."""
@@ -245,6 +246,8 @@ class WorkflowRun:
         """Decide, before agent `i` starts, whether it runs; True when it was settled here."""
         agent = self.agents[i]
         wf = self.workflow
+        if agent.when is None and agent.approval is None and not self.any_skipped:
+            return False  # the common case, kept cheap: nothing to decide
         if agent.when is None:
             skipped = [d for d in agent.dependencies
                        if self.agents[self.index[d]].status is AgentStatus.SKIPPED]
@@ -449,6 +452,8 @@ class WorkflowRun:
         wf.total_cost += result.cost
         self.finished += 1
         self.emit(_finished_event(wf, agent, result))
+        if result.status is AgentStatus.SKIPPED:
+            self.any_skipped = True
         if result.status is AgentStatus.COMPLETED or result.status is AgentStatus.SKIPPED:
             self.outputs[agent.name] = (result.output or {"text": ""}) if result.status is AgentStatus.COMPLETED \
                 else None

@@ -31,6 +31,7 @@ class Located:
     values: dict[Key, tuple[int, int]] = field(default_factory=dict)
     keys: dict[Key, tuple[int, int]] = field(default_factory=dict)
     lines: list[str] = field(default_factory=list)
+    base_dir: str | None = None  # where named modules and prompt files are found first (else the file's folder)
 
     def within(self, path: Key, needle: str, message: str, span: int, *, hint: str = "") -> Problem:
         """A problem at `needle` inside the text node at `path` (e.g. a placeholder in a

@@ -56,7 +56,7 @@ class _Context:
         self.by_name = by_name
         self.upstream = upstream
         self.cycle = cycle
-        self.base_dir = base_dir_of(located.file)
+        self.base_dir = Path(located.base_dir) if located.base_dir else base_dir_of(located.file)
 
     def ref_problem(self, ref: Reference, owner: str | None, *, foreach: bool, what: str) -> str | None:
         """Why `ref` cannot be used by agent `owner` (None: at workflow level), or None."""

@@ -191,9 +191,9 @@ def _prompt_text(base_dir: Path | None, name: str) -> str:
     return text
 
 
-def _build(doc: dict[str, Any], source: str | None) -> Workflow:
+def _build(doc: dict[str, Any], source: str | None, folder: str | Path | None = None) -> Workflow:
     defaults = doc.get("defaults") or {}
-    base_dir = base_dir_of(source) if source else None
+    base_dir = Path(folder) if folder is not None else (base_dir_of(source) if source else None)
     tags = list(doc.get("tags") or [])
     agents = []
     for raw in doc["agents"]:
@@ -262,13 +262,17 @@ def load_workflow(path: str | Path, *, inputs: dict[str, Any] | None = None,
 
 
 def workflow_from_dict(data: dict[str, Any], *, inputs: dict[str, Any] | None = None,
-                       source: str = "<dict>") -> Workflow:
-    """A workflow from an already-parsed mapping (e.g. JSON), checked like a file."""
-    located = Located(data, source)
+                       source: str = "<dict>", base_dir: str | Path | None = None) -> Workflow:
+    """A workflow from an already-parsed mapping (e.g. JSON), checked like a file.
+
+    `base_dir` is where the modules of code steps and tools and the prompt files it
+    names are found first (a file's own folder when `source` is a file).
+    """
+    located = Located(data, source, base_dir=str(base_dir) if base_dir is not None else None)
     problems = check_document(located)
     if problems:
         raise WorkflowValidationError(problems)
-    workflow = _build(data, source)
+    workflow = _build(data, source, base_dir)
     bind_inputs(workflow, inputs or {})
     return workflow
 

@@ -182,7 +182,7 @@ class Agent:
         if self.retry is not None:
             data["retry"] = dict(self.retry)
         if self.function is not None:
-            for key in ("llm_config", "prompt_template"):
+            for key in ("llm_config", "prompt_template", "tools"):
                 del data[key]
             data["function"] = self.function
             data["arguments"] = dict(self.arguments)
