@@ -536,3 +536,32 @@ agents:
 
     done = await run(wf, ScriptedClient(answer))
     assert json.loads(done.agents[0].result.output["text"]) == {"account": "1000", "balance": 7}
+
+
+async def test_a_conditional_dependent_of_a_rejected_agent_is_cancelled(tmp_path: Path) -> None:
+    text = approvals(partial=True).replace("    prompt_template: notify",
+                                           "    when: \"post.status == 'completed'\"\n    prompt_template: notify")
+    done = await run(load(tmp_path, text), decisions={"post": Decision.now("post", False, "bob")})
+    assert statuses(done)["notify"] == "cancelled"
+    assert done.get_agent_by_name("notify").result.error == "dependency 'post' rejected"
+
+
+@pytest.mark.parametrize("answer,expected", [("y\n", True), ("YES\n", True), ("\n", False), ("no\n", False),
+                                             ("", None)])
+async def test_the_terminal_asks_and_only_yes_approves(answer: str, expected: bool | None,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from orchestrate.cli.approve import TerminalApprover
+
+    paused: list[bool] = []
+    approver = TerminalApprover(by="dana", pause=paused.append, read=lambda: answer)
+    wf = Workflow(name="w", description="", agents=[])
+    from orchestrate import Agent
+
+    decision = await approver(wf, Agent("post", "Finance", "", {}, "p"), "Post 12 EUR?")
+    assert "w/post needs approval: Post 12 EUR?" in capsys.readouterr().err
+    assert paused == [True, False]  # the live table is stopped while asking, then started again
+    if expected is None:
+        assert decision is None  # end of input: nobody to ask, the agent waits
+    else:
+        assert decision is not None and decision.approved is expected and decision.by == "dana"
+        assert decision.source == "terminal"

@@ -18,13 +18,19 @@ __all__ = ["TerminalApprover", "approve"]
 
 
 def approve(
-    run_dir: Annotated[Path, typer.Argument(help="The run folder of a run that ended 'waiting'.", show_default=False)],
-    agent: Annotated[str, typer.Argument(help="The agent waiting for approval.", show_default=False)],
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="The run folder of a run that ended 'waiting'.", show_default=False)],
+    agent: Annotated[str, typer.Argument(metavar="AGENT", help="The agent waiting for approval.", show_default=False)],
     reject: Annotated[bool, typer.Option("--reject", help="Reject instead of approve: the agent ends 'rejected'.")] = False,
-    note: Annotated[Optional[str], typer.Option("--note", help="Why; kept with the decision.")] = None,
-    by: Annotated[Optional[str], typer.Option("--by", help="Who decides (default: the login name).")] = None,
+    note: Annotated[Optional[str], typer.Option("--note", metavar="TEXT", help="Why; kept with the decision.")] = None,
+    by: Annotated[Optional[str], typer.Option("--by", metavar="NAME", help="Who decides (default: the login name).")] = None,
 ) -> None:
-    """Record a decision (who, when, note) in RUN_DIR; then `orchestrate run FILE --resume RUN_DIR`."""
+    """Record a decision (who, when, note) in RUN_DIR; then `orchestrate run FILE --resume RUN_DIR`.
+
+    \b
+    Examples:
+      orchestrate approve runs/finance_month_end_close-20261125T101500Z post_adjustments --by controller
+      orchestrate approve runs/finance_month_end_close-20261125T101500Z post_adjustments --reject --note "wrong period"
+    """
     from orchestrate.cli.run_session import _user
     from orchestrate.run.approvals import Decision, record_decision
 

@@ -86,8 +86,8 @@ def run(
     shard: Annotated[Optional[str], typer.Option("--shard", metavar="K/N", help="Run only the rows whose index modulo N is K-1.", rich_help_panel="Datasets")] = None,
     otel: Annotated[bool, typer.Option("--otel", help="Export OpenTelemetry traces over OTLP/HTTP (OTEL_EXPORTER_OTLP_ENDPOINT, default http://localhost:4318); needs orchestrate[otel].")] = False,
     otel_content: Annotated[bool, typer.Option("--otel-content", help="Put prompts, answers and tool arguments in the traces (they may hold personal data).")] = False,
-    approve: Annotated[Optional[list[str]], typer.Option("--approve", help="Approve this agent up front (repeatable).")] = None,
-    approve_all: Annotated[bool, typer.Option("--approve-all", help="Approve every agent with an approval up front.")] = False,
+    approve: Annotated[Optional[list[str]], typer.Option("--approve", metavar="AGENT", help="Approve this agent up front (repeatable), for unattended runs.", rich_help_panel="Approvals")] = None,
+    approve_all: Annotated[bool, typer.Option("--approve-all", help="Approve every agent with an approval up front.", rich_help_panel="Approvals")] = False,
 ) -> None:
     """Run workflows and write result.json, cost.json and events.jsonl for each.
 
