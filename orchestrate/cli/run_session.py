@@ -185,12 +185,12 @@ class RunSession:
         if opts.state:
             from orchestrate.state.base import state_from_url
 
+            state = state_from_url(opts.state, namespace=opts.state_namespace)
         approver = None
         if opts.ask:
             from orchestrate.cli.approve import TerminalApprover
 
             approver = TerminalApprover(by=opts.approved_by or _user(), pause=self._pause_display)
-            state = state_from_url(opts.state, namespace=opts.state_namespace)
         if opts.cache is not None:
             from orchestrate.run.cache import CachingClients, cache_store
 
