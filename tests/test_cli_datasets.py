@@ -259,3 +259,15 @@ def test_an_empty_dataset_is_an_error(tmp_path: Path) -> None:
     workflow, data = write(tmp_path, [])
     proc = orchestrate("run", str(workflow), "--data", str(data), cwd=tmp_path)
     assert proc.returncode == 2 and "no rows to run" in proc.stderr
+
+
+def test_a_row_carries_the_workflows_declared_outputs(tmp_path: Path) -> None:
+    workflow, data = write(tmp_path, [{"vendor": "Acme", "spend": 10}, {"vendor": "Bolt", "spend": 20}])
+    workflow.write_text(workflow.read_text().replace(
+        "agents:\n", "outputs:\n  vendor: \"{inputs.vendor}\"\n  verdict: \"{decide.output}\"\nagents:\n", 1))
+    proc = orchestrate("run", str(workflow), "--data", str(data), "--key", "vendor", "--simulate",
+                       "-o", str(tmp_path / "runs"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    results = lines(only_dir(tmp_path / "runs") / "results.jsonl")
+    assert sorted(r["outputs"]["vendor"] for r in results) == ["Acme", "Bolt"]
+    assert all(set(r["outputs"]) == {"vendor", "verdict"} and r["outputs"]["verdict"] for r in results)

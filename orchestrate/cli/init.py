@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -55,10 +54,8 @@ def init(
         atomic_write_text(path, text)
         sys.stdout.write(f"wrote {path}\n")
     workflow = files[0][0]
-    # A tool module is imported by its name: its folder must be on the import path.
-    prefix = f"PYTHONPATH={shlex.quote(str(directory))} " if tools else ""
     sys.stdout.write(
         "next:\n"
         f"  orchestrate validate {workflow}\n"
         f"  orchestrate plan {workflow}\n"
-        f"  {prefix}orchestrate run {workflow} --simulate\n")
+        f"  orchestrate run {workflow} --simulate\n")

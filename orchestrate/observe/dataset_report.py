@@ -35,6 +35,7 @@ from orchestrate.fsutil import atomic_write_chunks
 from orchestrate.money.cost_report import TOKEN_FIELDS
 from orchestrate.money.costs import CallRecord, CostTracker
 from orchestrate.observe.events import Event, EventType
+from orchestrate.observe.eventlog import read_events
 from orchestrate.observe.reports import SCHEMA_VERSION, result_document, write_json
 from orchestrate.workflow.models import AgentResult, AgentStatus, Workflow
 
@@ -84,19 +85,8 @@ class JsonLines:
 
 def read_json_lines(path: Path) -> Iterator[dict[str, Any]]:
     """The objects of a JSON-lines file, skipping a torn or unparsable line."""
-    if not path.exists():
-        return
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                value = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(value, dict):
-                yield value
+    if path.exists():
+        yield from read_events(path)
 
 
 def _numbered_lines(path: Path, torn: set[int]) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -126,7 +116,10 @@ def _ends_with_newline(path: Path) -> bool:
 
 
 def row_outputs(workflow: Workflow) -> dict[str, Any]:
-    """What a row produced: the answers of the agents nothing depends on (JSON if any, else text)."""
+    """What a row produced: the workflow's declared `outputs:`, else the answers of the agents
+    nothing depends on (JSON if any, else text)."""
+    if workflow.outputs:
+        return dict(workflow.output_values)
     needed = {dep for agent in workflow.agents for dep in agent.dependencies}
     outputs: dict[str, Any] = {}
     for agent in workflow.agents:
