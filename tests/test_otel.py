@@ -30,6 +30,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from orchestrate.cli.run_session import tracing_requested
+from orchestrate.llm.simulated import SimulatedClient
+from orchestrate.run.engine import EngineConfig, OrchestrationEngine
+from orchestrate.workflow.loader import load_workflow_text
 from orchestrate.observe.otel import OTelSink
 from tests.sample_runs import HOSTILE, run_sample
 
@@ -365,3 +368,45 @@ def test_a_dataset_run_is_one_trace_per_row(tmp_path: Path, receiver: Receiver) 
     assert sorted(attrs(r)["orchestrate.row.key"] for r in roots) == ["2026-09", "2026-10", "2026-11"]
     assert len({r.trace_id for r in roots}) == 3
     assert len([s for _, s in receiver.spans() if s.name.startswith("invoke_agent")]) == 6
+
+
+LANGUAGE_FLOW = """\
+name: ap_lines
+defaults: {module: Finance, llm_config: {model: gpt-4o-mini, provider: simulated, max_tokens: 50}}
+inputs:
+  lines: {type: array, default: [{sku: A-1}, {sku: B-2}, {sku: C-3}]}
+  region: {type: string, default: test}
+agents:
+  - name: check_line
+    foreach: "{inputs.lines}"
+    max_items: 10
+    prompt_template: "Check SKU {item.sku} (line {item_index})"
+  - name: escalate
+    dependencies: [check_line]
+    when: "inputs.region != 'test'"
+    prompt_template: "Escalate {check_line.output}"
+"""
+
+
+async def test_a_skipped_agent_and_a_foreach_agent_in_the_span_tree() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    engine = OrchestrationEngine(SimulatedClient(), EngineConfig(rate_limit_config=None),
+                                 sinks=[OTelSink(provider, content=False)])
+    workflow = load_workflow_text(LANGUAGE_FLOW)
+    await engine.register_workflow(workflow)
+    try:
+        await engine.execute_workflow(workflow.id)
+    finally:
+        await engine.shutdown()
+    provider.shutdown()
+    spans = list(exporter.get_finished_spans())
+    assert len({s.context.trace_id for s in spans}) == 1
+    fanned, skipped = agent_span(spans, "check_line"), agent_span(spans, "escalate")
+    (root,) = [s for s in spans if s.name == "invoke_workflow ap_lines"]
+    assert fanned.parent.span_id == skipped.parent.span_id == root.context.span_id
+    calls = [s for s in children(spans, fanned) if s.name.startswith("chat ")]
+    assert len(calls) == 3 and all(s.status.status_code is not StatusCode.ERROR for s in calls)
+    assert children(spans, skipped) == [] and skipped.status.status_code is not StatusCode.ERROR
+    assert dict(skipped.attributes or {}).get("orchestrate.status") == "skipped", dict(skipped.attributes or {})
