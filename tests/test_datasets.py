@@ -266,3 +266,23 @@ def test_batch_runner_records_invalid_rows_when_asked(tmp_path: Path) -> None:
     asyncio.run(go())
     statuses = [(line["row"], line["status"]) for line in read_json_lines(run_dir / "results.jsonl")]
     assert sorted(statuses) == [(1, "completed"), (2, "invalid")]
+
+
+def test_resume_carries_over_the_finished_agents_of_a_row_that_did_not_finish(tmp_path: Path) -> None:
+    run_dir = tmp_path / "batch"
+    run_dir.mkdir()
+    events = [
+        {"type": "row_started", "workflow_id": "w1", "workflow": "vendor_screen", "data": {"key": "acme"}},
+        {"type": "agent_finished", "workflow_id": "w1", "agent": "screen",
+         "data": {"status": "completed", "fingerprint": "f1", "output": {"text": "ok"}, "tokens_used": 12,
+                  "cost": 0.001, "model": "gpt-4o-mini", "provider": "simulated",
+                  "started_at": "2026-11-25T10:00:00+00:00", "completed_at": "2026-11-25T10:00:01+00:00"}},
+        {"type": "agent_finished", "workflow_id": "w1", "agent": "risk",
+         "data": {"status": "failed", "fingerprint": "f2"}},
+    ]
+    (run_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    prior = load_prior(run_dir)
+    assert prior.name == "vendor_screen" and set(prior.reuse) == {"acme"}
+    (carried,) = prior.reuse["acme"].values()
+    assert carried.agent_id == "screen" and carried.output == {"text": "ok"} and carried.tokens_used == 12
+    assert carried.metadata["fingerprint"] == "f1"

@@ -170,7 +170,8 @@ def load_prior(run_dir: Path) -> PriorBatch:
             prior.spent += float(call.get("cost") or 0.0)
     done = prior.completed
     key_of: dict[str, str] = {}
-    for event in read_json_lines(run_dir / "events.jsonl"):
+    events_path = run_dir / "events.jsonl"
+    for event in read_json_lines(events_path):
         kind, data = event.get("type"), event.get("data") or {}
         if kind == "row_started":
             key = str(data.get("key"))
@@ -184,7 +185,7 @@ def load_prior(run_dir: Path) -> PriorBatch:
             name = str(event.get("agent"))
             prior.reuse.setdefault(key, {})[name] = _from_row(name, {
                 **data, "metadata": {"model": data.get("model"), "provider": data.get("provider"),
-                                     "fingerprint": data["fingerprint"]}})
+                                     "fingerprint": data["fingerprint"]}}, f"{events_path}: {name}")
         elif kind == "row_finished" and data.get("status") == "completed":
             key_of.pop(str(event.get("workflow_id")), None)
             prior.reuse.pop(str(data.get("key")), None)
