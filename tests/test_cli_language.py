@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import jsonschema
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -240,3 +241,15 @@ def test_tags_reach_cost_json_and_cost_report_groups_by_them(tmp_path: Path) -> 
     # A call with two tags is in two rows, but in the total once.
     assert payload["total"]["calls"] == rows["accounts-payable"]["calls"] + rows["finance"]["calls"] \
         + rows["untagged"]["calls"]
+
+
+@pytest.mark.parametrize("tampered", ["[]", "null", '{"agents": 5}', '{"agents": [{"name": null, "status": "waiting_approval"}]}'])
+def test_approve_on_a_tampered_result_is_one_line_and_exit_2(tmp_path: Path, tampered: str) -> None:
+    workflow = setup(tmp_path)
+    out = tmp_path / "runs"
+    assert orchestrate("run", str(workflow), "--simulate", "-o", str(out), cwd=tmp_path).returncode == 4
+    run_dir = newest(out)
+    (run_dir / "result.json").write_text(tampered)
+    done = orchestrate("approve", str(run_dir), "post_adjustments", cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and str(run_dir) in done.stderr

@@ -85,10 +85,13 @@ def record_decision(run_dir: Path, decision: Decision) -> None:
         document = json.loads(result_path.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise UserInputError(f"{result_path}: not valid JSON: {exc}") from None
-    rows = {row.get("name"): row for row in document.get("agents", []) if isinstance(row, dict)}
+    agents = document.get("agents") if isinstance(document, dict) else None
+    if not isinstance(agents, list):
+        raise UserInputError(f"{result_path}: not a run's result.json (no list of agents)")
+    rows = {row["name"]: row for row in agents if isinstance(row, dict) and isinstance(row.get("name"), str)}
     row = rows.get(decision.agent)
     if row is None:
-        names = ", ".join(sorted(n for n in rows if isinstance(n, str))) or "none"
+        names = ", ".join(sorted(rows)) or "none"
         raise UserInputError(f"{run_dir}: no agent {decision.agent!r} in this run (agents: {names})")
     if row.get("status") != "waiting_approval":
         waiting = sorted(n for n, r in rows.items() if r.get("status") == "waiting_approval")
