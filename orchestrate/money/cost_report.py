@@ -54,17 +54,15 @@ def breakdown(records: Sequence[CallRecord], key: str) -> dict[str, dict[str, An
     return {name: _totals(rows, _attr) for name, rows in sorted(groups.items())}
 
 
-def build_cost_document(tracker: CostTracker, workflow_id: str, result_doc: Mapping[str, Any]) -> dict[str, Any]:
-    """The cost.json of one run: totals, breakdowns, the prices used and every call."""
+def cost_document_head(result_doc: Mapping[str, Any], *, workflow_id: str | None, budget: Any,
+                       kind: str | None = None) -> dict[str, Any]:
+    """The fields every cost.json starts with: which run, its status and times, and the price table used."""
     from orchestrate.money.costs import price_table
 
-    records = tracker.records(workflow_id)
-    models = sorted({r.model for r in records if r.model})
-    # An Azure deployment is priced as the model it runs (llm_config.price_as).
-    priced_as = {r.model: r.metadata["price_as"] for r in records if r.metadata and r.metadata.get("price_as")}
     table = price_table()
     return {
         "schema_version": SCHEMA_VERSION,
+        **({"kind": kind} if kind else {}),
         "workflow": result_doc.get("name"),
         "workflow_id": workflow_id,
         "run_id": result_doc.get("run_id"),
@@ -75,7 +73,18 @@ def build_cost_document(tracker: CostTracker, workflow_id: str, result_doc: Mapp
         "currency": table["currency"],
         "price_unit": table["unit"],
         "price_table_date": table["date"],
-        "budget": result_doc.get("cost_budget"),
+        "budget": budget,
+    }
+
+
+def build_cost_document(tracker: CostTracker, workflow_id: str, result_doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The cost.json of one run: totals, breakdowns, the prices used and every call."""
+    records = tracker.records(workflow_id)
+    models = sorted({r.model for r in records if r.model})
+    # An Azure deployment is priced as the model it runs (llm_config.price_as).
+    priced_as = {r.model: r.metadata["price_as"] for r in records if r.metadata and r.metadata.get("price_as")}
+    return {
+        **cost_document_head(result_doc, workflow_id=workflow_id, budget=result_doc.get("cost_budget")),
         "totals": _totals(records, _attr),
         "by_agent": breakdown(records, "agent"),
         "by_model": breakdown(records, "model"),

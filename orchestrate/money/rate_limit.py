@@ -99,7 +99,37 @@ def skew_margin(window: float) -> float:
     return min(1.0, window * 0.005)
 
 
-class RateLimiter:
+class _Limiter:
+    """What both limiters share: their statistics and `acquire` with an optional timeout."""
+
+    _acquire: Callable[[int], Awaitable[None]]  # each limiter's own wait
+
+    def _start_statistics(self) -> None:
+        self.total_requests = 0
+        self.total_tokens = 0
+        self.total_wait = 0.0
+        self.timeouts = 0
+        self.pauses = 0
+        self.wait_by_tier: dict[str, float] = {t: 0.0 for t in (*_TIERS, "concurrent_requests", "paused")}
+
+    async def acquire(self, estimated_tokens: int = 1000, timeout: float | None = None) -> None:
+        """Wait until a request of `estimated_tokens` may start under every tier.
+
+        Raises:
+            asyncio.TimeoutError: When `timeout` seconds pass first; nothing is held then.
+            StateUnavailableError: (shared limiter) When the shared state cannot be reached.
+        """
+        if timeout is None:
+            await self._acquire(estimated_tokens)
+            return
+        try:
+            await asyncio.wait_for(self._acquire(estimated_tokens), timeout)
+        except asyncio.TimeoutError:
+            self.timeouts += 1
+            raise
+
+
+class RateLimiter(_Limiter):
     """All five tiers of one `RateLimitConfig`, in one process.
 
     Args:
@@ -122,28 +152,8 @@ class RateLimiter:
         self._slots = asyncio.Semaphore(self.config.concurrent_requests)
         self._turn = asyncio.Lock()  # waiters are served first come, first served
         self._paused_until = -math.inf
-        self.total_requests = 0
-        self.total_tokens = 0
-        self.total_wait = 0.0
-        self.timeouts = 0
-        self.pauses = 0
         self.in_flight = 0
-        self.wait_by_tier: dict[str, float] = {t: 0.0 for t in (*_TIERS, "concurrent_requests", "paused")}
-
-    async def acquire(self, estimated_tokens: int = 1000, timeout: float | None = None) -> None:
-        """Wait until a request of `estimated_tokens` may start under every tier.
-
-        Raises:
-            asyncio.TimeoutError: When `timeout` seconds pass first; nothing is held then.
-        """
-        if timeout is None:
-            await self._acquire(estimated_tokens)
-            return
-        try:
-            await asyncio.wait_for(self._acquire(estimated_tokens), timeout)
-        except asyncio.TimeoutError:
-            self.timeouts += 1
-            raise
+        self._start_statistics()
 
     async def _acquire(self, estimated_tokens: int) -> None:
         start = self.clock()
@@ -210,7 +220,7 @@ class RateLimiter:
         }
 
 
-class SharedRateLimiter:
+class SharedRateLimiter(_Limiter):
     """All five tiers of one `RateLimitConfig`, held in a `SharedState` every process sees.
 
     Same interface as `RateLimiter`. Each attempt is one atomic step of the
@@ -247,32 +257,11 @@ class SharedRateLimiter:
         self._held: deque[str] = deque()
         self._turn = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.total_requests = 0
-        self.total_tokens = 0
-        self.total_wait = 0.0
-        self.timeouts = 0
-        self.pauses = 0
-        self.wait_by_tier: dict[str, float] = {t: 0.0 for t in (*_TIERS, "concurrent_requests", "paused")}
+        self._start_statistics()
 
     @property
     def in_flight(self) -> int:
         return len(self._held)
-
-    async def acquire(self, estimated_tokens: int = 1000, timeout: float | None = None) -> None:
-        """Wait until a request may start under every tier, in every process.
-
-        Raises:
-            asyncio.TimeoutError: When `timeout` seconds pass first; nothing is held then.
-            StateUnavailableError: When the shared state cannot be reached.
-        """
-        if timeout is None:
-            await self._acquire(estimated_tokens)
-            return
-        try:
-            await asyncio.wait_for(self._acquire(estimated_tokens), timeout)
-        except asyncio.TimeoutError:
-            self.timeouts += 1
-            raise
 
     async def _acquire(self, estimated_tokens: int) -> None:
         start = self.clock()

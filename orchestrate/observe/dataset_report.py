@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrate.fsutil import atomic_write_chunks
-from orchestrate.money.cost_report import TOKEN_FIELDS
+from orchestrate.money.cost_report import TOKEN_FIELDS, cost_document_head
 from orchestrate.money.costs import CallRecord, CostTracker
 from orchestrate.observe.events import Event, EventType
 from orchestrate.observe.eventlog import read_events
@@ -367,8 +367,6 @@ class BatchRecorder:
 
 def write_cost_document(run_dir: Path, result_doc: Mapping[str, Any]) -> None:
     """cost.json of a batch, made by streaming calls.jsonl twice: totals first, then every call."""
-    from orchestrate.money.costs import price_table
-
     totals: dict[str, Any] = {"cost": 0.0, "calls": 0, **{f: 0 for f in TOKEN_FIELDS}}
     groups: dict[str, dict[str, dict[str, Any]]] = {"agent": {}, "model": {}, "module": {}, "provider": {}}
     prices: dict[str, Any] = {}
@@ -385,21 +383,8 @@ def write_cost_document(run_dir: Path, result_doc: Mapping[str, Any]) -> None:
             prices.setdefault(call["model"], None)
     for bucket in [totals, *(b for g in groups.values() for b in g.values())]:
         bucket["cost"] = round(bucket["cost"], 10)
-    table = price_table()
     document = {
-        "schema_version": SCHEMA_VERSION,
-        "kind": "batch",
-        "workflow": result_doc.get("name"),
-        "workflow_id": None,
-        "run_id": result_doc.get("run_id"),
-        "status": result_doc.get("status"),
-        "simulated": bool(result_doc.get("simulated")),
-        "started_at": result_doc.get("started_at"),
-        "completed_at": result_doc.get("completed_at"),
-        "currency": table["currency"],
-        "price_unit": table["unit"],
-        "price_table_date": table["date"],
-        "budget": result_doc.get("budget"),
+        **cost_document_head(result_doc, workflow_id=None, budget=result_doc.get("budget"), kind="batch"),
         "totals": totals,
         **{f"by_{g}": dict(sorted(rows.items())) for g, rows in groups.items()},
         "models": sorted(prices),
