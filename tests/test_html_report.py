@@ -139,6 +139,16 @@ def test_every_cli_run_writes_report_html_even_when_it_fails(tmp_path: Path) -> 
     assert "only" in (run_dir / "report.html").read_text()
 
 
+def test_a_run_that_spent_nothing_says_so_under_cost(tmp_path: Path) -> None:
+    flow = tmp_path / "wf.yaml"
+    flow.write_text("name: doomed\nagents:\n  - name: only\n    module: HR\n"
+                    "    llm_config: {model: gpt-4o-mini, failure_rate: 1.0}\n"
+                    "    max_retries: 0\n    prompt_template: hello\n")
+    assert cli("run", str(flow), "--simulate", "-o", str(tmp_path / "runs"), "--no-progress").returncode == 1
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert "nothing was spent" in (run_dir / "report.html").read_text()
+
+
 # --- in a real browser -------------------------------------------------------------------------
 
 

@@ -164,3 +164,11 @@ def test_a_completed_run_has_no_why_and_no_resume_hint() -> None:
     lines = closing_lines(doc, "runs/x", "w.yaml")
     assert "why:" not in lines and not any("--resume" in line for line in lines)
     assert "2 retries" in lines[0] and "1 completed" in lines[0]
+
+
+def test_in_an_80_column_terminal_the_first_line_breaks_after_the_counts_not_inside_an_amount() -> None:
+    lines = closing_lines(DOC, "runs/x", "workflows/close.yaml", width=80)
+    assert lines[0] == ("month_close: failed (simulated) - 1 completed, 1 failed, 1 budget exceeded, "
+                        "3 cancelled, 1 skipped;")
+    assert lines[1] == "  $0.000021, 1 token, 1 retry, 2.50s"
+    assert closing_lines(DOC, "runs/x", width=200)[0].endswith("skipped; $0.000021, 1 token, 1 retry, 2.50s")

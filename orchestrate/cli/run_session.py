@@ -408,7 +408,10 @@ class RunSession:
             return
         from orchestrate.observe.summary import closing_lines
 
-        blocks = ["\n".join(closing_lines(d, r.run_dir, path))
+        import shutil
+
+        width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+        blocks = ["\n".join(closing_lines(d, r.run_dir, path, width=width))
                   for d, r, path in zip(documents, self.recorders, self.files)]
         from orchestrate.observe.printable import printable
 

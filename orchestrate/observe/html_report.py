@@ -161,6 +161,8 @@ def _costs(run: RunFolder) -> str:
                                                "reasoning_tokens")] + [f"<b>{_money(totals.get('cost'))}</b>"])
         parts.append("<h4>Tokens</h4>" + _table(
             ["model", "calls", "input", "cached input", "output", "reasoning", "cost"], token_rows))
+    if len(parts) == 1:  # no call was booked: say so rather than show an empty heading
+        parts.append("<p>No provider call was made, so nothing was spent.</p>")
     parts.append("</section>")
     return "".join(parts)
 

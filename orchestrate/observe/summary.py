@@ -83,8 +83,12 @@ def next_steps(document: Mapping[str, Any], run_dir: Path | str, workflow_file: 
 
 
 def closing_lines(document: Mapping[str, Any], run_dir: Path | str,
-                  workflow_file: Path | str | None = None) -> list[str]:
-    """The whole closing block of one workflow's run."""
+                  workflow_file: Path | str | None = None, *, width: int | None = None) -> list[str]:
+    """The whole closing block of one workflow's run.
+
+    With `width` (a terminal's), a first line longer than that is broken after the
+    outcome counts, so the terminal never wraps it in the middle of an amount.
+    """
     agents = document.get("agents", [])
     label = " (simulated)" if document.get("simulated") else ""
     head = (f"{document.get('name')}: {document.get('status')}{label} - "
@@ -93,7 +97,8 @@ def closing_lines(document: Mapping[str, Any], run_dir: Path | str,
             f"{plural(int(document.get('total_tokens') or 0), 'token')}, "
             f"{plural(int(document.get('retries') or 0), 'retry')}, "
             f"{float(document.get('duration_seconds') or 0):.2f}s")
-    lines = [head]
+    outcome, _, figures = head.partition("; ")
+    lines = [head] if width is None or len(head) <= width else [outcome + ";", f"  {figures}"]
     failures = failure_lines(document)
     if failures:
         lines.append("why:")
