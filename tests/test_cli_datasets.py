@@ -271,3 +271,14 @@ def test_a_row_carries_the_workflows_declared_outputs(tmp_path: Path) -> None:
     results = lines(only_dir(tmp_path / "runs") / "results.jsonl")
     assert sorted(r["outputs"]["vendor"] for r in results) == ["Acme", "Bolt"]
     assert all(set(r["outputs"]) == {"vendor", "verdict"} and r["outputs"]["verdict"] for r in results)
+
+
+def test_the_closing_lines_put_figures_after_the_counts_and_the_folder_on_its_own_line(tmp_path: Path) -> None:
+    workflow, data = write(tmp_path, [{"vendor": "Acme", "spend": 10}, {"vendor": "Bolt", "spend": 20}])
+    proc = orchestrate("run", str(workflow), "--data", str(data), "--simulate", "-o", str(tmp_path / "runs"),
+                       cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    tail = proc.stdout.strip().splitlines()[-3:]
+    assert tail[0] == "vendor_screen: completed (simulated) - 2/2 rows completed;"
+    assert tail[1].startswith("  $0.0") and tail[1].endswith("s") and " tokens, " in tail[1]
+    assert tail[2] == f"run folder: {only_dir(tmp_path / 'runs')}"

@@ -324,7 +324,12 @@ class BatchSession:
         counts = d["counts"]
         others = ", ".join(f"{n} {s}" for s, n in counts.items() if s != "completed")
         label = " (simulated)" if d["simulated"] else ""
+        from orchestrate.money.amounts import usd
+        from orchestrate.observe.summary import plural
+
+        # As a single run's closing block: figures after the counts, the run folder on its own line.
         sys.stdout.write(
             f"{d['name']}: {d['status']}{label} - {counts.get('completed', 0)}/{d['rows']} rows completed"
-            f"{', ' + others if others else ''}, ${d['total_cost']:.4f}, {d['total_tokens']} tokens, "
-            f"{d['duration_seconds']:.2f}s -> {run_dir}\n")
+            f"{', ' + others if others else ''};\n  {usd(float(d['total_cost']))}, "
+            f"{plural(int(d['total_tokens']), 'token')}, {d['duration_seconds']:.2f}s\n"
+            f"run folder: {run_dir}\n")

@@ -131,6 +131,18 @@ class BatchState:
                 f"{self.in_flight()} calls in flight, {self.waited:.1f}s rate-limit waits")
 
 
+def _with_bar(total: float, completed: float, label: Any) -> Any:
+    """A bar and its figures on one line; the bar gives way first, the figures are never cut."""
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+
+    row = Table.grid(padding=(0, 1))
+    row.add_column(ratio=1, max_width=40)
+    row.add_column(no_wrap=True)
+    row.add_row(ProgressBar(total=total, completed=completed), label)
+    return row
+
+
 def _usd(amount: float) -> str:
     return f"${amount:,.2f}" if amount >= 10 else f"${amount:.4f}"
 
@@ -204,8 +216,6 @@ class LiveBatch(BatchState):
         self._live: Any = None
 
     def render(self) -> Any:
-        from rich.console import Group
-        from rich.progress_bar import ProgressBar
         from rich.table import Table
         from rich.text import Text
 
@@ -213,9 +223,8 @@ class LiveBatch(BatchState):
         grid.add_column(justify="right", style="bold")
         grid.add_column()
         total = self.total or 0
-        bar = ProgressBar(total=max(total, 1), completed=self.done, width=40)
         eta = self.eta()
-        grid.add_row("rows", Group(bar, Text(
+        grid.add_row("rows", _with_bar(max(total, 1), self.done, Text(
             f"{self.done}/{total if self.total is not None else '?'}  {self.rate():.1f}/s"
             + (f"  ETA {_duration(eta)}" if eta is not None else ""))))
         grid.add_row("outcomes", Text.assemble((f"{self.completed} completed", "green"), "  ",
@@ -224,8 +233,7 @@ class LiveBatch(BatchState):
                                                (f"{self.invalid} invalid", "yellow")))
         spent = self.spent()
         if self.budget:
-            grid.add_row("spend", Group(ProgressBar(total=self.budget, completed=min(spent, self.budget), width=40),
-                                        Text(self.money())))
+            grid.add_row("spend", _with_bar(self.budget, min(spent, self.budget), Text(self.money())))
         else:
             grid.add_row("spend", Text(self.money()))
         grid.add_row("in flight", Text(f"{self.in_flight()} calls, {self.waited:.1f}s waited on rate limits"))
