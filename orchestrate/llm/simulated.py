@@ -27,7 +27,7 @@ from orchestrate.llm.base import LLMClient, LLMResponse, ToolCall, single_turn
 __all__ = ["SimulatedClient", "count_tokens", "example_from_schema"]
 
 Latency = float | Sequence[float]
-_MAX_REMEMBERED = 100_000  # prompts whose attempt count is kept (it varies the outcome of retries)
+_MAX_REMEMBERED = 10_000  # recent prompts whose attempt count is kept (it varies the outcome of retries)
 
 
 def count_tokens(text: str) -> int:

@@ -323,7 +323,11 @@ class CostTracker:
 
     def set_agent_budget(self, agent_id: str, limit: float | None) -> None:
         """The ceiling of an agent's spend; `agent_id` is ``"<workflow id>:<agent name>"``."""
-        self._agents.setdefault(agent_id, _Account()).limit = limit
+        account = self._agents.get(agent_id)
+        if account is None:
+            self._agents[agent_id] = _Account(limit)
+        else:
+            account.limit = limit
 
     def reserve(self, workflow_id: str, agent_key: str, amount: float) -> Reservation:
         """Set `amount` aside for a call, or refuse it.
@@ -421,23 +425,24 @@ class CostTracker:
             cost = self.calculate_cost(model, input_tokens, output_tokens,
                                        cached_input_tokens=cached_input_tokens,
                                        cache_creation_input_tokens=cache_creation_input_tokens)
-        meta = metadata or {}
         record = CallRecord(
-            timestamp=time.time(),
-            workflow_id=workflow_id, agent_id=agent_id, agent=agent_name, model=model,
-            provider=provider, module=module, input_tokens=input_tokens,
-            cached_input_tokens=cached_input_tokens, cache_creation_input_tokens=cache_creation_input_tokens,
-            output_tokens=output_tokens, reasoning_tokens=reasoning_tokens, cost=cost,
-            cached=bool(meta.get("cached")), reused=bool(meta.get("reused")),
-            batch=bool(meta.get("batch")), batch_id=meta.get("batch_id"), usage_anomaly=usage_anomaly,
-            metadata=metadata)
-        self._records.setdefault(workflow_id, []).append(record)
-        flow = self._workflows.setdefault(workflow_id, _Account())
+            time.time(), workflow_id, agent_id, agent_name, model, provider, module, input_tokens,
+            cached_input_tokens, cache_creation_input_tokens, output_tokens, reasoning_tokens, cost,
+            usage_anomaly=usage_anomaly, metadata=metadata)
+        if metadata:
+            record.cached, record.reused = bool(metadata.get("cached")), bool(metadata.get("reused"))
+            record.batch, record.batch_id = bool(metadata.get("batch")), metadata.get("batch_id")
+        records = self._records.get(workflow_id)
+        if records is None:
+            records = self._records[workflow_id] = []
+        records.append(record)
+        flow = self._workflows.get(workflow_id) or self._workflows.setdefault(workflow_id, _Account())
         flow.spent += cost
         if flow.parent is not None and not record.reused:
             # Carried-over results were paid for, and counted, in the batch's earlier session.
             self._workflows[flow.parent].spent += cost
-        self._agents.setdefault(agent_id, _Account()).spent += cost
+        own = self._agents.get(agent_id) or self._agents.setdefault(agent_id, _Account())
+        own.spent += cost
         self.total_cost += cost
         self.total_tokens += input_tokens + output_tokens
         self.total_calls += 0 if record.reused else 1

@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from orchestrate.errors import StateUnavailableError, UserInputError
+from orchestrate.slots import Slots
 from orchestrate.state.base import LeaseKeeper, SharedState, TierLimits
 from orchestrate.state.window import SlidingWindow, pacing_interval
 
@@ -112,6 +113,14 @@ class _Limiter:
         self.pauses = 0
         self.wait_by_tier: dict[str, float] = {t: 0.0 for t in (*_TIERS, "concurrent_requests", "paused")}
 
+    def ready(self, estimated_tokens: int) -> bool:
+        """Whether a request could start now without waiting; the shared limiter always asks its state."""
+        return False
+
+    def start(self, estimated_tokens: int) -> None:
+        """Book a request that `ready` allowed."""
+        raise RuntimeError(f"{type(self).__name__} starts requests only through acquire()")
+
     async def acquire(self, estimated_tokens: int = 1000, timeout: float | None = None) -> None:
         """Wait until a request of `estimated_tokens` may start under every tier.
 
@@ -149,15 +158,35 @@ class RateLimiter(_Limiter):
         self._tiers: dict[str, SlidingWindow] = {
             tier: SlidingWindow(c[tier], window, margin=skew_margin(window), pace=tier == _PACED)
             for tier, window in TIER_WINDOWS.items()}
-        self._slots = asyncio.Semaphore(self.config.concurrent_requests)
+        self._requests = tuple(self._tiers[t] for t in _TIERS if t != "tokens_per_minute")
+        self._tokens = self._tiers["tokens_per_minute"]
+        self._slots = Slots(self.config.concurrent_requests)
         self._turn = asyncio.Lock()  # waiters are served first come, first served
         self._paused_until = -math.inf
         self.in_flight = 0
         self._start_statistics()
 
+    def ready(self, estimated_tokens: int) -> bool:
+        """Whether a request could start now with no wait: a free slot, room in every tier, nobody queued."""
+        if self._turn.locked() or not self._slots.free:
+            return False
+        now = self.clock()
+        if now < self._paused_until:
+            return False
+        for window in self._requests:
+            if not window.fits(now):
+                return False
+        return self._tokens.fits(now, float(estimated_tokens if estimated_tokens > 0 else 0))
+
+    def start(self, estimated_tokens: int) -> None:
+        """Book a request that `ready` just allowed (nothing may await in between)."""
+        if not self._slots.try_take():
+            raise RuntimeError("start() without ready(): no concurrency slot is free")
+        self._book(self.clock(), float(estimated_tokens if estimated_tokens > 0 else 0), 0.0)
+
     async def _acquire(self, estimated_tokens: int) -> None:
         start = self.clock()
-        await self._slots.acquire()
+        await self._slots.take()
         try:
             mark = self.clock()
             self.wait_by_tier["concurrent_requests"] += mark - start
@@ -170,15 +199,19 @@ class RateLimiter(_Limiter):
                         break
                     await self.sleep(wait)
                     self.wait_by_tier[tier] += self.clock() - now
-                for name, window in self._tiers.items():
-                    window.take(now, tokens if name == "tokens_per_minute" else 1.0)
+                self._book(now, tokens, now - start)
         except BaseException:
-            self._slots.release()
+            self._slots.give()
             raise
+
+    def _book(self, now: float, tokens: float, waited: float) -> None:
+        for window in self._requests:
+            window.take(now)
+        self._tokens.take(now, tokens)
         self.in_flight += 1
         self.total_requests += 1
         self.total_tokens += int(tokens)
-        self.total_wait += now - start
+        self.total_wait += waited
 
     def _binding(self, now: float, tokens: float) -> tuple[str, float]:
         """The tier (or pause) that holds a request back longest, and for how long."""
@@ -193,7 +226,7 @@ class RateLimiter(_Limiter):
         """Give back the concurrent-request slot taken by `acquire`."""
         if self.in_flight > 0:
             self.in_flight -= 1
-            self._slots.release()
+            self._slots.give()
 
     def pause(self, seconds: float) -> None:
         """Hold back every caller for `seconds` (a 429's retry-after, or an exhausted quota)."""
@@ -405,12 +438,17 @@ class RateLimiterRegistry:
         self.total_tokens = 0
         self.total_wait = 0.0
         self.active = default is not None or state is not None
+        self._last: tuple[Any, Any] = (None, None)  # the mapping last configured, and a copy of it
         self.configure(overrides or {})
 
     def configure(self, mapping: Mapping[str, RateLimitConfig | Mapping[str, Any]]) -> None:
         """Set the limits of providers or models (a workflow's `rate_limits`)."""
-        if mapping:
-            self.active = True
+        if not mapping:
+            return
+        if mapping is self._last[0] and mapping == self._last[1]:
+            return  # the rows of a batch share their workflow's table: parsed once
+        self._last = (mapping, {k: dict(v) if isinstance(v, Mapping) else v for k, v in mapping.items()})
+        self.active = True
         for key, value in mapping.items():
             config = value if isinstance(value, RateLimitConfig) else RateLimitConfig.from_mapping(
                 value, base=self.default)
@@ -437,6 +475,25 @@ class RateLimiterRegistry:
         limiter = self._new(config, key) if config is not None else None
         self._limiters[key] = limiter
         return limiter
+
+    def try_acquire(self, provider: str, model: str, estimated_tokens: int) -> Permit | None:
+        """A permit at once when no limiter needs a wait (the common case), else None: then `acquire`.
+
+        Nothing awaits here, so on one event loop the check and the booking are one step.
+        """
+        first = self._limiter(provider, is_provider=True)
+        second = self._limiter(model, is_provider=False) if model != provider else None
+        if (first is not None and not first.ready(estimated_tokens)) or (
+                second is not None and not second.ready(estimated_tokens)):
+            return None
+        held: list[Limiter] = []
+        for limiter in (first, second):
+            if limiter is not None:
+                limiter.start(estimated_tokens)
+                held.append(limiter)
+        self.total_requests += 1
+        self.total_tokens += max(0, estimated_tokens)
+        return Permit(held, 0.0)
 
     async def acquire(self, provider: str, model: str, estimated_tokens: int,
                       timeout: float | None = None) -> Permit:

@@ -56,6 +56,10 @@ class BatchState:
         self.recent: deque[tuple[str, str, str]] = deque(maxlen=5)
         self.batches: dict[str, dict[str, Any]] = {}  # open provider batches (--provider-batch)
 
+    # The engine calls this sink only for these (see OrchestrationEngine.add_sink).
+    event_types = frozenset({EventType.AGENT_RATE_LIMITED, EventType.BATCH_SUBMITTED, EventType.BATCH_STATUS,
+                             EventType.BATCH_FINISHED})
+
     def __call__(self, event: Event) -> None:
         if event.type is EventType.AGENT_RATE_LIMITED:
             self.waited += float(event.data.get("waited") or 0.0)
@@ -180,6 +184,8 @@ class PlainBatchLog(BatchState):
     def _outcome(self, key: str, status: str, error: str | None) -> None:
         super()._outcome(key, status, error)
         self.tick()
+
+    event_types = BatchState.event_types | {EventType.ROW_STARTED}
 
     def __call__(self, event: Event) -> None:
         super().__call__(event)

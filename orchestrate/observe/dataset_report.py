@@ -235,6 +235,8 @@ class BatchRecorder:
 
     # -- outcomes -----------------------------------------------------------------------------
 
+    event_types = frozenset({EventType.AGENT_FINISHED, EventType.ROW_STARTED})  # all it reads
+
     def __call__(self, event: Event) -> None:
         """Journal each agent's calls as it finishes, so a kill loses only the calls in flight."""
         kind = event.type

@@ -37,6 +37,7 @@ class EventLog:
         calls in calls.jsonl rather than as ``llm_call`` events too).
         """
         self.exclude = frozenset(exclude)
+        self.event_types = frozenset(EventType) - self.exclude  # the engine then skips the others
         self.path = Path(path)
         self.sync_interval = sync_interval
         self.clock = clock

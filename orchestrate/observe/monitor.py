@@ -26,6 +26,9 @@ logger.addHandler(logging.NullHandler())  # a library stays silent unless the ap
 
 _KIND = {t: t.value for t in EventType}  # EventType.value goes through a slow descriptor
 
+# Kinds logged whatever the level: ends (a failure is a warning) and retries.
+_ALWAYS_LOGGED = frozenset({"agent_finished", "workflow_finished", "row_finished", "agent_retrying"})
+
 _COUNTERS = (
     "workflows_started", "workflows_completed", "workflows_partially_completed", "workflows_failed",
     "workflows_cancelled", "agents_started", "agents_completed", "agents_failed", "agents_cancelled",
@@ -74,6 +77,15 @@ class Monitor:
         self.events: deque[tuple[float, str, str | None, str | None, dict[str, Any]]] = deque(maxlen=max(1, self.config.max_events))
         self.snapshots: deque[dict[str, Any]] = deque(maxlen=max(1, self.config.max_snapshots))
         self._next_snapshot = self.started + self.config.metrics_interval
+        self._counts: dict[str, Callable[[dict[str, Any]], None]] = {
+            "agent_finished": self._agent_finished, "llm_call": self._llm_call,
+            "agent_started": self._agent_started, "agent_rate_limited": self._agent_rate_limited,
+            "workflow_finished": self._workflow_finished,
+            "agent_retrying": self._counter("agents_retried"),
+            "agent_budget_refused": self._counter("budget_refusals"),
+            "tool_call": self._counter("tool_calls"),
+            "workflow_started": self._counter("workflows_started"),
+        }
 
     def __call__(self, event: Event) -> None:
         self._record(_KIND[event.type], event.agent, event.workflow_id, event.data, event.timestamp)
@@ -90,54 +102,60 @@ class Monitor:
                 now: float) -> None:
         config = self.config
         if config.enable_metrics:
-            self._count(kind, data)
+            count = self._counts.get(kind)
+            if count is not None:
+                count(data)
             if now >= self._next_snapshot:
                 self.snapshots.append({"timestamp": now, **self.get_metrics()})
                 self._next_snapshot = now + self.config.metrics_interval
         if config.enable_logging:
             # A tuple, made into a dict only when read: this runs three times per agent.
             self.events.append((now, kind, agent_id, workflow_id, data))
-            failed = data.get("status") in ("failed", "budget_exceeded", "rejected")
-            if failed or kind in ("workflow_finished", "agent_retrying") or logger.isEnabledFor(logging.DEBUG):
-                level = logging.WARNING if failed else logging.DEBUG
-                logger.log(level, "%s workflow=%s agent=%s %s", kind, workflow_id, agent_id, data)
+            if kind in _ALWAYS_LOGGED or logger.isEnabledFor(logging.DEBUG):
+                failed = data.get("status") in ("failed", "budget_exceeded", "rejected")
+                if failed or kind in ("workflow_finished", "agent_retrying") or logger.isEnabledFor(logging.DEBUG):
+                    level = logging.WARNING if failed else logging.DEBUG
+                    logger.log(level, "%s workflow=%s agent=%s %s", kind, workflow_id, agent_id, data)
 
-    def _count(self, kind: str, data: dict[str, Any]) -> None:
+    # -- counting, one method per kind of event (a dict lookup, not a chain of comparisons) ------
+
+    def _agent_finished(self, data: dict[str, Any]) -> None:
+        key = f"agents_{data.get('status', '')}"
         c = self.counters
-        if kind == "agent_finished":
-            status = data.get("status", "")
-            key = f"agents_{status}"
-            if key in c:
-                c[key] += 1
-            self.agents_finished += 1
-            self.agent_time += float(data.get("execution_time") or 0.0)
-        elif kind == "llm_call":
-            c["llm_calls"] += 1
-            c["cached_calls"] += 1 if data.get("cached") else 0
-            tokens_in, tokens_out = int(data.get("input_tokens") or 0), int(data.get("output_tokens") or 0)
-            c["input_tokens"] += tokens_in
-            c["output_tokens"] += tokens_out
-            c["total_tokens"] += tokens_in + tokens_out
-            self.total_cost += float(data.get("cost") or 0.0)
-        elif kind == "agent_started":
-            if int(data.get("attempt") or 1) == 1:
-                c["agents_started"] += 1
-        elif kind == "agent_retrying":
-            c["agents_retried"] += 1
-        elif kind == "agent_rate_limited":
-            c["agents_rate_limited"] += 1
-            self.rate_limited_seconds += float(data.get("waited") or 0.0)
-        elif kind == "agent_budget_refused":
-            c["budget_refusals"] += 1
-        elif kind == "tool_call":
-            c["tool_calls"] += 1
-        elif kind == "workflow_started":
-            c["workflows_started"] += 1
-        elif kind == "workflow_finished":
-            key = f"workflows_{data.get('status', '')}"
-            if key in c:
-                c[key] += 1
-            self.workflow_time += float(data.get("duration") or 0.0)
+        if key in c:
+            c[key] += 1
+        self.agents_finished += 1
+        self.agent_time += float(data.get("execution_time") or 0.0)
+
+    def _llm_call(self, data: dict[str, Any]) -> None:
+        c = self.counters
+        c["llm_calls"] += 1
+        if data.get("cached"):
+            c["cached_calls"] += 1
+        tokens_in, tokens_out = int(data.get("input_tokens") or 0), int(data.get("output_tokens") or 0)
+        c["input_tokens"] += tokens_in
+        c["output_tokens"] += tokens_out
+        c["total_tokens"] += tokens_in + tokens_out
+        self.total_cost += float(data.get("cost") or 0.0)
+
+    def _agent_started(self, data: dict[str, Any]) -> None:
+        if int(data.get("attempt") or 1) == 1:
+            self.counters["agents_started"] += 1
+
+    def _agent_rate_limited(self, data: dict[str, Any]) -> None:
+        self.counters["agents_rate_limited"] += 1
+        self.rate_limited_seconds += float(data.get("waited") or 0.0)
+
+    def _workflow_finished(self, data: dict[str, Any]) -> None:
+        key = f"workflows_{data.get('status', '')}"
+        if key in self.counters:
+            self.counters[key] += 1
+        self.workflow_time += float(data.get("duration") or 0.0)
+
+    def _counter(self, name: str) -> Callable[[dict[str, Any]], None]:
+        def count(_data: dict[str, Any]) -> None:
+            self.counters[name] += 1
+        return count
 
     def get_metrics(self) -> dict[str, Any]:
         """The current counters, total cost, uptime and time spent waiting on rate limits."""

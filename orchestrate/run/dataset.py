@@ -111,6 +111,7 @@ class Dataset:
         self.shard = shard
         self.label = label or str(path)
         self.format = self._sniff()
+        self._repeats: dict[int, BadRow] | None = None  # line -> its duplicate-key error, once checked
 
     def _sniff(self) -> str:
         suffix = self.path.suffix.lower()
@@ -130,7 +131,10 @@ class Dataset:
     def __iter__(self) -> Iterator[Row | BadRow]:
         """Every row of this shard, valid or not, in file order."""
         raw = self._jsonl() if self.format == "jsonl" else self._csv()
-        seen: dict[int, int] = {}
+        # Finding a repeated key means remembering every key seen. After a full `check()`
+        # the repeats are known by line, so a run's pass remembers nothing per row.
+        repeats = self._repeats
+        seen: dict[int, int] | None = {} if repeats is None else None
         k, n = self.shard or (1, 1)
         for index, line, values, problem in raw:
             if index % n != k - 1:
@@ -138,9 +142,12 @@ class Dataset:
             if problem is not None:
                 yield BadRow(index, line, problem[0], None, problem[1])
                 continue
+            if repeats is not None and line in repeats:
+                yield repeats[line]
+                continue
             yield self._bind(index, line, values, seen)
 
-    def _bind(self, index: int, line: int, values: dict[str, Any], seen: dict[int, int]) -> Row | BadRow:
+    def _bind(self, index: int, line: int, values: dict[str, Any], seen: dict[int, int] | None) -> Row | BadRow:
         if self.key is not None:
             if values.get(self.key) in (None, ""):
                 return BadRow(index, line, 1, None, f"no value in key column {self.key!r}")
@@ -150,11 +157,12 @@ class Dataset:
         else:
             blob = json.dumps(values, sort_keys=True, ensure_ascii=False, default=str)
             key = f"{line}-{hashlib.blake2b(blob.encode(), digest_size=4).hexdigest()}"
-        digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
-        first = seen.get(digest)
-        if first is not None:
-            return BadRow(index, line, 1, key, f"duplicate key {key!r} (first at line {first})")
-        seen[digest] = line
+        if seen is not None:
+            digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
+            first = seen.get(digest)
+            if first is not None:
+                return BadRow(index, line, 1, key, f"duplicate key {key!r} (first at line {first})")
+            seen[digest] = line
         try:
             bound = check_inputs(self.workflow_name, self.declared, {**self.shared, **values})
         except UserInputError as exc:
@@ -225,14 +233,19 @@ class Dataset:
     def check(self, *, limit: int = 20) -> DatasetCheck:
         """One pass over every row (of this shard): counts, and the first `limit` bad rows."""
         result = DatasetCheck()
+        repeats: dict[int, BadRow] = {}
+        self._repeats = None
         for item in self:
             result.rows += 1
             if isinstance(item, BadRow):
                 result.bad_count += 1
                 if len(result.bad) < limit:
                     result.bad.append(item)
+                if item.reason.startswith("duplicate key "):
+                    repeats[item.line] = item
             else:
                 result.valid += 1
+        self._repeats = repeats
         return result
 
     def describe(self, bad: BadRow) -> str:

@@ -17,18 +17,16 @@ from typing import Any, Protocol
 
 from orchestrate.money.budget_scope import ScopeLedger
 from orchestrate.money.costs import CostConfig, CostTracker, agent_key
-from orchestrate.observe.events import Event, Sink
+from orchestrate.observe.events import Event, EventType, Sink
 from orchestrate.run.executor import AgentExecutor
 from orchestrate.run.failures import FailureHandler, RetryPolicy
-from orchestrate.workflow.graph import DependencyGraph
 from orchestrate.llm.base import LLMClient
 from orchestrate.workflow.models import AgentResult, Workflow
 from orchestrate.observe.monitor import Monitor, MonitorConfig
 from orchestrate.money.rate_limit import RateLimitConfig, RateLimiterRegistry
-from orchestrate.run.scheduler import WorkflowRun
 from orchestrate.state.base import LeaseKeeper, SharedState
 from orchestrate.run.approvals import Decision
-from orchestrate.run.scheduler import Approver, WorkflowRun
+from orchestrate.run.scheduler import Approver, RunShape, WorkflowRun
 
 __all__ = ["ClientSource", "EngineConfig", "OrchestrationEngine"]
 
@@ -125,7 +123,12 @@ class OrchestrationEngine:
             self.cost_tracker.scopes = ScopeLedger(state, self._keeper)
         self.failure_handler = FailureHandler(self.config.default_retry_policy, on_failure, sleep=sleep)
         self.sinks: list[Sink] = [self.monitor, *sinks]
+        self._sink_types: dict[int, frozenset[EventType]] = {}
+        self._routes: dict[EventType, tuple[Sink, ...]] = {}
+        self._routed = -1  # len(self.sinks) when _routes was made
         self.workflows: dict[str, Workflow] = {}
+        self._shapes: dict[str, RunShape] = {}
+        self._priced: Any = None  # the last workflow `prices` table added
         self._runs: dict[str, WorkflowRun] = {}
         self._slots = asyncio.Semaphore(max(1, self.config.max_concurrent_workflows))
         self._closed = False
@@ -137,12 +140,29 @@ class OrchestrationEngine:
             clock=clock)
         self.clock = clock
 
-    def add_sink(self, sink: Sink) -> None:
-        """Send every further event to `sink` as well."""
+    def add_sink(self, sink: Sink, *, types: Iterable[EventType] | None = None) -> None:
+        """Send every further event to `sink` as well, or only those of `types`.
+
+        A sink may also say which events it wants with an ``event_types``
+        attribute; at thousands of rows a second, not calling the sinks that
+        ignore an event is a fair share of the engine's own time.
+        """
         self.sinks.append(sink)
+        if types is not None:
+            self._sink_types[id(sink)] = frozenset(types)
+        self._route()
+
+    def _route(self) -> None:
+        wanted = [(sink, self._sink_types.get(id(sink), getattr(sink, "event_types", None)))
+                  for sink in self.sinks]
+        self._routes = {kind: tuple(sink for sink, types in wanted if types is None or kind in types)
+                        for kind in EventType}
+        self._routed = len(self.sinks)
 
     def emit(self, event: Event) -> None:
-        for sink in self.sinks:
+        if self._routed != len(self.sinks):  # sinks appended to the list directly
+            self._route()
+        for sink in self._routes[event.type]:
             try:
                 sink(event)
             except Exception:  # a broken display must never cost a paid-for run
@@ -155,27 +175,31 @@ class OrchestrationEngine:
             ValueError: When agent names repeat, a dependency names no agent, or
                 the dependencies form a cycle (the message shows it: ``a -> c -> b -> a``).
         """
-        names = [agent.name for agent in workflow.agents]
-        if len(set(names)) != len(names):
-            raise ValueError(f"workflow {workflow.name!r} has duplicate agent names")
-        known = set(names)
-        for agent in workflow.agents:
-            for dep in agent.dependencies:
-                if dep not in known:
-                    raise ValueError(f"agent {agent.name!r} depends on unknown agent {dep!r}")
-        cycle = DependencyGraph.from_agents(workflow.agents).find_cycle()
-        if cycle:
-            raise ValueError(f"workflow {workflow.name!r} has a dependency cycle: {' -> '.join(cycle)}")
+        return self.register_run(workflow, RunShape.of(workflow))
+
+    def register_run(self, workflow: Workflow, shape: RunShape) -> str:
+        """Register a run of a workflow whose `shape` was made (and checked) already; returns its id.
+
+        A batch registers each row this way: the names, dependencies and cycles
+        of its workflow are checked once, not once a row.
+        """
         self.workflows[workflow.id] = workflow
+        self._shapes[workflow.id] = shape
         self.cost_tracker.set_workflow_budget(workflow.id, workflow.cost_budget)
         for agent in workflow.agents:
             self.cost_tracker.set_agent_budget(agent_key(workflow.id, agent.name), agent.cost_limit)
-        if workflow.prices:
+        if workflow.prices and workflow.prices is not self._priced:
             self.cost_tracker.add_prices(workflow.prices)
+            self._priced = workflow.prices  # every row of a batch shares its workflow's table
         self.rate_limiter.configure(workflow.rate_limits)
         if workflow.budget_scope:
             self._scopes().scopes[workflow.id] = workflow.budget_scope
         return workflow.id
+
+    def forget(self, workflow_id: str) -> None:
+        """Drop a finished workflow from the engine (a batch does so as each row ends)."""
+        self.workflows.pop(workflow_id, None)
+        self._shapes.pop(workflow_id, None)
 
     def _scopes(self) -> ScopeLedger:
         if self.cost_tracker.scopes is None:  # no shared state: scopes live (unset) in this process
@@ -213,7 +237,7 @@ class OrchestrationEngine:
         async with self._slots:
             run = WorkflowRun(workflow, self.executor, self.failure_handler, self.emit,
                               reuse=reuse, clock=self.clock, decisions=decisions,
-                              approver=self.approver)
+                              approver=self.approver, shape=self._shapes.get(workflow_id))
             self._runs[workflow_id] = run
             try:
                 if self._closed:

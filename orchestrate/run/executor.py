@@ -332,7 +332,7 @@ class AgentExecutor:
         model = llm["model"]
         priced = llm.get("price_as") or model  # an Azure deployment is priced as its model
         max_tokens = int(llm.get("max_tokens", 1000))
-        specs = [tool.spec() for tool in tools]
+        specs = [tool.spec() for tool in tools] if tools else []
         # A batched call is reserved and priced at the provider's batch rate; it waits at the
         # provider, so the online rate limits do not apply to it.
         batched = getattr(client, "batched", False) and not getattr(client, "goes_online", bool)()
@@ -343,10 +343,13 @@ class AgentExecutor:
         reservation = self.tracker.reserve(workflow.id, key, worst)
         permit = None
         try:
-            await self.tracker.reserve_shared(reservation)
+            if self.tracker.scopes is not None:
+                await self.tracker.reserve_shared(reservation)
             if self.limits.active and not batched:
                 estimate = sum(len(str(m.get("content") or "")) for m in messages) // 4 + max_tokens
-                permit = await self.limits.acquire(client.provider, model, estimate)
+                permit = self.limits.try_acquire(client.provider, model, estimate)
+                if permit is None:  # some limiter needs a wait
+                    permit = await self.limits.acquire(client.provider, model, estimate)
                 if permit.waited > 0.0005:
                     usage.rate_limited_seconds += permit.waited
                     self.emit(Event(EventType.AGENT_RATE_LIMITED, workflow.id, agent.name,

@@ -21,11 +21,19 @@ from typing import Any
 from orchestrate.errors import UserInputError
 from orchestrate.workflow.models import Agent, AgentResult, AgentStatus, Workflow
 
-__all__ = ["fingerprint", "plan_resume", "prior_results"]
+__all__ = ["definition_digest", "fingerprint", "plan_resume", "prior_results"]
 
 
 def fingerprint(agent: Agent, prompt: str) -> str:
-    """A digest of what decides an agent's answer: its definition and its rendered prompt.
+    """A digest of what decides an agent's answer: its definition and its rendered prompt."""
+    digest = definition_digest(agent)
+    digest.update(b"\x00")
+    digest.update(prompt.encode())
+    return digest.hexdigest()
+
+
+def definition_digest(agent: Agent) -> Any:
+    """A hash (hashlib object) of an agent's definition, to which `fingerprint` adds the prompt.
 
     The definition is hashed through `repr` (with llm_config's keys sorted), which
     is stable for the same workflow file and several times cheaper than JSON.
@@ -36,11 +44,7 @@ def fingerprint(agent: Agent, prompt: str) -> str:
     parts: tuple[Any, ...] = (config, agent.tools, agent.output_schema, agent.dependencies)
     if agent.function is not None:
         parts += (agent.function,)
-    definition = repr(parts)
-    digest = hashlib.blake2b(definition.encode(), digest_size=16)
-    digest.update(b"\x00")
-    digest.update(prompt.encode())
-    return digest.hexdigest()
+    return hashlib.blake2b(repr(parts).encode(), digest_size=16)
 
 
 MAX_REPORT_BYTES = 256 * 1024 * 1024

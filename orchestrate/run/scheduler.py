@@ -26,13 +26,14 @@ from typing import Any
 from orchestrate.observe.events import Event, EventType
 from orchestrate.run.executor import AgentExecutor
 from orchestrate.run.failures import FailureHandler
-from orchestrate.workflow.graph import remaining_work
+from orchestrate.workflow.graph import DependencyGraph, remaining_work
 from orchestrate.workflow.models import Agent, AgentResult, AgentStatus, Workflow, WorkflowStatus
 from orchestrate.run.approvals import Decision
-from orchestrate.run.resume import fingerprint
+from orchestrate.run.fanout import run_items, step_input
+from orchestrate.run.resume import definition_digest
 from orchestrate.workflow.templates import lookup, render, single_placeholder
 
-__all__ = ["Approver", "WorkflowRun", "expected_seconds", "fold_usage"]
+__all__ = ["Approver", "RunShape", "WorkflowRun", "expected_seconds", "fold_usage"]
 
 # Asked for a decision on an agent (with its rendered message); None leaves it waiting.
 Approver = Callable[[Workflow, Agent, str], Awaitable[Decision | None]]
@@ -54,8 +55,72 @@ def expected_seconds(agent: Agent) -> float:
     return float(agent.llm_config.get("max_tokens", 1000)) / 100.0
 
 
+class RunShape:
+    """What a run needs to know of its workflow's graph, worked out once for every run of it.
+
+    The agents' indexes, who waits on whom, and the order in which ready agents
+    start (priority, then the critical path, then the file). A batch runs one
+    workflow thousands of times, so it works this out once (`of`) and hands
+    it to each row's run.
+
+    Raises:
+        ValueError: (`of`) When names repeat, a dependency names no agent, or
+            the dependencies form a cycle (the message shows it).
+    """
+
+    __slots__ = ("index", "dependents", "waiting_on", "rank", "described", "_definitions")
+
+    def __init__(self, agents: list[Agent]) -> None:
+        names = [agent.name for agent in agents]
+        index = {name: i for i, name in enumerate(names)}
+        self.index = index
+        self.dependents: list[list[int]] = [[] for _ in agents]
+        self.waiting_on = [0] * len(agents)
+        for i, agent in enumerate(agents):
+            for dep in agent.dependencies:
+                j = index[dep]
+                self.dependents[j].append(i)
+                self.waiting_on[i] += 1
+        remaining = remaining_work(self.dependents, self.waiting_on, [expected_seconds(a) for a in agents])
+        if remaining is None:
+            raise ValueError("dependency cycle")
+        self.rank = [(-agent.priority, -remaining[i], i) for i, agent in enumerate(agents)]
+        # The agents as workflow_started describes them (shared, read-only, by every run).
+        self.described = [{"name": a.name, "module": a.module, "model": a.llm_config.get("model"),
+                           "provider": a.llm_config.get("provider"), "dependencies": a.dependencies,
+                           "priority": a.priority} for a in agents]
+        self._definitions: list[Any] = [None] * len(agents)
+
+    def definition(self, i: int, agent: Agent) -> Any:
+        """The digest of agent `i`'s definition (see `resume.fingerprint`), made at its first use."""
+        digest = self._definitions[i]
+        if digest is None:
+            digest = self._definitions[i] = definition_digest(agent)
+        return digest
+
+    @classmethod
+    def of(cls, workflow: Workflow) -> RunShape:
+        """The shape of `workflow`, after checking its names and dependencies."""
+        names = [agent.name for agent in workflow.agents]
+        if len(set(names)) != len(names):
+            raise ValueError(f"workflow {workflow.name!r} has duplicate agent names")
+        known = set(names)
+        for agent in workflow.agents:
+            for dep in agent.dependencies:
+                if dep not in known:
+                    raise ValueError(f"agent {agent.name!r} depends on unknown agent {dep!r}")
+        cycle = DependencyGraph.from_agents(workflow.agents).find_cycle()
+        if cycle:
+            raise ValueError(f"workflow {workflow.name!r} has a dependency cycle: {' -> '.join(cycle)}")
+        return cls(workflow.agents)
+
+
 class WorkflowRun:
-    """One execution of a workflow. Create, then `await run()`; `stop()` ends it early."""
+    """One execution of a workflow. Create, then `await run()`; `stop()` ends it early.
+
+    `shape` is the workflow's `RunShape` when the caller has it already (every row
+    of a batch shares one); it must have been made from the same agents.
+    """
 
     def __init__(
         self,
@@ -68,6 +133,7 @@ class WorkflowRun:
         clock: Callable[[], float] = time.perf_counter,
         decisions: Mapping[str, Decision] | None = None,
         approver: Approver | None = None,
+        shape: RunShape | None = None,
     ) -> None:
         self.workflow = workflow
         self.executor = executor
@@ -76,19 +142,16 @@ class WorkflowRun:
         self.clock = clock
         agents = workflow.agents
         self.agents = agents
-        index = {agent.name: i for i, agent in enumerate(agents)}
-        self.waiting_on = [0] * len(agents)
-        self.dependents: list[list[int]] = [[] for _ in agents]
-        for i, agent in enumerate(agents):
-            for dep in agent.dependencies:
-                j = index[dep]
-                self.dependents[j].append(i)
-                self.waiting_on[i] += 1
-        remaining = remaining_work(self.dependents, self.waiting_on, [expected_seconds(a) for a in agents])
-        if remaining is None:  # register_workflow refuses cycles; a list edited since may not
-            raise ValueError(f"workflow {workflow.name!r} has a dependency cycle")
-        self.rank = [(-agent.priority, -remaining[i], i) for i, agent in enumerate(agents)]
-        self.index = index
+        if shape is None:
+            try:
+                shape = RunShape(agents)
+            except ValueError:  # register_workflow refuses cycles; a list edited since may not
+                raise ValueError(f"workflow {workflow.name!r} has a dependency cycle") from None
+        self.shape = shape
+        self.index = shape.index
+        self.dependents = shape.dependents  # shared by every run of the shape: read only
+        self.waiting_on = list(shape.waiting_on)
+        self.rank = shape.rank
         self.outputs: dict[str, dict[str, Any]] = {}
         self.reuse = dict(reuse or {})
         self.ready: list[tuple[int, float, int]] = []
@@ -96,6 +159,7 @@ class WorkflowRun:
         self.finished = 0
         self.stopping: str | None = None
         self.stopped = False
+        self.timed_out = False
         self.done: asyncio.Future[None] | None = None
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by run()
         self.deadlines: list[tuple[float, int, asyncio.Task[None]]] = []
@@ -127,9 +191,7 @@ class WorkflowRun:
         self.emit(Event(EventType.WORKFLOW_STARTED, wf.id, None, {
             "name": wf.name, "cost_budget": wf.cost_budget,
             "max_parallel_agents": wf.max_parallel_agents,
-            "agents": [{"name": a.name, "module": a.module, "model": a.llm_config.get("model"),
-                        "provider": a.llm_config.get("provider"), "dependencies": a.dependencies,
-                        "priority": a.priority} for a in self.agents],
+            "agents": self.shape.described,
         }, workflow_name=wf.name))
         for i, agent in enumerate(self.agents):
             agent.status = AgentStatus.PENDING
@@ -138,20 +200,30 @@ class WorkflowRun:
         self._fill()
         if self.finished == len(self.agents) and not self.done.done():
             self.done.set_result(None)
+        # The workflow's deadline: one timer that ends the wait (cheaper, once a row, than
+        # asyncio.timeout around asyncio.shield).
+        timer = loop.call_later(wf.timeout, self._time_out) if math.isfinite(wf.timeout) else None
         try:
-            async with asyncio.timeout(wf.timeout):
-                await asyncio.shield(self.done)
-        except TimeoutError:
-            await self._halt(f"workflow timed out after {wf.timeout:g}s")
-            wf.error = f"timed out after {wf.timeout:g}s"
+            await self.done  # cancelling run() cancels it too; _halt then leaves it be
         except asyncio.CancelledError:
             await self._halt("run interrupted")
             self._conclude(t0, WorkflowStatus.CANCELLED)
             raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+        if self.timed_out:
+            await self._halt(f"workflow timed out after {wf.timeout:g}s")
+            wf.error = f"timed out after {wf.timeout:g}s"
         if self.stopping and wf.error is None:
             wf.error = self.stopping
         self._conclude(t0, WorkflowStatus.CANCELLED if self.stopped else None)
         return wf
+
+    def _time_out(self) -> None:
+        if self.done is not None and not self.done.done():
+            self.timed_out = True
+            self.done.set_result(None)
 
     async def stop(self, reason: str = "run interrupted") -> None:
         """Cancel what is in flight, record it, and let `run()` return (status cancelled)."""
@@ -369,15 +441,11 @@ class WorkflowRun:
                 result.metadata["approval"] = self.approved[i].to_dict()
             prior = self.reuse.get(agent.name)
             if agent.foreach is not None:
-                from orchestrate.run.fanout import run_items
-
                 await run_items(wf, agent, self.executor, self.outputs, prior, self.item_slots, result)
             else:
-                from orchestrate.run.fanout import step_input
-
                 given, text = step_input(agent, wf.input_values, self.outputs)
                 if prior is not None and prior.status is AgentStatus.COMPLETED:
-                    digest = fingerprint(agent, text)
+                    digest = self._fingerprint(i, text)
                     if prior.metadata.get("fingerprint") == digest:
                         self._untrack(i)
                         carried = self.executor.carry_over(wf, agent, prior)
@@ -391,7 +459,7 @@ class WorkflowRun:
                     await self.executor.execute(wf, agent, given, result)
                 # Fingerprinted after the call, so that it does not delay it: only a completed
                 # agent's fingerprint is ever compared, by a later --resume.
-                result.metadata["fingerprint"] = fingerprint(agent, text)
+                result.metadata["fingerprint"] = self._fingerprint(i, text)
         except asyncio.CancelledError:
             result.status = AgentStatus.CANCELLED
             task = asyncio.current_task()
@@ -408,6 +476,13 @@ class WorkflowRun:
         result.completed_at = datetime.now(timezone.utc)
         self._untrack(i)
         self._finish(i, result)
+
+    def _fingerprint(self, i: int, text: str) -> str:
+        """`resume.fingerprint` of agent `i`, its definition's part hashed once per shape."""
+        digest = self.shape.definition(i, self.agents[i]).copy()
+        digest.update(b"\x00")
+        digest.update(text.encode())
+        return digest.hexdigest()
 
     def _untrack(self, i: int) -> None:
         if self.tasks.pop(i, None) is not None and self.batched is not None and not self.batched[i]:
