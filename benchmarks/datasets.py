@@ -125,6 +125,7 @@ def measure(name: str, rows: int, rpm: int) -> dict[str, Any]:
     from orchestrate.observe.dataset_progress import PlainBatchLog
     from orchestrate.observe.dataset_report import BatchRecorder
     from orchestrate.observe.eventlog import EventLog
+    from orchestrate.observe.journal import GroupCommit
     from orchestrate.observe.events import EventType
     from orchestrate.run.dataset import Dataset
     from orchestrate.run.dataset_run import BatchRunner, CappedClients, default_rows_parallel
@@ -155,13 +156,14 @@ def measure(name: str, rows: int, rpm: int) -> dict[str, Any]:
         engine = OrchestrationEngine(None, EngineConfig(rate_limit_config=None,
                                                         max_concurrent_workflows=rows_parallel),
                                      clients=capped)
+        commit = GroupCommit()
         recorder = BatchRecorder(run_dir, template, engine.cost_tracker, batch_id="batch", simulated=True,
-                                 budget=1e6)
+                                 budget=1e6, commit=commit)
         with open("/dev/null", "w", encoding="utf-8") as devnull:
             display = PlainBatchLog(template.name, devnull, total=check.rows, budget=1e6,
                                     spent=lambda: engine.cost_tracker.spent("batch"),
                                     in_flight=lambda: capped.in_flight)
-            log = EventLog(run_dir / "events.jsonl", sync_interval=1.0, exclude=BATCH_UNLOGGED)
+            log = EventLog(run_dir / "events.jsonl", sync_interval=1.0, exclude=BATCH_UNLOGGED, commit=commit)
             sinks: list[Any] = [] if name.endswith("-engine") else [recorder, display]
             if sinks:
                 engine.add_sink(log)
@@ -188,6 +190,7 @@ def measure(name: str, rows: int, rpm: int) -> dict[str, Any]:
                 await engine.shutdown()
 
             asyncio.run(go())
+            commit.flush()
             log.close()
         document = recorder.finish("completed")
         wall, cpu = time.perf_counter() - start, time.thread_time() - cpu

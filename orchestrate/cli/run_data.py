@@ -23,6 +23,7 @@ from orchestrate.cli.run_session import RunOptions, start_tracing
 from orchestrate.errors import UserInputError
 from orchestrate.observe.dataset_report import BatchRecorder, PriorBatch, load_prior
 from orchestrate.observe.eventlog import EventLog
+from orchestrate.observe.journal import GroupCommit
 from orchestrate.observe.events import EventType
 from orchestrate.observe.html_report import write_run_report
 from orchestrate.observe.reports import new_run_dir
@@ -38,9 +39,11 @@ DEFAULT_MAX_CALLS = 32  # calls in flight for the whole batch unless --max-paral
 _EXIT_BY_SIGNAL: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
 _EXIT_BY_STATUS = {"completed": 0, "partially_completed": 3, "failed": 1, "cancelled": 1}
 # Left out of a batch's events.jsonl, whose JSON would cost more than the engine at volume: each
-# call is in calls.jsonl, an agent's start is in its agent_finished, and workflow_started says
-# the same for every row.
-BATCH_UNLOGGED = frozenset({EventType.LLM_CALL, EventType.AGENT_STARTED, EventType.WORKFLOW_STARTED})
+# call is in calls.jsonl, an agent's start is in its agent_finished, workflow_started says the
+# same for every row, and a row's workflow_finished says what its row_finished and its line of
+# results.jsonl say.
+BATCH_UNLOGGED = frozenset({EventType.LLM_CALL, EventType.AGENT_STARTED, EventType.WORKFLOW_STARTED,
+                            EventType.WORKFLOW_FINISHED})
 
 
 @dataclass
@@ -149,16 +152,17 @@ class BatchSession:
         batch_id = f"batch:{run_dir.name}"
         if prior is not None:
             engine.cost_tracker.carry_spend(batch_id, prior.spent)
+        commit = GroupCommit()  # the folder's journals are written once a turn of the event loop
         recorder = BatchRecorder(
             run_dir, template, engine.cost_tracker, batch_id=batch_id, simulated=opts.simulate,
-            budget=opts.budget, prior=prior, extra={
+            budget=opts.budget, prior=prior, commit=commit, extra={
                 "data": dataset.label, "key": batch.key, "inputs": opts.inputs,
                 "shard": f"{batch.shard[0]}/{batch.shard[1]}" if batch.shard else None,
                 "resumed_from": str(opts.resume) if opts.resume else None,
                 "max_rows_parallel": rows_parallel, "max_calls_in_flight": max_calls})
         todo = check.rows - (len(prior.completed) if prior is not None else 0)
         display = self._display(template, engine, capped, batch_id, max(0, todo))
-        log = EventLog(run_dir / "events.jsonl", sync_interval=1.0, exclude=BATCH_UNLOGGED)
+        log = EventLog(run_dir / "events.jsonl", sync_interval=1.0, exclude=BATCH_UNLOGGED, commit=commit)
         engine.add_sink(log)
         runner = self.runner = BatchRunner(
             engine, template, dataset, sinks=[recorder, display], batch_id=batch_id, budget=opts.budget,
@@ -172,6 +176,7 @@ class BatchSession:
         try:
             asyncio.run(self._run(engine, runner, display))
         finally:
+            commit.flush()
             log.close()
             if tracing is not None:
                 tracing.shutdown()

@@ -153,9 +153,17 @@ class CallRecord:
     metadata: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        row = {name: getattr(self, name) for name in self.__slots__ if name != "metadata"}
-        row["timestamp"] = datetime.fromtimestamp(self.timestamp, timezone.utc).isoformat(timespec="milliseconds")
-        return row
+        """cost.json's entry: every field but `metadata`, the time in ISO 8601 UTC (milliseconds)."""
+        return {
+            "timestamp": datetime.fromtimestamp(self.timestamp, timezone.utc).isoformat(timespec="milliseconds"),
+            "workflow_id": self.workflow_id, "agent_id": self.agent_id, "agent": self.agent,
+            "model": self.model, "provider": self.provider, "module": self.module,
+            "input_tokens": self.input_tokens, "cached_input_tokens": self.cached_input_tokens,
+            "cache_creation_input_tokens": self.cache_creation_input_tokens,
+            "output_tokens": self.output_tokens, "reasoning_tokens": self.reasoning_tokens, "cost": self.cost,
+            "cached": self.cached, "reused": self.reused, "batch": self.batch, "batch_id": self.batch_id,
+            "usage_anomaly": self.usage_anomaly,
+        }
 
 
 @dataclass(slots=True)

@@ -113,8 +113,12 @@ class _Limiter:
         self.pauses = 0
         self.wait_by_tier: dict[str, float] = {t: 0.0 for t in (*_TIERS, "concurrent_requests", "paused")}
 
-    def ready(self, estimated_tokens: int) -> bool:
+    def ready(self, estimated_tokens: int, now: float | None = None) -> bool:
         """Whether a request could start now without waiting; the shared limiter always asks its state."""
+        return False
+
+    def try_start(self, estimated_tokens: int) -> bool:
+        """Start a request without waiting, if `ready`; the shared limiter never can."""
         return False
 
     def start(self, estimated_tokens: int) -> None:
@@ -166,17 +170,27 @@ class RateLimiter(_Limiter):
         self.in_flight = 0
         self._start_statistics()
 
-    def ready(self, estimated_tokens: int) -> bool:
+    def ready(self, estimated_tokens: int, now: float | None = None) -> bool:
         """Whether a request could start now with no wait: a free slot, room in every tier, nobody queued."""
         if self._turn.locked() or not self._slots.free:
             return False
-        now = self.clock()
+        if now is None:
+            now = self.clock()
         if now < self._paused_until:
             return False
         for window in self._requests:
             if not window.fits(now):
                 return False
         return self._tokens.fits(now, float(estimated_tokens if estimated_tokens > 0 else 0))
+
+    def try_start(self, estimated_tokens: int) -> bool:
+        """`ready`, then `start`, at one reading of the clock: the limiter's whole cost when nothing waits."""
+        now = self.clock()
+        if not self.ready(estimated_tokens, now):
+            return False
+        self._slots.held += 1  # `ready` saw a free slot and nobody queued
+        self._book(now, float(estimated_tokens if estimated_tokens > 0 else 0), 0.0)
+        return True
 
     def start(self, estimated_tokens: int) -> None:
         """Book a request that `ready` just allowed (nothing may await in between)."""
@@ -483,6 +497,12 @@ class RateLimiterRegistry:
         """
         first = self._limiter(provider, is_provider=True)
         second = self._limiter(model, is_provider=False) if model != provider else None
+        if second is None and first is not None:  # the common case: the provider's limits only
+            if not first.try_start(estimated_tokens):
+                return None
+            self.total_requests += 1
+            self.total_tokens += max(0, estimated_tokens)
+            return Permit([first], 0.0)
         if (first is not None and not first.ready(estimated_tokens)) or (
                 second is not None and not second.ready(estimated_tokens)):
             return None

@@ -1,10 +1,9 @@
 """A batch's run folder: one line per row as it finishes, and reports that stay small.
 
 - ``results.jsonl``: one line per row as it finishes (key, row line, status,
-  the workflow's outputs, cost, tokens, seconds, error). Each line is written
-  whole with one ``write`` and flushed, so a ``kill -9`` leaves every line but
-  at most a torn last one, which readers skip and the next session ends.
-  A resumed batch appends to it: the last line of a key is its state.
+  the workflow's outputs, cost, tokens, seconds, error). A ``kill -9`` leaves
+  every line but at most a torn last one, which readers skip and the next
+  session ends. A resumed batch appends to it: the last line of a key is its state.
 - ``rows.jsonl``: each finished row's full result (a single run's result.json
   document), for ``orchestrate show RUN_DIR --row KEY``.
 - ``calls.jsonl``: every priced call, with its row key; the journal cost.json
@@ -15,27 +14,29 @@
   made at the end by streaming the journal (never all calls in memory).
 - ``events.jsonl``: every event, written by the event log.
 
-The append-only files are fsynced every `sync_interval` seconds and when the
-batch ends, rather than at every line: a kill loses nothing written, a power
-cut at most the last interval.
+The append-only files are `JsonLines` journals (`orchestrate.observe.journal`):
+under the batch's group commit, the lines of one turn of the event loop are
+written together at its end, and fsynced every second and when the batch ends.
 """
 
 from __future__ import annotations
 
 import heapq
 import json
-import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from orchestrate.fsutil import atomic_write_chunks
 from orchestrate.money.cost_report import TOKEN_FIELDS, cost_document_head
 from orchestrate.money.costs import CallRecord, CostTracker
 from orchestrate.observe.events import Event, EventType
 from orchestrate.observe.eventlog import read_events
+from orchestrate.observe.journal import GroupCommit, JsonLines
 from orchestrate.observe.reports import SCHEMA_VERSION, result_document, write_json
 from orchestrate.workflow.models import AgentResult, AgentStatus, Workflow
 
@@ -45,42 +46,6 @@ if TYPE_CHECKING:
 __all__ = ["BatchRecorder", "JsonLines", "PriorBatch", "load_prior", "read_json_lines", "row_outputs"]
 
 _TOP = 5
-
-
-class JsonLines:
-    """An append-only JSON-lines file: whole lines, flushed at once, fsynced now and then."""
-
-    def __init__(self, path: Path, *, sync_interval: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.path = path
-        self.sync_interval = sync_interval
-        self.clock = clock
-        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        if os.fstat(self._fd).st_size > 0 and not _ends_with_newline(path):
-            os.write(self._fd, b"\n")  # end a line torn by a kill, so the next one stands alone
-        self._synced = clock()
-
-    def write(self, document: Mapping[str, Any]) -> None:
-        if self._fd is None:
-            return
-        data = (json.dumps(document, ensure_ascii=False, default=str, separators=(",", ":")) + "\n").encode()
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        if self.clock() - self._synced >= self.sync_interval:
-            self.sync()
-
-    def sync(self) -> None:
-        if self._fd is not None:
-            os.fsync(self._fd)
-            self._synced = self.clock()
-
-    def close(self) -> None:
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.fsync(fd)
-            os.close(fd)
 
 
 def read_json_lines(path: Path) -> Iterator[dict[str, Any]]:
@@ -99,7 +64,7 @@ def _numbered_lines(path: Path, torn: set[int]) -> Iterator[tuple[int, dict[str,
             if not line:
                 continue
             try:
-                value = json.loads(line)
+                value = orjson.loads(line)  # strict: NaN and Infinity, never written, count as torn
             except ValueError:
                 torn.add(number)
                 continue
@@ -107,12 +72,6 @@ def _numbered_lines(path: Path, torn: set[int]) -> Iterator[tuple[int, dict[str,
                 yield number, value
             else:
                 torn.add(number)
-
-
-def _ends_with_newline(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        handle.seek(-1, 2)
-        return handle.read(1) == b"\n"
 
 
 def row_outputs(workflow: Workflow) -> dict[str, Any]:
@@ -198,7 +157,7 @@ class BatchRecorder:
     def __init__(self, run_dir: Path, template: Workflow, tracker: CostTracker, *, batch_id: str,
                  simulated: bool, budget: float | None, extra: Mapping[str, Any] | None = None,
                  prior: PriorBatch | None = None, interval: float = 2.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, commit: GroupCommit | None = None) -> None:
         self.run_dir = run_dir
         self.template = template
         self.tracker = tracker
@@ -208,9 +167,10 @@ class BatchRecorder:
         self.extra = dict(extra or {})
         self.interval = interval
         self.clock = clock
-        self.results = JsonLines(run_dir / "results.jsonl", clock=clock)
-        self.full = JsonLines(run_dir / "rows.jsonl", clock=clock)
-        self.calls = JsonLines(run_dir / "calls.jsonl", clock=clock)
+        # Opened calls first: under a group commit a row's calls reach the disk before its result.
+        self.calls = JsonLines(run_dir / "calls.jsonl", clock=clock, commit=commit)
+        self.full = JsonLines(run_dir / "rows.jsonl", clock=clock, commit=commit)
+        self.results = JsonLines(run_dir / "results.jsonl", clock=clock, commit=commit)
         self.counts: dict[str, int] = {}
         self.cost = 0.0
         self.tokens = 0
@@ -375,12 +335,20 @@ def write_cost_document(run_dir: Path, result_doc: Mapping[str, Any]) -> None:
     calls_path = run_dir / "calls.jsonl"
     torn: set[int] = set()  # lines a kill cut short, found by the first pass
     for number, call in _numbered_lines(calls_path, torn):
-        for bucket in [totals, *(groups[g].setdefault(str(call.get(g) or "unknown"), {
-                "cost": 0.0, "calls": 0, **{f: 0 for f in TOKEN_FIELDS}}) for g in groups)]:
-            bucket["cost"] += float(call.get("cost") or 0.0)
+        cost = float(call.get("cost") or 0.0)
+        tokens = [int(call.get(f) or 0) for f in TOKEN_FIELDS]
+        buckets = [totals]
+        for name, rows in groups.items():
+            label = str(call.get(name) or "unknown")
+            bucket = rows.get(label)
+            if bucket is None:
+                bucket = rows[label] = {"cost": 0.0, "calls": 0, **dict.fromkeys(TOKEN_FIELDS, 0)}
+            buckets.append(bucket)
+        for bucket in buckets:
+            bucket["cost"] += cost
             bucket["calls"] += 1
-            for f in TOKEN_FIELDS:
-                bucket[f] += int(call.get(f) or 0)
+            for f, n in zip(TOKEN_FIELDS, tokens):
+                bucket[f] += n
         if call.get("model"):
             prices.setdefault(call["model"], None)
     for bucket in [totals, *(b for g in groups.values() for b in g.values())]:

@@ -26,8 +26,9 @@ logger.addHandler(logging.NullHandler())  # a library stays silent unless the ap
 
 _KIND = {t: t.value for t in EventType}  # EventType.value goes through a slow descriptor
 
-# Kinds logged whatever the level: ends (a failure is a warning) and retries.
-_ALWAYS_LOGGED = frozenset({"agent_finished", "workflow_finished", "row_finished", "agent_retrying"})
+# Ends whose failure is logged as a warning.
+_ENDS = frozenset({"agent_finished", "workflow_finished", "row_finished"})
+_FAILED = frozenset({"failed", "budget_exceeded", "rejected"})
 
 _COUNTERS = (
     "workflows_started", "workflows_completed", "workflows_partially_completed", "workflows_failed",
@@ -45,14 +46,15 @@ class MonitorConfig:
         enable_metrics: Keep counters and snapshots.
         enable_logging: Keep recent events and log them to the ``orchestrate`` logger.
         metrics_interval: Seconds between metric snapshots.
-        max_events: How many recent events are kept.
+        max_events: How many recent events are kept (each keeps its data alive: at
+            thousands of events a second, a longer memory costs the engine time).
         max_snapshots: How many snapshots are kept.
     """
 
     enable_metrics: bool = True
     enable_logging: bool = True
     metrics_interval: float = 60.0
-    max_events: int = 10_000
+    max_events: int = 1_000
     max_snapshots: int = 1_440
 
 
@@ -111,11 +113,11 @@ class Monitor:
         if config.enable_logging:
             # A tuple, made into a dict only when read: this runs three times per agent.
             self.events.append((now, kind, agent_id, workflow_id, data))
-            if kind in _ALWAYS_LOGGED or logger.isEnabledFor(logging.DEBUG):
-                failed = data.get("status") in ("failed", "budget_exceeded", "rejected")
-                if failed or kind in ("workflow_finished", "agent_retrying") or logger.isEnabledFor(logging.DEBUG):
-                    level = logging.WARNING if failed else logging.DEBUG
-                    logger.log(level, "%s workflow=%s agent=%s %s", kind, workflow_id, agent_id, data)
+            # A failed end is a warning; anything else is logged at DEBUG, when that is on.
+            if kind in _ENDS and data.get("status") in _FAILED:
+                logger.warning("%s workflow=%s agent=%s %s", kind, workflow_id, agent_id, data)
+            elif logger.isEnabledFor(logging.DEBUG):
+                logger.debug("%s workflow=%s agent=%s %s", kind, workflow_id, agent_id, data)
 
     # -- counting, one method per kind of event (a dict lookup, not a chain of comparisons) ------
 

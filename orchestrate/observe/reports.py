@@ -54,30 +54,32 @@ def _iso(moment: datetime | None) -> str | None:
 
 def result_document(workflow: Workflow, *, simulated: bool, run_id: str,
                     extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The result.json document of `workflow` as it stands now."""
+    """The result.json document of `workflow` as it stands now (it shares the results' own
+    outputs and metadata: write it out, do not change it)."""
     duration = None
     if workflow.started_at is not None and workflow.completed_at is not None:
         duration = (workflow.completed_at - workflow.started_at).total_seconds()
     agents = []
     for agent in workflow.agents:
         result = agent.result
+        llm = agent.llm_config
         row: dict[str, Any] = {
             "name": agent.name,
             "module": agent.module,
             "dependencies": list(agent.dependencies),
-            "model": agent.llm_config.get("model"),
+            "model": llm.get("model"),
             "tags": list(agent.tags),
-            "provider": (result.metadata.get("provider") if result is not None else None)
-            or agent.llm_config.get("provider"),
+            "provider": (result.metadata.get("provider") if result is not None else None) or llm.get("provider"),
         }
         if result is None:
             row.update(agent_id=agent.name, status=agent.status.value, output=None, error=None,
                        tokens_used=0, cost=0.0, execution_time=0.0, started_at=None,
                        completed_at=None, retry_count=0, metadata={})
         else:
-            data = result.to_dict()
-            data["metadata"] = {k: v for k, v in result.metadata.items() if k != "usage"}
-            row.update(data)
+            row.update(result.to_dict())
+            meta = result.metadata
+            if "usage" in meta:  # a running agent's live counters: not part of the record
+                row["metadata"] = {k: v for k, v in meta.items() if k != "usage"}
         agents.append(row)
     document: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,

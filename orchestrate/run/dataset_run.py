@@ -139,12 +139,12 @@ class BatchRunner:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        slots = asyncio.Semaphore(self.max_rows_parallel)
+        slots = Slots(self.max_rows_parallel)
         tasks: set[asyncio.Task[None]] = set()
 
         def done(task: asyncio.Task[None]) -> None:
             tasks.discard(task)
-            slots.release()
+            slots.give()
 
         try:
             for item in self.rows:
@@ -160,12 +160,13 @@ class BatchRunner:
                 if self.exhausted:
                     self._tell("row_refused", item)
                     continue
-                await slots.acquire()
+                if not slots.try_take():
+                    await slots.take()
                 if self.stopping:
-                    slots.release()
+                    slots.give()
                     break
                 if self.exhausted:
-                    slots.release()
+                    slots.give()
                     self._tell("row_refused", item)
                     continue
                 task = loop.create_task(self._row(item))

@@ -24,6 +24,7 @@ from orchestrate.llm.base import LLMClient
 from orchestrate.workflow.models import AgentResult, Workflow
 from orchestrate.observe.monitor import Monitor, MonitorConfig
 from orchestrate.money.rate_limit import RateLimitConfig, RateLimiterRegistry
+from orchestrate.slots import Slots
 from orchestrate.state.base import LeaseKeeper, SharedState
 from orchestrate.run.approvals import Decision
 from orchestrate.run.scheduler import Approver, RunShape, WorkflowRun
@@ -130,7 +131,7 @@ class OrchestrationEngine:
         self._shapes: dict[str, RunShape] = {}
         self._priced: Any = None  # the last workflow `prices` table added
         self._runs: dict[str, WorkflowRun] = {}
-        self._slots = asyncio.Semaphore(max(1, self.config.max_concurrent_workflows))
+        self._slots = Slots(max(1, self.config.max_concurrent_workflows))
         self._closed = False
         self.executor = AgentExecutor(
             client_for=self._client_for, tracker=self.cost_tracker, limits=self.rate_limiter,
@@ -234,7 +235,9 @@ class OrchestrationEngine:
         workflow = self.workflows.get(workflow_id)
         if workflow is None:
             raise ValueError(f"workflow {workflow_id!r} not found")
-        async with self._slots:
+        if not self._slots.try_take():
+            await self._slots.take()
+        try:
             run = WorkflowRun(workflow, self.executor, self.failure_handler, self.emit,
                               reuse=reuse, clock=self.clock, decisions=decisions,
                               approver=self.approver, shape=self._shapes.get(workflow_id))
@@ -245,6 +248,8 @@ class OrchestrationEngine:
                 return await run.run()
             finally:
                 self._runs.pop(workflow_id, None)
+        finally:
+            self._slots.give()
 
     async def execute_multiple_workflows(self, workflow_ids: list[str]) -> list[Workflow]:
         """Execute several workflows at once, at most `max_concurrent_workflows` at a time."""

@@ -234,10 +234,18 @@ class WorkflowRun:
         self._disarm()
         wf = self.workflow
         wf.completed_at = datetime.now(timezone.utc)
-        waiting = any(a.status is AgentStatus.WAITING_APPROVAL for a in self.agents)
-        unfinished = [a for i, a in enumerate(self.agents) if not a.status.counts_as_success
-                      and a.status is not AgentStatus.WAITING_APPROVAL and i not in self.blocked]
-        partial = any(a.result is not None and a.result.metadata.get("failed_items") for a in self.agents)
+        waiting = partial = False
+        unfinished: list[Agent] = []
+        for i, a in enumerate(self.agents):  # one pass: this runs once a row of a batch
+            status = a.status
+            if status is AgentStatus.COMPLETED:
+                pass
+            elif status is AgentStatus.WAITING_APPROVAL:
+                waiting = True
+            elif not status.counts_as_success and i not in self.blocked:
+                unfinished.append(a)
+            if a.result is not None and a.result.metadata.get("failed_items"):
+                partial = True
         wf.output_values = self._outputs()
         if forced is not None:
             wf.status = forced

@@ -1,0 +1,40 @@
+"""One JSON line of a journal (events.jsonl, results.jsonl, rows.jsonl, calls.jsonl), fast.
+
+A batch writes about a dozen lines a row; with the standard library's encoder
+that was a sixth of the engine's time per call. orjson writes the same JSON
+about fifteen times faster. Where the two could differ, the standard
+library's output is kept:
+
+- values JSON has no type for (a datetime, a dataclass, a path) are written
+  as ``str(value)``, as ``json.dumps(default=str)`` does;
+- NaN and Infinity, which strict readers refuse, become ``null`` (what
+  `finite.scrub_non_finite` did before);
+- what orjson refuses (an int beyond 64 bits, a string with a lone
+  surrogate, a key that is not a string) goes through `json` instead,
+  written in ASCII.
+
+Non-ASCII text is written as UTF-8, not as ``\\u`` escapes; a reader sees the
+same strings.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+
+from orchestrate.finite import scrub_non_finite
+
+__all__ = ["json_line"]
+
+_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def json_line(value: Any) -> bytes:
+    """`value` as one line of compact JSON, newline included, encoded as UTF-8."""
+    try:
+        return orjson.dumps(value, default=str, option=_OPTIONS)
+    except (orjson.JSONEncodeError, TypeError):
+        # ASCII, so that a lone surrogate is written as its escape rather than as invalid UTF-8.
+        return (json.dumps(scrub_non_finite(value), default=str, separators=(",", ":")) + "\n").encode("ascii")
