@@ -155,6 +155,34 @@ def test_headers_saying_nothing_remains_pause_the_provider() -> None:
     run_virtual(main())
 
 
+def test_sliding_window_folds_close_starts_yet_keeps_the_limit_and_the_flow() -> None:
+    """Starts closer together than a grain share one entry; the entry still leaves the window
+    a span after its last start, so a steady stream runs at the limit, never over it."""
+    window = SlidingWindow(100, 1.0)  # span 1 s, grain 0.1 ms
+    started: list[float] = []
+    now = 0.0
+    while now < 10.0:  # a caller ready every 20 us: far faster than the limit or the grain
+        if window.fits(now):
+            window.take(now)
+            started.append(now)
+        now += 0.00002
+    lo = 0
+    for hi, t in enumerate(started):  # never more than 100 in any 1 s window
+        while started[lo] <= t - 1.0:
+            lo += 1
+        assert hi - lo + 1 <= 100
+    assert 950 <= len(started) <= 1000  # ... and the stream keeps flowing at (nearly) 100/s
+    assert len(window) <= SlidingWindow.GRAINS + 1
+    # Below the limit, a stream of starts closer than a grain is never held back: an entry
+    # takes in only what began within a grain of its first start, so none outlives the window.
+    busy = SlidingWindow(100_000, 1.0)
+    for n in range(250_000):  # 50,000 a second for 5 s, 20 us apart
+        now = n * 0.00002
+        assert busy.fits(now)
+        busy.take(now)
+    assert len(busy) <= SlidingWindow.GRAINS + 1
+
+
 def test_sliding_window_frees_exactly_what_left_the_window() -> None:
     window = SlidingWindow(10, 60.0)
     window.take(0.0, 4)

@@ -162,7 +162,7 @@ class WorkflowRun:
         self.timed_out = False
         self.done: asyncio.Future[None] | None = None
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by run()
-        self.deadlines: list[tuple[float, int, asyncio.Task[None]]] = []
+        self.deadlines: list[tuple[float, int, asyncio.Task[None] | None]] = []
         self.expired: set[int] = set()
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = math.inf
@@ -200,18 +200,16 @@ class WorkflowRun:
         self._fill()
         if self.finished == len(self.agents) and not self.done.done():
             self.done.set_result(None)
-        # The workflow's deadline: one timer that ends the wait (cheaper, once a row, than
-        # asyncio.timeout around asyncio.shield).
-        timer = loop.call_later(wf.timeout, self._time_out) if math.isfinite(wf.timeout) else None
+        # The workflow's deadline joins the agents' heap, after the first agents have set its
+        # timer: a row of a batch then needs one timer, not two (or asyncio.timeout's).
+        if math.isfinite(wf.timeout):
+            self._deadline(loop.time() + wf.timeout, _WORKFLOW, None)
         try:
             await self.done  # cancelling run() cancels it too; _halt then leaves it be
         except asyncio.CancelledError:
             await self._halt("run interrupted")
             self._conclude(t0, WorkflowStatus.CANCELLED)
             raise
-        finally:
-            if timer is not None:
-                timer.cancel()
         if self.timed_out:
             await self._halt(f"workflow timed out after {wf.timeout:g}s")
             wf.error = f"timed out after {wf.timeout:g}s"
@@ -406,21 +404,25 @@ class WorkflowRun:
     # timer per agent (asyncio.timeout), which was a tenth of the engine's time per agent.
 
     def _arm(self, i: int, task: asyncio.Task[None]) -> None:
-        loop = self.loop
-        at = loop.time() + self.agents[i].timeout
+        self._deadline(self.loop.time() + self.agents[i].timeout, i, task)
+
+    def _deadline(self, at: float, i: int, task: asyncio.Task[None] | None) -> None:
         heapq.heappush(self.deadlines, (at, i, task))
         if at < self.timer_at:
             if self.timer is not None:
                 self.timer.cancel()
-            self.timer, self.timer_at = loop.call_at(at, self._expire), at
+            self.timer, self.timer_at = self.loop.call_at(at, self._expire), at
 
     def _expire(self) -> None:
-        """Cancel the agents whose deadline has passed (entries of finished agents are dropped)."""
+        """Cancel the agents whose deadline has passed (entries of finished agents are dropped),
+        and end the wait when the workflow's has."""
         self.timer, self.timer_at = None, math.inf
         heap, now = self.deadlines, self.loop.time() + 1e-3
         while heap and heap[0][0] <= now:
             _, i, task = heapq.heappop(heap)
-            if self.tasks.get(i) is task:
+            if i == _WORKFLOW:
+                self._time_out()
+            elif task is not None and self.tasks.get(i) is task:
                 self.expired.add(i)
                 task.cancel()
         if heap:
@@ -635,13 +637,20 @@ def fold_usage(result: AgentResult) -> None:
 
 def _finished_event(wf: Workflow, agent: Agent, result: AgentResult) -> Event:
     meta = result.metadata
-    return Event(EventType.AGENT_FINISHED, wf.id, agent.name, {
+    data = {
         "status": result.status.value, "error": result.error, "tokens_used": result.tokens_used,
         "cost": result.cost, "execution_time": result.execution_time,
-        "retry_count": result.retry_count, "model": meta.get("model", agent.llm_config.get("model")),
-        "provider": meta.get("provider", agent.llm_config.get("provider")), "module": agent.module,
-        "output": result.output, "fingerprint": meta.get("fingerprint"),
-        "error_type": meta.get("error_type"), **{key: meta[key] for key in _LANGUAGE_KEYS if key in meta}}, workflow_name=wf.name)
+        "retry_count": result.retry_count,
+        "model": meta["model"] if "model" in meta else agent.llm_config.get("model"),
+        "provider": meta["provider"] if "provider" in meta else agent.llm_config.get("provider"),
+        "module": agent.module, "output": result.output, "fingerprint": meta.get("fingerprint"),
+        "error_type": meta.get("error_type")}
+    for key in _LANGUAGE_KEYS:
+        if key in meta:
+            data[key] = meta[key]
+    return Event(EventType.AGENT_FINISHED, wf.id, agent.name, data, workflow_name=wf.name)
 
+
+_WORKFLOW = -1  # the workflow's own entry in the deadline heap
 
 _LANGUAGE_KEYS = ("items", "failed_items", "approval", "skipped", "function")

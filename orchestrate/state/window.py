@@ -29,10 +29,10 @@ class SlidingWindow:
 
     Memory stays bounded however many requests a window sees (a day's window
     of a batch of 100,000 rows): a request that starts within `span / 10,000`
-    of the newest entry joins it, and the entry takes the later time. Units
-    are so counted as starting at most that much later than they did, which
-    only ever delays a wait (by at most 0.01% of the window), never shortens
-    it: the limit still holds in every window.
+    of the first start of the newest entry joins it, and the entry takes the
+    later time. Units are so counted as starting at most that much later than
+    they did, which only ever delays a wait (by at most 0.01% of the window),
+    never shortens it: the limit still holds in every window.
 
     Args:
         limit: Units (requests or tokens) allowed in any window.
@@ -50,7 +50,7 @@ class SlidingWindow:
         self.span = window + margin
         self.grain = self.span / self.GRAINS
         self.interval, self.slack = pacing_interval(limit, window) if pace else (0.0, 0.0)
-        self._log: deque[list[float]] = deque()  # [start, units], oldest first
+        self._log: deque[list[float]] = deque()  # [latest start, units, first start], oldest first
         self._used = 0.0
         self._next = -math.inf  # earliest start allowed by pacing
 
@@ -62,13 +62,19 @@ class SlidingWindow:
             self._used = 0.0
 
     def fits(self, now: float, amount: float = 1.0) -> bool:
-        """Whether `amount` may start at `now` (`wait` would say 0), answered the quick way."""
-        log = self._log
-        if log and log[0][0] <= now - self.span:
-            self._expire(now)
+        """Whether `amount` may start at `now` (`wait` would say 0), answered the quick way.
+
+        Entries that have left the window are dropped only when they are in the way
+        (or when `take` starts a new entry): until then they count, which only errs
+        on the safe side, and the common case, far below the limit, costs a comparison.
+        """
         if amount > self.limit:
             amount = self.limit
-        return self._used + amount - self.limit <= _EPSILON and self._next - now <= _EPSILON
+        if self._used + amount - self.limit > _EPSILON:
+            self._expire(now)
+            if self._used + amount - self.limit > _EPSILON:
+                return False
+        return self._next - now <= _EPSILON
 
     def wait(self, now: float, amount: float = 1.0) -> float:
         """Seconds from `now` until `amount` may start (0: at once)."""
@@ -78,7 +84,7 @@ class SlidingWindow:
         excess = self._used + amount - self.limit
         if excess > _EPSILON:
             # The entries that must leave first: the oldest, until enough is freed.
-            for stamp, units in self._log:
+            for stamp, units, _ in self._log:
                 excess -= units
                 if excess <= _EPSILON:
                     earliest = max(earliest, stamp + self.span)
@@ -90,13 +96,15 @@ class SlidingWindow:
         if amount > self.limit:
             amount = self.limit
         log = self._log
-        if log and now - log[-1][0] < self.grain:
+        if log and now - log[-1][2] < self.grain:  # the newest entry began less than a grain ago
             last = log[-1]
             if now > last[0]:
                 last[0] = now
             last[1] += amount
         else:
-            log.append([now, amount])
+            if log and log[0][0] <= now - self.span:
+                self._expire(now)  # at most once a grain: the log stays within GRAINS entries
+            log.append([now, amount, now])
         self._used += amount
         if self.interval:
             # A start late by up to `slack` does not delay the ones after it; the first sets the beat.
@@ -105,7 +113,7 @@ class SlidingWindow:
 
     @property
     def used(self) -> float:
-        """Units inside the window at the last `wait`."""
+        """Units inside the window at the last `wait` (`fits` and `take` may count some that left)."""
         return self._used
 
     def __len__(self) -> int:
