@@ -315,3 +315,38 @@ async def test_shutdown_cancels_in_flight_agents_and_keeps_results() -> None:
     assert result.get_agent_by_name("slow").status is AgentStatus.CANCELLED
     assert result.get_agent_by_name("after").status is AgentStatus.CANCELLED
     assert result.status is WorkflowStatus.CANCELLED
+
+
+class _Owner:
+    def __init__(self) -> None:
+        self.ended = False
+        self.passed: list[int] = []
+
+    def deadline_passed(self, key: int, task: Any) -> None:
+        self.passed.append(key)
+
+
+async def test_deadlines_share_one_timer_and_forget_ended_owners() -> None:
+    """Thousands of runs that end before their deadlines leave no heap behind them, and a
+    live owner's deadline still fires on time among them."""
+    from orchestrate.run.deadlines import Deadlines
+
+    loop = asyncio.get_running_loop()
+    deadlines = Deadlines()
+    live = _Owner()
+    deadlines.add(loop, loop.time() + 0.05, live, 7, None)
+    for _ in range(5000):  # rows of a batch: each adds its deadlines, then ends long before them
+        owner = _Owner()
+        for key in (0, 1, -1):
+            deadlines.add(loop, loop.time() + 300.0, owner, key, None)
+        owner.ended = True
+        deadlines.ended(3)
+    assert len(deadlines._heap) <= 2 * Deadlines.SWEEP_AT + 4
+    await asyncio.sleep(0.1)
+    assert live.passed == [7]
+    lone = Deadlines()  # a run on its own: its timer goes when it ends
+    owner = _Owner()
+    lone.add(loop, loop.time() + 300.0, owner, 0, None)
+    owner.ended = True
+    lone.ended(1)
+    assert lone._heap == [] and lone._timer is None

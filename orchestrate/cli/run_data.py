@@ -27,9 +27,9 @@ from orchestrate.observe.journal import GroupCommit
 from orchestrate.observe.events import EventType
 from orchestrate.observe.html_report import write_run_report
 from orchestrate.observe.reports import new_run_dir
-from orchestrate.run.dataset_run import BatchRunner, CappedClients, default_rows_parallel
+from orchestrate.run.dataset_run import BatchRunner, CappedClients, batch_engine_config, default_rows_parallel
 from orchestrate.run.dataset import Dataset, spool_stdin
-from orchestrate.run.engine import EngineConfig, OrchestrationEngine
+from orchestrate.run.engine import OrchestrationEngine
 from orchestrate.workflow.loader import load_workflow
 from orchestrate.workflow.models import Workflow
 
@@ -140,8 +140,7 @@ class BatchSession:
             # so each layer of the workflow goes out as one submission for the whole dataset.
             rows_parallel = max(rows_parallel, check.rows)
         capped = CappedClients(clients, max_calls)
-        engine = OrchestrationEngine(None, EngineConfig(max_concurrent_workflows=rows_parallel),
-                                     clients=capped, state=state)
+        engine = OrchestrationEngine(None, batch_engine_config(rows_parallel), clients=capped, state=state)
         ledger = None
         if self.hub is not None:
             from orchestrate.run.batch_ledger import BatchLedger

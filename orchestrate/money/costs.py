@@ -337,8 +337,12 @@ class CostTracker:
         else:
             account.limit = limit
 
-    def reserve(self, workflow_id: str, agent_key: str, amount: float) -> Reservation:
+    def reserve(self, workflow_id: str, agent_key: str, amount: float,
+                agent_limit: float | None = None) -> Reservation:
         """Set `amount` aside for a call, or refuse it.
+
+        `agent_limit` is the agent's ceiling when it has no account yet (one set
+        with `set_agent_budget` is kept).
 
         Raises:
             BudgetExceededError: When the reservation would pass the workflow's
@@ -346,7 +350,9 @@ class CostTracker:
         """
         amount = max(0.0, amount)
         flow = self._workflows.get(workflow_id) or self._workflows.setdefault(workflow_id, _Account())
-        own = self._agents.get(agent_key) or self._agents.setdefault(agent_key, _Account())
+        own = self._agents.get(agent_key)
+        if own is None:
+            own = self._agents[agent_key] = _Account(agent_limit)
         parent = self._workflows.get(flow.parent) if flow.parent is not None else None
         scopes = (("workflow", flow), ("agent", own)) if parent is None else (
             ("batch", parent), ("workflow", flow), ("agent", own))

@@ -89,6 +89,14 @@ class Monitor:
             "workflow_started": self._counter("workflows_started"),
         }
 
+    @property
+    def event_types(self) -> frozenset[EventType] | None:
+        """The events the engine need hand over (see `OrchestrationEngine.add_sink`): all of
+        them while recent events are kept, else only those that move a counter."""
+        if self.config.enable_logging:
+            return None
+        return frozenset(t for t in EventType if _KIND[t] in self._counts)
+
     def __call__(self, event: Event) -> None:
         self._record(_KIND[event.type], event.agent, event.workflow_id, event.data, event.timestamp)
 

@@ -31,12 +31,14 @@ from typing import Any, Protocol
 from orchestrate.llm.base import LLMClient, LLMResponse
 from orchestrate.money.costs import CallRecord, agent_key
 from orchestrate.observe.events import Event, EventType
+from orchestrate.observe.monitor import MonitorConfig
 from orchestrate.run.dataset import BadRow, Row
+from orchestrate.run.engine import EngineConfig
 from orchestrate.run.scheduler import RunShape
 from orchestrate.slots import Slots
 from orchestrate.workflow.models import AgentResult, AgentStatus, Workflow, WorkflowStatus
 
-__all__ = ["BatchRunner", "BatchSink", "CappedClients", "default_rows_parallel", "instantiate", "row_status"]
+__all__ = ["BatchRunner", "BatchSink", "CappedClients", "batch_engine_config", "default_rows_parallel", "instantiate", "row_status"]
 
 
 class BatchSink(Protocol):
@@ -188,8 +190,7 @@ class BatchRunner:
     async def _row(self, row: Row) -> None:
         engine, tracker = self.engine, self.tracker
         workflow = instantiate(self.template, row.values, f"{self.session}-{row.index}")
-        engine.register_run(workflow, self.shape)
-        tracker.set_workflow_budget(workflow.id, workflow.cost_budget, parent=self.batch_id)
+        engine.register_run(workflow, self.shape, parent=self.batch_id)
         engine.emit(Event(EventType.ROW_STARTED, workflow.id, None, {"key": row.key, "row": row.line},
                           workflow_name=workflow.name))
         try:
@@ -290,6 +291,19 @@ class CappedClients:
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+def batch_engine_config(rows_parallel: int) -> EngineConfig:
+    """The engine configuration of `orchestrate run --data`.
+
+    Every provider keeps its default limits. The monitor keeps its counters but
+    neither a ring of recent events nor a logger line per event: a batch's
+    events are in its events.jsonl, nothing reads the ring, and at thousands of
+    events a second keeping each one's data alive costs the engine about 5 us a
+    call.
+    """
+    return EngineConfig(max_concurrent_workflows=rows_parallel,
+                        monitor_config=MonitorConfig(enable_logging=False))
 
 
 def default_rows_parallel(workflow: Workflow, max_calls: int) -> int:

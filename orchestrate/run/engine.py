@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from orchestrate.money.budget_scope import ScopeLedger
 from orchestrate.money.costs import CostConfig, CostTracker, agent_key
 from orchestrate.observe.events import Event, EventType, Sink
+from orchestrate.run.deadlines import Deadlines
 from orchestrate.run.executor import AgentExecutor
 from orchestrate.run.failures import FailureHandler, RetryPolicy
 from orchestrate.llm.base import LLMClient
@@ -129,6 +130,7 @@ class OrchestrationEngine:
         self._routed = -1  # len(self.sinks) when _routes was made
         self.workflows: dict[str, Workflow] = {}
         self._shapes: dict[str, RunShape] = {}
+        self._deadlines = Deadlines()  # every run's timeouts, on one timer
         self._priced: Any = None  # the last workflow `prices` table added
         self._runs: dict[str, WorkflowRun] = {}
         self._slots = Slots(max(1, self.config.max_concurrent_workflows))
@@ -176,19 +178,22 @@ class OrchestrationEngine:
             ValueError: When agent names repeat, a dependency names no agent, or
                 the dependencies form a cycle (the message shows it: ``a -> c -> b -> a``).
         """
-        return self.register_run(workflow, RunShape.of(workflow))
+        shape = RunShape.of(workflow)
+        for agent in workflow.agents:  # a run of the same id again takes the limits as they are now
+            self.cost_tracker.set_agent_budget(agent_key(workflow.id, agent.name), agent.cost_limit)
+        return self.register_run(workflow, shape)
 
-    def register_run(self, workflow: Workflow, shape: RunShape) -> str:
+    def register_run(self, workflow: Workflow, shape: RunShape, *, parent: str | None = None) -> str:
         """Register a run of a workflow whose `shape` was made (and checked) already; returns its id.
 
         A batch registers each row this way: the names, dependencies and cycles
-        of its workflow are checked once, not once a row.
+        of its workflow are checked once, not once a row. `parent` is the
+        tracker account (the batch's) the run's spend also counts against.
         """
         self.workflows[workflow.id] = workflow
         self._shapes[workflow.id] = shape
-        self.cost_tracker.set_workflow_budget(workflow.id, workflow.cost_budget)
-        for agent in workflow.agents:
-            self.cost_tracker.set_agent_budget(agent_key(workflow.id, agent.name), agent.cost_limit)
+        self.cost_tracker.set_workflow_budget(workflow.id, workflow.cost_budget, parent=parent)
+        # Each agent's cost_limit comes with its first reservation (a batch's rows are new ids).
         if workflow.prices and workflow.prices is not self._priced:
             self.cost_tracker.add_prices(workflow.prices)
             self._priced = workflow.prices  # every row of a batch shares its workflow's table
@@ -240,7 +245,8 @@ class OrchestrationEngine:
         try:
             run = WorkflowRun(workflow, self.executor, self.failure_handler, self.emit,
                               reuse=reuse, clock=self.clock, decisions=decisions,
-                              approver=self.approver, shape=self._shapes.get(workflow_id))
+                              approver=self.approver, shape=self._shapes.get(workflow_id),
+                              deadlines=self._deadlines)
             self._runs[workflow_id] = run
             try:
                 if self._closed:

@@ -267,7 +267,7 @@ class AgentExecutor:
             messages.append({"role": "system", "content": llm["system"]})
         messages.append({"role": "user", "content": prompt})
         tools = load_tools(agent.tools, workflow.base_dir) if agent.tools else []
-        by_name = {tool.name: tool for tool in tools}
+        by_name = {tool.name: tool for tool in tools} if tools else {}
         schema = agent.output_schema
         rounds = corrections = 0
         while True:
@@ -340,7 +340,7 @@ class AgentExecutor:
         worst = rate * self.tracker.max_cost(priced, messages, max_tokens, overrides=workflow.prices,
                                              tools=specs, response_schema=agent.output_schema)
         key = agent_key(workflow.id, agent.name)
-        reservation = self.tracker.reserve(workflow.id, key, worst)
+        reservation = self.tracker.reserve(workflow.id, key, worst, agent.cost_limit)
         permit = None
         try:
             if self.tracker.scopes is not None:
@@ -435,10 +435,12 @@ class AgentExecutor:
     async def _send(client: LLMClient, llm: dict[str, Any], messages: list[dict[str, Any]],
                     specs: list[dict[str, Any]], schema: dict[str, Any] | None,
                     max_tokens: int, capabilities: dict[str, Any]) -> LLMResponse:
-        options: dict[str, Any] = {k: llm[k] for k in _PASSTHROUGH if k in llm}
-        if client.provider == "simulated":
-            options.update({k: llm[k] for k in _SIMULATION if k in llm})
-        else:
+        simulated = client.provider == "simulated"
+        options: dict[str, Any] = {}
+        for k in _PASSTHROUGH_SIMULATED if simulated else _PASSTHROUGH:
+            if k in llm:
+                options[k] = llm[k]
+        if not simulated:
             # What the model accepts: by the model it is priced as (an Azure deployment's
             # model), with the workflow's own `capabilities:` over the built-in table.
             options["capabilities"] = lookup(llm.get("price_as") or llm["model"], client.provider,
@@ -466,5 +468,5 @@ def _call_metadata(cached: bool, batch_id: str | None, price_as: str | None) -> 
 
 
 _PASSTHROUGH = ("top_p", "stop", "request_timeout", "response_format")
-_SIMULATION = ("latency", "failure_rate")
+_PASSTHROUGH_SIMULATED = (*_PASSTHROUGH, "latency", "failure_rate")
 

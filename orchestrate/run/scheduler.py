@@ -29,6 +29,7 @@ from orchestrate.run.failures import FailureHandler
 from orchestrate.workflow.graph import DependencyGraph, remaining_work
 from orchestrate.workflow.models import Agent, AgentResult, AgentStatus, Workflow, WorkflowStatus
 from orchestrate.run.approvals import Decision
+from orchestrate.run.deadlines import Deadlines
 from orchestrate.run.fanout import run_items, step_input
 from orchestrate.run.resume import definition_digest
 from orchestrate.workflow.templates import lookup, render, single_placeholder
@@ -134,6 +135,7 @@ class WorkflowRun:
         decisions: Mapping[str, Decision] | None = None,
         approver: Approver | None = None,
         shape: RunShape | None = None,
+        deadlines: Deadlines | None = None,
     ) -> None:
         self.workflow = workflow
         self.executor = executor
@@ -162,10 +164,10 @@ class WorkflowRun:
         self.timed_out = False
         self.done: asyncio.Future[None] | None = None
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by run()
-        self.deadlines: list[tuple[float, int, asyncio.Task[None] | None]] = []
+        self.deadlines = deadlines if deadlines is not None else Deadlines()
+        self.pending_deadlines = 0  # entries of ours in `deadlines` not yet come due
+        self.timing = _Timing(self)  # what the entries hold, rather than the whole run
         self.expired: set[int] = set()
-        self.timer: asyncio.TimerHandle | None = None
-        self.timer_at = math.inf
         self.limit = max(1, int(workflow.max_parallel_agents))
         # Agents whose calls go through a provider batch API wait at the provider, not here:
         # they take no slot under max_parallel_agents and have no agent timeout (a batch may
@@ -400,40 +402,31 @@ class WorkflowRun:
         self._record(i, AgentResult(agent_id=self.agents[i].name, status=status, error=error,
                                     started_at=None, completed_at=now, metadata=metadata))
 
-    # Agents' timeouts: one heap of deadlines and one timer for the earliest, rather than a
-    # timer per agent (asyncio.timeout), which was a tenth of the engine's time per agent.
+    # Timeouts: the agents' and the workflow's deadlines go to the engine's `Deadlines`, one
+    # heap and one timer for every run (see orchestrate/run/deadlines.py).
 
     def _arm(self, i: int, task: asyncio.Task[None]) -> None:
         self._deadline(self.loop.time() + self.agents[i].timeout, i, task)
 
     def _deadline(self, at: float, i: int, task: asyncio.Task[None] | None) -> None:
-        heapq.heappush(self.deadlines, (at, i, task))
-        if at < self.timer_at:
-            if self.timer is not None:
-                self.timer.cancel()
-            self.timer, self.timer_at = self.loop.call_at(at, self._expire), at
+        self.pending_deadlines += 1
+        self.deadlines.add(self.loop, at, self.timing, i, task)
 
-    def _expire(self) -> None:
-        """Cancel the agents whose deadline has passed (entries of finished agents are dropped),
-        and end the wait when the workflow's has."""
-        self.timer, self.timer_at = None, math.inf
-        heap, now = self.deadlines, self.loop.time() + 1e-3
-        while heap and heap[0][0] <= now:
-            _, i, task = heapq.heappop(heap)
-            if i == _WORKFLOW:
-                self._time_out()
-            elif task is not None and self.tasks.get(i) is task:
-                self.expired.add(i)
-                task.cancel()
-        if heap:
-            at = heap[0][0]
-            self.timer, self.timer_at = self.loop.call_at(at, self._expire), at
+    def deadline_passed(self, i: int, task: asyncio.Task[Any] | None) -> None:
+        """Cancel agent `i` if `task` still runs it, or end the wait for the workflow's deadline."""
+        self.pending_deadlines -= 1
+        if i == _WORKFLOW:
+            self._time_out()
+        elif task is not None and self.tasks.get(i) is task:
+            self.expired.add(i)
+            task.cancel()
 
     def _disarm(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        self.timer, self.timer_at = None, math.inf
-        self.deadlines.clear()
+        timing = self.timing
+        if not timing.ended:
+            timing.ended, timing.run = True, None  # what the heap still holds of us is this, emptied
+            self.deadlines.ended(self.pending_deadlines)
+            self.pending_deadlines = 0
 
     async def _run_agent(self, i: int) -> None:
         agent = self.agents[i]
@@ -600,6 +593,20 @@ class WorkflowRun:
                 self._mark_cancelled(j, self.stopping)
         if self.done is not None and not self.done.done():
             self.done.set_result(None)
+
+
+class _Timing:
+    """A run as its entries in the engine's `Deadlines` see it: let go of when the run ends."""
+
+    __slots__ = ("ended", "run")
+
+    def __init__(self, run: WorkflowRun) -> None:
+        self.ended = False
+        self.run: WorkflowRun | None = run
+
+    def deadline_passed(self, key: int, task: asyncio.Task[Any] | None) -> None:
+        if self.run is not None:
+            self.run.deadline_passed(key, task)
 
 
 def _any_batching(executor: AgentExecutor) -> bool:

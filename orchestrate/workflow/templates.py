@@ -130,27 +130,27 @@ def references(template: str) -> list[Reference]:
     return [_parse(text, offset) for text, offset in _placeholders(template)]
 
 
-def _walk(value: Any, path: tuple[str, ...], shown: str) -> Any:
+def _walk(value: Any, path: tuple[str, ...], ref: Reference) -> Any:
     for key in path:
         if isinstance(value, dict) and key in value:
             value = value[key]
         elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
             value = value[int(key)]
         else:
-            raise TemplateError(f"placeholder {shown}: no {key!r} in the value")
+            raise TemplateError(f"placeholder {ref.describe()}: no {key!r} in the value")
     return value
 
 
-def _agent_value(output: Any, path: tuple[str, ...], shown: str) -> Any:
+def _agent_value(output: Any, path: tuple[str, ...], ref: Reference) -> Any:
     if not isinstance(output, dict):
-        return _walk(output, path, shown)
+        return _walk(output, path, ref)
     if not path:
         return output["json"] if "json" in output else output.get("text", "")
     if path[0] in output:
-        return _walk(output, path, shown)
+        return _walk(output, path, ref)
     if "json" in output:  # {a.output.total} is short for {a.output.json.total}
-        return _walk(output["json"], path, shown)
-    raise TemplateError(f"placeholder {shown}: the agent's output has no {path[0]!r} "
+        return _walk(output["json"], path, ref)
+    raise TemplateError(f"placeholder {ref.describe()}: the agent's output has no {path[0]!r} "
                         "(it has no JSON answer; give the agent an output_schema)")
 
 
@@ -180,16 +180,16 @@ def _compile(template: str) -> tuple[tuple[tuple[str, Reference], ...], str]:
 
 def lookup(ref: Reference, *, inputs: dict[str, Any], outputs: dict[str, Any]) -> Any:
     """The value one placeholder names (an input's, or an upstream agent's output)."""
-    shown = ref.describe()
-    if ref.kind == "input" or (ref.kind == "name" and ref.name in inputs):
-        if ref.name not in inputs:
-            raise TemplateError(f"placeholder {shown}: no input named {ref.name!r}")
-        return _walk(inputs[ref.name], ref.path, shown)
-    if ref.name in outputs:
-        if outputs[ref.name] is None:  # a skipped agent: its output is null, and so is all below it
+    name = ref.name
+    if ref.kind == "input" or (ref.kind == "name" and name in inputs):
+        if name not in inputs:
+            raise TemplateError(f"placeholder {ref.describe()}: no input named {name!r}")
+        return _walk(inputs[name], ref.path, ref) if ref.path else inputs[name]
+    if name in outputs:
+        if outputs[name] is None:  # a skipped agent: its output is null, and so is all below it
             return None
-        return _agent_value(outputs[ref.name], ref.path, shown)
-    raise TemplateError(f"placeholder {shown}: no input or upstream agent named {ref.name!r}")
+        return _agent_value(outputs[name], ref.path, ref)
+    raise TemplateError(f"placeholder {ref.describe()}: no input or upstream agent named {name!r}")
 
 
 def single_placeholder(template: str) -> Reference | None:
