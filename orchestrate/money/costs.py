@@ -126,6 +126,7 @@ class Reservation:
     open: bool = True
     parent: str | None = None
     lease: str | None = None  # its lease in a shared budget scope, if any
+    accounts: tuple[_Account, ...] = ()  # what it was reserved in (found again by id otherwise)
 
 
 @dataclass(slots=True)
@@ -354,9 +355,21 @@ class CostTracker:
         if own is None:
             own = self._agents[agent_key] = _Account(agent_limit)
         parent = self._workflows.get(flow.parent) if flow.parent is not None else None
-        scopes = (("workflow", flow), ("agent", own)) if parent is None else (
-            ("batch", parent), ("workflow", flow), ("agent", own))
-        for scope, account in scopes:
+        accounts = (flow, own) if parent is None else (parent, flow, own)
+        for account in accounts:  # the common case first: every account has room
+            limit = account.limit
+            if limit is not None and (account.spent > limit + _EPSILON
+                                      or account.spent + account.reserved + amount > limit + _EPSILON):
+                self._refuse(accounts, amount)
+        for account in accounts:
+            account.reserved += amount
+        return Reservation(workflow_id, agent_key, amount, True, flow.parent, None, accounts)
+
+    @staticmethod
+    def _refuse(accounts: tuple[_Account, ...], amount: float) -> None:
+        """Raise the refusal of the first account (batch, workflow, agent) without room."""
+        scopes = ("workflow", "agent") if len(accounts) == 2 else ("batch", "workflow", "agent")
+        for scope, account in zip(scopes, accounts):
             committed = account.spent + account.reserved
             if account.limit is not None and account.spent > account.limit + _EPSILON:
                 raise BudgetExceededError(
@@ -368,11 +381,6 @@ class CostTracker:
                     f"{scope} budget of ${account.limit:.4f} would be passed: ${committed:.4f} spent or "
                     f"reserved, and this call may cost up to ${amount:.4f}",
                     scope=scope, limit=account.limit, requested=amount, committed=committed)
-        flow.reserved += amount
-        own.reserved += amount
-        if parent is not None:
-            parent.reserved += amount
-        return Reservation(workflow_id, agent_key, amount, True, flow.parent)
 
     async def reserve_shared(self, reservation: Reservation) -> None:
         """Also reserve `reservation` in its workflow's shared budget scope, if it has one.
@@ -390,10 +398,14 @@ class CostTracker:
         if not reservation.open:
             return
         reservation.open = False
-        for account in (self._workflows.get(reservation.workflow_id), self._agents.get(reservation.agent_key),
-                        self._workflows.get(reservation.parent) if reservation.parent else None):
+        accounts = reservation.accounts or (
+            self._workflows.get(reservation.workflow_id), self._agents.get(reservation.agent_key),
+            self._workflows.get(reservation.parent) if reservation.parent else None)
+        amount = reservation.amount
+        for account in accounts:
             if account is not None:
-                account.reserved = max(0.0, account.reserved - reservation.amount)
+                left = account.reserved - amount
+                account.reserved = left if left > 0.0 else 0.0
 
     def settle(self, reservation: Reservation, actual_cost: float) -> None:
         """Free a reservation once its call is priced; `record_cost` then books the real cost."""

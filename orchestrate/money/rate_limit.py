@@ -164,6 +164,7 @@ class RateLimiter(_Limiter):
             for tier, window in TIER_WINDOWS.items()}
         self._requests = tuple(self._tiers[t] for t in _TIERS if t != "tokens_per_minute")
         self._tokens = self._tiers["tokens_per_minute"]
+        self._windows = (*self._requests, self._tokens)  # amounts: 1 request each, then the tokens
         self._slots = Slots(self.config.concurrent_requests)
         self._turn = asyncio.Lock()  # waiters are served first come, first served
         self._paused_until = -math.inf
@@ -184,12 +185,20 @@ class RateLimiter(_Limiter):
         return self._tokens.fits(now, float(estimated_tokens if estimated_tokens > 0 else 0))
 
     def try_start(self, estimated_tokens: int) -> bool:
-        """`ready`, then `start`, at one reading of the clock: the limiter's whole cost when nothing waits."""
-        now = self.clock()
-        if not self.ready(estimated_tokens, now):
+        """`ready`, then `start`, in one step at one reading of the clock: the limiter's whole
+        cost when nothing waits."""
+        if self._turn.locked() or not self._slots.free:
             return False
-        self._slots.held += 1  # `ready` saw a free slot and nobody queued
-        self._book(now, float(estimated_tokens if estimated_tokens > 0 else 0), 0.0)
+        now = self.clock()
+        if now < self._paused_until:
+            return False
+        tokens = float(estimated_tokens if estimated_tokens > 0 else 0)
+        if not SlidingWindow.start_all(self._windows, (1.0, 1.0, 1.0, tokens), now):
+            return False
+        self._slots.held += 1  # a free slot, and nobody queued for it
+        self.in_flight += 1
+        self.total_requests += 1
+        self.total_tokens += int(tokens)
         return True
 
     def start(self, estimated_tokens: int) -> None:

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
+
 from orchestrate.errors import UserInputError
 from orchestrate.workflow.loader import check_inputs
 
@@ -184,7 +186,7 @@ class Dataset:
                 if not text.strip():
                     continue
                 try:
-                    value = json.loads(text)
+                    value = _loads(text)
                 except ValueError as exc:
                     yield index, line, {}, (getattr(exc, "colno", 1), f"not valid JSON: {getattr(exc, 'msg', exc)}")
                 else:
@@ -252,6 +254,16 @@ class Dataset:
         """``FILE:LINE:COL: row KEY: reason`` for a bad row."""
         who = f"row {bad.key!r}: " if bad.key is not None else ""
         return f"{self.label}:{bad.line}:{bad.column}: {who}{bad.reason}"
+
+
+def _loads(text: str) -> Any:
+    """`json.loads`, the quick way first: orjson reads a row about three times faster, and
+    what it refuses (NaN, Infinity, an int beyond 64 bits) `json` reads as before, so a row
+    means, and its errors say, what they did."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def _lines(handle: IO[bytes], label: str) -> Iterator[str]:

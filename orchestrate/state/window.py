@@ -111,6 +111,31 @@ class SlidingWindow:
             last_start = now if self._next == -math.inf else max(self._next, now - self.slack)
             self._next = last_start + self.interval
 
+    @staticmethod
+    def start_all(windows: tuple[SlidingWindow, ...], amounts: tuple[float, ...], now: float) -> bool:
+        """Book `amounts` in `windows` at `now` if every one `fits`, else book nothing.
+
+        The same as `fits` on each, then `take` on each, with the common case (far
+        below every limit, the newest entry still open) worked out here: a limiter
+        runs this for every call it lets through.
+        """
+        for window, amount in zip(windows, amounts):
+            if amount > window.limit or window._used + amount - window.limit > _EPSILON \
+                    or window._next - now > _EPSILON:
+                if not window.fits(now, amount):
+                    return False
+        for window, amount in zip(windows, amounts):
+            log = window._log
+            if log and not window.interval and amount <= window.limit and now - log[-1][2] < window.grain:
+                last = log[-1]
+                if now > last[0]:
+                    last[0] = now
+                last[1] += amount
+                window._used += amount
+            else:
+                window.take(now, amount)
+        return True
+
     @property
     def used(self) -> float:
         """Units inside the window at the last `wait` (`fits` and `take` may count some that left)."""
