@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from orchestrate.observe.dataset_report import read_json_lines
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "workflows" / "invoice_review.yaml"
 INVOICES = ROOT / "workflows" / "data" / "invoices.jsonl"
@@ -196,6 +198,9 @@ def test_sigkill_mid_batch_then_resume_redoes_only_unfinished_rows(tmp_path: Pat
     result = json.loads((run_dir / "result.json").read_text())
     assert result["counts"] == {"completed": 24} and result["status"] == "completed"
     assert result["total_cost"] == pytest.approx(sum(c["cost"] for c in calls))
+    cost = json.loads((run_dir / "cost.json").read_text())  # a line the kill tore is left out
+    assert len(cost["calls"]) == cost["totals"]["calls"] == len(calls)
+    assert cost["totals"]["cost"] == pytest.approx(result["total_cost"])
 
 
 def test_show_a_batch_and_one_row_like_a_single_run(tmp_path: Path) -> None:
@@ -253,6 +258,13 @@ def test_sigterm_stops_starting_rows_writes_reports_and_resume_finishes(tmp_path
     assert resumed.returncode == 0, resumed.stderr
     final = json.loads((run_dir / "result.json").read_text())
     assert final["counts"] == {"completed": 30} and final["status"] == "completed"
+    # cost.json adds up both sessions' calls (the first session's summed when it was resumed)
+    calls = list(read_json_lines(run_dir / "calls.jsonl"))
+    cost = json.loads((run_dir / "cost.json").read_text())
+    assert len(cost["calls"]) == len(calls) == cost["totals"]["calls"]
+    assert cost["totals"]["cost"] == pytest.approx(sum(c["cost"] for c in calls))
+    assert sum(b["calls"] for b in cost["by_agent"].values()) == len(calls)
+    assert {c["row"] for c in calls} == {f"V{i:02d}" for i in range(30)}
 
 
 def test_an_empty_dataset_is_an_error(tmp_path: Path) -> None:

@@ -232,6 +232,22 @@ async def test_resume_runs_only_rows_not_completed_and_reuses_their_finished_age
     assert result["total_cost"] == pytest.approx(sum(c["cost"] for c in calls))
 
 
+async def test_cost_json_of_a_resumed_batch_sums_both_sessions_and_skips_a_torn_call(tmp_path: Path) -> None:
+    await run_batch(tmp_path, 12, budget=0.0006, rows_parallel=3)
+    run_dir = tmp_path / "batch"
+    with open(run_dir / "calls.jsonl", "ab") as handle:  # what a kill in the middle of a write leaves
+        handle.write(b'{"row": "torn", "cost": 5')
+    prior = load_prior(run_dir)
+    assert len(prior.torn_calls) == 1
+    await run_batch(tmp_path, 12, budget=None, rows_parallel=3, prior=prior, skip=prior.completed)
+    calls = list(read_json_lines(run_dir / "calls.jsonl"))
+    assert all(c["row"] != "torn" for c in calls)
+    cost = json.loads((run_dir / "cost.json").read_text())
+    assert len(cost["calls"]) == cost["totals"]["calls"] == len(calls)
+    assert cost["totals"]["cost"] == pytest.approx(sum(c["cost"] for c in calls))
+    assert sum(b["cost"] for b in cost["by_model"].values()) == pytest.approx(cost["totals"]["cost"])
+
+
 def test_results_lines_stay_valid_after_a_torn_write(tmp_path: Path) -> None:
     path = tmp_path / "results.jsonl"
     journal = JsonLines(path)

@@ -90,6 +90,57 @@ def row_outputs(workflow: Workflow) -> dict[str, Any]:
     return outputs
 
 
+class CostTotals:
+    """cost.json's totals and breakdowns of a batch, kept as its calls are journaled.
+
+    A batch's cost.json is made when it ends from calls.jsonl, streamed line by
+    line; keeping the sums as the lines are written (and, for a resumed batch,
+    as the earlier sessions' lines are read) spares reading them all again.
+    Calls are summed by their (agent, model, module, provider), a handful of
+    combinations however many calls, and the breakdowns made from those.
+    """
+
+    GROUPS = ("agent", "model", "module", "provider")
+
+    def __init__(self) -> None:
+        self._by_combination: dict[tuple[str, ...], list[Any]] = {}  # -> [cost, calls, *tokens]
+
+    def add(self, call: Mapping[str, Any]) -> None:
+        combination = tuple(str(call.get(g) or "unknown") for g in self.GROUPS)
+        sums = self._by_combination.get(combination)
+        if sums is None:
+            sums = self._by_combination[combination] = [0.0, 0, *(0 for _ in TOKEN_FIELDS)]
+        sums[0] += float(call.get("cost") or 0.0)
+        sums[1] += 1
+        for i, field_name in enumerate(TOKEN_FIELDS, 2):
+            sums[i] += int(call.get(field_name) or 0)
+
+    def document(self) -> dict[str, Any]:
+        """``totals``, ``by_agent``, ``by_model``, ``by_module``, ``by_provider`` and ``models``."""
+        totals = _bucket()
+        groups: dict[str, dict[str, dict[str, Any]]] = {g: {} for g in self.GROUPS}
+        for combination, sums in self._by_combination.items():
+            buckets = [totals, *(groups[g].setdefault(label, _bucket())
+                                 for g, label in zip(self.GROUPS, combination))]
+            for bucket in buckets:
+                bucket["cost"] += sums[0]
+                bucket["calls"] += sums[1]
+                for i, field_name in enumerate(TOKEN_FIELDS, 2):
+                    bucket[field_name] += sums[i]
+
+        def rounded(bucket: dict[str, Any]) -> dict[str, Any]:
+            return {**bucket, "cost": round(bucket["cost"], 10)}
+
+        models = {combination[1] for combination in self._by_combination} - {"unknown"}
+        return {"totals": rounded(totals),
+                **{f"by_{g}": {k: rounded(v) for k, v in sorted(rows.items())} for g, rows in groups.items()},
+                "models": sorted(models)}
+
+
+def _bucket() -> dict[str, Any]:
+    return {"cost": 0.0, "calls": 0, **dict.fromkeys(TOKEN_FIELDS, 0)}
+
+
 class PriorBatch:
     """What earlier sessions of a batch recorded: the state of each row, and reusable agents."""
 
@@ -97,6 +148,8 @@ class PriorBatch:
         self.rows: dict[str, dict[str, Any]] = {}  # key -> its last results.jsonl line (trimmed)
         self.reuse: dict[str, dict[str, AgentResult]] = {}
         self.spent = 0.0
+        self.costs = CostTotals()  # of every call in calls.jsonl
+        self.torn_calls: set[int] = set()  # lines of calls.jsonl a kill cut short
         self.name: str | None = None
         self.key_column: str | None = None  # the --key it ran with (None: line and digest)
 
@@ -124,7 +177,8 @@ def load_prior(run_dir: Path) -> PriorBatch:
         if "key" in line and "status" in line:
             prior.rows[str(line["key"])] = {k: line.get(k) for k in ("key", "row", "status", "cost",
                                                                      "tokens", "seconds", "error")}
-    for call in read_json_lines(run_dir / "calls.jsonl"):
+    for _, call in _numbered_lines(run_dir / "calls.jsonl", prior.torn_calls):
+        prior.costs.add(call)
         if not call.get("reused"):
             prior.spent += float(call.get("cost") or 0.0)
     done = prior.completed
@@ -184,6 +238,8 @@ class BatchRecorder:
         self._last = float("-inf")
         self.previous: dict[str, str] = {}  # earlier sessions: key -> status, unless completed
         self._journaled: dict[str, list[Any]] = {}  # row run id -> [key, calls already in calls.jsonl]
+        self.costs = prior.costs if prior is not None else CostTotals()
+        self.torn_calls = prior.torn_calls if prior is not None else set()
         if prior is not None:
             self.cost = prior.spent
             for key, row in prior.rows.items():
@@ -215,6 +271,7 @@ class BatchRecorder:
             call = record.to_dict()
             call["row"] = key
             self.calls.write(call)
+            self.costs.add(call)
             self.cost += record.cost
         entry[1] = len(records)
 
@@ -323,41 +380,18 @@ class BatchRecorder:
         self.completed_at = datetime.now(timezone.utc)
         for journal in (self.results, self.full, self.calls):
             journal.close()
-        write_cost_document(self.run_dir, self.document())
+        write_cost_document(self.run_dir, self.document(), self.costs, self.torn_calls)
         return self.flush()
 
 
-def write_cost_document(run_dir: Path, result_doc: Mapping[str, Any]) -> None:
-    """cost.json of a batch, made by streaming calls.jsonl twice: totals first, then every call."""
-    totals: dict[str, Any] = {"cost": 0.0, "calls": 0, **{f: 0 for f in TOKEN_FIELDS}}
-    groups: dict[str, dict[str, dict[str, Any]]] = {"agent": {}, "model": {}, "module": {}, "provider": {}}
-    prices: dict[str, Any] = {}
+def write_cost_document(run_dir: Path, result_doc: Mapping[str, Any], costs: CostTotals,
+                        torn: set[int] | frozenset[int] = frozenset()) -> None:
+    """cost.json of a batch: its `costs` summed already, then every call streamed from calls.jsonl
+    (never all in memory), less the lines of earlier sessions a kill cut short (`torn`)."""
     calls_path = run_dir / "calls.jsonl"
-    torn: set[int] = set()  # lines a kill cut short, found by the first pass
-    for number, call in _numbered_lines(calls_path, torn):
-        cost = float(call.get("cost") or 0.0)
-        tokens = [int(call.get(f) or 0) for f in TOKEN_FIELDS]
-        buckets = [totals]
-        for name, rows in groups.items():
-            label = str(call.get(name) or "unknown")
-            bucket = rows.get(label)
-            if bucket is None:
-                bucket = rows[label] = {"cost": 0.0, "calls": 0, **dict.fromkeys(TOKEN_FIELDS, 0)}
-            buckets.append(bucket)
-        for bucket in buckets:
-            bucket["cost"] += cost
-            bucket["calls"] += 1
-            for f, n in zip(TOKEN_FIELDS, tokens):
-                bucket[f] += n
-        if call.get("model"):
-            prices.setdefault(call["model"], None)
-    for bucket in [totals, *(b for g in groups.values() for b in g.values())]:
-        bucket["cost"] = round(bucket["cost"], 10)
     document = {
         **cost_document_head(result_doc, workflow_id=None, budget=result_doc.get("budget"), kind="batch"),
-        "totals": totals,
-        **{f"by_{g}": dict(sorted(rows.items())) for g, rows in groups.items()},
-        "models": sorted(prices),
+        **costs.document(),
         "calls": "\x00CALLS\x00",
     }
     head, tail = json.dumps(document, indent=2, ensure_ascii=False, sort_keys=True).split('"\\u0000CALLS\\u0000"')
