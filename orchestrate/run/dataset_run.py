@@ -120,7 +120,7 @@ class BatchRunner:
         self.stopping: str | None = None
         self._refused: set[str] = set()
         self.tracker.set_workflow_budget(batch_id, budget)
-        self.shape = RunShape.of(template)  # checked once, shared by every row's run
+        self.shape = RunShape.of(template, shared=True)  # checked once, shared by every row's run
         engine.add_sink(self._watch, types=(EventType.AGENT_BUDGET_REFUSED,))
 
     def _watch(self, event: Event) -> None:

@@ -245,7 +245,7 @@ class OrchestrationEngine:
         try:
             run = WorkflowRun(workflow, self.executor, self.failure_handler, self.emit,
                               reuse=reuse, clock=self.clock, decisions=decisions,
-                              approver=self.approver, shape=self._shapes.get(workflow_id),
+                              approver=self.approver, shape=self._shapes.pop(workflow_id, None),
                               deadlines=self._deadlines)
             self._runs[workflow_id] = run
             try:

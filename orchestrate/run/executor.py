@@ -100,6 +100,7 @@ class AgentExecutor:
         self.output_retries = output_retries
         self.max_tool_rounds = max_tool_rounds
         self.clock = clock
+        self._batching: bool | None = None
 
     async def execute(self, workflow: Workflow, agent: Agent, prompt: str, result: AgentResult) -> None:
         """Run `agent` until it succeeds or fails for good, filling in `result` as it goes.
@@ -164,6 +165,16 @@ class AgentExecutor:
                 meta["error_type"] = type(exc).__name__
                 self.failures.handle_failure(agent, result, policy)
                 return
+
+    def uses_batching(self) -> bool:
+        """Whether the clients come from a provider-batching source (under any wrappers, such as a
+        response cache); worked out once, the source being the engine's for its whole life."""
+        if self._batching is None:
+            source = getattr(self.client_for, "__self__", None)
+            while source is not None and not hasattr(source, "wants_batch"):
+                source = getattr(source, "inner", None)
+            self._batching = source is not None
+        return self._batching
 
     def batched(self, agent: Agent) -> bool:
         """Whether the agent's calls go through a provider batch API (answers come late)."""

@@ -61,17 +61,21 @@ class RunShape:
 
     The agents' indexes, who waits on whom, and the order in which ready agents
     start (priority, then the critical path, then the file). A batch runs one
-    workflow thousands of times, so it works this out once (`of`) and hands
-    it to each row's run.
+    workflow thousands of times, so it works this out once (`of(...,
+    shared=True)`) and hands it to each row's run; a shared shape also keeps
+    what every run would otherwise make again (the agents as `workflow_started`
+    describes them, the digests of their definitions), which a single run of
+    a large workflow would only hold in memory for nothing.
 
     Raises:
         ValueError: (`of`) When names repeat, a dependency names no agent, or
             the dependencies form a cycle (the message shows it).
     """
 
-    __slots__ = ("index", "dependents", "waiting_on", "rank", "described", "_definitions")
+    __slots__ = ("index", "dependents", "waiting_on", "rank", "shared", "_described", "_definitions")
 
-    def __init__(self, agents: list[Agent]) -> None:
+    def __init__(self, agents: list[Agent], *, shared: bool = False) -> None:
+        self.shared = shared
         names = [agent.name for agent in agents]
         index = {name: i for i, name in enumerate(names)}
         self.index = index
@@ -86,21 +90,31 @@ class RunShape:
         if remaining is None:
             raise ValueError("dependency cycle")
         self.rank = [(-agent.priority, -remaining[i], i) for i, agent in enumerate(agents)]
-        # The agents as workflow_started describes them (shared, read-only, by every run).
-        self.described = [{"name": a.name, "module": a.module, "model": a.llm_config.get("model"),
-                           "provider": a.llm_config.get("provider"), "dependencies": a.dependencies,
-                           "priority": a.priority} for a in agents]
-        self._definitions: list[Any] = [None] * len(agents)
+        self._described: list[dict[str, Any]] | None = None
+        self._definitions: list[Any] = [None] * len(agents) if shared else []
+
+    def described(self, agents: list[Agent]) -> list[dict[str, Any]]:
+        """The agents as workflow_started describes them (a shared shape's list is read-only)."""
+        if self._described is not None:
+            return self._described
+        described = [{"name": a.name, "module": a.module, "model": a.llm_config.get("model"),
+                      "provider": a.llm_config.get("provider"), "dependencies": a.dependencies,
+                      "priority": a.priority} for a in agents]
+        if self.shared:
+            self._described = described
+        return described
 
     def definition(self, i: int, agent: Agent) -> Any:
-        """The digest of agent `i`'s definition (see `resume.fingerprint`), made at its first use."""
+        """The digest of agent `i`'s definition (see `resume.fingerprint`); a shared shape keeps it."""
+        if not self.shared:
+            return definition_digest(agent)
         digest = self._definitions[i]
         if digest is None:
             digest = self._definitions[i] = definition_digest(agent)
         return digest
 
     @classmethod
-    def of(cls, workflow: Workflow) -> RunShape:
+    def of(cls, workflow: Workflow, *, shared: bool = False) -> RunShape:
         """The shape of `workflow`, after checking its names and dependencies."""
         names = [agent.name for agent in workflow.agents]
         if len(set(names)) != len(names):
@@ -113,7 +127,7 @@ class RunShape:
         cycle = DependencyGraph.from_agents(workflow.agents).find_cycle()
         if cycle:
             raise ValueError(f"workflow {workflow.name!r} has a dependency cycle: {' -> '.join(cycle)}")
-        return cls(workflow.agents)
+        return cls(workflow.agents, shared=shared)
 
 
 class WorkflowRun:
@@ -173,9 +187,9 @@ class WorkflowRun:
         # they take no slot under max_parallel_agents and have no agent timeout (a batch may
         # take up to 24 hours); the workflow's timeout still applies.
         self.batched = ([not agent.is_code_step and executor.batched(agent) for agent in agents]
-                        if _any_batching(executor) else None)
+                        if executor.uses_batching() else None)
         self.online = 0
-        self.item_slots = asyncio.Semaphore(self.limit)  # foreach items, across every fan-out
+        self._item_slots: asyncio.Semaphore | None = None  # foreach items, across every fan-out
         self.decisions = dict(decisions or {})
         self.approver = approver
         self.approved: dict[int, Decision] = {}
@@ -193,7 +207,7 @@ class WorkflowRun:
         self.emit(Event(EventType.WORKFLOW_STARTED, wf.id, None, {
             "name": wf.name, "cost_budget": wf.cost_budget,
             "max_parallel_agents": wf.max_parallel_agents,
-            "agents": self.shape.described,
+            "agents": self.shape.described(self.agents),
         }, workflow_name=wf.name))
         for i, agent in enumerate(self.agents):
             agent.status = AgentStatus.PENDING
@@ -444,7 +458,9 @@ class WorkflowRun:
                 result.metadata["approval"] = self.approved[i].to_dict()
             prior = self.reuse.get(agent.name)
             if agent.foreach is not None:
-                await run_items(wf, agent, self.executor, self.outputs, prior, self.item_slots, result)
+                if self._item_slots is None:
+                    self._item_slots = asyncio.Semaphore(self.limit)
+                await run_items(wf, agent, self.executor, self.outputs, prior, self._item_slots, result)
             else:
                 given, text = step_input(agent, wf.input_values, self.outputs)
                 if prior is not None and prior.status is AgentStatus.COMPLETED:
@@ -482,7 +498,10 @@ class WorkflowRun:
 
     def _fingerprint(self, i: int, text: str) -> str:
         """`resume.fingerprint` of agent `i`, its definition's part hashed once per shape."""
-        digest = self.shape.definition(i, self.agents[i]).copy()
+        shape = self.shape
+        digest = shape.definition(i, self.agents[i])
+        if shape.shared:
+            digest = digest.copy()  # the shape keeps the original for every other run
         digest.update(b"\x00")
         digest.update(text.encode())
         return digest.hexdigest()
@@ -607,18 +626,6 @@ class _Timing:
     def deadline_passed(self, key: int, task: asyncio.Task[Any] | None) -> None:
         if self.run is not None:
             self.run.deadline_passed(key, task)
-
-
-def _any_batching(executor: AgentExecutor) -> bool:
-    source = getattr(executor.client_for, "__self__", None)
-    return source is not None and hasattr(_innermost(source), "wants_batch")
-
-
-def _innermost(source: Any) -> Any:
-    """The batching source under any wrappers (a response cache), if there is one."""
-    while source is not None and not hasattr(source, "wants_batch"):
-        source = getattr(source, "inner", None)
-    return source
 
 
 def fold_usage(result: AgentResult) -> None:
