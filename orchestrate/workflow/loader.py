@@ -305,7 +305,9 @@ def find_workflow_files(paths: list[Path]) -> list[Path]:
 
 
 def _coerce(name: str, kind: str, value: Any) -> Any:
-    bad = first_non_finite(value)
+    # Only a float, or a float inside a list or object, can be NaN or Infinity (the common
+    # values, strings and ints, skip the walk: a dataset binds every row this way).
+    bad = first_non_finite(value) if isinstance(value, (float, dict, list, tuple)) else None
     if bad is not None:
         where = "".join(f"[{p!r}]" for p in bad)
         raise UserInputError(f"input {name!r}{where}: not a finite number (NaN and Infinity are refused)")
