@@ -191,3 +191,32 @@ def test_sliding_window_frees_exactly_what_left_the_window() -> None:
     assert window.wait(20.0, 3) == pytest.approx(40.0)  # once the first 4 leave, at 60 s
     assert window.wait(20.0, 7) == pytest.approx(50.0)  # both must leave
     assert window.wait(61.0, 6) == 0.0 and window.used == 4
+
+
+async def test_slots_serve_in_order_and_a_cancelled_waiter_never_keeps_a_slot() -> None:
+    from orchestrate.slots import Slots
+
+    slots = Slots(1)
+    assert slots.try_take() and not slots.try_take()  # one holder; the next would wait
+    order: list[str] = []
+
+    async def take(name: str) -> None:
+        await slots.take()
+        order.append(name)
+
+    first = asyncio.ensure_future(take("first"))
+    gone = asyncio.ensure_future(take("gone"))
+    last = asyncio.ensure_future(take("last"))
+    await asyncio.sleep(0)
+    assert slots.waiting == 3 and not slots.free
+    gone.cancel()  # cancelled while queued: leaves the queue
+    await asyncio.sleep(0)
+    assert slots.waiting == 2
+    slots.give()  # to 'first', who came first
+    await asyncio.sleep(0)
+    assert order == ["first"] and slots.held == 1
+    slots.give()  # handed to 'last', who is cancelled before it runs: the slot is passed on
+    last.cancel()
+    await asyncio.sleep(0)
+    assert order == ["first"] and slots.held == 0 and slots.free
+    assert slots.try_take()
