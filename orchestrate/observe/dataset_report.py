@@ -29,9 +29,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from orchestrate.fsutil import atomic_write_chunks
+from orchestrate.jsonline import read_line_strict
 from orchestrate.money.cost_report import TOKEN_FIELDS, cost_document_head
 from orchestrate.money.costs import CallRecord, CostTracker
 from orchestrate.observe.events import Event, EventType
@@ -64,7 +63,7 @@ def _numbered_lines(path: Path, torn: set[int]) -> Iterator[tuple[int, dict[str,
             if not line:
                 continue
             try:
-                value = orjson.loads(line)  # strict: NaN and Infinity, never written, count as torn
+                value = read_line_strict(line)  # NaN and Infinity, never written, count as torn
             except ValueError:
                 torn.add(number)
                 continue
