@@ -19,7 +19,7 @@ __all__ = ["Slots"]
 class Slots:
     """At most `limit` holders at once."""
 
-    __slots__ = ("limit", "held", "_waiters")
+    __slots__ = ("_waiters", "held", "limit")
 
     def __init__(self, limit: int) -> None:
         self.limit = max(1, int(limit))

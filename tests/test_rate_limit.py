@@ -220,3 +220,4 @@ async def test_slots_serve_in_order_and_a_cancelled_waiter_never_keeps_a_slot() 
     await asyncio.sleep(0)
     assert order == ["first"] and slots.held == 0 and slots.free
     assert slots.try_take()
+    assert first.done() and gone.cancelled() and last.cancelled()

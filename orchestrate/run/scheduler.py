@@ -72,7 +72,7 @@ class RunShape:
             the dependencies form a cycle (the message shows it).
     """
 
-    __slots__ = ("index", "dependents", "waiting_on", "rank", "shared", "_described", "_definitions")
+    __slots__ = ("_definitions", "_described", "dependents", "index", "rank", "shared", "waiting_on")
 
     def __init__(self, agents: list[Agent], *, shared: bool = False) -> None:
         self.shared = shared
