@@ -16,9 +16,11 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, Iterator
 
-import jsonschema
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, best_match
+# jsonschema ships no types; its stubs (types-jsonschema) type every error field as `X | Unset`, a
+# sentinel never left after validation, so it stays untyped here.
+import jsonschema  # type: ignore[import-untyped]
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+from jsonschema.exceptions import ValidationError, best_match  # type: ignore[import-untyped]
 
 __all__ = ["check_instance", "check_schema", "report_problem", "misspelled_keys", "schema_errors", "workflow_schema",
            "workflow_schema_text"]
