@@ -72,7 +72,7 @@ def cost_report(
     overall = aggregate(counted, [], since=start, until=end)
     total = overall[0] if overall else None
     left = aggregate(simulated, [], since=start, until=end)
-    left_out = {"calls": left[0]["calls"], "cost": left[0]["cost"]} if left else {"calls": 0, "cost": 0.0}
+    left_out: dict[str, Any] = {"calls": left[0]["calls"], "cost": left[0]["cost"]} if left else {"calls": 0, "cost": 0.0}
     if fmt != "table":
         sys.stdout.write(render(rows, keys, fmt, left_out, total=total))
     elif rows:

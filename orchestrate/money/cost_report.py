@@ -135,7 +135,7 @@ def _call_problem(call: Any) -> str | None:
     if not isinstance(call, dict):
         return f"a call that is not an object: {str(call)[:60]}"
     cost = call.get("cost")
-    if not is_finite_number(cost) or not 0 <= cost <= MAX_PLAUSIBLE_COST:
+    if cost is None or not is_finite_number(cost) or not 0 <= cost <= MAX_PLAUSIBLE_COST:
         return f"a call whose cost is not a number from 0 to {MAX_PLAUSIBLE_COST:g}: {str(cost)[:40]}"
     for name in TOKEN_FIELDS:
         value = call.get(name, 0)

@@ -229,6 +229,7 @@ class AgentExecutor:
                 await self.failures.wait(delay)
                 result.status, result.error = AgentStatus.RUNNING, None
                 continue
+            problem: str | None
             try:
                 text = json.dumps(value, ensure_ascii=False, sort_keys=True, allow_nan=False)
             except (TypeError, ValueError) as exc:

@@ -168,7 +168,7 @@ class WorkflowRun:
         self.dependents = shape.dependents  # shared by every run of the shape: read only
         self.waiting_on = list(shape.waiting_on)
         self.rank = shape.rank
-        self.outputs: dict[str, dict[str, Any]] = {}
+        self.outputs: dict[str, dict[str, Any] | None] = {}  # None: the agent was skipped
         self.reuse = dict(reuse or {})
         self.ready: list[tuple[int, float, int]] = []
         self.tasks: dict[int, asyncio.Task[None]] = {}

@@ -26,10 +26,10 @@ def capability_problems(located: Located) -> tuple[list[Problem], list[Problem]]
     doc = located.value
     if not isinstance(doc, dict) or not isinstance(doc.get("agents"), list):
         return [], []
-    defaults = doc.get("defaults") if isinstance(doc.get("defaults"), dict) else {}
-    inherited = defaults.get("llm_config") if isinstance(defaults.get("llm_config"), dict) else {}
-    overrides = doc.get("capabilities") if isinstance(doc.get("capabilities"), dict) else {}
-    overrides = {k: v for k, v in overrides.items() if isinstance(v, dict)}
+    defaults: dict[str, Any] = doc["defaults"] if isinstance(doc.get("defaults"), dict) else {}
+    inherited: dict[str, Any] = defaults["llm_config"] if isinstance(defaults.get("llm_config"), dict) else {}
+    written: dict[str, Any] = doc["capabilities"] if isinstance(doc.get("capabilities"), dict) else {}
+    overrides = {k: v for k, v in written.items() if isinstance(v, dict)}
     errors: list[Problem] = []
     warnings: list[Problem] = []
     seen: set[tuple[int, int, str]] = set()
@@ -41,7 +41,8 @@ def capability_problems(located: Located) -> tuple[list[Problem], list[Problem]]
         model, provider = llm.get("model"), llm.get("provider") or infer_provider(str(llm.get("model") or ""))
         if not isinstance(model, str) or provider not in PROVIDERS or provider == "simulated":
             continue
-        priced = llm.get("price_as") if isinstance(llm.get("price_as"), str) else model
+        price_as = llm.get("price_as")
+        priced = price_as if isinstance(price_as, str) else model
         caps = lookup(priced, provider, overrides)
         for key, message in refused(caps, llm):
             where = ("agents", i, "llm_config", key) if key in own else ("defaults", "llm_config", key)

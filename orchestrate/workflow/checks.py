@@ -70,7 +70,12 @@ class Located:
         for parent, wrong, right in fixes:
             node: Any = value
             for part in parent:
-                node = node[part] if isinstance(node, (dict, list)) else None
+                if isinstance(node, dict):
+                    node = node[part]
+                elif isinstance(node, list) and isinstance(part, int):  # jsonschema's paths index lists by int
+                    node = node[part]
+                else:
+                    node = None
             if not isinstance(node, dict) or wrong not in node or right in node:
                 continue
             node[right] = node.pop(wrong)
@@ -368,8 +373,8 @@ def _check_model(located: Located, i: int, agent: dict[str, Any], defaults: dict
     if not isinstance(model, str):
         return []
     valid_prices = {k: v for k, v in prices.items() if isinstance(v, dict)}
-    key = "price_as" if isinstance(own.get("price_as", inherited.get("price_as")), str) else "model"
-    priced = own.get(key, inherited.get(key))
+    price_as = own.get("price_as", inherited.get("price_as"))
+    key, priced = ("price_as", price_as) if isinstance(price_as, str) else ("model", model)
     if find_price(priced, valid_prices) is None:
         where = ("agents", i, "llm_config", key) if key in own else ("defaults", "llm_config", key)
         close = closest_model(priced, valid_prices)

@@ -136,7 +136,9 @@ def _names(tree: Any) -> list[NameUse]:
                 stack.append(child)
         if node.data == "primary" and node.children and isinstance(node.children[0], Tree) \
                 and node.children[0].data == "ident":
-            roots.append((node, node.children[0].children[0]))
+            ident = node.children[0].children[0]
+            if isinstance(ident, Token):  # always: an `ident` rule holds the IDENT terminal
+                roots.append((node, ident))
         if node.data == "member_dot_arg" and len(node.children) >= 3 \
                 and str(node.children[1]) in _BINDING_MACROS:
             args = node.children[2]
@@ -155,5 +157,6 @@ def _names(tree: Any) -> list[NameUse]:
                 break
             path.append(str(parent.children[1]))
             node = parents.get(id(parent))
-        uses.append(NameUse(name, tuple(path), token.line, token.column))
+        # The lexer sets both on every token; 1 is compile_condition's fallback for a position it lacks.
+        uses.append(NameUse(name, tuple(path), token.line or 1, token.column or 1))
     return sorted(uses, key=lambda u: (u.line, u.column))

@@ -113,7 +113,8 @@ def starter_files(name: str, module: str = "General", *, tools: bool = False) ->
     module = module_named(module)
     ex = _EXAMPLES[module]
     tools_module = f"{name}_tools"
-    fields = [(ex.field, _MAIN_TYPE[ex.field]), _FIELDS[module]] + ([_THIRD[module]] if _THIRD[module] else [])
+    third = _THIRD[module]
+    fields = [(ex.field, _MAIN_TYPE[ex.field]), _FIELDS[module]] + ([third] if third else [])
     properties = "\n".join(f"        {f}: {{type: {t}}}" for f, t in fields)
     required = ", ".join(f for f, _ in fields)
     tool_block = ""
