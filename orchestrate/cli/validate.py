@@ -65,9 +65,9 @@ def validate(
                 sys.stdout.write(f"{file}: ok\n")
         count = sum(len(_errors(problems)) for _, problems in report)
         if bad:
-            files = plural(len(report), "file")
-            sys.stderr.write(f"{plural(count, 'problem')} in {bad} of {files}\n" if len(report) > 1
-                             else f"{plural(count, 'problem')} in {files}\n")
+            checked = plural(len(report), "file")
+            sys.stderr.write(f"{plural(count, 'problem')} in {bad} of {checked}\n" if len(report) > 1
+                             else f"{plural(count, 'problem')} in {checked}\n")
         else:
             sys.stdout.write(f"{plural(len(report), 'file')} valid\n")
     raise typer.Exit(2 if bad else 0)

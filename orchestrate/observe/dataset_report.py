@@ -191,11 +191,11 @@ def load_prior(run_dir: Path) -> PriorBatch:
                 key_of[str(event.get("workflow_id"))] = key
             prior.name = prior.name or event.get("workflow")
         elif kind == "agent_finished":
-            key = key_of.get(str(event.get("workflow_id")))
-            if key is None or data.get("status") != "completed" or not data.get("fingerprint"):
+            row_key = key_of.get(str(event.get("workflow_id")))
+            if row_key is None or data.get("status") != "completed" or not data.get("fingerprint"):
                 continue
             name = str(event.get("agent"))
-            prior.reuse.setdefault(key, {})[name] = _from_row(name, {
+            prior.reuse.setdefault(row_key, {})[name] = _from_row(name, {
                 **data, "metadata": {"model": data.get("model"), "provider": data.get("provider"),
                                      "fingerprint": data["fingerprint"]}}, f"{events_path}: {name}")
         elif kind == "row_finished" and data.get("status") == "completed":
@@ -308,7 +308,8 @@ class BatchRecorder:
             error = next((f"{a.name}: {a.result.error}" for a in workflow.agents
                           if a.result is not None and a.result.error
                           and a.result.status is not AgentStatus.COMPLETED), None)
-        self._journal(records, self._journaled.pop(workflow.id, None) or [row.key, 0])
+        entry = self._journaled.pop(workflow.id, None)
+        self._journal(records, entry or [row.key, 0])
         self.tokens += tokens
         document = result_document(workflow, simulated=self.simulated, run_id=self.run_dir.name,
                                    extra={"key": row.key, "row": row.line})

@@ -89,17 +89,17 @@ def _row_lanes(facts: BatchFacts, events: list[dict[str, Any]]) -> None:
             open_rows[str(event.get("workflow_id"))] = lane
             facts.lanes.append(lane)
         elif kind == "row_finished":
-            lane = open_rows.pop(str(event.get("workflow_id")), None)
-            if lane is not None:
+            found = open_rows.pop(str(event.get("workflow_id")), None)
+            if found is not None:
                 status = str(data.get("status"))
-                lane.status = lane.segments[0].status = status
-                lane.segments[0].end = at
-                lane.segments[0].label = f"row {data.get('row')}: {status}" + (
+                found.status = found.segments[0].status = status
+                found.segments[0].end = at
+                found.segments[0].label = f"row {data.get('row')}: {status}" + (
                     f": {data.get('error')}" if data.get("error") else "")
         elif kind == "llm_call":
-            lane = open_rows.get(str(event.get("workflow_id")))
-            if lane is not None:
+            found = open_rows.get(str(event.get("workflow_id")))
+            if found is not None:
                 took = float(data.get("duration") or 0.0)
-                lane.segments.append(Segment("call", at - took, at, f"{event.get('agent')}: {data.get('model')}"))
+                found.segments.append(Segment("call", at - took, at, f"{event.get('agent')}: {data.get('model')}"))
     for lane in open_rows.values():  # rows still running when the batch was stopped
         lane.segments[0].end = facts.duration

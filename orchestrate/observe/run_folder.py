@@ -160,7 +160,8 @@ def _timeline(result: dict[str, Any], events: list[dict[str, Any]]) -> tuple[dic
             trace.tools.append({"tool": data.get("tool"), "error": data.get("error")})
             lane.segments.append(Segment("tool", at - took, at, f"tool {data.get('tool')}"))
         elif kind == "agent_retrying":
-            segment = open_attempt.pop(name, None) or Segment("attempt", at, at)
+            opened = open_attempt.pop(name, None)
+            segment = opened or Segment("attempt", at, at)
             segment.end, segment.status = at, "failed"
             segment.label += f": {data.get('error')}"
             trace.attempts.append({"attempt": data.get("attempt"), "status": "failed",
@@ -170,9 +171,9 @@ def _timeline(result: dict[str, Any], events: list[dict[str, Any]]) -> tuple[dic
         elif kind == "agent_finished":
             status = str(data.get("status"))
             lane.status = status
-            segment = open_attempt.pop(name, None)
-            if segment is not None:
-                segment.end, segment.status = at, status
+            opened = open_attempt.pop(name, None)
+            if opened is not None:
+                opened.end, opened.status = at, status
                 trace.attempts.append({"attempt": len(trace.attempts) + 1, "status": status,
                                        "error": data.get("error")})
             else:

@@ -281,8 +281,8 @@ def _check_template(located: Located, i: int, agent: dict[str, Any], inputs: dic
         refs = references(template)
     except TemplateError as exc:
         line = template[exc.offset:].split("\n", 1)[0]
-        close = line.find("}", 1)
-        needle = line[:close + 1] if close > 0 else line[:40]
+        brace = line.find("}", 1)
+        needle = line[:brace + 1] if brace > 0 else line[:40]
         return [at(needle, f"agent {name!r}: prompt_template: {exc}", _brace_hint(template, exc.offset))]
     problems = []
     ups = upstream.get(name, set())
