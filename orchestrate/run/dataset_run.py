@@ -240,7 +240,7 @@ class _CappedClient(LLMClient):
         self.owner = owner
         self.provider = inner.provider
 
-    async def complete(self, prompt: str, model: str, temperature: float = 0.7, max_tokens: int = 1000,
+    async def complete(self, prompt: str, model: str, temperature: float | None = 0.7, max_tokens: int = 1000,
                        tools: list[dict[str, Any]] | None = None, **kwargs: Any) -> LLMResponse:
         owner = self.owner
         if not owner.slots.try_take():
@@ -251,7 +251,7 @@ class _CappedClient(LLMClient):
             owner.slots.give()
 
     async def complete_with_tools(self, messages: list[dict[str, Any]], model: str,
-                                  tools: list[dict[str, Any]], temperature: float = 0.7,
+                                  tools: list[dict[str, Any]], temperature: float | None = 0.7,
                                   max_tokens: int = 1000, **kwargs: Any) -> LLMResponse:
         owner = self.owner
         if not owner.slots.try_take():
