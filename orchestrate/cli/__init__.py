@@ -93,10 +93,12 @@ def _command() -> Any:
         for param in sub.params:
             kind = getattr(param, "param_type_name", "")
             if kind == "argument" or (kind == "option" and getattr(param, "is_flag", False)):
-                param.display_type_rich = _nothing
+                # typer's own Parameter subclasses define display_type_rich; click's base class does not
+                param.display_type_rich = _nothing  # type: ignore[attr-defined]
             elif kind == "option" and param.metavar is None:
-                param.display_type_rich = _capitals(param.name or "value")
-        sub.get_help_option = _valueless(sub.get_help_option)
+                param.display_type_rich = _capitals(param.name or "value")  # type: ignore[attr-defined]
+        # click gives no hook for the help option's rendering: replace the method on this instance
+        sub.get_help_option = _valueless(sub.get_help_option)  # type: ignore[method-assign]
     return command
 
 

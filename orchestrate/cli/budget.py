@@ -11,8 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
-from orchestrate.cli.common import (NamespaceOption, StateOption, check_format, fail, format_option,
-                                     is_interactive, json_alias)
+from orchestrate.cli.common import (NamespaceOption, StateOption, check_format, fail, format_option_info,
+                                     is_interactive, json_option_info)
 
 __all__ = ["app"]
 
@@ -24,8 +24,8 @@ app = typer.Typer(name="budget", no_args_is_help=True, add_completion=False,
 ScopeArgument = Annotated[str, typer.Argument(metavar="SCOPE", show_default=False,
                                               help="The scope's name, as in a workflow's budget_scope.")]
 FORMATS = ("text", "json")
-FormatChoice = format_option(FORMATS)
-JsonAlias = json_alias()
+FormatChoice = Annotated[str, format_option_info(FORMATS)]
+JsonAlias = Annotated[bool, json_option_info()]
 
 
 def _with_state(url: str | None, namespace: str, work: Callable[[Any], Awaitable[Any]]) -> Any:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, NoReturn, Optional
 import typer
 
 __all__ = ["FormatOption", "NamespaceOption", "StateOption", "check_format", "fail", "format_option",
-           "is_interactive", "json_alias", "print_error"]
+           "format_option_info", "is_interactive", "json_alias", "json_option_info", "print_error"]
 
 FormatOption = Annotated[
     str, typer.Option("--format", "-f", help="Output format.", case_sensitive=False)
@@ -33,17 +33,28 @@ def format_option(choices: tuple[str, ...]) -> Any:
     A plain string checked by `check_format`, so a wrong value is one line on
     stderr with exit 2, like every other usage error of ours.
     """
+    return Annotated[str, format_option_info(choices)]
+
+
+def format_option_info(choices: tuple[str, ...]) -> Any:
+    """The typer.Option of `format_option`, for a module-level alias mypy reads as a type:
+    `FormatChoice = Annotated[str, format_option_info(FORMATS)]`."""
     def complete(incomplete: str) -> list[str]:
         return [c for c in choices if c.startswith(incomplete.lower())]
 
-    return Annotated[str, typer.Option(
+    return typer.Option(
         "--format", "-f", metavar="[" + "|".join(choices) + "]", autocompletion=complete,
-        help=f"Output format: {', '.join(choices)}.", show_default=True)]
+        help=f"Output format: {', '.join(choices)}.", show_default=True)
 
 
 def json_alias() -> Any:
     """`--json`: the same as `--format json`, kept for scripts written before --format."""
-    return Annotated[bool, typer.Option("--json", help="Same as --format json.")]
+    return Annotated[bool, json_option_info()]
+
+
+def json_option_info() -> Any:
+    """The typer.Option of `json_alias`, for a module-level alias: `Annotated[bool, json_option_info()]`."""
+    return typer.Option("--json", help="Same as --format json.")
 
 
 def check_format(fmt: str, choices: tuple[str, ...], *, as_json: bool = False) -> str:
