@@ -161,16 +161,20 @@ class LLMError(OrchestrateError):
         status_code: HTTP status when there was one.
         retry_after: Seconds the provider asked us to wait, when it said so.
         request_id: The provider's request id, for support tickets.
+        billed: The provider accepted the call (it answered 2xx) but its answer could not
+            be read, so the call may well be charged: the engine books its reserved worst case.
     """
 
     retriable: bool = False
 
     def __init__(self, message: str, *, provider: str = "", status_code: int | None = None,
-                 retry_after: float | None = None, request_id: str | None = None) -> None:
+                 retry_after: float | None = None, request_id: str | None = None,
+                 billed: bool = False) -> None:
         self.provider = provider
         self.status_code = status_code
         self.retry_after = retry_after
         self.request_id = request_id
+        self.billed = billed
         super().__init__(message)
 
 

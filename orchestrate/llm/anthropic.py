@@ -131,7 +131,7 @@ class AnthropicClient(StructuredOutputClient):
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
             raise MalformedResponseError(
                 f"anthropic: the answer is not a message (missing or bad {exc})",
-                provider=self.provider, request_id=reply.request_id) from None
+                provider=self.provider, request_id=reply.request_id, billed=True) from None
 
 
 

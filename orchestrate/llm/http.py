@@ -417,10 +417,11 @@ class HTTPTransport:
             raise MalformedResponseError(
                 f"{provider} {response.status_code}: the body is not JSON "
                 f"({len(response.content)} bytes, content-type {kind})",
-                provider=provider, status_code=response.status_code, request_id=request_id) from None
+                provider=provider, status_code=response.status_code, request_id=request_id,
+                billed=response.is_success) from None
         if not isinstance(data, dict):
             raise MalformedResponseError(f"{provider}: expected a JSON object, got {type(data).__name__}",
-                                         provider=provider, request_id=request_id)
+                                         provider=provider, request_id=request_id, billed=response.is_success)
         return Reply(data, request_id, rate_limit_of(response.headers))
 
     async def aclose(self) -> None:

@@ -117,7 +117,7 @@ class OpenAIClient(StructuredOutputClient):
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
             raise MalformedResponseError(
                 f"openai: the answer is not a chat completion (missing or bad {exc})",
-                provider=self.provider, request_id=reply.request_id) from None
+                provider=self.provider, request_id=reply.request_id, billed=True) from None
 
 
 

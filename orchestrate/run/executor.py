@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrate.money.costs import CostTracker, agent_key
+from orchestrate.money.costs import CostTracker, Reservation, agent_key
 from orchestrate.errors import (
     BudgetExceededError,
     LLMError,
@@ -370,6 +370,12 @@ class AgentExecutor:
             sent = self.clock()
             response = await self._send(client, llm, messages, specs, agent.output_schema, max_tokens,
                                         workflow.capabilities)
+        except LLMError as exc:
+            if exc.billed:  # accepted, answered, unreadable: it may well be charged
+                self._book_unread(workflow, agent, client.provider, key, reservation, worst, usage, exc)
+            else:
+                self.tracker.release(reservation)
+            raise
         except BaseException:
             self.tracker.release(reservation)
             raise
@@ -409,12 +415,34 @@ class AgentExecutor:
         self.emit(Event(EventType.LLM_CALL, workflow.id, agent.name, data, workflow_name=workflow.name,
                         content={"messages": messages, "answer": response.content}))
         if anomaly is not None:
-            usage.anomalies.append(anomaly)
-            self.emit(Event(EventType.USAGE_ANOMALY, workflow.id, agent.name, {
-                "model": model, "provider": client.provider, "anomaly": anomaly, "booked": cost,
-                "reserved": worst, "spent": self.tracker.spent(workflow.id),
-                "budget": workflow.cost_budget}, workflow_name=workflow.name))
+            self._anomaly(workflow, agent, client.provider, anomaly, cost, worst, usage)
         return response
+
+    def _anomaly(self, workflow: Workflow, agent: Agent, provider: str, anomaly: str, booked: float,
+                 reserved: float, usage: Usage) -> None:
+        """Note why a call's usage could not be taken at its word, on the agent and as an event."""
+        usage.anomalies.append(anomaly)
+        self.emit(Event(EventType.USAGE_ANOMALY, workflow.id, agent.name, {
+            "model": agent.llm_config["model"], "provider": provider, "anomaly": anomaly, "booked": booked,
+            "reserved": reserved, "spent": self.tracker.spent(workflow.id), "budget": workflow.cost_budget},
+            workflow_name=workflow.name))
+
+    def _book_unread(self, workflow: Workflow, agent: Agent, provider: str, key: str, reservation: Reservation,
+                     worst: float, usage: Usage, exc: LLMError) -> None:
+        """Book a call the provider accepted but whose answer could not be read at its reserved
+        worst case: it is probably billed, and a budget must not learn of it from the invoice."""
+        llm = agent.llm_config
+        model = llm["model"]
+        priced = llm.get("price_as") or model
+        anomaly = (f"{provider} answered {exc.status_code or 'with success'} but the answer could not be read; "
+                   f"booked the reserved worst case ${worst:.6f}")
+        self.tracker.settle(reservation, worst)
+        self.tracker.record_cost(key, agent.name, workflow.id, model, 0, 0,
+                                 _call_metadata(False, None, priced if priced != model else None),
+                                 provider=provider, module=agent.module, cost=worst, usage_anomaly=anomaly)
+        usage.calls += 1
+        usage.cost += worst
+        self._anomaly(workflow, agent, provider, anomaly, worst, worst, usage)
 
     def _price(self, model: str, response: LLMResponse, worst: float, cached: bool,
                rate: float = 1.0) -> tuple[float, str | None]:

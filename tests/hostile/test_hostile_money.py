@@ -250,3 +250,22 @@ def test_an_overrun_by_a_lying_server_is_reported_and_stops_later_calls(tmp_path
     assert statuses == ["budget_exceeded", "budget_exceeded", "completed"]
     refused = [a for a in result["agents"] if a["status"] == "budget_exceeded"]
     assert all("already passed" in a["error"] for a in refused)
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.parametrize("answer", [b"<html>502 Bad Gateway</html>", b'{"unexpected": true}'])
+async def test_a_success_whose_answer_cannot_be_read_books_its_worst_case(provider: str, answer: bytes) -> None:
+    """A 200 the client cannot read was probably billed: it is booked at its reservation, and the
+    budget still holds however many such answers come."""
+    model = "gpt-4o" if provider == "openai" else "claude-sonnet-4-5"
+    with FakeProvider(rewrite=lambda request, _answer: answer) as server:
+        workflow, tracker = await _run(server, _workflow(6, model, budget=0.004, max_tokens=100), provider)
+    records = tracker.records(workflow.id)
+    assert records and len(records) == len(server.requests)  # every call answered is on the books
+    assert all(r.cost > 0 and r.usage_anomaly and "could not be read" in r.usage_anomaly for r in records)
+    assert 0 < tracker.spent(workflow.id) <= 0.004 + 1e-12
+    statuses = {a.result.status.value for a in workflow.agents if a.result is not None}
+    assert statuses <= {"failed", "budget_exceeded"} and "budget_exceeded" in statuses
+    failed = next(a for a in workflow.agents if a.result is not None and a.result.status.value == "failed")
+    assert failed.result is not None and failed.result.cost > 0
+    assert failed.result.metadata.get("usage_anomalies")
