@@ -350,3 +350,19 @@ async def test_deadlines_share_one_timer_and_forget_ended_owners() -> None:
     owner.ended = True
     lone.ended(1)
     assert lone._heap == [] and lone._timer is None
+
+
+async def test_a_prices_table_changed_in_place_is_taken_again_when_registered() -> None:
+    """Registering skips a prices table it has added already (every row of a batch shares one),
+    but not one changed in place since."""
+    engine = OrchestrationEngine(ScriptedClient(), EngineConfig(rate_limit_config=None))
+    prices = {"house-model": {"input": 1.0, "output": 2.0}}
+    first = workflow(agent("a"))
+    first.prices = prices
+    await engine.register_workflow(first)
+    assert engine.cost_tracker.price_of("house-model")["input"] == 1.0
+    prices["house-model"]["input"] = 3.0
+    again = workflow(agent("a"))
+    again.prices = prices
+    await engine.register_workflow(again)
+    assert engine.cost_tracker.price_of("house-model")["input"] == 3.0

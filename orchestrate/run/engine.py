@@ -131,7 +131,7 @@ class OrchestrationEngine:
         self.workflows: dict[str, Workflow] = {}
         self._shapes: dict[str, RunShape] = {}
         self._deadlines = Deadlines()  # every run's timeouts, on one timer
-        self._priced: Any = None  # the last workflow `prices` table added
+        self._priced: tuple[Any, Any] = (None, None)  # the last workflow `prices` table added, and a copy
         self._runs: dict[str, WorkflowRun] = {}
         self._slots = Slots(max(1, self.config.max_concurrent_workflows))
         self._closed = False
@@ -194,9 +194,10 @@ class OrchestrationEngine:
         self._shapes[workflow.id] = shape
         self.cost_tracker.set_workflow_budget(workflow.id, workflow.cost_budget, parent=parent)
         # Each agent's cost_limit comes with its first reservation (a batch's rows are new ids).
-        if workflow.prices and workflow.prices is not self._priced:
-            self.cost_tracker.add_prices(workflow.prices)
-            self._priced = workflow.prices  # every row of a batch shares its workflow's table
+        prices = workflow.prices
+        if prices and (prices is not self._priced[0] or prices != self._priced[1]):
+            self.cost_tracker.add_prices(prices)  # once for all the rows of a batch, which share it
+            self._priced = (prices, {model: dict(entry) for model, entry in prices.items()})
         self.rate_limiter.configure(workflow.rate_limits)
         if workflow.budget_scope:
             self._scopes().scopes[workflow.id] = workflow.budget_scope
