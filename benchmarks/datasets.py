@@ -46,7 +46,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from orchestrate import LLMClient, LLMResponse, SimulatedClient  # noqa: E402
+from benchmarks.run import TimedClient, max_in_window  # noqa: E402  (the same harness as run.py)
+from orchestrate import LLMClient  # noqa: E402
 
 WORKFLOW = """\
 name: invoice_triage
@@ -72,36 +73,6 @@ agents:
     dependencies: [match, screen]
     prompt_template: Decide on {invoice_id} from {match.output} and {screen.output}
 """
-
-
-class TimedClient(LLMClient):
-    """The simulated provider, with the time spent inside its calls summed (see benchmarks/run.py)."""
-
-    provider = "simulated"
-
-    def __init__(self) -> None:
-        self.inner = SimulatedClient()
-        self.spent = 0.0
-        self.calls = 0
-        self.stamps: list[float] | None = None
-
-    async def complete(self, prompt: str, model: str, temperature: float = 0.7, max_tokens: int = 1000,
-                       tools: list[dict[str, Any]] | None = None, **kwargs: Any) -> LLMResponse:
-        # One clock a side (the harness's own cost counts as the engine's): at 0 latency the
-        # provider never suspends, so its wall time is its CPU time too.
-        start = time.perf_counter()
-        if self.stamps is not None:
-            self.stamps.append(start)
-        try:
-            return await self.inner.complete(prompt, model, temperature, max_tokens, tools, **kwargs)
-        finally:
-            self.calls += 1
-            self.spent += time.perf_counter() - start
-
-    async def complete_with_tools(self, messages: list[dict[str, Any]], model: str,
-                                  tools: list[dict[str, Any]], temperature: float = 0.7,
-                                  max_tokens: int = 1000, **kwargs: Any) -> LLMResponse:
-        raise AssertionError("the benchmark workflow has no tools")
 
 
 class _Source:
@@ -212,18 +183,9 @@ def measure(name: str, rows: int, rpm: int) -> dict[str, Any]:
             stamps = sorted(client.stamps)
             ideal = calls / rpm * 60
             row.update(ideal_s=ideal, calls_s=stamps[-1] - stamps[0], ratio=wall / ideal,
-                       max_in_any_60s=_max_in_window(stamps, 60.0),
-                       max_in_any_10s=_max_in_window(stamps, 10.0), limit_rpm=rpm)
+                       max_in_any_60s=max_in_window(stamps, 60.0),
+                       max_in_any_10s=max_in_window(stamps, 10.0), limit_rpm=rpm)
         return row
-
-
-def _max_in_window(times: list[float], width: float) -> int:
-    best, lo = 0, 0
-    for hi, t in enumerate(times):
-        while times[lo] <= t - width:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
 
 
 def shell_loop(rows: int) -> dict[str, Any]:

@@ -123,7 +123,10 @@ class TimedClient(LLMClient):
     """The simulated provider, with the time spent inside its calls summed.
 
     At 0 latency a call never suspends, so that sum is the provider's own CPU
-    time; subtracted from the wall time, it leaves the engine's.
+    time; subtracted from the wall time, it leaves the engine's. One clock
+    reading a side: the harness's own cost counts as the engine's. It also
+    counts the calls, and keeps their start times when `stamps` is a list
+    (benchmarks/datasets.py checks a rate limit with them).
     """
 
     provider = "simulated"
@@ -131,24 +134,36 @@ class TimedClient(LLMClient):
     def __init__(self) -> None:
         self.inner = SimulatedClient()
         self.spent = 0.0
+        self.calls = 0
+        self.stamps: list[float] | None = None
 
-    async def complete(self, prompt: str, model: str, temperature: float = 0.7, max_tokens: int = 1000,
+    async def complete(self, prompt: str, model: str, temperature: float | None = 0.7, max_tokens: int = 1000,
                        tools: list[dict[str, Any]] | None = None, **kwargs: Any) -> LLMResponse:
-        start = time.perf_counter()
+        start = self._start()
         try:
             return await self.inner.complete(prompt, model, temperature, max_tokens, tools, **kwargs)
         finally:
-            self.spent += time.perf_counter() - start
+            self._stop(start)
 
     async def complete_with_tools(self, messages: list[dict[str, Any]], model: str,
-                                  tools: list[dict[str, Any]], temperature: float = 0.7,
+                                  tools: list[dict[str, Any]], temperature: float | None = 0.7,
                                   max_tokens: int = 1000, **kwargs: Any) -> LLMResponse:
-        start = time.perf_counter()
+        start = self._start()
         try:
             return await self.inner.complete_with_tools(messages, model, tools, temperature, max_tokens,
                                                         **kwargs)
         finally:
-            self.spent += time.perf_counter() - start
+            self._stop(start)
+
+    def _start(self) -> float:
+        start = time.perf_counter()
+        if self.stamps is not None:
+            self.stamps.append(start)
+        return start
+
+    def _stop(self, start: float) -> None:
+        self.calls += 1
+        self.spent += time.perf_counter() - start
 
 
 def measure(name: str, size: int | None) -> dict[str, Any]:
@@ -181,13 +196,14 @@ def measure(name: str, size: int | None) -> dict[str, Any]:
         grants.sort()
         # n grants span n - 1 intervals
         rate = (len(grants) - 1) / (grants[-1] - grants[0]) * 60 if len(grants) > 1 else 0.0
-        worst = _max_in_window(grants, 60.0)
-        per_second = _max_in_window(grants, 1.0)
+        worst = max_in_window(grants, 60.0)
+        per_second = max_in_window(grants, 1.0)
         row.update(achieved_rpm=rate, limit_rpm=6000, max_in_any_60s=worst, max_in_any_1s=per_second)
     return row
 
 
-def _max_in_window(times: list[float], width: float) -> int:
+def max_in_window(times: list[float], width: float) -> int:
+    """The most of `times` (sorted) that fall in any window of `width` seconds."""
     best, lo = 0, 0
     for hi, t in enumerate(times):
         while times[lo] <= t - width:
