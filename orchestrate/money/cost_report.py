@@ -22,7 +22,7 @@ from orchestrate.errors import UserInputError
 if TYPE_CHECKING:
     from orchestrate.money.costs import CallRecord, CostTracker
 
-__all__ = ["GROUP_KEYS", "TOKEN_FIELDS", "aggregate", "breakdown", "build_cost_document", "collect",
+__all__ = ["GROUP_KEYS", "TOKEN_FIELDS", "CostTotals", "aggregate", "breakdown", "build_cost_document", "collect",
            "parse_moment", "render", "split_simulated"]
 
 SCHEMA_VERSION = 1
@@ -31,8 +31,12 @@ TOKEN_FIELDS = ("input_tokens", "cached_input_tokens", "cache_creation_input_tok
 GROUP_KEYS = ("workflow", "agent", "model", "module", "provider", "run", "day", "month", "mode", "row", "tag")
 
 
+def _empty_totals() -> dict[str, Any]:
+    return {"cost": 0.0, "calls": 0, **dict.fromkeys(TOKEN_FIELDS, 0)}
+
+
 def _totals(rows: Iterable[Any], get: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"cost": 0.0, "calls": 0, **{f: 0 for f in TOKEN_FIELDS}}
+    out = _empty_totals()
     for row in rows:
         out["cost"] += get(row, "cost")
         out["calls"] += 0 if get(row, "reused") else 1
@@ -52,6 +56,53 @@ def breakdown(records: Sequence[CallRecord], key: str) -> dict[str, dict[str, An
     for record in records:
         groups.setdefault(str(getattr(record, key) or "unknown"), []).append(record)
     return {name: _totals(rows, _attr) for name, rows in sorted(groups.items())}
+
+
+class CostTotals:
+    """cost.json's totals and breakdowns of a batch, kept as its calls are journaled.
+
+    A batch's cost.json is made when it ends from calls.jsonl, streamed line by
+    line; keeping the sums as the lines are written (and, for a resumed batch,
+    as the earlier sessions' lines are read) spares reading them all again.
+    Calls are summed by their (agent, model, module, provider), a handful of
+    combinations however many calls, and the breakdowns made from those.
+    """
+
+    GROUPS = ("agent", "model", "module", "provider")
+
+    def __init__(self) -> None:
+        self._by_combination: dict[tuple[str, ...], list[Any]] = {}  # -> [cost, calls, *tokens]
+
+    def add(self, call: Mapping[str, Any]) -> None:
+        combination = tuple(str(call.get(g) or "unknown") for g in self.GROUPS)
+        sums = self._by_combination.get(combination)
+        if sums is None:
+            sums = self._by_combination[combination] = [0.0, 0, *(0 for _ in TOKEN_FIELDS)]
+        sums[0] += float(call.get("cost") or 0.0)
+        sums[1] += 1
+        for i, field_name in enumerate(TOKEN_FIELDS, 2):
+            sums[i] += int(call.get(field_name) or 0)
+
+    def document(self) -> dict[str, Any]:
+        """``totals``, ``by_agent``, ``by_model``, ``by_module``, ``by_provider`` and ``models``."""
+        totals = _empty_totals()
+        groups: dict[str, dict[str, dict[str, Any]]] = {g: {} for g in self.GROUPS}
+        for combination, sums in self._by_combination.items():
+            buckets = [totals, *(groups[g].setdefault(label, _empty_totals())
+                                 for g, label in zip(self.GROUPS, combination))]
+            for bucket in buckets:
+                bucket["cost"] += sums[0]
+                bucket["calls"] += sums[1]
+                for i, field_name in enumerate(TOKEN_FIELDS, 2):
+                    bucket[field_name] += sums[i]
+
+        def rounded(bucket: dict[str, Any]) -> dict[str, Any]:
+            return {**bucket, "cost": round(bucket["cost"], 10)}
+
+        models = {combination[1] for combination in self._by_combination} - {"unknown"}
+        return {"totals": rounded(totals),
+                **{f"by_{g}": {k: rounded(v) for k, v in sorted(rows.items())} for g, rows in groups.items()},
+                "models": sorted(models)}
 
 
 def cost_document_head(result_doc: Mapping[str, Any], *, workflow_id: str | None, budget: Any,

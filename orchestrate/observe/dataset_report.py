@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrate.fsutil import atomic_write_chunks
 from orchestrate.jsonline import read_line_strict
-from orchestrate.money.cost_report import TOKEN_FIELDS, cost_document_head
+from orchestrate.money.cost_report import CostTotals, cost_document_head
 from orchestrate.money.costs import CallRecord, CostTracker
 from orchestrate.observe.events import Event, EventType
 from orchestrate.observe.eventlog import read_events
@@ -87,57 +87,6 @@ def row_outputs(workflow: Workflow) -> dict[str, Any]:
         if result is not None and result.status is AgentStatus.COMPLETED and result.output is not None:
             outputs[agent.name] = result.output.get("json", result.output.get("text"))
     return outputs
-
-
-class CostTotals:
-    """cost.json's totals and breakdowns of a batch, kept as its calls are journaled.
-
-    A batch's cost.json is made when it ends from calls.jsonl, streamed line by
-    line; keeping the sums as the lines are written (and, for a resumed batch,
-    as the earlier sessions' lines are read) spares reading them all again.
-    Calls are summed by their (agent, model, module, provider), a handful of
-    combinations however many calls, and the breakdowns made from those.
-    """
-
-    GROUPS = ("agent", "model", "module", "provider")
-
-    def __init__(self) -> None:
-        self._by_combination: dict[tuple[str, ...], list[Any]] = {}  # -> [cost, calls, *tokens]
-
-    def add(self, call: Mapping[str, Any]) -> None:
-        combination = tuple(str(call.get(g) or "unknown") for g in self.GROUPS)
-        sums = self._by_combination.get(combination)
-        if sums is None:
-            sums = self._by_combination[combination] = [0.0, 0, *(0 for _ in TOKEN_FIELDS)]
-        sums[0] += float(call.get("cost") or 0.0)
-        sums[1] += 1
-        for i, field_name in enumerate(TOKEN_FIELDS, 2):
-            sums[i] += int(call.get(field_name) or 0)
-
-    def document(self) -> dict[str, Any]:
-        """``totals``, ``by_agent``, ``by_model``, ``by_module``, ``by_provider`` and ``models``."""
-        totals = _bucket()
-        groups: dict[str, dict[str, dict[str, Any]]] = {g: {} for g in self.GROUPS}
-        for combination, sums in self._by_combination.items():
-            buckets = [totals, *(groups[g].setdefault(label, _bucket())
-                                 for g, label in zip(self.GROUPS, combination))]
-            for bucket in buckets:
-                bucket["cost"] += sums[0]
-                bucket["calls"] += sums[1]
-                for i, field_name in enumerate(TOKEN_FIELDS, 2):
-                    bucket[field_name] += sums[i]
-
-        def rounded(bucket: dict[str, Any]) -> dict[str, Any]:
-            return {**bucket, "cost": round(bucket["cost"], 10)}
-
-        models = {combination[1] for combination in self._by_combination} - {"unknown"}
-        return {"totals": rounded(totals),
-                **{f"by_{g}": {k: rounded(v) for k, v in sorted(rows.items())} for g, rows in groups.items()},
-                "models": sorted(models)}
-
-
-def _bucket() -> dict[str, Any]:
-    return {"cost": 0.0, "calls": 0, **dict.fromkeys(TOKEN_FIELDS, 0)}
 
 
 class PriorBatch:
