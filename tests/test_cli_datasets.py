@@ -241,13 +241,16 @@ def test_sigterm_stops_starting_rows_writes_reports_and_resume_finishes(tmp_path
             break
         time.sleep(0.02)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
     assert "Traceback" not in err
     run_dir = only_dir(tmp_path / "runs")
     result = json.loads((run_dir / "result.json").read_text())
     assert result["status"] == "cancelled" and result["error"] == "interrupted by SIGTERM"
     assert 3 <= result["rows"] < 30
+    # The closing block counts the rows never reached and says how to go on.
+    assert "/30 rows completed" in out and f"{30 - result['rows']} not started" in out
+    assert f"--data {data} --key vendor --resume runs/{run_dir.name}" in out
     json.loads((run_dir / "cost.json").read_text())
 
     wrong_key = subprocess.run([*args[:-4], "--resume", str(run_dir)], cwd=tmp_path, env=env(),

@@ -70,3 +70,14 @@ def test_live_panel_shows_progress_spend_and_recent_failures() -> None:
     assert "4 completed" in text and "1 failed" in text
     assert "$1.2500 of $5.0000" in text and "7 calls" in text
     assert "INV-4: fraud_screen: timed out" in text
+
+
+def test_rows_cancelled_by_an_interrupt_are_counted_as_cancelled_not_failed() -> None:
+    out = io.StringIO()
+    log = PlainBatchLog("w", out, every=0.0, total=3, budget=None, spent=lambda: 0.0, in_flight=lambda: 1,
+                        clock=Clock())
+    log.row_finished(Row(0, 1, "a", {}), finished("completed"), [], "completed")
+    log.row_finished(Row(1, 2, "b", {}), finished("cancelled", "interrupted by SIGINT"), [], "cancelled")
+    assert (log.failed, log.cancelled) == (0, 1)
+    assert "2/3 rows (1 completed, 0 failed, 0 refused, 0 invalid, 1 cancelled)" in log.line()
+    assert "1 call in flight" in log.line()

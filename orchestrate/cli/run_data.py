@@ -82,6 +82,7 @@ class BatchSession:
         self.options = options
         self.batch = batch
         self.signal_received: int | None = None
+        self.total_rows = 0  # in the data file (this shard), once checked
         self.runner: BatchRunner | None = None
         self.cache_store: Any = None
         self.hub: Any = None          # the provider batch queues, when calls are batched
@@ -103,6 +104,7 @@ class BatchSession:
     def _execute(self, template: Workflow, dataset: Dataset) -> int:
         opts, batch = self.options, self.batch
         check = dataset.check()
+        self.total_rows = check.rows
         if check.bad_count and not batch.skip_invalid_rows:
             for bad in check.bad:
                 print_error(dataset.describe(bad))
@@ -327,13 +329,20 @@ class BatchSession:
             return
         counts = d["counts"]
         others = ", ".join(f"{n} {s}" for s, n in counts.items() if s != "completed")
+        rows = max(int(d["rows"]), self.total_rows)
+        if rows > int(d["rows"]):  # stopped early: the rows never reached are counted too
+            others += f"{', ' if others else ''}{rows - int(d['rows'])} not started"
         label = " (simulated)" if d["simulated"] else ""
         from orchestrate.money.amounts import usd
-        from orchestrate.observe.summary import plural
+        from orchestrate.observe.summary import next_steps, plural
 
         # As a single run's closing block: figures after the counts, the run folder on its own line.
         sys.stdout.write(
-            f"{d['name']}: {d['status']}{label} - {counts.get('completed', 0)}/{d['rows']} rows completed"
+            f"{d['name']}: {d['status']}{label} - {counts.get('completed', 0)}/{rows} rows completed"
             f"{', ' + others if others else ''};\n  {usd(float(d['total_cost']))}, "
             f"{plural(int(d['total_tokens']), 'token')}, {d['duration_seconds']:.2f}s\n"
             f"run folder: {run_dir}\n")
+        if d["status"] != "completed":  # what to do about the rows left: above all, how to resume
+            batch = self.batch
+            again = ("--data", batch.data, *(("--key", batch.key) if batch.key else ()))
+            sys.stdout.write("next:\n" + "".join(f"{step}\n" for step in next_steps(d, run_dir, self.file, again)))

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from typing import IO, TYPE_CHECKING, Any
 
 from orchestrate.observe.events import Event, EventType
+from orchestrate.observe.summary import plural
 
 if TYPE_CHECKING:
     from orchestrate.money.costs import CallRecord
@@ -51,7 +52,7 @@ class BatchState:
         self.in_flight = in_flight
         self.clock = clock
         self.started = clock()
-        self.done = self.completed = self.failed = self.refused = self.invalid = 0
+        self.done = self.completed = self.failed = self.refused = self.invalid = self.cancelled = 0
         self.waited = 0.0
         self.recent: deque[tuple[str, str, str]] = deque(maxlen=5)
         self.batches: dict[str, dict[str, Any]] = {}  # open provider batches (--provider-batch)
@@ -87,6 +88,8 @@ class BatchState:
                 return
         elif status == "invalid":
             self.invalid += 1
+        elif status == "cancelled":  # stopped by Ctrl-C or SIGTERM: not a failure of the row
+            self.cancelled += 1
         else:
             self.failed += 1
         self.recent.append((key, status, error or status))
@@ -130,9 +133,10 @@ class BatchState:
         eta = self.eta()
         spend = self.money()
         return (f"{self.name}: {self.done}{total} rows ({self.completed} completed, {self.failed} failed, "
-                f"{self.refused} refused, {self.invalid} invalid), {self.rate():.1f} rows/s"
+                f"{self.refused} refused, {self.invalid} invalid"
+                f"{f', {self.cancelled} cancelled' if self.cancelled else ''}), {self.rate():.1f} rows/s"
                 f"{f', ETA {_duration(eta)}' if eta is not None else ''}, {spend}, "
-                f"{self.in_flight()} calls in flight, {self.waited:.1f}s rate-limit waits")
+                f"{plural(self.in_flight(), 'call')} in flight, {self.waited:.1f}s rate-limit waits")
 
 
 def _with_bar(total: float, completed: float, label: Any) -> Any:
@@ -220,6 +224,7 @@ class LiveBatch(BatchState):
         super().__init__(name, **kwargs)
         self.console = console
         self._live: Any = None
+        self._echo: Callable[[], None] = lambda: None
 
     def render(self) -> Any:
         from rich.table import Table
@@ -236,13 +241,15 @@ class LiveBatch(BatchState):
         grid.add_row("outcomes", Text.assemble((f"{self.completed} completed", "green"), "  ",
                                                (f"{self.failed} failed", "bold red"), "  ",
                                                (f"{self.refused} refused", "magenta"), "  ",
-                                               (f"{self.invalid} invalid", "yellow")))
+                                               (f"{self.invalid} invalid", "yellow"),
+                                               (f"  {self.cancelled} cancelled" if self.cancelled else "",
+                                                "dim")))
         spent = self.spent()
         if self.budget:
             grid.add_row("spend", _with_bar(self.budget, min(spent, self.budget), Text(self.money())))
         else:
             grid.add_row("spend", Text(self.money()))
-        grid.add_row("in flight", Text(f"{self.in_flight()} calls, {self.waited:.1f}s waited on rate limits"))
+        grid.add_row("in flight", Text(f"{plural(self.in_flight(), 'call')}, {self.waited:.1f}s waited on rate limits"))
         from orchestrate.observe.progress import batch_line
 
         for batch in self.batches.values():
@@ -256,11 +263,15 @@ class LiveBatch(BatchState):
     def start(self) -> None:
         from rich.live import Live
 
+        from orchestrate.observe.progress import quiet_control_echo
+
         self._live = Live(get_renderable=self.render, console=self.console, refresh_per_second=4,
                           transient=False)
+        self._echo = quiet_control_echo()
         self._live.start()
 
     def stop(self) -> None:
         if self._live is not None:
             self._live.stop()
             self._live = None
+            self._echo()

@@ -9,6 +9,7 @@ the screen does not flicker.
 from __future__ import annotations
 
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,7 +22,39 @@ from orchestrate.observe.summary import outcome_counts
 from orchestrate.observe.tables import Column, build_table
 from orchestrate.observe.printable import printable
 
-__all__ = ["LiveTable", "PlainLog", "RunState", "batch_line"]
+__all__ = ["LiveTable", "PlainLog", "RunState", "batch_line", "quiet_control_echo"]
+
+
+def quiet_control_echo() -> Callable[[], None]:
+    """Stop the terminal echoing ``^C`` while a live display is drawn; returns what puts it back.
+
+    A display as wide as the terminal leaves the cursor after its last column, so an echoed
+    ``^C`` wraps onto a new line: the next redraw then starts a line low and leaves the
+    display's top line behind above the message (seen in tmux at 80 columns). Nothing is
+    done when standard input is not a terminal, or the platform has no termios.
+    """
+    try:
+        import termios
+    except ImportError:
+        return lambda: None
+    try:
+        if not sys.stdin.isatty():
+            return lambda: None
+        fd = sys.stdin.fileno()
+        before = termios.tcgetattr(fd)
+        quiet = list(before)
+        quiet[3] &= ~termios.ECHOCTL
+        termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    except (AttributeError, ValueError, OSError, termios.error):  # no real stdin, or not ours to change
+        return lambda: None
+
+    def restore() -> None:
+        try:
+            termios.tcsetattr(fd, termios.TCSANOW, before)
+        except (OSError, termios.error):
+            pass  # the terminal went away
+
+    return restore
 
 _STYLE = {
     "pending": "dim", "running": "cyan", "retrying": "yellow", "rate_limited": "magenta",
@@ -167,6 +200,7 @@ class LiveTable:
         self.state = RunState(clock)
         self.refresh_per_second = refresh_per_second
         self._live: Any = None
+        self._echo: Callable[[], None] = lambda: None
 
     def __call__(self, event: Event) -> None:
         self.state.apply(event)
@@ -177,6 +211,7 @@ class LiveTable:
         self._live = Live(get_renderable=self.render, console=self.console,
                           refresh_per_second=self.refresh_per_second, transient=False,
                           redirect_stdout=False, redirect_stderr=False)
+        self._echo = quiet_control_echo()
         self._live.start()
 
     def stop(self) -> None:
@@ -188,6 +223,7 @@ class LiveTable:
             live.refresh()
         finally:
             live.stop()
+            self._echo()
             if self.console is not None and getattr(self.console, "is_terminal", False):
                 self.console.show_cursor(True)
 

@@ -72,12 +72,17 @@ def failure_lines(document: Mapping[str, Any], *, indent: str = "  ") -> list[st
     return lines
 
 
-def next_steps(document: Mapping[str, Any], run_dir: Path | str, workflow_file: Path | str | None) -> list[str]:
-    """The commands that apply to this run: show it, resume it (unless it completed), cost it."""
+def next_steps(document: Mapping[str, Any], run_dir: Path | str, workflow_file: Path | str | None,
+               resume_with: tuple[str, ...] = ()) -> list[str]:
+    """The commands that apply to this run: show it, resume it (unless it completed), cost it.
+
+    `resume_with` are the options a resume must repeat (a batch's ``--data`` and ``--key``).
+    """
     run = _quote(str(run_dir))
     steps = [f"orchestrate show {run}"]
     if document.get("status") != "completed" and workflow_file is not None:
-        steps.append(f"orchestrate run {_quote(str(workflow_file))} --resume {run}")
+        again = "".join(f" {_quote(part)}" for part in resume_with)
+        steps.append(f"orchestrate run {_quote(str(workflow_file))}{again} --resume {run}")
     steps.append(f"orchestrate cost-report {run}" + (" --include-simulated" if document.get("simulated") else ""))
     return [f"  {command}" for command in steps]
 
