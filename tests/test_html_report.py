@@ -225,3 +225,30 @@ def test_a_dataset_batch_folder_gets_its_rows_agents_across_rows_and_failed_rows
     assert "<h3>Timeline of rows</h3>" in html and html.count('class="lane-label"') == 3
     failed = html.split("<h3>Rows that did not complete, in full</h3>", 1)[1]
     assert failed.count("<details>") == 3 and "Look up &lt;Globex&gt;" in failed
+
+
+def test_a_resumed_batch_is_reported_by_each_rows_last_state(tmp_path: Path) -> None:
+    """A resumed batch appends a row again when it runs it again; the page counts its last state."""
+    flow = tmp_path / "vendors.yaml"
+    flow.write_text("name: vendor_screen\ndefaults: {module: Compliance, llm_config: {model: gpt-4o-mini}}\n"
+                    "inputs: {vendor: {type: string}}\nagents:\n  - name: lookup\n"
+                    "    prompt_template: 'Look up {vendor}'\n")
+    data = tmp_path / "vendors.jsonl"
+    data.write_text('{"vendor": "ACME"}\n{"vendor": "Globex"}\n')
+    done = cli("run", str(flow), "--data", str(data), "--key", "vendor", "--simulate", "--no-progress",
+               "-o", str(tmp_path / "runs"))
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    # What an interrupted first session followed by a resume leaves: the row twice, cancelled then done.
+    for name in ("results.jsonl", "rows.jsonl"):
+        lines = (run_dir / name).read_text().splitlines()
+        first = json.loads(lines[0])
+        first["status"] = "cancelled"
+        for agent in first.get("agents", []):
+            agent["status"] = "cancelled"
+        (run_dir / name).write_text("\n".join([json.dumps(first), *lines]) + "\n")
+    run = load_run_folder(run_dir)
+    assert run.rows is not None and [r["status"] for r in run.rows] == ["completed", "completed"]
+    assert run.batch is not None and dict(run.batch.outcomes["lookup"]) == {"completed": 2}
+    html = render_report([run])
+    assert "Rows that did not complete" not in html

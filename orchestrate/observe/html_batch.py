@@ -10,12 +10,12 @@ line: a batch of 100,000 rows is never held in memory at once.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrate.observe.dataset_report import read_json_lines
 from orchestrate.observe.html_svg import Lane, Segment
 
 __all__ = ["MAX_EXAMPLE_ROWS", "MAX_ROW_LANES", "BatchFacts", "read_batch"]
@@ -46,14 +46,13 @@ def read_batch(path: Path, events: list[dict[str, Any]]) -> BatchFacts:
     facts = BatchFacts()
     rows_file = path / "rows.jsonl"
     if rows_file.is_file():
-        with open(rows_file, encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue  # a torn last line
-                if isinstance(row, dict):
-                    _add_row(facts, row)
+        # A resumed batch appends a row again when it runs it again: only its last document
+        # counts. Two passes, so that only the keys, not the documents, are held.
+        last = {str(row.get("key")): number for number, row in enumerate(read_json_lines(rows_file))}
+        wanted = set(last.values())
+        for number, row in enumerate(read_json_lines(rows_file)):
+            if number in wanted:
+                _add_row(facts, row)
     _row_lanes(facts, events)
     return facts
 

@@ -112,15 +112,13 @@ def load_run_folder(path: Path) -> RunFolder:
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue  # a line cut short by a kill; the rest is whole
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
+    """Each row's state: the last line of its key (a resumed batch appends), in first-seen order."""
+    from orchestrate.observe.dataset_report import read_json_lines
+
+    latest: dict[str, dict[str, Any]] = {}
+    for row in read_json_lines(path):  # a line a kill cut short is skipped
+        latest[str(row.get("key"))] = row
+    return list(latest.values())
 
 
 def _timeline(result: dict[str, Any], events: list[dict[str, Any]]) -> tuple[dict[str, AgentTrace], float]:
