@@ -99,8 +99,8 @@ def measure(name: str, rows: int, rpm: int) -> dict[str, Any]:
     from orchestrate.observe.dataset_progress import PlainBatchLog
     from orchestrate.observe.dataset_report import BatchRecorder
     from orchestrate.observe.eventlog import EventLog
-    from orchestrate.observe.journal import GroupCommit
     from orchestrate.observe.events import EventType
+    from orchestrate.observe.journal import GroupCommit
     from orchestrate.run.dataset import Dataset
     from orchestrate.run.dataset_run import BatchRunner, CappedClients, batch_engine_config, default_rows_parallel
     from orchestrate.run.engine import OrchestrationEngine
@@ -112,8 +112,16 @@ def measure(name: str, rows: int, rpm: int) -> dict[str, Any]:
         data = folder / "rows.jsonl"
         with open(data, "w", encoding="utf-8") as handle:
             for i in range(rows):
-                handle.write(json.dumps({"invoice_id": f"INV-{i:07d}", "vendor": f"Vendor {i % 997}",
-                                         "amount": round(100 + i * 0.37, 2)}) + "\n")
+                handle.write(
+                    json.dumps(
+                        {
+                            "invoice_id": f"INV-{i:07d}",
+                            "vendor": f"Vendor {i % 997}",
+                            "amount": round(100 + i * 0.37, 2),
+                        }
+                    )
+                    + "\n"
+                )
         run_dir = folder / "run"
         run_dir.mkdir()
         loading = time.perf_counter()
@@ -131,12 +139,18 @@ def measure(name: str, rows: int, rpm: int) -> dict[str, Any]:
         rows_parallel = default_rows_parallel(template, max_calls)
         engine = OrchestrationEngine(None, batch_engine_config(rows_parallel), clients=capped)  # as the CLI does
         commit = GroupCommit()
-        recorder = BatchRecorder(run_dir, template, engine.cost_tracker, batch_id="batch", simulated=True,
-                                 budget=1e6, commit=commit)
+        recorder = BatchRecorder(
+            run_dir, template, engine.cost_tracker, batch_id="batch", simulated=True, budget=1e6, commit=commit
+        )
         with open("/dev/null", "w", encoding="utf-8") as devnull:
-            display = PlainBatchLog(template.name, devnull, total=check.rows, budget=1e6,
-                                    spent=lambda: engine.cost_tracker.spent("batch"),
-                                    in_flight=lambda: capped.in_flight)
+            display = PlainBatchLog(
+                template.name,
+                devnull,
+                total=check.rows,
+                budget=1e6,
+                spent=lambda: engine.cost_tracker.spent("batch"),
+                in_flight=lambda: capped.in_flight,
+            )
             log = EventLog(run_dir / "events.jsonl", sync_interval=1.0, exclude=BATCH_UNLOGGED, commit=commit)
             sinks: list[Any] = [] if name.endswith("-engine") else [recorder, display]
             if sinks:
@@ -154,8 +168,9 @@ def measure(name: str, rows: int, rpm: int) -> dict[str, Any]:
                         samples.append(round(_rss_mb(), 1))
 
             engine.add_sink(sample, types=(EventType.ROW_FINISHED,))
-            runner = BatchRunner(engine, template, dataset, sinks=sinks, batch_id="batch",
-                                 budget=1e6, max_rows_parallel=rows_parallel)
+            runner = BatchRunner(
+                engine, template, dataset, sinks=sinks, batch_id="batch", budget=1e6, max_rows_parallel=rows_parallel
+            )
 
             async def go() -> None:
                 display.start()
@@ -171,7 +186,11 @@ def measure(name: str, rows: int, rpm: int) -> dict[str, Any]:
         assert name.endswith("-engine") or document["counts"] == {"completed": rows}, document["counts"]
         calls = client.calls
         row: dict[str, Any] = {
-            "workload": name, "rows": rows, "calls": calls, "wall_s": wall, "load_s": loading,
+            "workload": name,
+            "rows": rows,
+            "calls": calls,
+            "wall_s": wall,
+            "load_s": loading,
             "engine_us_per_call": (wall - client.spent) / calls * 1e6,
             "provider_us_per_call": client.spent / calls * 1e6,
             # The same from CPU time: on a shared machine, time waiting for a core is not ours.
@@ -182,9 +201,14 @@ def measure(name: str, rows: int, rpm: int) -> dict[str, Any]:
         if client.stamps is not None:
             stamps = sorted(client.stamps)
             ideal = calls / rpm * 60
-            row.update(ideal_s=ideal, calls_s=stamps[-1] - stamps[0], ratio=wall / ideal,
-                       max_in_any_60s=max_in_window(stamps, 60.0),
-                       max_in_any_10s=max_in_window(stamps, 10.0), limit_rpm=rpm)
+            row.update(
+                ideal_s=ideal,
+                calls_s=stamps[-1] - stamps[0],
+                ratio=wall / ideal,
+                max_in_any_60s=max_in_window(stamps, 60.0),
+                max_in_any_10s=max_in_window(stamps, 10.0),
+                limit_rpm=rpm,
+            )
         return row
 
 
@@ -207,8 +231,13 @@ def shell_loop(rows: int) -> dict[str, Any]:
         subprocess.run(["bash", "loop.sh"], cwd=folder, check=True, env=env, capture_output=True)
         loop = time.perf_counter() - start
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "orchestrate", "run", "wf.yaml", "--data", "rows.jsonl",
-                        "-o", "batch", "--quiet"], cwd=folder, check=True, env=env, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "orchestrate", "run", "wf.yaml", "--data", "rows.jsonl", "-o", "batch", "--quiet"],
+            cwd=folder,
+            check=True,
+            env=env,
+            capture_output=True,
+        )
         batch = time.perf_counter() - start
         folders = len(list((folder / "loop").iterdir()))
     return {"workload": "D4", "rows": rows, "loop_s": loop, "batch_s": batch, "loop_folders": folders}
@@ -235,25 +264,34 @@ def main() -> None:
         repeat = args.repeat if name.startswith("D1") else 1
         runs = []
         for _ in range(max(1, repeat)):
-            out = subprocess.run([sys.executable, __file__, "--one", name, str(rows), str(rpm)],
-                                 check=True, capture_output=True, text=True).stdout
+            out = subprocess.run(
+                [sys.executable, __file__, "--one", name, str(rows), str(rpm)],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
             runs.append(json.loads(out))
         runs.sort(key=lambda r: r["wall_s"])
         _print(runs[len(runs) // 2], len(runs))
     if (not args.only or "D4" in args.only) and not args.quick:
         row = shell_loop(200)
-        print(f"D4  rows={row['rows']}  shell loop of 'orchestrate run'={row['loop_s']:.2f}s "
-              f"({row['loop_s'] / row['rows'] * 1000:.0f} ms/row, {row['loop_folders']} run folders)  "
-              f"one 'orchestrate run --data'={row['batch_s']:.2f}s "
-              f"({row['batch_s'] / row['rows'] * 1000:.1f} ms/row, 1 folder)  "
-              f"-> {row['loop_s'] / row['batch_s']:.0f}x faster", flush=True)
+        print(
+            f"D4  rows={row['rows']}  shell loop of 'orchestrate run'={row['loop_s']:.2f}s "
+            f"({row['loop_s'] / row['rows'] * 1000:.0f} ms/row, {row['loop_folders']} run folders)  "
+            f"one 'orchestrate run --data'={row['batch_s']:.2f}s "
+            f"({row['batch_s'] / row['rows'] * 1000:.1f} ms/row, 1 folder)  "
+            f"-> {row['loop_s'] / row['batch_s']:.0f}x faster",
+            flush=True,
+        )
 
 
 def _print(row: dict[str, Any], runs: int) -> None:
     line = f"{row['workload']}  rows={row['rows']:>7}  calls={row['calls']:>7}  wall={row['wall_s']:7.2f}s  "
     if row["workload"] != "D3":  # paced by the limiter: its time is waiting, not the engine's
-        line += (f"engine own={row['engine_us_per_call']:5.1f}us/call wall, {row['engine_cpu_us_per_call']:5.1f} "
-                 f"CPU (+ simulated provider {row['provider_us_per_call']:.1f})  ")
+        line += (
+            f"engine own={row['engine_us_per_call']:5.1f}us/call wall, {row['engine_cpu_us_per_call']:5.1f} "
+            f"CPU (+ simulated provider {row['provider_us_per_call']:.1f})  "
+        )
     line += f"peak={row['peak_mb']:6.1f}MB  rss every 10%={row['rss_samples_mb']}"
     if runs > 1:
         line += f"  (median of {runs} runs)"
@@ -271,9 +309,11 @@ def _print(row: dict[str, Any], runs: int) -> None:
     elif name == "D3":
         per_10s = row["limit_rpm"] / 6
         ok = abs(row["ratio"] - 1) <= 0.05 and row["max_in_any_60s"] <= row["limit_rpm"]
-        line += (f"  ideal={row['ideal_s']:.1f}s ratio={row['ratio']:.3f}  max in any 60s={row['max_in_any_60s']} "
-                 f"(limit {row['limit_rpm']}), in any 10s={row['max_in_any_10s']} (pro rata {per_10s:.0f})"
-                 f"  [{'met' if ok else 'MISSED'}: within 5% of 30 s, never over the limit in any 60 s]")
+        line += (
+            f"  ideal={row['ideal_s']:.1f}s ratio={row['ratio']:.3f}  max in any 60s={row['max_in_any_60s']} "
+            f"(limit {row['limit_rpm']}), in any 10s={row['max_in_any_10s']} (pro rata {per_10s:.0f})"
+            f"  [{'met' if ok else 'MISSED'}: within 5% of 30 s, never over the limit in any 60 s]"
+        )
     print(line, flush=True)
 
 

@@ -37,7 +37,6 @@ sys.path.insert(0, str(ROOT))
 from orchestrate import Agent, EngineConfig, OrchestrationEngine, SimulatedClient, Workflow  # noqa: E402
 
 
-
 class _Collector(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -53,14 +52,23 @@ def _workflow(n: int, latency: float) -> Workflow:
     llm: dict[str, Any] = {"model": "gpt-4o-mini", "max_tokens": 64}
     if latency:
         llm["latency"] = latency
-    agents = [Agent(name=f"a{i}", module="Finance", description="", prompt_template=f"Reconcile account {i}",
-                    llm_config=dict(llm)) for i in range(n)]
+    agents = [
+        Agent(
+            name=f"a{i}",
+            module="Finance",
+            description="",
+            prompt_template=f"Reconcile account {i}",
+            llm_config=dict(llm),
+        )
+        for i in range(n)
+    ]
     return Workflow(name="otel_bench", description="", agents=agents, max_parallel_agents=50, cost_budget=1000.0)
 
 
 async def _run(n: int, sink: Any, latency: float) -> float:
-    engine = OrchestrationEngine(SimulatedClient(), EngineConfig(rate_limit_config=None),
-                                 sinks=[sink] if sink is not None else [])
+    engine = OrchestrationEngine(
+        SimulatedClient(), EngineConfig(rate_limit_config=None), sinks=[sink] if sink is not None else []
+    )
     workflow = _workflow(n, latency)
     await engine.register_workflow(workflow)
     started = time.perf_counter()
@@ -98,10 +106,14 @@ def main() -> None:
             for mode in modes:
                 results[mode].append(_once(agents, mode, latency))
         base = statistics.median(r for r, _ in results["off"])
-        print(f"\n{agents} agents at {latency * 1000:g} ms a call, 50 in parallel, median of {args.repeat}; "
-              "spans: the workflow's, and per agent invoke_agent and chat")
-        print(f"{'mode':<10} {'run s':>8} {'ratio':>7} {'us/agent':>9} {'added us/agent':>15} {'flush at exit s':>16}"
-              "  target")
+        print(
+            f"\n{agents} agents at {latency * 1000:g} ms a call, 50 in parallel, median of {args.repeat}; "
+            "spans: the workflow's, and per agent invoke_agent and chat"
+        )
+        print(
+            f"{'mode':<10} {'run s':>8} {'ratio':>7} {'us/agent':>9} {'added us/agent':>15} {'flush at exit s':>16}"
+            "  target"
+        )
         for mode in modes:
             run = statistics.median(r for r, _ in results[mode])
             flush = statistics.median(f for _, f in results[mode])
@@ -110,8 +122,10 @@ def main() -> None:
                 verdict = "-"
             else:
                 verdict = f"ratio <= 1.02: {'met' if run / base <= 1.02 else 'MISSED'}"
-            print(f"{mode:<10} {run:8.3f} {run / base:7.3f} {run / agents * 1e6:9.1f} {over:15.1f} "
-                  f"{flush:16.3f}  {verdict}")
+            print(
+                f"{mode:<10} {run:8.3f} {run / base:7.3f} {run / agents * 1e6:9.1f} {over:15.1f} "
+                f"{flush:16.3f}  {verdict}"
+            )
     server.shutdown()
 
 

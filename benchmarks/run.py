@@ -56,8 +56,9 @@ def _agent(name: str, deps: list[str], latency: float = 0.0) -> Agent:
     llm: dict[str, Any] = {"model": MODEL, "max_tokens": 64}
     if latency:
         llm["latency"] = latency
-    return Agent(name=name, module="General", description="", llm_config=llm,
-                 prompt_template=f"Task {name}", dependencies=deps)
+    return Agent(
+        name=name, module="General", description="", llm_config=llm, prompt_template=f"Task {name}", dependencies=deps
+    )
 
 
 def wide(n: int, latency: float = 0.0, parallel: int | None = None) -> tuple[list[Agent], int, float]:
@@ -110,12 +111,20 @@ def workload(name: str, size: int | None) -> tuple[list[Agent], int, float, Engi
         return (*wide(size or 10_000), plain)
     if name == "W6":
         agents, _, _ = wide(size or 600)
-        limits = RateLimitConfig(requests_per_minute=6000, requests_per_hour=10**7,
-                                 requests_per_day=10**8, tokens_per_minute=10**9,
-                                 concurrent_requests=1000)
+        limits = RateLimitConfig(
+            requests_per_minute=6000,
+            requests_per_hour=10**7,
+            requests_per_day=10**8,
+            tokens_per_minute=10**9,
+            concurrent_requests=1000,
+        )
         # The simulated provider has no quota, so it is limited only when named.
-        return agents, len(agents), len(agents) / 6000 * 60, EngineConfig(rate_limit_config=None,
-                                                                          rate_limits={"simulated": limits})
+        return (
+            agents,
+            len(agents),
+            len(agents) / 6000 * 60,
+            EngineConfig(rate_limit_config=None, rate_limits={"simulated": limits}),
+        )
     raise SystemExit(f"unknown workload {name!r}")
 
 
@@ -137,21 +146,33 @@ class TimedClient(LLMClient):
         self.calls = 0
         self.stamps: list[float] | None = None
 
-    async def complete(self, prompt: str, model: str, temperature: float | None = 0.7, max_tokens: int = 1000,
-                       tools: list[dict[str, Any]] | None = None, **kwargs: Any) -> LLMResponse:
+    async def complete(
+        self,
+        prompt: str,
+        model: str,
+        temperature: float | None = 0.7,
+        max_tokens: int = 1000,
+        tools: list[dict[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> LLMResponse:
         start = self._start()
         try:
             return await self.inner.complete(prompt, model, temperature, max_tokens, tools, **kwargs)
         finally:
             self._stop(start)
 
-    async def complete_with_tools(self, messages: list[dict[str, Any]], model: str,
-                                  tools: list[dict[str, Any]], temperature: float | None = 0.7,
-                                  max_tokens: int = 1000, **kwargs: Any) -> LLMResponse:
+    async def complete_with_tools(
+        self,
+        messages: list[dict[str, Any]],
+        model: str,
+        tools: list[dict[str, Any]],
+        temperature: float | None = 0.7,
+        max_tokens: int = 1000,
+        **kwargs: Any,
+    ) -> LLMResponse:
         start = self._start()
         try:
-            return await self.inner.complete_with_tools(messages, model, tools, temperature, max_tokens,
-                                                        **kwargs)
+            return await self.inner.complete_with_tools(messages, model, tools, temperature, max_tokens, **kwargs)
         finally:
             self._stop(start)
 
@@ -168,8 +189,9 @@ class TimedClient(LLMClient):
 
 def measure(name: str, size: int | None) -> dict[str, Any]:
     agents, parallel, ideal, config = workload(name, size)
-    workflow = Workflow(name=name, description="benchmark", agents=agents, max_parallel_agents=parallel,
-                        cost_budget=1e9, timeout=3600.0)
+    workflow = Workflow(
+        name=name, description="benchmark", agents=agents, max_parallel_agents=parallel, cost_budget=1e9, timeout=3600.0
+    )
     client = TimedClient()
     engine = OrchestrationEngine(client, config)
     grants: list[float] = []
@@ -185,13 +207,18 @@ def measure(name: str, size: int | None) -> dict[str, Any]:
     result, wall = asyncio.run(go())
     assert result.status.value == "completed", result.status
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    row = {"workload": name, "agents": len(agents), "wall_s": wall, "ideal_s": ideal,
-           "ratio": wall / ideal if ideal else None,
-           "overhead_us_per_agent": max(0.0, wall - ideal) / len(agents) * 1e6,
-           # At 0 latency: the wall time minus the simulated provider's own time inside its calls.
-           "engine_us_per_agent": (wall - client.spent) / len(agents) * 1e6 if not ideal else None,
-           "provider_us_per_agent": client.spent / len(agents) * 1e6 if not ideal else None,
-           "peak_mb": peak_mb}
+    row = {
+        "workload": name,
+        "agents": len(agents),
+        "wall_s": wall,
+        "ideal_s": ideal,
+        "ratio": wall / ideal if ideal else None,
+        "overhead_us_per_agent": max(0.0, wall - ideal) / len(agents) * 1e6,
+        # At 0 latency: the wall time minus the simulated provider's own time inside its calls.
+        "engine_us_per_agent": (wall - client.spent) / len(agents) * 1e6 if not ideal else None,
+        "provider_us_per_agent": client.spent / len(agents) * 1e6 if not ideal else None,
+        "peak_mb": peak_mb,
+    }
     if name == "W6":
         grants.sort()
         # n grants span n - 1 intervals
@@ -220,12 +247,15 @@ def startup() -> list[dict[str, Any]]:
     lines = ["name: big", "description: 1000 agents", "agents:"]
     for i in range(1000):
         deps = f"[a{i - 1}]" if i % 10 else "[]"
-        lines.append(f"  - name: a{i}\n    module: Finance\n    description: d\n"
-                     f"    llm_config: {{model: {MODEL}}}\n    prompt_template: task {i}\n    dependencies: {deps}")
+        lines.append(
+            f"  - name: a{i}\n    module: Finance\n    description: d\n"
+            f"    llm_config: {{model: {MODEL}}}\n    prompt_template: task {i}\n    dependencies: {deps}"
+        )
     big.write_text("\n".join(lines) + "\n")
     try:
-        rows.append({"workload": "start-up: validate 1,000 agents",
-                     **_time_command([*exe, "validate", str(big)], ideal=1.0)})
+        rows.append(
+            {"workload": "start-up: validate 1,000 agents", **_time_command([*exe, "validate", str(big)], ideal=1.0)}
+        )
     finally:
         big.unlink()
     return rows
@@ -238,20 +268,39 @@ def _time_command(command: list[str], ideal: float, repeat: int = 5) -> dict[str
         subprocess.run(command, check=True, capture_output=True)
         times.append(time.perf_counter() - start)
     best = min(times)
-    return {"wall_s": best, "ideal_s": ideal, "ratio": best / ideal, "agents": None,
-            "overhead_us_per_agent": None, "peak_mb": None}
+    return {
+        "wall_s": best,
+        "ideal_s": ideal,
+        "ratio": best / ideal,
+        "agents": None,
+        "overhead_us_per_agent": None,
+        "peak_mb": None,
+    }
 
 
-PLAN = [("W1-overhead", None), ("W1-latency", None), ("W2", None), ("W3", None), ("W4", None),
-        ("W5", 1_000), ("W5", 10_000), ("W5", 100_000), ("W6", None)]
+PLAN = [
+    ("W1-overhead", None),
+    ("W1-latency", None),
+    ("W2", None),
+    ("W3", None),
+    ("W4", None),
+    ("W5", 1_000),
+    ("W5", 10_000),
+    ("W5", 100_000),
+    ("W6", None),
+]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("only", nargs="*", help="workload names to run (default: all)")
     parser.add_argument("--quick", action="store_true", help="skip the 100,000-agent run")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="runs per workload, each in a fresh process; the median is shown (default 3)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs per workload, each in a fresh process; the median is shown (default 3)",
+    )
     parser.add_argument("--one", nargs=2, metavar=("NAME", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -266,8 +315,9 @@ def main() -> None:
             continue
         runs = []
         for _ in range(max(1, args.repeat)):
-            out = subprocess.run([sys.executable, __file__, "--one", name, str(size or 0)],
-                                 check=True, capture_output=True, text=True).stdout
+            out = subprocess.run(
+                [sys.executable, __file__, "--one", name, str(size or 0)], check=True, capture_output=True, text=True
+            ).stdout
             runs.append(json.loads(out))
         runs.sort(key=lambda r: r["wall_s"])
         row = runs[len(runs) // 2]  # the median run: shared machines are noisy, this is honest
@@ -283,17 +333,23 @@ def _print_row(row: dict[str, Any]) -> None:
     def fmt(value: Any, spec: str) -> str:
         return "-" if value is None else format(value, spec)
 
-    line = (f"{row['workload']:<32} agents={fmt(row['agents'], '>7')}  wall={row['wall_s']:8.3f}s  "
-            f"ideal={row['ideal_s']:6.3f}s  ratio={fmt(row['ratio'], '6.3f')}  "
-            f"over ideal={fmt(row['overhead_us_per_agent'], '6.1f')}us/agent  peak={fmt(row['peak_mb'], '6.1f')}MB")
+    line = (
+        f"{row['workload']:<32} agents={fmt(row['agents'], '>7')}  wall={row['wall_s']:8.3f}s  "
+        f"ideal={row['ideal_s']:6.3f}s  ratio={fmt(row['ratio'], '6.3f')}  "
+        f"over ideal={fmt(row['overhead_us_per_agent'], '6.1f')}us/agent  peak={fmt(row['peak_mb'], '6.1f')}MB"
+    )
     if row.get("engine_us_per_agent") is not None:
-        line += (f"  engine own={row['engine_us_per_agent']:.1f}us/agent "
-                 f"(+ simulated provider {row['provider_us_per_agent']:.1f})")
+        line += (
+            f"  engine own={row['engine_us_per_agent']:.1f}us/agent "
+            f"(+ simulated provider {row['provider_us_per_agent']:.1f})"
+        )
     if row.get("spread"):
         line += f"  (wall {row['spread'][0]:.3f}-{row['spread'][1]:.3f}s over {row['spread'][2]} runs)"
     if "achieved_rpm" in row:
-        line += (f"  achieved={row['achieved_rpm']:.0f}/min of {row['limit_rpm']} "
-                 f"(max {row['max_in_any_60s']} in any 60s, {row['max_in_any_1s']} in any 1s)")
+        line += (
+            f"  achieved={row['achieved_rpm']:.0f}/min of {row['limit_rpm']} "
+            f"(max {row['max_in_any_60s']} in any 60s, {row['max_in_any_1s']} in any 1s)"
+        )
     target = _target(row)
     if target is not None:
         text, met = target

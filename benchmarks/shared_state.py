@@ -32,8 +32,13 @@ from orchestrate.money.rate_limit import RateLimiterRegistry
 from orchestrate.state.base import LeaseKeeper, state_from_url
 from orchestrate.state.redis import RedisState
 
-HIGH = RateLimitConfig(requests_per_minute=10**8 - 1, requests_per_hour=10**8 - 1, requests_per_day=10**8 - 1,
-                       tokens_per_minute=10**8 - 1, concurrent_requests=10_000)
+HIGH = RateLimitConfig(
+    requests_per_minute=10**8 - 1,
+    requests_per_hour=10**8 - 1,
+    requests_per_day=10**8 - 1,
+    tokens_per_minute=10**8 - 1,
+    concurrent_requests=10_000,
+)
 
 
 def start_redis(folder: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -43,9 +48,11 @@ def start_redis(folder: str) -> tuple[subprocess.Popen[bytes], str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                "--appendonly", "no", "--dir", folder],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", folder],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     for _ in range(200):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
@@ -74,6 +81,7 @@ def limiter_cost(url: str | None, calls: int) -> Callable[[], Awaitable[dict[str
         if state is not None:
             await state.aclose()
         return {"us_per_call": elapsed / calls * 1e6, "round_trips_per_call": trips / calls}
+
     return measure
 
 
@@ -97,6 +105,7 @@ def budget_cost(url: str, calls: int) -> Callable[[], Awaitable[dict[str, float]
         await keeper.aclose()
         await state.aclose()
         return {"us_per_call": elapsed / calls * 1e6, "round_trips_per_call": trips / calls}
+
     return measure
 
 
@@ -107,9 +116,17 @@ def engine_rate(url: str | None, scope: bool, agents: int) -> Callable[[], Await
             await state.budget_set("bench", 1e9)
         config = EngineConfig(rate_limit_config=None, rate_limits={"simulated": HIGH})
         engine = OrchestrationEngine(SimulatedClient(), config, state=state)
-        workflow = Workflow("bench", "d", [Agent(f"a{i}", "General", "d", {"model": "gpt-4o-mini", "max_tokens": 50},
-                                                 f"row {i}") for i in range(agents)],
-                            max_parallel_agents=100, cost_budget=1e9, budget_scope="bench" if scope else None)
+        workflow = Workflow(
+            "bench",
+            "d",
+            [
+                Agent(f"a{i}", "General", "d", {"model": "gpt-4o-mini", "max_tokens": 50}, f"row {i}")
+                for i in range(agents)
+            ],
+            max_parallel_agents=100,
+            cost_budget=1e9,
+            budget_scope="bench" if scope else None,
+        )
         workflow_id = await engine.register_workflow(workflow)
         start = time.perf_counter()
         done = await engine.execute_workflow(workflow_id)
@@ -119,6 +136,7 @@ def engine_rate(url: str | None, scope: bool, agents: int) -> Callable[[], Await
             await state.aclose()
         assert done.status.value == "completed", done.status
         return {"calls_per_s": agents / elapsed, "us_per_call": elapsed / agents * 1e6}
+
     return measure
 
 
@@ -144,12 +162,16 @@ def main() -> None:
     for name, row in rows:
         trips = row.get("round_trips_per_call")
         rate = row.get("calls_per_s")
-        print(f"{name:<42} {row['us_per_call']:>9.1f} {'' if trips is None else f'{trips:.2f}':>17} "
-              f"{'' if rate is None else f'{rate:.0f}':>9}")
+        print(
+            f"{name:<42} {row['us_per_call']:>9.1f} {'' if trips is None else f'{trips:.2f}':>17} "
+            f"{'' if rate is None else f'{rate:.0f}':>9}"
+        )
     base, limited = rows[0][1]["us_per_call"], rows[1][1]["us_per_call"]
-    print(f"\nRedis adds {limited - base:.0f} us per call to the limiter and "
-          f"{rows[2][1]['us_per_call']:.0f} us per call for the budget scope "
-          f"(one round trip to local Redis each way is most of it).")
+    print(
+        f"\nRedis adds {limited - base:.0f} us per call to the limiter and "
+        f"{rows[2][1]['us_per_call']:.0f} us per call for the budget scope "
+        f"(one round trip to local Redis each way is most of it)."
+    )
 
 
 if __name__ == "__main__":

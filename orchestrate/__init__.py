@@ -58,16 +58,16 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors only
-    from orchestrate.money.costs import CostConfig, CostTracker
-    from orchestrate.run.engine import EngineConfig, OrchestrationEngine
     from orchestrate.errors import OrchestrateError
-    from orchestrate.observe.events import Event, EventType
-    from orchestrate.run.failures import FailureHandler, RetryPolicy, RetryStrategy
     from orchestrate.llm.anthropic import AnthropicClient
     from orchestrate.llm.base import LLMClient, LLMResponse, ToolCall
     from orchestrate.llm.openai import OpenAIClient
     from orchestrate.llm.simulated import SimulatedClient
+    from orchestrate.money.costs import CostConfig, CostTracker
+    from orchestrate.money.rate_limit import RateLimitConfig, RateLimiter
+    from orchestrate.observe.events import Event, EventType
+    from orchestrate.observe.monitor import Monitor, MonitorConfig
+    from orchestrate.run.engine import EngineConfig, OrchestrationEngine
+    from orchestrate.run.failures import FailureHandler, RetryPolicy, RetryStrategy
     from orchestrate.workflow.loader import load_workflow
     from orchestrate.workflow.models import Agent, AgentResult, AgentStatus, Workflow, WorkflowStatus
-    from orchestrate.observe.monitor import Monitor, MonitorConfig
-    from orchestrate.money.rate_limit import RateLimitConfig, RateLimiter

@@ -124,8 +124,15 @@ class MissingAPIKeyError(UserInputError):
 class BudgetExceededError(OrchestrateError):
     """Reserving a call's worst-case cost would pass a workflow or agent budget."""
 
-    def __init__(self, message: str, *, scope: str = "workflow", limit: float = 0.0,
-                 requested: float = 0.0, committed: float = 0.0) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        scope: str = "workflow",
+        limit: float = 0.0,
+        requested: float = 0.0,
+        committed: float = 0.0,
+    ) -> None:
         self.scope = scope
         self.limit = limit
         self.requested = requested
@@ -167,9 +174,16 @@ class LLMError(OrchestrateError):
 
     retriable: bool = False
 
-    def __init__(self, message: str, *, provider: str = "", status_code: int | None = None,
-                 retry_after: float | None = None, request_id: str | None = None,
-                 billed: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        status_code: int | None = None,
+        retry_after: float | None = None,
+        request_id: str | None = None,
+        billed: bool = False,
+    ) -> None:
         self.provider = provider
         self.status_code = status_code
         self.retry_after = retry_after

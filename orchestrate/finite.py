@@ -16,8 +16,14 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["NonFiniteError", "first_non_finite", "is_finite_number", "loads_strict", "non_finite_paths",
-           "scrub_non_finite"]
+__all__ = [
+    "NonFiniteError",
+    "first_non_finite",
+    "is_finite_number",
+    "loads_strict",
+    "non_finite_paths",
+    "scrub_non_finite",
+]
 
 
 class NonFiniteError(ValueError):

@@ -25,13 +25,28 @@ from typing import Any
 
 __all__ = ["BROWSER_SERVICE_HOSTS", "Browser", "PageLoad", "RecordingProxy", "chromium_path"]
 
-_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
-          "--disable-default-apps", "--no-default-browser-check", "--mute-audio",
-          "--hide-scrollbars", "--remote-debugging-pipe", "--no-pings", "--disable-domain-reliability",
-          "--disable-client-side-phishing-detection", "--disable-breakpad", "--metrics-recording-only",
-          "--disable-features=NetworkTimeServiceQuerying,OptimizationHints,Translate,MediaRouter,"
-          "AutofillServerCommunication,CertificateTransparencyComponentUpdater")
+_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-extensions",
+    "--disable-default-apps",
+    "--no-default-browser-check",
+    "--mute-audio",
+    "--hide-scrollbars",
+    "--remote-debugging-pipe",
+    "--no-pings",
+    "--disable-domain-reliability",
+    "--disable-client-side-phishing-detection",
+    "--disable-breakpad",
+    "--metrics-recording-only",
+    "--disable-features=NetworkTimeServiceQuerying,OptimizationHints,Translate,MediaRouter,"
+    "AutofillServerCommunication,CertificateTransparencyComponentUpdater",
+)
 # Chromium's own services still call home from a fresh profile whatever the flags (the updater,
 # account checks); those requests are the browser's, not the page's, and are told apart by host.
 BROWSER_SERVICE_HOSTS = (".google.com", ".googleapis.com", ".gstatic.com")
@@ -80,9 +95,11 @@ class RecordingProxy:
 
     def page_requests(self) -> list[str]:
         """The recorded requests, less those of Chromium's own background services."""
+
         def host(line: str) -> str:
             target = line.split(" ")[1] if " " in line else line
             return target.split("//", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+
         return [line for line in self.requests if not host(line).endswith(BROWSER_SERVICE_HOSTS)]
 
     def close(self) -> None:
@@ -94,8 +111,9 @@ class RecordingProxy:
 class PageLoad:
     """What one page load showed: visible text, network requests, a screenshot."""
 
-    def __init__(self, text: str, requests: list[str], screenshot: bytes, values: dict[str, Any],
-                 pdf: bytes, print_text: str) -> None:
+    def __init__(
+        self, text: str, requests: list[str], screenshot: bytes, values: dict[str, Any], pdf: bytes, print_text: str
+    ) -> None:
         self.pdf = pdf
         self.print_text = print_text  # the visible text under print media (Ctrl-P)
         self.text = text
@@ -110,8 +128,7 @@ class Browser:
     def __init__(self, proxy_port: int, *, width: int = 1280, height: int = 900) -> None:
         path = chromium_path()
         if path is None:
-            raise RuntimeError("chromium is not installed: run .ci/run (installs it) or "
-                               "apt-get install -y chromium")
+            raise RuntimeError("chromium is not installed: run .ci/run (installs it) or apt-get install -y chromium")
         self.profile = tempfile.mkdtemp(prefix="orchestrate-chromium-")
         to_child_r, self._to_child = os.pipe()
         self._from_child, from_child_w = os.pipe()
@@ -121,11 +138,22 @@ class Browser:
             os.dup2(a, 3)
             os.dup2(b, 4)
 
-        args = [path, *_FLAGS, f"--user-data-dir={self.profile}", f"--window-size={width},{height}",
-                f"--proxy-server=http://127.0.0.1:{proxy_port}", "--proxy-bypass-list=<-loopback>",
-                "about:blank"]
-        self.process = subprocess.Popen(args, preexec_fn=wire_fds, close_fds=False,  # noqa: PLW1509
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        args = [
+            path,
+            *_FLAGS,
+            f"--user-data-dir={self.profile}",
+            f"--window-size={width},{height}",
+            f"--proxy-server=http://127.0.0.1:{proxy_port}",
+            "--proxy-bypass-list=<-loopback>",
+            "about:blank",
+        ]
+        self.process = subprocess.Popen(
+            args,
+            preexec_fn=wire_fds,
+            close_fds=False,  # noqa: PLW1509
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         os.close(to_child_r)
         os.close(from_child_w)
         self._buffer = b""
@@ -161,8 +189,9 @@ class Browser:
         message, _, self._buffer = self._buffer.partition(b"\0")
         return json.loads(message)
 
-    def send(self, method: str, params: dict[str, Any] | None = None, *, session: str | None = None,
-             timeout: float = 30.0) -> dict[str, Any]:
+    def send(
+        self, method: str, params: dict[str, Any] | None = None, *, session: str | None = None, timeout: float = 30.0
+    ) -> dict[str, Any]:
         self._next_id += 1
         command: dict[str, Any] = {"id": self._next_id, "method": method, "params": params or {}}
         if session:
@@ -198,21 +227,33 @@ class Browser:
         self.events.clear()
         self.send("Page.navigate", {"url": url}, session=session)
         self.wait_for("Page.loadEventFired")
-        requests = [e["params"]["request"]["url"] for e in self.events
-                    if e.get("method") == "Network.requestWillBeSent" and e.get("sessionId") == session]
-        values = {expression: self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True},
-                                        session=session)["result"].get("value")
-                  for expression in ("document.body.innerText", *evaluate)}
+        requests = [
+            e["params"]["request"]["url"]
+            for e in self.events
+            if e.get("method") == "Network.requestWillBeSent" and e.get("sessionId") == session
+        ]
+        values = {
+            expression: self.send(
+                "Runtime.evaluate", {"expression": expression, "returnByValue": True}, session=session
+            )["result"].get("value")
+            for expression in ("document.body.innerText", *evaluate)
+        }
         text = values.pop("document.body.innerText")
-        shot = self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": False},
-                         session=session)["data"]
+        shot = self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": False}, session=session)[
+            "data"
+        ]
         pdf = self.send("Page.printToPDF", {"printBackground": True}, session=session)["data"]
         self.send("Emulation.setEmulatedMedia", {"media": "print"}, session=session)
-        print_text = self.send("Runtime.evaluate", {"expression": "document.body.innerText", "returnByValue": True},
-                               session=session)["result"]["value"]
-        requests += [e["params"]["request"]["url"] for e in self.events
-                     if e.get("method") == "Network.requestWillBeSent" and e.get("sessionId") == session
-                     and e["params"]["request"]["url"] not in requests]
+        print_text = self.send(
+            "Runtime.evaluate", {"expression": "document.body.innerText", "returnByValue": True}, session=session
+        )["result"]["value"]
+        requests += [
+            e["params"]["request"]["url"]
+            for e in self.events
+            if e.get("method") == "Network.requestWillBeSent"
+            and e.get("sessionId") == session
+            and e["params"]["request"]["url"] not in requests
+        ]
         return PageLoad(text, requests, base64.b64decode(shot), values, base64.b64decode(pdf), print_text)
 
 

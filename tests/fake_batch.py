@@ -28,6 +28,7 @@ import json
 import threading
 from collections import deque
 from collections.abc import Callable
+from datetime import UTC
 from typing import Any
 
 from tests.fake_provider import FakeProvider, Fault, anthropic_message, error_body, openai_completion
@@ -54,9 +55,17 @@ class FakeClock:
 
 
 class FakeBatchProvider(FakeProvider):
-    def __init__(self, clock: FakeClock, *, validate_s: float = 10.0, process_s: float = 60.0,
-                 finalize_s: float = 10.0, outcome: Callable[[str, dict[str, Any]], str] | None = None,
-                 fate: Callable[[int], str] | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        clock: FakeClock,
+        *,
+        validate_s: float = 10.0,
+        process_s: float = 60.0,
+        finalize_s: float = 10.0,
+        outcome: Callable[[str, dict[str, Any]], str] | None = None,
+        fate: Callable[[int], str] | None = None,
+        **options: Any,
+    ) -> None:
         super().__init__(**options)
         self.clock = clock
         self.validate_s, self.process_s, self.finalize_s = validate_s, process_s, finalize_s
@@ -64,10 +73,10 @@ class FakeBatchProvider(FakeProvider):
         self.fate = fate or (lambda n: "completed")
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict[str, Any]] = {}
-        self.submitted: list[dict[str, Any]] = []   # {"provider", "batch_id", "items"} per submission
+        self.submitted: list[dict[str, Any]] = []  # {"provider", "batch_id", "items"} per submission
         self.polls: dict[str, int] = {}
         self.batch_script: deque[Fault] = deque()
-        self.uploads: list[dict[str, Any]] = []      # {"filename", "purpose", "content_type"} per upload
+        self.uploads: list[dict[str, Any]] = []  # {"filename", "purpose", "content_type"} per upload
         self._ids = itertools.count(1)
         self._batch_lock = threading.Lock()
 
@@ -80,9 +89,16 @@ class FakeBatchProvider(FakeProvider):
     def _new_batch(self, provider: str, items: list[dict[str, Any]], extra: dict[str, Any]) -> dict[str, Any]:
         n = len(self.submitted)
         prefix = "batch_" if provider == "openai" else "msgbatch_"
-        batch = {"id": f"{prefix}{next(self._ids):04d}", "provider": provider, "items": items,
-                 "created": self.clock(), "fate": self.fate(n), "cancelled_at": None, "final": None,
-                 **extra}
+        batch = {
+            "id": f"{prefix}{next(self._ids):04d}",
+            "provider": provider,
+            "items": items,
+            "created": self.clock(),
+            "fate": self.fate(n),
+            "cancelled_at": None,
+            "final": None,
+            **extra,
+        }
         if provider == "openai":
             models = {str((item.get("body") or {}).get("model")) for item in items}
             if len(models) > 1:
@@ -134,18 +150,34 @@ class FakeBatchProvider(FakeProvider):
         total = len(batch["items"])
         created = int(batch["created"])
         body: dict[str, Any] = {
-            "id": batch["id"], "object": "batch", "endpoint": "/v1/chat/completions", "errors": None,
-            "input_file_id": batch["input_file_id"], "completion_window": "24h", "status": phase,
-            "output_file_id": None, "error_file_id": None, "created_at": created,
-            "in_progress_at": None, "expires_at": created + 86400, "finalizing_at": None,
-            "completed_at": None, "failed_at": None, "expired_at": None, "cancelling_at": None,
-            "cancelled_at": None, "metadata": batch.get("metadata"),
-            "request_counts": {"total": total, "completed": int(total * share), "failed": 0}}
+            "id": batch["id"],
+            "object": "batch",
+            "endpoint": "/v1/chat/completions",
+            "errors": None,
+            "input_file_id": batch["input_file_id"],
+            "completion_window": "24h",
+            "status": phase,
+            "output_file_id": None,
+            "error_file_id": None,
+            "created_at": created,
+            "in_progress_at": None,
+            "expires_at": created + 86400,
+            "finalizing_at": None,
+            "completed_at": None,
+            "failed_at": None,
+            "expired_at": None,
+            "cancelling_at": None,
+            "cancelled_at": None,
+            "metadata": batch.get("metadata"),
+            "request_counts": {"total": total, "completed": int(total * share), "failed": 0},
+        }
         if phase == "failed":
             body["failed_at"] = created + int(self.validate_s)
             code = "mismatched_model" if batch["fate"] == "mismatched_model" else "invalid_json_line"
-            body["errors"] = {"object": "list", "data": [
-                {"code": code, "message": "The batch input file is not valid.", "param": None, "line": 1}]}
+            body["errors"] = {
+                "object": "list",
+                "data": [{"code": code, "message": "The batch input file is not valid.", "param": None, "line": 1}],
+            }
             body["request_counts"] = {"total": 0, "completed": 0, "failed": 0}
         if phase in ("completed", "expired", "cancelled"):
             rows = self._answers(batch, phase)
@@ -153,15 +185,26 @@ class FakeBatchProvider(FakeProvider):
             for custom_id, kind, request in rows:
                 line: dict[str, Any] = {"id": f"batch_req_{custom_id}", "custom_id": custom_id}
                 if kind == "ok":
-                    line.update(response={"status_code": 200, "request_id": f"req_{custom_id}",
-                                          "body": self._rewritten(request, openai_completion(request))}, error=None)
+                    line.update(
+                        response={
+                            "status_code": 200,
+                            "request_id": f"req_{custom_id}",
+                            "body": self._rewritten(request, openai_completion(request)),
+                        },
+                        error=None,
+                    )
                     output.append(line)
                     done += 1
                 elif kind in ("error", "invalid"):
                     status = 500 if kind == "error" else 400
-                    line.update(response={"status_code": status, "request_id": f"req_{custom_id}",
-                                          "body": error_body("/v1/chat/completions", status,
-                                                             f"fake {status} inside the batch")}, error=None)
+                    line.update(
+                        response={
+                            "status_code": status,
+                            "request_id": f"req_{custom_id}",
+                            "body": error_body("/v1/chat/completions", status, f"fake {status} inside the batch"),
+                        },
+                        error=None,
+                    )
                     errors.append(line)
                     failed += 1
                 else:
@@ -174,8 +217,9 @@ class FakeBatchProvider(FakeProvider):
                 body["output_file_id"] = self._file(batch, "out", output)
             if errors:
                 body["error_file_id"] = self._file(batch, "err", errors)
-            body[{"completed": "completed_at", "expired": "expired_at",
-                  "cancelled": "cancelled_at"}[phase]] = int(self.clock())
+            body[{"completed": "completed_at", "expired": "expired_at", "cancelled": "cancelled_at"}[phase]] = int(
+                self.clock()
+            )
         return body
 
     def _file(self, batch: dict[str, Any], kind: str, lines: list[dict[str, Any]]) -> str:
@@ -193,19 +237,30 @@ class FakeBatchProvider(FakeProvider):
         counts = {"processing": total, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
         ended = phase in ("completed", "expired", "cancelled")
         body: dict[str, Any] = {
-            "id": batch["id"], "type": "message_batch",
+            "id": batch["id"],
+            "type": "message_batch",
             "processing_status": "ended" if ended else ("canceling" if phase == "cancelling" else "in_progress"),
-            "request_counts": counts, "ended_at": None, "created_at": _iso(created),
-            "expires_at": _iso(created + 86400), "archived_at": None, "cancel_initiated_at": None,
-            "results_url": None}
+            "request_counts": counts,
+            "ended_at": None,
+            "created_at": _iso(created),
+            "expires_at": _iso(created + 86400),
+            "archived_at": None,
+            "cancel_initiated_at": None,
+            "results_url": None,
+        }
         if not ended:
             done = int(total * share)
             counts.update(processing=total - done, succeeded=done)
             return body
         counts["processing"] = 0
         for _, kind, _ in self._answers(batch, phase):
-            key = {"ok": "succeeded", "error": "errored", "invalid": "errored", "expired": "expired",
-                   "cancelled": "canceled"}[kind]
+            key = {
+                "ok": "succeeded",
+                "error": "errored",
+                "invalid": "errored",
+                "expired": "expired",
+                "cancelled": "canceled",
+            }[kind]
             counts[key] += 1
         body["ended_at"] = _iso(self.clock())
         body["results_url"] = f"{self.url}/v1/messages/batches/{batch['id']}/results"
@@ -215,11 +270,16 @@ class FakeBatchProvider(FakeProvider):
         lines = []
         for custom_id, kind, request in batch["final"] or []:
             if kind == "ok":
-                result: dict[str, Any] = {"type": "succeeded", "message": self._rewritten(request, anthropic_message(request))}
+                result: dict[str, Any] = {
+                    "type": "succeeded",
+                    "message": self._rewritten(request, anthropic_message(request)),
+                }
             elif kind in ("error", "invalid"):
                 status = 500 if kind == "error" else 400
-                result = {"type": "errored", "error": error_body("/v1/messages", status,
-                                                                  f"fake {status} inside the batch")}
+                result = {
+                    "type": "errored",
+                    "error": error_body("/v1/messages", status, f"fake {status} inside the batch"),
+                }
             else:
                 result = {"type": "expired" if kind == "expired" else "canceled"}
             lines.append(json.dumps({"custom_id": custom_id, "result": result}).encode() + b"\n")
@@ -241,9 +301,15 @@ class FakeBatchProvider(FakeProvider):
                     request = json.loads(raw)
                     content = self.files.get(request.get("input_file_id"), b"")
                     items = [json.loads(line) for line in content.splitlines() if line.strip()]
-                    batch = self._new_batch("openai", items, {"input_file_id": request["input_file_id"],
-                                                              "metadata": request.get("metadata"),
-                                                              "request": request})
+                    batch = self._new_batch(
+                        "openai",
+                        items,
+                        {
+                            "input_file_id": request["input_file_id"],
+                            "metadata": request.get("metadata"),
+                            "request": request,
+                        },
+                    )
                     return 200, self._openai_batch(batch)
                 batch = self.batches.get(parts[2]) if len(parts) > 2 else None
                 if batch is None:
@@ -262,8 +328,10 @@ class FakeBatchProvider(FakeProvider):
                     return 404, {"type": "error", "error": {"type": "not_found_error", "message": path}}
                 if len(parts) == 5 and parts[4] == "results":
                     if batch["final"] is None:
-                        return 404, {"type": "error", "error": {"type": "not_found_error",
-                                                                "message": "results not ready"}}
+                        return 404, {
+                            "type": "error",
+                            "error": {"type": "not_found_error", "message": "results not ready"},
+                        }
                     return 200, self._anthropic_results(batch)
                 if len(parts) == 5 and parts[4] == "cancel":
                     batch["cancelled_at"] = self.clock()
@@ -274,7 +342,8 @@ class FakeBatchProvider(FakeProvider):
 
     def _upload(self, headers: Any, raw: bytes) -> tuple[int, Any]:
         message = email.message_from_bytes(
-            f"Content-Type: {headers.get('content-type')}\r\n\r\n".encode() + raw, policy=email.policy.HTTP)
+            f"Content-Type: {headers.get('content-type')}\r\n\r\n".encode() + raw, policy=email.policy.HTTP
+        )
         fields: dict[str, Any] = {}
         for part in message.iter_parts():  # type: ignore[attr-defined]
             name = part.get_param("name", header="content-disposition")
@@ -282,12 +351,24 @@ class FakeBatchProvider(FakeProvider):
         if fields.get("purpose", (None, b""))[1] != b"batch" or "file" not in fields:
             return 400, error_body("/v1/files", 400, "purpose must be 'batch' and a file is required")
         filename, content = fields["file"]
-        self.uploads.append({"filename": filename, "purpose": fields["purpose"][1].decode(),
-                             "content_type": headers.get("content-type", "").split(";")[0]})
+        self.uploads.append(
+            {
+                "filename": filename,
+                "purpose": fields["purpose"][1].decode(),
+                "content_type": headers.get("content-type", "").split(";")[0],
+            }
+        )
         file_id = f"file-in-{next(self._ids):04d}"
         self.files[file_id] = content
-        return 200, {"id": file_id, "object": "file", "bytes": len(content), "created_at": int(self.clock()),
-                     "filename": filename, "purpose": "batch", "status": "processed"}
+        return 200, {
+            "id": file_id,
+            "object": "file",
+            "bytes": len(content),
+            "created_at": int(self.clock()),
+            "filename": filename,
+            "purpose": "batch",
+            "status": "processed",
+        }
 
     def _handler(self) -> Any:
         base = super()._handler()
@@ -305,12 +386,17 @@ class FakeBatchProvider(FakeProvider):
                 fault = None
                 if provider.batch_script:
                     fault = provider.batch_script.popleft()
-                    status, payload = fault.status, fault.body if fault.body is not None else error_body(
-                        self.path, fault.status, f"fake {fault.status} from the batch endpoint")
+                    status, payload = (
+                        fault.status,
+                        fault.body
+                        if fault.body is not None
+                        else error_body(self.path, fault.status, f"fake {fault.status} from the batch endpoint"),
+                    )
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_response(status)
-                self.send_header("content-type", "application/binary" if isinstance(payload, bytes)
-                                 else "application/json")
+                self.send_header(
+                    "content-type", "application/binary" if isinstance(payload, bytes) else "application/json"
+                )
                 for name, value in (fault.headers if fault else {}).items():
                     self.send_header(name, value)
                 self.send_header("content-length", str(len(data)))
@@ -333,11 +419,12 @@ class FakeBatchProvider(FakeProvider):
 
 
 def _iso(moment: float) -> str:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.fromtimestamp(moment, timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(moment, UTC).isoformat().replace("+00:00", "Z")
 
 
 def _not_found(kind: str, path: str) -> dict[str, Any]:
-    return {"error": {"message": f"No such {kind}: {path}", "type": "invalid_request_error",
-                      "param": None, "code": None}}
+    return {
+        "error": {"message": f"No such {kind}: {path}", "type": "invalid_request_error", "param": None, "code": None}
+    }

@@ -21,9 +21,10 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["FakeProvider", "Fault", "anthropic_message", "openai_completion"]
 
@@ -36,7 +37,7 @@ class Fault:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
-    truncate: bool = False   # announce the full length, send only part, close
+    truncate: bool = False  # announce the full length, send only part, close
 
 
 def _tokens(text: str) -> int:
@@ -60,9 +61,15 @@ def _answer_for(schema: dict[str, Any] | None, prompt: str) -> str:
     return json.dumps(example_from_schema(schema, random.Random(len(prompt))))
 
 
-def openai_completion(request: dict[str, Any], *, content: str | None = None,
-                      tool_calls: list[dict[str, Any]] | None = None, cached: int = 0,
-                      reasoning: int = 0, finish_reason: str | None = None) -> dict[str, Any]:
+def openai_completion(
+    request: dict[str, Any],
+    *,
+    content: str | None = None,
+    tool_calls: list[dict[str, Any]] | None = None,
+    cached: int = 0,
+    reasoning: int = 0,
+    finish_reason: str | None = None,
+) -> dict[str, Any]:
     """A Chat Completions body answering `request`."""
     prompt = json.dumps(request.get("messages", []))
     if content is None and tool_calls is None:
@@ -76,67 +83,115 @@ def openai_completion(request: dict[str, Any], *, content: str | None = None,
         message["tool_calls"] = tool_calls
     completion = _tokens(content or "") + reasoning
     return {
-        "id": "chatcmpl-fake", "object": "chat.completion", "created": 1764000000,
-        "model": request.get("model", "gpt-4o-mini"), "system_fingerprint": "fp_fake",
-        "choices": [{"index": 0, "message": message,
-                     "finish_reason": finish_reason or ("tool_calls" if tool_calls else "stop")}],
-        "usage": {"prompt_tokens": _tokens(prompt), "completion_tokens": completion,
-                  "total_tokens": _tokens(prompt) + completion,
-                  "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
-                  "completion_tokens_details": {"reasoning_tokens": reasoning, "audio_tokens": 0}},
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 1764000000,
+        "model": request.get("model", "gpt-4o-mini"),
+        "system_fingerprint": "fp_fake",
+        "choices": [
+            {"index": 0, "message": message, "finish_reason": finish_reason or ("tool_calls" if tool_calls else "stop")}
+        ],
+        "usage": {
+            "prompt_tokens": _tokens(prompt),
+            "completion_tokens": completion,
+            "total_tokens": _tokens(prompt) + completion,
+            "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": reasoning, "audio_tokens": 0},
+        },
     }
 
 
-def anthropic_message(request: dict[str, Any], *, content: list[dict[str, Any]] | None = None,
-                      cache_read: int = 0, cache_write: int = 0, stop_reason: str | None = None,
-                      thinking: int = 0) -> dict[str, Any]:
+def anthropic_message(
+    request: dict[str, Any],
+    *,
+    content: list[dict[str, Any]] | None = None,
+    cache_read: int = 0,
+    cache_write: int = 0,
+    stop_reason: str | None = None,
+    thinking: int = 0,
+) -> dict[str, Any]:
     """A Messages API body answering `request` (JSON satisfying `output_config.format.schema`,
     or the schema in the system prompt, when there is one)."""
     prompt = json.dumps(request.get("messages", [])) + str(request.get("system", ""))
     if content is None:
-        schema = (((request.get("output_config") or {}).get("format") or {}).get("schema")
-                  or _schema_in(str(request.get("system", ""))))
+        schema = ((request.get("output_config") or {}).get("format") or {}).get("schema") or _schema_in(
+            str(request.get("system", ""))
+        )
         content = [{"type": "text", "text": _answer_for(schema, prompt)}]
     uses_tool = any(block.get("type") == "tool_use" for block in content)
     out = sum(_tokens(json.dumps(block)) for block in content) + thinking
-    usage: dict[str, Any] = {"input_tokens": _tokens(prompt), "output_tokens": out,
-                             "cache_read_input_tokens": cache_read, "cache_creation_input_tokens": cache_write}
+    usage: dict[str, Any] = {
+        "input_tokens": _tokens(prompt),
+        "output_tokens": out,
+        "cache_read_input_tokens": cache_read,
+        "cache_creation_input_tokens": cache_write,
+    }
     if thinking:
         usage["output_tokens_details"] = {"thinking_tokens": thinking}
     return {
-        "id": "msg_fake", "type": "message", "role": "assistant", "model": request.get("model"),
-        "content": content, "stop_reason": stop_reason or ("tool_use" if uses_tool else "end_turn"),
-        "stop_sequence": None, "usage": usage,
+        "id": "msg_fake",
+        "type": "message",
+        "role": "assistant",
+        "model": request.get("model"),
+        "content": content,
+        "stop_reason": stop_reason or ("tool_use" if uses_tool else "end_turn"),
+        "stop_sequence": None,
+        "usage": usage,
     }
 
 
 def error_body(path: str, status: int, message: str) -> dict[str, Any]:
     """The error body each provider sends for `status`."""
     if path.endswith("/messages"):
-        kinds = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                 404: "not_found_error", 429: "rate_limit_error", 500: "api_error", 529: "overloaded_error"}
+        kinds = {
+            400: "invalid_request_error",
+            401: "authentication_error",
+            403: "permission_error",
+            404: "not_found_error",
+            429: "rate_limit_error",
+            500: "api_error",
+            529: "overloaded_error",
+        }
         return {"type": "error", "error": {"type": kinds.get(status, "api_error"), "message": message}}
-    kinds = {400: "invalid_request_error", 401: "invalid_request_error", 429: "requests",
-             500: "server_error", 503: "server_error"}
-    return {"error": {"message": message, "type": kinds.get(status, "server_error"), "param": None,
-                      "code": "invalid_api_key" if status == 401 else None}}
+    kinds = {
+        400: "invalid_request_error",
+        401: "invalid_request_error",
+        429: "requests",
+        500: "server_error",
+        503: "server_error",
+    }
+    return {
+        "error": {
+            "message": message,
+            "type": kinds.get(status, "server_error"),
+            "param": None,
+            "code": "invalid_api_key" if status == 401 else None,
+        }
+    }
 
 
 class FakeProvider:
     """The server. Use as a context manager; `url` is its base, e.g. ``http://127.0.0.1:PORT``."""
 
-    def __init__(self, *, failure_rate: float = 0.0, seed: int = 0, latency: float = 0.0,
-                 port: int = 0, refuse_json_schema: int | None = None,
-                 refused_params: dict[str, tuple[str, ...]] | None = None,
-                 rewrite: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        failure_rate: float = 0.0,
+        seed: int = 0,
+        latency: float = 0.0,
+        port: int = 0,
+        refuse_json_schema: int | None = None,
+        refused_params: dict[str, tuple[str, ...]] | None = None,
+        rewrite: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.requests: list[dict[str, Any]] = []
         # Like llama.cpp's server: `response_format` json_schema (or Anthropic's
         # output_config) answered with this status and a body naming it.
         self.refuse_json_schema = refuse_json_schema
         # Like a strict proxy: model name prefix -> parameters it answers 400 to.
         self.refused_params = refused_params or {}
-        self.rewrite = rewrite      # (request, default answer) -> the answer sent: lying usage, echoes
+        self.rewrite = rewrite  # (request, default answer) -> the answer sent: lying usage, echoes
         self.headers = dict(headers or {})  # sent with every answer (after the defaults)
         self._script: deque[Fault] = deque()
         self._lock = threading.Lock()
@@ -167,30 +222,53 @@ class FakeProvider:
             if self._script:
                 return self._script.popleft()
             if self.failure_rate and self._rng.random() < self.failure_rate:
-                return self._rng.choice([
-                    Fault(429, {"error": {"message": "Rate limit reached", "type": "requests"}},
-                          {"retry-after": "1"}),
-                    Fault(500, None), Fault(529, None), Fault(200, None, truncate=True)])
+                return self._rng.choice(
+                    [
+                        Fault(
+                            429, {"error": {"message": "Rate limit reached", "type": "requests"}}, {"retry-after": "1"}
+                        ),
+                        Fault(500, None),
+                        Fault(529, None),
+                        Fault(200, None, truncate=True),
+                    ]
+                )
             return None
 
     def _refusal(self, path: str, headers: Any, body: Any) -> Fault | None:
         """What a strict server refuses before answering: Azure without its api-key header,
         a json_schema it does not support, parameters the model does not take."""
         if path.startswith("/openai/") and not headers.get("api-key"):
-            return Fault(401, {"error": {"code": "401", "message": "Access denied due to invalid "
-                                         "subscription key or wrong API endpoint."}})
+            return Fault(
+                401,
+                {
+                    "error": {
+                        "code": "401",
+                        "message": "Access denied due to invalid subscription key or wrong API endpoint.",
+                    }
+                },
+            )
         if not isinstance(body, dict):
             return None
-        native = ((body.get("response_format") or {}).get("type") == "json_schema"
-                  or "output_config" in body)
+        native = (body.get("response_format") or {}).get("type") == "json_schema" or "output_config" in body
         if self.refuse_json_schema and native:
             status = self.refuse_json_schema
             if path.endswith("/messages"):
-                return Fault(status, error_body(path, status, "output_config.format: structured "
-                                                "outputs are not supported for this model"))
-            return Fault(status, {"error": {"code": status, "type": "server_error", "message":
-                                  'response_format type must be one of "text" or "json_object", '
-                                  "but got: json_schema"}})
+                return Fault(
+                    status,
+                    error_body(
+                        path, status, "output_config.format: structured outputs are not supported for this model"
+                    ),
+                )
+            return Fault(
+                status,
+                {
+                    "error": {
+                        "code": status,
+                        "type": "server_error",
+                        "message": 'response_format type must be one of "text" or "json_object", but got: json_schema',
+                    }
+                },
+            )
         model = str(body.get("model") or "")
         for prefix, params in self.refused_params.items():
             sent = [p for p in params if p in body]
@@ -215,8 +293,14 @@ class FakeProvider:
                 except ValueError:
                     body = None
                 with provider._lock:
-                    provider.requests.append({"path": self.path, "headers": dict(self.headers.items()),
-                                              "body": body, "time": time.monotonic()})
+                    provider.requests.append(
+                        {
+                            "path": self.path,
+                            "headers": dict(self.headers.items()),
+                            "body": body,
+                            "time": time.monotonic(),
+                        }
+                    )
                 fault = provider._refusal(self.path, self.headers, body) or provider._next()
                 if provider.latency:
                     time.sleep(provider.latency)
@@ -264,8 +348,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0)
     args = parser.parse_args()
-    with FakeProvider(failure_rate=args.failure_rate, seed=args.seed, latency=args.latency,
-                      port=args.port) as server:
+    with FakeProvider(failure_rate=args.failure_rate, seed=args.seed, latency=args.latency, port=args.port) as server:
         print(f"PORT={server.port}", flush=True)
         try:
             while True:

@@ -12,9 +12,15 @@ Answer = Callable[[list[dict[str, Any]], str, dict[str, Any]], "LLMResponse | st
 
 
 def response(text: str, model: str = "gpt-4o-mini", **fields: Any) -> LLMResponse:
-    return LLMResponse(content=text, model=model, input_tokens=fields.pop("input_tokens", 10),
-                       output_tokens=fields.pop("output_tokens", 5),
-                       finish_reason=fields.pop("finish_reason", "stop"), provider="scripted", **fields)
+    return LLMResponse(
+        content=text,
+        model=model,
+        input_tokens=fields.pop("input_tokens", 10),
+        output_tokens=fields.pop("output_tokens", 5),
+        finish_reason=fields.pop("finish_reason", "stop"),
+        provider="scripted",
+        **fields,
+    )
 
 
 class ScriptedClient(LLMClient):
@@ -30,16 +36,37 @@ class ScriptedClient(LLMClient):
         self.max_in_flight = 0
         self.started: list[str] = []
 
-    async def complete(self, prompt: str, model: str, temperature: float = 0.7, max_tokens: int = 1000,
-                       tools: list[dict[str, Any]] | None = None, **kwargs: Any) -> LLMResponse:
-        messages = ([{"role": "system", "content": kwargs["system"]}] if kwargs.get("system") else [])
+    async def complete(
+        self,
+        prompt: str,
+        model: str,
+        temperature: float = 0.7,
+        max_tokens: int = 1000,
+        tools: list[dict[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> LLMResponse:
+        messages = [{"role": "system", "content": kwargs["system"]}] if kwargs.get("system") else []
         messages.append({"role": "user", "content": prompt})
         return await self.complete_with_tools(messages, model, tools or [], temperature, max_tokens, **kwargs)
 
-    async def complete_with_tools(self, messages: list[dict[str, Any]], model: str, tools: list[dict[str, Any]],
-                                  temperature: float = 0.7, max_tokens: int = 1000, **kwargs: Any) -> LLMResponse:
-        self.calls.append({"messages": [dict(m) for m in messages], "model": model, "tools": tools,
-                           "max_tokens": max_tokens, "options": kwargs})
+    async def complete_with_tools(
+        self,
+        messages: list[dict[str, Any]],
+        model: str,
+        tools: list[dict[str, Any]],
+        temperature: float = 0.7,
+        max_tokens: int = 1000,
+        **kwargs: Any,
+    ) -> LLMResponse:
+        self.calls.append(
+            {
+                "messages": [dict(m) for m in messages],
+                "model": model,
+                "tools": tools,
+                "max_tokens": max_tokens,
+                "options": kwargs,
+            }
+        )
         self.started.append(messages[-1]["content"] if messages else "")
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)

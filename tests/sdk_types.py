@@ -18,11 +18,15 @@ import typing_extensions
 
 __all__ = ["problems"]
 
-_WRAPPERS = {typing_extensions.Required, typing_extensions.NotRequired, typing_extensions.ReadOnly,
-             typing.Required, typing.NotRequired}
-_SEQUENCES = {list, collections.abc.Iterable, collections.abc.Sequence, typing.Iterable, typing.Sequence,
-              typing.List}
-_MAPPINGS = {dict, collections.abc.Mapping, typing.Dict, typing.Mapping}
+_WRAPPERS = {
+    typing_extensions.Required,
+    typing_extensions.NotRequired,
+    typing_extensions.ReadOnly,
+    typing.Required,
+    typing.NotRequired,
+}
+_SEQUENCES = {list, collections.abc.Iterable, collections.abc.Sequence, typing.Iterable, typing.Sequence, list}
+_MAPPINGS = {dict, collections.abc.Mapping, dict, typing.Mapping}
 
 
 def problems(value: Any, tp: Any, path: str = "$") -> list[str]:
@@ -61,7 +65,11 @@ def problems(value: Any, tp: Any, path: str = "$") -> list[str]:
     if tp is bool:
         return [] if isinstance(value, bool) else [f"{path}: expected a boolean, got {value!r}"]
     if tp is int:
-        return [] if isinstance(value, int) and not isinstance(value, bool) else [f"{path}: expected an integer, got {value!r}"]
+        return (
+            []
+            if isinstance(value, int) and not isinstance(value, bool)
+            else [f"{path}: expected an integer, got {value!r}"]
+        )
     if tp is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         return [] if ok else [f"{path}: expected a number, got {value!r}"]
@@ -75,8 +83,7 @@ def _typed_dict(value: Any, tp: Any, path: str) -> list[str]:
         return [f"{path}: expected an object ({tp.__name__}), got {type(value).__name__}"]
     hints = typing_extensions.get_type_hints(tp, include_extras=True)
     found = [f"{path}: {key!r} is not declared by {tp.__name__}" for key in value if key not in hints]
-    found += [f"{path}: required {key!r} missing ({tp.__name__})" for key in _required(tp, hints)
-              if key not in value]
+    found += [f"{path}: required {key!r} missing ({tp.__name__})" for key in _required(tp, hints) if key not in value]
     for key, item in value.items():
         if key in hints:
             found += problems(item, hints[key], f"{path}.{key}")

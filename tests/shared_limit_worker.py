@@ -30,15 +30,27 @@ def main(url: str, namespace: str, base: float, scale: float, calls: int, start_
 
     async def run() -> list[float]:
         state = state_from_url(url, namespace=namespace, clock=clock)
-        limits = {"simulated": {"requests_per_minute": 600, "requests_per_hour": 10**6,
-                                "requests_per_day": 10**7, "tokens_per_minute": 10**9,
-                                "concurrent_requests": 1000}}
-        engine = OrchestrationEngine(SimulatedClient(), EngineConfig(rate_limit_config=None, rate_limits=limits),
-                                     state=state, limiter_clock=clock, limiter_sleep=sleep)
+        limits = {
+            "simulated": {
+                "requests_per_minute": 600,
+                "requests_per_hour": 10**6,
+                "requests_per_day": 10**7,
+                "tokens_per_minute": 10**9,
+                "concurrent_requests": 1000,
+            }
+        }
+        engine = OrchestrationEngine(
+            SimulatedClient(),
+            EngineConfig(rate_limit_config=None, rate_limits=limits),
+            state=state,
+            limiter_clock=clock,
+            limiter_sleep=sleep,
+        )
         stamps: list[float] = []
         engine.add_sink(lambda e: stamps.append(clock()) if e.type is EventType.LLM_CALL else None)
-        agents = [Agent(f"a{i}", "General", "d", {"model": "gpt-4o-mini", "max_tokens": 10}, f"row {i}")
-                  for i in range(calls)]
+        agents = [
+            Agent(f"a{i}", "General", "d", {"model": "gpt-4o-mini", "max_tokens": 10}, f"row {i}") for i in range(calls)
+        ]
         workflow = Workflow("shared_limit", "d", agents, max_parallel_agents=calls, cost_budget=1e6)
         await state.connect()
         workflow_id = await engine.register_workflow(workflow)

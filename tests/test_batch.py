@@ -42,20 +42,23 @@ def _keys(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
 
 
-def engine_for(clock: FakeClock, *, everything: bool = True, api_options: dict[str, Any] | None = None,
-               **hub_options: Any) -> tuple[OrchestrationEngine, BatchHub, list[Any]]:
+def engine_for(
+    clock: FakeClock, *, everything: bool = True, api_options: dict[str, Any] | None = None, **hub_options: Any
+) -> tuple[OrchestrationEngine, BatchHub, list[Any]]:
     hub = BatchHub(window=0.01, sleep=clock.sleep, clock=clock, **hub_options)
     events: list[Any] = []
     clients = BatchClients(ClientPool(), hub, everything=everything, api_options=api_options)
     # No default online pacing: the online calls some tests make would wait on the real clock.
-    engine = OrchestrationEngine(None, EngineConfig(rate_limit_config=None), clients=clients, sleep=clock.sleep,
-                                 sinks=[events.append])
+    engine = OrchestrationEngine(
+        None, EngineConfig(rate_limit_config=None), clients=clients, sleep=clock.sleep, sinks=[events.append]
+    )
     hub.emit = engine.emit
     return engine, hub, events
 
 
-def layered(server: FakeBatchProvider, *, width: int, model: str = "gpt-4o-mini", provider: str = "openai",
-            **fields: Any) -> Workflow:
+def layered(
+    server: FakeBatchProvider, *, width: int, model: str = "gpt-4o-mini", provider: str = "openai", **fields: Any
+) -> Workflow:
     base = f"{server.url}/v1" if provider == "openai" else server.url
     llm = {"model": model, "max_tokens": 50, "temperature": 0.0}
     if provider == "openai":
@@ -64,13 +67,22 @@ def layered(server: FakeBatchProvider, *, width: int, model: str = "gpt-4o-mini"
     for layer in range(3):
         for i in range(width):
             deps = [f"l{layer - 1}_{i}"] if layer else []
-            prompt = (f"Row {i}: extract the invoice total." if layer == 0 else
-                      f"Check this: {{l{layer - 1}_{i}.output}}")
-            agents.append(Agent(name=f"l{layer}_{i}", module="Finance", description="", llm_config=dict(llm),
-                                prompt_template=prompt, dependencies=deps, max_retries=2,
-                                retry={"strategy": "constant_delay", "base_delay": 1.0}))
-    return Workflow(name="batch_close", description="3 layers", agents=agents,
-                    max_parallel_agents=3, **fields)
+            prompt = (
+                f"Row {i}: extract the invoice total." if layer == 0 else f"Check this: {{l{layer - 1}_{i}.output}}"
+            )
+            agents.append(
+                Agent(
+                    name=f"l{layer}_{i}",
+                    module="Finance",
+                    description="",
+                    llm_config=dict(llm),
+                    prompt_template=prompt,
+                    dependencies=deps,
+                    max_retries=2,
+                    retry={"strategy": "constant_delay", "base_delay": 1.0},
+                )
+            )
+    return Workflow(name="batch_close", description="3 layers", agents=agents, max_parallel_agents=3, **fields)
 
 
 async def run(engine: OrchestrationEngine, workflow: Workflow) -> Workflow:
@@ -82,7 +94,8 @@ async def run(engine: OrchestrationEngine, workflow: Workflow) -> Workflow:
 
 
 async def test_three_layers_go_through_openai_batches_in_order_at_half_price(
-        server: FakeBatchProvider, clock: FakeClock) -> None:
+    server: FakeBatchProvider, clock: FakeClock
+) -> None:
     engine, hub, events = engine_for(clock)
     workflow = await run(engine, layered(server, width=200))
     assert workflow.status is WorkflowStatus.COMPLETED
@@ -107,8 +120,9 @@ async def test_three_layers_go_through_openai_batches_in_order_at_half_price(
     assert kinds.count(EventType.BATCH_SUBMITTED) == 3 and kinds.count(EventType.BATCH_FINISHED) == 3
 
 
-async def test_anthropic_message_batches_answer_a_workflow(server: FakeBatchProvider, clock: FakeClock,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_anthropic_message_batches_answer_a_workflow(
+    server: FakeBatchProvider, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
     engine, hub, events = engine_for(clock)
     workflow = await run(engine, layered(server, width=5, model="claude-haiku-4-5", provider="anthropic"))
@@ -120,8 +134,7 @@ async def test_anthropic_message_batches_answer_a_workflow(server: FakeBatchProv
     assert all(r.batch for r in records) and len(records) == 15
 
 
-async def test_a_submission_is_split_at_the_request_count_limit(server: FakeBatchProvider,
-                                                                clock: FakeClock) -> None:
+async def test_a_submission_is_split_at_the_request_count_limit(server: FakeBatchProvider, clock: FakeClock) -> None:
     engine, hub, _ = engine_for(clock, api_options={"max_requests": 16})
     workflow = layered(server, width=40)
     workflow.agents = workflow.agents[:40]  # one layer
@@ -133,7 +146,8 @@ async def test_a_submission_is_split_at_the_request_count_limit(server: FakeBatc
 
 
 async def test_a_submission_that_would_pass_the_budget_is_cut_to_what_fits(
-        server: FakeBatchProvider, clock: FakeClock) -> None:
+    server: FakeBatchProvider, clock: FakeClock
+) -> None:
     engine, hub, _ = engine_for(clock)
     workflow = layered(server, width=20)
     workflow.agents = workflow.agents[:20]
@@ -151,7 +165,8 @@ async def test_a_submission_that_would_pass_the_budget_is_cut_to_what_fits(
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 async def test_errored_and_expired_requests_are_retried_in_a_later_batch(
-        server: FakeBatchProvider, clock: FakeClock, provider: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    server: FakeBatchProvider, clock: FakeClock, provider: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
     failed_once: set[str] = set()
 
@@ -180,8 +195,7 @@ async def test_errored_and_expired_requests_are_retried_in_a_later_batch(
     assert all(item["custom_id"].split("-a")[1].startswith("2-") for item in server.submitted[1]["items"])
 
 
-async def test_fallback_online_sends_the_retry_as_an_ordinary_call(server: FakeBatchProvider,
-                                                                   clock: FakeClock) -> None:
+async def test_fallback_online_sends_the_retry_as_an_ordinary_call(server: FakeBatchProvider, clock: FakeClock) -> None:
     server.outcome = lambda custom_id, body: "error" if custom_id.startswith("l0_0-a1") else "ok"
     engine, hub, _ = engine_for(clock, fallback="online")
     workflow = layered(server, width=3)
@@ -197,7 +211,8 @@ async def test_fallback_online_sends_the_retry_as_an_ordinary_call(server: FakeB
 
 
 async def test_a_batch_the_provider_refuses_fails_its_agents_with_the_reason(
-        server: FakeBatchProvider, clock: FakeClock) -> None:
+    server: FakeBatchProvider, clock: FakeClock
+) -> None:
     server.fate = lambda n: "failed"
     engine, hub, _ = engine_for(clock)
     workflow = layered(server, width=2)
@@ -209,8 +224,9 @@ async def test_a_batch_the_provider_refuses_fails_its_agents_with_the_reason(
     assert server.submissions == 1  # not retriable: never resubmitted
 
 
-async def test_polling_backs_off_to_the_cap_and_honours_retry_after(server: FakeBatchProvider,
-                                                                    clock: FakeClock) -> None:
+async def test_polling_backs_off_to_the_cap_and_honours_retry_after(
+    server: FakeBatchProvider, clock: FakeClock
+) -> None:
     from tests.fake_provider import Fault
 
     server.process_s = 900.0
@@ -250,8 +266,9 @@ def test_submissions_are_split_at_the_size_limit_too() -> None:
     assert [len(c) for c in queue.chunks([requests[0], huge, requests[1]])] == [1, 1, 1]
 
 
-async def test_resume_resubmits_what_a_vanished_recorded_batch_held(server: FakeBatchProvider,
-                                                                    clock: FakeClock) -> None:
+async def test_resume_resubmits_what_a_vanished_recorded_batch_held(
+    server: FakeBatchProvider, clock: FakeClock
+) -> None:
     from orchestrate.llm.batch import request_digest  # noqa: F401  (the ids below are made like ours)
 
     workflow = layered(server, width=2)
@@ -259,10 +276,17 @@ async def test_resume_resubmits_what_a_vanished_recorded_batch_held(server: Fake
     engine, hub, _ = engine_for(clock)
     done = await run(engine, workflow)
     first = server.submitted[0]
-    record = {"batch_id": "batch_gone", "provider": "openai", "base_url": f"{server.url}/v1",
-              "model": "gpt-4o-mini", "file_id": "file-gone",
-              "custom_ids": {i["custom_id"]: f"batch_close/{i['custom_id'].split('-a')[0]}/"
-                             + request_digest(i["body"]) for i in first["items"]}}
+    record = {
+        "batch_id": "batch_gone",
+        "provider": "openai",
+        "base_url": f"{server.url}/v1",
+        "model": "gpt-4o-mini",
+        "file_id": "file-gone",
+        "custom_ids": {
+            i["custom_id"]: f"batch_close/{i['custom_id'].split('-a')[0]}/" + request_digest(i["body"])
+            for i in first["items"]
+        },
+    }
     assert done.status is WorkflowStatus.COMPLETED
     again = layered(server, width=2)
     again.agents = again.agents[:2]
@@ -285,12 +309,27 @@ def test_the_live_table_and_the_plain_log_show_each_open_batch() -> None:
 
     table, out = LiveTable(Console(file=StringIO(), width=120)), StringIO()
     log = PlainLog(out)
-    data = {"batch_id": "batch_abc", "provider": "openai", "model": "gpt-4o-mini", "status": "in_progress",
-            "total": 5000, "done": 412, "failed": 3, "requests": 5000}
-    for event in (Event(EventType.WORKFLOW_STARTED, "w1", None, {"name": "close", "agents": []}, workflow_name="close"),
-                  Event(EventType.BATCH_SUBMITTED, "w1", None, {**data, "status": "validating", "done": 0,
-                                                                 "failed": 0}, workflow_name="close"),
-                  Event(EventType.BATCH_STATUS, "w1", None, data, workflow_name="close")):
+    data = {
+        "batch_id": "batch_abc",
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+        "status": "in_progress",
+        "total": 5000,
+        "done": 412,
+        "failed": 3,
+        "requests": 5000,
+    }
+    for event in (
+        Event(EventType.WORKFLOW_STARTED, "w1", None, {"name": "close", "agents": []}, workflow_name="close"),
+        Event(
+            EventType.BATCH_SUBMITTED,
+            "w1",
+            None,
+            {**data, "status": "validating", "done": 0, "failed": 0},
+            workflow_name="close",
+        ),
+        Event(EventType.BATCH_STATUS, "w1", None, data, workflow_name="close"),
+    ):
         table(event)
         log(event)
     console = Console(file=StringIO(), width=120)
@@ -318,8 +357,9 @@ def test_plan_prices_batched_agents_at_the_batch_rate(server: FakeBatchProvider)
     assert mixed.agents[0].max_cost == pytest.approx(online.agents[0].max_cost)
 
 
-async def test_the_response_cache_answers_before_a_batch_is_needed(server: FakeBatchProvider, clock: FakeClock,
-                                                                   tmp_path: Any) -> None:
+async def test_the_response_cache_answers_before_a_batch_is_needed(
+    server: FakeBatchProvider, clock: FakeClock, tmp_path: Any
+) -> None:
     from orchestrate.run.cache import CachingClients
 
     for expected_submissions in (1, 1):
@@ -335,8 +375,9 @@ async def test_the_response_cache_answers_before_a_batch_is_needed(server: FakeB
     assert all(r.cached and r.cost == 0 for r in records)
 
 
-async def test_a_resumed_online_run_still_collects_what_open_batches_hold(server: FakeBatchProvider,
-                                                                         clock: FakeClock) -> None:
+async def test_a_resumed_online_run_still_collects_what_open_batches_hold(
+    server: FakeBatchProvider, clock: FakeClock
+) -> None:
     server.process_s = 10_000.0
     workflow = layered(server, width=3)
     workflow.agents = workflow.agents[:6]  # two layers

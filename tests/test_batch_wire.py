@@ -60,18 +60,34 @@ async def run_both(server: FakeBatchProvider, monkeypatch: pytest.MonkeyPatch, *
     monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
     clock = FakeClock()
     hub = BatchHub(window=0.01, sleep=clock.sleep, clock=clock)
-    engine = OrchestrationEngine(None, EngineConfig(), clients=BatchClients(ClientPool(), hub, everything=True),
-                                 sleep=clock.sleep)
+    engine = OrchestrationEngine(
+        None, EngineConfig(), clients=BatchClients(ClientPool(), hub, everything=True), sleep=clock.sleep
+    )
     agents = []
-    for model, extra in (("gpt-4o-mini", {"base_url": f"{server.url}/v1", "temperature": 0.2}),
-                         ("o3-mini", {"base_url": f"{server.url}/v1"}),
-                         ("claude-haiku-4-5", {"temperature": 0.2, "top_p": 0.9, "stop": ["END"]})):
-        agents.append(Agent(name=f"plain_{model.replace('.', '_')}", module="Finance", description="",
-                            llm_config={"model": model, "max_tokens": 64, "system": "Be exact.", **extra},
-                            prompt_template="Total of invoice 7?"))
-        agents.append(Agent(name=f"schema_{model.replace('.', '_')}", module="Finance", description="",
-                            llm_config={"model": model, "max_tokens": 64, **extra},
-                            prompt_template="Total of invoice 8 as JSON.", output_schema=SCHEMA))
+    for model, extra in (
+        ("gpt-4o-mini", {"base_url": f"{server.url}/v1", "temperature": 0.2}),
+        ("o3-mini", {"base_url": f"{server.url}/v1"}),
+        ("claude-haiku-4-5", {"temperature": 0.2, "top_p": 0.9, "stop": ["END"]}),
+    ):
+        agents.append(
+            Agent(
+                name=f"plain_{model.replace('.', '_')}",
+                module="Finance",
+                description="",
+                llm_config={"model": model, "max_tokens": 64, "system": "Be exact.", **extra},
+                prompt_template="Total of invoice 7?",
+            )
+        )
+        agents.append(
+            Agent(
+                name=f"schema_{model.replace('.', '_')}",
+                module="Finance",
+                description="",
+                llm_config={"model": model, "max_tokens": 64, **extra},
+                prompt_template="Total of invoice 8 as JSON.",
+                output_schema=SCHEMA,
+            )
+        )
     workflow = Workflow(name="wire", description="", agents=agents)
     await engine.register_workflow(workflow)
     done = await engine.execute_workflow(workflow.id)
@@ -80,8 +96,9 @@ async def run_both(server: FakeBatchProvider, monkeypatch: pytest.MonkeyPatch, *
         assert done.status is WorkflowStatus.COMPLETED, [a.result.error for a in done.agents if a.result]
 
 
-async def test_openai_request_files_are_what_the_sdk_types_allow(server: FakeBatchProvider,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_openai_request_files_are_what_the_sdk_types_allow(
+    server: FakeBatchProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from openai.types import BatchCreateParams
     from openai.types.chat.completion_create_params import CompletionCreateParamsNonStreaming
 
@@ -97,12 +114,15 @@ async def test_openai_request_files_are_what_the_sdk_types_allow(server: FakeBat
             assert set(line) == {"custom_id", "method", "url", "body"}
             assert line["method"] == "POST" and line["url"] == "/v1/chat/completions"
             strict(CompletionCreateParamsNonStreaming, line["body"])
-    assert server.uploads == [{"filename": "orchestrate-batch.jsonl", "purpose": "batch",
-                               "content_type": "multipart/form-data"}] * 2
+    assert (
+        server.uploads
+        == [{"filename": "orchestrate-batch.jsonl", "purpose": "batch", "content_type": "multipart/form-data"}] * 2
+    )
 
 
-async def test_anthropic_batch_requests_are_what_the_sdk_types_allow(server: FakeBatchProvider,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_anthropic_batch_requests_are_what_the_sdk_types_allow(
+    server: FakeBatchProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from anthropic.types.messages.batch_create_params import BatchCreateParams, Request
 
     assert set(LegacyRequest.__annotations__) == {"custom_id", "params"} <= set(Request.__annotations__)
@@ -114,8 +134,9 @@ async def test_anthropic_batch_requests_are_what_the_sdk_types_allow(server: Fak
         assert len(request["custom_id"]) <= 64 and request["custom_id"].replace("-", "").replace("_", "").isalnum()
 
 
-async def test_the_loopback_server_answers_in_the_sdks_shapes(server: FakeBatchProvider,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_loopback_server_answers_in_the_sdks_shapes(
+    server: FakeBatchProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from anthropic.types.messages import MessageBatch, MessageBatchIndividualResponse
     from openai.types import Batch
     from openai.types.chat import ChatCompletion
@@ -141,7 +162,8 @@ async def test_the_loopback_server_answers_in_the_sdks_shapes(server: FakeBatchP
                             seen.add("openai errored")
             else:
                 batch = MessageBatch.model_validate(
-                    (await http.get(f"/v1/messages/batches/{submission['batch_id']}")).json())
+                    (await http.get(f"/v1/messages/batches/{submission['batch_id']}")).json()
+                )
                 assert batch.processing_status == "ended" and batch.results_url
                 for line in (await http.get(batch.results_url)).content.splitlines():
                     seen.add("anthropic " + MessageBatchIndividualResponse.model_validate(json.loads(line)).result.type)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrate.run.cache import CachingClient, CachingClients
 from orchestrate.errors import ProviderUnavailableError
 from orchestrate.llm.base import ToolCall
+from orchestrate.run.cache import CachingClient, CachingClients
 from tests.scripted import ScriptedClient, response
 
 
@@ -23,9 +23,15 @@ async def test_identical_request_is_answered_from_disk(tmp_path: Path) -> None:
     assert "cached" not in first.metadata
 
 
-@pytest.mark.parametrize("change", [
-    {"prompt": "other prompt"}, {"model": "gpt-4o"}, {"temperature": 0.9}, {"max_tokens": 50},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"prompt": "other prompt"},
+        {"model": "gpt-4o"},
+        {"temperature": 0.9},
+        {"max_tokens": 50},
+    ],
+)
 async def test_any_change_in_the_request_misses(tmp_path: Path, change: dict[str, object]) -> None:
     base = {"prompt": "p", "model": "gpt-4o-mini", "temperature": 0.2, "max_tokens": 100}
     inner = ScriptedClient()

@@ -46,12 +46,22 @@ def test_the_table_is_dated_and_every_family_uses_known_keys() -> None:
         assert set(entry) <= keys, family
 
 
-@pytest.mark.parametrize(("model", "family"), [
-    ("gpt-5-mini", "gpt-5"), ("gpt-5.1", "gpt-5"), ("o3-2025-04-16", "o3"), ("o3-mini", "o3-mini"),
-    ("gpt-4o-2024-08-06", "gpt-4o"), ("gpt-4.1-mini", "gpt-4.1"), ("gpt-4-0613", "gpt-4"),
-    ("claude-opus-4-7-20260301", "claude-opus-4-7"), ("claude-opus-4-20250514", "claude-opus-4"),
-    ("claude-3-5-haiku-20241022", "claude-3-5"), ("llama-3.1-8b", None),
-])
+@pytest.mark.parametrize(
+    ("model", "family"),
+    [
+        ("gpt-5-mini", "gpt-5"),
+        ("gpt-5.1", "gpt-5"),
+        ("o3-2025-04-16", "o3"),
+        ("o3-mini", "o3-mini"),
+        ("gpt-4o-2024-08-06", "gpt-4o"),
+        ("gpt-4.1-mini", "gpt-4.1"),
+        ("gpt-4-0613", "gpt-4"),
+        ("claude-opus-4-7-20260301", "claude-opus-4-7"),
+        ("claude-opus-4-20250514", "claude-opus-4"),
+        ("claude-3-5-haiku-20241022", "claude-3-5"),
+        ("llama-3.1-8b", None),
+    ],
+)
 def test_a_model_belongs_to_its_longest_family(model: str, family: str | None) -> None:
     assert family_of(model, capability_table()["families"]) == family
 
@@ -78,14 +88,19 @@ def test_a_workflow_overrides_the_table() -> None:
 
 def test_refused_names_every_rule() -> None:
     assert refused(lookup("claude-opus-4-7", "anthropic"), {"model": "claude-opus-4-7", "temperature": 0.2}) == [
-        ("temperature", "claude-opus-4-7 does not accept temperature; it will not be sent")]
-    keys = [k for k, _ in refused(lookup("gpt-5-mini"), {"model": "gpt-5-mini", "temperature": 1,
-                                                          "top_p": 0.5, "stop": "x"})]
+        ("temperature", "claude-opus-4-7 does not accept temperature; it will not be sent")
+    ]
+    keys = [
+        k
+        for k, _ in refused(lookup("gpt-5-mini"), {"model": "gpt-5-mini", "temperature": 1, "top_p": 0.5, "stop": "x"})
+    ]
     assert keys == ["temperature", "top_p", "stop"]
-    both = refused(lookup("claude-sonnet-4-5", "anthropic"),
-                   {"model": "claude-sonnet-4-5", "temperature": 0.2, "top_p": 0.5})
-    assert both == [("top_p", "claude-sonnet-4-5 does not accept temperature and top_p together; "
-                              "top_p will not be sent")]
+    both = refused(
+        lookup("claude-sonnet-4-5", "anthropic"), {"model": "claude-sonnet-4-5", "temperature": 0.2, "top_p": 0.5}
+    )
+    assert both == [
+        ("top_p", "claude-sonnet-4-5 does not accept temperature and top_p together; top_p will not be sent")
+    ]
     hot = refused(lookup("claude-3-haiku", "anthropic"), {"model": "claude-3-haiku", "temperature": 1.5})
     assert hot[0][0] == "temperature" and "up to 1" in hot[0][1]
     assert refused(lookup("gpt-4o"), {"model": "gpt-4o", "temperature": 0.2, "top_p": 0.5, "stop": "x"}) == []
@@ -96,12 +111,14 @@ def test_refused_names_every_rule() -> None:
 
 
 async def test_temperature_absent_in_a_file_is_not_sent_but_the_python_api_keeps_0_7(server: FakeProvider) -> None:
-    wf = load_workflow_text("name: t\nagents:\n  - {name: a, module: Finance, prompt_template: go,"
-                            " llm_config: {model: gpt-4o}}\n")
+    wf = load_workflow_text(
+        "name: t\nagents:\n  - {name: a, module: Finance, prompt_template: go, llm_config: {model: gpt-4o}}\n"
+    )
     assert wf.agents[0].llm_config["temperature"] is None
     api = Workflow("api", "d", [Agent("b", "Finance", "d", {"model": "gpt-4o"}, "go")])
-    engine = OrchestrationEngine(OpenAIClient(api_key=KEY, base_url=f"{server.url}/v1"),
-                                 EngineConfig(rate_limit_config=None))
+    engine = OrchestrationEngine(
+        OpenAIClient(api_key=KEY, base_url=f"{server.url}/v1"), EngineConfig(rate_limit_config=None)
+    )
     for workflow in (wf, api):
         await engine.execute_workflow(await engine.register_workflow(workflow))
     await engine.shutdown()
@@ -151,14 +168,15 @@ async def test_anthropic_output_config_refused_falls_back_to_the_prompt() -> Non
 
 async def test_the_engine_says_so_once_per_run() -> None:
     events: list[Any] = []
-    agents = [Agent(n, "Finance", "d", {"model": "llama-3.1-8b", "base_url": "http://x"}, "go",
-                    output_schema=SCHEMA) for n in ("a", "b", "c")]
+    agents = [
+        Agent(n, "Finance", "d", {"model": "llama-3.1-8b", "base_url": "http://x"}, "go", output_schema=SCHEMA)
+        for n in ("a", "b", "c")
+    ]
     with FakeProvider(refuse_json_schema=500) as server:
         for agent in agents:
             agent.llm_config["base_url"] = f"{server.url}/v1"
         engine = OrchestrationEngine(config=EngineConfig(rate_limit_config=None), sinks=[events.append])
-        wf = Workflow("local", "d", agents, max_parallel_agents=1,
-                      prices={"llama-3.1-8b": {"input": 0, "output": 0}})
+        wf = Workflow("local", "d", agents, max_parallel_agents=1, prices={"llama-3.1-8b": {"input": 0, "output": 0}})
         result = await engine.execute_workflow(await engine.register_workflow(wf))
         await engine.shutdown()
     assert result.status.value == "completed"
@@ -168,14 +186,22 @@ async def test_the_engine_says_so_once_per_run() -> None:
 
 
 async def test_llm_config_response_format_and_workflow_capabilities_choose_the_way(server: FakeProvider) -> None:
-    wf = Workflow("modes", "d", [
-        Agent("by_agent", "Finance", "d", {"model": "gpt-4o", "response_format": "prompt"}, "go",
-              output_schema=SCHEMA),
-        Agent("by_table", "Finance", "d", {"model": "my-llama"}, "go", output_schema=SCHEMA)],
-        max_parallel_agents=1, prices={"my-llama": {"input": 0, "output": 0}},
-        capabilities={"my-llama": {"response_format": "json_object", "stop": False}})
-    engine = OrchestrationEngine(OpenAIClient(api_key=KEY, base_url=f"{server.url}/v1"),
-                                 EngineConfig(rate_limit_config=None))
+    wf = Workflow(
+        "modes",
+        "d",
+        [
+            Agent(
+                "by_agent", "Finance", "d", {"model": "gpt-4o", "response_format": "prompt"}, "go", output_schema=SCHEMA
+            ),
+            Agent("by_table", "Finance", "d", {"model": "my-llama"}, "go", output_schema=SCHEMA),
+        ],
+        max_parallel_agents=1,
+        prices={"my-llama": {"input": 0, "output": 0}},
+        capabilities={"my-llama": {"response_format": "json_object", "stop": False}},
+    )
+    engine = OrchestrationEngine(
+        OpenAIClient(api_key=KEY, base_url=f"{server.url}/v1"), EngineConfig(rate_limit_config=None)
+    )
     result = await engine.execute_workflow(await engine.register_workflow(wf))
     await engine.shutdown()
     assert result.status.value == "completed"
@@ -190,8 +216,13 @@ async def test_llm_config_response_format_and_workflow_capabilities_choose_the_w
 async def test_azure_agent_is_priced_as_its_model(server: FakeProvider, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", server.url)
     monkeypatch.setenv("AZURE_OPENAI_API_KEY", KEY)
-    llm = {"provider": "azure", "model": "erp-gpt4o", "price_as": "gpt-4o", "api_version": "2024-10-21",
-           "temperature": None}
+    llm = {
+        "provider": "azure",
+        "model": "erp-gpt4o",
+        "price_as": "gpt-4o",
+        "api_version": "2024-10-21",
+        "temperature": None,
+    }
     wf = Workflow("azure", "d", [Agent("a", "Finance", "d", llm, "go", output_schema=SCHEMA)])
     pool = ClientPool()
     pool.check_keys([llm])
@@ -205,7 +236,8 @@ async def test_azure_agent_is_priced_as_its_model(server: FakeProvider, monkeypa
     record = engine.cost_tracker.records()[0]
     assert record.model == "erp-gpt4o"
     assert result.total_cost == pytest.approx(
-        engine.cost_tracker.calculate_cost("gpt-4o", record.input_tokens, record.output_tokens), rel=1e-9)
+        engine.cost_tracker.calculate_cost("gpt-4o", record.input_tokens, record.output_tokens), rel=1e-9
+    )
     assert result.total_cost > 0
 
 
@@ -220,9 +252,13 @@ async def test_two_departments_bill_to_two_keys(server: FakeProvider, monkeypatc
     monkeypatch.setenv("HR_OPENAI_KEY", "sk-hr-0123456789abcd")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-shared-0123456789")
     base = f"{server.url}/v1"
-    agents = [Agent("ledger", "Finance", "d", {"model": "gpt-4o", "base_url": base, "api_key_env": "FINANCE_OPENAI_KEY"}, "go"),
-              Agent("payroll", "HR", "d", {"model": "gpt-4o", "base_url": base, "api_key_env": "HR_OPENAI_KEY"}, "go"),
-              Agent("shared", "General", "d", {"model": "gpt-4o", "base_url": base}, "go")]
+    agents = [
+        Agent(
+            "ledger", "Finance", "d", {"model": "gpt-4o", "base_url": base, "api_key_env": "FINANCE_OPENAI_KEY"}, "go"
+        ),
+        Agent("payroll", "HR", "d", {"model": "gpt-4o", "base_url": base, "api_key_env": "HR_OPENAI_KEY"}, "go"),
+        Agent("shared", "General", "d", {"model": "gpt-4o", "base_url": base}, "go"),
+    ]
     engine = OrchestrationEngine(config=EngineConfig(rate_limit_config=None), clients=ClientPool())
     wf = Workflow("keys", "d", agents, max_parallel_agents=1)
     await engine.execute_workflow(await engine.register_workflow(wf))
@@ -262,16 +298,19 @@ agents:
 def _validate(tmp_path: Path, text: str, *args: str) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "wf.yaml"
     path.write_text(text)
-    return subprocess.run([sys.executable, "-m", "orchestrate", "validate", str(path), *args],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrate", "validate", str(path), *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_validate_warns_at_the_line_and_still_passes(tmp_path: Path) -> None:
     proc = _validate(tmp_path, WORKFLOW)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.splitlines()
-    assert f"{tmp_path / 'wf.yaml'}:4:40: warning: agent 'screen': claude-opus-4-7 does not accept " \
-           "temperature; it will not be sent" in lines
+    assert (
+        f"{tmp_path / 'wf.yaml'}:4:40: warning: agent 'screen': claude-opus-4-7 does not accept "
+        "temperature; it will not be sent" in lines
+    )
     assert any(":11:37: warning: agent 'reason': gpt-5-mini does not accept top_p" in line for line in lines)
     assert "Traceback" not in proc.stderr
     data = json.loads(_validate(tmp_path, WORKFLOW, "--format", "json").stdout)
@@ -280,8 +319,10 @@ def test_validate_warns_at_the_line_and_still_passes(tmp_path: Path) -> None:
 
 
 def test_validate_refuses_tools_for_a_model_without_them(tmp_path: Path) -> None:
-    text = WORKFLOW + "  - name: tooled\n    llm_config: {model: o1-mini}\n" \
-                      "    tools: [{function: 'json:dumps', name: dumps}]\n    prompt_template: go\n"
+    text = (
+        WORKFLOW + "  - name: tooled\n    llm_config: {model: o1-mini}\n"
+        "    tools: [{function: 'json:dumps', name: dumps}]\n    prompt_template: go\n"
+    )
     proc = _validate(tmp_path, text)
     assert proc.returncode == 2
     assert ":15:12: agent 'tooled': o1-mini does not accept tools" in proc.stderr
@@ -293,12 +334,15 @@ def test_the_schema_takes_the_new_keys() -> None:
         "prices:\n  gpt-4o-mini: {input: 0, output: 0}\nagents:\n"
         "  - name: a\n    module: Finance\n    prompt_template: go\n"
         "    llm_config: {provider: azure, model: dep, price_as: gpt-4o-mini, api_version: '2024-10-21',"
-        " api_key_env: FIN_KEY, response_format: prompt, temperature: null}\n")
+        " api_key_env: FIN_KEY, response_format: prompt, temperature: null}\n"
+    )
     assert wf.capabilities == {"my-llama": {"response_format": "json_object", "temperature": False}}
     assert wf.to_dict()["capabilities"] == wf.capabilities
     with pytest.raises(UserInputError, match="response_format"):
-        load_workflow_text("name: k\nagents:\n  - {name: a, module: Finance, prompt_template: go,"
-                           " llm_config: {model: gpt-4o, response_format: xml}}\n")
+        load_workflow_text(
+            "name: k\nagents:\n  - {name: a, module: Finance, prompt_template: go,"
+            " llm_config: {model: gpt-4o, response_format: xml}}\n"
+        )
 
 
 # -- the CLI, end to end over HTTP ------------------------------------------------------------------
@@ -310,8 +354,14 @@ def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Complete
     import os
 
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "ANTHROPIC", "AZURE"))}
-    return subprocess.run([sys.executable, "-m", "orchestrate", *args], cwd=cwd, env={**clean, "CI": "true", **env},
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrate", *args],
+        cwd=cwd,
+        env={**clean, "CI": "true", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_the_azure_example_runs_on_its_department_key(tmp_path: Path) -> None:
@@ -324,8 +374,11 @@ def test_the_azure_example_runs_on_its_department_key(tmp_path: Path) -> None:
         missing = _run(["run", example, "-o", str(tmp_path)], {"AZURE_OPENAI_ENDPOINT": fake.url}, tmp_path)
         assert missing.returncode == 2 and "FINANCE_AZURE_OPENAI_KEY" in missing.stderr
         assert not fake.requests
-        proc = _run(["run", example, "-o", str(tmp_path), "--json"],
-                    {"AZURE_OPENAI_ENDPOINT": fake.url, "FINANCE_AZURE_OPENAI_KEY": KEY}, tmp_path)
+        proc = _run(
+            ["run", example, "-o", str(tmp_path), "--json"],
+            {"AZURE_OPENAI_ENDPOINT": fake.url, "FINANCE_AZURE_OPENAI_KEY": KEY},
+            tmp_path,
+        )
     assert proc.returncode == 0, proc.stderr
     assert KEY not in proc.stdout + proc.stderr
     summary = json.loads(proc.stdout)
@@ -356,7 +409,8 @@ def test_a_server_without_json_schema_is_noted_once_in_the_log(tmp_path: Path) -
             "  - {name: count, prompt_template: Count the stock, output_schema: {type: object, required: [n],"
             " properties: {n: {type: integer}}}}\n"
             "  - {name: value, prompt_template: Value the stock, output_schema: {type: object, required: [v],"
-            " properties: {v: {type: number}}}}\n")
+            " properties: {v: {type: number}}}}\n"
+        )
         proc = _run(["run", str(workflow), "-o", str(tmp_path), "--no-progress"], {}, tmp_path)
     assert proc.returncode == 0, proc.stderr
     notes = [line for line in proc.stderr.splitlines() if " note: " in line]

@@ -48,8 +48,15 @@ def env() -> dict[str, str]:
 
 
 def orchestrate(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "orchestrate", *args], cwd=cwd, env=env(), input=stdin,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrate", *args],
+        cwd=cwd,
+        env=env(),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def write(tmp_path: Path, rows: list[dict[str, Any]], latency: float = 0.0) -> tuple[Path, Path]:
@@ -70,9 +77,23 @@ def only_dir(folder: Path) -> Path:
 
 
 def test_the_example_dataset_runs_offline_with_keys_and_shared_inputs(tmp_path: Path) -> None:
-    proc = orchestrate("run", str(EXAMPLE), "--data", str(INVOICES), "--key", "invoice_id", "--input",
-                       "region=US", "--simulate", "--budget", "5", "-o", str(tmp_path / "runs"),
-                       "--json", cwd=tmp_path)
+    proc = orchestrate(
+        "run",
+        str(EXAMPLE),
+        "--data",
+        str(INVOICES),
+        "--key",
+        "invoice_id",
+        "--input",
+        "region=US",
+        "--simulate",
+        "--budget",
+        "5",
+        "-o",
+        str(tmp_path / "runs"),
+        "--json",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["status"] == "completed" and summary["counts"] == {"completed": summary["rows"]}
@@ -91,8 +112,9 @@ def test_the_example_dataset_runs_offline_with_keys_and_shared_inputs(tmp_path: 
 
 
 def test_bad_rows_are_listed_with_their_lines_and_nothing_runs(tmp_path: Path) -> None:
-    workflow, data = write(tmp_path, [{"vendor": "Acme", "spend": 1}, {"vendor": "Bolt", "spend": "lots"},
-                                      {"vendor": "Cog"}])
+    workflow, data = write(
+        tmp_path, [{"vendor": "Acme", "spend": 1}, {"vendor": "Bolt", "spend": "lots"}, {"vendor": "Cog"}]
+    )
     proc = orchestrate("run", str(workflow), "--data", str(data), "-o", str(tmp_path / "runs"), cwd=tmp_path)
     assert proc.returncode == 2
     errors = proc.stderr.splitlines()
@@ -102,8 +124,9 @@ def test_bad_rows_are_listed_with_their_lines_and_nothing_runs(tmp_path: Path) -
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "runs").exists()
 
-    proc = orchestrate("run", str(workflow), "--data", str(data), "--skip-invalid-rows", "-o",
-                       str(tmp_path / "runs"), cwd=tmp_path)
+    proc = orchestrate(
+        "run", str(workflow), "--data", str(data), "--skip-invalid-rows", "-o", str(tmp_path / "runs"), cwd=tmp_path
+    )
     assert proc.returncode == 3, proc.stderr
     statuses = sorted((r["row"], r["status"]) for r in lines(only_dir(tmp_path / "runs") / "results.jsonl"))
     assert statuses == [(1, "completed"), (2, "invalid"), (3, "invalid")]
@@ -112,8 +135,18 @@ def test_bad_rows_are_listed_with_their_lines_and_nothing_runs(tmp_path: Path) -
 def test_csv_from_stdin_with_typed_values(tmp_path: Path) -> None:
     workflow, _ = write(tmp_path, [])
     csv_text = "vendor,spend,region\nAcme,12.5,US\nBolt,3,\n"
-    proc = orchestrate("run", str(workflow), "--data", "-", "--key", "vendor", "-o", str(tmp_path / "runs"),
-                       cwd=tmp_path, stdin=csv_text)
+    proc = orchestrate(
+        "run",
+        str(workflow),
+        "--data",
+        "-",
+        "--key",
+        "vendor",
+        "-o",
+        str(tmp_path / "runs"),
+        cwd=tmp_path,
+        stdin=csv_text,
+    )
     assert proc.returncode == 0, proc.stderr
     rows = {r["key"]: r for r in lines(only_dir(tmp_path / "runs") / "rows.jsonl")}
     assert rows["Acme"]["inputs"] == {"vendor": "Acme", "spend": 12.5, "region": "US"}
@@ -138,8 +171,23 @@ def test_plan_junit_summary_cost_report_and_shard(tmp_path: Path) -> None:
     bounds = json.loads(plan.stdout)
     assert bounds["rows"] == 6 and 0 < bounds["min_cost"] <= bounds["max_cost"] <= 0.5
 
-    proc = orchestrate("run", str(workflow), "--data", str(data), "--key", "vendor", "--shard", "2/3",
-                       "--junit", "junit.xml", "--summary", "summary.md", "-o", "runs", cwd=tmp_path)
+    proc = orchestrate(
+        "run",
+        str(workflow),
+        "--data",
+        str(data),
+        "--key",
+        "vendor",
+        "--shard",
+        "2/3",
+        "--junit",
+        "junit.xml",
+        "--summary",
+        "summary.md",
+        "-o",
+        "runs",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     run_dir = only_dir(tmp_path / "runs")
     assert [r["key"] for r in lines(run_dir / "results.jsonl")] in (["V1", "V4"], ["V4", "V1"])
@@ -147,7 +195,9 @@ def test_plan_junit_summary_cost_report_and_shard(tmp_path: Path) -> None:
     assert suite is not None and {c.get("name") for c in suite.iter("testcase")} == {"row V1", "row V4"}
     assert "| completed | 2 |" in (tmp_path / "summary.md").read_text()
 
-    report = orchestrate("cost-report", str(run_dir), "--by", "row", "--format", "json", "--include-simulated", cwd=tmp_path)
+    report = orchestrate(
+        "cost-report", str(run_dir), "--by", "row", "--format", "json", "--include-simulated", cwd=tmp_path
+    )
     assert report.returncode == 0, report.stderr
     grouped = json.loads(report.stdout)
     assert {r["row"] for r in grouped["rows"]} == {"V1", "V4"}
@@ -157,10 +207,26 @@ def test_plan_junit_summary_cost_report_and_shard(tmp_path: Path) -> None:
 def test_sigkill_mid_batch_then_resume_redoes_only_unfinished_rows(tmp_path: Path) -> None:
     rows = [{"vendor": f"Vendor {i:02d}", "spend": i} for i in range(24)]
     workflow, data = write(tmp_path, rows, latency=0.05)
-    args = [sys.executable, "-m", "orchestrate", "run", str(workflow), "--data", str(data), "--key", "vendor",
-            "--max-rows-parallel", "2"]
-    proc = subprocess.Popen([*args, "-o", str(tmp_path / "runs")], cwd=tmp_path, env=env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = [
+        sys.executable,
+        "-m",
+        "orchestrate",
+        "run",
+        str(workflow),
+        "--data",
+        str(data),
+        "--key",
+        "vendor",
+        "--max-rows-parallel",
+        "2",
+    ]
+    proc = subprocess.Popen(
+        [*args, "-o", str(tmp_path / "runs")],
+        cwd=tmp_path,
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 60
     results = None
     while time.monotonic() < deadline:
@@ -181,8 +247,9 @@ def test_sigkill_mid_batch_then_resume_redoes_only_unfinished_rows(tmp_path: Pat
     assert 5 <= len(done) < 24
     run_dir = results.parent
 
-    resumed = subprocess.run([*args, "--resume", str(run_dir)], cwd=tmp_path, env=env(), capture_output=True,
-                             text=True, timeout=120)
+    resumed = subprocess.run(
+        [*args, "--resume", str(run_dir)], cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=120
+    )
     assert resumed.returncode == 0, resumed.stderr
     latest: dict[str, str] = {}
     for line in lines(run_dir / "results.jsonl"):
@@ -204,10 +271,12 @@ def test_sigkill_mid_batch_then_resume_redoes_only_unfinished_rows(tmp_path: Pat
 
 
 def test_show_a_batch_and_one_row_like_a_single_run(tmp_path: Path) -> None:
-    workflow, data = write(tmp_path, [{"vendor": "Acme", "spend": 1}, {"vendor": "Bolt", "spend": 2},
-                                      {"vendor": "Cog"}])
-    proc = orchestrate("run", str(workflow), "--data", str(data), "--key", "vendor", "--skip-invalid-rows",
-                       "-o", "runs", cwd=tmp_path)
+    workflow, data = write(
+        tmp_path, [{"vendor": "Acme", "spend": 1}, {"vendor": "Bolt", "spend": 2}, {"vendor": "Cog"}]
+    )
+    proc = orchestrate(
+        "run", str(workflow), "--data", str(data), "--key", "vendor", "--skip-invalid-rows", "-o", "runs", cwd=tmp_path
+    )
     assert proc.returncode == 3, proc.stderr
     run_dir = only_dir(tmp_path / "runs")
     overview = orchestrate("show", str(run_dir), cwd=tmp_path)
@@ -230,10 +299,22 @@ def test_sigterm_stops_starting_rows_writes_reports_and_resume_finishes(tmp_path
 
     rows = [{"vendor": f"V{i:02d}", "spend": i} for i in range(30)]
     workflow, data = write(tmp_path, rows, latency=0.05)
-    args = [sys.executable, "-m", "orchestrate", "run", str(workflow), "--data", str(data), "--key", "vendor",
-            "--max-rows-parallel", "2"]
-    proc = subprocess.Popen([*args, "-o", "runs"], cwd=tmp_path, env=env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    args = [
+        sys.executable,
+        "-m",
+        "orchestrate",
+        "run",
+        str(workflow),
+        "--data",
+        str(data),
+        "--key",
+        "vendor",
+        "--max-rows-parallel",
+        "2",
+    ]
+    proc = subprocess.Popen(
+        [*args, "-o", "runs"], cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         found = list((tmp_path / "runs").glob("*/results.jsonl")) if (tmp_path / "runs").exists() else []
@@ -253,11 +334,13 @@ def test_sigterm_stops_starting_rows_writes_reports_and_resume_finishes(tmp_path
     assert f"--data {data} --key vendor --resume runs/{run_dir.name}" in out
     json.loads((run_dir / "cost.json").read_text())
 
-    wrong_key = subprocess.run([*args[:-4], "--resume", str(run_dir)], cwd=tmp_path, env=env(),
-                               capture_output=True, text=True, timeout=60)
+    wrong_key = subprocess.run(
+        [*args[:-4], "--resume", str(run_dir)], cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=60
+    )
     assert wrong_key.returncode == 2 and "ran with --key vendor" in wrong_key.stderr
-    resumed = subprocess.run([*args, "--resume", str(run_dir)], cwd=tmp_path, env=env(), capture_output=True,
-                             text=True, timeout=120)
+    resumed = subprocess.run(
+        [*args, "--resume", str(run_dir)], cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=120
+    )
     assert resumed.returncode == 0, resumed.stderr
     final = json.loads((run_dir / "result.json").read_text())
     assert final["counts"] == {"completed": 30} and final["status"] == "completed"
@@ -278,10 +361,23 @@ def test_an_empty_dataset_is_an_error(tmp_path: Path) -> None:
 
 def test_a_row_carries_the_workflows_declared_outputs(tmp_path: Path) -> None:
     workflow, data = write(tmp_path, [{"vendor": "Acme", "spend": 10}, {"vendor": "Bolt", "spend": 20}])
-    workflow.write_text(workflow.read_text().replace(
-        "agents:\n", "outputs:\n  vendor: \"{inputs.vendor}\"\n  verdict: \"{decide.output}\"\nagents:\n", 1))
-    proc = orchestrate("run", str(workflow), "--data", str(data), "--key", "vendor", "--simulate",
-                       "-o", str(tmp_path / "runs"), cwd=tmp_path)
+    workflow.write_text(
+        workflow.read_text().replace(
+            "agents:\n", 'outputs:\n  vendor: "{inputs.vendor}"\n  verdict: "{decide.output}"\nagents:\n', 1
+        )
+    )
+    proc = orchestrate(
+        "run",
+        str(workflow),
+        "--data",
+        str(data),
+        "--key",
+        "vendor",
+        "--simulate",
+        "-o",
+        str(tmp_path / "runs"),
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     results = lines(only_dir(tmp_path / "runs") / "results.jsonl")
     assert sorted(r["outputs"]["vendor"] for r in results) == ["Acme", "Bolt"]
@@ -290,8 +386,9 @@ def test_a_row_carries_the_workflows_declared_outputs(tmp_path: Path) -> None:
 
 def test_the_closing_lines_put_figures_after_the_counts_and_the_folder_on_its_own_line(tmp_path: Path) -> None:
     workflow, data = write(tmp_path, [{"vendor": "Acme", "spend": 10}, {"vendor": "Bolt", "spend": 20}])
-    proc = orchestrate("run", str(workflow), "--data", str(data), "--simulate", "-o", str(tmp_path / "runs"),
-                       cwd=tmp_path)
+    proc = orchestrate(
+        "run", str(workflow), "--data", str(data), "--simulate", "-o", str(tmp_path / "runs"), cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     tail = proc.stdout.strip().splitlines()[-3:]
     assert tail[0] == "vendor_screen: completed (simulated) - 2/2 rows completed;"

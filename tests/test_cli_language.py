@@ -14,7 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
-STEPS = '''
+STEPS = """
 import json
 import os
 from pathlib import Path
@@ -27,7 +27,7 @@ def check(item):
     if (HERE / f"break-{item}").exists():
         raise RuntimeError(f"{item} is broken")
     return {"item": item, "ok": True}
-'''
+"""
 
 WORKFLOW = """
 name: ledger
@@ -71,8 +71,15 @@ def setup(tmp_path: Path, partial: bool = False) -> Path:
 
 def orchestrate(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CI": "true", "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "orchestrate", *args], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=120, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrate", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def newest(output: Path) -> Path:
@@ -103,19 +110,24 @@ def test_without_a_terminal_the_run_waits_with_exit_4_then_approve_and_resume_fi
     assert rows["post_adjustments"]["status"] == "waiting_approval"
     assert rows["notify"]["status"] == "pending" and rows["independent"]["status"] == "completed"
 
-    approved = orchestrate("approve", str(run_dir), "post_adjustments", "--by", "alice", "--note", "checked",
-                           cwd=tmp_path)
+    approved = orchestrate(
+        "approve", str(run_dir), "post_adjustments", "--by", "alice", "--note", "checked", cwd=tmp_path
+    )
     assert approved.returncode == 0, approved.stderr
     again = orchestrate("approve", str(run_dir), "post_adjustments", cwd=tmp_path)
     assert again.returncode == 2 and "already approved by alice" in again.stderr
     unknown = orchestrate("approve", str(run_dir), "nobody", cwd=tmp_path)
     assert unknown.returncode == 2 and "no agent 'nobody'" in unknown.stderr
-    decided = [json.loads(line) for line in (run_dir / "events.jsonl").read_text("utf-8").splitlines()
-               if '"approval_decided"' in line]
+    decided = [
+        json.loads(line)
+        for line in (run_dir / "events.jsonl").read_text("utf-8").splitlines()
+        if '"approval_decided"' in line
+    ]
     assert decided[-1]["data"]["by"] == "alice" and decided[-1]["data"]["note"] == "checked"
 
-    resumed = orchestrate("run", str(workflow), "--simulate", "-o", str(out), "--resume", str(run_dir),
-                          "--json", cwd=tmp_path)
+    resumed = orchestrate(
+        "run", str(workflow), "--simulate", "-o", str(out), "--resume", str(run_dir), "--json", cwd=tmp_path
+    )
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(resumed.stdout)
     assert summary["status"] == "completed"
@@ -135,11 +147,11 @@ def test_a_rejection_cancels_the_dependents_and_fails_the_run(tmp_path: Path) ->
     out = tmp_path / "runs"
     orchestrate("run", str(workflow), "--simulate", "-o", str(out), cwd=tmp_path)
     run_dir = newest(out)
-    rejected = orchestrate("approve", str(run_dir), "post_adjustments", "--reject", "--note", "wrong period",
-                           cwd=tmp_path)
+    rejected = orchestrate(
+        "approve", str(run_dir), "post_adjustments", "--reject", "--note", "wrong period", cwd=tmp_path
+    )
     assert rejected.returncode == 0, rejected.stderr
-    resumed = orchestrate("run", str(workflow), "--simulate", "-o", str(out), "--resume", str(run_dir),
-                          cwd=tmp_path)
+    resumed = orchestrate("run", str(workflow), "--simulate", "-o", str(out), "--resume", str(run_dir), cwd=tmp_path)
     assert resumed.returncode == 1, resumed.stderr
     rows = agents(result(newest(out)))
     assert rows["post_adjustments"]["status"] == "rejected"
@@ -150,8 +162,9 @@ def test_a_rejection_cancels_the_dependents_and_fails_the_run(tmp_path: Path) ->
 def test_approve_up_front_for_unattended_runs(tmp_path: Path) -> None:
     workflow = setup(tmp_path)
     out = tmp_path / "runs"
-    named = orchestrate("run", str(workflow), "--simulate", "-o", str(out), "--approve", "post_adjustments",
-                        cwd=tmp_path)
+    named = orchestrate(
+        "run", str(workflow), "--simulate", "-o", str(out), "--approve", "post_adjustments", cwd=tmp_path
+    )
     assert named.returncode == 0, named.stderr
     approval = agents(result(newest(out)))["post_adjustments"]["metadata"]["approval"]
     assert approval["source"] == "--approve" and approval["approved"] is True
@@ -173,8 +186,9 @@ def test_resume_reruns_only_the_items_that_failed(tmp_path: Path) -> None:
     assert row["output"]["json"] == [{"item": "a", "ok": True}, None, {"item": "c", "ok": True}]
     (tmp_path / "break-b").unlink()
     (tmp_path / "calls.log").unlink()
-    second = orchestrate("run", str(workflow), "--simulate", "-o", str(out), "--approve-all",
-                         "--resume", str(run_dir), cwd=tmp_path)
+    second = orchestrate(
+        "run", str(workflow), "--simulate", "-o", str(out), "--approve-all", "--resume", str(run_dir), cwd=tmp_path
+    )
     assert second.returncode == 0, second.stderr
     assert (tmp_path / "calls.log").read_text().split() == ["b"]
     row = agents(result(newest(out)))["check_line"]
@@ -183,8 +197,9 @@ def test_resume_reruns_only_the_items_that_failed(tmp_path: Path) -> None:
 
 def test_plan_shows_conditional_agents_and_foreach_bounds(tmp_path: Path) -> None:
     workflow = setup(tmp_path)
-    text = workflow.read_text("utf-8").replace("    prompt_template: notify",
-                                               "    when: \"inputs.lines != []\"\n    prompt_template: notify")
+    text = workflow.read_text("utf-8").replace(
+        "    prompt_template: notify", '    when: "inputs.lines != []"\n    prompt_template: notify'
+    )
     workflow.write_text(text, encoding="utf-8")
     planned = orchestrate("plan", str(workflow), "--json", cwd=tmp_path)
     assert planned.returncode == 0, planned.stderr
@@ -205,16 +220,27 @@ def test_the_finance_close_posts_only_after_the_controller_approves(tmp_path: Pa
     default = orchestrate("run", str(workflow), "--simulate", "-o", str(out), "--json", cwd=tmp_path)
     assert default.returncode == 0, default.stderr  # not asked to post: the posting is skipped
     assert json.loads(default.stdout)["agents"]["post_adjustments"] == "skipped"
-    asked = orchestrate("run", str(workflow), "--simulate", "-o", str(out), "--input", "post_to_ledger=true",
-                        "--json", cwd=tmp_path)
+    asked = orchestrate(
+        "run", str(workflow), "--simulate", "-o", str(out), "--input", "post_to_ledger=true", "--json", cwd=tmp_path
+    )
     assert asked.returncode == 4, asked.stderr
     run_dir = Path(json.loads(asked.stdout)["run_dir"])
     message = agents(result(run_dir))["post_adjustments"]["metadata"]["approval"]["message"]
     assert message.startswith("Post ") and "to the ledger of ACME Holdings Ltd (acme-prod)?" in message
-    assert orchestrate("approve", str(run_dir), "post_adjustments", "--by", "controller",
-                       cwd=tmp_path).returncode == 0
-    resumed = orchestrate("run", str(workflow), "--simulate", "-o", str(out), "--input", "post_to_ledger=true",
-                          "--resume", str(run_dir), "--json", cwd=tmp_path)
+    assert orchestrate("approve", str(run_dir), "post_adjustments", "--by", "controller", cwd=tmp_path).returncode == 0
+    resumed = orchestrate(
+        "run",
+        str(workflow),
+        "--simulate",
+        "-o",
+        str(out),
+        "--input",
+        "post_to_ledger=true",
+        "--resume",
+        str(run_dir),
+        "--json",
+        cwd=tmp_path,
+    )
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(resumed.stdout)
     assert summary["outputs"]["journal_id"].startswith("JE-202610-")
@@ -224,26 +250,32 @@ def test_the_finance_close_posts_only_after_the_controller_approves(tmp_path: Pa
 def test_tags_reach_cost_json_and_cost_report_groups_by_them(tmp_path: Path) -> None:
     out = tmp_path / "runs"
     for name in ("finance_month_end_close", "ap_three_way_match", "hr_onboarding"):
-        proc = orchestrate("run", str(REPO / "workflows" / f"{name}.yaml"), "--simulate", "-o", str(out), "-q",
-                           cwd=tmp_path)
+        proc = orchestrate(
+            "run", str(REPO / "workflows" / f"{name}.yaml"), "--simulate", "-o", str(out), "-q", cwd=tmp_path
+        )
         assert proc.returncode == 0, proc.stderr
     finance = json.loads(next(out.glob("finance_month_end_close-*/cost.json")).read_text("utf-8"))
     jsonschema.validate(finance, json.loads((REPO / "schemas" / "cost.schema.json").read_text("utf-8")))
     assert finance["tags"] == ["finance", "month-end-close"]
     assert finance["agent_tags"]["post_adjustments"] == ["finance", "month-end-close", "ledger-posting"]
-    report = orchestrate("cost-report", str(out), "--by", "tag", "--format", "json", "--include-simulated",
-                         cwd=tmp_path)
+    report = orchestrate(
+        "cost-report", str(out), "--by", "tag", "--format", "json", "--include-simulated", cwd=tmp_path
+    )
     assert report.returncode == 0, report.stderr
     payload = json.loads(report.stdout)
     rows = {row["tag"]: row for row in payload["rows"]}
     assert set(rows) == {"accounts-payable", "finance", "month-end-close", "untagged"}
     assert rows["finance"]["calls"] == rows["month-end-close"]["calls"] == finance["totals"]["calls"]
     # A call with two tags is in two rows, but in the total once.
-    assert payload["total"]["calls"] == rows["accounts-payable"]["calls"] + rows["finance"]["calls"] \
-        + rows["untagged"]["calls"]
+    assert (
+        payload["total"]["calls"]
+        == rows["accounts-payable"]["calls"] + rows["finance"]["calls"] + rows["untagged"]["calls"]
+    )
 
 
-@pytest.mark.parametrize("tampered", ["[]", "null", '{"agents": 5}', '{"agents": [{"name": null, "status": "waiting_approval"}]}'])
+@pytest.mark.parametrize(
+    "tampered", ["[]", "null", '{"agents": 5}', '{"agents": [{"name": null, "status": "waiting_approval"}]}']
+)
 def test_approve_on_a_tampered_result_is_one_line_and_exit_2(tmp_path: Path, tampered: str) -> None:
     workflow = setup(tmp_path)
     out = tmp_path / "runs"

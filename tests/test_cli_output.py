@@ -20,41 +20,78 @@ LONG_MODULE = "Finance-and-Controlling-Shared-Services-EMEA"
 
 def orchestrate(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full = {**os.environ, "CI": "true", "COLUMNS": "80", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "orchestrate", *args], cwd=cwd, env=full,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrate", *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=120
+    )
 
 
 def _cost_json(folder: Path, *, simulated: bool, calls: list[dict[str, object]], run_id: str) -> None:
     folder.mkdir(parents=True)
-    (folder / "cost.json").write_text(json.dumps({
-        "schema_version": 1, "workflow": "invoice_matching", "run_id": run_id, "simulated": simulated,
-        "calls": calls}))
+    (folder / "cost.json").write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "workflow": "invoice_matching",
+                "run_id": run_id,
+                "simulated": simulated,
+                "calls": calls,
+            }
+        )
+    )
 
 
 def _call(cost: float, when: str, model: str = LONG_MODEL, provider: str = "anthropic") -> dict[str, object]:
-    return {"agent": "match_invoices", "model": model, "module": LONG_MODULE, "provider": provider,
-            "cost": cost, "timestamp": when, "input_tokens": 1234567, "output_tokens": 89,
-            "cached_input_tokens": 0, "cache_creation_input_tokens": 0, "reasoning_tokens": 0}
+    return {
+        "agent": "match_invoices",
+        "model": model,
+        "module": LONG_MODULE,
+        "provider": provider,
+        "cost": cost,
+        "timestamp": when,
+        "input_tokens": 1234567,
+        "output_tokens": 89,
+        "cached_input_tokens": 0,
+        "cache_creation_input_tokens": 0,
+        "reasoning_tokens": 0,
+    }
 
 
 @pytest.fixture()
 def runs(tmp_path: Path) -> Path:
     root = tmp_path / "runs"
-    _cost_json(root / "real-october", simulated=False, run_id="real-october",
-               calls=[_call(0.00002055, "2026-10-30T10:00:00+00:00")])
-    _cost_json(root / "real-november", simulated=False, run_id="real-november",
-               calls=[_call(1.25, "2026-11-02T10:00:00+00:00"), _call(0.5, "2026-11-03T10:00:00+00:00")])
-    _cost_json(root / "preview", simulated=True, run_id="preview",
-               calls=[_call(0.75, "2026-11-04T10:00:00+00:00", provider="simulated")])
+    _cost_json(
+        root / "real-october",
+        simulated=False,
+        run_id="real-october",
+        calls=[_call(0.00002055, "2026-10-30T10:00:00+00:00")],
+    )
+    _cost_json(
+        root / "real-november",
+        simulated=False,
+        run_id="real-november",
+        calls=[_call(1.25, "2026-11-02T10:00:00+00:00"), _call(0.5, "2026-11-03T10:00:00+00:00")],
+    )
+    _cost_json(
+        root / "preview",
+        simulated=True,
+        run_id="preview",
+        calls=[_call(0.75, "2026-11-04T10:00:00+00:00", provider="simulated")],
+    )
     return root
 
 
 def test_cost_report_piped_to_a_file_holds_whole_rows(runs: Path, tmp_path: Path) -> None:
     out = tmp_path / "report.txt"
     with out.open("w") as handle:
-        proc = subprocess.run([sys.executable, "-m", "orchestrate", "cost-report", str(runs),
-                               "--by", "module,model"], cwd=tmp_path, stdout=handle, stderr=subprocess.PIPE,
-                              text=True, env={**os.environ, "CI": "true", "COLUMNS": "80"}, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "orchestrate", "cost-report", str(runs), "--by", "module,model"],
+            cwd=tmp_path,
+            stdout=handle,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "CI": "true", "COLUMNS": "80"},
+            timeout=120,
+        )
     assert proc.returncode == 0, proc.stderr
     text = out.read_text()
     assert "…" not in text and "\x1b[" not in text
@@ -107,8 +144,11 @@ def test_plan_and_graph_take_folders_and_print_whole_names_when_piped(tmp_path: 
     assert len(plans) == len(list((ROOT / "workflows").glob("*.yaml")))
     proc = orchestrate("graph", str(ROOT / "workflows"), cwd=tmp_path)
     assert proc.returncode == 0 and "coo_briefing" in proc.stdout and "…" not in proc.stdout
-    graph = json.loads(orchestrate("graph", str(ROOT / "workflows" / "general_weekly_ops_briefing.yaml"),
-                                   "--json", cwd=tmp_path).stdout)
+    graph = json.loads(
+        orchestrate(
+            "graph", str(ROOT / "workflows" / "general_weekly_ops_briefing.yaml"), "--json", cwd=tmp_path
+        ).stdout
+    )
     assert {a["name"] for a in graph["agents"]} >= {"coo_briefing", "hr_summary"}
 
 
@@ -143,16 +183,21 @@ def test_format_choices_are_shown_and_json_is_accepted_everywhere(tmp_path: Path
     assert "--install-completion" in orchestrate("--help", cwd=tmp_path).stdout
 
 
-@pytest.mark.parametrize("words, cword, expected", [
-    ("orchestrate cost-report --format ", 3, ["table", "json", "csv", "markdown"]),
-    ("orchestrate init x --module Fin", 4, ["Finance"]),
-    ("orchestrate sh", 1, ["show"]),
-])
-def test_shell_completion_completes_commands_and_choices(words: str, cword: int, expected: list[str],
-                                                         tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "words, cword, expected",
+    [
+        ("orchestrate cost-report --format ", 3, ["table", "json", "csv", "markdown"]),
+        ("orchestrate init x --module Fin", 4, ["Finance"]),
+        ("orchestrate sh", 1, ["show"]),
+    ],
+)
+def test_shell_completion_completes_commands_and_choices(
+    words: str, cword: int, expected: list[str], tmp_path: Path
+) -> None:
     env = {**os.environ, "_ORCHESTRATE_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(cword)}
-    proc = subprocess.run([sys.executable, "-m", "orchestrate"], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrate"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.stdout.split() == expected, proc.stderr
     script = orchestrate("--show-completion", "bash", cwd=tmp_path).stdout
     assert "_ORCHESTRATE_COMPLETE=complete_bash" in script and "complete " in script

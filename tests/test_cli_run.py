@@ -16,13 +16,20 @@ EXAMPLES = sorted((ROOT / "workflows").glob("*.yaml"))
 RESULT_SCHEMA = json.loads((ROOT / "schemas" / "result.schema.json").read_text())
 
 
-def orchestrate(*args: str, cwd: Path, env: dict[str, str] | None = None,
-                timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def orchestrate(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, "CI": "true", **(env or {})}
     for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
         environment.pop(key, None)
-    return subprocess.run([sys.executable, "-m", "orchestrate", *args], cwd=cwd, env=environment,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrate", *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def run_dirs(output: Path) -> list[Path]:
@@ -33,8 +40,7 @@ def test_there_is_an_example_per_module() -> None:
     modules = set()
     for path in EXAMPLES:
         text = path.read_text()
-        modules.update(m for m in ("HR", "Finance", "Inventory", "Compliance", "General")
-                       if f"module: {m}" in text)
+        modules.update(m for m in ("HR", "Finance", "Inventory", "Compliance", "General") if f"module: {m}" in text)
     assert modules == {"HR", "Finance", "Inventory", "Compliance", "General"}
 
 
@@ -73,32 +79,53 @@ def test_quiet_prints_nothing_on_success(tmp_path: Path) -> None:
 
 
 def test_inputs_on_the_command_line_reach_the_prompts(tmp_path: Path) -> None:
-    proc = orchestrate("run", str(ROOT / "workflows" / "finance_month_end_close.yaml"), "--simulate",
-                       "-o", str(tmp_path), "--input", "period=1999-12", cwd=tmp_path)
+    proc = orchestrate(
+        "run",
+        str(ROOT / "workflows" / "finance_month_end_close.yaml"),
+        "--simulate",
+        "-o",
+        str(tmp_path),
+        "--input",
+        "period=1999-12",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads((run_dirs(tmp_path)[0] / "result.json").read_text())
     assert result["inputs"]["period"] == "1999-12"
 
 
 def test_bad_flags_and_inputs_are_one_line_errors_with_exit_2(tmp_path: Path) -> None:
-    for args in (["--input", "novalue"], ["--input", "no_such_input=1"], ["--max-parallel", "0"],
-                 ["--inputs", str(tmp_path / "missing.json")]):
+    for args in (
+        ["--input", "novalue"],
+        ["--input", "no_such_input=1"],
+        ["--max-parallel", "0"],
+        ["--inputs", str(tmp_path / "missing.json")],
+    ):
         proc = orchestrate("run", str(EXAMPLES[0]), "--simulate", "-o", str(tmp_path), *args, cwd=tmp_path)
         assert proc.returncode == 2, (args, proc.stderr)
         assert "Traceback" not in proc.stderr and proc.stderr.strip()
 
 
 def test_missing_key_is_reported_before_any_call(tmp_path: Path) -> None:
-    proc = orchestrate("run", str(ROOT / "workflows" / "finance_month_end_close.yaml"), "-o", str(tmp_path),
-                       cwd=tmp_path)
+    proc = orchestrate(
+        "run", str(ROOT / "workflows" / "finance_month_end_close.yaml"), "-o", str(tmp_path), cwd=tmp_path
+    )
     assert proc.returncode == 2
     assert "OPENAI_API_KEY" in proc.stderr or "ANTHROPIC_API_KEY" in proc.stderr
     assert not tmp_path.joinpath("runs").exists() and run_dirs(tmp_path) == []
 
 
 def test_budget_override_refuses_agents_and_exits_non_zero(tmp_path: Path) -> None:
-    proc = orchestrate("run", str(ROOT / "workflows" / "finance_month_end_close.yaml"), "--simulate",
-                       "-o", str(tmp_path), "--budget", "0.0001", cwd=tmp_path)
+    proc = orchestrate(
+        "run",
+        str(ROOT / "workflows" / "finance_month_end_close.yaml"),
+        "--simulate",
+        "-o",
+        str(tmp_path),
+        "--budget",
+        "0.0001",
+        cwd=tmp_path,
+    )
     assert proc.returncode in (1, 3)
     result = json.loads((run_dirs(tmp_path)[0] / "result.json").read_text())
     assert any(a["status"] == "budget_exceeded" for a in result["agents"])
@@ -119,8 +146,18 @@ def test_junit_and_summary_artefacts(tmp_path: Path) -> None:
     import xml.etree.ElementTree as ET
 
     junit, summary = tmp_path / "junit.xml", tmp_path / "summary.md"
-    proc = orchestrate("run", str(EXAMPLES[0]), "--simulate", "-o", str(tmp_path / "runs"),
-                       "--junit", str(junit), "--summary", str(summary), cwd=tmp_path)
+    proc = orchestrate(
+        "run",
+        str(EXAMPLES[0]),
+        "--simulate",
+        "-o",
+        str(tmp_path / "runs"),
+        "--junit",
+        str(junit),
+        "--summary",
+        str(summary),
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     suites = ET.parse(junit).getroot()
     cases = suites.findall(".//testcase")

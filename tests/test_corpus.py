@@ -43,7 +43,11 @@ def _validate(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CI": "true"}
     return subprocess.run(
         [sys.executable, "-m", "orchestrate", "validate", *args],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
     )
 
 
@@ -83,8 +87,10 @@ def test_json_format_over_the_whole_folder() -> None:
         assert entry["valid"] is False, entry
         assert entry["problems"], entry
         expected = EXPECTED[Path(entry["file"]).name]
-        assert any(p["line"] == expected["line"]
-                   and str(expected["message"]) in f"{p['message']}; {p['hint']}" for p in entry["problems"]), entry
+        assert any(
+            p["line"] == expected["line"] and str(expected["message"]) in f"{p['message']}; {p['hint']}"
+            for p in entry["problems"]
+        ), entry
 
 
 def test_alias_bomb_is_refused_quickly() -> None:

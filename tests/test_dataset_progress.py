@@ -27,8 +27,9 @@ def finished(status: str, error: str | None = None) -> Any:
 
 def test_plain_lines_every_interval_and_one_per_failed_row() -> None:
     clock, out = Clock(), io.StringIO()
-    log = PlainBatchLog("invoice_review", out, every=10.0, total=4, budget=2.0, spent=lambda: 0.25,
-                        in_flight=lambda: 3, clock=clock)
+    log = PlainBatchLog(
+        "invoice_review", out, every=10.0, total=4, budget=2.0, spent=lambda: 0.25, in_flight=lambda: 3, clock=clock
+    )
     log.start()
     log.row_finished(Row(0, 1, "INV-1", {}), finished("completed"), [], "completed")
     assert len(out.getvalue().splitlines()) == 1  # nothing new before the interval
@@ -41,8 +42,10 @@ def test_plain_lines_every_interval_and_one_per_failed_row() -> None:
     assert lines[0].endswith("invoice_review: 4 rows to run, batch budget $2.0000")
     assert lines[1].endswith("invoice_review row 'INV-2' failed: payment_decision: HTTP 500")
     assert lines[2].endswith("invoice_review row 'line 3' invalid: input 'amount': 'lots' is not a valid number")
-    assert lines[3].endswith("invoice_review: 3/4 rows (1 completed, 1 failed, 0 refused, 1 invalid), 0.3 rows/s, "
-                             "ETA 0m03s, $0.2500 of $2.0000, 3 calls in flight, 1.5s rate-limit waits")
+    assert lines[3].endswith(
+        "invoice_review: 3/4 rows (1 completed, 1 failed, 0 refused, 1 invalid), 0.3 rows/s, "
+        "ETA 0m03s, $0.2500 of $2.0000, 3 calls in flight, 1.5s rate-limit waits"
+    )
 
 
 def test_rows_refused_by_the_batch_budget_take_one_line_not_one_each() -> None:
@@ -57,8 +60,15 @@ def test_rows_refused_by_the_batch_budget_take_one_line_not_one_each() -> None:
 
 def test_live_panel_shows_progress_spend_and_recent_failures() -> None:
     clock = Clock()
-    live = LiveBatch("invoice_review", Console(file=io.StringIO(), width=100), total=10, budget=5.0,
-                     spent=lambda: 1.25, in_flight=lambda: 7, clock=clock)
+    live = LiveBatch(
+        "invoice_review",
+        Console(file=io.StringIO(), width=100),
+        total=10,
+        budget=5.0,
+        spent=lambda: 1.25,
+        in_flight=lambda: 7,
+        clock=clock,
+    )
     for i in range(4):
         live.row_finished(Row(i, i + 1, f"INV-{i}", {}), finished("completed"), [], "completed")
     live.row_finished(Row(4, 5, "INV-4", {}), finished("failed", "fraud_screen: timed out"), [], "failed")
@@ -74,8 +84,9 @@ def test_live_panel_shows_progress_spend_and_recent_failures() -> None:
 
 def test_rows_cancelled_by_an_interrupt_are_counted_as_cancelled_not_failed() -> None:
     out = io.StringIO()
-    log = PlainBatchLog("w", out, every=0.0, total=3, budget=None, spent=lambda: 0.0, in_flight=lambda: 1,
-                        clock=Clock())
+    log = PlainBatchLog(
+        "w", out, every=0.0, total=3, budget=None, spent=lambda: 0.0, in_flight=lambda: 1, clock=Clock()
+    )
     log.row_finished(Row(0, 1, "a", {}), finished("completed"), [], "completed")
     log.row_finished(Row(1, 2, "b", {}), finished("cancelled", "interrupted by SIGINT"), [], "cancelled")
     assert (log.failed, log.cancelled) == (0, 1)

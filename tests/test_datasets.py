@@ -12,8 +12,8 @@ import pytest
 from orchestrate.errors import UserInputError
 from orchestrate.llm.simulated import SimulatedClient
 from orchestrate.observe.dataset_report import BatchRecorder, JsonLines, load_prior, read_json_lines
-from orchestrate.run.dataset_run import BatchRunner, default_rows_parallel
 from orchestrate.run.dataset import BadRow, Dataset, Row, parse_shard
+from orchestrate.run.dataset_run import BatchRunner, default_rows_parallel
 from orchestrate.run.engine import EngineConfig, OrchestrationEngine
 from orchestrate.workflow.loader import load_workflow_text
 
@@ -53,13 +53,11 @@ def dataset(path: Path, **kwargs: Any) -> Dataset:
 
 def test_csv_values_are_converted_to_the_declared_types(tmp_path: Path) -> None:
     path = tmp_path / "vendors.csv"
-    path.write_text("vendor,spend,employees,sanctioned\nAcme GmbH,1200.50,42,yes\n"
-                    "\"Bolt, Nut & Co\",99,,false\n")
+    path.write_text('vendor,spend,employees,sanctioned\nAcme GmbH,1200.50,42,yes\n"Bolt, Nut & Co",99,,false\n')
     rows = list(dataset(path))
     assert all(isinstance(r, Row) for r in rows)
     first, second = rows
-    assert first.values == {"vendor": "Acme GmbH", "spend": 1200.5, "employees": 42, "sanctioned": True,
-                            "region": "EU"}
+    assert first.values == {"vendor": "Acme GmbH", "spend": 1200.5, "employees": 42, "sanctioned": True, "region": "EU"}
     assert (first.line, second.line) == (2, 3)
     assert second.values["vendor"] == "Bolt, Nut & Co"
     assert second.values["employees"] == 10  # an empty cell is not given: the default applies
@@ -78,8 +76,10 @@ def test_jsonl_rows_keep_their_json_types_and_blank_lines_are_skipped(tmp_path: 
 
 def test_bad_rows_say_their_line_and_why(tmp_path: Path) -> None:
     path = tmp_path / "vendors.jsonl"
-    path.write_text('{"vendor": "Acme", "spend": 10}\n{"vendor": "Bolt", "spend": "lots"}\n'
-                    '{"vendor": "Cog"}\n{"vendor": "Dyn", "spend": 1, "colour": "red"}\n[1, 2]\n{"vendor": \n')
+    path.write_text(
+        '{"vendor": "Acme", "spend": 10}\n{"vendor": "Bolt", "spend": "lots"}\n'
+        '{"vendor": "Cog"}\n{"vendor": "Dyn", "spend": 1, "colour": "red"}\n[1, 2]\n{"vendor": \n'
+    )
     data = dataset(path)
     check = data.check()
     assert (check.rows, check.valid, check.bad_count) == (6, 1, 5)
@@ -106,8 +106,10 @@ def test_csv_rows_with_the_wrong_number_of_values_and_bad_headers(tmp_path: Path
 
 def test_key_column_names_rows_and_duplicates_are_bad(tmp_path: Path) -> None:
     path = tmp_path / "v.jsonl"
-    path.write_text('{"id": "V-1", "vendor": "Acme", "spend": 1}\n{"id": "V-2", "vendor": "Bolt", "spend": 2}\n'
-                    '{"id": "V-1", "vendor": "Cog", "spend": 3}\n{"vendor": "Dyn", "spend": 4}\n')
+    path.write_text(
+        '{"id": "V-1", "vendor": "Acme", "spend": 1}\n{"id": "V-2", "vendor": "Bolt", "spend": 2}\n'
+        '{"id": "V-1", "vendor": "Cog", "spend": 3}\n{"vendor": "Dyn", "spend": 4}\n'
+    )
     rows = list(dataset(path, key="id"))
     assert [r.key for r in rows[:2]] == ["V-1", "V-2"]
     assert "id" not in rows[0].values  # the key column need not be an input
@@ -150,23 +152,39 @@ def test_default_rows_parallel_fills_the_calls_cap() -> None:
 
 def rows_file(tmp_path: Path, n: int) -> Path:
     path = tmp_path / "rows.jsonl"
-    path.write_text("".join(json.dumps({"vendor": f"Vendor {i:04d} " + "x" * (i % 7), "spend": i})
-                            + "\n" for i in range(n)))
+    path.write_text(
+        "".join(json.dumps({"vendor": f"Vendor {i:04d} " + "x" * (i % 7), "spend": i}) + "\n" for i in range(n))
+    )
     return path
 
 
-async def run_batch(tmp_path: Path, n: int, *, budget: float | None, rows_parallel: int,
-                    latency: float = 0.0, prior: Any = None, skip: set[str] | None = None) -> tuple[Any, Path]:
+async def run_batch(
+    tmp_path: Path,
+    n: int,
+    *,
+    budget: float | None,
+    rows_parallel: int,
+    latency: float = 0.0,
+    prior: Any = None,
+    skip: set[str] | None = None,
+) -> tuple[Any, Path]:
     wf = template(latency)
     run_dir = tmp_path / "batch"
     run_dir.mkdir(exist_ok=True)
     engine = OrchestrationEngine(SimulatedClient(), EngineConfig(max_concurrent_workflows=rows_parallel))
-    recorder = BatchRecorder(run_dir, wf, engine.cost_tracker, batch_id="b", simulated=True, budget=budget,
-                             prior=prior)
+    recorder = BatchRecorder(run_dir, wf, engine.cost_tracker, batch_id="b", simulated=True, budget=budget, prior=prior)
     data = Dataset(rows_file(tmp_path, n), workflow_name=wf.name, declared=wf.inputs)
-    runner = BatchRunner(engine, wf, data, sinks=[recorder], batch_id="b", budget=budget,
-                         max_rows_parallel=rows_parallel, completed=skip or set(),
-                         reuse=prior.reuse if prior is not None else None)
+    runner = BatchRunner(
+        engine,
+        wf,
+        data,
+        sinks=[recorder],
+        batch_id="b",
+        budget=budget,
+        max_rows_parallel=rows_parallel,
+        completed=skip or set(),
+        reuse=prior.reuse if prior is not None else None,
+    )
     engine.add_sink(recorder)
     await runner.run()
     await engine.shutdown()
@@ -274,8 +292,7 @@ def test_batch_runner_records_invalid_rows_when_asked(tmp_path: Path) -> None:
         engine = OrchestrationEngine(SimulatedClient(), EngineConfig())
         recorder = BatchRecorder(run_dir, wf, engine.cost_tracker, batch_id="b", simulated=True, budget=None)
         data = Dataset(path, workflow_name=wf.name, declared=wf.inputs)
-        await BatchRunner(engine, wf, data, sinks=[recorder], batch_id="b", budget=None,
-                          max_rows_parallel=2).run()
+        await BatchRunner(engine, wf, data, sinks=[recorder], batch_id="b", budget=None, max_rows_parallel=2).run()
         await engine.shutdown()
         recorder.finish("partially_completed")
 
@@ -289,12 +306,28 @@ def test_resume_carries_over_the_finished_agents_of_a_row_that_did_not_finish(tm
     run_dir.mkdir()
     events = [
         {"type": "row_started", "workflow_id": "w1", "workflow": "vendor_screen", "data": {"key": "acme"}},
-        {"type": "agent_finished", "workflow_id": "w1", "agent": "screen",
-         "data": {"status": "completed", "fingerprint": "f1", "output": {"text": "ok"}, "tokens_used": 12,
-                  "cost": 0.001, "model": "gpt-4o-mini", "provider": "simulated",
-                  "started_at": "2026-11-25T10:00:00+00:00", "completed_at": "2026-11-25T10:00:01+00:00"}},
-        {"type": "agent_finished", "workflow_id": "w1", "agent": "risk",
-         "data": {"status": "failed", "fingerprint": "f2"}},
+        {
+            "type": "agent_finished",
+            "workflow_id": "w1",
+            "agent": "screen",
+            "data": {
+                "status": "completed",
+                "fingerprint": "f1",
+                "output": {"text": "ok"},
+                "tokens_used": 12,
+                "cost": 0.001,
+                "model": "gpt-4o-mini",
+                "provider": "simulated",
+                "started_at": "2026-11-25T10:00:00+00:00",
+                "completed_at": "2026-11-25T10:00:01+00:00",
+            },
+        },
+        {
+            "type": "agent_finished",
+            "workflow_id": "w1",
+            "agent": "risk",
+            "data": {"status": "failed", "fingerprint": "f2"},
+        },
     ]
     (run_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
     prior = load_prior(run_dir)

@@ -25,9 +25,15 @@ from tests.scripted import FakeSleep, ScriptedClient, response
 
 def agent(name: str, deps: tuple[str, ...] = (), prompt: str | None = None, **fields: Any) -> Agent:
     llm = {"model": "gpt-4o-mini", "max_tokens": 50, **fields.pop("llm", {})}
-    return Agent(name=name, module=fields.pop("module", "Finance"), description=f"agent {name}",
-                 llm_config=llm, prompt_template=prompt or f"task {name}", dependencies=list(deps),
-                 **fields)
+    return Agent(
+        name=name,
+        module=fields.pop("module", "Finance"),
+        description=f"agent {name}",
+        llm_config=llm,
+        prompt_template=prompt or f"task {name}",
+        dependencies=list(deps),
+        **fields,
+    )
 
 
 def workflow(*agents: Agent, **fields: Any) -> Workflow:
@@ -46,8 +52,9 @@ async def run(engine: OrchestrationEngine, wf: Workflow) -> Workflow:
 
 async def test_agents_start_only_after_their_dependencies_complete() -> None:
     client = ScriptedClient(delay=0.001)
-    wf = workflow(agent("load"), agent("check_a", ("load",)), agent("check_b", ("load",)),
-                  agent("report", ("check_a", "check_b")))
+    wf = workflow(
+        agent("load"), agent("check_a", ("load",)), agent("check_b", ("load",)), agent("report", ("check_a", "check_b"))
+    )
     result = await run(engine_for(client), wf)
     assert result.status is WorkflowStatus.COMPLETED
     order = [p.split()[1] for p in client.started]
@@ -57,16 +64,14 @@ async def test_agents_start_only_after_their_dependencies_complete() -> None:
 
 async def test_higher_priority_starts_first_among_ready_agents() -> None:
     client = ScriptedClient()
-    wf = workflow(agent("low", priority=2), agent("high", priority=9), agent("mid", priority=5),
-                  max_parallel_agents=1)
+    wf = workflow(agent("low", priority=2), agent("high", priority=9), agent("mid", priority=5), max_parallel_agents=1)
     await run(engine_for(client), wf)
     assert [p.split()[1] for p in client.started] == ["high", "mid", "low"]
 
 
 async def test_equal_priority_prefers_the_longest_remaining_chain() -> None:
     client = ScriptedClient()
-    wf = workflow(agent("lone"), agent("head"), agent("mid", ("head",)), agent("tail", ("mid",)),
-                  max_parallel_agents=1)
+    wf = workflow(agent("lone"), agent("head"), agent("mid", ("head",)), agent("tail", ("mid",)), max_parallel_agents=1)
     await run(engine_for(client), wf)
     assert [p.split()[1] for p in client.started][0] == "head"
 
@@ -94,8 +99,11 @@ async def test_each_agent_keeps_its_own_timeout_whatever_the_start_order() -> No
     """Deadlines share one timer: a short timeout started after a long one must still fire on time."""
     delays = {"task patient": 0.3, "task hasty": 2.0, "task later": 0.0}
     client = ScriptedClient(delay=lambda prompt: delays[prompt])
-    wf = workflow(agent("patient", timeout=10.0, priority=9), agent("hasty", timeout=0.05, priority=5),
-                  agent("later", ("patient",), timeout=0.01))
+    wf = workflow(
+        agent("patient", timeout=10.0, priority=9),
+        agent("hasty", timeout=0.05, priority=5),
+        agent("later", ("patient",), timeout=0.01),
+    )
     loop = asyncio.get_running_loop()
     started = loop.time()
     result = await run(engine_for(client), wf)
@@ -115,19 +123,24 @@ async def test_workflow_timeout_cancels_everything_in_flight() -> None:
     assert "timed out" in result.error
 
 
-@pytest.mark.parametrize(("strategy", "expected"), [
-    (RetryStrategy.EXPONENTIAL_BACKOFF, [0.5, 1.0, 2.0]),
-    (RetryStrategy.LINEAR_BACKOFF, [0.5, 1.0, 1.5]),
-    (RetryStrategy.CONSTANT_DELAY, [0.5, 0.5, 0.5]),
-    (RetryStrategy.IMMEDIATE, []),
-])
+@pytest.mark.parametrize(
+    ("strategy", "expected"),
+    [
+        (RetryStrategy.EXPONENTIAL_BACKOFF, [0.5, 1.0, 2.0]),
+        (RetryStrategy.LINEAR_BACKOFF, [0.5, 1.0, 1.5]),
+        (RetryStrategy.CONSTANT_DELAY, [0.5, 0.5, 0.5]),
+        (RetryStrategy.IMMEDIATE, []),
+    ],
+)
 async def test_retry_strategies_wait_as_configured(strategy: RetryStrategy, expected: list[float]) -> None:
     failures = iter([True, True, True])
-    client = ScriptedClient(lambda m, model, o: ProviderUnavailableError("busy", status_code=503)
-                            if next(failures, False) else "fine")
+    client = ScriptedClient(
+        lambda m, model, o: ProviderUnavailableError("busy", status_code=503) if next(failures, False) else "fine"
+    )
     sleep = FakeSleep()
-    engine = engine_for(client, sleep, default_retry_policy=RetryPolicy(
-        strategy=strategy, base_delay=0.5, max_delay=10, jitter=False))
+    engine = engine_for(
+        client, sleep, default_retry_policy=RetryPolicy(strategy=strategy, base_delay=0.5, max_delay=10, jitter=False)
+    )
     result = await run(engine, workflow(agent("a", max_retries=3)))
     assert result.agents[0].status is AgentStatus.COMPLETED
     assert result.agents[0].result.retry_count == 3
@@ -136,8 +149,11 @@ async def test_retry_strategies_wait_as_configured(strategy: RetryStrategy, expe
 
 async def test_retry_after_from_the_provider_is_honoured() -> None:
     failures = iter([True])
-    client = ScriptedClient(lambda m, model, o: RateLimitError("slow down", status_code=429, retry_after=7.5)
-                            if next(failures, False) else "fine")
+    client = ScriptedClient(
+        lambda m, model, o: (
+            RateLimitError("slow down", status_code=429, retry_after=7.5) if next(failures, False) else "fine"
+        )
+    )
     sleep = FakeSleep()
     result = await run(engine_for(client, sleep), workflow(agent("a")))
     assert result.status is WorkflowStatus.COMPLETED
@@ -147,8 +163,9 @@ async def test_retry_after_from_the_provider_is_honoured() -> None:
 async def test_non_retriable_errors_fail_at_once_and_call_on_failure() -> None:
     seen: list[str] = []
     client = ScriptedClient(lambda m, model, o: AuthenticationError("invalid key", status_code=401))
-    engine = OrchestrationEngine(client, EngineConfig(rate_limit_config=None),
-                                 on_failure=lambda a, r: seen.append(a.name), sleep=FakeSleep())
+    engine = OrchestrationEngine(
+        client, EngineConfig(rate_limit_config=None), on_failure=lambda a, r: seen.append(a.name), sleep=FakeSleep()
+    )
     result = await run(engine, workflow(agent("a", max_retries=5)))
     assert result.agents[0].status is AgentStatus.FAILED
     assert len(client.calls) == 1 and seen == ["a"]
@@ -165,13 +182,22 @@ async def test_retries_stop_at_max_retries() -> None:
 
 async def test_failure_skips_dependents_and_finishes_independent_branches() -> None:
     client = ScriptedClient(lambda m, model, o: AuthenticationError("no") if "bad" in m[-1]["content"] else "ok")
-    wf = workflow(agent("bad"), agent("child", ("bad",)), agent("grandchild", ("child",)),
-                  agent("good"), agent("good_child", ("good",)))
+    wf = workflow(
+        agent("bad"),
+        agent("child", ("bad",)),
+        agent("grandchild", ("child",)),
+        agent("good"),
+        agent("good_child", ("good",)),
+    )
     result = await run(engine_for(client), wf)
     status = {a.name: a.status for a in result.agents}
-    assert status == {"bad": AgentStatus.FAILED, "child": AgentStatus.CANCELLED,
-                      "grandchild": AgentStatus.CANCELLED, "good": AgentStatus.COMPLETED,
-                      "good_child": AgentStatus.COMPLETED}
+    assert status == {
+        "bad": AgentStatus.FAILED,
+        "child": AgentStatus.CANCELLED,
+        "grandchild": AgentStatus.CANCELLED,
+        "good": AgentStatus.COMPLETED,
+        "good_child": AgentStatus.COMPLETED,
+    }
     assert "dependency 'bad' failed" in result.get_agent_by_name("child").result.error
     assert result.status is WorkflowStatus.PARTIALLY_COMPLETED
 
@@ -196,8 +222,7 @@ async def test_execute_multiple_workflows_honours_max_concurrent_workflows() -> 
             running["now"] -= 1
 
     engine.add_sink(sink)
-    ids = [await engine.register_workflow(workflow(agent("a"), agent("b", ("a",)), name=f"w{i}"))
-           for i in range(5)]
+    ids = [await engine.register_workflow(workflow(agent("a"), agent("b", ("a",)), name=f"w{i}")) for i in range(5)]
     results = await engine.execute_multiple_workflows(ids)
     assert [r.status for r in results] == [WorkflowStatus.COMPLETED] * 5
     assert running["max"] == 2
@@ -257,13 +282,22 @@ async def test_tool_loop_calls_a_real_python_function() -> None:
     def answer(messages: list[dict[str, Any]], model: str, options: dict[str, Any]) -> Any:
         tool_results = [m for m in messages if m["role"] == "tool"]
         if len(tool_results) == 0:
-            return response("", model, finish_reason="tool_calls", tool_calls=[
-                ToolCall("c1", "lookup_balance", {"account": "4000"}),
-                ToolCall("c2", "lookup_balance", {"account": "9999"})])
+            return response(
+                "",
+                model,
+                finish_reason="tool_calls",
+                tool_calls=[
+                    ToolCall("c1", "lookup_balance", {"account": "4000"}),
+                    ToolCall("c2", "lookup_balance", {"account": "9999"}),
+                ],
+            )
         return "balances: " + " | ".join(m["content"] for m in tool_results)
 
-    tool = {"function": "tests.test_engine:lookup_balance", "description": "GL balance",
-            "parameters": {"type": "object", "properties": {"account": {"type": "string"}}}}
+    tool = {
+        "function": "tests.test_engine:lookup_balance",
+        "description": "GL balance",
+        "parameters": {"type": "object", "properties": {"account": {"type": "string"}}},
+    }
     client = ScriptedClient(answer)
     result = await run(engine_for(client), workflow(agent("a", tools=[tool])))
     a = result.agents[0]

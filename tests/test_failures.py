@@ -11,26 +11,34 @@ from orchestrate import Agent, AgentResult, AgentStatus, FailureHandler, RetryPo
 
 def test_reference_defaults() -> None:
     policy = RetryPolicy()
-    assert (policy.max_retries, policy.strategy, policy.base_delay, policy.max_delay,
-            policy.exponential_base, policy.jitter) == (
-        3, RetryStrategy.EXPONENTIAL_BACKOFF, 1.0, 60.0, 2.0, True)
+    assert (
+        policy.max_retries,
+        policy.strategy,
+        policy.base_delay,
+        policy.max_delay,
+        policy.exponential_base,
+        policy.jitter,
+    ) == (3, RetryStrategy.EXPONENTIAL_BACKOFF, 1.0, 60.0, 2.0, True)
 
 
 def test_reference_example_policy() -> None:
-    policy = RetryPolicy(max_retries=5, strategy=RetryStrategy.EXPONENTIAL_BACKOFF,
-                         base_delay=2.0, max_delay=120.0, jitter=True)
+    policy = RetryPolicy(
+        max_retries=5, strategy=RetryStrategy.EXPONENTIAL_BACKOFF, base_delay=2.0, max_delay=120.0, jitter=True
+    )
     assert policy.max_retries == 5 and policy.max_delay == 120.0
 
 
-@pytest.mark.parametrize(("strategy", "delays"), [
-    (RetryStrategy.EXPONENTIAL_BACKOFF, [2.0, 6.0, 18.0, 30.0]),
-    (RetryStrategy.LINEAR_BACKOFF, [2.0, 4.0, 6.0, 8.0]),
-    (RetryStrategy.CONSTANT_DELAY, [2.0, 2.0, 2.0, 2.0]),
-    (RetryStrategy.IMMEDIATE, [0.0, 0.0, 0.0, 0.0]),
-])
+@pytest.mark.parametrize(
+    ("strategy", "delays"),
+    [
+        (RetryStrategy.EXPONENTIAL_BACKOFF, [2.0, 6.0, 18.0, 30.0]),
+        (RetryStrategy.LINEAR_BACKOFF, [2.0, 4.0, 6.0, 8.0]),
+        (RetryStrategy.CONSTANT_DELAY, [2.0, 2.0, 2.0, 2.0]),
+        (RetryStrategy.IMMEDIATE, [0.0, 0.0, 0.0, 0.0]),
+    ],
+)
 def test_each_strategy_delay_sequence(strategy: RetryStrategy, delays: list[float]) -> None:
-    policy = RetryPolicy(strategy=strategy, base_delay=2.0, exponential_base=3.0, max_delay=30.0,
-                         jitter=False)
+    policy = RetryPolicy(strategy=strategy, base_delay=2.0, exponential_base=3.0, max_delay=30.0, jitter=False)
     assert [policy.get_delay(n) for n in range(1, 5)] == delays
 
 
@@ -53,8 +61,14 @@ def test_strategy_may_be_given_by_name() -> None:
 
 
 def _agent(max_retries: int = 3) -> Agent:
-    return Agent(name="a", module="HR", description="", llm_config={"model": "gpt-4o"},
-                 prompt_template="x", max_retries=max_retries)
+    return Agent(
+        name="a",
+        module="HR",
+        description="",
+        llm_config={"model": "gpt-4o"},
+        prompt_template="x",
+        max_retries=max_retries,
+    )
 
 
 def test_handle_failure_retries_only_retriable_results_within_max_retries() -> None:

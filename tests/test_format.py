@@ -25,10 +25,16 @@ EXAMPLES = sorted((ROOT / "workflows").glob("*.yaml"))
 
 
 def test_agent_defaults_and_methods_as_the_reference_states() -> None:
-    agent = Agent(name="data_processor", module="Finance", description="Process financial data",
-                  llm_config={"model": "gpt-4", "temperature": 0.7},
-                  prompt_template="Process the following data: {data}",
-                  max_retries=3, timeout=300.0, cost_limit=1.0)
+    agent = Agent(
+        name="data_processor",
+        module="Finance",
+        description="Process financial data",
+        llm_config={"model": "gpt-4", "temperature": 0.7},
+        prompt_template="Process the following data: {data}",
+        max_retries=3,
+        timeout=300.0,
+        cost_limit=1.0,
+    )
     assert (agent.tools, agent.dependencies, agent.priority) == ([], [], 5)
     assert agent.status is AgentStatus.PENDING and agent.result is None
     assert Agent("a", "HR", "d", {}, "p").max_retries == 3
@@ -44,27 +50,44 @@ def test_agent_defaults_and_methods_as_the_reference_states() -> None:
 
 def test_result_and_workflow_defaults_and_methods() -> None:
     result = AgentResult("a", AgentStatus.FAILED, metadata={"retriable": True})
-    assert (result.output, result.error, result.tokens_used, result.cost, result.retry_count) \
-        == (None, None, 0, 0.0, 0)
+    assert (result.output, result.error, result.tokens_used, result.cost, result.retry_count) == (None, None, 0, 0.0, 0)
     assert not result.is_success() and result.is_retriable()
     assert AgentResult("a", AgentStatus.RATE_LIMITED).is_retriable()
     assert not AgentResult("a", AgentStatus.BUDGET_EXCEEDED).is_retriable()
     assert AgentResult("a", AgentStatus.COMPLETED).to_dict()["status"] == "completed"
-    wf = Workflow(name="analysis", description="Data analysis",
-                  agents=[Agent("a", "HR", "d", {}, "p", priority=2),
-                          Agent("b", "HR", "d", {}, "p", priority=9),
-                          Agent("c", "HR", "d", {}, "p", dependencies=["a"])])
-    assert (wf.max_parallel_agents, wf.cost_budget, wf.timeout, wf.allow_partial_completion) \
-        == (10, 100.0, 3600.0, True)
+    wf = Workflow(
+        name="analysis",
+        description="Data analysis",
+        agents=[
+            Agent("a", "HR", "d", {}, "p", priority=2),
+            Agent("b", "HR", "d", {}, "p", priority=9),
+            Agent("c", "HR", "d", {}, "p", dependencies=["a"]),
+        ],
+    )
+    assert (wf.max_parallel_agents, wf.cost_budget, wf.timeout, wf.allow_partial_completion) == (
+        10,
+        100.0,
+        3600.0,
+        True,
+    )
     assert wf.status is WorkflowStatus.PENDING
     assert [a.name for a in wf.get_ready_agents()] == ["b", "a"]
     assert wf.get_agent_by_name("c") is wf.agents[2] and wf.get_agent_by_name("zz") is None
     stats = wf.get_statistics()
     assert stats["total_agents"] == 3 and stats["agents_by_status"]["pending"] == 3
     # The reference's statuses, plus the workflow language's skipped, waiting_approval, rejected.
-    assert {s.value for s in AgentStatus} == {"pending", "running", "completed", "failed", "cancelled",
-                                              "rate_limited", "budget_exceeded", "skipped",
-                                              "waiting_approval", "rejected"}
+    assert {s.value for s in AgentStatus} == {
+        "pending",
+        "running",
+        "completed",
+        "failed",
+        "cancelled",
+        "rate_limited",
+        "budget_exceeded",
+        "skipped",
+        "waiting_approval",
+        "rejected",
+    }
 
 
 def test_a_workflow_file_is_the_to_dict_of_a_workflow(tmp_path: Path) -> None:
@@ -90,8 +113,12 @@ def test_the_examples_validate_and_cover_every_module() -> None:
 
 
 def test_schema_command_prints_the_shipped_schema_which_is_the_repo_one() -> None:
-    proc = subprocess.run([sys.executable, "-m", "orchestrate", "schema"], capture_output=True, text=True,
-                          env={**os.environ, "CI": "true"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrate", "schema"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CI": "true"},
+    )
     printed = json.loads(proc.stdout)
     assert printed == json.loads((ROOT / "schemas" / "workflow.schema.json").read_text())
     jsonschema.Draft202012Validator.check_schema(printed)
@@ -125,7 +152,8 @@ agents:
 
 def test_every_problem_is_reported_at_once() -> None:
     with pytest.raises(WorkflowValidationError) as caught:
-        load_workflow_text("""name: x
+        load_workflow_text(
+            """name: x
 agents:
   - name: a
     module: Finanse
@@ -137,7 +165,9 @@ agents:
     llm_config: {model: gpt-4o}
     prompt_template: "{a.output}"
     dependancies: [a]
-""", file="x.yaml")
+""",
+            file="x.yaml",
+        )
     lines = [str(p) for p in caught.value.problems]
     # The misspelled `dependancies` is one problem: the template is checked as if it were spelled
     # right, so `{a.output}` is not also reported as "not upstream".
@@ -162,16 +192,19 @@ agents:
 # -- safe YAML ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text, message", [
-    ("name: !!python/object/apply:os.system ['echo owned']\nagents: []\n", "is not allowed"),
-    ("name: !custom x\nagents: []\n", "is not allowed"),
-    ("base: &b {module: HR}\nname: x\nagents:\n  - <<: *b\n    name: a\n", "merge keys"),
-    ("name: x\nname: y\nagents: []\n", "duplicate key 'name'"),
-    ("- just\n- a list\n", "expected a workflow"),
-    ("", "the file is empty"),
-    ("name: x\nagents: [\n", "invalid YAML"),
-    ("a: " + "[" * 100 + "]" * 100 + "\n", "nesting"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("name: !!python/object/apply:os.system ['echo owned']\nagents: []\n", "is not allowed"),
+        ("name: !custom x\nagents: []\n", "is not allowed"),
+        ("base: &b {module: HR}\nname: x\nagents:\n  - <<: *b\n    name: a\n", "merge keys"),
+        ("name: x\nname: y\nagents: []\n", "duplicate key 'name'"),
+        ("- just\n- a list\n", "expected a workflow"),
+        ("", "the file is empty"),
+        ("name: x\nagents: [\n", "invalid YAML"),
+        ("a: " + "[" * 100 + "]" * 100 + "\n", "nesting"),
+    ],
+)
 def test_unsafe_or_malformed_yaml_is_refused_with_a_position(text: str, message: str) -> None:
     with pytest.raises(WorkflowValidationError) as caught:
         load_workflow_text(text, file="f.yaml")
@@ -210,17 +243,24 @@ def test_size_limit_and_encoding(tmp_path: Path) -> None:
 
 
 def test_templates_render_inputs_and_upstream_outputs() -> None:
-    outputs = {"ledger": {"text": '{"total": 12, "rows": [{"id": 7}]}', "json": {"total": 12, "rows": [{"id": 7}]}},
-               "memo": {"text": "plain words"}}
-    text = render("{period} {inputs.period} {ledger.output.total} {agents.ledger.output.rows.0.id} "
-                  "{memo} {memo.output.text} {{literal}}",
-                  inputs={"period": "2026-10"}, outputs=outputs)
+    outputs = {
+        "ledger": {"text": '{"total": 12, "rows": [{"id": 7}]}', "json": {"total": 12, "rows": [{"id": 7}]}},
+        "memo": {"text": "plain words"},
+    }
+    text = render(
+        "{period} {inputs.period} {ledger.output.total} {agents.ledger.output.rows.0.id} "
+        "{memo} {memo.output.text} {{literal}}",
+        inputs={"period": "2026-10"},
+        outputs=outputs,
+    )
     assert text == "2026-10 2026-10 12 7 plain words plain words {literal}"
     assert render("{ledger}", inputs={}, outputs=outputs) == '{"rows": [{"id": 7}], "total": 12}'
 
 
-@pytest.mark.parametrize("template", ["{x.__class__}", "{a.__globals__}", "{a[0]}", "{a!r}", "{a:>10}",
-                                      "{a()}", "{}", "{a", "a}", "{a.b c}", "{0}"])
+@pytest.mark.parametrize(
+    "template",
+    ["{x.__class__}", "{a.__globals__}", "{a[0]}", "{a!r}", "{a:>10}", "{a()}", "{}", "{a", "a}", "{a.b c}", "{0}"],
+)
 def test_templates_refuse_anything_but_names(template: str) -> None:
     with pytest.raises(TemplateError):
         references(template)
@@ -246,10 +286,15 @@ inputs:
 agents:
   - {name: a, module: Finance, prompt_template: "{period} {threshold}", llm_config: {model: gpt-4o}}
 """
-    wf = load_workflow_text(text, inputs={"period": "2026-11", "threshold": "12.5", "strict": "yes",
-                                          "entities": '["ACME UK", "ACME DE"]'})
-    assert wf.input_values == {"period": "2026-11", "threshold": 12.5, "strict": True,
-                               "entities": ["ACME UK", "ACME DE"]}
+    wf = load_workflow_text(
+        text, inputs={"period": "2026-11", "threshold": "12.5", "strict": "yes", "entities": '["ACME UK", "ACME DE"]'}
+    )
+    assert wf.input_values == {
+        "period": "2026-11",
+        "threshold": 12.5,
+        "strict": True,
+        "entities": ["ACME UK", "ACME DE"],
+    }
     with pytest.raises(UserInputError, match="needs input 'period'"):
         load_workflow_text(text)
     with pytest.raises(UserInputError, match="unknown input 'perod'"):
@@ -262,8 +307,14 @@ agents:
 
 
 def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "orchestrate", *args], cwd=cwd, capture_output=True,
-                          text=True, env={**os.environ, "CI": "true"}, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrate", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CI": "true"},
+        timeout=60,
+    )
 
 
 def test_validate_reports_every_file_and_exits_by_the_worst(tmp_path: Path) -> None:
@@ -276,7 +327,7 @@ def test_validate_reports_every_file_and_exits_by_the_worst(tmp_path: Path) -> N
     assert proc.returncode == 0 and "1 file valid" in proc.stdout
     proc = _cli("validate", str(tmp_path))  # a folder is searched, *.yml too
     assert proc.returncode == 2
-    (line,) = [l for l in proc.stderr.splitlines() if l.startswith(str(bad))]
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith(str(bad))]
     assert ": priority: must be at most 10, got 12" in line
     report = json.loads(_cli("validate", str(tmp_path), "--format", "json").stdout)
     assert report["valid"] is False and {f["valid"] for f in report["files"]} == {True, False}

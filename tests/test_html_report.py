@@ -23,8 +23,9 @@ from tests.sample_runs import HOSTILE, run_sample
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "orchestrate", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrate", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.fixture
@@ -87,11 +88,30 @@ def test_unknown_and_future_statuses_render_with_their_own_names(sample_dir: Pat
 
 
 def test_dataset_batch_folder_gets_counts_distributions_and_failed_rows(sample_dir: Path) -> None:
-    rows = [{"key": f"INV-{i}", "row": i, "status": "completed", "cost": 0.001 * i, "tokens": 100,
-             "duration_seconds": 0.5 + i / 10, "error": None} for i in range(1, 40)]
-    rows.append({"key": "INV-<40>", "row": 40, "status": "failed", "cost": 0.0, "tokens": 0,
-                 "duration_seconds": 0.1, "error": "vendor <unknown>"})
-    (sample_dir / "results.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n{\"key\": \"torn")
+    rows = [
+        {
+            "key": f"INV-{i}",
+            "row": i,
+            "status": "completed",
+            "cost": 0.001 * i,
+            "tokens": 100,
+            "duration_seconds": 0.5 + i / 10,
+            "error": None,
+        }
+        for i in range(1, 40)
+    ]
+    rows.append(
+        {
+            "key": "INV-<40>",
+            "row": 40,
+            "status": "failed",
+            "cost": 0.0,
+            "tokens": 0,
+            "duration_seconds": 0.1,
+            "error": "vendor <unknown>",
+        }
+    )
+    (sample_dir / "results.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + '\n{"key": "torn')
     html = render_report([load_run_folder(sample_dir)])
     section = html.split("<h3>Dataset rows</h3>", 1)[1].split("</section>", 1)[0]
     assert ">40</div>" in section and "Cost per row" in section and "Time per row" in section
@@ -130,9 +150,11 @@ def test_report_command_refuses_what_is_not_a_run_folder(tmp_path: Path, sample_
 
 def test_every_cli_run_writes_report_html_even_when_it_fails(tmp_path: Path) -> None:
     flow = tmp_path / "wf.yaml"
-    flow.write_text("name: doomed\nagents:\n  - name: only\n    module: HR\n"
-                    "    llm_config: {model: gpt-4o-mini, failure_rate: 1.0}\n"
-                    "    max_retries: 0\n    prompt_template: hello\n")
+    flow.write_text(
+        "name: doomed\nagents:\n  - name: only\n    module: HR\n"
+        "    llm_config: {model: gpt-4o-mini, failure_rate: 1.0}\n"
+        "    max_retries: 0\n    prompt_template: hello\n"
+    )
     done = cli("run", str(flow), "--simulate", "-o", str(tmp_path / "runs"), "--no-progress")
     assert done.returncode == 1
     (run_dir,) = (tmp_path / "runs").iterdir()
@@ -141,9 +163,11 @@ def test_every_cli_run_writes_report_html_even_when_it_fails(tmp_path: Path) -> 
 
 def test_a_run_that_spent_nothing_says_so_under_cost(tmp_path: Path) -> None:
     flow = tmp_path / "wf.yaml"
-    flow.write_text("name: doomed\nagents:\n  - name: only\n    module: HR\n"
-                    "    llm_config: {model: gpt-4o-mini, failure_rate: 1.0}\n"
-                    "    max_retries: 0\n    prompt_template: hello\n")
+    flow.write_text(
+        "name: doomed\nagents:\n  - name: only\n    module: HR\n"
+        "    llm_config: {model: gpt-4o-mini, failure_rate: 1.0}\n"
+        "    max_retries: 0\n    prompt_template: hello\n"
+    )
     assert cli("run", str(flow), "--simulate", "-o", str(tmp_path / "runs"), "--no-progress").returncode == 1
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert "nothing was spent" in (run_dir / "report.html").read_text()
@@ -170,7 +194,8 @@ def test_report_opens_in_headless_chromium_offline(tmp_path: Path, proxy: Record
         "  - name: fx_revaluation\n    llm_config: {model: gpt-4o-mini, failure_rate: 1.0}\n"
         "    max_retries: 1\n    retry: {strategy: immediate}\n    prompt_template: Revalue FX\n"
         "  - name: close_memo\n    dependencies: [bank_reconciliation, accruals_review]\n"
-        "    prompt_template: 'Memo on {bank_reconciliation.output} and {accruals_review.output}'\n")
+        "    prompt_template: 'Memo on {bank_reconciliation.output} and {accruals_review.output}'\n"
+    )
     done = cli("run", str(flow), "--simulate", "-o", str(tmp_path / "runs"), "--no-progress")
     assert done.returncode == 3, done.stderr
     (run_dir,) = (tmp_path / "runs").iterdir()
@@ -180,8 +205,9 @@ def test_report_opens_in_headless_chromium_offline(tmp_path: Path, proxy: Record
     control.write_text('<html><body><p>control</p><img src="http://leak.example/pixel.png"></body></html>')
     with Browser(proxy.port) as browser:
         leaky = browser.load(control.as_uri())
-        page = browser.load(report.as_uri(), evaluate=(
-            "document.title", "document.querySelectorAll('script,img,iframe,link').length"))
+        page = browser.load(
+            report.as_uri(), evaluate=("document.title", "document.querySelectorAll('script,img,iframe,link').length")
+        )
     assert any("leak.example" in url for url in leaky.requests)
     assert any("leak.example" in line for line in proxy.page_requests())
     assert page.requests == [report.as_uri()]  # the document itself, nothing else
@@ -192,8 +218,10 @@ def test_report_opens_in_headless_chromium_offline(tmp_path: Path, proxy: Record
     text = page.text
     for agent in result["agents"]:
         assert agent["name"] in text
-    assert page.values == {"document.title": "month_end_close · orchestrate report",  # no script ran
-                           "document.querySelectorAll('script,img,iframe,link').length": 0}
+    assert page.values == {
+        "document.title": "month_end_close · orchestrate report",  # no script ran
+        "document.querySelectorAll('script,img,iframe,link').length": 0,
+    }
     total = result["total_cost"]
     assert f"${total:.6f}" in text or f"${total:.4f}" in text
     failed = next(a for a in result["agents"] if a["name"] == "fx_revaluation")
@@ -206,16 +234,28 @@ def test_report_opens_in_headless_chromium_offline(tmp_path: Path, proxy: Record
 
 def test_a_dataset_batch_folder_gets_its_rows_agents_across_rows_and_failed_rows(tmp_path: Path) -> None:
     flow = tmp_path / "vendors.yaml"
-    flow.write_text("name: vendor_screen\nallow_partial_completion: true\n"
-                    "defaults: {module: Compliance, llm_config: {model: gpt-4o-mini, max_tokens: 40}}\n"
-                    "inputs: {vendor: {type: string}}\nagents:\n"
-                    "  - name: lookup\n    prompt_template: 'Look up <{vendor}>'\n"
-                    "  - name: sanctions\n    llm_config: {model: gpt-4o-mini, failure_rate: 1.0}\n"
-                    "    max_retries: 0\n    prompt_template: 'Screen {vendor}'\n")
+    flow.write_text(
+        "name: vendor_screen\nallow_partial_completion: true\n"
+        "defaults: {module: Compliance, llm_config: {model: gpt-4o-mini, max_tokens: 40}}\n"
+        "inputs: {vendor: {type: string}}\nagents:\n"
+        "  - name: lookup\n    prompt_template: 'Look up <{vendor}>'\n"
+        "  - name: sanctions\n    llm_config: {model: gpt-4o-mini, failure_rate: 1.0}\n"
+        "    max_retries: 0\n    prompt_template: 'Screen {vendor}'\n"
+    )
     data = tmp_path / "vendors.jsonl"
     data.write_text('{"vendor": "ACME GmbH"}\n{"vendor": "Globex"}\n{"vendor": "Initech"}\n')
-    done = cli("run", str(flow), "--data", str(data), "--key", "vendor", "--simulate", "--no-progress",
-               "-o", str(tmp_path / "runs"))
+    done = cli(
+        "run",
+        str(flow),
+        "--data",
+        str(data),
+        "--key",
+        "vendor",
+        "--simulate",
+        "--no-progress",
+        "-o",
+        str(tmp_path / "runs"),
+    )
     assert done.returncode == 1, done.stderr  # no row completed
     (run_dir,) = (tmp_path / "runs").iterdir()
     html = (run_dir / "report.html").read_text()
@@ -230,13 +270,25 @@ def test_a_dataset_batch_folder_gets_its_rows_agents_across_rows_and_failed_rows
 def test_a_resumed_batch_is_reported_by_each_rows_last_state(tmp_path: Path) -> None:
     """A resumed batch appends a row again when it runs it again; the page counts its last state."""
     flow = tmp_path / "vendors.yaml"
-    flow.write_text("name: vendor_screen\ndefaults: {module: Compliance, llm_config: {model: gpt-4o-mini}}\n"
-                    "inputs: {vendor: {type: string}}\nagents:\n  - name: lookup\n"
-                    "    prompt_template: 'Look up {vendor}'\n")
+    flow.write_text(
+        "name: vendor_screen\ndefaults: {module: Compliance, llm_config: {model: gpt-4o-mini}}\n"
+        "inputs: {vendor: {type: string}}\nagents:\n  - name: lookup\n"
+        "    prompt_template: 'Look up {vendor}'\n"
+    )
     data = tmp_path / "vendors.jsonl"
     data.write_text('{"vendor": "ACME"}\n{"vendor": "Globex"}\n')
-    done = cli("run", str(flow), "--data", str(data), "--key", "vendor", "--simulate", "--no-progress",
-               "-o", str(tmp_path / "runs"))
+    done = cli(
+        "run",
+        str(flow),
+        "--data",
+        str(data),
+        "--key",
+        "vendor",
+        "--simulate",
+        "--no-progress",
+        "-o",
+        str(tmp_path / "runs"),
+    )
     assert done.returncode == 0, done.stderr
     (run_dir,) = (tmp_path / "runs").iterdir()
     # What an interrupted first session followed by a resume leaves: the row twice, cancelled then done.

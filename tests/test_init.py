@@ -18,8 +18,9 @@ from orchestrate.workflow.starter import module_named, starter_files
 
 def orchestrate(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CI": "true"}
-    return subprocess.run([sys.executable, "-m", "orchestrate", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrate", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -46,8 +47,11 @@ def test_init_then_validate_plan_and_run_simulated(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     summary = json.loads(run.stdout)
     assert summary["status"] == "completed" and set(summary["agents"]) == {"extract_invoice", "approval_note"}
-    result = json.loads((Path(summary["run_dir"]) if Path(summary["run_dir"]).is_absolute()
-                         else tmp_path / summary["run_dir"]).joinpath("result.json").read_text())
+    result = json.loads(
+        (Path(summary["run_dir"]) if Path(summary["run_dir"]).is_absolute() else tmp_path / summary["run_dir"])
+        .joinpath("result.json")
+        .read_text()
+    )
     note = next(a for a in result["agents"] if a["name"] == "approval_note")
     assert "{" not in note["metadata"]["prompt"]  # every placeholder was filled from the upstream answer
 
@@ -60,8 +64,9 @@ def test_init_with_tools_writes_a_module_the_run_calls(tmp_path: Path) -> None:
     run = orchestrate("run", "vendor_screening.yaml", "--simulate", "-o", "runs", "--json", cwd=tmp_path / "flows")
     assert run.returncode == 0, run.stderr
     result_dir = tmp_path / "flows" / json.loads(run.stdout)["run_dir"]
-    profile = next(a for a in json.loads((result_dir / "result.json").read_text())["agents"]
-                   if a["name"] == "vendor_profile")
+    profile = next(
+        a for a in json.loads((result_dir / "result.json").read_text())["agents"] if a["name"] == "vendor_profile"
+    )
     assert profile["metadata"]["tool_log"][0]["tool"] == "lookup_vendor"
     assert profile["metadata"]["tool_log"][0]["error"] is None
 

@@ -69,10 +69,15 @@ def _run_in_pty(tmp_path: Path, signals: int) -> tuple[str, int]:
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 80, 0, 0))
     env = {k: v for k, v in os.environ.items() if k not in ("CI", "NO_COLOR")}
     env.update(TERM="xterm-256color", COLUMNS="80", LINES="30")
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrate", "run", str(_workflow(tmp_path)),
-                             "-o", str(tmp_path / "runs")],
-                            stdin=slave, stdout=slave, stderr=slave, cwd=tmp_path, env=env,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrate", "run", str(_workflow(tmp_path)), "-o", str(tmp_path / "runs")],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        cwd=tmp_path,
+        env=env,
+        start_new_session=True,
+    )
     os.close(slave)
     out: list[str] = []
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from orchestrate.jsonline import json_line
@@ -18,9 +18,17 @@ class _Point:
 
 
 def test_a_journal_line_reads_back_as_json_would_have_written_it() -> None:
-    moment = datetime(2026, 11, 26, 1, 2, 3, 456000, tzinfo=timezone.utc)
-    value = {"text": "Überweisung 5 €", "n": 3, "f": 0.1, "ok": True, "none": None, "when": moment,
-             "obj": _Point(1), "list": [1, "a"]}
+    moment = datetime(2026, 11, 26, 1, 2, 3, 456000, tzinfo=UTC)
+    value = {
+        "text": "Überweisung 5 €",
+        "n": 3,
+        "f": 0.1,
+        "ok": True,
+        "none": None,
+        "when": moment,
+        "obj": _Point(1),
+        "list": [1, "a"],
+    }
     line = json_line(value)
     assert line.endswith(b"\n") and line.count(b"\n") == 1
     expected = json.loads(json.dumps(value, default=str))  # datetimes and objects as str(), as before
@@ -43,9 +51,11 @@ def test_a_group_commit_writes_a_turns_lines_at_its_end_calls_first(tmp_path: Pa
     results = JsonLines(tmp_path / "results.jsonl", commit=commit)
     written: list[str] = []
     for journal in (calls, results):  # note the order in which the files are written
+
         def write(data: bytes, journal: JsonLines = journal, inner=journal._write) -> None:  # type: ignore[no-untyped-def]
             written.append(journal.path.name)
             inner(data)
+
         journal._write = write  # type: ignore[method-assign]
 
     async def turn() -> None:

@@ -17,7 +17,7 @@ from orchestrate.workflow.loader import load_workflow_text
 from orchestrate.workflow.models import Workflow
 from tests.scripted import FakeSleep, ScriptedClient
 
-STEPS = '''
+STEPS = """
 import asyncio
 import json
 import threading
@@ -52,7 +52,7 @@ def check(item, index):
     if item.get("bad"):
         raise ValueError(f"line {index} is bad")
     return {"sku": item["sku"], "ok": True}
-'''
+"""
 
 
 @pytest.fixture
@@ -103,7 +103,10 @@ def head(partial: bool = False) -> str:
 
 
 async def test_code_steps_sync_in_a_thread_async_awaited_and_values_passed_whole(tmp_path: Path, steps: str) -> None:
-    wf = load(tmp_path, head() + f"""
+    wf = load(
+        tmp_path,
+        head()
+        + f"""
 inputs:
   count: {{type: integer, default: 3}}
 agents:
@@ -117,7 +120,8 @@ agents:
   - name: write
     dependencies: [add]
     prompt_template: "Total {{add.output.total}} within {{add.output.tolerance}}"
-""")
+""",
+    )
     client = ScriptedClient()
     done = await run(wf, client)
     assert done.status is WorkflowStatus.COMPLETED, statuses(done)
@@ -130,13 +134,17 @@ agents:
 
 
 async def test_a_code_step_exception_is_a_failed_attempt_and_is_retried(tmp_path: Path, steps: str) -> None:
-    wf = load(tmp_path, head() + f"""
+    wf = load(
+        tmp_path,
+        head()
+        + f"""
 agents:
   - name: flaky
     function: "{steps}:flaky"
     arguments: {{fail_times: 2}}
     max_retries: 3
-""")
+""",
+    )
     sleep = FakeSleep()
     done = await run(wf, sleep=sleep)
     result = done.agents[0].result
@@ -145,7 +153,10 @@ agents:
 
 
 async def test_a_code_step_fails_after_max_retries_and_on_a_value_that_is_not_json(tmp_path: Path, steps: str) -> None:
-    wf = load(tmp_path, head(partial=True) + f"""
+    wf = load(
+        tmp_path,
+        head(partial=True)
+        + f"""
 agents:
   - name: flaky
     function: "{steps}:flaky"
@@ -154,7 +165,8 @@ agents:
   - name: odd
     function: "{steps}:not_json"
     max_retries: 3
-""")
+""",
+    )
     done = await run(wf)
     flaky, odd = (a.result for a in done.agents)
     assert flaky.status is AgentStatus.FAILED and flaky.retry_count == 1
@@ -163,27 +175,35 @@ agents:
 
 
 async def test_a_code_step_output_is_checked_against_its_output_schema(tmp_path: Path, steps: str) -> None:
-    wf = load(tmp_path, head() + f"""
+    wf = load(
+        tmp_path,
+        head()
+        + f"""
 agents:
   - name: echo
     function: "{steps}:echo"
     arguments: {{amount: "not a number"}}
     output_schema: {{type: object, properties: {{amount: {{type: number}}}}}}
-""")
+""",
+    )
     done = await run(wf)
     assert done.agents[0].status is AgentStatus.FAILED
     assert "does not satisfy output_schema" in done.agents[0].result.error
 
 
 async def test_a_slow_code_step_times_out(tmp_path: Path, steps: str) -> None:
-    wf = load(tmp_path, head(partial=True) + f"""
+    wf = load(
+        tmp_path,
+        head(partial=True)
+        + f"""
 agents:
   - name: slow
     function: "{steps}:slow"
     timeout: 0.05
   - name: other
     prompt_template: independent
-""")
+""",
+    )
     done = await run(wf)
     assert done.agents[0].status is AgentStatus.CANCELLED
     assert "timed out after 0.05s" in done.agents[0].result.error
@@ -194,7 +214,9 @@ agents:
 
 
 def conditions(steps: str, level: str) -> str:
-    return head() + f"""
+    return (
+        head()
+        + f"""
 inputs:
   region: {{type: string, default: eu}}
 agents:
@@ -214,13 +236,13 @@ agents:
     function: "{steps}:echo"
     arguments: {{escalated: "{{escalate.output}}"}}
 """
+    )
 
 
 async def test_a_false_condition_skips_the_agent_and_its_dependents_without_a_when(tmp_path: Path, steps: str) -> None:
     client = ScriptedClient()
     done = await run(load(tmp_path, conditions(steps, "low")), client)
-    assert statuses(done) == {"risk": "completed", "escalate": "skipped", "notify": "skipped",
-                              "archive": "completed"}
+    assert statuses(done) == {"risk": "completed", "escalate": "skipped", "notify": "skipped", "archive": "completed"}
     assert done.status is WorkflowStatus.COMPLETED
     assert client.calls == []  # skipped agents cost nothing
     assert done.get_agent_by_name("archive").result.output["json"] == {"escalated": None}
@@ -231,8 +253,12 @@ async def test_a_false_condition_skips_the_agent_and_its_dependents_without_a_wh
 async def test_a_true_condition_runs_the_agent(tmp_path: Path, steps: str) -> None:
     client = ScriptedClient()
     done = await run(load(tmp_path, conditions(steps, "high")), client)
-    assert statuses(done) == {"risk": "completed", "escalate": "completed", "notify": "completed",
-                              "archive": "completed"}
+    assert statuses(done) == {
+        "risk": "completed",
+        "escalate": "completed",
+        "notify": "completed",
+        "archive": "completed",
+    }
     assert client.started[0] == "escalate"
 
 
@@ -242,7 +268,10 @@ async def test_inputs_decide_conditions_too(tmp_path: Path, steps: str) -> None:
 
 
 async def test_a_failed_upstream_cancels_a_conditional_dependent(tmp_path: Path, steps: str) -> None:
-    wf = load(tmp_path, head(partial=True) + f"""
+    wf = load(
+        tmp_path,
+        head(partial=True)
+        + f"""
 agents:
   - name: broken
     function: "{steps}:flaky"
@@ -254,14 +283,18 @@ agents:
     prompt_template: never
   - name: fine
     prompt_template: fine
-""")
+""",
+    )
     done = await run(wf)
     assert statuses(done) == {"broken": "failed", "after": "cancelled", "fine": "completed"}
     assert done.status is WorkflowStatus.PARTIALLY_COMPLETED
 
 
 async def test_a_condition_that_cannot_be_evaluated_fails_the_agent(tmp_path: Path, steps: str) -> None:
-    wf = load(tmp_path, head() + f"""
+    wf = load(
+        tmp_path,
+        head()
+        + f"""
 agents:
   - name: risk
     function: "{steps}:echo"
@@ -270,7 +303,8 @@ agents:
     dependencies: [risk]
     when: "risk.output.level == 'high'"
     prompt_template: never
-""")
+""",
+    )
     done = await run(wf)
     assert done.get_agent_by_name("next").status is AgentStatus.FAILED
     assert "when " in done.get_agent_by_name("next").result.error
@@ -280,9 +314,14 @@ agents:
 
 
 def fan_out(steps: str, *, partial: bool = False, max_items: int = 3, llm: bool = False) -> str:
-    body = ('prompt_template: "Check {item.sku} qty {item.qty} (line {item_index})"' if llm else
-            f'function: "{steps}:check"\n    arguments: {{item: "{{item}}", index: "{{item_index}}"}}')
-    return head(partial) + f"""
+    body = (
+        'prompt_template: "Check {item.sku} qty {item.qty} (line {item_index})"'
+        if llm
+        else f'function: "{steps}:check"\n    arguments: {{item: "{{item}}", index: "{{item_index}}"}}'
+    )
+    return (
+        head(partial)
+        + f"""
 inputs:
   lines: {{type: array, default: []}}
 outputs:
@@ -297,6 +336,7 @@ agents:
     dependencies: [check_line]
     prompt_template: "Report on {{check_line.output}}"
 """
+    )
 
 
 async def test_foreach_over_an_empty_list_completes_at_once_with_an_empty_list(tmp_path: Path, steps: str) -> None:
@@ -318,7 +358,9 @@ async def test_foreach_over_one_item_calls_once_with_the_item(tmp_path: Path, st
 
 async def test_foreach_items_run_in_parallel_under_max_parallel_agents(tmp_path: Path, steps: str) -> None:
     lines = [{"sku": f"S{i}", "qty": i} for i in range(12)]
-    text = fan_out(steps, llm=True, max_items=20).replace("allow_partial_completion", "max_parallel_agents: 4\nallow_partial_completion")
+    text = fan_out(steps, llm=True, max_items=20).replace(
+        "allow_partial_completion", "max_parallel_agents: 4\nallow_partial_completion"
+    )
     client = ScriptedClient(delay=0.005)
     done = await run(load(tmp_path, text, lines=lines), client)
     assert done.status is WorkflowStatus.COMPLETED
@@ -360,8 +402,10 @@ async def test_item_failures_with_partial_completion_list_the_failed_indexes(tmp
 
 async def test_resume_redoes_only_the_items_that_did_not_complete(tmp_path: Path, steps: str) -> None:
     lines = [{"sku": "A", "qty": 1}, {"sku": "B", "qty": 2}, {"sku": "C", "qty": 3}]
+
     def answer(messages: list[dict[str, Any]], model: str, options: dict[str, Any]) -> Any:
         from orchestrate.errors import BadRequestError
+
         return BadRequestError("refused") if " B " in messages[-1]["content"] else "fine"
 
     refuse_b = ScriptedClient(answer)
@@ -369,8 +413,9 @@ async def test_resume_redoes_only_the_items_that_did_not_complete(tmp_path: Path
     prior = first.agents[0].result
     assert prior.metadata["failed_items"] == [1]
     again = ScriptedClient()
-    second = await run(load(tmp_path, fan_out(steps, partial=True, llm=True), lines=lines), again,
-                       reuse={"check_line": prior})
+    second = await run(
+        load(tmp_path, fan_out(steps, partial=True, llm=True), lines=lines), again, reuse={"check_line": prior}
+    )
     assert again.started[:1] == ["Check B qty 2 (line 1)"] and len(again.started) == 2  # item B, then report
     result = second.agents[0].result
     assert result.status is AgentStatus.COMPLETED and "failed_items" not in result.metadata
@@ -382,7 +427,9 @@ async def test_resume_redoes_only_the_items_that_did_not_complete(tmp_path: Path
 
 
 def approvals(partial: bool = False) -> str:
-    return head(partial) + """
+    return (
+        head(partial)
+        + """
 agents:
   - name: adjustments
     prompt_template: adjustments
@@ -396,16 +443,23 @@ agents:
   - name: independent
     prompt_template: independent
 """
+    )
 
 
 async def test_without_a_decision_the_agent_waits_and_the_run_ends_waiting(tmp_path: Path) -> None:
     client = ScriptedClient()
     done = await run(load(tmp_path, approvals()), client)
-    assert statuses(done) == {"adjustments": "completed", "post": "waiting_approval", "notify": "pending",
-                              "independent": "completed"}
+    assert statuses(done) == {
+        "adjustments": "completed",
+        "post": "waiting_approval",
+        "notify": "pending",
+        "independent": "completed",
+    }
     assert done.status is WorkflowStatus.WAITING
     assert done.get_agent_by_name("post").result.metadata["approval"] == {
-        "status": "waiting", "message": "Post ok: adjustments to the ledger?"}
+        "status": "waiting",
+        "message": "Post ok: adjustments to the ledger?",
+    }
 
 
 async def test_an_approved_agent_runs_and_carries_the_decision(tmp_path: Path) -> None:
@@ -416,15 +470,22 @@ async def test_an_approved_agent_runs_and_carries_the_decision(tmp_path: Path) -
     assert meta["by"] == "alice" and meta["decision"] == "approved" and meta["note"] == "checked"
 
 
-@pytest.mark.parametrize("partial,expected", [(False, WorkflowStatus.FAILED),
-                                              (True, WorkflowStatus.PARTIALLY_COMPLETED)])
-async def test_a_rejected_agent_cancels_its_dependents(tmp_path: Path, partial: bool,
-                                                        expected: WorkflowStatus) -> None:
+@pytest.mark.parametrize(
+    "partial,expected", [(False, WorkflowStatus.FAILED), (True, WorkflowStatus.PARTIALLY_COMPLETED)]
+)
+async def test_a_rejected_agent_cancels_its_dependents(tmp_path: Path, partial: bool, expected: WorkflowStatus) -> None:
     client = ScriptedClient()
-    done = await run(load(tmp_path, approvals(partial)), client,
-                     decisions={"post": Decision.now("post", False, "bob", note="too much")})
-    assert statuses(done) == {"adjustments": "completed", "post": "rejected", "notify": "cancelled",
-                              "independent": "completed"}
+    done = await run(
+        load(tmp_path, approvals(partial)),
+        client,
+        decisions={"post": Decision.now("post", False, "bob", note="too much")},
+    )
+    assert statuses(done) == {
+        "adjustments": "completed",
+        "post": "rejected",
+        "notify": "cancelled",
+        "independent": "completed",
+    }
     assert done.get_agent_by_name("post").result.error == "rejected by bob: too much"
     assert done.status is expected
     assert "post" not in client.started
@@ -446,7 +507,11 @@ async def test_an_approver_is_asked_when_the_agent_is_reached(tmp_path: Path) ->
 
 
 async def test_outputs_name_values_and_keep_their_type(tmp_path: Path, steps: str) -> None:
-    done = await run(load(tmp_path, head() + f"""
+    done = await run(
+        load(
+            tmp_path,
+            head()
+            + f"""
 outputs:
   total: "{{add.output.total}}"
   sentence: "Total is {{add.output.total}}"
@@ -454,12 +519,16 @@ agents:
   - name: add
     function: "{steps}:echo"
     arguments: {{total: 12.5}}
-"""))
+""",
+        )
+    )
     assert done.output_values == {"total": 12.5, "sentence": "Total is 12.5"}
 
 
 def test_an_input_can_come_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    text = head() + """
+    text = (
+        head()
+        + """
 inputs:
   tenant: {type: string, env: ERP_TENANT}
   limit: {type: integer, env: ERP_LIMIT, default: 5}
@@ -467,6 +536,7 @@ agents:
   - name: a
     prompt_template: "{tenant} {limit}"
 """
+    )
     monkeypatch.delenv("ERP_TENANT", raising=False)
     monkeypatch.delenv("ERP_LIMIT", raising=False)
     with pytest.raises(UserInputError, match="set the environment variable ERP_TENANT"):
@@ -481,14 +551,18 @@ def test_prompt_and_system_files_are_read_next_to_the_workflow(tmp_path: Path) -
     (tmp_path / "prompts").mkdir()
     (tmp_path / "prompts" / "extract.md").write_text("Extract lines for {period}", encoding="utf-8")
     (tmp_path / "prompts" / "system.md").write_text("You are an AP clerk.", encoding="utf-8")
-    wf = load(tmp_path, head() + """
+    wf = load(
+        tmp_path,
+        head()
+        + """
 inputs:
   period: {type: string, default: "2026-10"}
 agents:
   - name: extract
     prompt_file: prompts/extract.md
     system_file: prompts/system.md
-""")
+""",
+    )
     assert wf.agents[0].prompt_template == "Extract lines for {period}"
     assert wf.agents[0].llm_config["system"] == "You are an AP clerk."
 
@@ -496,9 +570,12 @@ agents:
 def test_validation_finds_modules_next_to_the_workflow_without_importing_them(tmp_path: Path) -> None:
     name = f"side_{uuid.uuid4().hex[:8]}"
     marker = tmp_path / "imported"
-    (tmp_path / f"{name}.py").write_text(f"open({str(marker)!r}, 'w').close()\ndef go():\n    return 1\n",
-                                         encoding="utf-8")
-    text = head() + f"""
+    (tmp_path / f"{name}.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\ndef go():\n    return 1\n", encoding="utf-8"
+    )
+    text = (
+        head()
+        + f"""
 agents:
   - name: step
     function: "{name}:go"
@@ -506,6 +583,7 @@ agents:
     prompt_template: hi
     tools: [{{function: "{name}:go"}}]
 """
+    )
     load(tmp_path, text)
     assert not marker.exists()
     with pytest.raises(WorkflowValidationError) as caught:
@@ -519,37 +597,51 @@ async def test_a_tool_module_next_to_the_workflow_is_imported_from_there(tmp_pat
     from orchestrate.llm.base import LLMResponse, ToolCall
 
     name = f"tools_{uuid.uuid4().hex[:8]}"
-    (tmp_path / f"{name}.py").write_text("def balance(account):\n    return {'account': account, 'balance': 7}\n",
-                                         encoding="utf-8")
-    wf = load(tmp_path, head() + f"""
+    (tmp_path / f"{name}.py").write_text(
+        "def balance(account):\n    return {'account': account, 'balance': 7}\n", encoding="utf-8"
+    )
+    wf = load(
+        tmp_path,
+        head()
+        + f"""
 agents:
   - name: ask
     prompt_template: balance?
     tools: [{{function: "{name}:balance", parameters: {{type: object}}}}]
-""")
+""",
+    )
 
     def answer(messages: list[dict[str, Any]], model: str, options: dict[str, Any]) -> Any:
         if messages[-1]["role"] == "tool":
             return messages[-1]["content"]
-        return LLMResponse(content="", model=model, input_tokens=1, output_tokens=1, finish_reason="tool_calls",
-                           tool_calls=[ToolCall(id="1", name="balance", arguments={"account": "1000"})])
+        return LLMResponse(
+            content="",
+            model=model,
+            input_tokens=1,
+            output_tokens=1,
+            finish_reason="tool_calls",
+            tool_calls=[ToolCall(id="1", name="balance", arguments={"account": "1000"})],
+        )
 
     done = await run(wf, ScriptedClient(answer))
     assert json.loads(done.agents[0].result.output["text"]) == {"account": "1000", "balance": 7}
 
 
 async def test_a_conditional_dependent_of_a_rejected_agent_is_cancelled(tmp_path: Path) -> None:
-    text = approvals(partial=True).replace("    prompt_template: notify",
-                                           "    when: \"post.status == 'completed'\"\n    prompt_template: notify")
+    text = approvals(partial=True).replace(
+        "    prompt_template: notify", "    when: \"post.status == 'completed'\"\n    prompt_template: notify"
+    )
     done = await run(load(tmp_path, text), decisions={"post": Decision.now("post", False, "bob")})
     assert statuses(done)["notify"] == "cancelled"
     assert done.get_agent_by_name("notify").result.error == "dependency 'post' rejected"
 
 
-@pytest.mark.parametrize("answer,expected", [("y\n", True), ("YES\n", True), ("\n", False), ("no\n", False),
-                                             ("", None)])
-async def test_the_terminal_asks_and_only_yes_approves(answer: str, expected: bool | None,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "answer,expected", [("y\n", True), ("YES\n", True), ("\n", False), ("no\n", False), ("", None)]
+)
+async def test_the_terminal_asks_and_only_yes_approves(
+    answer: str, expected: bool | None, capsys: pytest.CaptureFixture[str]
+) -> None:
     from orchestrate.cli.approve import TerminalApprover
 
     paused: list[bool] = []

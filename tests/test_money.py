@@ -45,8 +45,7 @@ def test_reference_prices_give_the_reference_results() -> None:
 def test_config_and_workflow_prices_override_the_table(tmp_path: Path) -> None:
     price_file = tmp_path / "prices.json"
     price_file.write_text(json.dumps({"models": {"in-house-llm": {"input": 0.001, "output": 0.002}}}))
-    tracker = CostTracker(CostConfig(model_costs={"gpt-4o": {"input": 1.0, "output": 2.0}},
-                                     price_file=str(price_file)))
+    tracker = CostTracker(CostConfig(model_costs={"gpt-4o": {"input": 1.0, "output": 2.0}}, price_file=str(price_file)))
     assert tracker.calculate_cost("gpt-4o", 1000, 1000) == pytest.approx(3.0)
     assert tracker.calculate_cost("gpt-4o-2024-08-06", 1000, 0) == pytest.approx(1.0)  # snapshot -> family
     assert tracker.calculate_cost("in-house-llm", 1000, 1000) == pytest.approx(0.003)
@@ -55,8 +54,9 @@ def test_config_and_workflow_prices_override_the_table(tmp_path: Path) -> None:
 
 
 def test_cached_and_cache_write_tokens_are_priced_apart() -> None:
-    tracker = CostTracker(CostConfig(model_costs={"m": {"input": 1.0, "output": 4.0, "cached_input": 0.1,
-                                                        "cache_write": 1.25}}))
+    tracker = CostTracker(
+        CostConfig(model_costs={"m": {"input": 1.0, "output": 4.0, "cached_input": 0.1, "cache_write": 1.25}})
+    )
     cost = tracker.calculate_cost("m", 3000, 1000, cached_input_tokens=1000, cache_creation_input_tokens=1000)
     assert cost == pytest.approx(1.0 + 0.1 + 1.25 + 4.0)
 
@@ -113,8 +113,16 @@ def test_an_agent_limit_is_a_ceiling_too() -> None:
 async def test_spend_never_passes_the_budget_whatever_the_concurrency(seed: int) -> None:
     client = SimulatedClient(latency=(0.001, 0.02), seed=seed)
     engine = OrchestrationEngine(client, EngineConfig(rate_limit_config=None))
-    agents = [Agent(f"a{i}", "Finance", "d", {"model": "gpt-4o", "max_tokens": 400},
-                    f"Check ledger {i} " + "x" * random.Random(i).randint(10, 2000)) for i in range(60)]
+    agents = [
+        Agent(
+            f"a{i}",
+            "Finance",
+            "d",
+            {"model": "gpt-4o", "max_tokens": 400},
+            f"Check ledger {i} " + "x" * random.Random(i).randint(10, 2000),
+        )
+        for i in range(60)
+    ]
     wf = Workflow("tight", "d", agents, max_parallel_agents=30, cost_budget=0.05)
     await engine.execute_workflow(await engine.register_workflow(wf))
     await engine.shutdown()
@@ -135,8 +143,15 @@ async def test_retries_are_charged_and_count_against_the_agent_limit() -> None:
         return response("not json", model, input_tokens=1000, output_tokens=100)
 
     engine = OrchestrationEngine(ScriptedClient(answer), EngineConfig(rate_limit_config=None))
-    agent = Agent("a", "Finance", "d", {"model": "gpt-4o", "max_tokens": 100}, "answer in JSON",
-                  output_schema={"type": "object"}, cost_limit=1.0)
+    agent = Agent(
+        "a",
+        "Finance",
+        "d",
+        {"model": "gpt-4o", "max_tokens": 100},
+        "answer in JSON",
+        output_schema={"type": "object"},
+        cost_limit=1.0,
+    )
     wf = Workflow("charged", "d", [agent])
     await engine.execute_workflow(await engine.register_workflow(wf))
     await engine.shutdown()
@@ -150,11 +165,24 @@ async def test_retries_are_charged_and_count_against_the_agent_limit() -> None:
 
 async def test_concurrent_requests_tier_bounds_calls_in_flight() -> None:
     client = ScriptedClient(delay=0.02)
-    engine = OrchestrationEngine(client, EngineConfig(rate_limit_config=RateLimitConfig(
-        requests_per_minute=100_000, requests_per_hour=10**7, requests_per_day=10**8,
-        tokens_per_minute=10**9, concurrent_requests=3)))
-    wf = Workflow("c", "d", [Agent(f"a{i}", "General", "d", {"model": "gpt-4o-mini"}, "x") for i in range(12)],
-                  max_parallel_agents=12)
+    engine = OrchestrationEngine(
+        client,
+        EngineConfig(
+            rate_limit_config=RateLimitConfig(
+                requests_per_minute=100_000,
+                requests_per_hour=10**7,
+                requests_per_day=10**8,
+                tokens_per_minute=10**9,
+                concurrent_requests=3,
+            )
+        ),
+    )
+    wf = Workflow(
+        "c",
+        "d",
+        [Agent(f"a{i}", "General", "d", {"model": "gpt-4o-mini"}, "x") for i in range(12)],
+        max_parallel_agents=12,
+    )
     await engine.execute_workflow(await engine.register_workflow(wf))
     await engine.shutdown()
     assert client.max_in_flight == 3 and wf.status.value == "completed"
@@ -176,11 +204,24 @@ def refuse_once(retry_after: float) -> tuple[dict[str, int], Any]:
 async def test_a_429_storm_is_absorbed_by_pausing_not_hammering() -> None:
     refused, answer = refuse_once(retry_after=0.3)
     client = ScriptedClient(answer)
-    engine = OrchestrationEngine(client, EngineConfig(rate_limit_config=RateLimitConfig(
-        requests_per_minute=100_000, requests_per_hour=10**7, requests_per_day=10**8,
-        tokens_per_minute=10**9, concurrent_requests=10)))
-    wf = Workflow("storm", "d", [Agent(f"a{i}", "General", "d", {"model": "gpt-4o-mini"}, f"x{i}")
-                                 for i in range(8)], max_parallel_agents=1)
+    engine = OrchestrationEngine(
+        client,
+        EngineConfig(
+            rate_limit_config=RateLimitConfig(
+                requests_per_minute=100_000,
+                requests_per_hour=10**7,
+                requests_per_day=10**8,
+                tokens_per_minute=10**9,
+                concurrent_requests=10,
+            )
+        ),
+    )
+    wf = Workflow(
+        "storm",
+        "d",
+        [Agent(f"a{i}", "General", "d", {"model": "gpt-4o-mini"}, f"x{i}") for i in range(8)],
+        max_parallel_agents=1,
+    )
     started = time.monotonic()
     await engine.execute_workflow(await engine.register_workflow(wf))
     await engine.shutdown()
@@ -216,16 +257,18 @@ def test_rate_limit_config_rejects_nonsense() -> None:
 
 def orchestrate(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CI": "true"}
-    return subprocess.run([sys.executable, "-m", "orchestrate", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrate", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs")
     for name in ("finance_month_end_close", "compliance_vendor_due_diligence", "hr_onboarding"):
-        proc = orchestrate("run", str(ROOT / "workflows" / f"{name}.yaml"), "--simulate", "-o", str(out),
-                           "--quiet", cwd=out)
+        proc = orchestrate(
+            "run", str(ROOT / "workflows" / f"{name}.yaml"), "--simulate", "-o", str(out), "--quiet", cwd=out
+        )
         assert proc.returncode == 0, proc.stderr
     return out
 
@@ -245,22 +288,39 @@ def test_cost_json_holds_totals_breakdowns_tokens_and_prices(runs: Path) -> None
 
 
 def test_cost_report_groups_and_formats(runs: Path) -> None:
-    proc = orchestrate("cost-report", str(runs), "--by", "model,module", "--format", "json",
-                       "--include-simulated", cwd=runs)
+    proc = orchestrate(
+        "cost-report", str(runs), "--by", "model,module", "--format", "json", "--include-simulated", cwd=runs
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     everything = sum(json.loads(p.read_text())["totals"]["cost"] for p in runs.glob("*/cost.json"))
     assert report["total"]["cost"] == pytest.approx(everything, abs=1e-9)
-    assert {(r["model"], r["module"]) for r in report["rows"]} >= {("gpt-4o", "Finance"),
-                                                                   ("claude-sonnet-4-5", "Compliance")}
-    proc = orchestrate("cost-report", str(runs), "--by", "workflow", "--by", "provider", "--format", "csv",
-                       "--include-simulated", cwd=runs)
+    assert {(r["model"], r["module"]) for r in report["rows"]} >= {
+        ("gpt-4o", "Finance"),
+        ("claude-sonnet-4-5", "Compliance"),
+    }
+    proc = orchestrate(
+        "cost-report",
+        str(runs),
+        "--by",
+        "workflow",
+        "--by",
+        "provider",
+        "--format",
+        "csv",
+        "--include-simulated",
+        cwd=runs,
+    )
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
-    assert {r["workflow"] for r in rows} == {"finance_month_end_close", "compliance_vendor_due_diligence",
-                                              "hr_onboarding"}
+    assert {r["workflow"] for r in rows} == {
+        "finance_month_end_close",
+        "compliance_vendor_due_diligence",
+        "hr_onboarding",
+    }
     assert {r["provider"] for r in rows} == {"simulated"}
-    proc = orchestrate("cost-report", str(runs), "--by", "agent", "--format", "markdown",
-                       "--include-simulated", cwd=runs)
+    proc = orchestrate(
+        "cost-report", str(runs), "--by", "agent", "--format", "markdown", "--include-simulated", cwd=runs
+    )
     assert proc.stdout.startswith("| agent | calls | cost |") and "| close_memo |" in proc.stdout
     proc = orchestrate("cost-report", str(runs), "--by", "day", "--include-simulated", cwd=runs)
     assert proc.returncode == 0 and "total" in proc.stdout and "\x1b[" not in proc.stdout
@@ -269,16 +329,22 @@ def test_cost_report_groups_and_formats(runs: Path) -> None:
 def test_cost_report_filters_by_time(runs: Path) -> None:
     proc = orchestrate("cost-report", str(runs), "--since", "2999-01-01", "--format", "json", cwd=runs)
     assert json.loads(proc.stdout)["rows"] == []
-    proc = orchestrate("cost-report", str(runs), "--until", "2999-01-01", "--format", "json",
-                       "--include-simulated", cwd=runs)
+    proc = orchestrate(
+        "cost-report", str(runs), "--until", "2999-01-01", "--format", "json", "--include-simulated", cwd=runs
+    )
     assert len(json.loads(proc.stdout)["rows"]) == 3
 
 
 def test_cost_report_bad_input_is_one_line_with_exit_2(tmp_path: Path, runs: Path) -> None:
     broken = tmp_path / "cost.json"
     broken.write_text("{not json")
-    for args in ([str(broken)], [str(tmp_path / "nowhere")], [str(runs), "--by", "colour"],
-                 [str(runs), "--since", "last tuesday"], [str(runs), "--format", "xml"]):
+    for args in (
+        [str(broken)],
+        [str(tmp_path / "nowhere")],
+        [str(runs), "--by", "colour"],
+        [str(runs), "--since", "last tuesday"],
+        [str(runs), "--format", "xml"],
+    ):
         proc = orchestrate("cost-report", *args, cwd=tmp_path)
         assert proc.returncode == 2, (args, proc.stderr)
         assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr

@@ -31,13 +31,18 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from orchestrate.cli.run_session import tracing_requested
 from orchestrate.llm.simulated import SimulatedClient
+from orchestrate.observe.otel import OTelSink
 from orchestrate.run.engine import EngineConfig, OrchestrationEngine
 from orchestrate.workflow.loader import load_workflow_text
-from orchestrate.observe.otel import OTelSink
 from tests.sample_runs import HOSTILE, run_sample
 
-CONTENT_KEYS = ("gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions",
-                "gen_ai.tool.call.arguments", "gen_ai.tool.call.result")
+CONTENT_KEYS = (
+    "gen_ai.input.messages",
+    "gen_ai.output.messages",
+    "gen_ai.system_instructions",
+    "gen_ai.tool.call.arguments",
+    "gen_ai.tool.call.result",
+)
 
 
 async def traced_sample(*, content: bool = False) -> list[ReadableSpan]:
@@ -67,8 +72,9 @@ async def test_one_trace_workflow_then_agents_then_calls_and_tools() -> None:
     assert root.attributes["orchestrate.budget_usd"] == 1.0
     assert root.attributes["orchestrate.status"] == "partially_completed"
     agents = children(spans, root)
-    assert sorted(s.name for s in agents) == sorted(f"invoke_agent {n}" for n in (
-        "ledger_extract", "gl_lookup", "vat_check", "close_memo", "xss_probe"))
+    assert sorted(s.name for s in agents) == sorted(
+        f"invoke_agent {n}" for n in ("ledger_extract", "gl_lookup", "vat_check", "close_memo", "xss_probe")
+    )
     for span in agents:
         assert span.attributes["gen_ai.operation.name"] == "invoke_agent"
         assert root.start_time <= span.start_time <= span.end_time <= root.end_time
@@ -90,9 +96,11 @@ async def test_a_retry_is_a_failed_call_and_a_retry_event_then_a_good_call() -> 
     assert ledger.attributes["orchestrate.retries"] == 1 and ledger.attributes["orchestrate.status"] == "completed"
     # the 429's retry-after paused the provider, so the second attempt waited in the limiter first
     assert [e.name for e in ledger.events] == ["attempt", "retry", "attempt", "rate_limited"]
-    assert ledger.attributes["orchestrate.rate_limit_wait_s"] == pytest.approx(
-        ledger.events[3].attributes["orchestrate.rate_limit_wait_s"]) and ledger.events[3].attributes[
-        "orchestrate.rate_limit_wait_s"] > 0.1
+    assert (
+        ledger.attributes["orchestrate.rate_limit_wait_s"]
+        == pytest.approx(ledger.events[3].attributes["orchestrate.rate_limit_wait_s"])
+        and ledger.events[3].attributes["orchestrate.rate_limit_wait_s"] > 0.1
+    )
     retry = ledger.events[1]
     assert retry.attributes["error.type"] == "RateLimitError" and retry.attributes["orchestrate.retry_delay_s"] > 0
     failed, good = children(spans, ledger)
@@ -102,10 +110,16 @@ async def test_a_retry_is_a_failed_call_and_a_retry_event_then_a_good_call() -> 
     assert good.status.status_code is StatusCode.UNSET
     usage = {k: v for k, v in good.attributes.items() if k.startswith("gen_ai.")}
     assert usage == {
-        "gen_ai.operation.name": "chat", "gen_ai.provider.name": "scripted", "gen_ai.request.model": "gpt-4o-mini",
-        "gen_ai.response.model": "gpt-4o-mini", "gen_ai.usage.input_tokens": 30, "gen_ai.usage.output_tokens": 12,
-        "gen_ai.usage.cache_read.input_tokens": 10, "gen_ai.request.max_tokens": 60,
-        "gen_ai.response.finish_reasons": ("stop",)}
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "scripted",
+        "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.response.model": "gpt-4o-mini",
+        "gen_ai.usage.input_tokens": 30,
+        "gen_ai.usage.output_tokens": 12,
+        "gen_ai.usage.cache_read.input_tokens": 10,
+        "gen_ai.request.max_tokens": 60,
+        "gen_ai.response.finish_reasons": ("stop",),
+    }
     assert good.attributes["orchestrate.cost_usd"] > 0
     assert ledger.attributes["orchestrate.cost_usd"] == pytest.approx(good.attributes["orchestrate.cost_usd"])
 
@@ -128,8 +142,9 @@ async def test_no_prompt_or_answer_text_without_otel_content() -> None:
     spans = await traced_sample()
     for span in spans:
         assert not set(CONTENT_KEYS) & set(span.attributes)
-        values = json.dumps([str(v) for v in span.attributes.values()]
-                            + [str(v) for e in span.events for v in e.attributes.values()])
+        values = json.dumps(
+            [str(v) for v in span.attributes.values()] + [str(v) for e in span.events for v in e.attributes.values()]
+        )
         assert "task ledger_extract" not in values and "pixel.png" not in values and "1250.75" not in values
 
 
@@ -138,14 +153,22 @@ async def test_otel_content_records_messages_answers_and_tool_io() -> None:
     gl_calls = children(spans, agent_span(spans, "gl_lookup"))
     second = json.loads(gl_calls[2].attributes["gen_ai.input.messages"])
     assert second[0] == {"role": "user", "parts": [{"type": "text", "content": "task gl_lookup for period 2026-10"}]}
-    assert second[1]["parts"][0] == {"type": "tool_call", "id": "call_1", "name": "lookup_balance",
-                                     "arguments": {"account": "4000"}}
-    assert second[2] == {"role": "tool", "parts": [{"type": "tool_call_response", "id": "call_1",
-                                                    "result": '{"account": "4000", "balance": 1250.75}'}]}
+    assert second[1]["parts"][0] == {
+        "type": "tool_call",
+        "id": "call_1",
+        "name": "lookup_balance",
+        "arguments": {"account": "4000"},
+    }
+    assert second[2] == {
+        "role": "tool",
+        "parts": [{"type": "tool_call_response", "id": "call_1", "result": '{"account": "4000", "balance": 1250.75}'}],
+    }
     assert json.loads(gl_calls[2].attributes["gen_ai.output.messages"])[0]["parts"][0]["content"] == "done: gl_lookup"
     assert json.loads(gl_calls[1].attributes["gen_ai.tool.call.arguments"]) == {"account": "4000"}
     probe = agent_span(spans, "xss_probe")
-    assert json.loads(probe.attributes["gen_ai.input.messages"])[0]["parts"][0]["content"] == f"task xss_probe {HOSTILE}"
+    assert (
+        json.loads(probe.attributes["gen_ai.input.messages"])[0]["parts"][0]["content"] == f"task xss_probe {HOSTILE}"
+    )
 
 
 def test_approvals_are_events_on_the_agent_span_which_covers_the_wait() -> None:
@@ -163,8 +186,9 @@ def test_approvals_are_events_on_the_agent_span_which_covers_the_wait() -> None:
     asked = Event(EventType.AGENT_STARTED, "w1", "post", {}, timestamp=101.0)
     asked.type = Kind("approval_requested")  # type: ignore[assignment]
     sink(asked)
-    decided = Event(EventType.AGENT_STARTED, "w1", "post", {"decision": "approved", "by": "controller"},
-                    timestamp=160.0)
+    decided = Event(
+        EventType.AGENT_STARTED, "w1", "post", {"decision": "approved", "by": "controller"}, timestamp=160.0
+    )
     decided.type = Kind("approval_decided")  # type: ignore[assignment]
     sink(decided)
     sink(Event(EventType.AGENT_FINISHED, "w1", "post", {"status": "skipped"}, timestamp=161.0))
@@ -177,18 +201,22 @@ def test_approvals_are_events_on_the_agent_span_which_covers_the_wait() -> None:
     assert post.status.status_code is StatusCode.UNSET  # skipped is not an error
 
 
-@pytest.mark.parametrize(("flag", "env", "expected"), [
-    (False, {}, False),
-    (True, {}, True),
-    (False, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, True),
-    (False, {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}, True),
-    (False, {"OTEL_SERVICE_NAME": "erp"}, False),
-    (True, {"OTEL_SDK_DISABLED": "true"}, False),
-    (False, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_SDK_DISABLED": "TRUE"}, False),
-    (True, {"OTEL_TRACES_EXPORTER": "none"}, False),
-])
-def test_tracing_is_on_with_the_flag_or_an_endpoint_and_off_when_disabled(flag: bool, env: dict[str, str],
-                                                                           expected: bool) -> None:
+@pytest.mark.parametrize(
+    ("flag", "env", "expected"),
+    [
+        (False, {}, False),
+        (True, {}, True),
+        (False, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, True),
+        (False, {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}, True),
+        (False, {"OTEL_SERVICE_NAME": "erp"}, False),
+        (True, {"OTEL_SDK_DISABLED": "true"}, False),
+        (False, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_SDK_DISABLED": "TRUE"}, False),
+        (True, {"OTEL_TRACES_EXPORTER": "none"}, False),
+    ],
+)
+def test_tracing_is_on_with_the_flag_or_an_endpoint_and_off_when_disabled(
+    flag: bool, env: dict[str, str], expected: bool
+) -> None:
     assert tracing_requested(flag, env) is expected
 
 
@@ -250,14 +278,18 @@ def attrs(span: Any) -> dict[str, Any]:
     for a in span.attributes:
         value = a.value
         kind = value.WhichOneof("value")
-        out[a.key] = [v.string_value for v in value.array_value.values] if kind == "array_value" else getattr(value, kind)
+        out[a.key] = (
+            [v.string_value for v in value.array_value.values] if kind == "array_value" else getattr(value, kind)
+        )
     return out
 
 
-FLOW = ("name: payroll_check\ndefaults: {module: HR, llm_config: {model: gpt-4o-mini, max_tokens: 50}}\nagents:\n"
-        "  - name: gather\n    prompt_template: Gather timesheets for {period}\n"
-        "  - name: verify\n    dependencies: [gather]\n    prompt_template: 'Verify {gather.output}'\n"
-        "inputs: {period: {type: string, default: 2026-10}}\n")
+FLOW = (
+    "name: payroll_check\ndefaults: {module: HR, llm_config: {model: gpt-4o-mini, max_tokens: 50}}\nagents:\n"
+    "  - name: gather\n    prompt_template: Gather timesheets for {period}\n"
+    "  - name: verify\n    dependencies: [gather]\n    prompt_template: 'Verify {gather.output}'\n"
+    "inputs: {period: {type: string, default: 2026-10}}\n"
+)
 
 
 def run_cli(tmp_path: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -265,25 +297,51 @@ def run_cli(tmp_path: Path, *args: str, env: dict[str, str]) -> subprocess.Compl
     flow.write_text(FLOW)
     environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     environment.update(env)
-    return subprocess.run([sys.executable, "-m", "orchestrate", "run", str(flow), "--simulate", "--no-progress",
-                           "-o", str(tmp_path / "runs"), *args], env=environment, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "orchestrate",
+            "run",
+            str(flow),
+            "--simulate",
+            "--no-progress",
+            "-o",
+            str(tmp_path / "runs"),
+            *args,
+        ],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_cli_exports_the_run_over_otlp_http_to_the_collector(tmp_path: Path, receiver: Receiver) -> None:
-    done = run_cli(tmp_path, env={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_SERVICE_NAME": "hr-payroll",
-                                  "OTEL_EXPORTER_OTLP_HEADERS": "x-tenant-key=s3cr3t-header"})
+    done = run_cli(
+        tmp_path,
+        env={
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+            "OTEL_SERVICE_NAME": "hr-payroll",
+            "OTEL_EXPORTER_OTLP_HEADERS": "x-tenant-key=s3cr3t-header",
+        },
+    )
     assert done.returncode == 0, done.stderr
     assert "s3cr3t-header" not in done.stdout + done.stderr and "warning" not in done.stderr
     paths = {path for path, _, _ in receiver.requests}
     assert paths == {"/v1/traces"}
-    assert all(h["content-type"] == "application/x-protobuf" and h["x-tenant-key"] == "s3cr3t-header"
-               for _, h, _ in receiver.requests)
+    assert all(
+        h["content-type"] == "application/x-protobuf" and h["x-tenant-key"] == "s3cr3t-header"
+        for _, h, _ in receiver.requests
+    )
     received = receiver.spans()
     assert {r["service.name"] for r, _ in received} == {"hr-payroll"}
     by_name = {span.name: span for _, span in received}
-    assert set(by_name) == {"invoke_workflow payroll_check", "invoke_agent gather", "invoke_agent verify",
-                            "chat gpt-4o-mini"} and len(received) == 5
+    assert (
+        set(by_name)
+        == {"invoke_workflow payroll_check", "invoke_agent gather", "invoke_agent verify", "chat gpt-4o-mini"}
+        and len(received) == 5
+    )
     root = by_name["invoke_workflow payroll_check"]
     assert root.parent_span_id == b"" and len({span.trace_id for _, span in received}) == 1
     assert attrs(by_name["invoke_agent verify"])["orchestrate.module"] == "HR"
@@ -294,8 +352,9 @@ def test_cli_exports_the_run_over_otlp_http_to_the_collector(tmp_path: Path, rec
 
 
 def test_otel_content_flag_sends_prompts(tmp_path: Path, receiver: Receiver) -> None:
-    done = run_cli(tmp_path, "--otel", "--otel-content",
-                   env={"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.url + "/v1/traces"})
+    done = run_cli(
+        tmp_path, "--otel", "--otel-content", env={"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.url + "/v1/traces"}
+    )
     assert done.returncode == 0, done.stderr
     chat = [span for _, span in receiver.spans() if span.name == "chat gpt-4o-mini"]
     assert any("Gather timesheets for 2026-10" in attrs(s)["gen_ai.input.messages"] for s in chat)
@@ -312,8 +371,9 @@ def test_an_unreachable_collector_is_a_warning_not_a_failure(tmp_path: Path) -> 
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     warnings = [line for line in done.stderr.splitlines() if "OpenTelemetry" in line]
-    assert warnings == [f"warning: OpenTelemetry: 5 spans not exported to http://127.0.0.1:{port}/v1/traces: "
-                        "Connection refused"]
+    assert warnings == [
+        f"warning: OpenTelemetry: 5 spans not exported to http://127.0.0.1:{port}/v1/traces: Connection refused"
+    ]
     assert time.monotonic() - started < 15  # the exporter's own retries would take 10 s; we stop at 3
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert json.loads((run_dir / "result.json").read_text())["status"] == "completed"
@@ -322,15 +382,16 @@ def test_an_unreachable_collector_is_a_warning_not_a_failure(tmp_path: Path) -> 
 def test_otel_sdk_disabled_sends_nothing_and_imports_nothing(tmp_path: Path, receiver: Receiver) -> None:
     flow = tmp_path / "payroll.yaml"
     flow.write_text(FLOW)
-    program = ("import runpy, sys\n"
-               f"sys.argv = ['orchestrate', 'run', {str(flow)!r}, '--simulate', '--quiet', '--otel', "
-               f"'-o', {str(tmp_path / 'runs')!r}]\n"
-               "try:\n    runpy.run_module('orchestrate', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-               "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))\n")
+    program = (
+        "import runpy, sys\n"
+        f"sys.argv = ['orchestrate', 'run', {str(flow)!r}, '--simulate', '--quiet', '--otel', "
+        f"'-o', {str(tmp_path / 'runs')!r}]\n"
+        "try:\n    runpy.run_module('orchestrate', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))\n"
+    )
     environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     environment.update(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url, OTEL_SDK_DISABLED="true")
-    done = subprocess.run([sys.executable, "-c", program], env=environment, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run([sys.executable, "-c", program], env=environment, capture_output=True, text=True, timeout=120)
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stderr
     assert receiver.requests == []
 
@@ -340,9 +401,25 @@ def test_ctrl_c_still_flushes_the_trace(tmp_path: Path, receiver: Receiver) -> N
     flow.write_text(FLOW)
     environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     environment.update(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url)
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrate", "run", str(flow), "--simulate", "--no-progress",
-                             "--sim-latency", "30", "-o", str(tmp_path / "runs")], env=environment,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "orchestrate",
+            "run",
+            str(flow),
+            "--simulate",
+            "--no-progress",
+            "--sim-latency",
+            "30",
+            "-o",
+            str(tmp_path / "runs"),
+        ],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # until the first call is in flight
         logs = list((tmp_path / "runs").glob("*/events.jsonl"))
@@ -361,8 +438,7 @@ def test_ctrl_c_still_flushes_the_trace(tmp_path: Path, receiver: Receiver) -> N
 def test_a_dataset_run_is_one_trace_per_row(tmp_path: Path, receiver: Receiver) -> None:
     data = tmp_path / "periods.jsonl"
     data.write_text('{"period": "2026-09"}\n{"period": "2026-10"}\n{"period": "2026-11"}\n')
-    done = run_cli(tmp_path, "--data", str(data), "--key", "period",
-                   env={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url})
+    done = run_cli(tmp_path, "--data", str(data), "--key", "period", env={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url})
     assert done.returncode == 0, done.stderr
     roots = [span for _, span in receiver.spans() if span.name == "invoke_workflow payroll_check"]
     assert sorted(attrs(r)["orchestrate.row.key"] for r in roots) == ["2026-09", "2026-10", "2026-11"]
@@ -392,8 +468,9 @@ async def test_a_skipped_agent_and_a_foreach_agent_in_the_span_tree() -> None:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    engine = OrchestrationEngine(SimulatedClient(), EngineConfig(rate_limit_config=None),
-                                 sinks=[OTelSink(provider, content=False)])
+    engine = OrchestrationEngine(
+        SimulatedClient(), EngineConfig(rate_limit_config=None), sinks=[OTelSink(provider, content=False)]
+    )
     workflow = load_workflow_text(LANGUAGE_FLOW)
     await engine.register_workflow(workflow)
     try:

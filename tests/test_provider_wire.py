@@ -24,7 +24,6 @@ from anthropic.types import Message
 from anthropic.types.message_create_params import MessageCreateParamsNonStreaming
 from openai.types.chat import ChatCompletion
 from openai.types.chat.completion_create_params import CompletionCreateParamsNonStreaming
-from typing_extensions import TypedDict
 
 from orchestrate import AnthropicClient, OpenAIClient
 from orchestrate.llm.azure import AzureOpenAIClient
@@ -34,8 +33,13 @@ from tests.sdk_types import problems
 
 KEY = "sk-test-SECRET-0123456789abcdef"
 SCHEMA = {"type": "object", "required": ["total"], "properties": {"total": {"type": "number"}}}
-TOOLS = [{"name": "add", "description": "Add two numbers",
-          "parameters": {"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}}}]
+TOOLS = [
+    {
+        "name": "add",
+        "description": "Add two numbers",
+        "parameters": {"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}},
+    }
+]
 
 
 class LegacyMessageCreateParams(MessageCreateParamsNonStreaming, total=False):
@@ -72,8 +76,18 @@ def test_the_checker_refuses_what_the_sdk_does_not_declare() -> None:
     assert problems(body, CompletionCreateParamsNonStreaming) == []
     assert problems({**body, "top_k": 3}, CompletionCreateParamsNonStreaming) != []
     assert problems({**body, "temperature": "hot"}, CompletionCreateParamsNonStreaming) != []
-    assert problems({"model": "claude-opus-4-7", "max_tokens": 5, "temperature": 0.2,
-                     "messages": [{"role": "user", "content": "x"}]}, MessageCreateParamsNonStreaming) != []
+    assert (
+        problems(
+            {
+                "model": "claude-opus-4-7",
+                "max_tokens": 5,
+                "temperature": 0.2,
+                "messages": [{"role": "user", "content": "x"}],
+            },
+            MessageCreateParamsNonStreaming,
+        )
+        != []
+    )
     assert problems({"model": "m", "messages": []}, MessageCreateParamsNonStreaming) != []  # max_tokens missing
 
 
@@ -83,8 +97,15 @@ def test_the_checker_refuses_what_the_sdk_does_not_declare() -> None:
 async def test_openai_chat_model_with_tools_schema_and_sampling(server: FakeProvider) -> None:
     client = openai(server)
     await client.complete_with_tools(
-        [{"role": "system", "content": "Be terse"}, {"role": "user", "content": "Add"}], "gpt-4o-mini",
-        TOOLS, 0.2, 300, top_p=0.9, stop=["END"], response_schema=SCHEMA)
+        [{"role": "system", "content": "Be terse"}, {"role": "user", "content": "Add"}],
+        "gpt-4o-mini",
+        TOOLS,
+        0.2,
+        300,
+        top_p=0.9,
+        stop=["END"],
+        response_schema=SCHEMA,
+    )
     await client.aclose()
     body = server.requests[0]["body"]
     strict_openai(body)
@@ -96,9 +117,11 @@ async def test_openai_chat_model_with_tools_schema_and_sampling(server: FakeProv
 
 async def test_openai_tool_round_trip_is_valid(server: FakeProvider) -> None:
     client = openai(server)
-    messages = [{"role": "user", "content": "Add 2 and 3"},
-                {"role": "assistant", "content": "", "tool_calls": [ToolCall("call_1", "add", {"a": 2, "b": 3})]},
-                {"role": "tool", "tool_call_id": "call_1", "name": "add", "content": "5"}]
+    messages = [
+        {"role": "user", "content": "Add 2 and 3"},
+        {"role": "assistant", "content": "", "tool_calls": [ToolCall("call_1", "add", {"a": 2, "b": 3})]},
+        {"role": "tool", "tool_call_id": "call_1", "name": "add", "content": "5"},
+    ]
     await client.complete_with_tools(messages, "gpt-4.1", TOOLS, None, 100)
     await client.aclose()
     body = server.requests[0]["body"]
@@ -176,8 +199,7 @@ async def test_azure_deployments_endpoint_with_api_version(server: FakeProvider)
     assert reply.provider == "azure" and "total" in reply.content
 
 
-async def test_azure_v1_endpoint_without_api_version(server: FakeProvider,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_azure_v1_endpoint_without_api_version(server: FakeProvider, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", f"{server.url}/openai/v1/")
     monkeypatch.setenv("AZURE_OPENAI_API_KEY", KEY)
     client = AzureOpenAIClient()
@@ -205,8 +227,9 @@ async def test_azure_without_its_key_header_is_refused(server: FakeProvider) -> 
 
 async def test_opus_4_7_gets_no_sampling_and_native_structured_output(server: FakeProvider) -> None:
     client = anthropic(server)
-    reply = await client.complete("Screen the vendor", "claude-opus-4-7", 0.7, 500, top_p=0.9,
-                                  system="You are careful", response_schema=SCHEMA)
+    reply = await client.complete(
+        "Screen the vendor", "claude-opus-4-7", 0.7, 500, top_p=0.9, system="You are careful", response_schema=SCHEMA
+    )
     await client.aclose()
     body = server.requests[0]["body"]
     strict_anthropic(body)
@@ -242,9 +265,12 @@ async def test_older_claude_gets_both_and_the_schema_in_the_prompt(server: FakeP
 
 async def test_anthropic_tool_round_trip_is_valid(server: FakeProvider) -> None:
     client = anthropic(server)
-    messages = [{"role": "system", "content": "s"}, {"role": "user", "content": "Add 2 and 3"},
-                {"role": "assistant", "content": "Adding", "tool_calls": [ToolCall("toolu_1", "add", {"a": 2, "b": 3})]},
-                {"role": "tool", "tool_call_id": "toolu_1", "name": "add", "content": "5"}]
+    messages = [
+        {"role": "system", "content": "s"},
+        {"role": "user", "content": "Add 2 and 3"},
+        {"role": "assistant", "content": "Adding", "tool_calls": [ToolCall("toolu_1", "add", {"a": 2, "b": 3})]},
+        {"role": "tool", "tool_call_id": "toolu_1", "name": "add", "content": "5"},
+    ]
     await client.complete_with_tools(messages, "claude-opus-4-7", TOOLS, 0.7, 100, response_schema=SCHEMA)
     await client.aclose()
     strict_anthropic(server.requests[0]["body"])
@@ -254,31 +280,76 @@ async def test_anthropic_tool_round_trip_is_valid(server: FakeProvider) -> None:
 
 
 async def test_openai_answer_built_by_the_sdk_is_parsed(server: FakeProvider) -> None:
-    completion = ChatCompletion.model_validate({
-        "id": "chatcmpl-1", "object": "chat.completion", "created": 1764000000, "model": "o3-2025-04-16",
-        "choices": [{"index": 0, "finish_reason": "tool_calls", "logprobs": None, "message": {
-            "role": "assistant", "content": None, "refusal": None, "tool_calls": [
-                {"id": "call_9", "type": "function", "function": {"name": "add", "arguments": '{"a": 1, "b": 2}'}}]}}],
-        "usage": {"prompt_tokens": 120, "completion_tokens": 80, "total_tokens": 200,
-                  "prompt_tokens_details": {"cached_tokens": 64},
-                  "completion_tokens_details": {"reasoning_tokens": 50}}})
+    completion = ChatCompletion.model_validate(
+        {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 1764000000,
+            "model": "o3-2025-04-16",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "tool_calls",
+                    "logprobs": None,
+                    "message": {
+                        "role": "assistant",
+                        "content": None,
+                        "refusal": None,
+                        "tool_calls": [
+                            {
+                                "id": "call_9",
+                                "type": "function",
+                                "function": {"name": "add", "arguments": '{"a": 1, "b": 2}'},
+                            }
+                        ],
+                    },
+                }
+            ],
+            "usage": {
+                "prompt_tokens": 120,
+                "completion_tokens": 80,
+                "total_tokens": 200,
+                "prompt_tokens_details": {"cached_tokens": 64},
+                "completion_tokens_details": {"reasoning_tokens": 50},
+            },
+        }
+    )
     server.script(Fault(200, completion.model_dump(mode="json")))
     client = openai(server)
     reply = await client.complete_with_tools([{"role": "user", "content": "Add"}], "o3", TOOLS, None, 500)
     await client.aclose()
     assert reply.tool_calls == [ToolCall("call_9", "add", {"a": 1, "b": 2})]
-    assert (reply.input_tokens, reply.cached_input_tokens, reply.output_tokens, reply.reasoning_tokens) == (120, 64, 80, 50)
+    assert (reply.input_tokens, reply.cached_input_tokens, reply.output_tokens, reply.reasoning_tokens) == (
+        120,
+        64,
+        80,
+        50,
+    )
     assert reply.finish_reason == "tool_calls" and reply.model == "o3-2025-04-16"
 
 
 async def test_anthropic_answer_with_thinking_built_by_the_sdk_is_parsed(server: FakeProvider) -> None:
-    message = Message.model_validate({
-        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-opus-4-7",
-        "stop_reason": "end_turn", "stop_sequence": None,
-        "content": [{"type": "thinking", "thinking": "Sum the lines.", "signature": "sig"},
-                    {"type": "text", "text": '{"total": 12.5}'}],
-        "usage": {"input_tokens": 100, "output_tokens": 300, "cache_read_input_tokens": 40,
-                  "cache_creation_input_tokens": 10, "output_tokens_details": {"thinking_tokens": 220}}})
+    message = Message.model_validate(
+        {
+            "id": "msg_1",
+            "type": "message",
+            "role": "assistant",
+            "model": "claude-opus-4-7",
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "content": [
+                {"type": "thinking", "thinking": "Sum the lines.", "signature": "sig"},
+                {"type": "text", "text": '{"total": 12.5}'},
+            ],
+            "usage": {
+                "input_tokens": 100,
+                "output_tokens": 300,
+                "cache_read_input_tokens": 40,
+                "cache_creation_input_tokens": 10,
+                "output_tokens_details": {"thinking_tokens": 220},
+            },
+        }
+    )
     server.script(Fault(200, message.model_dump(mode="json")))
     client = anthropic(server)
     reply = await client.complete("x", "claude-opus-4-7", None, 1000, response_schema=SCHEMA)
@@ -289,7 +360,10 @@ async def test_anthropic_answer_with_thinking_built_by_the_sdk_is_parsed(server:
 
 
 def test_the_fake_servers_own_answers_are_valid_sdk_responses() -> None:
-    request = {"model": "claude-opus-4-7", "messages": [{"role": "user", "content": "x"}],
-               "output_config": {"format": {"type": "json_schema", "schema": SCHEMA}}}
+    request = {
+        "model": "claude-opus-4-7",
+        "messages": [{"role": "user", "content": "x"}],
+        "output_config": {"format": {"type": "json_schema", "schema": SCHEMA}},
+    }
     Message.model_validate(anthropic_message(request, thinking=12))
     ChatCompletion.model_validate(openai_completion({"model": "gpt-4o", "messages": []}, reasoning=5))

@@ -71,16 +71,19 @@ def add_numbers(a: float, b: float) -> float:
 
 async def test_openai_request_is_a_chat_completion(server: FakeProvider) -> None:
     client = openai(server)
-    reply = await client.complete("Reconcile the bank", "gpt-4o-mini", 0.2, 300, system="Be terse",
-                                  response_schema={"type": "object"})
+    reply = await client.complete(
+        "Reconcile the bank", "gpt-4o-mini", 0.2, 300, system="Be terse", response_schema={"type": "object"}
+    )
     await client.aclose()
     (request,) = server.requests
     assert request["path"] == "/v1/chat/completions"
     assert request["headers"]["Authorization"] == f"Bearer {KEY}"
     body = request["body"]
     assert body["model"] == "gpt-4o-mini" and body["max_tokens"] == 300 and body["temperature"] == 0.2
-    assert body["messages"] == [{"role": "system", "content": "Be terse"},
-                                {"role": "user", "content": "Reconcile the bank"}]
+    assert body["messages"] == [
+        {"role": "system", "content": "Be terse"},
+        {"role": "user", "content": "Reconcile the bank"},
+    ]
     assert body["response_format"]["type"] == "json_schema"
     assert body["response_format"]["json_schema"]["schema"] == {"type": "object"}
     assert json.loads(reply.content) == {} and reply.request_id == "req_fake_123"
@@ -99,51 +102,88 @@ async def test_reasoning_models_get_max_completion_tokens_and_no_temperature(ser
 
 async def test_anthropic_request_is_a_message(server: FakeProvider) -> None:
     client = anthropic(server)
-    await client.complete("Screen the vendor", "claude-haiku-4-5", 0.0, 256, system="You are careful",
-                          stop=["END"])
+    await client.complete("Screen the vendor", "claude-haiku-4-5", 0.0, 256, system="You are careful", stop=["END"])
     await client.aclose()
     (request,) = server.requests
     assert request["path"] == "/v1/messages"
     headers = {k.lower(): v for k, v in request["headers"].items()}
     assert headers["x-api-key"] == KEY and headers["anthropic-version"] == "2023-06-01"
     body = request["body"]
-    assert body == {"model": "claude-haiku-4-5", "max_tokens": 256, "temperature": 0.0,
-                    "system": "You are careful", "stop_sequences": ["END"],
-                    "messages": [{"role": "user", "content": "Screen the vendor"}]}
+    assert body == {
+        "model": "claude-haiku-4-5",
+        "max_tokens": 256,
+        "temperature": 0.0,
+        "system": "You are careful",
+        "stop_sequences": ["END"],
+        "messages": [{"role": "user", "content": "Screen the vendor"}],
+    }
 
 
 # -- usage ----------------------------------------------------------------------------------
 
 
 async def test_openai_usage_with_cached_and_reasoning_tokens(server: FakeProvider) -> None:
-    server.script(Fault(200, {**openai_completion({}, content="done", cached=1024, reasoning=300),
-                              "usage": {"prompt_tokens": 2000, "completion_tokens": 500, "total_tokens": 2500,
-                                        "prompt_tokens_details": {"cached_tokens": 1024},
-                                        "completion_tokens_details": {"reasoning_tokens": 300}}}))
+    server.script(
+        Fault(
+            200,
+            {
+                **openai_completion({}, content="done", cached=1024, reasoning=300),
+                "usage": {
+                    "prompt_tokens": 2000,
+                    "completion_tokens": 500,
+                    "total_tokens": 2500,
+                    "prompt_tokens_details": {"cached_tokens": 1024},
+                    "completion_tokens_details": {"reasoning_tokens": 300},
+                },
+            },
+        )
+    )
     client = openai(server)
     reply = await client.complete("x", "gpt-4o", max_tokens=600)
     await client.aclose()
-    assert (reply.input_tokens, reply.cached_input_tokens, reply.output_tokens, reply.reasoning_tokens) \
-        == (2000, 1024, 500, 300)
+    assert (reply.input_tokens, reply.cached_input_tokens, reply.output_tokens, reply.reasoning_tokens) == (
+        2000,
+        1024,
+        500,
+        300,
+    )
 
 
 async def test_anthropic_usage_counts_cache_reads_and_writes(server: FakeProvider) -> None:
     body = anthropic_message({}, content=[{"type": "text", "text": "ok"}])
-    body["usage"] = {"input_tokens": 100, "output_tokens": 40, "cache_read_input_tokens": 2000,
-                     "cache_creation_input_tokens": 500}
+    body["usage"] = {
+        "input_tokens": 100,
+        "output_tokens": 40,
+        "cache_read_input_tokens": 2000,
+        "cache_creation_input_tokens": 500,
+    }
     server.script(Fault(200, body))
     client = anthropic(server)
     reply = await client.complete("x", "claude-sonnet-4-5")
     await client.aclose()
-    assert (reply.input_tokens, reply.cached_input_tokens, reply.cache_creation_input_tokens,
-            reply.output_tokens) == (2600, 2000, 500, 40)
+    assert (reply.input_tokens, reply.cached_input_tokens, reply.cache_creation_input_tokens, reply.output_tokens) == (
+        2600,
+        2000,
+        500,
+        40,
+    )
 
 
 async def test_usage_feeds_the_cost_tracker_exactly(server: FakeProvider) -> None:
-    server.script(Fault(200, {**openai_completion({}, content="done"),
-                              "usage": {"prompt_tokens": 10_000, "completion_tokens": 1000,
-                                        "prompt_tokens_details": {"cached_tokens": 8000},
-                                        "completion_tokens_details": {"reasoning_tokens": 0}}}))
+    server.script(
+        Fault(
+            200,
+            {
+                **openai_completion({}, content="done"),
+                "usage": {
+                    "prompt_tokens": 10_000,
+                    "completion_tokens": 1000,
+                    "prompt_tokens_details": {"cached_tokens": 8000},
+                    "completion_tokens_details": {"reasoning_tokens": 0},
+                },
+            },
+        )
+    )
     engine = OrchestrationEngine(openai(server), EngineConfig(rate_limit_config=None))
     wf = Workflow("priced", "d", [Agent("a", "Finance", "d", {"model": "gpt-4o", "max_tokens": 1000}, "go")])
     await engine.execute_workflow(await engine.register_workflow(wf))
@@ -158,58 +198,92 @@ async def test_usage_feeds_the_cost_tracker_exactly(server: FakeProvider) -> Non
 
 
 async def test_openai_tool_calls_round_trip(server: FakeProvider) -> None:
-    call = {"id": "call_1", "type": "function",
-            "function": {"name": "ledger_balance", "arguments": '{"account": "1200"}'}}
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "ledger_balance", "arguments": '{"account": "1200"}'},
+    }
     server.script(Fault(200, openai_completion({}, content=None, tool_calls=[call])))
     client = openai(server)
-    tools = [{"name": "ledger_balance", "description": "Balance of an account",
-              "parameters": {"type": "object", "properties": {"account": {"type": "string"}}}}]
+    tools = [
+        {
+            "name": "ledger_balance",
+            "description": "Balance of an account",
+            "parameters": {"type": "object", "properties": {"account": {"type": "string"}}},
+        }
+    ]
     first = await client.complete_with_tools([{"role": "user", "content": "balance?"}], "gpt-4o", tools)
     assert first.tool_calls == [ToolCall("call_1", "ledger_balance", {"account": "1200"})]
     assert first.finish_reason == "tool_calls"
-    messages = [{"role": "user", "content": "balance?"},
-                {"role": "assistant", "content": "", "tool_calls": first.tool_calls},
-                {"role": "tool", "tool_call_id": "call_1", "name": "ledger_balance", "content": "{\"balance\": 5}"}]
+    messages = [
+        {"role": "user", "content": "balance?"},
+        {"role": "assistant", "content": "", "tool_calls": first.tool_calls},
+        {"role": "tool", "tool_call_id": "call_1", "name": "ledger_balance", "content": '{"balance": 5}'},
+    ]
     await client.complete_with_tools(messages, "gpt-4o", tools)
     await client.aclose()
     sent = server.requests[1]["body"]
     assert sent["tools"][0] == {"type": "function", "function": tools[0]}
     assert sent["messages"][1] == {"role": "assistant", "content": None, "tool_calls": [call]}
-    assert sent["messages"][2] == {"role": "tool", "tool_call_id": "call_1", "content": "{\"balance\": 5}"}
+    assert sent["messages"][2] == {"role": "tool", "tool_call_id": "call_1", "content": '{"balance": 5}'}
 
 
 async def test_anthropic_tool_use_round_trip(server: FakeProvider) -> None:
-    blocks = [{"type": "text", "text": "Checking."},
-              {"type": "tool_use", "id": "toolu_1", "name": "stock_level", "input": {"sku": "A-1"}}]
+    blocks = [
+        {"type": "text", "text": "Checking."},
+        {"type": "tool_use", "id": "toolu_1", "name": "stock_level", "input": {"sku": "A-1"}},
+    ]
     server.script(Fault(200, anthropic_message({}, content=blocks)))
     client = anthropic(server)
-    tools = [{"name": "stock_level", "description": "Units on hand",
-              "parameters": {"type": "object", "properties": {"sku": {"type": "string"}}}}]
+    tools = [
+        {
+            "name": "stock_level",
+            "description": "Units on hand",
+            "parameters": {"type": "object", "properties": {"sku": {"type": "string"}}},
+        }
+    ]
     first = await client.complete_with_tools([{"role": "user", "content": "stock?"}], "claude-haiku-4-5", tools)
     assert first.tool_calls == [ToolCall("toolu_1", "stock_level", {"sku": "A-1"})]
     assert first.finish_reason == "tool_calls" and first.content == "Checking."
-    messages = [{"role": "user", "content": "stock?"},
-                {"role": "assistant", "content": first.content, "tool_calls": first.tool_calls},
-                {"role": "tool", "tool_call_id": "toolu_1", "name": "stock_level", "content": "42"}]
+    messages = [
+        {"role": "user", "content": "stock?"},
+        {"role": "assistant", "content": first.content, "tool_calls": first.tool_calls},
+        {"role": "tool", "tool_call_id": "toolu_1", "name": "stock_level", "content": "42"},
+    ]
     await client.complete_with_tools(messages, "claude-haiku-4-5", tools)
     await client.aclose()
     sent = server.requests[1]["body"]
-    assert sent["tools"] == [{"name": "stock_level", "description": "Units on hand",
-                              "input_schema": tools[0]["parameters"]}]
+    assert sent["tools"] == [
+        {"name": "stock_level", "description": "Units on hand", "input_schema": tools[0]["parameters"]}
+    ]
     assert sent["messages"][1] == {"role": "assistant", "content": blocks}
-    assert sent["messages"][2] == {"role": "user", "content": [
-        {"type": "tool_result", "tool_use_id": "toolu_1", "content": "42"}]}
+    assert sent["messages"][2] == {
+        "role": "user",
+        "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "42"}],
+    }
 
 
 async def test_a_tool_loop_through_the_engine_over_http(server: FakeProvider) -> None:
     call = {"id": "call_9", "type": "function", "function": {"name": "add", "arguments": '{"a": 2, "b": 3}'}}
-    server.script(Fault(200, openai_completion({}, content=None, tool_calls=[call])),
-                  Fault(200, openai_completion({}, content="the sum is 5")))
+    server.script(
+        Fault(200, openai_completion({}, content=None, tool_calls=[call])),
+        Fault(200, openai_completion({}, content="the sum is 5")),
+    )
     engine = OrchestrationEngine(openai(server), EngineConfig(rate_limit_config=None))
-    agent = Agent("calc", "General", "d", {"model": "gpt-4o-mini"}, "add 2 and 3",
-                  tools=[{"function": "tests.test_providers_http:add_numbers", "name": "add",
-                          "parameters": {"type": "object", "properties": {"a": {"type": "number"},
-                                                                           "b": {"type": "number"}}}}])
+    agent = Agent(
+        "calc",
+        "General",
+        "d",
+        {"model": "gpt-4o-mini"},
+        "add 2 and 3",
+        tools=[
+            {
+                "function": "tests.test_providers_http:add_numbers",
+                "name": "add",
+                "parameters": {"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}},
+            }
+        ],
+    )
     wf = Workflow("tools", "d", [agent])
     await engine.execute_workflow(await engine.register_workflow(wf))
     await engine.shutdown()
@@ -221,21 +295,25 @@ async def test_a_tool_loop_through_the_engine_over_http(server: FakeProvider) ->
 # -- errors ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fault, kind, retry_after", [
-    (Fault(429, None, {"retry-after": "7"}), RateLimitError, 7.0),
-    (Fault(429, None, {"retry-after-ms": "1500", "retry-after": "9"}), RateLimitError, 1.5),
-    (Fault(500, None), ProviderUnavailableError, None),
-    (Fault(503, None), ProviderUnavailableError, None),
-    (Fault(529, None), ProviderUnavailableError, None),
-    (Fault(408, None), ProviderUnavailableError, None),
-    (Fault(409, None), ProviderUnavailableError, None),
-    (Fault(200, None, truncate=True), LLMConnectionError, None),
-    (Fault(200, b"<html>502 Bad Gateway</html>"), MalformedResponseError, None),
-    (Fault(200, {"choices": []}), MalformedResponseError, None),
-])
+@pytest.mark.parametrize(
+    "fault, kind, retry_after",
+    [
+        (Fault(429, None, {"retry-after": "7"}), RateLimitError, 7.0),
+        (Fault(429, None, {"retry-after-ms": "1500", "retry-after": "9"}), RateLimitError, 1.5),
+        (Fault(500, None), ProviderUnavailableError, None),
+        (Fault(503, None), ProviderUnavailableError, None),
+        (Fault(529, None), ProviderUnavailableError, None),
+        (Fault(408, None), ProviderUnavailableError, None),
+        (Fault(409, None), ProviderUnavailableError, None),
+        (Fault(200, None, truncate=True), LLMConnectionError, None),
+        (Fault(200, b"<html>502 Bad Gateway</html>"), MalformedResponseError, None),
+        (Fault(200, {"choices": []}), MalformedResponseError, None),
+    ],
+)
 @pytest.mark.parametrize("make", [openai, anthropic], ids=["openai", "anthropic"])
-async def test_transient_failures_are_retriable(server: FakeProvider, make: Any, fault: Fault, kind: type,
-                                                 retry_after: float | None) -> None:
+async def test_transient_failures_are_retriable(
+    server: FakeProvider, make: Any, fault: Fault, kind: type, retry_after: float | None
+) -> None:
     server.script(fault)
     client = make(server)
     with pytest.raises(kind) as caught:
@@ -246,12 +324,20 @@ async def test_transient_failures_are_retriable(server: FakeProvider, make: Any,
     assert KEY not in str(caught.value)
 
 
-@pytest.mark.parametrize("status, kind", [(400, BadRequestError), (401, AuthenticationError),
-                                          (403, AuthenticationError), (404, ModelNotFoundError),
-                                          (422, BadRequestError)])
+@pytest.mark.parametrize(
+    "status, kind",
+    [
+        (400, BadRequestError),
+        (401, AuthenticationError),
+        (403, AuthenticationError),
+        (404, ModelNotFoundError),
+        (422, BadRequestError),
+    ],
+)
 @pytest.mark.parametrize("make", [openai, anthropic], ids=["openai", "anthropic"])
 async def test_client_errors_are_not_retriable_and_carry_the_providers_text(
-        server: FakeProvider, make: Any, status: int, kind: type) -> None:
+    server: FakeProvider, make: Any, status: int, kind: type
+) -> None:
     server.script(Fault(status, None))
     client = make(server)
     with pytest.raises(kind) as caught:
@@ -281,9 +367,19 @@ async def test_a_refused_connection_is_retriable() -> None:
 
 
 async def test_the_key_never_appears_even_when_the_provider_echoes_it(server: FakeProvider) -> None:
-    server.script(Fault(401, {"error": {"message": f"Incorrect API key provided: {KEY}. You can find "
-                                                   "your API key at https://platform.openai.com.",
-                                        "type": "invalid_request_error", "code": "invalid_api_key"}}))
+    server.script(
+        Fault(
+            401,
+            {
+                "error": {
+                    "message": f"Incorrect API key provided: {KEY}. You can find "
+                    "your API key at https://platform.openai.com.",
+                    "type": "invalid_request_error",
+                    "code": "invalid_api_key",
+                }
+            },
+        )
+    )
     client = openai(server)
     with pytest.raises(AuthenticationError) as caught:
         await client.complete("x", "gpt-4o-mini")
@@ -295,18 +391,29 @@ async def test_the_key_never_appears_even_when_the_provider_echoes_it(server: Fa
 # -- through the engine: retried, then succeeding; 401 fails fast --------------------------
 
 
-@pytest.mark.parametrize("fault", [
-    Fault(429, None, {"retry-after": "3"}), Fault(500, None), Fault(529, None),
-    Fault(200, None, delay=1.0), Fault(200, None, truncate=True),
-], ids=["429", "500", "529", "timeout", "truncated"])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(429, None, {"retry-after": "3"}),
+        Fault(500, None),
+        Fault(529, None),
+        Fault(200, None, delay=1.0),
+        Fault(200, None, truncate=True),
+    ],
+    ids=["429", "500", "529", "timeout", "truncated"],
+)
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
-async def test_engine_retries_transient_failures_then_succeeds(server: FakeProvider, fault: Fault,
-                                                               provider: str) -> None:
+async def test_engine_retries_transient_failures_then_succeeds(
+    server: FakeProvider, fault: Fault, provider: str
+) -> None:
     server.script(fault)
     sleep = FakeSleep()
-    client = (openai(server, timeout=0.3) if provider == "openai" else anthropic(server, timeout=0.3))
-    engine = OrchestrationEngine(client, EngineConfig(
-        rate_limit_config=None, default_retry_policy=RetryPolicy(max_retries=3, jitter=False)), sleep=sleep)
+    client = openai(server, timeout=0.3) if provider == "openai" else anthropic(server, timeout=0.3)
+    engine = OrchestrationEngine(
+        client,
+        EngineConfig(rate_limit_config=None, default_retry_policy=RetryPolicy(max_retries=3, jitter=False)),
+        sleep=sleep,
+    )
     model = "gpt-4o-mini" if provider == "openai" else "claude-haiku-4-5"
     agent = Agent("a", "Finance", "d", {"model": model}, "close the books")
     wf = Workflow("retry", "d", [agent])
@@ -335,11 +442,19 @@ async def test_a_429_pauses_every_caller_of_that_provider(server: FakeProvider) 
     from orchestrate.money.rate_limit import RateLimitConfig
 
     server.script(Fault(429, None, {"retry-after": "0.6"}))
-    engine = OrchestrationEngine(openai(server), EngineConfig(
-        rate_limit_config=RateLimitConfig(requests_per_minute=100_000, requests_per_hour=10**7,
-                                          requests_per_day=10**8, tokens_per_minute=10**9,
-                                          concurrent_requests=100),
-        default_retry_policy=RetryPolicy(max_retries=2, base_delay=0.0, jitter=False)))
+    engine = OrchestrationEngine(
+        openai(server),
+        EngineConfig(
+            rate_limit_config=RateLimitConfig(
+                requests_per_minute=100_000,
+                requests_per_hour=10**7,
+                requests_per_day=10**8,
+                tokens_per_minute=10**9,
+                concurrent_requests=100,
+            ),
+            default_retry_policy=RetryPolicy(max_retries=2, base_delay=0.0, jitter=False),
+        ),
+    )
     first = Agent("first", "Finance", "d", {"model": "gpt-4o-mini"}, "one", priority=10)
     later = Agent("later", "Finance", "d", {"model": "gpt-4o-mini"}, "two", dependencies=["first"])
     wf = Workflow("pause", "d", [first, later])
@@ -393,13 +508,33 @@ def test_env_supplies_key_and_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_orchestrate_run_against_openai_and_anthropic_over_http(tmp_path: Path) -> None:
     with FakeProvider(failure_rate=0.3, seed=3) as fake:
-        env = {**os.environ, "CI": "true", "OPENAI_API_KEY": KEY, "ANTHROPIC_API_KEY": KEY,
-               "OPENAI_BASE_URL": f"{fake.url}/v1", "ANTHROPIC_BASE_URL": fake.url}
+        env = {
+            **os.environ,
+            "CI": "true",
+            "OPENAI_API_KEY": KEY,
+            "ANTHROPIC_API_KEY": KEY,
+            "OPENAI_BASE_URL": f"{fake.url}/v1",
+            "ANTHROPIC_BASE_URL": fake.url,
+        }
         for example in ("finance_month_end_close", "compliance_vendor_due_diligence"):
             out = tmp_path / example
-            proc = subprocess.run([sys.executable, "-m", "orchestrate", "run",
-                                   str(ROOT / "workflows" / f"{example}.yaml"), "-o", str(out), "--json"],
-                                  cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "orchestrate",
+                    "run",
+                    str(ROOT / "workflows" / f"{example}.yaml"),
+                    "-o",
+                    str(out),
+                    "--json",
+                ],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert proc.returncode == 0, proc.stderr
             assert KEY not in proc.stdout + proc.stderr
             summary = json.loads(proc.stdout)
@@ -413,8 +548,9 @@ def test_orchestrate_run_against_openai_and_anthropic_over_http(tmp_path: Path) 
         assert len(fake.requests) > 10  # some calls failed and were retried
 
 
-def test_the_reference_complete_example_runs_over_http(server: FakeProvider, monkeypatch: pytest.MonkeyPatch,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_reference_complete_example_runs_over_http(
+    server: FakeProvider, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The reference's Complete Example verbatim (our import path), its OpenAIClient on the loopback server."""
     monkeypatch.setenv("OPENAI_BASE_URL", f"{server.url}/v1")
     from orchestrate import CostConfig, MonitorConfig, RateLimitConfig
@@ -428,7 +564,7 @@ def test_the_reference_complete_example_runs_over_http(server: FakeProvider, mon
             rate_limit_config=RateLimitConfig(requests_per_minute=60),
             cost_config=CostConfig(),
             monitor_config=MonitorConfig(),
-            default_retry_policy=RetryPolicy(max_retries=3)
+            default_retry_policy=RetryPolicy(max_retries=3),
         )
 
         # Create engine
@@ -440,15 +576,10 @@ def test_the_reference_complete_example_runs_over_http(server: FakeProvider, mon
             module="Finance",
             description="Analyze data",
             llm_config={"model": "gpt-4"},
-            prompt_template="Analyze..."
+            prompt_template="Analyze...",
         )
 
-        workflow = Workflow(
-            name="analysis",
-            description="Data analysis",
-            agents=[agent],
-            cost_budget=5.0
-        )
+        workflow = Workflow(name="analysis", description="Data analysis", agents=[agent], cost_budget=5.0)
 
         # Execute
         wf_id = await engine.register_workflow(workflow)

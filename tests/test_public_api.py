@@ -8,10 +8,26 @@ import sys
 import orchestrate
 
 REFERENCE_NAMES = {
-    "Agent", "AgentResult", "AgentStatus", "AnthropicClient", "CostConfig", "CostTracker",
-    "EngineConfig", "FailureHandler", "LLMClient", "LLMResponse", "Monitor", "MonitorConfig",
-    "OpenAIClient", "OrchestrationEngine", "RateLimitConfig", "RateLimiter", "RetryPolicy",
-    "RetryStrategy", "Workflow", "WorkflowStatus",
+    "Agent",
+    "AgentResult",
+    "AgentStatus",
+    "AnthropicClient",
+    "CostConfig",
+    "CostTracker",
+    "EngineConfig",
+    "FailureHandler",
+    "LLMClient",
+    "LLMResponse",
+    "Monitor",
+    "MonitorConfig",
+    "OpenAIClient",
+    "OrchestrationEngine",
+    "RateLimitConfig",
+    "RateLimiter",
+    "RetryPolicy",
+    "RetryStrategy",
+    "Workflow",
+    "WorkflowStatus",
 }
 
 
@@ -38,8 +54,10 @@ def test_unknown_names_raise_attribute_error() -> None:
 
 def test_importing_the_package_stays_light() -> None:
     # `orchestrate --help` must not pay for httpx, jsonschema or the engine.
-    code = ("import sys, orchestrate.cli; "
-            "print(','.join(m for m in ('httpx', 'jsonschema', 'orchestrate.run.engine', 'yaml') "
-            "if m in sys.modules))")
+    code = (
+        "import sys, orchestrate.cli; "
+        "print(','.join(m for m in ('httpx', 'jsonschema', 'orchestrate.run.engine', 'yaml') "
+        "if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

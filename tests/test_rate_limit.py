@@ -11,8 +11,13 @@ from orchestrate import RateLimitConfig, RateLimiter
 from orchestrate.money.rate_limit import RateLimiterRegistry, SlidingWindow, skew_margin
 from tests.virtual_time import run_virtual
 
-UNLIMITED = dict(requests_per_minute=10**6, requests_per_hour=10**8, requests_per_day=10**9,
-                 tokens_per_minute=10**12, concurrent_requests=10**6)
+UNLIMITED = dict(
+    requests_per_minute=10**6,
+    requests_per_hour=10**8,
+    requests_per_day=10**9,
+    tokens_per_minute=10**12,
+    concurrent_requests=10**6,
+)
 
 
 def most_in_any_window(stamps: Sequence[float], width: float, weights: Sequence[float] | None = None) -> float:
@@ -49,8 +54,7 @@ def start_times(config: RateLimitConfig, calls: int, tokens: int = 1) -> list[fl
 
 
 @pytest.mark.parametrize(("per_minute", "calls"), [(2, 3), (2, 10), (60, 200), (600, 1500), (6000, 12000)])
-def test_n_calls_never_put_more_than_r_in_any_sliding_minute_and_finish_near_ideal(per_minute: int,
-                                                                                  calls: int) -> None:
+def test_n_calls_never_put_more_than_r_in_any_sliding_minute_and_finish_near_ideal(per_minute: int, calls: int) -> None:
     stamps = start_times(RateLimitConfig(**{**UNLIMITED, "requests_per_minute": per_minute}), calls)
     assert len(stamps) == calls
     # Not even with the skew margin: any window of 60 s plus the margin holds at most R.

@@ -88,14 +88,24 @@ def test_every_default_the_reference_states() -> None:
     from orchestrate import EngineConfig, MonitorConfig, RateLimitConfig, RetryPolicy, RetryStrategy
 
     limits = RateLimitConfig()
-    assert (limits.requests_per_minute, limits.requests_per_hour, limits.requests_per_day,
-            limits.tokens_per_minute, limits.concurrent_requests) == (60, 3000, 50000, 100000, 10)
+    assert (
+        limits.requests_per_minute,
+        limits.requests_per_hour,
+        limits.requests_per_day,
+        limits.tokens_per_minute,
+        limits.concurrent_requests,
+    ) == (60, 3000, 50000, 100000, 10)
     monitor = MonitorConfig()
     assert (monitor.enable_metrics, monitor.enable_logging, monitor.metrics_interval) == (True, True, 60.0)
     policy = RetryPolicy()
-    assert (policy.max_retries, policy.strategy, policy.base_delay, policy.max_delay,
-            policy.exponential_base, policy.jitter) == (3, RetryStrategy.EXPONENTIAL_BACKOFF, 1.0, 60.0,
-                                                        2.0, True)
+    assert (
+        policy.max_retries,
+        policy.strategy,
+        policy.base_delay,
+        policy.max_delay,
+        policy.exponential_base,
+        policy.jitter,
+    ) == (3, RetryStrategy.EXPONENTIAL_BACKOFF, 1.0, 60.0, 2.0, True)
     assert EngineConfig().max_concurrent_workflows == 50
 
 

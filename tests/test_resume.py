@@ -30,12 +30,16 @@ agents:
 def write_workflow(folder: Path, latency: float = 0.25, width: int = 8) -> Path:
     lines = []
     for i in range(width):
-        lines.append(f"  - name: check_{i}\n    module: Finance\n    description: ledger check {i}\n"
-                     f"    prompt_template: Check ledger {i} for {{period}}\n")
+        lines.append(
+            f"  - name: check_{i}\n    module: Finance\n    description: ledger check {i}\n"
+            f"    prompt_template: Check ledger {i} for {{period}}\n"
+        )
     deps = ", ".join(f"check_{i}" for i in range(width))
     refs = " ".join(f"{{check_{i}.output}}" for i in range(width))
-    lines.append(f"  - name: summary\n    module: Finance\n    description: summary\n"
-                 f"    dependencies: [{deps}]\n    prompt_template: Summarise {refs}\n")
+    lines.append(
+        f"  - name: summary\n    module: Finance\n    description: summary\n"
+        f"    dependencies: [{deps}]\n    prompt_template: Summarise {refs}\n"
+    )
     path = folder / "close.yaml"
     path.write_text(WORKFLOW % {"latency": latency, "agents": "".join(lines)})
     return path
@@ -43,8 +47,14 @@ def write_workflow(folder: Path, latency: float = 0.25, width: int = 8) -> Path:
 
 def start(args: list[str], cwd: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "CI": "true"}
-    return subprocess.Popen([sys.executable, "-m", "orchestrate", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "orchestrate", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finished_agents(events: Path) -> list[str]:
@@ -77,8 +87,11 @@ def only_run(output: Path) -> Path:
 
 
 def started_agents(run_dir: Path) -> set[str]:
-    return {json.loads(line)["agent"] for line in (run_dir / "events.jsonl").read_text().splitlines()
-            if json.loads(line)["type"] == "agent_started"}
+    return {
+        json.loads(line)["agent"]
+        for line in (run_dir / "events.jsonl").read_text().splitlines()
+        if json.loads(line)["type"] == "agent_started"
+    }
 
 
 def outputs(run_dir: Path) -> dict[str, object]:
@@ -98,8 +111,9 @@ def reference(tmp_path: Path) -> dict[str, object]:
 
 
 @pytest.mark.parametrize(("how", "expected_code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_stops_the_run_and_keeps_what_completed(tmp_path: Path, how: int, expected_code: int,
-                                                         reference: dict[str, object]) -> None:
+def test_signal_stops_the_run_and_keeps_what_completed(
+    tmp_path: Path, how: int, expected_code: int, reference: dict[str, object]
+) -> None:
     path = write_workflow(tmp_path)
     proc = start(["run", str(path), "-o", str(tmp_path / "runs")], tmp_path)
     run_dir = wait_for_completed(tmp_path / "runs", 2)
@@ -128,7 +142,8 @@ def test_signal_stops_the_run_and_keeps_what_completed(tmp_path: Path, how: int,
 
 
 def test_sigkill_loses_at_most_the_calls_in_flight_and_resume_finishes(
-        tmp_path: Path, reference: dict[str, object]) -> None:
+    tmp_path: Path, reference: dict[str, object]
+) -> None:
     path = write_workflow(tmp_path)
     proc = start(["run", str(path), "-o", str(tmp_path / "runs")], tmp_path)
     run_dir = wait_for_completed(tmp_path / "runs", 3)
@@ -156,8 +171,7 @@ def test_a_changed_agent_runs_again_and_the_rest_is_reused(tmp_path: Path) -> No
     first.stdout.close()
     first.stderr.close()
     path.write_text(path.read_text().replace("Check ledger 3 for", "Re-check ledger 3 for"))
-    second = start(["run", str(path), "-o", str(tmp_path / "b"), "--resume", str(only_run(tmp_path / "a"))],
-                   tmp_path)
+    second = start(["run", str(path), "-o", str(tmp_path / "b"), "--resume", str(only_run(tmp_path / "a"))], tmp_path)
     assert second.wait(60) == 0
     second.stdout.close()
     second.stderr.close()

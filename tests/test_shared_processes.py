@@ -31,21 +31,43 @@ def environment(**extra: str) -> dict[str, str]:
 
 
 def orchestrate(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "orchestrate", *args], cwd=cwd, env=environment(),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrate", *args],
+        cwd=cwd,
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def spawn(*args: str, cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "orchestrate", *args], cwd=cwd, env=environment(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "orchestrate", *args],
+        cwd=cwd,
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
-def workflow_file(folder: Path, name: str, agents: int, *, parallel: int = 4, max_tokens: int = 200,
-                  extra: str = "") -> Path:
-    lines = [f"name: {name}", f"max_parallel_agents: {parallel}", "cost_budget: 100", extra,
-             "defaults:", f"  llm_config: {{model: gpt-4o-mini, max_tokens: {max_tokens}}}", "agents:"]
-    lines += [f"  - {{name: a{i}, module: Finance, prompt_template: 'Check invoice {i} of the month.'}}"
-              for i in range(agents)]
+def workflow_file(
+    folder: Path, name: str, agents: int, *, parallel: int = 4, max_tokens: int = 200, extra: str = ""
+) -> Path:
+    lines = [
+        f"name: {name}",
+        f"max_parallel_agents: {parallel}",
+        "cost_budget: 100",
+        extra,
+        "defaults:",
+        f"  llm_config: {{model: gpt-4o-mini, max_tokens: {max_tokens}}}",
+        "agents:",
+    ]
+    lines += [
+        f"  - {{name: a{i}, module: Finance, prompt_template: 'Check invoice {i} of the month.'}}"
+        for i in range(agents)
+    ]
     path = folder / f"{name}.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -62,8 +84,10 @@ def only_run(folder: Path) -> Path:
     return run
 
 
-def test_four_processes_share_one_limit_in_every_sliding_minute(redis_server: RedisServer,  # noqa: F811
-                                                               tmp_path: Path) -> None:
+def test_four_processes_share_one_limit_in_every_sliding_minute(
+    redis_server: RedisServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
     """4 x 150 calls, 600/min shared: never 601 in any 60 s, done within 5% of the ideal.
 
     The processes run on a clock 10 times faster than the wall clock (the
@@ -73,10 +97,27 @@ def test_four_processes_share_one_limit_in_every_sliding_minute(redis_server: Re
     base = time.time()
     start_at = base + 2.0  # every process is up and waiting before the first call
     outs = [tmp_path / f"stamps{k}.txt" for k in range(4)]
-    workers = [subprocess.Popen([sys.executable, "-m", "tests.shared_limit_worker", redis_server.url, namespace,
-                                 repr(base), repr(scale), "150", repr(start_at), str(out)],
-                                cwd=ROOT, env=environment(), stderr=subprocess.PIPE, text=True)
-               for out in outs]
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.shared_limit_worker",
+                redis_server.url,
+                namespace,
+                repr(base),
+                repr(scale),
+                "150",
+                repr(start_at),
+                str(out),
+            ],
+            cwd=ROOT,
+            env=environment(),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for out in outs
+    ]
     for worker in workers:
         _, err = worker.communicate(timeout=120)
         assert worker.returncode == 0, err
@@ -89,8 +130,11 @@ def test_four_processes_share_one_limit_in_every_sliding_minute(redis_server: Re
 
 
 @pytest.mark.parametrize("seed", [11, 23, 37])
-def test_four_processes_never_pass_a_shared_budget_scope(redis_server: RedisServer, tmp_path: Path,  # noqa: F811
-                                                         seed: int) -> None:
+def test_four_processes_never_pass_a_shared_budget_scope(
+    redis_server: RedisServer,  # noqa: F811
+    tmp_path: Path,
+    seed: int,
+) -> None:
     rng = random.Random(seed)
     namespace, scope = f"bud{uuid.uuid4().hex[:8]}", f"finance-{seed}"
     # A call may cost up to ~$0.0002 (its worst case), so a few fit at once, far fewer than 4 x 12.
@@ -99,9 +143,26 @@ def test_four_processes_never_pass_a_shared_budget_scope(redis_server: RedisServ
     path = workflow_file(tmp_path, "invoices", 12, parallel=rng.randint(2, 6), max_tokens=400)
     runs = []
     for k in range(4):
-        runs.append(spawn("run", str(path), "--simulate", "--state", redis_server.url, "--state-namespace",
-                          namespace, "--budget-scope", scope, "--sim-latency", f"{rng.uniform(0.01, 0.08):.3f}",
-                          "--seed", str(seed * 10 + k), "-o", str(tmp_path / f"out{k}"), cwd=tmp_path))
+        runs.append(
+            spawn(
+                "run",
+                str(path),
+                "--simulate",
+                "--state",
+                redis_server.url,
+                "--state-namespace",
+                namespace,
+                "--budget-scope",
+                scope,
+                "--sim-latency",
+                f"{rng.uniform(0.01, 0.08):.3f}",
+                "--seed",
+                str(seed * 10 + k),
+                "-o",
+                str(tmp_path / f"out{k}"),
+                cwd=tmp_path,
+            )
+        )
     total = 0.0
     for k, process in enumerate(runs):
         _, err = process.communicate(timeout=120)
@@ -121,15 +182,31 @@ def test_four_processes_never_pass_a_shared_budget_scope(redis_server: RedisServ
     assert shown["spent"] > 0.0  # the scope was really used, not refused outright
 
 
-def test_a_killed_process_reservation_lapses_and_the_others_go_on(redis_server: RedisServer,  # noqa: F811
-                                                                  tmp_path: Path) -> None:
+def test_a_killed_process_reservation_lapses_and_the_others_go_on(
+    redis_server: RedisServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
     namespace, scope = f"kill{uuid.uuid4().hex[:8]}", "hr-2026-11"
     url = f"{redis_server.url}?lease_seconds=1"
     # Room for one call's worst case (~$0.00025) at a time, no more.
     budget(url, namespace, "set", scope, "0.0004", cwd=tmp_path)
     slow = workflow_file(tmp_path, "slow", 1, max_tokens=400)
-    victim = spawn("run", str(slow), "--simulate", "--sim-latency", "60", "--state", url, "--state-namespace",
-                   namespace, "--budget-scope", scope, "-o", str(tmp_path / "victim"), cwd=tmp_path)
+    victim = spawn(
+        "run",
+        str(slow),
+        "--simulate",
+        "--sim-latency",
+        "60",
+        "--state",
+        url,
+        "--state-namespace",
+        namespace,
+        "--budget-scope",
+        scope,
+        "-o",
+        str(tmp_path / "victim"),
+        cwd=tmp_path,
+    )
     try:
         deadline = time.monotonic() + 30
         while budget(url, namespace, "show", scope, cwd=tmp_path)["open_reservations"] != 1:
@@ -137,10 +214,24 @@ def test_a_killed_process_reservation_lapses_and_the_others_go_on(redis_server: 
             time.sleep(0.05)
         time.sleep(1.6)  # longer than the lease: the living holder keeps renewing it
         assert budget(url, namespace, "show", scope, cwd=tmp_path)["open_reservations"] == 1
-        other = orchestrate("run", str(workflow_file(tmp_path, "blocked", 1, max_tokens=400)), "--simulate",
-                            "--state", url, "--state-namespace", namespace, "--budget-scope", scope,
-                            "-o", str(tmp_path / "blocked"), cwd=tmp_path)
-        assert other.returncode in (1, 3) and "budget_exceeded" in (only_run(tmp_path / "blocked") / "result.json").read_text()
+        other = orchestrate(
+            "run",
+            str(workflow_file(tmp_path, "blocked", 1, max_tokens=400)),
+            "--simulate",
+            "--state",
+            url,
+            "--state-namespace",
+            namespace,
+            "--budget-scope",
+            scope,
+            "-o",
+            str(tmp_path / "blocked"),
+            cwd=tmp_path,
+        )
+        assert (
+            other.returncode in (1, 3)
+            and "budget_exceeded" in (only_run(tmp_path / "blocked") / "result.json").read_text()
+        )
     finally:
         victim.send_signal(signal.SIGKILL)
         victim.communicate(timeout=30)  # reaps it and closes its pipes
@@ -149,20 +240,33 @@ def test_a_killed_process_reservation_lapses_and_the_others_go_on(redis_server: 
         assert time.monotonic() < deadline, shown
         time.sleep(0.1)
     assert shown["reserved"] == 0.0 and shown["spent"] == 0.0
-    after = orchestrate("run", str(workflow_file(tmp_path, "after", 1, max_tokens=400)), "--simulate",
-                        "--state", url, "--state-namespace", namespace, "--budget-scope", scope,
-                        "-o", str(tmp_path / "after"), cwd=tmp_path)
+    after = orchestrate(
+        "run",
+        str(workflow_file(tmp_path, "after", 1, max_tokens=400)),
+        "--simulate",
+        "--state",
+        url,
+        "--state-namespace",
+        namespace,
+        "--budget-scope",
+        scope,
+        "-o",
+        str(tmp_path / "after"),
+        cwd=tmp_path,
+    )
     assert after.returncode == 0, after.stderr
 
 
 def test_redis_stopped_mid_run_fails_closed_and_resume_finishes(tmp_path: Path) -> None:
     server = RedisServer(tmp_path, password="s3cr3t-pw").start()
     try:
-        path = workflow_file(tmp_path, "ledger", 30, parallel=2,
-                             extra="rate_limits: {simulated: {requests_per_minute: 100000}}")
+        path = workflow_file(
+            tmp_path, "ledger", 30, parallel=2, extra="rate_limits: {simulated: {requests_per_minute: 100000}}"
+        )
         out = tmp_path / "out"
-        process = spawn("run", str(path), "--simulate", "--sim-latency", "0.2", "--state", server.url,
-                        "-o", str(out), cwd=tmp_path)
+        process = spawn(
+            "run", str(path), "--simulate", "--sim-latency", "0.2", "--state", server.url, "-o", str(out), cwd=tmp_path
+        )
         deadline = time.monotonic() + 60
         while True:
             runs = list(out.glob("*/events.jsonl")) if out.exists() else []
@@ -190,8 +294,18 @@ def test_redis_stopped_mid_run_fails_closed_and_resume_finishes(tmp_path: Path) 
         assert len(completed) == len(calls)
 
         server.start()
-        resumed = orchestrate("run", str(path), "--simulate", "--state", server.url, "--resume", str(run),
-                              "-o", str(tmp_path / "again"), cwd=tmp_path)
+        resumed = orchestrate(
+            "run",
+            str(path),
+            "--simulate",
+            "--state",
+            server.url,
+            "--resume",
+            str(run),
+            "-o",
+            str(tmp_path / "again"),
+            cwd=tmp_path,
+        )
         assert resumed.returncode == 0, resumed.stderr
         again = json.loads((only_run(tmp_path / "again") / "result.json").read_text())
         assert sorted(again["reused_agents"]) == sorted(completed)
@@ -202,8 +316,16 @@ def test_redis_stopped_mid_run_fails_closed_and_resume_finishes(tmp_path: Path) 
 
 def test_an_unreachable_state_stops_the_run_before_anything_starts(tmp_path: Path) -> None:
     server = RedisServer(tmp_path, password="pw-never-shown")  # not started
-    done = orchestrate("run", str(workflow_file(tmp_path, "w", 2)), "--simulate", "--state", server.url,
-                       "-o", str(tmp_path / "out"), cwd=tmp_path)
+    done = orchestrate(
+        "run",
+        str(workflow_file(tmp_path, "w", 2)),
+        "--simulate",
+        "--state",
+        server.url,
+        "-o",
+        str(tmp_path / "out"),
+        cwd=tmp_path,
+    )
     assert done.returncode == 1 and f"127.0.0.1:{server.port}" in done.stderr
     assert "pw-never-shown" not in done.stderr + done.stdout and "Traceback" not in done.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
@@ -212,26 +334,51 @@ def test_an_unreachable_state_stops_the_run_before_anything_starts(tmp_path: Pat
 def test_budget_commands_and_an_unset_scope(redis_server: RedisServer, tmp_path: Path) -> None:  # noqa: F811
     namespace = f"cmd{uuid.uuid4().hex[:8]}"
     path = workflow_file(tmp_path, "w", 2, extra="budget_scope: compliance-q4")
-    refused = orchestrate("run", str(path), "--simulate", "--state", redis_server.url, "--state-namespace",
-                          namespace, "-o", str(tmp_path / "out"), cwd=tmp_path)
+    refused = orchestrate(
+        "run",
+        str(path),
+        "--simulate",
+        "--state",
+        redis_server.url,
+        "--state-namespace",
+        namespace,
+        "-o",
+        str(tmp_path / "out"),
+        cwd=tmp_path,
+    )
     assert refused.returncode == 2
-    assert (f"orchestrate budget set compliance-q4 USD --state {redis_server.url}" in refused.stderr)
+    assert f"orchestrate budget set compliance-q4 USD --state {redis_server.url}" in refused.stderr
     assert budget(redis_server.url, namespace, "show", "compliance-q4", cwd=tmp_path)["limit"] is None
     assert budget(redis_server.url, namespace, "set", "compliance-q4", "5", cwd=tmp_path)["limit"] == 5.0
-    ran = orchestrate("run", str(path), "--simulate", "--state", redis_server.url, "--state-namespace",
-                      namespace, "-o", str(tmp_path / "out"), cwd=tmp_path)
+    ran = orchestrate(
+        "run",
+        str(path),
+        "--simulate",
+        "--state",
+        redis_server.url,
+        "--state-namespace",
+        namespace,
+        "-o",
+        str(tmp_path / "out"),
+        cwd=tmp_path,
+    )
     assert ran.returncode == 0, ran.stderr
     shown = budget(redis_server.url, namespace, "show", "compliance-q4", cwd=tmp_path)
     assert shown["spent"] > 0 and shown["remaining"] == pytest.approx(5.0 - shown["spent"])
     reset = budget(redis_server.url, namespace, "reset", "compliance-q4", cwd=tmp_path)
     assert reset["spent"] == 0.0 and reset["limit"] == 5.0
-    plain = orchestrate("budget", "show", "compliance-q4", "--state", redis_server.url, "--state-namespace",
-                        namespace, cwd=tmp_path)
+    plain = orchestrate(
+        "budget", "show", "compliance-q4", "--state", redis_server.url, "--state-namespace", namespace, cwd=tmp_path
+    )
     assert plain.stdout.startswith("compliance-q4: limit $5.0000, spent $0.0000")
-    from_env = subprocess.run([sys.executable, "-m", "orchestrate", "budget", "show", "compliance-q4", "--json"],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=60,
-                              env=environment(ORCHESTRATE_STATE_URL=redis_server.url,
-                                              ORCHESTRATE_STATE_NAMESPACE=namespace))
+    from_env = subprocess.run(
+        [sys.executable, "-m", "orchestrate", "budget", "show", "compliance-q4", "--json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment(ORCHESTRATE_STATE_URL=redis_server.url, ORCHESTRATE_STATE_NAMESPACE=namespace),
+    )
     assert json.loads(from_env.stdout)["limit"] == 5.0
     other_namespace = budget(redis_server.url, f"{namespace}-other", "show", "compliance-q4", cwd=tmp_path)
     assert other_namespace["limit"] is None  # namespaces do not share
@@ -248,8 +395,20 @@ def test_the_response_cache_can_live_in_redis(redis_server: RedisServer, tmp_pat
     path = workflow_file(tmp_path, "cached", 3)
     costs = []
     for k in range(2):
-        done = orchestrate("run", str(path), "--simulate", "--cache", redis_server.url, "--cache-ttl", "60",
-                           "--state-namespace", namespace, "-o", str(tmp_path / f"out{k}"), cwd=tmp_path)
+        done = orchestrate(
+            "run",
+            str(path),
+            "--simulate",
+            "--cache",
+            redis_server.url,
+            "--cache-ttl",
+            "60",
+            "--state-namespace",
+            namespace,
+            "-o",
+            str(tmp_path / f"out{k}"),
+            cwd=tmp_path,
+        )
         assert done.returncode == 0, done.stderr
         cost = json.loads((only_run(tmp_path / f"out{k}") / "cost.json").read_text())
         costs.append(cost)
@@ -257,8 +416,10 @@ def test_the_response_cache_can_live_in_redis(redis_server: RedisServer, tmp_pat
     assert all(c["cached"] for c in costs[1]["calls"]) and len(costs[1]["calls"]) == 3
 
 
-def test_four_shards_cover_every_row_once_under_one_scope_and_limit(redis_server: RedisServer,  # noqa: F811
-                                                                    tmp_path: Path) -> None:
+def test_four_shards_cover_every_row_once_under_one_scope_and_limit(
+    redis_server: RedisServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
     namespace, scope = f"shard{uuid.uuid4().hex[:8]}", "procurement-2026-11"
     budget(redis_server.url, namespace, "set", scope, "5", cwd=tmp_path)
     (tmp_path / "rows.jsonl").write_text("".join(f'{{"invoice": "INV-{i:03d}"}}\n' for i in range(41)))
@@ -266,10 +427,31 @@ def test_four_shards_cover_every_row_once_under_one_scope_and_limit(redis_server
         "name: invoices\ninputs:\n  invoice: {type: string}\n"
         "rate_limits:\n  simulated: {requests_per_minute: 6000, concurrent_requests: 3}\n"
         "defaults:\n  llm_config: {model: gpt-4o-mini, max_tokens: 100}\n"
-        "agents:\n  - {name: check, module: Finance, prompt_template: 'Check invoice {invoice}.'}\n")
-    shards = [spawn("run", "inv.yaml", "--simulate", "--sim-latency", "0.01", "--data", "rows.jsonl",
-                    "--shard", f"{k}/4", "--state", redis_server.url, "--state-namespace", namespace,
-                    "--budget-scope", scope, "-o", f"out{k}", cwd=tmp_path) for k in range(1, 5)]
+        "agents:\n  - {name: check, module: Finance, prompt_template: 'Check invoice {invoice}.'}\n"
+    )
+    shards = [
+        spawn(
+            "run",
+            "inv.yaml",
+            "--simulate",
+            "--sim-latency",
+            "0.01",
+            "--data",
+            "rows.jsonl",
+            "--shard",
+            f"{k}/4",
+            "--state",
+            redis_server.url,
+            "--state-namespace",
+            namespace,
+            "--budget-scope",
+            scope,
+            "-o",
+            f"out{k}",
+            cwd=tmp_path,
+        )
+        for k in range(1, 5)
+    ]
     rows: list[int] = []
     total = 0.0
     for k, process in enumerate(shards, start=1):
@@ -283,8 +465,9 @@ def test_four_shards_cover_every_row_once_under_one_scope_and_limit(redis_server
         total += json.loads((run / "cost.json").read_text())["totals"]["cost"]
     assert sorted(rows) == list(range(1, 42))  # every row exactly once
     assert budget(redis_server.url, namespace, "show", scope, cwd=tmp_path)["spent"] == pytest.approx(total)
-    merged = orchestrate("cost-report", "out1", "out2", "out3", "out4", "--include-simulated", "--format", "json",
-                         cwd=tmp_path)
+    merged = orchestrate(
+        "cost-report", "out1", "out2", "out3", "out4", "--include-simulated", "--format", "json", cwd=tmp_path
+    )
     assert merged.returncode == 0, merged.stderr
     report = json.loads(merged.stdout)
     assert report["total"]["calls"] == 41 and report["total"]["cost"] == pytest.approx(total)
@@ -303,8 +486,9 @@ def test_spend_the_lost_state_never_booked_is_booked_on_resume(tmp_path: Path) -
         budget(server.url, "orchestrate", "set", "audit-q4", "5", cwd=tmp_path)
         path = workflow_file(tmp_path, "audit", 30, parallel=3, extra="budget_scope: audit-q4")
         out = tmp_path / "out"
-        process = spawn("run", str(path), "--simulate", "--sim-latency", "0.3", "--state", server.url,
-                        "-o", str(out), cwd=tmp_path)
+        process = spawn(
+            "run", str(path), "--simulate", "--sim-latency", "0.3", "--state", server.url, "-o", str(out), cwd=tmp_path
+        )
         deadline = time.monotonic() + 60
         while not (out.exists() and any(p.read_text().count('"llm_call"') >= 4 for p in out.glob("*/events.jsonl"))):
             assert time.monotonic() < deadline and process.poll() is None, "the run never got going"
@@ -319,8 +503,18 @@ def test_spend_the_lost_state_never_booked_is_booked_on_resume(tmp_path: Path) -
         server.start()
         booked = budget(server.url, "orchestrate", "show", "audit-q4", cwd=tmp_path)["spent"]
         assert booked + unsettled["total"] == pytest.approx(spent_here)
-        resumed = orchestrate("run", str(path), "--simulate", "--state", server.url, "--resume", str(run),
-                              "-o", str(tmp_path / "again"), cwd=tmp_path)
+        resumed = orchestrate(
+            "run",
+            str(path),
+            "--simulate",
+            "--state",
+            server.url,
+            "--resume",
+            str(run),
+            "-o",
+            str(tmp_path / "again"),
+            cwd=tmp_path,
+        )
         assert resumed.returncode == 0, resumed.stderr
         assert "booked $" in resumed.stderr and not (run / "unsettled_scope.json").exists()
         second = json.loads((only_run(tmp_path / "again") / "cost.json").read_text())

@@ -55,8 +55,9 @@ agents:
 
 def orchestrate(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CI": "true"}
-    return subprocess.run([sys.executable, "-m", "orchestrate", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrate", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +109,10 @@ def test_show_json_for_machines(run_dir: Path) -> None:
     run = json.loads(orchestrate("show", str(run_dir), "--format", "json", cwd=run_dir.parent).stdout)
     assert run["status"] in ("failed", "partially_completed")
     assert {a["name"]: a["status"] for a in run["agents"]} == {
-        "fetch_terms": "completed", "sanctions": "failed", "memo": "cancelled"}
+        "fetch_terms": "completed",
+        "sanctions": "failed",
+        "memo": "cancelled",
+    }
     agent = json.loads(orchestrate("show", str(run_dir), "fetch_terms", "--json", cwd=run_dir.parent).stdout)
     assert agent["prompt"] == "Payment terms of Globex GmbH?" and agent["output"]["json"]["days"] >= 0
 
@@ -133,16 +137,35 @@ def _text(parts: list[Any], width: int = 100) -> str:
 
 
 def test_agent_view_lists_tool_calls_and_reads_older_runs() -> None:
-    document = {"name": "wf", "run_id": "r1", "status": "completed", "agents": [
-        {"name": "lookup", "status": "completed", "module": "Finance", "model": "m", "provider": "p",
-         "tokens_used": 5, "cost": 0.0, "execution_time": 0.1, "dependencies": [],
-         "output": {"text": "plain answer"},
-         "metadata": {"attempts": 1, "tool_log": [
-             {"tool": "erp_lookup", "arguments": {"invoice": "INV-1"}, "error": None},
-             {"tool": "erp_lookup", "arguments": {"invoice": "INV-2"}, "error": "KeyError: 'INV-2'"}]}}]}
+    document = {
+        "name": "wf",
+        "run_id": "r1",
+        "status": "completed",
+        "agents": [
+            {
+                "name": "lookup",
+                "status": "completed",
+                "module": "Finance",
+                "model": "m",
+                "provider": "p",
+                "tokens_used": 5,
+                "cost": 0.0,
+                "execution_time": 0.1,
+                "dependencies": [],
+                "output": {"text": "plain answer"},
+                "metadata": {
+                    "attempts": 1,
+                    "tool_log": [
+                        {"tool": "erp_lookup", "arguments": {"invoice": "INV-1"}, "error": None},
+                        {"tool": "erp_lookup", "arguments": {"invoice": "INV-2"}, "error": "KeyError: 'INV-2'"},
+                    ],
+                },
+            }
+        ],
+    }
     text = _text(agent_renderables(document, "lookup"))
     assert 'erp_lookup({"invoice": "INV-1"}) -> ok' in text
-    assert "erp_lookup({\"invoice\": \"INV-2\"}) -> error: KeyError: 'INV-2'" in text
+    assert 'erp_lookup({"invoice": "INV-2"}) -> error: KeyError: \'INV-2\'' in text
     assert "answer\n  plain answer" in text
     assert "not recorded" in text  # a run from before prompts were kept says so
     assert "lookup" in _text(run_renderables(document, width=80))
@@ -155,14 +178,17 @@ def test_load_result_accepts_the_file_itself(run_dir: Path) -> None:
 
 
 def test_quiet_prints_only_the_reasons_with_cancelled_agents_grouped(tmp_path: Path) -> None:
-    (tmp_path / "wf.yaml").write_text(WORKFLOW.replace("defaults:\n  module: Procurement\n", "").replace(
-        "  - name: memo\n", "  - name: audit_note\n    module: Finance\n    description: x\n"
-        "    dependencies: [sanctions]\n    llm_config: {model: gpt-4o-mini, max_tokens: 60}\n"
-        "    prompt_template: note\n  - name: memo\n"))
+    (tmp_path / "wf.yaml").write_text(
+        WORKFLOW.replace("defaults:\n  module: Procurement\n", "").replace(
+            "  - name: memo\n",
+            "  - name: audit_note\n    module: Finance\n    description: x\n"
+            "    dependencies: [sanctions]\n    llm_config: {model: gpt-4o-mini, max_tokens: 60}\n"
+            "    prompt_template: note\n  - name: memo\n",
+        )
+    )
     proc = orchestrate("run", "wf.yaml", "--simulate", "-o", "runs", "--quiet", cwd=tmp_path)
     assert proc.returncode in (1, 3) and proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 2, lines
     assert lines[0].startswith("error: supplier_check: sanctions failed: simulated")
-    assert lines[1] == ("error: supplier_check: 2 agents (audit_note, memo) cancelled: "
-                        "dependency 'sanctions' failed")
+    assert lines[1] == ("error: supplier_check: 2 agents (audit_note, memo) cancelled: dependency 'sanctions' failed")

@@ -17,15 +17,27 @@ async def test_answers_are_deterministic_for_the_same_prompt() -> None:
 
 
 async def test_json_answers_satisfy_the_schema() -> None:
-    schema = {"type": "object", "required": ["vendors", "risk"], "properties": {
-        "vendors": {"type": "array", "items": {"type": "object", "required": ["name", "score"],
-                                                "properties": {"name": {"type": "string"},
-                                                               "score": {"type": "number", "minimum": 0, "maximum": 1}}}},
-        "risk": {"enum": ["low", "medium", "high"]}, "count": {"type": "integer", "minimum": 1}}}
+    schema = {
+        "type": "object",
+        "required": ["vendors", "risk"],
+        "properties": {
+            "vendors": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "score"],
+                    "properties": {"name": {"type": "string"}, "score": {"type": "number", "minimum": 0, "maximum": 1}},
+                },
+            },
+            "risk": {"enum": ["low", "medium", "high"]},
+            "count": {"type": "integer", "minimum": 1},
+        },
+    }
     client = SimulatedClient()
     for i in range(20):
         response = await client.complete(f"vendor review {i}", "claude-sonnet-4-5", response_schema=schema)
         import json
+
         jsonschema.validate(json.loads(response.content), schema)
 
 
@@ -59,16 +71,25 @@ async def test_latency_goes_through_the_injected_sleep() -> None:
 
 async def test_tools_are_called_then_answered() -> None:
     client = SimulatedClient()
-    tools = [{"name": "stock_level", "description": "", "parameters": {
-        "type": "object", "required": ["sku"], "properties": {"sku": {"type": "string"}}}}]
+    tools = [
+        {
+            "name": "stock_level",
+            "description": "",
+            "parameters": {"type": "object", "required": ["sku"], "properties": {"sku": {"type": "string"}}},
+        }
+    ]
     first = await client.complete_with_tools([{"role": "user", "content": "check stock"}], "gpt-4o", tools)
     assert first.tool_calls and first.tool_calls[0].name == "stock_level"
     assert isinstance(first.tool_calls[0].arguments["sku"], str)
     second = await client.complete_with_tools(
-        [{"role": "user", "content": "check stock"},
-         {"role": "assistant", "content": "", "tool_calls": first.tool_calls},
-         {"role": "tool", "tool_call_id": first.tool_calls[0].id, "name": "stock_level", "content": "{\"qty\": 4}"}],
-        "gpt-4o", tools)
+        [
+            {"role": "user", "content": "check stock"},
+            {"role": "assistant", "content": "", "tool_calls": first.tool_calls},
+            {"role": "tool", "tool_call_id": first.tool_calls[0].id, "name": "stock_level", "content": '{"qty": 4}'},
+        ],
+        "gpt-4o",
+        tools,
+    )
     assert second.tool_calls is None and "qty" in second.content
 
 

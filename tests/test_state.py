@@ -220,11 +220,19 @@ def test_urls_pick_a_backend_and_bad_ones_are_refused(monkeypatch: pytest.Monkey
 
 
 def test_without_the_redis_extra_the_error_names_it() -> None:
-    code = ("import sys; sys.modules['redis'] = None\n"
-            "from orchestrate.state.base import state_from_url\n"
-            "from orchestrate.errors import UserInputError\n"
-            "try:\n    state_from_url('redis://127.0.0.1:6379/0')\n"
-            "except UserInputError as exc:\n    print(exc)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         env={**os.environ}, cwd=Path(__file__).resolve().parents[1])
+    code = (
+        "import sys; sys.modules['redis'] = None\n"
+        "from orchestrate.state.base import state_from_url\n"
+        "from orchestrate.errors import UserInputError\n"
+        "try:\n    state_from_url('redis://127.0.0.1:6379/0')\n"
+        "except UserInputError as exc:\n    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ},
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert "pip install 'orchestrate[redis]'" in out.stdout, out.stderr

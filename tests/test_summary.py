@@ -33,15 +33,29 @@ def ev(kind: EventType, agent: str | None = None, **data: Any) -> Event:
 def busy_table(clock: Clock) -> LiveTable:
     """64 agents: 36 completed, 4 failed, 9 running, 1 retrying after a 429, 14 pending."""
     table = LiveTable(console=None, clock=clock)
-    table(ev(EventType.WORKFLOW_STARTED, name="invoice_batch", cost_budget=5.0,
-             agents=[{"name": n, "module": "Finance", "model": MODEL} for n in NAMES]))
+    table(
+        ev(
+            EventType.WORKFLOW_STARTED,
+            name="invoice_batch",
+            cost_budget=5.0,
+            agents=[{"name": n, "module": "Finance", "model": MODEL} for n in NAMES],
+        )
+    )
     for i, name in enumerate(NAMES[:50]):
         table(ev(EventType.AGENT_STARTED, name, attempt=1, model=MODEL))
         if i < 40:
             failed = i % 10 == 0
-            table(ev(EventType.AGENT_FINISHED, name, status="failed" if failed else "completed",
-                     cost=0.00002055, tokens_used=12345, execution_time=1.25,
-                     error="simulated 502: upstream unavailable" if failed else None))
+            table(
+                ev(
+                    EventType.AGENT_FINISHED,
+                    name,
+                    status="failed" if failed else "completed",
+                    cost=0.00002055,
+                    tokens_used=12345,
+                    execution_time=1.25,
+                    error="simulated 502: upstream unavailable" if failed else None,
+                )
+            )
     table(ev(EventType.AGENT_RETRYING, NAMES[45], attempt=1, delay=4.0, error="simulated 429: slow down"))
     return table
 
@@ -88,8 +102,15 @@ def test_live_table_never_cuts_a_number_or_a_name(width: int) -> None:
 def test_live_table_with_several_workflows_keeps_an_overall_line() -> None:
     clock = Clock()
     table = busy_table(clock)
-    table(Event(EventType.WORKFLOW_STARTED, "w2", None, {"cost_budget": 1.0, "agents": [
-        {"name": "welcome_pack", "module": "HR", "model": "gpt-4o-mini"}]}, workflow_name="onboarding"))
+    table(
+        Event(
+            EventType.WORKFLOW_STARTED,
+            "w2",
+            None,
+            {"cost_budget": 1.0, "agents": [{"name": "welcome_pack", "module": "HR", "model": "gpt-4o-mini"}]},
+            workflow_name="onboarding",
+        )
+    )
     text = draw(table, 100, 30)
     assert len(text.splitlines()) <= 29, text
     flat = " ".join(text.split())
@@ -110,10 +131,14 @@ def test_plural_and_outcome_counts() -> None:
     assert plural(1, "retry") == "1 retry" and plural(2, "retry") == "2 retries"
     assert plural(1, "agent") == "1 agent" and plural(0, "token") == "0 tokens"
     assert plural(1234, "token") == "1,234 tokens"
-    assert outcome_counts(["failed", "completed", "cancelled", "completed", "completed"]) == \
-        "3 completed, 1 failed, 1 cancelled"
-    assert outcome_counts(["budget_exceeded", "skipped", "waiting_approval"]) == \
-        "1 budget exceeded, 1 skipped, 1 waiting approval"
+    assert (
+        outcome_counts(["failed", "completed", "cancelled", "completed", "completed"])
+        == "3 completed, 1 failed, 1 cancelled"
+    )
+    assert (
+        outcome_counts(["budget_exceeded", "skipped", "waiting_approval"])
+        == "1 budget exceeded, 1 skipped, 1 waiting approval"
+    )
     assert outcome_counts(["some_new_status"]) == "1 some new status"
 
 
@@ -122,8 +147,13 @@ def _agent(name: str, status: str, error: str | None = None, attempts: int = 1) 
 
 
 DOC = {
-    "name": "month_close", "status": "failed", "simulated": True, "total_cost": 0.00002055,
-    "total_tokens": 1, "retries": 1, "duration_seconds": 2.5,
+    "name": "month_close",
+    "status": "failed",
+    "simulated": True,
+    "total_cost": 0.00002055,
+    "total_tokens": 1,
+    "retries": 1,
+    "duration_seconds": 2.5,
     "agents": [
         _agent("ledger", "completed"),
         _agent("bank", "failed", "simulated 502: upstream unavailable", attempts=4),
@@ -148,8 +178,10 @@ def test_failure_lines_give_each_reason_and_name_a_cancelling_cause_once() -> No
 def test_closing_lines_count_by_outcome_and_put_the_run_folder_on_its_own_line() -> None:
     run_dir = "runs/a very long folder name/month_close-20261125T101010Z"
     lines = closing_lines(DOC, run_dir, "workflows/close.yaml")
-    assert lines[0] == ("month_close: failed (simulated) - 1 completed, 1 failed, 1 budget exceeded, "
-                        "3 cancelled, 1 skipped; $0.000021, 1 token, 1 retry, 2.50s")
+    assert lines[0] == (
+        "month_close: failed (simulated) - 1 completed, 1 failed, 1 budget exceeded, "
+        "3 cancelled, 1 skipped; $0.000021, 1 token, 1 retry, 2.50s"
+    )
     assert "why:" in lines
     assert f"run folder: {run_dir}" in lines
     quoted = "'runs/a very long folder name/month_close-20261125T101010Z'"
@@ -159,8 +191,7 @@ def test_closing_lines_count_by_outcome_and_put_the_run_folder_on_its_own_line()
 
 
 def test_a_completed_run_has_no_why_and_no_resume_hint() -> None:
-    doc = {**DOC, "status": "completed", "simulated": False, "retries": 2,
-           "agents": [_agent("ledger", "completed")]}
+    doc = {**DOC, "status": "completed", "simulated": False, "retries": 2, "agents": [_agent("ledger", "completed")]}
     lines = closing_lines(doc, "runs/x", "w.yaml")
     assert "why:" not in lines and not any("--resume" in line for line in lines)
     assert "2 retries" in lines[0] and "1 completed" in lines[0]
@@ -168,7 +199,8 @@ def test_a_completed_run_has_no_why_and_no_resume_hint() -> None:
 
 def test_in_an_80_column_terminal_the_first_line_breaks_after_the_counts_not_inside_an_amount() -> None:
     lines = closing_lines(DOC, "runs/x", "workflows/close.yaml", width=80)
-    assert lines[0] == ("month_close: failed (simulated) - 1 completed, 1 failed, 1 budget exceeded, "
-                        "3 cancelled, 1 skipped;")
+    assert lines[0] == (
+        "month_close: failed (simulated) - 1 completed, 1 failed, 1 budget exceeded, 3 cancelled, 1 skipped;"
+    )
     assert lines[1] == "  $0.000021, 1 token, 1 retry, 2.50s"
     assert closing_lines(DOC, "runs/x", width=200)[0].endswith("skipped; $0.000021, 1 token, 1 retry, 2.50s")

@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,8 @@ from orchestrate import (
     Workflow,
     WorkflowStatus,
 )
-from orchestrate.observe.ci_reports import junit_xml, mermaid, summary_markdown, write_summary
 from orchestrate.errors import AuthenticationError
+from orchestrate.observe.ci_reports import junit_xml, mermaid, summary_markdown, write_summary
 from orchestrate.observe.eventlog import EventLog, read_events
 from orchestrate.observe.events import Event, EventType
 from orchestrate.observe.monitor import Monitor, MonitorConfig
@@ -41,22 +42,33 @@ ESC = "\x1b["
 
 
 def agent(name: str, deps: tuple[str, ...] = (), **fields: Any) -> Agent:
-    return Agent(name=name, module=fields.pop("module", "Finance"), description=f"agent {name}",
-                 llm_config={"model": "gpt-4o-mini", "max_tokens": 50}, prompt_template=f"task {name}",
-                 dependencies=list(deps), **fields)
+    return Agent(
+        name=name,
+        module=fields.pop("module", "Finance"),
+        description=f"agent {name}",
+        llm_config={"model": "gpt-4o-mini", "max_tokens": 50},
+        prompt_template=f"task {name}",
+        dependencies=list(deps),
+        **fields,
+    )
 
 
 def failing_for(bad: str) -> ScriptedClient:
     """Answers every agent, except that `bad`'s call raises a (non-retriable) AuthenticationError."""
-    return ScriptedClient(lambda m, model, o: AuthenticationError("invalid key", status_code=401)
-                          if m[-1]["content"] == f"task {bad}" else "fine")
+    return ScriptedClient(
+        lambda m, model, o: (
+            AuthenticationError("invalid key", status_code=401) if m[-1]["content"] == f"task {bad}" else "fine"
+        )
+    )
 
 
 def four_agents(name: str = "watched") -> Workflow:
     # extract -> summary, bad -> report (report is cancelled when bad fails)
-    return Workflow(name=name, description="test", agents=[
-        agent("extract"), agent("bad", module="HR"), agent("report", ("bad",)),
-        agent("summary", ("extract",))])
+    return Workflow(
+        name=name,
+        description="test",
+        agents=[agent("extract"), agent("bad", module="HR"), agent("report", ("bad",)), agent("summary", ("extract",))],
+    )
 
 
 class Recorder:
@@ -71,10 +83,11 @@ class Recorder:
 
 async def run_watched(config: MonitorConfig | None = None) -> tuple[OrchestrationEngine, Workflow, Recorder]:
     recorder = Recorder()
-    engine = OrchestrationEngine(failing_for("bad"),
-                                 EngineConfig(rate_limit_config=None,
-                                              monitor_config=config or MonitorConfig()),
-                                 sinks=[recorder])
+    engine = OrchestrationEngine(
+        failing_for("bad"),
+        EngineConfig(rate_limit_config=None, monitor_config=config or MonitorConfig()),
+        sinks=[recorder],
+    )
     wf = await engine.execute_workflow(await engine.register_workflow(four_agents()))
     return engine, wf, recorder
 
@@ -188,8 +201,7 @@ async def test_logging_on_writes_events_to_the_orchestrate_logger(caplog: pytest
 async def test_agent_failure_is_logged_at_warning_without_debug(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="orchestrate")
     await run_watched()
-    warnings = [r.getMessage() for r in caplog.records
-                if r.name == "orchestrate" and r.levelno == logging.WARNING]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "orchestrate" and r.levelno == logging.WARNING]
     assert any("agent_finished" in msg and "agent=bad" in msg for msg in warnings)
 
 
@@ -241,19 +253,41 @@ async def test_engine_monitor_with_zero_interval_snapshots_every_event() -> None
 # --------------------------------------------------------------------------- LiveTable
 
 AGENTS = [
-    {"name": "ledger_reconcile", "module": "Finance", "model": "gpt-4o-mini", "provider": "openai",
-     "dependencies": [], "priority": 5},
-    {"name": "payroll_check", "module": "HR", "model": "claude-3-5-haiku", "provider": "anthropic",
-     "dependencies": [], "priority": 5},
-    {"name": "stock_count", "module": "Inventory", "model": "gpt-4o", "provider": "openai",
-     "dependencies": ["ledger_reconcile"], "priority": 5},
+    {
+        "name": "ledger_reconcile",
+        "module": "Finance",
+        "model": "gpt-4o-mini",
+        "provider": "openai",
+        "dependencies": [],
+        "priority": 5,
+    },
+    {
+        "name": "payroll_check",
+        "module": "HR",
+        "model": "claude-3-5-haiku",
+        "provider": "anthropic",
+        "dependencies": [],
+        "priority": 5,
+    },
+    {
+        "name": "stock_count",
+        "module": "Inventory",
+        "model": "gpt-4o",
+        "provider": "openai",
+        "dependencies": ["ledger_reconcile"],
+        "priority": 5,
+    },
 ]
 
 
 def started(wid: str, name: str, budget: float = 2.5, agents: list[dict[str, Any]] = AGENTS) -> Event:
-    return Event(EventType.WORKFLOW_STARTED, wid, None,
-                 {"name": name, "cost_budget": budget, "max_parallel_agents": 2, "agents": agents},
-                 workflow_name=name)
+    return Event(
+        EventType.WORKFLOW_STARTED,
+        wid,
+        None,
+        {"name": name, "cost_budget": budget, "max_parallel_agents": 2, "agents": agents},
+        workflow_name=name,
+    )
 
 
 def agent_event(kind: EventType, wid: str, wf: str, name: str, **data: Any) -> Event:
@@ -261,34 +295,96 @@ def agent_event(kind: EventType, wid: str, wf: str, name: str, **data: Any) -> E
 
 
 def finished_data(status: str, tokens: int, cost: float, seconds: float, error: str | None = None) -> dict[str, Any]:
-    return {"status": status, "error": error, "tokens_used": tokens, "cost": cost,
-            "execution_time": seconds, "retry_count": 0, "model": "m", "provider": "p", "module": "x"}
+    return {
+        "status": status,
+        "error": error,
+        "tokens_used": tokens,
+        "cost": cost,
+        "execution_time": seconds,
+        "retry_count": 0,
+        "model": "m",
+        "provider": "p",
+        "module": "x",
+    }
 
 
 def close_events(wid: str = "w1", wf: str = "month_close") -> list[Event]:
-    call = {"model": "gpt-4o-mini", "provider": "openai", "cached_input_tokens": 0,
-            "reasoning_tokens": 0, "cached": False}
+    call = {
+        "model": "gpt-4o-mini",
+        "provider": "openai",
+        "cached_input_tokens": 0,
+        "reasoning_tokens": 0,
+        "cached": False,
+    }
     return [
         started(wid, wf),
-        agent_event(EventType.AGENT_STARTED, wid, wf, "ledger_reconcile", attempt=1, model="gpt-4o-mini",
-                    provider="openai", module="Finance"),
-        agent_event(EventType.AGENT_STARTED, wid, wf, "payroll_check", attempt=1, model="claude-3-5-haiku",
-                    provider="anthropic", module="HR"),
+        agent_event(
+            EventType.AGENT_STARTED,
+            wid,
+            wf,
+            "ledger_reconcile",
+            attempt=1,
+            model="gpt-4o-mini",
+            provider="openai",
+            module="Finance",
+        ),
+        agent_event(
+            EventType.AGENT_STARTED,
+            wid,
+            wf,
+            "payroll_check",
+            attempt=1,
+            model="claude-3-5-haiku",
+            provider="anthropic",
+            module="HR",
+        ),
         agent_event(EventType.AGENT_RATE_LIMITED, wid, wf, "ledger_reconcile", waited=1.5, provider="openai"),
-        agent_event(EventType.LLM_CALL, wid, wf, "ledger_reconcile",
-                    **{**call, "input_tokens": 1000, "output_tokens": 234, "cost": 0.0123}),
-        agent_event(EventType.AGENT_FINISHED, wid, wf, "ledger_reconcile",
-                    **finished_data("completed", 1234, 0.0123, 2.5)),
+        agent_event(
+            EventType.LLM_CALL,
+            wid,
+            wf,
+            "ledger_reconcile",
+            **{**call, "input_tokens": 1000, "output_tokens": 234, "cost": 0.0123},
+        ),
+        agent_event(
+            EventType.AGENT_FINISHED, wid, wf, "ledger_reconcile", **finished_data("completed", 1234, 0.0123, 2.5)
+        ),
         agent_event(EventType.AGENT_RETRYING, wid, wf, "payroll_check", attempt=1, delay=0.5, error="503"),
-        agent_event(EventType.AGENT_STARTED, wid, wf, "payroll_check", attempt=2, model="claude-3-5-haiku",
-                    provider="anthropic", module="HR"),
+        agent_event(
+            EventType.AGENT_STARTED,
+            wid,
+            wf,
+            "payroll_check",
+            attempt=2,
+            model="claude-3-5-haiku",
+            provider="anthropic",
+            module="HR",
+        ),
         agent_event(EventType.AGENT_RATE_LIMITED, wid, wf, "payroll_check", waited=0.75, provider="anthropic"),
-        agent_event(EventType.AGENT_FINISHED, wid, wf, "payroll_check",
-                    **finished_data("failed", 0, 0.0, 3.25, error="invalid key")),
-        agent_event(EventType.AGENT_STARTED, wid, wf, "stock_count", attempt=1, model="gpt-4o",
-                    provider="openai", module="Inventory"),
-        agent_event(EventType.LLM_CALL, wid, wf, "stock_count",
-                    **{**call, "model": "gpt-4o", "input_tokens": 400, "output_tokens": 100, "cost": 0.0045}),
+        agent_event(
+            EventType.AGENT_FINISHED,
+            wid,
+            wf,
+            "payroll_check",
+            **finished_data("failed", 0, 0.0, 3.25, error="invalid key"),
+        ),
+        agent_event(
+            EventType.AGENT_STARTED,
+            wid,
+            wf,
+            "stock_count",
+            attempt=1,
+            model="gpt-4o",
+            provider="openai",
+            module="Inventory",
+        ),
+        agent_event(
+            EventType.LLM_CALL,
+            wid,
+            wf,
+            "stock_count",
+            **{**call, "model": "gpt-4o", "input_tokens": 400, "output_tokens": 100, "cost": 0.0045},
+        ),
     ]
 
 
@@ -352,23 +448,50 @@ def test_live_table_groups_two_workflows_under_two_titles() -> None:
     table = LiveTable(console=None)
     for event in close_events("w1", "month_close"):
         table(event)
-    other = [{"name": "welcome_pack", "module": "HR", "model": "gpt-4o-mini", "provider": "openai",
-              "dependencies": [], "priority": 5}]
+    other = [
+        {
+            "name": "welcome_pack",
+            "module": "HR",
+            "model": "gpt-4o-mini",
+            "provider": "openai",
+            "dependencies": [],
+            "priority": 5,
+        }
+    ]
     table(started("w2", "onboarding", budget=0.5, agents=other))
-    table(agent_event(EventType.AGENT_STARTED, "w2", "onboarding", "welcome_pack", attempt=1,
-                      model="gpt-4o-mini", provider="openai", module="HR"))
-    table(agent_event(EventType.AGENT_FINISHED, "w2", "onboarding", "welcome_pack",
-                      **finished_data("completed", 77, 0.002, 0.4)))
-    table(Event(EventType.WORKFLOW_FINISHED, "w2", None,
-                {"status": "completed", "total_cost": 0.002, "total_tokens": 77, "duration": 0.5},
-                workflow_name="onboarding"))
+    table(
+        agent_event(
+            EventType.AGENT_STARTED,
+            "w2",
+            "onboarding",
+            "welcome_pack",
+            attempt=1,
+            model="gpt-4o-mini",
+            provider="openai",
+            module="HR",
+        )
+    )
+    table(
+        agent_event(
+            EventType.AGENT_FINISHED, "w2", "onboarding", "welcome_pack", **finished_data("completed", 77, 0.002, 0.4)
+        )
+    )
+    table(
+        Event(
+            EventType.WORKFLOW_FINISHED,
+            "w2",
+            None,
+            {"status": "completed", "total_cost": 0.002, "total_tokens": 77, "duration": 0.5},
+            workflow_name="onboarding",
+        )
+    )
     text = render(table)
     lines = text.splitlines()
     titles = [i for i, line in enumerate(lines) if line.strip().startswith(("month_close", "onboarding"))]
     assert len(titles) == 2
     assert lines[titles[0]].strip().startswith("month_close")
     assert lines[titles[1]].strip().startswith("onboarding")
-    first, second = "\n".join(lines[titles[0]:titles[1]]), "\n".join(lines[titles[1]:])
+    first, second = "\n".join(lines[titles[0] : titles[1]]), "\n".join(lines[titles[1] :])
     assert set(rows(first)) == {"ledger_reconcile", "payroll_check", "stock_count"}
     assert set(rows(second)) == {"welcome_pack"}
     assert rows(second)["welcome_pack"][1:7] == ["completed", "HR", "gpt-4o-mini", "1", "77", "$0.002000"]
@@ -378,17 +501,22 @@ def test_live_table_groups_two_workflows_under_two_titles() -> None:
 
 def test_live_table_ignores_events_of_unknown_workflows() -> None:
     table = LiveTable(console=None)
-    table(agent_event(EventType.AGENT_STARTED, "nope", "nope", "x", attempt=1, model="m",
-                      provider="p", module="HR"))
+    table(agent_event(EventType.AGENT_STARTED, "nope", "nope", "x", attempt=1, model="m", provider="p", module="HR"))
     assert rows(render(table)) == {}
 
 
 def test_live_table_title_shows_the_workflow_status() -> None:
     table = LiveTable(console=None)
     table(started("w1", "month_close"))
-    table(Event(EventType.WORKFLOW_FINISHED, "w1", None,
-                {"status": "partially_completed", "total_cost": 0.0, "total_tokens": 0, "duration": 1.0},
-                workflow_name="month_close"))
+    table(
+        Event(
+            EventType.WORKFLOW_FINISHED,
+            "w1",
+            None,
+            {"status": "partially_completed", "total_cost": 0.0, "total_tokens": 0, "duration": 1.0},
+            workflow_name="month_close",
+        )
+    )
     assert "[partially_completed]" in render(table)
 
 
@@ -399,14 +527,31 @@ def test_plain_log_writes_one_stamped_line_per_state_change() -> None:
     stream = io.StringIO()
     log = PlainLog(stream)
     events = close_events()
-    events[0] = Event(EventType.WORKFLOW_STARTED, "w1", None, events[0].data, workflow_name="month_close",
-                      timestamp=1700000000.5)
+    events[0] = Event(
+        EventType.WORKFLOW_STARTED, "w1", None, events[0].data, workflow_name="month_close", timestamp=1700000000.5
+    )
     events.append(agent_event(EventType.TOOL_CALL, "w1", "month_close", "stock_count", tool="lookup", error=None))
-    events.append(agent_event(EventType.AGENT_BUDGET_REFUSED, "w1", "month_close", "stock_count",
-                              scope="workflow", limit=2.5, requested=3.0, committed=0.1))
-    events.append(Event(EventType.WORKFLOW_FINISHED, "w1", None,
-                        {"status": "partially_completed", "total_cost": 0.0168, "total_tokens": 1734,
-                         "duration": 4.0}, workflow_name="month_close"))
+    events.append(
+        agent_event(
+            EventType.AGENT_BUDGET_REFUSED,
+            "w1",
+            "month_close",
+            "stock_count",
+            scope="workflow",
+            limit=2.5,
+            requested=3.0,
+            committed=0.1,
+        )
+    )
+    events.append(
+        Event(
+            EventType.WORKFLOW_FINISHED,
+            "w1",
+            None,
+            {"status": "partially_completed", "total_cost": 0.0168, "total_tokens": 1734, "duration": 4.0},
+            workflow_name="month_close",
+        )
+    )
     for event in events:
         log(event)
     lines = stream.getvalue().splitlines()
@@ -427,9 +572,9 @@ def test_plain_log_writes_one_stamped_line_per_state_change() -> None:
 
 
 def _utc(timestamp: float) -> str:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    moment = datetime.fromtimestamp(timestamp, tz=timezone.utc)
+    moment = datetime.fromtimestamp(timestamp, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
@@ -444,8 +589,9 @@ def test_plain_log_quiet_prints_nothing() -> None:
 async def test_plain_log_follows_a_real_engine_run() -> None:
     stream = io.StringIO()
     recorder = Recorder()
-    engine = OrchestrationEngine(SimulatedClient(), EngineConfig(rate_limit_config=None),
-                                 sinks=[recorder, PlainLog(stream)])
+    engine = OrchestrationEngine(
+        SimulatedClient(), EngineConfig(rate_limit_config=None), sinks=[recorder, PlainLog(stream)]
+    )
     wf = Workflow(name="sim", description="d", agents=[agent("a"), agent("b", ("a",)), agent("c")])
     result = await engine.execute_workflow(await engine.register_workflow(wf))
     assert result.status is WorkflowStatus.COMPLETED
@@ -464,15 +610,38 @@ async def test_plain_log_follows_a_real_engine_run() -> None:
 def failing_cli_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("cli")
     proc = subprocess.run(
-        [sys.executable, "-m", "orchestrate", "run", "workflows/hr_onboarding.yaml", "--simulate",
-         "-o", str(tmp / "runs"), "--junit", str(tmp / "j.xml"), "--summary", str(tmp / "s.md"),
-         "--sim-failure-rate", "1.0", "--json"],
-        cwd=REPO, env={**os.environ, "CI": "true"}, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "orchestrate",
+            "run",
+            "workflows/hr_onboarding.yaml",
+            "--simulate",
+            "-o",
+            str(tmp / "runs"),
+            "--junit",
+            str(tmp / "j.xml"),
+            "--summary",
+            str(tmp / "s.md"),
+            "--sim-failure-rate",
+            "1.0",
+            "--json",
+        ],
+        cwd=REPO,
+        env={**os.environ, "CI": "true"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     run_dirs = list((tmp / "runs").iterdir())
     assert len(run_dirs) == 1, (proc.stdout, proc.stderr)
-    return {"proc": proc, "tmp": tmp, "run_dir": run_dirs[0],
-            "result": json.loads((run_dirs[0] / "result.json").read_text(encoding="utf-8")),
-            "events": list(read_events(run_dirs[0] / "events.jsonl"))}
+    return {
+        "proc": proc,
+        "tmp": tmp,
+        "run_dir": run_dirs[0],
+        "result": json.loads((run_dirs[0] / "result.json").read_text(encoding="utf-8")),
+        "events": list(read_events(run_dirs[0] / "events.jsonl")),
+    }
 
 
 def test_cli_run_fails_when_every_call_fails(failing_cli_run: dict[str, Any]) -> None:
@@ -480,8 +649,13 @@ def test_cli_run_fails_when_every_call_fails(failing_cli_run: dict[str, Any]) ->
     assert failing_cli_run["proc"].returncode == 1
     assert result["status"] == "failed"
     statuses = {a["name"]: a["status"] for a in result["agents"]}
-    assert statuses == {"contract_check": "failed", "equipment_request": "failed", "system_access": "failed",
-                        "training_plan": "cancelled", "welcome_pack": "cancelled"}
+    assert statuses == {
+        "contract_check": "failed",
+        "equipment_request": "failed",
+        "system_access": "failed",
+        "training_plan": "cancelled",
+        "welcome_pack": "cancelled",
+    }
 
 
 def test_junit_counts_match_result_json(failing_cli_run: dict[str, Any]) -> None:
@@ -495,8 +669,11 @@ def test_junit_counts_match_result_json(failing_cli_run: dict[str, Any]) -> None
     failures = sum(a["status"] in ("failed", "budget_exceeded") for a in agents)
     skipped = sum(a["status"] in ("cancelled", "pending") for a in agents)
     assert suite.get("name") == result["name"]
-    assert (int(suite.get("tests")), int(suite.get("failures")), int(suite.get("skipped"))) == \
-        (len(agents), failures, skipped) == (5, 3, 2)
+    assert (
+        (int(suite.get("tests")), int(suite.get("failures")), int(suite.get("skipped")))
+        == (len(agents), failures, skipped)
+        == (5, 3, 2)
+    )
     assert (int(root.get("tests")), int(root.get("failures")), int(root.get("skipped"))) == (5, 3, 2)
     cases = {c.get("name"): c for c in suite.findall("testcase")}
     assert set(cases) == {a["name"] for a in agents}
@@ -521,8 +698,11 @@ def test_summary_has_a_mermaid_graph_of_the_run(failing_cli_run: dict[str, Any])
     assert len(blocks) == 1
     graph = blocks[0].splitlines()
     assert graph[0] == "flowchart LR"
-    nodes = {m.group(1): (m.group(2), m.group(3)) for line in graph
-             if (m := re.match(r'\s+(\w+)\["([^"]*)"\]:::(\w+)$', line))}
+    nodes = {
+        m.group(1): (m.group(2), m.group(3))
+        for line in graph
+        if (m := re.match(r'\s+(\w+)\["([^"]*)"\]:::(\w+)$', line))
+    }
     assert len(nodes) == len(result["agents"]) == 5
     ids = {a["name"]: f"a{i}" for i, a in enumerate(result["agents"])}  # node ids by position
     for a in result["agents"]:
@@ -586,24 +766,45 @@ def test_events_jsonl_holds_the_run_in_order(failing_cli_run: dict[str, Any]) ->
 
 
 def _doc(name: str, agents: list[tuple[str, str, list[str]]]) -> dict[str, Any]:
-    return {"name": name, "status": "partially_completed", "simulated": False, "total_cost": 0.25,
-            "cost_budget": 1.0, "total_tokens": 100, "retries": 0, "duration_seconds": 1.0,
-            "started_at": "2026-01-01T00:00:00+00:00",
-            "agents": [{"name": n, "module": "Finance", "status": s, "dependencies": deps, "model": "m",
-                        "provider": "p", "error": None if s == "completed" else f"{n} went wrong",
-                        "tokens_used": 10, "cost": 0.01, "execution_time": 0.5, "retry_count": 0}
-                       for n, s, deps in agents]}
+    return {
+        "name": name,
+        "status": "partially_completed",
+        "simulated": False,
+        "total_cost": 0.25,
+        "cost_budget": 1.0,
+        "total_tokens": 100,
+        "retries": 0,
+        "duration_seconds": 1.0,
+        "started_at": "2026-01-01T00:00:00+00:00",
+        "agents": [
+            {
+                "name": n,
+                "module": "Finance",
+                "status": s,
+                "dependencies": deps,
+                "model": "m",
+                "provider": "p",
+                "error": None if s == "completed" else f"{n} went wrong",
+                "tokens_used": 10,
+                "cost": 0.01,
+                "execution_time": 0.5,
+                "retry_count": 0,
+            }
+            for n, s, deps in agents
+        ],
+    }
 
 
 def test_junit_xml_has_a_suite_per_document() -> None:
-    docs = [_doc("one", [("a", "completed", []), ("b", "budget_exceeded", ["a"])]),
-            _doc("two", [("c", "completed", []), ("d", "cancelled", ["c"]), ("e", "failed", [])])]
+    docs = [
+        _doc("one", [("a", "completed", []), ("b", "budget_exceeded", ["a"])]),
+        _doc("two", [("c", "completed", []), ("d", "cancelled", ["c"]), ("e", "failed", [])]),
+    ]
     root = ET.fromstring(junit_xml(docs))
     assert (root.get("tests"), root.get("failures"), root.get("skipped")) == ("5", "2", "1")
     suites = root.findall("testsuite")
     assert [s.get("name") for s in suites] == ["one", "two"]
-    assert [(s.get("tests"), s.get("failures"), s.get("skipped")) for s in suites] == \
-        [("2", "1", "0"), ("3", "1", "1")]
+    assert [(s.get("tests"), s.get("failures"), s.get("skipped")) for s in suites] == [("2", "1", "0"), ("3", "1", "1")]
     b = suites[0].find("testcase[@name='b']")
     assert b.find("failure").get("type") == "budget_exceeded"
     assert b.find("failure").get("message") == "b went wrong"

@@ -113,11 +113,13 @@ def _capitals(name: str) -> Any:
 
 def _valueless(get_help_option: Any) -> Any:
     """Wrap a command's `get_help_option` so that -h/--help is listed without a `<bool>`."""
+
     def wrapped(ctx: Any) -> Any:
         option = get_help_option(ctx)
         if option is not None:
             option.display_type_rich = _nothing
         return option
+
     return wrapped
 
 

@@ -6,7 +6,7 @@ import asyncio
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,11 +18,18 @@ __all__ = ["TerminalApprover", "approve"]
 
 
 def approve(
-    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="The run folder of a run that ended 'waiting'.", show_default=False)],
+    run_dir: Annotated[
+        Path,
+        typer.Argument(metavar="RUN_DIR", help="The run folder of a run that ended 'waiting'.", show_default=False),
+    ],
     agent: Annotated[str, typer.Argument(metavar="AGENT", help="The agent waiting for approval.", show_default=False)],
-    reject: Annotated[bool, typer.Option("--reject", help="Reject instead of approve: the agent ends 'rejected'.")] = False,
-    note: Annotated[Optional[str], typer.Option("--note", metavar="TEXT", help="Why; kept with the decision.")] = None,
-    by: Annotated[Optional[str], typer.Option("--by", metavar="NAME", help="Who decides (default: the login name).")] = None,
+    reject: Annotated[
+        bool, typer.Option("--reject", help="Reject instead of approve: the agent ends 'rejected'.")
+    ] = False,
+    note: Annotated[str | None, typer.Option("--note", metavar="TEXT", help="Why; kept with the decision.")] = None,
+    by: Annotated[
+        str | None, typer.Option("--by", metavar="NAME", help="Who decides (default: the login name).")
+    ] = None,
 ) -> None:
     """Record a decision (who, when, note) in RUN_DIR; then `orchestrate run FILE --resume RUN_DIR`.
 
@@ -37,8 +44,10 @@ def approve(
     decision = Decision.now(agent, not reject, by or _user(), note=note, source="approve")
     record_decision(run_dir, decision)
     verb = "rejected" if reject else "approved"
-    sys.stdout.write(f"{agent}: {verb} by {decision.by} at {decision.at}; continue with "
-                     f"`orchestrate run WORKFLOW --resume {run_dir}`\n")
+    sys.stdout.write(
+        f"{agent}: {verb} by {decision.by} at {decision.at}; continue with "
+        f"`orchestrate run WORKFLOW --resume {run_dir}`\n"
+    )
 
 
 class TerminalApprover:
@@ -47,8 +56,9 @@ class TerminalApprover:
     End of input (Ctrl-D) leaves the agent waiting, to be decided later with `orchestrate approve`.
     """
 
-    def __init__(self, *, by: str, pause: Callable[[bool], None] | None = None,
-                 read: Callable[[], str] | None = None) -> None:
+    def __init__(
+        self, *, by: str, pause: Callable[[bool], None] | None = None, read: Callable[[], str] | None = None
+    ) -> None:
         self.by = by
         self.pause = pause
         self.read = read or sys.stdin.readline
@@ -61,8 +71,10 @@ class TerminalApprover:
             if self.pause is not None:
                 self.pause(True)
             try:
-                sys.stderr.write(f"\n{workflow.name}/{agent.name} needs approval: {message}\n"
-                                 "Approve? Only 'y' or 'yes' approves [y/N]: ")
+                sys.stderr.write(
+                    f"\n{workflow.name}/{agent.name} needs approval: {message}\n"
+                    "Approve? Only 'y' or 'yes' approves [y/N]: "
+                )
                 sys.stderr.flush()
                 answer = await asyncio.to_thread(self.read)
             finally:

@@ -11,18 +11,30 @@ from typing import Annotated, Any
 
 import typer
 
-from orchestrate.cli.common import (NamespaceOption, StateOption, check_format, fail, format_option_info,
-                                     is_interactive, json_option_info)
+from orchestrate.cli.common import (
+    NamespaceOption,
+    StateOption,
+    check_format,
+    fail,
+    format_option_info,
+    is_interactive,
+    json_option_info,
+)
 
 __all__ = ["app"]
 
-app = typer.Typer(name="budget", no_args_is_help=True, add_completion=False,
-                  context_settings={"help_option_names": ["-h", "--help"]},
-                  rich_markup_mode="rich" if is_interactive(sys.stderr) else None,
-                  help="Show, set or reset a budget scope shared by every run using the same --state.")
+app = typer.Typer(
+    name="budget",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode="rich" if is_interactive(sys.stderr) else None,
+    help="Show, set or reset a budget scope shared by every run using the same --state.",
+)
 
-ScopeArgument = Annotated[str, typer.Argument(metavar="SCOPE", show_default=False,
-                                              help="The scope's name, as in a workflow's budget_scope.")]
+ScopeArgument = Annotated[
+    str, typer.Argument(metavar="SCOPE", show_default=False, help="The scope's name, as in a workflow's budget_scope.")
+]
 FORMATS = ("text", "json")
 FormatChoice = Annotated[str, format_option_info(FORMATS)]
 JsonAlias = Annotated[bool, json_option_info()]
@@ -32,8 +44,7 @@ def _with_state(url: str | None, namespace: str, work: Callable[[Any], Awaitable
     from orchestrate.state.base import state_from_url
 
     if not url:
-        fail("budget scopes live in the shared state: pass --state redis://HOST:PORT/DB "
-             "or set ORCHESTRATE_STATE_URL")
+        fail("budget scopes live in the shared state: pass --state redis://HOST:PORT/DB or set ORCHESTRATE_STATE_URL")
     state = state_from_url(url, namespace=namespace)
 
     async def go() -> Any:
@@ -53,9 +64,11 @@ def _print(found: Any, fmt: str, as_json: bool) -> None:
         return
     limit = "not set" if data["limit"] is None else f"${data['limit']:.4f}"
     remaining = "-" if data["remaining"] is None else f"${data['remaining']:.4f}"
-    sys.stdout.write(f"{data['scope']}: limit {limit}, spent ${data['spent']:.4f}, "
-                     f"reserved ${data['reserved']:.4f} ({data['open_reservations']} open), "
-                     f"remaining {remaining}\n")
+    sys.stdout.write(
+        f"{data['scope']}: limit {limit}, spent ${data['spent']:.4f}, "
+        f"reserved ${data['reserved']:.4f} ({data['open_reservations']} open), "
+        f"remaining {remaining}\n"
+    )
 
 
 def _check_scope(scope: str) -> None:
@@ -66,8 +79,13 @@ def _check_scope(scope: str) -> None:
 
 
 @app.command("show")
-def show(scope: ScopeArgument, state: StateOption = None, state_namespace: NamespaceOption = "orchestrate",
-         fmt: FormatChoice = "text", as_json: JsonAlias = False) -> None:
+def show(
+    scope: ScopeArgument,
+    state: StateOption = None,
+    state_namespace: NamespaceOption = "orchestrate",
+    fmt: FormatChoice = "text",
+    as_json: JsonAlias = False,
+) -> None:
     """Print a scope's ceiling, spend, open reservations and what remains.
 
     \b
@@ -80,10 +98,14 @@ def show(scope: ScopeArgument, state: StateOption = None, state_namespace: Names
 
 
 @app.command("set")
-def set_(scope: ScopeArgument,
-         usd: Annotated[float, typer.Argument(metavar="USD", help="The ceiling in USD.", show_default=False)],
-         state: StateOption = None, state_namespace: NamespaceOption = "orchestrate",
-         fmt: FormatChoice = "text", as_json: JsonAlias = False) -> None:
+def set_(
+    scope: ScopeArgument,
+    usd: Annotated[float, typer.Argument(metavar="USD", help="The ceiling in USD.", show_default=False)],
+    state: StateOption = None,
+    state_namespace: NamespaceOption = "orchestrate",
+    fmt: FormatChoice = "text",
+    as_json: JsonAlias = False,
+) -> None:
     """Set (or change) a scope's ceiling in USD; what it has spent stays.
 
     \b
@@ -97,8 +119,13 @@ def set_(scope: ScopeArgument,
 
 
 @app.command("reset")
-def reset(scope: ScopeArgument, state: StateOption = None, state_namespace: NamespaceOption = "orchestrate",
-          fmt: FormatChoice = "text", as_json: JsonAlias = False) -> None:
+def reset(
+    scope: ScopeArgument,
+    state: StateOption = None,
+    state_namespace: NamespaceOption = "orchestrate",
+    fmt: FormatChoice = "text",
+    as_json: JsonAlias = False,
+) -> None:
     """Forget what a scope has spent (a new month); its ceiling stays.
 
     \b

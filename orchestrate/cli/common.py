@@ -4,26 +4,46 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated, Any, NoReturn, Optional
+from typing import Annotated, Any, NoReturn
 
 import typer
 
-__all__ = ["FormatOption", "NamespaceOption", "StateOption", "check_format", "fail", "format_option",
-           "format_option_info", "is_interactive", "json_alias", "json_option_info", "print_error"]
-
-FormatOption = Annotated[
-    str, typer.Option("--format", "-f", help="Output format.", case_sensitive=False)
+__all__ = [
+    "FormatOption",
+    "NamespaceOption",
+    "StateOption",
+    "check_format",
+    "fail",
+    "format_option",
+    "format_option_info",
+    "is_interactive",
+    "json_alias",
+    "json_option_info",
+    "print_error",
 ]
+
+FormatOption = Annotated[str, typer.Option("--format", "-f", help="Output format.", case_sensitive=False)]
 StateOption = Annotated[
-    Optional[str], typer.Option(
-        "--state", metavar="URL", envvar="ORCHESTRATE_STATE_URL", show_envvar=True,
+    str | None,
+    typer.Option(
+        "--state",
+        metavar="URL",
+        envvar="ORCHESTRATE_STATE_URL",
+        show_envvar=True,
         help="Share rate limits, budget scopes and pauses with every process using this state: "
-             "redis://[:PASSWORD@]HOST:PORT/DB or rediss:// (password also from REDIS_PASSWORD). "
-             "Default: this process only.")
+        "redis://[:PASSWORD@]HOST:PORT/DB or rediss:// (password also from REDIS_PASSWORD). "
+        "Default: this process only.",
+    ),
 ]
 NamespaceOption = Annotated[
-    str, typer.Option("--state-namespace", metavar="NAME", envvar="ORCHESTRATE_STATE_NAMESPACE", show_envvar=True,
-                      help="Prefix of every shared key; runs share state only within one namespace.")
+    str,
+    typer.Option(
+        "--state-namespace",
+        metavar="NAME",
+        envvar="ORCHESTRATE_STATE_NAMESPACE",
+        show_envvar=True,
+        help="Prefix of every shared key; runs share state only within one namespace.",
+    ),
 ]
 
 
@@ -39,12 +59,18 @@ def format_option(choices: tuple[str, ...]) -> Any:
 def format_option_info(choices: tuple[str, ...]) -> Any:
     """The typer.Option of `format_option`, for a module-level alias mypy reads as a type:
     `FormatChoice = Annotated[str, format_option_info(FORMATS)]`."""
+
     def complete(incomplete: str) -> list[str]:
         return [c for c in choices if c.startswith(incomplete.lower())]
 
     return typer.Option(
-        "--format", "-f", metavar="[" + "|".join(choices) + "]", autocompletion=complete,
-        help=f"Output format: {', '.join(choices)}.", show_default=True)
+        "--format",
+        "-f",
+        metavar="[" + "|".join(choices) + "]",
+        autocompletion=complete,
+        help=f"Output format: {', '.join(choices)}.",
+        show_default=True,
+    )
 
 
 def json_alias() -> Any:

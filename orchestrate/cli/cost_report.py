@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -16,19 +16,38 @@ FORMATS = ("table", "json", "csv", "markdown")
 
 
 def cost_report(
-    paths: Annotated[Optional[list[Path]], typer.Argument(
-        metavar="PATH", show_default=False,
-        help="Run folders, cost.json files, or folders of runs (default: ./runs).")] = None,
-    by: Annotated[Optional[list[str]], typer.Option(
-        "--by", "-b", metavar="KEY[,KEY]",
-        help="Group by: workflow, agent, model, module, provider, run, day, month, mode (batch or "
-             "online), row (a dataset row's key), tag (a workflow's or agent's tags). Repeat or "
-             "comma-separate to combine.",
-        show_default="workflow")] = None,
-    since: Annotated[Optional[str], typer.Option("--since", metavar="DATE", help="Only calls at or after this date/time (ISO 8601).")] = None,
-    until: Annotated[Optional[str], typer.Option("--until", metavar="DATE", help="Only calls at or before this date/time (ISO 8601).")] = None,
-    include_simulated: Annotated[bool, typer.Option(
-        "--include-simulated", help="Count simulated calls as spend (left out by default: nothing was paid).")] = False,
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            metavar="PATH",
+            show_default=False,
+            help="Run folders, cost.json files, or folders of runs (default: ./runs).",
+        ),
+    ] = None,
+    by: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--by",
+            "-b",
+            metavar="KEY[,KEY]",
+            help="Group by: workflow, agent, model, module, provider, run, day, month, mode (batch or "
+            "online), row (a dataset row's key), tag (a workflow's or agent's tags). Repeat or "
+            "comma-separate to combine.",
+            show_default="workflow",
+        ),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", metavar="DATE", help="Only calls at or after this date/time (ISO 8601).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", metavar="DATE", help="Only calls at or before this date/time (ISO 8601).")
+    ] = None,
+    include_simulated: Annotated[
+        bool,
+        typer.Option(
+            "--include-simulated", help="Count simulated calls as spend (left out by default: nothing was paid)."
+        ),
+    ] = False,
     fmt: format_option(FORMATS) = "table",  # type: ignore[valid-type]
     as_json: json_alias() = False,  # type: ignore[valid-type]
 ) -> None:
@@ -72,7 +91,9 @@ def cost_report(
     overall = aggregate(counted, [], since=start, until=end)
     total = overall[0] if overall else None
     left = aggregate(simulated, [], since=start, until=end)
-    left_out: dict[str, Any] = {"calls": left[0]["calls"], "cost": left[0]["cost"]} if left else {"calls": 0, "cost": 0.0}
+    left_out: dict[str, Any] = (
+        {"calls": left[0]["calls"], "cost": left[0]["cost"]} if left else {"calls": 0, "cost": 0.0}
+    )
     if fmt != "table":
         sys.stdout.write(render(rows, keys, fmt, left_out, total=total))
     elif rows:
@@ -83,8 +104,10 @@ def cost_report(
         from orchestrate.money.amounts import usd
         from orchestrate.observe.summary import plural
 
-        sys.stderr.write(f"note: {plural(left_out['calls'], 'simulated call')} ({usd(left_out['cost'])} "
-                         "at real prices) left out; add --include-simulated to count them\n")
+        sys.stderr.write(
+            f"note: {plural(left_out['calls'], 'simulated call')} ({usd(left_out['cost'])} "
+            "at real prices) left out; add --include-simulated to count them\n"
+        )
 
 
 def _print_table(rows: list[dict[str, Any]], keys: list[str], total: dict[str, Any]) -> None:
@@ -96,15 +119,31 @@ def _print_table(rows: list[dict[str, Any]], keys: list[str], total: dict[str, A
     console = plain_console(sys.stdout, interactive=interactive)
     # Cache writes and reasoning matter least when the screen is narrow; the rest never goes.
     drops = {"cache_creation_input_tokens": 3, "reasoning_tokens": 2, "cached_input_tokens": 1}
-    columns = [Column(key) for key in keys] + [Column("calls", "right", "number"),
-                                               Column("cost", "right", "number")]
-    columns += [Column(f.replace("_input_tokens", "").replace("_tokens", "").replace("_", " "), "right",
-                       "number", drop=drops.get(f, 0)) for f in TOKEN_FIELDS]
-    body = [[str(row[k]) for k in keys] + [f"{row['calls']:,}", usd(row["cost"])]
-            + [f"{row.get(f) or 0:,}" for f in TOKEN_FIELDS] for row in rows]
+    columns = [Column(key) for key in keys] + [Column("calls", "right", "number"), Column("cost", "right", "number")]
+    columns += [
+        Column(
+            f.replace("_input_tokens", "").replace("_tokens", "").replace("_", " "),
+            "right",
+            "number",
+            drop=drops.get(f, 0),
+        )
+        for f in TOKEN_FIELDS
+    ]
+    body = [
+        [str(row[k]) for k in keys]
+        + [f"{row['calls']:,}", usd(row["cost"])]
+        + [f"{row.get(f) or 0:,}" for f in TOKEN_FIELDS]
+        for row in rows
+    ]
     if rows:
-        body.append(["total"] + [""] * (len(keys) - 1) + [
-            f"{total.get('calls', 0):,}", usd(total.get("cost", 0.0))]
-            + [f"{total.get(f) or 0:,}" for f in TOKEN_FIELDS])
-    console.print(build_table(columns, body, width=console.width if interactive else None,
-                              title="cost report", total_row=bool(rows)))
+        body.append(
+            ["total"]
+            + [""] * (len(keys) - 1)
+            + [f"{total.get('calls', 0):,}", usd(total.get("cost", 0.0))]
+            + [f"{total.get(f) or 0:,}" for f in TOKEN_FIELDS]
+        )
+    console.print(
+        build_table(
+            columns, body, width=console.width if interactive else None, title="cost report", total_row=bool(rows)
+        )
+    )

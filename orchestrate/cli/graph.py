@@ -17,8 +17,9 @@ FORMATS = ("tree", "mermaid", "json")
 
 
 def graph(
-    paths: Annotated[list[Path], typer.Argument(metavar="PATH", show_default=False,
-                                                help="Workflow files, or folders of them.")],
+    paths: Annotated[
+        list[Path], typer.Argument(metavar="PATH", show_default=False, help="Workflow files, or folders of them.")
+    ],
     fmt: format_option(FORMATS) = "tree",  # type: ignore[valid-type]
     as_json: json_alias() = False,  # type: ignore[valid-type]
 ) -> None:
@@ -52,18 +53,27 @@ def graph(
 
 
 def _document(workflow: Any) -> dict[str, Any]:
-    return {"name": workflow.name, "agents": [
-        {"name": a.name, "module": a.module, "model": a.llm_config.get("model"), "priority": a.priority,
-         "dependencies": list(a.dependencies)} for a in workflow.agents]}
+    return {
+        "name": workflow.name,
+        "agents": [
+            {
+                "name": a.name,
+                "module": a.module,
+                "model": a.llm_config.get("model"),
+                "priority": a.priority,
+                "dependencies": list(a.dependencies),
+            }
+            for a in workflow.agents
+        ],
+    }
 
 
 def _tree(workflow: Any) -> Any:
     from rich.text import Text
     from rich.tree import Tree
 
-    from orchestrate.workflow.graph import DependencyGraph
-
     from orchestrate.observe.printable import printable
+    from orchestrate.workflow.graph import DependencyGraph
 
     deps = DependencyGraph.from_agents(workflow.agents)
     by_name = {a.name: a for a in workflow.agents}
@@ -77,8 +87,11 @@ def _tree(workflow: Any) -> Any:
             return
         shown.add(name)
         kind = f"code {agent.function}" if agent.function else printable(agent.llm_config.get("model"))
-        marks = "".join(f" · {mark}" for mark, on in (("when", agent.when), ("foreach", agent.foreach),
-                                                       ("approval", agent.approval)) if on)
+        marks = "".join(
+            f" · {mark}"
+            for mark, on in (("when", agent.when), ("foreach", agent.foreach), ("approval", agent.approval))
+            if on
+        )
         label = Text.assemble(name, (f" {agent.module} · {kind} · p{agent.priority}{marks}", "dim"))
         branch = parent.add(label)
         for child in deps.dependents[name]:

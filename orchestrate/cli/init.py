@@ -20,12 +20,25 @@ def _complete_module(incomplete: str) -> list[str]:
 
 
 def init(
-    name: Annotated[str, typer.Argument(metavar="NAME", help="The workflow's name; also its file name.")] = "my_workflow",
-    module: Annotated[str, typer.Option("--module", "-m", metavar="[" + "|".join(_MODULES) + "]",
-                                        autocompletion=_complete_module,
-                                        help="The ERP module the example is about.")] = "General",
-    tools: Annotated[bool, typer.Option("--tools", help="Also write a tool module (NAME_tools.py) and use it.")] = False,
-    directory: Annotated[Path, typer.Option("--dir", "-d", metavar="DIR", help="Where to write the files.")] = Path("."),
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="The workflow's name; also its file name.")
+    ] = "my_workflow",
+    module: Annotated[
+        str,
+        typer.Option(
+            "--module",
+            "-m",
+            metavar="[" + "|".join(_MODULES) + "]",
+            autocompletion=_complete_module,
+            help="The ERP module the example is about.",
+        ),
+    ] = "General",
+    tools: Annotated[
+        bool, typer.Option("--tools", help="Also write a tool module (NAME_tools.py) and use it.")
+    ] = False,
+    directory: Annotated[Path, typer.Option("--dir", "-d", metavar="DIR", help="Where to write the files.")] = Path(
+        "."
+    ),
     force: Annotated[bool, typer.Option("--force", help="Overwrite files that exist.")] = False,
 ) -> None:
     """Write a starter workflow (NAME.yaml) that validates and runs offline as it is.
@@ -58,4 +71,5 @@ def init(
         "next:\n"
         f"  orchestrate validate {workflow}\n"
         f"  orchestrate plan {workflow}\n"
-        f"  orchestrate run {workflow} --simulate\n")
+        f"  orchestrate run {workflow} --simulate\n"
+    )

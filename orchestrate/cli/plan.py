@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -27,18 +27,43 @@ def workflow_files(paths: list[Path]) -> list[Path]:
 
 
 def plan(
-    paths: Annotated[list[Path], typer.Argument(metavar="PATH", show_default=False,
-                                                help="Workflow files, or folders of them.")],
-    input_pairs: Annotated[Optional[list[str]], typer.Option("--input", "-i", metavar="KEY=VALUE", help="An input value (repeatable).")] = None,
-    inputs_file: Annotated[Optional[Path], typer.Option("--inputs", metavar="FILE.json", help="A JSON file of input values.")] = None,
-    max_parallel: Annotated[Optional[int], typer.Option("--max-parallel", metavar="N", min=1, help="Override max_parallel_agents.")] = None,
-    budget: Annotated[Optional[float], typer.Option("--budget", metavar="USD", min=0.0, help="Override cost_budget.")] = None,
+    paths: Annotated[
+        list[Path], typer.Argument(metavar="PATH", show_default=False, help="Workflow files, or folders of them.")
+    ],
+    input_pairs: Annotated[
+        list[str] | None, typer.Option("--input", "-i", metavar="KEY=VALUE", help="An input value (repeatable).")
+    ] = None,
+    inputs_file: Annotated[
+        Path | None, typer.Option("--inputs", metavar="FILE.json", help="A JSON file of input values.")
+    ] = None,
+    max_parallel: Annotated[
+        int | None, typer.Option("--max-parallel", metavar="N", min=1, help="Override max_parallel_agents.")
+    ] = None,
+    budget: Annotated[
+        float | None, typer.Option("--budget", metavar="USD", min=0.0, help="Override cost_budget.")
+    ] = None,
     fmt: format_option(FORMATS) = "table",  # type: ignore[valid-type]
     json_output: json_alias() = False,  # type: ignore[valid-type]
-    provider_batch: Annotated[bool, typer.Option("--provider-batch", help="Price calls at the providers' batch rates, as run --provider-batch sends them.")] = False,
-    data: Annotated[Optional[str], typer.Option("--data", metavar="FILE", help="Plan a batch over every row of this JSONL or CSV file ('-': stdin); --budget is the batch's ceiling.")] = None,
-    key: Annotated[Optional[str], typer.Option("--key", metavar="COLUMN", help="The column that identifies a row.")] = None,
-    shard: Annotated[Optional[str], typer.Option("--shard", metavar="K/N", help="Only the rows whose index modulo N is K-1.")] = None,
+    provider_batch: Annotated[
+        bool,
+        typer.Option(
+            "--provider-batch", help="Price calls at the providers' batch rates, as run --provider-batch sends them."
+        ),
+    ] = False,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            metavar="FILE",
+            help="Plan a batch over every row of this JSONL or CSV file ('-': stdin); --budget is the batch's ceiling.",
+        ),
+    ] = None,
+    key: Annotated[
+        str | None, typer.Option("--key", metavar="COLUMN", help="The column that identifies a row.")
+    ] = None,
+    shard: Annotated[
+        str | None, typer.Option("--shard", metavar="K/N", help="Only the rows whose index modulo N is K-1.")
+    ] = None,
 ) -> None:
     """Print the execution order, the critical path and the cost bounds of a run; call nothing.
 
@@ -55,21 +80,36 @@ def plan(
     files = workflow_files(paths)
     if data is not None and len(files) != 1:
         fail("--data takes exactly one workflow file")
-    print_plans(files, parse_inputs(input_pairs or [], inputs_file), max_parallel=max_parallel,
-                budget=budget, as_json=as_json, provider_batch=provider_batch, data=data, key=key,
-                shard=shard)
+    print_plans(
+        files,
+        parse_inputs(input_pairs or [], inputs_file),
+        max_parallel=max_parallel,
+        budget=budget,
+        as_json=as_json,
+        provider_batch=provider_batch,
+        data=data,
+        key=key,
+        shard=shard,
+    )
 
 
-def print_batch_plan(file: Path, inputs: dict[str, Any], *, data: str, key: str | None,
-                     shard: str | None, budget: float | None, as_json: bool) -> None:
+def print_batch_plan(
+    file: Path,
+    inputs: dict[str, Any],
+    *,
+    data: str,
+    key: str | None,
+    shard: str | None,
+    budget: float | None,
+    as_json: bool,
+) -> None:
     """The least and most a batch over `data` can cost (every row checked and planned)."""
     from orchestrate.cli.run_data import open_dataset
     from orchestrate.money.costs import CostConfig, CostTracker
     from orchestrate.money.planning import plan_batch
     from orchestrate.run.dataset import parse_shard
 
-    template, dataset, spooled = open_dataset(file, data, inputs, key=key,
-                                              shard=parse_shard(shard) if shard else None)
+    template, dataset, spooled = open_dataset(file, data, inputs, key=key, shard=parse_shard(shard) if shard else None)
     try:
         tracker = CostTracker(CostConfig())
         if template.prices:
@@ -86,21 +126,32 @@ def print_batch_plan(file: Path, inputs: dict[str, Any], *, data: str, key: str 
     ceiling = " (the batch budget binds)" if plan.budget_binds else ""
     budget_text = f"; batch budget ${plan.budget:.2f}" if plan.budget is not None else "; no batch budget"
     sys.stdout.write(
-        f"{plan.workflow}: {plan.rows} rows to run" + (f", {plan.invalid_rows} invalid" if plan.invalid_rows else "")
+        f"{plan.workflow}: {plan.rows} rows to run"
+        + (f", {plan.invalid_rows} invalid" if plan.invalid_rows else "")
         + f"\ncost: at least {usd(plan.min_cost)} if every row completes, at most {usd(plan.max_cost)}"
         f"{ceiling}{budget_text}\nper row: {usd(plan.row_min_cost)} to {usd(plan.row_max_cost)} "
-        f"(each row capped at its cost_budget ${template.cost_budget:.2f})\n")
+        f"(each row capped at its cost_budget ${template.cost_budget:.2f})\n"
+    )
 
 
-def print_plans(files: list[Path], inputs: dict[str, Any], *, max_parallel: int | None,
-                budget: float | None, as_json: bool, provider_batch: bool = False, data: str | None = None,
-                key: str | None = None, shard: str | None = None) -> None:
+def print_plans(
+    files: list[Path],
+    inputs: dict[str, Any],
+    *,
+    max_parallel: int | None,
+    budget: float | None,
+    as_json: bool,
+    provider_batch: bool = False,
+    data: str | None = None,
+    key: str | None = None,
+    shard: str | None = None,
+) -> None:
     if data is not None:
         print_batch_plan(files[0], inputs, data=data, key=key, shard=shard, budget=budget, as_json=as_json)
         return
     from orchestrate.money.costs import CostConfig, CostTracker
-    from orchestrate.workflow.loader import load_workflow
     from orchestrate.money.planning import plan_workflow
+    from orchestrate.workflow.loader import load_workflow
 
     plans = []
     for path in files:
@@ -121,19 +172,43 @@ def print_plans(files: list[Path], inputs: dict[str, Any], *, max_parallel: int 
 
     interactive = is_interactive(sys.stdout)
     console = plain_console(sys.stdout, interactive=interactive)
-    columns = [Column("#", "right", "number"), Column("agent"), Column("module", drop=2),
-               Column("model"), Column("starts at", "right", "number", drop=1),
-               Column("runs", "right", "number"), Column("max calls", "right", "number", drop=3), Column("min $", "right", "number"),
-               Column("max $", "right", "number")]
+    columns = [
+        Column("#", "right", "number"),
+        Column("agent"),
+        Column("module", drop=2),
+        Column("model"),
+        Column("starts at", "right", "number", drop=1),
+        Column("runs", "right", "number"),
+        Column("max calls", "right", "number", drop=3),
+        Column("min $", "right", "number"),
+        Column("max $", "right", "number"),
+    ]
     for p in plans:
-        rows = [[str(i), a.name + (" (conditional)" if a.conditional else "")
-                 + (" (foreach)" if a.max_items is not None else ""), a.module, a.model,
-                 f"{a.start:.1f}s", a.runs, str(a.max_calls), usd(a.min_cost), usd(a.max_cost)]
-                for i, a in enumerate(p.agents, 1)]
-        console.print(build_table(columns, rows, width=console.width if interactive else None,
-                                  title=Text(f"{p.workflow}: plan")))
+        rows = [
+            [
+                str(i),
+                a.name
+                + (" (conditional)" if a.conditional else "")
+                + (" (foreach)" if a.max_items is not None else ""),
+                a.module,
+                a.model,
+                f"{a.start:.1f}s",
+                a.runs,
+                str(a.max_calls),
+                usd(a.min_cost),
+                usd(a.max_cost),
+            ]
+            for i, a in enumerate(p.agents, 1)
+        ]
+        console.print(
+            build_table(columns, rows, width=console.width if interactive else None, title=Text(f"{p.workflow}: plan"))
+        )
         console.print(Text(f"critical path: {' -> '.join(p.critical_path)}"))
         console.print(Text(f"estimated time: {p.estimated_seconds:.1f}s (at ~100 output tokens/s)"))
         ceiling = " (the budget binds)" if p.budget_binds else ""
-        console.print(Text(f"cost: at least {usd(p.min_cost)} if it completes, at most {usd(p.max_cost)}"
-                           f"{ceiling}; budget ${p.budget:.2f}\n"))
+        console.print(
+            Text(
+                f"cost: at least {usd(p.min_cost)} if it completes, at most {usd(p.max_cost)}"
+                f"{ceiling}; budget ${p.budget:.2f}\n"
+            )
+        )

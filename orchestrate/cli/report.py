@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -12,11 +12,21 @@ __all__ = ["report"]
 
 
 def report(
-    paths: Annotated[list[Path], typer.Argument(
-        metavar="RUN_DIR", help="Run folders, or folders of run folders (like runs/).", show_default=False)],
-    output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", metavar="FILE", help="Where to write the report (default: RUN_DIR/report.html for one run, "
-                               "./report.html over several).")] = None,
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="RUN_DIR", help="Run folders, or folders of run folders (like runs/).", show_default=False
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="Where to write the report (default: RUN_DIR/report.html for one run, ./report.html over several).",
+        ),
+    ] = None,
 ) -> None:
     """Write a self-contained HTML report (timeline, graph, costs, failures, prompts and answers).
 
@@ -33,7 +43,8 @@ def report(
     from orchestrate.observe.run_folder import find_run_folders
 
     folders = find_run_folders(paths)
-    target = output if output is not None else (
-        folders[0] / "report.html" if len(folders) == 1 else Path("report.html"))
+    target = (
+        output if output is not None else (folders[0] / "report.html" if len(folders) == 1 else Path("report.html"))
+    )
     write_report(target, folders)
     sys.stdout.write(f"{target}\n")

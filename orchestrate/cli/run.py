@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
-from orchestrate.cli.common import (NamespaceOption, StateOption, check_format, fail, format_option,
-                                       is_interactive, json_alias)
+from orchestrate.cli.common import (
+    NamespaceOption,
+    StateOption,
+    check_format,
+    fail,
+    format_option,
+    is_interactive,
+    json_alias,
+)
 
 __all__ = ["parse_inputs", "run"]
 
@@ -30,8 +36,7 @@ def parse_inputs(pairs: list[str], inputs_file: Path | None) -> dict[str, Any]:
         try:
             loaded = loads_strict(read_bytes_capped(inputs_file, MAX_INPUTS_BYTES).decode("utf-8"))
         except TooLargeError:
-            fail(f"{inputs_file}: inputs file is over {MAX_INPUTS_BYTES:,} bytes; the limit is "
-                 f"{MAX_INPUTS_BYTES:,}")
+            fail(f"{inputs_file}: inputs file is over {MAX_INPUTS_BYTES:,} bytes; the limit is {MAX_INPUTS_BYTES:,}")
         except OSError as exc:
             fail(f"{inputs_file}: cannot read inputs file: {exc.strerror or exc}")
         except UnicodeDecodeError as exc:
@@ -50,44 +55,193 @@ def parse_inputs(pairs: list[str], inputs_file: Path | None) -> dict[str, Any]:
 
 
 def run(
-    paths: Annotated[list[Path], typer.Argument(metavar="PATH", show_default=False,
-                                                help="Workflow files, or folders of them (run side by side).")],
-    simulate: Annotated[bool, typer.Option("--simulate", help="Answer every call offline with the simulated provider.")] = False,
-    input_pairs: Annotated[Optional[list[str]], typer.Option("--input", "-i", metavar="KEY=VALUE", help="An input value (repeatable).")] = None,
-    inputs_file: Annotated[Optional[Path], typer.Option("--inputs", metavar="FILE.json", help="A JSON file of input values.")] = None,
-    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", metavar="DIR", help="Where run folders are created.")] = Path("runs"),
-    max_parallel: Annotated[Optional[int], typer.Option("--max-parallel", metavar="N", min=1, help="Override max_parallel_agents.")] = None,
-    budget: Annotated[Optional[float], typer.Option("--budget", metavar="USD", min=0.0, help="Override cost_budget.")] = None,
-    resume: Annotated[Optional[Path], typer.Option("--resume", metavar="RUN_DIR", help="A run folder to resume: completed agents are not called again.")] = None,
-    cache: Annotated[Optional[str], typer.Option("--cache", metavar="DIR|URL", help="Answer identical requests from this response cache: a folder, or redis://HOST:PORT/DB.")] = None,
-    cache_ttl: Annotated[float, typer.Option("--cache-ttl", metavar="SECONDS", min=1.0, help="Seconds a cached answer lives in a redis:// cache.")] = 7 * 86400.0,
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="PATH", show_default=False, help="Workflow files, or folders of them (run side by side)."
+        ),
+    ],
+    simulate: Annotated[
+        bool, typer.Option("--simulate", help="Answer every call offline with the simulated provider.")
+    ] = False,
+    input_pairs: Annotated[
+        list[str] | None, typer.Option("--input", "-i", metavar="KEY=VALUE", help="An input value (repeatable).")
+    ] = None,
+    inputs_file: Annotated[
+        Path | None, typer.Option("--inputs", metavar="FILE.json", help="A JSON file of input values.")
+    ] = None,
+    output_dir: Annotated[
+        Path, typer.Option("--output-dir", "-o", metavar="DIR", help="Where run folders are created.")
+    ] = Path("runs"),
+    max_parallel: Annotated[
+        int | None, typer.Option("--max-parallel", metavar="N", min=1, help="Override max_parallel_agents.")
+    ] = None,
+    budget: Annotated[
+        float | None, typer.Option("--budget", metavar="USD", min=0.0, help="Override cost_budget.")
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume", metavar="RUN_DIR", help="A run folder to resume: completed agents are not called again."
+        ),
+    ] = None,
+    cache: Annotated[
+        str | None,
+        typer.Option(
+            "--cache",
+            metavar="DIR|URL",
+            help="Answer identical requests from this response cache: a folder, or redis://HOST:PORT/DB.",
+        ),
+    ] = None,
+    cache_ttl: Annotated[
+        float,
+        typer.Option(
+            "--cache-ttl", metavar="SECONDS", min=1.0, help="Seconds a cached answer lives in a redis:// cache."
+        ),
+    ] = 7 * 86400.0,
     state: StateOption = None,
     state_namespace: NamespaceOption = "orchestrate",
-    budget_scope: Annotated[Optional[str], typer.Option("--budget-scope", metavar="SCOPE", help="Also reserve every call against this shared budget scope (set with 'orchestrate budget set').")] = None,
+    budget_scope: Annotated[
+        str | None,
+        typer.Option(
+            "--budget-scope",
+            metavar="SCOPE",
+            help="Also reserve every call against this shared budget scope (set with 'orchestrate budget set').",
+        ),
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and cost bounds; call nothing.")] = False,
-    no_progress: Annotated[bool, typer.Option("--no-progress", help="Plain log lines instead of the live table.")] = False,
+    no_progress: Annotated[
+        bool, typer.Option("--no-progress", help="Plain log lines instead of the live table.")
+    ] = False,
     fmt: format_option(FORMATS) = "text",  # type: ignore[valid-type]
     json_output: json_alias() = False,  # type: ignore[valid-type]
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
-    junit: Annotated[Optional[Path], typer.Option("--junit", metavar="FILE", help="Write a JUnit XML report here.")] = None,
-    summary: Annotated[Optional[Path], typer.Option("--summary", metavar="FILE", help="Write a Markdown summary (with a Mermaid graph) here.")] = None,
-    sim_latency: Annotated[float, typer.Option("--sim-latency", metavar="SECONDS", min=0.0, help="Simulated seconds per call.")] = 0.0,
-    sim_failure_rate: Annotated[float, typer.Option("--sim-failure-rate", metavar="SHARE", min=0.0, max=1.0, help="Share of simulated calls that fail (retriable), 0 to 1.")] = 0.0,
+    junit: Annotated[
+        Path | None, typer.Option("--junit", metavar="FILE", help="Write a JUnit XML report here.")
+    ] = None,
+    summary: Annotated[
+        Path | None,
+        typer.Option("--summary", metavar="FILE", help="Write a Markdown summary (with a Mermaid graph) here."),
+    ] = None,
+    sim_latency: Annotated[
+        float, typer.Option("--sim-latency", metavar="SECONDS", min=0.0, help="Simulated seconds per call.")
+    ] = 0.0,
+    sim_failure_rate: Annotated[
+        float,
+        typer.Option(
+            "--sim-failure-rate",
+            metavar="SHARE",
+            min=0.0,
+            max=1.0,
+            help="Share of simulated calls that fail (retriable), 0 to 1.",
+        ),
+    ] = 0.0,
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the simulated provider.")] = 0,
-    provider_batch: Annotated[bool, typer.Option("--provider-batch", help="Send calls through the providers' batch APIs: half price, answers within 24h.")] = False,
-    batch_fallback: Annotated[str, typer.Option("--batch-fallback", metavar="[batch|online]", help="Where a batched request that errored or expired is retried: 'batch' (a later batch) or 'online'.")] = "batch",
-    batch_poll_max: Annotated[float, typer.Option("--batch-poll-max", metavar="SECONDS", min=0.1, help="Longest wait in seconds between two polls of a batch.")] = 300.0,
-    batch_window: Annotated[float, typer.Option("--batch-window", metavar="SECONDS", min=0.0, help="Seconds to gather ready calls into one batch submission.")] = 2.0,
-    cancel_batches: Annotated[bool, typer.Option("--cancel-batches", help="On Ctrl-C, cancel submitted batches (else they finish at the provider, for --resume).")] = False,
-    data: Annotated[Optional[str], typer.Option("--data", metavar="FILE", help="Run over every row of this JSONL or CSV file ('-': stdin); --budget is then the batch's ceiling and --max-parallel caps its calls in flight.", rich_help_panel="Datasets")] = None,
-    key: Annotated[Optional[str], typer.Option("--key", metavar="COLUMN", help="The column that identifies a row (default: its line and a digest).", rich_help_panel="Datasets")] = None,
-    skip_invalid_rows: Annotated[bool, typer.Option("--skip-invalid-rows", help="Record invalid rows as invalid and run the rest.", rich_help_panel="Datasets")] = False,
-    max_rows_parallel: Annotated[Optional[int], typer.Option("--max-rows-parallel", metavar="N", min=1, help="Rows in flight at most (default: enough to keep --max-parallel calls going).", rich_help_panel="Datasets")] = None,
-    shard: Annotated[Optional[str], typer.Option("--shard", metavar="K/N", help="Run only the rows whose index modulo N is K-1.", rich_help_panel="Datasets")] = None,
-    otel: Annotated[bool, typer.Option("--otel", help="Export OpenTelemetry traces over OTLP/HTTP (OTEL_EXPORTER_OTLP_ENDPOINT, default http://localhost:4318); needs orchestrate[otel].")] = False,
-    otel_content: Annotated[bool, typer.Option("--otel-content", help="Put prompts, answers and tool arguments in the traces (they may hold personal data).")] = False,
-    approve: Annotated[Optional[list[str]], typer.Option("--approve", metavar="AGENT", help="Approve this agent up front (repeatable), for unattended runs.", rich_help_panel="Approvals")] = None,
-    approve_all: Annotated[bool, typer.Option("--approve-all", help="Approve every agent with an approval up front.", rich_help_panel="Approvals")] = False,
+    provider_batch: Annotated[
+        bool,
+        typer.Option(
+            "--provider-batch", help="Send calls through the providers' batch APIs: half price, answers within 24h."
+        ),
+    ] = False,
+    batch_fallback: Annotated[
+        str,
+        typer.Option(
+            "--batch-fallback",
+            metavar="[batch|online]",
+            help="Where a batched request that errored or expired is retried: 'batch' (a later batch) or 'online'.",
+        ),
+    ] = "batch",
+    batch_poll_max: Annotated[
+        float,
+        typer.Option(
+            "--batch-poll-max", metavar="SECONDS", min=0.1, help="Longest wait in seconds between two polls of a batch."
+        ),
+    ] = 300.0,
+    batch_window: Annotated[
+        float,
+        typer.Option(
+            "--batch-window",
+            metavar="SECONDS",
+            min=0.0,
+            help="Seconds to gather ready calls into one batch submission.",
+        ),
+    ] = 2.0,
+    cancel_batches: Annotated[
+        bool,
+        typer.Option(
+            "--cancel-batches",
+            help="On Ctrl-C, cancel submitted batches (else they finish at the provider, for --resume).",
+        ),
+    ] = False,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            metavar="FILE",
+            help="Run over every row of this JSONL or CSV file ('-': stdin); --budget is then the batch's ceiling and --max-parallel caps its calls in flight.",
+            rich_help_panel="Datasets",
+        ),
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            metavar="COLUMN",
+            help="The column that identifies a row (default: its line and a digest).",
+            rich_help_panel="Datasets",
+        ),
+    ] = None,
+    skip_invalid_rows: Annotated[
+        bool,
+        typer.Option(
+            "--skip-invalid-rows", help="Record invalid rows as invalid and run the rest.", rich_help_panel="Datasets"
+        ),
+    ] = False,
+    max_rows_parallel: Annotated[
+        int | None,
+        typer.Option(
+            "--max-rows-parallel",
+            metavar="N",
+            min=1,
+            help="Rows in flight at most (default: enough to keep --max-parallel calls going).",
+            rich_help_panel="Datasets",
+        ),
+    ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard", metavar="K/N", help="Run only the rows whose index modulo N is K-1.", rich_help_panel="Datasets"
+        ),
+    ] = None,
+    otel: Annotated[
+        bool,
+        typer.Option(
+            "--otel",
+            help="Export OpenTelemetry traces over OTLP/HTTP (OTEL_EXPORTER_OTLP_ENDPOINT, default http://localhost:4318); needs orchestrate[otel].",
+        ),
+    ] = False,
+    otel_content: Annotated[
+        bool,
+        typer.Option(
+            "--otel-content",
+            help="Put prompts, answers and tool arguments in the traces (they may hold personal data).",
+        ),
+    ] = False,
+    approve: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--approve",
+            metavar="AGENT",
+            help="Approve this agent up front (repeatable), for unattended runs.",
+            rich_help_panel="Approvals",
+        ),
+    ] = None,
+    approve_all: Annotated[
+        bool,
+        typer.Option(
+            "--approve-all", help="Approve every agent with an approval up front.", rich_help_panel="Approvals"
+        ),
+    ] = False,
 ) -> None:
     """Run workflows and write result.json, cost.json and events.jsonl for each.
 
@@ -126,27 +280,60 @@ def run(
     if dry_run:
         from orchestrate.cli.plan import print_plans
 
-        print_plans(files, values, max_parallel=max_parallel, budget=budget, as_json=json_output,
-                    provider_batch=provider_batch, data=data, key=key, shard=shard)
+        print_plans(
+            files,
+            values,
+            max_parallel=max_parallel,
+            budget=budget,
+            as_json=json_output,
+            provider_batch=provider_batch,
+            data=data,
+            key=key,
+            shard=shard,
+        )
         return
     options = RunOptions(
-        simulate=simulate, inputs=values, output_dir=output_dir, max_parallel=max_parallel,
-        budget=budget, resume=resume, cache=cache, cache_ttl=cache_ttl, state=state,
-        state_namespace=state_namespace, budget_scope=budget_scope,
+        simulate=simulate,
+        inputs=values,
+        output_dir=output_dir,
+        max_parallel=max_parallel,
+        budget=budget,
+        resume=resume,
+        cache=cache,
+        cache_ttl=cache_ttl,
+        state=state,
+        state_namespace=state_namespace,
+        budget_scope=budget_scope,
         live=is_interactive(sys.stderr) and not no_progress and not quiet,
-        quiet=quiet, json_output=json_output, junit=junit, summary=summary,
-        sim_latency=sim_latency, sim_failure_rate=sim_failure_rate, seed=seed,
-        provider_batch=provider_batch, batch_fallback=batch_fallback, batch_poll_max=batch_poll_max,
-        batch_window=batch_window, cancel_batches=cancel_batches, otel=otel, otel_content=otel_content,
-        approve=list(approve or []), approve_all=approve_all,
-        ask=is_interactive(sys.stderr) and is_interactive(sys.stdin) and not approve_all)
+        quiet=quiet,
+        json_output=json_output,
+        junit=junit,
+        summary=summary,
+        sim_latency=sim_latency,
+        sim_failure_rate=sim_failure_rate,
+        seed=seed,
+        provider_batch=provider_batch,
+        batch_fallback=batch_fallback,
+        batch_poll_max=batch_poll_max,
+        batch_window=batch_window,
+        cancel_batches=cancel_batches,
+        otel=otel,
+        otel_content=otel_content,
+        approve=list(approve or []),
+        approve_all=approve_all,
+        ask=is_interactive(sys.stderr) and is_interactive(sys.stdin) and not approve_all,
+    )
     if data is not None:
         from orchestrate.cli.run_data import BatchOptions, BatchSession
         from orchestrate.run.dataset import parse_shard
 
-        batch = BatchOptions(data=data, key=key, skip_invalid_rows=skip_invalid_rows,
-                             max_rows_parallel=max_rows_parallel,
-                             shard=parse_shard(shard) if shard else None)
+        batch = BatchOptions(
+            data=data,
+            key=key,
+            skip_invalid_rows=skip_invalid_rows,
+            max_rows_parallel=max_rows_parallel,
+            shard=parse_shard(shard) if shard else None,
+        )
         raise typer.Exit(BatchSession(files[0], options, batch).execute())
     code = RunSession(files, options).execute()
     raise typer.Exit(code)

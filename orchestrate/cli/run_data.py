@@ -23,12 +23,12 @@ from orchestrate.cli.run_session import RunOptions, start_tracing
 from orchestrate.errors import UserInputError
 from orchestrate.observe.dataset_report import BatchRecorder, PriorBatch, load_prior
 from orchestrate.observe.eventlog import EventLog
-from orchestrate.observe.journal import GroupCommit
 from orchestrate.observe.events import EventType
 from orchestrate.observe.html_report import write_run_report
+from orchestrate.observe.journal import GroupCommit
 from orchestrate.observe.reports import new_run_dir
-from orchestrate.run.dataset_run import BatchRunner, CappedClients, batch_engine_config, default_rows_parallel
 from orchestrate.run.dataset import Dataset, spool_stdin
+from orchestrate.run.dataset_run import BatchRunner, CappedClients, batch_engine_config, default_rows_parallel
 from orchestrate.run.engine import OrchestrationEngine
 from orchestrate.workflow.loader import load_workflow
 from orchestrate.workflow.models import Workflow
@@ -42,8 +42,9 @@ _EXIT_BY_STATUS = {"completed": 0, "partially_completed": 3, "failed": 1, "cance
 # call is in calls.jsonl, an agent's start is in its agent_finished, workflow_started says the
 # same for every row, and a row's workflow_finished says what its row_finished and its line of
 # results.jsonl say.
-BATCH_UNLOGGED = frozenset({EventType.LLM_CALL, EventType.AGENT_STARTED, EventType.WORKFLOW_STARTED,
-                            EventType.WORKFLOW_FINISHED})
+BATCH_UNLOGGED = frozenset(
+    {EventType.LLM_CALL, EventType.AGENT_STARTED, EventType.WORKFLOW_STARTED, EventType.WORKFLOW_FINISHED}
+)
 
 
 @dataclass
@@ -56,21 +57,28 @@ class BatchOptions:
     progress_every: float = 10.0
 
 
-def open_dataset(file: Path, data: str, shared: dict[str, Any], *, key: str | None,
-                 shard: tuple[int, int] | None) -> tuple[Workflow, Dataset, Path | None]:
+def open_dataset(
+    file: Path, data: str, shared: dict[str, Any], *, key: str | None, shard: tuple[int, int] | None
+) -> tuple[Workflow, Dataset, Path | None]:
     """The workflow (inputs unbound) and its dataset; a spooled copy of stdin to delete after."""
     template = load_workflow(file, bind=False)
     unknown = sorted(set(shared) - set(template.inputs))
     if unknown:
         names = ", ".join(sorted(template.inputs)) or "none"
-        raise UserInputError(f"unknown input {unknown[0]!r} for workflow {template.name!r} "
-                             f"(declared inputs: {names})")
+        raise UserInputError(f"unknown input {unknown[0]!r} for workflow {template.name!r} (declared inputs: {names})")
     spooled = spool_stdin() if data == "-" else None
     path = spooled or Path(data)
     if spooled is None and not path.is_file():
         raise UserInputError(f"{data}: no such dataset file")
-    dataset = Dataset(path, workflow_name=template.name, declared=template.inputs, shared=shared,
-                      key=key, shard=shard, label="<stdin>" if spooled else data)
+    dataset = Dataset(
+        path,
+        workflow_name=template.name,
+        declared=template.inputs,
+        shared=shared,
+        key=key,
+        shard=shard,
+        label="<stdin>" if spooled else data,
+    )
     return template, dataset, spooled
 
 
@@ -85,7 +93,7 @@ class BatchSession:
         self.total_rows = 0  # in the data file (this shard), once checked
         self.runner: BatchRunner | None = None
         self.cache_store: Any = None
-        self.hub: Any = None          # the provider batch queues, when calls are batched
+        self.hub: Any = None  # the provider batch queues, when calls are batched
         self.carried: list[dict[str, Any]] = []
 
     def execute(self) -> int:
@@ -93,8 +101,7 @@ class BatchSession:
         from orchestrate.cli.run_session import check_output_paths
 
         check_output_paths(opts)  # before the first row is paid for
-        template, dataset, spooled = open_dataset(self.file, batch.data, opts.inputs, key=batch.key,
-                                                  shard=batch.shard)
+        template, dataset, spooled = open_dataset(self.file, batch.data, opts.inputs, key=batch.key, shard=batch.shard)
         try:
             return self._execute(template, dataset)
         finally:
@@ -109,21 +116,26 @@ class BatchSession:
             for bad in check.bad:
                 print_error(dataset.describe(bad))
             more = check.bad_count - len(check.bad)
-            raise UserInputError(f"{check.bad_count} of {check.rows} rows are invalid"
-                                 + (f" ({more} more not shown)" if more else "")
-                                 + "; fix them or pass --skip-invalid-rows")
+            raise UserInputError(
+                f"{check.bad_count} of {check.rows} rows are invalid"
+                + (f" ({more} more not shown)" if more else "")
+                + "; fix them or pass --skip-invalid-rows"
+            )
         if check.rows == 0 and batch.shard is None:
             raise UserInputError(f"{dataset.label}: no rows to run")
         prior: PriorBatch | None = None
         if opts.resume is not None:
             prior = load_prior(opts.resume)
             if prior.name is not None and prior.name != template.name:
-                raise UserInputError(f"{opts.resume}: this batch folder is of workflow {prior.name!r}, "
-                                     f"not {template.name!r}")
+                raise UserInputError(
+                    f"{opts.resume}: this batch folder is of workflow {prior.name!r}, not {template.name!r}"
+                )
             if prior.key_column != batch.key:
                 was = f"--key {prior.key_column}" if prior.key_column else "no --key"
-                raise UserInputError(f"{opts.resume}: this batch ran with {was}; resume it the same way, "
-                                     "or its rows would not be recognised")
+                raise UserInputError(
+                    f"{opts.resume}: this batch ran with {was}; resume it the same way, "
+                    "or its rows would not be recognised"
+                )
             run_dir = opts.resume
             from orchestrate.run.batch_ledger import open_batches
 
@@ -155,20 +167,40 @@ class BatchSession:
             engine.cost_tracker.carry_spend(batch_id, prior.spent)
         commit = GroupCommit()  # the folder's journals are written once a turn of the event loop
         recorder = BatchRecorder(
-            run_dir, template, engine.cost_tracker, batch_id=batch_id, simulated=opts.simulate,
-            budget=opts.budget, prior=prior, commit=commit, extra={
-                "data": dataset.label, "key": batch.key, "inputs": opts.inputs,
+            run_dir,
+            template,
+            engine.cost_tracker,
+            batch_id=batch_id,
+            simulated=opts.simulate,
+            budget=opts.budget,
+            prior=prior,
+            commit=commit,
+            extra={
+                "data": dataset.label,
+                "key": batch.key,
+                "inputs": opts.inputs,
                 "shard": f"{batch.shard[0]}/{batch.shard[1]}" if batch.shard else None,
                 "resumed_from": str(opts.resume) if opts.resume else None,
-                "max_rows_parallel": rows_parallel, "max_calls_in_flight": max_calls})
+                "max_rows_parallel": rows_parallel,
+                "max_calls_in_flight": max_calls,
+            },
+        )
         todo = check.rows - (len(prior.completed) if prior is not None else 0)
         display = self._display(template, engine, capped, batch_id, max(0, todo))
         log = EventLog(run_dir / "events.jsonl", sync_interval=1.0, exclude=BATCH_UNLOGGED, commit=commit)
         engine.add_sink(log)
         runner = self.runner = BatchRunner(
-            engine, template, dataset, sinks=[recorder, display], batch_id=batch_id, budget=opts.budget,
-            max_rows_parallel=rows_parallel, completed=prior.completed if prior is not None else frozenset(),
-            reuse=prior.reuse if prior is not None else None, session=uuid.uuid4().hex[:6])
+            engine,
+            template,
+            dataset,
+            sinks=[recorder, display],
+            batch_id=batch_id,
+            budget=opts.budget,
+            max_rows_parallel=rows_parallel,
+            completed=prior.completed if prior is not None else frozenset(),
+            reuse=prior.reuse if prior is not None else None,
+            session=uuid.uuid4().hex[:6],
+        )
         engine.add_sink(display)
         engine.add_sink(recorder)
         tracing = start_tracing(opts)  # a trace per row
@@ -182,22 +214,28 @@ class BatchSession:
             if tracing is not None:
                 tracing.shutdown()
         status = self._status(recorder)
-        document = recorder.finish(status, f"interrupted by {signal.Signals(self.signal_received).name}"
-                                   if self.signal_received is not None else None)
+        document = recorder.finish(
+            status,
+            f"interrupted by {signal.Signals(self.signal_received).name}" if self.signal_received is not None else None,
+        )
         self._artefacts(document, run_dir)
         write_run_report(run_dir)
         self._print(document, run_dir)
         if ledger is not None and ledger.still_open:
             still = ledger.still_open
             verb = "cancel requested for" if opts.cancel_batches else "left running at the provider:"
-            print_error(f"{len(still)} batch(es) {verb} {', '.join(b['batch_id'] for b in still)}; "
-                        f"'orchestrate run {self.file} --data {batch.data} --resume {run_dir}' collects "
-                        "what they answer without submitting (or paying for) them again")
+            print_error(
+                f"{len(still)} batch(es) {verb} {', '.join(b['batch_id'] for b in still)}; "
+                f"'orchestrate run {self.file} --data {batch.data} --resume {run_dir}' collects "
+                "what they answer without submitting (or paying for) them again"
+            )
         if self.signal_received is not None:
             return _EXIT_BY_SIGNAL.get(self.signal_received, 130)
         if engine.state_error is not None:
-            print_error(f"{engine.state_error}; no row or call was started without it, calls in flight "
-                        "were recorded; run again with --resume RUN_DIR once it is back")
+            print_error(
+                f"{engine.state_error}; no row or call was started without it, calls in flight "
+                "were recorded; run again with --resume RUN_DIR once it is back"
+            )
             return 1
         return _EXIT_BY_STATUS.get(status, 1)
 
@@ -217,8 +255,11 @@ class BatchSession:
 
         async def check() -> None:
             state = self._state()
-            store = (cache_store(self.options.cache, state, namespace=self.options.state_namespace)
-                     if self.options.cache is not None else None)
+            store = (
+                cache_store(self.options.cache, state, namespace=self.options.state_namespace)
+                if self.options.cache is not None
+                else None
+            )
             try:
                 await check_shared_state(state, store, [template])
             finally:
@@ -232,8 +273,7 @@ class BatchSession:
         from orchestrate.llm.simulated import SimulatedClient
 
         opts = self.options
-        simulated = SimulatedClient(latency=opts.sim_latency, failure_rate=opts.sim_failure_rate,
-                                    seed=opts.seed)
+        simulated = SimulatedClient(latency=opts.sim_latency, failure_rate=opts.sim_failure_rate, seed=opts.seed)
         clients: Any = ClientPool(simulated=simulated, force_simulated=opts.simulate)
         if not opts.simulate:
             clients.check_keys([agent.llm_config for agent in template.agents])
@@ -241,10 +281,15 @@ class BatchSession:
                 from orchestrate.llm.batch import BatchHub
                 from orchestrate.llm.batch_clients import BatchClients
 
-                self.hub = BatchHub(window=opts.batch_window, poll_max=opts.batch_poll_max,
-                                    poll_min=min(5.0, opts.batch_poll_max), fallback=opts.batch_fallback,
-                                    cancel_on_close=opts.cancel_batches, adopt=self.carried,
-                                    per_workflow_events=False)
+                self.hub = BatchHub(
+                    window=opts.batch_window,
+                    poll_max=opts.batch_poll_max,
+                    poll_min=min(5.0, opts.batch_poll_max),
+                    fallback=opts.batch_fallback,
+                    cancel_on_close=opts.cancel_batches,
+                    adopt=self.carried,
+                    per_workflow_events=False,
+                )
                 clients = BatchClients(clients, self.hub, everything=opts.provider_batch)
         if opts.cache is not None:
             from orchestrate.run.cache import CachingClients, cache_store
@@ -253,13 +298,16 @@ class BatchSession:
             clients = CachingClients(self.cache_store, clients)
         return clients
 
-    def _display(self, template: Workflow, engine: OrchestrationEngine, capped: CappedClients,
-                 batch_id: str, total: int) -> Any:
+    def _display(
+        self, template: Workflow, engine: OrchestrationEngine, capped: CappedClients, batch_id: str, total: int
+    ) -> Any:
         opts = self.options
         common: dict[str, Any] = {
-            "total": total, "budget": opts.budget,
+            "total": total,
+            "budget": opts.budget,
             "spent": lambda: engine.cost_tracker.spent(batch_id),
-            "in_flight": lambda: capped.in_flight}
+            "in_flight": lambda: capped.in_flight,
+        }
         if opts.live:
             from rich.console import Console
 
@@ -268,8 +316,7 @@ class BatchSession:
             return LiveBatch(template.name, Console(file=sys.stderr), **common)
         from orchestrate.observe.dataset_progress import PlainBatchLog
 
-        return PlainBatchLog(template.name, sys.stderr, every=self.batch.progress_every,
-                             quiet=opts.quiet, **common)
+        return PlainBatchLog(template.name, sys.stderr, every=self.batch.progress_every, quiet=opts.quiet, **common)
 
     async def _run(self, engine: OrchestrationEngine, runner: BatchRunner, display: Any) -> None:
         loop = asyncio.get_running_loop()
@@ -278,8 +325,10 @@ class BatchSession:
             if self.signal_received is not None:
                 os._exit(_EXIT_BY_SIGNAL.get(signum, 130))
             self.signal_received = signum
-            print_error(f"received {signal.Signals(signum).name}: starting no more rows, cancelling "
-                        "the calls in flight and writing reports (press Ctrl-C again to exit at once)")
+            print_error(
+                f"received {signal.Signals(signum).name}: starting no more rows, cancelling "
+                "the calls in flight and writing reports (press Ctrl-C again to exit at once)"
+            )
             loop.create_task(runner.stop(f"interrupted by {signal.Signals(signum).name}"))
 
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -320,8 +369,20 @@ class BatchSession:
     def _print(self, d: dict[str, Any], run_dir: Path) -> None:
         opts = self.options
         if opts.json_output:
-            payload = {k: d[k] for k in ("name", "status", "rows", "counts", "total_cost", "total_tokens",
-                                         "duration_seconds", "simulated", "budget")}
+            payload = {
+                k: d[k]
+                for k in (
+                    "name",
+                    "status",
+                    "rows",
+                    "counts",
+                    "total_cost",
+                    "total_tokens",
+                    "duration_seconds",
+                    "simulated",
+                    "budget",
+                )
+            }
             payload["run_dir"] = str(run_dir)
             sys.stdout.write(json.dumps(payload, indent=2) + "\n")
             return
@@ -341,7 +402,8 @@ class BatchSession:
             f"{d['name']}: {d['status']}{label} - {counts.get('completed', 0)}/{rows} rows completed"
             f"{', ' + others if others else ''};\n  {usd(float(d['total_cost']))}, "
             f"{plural(int(d['total_tokens']), 'token')}, {d['duration_seconds']:.2f}s\n"
-            f"run folder: {run_dir}\n")
+            f"run folder: {run_dir}\n"
+        )
         if d["status"] != "completed":  # what to do about the rows left: above all, how to resume
             batch = self.batch
             again = ("--data", batch.data, *(("--key", batch.key) if batch.key else ()))

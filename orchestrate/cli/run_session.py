@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shlex
 import re
+import shlex
 import signal
 import sys
 from dataclasses import dataclass, field
@@ -19,12 +19,12 @@ from typing import Any
 
 from orchestrate.cli.common import print_error
 from orchestrate.errors import UserInputError
-from orchestrate.run.engine import EngineConfig, OrchestrationEngine
-from orchestrate.observe.eventlog import EventLog
 from orchestrate.llm.simulated import SimulatedClient
+from orchestrate.observe.eventlog import EventLog
+from orchestrate.observe.reports import RunRecorder, new_run_dir
+from orchestrate.run.engine import EngineConfig, OrchestrationEngine
 from orchestrate.workflow.loader import load_workflow
 from orchestrate.workflow.models import Workflow, WorkflowStatus
-from orchestrate.observe.reports import RunRecorder, new_run_dir
 
 __all__ = ["RunOptions", "RunSession", "start_tracing", "tracing_requested"]
 
@@ -84,7 +84,7 @@ class RunSession:
         self.signal_received: int | None = None
         self.recorders: list[RunRecorder] = []
         self.ledgers: list[Any] = []
-        self.carried: list[dict[str, Any]] = []   # open batches of the run being resumed
+        self.carried: list[dict[str, Any]] = []  # open batches of the run being resumed
         self.hub: Any = None
         self._live_display: Any = None
         self.cache_store: Any = None
@@ -129,24 +129,28 @@ class RunSession:
         if engine.state_error is not None:
             self._keep_unsettled(engine)
             # Failed closed: no call started after the state was lost; in-flight ones are in cost.json.
-            print_error(f"{engine.state_error}; no call was started without it, calls in flight were "
-                        "recorded in cost.json; run again with --resume RUN_DIR once it is back")
+            print_error(
+                f"{engine.state_error}; no call was started without it, calls in flight were "
+                "recorded in cost.json; run again with --resume RUN_DIR once it is back"
+            )
             return 1
         codes = [_EXIT_BY_STATUS.get(wf.status, 1) for wf in workflows]
         return max(codes, key=lambda c: _SEVERITY.get(c, 3)) if codes else 0
 
     def _up_front(self, workflow: Workflow, decided: dict[str, Any]) -> dict[str, Any]:
         """Decisions known before the run: recorded in the resumed folder, then --approve."""
-        from orchestrate.run.approvals import Decision
         from orchestrate.errors import UserInputError
+        from orchestrate.run.approvals import Decision
 
         opts = self.options
         gated = [a.name for a in workflow.agents if a.approval is not None]
         for name in opts.approve:
             if name not in gated:
                 names = ", ".join(gated) or "none"
-                raise UserInputError(f"--approve {name}: workflow {workflow.name!r} has no agent "
-                                     f"{name!r} with an approval (agents with one: {names})")
+                raise UserInputError(
+                    f"--approve {name}: workflow {workflow.name!r} has no agent "
+                    f"{name!r} with an approval (agents with one: {names})"
+                )
         by = opts.approved_by or _user()
         decisions = {name: d for name, d in decided.items() if name in gated}
         for name in gated:
@@ -169,8 +173,7 @@ class RunSession:
 
     def _engine(self, workflows: list[Workflow]) -> OrchestrationEngine:
         opts = self.options
-        simulated = SimulatedClient(latency=opts.sim_latency, failure_rate=opts.sim_failure_rate,
-                                    seed=opts.seed)
+        simulated = SimulatedClient(latency=opts.sim_latency, failure_rate=opts.sim_failure_rate, seed=opts.seed)
         from orchestrate.llm.providers import ClientPool
 
         clients: Any = ClientPool(simulated=simulated, force_simulated=opts.simulate)
@@ -178,8 +181,9 @@ class RunSession:
             from orchestrate.llm.http import transport_limits
 
             transport_limits()  # a bad ORCHESTRATE_MAX_* is the user's input: refused before any call
-            clients.check_keys([agent.llm_config for wf in workflows for agent in wf.agents
-                                if not agent.is_code_step])  # a code step calls no provider
+            clients.check_keys(
+                [agent.llm_config for wf in workflows for agent in wf.agents if not agent.is_code_step]
+            )  # a code step calls no provider
             clients = self._batching(clients, workflows)
         state = None
         if opts.state:
@@ -194,8 +198,7 @@ class RunSession:
         if opts.cache is not None:
             from orchestrate.run.cache import CachingClients, cache_store
 
-            self.cache_store = cache_store(opts.cache, state, namespace=opts.state_namespace,
-                                           ttl=opts.cache_ttl)
+            self.cache_store = cache_store(opts.cache, state, namespace=opts.state_namespace, ttl=opts.cache_ttl)
             clients = CachingClients(self.cache_store, clients)
         engine = OrchestrationEngine(None, EngineConfig(), clients=clients, state=state, approver=approver)
         if self.hub is not None:
@@ -205,16 +208,24 @@ class RunSession:
     def _batching(self, clients: Any, workflows: list[Workflow]) -> Any:
         """The pool behind batching clients when the run or an agent asks for batches."""
         opts = self.options
-        wanted = opts.provider_batch or self.carried or any(
-            agent.llm_config.get("batch") for wf in workflows for agent in wf.agents)
+        wanted = (
+            opts.provider_batch
+            or self.carried
+            or any(agent.llm_config.get("batch") for wf in workflows for agent in wf.agents)
+        )
         if not wanted:
             return clients
         from orchestrate.llm.batch import BatchHub
         from orchestrate.llm.batch_clients import BatchClients
 
-        self.hub = BatchHub(window=opts.batch_window, poll_max=opts.batch_poll_max,
-                            poll_min=min(5.0, opts.batch_poll_max), fallback=opts.batch_fallback,
-                            cancel_on_close=opts.cancel_batches, adopt=self.carried)
+        self.hub = BatchHub(
+            window=opts.batch_window,
+            poll_max=opts.batch_poll_max,
+            poll_min=min(5.0, opts.batch_poll_max),
+            fallback=opts.batch_fallback,
+            cancel_on_close=opts.cancel_batches,
+            adopt=self.carried,
+        )
         return BatchClients(clients, self.hub, everything=opts.provider_batch)
 
     def _report_open_batches(self) -> None:
@@ -224,20 +235,21 @@ class RunSession:
             if not still:
                 continue
             verb = "cancel requested for" if self.options.cancel_batches else "left running at the provider:"
-            print_error(f"{len(still)} batch(es) {verb} {', '.join(b['batch_id'] for b in still)}; "
-                        f"'orchestrate run {path} --resume {recorder.run_dir}' collects what they "
-                        "answer without submitting (or paying for) them again")
+            print_error(
+                f"{len(still)} batch(es) {verb} {', '.join(b['batch_id'] for b in still)}; "
+                f"'orchestrate run {path} --resume {recorder.run_dir}' collects what they "
+                "answer without submitting (or paying for) them again"
+            )
 
-    async def _run(self, engine: OrchestrationEngine, workflows: list[Workflow],
-                   reuse: dict[str, Any]) -> None:
+    async def _run(self, engine: OrchestrationEngine, workflows: list[Workflow], reuse: dict[str, Any]) -> None:
         opts = self.options
         display = self._display(engine)
         logs: list[EventLog] = []
         try:
-            for workflow, decisions in zip(workflows, self.decisions):
+            for workflow in workflows:
                 await engine.register_workflow(workflow)
             await self._check_state(engine, workflows)
-            for workflow in workflows:
+            for workflow, decisions in zip(workflows, self.decisions):
                 run_dir = new_run_dir(opts.output_dir, workflow.name)
                 if decisions:  # carried on, so that resuming this run keeps them
                     from orchestrate.run.approvals import write_decisions
@@ -247,10 +259,13 @@ class RunSession:
                 log = EventLog(run_dir / "events.jsonl")
                 logs.append(log)
                 engine.add_sink(_only(workflow.id, log))
-                recorder = RunRecorder(run_dir, workflow, engine.cost_tracker,
-                                       simulated=opts.simulate,
-                                       extra={"resumed_from": str(opts.resume) if opts.resume else None,
-                                              "reused_agents": sorted(reuse)})
+                recorder = RunRecorder(
+                    run_dir,
+                    workflow,
+                    engine.cost_tracker,
+                    simulated=opts.simulate,
+                    extra={"resumed_from": str(opts.resume) if opts.resume else None, "reused_agents": sorted(reuse)},
+                )
                 self.recorders.append(recorder)
                 self._workflow_ids.append(workflow.id)
                 engine.add_sink(recorder)
@@ -264,9 +279,12 @@ class RunSession:
                 self._live_display = display
                 display.start()
             try:
-                await asyncio.gather(*(engine.execute_workflow(wf.id, reuse=reuse or None,
-                                                               decisions=decisions or None)
-                                       for wf, decisions in zip(workflows, self.decisions)))
+                await asyncio.gather(
+                    *(
+                        engine.execute_workflow(wf.id, reuse=reuse or None, decisions=decisions or None)
+                        for wf, decisions in zip(workflows, self.decisions)
+                    )
+                )
             finally:
                 self._stop_display()  # on every way out, so the cursor is never left hidden
         finally:
@@ -288,8 +306,7 @@ class RunSession:
             from orchestrate.money.budget_scope import book_unsettled
 
             for scope, cost in await book_unsettled(state, self.options.resume):
-                print_error(f"booked ${cost:.6f} spent while the shared state was lost into budget scope "
-                            f"{scope!r}")
+                print_error(f"booked ${cost:.6f} spent while the shared state was lost into budget scope {scope!r}")
 
     def _keep_unsettled(self, engine: OrchestrationEngine) -> None:
         """Write what the lost state never booked next to each run's cost.json."""
@@ -345,8 +362,9 @@ class RunSession:
                 self._print_resume_hints()
                 os._exit(_EXIT_BY_SIGNAL.get(signum, 130))
             self.signal_received = signum
-            print_error(f"received {name}: cancelling in-flight calls and writing reports "
-                        "(press Ctrl-C again to exit at once)")
+            print_error(
+                f"received {name}: cancelling in-flight calls and writing reports (press Ctrl-C again to exit at once)"
+            )
             loop.create_task(engine.stop(f"interrupted by {name}"))
 
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -359,8 +377,9 @@ class RunSession:
 
     def _print_resume_hints(self) -> None:
         for path, recorder in zip(self.files, self.recorders):
-            sys.stderr.write(f"to continue: orchestrate run {shlex.quote(str(path))} "
-                             f"--resume {shlex.quote(str(recorder.run_dir))}\n")
+            sys.stderr.write(
+                f"to continue: orchestrate run {shlex.quote(str(path))} --resume {shlex.quote(str(recorder.run_dir))}\n"
+            )
         sys.stderr.flush()
 
     def _remove_signals(self) -> None:
@@ -389,13 +408,21 @@ class RunSession:
     def _print_summary(self, documents: list[dict[str, Any]]) -> None:
         opts = self.options
         if opts.json_output:
-            payload = [{
-                "name": d["name"], "status": d["status"], "run_dir": str(r.run_dir),
-                "total_cost": d["total_cost"], "total_tokens": d["total_tokens"],
-                "retries": d["retries"], "duration_seconds": d["duration_seconds"],
-                "simulated": d["simulated"], "outputs": d.get("outputs", {}),
-                "agents": {a["name"]: a["status"] for a in d["agents"]},
-            } for d, r in zip(documents, self.recorders)]
+            payload = [
+                {
+                    "name": d["name"],
+                    "status": d["status"],
+                    "run_dir": str(r.run_dir),
+                    "total_cost": d["total_cost"],
+                    "total_tokens": d["total_tokens"],
+                    "retries": d["retries"],
+                    "duration_seconds": d["duration_seconds"],
+                    "simulated": d["simulated"],
+                    "outputs": d.get("outputs", {}),
+                    "agents": {a["name"]: a["status"] for a in d["agents"]},
+                }
+                for d, r in zip(documents, self.recorders)
+            ]
             sys.stdout.write(json.dumps(payload if len(payload) != 1 else payload[0], indent=2) + "\n")
             return
         if opts.quiet:  # only what went wrong: a line per agent, cancelled ones grouped by cause
@@ -406,13 +433,15 @@ class RunSession:
                 for line in failure_lines(d, indent=""):
                     print_error(printable(f"{d['name']}: {line}", one_line=True))
             return
-        from orchestrate.observe.summary import closing_lines
-
         import shutil
 
+        from orchestrate.observe.summary import closing_lines
+
         width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
-        blocks = ["\n".join(closing_lines(d, r.run_dir, path, width=width))
-                  for d, r, path in zip(documents, self.recorders, self.files)]
+        blocks = [
+            "\n".join(closing_lines(d, r.run_dir, path, width=width))
+            for d, r, path in zip(documents, self.recorders, self.files)
+        ]
         from orchestrate.observe.printable import printable
 
         lead = "\n" if opts.live else ""  # set apart from the live table's last frame
@@ -481,8 +510,10 @@ def _warn_cache(store: Any) -> None:
         from orchestrate.observe.printable import printable
 
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        sys.stderr.write(printable(f"warning: --cache: {problems[0]}{more}; those requests went to the "
-                                   "provider", one_line=True) + "\n")
+        sys.stderr.write(
+            printable(f"warning: --cache: {problems[0]}{more}; those requests went to the provider", one_line=True)
+            + "\n"
+        )
 
 
 def _warn_usage(documents: list[dict[str, Any]]) -> None:
@@ -492,12 +523,16 @@ def _warn_usage(documents: list[dict[str, Any]]) -> None:
 
     for doc in documents:
         for item in doc.get("usage_anomalies") or ():
-            sys.stderr.write(printable(f"warning: {doc['name']}/{item['agent']}: usage anomaly: "
-                                       f"{item['anomaly']}", one_line=True) + "\n")
+            sys.stderr.write(
+                printable(f"warning: {doc['name']}/{item['agent']}: usage anomaly: {item['anomaly']}", one_line=True)
+                + "\n"
+            )
         overrun = doc.get("budget_overrun")
         if overrun:
-            sys.stderr.write(f"warning: {doc['name']}: budget of ${overrun['budget']:.4f} passed: "
-                             f"${overrun['spent']:.4f} spent ({overrun['cause']})\n")
+            sys.stderr.write(
+                f"warning: {doc['name']}: budget of ${overrun['budget']:.4f} passed: "
+                f"${overrun['spent']:.4f} spent ({overrun['cause']})\n"
+            )
     sys.stderr.flush()
 
 
@@ -524,8 +559,14 @@ class _DecisionKeeper:
         if event.type is not EventType.APPROVAL_DECIDED or event.agent in self.decisions:
             return
         d = event.data
-        self.decisions[event.agent] = Decision(event.agent, bool(d.get("approved")), str(d.get("by")),
-                                               str(d.get("at")), d.get("note"), str(d.get("source")))
+        self.decisions[event.agent] = Decision(
+            event.agent,
+            bool(d.get("approved")),
+            str(d.get("by")),
+            str(d.get("at")),
+            d.get("note"),
+            str(d.get("source")),
+        )
         write_decisions(self.run_dir, self.decisions)
 
 
@@ -533,6 +574,7 @@ def _only(workflow_id: str, sink: Any) -> Any:
     def forward(event: Any) -> None:
         if event.workflow_id == workflow_id:
             sink(event)
+
     return forward
 
 
@@ -553,12 +595,14 @@ async def check_shared_state(state: Any, cache_store: Any, workflows: list[Workf
         await state.connect()
     for scope in sorted({wf.budget_scope for wf in workflows if wf.budget_scope}):
         if not _SCOPE.fullmatch(scope):
-            raise UserInputError(f"budget scope {scope!r}: use letters, digits, '.', '_', ':' and '-' "
-                                 "(at most 128)")
+            raise UserInputError(f"budget scope {scope!r}: use letters, digits, '.', '_', ':' and '-' (at most 128)")
         if state is None:
-            raise UserInputError(f"budget scope {scope!r} is not set in this process (no --state); set it with: "
-                                 f"{set_command(scope, 'memory://')}")
+            raise UserInputError(
+                f"budget scope {scope!r} is not set in this process (no --state); set it with: "
+                f"{set_command(scope, 'memory://')}"
+            )
         found = await state.budget_get(scope)
         if found.limit is None:
-            raise UserInputError(f"budget scope {scope!r} is not set in {state.url}; set it with: "
-                                 f"{set_command(scope, state.url)}")
+            raise UserInputError(
+                f"budget scope {scope!r} is not set in {state.url}; set it with: {set_command(scope, state.url)}"
+            )

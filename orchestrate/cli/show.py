@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -17,11 +17,18 @@ FORMATS = ("text", "json")
 
 
 def show(
-    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", show_default=False,
-                                            help="A run folder (or its result.json).")],
-    agent: Annotated[Optional[str], typer.Argument(metavar="AGENT", show_default=False,
-                                                   help="Show this agent in full.")] = None,
-    row: Annotated[Optional[str], typer.Option("--row", metavar="KEY", help="In a dataset batch's folder: show this row (by its key) like a single run.")] = None,
+    run_dir: Annotated[
+        Path, typer.Argument(metavar="RUN_DIR", show_default=False, help="A run folder (or its result.json).")
+    ],
+    agent: Annotated[
+        str | None, typer.Argument(metavar="AGENT", show_default=False, help="Show this agent in full.")
+    ] = None,
+    row: Annotated[
+        str | None,
+        typer.Option(
+            "--row", metavar="KEY", help="In a dataset batch's folder: show this row (by its key) like a single run."
+        ),
+    ] = None,
     fmt: format_option(FORMATS) = "text",  # type: ignore[valid-type]
     as_json: json_alias() = False,  # type: ignore[valid-type]
 ) -> None:
@@ -91,8 +98,15 @@ def _show_batch(run_dir: Path, fmt: str, agent: str | None) -> None:
     folder, document = load_batch(run_dir)
     batches = batch_summaries(folder)
     if fmt == "json":
-        sys.stdout.write(json.dumps({**batch_summary(folder, document), "provider_batches": batches}, indent=2,
-                                    ensure_ascii=False, default=str) + "\n")
+        sys.stdout.write(
+            json.dumps(
+                {**batch_summary(folder, document), "provider_batches": batches},
+                indent=2,
+                ensure_ascii=False,
+                default=str,
+            )
+            + "\n"
+        )
         return
     import shlex
 
@@ -106,12 +120,14 @@ def _show_batch(run_dir: Path, fmt: str, agent: str | None) -> None:
         console.print(part)
     for part in provider_batches(batches, folder, document, data=True):
         console.print(part)
-    console.print(Text(f"one row like a single run: orchestrate show {shlex.quote(str(folder))} --row KEY",
-                       style="dim"))
+    console.print(
+        Text(f"one row like a single run: orchestrate show {shlex.quote(str(folder))} --row KEY", style="dim")
+    )
 
 
-def provider_batches(batches: list[dict[str, object]], folder: Path, document: dict[str, object], *,
-                     data: bool = False) -> list[object]:
+def provider_batches(
+    batches: list[dict[str, object]], folder: Path, document: dict[str, object], *, data: bool = False
+) -> list[object]:
     """The provider batches of a run (``--provider-batch``): the open ones each on a line, with
     the command that collects them."""
     if not batches:
@@ -127,9 +143,13 @@ def provider_batches(batches: list[dict[str, object]], folder: Path, document: d
         return [Text(f"provider batches: {len(batches)}, all collected", style="dim")]
     source = shlex.quote(str(document.get("source") or "FILE"))
     rows = f" --data {shlex.quote(str(document.get('data')))}" if data and document.get("data") else ""
-    parts: list[object] = [Text(f"open provider batches ({len(still)} of {len(batches)}; 'orchestrate run "
-                                f"{source}{rows} --resume {shlex.quote(str(folder))}' collects them):",
-                                style="bold")]
+    parts: list[object] = [
+        Text(
+            f"open provider batches ({len(still)} of {len(batches)}; 'orchestrate run "
+            f"{source}{rows} --resume {shlex.quote(str(folder))}' collects them):",
+            style="bold",
+        )
+    ]
     parts.extend(Text(f"  {batch_line(b)}, {b['requests']} of this run's requests") for b in still)
     return parts
 
@@ -139,8 +159,9 @@ def _row_hint(folder: Path, row: str) -> object:
 
     from rich.text import Text
 
-    return Text(f"one agent in full: orchestrate show {shlex.quote(str(folder))} --row {shlex.quote(row)} AGENT",
-                style="dim")
+    return Text(
+        f"one agent in full: orchestrate show {shlex.quote(str(folder))} --row {shlex.quote(row)} AGENT", style="dim"
+    )
 
 
 def _hint(folder: Path) -> object:

@@ -18,8 +18,12 @@ FORMATS = ("text", "json")
 
 
 def validate(
-    paths: Annotated[list[Path], typer.Argument(metavar="PATH", show_default=False,
-                                                help="Workflow files or folders (searched for *.yaml, *.yml).")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="PATH", show_default=False, help="Workflow files or folders (searched for *.yaml, *.yml)."
+        ),
+    ],
     fmt: format_option(FORMATS) = "text",  # type: ignore[valid-type]
     as_json: json_alias() = False,  # type: ignore[valid-type]
 ) -> None:
@@ -49,9 +53,13 @@ def validate(
         report.append((file, problems))
     bad = sum(1 for _, problems in report if _errors(problems))
     if fmt == "json":
-        payload = {"valid": bad == 0, "files": [
-            {"file": str(file), "valid": not _errors(problems), "problems": [p.to_dict() for p in problems]}
-            for file, problems in report]}
+        payload = {
+            "valid": bad == 0,
+            "files": [
+                {"file": str(file), "valid": not _errors(problems), "problems": [p.to_dict() for p in problems]}
+                for file, problems in report
+            ],
+        }
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
     else:
         from orchestrate.observe.summary import plural
@@ -66,8 +74,11 @@ def validate(
         count = sum(len(_errors(problems)) for _, problems in report)
         if bad:
             checked = plural(len(report), "file")
-            sys.stderr.write(f"{plural(count, 'problem')} in {bad} of {checked}\n" if len(report) > 1
-                             else f"{plural(count, 'problem')} in {checked}\n")
+            sys.stderr.write(
+                f"{plural(count, 'problem')} in {bad} of {checked}\n"
+                if len(report) > 1
+                else f"{plural(count, 'problem')} in {checked}\n"
+            )
         else:
             sys.stdout.write(f"{plural(len(report), 'file')} valid\n")
     raise typer.Exit(2 if bad else 0)

@@ -28,8 +28,13 @@ __all__ = ["AnthropicClient"]
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
-_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
-           "refusal": "content_filter"}
+_FINISH = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
 
 
 class AnthropicClient(StructuredOutputClient):
@@ -46,13 +51,18 @@ class AnthropicClient(StructuredOutputClient):
     fallback_format = "prompt"
     key_env, url_env, default_url = "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", DEFAULT_BASE_URL
 
-    def __init__(self, api_key: str | None = None, base_url: str | None = None, *,
-                 version: str = API_VERSION, **options: Any) -> None:
+    def __init__(
+        self, api_key: str | None = None, base_url: str | None = None, *, version: str = API_VERSION, **options: Any
+    ) -> None:
         super().__init__(api_key, base_url, **options)
         self.version = version
 
-    usage_counts = ((("input_tokens",), True), (("output_tokens",), True),
-                    (("cache_read_input_tokens",), False), (("cache_creation_input_tokens",), False))
+    usage_counts = (
+        (("input_tokens",), True),
+        (("output_tokens",), True),
+        (("cache_read_input_tokens",), False),
+        (("cache_creation_input_tokens",), False),
+    )
     path = "/v1/messages"
 
     def headers(self) -> dict[str, str]:
@@ -62,8 +72,14 @@ class AnthropicClient(StructuredOutputClient):
         return headers
 
     @staticmethod
-    def request_body(messages: list[dict[str, Any]], model: str, tools: list[dict[str, Any]],
-                     temperature: float | None, max_tokens: int, **kwargs: Any) -> dict[str, Any]:
+    def request_body(
+        messages: list[dict[str, Any]],
+        model: str,
+        tools: list[dict[str, Any]],
+        temperature: float | None,
+        max_tokens: int,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
         """The Messages API request for a neutral conversation.
 
         Only what the model accepts is sent (`capabilities`, else the built-in table's entry
@@ -77,8 +93,11 @@ class AnthropicClient(StructuredOutputClient):
         native = (kwargs.get("response_format") or caps.response_format) == "json_schema"
         if schema is not None and not native:
             system.append(schema_instruction(schema))
-        body: dict[str, Any] = {"model": model, "max_tokens": int(max_tokens),
-                                "messages": _wire_messages([m for m in messages if m["role"] != "system"])}
+        body: dict[str, Any] = {
+            "model": model,
+            "max_tokens": int(max_tokens),
+            "messages": _wire_messages([m for m in messages if m["role"] != "system"]),
+        }
         body.update(caps.sampling(temperature, kwargs.get("top_p")))
         if system:
             body["system"] = "\n\n".join(system)
@@ -86,9 +105,14 @@ class AnthropicClient(StructuredOutputClient):
             stop = kwargs["stop"]
             body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
         if tools and caps.tools:
-            body["tools"] = [{"name": t["name"], "description": t.get("description", ""),
-                              "input_schema": t.get("parameters") or {"type": "object", "properties": {}}}
-                             for t in tools]
+            body["tools"] = [
+                {
+                    "name": t["name"],
+                    "description": t.get("description", ""),
+                    "input_schema": t.get("parameters") or {"type": "object", "properties": {}},
+                }
+                for t in tools
+            ]
         if schema is not None and native:
             body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
         return body
@@ -131,8 +155,10 @@ class AnthropicClient(StructuredOutputClient):
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
             raise MalformedResponseError(
                 f"anthropic: the answer is not a message (missing or bad {exc})",
-                provider=self.provider, request_id=reply.request_id, billed=True) from None
-
+                provider=self.provider,
+                request_id=reply.request_id,
+                billed=True,
+            ) from None
 
 
 def _wire_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -141,10 +167,18 @@ def _wire_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for message in messages:
         role = message["role"]
         if role == "tool":
-            block = {"type": "tool_result", "tool_use_id": message["tool_call_id"],
-                     "content": str(message.get("content") or "")}
-            if wire and wire[-1]["role"] == "user" and isinstance(wire[-1]["content"], list) \
-                    and wire[-1]["content"] and wire[-1]["content"][0].get("type") == "tool_result":
+            block = {
+                "type": "tool_result",
+                "tool_use_id": message["tool_call_id"],
+                "content": str(message.get("content") or ""),
+            }
+            if (
+                wire
+                and wire[-1]["role"] == "user"
+                and isinstance(wire[-1]["content"], list)
+                and wire[-1]["content"]
+                and wire[-1]["content"][0].get("type") == "tool_result"
+            ):
                 wire[-1]["content"].append(block)
             else:
                 wire.append({"role": "user", "content": [block]})
@@ -152,8 +186,9 @@ def _wire_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             blocks: list[dict[str, Any]] = []
             if message.get("content"):
                 blocks.append({"type": "text", "text": message["content"]})
-            blocks += [{"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments}
-                       for c in message["tool_calls"]]
+            blocks += [
+                {"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments} for c in message["tool_calls"]
+            ]
             wire.append({"role": "assistant", "content": blocks})
         else:
             wire.append({"role": role, "content": str(message.get("content") or "")})

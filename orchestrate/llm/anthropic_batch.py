@@ -19,9 +19,16 @@ from orchestrate.llm.openai_batch import read_jsonl
 
 __all__ = ["AnthropicBatchAPI"]
 
-_STATUS_OF = {"invalid_request_error": 400, "authentication_error": 401, "permission_error": 403,
-              "not_found_error": 404, "request_too_large": 413, "rate_limit_error": 429,
-              "api_error": 500, "overloaded_error": 529}
+_STATUS_OF = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "overloaded_error": 529,
+}
 
 
 class AnthropicBatchAPI(BatchAPI):
@@ -35,16 +42,18 @@ class AnthropicBatchAPI(BatchAPI):
         return {"custom_id": custom_id, "params": body}
 
     async def submit(self, model: str, items: list[dict[str, Any]]) -> Submitted:
-        reply = await self.client._http.post_json(f"{self.client.base_url}/v1/messages/batches",
-                                                  self.client.headers(), {"requests": items})
+        reply = await self.client._http.post_json(
+            f"{self.client.base_url}/v1/messages/batches", self.client.headers(), {"requests": items}
+        )
         batch_id = reply.data.get("id")
         if not isinstance(batch_id, str):
             raise MalformedResponseError("anthropic: the batch was created without an id", provider="anthropic")
         return Submitted(batch_id, None)
 
     async def status(self, batch_id: str) -> BatchStatus:
-        reply = await self.client._http.get_json(f"{self.client.base_url}/v1/messages/batches/{batch_id}",
-                                                 self.client.headers())
+        reply = await self.client._http.get_json(
+            f"{self.client.base_url}/v1/messages/batches/{batch_id}", self.client.headers()
+        )
         data = reply.data
         state = str(data.get("processing_status") or "unknown")
         counts = {k: int(v or 0) for k, v in (data.get("request_counts") or {}).items()}
@@ -53,8 +62,9 @@ class AnthropicBatchAPI(BatchAPI):
         reason = None
         if counts.get("expired"):
             reason = f"{counts['expired']} request(s) expired before the 24h window closed"
-        return BatchStatus(batch_id, state, state == "ended", total, total - counts.get("processing", 0),
-                           failed, reason, data)
+        return BatchStatus(
+            batch_id, state, state == "ended", total, total - counts.get("processing", 0), failed, reason, data
+        )
 
     async def results(self, status: BatchStatus, model: str) -> dict[str, LLMResponse | LLMError]:
         url = status.raw.get("results_url")
@@ -74,12 +84,17 @@ class AnthropicBatchAPI(BatchAPI):
         if kind == "errored":
             error = (result.get("error") or {}).get("error") or result.get("error") or {}
             status = _STATUS_OF.get(str(error.get("type")), 500)
-            failed = error_for_status(status, f"in batch {batch_id}: {error.get('message') or error.get('type')}",
-                                      provider="anthropic", retry_after=None, request_id=None)
+            failed = error_for_status(
+                status,
+                f"in batch {batch_id}: {error.get('message') or error.get('type')}",
+                provider="anthropic",
+                retry_after=None,
+                request_id=None,
+            )
             return scrub_error(failed, self.client.api_key)
-        return BatchExpiredError(f"anthropic batch {batch_id}: request {kind or 'not answered'}",
-                                 provider="anthropic")
+        return BatchExpiredError(f"anthropic batch {batch_id}: request {kind or 'not answered'}", provider="anthropic")
 
     async def cancel(self, batch_id: str) -> None:
-        await self.client._http.post_json(f"{self.client.base_url}/v1/messages/batches/{batch_id}/cancel",
-                                          self.client.headers(), {})
+        await self.client._http.post_json(
+            f"{self.client.base_url}/v1/messages/batches/{batch_id}/cancel", self.client.headers(), {}
+        )

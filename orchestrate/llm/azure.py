@@ -38,8 +38,9 @@ class AzureOpenAIClient(OpenAIClient):
     provider = "azure"
     key_env, url_env, default_url = "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT", ""
 
-    def __init__(self, api_key: str | None = None, base_url: str | None = None, *,
-                 api_version: str | None = None, **options: Any) -> None:
+    def __init__(
+        self, api_key: str | None = None, base_url: str | None = None, *, api_version: str | None = None, **options: Any
+    ) -> None:
         super().__init__(api_key, base_url, **options)
         self.organization = None
         self.api_version = api_version or os.environ.get("OPENAI_API_VERSION") or None
@@ -57,6 +58,8 @@ class AzureOpenAIClient(OpenAIClient):
                 root = root[: -len(suffix)]
                 break
         if self.api_version:
-            return (f"{root}/openai/deployments/{quote(model, safe='')}/chat/completions"
-                    f"?api-version={quote(self.api_version, safe='')}")
+            return (
+                f"{root}/openai/deployments/{quote(model, safe='')}/chat/completions"
+                f"?api-version={quote(self.api_version, safe='')}"
+            )
         return f"{root}/openai/v1/chat/completions"

@@ -74,7 +74,7 @@ class OpenBatch:
     model: str
     file_id: str | None
     submitted_at: float
-    custom_ids: dict[str, str]                 # custom id -> match key (workflow/agent/digest)
+    custom_ids: dict[str, str]  # custom id -> match key (workflow/agent/digest)
     waiting: dict[str, _Request] = field(default_factory=dict)
     status: BatchStatus | None = None
     watcher: asyncio.Task[None] | None = None
@@ -85,12 +85,21 @@ class OpenBatch:
         """What the run folder keeps of it; the custom ids (one per request) only when asked."""
         status = self.status
         ids = {"custom_ids": dict(self.custom_ids)} if with_ids else {}
-        return {"batch_id": self.batch_id, "provider": self.provider, "base_url": self.base_url,
-                "model": self.model, "file_id": self.file_id, "submitted_at": self.submitted_at, **ids,
-                "status": status.status if status else "submitted",
-                "ended": bool(status and status.ended), "total": status.total if status else len(self.custom_ids),
-                "done": status.done if status else 0, "failed": status.failed if status else 0,
-                "reason": status.reason if status else None}
+        return {
+            "batch_id": self.batch_id,
+            "provider": self.provider,
+            "base_url": self.base_url,
+            "model": self.model,
+            "file_id": self.file_id,
+            "submitted_at": self.submitted_at,
+            **ids,
+            "status": status.status if status else "submitted",
+            "ended": bool(status and status.ended),
+            "total": status.total if status else len(self.custom_ids),
+            "done": status.done if status else 0,
+            "failed": status.failed if status else 0,
+            "reason": status.reason if status else None,
+        }
 
 
 class _Queue:
@@ -158,11 +167,19 @@ class BatchHub:
         sleep, clock: Injected so tests never wait.
     """
 
-    def __init__(self, *, window: float = 2.0, poll_min: float = 5.0, poll_max: float = 300.0,
-                 fallback: str = "batch", cancel_on_close: bool = False,
-                 adopt: list[dict[str, Any]] | None = None, per_workflow_events: bool = True,
-                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        window: float = 2.0,
+        poll_min: float = 5.0,
+        poll_max: float = 300.0,
+        fallback: str = "batch",
+        cancel_on_close: bool = False,
+        adopt: list[dict[str, Any]] | None = None,
+        per_workflow_events: bool = True,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         if fallback not in ("batch", "online"):
             raise ValueError(f"fallback must be 'batch' or 'online', not {fallback!r}")
         self.window, self.poll_min, self.poll_max = window, poll_min, max(poll_min, poll_max)
@@ -181,10 +198,15 @@ class BatchHub:
         self.submit_grace = 30.0  # seconds `aclose` lets a submission in flight finish, so it is recorded
         self._apis: dict[tuple[str, str], BatchAPI] = {}
         for record in adopt or ():
-            batch = OpenBatch(batch_id=record["batch_id"], provider=record["provider"],
-                              base_url=record.get("base_url") or "", model=record["model"],
-                              file_id=record.get("file_id"), submitted_at=float(record.get("submitted_at") or 0),
-                              custom_ids=dict(record.get("custom_ids") or {}))
+            batch = OpenBatch(
+                batch_id=record["batch_id"],
+                provider=record["provider"],
+                base_url=record.get("base_url") or "",
+                model=record["model"],
+                file_id=record.get("file_id"),
+                submitted_at=float(record.get("submitted_at") or 0),
+                custom_ids=dict(record.get("custom_ids") or {}),
+            )
             for custom_id, match in batch.custom_ids.items():
                 self.adopted.setdefault(match, (batch, custom_id))
 
@@ -250,11 +272,16 @@ class BatchHub:
                         request.future.set_exception(exc)
                 continue
             self.submissions += 1
-            batch = OpenBatch(batch_id=submitted.batch_id, provider=queue.api.provider,
-                              base_url=queue.base_url, model=queue.model, file_id=submitted.file_id,
-                              submitted_at=self.clock(),
-                              custom_ids={r.custom_id: r.match for r in chunk},
-                              waiting={r.custom_id: r for r in chunk})
+            batch = OpenBatch(
+                batch_id=submitted.batch_id,
+                provider=queue.api.provider,
+                base_url=queue.base_url,
+                model=queue.model,
+                file_id=submitted.file_id,
+                submitted_at=self.clock(),
+                custom_ids={r.custom_id: r.match for r in chunk},
+                waiting={r.custom_id: r for r in chunk},
+            )
             for request in chunk:
                 batch.workflows.update(request.workflows)
             self.open[batch.batch_id] = batch
@@ -278,7 +305,9 @@ class BatchHub:
                     if adopted:  # a batch an earlier run recorded is gone: its requests go in anew
                         exc = BatchExpiredError(
                             f"{batch.provider} batch {batch.batch_id} recorded by the resumed run cannot be "
-                            f"read ({exc}); its requests are submitted again", provider=batch.provider)
+                            f"read ({exc}); its requests are submitted again",
+                            provider=batch.provider,
+                        )
                     self._fail(batch, exc)
                     return
                 wait = max(exc.retry_after or 0.0, min(delay, self.poll_max))
@@ -286,8 +315,11 @@ class BatchHub:
                 continue
             previous = batch.status
             batch.status = status
-            if previous is None or (previous.status, previous.done, previous.failed) != \
-                    (status.status, status.done, status.failed):
+            if previous is None or (previous.status, previous.done, previous.failed) != (
+                status.status,
+                status.done,
+                status.failed,
+            ):
                 self._event("batch_status", batch)
             if status.ended:
                 break
@@ -328,11 +360,15 @@ class BatchHub:
     def _missing(self, batch: OpenBatch, status: BatchStatus) -> LLMError:
         provider = batch.provider
         if status.status in ("failed",):
-            return BatchFailedError(f"{provider} batch {batch.batch_id} failed: {status.reason or 'no reason given'}",
-                                    provider=provider)
+            return BatchFailedError(
+                f"{provider} batch {batch.batch_id} failed: {status.reason or 'no reason given'}", provider=provider
+            )
         word = status.status if status.status in ("expired", "cancelled", "canceled") else "ended"
-        return BatchExpiredError(f"{provider} batch {batch.batch_id} {word} without answering this request"
-                                 + (f": {status.reason}" if status.reason else ""), provider=provider)
+        return BatchExpiredError(
+            f"{provider} batch {batch.batch_id} {word} without answering this request"
+            + (f": {status.reason}" if status.reason else ""),
+            provider=provider,
+        )
 
     def _fail(self, batch: OpenBatch, exc: LLMError) -> None:
         for request in batch.waiting.values():
@@ -352,14 +388,22 @@ class BatchHub:
         if not self.per_workflow_events:
             name = next(iter(batch.workflows.values()), None)
             extra = {"custom_ids": dict(batch.custom_ids)} if submitted else {}
-            self.emit(Event(EventType(kind), None, None, {**data, **extra, "requests": len(batch.custom_ids)},
-                            workflow_name=name))
+            self.emit(
+                Event(
+                    EventType(kind),
+                    None,
+                    None,
+                    {**data, **extra, "requests": len(batch.custom_ids)},
+                    workflow_name=name,
+                )
+            )
             return
         for workflow_id, name in batch.workflows.items():
             mine = {r.custom_id: r.match for r in batch.waiting.values() if workflow_id in r.workflows}
             extra = {"custom_ids": mine} if submitted else {}
-            self.emit(Event(EventType(kind), workflow_id, None, {**data, **extra, "requests": len(mine)},
-                            workflow_name=name))
+            self.emit(
+                Event(EventType(kind), workflow_id, None, {**data, **extra, "requests": len(mine)}, workflow_name=name)
+            )
 
     async def aclose(self) -> None:
         """Stop gathering and polling; cancel open batches only when told to.
@@ -390,9 +434,14 @@ class BatchHub:
                 await api.cancel(batch.batch_id)
             except LLMError:
                 continue
-            batch.status = BatchStatus(batch.batch_id, "cancelling", False,
-                                       *(batch.status.total, batch.status.done, batch.status.failed)
-                                       if batch.status else (len(batch.custom_ids), 0, 0))
+            batch.status = BatchStatus(
+                batch.batch_id,
+                "cancelling",
+                False,
+                *(batch.status.total, batch.status.done, batch.status.failed)
+                if batch.status
+                else (len(batch.custom_ids), 0, 0),
+            )
             self._event("batch_status", batch)
 
     def _api_for(self, batch: OpenBatch) -> BatchAPI | None:

@@ -39,10 +39,10 @@ class BatchStatus:
     """A batch as the provider last described it."""
 
     batch_id: str
-    status: str            # the provider's word: validating, in_progress, ended, ...
-    ended: bool            # no further change will come; results can be read
+    status: str  # the provider's word: validating, in_progress, ended, ...
+    ended: bool  # no further change will come; results can be read
     total: int = 0
-    done: int = 0          # answered, successfully or not
+    done: int = 0  # answered, successfully or not
     failed: int = 0
     reason: str | None = None  # why the whole batch failed or expired
     raw: dict[str, Any] = field(default_factory=dict)

@@ -47,8 +47,9 @@ class BatchClients:
         api_options: Passed to each provider's `BatchAPI` (``max_requests``, ``max_bytes``).
     """
 
-    def __init__(self, inner: Any, hub: BatchHub, *, everything: bool = False,
-                 api_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, inner: Any, hub: BatchHub, *, everything: bool = False, api_options: dict[str, Any] | None = None
+    ) -> None:
         self.inner = inner
         self.hub = hub
         self.everything = everything
@@ -109,25 +110,44 @@ class BatchingClient(LLMClient):
     def __repr__(self) -> str:
         return f"BatchingClient({self.online!r})"
 
-    async def complete(self, prompt: str, model: str, temperature: float | None = 0.7, max_tokens: int = 1000,
-                       tools: list[dict[str, Any]] | None = None, **kwargs: Any) -> LLMResponse:
-        return await self.complete_with_tools(single_turn(prompt, kwargs.get("system")), model, tools or [],
-                                              temperature, max_tokens, **kwargs)
+    async def complete(
+        self,
+        prompt: str,
+        model: str,
+        temperature: float | None = 0.7,
+        max_tokens: int = 1000,
+        tools: list[dict[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> LLMResponse:
+        return await self.complete_with_tools(
+            single_turn(prompt, kwargs.get("system")), model, tools or [], temperature, max_tokens, **kwargs
+        )
 
-    async def complete_with_tools(self, messages: list[dict[str, Any]], model: str,
-                                  tools: list[dict[str, Any]], temperature: float | None = 0.7,
-                                  max_tokens: int = 1000, **kwargs: Any) -> LLMResponse:
+    async def complete_with_tools(
+        self,
+        messages: list[dict[str, Any]],
+        model: str,
+        tools: list[dict[str, Any]],
+        temperature: float | None = 0.7,
+        max_tokens: int = 1000,
+        **kwargs: Any,
+    ) -> LLMResponse:
         if self.goes_online():
-            return await self.online.complete_with_tools(messages, model, tools, temperature,
-                                                         max_tokens, **kwargs)
+            return await self.online.complete_with_tools(messages, model, tools, temperature, max_tokens, **kwargs)
         body = self._body(messages, model, tools, temperature, max_tokens, kwargs)
         if self.collect_only and not self.hub.is_adopted(body):
-            return await self.online.complete_with_tools(messages, model, tools, temperature,
-                                                         max_tokens, **kwargs)
+            return await self.online.complete_with_tools(messages, model, tools, temperature, max_tokens, **kwargs)
         return await self.hub.call(self.api, self.base_url, model, body)
 
-    def _body(self, messages: list[dict[str, Any]], model: str, tools: list[dict[str, Any]],
-              temperature: float | None, max_tokens: int, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _body(
+        self,
+        messages: list[dict[str, Any]],
+        model: str,
+        tools: list[dict[str, Any]],
+        temperature: float | None,
+        max_tokens: int,
+        kwargs: dict[str, Any],
+    ) -> dict[str, Any]:
         """The request the online client would post: same capabilities, same structured-output way."""
         options = dict(kwargs)
         resolve = getattr(self.online, "response_format_for", None)
@@ -135,10 +155,10 @@ class BatchingClient(LLMClient):
             from orchestrate.llm.capabilities import lookup
 
             caps = options.pop("capabilities", None) or lookup(model, self.online.provider)
-            options.update(capabilities=caps,
-                           response_format=resolve(model, caps, options.pop("response_format", None)))
-        body: dict[str, Any] = self.online.request_body(messages, model, tools, temperature, max_tokens,
-                                                        **options)
+            options.update(
+                capabilities=caps, response_format=resolve(model, caps, options.pop("response_format", None))
+            )
+        body: dict[str, Any] = self.online.request_body(messages, model, tools, temperature, max_tokens, **options)
         return body
 
     def goes_online(self) -> bool:

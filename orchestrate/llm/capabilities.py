@@ -70,14 +70,14 @@ def family_of(model: str, table: Mapping[str, Any]) -> str | None:
         return model
     best = None
     for name in table:
-        if (model.startswith(name + "-") or model.startswith(name + ".")) and (
-                best is None or len(name) > len(best)):
+        if (model.startswith(name + "-") or model.startswith(name + ".")) and (best is None or len(name) > len(best)):
             best = name
     return best
 
 
-def lookup(model: str, provider: str = "openai",
-           overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Capabilities:
+def lookup(
+    model: str, provider: str = "openai", overrides: Mapping[str, Mapping[str, Any]] | None = None
+) -> Capabilities:
     """The capabilities of `model` served by `provider`: the provider's defaults, its family's
     entry of the built-in table, then its entry in `overrides` (a workflow's ``capabilities:``)."""
     table = capability_table()
@@ -100,13 +100,20 @@ def refused(caps: Capabilities, llm_config: Mapping[str, Any]) -> list[tuple[str
     for key in ("temperature", "top_p", "stop"):
         if llm_config.get(key) is not None and not getattr(caps, key):
             found.append((key, f"{model} does not accept {key}; it will not be sent"))
-    if (llm_config.get("temperature") is not None and llm_config.get("top_p") is not None
-            and caps.temperature and caps.top_p and not caps.temperature_and_top_p):
-        found.append(("top_p", f"{model} does not accept temperature and top_p together; "
-                               "top_p will not be sent"))
+    if (
+        llm_config.get("temperature") is not None
+        and llm_config.get("top_p") is not None
+        and caps.temperature
+        and caps.top_p
+        and not caps.temperature_and_top_p
+    ):
+        found.append(("top_p", f"{model} does not accept temperature and top_p together; top_p will not be sent"))
     temperature = llm_config.get("temperature")
-    if (isinstance(temperature, (int, float)) and caps.temperature
-            and temperature > caps.max_temperature):
-        found.append(("temperature", f"{model} accepts temperature up to {caps.max_temperature:g}; "
-                                     f"{caps.max_temperature:g} will be sent"))
+    if isinstance(temperature, (int, float)) and caps.temperature and temperature > caps.max_temperature:
+        found.append(
+            (
+                "temperature",
+                f"{model} accepts temperature up to {caps.max_temperature:g}; {caps.max_temperature:g} will be sent",
+            )
+        )
     return found

@@ -15,13 +15,13 @@ import os
 import re
 import time
 from abc import abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 
 from orchestrate.errors import (
-    UserInputError,
     AuthenticationError,
     BadRequestError,
     LLMConnectionError,
@@ -32,12 +32,24 @@ from orchestrate.errors import (
     NonRetriableLLMError,
     ProviderUnavailableError,
     RateLimitError,
+    UserInputError,
 )
 from orchestrate.finite import loads_strict
 from orchestrate.llm.base import LLMClient, LLMResponse, ToolCall, single_turn
 
-__all__ = ["HTTPTransport", "ProviderClient", "Reply", "check_usage", "error_for_status", "parse_duration",
-           "redact", "retry_after_of", "scrub_error", "scrub_response", "transport_limits"]
+__all__ = [
+    "HTTPTransport",
+    "ProviderClient",
+    "Reply",
+    "check_usage",
+    "error_for_status",
+    "parse_duration",
+    "redact",
+    "retry_after_of",
+    "scrub_error",
+    "scrub_response",
+    "transport_limits",
+]
 
 _KEY_PATTERN = re.compile(r"\b(sk-[A-Za-z0-9_*\-]{4,}|[A-Za-z0-9_\-]{8,}\*{3,}[A-Za-z0-9_\-]*)")
 
@@ -72,9 +84,10 @@ def scrub_response(response: LLMResponse, secret: str | None) -> LLMResponse:
     response.request_id = redact(response.request_id, secret) if response.request_id else response.request_id
     response.metadata = _scrub(response.metadata, secret)
     if response.tool_calls:
-        response.tool_calls = [ToolCall(id=redact(c.id, secret), name=redact(c.name, secret),
-                                        arguments=_scrub(c.arguments, secret))
-                               for c in response.tool_calls]
+        response.tool_calls = [
+            ToolCall(id=redact(c.id, secret), name=redact(c.name, secret), arguments=_scrub(c.arguments, secret))
+            for c in response.tool_calls
+        ]
     return response
 
 
@@ -196,8 +209,9 @@ def _clean_header(value: str, secret: str | None) -> str:
     return redact(value, secret)[:200]
 
 
-def error_for_status(status: int, message: str, *, provider: str, retry_after: float | None,
-                     request_id: str | None) -> LLMError:
+def error_for_status(
+    status: int, message: str, *, provider: str, retry_after: float | None, request_id: str | None
+) -> LLMError:
     """The error class for an HTTP status; 408, 409, 429 and 5xx (529 too) are retriable."""
     kind: type[LLMError]
     if status == 429:
@@ -213,15 +227,19 @@ def error_for_status(status: int, message: str, *, provider: str, retry_after: f
     else:
         kind = NonRetriableLLMError
     suffix = f" [request {request_id}]" if request_id else ""
-    return kind(f"{provider} {status}: {message}{suffix}", provider=provider, status_code=status,
-                retry_after=retry_after, request_id=request_id)
+    return kind(
+        f"{provider} {status}: {message}{suffix}",
+        provider=provider,
+        status_code=status,
+        retry_after=retry_after,
+        request_id=request_id,
+    )
 
 
 _MAX_COUNT = 10**15  # more tokens than any model has ever been sent: a lie, not a count
 
 
-def check_usage(data: dict[str, Any], counts: tuple[tuple[tuple[str, ...], bool], ...],
-                provider: str) -> str | None:
+def check_usage(data: dict[str, Any], counts: tuple[tuple[tuple[str, ...], bool], ...], provider: str) -> str | None:
     """Why the answer's token counts cannot be trusted, or None; bad counts are zeroed in place.
 
     A count must be a whole number at least 0; a required one must be there. A
@@ -293,8 +311,10 @@ MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024  # a batch's result file: one line per re
 
 def transport_limits() -> tuple[int, float]:
     """The answer-size cap and the retry-after cap from the environment (UserInputError if bad)."""
-    return (int(_env_number("ORCHESTRATE_MAX_RESPONSE_BYTES", DEFAULT_MAX_RESPONSE_BYTES)),
-            _env_number("ORCHESTRATE_MAX_RETRY_AFTER", DEFAULT_MAX_RETRY_AFTER))
+    return (
+        int(_env_number("ORCHESTRATE_MAX_RESPONSE_BYTES", DEFAULT_MAX_RESPONSE_BYTES)),
+        _env_number("ORCHESTRATE_MAX_RETRY_AFTER", DEFAULT_MAX_RETRY_AFTER),
+    )
 
 
 class HTTPTransport:
@@ -312,26 +332,38 @@ class HTTPTransport:
             to this and the error says so. Default ``$ORCHESTRATE_MAX_RETRY_AFTER``, else 300.
     """
 
-    def __init__(self, provider: str, *, secret: str | None, timeout: float = 120.0,
-                 connect_timeout: float = 10.0, max_connections: int = 100,
-                 transport: httpx.AsyncBaseTransport | None = None,
-                 max_response_bytes: int | None = None, max_retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        provider: str,
+        *,
+        secret: str | None,
+        timeout: float = 120.0,
+        connect_timeout: float = 10.0,
+        max_connections: int = 100,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_response_bytes: int | None = None,
+        max_retry_after: float | None = None,
+    ) -> None:
         self.provider = provider
         self._secret = secret
         self._timeout = httpx.Timeout(timeout, connect=connect_timeout)
-        self._limits = httpx.Limits(max_connections=max_connections,
-                                    max_keepalive_connections=max_connections)
+        self._limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
-        self.max_response_bytes = int(max_response_bytes if max_response_bytes is not None else
-                                      _env_number("ORCHESTRATE_MAX_RESPONSE_BYTES", DEFAULT_MAX_RESPONSE_BYTES))
-        self.max_retry_after = float(max_retry_after if max_retry_after is not None else
-                                     _env_number("ORCHESTRATE_MAX_RETRY_AFTER", DEFAULT_MAX_RETRY_AFTER))
+        self.max_response_bytes = int(
+            max_response_bytes
+            if max_response_bytes is not None
+            else _env_number("ORCHESTRATE_MAX_RESPONSE_BYTES", DEFAULT_MAX_RESPONSE_BYTES)
+        )
+        self.max_retry_after = float(
+            max_retry_after
+            if max_retry_after is not None
+            else _env_number("ORCHESTRATE_MAX_RETRY_AFTER", DEFAULT_MAX_RETRY_AFTER)
+        )
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None or self._client.is_closed:
-            self._client = httpx.AsyncClient(timeout=self._timeout, limits=self._limits,
-                                             transport=self._transport)
+            self._client = httpx.AsyncClient(timeout=self._timeout, limits=self._limits, transport=self._transport)
         return self._client
 
     async def _read_capped(self, response: httpx.Response, request_id: str | None, cap: int) -> bytes:
@@ -341,7 +373,10 @@ class HTTPTransport:
         too_big = NonRetriableLLMError(
             f"{self.provider} {response.status_code}: the answer is larger than the limit of "
             f"{cap:,} bytes (ORCHESTRATE_MAX_RESPONSE_BYTES); not read",
-            provider=self.provider, status_code=response.status_code, request_id=request_id)
+            provider=self.provider,
+            status_code=response.status_code,
+            request_id=request_id,
+        )
         if announced and announced.isdigit() and int(announced) > cap:
             raise too_big
         chunks: list[bytes] = []
@@ -357,11 +392,13 @@ class HTTPTransport:
         asked = retry_after_of(headers)
         if asked is None or asked <= self.max_retry_after:
             return asked, ""
-        return self.max_retry_after, (f" (asked to wait {asked:.0f}s; waiting at most "
-                                      f"{self.max_retry_after:.0f}s, ORCHESTRATE_MAX_RETRY_AFTER)")
+        return self.max_retry_after, (
+            f" (asked to wait {asked:.0f}s; waiting at most {self.max_retry_after:.0f}s, ORCHESTRATE_MAX_RETRY_AFTER)"
+        )
 
-    async def post_json(self, url: str, headers: dict[str, str], body: dict[str, Any],
-                        *, timeout: float | None = None) -> Reply:
+    async def post_json(
+        self, url: str, headers: dict[str, str], body: dict[str, Any], *, timeout: float | None = None
+    ) -> Reply:
         """POST `body`; the decoded JSON object on 2xx, else the mapped LLMError."""
         response = await self.send("POST", url, headers, json=body, timeout=timeout)
         return self._reply(response)
@@ -370,8 +407,16 @@ class HTTPTransport:
         """GET a JSON object (a batch's status); mapped errors as for `post_json`."""
         return self._reply(await self.send("GET", url, headers))
 
-    async def send(self, method: str, url: str, headers: dict[str, str], *,
-                   timeout: float | None = None, max_bytes: int | None = None, **content: Any) -> httpx.Response:
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        *,
+        timeout: float | None = None,
+        max_bytes: int | None = None,
+        **content: Any,
+    ) -> httpx.Response:
         """Any request (JSON, multipart `files` + `data`); the 2xx response, else the mapped LLMError.
 
         The body is read up to `max_bytes` (default `max_response_bytes`; a GET, which
@@ -381,14 +426,20 @@ class HTTPTransport:
         """
         provider = self.provider
         secret = self._secret
-        limit = max_bytes if max_bytes is not None else (
-            max(self.max_response_bytes, MAX_DOWNLOAD_BYTES) if method == "GET" else self.max_response_bytes)
+        limit = (
+            max_bytes
+            if max_bytes is not None
+            else (max(self.max_response_bytes, MAX_DOWNLOAD_BYTES) if method == "GET" else self.max_response_bytes)
+        )
         client = self._http()
         try:
             request = client.build_request(
-                method, url, headers=headers,
+                method,
+                url,
+                headers=headers,
                 timeout=httpx.Timeout(timeout, connect=self._timeout.connect) if timeout else httpx.USE_CLIENT_DEFAULT,
-                **content)
+                **content,
+            )
             streamed = await client.send(request, stream=True)
             try:
                 request_id = _request_id(streamed, secret)
@@ -396,16 +447,16 @@ class HTTPTransport:
             finally:
                 await streamed.aclose()
         except httpx.TimeoutException as exc:
-            raise LLMTimeoutError(f"{provider}: request timed out ({type(exc).__name__})",
-                                  provider=provider) from None
+            raise LLMTimeoutError(f"{provider}: request timed out ({type(exc).__name__})", provider=provider) from None
         except (httpx.TransportError, httpx.DecodingError, httpx.StreamError) as exc:
             detail = redact(str(exc) or type(exc).__name__, secret)
             raise LLMConnectionError(f"{provider}: connection failed: {detail}", provider=provider) from None
         if streamed.status_code >= 400:
             message = redact(_error_text(body), secret)
             retry_after, note = self._retry_after(streamed.headers)
-            raise error_for_status(streamed.status_code, message + note, provider=provider,
-                                   retry_after=retry_after, request_id=request_id)
+            raise error_for_status(
+                streamed.status_code, message + note, provider=provider, retry_after=retry_after, request_id=request_id
+            )
         return httpx.Response(streamed.status_code, headers=streamed.headers, content=body, request=request)
 
     def _reply(self, response: httpx.Response) -> Reply:
@@ -417,11 +468,18 @@ class HTTPTransport:
             raise MalformedResponseError(
                 f"{provider} {response.status_code}: the body is not JSON "
                 f"({len(response.content)} bytes, content-type {kind})",
-                provider=provider, status_code=response.status_code, request_id=request_id,
-                billed=response.is_success) from None
+                provider=provider,
+                status_code=response.status_code,
+                request_id=request_id,
+                billed=response.is_success,
+            ) from None
         if not isinstance(data, dict):
-            raise MalformedResponseError(f"{provider}: expected a JSON object, got {type(data).__name__}",
-                                         provider=provider, request_id=request_id, billed=response.is_success)
+            raise MalformedResponseError(
+                f"{provider}: expected a JSON object, got {type(data).__name__}",
+                provider=provider,
+                request_id=request_id,
+                billed=response.is_success,
+            )
         return Reply(data, request_id, rate_limit_of(response.headers))
 
     async def aclose(self) -> None:
@@ -454,8 +512,14 @@ class ProviderClient(LLMClient):
 
     @staticmethod
     @abstractmethod
-    def request_body(messages: list[dict[str, Any]], model: str, tools: list[dict[str, Any]],
-                     temperature: float | None, max_tokens: int, **kwargs: Any) -> dict[str, Any]:
+    def request_body(
+        messages: list[dict[str, Any]],
+        model: str,
+        tools: list[dict[str, Any]],
+        temperature: float | None,
+        max_tokens: int,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
         """The provider's request for a neutral conversation."""
 
     @abstractmethod
@@ -465,15 +529,21 @@ class ProviderClient(LLMClient):
     # Where the token counts sit in the answer's ``usage`` object: (path, required).
     usage_counts: tuple[tuple[tuple[str, ...], bool], ...] = ()
 
-    async def complete_with_tools(self, messages: list[dict[str, Any]], model: str,
-                                  tools: list[dict[str, Any]], temperature: float | None = 0.7,
-                                  max_tokens: int = 1000, **kwargs: Any) -> LLMResponse:
+    async def complete_with_tools(
+        self,
+        messages: list[dict[str, Any]],
+        model: str,
+        tools: list[dict[str, Any]],
+        temperature: float | None = 0.7,
+        max_tokens: int = 1000,
+        **kwargs: Any,
+    ) -> LLMResponse:
         body = self.request_body(messages, model, tools, temperature, max_tokens, **kwargs)
-        return await self.exchange(f"{self.base_url}{self.path}", body, model,
-                                   timeout=kwargs.get("request_timeout"))
+        return await self.exchange(f"{self.base_url}{self.path}", body, model, timeout=kwargs.get("request_timeout"))
 
-    async def exchange(self, url: str, body: dict[str, Any], model: str, *,
-                       timeout: float | None = None) -> LLMResponse:
+    async def exchange(
+        self, url: str, body: dict[str, Any], model: str, *, timeout: float | None = None
+    ) -> LLMResponse:
         """POST a request body and parse the answer: its usage checked (`check_usage`), and every
         string in the answer or in the error scrubbed of the key before anything else sees it."""
         try:
@@ -494,25 +564,46 @@ class ProviderClient(LLMClient):
             response.metadata["usage_anomaly"] = anomaly
         return scrub_response(response, self.api_key)
 
-    def __init__(self, api_key: str | None = None, base_url: str | None = None, *,
-                 timeout: float = 120.0, connect_timeout: float = 10.0, max_connections: int = 100,
-                 transport: httpx.AsyncBaseTransport | None = None,
-                 max_response_bytes: int | None = None, max_retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        timeout: float = 120.0,
+        connect_timeout: float = 10.0,
+        max_connections: int = 100,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_response_bytes: int | None = None,
+        max_retry_after: float | None = None,
+    ) -> None:
         self.api_key = api_key if api_key is not None else os.environ.get(self.key_env)
         self.base_url = (base_url or os.environ.get(self.url_env) or self.default_url).rstrip("/")
-        self._http = HTTPTransport(self.provider, secret=self.api_key, timeout=timeout,
-                                   connect_timeout=connect_timeout, max_connections=max_connections,
-                                   transport=transport, max_response_bytes=max_response_bytes,
-                                   max_retry_after=max_retry_after)
+        self._http = HTTPTransport(
+            self.provider,
+            secret=self.api_key,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            max_connections=max_connections,
+            transport=transport,
+            max_response_bytes=max_response_bytes,
+            max_retry_after=max_retry_after,
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"
 
-    async def complete(self, prompt: str, model: str, temperature: float | None = 0.7,
-                       max_tokens: int = 1000, tools: list[dict[str, Any]] | None = None,
-                       **kwargs: Any) -> LLMResponse:
-        return await self.complete_with_tools(single_turn(prompt, kwargs.get("system")), model,
-                                              tools or [], temperature, max_tokens, **kwargs)
+    async def complete(
+        self,
+        prompt: str,
+        model: str,
+        temperature: float | None = 0.7,
+        max_tokens: int = 1000,
+        tools: list[dict[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> LLMResponse:
+        return await self.complete_with_tools(
+            single_turn(prompt, kwargs.get("system")), model, tools or [], temperature, max_tokens, **kwargs
+        )
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -39,14 +39,23 @@ class OpenAIClient(StructuredOutputClient):
     provider = "openai"
     key_env, url_env, default_url = "OPENAI_API_KEY", "OPENAI_BASE_URL", DEFAULT_BASE_URL
 
-    def __init__(self, api_key: str | None = None, base_url: str | None = None, *,
-                 organization: str | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        organization: str | None = None,
+        **options: Any,
+    ) -> None:
         super().__init__(api_key, base_url, **options)
         self.organization = organization or os.environ.get("OPENAI_ORG_ID")
 
-    usage_counts = ((("prompt_tokens",), True), (("completion_tokens",), True),
-                    (("prompt_tokens_details", "cached_tokens"), False),
-                    (("completion_tokens_details", "reasoning_tokens"), False))
+    usage_counts = (
+        (("prompt_tokens",), True),
+        (("completion_tokens",), True),
+        (("prompt_tokens_details", "cached_tokens"), False),
+        (("completion_tokens_details", "reasoning_tokens"), False),
+    )
     path = "/chat/completions"
 
     def headers(self) -> dict[str, str]:
@@ -58,8 +67,14 @@ class OpenAIClient(StructuredOutputClient):
         return headers
 
     @staticmethod
-    def request_body(messages: list[dict[str, Any]], model: str, tools: list[dict[str, Any]],
-                     temperature: float | None, max_tokens: int, **kwargs: Any) -> dict[str, Any]:
+    def request_body(
+        messages: list[dict[str, Any]],
+        model: str,
+        tools: list[dict[str, Any]],
+        temperature: float | None,
+        max_tokens: int,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
         """The Chat Completions request for a neutral conversation.
 
         Only what the model accepts is sent (`capabilities`, else the built-in table's entry
@@ -76,13 +91,22 @@ class OpenAIClient(StructuredOutputClient):
         if kwargs.get("stop") is not None and caps.stop:
             body["stop"] = kwargs["stop"]
         if tools and caps.tools:
-            body["tools"] = [{"type": "function", "function": {
-                "name": t["name"], "description": t.get("description", ""),
-                "parameters": t.get("parameters") or {"type": "object", "properties": {}}}}
-                for t in tools]
+            body["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t["name"],
+                        "description": t.get("description", ""),
+                        "parameters": t.get("parameters") or {"type": "object", "properties": {}},
+                    },
+                }
+                for t in tools
+            ]
         if schema is not None and mode == "json_schema":
-            body["response_format"] = {"type": "json_schema", "json_schema": {
-                "name": "answer", "schema": schema, "strict": False}}
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": schema, "strict": False},
+            }
         elif schema is not None and mode == "json_object":
             body["response_format"] = {"type": "json_object"}
         return body
@@ -95,9 +119,10 @@ class OpenAIClient(StructuredOutputClient):
             message = choice["message"]
             usage = data.get("usage") or {}
             content = message.get("content") or ""
-            calls = [ToolCall(id=c["id"], name=c["function"]["name"],
-                              arguments=_arguments(c["function"].get("arguments")))
-                     for c in message.get("tool_calls") or []]
+            calls = [
+                ToolCall(id=c["id"], name=c["function"]["name"], arguments=_arguments(c["function"].get("arguments")))
+                for c in message.get("tool_calls") or []
+            ]
             prompt_details = usage.get("prompt_tokens_details") or {}
             completion_details = usage.get("completion_tokens_details") or {}
             return LLMResponse(
@@ -117,8 +142,10 @@ class OpenAIClient(StructuredOutputClient):
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
             raise MalformedResponseError(
                 f"openai: the answer is not a chat completion (missing or bad {exc})",
-                provider=self.provider, request_id=reply.request_id, billed=True) from None
-
+                provider=self.provider,
+                request_id=reply.request_id,
+                billed=True,
+            ) from None
 
 
 def _arguments(raw: Any) -> dict[str, Any]:
@@ -135,8 +162,12 @@ def _wire_message(message: dict[str, Any]) -> dict[str, Any]:
     if role == "tool":
         return {"role": "tool", "tool_call_id": message["tool_call_id"], "content": message["content"]}
     if role == "assistant" and message.get("tool_calls"):
-        return {"role": "assistant", "content": message.get("content") or None, "tool_calls": [
-            {"id": c.id, "type": "function",
-             "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
-            for c in message["tool_calls"]]}
+        return {
+            "role": "assistant",
+            "content": message.get("content") or None,
+            "tool_calls": [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
+                for c in message["tool_calls"]
+            ],
+        }
     return {"role": role, "content": message.get("content") or ""}

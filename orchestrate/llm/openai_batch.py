@@ -37,8 +37,7 @@ def read_jsonl(content: bytes, provider: str, what: str) -> list[dict[str, Any]]
         except ValueError:
             row = None
         if not isinstance(row, dict) or not isinstance(row.get("custom_id"), str):
-            raise MalformedResponseError(f"{provider}: {what} line {number} is not a result line",
-                                         provider=provider)
+            raise MalformedResponseError(f"{provider}: {what} line {number} is not a result line", provider=provider)
         rows.append(row)
     return rows
 
@@ -59,15 +58,26 @@ class OpenAIBatchAPI(BatchAPI):
     async def submit(self, model: str, items: list[dict[str, Any]]) -> Submitted:
         http, base = self.client._http, self.client.base_url
         content = b"".join(json.dumps(item, separators=(",", ":")).encode() + b"\n" for item in items)
-        upload = await http.send("POST", f"{base}/files", self._headers(),
-                                 files={"file": ("orchestrate-batch.jsonl", content, "application/jsonl")},
-                                 data={"purpose": "batch"})
+        upload = await http.send(
+            "POST",
+            f"{base}/files",
+            self._headers(),
+            files={"file": ("orchestrate-batch.jsonl", content, "application/jsonl")},
+            data={"purpose": "batch"},
+        )
         file_id = http._reply(upload).data.get("id")
         if not isinstance(file_id, str):
             raise MalformedResponseError("openai: the file upload answered without an id", provider="openai")
-        created = await http.post_json(f"{base}/batches", self.client.headers(), {
-            "input_file_id": file_id, "endpoint": ENDPOINT, "completion_window": "24h",
-            "metadata": {"created_by": "orchestrate", "model": model}})
+        created = await http.post_json(
+            f"{base}/batches",
+            self.client.headers(),
+            {
+                "input_file_id": file_id,
+                "endpoint": ENDPOINT,
+                "completion_window": "24h",
+                "metadata": {"created_by": "orchestrate", "model": model},
+            },
+        )
         batch_id = created.data.get("id")
         if not isinstance(batch_id, str):
             raise MalformedResponseError("openai: the batch was created without an id", provider="openai")
@@ -82,12 +92,16 @@ class OpenAIBatchAPI(BatchAPI):
         reason = None
         errors = ((data.get("errors") or {}).get("data") or []) if isinstance(data.get("errors"), dict) else []
         if errors:
-            reason = "; ".join(f"{e.get('code') or 'error'}: {e.get('message') or ''}"
-                               + (f" (line {e['line']})" if e.get("line") else "") for e in errors[:3])
+            reason = "; ".join(
+                f"{e.get('code') or 'error'}: {e.get('message') or ''}"
+                + (f" (line {e['line']})" if e.get("line") else "")
+                for e in errors[:3]
+            )
         elif state == "expired":
             reason = "not finished within the 24h completion window"
-        return BatchStatus(batch_id, state, state in _ENDED, int(counts.get("total") or 0),
-                           completed + failed, failed, reason, data)
+        return BatchStatus(
+            batch_id, state, state in _ENDED, int(counts.get("total") or 0), completed + failed, failed, reason, data
+        )
 
     async def results(self, status: BatchStatus, model: str) -> dict[str, LLMResponse | LLMError]:
         out: dict[str, LLMResponse | LLMError] = {}
@@ -96,7 +110,8 @@ class OpenAIBatchAPI(BatchAPI):
             if not file_id:
                 continue
             response = await self.client._http.send(
-                "GET", f"{self.client.base_url}/files/{file_id}/content", self._headers())
+                "GET", f"{self.client.base_url}/files/{file_id}/content", self._headers()
+            )
             for row in read_jsonl(response.content, "openai", key.replace("_id", "")):
                 out[row["custom_id"]] = self._outcome(row, model, status.batch_id)
         return out
@@ -111,13 +126,22 @@ class OpenAIBatchAPI(BatchAPI):
         if code >= 400:
             error = (body or {}).get("error") if isinstance(body, dict) else None
             message = (error or {}).get("message") if isinstance(error, dict) else None
-            failed = error_for_status(code, f"in batch {batch_id}: {message or 'request failed'}",
-                                      provider="openai", retry_after=None, request_id=request_id)
+            failed = error_for_status(
+                code,
+                f"in batch {batch_id}: {message or 'request failed'}",
+                provider="openai",
+                retry_after=None,
+                request_id=request_id,
+            )
             return scrub_error(failed, self.client.api_key)
         error = row.get("error") or {}
-        return BatchExpiredError(f"openai batch {batch_id}: {error.get('code') or 'no answer'}: "
-                                 f"{error.get('message') or 'the request was not answered'}", provider="openai")
+        return BatchExpiredError(
+            f"openai batch {batch_id}: {error.get('code') or 'no answer'}: "
+            f"{error.get('message') or 'the request was not answered'}",
+            provider="openai",
+        )
 
     async def cancel(self, batch_id: str) -> None:
-        await self.client._http.post_json(f"{self.client.base_url}/batches/{batch_id}/cancel",
-                                          self.client.headers(), {})
+        await self.client._http.post_json(
+            f"{self.client.base_url}/batches/{batch_id}/cancel", self.client.headers(), {}
+        )

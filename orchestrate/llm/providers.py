@@ -49,8 +49,9 @@ class ClientPool:
         timeout: Seconds an HTTP call may take to answer.
     """
 
-    def __init__(self, *, simulated: LLMClient | None = None, force_simulated: bool = False,
-                 timeout: float = 120.0) -> None:
+    def __init__(
+        self, *, simulated: LLMClient | None = None, force_simulated: bool = False, timeout: float = 120.0
+    ) -> None:
         self.simulated = simulated
         self.force_simulated = force_simulated
         self.timeout = timeout
@@ -99,8 +100,10 @@ class ClientPool:
         for llm in llm_configs:
             provider = self.provider_of(llm)
             if provider == "azure" and not (llm.get("base_url") or os.environ.get(AZURE_ENDPOINT_ENV)):
-                raise UserInputError(f"azure: no endpoint; set {AZURE_ENDPOINT_ENV} (e.g. "
-                                     "https://my-resource.openai.azure.com) or llm_config.base_url")
+                raise UserInputError(
+                    f"azure: no endpoint; set {AZURE_ENDPOINT_ENV} (e.g. "
+                    "https://my-resource.openai.azure.com) or llm_config.base_url"
+                )
             named = llm.get("api_key_env")
             env = str(named) if named and provider != "simulated" else ENV_KEYS.get(provider)
             if env is None or os.environ.get(env):

@@ -55,8 +55,11 @@ def example_from_schema(schema: dict[str, Any], rng: random.Random, depth: int =
     if kind == "object":
         props: dict[str, Any] = schema.get("properties", {})
         required = schema.get("required", list(props))
-        return {name: example_from_schema(props.get(name, {}), rng, depth + 1)
-                for name in props if name in required or depth < 2}
+        return {
+            name: example_from_schema(props.get(name, {}), rng, depth + 1)
+            for name in props
+            if name in required or depth < 2
+        }
     if kind == "array":
         count = max(int(schema.get("minItems", 1 if depth < 3 else 0)), 0)
         count = min(max(count, 1 if depth < 3 else 0), int(schema.get("maxItems", 3)))
@@ -113,8 +116,14 @@ class SimulatedClient(LLMClient):
 
     provider = "simulated"
 
-    def __init__(self, *, latency: Latency = 0.0, failure_rate: float = 0.0, seed: int = 0,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        *,
+        latency: Latency = 0.0,
+        failure_rate: float = 0.0,
+        seed: int = 0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.latency = latency
         self.failure_rate = failure_rate
         self.seed = seed
@@ -122,15 +131,28 @@ class SimulatedClient(LLMClient):
         self.calls = 0
         self._attempts: dict[str, int] = {}
 
-    async def complete(self, prompt: str, model: str, temperature: float | None = 0.7,
-                       max_tokens: int = 1000, tools: list[dict[str, Any]] | None = None,
-                       **kwargs: Any) -> LLMResponse:
-        return await self.complete_with_tools(single_turn(prompt, kwargs.get("system")), model,
-                                              tools or [], temperature, max_tokens, **kwargs)
+    async def complete(
+        self,
+        prompt: str,
+        model: str,
+        temperature: float | None = 0.7,
+        max_tokens: int = 1000,
+        tools: list[dict[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> LLMResponse:
+        return await self.complete_with_tools(
+            single_turn(prompt, kwargs.get("system")), model, tools or [], temperature, max_tokens, **kwargs
+        )
 
-    async def complete_with_tools(self, messages: list[dict[str, Any]], model: str,
-                                  tools: list[dict[str, Any]], temperature: float | None = 0.7,
-                                  max_tokens: int = 1000, **kwargs: Any) -> LLMResponse:
+    async def complete_with_tools(
+        self,
+        messages: list[dict[str, Any]],
+        model: str,
+        tools: list[dict[str, Any]],
+        temperature: float | None = 0.7,
+        max_tokens: int = 1000,
+        **kwargs: Any,
+    ) -> LLMResponse:
         self.calls += 1
         text_in = "\n".join(str(m.get("content") or "") for m in messages)
         key = hashlib.blake2b(f"{self.seed}\x00{model}\x00{text_in}".encode(), digest_size=8).hexdigest()
@@ -155,8 +177,7 @@ class SimulatedClient(LLMClient):
             limit = max(1, int(max_tokens)) * 4
             if len(content) > limit:
                 content, finish = content[:limit], "length"
-        output_tokens = count_tokens(content) + sum(
-            count_tokens(json.dumps(c.arguments)) for c in tool_calls)
+        output_tokens = count_tokens(content) + sum(count_tokens(json.dumps(c.arguments)) for c in tool_calls)
         return LLMResponse(
             content=content,
             model=model,
@@ -179,36 +200,50 @@ class SimulatedClient(LLMClient):
     def _raise_injected(self, rng: random.Random) -> None:
         kind = rng.random()
         if kind < 0.4:
-            raise RateLimitError("simulated 429: rate limit reached", provider=self.provider,
-                                 status_code=429, retry_after=round(rng.uniform(0.01, 0.05), 3))
+            raise RateLimitError(
+                "simulated 429: rate limit reached",
+                provider=self.provider,
+                status_code=429,
+                retry_after=round(rng.uniform(0.01, 0.05), 3),
+            )
         if kind < 0.8:
             status = rng.choice((500, 502, 503, 529))
-            raise ProviderUnavailableError(f"simulated {status}: provider unavailable",
-                                           provider=self.provider, status_code=status)
+            raise ProviderUnavailableError(
+                f"simulated {status}: provider unavailable", provider=self.provider, status_code=status
+            )
         raise LLMTimeoutError("simulated time-out", provider=self.provider)
 
     @staticmethod
-    def _tool_calls(messages: list[dict[str, Any]], tools: list[dict[str, Any]],
-                    rng: random.Random, key: str) -> list[ToolCall]:
+    def _tool_calls(
+        messages: list[dict[str, Any]], tools: list[dict[str, Any]], rng: random.Random, key: str
+    ) -> list[ToolCall]:
         """Call every tool once, in the first turn; answer once their results are in."""
         if not tools or any(m.get("role") == "tool" for m in messages):
             return []
-        return [ToolCall(id=f"call_{key[:8]}_{i}", name=tool["name"],
-                         arguments=example_from_schema(tool.get("parameters") or {"type": "object"}, rng))
-                for i, tool in enumerate(tools)]
+        return [
+            ToolCall(
+                id=f"call_{key[:8]}_{i}",
+                name=tool["name"],
+                arguments=example_from_schema(tool.get("parameters") or {"type": "object"}, rng),
+            )
+            for i, tool in enumerate(tools)
+        ]
 
     @staticmethod
-    def _answer(messages: list[dict[str, Any]], model: str, schema: dict[str, Any] | None,
-                rng: _LazyRandom) -> tuple[str, str]:
+    def _answer(
+        messages: list[dict[str, Any]], model: str, schema: dict[str, Any] | None, rng: _LazyRandom
+    ) -> tuple[str, str]:
         if schema is not None:
             draws = cast(random.Random, rng)  # _LazyRandom stands in for a Random
             return json.dumps(example_from_schema(schema, draws), sort_keys=True), "stop"
-        prompt = next((str(m.get("content") or "") for m in reversed(messages)
-                       if m.get("role") == "user"), "")
+        prompt = next((str(m.get("content") or "") for m in reversed(messages) if m.get("role") == "user"), "")
         words = prompt[:200].split()
         gist = " ".join(words[:12]) + (" ..." if len(words) > 12 else "")
-        tool_notes = [f"{m.get('name', 'tool')} returned {str(m.get('content'))[:80]}"
-                      for m in messages if m.get("role") == "tool"]
+        tool_notes = [
+            f"{m.get('name', 'tool')} returned {str(m.get('content'))[:80]}"
+            for m in messages
+            if m.get("role") == "tool"
+        ]
         lines = [f"[simulated {model}] Response to: {gist}"]
         lines.extend(tool_notes)
         lines.append(f"Finding {rng.seed_value % 1000:03d}: no anomalies beyond expected variance.")

@@ -27,8 +27,13 @@ from orchestrate.llm.base import LLMResponse
 from orchestrate.llm.capabilities import Capabilities, lookup
 from orchestrate.llm.http import ProviderClient
 
-__all__ = ["SCHEMA_MARKER", "StructuredOutputClient", "names_response_format", "schema_instruction",
-           "with_schema_instruction"]
+__all__ = [
+    "SCHEMA_MARKER",
+    "StructuredOutputClient",
+    "names_response_format",
+    "schema_instruction",
+    "with_schema_instruction",
+]
 
 logger = logging.getLogger("orchestrate")
 
@@ -81,9 +86,15 @@ class StructuredOutputClient(ProviderClient):
             return self.fallback_format
         return mode
 
-    async def complete_with_tools(self, messages: list[dict[str, Any]], model: str,
-                                  tools: list[dict[str, Any]], temperature: float | None = 0.7,
-                                  max_tokens: int = 1000, **kwargs: Any) -> LLMResponse:
+    async def complete_with_tools(
+        self,
+        messages: list[dict[str, Any]],
+        model: str,
+        tools: list[dict[str, Any]],
+        temperature: float | None = 0.7,
+        max_tokens: int = 1000,
+        **kwargs: Any,
+    ) -> LLMResponse:
         provider = self.provider
         caps = kwargs.pop("capabilities", None) or lookup(model, provider)
         mode = self.response_format_for(model, caps, kwargs.pop("response_format", None))
@@ -93,19 +104,29 @@ class StructuredOutputClient(ProviderClient):
             if mode != "json_schema" or kwargs.get("response_schema") is None or not names_response_format(exc):
                 raise
             self._native_refused.add(model)
-            notice = (f"{provider}: {model} refused response_format json_schema; using "
-                      f"{self.fallback_format} with the schema in the prompt for the rest of the run")
+            notice = (
+                f"{provider}: {model} refused response_format json_schema; using "
+                f"{self.fallback_format} with the schema in the prompt for the rest of the run"
+            )
             logger.warning(notice)
-        response = await self._post(messages, model, tools, temperature, max_tokens, caps,
-                                    self.fallback_format, kwargs)
+        response = await self._post(messages, model, tools, temperature, max_tokens, caps, self.fallback_format, kwargs)
         response.metadata["notice"] = notice
         return response
 
-    async def _post(self, messages: list[dict[str, Any]], model: str, tools: list[dict[str, Any]],
-                    temperature: float | None, max_tokens: int, caps: Capabilities, mode: str,
-                    options: dict[str, Any]) -> LLMResponse:
-        body = self.request_body(messages, model, tools, temperature, max_tokens,
-                                 capabilities=caps, response_format=mode, **options)
+    async def _post(
+        self,
+        messages: list[dict[str, Any]],
+        model: str,
+        tools: list[dict[str, Any]],
+        temperature: float | None,
+        max_tokens: int,
+        caps: Capabilities,
+        mode: str,
+        options: dict[str, Any],
+    ) -> LLMResponse:
+        body = self.request_body(
+            messages, model, tools, temperature, max_tokens, capabilities=caps, response_format=mode, **options
+        )
         return await self.exchange(self.endpoint(model), body, model, timeout=options.get("request_timeout"))
 
     def endpoint(self, model: str) -> str:

@@ -76,13 +76,20 @@ class ScopeLedger:
             raise BudgetExceededError(
                 f"budget scope {scope!r} has no ceiling in {self.state.url}; set it with: "
                 f"{set_command(scope, self.state.url)}",
-                scope=f"budget_scope {scope}", limit=0.0, requested=reservation.amount, committed=committed)
+                scope=f"budget_scope {scope}",
+                limit=0.0,
+                requested=reservation.amount,
+                committed=committed,
+            )
         if verdict != "ok":
             raise BudgetExceededError(
                 f"budget scope {scope!r} of ${limit or 0:.4f} would be passed: ${committed:.4f} spent or "
                 f"reserved by every run sharing it, and this call may cost up to ${reservation.amount:.4f}",
-                scope=f"budget_scope {scope}", limit=limit or 0.0, requested=reservation.amount,
-                committed=committed)
+                scope=f"budget_scope {scope}",
+                limit=limit or 0.0,
+                requested=reservation.amount,
+                committed=committed,
+            )
         reservation.lease = lease
         self.keeper.hold(self.keeper.reservations, scope, lease)
 
@@ -99,8 +106,14 @@ class ScopeLedger:
                 await self.state.budget_settle(scope, lease, cost)
             except StateUnavailableError:
                 if cost > 0:
-                    self.unsettled.append({"scope": scope, "workflow_id": reservation.workflow_id,
-                                           "agent_id": reservation.agent_key, "cost": cost})
+                    self.unsettled.append(
+                        {
+                            "scope": scope,
+                            "workflow_id": reservation.workflow_id,
+                            "agent_id": reservation.agent_key,
+                            "cost": cost,
+                        }
+                    )
 
         task = asyncio.get_running_loop().create_task(settle())
         self._tasks.add(task)
@@ -117,8 +130,12 @@ def write_unsettled(run_dir: Path, state_url: str, entries: list[dict[str, Any]]
     from orchestrate.fsutil import atomic_write_text
 
     total = round(sum(float(e["cost"]) for e in entries), 10)
-    atomic_write_text(run_dir / UNSETTLED_FILE, json.dumps(
-        {"schema_version": 1, "state": state_url, "total": total, "calls": entries}, indent=2, sort_keys=True))
+    atomic_write_text(
+        run_dir / UNSETTLED_FILE,
+        json.dumps(
+            {"schema_version": 1, "state": state_url, "total": total, "calls": entries}, indent=2, sort_keys=True
+        ),
+    )
     return total
 
 

@@ -13,7 +13,7 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,12 +22,27 @@ from orchestrate.errors import UserInputError
 if TYPE_CHECKING:
     from orchestrate.money.costs import CallRecord, CostTracker
 
-__all__ = ["GROUP_KEYS", "TOKEN_FIELDS", "CostTotals", "aggregate", "breakdown", "build_cost_document", "collect",
-           "parse_moment", "render", "split_simulated"]
+__all__ = [
+    "GROUP_KEYS",
+    "TOKEN_FIELDS",
+    "CostTotals",
+    "aggregate",
+    "breakdown",
+    "build_cost_document",
+    "collect",
+    "parse_moment",
+    "render",
+    "split_simulated",
+]
 
 SCHEMA_VERSION = 1
-TOKEN_FIELDS = ("input_tokens", "cached_input_tokens", "cache_creation_input_tokens",
-                "output_tokens", "reasoning_tokens")
+TOKEN_FIELDS = (
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_creation_input_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+)
 GROUP_KEYS = ("workflow", "agent", "model", "module", "provider", "run", "day", "month", "mode", "row", "tag")
 
 
@@ -88,8 +103,10 @@ class CostTotals:
         totals = _empty_totals()
         groups: dict[str, dict[str, dict[str, Any]]] = {g: {} for g in self.GROUPS}
         for combination, sums in self._by_combination.items():
-            buckets = [totals, *(groups[g].setdefault(label, _empty_totals())
-                                 for g, label in zip(self.GROUPS, combination))]
+            buckets = [
+                totals,
+                *(groups[g].setdefault(label, _empty_totals()) for g, label in zip(self.GROUPS, combination)),
+            ]
             for bucket in buckets:
                 bucket["cost"] += sums[0]
                 bucket["calls"] += sums[1]
@@ -100,13 +117,16 @@ class CostTotals:
             return {**bucket, "cost": round(bucket["cost"], 10)}
 
         models = {combination[1] for combination in self._by_combination} - {"unknown"}
-        return {"totals": rounded(totals),
-                **{f"by_{g}": {k: rounded(v) for k, v in sorted(rows.items())} for g, rows in groups.items()},
-                "models": sorted(models)}
+        return {
+            "totals": rounded(totals),
+            **{f"by_{g}": {k: rounded(v) for k, v in sorted(rows.items())} for g, rows in groups.items()},
+            "models": sorted(models),
+        }
 
 
-def cost_document_head(result_doc: Mapping[str, Any], *, workflow_id: str | None, budget: Any,
-                       kind: str | None = None) -> dict[str, Any]:
+def cost_document_head(
+    result_doc: Mapping[str, Any], *, workflow_id: str | None, budget: Any, kind: str | None = None
+) -> dict[str, Any]:
     """The fields every cost.json starts with: which run, its status and times, and the price table used."""
     from orchestrate.money.costs import price_table
 
@@ -143,8 +163,11 @@ def build_cost_document(tracker: CostTracker, workflow_id: str, result_doc: Mapp
         "by_provider": breakdown(records, "provider"),
         "prices_used": {m: tracker.price_of(priced_as.get(m, m)) for m in models},
         "tags": list(result_doc.get("tags") or []),
-        "agent_tags": {row["name"]: list(row.get("tags") or []) for row in result_doc.get("agents", [])
-                       if isinstance(row, Mapping) and "name" in row},
+        "agent_tags": {
+            row["name"]: list(row.get("tags") or [])
+            for row in result_doc.get("agents", [])
+            if isinstance(row, Mapping) and "name" in row
+        },
         "calls": [r.to_dict() for r in records],
         "usage_anomalies": sum(1 for r in records if r.usage_anomaly),
         "budget_overrun": result_doc.get("budget_overrun"),
@@ -156,12 +179,12 @@ def parse_moment(text: str, *, end: bool = False) -> datetime:
     try:
         if len(text) == 10:
             day = date.fromisoformat(text)
-            moment = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+            moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
             return moment.replace(hour=23, minute=59, second=59, microsecond=999999) if end else moment
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
         raise UserInputError(f"{text!r} is not a date (2026-11-01) or ISO datetime") from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _cost_files(path: Path) -> list[Path]:
@@ -243,14 +266,23 @@ def collect(paths: Sequence[Path], skipped: list[str] | None = None) -> list[dic
             for call in document["calls"]:
                 simulated = bool(document.get("simulated")) or call.get("provider") == "simulated"
                 tags = (document.get("agent_tags") or {}).get(call.get("agent")) or document.get("tags") or []
-                calls.append({**call, "workflow": document.get("workflow") or "unknown",
-                              "run_id": document.get("run_id"), "run": document.get("run_id") or file.parent.name,
-                              "simulated": simulated, "source": str(file), "tags": tags})
+                calls.append(
+                    {
+                        **call,
+                        "workflow": document.get("workflow") or "unknown",
+                        "run_id": document.get("run_id"),
+                        "run": document.get("run_id") or file.parent.name,
+                        "simulated": simulated,
+                        "source": str(file),
+                        "tags": tags,
+                    }
+                )
     return calls
 
 
-def split_simulated(calls: Iterable[Mapping[str, Any]], *, include: bool = False
-                    ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+def split_simulated(
+    calls: Iterable[Mapping[str, Any]], *, include: bool = False
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
     """The calls to count, and the simulated ones left out (none when `include`).
 
     A simulated call is priced like the model it stands in for (a cost preview),
@@ -273,8 +305,13 @@ def _when(call: Mapping[str, Any]) -> datetime | None:
         return None
 
 
-def aggregate(calls: Iterable[Mapping[str, Any]], by: Sequence[str], *, since: datetime | None = None,
-              until: datetime | None = None) -> list[dict[str, Any]]:
+def aggregate(
+    calls: Iterable[Mapping[str, Any]],
+    by: Sequence[str],
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[dict[str, Any]]:
     """Rows of cost, calls and tokens, one per combination of the `by` keys (sorted by them)."""
     for key in by:
         if key not in GROUP_KEYS:
@@ -312,8 +349,14 @@ def _group_value(call: Mapping[str, Any], key: str, moment: datetime | None) -> 
     return str(call.get(key) or "unknown")
 
 
-def render(rows: Sequence[Mapping[str, Any]], by: Sequence[str], fmt: str,
-           left_out: Mapping[str, Any] | None = None, *, total: Mapping[str, Any] | None = None) -> str:
+def render(
+    rows: Sequence[Mapping[str, Any]],
+    by: Sequence[str],
+    fmt: str,
+    left_out: Mapping[str, Any] | None = None,
+    *,
+    total: Mapping[str, Any] | None = None,
+) -> str:
     """Rows as ``json``, ``csv`` or ``markdown``.
 
     JSON carries the total and, under ``simulated_left_out``, the simulated
@@ -325,8 +368,12 @@ def render(rows: Sequence[Mapping[str, Any]], by: Sequence[str], fmt: str,
         if total is None:  # the rows' sum, unless given (by tag a call may be in several rows)
             total = _totals(rows, lambda r, name: r.get(name) or 0)
             total["calls"] = sum(r["calls"] for r in rows)
-        document = {"group_by": list(by), "rows": list(rows), "total": total,
-                    "simulated_left_out": dict(left_out or {"calls": 0, "cost": 0.0})}
+        document = {
+            "group_by": list(by),
+            "rows": list(rows),
+            "total": total,
+            "simulated_left_out": dict(left_out or {"calls": 0, "cost": 0.0}),
+        }
         return json.dumps(document, indent=2) + "\n"
     if fmt == "csv":
         buffer = io.StringIO()

@@ -28,10 +28,9 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from importlib import resources
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrate.errors import BudgetExceededError, UserInputError
@@ -41,8 +40,17 @@ from orchestrate.fsutil import TooLargeError, read_bytes_capped
 if TYPE_CHECKING:
     from orchestrate.money.budget_scope import ScopeLedger
 
-__all__ = ["CallRecord", "CostConfig", "CostTracker", "Reservation", "agent_key", "check_prices",
-           "closest_model", "find_price", "price_table"]
+__all__ = [
+    "CallRecord",
+    "CostConfig",
+    "CostTracker",
+    "Reservation",
+    "agent_key",
+    "check_prices",
+    "closest_model",
+    "find_price",
+    "price_table",
+]
 
 MESSAGE_OVERHEAD_TOKENS = 8
 REQUEST_OVERHEAD_TOKENS = 16
@@ -156,13 +164,23 @@ class CallRecord:
     def to_dict(self) -> dict[str, Any]:
         """cost.json's entry: every field but `metadata`, the time in ISO 8601 UTC (milliseconds)."""
         return {
-            "timestamp": datetime.fromtimestamp(self.timestamp, timezone.utc).isoformat(timespec="milliseconds"),
-            "workflow_id": self.workflow_id, "agent_id": self.agent_id, "agent": self.agent,
-            "model": self.model, "provider": self.provider, "module": self.module,
-            "input_tokens": self.input_tokens, "cached_input_tokens": self.cached_input_tokens,
+            "timestamp": datetime.fromtimestamp(self.timestamp, UTC).isoformat(timespec="milliseconds"),
+            "workflow_id": self.workflow_id,
+            "agent_id": self.agent_id,
+            "agent": self.agent,
+            "model": self.model,
+            "provider": self.provider,
+            "module": self.module,
+            "input_tokens": self.input_tokens,
+            "cached_input_tokens": self.cached_input_tokens,
             "cache_creation_input_tokens": self.cache_creation_input_tokens,
-            "output_tokens": self.output_tokens, "reasoning_tokens": self.reasoning_tokens, "cost": self.cost,
-            "cached": self.cached, "reused": self.reused, "batch": self.batch, "batch_id": self.batch_id,
+            "output_tokens": self.output_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+            "cost": self.cost,
+            "cached": self.cached,
+            "reused": self.reused,
+            "batch": self.batch,
+            "batch_id": self.batch_id,
             "usage_anomaly": self.usage_anomaly,
         }
 
@@ -186,7 +204,8 @@ def _load_price_file(path: str) -> dict[str, dict[str, float]]:
         raise UserInputError(f"{path}: price file is not valid JSON: {exc}") from exc
     models = data.get("models", data) if isinstance(data, dict) else None
     if not isinstance(models, dict) or not all(
-            isinstance(p, dict) and "input" in p and "output" in p for p in models.values()):
+        isinstance(p, dict) and "input" in p and "output" in p for p in models.values()
+    ):
         raise UserInputError(f"{path}: price file must map model names to {{input, output}} per 1K tokens")
     check_prices(models, where=path)
     return models
@@ -203,8 +222,7 @@ def check_prices(prices: Mapping[str, Any], *, where: str = "prices") -> None:
             raise UserInputError(f"{where}: prices of {model!r} must be a mapping of input, output, ...")
         for name, value in entry.items():
             if name in _PRICE_FIELDS and not (is_finite_number(value) and value >= 0):
-                raise UserInputError(f"{where}: {model}.{name} must be a finite number at least 0, "
-                                     f"got {value!r}")
+                raise UserInputError(f"{where}: {model}.{name} must be a finite number at least 0, got {value!r}")
 
 
 class CostTracker:
@@ -220,8 +238,10 @@ class CostTracker:
         if self.config.price_file:
             self.prices.update(_load_price_file(self.config.price_file))
         check_prices(self.config.model_costs, where="CostConfig.model_costs")
-        check_prices({"defaults": {"input": self.config.default_input_cost,
-                                   "output": self.config.default_output_cost}}, where="CostConfig")
+        check_prices(
+            {"defaults": {"input": self.config.default_input_cost, "output": self.config.default_output_cost}},
+            where="CostConfig",
+        )
         self.prices.update({k: dict(v) for k, v in self.config.model_costs.items()})
         self._price_cache: dict[str, dict[str, float]] = {}
         self._workflows: dict[str, _Account] = {}
@@ -255,12 +275,22 @@ class CostTracker:
         if found is None:
             found = {"input": self.config.default_input_cost, "output": self.config.default_output_cost}
         inp = float(found["input"])
-        return {"input": inp, "output": float(found["output"]),
-                "cached_input": float(found.get("cached_input", inp)),
-                "cache_write": float(found.get("cache_write", inp))}
+        return {
+            "input": inp,
+            "output": float(found["output"]),
+            "cached_input": float(found.get("cached_input", inp)),
+            "cache_write": float(found.get("cache_write", inp)),
+        }
 
-    def calculate_cost(self, model: str, input_tokens: int, output_tokens: int, *,
-                       cached_input_tokens: int = 0, cache_creation_input_tokens: int = 0) -> float:
+    def calculate_cost(
+        self,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+        *,
+        cached_input_tokens: int = 0,
+        cache_creation_input_tokens: int = 0,
+    ) -> float:
         """Cost in USD of a call; `input_tokens` counts every prompt token, cached ones included.
 
         Example: ``calculate_cost("gpt-4", 1000, 500)`` is 0.03 + 0.03 = 0.06.
@@ -269,8 +299,9 @@ class CostTracker:
         cached = min(max(cached_input_tokens, 0), input_tokens)
         written = min(max(cache_creation_input_tokens, 0), input_tokens - cached)
         plain = input_tokens - cached - written
-        cost = (plain * p["input"] + cached * p["cached_input"] + written * p["cache_write"]
-                + output_tokens * p["output"]) / 1000.0
+        cost = (
+            plain * p["input"] + cached * p["cached_input"] + written * p["cache_write"] + output_tokens * p["output"]
+        ) / 1000.0
         return round(cost, 10)
 
     @staticmethod
@@ -279,10 +310,16 @@ class CostTracker:
         rate = price_table().get("batch", {}).get(provider)
         return float(rate) if isinstance(rate, (int, float)) else 1.0
 
-    def max_cost(self, model: str, messages: Iterable[Mapping[str, Any]], max_tokens: int, *,
-                 overrides: Mapping[str, Mapping[str, float]] | None = None,
-                 tools: list[dict[str, Any]] | None = None,
-                 response_schema: Mapping[str, Any] | None = None) -> float:
+    def max_cost(
+        self,
+        model: str,
+        messages: Iterable[Mapping[str, Any]],
+        max_tokens: int,
+        *,
+        overrides: Mapping[str, Mapping[str, float]] | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        response_schema: Mapping[str, Any] | None = None,
+    ) -> float:
         """The most a call can cost: see the module docstring for the bound.
 
         A `response_schema` is sent along (OpenAI's response_format, or a
@@ -293,8 +330,9 @@ class CostTracker:
             input_bound += MESSAGE_OVERHEAD_TOKENS + len(str(message.get("content") or "").encode("utf-8"))
             calls = message.get("tool_calls")
             if calls:
-                input_bound += len(json.dumps([getattr(c, "to_dict", lambda c=c: c)() for c in calls],
-                                              default=str).encode("utf-8"))
+                input_bound += len(
+                    json.dumps([getattr(c, "to_dict", lambda c=c: c)() for c in calls], default=str).encode("utf-8")
+                )
         if tools:
             input_bound += len(json.dumps(tools, default=str).encode("utf-8"))
         if response_schema is not None:
@@ -305,8 +343,7 @@ class CostTracker:
 
     # -- budgets --------------------------------------------------------------------------------
 
-    def set_workflow_budget(self, workflow_id: str, budget: float | None, *,
-                            parent: str | None = None) -> None:
+    def set_workflow_budget(self, workflow_id: str, budget: float | None, *, parent: str | None = None) -> None:
         """The ceiling of a workflow's spend (None: no ceiling).
 
         With `parent` (the id of another account, e.g. a batch's), every
@@ -338,8 +375,7 @@ class CostTracker:
         else:
             account.limit = limit
 
-    def reserve(self, workflow_id: str, agent_key: str, amount: float,
-                agent_limit: float | None = None) -> Reservation:
+    def reserve(self, workflow_id: str, agent_key: str, amount: float, agent_limit: float | None = None) -> Reservation:
         """Set `amount` aside for a call, or refuse it.
 
         `agent_limit` is the agent's ceiling when it has no account yet (one set
@@ -358,8 +394,9 @@ class CostTracker:
         accounts = (flow, own) if parent is None else (parent, flow, own)
         for account in accounts:  # the common case first: every account has room
             limit = account.limit
-            if limit is not None and (account.spent > limit + _EPSILON
-                                      or account.spent + account.reserved + amount > limit + _EPSILON):
+            if limit is not None and (
+                account.spent > limit + _EPSILON or account.spent + account.reserved + amount > limit + _EPSILON
+            ):
                 self._refuse(accounts, amount)
         for account in accounts:
             account.reserved += amount
@@ -375,12 +412,20 @@ class CostTracker:
                 raise BudgetExceededError(
                     f"{scope} budget of ${account.limit:.4f} already passed: ${account.spent:.4f} booked "
                     "(a provider reported more usage than was reserved); no further calls",
-                    scope=scope, limit=account.limit, requested=amount, committed=committed)
+                    scope=scope,
+                    limit=account.limit,
+                    requested=amount,
+                    committed=committed,
+                )
             if account.limit is not None and committed + amount > account.limit + _EPSILON:
                 raise BudgetExceededError(
                     f"{scope} budget of ${account.limit:.4f} would be passed: ${committed:.4f} spent or "
                     f"reserved, and this call may cost up to ${amount:.4f}",
-                    scope=scope, limit=account.limit, requested=amount, committed=committed)
+                    scope=scope,
+                    limit=account.limit,
+                    requested=amount,
+                    committed=committed,
+                )
 
     async def reserve_shared(self, reservation: Reservation) -> None:
         """Also reserve `reservation` in its workflow's shared budget scope, if it has one.
@@ -399,8 +444,10 @@ class CostTracker:
             return
         reservation.open = False
         accounts = reservation.accounts or (
-            self._workflows.get(reservation.workflow_id), self._agents.get(reservation.agent_key),
-            self._workflows.get(reservation.parent) if reservation.parent else None)
+            self._workflows.get(reservation.workflow_id),
+            self._agents.get(reservation.agent_key),
+            self._workflows.get(reservation.parent) if reservation.parent else None,
+        )
         amount = reservation.amount
         for account in accounts:
             if account is not None:
@@ -441,20 +488,50 @@ class CostTracker:
 
     # -- records --------------------------------------------------------------------------------
 
-    def record_cost(self, agent_id: str, agent_name: str, workflow_id: str, model: str,
-                    input_tokens: int, output_tokens: int, metadata: dict[str, Any] | None = None, *,
-                    cached_input_tokens: int = 0, cache_creation_input_tokens: int = 0,
-                    reasoning_tokens: int = 0, provider: str = "", module: str = "",
-                    cost: float | None = None, usage_anomaly: str | None = None) -> float:
+    def record_cost(
+        self,
+        agent_id: str,
+        agent_name: str,
+        workflow_id: str,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+        metadata: dict[str, Any] | None = None,
+        *,
+        cached_input_tokens: int = 0,
+        cache_creation_input_tokens: int = 0,
+        reasoning_tokens: int = 0,
+        provider: str = "",
+        module: str = "",
+        cost: float | None = None,
+        usage_anomaly: str | None = None,
+    ) -> float:
         """Book a call's cost (computed from its tokens unless `cost` is given) and return it."""
         if cost is None:
-            cost = self.calculate_cost(model, input_tokens, output_tokens,
-                                       cached_input_tokens=cached_input_tokens,
-                                       cache_creation_input_tokens=cache_creation_input_tokens)
+            cost = self.calculate_cost(
+                model,
+                input_tokens,
+                output_tokens,
+                cached_input_tokens=cached_input_tokens,
+                cache_creation_input_tokens=cache_creation_input_tokens,
+            )
         record = CallRecord(
-            time.time(), workflow_id, agent_id, agent_name, model, provider, module, input_tokens,
-            cached_input_tokens, cache_creation_input_tokens, output_tokens, reasoning_tokens, cost,
-            usage_anomaly=usage_anomaly, metadata=metadata)
+            time.time(),
+            workflow_id,
+            agent_id,
+            agent_name,
+            model,
+            provider,
+            module,
+            input_tokens,
+            cached_input_tokens,
+            cache_creation_input_tokens,
+            output_tokens,
+            reasoning_tokens,
+            cost,
+            usage_anomaly=usage_anomaly,
+            metadata=metadata,
+        )
         if metadata:
             record.cached, record.reused = bool(metadata.get("cached")), bool(metadata.get("reused"))
             record.batch, record.batch_id = bool(metadata.get("batch")), metadata.get("batch_id")
@@ -494,8 +571,10 @@ class CostTracker:
             "by_workflow": breakdown(records, "workflow_id"),
             "by_module": breakdown(records, "module"),
             "by_provider": breakdown(records, "provider"),
-            "budgets": {wid: {"budget": a.limit, "spent": round(a.spent, 10), "reserved": round(a.reserved, 10)}
-                        for wid, a in self._workflows.items()},
+            "budgets": {
+                wid: {"budget": a.limit, "spent": round(a.spent, 10), "reserved": round(a.reserved, 10)}
+                for wid, a in self._workflows.items()
+            },
         }
 
     def cost_report(self, workflow_id: str, result_doc: Mapping[str, Any]) -> dict[str, Any]:

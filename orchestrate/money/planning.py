@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrate.money.costs import CostTracker
+from orchestrate.run.scheduler import expected_seconds
 from orchestrate.workflow.graph import DependencyGraph
 from orchestrate.workflow.models import Workflow
-from orchestrate.run.scheduler import expected_seconds
 
 __all__ = ["AgentPlan", "BatchPlan", "Plan", "plan_batch", "plan_workflow"]
 
@@ -42,8 +42,8 @@ class AgentPlan:
     min_cost: float
     max_cost: float
     max_calls: int
-    conditional: bool = False      # has a `when:` or is below one: may be skipped
-    max_items: int | None = None   # foreach: runs at most this many times
+    conditional: bool = False  # has a `when:` or is below one: may be skipped
+    max_items: int | None = None  # foreach: runs at most this many times
     code_step: bool = False
 
     @property
@@ -75,17 +75,35 @@ class Plan:
             "max_cost": round(self.max_cost, 6),
             "cost_budget": self.budget,
             "budget_binds": self.budget_binds,
-            "agents": [{"name": a.name, "module": a.module, "model": a.model,
-                        "start": round(a.start, 3), "finish": round(a.finish, 3),
-                        "min_cost": round(a.min_cost, 6), "max_cost": round(a.max_cost, 6),
-                        "max_calls": a.max_calls, "conditional": a.conditional,
-                        "max_items": a.max_items, "code_step": a.code_step, "runs": a.runs}
-                       for a in self.agents],
+            "agents": [
+                {
+                    "name": a.name,
+                    "module": a.module,
+                    "model": a.model,
+                    "start": round(a.start, 3),
+                    "finish": round(a.finish, 3),
+                    "min_cost": round(a.min_cost, 6),
+                    "max_cost": round(a.max_cost, 6),
+                    "max_calls": a.max_calls,
+                    "conditional": a.conditional,
+                    "max_items": a.max_items,
+                    "code_step": a.code_step,
+                    "runs": a.runs,
+                }
+                for a in self.agents
+            ],
         }
 
 
-def plan_workflow(workflow: Workflow, tracker: CostTracker, *, output_retries: int = 2,
-                  max_tool_rounds: int = 8, provider_batch: bool = False, input_bytes: int = 0) -> Plan:
+def plan_workflow(
+    workflow: Workflow,
+    tracker: CostTracker,
+    *,
+    output_retries: int = 2,
+    max_tool_rounds: int = 8,
+    provider_batch: bool = False,
+    input_bytes: int = 0,
+) -> Plan:
     """The plan of `workflow` under its own limits.
 
     Agents whose calls go through a provider batch API (``llm_config.batch``, or every agent
@@ -113,21 +131,42 @@ def plan_workflow(workflow: Workflow, tracker: CostTracker, *, output_retries: i
         llm = agent.llm_config
         fan = agent.max_items if agent.foreach is not None else None
         if agent.is_code_step:
-            rows.append(AgentPlan(name, agent.module, "code", start, finish, 0.0, 0.0, 0,
-                                  conditional=name in conditional, max_items=fan, code_step=True))
+            rows.append(
+                AgentPlan(
+                    name,
+                    agent.module,
+                    "code",
+                    start,
+                    finish,
+                    0.0,
+                    0.0,
+                    0,
+                    conditional=name in conditional,
+                    max_items=fan,
+                    code_step=True,
+                )
+            )
             continue
         model = llm["model"]
         priced = llm.get("price_as") or model  # an Azure deployment is priced as its model
         max_tokens = int(llm.get("max_tokens", 1000))
-        upstream_tokens = sum(int(agents[d].llm_config.get("max_tokens", 1000))
-                              * (agents[d].max_items or 1 if agents[d].foreach is not None else 1)
-                              for d in graph.dependencies[name])
+        upstream_tokens = sum(
+            int(agents[d].llm_config.get("max_tokens", 1000))
+            * (agents[d].max_items or 1 if agents[d].foreach is not None else 1)
+            for d in graph.dependencies[name]
+        )
         prompt = agent.prompt_template + " " * (4 * upstream_tokens + input_bytes)
         messages = [{"role": "user", "content": prompt}]
         if llm.get("system"):
             messages.insert(0, {"role": "system", "content": llm["system"]})
-        per_call = tracker.max_cost(priced, messages, max_tokens, overrides=workflow.prices,
-                                    tools=agent.tools, response_schema=agent.output_schema)
+        per_call = tracker.max_cost(
+            priced,
+            messages,
+            max_tokens,
+            overrides=workflow.prices,
+            tools=agent.tools,
+            response_schema=agent.output_schema,
+        )
         calls = (agent.max_retries + 1) * ((output_retries + 1) if agent.output_schema else 1)
         calls *= (max_tool_rounds + 1) if agent.tools else 1
         low_tokens = len(agent.prompt_template.encode()) // 4 + upstream_tokens // 4
@@ -136,21 +175,36 @@ def plan_workflow(workflow: Workflow, tracker: CostTracker, *, output_retries: i
             rate = tracker.batch_rate(resolve_provider(llm))
             per_call, low = per_call * rate, low * rate
         calls *= fan or 1
-        rows.append(AgentPlan(name, agent.module, model, start, finish, low,
-                              min(agent.cost_limit, per_call * calls), calls,
-                              conditional=name in conditional, max_items=fan))
+        rows.append(
+            AgentPlan(
+                name,
+                agent.module,
+                model,
+                start,
+                finish,
+                low,
+                min(agent.cost_limit, per_call * calls),
+                calls,
+                conditional=name in conditional,
+                max_items=fan,
+            )
+        )
     uncapped = sum(r.max_cost for r in rows)
     return Plan(
-        workflow=workflow.name, agents=rows,
+        workflow=workflow.name,
+        agents=rows,
         critical_path=graph.critical_path(weights),
         estimated_seconds=max(finish_of.values(), default=0.0),
         min_cost=min(sum(r.min_cost for r in rows), workflow.cost_budget),
-        max_cost=min(uncapped, workflow.cost_budget), budget=workflow.cost_budget,
-        budget_binds=uncapped > workflow.cost_budget)
+        max_cost=min(uncapped, workflow.cost_budget),
+        budget=workflow.cost_budget,
+        budget_binds=uncapped > workflow.cost_budget,
+    )
 
 
-def _simulate(workflow: Workflow, graph: DependencyGraph, weights: dict[str, float],
-              remaining: dict[str, float]) -> list[tuple[str, float, float]]:
+def _simulate(
+    workflow: Workflow, graph: DependencyGraph, weights: dict[str, float], remaining: dict[str, float]
+) -> list[tuple[str, float, float]]:
     """List-schedule the agents as the engine would: (name, start, finish) in start order."""
     priority = {a.name: a.priority for a in workflow.agents}
     position = {a.name: i for i, a in enumerate(workflow.agents)}
@@ -188,10 +242,17 @@ class BatchPlan:
     row_max_cost: float  # the dearest row's most cost
 
     def to_dict(self) -> dict[str, Any]:
-        return {"workflow": self.workflow, "rows": self.rows, "invalid_rows": self.invalid_rows,
-                "min_cost": round(self.min_cost, 6), "max_cost": round(self.max_cost, 6),
-                "budget": self.budget, "budget_binds": self.budget_binds,
-                "row_min_cost": round(self.row_min_cost, 6), "row_max_cost": round(self.row_max_cost, 6)}
+        return {
+            "workflow": self.workflow,
+            "rows": self.rows,
+            "invalid_rows": self.invalid_rows,
+            "min_cost": round(self.min_cost, 6),
+            "max_cost": round(self.max_cost, 6),
+            "budget": self.budget,
+            "budget_binds": self.budget_binds,
+            "row_min_cost": round(self.row_min_cost, 6),
+            "row_max_cost": round(self.row_max_cost, 6),
+        }
 
 
 def plan_batch(template: Workflow, rows: Any, tracker: CostTracker, *, budget: float | None) -> BatchPlan:
@@ -202,8 +263,8 @@ def plan_batch(template: Workflow, rows: Any, tracker: CostTracker, *, budget: f
     is the sum, capped by the batch `budget`, which the engine never lets the
     batch cross.
     """
-    from orchestrate.run.dataset_run import instantiate
     from orchestrate.run.dataset import BadRow
+    from orchestrate.run.dataset_run import instantiate
 
     count = invalid = 0
     low = high = 0.0
@@ -219,6 +280,14 @@ def plan_batch(template: Workflow, rows: Any, tracker: CostTracker, *, budget: f
         high += plan.max_cost
         row_low, row_high = min(row_low, plan.min_cost), max(row_high, plan.max_cost)
     binds = budget is not None and high > budget
-    return BatchPlan(template.name, count, invalid, min(low, budget) if budget is not None else low,
-                     min(high, budget) if budget is not None else high, budget, binds,
-                     row_low if count else 0.0, row_high)
+    return BatchPlan(
+        template.name,
+        count,
+        invalid,
+        min(low, budget) if budget is not None else low,
+        min(high, budget) if budget is not None else high,
+        budget,
+        binds,
+        row_low if count else 0.0,
+        row_high,
+    )

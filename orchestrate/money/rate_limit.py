@@ -43,11 +43,24 @@ from orchestrate.slots import Slots
 from orchestrate.state.base import LeaseKeeper, SharedState, TierLimits
 from orchestrate.state.window import SlidingWindow, pacing_interval
 
-__all__ = ["Permit", "RateLimitConfig", "RateLimiter", "RateLimiterRegistry", "SharedRateLimiter", "SlidingWindow",
-           "TIER_WINDOWS", "pacing_interval", "skew_margin"]
+__all__ = [
+    "Permit",
+    "RateLimitConfig",
+    "RateLimiter",
+    "RateLimiterRegistry",
+    "SharedRateLimiter",
+    "SlidingWindow",
+    "TIER_WINDOWS",
+    "pacing_interval",
+    "skew_margin",
+]
 
-TIER_WINDOWS: dict[str, float] = {"requests_per_minute": 60.0, "requests_per_hour": 3600.0,
-                                  "requests_per_day": 86400.0, "tokens_per_minute": 60.0}
+TIER_WINDOWS: dict[str, float] = {
+    "requests_per_minute": 60.0,
+    "requests_per_hour": 3600.0,
+    "requests_per_day": 86400.0,
+    "tokens_per_minute": 60.0,
+}
 _TIERS = tuple(TIER_WINDOWS)
 _PACED = "requests_per_minute"
 _EPSILON = 1e-9
@@ -137,7 +150,7 @@ class _Limiter:
             return
         try:
             await asyncio.wait_for(self._acquire(estimated_tokens), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.timeouts += 1
             raise
 
@@ -152,8 +165,14 @@ class RateLimiter(_Limiter):
         sleep: Waits that many seconds (default `asyncio.sleep`).
     """
 
-    def __init__(self, config: RateLimitConfig | None = None, *, name: str = "",
-                 clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        config: RateLimitConfig | None = None,
+        *,
+        name: str = "",
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
         self.config = config or RateLimitConfig()
         self.name = name
         self.clock = clock
@@ -161,7 +180,8 @@ class RateLimiter(_Limiter):
         c = asdict(self.config)
         self._tiers: dict[str, SlidingWindow] = {
             tier: SlidingWindow(c[tier], window, margin=skew_margin(window), pace=tier == _PACED)
-            for tier, window in TIER_WINDOWS.items()}
+            for tier, window in TIER_WINDOWS.items()
+        }
         self._requests = tuple(self._tiers[t] for t in _TIERS if t != "tokens_per_minute")
         self._tokens = self._tiers["tokens_per_minute"]
         self._windows = (*self._requests, self._tokens)  # amounts: 1 request each, then the tokens
@@ -296,8 +316,16 @@ class SharedRateLimiter(_Limiter):
 
     _POLL = (0.005, 0.1)  # waiting for a concurrency slot: first and longest poll
 
-    def __init__(self, config: RateLimitConfig, *, name: str, state: SharedState, keeper: LeaseKeeper,
-                 clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        config: RateLimitConfig,
+        *,
+        name: str,
+        state: SharedState,
+        keeper: LeaseKeeper,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
         self.config = config
         self.name = name
         self.state = state
@@ -307,9 +335,15 @@ class SharedRateLimiter(_Limiter):
         c = asdict(config)
         interval, slack = pacing_interval(config.requests_per_minute, TIER_WINDOWS[_PACED])
         self.limits = TierLimits(
-            windows=tuple((tier, float(c[tier]), window + skew_margin(window))
-                          for tier, window in TIER_WINDOWS.items() if c[tier] < _NO_LIMIT),
-            interval=interval, slack=slack, concurrent=config.concurrent_requests)
+            windows=tuple(
+                (tier, float(c[tier]), window + skew_margin(window))
+                for tier, window in TIER_WINDOWS.items()
+                if c[tier] < _NO_LIMIT
+            ),
+            interval=interval,
+            slack=slack,
+            concurrent=config.concurrent_requests,
+        )
         self._held: deque[str] = deque()
         self._turn = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -394,8 +428,7 @@ class SharedRateLimiter(_Limiter):
 def exhausted_for(rate_limit: Mapping[str, float]) -> float:
     """Seconds until the reset when a provider's headers say nothing remains, else 0."""
     wait = 0.0
-    for remaining, reset in (("remaining_requests", "reset_requests_s"),
-                             ("remaining_tokens", "reset_tokens_s")):
+    for remaining, reset in (("remaining_requests", "reset_requests_s"), ("remaining_tokens", "reset_tokens_s")):
         left = rate_limit.get(remaining)
         if left is not None and left <= 0:
             wait = max(wait, float(rate_limit.get(reset) or 1.0))
@@ -446,10 +479,16 @@ class RateLimiterRegistry:
 
     UNLIMITED_BY_DEFAULT = frozenset({"simulated"})
 
-    def __init__(self, default: RateLimitConfig | None = None,
-                 overrides: Mapping[str, RateLimitConfig | Mapping[str, Any]] | None = None, *,
-                 clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep,
-                 state: SharedState | None = None, keeper: LeaseKeeper | None = None) -> None:
+    def __init__(
+        self,
+        default: RateLimitConfig | None = None,
+        overrides: Mapping[str, RateLimitConfig | Mapping[str, Any]] | None = None,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        state: SharedState | None = None,
+        keeper: LeaseKeeper | None = None,
+    ) -> None:
         self.default = default
         self.clock = clock
         self.sleep = sleep
@@ -473,8 +512,9 @@ class RateLimiterRegistry:
         self._last = (mapping, {k: dict(v) if isinstance(v, Mapping) else v for k, v in mapping.items()})
         self.active = True
         for key, value in mapping.items():
-            config = value if isinstance(value, RateLimitConfig) else RateLimitConfig.from_mapping(
-                value, base=self.default)
+            config = (
+                value if isinstance(value, RateLimitConfig) else RateLimitConfig.from_mapping(value, base=self.default)
+            )
             if self._configs.get(key) != config:
                 self._configs[key] = config
                 self._limiters.pop(key, None)
@@ -482,8 +522,9 @@ class RateLimiterRegistry:
     def _new(self, config: RateLimitConfig, key: str) -> Limiter:
         if self.state is None or self.keeper is None:
             return RateLimiter(config, name=key, clock=self.clock, sleep=self.sleep)
-        return SharedRateLimiter(config, name=key, state=self.state, keeper=self.keeper,
-                                 clock=self.clock, sleep=self.sleep)
+        return SharedRateLimiter(
+            config, name=key, state=self.state, keeper=self.keeper, clock=self.clock, sleep=self.sleep
+        )
 
     def _limiter(self, key: str, *, is_provider: bool) -> Limiter | None:
         try:
@@ -513,7 +554,8 @@ class RateLimiterRegistry:
             self.total_tokens += max(0, estimated_tokens)
             return Permit([first], 0.0)
         if (first is not None and not first.ready(estimated_tokens)) or (
-                second is not None and not second.ready(estimated_tokens)):
+            second is not None and not second.ready(estimated_tokens)
+        ):
             return None
         held: list[Limiter] = []
         for limiter in (first, second):
@@ -524,8 +566,7 @@ class RateLimiterRegistry:
         self.total_tokens += max(0, estimated_tokens)
         return Permit(held, 0.0)
 
-    async def acquire(self, provider: str, model: str, estimated_tokens: int,
-                      timeout: float | None = None) -> Permit:
+    async def acquire(self, provider: str, model: str, estimated_tokens: int, timeout: float | None = None) -> Permit:
         """Wait for the provider's limiter, then the model's; returns the permit to release.
 
         Raises:
@@ -537,8 +578,7 @@ class RateLimiterRegistry:
             if timeout is None:
                 await self._acquire_all(permit, provider, model, estimated_tokens)
             else:
-                await asyncio.wait_for(self._acquire_all(permit, provider, model, estimated_tokens),
-                                       timeout)
+                await asyncio.wait_for(self._acquire_all(permit, provider, model, estimated_tokens), timeout)
         except BaseException:
             permit.release()
             raise
@@ -549,8 +589,10 @@ class RateLimiterRegistry:
         return permit
 
     async def _acquire_all(self, permit: Permit, provider: str, model: str, estimated_tokens: int) -> None:
-        for limiter in (self._limiter(provider, is_provider=True),
-                        self._limiter(model, is_provider=False) if model != provider else None):
+        for limiter in (
+            self._limiter(provider, is_provider=True),
+            self._limiter(model, is_provider=False) if model != provider else None,
+        ):
             if limiter is not None:
                 await limiter.acquire(estimated_tokens)
                 permit._limiters.append(limiter)
@@ -592,6 +634,10 @@ class RateLimiterRegistry:
 Limiter = RateLimiter | SharedRateLimiter
 
 _NO_LIMIT = 10**9  # a tier this high is not kept in shared state at all
-_UNBOUNDED = RateLimitConfig(requests_per_minute=10**9, requests_per_hour=10**11,
-                             requests_per_day=10**12, tokens_per_minute=10**12,
-                             concurrent_requests=10**9)
+_UNBOUNDED = RateLimitConfig(
+    requests_per_minute=10**9,
+    requests_per_hour=10**11,
+    requests_per_day=10**12,
+    tokens_per_minute=10**12,
+    concurrent_requests=10**9,
+)

@@ -29,16 +29,28 @@ def junit_xml(documents: list[dict[str, Any]]) -> str:
         agents = doc["agents"]
         failures = sum(1 for a in agents if a["status"] in _FAILED)
         skipped = sum(1 for a in agents if a["status"] in _SKIPPED)
-        suite = ET.SubElement(suites, "testsuite", name=xml_text(doc["name"]), tests=str(len(agents)),
-                              failures=str(failures), errors="0", skipped=str(skipped),
-                              time=f"{doc.get('duration_seconds') or 0:.3f}",
-                              timestamp=xml_text(doc.get("started_at") or ""))
+        suite = ET.SubElement(
+            suites,
+            "testsuite",
+            name=xml_text(doc["name"]),
+            tests=str(len(agents)),
+            failures=str(failures),
+            errors="0",
+            skipped=str(skipped),
+            time=f"{doc.get('duration_seconds') or 0:.3f}",
+            timestamp=xml_text(doc.get("started_at") or ""),
+        )
         totals["tests"] += len(agents)
         totals["failures"] += failures
         totals["skipped"] += skipped
         for agent in agents:
-            case = ET.SubElement(suite, "testcase", classname=xml_text(f"{doc['name']}.{agent['module']}"),
-                                 name=xml_text(agent["name"]), time=f"{agent.get('execution_time') or 0:.3f}")
+            case = ET.SubElement(
+                suite,
+                "testcase",
+                classname=xml_text(f"{doc['name']}.{agent['module']}"),
+                name=xml_text(agent["name"]),
+                time=f"{agent.get('execution_time') or 0:.3f}",
+            )
             status, error = agent["status"], xml_text(agent.get("error") or agent["status"])
             if status in _FAILED:
                 node = ET.SubElement(case, "failure", message=error, type=status)
@@ -48,7 +60,8 @@ def junit_xml(documents: list[dict[str, Any]]) -> str:
             ET.SubElement(case, "system-out").text = xml_text(
                 f"model={agent.get('model')} provider={agent.get('provider')} "
                 f"tokens={agent.get('tokens_used', 0)} cost={agent.get('cost', 0):.6f} "
-                f"retries={agent.get('retry_count', 0)}")
+                f"retries={agent.get('retry_count', 0)}"
+            )
     for key, value in totals.items():
         suites.set(key, str(value))
     ET.indent(suites)
@@ -57,16 +70,19 @@ def junit_xml(documents: list[dict[str, Any]]) -> str:
 
 def mermaid(doc: dict[str, Any]) -> str:
     """The workflow as a Mermaid flowchart, nodes coloured by status (when agents have one)."""
-    lines = ["flowchart LR",
-             "  classDef done fill:#d4edda,stroke:#28a745,color:#155724",
-             "  classDef failed fill:#f8d7da,stroke:#dc3545,color:#721c24",
-             "  classDef skipped fill:#e2e3e5,stroke:#6c757d,color:#383d41"]
+    lines = [
+        "flowchart LR",
+        "  classDef done fill:#d4edda,stroke:#28a745,color:#155724",
+        "  classDef failed fill:#f8d7da,stroke:#dc3545,color:#721c24",
+        "  classDef skipped fill:#e2e3e5,stroke:#6c757d,color:#383d41",
+    ]
     # Ids by position: names may differ only in '-' versus '_', which Mermaid ids cannot both hold.
     ids = {agent["name"]: f"a{i}" for i, agent in enumerate(doc["agents"])}
     for agent in doc["agents"]:
         status = agent.get("status")
-        label = (f"{mermaid_label(agent['name'])}<br/>{mermaid_label(agent['module'])}"
-                 + (f" · {mermaid_label(status)}" if status else ""))
+        label = f"{mermaid_label(agent['name'])}<br/>{mermaid_label(agent['module'])}" + (
+            f" · {mermaid_label(status)}" if status else ""
+        )
         colour = f":::{_CLASS.get(status, 'skipped')}" if status else ""
         lines.append(f'  {ids[agent["name"]]}["{label}"]{colour}')
     for agent in doc["agents"]:
@@ -83,16 +99,22 @@ def summary_markdown(documents: list[dict[str, Any]]) -> str:
         agents = doc["agents"]
         done = sum(1 for a in agents if a["status"] == "completed")
         sim = " (simulated)" if doc.get("simulated") else ""
-        out += [f"## {markdown_cell(doc['name'])}: {doc['status']}{sim}", "",
-                f"{done}/{len(agents)} agents completed · cost ${doc['total_cost']:.4f} of "
-                f"${doc['cost_budget']:.2f} · {doc['total_tokens']} tokens · {doc['retries']} retries · "
-                f"{doc.get('duration_seconds') or 0:.2f}s", "",
-                "| agent | module | status | model | tokens | cost | error |",
-                "|---|---|---|---|---:|---:|---|"]
+        out += [
+            f"## {markdown_cell(doc['name'])}: {doc['status']}{sim}",
+            "",
+            f"{done}/{len(agents)} agents completed · cost ${doc['total_cost']:.4f} of "
+            f"${doc['cost_budget']:.2f} · {doc['total_tokens']} tokens · {doc['retries']} retries · "
+            f"{doc.get('duration_seconds') or 0:.2f}s",
+            "",
+            "| agent | module | status | model | tokens | cost | error |",
+            "|---|---|---|---|---:|---:|---|",
+        ]
         for a in agents:
-            out.append(f"| {markdown_cell(a['name'])} | {markdown_cell(a['module'])} | {a['status']} | "
-                       f"{markdown_cell(a.get('model') or '')} | {a.get('tokens_used', 0)} | "
-                       f"${a.get('cost', 0):.4f} | {markdown_cell(a.get('error') or '')} |")
+            out.append(
+                f"| {markdown_cell(a['name'])} | {markdown_cell(a['module'])} | {a['status']} | "
+                f"{markdown_cell(a.get('model') or '')} | {a.get('tokens_used', 0)} | "
+                f"${a.get('cost', 0):.4f} | {markdown_cell(a.get('error') or '')} |"
+            )
         out += ["", "```mermaid", mermaid(doc), "```", ""]
     return "\n".join(out)
 

@@ -32,15 +32,28 @@ def batch_junit_xml(document: dict[str, Any], run_dir: Path) -> str:
     rows = _rows(run_dir)
     failures = sum(1 for r in rows if r["status"] in _FAILED)
     skipped = sum(1 for r in rows if r["status"] == "cancelled")
-    suites = ET.Element("testsuites", name="orchestrate", tests=str(len(rows)), failures=str(failures),
-                        skipped=str(skipped))
-    suite = ET.SubElement(suites, "testsuite", name=document["name"], tests=str(len(rows)),
-                          failures=str(failures), errors="0", skipped=str(skipped),
-                          time=f"{document.get('duration_seconds') or 0:.3f}",
-                          timestamp=str(document.get("started_at") or ""))
+    suites = ET.Element(
+        "testsuites", name="orchestrate", tests=str(len(rows)), failures=str(failures), skipped=str(skipped)
+    )
+    suite = ET.SubElement(
+        suites,
+        "testsuite",
+        name=document["name"],
+        tests=str(len(rows)),
+        failures=str(failures),
+        errors="0",
+        skipped=str(skipped),
+        time=f"{document.get('duration_seconds') or 0:.3f}",
+        timestamp=str(document.get("started_at") or ""),
+    )
     for row in rows:
-        case = ET.SubElement(suite, "testcase", classname=document["name"], name=f"row {row['key']}",
-                             time=f"{row.get('seconds') or 0:.3f}")
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=document["name"],
+            name=f"row {row['key']}",
+            time=f"{row.get('seconds') or 0:.3f}",
+        )
         error = str(row.get("error") or row["status"])
         if row["status"] in _FAILED:
             node = ET.SubElement(case, "failure", message=error, type=str(row["status"]))
@@ -56,11 +69,16 @@ def batch_summary_markdown(document: dict[str, Any], run_dir: Path, *, limit: in
     """Counts by status, totals, and a table of the rows that did not complete."""
     counts = document.get("counts") or {}
     label = " (simulated)" if document.get("simulated") else ""
-    lines = [f"## {document['name']}: {document['status']}{label}", "",
-             f"{document['rows']} rows, ${document['total_cost']:.4f}, {document['total_tokens']} tokens, "
-             f"{document.get('duration_seconds') or 0:.1f}s"
-             + (f", batch budget ${document['budget']:.4f}" if document.get("budget") is not None else ""),
-             "", "| status | rows |", "|---|---:|"]
+    lines = [
+        f"## {document['name']}: {document['status']}{label}",
+        "",
+        f"{document['rows']} rows, ${document['total_cost']:.4f}, {document['total_tokens']} tokens, "
+        f"{document.get('duration_seconds') or 0:.1f}s"
+        + (f", batch budget ${document['budget']:.4f}" if document.get("budget") is not None else ""),
+        "",
+        "| status | rows |",
+        "|---|---:|",
+    ]
     lines += [f"| {status} | {n} |" for status, n in sorted(counts.items())]
     failed = [r for r in _rows(run_dir) if r["status"] != "completed"]
     if failed:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
 from orchestrate.observe.events import Event, EventType
@@ -42,9 +42,16 @@ class BatchState:
         clock: Monotonic seconds.
     """
 
-    def __init__(self, name: str, *, total: int | None, budget: float | None,
-                 spent: Callable[[], float], in_flight: Callable[[], int],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        total: int | None,
+        budget: float | None,
+        spent: Callable[[], float],
+        in_flight: Callable[[], int],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.name = name
         self.total = total
         self.budget = budget
@@ -58,8 +65,9 @@ class BatchState:
         self.batches: dict[str, dict[str, Any]] = {}  # open provider batches (--provider-batch)
 
     # The engine calls this sink only for these (see OrchestrationEngine.add_sink).
-    event_types = frozenset({EventType.AGENT_RATE_LIMITED, EventType.BATCH_SUBMITTED, EventType.BATCH_STATUS,
-                             EventType.BATCH_FINISHED})
+    event_types = frozenset(
+        {EventType.AGENT_RATE_LIMITED, EventType.BATCH_SUBMITTED, EventType.BATCH_STATUS, EventType.BATCH_FINISHED}
+    )
 
     def __call__(self, event: Event) -> None:
         if event.type is EventType.AGENT_RATE_LIMITED:
@@ -101,8 +109,14 @@ class BatchState:
     def row_finished(self, row: Row, workflow: Workflow, records: list[CallRecord], status: str) -> None:
         error = workflow.error
         if error is None and status != "completed":
-            error = next((f"{a.name}: {a.result.error}" for a in workflow.agents
-                          if a.result is not None and a.result.error and a.status.value != "completed"), None)
+            error = next(
+                (
+                    f"{a.name}: {a.result.error}"
+                    for a in workflow.agents
+                    if a.result is not None and a.result.error and a.status.value != "completed"
+                ),
+                None,
+            )
         self._outcome(row.key, status, error)
 
     def row_invalid(self, bad: BadRow) -> None:
@@ -132,11 +146,13 @@ class BatchState:
         total = f"/{self.total}" if self.total is not None else ""
         eta = self.eta()
         spend = self.money()
-        return (f"{self.name}: {self.done}{total} rows ({self.completed} completed, {self.failed} failed, "
-                f"{self.refused} refused, {self.invalid} invalid"
-                f"{f', {self.cancelled} cancelled' if self.cancelled else ''}), {self.rate():.1f} rows/s"
-                f"{f', ETA {_duration(eta)}' if eta is not None else ''}, {spend}, "
-                f"{plural(self.in_flight(), 'call')} in flight, {self.waited:.1f}s rate-limit waits")
+        return (
+            f"{self.name}: {self.done}{total} rows ({self.completed} completed, {self.failed} failed, "
+            f"{self.refused} refused, {self.invalid} invalid"
+            f"{f', {self.cancelled} cancelled' if self.cancelled else ''}), {self.rate():.1f} rows/s"
+            f"{f', ETA {_duration(eta)}' if eta is not None else ''}, {spend}, "
+            f"{plural(self.in_flight(), 'call')} in flight, {self.waited:.1f}s rate-limit waits"
+        )
 
 
 def _with_bar(total: float, completed: float, label: Any) -> Any:
@@ -162,15 +178,14 @@ def _duration(seconds: float) -> str:
 
 
 def _stamp() -> str:
-    moment = datetime.now(timezone.utc)
+    moment = datetime.now(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 class PlainBatchLog(BatchState):
     """A plain line every `every` seconds, and one per row that did not complete."""
 
-    def __init__(self, name: str, stream: IO[str], *, every: float = 10.0, quiet: bool = False,
-                 **kwargs: Any) -> None:
+    def __init__(self, name: str, stream: IO[str], *, every: float = 10.0, quiet: bool = False, **kwargs: Any) -> None:
         super().__init__(name, **kwargs)
         self.stream = stream
         self.every = every
@@ -210,8 +225,10 @@ class PlainBatchLog(BatchState):
             self._print(self.line())
 
     def start(self) -> None:
-        self._print(f"{self.name}: {self.total if self.total is not None else 'unknown'} rows to run"
-                    + (f", batch budget {_usd(self.budget)}" if self.budget is not None else ""))
+        self._print(
+            f"{self.name}: {self.total if self.total is not None else 'unknown'} rows to run"
+            + (f", batch budget {_usd(self.budget)}" if self.budget is not None else "")
+        )
 
     def stop(self) -> None:
         self._print(self.line())
@@ -235,15 +252,30 @@ class LiveBatch(BatchState):
         grid.add_column()
         total = self.total or 0
         eta = self.eta()
-        grid.add_row("rows", _with_bar(max(total, 1), self.done, Text(
-            f"{self.done}/{total if self.total is not None else '?'}  {self.rate():.1f}/s"
-            + (f"  ETA {_duration(eta)}" if eta is not None else ""))))
-        grid.add_row("outcomes", Text.assemble((f"{self.completed} completed", "green"), "  ",
-                                               (f"{self.failed} failed", "bold red"), "  ",
-                                               (f"{self.refused} refused", "magenta"), "  ",
-                                               (f"{self.invalid} invalid", "yellow"),
-                                               (f"  {self.cancelled} cancelled" if self.cancelled else "",
-                                                "dim")))
+        grid.add_row(
+            "rows",
+            _with_bar(
+                max(total, 1),
+                self.done,
+                Text(
+                    f"{self.done}/{total if self.total is not None else '?'}  {self.rate():.1f}/s"
+                    + (f"  ETA {_duration(eta)}" if eta is not None else "")
+                ),
+            ),
+        )
+        grid.add_row(
+            "outcomes",
+            Text.assemble(
+                (f"{self.completed} completed", "green"),
+                "  ",
+                (f"{self.failed} failed", "bold red"),
+                "  ",
+                (f"{self.refused} refused", "magenta"),
+                "  ",
+                (f"{self.invalid} invalid", "yellow"),
+                (f"  {self.cancelled} cancelled" if self.cancelled else "", "dim"),
+            ),
+        )
         spent = self.spent()
         if self.budget:
             grid.add_row("spend", _with_bar(self.budget, min(spent, self.budget), Text(self.money())))
@@ -265,8 +297,7 @@ class LiveBatch(BatchState):
 
         from orchestrate.observe.progress import quiet_control_echo
 
-        self._live = Live(get_renderable=self.render, console=self.console, refresh_per_second=4,
-                          transient=False)
+        self._live = Live(get_renderable=self.render, console=self.console, refresh_per_second=4, transient=False)
         self._echo = quiet_control_echo()
         self._live.start()
 

@@ -25,7 +25,7 @@ import heapq
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,8 +33,8 @@ from orchestrate.fsutil import atomic_write_chunks
 from orchestrate.jsonline import read_line_strict
 from orchestrate.money.cost_report import CostTotals, cost_document_head
 from orchestrate.money.costs import CallRecord, CostTracker
-from orchestrate.observe.events import Event, EventType
 from orchestrate.observe.eventlog import read_events
+from orchestrate.observe.events import Event, EventType
 from orchestrate.observe.journal import GroupCommit, JsonLines
 from orchestrate.observe.reports import SCHEMA_VERSION, result_document, write_json
 from orchestrate.workflow.models import AgentResult, AgentStatus, Workflow
@@ -123,8 +123,9 @@ def load_prior(run_dir: Path) -> PriorBatch:
         prior.key_column = earlier.get("key")
     for line in read_json_lines(run_dir / "results.jsonl"):
         if "key" in line and "status" in line:
-            prior.rows[str(line["key"])] = {k: line.get(k) for k in ("key", "row", "status", "cost",
-                                                                     "tokens", "seconds", "error")}
+            prior.rows[str(line["key"])] = {
+                k: line.get(k) for k in ("key", "row", "status", "cost", "tokens", "seconds", "error")
+            }
     for _, call in _numbered_lines(run_dir / "calls.jsonl", prior.torn_calls):
         prior.costs.add(call)
         if not call.get("reused"):
@@ -144,9 +145,18 @@ def load_prior(run_dir: Path) -> PriorBatch:
             if row_key is None or data.get("status") != "completed" or not data.get("fingerprint"):
                 continue
             name = str(event.get("agent"))
-            prior.reuse.setdefault(row_key, {})[name] = _from_row(name, {
-                **data, "metadata": {"model": data.get("model"), "provider": data.get("provider"),
-                                     "fingerprint": data["fingerprint"]}}, f"{events_path}: {name}")
+            prior.reuse.setdefault(row_key, {})[name] = _from_row(
+                name,
+                {
+                    **data,
+                    "metadata": {
+                        "model": data.get("model"),
+                        "provider": data.get("provider"),
+                        "fingerprint": data["fingerprint"],
+                    },
+                },
+                f"{events_path}: {name}",
+            )
         elif kind == "row_finished" and data.get("status") == "completed":
             key_of.pop(str(event.get("workflow_id")), None)
             prior.reuse.pop(str(data.get("key")), None)
@@ -156,10 +166,21 @@ def load_prior(run_dir: Path) -> PriorBatch:
 class BatchRecorder:
     """Keeps a batch's run folder: a sink of row outcomes (see the module docstring)."""
 
-    def __init__(self, run_dir: Path, template: Workflow, tracker: CostTracker, *, batch_id: str,
-                 simulated: bool, budget: float | None, extra: Mapping[str, Any] | None = None,
-                 prior: PriorBatch | None = None, interval: float = 2.0,
-                 clock: Callable[[], float] = time.monotonic, commit: GroupCommit | None = None) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        template: Workflow,
+        tracker: CostTracker,
+        *,
+        batch_id: str,
+        simulated: bool,
+        budget: float | None,
+        extra: Mapping[str, Any] | None = None,
+        prior: PriorBatch | None = None,
+        interval: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+        commit: GroupCommit | None = None,
+    ) -> None:
         self.run_dir = run_dir
         self.template = template
         self.tracker = tracker
@@ -179,7 +200,7 @@ class BatchRecorder:
         self.slowest: list[tuple[float, str, int]] = []
         self.dearest: list[tuple[float, str, int]] = []
         self.failures: list[dict[str, Any]] = []  # the first few, for the summary
-        self.started_at = datetime.now(timezone.utc)
+        self.started_at = datetime.now(UTC)
         self.completed_at: datetime | None = None
         self.status = "running"
         self.error: str | None = None
@@ -248,36 +269,72 @@ class BatchRecorder:
         self.maybe_flush()
 
     def row_finished(self, row: Row, workflow: Workflow, records: list[CallRecord], status: str) -> None:
-        duration = ((workflow.completed_at - workflow.started_at).total_seconds()
-                    if workflow.completed_at and workflow.started_at else 0.0)
+        duration = (
+            (workflow.completed_at - workflow.started_at).total_seconds()
+            if workflow.completed_at and workflow.started_at
+            else 0.0
+        )
         cost = round(sum(r.cost for r in records), 10)  # carried-over agents included, as in a single run
         tokens = workflow.total_tokens
         error = workflow.error
         if error is None and status != "completed":
-            error = next((f"{a.name}: {a.result.error}" for a in workflow.agents
-                          if a.result is not None and a.result.error
-                          and a.result.status is not AgentStatus.COMPLETED), None)
+            error = next(
+                (
+                    f"{a.name}: {a.result.error}"
+                    for a in workflow.agents
+                    if a.result is not None and a.result.error and a.result.status is not AgentStatus.COMPLETED
+                ),
+                None,
+            )
         entry = self._journaled.pop(workflow.id, None)
         self._journal(records, entry or [row.key, 0])
         self.tokens += tokens
-        document = result_document(workflow, simulated=self.simulated, run_id=self.run_dir.name,
-                                   extra={"key": row.key, "row": row.line})
+        document = result_document(
+            workflow, simulated=self.simulated, run_id=self.run_dir.name, extra={"key": row.key, "row": row.line}
+        )
         document["status"] = status
         self.full.write(document)
-        line = {"key": row.key, "row": row.line, "status": status, "outputs": row_outputs(workflow),
-                "cost": cost, "tokens": tokens, "seconds": round(duration, 6), "error": error}
+        line = {
+            "key": row.key,
+            "row": row.line,
+            "status": status,
+            "outputs": row_outputs(workflow),
+            "cost": cost,
+            "tokens": tokens,
+            "seconds": round(duration, 6),
+            "error": error,
+        }
         self._rank(line)
         self._line(line)
 
     def row_invalid(self, bad: BadRow) -> None:
         key = bad.key if bad.key is not None else f"{bad.line}-invalid"
-        self._line({"key": key, "row": bad.line, "status": "invalid", "outputs": {}, "cost": 0.0,
-                    "tokens": 0, "seconds": 0.0, "error": bad.reason})
+        self._line(
+            {
+                "key": key,
+                "row": bad.line,
+                "status": "invalid",
+                "outputs": {},
+                "cost": 0.0,
+                "tokens": 0,
+                "seconds": 0.0,
+                "error": bad.reason,
+            }
+        )
 
     def row_refused(self, row: Row) -> None:
-        self._line({"key": row.key, "row": row.line, "status": "budget_exceeded", "outputs": {},
-                    "cost": 0.0, "tokens": 0, "seconds": 0.0,
-                    "error": f"not started: the batch budget of ${self.budget or 0:.4f} is spent"})
+        self._line(
+            {
+                "key": row.key,
+                "row": row.line,
+                "status": "budget_exceeded",
+                "outputs": {},
+                "cost": 0.0,
+                "tokens": 0,
+                "seconds": 0.0,
+                "error": f"not started: the batch budget of ${self.budget or 0:.4f} is spent",
+            }
+        )
 
     # -- reports ------------------------------------------------------------------------------
 
@@ -287,7 +344,7 @@ class BatchRecorder:
 
     def document(self) -> dict[str, Any]:
         """result.json of the batch as it stands."""
-        end = self.completed_at or datetime.now(timezone.utc)
+        end = self.completed_at or datetime.now(UTC)
         rows = sum(self.counts.values())
         wf = self.template
         return {
@@ -306,8 +363,7 @@ class BatchRecorder:
             "counts": {status: n for status, n in sorted(self.counts.items()) if n},
             "total_cost": round(self.cost, 10),
             "total_tokens": self.tokens,
-            "spent_and_reserved": round(self.tracker.spent(self.batch_id)
-                                        + self.tracker.reserved(self.batch_id), 10),
+            "spent_and_reserved": round(self.tracker.spent(self.batch_id) + self.tracker.reserved(self.batch_id), 10),
             "error": self.error,
             "started_at": self.started_at.isoformat(),
             "completed_at": self.completed_at.isoformat() if self.completed_at else None,
@@ -326,15 +382,16 @@ class BatchRecorder:
     def finish(self, status: str, error: str | None = None) -> dict[str, Any]:
         """Close the journals and write result.json and cost.json for the last time."""
         self.status, self.error = status, error
-        self.completed_at = datetime.now(timezone.utc)
+        self.completed_at = datetime.now(UTC)
         for journal in (self.results, self.full, self.calls):
             journal.close()
         write_cost_document(self.run_dir, self.document(), self.costs, self.torn_calls)
         return self.flush()
 
 
-def write_cost_document(run_dir: Path, result_doc: Mapping[str, Any], costs: CostTotals,
-                        torn: set[int] | frozenset[int] = frozenset()) -> None:
+def write_cost_document(
+    run_dir: Path, result_doc: Mapping[str, Any], costs: CostTotals, torn: set[int] | frozenset[int] = frozenset()
+) -> None:
     """cost.json of a batch: its `costs` summed already, then every call streamed from calls.jsonl
     (never all in memory), less the lines of earlier sessions a kill cut short (`torn`)."""
     calls_path = run_dir / "calls.jsonl"

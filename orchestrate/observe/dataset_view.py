@@ -23,8 +23,13 @@ from orchestrate.observe.tables import Column, build_table
 __all__ = ["batch_renderables", "batch_summary", "is_batch", "load_batch", "load_row"]
 
 _FAILED_SHOWN = 20
-_COLUMNS = (Column("row"), Column("line", "right", "number", drop=2), Column("status"),
-            Column("cost", "right", "number", drop=1), Column("why", kind="text", drop=3))
+_COLUMNS = (
+    Column("row"),
+    Column("line", "right", "number", drop=2),
+    Column("status"),
+    Column("cost", "right", "number", drop=1),
+    Column("why", kind="text", drop=3),
+)
 
 
 def is_batch(path: Path) -> bool:
@@ -66,8 +71,10 @@ def load_row(path: Path, key: str) -> dict[str, Any]:
             if str(line.get("key")) == key:
                 status = line
         if status is not None:  # invalid, or refused before it started: no agent ever ran
-            raise UserInputError(f"row {key!r} of {folder} never ran: {status.get('status')}"
-                                 + (f": {status['error']}" if status.get("error") else ""))
+            raise UserInputError(
+                f"row {key!r} of {folder} never ran: {status.get('status')}"
+                + (f": {status['error']}" if status.get("error") else "")
+            )
         raise UserInputError(f"no row {key!r} in {folder}; the keys are in results.jsonl")
     found.setdefault("run_id", f"{folder.name} row {key}")
     return found
@@ -97,10 +104,13 @@ def batch_renderables(folder: Path, document: Mapping[str, Any], *, width: int |
     outcome = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in sorted(counts.items()))
     parts: list[Any] = [
         Text(str(folder), style="bold"),
-        Text(f"{document.get('name')}: {document.get('status')}{label} - {document.get('rows')} rows "
-             f"({outcome}); {usd(float(document.get('total_cost') or 0))}, "
-             f"{int(document.get('total_tokens') or 0):,} tokens, "
-             f"{float(document.get('duration_seconds') or 0):.2f}s")]
+        Text(
+            f"{document.get('name')}: {document.get('status')}{label} - {document.get('rows')} rows "
+            f"({outcome}); {usd(float(document.get('total_cost') or 0))}, "
+            f"{int(document.get('total_tokens') or 0):,} tokens, "
+            f"{float(document.get('duration_seconds') or 0):.2f}s"
+        ),
+    ]
     facts = [f"data {document.get('data')}"]
     if document.get("key"):
         facts.append(f"key {document['key']}")
@@ -109,17 +119,27 @@ def batch_renderables(folder: Path, document: Mapping[str, Any], *, width: int |
     if document.get("shard"):
         facts.append(f"shard {document['shard']}")
     parts.append(Text(" | ".join(facts), style="dim"))
-    for title, items, field, fmt in (("slowest", document.get("slowest_rows"), "seconds", "{:.2f}s"),
-                                     ("dearest", document.get("dearest_rows"), "cost", None)):
+    for title, items, field, fmt in (
+        ("slowest", document.get("slowest_rows"), "seconds", "{:.2f}s"),
+        ("dearest", document.get("dearest_rows"), "cost", None),
+    ):
         if items:
-            shown = ", ".join(f"{i['key']} ({usd(float(i[field])) if fmt is None else fmt.format(i[field])})"
-                              for i in items)
+            shown = ", ".join(
+                f"{i['key']} ({usd(float(i[field])) if fmt is None else fmt.format(i[field])})" for i in items
+            )
             parts.append(Text(f"{title} rows: {shown}"))
     failed = _failed(folder)
     if failed:
         parts.append(Text("rows that did not complete:", style="bold"))
-        rows = [[str(f["key"]), str(f.get("row") or ""), str(f["status"]).replace("_", " "),
-                 usd(float(f.get("cost") or 0)) if f.get("cost") else "",
-                 str(f.get("error") or "").splitlines()[0] if f.get("error") else ""] for f in failed]
+        rows = [
+            [
+                str(f["key"]),
+                str(f.get("row") or ""),
+                str(f["status"]).replace("_", " "),
+                usd(float(f.get("cost") or 0)) if f.get("cost") else "",
+                str(f.get("error") or "").splitlines()[0] if f.get("error") else "",
+            ]
+            for f in failed
+        ]
         parts.append(build_table(_COLUMNS, rows, width=width))
     return parts

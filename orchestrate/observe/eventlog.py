@@ -28,9 +28,15 @@ _DURABLE = frozenset({EventType.AGENT_FINISHED, EventType.WORKFLOW_FINISHED})
 class EventLog:
     """Append every event it receives to a JSON-lines file."""
 
-    def __init__(self, path: Path | str, *, sync_interval: float = 0.0,
-                 exclude: Collection[EventType] = (),
-                 clock: Callable[[], float] = time.monotonic, commit: GroupCommit | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        sync_interval: float = 0.0,
+        exclude: Collection[EventType] = (),
+        clock: Callable[[], float] = time.monotonic,
+        commit: GroupCommit | None = None,
+    ) -> None:
         """Open (append to) `path`.
 
         Without a `sync_interval`, every event is written at once and the end
@@ -44,8 +50,7 @@ class EventLog:
         self.event_types = frozenset(EventType) - self.exclude  # the engine then skips the others
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._journal: JsonLines | None = JsonLines(self.path, sync_interval=sync_interval, clock=clock,
-                                                   commit=commit)
+        self._journal: JsonLines | None = JsonLines(self.path, sync_interval=sync_interval, clock=clock, commit=commit)
         self._sync_each_end = not sync_interval
 
     def __call__(self, event: Event) -> None:

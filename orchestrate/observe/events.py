@@ -51,12 +51,12 @@ class EventType(str, Enum):
     AGENT_BUDGET_REFUSED = "agent_budget_refused"
     USAGE_ANOMALY = "usage_anomaly"
     AGENT_FINISHED = "agent_finished"
-    APPROVAL_REQUESTED = "approval_requested"   # an agent waits for a person's decision
-    APPROVAL_DECIDED = "approval_decided"       # approved or rejected: who, when, note
+    APPROVAL_REQUESTED = "approval_requested"  # an agent waits for a person's decision
+    APPROVAL_DECIDED = "approval_decided"  # approved or rejected: who, when, note
     WORKFLOW_FINISHED = "workflow_finished"
-    BATCH_SUBMITTED = "batch_submitted"   # a provider accepted a batch (id, file id, custom ids)
-    BATCH_STATUS = "batch_status"         # a poll saw its status or counts change
-    BATCH_FINISHED = "batch_finished"     # its results were read and handed to the agents
+    BATCH_SUBMITTED = "batch_submitted"  # a provider accepted a batch (id, file id, custom ids)
+    BATCH_STATUS = "batch_status"  # a poll saw its status or counts change
+    BATCH_FINISHED = "batch_finished"  # its results were read and handed to the agents
     ROW_STARTED = "row_started"
     ROW_FINISHED = "row_finished"
 

@@ -83,8 +83,11 @@ def _row_lanes(facts: BatchFacts, events: list[dict[str, Any]]) -> None:
         kind, data = event.get("type"), event.get("data") or {}
         at = event.get("timestamp", t0) - t0
         if kind == "row_started" and len(facts.lanes) < MAX_ROW_LANES:
-            lane = Lane(f"row {data.get('row')} · {data.get('key')}", "running",
-                        [Segment("attempt", at, at, f"row {data.get('row')}")])
+            lane = Lane(
+                f"row {data.get('row')} · {data.get('key')}",
+                "running",
+                [Segment("attempt", at, at, f"row {data.get('row')}")],
+            )
             open_rows[str(event.get("workflow_id"))] = lane
             facts.lanes.append(lane)
         elif kind == "row_finished":
@@ -94,7 +97,8 @@ def _row_lanes(facts: BatchFacts, events: list[dict[str, Any]]) -> None:
                 found.status = found.segments[0].status = status
                 found.segments[0].end = at
                 found.segments[0].label = f"row {data.get('row')}: {status}" + (
-                    f": {data.get('error')}" if data.get("error") else "")
+                    f": {data.get('error')}" if data.get("error") else ""
+                )
         elif kind == "llm_call":
             found = open_rows.get(str(event.get("workflow_id")))
             if found is not None:

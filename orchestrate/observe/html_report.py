@@ -20,8 +20,8 @@ from typing import Any
 
 from orchestrate.fsutil import atomic_write_text
 from orchestrate.observe import html_svg as svg
-from orchestrate.observe.html_style import CSS
 from orchestrate.observe.html_batch import MAX_EXAMPLE_ROWS, BatchFacts
+from orchestrate.observe.html_style import CSS
 from orchestrate.observe.run_folder import RunFolder, find_run_folders, load_run_folder
 
 __all__ = ["MAX_DETAILED_AGENTS", "render_report", "write_report", "write_run_report"]
@@ -50,8 +50,7 @@ def _secs(value: Any) -> str:
 
 
 def _badge(status: Any) -> str:
-    return (f'<span class="badge" style="background:{svg.status_colour(str(status))}">'
-            f"{_e(status)}</span>")
+    return f'<span class="badge" style="background:{svg.status_colour(str(status))}">{_e(status)}</span>'
 
 
 def _clip(text: str) -> str:
@@ -72,9 +71,13 @@ def _answer_text(output: Any) -> str:
 
 
 def _table(head: Sequence[str], rows: Sequence[Sequence[str]], *, numeric_from: int = 1) -> str:
-    cells = "".join(f'<th{" class=num" if i >= numeric_from else ""}>{_e(h)}</th>' for i, h in enumerate(head))
-    body = "".join("<tr>" + "".join(f'<td{" class=num" if i >= numeric_from else ""}>{c}</td>'
-                                    for i, c in enumerate(row)) + "</tr>" for row in rows)
+    cells = "".join(f"<th{' class=num' if i >= numeric_from else ''}>{_e(h)}</th>" for i, h in enumerate(head))
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td{' class=num' if i >= numeric_from else ''}>{c}</td>" for i, c in enumerate(row))
+        + "</tr>"
+        for row in rows
+    )
     return f"<table><thead><tr>{cells}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -91,27 +94,38 @@ def _summary(run: RunFolder, anchor: str, *, heading: bool) -> str:
     waited = sum(t.rate_limited for t in run.traces.values())
     cards = [
         ("Status", _badge(doc.get("status")) + (' <span class="sim">simulated</span>' if doc.get("simulated") else "")),
-        ("Rows" if is_batch else "Agents",
-         " ".join(f"{_badge(s)}&nbsp;{n:,}" for s, n in sorted(counts.items())) or "none"),
-        ("Total cost", f'<span class="total-cost">{_money(total)}</span>'
-         + (f" of {_money(budget)} budget" if budget else "")),
+        (
+            "Rows" if is_batch else "Agents",
+            " ".join(f"{_badge(s)}&nbsp;{n:,}" for s, n in sorted(counts.items())) or "none",
+        ),
+        (
+            "Total cost",
+            f'<span class="total-cost">{_money(total)}</span>' + (f" of {_money(budget)} budget" if budget else ""),
+        ),
         ("Tokens", f"{int(doc.get('total_tokens') or 0):,}"),
         ("Retries", str(doc.get("retries", 0)) if "retries" in doc else "-"),
         ("Duration", _secs(doc.get("duration_seconds") or run.duration)),
         ("Rate-limit waits", _secs(waited)),
     ]
     if is_batch:
-        cards[-1] = ("Budget per row", _money(doc.get("cost_budget_per_row")) if doc.get("cost_budget_per_row") else "none")
-    meter = (f'<div class="budget">{svg.meter(total, float(budget), f"{_money(total)} of {_money(budget)}")}'
-             f' <span class="meta">{total / float(budget) * 100:.1f}% of the budget spent</span></div>'
-             if budget else "")
-    facts = "".join(f'<div class="card"><div class="k">{_e(k)}</div><div class="v">{v}</div></div>'
-                    for k, v in cards)
+        cards[-1] = (
+            "Budget per row",
+            _money(doc.get("cost_budget_per_row")) if doc.get("cost_budget_per_row") else "none",
+        )
+    meter = (
+        f'<div class="budget">{svg.meter(total, float(budget), f"{_money(total)} of {_money(budget)}")}'
+        f' <span class="meta">{total / float(budget) * 100:.1f}% of the budget spent</span></div>'
+        if budget
+        else ""
+    )
+    facts = "".join(f'<div class="card"><div class="k">{_e(k)}</div><div class="v">{v}</div></div>' for k, v in cards)
     error = f'<p class="error">{_e(doc.get("error"))}</p>' if doc.get("error") else ""
     title = f"<h2>{_e(run.name)}</h2>" if heading else ""
-    return (f'<section id="{anchor}">{title}'
-            f'<p class="meta">run {_e(doc.get("run_id") or run.path.name)} · started {_e(doc.get("started_at"))}'
-            f' · finished {_e(doc.get("completed_at"))}</p>{error}<div class="cards">{facts}</div>{meter}</section>')
+    return (
+        f'<section id="{anchor}">{title}'
+        f'<p class="meta">run {_e(doc.get("run_id") or run.path.name)} · started {_e(doc.get("started_at"))}'
+        f' · finished {_e(doc.get("completed_at"))}</p>{error}<div class="cards">{facts}</div>{meter}</section>'
+    )
 
 
 def _timeline(run: RunFolder) -> str:
@@ -119,21 +133,29 @@ def _timeline(run: RunFolder) -> str:
     if not lanes:
         return ""
     more = len(run.traces) - len(lanes)
-    legend = "".join(f'<span class="key"><i style="background:{c}"></i>{_e(k)}</span>' for k, c in (
-        ("attempt", "#64b5f6"), ("provider call", "#1565c0"), ("tool call", "#00897b"),
-        ("rate-limit wait", "#ef6c00"), ("back-off before a retry", "#e0e0e0"),
-        ("approval", "#f9a825"), ("failed attempt", "#c62828")))
+    legend = "".join(
+        f'<span class="key"><i style="background:{c}"></i>{_e(k)}</span>'
+        for k, c in (
+            ("attempt", "#64b5f6"),
+            ("provider call", "#1565c0"),
+            ("tool call", "#00897b"),
+            ("rate-limit wait", "#ef6c00"),
+            ("back-off before a retry", "#e0e0e0"),
+            ("approval", "#f9a825"),
+            ("failed attempt", "#c62828"),
+        )
+    )
     note = f'<p class="note">{more:,} more agents not drawn.</p>' if more > 0 else ""
-    return (f'<section><h3>Timeline</h3><div class="legend">{legend}</div>'
-            f'{svg.gantt(lanes, run.duration)}{note}</section>')
+    return (
+        f'<section><h3>Timeline</h3><div class="legend">{legend}</div>{svg.gantt(lanes, run.duration)}{note}</section>'
+    )
 
 
 def _graph(run: RunFolder) -> str:
     agents = run.result.get("agents", [])[:MAX_DETAILED_AGENTS]
     if not agents:
         return ""
-    nodes = [(str(a.get("name")), str(a.get("status")), [str(d) for d in a.get("dependencies") or []])
-             for a in agents]
+    nodes = [(str(a.get("name")), str(a.get("status")), [str(d) for d in a.get("dependencies") or []]) for a in agents]
     return f'<section><h3>Graph</h3><div class="scroll">{svg.dag(nodes)}</div></section>'
 
 
@@ -145,22 +167,40 @@ def _costs(run: RunFolder) -> str:
     parts = ["<section><h3>Cost</h3>"]
     for key, title in (("by_module", "By module"), ("by_model", "By model"), ("by_agent", "By agent")):
         table = cost.get(key) or {}
-        rows = sorted(((str(k), float(v.get("cost") or 0.0), _money(v.get("cost")) + _share(v.get("cost"), budget))
-                       for k, v in table.items() if isinstance(v, dict)), key=lambda r: -r[1])
+        rows = sorted(
+            (
+                (str(k), float(v.get("cost") or 0.0), _money(v.get("cost")) + _share(v.get("cost"), budget))
+                for k, v in table.items()
+                if isinstance(v, dict)
+            ),
+            key=lambda r: -r[1],
+        )
         if rows:
             parts.append(f"<h4>{title}</h4>{svg.bars(rows[:MAX_DETAILED_AGENTS])}")
     token_rows = []
     for name, row in sorted((cost.get("by_model") or {}).items()):
-        token_rows.append([_e(name)] + [f"{int(row.get(k) or 0):,}" for k in
-                                        ("calls", "input_tokens", "cached_input_tokens", "output_tokens",
-                                         "reasoning_tokens")] + [_money(row.get("cost"))])
+        token_rows.append(
+            [_e(name)]
+            + [
+                f"{int(row.get(k) or 0):,}"
+                for k in ("calls", "input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens")
+            ]
+            + [_money(row.get("cost"))]
+        )
     totals = cost.get("totals") or {}
     if token_rows:
-        token_rows.append(["<b>total</b>"] + [f"<b>{int(totals.get(k) or 0):,}</b>" for k in
-                                              ("calls", "input_tokens", "cached_input_tokens", "output_tokens",
-                                               "reasoning_tokens")] + [f"<b>{_money(totals.get('cost'))}</b>"])
-        parts.append("<h4>Tokens</h4>" + _table(
-            ["model", "calls", "input", "cached input", "output", "reasoning", "cost"], token_rows))
+        token_rows.append(
+            ["<b>total</b>"]
+            + [
+                f"<b>{int(totals.get(k) or 0):,}</b>"
+                for k in ("calls", "input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens")
+            ]
+            + [f"<b>{_money(totals.get('cost'))}</b>"]
+        )
+        parts.append(
+            "<h4>Tokens</h4>"
+            + _table(["model", "calls", "input", "cached input", "output", "reasoning", "cost"], token_rows)
+        )
     if len(parts) == 1:  # no call was booked: say so rather than show an empty heading
         parts.append("<p>No provider call was made, so nothing was spent.</p>")
     parts.append("</section>")
@@ -183,8 +223,13 @@ def _problems(run: RunFolder) -> str:
         reason = _e(agent.get("error") or "(no reason recorded)")
         if earlier:
             reason += "".join(f'<div class="earlier">attempt error: {_e(e)}</div>' for e in earlier[-3:])
-        rows.append([f'<a href="#{_e(_agent_anchor(run, agent))}">{_e(agent.get("name"))}</a>',
-                     _badge(agent.get("status")), reason])
+        rows.append(
+            [
+                f'<a href="#{_e(_agent_anchor(run, agent))}">{_e(agent.get("name"))}</a>',
+                _badge(agent.get("status")),
+                reason,
+            ]
+        )
     if not rows:
         return '<section><h3>Problems</h3><p class="ok">Every agent completed.</p></section>'
     return "<section><h3>Problems</h3>" + _table(["agent", "status", "reason"], rows, numeric_from=9) + "</section>"
@@ -201,10 +246,12 @@ def _agents(run: RunFolder) -> str:
         name = str(agent.get("name"))
         trace = run.traces.get(name)
         meta = agent.get("metadata") or {}
-        head = (f'{_badge(agent.get("status"))} <b>{_e(name)}</b> <span class="meta">{_e(agent.get("module"))} · '
-                f'{_e(agent.get("model") or "")} · {_money(agent.get("cost"))} · '
-                f'{int(agent.get("tokens_used") or 0):,} tokens · {_secs(agent.get("execution_time"))}'
-                f'{" · reused" if meta.get("reused") else ""}</span>')
+        head = (
+            f'{_badge(agent.get("status"))} <b>{_e(name)}</b> <span class="meta">{_e(agent.get("module"))} · '
+            f"{_e(agent.get('model') or '')} · {_money(agent.get('cost'))} · "
+            f"{int(agent.get('tokens_used') or 0):,} tokens · {_secs(agent.get('execution_time'))}"
+            f"{' · reused' if meta.get('reused') else ''}</span>"
+        )
         body = []
         if agent.get("error"):
             body.append(f'<p class="error">{_e(agent.get("error"))}</p>')
@@ -212,19 +259,34 @@ def _agents(run: RunFolder) -> str:
         if system:
             body.append(f"<h5>System prompt</h5><pre>{_clip(str(system))}</pre>")
         prompt = meta.get("prompt") if meta.get("prompt") is not None else (trace.prompt if trace else None)
-        body.append("<h5>Prompt</h5>" + (f"<pre>{_clip(str(prompt))}</pre>" if prompt is not None
-                                         else '<p class="note">not recorded in this run folder</p>'))
+        body.append(
+            "<h5>Prompt</h5>"
+            + (
+                f"<pre>{_clip(str(prompt))}</pre>"
+                if prompt is not None
+                else '<p class="note">not recorded in this run folder</p>'
+            )
+        )
         answer = _answer_text(agent.get("output"))
         body.append("<h5>Answer</h5>" + (f"<pre>{_clip(answer)}</pre>" if answer else '<p class="note">none</p>'))
         if trace and len(trace.attempts) > 1:
-            body.append("<h5>Attempts</h5><ol>" + "".join(
-                f"<li>{_badge(a['status'])} {_e(a.get('error') or '')}</li>" for a in trace.attempts) + "</ol>")
+            body.append(
+                "<h5>Attempts</h5><ol>"
+                + "".join(f"<li>{_badge(a['status'])} {_e(a.get('error') or '')}</li>" for a in trace.attempts)
+                + "</ol>"
+            )
         if trace and trace.tools:
-            body.append("<h5>Tool calls</h5><ol>" + "".join(
-                f"<li>{_e(t['tool'])}{' — ' + _e(t['error']) if t.get('error') else ''}</li>"
-                for t in trace.tools) + "</ol>")
-        parts.append(f'<details id="{_e(_agent_anchor(run, agent))}"><summary>{head}</summary>'
-                     f'<div class="detail">{"".join(body)}</div></details>')
+            body.append(
+                "<h5>Tool calls</h5><ol>"
+                + "".join(
+                    f"<li>{_e(t['tool'])}{' — ' + _e(t['error']) if t.get('error') else ''}</li>" for t in trace.tools
+                )
+                + "</ol>"
+            )
+        parts.append(
+            f'<details id="{_e(_agent_anchor(run, agent))}"><summary>{head}</summary>'
+            f'<div class="detail">{"".join(body)}</div></details>'
+        )
     if len(agents) > MAX_DETAILED_AGENTS:
         parts.append(f'<p class="note">{len(agents) - MAX_DETAILED_AGENTS:,} more agents: see result.json.</p>')
     parts.append("</section>")
@@ -240,23 +302,37 @@ def _rows(run: RunFolder) -> str:
         counts[str(row.get("status"))] = counts.get(str(row.get("status")), 0) + 1
     costs = [float(r.get("cost") or 0.0) for r in rows]
     times = [float(t) for r in rows if (t := _row_seconds(r)) is not None]
-    parts = ['<section><h3>Dataset rows</h3><div class="cards">'
-             + f'<div class="card"><div class="k">Rows</div><div class="v">{len(rows):,}</div></div>'
-             + "".join(f'<div class="card"><div class="k">{_badge(s)}</div><div class="v">{n:,}</div></div>'
-                       for s, n in sorted(counts.items())) + "</div>"]
+    parts = [
+        '<section><h3>Dataset rows</h3><div class="cards">'
+        + f'<div class="card"><div class="k">Rows</div><div class="v">{len(rows):,}</div></div>'
+        + "".join(
+            f'<div class="card"><div class="k">{_badge(s)}</div><div class="v">{n:,}</div></div>'
+            for s, n in sorted(counts.items())
+        )
+        + "</div>"
+    ]
     for title, values, show in (("Cost per row", costs, _money), ("Time per row", times, _secs)):
         if values:
             ordered = sorted(values)
             p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
-            parts.append(f"<h4>{title}</h4><p class=meta>min {show(ordered[0])} · median "
-                         f"{show(statistics.median(ordered))} · p95 {show(p95)} · max {show(ordered[-1])}</p>"
-                         + svg.histogram(values, fmt=show))
+            parts.append(
+                f"<h4>{title}</h4><p class=meta>min {show(ordered[0])} · median "
+                f"{show(statistics.median(ordered))} · p95 {show(p95)} · max {show(ordered[-1])}</p>"
+                + svg.histogram(values, fmt=show)
+            )
     failed = [r for r in rows if r.get("status") not in ("completed", "skipped")]
     if failed:
-        parts.append("<h4>Rows that did not complete</h4>" + _table(
-            ["row", "key", "status", "reason"],
-            [[_e(r.get("row", r.get("line", ""))), _e(r.get("key")), _badge(r.get("status")), _e(r.get("error"))]
-             for r in failed[:1000]], numeric_from=9))
+        parts.append(
+            "<h4>Rows that did not complete</h4>"
+            + _table(
+                ["row", "key", "status", "reason"],
+                [
+                    [_e(r.get("row", r.get("line", ""))), _e(r.get("key")), _badge(r.get("status")), _e(r.get("error"))]
+                    for r in failed[:1000]
+                ],
+                numeric_from=9,
+            )
+        )
         if len(failed) > 1000:
             parts.append(f'<p class="note">{len(failed) - 1000:,} more in results.jsonl.</p>')
     parts.append("</section>")
@@ -266,20 +342,31 @@ def _rows(run: RunFolder) -> str:
 def batch_sections(facts: BatchFacts) -> str:
     """A batch's agents across rows, its rows' timeline, the graph, and failed rows in full."""
     parts = []
-    table = [[_e(name), " ".join(f"{_badge(s)}&nbsp;{n:,}" for s, n in sorted((facts.outcomes.get(name) or {}).items())),
-              "".join(f"<div>{_e(r)}</div>" for r in facts.reasons.get(name, []))] for name, _ in facts.agents]
+    table = [
+        [
+            _e(name),
+            " ".join(f"{_badge(s)}&nbsp;{n:,}" for s, n in sorted((facts.outcomes.get(name) or {}).items())),
+            "".join(f"<div>{_e(r)}</div>" for r in facts.reasons.get(name, [])),
+        ]
+        for name, _ in facts.agents
+    ]
     if table:
-        parts.append("<section><h3>Agents across rows</h3>"
-                     + _table(["agent", "rows by outcome", "first reasons"], table, numeric_from=9) + "</section>")
+        parts.append(
+            "<section><h3>Agents across rows</h3>"
+            + _table(["agent", "rows by outcome", "first reasons"], table, numeric_from=9)
+            + "</section>"
+        )
     if facts.lanes:
         more = sum(facts.outcomes[facts.agents[0][0]].values()) - len(facts.lanes) if facts.agents else 0
         note = f'<p class="note">{more:,} more rows not drawn.</p>' if more > 0 else ""
         parts.append(f"<section><h3>Timeline of rows</h3>{svg.gantt(facts.lanes, facts.duration)}{note}</section>")
     if facts.agents:
         nodes = [(name, facts.graph_status(name), deps) for name, deps in facts.agents[:MAX_DETAILED_AGENTS]]
-        parts.append('<section><h3>Graph</h3><p class="note">An agent is green when it completed in every row, '
-                     'else coloured by its most frequent other outcome.</p>'
-                     f'<div class="scroll">{svg.dag(nodes)}</div></section>')
+        parts.append(
+            '<section><h3>Graph</h3><p class="note">An agent is green when it completed in every row, '
+            "else coloured by its most frequent other outcome.</p>"
+            f'<div class="scroll">{svg.dag(nodes)}</div></section>'
+        )
     if facts.examples:
         parts.append("<section><h3>Rows that did not complete, in full</h3>")
         for row in facts.examples:
@@ -293,11 +380,15 @@ def batch_sections(facts: BatchFacts) -> str:
                 if answer:
                     body.append(f"<h5>Answer</h5><pre>{_clip(answer)}</pre>")
                 agents.append(f"<h4>{_badge(agent.get('status'))} {_e(agent.get('name'))}</h4>{''.join(body)}")
-            parts.append(f"<details><summary>{_badge(row.get('status'))} <b>row {_e(row.get('row'))}</b> "
-                         f'<span class="meta">{_e(row.get("key"))} · {_e(row.get("error") or "")}</span></summary>'
-                         f'<div class="detail">{"".join(agents)}</div></details>')
-        parts.append(f'<p class="note">The first {MAX_EXAMPLE_ROWS} such rows; any row in full: '
-                     '<code>orchestrate show RUN_DIR --row KEY</code>.</p></section>')
+            parts.append(
+                f"<details><summary>{_badge(row.get('status'))} <b>row {_e(row.get('row'))}</b> "
+                f'<span class="meta">{_e(row.get("key"))} · {_e(row.get("error") or "")}</span></summary>'
+                f'<div class="detail">{"".join(agents)}</div></details>'
+            )
+        parts.append(
+            f'<p class="note">The first {MAX_EXAMPLE_ROWS} such rows; any row in full: '
+            "<code>orchestrate show RUN_DIR --row KEY</code>.</p></section>"
+        )
     return "".join(parts)
 
 
@@ -310,13 +401,23 @@ def _row_seconds(row: dict[str, Any]) -> float | None:
 
 
 def _overview(runs: Sequence[RunFolder]) -> str:
-    rows = [[f'<a href="#run-{i}">{_e(run.name)}</a>', _badge(run.result.get("status")),
-             _e(run.path.name), _money(run.result.get("total_cost")), f"{int(run.result.get('total_tokens') or 0):,}",
-             _secs(run.result.get("duration_seconds") or run.duration)] for i, run in enumerate(runs)]
+    rows = [
+        [
+            f'<a href="#run-{i}">{_e(run.name)}</a>',
+            _badge(run.result.get("status")),
+            _e(run.path.name),
+            _money(run.result.get("total_cost")),
+            f"{int(run.result.get('total_tokens') or 0):,}",
+            _secs(run.result.get("duration_seconds") or run.duration),
+        ]
+        for i, run in enumerate(runs)
+    ]
     total = sum(float(r.result.get("total_cost") or 0.0) for r in runs)
-    return (f'<section><h2>{len(runs)} runs · <span class="total-cost">{_money(total)}</span></h2>'
-            + _table(["workflow", "status", "run", "cost", "tokens", "duration"], rows, numeric_from=3)
-            + "</section>")
+    return (
+        f'<section><h2>{len(runs)} runs · <span class="total-cost">{_money(total)}</span></h2>'
+        + _table(["workflow", "status", "run", "cost", "tokens", "duration"], rows, numeric_from=3)
+        + "</section>"
+    )
 
 
 def render_report(runs: Sequence[RunFolder]) -> str:
@@ -328,14 +429,19 @@ def render_report(runs: Sequence[RunFolder]) -> str:
         if run.batch is not None:
             body.append(f'<article class="run">{summary}{_rows(run)}{batch_sections(run.batch)}{_costs(run)}</article>')
         else:
-            body.append(f'<article class="run">{summary}{_rows(run)}{_problems(run)}'
-                        f"{_timeline(run)}{_graph(run)}{_costs(run)}{_agents(run)}</article>")
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{_e(title)} · orchestrate report</title><style>{CSS}</style></head><body>"
-            f'<header><h1>{_e(title)}</h1><p class="meta">orchestrate run report</p></header>'
-            + "".join(body) + "</body></html>\n")
+            body.append(
+                f'<article class="run">{summary}{_rows(run)}{_problems(run)}'
+                f"{_timeline(run)}{_graph(run)}{_costs(run)}{_agents(run)}</article>"
+            )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)} · orchestrate report</title><style>{CSS}</style></head><body>"
+        f'<header><h1>{_e(title)}</h1><p class="meta">orchestrate run report</p></header>'
+        + "".join(body)
+        + "</body></html>\n"
+    )
 
 
 def write_report(path: Path, run_dirs: Sequence[Path]) -> Path:

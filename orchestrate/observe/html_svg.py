@@ -17,14 +17,27 @@ from html import escape
 __all__ = ["Lane", "Segment", "bars", "dag", "gantt", "histogram", "meter", "status_colour"]
 
 _STATUS_COLOURS = {
-    "completed": "#2e7d32", "failed": "#c62828", "budget_exceeded": "#8e24aa",
-    "cancelled": "#757575", "skipped": "#90a4ae", "waiting_approval": "#f9a825",
-    "waiting": "#f9a825", "rejected": "#d84315", "running": "#1565c0", "pending": "#bdbdbd",
-    "rate_limited": "#ef6c00", "partially_completed": "#f57f17", "invalid": "#6d4c41",
+    "completed": "#2e7d32",
+    "failed": "#c62828",
+    "budget_exceeded": "#8e24aa",
+    "cancelled": "#757575",
+    "skipped": "#90a4ae",
+    "waiting_approval": "#f9a825",
+    "waiting": "#f9a825",
+    "rejected": "#d84315",
+    "running": "#1565c0",
+    "pending": "#bdbdbd",
+    "rate_limited": "#ef6c00",
+    "partially_completed": "#f57f17",
+    "invalid": "#6d4c41",
 }
 _SEGMENT_COLOURS = {
-    "attempt": "#64b5f6", "call": "#1565c0", "tool": "#00897b", "wait": "#ef6c00",
-    "backoff": "#e0e0e0", "approval": "#f9a825",
+    "attempt": "#64b5f6",
+    "call": "#1565c0",
+    "tool": "#00897b",
+    "wait": "#ef6c00",
+    "backoff": "#e0e0e0",
+    "approval": "#f9a825",
 }
 
 
@@ -90,38 +103,54 @@ def gantt(lanes: Sequence[Lane], total: float) -> str:
     def x(t: float) -> float:
         return label_w + max(0.0, min(t, total)) * scale
 
-    out = [f'<svg class="gantt" viewBox="0 0 {width} {height}" width="100%" role="img" '
-           f'aria-label="timeline of agents" xmlns="http://www.w3.org/2000/svg">']
+    out = [
+        f'<svg class="gantt" viewBox="0 0 {width} {height}" width="100%" role="img" '
+        f'aria-label="timeline of agents" xmlns="http://www.w3.org/2000/svg">'
+    ]
     step = _nice_step(total)
     tick = 0.0
     while tick <= total + 1e-9:
         tx = x(tick)
-        out.append(f'<line x1="{tx:.1f}" y1="{top - 6}" x2="{tx:.1f}" y2="{height - 8}" class="grid"/>'
-                   f'<text x="{tx:.1f}" y="{top - 10}" class="tick">{_e(_fmt_seconds(round(tick, 6)))}</text>')
+        out.append(
+            f'<line x1="{tx:.1f}" y1="{top - 6}" x2="{tx:.1f}" y2="{height - 8}" class="grid"/>'
+            f'<text x="{tx:.1f}" y="{top - 10}" class="tick">{_e(_fmt_seconds(round(tick, 6)))}</text>'
+        )
         tick += step
     for row, lane in enumerate(lanes):
         y = top + row * row_h
-        out.append(f'<text x="{label_w - 8}" y="{y + 16}" class="lane-label" '
-                   f'fill="{status_colour(lane.status)}">{_e(_short(lane.name, 28))}'
-                   f'<title>{_e(lane.name)}: {_e(lane.status)}</title></text>')
+        out.append(
+            f'<text x="{label_w - 8}" y="{y + 16}" class="lane-label" '
+            f'fill="{status_colour(lane.status)}">{_e(_short(lane.name, 28))}'
+            f"<title>{_e(lane.name)}: {_e(lane.status)}</title></text>"
+        )
         for seg in lane.segments:
             x0, x1 = x(seg.start), x(seg.end)
             w = max(x1 - x0, 1.5)
             colour = _SEGMENT_COLOURS.get(seg.kind, "#9e9e9e")
             if seg.kind == "attempt" and seg.status:
                 colour = status_colour(seg.status) if seg.status != "completed" else colour
-            inset = {"attempt": (4, 16), "call": (8, 8), "tool": (8, 8), "wait": (6, 12),
-                     "backoff": (9, 6), "approval": (6, 12)}.get(seg.kind, (6, 12))
-            out.append(f'<rect x="{x0:.1f}" y="{y + inset[0]}" width="{w:.1f}" height="{inset[1]}" '
-                       f'rx="2" fill="{colour}" class="seg seg-{_e(seg.kind)}">'
-                       f'<title>{_e(seg.label or seg.kind)} ({_e(_fmt_seconds(round(seg.end - seg.start, 4)))})'
-                       f'</title></rect>')
+            inset = {
+                "attempt": (4, 16),
+                "call": (8, 8),
+                "tool": (8, 8),
+                "wait": (6, 12),
+                "backoff": (9, 6),
+                "approval": (6, 12),
+            }.get(seg.kind, (6, 12))
+            out.append(
+                f'<rect x="{x0:.1f}" y="{y + inset[0]}" width="{w:.1f}" height="{inset[1]}" '
+                f'rx="2" fill="{colour}" class="seg seg-{_e(seg.kind)}">'
+                f"<title>{_e(seg.label or seg.kind)} ({_e(_fmt_seconds(round(seg.end - seg.start, 4)))})"
+                f"</title></rect>"
+            )
         for when, kind, label in lane.markers:
             mx, my = x(when), y + 12
             colour = status_colour(kind) if kind in _STATUS_COLOURS else "#f9a825"
-            out.append(f'<path d="M{mx:.1f} {my - 6} L{mx + 6:.1f} {my} L{mx:.1f} {my + 6} '
-                       f'L{mx - 6:.1f} {my} Z" fill="{colour}" stroke="#333" stroke-width="0.6">'
-                       f'<title>{_e(label)}</title></path>')
+            out.append(
+                f'<path d="M{mx:.1f} {my - 6} L{mx + 6:.1f} {my} L{mx:.1f} {my + 6} '
+                f'L{mx - 6:.1f} {my} Z" fill="{colour}" stroke="#333" stroke-width="0.6">'
+                f"<title>{_e(label)}</title></path>"
+            )
     out.append("</svg>")
     return "".join(out)
 
@@ -158,25 +187,30 @@ def dag(nodes: Sequence[tuple[str, str, Sequence[str]]]) -> str:
             where[name] = (pad + col * (node_w + gap_x), pad + row * (node_h + gap_y))
     width = pad * 2 + (max(columns) + 1) * (node_w + gap_x) - gap_x if columns else 100
     height = pad * 2 + max((len(m) for m in columns.values()), default=1) * (node_h + gap_y) - gap_y
-    out = [f'<svg class="dag" viewBox="0 0 {width} {height}" width="{min(width, 1000)}" role="img" '
-           f'aria-label="workflow graph" xmlns="http://www.w3.org/2000/svg">']
+    out = [
+        f'<svg class="dag" viewBox="0 0 {width} {height}" width="{min(width, 1000)}" role="img" '
+        f'aria-label="workflow graph" xmlns="http://www.w3.org/2000/svg">'
+    ]
     for name in names:
         x2, y2 = where[name]
         for dep in deps[name]:
             x1, y1 = where[dep]
             sx, sy, ex, ey = x1 + node_w, y1 + node_h / 2, x2, y2 + node_h / 2
             mid = (sx + ex) / 2
-            out.append(f'<path d="M{sx:.0f} {sy:.0f} C{mid:.0f} {sy:.0f} {mid:.0f} {ey:.0f} '
-                       f'{ex:.0f} {ey:.0f}" class="edge"/>')
+            out.append(
+                f'<path d="M{sx:.0f} {sy:.0f} C{mid:.0f} {sy:.0f} {mid:.0f} {ey:.0f} {ex:.0f} {ey:.0f}" class="edge"/>'
+            )
     status_of = {name: status for name, status, _ in nodes}
     for name in names:
         nx, ny = where[name]
         colour = status_colour(status_of[name])
-        out.append(f'<g><rect x="{nx}" y="{ny}" width="{node_w}" height="{node_h}" rx="6" '
-                   f'fill="{colour}" fill-opacity="0.15" stroke="{colour}" stroke-width="2"/>'
-                   f'<text x="{nx + 8}" y="{ny + 17}" class="node-name">{_e(_short(name, 25))}</text>'
-                   f'<text x="{nx + 8}" y="{ny + 32}" class="node-status" fill="{colour}">'
-                   f'{_e(status_of[name])}</text><title>{_e(name)}: {_e(status_of[name])}</title></g>')
+        out.append(
+            f'<g><rect x="{nx}" y="{ny}" width="{node_w}" height="{node_h}" rx="6" '
+            f'fill="{colour}" fill-opacity="0.15" stroke="{colour}" stroke-width="2"/>'
+            f'<text x="{nx + 8}" y="{ny + 17}" class="node-name">{_e(_short(name, 25))}</text>'
+            f'<text x="{nx + 8}" y="{ny + 32}" class="node-status" fill="{colour}">'
+            f"{_e(status_of[name])}</text><title>{_e(name)}: {_e(status_of[name])}</title></g>"
+        )
     out.append("</svg>")
     return "".join(out)
 
@@ -188,15 +222,19 @@ def bars(rows: Sequence[tuple[str, float, str]]) -> str:
     label_w, width, row_h, bar_w = 220, 900, 22, 400
     top = max((v for _, v, _ in rows), default=0.0) or 1.0
     height = row_h * len(rows) + 8
-    out = [f'<svg class="bars" viewBox="0 0 {width} {height}" width="{width}" role="img" '
-           f'xmlns="http://www.w3.org/2000/svg">']
+    out = [
+        f'<svg class="bars" viewBox="0 0 {width} {height}" width="{width}" role="img" '
+        f'xmlns="http://www.w3.org/2000/svg">'
+    ]
     for i, (label, value, shown) in enumerate(rows):
         y = 4 + i * row_h
         w = max(value / top * bar_w, 1.0 if value > 0 else 0.0)
-        out.append(f'<text x="{label_w - 8}" y="{y + 14}" class="bar-label">{_e(_short(label, 30))}'
-                   f'<title>{_e(label)}</title></text>'
-                   f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="14" rx="2" class="bar"/>'
-                   f'<text x="{label_w + w + 6:.1f}" y="{y + 14}" class="bar-value">{_e(shown)}</text>')
+        out.append(
+            f'<text x="{label_w - 8}" y="{y + 14}" class="bar-label">{_e(_short(label, 30))}'
+            f"<title>{_e(label)}</title></text>"
+            f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="14" rx="2" class="bar"/>'
+            f'<text x="{label_w + w + 6:.1f}" y="{y + 14}" class="bar-value">{_e(shown)}</text>'
+        )
     out.append("</svg>")
     return "".join(out)
 
@@ -206,11 +244,13 @@ def meter(value: float, limit: float | None, label: str) -> str:
     width = 400
     share = min(value / limit, 1.0) if limit else 0.0
     colour = "#c62828" if share >= 0.9 else "#2e7d32"
-    return (f'<svg class="meter" viewBox="0 0 {width} 18" width="{width}" role="img" '
-            f'aria-label="{_e(label)}" xmlns="http://www.w3.org/2000/svg">'
-            f'<rect x="0" y="2" width="{width}" height="14" rx="3" fill="#eeeeee"/>'
-            f'<rect x="0" y="2" width="{share * width:.1f}" height="14" rx="3" fill="{colour}"/>'
-            f'<title>{_e(label)}</title></svg>')
+    return (
+        f'<svg class="meter" viewBox="0 0 {width} 18" width="{width}" role="img" '
+        f'aria-label="{_e(label)}" xmlns="http://www.w3.org/2000/svg">'
+        f'<rect x="0" y="2" width="{width}" height="14" rx="3" fill="#eeeeee"/>'
+        f'<rect x="0" y="2" width="{share * width:.1f}" height="14" rx="3" fill="{colour}"/>'
+        f"<title>{_e(label)}</title></svg>"
+    )
 
 
 def histogram(values: Sequence[float], *, bins: int = 20, fmt: Callable[[float], str] = str) -> str:
@@ -225,15 +265,21 @@ def histogram(values: Sequence[float], *, bins: int = 20, fmt: Callable[[float],
     width, height, pad = 600, 140, 24
     bar_w = (width - 2 * pad) / bins
     peak = max(counts) or 1
-    out = [f'<svg class="histogram" viewBox="0 0 {width} {height}" width="{width}" role="img" '
-           f'xmlns="http://www.w3.org/2000/svg">']
+    out = [
+        f'<svg class="histogram" viewBox="0 0 {width} {height}" width="{width}" role="img" '
+        f'xmlns="http://www.w3.org/2000/svg">'
+    ]
     for i, count in enumerate(counts):
         h = count / peak * (height - 2 * pad)
         lo = low + span * i / bins
-        out.append(f'<rect x="{pad + i * bar_w:.1f}" y="{height - pad - h:.1f}" width="{bar_w - 1:.1f}" '
-                   f'height="{h:.1f}" class="bar"><title>{count} rows from {_e(fmt(lo))}'
-                   f'</title></rect>')
-    out.append(f'<text x="{pad}" y="{height - 6}" class="tick" text-anchor="start">{_e(fmt(low))}</text>'
-               f'<text x="{width - pad}" y="{height - 6}" class="tick" text-anchor="end">'
-               f'{_e(fmt(high))}</text><text x="{pad}" y="14" class="tick" text-anchor="start">{peak} rows</text></svg>')
+        out.append(
+            f'<rect x="{pad + i * bar_w:.1f}" y="{height - pad - h:.1f}" width="{bar_w - 1:.1f}" '
+            f'height="{h:.1f}" class="bar"><title>{count} rows from {_e(fmt(lo))}'
+            f"</title></rect>"
+        )
+    out.append(
+        f'<text x="{pad}" y="{height - 6}" class="tick" text-anchor="start">{_e(fmt(low))}</text>'
+        f'<text x="{width - pad}" y="{height - 6}" class="tick" text-anchor="end">'
+        f'{_e(fmt(high))}</text><text x="{pad}" y="14" class="tick" text-anchor="start">{peak} rows</text></svg>'
+    )
     return "".join(out)

@@ -71,8 +71,14 @@ class JsonLines:
             with the commit's other journals; None writes each line at once.
     """
 
-    def __init__(self, path: Path, *, sync_interval: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic, commit: GroupCommit | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        sync_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        commit: GroupCommit | None = None,
+    ) -> None:
         self.path = Path(path)
         self.sync_interval = sync_interval
         self.clock = clock

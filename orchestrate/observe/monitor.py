@@ -31,10 +31,25 @@ _ENDS = frozenset({"agent_finished", "workflow_finished", "row_finished"})
 _FAILED = frozenset({"failed", "budget_exceeded", "rejected"})
 
 _COUNTERS = (
-    "workflows_started", "workflows_completed", "workflows_partially_completed", "workflows_failed",
-    "workflows_cancelled", "agents_started", "agents_completed", "agents_failed", "agents_cancelled",
-    "agents_budget_exceeded", "agents_retried", "agents_rate_limited", "budget_refusals", "llm_calls",
-    "cached_calls", "tool_calls", "input_tokens", "output_tokens", "total_tokens",
+    "workflows_started",
+    "workflows_completed",
+    "workflows_partially_completed",
+    "workflows_failed",
+    "workflows_cancelled",
+    "agents_started",
+    "agents_completed",
+    "agents_failed",
+    "agents_cancelled",
+    "agents_budget_exceeded",
+    "agents_retried",
+    "agents_rate_limited",
+    "budget_refusals",
+    "llm_calls",
+    "cached_calls",
+    "tool_calls",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
 )
 
 
@@ -76,12 +91,16 @@ class Monitor:
         self.agent_time = 0.0
         self.agents_finished = 0
         self.workflow_time = 0.0
-        self.events: deque[tuple[float, str, str | None, str | None, dict[str, Any]]] = deque(maxlen=max(1, self.config.max_events))
+        self.events: deque[tuple[float, str, str | None, str | None, dict[str, Any]]] = deque(
+            maxlen=max(1, self.config.max_events)
+        )
         self.snapshots: deque[dict[str, Any]] = deque(maxlen=max(1, self.config.max_snapshots))
         self._next_snapshot = self.started + self.config.metrics_interval
         self._counts: dict[str, Callable[[dict[str, Any]], None]] = {
-            "agent_finished": self._agent_finished, "llm_call": self._llm_call,
-            "agent_started": self._agent_started, "agent_rate_limited": self._agent_rate_limited,
+            "agent_finished": self._agent_finished,
+            "llm_call": self._llm_call,
+            "agent_started": self._agent_started,
+            "agent_rate_limited": self._agent_rate_limited,
             "workflow_finished": self._workflow_finished,
             "agent_retrying": self._counter("agents_retried"),
             "agent_budget_refused": self._counter("budget_refusals"),
@@ -100,16 +119,22 @@ class Monitor:
     def __call__(self, event: Event) -> None:
         self._record(_KIND[event.type], event.agent, event.workflow_id, event.data, event.timestamp)
 
-    def record_event(self, event_type: str | EventType, agent_id: str | None = None,
-                     workflow_id: str | None = None, data: dict[str, Any] | None = None, *,
-                     timestamp: float | None = None) -> None:
+    def record_event(
+        self,
+        event_type: str | EventType,
+        agent_id: str | None = None,
+        workflow_id: str | None = None,
+        data: dict[str, Any] | None = None,
+        *,
+        timestamp: float | None = None,
+    ) -> None:
         """Record one event: update the counters, keep it among the recent events, log it."""
         kind = event_type.value if isinstance(event_type, EventType) else str(event_type)
-        self._record(kind, agent_id, workflow_id, data or {},
-                     timestamp if timestamp is not None else self.clock())
+        self._record(kind, agent_id, workflow_id, data or {}, timestamp if timestamp is not None else self.clock())
 
-    def _record(self, kind: str, agent_id: str | None, workflow_id: str | None, data: dict[str, Any],
-                now: float) -> None:
+    def _record(
+        self, kind: str, agent_id: str | None, workflow_id: str | None, data: dict[str, Any], now: float
+    ) -> None:
         config = self.config
         if config.enable_metrics:
             count = self._counts.get(kind)
@@ -165,6 +190,7 @@ class Monitor:
     def _counter(self, name: str) -> Callable[[dict[str, Any]], None]:
         def count(_data: dict[str, Any]) -> None:
             self.counters[name] += 1
+
         return count
 
     def get_metrics(self) -> dict[str, Any]:
@@ -179,8 +205,12 @@ class Monitor:
     def get_summary(self) -> dict[str, Any]:
         """Workflows, agents, calls and costs, with success rates (in percent) and averages."""
         c = self.counters
-        wf_done = (c["workflows_completed"] + c["workflows_partially_completed"] + c["workflows_failed"]
-                   + c["workflows_cancelled"])
+        wf_done = (
+            c["workflows_completed"]
+            + c["workflows_partially_completed"]
+            + c["workflows_failed"]
+            + c["workflows_cancelled"]
+        )
         return {
             "uptime_seconds": self.clock() - self.started,
             "workflows": {
@@ -211,9 +241,11 @@ class Monitor:
                 "total_tokens": c["total_tokens"],
             },
             "costs": {"total_cost": round(self.total_cost, 10)},
-            "rate_limiting": {"rate_limited": c["agents_rate_limited"],
-                              "waited_seconds": self.rate_limited_seconds,
-                              "budget_refusals": c["budget_refusals"]},
+            "rate_limiting": {
+                "rate_limited": c["agents_rate_limited"],
+                "waited_seconds": self.rate_limited_seconds,
+                "budget_refusals": c["budget_refusals"],
+            },
         }
 
     def get_recent_events(self, count: int = 100, event_type: str | EventType | None = None) -> list[dict[str, Any]]:
@@ -222,5 +254,7 @@ class Monitor:
             return []
         kind = event_type.value if isinstance(event_type, EventType) else event_type
         rows = list(self.events) if kind is None else [e for e in self.events if e[1] == kind]
-        return [{"timestamp": t, "event_type": k, "agent_id": a, "workflow_id": w, "data": d}
-                for t, k, a, w, d in rows[-count:]]
+        return [
+            {"timestamp": t, "event_type": k, "agent_id": a, "workflow_id": w, "data": d}
+            for t, k, a, w, d in rows[-count:]
+        ]

@@ -62,15 +62,20 @@ def _is_llm_error(name: str | None) -> bool:
 def _parts(message: dict[str, Any]) -> dict[str, Any]:
     role = message.get("role")
     if role == "tool":
-        return {"role": "tool", "parts": [{"type": "tool_call_response", "id": message.get("tool_call_id"),
-                                           "result": message.get("content")}]}
+        return {
+            "role": "tool",
+            "parts": [
+                {"type": "tool_call_response", "id": message.get("tool_call_id"), "result": message.get("content")}
+            ],
+        }
     parts: list[dict[str, Any]] = []
     if message.get("content"):
         parts.append({"type": "text", "content": message["content"]})
     for call in message.get("tool_calls") or ():
         call = call.to_dict() if hasattr(call, "to_dict") else call
-        parts.append({"type": "tool_call", "id": call.get("id"), "name": call.get("name"),
-                      "arguments": call.get("arguments")})
+        parts.append(
+            {"type": "tool_call", "id": call.get("id"), "name": call.get("name"), "arguments": call.get("arguments")}
+        )
     return {"role": role, "parts": parts}
 
 
@@ -112,9 +117,15 @@ class OTelSink:
         """An approval asked for or decided: an event on the agent's span, which covers the wait."""
         spans = self._agent_span(event, event.data)
         spans.last_activity = event.timestamp
-        spans.span.add_event(str(getattr(event.type, "value", event.type)), {
-            f"orchestrate.approval.{k}": v if isinstance(v, (bool, int, float)) else str(v)
-            for k, v in event.data.items() if v is not None}, timestamp=_ns(event.timestamp))
+        spans.span.add_event(
+            str(getattr(event.type, "value", event.type)),
+            {
+                f"orchestrate.approval.{k}": v if isinstance(v, (bool, int, float)) else str(v)
+                for k, v in event.data.items()
+                if v is not None
+            },
+            timestamp=_ns(event.timestamp),
+        )
 
     # --- workflow ---------------------------------------------------------------------------
 
@@ -122,8 +133,10 @@ class OTelSink:
         data = event.data
         name = data.get("name") or event.workflow_name or "workflow"
         attributes: dict[str, Any] = {
-            "gen_ai.operation.name": "invoke_workflow", "gen_ai.workflow.name": name,
-            "orchestrate.workflow.id": event.workflow_id, "orchestrate.agents": len(data.get("agents") or ()),
+            "gen_ai.operation.name": "invoke_workflow",
+            "gen_ai.workflow.name": name,
+            "orchestrate.workflow.id": event.workflow_id,
+            "orchestrate.agents": len(data.get("agents") or ()),
             "orchestrate.max_parallel_agents": data.get("max_parallel_agents") or 0,
         }
         if data.get("cost_budget") is not None:
@@ -133,8 +146,12 @@ class OTelSink:
             attributes["orchestrate.row.key"] = str(row.get("key"))
             attributes["orchestrate.row.line"] = int(row.get("row") or 0)
         self._workflows[event.workflow_id] = self.tracer.start_span(  # type: ignore[index]
-            f"invoke_workflow {name}", context=Context(), kind=SpanKind.INTERNAL,
-            attributes=attributes, start_time=_ns(event.timestamp))
+            f"invoke_workflow {name}",
+            context=Context(),
+            kind=SpanKind.INTERNAL,
+            attributes=attributes,
+            start_time=_ns(event.timestamp),
+        )
 
     def _workflow_finished(self, event: Event) -> None:
         span = self._workflows.pop(event.workflow_id, None)  # type: ignore[arg-type]
@@ -144,8 +161,13 @@ class OTelSink:
             self._agents.pop(key).span.end(_ns(event.timestamp))
         data = event.data
         status = str(data.get("status"))
-        span.set_attributes({"orchestrate.status": status, "orchestrate.cost_usd": float(data.get("total_cost") or 0.0),
-                             "orchestrate.total_tokens": int(data.get("total_tokens") or 0)})
+        span.set_attributes(
+            {
+                "orchestrate.status": status,
+                "orchestrate.cost_usd": float(data.get("total_cost") or 0.0),
+                "orchestrate.total_tokens": int(data.get("total_tokens") or 0),
+            }
+        )
         if status in ERROR_STATUSES or status == "partially_completed":
             span.set_attribute("error.type", status)
             span.set_status(Status(StatusCode.ERROR, str(data.get("error") or status)))
@@ -169,8 +191,13 @@ class OTelSink:
                 attributes["gen_ai.request.model"] = data["model"]
             if data.get("module"):
                 attributes["orchestrate.module"] = data["module"]
-            span = self.tracer.start_span(f"invoke_agent {key[1]}", context=context, kind=SpanKind.INTERNAL,
-                                          attributes=attributes, start_time=_ns(event.timestamp))
+            span = self.tracer.start_span(
+                f"invoke_agent {key[1]}",
+                context=context,
+                kind=SpanKind.INTERNAL,
+                attributes=attributes,
+                start_time=_ns(event.timestamp),
+            )
             spans = self._agents[key] = _AgentSpans(span, event.timestamp, data.get("provider"), data.get("model"))
         return spans
 
@@ -178,57 +205,85 @@ class OTelSink:
         data = event.data
         spans = self._agent_span(event, data)
         spans.attempt_started = spans.last_activity = event.timestamp
-        spans.span.add_event("attempt", {"orchestrate.attempt": int(data.get("attempt") or 1)},
-                             timestamp=_ns(event.timestamp))
+        spans.span.add_event(
+            "attempt", {"orchestrate.attempt": int(data.get("attempt") or 1)}, timestamp=_ns(event.timestamp)
+        )
         content = event.content if self.content else None
         if content and content.get("prompt") is not None:
-            spans.span.set_attribute("gen_ai.input.messages", json.dumps(
-                [{"role": "user", "parts": [{"type": "text", "content": content["prompt"]}]}], ensure_ascii=False))
+            spans.span.set_attribute(
+                "gen_ai.input.messages",
+                json.dumps(
+                    [{"role": "user", "parts": [{"type": "text", "content": content["prompt"]}]}], ensure_ascii=False
+                ),
+            )
             if content.get("system"):
-                spans.span.set_attribute("gen_ai.system_instructions", json.dumps(
-                    [{"type": "text", "content": content["system"]}], ensure_ascii=False))
+                spans.span.set_attribute(
+                    "gen_ai.system_instructions",
+                    json.dumps([{"type": "text", "content": content["system"]}], ensure_ascii=False),
+                )
 
     def _agent_rate_limited(self, event: Event) -> None:
         spans = self._agent_span(event, event.data)
         waited = float(event.data.get("waited") or 0.0)
         spans.rate_limited += waited
         spans.last_activity = event.timestamp
-        spans.span.add_event("rate_limited", {"orchestrate.rate_limit_wait_s": waited,
-                                              "gen_ai.provider.name": str(event.data.get("provider") or "")},
-                             timestamp=_ns(event.timestamp))
+        spans.span.add_event(
+            "rate_limited",
+            {"orchestrate.rate_limit_wait_s": waited, "gen_ai.provider.name": str(event.data.get("provider") or "")},
+            timestamp=_ns(event.timestamp),
+        )
 
     def _agent_retrying(self, event: Event) -> None:
         data = event.data
         spans = self._agent_span(event, data)
         if _is_llm_error(data.get("error_type")):
             self._failed_call(spans, event, data)
-        spans.span.add_event("retry", {
-            "orchestrate.attempt": int(data.get("attempt") or 0), "orchestrate.retry_delay_s": float(data.get("delay") or 0.0),
-            "error.type": str(data.get("error_type") or "_OTHER"), "exception.message": str(data.get("error") or "")},
-            timestamp=_ns(event.timestamp))
+        spans.span.add_event(
+            "retry",
+            {
+                "orchestrate.attempt": int(data.get("attempt") or 0),
+                "orchestrate.retry_delay_s": float(data.get("delay") or 0.0),
+                "error.type": str(data.get("error_type") or "_OTHER"),
+                "exception.message": str(data.get("error") or ""),
+            },
+            timestamp=_ns(event.timestamp),
+        )
 
     def _failed_call(self, spans: _AgentSpans, event: Event, data: dict[str, Any]) -> None:
         """A provider call that ended in an error: from the attempt's last activity to the error."""
         model = spans.model or "unknown"
-        attributes: dict[str, Any] = {"gen_ai.operation.name": "chat", "gen_ai.request.model": model,
-                                      "error.type": str(data.get("error_type") or "_OTHER")}
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": model,
+            "error.type": str(data.get("error_type") or "_OTHER"),
+        }
         if data.get("status_code"):
             attributes["http.response.status_code"] = int(data["status_code"])
         if spans.provider:
             attributes["gen_ai.provider.name"] = spans.provider
-        span = self.tracer.start_span(f"chat {model}", context=trace.set_span_in_context(spans.span),
-                                      kind=SpanKind.CLIENT, attributes=attributes,
-                                      start_time=_ns(spans.last_activity))
+        span = self.tracer.start_span(
+            f"chat {model}",
+            context=trace.set_span_in_context(spans.span),
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+            start_time=_ns(spans.last_activity),
+        )
         span.set_status(Status(StatusCode.ERROR, str(data.get("error") or "")))
         span.end(_ns(event.timestamp))
 
     def _agent_budget_refused(self, event: Event) -> None:
         data = event.data
         spans = self._agent_span(event, data)
-        spans.span.add_event("budget_refused", {
-            "orchestrate.budget.scope": str(data.get("scope")), "orchestrate.budget_usd": float(data.get("limit") or 0.0),
-            "orchestrate.requested_usd": float(data.get("requested") or 0.0),
-            "orchestrate.committed_usd": float(data.get("committed") or 0.0)}, timestamp=_ns(event.timestamp))
+        spans.span.add_event(
+            "budget_refused",
+            {
+                "orchestrate.budget.scope": str(data.get("scope")),
+                "orchestrate.budget_usd": float(data.get("limit") or 0.0),
+                "orchestrate.requested_usd": float(data.get("requested") or 0.0),
+                "orchestrate.committed_usd": float(data.get("committed") or 0.0),
+            },
+            timestamp=_ns(event.timestamp),
+        )
 
     def _agent_finished(self, event: Event) -> None:
         data = event.data
@@ -238,11 +293,15 @@ class OTelSink:
         span = spans.span
         if status == "failed" and _is_llm_error(data.get("error_type")):
             self._failed_call(spans, event, data)
-        span.set_attributes({
-            "orchestrate.status": status, "orchestrate.cost_usd": float(data.get("cost") or 0.0),
-            "orchestrate.retries": int(data.get("retry_count") or 0),
-            "orchestrate.tokens": int(data.get("tokens_used") or 0),
-            "orchestrate.rate_limit_wait_s": spans.rate_limited})
+        span.set_attributes(
+            {
+                "orchestrate.status": status,
+                "orchestrate.cost_usd": float(data.get("cost") or 0.0),
+                "orchestrate.retries": int(data.get("retry_count") or 0),
+                "orchestrate.tokens": int(data.get("tokens_used") or 0),
+                "orchestrate.rate_limit_wait_s": spans.rate_limited,
+            }
+        )
         if data.get("model") and not spans.model:
             span.set_attribute("gen_ai.request.model", str(data["model"]))
         if status in ERROR_STATUSES:
@@ -251,9 +310,14 @@ class OTelSink:
         if self.content and status == "completed" and data.get("output") is not None:
             output = data["output"]
             text = output.get("text") if isinstance(output, dict) else output
-            span.set_attribute("gen_ai.output.messages", json.dumps(
-                [{"role": "assistant", "parts": [{"type": "text", "content": text}], "finish_reason": "stop"}],
-                ensure_ascii=False, default=str))
+            span.set_attribute(
+                "gen_ai.output.messages",
+                json.dumps(
+                    [{"role": "assistant", "parts": [{"type": "text", "content": text}], "finish_reason": "stop"}],
+                    ensure_ascii=False,
+                    default=str,
+                ),
+            )
         span.end(_ns(event.timestamp))
 
     # --- calls ------------------------------------------------------------------------------
@@ -263,20 +327,25 @@ class OTelSink:
         spans = self._agent_span(event, data)
         took = float(data.get("duration") or 0.0)
         attributes: dict[str, Any] = {
-            "gen_ai.operation.name": "chat", "gen_ai.provider.name": str(data.get("provider") or ""),
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": str(data.get("provider") or ""),
             "gen_ai.request.model": str(data.get("model") or ""),
             "gen_ai.usage.input_tokens": int(data.get("input_tokens") or 0),
             "gen_ai.usage.output_tokens": int(data.get("output_tokens") or 0),
             "orchestrate.cost_usd": float(data.get("cost") or 0.0),
         }
         # Set only when there is something to say: each attribute costs the SDK a type check.
-        optional = {"gen_ai.usage.cache_read.input_tokens": data.get("cached_input_tokens") or None,
-                    "gen_ai.usage.cache_creation.input_tokens": data.get("cache_creation_input_tokens") or None,
-                    "gen_ai.usage.reasoning.output_tokens": data.get("reasoning_tokens") or None,
-                    "gen_ai.response.model": data.get("response_model"), "gen_ai.response.id": data.get("request_id"),
-                    "gen_ai.request.max_tokens": data.get("max_tokens"),
-                    "gen_ai.request.temperature": data.get("temperature"), "orchestrate.batch_id": data.get("batch_id"),
-                    "orchestrate.cached": True if data.get("cached") else None}
+        optional = {
+            "gen_ai.usage.cache_read.input_tokens": data.get("cached_input_tokens") or None,
+            "gen_ai.usage.cache_creation.input_tokens": data.get("cache_creation_input_tokens") or None,
+            "gen_ai.usage.reasoning.output_tokens": data.get("reasoning_tokens") or None,
+            "gen_ai.response.model": data.get("response_model"),
+            "gen_ai.response.id": data.get("request_id"),
+            "gen_ai.request.max_tokens": data.get("max_tokens"),
+            "gen_ai.request.temperature": data.get("temperature"),
+            "orchestrate.batch_id": data.get("batch_id"),
+            "orchestrate.cached": True if data.get("cached") else None,
+        }
         attributes.update({k: v for k, v in optional.items() if v is not None})
         if data.get("finish_reason"):
             attributes["gen_ai.response.finish_reasons"] = [str(data["finish_reason"])]
@@ -286,15 +355,29 @@ class OTelSink:
             system = [m for m in messages if m.get("role") == "system"]
             if system:
                 attributes["gen_ai.system_instructions"] = json.dumps(
-                    [{"type": "text", "content": m.get("content")} for m in system], ensure_ascii=False)
+                    [{"type": "text", "content": m.get("content")} for m in system], ensure_ascii=False
+                )
             attributes["gen_ai.input.messages"] = json.dumps(
-                [_parts(m) for m in messages if m.get("role") != "system"], ensure_ascii=False, default=str)
-            attributes["gen_ai.output.messages"] = json.dumps([{
-                "role": "assistant", "parts": [{"type": "text", "content": content.get("answer")}],
-                "finish_reason": data.get("finish_reason") or "stop"}], ensure_ascii=False)
+                [_parts(m) for m in messages if m.get("role") != "system"], ensure_ascii=False, default=str
+            )
+            attributes["gen_ai.output.messages"] = json.dumps(
+                [
+                    {
+                        "role": "assistant",
+                        "parts": [{"type": "text", "content": content.get("answer")}],
+                        "finish_reason": data.get("finish_reason") or "stop",
+                    }
+                ],
+                ensure_ascii=False,
+            )
         start = event.timestamp - took
-        span = self.tracer.start_span(f"chat {data.get('model')}", context=trace.set_span_in_context(spans.span),
-                                      kind=SpanKind.CLIENT, attributes=attributes, start_time=_ns(start))
+        span = self.tracer.start_span(
+            f"chat {data.get('model')}",
+            context=trace.set_span_in_context(spans.span),
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+            start_time=_ns(start),
+        )
         span.end(_ns(event.timestamp))
         spans.last_activity = event.timestamp
 
@@ -303,16 +386,23 @@ class OTelSink:
         spans = self._agent_span(event, data)
         took = float(data.get("duration") or 0.0)
         tool = str(data.get("tool"))
-        attributes: dict[str, Any] = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": tool,
-                                      "gen_ai.tool.type": "function"}
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": tool,
+            "gen_ai.tool.type": "function",
+        }
         if data.get("call_id"):
             attributes["gen_ai.tool.call.id"] = str(data["call_id"])
         if self.content and event.content:
             attributes["gen_ai.tool.call.arguments"] = json.dumps(event.content.get("arguments"), default=str)
             attributes["gen_ai.tool.call.result"] = str(event.content.get("result"))
-        span = self.tracer.start_span(f"execute_tool {tool}", context=trace.set_span_in_context(spans.span),
-                                      kind=SpanKind.INTERNAL, attributes=attributes,
-                                      start_time=_ns(event.timestamp - took))
+        span = self.tracer.start_span(
+            f"execute_tool {tool}",
+            context=trace.set_span_in_context(spans.span),
+            kind=SpanKind.INTERNAL,
+            attributes=attributes,
+            start_time=_ns(event.timestamp - took),
+        )
         if data.get("error"):
             error = str(data["error"])
             span.set_attribute("error.type", error.split(":", 1)[0] if ":" in error else "_OTHER")
@@ -337,6 +427,7 @@ _HANDLERS = {
 
 # --- setting up the SDK for a CLI run --------------------------------------------------------
 
+
 class Tracing:
     """The SDK set up for one `orchestrate run`: a batch processor and an OTLP/HTTP exporter.
 
@@ -347,8 +438,14 @@ class Tracing:
     through `warn`; it never raises and never fails the run.
     """
 
-    def __init__(self, *, content: bool, warn: Callable[[str], None], exporter: SpanExporter | None = None,
-                 flush_timeout: float = 3.0) -> None:
+    def __init__(
+        self,
+        *,
+        content: bool,
+        warn: Callable[[str], None],
+        exporter: SpanExporter | None = None,
+        flush_timeout: float = 3.0,
+    ) -> None:
         if exporter is None:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -361,8 +458,9 @@ class Tracing:
         self._propagate = self._logger.propagate
         self._logger.propagate = False  # the SDK's retry chatter is summed up in one line at the end
         self.exporter = _CountingExporter(exporter)
-        resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or "orchestrate",
-                                    "service.version": __version__})
+        resource = Resource.create(
+            {"service.name": os.environ.get("OTEL_SERVICE_NAME") or "orchestrate", "service.version": __version__}
+        )
         self.provider = TracerProvider(resource=resource)
         self.provider.add_span_processor(BatchSpanProcessor(self.exporter))
         self.sink = OTelSink(self.provider, content=content)
@@ -381,8 +479,10 @@ class Tracing:
         try:
             self.provider.shutdown()
             if self.exporter.failed:
-                self.warn(f"OpenTelemetry: {self.exporter.failed} spans not exported to {_endpoint()}: "
-                          f"{self._notes.cause() or 'no answer within ' + format(self.flush_timeout, 'g') + 's'}")
+                self.warn(
+                    f"OpenTelemetry: {self.exporter.failed} spans not exported to {_endpoint()}: "
+                    f"{self._notes.cause() or 'no answer within ' + format(self.flush_timeout, 'g') + 's'}"
+                )
         finally:
             self._logger.removeHandler(self._notes)
             self._logger.propagate = self._propagate

@@ -46,7 +46,6 @@ def markdown_cell(text: object) -> str:
 def mermaid_label(text: object) -> str:
     """`text` inside a quoted Mermaid label: one line, no quote or bracket that ends it."""
     value = printable(text, one_line=True)
-    for raw, entity in (("&", "#amp;"), ('"', "#quot;"), ("<", "#lt;"), (">", "#gt;"),
-                        ("[", "#91;"), ("]", "#93;")):
+    for raw, entity in (("&", "#amp;"), ('"', "#quot;"), ("<", "#lt;"), (">", "#gt;"), ("[", "#91;"), ("]", "#93;")):
         value = value.replace(raw, entity)
     return value

@@ -11,16 +11,16 @@ from __future__ import annotations
 import re
 import sys
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import IO, Any
 
 from orchestrate.money.amounts import usd
 from orchestrate.observe.events import Event, EventType
+from orchestrate.observe.printable import printable
 from orchestrate.observe.summary import outcome_counts
 from orchestrate.observe.tables import Column, build_table
-from orchestrate.observe.printable import printable
 
 __all__ = ["LiveTable", "PlainLog", "RunState", "batch_line", "quiet_control_echo"]
 
@@ -56,10 +56,19 @@ def quiet_control_echo() -> Callable[[], None]:
 
     return restore
 
+
 _STYLE = {
-    "pending": "dim", "running": "cyan", "retrying": "yellow", "rate_limited": "magenta",
-    "completed": "green", "failed": "bold red", "cancelled": "red", "budget_exceeded": "bold magenta",
-    "skipped": "dim green", "waiting_approval": "bold yellow", "rejected": "bold red",
+    "pending": "dim",
+    "running": "cyan",
+    "retrying": "yellow",
+    "rate_limited": "magenta",
+    "completed": "green",
+    "failed": "bold red",
+    "cancelled": "red",
+    "budget_exceeded": "bold magenta",
+    "skipped": "dim green",
+    "waiting_approval": "bold yellow",
+    "rejected": "bold red",
 }
 
 
@@ -73,8 +82,8 @@ class AgentRow:
     tokens: int = 0
     cost: float = 0.0
     waited: float = 0.0
-    started: float | None = None   # monotonic
-    elapsed: float | None = None   # set when finished
+    started: float | None = None  # monotonic
+    elapsed: float | None = None  # set when finished
     error: str | None = None
     retry_at: float | None = None  # monotonic moment of the next attempt, while retrying
 
@@ -123,11 +132,11 @@ class RunState:
         wid = event.workflow_id or ""
         data = event.data
         if event.type is EventType.WORKFLOW_STARTED:
-            started = WorkflowState(event.workflow_name or data.get("name", wid), data.get("cost_budget"),
-                                    started=self.clock())
+            started = WorkflowState(
+                event.workflow_name or data.get("name", wid), data.get("cost_budget"), started=self.clock()
+            )
             for spec in data.get("agents", []):
-                started.rows[spec["name"]] = AgentRow(spec["name"], spec.get("module", ""),
-                                                      spec.get("model") or "")
+                started.rows[spec["name"]] = AgentRow(spec["name"], spec.get("module", ""), spec.get("model") or "")
             self.workflows[wid] = started
             return
         state = self.workflows.get(wid)
@@ -173,12 +182,26 @@ class RunState:
 
 # Which rows stay on screen when they do not all fit: the active ones, then problems, then
 # what is still to come; finished work folds into a count first.
-_KEEP_ORDER = {"running": 0, "retrying": 0, "rate_limited": 0, "waiting_approval": 0,
-               "failed": 1, "budget_exceeded": 1, "rejected": 1, "pending": 2, "cancelled": 3}
+_KEEP_ORDER = {
+    "running": 0,
+    "retrying": 0,
+    "rate_limited": 0,
+    "waiting_approval": 0,
+    "failed": 1,
+    "budget_exceeded": 1,
+    "rejected": 1,
+    "pending": 2,
+    "cancelled": 3,
+}
 _COLUMNS = (
-    Column("agent"), Column("status"), Column("module", drop=5), Column("model", drop=2),
-    Column("tries", "right", "number", drop=4), Column("tokens", "right", "number"),
-    Column("cost", "right", "number"), Column("time", "right", "number", drop=3),
+    Column("agent"),
+    Column("status"),
+    Column("module", drop=5),
+    Column("model", drop=2),
+    Column("tries", "right", "number", drop=4),
+    Column("tokens", "right", "number"),
+    Column("cost", "right", "number"),
+    Column("time", "right", "number", drop=3),
     Column("why", kind="text", drop=1),
 )
 
@@ -193,8 +216,9 @@ class LiveTable:
     agents fold into a count so that running ones and the footer stay visible.
     """
 
-    def __init__(self, console: Any, *, refresh_per_second: float = 4.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, console: Any, *, refresh_per_second: float = 4.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.console = console
         self.clock = clock
         self.state = RunState(clock)
@@ -208,9 +232,14 @@ class LiveTable:
     def start(self) -> None:
         from rich.live import Live
 
-        self._live = Live(get_renderable=self.render, console=self.console,
-                          refresh_per_second=self.refresh_per_second, transient=False,
-                          redirect_stdout=False, redirect_stderr=False)
+        self._live = Live(
+            get_renderable=self.render,
+            console=self.console,
+            refresh_per_second=self.refresh_per_second,
+            transient=False,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
         self._echo = quiet_control_echo()
         self._live.start()
 
@@ -242,18 +271,22 @@ class LiveTable:
         footers = [self._footer(state, now) for state in states]  # open batches on lines of their own
         total_line = self._total_line(states) if len(states) > 1 else None
         # Lines each workflow takes besides its rows: title, three header lines, bottom border, footer.
-        fixed = [_lines(title, width) + 4 + sum(_lines(line, width) for line in footer.split("\n"))
-                 for title, footer in zip(titles, footers)]
+        fixed = [
+            _lines(title, width) + 4 + sum(_lines(line, width) for line in footer.split("\n"))
+            for title, footer in zip(titles, footers)
+        ]
         spare = None if height is None else height - 1 - sum(fixed) - _lines(total_line, width)
         budgets = _row_budgets([len(s.rows) for s in states], spare)
         parts: list[Any] = []
         for state, title, footer, budget in zip(states, titles, footers, budgets):
             shown, folded = _fold(list(state.rows.values()), budget)
-            parts.append(build_table(_COLUMNS, [self._cells(row, now) for row in shown],
-                                     width=width, title=Text(title, style="bold")))  # Text: no markup
+            parts.append(
+                build_table(
+                    _COLUMNS, [self._cells(row, now) for row in shown], width=width, title=Text(title, style="bold")
+                )
+            )  # Text: no markup
             if folded:
-                parts.append(Text(f"  + {len(folded)} more: {outcome_counts([r.status for r in folded])}",
-                                  style="dim"))
+                parts.append(Text(f"  + {len(folded)} more: {outcome_counts([r.status for r in folded])}", style="dim"))
             parts.append(Text(footer))
         if total_line:
             parts.append(Text(total_line, style="bold"))
@@ -265,16 +298,20 @@ class LiveTable:
         spent = usd(state.spent)
         budget_text = f"{spent} of ${state.budget:.2f}" if state.budget else spent
         elapsed = (state.finished or now) - state.started
-        footer = (f"{done}/{total} agents done: {outcome_counts([r.status for r in state.rows.values()])}"
-                  f" | spent {budget_text} | rate-limit wait {state.waited:.1f}s | {elapsed:.1f}s elapsed")
+        footer = (
+            f"{done}/{total} agents done: {outcome_counts([r.status for r in state.rows.values()])}"
+            f" | spent {budget_text} | rate-limit wait {state.waited:.1f}s | {elapsed:.1f}s elapsed"
+        )
         return "\n".join([footer, *(batch_line(batch) for batch in state.batches.values())])
 
     @staticmethod
     def _total_line(states: list[WorkflowState]) -> str:
         every = [r for s in states for r in s.rows.values()]
         done = sum(1 for r in every if r.status not in _UNFINISHED)
-        return (f"all {len(states)} workflows: {done}/{len(every)} agents done: "
-                f"{outcome_counts([r.status for r in every])} | spent {usd(sum(s.spent for s in states))}")
+        return (
+            f"all {len(states)} workflows: {done}/{len(every)} agents done: "
+            f"{outcome_counts([r.status for r in every])} | spent {usd(sum(s.spent for s in states))}"
+        )
 
     def _cells(self, row: AgentRow, now: float) -> list[Any]:
         from rich.spinner import Spinner
@@ -291,15 +328,25 @@ class LiveTable:
         if row.status in _ACTIVE:
             status = Spinner("dots", text=Text(label, style=style))
         why = _short(row.error) if row.error and row.status != "completed" else ""
-        return [row.name, status, row.module, row.model, str(row.attempts or ""),
-                f"{row.tokens:,}" if row.tokens else "", usd(row.cost) if row.cost else "",
-                f"{row.seconds(now):.1f}s" if row.started is not None else "", why]
+        return [
+            row.name,
+            status,
+            row.module,
+            row.model,
+            str(row.attempts or ""),
+            f"{row.tokens:,}" if row.tokens else "",
+            usd(row.cost) if row.cost else "",
+            f"{row.seconds(now):.1f}s" if row.started is not None else "",
+            why,
+        ]
 
 
 def batch_line(data: dict[str, Any]) -> str:
     """``batch batch_abc (openai/gpt-4o-mini) in_progress: 412/5,000 done, 3 failed``."""
-    line = (f"batch {data.get('batch_id')} ({data.get('provider')}/{data.get('model')}) "
-            f"{data.get('status')}: {int(data.get('done') or 0):,}/{int(data.get('total') or 0):,} done")
+    line = (
+        f"batch {data.get('batch_id')} ({data.get('provider')}/{data.get('model')}) "
+        f"{data.get('status')}: {int(data.get('done') or 0):,}/{int(data.get('total') or 0):,} done"
+    )
     if data.get("failed"):
         line += f", {int(data['failed']):,} failed"
     if data.get("reason"):
@@ -364,7 +411,7 @@ def _short(error: str) -> str:
 
 
 def _stamp(timestamp: float) -> str:
-    moment = datetime.fromtimestamp(timestamp, tz=timezone.utc)
+    moment = datetime.fromtimestamp(timestamp, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
@@ -389,8 +436,10 @@ class PlainLog:
         who = f"{event.workflow_name}/{event.agent}" if event.agent else f"{event.workflow_name}"
         kind = event.type
         if kind is EventType.WORKFLOW_STARTED:
-            return (f"{who} started: {len(d.get('agents', []))} agents, budget ${d.get('cost_budget', 0):.2f}, "
-                    f"max {d.get('max_parallel_agents')} in parallel")
+            return (
+                f"{who} started: {len(d.get('agents', []))} agents, budget ${d.get('cost_budget', 0):.2f}, "
+                f"max {d.get('max_parallel_agents')} in parallel"
+            )
         if kind is EventType.AGENT_STARTED:
             if d.get("function"):
                 return f"{who} started (attempt {d.get('attempt')}, code step {d.get('function')})"
@@ -405,16 +454,20 @@ class PlainLog:
         if kind is EventType.AGENT_RETRYING:
             return f"{who} retrying in {d.get('delay', 0):.2f}s after attempt {d.get('attempt')}: {d.get('error')}"
         if kind is EventType.AGENT_BUDGET_REFUSED:
-            return (f"{who} budget refused: call may cost {usd(d.get('requested', 0))}, "
-                    f"{d.get('scope')} limit {usd(d.get('limit', 0))}, committed {usd(d.get('committed', 0))}")
+            return (
+                f"{who} budget refused: call may cost {usd(d.get('requested', 0))}, "
+                f"{d.get('scope')} limit {usd(d.get('limit', 0))}, committed {usd(d.get('committed', 0))}"
+            )
         if kind is EventType.USAGE_ANOMALY:
             return f"{who} usage anomaly: {d.get('anomaly')}"
         if kind is EventType.AGENT_FINISHED and d.get("status") in ("skipped", "waiting_approval"):
             return f"{who} {d.get('status')}" + (f": {d.get('skipped')}" if d.get("skipped") else "")
         if kind is EventType.AGENT_FINISHED:
             tail = f": {d.get('error')}" if d.get("error") and d.get("status") != "completed" else ""
-            return (f"{who} {d.get('status')} in {d.get('execution_time', 0):.2f}s, "
-                    f"{d.get('tokens_used', 0)} tokens, {usd(d.get('cost', 0))}{tail}")
+            return (
+                f"{who} {d.get('status')} in {d.get('execution_time', 0):.2f}s, "
+                f"{d.get('tokens_used', 0)} tokens, {usd(d.get('cost', 0))}{tail}"
+            )
         if kind is EventType.LLM_CALL:  # said once a run: the structured-output fallback
             return f"{who} note: {d['notice']}" if d.get("notice") else None
         if kind is EventType.BATCH_SUBMITTED:
@@ -426,6 +479,8 @@ class PlainLog:
         if kind is EventType.BATCH_FINISHED:
             return f"{who} {batch_line(d)}; results collected"
         if kind is EventType.WORKFLOW_FINISHED:
-            return (f"{who} finished: {d.get('status')}, {usd(d.get('total_cost', 0))}, "
-                    f"{d.get('total_tokens', 0)} tokens, {d.get('duration') or 0:.2f}s")
+            return (
+                f"{who} finished: {d.get('status')}, {usd(d.get('total_cost', 0))}, "
+                f"{d.get('total_tokens', 0)} tokens, {d.get('duration') or 0:.2f}s"
+            )
         return None

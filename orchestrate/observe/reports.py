@@ -13,15 +13,15 @@ import json
 import re
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestrate.money.costs import CostTracker
 from orchestrate.errors import UserInputError
-from orchestrate.observe.events import Event, EventType
 from orchestrate.finite import scrub_non_finite
 from orchestrate.fsutil import atomic_write_text
+from orchestrate.money.costs import CostTracker
+from orchestrate.observe.events import Event, EventType
 from orchestrate.workflow.models import Workflow
 
 __all__ = ["SCHEMA_VERSION", "RunRecorder", "new_run_dir", "result_document", "write_json"]
@@ -31,7 +31,7 @@ SCHEMA_VERSION = 1
 
 def new_run_dir(output_dir: Path, workflow_name: str, now: datetime | None = None) -> Path:
     """Create and return ``output_dir/<workflow>-<UTC timestamp>``, unique even within a second."""
-    moment = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    moment = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", workflow_name).strip("-") or "workflow"
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -44,16 +44,18 @@ def new_run_dir(output_dir: Path, workflow_name: str, now: datetime | None = Non
             return candidate
     except OSError as exc:  # before any call: a bad --output-dir is the user's input
         raise UserInputError(f"{output_dir}: cannot create a run folder: {exc.strerror or exc}") from None
-    raise UserInputError(f"{output_dir}: cannot create a run folder for {workflow_name!r}: "
-                         "1000 runs started in the same second")
+    raise UserInputError(
+        f"{output_dir}: cannot create a run folder for {workflow_name!r}: 1000 runs started in the same second"
+    )
 
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
-def result_document(workflow: Workflow, *, simulated: bool, run_id: str,
-                    extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def result_document(
+    workflow: Workflow, *, simulated: bool, run_id: str, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """The result.json document of `workflow` as it stands now (it shares the results' own
     outputs and metadata: write it out, do not change it)."""
     duration = None
@@ -72,9 +74,19 @@ def result_document(workflow: Workflow, *, simulated: bool, run_id: str,
             "provider": (result.metadata.get("provider") if result is not None else None) or llm.get("provider"),
         }
         if result is None:
-            row.update(agent_id=agent.name, status=agent.status.value, output=None, error=None,
-                       tokens_used=0, cost=0.0, execution_time=0.0, started_at=None,
-                       completed_at=None, retry_count=0, metadata={})
+            row.update(
+                agent_id=agent.name,
+                status=agent.status.value,
+                output=None,
+                error=None,
+                tokens_used=0,
+                cost=0.0,
+                execution_time=0.0,
+                started_at=None,
+                completed_at=None,
+                retry_count=0,
+                metadata={},
+            )
         else:
             row.update(result.to_dict())
             meta = result.metadata
@@ -106,8 +118,11 @@ def result_document(workflow: Workflow, *, simulated: bool, run_id: str,
         "tags": list(workflow.tags),
         "agents": agents,
     }
-    anomalies = [{"agent": a["name"], "anomaly": text}
-                 for a in agents for text in (a.get("metadata") or {}).get("usage_anomalies", ())]
+    anomalies = [
+        {"agent": a["name"], "anomaly": text}
+        for a in agents
+        for text in (a.get("metadata") or {}).get("usage_anomalies", ())
+    ]
     document["usage_anomalies"] = anomalies
     document["budget_overrun"] = budget_overrun(workflow.cost_budget, document["total_cost"], anomalies)
     if extra:
@@ -125,8 +140,11 @@ def budget_overrun(budget: float | None, spent: float, anomalies: list[Any]) -> 
     """
     if budget is None or spent <= budget + 1e-9:
         return None
-    cause = ("a provider reported more usage than the call's reserved worst case; later calls "
-             "were refused" if anomalies else "spend carried over from a resumed run")
+    cause = (
+        "a provider reported more usage than the call's reserved worst case; later calls were refused"
+        if anomalies
+        else "spend carried over from a resumed run"
+    )
     return {"budget": budget, "spent": spent, "over_by": round(spent - budget, 10), "cause": cause}
 
 
@@ -137,11 +155,9 @@ def write_json(path: Path, document: Any) -> None:
     they enter, and any that got through anyway is written as null.
     """
     try:
-        text = json.dumps(document, indent=2, ensure_ascii=False, sort_keys=True, default=str,
-                          allow_nan=False)
+        text = json.dumps(document, indent=2, ensure_ascii=False, sort_keys=True, default=str, allow_nan=False)
     except ValueError:
-        text = json.dumps(scrub_non_finite(document), indent=2, ensure_ascii=False, sort_keys=True,
-                          default=str)
+        text = json.dumps(scrub_non_finite(document), indent=2, ensure_ascii=False, sort_keys=True, default=str)
     atomic_write_text(path, text + "\n")
 
 
@@ -152,9 +168,17 @@ class RunRecorder:
     seconds (the event log is the per-agent journal), and always on `flush()`.
     """
 
-    def __init__(self, run_dir: Path, workflow: Workflow, tracker: CostTracker, *,
-                 simulated: bool, extra: Mapping[str, Any] | None = None,
-                 interval: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        workflow: Workflow,
+        tracker: CostTracker,
+        *,
+        simulated: bool,
+        extra: Mapping[str, Any] | None = None,
+        interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.run_dir = run_dir
         self.workflow = workflow
         self.tracker = tracker
@@ -183,8 +207,7 @@ class RunRecorder:
     def flush(self) -> dict[str, Any]:
         """Write both reports now; returns the result document."""
         self._last = self.clock()
-        document = result_document(self.workflow, simulated=self.simulated,
-                                   run_id=self.run_dir.name, extra=self.extra)
+        document = result_document(self.workflow, simulated=self.simulated, run_id=self.run_dir.name, extra=self.extra)
         write_json(self.result_path, document)
         write_json(self.cost_path, self.tracker.cost_report(self.workflow.id, document))
         return document

@@ -107,8 +107,7 @@ def load_run_folder(path: Path) -> RunFolder:
     rows = _read_rows(path / "results.jsonl") if (path / "results.jsonl").is_file() else None
     traces, duration = _timeline(result, events)
     batch = read_batch(path, events) if result.get("kind") == "batch" or rows is not None else None
-    return RunFolder(path=path, result=result, cost=cost, traces=traces, duration=duration, rows=rows,
-                     batch=batch)
+    return RunFolder(path=path, result=result, cost=cost, traces=traces, duration=duration, rows=rows, batch=batch)
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
@@ -151,8 +150,14 @@ def _timeline(result: dict[str, Any], events: list[dict[str, Any]]) -> tuple[dic
             lane.segments.append(Segment("wait", at - waited, at, f"rate-limit wait {waited:.3f}s"))
         elif kind == "llm_call":
             took = float(data.get("duration") or 0.0)
-            lane.segments.append(Segment("call", at - took, at, f"{data.get('model')} call, "
-                                         f"{data.get('input_tokens', 0)}+{data.get('output_tokens', 0)} tokens"))
+            lane.segments.append(
+                Segment(
+                    "call",
+                    at - took,
+                    at,
+                    f"{data.get('model')} call, {data.get('input_tokens', 0)}+{data.get('output_tokens', 0)} tokens",
+                )
+            )
         elif kind == "tool_call":
             took = float(data.get("duration") or 0.0)
             trace.tools.append({"tool": data.get("tool"), "error": data.get("error")})
@@ -162,8 +167,7 @@ def _timeline(result: dict[str, Any], events: list[dict[str, Any]]) -> tuple[dic
             segment = opened or Segment("attempt", at, at)
             segment.end, segment.status = at, "failed"
             segment.label += f": {data.get('error')}"
-            trace.attempts.append({"attempt": data.get("attempt"), "status": "failed",
-                                   "error": data.get("error")})
+            trace.attempts.append({"attempt": data.get("attempt"), "status": "failed", "error": data.get("error")})
             delay = float(data.get("delay") or 0.0)
             lane.segments.append(Segment("backoff", at, at + delay, f"back-off {delay:.3f}s before retrying"))
         elif kind == "agent_finished":
@@ -172,8 +176,9 @@ def _timeline(result: dict[str, Any], events: list[dict[str, Any]]) -> tuple[dic
             opened = open_attempt.pop(name, None)
             if opened is not None:
                 opened.end, opened.status = at, status
-                trace.attempts.append({"attempt": len(trace.attempts) + 1, "status": status,
-                                       "error": data.get("error")})
+                trace.attempts.append(
+                    {"attempt": len(trace.attempts) + 1, "status": status, "error": data.get("error")}
+                )
             else:
                 lane.markers.append((at, status, f"{status}: {data.get('error') or ''}".rstrip(": ")))
         elif "approval" in kind:  # issue 16's approval events: a wait from request to decision
@@ -182,7 +187,7 @@ def _timeline(result: dict[str, Any], events: list[dict[str, Any]]) -> tuple[dic
             elif any(w in kind for w in ("request", "waiting")):
                 open_approval[name] = at
             lane.markers.append((at, "approval", kind.replace("_", " ")))
-    for name, segment in open_attempt.items():  # a killed run: the attempt was still going
+    for segment in open_attempt.values():  # a killed run: the attempt was still going
         segment.end = end - t0
     for name, since in open_approval.items():
         traces[name].lane.segments.append(Segment("approval", since, end - t0, "waiting for approval"))  # type: ignore[union-attr]
@@ -192,8 +197,7 @@ def _timeline(result: dict[str, Any], events: list[dict[str, Any]]) -> tuple[dic
             trace.lane = Lane(trace.name, str(agent.get("status")))
             start, stop = _epoch(agent.get("started_at")), _epoch(agent.get("completed_at"))
             if start is not None and stop is not None:
-                trace.lane.segments.append(Segment("attempt", start - t0, stop - t0, "run",
-                                                   str(agent.get("status"))))
+                trace.lane.segments.append(Segment("attempt", start - t0, stop - t0, "run", str(agent.get("status"))))
                 end = max(end, stop)
         trace.lane.status = str(agent.get("status"))
     return traces, max(end - t0, 0.0)

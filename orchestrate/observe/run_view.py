@@ -20,13 +20,17 @@ from orchestrate.money.amounts import usd
 from orchestrate.observe.summary import failure_lines, outcome_counts, plural
 from orchestrate.observe.tables import Column, build_table
 
-__all__ = ["agent_document", "agent_renderables", "find_agent", "load_result", "run_renderables",
-           "run_summary"]
+__all__ = ["agent_document", "agent_renderables", "find_agent", "load_result", "run_renderables", "run_summary"]
 
 _COLUMNS = (
-    Column("agent"), Column("status"), Column("module", drop=5), Column("model", drop=3),
-    Column("tries", "right", "number", drop=4), Column("tokens", "right", "number"),
-    Column("cost", "right", "number"), Column("time", "right", "number", drop=2),
+    Column("agent"),
+    Column("status"),
+    Column("module", drop=5),
+    Column("model", drop=3),
+    Column("tries", "right", "number", drop=4),
+    Column("tokens", "right", "number"),
+    Column("cost", "right", "number"),
+    Column("time", "right", "number", drop=2),
     Column("why", kind="text", drop=1),
 )
 
@@ -63,39 +67,82 @@ def find_agent(document: Mapping[str, Any], name: str) -> dict[str, Any]:
 def _headline(document: Mapping[str, Any]) -> str:
     agents = document.get("agents", [])
     label = " (simulated)" if document.get("simulated") else ""
-    return (f"{document.get('status')}{label} - {outcome_counts([str(a.get('status')) for a in agents])}; "
-            f"{usd(float(document.get('total_cost') or 0))}, "
-            f"{plural(int(document.get('total_tokens') or 0), 'token')}, "
-            f"{plural(int(document.get('retries') or 0), 'retry')}, "
-            f"{float(document.get('duration_seconds') or 0):.2f}s")
+    return (
+        f"{document.get('status')}{label} - {outcome_counts([str(a.get('status')) for a in agents])}; "
+        f"{usd(float(document.get('total_cost') or 0))}, "
+        f"{plural(int(document.get('total_tokens') or 0), 'token')}, "
+        f"{plural(int(document.get('retries') or 0), 'retry')}, "
+        f"{float(document.get('duration_seconds') or 0):.2f}s"
+    )
 
 
 def run_summary(document: Mapping[str, Any]) -> dict[str, Any]:
     """The run and each agent's outcome, for `--format json` (prompts and answers left out)."""
-    keep = ("run_id", "name", "status", "simulated", "total_cost", "total_tokens", "retries",
-            "duration_seconds", "started_at", "completed_at", "cost_budget", "inputs", "error",
-            "resumed_from", "reused_agents", "source")
-    return {**{k: document.get(k) for k in keep}, "agents": [
-        {k: a.get(k) for k in ("name", "status", "error", "module", "model", "provider", "tokens_used",
-                               "cost", "execution_time", "retry_count", "dependencies")}
-        for a in document.get("agents", [])]}
+    keep = (
+        "run_id",
+        "name",
+        "status",
+        "simulated",
+        "total_cost",
+        "total_tokens",
+        "retries",
+        "duration_seconds",
+        "started_at",
+        "completed_at",
+        "cost_budget",
+        "inputs",
+        "error",
+        "resumed_from",
+        "reused_agents",
+        "source",
+    )
+    return {
+        **{k: document.get(k) for k in keep},
+        "agents": [
+            {
+                k: a.get(k)
+                for k in (
+                    "name",
+                    "status",
+                    "error",
+                    "module",
+                    "model",
+                    "provider",
+                    "tokens_used",
+                    "cost",
+                    "execution_time",
+                    "retry_count",
+                    "dependencies",
+                )
+            }
+            for a in document.get("agents", [])
+        ],
+    }
 
 
 def agent_document(document: Mapping[str, Any], name: str) -> dict[str, Any]:
     """One agent in full, for `--format json`: its result, prompts, answer and attempts."""
     agent = find_agent(document, name)
     meta = agent.get("metadata") or {}
-    return {"run_id": document.get("run_id"), "workflow": document.get("name"), **agent,
-            "prompt": meta.get("prompt"), "system_prompt": meta.get("system_prompt"),
-            "attempt_errors": meta.get("errors", []), "tool_log": meta.get("tool_log", [])}
+    return {
+        "run_id": document.get("run_id"),
+        "workflow": document.get("name"),
+        **agent,
+        "prompt": meta.get("prompt"),
+        "system_prompt": meta.get("system_prompt"),
+        "attempt_errors": meta.get("errors", []),
+        "tool_log": meta.get("tool_log", []),
+    }
 
 
 def run_renderables(document: Mapping[str, Any], *, width: int | None, title: str | None = None) -> list[Any]:
     """The overview of a run: headline, facts, a table row per agent, and the reasons."""
     from rich.text import Text
 
-    parts: list[Any] = [Text(title or str(document.get("run_id") or document.get("name")), style="bold"),
-                        Text(f"{document.get('name')}: {_headline(document)}")]
+    parts: list[Any] = [
+        Text(title or str(document.get("run_id") or document.get("name")), style="bold"),
+        Text(f"{document.get('name')}: {_headline(document)}"),
+    ]
     facts = []
     if document.get("started_at"):
         facts.append(f"started {document['started_at']}")
@@ -113,12 +160,19 @@ def run_renderables(document: Mapping[str, Any], *, width: int | None, title: st
         status = str(agent.get("status"))
         reused = " (reused)" if meta.get("reused") else ""
         error = agent.get("error") if status != "completed" else None
-        rows.append([str(agent.get("name")), status.replace("_", " ") + reused, str(agent.get("module") or ""),
-                     str(agent.get("model") or ""), str(meta.get("attempts") or ""),
-                     f"{agent.get('tokens_used') or 0:,}" if agent.get("tokens_used") else "",
-                     usd(float(agent.get("cost") or 0)) if agent.get("cost") else "",
-                     f"{float(agent.get('execution_time') or 0):.2f}s" if agent.get("started_at") else "",
-                     str(error).splitlines()[0] if error else ""])
+        rows.append(
+            [
+                str(agent.get("name")),
+                status.replace("_", " ") + reused,
+                str(agent.get("module") or ""),
+                str(agent.get("model") or ""),
+                str(meta.get("attempts") or ""),
+                f"{agent.get('tokens_used') or 0:,}" if agent.get("tokens_used") else "",
+                usd(float(agent.get("cost") or 0)) if agent.get("cost") else "",
+                f"{float(agent.get('execution_time') or 0):.2f}s" if agent.get("started_at") else "",
+                str(error).splitlines()[0] if error else "",
+            ]
+        )
     parts.append(build_table(_COLUMNS, rows, width=width))
     failures = failure_lines(document)
     if failures:
@@ -136,13 +190,17 @@ def agent_renderables(document: Mapping[str, Any], name: str) -> list[Any]:
     status = str(agent.get("status"))
     parts: list[Any] = [
         Text(f"{document.get('name')} / {agent.get('name')}", style="bold"),
-        Text(f"{status}{' (reused from an earlier run)' if meta.get('reused') else ''} - "
-             f"{plural(int(meta.get('attempts') or 0), 'attempt')}, "
-             f"{plural(int(agent.get('tokens_used') or 0), 'token')}, "
-             f"{usd(float(agent.get('cost') or 0))}, {float(agent.get('execution_time') or 0):.2f}s"),
-        Text(f"{agent.get('module')} | {agent.get('provider') or '?'} / {agent.get('model')}"
-             + (f" | after {', '.join(agent['dependencies'])}" if agent.get("dependencies") else ""),
-             style="dim"),
+        Text(
+            f"{status}{' (reused from an earlier run)' if meta.get('reused') else ''} - "
+            f"{plural(int(meta.get('attempts') or 0), 'attempt')}, "
+            f"{plural(int(agent.get('tokens_used') or 0), 'token')}, "
+            f"{usd(float(agent.get('cost') or 0))}, {float(agent.get('execution_time') or 0):.2f}s"
+        ),
+        Text(
+            f"{agent.get('module')} | {agent.get('provider') or '?'} / {agent.get('model')}"
+            + (f" | after {', '.join(agent['dependencies'])}" if agent.get("dependencies") else ""),
+            style="dim",
+        ),
     ]
 
     def section(heading: str, body: str) -> None:
@@ -163,15 +221,23 @@ def agent_renderables(document: Mapping[str, Any], name: str) -> list[Any]:
         section("prompt", "(not recorded: this run was made before prompts were kept)")
     output = agent.get("output")
     if output:
-        answer = output.get("json") if isinstance(output, dict) and "json" in output else (
-            output.get("text") if isinstance(output, dict) and set(output) == {"text"} else output)
+        answer = (
+            output.get("json")
+            if isinstance(output, dict) and "json" in output
+            else (output.get("text") if isinstance(output, dict) and set(output) == {"text"} else output)
+        )
         body = answer if isinstance(answer, str) else json.dumps(answer, indent=2, ensure_ascii=False)
         section("answer", body)
     tools = meta.get("tool_log") or []
     if tools:
-        section("tool calls", "\n".join(
-            f"{t.get('tool')}({_inline(t.get('arguments'))})" + (f" -> error: {t['error']}" if t.get("error") else " -> ok")
-            for t in tools))
+        section(
+            "tool calls",
+            "\n".join(
+                f"{t.get('tool')}({_inline(t.get('arguments'))})"
+                + (f" -> error: {t['error']}" if t.get("error") else " -> ok")
+                for t in tools
+            ),
+        )
     return parts
 
 

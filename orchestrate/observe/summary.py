@@ -16,11 +16,23 @@ from orchestrate.money.amounts import usd
 __all__ = ["closing_lines", "failure_lines", "next_steps", "outcome_counts", "plural"]
 
 # The usual order of outcomes; any other status (added later) follows, alphabetically.
-_ORDER = ("completed", "failed", "budget_exceeded", "rejected", "cancelled", "skipped",
-          "waiting_approval", "running", "retrying", "rate_limited", "pending")
+_ORDER = (
+    "completed",
+    "failed",
+    "budget_exceeded",
+    "rejected",
+    "cancelled",
+    "skipped",
+    "waiting_approval",
+    "running",
+    "retrying",
+    "rate_limited",
+    "pending",
+)
 # Statuses that are not something gone wrong; every other one is listed with its reason.
-_NOT_A_FAILURE = frozenset({"completed", "skipped", "waiting_approval", "pending", "running",
-                            "retrying", "rate_limited"})
+_NOT_A_FAILURE = frozenset(
+    {"completed", "skipped", "waiting_approval", "pending", "running", "retrying", "rate_limited"}
+)
 
 
 def plural(count: int, singular: str, many: str | None = None) -> str:
@@ -72,8 +84,12 @@ def failure_lines(document: Mapping[str, Any], *, indent: str = "  ") -> list[st
     return lines
 
 
-def next_steps(document: Mapping[str, Any], run_dir: Path | str, workflow_file: Path | str | None,
-               resume_with: tuple[str, ...] = ()) -> list[str]:
+def next_steps(
+    document: Mapping[str, Any],
+    run_dir: Path | str,
+    workflow_file: Path | str | None,
+    resume_with: tuple[str, ...] = (),
+) -> list[str]:
     """The commands that apply to this run: show it, resume it (unless it completed), cost it.
 
     `resume_with` are the options a resume must repeat (a batch's ``--data`` and ``--key``).
@@ -87,8 +103,13 @@ def next_steps(document: Mapping[str, Any], run_dir: Path | str, workflow_file: 
     return [f"  {command}" for command in steps]
 
 
-def closing_lines(document: Mapping[str, Any], run_dir: Path | str,
-                  workflow_file: Path | str | None = None, *, width: int | None = None) -> list[str]:
+def closing_lines(
+    document: Mapping[str, Any],
+    run_dir: Path | str,
+    workflow_file: Path | str | None = None,
+    *,
+    width: int | None = None,
+) -> list[str]:
     """The whole closing block of one workflow's run.
 
     With `width` (a terminal's), a first line longer than that is broken after the
@@ -96,12 +117,14 @@ def closing_lines(document: Mapping[str, Any], run_dir: Path | str,
     """
     agents = document.get("agents", [])
     label = " (simulated)" if document.get("simulated") else ""
-    head = (f"{document.get('name')}: {document.get('status')}{label} - "
-            f"{outcome_counts([str(a.get('status')) for a in agents])}; "
-            f"{usd(float(document.get('total_cost') or 0))}, "
-            f"{plural(int(document.get('total_tokens') or 0), 'token')}, "
-            f"{plural(int(document.get('retries') or 0), 'retry')}, "
-            f"{float(document.get('duration_seconds') or 0):.2f}s")
+    head = (
+        f"{document.get('name')}: {document.get('status')}{label} - "
+        f"{outcome_counts([str(a.get('status')) for a in agents])}; "
+        f"{usd(float(document.get('total_cost') or 0))}, "
+        f"{plural(int(document.get('total_tokens') or 0), 'token')}, "
+        f"{plural(int(document.get('retries') or 0), 'retry')}, "
+        f"{float(document.get('duration_seconds') or 0):.2f}s"
+    )
     outcome, _, figures = head.partition("; ")
     lines = [head] if width is None or len(head) <= width else [outcome + ";", f"  {figures}"]
     failures = failure_lines(document)

@@ -62,8 +62,15 @@ def _natural(columns: Sequence[Column], rows: Sequence[Sequence[Any]], keep: Seq
     return sum(widths) + 3 * len(keep) + 1  # padding of one each side, a border between and around
 
 
-def build_table(columns: Sequence[Column], rows: Sequence[Sequence[Any]], *, width: int | None,
-                title: Any = None, box: Any = None, total_row: bool = False) -> Any:
+def build_table(
+    columns: Sequence[Column],
+    rows: Sequence[Sequence[Any]],
+    *,
+    width: int | None,
+    title: Any = None,
+    box: Any = None,
+    total_row: bool = False,
+) -> Any:
     """A rich Table of `rows` that fits in `width` columns (None: no limit), dropping columns first.
 
     With `total_row`, the last row is set apart by a rule.
@@ -79,8 +86,7 @@ def build_table(columns: Sequence[Column], rows: Sequence[Sequence[Any]], *, wid
                 break
             keep.remove(i)
     fits = width is None or _natural(columns, rows, keep) <= width
-    table = Table(title=title, title_justify="left", expand=False,
-                  box=box if box is not None else boxes.HEAVY_HEAD)
+    table = Table(title=title, title_justify="left", expand=False, box=box if box is not None else boxes.HEAVY_HEAD)
     room = None
     texts = [i for i in keep if columns[i].kind == _TEXT]
     if width is not None and texts:  # what the other columns leave, shared by the free-text ones
@@ -91,15 +97,28 @@ def build_table(columns: Sequence[Column], rows: Sequence[Sequence[Any]], *, wid
         column = columns[i]
         need = max([cell_width(column.header)] + [cell_width(row[i]) for row in rows])
         if column.kind == _NUMBER:
-            table.add_column(column.header, justify=column.justify, no_wrap=True,  # type: ignore[arg-type]
-                             min_width=need)
+            table.add_column(
+                column.header,
+                justify=column.justify,  # type: ignore[arg-type]
+                no_wrap=True,
+                min_width=need,
+            )
         elif column.kind == _TEXT:
-            table.add_column(column.header, justify=column.justify, no_wrap=True,  # type: ignore[arg-type]
-                             overflow="ellipsis", min_width=min(need, _TEXT_FLOOR),
-                             max_width=room)
+            table.add_column(
+                column.header,
+                justify=column.justify,  # type: ignore[arg-type]
+                no_wrap=True,
+                overflow="ellipsis",
+                min_width=min(need, _TEXT_FLOOR),
+                max_width=room,
+            )
         elif fits:
-            table.add_column(column.header, justify=column.justify, no_wrap=True,  # type: ignore[arg-type]
-                             min_width=need)
+            table.add_column(
+                column.header,
+                justify=column.justify,  # type: ignore[arg-type]
+                no_wrap=True,
+                min_width=need,
+            )
         else:  # a name that does not fit on one line wraps; no character is lost
             table.add_column(column.header, justify=column.justify, overflow="fold")  # type: ignore[arg-type]
     for n, row in enumerate(rows):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +38,8 @@ class Decision:
     source: str = "approve"  # "approve" (the command), "--approve", "--approve-all", "terminal"
 
     @classmethod
-    def now(cls, agent: str, approved: bool, by: str, *, note: str | None = None,
-            source: str = "approve") -> Decision:
-        return cls(agent, approved, by, datetime.now(timezone.utc).isoformat(), note, source)
+    def now(cls, agent: str, approved: bool, by: str, *, note: str | None = None, source: str = "approve") -> Decision:
+        return cls(agent, approved, by, datetime.now(UTC).isoformat(), note, source)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -56,19 +55,27 @@ def read_decisions(run_dir: Path) -> dict[str, Decision]:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
         rows = document["decisions"]
-        return {name: Decision(agent=name, approved=bool(row["approved"]), by=str(row["by"]),
-                               at=str(row["at"]), note=row.get("note"), source=str(row.get("source", "approve")))
-                for name, row in rows.items()}
+        return {
+            name: Decision(
+                agent=name,
+                approved=bool(row["approved"]),
+                by=str(row["by"]),
+                at=str(row["at"]),
+                note=row.get("note"),
+                source=str(row.get("source", "approve")),
+            )
+            for name, row in rows.items()
+        }
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UserInputError(f"{path}: not a valid approvals file ({type(exc).__name__}: {exc})") from None
 
 
 def write_decisions(run_dir: Path, decisions: dict[str, Decision]) -> None:
     """Write `decisions` to the run folder's approvals.json, atomically."""
-    document = {"schema_version": 1,
-                "decisions": {name: d.to_dict() for name, d in sorted(decisions.items())}}
-    atomic_write_text(run_dir / APPROVALS_FILE,
-                      json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    document = {"schema_version": 1, "decisions": {name: d.to_dict() for name, d in sorted(decisions.items())}}
+    atomic_write_text(
+        run_dir / APPROVALS_FILE, json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    )
 
 
 def record_decision(run_dir: Path, decision: Decision) -> None:
@@ -96,21 +103,32 @@ def record_decision(run_dir: Path, decision: Decision) -> None:
     if row.get("status") != "waiting_approval":
         waiting = sorted(n for n, r in rows.items() if r.get("status") == "waiting_approval")
         hint = f"; waiting: {', '.join(waiting)}" if waiting else "; no agent is waiting for approval"
-        raise UserInputError(f"{run_dir}: agent {decision.agent!r} is {row.get('status')}, "
-                             f"not waiting for approval{hint}")
+        raise UserInputError(
+            f"{run_dir}: agent {decision.agent!r} is {row.get('status')}, not waiting for approval{hint}"
+        )
     decisions = read_decisions(run_dir)
     earlier = decisions.get(decision.agent)
     if earlier is not None:
         verb = "approved" if earlier.approved else "rejected"
-        raise UserInputError(f"{run_dir}: agent {decision.agent!r} was already {verb} by {earlier.by} "
-                             f"at {earlier.at}; resume the run to act on it")
+        raise UserInputError(
+            f"{run_dir}: agent {decision.agent!r} was already {verb} by {earlier.by} "
+            f"at {earlier.at}; resume the run to act on it"
+        )
     decisions[decision.agent] = decision
     write_decisions(run_dir, decisions)
     events = run_dir / "events.jsonl"
-    line = json.dumps({"type": "approval_decided", "workflow_id": document.get("workflow_id"),
-                       "workflow": document.get("name"), "agent": decision.agent,
-                       "timestamp": datetime.now(timezone.utc).timestamp(), "data": decision.to_dict()},
-                      sort_keys=True, ensure_ascii=False)
+    line = json.dumps(
+        {
+            "type": "approval_decided",
+            "workflow_id": document.get("workflow_id"),
+            "workflow": document.get("name"),
+            "agent": decision.agent,
+            "timestamp": datetime.now(UTC).timestamp(),
+            "data": decision.to_dict(),
+        },
+        sort_keys=True,
+        ensure_ascii=False,
+    )
     torn = events.exists() and events.stat().st_size > 0 and not events.read_bytes().endswith(b"\n")
     with events.open("a", encoding="utf-8") as handle:
         handle.write(("\n" if torn else "") + line + "\n")

@@ -40,18 +40,29 @@ def read_batches(run_dir: Path) -> list[dict[str, Any]]:
         raise UserInputError(f"{path}: not valid JSON: {exc}") from exc
     batches = document.get("batches") if isinstance(document, dict) else None
     if not isinstance(batches, dict) or not all(
-            isinstance(b, dict) and isinstance(b.get("batch_id"), str) and isinstance(b.get("provider"), str)
-            and isinstance(b.get("model"), str) and isinstance(b.get("custom_ids"), dict)
-            for b in batches.values()):
-        raise UserInputError(f"{path}: not a batch record (expected batches by id, each with "
-                             "batch_id, provider, model and custom_ids)")
+        isinstance(b, dict)
+        and isinstance(b.get("batch_id"), str)
+        and isinstance(b.get("provider"), str)
+        and isinstance(b.get("model"), str)
+        and isinstance(b.get("custom_ids"), dict)
+        for b in batches.values()
+    ):
+        raise UserInputError(
+            f"{path}: not a batch record (expected batches by id, each with batch_id, provider, model and custom_ids)"
+        )
     return sorted(batches.values(), key=lambda b: (b.get("submitted_at") or 0, b["batch_id"]))
 
 
 def batch_summaries(run_dir: Path) -> list[dict[str, Any]]:
     """Each recorded batch without its custom ids (their number instead), open ones marked."""
-    return [{**{k: v for k, v in b.items() if k != "custom_ids"}, "requests": len(b["custom_ids"]),
-             "open": not b.get("collected")} for b in read_batches(run_dir)]
+    return [
+        {
+            **{k: v for k, v in b.items() if k != "custom_ids"},
+            "requests": len(b["custom_ids"]),
+            "open": not b.get("collected"),
+        }
+        for b in read_batches(run_dir)
+    ]
 
 
 def open_batches(run_dir: Path) -> list[dict[str, Any]]:
@@ -70,12 +81,10 @@ class BatchLedger:
             a later resume of this run still finds them.
     """
 
-    def __init__(self, run_dir: Path, workflow_id: str | None,
-                 carried: list[dict[str, Any]] | None = None) -> None:
+    def __init__(self, run_dir: Path, workflow_id: str | None, carried: list[dict[str, Any]] | None = None) -> None:
         self.path = run_dir / FILE_NAME
         self.workflow_id = workflow_id
-        self.batches: dict[str, dict[str, Any]] = {b["batch_id"]: {**b, "carried_over": True}
-                                                   for b in carried or ()}
+        self.batches: dict[str, dict[str, Any]] = {b["batch_id"]: {**b, "carried_over": True} for b in carried or ()}
         if self.batches:
             self._write()
 

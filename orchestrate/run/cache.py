@@ -78,8 +78,9 @@ class StateStore:
         await self.state.aclose()
 
 
-def cache_store(spec: str | Path, state: SharedState | None = None, *, namespace: str = "orchestrate",
-                ttl: float = 7 * 86400.0) -> FolderStore | StateStore:
+def cache_store(
+    spec: str | Path, state: SharedState | None = None, *, namespace: str = "orchestrate", ttl: float = 7 * 86400.0
+) -> FolderStore | StateStore:
     """The store `--cache` names: a folder, or a state URL (the run's own `state` when it is the same)."""
     text = str(spec)
     if "://" not in text:
@@ -114,21 +115,49 @@ class CachingClient(LLMClient):
         blob = json.dumps(request, sort_keys=True, default=_plain, ensure_ascii=False)
         return hashlib.sha256(f"{self.provider}\x00{self.namespace}\x00{blob}".encode()).hexdigest()
 
-    async def complete(self, prompt: str, model: str, temperature: float | None = 0.7,
-                       max_tokens: int = 1000, tools: list[dict[str, Any]] | None = None,
-                       **kwargs: Any) -> LLMResponse:
-        request = {"kind": "complete", "prompt": prompt, "model": model, "temperature": temperature,
-                   "max_tokens": max_tokens, "tools": tools, "options": _options(kwargs)}
-        return await self._through(request, lambda: self.inner.complete(
-            prompt, model, temperature, max_tokens, tools, **kwargs))
+    async def complete(
+        self,
+        prompt: str,
+        model: str,
+        temperature: float | None = 0.7,
+        max_tokens: int = 1000,
+        tools: list[dict[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> LLMResponse:
+        request = {
+            "kind": "complete",
+            "prompt": prompt,
+            "model": model,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "tools": tools,
+            "options": _options(kwargs),
+        }
+        return await self._through(
+            request, lambda: self.inner.complete(prompt, model, temperature, max_tokens, tools, **kwargs)
+        )
 
-    async def complete_with_tools(self, messages: list[dict[str, Any]], model: str,
-                                  tools: list[dict[str, Any]], temperature: float | None = 0.7,
-                                  max_tokens: int = 1000, **kwargs: Any) -> LLMResponse:
-        request = {"kind": "messages", "messages": messages, "model": model, "tools": tools,
-                   "temperature": temperature, "max_tokens": max_tokens, "options": _options(kwargs)}
-        return await self._through(request, lambda: self.inner.complete_with_tools(
-            messages, model, tools, temperature, max_tokens, **kwargs))
+    async def complete_with_tools(
+        self,
+        messages: list[dict[str, Any]],
+        model: str,
+        tools: list[dict[str, Any]],
+        temperature: float | None = 0.7,
+        max_tokens: int = 1000,
+        **kwargs: Any,
+    ) -> LLMResponse:
+        request = {
+            "kind": "messages",
+            "messages": messages,
+            "model": model,
+            "tools": tools,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "options": _options(kwargs),
+        }
+        return await self._through(
+            request, lambda: self.inner.complete_with_tools(messages, model, tools, temperature, max_tokens, **kwargs)
+        )
 
     async def _through(self, request: dict[str, Any], call: Any) -> LLMResponse:
         digest = self._digest(request)
@@ -192,7 +221,9 @@ def _parse(raw: bytes | None) -> LLMResponse | None:
     if not isinstance(data, dict) or not _looks_cached(data):
         return None
     calls = data.get("tool_calls")
-    data["tool_calls"] = [ToolCall(id=c["id"], name=c["name"], arguments=c["arguments"]) for c in calls] if calls else None
+    data["tool_calls"] = (
+        [ToolCall(id=c["id"], name=c["name"], arguments=c["arguments"]) for c in calls] if calls else None
+    )
     data["metadata"] = {**(data.get("metadata") or {}), "cached": True}
     try:
         return LLMResponse(**data)
@@ -207,8 +238,16 @@ def _looks_cached(data: dict[str, Any]) -> bool:
 
     if not all(isinstance(data.get(k), str) for k in ("content", "model", "finish_reason")):
         return False
-    if not all(count(k) for k in ("input_tokens", "output_tokens", "cached_input_tokens",
-                                  "cache_creation_input_tokens", "reasoning_tokens")):
+    if not all(
+        count(k)
+        for k in (
+            "input_tokens",
+            "output_tokens",
+            "cached_input_tokens",
+            "cache_creation_input_tokens",
+            "reasoning_tokens",
+        )
+    ):
         return False
     if not isinstance(data.get("metadata") or {}, dict) or not isinstance(data.get("rate_limit") or {}, dict):
         return False
@@ -218,5 +257,9 @@ def _looks_cached(data: dict[str, Any]) -> bool:
     if calls is None:
         return True
     return isinstance(calls, list) and all(
-        isinstance(c, dict) and isinstance(c.get("id"), str) and isinstance(c.get("name"), str)
-        and isinstance(c.get("arguments"), dict) for c in calls)
+        isinstance(c, dict)
+        and isinstance(c.get("id"), str)
+        and isinstance(c.get("name"), str)
+        and isinstance(c.get("arguments"), dict)
+        for c in calls
+    )

@@ -101,9 +101,17 @@ class Dataset:
         label: How the file is named in messages (``-`` for standard input).
     """
 
-    def __init__(self, path: Path, *, workflow_name: str, declared: Mapping[str, Mapping[str, Any]],
-                 shared: Mapping[str, Any] | None = None, key: str | None = None,
-                 shard: tuple[int, int] | None = None, label: str | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        workflow_name: str,
+        declared: Mapping[str, Mapping[str, Any]],
+        shared: Mapping[str, Any] | None = None,
+        key: str | None = None,
+        shard: tuple[int, int] | None = None,
+        label: str | None = None,
+    ) -> None:
         self.path = Path(path)
         self.workflow_name = workflow_name
         self.declared = {k: dict(v) for k, v in declared.items()}
@@ -192,7 +200,12 @@ class Dataset:
                     if isinstance(value, dict):
                         yield index, line, value, None
                     else:
-                        yield index, line, {}, (1, f"expected a JSON object of input values, got {type(value).__name__}")
+                        yield (
+                            index,
+                            line,
+                            {},
+                            (1, f"expected a JSON object of input values, got {type(value).__name__}"),
+                        )
                 index += 1
 
     def _csv(self) -> Iterator[tuple[int, int, dict[str, Any], tuple[int, str] | None]]:

@@ -38,7 +38,15 @@ from orchestrate.run.scheduler import RunShape
 from orchestrate.slots import Slots
 from orchestrate.workflow.models import AgentResult, AgentStatus, Workflow, WorkflowStatus
 
-__all__ = ["BatchRunner", "BatchSink", "CappedClients", "batch_engine_config", "default_rows_parallel", "instantiate", "row_status"]
+__all__ = [
+    "BatchRunner",
+    "BatchSink",
+    "CappedClients",
+    "batch_engine_config",
+    "default_rows_parallel",
+    "instantiate",
+    "row_status",
+]
 
 
 class BatchSink(Protocol):
@@ -100,11 +108,20 @@ class BatchRunner:
         session: Makes the rows' run ids unique across the sessions of a batch.
     """
 
-    def __init__(self, engine: Any, template: Workflow, rows: Iterable[Row | BadRow], *,
-                 sinks: Iterable[BatchSink], batch_id: str, budget: float | None,
-                 max_rows_parallel: int, completed: set[str] | frozenset[str] = frozenset(),
-                 reuse: Mapping[str, dict[str, AgentResult]] | None = None,
-                 session: str | None = None) -> None:
+    def __init__(
+        self,
+        engine: Any,
+        template: Workflow,
+        rows: Iterable[Row | BadRow],
+        *,
+        sinks: Iterable[BatchSink],
+        batch_id: str,
+        budget: float | None,
+        max_rows_parallel: int,
+        completed: set[str] | frozenset[str] = frozenset(),
+        reuse: Mapping[str, dict[str, AgentResult]] | None = None,
+        session: str | None = None,
+    ) -> None:
         self.engine = engine
         self.template = template
         self.rows = rows
@@ -191,8 +208,11 @@ class BatchRunner:
         engine, tracker = self.engine, self.tracker
         workflow = instantiate(self.template, row.values, f"{self.session}-{row.index}")
         engine.register_run(workflow, self.shape, parent=self.batch_id)
-        engine.emit(Event(EventType.ROW_STARTED, workflow.id, None, {"key": row.key, "row": row.line},
-                          workflow_name=workflow.name))
+        engine.emit(
+            Event(
+                EventType.ROW_STARTED, workflow.id, None, {"key": row.key, "row": row.line}, workflow_name=workflow.name
+            )
+        )
         try:
             await engine.execute_workflow(workflow.id, reuse=self.reuse.get(row.key))
         finally:
@@ -202,12 +222,28 @@ class BatchRunner:
         self._refused.discard(workflow.id)
         status = row_status(workflow, refused)
         self._tell("row_finished", row, workflow, records, status)
-        duration = ((workflow.completed_at - workflow.started_at).total_seconds()
-                    if workflow.completed_at and workflow.started_at else 0.0)
-        engine.emit(Event(EventType.ROW_FINISHED, workflow.id, None, {
-            "key": row.key, "row": row.line, "status": status, "cost": workflow.total_cost,
-            "tokens": workflow.total_tokens, "seconds": duration, "error": workflow.error},
-            workflow_name=workflow.name))
+        duration = (
+            (workflow.completed_at - workflow.started_at).total_seconds()
+            if workflow.completed_at and workflow.started_at
+            else 0.0
+        )
+        engine.emit(
+            Event(
+                EventType.ROW_FINISHED,
+                workflow.id,
+                None,
+                {
+                    "key": row.key,
+                    "row": row.line,
+                    "status": status,
+                    "cost": workflow.total_cost,
+                    "tokens": workflow.total_tokens,
+                    "seconds": duration,
+                    "error": workflow.error,
+                },
+                workflow_name=workflow.name,
+            )
+        )
 
 
 @contextmanager
@@ -240,8 +276,15 @@ class _CappedClient(LLMClient):
         self.owner = owner
         self.provider = inner.provider
 
-    async def complete(self, prompt: str, model: str, temperature: float | None = 0.7, max_tokens: int = 1000,
-                       tools: list[dict[str, Any]] | None = None, **kwargs: Any) -> LLMResponse:
+    async def complete(
+        self,
+        prompt: str,
+        model: str,
+        temperature: float | None = 0.7,
+        max_tokens: int = 1000,
+        tools: list[dict[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> LLMResponse:
         owner = self.owner
         if not owner.slots.try_take():
             await owner.slots.take()
@@ -250,15 +293,20 @@ class _CappedClient(LLMClient):
         finally:
             owner.slots.give()
 
-    async def complete_with_tools(self, messages: list[dict[str, Any]], model: str,
-                                  tools: list[dict[str, Any]], temperature: float | None = 0.7,
-                                  max_tokens: int = 1000, **kwargs: Any) -> LLMResponse:
+    async def complete_with_tools(
+        self,
+        messages: list[dict[str, Any]],
+        model: str,
+        tools: list[dict[str, Any]],
+        temperature: float | None = 0.7,
+        max_tokens: int = 1000,
+        **kwargs: Any,
+    ) -> LLMResponse:
         owner = self.owner
         if not owner.slots.try_take():
             await owner.slots.take()
         try:
-            return await self.inner.complete_with_tools(messages, model, tools, temperature, max_tokens,
-                                                        **kwargs)
+            return await self.inner.complete_with_tools(messages, model, tools, temperature, max_tokens, **kwargs)
         finally:
             owner.slots.give()
 
@@ -302,8 +350,7 @@ def batch_engine_config(rows_parallel: int) -> EngineConfig:
     events a second keeping each one's data alive costs the engine about 5 us a
     call.
     """
-    return EngineConfig(max_concurrent_workflows=rows_parallel,
-                        monitor_config=MonitorConfig(enable_logging=False))
+    return EngineConfig(max_concurrent_workflows=rows_parallel, monitor_config=MonitorConfig(enable_logging=False))
 
 
 def default_rows_parallel(workflow: Workflow, max_calls: int) -> int:

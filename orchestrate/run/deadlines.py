@@ -45,8 +45,9 @@ class Deadlines:
         self._timer_at = math.inf
         self._firing = False
 
-    def add(self, loop: asyncio.AbstractEventLoop, at: float, owner: Timed, key: int,
-            task: asyncio.Task[Any] | None) -> None:
+    def add(
+        self, loop: asyncio.AbstractEventLoop, at: float, owner: Timed, key: int, task: asyncio.Task[Any] | None
+    ) -> None:
         """Tell `owner` at loop time `at` (unless it has ended by then) that `key`'s deadline passed."""
         if loop is not self._loop:  # a new event loop: what the old one held cannot fire any more
             self._heap.clear()

@@ -15,20 +15,20 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from orchestrate.llm.base import LLMClient
 from orchestrate.money.budget_scope import ScopeLedger
 from orchestrate.money.costs import CostConfig, CostTracker, agent_key
+from orchestrate.money.rate_limit import RateLimitConfig, RateLimiterRegistry
 from orchestrate.observe.events import Event, EventType, Sink
+from orchestrate.observe.monitor import Monitor, MonitorConfig
+from orchestrate.run.approvals import Decision
 from orchestrate.run.deadlines import Deadlines
 from orchestrate.run.executor import AgentExecutor
 from orchestrate.run.failures import FailureHandler, RetryPolicy
-from orchestrate.llm.base import LLMClient
-from orchestrate.workflow.models import AgentResult, Workflow
-from orchestrate.observe.monitor import Monitor, MonitorConfig
-from orchestrate.money.rate_limit import RateLimitConfig, RateLimiterRegistry
+from orchestrate.run.scheduler import Approver, RunShape, WorkflowRun
 from orchestrate.slots import Slots
 from orchestrate.state.base import LeaseKeeper, SharedState
-from orchestrate.run.approvals import Decision
-from orchestrate.run.scheduler import Approver, RunShape, WorkflowRun
+from orchestrate.workflow.models import AgentResult, Workflow
 
 __all__ = ["ClientSource", "EngineConfig", "OrchestrationEngine"]
 
@@ -114,13 +114,19 @@ class OrchestrationEngine:
             clients = ClientPool()
         self._clients = clients
         self._client_for: Callable[[dict[str, Any]], LLMClient] = (
-            clients.get if clients is not None else (lambda _llm: llm_client))  # type: ignore[assignment,return-value]
+            clients.get if clients is not None else (lambda _llm: llm_client)  # type: ignore[assignment,return-value]
+        )
         self.monitor = Monitor(self.config.monitor_config)
         self.cost_tracker = CostTracker(self.config.cost_config)
         self._keeper = LeaseKeeper(state, limiter_sleep) if state is not None else None
-        self.rate_limiter = RateLimiterRegistry(self.config.rate_limit_config, self.config.rate_limits,
-                                                clock=limiter_clock, sleep=limiter_sleep,
-                                                state=state, keeper=self._keeper)
+        self.rate_limiter = RateLimiterRegistry(
+            self.config.rate_limit_config,
+            self.config.rate_limits,
+            clock=limiter_clock,
+            sleep=limiter_sleep,
+            state=state,
+            keeper=self._keeper,
+        )
         if state is not None and self._keeper is not None:
             self.cost_tracker.scopes = ScopeLedger(state, self._keeper)
         self.failure_handler = FailureHandler(self.config.default_retry_policy, on_failure, sleep=sleep)
@@ -136,11 +142,17 @@ class OrchestrationEngine:
         self._slots = Slots(max(1, self.config.max_concurrent_workflows))
         self._closed = False
         self.executor = AgentExecutor(
-            client_for=self._client_for, tracker=self.cost_tracker, limits=self.rate_limiter,
-            failures=self.failure_handler, emit=self.emit, check_output=_check_output,
+            client_for=self._client_for,
+            tracker=self.cost_tracker,
+            limits=self.rate_limiter,
+            failures=self.failure_handler,
+            emit=self.emit,
+            check_output=_check_output,
             default_policy=self.config.default_retry_policy,
-            output_retries=self.config.output_retries, max_tool_rounds=self.config.max_tool_rounds,
-            clock=clock)
+            output_retries=self.config.output_retries,
+            max_tool_rounds=self.config.max_tool_rounds,
+            clock=clock,
+        )
         self.clock = clock
 
     def add_sink(self, sink: Sink, *, types: Iterable[EventType] | None = None) -> None:
@@ -156,10 +168,10 @@ class OrchestrationEngine:
         self._route()
 
     def _route(self) -> None:
-        wanted = [(sink, self._sink_types.get(id(sink), getattr(sink, "event_types", None)))
-                  for sink in self.sinks]
-        self._routes = {kind: tuple(sink for sink, types in wanted if types is None or kind in types)
-                        for kind in EventType}
+        wanted = [(sink, self._sink_types.get(id(sink), getattr(sink, "event_types", None))) for sink in self.sinks]
+        self._routes = {
+            kind: tuple(sink for sink, types in wanted if types is None or kind in types) for kind in EventType
+        }
         self._routed = len(self.sinks)
 
     def emit(self, event: Event) -> None:
@@ -222,9 +234,13 @@ class OrchestrationEngine:
         """Why the shared state was lost mid-run (the run failed closed), or None."""
         return self.state.lost if self.state is not None else None
 
-    async def execute_workflow(self, workflow_id: str, *,
-                               reuse: Mapping[str, AgentResult] | None = None,
-                               decisions: Mapping[str, Decision] | None = None) -> Workflow:
+    async def execute_workflow(
+        self,
+        workflow_id: str,
+        *,
+        reuse: Mapping[str, AgentResult] | None = None,
+        decisions: Mapping[str, Decision] | None = None,
+    ) -> Workflow:
         """Execute a registered workflow and return it with its results.
 
         Args:
@@ -244,10 +260,18 @@ class OrchestrationEngine:
         if not self._slots.try_take():
             await self._slots.take()
         try:
-            run = WorkflowRun(workflow, self.executor, self.failure_handler, self.emit,
-                              reuse=reuse, clock=self.clock, decisions=decisions,
-                              approver=self.approver, shape=self._shapes.pop(workflow_id, None),
-                              deadlines=self._deadlines)
+            run = WorkflowRun(
+                workflow,
+                self.executor,
+                self.failure_handler,
+                self.emit,
+                reuse=reuse,
+                clock=self.clock,
+                decisions=decisions,
+                approver=self.approver,
+                shape=self._shapes.pop(workflow_id, None),
+                deadlines=self._deadlines,
+            )
             self._runs[workflow_id] = run
             try:
                 if self._closed:

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrate.money.costs import CostTracker, Reservation, agent_key
 from orchestrate.errors import (
     BudgetExceededError,
     LLMError,
@@ -26,14 +25,15 @@ from orchestrate.errors import (
     RateLimitError,
     ToolError,
 )
-from orchestrate.observe.events import Event, EventType
-from orchestrate.run.failures import FailureHandler, RetryPolicy
 from orchestrate.llm.base import LLMClient, LLMResponse
 from orchestrate.llm.batch_api import CALL_TAG, CallTag
 from orchestrate.llm.capabilities import lookup
-from orchestrate.workflow.models import Agent, AgentResult, AgentStatus, Workflow
+from orchestrate.money.costs import CostTracker, Reservation, agent_key
 from orchestrate.money.rate_limit import RateLimiterRegistry
+from orchestrate.observe.events import Event, EventType
+from orchestrate.run.failures import FailureHandler, RetryPolicy
 from orchestrate.run.tools import Tool, load_tools, resolve_callable
+from orchestrate.workflow.models import Agent, AgentResult, AgentStatus, Workflow
 
 __all__ = ["AgentExecutor", "Usage", "parse_json_answer"]
 
@@ -110,33 +110,57 @@ class AgentExecutor:
         """
         llm = agent.llm_config
         client = self.client_for(llm)
-        policy = (self.default_policy if agent.retry is None
-                  else RetryPolicy.from_dict(agent.retry, base=self.default_policy))
+        policy = (
+            self.default_policy if agent.retry is None else RetryPolicy.from_dict(agent.retry, base=self.default_policy)
+        )
         usage = Usage()
         meta = result.metadata
         # The rendered prompt and system prompt, as every call of this agent sent them first, so
         # that a run can be inspected (`orchestrate show`) after the fact.
-        meta.update(model=llm["model"], provider=client.provider, attempts=0, usage=usage,
-                    prompt=prompt, system_prompt=llm.get("system"))
+        meta.update(
+            model=llm["model"],
+            provider=client.provider,
+            attempts=0,
+            usage=usage,
+            prompt=prompt,
+            system_prompt=llm.get("system"),
+        )
         attempt = 0
         while True:
             attempt += 1
             meta["attempts"] = attempt
             result.retry_count = attempt - 1
             CALL_TAG.set(CallTag(workflow.id, workflow.name, agent.name, attempt))
-            self.emit(Event(EventType.AGENT_STARTED, workflow.id, agent.name,
-                            {"attempt": attempt, "model": llm["model"], "provider": client.provider,
-                             "module": agent.module}, workflow_name=workflow.name,
-                            content={"prompt": prompt, "system": llm.get("system")} if attempt == 1 else None))
+            self.emit(
+                Event(
+                    EventType.AGENT_STARTED,
+                    workflow.id,
+                    agent.name,
+                    {"attempt": attempt, "model": llm["model"], "provider": client.provider, "module": agent.module},
+                    workflow_name=workflow.name,
+                    content={"prompt": prompt, "system": llm.get("system")} if attempt == 1 else None,
+                )
+            )
             try:
                 result.output = await self._attempt(workflow, agent, client, prompt, usage)
                 result.status = AgentStatus.COMPLETED
                 return
             except BudgetExceededError as exc:
                 result.status, result.error = AgentStatus.BUDGET_EXCEEDED, str(exc)
-                self.emit(Event(EventType.AGENT_BUDGET_REFUSED, workflow.id, agent.name,
-                                {"scope": exc.scope, "limit": exc.limit, "requested": exc.requested,
-                                 "committed": exc.committed}, workflow_name=workflow.name))
+                self.emit(
+                    Event(
+                        EventType.AGENT_BUDGET_REFUSED,
+                        workflow.id,
+                        agent.name,
+                        {
+                            "scope": exc.scope,
+                            "limit": exc.limit,
+                            "requested": exc.requested,
+                            "committed": exc.committed,
+                        },
+                        workflow_name=workflow.name,
+                    )
+                )
                 return
             except LLMError as exc:
                 result.status, result.error = AgentStatus.FAILED, str(exc)
@@ -151,10 +175,21 @@ class AgentExecutor:
                 delay = self.failures.get_delay(policy, attempt, exc.retry_after)
                 if isinstance(exc, RateLimitError):
                     agent.status = AgentStatus.RATE_LIMITED
-                self.emit(Event(EventType.AGENT_RETRYING, workflow.id, agent.name,
-                                {"attempt": attempt, "delay": delay, "error": str(exc),
-                                 "error_type": type(exc).__name__, "status_code": exc.status_code},
-                                workflow_name=workflow.name))
+                self.emit(
+                    Event(
+                        EventType.AGENT_RETRYING,
+                        workflow.id,
+                        agent.name,
+                        {
+                            "attempt": attempt,
+                            "delay": delay,
+                            "error": str(exc),
+                            "error_type": type(exc).__name__,
+                            "status_code": exc.status_code,
+                        },
+                        workflow_name=workflow.name,
+                    )
+                )
                 await self.failures.wait(delay)
                 agent.status = AgentStatus.RUNNING
                 result.status, result.error = AgentStatus.RUNNING, None
@@ -180,8 +215,9 @@ class AgentExecutor:
         """Whether the agent's calls go through a provider batch API (answers come late)."""
         return bool(getattr(self.client_for(agent.llm_config), "batched", False))
 
-    async def execute_code(self, workflow: Workflow, agent: Agent, arguments: dict[str, Any],
-                           result: AgentResult) -> None:
+    async def execute_code(
+        self, workflow: Workflow, agent: Agent, arguments: dict[str, Any], result: AgentResult
+    ) -> None:
         """Run a code step's function until it returns or fails for good; no model, cost 0.
 
         A sync function runs in a worker thread, an async one is awaited. An
@@ -190,8 +226,9 @@ class AgentExecutor:
         (the same call would return it again).
         """
         function_path = agent.function or ""
-        policy = (self.default_policy if agent.retry is None
-                  else RetryPolicy.from_dict(agent.retry, base=self.default_policy))
+        policy = (
+            self.default_policy if agent.retry is None else RetryPolicy.from_dict(agent.retry, base=self.default_policy)
+        )
         meta = result.metadata
         meta.update(function=function_path, attempts=0)
         try:
@@ -206,9 +243,21 @@ class AgentExecutor:
             attempt += 1
             meta["attempts"] = attempt
             result.retry_count = attempt - 1
-            self.emit(Event(EventType.AGENT_STARTED, workflow.id, agent.name,
-                            {"attempt": attempt, "model": None, "provider": None, "module": agent.module,
-                             "function": function_path}, workflow_name=workflow.name))
+            self.emit(
+                Event(
+                    EventType.AGENT_STARTED,
+                    workflow.id,
+                    agent.name,
+                    {
+                        "attempt": attempt,
+                        "model": None,
+                        "provider": None,
+                        "module": agent.module,
+                        "function": function_path,
+                    },
+                    workflow_name=workflow.name,
+                )
+            )
             try:
                 if inspect.iscoroutinefunction(function):
                     value = await function(**arguments)
@@ -223,9 +272,15 @@ class AgentExecutor:
                 if not self.failures.handle_failure(agent, result, policy):
                     return
                 delay = self.failures.get_delay(policy, attempt)
-                self.emit(Event(EventType.AGENT_RETRYING, workflow.id, agent.name,
-                                {"attempt": attempt, "delay": delay, "error": result.error},
-                                workflow_name=workflow.name))
+                self.emit(
+                    Event(
+                        EventType.AGENT_RETRYING,
+                        workflow.id,
+                        agent.name,
+                        {"attempt": attempt, "delay": delay, "error": result.error},
+                        workflow_name=workflow.name,
+                    )
+                )
                 await self.failures.wait(delay)
                 result.status, result.error = AgentStatus.RUNNING, None
                 continue
@@ -240,8 +295,10 @@ class AgentExecutor:
                 if agent.output_schema is not None:
                     found = self.check_output(value, agent.output_schema)
                     if found is not None:
-                        problem = f"agent {agent.name!r}: {function_path} returned a value that " \
-                                  f"does not satisfy output_schema: {found}"
+                        problem = (
+                            f"agent {agent.name!r}: {function_path} returned a value that "
+                            f"does not satisfy output_schema: {found}"
+                        )
             if problem is not None:
                 result.status, result.error = AgentStatus.FAILED, problem
                 meta["retriable"] = False
@@ -254,24 +311,42 @@ class AgentExecutor:
     def carry_over(self, workflow: Workflow, agent: Agent, prior: AgentResult) -> AgentResult:
         """Reuse an earlier run's result for `agent`; its cost counts against this run's budgets."""
         result = AgentResult(
-            agent_id=agent.name, status=AgentStatus.COMPLETED, output=prior.output,
-            tokens_used=prior.tokens_used, cost=prior.cost, execution_time=0.0,
-            started_at=prior.started_at, completed_at=prior.completed_at,
-            retry_count=prior.retry_count, metadata={**prior.metadata, "reused": True})
+            agent_id=agent.name,
+            status=AgentStatus.COMPLETED,
+            output=prior.output,
+            tokens_used=prior.tokens_used,
+            cost=prior.cost,
+            execution_time=0.0,
+            started_at=prior.started_at,
+            completed_at=prior.completed_at,
+            retry_count=prior.retry_count,
+            metadata={**prior.metadata, "reused": True},
+        )
         meta = result.metadata
         if not agent.is_code_step:
             self.book_reused(workflow, agent, prior.cost, meta.get("model"), meta.get("provider"))
         return result
 
-    def book_reused(self, workflow: Workflow, agent: Agent, cost: float, model: str | None,
-                    provider: str | None) -> None:
+    def book_reused(
+        self, workflow: Workflow, agent: Agent, cost: float, model: str | None, provider: str | None
+    ) -> None:
         """Count what an earlier run spent on `agent` (reused now) against this run's budgets."""
         self.tracker.record_cost(
-            agent_key(workflow.id, agent.name), agent.name, workflow.id, model or "", 0, 0,
-            {"reused": True}, provider=provider or "", module=agent.module, cost=cost)
+            agent_key(workflow.id, agent.name),
+            agent.name,
+            workflow.id,
+            model or "",
+            0,
+            0,
+            {"reused": True},
+            provider=provider or "",
+            module=agent.module,
+            cost=cost,
+        )
 
-    async def _attempt(self, workflow: Workflow, agent: Agent, client: LLMClient, prompt: str,
-                       usage: Usage) -> dict[str, Any]:
+    async def _attempt(
+        self, workflow: Workflow, agent: Agent, client: LLMClient, prompt: str, usage: Usage
+    ) -> dict[str, Any]:
         """One attempt: the tool loop, then the answer checked against output_schema."""
         llm = agent.llm_config
         messages: list[dict[str, Any]] = []
@@ -287,8 +362,9 @@ class AgentExecutor:
             if response.tool_calls and tools:
                 rounds += 1
                 if rounds > self.max_tool_rounds:
-                    raise ToolError(f"agent {agent.name!r}: tool loop did not finish within "
-                                    f"{self.max_tool_rounds} rounds")
+                    raise ToolError(
+                        f"agent {agent.name!r}: tool loop did not finish within {self.max_tool_rounds} rounds"
+                    )
                 await self._run_tools(workflow, agent, response, by_name, messages, usage)
                 continue
             text = response.content
@@ -310,16 +386,31 @@ class AgentExecutor:
             if corrections > self.output_retries:
                 raise OutputValidationError(
                     f"agent {agent.name!r}: answer does not satisfy output_schema after "
-                    f"{self.output_retries} correction(s): {problem}")
+                    f"{self.output_retries} correction(s): {problem}"
+                )
             messages.append({"role": "assistant", "content": text})
-            messages.append({"role": "user", "content": (
-                f"Your answer was rejected: {problem}. Reply again with only a JSON value that "
-                f"satisfies this JSON Schema:\n{json.dumps(schema)}")})
+            messages.append(
+                {
+                    "role": "user",
+                    "content": (
+                        f"Your answer was rejected: {problem}. Reply again with only a JSON value that "
+                        f"satisfies this JSON Schema:\n{json.dumps(schema)}"
+                    ),
+                }
+            )
 
-    async def _run_tools(self, workflow: Workflow, agent: Agent, response: LLMResponse,
-                         by_name: dict[str, Tool], messages: list[dict[str, Any]], usage: Usage) -> None:
-        messages.append({"role": "assistant", "content": response.content,
-                         "tool_calls": list(response.tool_calls or [])})
+    async def _run_tools(
+        self,
+        workflow: Workflow,
+        agent: Agent,
+        response: LLMResponse,
+        by_name: dict[str, Tool],
+        messages: list[dict[str, Any]],
+        usage: Usage,
+    ) -> None:
+        messages.append(
+            {"role": "assistant", "content": response.content, "tool_calls": list(response.tool_calls or [])}
+        )
         for call in response.tool_calls or []:
             tool = by_name.get(call.name)
             t0 = self.clock()
@@ -330,15 +421,27 @@ class AgentExecutor:
                 content, error = await tool.call(call.arguments)
             usage.tool_calls += 1
             usage.tool_log.append({"tool": call.name, "arguments": call.arguments, "error": error})
-            self.emit(Event(EventType.TOOL_CALL, workflow.id, agent.name,
-                            {"tool": call.name, "error": error, "call_id": call.id,
-                             "duration": self.clock() - t0}, workflow_name=workflow.name,
-                            content={"arguments": call.arguments, "result": content}))
-            messages.append({"role": "tool", "tool_call_id": call.id, "name": call.name,
-                             "content": content})
+            self.emit(
+                Event(
+                    EventType.TOOL_CALL,
+                    workflow.id,
+                    agent.name,
+                    {"tool": call.name, "error": error, "call_id": call.id, "duration": self.clock() - t0},
+                    workflow_name=workflow.name,
+                    content={"arguments": call.arguments, "result": content},
+                )
+            )
+            messages.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": content})
 
-    async def _call(self, workflow: Workflow, agent: Agent, client: LLMClient,
-                    messages: list[dict[str, Any]], tools: list[Tool], usage: Usage) -> LLMResponse:
+    async def _call(
+        self,
+        workflow: Workflow,
+        agent: Agent,
+        client: LLMClient,
+        messages: list[dict[str, Any]],
+        tools: list[Tool],
+        usage: Usage,
+    ) -> LLMResponse:
         """One provider call, paid for by reservation and paced by the limiter."""
         llm = agent.llm_config
         model = llm["model"]
@@ -349,8 +452,9 @@ class AgentExecutor:
         # provider, so the online rate limits do not apply to it.
         batched = getattr(client, "batched", False) and not getattr(client, "goes_online", bool)()
         rate = self.tracker.batch_rate(client.provider) if batched else 1.0
-        worst = rate * self.tracker.max_cost(priced, messages, max_tokens, overrides=workflow.prices,
-                                             tools=specs, response_schema=agent.output_schema)
+        worst = rate * self.tracker.max_cost(
+            priced, messages, max_tokens, overrides=workflow.prices, tools=specs, response_schema=agent.output_schema
+        )
         key = agent_key(workflow.id, agent.name)
         reservation = self.tracker.reserve(workflow.id, key, worst, agent.cost_limit)
         permit = None
@@ -364,12 +468,19 @@ class AgentExecutor:
                     permit = await self.limits.acquire(client.provider, model, estimate)
                 if permit.waited > 0.0005:
                     usage.rate_limited_seconds += permit.waited
-                    self.emit(Event(EventType.AGENT_RATE_LIMITED, workflow.id, agent.name,
-                                    {"waited": permit.waited, "provider": client.provider},
-                                    workflow_name=workflow.name))
+                    self.emit(
+                        Event(
+                            EventType.AGENT_RATE_LIMITED,
+                            workflow.id,
+                            agent.name,
+                            {"waited": permit.waited, "provider": client.provider},
+                            workflow_name=workflow.name,
+                        )
+                    )
             sent = self.clock()
-            response = await self._send(client, llm, messages, specs, agent.output_schema, max_tokens,
-                                        workflow.capabilities)
+            response = await self._send(
+                client, llm, messages, specs, agent.output_schema, max_tokens, workflow.capabilities
+            )
         except LLMError as exc:
             if exc.billed:  # accepted, answered, unreadable: it may well be charged
                 self._book_unread(workflow, agent, client.provider, key, reservation, worst, usage, exc)
@@ -384,68 +495,137 @@ class AgentExecutor:
                 permit.release()
         cached = bool(response.metadata.get("cached"))
         batch_id = response.metadata.get("batch_id") if not cached else None
-        cost, anomaly = self._price(priced, response, worst, cached,
-                                    self.tracker.batch_rate(client.provider) if batch_id else 1.0)
+        cost, anomaly = self._price(
+            priced, response, worst, cached, self.tracker.batch_rate(client.provider) if batch_id else 1.0
+        )
         self.tracker.settle(reservation, cost)
         self.tracker.record_cost(
-            key, agent.name, workflow.id, model,
-            response.input_tokens, response.output_tokens,
+            key,
+            agent.name,
+            workflow.id,
+            model,
+            response.input_tokens,
+            response.output_tokens,
             _call_metadata(cached, batch_id, priced if priced != model else None),
             cached_input_tokens=response.cached_input_tokens,
             cache_creation_input_tokens=response.cache_creation_input_tokens,
-            reasoning_tokens=response.reasoning_tokens, provider=client.provider,
-            module=agent.module, cost=cost, usage_anomaly=anomaly)
+            reasoning_tokens=response.reasoning_tokens,
+            provider=client.provider,
+            module=agent.module,
+            cost=cost,
+            usage_anomaly=anomaly,
+        )
         usage.add(response, cost)
         usage.cached_calls += cached
         if response.rate_limit:
             self.limits.observe(client.provider, response.rate_limit)
         data = {
-            "model": model, "provider": client.provider, "input_tokens": response.input_tokens,
+            "model": model,
+            "provider": client.provider,
+            "input_tokens": response.input_tokens,
             "cached_input_tokens": response.cached_input_tokens,
-            "output_tokens": response.output_tokens, "reasoning_tokens": response.reasoning_tokens,
+            "output_tokens": response.output_tokens,
+            "reasoning_tokens": response.reasoning_tokens,
             "cache_creation_input_tokens": response.cache_creation_input_tokens,
-            "cost": cost, "cached": cached, "batch_id": batch_id, "duration": self.clock() - sent,
-            "finish_reason": response.finish_reason, "response_model": response.model,
-            "request_id": response.request_id, "max_tokens": max_tokens,
-            "temperature": llm.get("temperature"), "tool_calls": len(response.tool_calls or ()),
+            "cost": cost,
+            "cached": cached,
+            "batch_id": batch_id,
+            "duration": self.clock() - sent,
+            "finish_reason": response.finish_reason,
+            "response_model": response.model,
+            "request_id": response.request_id,
+            "max_tokens": max_tokens,
+            "temperature": llm.get("temperature"),
+            "tool_calls": len(response.tool_calls or ()),
             "usage_anomaly": anomaly,
         }
         if response.metadata.get("notice"):  # the structured-output fallback, said once
             data["notice"] = response.metadata["notice"]
-        self.emit(Event(EventType.LLM_CALL, workflow.id, agent.name, data, workflow_name=workflow.name,
-                        content={"messages": messages, "answer": response.content}))
+        self.emit(
+            Event(
+                EventType.LLM_CALL,
+                workflow.id,
+                agent.name,
+                data,
+                workflow_name=workflow.name,
+                content={"messages": messages, "answer": response.content},
+            )
+        )
         if anomaly is not None:
             self._anomaly(workflow, agent, client.provider, anomaly, cost, worst, usage)
         return response
 
-    def _anomaly(self, workflow: Workflow, agent: Agent, provider: str, anomaly: str, booked: float,
-                 reserved: float, usage: Usage) -> None:
+    def _anomaly(
+        self,
+        workflow: Workflow,
+        agent: Agent,
+        provider: str,
+        anomaly: str,
+        booked: float,
+        reserved: float,
+        usage: Usage,
+    ) -> None:
         """Note why a call's usage could not be taken at its word, on the agent and as an event."""
         usage.anomalies.append(anomaly)
-        self.emit(Event(EventType.USAGE_ANOMALY, workflow.id, agent.name, {
-            "model": agent.llm_config["model"], "provider": provider, "anomaly": anomaly, "booked": booked,
-            "reserved": reserved, "spent": self.tracker.spent(workflow.id), "budget": workflow.cost_budget},
-            workflow_name=workflow.name))
+        self.emit(
+            Event(
+                EventType.USAGE_ANOMALY,
+                workflow.id,
+                agent.name,
+                {
+                    "model": agent.llm_config["model"],
+                    "provider": provider,
+                    "anomaly": anomaly,
+                    "booked": booked,
+                    "reserved": reserved,
+                    "spent": self.tracker.spent(workflow.id),
+                    "budget": workflow.cost_budget,
+                },
+                workflow_name=workflow.name,
+            )
+        )
 
-    def _book_unread(self, workflow: Workflow, agent: Agent, provider: str, key: str, reservation: Reservation,
-                     worst: float, usage: Usage, exc: LLMError) -> None:
+    def _book_unread(
+        self,
+        workflow: Workflow,
+        agent: Agent,
+        provider: str,
+        key: str,
+        reservation: Reservation,
+        worst: float,
+        usage: Usage,
+        exc: LLMError,
+    ) -> None:
         """Book a call the provider accepted but whose answer could not be read at its reserved
         worst case: it is probably billed, and a budget must not learn of it from the invoice."""
         llm = agent.llm_config
         model = llm["model"]
         priced = llm.get("price_as") or model
-        anomaly = (f"{provider} answered {exc.status_code or 'with success'} but the answer could not be read; "
-                   f"booked the reserved worst case ${worst:.6f}")
+        anomaly = (
+            f"{provider} answered {exc.status_code or 'with success'} but the answer could not be read; "
+            f"booked the reserved worst case ${worst:.6f}"
+        )
         self.tracker.settle(reservation, worst)
-        self.tracker.record_cost(key, agent.name, workflow.id, model, 0, 0,
-                                 _call_metadata(False, None, priced if priced != model else None),
-                                 provider=provider, module=agent.module, cost=worst, usage_anomaly=anomaly)
+        self.tracker.record_cost(
+            key,
+            agent.name,
+            workflow.id,
+            model,
+            0,
+            0,
+            _call_metadata(False, None, priced if priced != model else None),
+            provider=provider,
+            module=agent.module,
+            cost=worst,
+            usage_anomaly=anomaly,
+        )
         usage.calls += 1
         usage.cost += worst
         self._anomaly(workflow, agent, provider, anomaly, worst, worst, usage)
 
-    def _price(self, model: str, response: LLMResponse, worst: float, cached: bool,
-               rate: float = 1.0) -> tuple[float, str | None]:
+    def _price(
+        self, model: str, response: LLMResponse, worst: float, cached: bool, rate: float = 1.0
+    ) -> tuple[float, str | None]:
         """What a call is booked at, and why its usage cannot be taken at its word (or None).
 
         Usage that is not a count (negative, fractional, missing) books the reserved
@@ -458,23 +638,34 @@ class AgentExecutor:
         if reported:
             return worst, f"{reported}; booked the reserved worst case ${worst:.6f}"
         cost = self.tracker.calculate_cost(
-            model, response.input_tokens, response.output_tokens,
+            model,
+            response.input_tokens,
+            response.output_tokens,
             cached_input_tokens=response.cached_input_tokens,
-            cache_creation_input_tokens=response.cache_creation_input_tokens)
+            cache_creation_input_tokens=response.cache_creation_input_tokens,
+        )
         if rate != 1.0:  # a batch answer, at the provider's batch discount
             cost = round(cost * rate, 10)
         if not math.isfinite(cost):
             return worst, f"usage priced at {cost}; booked the reserved worst case ${worst:.6f}"
         if cost > worst + 1e-9:
-            return cost, (f"{response.provider or 'the provider'} reported {response.input_tokens} input and "
-                          f"{response.output_tokens} output tokens, ${cost:.6f}, above the "
-                          f"${worst:.6f} reserved for the call; booked as reported")
+            return cost, (
+                f"{response.provider or 'the provider'} reported {response.input_tokens} input and "
+                f"{response.output_tokens} output tokens, ${cost:.6f}, above the "
+                f"${worst:.6f} reserved for the call; booked as reported"
+            )
         return cost, None
 
     @staticmethod
-    async def _send(client: LLMClient, llm: dict[str, Any], messages: list[dict[str, Any]],
-                    specs: list[dict[str, Any]], schema: dict[str, Any] | None,
-                    max_tokens: int, capabilities: dict[str, Any]) -> LLMResponse:
+    async def _send(
+        client: LLMClient,
+        llm: dict[str, Any],
+        messages: list[dict[str, Any]],
+        specs: list[dict[str, Any]],
+        schema: dict[str, Any] | None,
+        max_tokens: int,
+        capabilities: dict[str, Any],
+    ) -> LLMResponse:
         simulated = client.provider == "simulated"
         options: dict[str, Any] = {}
         for k in _PASSTHROUGH_SIMULATED if simulated else _PASSTHROUGH:
@@ -483,8 +674,7 @@ class AgentExecutor:
         if not simulated:
             # What the model accepts: by the model it is priced as (an Azure deployment's
             # model), with the workflow's own `capabilities:` over the built-in table.
-            options["capabilities"] = lookup(llm.get("price_as") or llm["model"], client.provider,
-                                             capabilities)
+            options["capabilities"] = lookup(llm.get("price_as") or llm["model"], client.provider, capabilities)
         if schema is not None:
             options["response_schema"] = schema
         # An llm_config without the key gets the reference's 0.7; None means "not sent".
@@ -493,10 +683,10 @@ class AgentExecutor:
         if not specs and len(messages) <= 2 and messages[-1]["role"] == "user":
             if messages[0]["role"] == "system":
                 options["system"] = messages[0]["content"]
-            return await client.complete(messages[-1]["content"], llm["model"], temperature,
-                                         max_tokens, None, **options)
-        return await client.complete_with_tools(messages, llm["model"], specs, temperature,
-                                                max_tokens, **options)
+            return await client.complete(
+                messages[-1]["content"], llm["model"], temperature, max_tokens, None, **options
+            )
+        return await client.complete_with_tools(messages, llm["model"], specs, temperature, max_tokens, **options)
 
 
 def _call_metadata(cached: bool, batch_id: str | None, price_as: str | None) -> dict[str, Any] | None:
@@ -509,4 +699,3 @@ def _call_metadata(cached: bool, batch_id: str | None, price_as: str | None) -> 
 
 _PASSTHROUGH = ("top_p", "stop", "request_timeout", "response_format")
 _PASSTHROUGH_SIMULATED = (*_PASSTHROUGH, "latency", "failure_rate")
-

@@ -50,8 +50,9 @@ class RetryPolicy:
             self.strategy = RetryStrategy(self.strategy)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None, *, base: RetryPolicy | None = None,
-                  max_retries: int | None = None) -> RetryPolicy:
+    def from_dict(
+        cls, data: dict[str, Any] | None, *, base: RetryPolicy | None = None, max_retries: int | None = None
+    ) -> RetryPolicy:
         """A policy from a workflow's `retry` mapping, missing keys taken from `base`."""
         values = {f.name: getattr(base, f.name) for f in fields(cls)} if base else {}
         values.update(data or {})
@@ -59,8 +60,7 @@ class RetryPolicy:
             values["max_retries"] = max_retries
         return cls(**values)
 
-    def get_delay(self, attempt: int, retry_after: float | None = None,
-                  rng: random.Random | None = None) -> float:
+    def get_delay(self, attempt: int, retry_after: float | None = None, rng: random.Random | None = None) -> float:
         """Seconds to wait before retry number `attempt` (1 for the first retry)."""
         attempt = max(1, attempt)
         if self.strategy is RetryStrategy.EXPONENTIAL_BACKOFF:
@@ -109,8 +109,7 @@ class FailureHandler:
         self.retries = 0
         self._callback_tasks: set[asyncio.Task[Any]] = set()
 
-    def handle_failure(self, agent: Agent, result: AgentResult,
-                       policy: RetryPolicy | None = None) -> bool:
+    def handle_failure(self, agent: Agent, result: AgentResult, policy: RetryPolicy | None = None) -> bool:
         """Record a failure; True when the agent should be tried again.
 
         Only retriable results are retried, and only while `result.retry_count`
@@ -124,17 +123,21 @@ class FailureHandler:
             self.retries += 1
         return retry
 
-    def get_delay(self, policy: RetryPolicy | None, attempt: int,
-                  retry_after: float | None = None) -> float:
+    def get_delay(self, policy: RetryPolicy | None, attempt: int, retry_after: float | None = None) -> float:
         return (policy or self.default_policy).get_delay(attempt, retry_after, self.rng)
 
     async def wait(self, delay: float) -> None:
         if delay > 0:
             await self.sleep(delay)
 
-    def should_fail_workflow(self, failed_agents: Sequence[Any], total_agents: int,
-                             allow_partial: bool = True, *,
-                             allow_partial_completion: bool | None = None) -> bool:
+    def should_fail_workflow(
+        self,
+        failed_agents: Sequence[Any],
+        total_agents: int,
+        allow_partial: bool = True,
+        *,
+        allow_partial_completion: bool | None = None,
+    ) -> bool:
         """True when the workflow as a whole has failed.
 
         Any failure fails a workflow that does not allow partial completion;

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from orchestrate.run.executor import AgentExecutor
@@ -42,8 +42,9 @@ def _items_of(agent: Agent, inputs: dict[str, Any], outputs: dict[str, Any]) -> 
         raise TemplateError(f"foreach {ref.describe()} is {kind}, not a list")
     limit = agent.max_items or 0
     if len(items) > limit:
-        raise TemplateError(f"foreach {ref.describe()} has {len(items)} items, more than max_items "
-                            f"({limit}); no item was run")
+        raise TemplateError(
+            f"foreach {ref.describe()} has {len(items)} items, more than max_items ({limit}); no item was run"
+        )
     return items
 
 
@@ -53,8 +54,15 @@ def _value(output: dict[str, Any] | None) -> Any:
     return output["json"] if "json" in output else output.get("text")
 
 
-async def run_items(workflow: Workflow, agent: Agent, executor: AgentExecutor, outputs: dict[str, Any],
-                    prior: AgentResult | None, slots: asyncio.Semaphore, result: AgentResult) -> None:
+async def run_items(
+    workflow: Workflow,
+    agent: Agent,
+    executor: AgentExecutor,
+    outputs: dict[str, Any],
+    prior: AgentResult | None,
+    slots: asyncio.Semaphore,
+    result: AgentResult,
+) -> None:
     """Run every item of `agent`'s foreach list, filling in `result` as items finish."""
     from orchestrate.run.scheduler import fold_usage
 
@@ -67,20 +75,27 @@ async def run_items(workflow: Workflow, agent: Agent, executor: AgentExecutor, o
     prior_values = _value(prior.output) if prior is not None else None
 
     async def one(k: int) -> None:
-        sub = AgentResult(agent_id=f"{agent.name}[{k}]", status=AgentStatus.RUNNING,
-                          started_at=datetime.now(timezone.utc))
+        sub = AgentResult(agent_id=f"{agent.name}[{k}]", status=AgentStatus.RUNNING, started_at=datetime.now(UTC))
         digest = None
         try:
-            given, text = step_input(agent, {**workflow.input_values, "item": items[k], "item_index": k},
-                                     outputs)
+            given, text = step_input(agent, {**workflow.input_values, "item": items[k], "item_index": k}, outputs)
             digest = fingerprint(agent, text)
             old = prior_rows[k] if k < len(prior_rows) and isinstance(prior_rows[k], dict) else {}
-            if old.get("status") == "completed" and old.get("fingerprint") == digest \
-                    and isinstance(prior_values, list) and k < len(prior_values):
+            if (
+                old.get("status") == "completed"
+                and old.get("fingerprint") == digest
+                and isinstance(prior_values, list)
+                and k < len(prior_values)
+            ):
                 values[k] = prior_values[k]
                 cost = float(old.get("cost") or 0.0)
-                executor.book_reused(workflow, agent, cost, prior.metadata.get("model") if prior else None,
-                                     prior.metadata.get("provider") if prior else None)
+                executor.book_reused(
+                    workflow,
+                    agent,
+                    cost,
+                    prior.metadata.get("model") if prior else None,
+                    prior.metadata.get("provider") if prior else None,
+                )
                 rows[k] = {**old, "reused": True}
                 result.cost += cost
                 result.tokens_used += int(old.get("tokens_used") or 0)
@@ -100,9 +115,15 @@ async def run_items(workflow: Workflow, agent: Agent, executor: AgentExecutor, o
             if rows[k].get("status") == "pending":
                 if sub.status is AgentStatus.RUNNING:
                     sub.status = AgentStatus.CANCELLED
-                rows[k] = {"index": k, "status": sub.status.value, "error": sub.error, "cost": sub.cost,
-                           "tokens_used": sub.tokens_used, "retry_count": sub.retry_count,
-                           "fingerprint": digest if sub.status is AgentStatus.COMPLETED else None}
+                rows[k] = {
+                    "index": k,
+                    "status": sub.status.value,
+                    "error": sub.error,
+                    "cost": sub.cost,
+                    "tokens_used": sub.tokens_used,
+                    "retry_count": sub.retry_count,
+                    "fingerprint": digest if sub.status is AgentStatus.COMPLETED else None,
+                }
                 if sub.status is AgentStatus.COMPLETED:
                     values[k] = _value(sub.output)
                 for key in ("model", "provider"):

@@ -13,7 +13,6 @@ everything else is kept.
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -49,16 +48,27 @@ def definition_digest(agent: Agent) -> Any:
 
 MAX_REPORT_BYTES = 256 * 1024 * 1024
 
-_EVENT = {"type": "object", "required": ["type"], "properties": {
-    "type": {"type": "string"}, "agent": {"type": ["string", "null"]}, "data": {"type": "object"}}}
-_FINISHED = {"type": "object", "properties": {
-    "status": {"type": "string"}, "fingerprint": {"type": ["string", "null"]},
-    "tokens_used": {"type": "integer", "minimum": 0}, "cost": {"type": "number", "minimum": 0},
-    "execution_time": {"type": ["number", "null"], "minimum": 0},
-    "retry_count": {"type": "integer", "minimum": 0},
-    "started_at": {"type": ["string", "null"]}, "completed_at": {"type": ["string", "null"]},
-    "model": {"type": ["string", "null"]}, "provider": {"type": ["string", "null"]},
-    "metadata": {"type": "object"}}}
+_EVENT = {
+    "type": "object",
+    "required": ["type"],
+    "properties": {"type": {"type": "string"}, "agent": {"type": ["string", "null"]}, "data": {"type": "object"}},
+}
+_FINISHED = {
+    "type": "object",
+    "properties": {
+        "status": {"type": "string"},
+        "fingerprint": {"type": ["string", "null"]},
+        "tokens_used": {"type": "integer", "minimum": 0},
+        "cost": {"type": "number", "minimum": 0},
+        "execution_time": {"type": ["number", "null"], "minimum": 0},
+        "retry_count": {"type": "integer", "minimum": 0},
+        "started_at": {"type": ["string", "null"]},
+        "completed_at": {"type": ["string", "null"]},
+        "model": {"type": ["string", "null"]},
+        "provider": {"type": ["string", "null"]},
+        "metadata": {"type": "object"},
+    },
+}
 
 
 def _parse_time(value: Any, where: str) -> datetime | None:
@@ -85,12 +95,17 @@ def _from_row(name: str, row: dict[str, Any], where: str) -> AgentResult:
     except ValueError:
         status = AgentStatus.FAILED
     return AgentResult(
-        agent_id=name, status=status, output=row.get("output"),
-        tokens_used=int(row.get("tokens_used") or 0), cost=float(row.get("cost") or 0.0),
+        agent_id=name,
+        status=status,
+        output=row.get("output"),
+        tokens_used=int(row.get("tokens_used") or 0),
+        cost=float(row.get("cost") or 0.0),
         execution_time=float(row.get("execution_time") or 0.0),
         started_at=_parse_time(row.get("started_at"), f"{where}.started_at"),
         completed_at=_parse_time(row.get("completed_at"), f"{where}.completed_at"),
-        retry_count=int(row.get("retry_count") or 0), metadata=metadata)
+        retry_count=int(row.get("retry_count") or 0),
+        metadata=metadata,
+    )
 
 
 def _read_result(path: Path) -> dict[str, Any]:
@@ -134,8 +149,10 @@ def _journal(path: Path) -> list[tuple[int, dict[str, Any]]]:
                 problem = check_instance(event.get("data", {}), _FINISHED)
                 problem = problem and problem.replace("$", "data", 1).replace("the answer", "data")
             if problem is not None:
-                raise UserInputError(f"{path}:{number}: not an event this version can resume from "
-                                     f"(tampered?): {problem.replace('the answer', 'the line')}")
+                raise UserInputError(
+                    f"{path}:{number}: not an event this version can resume from "
+                    f"(tampered?): {problem.replace('the answer', 'the line')}"
+                )
             found.append((number, event))
     return found
 
@@ -165,9 +182,15 @@ def prior_results(run_dir: Path) -> tuple[str | None, dict[str, AgentResult]]:
                 name = name or (data.get("name") if isinstance(data.get("name"), str) else None)
             if event.get("type") != "agent_finished" or not event.get("agent"):
                 continue
-            row = {**data, "metadata": {**data.get("metadata", {}), "model": data.get("model"),
-                                        "provider": data.get("provider"),
-                                        "fingerprint": data.get("fingerprint")}}
+            row = {
+                **data,
+                "metadata": {
+                    **data.get("metadata", {}),
+                    "model": data.get("model"),
+                    "provider": data.get("provider"),
+                    "fingerprint": data.get("fingerprint"),
+                },
+            }
             if data.get("items") is not None:
                 row["metadata"]["items"] = data["items"]
             if _reusable(row):
@@ -195,5 +218,8 @@ def plan_resume(run_dir: Path, workflow: Workflow) -> dict[str, AgentResult]:
     name, found = prior_results(run_dir)
     if name is not None and name != workflow.name:
         raise UserInputError(f"{run_dir}: this run folder is of workflow {name!r}, not {workflow.name!r}")
-    return {agent.name: found[agent.name] for agent in workflow.agents
-            if agent.name in found and _still_valid(agent, found[agent.name])}
+    return {
+        agent.name: found[agent.name]
+        for agent in workflow.agents
+        if agent.name in found and _still_valid(agent, found[agent.name])
+    }

@@ -20,18 +20,18 @@ import heapq
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from orchestrate.observe.events import Event, EventType
-from orchestrate.run.executor import AgentExecutor
-from orchestrate.run.failures import FailureHandler
-from orchestrate.workflow.graph import DependencyGraph, remaining_work
-from orchestrate.workflow.models import Agent, AgentResult, AgentStatus, Workflow, WorkflowStatus
 from orchestrate.run.approvals import Decision
 from orchestrate.run.deadlines import Deadlines
+from orchestrate.run.executor import AgentExecutor
+from orchestrate.run.failures import FailureHandler
 from orchestrate.run.fanout import run_items, step_input
 from orchestrate.run.resume import definition_digest
+from orchestrate.workflow.graph import DependencyGraph, remaining_work
+from orchestrate.workflow.models import Agent, AgentResult, AgentStatus, Workflow, WorkflowStatus
 from orchestrate.workflow.templates import lookup, render, single_placeholder
 
 __all__ = ["Approver", "RunShape", "WorkflowRun", "expected_seconds", "fold_usage"]
@@ -97,9 +97,17 @@ class RunShape:
         """The agents as workflow_started describes them (a shared shape's list is read-only)."""
         if self._described is not None:
             return self._described
-        described = [{"name": a.name, "module": a.module, "model": a.llm_config.get("model"),
-                      "provider": a.llm_config.get("provider"), "dependencies": a.dependencies,
-                      "priority": a.priority} for a in agents]
+        described = [
+            {
+                "name": a.name,
+                "module": a.module,
+                "model": a.llm_config.get("model"),
+                "provider": a.llm_config.get("provider"),
+                "dependencies": a.dependencies,
+                "priority": a.priority,
+            }
+            for a in agents
+        ]
         if self.shared:
             self._described = described
         return described
@@ -186,8 +194,11 @@ class WorkflowRun:
         # Agents whose calls go through a provider batch API wait at the provider, not here:
         # they take no slot under max_parallel_agents and have no agent timeout (a batch may
         # take up to 24 hours); the workflow's timeout still applies.
-        self.batched = ([not agent.is_code_step and executor.batched(agent) for agent in agents]
-                        if executor.uses_batching() else None)
+        self.batched = (
+            [not agent.is_code_step and executor.batched(agent) for agent in agents]
+            if executor.uses_batching()
+            else None
+        )
         self.online = 0
         self._item_slots: asyncio.Semaphore | None = None  # foreach items, across every fan-out
         self.decisions = dict(decisions or {})
@@ -202,13 +213,22 @@ class WorkflowRun:
         loop = self.loop = asyncio.get_running_loop()
         self.done = loop.create_future()
         wf.status = WorkflowStatus.RUNNING
-        wf.started_at = datetime.now(timezone.utc)
+        wf.started_at = datetime.now(UTC)
         t0 = self.clock()
-        self.emit(Event(EventType.WORKFLOW_STARTED, wf.id, None, {
-            "name": wf.name, "cost_budget": wf.cost_budget,
-            "max_parallel_agents": wf.max_parallel_agents,
-            "agents": self.shape.described(self.agents),
-        }, workflow_name=wf.name))
+        self.emit(
+            Event(
+                EventType.WORKFLOW_STARTED,
+                wf.id,
+                None,
+                {
+                    "name": wf.name,
+                    "cost_budget": wf.cost_budget,
+                    "max_parallel_agents": wf.max_parallel_agents,
+                    "agents": self.shape.described(self.agents),
+                },
+                workflow_name=wf.name,
+            )
+        )
         for i, agent in enumerate(self.agents):
             agent.status = AgentStatus.PENDING
             if self.waiting_on[i] == 0:
@@ -247,7 +267,7 @@ class WorkflowRun:
     def _conclude(self, t0: float, forced: WorkflowStatus | None) -> None:
         self._disarm()
         wf = self.workflow
-        wf.completed_at = datetime.now(timezone.utc)
+        wf.completed_at = datetime.now(UTC)
         waiting = partial = False
         unfinished: list[Agent] = []
         for i, a in enumerate(self.agents):  # one pass: this runs once a row of a batch
@@ -265,17 +285,30 @@ class WorkflowRun:
             wf.status = forced
         elif not unfinished and not waiting and not partial:
             wf.status = WorkflowStatus.COMPLETED
-        elif unfinished and self.failures.should_fail_workflow(unfinished, len(self.agents),
-                                                               wf.allow_partial_completion):
+        elif unfinished and self.failures.should_fail_workflow(
+            unfinished, len(self.agents), wf.allow_partial_completion
+        ):
             wf.status = WorkflowStatus.FAILED
         elif waiting:
             wf.status = WorkflowStatus.WAITING
         else:
             wf.status = WorkflowStatus.PARTIALLY_COMPLETED
-        self.emit(Event(EventType.WORKFLOW_FINISHED, wf.id, None, {
-            "status": wf.status.value, "total_cost": wf.total_cost, "total_tokens": wf.total_tokens,
-            "duration": self.clock() - t0, "error": wf.error, "outputs": wf.output_values},
-            workflow_name=wf.name))
+        self.emit(
+            Event(
+                EventType.WORKFLOW_FINISHED,
+                wf.id,
+                None,
+                {
+                    "status": wf.status.value,
+                    "total_cost": wf.total_cost,
+                    "total_tokens": wf.total_tokens,
+                    "duration": self.clock() - t0,
+                    "error": wf.error,
+                    "outputs": wf.output_values,
+                },
+                workflow_name=wf.name,
+            )
+        )
 
     def _outputs(self) -> dict[str, Any]:
         """The workflow's named `outputs:`; null where what they name did not complete."""
@@ -283,9 +316,11 @@ class WorkflowRun:
         for key, template in self.workflow.outputs.items():
             try:
                 ref = single_placeholder(template)
-                values[key] = (lookup(ref, inputs=self.workflow.input_values, outputs=self.outputs)
-                               if ref is not None else
-                               render(template, inputs=self.workflow.input_values, outputs=self.outputs))
+                values[key] = (
+                    lookup(ref, inputs=self.workflow.input_values, outputs=self.outputs)
+                    if ref is not None
+                    else render(template, inputs=self.workflow.input_values, outputs=self.outputs)
+                )
             except Exception:  # an upstream agent failed or was skipped: nothing to name
                 values[key] = None
         return values
@@ -343,8 +378,7 @@ class WorkflowRun:
         if agent.when is None and agent.approval is None and not self.any_skipped:
             return False  # the common case, kept cheap: nothing to decide
         if agent.when is None:
-            skipped = [d for d in agent.dependencies
-                       if self.agents[self.index[d]].status is AgentStatus.SKIPPED]
+            skipped = [d for d in agent.dependencies if self.agents[self.index[d]].status is AgentStatus.SKIPPED]
             if skipped:
                 self._settle(i, AgentStatus.SKIPPED, None, {"skipped": f"dependency {skipped[0]!r} was skipped"})
                 return True
@@ -373,10 +407,8 @@ class WorkflowRun:
         if self.approver is not None:
             return False  # its task asks
         message = self._approval_message(agent)
-        self.emit(Event(EventType.APPROVAL_REQUESTED, wf.id, agent.name, {"message": message},
-                        workflow_name=wf.name))
-        self._settle(i, AgentStatus.WAITING_APPROVAL, None,
-                     {"approval": {"status": "waiting", "message": message}})
+        self.emit(Event(EventType.APPROVAL_REQUESTED, wf.id, agent.name, {"message": message}, workflow_name=wf.name))
+        self._settle(i, AgentStatus.WAITING_APPROVAL, None, {"approval": {"status": "waiting", "message": message}})
         return True
 
     def _upstream(self, i: int) -> set[str]:
@@ -400,21 +432,28 @@ class WorkflowRun:
         """Apply a decision on agent `i`; True when it was rejected (settled here)."""
         wf = self.workflow
         agent = self.agents[i]
-        self.emit(Event(EventType.APPROVAL_DECIDED, wf.id, agent.name, decision.to_dict(),
-                        workflow_name=wf.name))
+        self.emit(Event(EventType.APPROVAL_DECIDED, wf.id, agent.name, decision.to_dict(), workflow_name=wf.name))
         if decision.approved:
             self.approved[i] = decision
             return False
         note = f": {decision.note}" if decision.note else ""
-        self._settle(i, AgentStatus.REJECTED, f"rejected by {decision.by}{note}",
-                     {"approval": decision.to_dict()})
+        self._settle(i, AgentStatus.REJECTED, f"rejected by {decision.by}{note}", {"approval": decision.to_dict()})
         return True
 
     def _settle(self, i: int, status: AgentStatus, error: str | None, metadata: dict[str, Any]) -> None:
         """Record an outcome decided without running the agent (no cost, no time)."""
-        now = datetime.now(timezone.utc)
-        self._record(i, AgentResult(agent_id=self.agents[i].name, status=status, error=error,
-                                    started_at=None, completed_at=now, metadata=metadata))
+        now = datetime.now(UTC)
+        self._record(
+            i,
+            AgentResult(
+                agent_id=self.agents[i].name,
+                status=status,
+                error=error,
+                started_at=None,
+                completed_at=now,
+                metadata=metadata,
+            ),
+        )
 
     # Timeouts: the agents' and the workflow's deadlines go to the engine's `Deadlines`, one
     # heap and one timer for every run (see orchestrate/run/deadlines.py).
@@ -445,15 +484,14 @@ class WorkflowRun:
     async def _run_agent(self, i: int) -> None:
         agent = self.agents[i]
         wf = self.workflow
-        result = AgentResult(agent_id=agent.name, status=AgentStatus.RUNNING,
-                             started_at=datetime.now(timezone.utc))
+        result = AgentResult(agent_id=agent.name, status=AgentStatus.RUNNING, started_at=datetime.now(UTC))
         t0 = self.clock()
         try:
             if agent.approval is not None and i not in self.approved:
                 if not await self._ask(i):
                     return
                 t0 = self.clock()
-                result.started_at = datetime.now(timezone.utc)
+                result.started_at = datetime.now(UTC)
             if i in self.approved:
                 result.metadata["approval"] = self.approved[i].to_dict()
             prior = self.reuse.get(agent.name)
@@ -492,7 +530,7 @@ class WorkflowRun:
             result.status = AgentStatus.FAILED
             result.error = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
         result.execution_time = self.clock() - t0
-        result.completed_at = datetime.now(timezone.utc)
+        result.completed_at = datetime.now(UTC)
         self._untrack(i)
         self._finish(i, result)
 
@@ -515,14 +553,12 @@ class WorkflowRun:
         agent = self.agents[i]
         wf = self.workflow
         message = self._approval_message(agent)
-        self.emit(Event(EventType.APPROVAL_REQUESTED, wf.id, agent.name, {"message": message},
-                        workflow_name=wf.name))
+        self.emit(Event(EventType.APPROVAL_REQUESTED, wf.id, agent.name, {"message": message}, workflow_name=wf.name))
         assert self.approver is not None
         decision = await self.approver(wf, agent, message)
         self._untrack(i)
         if decision is None:
-            self._settle(i, AgentStatus.WAITING_APPROVAL, None,
-                         {"approval": {"status": "waiting", "message": message}})
+            self._settle(i, AgentStatus.WAITING_APPROVAL, None, {"approval": {"status": "waiting", "message": message}})
         elif not self._decide(i, decision):
             task = asyncio.current_task()
             if task is not None and not self.stopping:
@@ -552,8 +588,9 @@ class WorkflowRun:
         if result.status is AgentStatus.SKIPPED:
             self.any_skipped = True
         if result.status is AgentStatus.COMPLETED or result.status is AgentStatus.SKIPPED:
-            self.outputs[agent.name] = (result.output or {"text": ""}) if result.status is AgentStatus.COMPLETED \
-                else None
+            self.outputs[agent.name] = (
+                (result.output or {"text": ""}) if result.status is AgentStatus.COMPLETED else None
+            )
             for j in self.dependents[i]:
                 self.waiting_on[j] -= 1
                 if self.waiting_on[j] == 0:
@@ -589,10 +626,11 @@ class WorkflowRun:
 
     def _mark_cancelled(self, j: int, reason: str) -> None:
         agent = self.agents[j]
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         agent.status = AgentStatus.CANCELLED
-        agent.result = AgentResult(agent_id=agent.name, status=AgentStatus.CANCELLED, error=reason,
-                                   started_at=None, completed_at=now)
+        agent.result = AgentResult(
+            agent_id=agent.name, status=AgentStatus.CANCELLED, error=reason, started_at=None, completed_at=now
+        )
         if j in self.blocked:  # already counted as finished when it was held
             self.blocked.discard(j)
         else:
@@ -636,10 +674,14 @@ def fold_usage(result: AgentResult) -> None:
     result.cost = usage.cost
     result.tokens_used = usage.input_tokens + usage.output_tokens
     result.metadata.update(
-        calls=usage.calls, input_tokens=usage.input_tokens,
-        cached_input_tokens=usage.cached_input_tokens, output_tokens=usage.output_tokens,
-        reasoning_tokens=usage.reasoning_tokens, tool_calls=usage.tool_calls,
-        cached_calls=usage.cached_calls, rate_limited_seconds=usage.rate_limited_seconds,
+        calls=usage.calls,
+        input_tokens=usage.input_tokens,
+        cached_input_tokens=usage.cached_input_tokens,
+        output_tokens=usage.output_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        tool_calls=usage.tool_calls,
+        cached_calls=usage.cached_calls,
+        rate_limited_seconds=usage.rate_limited_seconds,
     )
     if usage.errors:
         result.metadata["errors"] = usage.errors[-5:]
@@ -652,13 +694,19 @@ def fold_usage(result: AgentResult) -> None:
 def _finished_event(wf: Workflow, agent: Agent, result: AgentResult) -> Event:
     meta = result.metadata
     data = {
-        "status": result.status.value, "error": result.error, "tokens_used": result.tokens_used,
-        "cost": result.cost, "execution_time": result.execution_time,
+        "status": result.status.value,
+        "error": result.error,
+        "tokens_used": result.tokens_used,
+        "cost": result.cost,
+        "execution_time": result.execution_time,
         "retry_count": result.retry_count,
         "model": meta["model"] if "model" in meta else agent.llm_config.get("model"),
         "provider": meta["provider"] if "provider" in meta else agent.llm_config.get("provider"),
-        "module": agent.module, "output": result.output, "fingerprint": meta.get("fingerprint"),
-        "error_type": meta.get("error_type")}
+        "module": agent.module,
+        "output": result.output,
+        "fingerprint": meta.get("fingerprint"),
+        "error_type": meta.get("error_type"),
+    }
     for key in _LANGUAGE_KEYS:
         if key in meta:
             data[key] = meta[key]

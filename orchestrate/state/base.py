@@ -28,8 +28,17 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from orchestrate.errors import StateUnavailableError, UserInputError
 
-__all__ = ["BudgetState", "LeaseKeeper", "RateAnswer", "SharedState", "TierLimits", "scrub_url",
-           "state_from_url", "DEFAULT_NAMESPACE", "DEFAULT_LEASE_SECONDS"]
+__all__ = [
+    "BudgetState",
+    "LeaseKeeper",
+    "RateAnswer",
+    "SharedState",
+    "TierLimits",
+    "scrub_url",
+    "state_from_url",
+    "DEFAULT_NAMESPACE",
+    "DEFAULT_LEASE_SECONDS",
+]
 
 DEFAULT_NAMESPACE = "orchestrate"
 DEFAULT_LEASE_SECONDS = 30.0
@@ -72,9 +81,14 @@ class BudgetState:
     leases: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"scope": self.scope, "limit": self.limit, "spent": round(self.spent, 10),
-                "reserved": round(self.reserved, 10), "open_reservations": self.leases,
-                "remaining": None if self.limit is None else round(self.limit - self.spent - self.reserved, 10)}
+        return {
+            "scope": self.scope,
+            "limit": self.limit,
+            "spent": round(self.spent, 10),
+            "reserved": round(self.reserved, 10),
+            "open_reservations": self.leases,
+            "remaining": None if self.limit is None else round(self.limit - self.spent - self.reserved, 10),
+        }
 
 
 class SharedState(ABC):
@@ -89,9 +103,14 @@ class SharedState(ABC):
             (tests drive time with it); None uses the store's clock.
     """
 
-    def __init__(self, url: str, *, namespace: str = DEFAULT_NAMESPACE,
-                 lease_seconds: float = DEFAULT_LEASE_SECONDS,
-                 clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         self.url = scrub_url(url)
         self.namespace = namespace
         self.lease_seconds = lease_seconds
@@ -114,10 +133,10 @@ class SharedState(ABC):
         """True when other processes can see this state."""
         return True
 
-    async def connect(self) -> None:
+    async def connect(self) -> None:  # noqa: B027  (a no-op unless a back-end has a server)
         """Check that the store answers (raise `StateUnavailableError` if not)."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027  (a no-op unless a back-end holds connections)
         """Close connections."""
 
     # -- rate limits ----------------------------------------------------------------------------
@@ -234,8 +253,9 @@ def scrub_url(url: str) -> str:
     return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
 
 
-def state_from_url(url: str | None, *, namespace: str = DEFAULT_NAMESPACE,
-                   clock: Callable[[], float] | None = None) -> SharedState:
+def state_from_url(
+    url: str | None, *, namespace: str = DEFAULT_NAMESPACE, clock: Callable[[], float] | None = None
+) -> SharedState:
     """The back-end a URL names: None or ``memory://`` in-process, ``redis://`` / ``rediss://`` Redis.
 
     ``?lease_seconds=N`` sets the lease time. A Redis password comes from the URL
@@ -267,7 +287,10 @@ def state_from_url(url: str | None, *, namespace: str = DEFAULT_NAMESPACE,
         from orchestrate.state.redis import RedisState
 
         password = None if parts.password is not None else os.environ.get("REDIS_PASSWORD") or None
-        return RedisState(text, namespace=namespace, lease_seconds=lease_seconds, clock=clock,
-                          password=password, options=options)
-    raise UserInputError(f"state URL {scrub_url(text)!r}: unknown scheme {parts.scheme!r}; "
-                         "use memory://, redis://HOST:PORT/DB or rediss://")
+        return RedisState(
+            text, namespace=namespace, lease_seconds=lease_seconds, clock=clock, password=password, options=options
+        )
+    raise UserInputError(
+        f"state URL {scrub_url(text)!r}: unknown scheme {parts.scheme!r}; "
+        "use memory://, redis://HOST:PORT/DB or rediss://"
+    )

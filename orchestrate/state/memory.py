@@ -97,8 +97,7 @@ class MemoryState(SharedState):
         return entry
 
     def _state(self, scope: str, entry: _Scope) -> BudgetState:
-        return BudgetState(scope, entry.limit, entry.spent, sum(a for a, _ in entry.leases.values()),
-                           len(entry.leases))
+        return BudgetState(scope, entry.limit, entry.spent, sum(a for a, _ in entry.leases.values()), len(entry.leases))
 
     async def budget_reserve(self, scope: str, lease: str, amount: float) -> tuple[str, float | None, float]:
         self.check()

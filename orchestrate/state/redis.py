@@ -33,8 +33,7 @@ try:
     import redis.asyncio as aioredis
     from redis.exceptions import RedisError
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise UserInputError("a redis:// state or cache needs the Redis client: "
-                         "pip install 'orchestrate[redis]'") from exc
+    raise UserInputError("a redis:// state or cache needs the Redis client: pip install 'orchestrate[redis]'") from exc
 
 __all__ = ["RedisState"]
 
@@ -49,7 +48,9 @@ end
 
 # KEYS: per window (log, sum), then pace, pause, slots.
 # ARGV: now|'', lease, tokens, interval, slack, concurrent, lease_seconds, n, then per window name, limit, span, weighted.
-_ACQUIRE = _NOW + """
+_ACQUIRE = (
+    _NOW
+    + """
 local lease, tokens = ARGV[2], tonumber(ARGV[3])
 local interval, slack = tonumber(ARGV[4]), tonumber(ARGV[5])
 local concurrent, lease_s, n = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -123,9 +124,12 @@ if interval > 0 then
 end
 return {1, '0', ''}
 """
+)
 
 # KEYS: pause. ARGV: now|'', seconds.
-_PAUSE = _NOW + """
+_PAUSE = (
+    _NOW
+    + """
 local seconds = tonumber(ARGV[2])
 local current = tonumber(redis.call('GET', KEYS[1]) or '')
 if not current or now + seconds > current then
@@ -133,6 +137,7 @@ if not current or now + seconds > current then
 end
 return 1
 """
+)
 
 # KEYS: hash, leases, amounts. Lapsed reservations are dropped before anything else.
 _EXPIRE = """
@@ -155,7 +160,10 @@ end
 """
 
 # ARGV: now|'', lease, amount, lease_seconds.
-_RESERVE = _NOW + _EXPIRE + """
+_RESERVE = (
+    _NOW
+    + _EXPIRE
+    + """
 expire()
 local h = redis.call('HMGET', KEYS[1], 'limit', 'spent', 'reserved')
 local limit = tonumber(h[1] or '')
@@ -168,9 +176,13 @@ redis.call('HSET', KEYS[3], ARGV[2], fmt(amount))
 redis.call('ZADD', KEYS[2], fmt(now + tonumber(ARGV[4])), ARGV[2])
 return {'ok', h[1], fmt(committed)}
 """
+)
 
 # ARGV: now|'', lease, cost. The cost is booked even when the lease had lapsed: it was spent.
-_SETTLE = _NOW + _EXPIRE + """
+_SETTLE = (
+    _NOW
+    + _EXPIRE
+    + """
 expire()
 local amount = tonumber(redis.call('HGET', KEYS[3], ARGV[2]) or '')
 if amount then
@@ -181,21 +193,29 @@ end
 redis.call('HINCRBYFLOAT', KEYS[1], 'spent', ARGV[3])
 return 1
 """
+)
 
 # ARGV: now|'', op ('get' | 'set' | 'reset'), limit.
-_BUDGET = _NOW + _EXPIRE + """
+_BUDGET = (
+    _NOW
+    + _EXPIRE
+    + """
 expire()
 if ARGV[2] == 'set' then redis.call('HSET', KEYS[1], 'limit', ARGV[3]) end
 if ARGV[2] == 'reset' then redis.call('HSET', KEYS[1], 'spent', '0') end
 return state()
 """
+)
 
 # KEYS: one sorted set of leases. ARGV: now|'', lease_seconds, leases...
-_RENEW = _NOW + """
+_RENEW = (
+    _NOW
+    + """
 local expiry = fmt(now + tonumber(ARGV[2]))
 for i = 3, #ARGV do redis.call("ZADD", KEYS[1], "XX", expiry, ARGV[i]) end
 return 1
 """
+)
 
 _TIERS = ("requests_per_minute", "requests_per_hour", "requests_per_day", "tokens_per_minute")
 
@@ -209,8 +229,9 @@ class RedisState(SharedState):
         options: Further URL query options, passed to the client.
     """
 
-    def __init__(self, url: str, *, password: str | None = None, options: dict[str, str] | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, url: str, *, password: str | None = None, options: dict[str, str] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(url, **kwargs)
         parts = urlsplit(url)
         query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "lease_seconds"])
@@ -220,14 +241,22 @@ class RedisState(SharedState):
         try:
             # A bounded pool that waits for a free connection rather than failing under load.
             pool = aioredis.BlockingConnectionPool.from_url(
-                self._client_url, max_connections=32, timeout=10, socket_connect_timeout=3,
-                socket_timeout=5, **extra)
+                self._client_url, max_connections=32, timeout=10, socket_connect_timeout=3, socket_timeout=5, **extra
+            )
             self._redis = aioredis.Redis.from_pool(pool)  # owns the pool: aclose closes it
         except ValueError as exc:
             raise UserInputError(f"state URL {self.url!r}: {self._scrub(str(exc))}") from exc
-        self._scripts = {name: self._redis.register_script(body) for name, body in (
-            ("acquire", _ACQUIRE), ("pause", _PAUSE), ("reserve", _RESERVE), ("settle", _SETTLE),
-            ("budget", _BUDGET), ("renew", _RENEW))}
+        self._scripts = {
+            name: self._redis.register_script(body)
+            for name, body in (
+                ("acquire", _ACQUIRE),
+                ("pause", _PAUSE),
+                ("reserve", _RESERVE),
+                ("settle", _SETTLE),
+                ("budget", _BUDGET),
+                ("renew", _RENEW),
+            )
+        }
         self.round_trips = 0
 
     def _scrub(self, text: str) -> str:
@@ -269,8 +298,15 @@ class RedisState(SharedState):
     async def acquire_rate(self, key: str, limits: TierLimits, tokens: float, lease: str) -> RateAnswer:
         base = self._rl(key)
         keys: list[str] = []
-        args: list[Any] = [lease, repr(float(tokens)), repr(limits.interval), repr(limits.slack),
-                           limits.concurrent, repr(self.lease_seconds), len(limits.windows)]
+        args: list[Any] = [
+            lease,
+            repr(float(tokens)),
+            repr(limits.interval),
+            repr(limits.slack),
+            limits.concurrent,
+            repr(self.lease_seconds),
+            len(limits.windows),
+        ]
         for name, limit, span in limits.windows:
             keys += [f"{base}:{name}", f"{base}:{name}:sum"]
             args += [name, repr(float(limit)), repr(span), "1" if name == "tokens_per_minute" else "0"]
@@ -293,7 +329,8 @@ class RedisState(SharedState):
 
     async def budget_reserve(self, scope: str, lease: str, amount: float) -> tuple[str, float | None, float]:
         verdict, limit, committed = await self._call(
-            "reserve", self._budget_keys(scope), [lease, repr(float(amount)), repr(self.lease_seconds)])
+            "reserve", self._budget_keys(scope), [lease, repr(float(amount)), repr(self.lease_seconds)]
+        )
         return _text(verdict), (float(limit) if limit else None), float(committed)
 
     async def budget_settle(self, scope: str, lease: str, cost: float) -> None:
@@ -301,8 +338,7 @@ class RedisState(SharedState):
 
     async def _budget(self, scope: str, op: str, limit: float = 0.0) -> BudgetState:
         raw, spent, reserved, leases = await self._call("budget", self._budget_keys(scope), [op, repr(limit)])
-        return BudgetState(scope, float(raw) if raw else None, float(spent), max(0.0, float(reserved)),
-                           int(leases))
+        return BudgetState(scope, float(raw) if raw else None, float(spent), max(0.0, float(reserved)), int(leases))
 
     async def budget_get(self, scope: str) -> BudgetState:
         return await self._budget(scope, "get")
@@ -345,5 +381,3 @@ class RedisState(SharedState):
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-

@@ -120,8 +120,11 @@ class SlidingWindow:
         runs this for every call it lets through.
         """
         for window, amount in zip(windows, amounts):
-            if amount > window.limit or window._used + amount - window.limit > _EPSILON \
-                    or window._next - now > _EPSILON:
+            if (
+                amount > window.limit
+                or window._used + amount - window.limit > _EPSILON
+                or window._next - now > _EPSILON
+            ):
                 if not window.fits(now, amount):
                     return False
         for window, amount in zip(windows, amounts):

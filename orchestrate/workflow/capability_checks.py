@@ -47,12 +47,20 @@ def capability_problems(located: Located) -> tuple[list[Problem], list[Problem]]
         for key, message in refused(caps, llm):
             where = ("agents", i, "llm_config", key) if key in own else ("defaults", "llm_config", key)
             problem = located.at(where, f"agent {agent.get('name')!r}: {message}", key=True)
-            problem = Problem(problem.file, problem.line, problem.column, problem.message, problem.path,
-                              severity="warning", length=problem.length)
+            problem = Problem(
+                problem.file,
+                problem.line,
+                problem.column,
+                problem.message,
+                problem.path,
+                severity="warning",
+                length=problem.length,
+            )
             if (problem.line, problem.column, message) not in seen:
                 seen.add((problem.line, problem.column, message))
                 warnings.append(problem)
         if agent.get("tools") and not caps.tools:
-            errors.append(located.at(("agents", i, "tools"),
-                                     f"agent {agent.get('name')!r}: {model} does not accept tools"))
+            errors.append(
+                located.at(("agents", i, "tools"), f"agent {agent.get('name')!r}: {model} does not accept tools")
+            )
     return errors, warnings

@@ -42,8 +42,9 @@ class Located:
             for index in range(line - 1, min(len(self.lines), line - 1 + span)):
                 found = self.lines[index].find(needle, col - 1 if index == line - 1 else 0)
                 if found >= 0:
-                    return Problem(self.file, index + 1, found + 1, message, path_text(path),
-                                   hint=hint, length=len(needle))
+                    return Problem(
+                        self.file, index + 1, found + 1, message, path_text(path), hint=hint, length=len(needle)
+                    )
         return self.at(path, message, hint=hint)
 
     def at(self, path: Key, message: str, *, key: bool = False, hint: str = "") -> Problem:
@@ -81,8 +82,8 @@ class Located:
             node[right] = node.pop(wrong)
             old, new = (*parent, wrong), (*parent, right)
             for table in (values, keys):
-                for path in [p for p in table if p[:len(old)] == old]:
-                    table[new + path[len(old):]] = table[path]
+                for path in [p for p in table if p[: len(old)] == old]:
+                    table[new + path[len(old) :]] = table[path]
         return Located(value, self.file, values, keys, self.lines)
 
 
@@ -104,14 +105,26 @@ def check_document(located: Located) -> list[Problem]:
     from orchestrate.workflow.schema import misspelled_keys, schema_errors
 
     fixes = misspelled_keys(located.value)
-    problems = [located.at((*parent, wrong), f"unknown key {wrong!r}" + (f" in {path_text(parent)}" if parent else ""),
-                           key=True, hint=f"did you mean {right!r}?")
-                for parent, wrong, right in fixes]
+    problems = [
+        located.at(
+            (*parent, wrong),
+            f"unknown key {wrong!r}" + (f" in {path_text(parent)}" if parent else ""),
+            key=True,
+            hint=f"did you mean {right!r}?",
+        )
+        for parent, wrong, right in fixes
+    ]
     if fixes:
         located = located.renamed(fixes)
-    problems += [located.at(path[:-1] if path and path[-1] == "<key>" else path, message,
-                            key=bool(path) and path[-1] == "<key>", hint=hint)
-                 for path, message, hint in schema_errors(located.value)]
+    problems += [
+        located.at(
+            path[:-1] if path and path[-1] == "<key>" else path,
+            message,
+            key=bool(path) and path[-1] == "<key>",
+            hint=hint,
+        )
+        for path, message, hint in schema_errors(located.value)
+    ]
     problems += _non_finite(located)
     problems += _semantic(located)
     from orchestrate.workflow.capability_checks import capability_problems
@@ -125,9 +138,14 @@ def _non_finite(located: Located) -> list[Problem]:
     prices and limits off (NaN compares false with everything): refused wherever they are."""
     from orchestrate.finite import non_finite_paths
 
-    return [located.at(path, f"{path_text(path) or 'value'}: {_yaml_spelling(located.value, path)} is "
-                             "not a finite number; numbers must be finite (no .nan or .inf)")
-            for path in non_finite_paths(located.value)]
+    return [
+        located.at(
+            path,
+            f"{path_text(path) or 'value'}: {_yaml_spelling(located.value, path)} is "
+            "not a finite number; numbers must be finite (no .nan or .inf)",
+        )
+        for path in non_finite_paths(located.value)
+    ]
 
 
 def _yaml_spelling(document: Any, path: Key) -> str:
@@ -155,8 +173,7 @@ def _semantic(located: Located) -> list[Problem]:
         name = agent["name"]
         if name in first_index:
             line = located.values.get(("agents", first_index[name], "name"), (0, 0))[0]
-            problems.append(located.at(("agents", i, "name"),
-                                       f"duplicate agent name {name!r} (first on line {line})"))
+            problems.append(located.at(("agents", i, "name"), f"duplicate agent name {name!r} (first on line {line})"))
         else:
             first_index[name] = i
     names = set(first_index)
@@ -170,13 +187,16 @@ def _semantic(located: Located) -> list[Problem]:
             if not isinstance(dep, str):
                 continue
             if dep == agent["name"]:
-                problems.append(located.at(("agents", i, "dependencies", j),
-                                           f"agent {dep!r} depends on itself"))
+                problems.append(located.at(("agents", i, "dependencies", j), f"agent {dep!r} depends on itself"))
             elif dep not in names:
                 close = difflib.get_close_matches(dep, sorted(names), n=1)
-                problems.append(located.at(("agents", i, "dependencies", j),
-                                           f"agent {agent['name']!r} depends on unknown agent {dep!r}",
-                                           hint=f"did you mean {close[0]!r}?" if close else ""))
+                problems.append(
+                    located.at(
+                        ("agents", i, "dependencies", j),
+                        f"agent {agent['name']!r} depends on unknown agent {dep!r}",
+                        hint=f"did you mean {close[0]!r}?" if close else "",
+                    )
+                )
             else:
                 known.append(dep)
         if first_index.get(agent["name"]) == i:
@@ -184,8 +204,9 @@ def _semantic(located: Located) -> list[Problem]:
     cycle = DependencyGraph(deps_of).find_cycle()
     if cycle:
         head = cycle[0]
-        problems.append(located.at(("agents", first_index[head], "dependencies"),
-                                   f"dependency cycle: {' -> '.join(cycle)}"))
+        problems.append(
+            located.at(("agents", first_index[head], "dependencies"), f"dependency cycle: {' -> '.join(cycle)}")
+        )
     upstream = _upstream(deps_of) if not cycle else {n: set() for n in deps_of}
     inputs = doc.get("inputs") if isinstance(doc.get("inputs"), dict) else {}
     problems += _check_inputs(located, inputs)
@@ -207,8 +228,11 @@ def _semantic(located: Located) -> list[Problem]:
                 reason, inner = found
                 problems.append(located.at(("agents", i, "output_schema", *inner), f"output_schema: {reason}"))
         if "module" not in agent and "module" not in defaults:
-            problems.append(located.at(("agents", i), f"agent {agent['name']!r}: missing required "
-                                       "key 'module' (or set defaults.module)"))
+            problems.append(
+                located.at(
+                    ("agents", i), f"agent {agent['name']!r}: missing required key 'module' (or set defaults.module)"
+                )
+            )
     from orchestrate.workflow.language_checks import check_language
 
     problems += check_language(located, agents, inputs, by_name, upstream, bool(cycle))
@@ -241,8 +265,14 @@ def _upstream(deps_of: dict[str, list[str]]) -> dict[str, set[str]]:
     return memo
 
 
-INPUT_TYPES: dict[str, type | tuple[type, ...]] = {"string": str, "number": (int, float), "integer": int, "boolean": bool,
-                "object": dict, "array": list}
+INPUT_TYPES: dict[str, type | tuple[type, ...]] = {
+    "string": str,
+    "number": (int, float),
+    "integer": int,
+    "boolean": bool,
+    "object": dict,
+    "array": list,
+}
 
 
 def _check_inputs(located: Located, inputs: dict[str, Any]) -> list[Problem]:
@@ -257,14 +287,21 @@ def _check_inputs(located: Located, inputs: dict[str, Any]) -> list[Problem]:
             continue
         wrong = not isinstance(value, expected) or (kind in ("number", "integer") and isinstance(value, bool))
         if wrong:
-            problems.append(located.at(("inputs", name, "default"),
-                                       f"input {name!r}: default {value!r} is not of type {kind}"))
+            problems.append(
+                located.at(("inputs", name, "default"), f"input {name!r}: default {value!r} is not of type {kind}")
+            )
     return problems
 
 
-def _check_template(located: Located, i: int, agent: dict[str, Any], inputs: dict[str, Any],
-                    by_name: dict[str, Any], upstream: dict[str, set[str]],
-                    cycle: list[str] | None) -> list[Problem]:
+def _check_template(
+    located: Located,
+    i: int,
+    agent: dict[str, Any],
+    inputs: dict[str, Any],
+    by_name: dict[str, Any],
+    upstream: dict[str, set[str]],
+    cycle: list[str] | None,
+) -> list[Problem]:
     from orchestrate.workflow.templates import TemplateError, references
 
     template = agent.get("prompt_template")
@@ -280,9 +317,9 @@ def _check_template(located: Located, i: int, agent: dict[str, Any], inputs: dic
     try:
         refs = references(template)
     except TemplateError as exc:
-        line = template[exc.offset:].split("\n", 1)[0]
+        line = template[exc.offset :].split("\n", 1)[0]
         brace = line.find("}", 1)
-        needle = line[:brace + 1] if brace > 0 else line[:40]
+        needle = line[: brace + 1] if brace > 0 else line[:40]
         return [at(needle, f"agent {name!r}: prompt_template: {exc}", _brace_hint(template, exc.offset))]
     problems = []
     ups = upstream.get(name, set())
@@ -291,36 +328,54 @@ def _check_template(located: Located, i: int, agent: dict[str, Any], inputs: dic
         if ref.kind == "input" or (ref.kind == "name" and ref.name in inputs):
             if ref.name not in inputs:
                 declared = ", ".join(sorted(inputs)) or "none"
-                problems.append(at(shown, f"agent {name!r}: {shown} names unknown input "
-                                          f"{ref.name!r} (declared inputs: {declared})"))
+                problems.append(
+                    at(shown, f"agent {name!r}: {shown} names unknown input {ref.name!r} (declared inputs: {declared})")
+                )
             continue
         if ref.name not in by_name:
             close = difflib.get_close_matches(ref.name, sorted([*inputs, *by_name]), n=1)
-            problems.append(at(shown, f"agent {name!r}: {shown} names no input or agent",
-                               f"did you mean {close[0]!r}?" if close else _brace_hint(template, ref.offset)))
+            problems.append(
+                at(
+                    shown,
+                    f"agent {name!r}: {shown} names no input or agent",
+                    f"did you mean {close[0]!r}?" if close else _brace_hint(template, ref.offset),
+                )
+            )
             continue
         if cycle:
             continue
         if ref.name not in ups:
-            problems.append(at(shown, f"agent {name!r}: {shown} uses agent {ref.name!r}, "
-                                      "which is not upstream", f"add {ref.name!r} to its dependencies"))
+            problems.append(
+                at(
+                    shown,
+                    f"agent {name!r}: {shown} uses agent {ref.name!r}, which is not upstream",
+                    f"add {ref.name!r} to its dependencies",
+                )
+            )
             continue
         target = by_name[ref.name]
         schema = target.get("output_schema")
         json_output = isinstance(schema, dict) or "function" in target or "foreach" in target
         if ref.path and ref.path[0] != "text" and not json_output:
-            problems.append(at(shown, f"agent {name!r}: {shown}: agent {ref.name!r} has no "
-                                      "output_schema, so its output has only 'text'",
-                               f"write {{{ref.name}.output}} for its text, or give {ref.name!r} an output_schema"))
+            problems.append(
+                at(
+                    shown,
+                    f"agent {name!r}: {shown}: agent {ref.name!r} has no output_schema, so its output has only 'text'",
+                    f"write {{{ref.name}.output}} for its text, or give {ref.name!r} an output_schema",
+                )
+            )
         elif ref.path and ref.path[0] != "text" and isinstance(schema, dict):
             missing = _undeclared(schema, ref.path[1:] if ref.path[0] == "json" else ref.path)
             if missing is not None:
                 field, known = missing
                 close = difflib.get_close_matches(field, known, n=1)
-                problems.append(at(shown, f"agent {name!r}: {shown}: the output_schema of {ref.name!r} "
-                                          f"declares no field {field!r}",
-                                   f"did you mean {close[0]!r}?" if close else
-                                   f"declared: {', '.join(known)}" if known else ""))
+                problems.append(
+                    at(
+                        shown,
+                        f"agent {name!r}: {shown}: the output_schema of {ref.name!r} declares no field {field!r}",
+                        f"did you mean {close[0]!r}?" if close else f"declared: {', '.join(known)}" if known else "",
+                    )
+                )
     return problems
 
 
@@ -353,23 +408,27 @@ def _undeclared(schema: dict[str, Any], path: tuple[str, ...]) -> tuple[str, lis
 
 def _brace_hint(template: str, offset: int) -> str:
     """For text that looks like JSON in a prompt: how to write literal braces."""
-    tail = template[offset:offset + 40].lstrip("{").lstrip()
-    if tail.startswith(('"', "'", "}")) or ":" in tail.split("}", 1)[0] or template[offset:offset + 1] == "}":
+    tail = template[offset : offset + 40].lstrip("{").lstrip()
+    if tail.startswith(('"', "'", "}")) or ":" in tail.split("}", 1)[0] or template[offset : offset + 1] == "}":
         return "a prompt holding JSON must double its braces: write {{ and }} for { and }"
     return ""
 
 
-def _check_model(located: Located, i: int, agent: dict[str, Any], defaults: dict[str, Any],
-                 prices: dict[str, Any]) -> list[Problem]:
+def _check_model(
+    located: Located, i: int, agent: dict[str, Any], defaults: dict[str, Any], prices: dict[str, Any]
+) -> list[Problem]:
     from orchestrate.money.costs import closest_model, find_price
 
     own: dict[str, Any] = agent["llm_config"] if isinstance(agent.get("llm_config"), dict) else {}
-    inherited: dict[str, Any] = (defaults["llm_config"] if isinstance(defaults.get("llm_config"), dict)
-                                 else {})
+    inherited: dict[str, Any] = defaults["llm_config"] if isinstance(defaults.get("llm_config"), dict) else {}
     model = own.get("model", inherited.get("model"))
     if model is None:
-        return [located.at(("agents", i), f"agent {agent['name']!r} has no llm_config.model "
-                                          "(set it on the agent or in defaults.llm_config)")]
+        return [
+            located.at(
+                ("agents", i),
+                f"agent {agent['name']!r} has no llm_config.model (set it on the agent or in defaults.llm_config)",
+            )
+        ]
     if not isinstance(model, str):
         return []
     valid_prices = {k: v for k, v in prices.items() if isinstance(v, dict)}
@@ -379,6 +438,10 @@ def _check_model(located: Located, i: int, agent: dict[str, Any], defaults: dict
         where = ("agents", i, "llm_config", key) if key in own else ("defaults", "llm_config", key)
         close = closest_model(priced, valid_prices)
         hint = f" (unknown model; did you mean {close}?)" if close else ""
-        return [located.at(where, f"no price known for model {priced!r}{hint}; add it under 'prices:' "
-                                  "(USD per 1K tokens: input, output)")]
+        return [
+            located.at(
+                where,
+                f"no price known for model {priced!r}{hint}; add it under 'prices:' (USD per 1K tokens: input, output)",
+            )
+        ]
     return []

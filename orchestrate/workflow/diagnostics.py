@@ -26,7 +26,7 @@ _PLAIN = re.compile(r"[^\s,\[\]{}#:]+(?:[ \t]+[^\s,\[\]{}#:]+)*")
 
 def token_length(line: str, column: int) -> int:
     """How many characters the token starting at `column` (1-based) of `line` spans (at least 1)."""
-    rest = line[column - 1:]
+    rest = line[column - 1 :]
     if not rest:
         return 1
     match = _QUOTED.match(rest) if rest[0] in "\"'" else _PLAIN.match(rest)

@@ -73,8 +73,10 @@ class Condition:
         if isinstance(value, celpy.CELEvalError):
             raise ExpressionError(f"when {self.text!r}: {_eval_message(value)}")
         if not isinstance(value, celpy.celtypes.BoolType):
-            raise ExpressionError(f"when {self.text!r}: gave {type(value).__name__.removesuffix('Type').lower()} "
-                                  f"{value!r}, not true or false")
+            raise ExpressionError(
+                f"when {self.text!r}: gave {type(value).__name__.removesuffix('Type').lower()} "
+                f"{value!r}, not true or false"
+            )
         return bool(value)
 
 
@@ -94,8 +96,10 @@ def _eval_message(exc: Exception) -> str:
     message = str(exc.args[0]) if exc.args else str(exc)
     message = message.split(" (in activation", 1)[0]
     if "no matching overload" in message and "DoubleType" in message and "IntType" in message:
-        return ("an int is compared with a double; numbers from inputs and outputs are doubles, "
-                "so write 5000.0 rather than 5000")
+        return (
+            "an int is compared with a double; numbers from inputs and outputs are doubles, "
+            "so write 5000.0 rather than 5000"
+        )
     return message
 
 
@@ -113,10 +117,9 @@ def compile_condition(text: str) -> Condition:
         column = getattr(exc, "column", None) or 1
         rows = text.splitlines() or [""]
         row = rows[min(line, len(rows)) - 1]
-        found = row[column - 1:].strip()[:20]
+        found = row[column - 1 :].strip()[:20]
         what = f"unexpected {found!r}" if found else "unexpected end of the expression"
-        raise ExpressionError(f"invalid condition {text!r}: syntax error, {what}",
-                              line=line, column=column) from None
+        raise ExpressionError(f"invalid condition {text!r}: syntax error, {what}", line=line, column=column) from None
     return Condition(text, environment.program(tree), tuple(_names(tree)))
 
 
@@ -134,13 +137,16 @@ def _names(tree: Any) -> list[NameUse]:
             if isinstance(child, Tree):
                 parents[id(child)] = node
                 stack.append(child)
-        if node.data == "primary" and node.children and isinstance(node.children[0], Tree) \
-                and node.children[0].data == "ident":
+        if (
+            node.data == "primary"
+            and node.children
+            and isinstance(node.children[0], Tree)
+            and node.children[0].data == "ident"
+        ):
             ident = node.children[0].children[0]
             if isinstance(ident, Token):  # always: an `ident` rule holds the IDENT terminal
                 roots.append((node, ident))
-        if node.data == "member_dot_arg" and len(node.children) >= 3 \
-                and str(node.children[1]) in _BINDING_MACROS:
+        if node.data == "member_dot_arg" and len(node.children) >= 3 and str(node.children[1]) in _BINDING_MACROS:
             args = node.children[2]
             first = args.children[0] if isinstance(args, Tree) and args.children else None
             bound |= {str(t) for t in first.scan_values(lambda v: isinstance(v, Token))} if first else set()

@@ -49,8 +49,14 @@ def read_prompt_file(base_dir: Path | None, name: str) -> tuple[Path, str | None
 
 
 class _Context:
-    def __init__(self, located: Located, inputs: dict[str, Any], by_name: dict[str, Any],
-                 upstream: dict[str, set[str]], cycle: bool) -> None:
+    def __init__(
+        self,
+        located: Located,
+        inputs: dict[str, Any],
+        by_name: dict[str, Any],
+        upstream: dict[str, set[str]],
+        cycle: bool,
+    ) -> None:
         self.located = located
         self.inputs = inputs
         self.by_name = by_name
@@ -79,15 +85,19 @@ class _Context:
             return f"{who}: {shown} uses agent {ref.name!r}, which is not upstream; add it to dependencies"
         return None
 
-    def template(self, where: tuple[Any, ...], text: str, owner: str | None, *, foreach: bool,
-                 what: str) -> list[Problem]:
+    def template(
+        self, where: tuple[Any, ...], text: str, owner: str | None, *, foreach: bool, what: str
+    ) -> list[Problem]:
         span = text.count("\n") + 3
         try:
             refs = references(text)
         except TemplateError as exc:
-            needle = text[exc.offset:].split("\n", 1)[0][:40]
-            return [self.located.within(where, needle, f"agent {owner!r}: {what}: {exc}" if owner
-                                        else f"{what}: {exc}", span)]
+            needle = text[exc.offset :].split("\n", 1)[0][:40]
+            return [
+                self.located.within(
+                    where, needle, f"agent {owner!r}: {what}: {exc}" if owner else f"{what}: {exc}", span
+                )
+            ]
         problems = []
         for ref in refs:
             message = self.ref_problem(ref, owner, foreach=foreach, what=what)
@@ -96,8 +106,14 @@ class _Context:
         return problems
 
 
-def check_language(located: Located, agents: list[tuple[int, dict[str, Any]]], inputs: dict[str, Any],
-                   by_name: dict[str, Any], upstream: dict[str, set[str]], cycle: bool) -> list[Problem]:
+def check_language(
+    located: Located,
+    agents: list[tuple[int, dict[str, Any]]],
+    inputs: dict[str, Any],
+    by_name: dict[str, Any],
+    upstream: dict[str, set[str]],
+    cycle: bool,
+) -> list[Problem]:
     """Every problem with the workflow language's constructs in one document."""
     ctx = _Context(located, inputs, by_name, upstream, cycle)
     problems: list[Problem] = []
@@ -110,8 +126,13 @@ def check_language(located: Located, agents: list[tuple[int, dict[str, Any]]], i
         problems += _foreach(ctx, i, agent)
         approval = agent.get("approval")
         if isinstance(approval, dict) and isinstance(approval.get("message"), str):
-            problems += ctx.template(("agents", i, "approval", "message"), approval["message"],
-                                     agent["name"], foreach=False, what="approval.message")
+            problems += ctx.template(
+                ("agents", i, "approval", "message"),
+                approval["message"],
+                agent["name"],
+                foreach=False,
+                what="approval.message",
+            )
     outputs = located.value.get("outputs")
     if isinstance(outputs, dict):
         for key, text in outputs.items():
@@ -123,23 +144,41 @@ def check_language(located: Located, agents: list[tuple[int, dict[str, Any]]], i
 def _kind(ctx: _Context, i: int, agent: dict[str, Any]) -> list[Problem]:
     name = agent["name"]
     if "function" in agent:
-        return [ctx.located.at(("agents", i, key), f"agent {name!r} is a code step (function); "
-                               f"{key!r} belongs to LLM agents", key=True)
-                for key in _LLM_ONLY if key in agent]
+        return [
+            ctx.located.at(
+                ("agents", i, key), f"agent {name!r} is a code step (function); {key!r} belongs to LLM agents", key=True
+            )
+            for key in _LLM_ONLY
+            if key in agent
+        ]
     problems = []
     if "prompt_template" in agent and "prompt_file" in agent:
-        problems.append(ctx.located.at(("agents", i, "prompt_file"), f"agent {name!r}: give "
-                                       "prompt_template or prompt_file, not both", key=True))
-    if "system_file" in agent and isinstance(agent.get("llm_config"), dict) \
-            and "system" in agent["llm_config"]:
-        problems.append(ctx.located.at(("agents", i, "system_file"), f"agent {name!r}: give "
-                                       "llm_config.system or system_file, not both", key=True))
+        problems.append(
+            ctx.located.at(
+                ("agents", i, "prompt_file"), f"agent {name!r}: give prompt_template or prompt_file, not both", key=True
+            )
+        )
+    if "system_file" in agent and isinstance(agent.get("llm_config"), dict) and "system" in agent["llm_config"]:
+        problems.append(
+            ctx.located.at(
+                ("agents", i, "system_file"),
+                f"agent {name!r}: give llm_config.system or system_file, not both",
+                key=True,
+            )
+        )
     if "prompt_template" not in agent and "prompt_file" not in agent:
-        problems.append(ctx.located.at(("agents", i), f"agent {name!r}: missing required key "
-                                       "'prompt_template' (or prompt_file; or function for a code step)"))
+        problems.append(
+            ctx.located.at(
+                ("agents", i),
+                f"agent {name!r}: missing required key 'prompt_template' (or prompt_file; or function for a code step)",
+            )
+        )
     if "arguments" in agent:
-        problems.append(ctx.located.at(("agents", i, "arguments"), f"agent {name!r}: arguments "
-                                       "belong to a code step (function)", key=True))
+        problems.append(
+            ctx.located.at(
+                ("agents", i, "arguments"), f"agent {name!r}: arguments belong to a code step (function)", key=True
+            )
+        )
     return problems
 
 
@@ -162,13 +201,11 @@ def _code_step(ctx: _Context, i: int, agent: dict[str, Any]) -> list[Problem]:
     arguments = agent.get("arguments")
     if isinstance(arguments, dict):
         foreach = "foreach" in agent
-        stack: list[tuple[tuple[Any, ...], Any]] = [(("agents", i, "arguments", k), v)
-                                                    for k, v in arguments.items()]
+        stack: list[tuple[tuple[Any, ...], Any]] = [(("agents", i, "arguments", k), v) for k, v in arguments.items()]
         while stack:
             where, value = stack.pop()
             if isinstance(value, str):
-                problems += ctx.template(where, value, agent["name"], foreach=foreach,
-                                         what=f"arguments.{where[3]}")
+                problems += ctx.template(where, value, agent["name"], foreach=foreach, what=f"arguments.{where[3]}")
             elif isinstance(value, dict):
                 stack += [((*where, k), v) for k, v in value.items()]
             elif isinstance(value, list):
@@ -186,8 +223,9 @@ def _tools(ctx: _Context, i: int, agent: dict[str, Any]) -> list[Problem]:
         if isinstance(function, str) and ":" in function:
             missing = _module_problem(ctx, function)
             if missing:
-                problems.append(ctx.located.at(("agents", i, "tools", j, "function"),
-                                               f"agent {agent['name']!r}: tool {missing}"))
+                problems.append(
+                    ctx.located.at(("agents", i, "tools", j, "function"), f"agent {agent['name']!r}: tool {missing}")
+                )
     return problems
 
 
@@ -207,13 +245,11 @@ def _prompt_files(ctx: _Context, i: int, agent: dict[str, Any]) -> list[Problem]
         inner = Located(text, str(path), lines=text.splitlines())
         inner.values[("prompt",)] = (1, 1)
         sub = _Context(inner, ctx.inputs, ctx.by_name, ctx.upstream, ctx.cycle)
-        problems += sub.template(("prompt",), text, agent["name"], foreach="foreach" in agent,
-                                 what="prompt_file")
+        problems += sub.template(("prompt",), text, agent["name"], foreach="foreach" in agent, what="prompt_file")
     return problems
 
 
-def _expression_position(ctx: _Context, where: tuple[Any, ...], text: str, line: int,
-                         column: int) -> tuple[int, int]:
+def _expression_position(ctx: _Context, where: tuple[Any, ...], text: str, line: int, column: int) -> tuple[int, int]:
     """The file position of (line, column) inside the expression at `where`."""
     start = ctx.located.values.get(where)
     if start is None:
@@ -255,18 +291,18 @@ def _when(ctx: _Context, i: int, agent: dict[str, Any]) -> list[Problem]:
             continue
         elif use.name in ctx.by_name:
             if not ctx.cycle and use.name not in ups:
-                message = (f"{use.name!r} is an agent that is not upstream; add it to dependencies")
+                message = f"{use.name!r} is an agent that is not upstream; add it to dependencies"
             elif not use.path or use.path[0] not in ("output", "status"):
-                message = (f"use {use.name}.output or {use.name}.status, not "
-                           f"{'.'.join((use.name, *use.path))}")
+                message = f"use {use.name}.output or {use.name}.status, not {'.'.join((use.name, *use.path))}"
         else:
             close = difflib.get_close_matches(use.name, sorted([*ctx.inputs, *ctx.by_name, "inputs"]), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             message = f"{use.name!r} names no input or agent{hint}"
         if message:
             line, col = _expression_position(ctx, where, text, use.line, use.column)
-            problems.append(Problem(ctx.located.file, line, col, f"agent {name!r}: when: {message}",
-                                    f"agents[{i}].when"))
+            problems.append(
+                Problem(ctx.located.file, line, col, f"agent {name!r}: when: {message}", f"agents[{i}].when")
+            )
     return problems
 
 
@@ -281,8 +317,12 @@ def _foreach(ctx: _Context, i: int, agent: dict[str, Any]) -> list[Problem]:
     except TemplateError as exc:
         return [ctx.located.at(where, f"agent {name!r}: foreach: {exc}")]
     if len(refs) != 1:
-        return [ctx.located.at(where, f"agent {name!r}: foreach takes one placeholder naming a list, "
-                                      "e.g. \"{extract_lines.output.lines}\"")]
+        return [
+            ctx.located.at(
+                where,
+                f'agent {name!r}: foreach takes one placeholder naming a list, e.g. "{{extract_lines.output.lines}}"',
+            )
+        ]
     ref = refs[0]
     if ref.kind == "name" and ref.name in ITEM_NAMES and ref.name not in ctx.inputs:
         return [ctx.located.at(where, f"agent {name!r}: foreach cannot iterate over {ref.describe()}")]
@@ -291,6 +331,11 @@ def _foreach(ctx: _Context, i: int, agent: dict[str, Any]) -> list[Problem]:
         return [ctx.located.at(where, message)]
     spec = ctx.inputs.get(ref.name) if ref.kind != "agent" else None
     if isinstance(spec, dict) and not ref.path and spec.get("type", "string") != "array":
-        return [ctx.located.at(where, f"agent {name!r}: foreach {ref.describe()} names input "
-                                      f"{ref.name!r} of type {spec.get('type', 'string')}, not array")]
+        return [
+            ctx.located.at(
+                where,
+                f"agent {name!r}: foreach {ref.describe()} names input "
+                f"{ref.name!r} of type {spec.get('type', 'string')}, not array",
+            )
+        ]
     return []

@@ -27,11 +27,11 @@ from typing import Any
 
 import yaml
 
-from orchestrate.workflow.checks import INPUT_TYPES, Key, Located, check_document, path_text
-from orchestrate.workflow.capability_checks import capability_problems
-from orchestrate.fsutil import TooLargeError, read_bytes_capped
-from orchestrate.finite import first_non_finite, loads_strict
 from orchestrate.errors import Problem, UserInputError, WorkflowValidationError
+from orchestrate.finite import first_non_finite, loads_strict
+from orchestrate.fsutil import TooLargeError, read_bytes_capped
+from orchestrate.workflow.capability_checks import capability_problems
+from orchestrate.workflow.checks import INPUT_TYPES, Key, Located, check_document, path_text
 from orchestrate.workflow.language_checks import base_dir_of, read_prompt_file
 from orchestrate.workflow.models import Agent, Workflow
 
@@ -49,11 +49,12 @@ __all__ = [
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
 MAX_DEPTH = 64
-_ALIAS_GROWTH = 10       # expanded nodes may be at most this many times the distinct ones...
+_ALIAS_GROWTH = 10  # expanded nodes may be at most this many times the distinct ones...
 _ALIAS_ALLOWANCE = 10_000  # ...plus this many
 
-_PLAIN_TAGS = {f"tag:yaml.org,2002:{name}" for name in
-               ("str", "int", "float", "bool", "null", "seq", "map", "timestamp")}
+_PLAIN_TAGS = {
+    f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "seq", "map", "timestamp")
+}
 
 
 # The C parser when libyaml is there (several times faster), the pure-Python one otherwise.
@@ -87,12 +88,15 @@ class _Builder:
         self.expanded += 1
         self.distinct.add(id(node))
         if self.expanded > _ALIAS_ALLOWANCE and self.expanded > _ALIAS_GROWTH * len(self.distinct):
-            raise _YAMLProblem(*_mark(node), "alias expansion is far larger than the file "
-                               "(a 'billion laughs' document?); refusing to expand it")
+            raise _YAMLProblem(
+                *_mark(node),
+                "alias expansion is far larger than the file (a 'billion laughs' document?); refusing to expand it",
+            )
         self.located.values.setdefault(path, _mark(node))
         if node.tag not in _PLAIN_TAGS:
-            raise _YAMLProblem(*_mark(node), f"YAML tag {node.tag!r} is not allowed; "
-                               "workflow files hold plain data only")
+            raise _YAMLProblem(
+                *_mark(node), f"YAML tag {node.tag!r} is not allowed; workflow files hold plain data only"
+            )
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
@@ -105,8 +109,9 @@ class _Builder:
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
-                raise _YAMLProblem(*_mark(key_node), "merge keys ('<<') are not supported; "
-                                   "put shared settings under 'defaults:'")
+                raise _YAMLProblem(
+                    *_mark(key_node), "merge keys ('<<') are not supported; put shared settings under 'defaults:'"
+                )
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _PLAIN_TAGS:
                 raise _YAMLProblem(*_mark(key_node), "mapping keys must be plain text")
             key = str(self.scalars.construct_object(key_node))
@@ -114,9 +119,15 @@ class _Builder:
             if key in result:
                 line, col = _mark(key_node)
                 first = self.located.keys.get(child, (0, 0))[0]
-                self.problems.append(Problem(self.located.file, line, col,
-                                             f"duplicate key {key!r} (first defined on line {first})",
-                                             path_text(child)))
+                self.problems.append(
+                    Problem(
+                        self.located.file,
+                        line,
+                        col,
+                        f"duplicate key {key!r} (first defined on line {first})",
+                        path_text(child),
+                    )
+                )
                 continue
             self.located.keys[child] = _mark(key_node)
             result[key] = self.build(value_node, child, depth + 1)
@@ -142,8 +153,9 @@ def parse_yaml(text: str, file: str) -> tuple[Located | None, list[Problem]]:
     except RecursionError:
         return None, [Problem(file, 1, 1, "invalid YAML: nesting too deep")]
     if node is None:
-        return None, [Problem(file, 1, 1, "the file is empty; expected a workflow (a mapping with "
-                                          "'name' and 'agents')")]
+        return None, [
+            Problem(file, 1, 1, "the file is empty; expected a workflow (a mapping with 'name' and 'agents')")
+        ]
     builder = _Builder(located)
     try:
         located.value = builder.build(node, ())
@@ -153,8 +165,14 @@ def parse_yaml(text: str, file: str) -> tuple[Located | None, list[Problem]]:
         return None, [Problem(file, 1, 1, "invalid YAML: nesting too deep")]
     if not isinstance(located.value, dict):
         line, col = _mark(node)
-        return None, [Problem(file, line, col, "expected a workflow (a mapping with 'name' and "
-                                               f"'agents'), found {type(located.value).__name__}")]
+        return None, [
+            Problem(
+                file,
+                line,
+                col,
+                f"expected a workflow (a mapping with 'name' and 'agents'), found {type(located.value).__name__}",
+            )
+        ]
     return located, builder.problems
 
 
@@ -172,7 +190,7 @@ def read_text(path: Path) -> tuple[str | None, list[Problem]]:
     try:
         return data.decode("utf-8-sig"), []
     except UnicodeDecodeError as exc:
-        before = data[:exc.start]
+        before = data[: exc.start]
         line = before.count(b"\n") + 1
         col = exc.start - (before.rfind(b"\n") + 1) + 1
         return None, [Problem(file, line, col, f"not UTF-8 text (byte 0x{data[exc.start]:02x})")]
@@ -197,8 +215,9 @@ def _build(doc: dict[str, Any], source: str | None, folder: str | Path | None = 
     tags = list(doc.get("tags") or [])
     agents = []
     for raw in doc["agents"]:
-        values: dict[str, Any] = {k: raw[k] if k in raw else defaults[k]
-                                  for k in _AGENT_DEFAULTS if k in raw or k in defaults}
+        values: dict[str, Any] = {
+            k: raw[k] if k in raw else defaults[k] for k in _AGENT_DEFAULTS if k in raw or k in defaults
+        }
         retry = {**(defaults.get("retry") or {}), **(raw.get("retry") or {})} or None
         language = {k: raw[k] for k in ("function", "when", "foreach", "max_items", "approval") if k in raw}
         if "function" in raw:  # a code step: no model, no prompt
@@ -210,27 +229,48 @@ def _build(doc: dict[str, Any], source: str | None, folder: str | Path | None = 
             prompt = raw["prompt_template"] if "prompt_template" in raw else _prompt_text(base_dir, raw["prompt_file"])
             if "system_file" in raw:
                 llm["system"] = _prompt_text(base_dir, raw["system_file"])
-        agents.append(Agent(
-            name=raw["name"], description=raw.get("description", ""), llm_config=llm,
-            prompt_template=prompt, tools=list(raw.get("tools") or []),
-            dependencies=list(raw.get("dependencies") or []), output_schema=raw.get("output_schema"),
-            retry=retry, arguments=dict(raw.get("arguments") or {}),
-            tags=[*tags, *(t for t in raw.get("tags") or [] if t not in tags)], **language, **values))
-    top = {k: doc[k] for k in ("max_parallel_agents", "cost_budget", "timeout",
-                                "allow_partial_completion", "budget_scope") if k in doc}
-    workflow = Workflow(name=doc["name"], description=doc.get("description", ""), agents=agents,
-                        inputs=dict(doc.get("inputs") or {}), defaults=dict(defaults),
-                        rate_limits=dict(doc.get("rate_limits") or {}),
-                        prices=dict(doc.get("prices") or {}),
-                        capabilities=dict(doc.get("capabilities") or {}), outputs=dict(doc.get("outputs") or {}),
-                        tags=tags, **top)
+        agents.append(
+            Agent(
+                name=raw["name"],
+                description=raw.get("description", ""),
+                llm_config=llm,
+                prompt_template=prompt,
+                tools=list(raw.get("tools") or []),
+                dependencies=list(raw.get("dependencies") or []),
+                output_schema=raw.get("output_schema"),
+                retry=retry,
+                arguments=dict(raw.get("arguments") or {}),
+                tags=[*tags, *(t for t in raw.get("tags") or [] if t not in tags)],
+                **language,
+                **values,
+            )
+        )
+    top = {
+        k: doc[k]
+        for k in ("max_parallel_agents", "cost_budget", "timeout", "allow_partial_completion", "budget_scope")
+        if k in doc
+    }
+    workflow = Workflow(
+        name=doc["name"],
+        description=doc.get("description", ""),
+        agents=agents,
+        inputs=dict(doc.get("inputs") or {}),
+        defaults=dict(defaults),
+        rate_limits=dict(doc.get("rate_limits") or {}),
+        prices=dict(doc.get("prices") or {}),
+        capabilities=dict(doc.get("capabilities") or {}),
+        outputs=dict(doc.get("outputs") or {}),
+        tags=tags,
+        **top,
+    )
     workflow.source = source
     workflow.base_dir = str(base_dir) if base_dir is not None else None
     return workflow
 
 
-def load_workflow_text(text: str, *, file: str = "<string>",
-                       inputs: dict[str, Any] | None = None, bind: bool = True) -> Workflow:
+def load_workflow_text(
+    text: str, *, file: str = "<string>", inputs: dict[str, Any] | None = None, bind: bool = True
+) -> Workflow:
     """A workflow from YAML text; raises WorkflowValidationError with every problem.
 
     With `bind` false the inputs are left unbound (a dataset binds them per row).
@@ -246,8 +286,7 @@ def load_workflow_text(text: str, *, file: str = "<string>",
     return workflow
 
 
-def load_workflow(path: str | Path, *, inputs: dict[str, Any] | None = None,
-                  bind: bool = True) -> Workflow:
+def load_workflow(path: str | Path, *, inputs: dict[str, Any] | None = None, bind: bool = True) -> Workflow:
     """Read, validate and build the workflow at `path`, binding `inputs` (name -> value).
 
     Raises:
@@ -261,8 +300,13 @@ def load_workflow(path: str | Path, *, inputs: dict[str, Any] | None = None,
     return load_workflow_text(text, file=str(path), inputs=inputs, bind=bind)
 
 
-def workflow_from_dict(data: dict[str, Any], *, inputs: dict[str, Any] | None = None,
-                       source: str = "<dict>", base_dir: str | Path | None = None) -> Workflow:
+def workflow_from_dict(
+    data: dict[str, Any],
+    *,
+    inputs: dict[str, Any] | None = None,
+    source: str = "<dict>",
+    base_dir: str | Path | None = None,
+) -> Workflow:
     """A workflow from an already-parsed mapping (e.g. JSON), checked like a file.
 
     `base_dir` is where the modules of code steps and tools and the prompt files it
@@ -326,8 +370,7 @@ def _coerce(name: str, kind: str, value: Any) -> Any:
         if kind == "number":
             number = float(text)
             if not math.isfinite(number):
-                raise UserInputError(f"input {name!r}: {value!r} is not a finite number "
-                                     "(NaN and Infinity are refused)")
+                raise UserInputError(f"input {name!r}: {value!r} is not a finite number (NaN and Infinity are refused)")
             return number
         if kind == "boolean":
             lowered = text.lower()
@@ -359,8 +402,7 @@ def check_inputs(name: str, declared: dict[str, dict[str, Any]], values: dict[st
     unknown = sorted(set(values) - set(declared))
     if unknown:
         names = ", ".join(sorted(declared)) or "none"
-        raise UserInputError(f"unknown input {unknown[0]!r} for workflow {name!r} "
-                             f"(declared inputs: {names})")
+        raise UserInputError(f"unknown input {unknown[0]!r} for workflow {name!r} (declared inputs: {names})")
     bound: dict[str, Any] = {}
     for input_name, spec in declared.items():
         kind = spec.get("type", "string")
@@ -375,9 +417,10 @@ def check_inputs(name: str, declared: dict[str, dict[str, Any]], values: dict[st
         elif "default" in spec:
             bound[input_name] = spec["default"]
         elif variable:
-            raise UserInputError(f"workflow {name!r} needs input {input_name!r}: set the "
-                                 f"environment variable {variable} or pass --input {input_name}=VALUE")
+            raise UserInputError(
+                f"workflow {name!r} needs input {input_name!r}: set the "
+                f"environment variable {variable} or pass --input {input_name}=VALUE"
+            )
         else:
-            raise UserInputError(f"workflow {name!r} needs input {input_name!r}: "
-                                 f"pass --input {input_name}=VALUE")
+            raise UserInputError(f"workflow {name!r} needs input {input_name!r}: pass --input {input_name}=VALUE")
     return bound

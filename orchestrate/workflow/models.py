@@ -32,14 +32,18 @@ class AgentStatus(Enum):
     CANCELLED = "cancelled"
     RATE_LIMITED = "rate_limited"
     BUDGET_EXCEEDED = "budget_exceeded"
-    SKIPPED = "skipped"                    # its `when:` was false, or a dependency was skipped
+    SKIPPED = "skipped"  # its `when:` was false, or a dependency was skipped
     WAITING_APPROVAL = "waiting_approval"  # its `approval:` has no decision yet
-    REJECTED = "rejected"                  # its `approval:` was refused
+    REJECTED = "rejected"  # its `approval:` was refused
 
     @property
     def is_terminal(self) -> bool:
-        return self not in (AgentStatus.PENDING, AgentStatus.RUNNING, AgentStatus.RATE_LIMITED,
-                            AgentStatus.WAITING_APPROVAL)
+        return self not in (
+            AgentStatus.PENDING,
+            AgentStatus.RUNNING,
+            AgentStatus.RATE_LIMITED,
+            AgentStatus.WAITING_APPROVAL,
+        )
 
     @property
     def counts_as_success(self) -> bool:

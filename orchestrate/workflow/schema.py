@@ -12,9 +12,10 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections.abc import Iterator
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Iterator
+from typing import Any
 
 # jsonschema ships no types; its stubs (types-jsonschema) type every error field as `X | Unset`, a
 # sentinel never left after validation, so it stays untyped here.
@@ -22,8 +23,15 @@ import jsonschema  # type: ignore[import-untyped]
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from jsonschema.exceptions import ValidationError, best_match  # type: ignore[import-untyped]
 
-__all__ = ["check_instance", "check_schema", "report_problem", "misspelled_keys", "schema_errors", "workflow_schema",
-           "workflow_schema_text"]
+__all__ = [
+    "check_instance",
+    "check_schema",
+    "report_problem",
+    "misspelled_keys",
+    "schema_errors",
+    "workflow_schema",
+    "workflow_schema_text",
+]
 
 Path = tuple[str | int, ...]
 
@@ -80,7 +88,7 @@ def misspelled_keys(document: Any) -> list[tuple[Path, str, str]]:
     """
     found = []
     for error in _workflow_validator().iter_errors(document):
-        for leaf in ([error] if not error.context else list(error.context)):
+        for leaf in [error] if not error.context else list(error.context):
             if leaf.validator != "additionalProperties" or not isinstance(leaf.instance, dict):
                 continue
             allowed = sorted(leaf.schema.get("properties", {}))
@@ -203,16 +211,23 @@ def _message(error: ValidationError) -> tuple[str, str]:
         expected = " or ".join(expected) if isinstance(expected, list) else expected
         return (f"{name}: expected {expected}, got {_type_name(value)} {_short(value)}"), ""
     if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-        words = {"minimum": "at least", "maximum": "at most",
-                 "exclusiveMinimum": "greater than", "exclusiveMaximum": "less than"}[kind]
+        words = {
+            "minimum": "at least",
+            "maximum": "at most",
+            "exclusiveMinimum": "greater than",
+            "exclusiveMaximum": "less than",
+        }[kind]
         return (f"{name}: must be {words} {error.validator_value}, got {value!r}"), ""
     if kind == "pattern":
         if list(error.absolute_path) == ["name"]:
-            return (f"name: {value!r} is not a valid workflow name (start with a letter or digit; then "
-                    "letters, digits, '_', '.', '-' or spaces; one line)"), ""
+            return (
+                f"name: {value!r} is not a valid workflow name (start with a letter or digit; then "
+                "letters, digits, '_', '.', '-' or spaces; one line)"
+            ), ""
         if name in ("name",) or name.startswith("agents["):
-            return ((f"{name}: {value!r} is not a valid name (start with a letter; "
-                    "then letters, digits, '_' or '-')")), ""
+            return (
+                f"{name}: {value!r} is not a valid name (start with a letter; then letters, digits, '_' or '-')"
+            ), ""
         return (f"{name}: {value!r} does not match {error.validator_value}"), ""
     if kind == "minItems":
         return (f"{name}: needs at least {error.validator_value} item(s)"), ""
@@ -228,8 +243,9 @@ def _message(error: ValidationError) -> tuple[str, str]:
 def _type_name(value: Any) -> str:
     if value is None:
         return "null"
-    return {bool: "boolean", int: "integer", float: "number", str: "string",
-            list: "array", dict: "object"}.get(type(value), type(value).__name__)
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}.get(
+        type(value), type(value).__name__
+    )
 
 
 def _short(value: Any) -> str:

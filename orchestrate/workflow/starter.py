@@ -35,54 +35,89 @@ class _Example:
 
 _EXAMPLES = {
     "Finance": _Example(
-        "invoice", "INV-2026-0042: Globex GmbH, 3 x consulting days at EUR 1,200, due 2026-12-15",
-        "The invoice to check", "extract_invoice",
+        "invoice",
+        "INV-2026-0042: Globex GmbH, 3 x consulting days at EUR 1,200, due 2026-12-15",
+        "The invoice to check",
+        "extract_invoice",
         "Extract the supplier, the total amount and the due date of this invoice: {invoice}",
-        "total", "the invoice total", "approval_note",
+        "total",
+        "the invoice total",
+        "approval_note",
         "Write a two-line approval note for an invoice of {extract_invoice.output.total} "
         "from {extract_invoice.output.supplier}, due {extract_invoice.output.due_date}.",
-        "lookup_supplier", "Look up a supplier in the vendor master"),
+        "lookup_supplier",
+        "Look up a supplier in the vendor master",
+    ),
     "HR": _Example(
-        "employee", "Dana Smith, starts 2026-12-01 as a payroll analyst in Berlin",
-        "The new hire", "onboarding_facts",
+        "employee",
+        "Dana Smith, starts 2026-12-01 as a payroll analyst in Berlin",
+        "The new hire",
+        "onboarding_facts",
         "List the start date, the role and the location of this new hire: {employee}",
-        "role", "the role", "welcome_plan",
+        "role",
+        "the role",
+        "welcome_plan",
         "Write a first-week plan for a new {onboarding_facts.output.role} "
         "starting {onboarding_facts.output.start_date} in {onboarding_facts.output.location}.",
-        "lookup_employee", "Look up an employee record"),
+        "lookup_employee",
+        "Look up an employee record",
+    ),
     "Inventory": _Example(
-        "item", "SKU 10-442 hydraulic filter: 14 on hand, 9 a week used, lead time 3 weeks",
-        "The stock item", "stock_position",
+        "item",
+        "SKU 10-442 hydraulic filter: 14 on hand, 9 a week used, lead time 3 weeks",
+        "The stock item",
+        "stock_position",
         "Give the stock on hand, the weekly usage and the lead time in weeks of: {item}",
-        "on_hand", "units on hand", "reorder_advice",
+        "on_hand",
+        "units on hand",
+        "reorder_advice",
         "With {stock_position.output.on_hand} on hand, {stock_position.output.weekly_usage} used a week "
         "and a lead time of {stock_position.output.lead_time_weeks} weeks, say whether to reorder and how many.",
-        "lookup_item", "Look up an item in the item master"),
+        "lookup_item",
+        "Look up an item in the item master",
+    ),
     "Compliance": _Example(
-        "vendor", "Initech Ltd, UK, software licences, annual spend GBP 250,000",
-        "The vendor to screen", "vendor_profile",
+        "vendor",
+        "Initech Ltd, UK, software licences, annual spend GBP 250,000",
+        "The vendor to screen",
+        "vendor_profile",
         "Give the country, the sector and the yearly spend of this vendor: {vendor}",
-        "country", "the vendor's country", "risk_memo",
+        "country",
+        "the vendor's country",
+        "risk_memo",
         "Write a three-line due-diligence memo for a {vendor_profile.output.sector} vendor in "
         "{vendor_profile.output.country} with a yearly spend of {vendor_profile.output.spend}.",
-        "lookup_vendor", "Look up a vendor in the vendor master"),
+        "lookup_vendor",
+        "Look up a vendor in the vendor master",
+    ),
     "General": _Example(
-        "request", "Move the quarterly ops review from Thursday to Friday 10:00 and invite the CFO",
-        "The request to handle", "request_facts",
+        "request",
+        "Move the quarterly ops review from Thursday to Friday 10:00 and invite the CFO",
+        "The request to handle",
+        "request_facts",
         "List the action, the day and the people concerned by this request: {request}",
-        "action", "the action asked for", "reply",
-        "Write a short, polite reply confirming: {request_facts.output.action} on "
-        "{request_facts.output.day}.",
-        "lookup_calendar", "Look up a calendar"),
+        "action",
+        "the action asked for",
+        "reply",
+        "Write a short, polite reply confirming: {request_facts.output.action} on {request_facts.output.day}.",
+        "lookup_calendar",
+        "Look up a calendar",
+    ),
 }
 
 _FIELDS = {
-    "Finance": ("supplier", "string"), "HR": ("start_date", "string"), "Inventory": ("weekly_usage", "number"),
-    "Compliance": ("sector", "string"), "General": ("day", "string"),
+    "Finance": ("supplier", "string"),
+    "HR": ("start_date", "string"),
+    "Inventory": ("weekly_usage", "number"),
+    "Compliance": ("sector", "string"),
+    "General": ("day", "string"),
 }
 _THIRD = {
-    "Finance": ("due_date", "string"), "HR": ("location", "string"), "Inventory": ("lead_time_weeks", "number"),
-    "Compliance": ("spend", "string"), "General": None,
+    "Finance": ("due_date", "string"),
+    "HR": ("location", "string"),
+    "Inventory": ("lead_time_weeks", "number"),
+    "Compliance": ("spend", "string"),
+    "General": None,
 }
 _MAIN_TYPE = {"total": "number", "role": "string", "on_hand": "number", "country": "string", "action": "string"}
 
@@ -108,8 +143,10 @@ def module_named(text: str) -> str:
 def starter_files(name: str, module: str = "General", *, tools: bool = False) -> Starter:
     """The starter workflow called `name` for `module` (and its tool module with `tools`)."""
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name) or len(name) > 80:
-        raise UserInputError(f"{name!r} is not a usable workflow name: use letters, digits and "
-                             "underscores, starting with a letter (e.g. invoice_check)")
+        raise UserInputError(
+            f"{name!r} is not a usable workflow name: use letters, digits and "
+            "underscores, starting with a letter (e.g. invoice_check)"
+        )
     module = module_named(module)
     ex = _EXAMPLES[module]
     tools_module = f"{name}_tools"

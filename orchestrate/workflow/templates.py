@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Iterator
+from typing import Any
 
 from orchestrate.errors import UserInputError
 
@@ -46,9 +47,9 @@ class TemplateError(UserInputError):
 class Reference:
     """One placeholder: what it names and where it sits in the template."""
 
-    text: str            # as written between the braces
-    kind: str            # "input", "agent", or "name" (short form: an input or an agent)
-    name: str            # the input or agent name
+    text: str  # as written between the braces
+    kind: str  # "input", "agent", or "name" (short form: an input or an agent)
+    name: str  # the input or agent name
     path: tuple[str, ...]  # keys below the input's value or below the agent's output
     offset: int
 
@@ -71,14 +72,12 @@ def _placeholders(template: str) -> Iterator[tuple[str, int]]:
             i += 2
             continue
         if template[i] == "}":
-            raise TemplateError(f"single '}}' at position {i}; write '}}}}' for a literal brace",
-                                offset=i)
+            raise TemplateError(f"single '}}' at position {i}; write '}}}}' for a literal brace", offset=i)
         end = template.find("}", i + 1)
         nested = template.find("{", i + 1)
         if end < 0 or (0 <= nested < end):
-            raise TemplateError(f"unclosed '{{' at position {i}; write '{{{{' for a literal brace",
-                                offset=i)
-        yield template[i + 1:end], i
+            raise TemplateError(f"unclosed '{{' at position {i}; write '{{{{' for a literal brace", offset=i)
+        yield template[i + 1 : end], i
         i = end + 1
 
 
@@ -87,37 +86,40 @@ def _parse(text: str, offset: int) -> Reference:
     shown = "{" + text + "}"
     if not raw:
         raise TemplateError(f"empty placeholder {shown}", offset=offset)
-    for bad, why in (("[", "indexing with [] is not allowed; use .0"),
-                     ("(", "calls are not allowed"), ("!", "conversions (!r, !s) are not allowed"),
-                     (":", "format specs are not allowed")):
+    for bad, why in (
+        ("[", "indexing with [] is not allowed; use .0"),
+        ("(", "calls are not allowed"),
+        ("!", "conversions (!r, !s) are not allowed"),
+        (":", "format specs are not allowed"),
+    ):
         if bad in raw:
             raise TemplateError(f"placeholder {shown}: {why}", offset=offset)
     parts = raw.split(".")
     for part in parts:
         if part.startswith("_"):
-            raise TemplateError(f"placeholder {shown}: names starting with '_' are not allowed",
-                                offset=offset)
+            raise TemplateError(f"placeholder {shown}: names starting with '_' are not allowed", offset=offset)
         if not _SEGMENT.fullmatch(part):
-            raise TemplateError(f"placeholder {shown}: {part!r} is not a name or a list index",
-                                offset=offset)
+            raise TemplateError(f"placeholder {shown}: {part!r} is not a name or a list index", offset=offset)
     if parts[0].isdigit():
         raise TemplateError(f"placeholder {shown}: must start with a name", offset=offset)
     head = parts[0]
     if head == "inputs":
         if len(parts) < 2:
-            raise TemplateError(f"placeholder {shown}: say which input, e.g. {{inputs.period}}",
-                                offset=offset)
+            raise TemplateError(f"placeholder {shown}: say which input, e.g. {{inputs.period}}", offset=offset)
         return Reference(raw, "input", parts[1], tuple(parts[2:]), offset)
     if head == "agents":
         if len(parts) < 2:
-            raise TemplateError(f"placeholder {shown}: say which agent, e.g. "
-                                "{agents.ledger_check.output}", offset=offset)
+            raise TemplateError(
+                f"placeholder {shown}: say which agent, e.g. {{agents.ledger_check.output}}", offset=offset
+            )
         rest = parts[2:]
         if rest and rest[0] == "output":
             rest = rest[1:]
         elif rest:
-            raise TemplateError(f"placeholder {shown}: only an agent's output can be used, "
-                                f"e.g. {{agents.{parts[1]}.output}}", offset=offset)
+            raise TemplateError(
+                f"placeholder {shown}: only an agent's output can be used, e.g. {{agents.{parts[1]}.output}}",
+                offset=offset,
+            )
         return Reference(raw, "agent", parts[1], tuple(rest), offset)
     rest = parts[1:]
     if rest and rest[0] == "output":
@@ -150,8 +152,10 @@ def _agent_value(output: Any, path: tuple[str, ...], ref: Reference) -> Any:
         return _walk(output, path, ref)
     if "json" in output:  # {a.output.total} is short for {a.output.json.total}
         return _walk(output["json"], path, ref)
-    raise TemplateError(f"placeholder {ref.describe()}: the agent's output has no {path[0]!r} "
-                        "(it has no JSON answer; give the agent an output_schema)")
+    raise TemplateError(
+        f"placeholder {ref.describe()}: the agent's output has no {path[0]!r} "
+        "(it has no JSON answer; give the agent an output_schema)"
+    )
 
 
 def _text(value: Any) -> str:

@@ -14,18 +14,28 @@ KEY = "sk-hostile-SECRET-0123456789abcdef"
 ANTHROPIC_KEY = "sk-ant-hostile-SECRET-fedcba9876543210"
 
 
-def orchestrate(*args: str, cwd: Path, env: dict[str, str] | None = None, stdin: bytes | str | None = None,
-                timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def orchestrate(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, stdin: bytes | str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """`python -m orchestrate ARGS` without a terminal (CI=true), no provider keys unless given."""
-    environment = {k: v for k, v in os.environ.items()
-                   if k not in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL")}
+    environment = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL")
+    }
     environment.update({"CI": "true", **(env or {})})
     data = stdin.encode() if isinstance(stdin, str) else stdin
-    done = subprocess.run([sys.executable, "-m", "orchestrate", *args], cwd=cwd, env=environment,
-                          input=data, capture_output=True, timeout=timeout)
-    return subprocess.CompletedProcess(done.args, done.returncode,
-                                       done.stdout.decode("utf-8", "replace"),
-                                       done.stderr.decode("utf-8", "replace"))
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrate", *args],
+        cwd=cwd,
+        env=environment,
+        input=data,
+        capture_output=True,
+        timeout=timeout,
+    )
+    return subprocess.CompletedProcess(
+        done.args, done.returncode, done.stdout.decode("utf-8", "replace"), done.stderr.decode("utf-8", "replace")
+    )
 
 
 def assert_clean_failure(done: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:
@@ -41,8 +51,15 @@ def workflow_file(folder: Path, name: str = "wf.yaml", *, agents: list[dict] | N
     document: dict = {
         "name": "hostile",
         "cost_budget": 1.0,
-        "agents": agents or [{"name": "a", "module": "Finance", "prompt_template": "Say hi",
-                              "llm_config": {"model": "gpt-4o-mini", "max_tokens": 50}}],
+        "agents": agents
+        or [
+            {
+                "name": "a",
+                "module": "Finance",
+                "prompt_template": "Say hi",
+                "llm_config": {"model": "gpt-4o-mini", "max_tokens": 50},
+            }
+        ],
     }
     document.update(top)
     path = folder / name

@@ -20,9 +20,15 @@ def test_an_endless_stream_as_workflow_file_is_refused_within_the_limit(tmp_path
     assert_clean_failure(done, 2, "/dev/zero:1:1: file is over 5,242,880 bytes; the limit is 5,242,880")
     yes = subprocess.Popen(["yes"], stdout=subprocess.PIPE)
     try:
-        done = subprocess.run([sys.executable, "-m", "orchestrate", "validate", "/dev/stdin"], stdin=yes.stdout,
-                              capture_output=True, text=True, timeout=60, cwd=tmp_path,
-                              env={**os.environ, "CI": "true"})
+        done = subprocess.run(
+            [sys.executable, "-m", "orchestrate", "validate", "/dev/stdin"],
+            stdin=yes.stdout,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+            env={**os.environ, "CI": "true"},
+        )
     finally:
         yes.kill()
         yes.wait()
@@ -95,13 +101,23 @@ def test_new_reports_honour_the_umask_and_old_ones_keep_their_mode(tmp_path: Pat
 
 def test_every_report_of_a_run_honours_the_umask(tmp_path: Path) -> None:
     path = workflow_file(tmp_path)
-    done = subprocess.run(["sh", "-c", f"umask 022 && exec {sys.executable} -m orchestrate run {path} --simulate "
-                                       "-o runs --junit j.xml --summary s.md"],
-                          cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "CI": "true"})
+    done = subprocess.run(
+        [
+            "sh",
+            "-c",
+            f"umask 022 && exec {sys.executable} -m orchestrate run {path} --simulate "
+            "-o runs --junit j.xml --summary s.md",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CI": "true"},
+    )
     assert done.returncode == 0, done.stderr
     files = [*(tmp_path / "runs").rglob("*.json"), tmp_path / "j.xml", tmp_path / "s.md"]
-    assert files and all(stat.S_IMODE(os.stat(f).st_mode) == 0o644 for f in files), \
-        {str(f): oct(stat.S_IMODE(os.stat(f).st_mode)) for f in files}
+    assert files and all(stat.S_IMODE(os.stat(f).st_mode) == 0o644 for f in files), {
+        str(f): oct(stat.S_IMODE(os.stat(f).st_mode)) for f in files
+    }
 
 
 def test_a_summary_appended_to_a_non_utf8_file_keeps_its_bytes(tmp_path: Path) -> None:
@@ -114,29 +130,51 @@ def test_a_summary_appended_to_a_non_utf8_file_keeps_its_bytes(tmp_path: Path) -
     assert data.startswith(b"caf\xe9 \xff\n") and b"## hostile: completed" in data
 
 
-@pytest.mark.parametrize(("field", "value", "message"), [
-    ("name", "x\n", ":1:7: name: 'x\\n' is not a valid workflow name (start with a letter or digit; then "
-                    "letters, digits, '_', '.', '-' or spaces; one line)"),
-    ("agent", "a\n", ":3:11: name: 'a\\n' is not a valid name (start with a letter; then letters, digits, "
-                     "'_' or '-')"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        (
+            "name",
+            "x\n",
+            ":1:7: name: 'x\\n' is not a valid workflow name (start with a letter or digit; then "
+            "letters, digits, '_', '.', '-' or spaces; one line)",
+        ),
+        (
+            "agent",
+            "a\n",
+            ":3:11: name: 'a\\n' is not a valid name (start with a letter; then letters, digits, '_' or '-')",
+        ),
+    ],
+)
 def test_names_with_a_trailing_newline_are_refused(tmp_path: Path, field: str, value: str, message: str) -> None:
     path = tmp_path / "wf.yaml"
     workflow_name = '"x\\n"' if field == "name" else "x"
     agent_name = '"a\\n"' if field == "agent" else "a"
-    path.write_text(f"name: {workflow_name}\nagents:\n  - name: {agent_name}\n    module: Finance\n"
-                    "    llm_config: {model: gpt-4o-mini}\n    prompt_template: hi\n")
+    path.write_text(
+        f"name: {workflow_name}\nagents:\n  - name: {agent_name}\n    module: Finance\n"
+        "    llm_config: {model: gpt-4o-mini}\n    prompt_template: hi\n"
+    )
     done = orchestrate("validate", str(path), cwd=tmp_path)
     assert_clean_failure(done, 2, message)
 
 
 def test_a_dataset_run_checks_its_report_paths_before_the_first_row(tmp_path: Path) -> None:
-    path = workflow_file(tmp_path, inputs={"x": {"type": "string"}},
-                         agents=[{"name": "a", "module": "Finance", "prompt_template": "Row {x}",
-                                  "llm_config": {"model": "gpt-4o-mini", "max_tokens": 20}}])
+    path = workflow_file(
+        tmp_path,
+        inputs={"x": {"type": "string"}},
+        agents=[
+            {
+                "name": "a",
+                "module": "Finance",
+                "prompt_template": "Row {x}",
+                "llm_config": {"model": "gpt-4o-mini", "max_tokens": 20},
+            }
+        ],
+    )
     (tmp_path / "rows.jsonl").write_text('{"x": "1"}\n{"x": "2"}\n')
     (tmp_path / "adir").mkdir()
-    done = orchestrate("run", str(path), "--data", "rows.jsonl", "--simulate", "--summary", "adir", "-o", "runs",
-                       cwd=tmp_path)
+    done = orchestrate(
+        "run", str(path), "--data", "rows.jsonl", "--simulate", "--summary", "adir", "-o", "runs", cwd=tmp_path
+    )
     assert_clean_failure(done, 2, "--summary adir: is a folder, not a file")
     assert not (tmp_path / "runs").exists()

@@ -61,19 +61,39 @@ def _vectors(provider: str) -> list[tuple[str, Fault]]:
 
 def _run(tmp_path: Path, provider: str, label: str, *flags: str) -> tuple[Any, list[str], Path, FakeProvider]:
     vectors = _vectors(provider)
-    agents = [{"name": f"v{i}", "module": "Finance", "prompt_template": f"vector {i}", "max_retries": 0,
-               "llm_config": {"model": MODELS[provider], "max_tokens": 50}} for i in range(len(vectors))]
-    path = workflow_file(tmp_path, f"{label}.yaml", agents=agents, cost_budget=5.0, max_parallel_agents=1,
-                         allow_partial_completion=True,
-                         rate_limits={provider: {"requests_per_minute": 100000}})
+    agents = [
+        {
+            "name": f"v{i}",
+            "module": "Finance",
+            "prompt_template": f"vector {i}",
+            "max_retries": 0,
+            "llm_config": {"model": MODELS[provider], "max_tokens": 50},
+        }
+        for i in range(len(vectors))
+    ]
+    path = workflow_file(
+        tmp_path,
+        f"{label}.yaml",
+        agents=agents,
+        cost_budget=5.0,
+        max_parallel_agents=1,
+        allow_partial_completion=True,
+        rate_limits={provider: {"requests_per_minute": 100000}},
+    )
     env_key = "OPENAI_API_KEY" if provider == "openai" else "ANTHROPIC_API_KEY"
     env_url = "OPENAI_BASE_URL" if provider == "openai" else "ANTHROPIC_BASE_URL"
     out = tmp_path / label
     with FakeProvider() as server:
         server.script(*(fault for _, fault in vectors))
-        done = orchestrate("run", str(path), "-o", str(out / "runs"), *flags, cwd=tmp_path,
-                           env={env_key: SECRETS[provider],
-                                env_url: server.url + ("/v1" if provider == "openai" else "")})
+        done = orchestrate(
+            "run",
+            str(path),
+            "-o",
+            str(out / "runs"),
+            *flags,
+            cwd=tmp_path,
+            env={env_key: SECRETS[provider], env_url: server.url + ("/v1" if provider == "openai" else "")},
+        )
         assert len(server.requests) == len(vectors), done.stderr
     return done, [name for name, _ in vectors], out, server
 
@@ -81,8 +101,9 @@ def _run(tmp_path: Path, provider: str, label: str, *flags: str) -> tuple[Any, l
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_no_echo_vector_reaches_any_output(tmp_path: Path, provider: str) -> None:
     key = SECRETS[provider]
-    loud, names, out, _ = _run(tmp_path, provider, "loud", "--junit", "loud/junit.xml", "--summary",
-                               "loud/summary.md", "--cache", "loud/cache")
+    loud, names, out, _ = _run(
+        tmp_path, provider, "loud", "--junit", "loud/junit.xml", "--summary", "loud/summary.md", "--cache", "loud/cache"
+    )
     json_run, _, json_out, _ = _run(tmp_path, provider, "json", "--json")
     quiet, _, quiet_out, _ = _run(tmp_path, provider, "quiet", "--quiet")
     for done in (loud, json_run, quiet):
@@ -99,8 +120,8 @@ def test_no_echo_vector_reaches_any_output(tmp_path: Path, provider: str) -> Non
     (run,) = (out / "runs").iterdir()
     result = json.loads((run / "result.json").read_text())
     by_name = {a["name"]: a for a in result["agents"]}
-    assert "***" in by_name["v0"]["output"]["text"]                     # body text
-    assert "***" in by_name["v1"]["error"]                              # error message
+    assert "***" in by_name["v0"]["output"]["text"]  # body text
+    assert "***" in by_name["v1"]["error"]  # error message
     assert any("***" in (a["error"] or "") for a in result["agents"][5:])  # headers
     assert "***" in quiet.stderr
     ET.fromstring((out / "junit.xml").read_bytes())  # still well-formed
@@ -134,7 +155,8 @@ def test_request_ids_and_content_types_are_scrubbed_in_the_python_api() -> None:
 
 @pytest.mark.parametrize(("provider", "model"), [("openai", "gpt-4o-mini"), ("anthropic", "claude-haiku-4-5")])
 async def test_answers_inside_a_batch_result_file_are_scrubbed_and_their_usage_checked(
-        provider: str, model: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    provider: str, model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from orchestrate import Agent, EngineConfig, OrchestrationEngine, Workflow
     from orchestrate.llm.batch import BatchHub
     from orchestrate.llm.batch_clients import BatchClients
@@ -159,11 +181,19 @@ async def test_answers_inside_a_batch_result_file_are_scrubbed_and_their_usage_c
             llm["base_url"] = f"{server.url}/v1"
         hub = BatchHub(window=0.01, sleep=clock.sleep, clock=clock)
         events: list[Any] = []
-        engine = OrchestrationEngine(None, EngineConfig(), clients=BatchClients(ClientPool(), hub, everything=True),
-                                     sleep=clock.sleep, sinks=[events.append])
+        engine = OrchestrationEngine(
+            None,
+            EngineConfig(),
+            clients=BatchClients(ClientPool(), hub, everything=True),
+            sleep=clock.sleep,
+            sinks=[events.append],
+        )
         hub.emit = engine.emit
-        workflow = Workflow(name="b", description="", agents=[Agent(
-            name="a", module="Finance", description="", llm_config=llm, prompt_template="hi")])
+        workflow = Workflow(
+            name="b",
+            description="",
+            agents=[Agent(name="a", module="Finance", description="", llm_config=llm, prompt_template="hi")],
+        )
         await engine.register_workflow(workflow)
         await engine.execute_workflow(workflow.id)
         await engine.shutdown()

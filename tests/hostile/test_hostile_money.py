@@ -24,26 +24,34 @@ from tests.hostile.helpers import KEY, assert_clean_failure, orchestrate, workfl
 # -- non-finite numbers ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("snippet", "line", "where"), [
-    ("cost_budget: .nan", 2, "cost_budget: .nan is not a finite number"),
-    ("cost_budget: .inf", 2, "cost_budget: .inf is not a finite number"),
-    ("timeout: -.inf", 2, "timeout: -.inf is not a finite number"),
-    ("rate_limits: {openai: {requests_per_minute: .nan}}", 2, "requests_per_minute: .nan"),
-    ("prices: {gpt-4o-mini: {input: .nan, output: 0.1}}", 2, "prices.gpt-4o-mini.input: .nan"),
-])
-def test_non_finite_numbers_in_yaml_are_refused_at_their_line(tmp_path: Path, snippet: str, line: int,
-                                                             where: str) -> None:
+@pytest.mark.parametrize(
+    ("snippet", "line", "where"),
+    [
+        ("cost_budget: .nan", 2, "cost_budget: .nan is not a finite number"),
+        ("cost_budget: .inf", 2, "cost_budget: .inf is not a finite number"),
+        ("timeout: -.inf", 2, "timeout: -.inf is not a finite number"),
+        ("rate_limits: {openai: {requests_per_minute: .nan}}", 2, "requests_per_minute: .nan"),
+        ("prices: {gpt-4o-mini: {input: .nan, output: 0.1}}", 2, "prices.gpt-4o-mini.input: .nan"),
+    ],
+)
+def test_non_finite_numbers_in_yaml_are_refused_at_their_line(
+    tmp_path: Path, snippet: str, line: int, where: str
+) -> None:
     path = tmp_path / "wf.yaml"
-    path.write_text(f"name: t\n{snippet}\nagents:\n  - name: a\n    module: Finance\n"
-                    "    llm_config: {model: gpt-4o-mini, cost_limit: 1}\n    prompt_template: hi\n")
+    path.write_text(
+        f"name: t\n{snippet}\nagents:\n  - name: a\n    module: Finance\n"
+        "    llm_config: {model: gpt-4o-mini, cost_limit: 1}\n    prompt_template: hi\n"
+    )
     done = orchestrate("validate", str(path), cwd=tmp_path)
     assert_clean_failure(done, 2, f"{path}:{line}:", where)
 
 
 def test_non_finite_cost_limit_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "wf.yaml"
-    path.write_text("name: t\nagents:\n  - name: a\n    module: Finance\n    cost_limit: .nan\n"
-                    "    llm_config: {model: gpt-4o-mini}\n    prompt_template: hi\n")
+    path.write_text(
+        "name: t\nagents:\n  - name: a\n    module: Finance\n    cost_limit: .nan\n"
+        "    llm_config: {model: gpt-4o-mini}\n    prompt_template: hi\n"
+    )
     done = orchestrate("run", str(path), "--simulate", "-o", str(tmp_path / "runs"), cwd=tmp_path)
     assert_clean_failure(done, 2, f"{path}:5:17: agents[0].cost_limit: .nan is not a finite number")
     assert not (tmp_path / "runs").exists()  # refused before anything ran
@@ -52,8 +60,7 @@ def test_non_finite_cost_limit_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-Infinity", "1e999"])
 def test_non_finite_input_values_are_refused(tmp_path: Path, value: str) -> None:
     path = workflow_file(tmp_path, inputs={"n": {"type": "number", "default": 1}})
-    done = orchestrate("run", str(path), "--simulate", "--input", f"n={value}", "-o", str(tmp_path / "r"),
-                       cwd=tmp_path)
+    done = orchestrate("run", str(path), "--simulate", "--input", f"n={value}", "-o", str(tmp_path / "r"), cwd=tmp_path)
     assert_clean_failure(done, 2, "error: input 'n':", "not a finite number")
 
 
@@ -89,19 +96,28 @@ def test_nan_prices_are_refused_in_price_files_and_the_api(tmp_path: Path) -> No
 # -- model names ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("model", "hint"), [("gpt-4o-mnii", "gpt-4o-mini"), ("gpt-4o-mini-foo", "gpt-4o-mini"),
-                                             ("claude-sonet-4-5", "claude-sonnet-4-5")])
+@pytest.mark.parametrize(
+    ("model", "hint"),
+    [("gpt-4o-mnii", "gpt-4o-mini"), ("gpt-4o-mini-foo", "gpt-4o-mini"), ("claude-sonet-4-5", "claude-sonnet-4-5")],
+)
 def test_a_mistyped_model_is_unknown_with_a_suggestion(tmp_path: Path, model: str, hint: str) -> None:
     path = tmp_path / "wf.yaml"
-    path.write_text(f"name: t\nagents:\n  - name: a\n    module: Finance\n    llm_config: {{model: {model}}}\n"
-                    "    prompt_template: hi\n")
+    path.write_text(
+        f"name: t\nagents:\n  - name: a\n    module: Finance\n    llm_config: {{model: {model}}}\n"
+        "    prompt_template: hi\n"
+    )
     done = orchestrate("validate", str(path), cwd=tmp_path)
-    assert_clean_failure(done, 2, f"{path}:5:", f"no price known for model {model!r}",
-                         f"did you mean {hint}?")
+    assert_clean_failure(done, 2, f"{path}:5:", f"no price known for model {model!r}", f"did you mean {hint}?")
 
 
-@pytest.mark.parametrize(("model", "family"), [("gpt-4o-2024-08-06", "gpt-4o"), ("claude-sonnet-4-5-20250929",
-                                               "claude-sonnet-4-5"), ("claude-3-7-sonnet-latest", "claude-3-7-sonnet")])
+@pytest.mark.parametrize(
+    ("model", "family"),
+    [
+        ("gpt-4o-2024-08-06", "gpt-4o"),
+        ("claude-sonnet-4-5-20250929", "claude-sonnet-4-5"),
+        ("claude-3-7-sonnet-latest", "claude-3-7-sonnet"),
+    ],
+)
 def test_documented_snapshots_are_priced_as_their_family(model: str, family: str) -> None:
     tracker = CostTracker()
     assert tracker.price_of(model) == tracker.price_of(family)
@@ -125,19 +141,38 @@ def _usage_rewriter(kind: str, usage: dict[str, Any] | None) -> Any:
         else:
             answer["usage"] = usage
         return answer
+
     return rewrite
 
 
 def _workflow(n: int, model: str, budget: float, max_tokens: int = 200) -> Workflow:
-    agents = [Agent(name=f"a{i}", description="", module="Finance", prompt_template=f"Reconcile ledger {i} " + "x" * 200,
-                    llm_config={"model": model, "max_tokens": max_tokens}, max_retries=0) for i in range(n)]
-    return Workflow(name="lying", description="", agents=agents, cost_budget=budget, max_parallel_agents=1,
-                    allow_partial_completion=True)
+    agents = [
+        Agent(
+            name=f"a{i}",
+            description="",
+            module="Finance",
+            prompt_template=f"Reconcile ledger {i} " + "x" * 200,
+            llm_config={"model": model, "max_tokens": max_tokens},
+            max_retries=0,
+        )
+        for i in range(n)
+    ]
+    return Workflow(
+        name="lying",
+        description="",
+        agents=agents,
+        cost_budget=budget,
+        max_parallel_agents=1,
+        allow_partial_completion=True,
+    )
 
 
 async def _run(server: FakeProvider, workflow: Workflow, provider: str) -> tuple[Workflow, CostTracker]:
-    client: Any = (OpenAIClient(api_key=KEY, base_url=f"{server.url}/v1") if provider == "openai"
-                   else AnthropicClient(api_key=KEY, base_url=server.url))
+    client: Any = (
+        OpenAIClient(api_key=KEY, base_url=f"{server.url}/v1")
+        if provider == "openai"
+        else AnthropicClient(api_key=KEY, base_url=server.url)
+    )
     engine = OrchestrationEngine(client, EngineConfig(rate_limit_config=None))
     workflow_id = await engine.register_workflow(workflow)
     await engine.execute_workflow(workflow_id)
@@ -163,8 +198,9 @@ ANTHROPIC_LIES = {
 }
 
 
-@pytest.mark.parametrize(("provider", "lie"), [*(("openai", k) for k in OPENAI_LIES),
-                                               *(("anthropic", k) for k in ANTHROPIC_LIES)])
+@pytest.mark.parametrize(
+    ("provider", "lie"), [*(("openai", k) for k in OPENAI_LIES), *(("anthropic", k) for k in ANTHROPIC_LIES)]
+)
 async def test_untrustworthy_usage_books_the_reserved_worst_case(provider: str, lie: str) -> None:
     usage = (OPENAI_LIES if provider == "openai" else ANTHROPIC_LIES)[lie]
     model = "gpt-4o-mini" if provider == "openai" else "claude-haiku-4-5"
@@ -209,6 +245,7 @@ async def test_spend_stays_within_the_budget_for_every_honest_server(provider: s
 async def test_an_answer_holding_infinity_is_refused_as_malformed() -> None:
     def overflow(request: dict[str, Any], answer: dict[str, Any]) -> Any:
         return json.dumps(answer).replace('"completion_tokens": ', '"completion_tokens": 1e999, "x": ').encode()
+
     with FakeProvider(rewrite=overflow) as server:
         workflow, tracker = await _run(server, _workflow(1, "gpt-4o-mini", budget=1.0), "openai")
     result = workflow.agents[0].result
@@ -221,19 +258,41 @@ def inflating_server() -> Iterator[FakeProvider]:
     def inflate(request: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
         answer["usage"] = {"prompt_tokens": 10_000_000, "completion_tokens": 5, "total_tokens": 10_000_005}
         return answer
+
     with FakeProvider(rewrite=inflate) as server:
         yield server
 
 
-def test_an_overrun_by_a_lying_server_is_reported_and_stops_later_calls(tmp_path: Path,
-                                                                        inflating_server: FakeProvider) -> None:
-    agents = [{"name": f"a{i}", "module": "Finance", "prompt_template": f"Task {i}", "max_retries": 0,
-               "llm_config": {"model": "gpt-4o-mini", "max_tokens": 50}} for i in range(3)]
-    path = workflow_file(tmp_path, agents=agents, cost_budget=1.0, max_parallel_agents=1,
-                         allow_partial_completion=True,
-                         rate_limits={"openai": {"requests_per_minute": 100000}})
-    done = orchestrate("run", str(path), "-o", "runs", "--json", cwd=tmp_path,
-                       env={"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": f"{inflating_server.url}/v1"})
+def test_an_overrun_by_a_lying_server_is_reported_and_stops_later_calls(
+    tmp_path: Path, inflating_server: FakeProvider
+) -> None:
+    agents = [
+        {
+            "name": f"a{i}",
+            "module": "Finance",
+            "prompt_template": f"Task {i}",
+            "max_retries": 0,
+            "llm_config": {"model": "gpt-4o-mini", "max_tokens": 50},
+        }
+        for i in range(3)
+    ]
+    path = workflow_file(
+        tmp_path,
+        agents=agents,
+        cost_budget=1.0,
+        max_parallel_agents=1,
+        allow_partial_completion=True,
+        rate_limits={"openai": {"requests_per_minute": 100000}},
+    )
+    done = orchestrate(
+        "run",
+        str(path),
+        "-o",
+        "runs",
+        "--json",
+        cwd=tmp_path,
+        env={"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": f"{inflating_server.url}/v1"},
+    )
     assert "Traceback" not in done.stderr
     assert done.returncode == 3, done.stderr
     assert len(inflating_server.requests) == 1  # every later call refused once spend passed the budget

@@ -13,11 +13,17 @@ from tests.hostile.helpers import assert_clean_failure, orchestrate, workflow_fi
 
 
 def _chain(tmp_path: Path, c_prompt: str = "Summarise {b.output}") -> Path:
-    agents = [{"name": "a", "module": "Finance", "prompt_template": "Start"},
-              {"name": "b", "module": "Finance", "prompt_template": "Go on from {a.output}", "dependencies": ["a"],
-               "output_schema": {"type": "object", "required": ["total"],
-                                 "properties": {"total": {"type": "number"}}}},
-              {"name": "c", "module": "Finance", "prompt_template": c_prompt, "dependencies": ["b"]}]
+    agents = [
+        {"name": "a", "module": "Finance", "prompt_template": "Start"},
+        {
+            "name": "b",
+            "module": "Finance",
+            "prompt_template": "Go on from {a.output}",
+            "dependencies": ["a"],
+            "output_schema": {"type": "object", "required": ["total"], "properties": {"total": {"type": "number"}}},
+        },
+        {"name": "c", "module": "Finance", "prompt_template": c_prompt, "dependencies": ["b"]},
+    ]
     for agent in agents:
         agent["llm_config"] = {"model": "gpt-4o-mini", "max_tokens": 50}
     return workflow_file(tmp_path, agents=agents)
@@ -33,21 +39,34 @@ def first_run(tmp_path: Path) -> Path:
 
 
 def _resume(tmp_path: Path, run: Path) -> Any:
-    return orchestrate("run", str(tmp_path / "wf.yaml"), "--simulate", "-o", "again", "--resume", str(run),
-                       cwd=tmp_path)
+    return orchestrate(
+        "run", str(tmp_path / "wf.yaml"), "--simulate", "-o", "again", "--resume", str(run), cwd=tmp_path
+    )
 
 
-@pytest.mark.parametrize(("tamper", "needle"), [
-    (lambda doc: [], "result.json: not a result.json to resume from (tampered?): the document: [] is not of type 'object'"),
-    (lambda doc: None, "the document: None is not of type 'object'"),
-    (lambda doc: {**doc, "agents": [1]}, "agents[0]: 1 is not of type 'object'"),
-    (lambda doc: {**doc, "agents": [{**doc["agents"][0], "tokens_used": "abc"}]}, "agents[0].tokens_used: 'abc'"),
-    (lambda doc: {**doc, "agents": [{**doc["agents"][0], "cost": -5}]}, "agents[0].cost: -5 is less than the minimum"),
-    (lambda doc: {**doc, "agents": [{**doc["agents"][0], "started_at": "yesterday"}]},
-     "agents[0].started_at: 'yesterday' is not an ISO 8601 time"),
-])
-def test_a_tampered_result_json_is_refused_naming_the_file(tmp_path: Path, first_run: Path, tamper: Any,
-                                                           needle: str) -> None:
+@pytest.mark.parametrize(
+    ("tamper", "needle"),
+    [
+        (
+            lambda doc: [],
+            "result.json: not a result.json to resume from (tampered?): the document: [] is not of type 'object'",
+        ),
+        (lambda doc: None, "the document: None is not of type 'object'"),
+        (lambda doc: {**doc, "agents": [1]}, "agents[0]: 1 is not of type 'object'"),
+        (lambda doc: {**doc, "agents": [{**doc["agents"][0], "tokens_used": "abc"}]}, "agents[0].tokens_used: 'abc'"),
+        (
+            lambda doc: {**doc, "agents": [{**doc["agents"][0], "cost": -5}]},
+            "agents[0].cost: -5 is less than the minimum",
+        ),
+        (
+            lambda doc: {**doc, "agents": [{**doc["agents"][0], "started_at": "yesterday"}]},
+            "agents[0].started_at: 'yesterday' is not an ISO 8601 time",
+        ),
+    ],
+)
+def test_a_tampered_result_json_is_refused_naming_the_file(
+    tmp_path: Path, first_run: Path, tamper: Any, needle: str
+) -> None:
     (first_run / "events.jsonl").unlink()
     doc = json.loads((first_run / "result.json").read_text())
     (first_run / "result.json").write_text(json.dumps(tamper(doc)))
@@ -66,14 +85,21 @@ def test_nan_in_result_json_is_refused(tmp_path: Path, first_run: Path) -> None:
     assert_clean_failure(done, 2, "result.json: not valid JSON")
 
 
-@pytest.mark.parametrize(("line", "needle"), [
-    ('{"type": "agent_finished", "agent": "a", "data": 5}', "data: 5 is not of type 'object'"),
-    ('[1, 2]', "[1, 2] is not of type 'object'"),
-    ('{"type": "agent_finished", "agent": "a", "data": {"status": "completed", "fingerprint": "x", '
-     '"tokens_used": "abc"}}', "tokens_used"),
-])
-def test_a_tampered_journal_line_is_refused_naming_file_and_line(tmp_path: Path, first_run: Path, line: str,
-                                                                 needle: str) -> None:
+@pytest.mark.parametrize(
+    ("line", "needle"),
+    [
+        ('{"type": "agent_finished", "agent": "a", "data": 5}', "data: 5 is not of type 'object'"),
+        ("[1, 2]", "[1, 2] is not of type 'object'"),
+        (
+            '{"type": "agent_finished", "agent": "a", "data": {"status": "completed", "fingerprint": "x", '
+            '"tokens_used": "abc"}}',
+            "tokens_used",
+        ),
+    ],
+)
+def test_a_tampered_journal_line_is_refused_naming_file_and_line(
+    tmp_path: Path, first_run: Path, line: str, needle: str
+) -> None:
     events = first_run / "events.jsonl"
     lines = events.read_text().splitlines()
     events.write_text("\n".join([*lines[:2], line, *lines[2:]]) + "\n")
@@ -102,8 +128,9 @@ def test_a_reused_output_that_breaks_its_schema_runs_again(tmp_path: Path, first
     # b ran again; its fresh answer is the one c was given before, so c is still reused
     assert result["reused_agents"] == ["a", "c"]
     by_name = {a["name"]: a for a in result["agents"]}
-    assert not by_name["b"]["metadata"].get("reused") and isinstance(by_name["b"]["output"]["json"]["total"],
-                                                                        (int, float))
+    assert not by_name["b"]["metadata"].get("reused") and isinstance(
+        by_name["b"]["output"]["json"]["total"], (int, float)
+    )
 
 
 def test_reused_agents_lists_only_agents_carried_over(tmp_path: Path, first_run: Path) -> None:
@@ -120,10 +147,17 @@ def test_reused_agents_lists_only_agents_carried_over(tmp_path: Path, first_run:
 # -- the cache ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("poison", ["[1, 2]", "folder", '{"content": "x", "model": "m", "finish_reason": "stop", '
-                                    '"input_tokens": "abc", "output_tokens": 1}',
-                                    '{"content": "x", "model": "m", "finish_reason": "stop", "input_tokens": 1, '
-                                    '"output_tokens": 1, "tool_calls": [{"id": 1}]}', "NaN"])
+@pytest.mark.parametrize(
+    "poison",
+    [
+        "[1, 2]",
+        "folder",
+        '{"content": "x", "model": "m", "finish_reason": "stop", "input_tokens": "abc", "output_tokens": 1}',
+        '{"content": "x", "model": "m", "finish_reason": "stop", "input_tokens": 1, '
+        '"output_tokens": 1, "tool_calls": [{"id": 1}]}',
+        "NaN",
+    ],
+)
 def test_a_poisoned_cache_entry_is_a_miss_reported_once(tmp_path: Path, poison: str) -> None:
     path = workflow_file(tmp_path)
     done = orchestrate("run", str(path), "--simulate", "--cache", "cache", "-o", "runs", cwd=tmp_path)
@@ -166,8 +200,17 @@ def _cost_file(folder: Path, calls: list[Any]) -> Path:
 
 
 def _call(cost: Any = 0.5, **fields: Any) -> dict[str, Any]:
-    return {"timestamp": "2026-11-01T00:00:00+00:00", "agent": "a", "model": "gpt-4o", "provider": "openai",
-            "module": "Finance", "cost": cost, "input_tokens": 10, "output_tokens": 5, **fields}
+    return {
+        "timestamp": "2026-11-01T00:00:00+00:00",
+        "agent": "a",
+        "model": "gpt-4o",
+        "provider": "openai",
+        "module": "Finance",
+        "cost": cost,
+        "input_tokens": 10,
+        "output_tokens": 5,
+        **fields,
+    }
 
 
 @pytest.mark.parametrize("bad", [_call("1.5"), _call([1]), _call(-1), _call(input_tokens="abc"), _call(1e308), "x"])
