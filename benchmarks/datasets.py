@@ -99,11 +99,11 @@ def measure(name: str, rows: int, rpm: int) -> dict[str, Any]:
     from orchestrate.observe.dataset_progress import PlainBatchLog
     from orchestrate.observe.dataset_report import BatchRecorder
     from orchestrate.observe.eventlog import EventLog
-    from orchestrate.observe.events import EventType
     from orchestrate.observe.journal import GroupCommit
-    from orchestrate.run.dataset import Dataset
     from orchestrate.run.dataset_run import BatchRunner, CappedClients, batch_engine_config, default_rows_parallel
     from orchestrate.run.engine import OrchestrationEngine
+    from orchestrate.run.events import EventType
+    from orchestrate.workflow.dataset import Dataset
     from orchestrate.workflow.loader import load_workflow
 
     with tempfile.TemporaryDirectory(prefix="orchestrate-bench-") as tmp:

@@ -29,7 +29,8 @@ from orchestrate import Agent, EngineConfig, OrchestrationEngine, RateLimitConfi
 from orchestrate.money.budget_scope import ScopeLedger
 from orchestrate.money.costs import Reservation
 from orchestrate.money.rate_limit import RateLimiterRegistry
-from orchestrate.state.base import LeaseKeeper, state_from_url
+from orchestrate.state.backends import state_from_url
+from orchestrate.state.base import LeaseKeeper
 from orchestrate.state.redis import RedisState
 
 HIGH = RateLimitConfig(

@@ -20,13 +20,13 @@ _EXPORTS: dict[str, str] = {
     "CostConfig": "orchestrate.money.costs",
     "CostTracker": "orchestrate.money.costs",
     "EngineConfig": "orchestrate.run.engine",
-    "Event": "orchestrate.observe.events",
-    "EventType": "orchestrate.observe.events",
+    "Event": "orchestrate.run.events",
+    "EventType": "orchestrate.run.events",
     "FailureHandler": "orchestrate.run.failures",
     "LLMClient": "orchestrate.llm.base",
     "LLMResponse": "orchestrate.llm.base",
-    "Monitor": "orchestrate.observe.monitor",
-    "MonitorConfig": "orchestrate.observe.monitor",
+    "Monitor": "orchestrate.run.monitor",
+    "MonitorConfig": "orchestrate.run.monitor",
     "OpenAIClient": "orchestrate.llm.openai",
     "OrchestrateError": "orchestrate.errors",
     "OrchestrationEngine": "orchestrate.run.engine",
@@ -65,9 +65,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors only
     from orchestrate.llm.simulated import SimulatedClient
     from orchestrate.money.costs import CostConfig, CostTracker
     from orchestrate.money.rate_limit import RateLimitConfig, RateLimiter
-    from orchestrate.observe.events import Event, EventType
-    from orchestrate.observe.monitor import Monitor, MonitorConfig
     from orchestrate.run.engine import EngineConfig, OrchestrationEngine
+    from orchestrate.run.events import Event, EventType
     from orchestrate.run.failures import FailureHandler, RetryPolicy, RetryStrategy
+    from orchestrate.run.monitor import Monitor, MonitorConfig
     from orchestrate.workflow.loader import load_workflow
     from orchestrate.workflow.models import Agent, AgentResult, AgentStatus, Workflow, WorkflowStatus

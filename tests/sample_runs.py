@@ -15,8 +15,8 @@ from orchestrate import Agent, EngineConfig, OrchestrationEngine, RetryPolicy, W
 from orchestrate.errors import BadRequestError, RateLimitError
 from orchestrate.llm.base import ToolCall
 from orchestrate.observe.eventlog import EventLog
-from orchestrate.observe.events import Event
 from orchestrate.observe.reports import RunRecorder
+from orchestrate.run.events import Event
 from tests.scripted import FakeSleep, ScriptedClient, response
 
 __all__ = ["HOSTILE", "lookup_balance", "run_sample"]

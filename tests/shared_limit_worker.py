@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 from orchestrate import Agent, EngineConfig, OrchestrationEngine, SimulatedClient, Workflow
-from orchestrate.observe.events import EventType
-from orchestrate.state.base import state_from_url
+from orchestrate.run.events import EventType
+from orchestrate.state.backends import state_from_url
 
 
 def main(url: str, namespace: str, base: float, scale: float, calls: int, start_at: float, out: Path) -> None:

@@ -18,7 +18,7 @@ from orchestrate.llm.batch import BatchHub
 from orchestrate.llm.batch_clients import BatchClients
 from orchestrate.llm.providers import ClientPool
 from orchestrate.money.costs import CostTracker
-from orchestrate.observe.events import EventType
+from orchestrate.run.events import EventType
 from orchestrate.workflow.models import AgentStatus, WorkflowStatus
 from tests.fake_batch import FakeBatchProvider, FakeClock
 
@@ -52,7 +52,9 @@ def engine_for(
     engine = OrchestrationEngine(
         None, EngineConfig(rate_limit_config=None), clients=clients, sleep=clock.sleep, sinks=[events.append]
     )
-    hub.emit = engine.emit
+    from orchestrate.run.events import batch_events
+
+    hub.emit = batch_events(engine.emit)
     return engine, hub, events
 
 
@@ -304,8 +306,8 @@ def test_the_live_table_and_the_plain_log_show_each_open_batch() -> None:
 
     from rich.console import Console
 
-    from orchestrate.observe.events import Event
     from orchestrate.observe.progress import LiveTable, PlainLog
+    from orchestrate.run.events import Event
 
     table, out = LiveTable(Console(file=StringIO(), width=120)), StringIO()
     log = PlainLog(out)

@@ -19,7 +19,7 @@ from orchestrate import Agent, AnthropicClient, EngineConfig, OpenAIClient, Orch
 from orchestrate.errors import MissingAPIKeyError, ProviderUnavailableError, UserInputError
 from orchestrate.llm.capabilities import capability_table, family_of, lookup, refused
 from orchestrate.llm.providers import ClientPool
-from orchestrate.observe.events import EventType
+from orchestrate.run.events import EventType
 from orchestrate.workflow.loader import load_workflow_text
 from tests.fake_provider import FakeProvider, Fault
 

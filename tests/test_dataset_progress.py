@@ -9,8 +9,8 @@ from typing import Any
 from rich.console import Console
 
 from orchestrate.observe.dataset_progress import LiveBatch, PlainBatchLog
-from orchestrate.observe.events import Event, EventType
-from orchestrate.run.dataset import BadRow, Row
+from orchestrate.run.events import Event, EventType
+from orchestrate.workflow.dataset import BadRow, Row
 
 
 class Clock:

@@ -12,9 +12,9 @@ import pytest
 from orchestrate.errors import UserInputError
 from orchestrate.llm.simulated import SimulatedClient
 from orchestrate.observe.dataset_report import BatchRecorder, JsonLines, load_prior, read_json_lines
-from orchestrate.run.dataset import BadRow, Dataset, Row, parse_shard
 from orchestrate.run.dataset_run import BatchRunner, default_rows_parallel
 from orchestrate.run.engine import EngineConfig, OrchestrationEngine
+from orchestrate.workflow.dataset import BadRow, Dataset, Row, parse_shard
 from orchestrate.workflow.loader import load_workflow_text
 
 WORKFLOW = """\

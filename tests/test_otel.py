@@ -174,7 +174,7 @@ async def test_otel_content_records_messages_answers_and_tool_io() -> None:
 def test_approvals_are_events_on_the_agent_span_which_covers_the_wait() -> None:
     from collections import namedtuple
 
-    from orchestrate.observe.events import Event, EventType
+    from orchestrate.run.events import Event, EventType
 
     Kind = namedtuple("Kind", "value")  # the event types issue 16 adds, before they exist here
 

@@ -14,7 +14,8 @@ import pytest
 
 from orchestrate.errors import StateUnavailableError, UserInputError
 from orchestrate.money.rate_limit import RateLimitConfig, RateLimiterRegistry, skew_margin
-from orchestrate.state.base import SharedState, TierLimits, scrub_url, state_from_url
+from orchestrate.state.backends import state_from_url
+from orchestrate.state.base import SharedState, TierLimits, scrub_url
 from tests.redis_server import RedisServer, redis_server  # noqa: F401  (a fixture)
 from tests.test_rate_limit import UNLIMITED, most_in_any_window
 from tests.virtual_time import run_virtual
@@ -222,7 +223,7 @@ def test_urls_pick_a_backend_and_bad_ones_are_refused(monkeypatch: pytest.Monkey
 def test_without_the_redis_extra_the_error_names_it() -> None:
     code = (
         "import sys; sys.modules['redis'] = None\n"
-        "from orchestrate.state.base import state_from_url\n"
+        "from orchestrate.state.backends import state_from_url\n"
         "from orchestrate.errors import UserInputError\n"
         "try:\n    state_from_url('redis://127.0.0.1:6379/0')\n"
         "except UserInputError as exc:\n    print(exc)\n"

@@ -10,9 +10,9 @@ import pytest
 from rich.console import Console
 
 from orchestrate.money.amounts import plain_decimal, usd
-from orchestrate.observe.events import Event, EventType
 from orchestrate.observe.progress import LiveTable
 from orchestrate.observe.summary import closing_lines, failure_lines, outcome_counts, plural
+from orchestrate.run.events import Event, EventType
 
 NAMES = [f"vendor_invoice_check_{i:02d}" for i in range(64)]
 MODEL = "claude-3-5-haiku-20241022"

@@ -28,9 +28,9 @@ from orchestrate import (
 from orchestrate.errors import AuthenticationError
 from orchestrate.observe.ci_reports import junit_xml, mermaid, summary_markdown, write_summary
 from orchestrate.observe.eventlog import EventLog, read_events
-from orchestrate.observe.events import Event, EventType
-from orchestrate.observe.monitor import Monitor, MonitorConfig
 from orchestrate.observe.progress import LiveTable, PlainLog
+from orchestrate.run.events import Event, EventType
+from orchestrate.run.monitor import Monitor, MonitorConfig
 from tests.scripted import ScriptedClient
 
 REPO = Path(__file__).resolve().parents[1]

@@ -38,10 +38,9 @@ def approve(
       orchestrate approve runs/finance_month_end_close-20261125T101500Z post_adjustments --by controller
       orchestrate approve runs/finance_month_end_close-20261125T101500Z post_adjustments --reject --note "wrong period"
     """
-    from orchestrate.cli.run_session import _user
-    from orchestrate.run.approvals import Decision, record_decision
+    from orchestrate.run.approvals import Decision, current_user, record_decision
 
-    decision = Decision.now(agent, not reject, by or _user(), note=note, source="approve")
+    decision = Decision.now(agent, not reject, by or current_user(), note=note, source="approve")
     record_decision(run_dir, decision)
     verb = "rejected" if reject else "approved"
     sys.stdout.write(

@@ -41,7 +41,7 @@ JsonAlias = Annotated[bool, json_option_info()]
 
 
 def _with_state(url: str | None, namespace: str, work: Callable[[Any], Awaitable[Any]]) -> Any:
-    from orchestrate.state.base import state_from_url
+    from orchestrate.state.backends import state_from_url
 
     if not url:
         fail("budget scopes live in the shared state: pass --state redis://HOST:PORT/DB or set ORCHESTRATE_STATE_URL")

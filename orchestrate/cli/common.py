@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 
 __all__ = [
+    "parse_inputs",
     "FormatOption",
     "NamespaceOption",
     "StateOption",
@@ -120,3 +122,34 @@ def fail(message: str, code: int = 2) -> NoReturn:
     """Print `message` as an error and exit with `code`."""
     print_error(message)
     raise typer.Exit(code)
+
+
+MAX_INPUTS_BYTES = 5 * 1024 * 1024
+
+
+def parse_inputs(pairs: list[str], inputs_file: Path | None) -> dict[str, Any]:
+    """Inputs from `--inputs FILE.json` overlaid with `--input KEY=VALUE` pairs (strings)."""
+    values: dict[str, Any] = {}
+    if inputs_file is not None:
+        from orchestrate.finite import loads_strict
+        from orchestrate.fsutil import TooLargeError, read_bytes_capped
+
+        try:
+            loaded = loads_strict(read_bytes_capped(inputs_file, MAX_INPUTS_BYTES).decode("utf-8"))
+        except TooLargeError:
+            fail(f"{inputs_file}: inputs file is over {MAX_INPUTS_BYTES:,} bytes; the limit is {MAX_INPUTS_BYTES:,}")
+        except OSError as exc:
+            fail(f"{inputs_file}: cannot read inputs file: {exc.strerror or exc}")
+        except UnicodeDecodeError as exc:
+            fail(f"{inputs_file}: not UTF-8 text (byte {exc.start})")
+        except ValueError as exc:
+            fail(f"{inputs_file}: not valid JSON: {exc}")
+        if not isinstance(loaded, dict):
+            fail(f"{inputs_file}: inputs file must hold a JSON object of input names to values")
+        values.update(loaded)
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            fail(f"--input {pair!r}: expected KEY=VALUE")
+        values[key.strip()] = value
+    return values

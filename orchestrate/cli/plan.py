@@ -74,7 +74,7 @@ def plan(
       orchestrate plan close.yaml --input period=2026-11 --format json
       orchestrate plan screen.yaml --data vendors.jsonl --budget 20
     """
-    from orchestrate.cli.run import parse_inputs
+    from orchestrate.cli.common import parse_inputs
 
     as_json = check_format(fmt, FORMATS, as_json=json_output) == "json"
     files = workflow_files(paths)
@@ -107,7 +107,7 @@ def print_batch_plan(
     from orchestrate.cli.run_data import open_dataset
     from orchestrate.money.costs import CostConfig, CostTracker
     from orchestrate.money.planning import plan_batch
-    from orchestrate.run.dataset import parse_shard
+    from orchestrate.workflow.dataset import parse_shard
 
     template, dataset, spooled = open_dataset(file, data, inputs, key=key, shard=parse_shard(shard) if shard else None)
     try:

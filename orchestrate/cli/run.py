@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -18,40 +18,11 @@ from orchestrate.cli.common import (
     json_alias,
 )
 
-__all__ = ["parse_inputs", "run"]
+__all__ = ["run"]
 
 EXIT_COMPLETED, EXIT_FAILED, EXIT_PARTIAL = 0, 1, 3
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143
 FORMATS = ("text", "json")
-MAX_INPUTS_BYTES = 5 * 1024 * 1024
-
-
-def parse_inputs(pairs: list[str], inputs_file: Path | None) -> dict[str, Any]:
-    """Inputs from `--inputs FILE.json` overlaid with `--input KEY=VALUE` pairs (strings)."""
-    values: dict[str, Any] = {}
-    if inputs_file is not None:
-        from orchestrate.finite import loads_strict
-        from orchestrate.fsutil import TooLargeError, read_bytes_capped
-
-        try:
-            loaded = loads_strict(read_bytes_capped(inputs_file, MAX_INPUTS_BYTES).decode("utf-8"))
-        except TooLargeError:
-            fail(f"{inputs_file}: inputs file is over {MAX_INPUTS_BYTES:,} bytes; the limit is {MAX_INPUTS_BYTES:,}")
-        except OSError as exc:
-            fail(f"{inputs_file}: cannot read inputs file: {exc.strerror or exc}")
-        except UnicodeDecodeError as exc:
-            fail(f"{inputs_file}: not UTF-8 text (byte {exc.start})")
-        except ValueError as exc:
-            fail(f"{inputs_file}: not valid JSON: {exc}")
-        if not isinstance(loaded, dict):
-            fail(f"{inputs_file}: inputs file must hold a JSON object of input names to values")
-        values.update(loaded)
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            fail(f"--input {pair!r}: expected KEY=VALUE")
-        values[key.strip()] = value
-    return values
 
 
 def run(
@@ -276,6 +247,8 @@ def run(
         fail("--key, --skip-invalid-rows, --max-rows-parallel and --shard need --data")
     if data is not None and len(files) != 1:
         fail("--data takes exactly one workflow file")
+    from orchestrate.cli.common import parse_inputs
+
     values = parse_inputs(input_pairs or [], inputs_file)
     if dry_run:
         from orchestrate.cli.plan import print_plans
@@ -325,7 +298,7 @@ def run(
     )
     if data is not None:
         from orchestrate.cli.run_data import BatchOptions, BatchSession
-        from orchestrate.run.dataset import parse_shard
+        from orchestrate.workflow.dataset import parse_shard
 
         batch = BatchOptions(
             data=data,

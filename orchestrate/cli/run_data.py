@@ -23,13 +23,13 @@ from orchestrate.cli.run_session import RunOptions, start_tracing
 from orchestrate.errors import UserInputError
 from orchestrate.observe.dataset_report import BatchRecorder, PriorBatch, load_prior
 from orchestrate.observe.eventlog import EventLog
-from orchestrate.observe.events import EventType
 from orchestrate.observe.html_report import write_run_report
 from orchestrate.observe.journal import GroupCommit
 from orchestrate.observe.reports import new_run_dir
-from orchestrate.run.dataset import Dataset, spool_stdin
 from orchestrate.run.dataset_run import BatchRunner, CappedClients, batch_engine_config, default_rows_parallel
 from orchestrate.run.engine import OrchestrationEngine
+from orchestrate.run.events import EventType
+from orchestrate.workflow.dataset import Dataset, spool_stdin
 from orchestrate.workflow.loader import load_workflow
 from orchestrate.workflow.models import Workflow
 
@@ -158,8 +158,9 @@ class BatchSession:
         ledger = None
         if self.hub is not None:
             from orchestrate.run.batch_ledger import BatchLedger
+            from orchestrate.run.events import batch_events
 
-            self.hub.emit = engine.emit
+            self.hub.emit = batch_events(engine.emit)
             ledger = BatchLedger(run_dir, None, self.carried)
             engine.add_sink(ledger)
         batch_id = f"batch:{run_dir.name}"
@@ -242,7 +243,7 @@ class BatchSession:
     def _state(self) -> Any:
         if not self.options.state:
             return None
-        from orchestrate.state.base import state_from_url
+        from orchestrate.state.backends import state_from_url
 
         return state_from_url(self.options.state, namespace=self.options.state_namespace)
 

@@ -22,6 +22,7 @@ from orchestrate.errors import UserInputError
 from orchestrate.llm.simulated import SimulatedClient
 from orchestrate.observe.eventlog import EventLog
 from orchestrate.observe.reports import RunRecorder, new_run_dir
+from orchestrate.run.approvals import current_user
 from orchestrate.run.engine import EngineConfig, OrchestrationEngine
 from orchestrate.workflow.loader import load_workflow
 from orchestrate.workflow.models import Workflow, WorkflowStatus
@@ -151,7 +152,7 @@ class RunSession:
                     f"--approve {name}: workflow {workflow.name!r} has no agent "
                     f"{name!r} with an approval (agents with one: {names})"
                 )
-        by = opts.approved_by or _user()
+        by = opts.approved_by or current_user()
         decisions = {name: d for name, d in decided.items() if name in gated}
         for name in gated:
             if name in decisions:
@@ -187,14 +188,14 @@ class RunSession:
             clients = self._batching(clients, workflows)
         state = None
         if opts.state:
-            from orchestrate.state.base import state_from_url
+            from orchestrate.state.backends import state_from_url
 
             state = state_from_url(opts.state, namespace=opts.state_namespace)
         approver = None
         if opts.ask:
             from orchestrate.cli.approve import TerminalApprover
 
-            approver = TerminalApprover(by=opts.approved_by or _user(), pause=self._pause_display)
+            approver = TerminalApprover(by=opts.approved_by or current_user(), pause=self._pause_display)
         if opts.cache is not None:
             from orchestrate.run.cache import CachingClients, cache_store
 
@@ -202,7 +203,9 @@ class RunSession:
             clients = CachingClients(self.cache_store, clients)
         engine = OrchestrationEngine(None, EngineConfig(), clients=clients, state=state, approver=approver)
         if self.hub is not None:
-            self.hub.emit = engine.emit
+            from orchestrate.run.events import batch_events
+
+            self.hub.emit = batch_events(engine.emit)
         return engine
 
     def _batching(self, clients: Any, workflows: list[Workflow]) -> Any:
@@ -536,15 +539,6 @@ def _warn_usage(documents: list[dict[str, Any]]) -> None:
     sys.stderr.flush()
 
 
-def _user() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except Exception:  # no user name in a bare container: say so rather than guess
-        return "unknown"
-
-
 class _DecisionKeeper:
     """Adds decisions made during the run (in the terminal) to the run folder's approvals.json."""
 
@@ -553,8 +547,8 @@ class _DecisionKeeper:
         self.decisions = dict(decisions)
 
     def __call__(self, event: Any) -> None:
-        from orchestrate.observe.events import EventType
         from orchestrate.run.approvals import Decision, write_decisions
+        from orchestrate.run.events import EventType
 
         if event.type is not EventType.APPROVAL_DECIDED or event.agent in self.decisions:
             return

@@ -34,6 +34,8 @@ from orchestrate.errors import BatchExpiredError, BatchFailedError, LLMError
 from orchestrate.llm.base import LLMResponse
 from orchestrate.llm.batch_api import CALL_TAG, BatchAPI, BatchStatus, CallTag
 
+BatchEmit = Callable[[str, str | None, dict[str, Any], str | None], None]
+
 __all__ = ["BatchHub", "OpenBatch", "request_digest"]
 
 
@@ -186,7 +188,9 @@ class BatchHub:
         self.fallback, self.cancel_on_close = fallback, cancel_on_close
         self.sleep, self.clock = sleep, clock
         self.per_workflow_events = per_workflow_events
-        self.emit: Callable[[Any], None] = lambda event: None
+        # What the hub tells its run: (kind, workflow id, data, workflow name). The run turns these into
+        # its own events (`orchestrate.run.events.batch_events`); the hub knows nothing of the engine above it.
+        self.emit: BatchEmit = lambda kind, workflow_id, data, workflow_name: None
         self.queues: dict[tuple[str, str, str], _Queue] = {}
         self.open: dict[str, OpenBatch] = {}
         self.adopted: dict[str, tuple[OpenBatch, str]] = {}  # match key -> (batch, custom id)
@@ -379,8 +383,6 @@ class BatchHub:
         self.open.pop(batch.batch_id, None)
 
     def _event(self, kind: str, batch: OpenBatch) -> None:
-        from orchestrate.observe.events import Event, EventType
-
         # Only the submission carries custom ids, each workflow's own: a 50,000-request batch
         # polled twenty times must not write its ids into events.jsonl twenty times.
         data = batch.record(with_ids=False)
@@ -388,22 +390,12 @@ class BatchHub:
         if not self.per_workflow_events:
             name = next(iter(batch.workflows.values()), None)
             extra = {"custom_ids": dict(batch.custom_ids)} if submitted else {}
-            self.emit(
-                Event(
-                    EventType(kind),
-                    None,
-                    None,
-                    {**data, **extra, "requests": len(batch.custom_ids)},
-                    workflow_name=name,
-                )
-            )
+            self.emit(kind, None, {**data, **extra, "requests": len(batch.custom_ids)}, name)
             return
         for workflow_id, name in batch.workflows.items():
             mine = {r.custom_id: r.match for r in batch.waiting.values() if workflow_id in r.workflows}
             extra = {"custom_ids": mine} if submitted else {}
-            self.emit(
-                Event(EventType(kind), workflow_id, None, {**data, **extra, "requests": len(mine)}, workflow_name=name)
-            )
+            self.emit(kind, workflow_id, {**data, **extra, "requests": len(mine)}, name)
 
     async def aclose(self) -> None:
         """Stop gathering and polling; cancel open batches only when told to.

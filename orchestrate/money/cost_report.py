@@ -128,7 +128,7 @@ def cost_document_head(
     result_doc: Mapping[str, Any], *, workflow_id: str | None, budget: Any, kind: str | None = None
 ) -> dict[str, Any]:
     """The fields every cost.json starts with: which run, its status and times, and the price table used."""
-    from orchestrate.money.costs import price_table
+    from orchestrate.llm.prices import price_table
 
     table = price_table()
     return {

@@ -22,20 +22,17 @@ bytes), plus a fixed overhead per message, priced at the dearest input rate
 
 from __future__ import annotations
 
-import difflib
 import json
-import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from orchestrate.errors import BudgetExceededError, UserInputError
 from orchestrate.finite import is_finite_number, loads_strict
 from orchestrate.fsutil import TooLargeError, read_bytes_capped
+from orchestrate.llm.prices import closest_model, find_price, price_table
 
 if TYPE_CHECKING:
     from orchestrate.money.budget_scope import ScopeLedger
@@ -58,51 +55,11 @@ SCHEMA_OVERHEAD_TOKENS = 256  # the wrapper around a response schema (names, ins
 _EPSILON = 1e-12
 _PRICE_FIELDS = ("input", "output", "cached_input", "cache_write")
 MAX_PRICE_FILE_BYTES = 5 * 1024 * 1024
-_SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest)\Z")
-
-
-@lru_cache(maxsize=1)
-def price_table() -> dict[str, Any]:
-    """The built-in price table: ``{"date", "currency", "unit", "models": {name: prices}}``."""
-    text = resources.files("orchestrate").joinpath("data/prices.json").read_text(encoding="utf-8")
-    return json.loads(text)
-
-
-def _match(model: str, table: Mapping[str, Mapping[str, float]]) -> str | None:
-    """`model` itself, else its family once a documented snapshot suffix is taken off.
-
-    Only ``-YYYY-MM-DD``, ``-YYYYMMDD`` and ``-latest`` fall back: anything else
-    (``gpt-4o-mnii``) is an unknown model, never priced as a model it starts with.
-    """
-    if model in table:
-        return model
-    family = _SNAPSHOT.sub("", model)
-    if family != model and family in table:
-        return family
-    return None
-
-
-def closest_model(model: str, overrides: Mapping[str, Any] | None = None) -> str | None:
-    """The known model name nearest to `model` (for "did you mean ...?"), or None."""
-    names = sorted({*price_table()["models"], *(overrides or {})})
-    close = difflib.get_close_matches(model, names, n=1, cutoff=0.6)
-    return close[0] if close else None
 
 
 def agent_key(workflow_id: str, agent_name: str) -> str:
     """The id under which the tracker keeps an agent's spend and limit."""
     return f"{workflow_id}:{agent_name}"
-
-
-def find_price(model: str, overrides: Mapping[str, Mapping[str, float]] | None = None) -> Mapping[str, float] | None:
-    """The prices of `model` (overrides first, then the built-in table), or None if unknown."""
-    if overrides:
-        name = _match(model, overrides)
-        if name is not None:
-            return overrides[name]
-    models = price_table()["models"]
-    name = _match(model, models)
-    return models[name] if name is not None else None
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Planning a run before spending anything: order, critical path, time and cost bounds.
 
 The order is what the scheduler would do if every agent took its expected
-time (`scheduler.expected_seconds`), under `max_parallel_agents`. Cost bounds:
+time (`workflow.graph.expected_seconds`), under `max_parallel_agents`. Cost bounds:
 
 - ``min_cost``: every agent answers on its first call with a one-token
   answer, its prompt counted at four bytes a token. A run that fails at once
@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrate.money.costs import CostTracker
-from orchestrate.run.scheduler import expected_seconds
-from orchestrate.workflow.graph import DependencyGraph
+from orchestrate.workflow.graph import DependencyGraph, expected_seconds
 from orchestrate.workflow.models import Workflow
 
 __all__ = ["AgentPlan", "BatchPlan", "Plan", "plan_batch", "plan_workflow"]
@@ -263,8 +262,7 @@ def plan_batch(template: Workflow, rows: Any, tracker: CostTracker, *, budget: f
     is the sum, capped by the batch `budget`, which the engine never lets the
     batch cross.
     """
-    from orchestrate.run.dataset import BadRow
-    from orchestrate.run.dataset_run import instantiate
+    from orchestrate.workflow.dataset import BadRow, instantiate
 
     count = invalid = 0
     low = high = 0.0

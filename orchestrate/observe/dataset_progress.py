@@ -19,12 +19,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
-from orchestrate.observe.events import Event, EventType
 from orchestrate.observe.summary import plural
+from orchestrate.run.events import Event, EventType
 
 if TYPE_CHECKING:
     from orchestrate.money.costs import CallRecord
-    from orchestrate.run.dataset import BadRow, Row
+    from orchestrate.workflow.dataset import BadRow, Row
     from orchestrate.workflow.models import Workflow
 
 __all__ = ["BatchState", "LiveBatch", "PlainBatchLog"]

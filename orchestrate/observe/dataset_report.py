@@ -34,13 +34,13 @@ from orchestrate.jsonline import read_line_strict
 from orchestrate.money.cost_report import CostTotals, cost_document_head
 from orchestrate.money.costs import CallRecord, CostTracker
 from orchestrate.observe.eventlog import read_events
-from orchestrate.observe.events import Event, EventType
 from orchestrate.observe.journal import GroupCommit, JsonLines
 from orchestrate.observe.reports import SCHEMA_VERSION, result_document, write_json
+from orchestrate.run.events import Event, EventType
 from orchestrate.workflow.models import AgentResult, AgentStatus, Workflow
 
 if TYPE_CHECKING:
-    from orchestrate.run.dataset import BadRow, Row
+    from orchestrate.workflow.dataset import BadRow, Row
 
 __all__ = ["BatchRecorder", "JsonLines", "PriorBatch", "load_prior", "read_json_lines", "row_outputs"]
 

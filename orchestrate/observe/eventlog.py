@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrate.jsonline import json_line
-from orchestrate.observe.events import Event, EventType
 from orchestrate.observe.journal import GroupCommit, JsonLines
+from orchestrate.run.events import Event, EventType
 
 __all__ = ["EventLog", "read_events"]
 

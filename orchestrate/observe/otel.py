@@ -41,7 +41,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from orchestrate import __version__
 from orchestrate import errors as _errors
-from orchestrate.observe.events import Event, EventType
+from orchestrate.run.events import Event, EventType
 
 __all__ = ["ERROR_STATUSES", "OTelSink", "Tracing"]
 

@@ -21,7 +21,7 @@ from orchestrate.errors import UserInputError
 from orchestrate.finite import scrub_non_finite
 from orchestrate.fsutil import atomic_write_text
 from orchestrate.money.costs import CostTracker
-from orchestrate.observe.events import Event, EventType
+from orchestrate.run.events import Event, EventType
 from orchestrate.workflow.models import Workflow
 
 __all__ = ["SCHEMA_VERSION", "RunRecorder", "new_run_dir", "result_document", "write_json"]

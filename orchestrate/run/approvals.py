@@ -21,7 +21,7 @@ from typing import Any
 from orchestrate.errors import UserInputError
 from orchestrate.fsutil import atomic_write_text
 
-__all__ = ["APPROVALS_FILE", "Decision", "read_decisions", "record_decision", "write_decisions"]
+__all__ = ["APPROVALS_FILE", "Decision", "current_user", "read_decisions", "record_decision", "write_decisions"]
 
 APPROVALS_FILE = "approvals.json"
 
@@ -132,3 +132,13 @@ def record_decision(run_dir: Path, decision: Decision) -> None:
     torn = events.exists() and events.stat().st_size > 0 and not events.read_bytes().endswith(b"\n")
     with events.open("a", encoding="utf-8") as handle:
         handle.write(("\n" if torn else "") + line + "\n")
+
+
+def current_user() -> str:
+    """Who is deciding, when no one is named: the operating system's user name, else ``unknown``."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in a bare container: say so rather than guess
+        return "unknown"

@@ -16,7 +16,7 @@ from typing import Any
 
 from orchestrate.errors import UserInputError
 from orchestrate.fsutil import atomic_write_text
-from orchestrate.observe.events import Event, EventType
+from orchestrate.run.events import Event, EventType
 
 __all__ = ["FILE_NAME", "BatchLedger", "batch_summaries", "open_batches", "read_batches"]
 

@@ -85,7 +85,8 @@ def cache_store(
     text = str(spec)
     if "://" not in text:
         return FolderStore(Path(text))
-    from orchestrate.state.base import scrub_url, state_from_url
+    from orchestrate.state.backends import state_from_url
+    from orchestrate.state.base import scrub_url
 
     if state is not None and state.url == scrub_url(text):
         return StateStore(state, ttl)

@@ -30,13 +30,13 @@ from typing import Any, Protocol
 
 from orchestrate.llm.base import LLMClient, LLMResponse
 from orchestrate.money.costs import CallRecord, agent_key
-from orchestrate.observe.events import Event, EventType
-from orchestrate.observe.monitor import MonitorConfig
-from orchestrate.run.dataset import BadRow, Row
 from orchestrate.run.engine import EngineConfig
+from orchestrate.run.events import Event, EventType
+from orchestrate.run.monitor import MonitorConfig
 from orchestrate.run.scheduler import RunShape
 from orchestrate.slots import Slots
-from orchestrate.workflow.models import AgentResult, AgentStatus, Workflow, WorkflowStatus
+from orchestrate.workflow.dataset import BadRow, Row, instantiate
+from orchestrate.workflow.models import AgentResult, Workflow, WorkflowStatus
 
 __all__ = [
     "BatchRunner",
@@ -57,30 +57,6 @@ class BatchSink(Protocol):
     def row_invalid(self, bad: BadRow) -> None: ...
 
     def row_refused(self, row: Row) -> None: ...
-
-
-def instantiate(template: Workflow, values: dict[str, Any], workflow_id: str) -> Workflow:
-    """A fresh run of `template` with `values` bound: shallow copies, the definitions shared."""
-    workflow = _shallow(template)
-    workflow.agents = agents = [_shallow(agent) for agent in template.agents]
-    for agent in agents:
-        agent.status, agent.result = AgentStatus.PENDING, None
-    workflow.__post_init__()
-    workflow.id = workflow_id
-    workflow.input_values = values
-    workflow.status = WorkflowStatus.PENDING
-    workflow.total_cost = 0.0
-    workflow.started_at = workflow.completed_at = None
-    workflow.error = None
-    workflow.output_values = {}
-    return workflow
-
-
-def _shallow(obj: Any) -> Any:
-    """`copy.copy` of a plain dataclass instance, without its generic (and, per row, costly) machinery."""
-    twin = object.__new__(type(obj))
-    twin.__dict__.update(obj.__dict__)
-    return twin
 
 
 def row_status(workflow: Workflow, refused_by_batch: bool) -> str:

@@ -19,12 +19,12 @@ from orchestrate.llm.base import LLMClient
 from orchestrate.money.budget_scope import ScopeLedger
 from orchestrate.money.costs import CostConfig, CostTracker, agent_key
 from orchestrate.money.rate_limit import RateLimitConfig, RateLimiterRegistry
-from orchestrate.observe.events import Event, EventType, Sink
-from orchestrate.observe.monitor import Monitor, MonitorConfig
 from orchestrate.run.approvals import Decision
 from orchestrate.run.deadlines import Deadlines
+from orchestrate.run.events import Event, EventType, Sink
 from orchestrate.run.executor import AgentExecutor
 from orchestrate.run.failures import FailureHandler, RetryPolicy
+from orchestrate.run.monitor import Monitor, MonitorConfig
 from orchestrate.run.scheduler import Approver, RunShape, WorkflowRun
 from orchestrate.slots import Slots
 from orchestrate.state.base import LeaseKeeper, SharedState

@@ -30,12 +30,12 @@ from orchestrate.llm.batch_api import CALL_TAG, CallTag
 from orchestrate.llm.capabilities import lookup
 from orchestrate.money.costs import CostTracker, Reservation, agent_key
 from orchestrate.money.rate_limit import RateLimiterRegistry
-from orchestrate.observe.events import Event, EventType
+from orchestrate.run.events import Event, EventType
 from orchestrate.run.failures import FailureHandler, RetryPolicy
 from orchestrate.run.tools import Tool, load_tools, resolve_callable
 from orchestrate.workflow.models import Agent, AgentResult, AgentStatus, Workflow
 
-__all__ = ["AgentExecutor", "Usage", "parse_json_answer"]
+__all__ = ["AgentExecutor", "Usage", "fold_usage", "parse_json_answer"]
 
 
 @dataclass(slots=True)
@@ -699,3 +699,28 @@ def _call_metadata(cached: bool, batch_id: str | None, price_as: str | None) -> 
 
 _PASSTHROUGH = ("top_p", "stop", "request_timeout", "response_format")
 _PASSTHROUGH_SIMULATED = (*_PASSTHROUGH, "latency", "failure_rate")
+
+
+def fold_usage(result: AgentResult) -> None:
+    """Move the executor's running Usage into the result's plain fields and metadata."""
+    usage = result.metadata.pop("usage", None)
+    if usage is None:
+        return
+    result.cost = usage.cost
+    result.tokens_used = usage.input_tokens + usage.output_tokens
+    result.metadata.update(
+        calls=usage.calls,
+        input_tokens=usage.input_tokens,
+        cached_input_tokens=usage.cached_input_tokens,
+        output_tokens=usage.output_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        tool_calls=usage.tool_calls,
+        cached_calls=usage.cached_calls,
+        rate_limited_seconds=usage.rate_limited_seconds,
+    )
+    if usage.errors:
+        result.metadata["errors"] = usage.errors[-5:]
+    if usage.tool_log:
+        result.metadata["tool_log"] = usage.tool_log[-50:]
+    if usage.anomalies:
+        result.metadata["usage_anomalies"] = list(usage.anomalies)

@@ -15,7 +15,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from orchestrate.run.executor import AgentExecutor
+from orchestrate.run.executor import AgentExecutor, fold_usage
 from orchestrate.run.resume import fingerprint
 from orchestrate.workflow.models import Agent, AgentResult, AgentStatus, Workflow
 from orchestrate.workflow.templates import TemplateError, lookup, render, render_value, single_placeholder
@@ -64,7 +64,6 @@ async def run_items(
     result: AgentResult,
 ) -> None:
     """Run every item of `agent`'s foreach list, filling in `result` as items finish."""
-    from orchestrate.run.scheduler import fold_usage
 
     items = _items_of(agent, workflow.input_values, outputs)
     count = len(items)

@@ -23,37 +23,21 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from orchestrate.observe.events import Event, EventType
 from orchestrate.run.approvals import Decision
 from orchestrate.run.deadlines import Deadlines
-from orchestrate.run.executor import AgentExecutor
+from orchestrate.run.events import Event, EventType
+from orchestrate.run.executor import AgentExecutor, fold_usage
 from orchestrate.run.failures import FailureHandler
 from orchestrate.run.fanout import run_items, step_input
 from orchestrate.run.resume import definition_digest
-from orchestrate.workflow.graph import DependencyGraph, remaining_work
+from orchestrate.workflow.graph import DependencyGraph, expected_seconds, remaining_work
 from orchestrate.workflow.models import Agent, AgentResult, AgentStatus, Workflow, WorkflowStatus
 from orchestrate.workflow.templates import lookup, render, single_placeholder
 
-__all__ = ["Approver", "RunShape", "WorkflowRun", "expected_seconds", "fold_usage"]
+__all__ = ["Approver", "RunShape", "WorkflowRun"]
 
 # Asked for a decision on an agent (with its rendered message); None leaves it waiting.
 Approver = Callable[[Workflow, Agent, str], Awaitable[Decision | None]]
-
-
-def expected_seconds(agent: Agent) -> float:
-    """How long an agent is expected to take, to weigh the critical path.
-
-    A simulated latency is used when one is configured; otherwise the output
-    budget, at an assumed 100 tokens a second.
-    """
-    if agent.function is not None:
-        return 0.1  # a code step: a lookup or some arithmetic
-    latency = agent.llm_config.get("latency")
-    if isinstance(latency, (int, float)):
-        return float(latency) or 1e-6
-    if isinstance(latency, (list, tuple)) and len(latency) == 2:
-        return (float(latency[0]) + float(latency[1])) / 2 or 1e-6
-    return float(agent.llm_config.get("max_tokens", 1000)) / 100.0
 
 
 class RunShape:
@@ -664,31 +648,6 @@ class _Timing:
     def deadline_passed(self, key: int, task: asyncio.Task[Any] | None) -> None:
         if self.run is not None:
             self.run.deadline_passed(key, task)
-
-
-def fold_usage(result: AgentResult) -> None:
-    """Move the executor's running Usage into the result's plain fields and metadata."""
-    usage = result.metadata.pop("usage", None)
-    if usage is None:
-        return
-    result.cost = usage.cost
-    result.tokens_used = usage.input_tokens + usage.output_tokens
-    result.metadata.update(
-        calls=usage.calls,
-        input_tokens=usage.input_tokens,
-        cached_input_tokens=usage.cached_input_tokens,
-        output_tokens=usage.output_tokens,
-        reasoning_tokens=usage.reasoning_tokens,
-        tool_calls=usage.tool_calls,
-        cached_calls=usage.cached_calls,
-        rate_limited_seconds=usage.rate_limited_seconds,
-    )
-    if usage.errors:
-        result.metadata["errors"] = usage.errors[-5:]
-    if usage.tool_log:
-        result.metadata["tool_log"] = usage.tool_log[-50:]
-    if usage.anomalies:
-        result.metadata["usage_anomalies"] = list(usage.anomalies)
 
 
 def _finished_event(wf: Workflow, agent: Agent, result: AgentResult) -> Event:

@@ -19,14 +19,13 @@ ledger (fail closed), even if the store comes back mid-run.
 from __future__ import annotations
 
 import asyncio
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
-from orchestrate.errors import StateUnavailableError, UserInputError
+from orchestrate.errors import StateUnavailableError
 
 __all__ = [
     "BudgetState",
@@ -35,7 +34,6 @@ __all__ = [
     "SharedState",
     "TierLimits",
     "scrub_url",
-    "state_from_url",
     "DEFAULT_NAMESPACE",
     "DEFAULT_LEASE_SECONDS",
 ]
@@ -251,46 +249,3 @@ def scrub_url(url: str) -> str:
     if parts.port is not None:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
-
-
-def state_from_url(
-    url: str | None, *, namespace: str = DEFAULT_NAMESPACE, clock: Callable[[], float] | None = None
-) -> SharedState:
-    """The back-end a URL names: None or ``memory://`` in-process, ``redis://`` / ``rediss://`` Redis.
-
-    ``?lease_seconds=N`` sets the lease time. A Redis password comes from the URL
-    or, when it has none, from ``REDIS_PASSWORD``.
-
-    Raises:
-        UserInputError: For a URL naming no known back-end, or a bad option.
-    """
-    if not namespace or any(c.isspace() for c in namespace):
-        raise UserInputError(f"state namespace {namespace!r} must be a non-empty word")
-    text = url or "memory://"
-    try:
-        parts = urlsplit(text)
-    except ValueError as exc:
-        raise UserInputError(f"state URL {scrub_url(text)!r}: {exc}") from exc
-    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    lease = options.pop("lease_seconds", None)
-    try:
-        lease_seconds = float(lease) if lease is not None else DEFAULT_LEASE_SECONDS
-    except ValueError:
-        lease_seconds = -1.0
-    if not lease_seconds > 0:
-        raise UserInputError(f"state URL {scrub_url(text)!r}: lease_seconds must be a number > 0")
-    if parts.scheme == "memory":
-        from orchestrate.state.memory import MemoryState
-
-        return MemoryState(text, namespace=namespace, lease_seconds=lease_seconds, clock=clock)
-    if parts.scheme in ("redis", "rediss"):
-        from orchestrate.state.redis import RedisState
-
-        password = None if parts.password is not None else os.environ.get("REDIS_PASSWORD") or None
-        return RedisState(
-            text, namespace=namespace, lease_seconds=lease_seconds, clock=clock, password=password, options=options
-        )
-    raise UserInputError(
-        f"state URL {scrub_url(text)!r}: unknown scheme {parts.scheme!r}; "
-        "use memory://, redis://HOST:PORT/DB or rediss://"
-    )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrate.errors import Problem
-from orchestrate.workflow.checks import Located
+from orchestrate.workflow.located import Located
 
 __all__ = ["capability_problems"]
 

@@ -8,8 +8,12 @@ the loader reports them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
-__all__ = ["DependencyGraph", "remaining_work"]
+if TYPE_CHECKING:
+    from orchestrate.workflow.models import Agent
+
+__all__ = ["DependencyGraph", "expected_seconds", "remaining_work"]
 
 
 class DependencyGraph:
@@ -132,3 +136,19 @@ def remaining_work(dependents: list[list[int]], indegree: list[int], weights: li
         if children:
             remaining[i] += max([remaining[j] for j in children])
     return remaining
+
+
+def expected_seconds(agent: Agent) -> float:
+    """How long an agent is expected to take, to weigh the critical path.
+
+    A simulated latency is used when one is configured; otherwise the output
+    budget, at an assumed 100 tokens a second.
+    """
+    if agent.function is not None:
+        return 0.1  # a code step: a lookup or some arithmetic
+    latency = agent.llm_config.get("latency")
+    if isinstance(latency, (int, float)):
+        return float(latency) or 1e-6
+    if isinstance(latency, (list, tuple)) and len(latency) == 2:
+        return (float(latency[0]) + float(latency[1])) / 2 or 1e-6
+    return float(agent.llm_config.get("max_tokens", 1000)) / 100.0

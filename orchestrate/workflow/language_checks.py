@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrate.errors import Problem
-from orchestrate.workflow.checks import Located
+from orchestrate.workflow.located import Located
 from orchestrate.workflow.modules import locate
 from orchestrate.workflow.templates import Reference, TemplateError, references
 

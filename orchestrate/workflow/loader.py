@@ -31,8 +31,9 @@ from orchestrate.errors import Problem, UserInputError, WorkflowValidationError
 from orchestrate.finite import first_non_finite, loads_strict
 from orchestrate.fsutil import TooLargeError, read_bytes_capped
 from orchestrate.workflow.capability_checks import capability_problems
-from orchestrate.workflow.checks import INPUT_TYPES, Key, Located, check_document, path_text
+from orchestrate.workflow.checks import INPUT_TYPES, check_document
 from orchestrate.workflow.language_checks import base_dir_of, read_prompt_file
+from orchestrate.workflow.located import Key, Located, path_text
 from orchestrate.workflow.models import Agent, Workflow
 
 __all__ = [

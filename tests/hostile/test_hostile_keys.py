@@ -188,7 +188,9 @@ async def test_answers_inside_a_batch_result_file_are_scrubbed_and_their_usage_c
             sleep=clock.sleep,
             sinks=[events.append],
         )
-        hub.emit = engine.emit
+        from orchestrate.run.events import batch_events
+
+        hub.emit = batch_events(engine.emit)
         workflow = Workflow(
             name="b",
             description="",

@@ -15,8 +15,8 @@ from rich.console import Console
 from orchestrate.errors import NonRetriableLLMError, RateLimitError
 from orchestrate.llm.anthropic import AnthropicClient
 from orchestrate.llm.openai import OpenAIClient
-from orchestrate.observe.events import Event, EventType
 from orchestrate.observe.progress import LiveTable
+from orchestrate.run.events import Event, EventType
 from tests.fake_provider import FakeProvider, Fault, error_body
 from tests.hostile.helpers import KEY, assert_clean_failure, orchestrate, workflow_file
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-__all__ = ["Event", "EventType", "Sink"]
+__all__ = ["Event", "EventType", "Sink", "batch_events"]
 
 
 class EventType(str, Enum):
@@ -94,3 +94,12 @@ class Event:
 
 
 Sink = Callable[[Event], None]
+
+
+def batch_events(emit: Sink) -> Callable[[str, str | None, dict[str, Any], str | None], None]:
+    """What a provider batch hub reports, as the run's events (``hub.emit = batch_events(engine.emit)``)."""
+
+    def forward(kind: str, workflow_id: str | None, data: dict[str, Any], workflow_name: str | None) -> None:
+        emit(Event(EventType(kind), workflow_id, None, data, workflow_name=workflow_name))
+
+    return forward

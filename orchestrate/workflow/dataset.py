@@ -30,8 +30,9 @@ from typing import IO, Any
 from orchestrate.errors import UserInputError
 from orchestrate.jsonline import read_line
 from orchestrate.workflow.loader import check_inputs
+from orchestrate.workflow.models import AgentStatus, Workflow, WorkflowStatus
 
-__all__ = ["BadRow", "Dataset", "DatasetCheck", "Row", "parse_shard", "spool_stdin"]
+__all__ = ["BadRow", "Dataset", "DatasetCheck", "Row", "instantiate", "parse_shard", "spool_stdin"]
 
 _JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 
@@ -277,3 +278,27 @@ def _lines(handle: IO[bytes], label: str) -> Iterator[str]:
             yield raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise UserInputError(f"{label}:{line}:{exc.start + 1}: not UTF-8 text ({exc.reason})") from None
+
+
+def instantiate(template: Workflow, values: dict[str, Any], workflow_id: str) -> Workflow:
+    """A fresh run of `template` with `values` bound: shallow copies, the definitions shared."""
+    workflow = _shallow(template)
+    workflow.agents = agents = [_shallow(agent) for agent in template.agents]
+    for agent in agents:
+        agent.status, agent.result = AgentStatus.PENDING, None
+    workflow.__post_init__()
+    workflow.id = workflow_id
+    workflow.input_values = values
+    workflow.status = WorkflowStatus.PENDING
+    workflow.total_cost = 0.0
+    workflow.started_at = workflow.completed_at = None
+    workflow.error = None
+    workflow.output_values = {}
+    return workflow
+
+
+def _shallow(obj: Any) -> Any:
+    """`copy.copy` of a plain dataclass instance, without its generic (and, per row, costly) machinery."""
+    twin = object.__new__(type(obj))
+    twin.__dict__.update(obj.__dict__)
+    return twin

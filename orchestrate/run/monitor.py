@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrate.observe.events import Event, EventType
+from orchestrate.run.events import Event, EventType
 
 __all__ = ["Monitor", "MonitorConfig"]
 

@@ -1,0 +1,58 @@
+"""The package's price table and how a model's price is found in it (or in a workflow's own `prices:`).
+
+Prices belong with the providers' other facts (`capabilities`): the workflow checks
+look a model up here to refuse one with no price, and `money` charges from it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+__all__ = ["closest_model", "find_price", "price_table"]
+
+_SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest)\Z")
+
+
+@lru_cache(maxsize=1)
+def price_table() -> dict[str, Any]:
+    """The built-in price table: ``{"date", "currency", "unit", "models": {name: prices}}``."""
+    text = resources.files("orchestrate").joinpath("data/prices.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def _match(model: str, table: Mapping[str, Mapping[str, float]]) -> str | None:
+    """`model` itself, else its family once a documented snapshot suffix is taken off.
+
+    Only ``-YYYY-MM-DD``, ``-YYYYMMDD`` and ``-latest`` fall back: anything else
+    (``gpt-4o-mnii``) is an unknown model, never priced as a model it starts with.
+    """
+    if model in table:
+        return model
+    family = _SNAPSHOT.sub("", model)
+    if family != model and family in table:
+        return family
+    return None
+
+
+def closest_model(model: str, overrides: Mapping[str, Any] | None = None) -> str | None:
+    """The known model name nearest to `model` (for "did you mean ...?"), or None."""
+    names = sorted({*price_table()["models"], *(overrides or {})})
+    close = difflib.get_close_matches(model, names, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def find_price(model: str, overrides: Mapping[str, Mapping[str, float]] | None = None) -> Mapping[str, float] | None:
+    """The prices of `model` (overrides first, then the built-in table), or None if unknown."""
+    if overrides:
+        name = _match(model, overrides)
+        if name is not None:
+            return overrides[name]
+    models = price_table()["models"]
+    name = _match(model, models)
+    return models[name] if name is not None else None
