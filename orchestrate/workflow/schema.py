@@ -20,7 +20,7 @@ from typing import Any
 # jsonschema ships no types; its stubs (types-jsonschema) type every error field as `X | Unset`, a
 # sentinel never left after validation, so it stays untyped here.
 import jsonschema  # type: ignore[import-untyped]
-from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match  # type: ignore[import-untyped]
 
 __all__ = [
