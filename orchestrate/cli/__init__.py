@@ -128,14 +128,43 @@ def main() -> None:
     from orchestrate.cli.common import print_error
 
     try:
-        _command()(prog_name="orchestrate")
-    except OrchestrateError as exc:
-        print_error(str(exc))
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        print_error("interrupted")
-        sys.exit(130)
-    except OSError as exc:  # the disk, not the user: full, read-only, gone
-        where = f"{exc.filename}: " if exc.filename else ""
-        print_error(f"{where}{exc.strerror or exc}")
-        sys.exit(1)
+        try:
+            _command()(prog_name="orchestrate")
+        except OrchestrateError as exc:
+            print_error(str(exc))
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            print_error("interrupted")
+            sys.exit(130)
+        except OSError as exc:  # the disk, not the user: full, read-only, gone
+            where = f"{exc.filename}: " if exc.filename else ""
+            print_error(f"{where}{exc.strerror or exc}")
+            sys.exit(1)
+    except SystemExit as done:
+        _leave(done)
+        raise
+
+
+def _leave(done: SystemExit) -> None:
+    """Exit at once when worker threads still run a function past its timeout.
+
+    Their reports are written; nothing of the run waits for them (see
+    `orchestrate.run.workers`), and the interpreter's shutdown must not either.
+    """
+    from orchestrate.run.workers import abandoned_threads
+
+    if not abandoned_threads():
+        return
+    import os
+
+    code = done.code
+    if code is not None and not isinstance(code, int):
+        print_error_text = str(code)
+        sys.stderr.write(print_error_text + "\n")
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code or 0)

@@ -178,6 +178,15 @@ def run(
             rich_help_panel="Datasets",
         ),
     ] = None,
+    max_threads: Annotated[
+        int | None,
+        typer.Option(
+            "--max-threads",
+            metavar="N",
+            min=1,
+            help="Worker threads for sync tools and code steps at most (default: CPUs + 4, 8 to 32).",
+        ),
+    ] = None,
     shard: Annotated[
         str | None,
         typer.Option(
@@ -294,6 +303,7 @@ def run(
         otel_content=otel_content,
         approve=list(approve or []),
         approve_all=approve_all,
+        max_threads=max_threads,
         ask=is_interactive(sys.stderr) and is_interactive(sys.stdin) and not approve_all,
     )
     if data is not None:

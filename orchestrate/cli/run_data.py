@@ -29,6 +29,7 @@ from orchestrate.observe.reports import new_run_dir
 from orchestrate.run.dataset_run import BatchRunner, CappedClients, batch_engine_config, default_rows_parallel
 from orchestrate.run.engine import OrchestrationEngine
 from orchestrate.run.events import EventType
+from orchestrate.run.workers import stuck_line
 from orchestrate.workflow.dataset import Dataset, spool_stdin
 from orchestrate.workflow.loader import load_workflow
 from orchestrate.workflow.models import Workflow
@@ -154,7 +155,9 @@ class BatchSession:
             # so each layer of the workflow goes out as one submission for the whole dataset.
             rows_parallel = max(rows_parallel, check.rows)
         capped = CappedClients(clients, max_calls)
-        engine = OrchestrationEngine(None, batch_engine_config(rows_parallel), clients=capped, state=state)
+        engine = OrchestrationEngine(
+            None, batch_engine_config(rows_parallel, opts.max_threads), clients=capped, state=state
+        )
         ledger = None
         if self.hub is not None:
             from orchestrate.run.batch_ledger import BatchLedger
@@ -222,6 +225,9 @@ class BatchSession:
         self._artefacts(document, run_dir)
         write_run_report(run_dir)
         self._print(document, run_dir)
+        line = stuck_line(engine.workers)
+        if line:
+            sys.stderr.write(line + "\n")
         if ledger is not None and ledger.still_open:
             still = ledger.still_open
             verb = "cancel requested for" if opts.cancel_batches else "left running at the provider:"

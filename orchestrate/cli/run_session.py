@@ -24,6 +24,7 @@ from orchestrate.observe.eventlog import EventLog
 from orchestrate.observe.reports import RunRecorder, new_run_dir
 from orchestrate.run.approvals import current_user
 from orchestrate.run.engine import EngineConfig, OrchestrationEngine
+from orchestrate.run.workers import stuck_line
 from orchestrate.workflow.loader import load_workflow
 from orchestrate.workflow.models import Workflow, WorkflowStatus
 
@@ -74,6 +75,7 @@ class RunOptions:
     approve_all: bool = False
     approved_by: str | None = None
     ask: bool = False  # ask y/N in the terminal for approvals not decided up front
+    max_threads: int | None = None  # the run's worker threads (sync tools, code steps)
 
 
 class RunSession:
@@ -122,6 +124,7 @@ class RunSession:
         self._write_html_reports()
         self._write_artefacts(documents)
         self._print_summary(documents)
+        _say(stuck_line(engine.workers))
         self._report_open_batches()
         _warn_usage(documents)
         _warn_cache(getattr(self, "cache_store", None))
@@ -201,7 +204,9 @@ class RunSession:
 
             self.cache_store = cache_store(opts.cache, state, namespace=opts.state_namespace, ttl=opts.cache_ttl)
             clients = CachingClients(self.cache_store, clients)
-        engine = OrchestrationEngine(None, EngineConfig(), clients=clients, state=state, approver=approver)
+        engine = OrchestrationEngine(
+            None, EngineConfig(max_threads=self.options.max_threads), clients=clients, state=state, approver=approver
+        )
         if self.hub is not None:
             from orchestrate.run.events import batch_events
 
@@ -475,6 +480,11 @@ def tracing_requested(flag: bool, env: Any) -> bool:
     if env.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
         return False
     return flag or bool(env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+
+
+def _say(line: str | None) -> None:
+    if line:
+        sys.stderr.write(line + "\n")
 
 
 def _warn(message: str) -> None:

@@ -317,7 +317,7 @@ class CappedClients:
         await self.inner.aclose()
 
 
-def batch_engine_config(rows_parallel: int) -> EngineConfig:
+def batch_engine_config(rows_parallel: int, max_threads: int | None = None) -> EngineConfig:
     """The engine configuration of `orchestrate run --data`.
 
     Every provider keeps its default limits. The monitor keeps its counters but
@@ -326,7 +326,11 @@ def batch_engine_config(rows_parallel: int) -> EngineConfig:
     events a second keeping each one's data alive costs the engine about 5 us a
     call.
     """
-    return EngineConfig(max_concurrent_workflows=rows_parallel, monitor_config=MonitorConfig(enable_logging=False))
+    return EngineConfig(
+        max_concurrent_workflows=rows_parallel,
+        monitor_config=MonitorConfig(enable_logging=False),
+        max_threads=max_threads,
+    )
 
 
 def default_rows_parallel(workflow: Workflow, max_calls: int) -> int:

@@ -26,6 +26,7 @@ from orchestrate.run.executor import AgentExecutor
 from orchestrate.run.failures import FailureHandler, RetryPolicy
 from orchestrate.run.monitor import Monitor, MonitorConfig
 from orchestrate.run.scheduler import Approver, RunShape, WorkflowRun
+from orchestrate.run.workers import WorkerPool
 from orchestrate.slots import Slots
 from orchestrate.state.base import LeaseKeeper, SharedState
 from orchestrate.workflow.models import AgentResult, Workflow
@@ -50,7 +51,8 @@ class EngineConfig:
     None limits only what `rate_limits` or a workflow names; a provider's
     429 with retry-after still pauses its callers), how many times an answer that fails its
     output_schema is sent back for correction, and how many tool rounds an
-    agent may take.
+    agent may take. `max_threads` bounds the run's own worker threads, where
+    sync tools and code steps run (`orchestrate.run.workers`; None: a default).
     """
 
     rate_limit_config: RateLimitConfig | None = field(default_factory=RateLimitConfig)
@@ -61,6 +63,7 @@ class EngineConfig:
     rate_limits: dict[str, Any] = field(default_factory=dict)
     output_retries: int = 2
     max_tool_rounds: int = 8
+    max_threads: int | None = None
 
 
 class OrchestrationEngine:
@@ -141,6 +144,7 @@ class OrchestrationEngine:
         self._runs: dict[str, WorkflowRun] = {}
         self._slots = Slots(max(1, self.config.max_concurrent_workflows))
         self._closed = False
+        self.workers = WorkerPool(self.config.max_threads)
         self.executor = AgentExecutor(
             client_for=self._client_for,
             tracker=self.cost_tracker,
@@ -152,6 +156,7 @@ class OrchestrationEngine:
             output_retries=self.config.output_retries,
             max_tool_rounds=self.config.max_tool_rounds,
             clock=clock,
+            workers=self.workers,
         )
         self.clock = clock
 
@@ -316,6 +321,7 @@ class OrchestrationEngine:
         """Cancel in-flight work (agents end `cancelled`, results kept) and close the clients."""
         self._closed = True
         await self.stop("engine shut down")
+        self.workers.close()
         await self.rate_limiter.aclose()
         if self.cost_tracker.scopes is not None:
             await self.cost_tracker.scopes.drain()

@@ -9,6 +9,7 @@ waited on, and the real cost is settled afterwards.
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 import json
 import math
@@ -33,6 +34,7 @@ from orchestrate.money.rate_limit import RateLimiterRegistry
 from orchestrate.run.events import Event, EventType
 from orchestrate.run.failures import FailureHandler, RetryPolicy
 from orchestrate.run.tools import Tool, load_tools, resolve_callable
+from orchestrate.run.workers import WorkerPool, guard_exit
 from orchestrate.workflow.models import Agent, AgentResult, AgentStatus, Workflow
 
 __all__ = ["AgentExecutor", "Usage", "fold_usage", "parse_json_answer"]
@@ -89,6 +91,7 @@ class AgentExecutor:
         output_retries: int = 2,
         max_tool_rounds: int = 8,
         clock: Callable[[], float] = time.perf_counter,
+        workers: WorkerPool | None = None,
     ) -> None:
         self.client_for = client_for
         self.tracker = tracker
@@ -100,6 +103,7 @@ class AgentExecutor:
         self.output_retries = output_retries
         self.max_tool_rounds = max_tool_rounds
         self.clock = clock
+        self.workers = workers if workers is not None else WorkerPool()
         self._batching: bool | None = None
 
     async def execute(self, workflow: Workflow, agent: Agent, prompt: str, result: AgentResult) -> None:
@@ -259,12 +263,18 @@ class AgentExecutor:
                 )
             )
             try:
-                if inspect.iscoroutinefunction(function):
-                    value = await function(**arguments)
-                else:
-                    value = await asyncio.to_thread(function, **arguments)
-                    if inspect.isawaitable(value):
-                        value = await value
+                try:
+                    given = copy.deepcopy(arguments)  # the function may change what it is given
+                    if inspect.iscoroutinefunction(function):
+                        value = await function(**given)
+                    else:
+                        value = await self.workers.call(function, **given)
+                        if inspect.isawaitable(value):
+                            value = await value
+                except asyncio.CancelledError:
+                    raise
+                except BaseException as raw:  # sys.exit() in a step fails the step, not orchestrate
+                    raise guard_exit(raw) from None
             except Exception as exc:  # the function failed: an attempt, maybe retried
                 result.status = AgentStatus.FAILED
                 result.error = f"{function_path} raised {type(exc).__name__}: {exc}"
@@ -418,7 +428,7 @@ class AgentExecutor:
                 error: str | None = f"unknown tool {call.name!r}; available: {sorted(by_name)}"
                 content = json.dumps({"error": error})
             else:
-                content, error = await tool.call(call.arguments)
+                content, error = await tool.call(call.arguments, self.workers)
             usage.tool_calls += 1
             usage.tool_log.append({"tool": call.name, "arguments": call.arguments, "error": error})
             self.emit(

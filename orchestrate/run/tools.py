@@ -15,6 +15,8 @@ raises is sent back as an error message, so one bad tool call never ends a run.
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import inspect
 import json
 from collections.abc import Callable
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrate.errors import ToolError
+from orchestrate.run.workers import WorkerPool, guard_exit
 from orchestrate.workflow.modules import import_module
 
 __all__ = ["Tool", "load_tools", "resolve_callable"]
@@ -67,8 +70,13 @@ class Tool:
         """The provider-neutral description given to LLM clients."""
         return {"name": self.name, "description": self.description, "parameters": self.parameters}
 
-    async def call(self, arguments: dict[str, Any]) -> tuple[str, str | None]:
+    async def call(self, arguments: dict[str, Any], workers: WorkerPool | None = None) -> tuple[str, str | None]:
         """Run the tool; returns (content for the model, error or None).
+
+        A sync function runs in one of the run's worker threads (`workers`), off the
+        event loop: a slow tool then holds up neither the other agents nor the
+        timeouts, which end the agent while the function goes on (see
+        `orchestrate.run.workers`). The function gets a copy of the arguments.
 
         The model's arguments are untrusted: they are checked against the tool's declared
         `parameters` first, and arguments that do not match never reach the function; the
@@ -80,10 +88,19 @@ class Tool:
         if problem is not None:
             error = "arguments do not match the tool's parameters: " + problem.replace("the answer", "the arguments", 1)
             return json.dumps({"error": error}), error
+        given = copy.deepcopy(arguments)
         try:
-            value = self.function(**arguments)
-            if inspect.isawaitable(value):
-                value = await value
+            try:
+                if inspect.iscoroutinefunction(self.function):
+                    value = await self.function(**given)
+                else:
+                    value = await (workers or _fallback()).call(self.function, **given)
+                    if inspect.isawaitable(value):
+                        value = await value
+            except asyncio.CancelledError:
+                raise
+            except BaseException as raw:  # sys.exit() in a tool fails the call, not orchestrate
+                raise guard_exit(raw) from None
         except Exception as exc:  # the model gets the error instead of the run crashing
             error = f"{type(exc).__name__}: {exc}"
             return json.dumps({"error": error}), error
@@ -91,6 +108,16 @@ class Tool:
             return json.dumps(value, default=str), None
         except (TypeError, ValueError):
             return json.dumps(str(value)), None
+
+
+_shared: list[WorkerPool] = []
+
+
+def _fallback() -> WorkerPool:
+    """A pool for tools called outside an engine (one per process, made when first needed)."""
+    if not _shared:
+        _shared.append(WorkerPool(name="orchestrate-tool"))
+    return _shared[0]
 
 
 def load_tools(specs: list[dict[str, Any]], base_dir: str | None = None) -> list[Tool]:

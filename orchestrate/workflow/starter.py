@@ -228,6 +228,11 @@ agents:
 Each gets the arguments the model chose (checked against `parameters` in
 {name}.yaml) and returns something JSON can hold. An exception is sent back to
 the model as an error instead of ending the run.
+
+A plain (sync) function runs in a worker thread, so a slow one holds up no
+other agent; the agent's `timeout:` ends the agent but cannot stop the function,
+so give every call it makes to another system a timeout of its own (or write
+it as `async def` with an async client).
 """
 
 from __future__ import annotations
