@@ -80,16 +80,28 @@ def lookup(
 ) -> Capabilities:
     """The capabilities of `model` served by `provider`: the provider's defaults, its family's
     entry of the built-in table, then its entry in `overrides` (a workflow's ``capabilities:``)."""
-    table = capability_table()
     base = "anthropic" if provider == "anthropic" else "openai"
+    if not overrides:
+        return _built_in(model, base)
+    merged = _built_in(model, base).to_dict()
+    own = family_of(model, overrides)
+    if own is not None:
+        merged.update({k: v for k, v in overrides[own].items() if k in KEYS})
+    return Capabilities(**merged)
+
+
+@lru_cache(maxsize=512)
+def _built_in(model: str, base: str) -> Capabilities:
+    """The capabilities the built-in table gives `model` under `base`'s defaults.
+
+    Kept per model: finding a family walks the whole table, and the engine asks
+    this before every call (a Capabilities is frozen, so one can be shared).
+    """
+    table = capability_table()
     merged: dict[str, Any] = dict(table["defaults"][base])
     family = family_of(model, table["families"])
     if family is not None:
         merged.update(table["families"][family])
-    if overrides:
-        own = family_of(model, overrides)
-        if own is not None:
-            merged.update({k: v for k, v in overrides[own].items() if k in KEYS})
     return Capabilities(**merged)
 
 
