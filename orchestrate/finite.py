@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,7 +28,13 @@ __all__ = [
 
 
 class NonFiniteError(ValueError):
-    """A JSON text holds NaN, Infinity or a number too large for a float."""
+    """A JSON text holds NaN, Infinity or a number too large for a float.
+
+    `lineno` and `colno` (1-based, as `json.JSONDecodeError` has them) say where, when known.
+    """
+
+    lineno: int | None = None
+    colno: int | None = None
 
 
 def _refuse_constant(name: str) -> Any:
@@ -43,7 +50,29 @@ def _float(text: str) -> float:
 
 def loads_strict(text: str | bytes) -> Any:
     """`json.loads`, refusing NaN, Infinity and overflowing numbers (a ValueError subclass)."""
-    return json.loads(text, parse_constant=_refuse_constant, parse_float=_float)
+    try:
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_float)
+    except NonFiniteError as exc:
+        exc.lineno, exc.colno = _locate(text if isinstance(text, str) else text.decode("utf-8", "replace"))
+        raise
+
+
+# A JSON string (skipped) or a token that may be a number or a non-finite constant.
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|(-?(?:Infinity|NaN)|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)')
+
+
+def _locate(text: str) -> tuple[int | None, int | None]:
+    """Line and column of the first NaN, Infinity or overflowing number in a JSON text."""
+    for match in _TOKEN.finditer(text):
+        token = match.group(1)
+        if token is None:
+            continue
+        if token.lstrip("-")[0].isdigit() and math.isfinite(float(token)):
+            continue
+        start = match.start(1)
+        line = text.count("\n", 0, start) + 1
+        return line, start - (text.rfind("\n", 0, start) + 1) + 1
+    return None, None
 
 
 def is_finite_number(value: Any) -> bool:

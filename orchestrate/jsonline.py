@@ -27,7 +27,7 @@ import orjson
 
 from orchestrate.finite import scrub_non_finite
 
-__all__ = ["json_line", "read_line", "read_line_strict"]
+__all__ = ["MAX_DEPTH", "json_line", "nests_too_deep", "read_line", "read_line_strict"]
 
 _OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
@@ -41,13 +41,39 @@ def json_line(value: Any) -> bytes:
         return (json.dumps(scrub_non_finite(value), default=str, separators=(",", ":")) + "\n").encode("ascii")
 
 
+# How deep a value read from outside (an answer, a dataset row, a code step's return) may nest.
+# orjson writes at most 255 levels and Python's own recursion stops near 1000; no ERP document
+# needs more than a few dozen, so deeper data is refused where it is read, with this number.
+MAX_DEPTH = 100
+
+
+def nests_too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether `value` (JSON-like: dicts, lists, tuples) nests more than `limit` levels; no recursion."""
+    todo: list[tuple[Any, int]] = [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        todo.extend((child, depth + 1) for child in children if isinstance(child, (dict, list, tuple)))
+    return False
+
+
 def read_line(text: str | bytes) -> Any:
     """`json.loads`, the quick way first: what orjson refuses (NaN, Infinity, an int beyond
     64 bits) `json` reads as before, so a line means, and its errors say, what they did."""
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
-        return json.loads(text)
+        try:
+            return json.loads(text)
+        except RecursionError:
+            raise ValueError(f"nests deeper than {MAX_DEPTH} levels") from None
 
 
 def read_line_strict(text: str | bytes) -> Any:

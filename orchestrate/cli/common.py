@@ -142,8 +142,16 @@ def parse_inputs(pairs: list[str], inputs_file: Path | None) -> dict[str, Any]:
             fail(f"{inputs_file}: cannot read inputs file: {exc.strerror or exc}")
         except UnicodeDecodeError as exc:
             fail(f"{inputs_file}: not UTF-8 text (byte {exc.start})")
+        except RecursionError:
+            fail(f"{inputs_file}: nests deeper than Python can read")
         except ValueError as exc:
-            fail(f"{inputs_file}: not valid JSON: {exc}")
+            line, col = getattr(exc, "lineno", None), getattr(exc, "colno", None)
+            where = f"{inputs_file}:{line}:{col}" if line is not None else f"{inputs_file}"
+            fail(f"{where}: not valid JSON: {getattr(exc, 'msg', None) or exc}")
+        from orchestrate.jsonline import MAX_DEPTH, nests_too_deep
+
+        if nests_too_deep(loaded):
+            fail(f"{inputs_file}: nests deeper than {MAX_DEPTH} levels")
         if not isinstance(loaded, dict):
             fail(f"{inputs_file}: inputs file must hold a JSON object of input names to values")
         values.update(loaded)

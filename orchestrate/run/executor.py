@@ -26,6 +26,7 @@ from orchestrate.errors import (
     RateLimitError,
     ToolError,
 )
+from orchestrate.jsonline import MAX_DEPTH, nests_too_deep
 from orchestrate.llm.base import LLMClient, LLMResponse
 from orchestrate.llm.batch_api import CALL_TAG, CallTag
 from orchestrate.llm.capabilities import lookup
@@ -72,7 +73,14 @@ def parse_json_answer(text: str) -> Any:
     if body.startswith("```"):
         body = body.split("\n", 1)[1] if "\n" in body else ""
         body = body.rsplit("```", 1)[0]
-    return json.loads(body)
+    try:
+        value = json.loads(body)
+    except RecursionError:
+        value = None
+    else:
+        if not nests_too_deep(value):
+            return value
+    raise ValueError(f"the answer nests deeper than {MAX_DEPTH} levels")
 
 
 class AgentExecutor:
@@ -296,8 +304,10 @@ class AgentExecutor:
                 continue
             problem: str | None
             try:
+                if nests_too_deep(value):
+                    raise ValueError(f"it nests deeper than {MAX_DEPTH} levels")
                 text = json.dumps(value, ensure_ascii=False, sort_keys=True, allow_nan=False)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, RecursionError) as exc:
                 problem = f"{function_path} returned a value that is not JSON ({exc})"
             else:
                 value = json.loads(text)  # tuples become lists, keys strings: what downstream sees

@@ -30,6 +30,7 @@ from orchestrate.run.executor import AgentExecutor, fold_usage
 from orchestrate.run.failures import FailureHandler
 from orchestrate.run.fanout import run_items, step_input
 from orchestrate.run.resume import definition_digest
+from orchestrate.run.workers import guard_exit
 from orchestrate.workflow.graph import DependencyGraph, expected_seconds, remaining_work
 from orchestrate.workflow.models import Agent, AgentResult, AgentStatus, Workflow, WorkflowStatus
 from orchestrate.workflow.templates import lookup, render, single_placeholder
@@ -380,6 +381,12 @@ class WorkflowRun:
             except ExpressionError as exc:
                 self._settle(i, AgentStatus.FAILED, str(exc), {})
                 return True
+            except RecursionError:
+                self._settle(i, AgentStatus.FAILED, "its when: condition nests too deeply to evaluate", {})
+                return True
+            except Exception as exc:  # whatever the data upstream was, this agent ends with the reason
+                self._settle(i, AgentStatus.FAILED, f"its when: condition failed: {type(exc).__name__}: {exc}", {})
+                return True
             if not go:
                 self._settle(i, AgentStatus.SKIPPED, None, {"skipped": f"when {agent.when!r} was false"})
                 return True
@@ -510,13 +517,31 @@ class WorkflowRun:
                 result.error = f"agent timed out after {agent.timeout:g}s"
             else:
                 result.error = self.stopping or "cancelled"
-        except Exception as exc:  # a template or tool problem ends this agent, not the run
+        except RecursionError:
+            result.status = AgentStatus.FAILED
+            result.error = "its input or answer nests too deeply to handle"
+        except BaseException as raw:  # a template or tool problem, even sys.exit(), ends this agent alone
+            exc = guard_exit(raw)
             result.status = AgentStatus.FAILED
             result.error = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
         result.execution_time = self.clock() - t0
         result.completed_at = datetime.now(UTC)
         self._untrack(i)
-        self._finish(i, result)
+        try:
+            self._finish(i, result)
+        except Exception as exc:  # noqa: BLE001 (a fault here must end the run, never hang it)
+            self._fault(f"{type(exc).__name__}: {exc}")
+
+    def _fault(self, reason: str) -> None:
+        """Something past the agents' own handling failed: stop what runs and end the run, recorded."""
+        self.stopping = self.stopping or f"internal error: {reason}"
+        for task in list(self.tasks.values()):
+            task.cancel()
+        for j, agent in enumerate(self.agents):
+            if agent.status is AgentStatus.PENDING:
+                self._mark_cancelled(j, self.stopping)
+        if not self.tasks and self.done is not None and not self.done.done():
+            self.done.set_result(None)
 
     def _fingerprint(self, i: int, text: str) -> str:
         """`resume.fingerprint` of agent `i`, its definition's part hashed once per shape."""

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrate.errors import ToolError
+from orchestrate.jsonline import MAX_DEPTH, nests_too_deep
 from orchestrate.run.workers import WorkerPool, guard_exit
 from orchestrate.workflow.modules import import_module
 
@@ -84,6 +85,9 @@ class Tool:
         """
         from orchestrate.workflow.schema import check_instance
 
+        if nests_too_deep(arguments):
+            error = f"the arguments nest deeper than {MAX_DEPTH} levels"
+            return json.dumps({"error": error}), error
         problem = check_instance(arguments, self.parameters)
         if problem is not None:
             error = "arguments do not match the tool's parameters: " + problem.replace("the answer", "the arguments", 1)
@@ -104,9 +108,12 @@ class Tool:
         except Exception as exc:  # the model gets the error instead of the run crashing
             error = f"{type(exc).__name__}: {exc}"
             return json.dumps({"error": error}), error
+        if nests_too_deep(value):
+            error = f"the tool returned a value nested deeper than {MAX_DEPTH} levels"
+            return json.dumps({"error": error}), error
         try:
             return json.dumps(value, default=str), None
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             return json.dumps(str(value)), None
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from orchestrate.errors import UserInputError
-from orchestrate.jsonline import read_line
+from orchestrate.jsonline import MAX_DEPTH, nests_too_deep, read_line
 from orchestrate.workflow.loader import check_inputs
 from orchestrate.workflow.models import AgentStatus, Workflow, WorkflowStatus
 
@@ -198,7 +198,9 @@ class Dataset:
                 except ValueError as exc:
                     yield index, line, {}, (getattr(exc, "colno", 1), f"not valid JSON: {getattr(exc, 'msg', exc)}")
                 else:
-                    if isinstance(value, dict):
+                    if isinstance(value, dict) and nests_too_deep(value):
+                        yield index, line, {}, (1, f"nests deeper than {MAX_DEPTH} levels")
+                    elif isinstance(value, dict):
                         yield index, line, value, None
                     else:
                         yield (
