@@ -18,6 +18,8 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+from orchestrate.llm.presets import base_model
+
 __all__ = ["RESPONSE_FORMATS", "Capabilities", "capability_table", "family_of", "lookup", "refused"]
 
 RESPONSE_FORMATS = ("json_schema", "json_object", "prompt")
@@ -36,6 +38,7 @@ class Capabilities:
     response_format: str = "json_schema"
     tools: bool = True
     max_temperature: float = 2.0
+    tools_with_schema: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -80,14 +83,25 @@ def lookup(
 ) -> Capabilities:
     """The capabilities of `model` served by `provider`: the provider's defaults, its family's
     entry of the built-in table, then its entry in `overrides` (a workflow's ``capabilities:``)."""
-    base = "anthropic" if provider == "anthropic" else "openai"
+    name, base = _route(provider, model)
     if not overrides:
-        return _built_in(model, base)
-    merged = _built_in(model, base).to_dict()
-    own = family_of(model, overrides)
+        return _built_in(name, base)
+    merged = _built_in(name, base).to_dict()
+    own = family_of(model, overrides) or family_of(name, overrides)
     if own is not None:
         merged.update({k: v for k, v in overrides[own].items() if k in KEYS})
     return Capabilities(**merged)
+
+
+@lru_cache(maxsize=512)
+def _route(provider: str, model: str) -> tuple[str, str]:
+    """The table's name of `model` served by `provider` (`base_model`) and whose defaults apply:
+    a Claude model takes Anthropic's on any provider; a provider with defaults of its own
+    (gemini, vertex, mistral, bedrock) takes those; any other OpenAI's."""
+    name = base_model(provider, model)
+    if provider == "anthropic" or (provider in ("bedrock", "openrouter", "vertex") and name.startswith("claude")):
+        return name, "anthropic"
+    return name, provider if provider in capability_table()["defaults"] else "openai"
 
 
 @lru_cache(maxsize=512)

@@ -212,11 +212,12 @@ def _clean_header(value: str, secret: str | None) -> str:
 def error_for_status(
     status: int, message: str, *, provider: str, retry_after: float | None, request_id: str | None
 ) -> LLMError:
-    """The error class for an HTTP status; 408, 409, 429 and 5xx (529 too) are retriable."""
+    """The error class for an HTTP status; 408, 409, 424 (Bedrock's model error), 429 and 5xx
+    (529 too) are retriable."""
     kind: type[LLMError]
     if status == 429:
         kind = RateLimitError
-    elif status in (408, 409) or status >= 500:
+    elif status in (408, 409, 424) or status >= 500:
         kind = ProviderUnavailableError
     elif status in (401, 403):
         kind = AuthenticationError
@@ -453,6 +454,9 @@ class HTTPTransport:
             raise LLMConnectionError(f"{provider}: connection failed: {detail}", provider=provider) from None
         if streamed.status_code >= 400:
             message = redact(_error_text(body), secret)
+            kind = streamed.headers.get("x-amzn-errortype")  # AWS names the error in a header
+            if kind:
+                message = f"{message} ({redact(kind.split(':', 1)[0], secret)[:80]})"
             retry_after, note = self._retry_after(streamed.headers)
             raise error_for_status(
                 streamed.status_code, message + note, provider=provider, retry_after=retry_after, request_id=request_id
@@ -489,7 +493,8 @@ class HTTPTransport:
 
 
 def _request_id(response: httpx.Response, secret: str | None) -> str | None:
-    raw = response.headers.get("x-request-id") or response.headers.get("request-id")
+    headers = response.headers
+    raw = headers.get("x-request-id") or headers.get("request-id") or headers.get("x-amzn-requestid")
     return _clean_header(raw, secret) if raw else None
 
 

@@ -83,6 +83,8 @@ class OpenAIClient(StructuredOutputClient):
         caps: Capabilities = kwargs.get("capabilities") or lookup(model, "openai")
         schema = kwargs.get("response_schema")
         mode = kwargs.get("response_format") or caps.response_format
+        if tools and caps.tools and not caps.tools_with_schema and mode != "prompt":
+            mode = "prompt"  # Gemini's layer refuses tools with response_format: the schema goes in the prompt
         if schema is not None and mode != "json_schema":
             messages = with_schema_instruction(messages, schema)
         body: dict[str, Any] = {"model": model, "messages": [_wire_message(m) for m in messages]}

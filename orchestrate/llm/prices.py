@@ -14,7 +14,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-__all__ = ["closest_model", "find_price", "price_table"]
+__all__ = ["closest_model", "find_price", "price_table", "regional_uplift"]
 
 _SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest)\Z")
 
@@ -56,3 +56,16 @@ def find_price(model: str, overrides: Mapping[str, Mapping[str, float]] | None =
     models = price_table()["models"]
     name = _match(model, models)
     return models[name] if name is not None else None
+
+
+def regional_uplift(provider: str, model: str, region: str) -> float:
+    """What a call served in `region` costs over the list price: the table's ``regional``
+    multiplier of `model` (its base name) for `provider`, for any region but ``global``; else 1."""
+    if region in ("global", "local") or region.startswith("host:"):
+        return 1.0
+    rates = price_table().get("regional", {}).get(provider)
+    if not isinstance(rates, Mapping):
+        return 1.0
+    name = _match(model, rates)
+    rate = rates.get(name) if name is not None else None
+    return float(rate) if isinstance(rate, (int, float)) and rate >= 1.0 else 1.0

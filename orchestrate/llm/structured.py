@@ -38,7 +38,7 @@ __all__ = [
 logger = logging.getLogger("orchestrate")
 
 SCHEMA_MARKER = "satisfies this JSON Schema:\n"
-_REFUSAL_WORDS = ("response_format", "json_schema", "output_config", "output_format")
+_REFUSAL_WORDS = ("response_format", "json_schema", "output_config", "output_format", "outputconfig")
 
 
 def schema_instruction(schema: dict[str, Any]) -> str:

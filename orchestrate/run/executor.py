@@ -30,6 +30,7 @@ from orchestrate.jsonline import MAX_DEPTH, nests_too_deep
 from orchestrate.llm.base import LLMClient, LLMResponse
 from orchestrate.llm.batch_api import CALL_TAG, CallTag
 from orchestrate.llm.capabilities import lookup
+from orchestrate.llm.presets import base_model
 from orchestrate.money.costs import CostTracker, Reservation, agent_key
 from orchestrate.money.rate_limit import RateLimiterRegistry
 from orchestrate.run.events import Event, EventType
@@ -465,7 +466,9 @@ class AgentExecutor:
         """One provider call, paid for by reservation and paced by the limiter."""
         llm = agent.llm_config
         model = llm["model"]
-        priced = llm.get("price_as") or model  # an Azure deployment is priced as its model
+        # An Azure deployment is priced as its model; a Bedrock profile (eu.anthropic.claude-...) or an
+        # OpenRouter name (anthropic/claude-...) as the model of the table it names.
+        priced = llm.get("price_as") or base_model(client.provider, model)
         max_tokens = int(llm.get("max_tokens", 1000))
         specs = [tool.spec() for tool in tools] if tools else []
         # A batched call is reserved and priced at the provider's batch rate; it waits at the
@@ -620,7 +623,7 @@ class AgentExecutor:
         worst case: it is probably billed, and a budget must not learn of it from the invoice."""
         llm = agent.llm_config
         model = llm["model"]
-        priced = llm.get("price_as") or model
+        priced = llm.get("price_as") or base_model(provider, model)
         anomaly = (
             f"{provider} answered {exc.status_code or 'with success'} but the answer could not be read; "
             f"booked the reserved worst case ${worst:.6f}"

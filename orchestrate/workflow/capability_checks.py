@@ -59,6 +59,24 @@ def capability_problems(located: Located) -> tuple[list[Problem], list[Problem]]
             if (problem.line, problem.column, message) not in seen:
                 seen.add((problem.line, problem.column, message))
                 warnings.append(problem)
+        if agent.get("tools") and agent.get("output_schema") is not None and caps.tools and not caps.tools_with_schema:
+            problem = located.at(
+                ("agents", i, "output_schema"),
+                f"agent {agent.get('name')!r}: {provider} refuses tools together with a native output schema; "
+                "the schema will be sent in the prompt instead (checked on the answer as always)",
+                key=True,
+            )
+            warnings.append(
+                Problem(
+                    problem.file,
+                    problem.line,
+                    problem.column,
+                    problem.message,
+                    problem.path,
+                    severity="warning",
+                    length=problem.length,
+                )
+            )
         if agent.get("tools") and not caps.tools:
             errors.append(
                 located.at(("agents", i, "tools"), f"agent {agent.get('name')!r}: {model} does not accept tools")

@@ -262,6 +262,7 @@ def _build(doc: dict[str, Any], source: str | None, folder: str | Path | None = 
         capabilities=dict(doc.get("capabilities") or {}),
         outputs=dict(doc.get("outputs") or {}),
         tags=tags,
+        residency=doc.get("residency") or defaults.get("residency"),
         **top,
     )
     workflow.source = source

@@ -221,6 +221,7 @@ class Workflow:
     prices: dict[str, dict[str, float]] = field(default_factory=dict)
     capabilities: dict[str, dict[str, Any]] = field(default_factory=dict)
     budget_scope: str | None = None
+    residency: str | None = None  # "eu", "us": every endpoint the run calls must be in it
     outputs: dict[str, Any] = field(default_factory=dict)
     tags: list[str] = field(default_factory=list)
     # Run state.

@@ -1,0 +1,149 @@
+"""A fake Amazon Bedrock runtime on 127.0.0.1 speaking the Converse wire format.
+
+``POST /model/{modelId}/converse`` answers a Converse response (``output.message.content``
+blocks, ``stopReason``, ``usage`` with ``inputTokens``/``outputTokens`` and the cache
+counts, ``metrics.latencyMs``) with an ``x-amzn-RequestId`` header. Faults are AWS's own:
+a status, ``x-amzn-ErrorType`` naming the exception, and a ``{"message": ...}`` body.
+Tests script answers with `script` and read what arrived in `requests`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote
+
+__all__ = ["AWS_ERRORS", "FakeBedrock", "converse_answer"]
+
+# The Converse API's exceptions and their statuses.
+AWS_ERRORS = {
+    "ThrottlingException": 429,
+    "ValidationException": 400,
+    "AccessDeniedException": 403,
+    "ResourceNotFoundException": 404,
+    "ModelTimeoutException": 408,
+    "ModelNotReadyException": 429,
+    "ModelErrorException": 424,
+    "InternalServerException": 500,
+    "ServiceUnavailableException": 503,
+}
+
+
+def converse_answer(
+    request: dict[str, Any],
+    *,
+    text: str | None = None,
+    tool_use: dict[str, Any] | None = None,
+    cache_read: int = 0,
+    stop: str | None = None,
+) -> dict[str, Any]:
+    """A Converse response to `request`: JSON satisfying its outputConfig schema, else `text`."""
+    blocks: list[dict[str, Any]] = []
+    if tool_use is not None:
+        blocks.append({"toolUse": tool_use})
+    else:
+        if text is None:
+            fmt = ((request.get("outputConfig") or {}).get("textFormat") or {}).get("structure") or {}
+            schema = (fmt.get("jsonSchema") or {}).get("schema")
+            if schema is not None:
+                import random
+
+                from orchestrate.llm.simulated import example_from_schema
+
+                text = json.dumps(example_from_schema(json.loads(schema), random.Random(0)))
+            else:
+                text = f"answer to {len(json.dumps(request.get('messages')))} bytes"
+        blocks.append({"text": text})
+    prompt = len(json.dumps(request.get("messages"))) // 4 + 1
+    return {
+        "output": {"message": {"role": "assistant", "content": blocks}},
+        "stopReason": stop or ("tool_use" if tool_use else "end_turn"),
+        "usage": {
+            "inputTokens": prompt,
+            "outputTokens": 7,
+            "totalTokens": prompt + 7 + cache_read,
+            "cacheReadInputTokens": cache_read,
+            "cacheWriteInputTokens": 0,
+        },
+        "metrics": {"latencyMs": 12},
+    }
+
+
+class FakeBedrock:
+    """The server; `url` is its base. `script(answer, ...)`: each a dict (a 200 body), or
+    ``("ThrottlingException", "message", {headers})`` for an AWS error."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self._script: deque[Any] = deque()
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeBedrock:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def script(self, *answers: Any) -> None:
+        with self._lock:
+            self._script.extend(answers)
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def do_POST(self) -> None:  # noqa: N802
+                raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+                body = json.loads(raw)
+                parts = self.path.split("/")
+                model = unquote(parts[2]) if len(parts) > 3 and parts[1] == "model" else ""
+                with fake._lock:
+                    fake.requests.append(
+                        {
+                            "path": self.path,
+                            "model": model,
+                            "headers": dict(self.headers.items()),
+                            "body": body,
+                            "raw": raw,
+                        }
+                    )
+                    answer = fake._script.popleft() if fake._script else None
+                headers = {"x-amzn-RequestId": "4f3a-fake-req"}
+                if not self.headers.get("authorization"):
+                    status, data = 403, {"message": "Missing Authentication Token"}
+                    headers["x-amzn-ErrorType"] = "MissingAuthenticationTokenException"
+                elif parts[-1] != "converse" or not model:
+                    status, data = 404, {"message": "Unknown operation"}
+                    headers["x-amzn-ErrorType"] = "UnknownOperationException"
+                elif isinstance(answer, tuple):
+                    kind, message, *extra = answer
+                    status, data = AWS_ERRORS[kind], {"message": message}
+                    headers["x-amzn-ErrorType"] = f"{kind}:http://internal.amazon.com/coral/com.amazon.bedrock/"
+                    for more in extra:
+                        headers.update(more)
+                else:
+                    status, data = 200, answer if answer is not None else converse_answer(body)
+                out = json.dumps(data).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("content-length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+        return Handler
