@@ -1,4 +1,4 @@
-"""`orchestrate budget show|set|reset SCOPE`: budgets shared by name in the shared state."""
+"""`orchestrate budget show|set|reset|reconcile SCOPE`: budgets shared by name in the shared state."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import math
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -29,7 +30,7 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     rich_markup_mode="rich" if is_interactive(sys.stderr) else None,
-    help="Show, set or reset a budget scope shared by every run using the same --state.",
+    help="Show, set, reset or reconcile a budget scope shared by every run using the same --state.",
 )
 
 ScopeArgument = Annotated[
@@ -134,3 +135,59 @@ def reset(
     """
     _check_scope(scope)
     _print(_with_state(state, state_namespace, lambda s: s.budget_reset(scope)), fmt, as_json)
+
+
+@app.command("reconcile")
+def reconcile(
+    scope: ScopeArgument,
+    run_dirs: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="RUN_DIR...",
+            help="Every run folder (each shard's, each resumed one's) that spent in the scope.",
+            show_default=False,
+        ),
+    ],
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Set the scope's spend to the sum of the folders' calls.")
+    ] = False,
+    state: StateOption = None,
+    state_namespace: NamespaceOption = "orchestrate",
+    fmt: FormatChoice = "text",
+    as_json: JsonAlias = False,
+) -> None:
+    """Recompute a scope's spend from the cost.json of the runs that used it; show (and --apply) the difference.
+
+    Run it once those runs have finished: the scope's spend should equal the
+    sum of their calls (calls carried over from an earlier session count once).
+
+    \b
+    Examples:
+      orchestrate budget reconcile finance-2026-11 runs/invoices-* --state redis://redis:6379/0
+      orchestrate budget reconcile finance-2026-11 runs/invoices-* --apply --state redis://redis:6379/0
+    """
+    from orchestrate.errors import UserInputError
+    from orchestrate.money.reconcile import reconcile_scope
+
+    _check_scope(scope)
+    output = check_format(fmt, FORMATS, as_json=as_json)
+    try:
+        found = _with_state(state, state_namespace, lambda s: reconcile_scope(s, scope, run_dirs, apply=apply))
+    except UserInputError as exc:
+        fail(str(exc))
+    data = found.to_dict()
+    if output == "json":
+        sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        return
+    lines = [f"{scope}: stored spend ${data['stored_spent']:.6f}, calls of {len(data['runs'])} run folder(s) "]
+    lines[0] += f"${data['expected_spent']:.6f}, difference ${data['drift']:+.6f}"
+    for name, cost in data["runs"].items():
+        note = f" (${data['unsettled'][name]:.6f} of it not booked yet)" if name in data["unsettled"] else ""
+        lines.append(f"  {name}: ${cost:.6f}{note}")
+    if found.applied is not None:
+        lines.append(f"applied: spend set to ${data['spent_now']:.6f}")
+    elif abs(found.drift) > 1e-9:
+        lines.append("run again with --apply to set the scope's spend to the sum of the calls")
+    else:
+        lines.append("in agreement")
+    sys.stdout.write("\n".join(lines) + "\n")

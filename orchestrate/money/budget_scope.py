@@ -8,6 +8,13 @@ booked and the lease freed. A crashed process's reservations lapse after the
 lease time, and the others go on. A scope nobody set refuses every call,
 naming the command that sets it.
 
+Each reservation carries an id derived from the run and its attempt
+(`origin`: the run folder, the shard, the session or Ray attempt), the row's
+workflow, the agent, and the agent's call number in that attempt. The state
+applies an id once, so a reserve or settle retried after a lost reply is
+counted once, and a row run again (a restarted index, a Ray task on another
+worker) books under a new attempt only because it really calls again.
+
 `CostTracker` is the seam: it calls `reserve` from `reserve_shared` and hands
 settlements here from `settle` / `release`, which send them to the state in
 the background (the worst case stays reserved until they land, so the
@@ -19,6 +26,7 @@ cost.json has the calls either way).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import uuid
 from pathlib import Path
@@ -30,7 +38,7 @@ from orchestrate.state.base import LeaseKeeper, SharedState
 if TYPE_CHECKING:
     from orchestrate.money.costs import Reservation
 
-__all__ = ["UNSETTLED_FILE", "ScopeLedger", "book_unsettled", "set_command", "write_unsettled"]
+__all__ = ["UNSETTLED_FILE", "ScopeLedger", "book_unsettled", "booking_id", "set_command", "write_unsettled"]
 
 UNSETTLED_FILE = "unsettled_scope.json"  # in a run folder: spend the shared scope has not booked yet
 
@@ -42,23 +50,39 @@ def set_command(scope: str, url: str) -> str:
     return f"orchestrate budget set {scope} USD --state {url}"
 
 
+def booking_id(origin: str, workflow_id: str, agent_key: str, call: int) -> str:
+    """The id of one call's reservation and booking in a scope (the same for both, and for every retry)."""
+    text = f"{origin}\x1f{workflow_id}\x1f{agent_key}\x1f{call}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
 class ScopeLedger:
     """Reservations of an engine's workflows in their budget scopes.
 
     Args:
         state: Where the scopes live.
         keeper: Renews the reservations held.
+        origin: The run and attempt the bookings belong to (a fresh one per
+            process unless the runner names it: run folder, shard, session).
     """
 
-    def __init__(self, state: SharedState, keeper: LeaseKeeper) -> None:
+    def __init__(self, state: SharedState, keeper: LeaseKeeper, origin: str | None = None) -> None:
         self.state = state
         self.keeper = keeper
+        self.origin = origin or uuid.uuid4().hex
         self.scopes: dict[str, str] = {}  # workflow id -> scope
         self.unsettled: list[dict[str, Any]] = []
+        self._calls: dict[str, int] = {}  # agent key -> calls reserved so far in this attempt
         self._tasks: set[asyncio.Task[None]] = set()
 
     def scope_of(self, workflow_id: str) -> str | None:
         return self.scopes.get(workflow_id)
+
+    def forget(self, workflow_id: str, agent_keys: list[str]) -> None:
+        """Drop a finished workflow (a dataset run's row) so memory stays flat."""
+        self.scopes.pop(workflow_id, None)
+        for key in agent_keys:
+            self._calls.pop(key, None)
 
     async def reserve(self, reservation: Reservation) -> None:
         """Reserve `reservation.amount` in its workflow's scope, or refuse.
@@ -70,7 +94,8 @@ class ScopeLedger:
         scope = self.scopes.get(reservation.workflow_id)
         if scope is None:
             return
-        lease = uuid.uuid4().hex
+        call = self._calls[reservation.agent_key] = self._calls.get(reservation.agent_key, 0) + 1
+        lease = booking_id(self.origin, reservation.workflow_id, reservation.agent_key, call)
         verdict, limit, committed = await self.state.budget_reserve(scope, lease, reservation.amount)
         if verdict == "unset":
             raise BudgetExceededError(
@@ -142,9 +167,9 @@ def write_unsettled(run_dir: Path, state_url: str, entries: list[dict[str, Any]]
 async def book_unsettled(state: SharedState, run_dir: Path) -> list[tuple[str, float]]:
     """Book into their scopes what a run folder spent while the state was lost; the file is then removed.
 
-    Returns (scope, USD) per scope booked. Booking twice is prevented by
-    removing the file right after; a crash in between would book it twice
-    (never less than was spent).
+    Returns (scope, USD) per scope booked. Each scope's sum is booked under an
+    id derived from the file's content, so a crash before the file is removed
+    and a second resume book it once.
     """
     path = run_dir / UNSETTLED_FILE
     try:
@@ -158,7 +183,8 @@ async def book_unsettled(state: SharedState, run_dir: Path) -> list[tuple[str, f
     by_scope: dict[str, float] = {}
     for entry in document.get("calls") or []:
         by_scope[str(entry["scope"])] = by_scope.get(str(entry["scope"]), 0.0) + float(entry["cost"])
+    content = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
     for scope, cost in sorted(by_scope.items()):
-        await state.budget_settle(scope, f"resume-{uuid.uuid4().hex}", cost)
+        await state.budget_settle(scope, booking_id(f"unsettled:{run_dir.resolve()}", content, scope, 0), cost)
     path.unlink()
     return sorted(by_scope.items())

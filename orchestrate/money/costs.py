@@ -320,8 +320,11 @@ class CostTracker:
         many rows it runs; the row's spend stays counted in its parent account.
         """
         self._workflows.pop(workflow_id, None)
-        for key in agent_keys:
+        keys = list(agent_keys)
+        for key in keys:
             self._agents.pop(key, None)
+        if self.scopes is not None:
+            self.scopes.forget(workflow_id, keys)
         return self._records.pop(workflow_id, [])
 
     def set_agent_budget(self, agent_id: str, limit: float | None) -> None:

@@ -113,6 +113,8 @@ class BatchRunner:
         self.stopping: str | None = None
         self._refused: set[str] = set()
         self.tracker.set_workflow_budget(batch_id, budget)
+        if self.tracker.scopes is not None:  # a shared scope's booking ids: this run folder, this session
+            self.tracker.scopes.origin = f"{batch_id}/{self.session}"
         self.shape = RunShape.of(template, shared=True)  # checked once, shared by every row's run
         engine.add_sink(self._watch, types=(EventType.AGENT_BUDGET_REFUSED,))
 

@@ -5,7 +5,11 @@ A back-end holds, under one namespace:
 - **rate windows** per limiter key (a provider or model): the sliding-window
   logs of `orchestrate.money.rate_limit`, the pacing schedule, a pause, and
   concurrency slots as *leases* that expire if their holder dies;
-- **budget scopes**: a ceiling, what was spent, and reservations as leases;
+- **budget scopes**: a ceiling, what was spent, and reservations as leases.
+  Every reservation and booking carries an id (`orchestrate.money.budget_scope`
+  derives it from the run, the row, the agent, the attempt and the call): an
+  id is applied once, so a reserve or settle sent again after a lost reply
+  changes nothing and answers as the first time did;
 - **cache entries** with a time to live.
 
 Leases are renewed by their holder while it lives (`SharedState.renew_leases`,
@@ -155,11 +159,16 @@ class SharedState(ABC):
 
     @abstractmethod
     async def budget_reserve(self, scope: str, lease: str, amount: float) -> tuple[str, float | None, float]:
-        """Reserve `amount` in `scope` atomically: ("ok" | "refused" | "unset", limit, committed before)."""
+        """Reserve `amount` in `scope` atomically: ("ok" | "refused" | "unset", limit, committed before).
+
+        `lease` is the reservation's id: reserved once, a repeat returns the
+        first answer and reserves nothing more (a refusal changed nothing and
+        is decided afresh).
+        """
 
     @abstractmethod
     async def budget_settle(self, scope: str, lease: str, cost: float) -> None:
-        """Free the reservation `lease` and book `cost` as spent (also when the lease had lapsed)."""
+        """Free the reservation `lease` and book `cost` as spent (also when the lease had lapsed), once per id."""
 
     @abstractmethod
     async def budget_get(self, scope: str) -> BudgetState:
@@ -172,6 +181,10 @@ class SharedState(ABC):
     @abstractmethod
     async def budget_reset(self, scope: str) -> BudgetState:
         """Forget what `scope` has spent (a new month); the ceiling stays."""
+
+    @abstractmethod
+    async def budget_correct(self, scope: str, spent: float) -> BudgetState:
+        """Set what `scope` has spent to `spent` (`orchestrate budget reconcile --apply`); the rest stays."""
 
     # -- leases ---------------------------------------------------------------------------------
 

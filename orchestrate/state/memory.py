@@ -17,13 +17,19 @@ from orchestrate.state.window import SlidingWindow
 __all__ = ["MemoryState"]
 
 
+ANSWER_SECONDS = 86_400.0  # how long a reservation or booking id is remembered, as in Redis
+
+
 class _Scope:
-    __slots__ = ("limit", "spent", "leases")
+    __slots__ = ("booked", "leases", "limit", "reserved", "spent")
 
     def __init__(self) -> None:
         self.limit: float | None = None
         self.spent = 0.0
         self.leases: dict[str, tuple[float, float]] = {}  # lease -> (amount, expires)
+        # Ids already applied, with when they are forgotten (in that order: the clock only moves on).
+        self.reserved: dict[str, tuple[tuple[str, float | None, float], float]] = {}
+        self.booked: dict[str, float] = {}
 
 
 class MemoryState(SharedState):
@@ -94,6 +100,13 @@ class MemoryState(SharedState):
         for lease, (_, expires) in list(entry.leases.items()):
             if expires <= now:
                 del entry.leases[lease]
+        for ids in (entry.reserved, entry.booked):
+            while ids:
+                oldest = next(iter(ids))
+                value = ids[oldest]
+                if (value[1] if isinstance(value, tuple) else value) > now:
+                    break
+                del ids[oldest]
         return entry
 
     def _state(self, scope: str, entry: _Scope) -> BudgetState:
@@ -102,19 +115,27 @@ class MemoryState(SharedState):
     async def budget_reserve(self, scope: str, lease: str, amount: float) -> tuple[str, float | None, float]:
         self.check()
         entry = self._scope(scope)
+        first = entry.reserved.get(lease)
+        if first is not None:
+            return first[0]
         committed = entry.spent + sum(a for a, _ in entry.leases.values())
         if entry.limit is None:
             return "unset", None, committed
         if committed + amount > entry.limit + 1e-12:
             return "refused", entry.limit, committed
-        entry.leases[lease] = (amount, self._now() + self.lease_seconds)
+        now = self._now()
+        entry.leases[lease] = (amount, now + self.lease_seconds)
+        entry.reserved[lease] = (("ok", entry.limit, committed), now + ANSWER_SECONDS)
         return "ok", entry.limit, committed
 
     async def budget_settle(self, scope: str, lease: str, cost: float) -> None:
         self.check()
         entry = self._scope(scope)
+        if lease in entry.booked:
+            return
         entry.leases.pop(lease, None)
         entry.spent += cost
+        entry.booked[lease] = self._now() + ANSWER_SECONDS
 
     async def budget_get(self, scope: str) -> BudgetState:
         self.check()
@@ -130,6 +151,12 @@ class MemoryState(SharedState):
         self.check()
         entry = self._scope(scope)
         entry.spent = 0.0
+        return self._state(scope, entry)
+
+    async def budget_correct(self, scope: str, spent: float) -> BudgetState:
+        self.check()
+        entry = self._scope(scope)
+        entry.spent = spent
         return self._state(scope, entry)
 
     # -- leases and cache -----------------------------------------------------------------------

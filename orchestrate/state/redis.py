@@ -16,8 +16,12 @@ Keys, under the namespace ``NS``, hash-tagged per limiter key or budget scope
   time (members ``lease`` or ``lease:tokens``); ``...:<tier>:sum`` the tokens in it;
 - ``NS:rl:{KEY}:pace`` the earliest next start; ``NS:rl:{KEY}:pause`` the end
   of a pause; ``NS:rl:{KEY}:slots`` concurrency leases scored by expiry;
-- ``NS:budget:{SCOPE}`` a hash (limit, spent, reserved); ``...:leases``
-  reservations scored by expiry; ``...:amounts`` their amounts;
+- ``NS:budget:{SCOPE}`` a hash (limit, spent, reserved), its fields created
+  set-if-absent when the ceiling is set (never seeded by an increment);
+  ``...:leases`` reservations scored by expiry; ``...:amounts`` their amounts;
+  ``...:op:<ID>`` what a reservation or booking id was answered (fields ``r``,
+  ``s``) for a day, so that a script run again with the same id (a client
+  retrying after a lost reply) changes nothing and answers as the first time;
 - ``NS:cache:<digest>`` cached answers, with a TTL.
 """
 
@@ -31,11 +35,17 @@ from orchestrate.state.base import BudgetState, RateAnswer, SharedState, TierLim
 
 try:
     import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import RedisError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise UserInputError("a redis:// state or cache needs the Redis client: pip install 'orchestrate[redis]'") from exc
 
 __all__ = ["RedisState"]
+
+ANSWER_SECONDS = 86_400  # how long a reservation or booking id is remembered (a retry comes within seconds)
 
 _NOW = """
 local function fmt(x) return string.format('%.17g', x) end
@@ -159,11 +169,14 @@ local function state()
 end
 """
 
-# ARGV: now|'', lease, amount, lease_seconds.
+# KEYS: hash, leases, amounts, op. ARGV: now|'', lease, amount, lease_seconds, answer_seconds.
+# An id already reserved answers as the first time; a refusal changed nothing and is not kept.
 _RESERVE = (
     _NOW
     + _EXPIRE
     + """
+local first = redis.call('HGET', KEYS[4], 'r')
+if first then return cjson.decode(first) end
 expire()
 local h = redis.call('HMGET', KEYS[1], 'limit', 'spent', 'reserved')
 local limit = tonumber(h[1] or '')
@@ -174,15 +187,20 @@ if committed + amount > limit + 1e-12 then return {'refused', h[1], fmt(committe
 redis.call('HINCRBYFLOAT', KEYS[1], 'reserved', fmt(amount))
 redis.call('HSET', KEYS[3], ARGV[2], fmt(amount))
 redis.call('ZADD', KEYS[2], fmt(now + tonumber(ARGV[4])), ARGV[2])
-return {'ok', h[1], fmt(committed)}
+local answer = {'ok', h[1], fmt(committed)}
+redis.call('HSET', KEYS[4], 'r', cjson.encode(answer))
+redis.call('EXPIRE', KEYS[4], ARGV[5])
+return answer
 """
 )
 
-# ARGV: now|'', lease, cost. The cost is booked even when the lease had lapsed: it was spent.
+# KEYS: hash, leases, amounts, op. ARGV: now|'', lease, cost, answer_seconds.
+# The cost is booked even when the lease had lapsed (it was spent), and once per id.
 _SETTLE = (
     _NOW
     + _EXPIRE
     + """
+if redis.call('HEXISTS', KEYS[4], 's') == 1 then return 0 end
 expire()
 local amount = tonumber(redis.call('HGET', KEYS[3], ARGV[2]) or '')
 if amount then
@@ -191,18 +209,26 @@ if amount then
   redis.call('HINCRBYFLOAT', KEYS[1], 'reserved', fmt(-amount))
 end
 redis.call('HINCRBYFLOAT', KEYS[1], 'spent', ARGV[3])
+redis.call('HSET', KEYS[4], 's', ARGV[3])
+redis.call('EXPIRE', KEYS[4], ARGV[4])
 return 1
 """
 )
 
-# ARGV: now|'', op ('get' | 'set' | 'reset'), limit.
+# ARGV: now|'', op ('get' | 'set' | 'reset' | 'correct'), value (a limit, or what was spent).
+# Setting a ceiling creates the counters set-if-absent: a scope's spend is never seeded by an increment.
 _BUDGET = (
     _NOW
     + _EXPIRE
     + """
 expire()
-if ARGV[2] == 'set' then redis.call('HSET', KEYS[1], 'limit', ARGV[3]) end
+if ARGV[2] == 'set' then
+  redis.call('HSET', KEYS[1], 'limit', ARGV[3])
+  redis.call('HSETNX', KEYS[1], 'spent', '0')
+  redis.call('HSETNX', KEYS[1], 'reserved', '0')
+end
 if ARGV[2] == 'reset' then redis.call('HSET', KEYS[1], 'spent', '0') end
+if ARGV[2] == 'correct' then redis.call('HSET', KEYS[1], 'spent', ARGV[3]) end
 return state()
 """
 )
@@ -239,9 +265,19 @@ class RedisState(SharedState):
         self._secret = parts.password or password
         extra: dict[str, Any] = {} if password is None else {"password": password}
         try:
-            # A bounded pool that waits for a free connection rather than failing under load.
+            # A bounded pool that waits for a free connection rather than failing under load. A command
+            # whose reply was lost is sent again on a new connection: every script may run twice (a budget
+            # id is applied once, a rate window counts a start twice at worst: on the safe side), so a dropped reply costs a retry,
+            # not the run; a store that stays away still ends the run (fail closed) within a second or so.
             pool = aioredis.BlockingConnectionPool.from_url(
-                self._client_url, max_connections=32, timeout=10, socket_connect_timeout=3, socket_timeout=5, **extra
+                self._client_url,
+                max_connections=32,
+                timeout=10,
+                socket_connect_timeout=3,
+                socket_timeout=5,
+                retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+                retry_on_error=[RedisConnectionError, RedisTimeoutError],
+                **extra,
             )
             self._redis = aioredis.Redis.from_pool(pool)  # owns the pool: aclose closes it
         except ValueError as exc:
@@ -289,9 +325,10 @@ class RedisState(SharedState):
     def _rl(self, key: str) -> str:
         return f"{self.namespace}:rl:{{{key}}}"
 
-    def _budget_keys(self, scope: str) -> list[str]:
+    def _budget_keys(self, scope: str, op: str | None = None) -> list[str]:
         base = f"{self.namespace}:budget:{{{scope}}}"
-        return [base, f"{base}:leases", f"{base}:amounts"]
+        keys = [base, f"{base}:leases", f"{base}:amounts"]
+        return keys if op is None else [*keys, f"{base}:op:{op}"]
 
     # -- rate limits ----------------------------------------------------------------------------
 
@@ -329,12 +366,14 @@ class RedisState(SharedState):
 
     async def budget_reserve(self, scope: str, lease: str, amount: float) -> tuple[str, float | None, float]:
         verdict, limit, committed = await self._call(
-            "reserve", self._budget_keys(scope), [lease, repr(float(amount)), repr(self.lease_seconds)]
+            "reserve",
+            self._budget_keys(scope, lease),
+            [lease, repr(float(amount)), repr(self.lease_seconds), ANSWER_SECONDS],
         )
         return _text(verdict), (float(limit) if limit else None), float(committed)
 
     async def budget_settle(self, scope: str, lease: str, cost: float) -> None:
-        await self._call("settle", self._budget_keys(scope), [lease, repr(float(cost))])
+        await self._call("settle", self._budget_keys(scope, lease), [lease, repr(float(cost)), ANSWER_SECONDS])
 
     async def _budget(self, scope: str, op: str, limit: float = 0.0) -> BudgetState:
         raw, spent, reserved, leases = await self._call("budget", self._budget_keys(scope), [op, repr(limit)])
@@ -348,6 +387,9 @@ class RedisState(SharedState):
 
     async def budget_reset(self, scope: str) -> BudgetState:
         return await self._budget(scope, "reset")
+
+    async def budget_correct(self, scope: str, spent: float) -> BudgetState:
+        return await self._budget(scope, "correct", spent)
 
     # -- leases and cache -----------------------------------------------------------------------
 
