@@ -15,7 +15,8 @@ import redis.asyncio as aioredis
 
 from orchestrate.money.budget_scope import UNSETTLED_FILE, ScopeLedger, book_unsettled, booking_id
 from orchestrate.money.costs import CostTracker
-from orchestrate.state.base import LeaseKeeper, SharedState, state_from_url
+from orchestrate.state.backends import state_from_url
+from orchestrate.state.base import LeaseKeeper, SharedState
 from tests.redis_server import RedisServer, redis_server  # noqa: F401  (a fixture)
 from tests.test_shared_processes import budget, only_run, orchestrate, spawn
 
