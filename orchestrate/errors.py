@@ -10,6 +10,7 @@ The CLI turns these into exit codes; nothing else does. The tree::
     ├── OutputValidationError            the model's answer is not the JSON promised
     ├── ToolError                        a tool could not be imported or called
     ├── StateUnavailableError            shared state (Redis) unreachable or lost: fail closed
+    ├── JournalError                     a journal of the run cannot be written: no new call
     └── LLMError                         anything a provider call ends with
         ├── RetriableLLMError            worth another try
         │   ├── RateLimitError           429
@@ -37,6 +38,7 @@ __all__ = [
     "BatchExpiredError",
     "BatchFailedError",
     "BudgetExceededError",
+    "JournalError",
     "LLMConnectionError",
     "LLMError",
     "LLMTimeoutError",
@@ -146,6 +148,10 @@ class OutputValidationError(OrchestrateError):
 
 class ToolError(OrchestrateError):
     """A tool named by an agent could not be imported or is not callable."""
+
+
+class JournalError(OrchestrateError):
+    """A journal of the run (events.jsonl, calls.jsonl, ...) cannot be written: no new call starts."""
 
 
 class StateUnavailableError(OrchestrateError):

@@ -59,10 +59,19 @@ def read_bytes_capped(path: Path | str, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def _read_umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it is to set it: done once, at import
     os.umask(mask)
     return mask
+
+
+# Read once, when the package is imported and before any thread of a run exists: setting the
+# umask to read it, as each write used to, changed it process-wide while other threads made files.
+_UMASK = _read_umask()
+
+
+def _umask() -> int:
+    return _UMASK
 
 
 def _resolve_target(path: Path) -> tuple[Path, os.stat_result | None]:

@@ -26,10 +26,10 @@ from orchestrate.observe.eventlog import EventLog
 from orchestrate.observe.html_report import write_run_report
 from orchestrate.observe.journal import GroupCommit
 from orchestrate.observe.reports import new_run_dir
+from orchestrate.run.closing import closing_warnings, halt_message
 from orchestrate.run.dataset_run import BatchRunner, CappedClients, batch_engine_config, default_rows_parallel
 from orchestrate.run.engine import OrchestrationEngine
 from orchestrate.run.events import EventType
-from orchestrate.run.workers import stuck_line
 from orchestrate.workflow.dataset import Dataset, spool_stdin
 from orchestrate.workflow.loader import load_workflow
 from orchestrate.workflow.models import Workflow
@@ -169,7 +169,7 @@ class BatchSession:
         batch_id = f"batch:{run_dir.name}"
         if prior is not None:
             engine.cost_tracker.carry_spend(batch_id, prior.spent)
-        commit = GroupCommit()  # the folder's journals are written once a turn of the event loop
+        commit = GroupCommit(engine.journal_failed)  # the folder's journals are written once a turn of the event loop
         recorder = BatchRecorder(
             run_dir,
             template,
@@ -218,15 +218,18 @@ class BatchSession:
             if tracing is not None:
                 tracing.shutdown()
         status = self._status(recorder)
-        document = recorder.finish(
-            status,
-            f"interrupted by {signal.Signals(self.signal_received).name}" if self.signal_received is not None else None,
+        reason = (
+            f"interrupted by {signal.Signals(self.signal_received).name}" if self.signal_received is not None else None
         )
+        halted = halt_message(engine)
+        if halted is not None:  # a journal failed: never `completed` with a short journal
+            status, reason = "failed", engine.halted
+            print_error(halted)  # said first: writing the reports may fail for the same reason
+        document = recorder.finish(status, reason)
         self._artefacts(document, run_dir)
         write_run_report(run_dir)
         self._print(document, run_dir)
-        line = stuck_line(engine.workers)
-        if line:
+        for line in closing_warnings(engine):
             sys.stderr.write(line + "\n")
         if ledger is not None and ledger.still_open:
             still = ledger.still_open
@@ -238,6 +241,8 @@ class BatchSession:
             )
         if self.signal_received is not None:
             return _EXIT_BY_SIGNAL.get(self.signal_received, 130)
+        if halted is not None:
+            return 1
         if engine.state_error is not None:
             print_error(
                 f"{engine.state_error}; no row or call was started without it, calls in flight "

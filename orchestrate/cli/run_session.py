@@ -23,8 +23,8 @@ from orchestrate.llm.simulated import SimulatedClient
 from orchestrate.observe.eventlog import EventLog
 from orchestrate.observe.reports import RunRecorder, new_run_dir
 from orchestrate.run.approvals import current_user
+from orchestrate.run.closing import closing_warnings, fail_closed
 from orchestrate.run.engine import EngineConfig, OrchestrationEngine
-from orchestrate.run.workers import stuck_line
 from orchestrate.workflow.loader import load_workflow
 from orchestrate.workflow.models import Workflow, WorkflowStatus
 
@@ -120,16 +120,22 @@ class RunSession:
         finally:
             if tracing is not None:
                 tracing.shutdown()  # flushes what is buffered, Ctrl-C included
+        halted = fail_closed(engine, workflows)
+        if halted is not None:  # said first: writing the reports may fail for the same reason
+            print_error(halted)
         documents = [recorder.flush() for recorder in self.recorders]
         self._write_html_reports()
         self._write_artefacts(documents)
         self._print_summary(documents)
-        _say(stuck_line(engine.workers))
+        for line in closing_warnings(engine):
+            sys.stderr.write(line + "\n")
         self._report_open_batches()
         _warn_usage(documents)
         _warn_cache(getattr(self, "cache_store", None))
         if self.signal_received is not None:
             return _EXIT_BY_SIGNAL.get(self.signal_received, 130)
+        if halted is not None:
+            return 1
         if engine.state_error is not None:
             self._keep_unsettled(engine)
             # Failed closed: no call started after the state was lost; in-flight ones are in cost.json.
@@ -264,7 +270,7 @@ class RunSession:
 
                     write_decisions(run_dir, decisions)
                 engine.add_sink(_only(workflow.id, _DecisionKeeper(run_dir, decisions)))
-                log = EventLog(run_dir / "events.jsonl")
+                log = EventLog(run_dir / "events.jsonl", on_error=engine.journal_failed)
                 logs.append(log)
                 engine.add_sink(_only(workflow.id, log))
                 recorder = RunRecorder(
@@ -480,11 +486,6 @@ def tracing_requested(flag: bool, env: Any) -> bool:
     if env.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
         return False
     return flag or bool(env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
-
-
-def _say(line: str | None) -> None:
-    if line:
-        sys.stderr.write(line + "\n")
 
 
 def _warn(message: str) -> None:

@@ -36,6 +36,7 @@ class EventLog:
         exclude: Collection[EventType] = (),
         clock: Callable[[], float] = time.monotonic,
         commit: GroupCommit | None = None,
+        on_error: Callable[[str], None] | None = None,
     ) -> None:
         """Open (append to) `path`.
 
@@ -44,13 +45,16 @@ class EventLog:
         of rows), the file is fsynced at most that often, and with a `commit`
         the lines wait for the end of the event loop's turn. Events of a type
         in `exclude` are not written (a batch journals its calls in
-        calls.jsonl rather than as ``llm_call`` events too).
+        calls.jsonl rather than as ``llm_call`` events too). `on_error` is told
+        when the file cannot be written (see `JsonLines`).
         """
         self.exclude = frozenset(exclude)
         self.event_types = frozenset(EventType) - self.exclude  # the engine then skips the others
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._journal: JsonLines | None = JsonLines(self.path, sync_interval=sync_interval, clock=clock, commit=commit)
+        self._journal: JsonLines | None = JsonLines(
+            self.path, sync_interval=sync_interval, clock=clock, commit=commit, on_error=on_error
+        )
         self._sync_each_end = not sync_interval
 
     def __call__(self, event: Event) -> None:

@@ -20,6 +20,7 @@ journal, or `GroupCommit.flush()`, writes whatever is pending at once.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -32,10 +33,14 @@ __all__ = ["GroupCommit", "JsonLines"]
 
 
 class GroupCommit:
-    """Writes the lines its journals collected during one turn of the event loop, at its end."""
+    """Writes the lines its journals collected during one turn of the event loop, at its end.
 
-    def __init__(self) -> None:
+    `on_error` is what each of its journals tells when it cannot be written (see `JsonLines`).
+    """
+
+    def __init__(self, on_error: Callable[[str], None] | None = None) -> None:
         self.journals: list[JsonLines] = []  # written in this order
+        self.on_error = on_error
         self._scheduled = False
 
     def join(self, journal: JsonLines) -> None:
@@ -69,6 +74,11 @@ class JsonLines:
         clock: Monotonic seconds.
         commit: Hold lines until the end of the event loop's turn and write them
             with the commit's other journals; None writes each line at once.
+        on_error: Told ``"PATH: error"`` once when the file cannot be written (a full
+            disk, a folder made read-only or removed): the journal then stops, and
+            the run it records must stop too (a journal that silently misses lines
+            would let a resume pay again). Default: the commit's; without either the
+            OSError is raised.
     """
 
     def __init__(
@@ -78,13 +88,16 @@ class JsonLines:
         sync_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         commit: GroupCommit | None = None,
+        on_error: Callable[[str], None] | None = None,
     ) -> None:
         self.path = Path(path)
         self.sync_interval = sync_interval
         self.clock = clock
         self.commit = commit
+        self.on_error = on_error
+        self.failure: str | None = None  # why the journal stopped, once it could not be written
         self._pending: list[bytes] = []
-        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)  # less the umask
         if os.fstat(self._fd).st_size > 0 and not _ends_with_newline(self.path):
             os.write(self._fd, b"\n")  # end a line torn by a kill, so the next one stands alone
         self._synced = clock()
@@ -114,9 +127,13 @@ class JsonLines:
     def _write(self, data: bytes) -> None:
         assert self._fd is not None
         view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError as exc:
+            self._fail(exc)
+            return
         if self.sync_interval and self.clock() - self._synced >= self.sync_interval:
             self.sync()
 
@@ -124,17 +141,57 @@ class JsonLines:
         """Write what is pending and fsync."""
         if self._fd is not None:
             self.drain()
-            os.fsync(self._fd)
+        if self._fd is not None:
+            try:
+                os.fsync(self._fd)
+                self._check_still_there()
+            except OSError as exc:
+                self._fail(exc)
+                return
             self._synced = self.clock()
+
+    def _check_still_there(self) -> None:
+        """Writes to a file whose folder was removed (or that was replaced) succeed and are lost:
+        at each fsync, the path must still name the file written."""
+        assert self._fd is not None
+        mine = os.fstat(self._fd)
+        try:
+            there = os.stat(self.path)
+        except FileNotFoundError:
+            raise FileNotFoundError(errno.ENOENT, "removed while the run was writing it") from None
+        if (there.st_dev, there.st_ino) != (mine.st_dev, mine.st_ino):
+            raise FileNotFoundError(errno.ENOENT, "replaced by another file while the run was writing it")
 
     def close(self) -> None:
         """Write what is pending, fsync and close; later lines are dropped."""
         if self._fd is None:
             return
         self.drain()
+        if self._fd is None:  # the last lines failed: closed already
+            return
         fd, self._fd = self._fd, None
-        os.fsync(fd)
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            self._fd = fd
+            self._fail(exc)
+            return
         os.close(fd)
+
+    def _fail(self, exc: OSError) -> None:
+        """The file cannot be written: stop (closed, later lines dropped) and say so once."""
+        fd, self._fd = self._fd, None
+        self._pending = []
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.failure = f"{self.path}: {exc.strerror or exc}"
+        tell = self.on_error or (self.commit.on_error if self.commit is not None else None)
+        if tell is None:
+            raise exc
+        tell(self.failure)
 
 
 def _ends_with_newline(path: Path) -> bool:

@@ -145,7 +145,7 @@ class BatchRunner:
 
         try:
             for item in self.rows:
-                if self.stopping:
+                if self.stopping or getattr(self.engine, "halted", None):  # a journal failed: no more rows
                     break
                 if isinstance(item, BadRow):
                     self._tell("row_invalid", item)
@@ -159,7 +159,7 @@ class BatchRunner:
                     continue
                 if not slots.try_take():
                     await slots.take()
-                if self.stopping:
+                if self.stopping or getattr(self.engine, "halted", None):
                     slots.give()
                     break
                 if self.exhausted:

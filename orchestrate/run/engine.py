@@ -144,6 +144,8 @@ class OrchestrationEngine:
         self._runs: dict[str, WorkflowRun] = {}
         self._slots = Slots(max(1, self.config.max_concurrent_workflows))
         self._closed = False
+        self.halted: str | None = None  # why no call may start any more (a journal failed)
+        self.sink_failures: dict[str, str] = {}  # sink name -> its first error
         self.workers = WorkerPool(self.config.max_threads)
         self.executor = AgentExecutor(
             client_for=self._client_for,
@@ -185,8 +187,25 @@ class OrchestrationEngine:
         for sink in self._routes[event.type]:
             try:
                 sink(event)
-            except Exception:  # a broken display must never cost a paid-for run
-                continue
+            except Exception as exc:  # a broken display must never cost a paid-for run
+                self._sink_failed(sink, exc)
+
+    def _sink_failed(self, sink: Sink, exc: Exception) -> None:
+        """Keep the first failure of each sink (its name and error), to be reported once."""
+        name = _sink_name(sink)
+        if name not in self.sink_failures:
+            self.sink_failures[name] = f"{type(exc).__name__}: {exc}"
+
+    def journal_failed(self, reason: str) -> None:
+        """A journal of the run cannot be written (`reason`: ``"PATH: error"``): fail closed.
+
+        No call starts after this (agents that would call end ``cancelled`` with the
+        reason, and a dataset run starts no more rows); calls in flight finish and
+        are recorded where they still can be. The CLI then exits 1 naming it.
+        """
+        if self.halted is None:
+            self.halted = f"cannot write {reason}"
+            self.executor.halted = self.halted
 
     async def register_workflow(self, workflow: Workflow) -> str:
         """Register a workflow for execution; returns its id.
@@ -331,6 +350,17 @@ class OrchestrationEngine:
             await self._clients.aclose()
         if self.llm_client is not None:
             await self.llm_client.aclose()
+
+
+def _sink_name(sink: Any) -> str:
+    """What a sink is called in a report: its own `name`, its class, or the function's name."""
+    inner = getattr(sink, "__wrapped__", sink)
+    name = getattr(inner, "name", None)
+    if isinstance(name, str) and name:
+        return name
+    if hasattr(inner, "__qualname__"):
+        return str(inner.__qualname__)
+    return type(inner).__name__
 
 
 def _check_output(instance: Any, schema: dict[str, Any]) -> str | None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from orchestrate.errors import (
     BudgetExceededError,
+    JournalError,
     LLMError,
     OrchestrateError,
     OutputValidationError,
@@ -113,6 +114,7 @@ class AgentExecutor:
         self.max_tool_rounds = max_tool_rounds
         self.clock = clock
         self.workers = workers if workers is not None else WorkerPool()
+        self.halted: str | None = None  # set by the engine when a journal fails: no call starts
         self._batching: bool | None = None
 
     async def execute(self, workflow: Workflow, agent: Agent, prompt: str, result: AgentResult) -> None:
@@ -157,6 +159,9 @@ class AgentExecutor:
             try:
                 result.output = await self._attempt(workflow, agent, client, prompt, usage)
                 result.status = AgentStatus.COMPLETED
+                return
+            except JournalError as exc:  # the run stopped calling: not this agent's failure
+                result.status, result.error = AgentStatus.CANCELLED, str(exc)
                 return
             except BudgetExceededError as exc:
                 result.status, result.error = AgentStatus.BUDGET_EXCEEDED, str(exc)
@@ -253,6 +258,9 @@ class AgentExecutor:
             return
         attempt = 0
         while True:
+            if self.halted is not None:
+                result.status, result.error = AgentStatus.CANCELLED, f"not started: {self.halted}"
+                return
             attempt += 1
             meta["attempts"] = attempt
             result.retry_count = attempt - 1
@@ -479,6 +487,8 @@ class AgentExecutor:
             priced, messages, max_tokens, overrides=workflow.prices, tools=specs, response_schema=agent.output_schema
         )
         key = agent_key(workflow.id, agent.name)
+        if self.halted is not None:
+            raise JournalError(f"not started: {self.halted}")
         reservation = self.tracker.reserve(workflow.id, key, worst, agent.cost_limit)
         permit = None
         try:
