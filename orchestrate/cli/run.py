@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -190,7 +191,22 @@ def run(
     shard: Annotated[
         str | None,
         typer.Option(
-            "--shard", metavar="K/N", help="Run only the rows whose index modulo N is K-1.", rich_help_panel="Datasets"
+            "--shard",
+            metavar="K/N|auto",
+            help="Run only the rows whose index modulo N is K-1; auto: K and N from the platform "
+            "(Kubernetes Indexed Job, Cloud Run, AWS Batch, ORCHESTRATE_SHARD_INDEX/COUNT), "
+            "in a folder a restarted copy resumes.",
+            rich_help_panel="Datasets",
+        ),
+    ] = None,
+    shards: Annotated[
+        int | None,
+        typer.Option(
+            "--shards",
+            metavar="N",
+            min=1,
+            help="With --shard auto: the number of shards where the platform does not say (a Kubernetes Job's completions).",
+            rich_help_panel="Datasets",
         ),
     ] = None,
     otel: Annotated[
@@ -252,8 +268,8 @@ def run(
         fail("--resume takes exactly one workflow file")
     if batch_fallback not in ("batch", "online"):
         fail(f"--batch-fallback {batch_fallback!r}: choose 'batch' or 'online'")
-    if data is None and (key or skip_invalid_rows or max_rows_parallel or shard):
-        fail("--key, --skip-invalid-rows, --max-rows-parallel and --shard need --data")
+    if data is None and (key or skip_invalid_rows or max_rows_parallel or shard or shards):
+        fail("--key, --skip-invalid-rows, --max-rows-parallel, --shard and --shards need --data")
     if data is not None and len(files) != 1:
         fail("--data takes exactly one workflow file")
     from orchestrate.cli.common import parse_inputs
@@ -308,14 +324,16 @@ def run(
     )
     if data is not None:
         from orchestrate.cli.run_data import BatchOptions, BatchSession
-        from orchestrate.workflow.dataset import parse_shard
+        from orchestrate.run.shards import resolve_shard
 
+        shard_pair, shard_source = resolve_shard(shard, shards, os.environ)
         batch = BatchOptions(
             data=data,
             key=key,
             skip_invalid_rows=skip_invalid_rows,
             max_rows_parallel=max_rows_parallel,
-            shard=parse_shard(shard) if shard else None,
+            shard=shard_pair,
+            shard_source=shard_source,
         )
         raise typer.Exit(BatchSession(files[0], options, batch).execute())
     code = RunSession(files, options).execute()

@@ -55,6 +55,7 @@ class BatchOptions:
     skip_invalid_rows: bool = False
     max_rows_parallel: int | None = None
     shard: tuple[int, int] | None = None
+    shard_source: str | None = None  # --shard auto: where K/N came from; the folder is then the shard's own
     progress_every: float = 10.0
 
 
@@ -125,6 +126,7 @@ class BatchSession:
         if check.rows == 0 and batch.shard is None:
             raise UserInputError(f"{dataset.label}: no rows to run")
         prior: PriorBatch | None = None
+        shard_dir = self._shard_dir(template, dataset) if batch.shard_source and opts.resume is None else None
         if opts.resume is not None:
             prior = load_prior(opts.resume)
             if prior.name is not None and prior.name != template.name:
@@ -142,7 +144,7 @@ class BatchSession:
 
             self.carried = open_batches(run_dir)
         else:
-            run_dir = new_run_dir(opts.output_dir, template.name)
+            run_dir = shard_dir or new_run_dir(opts.output_dir, template.name)
         max_calls = opts.max_parallel or DEFAULT_MAX_CALLS
         if opts.budget_scope is not None:
             template.budget_scope = opts.budget_scope
@@ -250,6 +252,21 @@ class BatchSession:
             )
             return 1
         return _EXIT_BY_STATUS.get(status, 1)
+
+    def _shard_dir(self, template: Workflow, dataset: Dataset) -> Path | None:
+        """`--shard auto`: the shard's own folder; an earlier start's is resumed (then None: `--resume` has it)."""
+        from orchestrate.run.shards import dataset_digest, shard_run_dir
+
+        assert self.batch.shard is not None
+        folder, started = shard_run_dir(
+            self.options.output_dir, template.name, dataset_digest(dataset.path), self.batch.shard
+        )
+        if not self.options.quiet:
+            sys.stderr.write(f"{self.batch.shard_source}: {'resuming' if started else 'run folder'} {folder}\n")
+        if started:
+            self.options.resume = folder
+            return None
+        return folder
 
     def _state(self) -> Any:
         if not self.options.state:
