@@ -232,6 +232,14 @@ def run(
             rich_help_panel="Approvals",
         ),
     ] = None,
+    no_fail_on_expect: Annotated[
+        bool,
+        typer.Option(
+            "--no-fail-on-expect",
+            help="Exit 0 when the agents completed even if expectations failed (exploratory runs).",
+            rich_help_panel="Expectations",
+        ),
+    ] = False,
     approve_all: Annotated[
         bool,
         typer.Option(
@@ -256,7 +264,8 @@ def run(
 
     \b
     Exit codes: 0 completed, 1 failed, 2 invalid input, 3 partially completed,
-    4 waiting for an approval, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
+    4 waiting for an approval, 5 completed but expectations failed (see
+    --no-fail-on-expect), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
     """
     from orchestrate.cli.plan import workflow_files
     from orchestrate.cli.run_session import RunOptions, RunSession
@@ -320,6 +329,7 @@ def run(
         approve=list(approve or []),
         approve_all=approve_all,
         max_threads=max_threads,
+        fail_on_expect=not no_fail_on_expect,
         ask=is_interactive(sys.stderr) and is_interactive(sys.stdin) and not approve_all,
     )
     if data is not None:

@@ -29,8 +29,10 @@ from orchestrate.observe.reports import new_run_dir
 from orchestrate.run.closing import closing_warnings, halt_message
 from orchestrate.run.dataset_run import BatchRunner, CappedClients, batch_engine_config, default_rows_parallel
 from orchestrate.run.engine import OrchestrationEngine
+from orchestrate.run.evaluation import DatasetScoring, exit_code
 from orchestrate.run.events import EventType
 from orchestrate.workflow.dataset import Dataset, spool_stdin
+from orchestrate.workflow.expectations import row_columns
 from orchestrate.workflow.loader import load_workflow
 from orchestrate.workflow.models import Workflow
 
@@ -80,6 +82,7 @@ def open_dataset(
         key=key,
         shard=shard,
         label="<stdin>" if spooled else data,
+        columns=row_columns(template),
     )
     return template, dataset, spooled
 
@@ -195,11 +198,13 @@ class BatchSession:
         display = self._display(template, engine, capped, batch_id, max(0, todo))
         log = EventLog(run_dir / "events.jsonl", sync_interval=1.0, exclude=BATCH_UNLOGGED, commit=commit)
         engine.add_sink(log)
+        scoring = DatasetScoring.of(template, run_dir)
         runner = self.runner = BatchRunner(
             engine,
             template,
             dataset,
-            sinks=[recorder, display],
+            sinks=[recorder, display, *scoring.sinks],
+            evaluator=scoring.evaluator,
             batch_id=batch_id,
             budget=opts.budget,
             max_rows_parallel=rows_parallel,
@@ -228,6 +233,7 @@ class BatchSession:
             status, reason = "failed", engine.halted
             print_error(halted)  # said first: writing the reports may fail for the same reason
         document = recorder.finish(status, reason)
+        document["expectations"] = scoring.finish()
         self._artefacts(document, run_dir)
         write_run_report(run_dir)
         self._print(document, run_dir)
@@ -251,7 +257,7 @@ class BatchSession:
                 "were recorded; run again with --resume RUN_DIR once it is back"
             )
             return 1
-        return _EXIT_BY_STATUS.get(status, 1)
+        return exit_code(_EXIT_BY_STATUS.get(status, 1), [document["expectations"]], fail_on_expect=opts.fail_on_expect)
 
     def _shard_dir(self, template: Workflow, dataset: Dataset) -> Path | None:
         """`--shard auto`: the shard's own folder; an earlier start's is resumed (then None: `--resume` has it)."""
@@ -413,6 +419,7 @@ class BatchSession:
                 )
             }
             payload["run_dir"] = str(run_dir)
+            payload["expectations"] = d.get("expectations")
             sys.stdout.write(json.dumps(payload, indent=2) + "\n")
             return
         if opts.quiet:
@@ -433,6 +440,10 @@ class BatchSession:
             f"{plural(int(d['total_tokens']), 'token')}, {d['duration_seconds']:.2f}s\n"
             f"run folder: {run_dir}\n"
         )
+        if d.get("expectations"):
+            from orchestrate.run.evaluation import closing_line
+
+            sys.stdout.write(closing_line(d["expectations"]) + "\n")
         if d["status"] != "completed":  # what to do about the rows left: above all, how to resume
             batch = self.batch
             again = ("--data", batch.data, *(("--key", batch.key) if batch.key else ()))

@@ -76,6 +76,7 @@ class RunOptions:
     approved_by: str | None = None
     ask: bool = False  # ask y/N in the terminal for approvals not decided up front
     max_threads: int | None = None  # the run's worker threads (sync tools, code steps)
+    fail_on_expect: bool = True  # exit 5 when the agents completed but expectations failed
 
 
 class RunSession:
@@ -145,7 +146,10 @@ class RunSession:
             )
             return 1
         codes = [_EXIT_BY_STATUS.get(wf.status, 1) for wf in workflows]
-        return max(codes, key=lambda c: _SEVERITY.get(c, 3)) if codes else 0
+        code = max(codes, key=lambda c: _SEVERITY.get(c, 3)) if codes else 0
+        from orchestrate.run.evaluation import exit_code
+
+        return exit_code(code, [wf.evaluation for wf in workflows], fail_on_expect=opts.fail_on_expect)
 
     def _up_front(self, workflow: Workflow, decided: dict[str, Any]) -> dict[str, Any]:
         """Decisions known before the run: recorded in the resumed folder, then --approve."""
@@ -299,6 +303,10 @@ class RunSession:
                         for wf, decisions in zip(workflows, self.decisions)
                     )
                 )
+                if self.signal_received is None:
+                    from orchestrate.run.evaluation import evaluate_runs
+
+                    await evaluate_runs(engine, workflows)
             finally:
                 self._stop_display()  # on every way out, so the cursor is never left hidden
         finally:
@@ -434,6 +442,7 @@ class RunSession:
                     "simulated": d["simulated"],
                     "outputs": d.get("outputs", {}),
                     "agents": {a["name"]: a["status"] for a in d["agents"]},
+                    "expectations": d.get("expectations"),
                 }
                 for d, r in zip(documents, self.recorders)
             ]
@@ -452,8 +461,10 @@ class RunSession:
         from orchestrate.observe.summary import closing_lines
 
         width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+        from orchestrate.run.evaluation import expectation_lines
+
         blocks = [
-            "\n".join(closing_lines(d, r.run_dir, path, width=width))
+            "\n".join([*closing_lines(d, r.run_dir, path, width=width), *expectation_lines(d.get("expectations"))])
             for d, r, path in zip(documents, self.recorders, self.files)
         ]
         from orchestrate.observe.printable import printable

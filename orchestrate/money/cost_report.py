@@ -342,7 +342,9 @@ def aggregate(
 def _group_value(call: Mapping[str, Any], key: str, moment: datetime | None) -> str:
     if key == "day":
         return moment.date().isoformat() if moment is not None else "unknown"
-    if key == "mode":  # how the call was sent: through a provider batch API, or online
+    if key == "mode":  # a judge's call (agent "<name>.judge"), else how it was sent: a provider batch, or online
+        if str(call.get("agent") or "").endswith(".judge"):
+            return "judge"
         return "batch" if call.get("batch") else "online"
     if key == "month":
         return moment.strftime("%Y-%m") if moment is not None else "unknown"

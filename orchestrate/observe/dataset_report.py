@@ -304,6 +304,10 @@ class BatchRecorder:
             "seconds": round(duration, 6),
             "error": error,
         }
+        if workflow.evaluation is not None:
+            from orchestrate.run.evaluation import row_line
+
+            line["expectations"] = row_line(workflow.evaluation)
         self._rank(line)
         self._line(line)
 

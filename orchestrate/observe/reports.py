@@ -125,6 +125,8 @@ def result_document(
     ]
     document["usage_anomalies"] = anomalies
     document["budget_overrun"] = budget_overrun(workflow.cost_budget, document["total_cost"], anomalies)
+    if workflow.evaluation is not None:
+        document["expectations"] = workflow.evaluation
     if extra:
         document.update(extra)
     if "reused_agents" in document:  # those carried over, not those merely offered for reuse

@@ -82,6 +82,8 @@ class BatchRunner:
         completed: Keys of rows already completed (a resumed batch): not run again.
         reuse: Per row key, earlier results of its agents (fingerprints decide reuse).
         session: Makes the rows' run ids unique across the sessions of a batch.
+        evaluator: Scores each row's expectations as the row finishes (its judges reserve
+            against the row's and the batch's budgets like its agents).
     """
 
     def __init__(
@@ -97,8 +99,10 @@ class BatchRunner:
         completed: set[str] | frozenset[str] = frozenset(),
         reuse: Mapping[str, dict[str, AgentResult]] | None = None,
         session: str | None = None,
+        evaluator: Any = None,
     ) -> None:
         self.engine = engine
+        self.evaluator = evaluator
         self.template = template
         self.rows = rows
         self.sinks = list(sinks)
@@ -191,11 +195,15 @@ class BatchRunner:
                 EventType.ROW_STARTED, workflow.id, None, {"key": row.key, "row": row.line}, workflow_name=workflow.name
             )
         )
+        keys = [agent_key(workflow.id, a.name) for a in workflow.agents]
         try:
             await engine.execute_workflow(workflow.id, reuse=self.reuse.get(row.key))
+            if self.evaluator is not None and not self.stopping:
+                keys += self.evaluator.judge_keys(workflow.id)
+                await self.evaluator.evaluate(workflow, engine=engine, row={**row.values, **row.columns})
         finally:
             engine.forget(workflow.id)
-            records = tracker.forget(workflow.id, [agent_key(workflow.id, a.name) for a in workflow.agents])
+            records = tracker.forget(workflow.id, keys)
         refused = workflow.id in self._refused
         self._refused.discard(workflow.id)
         status = row_status(workflow, refused)

@@ -161,6 +161,9 @@ def _semantic(located: Located) -> list[Problem]:
     from orchestrate.workflow.language_checks import check_language
 
     problems += check_language(located, agents, inputs, by_name, upstream, bool(cycle))
+    from orchestrate.workflow.expectation_checks import check_expectations
+
+    problems += check_expectations(located, agents, inputs, by_name)
     return problems
 
 

@@ -22,7 +22,7 @@ import json
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -45,6 +45,7 @@ class Row:
     line: int  # 1-based line of the file where the row starts
     key: str
     values: dict[str, Any]
+    columns: dict[str, Any] = field(default_factory=dict)  # read only by expectations ({row.COLUMN})
 
 
 @dataclass(slots=True)
@@ -100,6 +101,8 @@ class Dataset:
         key: The column holding each row's identity, or None for line + digest.
         shard: ``(K, N)``: only rows whose index modulo N is K-1.
         label: How the file is named in messages (``-`` for standard input).
+        columns: Columns that are not inputs but that expectations read (``{row.expected}``):
+            kept on each row (`Row.columns`) rather than refused as unknown inputs.
     """
 
     def __init__(
@@ -112,8 +115,10 @@ class Dataset:
         key: str | None = None,
         shard: tuple[int, int] | None = None,
         label: str | None = None,
+        columns: Iterable[str] = (),
     ) -> None:
         self.path = Path(path)
+        self.columns = frozenset(columns) - set(declared)
         self.workflow_name = workflow_name
         self.declared = {k: dict(v) for k, v in declared.items()}
         self.shared = dict(shared or {})
@@ -173,11 +178,16 @@ class Dataset:
             if first is not None:
                 return BadRow(index, line, 1, key, f"duplicate key {key!r} (first at line {first})")
             seen[digest] = line
+        extra: dict[str, Any] = {}
+        if self.columns:
+            extra = {k: values[k] for k in self.columns if k in values}
+            if extra:
+                values = {k: v for k, v in values.items() if k not in extra}
         try:
             bound = check_inputs(self.workflow_name, self.declared, {**self.shared, **values})
         except UserInputError as exc:
             return BadRow(index, line, 1, key, str(exc))
-        return Row(index, line, key, bound)
+        return Row(index, line, key, bound, extra)
 
     def _open(self) -> IO[bytes]:
         try:
@@ -227,6 +237,13 @@ class Dataset:
                     raise UserInputError(f"{self.label}:1:{position}: empty column name in the header")
                 if names.index(name) != position - 1:
                     raise UserInputError(f"{self.label}:1:{position}: column {name!r} appears twice in the header")
+            for position, name in enumerate(names, 1):
+                if name not in self.declared and name not in self.columns and name != self.key:
+                    known = ", ".join(sorted(self.declared)) or "none"
+                    raise UserInputError(
+                        f"{self.label}:1:{position}: column {name!r} is not an input of workflow "
+                        f"{self.workflow_name!r} (inputs: {known}) and no expectation reads it"
+                    )
             index, previous = 0, reader.line_num
             while True:
                 try:
@@ -296,6 +313,7 @@ def instantiate(template: Workflow, values: dict[str, Any], workflow_id: str) ->
     workflow.started_at = workflow.completed_at = None
     workflow.error = None
     workflow.output_values = {}
+    workflow.evaluation = None
     return workflow
 
 

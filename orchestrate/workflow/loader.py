@@ -242,6 +242,7 @@ def _build(doc: dict[str, Any], source: str | None, folder: str | Path | None = 
                 retry=retry,
                 arguments=dict(raw.get("arguments") or {}),
                 tags=[*tags, *(t for t in raw.get("tags") or [] if t not in tags)],
+                expect=list(raw.get("expect") or []),
                 **language,
                 **values,
             )
@@ -263,6 +264,7 @@ def _build(doc: dict[str, Any], source: str | None, folder: str | Path | None = 
         outputs=dict(doc.get("outputs") or {}),
         tags=tags,
         residency=doc.get("residency") or defaults.get("residency"),
+        expect=list(doc.get("expect") or []),
         **top,
     )
     workflow.source = source

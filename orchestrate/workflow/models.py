@@ -125,7 +125,8 @@ class Agent:
     and the workflow language's constructs: `function` and `arguments` (a code
     step: a Python callable instead of a model), `when` (a CEL condition),
     `foreach` and `max_items` (one run per item of a list), `approval`
-    (``{"message": ...}``: wait for a person's decision) and `tags`.
+    (``{"message": ...}``: wait for a person's decision), `tags`, and `expect`
+    (checks of its answer, `orchestrate.workflow.expectations`).
     """
 
     name: str
@@ -148,6 +149,7 @@ class Agent:
     max_items: int | None = None
     approval: dict[str, Any] | None = None
     tags: list[str] = field(default_factory=list)
+    expect: list[dict[str, Any]] = field(default_factory=list)
     # Run state, not part of the definition.
     status: AgentStatus = field(default=AgentStatus.PENDING, compare=False)
     result: AgentResult | None = field(default=None, compare=False, repr=False)
@@ -195,6 +197,8 @@ class Agent:
                 data[key] = getattr(self, key)
         if self.tags:
             data["tags"] = list(self.tags)
+        if self.expect:
+            data["expect"] = list(self.expect)
         return data
 
 
@@ -224,6 +228,7 @@ class Workflow:
     residency: str | None = None  # "eu", "us": every endpoint the run calls must be in it
     outputs: dict[str, Any] = field(default_factory=dict)
     tags: list[str] = field(default_factory=list)
+    expect: list[dict[str, Any]] = field(default_factory=list)
     # Run state.
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12], compare=False)
     status: WorkflowStatus = field(default=WorkflowStatus.PENDING, compare=False)
@@ -235,6 +240,7 @@ class Workflow:
     source: str | None = field(default=None, compare=False, repr=False)
     base_dir: str | None = field(default=None, compare=False, repr=False)  # where modules are found first
     output_values: dict[str, Any] = field(default_factory=dict, compare=False)
+    evaluation: dict[str, Any] | None = field(default=None, compare=False)  # its expectations, once evaluated
 
     def __post_init__(self) -> None:
         self._by_name = {agent.name: agent for agent in self.agents}
@@ -301,6 +307,7 @@ class Workflow:
         self.started_at = self.completed_at = None
         self.error = None
         self.output_values = {}
+        self.evaluation = None
 
     def to_dict(self) -> dict[str, Any]:
         """The workflow as it is written in a workflow file."""
@@ -314,7 +321,7 @@ class Workflow:
         }
         if self.budget_scope:
             data["budget_scope"] = self.budget_scope
-        for key in ("inputs", "defaults", "rate_limits", "prices", "capabilities", "outputs", "tags"):
+        for key in ("inputs", "defaults", "rate_limits", "prices", "capabilities", "outputs", "tags", "expect"):
             value = getattr(self, key)
             if value:
                 data[key] = value

@@ -1,0 +1,488 @@
+"""Evaluating a run's expectations: the deterministic checks, and the judge through the engine.
+
+When a run (or a dataset row) has finished, each agent's `expect:` list is
+evaluated on its answer, and the workflow's on its declared outputs. An
+expectation that cannot be evaluated (the agent failed, was skipped, or the
+path is missing) is an ``error`` with its reason, never a pass.
+
+A ``rubric`` is scored by a judge model, asked as an agent of the run would be:
+through the engine's executor, so the call is reserved against the same hard
+budgets (the agent's run, the dataset's ceiling, a shared scope), waits on the
+same rate limits, is retried, cached and batched like any other. Its calls are
+booked under the agent name ``<agent>.judge`` (``outputs.judge`` for the
+workflow's), which no agent can have, so cost reports show them on their own
+line (`cost-report --by mode` groups them as ``judge``). The judge answers
+``{score, reason}`` with structured output; orchestrate compares the score with
+the expectation's `threshold` itself. An answer that cannot be read is an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrate.money.costs import agent_key
+from orchestrate.workflow.expectations import (
+    JUDGE_SCHEMA,
+    Context,
+    Expectation,
+    Outcome,
+    combine,
+    compile_expectations,
+)
+from orchestrate.workflow.models import Agent, AgentResult, AgentStatus, Workflow
+
+__all__ = [
+    "EXIT_EXPECTATIONS",
+    "JUDGE_SUFFIX",
+    "EvaluationTotals",
+    "Evaluator",
+    "closing_line",
+    "judge_name",
+]
+
+EXIT_EXPECTATIONS = 5  # the agents completed, but some expectation failed or could not be evaluated
+JUDGE_SUFFIX = ".judge"
+WORKFLOW_OWNER = "outputs"
+_QUESTION_CHARS = 4000
+_ANSWER_CHARS = 12000
+JUDGE_SYSTEM = (
+    "You grade an answer against a rubric. Score from 0 (the answer does not meet the rubric at all) "
+    "to 1 (it meets it fully), and give the reason in one or two sentences. Judge only what the rubric asks."
+)
+
+
+def judge_name(owner: str) -> str:
+    """The agent name a judge's calls are booked under: ``code_invoice.judge``."""
+    return owner + JUDGE_SUFFIX
+
+
+@dataclass(slots=True)
+class _Target:
+    owner: str  # agent name, or "outputs" for the workflow's
+    expectations: list[Expectation]
+    agent: Agent | None
+
+
+class Evaluator:
+    """The compiled expectations of one workflow; `evaluate` scores one run (or row) of it."""
+
+    def __init__(self, workflow: Workflow) -> None:
+        base = workflow.base_dir
+        self.targets = [
+            _Target(a.name, compile_expectations(a.expect, base_dir=base, owner=a.name), a)
+            for a in workflow.agents
+            if a.expect
+        ]
+        if workflow.expect:
+            self.targets.append(
+                _Target(WORKFLOW_OWNER, compile_expectations(workflow.expect, base_dir=base, owner="expect"), None)
+            )
+        self.needs_judge = any(e.needs_judge for t in self.targets for e in t.expectations)
+
+    @classmethod
+    def of(cls, workflow: Workflow) -> Evaluator | None:
+        """An evaluator when the workflow has expectations, else None."""
+        if not workflow.expect and not any(a.expect for a in workflow.agents):
+            return None
+        return cls(workflow)
+
+    def judge_keys(self, workflow_id: str) -> list[str]:
+        """The tracker accounts this workflow's judges reserve against (to forget with a row's)."""
+        return [
+            agent_key(workflow_id, judge_name(t.owner))
+            for t in self.targets
+            if any(e.needs_judge for e in t.expectations)
+        ]
+
+    async def evaluate(
+        self,
+        workflow: Workflow,
+        *,
+        engine: Any = None,
+        row: Mapping[str, Any] | None = None,
+        judge: bool = True,
+        results: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """Score `workflow` as it ended; stores and returns its evaluation document.
+
+        Args:
+            workflow: A finished run (its agents hold their results).
+            engine: Asks the judges; without one (or with `judge` false) a rubric is ``skipped``.
+            row: The dataset row's columns, for ``{row.COLUMN}``.
+            results: Recorded results by agent name (``orchestrate eval``) instead of the live ones:
+                ``status``, ``output``, ``cost``, ``execution_time``, ``error``.
+        """
+        recorded = results if results is not None else {a.name: _live(a) for a in workflow.agents}
+        outputs = {
+            name: (r.get("output") or {"text": ""}) if r.get("status") == "completed" else None
+            for name, r in recorded.items()
+        }
+        judge_cost = [0.0]
+        per_target: list[tuple[_Target, list[Outcome]]] = []
+        pending: list[Any] = []
+        for target in self.targets:
+            if target.agent is not None:
+                result = recorded.get(target.owner) or {"status": "pending"}
+                ctx = Context(
+                    row=row or {},
+                    inputs=workflow.input_values,
+                    outputs=outputs,
+                    cost=float(result.get("cost") or 0.0),
+                    seconds=float(result.get("execution_time") or 0.0),
+                )
+                status = result.get("status")
+                if status != "completed":
+                    why = _not_completed(target.owner, result)
+                    per_target.append(
+                        (target, [Outcome(e.name, e.kind, "error", reason=why) for e in target.expectations])
+                    )
+                    continue
+                output: Any = result.get("output") or {"text": ""}
+            else:
+                duration = 0.0
+                if workflow.started_at is not None and workflow.completed_at is not None:
+                    duration = (workflow.completed_at - workflow.started_at).total_seconds()
+                cost = sum(float(r.get("cost") or 0.0) for r in recorded.values())
+                ctx = Context(row=row or {}, inputs=workflow.input_values, outputs=outputs, cost=cost, seconds=duration)
+                output = {"json": dict(workflow.output_values)}
+            outcomes: list[Outcome] = []
+            for expectation in target.expectations:
+                done = expectation.check(output, ctx)
+                if done is not None:
+                    outcomes.append(done)
+                    continue
+                slot = len(outcomes)
+                outcomes.append(Outcome(expectation.name, expectation.kind, "error", reason="not judged"))
+                pending.append(
+                    self._judged(
+                        outcomes,
+                        slot,
+                        expectation,
+                        output,
+                        ctx,
+                        target,
+                        workflow,
+                        engine if judge else None,
+                        judge_cost,
+                    )
+                )
+            per_target.append((target, outcomes))
+        if pending:
+            await asyncio.gather(*pending)
+        document = _document(per_target, judge_cost[0])
+        if results is None:
+            for target, outcomes in per_target:
+                agent = target.agent
+                if agent is not None and agent.result is not None:
+                    agent.result.metadata["expectations"] = [o.to_dict() for o in outcomes]
+            workflow.total_cost += judge_cost[0]
+        workflow.evaluation = document
+        return document
+
+    async def _judged(
+        self,
+        outcomes: list[Outcome],
+        slot: int,
+        expectation: Expectation,
+        output: Any,
+        ctx: Context,
+        target: _Target,
+        workflow: Workflow,
+        engine: Any,
+        spent: list[float],
+    ) -> None:
+        outcomes[slot] = await self._score(expectation, output, ctx, target, workflow, engine, spent)
+
+    async def _score(
+        self,
+        expectation: Expectation,
+        output: Any,
+        ctx: Context,
+        target: _Target,
+        workflow: Workflow,
+        engine: Any,
+        spent: list[float],
+    ) -> Outcome:
+        if expectation.kind in ("any", "all"):
+            children = await asyncio.gather(
+                *(self._score(child, output, ctx, target, workflow, engine, spent) for child in expectation.children)
+            )
+            return combine(expectation, list(children))
+        done = expectation.check(output, ctx)
+        if done is not None:
+            return done
+        if engine is None:
+            return Outcome(
+                expectation.name, "rubric", "skipped", reason="not judged (orchestrate eval --judge asks the judge)"
+            )
+        try:
+            answer = expectation.target(output)
+        except Exception as exc:  # the path is missing: nothing to judge
+            return Outcome(expectation.name, "rubric", "error", reason=str(exc))
+        return await _ask_judge(engine, workflow, target, expectation, answer, spent)
+
+
+async def _ask_judge(
+    engine: Any, workflow: Workflow, target: _Target, expectation: Expectation, answer: Any, spent: list[float]
+) -> Outcome:
+    from orchestrate.workflow.expectations import _text
+
+    owner = target.agent
+    if "model" in expectation.judge or owner is None or not owner.llm_config:
+        llm = dict(expectation.judge)
+    else:
+        llm = {k: v for k, v in owner.llm_config.items() if k not in ("system", "response_format")}
+        llm.update(expectation.judge)
+    llm.setdefault("temperature", None)
+    llm.setdefault("max_tokens", 400)
+    llm["system"] = JUDGE_SYSTEM
+    judge = Agent(
+        name=judge_name(target.owner),
+        module=owner.module if owner is not None else "General",
+        description=f"judge of {target.owner}",
+        llm_config=llm,
+        prompt_template="",
+        output_schema=JUDGE_SCHEMA,
+        max_retries=owner.max_retries if owner is not None else 3,
+        cost_limit=max(workflow.cost_budget, 1e-9),
+        tags=[*(owner.tags if owner is not None else workflow.tags), "judge"],
+    )
+    question = ""
+    if owner is not None and owner.result is not None:
+        question = str(owner.result.metadata.get("prompt") or "")[:_QUESTION_CHARS]
+    prompt = f"Rubric: {expectation.raw['rubric']}\n\n"
+    if question:
+        prompt += f"The task the answer was given:\n{question}\n\n"
+    prompt += f"The answer:\n{_text(answer)[:_ANSWER_CHARS]}\n\nScore the answer against the rubric."
+    result = AgentResult(agent_id=judge.name, status=AgentStatus.RUNNING)
+    try:
+        await engine.executor.execute(workflow, judge, prompt, result)
+    finally:
+        usage = result.metadata.get("usage")
+        cost = float(getattr(usage, "cost", 0.0) or 0.0)
+        spent[0] += cost
+    name, threshold = expectation.name, expectation.threshold
+    if result.status is AgentStatus.BUDGET_EXCEEDED:
+        return Outcome(name, "rubric", "error", threshold, None, f"judge refused by the budget: {result.error}")
+    if result.status is not AgentStatus.COMPLETED:
+        return Outcome(name, "rubric", "error", threshold, None, f"judge failed: {result.error}")
+    verdict = (result.output or {}).get("json")
+    score = verdict.get("score") if isinstance(verdict, dict) else None
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0 <= score <= 1:
+        return Outcome(name, "rubric", "error", threshold, None, "the judge's answer has no score between 0 and 1")
+    reason = str(verdict.get("reason") or "") if isinstance(verdict, dict) else ""
+    status = "pass" if score >= threshold else "fail"
+    return Outcome(name, "rubric", status, threshold, float(score), reason, float(score))
+
+
+def _live(agent: Agent) -> dict[str, Any]:
+    result = agent.result
+    if result is None:
+        return {"status": agent.status.value}
+    return {
+        "status": result.status.value,
+        "output": result.output,
+        "cost": result.cost,
+        "execution_time": result.execution_time,
+        "error": result.error,
+        "metadata": result.metadata,
+    }
+
+
+def _not_completed(name: str, result: Mapping[str, Any]) -> str:
+    status = result.get("status") or "pending"
+    if status == "skipped":
+        why = (result.get("metadata") or {}).get("skipped")
+        return f"agent {name!r} was skipped" + (f" ({why})" if why else "")
+    error = result.get("error")
+    return f"agent {name!r} ended {status}" + (f": {error}" if error else "")
+
+
+def _document(per_target: list[tuple[_Target, list[Outcome]]], judge_cost: float) -> dict[str, Any]:
+    counts = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
+    key = {"pass": "passed", "fail": "failed", "error": "errors", "skipped": "skipped"}
+    outcomes = []
+    for target, found in per_target:
+        for outcome in found:
+            counts[key[outcome.status]] += 1
+            outcomes.append({"agent": target.owner, **outcome.to_dict()})
+    return {**counts, "total": sum(counts.values()), "judge_cost": round(judge_cost, 10), "outcomes": outcomes}
+
+
+def closing_line(totals: Mapping[str, Any]) -> str:
+    """``expectations: 47/50 passed, 2 failed, 1 error``."""
+    total = int(totals.get("total", 0))
+    parts = [f"{int(totals.get('passed', 0))}/{total} passed"]
+    failed, errors, skipped = (int(totals.get(k, 0)) for k in ("failed", "errors", "skipped"))
+    if failed:
+        parts.append(f"{failed} failed")
+    if errors:
+        parts.append(f"{errors} error" + ("s" if errors != 1 else ""))
+    if skipped:
+        parts.append(f"{skipped} not judged")
+    return "expectations: " + ", ".join(parts)
+
+
+def expectations_failed(totals: Mapping[str, Any] | None) -> bool:
+    """True when some expectation failed or could not be evaluated."""
+    return bool(totals) and (int(totals.get("failed", 0)) + int(totals.get("errors", 0))) > 0  # type: ignore[union-attr]
+
+
+@dataclass
+class EvaluationTotals:
+    """Pass rates over many evaluations (a dataset's rows): per expectation, per agent, overall."""
+
+    passed: int = 0
+    failed: int = 0
+    errors: int = 0
+    skipped: int = 0
+    judge_cost: float = 0.0
+    rows: int = 0
+    rows_all_passed: int = 0
+    by_expectation: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
+    by_agent: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def add(self, document: Mapping[str, Any]) -> None:
+        """Count one evaluation document."""
+        self.rows += 1
+        self.judge_cost += float(document.get("judge_cost") or 0.0)
+        ok = True
+        key = {"pass": "passed", "fail": "failed", "error": "errors", "skipped": "skipped"}
+        for outcome in document.get("outcomes", ()):
+            field_name = key.get(outcome["status"], "errors")
+            setattr(self, field_name, getattr(self, field_name) + 1)
+            ok = ok and outcome["status"] in ("pass", "skipped")
+            for bucket in (
+                self.by_expectation.setdefault((outcome["agent"], outcome["name"]), _empty()),
+                self.by_agent.setdefault(outcome["agent"], _empty()),
+            ):
+                bucket[field_name] += 1
+        self.rows_all_passed += ok
+
+    def to_dict(self) -> dict[str, Any]:
+        total = self.passed + self.failed + self.errors + self.skipped
+        judged = self.passed + self.failed + self.errors
+        return {
+            "passed": self.passed,
+            "failed": self.failed,
+            "errors": self.errors,
+            "skipped": self.skipped,
+            "total": total,
+            "pass_rate": round(self.passed / judged, 6) if judged else None,
+            "rows": self.rows,
+            "rows_all_passed": self.rows_all_passed,
+            "judge_cost": round(self.judge_cost, 10),
+            "by_expectation": [
+                {"agent": agent, "name": name, **counts, "pass_rate": _rate(counts)}
+                for (agent, name), counts in self.by_expectation.items()
+            ],
+            "by_agent": {agent: {**counts, "pass_rate": _rate(counts)} for agent, counts in self.by_agent.items()},
+        }
+
+
+def _empty() -> dict[str, int]:
+    return {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
+
+
+def _rate(counts: Mapping[str, int]) -> float | None:
+    judged = counts["passed"] + counts["failed"] + counts["errors"]
+    return round(counts["passed"] / judged, 6) if judged else None
+
+
+def write_evaluation(run_dir: Path, document: Mapping[str, Any], name: str = "evaluation.json") -> Path:
+    """Write an evaluation document into a run folder, atomically."""
+    import json
+
+    from orchestrate.fsutil import atomic_write_text
+
+    path = run_dir / name
+    atomic_write_text(path, json.dumps(document, indent=2, ensure_ascii=False, sort_keys=True, default=str) + "\n")
+    return path
+
+
+async def evaluate_runs(engine: Any, workflows: list[Workflow]) -> None:
+    """Evaluate the expectations of finished runs, their judges asked through `engine`."""
+    for workflow in workflows:
+        evaluator = Evaluator.of(workflow)
+        if evaluator is not None:
+            await evaluator.evaluate(workflow, engine=engine)
+
+
+def exit_code(code: int, evaluations: list[Mapping[str, Any] | None], *, fail_on_expect: bool = True) -> int:
+    """`code` (the runs' own), or EXIT_EXPECTATIONS when the runs completed but expectations did not pass."""
+    if code != 0 or not fail_on_expect:
+        return code
+    return EXIT_EXPECTATIONS if any(expectations_failed(e) for e in evaluations) else code
+
+
+def failure_lines(document: Mapping[str, Any], *, limit: int = 5, indent: str = "  ") -> list[str]:
+    """A line per expectation that did not pass (the first `limit`): who, what, expected, got, why."""
+    lines = []
+    bad = [o for o in document.get("outcomes", ()) if o.get("status") in ("fail", "error")]
+    for o in bad[:limit]:
+        detail = o.get("reason") or ""
+        if o.get("status") == "fail" and o.get("kind") != "rubric":
+            detail = f"expected {o.get('expected')!r}, got {o.get('got')!r}" + (f" ({detail})" if detail else "")
+        elif o.get("kind") == "rubric" and o.get("score") is not None:
+            detail = f"score {o['score']:g} < {o.get('expected')!r}: {detail}"
+        lines.append(f"{indent}{o['status']}: {o['agent']}: {o['name']}: {detail}")
+    if len(bad) > limit:
+        lines.append(f"{indent}... and {len(bad) - limit} more")
+    return lines
+
+
+def expectation_lines(document: Mapping[str, Any] | None) -> list[str]:
+    """The closing lines of a run with expectations: the count line, then what did not pass."""
+    if not document:
+        return []
+    return [closing_line(document), *failure_lines(document)]
+
+
+def row_line(document: Mapping[str, Any]) -> dict[str, Any]:
+    """A row's evaluation as results.jsonl keeps it: counts, and each outcome (details only where
+    it did not pass)."""
+    outcomes = []
+    for o in document.get("outcomes", ()):
+        if o["status"] == "pass":
+            outcomes.append({"agent": o["agent"], "name": o["name"], "status": "pass"})
+        else:
+            outcomes.append(o)
+    counts = {k: document.get(k, 0) for k in ("passed", "failed", "errors", "skipped", "total")}
+    return {**counts, "outcomes": outcomes}
+
+
+class DatasetScoring:
+    """A dataset run's expectations: the evaluator its rows use, and the totals over them
+    (a batch sink), written to evaluation.json in the run folder when the run ends."""
+
+    def __init__(self, evaluator: Evaluator | None, run_dir: Path) -> None:
+        self.evaluator = evaluator
+        self.run_dir = run_dir
+        self.totals = EvaluationTotals()
+        self.sinks: list[Any] = [self] if evaluator is not None else []
+
+    @classmethod
+    def of(cls, template: Workflow, run_dir: Path) -> DatasetScoring:
+        return cls(Evaluator.of(template), run_dir)
+
+    def row_finished(self, row: Any, workflow: Workflow, records: list[Any], status: str) -> None:
+        if workflow.evaluation is not None:
+            self.totals.add(workflow.evaluation)
+
+    def row_invalid(self, bad: Any) -> None:
+        return None  # an invalid row never ran: nothing to score
+
+    def row_refused(self, row: Any) -> None:
+        return None  # a row the budget kept from starting: counted by the batch, not here
+
+    def finish(self) -> dict[str, Any] | None:
+        """The totals (None without expectations), written to evaluation.json."""
+        if self.evaluator is None:
+            return None
+        document = self.totals.to_dict()
+        write_evaluation(self.run_dir, document)
+        return document

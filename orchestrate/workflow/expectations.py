@@ -1,0 +1,482 @@
+"""Expectations: what a right answer looks like, written next to the agent that gives it.
+
+An agent (or the workflow, on its declared `outputs`) may carry ``expect:``, a
+list of checks, each of exactly one kind::
+
+    equals / one_of               the value (at `path`) is this, or one of these
+    contains / icontains          the text holds this (every one of a list), case ignored or not
+    not_contains                  the text holds none of these
+    regex                         a Python regular expression is found in the text
+    json_schema                   the value satisfies a JSON Schema (inline, or a file)
+    approx                        a number equal within `tolerance` (absolute, or "1%")
+    cel                           a CEL condition (the `when:` language) is true
+    max_cost / max_latency        USD spent, seconds taken, at most
+    rubric                        a judge model scores the answer 0-1; `threshold` passes it
+    any / all                     nested expectations: one of them, or every one, passes
+
+`path` is a CEL field path into the answer (``output.gl_account``,
+``output.lines[0].qty``); without it the whole output is checked. Expected
+values may name dataset columns (``{row.expected_account}``), inputs
+(``{inputs.region}``) and agents' outputs (``{extract.output.total}``); a value
+that is exactly one placeholder keeps its type.
+
+This module compiles expectations and evaluates the deterministic kinds (their
+checks, for validate, are in `expectation_checks`); a rubric needs a model,
+so `orchestrate.run.evaluation` asks the judge through the engine. Evaluation
+is plain dictionary walks and comparisons, compiled once per expectation, so a
+dataset of 10,000 rows pays a few microseconds per expectation a row.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrate.workflow.templates import Reference, TemplateError, references, single_placeholder
+
+__all__ = [
+    "DETERMINISTIC_KINDS",
+    "JUDGE_SCHEMA",
+    "KINDS",
+    "Context",
+    "Expectation",
+    "Outcome",
+    "compile_expectations",
+    "row_columns",
+]
+
+KINDS = (
+    "equals",
+    "one_of",
+    "contains",
+    "icontains",
+    "not_contains",
+    "regex",
+    "json_schema",
+    "approx",
+    "cel",
+    "max_cost",
+    "max_latency",
+    "rubric",
+    "any",
+    "all",
+)
+DETERMINISTIC_KINDS = frozenset(KINDS) - {"rubric"}
+_OPTION_OF = {"tolerance": "approx", "threshold": "rubric", "judge": "rubric"}
+DEFAULT_THRESHOLD = 0.5
+TRIM = 200  # characters of expected and got kept in reports
+
+JUDGE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "score": {"type": "number", "minimum": 0, "maximum": 1},
+        "reason": {"type": "string"},
+    },
+    "required": ["score", "reason"],
+    "additionalProperties": False,
+}
+
+_PATH = re.compile(r"(?:output|outputs)((?:\.[A-Za-z_][A-Za-z0-9_]*|\[\d+\])*)")
+_SEGMENT = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
+_PERCENT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*%\s*")
+
+
+class _Missing(Exception):
+    """The value an expectation reads is not there."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one expectation came to: ``pass``, ``fail`` or ``error`` (could not be evaluated)."""
+
+    name: str
+    kind: str
+    status: str
+    expected: Any = None
+    got: Any = None
+    reason: str = ""
+    score: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "name": self.name,
+            "kind": self.kind,
+            "status": self.status,
+            "expected": _trim(self.expected),
+            "got": _trim(self.got),
+            "reason": self.reason,
+        }
+        if self.score is not None:
+            data["score"] = self.score
+        return data
+
+
+def _trim(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    if len(text) <= TRIM:
+        return value
+    return text[: TRIM - 1] + "…"
+
+
+@dataclass(slots=True)
+class Context:
+    """What an expectation may read besides the answer: the row, inputs, every agent's output,
+    and what the checked agent (or run) cost and took."""
+
+    row: Mapping[str, Any] = field(default_factory=dict)
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+    outputs: Mapping[str, Any] = field(default_factory=dict)  # agent name -> output dict (None: skipped)
+    cost: float = 0.0
+    seconds: float = 0.0
+
+
+def output_value(output: Any) -> Any:
+    """An agent's answer as expectations see it: its JSON when it has one, else its text."""
+    if isinstance(output, dict) and ("json" in output or "text" in output):
+        return output["json"] if "json" in output else output.get("text", "")
+    return output
+
+
+class _Value:
+    """An expected value: a constant, or a template over the row, inputs and outputs."""
+
+    __slots__ = ("constant", "pieces", "single", "text")
+
+    def __init__(self, raw: Any) -> None:
+        self.constant = raw
+        self.single: Reference | None = None
+        self.pieces: list[tuple[str, Reference]] | None = None
+        self.text = ""
+        if isinstance(raw, str) and ("{" in raw or "}" in raw):
+            self.single = single_placeholder(raw)
+            if self.single is None:
+                refs = references(raw)
+                if refs:
+                    pieces, last = [], 0
+                    for ref in refs:
+                        literal = raw[last : ref.offset].replace("{{", "{").replace("}}", "}")
+                        pieces.append((literal, ref))
+                        last = ref.offset + len(ref.text) + 2
+                    self.pieces = pieces
+                    self.text = raw[last:].replace("{{", "{").replace("}}", "}")
+                else:
+                    self.constant = raw.replace("{{", "{").replace("}}", "}")
+
+    def get(self, ctx: Context) -> Any:
+        if self.single is not None:
+            return _lookup(self.single, ctx)
+        if self.pieces is None:
+            return self.constant
+        parts = []
+        for literal, ref in self.pieces:
+            parts.append(literal)
+            parts.append(_text(_lookup(ref, ctx)))
+        parts.append(self.text)
+        return "".join(parts)
+
+
+def _lookup(ref: Reference, ctx: Context) -> Any:
+    if ref.kind == "name" and ref.name == "row" and "row" not in ctx.inputs:
+        column = ref.path[0] if ref.path else ""
+        if column not in ctx.row:
+            raise _Missing(f"the row has no column {column!r}")
+        return _walk(ctx.row[column], ref.path[1:])
+    from orchestrate.workflow.templates import lookup
+
+    try:
+        return lookup(ref, inputs=dict(ctx.inputs), outputs=dict(ctx.outputs))
+    except TemplateError as exc:
+        raise _Missing(str(exc)) from None
+
+
+def _walk(value: Any, path: tuple[str | int, ...] | tuple[str, ...]) -> Any:
+    for key in path:
+        if isinstance(value, dict) and key in value:
+            value = value[key]
+        elif isinstance(value, list) and (isinstance(key, int) or str(key).isdigit()) and int(key) < len(value):
+            value = value[int(key)]
+        else:
+            raise _Missing(f"no {key!r} in the answer")
+    return value
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, (int, float)):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            number = float(value.strip().replace(",", ""))
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+def _equal(got: Any, expected: Any) -> bool:
+    if got == expected and type(got) is not bool and type(expected) is not bool:
+        return True
+    if isinstance(got, bool) or isinstance(expected, bool):
+        return _text(got).strip().lower() == _text(expected).strip().lower()
+    if isinstance(got, str) and isinstance(expected, str):
+        return got.strip() == expected.strip()
+    if isinstance(got, (int, float)) or isinstance(expected, (int, float)):
+        a, b = _number(got), _number(expected)
+        return a is not None and b is not None and a == b
+    return got == expected
+
+
+class Expectation:
+    """One compiled expectation; `check` evaluates it (a rubric is left to the judge)."""
+
+    __slots__ = (
+        "children",
+        "condition",
+        "judge",
+        "kind",
+        "name",
+        "parts",
+        "path",
+        "pattern",
+        "raw",
+        "relative",
+        "schema",
+        "threshold",
+        "tolerance",
+        "value",
+        "values",
+    )
+
+    def __init__(self, raw: dict[str, Any], *, base_dir: Path | None = None, position: str = "") -> None:
+        kind = next(k for k in KINDS if k in raw)
+        self.raw = raw
+        self.kind = kind
+        self.path = raw.get("path")
+        self.parts: tuple[str | int, ...] = _path_parts(self.path) if self.path else ()
+        self.name = str(raw.get("name") or _default_name(kind, raw, position))
+        spec = raw[kind]
+        self.value = _Value(spec) if kind in ("equals", "approx") else None
+        self.values: list[_Value] = []
+        if kind == "one_of":
+            self.values = [_Value(v) for v in spec]
+        elif kind in ("contains", "icontains", "not_contains"):
+            self.values = [_Value(v) for v in ([spec] if isinstance(spec, str) else spec)]
+        self.pattern = re.compile(spec) if kind == "regex" else None
+        self.schema: dict[str, Any] | None = None
+        if kind == "json_schema":
+            self.schema = spec if isinstance(spec, dict) else json.loads(((base_dir or Path.cwd()) / spec).read_text())
+        self.condition: Any = None
+        if kind == "cel":
+            from orchestrate.workflow.expressions import compile_condition
+
+            self.condition = compile_condition(spec)
+        self.tolerance, self.relative = _tolerance(raw.get("tolerance"))
+        self.threshold = float(raw.get("threshold", DEFAULT_THRESHOLD))
+        self.judge: dict[str, Any] = dict(raw.get("judge") or {})
+        self.children = (
+            [Expectation(child, base_dir=base_dir, position=f"{position}.{kind}[{j}]") for j, child in enumerate(spec)]
+            if kind in ("any", "all")
+            else []
+        )
+
+    @property
+    def needs_judge(self) -> bool:
+        return self.kind == "rubric" or any(child.needs_judge for child in self.children)
+
+    def target(self, output: Any) -> Any:
+        """The value at `path` in `output` (an agent's output dict, or the workflow's outputs)."""
+        value = output_value(output)
+        if not self.parts:
+            return value
+        if self.parts[0] == "text" and isinstance(output, dict) and "text" in output:
+            if not (isinstance(value, dict) and "text" in value):
+                return _walk(output["text"], self.parts[1:])
+        try:
+            return _walk(value, self.parts)
+        except _Missing:
+            raise _Missing(f"{self.path}: not in the answer") from None
+
+    def check(self, output: Any, ctx: Context) -> Outcome | None:
+        """The outcome, or None for a rubric (the judge decides it)."""
+        kind = self.kind
+        try:
+            if kind == "max_cost":
+                limit = float(self.raw[kind])
+                ok = ctx.cost <= limit + 1e-12
+                return self._done(ok, limit, round(ctx.cost, 8), "" if ok else f"cost ${ctx.cost:.6f} > ${limit:g}")
+            if kind == "max_latency":
+                limit = float(self.raw[kind])
+                ok = ctx.seconds <= limit
+                return self._done(
+                    ok, limit, round(ctx.seconds, 3), "" if ok else f"took {ctx.seconds:.2f}s > {limit:g}s"
+                )
+            if kind == "rubric":
+                return None
+            if kind in ("any", "all"):
+                return self._combine([child.check(output, ctx) for child in self.children])
+            got = self.target(output)
+            return self._compare(got, ctx)
+        except _Missing as exc:
+            return Outcome(self.name, kind, "error", reason=str(exc))
+
+    def _done(self, ok: bool, expected: Any, got: Any, reason: str = "") -> Outcome:
+        return Outcome(self.name, self.kind, "pass" if ok else "fail", expected, got, reason)
+
+    def _compare(self, got: Any, ctx: Context) -> Outcome:
+        kind = self.kind
+        if kind == "equals":
+            assert self.value is not None
+            expected = self.value.get(ctx)
+            ok = _equal(got, expected)
+            return self._done(ok, expected, got, "" if ok else "not equal")
+        if kind == "one_of":
+            choices = [v.get(ctx) for v in self.values]
+            ok = any(_equal(got, c) for c in choices)
+            return self._done(ok, choices, got, "" if ok else "not one of the choices")
+        if kind in ("contains", "icontains", "not_contains"):
+            text = _text(got)
+            needles = [_text(v.get(ctx)) for v in self.values]
+            if kind == "icontains":
+                folded = text.casefold()
+                wrong = [n for n in needles if n.casefold() not in folded]
+                reason = "does not contain (ignoring case) "
+            elif kind == "contains":
+                wrong = [n for n in needles if n not in text]
+                reason = "does not contain "
+            else:
+                wrong = [n for n in needles if n in text]
+                reason = "contains "
+            shown = needles[0] if len(needles) == 1 else needles
+            return self._done(not wrong, shown, got, reason + ", ".join(repr(n) for n in wrong) if wrong else "")
+        if kind == "regex":
+            assert self.pattern is not None
+            ok = self.pattern.search(_text(got)) is not None
+            return self._done(ok, self.pattern.pattern, got, "" if ok else "no match")
+        if kind == "json_schema":
+            from orchestrate.workflow.schema import check_instance
+
+            value = got
+            if isinstance(value, str):
+                try:
+                    value = json.loads(value)
+                except ValueError:
+                    return self._done(False, "JSON", got, "not JSON")
+            assert self.schema is not None
+            problem = check_instance(value, self.schema)
+            return self._done(problem is None, "matches the schema", got, problem or "")
+        if kind == "approx":
+            assert self.value is not None
+            raw = self.value.get(ctx)
+            expected, number = _number(raw), _number(got)
+            if expected is None:
+                return Outcome(self.name, kind, "error", raw, got, f"expected value {raw!r} is not a number")
+            if number is None:
+                return self._done(False, expected, got, "not a number")
+            allowed = self.tolerance + self.relative * abs(expected)
+            ok = abs(number - expected) <= allowed + 1e-9
+            return self._done(ok, expected, number, "" if ok else f"off by {abs(number - expected):g} (> {allowed:g})")
+        if kind == "cel":
+            return self._cel(got, ctx)
+        raise AssertionError(kind)  # every kind is handled above
+
+    def _cel(self, got: Any, ctx: Context) -> Outcome:
+        from orchestrate.workflow.expressions import ExpressionError
+
+        variables: dict[str, Any] = {**ctx.inputs, "inputs": dict(ctx.inputs), "row": dict(ctx.row), "output": got}
+        for name, output in ctx.outputs.items():
+            variables.setdefault(name, {"output": None if output is None else output_value(output)})
+        try:
+            ok = self.condition.evaluate(variables)
+        except ExpressionError as exc:
+            return Outcome(self.name, "cel", "error", self.raw["cel"], got, str(exc))
+        return self._done(ok, self.raw["cel"], got, "" if ok else "false")
+
+    def _combine(self, outcomes: list[Outcome | None]) -> Outcome | None:
+        if any(o is None for o in outcomes):
+            return None  # a rubric inside: decided with the judge's answers
+        done = [o for o in outcomes if o is not None]
+        return combine(self, done)
+
+
+def combine(expectation: Expectation, outcomes: list[Outcome]) -> Outcome:
+    """The outcome of an any/all from its children's."""
+    statuses = [o.status for o in outcomes]
+    failing = [o for o in outcomes if o.status != "pass"]
+    reasons = "; ".join(f"{o.name}: {o.reason or o.status}" for o in failing)
+    if expectation.kind == "any":
+        if "pass" in statuses:
+            status = "pass"
+        else:
+            status = "error" if "error" in statuses and "fail" not in statuses else "fail"
+    else:
+        status = "fail" if "fail" in statuses else "error" if "error" in statuses else "pass"
+    return Outcome(expectation.name, expectation.kind, status, None, None, "" if status == "pass" else reasons)
+
+
+def _tolerance(raw: Any) -> tuple[float, float]:
+    if raw is None:
+        return 0.0, 0.0
+    if isinstance(raw, str):
+        match = _PERCENT.fullmatch(raw)
+        if match:
+            return 0.0, float(match.group(1)) / 100
+        return float(raw), 0.0
+    return float(raw), 0.0
+
+
+def _path_parts(path: str) -> tuple[str | int, ...]:
+    match = _PATH.fullmatch(path.strip())
+    if match is None:
+        raise ValueError(path)
+    return tuple(name if name else int(index) for name, index in _SEGMENT.findall(match.group(1)))
+
+
+def _default_name(kind: str, raw: dict[str, Any], position: str) -> str:
+    where = f" {raw['path']}" if raw.get("path") else ""
+    return f"{position}{' ' if position else ''}{kind}{where}".strip()
+
+
+def compile_expectations(
+    raw: list[dict[str, Any]] | None, *, base_dir: str | Path | None = None, owner: str = ""
+) -> list[Expectation]:
+    """The expectations of one agent (or the workflow), compiled; the file was validated already."""
+    folder = Path(base_dir) if base_dir else None
+    return [Expectation(item, base_dir=folder, position=f"{owner}[{i}]") for i, item in enumerate(raw or [])]
+
+
+def row_columns(document: Any) -> set[str]:
+    """The dataset columns (``{row.COLUMN}``, ``row.COLUMN`` in cel) a workflow's expectations read;
+    `document` is a workflow file's mapping or a `Workflow`."""
+    if not isinstance(document, Mapping):
+        document = {"expect": document.expect, "agents": [{"expect": a.expect} for a in document.agents]}
+    found: set[str] = set()
+    lists = [document.get("expect")]
+    lists += [a.get("expect") for a in document.get("agents") or [] if isinstance(a, dict)]
+    stack: list[Any] = [item for items in lists if isinstance(items, list) for item in items]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            found.update(re.findall(r"\brow\.([A-Za-z_][A-Za-z0-9_-]*)", item))
+    return found
