@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrate.errors import Problem
-from orchestrate.workflow.checks import Key, Located
 from orchestrate.workflow.expectations import _OPTION_OF, _PERCENT, KINDS, _path_parts
+from orchestrate.workflow.located import Key, Located
 from orchestrate.workflow.templates import TemplateError, references
 
 __all__ = ["check_expectations"]
@@ -127,9 +127,7 @@ class _Checker:
         schema = owner.get("output_schema")
         if not isinstance(schema, dict) or not parts:
             return
-        from orchestrate.workflow.checks import _undeclared
-
-        missing = _undeclared(schema, tuple(str(p) for p in parts))
+        missing = _undeclared_field(schema, parts)
         if missing is not None:
             field_name, known = missing
             close = difflib.get_close_matches(field_name, known, n=1)
@@ -226,6 +224,31 @@ class _Checker:
                 where_model,
                 f"{who}: no price known for judge model {priced!r}{hint}; add it under 'prices:'",
             )
+
+
+def _undeclared_field(schema: dict[str, Any], parts: tuple[str | int, ...]) -> tuple[str, list[str]] | None:
+    """The first field of a path that an output_schema pins down as absent, with the fields it has.
+
+    Only closed objects (``properties`` and no ``additionalProperties``/``patternProperties``) and
+    arrays' ``items`` are followed; anything looser is taken on trust.
+    """
+    node: Any = schema
+    for part in parts:
+        if not isinstance(node, dict):
+            return None
+        if isinstance(part, int):
+            node = node.get("items")
+            continue
+        properties = node.get("properties")
+        if not isinstance(properties, dict):
+            return None
+        if part in properties:
+            node = properties[part]
+        elif node.get("additionalProperties") is not None or node.get("patternProperties"):
+            return None if node.get("additionalProperties") is not False else (part, sorted(properties))
+        else:
+            return part, sorted(properties)
+    return None
 
 
 def _folder(file: str) -> Path | None:
