@@ -1,6 +1,6 @@
 """The `orchestrate` command: one module per sub-command, registered here.
 
-Only the CLI turns errors into exit codes. Exit codes (stable, documented in the README):
+Only the CLI turns errors into exit codes. Exit codes (stable, documented in docs/commands.md):
 0 success, 1 run failed, 2 invalid input (YAML, flags, inputs, missing key),
 3 run partially completed, 4 run waiting for an approval, 130 interrupted (Ctrl-C),
 143 terminated (SIGTERM).
