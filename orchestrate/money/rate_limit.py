@@ -207,15 +207,14 @@ class RateLimiter(_Limiter):
     def try_start(self, estimated_tokens: int) -> bool:
         """`ready`, then `start`, in one step at one reading of the clock: the limiter's whole
         cost when nothing waits."""
-        if self._turn.locked() or not self._slots.free:
+        slots = self._slots
+        if self._turn.locked() or not slots.try_take():  # a free slot, and nobody queued for it
             return False
         now = self.clock()
-        if now < self._paused_until:
-            return False
         tokens = float(estimated_tokens if estimated_tokens > 0 else 0)
-        if not SlidingWindow.start_all(self._windows, (1.0, 1.0, 1.0, tokens), now):
+        if now < self._paused_until or not SlidingWindow.start_all(self._windows, (1.0, 1.0, 1.0, tokens), now):
+            slots.held -= 1  # given back: nobody was queued, so nobody is owed it
             return False
-        self._slots.held += 1  # a free slot, and nobody queued for it
         self.in_flight += 1
         self.total_requests += 1
         self.total_tokens += int(tokens)
@@ -545,8 +544,15 @@ class RateLimiterRegistry:
 
         Nothing awaits here, so on one event loop the check and the booking are one step.
         """
-        first = self._limiter(provider, is_provider=True)
-        second = self._limiter(model, is_provider=False) if model != provider else None
+        limiters = self._limiters  # known keys looked up here: this runs before every call
+        first = limiters.get(provider, _UNKNOWN)
+        if first is _UNKNOWN:
+            first = self._limiter(provider, is_provider=True)
+        second = None
+        if model != provider:
+            second = limiters.get(model, _UNKNOWN)
+            if second is _UNKNOWN:
+                second = self._limiter(model, is_provider=False)
         if second is None and first is not None:  # the common case: the provider's limits only
             if not first.try_start(estimated_tokens):
                 return None
@@ -633,6 +639,7 @@ class RateLimiterRegistry:
 
 Limiter = RateLimiter | SharedRateLimiter
 
+_UNKNOWN: Any = object()  # a key the registry has no entry for yet (None is "not limited")
 _NO_LIMIT = 10**9  # a tier this high is not kept in shared state at all
 _UNBOUNDED = RateLimitConfig(
     requests_per_minute=10**9,

@@ -116,25 +116,25 @@ class SlidingWindow:
         """Book `amounts` in `windows` at `now` if every one `fits`, else book nothing.
 
         The same as `fits` on each, then `take` on each, with the common case (far
-        below every limit, the newest entry still open) worked out here: a limiter
-        runs this for every call it lets through.
+        below every limit, the newest entry still open, paced or not) worked out
+        here in one pass each: a limiter runs this for every call it lets through.
         """
         for window, amount in zip(windows, amounts):
-            if (
-                amount > window.limit
-                or window._used + amount - window.limit > _EPSILON
-                or window._next - now > _EPSILON
-            ):
+            limit = window.limit
+            if amount > limit or window._used + amount - limit > _EPSILON or window._next - now > _EPSILON:
                 if not window.fits(now, amount):
                     return False
         for window, amount in zip(windows, amounts):
             log = window._log
-            if log and not window.interval and amount <= window.limit and now - log[-1][2] < window.grain:
+            if log and now - log[-1][2] < window.grain and amount <= window.limit:
                 last = log[-1]
                 if now > last[0]:
                     last[0] = now
                 last[1] += amount
                 window._used += amount
+                if window.interval:  # as `take` paces: _next is set, since the log is not empty
+                    earliest = now - window.slack
+                    window._next = (window._next if window._next > earliest else earliest) + window.interval
             else:
                 window.take(now, amount)
         return True
