@@ -52,6 +52,10 @@ _COUNTERS = (
     "total_tokens",
 )
 
+# The counter an end's status moves ("completed" -> "agents_completed"), made once rather than an f-string an event.
+_AGENT_COUNTER = {name.removeprefix("agents_"): name for name in _COUNTERS if name.startswith("agents_")}
+_WORKFLOW_COUNTER = {name.removeprefix("workflows_"): name for name in _COUNTERS if name.startswith("workflows_")}
+
 
 @dataclass
 class MonitorConfig:
@@ -117,7 +121,23 @@ class Monitor:
         return frozenset(t for t in EventType if _KIND[t] in self._counts)
 
     def __call__(self, event: Event) -> None:
-        self._record(_KIND[event.type], event.agent, event.workflow_id, event.data, event.timestamp)
+        # `_record`, inlined: a sink runs three times per agent, and a call is a good part of it.
+        kind = _KIND[event.type]
+        data = event.data
+        config = self.config
+        if config.enable_metrics:
+            count = self._counts.get(kind)
+            if count is not None:
+                count(data)
+            if event.timestamp >= self._next_snapshot:
+                self.snapshots.append({"timestamp": event.timestamp, **self.get_metrics()})
+                self._next_snapshot = event.timestamp + config.metrics_interval
+        if config.enable_logging:
+            self.events.append((event.timestamp, kind, event.agent, event.workflow_id, data))
+            if kind in _ENDS and data.get("status") in _FAILED:
+                logger.warning("%s workflow=%s agent=%s %s", kind, event.workflow_id, event.agent, data)
+            elif logger.isEnabledFor(logging.DEBUG):
+                logger.debug("%s workflow=%s agent=%s %s", kind, event.workflow_id, event.agent, data)
 
     def record_event(
         self,
@@ -155,10 +175,10 @@ class Monitor:
     # -- counting, one method per kind of event (a dict lookup, not a chain of comparisons) ------
 
     def _agent_finished(self, data: dict[str, Any]) -> None:
-        key = f"agents_{data.get('status', '')}"
-        c = self.counters
-        if key in c:
-            c[key] += 1
+        status = data.get("status", "")
+        key = _AGENT_COUNTER.get(status) if isinstance(status, str) else None
+        if key is not None:
+            self.counters[key] += 1
         self.agents_finished += 1
         self.agent_time += float(data.get("execution_time") or 0.0)
 
@@ -182,8 +202,9 @@ class Monitor:
         self.rate_limited_seconds += float(data.get("waited") or 0.0)
 
     def _workflow_finished(self, data: dict[str, Any]) -> None:
-        key = f"workflows_{data.get('status', '')}"
-        if key in self.counters:
+        status = data.get("status", "")
+        key = _WORKFLOW_COUNTER.get(status) if isinstance(status, str) else None
+        if key is not None:
             self.counters[key] += 1
         self.workflow_time += float(data.get("duration") or 0.0)
 
