@@ -10,6 +10,8 @@ has an output_schema.
 from __future__ import annotations
 
 import asyncio
+import gc
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -283,6 +285,7 @@ class OrchestrationEngine:
             raise ValueError(f"workflow {workflow_id!r} not found")
         if not self._slots.try_take():
             await self._slots.take()
+        _QUIET_GC.enter()
         try:
             run = WorkflowRun(
                 workflow,
@@ -304,6 +307,7 @@ class OrchestrationEngine:
             finally:
                 self._runs.pop(workflow_id, None)
         finally:
+            _QUIET_GC.leave()
             self._slots.give()
 
     async def execute_multiple_workflows(self, workflow_ids: list[str]) -> list[Workflow]:
@@ -367,3 +371,46 @@ def _check_output(instance: Any, schema: dict[str, Any]) -> str | None:
     from orchestrate.workflow.schema import check_instance
 
     return check_instance(instance, schema)
+
+
+class _QuietCollector:
+    """The cyclic garbage collector, quieter while any run is in flight in this process.
+
+    An agent makes a few dozen short-lived objects, nearly all freed by reference
+    counting, yet the collector's youngest generation runs every 700 allocations
+    and now and then rescans every object the process holds: about a tenth of the
+    engine's time per agent at 10,000 agents (a profile with the collector off).
+    While runs are in flight, what existed before the first is frozen out of the
+    scans (`gc.freeze`) and the youngest generation is collected every 50,000
+    allocations; both are undone when the last run ends. Cycles are still
+    collected, a little later. When something else (a dataset run) has quieted
+    the collector already, it is left as it is.
+    """
+
+    GEN0 = 50_000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # engines on several threads' event loops share the collector
+        self._runs = 0
+        self._saved: tuple[int, ...] | None = None
+
+    def enter(self) -> None:
+        with self._lock:
+            if self._runs == 0:
+                thresholds = gc.get_threshold()
+                if thresholds[0] < self.GEN0:
+                    self._saved = thresholds
+                    gc.freeze()
+                    gc.set_threshold(self.GEN0, *thresholds[1:])
+            self._runs += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._runs -= 1
+            if self._runs == 0 and self._saved is not None:
+                gc.set_threshold(*self._saved)
+                self._saved = None
+                gc.unfreeze()
+
+
+_QUIET_GC = _QuietCollector()

@@ -1,0 +1,85 @@
+"""What the engine's fast paths must keep: the collector restored, limits and counts as before."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+
+from orchestrate import EngineConfig, OrchestrationEngine, RateLimitConfig
+from orchestrate.money.rate_limit import RateLimiter
+from orchestrate.run.events import Event, EventType
+from orchestrate.run.monitor import Monitor
+from tests.scripted import FakeSleep, ScriptedClient
+from tests.test_engine import agent, run, workflow
+
+
+async def test_the_collector_is_quiet_while_a_run_is_in_flight_and_restored_after() -> None:
+    before = gc.get_threshold()
+    seen: list[tuple[tuple[int, ...], int]] = []
+    engine = OrchestrationEngine(ScriptedClient(), EngineConfig(rate_limit_config=None), sleep=FakeSleep())
+    engine.add_sink(lambda e: seen.append((gc.get_threshold(), gc.get_freeze_count())))
+    result = await run(engine, workflow(agent("a"), agent("b", ("a",))))
+    assert result.status.value == "completed"
+    assert all(thresholds[0] >= 50_000 for thresholds, _ in seen)
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+
+
+async def test_overlapping_runs_restore_the_collector_once_the_last_ends() -> None:
+    before = gc.get_threshold()
+    engine = OrchestrationEngine(ScriptedClient(delay=0.01), EngineConfig(rate_limit_config=None), sleep=FakeSleep())
+    first = await engine.register_workflow(workflow(agent("a"), name="one"))
+    second = await engine.register_workflow(workflow(agent("b"), agent("c", ("b",)), name="two"))
+    done = await asyncio.gather(engine.execute_workflow(first), engine.execute_workflow(second))
+    assert [wf.status.value for wf in done] == ["completed", "completed"]
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+
+
+async def test_a_collector_quieted_already_is_left_as_it_is() -> None:
+    before = gc.get_threshold()
+    gc.set_threshold(80_000, *before[1:])
+    try:
+        engine = OrchestrationEngine(ScriptedClient(), EngineConfig(rate_limit_config=None), sleep=FakeSleep())
+        await run(engine, workflow(agent("a")))
+        assert gc.get_threshold() == (80_000, *before[1:])
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.set_threshold(*before)
+
+
+def test_a_paced_tier_keeps_its_spacing_on_the_fast_path() -> None:
+    now = [100.0]
+    limiter = RateLimiter(RateLimitConfig(requests_per_minute=600, concurrent_requests=100), clock=lambda: now[0])
+    assert limiter.try_start(10)
+    now[0] += 0.001  # well inside the log's newest entry, far before the next paced start (0.1 s)
+    assert not limiter.try_start(10)
+    assert limiter.in_flight == 1
+    now[0] += 0.1
+    assert limiter.try_start(10)
+    assert limiter.in_flight == 2
+    assert limiter.total_requests == 2
+
+
+def test_a_refused_fast_start_gives_its_concurrency_slot_back() -> None:
+    now = [100.0]
+    limiter = RateLimiter(RateLimitConfig(requests_per_minute=1, concurrent_requests=1), clock=lambda: now[0])
+    assert limiter.try_start(1)
+    limiter.release()
+    assert not limiter.try_start(1)  # the minute's one request is spent
+    assert limiter.ready(1) is False
+    now[0] += 61.0
+    assert limiter.try_start(1)  # the slot was not kept by the refusal
+
+
+def test_the_monitor_counts_ends_by_status_only_for_known_counters() -> None:
+    monitor = Monitor()
+    for status in ("completed", "failed", "skipped", "rate_limited"):
+        monitor(Event(EventType.AGENT_FINISHED, "w", "a", {"status": status, "execution_time": 1.0}))
+    monitor(Event(EventType.WORKFLOW_FINISHED, "w", None, {"status": "partially_completed", "duration": 2.0}))
+    monitor.record_event("agent_finished", "a", "w", {"status": 5})
+    c = monitor.counters
+    assert (c["agents_completed"], c["agents_failed"], c["agents_rate_limited"]) == (1, 1, 1)
+    assert c["workflows_partially_completed"] == 1
+    assert monitor.agents_finished == 5
+    assert monitor.get_summary()["agents"]["avg_execution_time"] == 4.0 / 5
