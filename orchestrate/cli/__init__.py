@@ -69,6 +69,7 @@ _COMMANDS = (
     ("init", "init", "init"),
     ("schema", "schema_cmd", "schema"),
     ("report", "report", "report"),
+    ("merge", "merge", "merge"),
     ("budget", "budget", "app"),
     ("approve", "approve", "approve"),
 )

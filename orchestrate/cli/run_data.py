@@ -189,6 +189,7 @@ class BatchSession:
                 "key": batch.key,
                 "inputs": opts.inputs,
                 "shard": f"{batch.shard[0]}/{batch.shard[1]}" if batch.shard else None,
+                "rows_in_data": check.rows,  # of this shard: what `orchestrate merge` expects of it
                 "resumed_from": str(opts.resume) if opts.resume else None,
                 "max_rows_parallel": rows_parallel,
                 "max_calls_in_flight": max_calls,
