@@ -232,6 +232,15 @@ def run(
             rich_help_panel="Approvals",
         ),
     ] = None,
+    answers: Annotated[
+        Path | None,
+        typer.Option(
+            "--answers",
+            metavar="FILE",
+            help="With --simulate: fixed answers per agent (YAML: text, JSON, a list in order, {row.COLUMN}).",
+            rich_help_panel="Expectations",
+        ),
+    ] = None,
     no_fail_on_expect: Annotated[
         bool,
         typer.Option(
@@ -279,6 +288,8 @@ def run(
         fail(f"--batch-fallback {batch_fallback!r}: choose 'batch' or 'online'")
     if data is None and (key or skip_invalid_rows or max_rows_parallel or shard or shards):
         fail("--key, --skip-invalid-rows, --max-rows-parallel, --shard and --shards need --data")
+    if answers is not None and (not simulate or len(files) != 1):
+        fail("--answers takes --simulate and exactly one workflow file")
     if data is not None and len(files) != 1:
         fail("--data takes exactly one workflow file")
     from orchestrate.cli.common import parse_inputs
@@ -330,6 +341,7 @@ def run(
         approve_all=approve_all,
         max_threads=max_threads,
         fail_on_expect=not no_fail_on_expect,
+        answers=answers,
         ask=is_interactive(sys.stderr) and is_interactive(sys.stdin) and not approve_all,
     )
     if data is not None:

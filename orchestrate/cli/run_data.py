@@ -31,6 +31,8 @@ from orchestrate.run.dataset_run import BatchRunner, CappedClients, batch_engine
 from orchestrate.run.engine import OrchestrationEngine
 from orchestrate.run.evaluation import DatasetScoring, exit_code
 from orchestrate.run.events import EventType
+from orchestrate.run.fixed_answers import bind_engine, with_answers
+from orchestrate.workflow.answers import load_answers
 from orchestrate.workflow.dataset import Dataset, spool_stdin
 from orchestrate.workflow.expectations import row_columns
 from orchestrate.workflow.loader import load_workflow
@@ -100,6 +102,7 @@ class BatchSession:
         self.cache_store: Any = None
         self.hub: Any = None  # the provider batch queues, when calls are batched
         self.carried: list[dict[str, Any]] = []
+        self.simulated: Any = None
 
     def execute(self) -> int:
         opts, batch = self.options, self.batch
@@ -107,6 +110,8 @@ class BatchSession:
 
         check_output_paths(opts)  # before the first row is paid for
         template, dataset, spooled = open_dataset(self.file, batch.data, opts.inputs, key=batch.key, shard=batch.shard)
+        if opts.answers is not None:  # checked before any row, and its {row.COLUMN}s allowed in the data
+            dataset.columns |= load_answers(opts.answers, template).columns() - set(template.inputs)
         try:
             return self._execute(template, dataset)
         finally:
@@ -163,6 +168,7 @@ class BatchSession:
         engine = OrchestrationEngine(
             None, batch_engine_config(rows_parallel, opts.max_threads), clients=capped, state=state
         )
+        bind_engine(self.simulated, engine)
         ledger = None
         if self.hub is not None:
             from orchestrate.run.batch_ledger import BatchLedger
@@ -310,7 +316,8 @@ class BatchSession:
 
         opts = self.options
         simulated = SimulatedClient(latency=opts.sim_latency, failure_rate=opts.sim_failure_rate, seed=opts.seed)
-        clients: Any = ClientPool(simulated=simulated, force_simulated=opts.simulate)
+        self.simulated = with_answers(simulated, opts.answers, template)
+        clients: Any = ClientPool(simulated=self.simulated, force_simulated=opts.simulate)
         if not opts.simulate:
             clients.check_keys([agent.llm_config for agent in template.agents])
             if opts.provider_batch or self.carried or any(a.llm_config.get("batch") for a in template.agents):

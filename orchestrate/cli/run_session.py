@@ -77,6 +77,7 @@ class RunOptions:
     ask: bool = False  # ask y/N in the terminal for approvals not decided up front
     max_threads: int | None = None  # the run's worker threads (sync tools, code steps)
     fail_on_expect: bool = True  # exit 5 when the agents completed but expectations failed
+    answers: Path | None = None  # --answers: fixed answers per agent (with --simulate)
 
 
 class RunSession:
@@ -187,7 +188,13 @@ class RunSession:
 
     def _engine(self, workflows: list[Workflow]) -> OrchestrationEngine:
         opts = self.options
-        simulated = SimulatedClient(latency=opts.sim_latency, failure_rate=opts.sim_failure_rate, seed=opts.seed)
+        from orchestrate.run.fixed_answers import bind_engine, with_answers
+
+        simulated = with_answers(
+            SimulatedClient(latency=opts.sim_latency, failure_rate=opts.sim_failure_rate, seed=opts.seed),
+            opts.answers,
+            workflows[0],
+        )
         from orchestrate.llm.providers import ClientPool
 
         clients: Any = ClientPool(simulated=simulated, force_simulated=opts.simulate)
@@ -217,6 +224,7 @@ class RunSession:
         engine = OrchestrationEngine(
             None, EngineConfig(max_threads=self.options.max_threads), clients=clients, state=state, approver=approver
         )
+        bind_engine(simulated, engine)
         if self.hub is not None:
             from orchestrate.run.events import batch_events
 

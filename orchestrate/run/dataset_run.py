@@ -195,12 +195,13 @@ class BatchRunner:
                 EventType.ROW_STARTED, workflow.id, None, {"key": row.key, "row": row.line}, workflow_name=workflow.name
             )
         )
+        workflow.row = {**row.values, **row.columns}
         keys = [agent_key(workflow.id, a.name) for a in workflow.agents]
         try:
             await engine.execute_workflow(workflow.id, reuse=self.reuse.get(row.key))
             if self.evaluator is not None and not self.stopping:
                 keys += self.evaluator.judge_keys(workflow.id)
-                await self.evaluator.evaluate(workflow, engine=engine, row={**row.values, **row.columns})
+                await self.evaluator.evaluate(workflow, engine=engine, row=workflow.row)
         finally:
             engine.forget(workflow.id)
             records = tracker.forget(workflow.id, keys)

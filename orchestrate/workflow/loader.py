@@ -135,8 +135,11 @@ class _Builder:
         return result
 
 
-def parse_yaml(text: str, file: str) -> tuple[Located | None, list[Problem]]:
-    """Safe YAML to plain values with positions; problems instead of exceptions."""
+def parse_yaml(
+    text: str, file: str, *, what: str = "a workflow (a mapping with 'name' and 'agents')"
+) -> tuple[Located | None, list[Problem]]:
+    """Safe YAML to plain values with positions; problems instead of exceptions. The document
+    must be a mapping: `what` says which, in the problem when it is not."""
     located = Located(None, file, lines=text.splitlines())
     try:
         node = yaml.compose(text, Loader=_SafeComposer)
@@ -154,9 +157,7 @@ def parse_yaml(text: str, file: str) -> tuple[Located | None, list[Problem]]:
     except RecursionError:
         return None, [Problem(file, 1, 1, "invalid YAML: nesting too deep")]
     if node is None:
-        return None, [
-            Problem(file, 1, 1, "the file is empty; expected a workflow (a mapping with 'name' and 'agents')")
-        ]
+        return None, [Problem(file, 1, 1, f"the file is empty; expected {what}")]
     builder = _Builder(located)
     try:
         located.value = builder.build(node, ())
@@ -171,7 +172,7 @@ def parse_yaml(text: str, file: str) -> tuple[Located | None, list[Problem]]:
                 file,
                 line,
                 col,
-                f"expected a workflow (a mapping with 'name' and 'agents'), found {type(located.value).__name__}",
+                f"expected {what}, found {type(located.value).__name__}",
             )
         ]
     return located, builder.problems

@@ -241,6 +241,7 @@ class Workflow:
     base_dir: str | None = field(default=None, compare=False, repr=False)  # where modules are found first
     output_values: dict[str, Any] = field(default_factory=dict, compare=False)
     evaluation: dict[str, Any] | None = field(default=None, compare=False)  # its expectations, once evaluated
+    row: dict[str, Any] | None = field(default=None, compare=False)  # a dataset run's row: every column
 
     def __post_init__(self) -> None:
         self._by_name = {agent.name: agent for agent in self.agents}
