@@ -73,12 +73,16 @@ class CostConfig:
         default_output_cost: Output price per 1K tokens of a model with no known price.
         price_file: A JSON file of more prices, shaped like the built-in table
             (``{"models": {...}}``) or a plain ``{model: prices}`` mapping.
+        price_unknown_models: Let an engine run agents whose model has no known price,
+            at the default prices. Off: such a workflow is refused when it is
+            registered (a dearer model would pass the budget at a guessed price).
     """
 
     model_costs: dict[str, dict[str, float]] = field(default_factory=dict)
     default_input_cost: float = 0.01
     default_output_cost: float = 0.03
     price_file: str | None = None
+    price_unknown_models: bool = False
 
 
 @dataclass(slots=True)
@@ -216,6 +220,12 @@ class CostTracker:
         check_prices(prices)
         self.prices.update({k: dict(v) for k, v in prices.items()})
         self._price_cache.clear()
+
+    def has_price(self, model: str, overrides: Mapping[str, Mapping[str, float]] | None = None) -> bool:
+        """Whether `model` has a price of its own (not the defaults for unknown models)."""
+        return (overrides is not None and find_price(model, overrides) is not None) or find_price(
+            model, self.prices
+        ) is not None
 
     def price_of(self, model: str, overrides: Mapping[str, Mapping[str, float]] | None = None) -> dict[str, float]:
         """Input, cached input, cache write and output prices of `model` per 1K tokens."""

@@ -120,6 +120,8 @@ class BatchRunner:
         if self.tracker.scopes is not None:  # a shared scope's booking ids: this run folder, this session
             self.tracker.scopes.origin = f"{batch_id}/{self.session}"
         self.shape = RunShape.of(template, shared=True)  # checked once, shared by every row's run
+        if hasattr(engine, "check_prices"):
+            engine.check_prices(template)  # every row's agents are the template's
         engine.add_sink(self._watch, types=(EventType.AGENT_BUDGET_REFUSED,))
 
     def _watch(self, event: Event) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from orchestrate.errors import UserInputError
 from orchestrate.llm.base import LLMClient
 from orchestrate.money.budget_scope import ScopeLedger
 from orchestrate.money.costs import CostConfig, CostTracker, agent_key
@@ -217,9 +218,43 @@ class OrchestrationEngine:
                 the dependencies form a cycle (the message shows it: ``a -> c -> b -> a``).
         """
         shape = RunShape.of(workflow)
+        self.check_prices(workflow)
         for agent in workflow.agents:  # a run of the same id again takes the limits as they are now
             self.cost_tracker.set_agent_budget(agent_key(workflow.id, agent.name), agent.cost_limit)
         return self.register_run(workflow, shape)
+
+    def check_prices(self, workflow: Workflow) -> None:
+        """Refuse a workflow with an agent whose model has no price (unless the cost config
+        allows unknown models at its default prices).
+
+        Raises:
+            UserInputError: Naming the agent, the model and where to give it a price.
+        """
+        tracker = self.cost_tracker
+        if tracker.config.price_unknown_models:
+            return
+        from orchestrate.llm.presets import LOCAL_PROVIDERS, base_model
+        from orchestrate.llm.providers import infer_provider
+
+        for agent in workflow.agents:
+            llm = agent.llm_config
+            model = llm.get("model")
+            if agent.is_code_step or not isinstance(model, str):
+                continue
+            price_as = llm.get("price_as")
+            provider = str(llm.get("provider") or infer_provider(model))
+            if provider in LOCAL_PROVIDERS and not isinstance(price_as, str):
+                continue  # a server on the user's own machines: no price per token
+            priced = price_as if isinstance(price_as, str) else model
+            if tracker.has_price(priced, workflow.prices) or tracker.has_price(
+                base_model(provider, priced), workflow.prices
+            ):
+                continue
+            raise UserInputError(
+                f"workflow {workflow.name!r}, agent {agent.name!r}: no price known for model {priced!r}; "
+                "give it one under the workflow's 'prices:' (USD per 1K tokens: input, output), in "
+                "CostConfig.model_costs or a price_file, or set CostConfig.price_unknown_models"
+            )
 
     def register_run(self, workflow: Workflow, shape: RunShape, *, parent: str | None = None) -> str:
         """Register a run of a workflow whose `shape` was made (and checked) already; returns its id.
