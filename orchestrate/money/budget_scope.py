@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -84,8 +85,11 @@ class ScopeLedger:
         for key in agent_keys:
             self._calls.pop(key, None)
 
-    async def reserve(self, reservation: Reservation) -> None:
+    async def reserve(self, reservation: Reservation, *, simulated: bool = False) -> None:
         """Reserve `reservation.amount` in its workflow's scope, or refuse.
+
+        A `simulated` call pays nothing, so it never reserves or books in the scope: the
+        scope is only read, to refuse the call as a real one would be refused (a preview).
 
         Raises:
             BudgetExceededError: When the scope's ceiling would be passed, or it was never set.
@@ -94,9 +98,36 @@ class ScopeLedger:
         scope = self.scopes.get(reservation.workflow_id)
         if scope is None:
             return
-        call = self._calls[reservation.agent_key] = self._calls.get(reservation.agent_key, 0) + 1
-        lease = booking_id(self.origin, reservation.workflow_id, reservation.agent_key, call)
-        verdict, limit, committed = await self.state.budget_reserve(scope, lease, reservation.amount)
+        if simulated:
+            state = await self.state.budget_get(scope)
+            committed = state.spent + state.reserved
+            figures = (
+                (state.spent, state.reserved) if state.limit is None else (state.spent, state.reserved, state.limit)
+            )
+            verdict = (
+                "corrupt"
+                if not all(math.isfinite(x) for x in figures) or state.spent < 0 or (state.limit or 0) < 0
+                else "unset"
+                if state.limit is None
+                else "ok"
+                if committed + reservation.amount <= state.limit + 1e-12
+                else "over"
+            )
+            limit: float | None = state.limit
+        else:
+            call = self._calls[reservation.agent_key] = self._calls.get(reservation.agent_key, 0) + 1
+            lease = booking_id(self.origin, reservation.workflow_id, reservation.agent_key, call)
+            verdict, limit, committed = await self.state.budget_reserve(scope, lease, reservation.amount)
+        if verdict == "corrupt":
+            raise BudgetExceededError(
+                f"budget scope {scope!r} in {self.state.url} holds a figure that is not a finite, "
+                "non-negative amount; no call is made against it until it is corrected "
+                f"(orchestrate budget show {scope} --state URL)",
+                scope=f"budget_scope {scope}",
+                limit=0.0,
+                requested=reservation.amount,
+                committed=0.0,
+            )
         if verdict == "unset":
             raise BudgetExceededError(
                 f"budget scope {scope!r} has no ceiling in {self.state.url}; set it with: "
@@ -115,6 +146,8 @@ class ScopeLedger:
                 requested=reservation.amount,
                 committed=committed,
             )
+        if simulated:
+            return
         reservation.lease = lease
         self.keeper.hold(self.keeper.reservations, scope, lease)
 

@@ -397,15 +397,16 @@ class CostTracker:
                     committed=committed,
                 )
 
-    async def reserve_shared(self, reservation: Reservation) -> None:
-        """Also reserve `reservation` in its workflow's shared budget scope, if it has one.
+    async def reserve_shared(self, reservation: Reservation, *, simulated: bool = False) -> None:
+        """Also reserve `reservation` in its workflow's shared budget scope, if it has one
+        (a `simulated` call only reads the scope: see `ScopeLedger.reserve`).
 
         Raises:
             BudgetExceededError: When the scope would be passed or was never set.
             StateUnavailableError: When the shared state cannot be reached.
         """
         if self.scopes is not None:
-            await self.scopes.reserve(reservation)
+            await self.scopes.reserve(reservation, simulated=simulated)
 
     def _unreserve(self, reservation: Reservation, cost: float = 0.0) -> None:
         if reservation.lease is not None and self.scopes is not None:

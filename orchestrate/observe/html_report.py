@@ -412,9 +412,12 @@ def _overview(runs: Sequence[RunFolder]) -> str:
         ]
         for i, run in enumerate(runs)
     ]
-    total = sum(float(r.result.get("total_cost") or 0.0) for r in runs)
+    # Simulated runs paid nothing: their figures are shown apart, never summed as spend.
+    total = sum(float(r.result.get("total_cost") or 0.0) for r in runs if not r.result.get("simulated"))
+    simulated = sum(float(r.result.get("total_cost") or 0.0) for r in runs if r.result.get("simulated"))
+    apart = f' · <span class="simulated-cost">{_money(simulated)} simulated, not paid</span>' if simulated else ""
     return (
-        f'<section><h2>{len(runs)} runs · <span class="total-cost">{_money(total)}</span></h2>'
+        f'<section><h2>{len(runs)} runs · <span class="total-cost">{_money(total)} spent</span>{apart}</h2>'
         + _table(["workflow", "status", "run", "cost", "tokens", "duration"], rows, numeric_from=3)
         + "</section>"
     )

@@ -493,7 +493,7 @@ class AgentExecutor:
         permit = None
         try:
             if self.tracker.scopes is not None:
-                await self.tracker.reserve_shared(reservation)
+                await self.tracker.reserve_shared(reservation, simulated=client.provider == "simulated")
             if self.limits.active and not batched:
                 estimate = sum(len(str(m.get("content") or "")) for m in messages) // 4 + max_tokens
                 permit = self.limits.try_acquire(client.provider, model, estimate)

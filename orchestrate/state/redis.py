@@ -180,7 +180,15 @@ if first then return cjson.decode(first) end
 expire()
 local h = redis.call('HMGET', KEYS[1], 'limit', 'spent', 'reserved')
 local limit = tonumber(h[1] or '')
-local committed = tonumber(h[2] or '0') + tonumber(h[3] or '0')
+local spent, reserved = tonumber(h[2] or '0'), tonumber(h[3] or '0')
+-- A figure that is not a finite amount (nan compares false with everything; a negative spend
+-- loosens the ceiling) refuses every call until it is corrected: fail closed.
+local function bad(x) return x ~= x or x == math.huge or x == -math.huge end
+if spent == nil or reserved == nil or bad(spent) or bad(reserved) or spent < 0
+  or (h[1] and (limit == nil or bad(limit) or limit < 0)) then
+  return {'corrupt', '', '0'}
+end
+local committed = spent + reserved
 if not limit then return {'unset', '', fmt(committed)} end
 local amount = tonumber(ARGV[3])
 if committed + amount > limit + 1e-12 then return {'refused', h[1], fmt(committed)} end
