@@ -44,6 +44,7 @@ def show(
       orchestrate show runs/finance_month_end_close-20261125T101010Z --format json
       orchestrate show runs/invoice_review-20261125T101010Z --row INV-2026-10231
     """
+    from orchestrate.observe.answer import show_command
     from orchestrate.observe.run_view import (
         agent_document,
         agent_renderables,
@@ -79,7 +80,12 @@ def show(
     if agent:
         parts = agent_renderables(document, agent)
     else:
-        parts = run_renderables(document, width=console.width if interactive else None, title=str(folder))
+        parts = run_renderables(
+            document,
+            width=console.width if interactive else None,
+            title=str(folder),
+            show=show_command(folder, row),
+        )
         parts.extend(provider_batches(batches, folder, document))
         parts.append(_hint(folder) if row is None else _row_hint(folder, row))
     for part in parts:

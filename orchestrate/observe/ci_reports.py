@@ -7,13 +7,15 @@ the fact from an archived run folder. Files are written atomically.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from orchestrate.fsutil import atomic_write_text
+from orchestrate.observe.answer import inline, run_answer
 from orchestrate.observe.printable import markdown_cell, mermaid_label, xml_text
 
-__all__ = ["junit_xml", "mermaid", "summary_markdown", "write_junit", "write_summary"]
+__all__ = ["answer_markdown", "junit_xml", "mermaid", "summary_markdown", "write_junit", "write_summary"]
 
 _FAILED = ("failed", "budget_exceeded", "rejected")
 # Unfinished (a killed run's report), skipped by a condition, or waiting for a person.
@@ -106,6 +108,7 @@ def summary_markdown(documents: list[dict[str, Any]]) -> str:
             f"${doc['cost_budget']:.2f} · {doc['total_tokens']} tokens · {doc['retries']} retries · "
             f"{doc.get('duration_seconds') or 0:.2f}s",
             "",
+            *answer_markdown(doc),
             "| agent | module | status | model | tokens | cost | error |",
             "|---|---|---|---|---:|---:|---|",
         ]
@@ -117,6 +120,34 @@ def summary_markdown(documents: list[dict[str, Any]]) -> str:
             )
         out += ["", "```mermaid", mermaid(doc), "```", ""]
     return "\n".join(out)
+
+
+def answer_markdown(doc: Mapping[str, Any]) -> list[str]:
+    """The run's description, inputs and outputs (or last agents' answers) as Markdown lines."""
+    lines: list[str] = []
+    if doc.get("description"):
+        lines += [markdown_cell(" ".join(str(doc["description"]).split())), ""]
+    inputs = doc.get("inputs")
+    if isinstance(inputs, Mapping) and inputs:
+        lines += ["| input | value |", "|---|---|"]
+        lines += [f"| {markdown_cell(k)} | {markdown_cell(_short(v))} |" for k, v in inputs.items()]
+        lines.append("")
+    kind, answers = run_answer(doc)
+    if answers:
+        lines += [
+            f"| {'output' if kind == 'outputs' else 'last agent'} | {'value' if kind == 'outputs' else 'answer'} |"
+        ]
+        lines.append("|---|---|")
+        for item in answers:
+            shown = _short(item.value) if item.status in (None, "completed") else f"({item.status})"
+            lines.append(f"| {markdown_cell(item.name)} | {markdown_cell(shown)} |")
+        lines.append("")
+    return lines
+
+
+def _short(value: Any, limit: int = 300) -> str:
+    text = inline(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def write_junit(path: Path, documents: list[dict[str, Any]]) -> None:

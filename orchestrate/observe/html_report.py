@@ -20,6 +20,7 @@ from typing import Any
 
 from orchestrate.fsutil import atomic_write_text
 from orchestrate.observe import html_svg as svg
+from orchestrate.observe.html_answer import answer_section
 from orchestrate.observe.html_batch import MAX_EXAMPLE_ROWS, BatchFacts
 from orchestrate.observe.html_style import CSS
 from orchestrate.observe.run_folder import RunFolder, find_run_folders, load_run_folder
@@ -428,12 +429,14 @@ def render_report(runs: Sequence[RunFolder]) -> str:
     title = runs[0].name if len(runs) == 1 else f"{len(runs)} orchestrate runs"
     body = [_overview(runs)] if len(runs) > 1 else []
     for i, run in enumerate(runs):
-        summary = _summary(run, f"run-{i}", heading=len(runs) > 1)
+        several = len(runs) > 1
+        summary = _summary(run, f"run-{i}", heading=several and run.batch is not None)
         if run.batch is not None:
             body.append(f'<article class="run">{summary}{_rows(run)}{batch_sections(run.batch)}{_costs(run)}</article>')
         else:
+            answer = answer_section(run.result, heading=run.name if several else None)
             body.append(
-                f'<article class="run">{summary}{_rows(run)}{_problems(run)}'
+                f'<article class="run">{answer}{summary}{_rows(run)}{_problems(run)}'
                 f"{_timeline(run)}{_graph(run)}{_costs(run)}{_agents(run)}</article>"
             )
     return (

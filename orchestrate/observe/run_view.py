@@ -17,6 +17,7 @@ from typing import Any
 
 from orchestrate.errors import UserInputError
 from orchestrate.money.amounts import usd
+from orchestrate.observe.answer import agent_answer, answer_lines, input_lines, run_answer
 from orchestrate.observe.summary import failure_lines, outcome_counts, plural
 from orchestrate.observe.tables import Column, build_table
 
@@ -96,8 +97,11 @@ def run_summary(document: Mapping[str, Any]) -> dict[str, Any]:
         "reused_agents",
         "source",
     )
+    kind, answers = run_answer(document)
     return {
         **{k: document.get(k) for k in keep},
+        "outputs": {a.name: a.value for a in answers} if kind == "outputs" else None,
+        "answers": {a.name: a.value for a in answers if a.status == "completed"} if kind == "answers" else None,
         "agents": [
             {
                 k: a.get(k)
@@ -135,7 +139,9 @@ def agent_document(document: Mapping[str, Any], name: str) -> dict[str, Any]:
     }
 
 
-def run_renderables(document: Mapping[str, Any], *, width: int | None, title: str | None = None) -> list[Any]:
+def run_renderables(
+    document: Mapping[str, Any], *, width: int | None, title: str | None = None, show: str | None = None
+) -> list[Any]:
     """The overview of a run: headline, facts, a table row per agent, and the reasons."""
     from rich.text import Text
 
@@ -143,13 +149,17 @@ def run_renderables(document: Mapping[str, Any], *, width: int | None, title: st
         Text(title or str(document.get("run_id") or document.get("name")), style="bold"),
         Text(f"{document.get('name')}: {_headline(document)}"),
     ]
+    if document.get("description"):
+        parts.append(Text(" ".join(str(document["description"]).split()), style="dim"))
+    for block in (input_lines(document, width=width), answer_lines(document, show, width=width)):
+        if block:
+            parts.append(Text(block[0], style="bold"))
+            parts.extend(Text(line) for line in block[1:])
     facts = []
     if document.get("started_at"):
         facts.append(f"started {document['started_at']}")
     if document.get("cost_budget") is not None:
         facts.append(f"budget ${float(document['cost_budget']):.2f}")
-    if document.get("inputs"):
-        facts.append("inputs: " + ", ".join(f"{k}={_inline(v)}" for k, v in document["inputs"].items()))
     if document.get("resumed_from"):
         facts.append(f"resumed from {document['resumed_from']}")
     if facts:
@@ -221,11 +231,7 @@ def agent_renderables(document: Mapping[str, Any], name: str) -> list[Any]:
         section("prompt", "(not recorded: this run was made before prompts were kept)")
     output = agent.get("output")
     if output:
-        answer = (
-            output.get("json")
-            if isinstance(output, dict) and "json" in output
-            else (output.get("text") if isinstance(output, dict) and set(output) == {"text"} else output)
-        )
+        answer = agent_answer(agent)
         body = answer if isinstance(answer, str) else json.dumps(answer, indent=2, ensure_ascii=False)
         section("answer", body)
     tools = meta.get("tool_log") or []

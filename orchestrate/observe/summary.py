@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrate.money.amounts import usd
+from orchestrate.observe.answer import answer_lines, show_command
 
 __all__ = ["closing_lines", "failure_lines", "next_steps", "outcome_counts", "plural"]
 
@@ -131,6 +132,7 @@ def closing_lines(
     if failures:
         lines.append("why:")
         lines.extend(failures)
+    lines.extend(answer_lines(document, show_command(run_dir), width=width))
     lines.append(f"run folder: {run_dir}")
     lines.append("next:")
     lines.extend(next_steps(document, run_dir, workflow_file))
