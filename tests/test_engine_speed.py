@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import weakref
+from typing import Any
 
 from orchestrate import EngineConfig, OrchestrationEngine, RateLimitConfig
 from orchestrate.money.rate_limit import RateLimiter
@@ -83,3 +85,30 @@ def test_the_monitor_counts_ends_by_status_only_for_known_counters() -> None:
     assert c["workflows_partially_completed"] == 1
     assert monitor.agents_finished == 5
     assert monitor.get_summary()["agents"]["avg_execution_time"] == 4.0 / 5
+
+
+async def test_a_finished_agents_task_is_not_held_until_the_run_ends() -> None:
+    refs: dict[str, weakref.ref[asyncio.Task[Any]]] = {}
+    alive_when_b_started: list[bool] = []
+
+    def sink(event: Event) -> None:
+        task = asyncio.current_task()
+        if event.type is EventType.AGENT_STARTED and task is not None:
+            refs[event.agent or ""] = weakref.ref(task)
+            if event.agent == "b":
+                gc.collect()
+                alive_when_b_started.append(refs["a"]() is not None)
+
+    engine = OrchestrationEngine(ScriptedClient(), EngineConfig(rate_limit_config=None), sleep=FakeSleep())
+    engine.add_sink(sink)
+    result = await run(engine, workflow(agent("a", timeout=600.0), agent("b", ("a",), timeout=600.0)))
+    assert result.status.value == "completed"
+    assert alive_when_b_started == [False]
+
+
+async def test_an_agent_past_its_timeout_is_still_cancelled() -> None:
+    engine = OrchestrationEngine(ScriptedClient(delay=5.0), EngineConfig(rate_limit_config=None), sleep=FakeSleep())
+    result = await run(engine, workflow(agent("slow", timeout=0.05), agent("after", ("slow",))))
+    slow = result.agents[0].result
+    assert slow is not None and slow.error == "agent timed out after 0.05s"
+    assert [a.status.value for a in result.agents] == ["cancelled", "cancelled"]

@@ -450,20 +450,25 @@ class WorkflowRun:
     # heap and one timer for every run (see orchestrate/run/deadlines.py).
 
     def _arm(self, i: int, task: asyncio.Task[None]) -> None:
-        self._deadline(self.loop.time() + self.agents[i].timeout, i, task)
+        # The entry names the agent, not its task: an agent runs in one task a run (`tasks[i]`
+        # while it runs), and a finished task held by the heap until the run ends was a third
+        # of the engine's memory at 10,000 agents.
+        self._deadline(self.loop.time() + self.agents[i].timeout, i, None)
 
     def _deadline(self, at: float, i: int, task: asyncio.Task[None] | None) -> None:
         self.pending_deadlines += 1
         self.deadlines.add(self.loop, at, self.timing, i, task)
 
     def deadline_passed(self, i: int, task: asyncio.Task[Any] | None) -> None:
-        """Cancel agent `i` if `task` still runs it, or end the wait for the workflow's deadline."""
+        """Cancel agent `i` if it still runs, or end the wait for the workflow's deadline."""
         self.pending_deadlines -= 1
         if i == _WORKFLOW:
             self._time_out()
-        elif task is not None and self.tasks.get(i) is task:
-            self.expired.add(i)
-            task.cancel()
+        else:
+            running = self.tasks.get(i)
+            if running is not None and (task is None or running is task):
+                self.expired.add(i)
+                running.cancel()
 
     def _disarm(self) -> None:
         timing = self.timing
