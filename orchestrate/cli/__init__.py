@@ -2,7 +2,8 @@
 
 Only the CLI turns errors into exit codes. Exit codes (stable, documented in docs/commands.md):
 0 success, 1 run failed, 2 invalid input (YAML, flags, inputs, missing key),
-3 run partially completed, 4 run waiting for an approval, 130 interrupted (Ctrl-C),
+3 run partially completed, 4 run waiting for an approval, 5 expectations failed
+(docs/checking-answers.md), 6 regressed against --baseline, 130 interrupted (Ctrl-C),
 143 terminated (SIGTERM).
 """
 
@@ -72,6 +73,7 @@ _COMMANDS = (
     ("merge", "merge", "merge"),
     ("budget", "budget", "app"),
     ("approve", "approve", "approve"),
+    ("eval", "eval", "eval_command"),
 )
 
 

@@ -241,6 +241,26 @@ def run(
             rich_help_panel="Expectations",
         ),
     ] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            "--baseline",
+            metavar="RUN_DIR",
+            help="Compare expectations with an earlier run or dataset folder; exit 6 on a pass -> fail.",
+            rich_help_panel="Expectations",
+        ),
+    ] = None,
+    tolerance: Annotated[
+        float,
+        typer.Option(
+            "--tolerance",
+            metavar="RATE",
+            min=0.0,
+            max=1.0,
+            help="Pass-rate drop per expectation allowed against --baseline (0.02 = 2 points).",
+            rich_help_panel="Expectations",
+        ),
+    ] = 0.0,
     no_fail_on_expect: Annotated[
         bool,
         typer.Option(
@@ -274,7 +294,8 @@ def run(
     \b
     Exit codes: 0 completed, 1 failed, 2 invalid input, 3 partially completed,
     4 waiting for an approval, 5 completed but expectations failed (see
-    --no-fail-on-expect), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
+    --no-fail-on-expect), 6 regressed against --baseline, 130 interrupted (Ctrl-C),
+    143 terminated (SIGTERM).
     """
     from orchestrate.cli.plan import workflow_files
     from orchestrate.cli.run_session import RunOptions, RunSession
@@ -342,6 +363,8 @@ def run(
         max_threads=max_threads,
         fail_on_expect=not no_fail_on_expect,
         answers=answers,
+        baseline=baseline,
+        tolerance=tolerance,
         ask=is_interactive(sys.stderr) and is_interactive(sys.stdin) and not approve_all,
     )
     if data is not None:

@@ -32,6 +32,7 @@ from orchestrate.run.engine import OrchestrationEngine
 from orchestrate.run.evaluation import DatasetScoring, exit_code
 from orchestrate.run.events import EventType
 from orchestrate.run.fixed_answers import bind_engine, with_answers
+from orchestrate.run.rescore import check_baseline, gate
 from orchestrate.workflow.answers import load_answers
 from orchestrate.workflow.dataset import Dataset, spool_stdin
 from orchestrate.workflow.expectations import row_columns
@@ -109,6 +110,7 @@ class BatchSession:
         from orchestrate.cli.run_session import check_output_paths
 
         check_output_paths(opts)  # before the first row is paid for
+        check_baseline(opts.baseline)
         template, dataset, spooled = open_dataset(self.file, batch.data, opts.inputs, key=batch.key, shard=batch.shard)
         if opts.answers is not None:  # checked before any row, and its {row.COLUMN}s allowed in the data
             dataset.columns |= load_answers(opts.answers, template).columns() - set(template.inputs)
@@ -264,7 +266,8 @@ class BatchSession:
                 "were recorded; run again with --resume RUN_DIR once it is back"
             )
             return 1
-        return exit_code(_EXIT_BY_STATUS.get(status, 1), [document["expectations"]], fail_on_expect=opts.fail_on_expect)
+        code = exit_code(_EXIT_BY_STATUS.get(status, 1), [document["expectations"]], fail_on_expect=opts.fail_on_expect)
+        return gate(code, run_dir, opts.baseline, opts.tolerance, lambda line: sys.stdout.write(line + "\n"))
 
     def _shard_dir(self, template: Workflow, dataset: Dataset) -> Path | None:
         """`--shard auto`: the shard's own folder; an earlier start's is resumed (then None: `--resume` has it)."""

@@ -78,6 +78,8 @@ class RunOptions:
     max_threads: int | None = None  # the run's worker threads (sync tools, code steps)
     fail_on_expect: bool = True  # exit 5 when the agents completed but expectations failed
     answers: Path | None = None  # --answers: fixed answers per agent (with --simulate)
+    baseline: Path | None = None  # --baseline RUN_DIR: exit 6 on a pass -> fail against it
+    tolerance: float = 0.0  # the pass-rate drop --baseline allows
 
 
 class RunSession:
@@ -101,6 +103,9 @@ class RunSession:
         opts = self.options
         workflows = [self._load(path) for path in self.files]
         check_output_paths(opts)
+        from orchestrate.run.rescore import check_baseline
+
+        check_baseline(opts.baseline)
         reuse: dict[str, Any] = {}
         decided: dict[str, Any] = {}
         if opts.resume is not None:
@@ -150,7 +155,10 @@ class RunSession:
         code = max(codes, key=lambda c: _SEVERITY.get(c, 3)) if codes else 0
         from orchestrate.run.evaluation import exit_code
 
-        return exit_code(code, [wf.evaluation for wf in workflows], fail_on_expect=opts.fail_on_expect)
+        code = exit_code(code, [wf.evaluation for wf in workflows], fail_on_expect=opts.fail_on_expect)
+        from orchestrate.run.rescore import gate
+
+        return gate(code, self.recorders[0].run_dir, opts.baseline, opts.tolerance, _say) if self.recorders else code
 
     def _up_front(self, workflow: Workflow, decided: dict[str, Any]) -> dict[str, Any]:
         """Decisions known before the run: recorded in the resumed folder, then --approve."""
@@ -505,6 +513,10 @@ def tracing_requested(flag: bool, env: Any) -> bool:
     if env.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
         return False
     return flag or bool(env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+
+
+def _say(line: str) -> None:
+    sys.stdout.write(line + "\n")
 
 
 def _warn(message: str) -> None:

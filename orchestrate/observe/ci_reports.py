@@ -64,6 +64,14 @@ def junit_xml(documents: list[dict[str, Any]]) -> str:
                 f"tokens={agent.get('tokens_used', 0)} cost={agent.get('cost', 0):.6f} "
                 f"retries={agent.get('retry_count', 0)}"
             )
+    for doc in documents:  # a suite of each run's expectations (observe/expectation_reports.py)
+        if doc.get("expectations"):
+            from orchestrate.observe.expectation_reports import expectation_suite
+
+            suite = expectation_suite(doc["name"], [{"key": "run", **doc["expectations"]}])
+            suites.append(suite)
+            for key in ("tests", "failures", "skipped"):
+                totals[key] += int(suite.get(key) or 0)
     for key, value in totals.items():
         suites.set(key, str(value))
     ET.indent(suites)
@@ -119,6 +127,10 @@ def summary_markdown(documents: list[dict[str, Any]]) -> str:
                 f"${a.get('cost', 0):.4f} | {markdown_cell(a.get('error') or '')} |"
             )
         out += ["", "```mermaid", mermaid(doc), "```", ""]
+        if doc.get("expectations"):
+            from orchestrate.observe.expectation_reports import expectations_markdown
+
+            out += expectations_markdown(doc["expectations"])
     return "\n".join(out)
 
 

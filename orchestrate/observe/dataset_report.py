@@ -290,7 +290,10 @@ class BatchRecorder:
         self._journal(records, entry or [row.key, 0])
         self.tokens += tokens
         document = result_document(
-            workflow, simulated=self.simulated, run_id=self.run_dir.name, extra={"key": row.key, "row": row.line}
+            workflow,
+            simulated=self.simulated,
+            run_id=self.run_dir.name,
+            extra={"key": row.key, "row": row.line, **({"columns": row.columns} if row.columns else {})},
         )
         document["status"] = status
         self.full.write(document)

@@ -37,6 +37,7 @@ from orchestrate.workflow.models import Agent, AgentResult, AgentStatus, Workflo
 
 __all__ = [
     "EXIT_EXPECTATIONS",
+    "EXIT_REGRESSION",
     "JUDGE_SUFFIX",
     "EvaluationTotals",
     "Evaluator",
@@ -45,6 +46,7 @@ __all__ = [
 ]
 
 EXIT_EXPECTATIONS = 5  # the agents completed, but some expectation failed or could not be evaluated
+EXIT_REGRESSION = 6  # against --baseline: a case went pass -> fail, or a pass rate fell past --tolerance
 JUDGE_SUFFIX = ".judge"
 WORKFLOW_OWNER = "outputs"
 _QUESTION_CHARS = 4000
@@ -89,6 +91,17 @@ class Evaluator:
         if not workflow.expect and not any(a.expect for a in workflow.agents):
             return None
         return cls(workflow)
+
+    def judge_configs(self) -> list[dict[str, Any]]:
+        """The llm_config of every judge (to check their API keys before any call)."""
+        found = []
+        stack = [(e, t.agent) for t in self.targets for e in t.expectations]
+        while stack:
+            expectation, owner = stack.pop()
+            if expectation.kind == "rubric":
+                found.append(judge_llm(expectation, owner))
+            stack += [(child, owner) for child in expectation.children]
+        return found
 
     def judge_keys(self, workflow_id: str) -> list[str]:
         """The tracker accounts this workflow's judges reserve against (to forget with a row's)."""
@@ -232,14 +245,7 @@ async def _ask_judge(
     from orchestrate.workflow.expectations import _text
 
     owner = target.agent
-    if "model" in expectation.judge or owner is None or not owner.llm_config:
-        llm = dict(expectation.judge)
-    else:
-        llm = {k: v for k, v in owner.llm_config.items() if k not in ("system", "response_format")}
-        llm.update(expectation.judge)
-    llm.setdefault("temperature", None)
-    llm.setdefault("max_tokens", 400)
-    llm["system"] = JUDGE_SYSTEM
+    llm = judge_llm(expectation, owner)
     judge = Agent(
         name=judge_name(target.owner),
         module=owner.module if owner is not None else "General",
@@ -277,6 +283,19 @@ async def _ask_judge(
     reason = str(verdict.get("reason") or "") if isinstance(verdict, dict) else ""
     status = "pass" if score >= threshold else "fail"
     return Outcome(name, "rubric", status, threshold, float(score), reason, float(score))
+
+
+def judge_llm(expectation: Expectation, owner: Agent | None) -> dict[str, Any]:
+    """The judge's llm_config: its own `judge:` (with a model), else the agent's with `judge:` over it."""
+    if "model" in expectation.judge or owner is None or not owner.llm_config:
+        llm = dict(expectation.judge)
+    else:
+        llm = {k: v for k, v in owner.llm_config.items() if k not in ("system", "response_format")}
+        llm.update(expectation.judge)
+    llm.setdefault("temperature", None)
+    llm.setdefault("max_tokens", 400)
+    llm["system"] = JUDGE_SYSTEM
+    return llm
 
 
 def _live(agent: Agent) -> dict[str, Any]:
