@@ -74,6 +74,7 @@ _COMMANDS = (
     ("budget", "budget", "app"),
     ("approve", "approve", "approve"),
     ("eval", "eval", "eval_command"),
+    ("audit", "audit", "app"),
 )
 
 

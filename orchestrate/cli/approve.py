@@ -28,7 +28,13 @@ def approve(
     ] = False,
     note: Annotated[str | None, typer.Option("--note", metavar="TEXT", help="Why; kept with the decision.")] = None,
     by: Annotated[
-        str | None, typer.Option("--by", metavar="NAME", help="Who decides (default: the login name).")
+        str | None,
+        typer.Option(
+            "--by",
+            "--approver",
+            metavar="NAME",
+            help="Who decides (default: ORCHESTRATE_APPROVER, else the login name).",
+        ),
     ] = None,
 ) -> None:
     """Record a decision (who, when, note) in RUN_DIR; then `orchestrate run FILE --resume RUN_DIR`.
@@ -38,9 +44,11 @@ def approve(
       orchestrate approve runs/finance_month_end_close-20261125T101500Z post_adjustments --by controller
       orchestrate approve runs/finance_month_end_close-20261125T101500Z post_adjustments --reject --note "wrong period"
     """
-    from orchestrate.run.approvals import Decision, current_user, record_decision
+    from orchestrate.observe.compliance import approver_identity
+    from orchestrate.run.approvals import Decision, record_decision
 
-    decision = Decision.now(agent, not reject, by or current_user(), note=note, source="approve")
+    name, _ = approver_identity(by)
+    decision = Decision.now(agent, not reject, name or "unknown", note=note, source="approve")
     record_decision(run_dir, decision)
     verb = "rejected" if reject else "approved"
     sys.stdout.write(

@@ -275,6 +275,30 @@ def run(
             "--approve-all", help="Approve every agent with an approval up front.", rich_help_panel="Approvals"
         ),
     ] = False,
+    approver: Annotated[
+        str | None,
+        typer.Option(
+            "--approver",
+            metavar="NAME",
+            help="Who approves (default: ORCHESTRATE_APPROVER, else the login name); kept in the audit trail.",
+            rich_help_panel="Approvals",
+        ),
+    ] = None,
+    audit_sink: Annotated[
+        str | None,
+        typer.Option(
+            "--audit-sink",
+            metavar="FILE|URL",
+            help="Also append the audit trail's head to this append-only file (or POST it to this URL).",
+        ),
+    ] = None,
+    no_content: Annotated[
+        bool,
+        typer.Option(
+            "--no-content",
+            help="Keep no prompts, answers or tool arguments anywhere the run writes: digests and sizes instead.",
+        ),
+    ] = False,
 ) -> None:
     """Run workflows and write result.json, cost.json and events.jsonl for each.
 
@@ -365,6 +389,9 @@ def run(
         answers=answers,
         baseline=baseline,
         tolerance=tolerance,
+        approved_by=approver,
+        audit_sink=audit_sink,
+        no_content=no_content,
         ask=is_interactive(sys.stderr) and is_interactive(sys.stdin) and not approve_all,
     )
     if data is not None:

@@ -135,6 +135,15 @@ class BatchSession:
             )
         if check.rows == 0 and batch.shard is None:
             raise UserInputError(f"{dataset.label}: no rows to run")
+        from orchestrate.observe.compliance import approver_identity, check_identity, protect_workflow
+
+        approver = approver_identity(opts.approved_by)
+        check_identity(template, approver[0])
+        protector = protect_workflow(template, no_content=opts.no_content)
+        if protector is not None and not protector.policy.store_content:
+            from orchestrate.cli.run_session import _without_content
+
+            _without_content(opts)
         prior: PriorBatch | None = None
         shard_dir = self._shard_dir(template, dataset) if batch.shard_source and opts.resume is None else None
         if opts.resume is not None:
@@ -183,6 +192,19 @@ class BatchSession:
         if prior is not None:
             engine.cost_tracker.carry_spend(batch_id, prior.spent)
         commit = GroupCommit(engine.journal_failed)  # the folder's journals are written once a turn of the event loop
+        from orchestrate.observe.compliance import event_redactor, open_trail
+
+        trail = open_trail(
+            run_dir,
+            template,
+            kind="dataset_run",
+            argv=sys.argv,
+            approver=approver,
+            sink=opts.audit_sink,
+            on_failure=engine.journal_failed,
+            extra={"data": dataset.label, "key": batch.key, "rows": check.rows},
+        )
+        engine.add_sink(trail)
         recorder = BatchRecorder(
             run_dir,
             template,
@@ -201,17 +223,26 @@ class BatchSession:
                 "resumed_from": str(opts.resume) if opts.resume else None,
                 "max_rows_parallel": rows_parallel,
                 "max_calls_in_flight": max_calls,
+                "audit": trail.head,  # the same object: result.json always has the current head
+                **({"data_protection": protector.policy.summary()} if protector is not None else {}),
+                **({"content_kept": False} if protector is not None and not protector.policy.store_content else {}),
             },
         )
         todo = check.rows - (len(prior.completed) if prior is not None else 0)
         display = self._display(template, engine, capped, batch_id, max(0, todo))
-        log = EventLog(run_dir / "events.jsonl", sync_interval=1.0, exclude=BATCH_UNLOGGED, commit=commit)
+        log = EventLog(
+            run_dir / "events.jsonl",
+            sync_interval=1.0,
+            exclude=BATCH_UNLOGGED,
+            commit=commit,
+            redact=event_redactor(template),
+        )
         engine.add_sink(log)
         scoring = DatasetScoring.of(template, run_dir)
         runner = self.runner = BatchRunner(
             engine,
             template,
-            dataset,
+            protector.rows(dataset, batch.key) if protector is not None else dataset,
             sinks=[recorder, display, *scoring.sinks],
             evaluator=scoring.evaluator,
             batch_id=batch_id,
@@ -241,6 +272,9 @@ class BatchSession:
         if halted is not None:  # a journal failed: never `completed` with a short journal
             status, reason = "failed", engine.halted
             print_error(halted)  # said first: writing the reports may fail for the same reason
+        from orchestrate.observe.compliance import close_trail
+
+        close_trail(trail, {**recorder.document(), "status": status, "error": reason}, protector)
         document = recorder.finish(status, reason)
         document["expectations"] = scoring.finish()
         self._artefacts(document, run_dir)
@@ -259,6 +293,9 @@ class BatchSession:
         if self.signal_received is not None:
             return _EXIT_BY_SIGNAL.get(self.signal_received, 130)
         if halted is not None:
+            return 1
+        if trail.failed is not None:  # the trail's last record or its head could not be kept
+            print_error(trail.failed)
             return 1
         if engine.state_error is not None:
             print_error(

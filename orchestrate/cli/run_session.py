@@ -22,7 +22,6 @@ from orchestrate.errors import UserInputError
 from orchestrate.llm.simulated import SimulatedClient
 from orchestrate.observe.eventlog import EventLog
 from orchestrate.observe.reports import RunRecorder, new_run_dir
-from orchestrate.run.approvals import current_user
 from orchestrate.run.closing import closing_warnings, fail_closed
 from orchestrate.run.engine import EngineConfig, OrchestrationEngine
 from orchestrate.workflow.loader import load_workflow
@@ -80,6 +79,8 @@ class RunOptions:
     answers: Path | None = None  # --answers: fixed answers per agent (with --simulate)
     baseline: Path | None = None  # --baseline RUN_DIR: exit 6 on a pass -> fail against it
     tolerance: float = 0.0  # the pass-rate drop --baseline allows
+    audit_sink: str | None = None  # an append-only copy of the audit trail's head
+    no_content: bool = False  # store_content: false whatever the workflow says
 
 
 class RunSession:
@@ -97,6 +98,9 @@ class RunSession:
         self.cache_store: Any = None
         self._workflow_ids: list[str] = []  # of each recorder, in order
         self.decisions: list[dict[str, Any]] = []
+        self.trails: list[Any] = []  # the audit trail of each recorder, in order
+        self.audit_failures: list[str] = []
+        self.approver: tuple[str | None, str] = (None, "none")
 
     def execute(self) -> int:
         """Run every workflow; returns the exit code."""
@@ -106,6 +110,7 @@ class RunSession:
         from orchestrate.run.rescore import check_baseline
 
         check_baseline(opts.baseline)
+        self._compliance(workflows)
         reuse: dict[str, Any] = {}
         decided: dict[str, Any] = {}
         if opts.resume is not None:
@@ -131,6 +136,14 @@ class RunSession:
         if halted is not None:  # said first: writing the reports may fail for the same reason
             print_error(halted)
         documents = [recorder.flush() for recorder in self.recorders]
+        if self.trails:
+            from orchestrate.observe.compliance import close_trail
+
+            for trail, document, workflow in zip(self.trails, documents, workflows):
+                close_trail(trail, document, workflow.protector)
+                if trail.failed is not None:
+                    self.audit_failures.append(trail.failed)
+            documents = [recorder.flush() for recorder in self.recorders]  # with the trail's last head
         self._write_html_reports()
         self._write_artefacts(documents)
         self._print_summary(documents)
@@ -142,6 +155,9 @@ class RunSession:
         if self.signal_received is not None:
             return _EXIT_BY_SIGNAL.get(self.signal_received, 130)
         if halted is not None:
+            return 1
+        if self.audit_failures:  # the trail's last record or its head could not be kept
+            print_error(self.audit_failures[0])
             return 1
         if engine.state_error is not None:
             self._keep_unsettled(engine)
@@ -160,6 +176,35 @@ class RunSession:
 
         return gate(code, self.recorders[0].run_dir, opts.baseline, opts.tolerance, _say) if self.recorders else code
 
+    def _compliance(self, workflows: list[Workflow]) -> None:
+        """Name the approver, apply each workflow's data-protection policy, and turn off
+        what would keep content the policy says not to keep (see orchestrate.observe.compliance)."""
+        from orchestrate.observe.compliance import approver_identity, check_identity, protect_workflow
+
+        opts = self.options
+        self.approver = approver_identity(opts.approved_by)
+        for workflow in workflows:
+            check_identity(workflow, self.approver[0])
+            protector = protect_workflow(workflow, no_content=opts.no_content)
+            if protector is not None and not protector.policy.store_content:
+                _without_content(opts)
+
+    def _trail(self, engine: OrchestrationEngine, run_dir: Path, workflow: Workflow) -> Any:
+        from orchestrate.observe.compliance import open_trail
+
+        trail = open_trail(
+            run_dir,
+            workflow,
+            kind="run",
+            argv=sys.argv,
+            approver=self.approver,
+            sink=self.options.audit_sink,
+            on_failure=engine.journal_failed,
+            extra={"resumed_from": str(self.options.resume) if self.options.resume else None},
+        )
+        self.trails.append(trail)
+        return trail
+
     def _up_front(self, workflow: Workflow, decided: dict[str, Any]) -> dict[str, Any]:
         """Decisions known before the run: recorded in the resumed folder, then --approve."""
         from orchestrate.errors import UserInputError
@@ -174,7 +219,7 @@ class RunSession:
                     f"--approve {name}: workflow {workflow.name!r} has no agent "
                     f"{name!r} with an approval (agents with one: {names})"
                 )
-        by = opts.approved_by or current_user()
+        by = self.approver[0] or "unknown"
         decisions = {name: d for name, d in decided.items() if name in gated}
         for name in gated:
             if name in decisions:
@@ -223,7 +268,7 @@ class RunSession:
         if opts.ask:
             from orchestrate.cli.approve import TerminalApprover
 
-            approver = TerminalApprover(by=opts.approved_by or current_user(), pause=self._pause_display)
+            approver = TerminalApprover(by=self.approver[0] or "unknown", pause=self._pause_display)
         if opts.cache is not None:
             from orchestrate.run.cache import CachingClients, cache_store
 
@@ -290,7 +335,13 @@ class RunSession:
 
                     write_decisions(run_dir, decisions)
                 engine.add_sink(_only(workflow.id, _DecisionKeeper(run_dir, decisions)))
-                log = EventLog(run_dir / "events.jsonl", on_error=engine.journal_failed)
+                trail = self._trail(engine, run_dir, workflow)
+                engine.add_sink(_only(workflow.id, trail))
+                from orchestrate.observe.compliance import event_redactor
+
+                log = EventLog(
+                    run_dir / "events.jsonl", on_error=engine.journal_failed, redact=event_redactor(workflow)
+                )
                 logs.append(log)
                 engine.add_sink(_only(workflow.id, log))
                 recorder = RunRecorder(
@@ -298,7 +349,11 @@ class RunSession:
                     workflow,
                     engine.cost_tracker,
                     simulated=opts.simulate,
-                    extra={"resumed_from": str(opts.resume) if opts.resume else None, "reused_agents": sorted(reuse)},
+                    extra={
+                        "resumed_from": str(opts.resume) if opts.resume else None,
+                        "reused_agents": sorted(reuse),
+                        "audit": trail.head,  # the same object: result.json always has the current head
+                    },
                 )
                 self.recorders.append(recorder)
                 self._workflow_ids.append(workflow.id)
@@ -517,6 +572,16 @@ def tracing_requested(flag: bool, env: Any) -> bool:
 
 def _say(line: str) -> None:
     sys.stdout.write(line + "\n")
+
+
+def _without_content(opts: RunOptions) -> None:
+    """store_content: false: traces without content, and no response cache (it keeps answers)."""
+    if opts.otel_content:
+        _warn("--otel-content ignored: the workflow's data_protection says store_content: false")
+        opts.otel_content = False
+    if opts.cache is not None:
+        _warn("--cache ignored: the response cache keeps answers, and store_content is false")
+        opts.cache = None
 
 
 def _warn(message: str) -> None:

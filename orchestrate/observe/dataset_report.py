@@ -37,6 +37,7 @@ from orchestrate.observe.eventlog import read_events
 from orchestrate.observe.journal import GroupCommit, JsonLines
 from orchestrate.observe.reports import SCHEMA_VERSION, result_document, write_json
 from orchestrate.run.events import Event, EventType
+from orchestrate.run.protection import withheld
 from orchestrate.workflow.models import AgentResult, AgentStatus, Workflow
 
 if TYPE_CHECKING:
@@ -76,8 +77,9 @@ def _numbered_lines(path: Path, torn: set[int]) -> Iterator[tuple[int, dict[str,
 def row_outputs(workflow: Workflow) -> dict[str, Any]:
     """What a row produced: the workflow's declared `outputs:`, else the answers of the agents
     nothing depends on (JSON if any, else text)."""
+    protector = workflow.protector
     if workflow.outputs:
-        return dict(workflow.output_values)
+        return protector.outputs(workflow.output_values) if protector is not None else dict(workflow.output_values)
     needed = {dep for agent in workflow.agents for dep in agent.dependencies}
     outputs: dict[str, Any] = {}
     for agent in workflow.agents:
@@ -86,6 +88,8 @@ def row_outputs(workflow: Workflow) -> dict[str, Any]:
         result = agent.result
         if result is not None and result.status is AgentStatus.COMPLETED and result.output is not None:
             outputs[agent.name] = result.output.get("json", result.output.get("text"))
+    if protector is not None and not protector.policy.store_content:  # not declared: not kept
+        return {name: withheld(value) for name, value in outputs.items()}
     return outputs
 
 

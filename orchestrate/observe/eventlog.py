@@ -37,6 +37,7 @@ class EventLog:
         clock: Callable[[], float] = time.monotonic,
         commit: GroupCommit | None = None,
         on_error: Callable[[str], None] | None = None,
+        redact: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> None:
         """Open (append to) `path`.
 
@@ -46,8 +47,10 @@ class EventLog:
         the lines wait for the end of the event loop's turn. Events of a type
         in `exclude` are not written (a batch journals its calls in
         calls.jsonl rather than as ``llm_call`` events too). `on_error` is told
-        when the file cannot be written (see `JsonLines`).
+        when the file cannot be written (see `JsonLines`). `redact` rewrites
+        each record before it is written (content withheld by a data-protection policy).
         """
+        self.redact = redact
         self.exclude = frozenset(exclude)
         self.event_types = frozenset(EventType) - self.exclude  # the engine then skips the others
         self.path = Path(path)
@@ -61,7 +64,10 @@ class EventLog:
         journal = self._journal
         if journal is None or event.type in self.exclude:
             return
-        journal.write_line(json_line(event.to_dict()))  # never NaN or Infinity: strict readers refuse them
+        record = event.to_dict()
+        if self.redact is not None:
+            record = self.redact(record)
+        journal.write_line(json_line(record))  # never NaN or Infinity: strict readers refuse them
         if self._sync_each_end and event.type in _DURABLE:
             journal.sync()
 

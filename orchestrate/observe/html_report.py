@@ -125,8 +125,23 @@ def _summary(run: RunFolder, anchor: str, *, heading: bool) -> str:
     return (
         f'<section id="{anchor}">{title}'
         f'<p class="meta">run {_e(doc.get("run_id") or run.path.name)} · started {_e(doc.get("started_at"))}'
-        f' · finished {_e(doc.get("completed_at"))}</p>{error}<div class="cards">{facts}</div>{meter}</section>'
+        f' · finished {_e(doc.get("completed_at"))}</p>{error}<div class="cards">{facts}</div>{meter}'
+        f"{_audit_line(doc)}</section>"
     )
+
+
+def _audit_line(doc: dict[str, Any]) -> str:
+    """The audit trail's head (to compare with `orchestrate audit verify`) and whether content was kept."""
+    parts = []
+    head = doc.get("audit")
+    if isinstance(head, dict) and head.get("hash"):
+        parts.append(
+            f"audit trail {_e(head.get('file'))}: record {_e(head.get('seq'))}, head "
+            f'<code class="audit-head">{_e(head.get("hash"))}</code> ({_e(head.get("algorithm"))})'
+        )
+    if doc.get("content_kept") is False:
+        parts.append("prompts and answers were not kept (data_protection store_content: false): digests only")
+    return "".join(f'<p class="meta">{p}</p>' for p in parts)
 
 
 def _timeline(run: RunFolder) -> str:

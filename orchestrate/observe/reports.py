@@ -131,6 +131,8 @@ def result_document(
         document.update(extra)
     if "reused_agents" in document:  # those carried over, not those merely offered for reuse
         document["reused_agents"] = sorted(a["name"] for a in agents if (a.get("metadata") or {}).get("reused"))
+    if workflow.protector is not None:  # data_protection: outputs restored, content withheld
+        document = workflow.protector.result_document(document)
     return document
 
 

@@ -266,6 +266,8 @@ def _build(doc: dict[str, Any], source: str | None, folder: str | Path | None = 
         tags=tags,
         residency=doc.get("residency") or defaults.get("residency"),
         expect=list(doc.get("expect") or []),
+        data_protection=dict(doc.get("data_protection") or defaults.get("data_protection") or {}),
+        audit=dict(doc.get("audit") or {}),
         **top,
     )
     workflow.source = source

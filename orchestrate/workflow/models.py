@@ -229,6 +229,8 @@ class Workflow:
     outputs: dict[str, Any] = field(default_factory=dict)
     tags: list[str] = field(default_factory=list)
     expect: list[dict[str, Any]] = field(default_factory=list)
+    data_protection: dict[str, Any] = field(default_factory=dict)  # the policy (workflow's, else defaults')
+    audit: dict[str, Any] = field(default_factory=dict)  # retention_days
     # Run state.
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12], compare=False)
     status: WorkflowStatus = field(default=WorkflowStatus.PENDING, compare=False)
@@ -242,6 +244,7 @@ class Workflow:
     output_values: dict[str, Any] = field(default_factory=dict, compare=False)
     evaluation: dict[str, Any] | None = field(default=None, compare=False)  # its expectations, once evaluated
     row: dict[str, Any] | None = field(default=None, compare=False)  # a dataset run's row: every column
+    protector: Any = field(default=None, compare=False, repr=False)  # the run's data protection and vault
 
     def __post_init__(self) -> None:
         self._by_name = {agent.name: agent for agent in self.agents}
@@ -322,7 +325,18 @@ class Workflow:
         }
         if self.budget_scope:
             data["budget_scope"] = self.budget_scope
-        for key in ("inputs", "defaults", "rate_limits", "prices", "capabilities", "outputs", "tags", "expect"):
+        for key in (
+            "inputs",
+            "defaults",
+            "rate_limits",
+            "prices",
+            "capabilities",
+            "outputs",
+            "tags",
+            "expect",
+            "data_protection",
+            "audit",
+        ):
             value = getattr(self, key)
             if value:
                 data[key] = value

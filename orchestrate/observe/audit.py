@@ -1,0 +1,401 @@
+"""``audit.jsonl``: the tamper-evident trail of a run or dataset run, a sink of the engine's events.
+
+One record per thing an auditor asks about, never the content itself:
+
+- ``run_started``: the workflow and its digest, the invocation (inputs as digests),
+  the approver, the data-protection policy, the retention period, how the chain is sealed;
+- ``call``: provider, model asked for and model served, endpoint and region,
+  the prompt template's digest, the digests of what was sent and answered, tokens,
+  cost, whether the response cache answered, and any fallback notice;
+- ``tool_call`` (arguments' and result's digests), ``step_finished`` (each agent and
+  code step: status, its input fingerprint, output digest, cost), ``retry``,
+  ``approval`` (who, decision, note, when), ``budget_refused``, ``usage_anomaly``,
+  ``provider_batch``, ``row_finished`` (a dataset run's row);
+- ``run_finished``: the totals.
+
+Records are sealed into a hash chain (see `orchestrate.observe.audit_chain`).
+The trail fails closed like the run's other journals: when a record cannot be
+written, `on_failure` is told (the engine's ``journal_failed``: no call starts
+after it, and the run exits 1 naming the file) and nothing more is written. Each record is written at once (no group commit), so what the
+trail holds never lags what was paid for; it is fsynced every second and at
+the end.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from orchestrate.observe.audit_chain import AUDIT_FILE, GENESIS, digest, key_id, seal
+from orchestrate.observe.journal import JsonLines
+from orchestrate.run.events import Event, EventType
+
+__all__ = ["DEFAULT_RETENTION_DAYS", "AuditTrail", "endpoint_of", "invocation", "template_digests"]
+
+DEFAULT_RETENTION_DAYS = 183  # six months and a day: the EU AI Act's floor (Art. 19, 26(6))
+_ERROR_CHARS = 300
+_SIMULATED = {"endpoint": "simulated", "region": None}
+_REGIONS = frozenset({"eu", "us", "au", "in", "jp", "ca", "uk"})
+
+
+class AuditTrail:
+    """Writes ``run_dir/audit.jsonl``; `head` is kept current for result.json and the report.
+
+    Args:
+        run_dir: The run or dataset-run folder.
+        start: What ``run_started`` says (the caller knows the invocation).
+        key: The HMAC key (None: an unkeyed SHA-256 chain).
+        templates: Per agent, the digest of its prompt template (or code step's function).
+        endpoints: Per agent, {"endpoint", "region"} of the provider it calls.
+        content: Whether error texts may be written (they can quote inputs); else their digests.
+        sink: An append-only copy of the heads: a file path or an http(s) URL.
+        on_failure: Called once with the reason when a record cannot be written.
+    """
+
+    event_types = frozenset(
+        {
+            EventType.LLM_CALL,
+            EventType.TOOL_CALL,
+            EventType.AGENT_FINISHED,
+            EventType.AGENT_RETRYING,
+            EventType.APPROVAL_DECIDED,
+            EventType.AGENT_BUDGET_REFUSED,
+            EventType.USAGE_ANOMALY,
+            EventType.BATCH_SUBMITTED,
+            EventType.BATCH_FINISHED,
+            EventType.ROW_FINISHED,
+        }
+    )
+
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        start: Mapping[str, Any],
+        key: bytes | None = None,
+        templates: Mapping[str, str] | None = None,
+        endpoints: Mapping[str, Mapping[str, Any]] | None = None,
+        content: bool = True,
+        sink: str | None = None,
+        on_failure: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / AUDIT_FILE
+        self.key = key
+        self.templates = dict(templates or {})
+        self.endpoints = {name: dict(value) for name, value in (endpoints or {}).items()}
+        self.content = content
+        self.sink = sink
+        self.on_failure: Callable[[str], None] | None = None
+        self.clock = clock
+        self.failed: str | None = None
+        self.head: dict[str, Any] = {
+            "file": AUDIT_FILE,
+            "seq": -1,
+            "hash": GENESIS,
+            "algorithm": "hmac-sha256" if key is not None else "sha256",
+        }
+        self._prev = GENESIS
+        self._seq = 0
+        resumed = self.path.is_file() and self.path.stat().st_size > 0
+        if resumed:  # a resumed dataset run: the chain goes on from the last record
+            self._continue()
+        self._journal: JsonLines | None = JsonLines(self.path, sync_interval=1.0)
+        data = dict(start)
+        data["chain"] = self.head["algorithm"]
+        if key is not None:
+            data["key_id"] = key_id(key)
+        if resumed:
+            data["continues"] = True
+        self.record("run_started", data)
+        self._to_sink()
+        if self.failed is None:
+            self.fail_closed(on_failure)
+
+    def _continue(self) -> None:
+        from orchestrate.observe.audit_chain import verify_trail
+
+        found = verify_trail(self.run_dir, key=self.key)
+        if found.head is not None:
+            self._prev, self._seq = found.head, found.records
+            self.head.update(seq=found.records - 1, hash=found.head)
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def record(self, kind: str, data: Mapping[str, Any], *, run: str | None = None, agent: str | None = None) -> None:
+        """Seal and append one record (dropped once the trail has failed)."""
+        journal = self._journal
+        if journal is None:
+            return
+        body = {"seq": self._seq, "time": self.clock(), "type": kind, "prev": self._prev, "data": data}
+        if run is not None:
+            body["run"] = run
+        if agent is not None:
+            body["agent"] = agent
+        line, sealed = seal(body, self.key)
+        try:
+            journal.write_line(line)
+        except OSError as exc:  # no one told yet (the trail is being opened): said by the caller
+            self._fail(f"cannot write the audit trail {self.path}: {exc.strerror or exc}", tell=False)
+            return
+        if journal.failure is not None:  # told through the journal's on_error
+            self._fail(journal.failure, tell=False)
+            return
+        self._prev = sealed
+        self.head["seq"] = self._seq
+        self.head["hash"] = sealed
+        self._seq += 1
+
+    def fail_closed(self, on_failure: Callable[[str], None] | None) -> None:
+        """From now on a write that fails is told to `on_failure` (``"PATH: error"``) rather than raised."""
+        self.on_failure = on_failure
+        if self._journal is not None:
+            self._journal.on_error = on_failure
+
+    def _fail(self, reason: str, *, tell: bool = True) -> None:
+        self.failed = reason
+        journal, self._journal = self._journal, None
+        if journal is not None:
+            try:
+                journal.close()
+            except OSError:
+                pass  # already failing: the reason above is what is reported
+        if tell and self.on_failure is not None:
+            self.on_failure(reason)
+
+    def finish(self, totals: Mapping[str, Any]) -> dict[str, Any]:
+        """Write ``run_finished``, fsync and close; returns the head (also sent to the sink)."""
+        self.record("run_finished", totals)
+        journal, self._journal = self._journal, None
+        if journal is not None:
+            try:
+                journal.close()
+            except OSError as exc:
+                self._fail(f"cannot write the audit trail {self.path}: {exc.strerror or exc}", tell=False)
+        self._to_sink()
+        return self.head
+
+    def _to_sink(self) -> None:
+        if self.sink is None or self.failed is not None:
+            return
+        line = {
+            "run_id": self.run_dir.name,
+            "run_dir": str(self.run_dir),
+            "seq": self.head["seq"],
+            "hash": self.head["hash"],
+            "time": self.clock(),
+        }
+        try:
+            send_head(self.sink, line)
+        except OSError as exc:
+            self._fail(f"--audit-sink {self.sink}: {exc}", tell=False)
+
+    # -- the sink -----------------------------------------------------------------------------
+
+    def __call__(self, event: Event) -> None:
+        kind = event.type
+        d = event.data
+        if kind is EventType.LLM_CALL:
+            self._call(event)
+        elif kind is EventType.TOOL_CALL:
+            c = event.content or {}
+            self.record(
+                "tool_call",
+                {
+                    "tool": d.get("tool"),
+                    "arguments": digest(c.get("arguments")),
+                    "result": digest(c.get("result")),
+                    "error": self._text(d.get("error")),
+                },
+                run=event.workflow_id,
+                agent=event.agent,
+            )
+        elif kind is EventType.AGENT_FINISHED:
+            self._finished(event)
+        elif kind is EventType.AGENT_RETRYING:
+            self.record(
+                "retry",
+                {
+                    "attempt": d.get("attempt"),
+                    "error_type": d.get("error_type"),
+                    "status_code": d.get("status_code"),
+                    "delay": d.get("delay"),
+                    "error": self._text(d.get("error")),
+                },
+                run=event.workflow_id,
+                agent=event.agent,
+            )
+        elif kind is EventType.APPROVAL_DECIDED:
+            self.record(
+                "approval",
+                {
+                    "approver": d.get("by"),
+                    "decision": "approved" if d.get("approved") else "rejected",
+                    "note": d.get("note"),
+                    "at": d.get("at"),
+                    "source": d.get("source"),
+                },
+                run=event.workflow_id,
+                agent=event.agent,
+            )
+        elif kind is EventType.ROW_FINISHED:
+            self.record(
+                "row_finished",
+                {
+                    "key": d.get("key"),
+                    "row": d.get("row"),
+                    "status": d.get("status"),
+                    "cost": d.get("cost"),
+                    "tokens": d.get("tokens"),
+                    "error": self._text(d.get("error")),
+                },
+                run=event.workflow_id,
+            )
+        elif kind is EventType.AGENT_BUDGET_REFUSED or kind is EventType.USAGE_ANOMALY:
+            name = "budget_refused" if kind is EventType.AGENT_BUDGET_REFUSED else "usage_anomaly"
+            self.record(name, dict(d), run=event.workflow_id, agent=event.agent)
+        elif kind is EventType.BATCH_SUBMITTED or kind is EventType.BATCH_FINISHED:
+            keep = ("provider", "model", "batch_id", "requests", "status", "counts")
+            self.record(
+                "provider_batch",
+                {"event": kind.value, **{k: d[k] for k in keep if k in d}},
+                run=event.workflow_id,
+            )
+
+    def _call(self, event: Event) -> None:
+        d = event.data
+        c = event.content or {}
+        where = _SIMULATED if d["provider"] == "simulated" else self.endpoints.get(event.agent or "", {})
+        data = {
+            "provider": d["provider"],
+            "model": d["model"],
+            "served_model": d.get("response_model"),
+            "endpoint": where.get("endpoint"),
+            "region": where.get("region"),
+            "prompt_template": self.templates.get(event.agent or ""),
+            "input": digest(c.get("messages")),
+            "output": digest(c.get("answer") or ""),
+            "input_tokens": d["input_tokens"],
+            "cached_input_tokens": d["cached_input_tokens"],
+            "output_tokens": d["output_tokens"],
+            "cost": d["cost"],
+            "cache_hit": d["cached"],
+            "batch_id": d.get("batch_id"),
+            "request_id": d.get("request_id"),
+        }
+        if d.get("notice"):
+            data["fallback"] = d["notice"]
+        self.record("call", data, run=event.workflow_id, agent=event.agent)
+
+    def _finished(self, event: Event) -> None:
+        d = event.data
+        output = d.get("output")
+        self.record(
+            "step_finished",
+            {
+                "status": d.get("status"),
+                "code_step": d.get("provider") is None and d.get("model") is None,
+                "input_fingerprint": d.get("fingerprint"),
+                "output": digest(output) if output is not None else None,
+                "cost": d.get("cost"),
+                "tokens": d.get("tokens_used"),
+                "retries": d.get("retry_count"),
+                "error_type": d.get("error_type"),
+                "error": self._text(d.get("error")),
+            },
+            run=event.workflow_id,
+            agent=event.agent,
+        )
+
+    def _text(self, text: Any) -> Any:
+        """An error's text, or its digest when content is not kept (errors can quote inputs)."""
+        if text is None:
+            return None
+        text = str(text)
+        if not self.content:
+            return digest(text)
+        return text if len(text) <= _ERROR_CHARS else text[:_ERROR_CHARS] + "…"
+
+
+def send_head(sink: str, line: Mapping[str, Any]) -> None:
+    """Append a head to an append-only file, or POST it (JSON) to an http(s) URL.
+
+    Raises:
+        OSError: When it could not be kept (a refused or failed POST included).
+    """
+    from orchestrate.jsonline import json_line
+
+    if sink.startswith(("http://", "https://")):
+        import httpx
+
+        try:
+            response = httpx.post(sink, content=json_line(line), headers={"content-type": "application/json"})
+        except httpx.HTTPError as exc:
+            raise OSError(f"cannot reach it: {exc}") from None
+        if response.status_code >= 300:
+            raise OSError(f"answered HTTP {response.status_code}")
+        return
+    fd = os.open(sink, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, json_line(line))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def endpoint_of(llm_config: Mapping[str, Any], provider: str) -> dict[str, Any]:
+    """Where an agent's calls go: the endpoint (scheme and host, no path or key) and its region if named."""
+    if provider == "simulated":
+        return {"endpoint": "simulated", "region": None}
+    from orchestrate.llm.anthropic import AnthropicClient
+    from orchestrate.llm.azure import AzureOpenAIClient
+    from orchestrate.llm.openai import OpenAIClient
+
+    classes: dict[str, Any] = {"openai": OpenAIClient, "anthropic": AnthropicClient, "azure": AzureOpenAIClient}
+    cls = classes.get(provider)
+    url = str(llm_config.get("base_url") or "")
+    if not url and cls is not None:
+        url = os.environ.get(cls.url_env) or cls.default_url
+    parts = urlsplit(url)
+    endpoint = (
+        f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "") if parts.hostname else None
+    )
+    first = (parts.hostname or "").split(".", 1)[0]
+    region = llm_config.get("region") or (first if first in _REGIONS else None)
+    return {"endpoint": endpoint, "region": region}
+
+
+def template_digests(agents: Any) -> dict[str, str]:
+    """Per agent, the digest of what it is told to do: its prompt template and system prompt, or its function."""
+    found = {}
+    for agent in agents:
+        if agent.is_code_step:
+            found[agent.name] = digest({"function": agent.function, "arguments": agent.arguments})
+        else:
+            found[agent.name] = digest({"prompt": agent.prompt_template, "system": agent.llm_config.get("system")})
+    return found
+
+
+def invocation(argv: list[str]) -> list[str]:
+    """The command line with every input's value replaced by its digest (inputs can be personal data)."""
+    out: list[str] = []
+    take = False
+    for arg in argv:
+        if take:
+            name, sep, value = arg.partition("=")
+            out.append(f"{name}={digest(value)}" if sep else digest(arg))
+            take = False
+            continue
+        flag, sep, value = arg.partition("=")
+        if flag in ("--input", "-i") and sep:
+            name, _, raw = value.partition("=")
+            out.append(f"{flag}={name}={digest(raw)}")
+            continue
+        out.append(arg)
+        take = arg in ("--input", "-i")
+    return out

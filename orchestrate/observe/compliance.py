@@ -1,0 +1,172 @@
+"""What a run does for its auditor and its data-protection officer, set up in one place.
+
+The CLI sessions (and the application layer) call these: `approver_identity` names
+the person who approves, `protect_workflow` applies a workflow's ``data_protection:``
+policy to its inputs before anything runs, `open_trail` starts ``audit.jsonl`` in a
+run folder, and `close_trail` ends it with the run's totals.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from orchestrate.errors import UserInputError
+from orchestrate.observe.audit import (
+    DEFAULT_RETENTION_DAYS,
+    AuditTrail,
+    endpoint_of,
+    invocation,
+    template_digests,
+)
+from orchestrate.observe.audit_chain import audit_key, digest
+from orchestrate.run.protection import Policy, Protector
+from orchestrate.workflow.models import Workflow
+
+__all__ = [
+    "APPROVER_ENV",
+    "approver_identity",
+    "check_identity",
+    "event_redactor",
+    "close_trail",
+    "open_trail",
+    "protect_workflow",
+]
+
+APPROVER_ENV = "ORCHESTRATE_APPROVER"
+
+
+def approver_identity(flag: str | None, env: Mapping[str, str] | None = None) -> tuple[str | None, str]:
+    """Who approves, and where the name came from: --approver, ORCHESTRATE_APPROVER, the login name.
+
+    Returns (None, "none") when no name can be found (a bare container without a user name).
+    """
+    env = os.environ if env is None else env
+    if flag and flag.strip():
+        return flag.strip(), "--approver"
+    if env.get(APPROVER_ENV, "").strip():
+        return env[APPROVER_ENV].strip(), APPROVER_ENV
+    import getpass
+
+    try:
+        name = getpass.getuser()
+    except Exception:  # no user name in a bare container: nobody, rather than a guess
+        return None, "none"
+    return (name, "login") if name else (None, "none")
+
+
+def check_identity(workflow: Workflow, approver: str | None) -> None:
+    """Refuse, before anything runs, a workflow whose approvals require a named approver when there is none.
+
+    Raises:
+        UserInputError: naming the agent and how to give a name (exit 2).
+    """
+    if approver:
+        return
+    for agent in workflow.agents:
+        if (agent.approval or {}).get("require_identity"):
+            raise UserInputError(
+                f"agent {agent.name!r} of workflow {workflow.name!r} requires a named approver "
+                f"(approval.require_identity): pass --approver NAME or set {APPROVER_ENV}"
+            )
+
+
+def protect_workflow(workflow: Workflow, *, no_content: bool = False) -> Protector | None:
+    """Attach the workflow's policy (and a fresh vault) to it, and apply it to its bound inputs."""
+    policy = Policy.from_dict(workflow.data_protection, no_content=no_content)
+    if not policy.declared:
+        return None
+    protector = Protector(policy)
+    workflow.protector = protector
+    if workflow.input_values:
+        workflow.input_values = protector.protect_values(workflow.input_values)
+    return protector
+
+
+def event_redactor(workflow: Workflow) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
+    """What events.jsonl passes its records through: content withheld when the policy keeps none."""
+    protector = workflow.protector
+    if protector is None or protector.policy.store_content:
+        return None
+    from orchestrate.run.protection import without_content
+
+    return without_content
+
+
+def _workflow_digest(workflow: Workflow) -> str:
+    if workflow.source:
+        try:
+            return digest(Path(workflow.source).read_bytes())
+        except OSError:
+            pass
+    return digest(workflow.to_dict())
+
+
+def open_trail(
+    run_dir: Path,
+    workflow: Workflow,
+    *,
+    kind: str,
+    argv: list[str],
+    approver: tuple[str | None, str],
+    sink: str | None,
+    on_failure: Callable[[str], None] | None,
+    extra: Mapping[str, Any] | None = None,
+) -> AuditTrail:
+    """Start (or, for a resumed dataset run, continue) ``run_dir/audit.jsonl``.
+
+    Raises:
+        UserInputError: When the trail or the sink cannot be written: no run without its trail.
+    """
+    from orchestrate import __version__
+    from orchestrate.llm.providers import resolve_provider
+
+    protector = workflow.protector
+    policy = protector.policy if protector is not None else Policy()
+    start: dict[str, Any] = {
+        "kind": kind,
+        "run_id": run_dir.name,
+        "workflow": workflow.name,
+        "source": workflow.source,
+        "workflow_digest": _workflow_digest(workflow),
+        "invocation": invocation(argv),
+        "inputs": {k: digest(v) for k, v in sorted(workflow.input_values.items())},
+        "approver": {"name": approver[0], "source": approver[1]},
+        "retention_days": int(workflow.audit.get("retention_days", DEFAULT_RETENTION_DAYS)),
+        "data_protection": policy.summary(),
+        "orchestrate": __version__,
+        **(extra or {}),
+    }
+    endpoints = {
+        a.name: endpoint_of(a.llm_config, resolve_provider(a.llm_config)) for a in workflow.agents if not a.is_code_step
+    }
+    try:
+        trail = AuditTrail(
+            run_dir,
+            start=start,
+            key=audit_key(),
+            templates=template_digests(workflow.agents),
+            endpoints=endpoints,
+            content=policy.store_content,
+            sink=sink,
+            on_failure=on_failure,
+        )
+    except OSError as exc:
+        raise UserInputError(f"{run_dir}: cannot write the audit trail: {exc.strerror or exc}") from None
+    if trail.failed is not None:  # before any call: nothing runs without its trail
+        raise UserInputError(trail.failed)
+    return trail
+
+
+def close_trail(trail: AuditTrail, document: Mapping[str, Any], protector: Protector | None) -> dict[str, Any]:
+    """End the trail with the run's totals (and what the policy did); returns its head."""
+    totals = {
+        k: document.get(k)
+        for k in ("status", "total_cost", "total_tokens", "retries", "rows", "counts", "duration_seconds", "error")
+        if k in document
+    }
+    if protector is not None:
+        totals["data_protection"] = protector.summary()
+    return trail.finish(totals)

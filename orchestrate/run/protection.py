@@ -1,0 +1,289 @@
+"""A workflow's ``data_protection:`` policy, applied to its inputs before any provider sees them.
+
+Per input or dataset column (``columns:``):
+
+- ``pseudonymize``: the value becomes a token (``EMPLOYEE_NAME_3f9a2c1b``), the same
+  token for the same value throughout the run (rows included), so a model can still
+  tell people apart and refer to them;
+- ``mask``: all but the first and last four characters hidden (``DE89 **** **** **** 3000``);
+- ``drop``: never sent, never stored (``[withheld]``);
+- ``keep``: sent as it is, not scanned.
+
+Every other string value (nested in JSON inputs too) is scanned with the pattern
+recognisers named in ``detect:`` (`orchestrate.run.recognizers`), and what they find is
+pseudonymized the same way (``IBAN_…``, ``EMAIL_…``).
+
+The tokens' originals live only in this object's memory (the per-run *vault*): never
+in a log, a trace, a report or the audit trail. With ``restore_in_outputs`` the
+declared ``outputs:`` of the workflow get the real values back where they are written
+(result.json, results.jsonl, the ``--json`` summary); every other record keeps the tokens.
+
+With ``store_content: false`` (or ``--no-content``), prompts, answers, tool arguments and
+undeclared outputs are written as their digest and size (`withheld`) wherever the run
+writes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from orchestrate.run.recognizers import KINDS, find
+
+__all__ = ["ACTIONS", "DROPPED", "Policy", "Protector", "withheld"]
+
+ACTIONS = ("pseudonymize", "mask", "drop", "keep")
+DROPPED = "[withheld]"
+_TOKEN = re.compile(r"\b[A-Z][A-Z0-9_]*_[0-9a-f]{8,16}\b")
+_LABEL = {"email": "EMAIL", "iban": "IBAN", "credit_card": "CARD", "phone": "PHONE", "national_id": "NATIONAL_ID"}
+_NEEDS_DIGIT = frozenset({"iban", "credit_card", "phone", "national_id"})
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The ``data_protection:`` mapping of a workflow (or its defaults), checked by the schema."""
+
+    store_content: bool = True
+    columns: Mapping[str, str] = field(default_factory=dict)
+    detect: tuple[str, ...] = ()
+    restore_in_outputs: bool = False
+    declared: bool = False  # whether the workflow has a policy at all
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None, *, no_content: bool = False) -> Policy:
+        data = data or {}
+        detect = tuple(k for k in data.get("detect") or () if k in KINDS)
+        return cls(
+            store_content=bool(data.get("store_content", True)) and not no_content,
+            columns={str(k): str(v) for k, v in (data.get("columns") or {}).items()},
+            detect=detect,
+            restore_in_outputs=bool(data.get("restore_in_outputs", False)),
+            declared=bool(data) or no_content,
+        )
+
+    @property
+    def active(self) -> bool:
+        return self.declared and (bool(self.columns) or bool(self.detect) or not self.store_content)
+
+    def summary(self) -> dict[str, Any]:
+        """The policy as the audit trail records it."""
+        return {
+            "declared": self.declared,
+            "store_content": self.store_content,
+            "columns": dict(sorted(self.columns.items())),
+            "detect": list(self.detect),
+            "restore_in_outputs": self.restore_in_outputs,
+        }
+
+
+def withheld(value: Any) -> dict[str, Any] | None:
+    """What is written instead of content that is not kept: its SHA-256 and its size."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value
+    else:
+        import json
+
+        text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    return {
+        "withheld": True,
+        "sha256": hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
+        "chars": len(text),
+    }
+
+
+class Protector:
+    """Applies a `Policy` within one run (or dataset run); holds the run's vault.
+
+    Args:
+        policy: What to do.
+        secret: Keys the tokens (random per run unless given, e.g. by a test).
+    """
+
+    def __init__(self, policy: Policy, *, secret: bytes | None = None) -> None:
+        self.policy = policy
+        self._secret = secret or secrets.token_bytes(32)
+        self._vault: dict[str, str] = {}  # token -> original; never written anywhere
+        self._tokens: dict[tuple[str, str], str] = {}  # (label, original) -> token
+        self.counts: dict[str, int] = {}
+
+    def __repr__(self) -> str:  # the vault stays out of any repr, log or traceback
+        return f"Protector({self.policy.summary()!r}, {len(self._vault)} pseudonyms)"
+
+    # -- applying -----------------------------------------------------------------------------
+
+    def protect_values(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Inputs (or a row's values) with the policy applied; a new mapping."""
+        columns = self.policy.columns
+        out: dict[str, Any] = {}
+        for name, value in values.items():
+            action = columns.get(name)
+            if action is None:
+                out[name] = self._scan(value) if self.policy.detect else value
+            elif action == "keep" or value is None:
+                out[name] = value
+            elif action == "pseudonymize":
+                out[name] = self._pseudonym(_label(name), str(value))
+            elif action == "mask":
+                out[name] = self._mask(str(value))
+            else:
+                self._count("dropped")
+                out[name] = DROPPED
+        return out
+
+    def rows(self, rows: Iterable[Any], key_column: str | None = None) -> Iterator[Any]:
+        """A dataset's rows with the policy applied to their values (and to a protected key)."""
+        action = self.policy.columns.get(key_column or "")
+        for row in rows:
+            values = getattr(row, "values", None)
+            if values is None:  # a bad row: only its line and reason travel on
+                yield row
+                continue
+            protected = self.protect_values(values)
+            key = row.key
+            if key_column and key_column in values and action not in (None, "keep"):
+                key = str(protected[key_column]) if action != "drop" else f"row-{row.index + 1}"
+            elif key_column and key_column in values and action is None and self.policy.detect:
+                key = str(protected[key_column])
+            columns = getattr(row, "columns", None)  # read by expectations: protected alike, so tokens compare
+            if columns:
+                yield replace(row, values=protected, key=key, columns=self.protect_values(columns))
+            else:
+                yield replace(row, values=protected, key=key)
+
+    def _scan(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.scan_text(value)
+        if isinstance(value, list):
+            return [self._scan(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self._scan(v) for k, v in value.items()}
+        return value
+
+    def scan_text(self, text: str) -> str:
+        """`text` with what the `detect:` recognisers find replaced by pseudonyms."""
+        kinds = self.policy.detect
+        if not any(ch.isdigit() for ch in text):
+            kinds = tuple(k for k in kinds if k not in _NEEDS_DIGIT)
+        if "@" not in text:
+            kinds = tuple(k for k in kinds if k != "email")
+        if not kinds:
+            return text
+        parts: list[str] = []
+        at = 0
+        for start, end, kind in find(text, kinds):
+            parts.append(text[at:start])
+            parts.append(self._pseudonym(_LABEL[kind], text[start:end]))
+            self._count(f"detected_{kind}")
+            at = end
+        if not parts:
+            return text
+        parts.append(text[at:])
+        return "".join(parts)
+
+    def _pseudonym(self, label: str, value: str) -> str:
+        token = self._tokens.get((label, value))
+        if token is not None:
+            self._count("pseudonymized")
+            return token
+        mac = hmac.new(self._secret, f"{label}\0{value}".encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+        size = 8
+        token = f"{label}_{mac[:size]}"
+        while token in self._vault and self._vault[token] != value:  # a collision: a longer token
+            size += 2
+            token = f"{label}_{mac[:size]}"
+        self._vault[token] = value
+        self._tokens[(label, value)] = token
+        self._count("pseudonymized")
+        return token
+
+    def _mask(self, value: str) -> str:
+        self._count("masked")
+        compact = re.sub(r"\s", "", value)
+        if len(compact) >= 12:
+            return f"{compact[:4]} **** **** **** {compact[-4:]}"
+        return "*" * max(0, len(compact) - 2) + compact[-2:] if len(compact) > 4 else "****"
+
+    def _count(self, what: str) -> None:
+        self.counts[what] = self.counts.get(what, 0) + 1
+
+    # -- restoring and writing ----------------------------------------------------------------
+
+    def restore(self, value: Any) -> Any:
+        """`value` with every pseudonym of this run put back (strings, lists and mappings)."""
+        if isinstance(value, str):
+            if not self._vault or "_" not in value:
+                return value
+            return _TOKEN.sub(lambda m: self._vault.get(m.group(), m.group()), value)
+        if isinstance(value, list):
+            return [self.restore(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self.restore(v) for k, v in value.items()}
+        return value
+
+    def outputs(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The declared outputs as they are written: restored when the policy says so."""
+        return self.restore(dict(values)) if self.policy.restore_in_outputs else dict(values)
+
+    def result_document(self, document: dict[str, Any]) -> dict[str, Any]:
+        """A result.json (or rows.jsonl) document as this policy lets it be written: a new one."""
+        document = dict(document)
+        if "outputs" in document and isinstance(document["outputs"], dict):
+            document["outputs"] = self.outputs(document["outputs"])
+        document["data_protection"] = {**self.policy.summary(), "applied": dict(sorted(self.counts.items()))}
+        if self.policy.store_content:
+            return document
+        document["content_kept"] = False
+        document["inputs"] = {k: withheld(v) for k, v in (document.get("inputs") or {}).items()}
+        document["agents"] = [_agent_without_content(a) for a in document.get("agents") or ()]
+        return document
+
+    def summary(self) -> dict[str, Any]:
+        """The policy and what it did so far (counts only), for the audit trail."""
+        return {**self.policy.summary(), "applied": dict(sorted(self.counts.items()))}
+
+
+def _agent_without_content(row: Mapping[str, Any]) -> dict[str, Any]:
+    row = dict(row)
+    output = row.get("output")
+    if isinstance(output, dict):
+        row["output"] = {"withheld": True, **{k: withheld(v) for k, v in output.items()}}
+    meta = dict(row.get("metadata") or {})
+    for key in ("prompt", "system_prompt"):
+        if meta.get(key) is not None:
+            meta[key] = withheld(meta[key])
+    if meta.get("tool_log"):
+        meta["tool_log"] = [
+            {"tool": t.get("tool"), "arguments": withheld(t.get("arguments")), "error": t.get("error")}
+            for t in meta["tool_log"]
+        ]
+    if meta.get("items"):  # a foreach agent's items: their outputs are content too
+        meta["items"] = [
+            {k: (withheld(v) if k in ("output", "input", "text") else v) for k, v in item.items()}
+            if isinstance(item, dict)
+            else withheld(item)
+            for item in meta["items"]
+        ]
+    row["metadata"] = meta
+    return row
+
+
+def _label(name: str) -> str:
+    return re.sub(r"[^A-Z0-9]+", "_", name.upper()).strip("_") or "VALUE"
+
+
+def without_content(document: dict[str, Any]) -> dict[str, Any]:
+    """An events.jsonl record with the content it may carry withheld (answers, messages)."""
+    data = document.get("data")
+    if not isinstance(data, dict):
+        return document
+    changed = {k: withheld(data[k]) for k in ("output", "message") if data.get(k) is not None}
+    if not changed:
+        return document
+    return {**document, "data": {**data, **changed}}
