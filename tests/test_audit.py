@@ -1,0 +1,240 @@
+"""audit.jsonl: written by every run, a chain `orchestrate audit verify` checks record by record."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrate.errors import UserInputError
+from orchestrate.observe.audit_chain import verify_trail
+from orchestrate.observe.audit_retention import expired_runs
+from orchestrate.observe.compliance import approver_identity, check_identity
+from orchestrate.workflow.loader import load_workflow_text
+
+FLOW = """\
+name: payroll_posting
+defaults: {module: Finance, llm_config: {model: gpt-4o-mini, max_tokens: 60}}
+audit: {retention_days: 30}
+agents:
+  - name: gather
+    prompt_template: Gather the payroll journal for {period}
+  - name: check
+    dependencies: [gather]
+    prompt_template: "Check {gather.output}"
+  - name: post
+    dependencies: [check]
+    function: json:dumps
+    arguments: {obj: "{check.output}"}
+    approval: {message: "Post the payroll journal?", require_identity: %(require)s}
+inputs: {period: {type: string, default: 2026-11}}
+"""
+
+
+def orchestrate(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if k not in ("ORCHESTRATE_AUDIT_KEY", "ORCHESTRATE_APPROVER")}
+    environment.update({"CI": "true", **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrate", *args],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def run(tmp_path: Path, *args: str, env: dict[str, str] | None = None, require: str = "false") -> Path:
+    flow = tmp_path / "payroll.yaml"
+    flow.write_text(FLOW % {"require": require})
+    before = set((tmp_path / "runs").iterdir()) if (tmp_path / "runs").exists() else set()
+    proc = orchestrate(
+        tmp_path, "run", str(flow), "--simulate", "--approve", "post", "-o", "runs", "--quiet", *args, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = set((tmp_path / "runs").iterdir()) - before
+    return run_dir
+
+
+def records(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run_dir / "audit.jsonl").read_text().splitlines()]
+
+
+def lines(run_dir: Path) -> list[str]:
+    return (run_dir / "audit.jsonl").read_text().splitlines(keepends=True)
+
+
+def rewrite(run_dir: Path, new: list[str]) -> None:
+    (run_dir / "audit.jsonl").write_text("".join(new))
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return run(tmp_path_factory.mktemp("audit"), "--approver", "Dana Controller")
+
+
+@pytest.fixture
+def trail(pristine: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    copy = tmp_path / pristine.name
+    shutil.copytree(pristine, copy)
+    return copy
+
+
+def test_a_run_writes_a_chain_that_verifies_with_calls_steps_approval_and_totals(trail: Path, tmp_path: Path) -> None:
+    kinds = [r["type"] for r in records(trail)]
+    assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
+    assert kinds.count("call") == 2 and kinds.count("step_finished") == 3 and kinds.count("approval") == 1
+    start = records(trail)[0]["data"]
+    assert start["retention_days"] == 30 and start["workflow_digest"].startswith("sha256:")
+    assert start["approver"] == {"name": "Dana Controller", "source": "--approver"}
+    assert start["inputs"]["period"].startswith("sha256:")  # a digest, not the value
+    call = next(r for r in records(trail) if r["type"] == "call")["data"]
+    assert call["provider"] == "simulated" and call["input"].startswith("sha256:") and call["prompt_template"]
+    approval = next(r for r in records(trail) if r["type"] == "approval")
+    assert approval["agent"] == "post" and approval["data"]["approver"] == "Dana Controller"
+    assert approval["data"]["decision"] == "approved" and approval["data"]["at"]
+    head = json.loads((trail / "result.json").read_text())["audit"]
+    assert head["seq"] == len(kinds) - 1 and head["hash"] == records(trail)[-1]["hash"]
+    assert head["hash"] in (trail / "report.html").read_text()
+    proc = orchestrate(tmp_path, "audit", "verify", str(trail))
+    assert proc.returncode == 0, proc.stdout
+    assert f"ok, {len(kinds)} records" in proc.stdout and "detects accidents" in proc.stdout
+    shown = orchestrate(tmp_path, "audit", "show", str(trail))
+    assert "approved by Dana Controller" in shown.stdout
+    as_json = json.loads(orchestrate(tmp_path, "audit", "show", str(trail), "--format", "json").stdout)
+    assert len(as_json) == len(kinds)
+
+
+def verify(tmp_path: Path, run_dir: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    proc = orchestrate(tmp_path, "audit", "verify", str(run_dir), *args, env=env)
+    return proc.returncode, proc.stdout
+
+
+def test_an_edited_record_is_reported_with_its_line(trail: Path, tmp_path: Path) -> None:
+    old = lines(trail)
+    old[2] = old[2].replace('"type":"', '"type":"x', 1)
+    rewrite(trail, old)
+    code, out = verify(tmp_path, trail)
+    assert code == 1 and "audit.jsonl:3: record 2 was changed" in out
+
+
+def test_a_deleted_record_is_reported_with_its_line(trail: Path, tmp_path: Path) -> None:
+    old = lines(trail)
+    rewrite(trail, old[:3] + old[4:])
+    code, out = verify(tmp_path, trail)
+    assert code == 1 and "audit.jsonl:4: record 3 missing before record 4 (deleted)" in out
+
+
+def test_reordered_records_are_reported_with_their_lines(trail: Path, tmp_path: Path) -> None:
+    old = lines(trail)
+    rewrite(trail, old[:2] + [old[3], old[2]] + old[4:])
+    code, out = verify(tmp_path, trail)
+    assert code == 1
+    assert "audit.jsonl:3: record 3 where record 2 belongs (reordered)" in out
+    assert "audit.jsonl:4: record 2 where record 4 belongs (reordered)" in out
+
+
+def test_an_inserted_record_is_reported_with_its_line(trail: Path, tmp_path: Path) -> None:
+    old = lines(trail)
+    forged = json.loads(old[2])
+    forged["data"] = {"status": "completed"}
+    rewrite(trail, old[:3] + [json.dumps(forged) + "\n"] + old[3:])
+    code, out = verify(tmp_path, trail)
+    assert code == 1 and "audit.jsonl:4: record 2 was changed" in out
+    assert "record 2 appears on lines 3, 4 (one was inserted)" in out
+
+
+def test_a_cut_tail_is_found_through_the_head_in_result_json(trail: Path, tmp_path: Path) -> None:
+    old = lines(trail)
+    rewrite(trail, old[:-2])
+    code, out = verify(tmp_path, trail)
+    assert code == 1 and f"truncated: {trail / 'result.json'} records a head at record {len(old) - 1}" in out
+
+
+def test_a_cut_tail_with_result_json_rewritten_is_found_through_the_audit_sink(tmp_path: Path) -> None:
+    sink = tmp_path / "heads.jsonl"
+    run_dir = run(tmp_path, "--audit-sink", str(sink))
+    old = lines(run_dir)
+    rewrite(run_dir, old[:-2])
+    result = json.loads((run_dir / "result.json").read_text())
+    result["audit"] = {"seq": len(old) - 3, "hash": json.loads(old[-3])["hash"]}  # the head made to match
+    (run_dir / "result.json").write_text(json.dumps(result))
+    assert verify(tmp_path, run_dir)[0] == 0  # undetectable from the folder alone
+    code, out = verify(tmp_path, run_dir, "--audit-sink", str(sink))
+    assert code == 1 and f"truncated: {sink}:2 records a head at record {len(old) - 1}" in out
+
+
+def test_a_keyed_chain_catches_a_rehashed_edit_that_an_unkeyed_one_cannot(tmp_path: Path) -> None:
+    key = {"ORCHESTRATE_AUDIT_KEY": "s3cret-for-the-auditor"}
+    run_dir = run(tmp_path, env=key)
+    assert all("mac" in r for r in records(run_dir))
+    assert verify(tmp_path, run_dir, env=key) == (0, verify(tmp_path, run_dir, env=key)[1])
+    assert "HMAC-SHA-256 checked" in verify(tmp_path, run_dir, env=key)[1]
+    assert "set ORCHESTRATE_AUDIT_KEY to check its HMACs" in verify(tmp_path, run_dir)[1]
+    # Re-seal an edited record as a forger without the key would: the right hash, a stale mac.
+    from orchestrate.observe.audit_chain import canonical
+
+    old = lines(run_dir)
+    record = json.loads(old[1])
+    mac = record.pop("mac")
+    record.pop("hash")
+    record["data"]["cost"] = 0.0
+    import hashlib
+
+    record["hash"] = hashlib.sha256(canonical(record)).hexdigest()
+    record["mac"] = mac
+    rewrite(run_dir, [old[0], json.dumps(record) + "\n"] + old[2:])
+    code, out = verify(tmp_path, run_dir, env=key)
+    assert code == 1 and "audit.jsonl:2: record 1 fails its HMAC" in out
+    code, out = verify(tmp_path, run_dir, env={"ORCHESTRATE_AUDIT_KEY": "another"})
+    assert code == 1 and "sealed with another key" in out
+
+
+def test_an_unwritable_trail_stops_the_run_before_any_call(tmp_path: Path) -> None:
+    flow = tmp_path / "payroll.yaml"
+    flow.write_text(FLOW % {"require": "false"})
+    proc = orchestrate(
+        tmp_path, "run", str(flow), "--simulate", "--approve", "post", "-o", "runs", "--audit-sink", "/dev/full"
+    )
+    assert proc.returncode == 2 and "--audit-sink /dev/full" in proc.stderr
+    result = json.loads(next((tmp_path / "runs").iterdir()).joinpath("audit.jsonl").read_text().splitlines()[0])
+    assert result["type"] == "run_started"
+    assert not any((tmp_path / "runs").rglob("result.json"))  # nothing ran
+
+
+def test_require_identity_refuses_an_approval_without_a_name() -> None:
+    workflow = load_workflow_text(FLOW % {"require": "true"})
+    with pytest.raises(UserInputError, match="requires a named approver"):
+        check_identity(workflow, None)
+    check_identity(workflow, "dana")
+    assert approver_identity("  ", {"ORCHESTRATE_APPROVER": "Sam Ops"}) == ("Sam Ops", "ORCHESTRATE_APPROVER")
+    assert approver_identity("Dana", {"ORCHESTRATE_APPROVER": "Sam Ops"}) == ("Dana", "--approver")
+
+
+def test_the_approver_from_the_environment_is_in_the_trail(tmp_path: Path) -> None:
+    run_dir = run(tmp_path, env={"ORCHESTRATE_APPROVER": "Sam Ops"}, require="true")
+    approval = next(r for r in records(run_dir) if r["type"] == "approval")
+    assert approval["data"]["approver"] == "Sam Ops"
+
+
+def test_expired_lists_folders_past_their_retention(pristine: Path, tmp_path: Path) -> None:
+    folder = pristine.parent
+    assert expired_runs(folder, now=time.time()) == []
+    (found,) = expired_runs(folder, now=time.time() + 31.5 * 86400)
+    assert found["run_dir"] == str(pristine) and found["retention_days"] == 30 and found["days_past"] == 1
+    assert orchestrate(tmp_path, "audit", "expired", str(folder)).stdout == ""
+
+
+def test_verify_checks_every_chain_given(pristine: Path, trail: Path, tmp_path: Path) -> None:
+    rewrite(trail, lines(trail)[1:])
+    code, out = verify(tmp_path, pristine, str(trail))  # type: ignore[arg-type]
+    assert code == 1 and out.count(": ok,") == 1 and "BROKEN" in out
+    assert verify_trail(pristine, key=None).holds

@@ -1,0 +1,241 @@
+"""Personal data kept out: a 50-employee dataset run against the loopback provider, then every
+request the provider received and every file the run wrote searched for the originals."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrate.run.protection import DROPPED, Policy, Protector
+from orchestrate.run.recognizers import find, iban_ok, luhn_ok
+from tests.fake_provider import FakeProvider
+from tests.test_otel import Receiver
+
+WORKFLOW = """\
+name: hr_salary_letters
+description: a letter to each employee about their salary review
+defaults:
+  module: HR
+  llm_config: {model: gpt-4o-mini, base_url: "%(url)s/v1", max_tokens: 200}
+inputs:
+  employee_name: {type: string}
+  iban: {type: string}
+  national_id: {type: string}
+  salary: {type: number}
+  notes: {type: string}
+data_protection:
+  store_content: %(store)s
+  columns:
+    employee_name: pseudonymize
+    iban: mask
+    national_id: drop
+    salary: keep
+  detect: [email, phone, iban, credit_card, national_id]
+  restore_in_outputs: true
+outputs:
+  letter: "{write_letter.output}"
+agents:
+  - name: review
+    prompt_template: |
+      Review the salary of {employee_name} ({salary} EUR, paid to {iban}, id {national_id}).
+      HR notes: {notes}
+  - name: write_letter
+    dependencies: [review]
+    prompt_template: |
+      Write to {employee_name} about: {review.output}
+"""
+
+FIRST = ["Amelia", "Bogdan", "Chiara", "Dmitri", "Eleanor", "Farid", "Greta", "Hiroshi", "Ines", "Jonas"]
+LAST = ["Okonkwo", "Lindqvist", "Moreau", "Castellano", "Nakamura"]
+
+
+def iban(rng: random.Random) -> str:
+    bban = "".join(rng.choice("0123456789") for _ in range(18))
+    check = 98 - int(bban + "131400") % 97  # DE: D=13, E=14
+    return f"DE{check:02d}{bban}"
+
+
+def employees(n: int = 50) -> list[dict[str, Any]]:
+    rng = random.Random(7)
+    rows = []
+    for i in range(n):
+        name = f"{FIRST[i % 10]} {LAST[i // 10]}"
+        rows.append(
+            {
+                "employee_name": name,
+                "iban": iban(rng),
+                "national_id": f"{rng.randint(100, 665)}-{rng.randint(10, 99)}-{rng.randint(1000, 9999)}",
+                "salary": 40000 + i * 100,
+                "notes": f"reach {name.split()[0].lower()}.{i}@example.org or +49 30 {rng.randint(1000000, 9999999)}",
+            }
+        )
+    rows.append(dict(rows[3]))  # the same employee twice: the same pseudonym
+    return rows
+
+
+def echo(request: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+    """The model's answer quotes the person's token, as a model writing to them would."""
+    text = json.dumps(request.get("messages", []))
+    tokens = re.findall(r"EMPLOYEE_NAME_[0-9a-f]{8}", text)
+    answer["choices"][0]["message"]["content"] = f"Dear {tokens[0] if tokens else 'colleague'}, all is well."
+    return answer
+
+
+def run(tmp_path: Path, provider: FakeProvider, *args: str, store: str, env: dict[str, str] | None = None) -> Path:
+    flow = tmp_path / "letters.yaml"
+    flow.write_text(WORKFLOW % {"url": provider.url, "store": store})
+    data = tmp_path / "employees.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in employees()))
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    environment.update({"OPENAI_API_KEY": "sk-test", "CI": "true", **(env or {})})
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrate", "run", str(flow), "--data", str(data), "-o", str(tmp_path / "runs")]
+        + list(args),
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    return run_dir
+
+
+def originals() -> set[str]:
+    found = set()
+    for row in employees():
+        found |= {row["employee_name"], row["iban"], row["national_id"], row["notes"].split()[1]}
+        found.add(row["employee_name"].split()[1])  # a surname alone
+    return found
+
+
+def without_outputs(value: Any) -> Any:
+    """A document with its declared outputs (the only place real values may come back) taken out."""
+    if isinstance(value, dict):
+        return {k: without_outputs(v) for k, v in value.items() if k != "outputs"}
+    if isinstance(value, list):
+        return [without_outputs(v) for v in value]
+    return value
+
+
+def leaks(text: str) -> list[str]:
+    return sorted(value for value in originals() if value in text)
+
+
+@pytest.fixture
+def provider() -> Any:
+    with FakeProvider(rewrite=echo) as server:
+        yield server
+
+
+def test_fifty_employees_no_original_reaches_the_provider_or_any_file_but_the_restored_outputs(
+    tmp_path: Path, provider: FakeProvider
+) -> None:
+    receiver = Receiver()
+    try:
+        run_dir = run(
+            tmp_path,
+            provider,
+            "--otel",
+            "--otel-content",  # asked for, and refused by store_content: false
+            store="false",
+            env={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url},
+        )
+        traces = b"".join(request.SerializeToString() for _, _, request in receiver.requests)
+    finally:
+        receiver.close()
+    assert len(provider.requests) == 102  # 51 rows, two calls each
+    sent = json.dumps(provider.requests)
+    assert leaks(sent) == []
+    assert "DE" in sent and "**** **** ****" in sent  # the IBAN masked, not dropped
+    assert DROPPED in sent  # the national id never sent
+    assert receiver.requests and leaks(traces.decode("utf-8", "replace")) == []
+    assert b"Dear EMPLOYEE_NAME_" not in traces  # no content in traces either
+    for path in sorted(run_dir.rglob("*")):
+        if path.is_dir():
+            continue
+        text = path.read_text(encoding="utf-8")
+        if path.suffix in (".json", ".jsonl"):
+            docs = (
+                [json.loads(line) for line in text.splitlines() if line.strip()]
+                if path.suffix == ".jsonl"
+                else [json.loads(text)]
+            )
+            text = json.dumps(without_outputs(docs), ensure_ascii=False)
+        assert leaks(text) == [], path.name
+        assert "Dear EMPLOYEE_NAME_" not in text, path.name  # store_content: false: no answers either
+    results = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    letters = {r["row"]: r["outputs"]["letter"] for r in results}
+    rows = employees()
+    for line, row in enumerate(rows, 1):
+        assert letters[line] == f"Dear {row['employee_name']}, all is well."  # restored in the outputs
+    # Stable: the same person has the same token in every request (rows 4 and 51 are the same employee).
+    tokens = [re.findall(r"EMPLOYEE_NAME_[0-9a-f]{8}", json.dumps(r))[0] for r in provider.requests]
+    assert len(set(tokens)) == 50
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["audit"]["seq"] > 100
+    assert "not kept" in (run_dir / "report.html").read_text()
+
+
+def test_with_content_kept_the_files_hold_pseudonyms_stable_across_rows(tmp_path: Path, provider: FakeProvider) -> None:
+    run_dir = run(tmp_path, provider, store="true")
+    rows = [json.loads(line) for line in (run_dir / "rows.jsonl").read_text().splitlines()]
+    prompt = {r["row"]: r["agents"][0]["metadata"]["prompt"] for r in rows}
+    token = re.findall(r"EMPLOYEE_NAME_[0-9a-f]{8}", prompt[4])[0]
+    assert token in prompt[51]  # the same employee, the same token
+    assert token not in prompt[5]
+    for path in run_dir.rglob("*.json*"):
+        docs = (
+            [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            if path.suffix == ".jsonl"
+            else [json.loads(path.read_text())]
+        )
+        assert leaks(json.dumps(without_outputs(docs), ensure_ascii=False)) == [], path.name
+    assert leaks((run_dir / "report.html").read_text()) == []
+
+
+def test_recognisers_need_their_checksums() -> None:
+    good = "DE89370400440532013000"
+    assert iban_ok(good) and not iban_ok("DE89370400440532013001")
+    assert luhn_ok("4111 1111 1111 1111") and not luhn_ok("4111 1111 1111 1112")
+    text = f"pay {good} by card 4111-1111-1111-1111, not order 1234-5678-9012-3456; mail a.b@x.io; +44 20 7946 0958"
+    kinds = [(text[s:e], k) for s, e, k in find(text, ("email", "phone", "iban", "credit_card", "national_id"))]
+    assert kinds == [
+        (good, "iban"),
+        ("4111-1111-1111-1111", "credit_card"),
+        ("a.b@x.io", "email"),
+        ("+44 20 7946 0958", "phone"),
+    ]
+    assert [k for _, _, k in find("SSN 078-05-1120, not 000-12-3456; DNI 12345678Z", ("national_id",))] == [
+        "national_id",
+        "national_id",
+    ]
+
+
+def test_pseudonyms_are_stable_masks_keep_the_ends_and_restore_only_what_the_vault_holds() -> None:
+    policy = Policy.from_dict(
+        {"columns": {"name": "pseudonymize", "iban": "mask", "ssn": "drop", "pay": "keep"}, "detect": ["email"]}
+    )
+    guard = Protector(policy, secret=b"k")
+    one = guard.protect_values(
+        {"name": "Ana Ruiz", "iban": "DE89 3704 0044 0532 0130 00", "ssn": "1", "pay": 5, "x": "ana@r.es"}
+    )
+    two = guard.protect_values({"name": "Ana Ruiz", "iban": None, "ssn": "2", "pay": 6, "x": "hi"})
+    assert one["name"] == two["name"] and one["name"].startswith("NAME_") and "Ana" not in one["name"]
+    assert one["iban"] == "DE89 **** **** **** 3000"
+    assert one["ssn"] == DROPPED and one["pay"] == 5
+    assert one["x"].startswith("EMAIL_")
+    assert guard.restore({"a": [f"Hello {one['name']} at {one['x']}", "NAME_0000ffff"]}) == {
+        "a": ["Hello Ana Ruiz at ana@r.es", "NAME_0000ffff"]
+    }
+    assert "Ana" not in repr(guard)
+    other = Protector(policy, secret=b"other")
+    assert other.protect_values({"name": "Ana Ruiz"})["name"] != one["name"]  # per run
