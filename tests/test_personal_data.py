@@ -239,3 +239,30 @@ def test_pseudonyms_are_stable_masks_keep_the_ends_and_restore_only_what_the_vau
     assert "Ana" not in repr(guard)
     other = Protector(policy, secret=b"other")
     assert other.protect_values({"name": "Ana Ruiz"})["name"] != one["name"]  # per run
+
+
+def test_no_content_keeps_digests_everywhere_and_show_says_so(tmp_path: Path) -> None:
+    flow = tmp_path / "note.yaml"
+    flow.write_text(
+        "name: note\ndefaults: {module: Finance, llm_config: {model: gpt-4o-mini, max_tokens: 40}}\n"
+        "inputs: {vendor: {type: string, default: Quillfeather Supplies}}\n"
+        "agents:\n  - name: a\n    prompt_template: 'Summarise the dispute with {vendor}'\n"
+    )
+    environment = {**os.environ, "CI": "true"}
+    args = [sys.executable, "-m", "orchestrate"]
+    proc = subprocess.run(
+        [*args, "run", str(flow), "--simulate", "--no-content", "-o", str(tmp_path / "runs")],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    for path in run_dir.iterdir():
+        text = path.read_text()
+        assert "Quillfeather" not in text and "Response to" not in text, path.name
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["content_kept"] is False and result["agents"][0]["output"]["text"]["chars"] > 0
+    shown = subprocess.run([*args, "show", str(run_dir)], env=environment, capture_output=True, text=True, timeout=60)
+    assert "content not kept" in shown.stdout

@@ -160,10 +160,18 @@ def run_renderables(
         facts.append(f"started {document['started_at']}")
     if document.get("cost_budget") is not None:
         facts.append(f"budget ${float(document['cost_budget']):.2f}")
+    kept = document.get("content_kept") is not False
     if document.get("resumed_from"):
         facts.append(f"resumed from {document['resumed_from']}")
     if facts:
         parts.append(Text(" | ".join(facts), style="dim"))
+    if not kept:
+        parts.append(
+            Text(
+                "content not kept (data_protection store_content: false): prompts, answers and "
+                "tool arguments were recorded as digests and sizes only"
+            )
+        )
     rows = []
     for agent in document.get("agents", []):
         meta = agent.get("metadata") or {}
