@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
 import weakref
 from typing import Any
 
-from orchestrate import EngineConfig, OrchestrationEngine, RateLimitConfig
+from orchestrate import Agent, EngineConfig, OrchestrationEngine, RateLimitConfig
 from orchestrate.money.rate_limit import RateLimiter
 from orchestrate.run.events import Event, EventType
 from orchestrate.run.monitor import Monitor
+from orchestrate.run.resume import definition_digest
 from tests.scripted import FakeSleep, ScriptedClient
 from tests.test_engine import agent, run, workflow
 
@@ -112,3 +114,22 @@ async def test_an_agent_past_its_timeout_is_still_cancelled() -> None:
     slow = result.agents[0].result
     assert slow is not None and slow.error == "agent timed out after 0.05s"
     assert [a.status.value for a in result.agents] == ["cancelled", "cancelled"]
+
+
+def test_an_agents_definition_digest_is_the_one_earlier_runs_recorded() -> None:
+    """Resuming compares fingerprints with run folders written before: the bytes hashed never change."""
+    cases = [
+        agent("a"),
+        agent("b", ("a",), llm={"temperature": 0.25, "stop": ["\n", "'"], "batch": True, "system": 'say "hi"'}),
+        agent("c", output_schema={"type": "object", "properties": {"x": {"type": "number"}}}, tools=["t.py:f"]),
+        agent("d", llm={"top_p": None, "nested": {"k": [1, (2, 3)], "é": "ü"}, "latency": [0.1, 0.2]}),
+        Agent("e", "Finance", "", {}, "", function="steps.py:total", arguments={"x": 1}),
+    ]
+    for case in cases:
+        llm = case.llm_config
+        config = sorted(i for i in llm.items() if i[0] != "batch")
+        parts: tuple[Any, ...] = (config, case.tools, case.output_schema, case.dependencies)
+        if case.function is not None:
+            parts += (case.function,)
+        expected = hashlib.blake2b(repr(parts).encode(), digest_size=16)
+        assert definition_digest(case).hexdigest() == expected.hexdigest()

@@ -40,10 +40,15 @@ def definition_digest(agent: Agent) -> Any:
     # `batch` says how the call is sent, not what it asks: switching it keeps the answers.
     llm = agent.llm_config
     config = sorted(llm.items()) if "batch" not in llm else sorted(i for i in llm.items() if i[0] != "batch")
-    parts: tuple[Any, ...] = (config, agent.tools, agent.output_schema, agent.dependencies)
-    if agent.function is not None:
-        parts += (agent.function,)
-    return hashlib.blake2b(repr(parts).encode(), digest_size=16)
+    return hashlib.blake2b(_definition_repr(config, agent).encode(), digest_size=16)
+
+
+def _definition_repr(config: list[tuple[str, Any]], agent: Agent) -> str:
+    """``repr((config, tools, output_schema, dependencies[, function]))``, the same string built
+    without the containers' own repr (their recursion guard was most of its cost)."""
+    items = ", ".join([f"({key!r}, {value!r})" for key, value in config])
+    function = "" if agent.function is None else f", {agent.function!r}"
+    return f"([{items}], {agent.tools!r}, {agent.output_schema!r}, {agent.dependencies!r}{function})"
 
 
 MAX_REPORT_BYTES = 256 * 1024 * 1024
