@@ -133,3 +133,12 @@ def test_an_agents_definition_digest_is_the_one_earlier_runs_recorded() -> None:
             parts += (case.function,)
         expected = hashlib.blake2b(repr(parts).encode(), digest_size=16)
         assert definition_digest(case).hexdigest() == expected.hexdigest()
+
+
+def test_equal_but_differently_typed_configs_keep_their_own_digests() -> None:
+    digests = {
+        definition_digest(agent("x", llm={"temperature": value})).hexdigest() for value in (1, 1.0, True, "1", None)
+    }
+    assert len(digests) == 5
+    again = definition_digest(agent("x", llm={"temperature": 1.0})).hexdigest()
+    assert again in digests

@@ -38,17 +38,32 @@ def definition_digest(agent: Agent) -> Any:
     is stable for the same workflow file and several times cheaper than JSON.
     """
     # `batch` says how the call is sent, not what it asks: switching it keeps the answers.
-    llm = agent.llm_config
-    config = sorted(llm.items()) if "batch" not in llm else sorted(i for i in llm.items() if i[0] != "batch")
-    return hashlib.blake2b(_definition_repr(config, agent).encode(), digest_size=16)
-
-
-def _definition_repr(config: list[tuple[str, Any]], agent: Agent) -> str:
-    """``repr((config, tools, output_schema, dependencies[, function]))``, the same string built
-    without the containers' own repr (their recursion guard was most of its cost)."""
-    items = ", ".join([f"({key!r}, {value!r})" for key, value in config])
     function = "" if agent.function is None else f", {agent.function!r}"
-    return f"([{items}], {agent.tools!r}, {agent.output_schema!r}, {agent.dependencies!r}{function})"
+    text = f"({_config_repr(agent.llm_config)}, {agent.tools!r}, {agent.output_schema!r}, {agent.dependencies!r}{function})"
+    return hashlib.blake2b(text.encode(), digest_size=16)
+
+
+# llm_config items as given, and their values' types (1, 1.0 and True are equal keys) -> their text
+_CONFIGS: dict[tuple[Any, ...], str] = {}
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+def _config_repr(llm: dict[str, Any]) -> str:
+    """``repr(sorted(llm_config.items()))`` without ``batch``: the same text as ever, kept per
+    distinct llm_config of plain values (agents mostly share a few), and built without the
+    containers' own repr. (0.0 and -0.0 are one key: a -0.0 may be written as the 0.0 seen first.)"""
+    types = tuple(map(type, llm.values()))
+    key = (tuple(llm.items()), types) if _PLAIN.issuperset(types) else None
+    known = _CONFIGS.get(key) if key is not None else None
+    if known is not None:
+        return known
+    config = sorted(llm.items()) if "batch" not in llm else sorted(i for i in llm.items() if i[0] != "batch")
+    text = "[" + ", ".join([f"({name!r}, {value!r})" for name, value in config]) + "]"
+    if key is not None:
+        if len(_CONFIGS) >= 4096:
+            _CONFIGS.clear()
+        _CONFIGS[key] = text
+    return text
 
 
 MAX_REPORT_BYTES = 256 * 1024 * 1024
