@@ -10,12 +10,14 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import jsonschema
 import pytest
 
 from orchestrate.money.rate_limit import skew_margin
+from tests.fake_provider import FakeProvider
 from tests.redis_server import RedisServer, redis_server  # noqa: F401  (a fixture)
 from tests.test_rate_limit import most_in_any_window
 
@@ -27,7 +29,8 @@ def environment(**extra: str) -> dict[str, str]:
     env = {**os.environ, "CI": "true"}
     for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "ORCHESTRATE_STATE_URL", "REDIS_PASSWORD"):
         env.pop(key, None)
-    return {**env, **extra}
+    # Runs that must spend (a simulated call never books in a budget scope) call a FakeProvider.
+    return {**env, "OPENAI_API_KEY": "sk-test-shared-processes", **extra}
 
 
 def orchestrate(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -53,15 +56,24 @@ def spawn(*args: str, cwd: Path) -> subprocess.Popen[str]:
 
 
 def workflow_file(
-    folder: Path, name: str, agents: int, *, parallel: int = 4, max_tokens: int = 200, extra: str = ""
+    folder: Path,
+    name: str,
+    agents: int,
+    *,
+    parallel: int = 4,
+    max_tokens: int = 200,
+    extra: str = "",
+    provider: FakeProvider | None = None,
 ) -> Path:
+    """A workflow of `agents` independent agents; with a `provider`, its calls go there (real spend)."""
+    served = f", provider: openai, base_url: '{provider.url}/v1'" if provider is not None else ""
     lines = [
         f"name: {name}",
         f"max_parallel_agents: {parallel}",
         "cost_budget: 100",
         extra,
         "defaults:",
-        f"  llm_config: {{model: gpt-4o-mini, max_tokens: {max_tokens}}}",
+        f"  llm_config: {{model: gpt-4o-mini, max_tokens: {max_tokens}{served}}}",
         "agents:",
     ]
     lines += [
@@ -71,6 +83,13 @@ def workflow_file(
     path = folder / f"{name}.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+@pytest.fixture
+def provider() -> Iterator[FakeProvider]:
+    """An OpenAI-compatible server on loopback: runs that spend money in a scope call it."""
+    with FakeProvider() as server:
+        yield server
 
 
 def budget(url: str, namespace: str, *args: str, cwd: Path) -> dict[str, object]:
@@ -134,30 +153,27 @@ def test_four_processes_never_pass_a_shared_budget_scope(
     redis_server: RedisServer,  # noqa: F811
     tmp_path: Path,
     seed: int,
+    provider: FakeProvider,
 ) -> None:
     rng = random.Random(seed)
     namespace, scope = f"bud{uuid.uuid4().hex[:8]}", f"finance-{seed}"
     # A call may cost up to ~$0.0002 (its worst case), so a few fit at once, far fewer than 4 x 12.
     ceiling = round(rng.uniform(0.0006, 0.0016), 6)
     assert budget(redis_server.url, namespace, "set", scope, str(ceiling), cwd=tmp_path)["limit"] == ceiling
-    path = workflow_file(tmp_path, "invoices", 12, parallel=rng.randint(2, 6), max_tokens=400)
+    path = workflow_file(tmp_path, "invoices", 12, parallel=rng.randint(2, 6), max_tokens=400, provider=provider)
+    provider.latency = rng.uniform(0.01, 0.08)
     runs = []
     for k in range(4):
         runs.append(
             spawn(
                 "run",
                 str(path),
-                "--simulate",
                 "--state",
                 redis_server.url,
                 "--state-namespace",
                 namespace,
                 "--budget-scope",
                 scope,
-                "--sim-latency",
-                f"{rng.uniform(0.01, 0.08):.3f}",
-                "--seed",
-                str(seed * 10 + k),
                 "-o",
                 str(tmp_path / f"out{k}"),
                 cwd=tmp_path,
@@ -185,18 +201,17 @@ def test_four_processes_never_pass_a_shared_budget_scope(
 def test_a_killed_process_reservation_lapses_and_the_others_go_on(
     redis_server: RedisServer,  # noqa: F811
     tmp_path: Path,
+    provider: FakeProvider,
 ) -> None:
     namespace, scope = f"kill{uuid.uuid4().hex[:8]}", "hr-2026-11"
     url = f"{redis_server.url}?lease_seconds=1"
     # Room for one call's worst case (~$0.00025) at a time, no more.
     budget(url, namespace, "set", scope, "0.0004", cwd=tmp_path)
-    slow = workflow_file(tmp_path, "slow", 1, max_tokens=400)
+    slow = workflow_file(tmp_path, "slow", 1, max_tokens=400, provider=provider)
+    provider.latency = 60  # the victim's call is answered after it is killed
     victim = spawn(
         "run",
         str(slow),
-        "--simulate",
-        "--sim-latency",
-        "60",
         "--state",
         url,
         "--state-namespace",
@@ -216,8 +231,7 @@ def test_a_killed_process_reservation_lapses_and_the_others_go_on(
         assert budget(url, namespace, "show", scope, cwd=tmp_path)["open_reservations"] == 1
         other = orchestrate(
             "run",
-            str(workflow_file(tmp_path, "blocked", 1, max_tokens=400)),
-            "--simulate",
+            str(workflow_file(tmp_path, "blocked", 1, max_tokens=400, provider=provider)),
             "--state",
             url,
             "--state-namespace",
@@ -240,10 +254,10 @@ def test_a_killed_process_reservation_lapses_and_the_others_go_on(
         assert time.monotonic() < deadline, shown
         time.sleep(0.1)
     assert shown["reserved"] == 0.0 and shown["spent"] == 0.0
+    provider.latency = 0.0
     after = orchestrate(
         "run",
-        str(workflow_file(tmp_path, "after", 1, max_tokens=400)),
-        "--simulate",
+        str(workflow_file(tmp_path, "after", 1, max_tokens=400, provider=provider)),
         "--state",
         url,
         "--state-namespace",
@@ -331,13 +345,16 @@ def test_an_unreachable_state_stops_the_run_before_anything_starts(tmp_path: Pat
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-def test_budget_commands_and_an_unset_scope(redis_server: RedisServer, tmp_path: Path) -> None:  # noqa: F811
+def test_budget_commands_and_an_unset_scope(
+    redis_server: RedisServer,  # noqa: F811
+    tmp_path: Path,
+    provider: FakeProvider,
+) -> None:
     namespace = f"cmd{uuid.uuid4().hex[:8]}"
-    path = workflow_file(tmp_path, "w", 2, extra="budget_scope: compliance-q4")
+    path = workflow_file(tmp_path, "w", 2, extra="budget_scope: compliance-q4", provider=provider)
     refused = orchestrate(
         "run",
         str(path),
-        "--simulate",
         "--state",
         redis_server.url,
         "--state-namespace",
@@ -353,7 +370,6 @@ def test_budget_commands_and_an_unset_scope(redis_server: RedisServer, tmp_path:
     ran = orchestrate(
         "run",
         str(path),
-        "--simulate",
         "--state",
         redis_server.url,
         "--state-namespace",
@@ -419,23 +435,21 @@ def test_the_response_cache_can_live_in_redis(redis_server: RedisServer, tmp_pat
 def test_four_shards_cover_every_row_once_under_one_scope_and_limit(
     redis_server: RedisServer,  # noqa: F811
     tmp_path: Path,
+    provider: FakeProvider,
 ) -> None:
     namespace, scope = f"shard{uuid.uuid4().hex[:8]}", "procurement-2026-11"
     budget(redis_server.url, namespace, "set", scope, "5", cwd=tmp_path)
     (tmp_path / "rows.jsonl").write_text("".join(f'{{"invoice": "INV-{i:03d}"}}\n' for i in range(41)))
     (tmp_path / "inv.yaml").write_text(
         "name: invoices\ninputs:\n  invoice: {type: string}\n"
-        "rate_limits:\n  simulated: {requests_per_minute: 6000, concurrent_requests: 3}\n"
-        "defaults:\n  llm_config: {model: gpt-4o-mini, max_tokens: 100}\n"
+        "rate_limits:\n  openai: {requests_per_minute: 6000, concurrent_requests: 3}\n"
+        f"defaults:\n  llm_config: {{model: gpt-4o-mini, max_tokens: 100, base_url: '{provider.url}/v1'}}\n"
         "agents:\n  - {name: check, module: Finance, prompt_template: 'Check invoice {invoice}.'}\n"
     )
     shards = [
         spawn(
             "run",
             "inv.yaml",
-            "--simulate",
-            "--sim-latency",
-            "0.01",
             "--data",
             "rows.jsonl",
             "--shard",
@@ -480,15 +494,14 @@ def test_budget_commands_have_help_with_examples(command: str, tmp_path: Path) -
     assert "Examples:" in shown.stdout and "<str>" not in shown.stdout and "<float>" not in shown.stdout
 
 
-def test_spend_the_lost_state_never_booked_is_booked_on_resume(tmp_path: Path) -> None:
+def test_spend_the_lost_state_never_booked_is_booked_on_resume(tmp_path: Path, provider: FakeProvider) -> None:
     server = RedisServer(tmp_path, password="pw-9").start()
     try:
         budget(server.url, "orchestrate", "set", "audit-q4", "5", cwd=tmp_path)
-        path = workflow_file(tmp_path, "audit", 30, parallel=3, extra="budget_scope: audit-q4")
+        path = workflow_file(tmp_path, "audit", 30, parallel=3, extra="budget_scope: audit-q4", provider=provider)
         out = tmp_path / "out"
-        process = spawn(
-            "run", str(path), "--simulate", "--sim-latency", "0.3", "--state", server.url, "-o", str(out), cwd=tmp_path
-        )
+        provider.latency = 0.3
+        process = spawn("run", str(path), "--state", server.url, "-o", str(out), cwd=tmp_path)
         deadline = time.monotonic() + 60
         while not (out.exists() and any(p.read_text().count('"llm_call"') >= 4 for p in out.glob("*/events.jsonl"))):
             assert time.monotonic() < deadline and process.poll() is None, "the run never got going"
@@ -503,10 +516,10 @@ def test_spend_the_lost_state_never_booked_is_booked_on_resume(tmp_path: Path) -
         server.start()
         booked = budget(server.url, "orchestrate", "show", "audit-q4", cwd=tmp_path)["spent"]
         assert booked + unsettled["total"] == pytest.approx(spent_here)
+        provider.latency = 0.0
         resumed = orchestrate(
             "run",
             str(path),
-            "--simulate",
             "--state",
             server.url,
             "--resume",
