@@ -143,7 +143,7 @@ def test_show_starts_with_the_inputs_and_the_outputs(runs: dict[str, Any]) -> No
     lines = done.stdout.splitlines()
     assert lines[1].startswith("month_close: completed (simulated)")
     assert lines[2] == "Close one accounting period."
-    assert lines[3:5] == ["inputs:", "  period: 2026-11"]
+    assert lines[3:5] == ["inputs:", "  period=2026-11"]
     assert lines[5] == "outputs:"
     assert lines.index("outputs:") < next(i for i, line in enumerate(lines) if "agent" in line and "status" in line)
     assert all(len(line) <= 80 for line in lines[2 : lines.index("outputs:") + 5])  # tables print whole when piped

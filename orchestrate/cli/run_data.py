@@ -468,6 +468,7 @@ class BatchSession:
             }
             payload["run_dir"] = str(run_dir)
             payload["expectations"] = d.get("expectations")
+            payload["outcomes"] = _outcomes(run_dir)
             sys.stdout.write(json.dumps(payload, indent=2) + "\n")
             return
         if opts.quiet:
@@ -486,7 +487,8 @@ class BatchSession:
             f"{d['name']}: {d['status']}{label} - {counts.get('completed', 0)}/{rows} rows completed"
             f"{', ' + others if others else ''};\n  {usd(float(d['total_cost']))}, "
             f"{plural(int(d['total_tokens']), 'token')}, {d['duration_seconds']:.2f}s\n"
-            f"run folder: {run_dir}\n"
+            + "".join(f"{line}\n" for line in _outcome_lines(run_dir))
+            + f"run folder: {run_dir}\n"
         )
         if d.get("expectations"):
             from orchestrate.run.evaluation import closing_line
@@ -496,3 +498,15 @@ class BatchSession:
             batch = self.batch
             again = ("--data", batch.data, *(("--key", batch.key) if batch.key else ()))
             sys.stdout.write("next:\n" + "".join(f"{step}\n" for step in next_steps(d, run_dir, self.file, again)))
+
+
+def _outcomes(run_dir: Path) -> dict[str, dict[str, int]]:
+    from orchestrate.observe.dataset_results import outcome_counts
+
+    return outcome_counts(run_dir)
+
+
+def _outcome_lines(run_dir: Path) -> list[str]:
+    from orchestrate.observe.dataset_results import outcome_lines
+
+    return outcome_lines(run_dir)

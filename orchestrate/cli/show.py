@@ -13,7 +13,8 @@ from orchestrate.cli.common import check_format, format_option, is_interactive, 
 
 __all__ = ["show"]
 
-FORMATS = ("text", "json")
+FORMATS = ("text", "json", "table", "csv", "jsonl")
+DATASET_FORMATS = ("table", "csv", "jsonl")
 
 
 def show(
@@ -27,6 +28,14 @@ def show(
         str | None,
         typer.Option(
             "--row", metavar="KEY", help="In a dataset batch's folder: show this row (by its key) like a single run."
+        ),
+    ] = None,
+    by: Annotated[
+        str | None,
+        typer.Option(
+            "--by",
+            metavar="OUTPUT_PATH",
+            help="In a dataset run's folder: count rows by the value of an output, e.g. payment_decision.decision.",
         ),
     ] = None,
     fmt: format_option(FORMATS) = "text",  # type: ignore[valid-type]
@@ -43,6 +52,13 @@ def show(
       orchestrate show runs/finance_month_end_close-20261125T101010Z bank_reconciliation
       orchestrate show runs/finance_month_end_close-20261125T101010Z --format json
       orchestrate show runs/invoice_review-20261125T101010Z --row INV-2026-10231
+      orchestrate show runs/invoice_review-20261125T101010Z --format csv > results.csv
+      orchestrate show runs/invoice_review-20261125T101010Z --by payment_decision.decision
+
+    A dataset run's folder: --format table, csv or jsonl lists one line per row
+    key (its latest state, after any resume) with its inputs, status, outputs
+    (nested ones as dotted columns), cost and error; --by OUTPUT_PATH counts
+    rows by an output's value.
     """
     from orchestrate.observe.answer import show_command
     from orchestrate.observe.run_view import (
@@ -56,7 +72,18 @@ def show(
     fmt = check_format(fmt, FORMATS, as_json=as_json)
     from orchestrate.observe.dataset_view import is_batch
 
-    if row is None and is_batch(run_dir):
+    dataset = row is None and is_batch(run_dir)
+    if (fmt in DATASET_FORMATS or by is not None) and not dataset:
+        from orchestrate.cli.common import fail
+
+        what = f"--by {by}" if by is not None else f"--format {fmt}"
+        fail(f"{what} lists the rows of a dataset run; {run_dir} is a single run (try --format json)")
+    if dataset and (fmt in DATASET_FORMATS or by is not None):
+        from orchestrate.cli.show_rows import show_rows
+
+        show_rows(run_dir, fmt, by)
+        return
+    if dataset:
         _show_batch(run_dir, fmt, agent)
         return
     if row is not None:
@@ -126,9 +153,10 @@ def _show_batch(run_dir: Path, fmt: str, agent: str | None) -> None:
         console.print(part)
     for part in provider_batches(batches, folder, document, data=True):
         console.print(part)
-    console.print(
-        Text(f"one row like a single run: orchestrate show {shlex.quote(str(folder))} --row KEY", style="dim")
-    )
+    quoted = shlex.quote(str(folder))
+    console.print(Text(f"one row like a single run: orchestrate show {quoted} --row KEY", style="dim"))
+    console.print(Text(f"every row: orchestrate show {quoted} --format csv (or table, jsonl)", style="dim"))
+    console.print(Text(f"rows by an output: orchestrate show {quoted} --by OUTPUT_PATH", style="dim"))
 
 
 def provider_batches(

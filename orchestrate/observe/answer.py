@@ -108,14 +108,14 @@ def _fit(text: str, room: int) -> tuple[str, bool]:
 
 
 def input_lines(document: Mapping[str, Any], *, width: int | None = None, indent: str = "  ") -> list[str]:
-    """``inputs:`` and a line per input value (trimmed to the width), or nothing without inputs."""
+    """``inputs:`` and a line per input (``period=2026-10``, as ``--input`` takes it), trimmed to the width."""
     inputs = document.get("inputs")
     if not isinstance(inputs, Mapping) or not inputs:
         return []
     room = width or _room()
     lines = ["inputs:"]
     for name, value in inputs.items():
-        prefix = f"{indent}{name}: "
+        prefix = f"{indent}{name}="
         text, _ = _fit(inline(value), max(room - len(prefix), 20))
         lines.append(prefix + text)
     return lines

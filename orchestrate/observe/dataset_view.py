@@ -82,7 +82,9 @@ def load_row(path: Path, key: str) -> dict[str, Any]:
 
 def batch_summary(folder: Path, document: Mapping[str, Any]) -> dict[str, Any]:
     """The batch's result.json plus the first rows that did not complete, for `--format json`."""
-    return {**document, "run_dir": str(folder), "not_completed": _failed(folder)}
+    from orchestrate.observe.dataset_results import outcome_counts
+
+    return {**document, "run_dir": str(folder), "outcomes": outcome_counts(folder), "not_completed": _failed(folder)}
 
 
 def _failed(folder: Path) -> list[dict[str, Any]]:
@@ -119,6 +121,12 @@ def batch_renderables(folder: Path, document: Mapping[str, Any], *, width: int |
     if document.get("shard"):
         facts.append(f"shard {document['shard']}")
     parts.append(Text(" | ".join(facts), style="dim"))
+    from orchestrate.observe.dataset_results import outcome_lines
+
+    outcomes = outcome_lines(folder)
+    if outcomes:
+        parts.append(Text(outcomes[0], style="bold"))
+        parts.extend(Text(line) for line in outcomes[1:])
     for title, items, field, fmt in (
         ("slowest", document.get("slowest_rows"), "seconds", "{:.2f}s"),
         ("dearest", document.get("dearest_rows"), "cost", None),

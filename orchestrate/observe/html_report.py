@@ -22,6 +22,7 @@ from orchestrate.fsutil import atomic_write_text
 from orchestrate.observe import html_svg as svg
 from orchestrate.observe.html_answer import answer_section
 from orchestrate.observe.html_batch import MAX_EXAMPLE_ROWS, BatchFacts
+from orchestrate.observe.html_outcomes import outcomes_section
 from orchestrate.observe.html_style import CSS
 from orchestrate.observe.run_folder import RunFolder, find_run_folders, load_run_folder
 
@@ -447,7 +448,10 @@ def render_report(runs: Sequence[RunFolder]) -> str:
         several = len(runs) > 1
         summary = _summary(run, f"run-{i}", heading=several and run.batch is not None)
         if run.batch is not None:
-            body.append(f'<article class="run">{summary}{_rows(run)}{batch_sections(run.batch)}{_costs(run)}</article>')
+            outcomes = outcomes_section(run.path)
+            body.append(
+                f'<article class="run">{summary}{outcomes}{_rows(run)}{batch_sections(run.batch)}{_costs(run)}</article>'
+            )
         else:
             answer = answer_section(run.result, heading=run.name if several else None)
             body.append(
