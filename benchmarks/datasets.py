@@ -95,7 +95,7 @@ def _rss_mb() -> float:
 
 
 def measure(name: str, rows: int, rpm: int) -> dict[str, Any]:
-    from orchestrate.cli.run_data import BATCH_UNLOGGED
+    from orchestrate.app.dataset import DATASET_UNLOGGED as BATCH_UNLOGGED
     from orchestrate.observe.dataset_progress import PlainBatchLog
     from orchestrate.observe.dataset_report import BatchRecorder
     from orchestrate.observe.eventlog import EventLog

@@ -31,8 +31,10 @@ This module is a leaf: standard library only.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 
 __all__ = [
+    "ExitCode",
     "AuthenticationError",
     "BadRequestError",
     "BatchExpiredError",
@@ -57,6 +59,20 @@ __all__ = [
     "UserInputError",
     "WorkflowValidationError",
 ]
+
+
+class ExitCode(IntEnum):
+    """The process exit codes: the one table (`orchestrate.app.exits` maps outcomes onto it)."""
+
+    COMPLETED = 0
+    FAILED = 1  # or cancelled, or the shared state was lost, or a journal could not be written
+    INVALID_INPUT = 2  # a file, a flag or a value (`UserInputError`)
+    PARTIAL = 3
+    WAITING = 4  # for an approval
+    EXPECTATIONS_FAILED = 5  # the agents completed, but an expectation failed or could not be evaluated
+    REGRESSED = 6  # against --baseline: a case went pass -> fail, or a pass rate fell past --tolerance
+    INTERRUPTED = 130  # SIGINT (Ctrl-C)
+    TERMINATED = 143  # SIGTERM
 
 
 class OrchestrateError(Exception):

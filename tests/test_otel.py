@@ -29,7 +29,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from orchestrate.cli.run_session import tracing_requested
+from orchestrate.app.wiring import tracing_requested
 from orchestrate.llm.simulated import SimulatedClient
 from orchestrate.observe.otel import OTelSink
 from orchestrate.run.engine import EngineConfig, OrchestrationEngine

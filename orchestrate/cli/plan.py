@@ -104,7 +104,7 @@ def print_batch_plan(
     as_json: bool,
 ) -> None:
     """The least and most a batch over `data` can cost (every row checked and planned)."""
-    from orchestrate.cli.run_data import open_dataset
+    from orchestrate.app.dataset import open_dataset
     from orchestrate.money.costs import CostConfig, CostTracker
     from orchestrate.money.planning import plan_batch
     from orchestrate.workflow.dataset import parse_shard

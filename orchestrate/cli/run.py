@@ -21,8 +21,6 @@ from orchestrate.cli.common import (
 
 __all__ = ["run"]
 
-EXIT_COMPLETED, EXIT_FAILED, EXIT_PARTIAL = 0, 1, 3
-EXIT_SIGINT, EXIT_SIGTERM = 130, 143
 FORMATS = ("text", "json")
 
 
@@ -321,8 +319,8 @@ def run(
     --no-fail-on-expect), 6 regressed against --baseline, 130 interrupted (Ctrl-C),
     143 terminated (SIGTERM).
     """
+    from orchestrate.app.invocation import DatasetSpec, Invocation
     from orchestrate.cli.plan import workflow_files
-    from orchestrate.cli.run_session import RunOptions, RunSession
 
     json_output = check_format(fmt, FORMATS, as_json=json_output) == "json"
     files = workflow_files(paths)
@@ -355,7 +353,22 @@ def run(
             shard=shard,
         )
         return
-    options = RunOptions(
+    dataset = None
+    if data is not None:
+        from orchestrate.run.shards import resolve_shard
+
+        shard_pair, shard_source = resolve_shard(shard, shards, os.environ)
+        dataset = DatasetSpec(
+            data=data,
+            key=key,
+            skip_invalid_rows=skip_invalid_rows,
+            max_rows_parallel=max_rows_parallel,
+            shard=shard_pair,
+            shard_source=shard_source,
+        )
+    live = is_interactive(sys.stderr) and not no_progress and not quiet
+    invocation = Invocation(
+        workflows=files,
         simulate=simulate,
         inputs=values,
         output_dir=output_dir,
@@ -367,9 +380,6 @@ def run(
         state=state,
         state_namespace=state_namespace,
         budget_scope=budget_scope,
-        live=is_interactive(sys.stderr) and not no_progress and not quiet,
-        quiet=quiet,
-        json_output=json_output,
         junit=junit,
         summary=summary,
         sim_latency=sim_latency,
@@ -393,20 +403,27 @@ def run(
         audit_sink=audit_sink,
         no_content=no_content,
         ask=is_interactive(sys.stderr) and is_interactive(sys.stdin) and not approve_all,
+        dataset=dataset,
+        progress="quiet" if quiet else "live" if live else "plain",
     )
-    if data is not None:
-        from orchestrate.cli.run_data import BatchOptions, BatchSession
-        from orchestrate.run.shards import resolve_shard
+    from orchestrate.cli.common import print_error
 
-        shard_pair, shard_source = resolve_shard(shard, shards, os.environ)
-        batch = BatchOptions(
-            data=data,
-            key=key,
-            skip_invalid_rows=skip_invalid_rows,
-            max_rows_parallel=max_rows_parallel,
-            shard=shard_pair,
-            shard_source=shard_source,
-        )
-        raise typer.Exit(BatchSession(files[0], options, batch).execute())
-    code = RunSession(files, options).execute()
-    raise typer.Exit(code)
+    if dataset is not None:
+        from orchestrate.app.dataset import run_dataset
+        from orchestrate.cli.run_output import print_dataset_outcome
+
+        data_outcome = run_dataset(invocation, notify=print_error, handle_signals=True)
+        print_dataset_outcome(data_outcome, invocation, json_output=json_output)
+        raise typer.Exit(data_outcome.exit_code)
+    from orchestrate.app.session import run_workflows
+    from orchestrate.cli.approve import TerminalApprover
+    from orchestrate.cli.run_output import print_run_outcome
+
+    outcome = run_workflows(
+        invocation,
+        make_approver=lambda by, pause: TerminalApprover(by=by, pause=pause),
+        notify=print_error,
+        handle_signals=True,
+    )
+    print_run_outcome(outcome, invocation, json_output=json_output)
+    raise typer.Exit(outcome.exit_code)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrate.errors import ExitCode
 from orchestrate.money.costs import agent_key
 from orchestrate.workflow.expectations import (
     JUDGE_SCHEMA,
@@ -45,8 +46,12 @@ __all__ = [
     "judge_name",
 ]
 
-EXIT_EXPECTATIONS = 5  # the agents completed, but some expectation failed or could not be evaluated
-EXIT_REGRESSION = 6  # against --baseline: a case went pass -> fail, or a pass rate fell past --tolerance
+EXIT_EXPECTATIONS = (
+    ExitCode.EXPECTATIONS_FAILED
+)  # the agents completed, but some expectation failed or could not be evaluated
+EXIT_REGRESSION = (
+    ExitCode.REGRESSED
+)  # against --baseline: a case went pass -> fail, or a pass rate fell past --tolerance
 JUDGE_SUFFIX = ".judge"
 WORKFLOW_OWNER = "outputs"
 _QUESTION_CHARS = 4000
