@@ -17,8 +17,10 @@ from orchestrate.money.budget_scope import UNSETTLED_FILE, ScopeLedger, book_uns
 from orchestrate.money.costs import CostTracker
 from orchestrate.state.backends import state_from_url
 from orchestrate.state.base import LeaseKeeper, SharedState
+from tests.fake_provider import FakeProvider
 from tests.redis_server import RedisServer, redis_server  # noqa: F401  (a fixture)
-from tests.test_shared_processes import budget, only_run, orchestrate, spawn
+from tests.test_shards import orchestrate, spawn
+from tests.test_shared_processes import budget, only_run
 
 
 class Clock:
@@ -207,6 +209,7 @@ def _dataset(folder: Path, rows: int) -> None:
     (folder / "rows.jsonl").write_text("".join(f'{{"invoice": "INV-{i:04d}"}}\n' for i in range(rows)))
     (folder / "inv.yaml").write_text(
         "name: invoices\ninputs:\n  invoice: {type: string}\n"
+        "rate_limits:\n  openai: {requests_per_minute: 100000, concurrent_requests: 64}\n"
         "defaults:\n  llm_config: {model: gpt-4o-mini, max_tokens: 100}\n"
         "agents:\n  - {name: check, module: Finance, prompt_template: 'Check invoice {invoice}.'}\n"
         "  - {name: post, module: Finance, dependencies: [check], prompt_template: 'Post {invoice}.'}\n"
@@ -217,6 +220,28 @@ def _total(run: Path) -> float:
     return float(json.loads((run / "cost.json").read_text())["totals"]["cost"])
 
 
+def _scope_now(url: str, namespace: str, scope: str) -> dict[str, object]:
+    """The scope as stored, read in this process (a CLI call per poll is seconds on a loaded machine)."""
+
+    async def read() -> dict[str, object]:
+        state = state_from_url(url, namespace=namespace)
+        try:
+            return (await state.budget_get(scope)).to_dict()
+        finally:
+            await state.aclose()
+
+    return asyncio.run(read())
+
+
+def _calls(run: Path) -> int:
+    return len(json.loads((run / "cost.json").read_text())["calls"])
+
+
+def _provider_env(provider: FakeProvider) -> dict[str, str]:
+    """A real provider's wire format on loopback: simulated calls are never booked in a scope."""
+    return {"OPENAI_API_KEY": "sk-test-spend-once", "OPENAI_BASE_URL": f"{provider.url}/v1"}
+
+
 def test_two_processes_and_a_killed_third_book_what_their_cost_files_hold(
     redis_server: RedisServer,  # noqa: F811
     tmp_path: Path,
@@ -225,44 +250,46 @@ def test_two_processes_and_a_killed_third_book_what_their_cost_files_hold(
     url = f"{redis_server.url}?lease_seconds=1"
     budget(url, namespace, "set", scope, "50", cwd=tmp_path)
     _dataset(tmp_path, 60)
-    common = ("--simulate", "--data", "rows.jsonl", "--state", url, "--state-namespace", namespace)
-    common += ("--budget-scope", scope)
-    living = [
-        spawn("run", "inv.yaml", *common, "--shard", f"{k}/3", "--sim-latency", "0.01", "-o", f"out{k}", cwd=tmp_path)
-        for k in (1, 2)
-    ]
-    # The third is killed while its first calls are in flight (reserved, not yet answered).
-    victim = spawn("run", "inv.yaml", *common, "--shard", "3/3", "--sim-latency", "30", "-o", "out3", cwd=tmp_path)
-    try:
-        deadline = time.monotonic() + 60
-        while budget(url, namespace, "show", scope, cwd=tmp_path)["open_reservations"] < 3:
-            assert time.monotonic() < deadline and victim.poll() is None, "the third never reserved"
-            time.sleep(0.05)
-    finally:
-        victim.send_signal(signal.SIGKILL)
-        victim.communicate(timeout=30)
-    for process in living:
-        _, err = process.communicate(timeout=120)
-        assert process.returncode == 0, err
-    # The platform restarts the index: it resumes its own folder, and its rows call (and book) anew.
-    resumed = orchestrate(
-        "run",
-        "inv.yaml",
-        *common,
-        "--shard",
-        "3/3",
-        "--sim-latency",
-        "0.01",
-        "--resume",
-        str(only_run(tmp_path / "out3")),
-        cwd=tmp_path,
-    )
-    assert resumed.returncode == 0, resumed.stderr
+    common = ("--data", "rows.jsonl", "--state", url, "--state-namespace", namespace, "--budget-scope", scope)
+    with FakeProvider(latency=0.01) as fast, FakeProvider(latency=30) as slow:
+        living = [
+            spawn(
+                "run", "inv.yaml", *common, "--shard", f"{k}/3", "-o", f"out{k}", cwd=tmp_path, env=_provider_env(fast)
+            )
+            for k in (1, 2)
+        ]
+        # The third is killed while its first calls are in flight (reserved, not yet answered).
+        victim = spawn(
+            "run", "inv.yaml", *common, "--shard", "3/3", "-o", "out3", cwd=tmp_path, env=_provider_env(slow)
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while (
+                budget(url, namespace, "show", scope, cwd=tmp_path)["open_reservations"] < 3 or len(slow.requests) < 3
+            ):
+                assert time.monotonic() < deadline and victim.poll() is None, "the third never reserved"
+                time.sleep(0.05)
+        finally:
+            victim.send_signal(signal.SIGKILL)
+            victim.communicate(timeout=30)
+        for process in living:
+            _, err = process.communicate(timeout=120)
+            assert process.returncode == 0, err
+        # The platform restarts the index: it resumes its own folder, and its rows call (and book) anew.
+        resumed = orchestrate(
+            "run", "inv.yaml", *common, "--shard", "3/3", "--resume", str(only_run(tmp_path / "out3")),
+            cwd=tmp_path, env=_provider_env(fast),
+        )  # fmt: skip
+        assert resumed.returncode == 0, resumed.stderr
+        answered = len(fast.requests)
     deadline = time.monotonic() + 10
-    while (shown := budget(url, namespace, "show", scope, cwd=tmp_path))["open_reservations"]:
-        assert time.monotonic() < deadline, shown  # the killed process's leases lapse
+    while _scope_now(url, namespace, scope)["open_reservations"]:
+        assert time.monotonic() < deadline  # the killed process's leases lapse
         time.sleep(0.1)
-    total = sum(_total(only_run(tmp_path / f"out{k}")) for k in (1, 2, 3))
+    shown = budget(url, namespace, "show", scope, cwd=tmp_path)
+    runs = [only_run(tmp_path / f"out{k}") for k in (1, 2, 3)]
+    total = sum(_total(run) for run in runs)
+    assert sum(_calls(run) for run in runs) == answered == 120  # 60 rows of two agents, every answer recorded
     assert shown["spent"] == pytest.approx(total, abs=1e-9) and shown["reserved"] == 0.0
     assert total > 0
 
@@ -274,12 +301,14 @@ def test_reconcile_finds_and_fixes_an_injected_drift(
     namespace, scope = f"rec{uuid.uuid4().hex[:8]}", "inventory-2026-12"
     budget(redis_server.url, namespace, "set", scope, "10", cwd=tmp_path)
     _dataset(tmp_path, 8)
-    for k in (1, 2):
-        done = orchestrate(
-            "run", "inv.yaml", "--simulate", "--data", "rows.jsonl", "--shard", f"{k}/2", "--state", redis_server.url,
-            "--state-namespace", namespace, "--budget-scope", scope, "-o", f"out{k}", cwd=tmp_path,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
+    with FakeProvider() as provider:
+        for k in (1, 2):
+            done = orchestrate(
+                "run", "inv.yaml", "--data", "rows.jsonl", "--shard", f"{k}/2", "--state", redis_server.url,
+                "--state-namespace", namespace, "--budget-scope", scope, "-o", f"out{k}", cwd=tmp_path,
+                env=_provider_env(provider),
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
     runs = [str(only_run(tmp_path / f"out{k}")) for k in (1, 2)]
     total = sum(_total(Path(r)) for r in runs)
     state = ("--state", redis_server.url, "--state-namespace", namespace)
