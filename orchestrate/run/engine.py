@@ -236,12 +236,20 @@ class OrchestrationEngine:
         from orchestrate.llm.presets import LOCAL_PROVIDERS, base_model
         from orchestrate.llm.providers import infer_provider
 
+        checked: set[tuple[Any, Any, Any]] = set()  # agents mostly share a few models: each checked once
         for agent in workflow.agents:
             llm = agent.llm_config
             model = llm.get("model")
             if agent.is_code_step or not isinstance(model, str):
                 continue
             price_as = llm.get("price_as")
+            seen = (model, price_as, llm.get("provider"))
+            try:
+                if seen in checked:
+                    continue
+                checked.add(seen)
+            except TypeError:  # an unhashable price_as or provider: checked (and refused) below
+                pass
             provider = str(llm.get("provider") or infer_provider(model))
             if provider in LOCAL_PROVIDERS and not isinstance(price_as, str):
                 continue  # a server on the user's own machines: no price per token
