@@ -40,6 +40,7 @@ __all__ = [
     "is_bedrock_id",
     "ollama_base_url",
     "region_of",
+    "served_price_name",
     "vertex_location",
 ]
 
@@ -124,6 +125,18 @@ def base_model(provider: str, model: str) -> str:
     if name.startswith("claude-"):
         name = re.sub(r"(\d)\.(\d)", r"\1-\2", name)  # OpenRouter writes claude-sonnet-4.5
     return name
+
+
+def served_price_name(provider: str, priced: str, served: str) -> str:
+    """The name a call is priced under: for a provider that bills the model it routed to
+    (OpenRouter), that model's, when the price table knows it; else `priced`."""
+    preset = PRESETS.get(provider)
+    if preset is None or not preset.billed_as_served or not served:
+        return priced
+    from orchestrate.llm.prices import find_price
+
+    name = base_model(provider, served)
+    return name if find_price(name) is not None else priced
 
 
 def bedrock_region(llm_config: Mapping[str, Any]) -> str:

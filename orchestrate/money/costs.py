@@ -85,6 +85,10 @@ class CostConfig:
     price_unknown_models: bool = False
 
 
+# Where a call was served, and for a fallback the model asked for and why it did not serve.
+_PROVENANCE = ("region", "requested_model", "fallback_reason")
+
+
 @dataclass(slots=True)
 class Reservation:
     """Money set aside for one call until it is settled or released."""
@@ -143,6 +147,7 @@ class CallRecord:
             "batch": self.batch,
             "batch_id": self.batch_id,
             "usage_anomaly": self.usage_anomaly,
+            **({k: self.metadata[k] for k in _PROVENANCE if k in self.metadata} if self.metadata else {}),
         }
 
 

@@ -270,6 +270,10 @@ class RateLimiter(_Limiter):
             self.in_flight -= 1
             self._slots.give()
 
+    @property
+    def paused_until(self) -> float:
+        return self._paused_until
+
     def pause(self, seconds: float) -> None:
         """Hold back every caller for `seconds` (a 429's retry-after, or an exhausted quota)."""
         if seconds > 0 and math.isfinite(seconds):
@@ -344,6 +348,7 @@ class SharedRateLimiter(_Limiter):
             concurrent=config.concurrent_requests,
         )
         self._held: deque[str] = deque()
+        self.paused_until = -math.inf  # as far as this process has set or seen
         self._turn = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._start_statistics()
@@ -366,6 +371,8 @@ class SharedRateLimiter(_Limiter):
                     wait, poll = poll, min(poll * 2, self._POLL[1])
                 else:
                     wait, poll = answer.wait, self._POLL[0]
+                    if answer.tier == "paused":
+                        self.paused_until = max(self.paused_until, self.clock() + wait)
                 before = self.clock()
                 await self.sleep(wait)
                 self.wait_by_tier[answer.tier or "paused"] += self.clock() - before
@@ -397,6 +404,7 @@ class SharedRateLimiter(_Limiter):
         """Hold back every caller of this key, in every process, for `seconds`."""
         if seconds > 0 and math.isfinite(seconds):
             self.pauses += 1
+            self.paused_until = max(self.paused_until, self.clock() + seconds)
             self._later(self.state.pause(self.name, seconds))
 
     def observe(self, rate_limit: Mapping[str, float]) -> None:
@@ -602,6 +610,15 @@ class RateLimiterRegistry:
             if limiter is not None:
                 await limiter.acquire(estimated_tokens)
                 permit._limiters.append(limiter)
+
+    def paused_for(self, provider: str) -> float:
+        """Seconds `provider` stays paused (a 429's retry-after, exhausted headers) as this
+        process knows it: its own pauses, and shared ones its waits have seen; 0 when not paused."""
+        limiter = self._limiters.get(provider)
+        if limiter is None:
+            return 0.0
+        left = limiter.paused_until - self.clock()
+        return left if left > 0 else 0.0
 
     def pause_provider(self, provider: str, seconds: float) -> None:
         """Hold back every caller of `provider` for `seconds`."""

@@ -218,10 +218,35 @@ def _costs(run: RunFolder) -> str:
             "<h4>Tokens</h4>"
             + _table(["model", "calls", "input", "cached input", "output", "reasoning", "cost"], token_rows)
         )
+    served = _where_served(cost.get("calls") or [])
+    if served:
+        parts.append(
+            "<h4>Where calls were served</h4>"
+            + _table(["region", "provider", "model", "asked for", "why", "calls", "cost"], served)
+        )
     if len(parts) == 1:  # no call was booked: say so rather than show an empty heading
         parts.append("<p>No provider call was made, so nothing was spent.</p>")
     parts.append("</section>")
     return "".join(parts)
+
+
+def _where_served(calls: list[Any]) -> list[list[str]]:
+    """Rows of region, provider, served model, the model asked for and why (fallbacks), calls, cost."""
+    groups: dict[tuple[str, str, str, str, str], list[float]] = {}
+    for call in calls:
+        if not isinstance(call, dict) or not (call.get("region") or call.get("requested_model")):
+            continue
+        key = (
+            str(call.get("region") or ""),
+            str(call.get("provider") or ""),
+            str(call.get("model") or ""),
+            str(call.get("requested_model") or ""),
+            str(call.get("fallback_reason") or ""),
+        )
+        entry = groups.setdefault(key, [0.0, 0.0])
+        entry[0] += 1
+        entry[1] += float(call.get("cost") or 0.0)
+    return [[_e(v) for v in key] + [f"{int(n):,}", _money(c)] for key, (n, c) in sorted(groups.items())]
 
 
 def _share(cost: Any, budget: Any) -> str:
@@ -252,6 +277,13 @@ def _problems(run: RunFolder) -> str:
     return "<section><h3>Problems</h3>" + _table(["agent", "status", "reason"], rows, numeric_from=9) + "</section>"
 
 
+def _served(meta: dict[str, Any]) -> str:
+    """' → gpt-4.1 (rate_limited)' when a fallback gave the agent's answer."""
+    if not meta.get("served_model"):
+        return ""
+    return f" → {_e(meta['served_model'])} ({_e(meta.get('fallback_reason') or 'fallback')})"
+
+
 def _agent_anchor(run: RunFolder, agent: dict[str, Any]) -> str:
     return f"{run.path.name}--{agent.get('name')}"
 
@@ -265,7 +297,7 @@ def _agents(run: RunFolder) -> str:
         meta = agent.get("metadata") or {}
         head = (
             f'{_badge(agent.get("status"))} <b>{_e(name)}</b> <span class="meta">{_e(agent.get("module"))} · '
-            f"{_e(agent.get('model') or '')} · {_money(agent.get('cost'))} · "
+            f"{_e(agent.get('model') or '')}{_served(meta)} · {_money(agent.get('cost'))} · "
             f"{int(agent.get('tokens_used') or 0):,} tokens · {_secs(agent.get('execution_time'))}"
             f"{' · reused' if meta.get('reused') else ''}</span>"
         )

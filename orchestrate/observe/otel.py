@@ -329,7 +329,8 @@ class OTelSink:
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": "chat",
             "gen_ai.provider.name": str(data.get("provider") or ""),
-            "gen_ai.request.model": str(data.get("model") or ""),
+            # A fallback's call: the model asked for, not the one that served (gen_ai.response.model).
+            "gen_ai.request.model": str(data.get("requested_model") or data.get("model") or ""),
             "gen_ai.usage.input_tokens": int(data.get("input_tokens") or 0),
             "gen_ai.usage.output_tokens": int(data.get("output_tokens") or 0),
             "orchestrate.cost_usd": float(data.get("cost") or 0.0),
@@ -339,7 +340,10 @@ class OTelSink:
             "gen_ai.usage.cache_read.input_tokens": data.get("cached_input_tokens") or None,
             "gen_ai.usage.cache_creation.input_tokens": data.get("cache_creation_input_tokens") or None,
             "gen_ai.usage.reasoning.output_tokens": data.get("reasoning_tokens") or None,
-            "gen_ai.response.model": data.get("response_model"),
+            "gen_ai.response.model": data.get("response_model")
+            or (data.get("model") if data.get("requested_model") else None),
+            "orchestrate.fallback_reason": data.get("fallback_reason"),
+            "orchestrate.region": data.get("region"),
             "gen_ai.response.id": data.get("request_id"),
             "gen_ai.request.max_tokens": data.get("max_tokens"),
             "gen_ai.request.temperature": data.get("temperature"),

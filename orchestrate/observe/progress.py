@@ -163,6 +163,8 @@ class RunState:
                 row.started = self.clock()
         elif event.type is EventType.AGENT_RATE_LIMITED:
             row.waited += float(data.get("waited", 0.0))
+        elif event.type is EventType.AGENT_FALLBACK:  # the live table shows the model that serves
+            row.model = f"{data.get('to_model')} (fallback: {data.get('reason')})"
         elif event.type is EventType.AGENT_RETRYING:
             row.status, row.error = "retrying", data.get("error")
             row.retry_at = self.clock() + float(data.get("delay") or 0.0)
@@ -451,6 +453,11 @@ class PlainLog:
             return f"{who} {d.get('decision')} by {d.get('by')}{note}"
         if kind is EventType.AGENT_RATE_LIMITED:
             return f"{who} rate limited: waited {d.get('waited', 0):.2f}s for {d.get('provider')}"
+        if kind is EventType.AGENT_FALLBACK:
+            return (
+                f"{who} fell back from {d.get('from_model')} to {d.get('to_provider')}/{d.get('to_model')} "
+                f"({d.get('reason')}): {d.get('error')}"
+            )
         if kind is EventType.AGENT_RETRYING:
             return f"{who} retrying in {d.get('delay', 0):.2f}s after attempt {d.get('attempt')}: {d.get('error')}"
         if kind is EventType.AGENT_BUDGET_REFUSED:

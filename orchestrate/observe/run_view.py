@@ -183,7 +183,7 @@ def run_renderables(
                 str(agent.get("name")),
                 status.replace("_", " ") + reused,
                 str(agent.get("module") or ""),
-                str(agent.get("model") or ""),
+                str(agent.get("model") or "") + (f" -> {meta['served_model']}" if meta.get("served_model") else ""),
                 str(meta.get("attempts") or ""),
                 f"{agent.get('tokens_used') or 0:,}" if agent.get("tokens_used") else "",
                 usd(float(agent.get("cost") or 0)) if agent.get("cost") else "",
@@ -226,6 +226,14 @@ def agent_renderables(document: Mapping[str, Any], name: str) -> list[Any]:
         parts.append(Text(heading, style="bold"))
         parts.append(Text(_indent(body)))
 
+    for move in meta.get("fallbacks") or []:
+        parts.append(
+            Text(
+                f"fell back: {move.get('from_model')} -> {move.get('to_model')} ({move.get('reason')}): "
+                f"{move.get('error')}",
+                style="yellow",
+            )
+        )
     if agent.get("error") and status != "completed":
         section("why", str(agent["error"]))
     errors = meta.get("errors") or []

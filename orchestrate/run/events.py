@@ -46,6 +46,7 @@ class EventType(str, Enum):
     AGENT_STARTED = "agent_started"
     AGENT_RATE_LIMITED = "agent_rate_limited"
     AGENT_RETRYING = "agent_retrying"
+    AGENT_FALLBACK = "agent_fallback"  # a call moved to the agent's next model: from, to, reason
     LLM_CALL = "llm_call"
     TOOL_CALL = "tool_call"
     AGENT_BUDGET_REFUSED = "agent_budget_refused"

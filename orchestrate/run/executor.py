@@ -31,11 +31,14 @@ from orchestrate.jsonline import MAX_DEPTH, nests_too_deep
 from orchestrate.llm.base import LLMClient, LLMResponse
 from orchestrate.llm.batch_api import CALL_TAG, CallTag
 from orchestrate.llm.capabilities import lookup
-from orchestrate.llm.presets import base_model
+from orchestrate.llm.presets import base_model, region_of, served_price_name
+from orchestrate.llm.prices import regional_uplift
+from orchestrate.llm.providers import infer_provider
 from orchestrate.money.costs import CostTracker, Reservation, agent_key
 from orchestrate.money.rate_limit import RateLimiterRegistry
 from orchestrate.run.events import Event, EventType
 from orchestrate.run.failures import FailureHandler, RetryPolicy
+from orchestrate.run.routes import Routes
 from orchestrate.run.tools import Tool, load_tools, resolve_callable
 from orchestrate.run.workers import WorkerPool, guard_exit
 from orchestrate.workflow.models import Agent, AgentResult, AgentStatus, Workflow
@@ -116,6 +119,7 @@ class AgentExecutor:
         self.workers = workers if workers is not None else WorkerPool()
         self.halted: str | None = None  # set by the engine when a journal fails: no call starts
         self._batching: bool | None = None
+        self._regions: dict[tuple[Any, ...], tuple[str, float]] = {}
 
     async def execute(self, workflow: Workflow, agent: Agent, prompt: str, result: AgentResult) -> None:
         """Run `agent` until it succeeds or fails for good, filling in `result` as it goes.
@@ -125,6 +129,7 @@ class AgentExecutor:
         """
         llm = agent.llm_config
         client = self.client_for(llm)
+        routes = Routes(llm, self.client_for) if llm.get("fallbacks") else None
         policy = (
             self.default_policy if agent.retry is None else RetryPolicy.from_dict(agent.retry, base=self.default_policy)
         )
@@ -156,9 +161,18 @@ class AgentExecutor:
                     content={"prompt": prompt, "system": llm.get("system")} if attempt == 1 else None,
                 )
             )
+            if routes is not None:
+                routes.restart()
+                meta["fallbacks"] = routes.taken
             try:
-                result.output = await self._attempt(workflow, agent, client, prompt, usage)
+                result.output = await self._attempt(workflow, agent, client, prompt, usage, routes)
                 result.status = AgentStatus.COMPLETED
+                if routes is not None and routes.index:
+                    meta.update(
+                        served_model=routes.llm["model"],
+                        served_provider=routes.client.provider,
+                        fallback_reason=routes.fallback_reason(),
+                    )
                 return
             except JournalError as exc:  # the run stopped calling: not this agent's failure
                 result.status, result.error = AgentStatus.CANCELLED, str(exc)
@@ -187,7 +201,7 @@ class AgentExecutor:
                 usage.errors.append(str(exc))
                 if isinstance(exc, RateLimitError) and exc.retry_after:
                     # Every caller of the provider waits, whether or not this agent tries again.
-                    self.limits.pause_provider(client.provider, exc.retry_after)
+                    self.limits.pause_provider((routes.client if routes else client).provider, exc.retry_after)
                 if not self.failures.handle_failure(agent, result, policy):
                     return
                 delay = self.failures.get_delay(policy, attempt, exc.retry_after)
@@ -374,7 +388,13 @@ class AgentExecutor:
         )
 
     async def _attempt(
-        self, workflow: Workflow, agent: Agent, client: LLMClient, prompt: str, usage: Usage
+        self,
+        workflow: Workflow,
+        agent: Agent,
+        client: LLMClient,
+        prompt: str,
+        usage: Usage,
+        routes: Routes | None = None,
     ) -> dict[str, Any]:
         """One attempt: the tool loop, then the answer checked against output_schema."""
         llm = agent.llm_config
@@ -387,7 +407,7 @@ class AgentExecutor:
         schema = agent.output_schema
         rounds = corrections = 0
         while True:
-            response = await self._call(workflow, agent, client, messages, tools, usage)
+            response = await self._call(workflow, agent, client, messages, tools, usage, routes)
             if response.tool_calls and tools:
                 rounds += 1
                 if rounds > self.max_tool_rounds:
@@ -395,6 +415,10 @@ class AgentExecutor:
                         f"agent {agent.name!r}: tool loop did not finish within {self.max_tool_rounds} rounds"
                     )
                 await self._run_tools(workflow, agent, response, by_name, messages, usage)
+                if routes is not None and any(
+                    by_name[c.name].side_effects for c in response.tool_calls if c.name in by_name
+                ):
+                    routes.side_effects = True  # the world has changed: this attempt stays on its model
                 continue
             text = response.content
             if schema is None:
@@ -470,19 +494,57 @@ class AgentExecutor:
         messages: list[dict[str, Any]],
         tools: list[Tool],
         usage: Usage,
+        routes: Routes | None = None,
     ) -> LLMResponse:
-        """One provider call, paid for by reservation and paced by the limiter."""
-        llm = agent.llm_config
+        """One provider call, paid for by reservation and paced by the limiter; with fallbacks,
+        moved down the agent's chain at once on the failures it names (`orchestrate.run.routes`)."""
+        if routes is None:
+            return await self._call_route(workflow, agent, client, agent.llm_config, messages, tools, usage)
+        while True:
+            client = routes.client
+            if routes.can_fall_back():
+                paused = self.limits.paused_for(client.provider)
+                if paused > 0:  # waiting for a 429's pause to end: the next model instead
+                    self._fall_back(workflow, agent, routes, "rate_limited", f"{client.provider} paused {paused:.1f}s")
+                    continue
+            try:
+                return await self._call_route(workflow, agent, client, routes.llm, messages, tools, usage, routes)
+            except LLMError as exc:
+                reason = routes.reason_to_fall_back(exc)
+                if reason is None:
+                    raise
+                usage.errors.append(str(exc))
+                if isinstance(exc, RateLimitError) and exc.retry_after:
+                    self.limits.pause_provider(client.provider, exc.retry_after)
+                self._fall_back(workflow, agent, routes, reason, str(exc))
+
+    def _fall_back(self, workflow: Workflow, agent: Agent, routes: Routes, reason: str, error: str) -> None:
+        record = routes.advance(reason, error)
+        self.emit(Event(EventType.AGENT_FALLBACK, workflow.id, agent.name, record, workflow_name=workflow.name))
+
+    async def _call_route(
+        self,
+        workflow: Workflow,
+        agent: Agent,
+        client: LLMClient,
+        llm: dict[str, Any],
+        messages: list[dict[str, Any]],
+        tools: list[Tool],
+        usage: Usage,
+        routes: Routes | None = None,
+    ) -> LLMResponse:
+        """One call to one model (`llm`: the agent's own, or a fallback's)."""
         model = llm["model"]
         # An Azure deployment is priced as its model; a Bedrock profile (eu.anthropic.claude-...) or an
         # OpenRouter name (anthropic/claude-...) as the model of the table it names.
         priced = llm.get("price_as") or base_model(client.provider, model)
+        region, uplift = self._region(client.provider, priced, llm)
         max_tokens = int(llm.get("max_tokens", 1000))
         specs = [tool.spec() for tool in tools] if tools else []
         # A batched call is reserved and priced at the provider's batch rate; it waits at the
         # provider, so the online rate limits do not apply to it.
         batched = getattr(client, "batched", False) and not getattr(client, "goes_online", bool)()
-        rate = self.tracker.batch_rate(client.provider) if batched else 1.0
+        rate = (self.tracker.batch_rate(client.provider) if batched else 1.0) * uplift
         worst = rate * self.tracker.max_cost(
             priced, messages, max_tokens, overrides=workflow.prices, tools=specs, response_schema=agent.output_schema
         )
@@ -516,7 +578,7 @@ class AgentExecutor:
             )
         except LLMError as exc:
             if exc.billed:  # accepted, answered, unreadable: it may well be charged
-                self._book_unread(workflow, agent, client.provider, key, reservation, worst, usage, exc)
+                self._book_unread(workflow, agent, client.provider, key, reservation, worst, usage, exc, llm)
             else:
                 self.tracker.release(reservation)
             raise
@@ -528,8 +590,9 @@ class AgentExecutor:
                 permit.release()
         cached = bool(response.metadata.get("cached"))
         batch_id = response.metadata.get("batch_id") if not cached else None
+        priced = served_price_name(client.provider, priced, response.model)  # OpenRouter bills what served
         cost, anomaly = self._price(
-            priced, response, worst, cached, self.tracker.batch_rate(client.provider) if batch_id else 1.0
+            priced, response, worst, cached, (self.tracker.batch_rate(client.provider) if batch_id else 1.0) * uplift
         )
         self.tracker.settle(reservation, cost)
         self.tracker.record_cost(
@@ -539,7 +602,7 @@ class AgentExecutor:
             model,
             response.input_tokens,
             response.output_tokens,
-            _call_metadata(cached, batch_id, priced if priced != model else None),
+            _call_metadata(cached, batch_id, priced if priced != model else None, region, agent, routes),
             cached_input_tokens=response.cached_input_tokens,
             cache_creation_input_tokens=response.cache_creation_input_tokens,
             reasoning_tokens=response.reasoning_tokens,
@@ -574,6 +637,10 @@ class AgentExecutor:
         }
         if response.metadata.get("notice"):  # the structured-output fallback, said once
             data["notice"] = response.metadata["notice"]
+        if routes is not None and routes.index:
+            data["requested_model"] = routes.requested
+            data["fallback_reason"] = routes.fallback_reason()
+        data["region"] = region
         self.emit(
             Event(
                 EventType.LLM_CALL,
@@ -587,6 +654,18 @@ class AgentExecutor:
         if anomaly is not None:
             self._anomaly(workflow, agent, client.provider, anomaly, cost, worst, usage)
         return response
+
+    def _region(self, provider: str, priced: str, llm: dict[str, Any]) -> tuple[str, float]:
+        """Where a call of `llm` is served (`region_of`) and the price multiplier that region
+        carries (`regional_uplift`), worked out once per route."""
+        key = (provider, priced, llm["model"], llm.get("base_url"), llm.get("region"), llm.get("provider"))
+        found = self._regions.get(key)
+        if found is None:
+            if provider == "simulated":  # --simulate: where the configured endpoint would serve it
+                provider = str(llm.get("provider") or infer_provider(llm["model"]))
+            region = region_of(provider, llm)
+            found = self._regions[key] = (region, regional_uplift(provider, priced, region))
+        return found
 
     def _anomaly(
         self,
@@ -628,10 +707,11 @@ class AgentExecutor:
         worst: float,
         usage: Usage,
         exc: LLMError,
+        llm: dict[str, Any] | None = None,
     ) -> None:
         """Book a call the provider accepted but whose answer could not be read at its reserved
         worst case: it is probably billed, and a budget must not learn of it from the invoice."""
-        llm = agent.llm_config
+        llm = llm if llm is not None else agent.llm_config
         model = llm["model"]
         priced = llm.get("price_as") or base_model(provider, model)
         anomaly = (
@@ -722,11 +802,24 @@ class AgentExecutor:
         return await client.complete_with_tools(messages, llm["model"], specs, temperature, max_tokens, **options)
 
 
-def _call_metadata(cached: bool, batch_id: str | None, price_as: str | None) -> dict[str, Any] | None:
-    """What a cost record notes beyond its tokens: cached or batched, and the model it was priced as."""
+def _call_metadata(
+    cached: bool,
+    batch_id: str | None,
+    price_as: str | None,
+    region: str | None = None,
+    agent: Agent | None = None,
+    routes: Routes | None = None,
+) -> dict[str, Any] | None:
+    """What a cost record notes beyond its tokens: cached or batched, the model it was priced as,
+    where it was served, and, for a fallback, the model the agent asked for and why it did not serve."""
     meta: dict[str, Any] = {"cached": True} if cached else {"batch": True, "batch_id": batch_id} if batch_id else {}
     if price_as:
         meta["price_as"] = price_as
+    if region:
+        meta["region"] = region
+    if routes is not None and routes.index:
+        meta["requested_model"] = routes.requested
+        meta["fallback_reason"] = routes.fallback_reason()
     return meta or None
 
 

@@ -66,6 +66,7 @@ class Tool:
     description: str
     parameters: dict[str, Any]
     function: Callable[..., Any]
+    side_effects: bool = True  # changes something outside the run: no fallback to another model after it
 
     def spec(self) -> dict[str, Any]:
         """The provider-neutral description given to LLM clients."""
@@ -137,5 +138,6 @@ def load_tools(specs: list[dict[str, Any]], base_dir: str | None = None) -> list
         description = spec.get("description") or (inspect.getdoc(function) or "").split("\n")[0]
         # No parameters declared: the tool takes none, and a call that passes some is refused.
         parameters = spec.get("parameters") or {"type": "object", "properties": {}, "additionalProperties": False}
-        tools.append(Tool(name=name, description=description, parameters=parameters, function=function))
+        side_effects = spec.get("side_effects", True) is not False
+        tools.append(Tool(name, description, parameters, function, side_effects))
     return tools

@@ -359,15 +359,13 @@ def _check_model(
         ]
     if not isinstance(model, str):
         return []
-    from orchestrate.llm.presets import LOCAL_PROVIDERS, base_model
+    from orchestrate.llm.presets import base_model
     from orchestrate.llm.providers import infer_provider
 
     valid_prices = {k: v for k, v in prices.items() if isinstance(v, dict)}
     provider = own.get("provider", inherited.get("provider")) or infer_provider(model)
     price_as = own.get("price_as", inherited.get("price_as"))
     key, priced = ("price_as", price_as) if isinstance(price_as, str) else ("model", model)
-    if provider in LOCAL_PROVIDERS and not isinstance(price_as, str):
-        return []  # a server on the user's own machines: no price per token
     if find_price(priced, valid_prices) is None and find_price(base_model(str(provider), priced), valid_prices) is None:
         where = ("agents", i, "llm_config", key) if key in own else ("defaults", "llm_config", key)
         close = closest_model(priced, valid_prices)
