@@ -228,6 +228,9 @@ class _DatasetSession:
         max_calls = inv.max_parallel or DEFAULT_MAX_CALLS
         if inv.budget_scope is not None:
             template.budget_scope = inv.budget_scope
+        from orchestrate.llm.residency import apply_residency
+
+        apply_residency(template, inv.residency)  # --residency, then every route checked
         self.clients = Clients(inv, carried=carried, per_workflow_events=False)
         self._check_state(template)
         state = open_state(inv)

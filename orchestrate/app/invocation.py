@@ -56,6 +56,7 @@ class Invocation:
         cache: A response cache: a folder or a ``redis://`` URL.
         state: Shared state URL (``memory://``, ``redis://``) for limits, budgets and cache.
         budget_scope: Also reserve every call against this shared budget scope.
+        residency: Keep every provider call in this region (``eu``, ``us``): overrides the workflows'.
         junit, summary: Where to write a JUnit XML report and a Markdown summary.
         provider_batch: Send calls through the providers' batch APIs.
         otel, otel_content: Export OpenTelemetry traces (with prompts and answers).
@@ -89,6 +90,7 @@ class Invocation:
     state: str | None = None
     state_namespace: str = "orchestrate"
     budget_scope: str | None = None
+    residency: str | None = None
     junit: Path | None = None
     summary: Path | None = None
     provider_batch: bool = False

@@ -261,6 +261,9 @@ class _Session:
             workflow.cost_budget = self.inv.budget
         if self.inv.budget_scope is not None:
             workflow.budget_scope = self.inv.budget_scope
+        from orchestrate.llm.residency import apply_residency
+
+        apply_residency(workflow, self.inv.residency)  # --residency, then every route checked
         return workflow
 
     def _engine(self, workflows: list[Workflow]) -> OrchestrationEngine:

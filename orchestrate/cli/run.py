@@ -79,6 +79,14 @@ def run(
             help="Also reserve every call against this shared budget scope (set with 'orchestrate budget set').",
         ),
     ] = None,
+    residency: Annotated[
+        str | None,
+        typer.Option(
+            "--residency",
+            metavar="REGION",
+            help="Keep every provider call in this region (eu, us): overrides the workflow's residency.",
+        ),
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and cost bounds; call nothing.")] = False,
     no_progress: Annotated[
         bool, typer.Option("--no-progress", help="Plain log lines instead of the live table.")
@@ -380,6 +388,7 @@ def run(
         state=state,
         state_namespace=state_namespace,
         budget_scope=budget_scope,
+        residency=residency,
         junit=junit,
         summary=summary,
         sim_latency=sim_latency,

@@ -39,6 +39,7 @@ class Capabilities:
     tools: bool = True
     max_temperature: float = 2.0
     tools_with_schema: bool = True
+    context_window: int = 0  # tokens of prompt and answer together; 0: not known
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -173,6 +173,8 @@ def region_of(provider: str, llm_config: Mapping[str, Any]) -> str:
     if provider == "azure":
         declared = llm_config.get("region")
         return str(declared) if declared else "azure"
+    if provider == "mistral" and not base_url:
+        return "eu"  # La Plateforme serves from the EU
     if provider == "openai" and base_url:
         host = urlsplit(base_url).hostname or ""
         match = re.match(r"^(eu|us|au|in|jp)\.api\.openai\.com$", host)

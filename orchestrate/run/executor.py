@@ -26,6 +26,7 @@ from orchestrate.errors import (
     OutputValidationError,
     RateLimitError,
     ToolError,
+    UserInputError,
 )
 from orchestrate.jsonline import MAX_DEPTH, nests_too_deep
 from orchestrate.llm.base import LLMClient, LLMResponse
@@ -34,6 +35,7 @@ from orchestrate.llm.capabilities import lookup
 from orchestrate.llm.presets import base_model, region_of, served_price_name
 from orchestrate.llm.prices import regional_uplift
 from orchestrate.llm.providers import infer_provider
+from orchestrate.llm.residency import outside
 from orchestrate.money.costs import CostTracker, Reservation, agent_key
 from orchestrate.money.rate_limit import RateLimiterRegistry
 from orchestrate.run.events import Event, EventType
@@ -539,6 +541,8 @@ class AgentExecutor:
         # OpenRouter name (anthropic/claude-...) as the model of the table it names.
         priced = llm.get("price_as") or base_model(client.provider, model)
         region, uplift = self._region(client.provider, priced, llm)
+        if workflow.residency:
+            self._check_residency(workflow.residency, client.provider, llm)
         max_tokens = int(llm.get("max_tokens", 1000))
         specs = [tool.spec() for tool in tools] if tools else []
         # A batched call is reserved and priced at the provider's batch rate; it waits at the
@@ -666,6 +670,17 @@ class AgentExecutor:
             region = region_of(provider, llm)
             found = self._regions[key] = (region, regional_uplift(provider, priced, region))
         return found
+
+    def _check_residency(self, residency: str, provider: str, llm: dict[str, Any]) -> None:
+        """Refuse a call to an endpoint outside the workflow's residency (the run's own check
+        comes first; this one holds for every caller of the engine)."""
+        if provider == "simulated":
+            provider = str(llm.get("provider") or infer_provider(llm["model"]))
+            if provider == "simulated":
+                return
+        why = outside(residency, provider, llm)
+        if why is not None:
+            raise UserInputError(f"{why}; not called")
 
     def _anomaly(
         self,

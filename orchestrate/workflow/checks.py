@@ -55,6 +55,9 @@ def check_document(located: Located) -> list[Problem]:
     from orchestrate.workflow.capability_checks import capability_problems
 
     problems += capability_problems(located)[0]
+    from orchestrate.workflow.route_checks import route_problems
+
+    problems += route_problems(located)
     return problems
 
 
