@@ -241,3 +241,30 @@ def test_the_bedrock_eu_example_shows_its_fallback_everywhere_a_run_is_read(tmp_
     assert "Where calls were served" in html and "eu:eu-central-1" in html and "→ " + served in html
     by_model = cli("cost-report", str(run_dir), "--by", "model", "--include-simulated", "--json")
     assert served in by_model.stdout and "claude-sonnet" not in by_model.stdout, by_model.stdout
+
+
+async def test_otel_names_the_model_asked_for_and_the_model_that_served(server: FakeProvider) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from orchestrate.observe.otel import OTelSink
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    server.script(Fault(529, None))
+    agent = Agent("close", "Finance", "d", llm(), "close the books")
+    engine = OrchestrationEngine(
+        None, EngineConfig(rate_limit_config=None), clients=ClientPool(), sinks=[OTelSink(provider)], sleep=FakeSleep()
+    )
+    await engine.execute_workflow(await engine.register_workflow(Workflow("otel", "d", [agent])))
+    await engine.shutdown()
+    provider.shutdown()
+    spans = exporter.get_finished_spans()
+    (call,) = [s for s in spans if s.name.startswith("chat ")]
+    assert call.attributes["gen_ai.request.model"] == PRIMARY
+    assert call.attributes["gen_ai.response.model"] == FALLBACK
+    assert call.attributes["orchestrate.fallback_reason"] == "overloaded"
+    (agent_span,) = [s for s in spans if s.name == "invoke_agent close"]
+    assert [e.name for e in agent_span.events].count("fallback") == 1

@@ -162,3 +162,8 @@ def test_the_example_validates_and_its_routes_stay_in_the_eu(tmp_path: Path) -> 
     found = [str(p) for p in validate_file(moved) if p.severity == "error"]
     assert len(found) == 2, found  # one per agent, at the fallback's line in defaults
     assert all(":32:" in f and "claude-haiku-4-5" in f and "outside residency eu" in f for f in found)
+
+
+def test_a_fallback_without_a_price_is_refused(tmp_path: Path) -> None:
+    found = problems_of(tmp_path, PLAIN + agent("{model: gpt-4o, fallbacks: [{model: gpt-4o-mnii}]}"))
+    assert any("no price known for fallback 'gpt-4o-mnii'" in p for p in found), found

@@ -249,6 +249,22 @@ class OTelSink:
             timestamp=_ns(event.timestamp),
         )
 
+    def _agent_fallback(self, event: Event) -> None:
+        """A call moved to the agent's next model: an event on the agent's span, with the model left
+        and why; the call that then serves carries both models (`_llm_call`)."""
+        data = event.data
+        spans = self._agent_span(event, data)
+        spans.span.add_event(
+            "fallback",
+            {
+                "gen_ai.request.model": str(data.get("from_model") or ""),
+                "orchestrate.fallback_model": str(data.get("to_model") or ""),
+                "orchestrate.fallback_reason": str(data.get("reason") or ""),
+                "exception.message": str(data.get("error") or ""),
+            },
+            timestamp=_ns(event.timestamp),
+        )
+
     def _failed_call(self, spans: _AgentSpans, event: Event, data: dict[str, Any]) -> None:
         """A provider call that ended in an error: from the attempt's last activity to the error."""
         model = spans.model or "unknown"
@@ -422,6 +438,7 @@ _HANDLERS = {
     EventType.AGENT_STARTED: OTelSink._agent_started,
     EventType.AGENT_RATE_LIMITED: OTelSink._agent_rate_limited,
     EventType.AGENT_RETRYING: OTelSink._agent_retrying,
+    EventType.AGENT_FALLBACK: OTelSink._agent_fallback,
     EventType.AGENT_BUDGET_REFUSED: OTelSink._agent_budget_refused,
     EventType.AGENT_FINISHED: OTelSink._agent_finished,
     EventType.LLM_CALL: OTelSink._llm_call,

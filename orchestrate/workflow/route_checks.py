@@ -35,6 +35,7 @@ def route_problems(located: Located) -> list[Problem]:
     residency = doc.get("residency") or defaults.get("residency")
     residency = residency if residency in RESIDENCIES else None
     overrides = {k: v for k, v in (doc.get("capabilities") or {}).items() if isinstance(v, dict)}
+    prices = {k: v for k, v in (doc.get("prices") or {}).items() if isinstance(v, dict)}
     problems: list[Problem] = []
     seen: set[tuple[int, int, str]] = set()
 
@@ -73,6 +74,12 @@ def route_problems(located: Located) -> list[Problem]:
                 why = outside(residency, provider, route)
                 if why is not None:
                     report(path, f"agent {name!r}: {why}")
+            if n and provider != "simulated" and not _priced(route, provider, prices):
+                report(
+                    path,
+                    f"agent {name!r}: no price known for fallback {route['model']!r}; add it under 'prices:' "
+                    "(USD per 1K tokens: input, output)",
+                )
             if n == 0 or caps is None or described[0][1] is None:
                 continue
             first = described[0][1]
@@ -99,3 +106,12 @@ def route_problems(located: Located) -> list[Problem]:
                     f"{first.context_window:,} of {llm['model']}: a prompt that fits the one may not fit the other",
                 )
     return problems
+
+
+def _priced(route: dict[str, Any], provider: str, prices: dict[str, Any]) -> bool:
+    """Whether the price table (or the workflow's `prices:`) knows what a route is priced as."""
+    from orchestrate.llm.presets import base_model
+    from orchestrate.llm.prices import find_price
+
+    name = str(route.get("price_as") or route["model"])
+    return find_price(name, prices) is not None or find_price(base_model(provider, name), prices) is not None
