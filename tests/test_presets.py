@@ -170,3 +170,39 @@ def test_vertex_without_a_token_or_google_auth_names_the_extra(monkeypatch: pyte
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "acme")
     with pytest.raises(UserInputError, match=r"orchestrate\[gcp\]"):
         ClientPool().check_keys([{"model": "google/gemini-2.5-flash", "provider": "vertex"}])
+
+
+async def test_gemini_calls_go_through_its_openai_compatible_batch_api_at_half_price(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from orchestrate import Agent, EngineConfig, OrchestrationEngine, Workflow
+    from orchestrate.llm.batch import BatchHub
+    from orchestrate.llm.batch_clients import BatchClients, batch_api_for
+    from orchestrate.money.costs import CostTracker
+    from tests.fake_batch import FakeBatchProvider, FakeClock
+
+    assert batch_api_for(CompatibleClient("ollama")) is None
+    assert batch_api_for(CompatibleClient("openrouter", api_key=KEY)) is None
+    clock = FakeClock()
+    with FakeBatchProvider(clock) as server:
+        monkeypatch.setenv("GEMINI_API_KEY", KEY)
+        monkeypatch.setenv("GEMINI_BASE_URL", f"{server.url}/v1")
+        hub = BatchHub(window=0.01, sleep=clock.sleep, clock=clock)
+        clients = BatchClients(ClientPool(), hub, everything=True)
+        engine = OrchestrationEngine(None, EngineConfig(rate_limit_config=None), clients=clients, sleep=clock.sleep)
+        llm = {"model": "gemini-2.5-flash", "provider": "gemini", "max_tokens": 50}
+        agent = Agent("a", "Finance", "d", llm, "Extract the total.")
+        wf = Workflow("gemini_batch", "d", [agent])
+        await engine.register_workflow(wf)
+        try:
+            await engine.execute_workflow(wf.id)
+        finally:
+            await engine.shutdown()
+        submitted = list(server.submitted)
+        uploads = list(server.uploads)
+    assert agent.result is not None and agent.result.is_success(), agent.result
+    assert len(submitted) == 1 and submitted[0]["items"][0]["body"]["model"] == "gemini-2.5-flash"
+    assert uploads[0]["purpose"] == "batch"
+    usage = agent.result.metadata
+    online = CostTracker().calculate_cost("gemini-2.5-flash", int(usage["input_tokens"]), int(usage["output_tokens"]))
+    assert agent.result.cost == pytest.approx(online * 0.5)

@@ -19,14 +19,17 @@ __all__ = ["BatchClients", "BatchingClient", "batch_api_for"]
 
 
 def batch_api_for(client: Any) -> BatchAPI | None:
-    """The batch API of an online OpenAI or Anthropic client, else None."""
+    """The batch API of an online OpenAI, Gemini (its OpenAI-compatible layer) or Anthropic client,
+    else None."""
     from orchestrate.llm.anthropic import AnthropicClient
     from orchestrate.llm.azure import AzureOpenAIClient
     from orchestrate.llm.openai import OpenAIClient
 
     if isinstance(client, AzureOpenAIClient):
         return None  # Azure's batch API needs global-batch deployments: its calls go online
-    if isinstance(client, OpenAIClient):
+    if isinstance(client, OpenAIClient) and client.provider not in ("openai", "gemini"):
+        return None  # local servers, Mistral, OpenRouter, Vertex: no OpenAI-style batch API
+    if isinstance(client, OpenAIClient):  # OpenAI's, and Gemini's OpenAI-compatible one
         from orchestrate.llm.openai_batch import OpenAIBatchAPI
 
         return OpenAIBatchAPI(client)
