@@ -268,3 +268,15 @@ async def test_otel_names_the_model_asked_for_and_the_model_that_served(server: 
     assert call.attributes["orchestrate.fallback_reason"] == "overloaded"
     (agent_span,) = [s for s in spans if s.name == "invoke_agent close"]
     assert [e.name for e in agent_span.events].count("fallback") == 1
+
+
+def test_plan_bounds_a_call_by_the_dearest_model_of_its_chain() -> None:
+    from orchestrate.money.costs import CostTracker
+    from orchestrate.money.planning import plan_workflow
+
+    cheap = {"model": "gpt-4o-mini", "max_tokens": 500}
+    alone = Agent("a", "Finance", "d", dict(cheap), "sum", max_retries=0)
+    backed = Agent("a", "Finance", "d", {**cheap, "fallbacks": [{"model": "claude-opus-4-1"}]}, "sum", max_retries=0)
+    plain = plan_workflow(Workflow("p", "d", [alone]), CostTracker())
+    chained = plan_workflow(Workflow("p", "d", [backed]), CostTracker())
+    assert chained.max_cost > plain.max_cost * 10  # claude-opus-4-1's output costs 125x gpt-4o-mini's

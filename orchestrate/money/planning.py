@@ -110,6 +110,8 @@ def plan_workflow(
     `input_bytes` is added to every prompt: the size of the input values a dataset row fills
     in (a batch plans each row with its own).
     """
+    from orchestrate.llm.fallbacks import chain_of
+    from orchestrate.llm.presets import base_model
     from orchestrate.llm.providers import resolve_provider
 
     agents = {a.name: a for a in workflow.agents}
@@ -147,7 +149,8 @@ def plan_workflow(
             )
             continue
         model = llm["model"]
-        priced = llm.get("price_as") or model  # an Azure deployment is priced as its model
+        # An Azure deployment is priced as its model, a Bedrock profile as the model it names.
+        priced = llm.get("price_as") or base_model(resolve_provider(llm), model)
         max_tokens = int(llm.get("max_tokens", 1000))
         upstream_tokens = sum(
             int(agents[d].llm_config.get("max_tokens", 1000))
@@ -158,13 +161,17 @@ def plan_workflow(
         messages = [{"role": "user", "content": prompt}]
         if llm.get("system"):
             messages.insert(0, {"role": "system", "content": llm["system"]})
-        per_call = tracker.max_cost(
-            priced,
-            messages,
-            max_tokens,
-            overrides=workflow.prices,
-            tools=agent.tools,
-            response_schema=agent.output_schema,
+        # A call may be served by any model of the agent's chain: bounded by the dearest.
+        per_call = max(
+            tracker.max_cost(
+                route.get("price_as") or base_model(resolve_provider(route), route["model"]),
+                messages,
+                int(route.get("max_tokens", max_tokens)),
+                overrides=workflow.prices,
+                tools=agent.tools,
+                response_schema=agent.output_schema,
+            )
+            for route in chain_of(llm)
         )
         calls = (agent.max_retries + 1) * ((output_retries + 1) if agent.output_schema else 1)
         calls *= (max_tool_rounds + 1) if agent.tools else 1
