@@ -17,6 +17,10 @@ _EXPORTS: dict[str, str] = {
     "AgentResult": "orchestrate.workflow.models",
     "AgentStatus": "orchestrate.workflow.models",
     "AnthropicClient": "orchestrate.llm.anthropic",
+    "DatasetOutcome": "orchestrate.app.dataset",
+    "DatasetSpec": "orchestrate.app.invocation",
+    "ExitCode": "orchestrate.errors",
+    "Invocation": "orchestrate.app.invocation",
     "CostConfig": "orchestrate.money.costs",
     "CostTracker": "orchestrate.money.costs",
     "EngineConfig": "orchestrate.run.engine",
@@ -34,11 +38,14 @@ _EXPORTS: dict[str, str] = {
     "RateLimiter": "orchestrate.money.rate_limit",
     "RetryPolicy": "orchestrate.run.failures",
     "RetryStrategy": "orchestrate.run.failures",
+    "RunOutcome": "orchestrate.app.session",
     "SimulatedClient": "orchestrate.llm.simulated",
     "ToolCall": "orchestrate.llm.base",
     "Workflow": "orchestrate.workflow.models",
     "WorkflowStatus": "orchestrate.workflow.models",
     "load_workflow": "orchestrate.workflow.loader",
+    "run_dataset": "orchestrate.app.api",
+    "run_workflow": "orchestrate.app.api",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -58,7 +65,11 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors only
-    from orchestrate.errors import OrchestrateError
+    from orchestrate.app.api import run_dataset, run_workflow
+    from orchestrate.app.dataset import DatasetOutcome
+    from orchestrate.app.invocation import DatasetSpec, Invocation
+    from orchestrate.app.session import RunOutcome
+    from orchestrate.errors import ExitCode, OrchestrateError
     from orchestrate.llm.anthropic import AnthropicClient
     from orchestrate.llm.base import LLMClient, LLMResponse, ToolCall
     from orchestrate.llm.openai import OpenAIClient

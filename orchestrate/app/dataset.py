@@ -1,4 +1,4 @@
-"""One workflow over every row of a data file: `run_dataset`.
+"""One workflow over every row of a data file: `execute_dataset`.
 
 Order: load the workflow once; check every row (of this shard) before anything
 runs; make or reopen the dataset run's folder; run the rows in one engine under
@@ -49,7 +49,7 @@ from orchestrate.workflow.expectations import row_columns
 from orchestrate.workflow.loader import load_workflow
 from orchestrate.workflow.models import Workflow
 
-__all__ = ["DATASET_UNLOGGED", "DEFAULT_MAX_CALLS", "DatasetOutcome", "open_dataset", "run_dataset"]
+__all__ = ["DATASET_UNLOGGED", "DEFAULT_MAX_CALLS", "DatasetOutcome", "open_dataset", "execute_dataset"]
 
 DEFAULT_MAX_CALLS = 32  # calls in flight for the whole dataset run unless --max-parallel says otherwise
 # Left out of a dataset run's events.jsonl, whose JSON would cost more than the engine at volume:
@@ -120,7 +120,7 @@ def open_dataset(
     return template, dataset, spooled
 
 
-def run_dataset(
+def execute_dataset(
     invocation: Invocation,
     *,
     sinks: Sequence[Sink] = (),
@@ -139,7 +139,7 @@ def run_dataset(
         UserInputError: The workflow, a row, an input or an option is invalid (nothing was run).
     """
     if invocation.dataset is None:
-        raise ValueError("run_dataset needs an invocation with a dataset")
+        raise ValueError("execute_dataset needs an invocation with a dataset")
     if len(invocation.workflows) != 1:
         raise UserInputError("--data takes exactly one workflow file")
     invocation = dataclasses.replace(invocation)  # a data-protection policy may turn parts of it off

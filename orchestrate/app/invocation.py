@@ -1,7 +1,7 @@
 """What one run is asked to do: the workflow files, their inputs, the data, the money and the machinery.
 
 An `Invocation` is what `orchestrate run` builds from its flags and what the Python
-API builds from keyword arguments; `run_workflows` and `run_dataset` carry it out.
+API builds from keyword arguments; `execute_workflows` and `execute_dataset` carry it out.
 It holds no objects that live only in this process, so it can be written into the
 run folder and read back by ``--resume``.
 """

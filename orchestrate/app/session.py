@@ -1,4 +1,4 @@
-"""A run of one or more workflows, side by side in one engine: `run_workflows`.
+"""A run of one or more workflows, side by side in one engine: `execute_workflows`.
 
 Order: load every workflow; check the report paths; read what a resumed run
 reused and decided; assemble the engine (clients, state, approver, cache,
@@ -39,7 +39,7 @@ from orchestrate.run.events import Event, Sink
 from orchestrate.workflow.loader import load_workflow
 from orchestrate.workflow.models import Workflow
 
-__all__ = ["RunOutcome", "run_workflows"]
+__all__ = ["RunOutcome", "execute_workflows"]
 
 ApproverFactory = Callable[[str, Callable[[bool], None]], Any]
 """Makes the approver that asks a person: given who decides and a function that pauses (True)
@@ -79,7 +79,7 @@ class RunOutcome:
     audit_failure: str | None = None
 
 
-def run_workflows(
+def execute_workflows(
     invocation: Invocation,
     *,
     sinks: Sequence[Sink] = (),

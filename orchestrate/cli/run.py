@@ -418,17 +418,17 @@ def run(
     from orchestrate.cli.common import print_error
 
     if dataset is not None:
-        from orchestrate.app.dataset import run_dataset
+        from orchestrate.app.dataset import execute_dataset
         from orchestrate.cli.run_output import print_dataset_outcome
 
-        data_outcome = run_dataset(invocation, notify=print_error, handle_signals=True)
+        data_outcome = execute_dataset(invocation, notify=print_error, handle_signals=True)
         print_dataset_outcome(data_outcome, invocation, json_output=json_output)
         raise typer.Exit(data_outcome.exit_code)
-    from orchestrate.app.session import run_workflows
+    from orchestrate.app.session import execute_workflows
     from orchestrate.cli.approve import TerminalApprover
     from orchestrate.cli.run_output import print_run_outcome
 
-    outcome = run_workflows(
+    outcome = execute_workflows(
         invocation,
         make_approver=lambda by, pause: TerminalApprover(by=by, pause=pause),
         notify=print_error,
