@@ -55,7 +55,7 @@ def eval_command(
     """Score the outputs recorded in RUN_DIR with the expectations of a (perhaps edited) workflow.
 
     Deterministic expectations call nothing; rubrics are judged only with --judge, within --budget.
-    Writes RUN_DIR/eval-<time>.json and prints the same summary as a run.
+    Writes RUN_DIR/eval-TIME.json and prints the same summary as a run.
 
     \b
     Examples:

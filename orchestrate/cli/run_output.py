@@ -171,9 +171,9 @@ def _print_dataset(outcome: DatasetOutcome, inv: Invocation, *, json_output: boo
         + f"run folder: {run_dir}\n"
     )
     if d.get("expectations"):
-        from orchestrate.run.evaluation import closing_line
+        from orchestrate.run.evaluation import dataset_lines
 
-        sys.stdout.write(closing_line(d["expectations"]) + "\n")
+        sys.stdout.write("".join(f"{line}\n" for line in dataset_lines(d["expectations"])))
     if d["status"] != "completed":  # what to do about the rows left: above all, how to resume
         spec = inv.dataset
         assert spec is not None

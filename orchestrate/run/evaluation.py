@@ -225,6 +225,10 @@ class Evaluator:
         engine: Any,
         spent: list[float],
     ) -> Outcome:
+        if expectation.kind == "any":  # a deterministic pass decides it: no judge is paid for
+            settled = [child.check(output, ctx) for child in expectation.children if not child.needs_judge]
+            if any(o is not None and o.status == "pass" for o in settled):
+                return combine(expectation, [o for o in settled if o is not None])
         if expectation.kind in ("any", "all"):
             children = await asyncio.gather(
                 *(self._score(child, output, ctx, target, workflow, engine, spent) for child in expectation.children)
@@ -450,13 +454,37 @@ def failure_lines(document: Mapping[str, Any], *, limit: int = 5, indent: str = 
     for o in bad[:limit]:
         detail = o.get("reason") or ""
         if o.get("status") == "fail" and o.get("kind") != "rubric":
-            detail = f"expected {o.get('expected')!r}, got {o.get('got')!r}" + (f" ({detail})" if detail else "")
+            detail = f"expected {_short(o.get('expected'))}, got {_short(o.get('got'))}" + (
+                f" ({detail})" if detail else ""
+            )
         elif o.get("kind") == "rubric" and o.get("score") is not None:
             detail = f"score {o['score']:g} < {o.get('expected')!r}: {detail}"
         lines.append(f"{indent}{o['status']}: {o['agent']}: {o['name']}: {detail}")
     if len(bad) > limit:
         lines.append(f"{indent}... and {len(bad) - limit} more")
     return lines
+
+
+def dataset_lines(totals: Mapping[str, Any] | None, *, limit: int = 8) -> list[str]:
+    """The closing lines of a dataset run: the count line, then each expectation that did not
+    always pass, with its pass rate."""
+    if not totals:
+        return []
+    lines = [closing_line(totals)]
+    short = [e for e in totals.get("by_expectation", ()) if e["failed"] or e["errors"]]
+    for e in short[:limit]:
+        judged = e["passed"] + e["failed"] + e["errors"]
+        rate = f" ({e['pass_rate']:.0%})" if e.get("pass_rate") is not None else ""
+        errors = f", {e['errors']} error(s)" if e["errors"] else ""
+        lines.append(f"  {e['agent']}: {e['name']}: {e['passed']}/{judged} passed{rate}{errors}")
+    if len(short) > limit:
+        lines.append(f"  ... and {len(short) - limit} more in evaluation.json")
+    return lines
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def expectation_lines(document: Mapping[str, Any] | None) -> list[str]:

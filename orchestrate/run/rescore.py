@@ -103,7 +103,9 @@ async def rescore(
         lines.append(
             {
                 "key": case.key,
-                "cost": doc.get("total_cost"),
+                # What the case cost when it ran, its judges included (as results.jsonl counts it).
+                "cost": float(doc.get("total_cost") or 0.0)
+                + float((doc.get("expectations") or {}).get("judge_cost") or 0.0),
                 "seconds": doc.get("duration_seconds"),
                 **row_line(document),
             }

@@ -421,13 +421,11 @@ def combine(expectation: Expectation, outcomes: list[Outcome]) -> Outcome:
     statuses = [o.status for o in outcomes]
     failing = [o for o in outcomes if o.status != "pass"]
     reasons = "; ".join(f"{o.name}: {o.reason or o.status}" for o in failing)
-    if expectation.kind == "any":
-        if "pass" in statuses:
-            status = "pass"
-        else:
-            status = "error" if "error" in statuses and "fail" not in statuses else "fail"
-    else:
-        status = "fail" if "fail" in statuses else "error" if "error" in statuses else "pass"
+    if expectation.kind == "any":  # one pass decides it; else a branch not judged leaves it open
+        order = ("pass", "skipped", "error", "fail")
+    else:  # every one must pass: a failure decides it
+        order = ("fail", "error", "skipped", "pass")
+    status = next((s for s in order if s in statuses), "pass")
     return Outcome(expectation.name, expectation.kind, status, None, None, "" if status == "pass" else reasons)
 
 
