@@ -100,12 +100,18 @@ def _print_summary(outcome: RunOutcome, inv: Invocation, *, json_output: bool) -
             for line in failure_lines(d, indent=""):
                 print_error(printable(f"{d['name']}: {line}", one_line=True))
         return
-    from orchestrate.observe.summary import closing_lines
+    from orchestrate.observe.summary import closing_lines, resume_inputs
     from orchestrate.run.evaluation import expectation_lines
 
     width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+    again = (*resume_inputs(inv.inputs), *(("--simulate",) if inv.simulate else ()))  # what a resume repeats
     blocks = [
-        "\n".join([*closing_lines(d, run_dir, path, width=width), *expectation_lines(d.get("expectations"))])
+        "\n".join(
+            [
+                *closing_lines(d, run_dir, path, width=width, resume_with=again),
+                *expectation_lines(d.get("expectations")),
+            ]
+        )
         for d, run_dir, path in zip(documents, outcome.run_dirs, outcome.files)
     ]
     lead = "\n" if inv.progress == "live" else ""  # set apart from the live table's last frame

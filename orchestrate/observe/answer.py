@@ -21,6 +21,8 @@ __all__ = [
     "Answer",
     "agent_answer",
     "answer_lines",
+    "default_width",
+    "fit",
     "flatten",
     "inline",
     "input_lines",
@@ -91,14 +93,14 @@ def inline(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(", ", ": "), default=str)
 
 
-def _room() -> int:
+def default_width() -> int:
     """The width to trim to when none is given: $COLUMNS, else the terminal's, else 100."""
     import shutil
 
     return shutil.get_terminal_size((_DEFAULT_WIDTH, 24)).columns
 
 
-def _fit(text: str, room: int) -> tuple[str, bool]:
+def fit(text: str, room: int) -> tuple[str, bool]:
     """`text` on one line within `room` characters, and whether anything was cut."""
     first, *rest = text.splitlines() or [""]
     cut = bool(rest)
@@ -112,11 +114,11 @@ def input_lines(document: Mapping[str, Any], *, width: int | None = None, indent
     inputs = document.get("inputs")
     if not isinstance(inputs, Mapping) or not inputs:
         return []
-    room = width or _room()
+    room = width or default_width()
     lines = ["inputs:"]
     for name, value in inputs.items():
         prefix = f"{indent}{name}="
-        text, _ = _fit(inline(value), max(room - len(prefix), 20))
+        text, _ = fit(inline(value), max(room - len(prefix), 20))
         lines.append(prefix + text)
     return lines
 
@@ -142,7 +144,7 @@ def answer_lines(
     kind, answers = run_answer(document)
     if not answers:
         return []
-    room = width or _room()
+    room = width or default_width()
     lines = ["outputs:" if kind == "outputs" else ("answer:" if len(answers) == 1 else "answers:")]
     trimmed: list[Answer] = []
     for item in answers:
@@ -150,7 +152,7 @@ def answer_lines(
         if item.agent is not None and item.status != "completed":
             lines.append(f"{prefix}({(item.status or 'no answer').replace('_', ' ')})")
             continue
-        text, cut = _fit(inline(item.value), max(room - len(prefix), 20))
+        text, cut = fit(inline(item.value), max(room - len(prefix), 20))
         lines.append(prefix + text)
         if cut:
             trimmed.append(item)

@@ -15,7 +15,15 @@ from orchestrate.fsutil import atomic_write_text
 from orchestrate.observe.answer import inline, run_answer
 from orchestrate.observe.printable import markdown_cell, mermaid_label, xml_text
 
-__all__ = ["answer_markdown", "junit_xml", "mermaid", "summary_markdown", "write_junit", "write_summary"]
+__all__ = [
+    "answer_markdown",
+    "approval_markdown",
+    "junit_xml",
+    "mermaid",
+    "summary_markdown",
+    "write_junit",
+    "write_summary",
+]
 
 _FAILED = ("failed", "budget_exceeded", "rejected")
 # Unfinished (a killed run's report), skipped by a condition, or waiting for a person.
@@ -54,6 +62,9 @@ def junit_xml(documents: list[dict[str, Any]]) -> str:
                 time=f"{agent.get('execution_time') or 0:.3f}",
             )
             status, error = agent["status"], xml_text(agent.get("error") or agent["status"])
+            approval = (agent.get("metadata") or {}).get("approval") or {}
+            if status == "waiting_approval" and approval.get("message"):
+                error = xml_text(f"waiting for approval: {approval['message']}")
             if status in _FAILED:
                 node = ET.SubElement(case, "failure", message=error, type=status)
                 node.text = error
@@ -62,7 +73,7 @@ def junit_xml(documents: list[dict[str, Any]]) -> str:
             ET.SubElement(case, "system-out").text = xml_text(
                 f"model={agent.get('model')} provider={agent.get('provider')} "
                 f"tokens={agent.get('tokens_used', 0)} cost={agent.get('cost', 0):.6f} "
-                f"retries={agent.get('retry_count', 0)}"
+                f"retries={agent.get('retry_count', 0)}" + _decision_text(approval)
             )
     for doc in documents:  # a suite of each run's expectations (observe/expectation_reports.py)
         if doc.get("expectations"):
@@ -117,6 +128,7 @@ def summary_markdown(documents: list[dict[str, Any]]) -> str:
             f"{doc.get('duration_seconds') or 0:.2f}s",
             "",
             *answer_markdown(doc),
+            *approval_markdown(doc),
             "| agent | module | status | model | tokens | cost | error |",
             "|---|---|---|---|---:|---:|---|",
         ]
@@ -132,6 +144,41 @@ def summary_markdown(documents: list[dict[str, Any]]) -> str:
 
             out += expectations_markdown(doc["expectations"])
     return "\n".join(out)
+
+
+def _decision_text(approval: Mapping[str, Any]) -> str:
+    """`` approval: approved by controller at ... with orchestrate approve: "note"`` ("" when undecided)."""
+    if "decision" not in approval:
+        return ""
+    from orchestrate.observe.approval_view import how_decided, when_decided
+
+    note = f': "{approval["note"]}"' if approval.get("note") else ""
+    return (
+        f"\napproval: {approval['decision']} by {approval.get('by')} at {when_decided(approval.get('at'))} "
+        f"{how_decided(approval.get('source'))}{note}"
+    )
+
+
+def approval_markdown(doc: Mapping[str, Any]) -> list[str]:
+    """The approvals of a run as Markdown: waiting ones with their question, decided ones with who,
+    when, how and the note."""
+    from orchestrate.observe.approval_view import decided, pending, when_decided
+
+    lines: list[str] = []
+    waiting, done = pending(doc), decided(doc)
+    if waiting:
+        lines += ["| waiting for approval | question |", "|---|---|"]
+        lines += [f"| {markdown_cell(w['agent'])} | {markdown_cell(w['message'] or '')} |" for w in waiting]
+        lines.append("")
+    if done:
+        lines += ["| approval | decision | by | at | how | note |", "|---|---|---|---|---|---|"]
+        lines += [
+            f"| {markdown_cell(d['agent'])} | {markdown_cell(d['decision'])} | {markdown_cell(d['by'])} | "
+            f"{markdown_cell(when_decided(d['at']))} | {markdown_cell(d['how'])} | {markdown_cell(d['note'] or '')} |"
+            for d in done
+        ]
+        lines.append("")
+    return lines
 
 
 def answer_markdown(doc: Mapping[str, Any]) -> list[str]:

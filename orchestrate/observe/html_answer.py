@@ -15,7 +15,7 @@ from typing import Any
 
 from orchestrate.observe.answer import run_answer
 
-__all__ = ["answer_section"]
+__all__ = ["answer_section", "approvals_section"]
 
 _MAX_TEXT = 20_000  # characters of one value shown; the rest is in result.json
 
@@ -74,3 +74,34 @@ def answer_section(document: Mapping[str, Any], *, heading: str | None = None) -
             )
     parts.append("</section>")
     return "".join(parts) if len(parts) > 2 or heading else ""
+
+
+def approvals_section(document: Mapping[str, Any]) -> str:
+    """Approvals: each waiting question with the upstream answers it is about, and each decision with
+    who, when, how and the note ("" when the run has none)."""
+    from orchestrate.observe.approval_view import decided, pending, when_decided
+
+    waiting, done = pending(document), decided(document)
+    if not waiting and not done:
+        return ""
+    parts = ['<section class="approvals"><h3>Approvals</h3>']
+    for item in waiting:
+        about = _rows([(dep, _value(value)) for dep, value in item["about"].items()]) if item["about"] else ""
+        parts.append(
+            f'<div class="approval waiting"><h4>{_e(item["agent"])}: waiting for approval</h4>'
+            f'<p class="question">{_e(item["message"] or "(no question recorded)")}</p>'
+            + (f'<p class="note">What it is about (the answers it depends on):</p>{about}' if about else "")
+            + f'<p class="note">Decide: <code>orchestrate approve RUN_DIR {_e(item["agent"])} [--reject] '
+            "[--note TEXT]</code>, then resume the run.</p></div>"
+        )
+    if done:
+        rows = "".join(
+            f"<tr><td>{_e(d['agent'])}</td><td>{_e(d['decision'])}</td><td>{_e(d['by'])}</td>"
+            f"<td>{_e(when_decided(d['at']))}</td><td>{_e(d['how'])}</td><td>{_e(d['note'] or '')}</td>"
+            f"<td>{_e(d['message'] or '')}</td></tr>"
+            for d in done
+        )
+        head = "".join(f"<th>{h}</th>" for h in ("agent", "decision", "by", "at", "how", "note", "question"))
+        parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+    parts.append("</section>")
+    return "".join(parts)

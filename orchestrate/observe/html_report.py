@@ -20,7 +20,7 @@ from typing import Any
 
 from orchestrate.fsutil import atomic_write_text
 from orchestrate.observe import html_svg as svg
-from orchestrate.observe.html_answer import answer_section
+from orchestrate.observe.html_answer import answer_section, approvals_section
 from orchestrate.observe.html_batch import MAX_EXAMPLE_ROWS, BatchFacts
 from orchestrate.observe.html_outcomes import outcomes_section
 from orchestrate.observe.html_style import CSS
@@ -485,7 +485,7 @@ def render_report(runs: Sequence[RunFolder]) -> str:
                 f'<article class="run">{summary}{outcomes}{_rows(run)}{batch_sections(run.batch)}{_costs(run)}</article>'
             )
         else:
-            answer = answer_section(run.result, heading=run.name if several else None)
+            answer = answer_section(run.result, heading=run.name if several else None) + approvals_section(run.result)
             body.append(
                 f'<article class="run">{answer}{summary}{_rows(run)}{_problems(run)}'
                 f"{_timeline(run)}{_graph(run)}{_costs(run)}{_agents(run)}</article>"

@@ -18,6 +18,7 @@ from typing import Any
 from orchestrate.errors import UserInputError
 from orchestrate.money.amounts import usd
 from orchestrate.observe.answer import agent_answer, answer_lines, input_lines, run_answer
+from orchestrate.observe.approval_view import approval_lines, decided, pending
 from orchestrate.observe.summary import failure_lines, outcome_counts, plural
 from orchestrate.observe.tables import Column, build_table
 
@@ -101,6 +102,7 @@ def run_summary(document: Mapping[str, Any]) -> dict[str, Any]:
     return {
         **{k: document.get(k) for k in keep},
         "outputs": {a.name: a.value for a in answers} if kind == "outputs" else None,
+        "approvals": {"waiting": pending(document), "decided": decided(document)},
         "answers": {a.name: a.value for a in answers if a.status == "completed"} if kind == "answers" else None,
         "agents": [
             {
@@ -151,7 +153,12 @@ def run_renderables(
     ]
     if document.get("description"):
         parts.append(Text(" ".join(str(document["description"]).split()), style="dim"))
-    for block in (input_lines(document, width=width), answer_lines(document, show, width=width)):
+    blocks = (
+        input_lines(document, width=width),
+        answer_lines(document, show, width=width),
+        approval_lines(document, title, width=width),
+    )
+    for block in blocks:
         if block:
             parts.append(Text(block[0], style="bold"))
             parts.extend(Text(line) for line in block[1:])

@@ -13,8 +13,9 @@ from typing import Any
 
 from orchestrate.money.amounts import usd
 from orchestrate.observe.answer import answer_lines, show_command
+from orchestrate.observe.approval_view import approval_lines
 
-__all__ = ["closing_lines", "failure_lines", "next_steps", "outcome_counts", "plural"]
+__all__ = ["closing_lines", "failure_lines", "next_steps", "outcome_counts", "plural", "resume_inputs"]
 
 # The usual order of outcomes; any other status (added later) follows, alphabetically.
 _ORDER = (
@@ -93,10 +94,17 @@ def next_steps(
 ) -> list[str]:
     """The commands that apply to this run: show it, resume it (unless it completed), cost it.
 
-    `resume_with` are the options a resume must repeat (a batch's ``--data`` and ``--key``).
+    `resume_with` are the options a resume must repeat (a batch's ``--data`` and ``--key``, the
+    inputs given, ``--simulate``). A run waiting on a person starts with
+    the command that decides each approval.
     """
     run = _quote(str(run_dir))
-    steps = [f"orchestrate show {run}"]
+    steps = [
+        f"orchestrate approve {run} {_quote(str(a.get('name')))}"
+        for a in document.get("agents", [])
+        if a.get("status") == "waiting_approval"
+    ]
+    steps.append(f"orchestrate show {run}")
     if document.get("status") != "completed" and workflow_file is not None:
         again = "".join(f" {_quote(part)}" for part in resume_with)
         steps.append(f"orchestrate run {_quote(str(workflow_file))}{again} --resume {run}")
@@ -110,11 +118,13 @@ def closing_lines(
     workflow_file: Path | str | None = None,
     *,
     width: int | None = None,
+    resume_with: tuple[str, ...] = (),
 ) -> list[str]:
     """The whole closing block of one workflow's run.
 
     With `width` (a terminal's), a first line longer than that is broken after the
     outcome counts, so the terminal never wraps it in the middle of an amount.
+    `resume_with` are the options the resume command must repeat (the inputs given).
     """
     agents = document.get("agents", [])
     label = " (simulated)" if document.get("simulated") else ""
@@ -133,9 +143,10 @@ def closing_lines(
         lines.append("why:")
         lines.extend(failures)
     lines.extend(answer_lines(document, show_command(run_dir), width=width))
+    lines.extend(approval_lines(document, width=width))
     lines.append(f"run folder: {run_dir}")
     lines.append("next:")
-    lines.extend(next_steps(document, run_dir, workflow_file))
+    lines.extend(next_steps(document, run_dir, workflow_file, resume_with))
     return lines
 
 
@@ -144,3 +155,14 @@ def _quote(text: str) -> str:
     import shlex
 
     return shlex.quote(text)
+
+
+def resume_inputs(inputs: Mapping[str, Any]) -> tuple[str, ...]:
+    """``--input NAME=VALUE`` for each input given, as a resume must repeat them (JSON for non-text)."""
+    import json
+
+    parts: list[str] = []
+    for name, value in inputs.items():
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        parts += ["--input", f"{name}={text}"]
+    return tuple(parts)
