@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from orchestrate.errors import UserInputError
+from orchestrate.errors import JournalError, UserInputError
 from orchestrate.observe.audit import (
     DEFAULT_RETENTION_DAYS,
     AuditTrail,
@@ -153,10 +153,10 @@ def open_trail(
             sink=sink,
             on_failure=on_failure,
         )
-    except OSError as exc:
-        raise UserInputError(f"{run_dir}: cannot write the audit trail: {exc.strerror or exc}") from None
+    except OSError as exc:  # the disk, not the user: exit 1, like any journal that cannot be written
+        raise JournalError(f"{run_dir}: cannot write the audit trail: {exc.strerror or exc}") from None
     if trail.failed is not None:  # before any call: nothing runs without its trail
-        raise UserInputError(trail.failed)
+        raise JournalError(trail.failed)
     return trail
 
 
