@@ -15,6 +15,7 @@ from orchestrate.llm.providers import ClientPool
 from orchestrate.money.rate_limit import RateLimitConfig
 from orchestrate.run.events import Event, EventType
 from tests.fake_provider import FakeProvider, Fault, anthropic_message
+from tests.redis_server import redis_server  # noqa: F401  (a fixture)
 from tests.scripted import FakeSleep
 
 PRIMARY = "claude-sonnet-4-5"
@@ -280,3 +281,36 @@ def test_plan_bounds_a_call_by_the_dearest_model_of_its_chain() -> None:
     plain = plan_workflow(Workflow("p", "d", [alone]), CostTracker())
     chained = plan_workflow(Workflow("p", "d", [backed]), CostTracker())
     assert chained.max_cost > plain.max_cost * 10  # claude-opus-4-1's output costs 125x gpt-4o-mini's
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_a_pause_another_process_set_in_shared_state_sends_the_agent_to_its_fallback(
+    server: FakeProvider, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """Another process's 429 paused the primary's provider in the shared state: this run's agent
+    goes to its fallback at once instead of waiting the pause out."""
+    import uuid
+
+    from orchestrate.state.backends import state_from_url
+
+    url = "memory://" if backend == "memory" else request.getfixturevalue("redis_server").url
+    state = state_from_url(url, namespace=f"fb{uuid.uuid4().hex[:8]}")
+    await state.connect()
+    await state.pause("anthropic", 120.0)  # as the other process's pause_provider does
+    sleep = FakeSleep()
+    engine = OrchestrationEngine(
+        None,
+        EngineConfig(default_retry_policy=RetryPolicy(max_retries=0)),
+        clients=ClientPool(),
+        sleep=sleep,
+        state=state,
+        limiter_sleep=sleep,
+    )
+    agent = Agent("close", "Finance", "d", llm(), "close the books")
+    await engine.execute_workflow(await engine.register_workflow(Workflow("shared", "d", [agent])))
+    await engine.shutdown()
+    await state.aclose()
+    assert agent.result is not None and agent.result.is_success(), agent.result
+    assert paths(server) == ["/v1/chat/completions"]
+    assert agent.result.metadata["fallback_reason"] == "rate_limited"
+    assert max(sleep.delays, default=0.0) < 60  # lease renewals tick; nobody waited out the 120 s pause

@@ -237,3 +237,14 @@ def test_without_the_redis_extra_the_error_names_it() -> None:
         cwd=Path(__file__).resolve().parents[1],
     )
     assert "pip install 'orchestrate[redis]'" in out.stdout, out.stderr
+
+
+async def test_a_pause_is_read_back_by_every_process_until_it_ends(state: SharedState) -> None:
+    assert await state.paused_for("anthropic") == 0.0
+    await state.pause("anthropic", 30.0)
+    assert await state.paused_for("anthropic") == pytest.approx(30.0)
+    advance(state, 20.0)
+    assert await state.paused_for("anthropic") == pytest.approx(10.0)
+    assert await state.paused_for("openai") == 0.0
+    advance(state, 11.0)
+    assert await state.paused_for("anthropic") == 0.0

@@ -620,6 +620,18 @@ class RateLimiterRegistry:
         left = limiter.paused_until - self.clock()
         return left if left > 0 else 0.0
 
+    async def shared_pause(self, provider: str) -> float:
+        """`paused_for`, asking the shared state first when limits are shared (a pause another
+        process set after a 429); one round trip, made only for agents that have a fallback."""
+        if self.state is None:
+            return self.paused_for(provider)
+        limiter = self._limiter(provider, is_provider=True)
+        if isinstance(limiter, SharedRateLimiter):
+            left = await self.state.paused_for(provider)
+            if left > 0:
+                limiter.paused_until = max(limiter.paused_until, self.clock() + left)
+        return self.paused_for(provider)
+
     def pause_provider(self, provider: str, seconds: float) -> None:
         """Hold back every caller of `provider` for `seconds`."""
         if seconds <= 0:

@@ -505,7 +505,7 @@ class AgentExecutor:
         while True:
             client = routes.client
             if routes.can_fall_back():
-                paused = self.limits.paused_for(client.provider)
+                paused = await self.limits.shared_pause(client.provider)
                 if paused > 0:  # waiting for a 429's pause to end: the next model instead
                     self._fall_back(workflow, agent, routes, "rate_limited", f"{client.provider} paused {paused:.1f}s")
                     continue

@@ -4,7 +4,7 @@ An agent with ``llm_config.fallbacks`` walks its chain (`orchestrate.llm.fallbac
 within one attempt: a call that fails with a class of ``fallback_on`` goes to the
 next model at once, without spending the retry budget first (a 429 or a 529 on
 the primary says nothing about the fallback); a provider already paused by a 429
-(this process's or, through shared state, another's it has seen) is skipped the
+(by this process, or by any process through the shared state) is skipped the
 same way instead of waited for. The chain is walked at most once per attempt;
 once a tool with side effects has run in the attempt, no call of that attempt
 falls back (the conversation has changed the world; another vendor must not

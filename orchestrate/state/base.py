@@ -155,6 +155,10 @@ class SharedState(ABC):
     async def pause(self, key: str, seconds: float) -> None:
         """Hold back every caller of `key`, in every process, for `seconds`."""
 
+    @abstractmethod
+    async def paused_for(self, key: str) -> float:
+        """Seconds left of a pause of `key` set by any process (0 when none)."""
+
     # -- budgets --------------------------------------------------------------------------------
 
     @abstractmethod

@@ -92,6 +92,10 @@ class MemoryState(SharedState):
         self.check()
         self._paused[key] = max(self._paused.get(key, -math.inf), self._now() + seconds)
 
+    async def paused_for(self, key: str) -> float:
+        self.check()
+        return max(0.0, self._paused.get(key, -math.inf) - self._now())
+
     # -- budgets --------------------------------------------------------------------------------
 
     def _scope(self, scope: str) -> _Scope:

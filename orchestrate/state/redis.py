@@ -136,6 +136,16 @@ return {1, '0', ''}
 """
 )
 
+# KEYS: pause. ARGV: now|''. The seconds left of a pause (0 when none), on the server's clock.
+_PAUSED_FOR = (
+    _NOW
+    + """
+local current = tonumber(redis.call('GET', KEYS[1]) or '')
+if not current or current <= now then return '0' end
+return fmt(current - now)
+"""
+)
+
 # KEYS: pause. ARGV: now|'', seconds.
 _PAUSE = (
     _NOW
@@ -295,6 +305,7 @@ class RedisState(SharedState):
             for name, body in (
                 ("acquire", _ACQUIRE),
                 ("pause", _PAUSE),
+                ("paused_for", _PAUSED_FOR),
                 ("reserve", _RESERVE),
                 ("settle", _SETTLE),
                 ("budget", _BUDGET),
@@ -369,6 +380,10 @@ class RedisState(SharedState):
 
     async def pause(self, key: str, seconds: float) -> None:
         await self._call("pause", [f"{self._rl(key)}:pause"], [repr(float(seconds))])
+
+    async def paused_for(self, key: str) -> float:
+        left = await self._call("paused_for", [f"{self._rl(key)}:pause"], [])
+        return max(0.0, float(left.decode() if isinstance(left, bytes) else left))
 
     # -- budgets --------------------------------------------------------------------------------
 
