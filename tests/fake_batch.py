@@ -31,6 +31,7 @@ from collections.abc import Callable
 from datetime import UTC
 from typing import Any
 
+from tests.fake_prompt_cache import CacheUse, ProviderCache
 from tests.fake_provider import FakeProvider, Fault, anthropic_message, error_body, openai_completion
 
 __all__ = ["FakeBatchProvider", "FakeClock"]
@@ -66,6 +67,8 @@ class FakeBatchProvider(FakeProvider):
         fate: Callable[[int], str] | None = None,
         **options: Any,
     ) -> None:
+        if options.get("caching", True) and options.get("prompt_cache") is None:
+            options["prompt_cache"] = ProviderCache(clock)  # batch requests read and write it too
         super().__init__(**options)
         self.clock = clock
         self.validate_s, self.process_s, self.finalize_s = validate_s, process_s, finalize_s
@@ -137,7 +140,22 @@ class FakeBatchProvider(FakeProvider):
                     kind = self.outcome(item["custom_id"], body or {})
                 rows.append((item["custom_id"], kind, body or {}))
             batch["final"] = rows
+            batch["cache"] = {}
+            if self.prompt_cache is not None:  # the requests answered one after another, caching as online
+                for custom_id, kind, request in rows:
+                    if kind == "ok":
+                        look = (
+                            self.prompt_cache.openai if batch["provider"] == "openai" else self.prompt_cache.anthropic
+                        )
+                        use = look(request)
+                        use.commit()
+                        batch["cache"][custom_id] = use
         return batch["final"]
+
+    @staticmethod
+    def _use(batch: dict[str, Any], custom_id: str) -> CacheUse | None:
+        use = (batch.get("cache") or {}).get(custom_id)
+        return None if use is None or use.error else use
 
     def _rewritten(self, request: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
         """An answer inside a result file, through the same `rewrite` hook as online answers."""
@@ -189,7 +207,9 @@ class FakeBatchProvider(FakeProvider):
                         response={
                             "status_code": 200,
                             "request_id": f"req_{custom_id}",
-                            "body": self._rewritten(request, openai_completion(request)),
+                            "body": self._rewritten(
+                                request, openai_completion(request, cache=self._use(batch, custom_id))
+                            ),
                         },
                         error=None,
                     )
@@ -272,7 +292,7 @@ class FakeBatchProvider(FakeProvider):
             if kind == "ok":
                 result: dict[str, Any] = {
                     "type": "succeeded",
-                    "message": self._rewritten(request, anthropic_message(request)),
+                    "message": self._rewritten(request, anthropic_message(request, cache=self._use(batch, custom_id))),
                 }
             elif kind in ("error", "invalid"):
                 status = 500 if kind == "error" else 400

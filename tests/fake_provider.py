@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.fake_prompt_cache import CacheUse, ProviderCache
+
 __all__ = ["FakeProvider", "Fault", "anthropic_message", "openai_completion"]
 
 
@@ -69,8 +71,9 @@ def openai_completion(
     cached: int = 0,
     reasoning: int = 0,
     finish_reason: str | None = None,
+    cache: CacheUse | None = None,
 ) -> dict[str, Any]:
-    """A Chat Completions body answering `request`."""
+    """A Chat Completions body answering `request` (`cache`: what the prompt cache found)."""
     prompt = json.dumps(request.get("messages", []))
     if content is None and tool_calls is None:
         schema = ((request.get("response_format") or {}).get("json_schema") or {}).get("schema")
@@ -82,6 +85,8 @@ def openai_completion(
     if tool_calls:
         message["tool_calls"] = tool_calls
     completion = _tokens(content or "") + reasoning
+    if cache is not None:
+        cached = min(cache.read, _tokens(prompt))
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
@@ -101,6 +106,27 @@ def openai_completion(
     }
 
 
+def _system_text(request: dict[str, Any]) -> str:
+    """A Messages request's system prompt, given as a string or as text blocks."""
+    system = request.get("system", "")
+    if isinstance(system, list):
+        return "".join(str(block.get("text", "")) for block in system)
+    return str(system)
+
+
+def _anthropic_prompt(request: dict[str, Any]) -> str:
+    """The text whose length gives a Messages request's input tokens: cache marks and the
+    block wrappers of a marked system prompt do not count, as they are not tokens."""
+    system = _system_text(request)
+    messages = [
+        {**m, "content": [{k: v for k, v in b.items() if k != "cache_control"} for b in m["content"]]}
+        if isinstance(m.get("content"), list)
+        else m
+        for m in request.get("messages", [])
+    ]
+    return json.dumps(messages) + str(system)
+
+
 def anthropic_message(
     request: dict[str, Any],
     *,
@@ -109,13 +135,15 @@ def anthropic_message(
     cache_write: int = 0,
     stop_reason: str | None = None,
     thinking: int = 0,
+    cache: CacheUse | None = None,
 ) -> dict[str, Any]:
     """A Messages API body answering `request` (JSON satisfying `output_config.format.schema`,
-    or the schema in the system prompt, when there is one)."""
-    prompt = json.dumps(request.get("messages", [])) + str(request.get("system", ""))
+    or the schema in the system prompt, when there is one). With `cache` (what the prompt
+    cache found), input_tokens counts only what was neither read nor written, as Anthropic's does."""
+    prompt = _anthropic_prompt(request)
     if content is None:
         schema = ((request.get("output_config") or {}).get("format") or {}).get("schema") or _schema_in(
-            str(request.get("system", ""))
+            _system_text(request)
         )
         content = [{"type": "text", "text": _answer_for(schema, prompt)}]
     uses_tool = any(block.get("type") == "tool_use" for block in content)
@@ -126,6 +154,14 @@ def anthropic_message(
         "cache_read_input_tokens": cache_read,
         "cache_creation_input_tokens": cache_write,
     }
+    if cache is not None:
+        total = max(_tokens(prompt), cache.read + cache.write)
+        usage.update(
+            input_tokens=total - cache.read - cache.write,
+            cache_read_input_tokens=cache.read,
+            cache_creation_input_tokens=cache.write,
+            cache_creation={"ephemeral_5m_input_tokens": cache.write_5m, "ephemeral_1h_input_tokens": cache.write_1h},
+        )
     if thinking:
         usage["output_tokens_details"] = {"thinking_tokens": thinking}
     return {
@@ -184,8 +220,12 @@ class FakeProvider:
         refused_params: dict[str, tuple[str, ...]] | None = None,
         rewrite: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None,
         headers: dict[str, str] | None = None,
+        prompt_cache: ProviderCache | None = None,
+        caching: bool = True,
     ) -> None:
         self.requests: list[dict[str, Any]] = []
+        # The providers' prompt caches (`tests/fake_prompt_cache.py`); `caching=False` turns them off.
+        self.prompt_cache = (prompt_cache or ProviderCache()) if caching else None
         # Like llama.cpp's server: `response_format` json_schema (or Anthropic's
         # output_config) answered with this status and a body naming it.
         self.refuse_json_schema = refuse_json_schema
@@ -302,6 +342,12 @@ class FakeProvider:
                         }
                     )
                 fault = provider._refusal(self.path, self.headers, body) or provider._next()
+                use = None
+                if fault is None and isinstance(body, dict) and provider.prompt_cache is not None:
+                    anthropic = self.path.endswith("/messages")
+                    use = (provider.prompt_cache.anthropic if anthropic else provider.prompt_cache.openai)(body)
+                    if use.error:
+                        fault, use = Fault(400, error_body(self.path, 400, use.error)), None
                 if provider.latency:
                     time.sleep(provider.latency)
                 if fault is not None and fault.delay:
@@ -312,9 +358,11 @@ class FakeProvider:
                     if status >= 400:
                         payload = error_body(self.path, status, f"fake {status} from the test server")
                     elif self.path.endswith("/messages"):
-                        payload = anthropic_message(body or {})
+                        payload = anthropic_message(body or {}, cache=use)
                     else:
-                        payload = openai_completion(body or {})
+                        payload = openai_completion(body or {}, cache=use)
+                    if use is not None:
+                        use.commit()  # readable from now on, as at the providers
                     if provider.rewrite is not None:
                         payload = provider.rewrite(body or {}, payload)
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()

@@ -9,7 +9,10 @@ to the system prompt to the others (its bytes are in the budget reservation
 either way). Sampling parameters follow the capability table.
 
 Anthropic reports `input_tokens` without the cached part; our LLMResponse
-counts every prompt token, so input = input_tokens + cache_read + cache_creation.
+counts every prompt token, so input = input_tokens + cache_read + cache_creation;
+``usage.cache_creation.ephemeral_1h_input_tokens`` is the part written for an hour.
+A `prompt_cache` plan (`orchestrate.llm.prompt_cache`) puts ``cache_control`` marks
+on the stable prefix.
 Thinking tokens (``usage.output_tokens_details.thinking_tokens``) are part of
 ``output_tokens`` and are reported as `reasoning_tokens`.
 """
@@ -22,6 +25,7 @@ from orchestrate.errors import MalformedResponseError
 from orchestrate.llm.base import LLMResponse, ToolCall
 from orchestrate.llm.capabilities import Capabilities, lookup
 from orchestrate.llm.http import Reply
+from orchestrate.llm.prompt_cache import mark_anthropic
 from orchestrate.llm.structured import StructuredOutputClient, schema_instruction
 
 __all__ = ["AnthropicClient"]
@@ -115,6 +119,8 @@ class AnthropicClient(StructuredOutputClient):
             ]
         if schema is not None and native:
             body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
+        if kwargs.get("prompt_cache") is not None:
+            mark_anthropic(body, kwargs["prompt_cache"], caps)
         return body
 
     def parse(self, reply: Reply, model: str) -> LLMResponse:
@@ -135,6 +141,7 @@ class AnthropicClient(StructuredOutputClient):
             usage = data["usage"]
             cache_read = int(usage.get("cache_read_input_tokens") or 0)
             cache_write = int(usage.get("cache_creation_input_tokens") or 0)
+            hour = int((usage.get("cache_creation") or {}).get("ephemeral_1h_input_tokens") or 0)
             details = usage.get("output_tokens_details") or {}
             stop = str(data.get("stop_reason") or "end_turn")
             return LLMResponse(
@@ -147,6 +154,7 @@ class AnthropicClient(StructuredOutputClient):
                 metadata={"id": data.get("id"), "stop_reason": stop},
                 cached_input_tokens=cache_read,
                 cache_creation_input_tokens=cache_write,
+                cache_creation_1h_input_tokens=min(hour, cache_write),
                 reasoning_tokens=int(details.get("thinking_tokens") or 0),
                 request_id=reply.request_id,
                 provider=self.provider,

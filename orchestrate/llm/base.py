@@ -39,7 +39,8 @@ class LLMResponse:
 
     `input_tokens` counts every prompt token, cached ones included;
     `cached_input_tokens` is the part read from the provider's prompt cache,
-    `cache_creation_input_tokens` the part written to it (Anthropic), and
+    `cache_creation_input_tokens` the part written to it (Anthropic), of which
+    `cache_creation_1h_input_tokens` were written for an hour, and
     `reasoning_tokens` the part of `output_tokens` spent reasoning.
     `rate_limit` holds what the provider's headers said remains
     (``{"remaining_requests", "remaining_tokens", "reset_requests_s", "reset_tokens_s"}``).
@@ -54,6 +55,7 @@ class LLMResponse:
     metadata: dict[str, Any] = field(default_factory=dict)
     cached_input_tokens: int = 0
     cache_creation_input_tokens: int = 0
+    cache_creation_1h_input_tokens: int = 0
     reasoning_tokens: int = 0
     request_id: str | None = None
     provider: str = ""

@@ -20,9 +20,18 @@ from typing import Any
 
 from orchestrate.llm.presets import base_model
 
-__all__ = ["RESPONSE_FORMATS", "Capabilities", "capability_table", "family_of", "lookup", "refused"]
+__all__ = [
+    "PROMPT_CACHE_MODES",
+    "RESPONSE_FORMATS",
+    "Capabilities",
+    "capability_table",
+    "family_of",
+    "lookup",
+    "refused",
+]
 
 RESPONSE_FORMATS = ("json_schema", "json_object", "prompt")
+PROMPT_CACHE_MODES = ("none", "automatic", "explicit", "breakpoints")
 MAX_TOKENS_FIELDS = ("max_tokens", "max_completion_tokens")
 
 
@@ -40,6 +49,10 @@ class Capabilities:
     max_temperature: float = 2.0
     tools_with_schema: bool = True
     context_window: int = 0  # tokens of prompt and answer together; 0: not known
+    prompt_cache: str = "none"
+    cache_min_tokens: int = 1024
+    cache_breakpoints: int = 0
+    cache_retention: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -62,7 +75,8 @@ KEYS = {f.name: f.type for f in fields(Capabilities)}
 
 @lru_cache(maxsize=1)
 def capability_table() -> dict[str, Any]:
-    """The built-in table: ``{"date", "note", "defaults": {provider: ...}, "families": {name: ...}}``."""
+    """The built-in table: ``{"date", "note", "defaults": {provider: ...}, "families": {name: ...},
+    "cache_min_tokens": {name: tokens}}``."""
     text = resources.files("orchestrate").joinpath("data/capabilities.json").read_text(encoding="utf-8")
     return json.loads(text)
 
@@ -117,6 +131,10 @@ def _built_in(model: str, base: str) -> Capabilities:
     family = family_of(model, table["families"])
     if family is not None:
         merged.update(table["families"][family])
+    minimums = {k: v for k, v in table.get("cache_min_tokens", {}).items() if k != "note"}
+    shortest = family_of(model, minimums)
+    if shortest is not None:
+        merged["cache_min_tokens"] = minimums[shortest]
     return Capabilities(**merged)
 
 

@@ -5,7 +5,9 @@ follows the capability table (`orchestrate.llm.capabilities`): reasoning models
 (o1, o3, o4, gpt-5 families) take `max_completion_tokens` and no temperature,
 top_p or stop; the others `max_tokens`. An output schema is sent as
 ``response_format: {"type": "json_schema", ...}``, or as JSON mode plus the
-schema in the prompt where the model or server has no json_schema.
+schema in the prompt where the model or server has no json_schema. A
+`prompt_cache` plan adds ``prompt_cache_key`` (and retention, breakpoints) where
+the model takes them (`orchestrate.llm.prompt_cache`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from orchestrate.errors import MalformedResponseError
 from orchestrate.llm.base import LLMResponse, ToolCall
 from orchestrate.llm.capabilities import Capabilities, lookup
 from orchestrate.llm.http import Reply
+from orchestrate.llm.prompt_cache import mark_openai
 from orchestrate.llm.structured import StructuredOutputClient, with_schema_instruction
 
 __all__ = ["OpenAIClient"]
@@ -111,6 +114,8 @@ class OpenAIClient(StructuredOutputClient):
             }
         elif schema is not None and mode == "json_object":
             body["response_format"] = {"type": "json_object"}
+        if kwargs.get("prompt_cache") is not None:
+            mark_openai(body, kwargs["prompt_cache"], caps)
         return body
 
     def parse(self, reply: Reply, model: str) -> LLMResponse:

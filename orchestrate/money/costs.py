@@ -17,7 +17,10 @@ The worst case of a call: every UTF-8 byte of its messages and tool specs
 counted as a token (byte-level BPE tokenizers never produce more tokens than
 bytes), plus a fixed overhead per message, priced at the dearest input rate
 (Anthropic's cache writes cost 1.25x input), plus ``max_tokens`` of output
-(reasoning tokens are part of the output budget).
+(reasoning tokens are part of the output budget). A call that may write
+Anthropic's 1-hour cache (``cache_ttl="1h"``) counts its 2x write price among
+the input rates, so a first wave of calls that all write the cache stays within
+the budget.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ MESSAGE_OVERHEAD_TOKENS = 8
 REQUEST_OVERHEAD_TOKENS = 16
 SCHEMA_OVERHEAD_TOKENS = 256  # the wrapper around a response schema (names, instructions)
 _EPSILON = 1e-12
-_PRICE_FIELDS = ("input", "output", "cached_input", "cache_write")
+_PRICE_FIELDS = ("input", "output", "cached_input", "cache_write", "cache_write_1h")
 MAX_PRICE_FILE_BYTES = 5 * 1024 * 1024
 
 
@@ -125,6 +128,8 @@ class CallRecord:
     batch_id: str | None = None
     usage_anomaly: str | None = None
     metadata: dict[str, Any] | None = None
+    cache_creation_1h_input_tokens: int = 0
+    cache_savings: float = 0.0  # what the same call would have cost more with no prompt cache
 
     def to_dict(self) -> dict[str, Any]:
         """cost.json's entry: every field but `metadata`, the time in ISO 8601 UTC (milliseconds)."""
@@ -139,6 +144,8 @@ class CallRecord:
             "input_tokens": self.input_tokens,
             "cached_input_tokens": self.cached_input_tokens,
             "cache_creation_input_tokens": self.cache_creation_input_tokens,
+            "cache_creation_1h_input_tokens": self.cache_creation_1h_input_tokens,
+            "cache_savings": self.cache_savings,
             "output_tokens": self.output_tokens,
             "reasoning_tokens": self.reasoning_tokens,
             "cost": self.cost,
@@ -233,7 +240,7 @@ class CostTracker:
         ) is not None
 
     def price_of(self, model: str, overrides: Mapping[str, Mapping[str, float]] | None = None) -> dict[str, float]:
-        """Input, cached input, cache write and output prices of `model` per 1K tokens."""
+        """Input, cached input, cache write (5 minutes, 1 hour) and output prices of `model` per 1K tokens."""
         if not overrides:
             cached = self._price_cache.get(model)
             if cached is None:
@@ -247,11 +254,13 @@ class CostTracker:
         if found is None:
             found = {"input": self.config.default_input_cost, "output": self.config.default_output_cost}
         inp = float(found["input"])
+        write = float(found.get("cache_write", inp))
         return {
             "input": inp,
             "output": float(found["output"]),
             "cached_input": float(found.get("cached_input", inp)),
-            "cache_write": float(found.get("cache_write", inp)),
+            "cache_write": write,
+            "cache_write_1h": float(found.get("cache_write_1h", write)),
         }
 
     def calculate_cost(
@@ -262,19 +271,50 @@ class CostTracker:
         *,
         cached_input_tokens: int = 0,
         cache_creation_input_tokens: int = 0,
+        cache_creation_1h_input_tokens: int = 0,
     ) -> float:
-        """Cost in USD of a call; `input_tokens` counts every prompt token, cached ones included.
+        """Cost in USD of a call; `input_tokens` counts every prompt token, cached ones included,
+        and `cache_creation_1h_input_tokens` is the part of the cache writes kept for an hour.
 
         Example: ``calculate_cost("gpt-4", 1000, 500)`` is 0.03 + 0.03 = 0.06.
         """
         p = self.price_of(model)
         cached = min(max(cached_input_tokens, 0), input_tokens)
         written = min(max(cache_creation_input_tokens, 0), input_tokens - cached)
+        hour = min(max(cache_creation_1h_input_tokens, 0), written)
         plain = input_tokens - cached - written
         cost = (
-            plain * p["input"] + cached * p["cached_input"] + written * p["cache_write"] + output_tokens * p["output"]
+            plain * p["input"]
+            + cached * p["cached_input"]
+            + (written - hour) * p["cache_write"]
+            + hour * p["cache_write_1h"]
+            + output_tokens * p["output"]
         ) / 1000.0
         return round(cost, 10)
+
+    def cache_savings(
+        self,
+        model: str,
+        input_tokens: int,
+        *,
+        cached_input_tokens: int = 0,
+        cache_creation_input_tokens: int = 0,
+        cache_creation_1h_input_tokens: int = 0,
+    ) -> float:
+        """What a call's input would have cost more had nothing been read from or written to
+        the prompt cache (negative when its writes cost more than its reads saved)."""
+        if not cached_input_tokens and not cache_creation_input_tokens:
+            return 0.0
+        uncached = self.calculate_cost(model, input_tokens, 0)
+        actual = self.calculate_cost(
+            model,
+            input_tokens,
+            0,
+            cached_input_tokens=cached_input_tokens,
+            cache_creation_input_tokens=cache_creation_input_tokens,
+            cache_creation_1h_input_tokens=cache_creation_1h_input_tokens,
+        )
+        return round(uncached - actual, 10)
 
     @staticmethod
     def batch_rate(provider: str) -> float:
@@ -291,11 +331,13 @@ class CostTracker:
         overrides: Mapping[str, Mapping[str, float]] | None = None,
         tools: list[dict[str, Any]] | None = None,
         response_schema: Mapping[str, Any] | None = None,
+        cache_ttl: str | None = None,
     ) -> float:
         """The most a call can cost: see the module docstring for the bound.
 
         A `response_schema` is sent along (OpenAI's response_format, or a
-        system-prompt instruction for Anthropic), so its bytes count too.
+        system-prompt instruction for Anthropic), so its bytes count too. With
+        `cache_ttl` ``"1h"`` the call may write the 1-hour cache, at its price.
         """
         input_bound = REQUEST_OVERHEAD_TOKENS
         for message in messages:
@@ -311,6 +353,8 @@ class CostTracker:
             input_bound += SCHEMA_OVERHEAD_TOKENS + len(json.dumps(response_schema).encode("utf-8"))
         p = self.price_of(model, overrides)
         dearest_input = max(p["input"], p["cache_write"], p["cached_input"])
+        if cache_ttl == "1h":
+            dearest_input = max(dearest_input, p["cache_write_1h"])
         return round((input_bound * dearest_input + max(0, max_tokens) * p["output"]) / 1000.0, 10)
 
     # -- budgets --------------------------------------------------------------------------------
@@ -476,13 +520,18 @@ class CostTracker:
         *,
         cached_input_tokens: int = 0,
         cache_creation_input_tokens: int = 0,
+        cache_creation_1h_input_tokens: int = 0,
         reasoning_tokens: int = 0,
         provider: str = "",
         module: str = "",
         cost: float | None = None,
         usage_anomaly: str | None = None,
+        cache_savings: float = 0.0,
     ) -> float:
-        """Book a call's cost (computed from its tokens unless `cost` is given) and return it."""
+        """Book a call's cost (computed from its tokens unless `cost` is given) and return it.
+
+        `cache_savings` is what the call would have cost more with no prompt cache (see `cache_savings`).
+        """
         if cost is None:
             cost = self.calculate_cost(
                 model,
@@ -490,6 +539,7 @@ class CostTracker:
                 output_tokens,
                 cached_input_tokens=cached_input_tokens,
                 cache_creation_input_tokens=cache_creation_input_tokens,
+                cache_creation_1h_input_tokens=cache_creation_1h_input_tokens,
             )
         record = CallRecord(
             time.time(),
@@ -507,6 +557,8 @@ class CostTracker:
             cost,
             usage_anomaly=usage_anomaly,
             metadata=metadata,
+            cache_creation_1h_input_tokens=cache_creation_1h_input_tokens,
+            cache_savings=cache_savings,
         )
         if metadata:
             record.cached, record.reused = bool(metadata.get("cached")), bool(metadata.get("reused"))

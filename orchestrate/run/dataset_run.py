@@ -122,6 +122,9 @@ class BatchRunner:
         self.shape = RunShape.of(template, shared=True)  # checked once, shared by every row's run
         if hasattr(engine, "check_prices"):
             engine.check_prices(template)  # every row's agents are the template's
+        caching = getattr(getattr(engine, "executor", None), "prompt_cache", None)
+        if caching is not None:
+            caching.long_runs = True  # rows come minutes apart: keep their shared prefix for an hour
         engine.add_sink(self._watch, types=(EventType.AGENT_BUDGET_REFUSED,))
 
     def _watch(self, event: Event) -> None:

@@ -28,6 +28,7 @@ from orchestrate.run.events import Event, EventType, Sink
 from orchestrate.run.executor import AgentExecutor
 from orchestrate.run.failures import FailureHandler, RetryPolicy
 from orchestrate.run.monitor import Monitor, MonitorConfig
+from orchestrate.run.prompt_cache import PromptCaching
 from orchestrate.run.scheduler import Approver, RunShape, WorkflowRun
 from orchestrate.run.workers import WorkerPool
 from orchestrate.slots import Slots
@@ -56,6 +57,9 @@ class EngineConfig:
     output_schema is sent back for correction, and how many tool rounds an
     agent may take. `max_threads` bounds the run's own worker threads, where
     sync tools and code steps run (`orchestrate.run.workers`; None: a default).
+    `prompt_cache` False sends nothing cache-related to the
+    providers (``--no-prompt-cache``); `prompt_cache_warm_up` False lets the calls
+    sharing a prefix go at once instead of one first (see `orchestrate.run.prompt_cache`).
     """
 
     rate_limit_config: RateLimitConfig | None = field(default_factory=RateLimitConfig)
@@ -67,6 +71,8 @@ class EngineConfig:
     output_retries: int = 2
     max_tool_rounds: int = 8
     max_threads: int | None = None
+    prompt_cache: bool = True
+    prompt_cache_warm_up: bool = True
 
 
 class OrchestrationEngine:
@@ -162,6 +168,7 @@ class OrchestrationEngine:
             max_tool_rounds=self.config.max_tool_rounds,
             clock=clock,
             workers=self.workers,
+            prompt_cache=PromptCaching(enabled=self.config.prompt_cache, warm_up=self.config.prompt_cache_warm_up),
         )
         self.clock = clock
 

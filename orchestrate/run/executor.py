@@ -31,15 +31,17 @@ from orchestrate.errors import (
 from orchestrate.jsonline import MAX_DEPTH, nests_too_deep
 from orchestrate.llm.base import LLMClient, LLMResponse
 from orchestrate.llm.batch_api import CALL_TAG, CallTag
-from orchestrate.llm.capabilities import lookup
+from orchestrate.llm.capabilities import Capabilities, lookup
 from orchestrate.llm.presets import base_model, region_of, served_price_name
 from orchestrate.llm.prices import regional_uplift
+from orchestrate.llm.prompt_cache import CachePlan
 from orchestrate.llm.providers import infer_provider
 from orchestrate.llm.residency import outside
 from orchestrate.money.costs import CostTracker, Reservation, agent_key
 from orchestrate.money.rate_limit import RateLimiterRegistry
 from orchestrate.run.events import Event, EventType
 from orchestrate.run.failures import FailureHandler, RetryPolicy
+from orchestrate.run.prompt_cache import PromptCaching
 from orchestrate.run.routes import Routes
 from orchestrate.run.tools import Tool, load_tools, resolve_callable
 from orchestrate.run.workers import WorkerPool, guard_exit
@@ -107,6 +109,7 @@ class AgentExecutor:
         max_tool_rounds: int = 8,
         clock: Callable[[], float] = time.perf_counter,
         workers: WorkerPool | None = None,
+        prompt_cache: PromptCaching | None = None,
     ) -> None:
         self.client_for = client_for
         self.tracker = tracker
@@ -119,6 +122,7 @@ class AgentExecutor:
         self.max_tool_rounds = max_tool_rounds
         self.clock = clock
         self.workers = workers if workers is not None else WorkerPool()
+        self.prompt_cache = prompt_cache or PromptCaching()
         self.halted: str | None = None  # set by the engine when a journal fails: no call starts
         self._batching: bool | None = None
         self._regions: dict[tuple[Any, ...], tuple[str, float]] = {}
@@ -548,14 +552,42 @@ class AgentExecutor:
         # A batched call is reserved and priced at the provider's batch rate; it waits at the
         # provider, so the online rate limits do not apply to it.
         batched = getattr(client, "batched", False) and not getattr(client, "goes_online", bool)()
-        rate = (self.tracker.batch_rate(client.provider) if batched else 1.0) * uplift
-        worst = rate * self.tracker.max_cost(
-            priced, messages, max_tokens, overrides=workflow.prices, tools=specs, response_schema=agent.output_schema
+        # What the model accepts: by the model it is priced as (an Azure deployment's
+        # model), with the workflow's own `capabilities:` over the built-in table.
+        caps = (
+            None
+            if client.provider == "simulated"
+            else lookup(llm.get("price_as") or model, client.provider, workflow.capabilities)
         )
-        key = agent_key(workflow.id, agent.name)
-        if self.halted is not None:
-            raise JournalError(f"not started: {self.halted}")
-        reservation = self.tracker.reserve(workflow.id, key, worst, agent.cost_limit)
+        prefix = (
+            None
+            if caps is None
+            else self.prompt_cache.plan(workflow, agent, llm, messages, specs, caps, batched=batched)
+        )
+        lead = False
+        if prefix is not None:
+            specs = sorted(specs, key=lambda spec: str(spec.get("name")))  # stable first: one order, always
+            if prefix.cacheable and self.prompt_cache.warm_up and not batched:
+                lead = await self.prompt_cache.warmup.enter(prefix.digest)  # send-one-then-fan
+        rate = (self.tracker.batch_rate(client.provider) if batched else 1.0) * uplift
+        try:
+            worst = rate * self.tracker.max_cost(
+                priced,
+                messages,
+                max_tokens,
+                overrides=workflow.prices,
+                tools=specs,
+                response_schema=agent.output_schema,
+                cache_ttl=prefix.plan.ttl if prefix is not None else None,
+            )
+            key = agent_key(workflow.id, agent.name)
+            if self.halted is not None:
+                raise JournalError(f"not started: {self.halted}")
+            reservation = self.tracker.reserve(workflow.id, key, worst, agent.cost_limit)
+        except BaseException:
+            if lead and prefix is not None:
+                self.prompt_cache.warmup.failed(prefix.digest)
+            raise
         permit = None
         try:
             if self.tracker.scopes is not None:
@@ -578,20 +610,26 @@ class AgentExecutor:
                     )
             sent = self.clock()
             response = await self._send(
-                client, llm, messages, specs, agent.output_schema, max_tokens, workflow.capabilities
+                client, llm, messages, specs, agent.output_schema, max_tokens, caps, prefix.plan if prefix else None
             )
         except LLMError as exc:
+            if lead and prefix is not None:
+                self.prompt_cache.warmup.failed(prefix.digest)
             if exc.billed:  # accepted, answered, unreadable: it may well be charged
                 self._book_unread(workflow, agent, client.provider, key, reservation, worst, usage, exc, llm)
             else:
                 self.tracker.release(reservation)
             raise
         except BaseException:
+            if lead and prefix is not None:
+                self.prompt_cache.warmup.failed(prefix.digest)
             self.tracker.release(reservation)
             raise
         finally:
             if permit is not None:
                 permit.release()
+        if prefix is not None and prefix.cacheable:
+            self.prompt_cache.warmup.answered(prefix.digest, prefix.plan.ttl)
         cached = bool(response.metadata.get("cached"))
         batch_id = response.metadata.get("batch_id") if not cached else None
         priced = served_price_name(client.provider, priced, response.model)  # OpenRouter bills what served
@@ -599,6 +637,16 @@ class AgentExecutor:
             priced, response, worst, cached, (self.tracker.batch_rate(client.provider) if batch_id else 1.0) * uplift
         )
         self.tracker.settle(reservation, cost)
+        savings = 0.0
+        if not cached and anomaly is None:
+            savings = self.tracker.cache_savings(
+                priced,
+                response.input_tokens,
+                cached_input_tokens=response.cached_input_tokens,
+                cache_creation_input_tokens=response.cache_creation_input_tokens,
+                cache_creation_1h_input_tokens=response.cache_creation_1h_input_tokens,
+            )
+            savings = round(savings * (self.tracker.batch_rate(client.provider) if batch_id else 1.0) * uplift, 10)
         self.tracker.record_cost(
             key,
             agent.name,
@@ -609,11 +657,13 @@ class AgentExecutor:
             _call_metadata(cached, batch_id, priced if priced != model else None, region, agent, routes),
             cached_input_tokens=response.cached_input_tokens,
             cache_creation_input_tokens=response.cache_creation_input_tokens,
+            cache_creation_1h_input_tokens=response.cache_creation_1h_input_tokens,
             reasoning_tokens=response.reasoning_tokens,
             provider=client.provider,
             module=agent.module,
             cost=cost,
             usage_anomaly=anomaly,
+            cache_savings=savings,
         )
         usage.add(response, cost)
         usage.cached_calls += cached
@@ -627,6 +677,8 @@ class AgentExecutor:
             "output_tokens": response.output_tokens,
             "reasoning_tokens": response.reasoning_tokens,
             "cache_creation_input_tokens": response.cache_creation_input_tokens,
+            "cache_creation_1h_input_tokens": response.cache_creation_1h_input_tokens,
+            "cache_savings": savings,
             "cost": cost,
             "cached": cached,
             "batch_id": batch_id,
@@ -771,6 +823,7 @@ class AgentExecutor:
             response.output_tokens,
             cached_input_tokens=response.cached_input_tokens,
             cache_creation_input_tokens=response.cache_creation_input_tokens,
+            cache_creation_1h_input_tokens=response.cache_creation_1h_input_tokens,
         )
         if rate != 1.0:  # a batch answer, at the provider's batch discount
             cost = round(cost * rate, 10)
@@ -792,17 +845,18 @@ class AgentExecutor:
         specs: list[dict[str, Any]],
         schema: dict[str, Any] | None,
         max_tokens: int,
-        capabilities: dict[str, Any],
+        caps: Capabilities | None,
+        plan: CachePlan | None = None,
     ) -> LLMResponse:
         simulated = client.provider == "simulated"
         options: dict[str, Any] = {}
         for k in _PASSTHROUGH_SIMULATED if simulated else _PASSTHROUGH:
             if k in llm:
                 options[k] = llm[k]
-        if not simulated:
-            # What the model accepts: by the model it is priced as (an Azure deployment's
-            # model), with the workflow's own `capabilities:` over the built-in table.
-            options["capabilities"] = lookup(llm.get("price_as") or llm["model"], client.provider, capabilities)
+        if caps is not None:
+            options["capabilities"] = caps
+        if plan is not None:
+            options["prompt_cache"] = plan
         if schema is not None:
             options["response_schema"] = schema
         # An llm_config without the key gets the reference's 0.7; None means "not sent".

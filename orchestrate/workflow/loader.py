@@ -30,6 +30,7 @@ import yaml
 from orchestrate.errors import Problem, UserInputError, WorkflowValidationError
 from orchestrate.finite import first_non_finite, loads_strict
 from orchestrate.fsutil import TooLargeError, read_bytes_capped
+from orchestrate.workflow.cache_checks import cache_warnings
 from orchestrate.workflow.capability_checks import capability_problems
 from orchestrate.workflow.checks import INPUT_TYPES, check_document
 from orchestrate.workflow.language_checks import base_dir_of, read_prompt_file
@@ -231,6 +232,9 @@ def _build(doc: dict[str, Any], source: str | None, folder: str | Path | None = 
             prompt = raw["prompt_template"] if "prompt_template" in raw else _prompt_text(base_dir, raw["prompt_file"])
             if "system_file" in raw:
                 llm["system"] = _prompt_text(base_dir, raw["system_file"])
+            cache = {**(defaults.get("cache") or {}), **(llm.get("cache") or {}), **(raw.get("cache") or {})}
+            if cache:
+                llm["cache"] = cache  # prompt caching travels with the model settings
         agents.append(
             Agent(
                 name=raw["name"],
@@ -338,6 +342,7 @@ def validate_file(path: Path) -> list[Problem]:
     if located is not None:
         problems += check_document(located)
         problems += capability_problems(located)[1]  # warnings: reported, never fatal
+        problems += cache_warnings(located)  # warnings too: a prefix the provider cannot cache
     return sorted(problems, key=lambda p: (p.line, p.column))
 
 

@@ -30,7 +30,16 @@ from typing import Any
 
 from orchestrate.errors import UserInputError
 
-__all__ = ["Reference", "TemplateError", "lookup", "references", "render", "render_value", "single_placeholder"]
+__all__ = [
+    "Reference",
+    "TemplateError",
+    "lookup",
+    "references",
+    "render",
+    "render_value",
+    "single_placeholder",
+    "static_prefix",
+]
 
 _SEGMENT = re.compile(r"[A-Za-z][A-Za-z0-9_-]*|[0-9]+")
 
@@ -194,6 +203,13 @@ def lookup(ref: Reference, *, inputs: dict[str, Any], outputs: dict[str, Any]) -
             return None
         return _agent_value(outputs[name], ref.path, ref)
     raise TemplateError(f"placeholder {ref.describe()}: no input or upstream agent named {name!r}")
+
+
+def static_prefix(template: str) -> str:
+    """The text `template` renders to before its first placeholder (all of it when it has none):
+    what every rendering of it starts with."""
+    pairs, tail = _compile(template)
+    return pairs[0][0] if pairs else tail
 
 
 def single_placeholder(template: str) -> Reference | None:

@@ -1,0 +1,215 @@
+"""Prompt caching in runs: the stable prefix marked, send-one-then-fan, keys, TTLs and money.
+
+Workflows run through the engine against the loopback server, which caches as the
+providers do (`tests/fake_prompt_cache.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrate import AnthropicClient, OpenAIClient
+from orchestrate.llm.base import LLMClient
+from orchestrate.money.costs import CallRecord
+from orchestrate.run.dataset_run import BatchRunner
+from orchestrate.run.engine import EngineConfig, OrchestrationEngine
+from orchestrate.workflow.dataset import Dataset
+from orchestrate.workflow.loader import load_workflow_text
+from tests.fake_provider import FakeProvider
+
+KEY = "sk-test-SECRET-0123456789abcdef"
+POLICY = "".join(f"Clause {n}: an invoice above the PO by more than the tolerance is held. " for n in range(150))
+
+WORKFLOW = """\
+name: invoice_cache
+max_parallel_agents: 8
+inputs:
+  invoice_id: {type: string}
+  amount: {type: number}
+  lines: {type: array, default: [a, b, c, d, e]}
+defaults:
+  module: Finance
+  llm_config: {model: %(model)s, max_tokens: 40, system: %(system)s}
+%(defaults)s
+agents:
+%(agents)s
+"""
+CHECK = """\
+  - name: check
+    prompt_template: "Check the invoice against the policy. Invoice {invoice_id}: {amount} EUR."
+%(extra)s"""
+SCREEN = """\
+  - name: screen
+    prompt_template: "Screen the invoice for fraud. Invoice {invoice_id}: {amount} EUR."
+"""
+EACH = """\
+  - name: each_line
+    foreach: "{lines}"
+    max_items: 10
+    prompt_template: "Check one line of the invoice against the policy. Line {item}."
+"""
+
+
+def workflow(
+    model: str = "claude-sonnet-4-5", *, agents: str | None = None, defaults: str = "", extra: str = ""
+) -> Any:
+    text = WORKFLOW % {
+        "model": model,
+        "system": json.dumps(POLICY),
+        "defaults": defaults,
+        "agents": agents if agents is not None else CHECK % {"extra": extra},
+    }
+    return load_workflow_text(text, bind=False)
+
+
+class Records:
+    def __init__(self) -> None:
+        self.calls: list[CallRecord] = []
+
+    def row_finished(self, row: Any, workflow: Any, records: list[CallRecord], status: str) -> None:
+        self.calls += records
+
+    def row_invalid(self, bad: Any) -> None:
+        return None
+
+    def row_refused(self, row: Any) -> None:
+        return None
+
+
+@pytest.fixture
+def server() -> Iterator[FakeProvider]:
+    with FakeProvider(latency=0.05) as fake:
+        yield fake
+
+
+def client_for(server: FakeProvider, model: str) -> LLMClient:
+    if model.startswith("claude"):
+        return AnthropicClient(api_key=KEY, base_url=server.url)
+    return OpenAIClient(api_key=KEY, base_url=f"{server.url}/v1")
+
+
+async def dataset_run(
+    server: FakeProvider,
+    tmp_path: Path,
+    wf: Any,
+    rows: int,
+    *,
+    parallel: int = 6,
+    budget: float | None = None,
+    **config: Any,
+) -> tuple[list[CallRecord], OrchestrationEngine]:
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps({"invoice_id": f"INV-{i}", "amount": 100 + i}) + "\n" for i in range(rows)))
+    model = wf.agents[0].llm_config["model"]
+    engine = OrchestrationEngine(
+        client_for(server, model), EngineConfig(max_concurrent_workflows=parallel, rate_limit_config=None, **config)
+    )
+    sink = Records()
+    data = Dataset(path, workflow_name=wf.name, declared=wf.inputs)
+    await BatchRunner(engine, wf, data, sinks=[sink], batch_id="b", budget=budget, max_rows_parallel=parallel).run()
+    await engine.shutdown()
+    return sink.calls, engine
+
+
+def _writes(calls: list[CallRecord]) -> int:
+    return sum(1 for c in calls if c.cache_creation_input_tokens > 0)
+
+
+def _reads(calls: list[CallRecord]) -> int:
+    return sum(1 for c in calls if c.cached_input_tokens > 0)
+
+
+async def test_send_one_then_fan_makes_the_first_wave_of_a_dataset_run_read(
+    server: FakeProvider, tmp_path: Path
+) -> None:
+    calls, _ = await dataset_run(server, tmp_path, workflow(), 12)
+    assert len(calls) == 12
+    assert (_writes(calls), _reads(calls)) == (1, 11)
+    first = next(c for c in calls if c.cache_creation_input_tokens)
+    assert first.cache_creation_1h_input_tokens == first.cache_creation_input_tokens  # dataset runs: 1h
+    body = server.requests[0]["body"]
+    assert body["system"][0]["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
+    assert body["messages"][0]["content"][0]["text"] == "Check the invoice against the policy. Invoice "
+    saved = sum(c.cache_savings for c in calls)
+    assert saved > 0 and all(c.cache_savings > 0 for c in calls if c.cached_input_tokens)
+
+
+async def test_without_send_one_then_fan_the_first_wave_all_write(server: FakeProvider, tmp_path: Path) -> None:
+    calls, _ = await dataset_run(server, tmp_path, workflow(), 12, prompt_cache_warm_up=False)
+    assert _writes(calls) >= 3  # the concurrent first wave found nothing to read
+
+
+async def test_send_one_then_fan_on_a_foreach(server: FakeProvider, tmp_path: Path) -> None:
+    wf = workflow(agents=EACH)
+    wf.input_values = {"invoice_id": "INV-1", "amount": 1, "lines": ["a", "b", "c", "d", "e"]}
+    engine = OrchestrationEngine(client_for(server, "claude-sonnet-4-5"), EngineConfig(rate_limit_config=None))
+    result = await engine.execute_workflow(await engine.register_workflow(wf))
+    records = engine.cost_tracker.records()
+    await engine.shutdown()
+    assert result.status.value == "completed"
+    assert (_writes(records), _reads(records)) == (1, 4)
+    assert all(c.cache_creation_1h_input_tokens == 0 for c in records)  # a single run: 5 minutes
+    times = sorted(r["time"] for r in server.requests)
+    assert times[1] - times[0] >= 0.04  # the others waited for the first answer
+
+
+async def test_prompt_cache_key_is_stable_across_rows_and_differs_across_agents(
+    server: FakeProvider, tmp_path: Path
+) -> None:
+    wf = workflow("gpt-4o", agents=CHECK % {"extra": ""} + SCREEN)
+    calls, _ = await dataset_run(server, tmp_path, wf, 6)
+    keys: dict[str, set[str]] = {}
+    for request in server.requests:
+        body = request["body"]
+        agent = "check" if "policy. Invoice" in json.dumps(body["messages"][-1]) else "screen"
+        keys.setdefault(agent, set()).add(body["prompt_cache_key"])
+    assert len(keys["check"]) == 1 and len(keys["screen"]) == 1 and keys["check"] != keys["screen"]
+    assert _reads(calls) >= 10  # all but the first call of each agent
+
+
+async def test_no_prompt_cache_and_prefix_off_send_nothing_cache_related(server: FakeProvider, tmp_path: Path) -> None:
+    await dataset_run(server, tmp_path, workflow(), 3, prompt_cache=False)
+    await dataset_run(server, tmp_path, workflow(extra="    cache: {prefix: 'off'}\n"), 3)
+    await dataset_run(server, tmp_path, workflow("gpt-4o", defaults="  cache: {prefix: 'off'}"), 3)
+    assert "cache_control" not in json.dumps([r["body"] for r in server.requests])
+    assert "prompt_cache" not in json.dumps([r["body"] for r in server.requests])
+
+
+async def test_an_agents_ttl_wins_over_the_dataset_runs_hour(server: FakeProvider, tmp_path: Path) -> None:
+    calls, _ = await dataset_run(server, tmp_path, workflow(defaults="  cache: {ttl: 5m}"), 3)
+    assert server.requests[0]["body"]["system"][0]["cache_control"] == {"type": "ephemeral"}
+    assert _writes(calls) == 1 and calls[0].cache_creation_1h_input_tokens == 0
+
+
+async def test_hour_long_writes_are_reserved_so_the_budget_holds_under_concurrency(tmp_path: Path) -> None:
+    def every_byte_written(request: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+        # The worst a provider may bill: a token per byte of the prompt's text, all of it written for an hour.
+        system = "".join(b["text"] for b in request["system"])
+        user = "".join(b["text"] for b in request["messages"][0]["content"])
+        size = len((system + user).encode())
+        answer["usage"].update(
+            input_tokens=0,
+            cache_read_input_tokens=0,
+            cache_creation_input_tokens=size,
+            cache_creation={"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": size},
+        )
+        return answer
+
+    wf = workflow()
+    one_call = 2 * 0.003 * len(POLICY) / 1000  # an hour's write of the policy alone, at Sonnet's 2x input price
+    budget = 3.5 * one_call  # room for three such writes, not four: a 1.25x reservation would let more start
+    with FakeProvider(latency=0.05, rewrite=every_byte_written) as server:
+        calls, engine = await dataset_run(
+            server, tmp_path, wf, 12, parallel=12, budget=budget, prompt_cache_warm_up=False
+        )
+    spent = sum(c.cost for c in calls)
+    assert 0 < spent <= budget
+    assert all(c.usage_anomaly is None for c in calls)  # no call cost more than was reserved for it
+    assert all(c.cache_creation_1h_input_tokens > 0 for c in calls)
+    await asyncio.sleep(0)
