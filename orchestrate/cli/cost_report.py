@@ -67,6 +67,7 @@ def cost_report(
     from orchestrate.money.cost_report import (
         GROUP_KEYS,
         aggregate,
+        cache_warnings,
         collect,
         parse_moment,
         render,
@@ -100,6 +101,8 @@ def cost_report(
         _print_table(rows, keys, total or {})
     else:
         sys.stdout.write("no calls to report" + (" in that period" if start or end else "") + "\n")
+    for warning in cache_warnings(counted):
+        sys.stderr.write(printable(f"warning: {warning}", one_line=True) + "\n")
     if left_out["calls"] and fmt != "json":
         from orchestrate.money.amounts import usd
         from orchestrate.observe.summary import plural
@@ -119,6 +122,7 @@ def _print_table(rows: list[dict[str, Any]], keys: list[str], total: dict[str, A
     console = plain_console(sys.stdout, interactive=interactive)
     # Cache writes and reasoning matter least when the screen is narrow; the rest never goes.
     drops = {"cache_creation_input_tokens": 3, "reasoning_tokens": 2, "cached_input_tokens": 1}
+    cache_columns = [Column("cache read", "right", "number", drop=4), Column("saved", "right", "number", drop=4)]
     columns = [Column(key) for key in keys] + [Column("calls", "right", "number"), Column("cost", "right", "number")]
     columns += [
         Column(
@@ -128,11 +132,12 @@ def _print_table(rows: list[dict[str, Any]], keys: list[str], total: dict[str, A
             drop=drops.get(f, 0),
         )
         for f in TOKEN_FIELDS
-    ]
+    ] + cache_columns
     body = [
         [str(row[k]) for k in keys]
         + [f"{row['calls']:,}", usd(row["cost"])]
         + [f"{row.get(f) or 0:,}" for f in TOKEN_FIELDS]
+        + [f"{row.get('cache_read_share', 0.0):.0%}", usd(row.get("cache_savings", 0.0))]
         for row in rows
     ]
     if rows:
@@ -141,6 +146,7 @@ def _print_table(rows: list[dict[str, Any]], keys: list[str], total: dict[str, A
             + [""] * (len(keys) - 1)
             + [f"{total.get('calls', 0):,}", usd(total.get("cost", 0.0))]
             + [f"{total.get(f) or 0:,}" for f in TOKEN_FIELDS]
+            + [f"{total.get('cache_read_share', 0.0):.0%}", usd(total.get("cache_savings", 0.0))]
         )
     console.print(
         build_table(

@@ -24,11 +24,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GROUP_KEYS",
+    "LOW_READ_SHARE",
     "TOKEN_FIELDS",
     "CostTotals",
     "aggregate",
     "breakdown",
     "build_cost_document",
+    "cache_warnings",
     "collect",
     "parse_moment",
     "render",
@@ -335,8 +337,54 @@ def aggregate(
     for group, members in sorted(groups.items()):
         row: dict[str, Any] = dict(zip(by, group))
         row.update(_totals(members, lambda c, name: c.get(name) or 0))
+        row.update(_cache_figures(members, row))
         rows.append(row)
     return rows
+
+
+def _cache_figures(calls: Sequence[Mapping[str, Any]], totals: Mapping[str, Any]) -> dict[str, Any]:
+    """The share of input tokens read from the provider's prompt cache, and the dollars it saved
+    against the same calls uncached (net of what writing the cache cost)."""
+    share = totals["cached_input_tokens"] / totals["input_tokens"] if totals["input_tokens"] else 0.0
+    saved = sum(float(c.get("cache_savings") or 0.0) for c in calls)
+    return {"cache_read_share": round(share, 4), "cache_savings": round(saved, 10)}
+
+
+LOW_READ_SHARE = 0.25
+_MIN_WARNED_INPUT = 10_000  # tokens: below this an agent's share says little
+
+
+def cache_warnings(calls: Iterable[Mapping[str, Any]]) -> list[str]:
+    """A warning per agent of a dataset run whose calls read under 25% of their input from the
+    provider's prompt cache, with the likely cause (calls of a dataset run carry their ``row``)."""
+    sums: dict[tuple[str, str], list[int]] = {}
+    for call in calls:
+        if call.get("row") is None or call.get("cached") or call.get("reused"):
+            continue
+        key = (str(call.get("workflow") or call.get("workflow_id") or "?"), str(call.get("agent") or "?"))
+        entry = sums.setdefault(key, [0, 0, 0])
+        entry[0] += int(call.get("input_tokens") or 0)
+        entry[1] += int(call.get("cached_input_tokens") or 0)
+        entry[2] += int(call.get("cache_creation_input_tokens") or 0)
+    warnings = []
+    for (workflow, agent), (tokens, read, written) in sorted(sums.items()):
+        if tokens < _MIN_WARNED_INPUT or read >= LOW_READ_SHARE * tokens:
+            continue
+        if written:
+            cause = (
+                "the cache was written again and again: the shared prefix changes between calls "
+                "(a date, an id, unsorted JSON early in the prompt)"
+            )
+        else:
+            cause = (
+                "nothing was cached: the shared prefix is under the model's minimum (1,024 tokens for most), "
+                "or prompt caching was off"
+            )
+        warnings.append(
+            f"agent {agent} of {workflow} read {read / tokens:.0%} of its input from the prompt cache "
+            f"on a dataset run (under {LOW_READ_SHARE:.0%}): {cause}"
+        )
+    return warnings
 
 
 def _group_value(call: Mapping[str, Any], key: str, moment: datetime | None) -> str:
@@ -365,7 +413,7 @@ def render(
     calls and cost that were not counted. CSV and Markdown hold plain decimals
     (``0.00002055``, never ``2.055e-05``).
     """
-    columns = [*by, "calls", "cost", *TOKEN_FIELDS]
+    columns = [*by, "calls", "cost", *TOKEN_FIELDS, "cache_read_share", "cache_savings"]
     if fmt == "json":
         if total is None:  # the rows' sum, unless given (by tag a call may be in several rows)
             total = _totals(rows, lambda r, name: r.get(name) or 0)
