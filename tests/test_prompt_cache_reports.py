@@ -116,3 +116,51 @@ def test_a_call_that_may_write_the_hour_cache_is_reserved_at_its_price() -> None
     five = tracker.max_cost("claude-sonnet-4-5", messages, 10)
     hour = tracker.max_cost("claude-sonnet-4-5", messages, 10, cache_ttl="1h")
     assert hour > five and hour == round(((1000 + 8 + 16) * 0.006 + 10 * 0.015) / 1000, 10)
+
+
+def test_the_cache_columns_appear_where_the_prompt_cache_was_used() -> None:
+    from orchestrate.money.cost_report import render
+
+    used = render(aggregate([_call("check", 3000, 2700, 0, 0.0073)], ["agent"]), ["agent"], "markdown")
+    unused = render(aggregate([_call("check", 3000, 0, 0, 0.0)], ["agent"]), ["agent"], "markdown")
+    assert used.splitlines()[0].endswith("| cache_read_share | cache_savings |")
+    assert "| check | 1 | 0.01 | 3000 | 2700 | 0 | 10 | 0 | 0.9 | 0.0073 |" in used
+    assert "cache_read_share" not in unused
+
+
+def test_plan_shows_the_least_cost_with_and_without_cache_hits() -> None:
+    from orchestrate.money.planning import plan_workflow
+    from orchestrate.workflow.loader import load_workflow_text
+
+    text = (
+        "name: p\ninputs:\n  invoice: {type: string, default: x}\n"
+        "defaults:\n  module: Finance\n  llm_config: {model: claude-sonnet-4-5, system: %s}\n%s"
+        "agents:\n  - name: check\n    prompt_template: 'Check invoice {invoice}.'\n"
+    )
+    cached = plan_workflow(load_workflow_text(text % (json.dumps(POLICY * 2), "")), CostTracker())
+    off = plan_workflow(
+        load_workflow_text(text % (json.dumps(POLICY * 2), "  cache: {prefix: 'off'}\n")), CostTracker()
+    )
+    short = plan_workflow(load_workflow_text(text % (json.dumps("Be brief."), "")), CostTracker())
+    none, every = cached.cache_bounds
+    assert cached.cacheable_agents == 1 and every < none * 0.2
+    assert cached.to_dict()["prompt_cache"] == {
+        "cacheable_agents": 1,
+        "min_cost_no_hits": round(none, 6),
+        "min_cost_all_hits": round(every, 6),
+    }
+    assert off.cacheable_agents == 0 and "prompt_cache" not in off.to_dict()
+    assert short.cacheable_agents == 0
+
+
+def test_report_html_shows_the_prompt_cache_per_agent_and_warns_of_a_low_share(tmp_path: Path) -> None:
+    from orchestrate.observe.html_report import write_run_report
+
+    calls = [_call("check", 3000, 2700, 0, 0.0073, row=str(i)) for i in range(5)]
+    calls += [_call("screen", 3000, 0, 2700, -0.002, row=str(i)) for i in range(5)]
+    (tmp_path / "result.json").write_text(json.dumps({"name": "invoice_review", "status": "completed", "agents": []}))
+    (tmp_path / "cost.json").write_text(json.dumps({"workflow": "invoice_review", "calls": calls, "totals": {}}))
+    html = write_run_report(tmp_path).read_text()
+    assert "<h4>Prompt cache</h4>" in html
+    assert "<td>check</td><td>15,000</td><td>90%</td><td>0</td><td>$0.0365</td>" in html.replace(" class=num", "")
+    assert "warning: agent screen of invoice_review read 0% of its input" in html

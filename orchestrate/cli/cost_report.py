@@ -122,7 +122,11 @@ def _print_table(rows: list[dict[str, Any]], keys: list[str], total: dict[str, A
     console = plain_console(sys.stdout, interactive=interactive)
     # Cache writes and reasoning matter least when the screen is narrow; the rest never goes.
     drops = {"cache_creation_input_tokens": 3, "reasoning_tokens": 2, "cached_input_tokens": 1}
+    # The prompt cache's read share and dollars saved, where it was used at all.
+    cached = any(row.get("cached_input_tokens") or row.get("cache_creation_input_tokens") for row in rows)
     cache_columns = [Column("cache read", "right", "number", drop=4), Column("saved", "right", "number", drop=4)]
+    if not cached:
+        cache_columns = []
     columns = [Column(key) for key in keys] + [Column("calls", "right", "number"), Column("cost", "right", "number")]
     columns += [
         Column(
@@ -137,7 +141,7 @@ def _print_table(rows: list[dict[str, Any]], keys: list[str], total: dict[str, A
         [str(row[k]) for k in keys]
         + [f"{row['calls']:,}", usd(row["cost"])]
         + [f"{row.get(f) or 0:,}" for f in TOKEN_FIELDS]
-        + [f"{row.get('cache_read_share', 0.0):.0%}", usd(row.get("cache_savings", 0.0))]
+        + ([f"{row.get('cache_read_share', 0.0):.0%}", usd(row.get("cache_savings", 0.0))] if cached else [])
         for row in rows
     ]
     if rows:
@@ -146,7 +150,7 @@ def _print_table(rows: list[dict[str, Any]], keys: list[str], total: dict[str, A
             + [""] * (len(keys) - 1)
             + [f"{total.get('calls', 0):,}", usd(total.get("cost", 0.0))]
             + [f"{total.get(f) or 0:,}" for f in TOKEN_FIELDS]
-            + [f"{total.get('cache_read_share', 0.0):.0%}", usd(total.get("cache_savings", 0.0))]
+            + ([f"{total.get('cache_read_share', 0.0):.0%}", usd(total.get("cache_savings", 0.0))] if cached else [])
         )
     console.print(
         build_table(

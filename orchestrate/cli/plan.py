@@ -132,6 +132,11 @@ def print_batch_plan(
         f"{ceiling}{budget_text}\nper row: {usd(plan.row_min_cost)} to {usd(plan.row_max_cost)} "
         f"(each row capped at its cost_budget ${template.cost_budget:.2f})\n"
     )
+    if plan.cacheable_agents:
+        sys.stdout.write(
+            f"prompt cache: at least {usd(plan.min_cost_all_hits)} with every call reading its shared prefix, "
+            f"{usd(plan.min_cost_no_hits)} with none (system prompts counted)\n"
+        )
 
 
 def print_plans(
@@ -206,9 +211,17 @@ def print_plans(
         console.print(Text(f"critical path: {' -> '.join(p.critical_path)}"))
         console.print(Text(f"estimated time: {p.estimated_seconds:.1f}s (at ~100 output tokens/s)"))
         ceiling = " (the budget binds)" if p.budget_binds else ""
+        cache = ""
+        if p.cacheable_agents:
+            none, every = p.cache_bounds
+            cache = (
+                f"\nprompt cache: at least {usd(every)} with every call reading its shared prefix, "
+                f"{usd(none)} with none (system prompts counted; {p.cacheable_agents} agent(s) with a "
+                "prefix long enough to cache)"
+            )
         console.print(
             Text(
                 f"cost: at least {usd(p.min_cost)} if it completes, at most {usd(p.max_cost)}"
-                f"{ceiling}; budget ${p.budget:.2f}\n"
+                f"{ceiling}; budget ${p.budget:.2f}{cache}\n"
             )
         )

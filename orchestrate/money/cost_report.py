@@ -413,7 +413,9 @@ def render(
     calls and cost that were not counted. CSV and Markdown hold plain decimals
     (``0.00002055``, never ``2.055e-05``).
     """
-    columns = [*by, "calls", "cost", *TOKEN_FIELDS, "cache_read_share", "cache_savings"]
+    columns = [*by, "calls", "cost", *TOKEN_FIELDS]
+    if any(r.get("cached_input_tokens") or r.get("cache_creation_input_tokens") for r in rows):
+        columns += ["cache_read_share", "cache_savings"]  # only where the provider's prompt cache was used
     if fmt == "json":
         if total is None:  # the rows' sum, unless given (by tag a call may be in several rows)
             total = _totals(rows, lambda r, name: r.get(name) or 0)

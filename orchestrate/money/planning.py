@@ -16,11 +16,18 @@ The workflow language widens the range: a code step costs 0; an agent with
 `when:` (or below one, which is skipped with it) may not run, so its least is
 0; a `foreach` agent runs from 0 to `max_items` times, so its least is 0 and
 its most is `max_items` times one run (still capped by its cost_limit).
+
+With the provider's prompt cache, the least cost of an agent whose shared prefix
+(system prompt, tools, the template's static start) is long enough to cache
+drops: `min_cost_no_hits` and `min_cost_all_hits` are the least cost of the
+calls counting the system prompt, with no call reading the cache and with every
+call reading its shared prefix (``cacheable_agents`` > 0 only).
 """
 
 from __future__ import annotations
 
 import heapq
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +51,9 @@ class AgentPlan:
     conditional: bool = False  # has a `when:` or is below one: may be skipped
     max_items: int | None = None  # foreach: runs at most this many times
     code_step: bool = False
+    min_cost_no_hits: float = 0.0  # the least, the system prompt counted, no call reading the prompt cache
+    min_cost_all_hits: float = 0.0  # the same with every call reading its shared prefix
+    cacheable: bool = False  # its shared prefix is long enough for its model to cache
 
     @property
     def runs(self) -> str:
@@ -64,8 +74,27 @@ class Plan:
     budget: float
     budget_binds: bool
 
+    @property
+    def cacheable_agents(self) -> int:
+        return sum(1 for a in self.agents if a.cacheable)
+
+    @property
+    def cache_bounds(self) -> tuple[float, float]:
+        """The least cost with no prompt-cache hit and with every call hitting (capped by the budget)."""
+        none = sum(a.min_cost_no_hits for a in self.agents)
+        every = sum(a.min_cost_all_hits for a in self.agents)
+        return min(none, self.budget), min(every, self.budget)
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        extra: dict[str, Any] = {}
+        if self.cacheable_agents:
+            none, every = self.cache_bounds
+            extra["prompt_cache"] = {
+                "cacheable_agents": self.cacheable_agents,
+                "min_cost_no_hits": round(none, 6),
+                "min_cost_all_hits": round(every, 6),
+            }
+        return extra | {
             "workflow": self.workflow,
             "order": [a.name for a in self.agents],
             "critical_path": self.critical_path,
@@ -110,9 +139,12 @@ def plan_workflow(
     `input_bytes` is added to every prompt: the size of the input values a dataset row fills
     in (a batch plans each row with its own).
     """
+    from orchestrate.llm.capabilities import lookup
     from orchestrate.llm.fallbacks import chain_of
     from orchestrate.llm.presets import base_model
+    from orchestrate.llm.prompt_cache import estimate_tokens
     from orchestrate.llm.providers import resolve_provider
+    from orchestrate.workflow.templates import static_prefix
 
     agents = {a.name: a for a in workflow.agents}
     weights = {a.name: expected_seconds(a) for a in workflow.agents}
@@ -177,9 +209,27 @@ def plan_workflow(
         calls *= (max_tool_rounds + 1) if agent.tools else 1
         low_tokens = len(agent.prompt_template.encode()) // 4 + upstream_tokens // 4
         low = 0.0 if name in conditional or fan is not None else tracker.calculate_cost(priced, low_tokens, 1)
+        # The same least with the system prompt counted, without and with the prompt cache read.
+        system = str(llm.get("system") or "")
+        stable_chars = len(system) + len(static_prefix(agent.prompt_template))
+        stable_chars += len(json.dumps(agent.tools)) if agent.tools else 0
+        caps = lookup(priced, resolve_provider(llm), workflow.capabilities)
+        stable = estimate_tokens(stable_chars)
+        cacheable = (
+            caps.prompt_cache != "none"
+            and stable >= caps.cache_min_tokens
+            and (llm.get("cache") or {}).get("prefix") != "off"
+        )
+        least_tokens = low_tokens + estimate_tokens(len(system))
+        no_hits = all_hits = 0.0
+        if name not in conditional and fan is None:
+            no_hits = tracker.calculate_cost(priced, least_tokens, 1)
+            hit = min(stable, least_tokens) if cacheable else 0
+            all_hits = tracker.calculate_cost(priced, least_tokens, 1, cached_input_tokens=hit)
         if llm.get("batch", provider_batch):
             rate = tracker.batch_rate(resolve_provider(llm))
             per_call, low = per_call * rate, low * rate
+            no_hits, all_hits = no_hits * rate, all_hits * rate
         calls *= fan or 1
         rows.append(
             AgentPlan(
@@ -193,6 +243,9 @@ def plan_workflow(
                 calls,
                 conditional=name in conditional,
                 max_items=fan,
+                min_cost_no_hits=no_hits,
+                min_cost_all_hits=all_hits,
+                cacheable=cacheable,
             )
         )
     uncapped = sum(r.max_cost for r in rows)
@@ -246,9 +299,19 @@ class BatchPlan:
     budget_binds: bool
     row_min_cost: float  # the cheapest row's least cost
     row_max_cost: float  # the dearest row's most cost
+    min_cost_no_hits: float = 0.0  # the least, system prompts counted, no call reading the prompt cache
+    min_cost_all_hits: float = 0.0  # the same with every call reading its shared prefix
+    cacheable_agents: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        extra: dict[str, Any] = {}
+        if self.cacheable_agents:
+            extra["prompt_cache"] = {
+                "cacheable_agents": self.cacheable_agents,
+                "min_cost_no_hits": round(self.min_cost_no_hits, 6),
+                "min_cost_all_hits": round(self.min_cost_all_hits, 6),
+            }
+        return extra | {
             "workflow": self.workflow,
             "rows": self.rows,
             "invalid_rows": self.invalid_rows,
@@ -271,8 +334,8 @@ def plan_batch(template: Workflow, rows: Any, tracker: CostTracker, *, budget: f
     """
     from orchestrate.workflow.dataset import BadRow, instantiate
 
-    count = invalid = 0
-    low = high = 0.0
+    count = invalid = cacheable = 0
+    low = high = no_hits = all_hits = 0.0
     row_low, row_high = float("inf"), 0.0
     for item in rows:
         if isinstance(item, BadRow):
@@ -283,6 +346,8 @@ def plan_batch(template: Workflow, rows: Any, tracker: CostTracker, *, budget: f
         count += 1
         low += plan.min_cost
         high += plan.max_cost
+        none, every = plan.cache_bounds
+        no_hits, all_hits, cacheable = no_hits + none, all_hits + every, plan.cacheable_agents
         row_low, row_high = min(row_low, plan.min_cost), max(row_high, plan.max_cost)
     binds = budget is not None and high > budget
     return BatchPlan(
@@ -295,4 +360,7 @@ def plan_batch(template: Workflow, rows: Any, tracker: CostTracker, *, budget: f
         binds,
         row_low if count else 0.0,
         row_high,
+        min(no_hits, budget) if budget is not None else no_hits,
+        min(all_hits, budget) if budget is not None else all_hits,
+        cacheable,
     )

@@ -46,6 +46,12 @@ def _money(value: Any) -> str:
     return f"${value:.4f}" if value >= 0.01 else f"${value:.6f}"
 
 
+def _signed(value: Any) -> str:
+    """Money that may be negative (a cache whose writes cost more than its reads saved)."""
+    value = float(value or 0.0)
+    return ("-" if value < 0 else "") + _money(abs(value))
+
+
 def _secs(value: Any) -> str:
     value = float(value or 0.0)
     return f"{value:.2f}s" if value < 120 else f"{value / 60:.1f} min"
@@ -226,6 +232,7 @@ def _costs(run: RunFolder) -> str:
         )
     if len(parts) == 1:  # no call was booked: say so rather than show an empty heading
         parts.append("<p>No provider call was made, so nothing was spent.</p>")
+    parts.append(_prompt_cache(cost))
     parts.append("</section>")
     return "".join(parts)
 
@@ -247,6 +254,41 @@ def _where_served(calls: list[Any]) -> list[list[str]]:
         entry[0] += 1
         entry[1] += float(call.get("cost") or 0.0)
     return [[_e(v) for v in key] + [f"{int(n):,}", _money(c)] for key, (n, c) in sorted(groups.items())]
+
+
+def _prompt_cache(cost: dict[str, Any]) -> str:
+    """Per agent: the share of input read from the provider's prompt cache, the tokens written to
+    it and the dollars saved; and the agents of a dataset run that read too little of it."""
+    from orchestrate.money.cost_report import aggregate, cache_warnings
+
+    calls = [c for c in cost.get("calls") or [] if isinstance(c, dict)]
+    warnings = cache_warnings(calls)
+    if not warnings and not any(c.get("cached_input_tokens") or c.get("cache_creation_input_tokens") for c in calls):
+        return ""
+    rows = [
+        [
+            _e(row["agent"]),
+            f"{int(row['input_tokens']):,}",
+            f"{row['cache_read_share']:.0%}",
+            f"{int(row['cache_creation_input_tokens']):,}",
+            _signed(row["cache_savings"]),
+        ]
+        for row in aggregate(calls, ["agent"])
+    ]
+    total = aggregate(calls, [])
+    if total:
+        rows.append(
+            [
+                "<b>total</b>",
+                f"<b>{int(total[0]['input_tokens']):,}</b>",
+                f"<b>{total[0]['cache_read_share']:.0%}</b>",
+                f"<b>{int(total[0]['cache_creation_input_tokens']):,}</b>",
+                f"<b>{_signed(total[0]['cache_savings'])}</b>",
+            ]
+        )
+    notes = "".join(f'<p class="error">warning: {_e(w)}</p>' for w in warnings)
+    head = ["agent", "input", "read from cache", "written to cache", "saved"]
+    return "<h4>Prompt cache</h4>" + _table(head, rows) + notes
 
 
 def _share(cost: Any, budget: Any) -> str:
