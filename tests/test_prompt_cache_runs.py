@@ -213,3 +213,31 @@ async def test_hour_long_writes_are_reserved_so_the_budget_holds_under_concurren
     assert all(c.usage_anomaly is None for c in calls)  # no call cost more than was reserved for it
     assert all(c.cache_creation_1h_input_tokens > 0 for c in calls)
     await asyncio.sleep(0)
+
+
+def test_the_run_command_marks_the_prefix_unless_no_prompt_cache(server: FakeProvider, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "wf.yaml").write_text(
+        WORKFLOW
+        % {"model": "claude-sonnet-4-5", "system": json.dumps(POLICY), "defaults": "", "agents": CHECK % {"extra": ""}}
+    )
+    (tmp_path / "rows.jsonl").write_text('{"invoice_id": "A", "amount": 1}\n{"invoice_id": "B", "amount": 2}\n')
+    env = {**os.environ, "ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": server.url}
+    seen = []
+    for flag in ([], ["--no-prompt-cache"]):
+        before = len(server.requests)
+        proc = subprocess.run(
+            [sys.executable, "-m", "orchestrate", "run", "wf.yaml", "--data", "rows.jsonl", "--quiet", *flag],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr
+        seen.append(json.dumps([r["body"] for r in server.requests[before:]]))
+    assert '"cache_control": {"type": "ephemeral", "ttl": "1h"}' in seen[0]
+    assert "cache_control" not in seen[1]

@@ -242,7 +242,10 @@ class _DatasetSession:
             rows_parallel = max(rows_parallel, check.rows)
         capped = CappedClients(clients, max_calls)
         engine = OrchestrationEngine(
-            None, batch_engine_config(rows_parallel, inv.max_threads), clients=capped, state=state
+            None,
+            batch_engine_config(rows_parallel, inv.max_threads, prompt_cache=inv.prompt_cache),
+            clients=capped,
+            state=state,
         )
         self.clients.attach(engine)
         ledger = None

@@ -64,6 +64,8 @@ class Invocation:
         approved_by: Who approves up front or in the terminal (default: the login name).
         ask: Ask y/N in the terminal for approvals not decided up front.
         max_threads: The run's own worker threads for sync tools and code steps (default: a few).
+        prompt_cache: False sends nothing cache-related to the providers (no cache marks, keys
+            or send-one-then-fan; see `orchestrate.run.prompt_cache`).
         fail_on_expect: Exit 5 when the agents completed but expectations failed.
         answers: With `simulate`: fixed answers per agent (a YAML file).
         baseline: An earlier run folder to compare expectations with (exit 6 on a pass -> fail).
@@ -105,6 +107,7 @@ class Invocation:
     approved_by: str | None = None
     ask: bool = False
     max_threads: int | None = None
+    prompt_cache: bool = True
     fail_on_expect: bool = True
     answers: Path | None = None
     baseline: Path | None = None

@@ -275,7 +275,11 @@ class _Session:
         if inv.ask and self.make_approver is not None:
             approver = self.make_approver(self.approver[0] or "unknown", self._pause_display)
         engine = OrchestrationEngine(
-            None, EngineConfig(max_threads=inv.max_threads), clients=clients, state=state, approver=approver
+            None,
+            EngineConfig(max_threads=inv.max_threads, prompt_cache=inv.prompt_cache),
+            clients=clients,
+            state=state,
+            approver=approver,
         )
         self.clients.attach(engine)
         return engine

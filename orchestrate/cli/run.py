@@ -194,6 +194,13 @@ def run(
             help="Worker threads for sync tools and code steps at most (default: CPUs + 4, 8 to 32).",
         ),
     ] = None,
+    no_prompt_cache: Annotated[
+        bool,
+        typer.Option(
+            "--no-prompt-cache",
+            help="Send nothing cache-related to the providers (no cache marks, keys or send-one-then-fan).",
+        ),
+    ] = False,
     shard: Annotated[
         str | None,
         typer.Option(
@@ -404,6 +411,7 @@ def run(
         approve=list(approve or []),
         approve_all=approve_all,
         max_threads=max_threads,
+        prompt_cache=not no_prompt_cache,
         fail_on_expect=not no_fail_on_expect,
         answers=answers,
         baseline=baseline,

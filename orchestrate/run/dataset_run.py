@@ -333,7 +333,9 @@ class CappedClients:
         await self.inner.aclose()
 
 
-def batch_engine_config(rows_parallel: int, max_threads: int | None = None) -> EngineConfig:
+def batch_engine_config(
+    rows_parallel: int, max_threads: int | None = None, *, prompt_cache: bool = True
+) -> EngineConfig:
     """The engine configuration of `orchestrate run --data`.
 
     Every provider keeps its default limits. The monitor keeps its counters but
@@ -346,6 +348,7 @@ def batch_engine_config(rows_parallel: int, max_threads: int | None = None) -> E
         max_concurrent_workflows=rows_parallel,
         monitor_config=MonitorConfig(enable_logging=False),
         max_threads=max_threads,
+        prompt_cache=prompt_cache,
     )
 
 
