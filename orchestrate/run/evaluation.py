@@ -191,12 +191,8 @@ class Evaluator:
             per_target.append((target, outcomes))
         if pending:
             await asyncio.gather(*pending)
-        document = _document(per_target, judge_cost[0])
+        document = _document(per_target, judge_cost[0], live=results is None)
         if results is None:
-            for target, outcomes in per_target:
-                agent = target.agent
-                if agent is not None and agent.result is not None:
-                    agent.result.metadata["expectations"] = [o.to_dict() for o in outcomes]
             workflow.total_cost += judge_cost[0]
         workflow.evaluation = document
         return document
@@ -330,14 +326,22 @@ def _not_completed(name: str, result: Mapping[str, Any]) -> str:
     return f"agent {name!r} ended {status}" + (f": {error}" if error else "")
 
 
-def _document(per_target: list[tuple[_Target, list[Outcome]]], judge_cost: float) -> dict[str, Any]:
+def _document(per_target: list[tuple[_Target, list[Outcome]]], judge_cost: float, *, live: bool) -> dict[str, Any]:
+    """The evaluation document; with `live`, each agent's outcomes also go into its result's
+    metadata (result.json's agents[].metadata.expectations), the same dictionaries."""
     counts = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
     key = {"pass": "passed", "fail": "failed", "error": "errors", "skipped": "skipped"}
     outcomes = []
     for target, found in per_target:
+        own = []
         for outcome in found:
             counts[key[outcome.status]] += 1
-            outcomes.append({"agent": target.owner, **outcome.to_dict()})
+            entry = outcome.to_dict()
+            own.append(entry)
+            outcomes.append({"agent": target.owner, **entry})
+        agent = target.agent
+        if live and agent is not None and agent.result is not None:
+            agent.result.metadata["expectations"] = own
     return {**counts, "total": sum(counts.values()), "judge_cost": round(judge_cost, 10), "outcomes": outcomes}
 
 

@@ -90,7 +90,7 @@ class _Missing(Exception):
     """The value an expectation reads is not there."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
     """What one expectation came to: ``pass``, ``fail`` or ``error`` (could not be evaluated)."""
 
@@ -103,12 +103,17 @@ class Outcome:
     score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """As reports keep it; a pass keeps `got` only when it is a plain value (a whole answer
+        is in the agent's output already, and trimming it for every row of a dataset costs)."""
+        got = self.got
+        if self.status == "pass" and not (got is None or isinstance(got, (str, int, float, bool))):
+            got = None
         data: dict[str, Any] = {
             "name": self.name,
             "kind": self.kind,
             "status": self.status,
             "expected": _trim(self.expected),
-            "got": _trim(self.got),
+            "got": _trim(got),
             "reason": self.reason,
         }
         if self.score is not None:
@@ -119,6 +124,10 @@ class Outcome:
 def _trim(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float)):
         return value
+    if isinstance(value, str) and len(value) <= TRIM:
+        return value
+    if isinstance(value, list) and len(value) <= 10 and all(isinstance(v, str) and len(v) <= 16 for v in value):
+        return value  # a short list of choices: kept as it is
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
     if len(text) <= TRIM:
         return value

@@ -1,0 +1,113 @@
+"""Benchmark of deterministic expectations: what they add per expectation, per agent, per row.
+
+A workflow of one agent carries eight deterministic expectations of different kinds
+(equals against a row column, one_of, contains, regex, approx against an input,
+json_schema, cel, max_cost). It is scored over 10,000 dataset rows, each a run of the
+workflow with a recorded answer, through the same `Evaluator.evaluate` a dataset run
+calls as each row finishes (no judge: nothing is called). Target: <= 10 us per
+expectation per agent, measured as the evaluation's wall time (and the thread's CPU
+time) over rows x expectations; each kind is also timed alone.
+
+    python benchmarks/expectations.py            # 10,000 rows
+    python benchmarks/expectations.py --rows 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from typing import Any
+
+from orchestrate.workflow.dataset import instantiate
+from orchestrate.workflow.loader import load_workflow_text
+from orchestrate.workflow.models import AgentResult, AgentStatus
+
+TARGET_US = 10.0
+
+EXPECTATIONS = {
+    "equals": '- {equals: "{row.expected_account}", path: output.gl_account}',
+    "one_of": "- {one_of: [approve, hold, reject], path: output.decision}",
+    "contains": "- {contains: AP-7, path: output.reason}",
+    "regex": '- {regex: "^CC-\\\\d{3}$", path: output.cost_centre}',
+    "approx": '- {approx: "{amount}", path: output.total, tolerance: 0.01}',
+    "json_schema": "- {json_schema: {type: object, required: [gl_account, decision]}}",
+    "cel": "- {cel: \"!(inputs.bank_account_changed && output.decision == 'approve')\"}",
+    "max_cost": "- {max_cost: 0.02}",
+}
+
+
+def workflow_text(kinds: list[str]) -> str:
+    lines = "".join(f"      {EXPECTATIONS[k]}\n" for k in kinds)
+    return (
+        "name: bench\ninputs:\n  amount: {type: number}\n  bank_account_changed: {type: boolean}\n"
+        "agents:\n  - name: code\n    module: Finance\n    llm_config: {model: gpt-4o-mini}\n"
+        "    prompt_template: '{amount}'\n    expect:" + (f"\n{lines}" if kinds else " []\n")
+    )
+
+
+def rows(count: int) -> list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]:
+    made = []
+    for i in range(count):
+        amount = 100.0 + i
+        answer = {
+            "gl_account": "6100" if i % 10 else "6200",
+            "cost_centre": f"CC-{100 + i % 5 * 100}",
+            "decision": "hold" if i % 7 == 0 else "approve",
+            "total": amount,
+            "reason": "Held under AP-7" if i % 7 == 0 else "Coded from the description",
+        }
+        inputs = {"amount": amount, "bank_account_changed": i % 7 == 0}
+        made.append((inputs, {**inputs, "expected_account": "6100"}, answer))
+    return made
+
+
+async def measure(kinds: list[str], data: list[Any]) -> tuple[float, float, int]:
+    from orchestrate.run.evaluation import Evaluator
+
+    template = load_workflow_text(workflow_text(kinds), bind=False)
+    evaluator = Evaluator(template)
+    runs = []
+    for i, (inputs, row, answer) in enumerate(data):
+        workflow = instantiate(template, inputs, f"r{i}")
+        agent = workflow.agents[0]
+        agent.result = AgentResult("code", AgentStatus.COMPLETED, output={"text": "", "json": answer}, cost=0.0001)
+        agent.status = AgentStatus.COMPLETED
+        runs.append((workflow, row))
+    passed = 0
+    wall, cpu = time.perf_counter(), time.thread_time()
+    for workflow, row in runs:
+        document = await evaluator.evaluate(workflow, row=row)
+        passed += document["passed"]
+    return time.perf_counter() - wall, time.thread_time() - cpu, passed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=10_000)
+    args = parser.parse_args()
+    data = rows(args.rows)
+    n = args.rows
+    plain = [k for k in EXPECTATIONS if k != "cel"]
+    print(f"deterministic expectations over {n:,} rows, 1 agent (target <= {TARGET_US:g} us each)")
+    base_wall, base_cpu, _ = asyncio.run(measure([], data))
+    print(
+        f"  an evaluation with no expectation: {base_wall / n * 1e6:.2f} us wall, {base_cpu / n * 1e6:.2f} us CPU a row"
+    )
+    wall, cpu, passed = asyncio.run(measure(plain, data))
+    checks = n * len(plain)
+    per_wall, per_cpu = wall / checks * 1e6, cpu / checks * 1e6
+    print(
+        f"E1 {len(plain)} kinds (all but cel), the row's whole evaluation counted: {per_wall:.2f} us wall, "
+        f"{per_cpu:.2f} us CPU per expectation ({passed:,}/{checks:,} passed); ratio to target "
+        f"{per_cpu / TARGET_US:.2f} (CPU), {per_wall / TARGET_US:.2f} (wall)"
+    )
+    print("E2 each kind alone, over the evaluation with none (marginal, CPU):")
+    for kind in EXPECTATIONS:
+        wall, cpu, _ = asyncio.run(measure([kind], data))
+        per = (cpu - base_cpu) / n * 1e6
+        print(f"  {kind:<12} {per:8.2f} us; ratio {per / TARGET_US:.2f}")
+
+
+if __name__ == "__main__":
+    main()
