@@ -3,15 +3,22 @@ never spend in a shared scope, spend read back is validated, a dataset budget fi
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
 from orchestrate import Agent, CostConfig, EngineConfig, OrchestrationEngine, Workflow
 from orchestrate.errors import UserInputError
+from orchestrate.llm.openai import OpenAIClient
 from orchestrate.llm.simulated import SimulatedClient
 from orchestrate.state.backends import state_from_url
 from orchestrate.state.memory import MemoryState
+from tests.fake_provider import FakeProvider
 from tests.redis_server import RedisServer, redis_server  # noqa: F401  (a fixture)
 from tests.scripted import ScriptedClient
 
@@ -95,3 +102,91 @@ async def test_a_redis_scope_holding_nan_or_a_negative_spend_refuses_every_call(
     assert "not a finite, non-negative amount" in (done.agents[0].result.error or "")
     assert client.calls == []
     await state.aclose()
+
+
+# -- what a call is booked at ----------------------------------------------------------------
+
+
+async def test_an_over_size_successful_answer_is_booked_at_its_reserved_worst_case() -> None:
+    def flood(request: dict[str, object], answer: dict[str, object]) -> dict[str, object]:
+        answer["choices"][0]["message"]["content"] = "x" * 50_000  # type: ignore[index]
+        return answer
+
+    with FakeProvider(rewrite=flood) as server:
+        client = OpenAIClient(api_key="sk-test-oversize", base_url=f"{server.url}/v1", max_response_bytes=4_000)
+        engine = OrchestrationEngine(client)
+        wf = Workflow("w", "d", [Agent("a", "Finance", "d", {"model": "gpt-4o-mini", "max_tokens": 100}, "go")])
+        done = await engine.execute_workflow(await engine.register_workflow(wf))
+        await engine.shutdown()
+    agent = done.agents[0]
+    assert agent.status.value == "failed" and "larger than the limit" in (agent.result.error or "")
+    worst = engine.cost_tracker.max_cost("gpt-4o-mini", [{"role": "user", "content": "go"}], 100)
+    assert agent.result.cost == pytest.approx(worst) and worst > 0  # not $0: the provider will charge it
+
+
+# -- spend read back on resume -------------------------------------------------------------
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env.update(CI="true", COLUMNS="200")
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrate", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+DATASET = """
+name: inv
+defaults:
+  module: Finance
+  llm_config: {model: gpt-4o-mini, max_tokens: 20}
+inputs:
+  n: {type: integer}
+items:
+  lines: {type: array, default: [1, 2, 3]}
+agents:
+  - name: check
+    prompt_template: "Check {n}"
+"""
+
+
+def test_a_negative_cost_in_calls_jsonl_refuses_the_resume(tmp_path: Path) -> None:
+    (tmp_path / "inv.yaml").write_text(DATASET.replace("items:\n  lines: {type: array, default: [1, 2, 3]}\n", ""))
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps({"n": i}) + "\n" for i in range(4)))
+    first = cli("run", "inv.yaml", "--simulate", "--data", "rows.jsonl", "-o", "out", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    (run,) = (tmp_path / "out").iterdir()
+    calls = (run / "calls.jsonl").read_text().splitlines()
+    record = json.loads(calls[1])
+    record["cost"] = -5.0
+    calls[1] = json.dumps(record)
+    (run / "calls.jsonl").write_text("\n".join(calls) + "\n")
+    again = cli("run", "inv.yaml", "--simulate", "--data", "rows.jsonl", "--resume", str(run), cwd=tmp_path)
+    assert again.returncode == 2, again.stderr
+    assert f"{run / 'calls.jsonl'}:2: cost '-5.0' is not a finite, non-negative amount" in again.stderr
+    assert "Traceback" not in again.stderr
+
+
+def test_a_negative_foreach_item_cost_refuses_the_resume(tmp_path: Path) -> None:
+    (tmp_path / "fan.yaml").write_text(
+        "name: fan\nallow_partial_completion: true\n"
+        "defaults:\n  module: Finance\n  llm_config: {model: gpt-4o-mini, max_tokens: 20}\n"
+        "inputs:\n  lines: {type: array, default: [1, 2, 3]}\n"
+        "agents:\n  - name: each\n    foreach: '{lines}'\n    max_items: 5\n    prompt_template: 'Check {item}'\n"
+    )
+    first = cli("run", "fan.yaml", "--simulate", "-o", "out", cwd=tmp_path)
+    (run,) = (tmp_path / "out").iterdir()
+    result = json.loads((run / "result.json").read_text())
+    each = next(a for a in result["agents"] if a["name"] == "each")
+    assert each["status"] == "completed", first.stderr
+    each["metadata"]["items"][0]["cost"] = -1.0
+    (run / "result.json").write_text(json.dumps(result))
+    again = cli("run", "fan.yaml", "--simulate", "--resume", str(run), cwd=tmp_path)
+    assert again.returncode == 2, again.stdout + again.stderr
+    assert "items[0]" in again.stderr and "not a finite, non-negative amount" in again.stderr

@@ -377,6 +377,7 @@ class HTTPTransport:
             provider=self.provider,
             status_code=response.status_code,
             request_id=request_id,
+            billed=response.is_success,  # an answer was made, and will be charged: booked at its worst case
         )
         if announced and announced.isdigit() and int(announced) > cap:
             raise too_big

@@ -10,7 +10,28 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["plain_decimal", "usd"]
+__all__ = ["plain_decimal", "read_spend", "usd"]
+
+
+def read_spend(value: object, where: str) -> float:
+    """An amount spent, read back from a file or a store: a finite, non-negative number, or refused.
+
+    A negative cost carried over would loosen every budget it counts against, and a NaN
+    switches a budget off; the run refuses to go on rather than trust either.
+
+    Raises:
+        UserInputError: Naming `where` and the value.
+    """
+    from orchestrate.errors import UserInputError
+
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise UserInputError(
+            f"{where}: cost {str(value)[:40]!r} is not a finite, non-negative amount; "
+            "the run folder was changed or damaged, so nothing is carried over from it"
+        )
+    return float(value)
 
 
 def usd(amount: float) -> str:

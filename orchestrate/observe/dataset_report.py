@@ -113,6 +113,7 @@ class PriorBatch:
 def load_prior(run_dir: Path) -> PriorBatch:
     """Read a batch folder for `--resume`: rows done, money spent, agents to carry over."""
     from orchestrate.errors import UserInputError
+    from orchestrate.money.amounts import read_spend
     from orchestrate.run.resume import _from_row
 
     if not (run_dir / "results.jsonl").exists() and not (run_dir / "events.jsonl").exists():
@@ -127,13 +128,15 @@ def load_prior(run_dir: Path) -> PriorBatch:
         prior.key_column = earlier.get("key")
     for line in read_json_lines(run_dir / "results.jsonl"):
         if "key" in line and "status" in line:
+            read_spend(line.get("cost"), f"{run_dir / 'results.jsonl'}: row {str(line['key'])[:40]!r}")
             prior.rows[str(line["key"])] = {
                 k: line.get(k) for k in ("key", "row", "status", "cost", "tokens", "seconds", "error")
             }
-    for _, call in _numbered_lines(run_dir / "calls.jsonl", prior.torn_calls):
+    for number, call in _numbered_lines(run_dir / "calls.jsonl", prior.torn_calls):
+        cost = read_spend(call.get("cost"), f"{run_dir / 'calls.jsonl'}:{number + 1}")
         prior.costs.add(call)
         if not call.get("reused"):
-            prior.spent += float(call.get("cost") or 0.0)
+            prior.spent += cost
     done = prior.completed
     key_of: dict[str, str] = {}
     events_path = run_dir / "events.jsonl"

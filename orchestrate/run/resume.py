@@ -109,7 +109,14 @@ def _reusable(row: dict[str, Any]) -> bool:
 
 
 def _from_row(name: str, row: dict[str, Any], where: str) -> AgentResult:
+    from orchestrate.money.amounts import read_spend
+
     metadata = dict(row.get("metadata") or {})
+    items = metadata.get("items")
+    if isinstance(items, list):  # a foreach agent's items are carried over (and booked) one by one
+        for k, item in enumerate(items):
+            if isinstance(item, dict):
+                read_spend(item.get("cost"), f"{where}.metadata.items[{k}]")
     try:
         status = AgentStatus(row.get("status"))
     except ValueError:
@@ -119,7 +126,7 @@ def _from_row(name: str, row: dict[str, Any], where: str) -> AgentResult:
         status=status,
         output=row.get("output"),
         tokens_used=int(row.get("tokens_used") or 0),
-        cost=float(row.get("cost") or 0.0),
+        cost=read_spend(row.get("cost"), where),
         execution_time=float(row.get("execution_time") or 0.0),
         started_at=_parse_time(row.get("started_at"), f"{where}.started_at"),
         completed_at=_parse_time(row.get("completed_at"), f"{where}.completed_at"),
