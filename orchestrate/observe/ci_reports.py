@@ -14,6 +14,7 @@ from typing import Any
 from orchestrate.fsutil import atomic_write_text
 from orchestrate.observe.answer import inline, run_answer
 from orchestrate.observe.printable import markdown_cell, mermaid_label, xml_text
+from orchestrate.observe.step_view import code_call, reason
 
 __all__ = [
     "answer_markdown",
@@ -61,10 +62,8 @@ def junit_xml(documents: list[dict[str, Any]]) -> str:
                 name=xml_text(agent["name"]),
                 time=f"{agent.get('execution_time') or 0:.3f}",
             )
-            status, error = agent["status"], xml_text(agent.get("error") or agent["status"])
+            status, error = agent["status"], xml_text(reason(agent) or agent["status"])
             approval = (agent.get("metadata") or {}).get("approval") or {}
-            if status == "waiting_approval" and approval.get("message"):
-                error = xml_text(f"waiting for approval: {approval['message']}")
             if status in _FAILED:
                 node = ET.SubElement(case, "failure", message=error, type=status)
                 node.text = error
@@ -135,8 +134,8 @@ def summary_markdown(documents: list[dict[str, Any]]) -> str:
         for a in agents:
             out.append(
                 f"| {markdown_cell(a['name'])} | {markdown_cell(a['module'])} | {a['status']} | "
-                f"{markdown_cell(a.get('model') or '')} | {a.get('tokens_used', 0)} | "
-                f"${a.get('cost', 0):.4f} | {markdown_cell(a.get('error') or '')} |"
+                f"{markdown_cell(a.get('model') or code_call(a, limit=60) or '')} | {a.get('tokens_used', 0)} | "
+                f"${a.get('cost', 0):.4f} | {markdown_cell(reason(a) or '')} |"
             )
         out += ["", "```mermaid", mermaid(doc), "```", ""]
         if doc.get("expectations"):

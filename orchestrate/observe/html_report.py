@@ -25,6 +25,8 @@ from orchestrate.observe.html_batch import MAX_EXAMPLE_ROWS, BatchFacts
 from orchestrate.observe.html_outcomes import outcomes_section
 from orchestrate.observe.html_style import CSS
 from orchestrate.observe.run_folder import RunFolder, find_run_folders, load_run_folder
+from orchestrate.observe.step_view import code_call
+from orchestrate.observe.step_view import reason as step_reason
 
 __all__ = ["MAX_DETAILED_AGENTS", "render_report", "write_report", "write_run_report"]
 
@@ -304,7 +306,7 @@ def _problems(run: RunFolder) -> str:
             continue
         trace = run.traces.get(str(agent.get("name")))
         earlier = [a["error"] for a in (trace.attempts if trace else []) if a.get("error")][:-1]
-        reason = _e(agent.get("error") or "(no reason recorded)")
+        reason = _e(step_reason(agent) or "(no reason recorded)")
         if earlier:
             reason += "".join(f'<div class="earlier">attempt error: {_e(e)}</div>' for e in earlier[-3:])
         rows.append(
@@ -326,6 +328,10 @@ def _served(meta: dict[str, Any]) -> str:
     return f" → {_e(meta['served_model'])} ({_e(meta.get('fallback_reason') or 'fallback')})"
 
 
+def _code_step(meta: dict[str, Any]) -> str:
+    return f"code step {meta['function']}" if meta.get("function") else ""
+
+
 def _agent_anchor(run: RunFolder, agent: dict[str, Any]) -> str:
     return f"{run.path.name}--{agent.get('name')}"
 
@@ -339,27 +345,33 @@ def _agents(run: RunFolder) -> str:
         meta = agent.get("metadata") or {}
         head = (
             f'{_badge(agent.get("status"))} <b>{_e(name)}</b> <span class="meta">{_e(agent.get("module"))} · '
-            f"{_e(agent.get('model') or '')}{_served(meta)} · {_money(agent.get('cost'))} · "
+            f"{_e(agent.get('model') or _code_step(meta))}"
+            f"{_served(meta)} · {_money(agent.get('cost'))} · "
             f"{int(agent.get('tokens_used') or 0):,} tokens · {_secs(agent.get('execution_time'))}"
             f"{' · reused' if meta.get('reused') else ''}</span>"
         )
         body = []
-        if agent.get("error"):
-            body.append(f'<p class="error">{_e(agent.get("error"))}</p>')
+        why = step_reason(agent)
+        if why:
+            body.append(f'<p class="error">{_e(why)}</p>')
         system = meta.get("system_prompt") or (trace.system if trace else None)
         if system:
             body.append(f"<h5>System prompt</h5><pre>{_clip(str(system))}</pre>")
         prompt = meta.get("prompt") if meta.get("prompt") is not None else (trace.prompt if trace else None)
-        body.append(
-            "<h5>Prompt</h5>"
-            + (
-                f"<pre>{_clip(str(prompt))}</pre>"
-                if prompt is not None
-                else '<p class="note">not recorded in this run folder</p>'
+        if meta.get("function"):  # a code step: the call it made, not a prompt
+            body.append(f"<h5>Call</h5><pre>{_clip(code_call(agent) or str(meta['function']))}</pre>")
+        else:
+            body.append(
+                "<h5>Prompt</h5>"
+                + (
+                    f"<pre>{_clip(str(prompt))}</pre>"
+                    if prompt is not None
+                    else '<p class="note">not recorded in this run folder</p>'
+                )
             )
-        )
         answer = _answer_text(agent.get("output"))
-        body.append("<h5>Answer</h5>" + (f"<pre>{_clip(answer)}</pre>" if answer else '<p class="note">none</p>'))
+        heading = "Result" if meta.get("function") else "Answer"
+        body.append(f"<h5>{heading}</h5>" + (f"<pre>{_clip(answer)}</pre>" if answer else '<p class="note">none</p>'))
         if trace and len(trace.attempts) > 1:
             body.append(
                 "<h5>Attempts</h5><ol>"

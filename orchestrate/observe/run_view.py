@@ -19,6 +19,7 @@ from orchestrate.errors import UserInputError
 from orchestrate.money.amounts import usd
 from orchestrate.observe.answer import agent_answer, answer_lines, input_lines, run_answer
 from orchestrate.observe.approval_view import approval_lines, decided, pending
+from orchestrate.observe.step_view import code_call, reason
 from orchestrate.observe.summary import failure_lines, outcome_counts, plural
 from orchestrate.observe.tables import Column, build_table
 
@@ -184,13 +185,14 @@ def run_renderables(
         meta = agent.get("metadata") or {}
         status = str(agent.get("status"))
         reused = " (reused)" if meta.get("reused") else ""
-        error = agent.get("error") if status != "completed" else None
+        error = reason(agent) if status != "completed" else None
         rows.append(
             [
                 str(agent.get("name")),
                 status.replace("_", " ") + reused,
                 str(agent.get("module") or ""),
-                str(agent.get("model") or "") + (f" -> {meta['served_model']}" if meta.get("served_model") else ""),
+                str(agent.get("model") or code_call(agent, limit=40) or "")
+                + (f" -> {meta['served_model']}" if meta.get("served_model") else ""),
                 str(meta.get("attempts") or ""),
                 f"{agent.get('tokens_used') or 0:,}" if agent.get("tokens_used") else "",
                 usd(float(agent.get("cost") or 0)) if agent.get("cost") else "",
@@ -222,7 +224,12 @@ def agent_renderables(document: Mapping[str, Any], name: str) -> list[Any]:
             f"{usd(float(agent.get('cost') or 0))}, {float(agent.get('execution_time') or 0):.2f}s"
         ),
         Text(
-            f"{agent.get('module')} | {agent.get('provider') or '?'} / {agent.get('model')}"
+            f"{agent.get('module')} | "
+            + (
+                f"code step {meta['function']}"
+                if meta.get("function")
+                else f"{agent.get('provider') or '?'} / {agent.get('model')}"
+            )
             + (f" | after {', '.join(agent['dependencies'])}" if agent.get("dependencies") else ""),
             style="dim",
         ),
@@ -241,14 +248,17 @@ def agent_renderables(document: Mapping[str, Any], name: str) -> list[Any]:
                 style="yellow",
             )
         )
-    if agent.get("error") and status != "completed":
-        section("why", str(agent["error"]))
+    why = reason(agent)
+    if why and status != "completed":
+        section("why", why)
     errors = meta.get("errors") or []
     if errors:
         section("failed attempts", "\n".join(f"{i}. {e}" for i, e in enumerate(errors, 1)))
     if meta.get("system_prompt"):
         section("system prompt", str(meta["system_prompt"]))
-    if meta.get("prompt") is not None:
+    if meta.get("function"):
+        section("call", code_call(agent) or str(meta["function"]))
+    elif meta.get("prompt") is not None:
         section("prompt", str(meta["prompt"]))
     elif status not in ("cancelled", "pending", "skipped"):
         section("prompt", "(not recorded: this run was made before prompts were kept)")
@@ -256,7 +266,7 @@ def agent_renderables(document: Mapping[str, Any], name: str) -> list[Any]:
     if output:
         answer = agent_answer(agent)
         body = answer if isinstance(answer, str) else json.dumps(answer, indent=2, ensure_ascii=False)
-        section("answer", body)
+        section("result" if meta.get("function") else "answer", body)
     tools = meta.get("tool_log") or []
     if tools:
         section(

@@ -15,7 +15,15 @@ from orchestrate.money.amounts import usd
 from orchestrate.observe.answer import answer_lines, show_command
 from orchestrate.observe.approval_view import approval_lines
 
-__all__ = ["closing_lines", "failure_lines", "next_steps", "outcome_counts", "plural", "resume_inputs"]
+__all__ = [
+    "closing_lines",
+    "failure_lines",
+    "next_steps",
+    "outcome_counts",
+    "plural",
+    "resume_inputs",
+    "skipped_lines",
+]
 
 # The usual order of outcomes; any other status (added later) follows, alphabetically.
 _ORDER = (
@@ -142,6 +150,7 @@ def closing_lines(
     if failures:
         lines.append("why:")
         lines.extend(failures)
+    lines.extend(skipped_lines(document))
     lines.extend(answer_lines(document, show_command(run_dir), width=width))
     lines.extend(approval_lines(document, width=width))
     lines.append(f"run folder: {run_dir}")
@@ -166,3 +175,19 @@ def resume_inputs(inputs: Mapping[str, Any]) -> tuple[str, ...]:
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         parts += ["--input", f"{name}={text}"]
     return tuple(parts)
+
+
+def skipped_lines(document: Mapping[str, Any], *, indent: str = "  ") -> list[str]:
+    """``skipped:`` and a line per reason: the condition that was false, or the skipped dependency."""
+    grouped: dict[str, list[str]] = {}
+    for agent in document.get("agents", []):
+        if agent.get("status") == "skipped":
+            why = str((agent.get("metadata") or {}).get("skipped") or "no reason recorded")
+            grouped.setdefault(why, []).append(str(agent.get("name")))
+    if not grouped:
+        return []
+    lines = ["skipped:"]
+    for why, names in grouped.items():
+        who = names[0] if len(names) == 1 else f"{plural(len(names), 'agent')} ({', '.join(names)})"
+        lines.append(f"{indent}{who}  {why}")
+    return lines

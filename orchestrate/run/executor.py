@@ -268,7 +268,7 @@ class AgentExecutor:
             self.default_policy if agent.retry is None else RetryPolicy.from_dict(agent.retry, base=self.default_policy)
         )
         meta = result.metadata
-        meta.update(function=function_path, attempts=0)
+        meta.update(function=function_path, arguments=arguments, attempts=0)
         try:
             function = resolve_callable(function_path, workflow.base_dir)
         except ToolError as exc:

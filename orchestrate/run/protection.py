@@ -255,7 +255,7 @@ def _agent_without_content(row: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(output, dict):
         row["output"] = {"withheld": True, **{k: withheld(v) for k, v in output.items()}}
     meta = dict(row.get("metadata") or {})
-    for key in ("prompt", "system_prompt"):
+    for key in ("prompt", "system_prompt", "arguments"):
         if meta.get(key) is not None:
             meta[key] = withheld(meta[key])
     if meta.get("tool_log"):
