@@ -201,3 +201,16 @@ def test_a_column_neither_input_nor_expected_is_one_error_at_the_header(tmp_path
     (run_dir,) = (tmp_path / "runs").iterdir()
     totals = json.loads((run_dir / "evaluation.json").read_text())
     assert totals["by_agent"]["a"]["failed"] == 2 and totals["pass_rate"] == 0.0
+
+
+def test_plan_bounds_include_the_judges(tmp_path: Path) -> None:
+    from orchestrate.money.costs import CostTracker
+    from orchestrate.money.planning import plan_workflow
+
+    workflow = load_workflow_text(WORKFLOW.format(model="gpt-4o-mini"))
+    plan = plan_workflow(workflow, CostTracker())
+    judge = next(row for row in plan.agents if row.name == "hold_reason.judge")
+    assert judge.conditional and judge.min_cost == 0.0 and judge.max_cost > 0
+    assert plan.max_cost == pytest.approx(sum(row.max_cost for row in plan.agents))
+    workflow.agents[0].expect = [e for e in workflow.agents[0].expect if "rubric" not in e]
+    assert plan_workflow(workflow, CostTracker()).max_cost < plan.max_cost

@@ -248,6 +248,9 @@ def plan_workflow(
                 cacheable=cacheable,
             )
         )
+    from orchestrate.money.judge_plan import judge_rows
+
+    rows += judge_rows(workflow, tracker, finish_of, output_retries=output_retries)  # rubrics' judges
     uncapped = sum(r.max_cost for r in rows)
     return Plan(
         workflow=workflow.name,

@@ -56,10 +56,6 @@ JUDGE_SUFFIX = ".judge"
 WORKFLOW_OWNER = "outputs"
 _QUESTION_CHARS = 4000
 _ANSWER_CHARS = 12000
-JUDGE_SYSTEM = (
-    "You grade an answer against a rubric. Score from 0 (the answer does not meet the rubric at all) "
-    "to 1 (it meets it fully), and give the reason in one or two sentences. Judge only what the rubric asks."
-)
 
 
 def judge_name(owner: str) -> str:
@@ -291,16 +287,10 @@ async def _ask_judge(
 
 
 def judge_llm(expectation: Expectation, owner: Agent | None) -> dict[str, Any]:
-    """The judge's llm_config: its own `judge:` (with a model), else the agent's with `judge:` over it."""
-    if "model" in expectation.judge or owner is None or not owner.llm_config:
-        llm = dict(expectation.judge)
-    else:
-        llm = {k: v for k, v in owner.llm_config.items() if k not in ("system", "response_format")}
-        llm.update(expectation.judge)
-    llm.setdefault("temperature", None)
-    llm.setdefault("max_tokens", 400)
-    llm["system"] = JUDGE_SYSTEM
-    return llm
+    """The judge's llm_config (`orchestrate.workflow.expectations.judge_llm`)."""
+    from orchestrate.workflow.expectations import judge_llm as configured
+
+    return configured(expectation.judge, owner.llm_config if owner is not None else None)
 
 
 def _live(agent: Agent) -> dict[str, Any]:

@@ -42,11 +42,14 @@ from orchestrate.workflow.templates import Reference, TemplateError, references,
 __all__ = [
     "DETERMINISTIC_KINDS",
     "JUDGE_SCHEMA",
+    "JUDGE_SYSTEM",
     "KINDS",
     "Context",
     "Expectation",
     "Outcome",
     "compile_expectations",
+    "judge_llm",
+    "rubrics",
     "row_columns",
 ]
 
@@ -80,6 +83,39 @@ JUDGE_SCHEMA: dict[str, Any] = {
     "required": ["score", "reason"],
     "additionalProperties": False,
 }
+
+JUDGE_SYSTEM = (
+    "You grade an answer against a rubric. Score from 0 (the answer does not meet the rubric at all) "
+    "to 1 (it meets it fully), and give the reason in one or two sentences. Judge only what the rubric asks."
+)
+JUDGE_MAX_TOKENS = 400  # the judge's answer, unless its `judge:` says otherwise
+
+
+def judge_llm(judge: Mapping[str, Any], owner_llm: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A judge's llm_config: its own `judge:` when it names a model, else the agent's with `judge:` over it."""
+    if "model" in judge or not owner_llm:
+        llm = dict(judge)
+    else:
+        llm = {k: v for k, v in owner_llm.items() if k not in ("system", "response_format")}
+        llm.update(judge)
+    llm.setdefault("temperature", None)
+    llm.setdefault("max_tokens", JUDGE_MAX_TOKENS)
+    llm["system"] = JUDGE_SYSTEM
+    return llm
+
+
+def rubrics(items: Any) -> list[dict[str, Any]]:
+    """Every rubric expectation in an `expect:` list, those inside any/all included."""
+    found, stack = [], list(items or [])
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if "rubric" in item:
+                found.append(item)
+            for nested in ("any", "all"):
+                stack.extend(item.get(nested) or [])
+    return found
+
 
 _PATH = re.compile(r"(?:output|outputs)((?:\.[A-Za-z_][A-Za-z0-9_]*|\[\d+\])*)")
 _SEGMENT = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
