@@ -23,11 +23,10 @@ _QUESTION_CHARS = 4000
 
 def judge_rows(
     workflow: Workflow, tracker: CostTracker, finish_of: dict[str, float], *, output_retries: int = 2
-) -> list[Any]:
-    """An AgentPlan per judged agent (``<agent>.judge``), after that agent in time."""
+) -> list[dict[str, Any]]:
+    """The fields of an AgentPlan per judged agent (``<agent>.judge``), after that agent in time."""
     from orchestrate.llm.presets import base_model
     from orchestrate.llm.providers import resolve_provider
-    from orchestrate.money.planning import AgentPlan
 
     owners: list[tuple[str, str, dict[str, Any], int, list[dict[str, Any]]]] = [
         (a.name, a.module, a.llm_config, a.max_retries, rubrics(a.expect)) for a in workflow.agents
@@ -54,8 +53,16 @@ def judge_rows(
             calls += n
         at = finish_of.get(name, end)
         rows.append(
-            AgentPlan(
-                f"{name}.judge", module, model, at, at, 0.0, min(worst, workflow.cost_budget), calls, conditional=True
-            )
+            {
+                "name": f"{name}.judge",
+                "module": module,
+                "model": model,
+                "start": at,
+                "finish": at,
+                "min_cost": 0.0,
+                "max_cost": min(worst, workflow.cost_budget),
+                "max_calls": calls,
+                "conditional": True,
+            }
         )
     return rows

@@ -250,7 +250,7 @@ def plan_workflow(
         )
     from orchestrate.money.judge_plan import judge_rows
 
-    rows += judge_rows(workflow, tracker, finish_of, output_retries=output_retries)  # rubrics' judges
+    rows += [AgentPlan(**row) for row in judge_rows(workflow, tracker, finish_of, output_retries=output_retries)]
     uncapped = sum(r.max_cost for r in rows)
     return Plan(
         workflow=workflow.name,
