@@ -67,6 +67,7 @@ _COMMANDS = (
     ("cost-report", "cost_report", "cost_report"),
     ("graph", "graph", "graph"),
     ("show", "show", "show"),
+    ("runs", "runs", "runs"),
     ("init", "init", "init"),
     ("schema", "schema_cmd", "schema"),
     ("report", "report", "report"),

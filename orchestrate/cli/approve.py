@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from orchestrate.cli.common import latest_run_dir
+
 if TYPE_CHECKING:
     from orchestrate.run.approvals import Decision
     from orchestrate.workflow.models import Agent, Workflow
@@ -20,7 +22,12 @@ __all__ = ["TerminalApprover", "approve"]
 def approve(
     run_dir: Annotated[
         Path,
-        typer.Argument(metavar="RUN_DIR", help="The run folder of a run that ended 'waiting'.", show_default=False),
+        typer.Argument(
+            metavar="RUN_DIR",
+            help="The run folder of a run that ended 'waiting' (latest: the newest in ./runs).",
+            show_default=False,
+            callback=latest_run_dir,
+        ),
     ],
     agent: Annotated[str, typer.Argument(metavar="AGENT", help="The agent waiting for approval.", show_default=False)],
     reject: Annotated[

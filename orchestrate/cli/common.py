@@ -161,3 +161,25 @@ def parse_inputs(pairs: list[str], inputs_file: Path | None) -> dict[str, Any]:
             fail(f"--input {pair!r}: expected KEY=VALUE")
         values[key.strip()] = value
     return values
+
+
+LATEST = ("latest", "@latest")
+
+
+def latest_run_dir(value: Any) -> Any:
+    """A typer callback: ``latest`` (or ``@latest``) as a RUN_DIR names the newest folder in ./runs.
+
+    Takes a path, a list of paths or None; a real file or folder called ``latest`` wins.
+    """
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return [latest_run_dir(item) for item in value]
+    if str(value) in LATEST and not Path(str(value)).exists():
+        from orchestrate.observe.run_list import newest_run
+
+        newest = newest_run(Path("runs"))
+        if newest is None:
+            fail(f"{value}: no run folder in ./runs yet")
+        return newest
+    return value

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from orchestrate.cli.common import check_format, fail, format_option, is_interactive, json_alias
+from orchestrate.cli.common import check_format, fail, format_option, is_interactive, json_alias, latest_run_dir
 
 __all__ = ["cost_report"]
 
@@ -21,7 +21,8 @@ def cost_report(
         typer.Argument(
             metavar="PATH",
             show_default=False,
-            help="Run folders, cost.json files, or folders of runs (default: ./runs).",
+            help="Run folders, cost.json files, or folders of runs (default: ./runs); latest: the newest run.",
+            callback=latest_run_dir,
         ),
     ] = None,
     by: Annotated[

@@ -11,13 +11,20 @@ from typing import Annotated, Any
 
 import typer
 
-from orchestrate.cli.common import fail
+from orchestrate.cli.common import fail, latest_run_dir
 
 __all__ = ["eval_command"]
 
 
 def eval_command(
-    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run folder or a dataset run folder.")],
+    run_dir: Annotated[
+        Path,
+        typer.Argument(
+            metavar="RUN_DIR",
+            help="A run folder or a dataset run folder (latest: the newest in ./runs).",
+            callback=latest_run_dir,
+        ),
+    ],
     workflow: Annotated[
         Path | None,
         typer.Option(

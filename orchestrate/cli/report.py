@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from orchestrate.cli.common import latest_run_dir
+
 __all__ = ["report"]
 
 
@@ -15,7 +17,10 @@ def report(
     paths: Annotated[
         list[Path],
         typer.Argument(
-            metavar="RUN_DIR", help="Run folders, or folders of run folders (like runs/).", show_default=False
+            metavar="RUN_DIR",
+            help="Run folders, or folders of run folders (like runs/); latest: the newest in ./runs.",
+            show_default=False,
+            callback=latest_run_dir,
         ),
     ],
     output: Annotated[

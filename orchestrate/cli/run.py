@@ -17,6 +17,7 @@ from orchestrate.cli.common import (
     format_option,
     is_interactive,
     json_alias,
+    latest_run_dir,
 )
 
 __all__ = ["run"]
@@ -52,7 +53,10 @@ def run(
     resume: Annotated[
         Path | None,
         typer.Option(
-            "--resume", metavar="RUN_DIR", help="A run folder to resume: completed agents are not called again."
+            "--resume",
+            metavar="RUN_DIR",
+            help="A run folder to resume (latest: the newest in ./runs): completed agents are not called again.",
+            callback=latest_run_dir,
         ),
     ] = None,
     cache: Annotated[

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from orchestrate.cli.common import check_format, format_option, is_interactive, json_alias
+from orchestrate.cli.common import check_format, format_option, is_interactive, json_alias, latest_run_dir
 
 __all__ = ["show"]
 
@@ -19,7 +19,13 @@ DATASET_FORMATS = ("table", "csv", "jsonl")
 
 def show(
     run_dir: Annotated[
-        Path, typer.Argument(metavar="RUN_DIR", show_default=False, help="A run folder (or its result.json).")
+        Path,
+        typer.Argument(
+            metavar="RUN_DIR",
+            show_default=False,
+            help="A run folder (or its result.json); latest: the newest in ./runs.",
+            callback=latest_run_dir,
+        ),
     ],
     agent: Annotated[
         str | None, typer.Argument(metavar="AGENT", show_default=False, help="Show this agent in full.")

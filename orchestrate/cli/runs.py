@@ -1,0 +1,82 @@
+"""`orchestrate runs [DIR]`: the run folders, newest first, with their workflow, status, rows and cost."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrate.cli.common import check_format, format_option, is_interactive, json_alias
+
+__all__ = ["runs"]
+
+FORMATS = ("table", "json")
+
+
+def runs(
+    folder: Annotated[
+        Path, typer.Argument(metavar="DIR", help="The folder holding run folders (default: ./runs).")
+    ] = Path("runs"),
+    fmt: format_option(FORMATS) = "table",  # type: ignore[valid-type]
+    as_json: json_alias() = False,  # type: ignore[valid-type]
+) -> None:
+    """List the run folders (single runs and dataset runs), newest first: workflow, status, rows,
+    cost (simulated runs marked: their cost is a preview, not spend), started, duration.
+
+    The newest one can be named `latest` wherever a RUN_DIR is taken (show, report,
+    approve, cost-report, eval, run --resume).
+
+    \b
+    Examples:
+      orchestrate runs
+      orchestrate runs ci/runs --format json
+      orchestrate show latest
+    """
+    from orchestrate.observe.run_list import find_runs
+
+    fmt = check_format(fmt, FORMATS, as_json=as_json)
+    entries = find_runs(folder)
+    if fmt == "json":
+        sys.stdout.write(json.dumps([e.to_dict() for e in entries], indent=2) + "\n")
+        return
+    if not entries:
+        sys.stderr.write(f"no run folders in {folder}\n")
+        return
+    from orchestrate.money.amounts import usd
+    from orchestrate.observe.tables import Column, build_table, plain_console
+
+    columns = (
+        Column("run folder"),
+        Column("workflow", drop=3),
+        Column("status"),
+        Column("rows", "right", "number", drop=2),
+        Column("cost", "right", "number"),
+        Column("started", drop=4),
+        Column("duration", "right", "number", drop=1),
+    )
+    rows = [
+        [
+            str(e.path),
+            e.workflow,
+            e.status.replace("_", " "),
+            f"{e.rows:,}" if e.rows is not None else "",
+            usd(e.cost) + (" (simulated)" if e.simulated else ""),
+            _started(e.started_at),
+            f"{e.duration_seconds:.2f}s" if e.duration_seconds is not None else "",
+        ]
+        for e in entries
+    ]
+    interactive = is_interactive(sys.stdout)
+    console = plain_console(sys.stdout, interactive=interactive)
+    console.print(build_table(columns, rows, width=console.width if interactive else None))
+
+
+def _started(at: str | None) -> str:
+    if not at:
+        return ""
+    from orchestrate.observe.approval_view import when_decided
+
+    return when_decided(at)
