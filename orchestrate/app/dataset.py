@@ -269,6 +269,7 @@ class _DatasetSession:
             sink=inv.audit_sink,
             on_failure=engine.journal_failed,
             extra={"data": dataset.label, "key": spec.key, "rows": check.rows},
+            commit=commit,  # written with the folder's other journals, once a turn of the event loop
         )
         engine.add_sink(trail)
         recorder = BatchRecorder(

@@ -7,8 +7,9 @@ One record per thing an auditor asks about, never the content itself:
 - ``call``: provider, model asked for and model served, endpoint and region,
   the prompt template's digest, the digests of what was sent and answered, tokens,
   cost, whether the response cache answered, and any fallback notice;
-- ``tool_call`` (arguments' and result's digests), ``step_finished`` (each agent and
-  code step: status, its input fingerprint, output digest, cost), ``retry``,
+- ``tool_call`` (arguments' and result's digests), ``step_finished`` (each code step, and
+  each agent that did not complete: status, its input fingerprint, output digest,
+  cost, error; a model's completed answer is in its ``call``), ``retry``,
   ``approval`` (who, decision, note, when), ``budget_refused``, ``usage_anomaly``,
   ``provider_batch``, ``row_finished`` (a dataset run's row);
 - ``run_finished``: the totals.
@@ -31,7 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from orchestrate.observe.audit_chain import AUDIT_FILE, GENESIS, digest, key_id, seal
-from orchestrate.observe.journal import JsonLines
+from orchestrate.observe.journal import GroupCommit, JsonLines
 from orchestrate.run.events import Event, EventType
 
 __all__ = ["DEFAULT_RETENTION_DAYS", "AuditTrail", "endpoint_of", "invocation", "template_digests"]
@@ -54,6 +55,8 @@ class AuditTrail:
         content: Whether error texts may be written (they can quote inputs); else their digests.
         sink: An append-only copy of the heads: a file path or an http(s) URL.
         on_failure: Called once with the reason when a record cannot be written.
+        commit: A dataset run's group commit: records are written with its other
+            journals once a turn of the event loop (a failure is then told by the commit).
     """
 
     event_types = frozenset(
@@ -82,6 +85,7 @@ class AuditTrail:
         content: bool = True,
         sink: str | None = None,
         on_failure: Callable[[str], None] | None = None,
+        commit: GroupCommit | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.run_dir = Path(run_dir)
@@ -105,7 +109,7 @@ class AuditTrail:
         resumed = self.path.is_file() and self.path.stat().st_size > 0
         if resumed:  # a resumed dataset run: the chain goes on from the last record
             self._continue()
-        self._journal: JsonLines | None = JsonLines(self.path, sync_interval=1.0)
+        self._journal: JsonLines | None = JsonLines(self.path, sync_interval=1.0, commit=commit)
         data = dict(start)
         data["chain"] = self.head["algorithm"]
         if key is not None:
@@ -294,6 +298,8 @@ class AuditTrail:
 
     def _finished(self, event: Event) -> None:
         d = event.data
+        if d.get("status") == "completed" and d.get("provider") is not None:
+            return  # a model's answer is in its call records; a code step's end is its only record
         output = d.get("output")
         self.record(
             "step_finished",

@@ -84,8 +84,31 @@ def seal(body: Mapping[str, Any], key: bytes | None) -> tuple[bytes, str]:
     sealed = hashlib.sha256(data).hexdigest()
     tail = f',"hash":"{sealed}"'
     if key is not None:
-        tail += f',"mac":"{hmac.new(key, data, hashlib.sha256).hexdigest()}"'
+        tail += f',"mac":"{mac(key, data)}"'
     return data[:-1] + tail.encode() + b"}\n", sealed
+
+
+_PADS: dict[bytes, tuple[Any, Any]] = {}
+
+
+def mac(key: bytes, data: bytes) -> str:
+    """HMAC-SHA-256 of `data` (RFC 2104), hex; the same as `hmac.new(key, data, "sha256")`.
+
+    The keyed inner and outer hashes are made once per key and copied for each record:
+    OpenSSL 3 sets up a new HMAC in about 15 us, a record's whole budget.
+    """
+    pads = _PADS.get(key)
+    if pads is None:
+        block = (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
+        pads = _PADS[key] = (
+            hashlib.sha256(bytes(b ^ 0x36 for b in block)),
+            hashlib.sha256(bytes(b ^ 0x5C for b in block)),
+        )
+    inner = pads[0].copy()
+    inner.update(data)
+    outer = pads[1].copy()
+    outer.update(inner.digest())
+    return outer.hexdigest()
 
 
 @dataclass

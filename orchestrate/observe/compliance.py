@@ -114,6 +114,7 @@ def open_trail(
     sink: str | None,
     on_failure: Callable[[str], None] | None,
     extra: Mapping[str, Any] | None = None,
+    commit: Any = None,
 ) -> AuditTrail:
     """Start (or, for a resumed dataset run, continue) ``run_dir/audit.jsonl``.
 
@@ -152,6 +153,7 @@ def open_trail(
             content=policy.store_content,
             sink=sink,
             on_failure=on_failure,
+            commit=commit,
         )
     except OSError as exc:  # the disk, not the user: exit 1, like any journal that cannot be written
         raise JournalError(f"{run_dir}: cannot write the audit trail: {exc.strerror or exc}") from None

@@ -41,7 +41,9 @@ ACTIONS = ("pseudonymize", "mask", "drop", "keep")
 DROPPED = "[withheld]"
 _TOKEN = re.compile(r"\b[A-Z][A-Z0-9_]*_[0-9a-f]{8,16}\b")
 _LABEL = {"email": "EMAIL", "iban": "IBAN", "credit_card": "CARD", "phone": "PHONE", "national_id": "NATIONAL_ID"}
-_NEEDS_DIGIT = frozenset({"iban", "credit_card", "phone", "national_id"})
+# The fewest digits a value of each kind has: a text with fewer is not scanned for it.
+_MIN_DIGITS = {"email": 0, "iban": 10, "credit_card": 13, "phone": 7, "national_id": 6}
+_DIGIT = re.compile(r"\d")
 
 
 @dataclass(frozen=True)
@@ -168,11 +170,9 @@ class Protector:
 
     def scan_text(self, text: str) -> str:
         """`text` with what the `detect:` recognisers find replaced by pseudonyms."""
-        kinds = self.policy.detect
-        if not any(ch.isdigit() for ch in text):
-            kinds = tuple(k for k in kinds if k not in _NEEDS_DIGIT)
-        if "@" not in text:
-            kinds = tuple(k for k in kinds if k != "email")
+        digits = len(_DIGIT.findall(text))
+        has_at = "@" in text
+        kinds = tuple(k for k in self.policy.detect if digits >= _MIN_DIGITS[k] and (has_at or k != "email"))
         if not kinds:
             return text
         parts: list[str] = []
