@@ -266,3 +266,21 @@ def test_no_content_keeps_digests_everywhere_and_show_says_so(tmp_path: Path) ->
     assert result["content_kept"] is False and result["agents"][0]["output"]["text"]["chars"] > 0
     shown = subprocess.run([*args, "show", str(run_dir)], env=environment, capture_output=True, text=True, timeout=60)
     assert "content not kept" in shown.stdout
+
+
+def test_validate_warns_of_personal_inputs_in_an_hr_workflow_without_a_policy(tmp_path: Path) -> None:
+    from orchestrate.workflow.loader import validate_file
+
+    flow = tmp_path / "hr.yaml"
+    text = (
+        "name: payroll\ndefaults: {module: HR, llm_config: {model: gpt-4o-mini}}\n"
+        "inputs:\n  employee_name: {type: string}\n  salary: {type: number}\n  period: {type: string}\n"
+        "agents:\n  - name: a\n    prompt_template: '{employee_name} {salary} {period}'\n"
+    )
+    flow.write_text(text)
+    found = [(p.line, p.severity, p.message.split(" looks")[0]) for p in validate_file(flow)]
+    assert found == [(4, "warning", "input 'employee_name'"), (5, "warning", "input 'salary'")]
+    flow.write_text(text + "data_protection: {columns: {employee_name: pseudonymize, salary: keep}}\n")
+    assert validate_file(flow) == []
+    flow.write_text(text.replace("module: HR", "module: Finance"))
+    assert validate_file(flow) == []

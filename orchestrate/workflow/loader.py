@@ -343,6 +343,9 @@ def validate_file(path: Path) -> list[Problem]:
         problems += check_document(located)
         problems += capability_problems(located)[1]  # warnings: reported, never fatal
         problems += cache_warnings(located)  # warnings too: a prefix the provider cannot cache
+        from orchestrate.workflow.privacy_checks import personal_data_warnings
+
+        problems += personal_data_warnings(located)
     return sorted(problems, key=lambda p: (p.line, p.column))
 
 
