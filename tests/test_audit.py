@@ -204,7 +204,7 @@ def test_an_unwritable_trail_stops_the_run_before_any_call(tmp_path: Path) -> No
     proc = orchestrate(
         tmp_path, "run", str(flow), "--simulate", "--approve", "post", "-o", "runs", "--audit-sink", "/dev/full"
     )
-    assert proc.returncode == 2 and "--audit-sink /dev/full" in proc.stderr
+    assert proc.returncode == 1 and "--audit-sink /dev/full" in proc.stderr  # a journal that cannot be kept
     result = json.loads(next((tmp_path / "runs").iterdir()).joinpath("audit.jsonl").read_text().splitlines()[0])
     assert result["type"] == "run_started"
     assert not any((tmp_path / "runs").rglob("result.json"))  # nothing ran
