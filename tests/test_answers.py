@@ -72,3 +72,28 @@ def test_an_answers_file_is_checked_at_file_line_col(tmp_path: Path) -> None:
     assert "answers.yaml:2:12: escalate: {nothing} names no row column or input" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_report_html_has_an_evaluation_section_with_the_failing_cases(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[1] / "workflows"
+    proc = orchestrate(
+        "run",
+        str(root / "finance_invoice_coding.yaml"),
+        "--data",
+        str(root / "data" / "invoice_coding.csv"),
+        "--key",
+        "invoice_id",
+        "--simulate",
+        "--answers",
+        str(root / "data" / "invoice_coding_answers.json"),
+        "-o",
+        "runs",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 5, proc.stdout + proc.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    page = (run_dir / "report.html").read_text()
+    section = page[page.index("<h3>Evaluation</h3>") :]
+    assert "395/400 passed · 5 failed" in section
+    assert "INV-2026-20103" in section and "GL account" in section  # a case coded 6100 instead of 6200
+    assert "never approves a changed bank account" in section

@@ -22,6 +22,7 @@ from orchestrate.fsutil import atomic_write_text
 from orchestrate.observe import html_svg as svg
 from orchestrate.observe.html_answer import answer_section, approvals_section
 from orchestrate.observe.html_batch import MAX_EXAMPLE_ROWS, BatchFacts
+from orchestrate.observe.html_evaluation import evaluation_section
 from orchestrate.observe.html_outcomes import outcomes_section
 from orchestrate.observe.html_style import CSS
 from orchestrate.observe.run_folder import RunFolder, find_run_folders, load_run_folder
@@ -534,14 +535,14 @@ def render_report(runs: Sequence[RunFolder]) -> str:
         several = len(runs) > 1
         summary = _summary(run, f"run-{i}", heading=several and run.batch is not None)
         if run.batch is not None:
-            outcomes = outcomes_section(run.path)
+            outcomes = outcomes_section(run.path) + evaluation_section(run.path, run.result)
             body.append(
                 f'<article class="run">{summary}{outcomes}{_rows(run)}{batch_sections(run.batch)}{_costs(run)}</article>'
             )
         else:
             answer = answer_section(run.result, heading=run.name if several else None) + approvals_section(run.result)
             body.append(
-                f'<article class="run">{answer}{summary}{_rows(run)}{_problems(run)}'
+                f'<article class="run">{answer}{summary}{evaluation_section(run.path, run.result)}{_rows(run)}{_problems(run)}'
                 f"{_timeline(run)}{_graph(run)}{_costs(run)}{_agents(run)}</article>"
             )
     return (

@@ -1,0 +1,103 @@
+"""report.html's "Evaluation" section: what the run's expectations came to.
+
+A run: the counts, then every expectation that did not pass with what was
+expected, what came and why (a judge's reason and score). A dataset run: each
+expectation's pass rate over the rows (evaluation.json), then the failing cases
+from results.jsonl, the first `MAX_CASES` of them.
+"""
+
+from __future__ import annotations
+
+import json
+from html import escape
+from pathlib import Path
+from typing import Any
+
+__all__ = ["MAX_CASES", "evaluation_section"]
+
+MAX_CASES = 200
+
+
+def _e(text: object) -> str:
+    return escape("" if text is None else str(text), quote=True)
+
+
+def _value(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _cases_table(cases: list[tuple[str, dict[str, Any]]]) -> str:
+    head = "".join(f"<th>{h}</th>" for h in ("case", "agent", "expectation", "status", "expected", "got", "why"))
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{_e(cell)}</td>"
+            for cell in (
+                key,
+                o.get("agent"),
+                o.get("name"),
+                o.get("status"),
+                _value(o.get("expected")),
+                _value(o.get("got")) if o.get("score") is None else f"score {o['score']:g}",
+                o.get("reason"),
+            )
+        )
+        + "</tr>"
+        for key, o in cases
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _rate(rate: Any) -> str:
+    return f"{rate * 100:.1f}%" if isinstance(rate, (int, float)) else ""
+
+
+def _counts(totals: dict[str, Any]) -> str:
+    rate = totals.get("pass_rate")
+    shown = f" · pass rate {rate * 100:.1f}%" if isinstance(rate, (int, float)) else ""
+    return (
+        f'<p class="meta">{totals.get("passed", 0)}/{totals.get("total", 0)} passed · '
+        f"{totals.get('failed', 0)} failed · {totals.get('errors', 0)} errors{shown}</p>"
+    )
+
+
+def evaluation_section(folder: Path, result: dict[str, Any]) -> str:
+    """The Evaluation section of the run in `folder` ("" when it has no expectations)."""
+    totals_file = folder / "evaluation.json"
+    if totals_file.is_file():
+        return _dataset(folder, json.loads(totals_file.read_text("utf-8")))
+    evaluation = result.get("expectations")
+    if not evaluation:
+        return ""
+    bad = [("run", o) for o in evaluation.get("outcomes", ()) if o.get("status") != "pass"]
+    table = _cases_table(bad) if bad else '<p class="ok">Every expectation passed.</p>'
+    return f'<section class="evaluation"><h3>Evaluation</h3>{_counts(evaluation)}{table}</section>'
+
+
+def _dataset(folder: Path, totals: dict[str, Any]) -> str:
+    rates = "".join(
+        f"<tr><td>{_e(e['agent'])}</td><td>{_e(e['name'])}</td><td class=num>{e['passed']}</td>"
+        f"<td class=num>{e['failed']}</td><td class=num>{e['errors']}</td>"
+        f"<td class=num>{_rate(e.get('pass_rate'))}</td></tr>"
+        for e in totals.get("by_expectation", ())
+    )
+    parts = [
+        '<section class="evaluation"><h3>Evaluation</h3>',
+        _counts(totals),
+        "<table><thead><tr><th>agent</th><th>expectation</th><th>passed</th><th>failed</th><th>errors</th>"
+        f"<th>pass rate</th></tr></thead><tbody>{rates}</tbody></table>",
+    ]
+    cases: list[tuple[str, dict[str, Any]]] = []
+    results = folder / "results.jsonl"
+    if results.is_file():
+        for line in results.read_text("utf-8").splitlines():
+            if not line.strip():
+                continue
+            entry = json.loads(line)
+            for o in (entry.get("expectations") or {}).get("outcomes", ()):
+                if o.get("status") in ("fail", "error") and len(cases) < MAX_CASES:
+                    cases.append((str(entry.get("key")), o))
+    if cases:
+        parts.append(f"<h4>Failing cases</h4>{_cases_table(cases)}")
+    parts.append("</section>")
+    return "".join(parts)
