@@ -388,7 +388,10 @@ def test_a_dataset_stopped_after_submission_resumes_in_place_without_resubmittin
     shown = subprocess.run(
         command("show", str(run_dir)), cwd=tmp_path, env=environment(), capture_output=True, text=True, timeout=60
     )
-    assert "open provider batches (1 of 1" in shown.stdout and "--data" in shown.stdout, shown.stderr
+    assert (
+        "open provider batches (1 of 1" in shown.stdout
+        and f"orchestrate run --resume {run_dir}" in shown.stdout.replace("\n", "")
+    ), shown.stderr
 
     server.process_s = 0.0
     resumed = subprocess.run(

@@ -331,13 +331,18 @@ def test_sigterm_stops_starting_rows_writes_reports_and_resume_finishes(tmp_path
     assert 3 <= result["rows"] < 30
     # The closing block counts the rows never reached and says how to go on.
     assert "/30 rows completed" in out and f"{30 - result['rows']} not started" in out
-    assert f"--data {data} --key vendor --resume runs/{run_dir.name}" in out
+    assert f"orchestrate run --resume runs/{run_dir.name}" in out  # the folder knows the rest
     json.loads((run_dir / "cost.json").read_text())
 
     wrong_key = subprocess.run(
-        [*args[:-4], "--resume", str(run_dir)], cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=60
+        [*args[:-4], "--key", "spend", "--resume", str(run_dir)],
+        cwd=tmp_path,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
-    assert wrong_key.returncode == 2 and "ran with --key vendor" in wrong_key.stderr
+    assert wrong_key.returncode == 2 and "--key spend (the run has vendor)" in wrong_key.stderr
     resumed = subprocess.run(
         [*args, "--resume", str(run_dir)], cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=120
     )

@@ -46,7 +46,16 @@ def resumed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     assert first.returncode in (1, 3), first.stderr
     (run_dir,) = (folder / "runs").iterdir()
     again = orchestrate(
-        "run", "workflows/invoice_review.yaml", *data, "--simulate", "--resume", str(run_dir), cwd=folder
+        # the budget raised: a resume keeps the recorded ceiling unless --budget raises it
+        "run",
+        "workflows/invoice_review.yaml",
+        *data,
+        "--simulate",
+        "--budget",
+        "1",
+        "--resume",
+        str(run_dir),
+        cwd=folder,
     )
     assert again.returncode == 0, again.stdout + again.stderr
     lines = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]

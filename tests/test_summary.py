@@ -186,7 +186,7 @@ def test_closing_lines_count_by_outcome_and_put_the_run_folder_on_its_own_line()
     assert f"run folder: {run_dir}" in lines
     quoted = "'runs/a very long folder name/month_close-20261125T101010Z'"
     assert f"  orchestrate show {quoted}" in lines
-    assert f"  orchestrate run workflows/close.yaml --resume {quoted}" in lines
+    assert f"  orchestrate run --resume {quoted}" in lines
     assert f"  orchestrate cost-report {quoted} --include-simulated" in lines
 
 

@@ -47,9 +47,10 @@ def run_dataset(
     Raises:
         UserInputError: The workflow, a row or an option is invalid (nothing was run).
     """
+    given = {*options, "workflows", "data"}
     spec = DatasetSpec(data=str(data), **{k: options.pop(k) for k in _DATASET_FIELDS if k in options})
     invocation = Invocation(workflows=[Path(workflow)], dataset=spec, **_paths(options))
-    return execute_dataset(invocation, sinks=sinks)
+    return execute_dataset(_resumed(invocation, given), sinks=sinks)
 
 
 def run_workflow(workflow: str | PathLike[str], *, sinks: Sequence[Sink] = (), **options: Any) -> RunOutcome:
@@ -64,7 +65,18 @@ def run_workflow(workflow: str | PathLike[str], *, sinks: Sequence[Sink] = (), *
     Raises:
         UserInputError: The workflow, an input or an option is invalid (nothing was run).
     """
-    return execute_workflows(Invocation(workflows=[Path(workflow)], **_paths(options)), sinks=sinks)
+    given = {*options, "workflows"}
+    invocation = Invocation(workflows=[Path(workflow)], **_paths(options))
+    return execute_workflows(_resumed(invocation, given), sinks=sinks)
+
+
+def _resumed(invocation: Invocation, given: set[str]) -> Invocation:
+    """With `resume`: the recorded run, the options given checked against it (as the command does)."""
+    if invocation.resume is None:
+        return invocation
+    from orchestrate.app.record import resumed
+
+    return resumed(invocation, given)
 
 
 def _paths(options: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import Any
 
 from orchestrate.app.exits import ExitCode, for_signal, for_status
 from orchestrate.app.invocation import DatasetSpec, Invocation
+from orchestrate.app.record import record_invocation
 from orchestrate.app.signals import Interrupts
 from orchestrate.app.wiring import (
     Clients,
@@ -125,6 +126,7 @@ def execute_dataset(
     *,
     sinks: Sequence[Sink] = (),
     notify: Callable[[str], None] = notice,
+    inform: Callable[[str], None] = lambda line: None,
     handle_signals: bool = False,
 ) -> DatasetOutcome:
     """Run the invocation's one workflow over every row of its `dataset`, under one budget.
@@ -133,6 +135,7 @@ def execute_dataset(
         invocation: What to run; its `dataset` names the data file.
         sinks: More sinks for the engine's events (every row's).
         notify: Prints a line for a person (invalid rows, signals).
+        inform: Prints a line of information (what a resume keeps); silent by default.
         handle_signals: Stop cleanly on SIGINT/SIGTERM (only from the main thread).
 
     Raises:
@@ -144,7 +147,9 @@ def execute_dataset(
         raise UserInputError("--data takes exactly one workflow file")
     invocation = dataclasses.replace(invocation)  # a data-protection policy may turn parts of it off
     assert invocation.dataset is not None
-    return _DatasetSession(invocation, invocation.dataset, sinks, notify, handle_signals).execute()
+    session = _DatasetSession(invocation, invocation.dataset, sinks, notify, handle_signals)
+    session.inform = inform
+    return session.execute()
 
 
 class _DatasetSession:
@@ -165,6 +170,7 @@ class _DatasetSession:
         self.total_rows = 0  # in the data file (this shard), once checked
         self.interrupts: Interrupts | None = None
         self.clients: Clients | None = None
+        self.inform: Callable[[str], None] = lambda line: None
 
     def execute(self) -> DatasetOutcome:
         inv, spec = self.inv, self.spec
@@ -225,6 +231,7 @@ class _DatasetSession:
             carried = open_batches(run_dir)
         else:
             run_dir = shard_dir or new_run_dir(inv.output_dir, template.name)
+        record_invocation(run_dir, inv, self.file)
         max_calls = inv.max_parallel or DEFAULT_MAX_CALLS
         if inv.budget_scope is not None:
             template.budget_scope = inv.budget_scope
@@ -296,6 +303,11 @@ class _DatasetSession:
             },
         )
         todo = check.rows - (len(prior.completed) if prior is not None else 0)
+        if prior is not None:
+            self.inform(
+                f"resuming {run_dir}: keeping {len(prior.completed)} completed row(s) (${prior.spent:.6f} already "
+                f"spent); running {max(0, todo)} row(s)"
+            )
         display = self._display(template, engine, capped, run_id, max(0, todo))
         log = EventLog(
             run_dir / "events.jsonl",

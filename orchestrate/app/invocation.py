@@ -75,6 +75,7 @@ class Invocation:
         dataset: Run over a data file's rows.
         progress: ``live`` (a table redrawn in a terminal), ``plain`` (a line per change on
             stderr), ``quiet`` (only failures) or ``none`` (nothing printed: the Python API's default).
+        history: Changes resumes made to the run (a budget raised), kept in ``invocation.json``.
     """
 
     workflows: list[Path]
@@ -116,6 +117,7 @@ class Invocation:
     no_content: bool = False
     dataset: DatasetSpec | None = None
     progress: str = "none"
+    history: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.progress not in PROGRESS:

@@ -19,6 +19,7 @@ from typing import Any
 
 from orchestrate.app.exits import ExitCode, for_signal, for_status, worst
 from orchestrate.app.invocation import Invocation
+from orchestrate.app.record import record_invocation
 from orchestrate.app.signals import Interrupts
 from orchestrate.app.wiring import (
     Clients,
@@ -85,6 +86,7 @@ def execute_workflows(
     sinks: Sequence[Sink] = (),
     make_approver: ApproverFactory | None = None,
     notify: Callable[[str], None] = notice,
+    inform: Callable[[str], None] = lambda line: None,
     handle_signals: bool = False,
 ) -> RunOutcome:
     """Run the invocation's workflows side by side and write a run folder for each.
@@ -94,13 +96,16 @@ def execute_workflows(
         sinks: More sinks for the engine's events (all workflows').
         make_approver: Asks a person for approvals not decided up front (with `invocation.ask`).
         notify: Prints a line for a person (signals, shared-state bookings).
+        inform: Prints a line of information (what a resume reuses); silent by default.
         handle_signals: Stop cleanly on SIGINT/SIGTERM (only from the main thread).
 
     Raises:
         UserInputError: A workflow, an input or an option is invalid (nothing was run).
     """
     invocation = dataclasses.replace(invocation)  # a data-protection policy may turn parts of it off
-    return _Session(invocation, sinks, make_approver, notify, handle_signals).execute()
+    session = _Session(invocation, sinks, make_approver, notify, handle_signals)
+    session.inform = inform
+    return session.execute()
 
 
 class _Session:
@@ -124,6 +129,7 @@ class _Session:
         self.interrupts: Interrupts | None = None
         self._live_display: Any = None
         self.clients: Clients | None = None
+        self.inform: Callable[[str], None] = lambda line: None
         self.trails: list[Any] = []  # the audit trail of each recorder, in order
         self.approver: tuple[str | None, str] = (None, "none")
 
@@ -150,6 +156,13 @@ class _Session:
         tracing = start_tracing(inv)
         if tracing is not None:
             engine.add_sink(tracing.sink)
+        if inv.resume is not None:  # said once every check has passed, just before the run
+            spent = sum(result.cost for result in reuse.values())
+            others = len(workflows[0].agents) - len(reuse)
+            self.inform(
+                f"resuming {inv.resume}: reusing {len(reuse)} agent(s) (${spent:.6f} already spent) whose "
+                f"definitions and inputs are unchanged; running the other {others}"
+            )
         try:
             asyncio.run(self._run(engine, workflows, reuse))
         finally:
@@ -292,8 +305,9 @@ class _Session:
             for workflow in workflows:
                 await engine.register_workflow(workflow)
             await self._check_state(engine, workflows)
-            for workflow, decisions in zip(workflows, self.decisions):
+            for workflow, decisions, path in zip(workflows, self.decisions, inv.workflows):
                 run_dir = new_run_dir(inv.output_dir, workflow.name)
+                record_invocation(run_dir, inv, path)
                 if decisions:  # carried on, so that resuming this run keeps them
                     from orchestrate.run.approvals import write_decisions
 
@@ -417,10 +431,8 @@ class _Session:
             display.stop()
 
     def _print_resume_hints(self) -> None:
-        for path, recorder in zip(self.inv.workflows, self.recorders):
-            sys.stderr.write(
-                f"to continue: orchestrate run {shlex.quote(str(path))} --resume {shlex.quote(str(recorder.run_dir))}\n"
-            )
+        for recorder in self.recorders:
+            sys.stderr.write(f"to continue: orchestrate run --resume {shlex.quote(str(recorder.run_dir))}\n")
         sys.stderr.flush()
 
     def _write_html_reports(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -44,7 +45,7 @@ def approve(
         ),
     ] = None,
 ) -> None:
-    """Record a decision (who, when, note) in RUN_DIR; then `orchestrate run FILE --resume RUN_DIR`.
+    """Record a decision (who, when, note) in RUN_DIR; then `orchestrate run --resume RUN_DIR`.
 
     \b
     Examples:
@@ -61,39 +62,9 @@ def approve(
     from orchestrate.observe.approval_view import when_decided
 
     sys.stdout.write(
-        f"{agent}: {verb} by {decision.by} at {when_decided(decision.at)}\ncontinue with: {_resume_command(run_dir)}\n"
+        f"{agent}: {verb} by {decision.by} at {when_decided(decision.at)}\n"
+        f"continue with: orchestrate run --resume {shlex.quote(str(run_dir))}\n"
     )
-
-
-def _resume_command(run_dir: Path) -> str:
-    """The command that resumes RUN_DIR: its workflow file, the inputs that differ from the defaults,
-    --simulate if it was simulated."""
-    import json
-    import shlex
-
-    from orchestrate.observe.summary import resume_inputs
-
-    try:
-        document = json.loads(((run_dir if run_dir.is_dir() else run_dir.parent) / "result.json").read_text())
-    except (OSError, ValueError):
-        return f"orchestrate run WORKFLOW --resume {shlex.quote(str(run_dir))}"
-    source = document.get("source")
-    given = dict(document.get("inputs") or {})
-    if source and Path(source).is_file():
-        import yaml
-
-        try:
-            declared = (yaml.safe_load(Path(source).read_text(encoding="utf-8")) or {}).get("inputs") or {}
-        except (OSError, yaml.YAMLError, AttributeError):
-            declared = {}
-        given = {
-            k: v
-            for k, v in given.items()
-            if not (isinstance(declared.get(k), dict) and "default" in declared[k] and declared[k]["default"] == v)
-        }
-    parts = [*resume_inputs(given), *(["--simulate"] if document.get("simulated") else [])]
-    again = "".join(f" {shlex.quote(part)}" for part in parts)
-    return f"orchestrate run {shlex.quote(str(source or 'WORKFLOW'))}{again} --resume {shlex.quote(str(run_dir))}"
 
 
 class TerminalApprover:

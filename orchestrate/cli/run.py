@@ -25,13 +25,27 @@ __all__ = ["run"]
 FORMATS = ("text", "json")
 
 
+# Invocation (and DatasetSpec) fields, by the parameters of `run` that set them.
+_FIELDS = {
+    "paths": "workflows",
+    "input_pairs": "inputs",
+    "inputs_file": "inputs",
+    "approver": "approved_by",
+    "no_fail_on_expect": "fail_on_expect",
+    "shards": "shard",
+}
+
+
 def run(
+    ctx: typer.Context,
     paths: Annotated[
-        list[Path],
+        list[Path] | None,
         typer.Argument(
-            metavar="PATH", show_default=False, help="Workflow files, or folders of them (run side by side)."
+            metavar="PATH",
+            show_default=False,
+            help="Workflow files, or folders of them (run side by side); none with --resume RUN_DIR.",
         ),
-    ],
+    ] = None,
     simulate: Annotated[
         bool, typer.Option("--simulate", help="Answer every call offline with the simulated provider.")
     ] = False,
@@ -327,7 +341,7 @@ def run(
     Examples:
       orchestrate run workflows/finance_month_end_close.yaml --simulate
       orchestrate run close.yaml --input period=2026-11 --budget 1.50
-      orchestrate run close.yaml --resume runs/finance_month_end_close-20261125T101010Z
+      orchestrate run --resume runs/finance_month_end_close-20261125T101010Z
       orchestrate run workflows/ --junit junit.xml --summary "$GITHUB_STEP_SUMMARY"
       orchestrate run screen.yaml --data vendors.jsonl --key vendor_id --simulate
       orchestrate run close.yaml --state redis://redis:6379/0 --budget-scope finance-2026-11
@@ -342,22 +356,24 @@ def run(
     from orchestrate.cli.plan import workflow_files
 
     json_output = check_format(fmt, FORMATS, as_json=json_output) == "json"
-    files = workflow_files(paths)
-
-    if resume is not None and len(files) != 1:
-        fail("--resume takes exactly one workflow file")
+    files = workflow_files(paths) if paths else []
+    if not files and resume is None:
+        fail("give a workflow file (or a folder of them), or --resume RUN_DIR to continue a run")
+    if resume is not None and len(files) > 1:
+        fail("--resume takes one workflow file at most (the run folder knows its own)")
     if batch_fallback not in ("batch", "online"):
         fail(f"--batch-fallback {batch_fallback!r}: choose 'batch' or 'online'")
-    if data is None and (key or skip_invalid_rows or max_rows_parallel or shard or shards):
+    data_flags = bool(key or skip_invalid_rows or max_rows_parallel or shard or shards)
+    if data is None and data_flags and resume is None:
         fail("--key, --skip-invalid-rows, --max-rows-parallel, --shard and --shards need --data")
-    if answers is not None and (not simulate or len(files) != 1):
+    if answers is not None and resume is None and (not simulate or len(files) != 1):
         fail("--answers takes --simulate and exactly one workflow file")
-    if data is not None and len(files) != 1:
+    if data is not None and len(files) != 1 and resume is None:
         fail("--data takes exactly one workflow file")
     from orchestrate.cli.common import parse_inputs
 
     values = parse_inputs(input_pairs or [], inputs_file)
-    if dry_run:
+    if dry_run and files:
         from orchestrate.cli.plan import print_plans
 
         print_plans(
@@ -373,12 +389,12 @@ def run(
         )
         return
     dataset = None
-    if data is not None:
+    if data is not None or (resume is not None and data_flags):  # with --resume: compared with the record
         from orchestrate.run.shards import resolve_shard
 
         shard_pair, shard_source = resolve_shard(shard, shards, os.environ)
         dataset = DatasetSpec(
-            data=data,
+            data=data or "",
             key=key,
             skip_invalid_rows=skip_invalid_rows,
             max_rows_parallel=max_rows_parallel,
@@ -427,13 +443,22 @@ def run(
         dataset=dataset,
         progress="quiet" if quiet else "live" if live else "plain",
     )
+    if resume is not None:  # the same run: what the folder recorded, with only the flags that may change
+        from orchestrate.app.record import resumed
+
+        given = {_FIELDS.get(name, name) for name, source in _sources(ctx).items() if source}
+        invocation = resumed(invocation, given)
     from orchestrate.cli.common import print_error
 
-    if dataset is not None:
+    def inform(line: str) -> None:
+        if not (quiet or json_output):
+            sys.stderr.write(line + "\n")
+
+    if invocation.dataset is not None:
         from orchestrate.app.dataset import execute_dataset
         from orchestrate.cli.run_output import print_dataset_outcome
 
-        data_outcome = execute_dataset(invocation, notify=print_error, handle_signals=True)
+        data_outcome = execute_dataset(invocation, notify=print_error, inform=inform, handle_signals=True)
         print_dataset_outcome(data_outcome, invocation, json_output=json_output)
         raise typer.Exit(data_outcome.exit_code)
     from orchestrate.app.session import execute_workflows
@@ -444,7 +469,17 @@ def run(
         invocation,
         make_approver=lambda by, pause: TerminalApprover(by=by, pause=pause),
         notify=print_error,
+        inform=inform,
         handle_signals=True,
     )
     print_run_outcome(outcome, invocation, json_output=json_output)
     raise typer.Exit(outcome.exit_code)
+
+
+def _sources(ctx: typer.Context) -> dict[str, bool]:
+    """Each parameter of the command, and whether this command line (or the environment) gave it."""
+    given = {}
+    for name in ctx.params:
+        source = ctx.get_parameter_source(name)
+        given[name] = source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+    return given

@@ -22,9 +22,9 @@ def print_run_outcome(outcome: RunOutcome, inv: Invocation, *, json_output: bool
     _print_summary(outcome, inv, json_output=json_output)
     for line in outcome.warnings:
         sys.stderr.write(line + "\n")
-    for path, still, run_dir in zip(outcome.files, outcome.open_batches, outcome.run_dirs):
+    for still, run_dir in zip(outcome.open_batches, outcome.run_dirs):
         if still:
-            _report_open_batches(still, inv, f"'orchestrate run {path} --resume {run_dir}'")
+            _report_open_batches(still, inv, f"'orchestrate run --resume {run_dir}'")
     _warn_usage(outcome.documents)
     _warn_cache(outcome.cache_problems)
     _print_lines(outcome.baseline_lines)
@@ -46,7 +46,7 @@ def print_dataset_outcome(outcome: DatasetOutcome, inv: Invocation, *, json_outp
     spec = inv.dataset
     assert spec is not None
     if outcome.open_batches:
-        command = f"'orchestrate run {outcome.file} --data {spec.data} --resume {outcome.run_dir}'"
+        command = f"'orchestrate run --resume {outcome.run_dir}'"
         _report_open_batches(outcome.open_batches, inv, command)
     _print_lines(outcome.baseline_lines)
     if outcome.audit_failure is not None:
@@ -100,15 +100,14 @@ def _print_summary(outcome: RunOutcome, inv: Invocation, *, json_output: bool) -
             for line in failure_lines(d, indent=""):
                 print_error(printable(f"{d['name']}: {line}", one_line=True))
         return
-    from orchestrate.observe.summary import closing_lines, resume_inputs
+    from orchestrate.observe.summary import closing_lines
     from orchestrate.run.evaluation import expectation_lines
 
     width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
-    again = (*resume_inputs(inv.inputs), *(("--simulate",) if inv.simulate else ()))  # what a resume repeats
     blocks = [
         "\n".join(
             [
-                *closing_lines(d, run_dir, path, width=width, resume_with=again),
+                *closing_lines(d, run_dir, path, width=width),
                 *expectation_lines(d.get("expectations")),
             ]
         )
@@ -181,7 +180,4 @@ def _print_dataset(outcome: DatasetOutcome, inv: Invocation, *, json_output: boo
 
         sys.stdout.write("".join(f"{line}\n" for line in dataset_lines(d["expectations"])))
     if d["status"] != "completed":  # what to do about the rows left: above all, how to resume
-        spec = inv.dataset
-        assert spec is not None
-        again = ("--data", spec.data, *(("--key", spec.key) if spec.key else ()))
-        sys.stdout.write("next:\n" + "".join(f"{step}\n" for step in next_steps(d, run_dir, outcome.file, again)))
+        sys.stdout.write("next:\n" + "".join(f"{step}\n" for step in next_steps(d, run_dir, outcome.file)))

@@ -181,12 +181,10 @@ def provider_batches(
     still = [b for b in batches if b["open"]]
     if not still:
         return [Text(f"provider batches: {len(batches)}, all collected", style="dim")]
-    source = shlex.quote(str(document.get("source") or "FILE"))
-    rows = f" --data {shlex.quote(str(document.get('data')))}" if data and document.get("data") else ""
     parts: list[object] = [
         Text(
             f"open provider batches ({len(still)} of {len(batches)}; 'orchestrate run "
-            f"{source}{rows} --resume {shlex.quote(str(folder))}' collects them):",
+            f"--resume {shlex.quote(str(folder))}' collects them):",
             style="bold",
         )
     ]

@@ -21,7 +21,6 @@ __all__ = [
     "next_steps",
     "outcome_counts",
     "plural",
-    "resume_inputs",
     "skipped_lines",
 ]
 
@@ -98,13 +97,12 @@ def next_steps(
     document: Mapping[str, Any],
     run_dir: Path | str,
     workflow_file: Path | str | None,
-    resume_with: tuple[str, ...] = (),
 ) -> list[str]:
     """The commands that apply to this run: show it, resume it (unless it completed), cost it.
 
-    `resume_with` are the options a resume must repeat (a batch's ``--data`` and ``--key``, the
-    inputs given, ``--simulate``). A run waiting on a person starts with
-    the command that decides each approval.
+    A resume needs only the folder, which records how the run was started (``invocation.json``);
+    `workflow_file` None says there is nothing to resume. A run waiting on a person starts with the
+    command that decides each approval.
     """
     run = _quote(str(run_dir))
     steps = [
@@ -114,8 +112,7 @@ def next_steps(
     ]
     steps.append(f"orchestrate show {run}")
     if document.get("status") != "completed" and workflow_file is not None:
-        again = "".join(f" {_quote(part)}" for part in resume_with)
-        steps.append(f"orchestrate run {_quote(str(workflow_file))}{again} --resume {run}")
+        steps.append(f"orchestrate run --resume {run}")
     steps.append(f"orchestrate cost-report {run}" + (" --include-simulated" if document.get("simulated") else ""))
     return [f"  {command}" for command in steps]
 
@@ -126,13 +123,11 @@ def closing_lines(
     workflow_file: Path | str | None = None,
     *,
     width: int | None = None,
-    resume_with: tuple[str, ...] = (),
 ) -> list[str]:
     """The whole closing block of one workflow's run.
 
     With `width` (a terminal's), a first line longer than that is broken after the
     outcome counts, so the terminal never wraps it in the middle of an amount.
-    `resume_with` are the options the resume command must repeat (the inputs given).
     """
     agents = document.get("agents", [])
     label = " (simulated)" if document.get("simulated") else ""
@@ -155,7 +150,7 @@ def closing_lines(
     lines.extend(approval_lines(document, width=width))
     lines.append(f"run folder: {run_dir}")
     lines.append("next:")
-    lines.extend(next_steps(document, run_dir, workflow_file, resume_with))
+    lines.extend(next_steps(document, run_dir, workflow_file))
     return lines
 
 
@@ -164,17 +159,6 @@ def _quote(text: str) -> str:
     import shlex
 
     return shlex.quote(text)
-
-
-def resume_inputs(inputs: Mapping[str, Any]) -> tuple[str, ...]:
-    """``--input NAME=VALUE`` for each input given, as a resume must repeat them (JSON for non-text)."""
-    import json
-
-    parts: list[str] = []
-    for name, value in inputs.items():
-        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-        parts += ["--input", f"{name}={text}"]
-    return tuple(parts)
 
 
 def skipped_lines(document: Mapping[str, Any], *, indent: str = "  ") -> list[str]:

@@ -1,0 +1,250 @@
+"""How a run was started, kept in its folder (``invocation.json``), so that a resume is the same run.
+
+`orchestrate run --resume RUN_DIR` alone continues a run with exactly what started it:
+the workflow file, inputs, simulated or real, data file and key, shard, shared state,
+budget scope and limits. A flag given with ``--resume`` that would change the run
+(its inputs, simulated or real, the data, key or shard, the workflow file, the state)
+is refused, naming each difference; the budget may only be raised, and the raise is
+recorded. Other flags (how the run is shown, reports, approvals, parallelism) apply
+to the resumed session only. The workflow's content may change as far as fingerprints
+allow: a changed agent runs again, the others are reused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from orchestrate.app.invocation import DatasetSpec, Invocation
+from orchestrate.errors import UserInputError
+from orchestrate.fsutil import atomic_write_text
+
+__all__ = ["INVOCATION_FILE", "file_digest", "read_record", "record_invocation", "resumed"]
+
+INVOCATION_FILE = "invocation.json"
+MAX_RECORD_BYTES = 1024 * 1024
+# What makes the run this run: given again with --resume, each must be what was recorded.
+_FIXED = (
+    "inputs",
+    "simulate",
+    "sim_latency",
+    "sim_failure_rate",
+    "seed",
+    "answers",
+    "state",
+    "state_namespace",
+    "budget_scope",
+    "residency",
+    "provider_batch",
+)
+_FIXED_DATA = ("data", "key", "shard")
+# Kept from the first session unless given again (they shape the run, and may be changed).
+_CARRIED = (
+    "output_dir",
+    "max_parallel",
+    "cache",
+    "cache_ttl",
+    "batch_fallback",
+    "batch_poll_max",
+    "batch_window",
+    "max_threads",
+    "no_content",
+    "audit_sink",
+)
+_CARRIED_DATA = ("skip_invalid_rows", "max_rows_parallel")
+
+
+def file_digest(path: Path) -> str | None:
+    """The SHA-256 of a file's bytes (None for standard input or a file that cannot be read)."""
+    try:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        return "sha256:" + digest.hexdigest()
+    except OSError:
+        return None
+
+
+def _scrubbed_state(url: str | None) -> str | None:
+    """A state URL as kept on disk: no password (a resume takes it from REDIS_PASSWORD or --state)."""
+    if not url:
+        return url
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}@" if parts.username else ""
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def record_invocation(run_dir: Path, invocation: Invocation, workflow: Path) -> None:
+    """Write ``invocation.json`` into `run_dir`: how this run was started (and any later budget raise)."""
+    inv = invocation
+    document: dict[str, Any] = {
+        "kind": "invocation",
+        "schema_version": 1,
+        "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "workflow": str(workflow),
+        "workflow_path": str(workflow.resolve()),
+        "workflow_digest": file_digest(workflow),
+        "budget": inv.budget,
+        "changes": list(invocation.history),
+    }
+    for name in (*_FIXED, *_CARRIED):
+        document[name] = _plain(getattr(inv, name))
+    document["state"] = _scrubbed_state(inv.state)
+    if isinstance(inv.cache, str) and "://" in inv.cache:
+        document["cache"] = _scrubbed_state(inv.cache)
+    if inv.dataset is not None:
+        spec = inv.dataset
+        data: dict[str, Any] = {name: _plain(getattr(spec, name)) for name in (*_FIXED_DATA, *_CARRIED_DATA)}
+        data["data_digest"] = file_digest(Path(spec.data)) if spec.data != "-" else None
+        document["dataset"] = data
+    atomic_write_text(run_dir / INVOCATION_FILE, json.dumps(document, indent=2, sort_keys=True) + "\n")
+
+
+def read_record(run_dir: Path) -> dict[str, Any] | None:
+    """The folder's ``invocation.json``, or None for a folder made before runs recorded one."""
+    path = run_dir / INVOCATION_FILE
+    if not path.exists():
+        return None
+    from orchestrate.finite import loads_strict
+    from orchestrate.fsutil import TooLargeError, read_bytes_capped
+
+    try:
+        document = loads_strict(read_bytes_capped(path, MAX_RECORD_BYTES).decode("utf-8"))
+    except TooLargeError:
+        raise UserInputError(f"{path}: over {MAX_RECORD_BYTES:,} bytes: not a file orchestrate wrote") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UserInputError(f"{path}: cannot be read: {exc}") from None
+    if not isinstance(document, dict) or document.get("kind") != "invocation":
+        raise UserInputError(f"{path}: not an invocation record (no kind: invocation)")
+    return document
+
+
+def resumed(given: Invocation, explicit: set[str]) -> Invocation:
+    """The invocation that continues ``given.resume``: what was recorded, with the flags given again.
+
+    Args:
+        given: The invocation built from this command's flags (its `resume` names the folder).
+        explicit: The `Invocation` (and `DatasetSpec`) field names this command gave explicitly.
+
+    Returns:
+        The invocation to run; its `history` holds the changes to record (a budget raised).
+
+    Raises:
+        UserInputError: Naming every flag that would change the run (exit 2).
+    """
+    assert given.resume is not None
+    record = read_record(given.resume)
+    if record is None:
+        if not given.workflows:
+            raise UserInputError(
+                f"{given.resume}: no {INVOCATION_FILE} (a folder from an older version): "
+                "give the workflow file and its flags too: orchestrate run WORKFLOW --resume RUN_DIR ..."
+            )
+        return given
+    problems: list[str] = []
+    recorded_path = Path(str(record.get("workflow_path") or record.get("workflow")))
+    workflow = Path(str(record.get("workflow")))
+    if given.workflows:
+        if given.workflows[0].resolve() != recorded_path:
+            problems.append(f"workflow {given.workflows[0]} (the run is of {record.get('workflow')})")
+        workflow = given.workflows[0]
+    elif not recorded_path.exists() and not workflow.exists():
+        raise UserInputError(f"{given.resume}: its workflow {record.get('workflow')} no longer exists")
+    elif not workflow.exists():
+        workflow = recorded_path
+    values: dict[str, Any] = {}
+    for name in _FIXED:
+        was = record.get(name)
+        if name in explicit:
+            now = _plain(getattr(given, name))
+            if name == "state":
+                now = _scrubbed_state(now)
+            if now != was:
+                problems.append(f"{_flag(name)} {_shown(now)} (the run has {_shown(was)})")
+            values[name] = getattr(given, name)
+        else:
+            values[name] = Path(was) if name == "answers" and was else was
+    for name in _CARRIED:
+        if name in explicit or name not in record:
+            values[name] = getattr(given, name)
+        else:
+            was = record[name]
+            values[name] = Path(was) if name == "output_dir" and was is not None else was
+    changes: list[dict[str, Any]] = list(record.get("changes") or [])
+    budget = record.get("budget")
+    if "budget" in explicit and given.budget != budget:
+        if budget is not None and (given.budget is None or given.budget < budget):
+            problems.append(f"--budget {_shown(given.budget)} (the run has ${budget}; a budget may only be raised)")
+        else:
+            changes.append({"at": datetime.now(UTC).isoformat(timespec="seconds"), "budget": [budget, given.budget]})
+            budget = given.budget
+    dataset = given.dataset
+    recorded_data = record.get("dataset")
+    if recorded_data is not None:
+        spec: dict[str, Any] = {}
+        for name in _FIXED_DATA:
+            was = recorded_data.get(name)
+            if name in explicit and dataset is not None:
+                now = _plain(getattr(dataset, name))
+                if now != was:
+                    problems.append(f"{_flag(name)} {_shown(now)} (the run has {_shown(was)})")
+            spec[name] = tuple(was) if name == "shard" and was else was
+        for name in _CARRIED_DATA:
+            spec[name] = getattr(dataset, name) if name in explicit and dataset is not None else recorded_data.get(name)
+        dataset = DatasetSpec(**spec, progress_every=dataset.progress_every if dataset is not None else 10.0)
+    elif dataset is not None:
+        problems.append(f"--data {dataset.data} (the run is a single run, not a dataset run)")
+    if problems:
+        raise UserInputError(
+            f"{given.resume}: --resume continues the same run; these flags would change it: "
+            + "; ".join(problems)
+            + f". Run 'orchestrate run --resume {given.resume}' alone, or start a new run"
+        )
+    return dataclasses.replace(given, workflows=[workflow], budget=budget, dataset=dataset, history=changes, **values)
+
+
+_FLAGS = {
+    "inputs": "--input",
+    "simulate": "--simulate",
+    "budget_scope": "--budget-scope",
+    "state_namespace": "--state-namespace",
+    "provider_batch": "--provider-batch",
+    "sim_latency": "--sim-latency",
+    "sim_failure_rate": "--sim-failure-rate",
+}
+
+
+def _flag(name: str) -> str:
+    return _FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    if isinstance(value, list):
+        return "/".join(str(v) for v in value)
+    return str(value)
