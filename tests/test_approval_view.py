@@ -56,14 +56,14 @@ def test_a_waiting_run_says_who_waits_on_what_and_how_to_decide(decided: dict[st
     assert lines[2].startswith('    adjustments: {"entries": [') and len(lines[2]) <= 80  # what it is about
     steps = out[out.index("next:\n") :].splitlines()
     assert steps[1] == f"  orchestrate approve {run} post_adjustments"
-    assert f"  orchestrate run {CLOSE} --input post_to_ledger=true --simulate --resume {run}" in steps
+    assert f"  orchestrate run --resume {run}" in steps  # the folder records the inputs and --simulate
 
 
 def test_approve_prints_the_command_that_continues(decided: dict[str, Any]) -> None:
     run = decided["first"].relative_to(decided["folder"])
     lines = decided["approve"].stdout.splitlines()
     assert lines[0].startswith("post_adjustments: approved by controller at 20") and lines[0].endswith(" UTC")
-    assert lines[1] == f"continue with: orchestrate run {CLOSE} --input post_to_ledger=true --simulate --resume {run}"
+    assert lines[1] == f"continue with: orchestrate run --resume {run}"
 
 
 def test_after_the_decision_every_view_says_who_when_how_and_why(decided: dict[str, Any]) -> None:
