@@ -231,6 +231,14 @@ def test_expired_lists_folders_past_their_retention(pristine: Path, tmp_path: Pa
     (found,) = expired_runs(folder, now=time.time() + 31.5 * 86400)
     assert found["run_dir"] == str(pristine) and found["retention_days"] == 30 and found["days_past"] == 1
     assert orchestrate(tmp_path, "audit", "expired", str(folder)).stdout == ""
+    from orchestrate.observe.audit import AuditTrail
+
+    old = tmp_path / "runs" / "payroll_posting-20260401T090000Z"
+    old.mkdir(parents=True)
+    AuditTrail(old, start={"retention_days": 183}, clock=lambda: time.time() - 200 * 86400).finish({})
+    listed = orchestrate(tmp_path, "runs", "--expired", str(tmp_path / "runs"), "--format", "json")
+    assert [(e["run_dir"], e["days_past"]) for e in json.loads(listed.stdout)] == [(str(old), 17)]
+    assert "expired 17 days ago" in orchestrate(tmp_path, "runs", "--expired", str(tmp_path / "runs")).stdout
 
 
 def test_verify_checks_every_chain_given(pristine: Path, trail: Path, tmp_path: Path) -> None:

@@ -22,6 +22,13 @@ def runs(
     ] = Path("runs"),
     fmt: format_option(FORMATS) = "table",  # type: ignore[valid-type]
     as_json: json_alias() = False,  # type: ignore[valid-type]
+    expired: Annotated[
+        bool,
+        typer.Option(
+            "--expired",
+            help="Only the run folders past the retention their audit trail records (retention_days); deletes nothing.",
+        ),
+    ] = False,
 ) -> None:
     """List the run folders (single runs and dataset runs), newest first: workflow, status, rows,
     cost (simulated runs marked: their cost is a preview, not spend), started, duration.
@@ -34,10 +41,14 @@ def runs(
       orchestrate runs
       orchestrate runs ci/runs --format json
       orchestrate show latest
+      orchestrate runs --expired
     """
     from orchestrate.observe.run_list import find_runs
 
     fmt = check_format(fmt, FORMATS, as_json=as_json)
+    if expired:
+        _expired(folder, fmt)
+        return
     entries = find_runs(folder)
     if fmt == "json":
         sys.stdout.write(json.dumps([e.to_dict() for e in entries], indent=2) + "\n")
@@ -72,6 +83,26 @@ def runs(
     interactive = is_interactive(sys.stdout)
     console = plain_console(sys.stdout, interactive=interactive)
     console.print(build_table(columns, rows, width=console.width if interactive else None))
+
+
+def _expired(folder: Path, fmt: str) -> None:
+    """The folders whose audit trail's retention has passed: deleting them stays the user's decision."""
+    import time
+
+    from orchestrate.observe.audit_retention import expired_runs
+
+    found = expired_runs(folder, now=time.time()) if folder.is_dir() else []
+    if fmt == "json":
+        sys.stdout.write(json.dumps(found, indent=2) + "\n")
+        return
+    if not found:
+        sys.stderr.write(f"no run folders in {folder} past their retention\n")
+        return
+    for item in found:
+        sys.stdout.write(
+            f"{item['run_dir']}  started {item['started'][:10]}, kept {item['retention_days']} days, "
+            f"expired {item['days_past']} days ago\n"
+        )
 
 
 def _started(at: str | None) -> str:
