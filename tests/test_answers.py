@@ -97,3 +97,8 @@ def test_report_html_has_an_evaluation_section_with_the_failing_cases(tmp_path: 
     assert "395/400 passed · 5 failed" in section
     assert "INV-2026-20103" in section and "GL account" in section  # a case coded 6100 instead of 6200
     assert "never approves a changed bank account" in section
+    shown = orchestrate("show", str(run_dir), cwd=tmp_path)
+    assert "expectations: 395/400 passed, 5 failed" in shown.stdout
+    assert "code_invoice: GL account: 37/40 passed (92%)" in shown.stdout
+    row = orchestrate("show", str(run_dir), "--row", "INV-2026-20117", cwd=tmp_path)
+    assert "fail: code_invoice: decision: expected 'hold', got 'approve'" in row.stdout

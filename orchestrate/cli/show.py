@@ -104,6 +104,8 @@ def show(
     batches = batch_summaries(folder) if row is None else []
     if fmt == "json":
         payload = agent_document(document, agent) if agent else {**run_summary(document), "batches": batches}
+        if not agent and document.get("expectations"):
+            payload["expectations"] = document["expectations"]
         sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n")
         return
     from orchestrate.observe.tables import plain_console
@@ -120,6 +122,7 @@ def show(
             show=show_command(folder, row),
         )
         parts.extend(provider_batches(batches, folder, document))
+        parts.extend(_expectations(document))
         parts.append(_hint(folder) if row is None else _row_hint(folder, row))
     for part in parts:
         console.print(part)
@@ -159,6 +162,11 @@ def _show_batch(run_dir: Path, fmt: str, agent: str | None) -> None:
         console.print(part)
     for part in provider_batches(batches, folder, document, data=True):
         console.print(part)
+    if (folder / "evaluation.json").is_file():  # the expectations' pass rates over the rows
+        from orchestrate.run.evaluation import dataset_lines
+
+        for line in dataset_lines(json.loads((folder / "evaluation.json").read_text("utf-8"))):
+            console.print(Text(line))
     quoted = shlex.quote(str(folder))
     console.print(Text(f"one row like a single run: orchestrate show {quoted} --row KEY", style="dim"))
     console.print(Text(f"every row: orchestrate show {quoted} --format csv (or table, jsonl)", style="dim"))
@@ -200,6 +208,16 @@ def _row_hint(folder: Path, row: str) -> object:
     return Text(
         f"one agent in full: orchestrate show {shlex.quote(str(folder))} --row {shlex.quote(row)} AGENT", style="dim"
     )
+
+
+def _expectations(document: dict[str, object]) -> list[object]:
+    """The run's (or row's) expectations: the count line, then what did not pass."""
+    from rich.text import Text
+
+    from orchestrate.run.evaluation import expectation_lines
+
+    found = document.get("expectations")
+    return [Text(line) for line in expectation_lines(found if isinstance(found, dict) else None)]
 
 
 def _hint(folder: Path) -> object:
