@@ -55,7 +55,7 @@ def plan(
         typer.Option(
             "--data",
             metavar="FILE",
-            help="Plan a batch over every row of this JSONL or CSV file ('-': stdin); --budget is the batch's ceiling.",
+            help="Plan a dataset run over every row of this JSONL or CSV file ('-': stdin); --budget is the whole run's ceiling.",
         ),
     ] = None,
     key: Annotated[
@@ -123,8 +123,8 @@ def print_batch_plan(
         return
     from orchestrate.money.amounts import usd
 
-    ceiling = " (the batch budget binds)" if plan.budget_binds else ""
-    budget_text = f"; batch budget ${plan.budget:.2f}" if plan.budget is not None else "; no batch budget"
+    ceiling = " (the dataset budget binds)" if plan.budget_binds else ""
+    budget_text = f"; dataset budget ${plan.budget:.2f}" if plan.budget is not None else "; no dataset budget"
     sys.stdout.write(
         f"{plan.workflow}: {plan.rows} rows to run"
         + (f", {plan.invalid_rows} invalid" if plan.invalid_rows else "")

@@ -174,7 +174,7 @@ def run(
         typer.Option(
             "--data",
             metavar="FILE",
-            help="Run over every row of this JSONL or CSV file ('-': stdin); --budget is then the batch's ceiling and --max-parallel caps its calls in flight.",
+            help="Run over every row of this JSONL or CSV file ('-': stdin); --budget is then the whole dataset run's ceiling and --max-parallel caps its calls in flight.",
             rich_help_panel="Datasets",
         ),
     ] = None,

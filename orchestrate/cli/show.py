@@ -33,7 +33,7 @@ def show(
     row: Annotated[
         str | None,
         typer.Option(
-            "--row", metavar="KEY", help="In a dataset batch's folder: show this row (by its key) like a single run."
+            "--row", metavar="KEY", help="In a dataset run's folder: show this row (by its key) like a single run."
         ),
     ] = None,
     by: Annotated[
@@ -134,7 +134,7 @@ def _show_batch(run_dir: Path, fmt: str, agent: str | None) -> None:
     from orchestrate.observe.dataset_view import batch_renderables, batch_summary, load_batch
 
     if agent is not None:
-        fail(f"{run_dir} is a dataset batch: name the row too, e.g. --row KEY {agent}")
+        fail(f"{run_dir} is a dataset run: name the row too, e.g. --row KEY {agent}")
     from orchestrate.run.batch_ledger import batch_summaries
 
     folder, document = load_batch(run_dir)

@@ -423,13 +423,14 @@ class CostTracker:
 
     @staticmethod
     def _refuse(accounts: tuple[_Account, ...], amount: float) -> None:
-        """Raise the refusal of the first account (batch, workflow, agent) without room."""
+        """Raise the refusal of the first account (dataset run, workflow, agent) without room."""
         scopes = ("workflow", "agent") if len(accounts) == 2 else ("batch", "workflow", "agent")
         for scope, account in zip(scopes, accounts):
+            label = "dataset" if scope == "batch" else scope  # the scope's name in events stays "batch"
             committed = account.spent + account.reserved
             if account.limit is not None and account.spent > account.limit + _EPSILON:
                 raise BudgetExceededError(
-                    f"{scope} budget of ${account.limit:.4f} already passed: ${account.spent:.4f} booked "
+                    f"{label} budget of ${account.limit:.4f} already passed: ${account.spent:.4f} booked "
                     "(a provider reported more usage than was reserved); no further calls",
                     scope=scope,
                     limit=account.limit,
@@ -438,7 +439,7 @@ class CostTracker:
                 )
             if account.limit is not None and committed + amount > account.limit + _EPSILON:
                 raise BudgetExceededError(
-                    f"{scope} budget of ${account.limit:.4f} would be passed: ${committed:.4f} spent or "
+                    f"{label} budget of ${account.limit:.4f} would be passed: ${committed:.4f} spent or "
                     f"reserved, and this call may cost up to ${amount:.4f}",
                     scope=scope,
                     limit=account.limit,

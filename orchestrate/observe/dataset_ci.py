@@ -74,7 +74,7 @@ def batch_summary_markdown(document: dict[str, Any], run_dir: Path, *, limit: in
         "",
         f"{document['rows']} rows, ${document['total_cost']:.4f}, {document['total_tokens']} tokens, "
         f"{document.get('duration_seconds') or 0:.1f}s"
-        + (f", batch budget ${document['budget']:.4f}" if document.get("budget") is not None else ""),
+        + (f", dataset budget ${document['budget']:.4f}" if document.get("budget") is not None else ""),
         "",
         "| status | rows |",
         "|---|---:|",

@@ -27,7 +27,7 @@ from orchestrate.errors import UserInputError
 from orchestrate.money.cost_report import CostTotals
 from orchestrate.observe.dataset_report import read_json_lines, write_cost_document
 from orchestrate.observe.journal import JsonLines
-from orchestrate.observe.reports import SCHEMA_VERSION, write_json
+from orchestrate.observe.reports import DATASET_KINDS, SCHEMA_VERSION, write_json
 
 __all__ = ["MergedRun", "ShardFolder", "merge_shards"]
 
@@ -79,7 +79,7 @@ def read_shard(path: Path) -> ShardFolder:
         raise UserInputError(f"{path}: not a dataset run folder (no result.json)") from None
     except (OSError, ValueError) as exc:
         raise UserInputError(f"{path}/result.json: cannot read it: {exc}") from None
-    if not isinstance(result, dict) or result.get("kind") != "batch":
+    if not isinstance(result, dict) or result.get("kind") not in DATASET_KINDS:
         raise UserInputError(f"{path}: not the folder of a dataset run (run ... --data FILE)")
     folder = ShardFolder(path, result, _shard_of(path, result))
     for line in read_json_lines(path / "results.jsonl"):
@@ -181,7 +181,7 @@ def merge_shards(shard_dirs: list[Path], output: Path) -> MergedRun:
     ends = [str(f.result["completed_at"]) for f in folders if f.result.get("completed_at")]
     document: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
-        "kind": "batch",
+        "kind": "dataset_run",
         "run_id": output.name,
         "name": first.get("name"),
         "description": first.get("description"),

@@ -123,7 +123,7 @@ class BatchState:
         self._outcome(bad.key or f"line {bad.line}", "invalid", bad.reason)
 
     def row_refused(self, row: Row) -> None:
-        self._outcome(row.key, "budget_exceeded", "not started: the batch budget is spent")
+        self._outcome(row.key, "budget_exceeded", "not started: the dataset budget is spent")
 
     def money(self) -> str:
         """Spend, and the batch budget when there is one."""

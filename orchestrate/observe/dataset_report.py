@@ -117,7 +117,7 @@ def load_prior(run_dir: Path) -> PriorBatch:
     from orchestrate.run.resume import _from_row
 
     if not (run_dir / "results.jsonl").exists() and not (run_dir / "events.jsonl").exists():
-        raise UserInputError(f"{run_dir}: not a batch run folder (no results.jsonl or events.jsonl)")
+        raise UserInputError(f"{run_dir}: not a dataset run folder (no results.jsonl or events.jsonl)")
     prior = PriorBatch()
     try:
         earlier = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
@@ -346,7 +346,7 @@ class BatchRecorder:
                 "cost": 0.0,
                 "tokens": 0,
                 "seconds": 0.0,
-                "error": f"not started: the batch budget of ${self.budget or 0:.4f} is spent",
+                "error": f"not started: the dataset budget of ${self.budget or 0:.4f} is spent",
             }
         )
 
@@ -363,7 +363,7 @@ class BatchRecorder:
         wf = self.template
         return {
             "schema_version": SCHEMA_VERSION,
-            "kind": "batch",
+            "kind": "dataset_run",  # "batch" before 2026-12; readers take both
             "run_id": self.run_dir.name,
             "name": wf.name,
             "description": wf.description,
@@ -410,7 +410,7 @@ def write_cost_document(
     (never all in memory), less the lines of earlier sessions a kill cut short (`torn`)."""
     calls_path = run_dir / "calls.jsonl"
     document = {
-        **cost_document_head(result_doc, workflow_id=None, budget=result_doc.get("budget"), kind="batch"),
+        **cost_document_head(result_doc, workflow_id=None, budget=result_doc.get("budget"), kind="dataset_run"),
         **costs.document(),
         "calls": "\x00CALLS\x00",
     }

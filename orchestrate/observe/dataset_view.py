@@ -45,13 +45,13 @@ def load_batch(path: Path) -> tuple[Path, dict[str, Any]]:
     try:
         document = json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UserInputError(f"{folder}: no result.json in this batch folder") from None
+        raise UserInputError(f"{folder}: no result.json in this dataset run folder") from None
     except OSError as exc:
         raise UserInputError(f"{file}: cannot read: {exc.strerror or exc}") from exc
     except ValueError as exc:
         raise UserInputError(f"{file}: not valid JSON: {exc}") from exc
     if not isinstance(document, dict):
-        raise UserInputError(f"{file}: not a batch result")
+        raise UserInputError(f"{file}: not a dataset run result")
     return folder, document
 
 
@@ -60,7 +60,7 @@ def load_row(path: Path, key: str) -> dict[str, Any]:
     folder = path if path.is_dir() else path.parent
     rows = folder / "rows.jsonl"
     if not rows.exists():
-        raise UserInputError(f"{folder}: not a dataset batch folder (no rows.jsonl)")
+        raise UserInputError(f"{folder}: not a dataset run folder (no rows.jsonl)")
     found: dict[str, Any] | None = None
     for document in read_json_lines(rows):
         if str(document.get("key")) == key:
@@ -117,7 +117,7 @@ def batch_renderables(folder: Path, document: Mapping[str, Any], *, width: int |
     if document.get("key"):
         facts.append(f"key {document['key']}")
     if document.get("budget") is not None:
-        facts.append(f"batch budget {usd(float(document['budget']))}")
+        facts.append(f"dataset budget {usd(float(document['budget']))}")
     if document.get("shard"):
         facts.append(f"shard {document['shard']}")
     parts.append(Text(" | ".join(facts), style="dim"))

@@ -24,9 +24,11 @@ from orchestrate.money.costs import CostTracker
 from orchestrate.run.events import Event, EventType
 from orchestrate.workflow.models import Workflow
 
-__all__ = ["SCHEMA_VERSION", "RunRecorder", "new_run_dir", "result_document", "write_json"]
+__all__ = ["DATASET_KINDS", "SCHEMA_VERSION", "RunRecorder", "new_run_dir", "result_document", "write_json"]
 
 SCHEMA_VERSION = 1
+# result.json's "kind" of a run over a data file: "dataset_run" since 2026-12, "batch" before (still read).
+DATASET_KINDS = ("dataset_run", "batch")
 
 
 def new_run_dir(output_dir: Path, workflow_name: str, now: datetime | None = None) -> Path:

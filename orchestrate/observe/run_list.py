@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrate.observe.reports import DATASET_KINDS
+
 __all__ = ["RunEntry", "find_runs", "newest_run"]
 
 _STAMP = re.compile(r"-(\d{8}T\d{6}Z)(?:-(\d+))?$")
@@ -64,7 +66,7 @@ def _entry(folder: Path) -> RunEntry | None:
         return None
     if not isinstance(document, dict):
         return None
-    dataset = (folder / "results.jsonl").exists() or document.get("kind") in ("batch", "dataset", "dataset_run")
+    dataset = (folder / "results.jsonl").exists() or document.get("kind") in DATASET_KINDS
     try:
         cost = float(document.get("total_cost") or 0.0)
     except (TypeError, ValueError):
