@@ -246,3 +246,25 @@ def test_verify_checks_every_chain_given(pristine: Path, trail: Path, tmp_path: 
     code, out = verify(tmp_path, pristine, str(trail))  # type: ignore[arg-type]
     assert code == 1 and out.count(": ok,") == 1 and "BROKEN" in out
     assert verify_trail(pristine, key=None).holds
+
+
+def test_a_fallback_and_the_endpoint_each_call_went_to_are_in_the_trail(tmp_path: Path) -> None:
+    from tests.fake_provider import FakeProvider, Fault
+
+    with FakeProvider() as provider:
+        provider.script(Fault(500, None))
+        flow = tmp_path / "fb.yaml"
+        flow.write_text(
+            "name: fb\ndefaults: {module: Finance}\nagents:\n  - name: a\n    prompt_template: hello\n"
+            f"    llm_config: {{model: gpt-4o, base_url: '{provider.url}/v1', max_tokens: 20,\n"
+            f"      fallbacks: [{{model: gpt-4o-mini, base_url: '{provider.url}/v1'}}]}}\n"
+        )
+        proc = orchestrate(tmp_path, "run", str(flow), "-o", "runs", "-q", env={"OPENAI_API_KEY": "sk-test"})
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    (fallback,) = [r for r in records(run_dir) if r["type"] == "fallback"]
+    assert fallback["agent"] == "a" and fallback["data"]["from_model"] == "gpt-4o"
+    assert fallback["data"]["to_model"] == "gpt-4o-mini" and fallback["data"]["reason"] == "server_error"
+    (call,) = [r["data"] for r in records(run_dir) if r["type"] == "call"]
+    assert call["model"] == "gpt-4o-mini" and call["endpoint"] == provider.url and call["region"] == "local"
+    assert orchestrate(tmp_path, "audit", "verify", str(run_dir)).returncode == 0

@@ -51,7 +51,7 @@ class AuditTrail:
         start: What ``run_started`` says (the caller knows the invocation).
         key: The HMAC key (None: an unkeyed SHA-256 chain).
         templates: Per agent, the digest of its prompt template (or code step's function).
-        endpoints: Per agent, {"endpoint", "region"} of the provider it calls.
+        endpoints: Per (agent, model), its own and its fallbacks', {"endpoint", "region"} it calls.
         content: Whether error texts may be written (they can quote inputs); else their digests.
         sink: An append-only copy of the heads: a file path or an http(s) URL.
         on_failure: Called once with the reason when a record cannot be written.
@@ -65,6 +65,7 @@ class AuditTrail:
             EventType.TOOL_CALL,
             EventType.AGENT_FINISHED,
             EventType.AGENT_RETRYING,
+            EventType.AGENT_FALLBACK,
             EventType.APPROVAL_DECIDED,
             EventType.AGENT_BUDGET_REFUSED,
             EventType.USAGE_ANOMALY,
@@ -81,7 +82,7 @@ class AuditTrail:
         start: Mapping[str, Any],
         key: bytes | None = None,
         templates: Mapping[str, str] | None = None,
-        endpoints: Mapping[str, Mapping[str, Any]] | None = None,
+        endpoints: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
         content: bool = True,
         sink: str | None = None,
         on_failure: Callable[[str], None] | None = None,
@@ -234,6 +235,20 @@ class AuditTrail:
                 run=event.workflow_id,
                 agent=event.agent,
             )
+        elif kind is EventType.AGENT_FALLBACK:
+            self.record(
+                "fallback",
+                {
+                    "from_model": d.get("from_model"),
+                    "from_provider": d.get("from_provider"),
+                    "to_model": d.get("to_model"),
+                    "to_provider": d.get("to_provider"),
+                    "reason": d.get("reason"),
+                    "error": self._text(d.get("error")),
+                },
+                run=event.workflow_id,
+                agent=event.agent,
+            )
         elif kind is EventType.APPROVAL_DECIDED:
             self.record(
                 "approval",
@@ -274,7 +289,7 @@ class AuditTrail:
     def _call(self, event: Event) -> None:
         d = event.data
         c = event.content or {}
-        where = _SIMULATED if d["provider"] == "simulated" else self.endpoints.get(event.agent or "", {})
+        where = _SIMULATED if d["provider"] == "simulated" else self.endpoints.get((event.agent or "", d["model"]), {})
         data = {
             "provider": d["provider"],
             "model": d["model"],
@@ -373,7 +388,14 @@ def endpoint_of(llm_config: Mapping[str, Any], provider: str) -> dict[str, Any]:
     )
     first = (parts.hostname or "").split(".", 1)[0]
     region = llm_config.get("region") or (first if first in _REGIONS else None)
-    return {"endpoint": endpoint, "region": region}
+    if region is None:
+        from orchestrate.llm.presets import region_of
+
+        try:
+            region = region_of(provider, llm_config)  # an AWS or Google region, "global", "local"
+        except Exception:  # a configuration validate refuses anyway: no region rather than no trail
+            region = None
+    return {"endpoint": endpoint or provider, "region": region}
 
 
 def template_digests(agents: Any) -> dict[str, str]:

@@ -136,12 +136,18 @@ def open_trail(
         "inputs": {k: digest(v) for k, v in sorted(workflow.input_values.items())},
         "approver": {"name": approver[0], "source": approver[1]},
         "retention_days": int(workflow.audit.get("retention_days", DEFAULT_RETENTION_DAYS)),
+        "residency": getattr(workflow, "residency", None),
         "data_protection": policy.summary(),
         "orchestrate": __version__,
         **(extra or {}),
     }
+    from orchestrate.llm.fallbacks import chain_of
+
     endpoints = {
-        a.name: endpoint_of(a.llm_config, resolve_provider(a.llm_config)) for a in workflow.agents if not a.is_code_step
+        (a.name, str(route.get("model"))): endpoint_of(route, resolve_provider(route))
+        for a in workflow.agents
+        if not a.is_code_step
+        for route in chain_of(a.llm_config)
     }
     try:
         trail = AuditTrail(
