@@ -268,3 +268,37 @@ def test_a_fallback_and_the_endpoint_each_call_went_to_are_in_the_trail(tmp_path
     (call,) = [r["data"] for r in records(run_dir) if r["type"] == "call"]
     assert call["model"] == "gpt-4o-mini" and call["endpoint"] == provider.url and call["region"] == "local"
     assert orchestrate(tmp_path, "audit", "verify", str(run_dir)).returncode == 0
+
+
+def test_heads_are_posted_to_an_audit_sink_url_and_a_refused_head_fails_the_run(tmp_path: Path) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200 if len(received) == 1 else 503)  # the end's head is refused
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        flow = tmp_path / "payroll.yaml"
+        flow.write_text(FLOW % {"require": "false"})
+        url = f"http://127.0.0.1:{server.server_address[1]}/heads"
+        proc = orchestrate(
+            tmp_path, "run", str(flow), "--simulate", "--approve", "post", "-o", "runs", "--audit-sink", url
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert proc.returncode == 1 and f"--audit-sink {url}: answered HTTP 503" in proc.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert [(h["run_id"], h["seq"]) for h in received] == [(run_dir.name, 0), (run_dir.name, len(records(run_dir)) - 1)]
+    assert received[0]["hash"] == records(run_dir)[0]["hash"]
