@@ -174,6 +174,10 @@ class _DatasetSession:
 
     def execute(self) -> DatasetOutcome:
         inv, spec = self.inv, self.spec
+        if spec.engine == "ray":
+            from orchestrate.app.ray_dataset import check_ray
+
+            check_ray(inv, spec)
         check_output_paths(inv)  # before the first row is paid for
         check_baseline(inv.baseline)
         template, dataset, spooled = open_dataset(self.file, spec.data, inv.inputs, key=spec.key, shard=spec.shard)
@@ -318,19 +322,39 @@ class _DatasetSession:
         )
         engine.add_sink(log)
         scoring = DatasetScoring.of(template, run_dir)
-        runner = BatchRunner(
-            engine,
-            template,
-            protector.rows(dataset, spec.key) if protector is not None else dataset,
-            sinks=[recorder, *([display] if display is not None else []), *scoring.sinks],
-            evaluator=scoring.evaluator,
-            batch_id=run_id,
-            budget=inv.budget,
-            max_rows_parallel=rows_parallel,
-            completed=prior.completed if prior is not None else frozenset(),
-            reuse=prior.reuse if prior is not None else None,
-            session=uuid.uuid4().hex[:6],
-        )
+        rows_in = protector.rows(dataset, spec.key) if protector is not None else dataset
+        row_sinks = [recorder, *([display] if display is not None else []), *scoring.sinks]
+        completed: set[str] | frozenset[str] = prior.completed if prior is not None else frozenset()
+        runner: Any
+        if spec.engine == "ray":  # the rows run on Ray workers; the folder and reports stay here
+            from orchestrate.app.ray_dataset import ray_runner
+
+            runner = ray_runner(
+                inv,
+                spec,
+                self.file,
+                run_id,
+                rows_in,
+                row_sinks,
+                completed,
+                rows_parallel,
+                max_calls,
+                template.budget_scope,
+            )
+        else:
+            runner = BatchRunner(
+                engine,
+                template,
+                rows_in,
+                sinks=row_sinks,
+                evaluator=scoring.evaluator,
+                batch_id=run_id,
+                budget=inv.budget,
+                max_rows_parallel=rows_parallel,
+                completed=completed,
+                reuse=prior.reuse if prior is not None else None,
+                session=uuid.uuid4().hex[:6],
+            )
         if display is not None:
             engine.add_sink(display)
         engine.add_sink(recorder)
@@ -437,7 +461,7 @@ class _DatasetSession:
             template.name, sys.stderr, every=self.spec.progress_every, quiet=progress == "quiet", **common
         )
 
-    async def _run(self, engine: OrchestrationEngine, runner: BatchRunner, display: Any) -> None:
+    async def _run(self, engine: OrchestrationEngine, runner: Any, display: Any) -> None:
         if self.handle_signals:
             self.interrupts = Interrupts(
                 runner.stop,

@@ -30,6 +30,9 @@ class DatasetSpec:
         shard_source: Where `shard` came from with ``--shard auto`` (the platform's variables); the
             run folder is then the shard's own, resumed by a restarted copy.
         progress_every: Seconds between two progress lines without a terminal.
+        engine: ``local`` (this process) or ``ray`` (a pool of Ray workers; needs a Redis `state`).
+        address: With ``ray``: the cluster (``ray://HOST:10001``, ``auto``); None starts a local one.
+        workers: With ``ray``: workers at once (default 2).
     """
 
     data: str
@@ -39,6 +42,9 @@ class DatasetSpec:
     shard: tuple[int, int] | None = None
     shard_source: str | None = None
     progress_every: float = 10.0
+    engine: str = "local"
+    address: str | None = None
+    workers: int | None = None
 
 
 @dataclass

@@ -55,7 +55,7 @@ _CARRIED = (
     "no_content",
     "audit_sink",
 )
-_CARRIED_DATA = ("skip_invalid_rows", "max_rows_parallel")
+_CARRIED_DATA = ("skip_invalid_rows", "max_rows_parallel", "engine", "address", "workers")
 
 
 def file_digest(path: Path) -> str | None:

@@ -240,6 +240,34 @@ def run(
             rich_help_panel="Datasets",
         ),
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            metavar="local|ray",
+            help="Where a dataset's rows run: this process, or a pool of Ray workers (needs orchestrate[ray] and --state redis://).",
+            rich_help_panel="Datasets",
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            metavar="ADDR",
+            help="With --engine ray: the Ray cluster (ray://HOST:10001, or auto); default: start one on this machine.",
+            rich_help_panel="Datasets",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            metavar="N",
+            min=1,
+            help="With --engine ray: workers at once, each an engine driving many rows (default 2).",
+            rich_help_panel="Datasets",
+        ),
+    ] = None,
     otel: Annotated[
         bool,
         typer.Option(
@@ -363,9 +391,13 @@ def run(
         fail("--resume takes one workflow file at most (the run folder knows its own)")
     if batch_fallback not in ("batch", "online"):
         fail(f"--batch-fallback {batch_fallback!r}: choose 'batch' or 'online'")
-    data_flags = bool(key or skip_invalid_rows or max_rows_parallel or shard or shards)
+    data_flags = bool(key or skip_invalid_rows or max_rows_parallel or shard or shards or engine != "local")
     if data is None and data_flags and resume is None:
-        fail("--key, --skip-invalid-rows, --max-rows-parallel, --shard and --shards need --data")
+        fail("--key, --skip-invalid-rows, --max-rows-parallel, --shard, --shards and --engine need --data")
+    if engine not in ("local", "ray"):
+        fail(f"--engine {engine!r}: choose 'local' or 'ray'")
+    if engine == "local" and (address is not None or workers is not None):
+        fail("--address and --workers go with --engine ray")
     if answers is not None and resume is None and (not simulate or len(files) != 1):
         fail("--answers takes --simulate and exactly one workflow file")
     if data is not None and len(files) != 1 and resume is None:
@@ -400,6 +432,9 @@ def run(
             max_rows_parallel=max_rows_parallel,
             shard=shard_pair,
             shard_source=shard_source,
+            engine=engine,
+            address=address,
+            workers=workers,
         )
     live = is_interactive(sys.stderr) and not no_progress and not quiet
     invocation = Invocation(

@@ -191,6 +191,10 @@ class BatchRunner:
         for sink in self.sinks:
             getattr(sink, method)(*args)
 
+    async def run_row(self, row: Row) -> None:
+        """Run one row to its end and tell the sinks (a Ray worker is handed rows one at a time)."""
+        await self._row(row)
+
     async def _row(self, row: Row) -> None:
         engine, tracker = self.engine, self.tracker
         workflow = instantiate(self.template, row.values, f"{self.session}-{row.index}")

@@ -1,0 +1,158 @@
+"""`run --data FILE --engine ray`: rows on a local Ray instance's workers, one killed mid-run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from tests.fake_provider import FakeProvider  # noqa: E402
+from tests.redis_server import RedisServer, redis_server  # noqa: E402,F401  (a fixture)
+from tests.test_shards import _env  # noqa: E402
+from tests.test_shared_processes import budget, only_run  # noqa: E402
+
+ROWS = 2000
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[FakeProvider]:
+    with FakeProvider(latency=0.02) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def cluster(provider: FakeProvider) -> Iterator[str]:
+    """A local Ray instance with 2 CPUs; its workers get the loopback provider's URL from their environment."""
+    import os
+
+    saved = {k: os.environ.get(k) for k in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    os.environ.update({"OPENAI_API_KEY": "sk-test-ray", "OPENAI_BASE_URL": f"{provider.url}/v1"})
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="orchestrate-tests")
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _workflow(folder: Path, rows: int) -> None:
+    (folder / "rows.jsonl").write_text("".join(f'{{"invoice": "INV-{i:05d}"}}\n' for i in range(rows)))
+    (folder / "inv.yaml").write_text(
+        "name: invoices\ninputs:\n  invoice: {type: string}\n"
+        "rate_limits:\n  openai: {requests_per_minute: 1000000, tokens_per_minute: 1000000000, concurrent_requests: 256}\n"
+        "defaults:\n  llm_config: {model: gpt-4o-mini, max_tokens: 100}\n"
+        "agents:\n  - {name: check, module: Finance, prompt_template: 'Check invoice {invoice}.'}\n"
+    )
+
+
+def _lines(path: Path) -> list[dict[str, object]]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue  # a line being written
+    return out
+
+
+def _count(folder: Path) -> int:
+    """Lines in the run's results.jsonl so far (cheap: polled while the run goes on)."""
+    found = next(folder.glob("*/results.jsonl"), None)
+    return found.read_bytes().count(b"\n") if found is not None else 0
+
+
+def _workers() -> list[str]:
+    return sorted(
+        a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith("orchestrate-")
+    )
+
+
+def test_rows_run_on_ray_workers_and_a_killed_workers_rows_run_elsewhere(
+    redis_server: RedisServer,  # noqa: F811
+    provider: FakeProvider,
+    cluster: str,
+    tmp_path: Path,
+) -> None:
+    namespace, scope = f"ray{uuid.uuid4().hex[:8]}", "ap-ray"
+    url = f"{redis_server.url}?lease_seconds=1"
+    budget(url, namespace, "set", scope, "1", cwd=tmp_path)
+    _workflow(tmp_path, ROWS)
+    provider.requests.clear()
+    command = [sys.executable, "-m", "orchestrate", "run", "inv.yaml", "--data", "rows.jsonl", "--engine", "ray"]
+    command += ["--address", cluster, "--workers", "2", "--max-parallel", "16", "--state", url]
+    command += ["--state-namespace", namespace, "--budget-scope", scope, "-o", "out"]
+    env = _env({"OPENAI_API_KEY": "sk-test-ray", "OPENAI_BASE_URL": f"{provider.url}/v1"})
+    run = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        results = tmp_path / "out"
+        while _count(results) < 300:
+            assert time.monotonic() < deadline and run.poll() is None, run.stderr.read() if run.stderr else ""
+            time.sleep(0.2)
+        # Hold every answer at the provider, wait until the rows answered so far are reported,
+        # then kill a worker: its rows in flight are waiting on calls it will never read.
+        provider.latency = 4.0
+        seen, quiet_since = -1, time.monotonic()
+        while time.monotonic() - quiet_since < 1.5:
+            now = _count(results)
+            if now != seen:
+                seen, quiet_since = now, time.monotonic()
+            time.sleep(0.2)
+        (victim, *_) = _workers()
+        ray.kill(ray.get_actor(victim, namespace="orchestrate"), no_restart=True)
+        provider.latency = 0.02
+        out, err = run.communicate(timeout=300)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate(timeout=30)
+    assert run.returncode == 0, err
+    folder = only_run(tmp_path / "out")
+    rows = _lines(folder / "results.jsonl")
+    assert len(rows) == ROWS and {r["status"] for r in rows} == {"completed"}
+    assert len({r["key"] for r in rows}) == ROWS  # every row completed exactly once
+    calls = _lines(folder / "calls.jsonl")
+    assert Counter(c["row"] for c in calls).most_common(1)[0][1] == 1 and len(calls) == ROWS  # no row paid twice
+    # The dead worker's rows in flight were asked again elsewhere: more requests than rows, each
+    # unanswered one never booked (its reservation lapsed), each answered one booked once.
+    assert len(provider.requests) > ROWS
+    cost = json.loads((folder / "cost.json").read_text())
+    total = cost["totals"]["cost"]
+    assert cost["totals"]["calls"] == ROWS
+    deadline = time.monotonic() + 15
+    while (shown := budget(url, namespace, "show", scope, cwd=tmp_path))["open_reservations"]:
+        assert time.monotonic() < deadline, shown
+        time.sleep(0.2)
+    assert shown["spent"] == pytest.approx(total, abs=1e-9) and shown["spent"] <= shown["limit"]
+    result = json.loads((folder / "result.json").read_text())
+    assert result["counts"] == {"completed": ROWS} and (folder / "report.html").exists()
+
+
+def test_ray_needs_a_redis_state_and_refuses_budget(tmp_path: Path) -> None:
+    _workflow(tmp_path, 3)
+    base = [sys.executable, "-m", "orchestrate", "run", "inv.yaml", "--simulate", "--data", "rows.jsonl"]
+    no_state = subprocess.run([*base, "--engine", "ray"], cwd=tmp_path, env=_env({}), capture_output=True, text=True)
+    assert no_state.returncode == 2 and "--state redis://" in no_state.stderr and "Traceback" not in no_state.stderr
+    with_budget = subprocess.run(
+        [*base, "--engine", "ray", "--state", "redis://127.0.0.1:1/0", "--budget", "1"],
+        cwd=tmp_path, env=_env({}), capture_output=True, text=True,
+    )  # fmt: skip
+    assert with_budget.returncode == 2 and "--budget-scope" in with_budget.stderr
+    stray = subprocess.run([*base, "--workers", "3"], cwd=tmp_path, env=_env({}), capture_output=True, text=True)
+    assert stray.returncode == 2 and "go with --engine ray" in stray.stderr
+    assert not (tmp_path / "runs").exists()
