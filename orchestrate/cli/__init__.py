@@ -68,6 +68,7 @@ _COMMANDS = (
     ("graph", "graph", "graph"),
     ("show", "show", "show"),
     ("runs", "runs", "runs"),
+    ("models", "models", "models"),
     ("init", "init", "init"),
     ("schema", "schema_cmd", "schema"),
     ("report", "report", "report"),

@@ -197,7 +197,7 @@ inputs:
 defaults:
   module: {module}
   llm_config:
-    model: gpt-4o-mini        # a model with a known price; see docs/budgets.md for prices
+    model: gpt-4o-mini        # a model with a known price: orchestrate models lists them
     temperature: 0.2
     max_tokens: 400           # keeps the worst case, and so the budget check, small
   retry: {{strategy: exponential_backoff, base_delay: 2, max_delay: 30}}
