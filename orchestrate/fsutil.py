@@ -59,19 +59,27 @@ def read_bytes_capped(path: Path | str, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _read_umask() -> int:
-    mask = os.umask(0o022)  # the only way to read it is to set it: done once, at import
+def _flip_umask() -> int:
+    mask = os.umask(0o022)  # the portable way to read it is to set it: done once, at import
     os.umask(mask)
     return mask
 
 
-# Read once, when the package is imported and before any thread of a run exists: setting the
-# umask to read it, as each write used to, changed it process-wide while other threads made files.
-_UMASK = _read_umask()
+# Setting the umask to read it, as each write used to, changed it process-wide while other
+# threads (a run's workers) made files. Where the kernel shows it (Linux: /proc/self/status)
+# it is read there, as it is now; elsewhere it is read once, at import, before any thread runs.
+_UMASK_AT_IMPORT = _flip_umask()
 
 
 def _umask() -> int:
-    return _UMASK
+    try:
+        with open("/proc/self/status", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return _UMASK_AT_IMPORT
 
 
 def _resolve_target(path: Path) -> tuple[Path, os.stat_result | None]:

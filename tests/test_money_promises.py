@@ -190,3 +190,33 @@ def test_a_negative_foreach_item_cost_refuses_the_resume(tmp_path: Path) -> None
     again = cli("run", "fan.yaml", "--simulate", "--resume", str(run), cwd=tmp_path)
     assert again.returncode == 2, again.stdout + again.stderr
     assert "items[0]" in again.stderr and "not a finite, non-negative amount" in again.stderr
+
+
+# -- a dataset budget pays for whole rows ----------------------------------------------------
+
+WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
+
+
+@pytest.mark.parametrize("budget", ["0.0005", "0.012"])
+def test_a_tight_dataset_budget_starts_only_rows_whose_worst_case_fits(tmp_path: Path, budget: str) -> None:
+    done = cli(
+        "run", str(WORKFLOWS / "invoice_review.yaml"), "--simulate", "--data", str(WORKFLOWS / "data" / "invoices.csv"),
+        "--budget", budget, "-o", "out", "--no-progress", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode in (1, 3), done.stderr
+    (run,) = (tmp_path / "out").iterdir()
+    rows = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 25
+    completed = [r for r in rows if r["status"] == "completed"]
+    refused = [r for r in rows if r["status"] != "completed"]
+    assert all(r["status"] == "budget_exceeded" for r in refused)
+    # Never half a row: a row not completed was never started, and spent nothing.
+    assert all(r["error"].startswith("not started: its worst case $") and r["cost"] == 0 for r in refused)
+    assert all("does not fit in the $" in r["error"] for r in refused)
+    total = json.loads((run / "cost.json").read_text())["totals"]["cost"]
+    assert total <= float(budget) + 1e-9
+    assert total == pytest.approx(sum(r["cost"] for r in completed))
+    if budget == "0.0005":  # every row's worst case is over $0.011: none fits, nothing is paid for
+        assert not completed and total == 0
+    else:
+        assert len(completed) >= 2

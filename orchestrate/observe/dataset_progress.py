@@ -122,8 +122,8 @@ class BatchState:
     def row_invalid(self, bad: BadRow) -> None:
         self._outcome(bad.key or f"line {bad.line}", "invalid", bad.reason)
 
-    def row_refused(self, row: Row) -> None:
-        self._outcome(row.key, "budget_exceeded", "not started: the dataset budget is spent")
+    def row_refused(self, row: Row, reason: str | None = None) -> None:
+        self._outcome(row.key, "budget_exceeded", reason or "not started: the dataset budget is spent")
 
     def money(self) -> str:
         """Spend, and the batch budget when there is one."""

@@ -336,7 +336,7 @@ class BatchRecorder:
             }
         )
 
-    def row_refused(self, row: Row) -> None:
+    def row_refused(self, row: Row, reason: str | None = None) -> None:
         self._line(
             {
                 "key": row.key,
@@ -346,7 +346,7 @@ class BatchRecorder:
                 "cost": 0.0,
                 "tokens": 0,
                 "seconds": 0.0,
-                "error": f"not started: the dataset budget of ${self.budget or 0:.4f} is spent",
+                "error": reason or f"not started: the dataset budget of ${self.budget or 0:.4f} is spent",
             }
         )
 

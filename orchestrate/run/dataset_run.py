@@ -1,4 +1,4 @@
-"""Running one workflow over the rows of a dataset, in one engine, under one batch budget.
+"""Running one workflow over the rows of a dataset, in one engine, under one dataset budget.
 
 Every row is a run of its own (a copy of the workflow with the row's input
 values), registered with the same engine, so all rows share one rate limiter
@@ -7,12 +7,20 @@ At most `max_rows_parallel` rows run at a time; the client source can cap the
 calls in flight across all of them (`CappedClients`).
 
 Money: each row's account has the workflow's `cost_budget`, and is a child of
-the batch's account, whose limit is the batch budget. A call's worst case is
+the batch's account, whose limit is the dataset budget. A call's worst case is
 reserved against the agent, the row and the batch in one synchronous step
 (`CostTracker.reserve`), so no interleaving of rows can cross the batch
 ceiling. Once the batch account refuses a call, no further row is started:
 the rows not started are recorded ``budget_exceeded`` (counted, not run) while
 the rows in flight finish.
+
+Admission (a dataset budget pays for whole rows, never halves): a row starts
+only when its worst case, as `orchestrate plan` computes it for that row's
+inputs, fits in what the dataset budget has left after the spend so far and
+what the rows in flight may still spend (each one's worst case less what it
+spent already). A row that does not fit waits for rows in flight to finish;
+when none is left in flight and it still does not fit, it ends ``not
+started`` with the reason, and the next rows are each tried in turn.
 
 Rows are read, run and recorded one at a time: only the rows in flight are in
 memory, and each row's accounts and call records are handed to the recorder
@@ -56,11 +64,11 @@ class BatchSink(Protocol):
 
     def row_invalid(self, bad: BadRow) -> None: ...
 
-    def row_refused(self, row: Row) -> None: ...
+    def row_refused(self, row: Row, reason: str | None = None) -> None: ...
 
 
 def row_status(workflow: Workflow, refused_by_batch: bool) -> str:
-    """A row's status: its workflow's, or ``budget_exceeded`` when the batch budget stopped it."""
+    """A row's status: its workflow's, or ``budget_exceeded`` when the dataset budget stopped it."""
     if workflow.status is WorkflowStatus.COMPLETED:
         return "completed"
     if refused_by_batch:
@@ -116,6 +124,9 @@ class BatchRunner:
         self.exhausted = False
         self.stopping: str | None = None
         self._refused: set[str] = set()
+        self._in_flight: dict[str, float] = {}  # row run id -> its worst case (under a dataset budget)
+        self._pending_worst = 0.0
+        self._freed = asyncio.Event()  # a row in flight finished
         self.tracker.set_workflow_budget(batch_id, budget)
         if self.tracker.scopes is not None:  # a shared scope's booking ids: this run folder, this session
             self.tracker.scopes.origin = f"{batch_id}/{self.session}"
@@ -171,9 +182,10 @@ class BatchRunner:
                 if self.stopping or getattr(self.engine, "halted", None):
                     slots.give()
                     break
-                if self.exhausted:
+                refusal = await self._admit(item) if self.budget is not None and not self.exhausted else None
+                if self.exhausted or refusal is not None:
                     slots.give()
-                    self._tell("row_refused", item)
+                    self._tell("row_refused", item, refusal)
                     continue
                 task = loop.create_task(self._row(item))
                 tasks.add(task)
@@ -181,6 +193,40 @@ class BatchRunner:
         finally:
             if tasks:
                 await asyncio.gather(*list(tasks), return_exceptions=True)
+
+    async def _admit(self, row: Row) -> str | None:
+        """Wait until `row`'s worst case fits in the dataset budget (see the module docstring);
+        None when it may start, else why it is not started."""
+        worst = self._worst_case(row)
+        while True:
+            if self.stopping or self.exhausted:
+                return None  # the caller refuses it for that reason
+            left = self.budget - self._committed() if self.budget is not None else float("inf")
+            if worst <= left + 1e-12:
+                self._pending_worst = worst
+                return None
+            if not self._in_flight:
+                return (
+                    f"not started: its worst case ${worst:.6f} does not fit in the ${max(left, 0.0):.6f} "
+                    f"left of the dataset budget ${self.budget:.4f}"
+                )
+            self._freed.clear()
+            await self._freed.wait()
+
+    def _worst_case(self, row: Row) -> float:
+        """The most `row` can cost, as `orchestrate plan` computes it for its inputs."""
+        from orchestrate.money.planning import plan_workflow
+
+        size = sum(len(str(v).encode()) for v in row.values.values())
+        return plan_workflow(instantiate(self.template, row.values, "plan"), self.tracker, input_bytes=size).max_cost
+
+    def _committed(self) -> float:
+        """Spent so far, plus what the rows in flight may still spend (their worst case less their spend)."""
+        tracker = self.tracker
+        committed = tracker.spent(self.batch_id)
+        for workflow_id, worst in self._in_flight.items():
+            committed += max(0.0, worst - tracker.spent(workflow_id))
+        return committed
 
     def _room(self) -> bool:
         if self.budget is None:
@@ -196,9 +242,19 @@ class BatchRunner:
         await self._row(row)
 
     async def _row(self, row: Row) -> None:
-        engine, tracker = self.engine, self.tracker
+        engine = self.engine
         workflow = instantiate(self.template, row.values, f"{self.session}-{row.index}")
         engine.register_run(workflow, self.shape, parent=self.batch_id)
+        if self.budget is not None:
+            self._in_flight[workflow.id] = self._pending_worst
+        try:
+            await self._run_row(row, workflow)
+        finally:
+            if self._in_flight.pop(workflow.id, None) is not None:
+                self._freed.set()
+
+    async def _run_row(self, row: Row, workflow: Workflow) -> None:
+        engine, tracker = self.engine, self.tracker
         engine.emit(
             Event(
                 EventType.ROW_STARTED, workflow.id, None, {"key": row.key, "row": row.line}, workflow_name=workflow.name

@@ -522,7 +522,7 @@ class DatasetScoring:
     def row_invalid(self, bad: Any) -> None:
         return None  # an invalid row never ran: nothing to score
 
-    def row_refused(self, row: Any) -> None:
+    def row_refused(self, row: Any, reason: str | None = None) -> None:
         return None  # a row the budget kept from starting: counted by the batch, not here
 
     def finish(self) -> dict[str, Any] | None:

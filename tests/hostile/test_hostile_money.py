@@ -69,7 +69,8 @@ def test_non_finite_numbers_in_an_inputs_file_are_refused(tmp_path: Path, text: 
     path = workflow_file(tmp_path, inputs={"n": {"type": "object", "default": {}}})
     (tmp_path / "in.json").write_text(text)
     done = orchestrate("run", str(path), "--simulate", "--inputs", "in.json", "-o", "r", cwd=tmp_path)
-    assert_clean_failure(done, 2, "in.json: not valid JSON:")
+    # Named by file:line:col, like every other bad input (issue 25).
+    assert_clean_failure(done, 2, "in.json:1:", ": not valid JSON:")
     assert len(done.stderr.strip().splitlines()) == 1
 
 
