@@ -95,7 +95,7 @@ class _Collect:
     def row_invalid(self, bad: BadRow) -> None:  # the driver records invalid rows itself
         return
 
-    def row_refused(self, row: Row) -> None:
+    def row_refused(self, row: Row, reason: str | None = None) -> None:
         return
 
 
