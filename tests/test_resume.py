@@ -182,16 +182,24 @@ def test_a_changed_agent_runs_again_and_the_rest_is_reused(tmp_path: Path) -> No
 def test_reports_killed_mid_write_always_parse(tmp_path: Path) -> None:
     path = write_workflow(tmp_path, latency=0.0, width=300)
     rng = random.Random(5)
+    checked = 0
     for attempt in range(6):
         out = tmp_path / f"runs{attempt}"
         proc = start(["run", str(path), "-o", str(out)], tmp_path)
-        time.sleep(rng.uniform(0.4, 1.5))
+        # Killed while it writes: once its first report exists (however loaded the machine), then a
+        # random moment later, so the kill lands at different points of the rewrites.
+        deadline = time.monotonic() + 60
+        while not list(out.glob("*/result.json")) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.3))
         proc.kill()
         proc.communicate(timeout=30)
         for run_dir in out.glob("*"):
             for name in ("result.json", "cost.json"):
                 if (run_dir / name).exists():
                     json.loads((run_dir / name).read_text())
+                    checked += 1
+    assert checked >= 6  # every attempt left at least its result.json to check
 
 
 def test_second_run_with_cache_costs_nothing(tmp_path: Path) -> None:
