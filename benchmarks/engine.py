@@ -236,8 +236,21 @@ def measure(mode: str, name: str) -> dict[str, Any]:
         "cpu_s": cpu,
         "agents": len(agents),
         "ideal_s": ideal,
-        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_mb": peak_mb(),
     }
+
+
+def peak_mb() -> float:
+    """This process's peak RSS. Linux keeps ru_maxrss across exec, so a child forked from a
+    parent that had imported orchestrate would report the parent's size: VmHWM is the exec'd
+    image's own."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def profile(name: str) -> None:
