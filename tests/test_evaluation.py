@@ -144,10 +144,10 @@ def test_failed_expectations_exit_5_unless_no_fail_on_expect(tmp_path: Path) -> 
     assert again.returncode == 0, again.stderr
 
 
-def test_a_judge_is_refused_by_a_small_dataset_budget_under_concurrency(tmp_path: Path, server: FakeProvider) -> None:
+def test_a_judge_is_refused_by_a_small_budget_under_concurrency(tmp_path: Path, server: FakeProvider) -> None:
     server.rewrite = judged_by({"score": 1.0, "reason": "fine"})
     (tmp_path / "wf.yaml").write_text(
-        "name: t\ninputs:\n  vendor: {type: string}\nagents:\n  - name: a\n    module: Finance\n"
+        "name: t\ncost_budget: 0.001\ninputs:\n  vendor: {type: string}\nagents:\n  - name: a\n    module: Finance\n"
         f"    llm_config: {{model: gpt-4o-mini, max_tokens: 20, base_url: '{server.url}/v1'}}\n"
         "    prompt_template: 'Hold {vendor}?'\n    expect:\n      - equals: '{row.expected}'\n"
         "      - rubric: Says why\n        judge: {model: gpt-4o-mini, max_tokens: 4000, base_url: '"
@@ -156,32 +156,27 @@ def test_a_judge_is_refused_by_a_small_dataset_budget_under_concurrency(tmp_path
     )
     rows = "vendor,expected\n" + "".join(f"V{i},answer to 9 bytes\n" for i in range(8))
     (tmp_path / "rows.csv").write_text(rows)
-    proc = orchestrate(
-        "run",
-        "wf.yaml",
-        "--data",
-        "rows.csv",
-        "--budget",
-        "0.001",
-        "--max-rows-parallel",
-        "8",
-        "-o",
-        "runs",
-        cwd=tmp_path,
-        env={"OPENAI_API_KEY": KEY},
-    )
+    common = ("run", "wf.yaml", "--data", "rows.csv", "--max-rows-parallel", "8", "-o")
+    env = {"OPENAI_API_KEY": KEY}
+    # Each row's budget ($0.001) admits its agent's call but not its judge's worst case (4,000 tokens
+    # out): eight rows at once, every judge refused before any judge call is made, and said so.
+    proc = orchestrate(*common, "runs", "--budget", "0.05", cwd=tmp_path, env=env)
     assert proc.returncode == EXIT_EXPECTATIONS, proc.stdout + proc.stderr
     assert KEY not in proc.stdout + proc.stderr
     (run_dir,) = (tmp_path / "runs").iterdir()
     lines = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert len(lines) == 8 and all(line["status"] == "completed" for line in lines)
     rubric = [
         o for line in lines for o in line.get("expectations", {}).get("outcomes", []) if o["name"].endswith("rubric")
     ]
-    assert rubric and all(o["status"] == "error" and "refused by the budget" in o["reason"] for o in rubric)
-    # Only the agents' calls reached the server: no judge call was made past the ceiling.
+    assert len(rubric) == 8 and all(o["status"] == "error" and "refused by the budget" in o["reason"] for o in rubric)
     assert all("Rubric:" not in json.dumps(r["body"]) for r in server.requests)
-    cost = sum(line["cost"] for line in lines)
-    assert cost <= 0.001
+    assert sum(line["cost"] for line in lines) <= 0.05
+    # A dataset budget smaller than a row's worst case, judge included, starts no row at all.
+    calls = len(server.requests)
+    small = orchestrate(*common, "small", "--budget", "0.0005", cwd=tmp_path, env=env)
+    assert small.returncode != 0 and len(server.requests) == calls
+    assert "budget" in small.stdout + small.stderr
 
 
 def test_a_column_neither_input_nor_expected_is_one_error_at_the_header(tmp_path: Path) -> None:
