@@ -206,3 +206,21 @@ def test_non_finite_inputs_name_file_line_and_column(tmp_path: Path, text: str, 
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"error: {where}: not valid JSON:") or f"{where}: not valid JSON" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("value", ['"false"', '"no"', "0", "1", "null"])
+def test_an_approval_not_written_as_true_or_false_is_refused(tmp_path: Path, value: str) -> None:
+    from orchestrate.errors import UserInputError
+    from orchestrate.run.approvals import read_decisions
+
+    row = '{"approved": ' + value + ', "by": "x", "at": "2026-12-03"}'
+    (tmp_path / "approvals.json").write_text('{"schema_version": 1, "decisions": {"post": ' + row + "}}")
+    with pytest.raises(UserInputError, match="'approved' must be true or false"):
+        read_decisions(tmp_path)
+
+
+@pytest.mark.parametrize("flag", ["--sim-latency", "--batch-window"])
+def test_infinite_seconds_are_refused(tmp_path: Path, flag: str) -> None:
+    (tmp_path / "rows.yaml").write_text(WORKFLOW)
+    proc = orchestrate("run", "rows.yaml", "--simulate", flag, "inf", cwd=tmp_path)
+    assert proc.returncode == 2 and f"{flag} inf: give a finite number of seconds" in proc.stderr

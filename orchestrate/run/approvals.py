@@ -58,7 +58,7 @@ def read_decisions(run_dir: Path) -> dict[str, Decision]:
         return {
             name: Decision(
                 agent=name,
-                approved=bool(row["approved"]),
+                approved=_strict_bool(row["approved"], name),
                 by=str(row["by"]),
                 at=str(row["at"]),
                 note=row.get("note"),
@@ -68,6 +68,17 @@ def read_decisions(run_dir: Path) -> dict[str, Decision]:
         }
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UserInputError(f"{path}: not a valid approvals file ({type(exc).__name__}: {exc})") from None
+
+
+def _strict_bool(value: Any, name: str) -> bool:
+    """`approved` as written by `orchestrate approve`: true or false, nothing else.
+
+    ``"false"``, ``"no"``, ``0`` or NaN are truthy or ambiguous in Python; an approval
+    that was not clearly given must never count as given.
+    """
+    if value is True or value is False:
+        return value
+    raise ValueError(f"decision of {name!r}: 'approved' must be true or false, not {json.dumps(value)[:40]}")
 
 
 def write_decisions(run_dir: Path, decisions: dict[str, Decision]) -> None:
