@@ -220,3 +220,14 @@ def test_a_tight_dataset_budget_starts_only_rows_whose_worst_case_fits(tmp_path:
         assert not completed and total == 0
     else:
         assert len(completed) >= 2
+
+
+def test_budget_show_prints_a_small_real_spend_and_set_refuses_absurd_ceilings(tmp_path: Path) -> None:
+    shown = subprocess.run(
+        [sys.executable, "-c", "from orchestrate.cli.budget import _print\nfrom orchestrate.state.base import BudgetState\n"
+         "_print(BudgetState('fin', 5.0, 0.00002055, 0.0, 0), 'text', False)"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "spent $0.000021" in shown.stdout and "$0.0000," not in shown.stdout
+    refused = cli("budget", "set", "fin", "1e308", "--state", "memory://", cwd=tmp_path)
+    assert refused.returncode == 2 and "from 0 to 1,000,000,000" in refused.stderr

@@ -58,16 +58,24 @@ def _with_state(url: str | None, namespace: str, work: Callable[[Any], Awaitable
     return asyncio.run(go())
 
 
+MAX_BUDGET_USD = 1e9  # a ceiling beyond any department's spend is a typo, not a budget
+
+
 def _print(found: Any, fmt: str, as_json: bool) -> None:
     data = found.to_dict()
     if check_format(fmt, FORMATS, as_json=as_json) == "json":
         sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
         return
-    limit = "not set" if data["limit"] is None else f"${data['limit']:.4f}"
-    remaining = "-" if data["remaining"] is None else f"${data['remaining']:.4f}"
+    from orchestrate.money.amounts import usd as money
+
+    def usd(amount: float) -> str:  # a real spend of $0.00002 reads as such, never as $0.0000
+        return "$0.0000" if amount == 0 else money(amount)
+
+    limit = "not set" if data["limit"] is None else usd(data["limit"])
+    remaining = "-" if data["remaining"] is None else usd(data["remaining"])
     sys.stdout.write(
-        f"{data['scope']}: limit {limit}, spent ${data['spent']:.4f}, "
-        f"reserved ${data['reserved']:.4f} ({data['open_reservations']} open), "
+        f"{data['scope']}: limit {limit}, spent {usd(data['spent'])}, "
+        f"reserved {usd(data['reserved'])} ({data['open_reservations']} open), "
         f"remaining {remaining}\n"
     )
 
@@ -114,8 +122,8 @@ def set_(
       orchestrate budget set finance-2026-11 250 --state redis://redis:6379/0
     """
     _check_scope(scope)
-    if not math.isfinite(usd) or usd < 0:
-        fail(f"budget {usd!r}: must be a number of USD >= 0")
+    if not math.isfinite(usd) or usd < 0 or usd > MAX_BUDGET_USD:
+        fail(f"budget {usd!r}: must be a number of USD from 0 to {MAX_BUDGET_USD:,.0f}")
     _print(_with_state(state, state_namespace, lambda s: s.budget_set(scope, usd)), fmt, as_json)
 
 
