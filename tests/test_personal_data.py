@@ -82,7 +82,13 @@ def employees(n: int = 50) -> list[dict[str, Any]]:
 
 
 def echo(request: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
-    """The model's answer quotes the person's token, as a model writing to them would."""
+    """The model's answer quotes the person's token, as a model writing to them would
+    (JSON answers, asked for by a schema, are left as they are)."""
+    try:
+        json.loads(answer["choices"][0]["message"]["content"])
+        return answer
+    except ValueError:
+        pass
     text = json.dumps(request.get("messages", []))
     tokens = re.findall(r"EMPLOYEE_NAME_[0-9a-f]{8}", text)
     answer["choices"][0]["message"]["content"] = f"Dear {tokens[0] if tokens else 'colleague'}, all is well."
@@ -284,3 +290,30 @@ def test_validate_warns_of_personal_inputs_in_an_hr_workflow_without_a_policy(tm
     assert validate_file(flow) == []
     flow.write_text(text.replace("module: HR", "module: Finance"))
     assert validate_file(flow) == []
+
+
+def test_the_hr_onboarding_example_sends_no_name_and_restores_it_in_its_welcome_email(
+    tmp_path: Path, provider: FakeProvider
+) -> None:
+    root = Path(__file__).resolve().parents[1]
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    environment.update({"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": f"{provider.url}/v1", "CI": "true"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrate", "run", str(root / "workflows" / "hr_onboarding.yaml")]
+        + ["--input", "employee_name=Wilhelmina Okafor-Brandt", "--input", "country=DE", "-o", str(tmp_path / "runs")]
+        + ["--format", "json"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(provider.requests) == 5 and "Okafor" not in json.dumps(provider.requests)
+    summary = json.loads(proc.stdout)
+    assert summary["outputs"]["welcome_email"].startswith("Dear Wilhelmina Okafor-Brandt,")  # restored
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    for name in ("events.jsonl", "audit.jsonl", "cost.json"):
+        assert "Okafor" not in (run_dir / name).read_text(), name
+    result = json.loads((run_dir / "result.json").read_text())
+    assert "Okafor" not in json.dumps(without_outputs(result))
+    assert result["data_protection"]["applied"]["pseudonymized"] >= 1
