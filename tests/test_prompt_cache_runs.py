@@ -241,3 +241,57 @@ def test_the_run_command_marks_the_prefix_unless_no_prompt_cache(server: FakePro
         seen.append(json.dumps([r["body"] for r in server.requests[before:]]))
     assert '"cache_control": {"type": "ephemeral", "ttl": "1h"}' in seen[0]
     assert "cache_control" not in seen[1]
+
+
+async def test_provider_batches_keep_caching_on_for_an_hour_and_price_it_at_the_batch_rate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from orchestrate import Agent, Workflow
+    from orchestrate.llm.batch import BatchHub
+    from orchestrate.llm.batch_clients import BatchClients
+    from orchestrate.llm.providers import ClientPool
+    from tests.fake_batch import FakeBatchProvider, FakeClock
+
+    clock = FakeClock()
+    with FakeBatchProvider(clock) as server:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+        hub = BatchHub(window=0.01, sleep=clock.sleep, clock=clock)
+        clients = BatchClients(ClientPool(), hub, everything=True)
+        engine = OrchestrationEngine(None, EngineConfig(rate_limit_config=None), clients=clients, sleep=clock.sleep)
+        llm = {"model": "claude-sonnet-4-5", "max_tokens": 40, "system": POLICY}
+        agents = [
+            Agent(
+                name=f"check_{i}",
+                module="Finance",
+                description="",
+                llm_config=dict(llm),
+                prompt_template=f"Check the invoice against the policy. Invoice {i}.",
+            )
+            for i in range(4)
+        ]
+        workflow = Workflow(name="batch_cache", description="", agents=agents, max_parallel_agents=4)
+        await engine.register_workflow(workflow)
+        done = await engine.execute_workflow(workflow.id)
+        records = engine.cost_tracker.records(workflow.id)
+        await engine.shutdown()
+    assert done.status.value == "completed"
+    params = [item["params"] for item in server.submitted[0]["items"]]
+    assert all(p["system"][0]["cache_control"] == {"type": "ephemeral", "ttl": "1h"} for p in params)
+    # Answered one after another: the first wrote the policy, the others read it and wrote only
+    # their own whole prompt (each agent's template is all static text, marked as a prefix too).
+    big = [r for r in records if r.cache_creation_input_tokens > 1000]
+    assert len(big) == 1 and _reads(records) == 3
+    assert all(r.cache_creation_input_tokens < 50 for r in records if r not in big)
+    tracker = engine.cost_tracker
+    for record in records:
+        assert record.batch
+        full = tracker.calculate_cost(
+            record.model,
+            record.input_tokens,
+            record.output_tokens,
+            cached_input_tokens=record.cached_input_tokens,
+            cache_creation_input_tokens=record.cache_creation_input_tokens,
+            cache_creation_1h_input_tokens=record.cache_creation_1h_input_tokens,
+        )
+        assert record.cost == round(full * 0.5, 10)
