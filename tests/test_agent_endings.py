@@ -224,3 +224,15 @@ def test_infinite_seconds_are_refused(tmp_path: Path, flag: str) -> None:
     (tmp_path / "rows.yaml").write_text(WORKFLOW)
     proc = orchestrate("run", "rows.yaml", "--simulate", flag, "inf", cwd=tmp_path)
     assert proc.returncode == 2 and f"{flag} inf: give a finite number of seconds" in proc.stderr
+
+
+@pytest.mark.parametrize("variable", ["OPENAI_API_KEY", "AWS_BEARER_TOKEN_BEDROCK", "REDIS_PASSWORD", "my_secret"])
+def test_an_input_cannot_read_a_credential_variable(tmp_path: Path, variable: str) -> None:
+    from orchestrate.errors import UserInputError
+    from orchestrate.workflow.loader import check_inputs
+
+    with pytest.raises(UserInputError, match=f"env: {variable} names a credential"):
+        check_inputs("w", {"period": {"type": "string", "env": variable}}, {})
+    assert check_inputs("w", {"period": {"type": "string", "env": "CLOSE_PERIOD", "default": "x"}}, {}) == {
+        "period": "x"
+    }

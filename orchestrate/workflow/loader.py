@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -408,6 +409,12 @@ def bind_inputs(workflow: Workflow, values: dict[str, Any]) -> Workflow:
     return workflow
 
 
+# Variables that hold credentials (OPENAI_API_KEY, AWS_BEARER_TOKEN_BEDROCK, REDIS_PASSWORD, ...).
+_SECRET_VARIABLE = re.compile(
+    r"(^|_)(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?|API_?KEY)(_|$)|(^|_)(KEY|PASS)$", re.IGNORECASE
+)
+
+
 def check_inputs(name: str, declared: dict[str, dict[str, Any]], values: dict[str, Any]) -> dict[str, Any]:
     """The values of workflow `name`'s `declared` inputs: `values` converted, defaults filled in.
 
@@ -422,6 +429,11 @@ def check_inputs(name: str, declared: dict[str, dict[str, Any]], values: dict[st
     for input_name, spec in declared.items():
         kind = spec.get("type", "string")
         variable = spec.get("env")
+        if variable and _SECRET_VARIABLE.search(str(variable)):
+            raise UserInputError(
+                f"workflow {name!r}, input {input_name!r}: env: {variable} names a credential; "
+                "keys, tokens and passwords cannot be inputs (they would reach prompts, files and reports)"
+            )
         if input_name in values:
             bound[input_name] = _coerce(input_name, kind, values[input_name])
         elif variable and variable in os.environ:
