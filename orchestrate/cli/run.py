@@ -489,6 +489,16 @@ def run(
         invocation = resumed(invocation, given)
     from orchestrate.cli.common import print_error
 
+    def notify(line: str) -> None:
+        """A line for the person at the terminal: a signal being handled is news, not an error."""
+        if line.startswith("received SIG"):
+            from orchestrate.observe.printable import printable
+
+            sys.stderr.write(printable(line, one_line=True) + "\n")
+            sys.stderr.flush()
+        else:
+            print_error(line)
+
     def inform(line: str) -> None:
         if not (quiet or json_output):
             sys.stderr.write(line + "\n")
@@ -497,7 +507,7 @@ def run(
         from orchestrate.app.dataset import execute_dataset
         from orchestrate.cli.run_output import print_dataset_outcome
 
-        data_outcome = execute_dataset(invocation, notify=print_error, inform=inform, handle_signals=True)
+        data_outcome = execute_dataset(invocation, notify=notify, inform=inform, handle_signals=True)
         print_dataset_outcome(data_outcome, invocation, json_output=json_output)
         raise typer.Exit(data_outcome.exit_code)
     from orchestrate.app.session import execute_workflows
@@ -507,7 +517,7 @@ def run(
     outcome = execute_workflows(
         invocation,
         make_approver=lambda by, pause: TerminalApprover(by=by, pause=pause),
-        notify=print_error,
+        notify=notify,
         inform=inform,
         handle_signals=True,
     )

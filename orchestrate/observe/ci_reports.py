@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrate.fsutil import atomic_write_text
+from orchestrate.money.amounts import usd
 from orchestrate.observe.answer import inline, run_answer
 from orchestrate.observe.printable import markdown_cell, mermaid_label, xml_text
 from orchestrate.observe.step_view import code_call, reason
@@ -135,7 +136,7 @@ def summary_markdown(documents: list[dict[str, Any]]) -> str:
             out.append(
                 f"| {markdown_cell(a['name'])} | {markdown_cell(a['module'])} | {a['status']} | "
                 f"{markdown_cell(a.get('model') or code_call(a, limit=60) or '')} | {a.get('tokens_used', 0)} | "
-                f"${a.get('cost', 0):.4f} | {markdown_cell(reason(a) or '')} |"
+                f"{usd(float(a.get('cost') or 0))} | {markdown_cell(reason(a) or '')} |"
             )
         out += ["", "```mermaid", mermaid(doc), "```", ""]
         if doc.get("expectations"):

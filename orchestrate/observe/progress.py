@@ -439,7 +439,7 @@ class PlainLog:
         kind = event.type
         if kind is EventType.WORKFLOW_STARTED:
             return (
-                f"{who} started: {len(d.get('agents', []))} agents, budget ${d.get('cost_budget', 0):.2f}, "
+                f"{who} started: {len(d.get('agents', []))} agents, budget {_budget(float(d.get('cost_budget') or 0))}, "
                 f"max {d.get('max_parallel_agents')} in parallel"
             )
         if kind is EventType.AGENT_STARTED:
@@ -491,3 +491,8 @@ class PlainLog:
                 f"{d.get('total_tokens', 0)} tokens, {d.get('duration') or 0:.2f}s"
             )
         return None
+
+
+def _budget(amount: float) -> str:
+    """A budget in cents (``$0.50``), or its digits when it is below a cent (``$0.000100``, never ``$0.00``)."""
+    return f"${amount:.2f}" if amount == 0 or amount >= 0.01 else usd(amount)

@@ -612,7 +612,7 @@ class WorkflowRun:
         elif result.status is AgentStatus.WAITING_APPROVAL:
             self._hold_dependents(i)
         else:
-            self._cancel_dependents(i, f"dependency {agent.name!r} {result.status.value}")
+            self._cancel_dependents(i, f"dependency {agent.name!r} {result.status.value.replace('_', ' ')}")
 
     def _hold_dependents(self, i: int) -> None:
         """Dependents of an agent waiting for approval stay pending; the run need not wait for them."""
