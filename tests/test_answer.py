@@ -110,6 +110,8 @@ def _closing_block(text: str, workflow: str) -> list[str]:
 
 def test_closing_lines_print_the_declared_outputs_before_the_run_folder(runs: dict[str, Any]) -> None:
     block = _closing_block(runs["close"]["closing"], "month_close")
+    assert block[1:3] == ["skipped:", "  post  when \"inputs.period == 'never'\" was false"]
+    block = block[2:]
     assert block[1] == "outputs:"
     assert block[2] == "  period: 2026-11"
     result = json.loads((runs["close"]["dir"] / "result.json").read_text())
