@@ -234,7 +234,7 @@ def test_the_bedrock_eu_example_shows_its_fallback_everywhere_a_run_is_read(tmp_
     assert {c["region"] for c in cost["calls"]} == {"eu:eu-central-1"}
     assert all(c["requested_model"].startswith("eu.anthropic.claude-sonnet") for c in cost["calls"])
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
-    assert sum(e.get("type") == "agent_fallback" for e in events) == 2
+    assert sum(e.get("type") == "agent_fallback" for e in events) == 3  # one per agent of the example
     show = cli("show", str(run_dir), "read_statement")
     assert "fell back: eu.anthropic.claude-sonnet-4-5" in show.stdout, show.stdout + show.stderr
     assert cli("report", str(run_dir)).returncode == 0

@@ -160,7 +160,7 @@ def test_the_example_validates_and_its_routes_stay_in_the_eu(tmp_path: Path) -> 
     moved = tmp_path / "moved.yaml"
     moved.write_text(text)
     found = [str(p) for p in validate_file(moved) if p.severity == "error"]
-    assert len(found) == 2, found  # one per agent, at the fallback's line in defaults
+    assert len(found) == 3, found  # one per agent, at the fallback's line in defaults
     assert all(":32:" in f and "claude-haiku-4-5" in f and "outside residency eu" in f for f in found)
 
 

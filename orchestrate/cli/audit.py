@@ -73,6 +73,11 @@ def verify(
     A changed, removed, reordered or inserted record is reported with its line; a cut
     tail through the head kept elsewhere. Set ORCHESTRATE_AUDIT_KEY to check the HMACs
     of keyed trails. Exit 0 only when every chain holds, else 1.
+
+    \b
+    Examples:
+      orchestrate audit verify runs/hr_onboarding-20261203T101500Z
+      ORCHESTRATE_AUDIT_KEY=... orchestrate audit verify runs/ --audit-sink /var/log/orchestrate-heads.jsonl
     """
     from orchestrate.observe.audit_chain import audit_key, sink_heads, verify_trail
 
@@ -121,7 +126,13 @@ def show(
     fmt: FormatChoice = "text",
     json_output: JsonAlias = False,
 ) -> None:
-    """Print a run's audit trail, a line a record (--format json: the records)."""
+    """Print a run's audit trail, a line a record (--format json: the records).
+
+    \b
+    Examples:
+      orchestrate audit show runs/hr_onboarding-20261203T101500Z
+      orchestrate audit show latest --format json
+    """
     from orchestrate.observe.audit_chain import AUDIT_FILE
 
     as_json = check_format(fmt, FORMATS, as_json=json_output) == "json"
@@ -188,7 +199,13 @@ def expired(
     fmt: FormatChoice = "text",
     json_output: JsonAlias = False,
 ) -> None:
-    """List the run folders past the retention their trail records (retention_days); deletes nothing."""
+    """List the run folders past the retention their trail records (retention_days); deletes nothing.
+
+    \b
+    Examples:
+      orchestrate audit expired
+      orchestrate audit expired /srv/orchestrate/runs --format json
+    """
     from orchestrate.observe.audit_retention import expired_runs
 
     as_json = check_format(fmt, FORMATS, as_json=json_output) == "json"

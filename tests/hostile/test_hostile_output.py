@@ -48,8 +48,12 @@ def test_control_characters_from_a_provider_never_reach_the_terminal_or_break_re
     ET.fromstring((tmp_path / "j.xml").read_bytes())  # well-formed despite NUL and ESC
     summary = (tmp_path / "s.md").read_text()
     rows = [line for line in summary.splitlines() if line.startswith("| a |")]
-    assert len(rows) == 2  # one per run: the second run appended, as for $GITHUB_STEP_SUMMARY
-    assert all("## heading" in row and "\\|x" in row for row in rows)
+    # Two per run (its answers table and its agents table): the second run appended, as for
+    # $GITHUB_STEP_SUMMARY, and the hostile error text split no row.
+    assert len(rows) == 4
+    agent_rows = [row for row in rows if "| Finance |" in row]  # the agents table's, with the error
+    assert len(agent_rows) == 2
+    assert all("## heading" in row and "\\|x" in row for row in agent_rows)
     assert not any(line.startswith("## heading") for line in summary.splitlines())
 
 
@@ -82,7 +86,8 @@ def test_names_with_control_characters_keep_junit_and_markdown_well_formed() -> 
     ET.fromstring(junit_xml([doc]))
     graph = mermaid(doc)
     assert "\n" not in graph.splitlines()[4] and '"]' not in graph.splitlines()[4][: -len('"]:::failed')]
-    assert summary_markdown([doc]).count("\n| a |") == 1
+    # One row in the answers table and one in the agents table: the hostile text adds none.
+    assert summary_markdown([doc]).count("\n| a |") == 2
 
 
 def test_rich_markup_in_a_model_name_is_shown_as_written(tmp_path: Path) -> None:
