@@ -44,12 +44,12 @@ POLICY = {
 
 
 def measure(rows: int, audited: bool, protected: bool) -> dict[str, Any]:
-    from orchestrate.app.dataset import DATASET_UNLOGGED as BATCH_UNLOGGED
+    from orchestrate.app.dataset import DATASET_UNLOGGED
     from orchestrate.observe.compliance import open_trail, protect_workflow
-    from orchestrate.observe.dataset_report import BatchRecorder
+    from orchestrate.observe.dataset_report import DatasetRecorder
     from orchestrate.observe.eventlog import EventLog
     from orchestrate.observe.journal import GroupCommit
-    from orchestrate.run.dataset_run import BatchRunner, CappedClients, batch_engine_config, default_rows_parallel
+    from orchestrate.run.dataset_run import CappedClients, DatasetRunner, dataset_engine_config, default_rows_parallel
     from orchestrate.run.engine import OrchestrationEngine
     from orchestrate.workflow.dataset import Dataset
     from orchestrate.workflow.loader import load_workflow
@@ -71,7 +71,7 @@ def measure(rows: int, audited: bool, protected: bool) -> dict[str, Any]:
         client = TimedClient()
         capped = CappedClients(_Source(client), 32)
         rows_parallel = default_rows_parallel(template, 32)
-        engine = OrchestrationEngine(None, batch_engine_config(rows_parallel), clients=capped)
+        engine = OrchestrationEngine(None, dataset_engine_config(rows_parallel), clients=capped)
         commit = GroupCommit(engine.journal_failed)
         source: Any = dataset
         trail = None
@@ -93,14 +93,14 @@ def measure(rows: int, audited: bool, protected: bool) -> dict[str, Any]:
             )
             trail.key = b"benchmark-key"  # sealed with an HMAC, as with ORCHESTRATE_AUDIT_KEY
             engine.add_sink(trail)
-        recorder = BatchRecorder(
-            run_dir, template, engine.cost_tracker, batch_id="batch", simulated=True, budget=1e6, commit=commit
+        recorder = DatasetRecorder(
+            run_dir, template, engine.cost_tracker, run_id="batch", simulated=True, budget=1e6, commit=commit
         )
-        log = EventLog(run_dir / "events.jsonl", sync_interval=1.0, exclude=BATCH_UNLOGGED, commit=commit)
+        log = EventLog(run_dir / "events.jsonl", sync_interval=1.0, exclude=DATASET_UNLOGGED, commit=commit)
         engine.add_sink(log)
         engine.add_sink(recorder)
-        runner = BatchRunner(
-            engine, template, source, sinks=[recorder], batch_id="batch", budget=1e6, max_rows_parallel=rows_parallel
+        runner = DatasetRunner(
+            engine, template, source, sinks=[recorder], run_id="batch", budget=1e6, max_rows_parallel=rows_parallel
         )
 
         async def go() -> None:

@@ -95,12 +95,12 @@ def _rss_mb() -> float:
 
 
 def measure(name: str, rows: int, rpm: int) -> dict[str, Any]:
-    from orchestrate.app.dataset import DATASET_UNLOGGED as BATCH_UNLOGGED
-    from orchestrate.observe.dataset_progress import PlainBatchLog
-    from orchestrate.observe.dataset_report import BatchRecorder
+    from orchestrate.app.dataset import DATASET_UNLOGGED
+    from orchestrate.observe.dataset_progress import PlainDatasetLog
+    from orchestrate.observe.dataset_report import DatasetRecorder
     from orchestrate.observe.eventlog import EventLog
     from orchestrate.observe.journal import GroupCommit
-    from orchestrate.run.dataset_run import BatchRunner, CappedClients, batch_engine_config, default_rows_parallel
+    from orchestrate.run.dataset_run import CappedClients, DatasetRunner, dataset_engine_config, default_rows_parallel
     from orchestrate.run.engine import OrchestrationEngine
     from orchestrate.run.events import EventType
     from orchestrate.workflow.dataset import Dataset
@@ -137,13 +137,13 @@ def measure(name: str, rows: int, rpm: int) -> dict[str, Any]:
         max_calls = 32
         capped = CappedClients(_Source(client), max_calls)
         rows_parallel = default_rows_parallel(template, max_calls)
-        engine = OrchestrationEngine(None, batch_engine_config(rows_parallel), clients=capped)  # as the CLI does
+        engine = OrchestrationEngine(None, dataset_engine_config(rows_parallel), clients=capped)  # as the CLI does
         commit = GroupCommit()
-        recorder = BatchRecorder(
-            run_dir, template, engine.cost_tracker, batch_id="batch", simulated=True, budget=1e6, commit=commit
+        recorder = DatasetRecorder(
+            run_dir, template, engine.cost_tracker, run_id="batch", simulated=True, budget=1e6, commit=commit
         )
         with open("/dev/null", "w", encoding="utf-8") as devnull:
-            display = PlainBatchLog(
+            display = PlainDatasetLog(
                 template.name,
                 devnull,
                 total=check.rows,
@@ -151,7 +151,7 @@ def measure(name: str, rows: int, rpm: int) -> dict[str, Any]:
                 spent=lambda: engine.cost_tracker.spent("batch"),
                 in_flight=lambda: capped.in_flight,
             )
-            log = EventLog(run_dir / "events.jsonl", sync_interval=1.0, exclude=BATCH_UNLOGGED, commit=commit)
+            log = EventLog(run_dir / "events.jsonl", sync_interval=1.0, exclude=DATASET_UNLOGGED, commit=commit)
             sinks: list[Any] = [] if name.endswith("-engine") else [recorder, display]
             if sinks:
                 engine.add_sink(log)
@@ -168,8 +168,8 @@ def measure(name: str, rows: int, rpm: int) -> dict[str, Any]:
                         samples.append(round(_rss_mb(), 1))
 
             engine.add_sink(sample, types=(EventType.ROW_FINISHED,))
-            runner = BatchRunner(
-                engine, template, dataset, sinks=sinks, batch_id="batch", budget=1e6, max_rows_parallel=rows_parallel
+            runner = DatasetRunner(
+                engine, template, dataset, sinks=sinks, run_id="batch", budget=1e6, max_rows_parallel=rows_parallel
             )
 
             async def go() -> None:

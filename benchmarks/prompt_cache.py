@@ -118,7 +118,7 @@ class _Sink:
 
 
 async def one_run(model: str, mode: str, rows: int, folder: Path) -> dict[str, Any]:
-    from orchestrate.run.dataset_run import BatchRunner
+    from orchestrate.run.dataset_run import DatasetRunner
     from orchestrate.run.engine import EngineConfig, OrchestrationEngine
     from orchestrate.workflow.dataset import Dataset
 
@@ -138,7 +138,7 @@ async def one_run(model: str, mode: str, rows: int, folder: Path) -> dict[str, A
         data = Dataset(rows_file(folder, rows), workflow_name=workflow.name, declared=workflow.inputs)
         sink = _Sink()
         started = time.perf_counter()
-        await BatchRunner(engine, workflow, data, sinks=[sink], batch_id="b", budget=None, max_rows_parallel=50).run()
+        await DatasetRunner(engine, workflow, data, sinks=[sink], run_id="b", budget=None, max_rows_parallel=50).run()
         seconds = time.perf_counter() - started
         await engine.shutdown()
     tracker = CostTracker()

@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
-from orchestrate.observe.dataset_progress import LiveBatch, PlainBatchLog
+from orchestrate.observe.dataset_progress import LiveDataset, PlainDatasetLog
 from orchestrate.run.events import Event, EventType
 from orchestrate.workflow.dataset import BadRow, Row
 
@@ -27,7 +27,7 @@ def finished(status: str, error: str | None = None) -> Any:
 
 def test_plain_lines_every_interval_and_one_per_failed_row() -> None:
     clock, out = Clock(), io.StringIO()
-    log = PlainBatchLog(
+    log = PlainDatasetLog(
         "invoice_review", out, every=10.0, total=4, budget=2.0, spent=lambda: 0.25, in_flight=lambda: 3, clock=clock
     )
     log.start()
@@ -39,7 +39,7 @@ def test_plain_lines_every_interval_and_one_per_failed_row() -> None:
     log.row_invalid(BadRow(2, 3, 1, None, "input 'amount': 'lots' is not a valid number"))
     lines = out.getvalue().splitlines()
     assert "\x1b[" not in out.getvalue()
-    assert lines[0].endswith("invoice_review: 4 rows to run, batch budget $2.0000")
+    assert lines[0].endswith("invoice_review: 4 rows to run, dataset budget $2.0000")
     assert lines[1].endswith("invoice_review row 'INV-2' failed: payment_decision: HTTP 500")
     assert lines[2].endswith("invoice_review row 'line 3' invalid: input 'amount': 'lots' is not a valid number")
     assert lines[3].endswith(
@@ -50,7 +50,7 @@ def test_plain_lines_every_interval_and_one_per_failed_row() -> None:
 
 def test_rows_refused_by_the_batch_budget_take_one_line_not_one_each() -> None:
     out = io.StringIO()
-    log = PlainBatchLog("w", out, total=50, budget=1.0, spent=lambda: 1.0, in_flight=lambda: 0, clock=Clock())
+    log = PlainDatasetLog("w", out, total=50, budget=1.0, spent=lambda: 1.0, in_flight=lambda: 0, clock=Clock())
     for i in range(50):
         log.row_refused(Row(i, i + 1, f"k{i}", {}))
     lines = out.getvalue().splitlines()
@@ -60,7 +60,7 @@ def test_rows_refused_by_the_batch_budget_take_one_line_not_one_each() -> None:
 
 def test_live_panel_shows_progress_spend_and_recent_failures() -> None:
     clock = Clock()
-    live = LiveBatch(
+    live = LiveDataset(
         "invoice_review",
         Console(file=io.StringIO(), width=100),
         total=10,
@@ -84,7 +84,7 @@ def test_live_panel_shows_progress_spend_and_recent_failures() -> None:
 
 def test_rows_cancelled_by_an_interrupt_are_counted_as_cancelled_not_failed() -> None:
     out = io.StringIO()
-    log = PlainBatchLog(
+    log = PlainDatasetLog(
         "w", out, every=0.0, total=3, budget=None, spent=lambda: 0.0, in_flight=lambda: 1, clock=Clock()
     )
     log.row_finished(Row(0, 1, "a", {}), finished("completed"), [], "completed")

@@ -1,4 +1,4 @@
-"""Datasets and batches through the library: reading rows, the batch budget, the batch folder."""
+"""Datasets through the library: reading rows, the dataset budget, the dataset run folder."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 
 from orchestrate.errors import UserInputError
 from orchestrate.llm.simulated import SimulatedClient
-from orchestrate.observe.dataset_report import BatchRecorder, JsonLines, load_prior, read_json_lines
-from orchestrate.run.dataset_run import BatchRunner, default_rows_parallel
+from orchestrate.observe.dataset_report import DatasetRecorder, JsonLines, load_prior, read_json_lines
+from orchestrate.run.dataset_run import DatasetRunner, default_rows_parallel
 from orchestrate.run.engine import EngineConfig, OrchestrationEngine
 from orchestrate.workflow.dataset import BadRow, Dataset, Row, parse_shard
 from orchestrate.workflow.loader import load_workflow_text
@@ -172,14 +172,14 @@ async def run_batch(
     run_dir = tmp_path / "batch"
     run_dir.mkdir(exist_ok=True)
     engine = OrchestrationEngine(SimulatedClient(), EngineConfig(max_concurrent_workflows=rows_parallel))
-    recorder = BatchRecorder(run_dir, wf, engine.cost_tracker, batch_id="b", simulated=True, budget=budget, prior=prior)
+    recorder = DatasetRecorder(run_dir, wf, engine.cost_tracker, run_id="b", simulated=True, budget=budget, prior=prior)
     data = Dataset(rows_file(tmp_path, n), workflow_name=wf.name, declared=wf.inputs)
-    runner = BatchRunner(
+    runner = DatasetRunner(
         engine,
         wf,
         data,
         sinks=[recorder],
-        batch_id="b",
+        run_id="b",
         budget=budget,
         max_rows_parallel=rows_parallel,
         completed=skip or set(),
@@ -290,9 +290,9 @@ def test_batch_runner_records_invalid_rows_when_asked(tmp_path: Path) -> None:
 
     async def go() -> None:
         engine = OrchestrationEngine(SimulatedClient(), EngineConfig())
-        recorder = BatchRecorder(run_dir, wf, engine.cost_tracker, batch_id="b", simulated=True, budget=None)
+        recorder = DatasetRecorder(run_dir, wf, engine.cost_tracker, run_id="b", simulated=True, budget=None)
         data = Dataset(path, workflow_name=wf.name, declared=wf.inputs)
-        await BatchRunner(engine, wf, data, sinks=[recorder], batch_id="b", budget=None, max_rows_parallel=2).run()
+        await DatasetRunner(engine, wf, data, sinks=[recorder], run_id="b", budget=None, max_rows_parallel=2).run()
         await engine.shutdown()
         recorder.finish("partially_completed")
 

@@ -17,7 +17,7 @@ import pytest
 from orchestrate import AnthropicClient, OpenAIClient
 from orchestrate.llm.base import LLMClient
 from orchestrate.money.costs import CallRecord
-from orchestrate.run.dataset_run import BatchRunner
+from orchestrate.run.dataset_run import DatasetRunner
 from orchestrate.run.engine import EngineConfig, OrchestrationEngine
 from orchestrate.workflow.dataset import Dataset
 from orchestrate.workflow.loader import load_workflow_text
@@ -112,7 +112,7 @@ async def dataset_run(
     )
     sink = Records()
     data = Dataset(path, workflow_name=wf.name, declared=wf.inputs)
-    await BatchRunner(engine, wf, data, sinks=[sink], batch_id="b", budget=budget, max_rows_parallel=parallel).run()
+    await DatasetRunner(engine, wf, data, sinks=[sink], run_id="b", budget=budget, max_rows_parallel=parallel).run()
     await engine.shutdown()
     return sink.calls, engine
 

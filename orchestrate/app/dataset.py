@@ -33,13 +33,13 @@ from orchestrate.app.wiring import (
     without_content,
 )
 from orchestrate.errors import UserInputError
-from orchestrate.observe.dataset_report import BatchRecorder, PriorBatch, load_prior
+from orchestrate.observe.dataset_report import DatasetRecorder, PriorDatasetRun, load_prior
 from orchestrate.observe.eventlog import EventLog
 from orchestrate.observe.html_report import write_run_report
 from orchestrate.observe.journal import GroupCommit
 from orchestrate.observe.reports import new_run_dir
 from orchestrate.run.closing import closing_warnings, halt_message
-from orchestrate.run.dataset_run import BatchRunner, CappedClients, batch_engine_config, default_rows_parallel
+from orchestrate.run.dataset_run import CappedClients, DatasetRunner, dataset_engine_config, default_rows_parallel
 from orchestrate.run.engine import OrchestrationEngine
 from orchestrate.run.evaluation import DatasetScoring, exit_code
 from orchestrate.run.events import EventType, Sink
@@ -211,7 +211,7 @@ class _DatasetSession:
         protector = protect_workflow(template, no_content=inv.no_content)
         if protector is not None and not protector.policy.store_content:
             without_content(inv)
-        prior: PriorBatch | None = None
+        prior: PriorDatasetRun | None = None
         carried: list[dict[str, Any]] = []
         resume = inv.resume
         shard_dir = None
@@ -254,7 +254,7 @@ class _DatasetSession:
         capped = CappedClients(clients, max_calls)
         engine = OrchestrationEngine(
             None,
-            batch_engine_config(rows_parallel, inv.max_threads, prompt_cache=inv.prompt_cache),
+            dataset_engine_config(rows_parallel, inv.max_threads, prompt_cache=inv.prompt_cache),
             clients=capped,
             state=state,
         )
@@ -265,7 +265,7 @@ class _DatasetSession:
 
             ledger = BatchLedger(run_dir, None, carried)
             engine.add_sink(ledger)
-        run_id = f"batch:{run_dir.name}"
+        run_id = f"dataset:{run_dir.name}"
         if prior is not None:
             engine.cost_tracker.carry_spend(run_id, prior.spent)
         commit = GroupCommit(engine.journal_failed)  # the folder's journals are written once a turn of the loop
@@ -283,11 +283,11 @@ class _DatasetSession:
             commit=commit,  # written with the folder's other journals, once a turn of the event loop
         )
         engine.add_sink(trail)
-        recorder = BatchRecorder(
+        recorder = DatasetRecorder(
             run_dir,
             template,
             engine.cost_tracker,
-            batch_id=run_id,
+            run_id=run_id,
             simulated=inv.simulate,
             budget=inv.budget,
             prior=prior,
@@ -342,13 +342,13 @@ class _DatasetSession:
                 template.budget_scope,
             )
         else:
-            runner = BatchRunner(
+            runner = DatasetRunner(
                 engine,
                 template,
                 rows_in,
                 sinks=row_sinks,
                 evaluator=scoring.evaluator,
-                batch_id=run_id,
+                run_id=run_id,
                 budget=inv.budget,
                 max_rows_parallel=rows_parallel,
                 completed=completed,
@@ -452,12 +452,12 @@ class _DatasetSession:
         if progress == "live":
             from rich.console import Console
 
-            from orchestrate.observe.dataset_progress import LiveBatch
+            from orchestrate.observe.dataset_progress import LiveDataset
 
-            return LiveBatch(template.name, Console(file=sys.stderr), **common)
-        from orchestrate.observe.dataset_progress import PlainBatchLog
+            return LiveDataset(template.name, Console(file=sys.stderr), **common)
+        from orchestrate.observe.dataset_progress import PlainDatasetLog
 
-        return PlainBatchLog(
+        return PlainDatasetLog(
             template.name, sys.stderr, every=self.spec.progress_every, quiet=progress == "quiet", **common
         )
 
@@ -483,7 +483,7 @@ class _DatasetSession:
             await close_states(engine.state if self.inv.state else None, getattr(cache_store, "state", None))
 
     @staticmethod
-    def _status(recorder: BatchRecorder, received: int | None) -> str:
+    def _status(recorder: DatasetRecorder, received: int | None) -> str:
         if received is not None:
             return "cancelled"
         counts = recorder.counts
@@ -497,9 +497,9 @@ class _DatasetSession:
         inv = self.inv
         if inv.junit is None and inv.summary is None:
             return
-        from orchestrate.observe.dataset_ci import write_batch_junit, write_batch_summary
+        from orchestrate.observe.dataset_ci import write_dataset_junit, write_dataset_summary
 
         if inv.junit is not None:
-            write_batch_junit(inv.junit, document, run_dir)
+            write_dataset_junit(inv.junit, document, run_dir)
         if inv.summary is not None:
-            write_batch_summary(inv.summary, document, run_dir)
+            write_dataset_summary(inv.summary, document, run_dir)

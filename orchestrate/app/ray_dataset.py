@@ -61,7 +61,7 @@ def ray_runner(
     assert inv.state is not None
     worker = WorkerSpec(
         workflow_file=str(Path(file).resolve()),
-        batch_id=run_id,
+        run_id=run_id,
         state=inv.state,
         namespace=inv.state_namespace,
         budget_scope=budget_scope,

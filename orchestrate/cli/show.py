@@ -76,9 +76,9 @@ def show(
     )
 
     fmt = check_format(fmt, FORMATS, as_json=as_json)
-    from orchestrate.observe.dataset_view import is_batch
+    from orchestrate.observe.dataset_view import is_dataset_run
 
-    dataset = row is None and is_batch(run_dir)
+    dataset = row is None and is_dataset_run(run_dir)
     if (fmt in DATASET_FORMATS or by is not None) and not dataset:
         from orchestrate.cli.common import fail
 
@@ -131,18 +131,18 @@ def show(
 def _show_batch(run_dir: Path, fmt: str, agent: str | None) -> None:
     """A dataset batch: its counts, totals and the rows that did not complete."""
     from orchestrate.cli.common import fail
-    from orchestrate.observe.dataset_view import batch_renderables, batch_summary, load_batch
+    from orchestrate.observe.dataset_view import dataset_renderables, dataset_summary, load_dataset_run
 
     if agent is not None:
         fail(f"{run_dir} is a dataset run: name the row too, e.g. --row KEY {agent}")
     from orchestrate.run.batch_ledger import batch_summaries
 
-    folder, document = load_batch(run_dir)
+    folder, document = load_dataset_run(run_dir)
     batches = batch_summaries(folder)
     if fmt == "json":
         sys.stdout.write(
             json.dumps(
-                {**batch_summary(folder, document), "provider_batches": batches},
+                {**dataset_summary(folder, document), "provider_batches": batches},
                 indent=2,
                 ensure_ascii=False,
                 default=str,
@@ -158,7 +158,7 @@ def _show_batch(run_dir: Path, fmt: str, agent: str | None) -> None:
 
     interactive = is_interactive(sys.stdout)
     console = plain_console(sys.stdout, interactive=interactive)
-    for part in batch_renderables(folder, document, width=console.width if interactive else None):
+    for part in dataset_renderables(folder, document, width=console.width if interactive else None):
         console.print(part)
     for part in provider_batches(batches, folder, document, data=True):
         console.print(part)

@@ -1,7 +1,7 @@
-"""CI artefacts of a batch: JUnit XML with a test case per row, and a Markdown summary.
+"""CI artefacts of a dataset run: JUnit XML with a test case per row, and a Markdown summary.
 
-Both are made from the batch folder (result.json's counts and results.jsonl,
-the last line of each key winning), so they also work after a resumed batch.
+Both are made from the dataset run folder (result.json's counts and results.jsonl,
+the last line of each key winning), so they also work after a resumed dataset run.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 from orchestrate.fsutil import atomic_write_text
 from orchestrate.observe.dataset_report import read_json_lines
 
-__all__ = ["batch_junit_xml", "batch_summary_markdown", "write_batch_junit", "write_batch_summary"]
+__all__ = ["dataset_junit_xml", "dataset_summary_markdown", "write_dataset_junit", "write_dataset_summary"]
 
 _FAILED = ("failed", "budget_exceeded", "partially_completed", "invalid")
 
@@ -27,8 +27,8 @@ def _rows(run_dir: Path) -> list[dict[str, Any]]:
     return list(latest.values())
 
 
-def batch_junit_xml(document: dict[str, Any], run_dir: Path) -> str:
-    """One testsuite for the batch, one testcase per row."""
+def dataset_junit_xml(document: dict[str, Any], run_dir: Path) -> str:
+    """One testsuite for the dataset run, one testcase per row."""
     rows = _rows(run_dir)
     failures = sum(1 for r in rows if r["status"] in _FAILED)
     skipped = sum(1 for r in rows if r["status"] == "cancelled")
@@ -65,7 +65,7 @@ def batch_junit_xml(document: dict[str, Any], run_dir: Path) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
 
 
-def batch_summary_markdown(document: dict[str, Any], run_dir: Path, *, limit: int = 50) -> str:
+def dataset_summary_markdown(document: dict[str, Any], run_dir: Path, *, limit: int = 50) -> str:
     """Counts by status, totals, and a table of the rows that did not complete."""
     counts = document.get("counts") or {}
     label = " (simulated)" if document.get("simulated") else ""
@@ -91,14 +91,14 @@ def batch_summary_markdown(document: dict[str, Any], run_dir: Path, *, limit: in
     return "\n".join(lines) + "\n"
 
 
-def write_batch_junit(path: Path, document: dict[str, Any], run_dir: Path) -> None:
-    atomic_write_text(path, batch_junit_xml(document, run_dir))
+def write_dataset_junit(path: Path, document: dict[str, Any], run_dir: Path) -> None:
+    atomic_write_text(path, dataset_junit_xml(document, run_dir))
 
 
-def write_batch_summary(path: Path, document: dict[str, Any], run_dir: Path) -> None:
+def write_dataset_summary(path: Path, document: dict[str, Any], run_dir: Path) -> None:
     """Write the summary; appends to a file that exists (``$GITHUB_STEP_SUMMARY``), as single runs do."""
     path = Path(path)
-    text = batch_summary_markdown(document, run_dir)
+    text = dataset_summary_markdown(document, run_dir)
     if path.exists() and path.stat().st_size > 0:
         text = path.read_text(encoding="utf-8") + "\n" + text
     atomic_write_text(path, text)

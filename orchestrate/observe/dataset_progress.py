@@ -1,13 +1,13 @@
-"""Watching a batch: made for volume, not a row per agent.
+"""Watching a dataset run: made for volume, not a row per agent.
 
-`BatchState` folds what a display needs: rows done out of the total with
+`DatasetState` folds what a display needs: rows done out of the total with
 their rate and an estimate of the time left, rows failed and refused, spend
-against the batch budget, calls in flight, time lost waiting on rate limits,
+against the dataset budget, calls in flight, time lost waiting on rate limits,
 and the last few failures. It is both an event sink (rate-limit waits) and a
 row sink (outcomes), and costs O(1) per event.
 
-`PlainBatchLog` prints a plain line every `every` seconds and one per row that
-did not complete: for CI logs and pipes. `LiveBatch` redraws a small rich
+`PlainDatasetLog` prints a plain line every `every` seconds and one per row that
+did not complete: for CI logs and pipes. `LiveDataset` redraws a small rich
 panel from the state four times a second, in a terminal.
 """
 
@@ -27,17 +27,17 @@ if TYPE_CHECKING:
     from orchestrate.workflow.dataset import BadRow, Row
     from orchestrate.workflow.models import Workflow
 
-__all__ = ["BatchState", "LiveBatch", "PlainBatchLog"]
+__all__ = ["DatasetState", "LiveDataset", "PlainDatasetLog"]
 
 
-class BatchState:
-    """The numbers of a batch in progress.
+class DatasetState:
+    """The numbers of a dataset run in progress.
 
     Args:
         name: The workflow's name.
         total: Rows this session will see (None when unknown).
-        budget: The batch budget, or None.
-        spent: Returns what the batch has spent so far.
+        budget: The dataset budget, or None.
+        spent: Returns what the dataset run has spent so far.
         in_flight: Returns the calls in flight now.
         clock: Monotonic seconds.
     """
@@ -126,7 +126,7 @@ class BatchState:
         self._outcome(row.key, "budget_exceeded", reason or "not started: the dataset budget is spent")
 
     def money(self) -> str:
-        """Spend, and the batch budget when there is one."""
+        """Spend, and the dataset budget when there is one."""
         return _usd(self.spent()) + (f" of {_usd(self.budget)}" if self.budget is not None else "")
 
     def rate(self) -> float:
@@ -182,7 +182,7 @@ def _stamp() -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-class PlainBatchLog(BatchState):
+class PlainDatasetLog(DatasetState):
     """A plain line every `every` seconds, and one per row that did not complete."""
 
     def __init__(self, name: str, stream: IO[str], *, every: float = 10.0, quiet: bool = False, **kwargs: Any) -> None:
@@ -204,7 +204,7 @@ class PlainBatchLog(BatchState):
         super()._outcome(key, status, error)
         self.tick()
 
-    event_types = BatchState.event_types | {EventType.ROW_STARTED}
+    event_types = DatasetState.event_types | {EventType.ROW_STARTED}
 
     def __call__(self, event: Event) -> None:
         super().__call__(event)
@@ -227,14 +227,14 @@ class PlainBatchLog(BatchState):
     def start(self) -> None:
         self._print(
             f"{self.name}: {self.total if self.total is not None else 'unknown'} rows to run"
-            + (f", batch budget {_usd(self.budget)}" if self.budget is not None else "")
+            + (f", dataset budget {_usd(self.budget)}" if self.budget is not None else "")
         )
 
     def stop(self) -> None:
         self._print(self.line())
 
 
-class LiveBatch(BatchState):
+class LiveDataset(DatasetState):
     """A rich panel for a terminal, redrawn from the state four times a second."""
 
     def __init__(self, name: str, console: Any, **kwargs: Any) -> None:

@@ -1,9 +1,9 @@
-"""A batch's run folder: one line per row as it finishes, and reports that stay small.
+"""A dataset run's run folder: one line per row as it finishes, and reports that stay small.
 
 - ``results.jsonl``: one line per row as it finishes (key, row line, status,
   the workflow's outputs, cost, tokens, seconds, error). A ``kill -9`` leaves
   every line but at most a torn last one, which readers skip and the next
-  session ends. A resumed batch appends to it: the last line of a key is its state.
+  session ends. A resumed dataset run appends to it: the last line of a key is its state.
 - ``rows.jsonl``: each finished row's full result (a single run's result.json
   document), for ``orchestrate show RUN_DIR --row KEY``.
 - ``calls.jsonl``: every priced call, with its row key; the journal cost.json
@@ -15,8 +15,8 @@
 - ``events.jsonl``: every event, written by the event log.
 
 The append-only files are `JsonLines` journals (`orchestrate.observe.journal`):
-under the batch's group commit, the lines of one turn of the event loop are
-written together at its end, and fsynced every second and when the batch ends.
+under the dataset run's group commit, the lines of one turn of the event loop are
+written together at its end, and fsynced every second and when the dataset run ends.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from orchestrate.workflow.models import AgentResult, AgentStatus, Workflow
 if TYPE_CHECKING:
     from orchestrate.workflow.dataset import BadRow, Row
 
-__all__ = ["BatchRecorder", "JsonLines", "PriorBatch", "load_prior", "read_json_lines", "row_outputs"]
+__all__ = ["DatasetRecorder", "JsonLines", "PriorDatasetRun", "load_prior", "read_json_lines", "row_outputs"]
 
 _TOP = 5
 
@@ -93,8 +93,8 @@ def row_outputs(workflow: Workflow) -> dict[str, Any]:
     return outputs
 
 
-class PriorBatch:
-    """What earlier sessions of a batch recorded: the state of each row, and reusable agents."""
+class PriorDatasetRun:
+    """What earlier sessions of a dataset run recorded: the state of each row, and reusable agents."""
 
     def __init__(self) -> None:
         self.rows: dict[str, dict[str, Any]] = {}  # key -> its last results.jsonl line (trimmed)
@@ -110,15 +110,15 @@ class PriorBatch:
         return {key for key, row in self.rows.items() if row["status"] == "completed"}
 
 
-def load_prior(run_dir: Path) -> PriorBatch:
-    """Read a batch folder for `--resume`: rows done, money spent, agents to carry over."""
+def load_prior(run_dir: Path) -> PriorDatasetRun:
+    """Read a dataset run folder for `--resume`: rows done, money spent, agents to carry over."""
     from orchestrate.errors import UserInputError
     from orchestrate.money.amounts import read_spend
     from orchestrate.run.resume import _from_row
 
     if not (run_dir / "results.jsonl").exists() and not (run_dir / "events.jsonl").exists():
         raise UserInputError(f"{run_dir}: not a dataset run folder (no results.jsonl or events.jsonl)")
-    prior = PriorBatch()
+    prior = PriorDatasetRun()
     try:
         earlier = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -170,8 +170,8 @@ def load_prior(run_dir: Path) -> PriorBatch:
     return prior
 
 
-class BatchRecorder:
-    """Keeps a batch's run folder: a sink of row outcomes (see the module docstring)."""
+class DatasetRecorder:
+    """Keeps a dataset run's run folder: a sink of row outcomes (see the module docstring)."""
 
     def __init__(
         self,
@@ -179,11 +179,11 @@ class BatchRecorder:
         template: Workflow,
         tracker: CostTracker,
         *,
-        batch_id: str,
+        run_id: str,
         simulated: bool,
         budget: float | None,
         extra: Mapping[str, Any] | None = None,
-        prior: PriorBatch | None = None,
+        prior: PriorDatasetRun | None = None,
         interval: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
         commit: GroupCommit | None = None,
@@ -191,7 +191,7 @@ class BatchRecorder:
         self.run_dir = run_dir
         self.template = template
         self.tracker = tracker
-        self.batch_id = batch_id
+        self.run_id = run_id
         self.simulated = simulated
         self.budget = budget
         self.extra = dict(extra or {})
@@ -357,7 +357,7 @@ class BatchRecorder:
             self.flush()
 
     def document(self) -> dict[str, Any]:
-        """result.json of the batch as it stands."""
+        """result.json of the dataset run as it stands."""
         end = self.completed_at or datetime.now(UTC)
         rows = sum(self.counts.values())
         wf = self.template
@@ -377,7 +377,7 @@ class BatchRecorder:
             "counts": {status: n for status, n in sorted(self.counts.items()) if n},
             "total_cost": round(self.cost, 10),
             "total_tokens": self.tokens,
-            "spent_and_reserved": round(self.tracker.spent(self.batch_id) + self.tracker.reserved(self.batch_id), 10),
+            "spent_and_reserved": round(self.tracker.spent(self.run_id) + self.tracker.reserved(self.run_id), 10),
             "error": self.error,
             "started_at": self.started_at.isoformat(),
             "completed_at": self.completed_at.isoformat() if self.completed_at else None,
@@ -406,7 +406,7 @@ class BatchRecorder:
 def write_cost_document(
     run_dir: Path, result_doc: Mapping[str, Any], costs: CostTotals, torn: set[int] | frozenset[int] = frozenset()
 ) -> None:
-    """cost.json of a batch: its `costs` summed already, then every call streamed from calls.jsonl
+    """cost.json of a dataset run: its `costs` summed already, then every call streamed from calls.jsonl
     (never all in memory), less the lines of earlier sessions a kill cut short (`torn`)."""
     calls_path = run_dir / "calls.jsonl"
     document = {

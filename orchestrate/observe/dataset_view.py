@@ -1,10 +1,10 @@
-"""Looking at a dataset batch: its overview, and any one row shown like a single run.
+"""Looking at a dataset run: its overview, and any one row shown like a single run.
 
 `load_row` streams ``rows.jsonl`` for a key (the last line of a key wins, as
-a resumed batch appends), so even a 100,000-row batch is never read whole;
+a resumed dataset run appends), so even a 100,000-row dataset run is never read whole;
 the row's document has the shape of a single run's result.json and goes to
-`run_view`'s renderers unchanged. `batch_renderables` and `batch_summary`
-show the batch itself: counts by status, totals, the slowest and dearest rows
+`run_view`'s renderers unchanged. `dataset_renderables` and `dataset_summary`
+show the dataset run itself: counts by status, totals, the slowest and dearest rows
 and the first rows that did not complete.
 """
 
@@ -20,7 +20,7 @@ from orchestrate.money.amounts import usd
 from orchestrate.observe.dataset_report import read_json_lines
 from orchestrate.observe.tables import Column, build_table
 
-__all__ = ["batch_renderables", "batch_summary", "is_batch", "load_batch", "load_row"]
+__all__ = ["dataset_renderables", "dataset_summary", "is_dataset_run", "load_dataset_run", "load_row"]
 
 _FAILED_SHOWN = 20
 _COLUMNS = (
@@ -32,14 +32,14 @@ _COLUMNS = (
 )
 
 
-def is_batch(path: Path) -> bool:
-    """True for a dataset batch's folder (or its result.json)."""
+def is_dataset_run(path: Path) -> bool:
+    """True for a dataset run's folder (or its result.json)."""
     folder = path if path.is_dir() else path.parent
     return (folder / "results.jsonl").exists() or (folder / "rows.jsonl").exists()
 
 
-def load_batch(path: Path) -> tuple[Path, dict[str, Any]]:
-    """The batch folder and its result.json."""
+def load_dataset_run(path: Path) -> tuple[Path, dict[str, Any]]:
+    """The dataset run folder and its result.json."""
     folder = path if path.is_dir() else path.parent
     file = folder / "result.json"
     try:
@@ -56,7 +56,7 @@ def load_batch(path: Path) -> tuple[Path, dict[str, Any]]:
 
 
 def load_row(path: Path, key: str) -> dict[str, Any]:
-    """The full result of row `key` of a batch, shaped like a single run's result.json."""
+    """The full result of row `key` of a dataset run, shaped like a single run's result.json."""
     folder = path if path.is_dir() else path.parent
     rows = folder / "rows.jsonl"
     if not rows.exists():
@@ -80,8 +80,8 @@ def load_row(path: Path, key: str) -> dict[str, Any]:
     return found
 
 
-def batch_summary(folder: Path, document: Mapping[str, Any]) -> dict[str, Any]:
-    """The batch's result.json plus the first rows that did not complete, for `--format json`."""
+def dataset_summary(folder: Path, document: Mapping[str, Any]) -> dict[str, Any]:
+    """The dataset run's result.json plus the first rows that did not complete, for `--format json`."""
     from orchestrate.observe.dataset_results import outcome_counts
 
     return {**document, "run_dir": str(folder), "outcomes": outcome_counts(folder), "not_completed": _failed(folder)}
@@ -97,8 +97,8 @@ def _failed(folder: Path) -> list[dict[str, Any]]:
     return list(latest.values())[:_FAILED_SHOWN]
 
 
-def batch_renderables(folder: Path, document: Mapping[str, Any], *, width: int | None) -> list[Any]:
-    """The overview of a batch: headline, facts, the rows that did not complete."""
+def dataset_renderables(folder: Path, document: Mapping[str, Any], *, width: int | None) -> list[Any]:
+    """The overview of a dataset run: headline, facts, the rows that did not complete."""
     from rich.text import Text
 
     counts = document.get("counts") or {}

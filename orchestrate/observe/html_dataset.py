@@ -1,11 +1,11 @@
-"""The report of a dataset batch folder (``run --data``): rows, not one run's agents.
+"""The report of a dataset run folder (``run --data``): rows, not one run's agents.
 
-A batch folder holds ``results.jsonl`` (a line per row), ``rows.jsonl`` (each
+A dataset run folder holds ``results.jsonl`` (a line per row), ``rows.jsonl`` (each
 row's full result document) and the events of every row. The page shows the
 rows' timeline, the workflow's graph coloured by how each agent fared across
 rows, each agent's outcomes and its first failure reasons, and, for a few rows
 that did not complete, their prompts and answers. Everything is read line by
-line: a batch of 100,000 rows is never held in memory at once.
+line: a dataset run of 100,000 rows is never held in memory at once.
 """
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ from typing import Any
 from orchestrate.observe.dataset_report import read_json_lines
 from orchestrate.observe.html_svg import Lane, Segment
 
-__all__ = ["MAX_EXAMPLE_ROWS", "MAX_ROW_LANES", "BatchFacts", "read_batch"]
+__all__ = ["MAX_EXAMPLE_ROWS", "MAX_ROW_LANES", "DatasetFacts", "read_dataset_run"]
 
 MAX_ROW_LANES = 500
 MAX_EXAMPLE_ROWS = 20
 
 
 @dataclass
-class BatchFacts:
-    """What the page shows of a batch, gathered in one pass over its files."""
+class DatasetFacts:
+    """What the page shows of a dataset run, gathered in one pass over its files."""
 
     agents: list[tuple[str, list[str]]] = field(default_factory=list)  # (name, dependencies), file order
     outcomes: dict[str, Counter[str]] = field(default_factory=dict)  # agent -> status -> rows
@@ -42,11 +42,11 @@ class BatchFacts:
         return max(others)[1] if others else ("completed" if counts else "pending")
 
 
-def read_batch(path: Path, events: list[dict[str, Any]]) -> BatchFacts:
-    facts = BatchFacts()
+def read_dataset_run(path: Path, events: list[dict[str, Any]]) -> DatasetFacts:
+    facts = DatasetFacts()
     rows_file = path / "rows.jsonl"
     if rows_file.is_file():
-        # A resumed batch appends a row again when it runs it again: only its last document
+        # A resumed dataset run appends a row again when it runs it again: only its last document
         # counts. Two passes, so that only the keys, not the documents, are held.
         last = {str(row.get("key")): number for number, row in enumerate(read_json_lines(rows_file))}
         wanted = set(last.values())
@@ -57,7 +57,7 @@ def read_batch(path: Path, events: list[dict[str, Any]]) -> BatchFacts:
     return facts
 
 
-def _add_row(facts: BatchFacts, row: dict[str, Any]) -> None:
+def _add_row(facts: DatasetFacts, row: dict[str, Any]) -> None:
     agents = [a for a in row.get("agents") or [] if isinstance(a, dict)]
     if not facts.agents:
         facts.agents = [(str(a.get("name")), [str(d) for d in a.get("dependencies") or []]) for a in agents]
@@ -72,7 +72,7 @@ def _add_row(facts: BatchFacts, row: dict[str, Any]) -> None:
         facts.examples.append(row)
 
 
-def _row_lanes(facts: BatchFacts, events: list[dict[str, Any]]) -> None:
+def _row_lanes(facts: DatasetFacts, events: list[dict[str, Any]]) -> None:
     times = [e["timestamp"] for e in events if isinstance(e.get("timestamp"), (int, float))]
     if not times:
         return
@@ -104,5 +104,5 @@ def _row_lanes(facts: BatchFacts, events: list[dict[str, Any]]) -> None:
             if found is not None:
                 took = float(data.get("duration") or 0.0)
                 found.segments.append(Segment("call", at - took, at, f"{event.get('agent')}: {data.get('model')}"))
-    for lane in open_rows.values():  # rows still running when the batch was stopped
+    for lane in open_rows.values():  # rows still running when the dataset run was stopped
         lane.segments[0].end = facts.duration

@@ -21,7 +21,7 @@ from typing import Any
 from orchestrate.fsutil import atomic_write_text
 from orchestrate.observe import html_svg as svg
 from orchestrate.observe.html_answer import answer_section, approvals_section
-from orchestrate.observe.html_batch import MAX_EXAMPLE_ROWS, BatchFacts
+from orchestrate.observe.html_dataset import MAX_EXAMPLE_ROWS, DatasetFacts
 from orchestrate.observe.html_evaluation import evaluation_section
 from orchestrate.observe.html_outcomes import outcomes_section
 from orchestrate.observe.html_style import CSS
@@ -97,16 +97,16 @@ def _summary(run: RunFolder, anchor: str, *, heading: bool) -> str:
     counts: dict[str, int] = {}
     for agent in doc.get("agents", []):
         counts[str(agent.get("status"))] = counts.get(str(agent.get("status")), 0) + 1
-    is_batch = run.batch is not None
-    if is_batch and isinstance(doc.get("counts"), dict):
+    is_dataset_run = run.batch is not None
+    if is_dataset_run and isinstance(doc.get("counts"), dict):
         counts = {str(k): int(v) for k, v in doc["counts"].items()}
-    budget = doc.get("budget") if is_batch else doc.get("cost_budget")
+    budget = doc.get("budget") if is_dataset_run else doc.get("cost_budget")
     total = float(doc.get("total_cost") or 0.0)
     waited = sum(t.rate_limited for t in run.traces.values())
     cards = [
         ("Status", _badge(doc.get("status")) + (' <span class="sim">simulated</span>' if doc.get("simulated") else "")),
         (
-            "Rows" if is_batch else "Agents",
+            "Rows" if is_dataset_run else "Agents",
             " ".join(f"{_badge(s)}&nbsp;{n:,}" for s, n in sorted(counts.items())) or "none",
         ),
         (
@@ -118,7 +118,7 @@ def _summary(run: RunFolder, anchor: str, *, heading: bool) -> str:
         ("Duration", _secs(doc.get("duration_seconds") or run.duration)),
         ("Rate-limit waits", _secs(waited)),
     ]
-    if is_batch:
+    if is_dataset_run:
         cards[-1] = (
             "Budget per row",
             _money(doc.get("cost_budget_per_row")) if doc.get("cost_budget_per_row") else "none",
@@ -443,7 +443,7 @@ def _rows(run: RunFolder) -> str:
     return "".join(parts)
 
 
-def batch_sections(facts: BatchFacts) -> str:
+def batch_sections(facts: DatasetFacts) -> str:
     """A batch's agents across rows, its rows' timeline, the graph, and failed rows in full."""
     parts = []
     table = [

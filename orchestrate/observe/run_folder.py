@@ -17,7 +17,7 @@ from typing import Any
 
 from orchestrate.errors import UserInputError
 from orchestrate.observe.eventlog import read_events
-from orchestrate.observe.html_batch import BatchFacts, read_batch
+from orchestrate.observe.html_dataset import DatasetFacts, read_dataset_run
 from orchestrate.observe.html_svg import Lane, Segment
 from orchestrate.observe.reports import DATASET_KINDS
 
@@ -47,7 +47,7 @@ class RunFolder:
     traces: dict[str, AgentTrace]
     duration: float
     rows: list[dict[str, Any]] | None = None  # a dataset batch's results.jsonl
-    batch: BatchFacts | None = None  # a dataset batch's rows.jsonl and row events
+    batch: DatasetFacts | None = None  # a dataset batch's rows.jsonl and row events
 
     @property
     def name(self) -> str:
@@ -107,7 +107,7 @@ def load_run_folder(path: Path) -> RunFolder:
     events = list(read_events(events_path)) if events_path.is_file() else []
     rows = _read_rows(path / "results.jsonl") if (path / "results.jsonl").is_file() else None
     traces, duration = _timeline(result, events)
-    batch = read_batch(path, events) if result.get("kind") in DATASET_KINDS or rows is not None else None
+    batch = read_dataset_run(path, events) if result.get("kind") in DATASET_KINDS or rows is not None else None
     return RunFolder(path=path, result=result, cost=cost, traces=traces, duration=duration, rows=rows, batch=batch)
 
 

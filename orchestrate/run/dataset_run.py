@@ -7,10 +7,10 @@ At most `max_rows_parallel` rows run at a time; the client source can cap the
 calls in flight across all of them (`CappedClients`).
 
 Money: each row's account has the workflow's `cost_budget`, and is a child of
-the batch's account, whose limit is the dataset budget. A call's worst case is
-reserved against the agent, the row and the batch in one synchronous step
-(`CostTracker.reserve`), so no interleaving of rows can cross the batch
-ceiling. Once the batch account refuses a call, no further row is started:
+the dataset run's account, whose limit is the dataset budget. A call's worst case is
+reserved against the agent, the row and the dataset run in one synchronous step
+(`CostTracker.reserve`), so no interleaving of rows can cross the dataset run
+ceiling. Once the dataset run account refuses a call, no further row is started:
 the rows not started are recorded ``budget_exceeded`` (counted, not run) while
 the rows in flight finish.
 
@@ -47,18 +47,18 @@ from orchestrate.workflow.dataset import BadRow, Row, instantiate
 from orchestrate.workflow.models import AgentResult, Workflow, WorkflowStatus
 
 __all__ = [
-    "BatchRunner",
-    "BatchSink",
+    "DatasetRunner",
+    "DatasetSink",
     "CappedClients",
-    "batch_engine_config",
+    "dataset_engine_config",
     "default_rows_parallel",
     "instantiate",
     "row_status",
 ]
 
 
-class BatchSink(Protocol):
-    """Where a batch's outcomes go (the run folder's recorder, a display)."""
+class DatasetSink(Protocol):
+    """Where a dataset run's outcomes go (the run folder's recorder, a display)."""
 
     def row_finished(self, row: Row, workflow: Workflow, records: list[CallRecord], status: str) -> None: ...
 
@@ -67,16 +67,16 @@ class BatchSink(Protocol):
     def row_refused(self, row: Row, reason: str | None = None) -> None: ...
 
 
-def row_status(workflow: Workflow, refused_by_batch: bool) -> str:
+def row_status(workflow: Workflow, refused_by_budget: bool) -> str:
     """A row's status: its workflow's, or ``budget_exceeded`` when the dataset budget stopped it."""
     if workflow.status is WorkflowStatus.COMPLETED:
         return "completed"
-    if refused_by_batch:
+    if refused_by_budget:
         return "budget_exceeded"
     return workflow.status.value
 
 
-class BatchRunner:
+class DatasetRunner:
     """Runs a workflow over rows; create, then `await run()`; `stop()` ends it early.
 
     Args:
@@ -84,14 +84,14 @@ class BatchRunner:
         template: The workflow, loaded and checked once, its inputs unbound.
         rows: Rows (and bad rows, when they are to be recorded and skipped), streamed.
         sinks: Receive each row's outcome.
-        batch_id: The tracker account of the whole batch.
-        budget: The batch's ceiling in USD (None: none; each row keeps its own).
+        run_id: The tracker account of the whole dataset run.
+        budget: The dataset run's ceiling in USD (None: none; each row keeps its own).
         max_rows_parallel: Rows in flight at most.
-        completed: Keys of rows already completed (a resumed batch): not run again.
+        completed: Keys of rows already completed (a resumed dataset run): not run again.
         reuse: Per row key, earlier results of its agents (fingerprints decide reuse).
-        session: Makes the rows' run ids unique across the sessions of a batch.
+        session: Makes the rows' run ids unique across the sessions of a dataset run.
         evaluator: Scores each row's expectations as the row finishes (its judges reserve
-            against the row's and the batch's budgets like its agents).
+            against the row's and the dataset run's budgets like its agents).
     """
 
     def __init__(
@@ -100,8 +100,8 @@ class BatchRunner:
         template: Workflow,
         rows: Iterable[Row | BadRow],
         *,
-        sinks: Iterable[BatchSink],
-        batch_id: str,
+        sinks: Iterable[DatasetSink],
+        run_id: str,
         budget: float | None,
         max_rows_parallel: int,
         completed: set[str] | frozenset[str] = frozenset(),
@@ -114,7 +114,7 @@ class BatchRunner:
         self.template = template
         self.rows = rows
         self.sinks = list(sinks)
-        self.batch_id = batch_id
+        self.run_id = run_id
         self.budget = budget
         self.max_rows_parallel = max(1, max_rows_parallel)
         self.completed = completed
@@ -127,9 +127,9 @@ class BatchRunner:
         self._in_flight: dict[str, float] = {}  # row run id -> its worst case (under a dataset budget)
         self._pending_worst = 0.0
         self._freed = asyncio.Event()  # a row in flight finished
-        self.tracker.set_workflow_budget(batch_id, budget)
+        self.tracker.set_workflow_budget(run_id, budget)
         if self.tracker.scopes is not None:  # a shared scope's booking ids: this run folder, this session
-            self.tracker.scopes.origin = f"{batch_id}/{self.session}"
+            self.tracker.scopes.origin = f"{run_id}/{self.session}"
         self.shape = RunShape.of(template, shared=True)  # checked once, shared by every row's run
         if hasattr(engine, "check_prices"):
             engine.check_prices(template)  # every row's agents are the template's
@@ -151,7 +151,7 @@ class BatchRunner:
 
     async def run(self) -> None:
         """Run every row; returns when the last one in flight has finished."""
-        with _batch_gc():
+        with _dataset_gc():
             await self._run()
 
     async def _run(self) -> None:
@@ -223,7 +223,7 @@ class BatchRunner:
     def _committed(self) -> float:
         """Spent so far, plus what the rows in flight may still spend (their worst case less their spend)."""
         tracker = self.tracker
-        committed = tracker.spent(self.batch_id)
+        committed = tracker.spent(self.run_id)
         for workflow_id, worst in self._in_flight.items():
             committed += max(0.0, worst - tracker.spent(workflow_id))
         return committed
@@ -231,7 +231,7 @@ class BatchRunner:
     def _room(self) -> bool:
         if self.budget is None:
             return True
-        return self.tracker.spent(self.batch_id) + self.tracker.reserved(self.batch_id) < self.budget - 1e-12
+        return self.tracker.spent(self.run_id) + self.tracker.reserved(self.run_id) < self.budget - 1e-12
 
     def _tell(self, method: str, *args: Any) -> None:
         for sink in self.sinks:
@@ -244,7 +244,7 @@ class BatchRunner:
     async def _row(self, row: Row) -> None:
         engine = self.engine
         workflow = instantiate(self.template, row.values, f"{self.session}-{row.index}")
-        engine.register_run(workflow, self.shape, parent=self.batch_id)
+        engine.register_run(workflow, self.shape, parent=self.run_id)
         if self.budget is not None:
             self._in_flight[workflow.id] = self._pending_worst
         try:
@@ -299,16 +299,16 @@ class BatchRunner:
 
 
 @contextmanager
-def _batch_gc() -> Iterator[None]:
-    """Collect garbage less often while a batch runs: a tenth of the engine's time otherwise.
+def _dataset_gc() -> Iterator[None]:
+    """Collect garbage less often while a dataset run runs: a tenth of the engine's time otherwise.
 
     A row makes thousands of short-lived objects, almost all freed by reference
     counting; the cyclic collector's youngest generation would run every 700
     allocations and, now and then, rescan every object the process holds (the
-    modules, the workflow, the engine). So what exists when the batch starts is
+    modules, the workflow, the engine). So what exists when the dataset run starts is
     frozen out of the collector's scans (`gc.freeze`) and the youngest
     generation is collected every 50,000 allocations instead; both are undone
-    when the batch ends. Cycles are still collected, a little later.
+    when the dataset run ends. Cycles are still collected, a little later.
     """
     thresholds = gc.get_threshold()
     gc.freeze()
@@ -321,7 +321,7 @@ def _batch_gc() -> Iterator[None]:
 
 
 class _CappedClient(LLMClient):
-    """A client whose calls wait for a slot of the batch's cap on calls in flight."""
+    """A client whose calls wait for a slot of the dataset run's cap on calls in flight."""
 
     def __init__(self, inner: LLMClient, owner: CappedClients) -> None:
         self.inner = inner
@@ -393,13 +393,13 @@ class CappedClients:
         await self.inner.aclose()
 
 
-def batch_engine_config(
+def dataset_engine_config(
     rows_parallel: int, max_threads: int | None = None, *, prompt_cache: bool = True
 ) -> EngineConfig:
     """The engine configuration of `orchestrate run --data`.
 
     Every provider keeps its default limits. The monitor keeps its counters but
-    neither a ring of recent events nor a logger line per event: a batch's
+    neither a ring of recent events nor a logger line per event: a dataset run's
     events are in its events.jsonl, nothing reads the ring, and at thousands of
     events a second keeping each one's data alive costs the engine about 5 us a
     call.

@@ -58,7 +58,7 @@ class WorkerSpec:
     """
 
     workflow_file: str
-    batch_id: str
+    run_id: str
     state: str
     namespace: str = "orchestrate"
     budget_scope: str | None = None
@@ -112,7 +112,7 @@ class RowWorker:
     async def _start(self) -> Any:
         from orchestrate.llm.providers import ClientPool
         from orchestrate.llm.simulated import SimulatedClient
-        from orchestrate.run.dataset_run import BatchRunner, CappedClients, batch_engine_config
+        from orchestrate.run.dataset_run import CappedClients, DatasetRunner, dataset_engine_config
         from orchestrate.run.engine import OrchestrationEngine
         from orchestrate.run.evaluation import Evaluator
         from orchestrate.state.backends import state_from_url
@@ -131,7 +131,7 @@ class RowWorker:
             )
         engine = OrchestrationEngine(
             None,
-            batch_engine_config(spec.rows_per_worker),
+            dataset_engine_config(spec.rows_per_worker),
             clients=CappedClients(clients, spec.max_calls),
             state=state,
         )
@@ -139,12 +139,12 @@ class RowWorker:
         if spec.budget_scope is not None:
             template.budget_scope = spec.budget_scope
         # Each worker is a session of its own: a row it runs again after another worker died is a new attempt.
-        return BatchRunner(
+        return DatasetRunner(
             engine,
             template,
             [],
             sinks=[self.collect],
-            batch_id=spec.batch_id,
+            run_id=spec.run_id,
             budget=None,
             max_rows_parallel=spec.rows_per_worker,
             session=f"{self.name}.{uuid.uuid4().hex[:6]}",
@@ -242,7 +242,7 @@ class RayRunner:
         self._started_ray = True
 
     def _new_actor(self) -> None:
-        name = f"orchestrate-{self.spec.batch_id.split(':', 1)[-1]}-{uuid.uuid4().hex[:6]}-{self._made}"
+        name = f"orchestrate-{self.spec.run_id.split(':', 1)[-1]}-{uuid.uuid4().hex[:6]}-{self._made}"
         self._made += 1
         actor_class = ray.remote(RowWorker).options(
             name=name,
