@@ -7,15 +7,14 @@ report.html, each checked through the real command, piped, at 80 columns.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from orchestrate.observe.answer import answer_lines, flatten, run_answer
+from tests import cli
 from tests.chromium import Browser, RecordingProxy, chromium_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,18 +72,8 @@ agents:
 
 
 def orchestrate(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """The real command, piped (no terminal), at 80 columns."""
-    env = {**os.environ, "COLUMNS": "80", "PYTHONDONTWRITEBYTECODE": "1"}
-    env.pop("CI", None)
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrate", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    """The real command, piped (no terminal, not CI), at 80 columns."""
+    return cli.orchestrate(*args, cwd=cwd, columns=80, ci=False)
 
 
 @pytest.fixture(scope="module")

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import jsonschema
 import pytest
+
+from tests import cli
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -70,16 +70,7 @@ def setup(tmp_path: Path, partial: bool = False) -> Path:
 
 
 def orchestrate(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CI": "true", "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrate", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    return cli.orchestrate(*args, cwd=cwd, columns=200)
 
 
 def newest(output: Path) -> Path:

@@ -13,16 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from tests import cli
+
 ROOT = Path(__file__).resolve().parents[1]
 LONG_MODEL = "claude-sonnet-4-5-20250929-with-a-very-long-deployment-name"
 LONG_MODULE = "Finance-and-Controlling-Shared-Services-EMEA"
 
 
 def orchestrate(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full = {**os.environ, "CI": "true", "COLUMNS": "80", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrate", *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=120
-    )
+    return cli.orchestrate(*args, cwd=cwd, env=env, columns=80)
 
 
 def _cost_json(folder: Path, *, simulated: bool, calls: list[dict[str, object]], run_id: str) -> None:

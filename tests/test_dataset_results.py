@@ -7,15 +7,14 @@ import collections
 import csv
 import io
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests import cli
 from tests.chromium import chromium_path
 from tests.test_answer import page_in_chromium
 
@@ -23,17 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def orchestrate(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "80", "PYTHONDONTWRITEBYTECODE": "1"}
-    env.pop("CI", None)
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrate", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return cli.orchestrate(*args, cwd=cwd, columns=80, ci=False)
 
 
 @pytest.fixture(scope="module")

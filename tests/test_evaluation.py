@@ -4,9 +4,7 @@ servers), its threshold, its budget, errors for agents that did not complete, ex
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from orchestrate.llm.openai import OpenAIClient
 from orchestrate.run.engine import EngineConfig, OrchestrationEngine
 from orchestrate.run.evaluation import EXIT_EXPECTATIONS, Evaluator
 from orchestrate.workflow.loader import load_workflow_text
+from tests import cli
 from tests.fake_provider import FakeProvider, Fault
 
 KEY = "sk-test-SECRET-0123456789abcdef"
@@ -114,18 +113,7 @@ async def test_a_failed_agent_makes_its_expectations_errors(server: FakeProvider
 
 
 def orchestrate(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "CI": "true", **(env or {})}
-    for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
-        environment.pop(key, None)
-    environment.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrate", *args],
-        cwd=cwd,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return cli.orchestrate(*args, cwd=cwd, env=env, timeout=120)
 
 
 def test_failed_expectations_exit_5_unless_no_fail_on_expect(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,20 +18,11 @@ from orchestrate import EngineConfig, OrchestrationEngine, RetryPolicy
 from orchestrate.llm.simulated import SimulatedClient
 from orchestrate.observe.journal import JsonLines
 from orchestrate.workflow.loader import load_workflow_text
+from tests import cli
 
 
 def orchestrate(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    env.update(CI="true", COLUMNS="200")
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrate", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
+    return cli.orchestrate(*args, cwd=cwd, columns=200)
 
 
 @pytest.fixture

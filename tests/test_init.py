@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,13 +11,7 @@ from orchestrate.errors import UserInputError
 from orchestrate.workflow.loader import validate_file
 from orchestrate.workflow.models import MODULES
 from orchestrate.workflow.starter import module_named, starter_files
-
-
-def orchestrate(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CI": "true"}
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrate", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
-    )
+from tests.cli import orchestrate
 
 
 @pytest.mark.parametrize("module", MODULES)

@@ -5,10 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import random
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +25,7 @@ from orchestrate import (
 )
 from orchestrate.errors import BudgetExceededError, RateLimitError, UserInputError
 from orchestrate.llm.prices import price_table
+from tests.cli import orchestrate
 from tests.scripted import ScriptedClient, response
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -257,13 +255,6 @@ def test_rate_limit_config_rejects_nonsense() -> None:
 
 
 # -- cost.json and cost-report --------------------------------------------------------------
-
-
-def orchestrate(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CI": "true"}
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrate", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
-    )
 
 
 @pytest.fixture(scope="module")

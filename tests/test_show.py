@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +13,7 @@ from rich.console import Console
 
 from orchestrate.errors import UserInputError
 from orchestrate.observe.run_view import agent_renderables, find_agent, load_result, run_renderables
+from tests.cli import orchestrate
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT_SCHEMA = json.loads((ROOT / "schemas" / "result.schema.json").read_text())
@@ -51,13 +49,6 @@ agents:
     llm_config: {model: gpt-4o-mini, max_tokens: 60}
     prompt_template: "Terms {fetch_terms.output.days} days; write a memo."
 """
-
-
-def orchestrate(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CI": "true"}
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrate", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
-    )
 
 
 @pytest.fixture(scope="module")
