@@ -153,6 +153,8 @@ def resumed(given: Invocation, explicit: set[str]) -> Invocation:
         UserInputError: Naming every flag that would change the run (exit 2).
     """
     assert given.resume is not None
+    if not given.resume.is_dir():
+        raise UserInputError(f"{given.resume}: no such run folder (--resume takes a run folder under runs/)")
     record = read_record(given.resume)
     if record is None:
         if not given.workflows:
