@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
+
 from orchestrate.observe.audit_chain import AUDIT_FILE, GENESIS, digest, key_id, seal
 from orchestrate.observe.journal import GroupCommit, JsonLines
 from orchestrate.run.events import Event, EventType
@@ -39,6 +41,7 @@ __all__ = ["DEFAULT_RETENTION_DAYS", "AuditTrail", "endpoint_of", "invocation", 
 
 DEFAULT_RETENTION_DAYS = 183  # six months and a day: the EU AI Act's floor (Art. 19, 26(6))
 _ERROR_CHARS = 300
+_TAIL_BYTES = 1 << 20  # where the last whole record is looked for when the trail fails (records are small)
 _SIMULATED = {"endpoint": "simulated", "region": None}
 _REGIONS = frozenset({"eu", "us", "au", "in", "jp", "ca", "uk"})
 
@@ -160,9 +163,18 @@ class AuditTrail:
         """From now on a write that fails is told to `on_failure` (``"PATH: error"``) rather than raised."""
         self.on_failure = on_failure
         if self._journal is not None:
-            self._journal.on_error = on_failure
+            self._journal.on_error = self._journal_failed if on_failure is not None else None
+
+    def _journal_failed(self, reason: str) -> None:
+        """The journal could not write (records held for a group commit among them): the head
+        goes back to the last record on disk before anyone is told."""
+        self._fail(reason, tell=False)
+        if self.on_failure is not None:
+            self.on_failure(reason)
 
     def _fail(self, reason: str, *, tell: bool = True) -> None:
+        if self.failed is None:
+            self._head_on_disk()
         self.failed = reason
         journal, self._journal = self._journal, None
         if journal is not None:
@@ -172,6 +184,33 @@ class AuditTrail:
                 pass  # already failing: the reason above is what is reported
         if tell and self.on_failure is not None:
             self.on_failure(reason)
+
+    def _head_on_disk(self) -> None:
+        """Set the head to the trail's last whole record on disk (records written since it failed are not)."""
+        last: dict[str, Any] | None = None
+        try:
+            with open(self.path, "rb") as handle:
+                size = handle.seek(0, os.SEEK_END)
+                handle.seek(max(0, size - _TAIL_BYTES))
+                tail = handle.read()
+        except OSError:
+            return  # the trail is gone: the head stays what was last sealed
+        lines = tail.split(b"\n")
+        for raw in reversed(lines[:-1] if len(lines) > 1 else []):  # whole lines only
+            try:
+                record = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get("seq"), int) and record.get("hash"):
+                last = record
+                break
+        if last is None:
+            if size == 0:  # not one record kept
+                self._prev, self._seq = GENESIS, 0
+                self.head.update(seq=-1, hash=GENESIS)
+            return
+        self._prev, self._seq = last["hash"], last["seq"] + 1
+        self.head["seq"], self.head["hash"] = last["seq"], last["hash"]
 
     def finish(self, totals: Mapping[str, Any]) -> dict[str, Any]:
         """Write ``run_finished``, fsync and close; returns the head (also sent to the sink)."""

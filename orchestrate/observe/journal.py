@@ -98,8 +98,9 @@ class JsonLines:
         self.failure: str | None = None  # why the journal stopped, once it could not be written
         self._pending: list[bytes] = []
         self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)  # less the umask
-        if os.fstat(self._fd).st_size > 0 and not _ends_with_newline(self.path):
-            os.write(self._fd, b"\n")  # end a line torn by a kill, so the next one stands alone
+        self._size = os.fstat(self._fd).st_size  # where the next write begins: a failed one is cut back to it
+        if self._size > 0 and not _ends_with_newline(self.path):
+            self._size += os.write(self._fd, b"\n")  # end a line torn by a kill, so the next one stands alone
         self._synced = clock()
         if commit is not None:
             commit.join(self)
@@ -132,10 +133,22 @@ class JsonLines:
                 written = os.write(self._fd, view)
                 view = view[written:]
         except OSError as exc:
+            self._cut_back(len(data))
             self._fail(exc)
             return
+        self._size += len(data)
         if self.sync_interval and self.clock() - self._synced >= self.sync_interval:
             self.sync()
+
+    def _cut_back(self, tried: int) -> None:
+        """Take back what a failed write of `tried` bytes left (a full disk takes part of a
+        line): the file then ends with its last whole line, as it was before the write."""
+        assert self._fd is not None
+        try:
+            if self._size < os.fstat(self._fd).st_size <= self._size + tried:  # only our own bytes
+                os.ftruncate(self._fd, self._size)
+        except OSError:
+            pass  # not a file that can be cut (a device), or already gone: readers skip a torn line
 
     def sync(self) -> None:
         """Write what is pending and fsync."""
