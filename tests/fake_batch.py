@@ -78,6 +78,8 @@ class FakeBatchProvider(FakeProvider):
         self.batches: dict[str, dict[str, Any]] = {}
         self.submitted: list[dict[str, Any]] = []  # {"provider", "batch_id", "items"} per submission
         self.polls: dict[str, int] = {}
+        self.failure_message = "The batch input file is not valid."  # what a failed batch's error says
+        self.results_base: str | None = None  # where Anthropic's results_url points (default: this server)
         self.batch_script: deque[Fault] = deque()
         self.uploads: list[dict[str, Any]] = []  # {"filename", "purpose", "content_type"} per upload
         self._ids = itertools.count(1)
@@ -194,7 +196,7 @@ class FakeBatchProvider(FakeProvider):
             code = "mismatched_model" if batch["fate"] == "mismatched_model" else "invalid_json_line"
             body["errors"] = {
                 "object": "list",
-                "data": [{"code": code, "message": "The batch input file is not valid.", "param": None, "line": 1}],
+                "data": [{"code": code, "message": self.failure_message, "param": None, "line": 1}],
             }
             body["request_counts"] = {"total": 0, "completed": 0, "failed": 0}
         if phase in ("completed", "expired", "cancelled"):
@@ -283,7 +285,7 @@ class FakeBatchProvider(FakeProvider):
             }[kind]
             counts[key] += 1
         body["ended_at"] = _iso(self.clock())
-        body["results_url"] = f"{self.url}/v1/messages/batches/{batch['id']}/results"
+        body["results_url"] = f"{self.results_base or self.url}/v1/messages/batches/{batch['id']}/results"
         return body
 
     def _anthropic_results(self, batch: dict[str, Any]) -> bytes:

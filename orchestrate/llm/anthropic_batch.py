@@ -10,12 +10,14 @@ canceled | expired, ...}}``. A batch holds at most 100,000 requests and 256 MB.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
-from orchestrate.errors import BatchExpiredError, LLMError, MalformedResponseError
+from orchestrate.errors import BatchExpiredError, BatchFailedError, LLMError, MalformedResponseError
 from orchestrate.llm.base import LLMResponse
 from orchestrate.llm.batch_api import BatchAPI, BatchStatus, Submitted
 from orchestrate.llm.http import Reply, error_for_status, scrub_error
 from orchestrate.llm.openai_batch import read_jsonl
+from orchestrate.redaction import scrub_url
 
 __all__ = ["AnthropicBatchAPI"]
 
@@ -70,11 +72,22 @@ class AnthropicBatchAPI(BatchAPI):
         url = status.raw.get("results_url")
         if not url:
             return {}
+        url = self._own(str(url), status.batch_id)
         response = await self.client._http.send("GET", str(url), self.client.headers())
         out: dict[str, LLMResponse | LLMError] = {}
         for row in read_jsonl(response.content, "anthropic", "results"):
             out[row["custom_id"]] = self._outcome(row, model, status.batch_id)
         return out
+
+    def _own(self, url: str, batch_id: str) -> str:
+        """`url` if it is on the provider's own origin (the key is sent with it), else an error."""
+        if _origin(url) != _origin(self.client.base_url):
+            raise BatchFailedError(
+                f"anthropic batch {batch_id}: its results_url is on {scrub_url(url)!r}, not on "
+                f"{scrub_url(self.client.base_url)!r}; results are fetched (with the key) only from the provider's own host",
+                provider="anthropic",
+            )
+        return url
 
     def _outcome(self, row: dict[str, Any], model: str, batch_id: str) -> LLMResponse | LLMError:
         result = row.get("result") or {}
@@ -92,9 +105,21 @@ class AnthropicBatchAPI(BatchAPI):
                 request_id=None,
             )
             return scrub_error(failed, self.client.api_key)
-        return BatchExpiredError(f"anthropic batch {batch_id}: request {kind or 'not answered'}", provider="anthropic")
+        expired = BatchExpiredError(
+            f"anthropic batch {batch_id}: request {kind or 'not answered'}", provider="anthropic"
+        )
+        return scrub_error(expired, self.client.api_key)
 
     async def cancel(self, batch_id: str) -> None:
         await self.client._http.post_json(
             f"{self.client.base_url}/v1/messages/batches/{batch_id}/cancel", self.client.headers(), {}
         )
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
+    except ValueError:
+        return None
+    return (parts.scheme.lower(), (parts.hostname or "").lower(), port)

@@ -21,6 +21,7 @@ from typing import Any
 from orchestrate.errors import UserInputError
 from orchestrate.llm.openai import OpenAIClient
 from orchestrate.llm.presets import PRESETS, ollama_base_url
+from orchestrate.redaction import remember
 
 __all__ = ["CompatibleClient", "VertexClient", "vertex_base_url"]
 
@@ -100,6 +101,7 @@ class VertexClient(OpenAIClient):
             await asyncio.to_thread(_refresh, self._credentials)
             self.api_key = str(self._credentials.token)
             self._http._secret = self.api_key
+            remember(self.api_key)
             expiry = getattr(self._credentials, "expiry", None)
             self._expires = expiry.timestamp() if expiry is not None else time.time() + 3000
 

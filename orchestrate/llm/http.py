@@ -36,6 +36,8 @@ from orchestrate.errors import (
 )
 from orchestrate.finite import loads_strict
 from orchestrate.llm.base import LLMClient, LLMResponse, ToolCall, single_turn
+from orchestrate.redaction import redact as _redact
+from orchestrate.redaction import remember, scrub
 
 __all__ = [
     "HTTPTransport",
@@ -51,25 +53,15 @@ __all__ = [
     "transport_limits",
 ]
 
-_KEY_PATTERN = re.compile(r"\b(sk-[A-Za-z0-9_*\-]{4,}|[A-Za-z0-9_\-]{8,}\*{3,}[A-Za-z0-9_\-]*)")
-
 
 def redact(text: str, secret: str | None) -> str:
-    """`text` with the key, and anything shaped like a key, replaced by '***'."""
-    if secret:
-        text = text.replace(secret, "***")
-    return _KEY_PATTERN.sub("***", text)
+    """`text` with the key, every credential the environment holds, and anything shaped like a key replaced by '***'."""
+    return _redact(text, secret)
 
 
 def _scrub(value: Any, secret: str | None) -> Any:
     """`value` with every string in it (dict keys too) redacted; numbers and None kept."""
-    if isinstance(value, str):
-        return redact(value, secret)
-    if isinstance(value, dict):
-        return {_scrub(k, secret): _scrub(v, secret) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_scrub(v, secret) for v in value]
-    return value
+    return scrub(value, secret)
 
 
 def scrub_response(response: LLMResponse, secret: str | None) -> LLMResponse:
@@ -583,6 +575,7 @@ class ProviderClient(LLMClient):
         max_retry_after: float | None = None,
     ) -> None:
         self.api_key = api_key if api_key is not None else os.environ.get(self.key_env)
+        remember(self.api_key)
         self.base_url = (base_url or os.environ.get(self.url_env) or self.default_url).rstrip("/")
         self._http = HTTPTransport(
             self.provider,

@@ -18,7 +18,7 @@ from typing import Any
 from orchestrate.errors import BatchExpiredError, LLMError, MalformedResponseError
 from orchestrate.llm.base import LLMResponse
 from orchestrate.llm.batch_api import BatchAPI, BatchStatus, Submitted
-from orchestrate.llm.http import Reply, error_for_status, scrub_error
+from orchestrate.llm.http import Reply, error_for_status, redact, scrub_error
 
 __all__ = ["OpenAIBatchAPI", "read_jsonl"]
 
@@ -99,6 +99,8 @@ class OpenAIBatchAPI(BatchAPI):
             )
         elif state == "expired":
             reason = "not finished within the 24h completion window"
+        if reason:  # the provider's words reach batches.json, events, reports and the terminal
+            reason = redact(reason, self.client.api_key)
         return BatchStatus(
             batch_id, state, state in _ENDED, int(counts.get("total") or 0), completed + failed, failed, reason, data
         )
@@ -135,11 +137,12 @@ class OpenAIBatchAPI(BatchAPI):
             )
             return scrub_error(failed, self.client.api_key)
         error = row.get("error") or {}
-        return BatchExpiredError(
+        expired = BatchExpiredError(
             f"openai batch {batch_id}: {error.get('code') or 'no answer'}: "
             f"{error.get('message') or 'the request was not answered'}",
             provider="openai",
         )
+        return scrub_error(expired, self.client.api_key)
 
     async def cancel(self, batch_id: str) -> None:
         await self.client._http.post_json(

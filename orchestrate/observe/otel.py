@@ -41,6 +41,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from orchestrate import __version__
 from orchestrate import errors as _errors
+from orchestrate.redaction import redact, scrub_url
 from orchestrate.run.events import Event, EventType
 
 __all__ = ["ERROR_STATUSES", "OTelSink", "Tracing"]
@@ -170,7 +171,7 @@ class OTelSink:
         )
         if status in ERROR_STATUSES or status == "partially_completed":
             span.set_attribute("error.type", status)
-            span.set_status(Status(StatusCode.ERROR, str(data.get("error") or status)))
+            span.set_status(Status(StatusCode.ERROR, redact(str(data.get("error") or status))))
         span.end(_ns(event.timestamp))
 
     def _row_started(self, event: Event) -> None:
@@ -212,14 +213,14 @@ class OTelSink:
         if content and content.get("prompt") is not None:
             spans.span.set_attribute(
                 "gen_ai.input.messages",
-                json.dumps(
+                _dumps(
                     [{"role": "user", "parts": [{"type": "text", "content": content["prompt"]}]}], ensure_ascii=False
                 ),
             )
             if content.get("system"):
                 spans.span.set_attribute(
                     "gen_ai.system_instructions",
-                    json.dumps([{"type": "text", "content": content["system"]}], ensure_ascii=False),
+                    _dumps([{"type": "text", "content": content["system"]}], ensure_ascii=False),
                 )
 
     def _agent_rate_limited(self, event: Event) -> None:
@@ -284,7 +285,7 @@ class OTelSink:
             attributes=attributes,
             start_time=_ns(spans.last_activity),
         )
-        span.set_status(Status(StatusCode.ERROR, str(data.get("error") or "")))
+        span.set_status(Status(StatusCode.ERROR, redact(str(data.get("error") or ""))))
         span.end(_ns(event.timestamp))
 
     def _agent_budget_refused(self, event: Event) -> None:
@@ -322,13 +323,13 @@ class OTelSink:
             span.set_attribute("gen_ai.request.model", str(data["model"]))
         if status in ERROR_STATUSES:
             span.set_attribute("error.type", str(data.get("error_type") or status))
-            span.set_status(Status(StatusCode.ERROR, str(data.get("error") or status)))
+            span.set_status(Status(StatusCode.ERROR, redact(str(data.get("error") or status))))
         if self.content and status == "completed" and data.get("output") is not None:
             output = data["output"]
             text = output.get("text") if isinstance(output, dict) else output
             span.set_attribute(
                 "gen_ai.output.messages",
-                json.dumps(
+                _dumps(
                     [{"role": "assistant", "parts": [{"type": "text", "content": text}], "finish_reason": "stop"}],
                     ensure_ascii=False,
                     default=str,
@@ -374,13 +375,13 @@ class OTelSink:
             messages = content.get("messages") or []
             system = [m for m in messages if m.get("role") == "system"]
             if system:
-                attributes["gen_ai.system_instructions"] = json.dumps(
+                attributes["gen_ai.system_instructions"] = _dumps(
                     [{"type": "text", "content": m.get("content")} for m in system], ensure_ascii=False
                 )
-            attributes["gen_ai.input.messages"] = json.dumps(
+            attributes["gen_ai.input.messages"] = _dumps(
                 [_parts(m) for m in messages if m.get("role") != "system"], ensure_ascii=False, default=str
             )
-            attributes["gen_ai.output.messages"] = json.dumps(
+            attributes["gen_ai.output.messages"] = _dumps(
                 [
                     {
                         "role": "assistant",
@@ -414,8 +415,8 @@ class OTelSink:
         if data.get("call_id"):
             attributes["gen_ai.tool.call.id"] = str(data["call_id"])
         if self.content and event.content:
-            attributes["gen_ai.tool.call.arguments"] = json.dumps(event.content.get("arguments"), default=str)
-            attributes["gen_ai.tool.call.result"] = str(event.content.get("result"))
+            attributes["gen_ai.tool.call.arguments"] = _dumps(event.content.get("arguments"), default=str)
+            attributes["gen_ai.tool.call.result"] = redact(str(event.content.get("result")))
         span = self.tracer.start_span(
             f"execute_tool {tool}",
             context=trace.set_span_in_context(spans.span),
@@ -426,7 +427,7 @@ class OTelSink:
         if data.get("error"):
             error = str(data["error"])
             span.set_attribute("error.type", error.split(":", 1)[0] if ":" in error else "_OTHER")
-            span.set_status(Status(StatusCode.ERROR, error))
+            span.set_status(Status(StatusCode.ERROR, redact(error)))
         span.end(_ns(event.timestamp))
         spans.last_activity = event.timestamp
 
@@ -501,8 +502,10 @@ class Tracing:
             self.provider.shutdown()
             if self.exporter.failed:
                 self.warn(
-                    f"OpenTelemetry: {self.exporter.failed} spans not exported to {_endpoint()}: "
-                    f"{self._notes.cause() or 'no answer within ' + format(self.flush_timeout, 'g') + 's'}"
+                    redact(
+                        f"OpenTelemetry: {self.exporter.failed} spans not exported to {_endpoint()}: "
+                        f"{self._notes.cause() or 'no answer within ' + format(self.flush_timeout, 'g') + 's'}"
+                    )
                 )
         finally:
             self._logger.removeHandler(self._notes)
@@ -510,11 +513,17 @@ class Tracing:
 
 
 def _endpoint() -> str:
+    """The collector's URL as it may be printed: no user, password or token in it."""
     traces = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
     if traces:
-        return traces
+        return scrub_url(traces)
     base = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "http://localhost:4318"
-    return base.rstrip("/") + "/v1/traces"
+    return scrub_url(base.rstrip("/") + "/v1/traces")
+
+
+def _dumps(value: Any, **options: Any) -> str:
+    """`value` as a JSON attribute, with every key the run knows redacted (content may echo one)."""
+    return redact(json.dumps(value, **options))
 
 
 class _CountingExporter(SpanExporter):

@@ -24,6 +24,7 @@ from typing import Any
 from orchestrate.finite import loads_strict
 from orchestrate.fsutil import TooLargeError, atomic_write_text, read_bytes_capped
 from orchestrate.llm.base import LLMClient, LLMResponse, ToolCall
+from orchestrate.llm.http import scrub_response
 from orchestrate.state.base import SharedState
 
 __all__ = ["CachingClient", "CachingClients", "FolderStore", "StateStore", "cache_store"]
@@ -168,7 +169,8 @@ class CachingClient(LLMClient):
             self.store.problems.append(f"entry {digest[:12]}... is not a cached answer; ignored")
         if stored is not None:
             self.hits += 1
-            return stored
+            # An entry written by an earlier version, or by hand, may hold a key: it is replayed scrubbed.
+            return scrub_response(stored, getattr(self.inner, "api_key", None))
         self.misses += 1
         response: LLMResponse = await call()
         if response.finish_reason not in _NOT_STORED_FINISH:

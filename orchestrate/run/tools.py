@@ -25,6 +25,7 @@ from typing import Any
 
 from orchestrate.errors import ToolError
 from orchestrate.jsonline import MAX_DEPTH, nests_too_deep
+from orchestrate.redaction import redact
 from orchestrate.run.workers import WorkerPool, guard_exit
 from orchestrate.workflow.modules import import_module
 
@@ -107,15 +108,17 @@ class Tool:
             except BaseException as raw:  # sys.exit() in a tool fails the call, not orchestrate
                 raise guard_exit(raw) from None
         except Exception as exc:  # the model gets the error instead of the run crashing
-            error = f"{type(exc).__name__}: {exc}"
+            error = redact(f"{type(exc).__name__}: {exc}")
             return json.dumps({"error": error}), error
         if nests_too_deep(value):
             error = f"the tool returned a value nested deeper than {MAX_DEPTH} levels"
             return json.dumps({"error": error}), error
         try:
-            return json.dumps(value, default=str), None
+            content = json.dumps(value, default=str)
         except (TypeError, ValueError, RecursionError):
-            return json.dumps(str(value)), None
+            content = json.dumps(str(value))
+        # What a tool returns goes to the provider, the journal, the reports and traces: never a key.
+        return redact(content), None
 
 
 _shared: list[WorkerPool] = []

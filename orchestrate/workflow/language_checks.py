@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrate.errors import Problem
+from orchestrate.fsutil import TooLargeError, read_bytes_capped
 from orchestrate.workflow.located import Located
 from orchestrate.workflow.modules import locate
 from orchestrate.workflow.templates import Reference, TemplateError, references
@@ -32,16 +33,34 @@ def base_dir_of(file: str) -> Path | None:
 
 
 def read_prompt_file(base_dir: Path | None, name: str) -> tuple[Path, str | None, str | None]:
-    """(path, text, problem) of a prompt file named relative to the workflow's folder."""
-    path = (base_dir or Path.cwd()) / name
+    """(path, text, problem) of a prompt file named relative to the workflow's folder.
+
+    The file must stay inside that folder: an absolute path, a ``..`` step or a
+    symlink that leads out is refused (a prompt is sent to the provider and kept in
+    the reports: ``/proc/self/environ`` would send every key). Its size is checked
+    before it is read, and it is read no further than the limit.
+    """
+    root = base_dir or Path.cwd()
+    path = root / name
+    if Path(name).is_absolute() or ".." in Path(name).parts:
+        return path, None, f"{name!r} is outside the workflow's folder (give a path inside {str(root)!r})"
+    try:
+        inside = path.resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError):  # a symlink loop
+        inside = False
+    if not inside:
+        return path, None, f"{name!r} leads outside the workflow's folder {str(root)!r} (a symlink)"
     try:
         if not path.is_file():
             return path, None, f"no such file {str(path)!r}"
-        data = path.read_bytes()
+        size = path.stat().st_size
+        if size > MAX_PROMPT_FILE_BYTES:
+            return path, None, f"{str(path)!r} is {size:,} bytes; the limit is {MAX_PROMPT_FILE_BYTES:,}"
+        data = read_bytes_capped(path, MAX_PROMPT_FILE_BYTES)
+    except TooLargeError:
+        return path, None, f"{str(path)!r} is over {MAX_PROMPT_FILE_BYTES:,} bytes, the limit"
     except OSError as exc:
         return path, None, f"cannot read {str(path)!r}: {exc.strerror or exc}"
-    if len(data) > MAX_PROMPT_FILE_BYTES:
-        return path, None, f"{str(path)!r} is {len(data):,} bytes; the limit is {MAX_PROMPT_FILE_BYTES:,}"
     try:
         return path, data.decode("utf-8-sig"), None
     except UnicodeDecodeError as exc:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ import yaml
 from orchestrate.errors import Problem, UserInputError, WorkflowValidationError
 from orchestrate.finite import first_non_finite, loads_strict
 from orchestrate.fsutil import TooLargeError, read_bytes_capped
+from orchestrate.redaction import CREDENTIAL_VARIABLE
 from orchestrate.workflow.cache_checks import cache_warnings
 from orchestrate.workflow.capability_checks import capability_problems
 from orchestrate.workflow.checks import INPUT_TYPES, check_document
@@ -409,12 +409,6 @@ def bind_inputs(workflow: Workflow, values: dict[str, Any]) -> Workflow:
     return workflow
 
 
-# Variables that hold credentials (OPENAI_API_KEY, AWS_BEARER_TOKEN_BEDROCK, REDIS_PASSWORD, ...).
-_SECRET_VARIABLE = re.compile(
-    r"(^|_)(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?|API_?KEY)(_|$)|(^|_)(KEY|PASS)$", re.IGNORECASE
-)
-
-
 def check_inputs(name: str, declared: dict[str, dict[str, Any]], values: dict[str, Any]) -> dict[str, Any]:
     """The values of workflow `name`'s `declared` inputs: `values` converted, defaults filled in.
 
@@ -429,7 +423,7 @@ def check_inputs(name: str, declared: dict[str, dict[str, Any]], values: dict[st
     for input_name, spec in declared.items():
         kind = spec.get("type", "string")
         variable = spec.get("env")
-        if variable and _SECRET_VARIABLE.search(str(variable)):
+        if variable and CREDENTIAL_VARIABLE.search(str(variable)):
             raise UserInputError(
                 f"workflow {name!r}, input {input_name!r}: env: {variable} names a credential; "
                 "keys, tokens and passwords cannot be inputs (they would reach prompts, files and reports)"

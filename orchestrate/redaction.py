@@ -1,0 +1,94 @@
+"""Keys never leave: the scrubber every text passes before a file, a terminal, a trace or a provider.
+
+`redact` replaces the run's key, every credential the environment holds (the value
+of any variable named like one: ``OPENAI_API_KEY``, ``FINANCE_OPENAI_KEY``,
+``AWS_BEARER_TOKEN_BEDROCK``, ``REDIS_PASSWORD``, ...) and anything shaped like a key
+with ``***``. `scrub` does it to every string inside a JSON-like value, `scrub_url`
+to the user and password of a URL. A client given a key in code (not from the
+environment) registers it with `remember`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = ["CREDENTIAL_VARIABLE", "credentials", "redact", "remember", "scrub", "scrub_url"]
+
+# Variables that hold credentials (OPENAI_API_KEY, AWS_BEARER_TOKEN_BEDROCK, REDIS_PASSWORD, ...).
+CREDENTIAL_VARIABLE = re.compile(
+    r"(^|_)(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?|API_?KEY)(_|$)|(^|_)(KEY|PASS)$", re.IGNORECASE
+)
+_KEY_PATTERN = re.compile(r"\b(sk-[A-Za-z0-9_*\-]{4,}|[A-Za-z0-9_\-]{8,}\*{3,}[A-Za-z0-9_\-]*)")
+_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://)[^/?#@\s]+@")  # https://user:token@host
+_SHORTEST = 8  # a value shorter than this ("1", "true") is not a secret worth hiding, and hiding it garbles text
+
+_lock = threading.Lock()
+_remembered: set[str] = set()
+_names: tuple[int, tuple[str, ...]] = (-1, ())
+
+
+def remember(secret: str | None) -> None:
+    """Scrub `secret` from every text from now on (a key given in code rather than the environment)."""
+    if secret and len(secret) >= _SHORTEST:
+        with _lock:
+            _remembered.add(secret)
+
+
+def _credential_names() -> tuple[str, ...]:
+    global _names
+    count, names = _names
+    if count != len(os.environ):  # a variable came or went: look at the names again
+        names = tuple(name for name in list(os.environ) if CREDENTIAL_VARIABLE.search(name))
+        _names = (len(os.environ), names)
+    return names
+
+
+def credentials() -> list[str]:
+    """Every secret known now, longest first (so a key that contains another is hidden whole)."""
+    found = set(_remembered)
+    for name in _credential_names():
+        value = os.environ.get(name)
+        if value and len(value) >= _SHORTEST:
+            found.add(value)
+    return sorted(found, key=len, reverse=True)
+
+
+def redact(text: str, secret: str | None = None) -> str:
+    """`text` with `secret`, every known credential and anything shaped like a key replaced by '***'."""
+    if secret and secret in text:
+        text = text.replace(secret, "***")
+    for known in credentials():
+        if known in text:
+            text = text.replace(known, "***")
+    if "@" in text:
+        text = _USERINFO.sub(r"\1***@", text)
+    return _KEY_PATTERN.sub("***", text)
+
+
+def scrub(value: Any, secret: str | None = None) -> Any:
+    """`value` with every string in it (dict keys too) redacted; numbers and None kept."""
+    if isinstance(value, str):
+        return redact(value, secret)
+    if isinstance(value, dict):
+        return {scrub(k, secret): scrub(v, secret) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [scrub(v, secret) for v in value]
+    return value
+
+
+def scrub_url(url: str) -> str:
+    """`url` with its user and password (``https://user:token@host``) shown as ``***``, then redacted."""
+    try:
+        parts = urlsplit(url)
+        if parts.username is not None or parts.password is not None:
+            host = parts.hostname or ""
+            if parts.port is not None:
+                host = f"{host}:{parts.port}"
+            url = urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+    except ValueError:
+        return "<invalid URL>"
+    return redact(url)
