@@ -325,6 +325,32 @@ class FakeProvider:
             def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
                 return
 
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                """``GET /v1/models`` (the cheap request `orchestrate doctor` makes): a model list,
+                or the next scripted fault (a 401 for a refused key)."""
+                with provider._lock:
+                    provider.requests.append(
+                        {
+                            "path": self.path,
+                            "headers": dict(self.headers.items()),
+                            "body": None,
+                            "time": time.monotonic(),
+                        }
+                    )
+                fault = provider._refusal(self.path, self.headers, None) or provider._next()
+                status = fault.status if fault else 200
+                payload = (fault.body if fault else None) or (
+                    error_body(self.path, status, f"fake {status} from the test server")
+                    if status >= 400
+                    else {"object": "list", "data": [{"id": "gpt-4o-mini", "object": "model"}]}
+                )
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 length = int(self.headers.get("content-length") or 0)
                 raw = self.rfile.read(length)

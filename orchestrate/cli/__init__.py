@@ -69,6 +69,7 @@ _COMMANDS = (
     ("show", "show", "show"),
     ("runs", "runs", "runs"),
     ("models", "models", "models"),
+    ("doctor", "doctor", "doctor"),
     ("init", "init", "init"),
     ("schema", "schema_cmd", "schema"),
     ("report", "report", "report"),

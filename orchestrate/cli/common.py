@@ -15,6 +15,7 @@ __all__ = [
     "NamespaceOption",
     "StateOption",
     "check_format",
+    "envelope",
     "fail",
     "format_option",
     "format_option_info",
@@ -22,7 +23,10 @@ __all__ = [
     "json_alias",
     "json_option_info",
     "print_error",
+    "print_json",
 ]
+
+JSON_SCHEMA_VERSION = 1
 
 FormatOption = Annotated[str, typer.Option("--format", "-f", help="Output format.", case_sensitive=False)]
 StateOption = Annotated[
@@ -91,6 +95,22 @@ def check_format(fmt: str, choices: tuple[str, ...], *, as_json: bool = False) -
     if chosen not in choices:
         fail(f"--format {fmt!r}: choose {', '.join(choices)}")
     return chosen
+
+
+def envelope(kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The one outer shape of every command's JSON: ``kind`` (what it is), ``schema_version``, then the body.
+
+    A command's own fields keep their names; a command over several files puts
+    one document a file in a list, whatever the number of files.
+    """
+    return {"kind": kind, "schema_version": JSON_SCHEMA_VERSION, **body}
+
+
+def print_json(kind: str, body: dict[str, Any], **options: Any) -> None:
+    """Print `body` in the envelope (`envelope`) on stdout, indented."""
+    import json
+
+    sys.stdout.write(json.dumps(envelope(kind, body), indent=2, **options) + "\n")
 
 
 def is_interactive(stream: object = None) -> bool:

@@ -68,6 +68,7 @@ class AnthropicClient(StructuredOutputClient):
         (("cache_creation_input_tokens",), False),
     )
     path = "/v1/messages"
+    probe_path = "/v1/models"
 
     def headers(self) -> dict[str, str]:
         headers = {"content-type": "application/json", "anthropic-version": self.version}

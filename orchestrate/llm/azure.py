@@ -51,6 +51,13 @@ class AzureOpenAIClient(OpenAIClient):
             headers["api-key"] = self.api_key
         return headers
 
+    def probe_url(self) -> str:
+        return (
+            self.endpoint("")
+            .replace("/deployments//chat/completions", "/models")
+            .replace("/chat/completions", "/models")
+        )
+
     def endpoint(self, model: str) -> str:
         root = self.base_url
         for suffix in ("/openai/v1", "/openai"):

@@ -64,6 +64,7 @@ class BedrockClient(StructuredOutputClient):
     provider = "bedrock"
     fallback_format = "prompt"
     key_env, url_env, default_url = KEY_ENV, "BEDROCK_BASE_URL", ""
+    probe_path, probe_checks_key = "/", False  # the runtime lists nothing: any answer means it is there
     usage_counts = (
         (("inputTokens",), True),
         (("outputTokens",), True),

@@ -441,10 +441,14 @@ class HTTPTransport:
             finally:
                 await streamed.aclose()
         except httpx.TimeoutException as exc:
-            raise LLMTimeoutError(f"{provider}: request timed out ({type(exc).__name__})", provider=provider) from None
+            where = redact(_without_query(url), secret)
+            raise LLMTimeoutError(
+                f"{provider}: request to {where} timed out ({type(exc).__name__})", provider=provider
+            ) from None
         except (httpx.TransportError, httpx.DecodingError, httpx.StreamError) as exc:
             detail = redact(str(exc) or type(exc).__name__, secret)
-            raise LLMConnectionError(f"{provider}: connection failed: {detail}", provider=provider) from None
+            where = redact(_without_query(url), secret)
+            raise LLMConnectionError(f"{provider}: connection to {where} failed: {detail}", provider=provider) from None
         if streamed.status_code >= 400:
             message = redact(_error_text(body), secret)
             kind = streamed.headers.get("x-amzn-errortype")  # AWS names the error in a header
@@ -485,6 +489,11 @@ class HTTPTransport:
             self._client = None
 
 
+def _without_query(url: str) -> str:
+    """The URL a connection error names: scheme, host and path, never a query string."""
+    return url.split("?", 1)[0]
+
+
 def _request_id(response: httpx.Response, secret: str | None) -> str | None:
     headers = response.headers
     raw = headers.get("x-request-id") or headers.get("request-id") or headers.get("x-amzn-requestid")
@@ -523,6 +532,29 @@ class ProviderClient(LLMClient):
     @abstractmethod
     def parse(self, reply: Reply, model: str) -> LLMResponse:
         """An LLMResponse from the provider's answer; MalformedResponseError if it is not one."""
+
+    # The cheap request `probe` makes (list the models), after the base URL.
+    probe_path = "/models"
+    # Whether the probe's answer says anything about the key (Bedrock's unsigned GET does not).
+    probe_checks_key = True
+
+    def probe_url(self) -> str:
+        """The URL `probe` asks."""
+        return f"{self.base_url}{self.probe_path}"
+
+    async def probe(self, *, timeout: float) -> tuple[str, int]:
+        """One cheap request (list the models): the URL asked and the HTTP status it answered.
+
+        Raises:
+            LLMError: As a call would (AuthenticationError for a refused key,
+                LLMConnectionError or LLMTimeoutError naming the URL, ...), key scrubbed.
+        """
+        url = self.probe_url()
+        try:
+            response = await self._http.send("GET", url, self.headers(), timeout=timeout, max_bytes=1 << 20)
+        except LLMError as exc:
+            raise scrub_error(exc, self.api_key) from None
+        return url, response.status_code
 
     # Where the token counts sit in the answer's ``usage`` object: (path, required).
     usage_counts: tuple[tuple[tuple[str, ...], bool], ...] = ()

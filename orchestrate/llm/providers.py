@@ -59,14 +59,21 @@ class ClientPool:
         simulated: The client that answers `provider: simulated` agents.
         force_simulated: Answer every agent with `simulated` (``--simulate``).
         timeout: Seconds an HTTP call may take to answer.
+        connect_timeout: Seconds to open a connection.
     """
 
     def __init__(
-        self, *, simulated: LLMClient | None = None, force_simulated: bool = False, timeout: float = 120.0
+        self,
+        *,
+        simulated: LLMClient | None = None,
+        force_simulated: bool = False,
+        timeout: float = 120.0,
+        connect_timeout: float = 10.0,
     ) -> None:
         self.simulated = simulated
         self.force_simulated = force_simulated
         self.timeout = timeout
+        self.connect_timeout = connect_timeout
         self._clients: dict[tuple[str, str, str, str], LLMClient] = {}
 
     def provider_of(self, llm_config: dict[str, Any]) -> str:
@@ -90,7 +97,11 @@ class ClientPool:
         key = (provider, base_url, key_env, api_version)
         client = self._clients.get(key)
         if client is None:
-            options: dict[str, Any] = {"base_url": base_url or None, "timeout": self.timeout}
+            options: dict[str, Any] = {
+                "base_url": base_url or None,
+                "timeout": self.timeout,
+                "connect_timeout": self.connect_timeout,
+            }
             if key_env:  # never falls back to the provider's variable: that would bill another key
                 options["api_key"] = os.environ.get(key_env, "")
             if provider == "anthropic":
