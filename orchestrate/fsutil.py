@@ -15,6 +15,12 @@ an existing file keeps its mode.
 
 `read_bytes_capped` reads at most a limit plus one byte, whatever the file
 says its size is, so ``/dev/zero`` or an endless pipe cannot fill memory.
+
+A run folder holds only files we wrote. `open_regular` opens one without ever
+blocking (a named pipe put in its place would wait forever for a writer) and
+refuses anything but a regular file; `read_lines_capped` reads a journal a
+line at a time, each line at most a limit long; `special_entries` lists what
+in a folder is not a regular file or a folder, so a resume refuses it first.
 """
 
 from __future__ import annotations
@@ -22,10 +28,21 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
-__all__ = ["TooLargeError", "atomic_write_chunks", "atomic_write_text", "check_writable", "read_bytes_capped"]
+__all__ = [
+    "NotRegularFileError",
+    "TooLargeError",
+    "atomic_write_chunks",
+    "atomic_write_text",
+    "check_writable",
+    "open_regular",
+    "read_bytes_capped",
+    "read_lines_capped",
+    "special_entries",
+]
 
 _CHUNK = 1 << 16
 
@@ -38,16 +55,101 @@ class TooLargeError(ValueError):
         super().__init__(f"{path}: larger than the limit of {limit:,} bytes")
 
 
-def read_bytes_capped(path: Path | str, limit: int) -> bytes:
+class NotRegularFileError(OSError):
+    """Where a file was expected, a named pipe, a device, a socket or a folder."""
+
+    def __init__(self, path: Path | str, what: str) -> None:
+        self.path, self.what = str(path), what
+        super().__init__(f"{path}: not a regular file ({what})")
+        self.strerror = f"not a regular file ({what})"
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    return "not a file"
+
+
+def open_regular(path: Path | str) -> BinaryIO:
+    """`path` opened for reading in binary, if it is a regular file (symlinks followed).
+
+    Opening never blocks: a named pipe is opened non-blocking, seen to be one, and refused.
+
+    Raises:
+        NotRegularFileError: It is a pipe, a device, a socket or a folder.
+        OSError: It cannot be opened.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFileError(path, _kind(mode))
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")
+
+
+def read_lines_capped(handle: BinaryIO, path: Path | str, limit: int, *, skip_long: bool = False) -> Iterator[bytes]:
+    """The lines of `handle` (newline kept), each read with at most `limit` bytes in memory.
+
+    Args:
+        skip_long: A line longer than `limit` is read past (in chunks) and given as ``b""``
+            (a reader that skips what does not parse skips it) instead of raising.
+
+    Raises:
+        TooLargeError: A line is longer than `limit` bytes (unless `skip_long`).
+    """
+    while True:
+        line = handle.readline(limit + 1)
+        if not line:
+            return
+        if len(line) > limit and not (len(line) == limit + 1 and line.endswith(b"\n")):
+            if not skip_long:
+                raise TooLargeError(path, limit)
+            while line and not line.endswith(b"\n"):
+                line = handle.readline(_CHUNK)
+            line = b""
+        yield line
+
+
+def special_entries(folder: Path | str) -> list[tuple[Path, str]]:
+    """What in `folder` (not below it) is neither a regular file nor a folder, symlinks followed:
+    (path, what it is), sorted; a dangling link counts as "a broken link"."""
+    found: list[tuple[Path, str]] = []
+    for entry in sorted(Path(folder).iterdir()):
+        try:
+            mode = os.stat(entry).st_mode
+        except OSError:
+            found.append((entry, "a broken link"))
+            continue
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            found.append((entry, _kind(mode)))
+    return found
+
+
+def read_bytes_capped(path: Path | str, limit: int, *, special: bool = True) -> bytes:
     """The bytes of `path`, read in chunks up to `limit` (TooLargeError past it).
+
+    Args:
+        special: Whether a pipe or device may be read (``--inputs <(...)``); False for the
+            files of a run folder, which are regular files or nothing we wrote.
 
     Raises:
         TooLargeError: The file holds more than `limit` bytes.
+        NotRegularFileError: `special` is False and it is not a regular file.
         OSError: It cannot be opened or read (IsADirectoryError for a folder).
     """
     chunks: list[bytes] = []
     total = 0
-    with open(path, "rb") as handle:
+    with open(path, "rb") if special else open_regular(path) as handle:
         while True:
             chunk = handle.read(min(_CHUNK, limit + 1 - total))
             if not chunk:

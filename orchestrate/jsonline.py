@@ -27,7 +27,7 @@ import orjson
 
 from orchestrate.finite import scrub_non_finite
 
-__all__ = ["MAX_DEPTH", "json_line", "nests_too_deep", "read_line", "read_line_strict"]
+__all__ = ["MAX_DEPTH", "MAX_JOURNAL_LINE_BYTES", "json_line", "nests_too_deep", "read_line", "read_line_strict"]
 
 _OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
@@ -45,6 +45,12 @@ def json_line(value: Any) -> bytes:
 # orjson writes at most 255 levels and Python's own recursion stops near 1000; no ERP document
 # needs more than a few dozen, so deeper data is refused where it is read, with this number.
 MAX_DEPTH = 100
+
+
+# The longest journal line a reader takes (events.jsonl, results.jsonl, rows.jsonl, calls.jsonl).
+# A line is one event or one row's result, far below this; reading a line stops here, so a run
+# folder's file, however large, never needs more memory than this per line.
+MAX_JOURNAL_LINE_BYTES = 64 << 20
 
 
 def nests_too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:

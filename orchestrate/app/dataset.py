@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import signal
+import stat
 import sys
 import uuid
 from collections.abc import Callable, Sequence
@@ -104,10 +106,8 @@ def open_dataset(
     if unknown:
         names = ", ".join(sorted(template.inputs)) or "none"
         raise UserInputError(f"unknown input {unknown[0]!r} for workflow {template.name!r} (declared inputs: {names})")
-    spooled = spool_stdin() if data == "-" else None
+    spooled = spool_stdin() if data == "-" else _spool_pipe(Path(data))
     path = spooled or Path(data)
-    if spooled is None and not path.is_file():
-        raise UserInputError(f"{data}: no such dataset file")
     dataset = Dataset(
         path,
         workflow_name=template.name,
@@ -115,10 +115,29 @@ def open_dataset(
         shared=shared,
         key=key,
         shard=shard,
-        label="<stdin>" if spooled else data,
+        label="<stdin>" if data == "-" else data,
         columns=row_columns(template),
     )
     return template, dataset, spooled
+
+
+def _spool_pipe(path: Path) -> Path | None:
+    """A copy of a pipe given as the data file (``--data <(...)``), which cannot be read twice;
+    None for a regular file. Anything else (a device, a folder, nothing) is refused."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        raise UserInputError(f"{path}: no such dataset file") from None
+    if stat.S_ISREG(info.st_mode):
+        return None
+    if not stat.S_ISFIFO(info.st_mode):
+        what = "a folder" if stat.S_ISDIR(info.st_mode) else "a device or special file"
+        raise UserInputError(f"{path}: not a dataset file ({what}); give a file, a pipe or - for standard input")
+    try:
+        with open(path, "rb") as stream:
+            return spool_stdin(stream)
+    except OSError as exc:
+        raise UserInputError(f"{path}: cannot read dataset: {exc.strerror or exc}") from None
 
 
 def execute_dataset(

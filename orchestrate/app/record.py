@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import stat
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from typing import Any
 from orchestrate.app.invocation import DatasetSpec, Invocation
 from orchestrate.errors import UserInputError
 from orchestrate.fsutil import atomic_write_text
+from orchestrate.run.resume import refuse_special_files
 
 __all__ = ["INVOCATION_FILE", "file_digest", "read_record", "record_invocation", "resumed"]
 
@@ -61,6 +64,8 @@ _CARRIED_DATA = ("skip_invalid_rows", "max_rows_parallel", "engine", "address", 
 def file_digest(path: Path) -> str | None:
     """The SHA-256 of a file's bytes (None for standard input or a file that cannot be read)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe was read once, already; a device never ends
+            return None
         digest = hashlib.sha256()
         with open(path, "rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -129,7 +134,7 @@ def read_record(run_dir: Path) -> dict[str, Any] | None:
     from orchestrate.fsutil import TooLargeError, read_bytes_capped
 
     try:
-        document = loads_strict(read_bytes_capped(path, MAX_RECORD_BYTES).decode("utf-8"))
+        document = loads_strict(read_bytes_capped(path, MAX_RECORD_BYTES, special=False).decode("utf-8"))
     except TooLargeError:
         raise UserInputError(f"{path}: over {MAX_RECORD_BYTES:,} bytes: not a file orchestrate wrote") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
@@ -155,6 +160,7 @@ def resumed(given: Invocation, explicit: set[str]) -> Invocation:
     assert given.resume is not None
     if not given.resume.is_dir():
         raise UserInputError(f"{given.resume}: no such run folder (--resume takes a run folder under runs/)")
+    refuse_special_files(given.resume)
     record = read_record(given.resume)
     if record is None:
         if not given.workflows:

@@ -114,8 +114,9 @@ def load_prior(run_dir: Path) -> PriorDatasetRun:
     """Read a dataset run folder for `--resume`: rows done, money spent, agents to carry over."""
     from orchestrate.errors import UserInputError
     from orchestrate.money.amounts import read_spend
-    from orchestrate.run.resume import _from_row
+    from orchestrate.run.resume import _from_row, refuse_special_files
 
+    refuse_special_files(run_dir)
     if not (run_dir / "results.jsonl").exists() and not (run_dir / "events.jsonl").exists():
         raise UserInputError(f"{run_dir}: not a dataset run folder (no results.jsonl or events.jsonl)")
     prior = PriorDatasetRun()

@@ -16,7 +16,8 @@ from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
-from orchestrate.jsonline import json_line
+from orchestrate.fsutil import open_regular, read_lines_capped
+from orchestrate.jsonline import MAX_JOURNAL_LINE_BYTES, json_line
 from orchestrate.observe.journal import GroupCommit, JsonLines
 from orchestrate.run.events import Event, EventType
 
@@ -80,9 +81,9 @@ class EventLog:
 
 def read_events(path: Path | str) -> Iterator[dict[str, Any]]:
     """Yield the events of a log in order, skipping a torn last line or any line that does not parse."""
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            line = line.strip()
+    with open_regular(path) as handle:  # a named pipe or a device in a run folder is refused, not waited on
+        for raw in read_lines_capped(handle, path, MAX_JOURNAL_LINE_BYTES, skip_long=True):
+            line = raw.decode("utf-8", errors="replace").strip()
             if not line:
                 continue
             try:

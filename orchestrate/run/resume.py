@@ -20,7 +20,7 @@ from typing import Any
 from orchestrate.errors import UserInputError
 from orchestrate.workflow.models import Agent, AgentResult, AgentStatus, Workflow
 
-__all__ = ["definition_digest", "fingerprint", "plan_resume", "prior_results"]
+__all__ = ["definition_digest", "fingerprint", "plan_resume", "prior_results", "refuse_special_files"]
 
 
 def fingerprint(agent: Agent, prompt: str) -> str:
@@ -142,7 +142,7 @@ def _read_result(path: Path) -> dict[str, Any]:
     from orchestrate.workflow.schema import report_problem
 
     try:
-        document = loads_strict(read_bytes_capped(path, MAX_REPORT_BYTES).decode("utf-8"))
+        document = loads_strict(read_bytes_capped(path, MAX_REPORT_BYTES, special=False).decode("utf-8"))
     except TooLargeError:
         raise UserInputError(f"{path}: larger than {MAX_REPORT_BYTES:,} bytes; not a result.json") from None
     except OSError as exc:
@@ -159,12 +159,15 @@ def _journal(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """The events of a run's journal with their line numbers, each checked; a torn line (a crash
     mid-write) is skipped, a line that parses but is not an event is an error."""
     from orchestrate.finite import loads_strict
+    from orchestrate.fsutil import open_regular, read_lines_capped
+    from orchestrate.jsonline import MAX_JOURNAL_LINE_BYTES
     from orchestrate.workflow.schema import check_instance
 
     found: list[tuple[int, dict[str, Any]]] = []
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, 1):
-            line = line.strip()
+    with open_regular(path) as handle:
+        lines = read_lines_capped(handle, path, MAX_JOURNAL_LINE_BYTES, skip_long=True)
+        for number, raw in enumerate(lines, 1):
+            line = raw.decode("utf-8", errors="replace").strip()
             if not line:
                 continue
             try:
@@ -184,6 +187,24 @@ def _journal(path: Path) -> list[tuple[int, dict[str, Any]]]:
     return found
 
 
+def refuse_special_files(run_dir: Path) -> None:
+    """A run folder to resume holds files and folders only: a named pipe would hang the reader,
+    a link to a device (``/dev/zero``) fill memory.
+
+    Raises:
+        UserInputError: Naming each entry that is neither, and what it is.
+    """
+    from orchestrate.fsutil import special_entries
+
+    try:
+        found = special_entries(run_dir)
+    except OSError as exc:
+        raise UserInputError(f"{run_dir}: cannot list the run folder: {exc.strerror or exc}") from None
+    if found:
+        listed = "; ".join(f"{path} is {what}" for path, what in found)
+        raise UserInputError(f"{run_dir}: a run folder holds only files orchestrate wrote: {listed}; nothing was run")
+
+
 def prior_results(run_dir: Path) -> tuple[str | None, dict[str, AgentResult]]:
     """The workflow name and the completed agents recorded in a run folder.
 
@@ -192,6 +213,7 @@ def prior_results(run_dir: Path) -> tuple[str | None, dict[str, AgentResult]]:
     """
     if not run_dir.is_dir():
         raise UserInputError(f"{run_dir}: --resume needs a run folder (holding events.jsonl or result.json)")
+    refuse_special_files(run_dir)
     name: str | None = None
     found: dict[str, AgentResult] = {}
     result_path = run_dir / "result.json"

@@ -32,7 +32,16 @@ from orchestrate.jsonline import MAX_DEPTH, nests_too_deep, read_line
 from orchestrate.workflow.loader import check_inputs
 from orchestrate.workflow.models import AgentStatus, Workflow, WorkflowStatus
 
-__all__ = ["BadRow", "Dataset", "DatasetCheck", "Row", "instantiate", "parse_shard", "spool_stdin"]
+__all__ = [
+    "MAX_LINE_BYTES",
+    "BadRow",
+    "Dataset",
+    "DatasetCheck",
+    "Row",
+    "instantiate",
+    "parse_shard",
+    "spool_stdin",
+]
 
 _JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 
@@ -224,11 +233,12 @@ class Dataset:
     def _csv(self) -> Iterator[tuple[int, int, dict[str, Any], tuple[int, str] | None]]:
         with self._open() as handle:
             delimiter = "\t" if self.path.suffix.lower() == ".tsv" else ","
-            reader = csv.reader(_lines(handle, self.label), delimiter=delimiter, strict=True)
+            feed = _LineFeed(handle, self.label)
+            reader = csv.reader(feed, delimiter=delimiter, strict=True)
             try:
                 header = next(reader, None)
             except csv.Error as exc:
-                raise UserInputError(f"{self.label}:{reader.line_num}:1: not valid CSV: {exc}") from None
+                raise UserInputError(f"{self.label}:{feed.first_line}:1: not valid CSV: {exc}") from None
             if header is None:
                 return
             names = [name.strip() for name in header]
@@ -244,16 +254,22 @@ class Dataset:
                         f"{self.label}:1:{position}: column {name!r} is not an input of workflow "
                         f"{self.workflow_name!r} (inputs: {known}) and no expectation reads it"
                     )
-            index, previous = 0, reader.line_num
+            index = 0
             while True:
+                feed.new_record()
                 try:
                     cells = next(reader)
                 except StopIteration:
                     return
                 except csv.Error as exc:
-                    yield index, previous + 1, {}, (1, f"not valid CSV: {exc}")
-                    return
-                line, previous = previous + 1, reader.line_num
+                    # A syntax error (a stray quote, a cell over the csv module's field limit) spoils
+                    # only its record: it is a bad row at the line where the record began, and reading
+                    # goes on at the next line (a stray quote may have swallowed the lines after it).
+                    line = feed.resync()
+                    yield index, line, {}, (1, f"not valid CSV: {exc}; reading went on at line {line + 1}")
+                    index += 1
+                    continue
+                line = feed.first_line
                 if not cells or all(not c.strip() for c in cells):
                     continue
                 if len(cells) != len(names):
@@ -288,15 +304,84 @@ class Dataset:
         return f"{self.label}:{bad.line}:{bad.column}: {who}{bad.reason}"
 
 
-def _lines(handle: IO[bytes], label: str) -> Iterator[str]:
-    """The lines of a UTF-8 file (a byte-order mark dropped), undecodable bytes a located error."""
-    for line, raw in enumerate(handle, 1):
+# The longest line a dataset may hold. A row of input values is a few kilobytes; a line past this
+# is refused where it is (FILE:LINE) after reading at most this much of it, so a 1 GB line cannot
+# fill memory.
+MAX_LINE_BYTES = 8 << 20
+
+
+def _lines(handle: IO[bytes], label: str, limit: int = MAX_LINE_BYTES) -> Iterator[str]:
+    """The lines of a UTF-8 file (a byte-order mark dropped), undecodable bytes a located error.
+
+    Raises:
+        UserInputError: A line is longer than `limit` bytes or is not UTF-8 (FILE:LINE:COL).
+    """
+    line = 0
+    while True:
+        raw = handle.readline(limit + 1)
+        if not raw:
+            return
+        line += 1
+        if len(raw) > limit and not (len(raw) == limit + 1 and raw.endswith(b"\n")):
+            raise UserInputError(
+                f"{label}:{line}:1: line longer than {limit:,} bytes (a dataset row must be shorter); nothing was run"
+            )
         if line == 1 and raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]
         try:
             yield raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise UserInputError(f"{label}:{line}:{exc.start + 1}: not UTF-8 text ({exc.reason})") from None
+
+
+class _LineFeed:
+    """A CSV file's lines for `csv.reader`, numbered, with the lines of a bad record given back.
+
+    `csv.reader` forgets where a record began; this remembers the lines of the record being read,
+    so after a syntax error the lines after its first are read again as new records.
+    """
+
+    def __init__(self, handle: IO[bytes], label: str) -> None:
+        self._source = _lines(handle, label)
+        self._label = label
+        self._number = 0  # of the last line read from the file
+        self._again: list[tuple[int, str]] = []  # lines to read again, the next one last
+        self._record: list[tuple[int, str]] = []  # the lines of the record being read
+        self._size = 0
+        self.first_line = 1
+
+    def __iter__(self) -> _LineFeed:
+        return self
+
+    def __next__(self) -> str:
+        if self._again:
+            number, text = self._again.pop()
+        else:
+            text = next(self._source)
+            self._number += 1
+            number = self._number
+        if not self._record:
+            self.first_line = number
+        self._record.append((number, text))
+        self._size += len(text)
+        if self._size > MAX_LINE_BYTES:
+            raise UserInputError(
+                f"{self._label}:{self.first_line}:1: a CSV record longer than {MAX_LINE_BYTES:,} bytes "
+                "(an unclosed quote?); nothing was run"
+            )
+        return text
+
+    def new_record(self) -> None:
+        """The next line read begins a record."""
+        self._record.clear()
+        self._size = 0
+
+    def resync(self) -> int:
+        """After a syntax error: the bad record's first line; its other lines are read again."""
+        first = self._record[0][0] if self._record else self._number
+        self._again.extend(reversed(self._record[1:]))
+        self.new_record()
+        return first
 
 
 def instantiate(template: Workflow, values: dict[str, Any], workflow_id: str) -> Workflow:
