@@ -196,6 +196,8 @@ class _DatasetSession:
         if spec.engine == "ray":
             from orchestrate.app.ray_dataset import check_ray
 
+            if inv.repeat > 1:
+                raise UserInputError("--repeat runs on the local engine only, not with --engine ray")
             check_ray(inv, spec)
         check_output_paths(inv)  # before the first row is paid for
         check_baseline(inv.baseline)
@@ -340,7 +342,9 @@ class _DatasetSession:
             redact=event_redactor(template),
         )
         engine.add_sink(log)
-        scoring = DatasetScoring.of(template, run_dir)
+        scoring = DatasetScoring.of(template, run_dir, repeat=inv.repeat, min_pass_rate=inv.min_pass_rate)
+        if prior is not None:  # evaluation.json counts the rows earlier sessions completed too
+            scoring.carry(prior.rows, prior.completed)
         rows_in = protector.rows(dataset, spec.key) if protector is not None else dataset
         row_sinks = [recorder, *([display] if display is not None else []), *scoring.sinks]
         completed: set[str] | frozenset[str] = prior.completed if prior is not None else frozenset()
@@ -373,6 +377,7 @@ class _DatasetSession:
                 completed=completed,
                 reuse=prior.reuse if prior is not None else None,
                 session=uuid.uuid4().hex[:6],
+                repeat=inv.repeat,
             )
         if display is not None:
             engine.add_sink(display)

@@ -76,6 +76,9 @@ class Invocation:
         answers: With `simulate`: fixed answers per agent (a YAML file).
         baseline: An earlier run folder to compare expectations with (exit 6 on a pass -> fail).
         tolerance: The pass-rate drop per expectation `baseline` allows.
+        repeat: Tries of each case (the run, or each dataset row), ``--repeat K``: the tries
+            after the first skip the response cache; budgets and plans count every try.
+        min_pass_rate: The share of its tries a case must pass (None: every try).
         audit_sink: Also append the audit trail's head to this append-only file (or POST it to a URL).
         no_content: Keep no prompts, answers or tool arguments anywhere the run writes.
         dataset: Run over a data file's rows.
@@ -119,6 +122,8 @@ class Invocation:
     answers: Path | None = None
     baseline: Path | None = None
     tolerance: float = 0.0
+    repeat: int = 1
+    min_pass_rate: float | None = None
     audit_sink: str | None = None
     no_content: bool = False
     dataset: DatasetSpec | None = None
@@ -128,5 +133,9 @@ class Invocation:
     def __post_init__(self) -> None:
         if self.progress not in PROGRESS:
             raise ValueError(f"progress must be one of {', '.join(PROGRESS)}, not {self.progress!r}")
+        if self.repeat < 1:
+            raise ValueError(f"repeat must be at least 1, not {self.repeat}")
+        if self.min_pass_rate is not None and not 0.0 <= self.min_pass_rate <= 1.0:
+            raise ValueError(f"min_pass_rate must be between 0 and 1, not {self.min_pass_rate}")
         if self.batch_fallback not in ("batch", "online"):
             raise ValueError(f"batch_fallback must be 'batch' or 'online', not {self.batch_fallback!r}")

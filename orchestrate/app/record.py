@@ -57,6 +57,8 @@ _CARRIED = (
     "max_threads",
     "no_content",
     "audit_sink",
+    "repeat",
+    "min_pass_rate",
 )
 _CARRIED_DATA = ("skip_invalid_rows", "max_rows_parallel", "engine", "address", "workers")
 

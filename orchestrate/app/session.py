@@ -365,6 +365,21 @@ class _Session:
                     from orchestrate.run.evaluation import evaluate_runs
 
                     await evaluate_runs(engine, workflows)
+                if inv.repeat > 1:  # the other tries of each run, each a run of its own
+                    from orchestrate.run.repeat import repeat_run
+
+                    def stopped() -> bool:
+                        return self.interrupts is not None and self.interrupts.received is not None
+
+                    await asyncio.gather(
+                        *(
+                            repeat_run(engine, wf, inv.repeat, decisions=decisions or None, stopped=stopped)
+                            for wf, decisions in zip(workflows, self.decisions)
+                        )
+                    )
+                for wf in workflows:  # the bar each run's tries are held to (exit 5 under it)
+                    if inv.min_pass_rate is not None and wf.evaluation is not None:
+                        wf.evaluation["min_pass_rate"] = inv.min_pass_rate
             finally:
                 self._stop_display()  # on every way out, so the cursor is never left hidden
         finally:

@@ -64,6 +64,10 @@ def plan(
     shard: Annotated[
         str | None, typer.Option("--shard", metavar="K/N", help="Only the rows whose index modulo N is K-1.")
     ] = None,
+    repeat: Annotated[
+        int,
+        typer.Option("--repeat", metavar="K", min=1, max=1000, help="Count K tries of each case, as run --repeat K."),
+    ] = 1,
 ) -> None:
     """Print the execution order, the critical path and the cost bounds of a run; call nothing.
 
@@ -90,6 +94,7 @@ def plan(
         data=data,
         key=key,
         shard=shard,
+        repeat=repeat,
     )
 
 
@@ -102,6 +107,7 @@ def print_batch_plan(
     shard: str | None,
     budget: float | None,
     as_json: bool,
+    repeat: int = 1,
 ) -> None:
     """The least and most a batch over `data` can cost (every row checked and planned)."""
     from orchestrate.app.dataset import open_dataset
@@ -114,7 +120,7 @@ def print_batch_plan(
         tracker = CostTracker(CostConfig())
         if template.prices:
             tracker.add_prices(template.prices)
-        plan = plan_batch(template, dataset, tracker, budget=budget)
+        plan = plan_batch(template, dataset, tracker, budget=budget, repeat=repeat)
     finally:
         if spooled is not None:
             spooled.unlink(missing_ok=True)
@@ -128,6 +134,7 @@ def print_batch_plan(
     sys.stdout.write(
         f"{plan.workflow}: {plan.rows} rows to run"
         + (f", {plan.invalid_rows} invalid" if plan.invalid_rows else "")
+        + (f", each tried {plan.repeat} times" if plan.repeat > 1 else "")
         + f"\ncost: at least {usd(plan.min_cost)} if every row completes, at most {usd(plan.max_cost)}"
         f"{ceiling}{budget_text}\nper row: {usd(plan.row_min_cost)} to {usd(plan.row_max_cost)} "
         f"(each row capped at its cost_budget ${template.cost_budget:.2f})\n"
@@ -150,9 +157,12 @@ def print_plans(
     data: str | None = None,
     key: str | None = None,
     shard: str | None = None,
+    repeat: int = 1,
 ) -> None:
     if data is not None:
-        print_batch_plan(files[0], inputs, data=data, key=key, shard=shard, budget=budget, as_json=as_json)
+        print_batch_plan(
+            files[0], inputs, data=data, key=key, shard=shard, budget=budget, as_json=as_json, repeat=repeat
+        )
         return
     from orchestrate.money.costs import CostConfig, CostTracker
     from orchestrate.money.planning import plan_workflow
@@ -168,6 +178,13 @@ def print_plans(
         plans.append(plan_workflow(workflow, CostTracker(CostConfig()), provider_batch=provider_batch))
     if as_json:
         payload = [p.to_dict() for p in plans]
+        if repeat > 1:  # every try has the run's budget: the command spends at most K times it
+            for entry, p in zip(payload, plans):
+                entry.update(
+                    repeat=repeat,
+                    min_cost_all_tries=round(p.min_cost * repeat, 6),
+                    max_cost_all_tries=round(p.max_cost * repeat, 6),
+                )
         sys.stdout.write(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2) + "\n")
         return
     from rich.text import Text
@@ -222,6 +239,13 @@ def print_plans(
         console.print(
             Text(
                 f"cost: at least {usd(p.min_cost)} if it completes, at most {usd(p.max_cost)}"
-                f"{ceiling}; budget ${p.budget:.2f}{cache}\n"
+                f"{ceiling}; budget ${p.budget:.2f}{cache}"
+                + (
+                    f"\nrepeat {repeat}: at least {usd(p.min_cost * repeat)}, at most {usd(p.max_cost * repeat)} "
+                    "for every try (each try has the budget)"
+                    if repeat > 1
+                    else ""
+                )
+                + "\n"
             )
         )

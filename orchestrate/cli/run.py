@@ -321,6 +321,29 @@ def run(
             rich_help_panel="Expectations",
         ),
     ] = 0.0,
+    repeat: Annotated[
+        int,
+        typer.Option(
+            "--repeat",
+            metavar="K",
+            min=1,
+            max=1000,
+            help="Run each case (the run, or each row) K times, the repeats never from --cache; report each "
+            "case's pass rate and pass^K. Budgets and plans count every try.",
+            rich_help_panel="Expectations",
+        ),
+    ] = 1,
+    min_pass_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--min-pass-rate",
+            metavar="RATE",
+            min=0.0,
+            max=1.0,
+            help="The share of its tries a case must pass (default: every try); a case under it exits 5.",
+            rich_help_panel="Expectations",
+        ),
+    ] = None,
     no_fail_on_expect: Annotated[
         bool,
         typer.Option(
@@ -377,7 +400,8 @@ def run(
 
     \b
     Exit codes: 0 completed, 1 failed, 2 invalid input, 3 partially completed,
-    4 waiting for an approval, 5 completed but expectations failed (see
+    4 waiting for an approval, 5 completed but expectations failed, or a case
+    passed fewer of its --repeat tries than --min-pass-rate (see
     --no-fail-on-expect), 6 regressed against --baseline, 130 interrupted (Ctrl-C),
     143 terminated (SIGTERM).
     """
@@ -475,6 +499,8 @@ def run(
         answers=answers,
         baseline=baseline,
         tolerance=tolerance,
+        repeat=repeat,
+        min_pass_rate=min_pass_rate,
         approved_by=approver,
         audit_sink=audit_sink,
         no_content=no_content,

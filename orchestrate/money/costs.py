@@ -386,6 +386,11 @@ class CostTracker:
             self.scopes.forget(workflow_id, keys)
         return self._records.pop(workflow_id, [])
 
+    def adopt(self, workflow_id: str, records: Iterable[CallRecord]) -> None:
+        """List another run's call records (a ``--repeat`` try's, already booked and forgotten)
+        with this workflow's, so its cost.json shows every call of every try."""
+        self._records.setdefault(workflow_id, []).extend(records)
+
     def set_agent_budget(self, agent_id: str, limit: float | None) -> None:
         """The ceiling of an agent's spend; `agent_id` is ``"<workflow id>:<agent name>"``."""
         account = self._agents.get(agent_id)

@@ -305,9 +305,10 @@ class BatchPlan:
     min_cost_no_hits: float = 0.0  # the least, system prompts counted, no call reading the prompt cache
     min_cost_all_hits: float = 0.0  # the same with every call reading its shared prefix
     cacheable_agents: int = 0
+    repeat: int = 1  # tries of each row (--repeat K), counted in min_cost and max_cost
 
     def to_dict(self) -> dict[str, Any]:
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"repeat": self.repeat} if self.repeat > 1 else {}
         if self.cacheable_agents:
             extra["prompt_cache"] = {
                 "cacheable_agents": self.cacheable_agents,
@@ -327,13 +328,16 @@ class BatchPlan:
         }
 
 
-def plan_batch(template: Workflow, rows: Any, tracker: CostTracker, *, budget: float | None) -> BatchPlan:
+def plan_batch(
+    template: Workflow, rows: Any, tracker: CostTracker, *, budget: float | None, repeat: int = 1
+) -> BatchPlan:
     """Least and most a batch over `rows` (Row and BadRow items) can cost, before anything is spent.
 
     Each valid row is planned like a single run with its own inputs (its
     bounds capped by the workflow's per-row `cost_budget`); the batch's most
     is the sum, capped by the batch `budget`, which the engine never lets the
-    batch cross.
+    batch cross. With `repeat` (``--repeat K``) each row is tried K times: the
+    totals count every try (the per-row figures stay those of one try).
     """
     from orchestrate.workflow.dataset import BadRow, instantiate
 
@@ -347,10 +351,10 @@ def plan_batch(template: Workflow, rows: Any, tracker: CostTracker, *, budget: f
         size = sum(len(str(v).encode()) for v in item.values.values())
         plan = plan_workflow(instantiate(template, item.values, "plan"), tracker, input_bytes=size)
         count += 1
-        low += plan.min_cost
-        high += plan.max_cost
+        low += plan.min_cost * repeat
+        high += plan.max_cost * repeat
         none, every = plan.cache_bounds
-        no_hits, all_hits, cacheable = no_hits + none, all_hits + every, plan.cacheable_agents
+        no_hits, all_hits, cacheable = no_hits + none * repeat, all_hits + every * repeat, plan.cacheable_agents
         row_low, row_high = min(row_low, plan.min_cost), max(row_high, plan.max_cost)
     binds = budget is not None and high > budget
     return BatchPlan(
@@ -366,4 +370,5 @@ def plan_batch(template: Workflow, rows: Any, tracker: CostTracker, *, budget: f
         min(no_hits, budget) if budget is not None else no_hits,
         min(all_hits, budget) if budget is not None else all_hits,
         cacheable,
+        max(1, repeat),
     )

@@ -23,7 +23,9 @@ def _rows(run_dir: Path) -> list[dict[str, Any]]:
     for line in read_json_lines(run_dir / "results.jsonl"):
         if "key" in line:
             latest.pop(str(line["key"]), None)  # re-inserted: keeps the order rows finished in
-            latest[str(line["key"])] = {k: line.get(k) for k in ("key", "row", "status", "cost", "seconds", "error")}
+            latest[str(line["key"])] = {
+                k: line.get(k) for k in ("key", "row", "status", "cost", "seconds", "error", "expectations")
+            }
     return list(latest.values())
 
 
@@ -61,6 +63,13 @@ def dataset_junit_xml(document: dict[str, Any], run_dir: Path) -> str:
         elif row["status"] == "cancelled":
             ET.SubElement(case, "skipped", message=error)
         ET.SubElement(case, "system-out").text = f"line={row.get('row')} cost={float(row.get('cost') or 0):.6f}"
+    totals = document.get("expectations")
+    if totals:  # a suite of each row's expectations (observe/expectation_reports.py)
+        from orchestrate.observe.expectation_reports import expectation_suite
+
+        bar = {"min_pass_rate": totals["min_pass_rate"]} if totals.get("min_pass_rate") is not None else {}
+        cases = [{"key": r["key"], **r["expectations"], **bar} for r in rows if r.get("expectations")]
+        suites.append(expectation_suite(document["name"], cases))
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
 
@@ -88,6 +97,10 @@ def dataset_summary_markdown(document: dict[str, Any], run_dir: Path, *, limit: 
             lines.append(f"| {row['key']} | {row.get('row')} | {row['status']} | {error} |")
         if len(failed) > limit:
             lines.append(f"\n{len(failed) - limit} more rows did not complete; see results.jsonl.")
+    if document.get("expectations"):  # pass rates (and pass^K with --repeat), as the closing lines say
+        from orchestrate.run.evaluation import dataset_lines
+
+        lines += ["", "### Expectations", "", "```", *dataset_lines(document["expectations"]), "```"]
     return "\n".join(lines) + "\n"
 
 

@@ -133,6 +133,8 @@ def load_prior(run_dir: Path) -> PriorDatasetRun:
             prior.rows[str(line["key"])] = {
                 k: line.get(k) for k in ("key", "row", "status", "cost", "tokens", "seconds", "error")
             }
+            if line.get("expectations") is not None:  # counted again in evaluation.json when resumed
+                prior.rows[str(line["key"])]["expectations"] = line["expectations"]
     for number, call in _numbered_lines(run_dir / "calls.jsonl", prior.torn_calls):
         cost = read_spend(call.get("cost"), f"{run_dir / 'calls.jsonl'}:{number + 1}")
         prior.costs.add(call)

@@ -53,11 +53,14 @@ def _rate(rate: Any) -> str:
 
 
 def _counts(totals: dict[str, Any]) -> str:
+    from orchestrate.run.evaluation import repeat_lines
+
     rate = totals.get("pass_rate")
     shown = f" · pass rate {rate * 100:.1f}%" if isinstance(rate, (int, float)) else ""
+    repeats = "".join(f'<p class="meta">{_e(line.strip())}</p>' for line in repeat_lines(totals))
     return (
         f'<p class="meta">{totals.get("passed", 0)}/{totals.get("total", 0)} passed · '
-        f"{totals.get('failed', 0)} failed · {totals.get('errors', 0)} errors{shown}</p>"
+        f"{totals.get('failed', 0)} failed · {totals.get('errors', 0)} errors{shown}</p>{repeats}"
     )
 
 
@@ -75,17 +78,22 @@ def evaluation_section(folder: Path, result: dict[str, Any]) -> str:
 
 
 def _dataset(folder: Path, totals: dict[str, Any]) -> str:
+    repeat = int(totals.get("repeat") or 1)
     rates = "".join(
         f"<tr><td>{_e(e['agent'])}</td><td>{_e(e['name'])}</td><td class=num>{e['passed']}</td>"
         f"<td class=num>{e['failed']}</td><td class=num>{e['errors']}</td>"
-        f"<td class=num>{_rate(e.get('pass_rate'))}</td></tr>"
+        f"<td class=num>{_rate(e.get('pass_rate'))}</td>"
+        + (f"<td class=num>{_rate(e.get('pass_k'))}</td>" if repeat > 1 else "")
+        + "</tr>"
         for e in totals.get("by_expectation", ())
     )
     parts = [
         '<section class="evaluation"><h3>Evaluation</h3>',
         _counts(totals),
         "<table><thead><tr><th>agent</th><th>expectation</th><th>passed</th><th>failed</th><th>errors</th>"
-        f"<th>pass rate</th></tr></thead><tbody>{rates}</tbody></table>",
+        "<th>pass rate</th>"
+        + (f"<th>pass^{repeat} (every try)</th>" if repeat > 1 else "")
+        + f"</tr></thead><tbody>{rates}</tbody></table>",
     ]
     cases: list[tuple[str, dict[str, Any]]] = []
     results = folder / "results.jsonl"

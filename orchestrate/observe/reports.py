@@ -109,8 +109,9 @@ def result_document(
         "inputs": workflow.input_values,
         "status": workflow.status.value,
         "simulated": simulated,
-        "total_cost": round(sum(a["cost"] for a in agents), 10),
-        "total_tokens": sum(a["tokens_used"] for a in agents),
+        # Every agent's calls, the judges' (their own line in cost.json) and a --repeat's later tries'.
+        "total_cost": round(sum(a["cost"] for a in agents) + _judge_cost(workflow) + _repeated(workflow, "cost"), 10),
+        "total_tokens": sum(a["tokens_used"] for a in agents) + int(_repeated(workflow, "tokens")),
         "retries": sum(a["retry_count"] for a in agents),
         "error": workflow.error,
         "started_at": _iso(workflow.started_at),
@@ -126,9 +127,12 @@ def result_document(
         for text in (a.get("metadata") or {}).get("usage_anomalies", ())
     ]
     document["usage_anomalies"] = anomalies
-    document["budget_overrun"] = budget_overrun(workflow.cost_budget, document["total_cost"], anomalies)
+    tries = int(_repeated(workflow, "tries") or 1)  # each try has the budget of its own
+    document["budget_overrun"] = budget_overrun(workflow.cost_budget * tries, document["total_cost"], anomalies)
     if workflow.evaluation is not None:
         document["expectations"] = workflow.evaluation
+    if workflow.repeats is not None:
+        document["repeat"] = dict(workflow.repeats)
     if extra:
         document.update(extra)
     if "reused_agents" in document:  # those carried over, not those merely offered for reuse
@@ -136,6 +140,14 @@ def result_document(
     if workflow.protector is not None:  # data_protection: outputs restored, content withheld
         document = workflow.protector.result_document(document)
     return document
+
+
+def _judge_cost(workflow: Workflow) -> float:
+    return float((workflow.evaluation or {}).get("judge_cost") or 0.0)
+
+
+def _repeated(workflow: Workflow, name: str) -> float:
+    return float((workflow.repeats or {}).get(name) or 0.0)
 
 
 def budget_overrun(budget: float | None, spent: float, anomalies: list[Any]) -> dict[str, Any] | None:

@@ -11,12 +11,20 @@ Entries are written atomically, so concurrent runs may share a folder.
 
 Reuse is decided request by request, so a failure early in a run does not
 make any later agent call again.
+
+The repeats of ``--repeat K`` (every try of a case after its first) are asked
+fresh: inside `fresh_answers()` the cache is neither read nor written, or a
+repeat would only replay the first try's answer and its pass rate would mean
+nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -27,10 +35,21 @@ from orchestrate.llm.base import LLMClient, LLMResponse, ToolCall
 from orchestrate.llm.http import scrub_response
 from orchestrate.state.base import SharedState
 
-__all__ = ["CachingClient", "CachingClients", "FolderStore", "StateStore", "cache_store"]
+__all__ = ["CachingClient", "CachingClients", "FolderStore", "StateStore", "cache_store", "fresh_answers"]
 
 _NOT_STORED_FINISH = {"length", "max_tokens", "error"}
 MAX_ENTRY_BYTES = 64 * 1024 * 1024
+_FRESH: ContextVar[bool] = ContextVar("orchestrate_fresh_answers", default=False)
+
+
+@contextmanager
+def fresh_answers(on: bool = True) -> Iterator[None]:
+    """Calls made inside (and in the tasks started inside) skip the response cache: a repeat's try."""
+    token = _FRESH.set(on)
+    try:
+        yield
+    finally:
+        _FRESH.reset(token)
 
 
 class FolderStore:
@@ -104,6 +123,7 @@ class CachingClient(LLMClient):
         self.provider = inner.provider
         self.hits = 0
         self.misses = 0
+        self.fresh = 0  # calls that skipped the cache (a repeat's tries)
 
     @property
     def batched(self) -> bool:
@@ -162,6 +182,10 @@ class CachingClient(LLMClient):
         )
 
     async def _through(self, request: dict[str, Any], call: Any) -> LLMResponse:
+        if _FRESH.get():  # a repeat: asked again, and its answer kept out of the cache
+            self.fresh += 1
+            fresh: LLMResponse = await call()
+            return fresh
         digest = self._digest(request)
         raw = await self.store.get(digest)
         stored = _parse(raw)

@@ -38,9 +38,12 @@ from typing import Any, Protocol
 
 from orchestrate.llm.base import LLMClient, LLMResponse
 from orchestrate.money.costs import CallRecord, agent_key
+from orchestrate.run.cache import fresh_answers
 from orchestrate.run.engine import EngineConfig
+from orchestrate.run.evaluation import repeated
 from orchestrate.run.events import Event, EventType
 from orchestrate.run.monitor import MonitorConfig
+from orchestrate.run.repeat import later_tries
 from orchestrate.run.scheduler import RunShape
 from orchestrate.slots import Slots
 from orchestrate.workflow.dataset import BadRow, Row, instantiate
@@ -92,6 +95,9 @@ class DatasetRunner:
         session: Makes the rows' run ids unique across the sessions of a dataset run.
         evaluator: Scores each row's expectations as the row finishes (its judges reserve
             against the row's and the dataset run's budgets like its agents).
+        repeat: Tries of each row (``--repeat K``), one after the other in the row's slot, each
+            a run of its own with the workflow's ``cost_budget``; the tries after the first
+            skip the response cache. Admission reserves K times a row's worst case.
     """
 
     def __init__(
@@ -108,8 +114,10 @@ class DatasetRunner:
         reuse: Mapping[str, dict[str, AgentResult]] | None = None,
         session: str | None = None,
         evaluator: Any = None,
+        repeat: int = 1,
     ) -> None:
         self.engine = engine
+        self.repeat = max(1, repeat)
         self.evaluator = evaluator
         self.template = template
         self.rows = rows
@@ -124,7 +132,8 @@ class DatasetRunner:
         self.exhausted = False
         self.stopping: str | None = None
         self._refused: set[str] = set()
-        self._in_flight: dict[str, float] = {}  # row run id -> its worst case (under a dataset budget)
+        # row run id -> [its worst case, what its finished tries spent, the run id of its try now]
+        self._in_flight: dict[str, list[Any]] = {}
         self._pending_worst = 0.0
         self._freed = asyncio.Event()  # a row in flight finished
         self.tracker.set_workflow_budget(run_id, budget)
@@ -214,18 +223,19 @@ class DatasetRunner:
             await self._freed.wait()
 
     def _worst_case(self, row: Row) -> float:
-        """The most `row` can cost, as `orchestrate plan` computes it for its inputs."""
+        """The most `row` can cost, as `orchestrate plan` computes it for its inputs (its K tries)."""
         from orchestrate.money.planning import plan_workflow
 
         size = sum(len(str(v).encode()) for v in row.values.values())
-        return plan_workflow(instantiate(self.template, row.values, "plan"), self.tracker, input_bytes=size).max_cost
+        plan = plan_workflow(instantiate(self.template, row.values, "plan"), self.tracker, input_bytes=size)
+        return plan.max_cost * self.repeat
 
     def _committed(self) -> float:
         """Spent so far, plus what the rows in flight may still spend (their worst case less their spend)."""
         tracker = self.tracker
         committed = tracker.spent(self.run_id)
-        for workflow_id, worst in self._in_flight.items():
-            committed += max(0.0, worst - tracker.spent(workflow_id))
+        for worst, done, current in self._in_flight.values():
+            committed += max(0.0, worst - done - tracker.spent(current))
         return committed
 
     def _room(self) -> bool:
@@ -242,28 +252,79 @@ class DatasetRunner:
         await self._row(row)
 
     async def _row(self, row: Row) -> None:
-        engine = self.engine
-        workflow = instantiate(self.template, row.values, f"{self.session}-{row.index}")
-        engine.register_run(workflow, self.shape, parent=self.run_id)
+        base = f"{self.session}-{row.index}"
+        entry: list[Any] = [self._pending_worst, 0.0, base]
         if self.budget is not None:
-            self._in_flight[workflow.id] = self._pending_worst
+            self._in_flight[base] = entry
         try:
-            await self._run_row(row, workflow)
+            await self._run_row(row, base, entry)
         finally:
-            if self._in_flight.pop(workflow.id, None) is not None:
+            if self._in_flight.pop(base, None) is not None:
                 self._freed.set()
 
-    async def _run_row(self, row: Row, workflow: Workflow) -> None:
-        engine, tracker = self.engine, self.tracker
+    async def _run_row(self, row: Row, base: str, entry: list[Any]) -> None:
+        engine = self.engine
         engine.emit(
             Event(
-                EventType.ROW_STARTED, workflow.id, None, {"key": row.key, "row": row.line}, workflow_name=workflow.name
+                EventType.ROW_STARTED, base, None, {"key": row.key, "row": row.line}, workflow_name=self.template.name
             )
         )
+        tries: list[Workflow] = []
+        records: list[CallRecord] = []
+        documents: list[dict[str, Any]] = []
+        status = "completed"
+        for n in range(1, self.repeat + 1):
+            if n > 1 and (self.stopping or getattr(engine, "halted", None)):
+                break
+            run_id = base if n == 1 else f"{base}.{n}"
+            entry[2] = run_id
+            with fresh_answers(n > 1):  # a repeat asks again: never the cached answer of an earlier try
+                workflow, own, refused = await self._try(row, run_id, first=n == 1)
+            entry[1] += sum(r.cost for r in own)
+            records += own
+            try_status = row_status(workflow, refused)
+            if status == "completed":
+                status = try_status
+            if workflow.evaluation is not None:
+                documents.append(workflow.evaluation)
+            tries.append(workflow)
+        first = tries[0]
+        if self.repeat > 1:  # the row as a case: its first try's answers, every try's money and scores
+            first.repeats = later_tries(tries)
+            first.total_cost = sum(r.cost for r in records)
+            first.evaluation = repeated(documents) if documents else None
+        self._tell("row_finished", row, first, records, status)
+        duration = (
+            (first.completed_at - first.started_at).total_seconds() if first.completed_at and first.started_at else 0.0
+        )
+        engine.emit(
+            Event(
+                EventType.ROW_FINISHED,
+                first.id,
+                None,
+                {
+                    "key": row.key,
+                    "row": row.line,
+                    "status": status,
+                    "cost": first.total_cost,
+                    "tokens": first.total_tokens,
+                    "seconds": duration,
+                    "error": first.error,
+                },
+                workflow_name=first.name,
+            )
+        )
+
+    async def _try(self, row: Row, run_id: str, *, first: bool) -> tuple[Workflow, list[CallRecord], bool]:
+        """One run of `row` (one try of it): its workflow, its calls, whether the dataset budget refused it."""
+        engine, tracker = self.engine, self.tracker
+        workflow = instantiate(self.template, row.values, run_id)
+        engine.register_run(workflow, self.shape, parent=self.run_id)
         workflow.row = {**row.values, **row.columns}
         keys = [agent_key(workflow.id, a.name) for a in workflow.agents]
         try:
-            await engine.execute_workflow(workflow.id, reuse=self.reuse.get(row.key))
+            reuse = self.reuse.get(row.key) if first else None  # only a first try carries agents over
+            await engine.execute_workflow(workflow.id, reuse=reuse)
             if self.evaluator is not None and not self.stopping:
                 keys += self.evaluator.judge_keys(workflow.id)
                 await self.evaluator.evaluate(workflow, engine=engine, row=workflow.row)
@@ -272,30 +333,7 @@ class DatasetRunner:
             records = tracker.forget(workflow.id, keys)
         refused = workflow.id in self._refused
         self._refused.discard(workflow.id)
-        status = row_status(workflow, refused)
-        self._tell("row_finished", row, workflow, records, status)
-        duration = (
-            (workflow.completed_at - workflow.started_at).total_seconds()
-            if workflow.completed_at and workflow.started_at
-            else 0.0
-        )
-        engine.emit(
-            Event(
-                EventType.ROW_FINISHED,
-                workflow.id,
-                None,
-                {
-                    "key": row.key,
-                    "row": row.line,
-                    "status": status,
-                    "cost": workflow.total_cost,
-                    "tokens": workflow.total_tokens,
-                    "seconds": duration,
-                    "error": workflow.error,
-                },
-                workflow_name=workflow.name,
-            )
-        )
+        return workflow, records, refused
 
 
 @contextmanager

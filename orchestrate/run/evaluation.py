@@ -19,7 +19,7 @@ the expectation's `threshold` itself. An answer that cannot be read is an error.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -350,13 +350,76 @@ def closing_line(totals: Mapping[str, Any]) -> str:
 
 
 def expectations_failed(totals: Mapping[str, Any] | None) -> bool:
-    """True when some expectation failed or could not be evaluated."""
-    return bool(totals) and (int(totals.get("failed", 0)) + int(totals.get("errors", 0))) > 0  # type: ignore[union-attr]
+    """True when some expectation failed or could not be evaluated; with a ``--min-pass-rate``
+    bar, when some case's pass rate over its tries is under it."""
+    if not totals:
+        return False
+    bad = int(totals.get("failed", 0)) + int(totals.get("errors", 0))
+    bar = totals.get("min_pass_rate")
+    if "cases" in totals:  # a dataset run's totals
+        return int(totals.get("cases_below_min", 0)) > 0
+    if "tries_passed" in totals or bar is not None:  # one case: its tries against the bar
+        tries = int(totals.get("tries") or 1)
+        passed = int(totals["tries_passed"]) if "tries_passed" in totals else (0 if bad else tries)
+        return passed / tries < (1.0 if bar is None else float(bar)) - 1e-12
+    return bad > 0
+
+
+_COUNT_OF = {"pass": "passed", "fail": "failed", "error": "errors", "skipped": "skipped"}
+
+
+def repeated(documents: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One case tried K times (``--repeat K``): its K evaluation documents as one.
+
+    The counts are over every try. ``tries`` is K and ``tries_passed`` how many tries passed
+    every expectation. Each expectation appears once, with its counts over the tries
+    (``passed``, ``failed``, ``errors``, ``skipped``) and the status ``pass`` only when it
+    passed every time (``skipped`` when never judged); otherwise the first try that did not
+    pass gives its status, expected, got and reason.
+    """
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    tries_passed = 0
+    counts = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
+    judge_cost = 0.0
+    for document in documents:
+        judge_cost += float(document.get("judge_cost") or 0.0)
+        ok = True
+        for outcome in document.get("outcomes", ()):
+            status = outcome["status"]
+            counts[_COUNT_OF[status]] += 1
+            ok = ok and status in ("pass", "skipped")
+            entry = merged.get((outcome["agent"], outcome["name"]))
+            if entry is None:
+                entry = merged[(outcome["agent"], outcome["name"])] = {**outcome, **_empty()}
+            entry[_COUNT_OF[status]] += 1
+            if status in ("fail", "error") and entry["status"] in ("pass", "skipped"):
+                entry.update({k: v for k, v in outcome.items() if k not in _COUNT_OF.values()})
+            elif status == "pass" and entry["status"] == "skipped":
+                entry["status"] = "pass"
+        tries_passed += ok
+    outcomes = []
+    for entry in merged.values():
+        entry["tries"] = len(documents)
+        outcomes.append(entry)
+    return {
+        **counts,
+        "total": sum(counts.values()),
+        "judge_cost": round(judge_cost, 10),
+        "tries": len(documents),
+        "tries_passed": tries_passed,
+        "outcomes": outcomes,
+    }
 
 
 @dataclass
 class EvaluationTotals:
-    """Pass rates over many evaluations (a dataset's rows): per expectation, per agent, overall."""
+    """Pass rates over many evaluations (a dataset's rows): per expectation, per agent, overall.
+
+    A case is a row (or the single run). With ``--repeat K`` each case was tried K times
+    (`repeated` documents): its pass rate is the share of tries that passed every
+    expectation, and it counts towards pass^K when every try did. `min_pass_rate` is
+    the bar a case's pass rate must reach (None: every try must pass).
+    """
 
     passed: int = 0
     failed: int = 0
@@ -365,30 +428,53 @@ class EvaluationTotals:
     judge_cost: float = 0.0
     rows: int = 0
     rows_all_passed: int = 0
+    tries: int = 0
+    repeat: int = 1
+    min_pass_rate: float | None = None
+    cases_below: int = 0  # cases whose pass rate is under the bar
+    case_rate_sum: float = 0.0
+    below: list[dict[str, Any]] = field(default_factory=list)  # the first few cases under the bar
     by_expectation: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
     by_agent: dict[str, dict[str, int]] = field(default_factory=dict)
+    always: dict[tuple[str, str], int] = field(default_factory=dict)  # cases where it passed every try
 
-    def add(self, document: Mapping[str, Any]) -> None:
-        """Count one evaluation document."""
+    def add(self, document: Mapping[str, Any], key: str | None = None) -> None:
+        """Count one case's evaluation document (an `evaluate` document, a `repeated` one, or
+        either as results.jsonl keeps it)."""
+        tries = int(document.get("tries") or 1)
         self.rows += 1
+        self.tries += tries
         self.judge_cost += float(document.get("judge_cost") or 0.0)
         ok = True
-        key = {"pass": "passed", "fail": "failed", "error": "errors", "skipped": "skipped"}
         for outcome in document.get("outcomes", ()):
-            field_name = key.get(outcome["status"], "errors")
-            setattr(self, field_name, getattr(self, field_name) + 1)
-            ok = ok and outcome["status"] in ("pass", "skipped")
-            for bucket in (
-                self.by_expectation.setdefault((outcome["agent"], outcome["name"]), _empty()),
-                self.by_agent.setdefault(outcome["agent"], _empty()),
-            ):
-                bucket[field_name] += 1
-        self.rows_all_passed += ok
+            status = outcome["status"]
+            if "tries" in outcome:  # a repeated case: its counts over the tries
+                got = {name: int(outcome.get(name) or 0) for name in _COUNT_OF.values()}
+            else:
+                got = {name: 0 for name in _COUNT_OF.values()}
+                got[_COUNT_OF.get(status, "errors")] = 1
+            every = got["failed"] + got["errors"] == 0
+            ok = ok and every
+            exp_key = (outcome["agent"], outcome["name"])
+            for name, n in got.items():
+                setattr(self, name, getattr(self, name) + n)
+                self.by_expectation.setdefault(exp_key, _empty())[name] += n
+                self.by_agent.setdefault(outcome["agent"], _empty())[name] += n
+            self.always[exp_key] = self.always.get(exp_key, 0) + every
+        passed_tries = int(document["tries_passed"]) if "tries_passed" in document else (tries if ok else 0)
+        self.rows_all_passed += passed_tries == tries
+        rate = passed_tries / tries if tries else 0.0
+        self.case_rate_sum += rate
+        bar = 1.0 if self.min_pass_rate is None else self.min_pass_rate
+        if rate < bar - 1e-12:
+            self.cases_below += 1
+            if len(self.below) < 50:
+                self.below.append({"key": key, "pass_rate": round(rate, 6), "tries": tries})
 
     def to_dict(self) -> dict[str, Any]:
         total = self.passed + self.failed + self.errors + self.skipped
         judged = self.passed + self.failed + self.errors
-        return {
+        document: dict[str, Any] = {
             "passed": self.passed,
             "failed": self.failed,
             "errors": self.errors,
@@ -399,11 +485,37 @@ class EvaluationTotals:
             "rows_all_passed": self.rows_all_passed,
             "judge_cost": round(self.judge_cost, 10),
             "by_expectation": [
-                {"agent": agent, "name": name, **counts, "pass_rate": _rate(counts)}
+                {
+                    "agent": agent,
+                    "name": name,
+                    **counts,
+                    "pass_rate": _rate(counts),
+                    **({"pass_k": self._share(self.always.get((agent, name), 0))} if self.repeat > 1 else {}),
+                }
                 for (agent, name), counts in self.by_expectation.items()
             ],
             "by_agent": {agent: {**counts, "pass_rate": _rate(counts)} for agent, counts in self.by_agent.items()},
         }
+        if self.repeat > 1 or self.min_pass_rate is not None:
+            document.update(self.cases())
+        return document
+
+    def cases(self) -> dict[str, Any]:
+        """The per-case figures of a repeated run: pass^K, mean pass rate, cases under the bar."""
+        return {
+            "repeat": self.repeat,
+            "tries": self.tries,
+            "cases": self.rows,
+            "pass_k": self._share(self.rows_all_passed),
+            "cases_all_passed": self.rows_all_passed,
+            "case_pass_rate": round(self.case_rate_sum / self.rows, 6) if self.rows else None,
+            "min_pass_rate": self.min_pass_rate,
+            "cases_below_min": self.cases_below,
+            "below_min": list(self.below),
+        }
+
+    def _share(self, n: int) -> float | None:
+        return round(n / self.rows, 6) if self.rows else None
 
 
 def _empty() -> dict[str, int]:
@@ -453,6 +565,8 @@ def failure_lines(document: Mapping[str, Any], *, limit: int = 5, indent: str = 
             )
         elif o.get("kind") == "rubric" and o.get("score") is not None:
             detail = f"score {o['score']:g} < {o.get('expected')!r}: {detail}"
+        if "tries" in o:  # a repeated case: how often it passed
+            detail += f" [{o.get('passed', 0)}/{o['tries']} tries passed]"
         lines.append(f"{indent}{o['status']}: {o['agent']}: {o['name']}: {detail}")
     if len(bad) > limit:
         lines.append(f"{indent}... and {len(bad) - limit} more")
@@ -465,14 +579,46 @@ def dataset_lines(totals: Mapping[str, Any] | None, *, limit: int = 8) -> list[s
     if not totals:
         return []
     lines = [closing_line(totals)]
+    lines += repeat_lines(totals)
     short = [e for e in totals.get("by_expectation", ()) if e["failed"] or e["errors"]]
     for e in short[:limit]:
         judged = e["passed"] + e["failed"] + e["errors"]
         rate = f" ({e['pass_rate']:.0%})" if e.get("pass_rate") is not None else ""
         errors = f", {e['errors']} error(s)" if e["errors"] else ""
-        lines.append(f"  {e['agent']}: {e['name']}: {e['passed']}/{judged} passed{rate}{errors}")
+        every = f"; every try in {e['pass_k']:.0%} of cases" if e.get("pass_k") is not None else ""
+        lines.append(f"  {e['agent']}: {e['name']}: {e['passed']}/{judged} passed{rate}{errors}{every}")
     if len(short) > limit:
         lines.append(f"  ... and {len(short) - limit} more in evaluation.json")
+    return lines
+
+
+def repeat_lines(totals: Mapping[str, Any]) -> list[str]:
+    """With ``--repeat K`` (or ``--min-pass-rate``): a run's tries passed; a dataset's pass^K over
+    the cases, their mean pass rate, and the cases under the bar."""
+    if "tries_passed" in totals:  # one case (a single run) tried K times
+        tries, passed = int(totals.get("tries") or 1), int(totals["tries_passed"])
+        line = f"repeat {tries}: {passed}/{tries} tries passed every expectation ({passed / tries:.0%})"
+        line += f" - pass^{tries}" if passed == tries else ""
+        if totals.get("min_pass_rate") is not None:
+            under = passed / tries < float(totals["min_pass_rate"]) - 1e-12
+            line += f"; {'under' if under else 'meets'} --min-pass-rate {totals['min_pass_rate']:g}"
+        return [line]
+    if "cases" not in totals:
+        return []
+    k, cases, every = int(totals.get("repeat") or 1), int(totals.get("cases") or 0), int(totals["cases_all_passed"])
+    mean = totals.get("case_pass_rate")
+    line = f"repeat {k}: pass^{k} {every}/{cases} case(s)" + (
+        f", mean pass rate {mean:.0%}" if mean is not None else ""
+    )
+    bar = totals.get("min_pass_rate")
+    below = int(totals.get("cases_below_min") or 0)
+    if bar is not None:
+        line += f"; {below} case(s) under --min-pass-rate {bar:g}"
+    lines = [line]
+    for case in (totals.get("below_min") or ())[:5] if bar is not None else ():
+        passed = round(float(case["pass_rate"]) * int(case["tries"]))
+        who = case.get("key") or "run"
+        lines.append(f"  under the bar: {who}: {passed}/{case['tries']} tries passed ({case['pass_rate']:.0%})")
     return lines
 
 
@@ -485,7 +631,7 @@ def expectation_lines(document: Mapping[str, Any] | None) -> list[str]:
     """The closing lines of a run with expectations: the count line, then what did not pass."""
     if not document:
         return []
-    return [closing_line(document), *failure_lines(document)]
+    return [closing_line(document), *repeat_lines(document), *failure_lines(document)]
 
 
 def row_line(document: Mapping[str, Any]) -> dict[str, Any]:
@@ -494,10 +640,14 @@ def row_line(document: Mapping[str, Any]) -> dict[str, Any]:
     outcomes = []
     for o in document.get("outcomes", ()):
         if o["status"] == "pass":
-            outcomes.append({"agent": o["agent"], "name": o["name"], "status": "pass"})
+            short = {"agent": o["agent"], "name": o["name"], "status": "pass"}
+            if "tries" in o:  # a repeated case: its counts over the tries
+                short.update({k: o[k] for k in ("passed", "failed", "errors", "skipped", "tries")})
+            outcomes.append(short)
         else:
             outcomes.append(o)
-    counts = {k: document.get(k, 0) for k in ("passed", "failed", "errors", "skipped", "total")}
+    keep = ("passed", "failed", "errors", "skipped", "total", "judge_cost", "tries", "tries_passed")
+    counts = {k: document[k] for k in keep if k in document}
     return {**counts, "outcomes": outcomes}
 
 
@@ -505,19 +655,33 @@ class DatasetScoring:
     """A dataset run's expectations: the evaluator its rows use, and the totals over them
     (a batch sink), written to evaluation.json in the run folder when the run ends."""
 
-    def __init__(self, evaluator: Evaluator | None, run_dir: Path) -> None:
+    def __init__(
+        self, evaluator: Evaluator | None, run_dir: Path, *, repeat: int = 1, min_pass_rate: float | None = None
+    ) -> None:
         self.evaluator = evaluator
         self.run_dir = run_dir
-        self.totals = EvaluationTotals()
+        self.totals = EvaluationTotals(repeat=repeat, min_pass_rate=min_pass_rate)
         self.sinks: list[Any] = [self] if evaluator is not None else []
 
     @classmethod
-    def of(cls, template: Workflow, run_dir: Path) -> DatasetScoring:
-        return cls(Evaluator.of(template), run_dir)
+    def of(
+        cls, template: Workflow, run_dir: Path, *, repeat: int = 1, min_pass_rate: float | None = None
+    ) -> DatasetScoring:
+        return cls(Evaluator.of(template), run_dir, repeat=repeat, min_pass_rate=min_pass_rate)
+
+    def carry(self, lines: Mapping[str, Mapping[str, Any]], keys: set[str]) -> None:
+        """Count the rows an earlier session of a resumed run completed (their results.jsonl
+        lines, by key), so evaluation.json covers every session, not only this one."""
+        if self.evaluator is None:
+            return
+        for key in sorted(keys):
+            found = (lines.get(key) or {}).get("expectations")
+            if isinstance(found, Mapping):
+                self.totals.add(found, key)
 
     def row_finished(self, row: Any, workflow: Workflow, records: list[Any], status: str) -> None:
         if workflow.evaluation is not None:
-            self.totals.add(workflow.evaluation)
+            self.totals.add(workflow.evaluation, getattr(row, "key", None))
 
     def row_invalid(self, bad: Any) -> None:
         return None  # an invalid row never ran: nothing to score

@@ -244,6 +244,8 @@ class Workflow:
     output_values: dict[str, Any] = field(default_factory=dict, compare=False)
     evaluation: dict[str, Any] | None = field(default=None, compare=False)  # its expectations, once evaluated
     row: dict[str, Any] | None = field(default=None, compare=False)  # a dataset run's row: every column
+    # --repeat K, on a case's first try: {"tries": K, "cost": ..., "tokens": ...} of its later tries' agents
+    repeats: dict[str, Any] | None = field(default=None, compare=False, repr=False)
     protector: Any = field(default=None, compare=False, repr=False)  # the run's data protection and vault
 
     def __post_init__(self) -> None:
@@ -273,7 +275,8 @@ class Workflow:
 
     @property
     def total_tokens(self) -> int:
-        return sum(a.result.tokens_used for a in self.agents if a.result is not None)
+        own = sum(a.result.tokens_used for a in self.agents if a.result is not None)
+        return own + int(self.repeats["tokens"]) if self.repeats else own
 
     def get_statistics(self) -> dict[str, Any]:
         """Counts by status, progress, cost, tokens and timing of the run so far."""
