@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from orchestrate.cells import formula_safe
 from orchestrate.errors import UserInputError
 
 if TYPE_CHECKING:
@@ -431,7 +432,10 @@ def render(
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
-        writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
+        # A group's name (a dataset key, an agent, a tag) is text: never a formula in a spreadsheet.
+        writer.writerows(
+            {k: formula_safe(_cell(v)) if isinstance(v, str) else _cell(v) for k, v in row.items()} for row in rows
+        )
         return buffer.getvalue()
     if fmt == "markdown":
         lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]

@@ -12,6 +12,7 @@ from typing import Any
 
 from orchestrate.fsutil import atomic_write_text
 from orchestrate.observe.dataset_report import read_json_lines
+from orchestrate.observe.printable import markdown_cell, xml_text
 
 __all__ = ["dataset_junit_xml", "dataset_summary_markdown", "write_dataset_junit", "write_dataset_summary"]
 
@@ -40,25 +41,25 @@ def dataset_junit_xml(document: dict[str, Any], run_dir: Path) -> str:
     suite = ET.SubElement(
         suites,
         "testsuite",
-        name=document["name"],
+        name=xml_text(document["name"]),
         tests=str(len(rows)),
         failures=str(failures),
         errors="0",
         skipped=str(skipped),
         time=f"{document.get('duration_seconds') or 0:.3f}",
-        timestamp=str(document.get("started_at") or ""),
+        timestamp=xml_text(document.get("started_at") or ""),
     )
     for row in rows:
         case = ET.SubElement(
             suite,
             "testcase",
-            classname=document["name"],
-            name=f"row {row['key']}",
+            classname=xml_text(document["name"]),
+            name=xml_text(f"row {row['key']}"),
             time=f"{row.get('seconds') or 0:.3f}",
         )
-        error = str(row.get("error") or row["status"])
+        error = xml_text(row.get("error") or row["status"])  # no character XML 1.0 refuses
         if row["status"] in _FAILED:
-            node = ET.SubElement(case, "failure", message=error, type=str(row["status"]))
+            node = ET.SubElement(case, "failure", message=error, type=xml_text(row["status"]))
             node.text = error
         elif row["status"] == "cancelled":
             ET.SubElement(case, "skipped", message=error)
@@ -79,7 +80,7 @@ def dataset_summary_markdown(document: dict[str, Any], run_dir: Path, *, limit: 
     counts = document.get("counts") or {}
     label = " (simulated)" if document.get("simulated") else ""
     lines = [
-        f"## {document['name']}: {document['status']}{label}",
+        f"## {markdown_cell(document['name'])}: {markdown_cell(document['status'])}{label}",
         "",
         f"{document['rows']} rows, ${document['total_cost']:.4f}, {document['total_tokens']} tokens, "
         f"{document.get('duration_seconds') or 0:.1f}s"
@@ -88,13 +89,14 @@ def dataset_summary_markdown(document: dict[str, Any], run_dir: Path, *, limit: 
         "| status | rows |",
         "|---|---:|",
     ]
-    lines += [f"| {status} | {n} |" for status, n in sorted(counts.items())]
+    lines += [f"| {markdown_cell(status)} | {n} |" for status, n in sorted(counts.items())]
     failed = [r for r in _rows(run_dir) if r["status"] != "completed"]
     if failed:
         lines += ["", "| row | line | status | error |", "|---|---:|---|---|"]
         for row in failed[:limit]:
-            error = str(row.get("error") or "").replace("|", "\\|").replace("\n", " ")[:200]
-            lines.append(f"| {row['key']} | {row.get('row')} | {row['status']} | {error} |")
+            error = markdown_cell(str(row.get("error") or "")[:200])  # one cell: pipes, newlines, HTML escaped
+            cells = (markdown_cell(row["key"]), markdown_cell(row.get("row")), markdown_cell(row["status"]), error)
+            lines.append("| " + " | ".join(cells) + " |")
         if len(failed) > limit:
             lines.append(f"\n{len(failed) - limit} more rows did not complete; see results.jsonl.")
     if document.get("expectations"):  # pass rates (and pass^K with --repeat), as the closing lines say

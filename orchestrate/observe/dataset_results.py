@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from orchestrate.cells import formula_safe
 from orchestrate.jsonline import json_line, read_line
 from orchestrate.observe.answer import flatten, inline
 
@@ -124,6 +125,8 @@ def _cell(value: Any) -> str:
 
         text = format(Decimal(repr(value)), "f")
         return text.rstrip("0").rstrip(".") if "." in text else text
+    if isinstance(value, str):  # text, never a formula when the file is opened in a spreadsheet
+        return str(formula_safe(inline(value)))
     return inline(value)
 
 
@@ -158,7 +161,7 @@ def export_rows(folder: Path, fmt: str, out: IO[str]) -> int:
         flat = flatten(row["outputs"])
         writer.writerow(
             [
-                row["key"],
+                formula_safe(str(row["key"])),
                 _cell(row["row"]),
                 row["status"],
                 *(_cell(row["inputs"].get(name)) for name in inputs),

@@ -144,10 +144,25 @@ def plain_console(stream: Any, *, interactive: bool) -> Any:
     """A console for a command's output: the terminal's width in a terminal, unlimited elsewhere.
 
     Redirected to a file or a pipe, rich would otherwise assume 80 columns and
-    cut what is wider; an archived report must hold whole rows.
+    cut what is wider; an archived report must hold whole rows. Nothing printed is
+    read as rich markup (a dataset key ``[red]`` is a key), and every control
+    character in what is printed (a model's OSC 8 link, a CSI sequence, a bidi
+    override) is shown escaped (``\\x1b``), whatever renderable carries it.
     """
     from rich.console import Console
 
+    class _Escaping(Console):
+        def render(self, renderable: Any, options: Any = None) -> Any:
+            from rich.segment import Segment
+
+            from orchestrate.observe.printable import printable
+
+            for segment in super().render(renderable, options):
+                if segment.control or segment.text.isprintable():
+                    yield segment
+                else:
+                    yield Segment(printable(segment.text), segment.style)
+
     if interactive:
-        return Console(file=stream, highlight=False)
-    return Console(file=stream, highlight=False, width=100_000, color_system=None, soft_wrap=False)
+        return _Escaping(file=stream, highlight=False, markup=False)
+    return _Escaping(file=stream, highlight=False, markup=False, width=100_000, color_system=None, soft_wrap=False)
