@@ -12,7 +12,8 @@ A batch moves with an injected clock (`FakeClock`; the client under test sleeps
 on the same clock, so nothing really waits): ``validating`` for `validate_s`,
 then ``in_progress`` for `process_s` (counts grow linearly), then ``finalizing``
 for `finalize_s`, then its fate. `outcome(custom_id, body)` decides each request
-(``ok``, ``error`` a 500, ``invalid`` a 400, ``expired``), `fate(n)` each batch
+(``ok``, ``error`` a 500, ``invalid`` a 400, ``billing`` Anthropic's 402
+``billing_error``, ``expired``), `fate(n)` each batch
 (``completed``, ``expired``: only every other request answered, ``failed``: a
 validation error). The server counts submissions and polls, keeps every
 submitted request (to check against the SDKs' types), and plays scripted
@@ -80,6 +81,9 @@ class FakeBatchProvider(FakeProvider):
         self.polls: dict[str, int] = {}
         self.failure_message = "The batch input file is not valid."  # what a failed batch's error says
         self.results_base: str | None = None  # where Anthropic's results_url points (default: this server)
+        # Rewrites a results file as served (OpenAI's output and error files, Anthropic's results):
+        # (provider, content) -> content, e.g. to garble a line or repeat one.
+        self.results_filter: Callable[[str, bytes], bytes] | None = None
         self.batch_script: deque[Fault] = deque()
         self.uploads: list[dict[str, Any]] = []  # {"filename", "purpose", "content_type"} per upload
         self._ids = itertools.count(1)
@@ -280,6 +284,7 @@ class FakeBatchProvider(FakeProvider):
                 "ok": "succeeded",
                 "error": "errored",
                 "invalid": "errored",
+                "billing": "errored",
                 "expired": "expired",
                 "cancelled": "canceled",
             }[kind]
@@ -296,8 +301,8 @@ class FakeBatchProvider(FakeProvider):
                     "type": "succeeded",
                     "message": self._rewritten(request, anthropic_message(request, cache=self._use(batch, custom_id))),
                 }
-            elif kind in ("error", "invalid"):
-                status = 500 if kind == "error" else 400
+            elif kind in ("error", "invalid", "billing"):
+                status = {"error": 500, "invalid": 400, "billing": 402}[kind]
                 result = {
                     "type": "errored",
                     "error": error_body("/v1/messages", status, f"fake {status} inside the batch"),
@@ -317,6 +322,8 @@ class FakeBatchProvider(FakeProvider):
                 return self._upload(headers, raw)
             if parts[:2] == ["v1", "files"] and len(parts) == 4 and parts[3] == "content":
                 content = self.files.get(parts[2])
+                if content is not None and self.results_filter is not None and parts[2].startswith("file-batch_"):
+                    content = self.results_filter("openai", content)
                 return (200, content) if content is not None else (404, _not_found("file", path))
             if parts[:2] == ["v1", "batches"]:
                 if len(parts) == 2 and method == "POST":
@@ -354,7 +361,10 @@ class FakeBatchProvider(FakeProvider):
                             "type": "error",
                             "error": {"type": "not_found_error", "message": "results not ready"},
                         }
-                    return 200, self._anthropic_results(batch)
+                    results = self._anthropic_results(batch)
+                    if self.results_filter is not None:
+                        results = self.results_filter("anthropic", results)
+                    return 200, results
                 if len(parts) == 5 and parts[4] == "cancel":
                     batch["cancelled_at"] = self.clock()
                     return 200, self._anthropic_batch(batch)

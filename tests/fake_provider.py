@@ -182,6 +182,7 @@ def error_body(path: str, status: int, message: str) -> dict[str, Any]:
         kinds = {
             400: "invalid_request_error",
             401: "authentication_error",
+            402: "billing_error",
             403: "permission_error",
             404: "not_found_error",
             429: "rate_limit_error",

@@ -14,9 +14,8 @@ from urllib.parse import urlsplit
 
 from orchestrate.errors import BatchExpiredError, BatchFailedError, LLMError, MalformedResponseError
 from orchestrate.llm.base import LLMResponse
-from orchestrate.llm.batch_api import BatchAPI, BatchStatus, Submitted
+from orchestrate.llm.batch_api import BatchAPI, BatchStatus, Submitted, read_results
 from orchestrate.llm.http import Reply, error_for_status, scrub_error
-from orchestrate.llm.openai_batch import read_jsonl
 from orchestrate.redaction import scrub_url
 
 __all__ = ["AnthropicBatchAPI"]
@@ -24,11 +23,13 @@ __all__ = ["AnthropicBatchAPI"]
 _STATUS_OF = {
     "invalid_request_error": 400,
     "authentication_error": 401,
+    "billing_error": 402,  # not retried, as a 402 online is not
     "permission_error": 403,
     "not_found_error": 404,
     "request_too_large": 413,
     "rate_limit_error": 429,
     "api_error": 500,
+    "timeout_error": 504,
     "overloaded_error": 529,
 }
 
@@ -75,8 +76,17 @@ class AnthropicBatchAPI(BatchAPI):
         url = self._own(str(url), status.batch_id)
         response = await self.client._http.send("GET", str(url), self.client.headers())
         out: dict[str, LLMResponse | LLMError] = {}
-        for row in read_jsonl(response.content, "anthropic", "results"):
-            out[row["custom_id"]] = self._outcome(row, model, status.batch_id)
+        read_results(
+            response.content,
+            provider="anthropic",
+            what="results",
+            batch_id=status.batch_id,
+            outcome=lambda row: self._outcome(row, model, status.batch_id),
+            into=out,
+        )
+        for value in out.values():  # a line's own words may echo the key
+            if isinstance(value, LLMError):
+                scrub_error(value, self.client.api_key)
         return out
 
     def _own(self, url: str, batch_id: str) -> str:

@@ -30,9 +30,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrate.errors import BatchExpiredError, BatchFailedError, LLMError
+from orchestrate.errors import BatchExpiredError, BatchFailedError, LLMError, MalformedResponseError
 from orchestrate.llm.base import LLMResponse
-from orchestrate.llm.batch_api import CALL_TAG, BatchAPI, BatchStatus, CallTag
+from orchestrate.llm.batch_api import CALL_TAG, UNREAD, BatchAPI, BatchStatus, CallTag
 
 BatchEmit = Callable[[str, str | None, dict[str, Any], str | None], None]
 
@@ -351,8 +351,13 @@ class BatchHub:
         if request.future.done():
             return
         outcome = (batch.outcomes or {}).get(request.custom_id)
-        if outcome is None:
-            outcome = self._missing(batch, status)
+        if outcome is None:  # not answered, unless one of the lines that could not be read is its own
+            unread = (batch.outcomes or {}).get(UNREAD)
+            outcome = (
+                MalformedResponseError(str(unread), provider=batch.provider, billed=True)
+                if unread is not None
+                else self._missing(batch, status)
+            )
         if isinstance(outcome, LLMResponse):
             outcome.metadata.update(batch=True, batch_id=batch.batch_id)
             request.future.set_result(outcome)

@@ -4,19 +4,96 @@
 `anthropic_batch`): shape one request as the batch takes it, submit, poll,
 read results, cancel. `CALL_TAG` carries who is calling (workflow, agent,
 attempt) from the executor to the batch layer, which names requests by it.
+
+`read_results` reads a results file line by line, so that one line that cannot
+be read fails its own request alone: named by the ``custom_id`` it still shows
+when there is one, else (under `UNREAD`) every request the file does not
+answer. The provider answered it, so it may well be charged: the error is
+``billed`` and the engine books the call's reserved worst case. A ``custom_id``
+that appears twice fails that request the same way: which answer is its own
+cannot be told, and neither is given to it.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from orchestrate.errors import LLMError
+from orchestrate.errors import LLMError, MalformedResponseError
 from orchestrate.llm.base import LLMResponse
 
-__all__ = ["CALL_TAG", "BatchAPI", "BatchStatus", "CallTag", "Submitted"]
+__all__ = ["CALL_TAG", "UNREAD", "BatchAPI", "BatchStatus", "CallTag", "Submitted", "read_results"]
+
+# The key, among a batch's results, of the error for requests the results file does not answer
+# while some of its lines could not be read (one of them may be theirs).
+UNREAD = "\x00unread"
+
+_CUSTOM_ID = re.compile(rb'"custom_id"\s*:\s*"([^"\\]{1,512})"')
+
+
+def read_results(
+    content: bytes,
+    *,
+    provider: str,
+    what: str,
+    batch_id: str,
+    outcome: Callable[[dict[str, Any]], LLMResponse | LLMError],
+    into: dict[str, LLMResponse | LLMError],
+) -> None:
+    """Each line of a results file (JSONL) through `outcome`, into `into` by custom id.
+
+    A line that is not a JSON result line, or whose answer `outcome` cannot read, fails its
+    request alone (billed: answered, so probably charged); a custom id seen twice fails its
+    request (neither answer is given to it). See the module docstring.
+    """
+    twice: dict[str, int] = {}
+    first_line: dict[str, int] = {}
+    for number, line in enumerate(content.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError):
+            row = None
+        custom_id = row.get("custom_id") if isinstance(row, dict) else None
+        if not isinstance(custom_id, str):
+            match = _CUSTOM_ID.search(line)
+            named = match.group(1).decode("utf-8", "replace") if match else None
+            error = _unreadable(provider, batch_id, what, number, "not a JSON result line")
+            into[named if named is not None else UNREAD] = error
+            if named is not None:
+                first_line.setdefault(named, number)
+            continue
+        if custom_id in first_line:
+            twice[custom_id] = number
+            continue
+        first_line[custom_id] = number
+        try:
+            into[custom_id] = outcome(row)
+        except (LLMError, AttributeError, KeyError, TypeError, ValueError) as exc:
+            reason = str(exc) if isinstance(exc, LLMError) else "its answer is not in the documented shape"
+            into[custom_id] = _unreadable(provider, batch_id, what, number, reason)
+    for custom_id, number in twice.items():
+        into[custom_id] = MalformedResponseError(
+            f"{provider} batch {batch_id}: request {custom_id!r} is answered twice in the {what} "
+            f"(lines {first_line[custom_id]} and {number}); neither answer is taken",
+            provider=provider,
+            billed=True,
+        )
+
+
+def _unreadable(provider: str, batch_id: str, what: str, number: int, reason: str) -> LLMError:
+    return MalformedResponseError(
+        f"{provider} batch {batch_id}: {what} line {number} cannot be read ({reason}); "
+        "its request failed and is booked at its reserved worst case",
+        provider=provider,
+        billed=True,
+    )
 
 
 class CallTag(NamedTuple):

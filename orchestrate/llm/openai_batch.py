@@ -17,29 +17,13 @@ from typing import Any
 
 from orchestrate.errors import BatchExpiredError, LLMError, MalformedResponseError
 from orchestrate.llm.base import LLMResponse
-from orchestrate.llm.batch_api import BatchAPI, BatchStatus, Submitted
+from orchestrate.llm.batch_api import BatchAPI, BatchStatus, Submitted, read_results
 from orchestrate.llm.http import Reply, error_for_status, redact, scrub_error
 
-__all__ = ["OpenAIBatchAPI", "read_jsonl"]
+__all__ = ["OpenAIBatchAPI"]
 
 ENDPOINT = "/v1/chat/completions"
 _ENDED = ("completed", "failed", "expired", "cancelled")
-
-
-def read_jsonl(content: bytes, provider: str, what: str) -> list[dict[str, Any]]:
-    """The JSON objects of a JSONL body; MalformedResponseError naming the line that is not one."""
-    rows = []
-    for number, line in enumerate(content.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            row = None
-        if not isinstance(row, dict) or not isinstance(row.get("custom_id"), str):
-            raise MalformedResponseError(f"{provider}: {what} line {number} is not a result line", provider=provider)
-        rows.append(row)
-    return rows
 
 
 class OpenAIBatchAPI(BatchAPI):
@@ -114,8 +98,17 @@ class OpenAIBatchAPI(BatchAPI):
             response = await self.client._http.send(
                 "GET", f"{self.client.base_url}/files/{file_id}/content", self._headers()
             )
-            for row in read_jsonl(response.content, "openai", key.replace("_id", "")):
-                out[row["custom_id"]] = self._outcome(row, model, status.batch_id)
+            read_results(
+                response.content,
+                provider="openai",
+                what=key.replace("_id", ""),
+                batch_id=status.batch_id,
+                outcome=lambda row: self._outcome(row, model, status.batch_id),
+                into=out,
+            )
+        for value in out.values():  # a line's own words may echo the key
+            if isinstance(value, LLMError):
+                scrub_error(value, self.client.api_key)
         return out
 
     def _outcome(self, row: dict[str, Any], model: str, batch_id: str) -> LLMResponse | LLMError:
