@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 _PROVIDER_ENV = (
@@ -38,3 +40,15 @@ _PROVIDER_ENV = (
 def _no_provider_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in _PROVIDER_ENV:
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def _config_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("config-home")
+
+
+@pytest.fixture(autouse=True)
+def _own_config_home(monkeypatch: pytest.MonkeyPatch, _config_home: Path) -> None:
+    """The user's key files (pseudonym.key) are made in a folder of the test session, not the real home."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(_config_home))
+    monkeypatch.delenv("ORCHESTRATE_PSEUDONYM_KEY", raising=False)

@@ -225,13 +225,16 @@ class _DatasetSession:
             )
         if check.rows == 0 and spec.shard is None:
             raise UserInputError(f"{dataset.label}: no rows to run")
-        from orchestrate.observe.compliance import approver_identity, check_identity, protect_workflow
+        from orchestrate.observe.compliance import (
+            approver_identity,
+            check_identity,
+            keep_pseudonyms,
+            protect_workflow,
+            pseudonyms_for,
+        )
 
         approver = approver_identity(inv.approved_by)
         check_identity(template, approver[0])
-        protector = protect_workflow(template, no_content=inv.no_content)
-        if protector is not None and not protector.policy.store_content:
-            without_content(inv)
         prior: PriorDatasetRun | None = None
         carried: list[dict[str, Any]] = []
         resume = inv.resume
@@ -254,9 +257,14 @@ class _DatasetSession:
             from orchestrate.run.batch_ledger import open_batches
 
             carried = open_batches(run_dir)
-        else:
+        pseudonyms = pseudonyms_for(template, resume)  # a resume's: the same person keeps their token
+        if resume is None:
             run_dir = shard_dir or new_run_dir(inv.output_dir, template.name)
+        protector = protect_workflow(template, no_content=inv.no_content, secret=pseudonyms)
+        if protector is not None and not protector.policy.store_content:
+            without_content(inv)
         record_invocation(run_dir, inv, self.file)
+        keep_pseudonyms(run_dir, pseudonyms)
         max_calls = inv.max_parallel or DEFAULT_MAX_CALLS
         if inv.budget_scope is not None:
             template.budget_scope = inv.budget_scope

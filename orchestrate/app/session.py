@@ -132,6 +132,7 @@ class _Session:
         self.inform: Callable[[str], None] = lambda line: None
         self.trails: list[Any] = []  # the audit trail of each recorder, in order
         self.approver: tuple[str | None, str] = (None, "none")
+        self.pseudonyms: list[Any] = []  # per workflow, the key of its pseudonyms (None: no policy)
 
     def execute(self) -> RunOutcome:
         inv = self.inv
@@ -218,12 +219,14 @@ class _Session:
     def _compliance(self, workflows: list[Workflow]) -> None:
         """Name the approver, apply each workflow's data-protection policy, and turn off
         what would keep content the policy says not to keep (see orchestrate.observe.compliance)."""
-        from orchestrate.observe.compliance import approver_identity, check_identity, protect_workflow
+        from orchestrate.observe.compliance import approver_identity, check_identity, protect_workflow, pseudonyms_for
 
         self.approver = approver_identity(self.inv.approved_by)
-        for workflow in workflows:
+        for i, workflow in enumerate(workflows):
             check_identity(workflow, self.approver[0])
-            protector = protect_workflow(workflow, no_content=self.inv.no_content)
+            secret = pseudonyms_for(workflow, self.inv.resume if i == 0 else None)  # a resume: the same tokens
+            self.pseudonyms.append(secret)
+            protector = protect_workflow(workflow, no_content=self.inv.no_content, secret=secret)
             if protector is not None and not protector.policy.store_content:
                 without_content(self.inv)
 
@@ -305,9 +308,12 @@ class _Session:
             for workflow in workflows:
                 await engine.register_workflow(workflow)
             await self._check_state(engine, workflows)
-            for workflow, decisions, path in zip(workflows, self.decisions, inv.workflows):
+            from orchestrate.observe.compliance import keep_pseudonyms
+
+            for workflow, decisions, path, secret in zip(workflows, self.decisions, inv.workflows, self.pseudonyms):
                 run_dir = new_run_dir(inv.output_dir, workflow.name)
                 record_invocation(run_dir, inv, path)
+                keep_pseudonyms(run_dir, secret)  # a resume of this folder makes the same tokens
                 if decisions:  # carried on, so that resuming this run keeps them
                     from orchestrate.run.approvals import write_decisions
 

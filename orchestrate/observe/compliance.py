@@ -23,16 +23,19 @@ from orchestrate.observe.audit import (
 )
 from orchestrate.observe.audit_chain import audit_key, digest
 from orchestrate.run.protection import Policy, Protector
+from orchestrate.run.pseudonym_key import PSEUDONYMS_FILE, RunSecret, carried_secret, keep_secret, new_secret
 from orchestrate.workflow.models import Workflow
 
 __all__ = [
     "APPROVER_ENV",
     "approver_identity",
     "check_identity",
-    "event_redactor",
     "close_trail",
+    "event_redactor",
+    "keep_pseudonyms",
     "open_trail",
     "protect_workflow",
+    "pseudonyms_for",
 ]
 
 APPROVER_ENV = "ORCHESTRATE_APPROVER"
@@ -73,16 +76,50 @@ def check_identity(workflow: Workflow, approver: str | None) -> None:
             )
 
 
-def protect_workflow(workflow: Workflow, *, no_content: bool = False) -> Protector | None:
-    """Attach the workflow's policy (and a fresh vault) to it, and apply it to its bound inputs."""
+def protect_workflow(
+    workflow: Workflow, *, no_content: bool = False, secret: RunSecret | None = None
+) -> Protector | None:
+    """Attach the workflow's policy (and a fresh vault) to it, and apply it to its bound inputs.
+
+    Args:
+        secret: What its pseudonyms are keyed by (`pseudonyms_for`): the same for every session
+            of a run. None: a random key, for this process only.
+    """
     policy = Policy.from_dict(workflow.data_protection, no_content=no_content)
     if not policy.declared:
         return None
-    protector = Protector(policy)
+    protector = Protector(policy, secret=secret.secret if secret is not None else None)
     workflow.protector = protector
     if workflow.input_values:
         workflow.input_values = protector.protect_values(workflow.input_values)
     return protector
+
+
+def pseudonyms_for(workflow: Workflow, resumed: Path | None) -> RunSecret | None:
+    """The key of a workflow's pseudonyms: the resumed run's (same people, same tokens), else a new
+    run's; None when the workflow has no policy (see `orchestrate.run.pseudonym_key`).
+
+    Raises:
+        UserInputError: The resumed run's pseudonyms were made with another master key.
+    """
+    if not workflow.data_protection:
+        return None
+    carried = carried_secret(resumed) if resumed is not None else None
+    return carried if carried is not None else new_secret()
+
+
+def keep_pseudonyms(run_dir: Path, secret: RunSecret | None) -> None:
+    """Write the run's ``pseudonyms.json`` (its salt and its key's id; never a key or a value).
+
+    Raises:
+        JournalError: When it cannot be written (before any call: a resume needs it).
+    """
+    if secret is None:
+        return
+    try:
+        keep_secret(run_dir, secret)
+    except OSError as exc:
+        raise JournalError(f"{run_dir / PSEUDONYMS_FILE}: cannot be written: {exc.strerror or exc}") from None
 
 
 def event_redactor(workflow: Workflow) -> Callable[[dict[str, Any]], dict[str, Any]] | None:

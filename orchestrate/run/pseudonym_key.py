@@ -1,0 +1,161 @@
+"""The key a run's pseudonyms are made with, kept so that a resumed run makes the same ones.
+
+A pseudonym is ``HMAC-SHA-256(secret, label ‖ value)`` cut to a few hex digits
+(`orchestrate.run.protection`). The run's *secret* is::
+
+    secret = HMAC-SHA-256(master, "orchestrate-pseudonyms" ‖ salt)
+
+- the *salt* is random for each run and written in its folder (``pseudonyms.json``,
+  with the master key's id and where it came from): not secret, it only makes
+  another run give the same person another token;
+- the *master* key is never written in a run folder: it is ``ORCHESTRATE_PSEUDONYM_KEY``
+  when set, else a key file made once for the user (``$XDG_CONFIG_HOME/orchestrate/
+  pseudonym.key``, else ``~/.config/...``, mode 0600).
+
+A resumed run (``--resume``) takes the salt of the folder it resumes and, with the
+same master key, makes the same secret: the same value gets the same token in every
+session, so prompts keep their fingerprints (reused agents stay reused), the trail
+and the files name a person the same way throughout, and restoring finds every token.
+Nothing maps a token back to its value on disk: the vault (token to value) is made
+again in memory, as each session protects the same inputs and rows. A resume with
+another master key is refused before anything runs (its tokens would not match).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrate.errors import UserInputError
+from orchestrate.fsutil import atomic_write_text
+
+__all__ = ["KEY_ENV", "PSEUDONYMS_FILE", "RunSecret", "carried_secret", "keep_secret", "master_key", "new_secret"]
+
+PSEUDONYMS_FILE = "pseudonyms.json"
+KEY_ENV = "ORCHESTRATE_PSEUDONYM_KEY"
+_KEY_FILE = Path("orchestrate") / "pseudonym.key"
+_MAX_FILE = 64 * 1024
+
+
+@dataclass(frozen=True)
+class RunSecret:
+    """What a run's pseudonyms are keyed by: its salt and the master key (never repr'd)."""
+
+    salt: bytes
+    master: bytes
+    source: str  # where the master key came from, as the folder records it
+
+    def __repr__(self) -> str:
+        return f"RunSecret(source={self.source!r}, key_id={self.key_id!r})"
+
+    @property
+    def secret(self) -> bytes:
+        return hmac.new(self.master, b"orchestrate-pseudonyms\0" + self.salt, hashlib.sha256).digest()
+
+    @property
+    def key_id(self) -> str:
+        return key_id(self.master)
+
+    def document(self) -> dict[str, Any]:
+        """What ``pseudonyms.json`` holds: nothing that turns a token back into a value."""
+        return {"version": 1, "salt": self.salt.hex(), "key_id": self.key_id, "key": self.source}
+
+
+def key_id(master: bytes) -> str:
+    """A short name for a master key: tells a resume that the key changed."""
+    return hashlib.sha256(b"orchestrate-pseudonym-key-id\0" + master).hexdigest()[:16]
+
+
+def master_key(env: Mapping[str, str] | None = None) -> tuple[bytes, str]:
+    """The master key and where it came from: ORCHESTRATE_PSEUDONYM_KEY, else the user's key file
+    (made on first use); a key for this process only when neither can be had."""
+    env = os.environ if env is None else env
+    value = env.get(KEY_ENV, "")
+    if value:
+        return value.encode("utf-8"), KEY_ENV
+    path = _key_file(env)
+    try:
+        return _read_or_make(path), str(path)
+    except OSError as exc:
+        return secrets.token_bytes(32), f"this process only ({path}: {exc.strerror or exc})"
+
+
+def _key_file(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / _KEY_FILE
+
+
+def _read_or_make(path: Path) -> bytes:
+    try:
+        return _read_key(path)
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = secrets.token_hex(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # made by another run meanwhile
+        return _read_key(path)
+    try:
+        os.write(fd, key.encode("ascii") + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return key.encode("ascii")
+
+
+def _read_key(path: Path) -> bytes:
+    with open(path, "rb") as handle:
+        key = handle.read(4096).strip()
+    if len(key) < 32:
+        raise OSError(f"{path} holds no key (fewer than 32 characters)")
+    return key
+
+
+def new_secret(env: Mapping[str, str] | None = None) -> RunSecret:
+    """A new run's: a fresh salt under the master key."""
+    master, source = master_key(env)
+    return RunSecret(secrets.token_bytes(16), master, source)
+
+
+def carried_secret(run_dir: Path, env: Mapping[str, str] | None = None) -> RunSecret | None:
+    """The secret of the run in `run_dir`, made again for its resume (None: the folder keeps none).
+
+    Raises:
+        UserInputError: The folder's pseudonyms were made with another master key, or its
+            ``pseudonyms.json`` cannot be read: resuming would give people other tokens.
+    """
+    path = run_dir / PSEUDONYMS_FILE
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(_MAX_FILE)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise UserInputError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    try:
+        document = json.loads(raw)
+        salt = bytes.fromhex(document["salt"])
+        recorded = str(document["key_id"])
+    except (ValueError, KeyError, TypeError):
+        raise UserInputError(f"{path}: not a pseudonyms file this version can read") from None
+    master, source = master_key(env)
+    if key_id(master) != recorded:
+        raise UserInputError(
+            f"{path}: this run's pseudonyms were made with another key (key id {recorded}, "
+            f"from {document.get('key', 'unknown')}); resume it with that key ({KEY_ENV}, or the same "
+            "user's key file) so that each person keeps their token"
+        )
+    return RunSecret(salt, master, source)
+
+
+def keep_secret(run_dir: Path, secret: RunSecret) -> None:
+    """Write ``run_dir/pseudonyms.json`` (the salt and the key's id; never a key or a value)."""
+    atomic_write_text(run_dir / PSEUDONYMS_FILE, json.dumps(secret.document(), indent=2) + "\n")
