@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -120,6 +122,36 @@ def is_interactive(stream: object = None) -> bool:
         return False
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())
+
+
+@contextlib.contextmanager
+def stdout_for_json(on: bool) -> Iterator[None]:
+    """While a run with ``--json`` goes on, what anything else writes to stdout goes to stderr.
+
+    A code step's or a tool's ``print()`` (or a subprocess it starts) would
+    otherwise land before the JSON document and break every reader of it. The
+    redirection is of file descriptor 1 itself, so C extensions and child
+    processes follow it too; the JSON is written after it ends.
+    """
+    if not on:
+        yield
+        return
+    sys.stdout.flush()
+    try:
+        saved = os.dup(sys.stdout.fileno())
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a file (tests, embedding): Python level only
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+        return
+    try:
+        yield
+    finally:
+        try:
+            sys.stdout.flush()
+        finally:
+            os.dup2(saved, sys.stdout.fileno())
+            os.close(saved)
 
 
 def print_error(message: str) -> None:

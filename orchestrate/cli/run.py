@@ -513,7 +513,7 @@ def run(
 
         given = {_FIELDS.get(name, name) for name, source in _sources(ctx).items() if source}
         invocation = resumed(invocation, given)
-    from orchestrate.cli.common import print_error
+    from orchestrate.cli.common import print_error, stdout_for_json
 
     def notify(line: str) -> None:
         """A line for the person at the terminal: a signal being handled is news, not an error."""
@@ -533,20 +533,22 @@ def run(
         from orchestrate.app.dataset import execute_dataset
         from orchestrate.cli.run_output import print_dataset_outcome
 
-        data_outcome = execute_dataset(invocation, notify=notify, inform=inform, handle_signals=True)
+        with stdout_for_json(json_output):  # a code step's print() must not break the JSON
+            data_outcome = execute_dataset(invocation, notify=notify, inform=inform, handle_signals=True)
         print_dataset_outcome(data_outcome, invocation, json_output=json_output)
         raise typer.Exit(data_outcome.exit_code)
     from orchestrate.app.session import execute_workflows
     from orchestrate.cli.approve import TerminalApprover
     from orchestrate.cli.run_output import print_run_outcome
 
-    outcome = execute_workflows(
-        invocation,
-        make_approver=lambda by, pause: TerminalApprover(by=by, pause=pause),
-        notify=notify,
-        inform=inform,
-        handle_signals=True,
-    )
+    with stdout_for_json(json_output):  # a code step's print() must not break the JSON
+        outcome = execute_workflows(
+            invocation,
+            make_approver=lambda by, pause: TerminalApprover(by=by, pause=pause),
+            notify=notify,
+            inform=inform,
+            handle_signals=True,
+        )
     print_run_outcome(outcome, invocation, json_output=json_output)
     raise typer.Exit(outcome.exit_code)
 
