@@ -176,3 +176,15 @@ def test_a_valid_expect_list_loads_onto_the_agent_and_the_workflow() -> None:
     assert [e.get("rubric") for e in workflow.agents[0].expect] == [None, "Cites the policy"]
     assert workflow.expect == [{"one_of": ["approve", "hold"], "path": "output.decision"}]
     assert workflow.to_dict()["expect"] == workflow.expect
+
+
+def test_an_agent_named_outputs_is_refused_when_the_workflow_has_expectations() -> None:
+    # The workflow's outcomes are reported as agent "outputs" and its judge booked as "outputs.judge":
+    # an agent of that name would share both.
+    text = BASE.replace("name: code_invoice", "name: outputs") + "      - contains: x\n"
+    tail = "outputs:\n  decision: '{outputs.output.decision}'\nexpect:\n  - contains: hold\n"
+    with pytest.raises(WorkflowValidationError) as caught:
+        load_workflow_text(text + tail, file="wf.yaml")
+    found = [str(p) for p in caught.value.problems]
+    assert any(p.startswith("wf.yaml:5:11") and "agent name 'outputs' is taken" in p for p in found), found
+    load_workflow_text(text, file="wf.yaml")  # without workflow-level expectations the name is free

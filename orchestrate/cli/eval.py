@@ -57,6 +57,15 @@ def eval_command(
     no_fail_on_expect: Annotated[
         bool, typer.Option("--no-fail-on-expect", help="Exit 0 even when expectations fail.")
     ] = False,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            metavar="FILE",
+            help="The data file a dataset run ran on, for the columns expectations read that its rows.jsonl "
+            "does not hold (folders written before expectations; default: the file its result.json names).",
+        ),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
     """Score the outputs recorded in RUN_DIR with the expectations of a (perhaps edited) workflow.
@@ -82,7 +91,7 @@ def eval_command(
         failure_lines,
         write_evaluation,
     )
-    from orchestrate.run.rescore import compare, load_cases, outcomes_of, rescore
+    from orchestrate.run.rescore import compare, fill_columns, load_cases, outcomes_of, rescore
     from orchestrate.workflow.loader import load_workflow
 
     if not run_dir.is_dir():
@@ -92,6 +101,11 @@ def eval_command(
     cases = load_cases(run_dir)
     source = workflow or _recorded_source(cases)
     template = load_workflow(source, bind=False)
+    unfilled = fill_columns(cases, template, run_dir, data)
+    if unfilled is not None:
+        if data is not None:
+            fail(unfilled)
+        sys.stderr.write(f"note: {unfilled}\n")
     evaluator = Evaluator(template)
     if judge and evaluator.needs_judge and budget is None and not simulate:
         fail("--judge needs --budget USD: the ceiling over the judges' calls")

@@ -25,7 +25,7 @@ from orchestrate.errors import UserInputError
 from orchestrate.run.evaluation import EvaluationTotals, Evaluator, row_line
 from orchestrate.workflow.models import Workflow
 
-__all__ = ["Case", "Comparison", "compare", "load_cases", "outcomes_of", "rescore"]
+__all__ = ["Case", "Comparison", "compare", "fill_columns", "load_cases", "outcomes_of", "rescore"]
 
 
 @dataclass
@@ -69,6 +69,80 @@ def load_cases(run_dir: Path) -> list[Case]:
     return [Case("run", _read_json(result))]
 
 
+def fill_columns(cases: list[Case], template: Workflow, run_dir: Path, data: Path | None) -> str | None:
+    """Give the cases of a dataset folder written before rows.jsonl kept the columns that
+    expectations read (``columns``) those columns, from the data file it ran on, by row key.
+
+    The data file is `data`, else the one the folder's result.json names (as given when it
+    ran, so relative to where it ran). Returns why it could not be done (None: done, or
+    nothing was missing); the cases are then scored without them (errors naming the column).
+    """
+    from orchestrate.workflow.dataset import Dataset, Row
+    from orchestrate.workflow.expectations import row_columns
+
+    wanted = row_columns(template)
+    missing = [c for c in cases if c.key != "run" and wanted - set(c.document.get("columns") or {})]
+    if not wanted or not missing:
+        return None
+    recorded: dict[str, Any] = {}
+    try:
+        recorded = json.loads((run_dir / "result.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        pass
+    named = sorted(wanted)[:3]
+    if data is None and isinstance(recorded.get("data"), str) and recorded["data"] not in ("-", "<stdin>"):
+        data = Path(recorded["data"])
+    if data is None or not data.is_file():
+        where = f" ({data} is not there)" if data is not None else ""
+        return (
+            f"{run_dir}: its rows.jsonl does not hold the columns the expectations read ({', '.join(named)}; "
+            f"a folder written before expectations kept them){where}: give --data FILE, the data file it ran on"
+        )
+    dataset = Dataset(
+        data,
+        workflow_name=template.name,
+        declared=template.inputs,
+        key=recorded.get("key") if isinstance(recorded.get("key"), str) else None,
+        label=str(data),
+        columns=wanted,
+    )
+    # Every column is read (a column the run's --answers read is in the file too): none is refused.
+    dataset.columns = frozenset(_header(data, dataset.format)) - set(template.inputs)
+    found: dict[str, dict[str, Any]] = {}
+    for item in dataset:
+        if isinstance(item, Row):
+            found[item.key] = {**item.values, **item.columns}
+    unmatched = 0
+    for case in missing:
+        values = found.get(case.key)
+        if values is None:
+            unmatched += 1
+            continue
+        case.document["columns"] = {name: values[name] for name in wanted if name in values}
+    if unmatched:
+        return f"{data}: {unmatched} of the {len(missing)} recorded rows are not in it (matched by key)"
+    return None
+
+
+def _header(path: Path, form: str) -> set[str]:
+    """The column names of a CSV file's header, or every key of a JSONL file's objects."""
+    import csv
+
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        if form == "csv":
+            delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+            return {name.strip() for name in next(csv.reader(handle, delimiter=delimiter), [])}
+        names: set[str] = set()
+        for line in handle:
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                names.update(value)
+        return names
+
+
 def _moment(text: Any) -> datetime | None:
     try:
         return datetime.fromisoformat(text) if isinstance(text, str) else None
@@ -103,9 +177,12 @@ async def rescore(
         lines.append(
             {
                 "key": case.key,
-                # What the case cost when it ran, its judges included (as results.jsonl counts it).
-                "cost": float(doc.get("total_cost") or 0.0)
-                + float((doc.get("expectations") or {}).get("judge_cost") or 0.0),
+                # What the case cost when it ran, its judges (and --repeat tries) included, as
+                # results.jsonl counts it; from the agents, as folders written before total_cost
+                # counted the judges did not.
+                "cost": sum(float(a.get("cost") or 0.0) for a in doc.get("agents") or ())
+                + float((doc.get("expectations") or {}).get("judge_cost") or 0.0)
+                + float((doc.get("repeat") or {}).get("cost") or 0.0),
                 "seconds": doc.get("duration_seconds"),
                 **row_line(document),
             }

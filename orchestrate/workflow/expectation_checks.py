@@ -269,4 +269,13 @@ def check_expectations(
     for i, agent in agents:
         checker.check_list(("agents", i, "expect"), agent.get("expect"), agent, f"agent {agent['name']!r}: expect")
     checker.check_list(("expect",), doc.get("expect"), None, "expect")
+    if isinstance(doc.get("expect"), list) and doc["expect"]:
+        for i, agent in agents:  # the workflow's outcomes and judge are reported as "outputs"
+            if agent.get("name") == "outputs":
+                checker.at(
+                    ("agents", i, "name"),
+                    "agent name 'outputs' is taken when the workflow has expect: its outcomes are "
+                    "reported, and its judge's calls booked, as 'outputs' ('outputs.judge')",
+                    hint="rename the agent",
+                )
     return checker.problems
