@@ -5,10 +5,17 @@ blocks, ``stopReason``, ``usage`` with ``inputTokens``/``outputTokens`` and the 
 counts, ``metrics.latencyMs``) with an ``x-amzn-RequestId`` header. Faults are AWS's own:
 a status, ``x-amzn-ErrorType`` naming the exception, and a ``{"message": ...}`` body.
 Tests script answers with `script` and read what arrived in `requests`.
+
+Given ``keys`` (access key -> secret), it checks SigV4 signatures as AWS does, with
+botocore's ``SigV4Auth`` as the oracle: an unknown access key is
+``UnrecognizedClientException`` and a signature that does not match (a wrong secret,
+an unsigned header or body byte changed, a session token not signed) is
+``InvalidSignatureException``, both 403.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import threading
 from collections import deque
@@ -76,7 +83,8 @@ class FakeBedrock:
     """The server; `url` is its base. `script(answer, ...)`: each a dict (a 200 body), or
     ``("ThrottlingException", "message", {headers})`` for an AWS error."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, keys: dict[str, str] | None = None) -> None:
+        self.keys = keys
         self.requests: list[dict[str, Any]] = []
         self._script: deque[Any] = deque()
         self._lock = threading.Lock()
@@ -96,6 +104,41 @@ class FakeBedrock:
     def script(self, *answers: Any) -> None:
         with self._lock:
             self._script.extend(answers)
+
+    def _refuse_signature(self, path: str, headers: dict[str, str], raw: bytes) -> tuple[str, str] | None:
+        """Why AWS would refuse this request's SigV4 signature, or None (botocore recomputes it)."""
+        auth = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+        if self.keys is None or not auth.startswith("AWS4-HMAC-SHA256 "):
+            return None
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+
+        fields = dict(part.strip().split("=", 1) for part in auth[len("AWS4-HMAC-SHA256 ") :].split(","))
+        access_key, _day, region, service, _end = fields["Credential"].split("/")
+        if access_key not in self.keys:
+            return "UnrecognizedClientException", "The security token included in the request is invalid."
+        lower = {k.lower(): v for k, v in headers.items()}
+        signed = fields["SignedHeaders"].split(";")
+        request = AWSRequest(
+            method="POST",
+            url=f"http://{lower['host']}{path}",
+            data=raw,
+            headers={name: lower.get(name, "") for name in signed if name != "host"},
+        )
+        request.context["timestamp"] = lower.get("x-amz-date", "")
+        signer = SigV4Auth(
+            Credentials(access_key, self.keys[access_key], lower.get("x-amz-security-token")), service, region
+        )
+        expected = signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request)
+        if "x-amz-security-token" in lower and "x-amz-security-token" not in signed:
+            expected = ""
+        if not hmac.compare_digest(expected, fields["Signature"]):
+            return "InvalidSignatureException", (
+                "The request signature we calculated does not match the signature you provided. "
+                "Check your AWS Secret Access Key and signing method."
+            )
+        return None
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
@@ -123,9 +166,13 @@ class FakeBedrock:
                     )
                     answer = fake._script.popleft() if fake._script else None
                 headers = {"x-amzn-RequestId": "4f3a-fake-req"}
+                refused = fake._refuse_signature(self.path, dict(self.headers.items()), raw)
                 if not self.headers.get("authorization"):
                     status, data = 403, {"message": "Missing Authentication Token"}
                     headers["x-amzn-ErrorType"] = "MissingAuthenticationTokenException"
+                elif refused is not None:
+                    status, data = 403, {"message": refused[1]}
+                    headers["x-amzn-ErrorType"] = refused[0]
                 elif parts[-1] != "converse" or not model:
                     status, data = 404, {"message": "Unknown operation"}
                     headers["x-amzn-ErrorType"] = "UnknownOperationException"

@@ -6,8 +6,9 @@ URL-encoded). Authentication, first found:
 
 - a Bedrock API key, ``$AWS_BEARER_TOKEN_BEDROCK`` (or ``llm_config.api_key_env``), sent as
   ``Authorization: Bearer``;
-- otherwise SigV4 with the standard AWS credential chain (environment, profile, role), through
-  botocore: the optional extra ``orchestrate[aws]``. botocore is imported here only.
+- otherwise SigV4 (`orchestrate.llm.sigv4`) with ``$AWS_ACCESS_KEY_ID``/``$AWS_SECRET_ACCESS_KEY``
+  (and ``$AWS_SESSION_TOKEN``), else the rest of the AWS credential chain (profile, role)
+  through botocore, the optional extra ``orchestrate[aws]``.
 
 Messages are lists of content blocks (``text``, ``toolUse``, ``toolResult``); the
 system prompt is a top-level ``system`` list; sampling goes in ``inferenceConfig``;
@@ -26,10 +27,11 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-from orchestrate.errors import LLMError, MalformedResponseError, ProviderUnavailableError, UserInputError
+from orchestrate.errors import LLMError, MalformedResponseError, ProviderUnavailableError
 from orchestrate.llm.base import LLMResponse, ToolCall
 from orchestrate.llm.capabilities import Capabilities, lookup
 from orchestrate.llm.http import Reply, scrub_error
+from orchestrate.llm.sigv4 import CredentialChain, sign
 from orchestrate.llm.structured import StructuredOutputClient, schema_instruction
 
 __all__ = ["BedrockClient", "runtime_url"]
@@ -56,7 +58,7 @@ class BedrockClient(StructuredOutputClient):
 
     Args:
         api_key: A Bedrock API key; defaults to ``$AWS_BEARER_TOKEN_BEDROCK``. Without one,
-            requests are signed (SigV4) with the AWS credential chain (``orchestrate[aws]``).
+            requests are signed (SigV4) with the AWS credentials (`orchestrate.llm.sigv4`).
         base_url: Defaults to ``$BEDROCK_BASE_URL``, else the runtime endpoint of `region`.
         region: The AWS region (``eu-central-1``...); see `orchestrate.llm.presets.bedrock_region`.
     """
@@ -78,7 +80,7 @@ class BedrockClient(StructuredOutputClient):
         self.region = region
         self.default_url = runtime_url(region)
         super().__init__(api_key, base_url, **options)
-        self._signer: Any = None
+        self._credentials: CredentialChain | None = None
 
     def headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -108,10 +110,10 @@ class BedrockClient(StructuredOutputClient):
         return self.parse_checked(reply, model)
 
     def _sign(self, url: str, data: bytes, headers: dict[str, str]) -> dict[str, str]:
-        """SigV4 headers for this request, from the standard AWS credential chain (botocore)."""
-        if self._signer is None:
-            self._signer = _SigV4(self.region)
-        return self._signer.sign(url, data, headers)
+        """SigV4 headers for this request, signed with the AWS credentials found now."""
+        if self._credentials is None:
+            self._credentials = CredentialChain()
+        return sign("POST", url, headers, data, self._credentials.get(), region=self.region, service="bedrock")
 
     @staticmethod
     def request_body(
@@ -238,30 +240,3 @@ def _wire_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             wire.append({"role": role, "content": [{"text": str(message.get("content") or "")}]})
     return wire
-
-
-class _SigV4:
-    """Signs Bedrock requests with botocore (the extra ``orchestrate[aws]``) and the AWS credential chain."""
-
-    def __init__(self, region: str) -> None:
-        try:
-            from botocore.auth import SigV4Auth
-            from botocore.awsrequest import AWSRequest
-            from botocore.session import Session
-        except ImportError:
-            raise UserInputError(
-                f"bedrock: no {KEY_ENV}, and botocore is not installed to sign requests with your AWS "
-                "credentials; set a Bedrock API key or pip install 'orchestrate[aws]'"
-            ) from None
-        credentials = Session().get_credentials()
-        if credentials is None:
-            raise UserInputError(
-                f"bedrock: no {KEY_ENV} and no AWS credentials found (environment, ~/.aws, instance role)"
-            )
-        self._auth = SigV4Auth(credentials, "bedrock", region)
-        self._request = AWSRequest
-
-    def sign(self, url: str, data: bytes, headers: dict[str, str]) -> dict[str, str]:
-        request = self._request(method="POST", url=url, data=data, headers=dict(headers))
-        self._auth.add_auth(request)
-        return dict(request.headers.items())

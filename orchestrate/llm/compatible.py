@@ -14,11 +14,12 @@ short-lived OAuth token from Google's default credentials (the optional extra
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 import time
 from typing import Any
 
-from orchestrate.errors import UserInputError
+from orchestrate.errors import AuthenticationError, LLMConnectionError, UserInputError
 from orchestrate.llm.openai import OpenAIClient
 from orchestrate.llm.presets import PRESETS, ollama_base_url
 from orchestrate.redaction import remember
@@ -90,12 +91,13 @@ class VertexClient(OpenAIClient):
         self._expires = 0.0
         self._lock = asyncio.Lock()
 
-    async def refresh_token(self) -> None:
-        """Take a fresh token from Google's default credentials when the one held is near expiry."""
+    async def refresh_token(self, *, force: bool = False) -> None:
+        """Take a fresh token from Google's default credentials when the one held is near expiry
+        (or at once with `force`); AuthenticationError, one line and no secret, when refused."""
         if self.api_key and self._credentials is None:
             return  # given (argument or $VERTEX_ACCESS_TOKEN): sent as is
         async with self._lock:
-            if self.api_key and time.time() < self._expires - 300:
+            if self.api_key and not force and time.time() < self._expires - 300:
                 return
             self._credentials = self._credentials or _default_credentials()
             await asyncio.to_thread(_refresh, self._credentials)
@@ -103,11 +105,22 @@ class VertexClient(OpenAIClient):
             self._http._secret = self.api_key
             remember(self.api_key)
             expiry = getattr(self._credentials, "expiry", None)
+            if expiry is not None and expiry.tzinfo is None:  # google-auth keeps naive UTC times
+                expiry = expiry.replace(tzinfo=datetime.UTC)
             self._expires = expiry.timestamp() if expiry is not None else time.time() + 3000
 
     async def exchange(self, url: str, body: dict[str, Any], model: str, *, timeout: float | None = None) -> Any:
         await self.refresh_token()
-        return await super().exchange(url, body, model, timeout=timeout)
+        sent_with = self.api_key
+        try:
+            return await super().exchange(url, body, model, timeout=timeout)
+        except AuthenticationError as exc:
+            if self._credentials is None or exc.status_code != 401:
+                raise
+            # A token refused before its expiry (revoked, clock skew): one fresh token, one more try.
+            if self.api_key == sent_with:
+                await self.refresh_token(force=True)
+            return await super().exchange(url, body, model, timeout=timeout)
 
 
 def _default_credentials() -> Any:
@@ -123,13 +136,39 @@ def _default_credentials() -> Any:
     try:
         credentials, _project = google.auth.default(scopes=[GOOGLE_SCOPE])
     except DefaultCredentialsError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserInputError(
-            f"vertex: no Google credentials found ({exc}); run 'gcloud auth application-default login'"
+            f"vertex: no Google credentials found ({first}); run 'gcloud auth application-default login'"
         ) from None
     return credentials
 
 
 def _refresh(credentials: Any) -> None:
+    """Refresh `credentials` at their token endpoint; google-auth's errors become one line without secrets."""
+    from google.auth.exceptions import GoogleAuthError, RefreshError, TransportError
     from google.auth.transport.requests import Request
 
-    credentials.refresh(Request())
+    where = getattr(credentials, "token_uri", None) or getattr(credentials, "_token_uri", None) or "Google"
+    try:
+        credentials.refresh(Request())
+    except RefreshError as exc:
+        reason = exc.args[0] if exc.args and isinstance(exc.args[0], str) else type(exc).__name__
+        for name in ("refresh_token", "client_secret", "token"):
+            secret = getattr(credentials, name, None)
+            if isinstance(secret, str) and len(secret) >= 4:
+                reason = reason.replace(secret, "***")  # a token endpoint that echoes what it was sent
+        raise AuthenticationError(
+            f"vertex: Google credentials could not be refreshed at {where}: {_one_line(reason)}; "
+            "run 'gcloud auth application-default login' or check the service account",
+            provider="vertex",
+        ) from None
+    except (TransportError, GoogleAuthError) as exc:
+        raise LLMConnectionError(
+            f"vertex: the token endpoint {where} could not be reached ({type(exc).__name__})", provider="vertex"
+        ) from None
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    """The provider's reason on one line, control characters and long tails cut."""
+    flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."

@@ -162,8 +162,8 @@ class ClientPool:
                 continue
             if provider in ("openai", *PRESETS) and llm.get("base_url") and not named:
                 continue
-            if provider == "bedrock" and not named and _has_module("botocore"):
-                continue  # signed with the AWS credential chain (orchestrate[aws])
+            if provider == "bedrock" and not named and (_aws_keys_set() or _has_module("botocore")):
+                continue  # signed (SigV4) with the environment's keys, or the AWS credential chain (orchestrate[aws])
             raise MissingAPIKeyError(provider, env)
 
     async def aclose(self) -> None:
@@ -173,6 +173,10 @@ class ClientPool:
             await client.aclose()
         if self.simulated is not None:
             await self.simulated.aclose()
+
+
+def _aws_keys_set() -> bool:
+    return bool(os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"))
 
 
 def _has_module(name: str) -> bool:
