@@ -148,7 +148,8 @@ async def test_the_key_never_appears_in_an_error(bedrock: FakeBedrock) -> None:
 async def test_without_a_key_and_without_botocore_the_error_names_the_extra(
     bedrock: FakeBedrock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(sys.modules, "botocore", None)  # as on a machine without orchestrate[aws]
+    for name in ("botocore", "botocore.session"):  # as on a machine without orchestrate[aws]
+        monkeypatch.setitem(sys.modules, name, None)
     c = BedrockClient(api_key="", base_url=bedrock.url, region="eu-central-1")
     with pytest.raises(UserInputError, match=r"orchestrate\[aws\]"):
         await c.complete("Hi", PROFILE, None, 10)
