@@ -12,7 +12,9 @@ reserved against the agent, the row and the dataset run in one synchronous step
 (`CostTracker.reserve`), so no interleaving of rows can cross the dataset run
 ceiling. Once the dataset run account refuses a call, no further row is started:
 the rows not started are recorded ``budget_exceeded`` (counted, not run) while
-the rows in flight finish.
+the rows in flight finish. A shared budget scope (``budget_scope``, kept in
+Redis) that refuses a call is the same: the refused row ends
+``budget_exceeded``, not ``failed``, and no further row starts.
 
 Admission (a dataset budget pays for whole rows, never halves): a row starts
 only when its worst case, as `orchestrate plan` computes it for that row's
@@ -71,7 +73,8 @@ class DatasetSink(Protocol):
 
 
 def row_status(workflow: Workflow, refused_by_budget: bool) -> str:
-    """A row's status: its workflow's, or ``budget_exceeded`` when the dataset budget stopped it."""
+    """A row's status: its workflow's, or ``budget_exceeded`` when the dataset budget (or the shared
+    budget scope) stopped it."""
     if workflow.status is WorkflowStatus.COMPLETED:
         return "completed"
     if refused_by_budget:
@@ -132,6 +135,7 @@ class DatasetRunner:
         self.exhausted = False
         self.stopping: str | None = None
         self._refused: set[str] = set()
+        self.refusal: str | None = None  # why rows are not started, when not the dataset budget
         # row run id -> [its worst case, what its finished tries spent, the run id of its try now]
         self._in_flight: dict[str, list[Any]] = {}
         self._pending_worst = 0.0
@@ -148,7 +152,10 @@ class DatasetRunner:
         engine.add_sink(self._watch, types=(EventType.AGENT_BUDGET_REFUSED,))
 
     def _watch(self, event: Event) -> None:
-        if event.type is EventType.AGENT_BUDGET_REFUSED and event.data.get("scope") == "batch":
+        scope = str(event.data.get("scope") or "")
+        if event.type is EventType.AGENT_BUDGET_REFUSED and (scope == "batch" or scope.startswith("budget_scope ")):
+            if not self.exhausted and scope != "batch":
+                self.refusal = f"not started: {scope} has no room left (it refused a call of an earlier row)"
             self.exhausted = True
             if event.workflow_id is not None:
                 self._refused.add(event.workflow_id)
@@ -184,7 +191,7 @@ class DatasetRunner:
                 if not self.exhausted and not self._room():
                     self.exhausted = True
                 if self.exhausted:
-                    self._tell("row_refused", item)
+                    self._tell("row_refused", item, self.refusal)
                     continue
                 if not slots.try_take():
                     await slots.take()
@@ -194,7 +201,7 @@ class DatasetRunner:
                 refusal = await self._admit(item) if self.budget is not None and not self.exhausted else None
                 if self.exhausted or refusal is not None:
                     slots.give()
-                    self._tell("row_refused", item, refusal)
+                    self._tell("row_refused", item, refusal or self.refusal)
                     continue
                 task = loop.create_task(self._row(item))
                 tasks.add(task)
