@@ -295,3 +295,38 @@ async def test_provider_batches_keep_caching_on_for_an_hour_and_price_it_at_the_
             cache_creation_1h_input_tokens=record.cache_creation_1h_input_tokens,
         )
         assert record.cost == round(full * 0.5, 10)
+
+
+@pytest.mark.parametrize(
+    ("system", "prompt", "specs"),
+    [
+        (None, "Task a1", []),
+        ('Ledger rules: "quoted", tab\t, newline\n, é, 😀, \x7f, \\', "Überprüfe {x}", []),
+        ("s", "static \u2028 text", [{"name": "b", "parameters": {"z": 1, "a": [True, None]}}, {"name": "a"}]),
+    ],
+)
+def test_prefix_digest_and_key_are_those_of_the_json_text_of_the_prefix(
+    system: str | None, prompt: str, specs: list[dict[str, Any]]
+) -> None:
+    # The stable prefix's text is written out by hand for speed; the digest (the warm-up's key)
+    # and the prompt_cache_key sent to OpenAI must stay those of json.dumps of the same parts.
+    import hashlib
+
+    from orchestrate.llm.capabilities import lookup
+    from orchestrate.run.prompt_cache import PromptCaching
+    from orchestrate.workflow.models import Agent, Workflow
+    from orchestrate.workflow.templates import static_prefix
+
+    llm: dict[str, Any] = {"model": "gpt-4o-mini"} | ({"system": system} if system else {})
+    agent = Agent(name="a1", module="General", description="", llm_config=llm, prompt_template=prompt)
+    workflow = Workflow(name="w", description="", agents=[agent])
+    text = prompt.replace("{x}", "42")
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
+    plan = PromptCaching().plan(workflow, agent, llm, messages, specs, lookup("gpt-4o-mini", "openai", None))
+    assert plan is not None
+    prefix = static_prefix(prompt)
+    stable = json.dumps([json.dumps(specs, sort_keys=True), system or "", text[: len(prefix)]])
+    digest = hashlib.sha256(f"gpt-4o-mini\x00{stable}".encode()).hexdigest()
+    assert plan.digest == digest
+    assert plan.plan.key == hashlib.sha256(f"w\x00a1\x00{digest}".encode()).hexdigest()[:32]
+    assert plan.plan.user_prefix == len(prefix)

@@ -37,7 +37,7 @@ __all__ = ["TTLS", "CachePlan", "estimate_tokens", "mark_anthropic", "mark_opena
 TTLS = {"5m": 300.0, "1h": 3600.0}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once a call, where frozen costs three times as much
 class CachePlan:
     """What a request's stable prefix is and how long the provider should keep it.
 
