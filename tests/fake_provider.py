@@ -40,6 +40,7 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     truncate: bool = False  # announce the full length, send only part, close
+    held: threading.Event | None = None  # answer only once the test sets it (a call kept in flight)
 
 
 def _tokens(text: str) -> int:
@@ -379,6 +380,8 @@ class FakeProvider:
                     time.sleep(provider.latency)
                 if fault is not None and fault.delay:
                     time.sleep(fault.delay)
+                if fault is not None and fault.held is not None:
+                    fault.held.wait(timeout=120)
                 status = fault.status if fault else 200
                 payload = fault.body if fault else None
                 if payload is None:

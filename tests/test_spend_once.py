@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -17,7 +18,7 @@ from orchestrate.money.budget_scope import UNSETTLED_FILE, ScopeLedger, book_uns
 from orchestrate.money.costs import CostTracker
 from orchestrate.state.backends import state_from_url
 from orchestrate.state.base import LeaseKeeper, SharedState
-from tests.fake_provider import FakeProvider
+from tests.fake_provider import FakeProvider, Fault
 from tests.redis_server import RedisServer, redis_server  # noqa: F401  (a fixture)
 from tests.test_shards import orchestrate, spawn
 from tests.test_shared_processes import budget, only_run
@@ -205,6 +206,23 @@ async def test_unsettled_spend_is_booked_once_even_if_the_file_survives(tmp_path
     assert (await state.budget_get("audit")).spent == pytest.approx(0.5)
 
 
+async def test_unsettled_spend_that_did_land_is_not_booked_again_on_resume(tmp_path: Path) -> None:
+    # The settlement reached the state, but its reply was lost and the state went away before the
+    # retry: the run could not know, so it kept the call as unsettled, under the id it was sent with.
+    state = state_from_url("memory://")
+    await state.budget_set("audit", 5.0)
+    await state.budget_reserve("audit", "id-landed", 0.5)
+    await state.budget_settle("audit", "id-landed", 0.3)
+    calls = [
+        {"scope": "audit", "cost": 0.3, "booking": "id-landed"},
+        {"scope": "audit", "cost": 0.2, "booking": "id-lost"},
+    ]
+    document = {"schema_version": 1, "state": "redis://x", "total": 0.5, "calls": calls}
+    (tmp_path / UNSETTLED_FILE).write_text(json.dumps(document))
+    assert await book_unsettled(state, tmp_path) == [("audit", 0.5)]
+    assert (await state.budget_get("audit")).spent == pytest.approx(0.5)  # 0.3 once, 0.2 once
+
+
 def _dataset(folder: Path, rows: int) -> None:
     (folder / "rows.jsonl").write_text("".join(f'{{"invoice": "INV-{i:04d}"}}\n' for i in range(rows)))
     (folder / "inv.yaml").write_text(
@@ -342,3 +360,40 @@ def test_reconcile_has_help_with_examples(tmp_path: Path) -> None:
     shown = orchestrate("budget", "reconcile", "-h", cwd=tmp_path)
     assert shown.returncode == 0 and "orchestrate budget reconcile" in shown.stdout and "--apply" in shown.stdout
     assert "Examples:" in shown.stdout and "<path>" not in shown.stdout.lower()
+
+
+def test_a_dataset_run_keeps_what_the_lost_state_never_booked_and_resume_books_it(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path, password="pw-7").start()
+    held = threading.Event()
+    try:
+        budget(server.url, "orchestrate", "set", "ap", "5", cwd=tmp_path)
+        _dataset(tmp_path, 6)
+        common = ("--data", "rows.jsonl", "--state", server.url, "--budget-scope", "ap", "--max-rows-parallel", "1")
+        with FakeProvider() as provider:
+            provider.script(Fault(), Fault(), Fault(held=held))  # the third call is in flight when Redis goes
+            process = spawn("run", "inv.yaml", *common, "-o", "out", cwd=tmp_path, env=_provider_env(provider))
+            deadline = time.monotonic() + 60
+            while len(provider.requests) < 3:
+                assert time.monotonic() < deadline and process.poll() is None, "the run never got going"
+                time.sleep(0.02)
+            server.shutdown_saving()
+            held.set()
+            _, err = process.communicate(timeout=60)
+            assert process.returncode == 1, err
+            run = only_run(tmp_path / "out")
+            unsettled = json.loads((run / UNSETTLED_FILE).read_text())
+            assert unsettled["calls"] and "pw-7" not in json.dumps(unsettled)
+            server.start()
+            assert budget(server.url, "orchestrate", "show", "ap", cwd=tmp_path)["spent"] + unsettled[
+                "total"
+            ] == pytest.approx(_total(run))
+            resumed = orchestrate(
+                "run", "inv.yaml", *common, "--resume", str(run), cwd=tmp_path, env=_provider_env(provider)
+            )
+            assert resumed.returncode == 0, resumed.stderr
+            assert "booked $" in resumed.stderr and not (run / UNSETTLED_FILE).exists()
+            shown = budget(server.url, "orchestrate", "show", "ap", cwd=tmp_path)
+            assert shown["spent"] == pytest.approx(_total(run))  # the resumed folder's cost.json holds every call
+    finally:
+        held.set()
+        server.stop()

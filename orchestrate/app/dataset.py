@@ -402,6 +402,11 @@ class _DatasetSession:
             log.close()
             if tracing is not None:
                 tracing.shutdown()
+        scopes = engine.cost_tracker.scopes
+        if scopes is not None and scopes.unsettled and engine.state is not None:
+            from orchestrate.money.budget_scope import write_unsettled
+
+            write_unsettled(run_dir, engine.state.url, scopes.unsettled)  # booked by --resume
         received = self.interrupts.received if self.interrupts is not None else None
         status = self._status(recorder, received)
         reason = f"interrupted by {signal.Signals(received).name}" if received is not None else None
@@ -464,6 +469,13 @@ class _DatasetSession:
             store = cache_store(inv.cache, state, namespace=inv.state_namespace) if inv.cache is not None else None
             try:
                 await check_shared_state(state, store, [template])
+                if state is not None and inv.resume is not None:  # what it spent while the state was lost
+                    from orchestrate.money.budget_scope import book_unsettled
+
+                    for scope, cost in await book_unsettled(state, inv.resume):
+                        self.notify(
+                            f"booked ${cost:.6f} spent while the shared state was lost into budget scope {scope!r}"
+                        )
             finally:
                 await close_states(state, getattr(store, "state", None))
 

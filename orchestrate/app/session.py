@@ -172,6 +172,7 @@ class _Session:
         halted = fail_closed(engine, workflows)
         if halted is not None:  # said first: writing the reports may fail for the same reason
             self.notify(halted)
+        self._keep_unsettled(engine, workflows)  # on every way out: a signal or a halt may come with the loss
         documents = [recorder.flush() for recorder in self.recorders]
         audit_failures: list[str] = []
         if self.trails:
@@ -202,7 +203,6 @@ class _Session:
         elif audit_failures:  # the trail's last record or its head could not be kept
             outcome.audit_failure, outcome.exit_code = audit_failures[0], ExitCode.FAILED
         elif engine.state_error is not None:
-            self._keep_unsettled(engine, workflows)
             outcome.state_error, outcome.exit_code = str(engine.state_error), ExitCode.FAILED
         else:
             from orchestrate.run.evaluation import exit_code

@@ -170,6 +170,7 @@ class ScopeLedger:
                             "workflow_id": reservation.workflow_id,
                             "agent_id": reservation.agent_key,
                             "cost": cost,
+                            "booking": lease,  # booked under the same id on resume: once, even if it did land
                         }
                     )
 
@@ -200,9 +201,12 @@ def write_unsettled(run_dir: Path, state_url: str, entries: list[dict[str, Any]]
 async def book_unsettled(state: SharedState, run_dir: Path) -> list[tuple[str, float]]:
     """Book into their scopes what a run folder spent while the state was lost; the file is then removed.
 
-    Returns (scope, USD) per scope booked. Each scope's sum is booked under an
-    id derived from the file's content, so a crash before the file is removed
-    and a second resume book it once.
+    Returns (scope, USD) per scope booked. Each call is booked under the id its
+    settlement was first sent with: a settlement the state applied although its
+    reply never came (the state went away just after) is not booked twice, and
+    a crash before the file is removed and a second resume book nothing more.
+    (A file written before the ids were kept books each scope's sum under an
+    id derived from the file's content.)
     """
     path = run_dir / UNSETTLED_FILE
     try:
@@ -214,10 +218,16 @@ async def book_unsettled(state: SharedState, run_dir: Path) -> list[tuple[str, f
 
         raise UserInputError(f"{path}: cannot read the unsettled spend: {exc}") from exc
     by_scope: dict[str, float] = {}
+    without_id: dict[str, float] = {}
     for entry in document.get("calls") or []:
-        by_scope[str(entry["scope"])] = by_scope.get(str(entry["scope"]), 0.0) + float(entry["cost"])
+        scope, cost = str(entry["scope"]), float(entry["cost"])
+        by_scope[scope] = by_scope.get(scope, 0.0) + cost
+        if entry.get("booking"):
+            await state.budget_settle(scope, str(entry["booking"]), cost)
+        else:
+            without_id[scope] = without_id.get(scope, 0.0) + cost
     content = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
-    for scope, cost in sorted(by_scope.items()):
+    for scope, cost in sorted(without_id.items()):
         await state.budget_settle(scope, booking_id(f"unsettled:{run_dir.resolve()}", content, scope, 0), cost)
     path.unlink()
     return sorted(by_scope.items())
