@@ -13,6 +13,7 @@ either. `import_module` imports for real, at run time.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.machinery
 import sys
@@ -56,22 +57,54 @@ def locate(module: str, base_dir: str | Path | None) -> str | None:
 def import_module(module: str, base_dir: str | Path | None) -> ModuleType:
     """Import `module`, looking in `base_dir` (the workflow's folder) first.
 
-    The folder is put at the front of ``sys.path`` only while importing (so the
-    module's own imports of its neighbours work too), under a lock.
+    A module found in the folder is that folder's own. The first folder to load a
+    name keeps it (``tools``); when that name is already taken by a module from
+    elsewhere (another workflow's folder, or an installed package), the folder's
+    module is loaded under a package named for the folder
+    (``_orchestrate_workflow_<digest>.tools``). So two workflows in two folders,
+    each with a ``tools.py``, each get their own and never run the other's code. The folder is at the front of ``sys.path`` only while importing
+    (so the module's own imports of its neighbours work too), under a lock. A module
+    not in the folder is imported from the Python path as usual.
     """
     if base_dir is None:
         return importlib.import_module(module)
     folder = str(Path(base_dir).resolve())
+    top = module.split(".")[0]
     with _lock:
+        mine = importlib.machinery.PathFinder.find_spec(top, [folder]) is not None
+        taken = sys.modules.get(top)
+        elsewhere = taken is not None and not _loaded_from(taken, folder)
+        name = f"{_folder_package(folder)}.{module}" if mine and elsewhere else module
         added = folder not in sys.path
         if added:
             sys.path.insert(0, folder)
         try:
             importlib.invalidate_caches()
-            return importlib.import_module(module)
+            return importlib.import_module(name)
         finally:
             if added:
                 try:
                     sys.path.remove(folder)
                 except ValueError:
                     pass
+
+
+def _loaded_from(module: ModuleType, folder: str) -> bool:
+    """Whether `module` (a top-level module or package) was loaded from `folder`."""
+    where = getattr(module, "__file__", None)
+    if where:
+        return str(Path(where).resolve().parent) == folder or (
+            Path(where).name == "__init__.py" and str(Path(where).resolve().parent.parent) == folder
+        )
+    return any(str(Path(p).resolve().parent) == folder for p in getattr(module, "__path__", []) or [])
+
+
+def _folder_package(folder: str) -> str:
+    """The name of a package whose modules are `folder`'s files (made once per folder)."""
+    name = "_orchestrate_workflow_" + hashlib.sha256(folder.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    if name not in sys.modules:
+        package = ModuleType(name, f"the modules of the workflow folder {folder}")
+        package.__path__ = [folder]
+        package.__package__ = name
+        sys.modules[name] = package
+    return name
