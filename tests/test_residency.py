@@ -167,3 +167,52 @@ def test_the_example_validates_and_its_routes_stay_in_the_eu(tmp_path: Path) -> 
 def test_a_fallback_without_a_price_is_refused(tmp_path: Path) -> None:
     found = problems_of(tmp_path, PLAIN + agent("{model: gpt-4o, fallbacks: [{model: gpt-4o-mnii}]}"))
     assert any("no price known for fallback 'gpt-4o-mnii'" in p for p in found), found
+
+
+JUDGED = (
+    "  - name: a\n    prompt_template: hi\n"
+    "    llm_config: {model: eu.anthropic.claude-sonnet-4-5-20250929-v1:0, provider: bedrock, region: eu-central-1}\n"
+    "    expect:\n      - rubric: the answer is polite\n        judge: {model: gpt-4o-mini}\n"
+)
+
+
+def test_validate_refuses_a_judge_outside_the_residency_at_its_model(tmp_path: Path) -> None:
+    found = problems_of(tmp_path, HEAD + JUDGED)
+    assert len(found) == 1, found
+    assert ":10:" in found[0]
+    assert "agent 'a': expect: judge openai gpt-4o-mini is routed globally, outside residency eu" in found[0]
+    inherited = JUDGED.replace("        judge: {model: gpt-4o-mini}\n", "        threshold: 0.5\n")
+    assert problems_of(tmp_path, HEAD + inherited) == []  # the agent's own EU model judges
+
+
+def test_the_run_refuses_a_judge_outside_the_residency_before_any_call(tmp_path: Path) -> None:
+    (tmp_path / "w.yaml").write_text("name: w\ndefaults: {module: Finance}\nagents:\n" + JUDGED)
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    command = [sys.executable, "-m", "orchestrate", "run", "w.yaml", "--simulate", "--residency", "eu"]
+    proc = subprocess.run(
+        [*command, "--output-dir", "runs"], cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "judge of agent 'a': openai gpt-4o-mini is routed globally, outside residency eu" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+async def test_the_engine_never_asks_a_judge_outside_the_residency(monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrate.run.evaluation import Evaluator
+
+    with FakeProvider() as server:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0123456789abcdef")
+        monkeypatch.setenv("OPENAI_BASE_URL", f"{server.url}/v1")
+        engine = OrchestrationEngine(config=EngineConfig(rate_limit_config=None))
+        llm = {"model": "gpt-4o-mini", "base_url": f"{server.url}/v1", "region": "eu"}
+        a = Agent("a", "Finance", "d", llm, "hi", max_retries=0)
+        a.expect = [{"rubric": "the answer is polite", "judge": {"model": "gpt-4o-mini"}}]
+        wf = Workflow("w", "d", [a], residency="eu", cost_budget=1.0)
+        await engine.execute_workflow(await engine.register_workflow(wf))
+        asked = len(server.requests)
+        document = await Evaluator(wf).evaluate(wf, engine=engine)
+        await engine.shutdown()
+        assert len(server.requests) == asked == 1  # the agent (declared in the EU) ran; its judge was not sent
+    (outcome,) = document["outcomes"]
+    assert outcome["status"] == "error"
+    assert outcome["reason"] == "judge failed: openai gpt-4o-mini is routed globally, outside residency eu; not called"

@@ -269,8 +269,11 @@ class _DatasetSession:
         if inv.budget_scope is not None:
             template.budget_scope = inv.budget_scope
         from orchestrate.llm.residency import apply_residency
+        from orchestrate.run.evaluation import Evaluator
 
-        apply_residency(template, inv.residency)  # --residency, then every route checked
+        evaluator = Evaluator.of(template)
+        judges = evaluator.judges() if evaluator is not None else []
+        apply_residency(template, inv.residency, judges=judges)  # --residency, then every route (judges too) checked
         self.clients = Clients(inv, carried=carried, per_workflow_events=False)
         self._check_state(template)
         state = open_state(inv)

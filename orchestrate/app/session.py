@@ -278,8 +278,13 @@ class _Session:
         if self.inv.budget_scope is not None:
             workflow.budget_scope = self.inv.budget_scope
         from orchestrate.llm.residency import apply_residency
+        from orchestrate.run.evaluation import Evaluator
 
-        apply_residency(workflow, self.inv.residency)  # --residency, then every route checked
+        evaluator = Evaluator.of(workflow)
+        judges = evaluator.judges() if evaluator is not None else []
+        apply_residency(
+            workflow, self.inv.residency, judges=judges
+        )  # --residency, then every route (judges too) checked
         return workflow
 
     def _engine(self, workflows: list[Workflow]) -> OrchestrationEngine:

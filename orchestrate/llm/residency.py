@@ -1,7 +1,7 @@
 """Keeping a run's data in a region: which provider endpoints each residency allows.
 
 ``residency: eu`` (or ``us``) on a workflow, in its defaults, or ``--residency``:
-every endpoint the run may call (agents, their fallbacks, batches) must be on
+every endpoint the run may call (agents, their fallbacks, judges, batches) must be on
 the region's allow-list, else `validate` and the run refuse it, naming it.
 
 =====================================  ==========================================  ==========================================
@@ -26,7 +26,7 @@ Standard library only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from orchestrate.llm.presets import region_of
@@ -85,9 +85,17 @@ def outside(residency: str, provider: str, llm_config: Mapping[str, Any]) -> str
     return f"{endpoint_of(provider, llm_config)} is {said}, outside residency {residency}"
 
 
-def apply_residency(workflow: Any, residency: str | None = None) -> None:
+def apply_residency(
+    workflow: Any, residency: str | None = None, *, judges: Iterable[tuple[str, Mapping[str, Any]]] = ()
+) -> None:
     """Set a workflow's residency (``--residency`` wins) and refuse, before any call, a route
-    of any agent (its model or a fallback) outside it: UserInputError naming the endpoint."""
+    of any agent (its model or a fallback) or judge outside it: UserInputError naming the endpoint.
+
+    Args:
+        workflow: The loaded workflow.
+        residency: ``--residency``, when given.
+        judges: ``(who, llm_config)`` of each judge the run may ask (``orchestrate.run.evaluation``).
+    """
     from orchestrate.errors import UserInputError
     from orchestrate.llm.fallbacks import chain_of
     from orchestrate.llm.providers import resolve_provider
@@ -98,11 +106,10 @@ def apply_residency(workflow: Any, residency: str | None = None) -> None:
         workflow.residency = residency
     if not workflow.residency:
         return
-    for agent in workflow.agents:
-        if agent.is_code_step:
-            continue
-        for route in chain_of(agent.llm_config):
+    callers = [(f"agent {a.name!r}", a.llm_config) for a in workflow.agents if not a.is_code_step]
+    for who, llm in [*callers, *judges]:
+        for route in chain_of(llm):
             provider = resolve_provider(route)
             why = outside(workflow.residency, provider, route) if provider != "simulated" else None
             if why is not None:
-                raise UserInputError(f"agent {agent.name!r}: {why}; refused before any call")
+                raise UserInputError(f"{who}: {why}; refused before any call")

@@ -95,13 +95,18 @@ class Evaluator:
 
     def judge_configs(self) -> list[dict[str, Any]]:
         """The llm_config of every judge (to check their API keys before any call)."""
+        return [llm for _who, llm in self.judges()]
+
+    def judges(self) -> list[tuple[str, dict[str, Any]]]:
+        """Each judge as ``(who, llm_config)``: "judge of agent 'x'" (or of the workflow's outputs)."""
         found = []
-        stack = [(e, t.agent) for t in self.targets for e in t.expectations]
+        stack = [(e, t) for t in self.targets for e in t.expectations]
         while stack:
-            expectation, owner = stack.pop()
+            expectation, target = stack.pop()
             if expectation.kind == "rubric":
-                found.append(judge_llm(expectation, owner))
-            stack += [(child, owner) for child in expectation.children]
+                who = f"judge of agent {target.owner!r}" if target.agent is not None else "judge of the outputs"
+                found.append((who, judge_llm(expectation, target.agent)))
+            stack += [(child, target) for child in expectation.children]
         return found
 
     def judge_keys(self, workflow_id: str) -> list[str]:

@@ -214,16 +214,47 @@ class _Checker:
             return
         if not isinstance(model, str):
             return
+        self.check_judge_residency(where_model, judge, owner, who)
+        from orchestrate.llm.presets import base_model
         from orchestrate.llm.prices import closest_model, find_price
+        from orchestrate.llm.providers import infer_provider
 
         priced: str = judge["price_as"] if isinstance(judge.get("price_as"), str) else model
-        if find_price(priced, self.prices) is None:
+        provider = str(self.judge_route(judge, owner).get("provider") or infer_provider(priced))
+        # A Bedrock profile (eu.anthropic.claude-...) is priced as the model it names, as an agent's is.
+        if find_price(priced, self.prices) is None and find_price(base_model(provider, priced), self.prices) is None:
             close = closest_model(priced, self.prices)
             hint = f" (unknown model; did you mean {close}?)" if close else ""
             self.at(
                 where_model,
                 f"{who}: no price known for judge model {priced!r}{hint}; add it under 'prices:'",
             )
+
+    def judge_route(self, judge: dict[str, Any], owner: dict[str, Any] | None) -> dict[str, Any]:
+        """The judge's llm_config as the run builds it (its own, or the owner's with `judge:` over it)."""
+        from orchestrate.workflow.expectations import judge_llm
+
+        inherited = self.defaults["llm_config"] if isinstance(self.defaults.get("llm_config"), dict) else {}
+        own = owner["llm_config"] if owner is not None and isinstance(owner.get("llm_config"), dict) else {}
+        return judge_llm(judge, {**inherited, **own})
+
+    def check_judge_residency(self, where: Key, judge: dict[str, Any], owner: dict[str, Any] | None, who: str) -> None:
+        """A judge (and its fallbacks) outside the workflow's residency is an error, like an agent's route."""
+        from orchestrate.llm.fallbacks import chain_of
+        from orchestrate.llm.providers import PROVIDERS, infer_provider
+        from orchestrate.llm.residency import RESIDENCIES, outside
+
+        doc = self.located.value
+        residency = doc.get("residency") or self.defaults.get("residency")
+        if residency not in RESIDENCIES:
+            return
+        for route in chain_of(self.judge_route(judge, owner)):
+            provider = route.get("provider") or infer_provider(str(route.get("model") or ""))
+            if provider in PROVIDERS and provider != "simulated":
+                why = outside(str(residency), str(provider), route)
+                if why is not None:
+                    self.at(where, f"{who}: judge {why}")
+                    return
 
 
 def _undeclared_field(schema: dict[str, Any], parts: tuple[str | int, ...]) -> tuple[str, list[str]] | None:
