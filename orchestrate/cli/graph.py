@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from orchestrate.cli.common import check_format, format_option, is_interactive, json_alias
+from orchestrate.cli.common import check_format, format_option, is_interactive, json_alias, print_json
 
 __all__ = ["graph"]
 
@@ -35,10 +34,10 @@ def graph(
     from orchestrate.workflow.loader import load_workflow
 
     fmt = check_format(fmt, FORMATS, as_json=as_json)
-    workflows = [load_workflow(path) for path in workflow_files(paths)]
+    workflows = [load_workflow(path, bind=False) for path in workflow_files(paths)]  # the shape needs no inputs
     if fmt == "json":
         docs = [_document(wf) for wf in workflows]
-        sys.stdout.write(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2) + "\n")
+        print_json("graph", {"graphs": docs})
         return
     if fmt == "mermaid":
         from orchestrate.observe.ci_reports import mermaid
@@ -77,7 +76,9 @@ def _tree(workflow: Any) -> Any:
 
     deps = DependencyGraph.from_agents(workflow.agents)
     by_name = {a.name: a for a in workflow.agents}
-    root = Tree(Text(f"{workflow.name} ({len(workflow.agents)} agents)", style="bold"))
+    from orchestrate.observe.summary import plural
+
+    root = Tree(Text(f"{workflow.name} ({plural(len(workflow.agents), 'agent')})", style="bold"))
     shown: set[str] = set()
 
     def add(parent: Any, name: str) -> None:
