@@ -109,7 +109,7 @@ def test_a_run_writes_a_chain_that_verifies_with_calls_steps_approval_and_totals
     assert f"ok, {len(kinds)} records" in proc.stdout and "detects accidents" in proc.stdout
     shown = orchestrate(tmp_path, "audit", "show", str(trail))
     assert "approved by Dana Controller" in shown.stdout
-    as_json = json.loads(orchestrate(tmp_path, "audit", "show", str(trail), "--format", "json").stdout)
+    as_json = json.loads(orchestrate(tmp_path, "audit", "show", str(trail), "--format", "json").stdout)["records"]
     assert len(as_json) == len(kinds)
 
 
@@ -237,7 +237,7 @@ def test_expired_lists_folders_past_their_retention(pristine: Path, tmp_path: Pa
     old.mkdir(parents=True)
     AuditTrail(old, start={"retention_days": 183}, clock=lambda: time.time() - 200 * 86400).finish({})
     listed = orchestrate(tmp_path, "runs", "--expired", str(tmp_path / "runs"), "--format", "json")
-    assert [(e["run_dir"], e["days_past"]) for e in json.loads(listed.stdout)] == [(str(old), 17)]
+    assert [(e["run_dir"], e["days_past"]) for e in json.loads(listed.stdout)["runs"]] == [(str(old), 17)]
     assert "expired 17 days ago" in orchestrate(tmp_path, "runs", "--expired", str(tmp_path / "runs")).stdout
 
 

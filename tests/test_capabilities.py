@@ -382,7 +382,7 @@ def test_the_azure_example_runs_on_its_department_key(tmp_path: Path) -> None:
         )
     assert proc.returncode == 0, proc.stderr
     assert KEY not in proc.stdout + proc.stderr
-    summary = json.loads(proc.stdout)
+    summary = json.loads(proc.stdout)["runs"][0]
     run_dir = Path(summary["run_dir"])
     for report in run_dir.iterdir():
         assert KEY not in report.read_text(errors="replace"), report

@@ -120,7 +120,7 @@ def test_without_a_terminal_the_run_waits_with_exit_4_then_approve_and_resume_fi
         "run", str(workflow), "--simulate", "-o", str(out), "--resume", str(run_dir), "--json", cwd=tmp_path
     )
     assert resumed.returncode == 0, resumed.stderr
-    summary = json.loads(resumed.stdout)
+    summary = json.loads(resumed.stdout)["runs"][0]
     assert summary["status"] == "completed"
     assert summary["outputs"]["checked"] == [{"item": x, "ok": True} for x in "abc"]
     doc = result(Path(summary["run_dir"]))
@@ -194,7 +194,7 @@ def test_plan_shows_conditional_agents_and_foreach_bounds(tmp_path: Path) -> Non
     workflow.write_text(text, encoding="utf-8")
     planned = orchestrate("plan", str(workflow), "--json", cwd=tmp_path)
     assert planned.returncode == 0, planned.stderr
-    plan = json.loads(planned.stdout)
+    plan = json.loads(planned.stdout)["plans"][0]
     rows = {row["name"]: row for row in plan["agents"]}
     assert rows["check_line"]["code_step"] is True and rows["check_line"]["runs"] == "0-5"
     assert rows["check_line"]["max_cost"] == 0.0
@@ -210,12 +210,12 @@ def test_the_finance_close_posts_only_after_the_controller_approves(tmp_path: Pa
     out = tmp_path / "runs"
     default = orchestrate("run", str(workflow), "--simulate", "-o", str(out), "--json", cwd=tmp_path)
     assert default.returncode == 0, default.stderr  # not asked to post: the posting is skipped
-    assert json.loads(default.stdout)["agents"]["post_adjustments"] == "skipped"
+    assert json.loads(default.stdout)["runs"][0]["agents"]["post_adjustments"] == "skipped"
     asked = orchestrate(
         "run", str(workflow), "--simulate", "-o", str(out), "--input", "post_to_ledger=true", "--json", cwd=tmp_path
     )
     assert asked.returncode == 4, asked.stderr
-    run_dir = Path(json.loads(asked.stdout)["run_dir"])
+    run_dir = Path(json.loads(asked.stdout)["runs"][0]["run_dir"])
     message = agents(result(run_dir))["post_adjustments"]["metadata"]["approval"]["message"]
     assert message.startswith("Post ") and "to the ledger of ACME Holdings Ltd (acme-prod)?" in message
     assert orchestrate("approve", str(run_dir), "post_adjustments", "--by", "controller", cwd=tmp_path).returncode == 0
@@ -233,7 +233,7 @@ def test_the_finance_close_posts_only_after_the_controller_approves(tmp_path: Pa
         cwd=tmp_path,
     )
     assert resumed.returncode == 0, resumed.stderr
-    summary = json.loads(resumed.stdout)
+    summary = json.loads(resumed.stdout)["runs"][0]
     assert summary["outputs"]["journal_id"].startswith("JE-202610-")
     assert summary["agents"]["close_memo"] == "completed"
 

@@ -139,7 +139,7 @@ def test_plan_and_graph_take_folders_and_print_whole_names_when_piped(tmp_path: 
     assert "…" not in proc.stdout
     assert proc.stdout.count(": plan") == len(list((ROOT / "workflows").glob("*.yaml")))
     assert "claude-sonnet-4-5" in proc.stdout and "$0.0000 " not in proc.stdout
-    plans = json.loads(orchestrate("plan", str(ROOT / "workflows"), "--format", "json", cwd=tmp_path).stdout)
+    plans = json.loads(orchestrate("plan", str(ROOT / "workflows"), "--format", "json", cwd=tmp_path).stdout)["plans"]
     assert len(plans) == len(list((ROOT / "workflows").glob("*.yaml")))
     proc = orchestrate("graph", str(ROOT / "workflows"), cwd=tmp_path)
     assert proc.returncode == 0 and "coo_briefing" in proc.stdout and "…" not in proc.stdout
@@ -147,7 +147,7 @@ def test_plan_and_graph_take_folders_and_print_whole_names_when_piped(tmp_path: 
         orchestrate(
             "graph", str(ROOT / "workflows" / "general_weekly_ops_briefing.yaml"), "--json", cwd=tmp_path
         ).stdout
-    )
+    )["graphs"][0]
     assert {a["name"] for a in graph["agents"]} >= {"coo_briefing", "hr_summary"}
 
 

@@ -70,7 +70,7 @@ def test_every_example_runs_offline_and_writes_a_valid_result(example: Path, tmp
 def test_json_summary_goes_to_stdout_and_plain_lines_to_stderr(tmp_path: Path) -> None:
     proc = orchestrate("run", str(EXAMPLES[0]), "--simulate", "-o", str(tmp_path), "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    summary = json.loads(proc.stdout)
+    summary = json.loads(proc.stdout)["runs"][0]
     assert summary["status"] == "completed" and summary["simulated"] is True
     lines = proc.stderr.strip().splitlines()
     assert any(" started" in line for line in lines) and any("completed" in line for line in lines)
@@ -138,7 +138,7 @@ def test_budget_override_refuses_agents_and_exits_non_zero(tmp_path: Path) -> No
 def test_dry_run_and_plan_call_nothing(tmp_path: Path) -> None:
     proc = orchestrate("run", str(EXAMPLES[0]), "--dry-run", "--json", "-o", str(tmp_path), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    plan = json.loads(proc.stdout)
+    plan = json.loads(proc.stdout)["plans"][0]
     assert plan["critical_path"] and 0 < plan["min_cost"] <= plan["max_cost"] <= plan["cost_budget"]
     assert run_dirs(tmp_path) == []
     proc = orchestrate("plan", str(EXAMPLES[0]), cwd=tmp_path)

@@ -36,7 +36,7 @@ def test_init_then_validate_plan_and_run_simulated(tmp_path: Path) -> None:
     assert orchestrate("plan", "invoice_check.yaml", cwd=tmp_path).returncode == 0
     run = orchestrate("run", "invoice_check.yaml", "--simulate", "-o", "runs", "--json", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
-    summary = json.loads(run.stdout)
+    summary = json.loads(run.stdout)["runs"][0]
     assert summary["status"] == "completed" and set(summary["agents"]) == {"extract_invoice", "approval_note"}
     result = json.loads(
         (Path(summary["run_dir"]) if Path(summary["run_dir"]).is_absolute() else tmp_path / summary["run_dir"])
@@ -54,7 +54,7 @@ def test_init_with_tools_writes_a_module_the_run_calls(tmp_path: Path) -> None:
     # Run from the workflow's folder, where `python -m` finds the tool module.
     run = orchestrate("run", "vendor_screening.yaml", "--simulate", "-o", "runs", "--json", cwd=tmp_path / "flows")
     assert run.returncode == 0, run.stderr
-    result_dir = tmp_path / "flows" / json.loads(run.stdout)["run_dir"]
+    result_dir = tmp_path / "flows" / json.loads(run.stdout)["runs"][0]["run_dir"]
     profile = next(
         a for a in json.loads((result_dir / "result.json").read_text())["agents"] if a["name"] == "vendor_profile"
     )

@@ -10,7 +10,7 @@ from tests.test_answer import orchestrate
 
 
 def test_models_lists_the_price_table_with_capabilities(tmp_path: Path) -> None:
-    listed = json.loads(orchestrate("models", "--format", "json", cwd=tmp_path).stdout)
+    listed = json.loads(orchestrate("models", "--format", "json", cwd=tmp_path).stdout)["models"]
     table = price_table()["models"]
     assert {e["model"] for e in listed} == set(table)
     mini = next(e for e in listed if e["model"] == "gpt-4o-mini")
@@ -28,7 +28,9 @@ def test_a_workflows_own_prices_are_listed_and_win(tmp_path: Path) -> None:
         "name: local\nprices:\n  llama-3.1-8b: {input: 0, output: 0}\n  gpt-4o-mini: {input: 0.0001, output: 0.0002}\n"
         "agents:\n  - name: a\n    module: Finance\n    llm_config: {model: llama-3.1-8b}\n    prompt_template: hi\n"
     )
-    listed = {e["model"]: e for e in json.loads(orchestrate("models", str(flow), "--json", cwd=tmp_path).stdout)}
+    listed = {
+        e["model"]: e for e in json.loads(orchestrate("models", str(flow), "--json", cwd=tmp_path).stdout)["models"]
+    }
     assert listed["llama-3.1-8b"]["source"] == "workflow" and listed["llama-3.1-8b"]["prices"]["output"] == 0
     assert listed["gpt-4o-mini"]["source"] == "workflow" and listed["gpt-4o-mini"]["prices"]["input"] == 0.0001
     assert listed["gpt-4o-mini"]["prices"]["cached_input"] == price_table()["models"]["gpt-4o-mini"]["cached_input"]

@@ -306,7 +306,8 @@ def test_cost_report_groups_and_formats(runs: Path) -> None:
         "--include-simulated",
         cwd=runs,
     )
-    rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+    *rows, total = list(csv.DictReader(io.StringIO(proc.stdout)))
+    assert total["workflow"] == "total"  # the last line is the total
     assert {r["workflow"] for r in rows} == {
         "finance_month_end_close",
         "compliance_vendor_due_diligence",

@@ -309,7 +309,7 @@ def test_the_hr_onboarding_example_sends_no_name_and_restores_it_in_its_welcome_
     )
     assert proc.returncode == 0, proc.stderr
     assert len(provider.requests) == 5 and "Okafor" not in json.dumps(provider.requests)
-    summary = json.loads(proc.stdout)
+    summary = json.loads(proc.stdout)["runs"][0]
     assert summary["outputs"]["welcome_email"].startswith("Dear Wilhelmina Okafor-Brandt,")  # restored
     (run_dir,) = (tmp_path / "runs").iterdir()
     for name in ("events.jsonl", "audit.jsonl", "cost.json"):

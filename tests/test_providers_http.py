@@ -537,7 +537,7 @@ def test_orchestrate_run_against_openai_and_anthropic_over_http(tmp_path: Path) 
             )
             assert proc.returncode == 0, proc.stderr
             assert KEY not in proc.stdout + proc.stderr
-            summary = json.loads(proc.stdout)
+            summary = json.loads(proc.stdout)["runs"][0]
             assert summary["simulated"] is False and summary["status"] == "completed"
             result = json.loads((Path(summary["run_dir"]) / "result.json").read_text())
             providers = {a["provider"] for a in result["agents"] if a["provider"]}  # code steps: none

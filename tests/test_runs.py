@@ -37,7 +37,7 @@ def test_runs_lists_every_run_newest_first(two: dict[str, Any]) -> None:
     lines = [line for line in done.stdout.splitlines() if line.startswith("│ runs/")]
     assert lines[0].startswith(f"│ runs/{two['newest'].name}") and "(simulated)" in lines[0]
     assert lines[1].startswith(f"│ runs/{two['dataset'].name}") and " 25 " in lines[1]
-    listed = json.loads(orchestrate("runs", "runs", "--format", "json", cwd=two["folder"]).stdout)
+    listed = json.loads(orchestrate("runs", "runs", "--format", "json", cwd=two["folder"]).stdout)["runs"]
     assert [e["run_dir"] for e in listed] == [f"runs/{two['newest'].name}", f"runs/{two['dataset'].name}"]
     assert listed[0]["kind"] == "run" and listed[1]["kind"] == "dataset run" and listed[1]["rows"] == 25
     assert listed[0]["simulated"] is True and listed[0]["status"] == "completed"
@@ -56,7 +56,7 @@ def test_latest_names_the_newest_run_folder_wherever_a_run_dir_is_taken(two: dic
         "run", "workflows/finance_month_end_close.yaml", "--simulate", "--resume", "latest", "--json", cwd=folder
     )
     assert resumed.returncode == 0, resumed.stderr
-    run_dir = folder / json.loads(resumed.stdout)["run_dir"]
+    run_dir = folder / json.loads(resumed.stdout)["runs"][0]["run_dir"]
     assert json.loads((run_dir / "result.json").read_text())["resumed_from"].endswith(newest.name)
 
 

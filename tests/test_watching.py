@@ -722,7 +722,7 @@ def test_summary_has_a_mermaid_graph_of_the_run(failing_cli_run: dict[str, Any])
 
 def test_json_summary_on_stdout_matches_result_json(failing_cli_run: dict[str, Any]) -> None:
     result = failing_cli_run["result"]
-    payload = json.loads(failing_cli_run["proc"].stdout)
+    payload = json.loads(failing_cli_run["proc"].stdout)["runs"][0]
     assert payload["status"] == result["status"]
     assert payload["total_cost"] == result["total_cost"]
     assert payload["retries"] == result["retries"] == 9

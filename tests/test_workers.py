@@ -287,7 +287,7 @@ def test_a_code_step_past_its_timeout_does_not_hold_the_process(tmp_path: Path) 
     # 20 s of sleep left in the thread when the reports are written: the process does not wait.
     # (Python's start and the run take about 1-2 s; generous for a loaded machine.)
     assert took < 12, took
-    summary = json.loads(proc.stdout)
+    summary = json.loads(proc.stdout)["runs"][0]
     assert summary["agents"] == {"nap": "cancelled", "note": "completed"}
     assert "1 worker thread still ran a function past its timeout" in proc.stderr
     result = json.loads((tmp_path / summary["run_dir"] / "result.json").read_text())

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from orchestrate.cli.common import check_format, fail, format_option_info, is_interactive, json_option_info
+from orchestrate.cli.common import check_format, fail, format_option_info, is_interactive, json_option_info, print_json
 
 __all__ = ["app"]
 
@@ -105,7 +105,7 @@ def verify(
             }
             for r in reports
         ]
-        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+        print_json("audit_verification", {"trails": payload})
     else:
         for r in reports:
             if r.holds:
@@ -149,7 +149,7 @@ def show(
             if isinstance(record, dict):
                 records.append(record)
     if as_json:
-        sys.stdout.write(json.dumps(records, indent=2, ensure_ascii=False) + "\n")
+        print_json("audit_trail", {"run_dir": str(run_dir), "records": records}, ensure_ascii=False)
         return
     from orchestrate.observe.printable import printable
 
@@ -213,7 +213,7 @@ def expired(
         fail(f"{folder}: no such folder")
     found = expired_runs(folder, now=time.time())
     if as_json:
-        sys.stdout.write(json.dumps(found, indent=2) + "\n")
+        print_json("expired_runs", {"folder": str(folder), "runs": found})
         return
     for item in found:
         sys.stdout.write(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import sys
 from collections.abc import Awaitable, Callable
@@ -20,6 +19,7 @@ from orchestrate.cli.common import (
     format_option_info,
     is_interactive,
     json_option_info,
+    print_json,
 )
 
 __all__ = ["app"]
@@ -64,7 +64,7 @@ MAX_BUDGET_USD = 1e9  # a ceiling beyond any department's spend is a typo, not a
 def _print(found: Any, fmt: str, as_json: bool) -> None:
     data = found.to_dict()
     if check_format(fmt, FORMATS, as_json=as_json) == "json":
-        sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        print_json("budget_scope", data, sort_keys=True)
         return
     from orchestrate.money.amounts import usd as money
 
@@ -185,7 +185,7 @@ def reconcile(
         fail(str(exc))
     data = found.to_dict()
     if output == "json":
-        sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        print_json("budget_reconciliation", data, sort_keys=True)
         return
     lines = [f"{scope}: stored spend ${data['stored_spent']:.6f}, calls of {len(data['runs'])} run folder(s) "]
     lines[0] += f"${data['expected_spent']:.6f}, difference ${data['drift']:+.6f}"

@@ -105,13 +105,16 @@ def envelope(kind: str, body: dict[str, Any]) -> dict[str, Any]:
     A command's own fields keep their names; a command over several files puts
     one document a file in a list, whatever the number of files.
     """
-    return {"kind": kind, "schema_version": JSON_SCHEMA_VERSION, **body}
+    rest = {key: value for key, value in body.items() if key not in ("kind", "schema_version")}
+    return {"kind": kind, "schema_version": JSON_SCHEMA_VERSION, **rest}
 
 
 def print_json(kind: str, body: dict[str, Any], **options: Any) -> None:
     """Print `body` in the envelope (`envelope`) on stdout, indented."""
     import json
 
+    if options.pop("sort_keys", False):  # sorted inside, the envelope's two fields still first
+        body = json.loads(json.dumps(body, sort_keys=True, default=options.get("default")))
     sys.stdout.write(json.dumps(envelope(kind, body), indent=2, **options) + "\n")
 
 

@@ -8,7 +8,15 @@ from typing import Annotated, Any
 
 import typer
 
-from orchestrate.cli.common import check_format, fail, format_option, is_interactive, json_alias, latest_run_dir
+from orchestrate.cli.common import (
+    check_format,
+    fail,
+    format_option,
+    is_interactive,
+    json_alias,
+    latest_run_dir,
+    print_json,
+)
 
 __all__ = ["cost_report"]
 
@@ -38,10 +46,34 @@ def cost_report(
         ),
     ] = None,
     since: Annotated[
-        str | None, typer.Option("--since", metavar="DATE", help="Only calls at or after this date/time (ISO 8601).")
+        str | None,
+        typer.Option(
+            "--since",
+            metavar="WHEN",
+            help="Only calls from this month (2026-12), day (2026-12-01) or ISO time on; days and months are UTC.",
+        ),
     ] = None,
     until: Annotated[
-        str | None, typer.Option("--until", metavar="DATE", help="Only calls at or before this date/time (ISO 8601).")
+        str | None,
+        typer.Option(
+            "--until",
+            metavar="WHEN",
+            help="Only calls up to the end of this month (2026-12), day (2026-12-31) or ISO time; UTC.",
+        ),
+    ] = None,
+    module: Annotated[
+        list[str] | None,
+        typer.Option("--module", "-m", metavar="NAME", help="Only these modules' calls (repeatable: Finance, HR...)."),
+    ] = None,
+    workflow: Annotated[
+        list[str] | None,
+        typer.Option("--workflow", "-w", metavar="NAME", help="Only these workflows' calls (repeatable)."),
+    ] = None,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tag", "-t", metavar="TAG", help="Only calls of a workflow or agent with this tag (repeatable)."
+        ),
     ] = None,
     include_simulated: Annotated[
         bool,
@@ -58,11 +90,15 @@ def cost_report(
     cost) but are not spend: they are left out of the totals unless
     --include-simulated, and the report says how much was left out.
 
+    Days and months (--by day/month, --since, --until) are UTC. Every format ends
+    with the total, each call counted once (by tag a call may sit in several rows).
+
     \b
     Examples:
       orchestrate cost-report
       orchestrate cost-report runs/ --by module,model
-      orchestrate cost-report --by month --since 2026-01-01 --format csv > spend.csv
+      orchestrate cost-report --by month --since 2026-01 --format csv > spend.csv
+      orchestrate cost-report --module Finance --since 2026-12 --until 2026-12 --by agent
       orchestrate cost-report runs/close-20261125T101010Z --include-simulated
     """
     from orchestrate.money.cost_report import (
@@ -72,6 +108,7 @@ def cost_report(
         collect,
         parse_moment,
         render,
+        select,
         split_simulated,
     )
 
@@ -83,7 +120,10 @@ def cost_report(
     start = parse_moment(since) if since else None
     end = parse_moment(until, end=True) if until else None
     skipped: list[str] = []
-    counted, simulated = split_simulated(collect(paths or [Path("runs")], skipped), include=include_simulated)
+    calls = select(
+        collect(paths or [Path("runs")], skipped), modules=module or (), workflows=workflow or (), tags=tag or ()
+    )
+    counted, simulated = split_simulated(calls, include=include_simulated)
     from orchestrate.observe.printable import printable
 
     for line in skipped:  # named, not counted: a damaged file never turns a total into nonsense
@@ -96,12 +136,17 @@ def cost_report(
     left_out: dict[str, Any] = (
         {"calls": left[0]["calls"], "cost": left[0]["cost"]} if left else {"calls": 0, "cost": 0.0}
     )
-    if fmt != "table":
+    if fmt == "json":
+        from orchestrate.money.cost_report import report_document
+
+        print_json("cost_report", report_document(rows, keys, left_out, total=total))
+    elif fmt != "table":
         sys.stdout.write(render(rows, keys, fmt, left_out, total=total))
     elif rows:
         _print_table(rows, keys, total or {})
     else:
-        sys.stdout.write("no calls to report" + (" in that period" if start or end else "") + "\n")
+        narrowed = " matching --module/--workflow/--tag" if module or workflow or tag else ""
+        sys.stdout.write("no calls to report" + (" in that period" if start or end else "") + narrowed + "\n")
     for warning in cache_warnings(counted):
         sys.stderr.write(printable(f"warning: {warning}", one_line=True) + "\n")
     if left_out["calls"] and fmt != "json":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from orchestrate.cli.common import fail, latest_run_dir
+from orchestrate.cli.common import fail, latest_run_dir, print_json
 
 __all__ = ["eval_command"]
 
@@ -153,7 +152,7 @@ def eval_command(
 
         write_expectation_junit(junit, template.name, lines)
     if json_output:
-        sys.stdout.write(json.dumps({**document, "file": str(path)}, indent=2) + "\n")
+        print_json("evaluation", {**document, "file": str(path)})
         raise typer.Exit(code)
     out = [closing_line(document["totals"])]
     for line in lines:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from orchestrate.cli.common import check_format, format_option_info, json_option_info
+from orchestrate.cli.common import check_format, format_option_info, json_option_info, print_json
 
 __all__ = ["merge"]
 
@@ -52,7 +51,7 @@ def merge(
             k: d[k] for k in ("name", "status", "rows", "counts", "total_cost", "total_tokens", "shards", "error")
         }
         payload["run_dir"] = str(merged.run_dir)
-        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+        print_json("dataset_run", payload)
     else:
         shards = d["shards"]
         counts = ", ".join(f"{n} {status}" for status, n in d["counts"].items()) or "no rows"

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from orchestrate.cli.common import check_format, fail, format_option, is_interactive, json_alias
+from orchestrate.cli.common import check_format, fail, format_option, is_interactive, json_alias, print_json
 
 __all__ = ["models"]
 
@@ -49,7 +48,7 @@ def models(
         if not entries:
             fail(f"--provider {provider}: no model of that provider has a price")
     if fmt == "json":
-        sys.stdout.write(json.dumps(entries, indent=2) + "\n")
+        print_json("models", {"models": entries})
         return
     from orchestrate.observe.tables import Column, build_table, plain_console
 

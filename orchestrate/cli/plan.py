@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from orchestrate.cli.common import check_format, fail, format_option, is_interactive, json_alias
+from orchestrate.cli.common import check_format, fail, format_option, is_interactive, json_alias, print_json
 
 __all__ = ["plan", "print_plans", "workflow_files"]
 
@@ -125,7 +124,7 @@ def print_batch_plan(
         if spooled is not None:
             spooled.unlink(missing_ok=True)
     if as_json:
-        sys.stdout.write(json.dumps(plan.to_dict(), indent=2) + "\n")
+        print_json("dataset_plan", plan.to_dict())
         return
     from orchestrate.money.amounts import usd
 
@@ -185,7 +184,7 @@ def print_plans(
                     min_cost_all_tries=round(p.min_cost * repeat, 6),
                     max_cost_all_tries=round(p.max_cost * repeat, 6),
                 )
-        sys.stdout.write(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2) + "\n")
+        print_json("plan", {"plans": payload})
         return
     from rich.text import Text
 

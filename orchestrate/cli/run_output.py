@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 from orchestrate.app.dataset import DatasetOutcome
 from orchestrate.app.invocation import Invocation
 from orchestrate.app.session import RunOutcome
-from orchestrate.cli.common import print_error
+from orchestrate.cli.common import print_error, print_json
 from orchestrate.observe.dataset_results import outcome_counts, outcome_lines
 from orchestrate.observe.printable import printable
 
@@ -91,7 +90,7 @@ def _print_summary(outcome: RunOutcome, inv: Invocation, *, json_output: bool) -
             }
             for d, run_dir in zip(documents, outcome.run_dirs)
         ]
-        sys.stdout.write(json.dumps(payload if len(payload) != 1 else payload[0], indent=2) + "\n")
+        print_json("run", {"runs": payload})
         return
     if inv.progress == "quiet":  # only what went wrong: a line per agent, cancelled ones grouped by cause
         from orchestrate.observe.summary import failure_lines
@@ -104,15 +103,20 @@ def _print_summary(outcome: RunOutcome, inv: Invocation, *, json_output: bool) -
     from orchestrate.run.evaluation import expectation_lines
 
     width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+    several = len(documents) > 1
     blocks = [
         "\n".join(
             [
-                *closing_lines(d, run_dir, path, width=width),
+                *closing_lines(d, run_dir, path, width=width, hints=not several),
                 *expectation_lines(d.get("expectations")),
             ]
         )
         for d, run_dir, path in zip(documents, outcome.run_dirs, outcome.files)
     ]
+    if several:  # one total and the commands once, not a cost-report hint a workflow
+        from orchestrate.observe.summary import combined_lines
+
+        blocks.append("\n".join(combined_lines(documents, outcome.run_dirs, outcome.files)))
     lead = "\n" if inv.progress == "live" else ""  # set apart from the live table's last frame
     sys.stdout.write(lead + printable("\n\n".join(blocks)) + "\n")  # provider text: controls escaped
     sys.stdout.flush()
@@ -154,7 +158,7 @@ def _print_dataset(outcome: DatasetOutcome, inv: Invocation, *, json_output: boo
         payload["run_dir"] = str(run_dir)
         payload["expectations"] = d.get("expectations")
         payload["outcomes"] = outcome_counts(run_dir)
-        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+        print_json("dataset_run", payload)
         return
     if inv.progress == "quiet":
         return

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from orchestrate.cli.common import check_format, format_option, is_interactive, json_alias
+from orchestrate.cli.common import check_format, format_option, is_interactive, json_alias, print_json
 
 __all__ = ["runs"]
 
@@ -51,7 +50,7 @@ def runs(
         return
     entries = find_runs(folder)
     if fmt == "json":
-        sys.stdout.write(json.dumps([e.to_dict() for e in entries], indent=2) + "\n")
+        print_json("run_list", {"folder": str(folder), "runs": [e.to_dict() for e in entries]})
         return
     if not entries:
         sys.stderr.write(f"no run folders in {folder}\n")
@@ -93,7 +92,7 @@ def _expired(folder: Path, fmt: str) -> None:
 
     found = expired_runs(folder, now=time.time()) if folder.is_dir() else []
     if fmt == "json":
-        sys.stdout.write(json.dumps(found, indent=2) + "\n")
+        print_json("expired_runs", {"folder": str(folder), "runs": found})
         return
     if not found:
         sys.stderr.write(f"no run folders in {folder} past their retention\n")

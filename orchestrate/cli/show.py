@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from orchestrate.cli.common import check_format, format_option, is_interactive, json_alias, latest_run_dir
+from orchestrate.cli.common import check_format, format_option, is_interactive, json_alias, latest_run_dir, print_json
 
 __all__ = ["show"]
 
@@ -106,7 +106,7 @@ def show(
         payload = agent_document(document, agent) if agent else {**run_summary(document), "batches": batches}
         if not agent and document.get("expectations"):
             payload["expectations"] = document["expectations"]
-        sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n")
+        print_json("agent" if agent else "run", payload, ensure_ascii=False, default=str)
         return
     from orchestrate.observe.tables import plain_console
 
@@ -140,15 +140,8 @@ def _show_batch(run_dir: Path, fmt: str, agent: str | None) -> None:
     folder, document = load_dataset_run(run_dir)
     batches = batch_summaries(folder)
     if fmt == "json":
-        sys.stdout.write(
-            json.dumps(
-                {**dataset_summary(folder, document), "provider_batches": batches},
-                indent=2,
-                ensure_ascii=False,
-                default=str,
-            )
-            + "\n"
-        )
+        body = {**dataset_summary(folder, document), "provider_batches": batches}
+        print_json("dataset_run", body, ensure_ascii=False, default=str)
         return
     import shlex
 

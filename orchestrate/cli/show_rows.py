@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from orchestrate.cli.common import fail, is_interactive
+from orchestrate.cli.common import fail, is_interactive, print_json
 
 __all__ = ["show_rows"]
 
@@ -44,7 +44,7 @@ def _counts(folder: Path, path: str, fmt: str) -> None:
             "rows": total,
             "outcomes": [{"value": o.value, "rows": o.rows, "keys": [e["key"] for e in o.examples]} for o in outcomes],
         }
-        sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+        print_json("outcomes", payload, ensure_ascii=False)
         return
     if fmt in ("csv", "jsonl"):
         import csv

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from orchestrate.cli.common import check_format, fail, format_option, json_alias
+from orchestrate.cli.common import check_format, fail, format_option, json_alias, print_json
 from orchestrate.errors import Problem
 
 __all__ = ["validate"]
@@ -60,7 +59,7 @@ def validate(
                 for file, problems in report
             ],
         }
-        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+        print_json("validation", payload)
     else:
         from orchestrate.observe.summary import plural
         from orchestrate.workflow.diagnostics import render_problem

@@ -13,7 +13,7 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,8 @@ __all__ = [
     "collect",
     "parse_moment",
     "render",
+    "report_document",
+    "select",
     "split_simulated",
 ]
 
@@ -178,16 +180,49 @@ def build_cost_document(tracker: CostTracker, workflow_id: str, result_doc: Mapp
 
 
 def parse_moment(text: str, *, end: bool = False) -> datetime:
-    """A --since/--until value: a date (whole day) or an ISO datetime; naive means UTC."""
+    """A --since/--until value: a month (``2026-12``, the whole month), a date (the whole day) or an
+    ISO datetime; all in UTC unless the datetime names its offset. `end` takes the period's last moment."""
     try:
+        if len(text) == 7 and text[4] == "-":
+            first = date.fromisoformat(f"{text}-01")
+            if not end:
+                return datetime(first.year, first.month, 1, tzinfo=UTC)
+            following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
+            return datetime(following.year, following.month, 1, tzinfo=UTC) - timedelta(microseconds=1)
         if len(text) == 10:
             day = date.fromisoformat(text)
             moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
             return moment.replace(hour=23, minute=59, second=59, microsecond=999999) if end else moment
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise UserInputError(f"{text!r} is not a date (2026-11-01) or ISO datetime") from exc
+        raise UserInputError(f"{text!r} is not a month (2026-11), a date (2026-11-01) or an ISO datetime") from exc
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def select(
+    calls: Iterable[Mapping[str, Any]],
+    *,
+    modules: Sequence[str] = (),
+    workflows: Sequence[str] = (),
+    tags: Sequence[str] = (),
+) -> list[Mapping[str, Any]]:
+    """The calls of any of these modules, workflows and tags (each case-insensitive; an empty list keeps all)."""
+    wanted_modules = {m.lower() for m in modules}
+    wanted_workflows = {w.lower() for w in workflows}
+    wanted_tags = {t.lower() for t in tags}
+    kept = []
+    for call in calls:
+        if wanted_modules and str(call.get("module") or "").lower() not in wanted_modules:
+            continue
+        if (
+            wanted_workflows
+            and str(call.get("workflow") or call.get("workflow_id") or "").lower() not in wanted_workflows
+        ):
+            continue
+        if wanted_tags and not wanted_tags & {str(t).lower() for t in call.get("tags") or []}:
+            continue
+        kept.append(call)
+    return kept
 
 
 def _cost_files(path: Path) -> list[Path]:
@@ -400,6 +435,25 @@ def _group_value(call: Mapping[str, Any], key: str, moment: datetime | None) -> 
     return str(call.get(key) or "unknown")
 
 
+def report_document(
+    rows: Sequence[Mapping[str, Any]],
+    by: Sequence[str],
+    left_out: Mapping[str, Any] | None = None,
+    *,
+    total: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The JSON of a cost report: the grouping, the rows, the total and the simulated calls left out."""
+    if total is None:  # the rows' sum, unless given (by tag a call may be in several rows)
+        total = _totals(rows, lambda r, name: r.get(name) or 0)
+        total["calls"] = sum(r["calls"] for r in rows)
+    return {
+        "group_by": list(by),
+        "rows": list(rows),
+        "total": total,
+        "simulated_left_out": dict(left_out or {"calls": 0, "cost": 0.0}),
+    }
+
+
 def render(
     rows: Sequence[Mapping[str, Any]],
     by: Sequence[str],
@@ -418,31 +472,48 @@ def render(
     if any(r.get("cached_input_tokens") or r.get("cache_creation_input_tokens") for r in rows):
         columns += ["cache_read_share", "cache_savings"]  # only where the provider's prompt cache was used
     if fmt == "json":
-        if total is None:  # the rows' sum, unless given (by tag a call may be in several rows)
-            total = _totals(rows, lambda r, name: r.get(name) or 0)
-            total["calls"] = sum(r["calls"] for r in rows)
-        document = {
-            "group_by": list(by),
-            "rows": list(rows),
-            "total": total,
-            "simulated_left_out": dict(left_out or {"calls": 0, "cost": 0.0}),
-        }
-        return json.dumps(document, indent=2) + "\n"
+        return json.dumps(report_document(rows, by, left_out, total=total), indent=2) + "\n"
+    footer = _total_row(rows, by, total) if rows else []
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         # A group's name (a dataset key, an agent, a tag) is text: never a formula in a spreadsheet.
         writer.writerows(
-            {k: formula_safe(_cell(v)) if isinstance(v, str) else _cell(v) for k, v in row.items()} for row in rows
+            {k: formula_safe(_cell(v)) if isinstance(v, str) else _cell(v) for k, v in row.items()} for row in [*rows, *footer]
         )
         return buffer.getvalue()
     if fmt == "markdown":
         lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
         for row in rows:
             lines.append("| " + " | ".join(_cell(row.get(c)) for c in columns) + " |")
+        for row in footer:
+            lines.append(
+                "| " + " | ".join(f"**{_cell(row.get(c))}**" if row.get(c) != "" else "" for c in columns) + " |"
+            )
         return "\n".join(lines) + "\n"
     raise UserInputError(f"unknown format {fmt!r}; choose table, json, csv or markdown")
+
+
+def _total_row(
+    rows: Sequence[Mapping[str, Any]], by: Sequence[str], total: Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
+    """The last line of a CSV or Markdown report: ``total`` under the first grouping key, the sums beside it
+    (each call once, also when by tag a call sits in several rows)."""
+    document = report_document(rows, by, total=total)
+    summed = dict(document["total"])
+    cached = {k: summed.pop(k) for k in ("cache_read_share", "cache_savings") if k in summed}
+    if any(r.get("cached_input_tokens") or r.get("cache_creation_input_tokens") for r in rows):
+        share = summed["cached_input_tokens"] / summed["input_tokens"] if summed.get("input_tokens") else 0.0
+        cached = {
+            "cache_read_share": round(share, 4),
+            "cache_savings": round(sum(float(r.get("cache_savings") or 0.0) for r in rows), 10),
+            **cached,
+        }
+    labels = {key: ("total" if i == 0 else "") for i, key in enumerate(by)}
+    if not by:
+        return []  # a report not grouped is its total already
+    return [{**labels, **summed, **cached}]
 
 
 def _cell(value: Any) -> str:

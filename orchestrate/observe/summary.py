@@ -123,11 +123,14 @@ def closing_lines(
     workflow_file: Path | str | None = None,
     *,
     width: int | None = None,
+    hints: bool = True,
 ) -> list[str]:
     """The whole closing block of one workflow's run.
 
     With `width` (a terminal's), a first line longer than that is broken after the
     outcome counts, so the terminal never wraps it in the middle of an amount.
+    Without `hints` the ``next:`` commands are left out (`combined_lines` gives them
+    once for several workflows).
     """
     agents = document.get("agents", [])
     label = " (simulated)" if document.get("simulated") else ""
@@ -149,9 +152,43 @@ def closing_lines(
     lines.extend(answer_lines(document, show_command(run_dir), width=width))
     lines.extend(approval_lines(document, width=width))
     lines.append(f"run folder: {run_dir}")
-    lines.append("next:")
-    lines.extend(next_steps(document, run_dir, workflow_file))
+    if hints:
+        lines.append("next:")
+        lines.extend(next_steps(document, run_dir, workflow_file))
     return lines
+
+
+def combined_lines(
+    documents: Sequence[Mapping[str, Any]],
+    run_dirs: Sequence[Path | str],
+    workflow_files: Sequence[Path | str | None],
+) -> list[str]:
+    """The end of a run of several workflows: one total over them all, and the commands once.
+
+    The cost and tokens are summed; the time is the longest workflow's (they ran side by
+    side); simulated runs are said to be simulated. ``next:`` holds the approvals and
+    resumes each workflow needs, then one ``cost-report`` over every run folder.
+    """
+    statuses = [str(d.get("status")) for d in documents]
+    simulated = any(d.get("simulated") for d in documents)
+    cost = sum(float(d.get("total_cost") or 0) for d in documents)
+    tokens = sum(int(d.get("total_tokens") or 0) for d in documents)
+    retries = sum(int(d.get("retries") or 0) for d in documents)
+    seconds = max((float(d.get("duration_seconds") or 0) for d in documents), default=0.0)
+    label = " (simulated)" if simulated else ""
+    lines = [
+        f"total: {plural(len(documents), 'workflow')}, {outcome_counts(statuses)}{label}; {usd(cost)}, "
+        f"{plural(tokens, 'token')}, {plural(retries, 'retry')}, {seconds:.2f}s"
+    ]
+    steps: list[str] = []
+    for document, run_dir, workflow_file in zip(documents, run_dirs, workflow_files):
+        steps += [
+            step for step in next_steps(document, run_dir, workflow_file) if " approve " in step or " --resume " in step
+        ]
+    folders = " ".join(_quote(str(run_dir)) for run_dir in run_dirs)
+    steps.append("  orchestrate runs")
+    steps.append(f"  orchestrate cost-report {folders}" + (" --include-simulated" if simulated else ""))
+    return [*lines, "next:", *steps]
 
 
 def _quote(text: str) -> str:
