@@ -480,7 +480,8 @@ def render(
         writer.writeheader()
         # A group's name (a dataset key, an agent, a tag) is text: never a formula in a spreadsheet.
         writer.writerows(
-            {k: formula_safe(_cell(v)) if isinstance(v, str) else _cell(v) for k, v in row.items()} for row in [*rows, *footer]
+            {k: formula_safe(_cell(v)) if isinstance(v, str) else _cell(v) for k, v in row.items()}
+            for row in [*rows, *footer]
         )
         return buffer.getvalue()
     if fmt == "markdown":

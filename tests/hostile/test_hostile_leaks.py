@@ -129,7 +129,7 @@ def test_anthropic_batch_results_on_the_providers_own_host_are_read(tmp_path: Pa
     path = _batch_workflow(tmp_path, {"model": "claude-haiku-4-5", "max_tokens": 40})
     done = _batch_run(tmp_path, path, {"ANTHROPIC_API_KEY": SECRET, "ANTHROPIC_BASE_URL": batches.url})
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["status"] == "completed"
+    assert json.loads(done.stdout)["runs"][0]["status"] == "completed"
 
 
 # -- prompt files ------------------------------------------------------------------------------
