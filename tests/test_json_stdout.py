@@ -62,7 +62,7 @@ def test_a_code_steps_print_goes_to_stderr_and_stdout_stays_json(tmp_path: Path)
     path = _folder(tmp_path)
     done = orchestrate("run", str(path), "--simulate", "--json", "-o", "runs", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    document = json.loads(done.stdout)  # the whole of stdout is one JSON document
+    document = json.loads(done.stdout)["runs"][0]  # the whole of stdout is one JSON document
     assert document["status"] == "completed"
     for line in ("checking Acme", "raw bytes on fd 1", "from a child process", "tool looked up"):
         assert line in done.stderr and line not in done.stdout

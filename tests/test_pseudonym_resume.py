@@ -151,7 +151,7 @@ def test_a_resumed_run_reuses_what_the_first_session_paid_for_and_refuses_anothe
         assert len(provider.requests) == 3  # review reused: its prompt, tokens included, is unchanged
         assert TOKEN.findall(json.dumps(provider.requests[2])) == [token, token]  # the name and the review's answer
         assert "Ottilie" not in json.dumps(provider.requests)
-        summary = json.loads(resumed.stdout)
+        summary = json.loads(resumed.stdout)["runs"][0]
         assert summary["outputs"]["letter"] == "Dear Ottilie Brennan-Vasquez, all is well."  # restored
         (second,) = (tmp_path / "again").iterdir()
         assert json.loads((second / "pseudonyms.json").read_text()) == json.loads(
