@@ -185,7 +185,17 @@ def _umask() -> int:
 
 
 def _resolve_target(path: Path) -> tuple[Path, os.stat_result | None]:
-    """Where writing `path` really lands (symlinks followed) and what is there now."""
+    """Where writing `path` really lands (symlinks followed) and what is there now.
+
+    A link to a pipe or a device (``/dev/stdout`` when stdout is a pipe: a link to
+    ``/proc/self/fd/1``, whose own target ``pipe:[N]`` is no path) is written through as given.
+    """
+    try:
+        info = os.stat(path)
+    except OSError:
+        info = None
+    if info is not None and not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
+        return path, info
     target = Path(os.path.realpath(path)) if path.is_symlink() else path
     try:
         return target, os.stat(target)

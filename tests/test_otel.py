@@ -161,7 +161,10 @@ async def test_otel_content_records_messages_answers_and_tool_io() -> None:
     }
     assert second[2] == {
         "role": "tool",
-        "parts": [{"type": "tool_call_response", "id": "call_1", "result": '{"account": "4000", "balance": 1250.75}'}],
+        # `response`, the key the GenAI conventions' ToolCallResponsePart defines (Phoenix keeps it)
+        "parts": [
+            {"type": "tool_call_response", "id": "call_1", "response": '{"account": "4000", "balance": 1250.75}'}
+        ],
     }
     assert json.loads(gl_calls[2].attributes["gen_ai.output.messages"])[0]["parts"][0]["content"] == "done: gl_lookup"
     assert json.loads(gl_calls[1].attributes["gen_ai.tool.call.arguments"]) == {"account": "4000"}

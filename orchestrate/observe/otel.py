@@ -66,7 +66,7 @@ def _parts(message: dict[str, Any]) -> dict[str, Any]:
         return {
             "role": "tool",
             "parts": [
-                {"type": "tool_call_response", "id": message.get("tool_call_id"), "result": message.get("content")}
+                {"type": "tool_call_response", "id": message.get("tool_call_id"), "response": message.get("content")}
             ],
         }
     parts: list[dict[str, Any]] = []
@@ -483,24 +483,42 @@ class Tracing:
         resource = Resource.create(
             {"service.name": os.environ.get("OTEL_SERVICE_NAME") or "orchestrate", "service.version": __version__}
         )
-        self.provider = TracerProvider(resource=resource)
+        # Not shut down again at exit: `shutdown` did it within its deadline, or gave up on it.
+        self.provider = TracerProvider(resource=resource, shutdown_on_exit=False)
         self.provider.add_span_processor(BatchSpanProcessor(self.exporter))
         self.sink = OTelSink(self.provider, content=content)
 
     def shutdown(self) -> None:
-        """Export what is buffered (waiting at most `flush_timeout` seconds), then stop."""
-        # The SDK's flush blocks until its exporter gives up retrying (10 s by default); stopping
-        # the exporter from a timer ends those retries at our deadline instead.
-        timer = threading.Timer(self.flush_timeout, self.exporter.shutdown)
-        timer.daemon = True
-        timer.start()
+        """Export what is buffered, waiting at most `flush_timeout` seconds (and a moment for the
+        exporter to stop), then go on: a collector that never answers cannot hold the exit."""
+        # The SDK's flush exports in the calling thread and blocks until the exporter's request
+        # times out (10 s by default) and its retries end; its shutdown waits up to 30 s more. Both
+        # run in a daemon thread instead, waited on until our deadline; stopping the exporter then
+        # ends its retries, and a request still unanswered is left to die with the process.
+        finished = threading.Event()
+
+        def flush() -> None:
+            try:
+                self.provider.force_flush()
+                self.provider.shutdown()
+            except Exception:  # an exporter must not take the run down with it
+                pass
+            finally:
+                finished.set()
+
+        threading.Thread(target=flush, name="orchestrate-otel-flush", daemon=True).start()
+        if not finished.wait(self.flush_timeout):
+            threading.Thread(target=self.exporter.shutdown, name="orchestrate-otel-stop", daemon=True).start()
+            finished.wait(_STOP_GRACE)
         try:
-            self.provider.force_flush()
-        finally:
-            timer.cancel()
-        try:
-            self.provider.shutdown()
-            if self.exporter.failed:
+            if not finished.is_set():
+                self.warn(
+                    redact(
+                        f"OpenTelemetry: spans not exported to {_endpoint()}: "
+                        f"{self._notes.cause() or 'no answer within ' + format(self.flush_timeout, 'g') + 's'}"
+                    )
+                )
+            elif self.exporter.failed:
                 self.warn(
                     redact(
                         f"OpenTelemetry: {self.exporter.failed} spans not exported to {_endpoint()}: "
@@ -510,6 +528,10 @@ class Tracing:
         finally:
             self._logger.removeHandler(self._notes)
             self._logger.propagate = self._propagate
+
+
+# How long, after the deadline, the exporter is given to stop its retries and report what it lost.
+_STOP_GRACE = 0.5
 
 
 def _endpoint() -> str:

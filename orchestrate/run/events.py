@@ -24,7 +24,8 @@ Data carried by each type (all keys always present):
 - ``tool_call``: tool, error (None when it succeeded), call_id, duration
 - ``agent_budget_refused``: scope ("workflow" or "agent"), limit, requested, committed
 - ``agent_finished``: status, error, tokens_used, cost, execution_time,
-  retry_count, model, provider, module, output, fingerprint, error_type
+  retry_count, model, provider, module, output, fingerprint, error_type, status_code
+  (the provider's HTTP status of a failed last call; absent otherwise)
 - ``workflow_finished``: status, total_cost, total_tokens, duration
 - ``row_started`` (a dataset batch; workflow_id is the row's run): key, row (its line)
 - ``row_finished``: key, row, status, cost, tokens, seconds, error

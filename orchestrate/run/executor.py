@@ -204,6 +204,8 @@ class AgentExecutor:
                 result.status, result.error = AgentStatus.FAILED, str(exc)
                 meta["retriable"] = exc.retriable
                 meta["error_type"] = type(exc).__name__
+                if exc.status_code is not None:  # the final failure's span carries it (tracing)
+                    meta["status_code"] = exc.status_code
                 usage.errors.append(str(exc))
                 if isinstance(exc, RateLimitError) and exc.retry_after:
                     # Every caller of the provider waits, whether or not this agent tries again.
@@ -232,6 +234,7 @@ class AgentExecutor:
                 agent.status = AgentStatus.RUNNING
                 result.status, result.error = AgentStatus.RUNNING, None
                 meta.pop("error_type", None)
+                meta.pop("status_code", None)
             except OrchestrateError as exc:  # output, tool and template errors: not retriable
                 result.status, result.error = AgentStatus.FAILED, str(exc)
                 meta["retriable"] = False

@@ -696,6 +696,8 @@ def _finished_event(wf: Workflow, agent: Agent, result: AgentResult) -> Event:
         "fingerprint": meta.get("fingerprint"),
         "error_type": meta.get("error_type"),
     }
+    if meta.get("status_code") is not None:
+        data["status_code"] = meta["status_code"]
     for key in _LANGUAGE_KEYS:
         if key in meta:
             data[key] = meta[key]
