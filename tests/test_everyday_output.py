@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.cli import orchestrate
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_graph_needs_no_input_values(tmp_path: Path) -> None:
@@ -18,3 +22,42 @@ def test_graph_needs_no_input_values(tmp_path: Path) -> None:
         assert done.returncode == 0 and "--input" not in done.stderr, done.stderr
         assert "draft" in done.stdout
     assert "req (1 agent)" in orchestrate("graph", "req.yaml", cwd=tmp_path).stdout
+
+
+def test_a_tool_module_leaves_no_pycache_in_the_workflows_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from orchestrate.workflow.modules import import_module
+
+    folder = tmp_path / "flows"
+    folder.mkdir()
+    (folder / "pycache_probe_steps.py").write_text("import pycache_probe_helper\nVALUE = pycache_probe_helper.X\n")
+    (folder / "pycache_probe_helper.py").write_text("X = 7\n")
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    monkeypatch.delitem(sys.modules, "pycache_probe_steps", raising=False)
+    monkeypatch.delitem(sys.modules, "pycache_probe_helper", raising=False)
+    try:
+        assert import_module("pycache_probe_steps", folder).VALUE == 7
+    finally:
+        sys.modules.pop("pycache_probe_steps", None)
+        sys.modules.pop("pycache_probe_helper", None)
+    assert not (folder / "__pycache__").exists()
+    assert sys.dont_write_bytecode is False  # put back as it was
+
+
+def test_a_run_with_code_steps_leaves_no_pycache_beside_the_workflow(tmp_path: Path) -> None:
+    import shutil
+
+    shutil.copytree(ROOT / "workflows", tmp_path / "workflows", ignore=shutil.ignore_patterns("__pycache__", "runs"))
+    done = orchestrate(
+        "run",
+        "workflows/finance_month_end_close.yaml",
+        "--simulate",
+        "-q",
+        cwd=tmp_path,
+        env={"PYTHONDONTWRITEBYTECODE": ""},
+    )
+    assert done.returncode == 0, done.stderr
+    assert not list((tmp_path / "workflows").rglob("__pycache__"))

@@ -65,6 +65,9 @@ def import_module(module: str, base_dir: str | Path | None) -> ModuleType:
     each with a ``tools.py``, each get their own and never run the other's code. The folder is at the front of ``sys.path`` only while importing
     (so the module's own imports of its neighbours work too), under a lock. A module
     not in the folder is imported from the Python path as usual.
+
+    Nothing is written to the workflow's folder: no ``__pycache__`` is left beside a
+    tool module (``sys.dont_write_bytecode`` is set while importing, then put back).
     """
     if base_dir is None:
         return importlib.import_module(module)
@@ -78,10 +81,13 @@ def import_module(module: str, base_dir: str | Path | None) -> ModuleType:
         added = folder not in sys.path
         if added:
             sys.path.insert(0, folder)
+        writes_bytecode = sys.dont_write_bytecode
+        sys.dont_write_bytecode = True  # the workflow's folder is the user's: leave no __pycache__ in it
         try:
             importlib.invalidate_caches()
             return importlib.import_module(name)
         finally:
+            sys.dont_write_bytecode = writes_bytecode
             if added:
                 try:
                     sys.path.remove(folder)
