@@ -10,6 +10,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,10 +49,10 @@ def cluster(provider: FakeProvider) -> Iterator[str]:
                 os.environ[key] = value
 
 
-def _workflow(folder: Path, rows: int) -> None:
+def _workflow(folder: Path, rows: int, *, prices: str = "") -> None:
     (folder / "rows.jsonl").write_text("".join(f'{{"invoice": "INV-{i:05d}"}}\n' for i in range(rows)))
     (folder / "inv.yaml").write_text(
-        "name: invoices\ninputs:\n  invoice: {type: string}\n"
+        f"name: invoices\ninputs:\n  invoice: {{type: string}}\n{prices}"
         "rate_limits:\n  openai: {requests_per_minute: 1000000, tokens_per_minute: 1000000000, concurrent_requests: 256}\n"
         "defaults:\n  llm_config: {model: gpt-4o-mini, max_tokens: 100}\n"
         "agents:\n  - {name: check, module: Finance, prompt_template: 'Check invoice {invoice}.'}\n"
@@ -141,6 +142,64 @@ def test_rows_run_on_ray_workers_and_a_killed_workers_rows_run_elsewhere(
     assert shown["spent"] == pytest.approx(total, abs=1e-9) and shown["spent"] <= shown["limit"]
     result = json.loads((folder / "result.json").read_text())
     assert result["counts"] == {"completed": ROWS} and (folder / "report.html").exists()
+
+
+def _progress(stderr: str) -> list[str]:
+    """The plain progress lines of a dataset run ("invoices: 40/100 rows (...), ..., $0.3810, ...")."""
+    return [line for line in stderr.splitlines() if "invoices: " in line and " rows (" in line]
+
+
+def _ray_run(tmp_path: Path, provider: FakeProvider, url: str, namespace: str, scope: str, *extra: str) -> Any:
+    command = [sys.executable, "-m", "orchestrate", "run", "inv.yaml", "--data", "rows.jsonl", "--engine", "ray"]
+    command += ["--workers", "2", "--max-parallel", "8", "--state", url, "--state-namespace", namespace]
+    command += ["--budget-scope", scope, "-o", "out", *extra]
+    env = _env({"OPENAI_API_KEY": "sk-test-ray", "OPENAI_BASE_URL": f"{provider.url}/v1"})
+    return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_a_ray_run_stops_at_its_budget_scope_and_resume_runs_the_rest(
+    redis_server: RedisServer,  # noqa: F811
+    provider: FakeProvider,
+    cluster: str,
+    tmp_path: Path,
+) -> None:
+    namespace, scope, rows = f"rayb{uuid.uuid4().hex[:8]}", "ap-ceiling", 100
+    url = f"{redis_server.url}?lease_seconds=1"
+    budget(url, namespace, "set", scope, "0.4", cwd=tmp_path)
+    # About a cent a call (a worst case of about five), so the ceiling is reached after some 40 rows.
+    _workflow(tmp_path, rows, prices="prices:\n  gpt-4o-mini: {input: 0.5, output: 0.5}\n")
+    first = _ray_run(tmp_path, provider, url, namespace, scope, "--address", cluster)
+    assert "Traceback" not in first.stderr, first.stderr
+    folder = only_run(tmp_path / "out")
+    results = _lines(folder / "results.jsonl")
+    statuses = Counter(str(r["status"]) for r in results)
+    assert len(results) == rows and set(statuses) == {"completed", "budget_exceeded"}, statuses
+    assert statuses["completed"] >= 10 and statuses["budget_exceeded"] >= 10, statuses
+    total = json.loads((folder / "cost.json").read_text())["totals"]["cost"]
+    deadline = time.monotonic() + 15
+    while (shown := budget(url, namespace, "show", scope, cwd=tmp_path))["open_reservations"]:
+        assert time.monotonic() < deadline, shown
+        time.sleep(0.2)
+    # Across both workers the scope never passed its ceiling, and it holds exactly what cost.json holds.
+    assert total <= 0.4 and shown["spent"] == pytest.approx(total, abs=1e-9)
+    # The driver's progress shows what the workers spent (it read $0.0000 while the files were right).
+    assert f"${total:.4f}" in _progress(first.stderr)[-1], first.stderr
+    # A higher ceiling and --resume: the refused rows run, the completed ones are not paid again.
+    budget(url, namespace, "set", scope, "5", cwd=tmp_path)
+    again = _ray_run(tmp_path, provider, url, namespace, scope, "--address", cluster, "--resume", str(folder))
+    assert again.returncode == 0, again.stderr
+    results = _lines(folder / "results.jsonl")
+    latest = {str(r["key"]): r["status"] for r in results}
+    assert len(latest) == rows and set(latest.values()) == {"completed"}
+    calls = _lines(folder / "calls.jsonl")
+    assert len(calls) == rows and Counter(c["row"] for c in calls).most_common(1)[0][1] == 1
+    total = json.loads((folder / "cost.json").read_text())["totals"]["cost"]
+    deadline = time.monotonic() + 15
+    while (shown := budget(url, namespace, "show", scope, cwd=tmp_path))["open_reservations"]:
+        assert time.monotonic() < deadline, shown
+        time.sleep(0.2)
+    assert shown["spent"] == pytest.approx(total, abs=1e-9)
+    assert f"${total:.4f}" in _progress(again.stderr)[-1], again.stderr
 
 
 def test_ray_needs_a_redis_state_and_refuses_budget(tmp_path: Path) -> None:

@@ -344,7 +344,9 @@ class _DatasetSession:
                 f"resuming {run_dir}: keeping {len(prior.completed)} completed row(s) (${prior.spent:.6f} already "
                 f"spent); running {max(0, todo)} row(s)"
             )
-        display = self._display(template, engine, capped, run_id, max(0, todo))
+        # On Ray the calls are made and priced in the workers: the driver's spend is what the rows reported.
+        spent = (lambda: recorder.cost) if spec.engine == "ray" else (lambda: engine.cost_tracker.spent(run_id))
+        display = self._display(template, capped, spent, max(0, todo))
         log = EventLog(
             run_dir / "events.jsonl",
             sync_interval=1.0,
@@ -484,16 +486,14 @@ class _DatasetSession:
 
         asyncio.run(check())
 
-    def _display(
-        self, template: Workflow, engine: OrchestrationEngine, capped: CappedClients, run_id: str, total: int
-    ) -> Any:
+    def _display(self, template: Workflow, capped: CappedClients, spent: Callable[[], float], total: int) -> Any:
         progress = self.inv.progress
         if progress == "none":
             return None
         common: dict[str, Any] = {
             "total": total,
             "budget": self.inv.budget,
-            "spent": lambda: engine.cost_tracker.spent(run_id),
+            "spent": spent,
             "in_flight": lambda: capped.in_flight,
         }
         if progress == "live":
