@@ -348,6 +348,23 @@ async def test_client_errors_are_not_retriable_and_carry_the_providers_text(
     assert "req_fake_123" in str(caught.value)
 
 
+async def test_a_500_reporting_the_validation_of_the_request_body_is_a_bad_request(server: FakeProvider) -> None:
+    """llama-cpp-python's server answers a body it refuses with a 500 (tests/test_llama_server.py
+    meets the real one): the same body would be refused again, so it is not retried."""
+    detail = (
+        "1 validation error:\n  {'type': 'less_than_equal', 'loc': ('body', 'top_p'), "
+        "'msg': 'Input should be less than or equal to 1', 'input': 5.0}"
+    )
+    server.script(Fault(500, {"error": {"message": detail, "type": "internal_server_error"}}), Fault(500, None))
+    client = openai(server)
+    with pytest.raises(BadRequestError) as caught:
+        await client.complete("x", "gpt-4o-mini")
+    with pytest.raises(ProviderUnavailableError):  # any other 500 is still the server's own trouble
+        await client.complete("x", "gpt-4o-mini")
+    await client.aclose()
+    assert not caught.value.retriable and "'loc': ('body', 'top_p')" in str(caught.value)
+
+
 async def test_a_time_out_is_retriable(server: FakeProvider) -> None:
     server.script(Fault(200, None, delay=1.0))
     client = openai(server, timeout=0.2)

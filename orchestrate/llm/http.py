@@ -201,14 +201,21 @@ def _clean_header(value: str, secret: str | None) -> str:
     return redact(value, secret)[:200]
 
 
+# pydantic's report of a request body it refused ("1 validation error:\n  {... 'loc': ('body', 'top_p') ..."),
+# which llama-cpp-python's server sends with a 500: the same request would be refused again.
+_REQUEST_VALIDATION = re.compile(r"\d+ validation errors?:?\s.*'loc': \('body'", re.DOTALL)
+
+
 def error_for_status(
     status: int, message: str, *, provider: str, retry_after: float | None, request_id: str | None
 ) -> LLMError:
     """The error class for an HTTP status; 408, 409, 424 (Bedrock's model error), 429 and 5xx
-    (529 too) are retriable."""
+    (529 too) are retriable, except a 500 that is a server's validation of the request body."""
     kind: type[LLMError]
     if status == 429:
         kind = RateLimitError
+    elif status == 500 and _REQUEST_VALIDATION.match(message):
+        kind = BadRequestError  # llama-cpp-python's server answers its request validation with a 500
     elif status in (408, 409, 424) or status >= 500:
         kind = ProviderUnavailableError
     elif status in (401, 403):
