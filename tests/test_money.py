@@ -344,3 +344,23 @@ def test_cost_report_bad_input_is_one_line_with_exit_2(tmp_path: Path, runs: Pat
         proc = orchestrate("cost-report", *args, cwd=tmp_path)
         assert proc.returncode == 2, (args, proc.stderr)
         assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_a_call_without_cache_tokens_costs_to_the_last_bit_what_the_full_formula_gives() -> None:
+    # calculate_cost skips the cache terms when a call read and wrote no cache: the float must be
+    # the one the whole sum (zero terms included) gives, for every model and token count.
+    tracker = CostTracker()
+    rng = random.Random(24)
+    models = ["gpt-4o-mini", "gpt-4o", "claude-sonnet-4-5", "gemini-2.5-flash", "no-such-model"]
+    for _ in range(2000):
+        model = rng.choice(models)
+        tokens_in, tokens_out = rng.randrange(0, 200_000), rng.randrange(0, 50_000)
+        p = tracker.price_of(model)
+        full = (
+            tokens_in * p["input"]
+            + 0 * p["cached_input"]
+            + 0 * p["cache_write"]
+            + 0 * p["cache_write_1h"]
+            + tokens_out * p["output"]
+        ) / 1000.0
+        assert tracker.calculate_cost(model, tokens_in, tokens_out) == round(full, 10)

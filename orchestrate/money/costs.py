@@ -279,6 +279,13 @@ class CostTracker:
         Example: ``calculate_cost("gpt-4", 1000, 500)`` is 0.03 + 0.03 = 0.06.
         """
         p = self.price_of(model)
+        if (
+            not (cached_input_tokens or cache_creation_input_tokens or cache_creation_1h_input_tokens)
+            and input_tokens >= 0
+        ):
+            # No prompt cache read or written (most calls): the sum below with its zero terms left
+            # out, the same float, without six min/max calls.
+            return round((input_tokens * p["input"] + output_tokens * p["output"]) / 1000.0, 10)
         cached = min(max(cached_input_tokens, 0), input_tokens)
         written = min(max(cache_creation_input_tokens, 0), input_tokens - cached)
         hour = min(max(cache_creation_1h_input_tokens, 0), written)

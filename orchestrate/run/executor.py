@@ -125,7 +125,7 @@ class AgentExecutor:
         self.prompt_cache = prompt_cache or PromptCaching()
         self.halted: str | None = None  # set by the engine when a journal fails: no call starts
         self._batching: bool | None = None
-        self._regions: dict[tuple[Any, ...], tuple[str, float]] = {}
+        self._regions: dict[tuple[Any, ...], tuple[str, str, float, Capabilities | None]] = {}
 
     async def execute(self, workflow: Workflow, agent: Agent, prompt: str, result: AgentResult) -> None:
         """Run `agent` until it succeeds or fails for good, filling in `result` as it goes.
@@ -546,8 +546,7 @@ class AgentExecutor:
         model = llm["model"]
         # An Azure deployment is priced as its model; a Bedrock profile (eu.anthropic.claude-...) or an
         # OpenRouter name (anthropic/claude-...) as the model of the table it names.
-        priced = llm.get("price_as") or base_model(client.provider, model)
-        region, uplift = self._region(client.provider, priced, llm)
+        priced, region, uplift, built_in = self._route(client.provider, llm)
         if workflow.residency:
             self._check_residency(workflow.residency, client.provider, llm)
         max_tokens = int(llm.get("max_tokens", 1000))
@@ -560,6 +559,8 @@ class AgentExecutor:
         caps = (
             None
             if client.provider == "simulated"
+            else built_in
+            if not workflow.capabilities
             else lookup(llm.get("price_as") or model, client.provider, workflow.capabilities)
         )
         prefix = (
@@ -596,7 +597,10 @@ class AgentExecutor:
             if self.tracker.scopes is not None:
                 await self.tracker.reserve_shared(reservation, simulated=client.provider == "simulated")
             if self.limits.active and not batched:
-                estimate = sum(len(str(m.get("content") or "")) for m in messages) // 4 + max_tokens
+                chars = 0
+                for m in messages:  # a loop, not a generator: this runs before every call
+                    chars += len(str(m.get("content") or ""))
+                estimate = chars // 4 + max_tokens
                 permit = self.limits.try_acquire(client.provider, model, estimate)
                 if permit is None:  # some limiter needs a wait
                     permit = await self.limits.acquire(client.provider, model, estimate)
@@ -649,7 +653,8 @@ class AgentExecutor:
                 cache_creation_input_tokens=response.cache_creation_input_tokens,
                 cache_creation_1h_input_tokens=response.cache_creation_1h_input_tokens,
             )
-            savings = round(savings * (self.tracker.batch_rate(client.provider) if batch_id else 1.0) * uplift, 10)
+            if savings:  # (most calls read and write no cache: 0.0, and round() is dear)
+                savings = round(savings * (self.tracker.batch_rate(client.provider) if batch_id else 1.0) * uplift, 10)
         self.tracker.record_cost(
             key,
             agent.name,
@@ -714,16 +719,22 @@ class AgentExecutor:
             self._anomaly(workflow, agent, client.provider, anomaly, cost, worst, usage)
         return response
 
-    def _region(self, provider: str, priced: str, llm: dict[str, Any]) -> tuple[str, float]:
-        """Where a call of `llm` is served (`region_of`) and the price multiplier that region
-        carries (`regional_uplift`), worked out once per route."""
-        key = (provider, priced, llm["model"], llm.get("base_url"), llm.get("region"), llm.get("provider"))
+    def _route(self, provider: str, llm: dict[str, Any]) -> tuple[str, str, float, Capabilities | None]:
+        """The name a call of `llm` is priced as, where it is served (`region_of`), the price
+        multiplier that region carries (`regional_uplift`), and the model's built-in capabilities
+        (`lookup` without a workflow's own; None for the simulated provider): worked out once per
+        route, not before every call."""
+        price_as = llm.get("price_as")
+        key = (provider, price_as, llm["model"], llm.get("base_url"), llm.get("region"), llm.get("provider"))
         found = self._regions.get(key)
         if found is None:
+            model = llm["model"]
+            priced = price_as or base_model(provider, model)
+            built_in = None if provider == "simulated" else lookup(price_as or model, provider)
             if provider == "simulated":  # --simulate: where the configured endpoint would serve it
-                provider = str(llm.get("provider") or infer_provider(llm["model"]))
+                provider = str(llm.get("provider") or infer_provider(model))
             region = region_of(provider, llm)
-            found = self._regions[key] = (region, regional_uplift(provider, priced, region))
+            found = self._regions[key] = (priced, region, regional_uplift(provider, priced, region), built_in)
         return found
 
     def _check_residency(self, residency: str, provider: str, llm: dict[str, Any]) -> None:
