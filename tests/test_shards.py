@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from orchestrate.errors import UserInputError
-from orchestrate.run.shards import dataset_digest, resolve_shard, shard_from_environment
+from orchestrate.run.shards import PLATFORM_VARIABLES, dataset_digest, resolve_shard, shard_from_environment
 from tests.test_shared_processes import environment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,6 +164,41 @@ def test_the_kubernetes_example_is_an_indexed_job_we_can_run() -> None:
     (runs,) = [name for name, path in mounts.items() if path == output]
     assert "persistentVolumeClaim" in volumes[runs]
     # Every option of the command is one `orchestrate run` knows.
+    shown = orchestrate("run", "-h", cwd=ROOT)
+    for part in command:
+        if part.startswith("--"):
+            assert part in shown.stdout, part
+
+
+def test_the_cloud_run_example_is_a_job_of_automatic_shards_we_can_run() -> None:
+    job = yaml.safe_load((ROOT / "examples" / "cloud-run-job.yaml").read_text())
+    assert (job["apiVersion"], job["kind"]) == ("run.googleapis.com/v1", "Job")
+    execution = job["spec"]["template"]
+    assert execution["metadata"]["annotations"]["run.googleapis.com/execution-environment"] == "gen2"
+    assert (
+        execution["spec"]["taskCount"] >= 2 and 1 <= execution["spec"]["parallelism"] <= execution["spec"]["taskCount"]
+    )
+    task = execution["spec"]["template"]["spec"]
+    assert isinstance(task["maxRetries"], int) and task["maxRetries"] >= 1  # a retried task resumes its folder
+    (container,) = task["containers"]
+    command = [str(part) for part in [*container["command"], *container["args"]]]
+    assert command[:2] == ["orchestrate", "run"]
+    assert command[command.index("--shard") + 1] == "auto"
+    assert "--shards" not in command  # CLOUD_RUN_TASK_COUNT gives the count
+    env = {e["name"]: e for e in container["env"]}
+    assert env["ORCHESTRATE_STATE_URL"]["valueFrom"]["secretKeyRef"]["key"] == "latest"
+    output = command[command.index("--output-dir") + 1]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in task["volumes"]}
+    (runs,) = [name for name, path in mounts.items() if path == output]
+    assert volumes[runs]["csi"]["driver"] == "gcsfuse.run.googleapis.com" and not volumes[runs]["csi"].get("readOnly")
+    assert set(mounts) <= set(volumes)
+    # The variables Cloud Run sets are the ones --shard auto reads, and the count the task count.
+    variables = {index: (count, source) for index, count, source in PLATFORM_VARIABLES}
+    assert variables["CLOUD_RUN_TASK_INDEX"] == ("CLOUD_RUN_TASK_COUNT", "Cloud Run job")
+    count = execution["spec"]["taskCount"]
+    found = shard_from_environment({"CLOUD_RUN_TASK_INDEX": "0", "CLOUD_RUN_TASK_COUNT": str(count)}, None)
+    assert found.pair == (1, count)
     shown = orchestrate("run", "-h", cwd=ROOT)
     for part in command:
         if part.startswith("--"):
