@@ -246,6 +246,25 @@ class _Session:
         self.trails.append(trail)
         return trail
 
+    def _claim(self, resumed: Path, run_dir: Path, decisions: dict[str, Any], reuse: dict[str, Any]) -> None:
+        """The approvals recorded in the resumed folder that this run acts on, claimed once."""
+        from orchestrate.run.approvals import claim_approvals, read_decisions
+
+        recorded = read_decisions(resumed)
+        agents = sorted(
+            name
+            for name, decision in decisions.items()
+            if decision.approved and name not in reuse and recorded.get(name) == decision
+        )
+        try:
+            claim_approvals(resumed, agents, run_dir)
+        except UserInputError:
+            try:
+                run_dir.rmdir()  # made a moment ago, still empty: no folder of a run that never ran
+            except OSError:
+                pass
+            raise
+
     def _up_front(self, workflow: Workflow, decided: dict[str, Any]) -> dict[str, Any]:
         """Decisions known before the run: recorded in the resumed folder, then --approve."""
         from orchestrate.run.approvals import Decision
@@ -317,6 +336,8 @@ class _Session:
 
             for workflow, decisions, path, secret in zip(workflows, self.decisions, inv.workflows, self.pseudonyms):
                 run_dir = new_run_dir(inv.output_dir, workflow.name)
+                if inv.resume is not None:
+                    self._claim(inv.resume, run_dir, decisions, reuse)
                 record_invocation(run_dir, inv, path)
                 keep_pseudonyms(run_dir, secret)  # a resume of this folder makes the same tokens
                 if decisions:  # carried on, so that resuming this run keeps them

@@ -13,6 +13,7 @@ officer can read.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +22,15 @@ from typing import Any
 from orchestrate.errors import UserInputError
 from orchestrate.fsutil import atomic_write_text
 
-__all__ = ["APPROVALS_FILE", "Decision", "current_user", "read_decisions", "record_decision", "write_decisions"]
+__all__ = [
+    "APPROVALS_FILE",
+    "Decision",
+    "claim_approvals",
+    "current_user",
+    "read_decisions",
+    "record_decision",
+    "write_decisions",
+]
 
 APPROVALS_FILE = "approvals.json"
 
@@ -82,11 +91,73 @@ def _strict_bool(value: Any, name: str) -> bool:
 
 
 def write_decisions(run_dir: Path, decisions: dict[str, Decision]) -> None:
-    """Write `decisions` to the run folder's approvals.json, atomically."""
-    document = {"schema_version": 1, "decisions": {name: d.to_dict() for name, d in sorted(decisions.items())}}
+    """Write `decisions` to the run folder's approvals.json, atomically (keeping which were acted on)."""
+    document: dict[str, Any] = {
+        "schema_version": 1,
+        "decisions": {name: d.to_dict() for name, d in sorted(decisions.items())},
+    }
+    acted = _acted_on(run_dir)
+    if acted:
+        document["acted_on"] = acted
+    _write(run_dir, document)
+
+
+def _write(run_dir: Path, document: dict[str, Any]) -> None:
     atomic_write_text(
         run_dir / APPROVALS_FILE, json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     )
+
+
+def _acted_on(run_dir: Path) -> dict[str, Any]:
+    try:
+        document = json.loads((run_dir / APPROVALS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    acted = document.get("acted_on") if isinstance(document, dict) else None
+    return dict(acted) if isinstance(acted, dict) else {}
+
+
+def claim_approvals(run_dir: Path, agents: list[str], by_run: Path) -> None:
+    """Record that the resumed run `by_run` acts on the approvals of `agents` in `run_dir`: once only.
+
+    An approval lets its agent run once. Resuming the same waiting folder a second
+    time (after an interruption, or twice at once) would run the approved agent (a
+    payment, a posting) again; the second resume is refused instead, naming the run
+    that acted on it, which is the one to resume. The check and the record are made
+    under an exclusive lock on the folder, so two resumes at once cannot both pass.
+
+    Raises:
+        UserInputError: One of `agents` was acted on already by another run.
+    """
+    if not agents:
+        return
+    import fcntl
+
+    handle = os.open(run_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            document = json.loads((run_dir / APPROVALS_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UserInputError(f"{run_dir / APPROVALS_FILE}: cannot be read ({exc})") from None
+        acted = document.get("acted_on")
+        acted = dict(acted) if isinstance(acted, dict) else {}
+        for name in agents:
+            earlier = acted.get(name)
+            if earlier is not None:
+                where = earlier.get("run_dir") if isinstance(earlier, dict) else None
+                at = earlier.get("at") if isinstance(earlier, dict) else None
+                raise UserInputError(
+                    f"{run_dir}: the approval of {name!r} was already acted on by the resumed run {where} "
+                    f"(at {at}); an approval runs its agent once: resume {where} instead"
+                )
+        moment = datetime.now(UTC).isoformat()
+        for name in agents:
+            acted[name] = {"run_dir": str(by_run), "at": moment}
+        document["acted_on"] = acted
+        _write(run_dir, document)
+    finally:
+        os.close(handle)  # releases the lock
 
 
 def record_decision(run_dir: Path, decision: Decision) -> None:
