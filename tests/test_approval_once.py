@@ -101,7 +101,7 @@ def test_resuming_the_waiting_folder_again_after_an_interrupted_resume_never_pay
 
     finished = orchestrate("run", "--resume", str(second), "--json", cwd=tmp_path)
     assert finished.returncode == 0, finished.stderr
-    assert json.loads(finished.stdout)["status"] == "completed"
+    assert json.loads(finished.stdout)["runs"][0]["status"] == "completed"
     assert _payments(ledger) == 1  # the payment that completed in the second run was reused
 
 

@@ -47,7 +47,7 @@ def test_two_workflows_with_a_tools_py_each_run_their_own(tmp_path: Path) -> Non
         (tmp_path / folder / "flow.yaml").write_text(FLOW.format(folder=folder))
     done = orchestrate("run", "finance/flow.yaml", "hr/flow.yaml", "--simulate", "--json", "-o", "runs", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    for summary in json.loads(done.stdout):
+    for summary in json.loads(done.stdout)["runs"]:
         folder = summary["name"].removesuffix("_close")
         result = json.loads((tmp_path / summary["run_dir"] / "result.json").read_text())
         agents = {a["agent_id"]: a for a in result["agents"]}
