@@ -14,6 +14,12 @@ which a loaded machine inflates less than wall time; wall time is shown too.
 
     python benchmarks/audit.py              # 3,000 rows, 5 rounds
     python benchmarks/audit.py --rows 1000 --rounds 3
+    python benchmarks/audit.py --parts      # the trail's and the policy's work alone, per call
+
+Whole runs on a shared, loaded machine vary by +-15% from one process to the next, more
+than the figure sought; ``--parts`` times the two costs alone in one process (the trail
+inside an event loop with its group commit, as in a dataset run), which holds to a few
+percent, and prints the best of ``--rounds``.
 """
 
 from __future__ import annotations
@@ -125,12 +131,85 @@ def measure(rows: int, audited: bool, protected: bool) -> dict[str, Any]:
         }
 
 
+def parts(n: int) -> dict[str, float]:
+    """The two costs alone, in one process (steadier than whole runs on a busy machine): the trail's
+    work for one call (its ``call`` record, the agent's end, a third of a ``row_finished``) inside an
+    event loop with a group commit, and the policy applied to a third of a row's values."""
+    from orchestrate.observe.audit import AuditTrail
+    from orchestrate.observe.journal import GroupCommit
+    from orchestrate.run.events import Event, EventType
+    from orchestrate.run.protection import Policy, Protector
+
+    messages = [{"role": "user", "content": "Check invoice INV-0000123 from Vendor 17 for 145.37 EUR; pay it?"}]
+    call = Event(
+        type=EventType.LLM_CALL,
+        workflow_id="wf-1",
+        agent="check",
+        data={
+            **{"provider": "simulated", "model": "gpt-4o-mini", "response_model": "gpt-4o-mini"},
+            **{"input_tokens": 40, "cached_input_tokens": 0, "output_tokens": 30, "cost": 1.2e-5, "cached": False},
+        },
+        content={"messages": messages, "answer": "The invoice is in order and can be paid within 30 days."},
+    )
+    finished = Event(
+        type=EventType.AGENT_FINISHED,
+        workflow_id="wf-1",
+        agent="check",
+        data={"status": "completed", "provider": "simulated", "model": "gpt-4o-mini"},
+    )
+    row = Event(
+        type=EventType.ROW_FINISHED,
+        workflow_id="wf-1",
+        data={"key": "INV-0000123", "row": 124, "status": "completed", "cost": 3.6e-5, "tokens": 210},
+    )
+    with tempfile.TemporaryDirectory(prefix="orchestrate-bench-audit-") as tmp:
+        commit = GroupCommit()
+        trail = AuditTrail(Path(tmp), start={"kind": "dataset_run"}, key=b"benchmark-key", commit=commit)
+
+        async def go() -> float:
+            for i in range(-n // 10, n):
+                if i == 0:
+                    await asyncio.sleep(0)
+                    began = time.thread_time()
+                trail(call)
+                trail(finished)
+                if i % 3 == 0:
+                    trail(row)
+                if i % 64 == 63:
+                    await asyncio.sleep(0)  # the group commit writes once a turn of the loop
+            await asyncio.sleep(0)
+            return time.thread_time() - began
+
+        trail_us = asyncio.run(go()) / n * 1e6
+        trail.finish({"status": "completed"})
+    guard = Protector(Policy.from_dict(POLICY))
+    values = [
+        {"invoice_id": f"INV-{i:07d}", "vendor": f"Vendor {i % 997}", "amount": round(100 + i * 0.37, 2)}
+        for i in range(n)
+    ]
+    began = time.thread_time()
+    for value in values:
+        guard.protect_values(value)
+    policy_us = (time.thread_time() - began) / n * 1e6 / 3  # three calls a row
+    return {"trail_us_per_call": trail_us, "policy_us_per_call": policy_us}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--child", choices=MODES)
+    parser.add_argument("--parts", action="store_true", help="only the two costs alone (steadier), best of --rounds")
     args = parser.parse_args()
+    if args.parts:
+        best = {k: min(v) for k, v in _rounds(lambda: parts(20_000), args.rounds).items()}
+        trail_us, policy_us = best["trail_us_per_call"], best["policy_us_per_call"]
+        added = trail_us + policy_us
+        print(f"alone, best of {args.rounds}: trail {trail_us:.1f} us per call, policy {policy_us:.1f} us per call")
+        print(
+            f"audit trail and policy add {added:.1f} us CPU per call; target <= {TARGET_US:.0f} us: ratio {added / TARGET_US:.2f}"
+        )
+        return
     if args.child:
         print(json.dumps(measure(args.rows, args.child in ("audit", "both"), args.child in ("policy", "both"))))
         return
@@ -160,6 +239,14 @@ def main() -> None:
         f"audit trail and policy add {added:.1f} us CPU per call; target <= {TARGET_US:.0f} us: "
         f"ratio {added / TARGET_US:.2f} (baseline {plain:.0f} us: on an idle machine every figure is smaller)"
     )
+
+
+def _rounds(measure_once: Any, rounds: int) -> dict[str, list[float]]:
+    found: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for key, value in measure_once().items():
+            found.setdefault(key, []).append(value)
+    return found
 
 
 if __name__ == "__main__":

@@ -224,6 +224,9 @@ def test_recognisers_need_their_checksums() -> None:
         "national_id",
         "national_id",
     ]
+    # A phone needs 8 to 15 digits after its + or 00: an invoice number with leading zeros is not one.
+    assert list(find("INV-0012345, PO 00493", ("phone",))) == []
+    assert [k for _, _, k in find("call +49 30 1234567 or 0044 20 7946 0958", ("phone",))] == ["phone", "phone"]
 
 
 def test_pseudonyms_are_stable_masks_keep_the_ends_and_restore_only_what_the_vault_holds() -> None:
@@ -243,6 +246,14 @@ def test_pseudonyms_are_stable_masks_keep_the_ends_and_restore_only_what_the_vau
         "a": ["Hello Ana Ruiz at ana@r.es", "NAME_0000ffff"]
     }
     assert "Ana" not in repr(guard)
+    # Scanning picks its recognisers by the digits and "@" a text has: each text alike is still scanned.
+    every = Protector(Policy.from_dict({"detect": ["email", "phone", "iban", "national_id"]}), secret=b"k")
+    texts = ["a@b.io", "no digits", "+44 20 7946 0958", "DE89370400440532013000", "1234567", "x@y.org 4111111111111111"]
+    scanned = [every.protect_values({"x": text, "n": 7})["x"] for text in texts]
+    assert scanned[1] == "no digits" and scanned[4] == "1234567"
+    assert [s.split("_")[0] for i, s in enumerate(scanned) if i not in (1, 4)] == ["EMAIL", "PHONE", "IBAN", "EMAIL"]
+    assert scanned[5].endswith(" 4111111111111111")  # cards are not in its `detect:`
+    assert guard.protect_values({"x": "mail ana@r.es"})["x"] == f"mail {one['x']}"  # same text kind, same token
     other = Protector(policy, secret=b"other")
     assert other.protect_values({"name": "Ana Ruiz"})["name"] != one["name"]  # per run
 

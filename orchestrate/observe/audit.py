@@ -110,6 +110,7 @@ class AuditTrail:
         }
         self._prev = GENESIS
         self._seq = 0
+        self._routes: dict[tuple[str, str, str], dict[str, Any]] = {}
         resumed = self.path.is_file() and self.path.stat().st_size > 0
         if resumed:  # a resumed dataset run: the chain goes on from the last record
             self._continue()
@@ -328,14 +329,20 @@ class AuditTrail:
     def _call(self, event: Event) -> None:
         d = event.data
         c = event.content or {}
-        where = _SIMULATED if d["provider"] == "simulated" else self.endpoints.get((event.agent or "", d["model"]), {})
+        route = (event.agent or "", d["provider"], d["model"])
+        fixed = self._routes.get(route)
+        if fixed is None:  # what is the same for every call of an agent to a model: made once
+            where = _SIMULATED if d["provider"] == "simulated" else self.endpoints.get(route[::2], {})
+            fixed = self._routes[route] = {
+                "provider": d["provider"],
+                "model": d["model"],
+                "endpoint": where.get("endpoint"),
+                "region": where.get("region"),
+                "prompt_template": self.templates.get(route[0]),
+            }
         data = {
-            "provider": d["provider"],
-            "model": d["model"],
+            **fixed,
             "served_model": d.get("response_model"),
-            "endpoint": where.get("endpoint"),
-            "region": where.get("region"),
-            "prompt_template": self.templates.get(event.agent or ""),
             "input": digest(c.get("messages")),
             "output": digest(c.get("answer") or ""),
             "input_tokens": d["input_tokens"],

@@ -31,9 +31,10 @@ import re
 import secrets
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any
 
-from orchestrate.run.recognizers import KINDS, find
+from orchestrate.run.recognizers import KINDS, combined
 
 __all__ = ["ACTIONS", "DROPPED", "Policy", "Protector", "withheld"]
 
@@ -44,6 +45,8 @@ _LABEL = {"email": "EMAIL", "iban": "IBAN", "credit_card": "CARD", "phone": "PHO
 # The fewest digits a value of each kind has: a text with fewer is not scanned for it.
 _MIN_DIGITS = {"email": 0, "iban": 10, "credit_card": 13, "phone": 7, "national_id": 6}
 _DIGIT = re.compile(r"\d")
+_ENOUGH_DIGITS = max(_MIN_DIGITS.values())  # more digits than this let every recogniser try
+_PLAIN = frozenset({int, float, bool})  # values no recogniser reads
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,10 @@ class Protector:
         self._vault: dict[str, str] = {}  # token -> original; never written anywhere
         self._tokens: dict[tuple[str, str], str] = {}  # (label, original) -> token
         self.counts: dict[str, int] = {}
+        self._summary = policy.summary()  # the policy does not change: said once
+        self._columns = {name: (action, _label(name)) for name, action in policy.columns.items()}
+        # Which recognisers can match a text with n digits and (not) an "@": one combined pattern each.
+        self._patterns: dict[tuple[bool, int], Any] = {}
 
     def __repr__(self) -> str:  # the vault stays out of any repr, log or traceback
         return f"Protector({self.policy.summary()!r}, {len(self._vault)} pseudonyms)"
@@ -122,16 +129,24 @@ class Protector:
 
     def protect_values(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """Inputs (or a row's values) with the policy applied; a new mapping."""
-        columns = self.policy.columns
+        columns = self._columns
+        detect = bool(self.policy.detect)
         out: dict[str, Any] = {}
         for name, value in values.items():
-            action = columns.get(name)
-            if action is None:
-                out[name] = self._scan(value) if self.policy.detect else value
-            elif action == "keep" or value is None:
+            column = columns.get(name)
+            if column is None:
+                if not detect or value is None or value.__class__ in _PLAIN:
+                    out[name] = value
+                elif value.__class__ is str:
+                    out[name] = self.scan_text(value)
+                else:
+                    out[name] = self._scan(value)
+                continue
+            action = column[0]
+            if action == "keep" or value is None:
                 out[name] = value
             elif action == "pseudonymize":
-                out[name] = self._pseudonym(_label(name), str(value))
+                out[name] = self._pseudonym(column[1], str(value))
             elif action == "mask":
                 out[name] = self._mask(str(value))
             else:
@@ -170,18 +185,27 @@ class Protector:
 
     def scan_text(self, text: str) -> str:
         """`text` with what the `detect:` recognisers find replaced by pseudonyms."""
-        digits = len(_DIGIT.findall(text))
-        has_at = "@" in text
-        kinds = tuple(k for k in self.policy.detect if digits >= _MIN_DIGITS[k] and (has_at or k != "email"))
-        if not kinds:
+        key = ("@" in text, min(len(_DIGIT.findall(text)), _ENOUGH_DIGITS))
+        found = self._patterns.get(key)
+        if found is None:
+            has_at, digits = key
+            kinds = tuple(k for k in self.policy.detect if digits >= _MIN_DIGITS[k] and (has_at or k != "email"))
+            found = self._patterns[key] = combined(kinds) if kinds else None
+        if found is None:
             return text
+        pattern, groups = found
         parts: list[str] = []
         at = 0
-        for start, end, kind in find(text, kinds):
+        for match in pattern.finditer(text):
+            kind, check = groups[match.lastgroup or ""]
+            value = match.group()
+            if not check(value):
+                continue
+            start = match.start()
             parts.append(text[at:start])
-            parts.append(self._pseudonym(_LABEL[kind], text[start:end]))
+            parts.append(self._pseudonym(_LABEL[kind], value))
             self._count(f"detected_{kind}")
-            at = end
+            at = match.end()
         if not parts:
             return text
         parts.append(text[at:])
@@ -189,8 +213,9 @@ class Protector:
 
     def _pseudonym(self, label: str, value: str) -> str:
         token = self._tokens.get((label, value))
+        counts = self.counts
         if token is not None:
-            self._count("pseudonymized")
+            counts["pseudonymized"] = counts.get("pseudonymized", 0) + 1
             return token
         mac = hmac.new(self._secret, f"{label}\0{value}".encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
         size = 8
@@ -236,7 +261,7 @@ class Protector:
         document = dict(document)
         if "outputs" in document and isinstance(document["outputs"], dict):
             document["outputs"] = self.outputs(document["outputs"])
-        document["data_protection"] = {**self.policy.summary(), "applied": dict(sorted(self.counts.items()))}
+        document["data_protection"] = {**self._summary, "applied": dict(sorted(self.counts.items()))}
         if self.policy.store_content:
             return document
         document["content_kept"] = False
@@ -246,7 +271,7 @@ class Protector:
 
     def summary(self) -> dict[str, Any]:
         """The policy and what it did so far (counts only), for the audit trail."""
-        return {**self.policy.summary(), "applied": dict(sorted(self.counts.items()))}
+        return {**self._summary, "applied": dict(sorted(self.counts.items()))}
 
 
 def _agent_without_content(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -274,6 +299,7 @@ def _agent_without_content(row: Mapping[str, Any]) -> dict[str, Any]:
     return row
 
 
+@lru_cache(maxsize=256)
 def _label(name: str) -> str:
     return re.sub(r"[^A-Z0-9]+", "_", name.upper()).strip("_") or "VALUE"
 

@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Iterator
 from functools import lru_cache
 
-__all__ = ["KINDS", "find"]
+__all__ = ["KINDS", "combined", "find"]
 
 
 def _digits(text: str) -> str:
@@ -76,6 +76,14 @@ def dni_ok(text: str) -> bool:
     return body.isdigit() and _DNI_LETTERS[int(body) % 23] == letter
 
 
+def phone_ok(text: str) -> bool:
+    """An international number: 8 to 15 digits after the ``+`` or ``00`` (E.164 allows 15)."""
+    digits = _digits(text)
+    if text.startswith("00"):
+        digits = digits[2:]
+    return 8 <= len(digits) <= 15
+
+
 def _always(_: str) -> bool:
     return True
 
@@ -88,7 +96,7 @@ KINDS: dict[str, list[tuple[re.Pattern[str], _Check]]] = {
     "iban": [(re.compile(r"\b[A-Z]{2}\d{2}(?:[ -]?[A-Z0-9]{4}){2,7}(?:[ -]?[A-Z0-9]{1,3})?\b"), iban_ok)],
     "credit_card": [(re.compile(r"\b(?:\d[ -]?){12,18}\d\b"), luhn_ok)],
     "phone": [
-        (re.compile(r"(?<![\w+])(?:\+|00)[1-9]\d{0,2}(?:[ .-]?\(?\d{1,4}\)?){2,5}(?!\w)"), _always),
+        (re.compile(r"(?<![\w+])(?:\+|00)[1-9]\d{0,2}(?:[ .-]?\(?\d{1,4}\)?){2,5}(?!\w)"), phone_ok),
         (re.compile(r"(?<!\w)\(?\d{3}\)?[ .-]\d{3}[ .-]\d{4}(?!\w)"), _always),
     ],
     "national_id": [
@@ -101,6 +109,11 @@ KINDS: dict[str, list[tuple[re.Pattern[str], _Check]]] = {
 
 
 _PRIORITY = ("email", "iban", "credit_card", "national_id", "phone")  # the loosest last
+
+
+def combined(kinds: tuple[str, ...] | frozenset[str]) -> tuple[re.Pattern[str], dict[str, tuple[str, _Check]]]:
+    """One pattern for all `kinds` (a single pass over a text), and what each named group is."""
+    return _combined(frozenset(kinds))
 
 
 @lru_cache(maxsize=32)
