@@ -175,7 +175,9 @@ def _print_dataset(outcome: DatasetOutcome, inv: Invocation, *, json_output: boo
     sys.stdout.write(
         f"{d['name']}: {d['status']}{label} - {counts.get('completed', 0)}/{rows} rows completed"
         f"{', ' + others if others else ''};\n  {usd(float(d['total_cost']))}, "
-        f"{plural(int(d['total_tokens']), 'token')}, {d['duration_seconds']:.2f}s\n"
+        f"{plural(int(d['total_tokens']), 'token')}, {d['duration_seconds']:.2f}s"
+        + (f" over {len(d['sessions'])} sessions" if len(d.get("sessions") or []) > 1 else "")
+        + "\n"
         + "".join(f"{line}\n" for line in outcome_lines(run_dir))
         + f"run folder: {run_dir}\n"
     )

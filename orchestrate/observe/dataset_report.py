@@ -104,6 +104,7 @@ class PriorDatasetRun:
         self.torn_calls: set[int] = set()  # lines of calls.jsonl a kill cut short
         self.name: str | None = None
         self.key_column: str | None = None  # the --key it ran with (None: line and digest)
+        self.sessions: list[dict[str, Any]] = []  # each earlier session: when, how long, rows, cost
 
     @property
     def completed(self) -> set[str]:
@@ -127,6 +128,7 @@ def load_prior(run_dir: Path) -> PriorDatasetRun:
     if isinstance(earlier, dict):
         prior.name = earlier.get("name")
         prior.key_column = earlier.get("key")
+        prior.sessions = _sessions_of(earlier)
     for line in read_json_lines(run_dir / "results.jsonl"):
         if "key" in line and "status" in line:
             read_spend(line.get("cost"), f"{run_dir / 'results.jsonl'}: row {str(line['key'])[:40]!r}")
@@ -171,6 +173,26 @@ def load_prior(run_dir: Path) -> PriorDatasetRun:
             key_of.pop(str(event.get("workflow_id")), None)
             prior.reuse.pop(str(data.get("key")), None)
     return prior
+
+
+def _sessions_of(document: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The sessions an earlier result.json lists; one made from its own times when it lists none
+    (a folder written before sessions were recorded)."""
+    listed = document.get("sessions")
+    if isinstance(listed, list):
+        return [dict(s) for s in listed if isinstance(s, Mapping)]
+    if not document.get("started_at"):
+        return []
+    return [
+        {
+            "started_at": document.get("started_at"),
+            "completed_at": document.get("completed_at"),
+            "duration_seconds": float(document.get("duration_seconds") or 0.0),
+            "status": document.get("status"),
+            "rows": int(document.get("rows") or 0),
+            "cost": float(document.get("total_cost") or 0.0),
+        }
+    ]
 
 
 class DatasetRecorder:
@@ -219,6 +241,9 @@ class DatasetRecorder:
         self._journaled: dict[str, list[Any]] = {}  # row run id -> [key, calls already in calls.jsonl]
         self.costs = prior.costs if prior is not None else CostTotals()
         self.torn_calls = prior.torn_calls if prior is not None else set()
+        self.earlier_sessions = list(prior.sessions) if prior is not None else []
+        self.session_rows = 0  # rows this session finished (or refused)
+        self.cost_before = prior.spent if prior is not None else 0.0
         if prior is not None:
             self.cost = prior.spent
             for key, row in prior.rows.items():
@@ -273,6 +298,7 @@ class DatasetRecorder:
         if earlier is not None:
             self._count(earlier, -1)
         self._count(status, 1)
+        self.session_rows += 1
         self.results.write(line)
         if status != "completed" and len(self.failures) < 50:
             self.failures.append({k: line.get(k) for k in ("key", "row", "status", "error")})
@@ -364,6 +390,16 @@ class DatasetRecorder:
         end = self.completed_at or datetime.now(UTC)
         rows = sum(self.counts.values())
         wf = self.template
+        session = {
+            "started_at": self.started_at.isoformat(),
+            "completed_at": self.completed_at.isoformat() if self.completed_at else None,
+            "duration_seconds": (end - self.started_at).total_seconds(),
+            "status": self.status,
+            "rows": self.session_rows,
+            "cost": round(self.cost - self.cost_before, 10),
+        }
+        sessions = [*self.earlier_sessions, session]
+        first = sessions[0].get("started_at") or session["started_at"]
         return {
             "schema_version": SCHEMA_VERSION,
             "kind": "dataset_run",  # "batch" before 2026-12; readers take both
@@ -382,9 +418,11 @@ class DatasetRecorder:
             "total_tokens": self.tokens,
             "spent_and_reserved": round(self.tracker.spent(self.run_id) + self.tracker.reserved(self.run_id), 10),
             "error": self.error,
-            "started_at": self.started_at.isoformat(),
+            # Across every session of a resumed run: its first start, the time spent running.
+            "started_at": first,
             "completed_at": self.completed_at.isoformat() if self.completed_at else None,
-            "duration_seconds": (end - self.started_at).total_seconds(),
+            "duration_seconds": round(sum(float(s.get("duration_seconds") or 0.0) for s in sessions), 6),
+            "sessions": sessions,
             "slowest_rows": [{"key": k, "row": r, "seconds": v} for v, k, r in sorted(self.slowest, reverse=True)],
             "dearest_rows": [{"key": k, "row": r, "cost": v} for v, k, r in sorted(self.dearest, reverse=True)],
             **self.extra,

@@ -20,7 +20,14 @@ from orchestrate.money.amounts import usd
 from orchestrate.observe.dataset_report import read_json_lines
 from orchestrate.observe.tables import Column, build_table
 
-__all__ = ["dataset_renderables", "dataset_summary", "is_dataset_run", "load_dataset_run", "load_row"]
+__all__ = [
+    "dataset_renderables",
+    "dataset_summary",
+    "is_dataset_run",
+    "load_dataset_run",
+    "load_row",
+    "session_lines",
+]
 
 _FAILED_SHOWN = 20
 _COLUMNS = (
@@ -97,6 +104,32 @@ def _failed(folder: Path) -> list[dict[str, Any]]:
     return list(latest.values())[:_FAILED_SHOWN]
 
 
+def session_lines(document: Mapping[str, Any]) -> list[str]:
+    """For a dataset run resumed at least once: ``sessions: 2`` and a line a session (when it
+    started, how long it ran, the rows it finished and what it spent); nothing for one session.
+    The run's own totals (rows, cost, tokens, duration) already count every session."""
+    sessions = [s for s in document.get("sessions") or [] if isinstance(s, Mapping)]
+    if len(sessions) < 2:
+        return []
+    lines = [f"sessions: {len(sessions)} (totals above count them all)"]
+    for number, session in enumerate(sessions, 1):
+        lines.append(
+            f"  {number}. {readable_time(session.get('started_at'))}  {float(session.get('duration_seconds') or 0):.2f}s, "
+            f"{int(session.get('rows') or 0):,} rows, {usd(float(session.get('cost') or 0))}, {session.get('status')}"
+        )
+    return lines
+
+
+def readable_time(value: Any) -> str:
+    """An ISO time as ``2026-12-03 19:07:07+00:00``: to the second, with its offset."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(value)).isoformat(sep=" ", timespec="seconds")
+    except ValueError:
+        return str(value or "?")
+
+
 def dataset_renderables(folder: Path, document: Mapping[str, Any], *, width: int | None) -> list[Any]:
     """The overview of a dataset run: headline, facts, the rows that did not complete."""
     from rich.text import Text
@@ -121,6 +154,7 @@ def dataset_renderables(folder: Path, document: Mapping[str, Any], *, width: int
     if document.get("shard"):
         facts.append(f"shard {document['shard']}")
     parts.append(Text(" | ".join(facts), style="dim"))
+    parts.extend(Text(line) for line in session_lines(document))
     from orchestrate.observe.dataset_results import outcome_lines
 
     outcomes = outcome_lines(folder)

@@ -20,6 +20,7 @@ from typing import Any
 
 from orchestrate.fsutil import atomic_write_text
 from orchestrate.observe import html_svg as svg
+from orchestrate.observe.dataset_view import readable_time
 from orchestrate.observe.html_answer import answer_section, approvals_section
 from orchestrate.observe.html_dataset import MAX_EXAMPLE_ROWS, DatasetFacts
 from orchestrate.observe.html_evaluation import evaluation_section
@@ -92,6 +93,29 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[str]], *, numeric_from: 
     return f"<table><thead><tr>{cells}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _percent(spent: float, budget: float) -> str:
+    """``12.5%``; a spend too small to show at one decimal is ``under 0.1%``, never ``0.0%``."""
+    share = spent / budget * 100 if budget else 0.0
+    return "under 0.1%" if 0 < share < 0.05 else f"{share:.1f}%"
+
+
+def _sessions(doc: dict[str, Any]) -> str:
+    """A resumed dataset run's sessions, one row each; the cards above are their totals."""
+    sessions = [s for s in doc.get("sessions") or [] if isinstance(s, dict)]
+    if len(sessions) < 2:
+        return ""
+    rows = "".join(
+        f"<tr><td>{n}</td><td>{_e(readable_time(s.get('started_at')))}</td><td>{_secs(s.get('duration_seconds'))}</td>"
+        f"<td>{int(s.get('rows') or 0):,}</td><td>{_money(s.get('cost') or 0)}</td><td>{_badge(s.get('status'))}</td></tr>"
+        for n, s in enumerate(sessions, 1)
+    )
+    return (
+        f'<details class="sessions" open><summary>{len(sessions)} sessions (resumed; the figures above count them all)'
+        "</summary><table><thead><tr><th>#</th><th>started</th><th>ran</th><th>rows</th><th>cost</th><th>status</th>"
+        f"</tr></thead><tbody>{rows}</tbody></table></details>"
+    )
+
+
 def _summary(run: RunFolder, anchor: str, *, heading: bool) -> str:
     doc = run.result
     counts: dict[str, int] = {}
@@ -125,8 +149,8 @@ def _summary(run: RunFolder, anchor: str, *, heading: bool) -> str:
         )
     meter = (
         f'<div class="budget">{svg.meter(total, float(budget), f"{_money(total)} of {_money(budget)}")}'
-        f' <span class="meta">{total / float(budget) * 100:.1f}% of the budget spent</span></div>'
-        if budget
+        f' <span class="meta">{_percent(total, float(budget))} of the budget spent</span></div>'
+        if budget and total > 0
         else ""
     )
     facts = "".join(f'<div class="card"><div class="k">{_e(k)}</div><div class="v">{v}</div></div>' for k, v in cards)
@@ -134,8 +158,9 @@ def _summary(run: RunFolder, anchor: str, *, heading: bool) -> str:
     title = f"<h2>{_e(run.name)}</h2>" if heading else ""
     return (
         f'<section id="{anchor}">{title}'
-        f'<p class="meta">run {_e(doc.get("run_id") or run.path.name)} · started {_e(doc.get("started_at"))}'
-        f' · finished {_e(doc.get("completed_at"))}</p>{error}<div class="cards">{facts}</div>{meter}'
+        f'<p class="meta">run {_e(doc.get("run_id") or run.path.name)} · started {_e(readable_time(doc.get("started_at")))}'
+        f" · finished {_e(readable_time(doc.get('completed_at')) if doc.get('completed_at') else '-')}</p>"
+        f'{error}<div class="cards">{facts}</div>{meter}{_sessions(doc)}'
         f"{_audit_line(doc)}</section>"
     )
 
@@ -297,7 +322,7 @@ def _prompt_cache(cost: dict[str, Any]) -> str:
 def _share(cost: Any, budget: Any) -> str:
     if not budget:
         return ""
-    return f" ({float(cost or 0.0) / float(budget) * 100:.1f}% of the budget)"
+    return f" ({_percent(float(cost or 0.0), float(budget))} of the budget)"
 
 
 def _problems(run: RunFolder) -> str:
