@@ -440,19 +440,36 @@ class DatasetRecorder:
         self.completed_at = datetime.now(UTC)
         for journal in (self.results, self.full, self.calls):
             journal.close()
-        write_cost_document(self.run_dir, self.document(), self.costs, self.torn_calls)
+        models = self.costs.document().get("models") or []
+        prices = {m: self.tracker.price_of(m) for m in models if isinstance(m, str)}
+        write_cost_document(self.run_dir, self.document(), self.costs, self.torn_calls, prices=prices)
         return self.flush()
 
 
 def write_cost_document(
-    run_dir: Path, result_doc: Mapping[str, Any], costs: CostTotals, torn: set[int] | frozenset[int] = frozenset()
+    run_dir: Path,
+    result_doc: Mapping[str, Any],
+    costs: CostTotals,
+    torn: set[int] | frozenset[int] = frozenset(),
+    *,
+    prices: Mapping[str, Mapping[str, float]] | None = None,
 ) -> None:
     """cost.json of a dataset run: its `costs` summed already, then every call streamed from calls.jsonl
-    (never all in memory), less the lines of earlier sessions a kill cut short (`torn`)."""
+    (never all in memory), less the lines of earlier sessions a kill cut short (`torn`).
+
+    Shaped as `schemas/cost.schema.json` asks: `workflow_id` is the dataset run's id (each call
+    carries its row), `prices_used` the prices of its models (empty when not known, as after a merge).
+    """
     calls_path = run_dir / "calls.jsonl"
     document = {
-        **cost_document_head(result_doc, workflow_id=None, budget=result_doc.get("budget"), kind="dataset_run"),
+        **cost_document_head(
+            result_doc,
+            workflow_id=str(result_doc.get("run_id") or ""),
+            budget=result_doc.get("budget"),
+            kind="dataset_run",
+        ),
         **costs.document(),
+        "prices_used": dict(prices or {}),
         "calls": "\x00CALLS\x00",
     }
     head, tail = json.dumps(document, indent=2, ensure_ascii=False, sort_keys=True).split('"\\u0000CALLS\\u0000"')

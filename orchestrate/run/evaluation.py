@@ -532,13 +532,17 @@ def _rate(counts: Mapping[str, int]) -> float | None:
     return round(counts["passed"] / judged, 6) if judged else None
 
 
-def write_evaluation(run_dir: Path, document: Mapping[str, Any], name: str = "evaluation.json") -> Path:
-    """Write an evaluation document into a run folder, atomically."""
+def write_evaluation(
+    run_dir: Path, document: Mapping[str, Any], name: str = "evaluation.json", *, kind: str = "evaluation"
+) -> Path:
+    """Write an evaluation document into a run folder, atomically, with its `kind` and schema version
+    (`schemas/evaluation.schema.json`)."""
     import json
 
     from orchestrate.fsutil import atomic_write_text
 
     path = run_dir / name
+    document = {"kind": kind, "schema_version": 1, **document}
     atomic_write_text(path, json.dumps(document, indent=2, ensure_ascii=False, sort_keys=True, default=str) + "\n")
     return path
 

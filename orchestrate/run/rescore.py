@@ -330,7 +330,7 @@ def gate(code: int, run_dir: Path, baseline: Path | None, tolerance: float, writ
     from orchestrate.run.evaluation import EXIT_EXPECTATIONS, EXIT_REGRESSION, write_evaluation
 
     comparison = compare(outcomes_of(run_dir), outcomes_of(baseline), tolerance=tolerance)
-    write_evaluation(run_dir, {"path": str(baseline), **comparison.to_dict()}, "baseline.json")
+    write_evaluation(run_dir, {"path": str(baseline), **comparison.to_dict()}, "baseline.json", kind="baseline")
     for line in comparison.lines():
         write(line)
     if comparison.regressed and code in (0, EXIT_EXPECTATIONS):

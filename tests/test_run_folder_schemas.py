@@ -1,0 +1,127 @@
+"""Every JSON document a run writes matches a schema the package ships in `schemas/`.
+
+Runs each kind of run as a user does (simulated, so offline): a workflow run with expectations, a
+dataset run with expectations, a run that waits for an approval and its resume once approved, and a
+resumed dataset run; then validates every JSON and JSON Lines file in every run folder against the
+schema its name (and `kind`) calls for. A file no schema covers fails the test: a new file a run
+writes needs its schema.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from tests.cli import orchestrate
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMAS = ROOT / "schemas"
+
+# file name -> schema (by name; result.json by its kind)
+BY_NAME = {
+    "invocation.json": "invocation",
+    "cost.json": "cost",
+    "evaluation.json": "evaluation",
+    "baseline.json": "evaluation",
+    "approvals.json": "approvals",
+    "results.jsonl": "dataset_row",
+    "rows.jsonl": "row_result",
+    "calls.jsonl": "call",
+    "events.jsonl": "event",
+    "audit.jsonl": "audit_entry",
+}
+
+
+def schema(name: str) -> dict[str, Any]:
+    return json.loads((SCHEMAS / f"{name}.schema.json").read_text())
+
+
+def schema_for(path: Path, document: Any) -> str | None:
+    if path.name == "result.json":
+        return (
+            "dataset_run"
+            if isinstance(document, dict) and document.get("kind") in ("dataset_run", "batch")
+            else "result"
+        )
+    if path.name.startswith("eval-") and path.suffix == ".json":
+        return "evaluation"
+    return BY_NAME.get(path.name)
+
+
+def problems_in(folder: Path) -> tuple[list[str], set[str]]:
+    found: list[str] = []
+    seen: set[str] = set()
+    for path in sorted(folder.iterdir()):
+        if path.suffix not in (".json", ".jsonl"):
+            continue
+        if path.suffix == ".json":
+            documents = [(1, json.loads(path.read_text()))]
+        else:
+            documents = [
+                (n, json.loads(line)) for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip()
+            ]
+        name = schema_for(path, documents[0][1] if documents else None)
+        if name is None:
+            found.append(f"{path}: no schema in schemas/ covers this file")
+            continue
+        seen.add(name)
+        validator = jsonschema.Draft202012Validator(schema(name))
+        for number, document in documents:
+            for error in validator.iter_errors(document):
+                where = "/".join(str(p) for p in error.absolute_path) or "(top)"
+                found.append(f"{path.name}:{number}: {name}.schema.json: {where}: {error.message[:200]}")
+                break
+    return found, seen
+
+
+def test_every_json_file_of_every_kind_of_run_matches_its_schema(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "workflows", tmp_path / "workflows")
+    coding, data = "workflows/finance_invoice_coding.yaml", "workflows/data/invoice_coding.csv"
+    answers = ["--answers", "workflows/data/invoice_coding_answers.json"]
+    runs = tmp_path / "runs"
+
+    def run(*args: str, expect: tuple[int, ...]) -> Path:
+        before = set(runs.iterdir()) if runs.exists() else set()
+        done = orchestrate("run", *args, "--simulate", "-o", str(runs), cwd=tmp_path)
+        assert done.returncode in expect, done.stderr
+        (made,) = set(runs.iterdir()) - before or {None}  # a resume continues its own folder
+        return made if made is not None else Path(args[args.index("--resume") + 1])
+
+    single = run(coding, *answers, expect=(0, 3, 5))
+    dataset = run(coding, "--data", data, "--key", "invoice_id", *answers, expect=(0, 3, 5))
+    waiting = run("workflows/finance_month_end_close.yaml", "--input", "post_to_ledger=true", expect=(4,))
+    approved = orchestrate(
+        "approve", str(waiting), "post_adjustments", "--by", "controller", "--note", "checked", cwd=tmp_path
+    )
+    assert approved.returncode == 0, approved.stderr
+    resumed = orchestrate("run", "--resume", str(waiting), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    again = orchestrate("run", "--resume", str(dataset), cwd=tmp_path)
+    assert again.returncode in (0, 3, 5), again.stderr
+
+    problems: list[str] = []
+    covered: set[str] = set()
+    for folder in sorted(p for p in runs.iterdir() if p.is_dir()):
+        found, seen = problems_in(folder)
+        problems += found
+        covered |= seen
+    assert problems == []
+    assert single.exists() and waiting.exists()
+    # Every kind of document was met at least once (so the mapping above is exercised, not vacuous).
+    assert covered >= {
+        "invocation", "result", "cost", "dataset_run", "evaluation", "dataset_row", "row_result", "call", "event",
+        "audit_entry", "approvals",
+    }  # fmt: skip
+
+
+def test_a_rows_result_schema_is_a_runs_result_schema_plus_the_row() -> None:
+    run, row = schema("result"), schema("row_result")
+    assert {k: v for k, v in row["properties"].items() if k not in ("key", "row", "columns")} == run["properties"]
+    assert row["required"] == [*run["required"], "key", "row"]
+    assert {k: v for k, v in row.items() if k not in ("$id", "title", "description", "properties", "required")} == {
+        k: v for k, v in run.items() if k not in ("$id", "title", "description", "properties", "required")
+    }
