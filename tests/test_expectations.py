@@ -188,3 +188,33 @@ def test_an_agent_named_outputs_is_refused_when_the_workflow_has_expectations() 
     found = [str(p) for p in caught.value.problems]
     assert any(p.startswith("wf.yaml:5:11") and "agent name 'outputs' is taken" in p for p in found), found
     load_workflow_text(text, file="wf.yaml")  # without workflow-level expectations the name is free
+
+
+@pytest.mark.parametrize(
+    ("spec", "got", "status"),
+    [
+        ({"one_of": [" hold ", "approve"]}, "hold", "pass"),  # constant choices, compared stripped
+        ({"one_of": ["hold", "approve"]}, " approve\n", "pass"),
+        ({"one_of": ["hold", "approve"]}, "Hold", "fail"),
+        ({"one_of": ["1", "2"]}, 2, "pass"),  # a number answer still equals a text choice
+        ({"one_of": ["{row.expected}", "approve"]}, "6100", "pass"),  # a placeholder among the choices
+    ],
+)
+def test_one_of_with_constant_or_placeholder_choices(spec: dict[str, Any], got: Any, status: str) -> None:
+    found = outcome(spec, output={"json": got})
+    assert found.status == status, found
+    if status == "fail":
+        assert found.expected == ["hold", "approve"] and found.reason == "not one of the choices"
+
+
+def test_cel_reads_the_answer_the_row_inputs_and_other_agents() -> None:
+    ctx = Context(
+        row={"limit": 5000},
+        inputs={"region": "EU", "row": "an input named row"},
+        outputs={"extract": {"json": {"total": 1190.0}}, "skipped_one": None},
+    )
+    spec = {"cel": "output.total == extract.output.total && region == inputs.region && row.limit > output.total"}
+    assert outcome(spec, ctx=ctx).status == "pass"
+    assert outcome({"cel": "skipped_one.output == null"}, ctx=ctx).status == "pass"
+    missing = outcome({"cel": "nobody.output.total > 0.0"}, ctx=ctx)
+    assert missing.status == "error" and "nobody" in missing.reason

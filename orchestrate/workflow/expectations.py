@@ -70,6 +70,9 @@ KINDS = (
     "all",
 )
 DETERMINISTIC_KINDS = frozenset(KINDS) - {"rubric"}
+_ON_ANSWER = frozenset(
+    {"equals", "one_of", "contains", "icontains", "not_contains", "regex", "json_schema", "approx", "cel"}
+)
 _OPTION_OF = {"tolerance": "approx", "threshold": "rubric", "judge": "rubric"}
 DEFAULT_THRESHOLD = 0.5
 TRIM = 200  # characters of expected and got kept in reports
@@ -141,15 +144,21 @@ class Outcome:
     def to_dict(self) -> dict[str, Any]:
         """As reports keep it; a pass keeps `got` only when it is a plain value (a whole answer
         is in the agent's output already, and trimming it for every row of a dataset costs)."""
-        got = self.got
-        if self.status == "pass" and not (got is None or isinstance(got, (str, int, float, bool))):
-            got = None
+        got, expected = self.got, self.expected
+        plain = (str, int, float, bool)
+        if got is not None and not (type(got) is str and len(got) <= TRIM):  # the common case: kept as it is
+            if self.status == "pass" and not isinstance(got, plain):
+                got = None
+            else:
+                got = _trim(got)
+        if expected is not None and not (type(expected) is str and len(expected) <= TRIM):
+            expected = _trim(expected)
         data: dict[str, Any] = {
             "name": self.name,
             "kind": self.kind,
             "status": self.status,
-            "expected": _trim(self.expected),
-            "got": _trim(got),
+            "expected": expected,
+            "got": got,
             "reason": self.reason,
         }
         if self.score is not None:
@@ -293,7 +302,9 @@ class Expectation:
     """One compiled expectation; `check` evaluates it (a rubric is left to the judge)."""
 
     __slots__ = (
+        "checker",
         "children",
+        "choices",
         "condition",
         "judge",
         "kind",
@@ -302,6 +313,7 @@ class Expectation:
         "path",
         "pattern",
         "raw",
+        "reads",
         "relative",
         "schema",
         "threshold",
@@ -320,12 +332,17 @@ class Expectation:
         spec = raw[kind]
         self.value = _Value(spec) if kind in ("equals", "approx") else None
         self.values: list[_Value] = []
+        self.choices: dict[str, None] | None = None  # one_of's choices when all are constant text
         if kind == "one_of":
             self.values = [_Value(v) for v in spec]
+            constants = [v.constant for v in self.values if v.single is None and v.pieces is None]
+            if len(constants) == len(self.values) and all(type(c) is str for c in constants):
+                self.choices = dict.fromkeys(c.strip() for c in constants)
         elif kind in ("contains", "icontains", "not_contains"):
             self.values = [_Value(v) for v in ([spec] if isinstance(spec, str) else spec)]
         self.pattern = re.compile(spec) if kind == "regex" else None
         self.schema: dict[str, Any] | None = None
+        self.checker: Any = None  # json_schema: the schema's check, made once
         if kind == "json_schema":
             self.schema = spec if isinstance(spec, dict) else json.loads(((base_dir or Path.cwd()) / spec).read_text())
         self.condition: Any = None
@@ -333,6 +350,10 @@ class Expectation:
             from orchestrate.workflow.expressions import compile_condition
 
             self.condition = compile_condition(spec)
+        # The root names a cel condition reads (output, inputs, row, an input, an agent).
+        self.reads: tuple[str, ...] = (
+            tuple(sorted({use.name for use in self.condition.names})) if self.condition is not None else ()
+        )
         self.tolerance, self.relative = _tolerance(raw.get("tolerance"))
         self.threshold = float(raw.get("threshold", DEFAULT_THRESHOLD))
         self.judge: dict[str, Any] = dict(raw.get("judge") or {})
@@ -362,6 +383,11 @@ class Expectation:
     def check(self, output: Any, ctx: Context) -> Outcome | None:
         """The outcome, or None for a rubric (the judge decides it)."""
         kind = self.kind
+        if kind in _ON_ANSWER:  # most kinds: read the answer, compare
+            try:
+                return self._compare(self.target(output), ctx)
+            except _Missing as exc:
+                return Outcome(self.name, kind, "error", reason=str(exc))
         try:
             if kind == "max_cost":
                 limit = float(self.raw[kind])
@@ -393,6 +419,9 @@ class Expectation:
             ok = _equal(got, expected)
             return self._done(ok, expected, got, "" if ok else "not equal")
         if kind == "one_of":
+            fixed = self.choices
+            if fixed is not None and type(got) is str and got.strip() in fixed:  # constant text choices
+                return self._done(True, list(fixed), got)
             choices = [v.get(ctx) for v in self.values]
             ok = any(_equal(got, c) for c in choices)
             return self._done(ok, choices, got, "" if ok else "not one of the choices")
@@ -416,16 +445,18 @@ class Expectation:
             ok = self.pattern.search(_text(got)) is not None
             return self._done(ok, self.pattern.pattern, got, "" if ok else "no match")
         if kind == "json_schema":
-            from orchestrate.workflow.schema import check_instance
-
             value = got
             if isinstance(value, str):
                 try:
                     value = json.loads(value)
                 except ValueError:
                     return self._done(False, "JSON", got, "not JSON")
-            assert self.schema is not None
-            problem = check_instance(value, self.schema)
+            if self.checker is None:  # made on first use, then kept: a dataset checks it every row
+                from orchestrate.workflow.schema import instance_checker
+
+                assert self.schema is not None
+                self.checker = instance_checker(self.schema)
+            problem = self.checker(value)
             return self._done(problem is None, "matches the schema", got, problem or "")
         if kind == "approx":
             assert self.value is not None
@@ -445,9 +476,21 @@ class Expectation:
     def _cel(self, got: Any, ctx: Context) -> Outcome:
         from orchestrate.workflow.expressions import ExpressionError
 
-        variables: dict[str, Any] = {**ctx.inputs, "inputs": dict(ctx.inputs), "row": dict(ctx.row), "output": got}
-        for name, output in ctx.outputs.items():
-            variables.setdefault(name, {"output": None if output is None else output_value(output)})
+        # Only the names the condition reads are made CEL values: converting every input, the row
+        # and every agent's output for each evaluation cost more than the evaluation itself.
+        variables: dict[str, Any] = {}
+        for name in self.reads:
+            if name == "output":
+                variables[name] = got
+            elif name == "inputs":
+                variables[name] = dict(ctx.inputs)
+            elif name == "row":
+                variables[name] = dict(ctx.row)
+            elif name in ctx.inputs:
+                variables[name] = ctx.inputs[name]
+            elif name in ctx.outputs:
+                output = ctx.outputs[name]
+                variables[name] = {"output": None if output is None else output_value(output)}
         try:
             ok = self.condition.evaluate(variables)
         except ExpressionError as exc:

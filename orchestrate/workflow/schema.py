@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -25,6 +25,7 @@ from jsonschema.exceptions import ValidationError, best_match  # type: ignore[im
 
 __all__ = [
     "check_instance",
+    "instance_checker",
     "check_schema",
     "report_problem",
     "misspelled_keys",
@@ -114,12 +115,21 @@ def check_schema(schema: Any) -> tuple[str, tuple[str | int, ...]] | None:
 
 def check_instance(instance: Any, schema: dict[str, Any]) -> str | None:
     """None if `instance` satisfies `schema`, else a one-line reason naming where."""
+    return instance_checker(schema)(instance)
+
+
+def instance_checker(schema: dict[str, Any]) -> Callable[[Any], str | None]:
+    """`check_instance` for one schema, its validator made once (an expectation checks every row)."""
     validator = _validator_for(json.dumps(schema, sort_keys=True))
-    error = best_match(validator.iter_errors(instance))
-    if error is None:
-        return None
-    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
-    return f"{'$' + where if where else 'the answer'}: {error.message}"
+
+    def check(instance: Any) -> str | None:
+        error = best_match(validator.iter_errors(instance))
+        if error is None:
+            return None
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+        return f"{'$' + where if where else 'the answer'}: {error.message}"
+
+    return check
 
 
 @lru_cache(maxsize=4)
