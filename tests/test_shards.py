@@ -222,3 +222,41 @@ def test_the_github_example_runs_a_matrix_of_automatic_shards_and_merges_them() 
     # The names its matrix gives the shards match the folders --shard auto makes.
     (merge_run,) = [step["run"] for step in merge["steps"] if "orchestrate merge" in str(step.get("run"))]
     assert f"-of-{len(strategy['matrix']['shard'])}" in merge_run
+
+
+def test_plan_with_shard_auto_gives_this_shards_rows_and_cost_beside_all_shards(tmp_path: Path) -> None:
+    (tmp_path / "rows.jsonl").write_text("".join(f'{{"invoice": "INV-{i:04d}"}}\n' for i in range(20)))
+    (tmp_path / "inv.yaml").write_text(
+        "name: invoices\ninputs:\n  invoice: {type: string}\nprices:\n  gpt-4o-mini: {input: 1, output: 1}\n"
+        "defaults:\n  llm_config: {model: gpt-4o-mini, max_tokens: 100}\n"
+        "agents:\n  - {name: check, module: Finance, prompt_template: 'Check invoice {invoice}.'}\n"
+    )
+    cloud_run = {"CLOUD_RUN_TASK_INDEX": "1", "CLOUD_RUN_TASK_COUNT": "4"}
+    args = ("plan", "inv.yaml", "--data", "rows.jsonl", "--shard", "auto")
+    shown = orchestrate(*args, "--json", cwd=tmp_path, env=cloud_run)
+    assert shown.returncode == 0, shown.stderr
+    plan = json.loads(shown.stdout)
+    assert plan["shard"] == {"index": 2, "count": 4, "source": "CLOUD_RUN_TASK_INDEX=1 (Cloud Run job)"}
+    assert plan["rows"] == 5 and plan["all_shards"]["rows"] == 20
+    # Rows of one shape: this shard's bounds are a quarter of every shard's.
+    assert plan["all_shards"]["max_cost"] == pytest.approx(4 * plan["max_cost"], rel=1e-3)
+    assert plan["all_shards"]["min_cost"] == pytest.approx(4 * plan["min_cost"], rel=1e-3)
+    text = orchestrate(*args, cwd=tmp_path, env=cloud_run)
+    assert text.returncode == 0, text.stderr
+    first = text.stdout.splitlines()[0]
+    assert first.startswith("shard 2 of 4 (CLOUD_RUN_TASK_INDEX=1 (Cloud Run job)): 5 of the 20 rows; all 4 shards:")
+    assert "invoices: 5 rows to run" in text.stdout
+    # Kubernetes sets no count: --shards gives it; --dry-run plans the same way.
+    k8s = orchestrate(*args, "--shards", "5", "--json", cwd=tmp_path, env={"JOB_COMPLETION_INDEX": "4"})
+    assert k8s.returncode == 0 and json.loads(k8s.stdout)["shard"]["index"] == 5, k8s.stderr
+    dry = orchestrate(
+        "run", "inv.yaml", "--dry-run", "--data", "rows.jsonl", "--shard", "auto", cwd=tmp_path, env=cloud_run
+    )
+    assert dry.returncode == 0 and dry.stdout == text.stdout, dry.stderr
+    # No platform variable: the same refusal as run's, exit 2.
+    none = orchestrate(*args, cwd=tmp_path)
+    assert (
+        none.returncode == 2 and "no shard index in the environment" in none.stderr and "Traceback" not in none.stderr
+    )
+    stray = orchestrate("plan", "inv.yaml", "--data", "rows.jsonl", "--shard", "1/2", "--shards", "2", cwd=tmp_path)
+    assert stray.returncode == 2 and "--shards N goes with --shard auto" in stray.stderr

@@ -61,7 +61,21 @@ def plan(
         str | None, typer.Option("--key", metavar="COLUMN", help="The column that identifies a row.")
     ] = None,
     shard: Annotated[
-        str | None, typer.Option("--shard", metavar="K/N", help="Only the rows whose index modulo N is K-1.")
+        str | None,
+        typer.Option(
+            "--shard",
+            metavar="K/N|auto",
+            help="Only the rows whose index modulo N is K-1; auto: the shard the platform gives, as run --shard auto.",
+        ),
+    ] = None,
+    shards: Annotated[
+        int | None,
+        typer.Option(
+            "--shards",
+            metavar="N",
+            min=1,
+            help="With --shard auto: the number of shards where the platform does not say (a Kubernetes Job's completions).",
+        ),
     ] = None,
     repeat: Annotated[
         int,
@@ -76,6 +90,7 @@ def plan(
       orchestrate plan workflows/ --budget 0.50
       orchestrate plan close.yaml --input period=2026-11 --format json
       orchestrate plan screen.yaml --data vendors.jsonl --budget 20
+      orchestrate plan screen.yaml --data vendors.jsonl --shard auto --shards 8
     """
     from orchestrate.cli.common import parse_inputs
 
@@ -83,6 +98,10 @@ def plan(
     files = workflow_files(paths)
     if data is not None and len(files) != 1:
         fail("--data takes exactly one workflow file")
+    if (shard is not None or shards is not None) and data is None:
+        fail("--shard and --shards need --data")
+    if shards is not None and (shard or "").strip().lower() != "auto":
+        fail("--shards N goes with --shard auto (--shard K/N names the count itself)")
     print_plans(
         files,
         parse_inputs(input_pairs or [], inputs_file),
@@ -93,6 +112,7 @@ def plan(
         data=data,
         key=key,
         shard=shard,
+        shards=shards,
         repeat=repeat,
     )
 
@@ -107,26 +127,67 @@ def print_batch_plan(
     budget: float | None,
     as_json: bool,
     repeat: int = 1,
+    shards: int | None = None,
 ) -> None:
-    """The least and most a batch over `data` can cost (every row checked and planned)."""
+    """The least and most a batch over `data` can cost (every row checked and planned).
+
+    Sharded (``--shard K/N`` or ``--shard auto``), the figures are this shard's,
+    followed by the whole dataset's over every shard.
+    """
+    import os
+
     from orchestrate.app.dataset import open_dataset
     from orchestrate.money.costs import CostConfig, CostTracker
     from orchestrate.money.planning import plan_batch
-    from orchestrate.workflow.dataset import parse_shard
+    from orchestrate.run.shards import resolve_shard, shard_from_environment
+    from orchestrate.workflow.dataset import Dataset
 
-    template, dataset, spooled = open_dataset(file, data, inputs, key=key, shard=parse_shard(shard) if shard else None)
+    pair, source = resolve_shard(shard, shards, os.environ)
+    if source is not None:  # --shard auto: the variable and platform it came from
+        source = shard_from_environment(os.environ, shards).source
+    template, dataset, spooled = open_dataset(file, data, inputs, key=key, shard=pair)
+    whole = None
     try:
         tracker = CostTracker(CostConfig())
         if template.prices:
             tracker.add_prices(template.prices)
         plan = plan_batch(template, dataset, tracker, budget=budget, repeat=repeat)
+        if pair is not None:  # every shard: each runs with its own --budget, so the whole is not capped by one
+            every = Dataset(
+                dataset.path,
+                workflow_name=dataset.workflow_name,
+                declared=dataset.declared,
+                shared=dataset.shared,
+                key=dataset.key,
+                label=dataset.label,
+                columns=dataset.columns,
+            )
+            whole = plan_batch(template, every, tracker, budget=None, repeat=repeat)
     finally:
         if spooled is not None:
             spooled.unlink(missing_ok=True)
     if as_json:
-        print_json("dataset_plan", plan.to_dict())
+        document = plan.to_dict()
+        if pair is not None and whole is not None:
+            document["shard"] = {"index": pair[0], "count": pair[1], "source": source}
+            document["all_shards"] = {
+                "rows": whole.rows,
+                "invalid_rows": whole.invalid_rows,
+                "min_cost": round(whole.min_cost, 6),
+                "max_cost": round(whole.max_cost, 6),
+            }
+        print_json("dataset_plan", document)
         return
     from orchestrate.money.amounts import usd
+
+    if pair is not None and whole is not None:
+        where = source or f"--shard {pair[0]}/{pair[1]}"
+        sys.stdout.write(
+            f"shard {pair[0]} of {pair[1]} ({where}): {plan.rows} of the {whole.rows} rows; "
+            f"all {pair[1]} shards: at least {usd(whole.min_cost)}, at most {usd(whole.max_cost)}"
+            + (f" (each shard's --budget ${budget:.2f} is its own)" if budget is not None else "")
+            + "\nthis shard:\n"
+        )
 
     ceiling = " (the dataset budget binds)" if plan.budget_binds else ""
     budget_text = f"; dataset budget ${plan.budget:.2f}" if plan.budget is not None else "; no dataset budget"
@@ -156,11 +217,20 @@ def print_plans(
     data: str | None = None,
     key: str | None = None,
     shard: str | None = None,
+    shards: int | None = None,
     repeat: int = 1,
 ) -> None:
     if data is not None:
         print_batch_plan(
-            files[0], inputs, data=data, key=key, shard=shard, budget=budget, as_json=as_json, repeat=repeat
+            files[0],
+            inputs,
+            data=data,
+            key=key,
+            shard=shard,
+            budget=budget,
+            as_json=as_json,
+            repeat=repeat,
+            shards=shards,
         )
         return
     from orchestrate.money.costs import CostConfig, CostTracker

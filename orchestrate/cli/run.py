@@ -446,6 +446,7 @@ def run(
             data=data,
             key=key,
             shard=shard,
+            shards=shards,
         )
         return
     dataset = None
