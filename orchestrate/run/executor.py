@@ -39,6 +39,7 @@ from orchestrate.llm.providers import infer_provider
 from orchestrate.llm.residency import outside
 from orchestrate.money.costs import CostTracker, Reservation, agent_key
 from orchestrate.money.rate_limit import RateLimiterRegistry
+from orchestrate.redaction import redact
 from orchestrate.run.events import Event, EventType
 from orchestrate.run.failures import FailureHandler, RetryPolicy
 from orchestrate.run.prompt_cache import PromptCaching
@@ -317,7 +318,7 @@ class AgentExecutor:
                     raise guard_exit(raw) from None
             except Exception as exc:  # the function failed: an attempt, maybe retried
                 result.status = AgentStatus.FAILED
-                result.error = f"{function_path} raised {type(exc).__name__}: {exc}"
+                result.error = redact(f"{function_path} raised {type(exc).__name__}: {exc}")
                 meta["retriable"] = True
                 if not self.failures.handle_failure(agent, result, policy):
                     return
@@ -338,7 +339,8 @@ class AgentExecutor:
             try:
                 if nests_too_deep(value):
                     raise ValueError(f"it nests deeper than {MAX_DEPTH} levels")
-                text = json.dumps(value, ensure_ascii=False, sort_keys=True, allow_nan=False)
+                # What a step returns reaches result.json, the journal, the reports and later prompts: never a key.
+                text = redact(json.dumps(value, ensure_ascii=False, sort_keys=True, allow_nan=False))
             except (TypeError, ValueError, RecursionError) as exc:
                 problem = f"{function_path} returned a value that is not JSON ({exc})"
             else:

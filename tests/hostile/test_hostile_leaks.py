@@ -299,3 +299,34 @@ def test_the_scrubber_hides_every_credential_variable_and_url_credentials(monkey
     assert text == "pw ***; timeout a-long-harmless-value; to https://***@h.example/x"
     assert scrub_url("https://tok3n@collector.example:4318/v1") == "https://***@collector.example:4318/v1"
     assert os.environ["ERP_TIMEOUT"] in redact(os.environ["ERP_TIMEOUT"])
+
+
+def test_a_code_step_that_returns_or_raises_a_key_leaks_it_nowhere(tmp_path: Path) -> None:
+    (tmp_path / "erp_steps.py").write_text(
+        "import os\n\n"
+        "def fetch():\n    return {'vendor': 'Acme', 'token': os.environ['ERP_API_TOKEN']}\n\n"
+        "def post(vendor):\n    raise RuntimeError(f\"login {os.environ['ERP_API_TOKEN']} refused for {vendor}\")\n"
+    )
+    agents = [
+        {"name": "fetch", "module": "Finance", "function": "erp_steps:fetch"},
+        {
+            "name": "post",
+            "module": "Finance",
+            "dependencies": ["fetch"],
+            "max_retries": 0,
+            "function": "erp_steps:post",
+            "arguments": {"vendor": "{fetch.output.vendor}"},
+        },
+    ]
+    path = workflow_file(tmp_path, agents=agents, allow_partial_completion=True)
+    done = orchestrate(
+        "run", str(path), "--simulate", "-o", "runs", "--junit", "reports/junit.xml",
+        "--summary", "reports/summary.md", cwd=tmp_path, env={"ERP_API_TOKEN": SECRET},
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr  # fetch completed, post failed
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    result = json.loads((run_dir / "result.json").read_text())
+    outputs = {a["agent_id"]: a for a in result["agents"]}
+    assert outputs["fetch"]["output"]["json"] == {"vendor": "Acme", "token": "***"}
+    assert "login *** refused for Acme" in outputs["post"]["error"]
+    assert _leaks(done, tmp_path / "runs", tmp_path / "reports") == []
