@@ -1,8 +1,8 @@
 """Every JSON document a run writes matches a schema the package ships in `schemas/`.
 
 Runs each kind of run as a user does (simulated, so offline): a workflow run with expectations, a
-dataset run with expectations, a run that waits for an approval and its resume once approved, and a
-resumed dataset run; then validates every JSON and JSON Lines file in every run folder against the
+dataset run with expectations, a run that waits for an approval and its resume once approved, a
+resumed dataset run, and a run through a provider batch API (against `tests/fake_batch.py`); then validates every JSON and JSON Lines file in every run folder against the
 schema its name (and `kind`) calls for. A file no schema covers fails the test: a new file a run
 writes needs its schema.
 """
@@ -17,6 +17,7 @@ from typing import Any
 import jsonschema
 
 from tests.cli import orchestrate
+from tests.fake_batch import FakeBatchProvider, FakeClock
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = ROOT / "schemas"
@@ -28,6 +29,7 @@ BY_NAME = {
     "evaluation.json": "evaluation",
     "baseline.json": "evaluation",
     "approvals.json": "approvals",
+    "batches.json": "batches",
     "results.jsonl": "dataset_row",
     "rows.jsonl": "row_result",
     "calls.jsonl": "call",
@@ -103,6 +105,21 @@ def test_every_json_file_of_every_kind_of_run_matches_its_schema(tmp_path: Path)
     again = orchestrate("run", "--resume", str(dataset), cwd=tmp_path)
     assert again.returncode in (0, 3, 5), again.stderr
 
+    with FakeBatchProvider(FakeClock(), validate_s=0.0, process_s=0.0, finalize_s=0.0) as server:
+        flow = tmp_path / "batch_invoices.yaml"
+        flow.write_text(
+            "name: batch_invoices\ndefaults:\n  module: Finance\n"
+            f"  llm_config: {{model: gpt-4o-mini, base_url: '{server.url}/v1', max_tokens: 40}}\nagents:\n"
+            "  - {name: extract, prompt_template: 'Extract the total of invoice 7.'}\n"
+            "  - {name: check, dependencies: [extract], prompt_template: 'Check {extract.output}'}\n"
+        )
+        batched = orchestrate(
+            "run", str(flow), "-o", str(runs), "--provider-batch", "--batch-window", "0.05", "--batch-poll-max", "0.2",
+            cwd=tmp_path, env={"OPENAI_API_KEY": "sk-test-schemas-0123456789"},
+        )  # fmt: skip
+        assert batched.returncode == 0, batched.stderr
+        assert server.submissions == 2
+
     problems: list[str] = []
     covered: set[str] = set()
     for folder in sorted(p for p in runs.iterdir() if p.is_dir()):
@@ -114,7 +131,7 @@ def test_every_json_file_of_every_kind_of_run_matches_its_schema(tmp_path: Path)
     # Every kind of document was met at least once (so the mapping above is exercised, not vacuous).
     assert covered >= {
         "invocation", "result", "cost", "dataset_run", "evaluation", "dataset_row", "row_result", "call", "event",
-        "audit_entry", "approvals",
+        "audit_entry", "approvals", "batches",
     }  # fmt: skip
 
 
