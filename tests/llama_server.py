@@ -8,8 +8,6 @@ fail in CI (``CI=true``), where ``.ci/run`` installs the extra.
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import socket
 import subprocess
 import sys
@@ -17,7 +15,8 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
+
+from tests.needs import need
 
 __all__ = ["MODEL", "LlamaServer", "need_llama_cpp"]
 
@@ -25,13 +24,8 @@ MODEL = "tiny-llama"
 
 
 def need_llama_cpp() -> None:
-    """Skip (fail in CI) when llama-cpp-python or gguf is not installed."""
-    missing = [name for name in ("llama_cpp", "gguf") if importlib.util.find_spec(name) is None]
-    if missing:
-        why = f"{' and '.join(missing)} not installed: pip install -e '.[llama]' (builds llama.cpp, minutes)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(why)
-        pytest.skip(why)
+    """Skip (fail in CI) when llama-cpp-python or gguf is not installed (it builds llama.cpp: minutes)."""
+    need("llama_cpp", "gguf", extra="test,llama")
 
 
 def _free_port() -> int:

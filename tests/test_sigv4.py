@@ -6,17 +6,16 @@ from __future__ import annotations
 import datetime
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 
 from orchestrate.errors import AuthenticationError
 from orchestrate.llm.bedrock import BedrockClient
 from orchestrate.llm.providers import ClientPool
 from orchestrate.llm.sigv4 import AwsCredentials, sign
 from tests.fake_bedrock import FakeBedrock
+from tests.needs import need
 
 ACCESS = "AKIAIOSFODNN7EXAMPLE"
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY-SECRET"
@@ -25,15 +24,18 @@ PROFILE = "eu.anthropic.claude-sonnet-4-5-20250929-v1:0"
 WHEN = datetime.datetime(2026, 12, 3, 17, 4, 59, tzinfo=datetime.UTC)
 
 
+@pytest.fixture(autouse=True)
+def _botocore() -> None:
+    need("botocore")  # the oracle, and the fake runtime's signature check
+
+
 def botocore_headers(
-    url: str,
-    headers: dict[str, str],
-    body: bytes,
-    credentials: Credentials,
-    region: str,
-    monkeypatch: pytest.MonkeyPatch,
+    url: str, headers: dict[str, str], body: bytes, credentials: Any, region: str, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, str]:
     """What botocore's SigV4Auth sends for the same request at the same time."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
     monkeypatch.setattr("botocore.auth.get_current_datetime", lambda: WHEN.replace(tzinfo=None))
     request = AWSRequest(method="POST", url=url, data=body, headers=dict(headers))
     SigV4Auth(credentials, "bedrock", region).add_auth(request)
@@ -65,6 +67,8 @@ def test_every_header_equals_botocores_for_the_same_request_time_and_credentials
         service="bedrock",
         now=WHEN,
     )
+    from botocore.credentials import Credentials
+
     theirs = botocore_headers(url, headers, body, Credentials(ACCESS, SECRET, token), "eu-central-1", monkeypatch)
     assert ours == theirs
     assert ours["X-Amz-Date"] == "20261203T170459Z"

@@ -14,12 +14,14 @@ from orchestrate.errors import AuthenticationError
 from orchestrate.llm.compatible import VertexClient
 from tests.fake_google_token import ACCOUNT, FakeGoogleToken
 from tests.fake_provider import FakeProvider, Fault
+from tests.needs import need
 
 MODEL = "google/gemini-2.5-flash"
 
 
 @pytest.fixture
 def token_endpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGoogleToken]:
+    need("google.auth", "cryptography")  # orchestrate[gcp]'s library, and the token endpoint's RSA check
     with FakeGoogleToken() as fake:
         monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(fake.key_file(tmp_path)))
         yield fake
