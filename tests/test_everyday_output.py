@@ -61,3 +61,31 @@ def test_a_run_with_code_steps_leaves_no_pycache_beside_the_workflow(tmp_path: P
     )
     assert done.returncode == 0, done.stderr
     assert not list((tmp_path / "workflows").rglob("__pycache__"))
+
+
+BAD = """\
+name: bad
+timeout: 10m
+agents:
+  - name: summarize
+    module: Finance
+    prompt_template: Sum up.
+    llm_config: {model: gpt-4o-mini}
+  - name: notify
+    module: Finance
+    dependencies: [summarize]
+    when: "{summarize.output.all_matched} == false"
+    prompt_template: {summarize.output}
+    llm_config: {model: gpt-4o-mini}
+"""
+
+
+def test_workflow_language_mistakes_get_their_fix(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text(BAD, encoding="utf-8")
+    done = orchestrate("validate", "bad.yaml", cwd=tmp_path)
+    assert done.returncode == 2
+    out = done.stdout + done.stderr
+    assert "= help: timeout is a number of seconds, without a unit: timeout: 600" in out
+    assert "= help: conditions are CEL without braces: summarize.output.all_matched == false" in out
+    assert '= help: quote a value that starts with {: prompt_template: "{summarize.output}"' in out
+    assert out.count("bad.yaml:11:") == 1  # one diagnostic for the condition, not a pair

@@ -295,7 +295,10 @@ def _when(ctx: _Context, i: int, agent: dict[str, Any]) -> list[Problem]:
         condition = compile_condition(text)
     except ExpressionError as exc:
         line, col = _expression_position(ctx, where, text, exc.line, exc.column)
-        return [Problem(ctx.located.file, line, col, f"agent {name!r}: when: {exc}", f"agents[{i}].when")]
+        hint = ""
+        if "{" in text:  # a template's braces: a condition is CEL, written bare
+            hint = f"conditions are CEL without braces: {text.replace('{', '').replace('}', '').strip()}"
+        return [Problem(ctx.located.file, line, col, f"agent {name!r}: when: {exc}", f"agents[{i}].when", hint=hint)]
     problems = []
     ups = ctx.upstream.get(name, set())
     for use in condition.names:

@@ -219,7 +219,9 @@ def _message(error: ValidationError) -> tuple[str, str]:
     if kind == "type":
         expected = error.validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
-        return (f"{name}: expected {expected}, got {_type_name(value)} {_short(value)}"), ""
+        return (f"{name}: expected {expected}, got {_type_name(value)} {_short(value)}"), _type_hint(
+            error, expected, value
+        )
     if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         words = {
             "minimum": "at least",
@@ -248,6 +250,34 @@ def _message(error: ValidationError) -> tuple[str, str]:
     if kind == "uniqueItems":
         return (f"{name}: has duplicate items"), ""
     return (f"{name}: {error.message}"), ""
+
+
+_SECONDS = ("timeout", "request_timeout", "base_delay", "max_delay", "lease_seconds")
+
+
+def _type_hint(error: ValidationError, expected: str, value: Any) -> str:
+    """The usual cause of a wrong type, with the fix: an unquoted ``{...}`` that YAML read as a
+    mapping, or a duration written with a unit where seconds are counted."""
+    key = str(error.absolute_path[-1]) if error.absolute_path else ""
+    if "string" in expected and isinstance(value, dict) and len(value) == 1 and next(iter(value.values())) is None:
+        inner = next(iter(value))
+        return f'quote a value that starts with {{: {key}: "{{{inner}}}"' if key else "quote a value that starts with {"
+    if key in _SECONDS and isinstance(value, str):
+        seconds = _as_seconds(value)
+        shown = f"{key}: {seconds:g}" if seconds is not None else f"{key}: 600"
+        return f"{key} is a number of seconds, without a unit: {shown}"
+    return ""
+
+
+def _as_seconds(text: str) -> float | None:
+    """``'10m'`` -> 600, ``'90s'`` -> 90, ``'1h'`` -> 3600; None when it is not one of those."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|m|min|h)?\s*", text)
+    if match is None:
+        return None
+    factor = {"ms": 0.001, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, None: 1}[match[2]]
+    return float(match[1]) * factor
 
 
 def _type_name(value: Any) -> str:
