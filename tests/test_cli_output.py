@@ -198,5 +198,11 @@ def test_shell_completion_completes_commands_and_choices(
         [sys.executable, "-m", "orchestrate"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
     )
     assert proc.stdout.split() == expected, proc.stderr
-    script = orchestrate("--show-completion", "bash", cwd=tmp_path).stdout
+    # Typer finds the shell among the command's parents: started from bash, as a person does (a test run
+    # started in the background, its shell gone, has none, and the script came out empty).
+    shown = subprocess.run(
+        ["bash", "-c", '"$0" -m orchestrate --show-completion; exit $?', sys.executable],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    script = shown.stdout
     assert "_ORCHESTRATE_COMPLETE=complete_bash" in script and "complete " in script
