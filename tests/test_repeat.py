@@ -17,6 +17,7 @@ import pytest
 from orchestrate.run.evaluation import EvaluationTotals, expectations_failed, repeated
 from tests import cli
 from tests.fake_provider import FakeProvider
+from tests.test_run_folder_schemas import problems_in
 
 KEY = "sk-test-SECRET-0123456789abcdef"
 RESULT_SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "schemas" / "result.schema.json").read_text())
@@ -67,6 +68,7 @@ def test_a_single_run_repeated_reports_its_pass_rate_and_books_every_try(tmp_pat
     assert result["expectations"]["tries"] == 4 and result["expectations"]["tries_passed"] == 2
     assert result["repeat"]["tries"] == 4
     jsonschema.validate(result, RESULT_SCHEMA)
+    assert problems_in(run_dir)[0] == []  # every file of the folder matches its shipped schema
     assert len(costs["calls"]) == 4  # every try's call, in the run's own cost.json
     assert result["total_cost"] == pytest.approx(sum(c["cost"] for c in costs["calls"]))
     assert result["total_cost"] > 3 * result["agents"][0]["cost"]
@@ -132,6 +134,7 @@ def test_a_dataset_repeated_reports_pass_k_per_case_and_expectation(tmp_path: Pa
     shown = cli.orchestrate("show", str(run_dir), cwd=tmp_path)
     assert "pass^3 1/3 case(s)" in shown.stdout, shown.stdout + shown.stderr
     assert "pass^3" in (run_dir / "report.html").read_text()
+    assert problems_in(run_dir)[0] == []  # results.jsonl, rows.jsonl, evaluation.json with the tries
     lenient = orchestrate(*common, "--min-pass-rate", "0.3", "-o", "lenient", cwd=tmp_path)
     assert lenient.returncode == 0, lenient.stdout + lenient.stderr
 
