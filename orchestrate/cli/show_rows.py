@@ -55,7 +55,9 @@ def _counts(folder: Path, path: str, fmt: str) -> None:
             return
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow([path, "rows"])
-        writer.writerows([o.value, o.rows] for o in outcomes)
+        from orchestrate.cells import formula_safe
+
+        writer.writerows([formula_safe(o.value), o.rows] for o in outcomes)
         return
     from orchestrate.observe.tables import Column, build_table, plain_console
 

@@ -167,3 +167,22 @@ def test_csv_junit_and_markdown_hold_hostile_keys(tmp_path: Path) -> None:
         assert len(cells) == 6, line  # | key | line | status | error | -> 4 cells between 5 pipes
     assert "<script>" not in summary and "<b>" not in summary and "&lt;script&gt;" in summary
     _clean_terminal_text(summary)
+
+
+def test_rows_counted_by_a_hostile_output_are_not_formulas(tmp_path: Path) -> None:
+    (tmp_path / "echo_steps.py").write_text("def echo(vendor):\n    return {'name': vendor}\n")
+    (tmp_path / "echo.yaml").write_text(
+        "name: echo\ncost_budget: 1.0\ninputs:\n  vendor: {type: string}\n"
+        "outputs:\n  name: '{echo.output.name}'\n"
+        "agents:\n  - name: echo\n    module: Finance\n    function: 'echo_steps:echo'\n"
+        "    arguments: {vendor: '{vendor}'}\n"
+    )
+    data = tmp_path / "vendors.jsonl"
+    data.write_text("".join(json.dumps({"vendor": v}) + "\n" for v in VENDORS[:5]))
+    done = orchestrate("run", "echo.yaml", "--data", str(data), "--key", "vendor", "-o", "runs", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    counted = orchestrate("show", str(run_dir), "--by", "name", "--format", "csv", cwd=tmp_path)
+    assert counted.returncode == 0, counted.stderr
+    assert _formula_cells(counted.stdout) == [], counted.stdout
+    assert "'@SUM(1+1)" in {row[0] for row in csv.reader(io.StringIO(counted.stdout))}
