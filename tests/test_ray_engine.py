@@ -142,6 +142,18 @@ def test_rows_run_on_ray_workers_and_a_killed_workers_rows_run_elsewhere(
     assert shown["spent"] == pytest.approx(total, abs=1e-9) and shown["spent"] <= shown["limit"]
     result = json.loads((folder / "result.json").read_text())
     assert result["counts"] == {"completed": ROWS} and (folder / "report.html").exists()
+    # The run says a worker died, and where the calls it never reported can be seen.
+    assert f"1 Ray worker(s) died mid-run ({victim})" in err
+    assert f"orchestrate budget reconcile {scope} {Path('out') / folder.name} --state URL" in err
+    assert redis_server.url not in err
+    reconciled = subprocess.run(
+        [sys.executable, "-m", "orchestrate", "budget", "reconcile", scope, str(folder), "--state", url]
+        + ["--state-namespace", namespace, "--json"],
+        cwd=tmp_path, env=_env({}), capture_output=True, text=True,
+    )  # fmt: skip
+    assert reconciled.returncode == 0, reconciled.stderr
+    found = json.loads(reconciled.stdout)  # the command the warning names, run on this folder
+    assert found["expected_spent"] == pytest.approx(total, abs=1e-9) and found["drift"] == pytest.approx(0, abs=1e-9)
 
 
 def _progress(stderr: str) -> list[str]:

@@ -433,7 +433,7 @@ class _DatasetSession:
             rows=self.total_rows,
             exit_code=exit_code(for_status(status), [document["expectations"]], fail_on_expect=inv.fail_on_expect),
             open_batches=list(ledger.still_open) if ledger is not None else None,
-            warnings=closing_warnings(engine),
+            warnings=closing_warnings(engine) + (runner.dead_worker_notes(run_dir) if spec.engine == "ray" else []),
             halted=halted,
         )
         if received is not None:

@@ -321,6 +321,26 @@ class RayRunner:
                     outcome = RowOutcome(row.key, _failed_copy(_template(self), row, str(exc)), [], "failed", name)
                 self._tell("row_finished", row, outcome.workflow, outcome.records, outcome.status)
 
+    def dead_worker_notes(self, run_dir: Path) -> list[str]:
+        """Closing lines when workers died: their rows ran again, and what only `reconcile` can show."""
+        if not self.dead:
+            return []
+        rows = len(self.retried)
+        lines = [
+            f"warning: {len(self.dead)} Ray worker(s) died mid-run ({', '.join(self.dead)}); their "
+            f"{rows} row(s) in flight ran again on other workers, each recorded once"
+        ]
+        scope = self.spec.budget_scope
+        if scope is not None:
+            most = len(self.dead) * self.spec.max_calls
+            lines.append(
+                f"warning: calls a dead worker had been answered for but had not reported (at most {most}, its "
+                f"calls in flight) were paid and are booked in budget scope {scope!r}, but are not in "
+                f"{run_dir / 'cost.json'}; see the difference with: orchestrate budget reconcile {scope} "
+                f"{run_dir} --state URL"
+            )
+        return lines
+
     def _lost(self, name: str) -> None:
         if self.actors.pop(name, None) is None:
             return
