@@ -216,3 +216,19 @@ async def test_the_engine_never_asks_a_judge_outside_the_residency(monkeypatch: 
     (outcome,) = document["outcomes"]
     assert outcome["status"] == "error"
     assert outcome["reason"] == "judge failed: openai gpt-4o-mini is routed globally, outside residency eu; not called"
+
+
+def test_eval_judge_refuses_a_workflow_whose_judge_is_outside_the_residency(tmp_path: Path) -> None:
+    from tests.cli import orchestrate
+
+    (tmp_path / "w.yaml").write_text("name: w\ndefaults: {module: Finance}\nagents:\n" + JUDGED)
+    ran = orchestrate("run", "w.yaml", "--simulate", "--output-dir", "runs", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    (tmp_path / "eu.yaml").write_text("name: w\nresidency: eu\ndefaults: {module: Finance}\nagents:\n" + JUDGED)
+    proc = orchestrate("eval", str(run_dir), "--workflow", "eu.yaml", "--judge", "--budget", "1", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "eu.yaml:10:24: agent 'a': expect: judge openai gpt-4o-mini is routed globally, outside residency eu" in (
+        proc.stderr
+    )
+    assert "Traceback" not in proc.stderr

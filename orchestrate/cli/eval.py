@@ -108,14 +108,6 @@ def eval_command(
     evaluator = Evaluator(template)
     if judge and evaluator.needs_judge and budget is None and not simulate:
         fail("--judge needs --budget USD: the ceiling over the judges' calls")
-    if judge and evaluator.needs_judge:
-        from orchestrate.errors import UserInputError
-        from orchestrate.llm.residency import apply_residency
-
-        try:
-            apply_residency(template, judges=evaluator.judges())  # a judge outside it is never asked
-        except UserInputError as exc:
-            fail(str(exc))
     engine = (
         _engine(template, evaluator, simulate=simulate, answers=answers) if judge and evaluator.needs_judge else None
     )
