@@ -295,7 +295,13 @@ def print_plans(
             build_table(columns, rows, width=console.width if interactive else None, title=Text(f"{p.workflow}: plan"))
         )
         console.print(Text(f"critical path: {' -> '.join(p.critical_path)}"))
-        console.print(Text(f"estimated time: {p.estimated_seconds:.1f}s (at ~100 output tokens/s)"))
+        paced = p.paced_by
+        why = (
+            f"paced by {paced['limit']} {paced['rate']} ({paced['source']}): {paced['calls']} calls"
+            if paced
+            else "at ~100 output tokens/s"
+        )
+        console.print(Text(f"estimated time: {p.estimated_seconds:.1f}s ({why})"))
         ceiling = " (the budget binds)" if p.budget_binds else ""
         cache = ""
         if p.cacheable_agents:

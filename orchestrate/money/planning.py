@@ -73,6 +73,8 @@ class Plan:
     max_cost: float
     budget: float
     budget_binds: bool
+    # The rate limit that makes the run longer than its graph, when one does (see `pacing`).
+    paced_by: dict[str, Any] | None = None
 
     @property
     def cacheable_agents(self) -> int:
@@ -94,6 +96,8 @@ class Plan:
                 "min_cost_no_hits": round(none, 6),
                 "min_cost_all_hits": round(every, 6),
             }
+        if self.paced_by is not None:
+            extra["paced_by"] = self.paced_by
         return extra | {
             "workflow": self.workflow,
             "order": [a.name for a in self.agents],
@@ -121,6 +125,57 @@ class Plan:
                 for a in self.agents
             ],
         }
+
+
+def pacing(workflow: Workflow) -> dict[str, Any] | None:
+    """The rate limit that holds the run longest, and for how long, or None when nothing is limited.
+
+    Every call an agent makes at least once (a `foreach` once an item, up to `max_items`) is
+    counted against its provider's limits (a workflow's `rate_limits`, else the default of
+    60 requests a minute) and its model's, if named. Requests a minute are paced, started
+    60/N s apart, so N + 1 calls at N a minute take a minute; tokens a minute (prompt estimate
+    plus `max_tokens`) hold back what does not fit. The simulated provider has no limit unless named.
+    """
+    from orchestrate.llm.providers import PROVIDERS, resolve_provider
+    from orchestrate.money.rate_limit import RateLimitConfig
+
+    calls: dict[str, int] = {}
+    tokens: dict[str, int] = {}
+    for agent in workflow.agents:
+        if agent.is_code_step:
+            continue
+        llm = agent.llm_config
+        n = agent.max_items or 1 if agent.foreach is not None else 1
+        per_call = len(agent.prompt_template.encode()) // 4 + int(llm.get("max_tokens", 1000))
+        for key in {resolve_provider(llm), str(llm.get("model"))}:
+            calls[key] = calls.get(key, 0) + n
+            tokens[key] = tokens.get(key, 0) + n * per_call
+    slowest: dict[str, Any] | None = None
+    for key, count in calls.items():
+        named = workflow.rate_limits.get(key)
+        if named is None and (key == "simulated" or key not in PROVIDERS):
+            continue  # a model is limited only when named; the simulated provider has no quota
+        if isinstance(named, RateLimitConfig):
+            config = named
+        else:
+            config = RateLimitConfig.from_mapping(named, base=RateLimitConfig()) if named else RateLimitConfig()
+        by_requests = (count - 1) * 60.0 / config.requests_per_minute
+        by_tokens = max(0.0, tokens[key] - config.tokens_per_minute) * 60.0 / config.tokens_per_minute
+        seconds = max(by_requests, by_tokens)
+        if seconds > 0 and (slowest is None or seconds > slowest["seconds"]):
+            rate = (
+                f"{config.requests_per_minute}/min"
+                if by_requests >= by_tokens
+                else f"{config.tokens_per_minute:,} tokens/min"
+            )
+            slowest = {
+                "limit": key,
+                "rate": rate,
+                "source": f"rate_limits.{key}" if named else "the default",
+                "calls": count,
+                "seconds": round(seconds, 3),
+            }
+    return slowest
 
 
 def plan_workflow(
@@ -252,11 +307,16 @@ def plan_workflow(
 
     rows += [AgentPlan(**row) for row in judge_rows(workflow, tracker, finish_of, output_retries=output_retries)]
     uncapped = sum(r.max_cost for r in rows)
+    graph_seconds = max(finish_of.values(), default=0.0)
+    paced = pacing(workflow)
+    if paced is not None and paced["seconds"] <= graph_seconds:
+        paced = None  # the limits do not make the run longer than its graph
     return Plan(
         workflow=workflow.name,
         agents=rows,
         critical_path=graph.critical_path(weights),
-        estimated_seconds=max(finish_of.values(), default=0.0),
+        estimated_seconds=paced["seconds"] if paced is not None else graph_seconds,
+        paced_by=paced,
         min_cost=min(sum(r.min_cost for r in rows), workflow.cost_budget),
         max_cost=min(uncapped, workflow.cost_budget),
         budget=workflow.cost_budget,
