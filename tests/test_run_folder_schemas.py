@@ -67,6 +67,8 @@ def problems_in(folder: Path) -> tuple[list[str], set[str]]:
                 (n, json.loads(line)) for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip()
             ]
         name = schema_for(path, documents[0][1] if documents else None)
+        if path.suffix == ".json" and path.name != "approvals.json" and documents[0][1].get("kind") is None:
+            found.append(f"{path}: no kind (every JSON document a run writes says what it is)")
         if name is None:
             found.append(f"{path}: no schema in schemas/ covers this file")
             continue

@@ -160,7 +160,7 @@ def build_cost_document(tracker: CostTracker, workflow_id: str, result_doc: Mapp
     # An Azure deployment is priced as the model it runs (llm_config.price_as).
     priced_as = {r.model: r.metadata["price_as"] for r in records if r.metadata and r.metadata.get("price_as")}
     return {
-        **cost_document_head(result_doc, workflow_id=workflow_id, budget=result_doc.get("cost_budget")),
+        **cost_document_head(result_doc, workflow_id=workflow_id, budget=result_doc.get("cost_budget"), kind="run"),
         "totals": _totals(records, _attr),
         "by_agent": breakdown(records, "agent"),
         "by_model": breakdown(records, "model"),

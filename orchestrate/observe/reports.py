@@ -96,6 +96,7 @@ def result_document(
                 row["metadata"] = {k: v for k, v in meta.items() if k != "usage"}
         agents.append(row)
     document: dict[str, Any] = {
+        "kind": "run",  # a workflow run; a dataset run's result.json is "dataset_run"
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
         "workflow_id": workflow.id,

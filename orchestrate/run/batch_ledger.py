@@ -105,5 +105,5 @@ class BatchLedger:
         return [b for b in self.batches.values() if not b.get("collected")]
 
     def _write(self) -> None:
-        document = {"schema_version": SCHEMA_VERSION, "batches": self.batches}
+        document = {"kind": "batches", "schema_version": SCHEMA_VERSION, "batches": self.batches}
         atomic_write_text(self.path, json.dumps(document, indent=1, sort_keys=True) + "\n")
