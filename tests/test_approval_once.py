@@ -96,6 +96,7 @@ def test_resuming_the_waiting_folder_again_after_an_interrupted_resume_never_pay
     named = second.relative_to(tmp_path)  # as the run was given its folder: -o runs
     assert f"already acted on by the resumed run {named}" in again.stderr
     assert f"resume {named} instead" in again.stderr
+    assert again.stderr.startswith("error: ") and again.stderr.count("\n") == 1 and again.stdout == ""  # said alone
     assert _payments(ledger) == 1
     assert sorted(p for p in (tmp_path / "runs").iterdir()) == sorted([waiting, second])  # no empty folder left
 

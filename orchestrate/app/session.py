@@ -153,6 +153,10 @@ class _Session:
             self.carried = open_batches(inv.resume)
             decided = read_decisions(inv.resume)
         self.decisions = [self._up_front(wf, decided) for wf in workflows]
+        if inv.resume is not None:
+            from orchestrate.run.approvals import check_unclaimed
+
+            check_unclaimed(inv.resume, self._acting_on(inv.resume, self.decisions[0], reuse))
         engine = self._engine(workflows)
         tracing = start_tracing(inv)
         if tracing is not None:
@@ -246,18 +250,24 @@ class _Session:
         self.trails.append(trail)
         return trail
 
-    def _claim(self, resumed: Path, run_dir: Path, decisions: dict[str, Any], reuse: dict[str, Any]) -> None:
-        """The approvals recorded in the resumed folder that this run acts on, claimed once."""
-        from orchestrate.run.approvals import claim_approvals, read_decisions
+    @staticmethod
+    def _acting_on(resumed: Path, decisions: dict[str, Any], reuse: dict[str, Any]) -> list[str]:
+        """The agents this run will run on an approval recorded in the resumed folder."""
+        from orchestrate.run.approvals import read_decisions
 
         recorded = read_decisions(resumed)
-        agents = sorted(
+        return sorted(
             name
             for name, decision in decisions.items()
             if decision.approved and name not in reuse and recorded.get(name) == decision
         )
+
+    def _claim(self, resumed: Path, run_dir: Path, decisions: dict[str, Any], reuse: dict[str, Any]) -> None:
+        """The approvals recorded in the resumed folder that this run acts on, claimed once."""
+        from orchestrate.run.approvals import claim_approvals
+
         try:
-            claim_approvals(resumed, agents, run_dir)
+            claim_approvals(resumed, self._acting_on(resumed, decisions, reuse), run_dir)
         except UserInputError:
             try:
                 run_dir.rmdir()  # made a moment ago, still empty: no folder of a run that never ran

@@ -25,6 +25,7 @@ from orchestrate.fsutil import atomic_write_text
 __all__ = [
     "APPROVALS_FILE",
     "Decision",
+    "check_unclaimed",
     "claim_approvals",
     "current_user",
     "read_decisions",
@@ -117,6 +118,27 @@ def _acted_on(run_dir: Path) -> dict[str, Any]:
     return dict(acted) if isinstance(acted, dict) else {}
 
 
+def check_unclaimed(run_dir: Path, agents: list[str]) -> None:
+    """Refuse at once (before anything is said or made) when one of `agents` was acted on already.
+
+    `claim_approvals` makes the same check under the lock; this one only lets the
+    usual case fail before the run starts.
+    """
+    _refuse_acted_on(run_dir, agents, _acted_on(run_dir))
+
+
+def _refuse_acted_on(run_dir: Path, agents: list[str], acted: dict[str, Any]) -> None:
+    for name in agents:
+        earlier = acted.get(name)
+        if earlier is not None:
+            where = earlier.get("run_dir") if isinstance(earlier, dict) else None
+            at = earlier.get("at") if isinstance(earlier, dict) else None
+            raise UserInputError(
+                f"{run_dir}: the approval of {name!r} was already acted on by the resumed run {where} "
+                f"(at {at}); an approval runs its agent once: resume {where} instead"
+            )
+
+
 def claim_approvals(run_dir: Path, agents: list[str], by_run: Path) -> None:
     """Record that the resumed run `by_run` acts on the approvals of `agents` in `run_dir`: once only.
 
@@ -142,15 +164,7 @@ def claim_approvals(run_dir: Path, agents: list[str], by_run: Path) -> None:
             raise UserInputError(f"{run_dir / APPROVALS_FILE}: cannot be read ({exc})") from None
         acted = document.get("acted_on")
         acted = dict(acted) if isinstance(acted, dict) else {}
-        for name in agents:
-            earlier = acted.get(name)
-            if earlier is not None:
-                where = earlier.get("run_dir") if isinstance(earlier, dict) else None
-                at = earlier.get("at") if isinstance(earlier, dict) else None
-                raise UserInputError(
-                    f"{run_dir}: the approval of {name!r} was already acted on by the resumed run {where} "
-                    f"(at {at}); an approval runs its agent once: resume {where} instead"
-                )
+        _refuse_acted_on(run_dir, agents, acted)
         moment = datetime.now(UTC).isoformat()
         for name in agents:
             acted[name] = {"run_dir": str(by_run), "at": moment}
