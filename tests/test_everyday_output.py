@@ -89,3 +89,17 @@ def test_workflow_language_mistakes_get_their_fix(tmp_path: Path) -> None:
     assert "= help: conditions are CEL without braces: summarize.output.all_matched == false" in out
     assert '= help: quote a value that starts with {: prompt_template: "{summarize.output}"' in out
     assert out.count("bad.yaml:11:") == 1  # one diagnostic for the condition, not a pair
+
+
+def test_a_value_gets_one_diagnostic_not_a_pair(tmp_path: Path) -> None:
+    (tmp_path / "fan.yaml").write_text(
+        "name: fan\ninputs:\n  lines: {type: array, default: [1]}\nagents:\n  - name: check_line\n"
+        "    module: Finance\n    foreach: inputs.lines\n    max_items: 3\n    prompt_template: Check {item}.\n"
+        "    llm_config: {model: gpt-4o-mini}\n",
+        encoding="utf-8",
+    )
+    done = orchestrate("validate", "fan.yaml", cwd=tmp_path)
+    assert done.returncode == 2
+    located = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("fan.yaml:7:")]
+    assert len(located) == 1 and "foreach takes one placeholder" in located[0], located
+    assert "does not match" not in done.stdout + done.stderr

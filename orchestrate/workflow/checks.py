@@ -58,7 +58,14 @@ def check_document(located: Located) -> list[Problem]:
     from orchestrate.workflow.route_checks import route_problems
 
     problems += route_problems(located)
-    return problems
+    return _one_per_value(problems)
+
+
+def _one_per_value(problems: list[Problem]) -> list[Problem]:
+    """A value the schema's pattern refuses (``does not match ^...$``) and a check of ours explains
+    in words is reported once, with the words: never a contradictory pair for one value."""
+    explained = {(p.line, p.column) for p in problems if " does not match " not in p.message}
+    return [p for p in problems if " does not match " not in p.message or (p.line, p.column) not in explained]
 
 
 def _non_finite(located: Located) -> list[Problem]:
