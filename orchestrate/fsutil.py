@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 __all__ = [
+    "MAX_RESULT_BYTES",
     "NotRegularFileError",
     "TooLargeError",
     "atomic_write_chunks",
@@ -45,6 +46,9 @@ __all__ = [
 ]
 
 _CHUNK = 1 << 16
+
+# The most a reader takes of a run's result.json (a 5,000-agent run writes a few MB).
+MAX_RESULT_BYTES = 256 << 20
 
 
 class TooLargeError(ValueError):

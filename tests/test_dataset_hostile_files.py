@@ -155,3 +155,16 @@ def test_a_pipe_or_device_in_a_run_folder_is_refused_on_resume(tmp_path: Path, s
     what = "a named pipe" if swap == "fifo" else "a device"
     assert done.returncode == 2, done.stderr
     assert f"{events} is {what}" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("command", ["show", "report"])
+def test_a_named_pipe_as_result_json_is_refused_by_the_readers_of_a_run_folder(tmp_path: Path, command: str) -> None:
+    write_workflow(tmp_path)
+    first = orchestrate("run", "wf.yaml", "--input", "vendor=Acme", "--simulate", "--output-dir", "runs", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    (run_dir / "result.json").unlink()
+    os.mkfifo(run_dir / "result.json")
+    done = orchestrate(command, str(run_dir), cwd=tmp_path, timeout=60)  # waited forever before
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr

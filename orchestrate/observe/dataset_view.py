@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrate.errors import UserInputError
+from orchestrate.fsutil import MAX_RESULT_BYTES, read_bytes_capped
 from orchestrate.money.amounts import usd
 from orchestrate.observe.dataset_report import read_json_lines
 from orchestrate.observe.tables import Column, build_table
@@ -50,7 +51,7 @@ def load_dataset_run(path: Path) -> tuple[Path, dict[str, Any]]:
     folder = path if path.is_dir() else path.parent
     file = folder / "result.json"
     try:
-        document = json.loads(file.read_text(encoding="utf-8"))
+        document = json.loads(read_bytes_capped(file, MAX_RESULT_BYTES, special=False).decode("utf-8"))
     except FileNotFoundError:
         raise UserInputError(f"{folder}: no result.json in this dataset run folder") from None
     except OSError as exc:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrate.errors import UserInputError
+from orchestrate.fsutil import MAX_RESULT_BYTES, TooLargeError, read_bytes_capped
 from orchestrate.observe.eventlog import read_events
 from orchestrate.observe.html_dataset import DatasetFacts, read_dataset_run
 from orchestrate.observe.html_svg import Lane, Segment
@@ -72,7 +73,10 @@ def find_run_folders(paths: list[Path]) -> list[Path]:
 
 def _read_json(path: Path, *, required: bool) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        # A named pipe or a device in its place is refused, never waited on or read without end.
+        text = read_bytes_capped(path, MAX_RESULT_BYTES, special=False).decode("utf-8", errors="replace")
+    except TooLargeError:
+        raise UserInputError(f"{path}: larger than {MAX_RESULT_BYTES:,} bytes; not a file orchestrate wrote") from None
     except FileNotFoundError:
         if required:
             raise UserInputError(f"{path}: not found; is {path.parent} a run folder?") from None

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrate.fsutil import MAX_RESULT_BYTES, read_bytes_capped
 from orchestrate.observe.reports import DATASET_KINDS
 
 __all__ = ["RunEntry", "find_runs", "newest_run"]
@@ -61,7 +62,7 @@ def _order(path: Path) -> tuple[str, int, float]:
 
 def _entry(folder: Path) -> RunEntry | None:
     try:
-        document = json.loads((folder / "result.json").read_text(encoding="utf-8"))
+        document = json.loads(read_bytes_capped(folder / "result.json", MAX_RESULT_BYTES, special=False))
     except (OSError, ValueError):
         return None
     if not isinstance(document, dict):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrate.errors import UserInputError
+from orchestrate.fsutil import MAX_RESULT_BYTES, read_bytes_capped
 from orchestrate.money.amounts import usd
 from orchestrate.observe.answer import agent_answer, answer_lines, input_lines, run_answer
 from orchestrate.observe.approval_view import approval_lines, decided, pending
@@ -45,7 +46,7 @@ def load_result(path: Path) -> dict[str, Any]:
         where = "no result.json in this folder" if path.is_dir() else "no such run folder or file"
         raise UserInputError(f"{path}: {where}")
     try:
-        document = json.loads(file.read_text(encoding="utf-8"))
+        document = json.loads(read_bytes_capped(file, MAX_RESULT_BYTES, special=False).decode("utf-8"))
     except OSError as exc:
         raise UserInputError(f"{file}: cannot read: {exc.strerror or exc}") from exc
     except ValueError as exc:
