@@ -103,3 +103,26 @@ def test_a_value_gets_one_diagnostic_not_a_pair(tmp_path: Path) -> None:
     located = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("fan.yaml:7:")]
     assert len(located) == 1 and "foreach takes one placeholder" in located[0], located
     assert "does not match" not in done.stdout + done.stderr
+
+
+def test_a_combined_report_is_sorted_by_start_and_marks_simulated_runs(tmp_path: Path) -> None:
+    import json
+    import re
+
+    for name in ("hr_onboarding", "finance_invoice_coding"):
+        done = orchestrate("run", str(ROOT / "workflows" / f"{name}.yaml"), "--simulate", "-q", cwd=tmp_path)
+        assert done.returncode in (0, 5), done.stderr
+    folders = sorted(
+        (tmp_path / "runs").iterdir(), key=lambda p: json.loads((p / "result.json").read_text())["started_at"]
+    )
+    # Named newest first: the page still lists the oldest first.
+    done = orchestrate("report", str(folders[1]), str(folders[0]), "-o", "all.html", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    html = (tmp_path / "all.html").read_text()
+    overview = html.split("</section>", 1)[0]
+    assert overview.index(folders[0].name) < overview.index(folders[1].name)
+    assert overview.count('<span class="sim">simulated</span>') == 2
+    assert "$0.00 spent" in overview and "simulated, not paid" in overview
+    assert re.search(r"<td>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[+-]\d\d:\d\d</td>", overview)
+    articles = html.split('<article class="run">')[1:]
+    assert folders[0].name in articles[0] and folders[1].name in articles[1]

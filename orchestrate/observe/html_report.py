@@ -529,12 +529,24 @@ def _row_seconds(row: dict[str, Any]) -> float | None:
     return None
 
 
+def _started(value: Any) -> float:
+    """A run's start as a number to sort by (offsets counted); an unknown start sorts last."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(value)).timestamp()
+    except (ValueError, OverflowError, OSError):
+        return float("inf")
+
+
 def _overview(runs: Sequence[RunFolder]) -> str:
     rows = [
         [
             f'<a href="#run-{i}">{_e(run.name)}</a>',
-            _badge(run.result.get("status")),
+            _badge(run.result.get("status"))
+            + (' <span class="sim">simulated</span>' if run.result.get("simulated") else ""),
             _e(run.path.name),
+            _e(readable_time(run.result.get("started_at")) if run.result.get("started_at") else "-"),
             _money(run.result.get("total_cost")),
             f"{int(run.result.get('total_tokens') or 0):,}",
             _secs(run.result.get("duration_seconds") or run.duration),
@@ -547,7 +559,7 @@ def _overview(runs: Sequence[RunFolder]) -> str:
     apart = f' · <span class="simulated-cost">{_money(simulated)} simulated, not paid</span>' if simulated else ""
     return (
         f'<section><h2>{len(runs)} runs · <span class="total-cost">{_money(total)} spent</span>{apart}</h2>'
-        + _table(["workflow", "status", "run", "cost", "tokens", "duration"], rows, numeric_from=3)
+        + _table(["workflow", "status", "run", "started", "cost", "tokens", "duration"], rows, numeric_from=4)
         + "</section>"
     )
 
@@ -555,6 +567,8 @@ def _overview(runs: Sequence[RunFolder]) -> str:
 def render_report(runs: Sequence[RunFolder]) -> str:
     """The whole page for one run or several."""
     title = runs[0].name if len(runs) == 1 else f"{len(runs)} orchestrate runs"
+    if len(runs) > 1:  # oldest first, whatever order the folders were named or found in
+        runs = sorted(runs, key=lambda run: _started(run.result.get("started_at")))
     body = [_overview(runs)] if len(runs) > 1 else []
     for i, run in enumerate(runs):
         several = len(runs) > 1
