@@ -28,7 +28,7 @@ _SHORTEST = 8  # a value shorter than this ("1", "true") is not a secret worth h
 
 _lock = threading.Lock()
 _remembered: set[str] = set()
-_names: tuple[int, tuple[str, ...]] = (-1, ())
+_names: tuple[tuple[Any, ...], tuple[str, ...]] = ((), ())
 
 
 def remember(secret: str | None) -> None:
@@ -39,11 +39,17 @@ def remember(secret: str | None) -> None:
 
 
 def _credential_names() -> tuple[str, ...]:
+    """The names of the credential variables, looked for again only when the set of names changed.
+
+    The names are compared whole: a count alone missed a variable set while another was unset.
+    `os.environ._data` holds them undecoded (0.5 µs to copy, against 11 µs for `tuple(os.environ)`).
+    """
     global _names
-    count, names = _names
-    if count != len(os.environ):  # a variable came or went: look at the names again
+    seen, names = _names
+    now = tuple(getattr(os.environ, "_data", os.environ))
+    if now != seen:
         names = tuple(name for name in list(os.environ) if CREDENTIAL_VARIABLE.search(name))
-        _names = (len(os.environ), names)
+        _names = (now, names)
     return names
 
 

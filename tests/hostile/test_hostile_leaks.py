@@ -301,6 +301,16 @@ def test_the_scrubber_hides_every_credential_variable_and_url_credentials(monkey
     assert os.environ["ERP_TIMEOUT"] in redact(os.environ["ERP_TIMEOUT"])
 
 
+def test_a_credential_set_as_another_goes_is_still_scrubbed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrate.redaction import redact
+
+    monkeypatch.setenv("OLD_SERVICE_TOKEN", "first-secret-value")
+    assert redact("a first-secret-value") == "a ***"  # the names are looked up and kept
+    monkeypatch.delenv("OLD_SERVICE_TOKEN")
+    monkeypatch.setenv("NEW_SERVICE_TOKEN", "second-secret-value")  # as many variables as before
+    assert redact("b second-secret-value") == "b ***"
+
+
 def test_a_code_step_that_returns_or_raises_a_key_leaks_it_nowhere(tmp_path: Path) -> None:
     (tmp_path / "erp_steps.py").write_text(
         "import os\n\n"
