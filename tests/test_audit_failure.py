@@ -6,8 +6,6 @@ and a small tmpfs filled to its last byte (root only, as in CI)."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -18,6 +16,7 @@ import pytest
 from orchestrate.observe.audit import AuditTrail
 from orchestrate.observe.audit_chain import verify_trail
 from tests import cli
+from tests.small_tmpfs import small_tmpfs
 
 BREAKER = """
 import os
@@ -134,17 +133,8 @@ def test_a_dataset_runs_trail_failing_mid_run_stops_the_rows_and_verifies(tmp_pa
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A 64 KB tmpfs, mounted for the test (root only, as in CI)."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
-    try:
+    with small_tmpfs(tmp_path, "64k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_a_trail_filling_its_disk_leaves_no_torn_record_and_its_head_is_its_last_record(tmpfs: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from orchestrate.llm.simulated import SimulatedClient
 from orchestrate.observe.journal import JsonLines
 from orchestrate.workflow.loader import load_workflow_text
 from tests import cli
+from tests.small_tmpfs import small_tmpfs
 
 
 def orchestrate(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -28,17 +28,8 @@ def orchestrate(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A 256 KB tmpfs, mounted for the test (root only, as in CI)."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
-    try:
+    with small_tmpfs(tmp_path, "256k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 DATASET_WORKFLOW = """
