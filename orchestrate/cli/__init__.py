@@ -171,8 +171,8 @@ def main() -> None:
         except OrchestrateError as exc:
             print_error(str(exc))
             sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            print_error("interrupted")
+        except KeyboardInterrupt:  # Ctrl-C is the person's own doing: news, not an `error:` line
+            sys.stderr.write("interrupted (Ctrl-C)\n")
             sys.exit(130)
         except OSError as exc:  # the disk, not the user: full, read-only, gone
             where = f"{exc.filename}: " if exc.filename else ""
