@@ -83,10 +83,8 @@ class AnthropicBatchAPI(BatchAPI):
             batch_id=status.batch_id,
             outcome=lambda row: self._outcome(row, model, status.batch_id),
             into=out,
+            secret=self.client.api_key,
         )
-        for value in out.values():  # a line's own words may echo the key
-            if isinstance(value, LLMError):
-                scrub_error(value, self.client.api_key)
         return out
 
     def _own(self, url: str, batch_id: str) -> str:

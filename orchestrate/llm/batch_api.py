@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 
 from orchestrate.errors import LLMError, MalformedResponseError
 from orchestrate.llm.base import LLMResponse
+from orchestrate.llm.http import scrub_error
 
 __all__ = ["CALL_TAG", "UNREAD", "BatchAPI", "BatchStatus", "CallTag", "Submitted", "read_results"]
 
@@ -44,12 +45,14 @@ def read_results(
     batch_id: str,
     outcome: Callable[[dict[str, Any]], LLMResponse | LLMError],
     into: dict[str, LLMResponse | LLMError],
+    secret: str | None = None,
 ) -> None:
     """Each line of a results file (JSONL) through `outcome`, into `into` by custom id.
 
     A line that is not a JSON result line, or whose answer `outcome` cannot read, fails its
     request alone (billed: answered, so probably charged); a custom id seen twice fails its
-    request (neither answer is given to it). See the module docstring.
+    request (neither answer is given to it). See the module docstring. Every error stored is
+    scrubbed of `secret` and the environment's credentials: a line's own words may echo the key.
     """
     twice: dict[str, int] = {}
     first_line: dict[str, int] = {}
@@ -85,6 +88,9 @@ def read_results(
             provider=provider,
             billed=True,
         )
+    for custom_id, value in into.items():
+        if isinstance(value, LLMError):
+            into[custom_id] = scrub_error(value, secret)
 
 
 def _unreadable(provider: str, batch_id: str, what: str, number: int, reason: str) -> LLMError:

@@ -105,10 +105,8 @@ class OpenAIBatchAPI(BatchAPI):
                 batch_id=status.batch_id,
                 outcome=lambda row: self._outcome(row, model, status.batch_id),
                 into=out,
+                secret=self.client.api_key,
             )
-        for value in out.values():  # a line's own words may echo the key
-            if isinstance(value, LLMError):
-                scrub_error(value, self.client.api_key)
         return out
 
     def _outcome(self, row: dict[str, Any], model: str, batch_id: str) -> LLMResponse | LLMError:
