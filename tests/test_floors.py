@@ -14,7 +14,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "orchestrate"
 FLOORS = ["leaf", "state", "llm", "workflow", "money", "run", "observe", "app", "cli"]
-LEAVES = {"cells", "errors", "finite", "fsutil", "jsonline", "redaction", "slots"}
+LEAVES = {"cells", "errors", "finite", "fsutil", "jsonline", "printable", "redaction", "slots"}
 TOP = {"orchestrate", "orchestrate.__main__"}
 
 

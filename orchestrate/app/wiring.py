@@ -31,7 +31,7 @@ _SCOPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 def notice(message: str) -> None:
     """A line for a person on stderr (the Python API's default; the CLI passes its own)."""
-    from orchestrate.observe.printable import printable
+    from orchestrate.printable import printable
 
     for line in printable(message).splitlines() or [""]:
         sys.stderr.write(f"orchestrate: {line}\n")

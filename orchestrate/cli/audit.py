@@ -151,7 +151,7 @@ def show(
     if as_json:
         print_json("audit_trail", {"run_dir": str(run_dir), "records": records}, ensure_ascii=False)
         return
-    from orchestrate.observe.printable import printable
+    from orchestrate.printable import printable
 
     for record in records:
         moment = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(record.get("time") or 0)))

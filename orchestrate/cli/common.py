@@ -159,7 +159,7 @@ def stdout_for_json(on: bool) -> Iterator[None]:
 
 def print_error(message: str) -> None:
     """One plain line on stderr, prefixed so it is found in a CI log; control characters escaped."""
-    from orchestrate.observe.printable import printable
+    from orchestrate.printable import printable
 
     for line in printable(message).splitlines() or [""]:
         sys.stderr.write(f"error: {line}\n" if not _has_location(line) else f"{line}\n")

@@ -124,7 +124,7 @@ def cost_report(
         collect(paths or [Path("runs")], skipped), modules=module or (), workflows=workflow or (), tags=tag or ()
     )
     counted, simulated = split_simulated(calls, include=include_simulated)
-    from orchestrate.observe.printable import printable
+    from orchestrate.printable import printable
 
     for line in skipped:  # named, not counted: a damaged file never turns a total into nonsense
         sys.stderr.write(printable(f"warning: skipped {line}", one_line=True) + "\n")

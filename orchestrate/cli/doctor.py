@@ -59,8 +59,8 @@ def doctor(
 
 
 def _print(checks: list[Any]) -> None:
-    from orchestrate.observe.printable import printable
     from orchestrate.observe.summary import plural
+    from orchestrate.printable import printable
 
     width = max(len(c.name) for c in checks)
     out = sys.stdout

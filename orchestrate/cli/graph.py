@@ -71,7 +71,7 @@ def _tree(workflow: Any) -> Any:
     from rich.text import Text
     from rich.tree import Tree
 
-    from orchestrate.observe.printable import printable
+    from orchestrate.printable import printable
     from orchestrate.workflow.graph import DependencyGraph
 
     deps = DependencyGraph.from_agents(workflow.agents)

@@ -519,7 +519,7 @@ def run(
     def notify(line: str) -> None:
         """A line for the person at the terminal: a signal being handled is news, not an error."""
         if line.startswith("received SIG"):
-            from orchestrate.observe.printable import printable
+            from orchestrate.printable import printable
 
             sys.stderr.write(printable(line, one_line=True) + "\n")
             sys.stderr.flush()

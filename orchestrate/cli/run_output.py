@@ -11,7 +11,7 @@ from orchestrate.app.invocation import Invocation
 from orchestrate.app.session import RunOutcome
 from orchestrate.cli.common import print_error, print_json
 from orchestrate.observe.dataset_results import outcome_counts, outcome_lines
-from orchestrate.observe.printable import printable
+from orchestrate.printable import printable
 
 __all__ = ["print_dataset_outcome", "print_run_outcome"]
 

@@ -14,8 +14,8 @@ from typing import Any
 from orchestrate.fsutil import atomic_write_text
 from orchestrate.money.amounts import usd
 from orchestrate.observe.answer import inline, run_answer
-from orchestrate.observe.printable import markdown_cell, mermaid_label, xml_text
 from orchestrate.observe.step_view import code_call, reason
+from orchestrate.printable import markdown_cell, mermaid_label, xml_text
 
 __all__ = [
     "answer_markdown",

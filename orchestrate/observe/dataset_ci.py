@@ -12,7 +12,7 @@ from typing import Any
 
 from orchestrate.fsutil import atomic_write_text
 from orchestrate.observe.dataset_report import read_json_lines
-from orchestrate.observe.printable import markdown_cell, xml_text
+from orchestrate.printable import markdown_cell, xml_text
 
 __all__ = ["dataset_junit_xml", "dataset_summary_markdown", "write_dataset_junit", "write_dataset_summary"]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrate.fsutil import atomic_write_text
-from orchestrate.observe.printable import markdown_cell, xml_text
+from orchestrate.printable import markdown_cell, xml_text
 
 __all__ = ["expectation_suite", "expectations_markdown", "write_expectation_junit"]
 

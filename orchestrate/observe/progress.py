@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from orchestrate.money.amounts import usd
-from orchestrate.observe.printable import printable
 from orchestrate.observe.summary import outcome_counts
 from orchestrate.observe.tables import Column, build_table
+from orchestrate.printable import printable
 from orchestrate.run.events import Event, EventType
 
 __all__ = ["LiveTable", "PlainLog", "RunState", "batch_line", "quiet_control_echo"]

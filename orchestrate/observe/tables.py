@@ -134,7 +134,7 @@ def _cell(value: Any) -> Any:
     if isinstance(value, str):
         from rich.text import Text
 
-        from orchestrate.observe.printable import printable
+        from orchestrate.printable import printable
 
         return Text(printable(value))
     return value
@@ -155,7 +155,7 @@ def plain_console(stream: Any, *, interactive: bool) -> Any:
         def render(self, renderable: Any, options: Any = None) -> Any:
             from rich.segment import Segment
 
-            from orchestrate.observe.printable import printable
+            from orchestrate.printable import printable
 
             for segment in super().render(renderable, options):
                 if segment.control or segment.text.isprintable():
