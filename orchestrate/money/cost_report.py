@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrate.cells import formula_safe
 from orchestrate.errors import UserInputError
+from orchestrate.printable import markdown_cell
 
 if TYPE_CHECKING:
     from orchestrate.money.costs import CallRecord, CostTracker
@@ -487,10 +488,12 @@ def render(
     if fmt == "markdown":
         lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
         for row in rows:
-            lines.append("| " + " | ".join(_cell(row.get(c)) for c in columns) + " |")
+            lines.append("| " + " | ".join(markdown_cell(_cell(row.get(c))) for c in columns) + " |")
         for row in footer:
             lines.append(
-                "| " + " | ".join(f"**{_cell(row.get(c))}**" if row.get(c) != "" else "" for c in columns) + " |"
+                "| "
+                + " | ".join(f"**{markdown_cell(_cell(row.get(c)))}**" if row.get(c) != "" else "" for c in columns)
+                + " |"
             )
         return "\n".join(lines) + "\n"
     raise UserInputError(f"unknown format {fmt!r}; choose table, json, csv or markdown")

@@ -168,6 +168,15 @@ def test_csv_junit_and_markdown_hold_hostile_keys(tmp_path: Path) -> None:
     assert "<script>" not in summary and "<b>" not in summary and "&lt;script&gt;" in summary
     _clean_terminal_text(summary)
 
+    # cost-report's Markdown: one table line per row whatever its key holds, no raw HTML.
+    by_row_md = orchestrate("cost-report", str(run_dir), "--by", "row", "--format", "markdown", cwd=tmp_path)
+    assert by_row_md.returncode == 0, by_row_md.stderr
+    lines = [line for line in by_row_md.stdout.splitlines() if line.startswith("|")]
+    widths = {len(line.replace("\\|", "").split("|")) for line in lines}
+    assert len(widths) == 1, by_row_md.stdout  # no key broke its line or added a column
+    assert "<script>" not in by_row_md.stdout and "&lt;script&gt;" in by_row_md.stdout
+    _clean_terminal_text(by_row_md.stdout)
+
 
 def test_rows_counted_by_a_hostile_output_are_not_formulas(tmp_path: Path) -> None:
     (tmp_path / "echo_steps.py").write_text("def echo(vendor):\n    return {'name': vendor}\n")
