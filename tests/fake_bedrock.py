@@ -19,9 +19,11 @@ import hmac
 import json
 import threading
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote
+
+from tests.loopback import LoopbackServer
 
 __all__ = ["AWS_ERRORS", "FakeBedrock", "converse_answer"]
 
@@ -79,7 +81,7 @@ def converse_answer(
     }
 
 
-class FakeBedrock:
+class FakeBedrock(LoopbackServer):
     """The server; `url` is its base. `script(answer, ...)`: each a dict (a 200 body), or
     ``("ThrottlingException", "message", {headers})`` for an AWS error."""
 
@@ -88,18 +90,8 @@ class FakeBedrock:
         self.requests: list[dict[str, Any]] = []
         self._script: deque[Any] = deque()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> FakeBedrock:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._listen(self._handler())
+        self.url = self.origin
 
     def script(self, *answers: Any) -> None:
         with self._lock:

@@ -19,10 +19,12 @@ import json
 import threading
 import time
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
+
+from tests.loopback import LoopbackServer
 
 __all__ = ["ACCOUNT", "FakeGoogleToken"]
 
@@ -35,7 +37,7 @@ def _b64(segment: str) -> bytes:
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
-class FakeGoogleToken:
+class FakeGoogleToken(LoopbackServer):
     """The server; `script(answer, ...)`: ``("ya29.token", expires_in)`` or ``(400, error, description)``.
     Unscripted requests get ``ya29.fresh-N`` for an hour. `requests` holds each form received,
     `claims` each assertion's checked claims."""
@@ -52,18 +54,8 @@ class FakeGoogleToken:
         self.requests: list[dict[str, str]] = []
         self._script: deque[tuple[Any, ...]] = deque()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/token"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> FakeGoogleToken:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._listen(self._handler())
+        self.url = f"{self.origin}/token"
 
     def script(self, *answers: tuple[Any, ...]) -> None:
         with self._lock:

@@ -8,7 +8,7 @@ provider's own error body and headers (retry-after, retry-after-ms, request
 ids, rate-limit headers), a delay (to trip time-outs), a body cut short
 (Content-Length larger than what is sent), and a body that is not JSON.
 
-Run alone for demos: ``python tests/fake_provider.py --port 0 --failure-rate 0.3
+Run alone for demos, from the repository: ``python -m tests.fake_provider --port 0 --failure-rate 0.3
 --seed 1 --latency 0.2`` prints ``PORT=<n>`` and serves until killed, failing
 that share of calls at random with 429s, 500s, 529s and truncated bodies.
 """
@@ -23,10 +23,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from tests.fake_prompt_cache import CacheUse, ProviderCache
+from tests.loopback import LoopbackServer
 
 __all__ = ["FakeProvider", "Fault", "anthropic_message", "openai_completion"]
 
@@ -208,7 +209,7 @@ def error_body(path: str, status: int, message: str) -> dict[str, Any]:
     }
 
 
-class FakeProvider:
+class FakeProvider(LoopbackServer):
     """The server. Use as a context manager; `url` is its base, e.g. ``http://127.0.0.1:PORT``."""
 
     def __init__(
@@ -240,19 +241,8 @@ class FakeProvider:
         self._rng = random.Random(seed)
         self.failure_rate = failure_rate
         self.latency = latency
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> FakeProvider:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._listen(self._handler(), port)
+        self.url = self.origin
 
     def script(self, *faults: Fault) -> None:
         """Answer the next requests with these, in order; then default answers."""
