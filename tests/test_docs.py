@@ -106,7 +106,7 @@ def _is_transcript(block: Block) -> bool:
 def normalise(text: str, folder: Path) -> str:
     """What stays the same from run to run of a command's output."""
     text = text.replace(str(folder.resolve()), "<DIR>").replace(str(folder), "<DIR>")
-    text = re.sub(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?", "<TIME>", text)
+    text = re.sub(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?", "<TIME>", text)
     text = re.sub(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC", "<TIME>", text)
     text = re.sub(r"\d{8}T\d{6}Z(?:-\d+)?", "<STAMP>", text)
     text = re.sub(r"\b\d+m\d{2}s\b", "<SECONDS>", text)

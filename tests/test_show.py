@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -183,3 +184,51 @@ def test_quiet_prints_only_the_reasons_with_cancelled_agents_grouped(tmp_path: P
     assert len(lines) == 2, lines
     assert lines[0].startswith("error: supplier_check: sanctions failed: simulated")
     assert lines[1] == ("error: supplier_check: 2 agents (audit_note, memo) cancelled: dependency 'sanctions' failed")
+
+
+def _in_a_terminal(args: list[str], cwd: Path, columns: int) -> str:
+    """What `orchestrate ARGS` draws in a terminal `columns` wide (a pty), escape sequences removed."""
+    import fcntl
+    import os
+    import pty
+    import re
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "COLUMNS", "NO_COLOR")} | {"TERM": "xterm"}
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrate", *args], cwd=cwd, env=env, stdout=slave, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the other end closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    proc.wait(timeout=60)
+    os.close(master)
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode("utf-8", "replace")).replace("\r", "")
+
+
+def test_show_in_an_80_column_terminal_keeps_its_hint_on_one_line_and_times_readable(tmp_path: Path) -> None:
+    workflow = ROOT / "workflows" / "finance_month_end_close.yaml"
+    done = orchestrate("run", str(workflow), "--simulate", "-o", "runs", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (folder,) = (tmp_path / "runs").iterdir()
+    shown = _in_a_terminal(["show", str(folder.relative_to(tmp_path))], tmp_path, columns=80)
+    hint = f"one agent in full: orchestrate show runs/{folder.name} AGENT"
+    assert (
+        hint in shown.splitlines()
+        or any(  # the terminal's own wrap, not a newline of ours
+            line.startswith(hint[:80]) for line in shown.splitlines()
+        )
+    ), shown
+    assert f"runs/{folder.name} AGENT" not in [line.strip() for line in shown.splitlines()], shown
+    started = next(line for line in shown.splitlines() if line.startswith("started "))
+    assert re.match(r"started \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+00:00 ", started), started

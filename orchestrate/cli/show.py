@@ -123,9 +123,10 @@ def show(
         )
         parts.extend(provider_batches(batches, folder, document))
         parts.extend(_expectations(document))
-        parts.append(_hint(folder) if row is None else _row_hint(folder, row))
     for part in parts:
         console.print(part)
+    if not agent:  # a command to copy: one line, whatever the width (the terminal may wrap it, never we)
+        console.print(_hint(folder) if row is None else _row_hint(folder, row), soft_wrap=True)
 
 
 def _show_batch(run_dir: Path, fmt: str, agent: str | None) -> None:
@@ -161,9 +162,11 @@ def _show_batch(run_dir: Path, fmt: str, agent: str | None) -> None:
         for line in dataset_lines(json.loads((folder / "evaluation.json").read_text("utf-8"))):
             console.print(Text(line))
     quoted = shlex.quote(str(folder))
-    console.print(Text(f"one row like a single run: orchestrate show {quoted} --row KEY", style="dim"))
-    console.print(Text(f"every row: orchestrate show {quoted} --format csv (or table, jsonl)", style="dim"))
-    console.print(Text(f"rows by an output: orchestrate show {quoted} --by OUTPUT_PATH", style="dim"))
+    console.print(Text(f"one row like a single run: orchestrate show {quoted} --row KEY", style="dim"), soft_wrap=True)
+    console.print(
+        Text(f"every row: orchestrate show {quoted} --format csv (or table, jsonl)", style="dim"), soft_wrap=True
+    )
+    console.print(Text(f"rows by an output: orchestrate show {quoted} --by OUTPUT_PATH", style="dim"), soft_wrap=True)
 
 
 def provider_batches(

@@ -20,6 +20,7 @@ from orchestrate.fsutil import MAX_RESULT_BYTES, read_bytes_capped
 from orchestrate.money.amounts import usd
 from orchestrate.observe.answer import agent_answer, answer_lines, input_lines, run_answer
 from orchestrate.observe.approval_view import approval_lines, decided, pending
+from orchestrate.observe.dataset_view import readable_time
 from orchestrate.observe.step_view import code_call, reason
 from orchestrate.observe.summary import failure_lines, outcome_counts, plural
 from orchestrate.observe.tables import Column, build_table
@@ -166,7 +167,7 @@ def run_renderables(
             parts.extend(Text(line) for line in block[1:])
     facts = []
     if document.get("started_at"):
-        facts.append(f"started {document['started_at']}")
+        facts.append(f"started {readable_time(document['started_at'])}")
     if document.get("cost_budget") is not None:
         facts.append(f"budget ${float(document['cost_budget']):.2f}")
     kept = document.get("content_kept") is not False
