@@ -199,8 +199,11 @@ def test_a_completed_run_has_no_why_and_no_resume_hint() -> None:
 
 def test_in_an_80_column_terminal_the_first_line_breaks_after_the_counts_not_inside_an_amount() -> None:
     lines = closing_lines(DOC, "runs/x", "workflows/close.yaml", width=80)
-    assert lines[0] == (
-        "month_close: failed (simulated) - 1 completed, 1 failed, 1 budget exceeded, 3 cancelled, 1 skipped;"
-    )
-    assert lines[1] == "  $0.000021, 1 token, 1 retry, 2.50s"
+    # The counts are longer than 80 too: broken between words, continued under an indent.
+    assert lines[:2] == [
+        "month_close: failed (simulated) - 1 completed, 1 failed, 1 budget exceeded, 3",
+        "  cancelled, 1 skipped;",
+    ]
+    assert lines[2] == "  $0.000021, 1 token, 1 retry, 2.50s"
+    assert all(len(line) <= 80 for line in lines[:3])
     assert closing_lines(DOC, "runs/x", width=200)[0].endswith("skipped; $0.000021, 1 token, 1 retry, 2.50s")

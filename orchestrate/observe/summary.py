@@ -7,6 +7,7 @@ printed to a terminal and to CI logs alike, and a path is never broken in two.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -128,7 +129,8 @@ def closing_lines(
     """The whole closing block of one workflow's run.
 
     With `width` (a terminal's), a first line longer than that is broken after the
-    outcome counts, so the terminal never wraps it in the middle of an amount.
+    outcome counts (and between words within them), so the terminal never wraps it in
+    the middle of an amount or a word.
     Without `hints` the ``next:`` commands are left out (`combined_lines` gives them
     once for several workflows).
     """
@@ -143,7 +145,10 @@ def closing_lines(
         f"{float(document.get('duration_seconds') or 0):.2f}s"
     )
     outcome, _, figures = head.partition("; ")
-    lines = [head] if width is None or len(head) <= width else [outcome + ";", f"  {figures}"]
+    if width is None or len(head) <= width:
+        lines = [head]
+    else:  # the counts too are broken between words, never in one
+        lines = [*textwrap.wrap(outcome + ";", width, subsequent_indent="  ", break_long_words=False), f"  {figures}"]
     failures = failure_lines(document)
     if failures:
         lines.append("why:")
