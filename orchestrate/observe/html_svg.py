@@ -155,14 +155,12 @@ def gantt(lanes: Sequence[Lane], total: float) -> str:
     return "".join(out)
 
 
-def dag(nodes: Sequence[tuple[str, str, Sequence[str]]]) -> str:
-    """The workflow graph, left to right by depth, each node coloured by its status.
+_NODE_W, _NODE_H, _GAP_X, _GAP_Y, _PAD = 200, 40, 50, 16, 10
+_LANE_SPACING = 5  # pixels between two edges passing through one gap
 
-    `nodes` holds (name, status, dependencies) in file order.
-    """
-    names = [n[0] for n in nodes]
-    known = set(names)
-    deps = {name: [d for d in ds if d in known] for name, _, ds in nodes}
+
+def _depths(names: Sequence[str], deps: dict[str, list[str]]) -> dict[str, int]:
+    """Each node's column: the length of the longest chain of dependencies above it."""
     depth: dict[str, int] = {}
     for name in names:  # iterative longest-path depth; the loader refused cycles
         stack = [name]
@@ -177,35 +175,101 @@ def dag(nodes: Sequence[tuple[str, str, Sequence[str]]]) -> str:
                 continue
             depth[top] = 1 + max((depth.get(d, 0) for d in deps[top]), default=-1)
             stack.pop()
+    return depth
+
+
+def _gap_choices(
+    edges: Sequence[tuple[str, str]], depth: dict[str, int], row: dict[str, int], columns: dict[int, list[str]]
+) -> dict[tuple[str, str], list[int]]:
+    """For an edge that skips columns, the gap it passes through in each column it crosses.
+
+    Gap g of a column lies above its box g (gap 0 above the first box, gap n below
+    the last): a line through a gap meets no box of that column. The gap chosen is
+    the one nearest the straight line from the edge's source to its target,
+    counted in rows, so a long edge runs as straight as the boxes let it.
+    """
+    chosen: dict[tuple[str, str], list[int]] = {}
+    for source, target in edges:
+        c1, c2 = depth[source], depth[target]
+        gaps = []
+        for col in range(c1 + 1, c2):
+            share = (col - c1) / (c2 - c1)
+            ideal = row[source] + (row[target] - row[source]) * share + 0.5  # centre of a box, in rows
+            gaps.append(min(range(len(columns[col]) + 1), key=lambda g: (abs(g - ideal), g)))
+        chosen[(source, target)] = gaps
+    return chosen
+
+
+def dag(nodes: Sequence[tuple[str, str, Sequence[str]]]) -> str:
+    """The workflow graph, left to right by depth, each node coloured by its status.
+
+    `nodes` holds (name, status, dependencies) in file order. An edge between
+    neighbouring columns is a curve in the channel between them; an edge that
+    skips columns runs through a gap between the boxes of each column it
+    crosses (a horizontal line) and curves in the channels, so no edge runs
+    through a box. Gaps widen to hold the edges passing through them.
+    """
+    names = [n[0] for n in nodes]
+    known = set(names)
+    deps = {name: [d for d in ds if d in known] for name, _, ds in nodes}
+    depth = _depths(names, deps)
     columns: dict[int, list[str]] = {}
     for name in names:
         columns.setdefault(depth[name], []).append(name)
-    node_w, node_h, gap_x, gap_y, pad = 200, 40, 50, 16, 10
-    where: dict[str, tuple[float, float]] = {}
-    for col, members in columns.items():
-        for row, name in enumerate(members):
-            where[name] = (pad + col * (node_w + gap_x), pad + row * (node_h + gap_y))
-    width = pad * 2 + (max(columns) + 1) * (node_w + gap_x) - gap_x if columns else 100
-    height = pad * 2 + max((len(m) for m in columns.values()), default=1) * (node_h + gap_y) - gap_y
+    row = {name: i for members in columns.values() for i, name in enumerate(members)}
+    edges = [(dep, name) for name in names for dep in deps[name]]
+    chosen = _gap_choices(edges, depth, row, columns)
+    lanes: dict[tuple[int, int], list[tuple[str, str]]] = {}
+    for (source, target), gaps in chosen.items():
+        for col, gap in zip(range(depth[source] + 1, depth[target]), gaps, strict=True):
+            lanes.setdefault((col, gap), []).append((source, target))
+    crowd = max((len(v) for v in lanes.values()), default=0)
+    gap_y = max(_GAP_Y, (crowd + 1) * _LANE_SPACING)
+
+    def box_top(col: int, index: int) -> float:
+        return _PAD + index * (_NODE_H + gap_y)
+
+    def gap_lane(col: int, gap: int, index: int, count: int) -> float:
+        above = box_top(col, gap) - gap_y  # the gap's top edge (above the first box for gap 0)
+        return above + gap_y * (index + 1) / (count + 1)
+
+    where = {name: (_PAD + depth[name] * (_NODE_W + _GAP_X), box_top(depth[name], row[name])) for name in names}
+    lane_y: dict[tuple[str, str, int], float] = {}
+    for (col, gap), through in lanes.items():
+        # edges in one gap, ordered by where they come from then go to, so they cross as little as can be
+        ordered = sorted(through, key=lambda e: (where[e[0]][1] + where[e[1]][1], where[e[0]][1]))
+        for index, (source, target) in enumerate(ordered):
+            lane_y[(source, target, col)] = gap_lane(col, gap, index, len(ordered))
+    low = min([0.0, *(y - _PAD for y in lane_y.values())])  # a lane above the first boxes draws above 0
+    high = max([y + _NODE_H + _PAD for _, y in where.values()] + [y + _PAD for y in lane_y.values()], default=100.0)
+    width = _PAD * 2 + (max(columns) + 1) * (_NODE_W + _GAP_X) - _GAP_X if columns else 100
+    height = high - low
     out = [
-        f'<svg class="dag" viewBox="0 0 {width} {height}" width="{min(width, 1000)}" role="img" '
+        f'<svg class="dag" viewBox="0 {low:.0f} {width} {height:.0f}" width="{min(width, 1000)}" role="img" '
         f'aria-label="workflow graph" xmlns="http://www.w3.org/2000/svg">'
     ]
-    for name in names:
-        x2, y2 = where[name]
-        for dep in deps[name]:
-            x1, y1 = where[dep]
-            sx, sy, ex, ey = x1 + node_w, y1 + node_h / 2, x2, y2 + node_h / 2
-            mid = (sx + ex) / 2
-            out.append(
-                f'<path d="M{sx:.0f} {sy:.0f} C{mid:.0f} {sy:.0f} {mid:.0f} {ey:.0f} {ex:.0f} {ey:.0f}" class="edge"/>'
-            )
+    for source, target in edges:
+        x1, y1 = where[source]
+        x2, y2 = where[target]
+        points = [(x1 + _NODE_W, y1 + _NODE_H / 2)]
+        for col in range(depth[source] + 1, depth[target]):
+            left = _PAD + col * (_NODE_W + _GAP_X)
+            y = lane_y[(source, target, col)]
+            points += [(left, y), (left + _NODE_W, y)]
+        points.append((x2, y2 + _NODE_H / 2))
+        d = [f"M{points[0][0]:.1f} {points[0][1]:.1f}"]
+        for (ax, ay), (bx, by) in zip(points[::2], points[1::2], strict=True):
+            mid = (ax + bx) / 2  # a curve inside the channel between two columns, then along a gap
+            if d[-1][0] != "M":
+                d.append(f"L{ax:.1f} {ay:.1f}")
+            d.append(f"C{mid:.1f} {ay:.1f} {mid:.1f} {by:.1f} {bx:.1f} {by:.1f}")
+        out.append(f'<path d="{" ".join(d)}" class="edge" data-from="{_e(source)}" data-to="{_e(target)}"/>')
     status_of = {name: status for name, status, _ in nodes}
     for name in names:
         nx, ny = where[name]
         colour = status_colour(status_of[name])
         out.append(
-            f'<g><rect x="{nx}" y="{ny}" width="{node_w}" height="{node_h}" rx="6" '
+            f'<g data-node="{_e(name)}"><rect x="{nx}" y="{ny}" width="{_NODE_W}" height="{_NODE_H}" rx="6" '
             f'fill="{colour}" fill-opacity="0.15" stroke="{colour}" stroke-width="2"/>'
             f'<text x="{nx + 8}" y="{ny + 17}" class="node-name">{_e(_short(name, 25))}</text>'
             f'<text x="{nx + 8}" y="{ny + 32}" class="node-status" fill="{colour}">'
