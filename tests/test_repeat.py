@@ -174,3 +174,51 @@ def test_totals_of_repeated_cases_and_the_bar() -> None:
     assert figures["pass_k"] == 0.5 and figures["cases_below_min"] == 1 and figures["below_min"][0]["key"] == "K1"
     assert figures["by_expectation"][0]["pass_k"] == 0.5 and figures["passed"] == 6
     assert expectations_failed(figures)
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_every_try_of_a_run_is_journaled_and_audited_with_its_try_number(tmp_path: Path, server: FakeProvider) -> None:
+    server.rewrite = alternating("approve", "hold")
+    (tmp_path / "wf.yaml").write_text(workflow(server))
+    proc = orchestrate("run", "wf.yaml", "--repeat", "3", "-o", "runs", cwd=tmp_path)
+    assert proc.returncode == 5, proc.stdout + proc.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    events = _lines(run_dir / "events.jsonl")
+    finished = [e for e in events if e["type"] == "agent_finished"]
+    assert [e["try"] for e in finished] == [1, 2, 3]
+    assert [e["data"]["output"]["text"] for e in finished] == ["approve", "hold", "approve"]
+    assert [e["try"] for e in events if e["type"] == "llm_call"] == [1, 2, 3]
+    assert all("try" in e for e in events if e["workflow_id"] is not None)
+    audit = _lines(run_dir / "audit.jsonl")
+    assert [r["try"] for r in audit if r["type"] == "call"] == [1, 2, 3]
+    verified = cli.orchestrate("audit", "verify", str(run_dir), cwd=tmp_path)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert problems_in(run_dir)[0] == []  # events.jsonl and audit.jsonl lines match their schemas
+    # Resuming keeps the first try's answer (the run's), not a later try's.
+    from orchestrate.run.resume import prior_results
+
+    _name, found = prior_results(run_dir)
+    assert found["decide"].output["text"] == "approve"
+
+
+def test_every_try_of_a_dataset_row_is_journaled_and_audited(tmp_path: Path, server: FakeProvider) -> None:
+    server.rewrite = alternating("approve", "hold")
+    (tmp_path / "wf.yaml").write_text(workflow(server, inputs="inputs:\n  vendor: {type: string}\n"))
+    (tmp_path / "rows.csv").write_text("vendor\nV1\nV2\n")
+    proc = orchestrate(
+        "run", "wf.yaml", "--data", "rows.csv", "--key", "vendor", "--repeat", "2", "-o", "runs", cwd=tmp_path
+    )
+    assert proc.returncode == 5, proc.stdout + proc.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    events = _lines(run_dir / "events.jsonl")
+    finished = [e for e in events if e["type"] == "agent_finished"]
+    assert sorted(e["try"] for e in finished) == [1, 1, 2, 2]
+    assert all("try" not in e for e in events if e["type"] in ("row_started", "row_finished"))
+    audit = _lines(run_dir / "audit.jsonl")
+    assert sorted(r["try"] for r in audit if r["type"] == "call") == [1, 1, 2, 2]
+    assert all("try" not in r for r in audit if r["type"] == "row_finished")
+    verified = cli.orchestrate("audit", "verify", str(run_dir), cwd=tmp_path)
+    assert verified.returncode == 0, verified.stdout + verified.stderr

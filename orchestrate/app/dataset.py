@@ -313,6 +313,7 @@ class _DatasetSession:
             on_failure=engine.journal_failed,
             extra={"data": dataset.label, "key": spec.key, "rows": check.rows},
             commit=commit,  # written with the folder's other journals, once a turn of the event loop
+            tries=inv.repeat > 1,  # every try of a row audited, with its try number
         )
         engine.add_sink(trail)
         recorder = DatasetRecorder(
@@ -353,6 +354,7 @@ class _DatasetSession:
             exclude=DATASET_UNLOGGED,
             commit=commit,
             redact=event_redactor(template),
+            tries=inv.repeat > 1,
         )
         engine.add_sink(log)
         scoring = DatasetScoring.of(template, run_dir, repeat=inv.repeat, min_pass_rate=inv.min_pass_rate)

@@ -246,6 +246,7 @@ class _Session:
             sink=self.inv.audit_sink,
             on_failure=engine.journal_failed,
             extra={"resumed_from": str(self.inv.resume) if self.inv.resume else None},
+            tries=self.inv.repeat > 1,
         )
         self.trails.append(trail)
         return trail
@@ -356,14 +357,18 @@ class _Session:
                     write_decisions(run_dir, decisions)
                 engine.add_sink(_only(workflow.id, _DecisionKeeper(run_dir, decisions)))
                 trail = self._trail(engine, run_dir, workflow)
-                engine.add_sink(_only(workflow.id, trail))
+                tries = inv.repeat > 1  # every try's events and audit records, each with its try number
+                engine.add_sink(_only(workflow.id, trail, tries=tries))
                 from orchestrate.observe.compliance import event_redactor
 
                 log = EventLog(
-                    run_dir / "events.jsonl", on_error=engine.journal_failed, redact=event_redactor(workflow)
+                    run_dir / "events.jsonl",
+                    on_error=engine.journal_failed,
+                    redact=event_redactor(workflow),
+                    tries=tries,
                 )
                 logs.append(log)
-                engine.add_sink(_only(workflow.id, log))
+                engine.add_sink(_only(workflow.id, log, tries=tries))
                 recorder = RunRecorder(
                     run_dir,
                     workflow,
@@ -536,7 +541,19 @@ class _DecisionKeeper:
         write_decisions(self.run_dir, self.decisions)
 
 
-def _only(workflow_id: str, sink: Sink) -> Sink:
+def _only(workflow_id: str, sink: Sink, *, tries: bool = False) -> Sink:
+    """`sink`, told only the events of the run `workflow_id`; with `tries` (``--repeat K``), of
+    its later tries' runs too (``ID.2``, ``ID.3``: see `orchestrate.run.events.try_id`)."""
+    if tries:
+        prefix = workflow_id + "."
+
+        def forward_tries(event: Event) -> None:
+            wid = event.workflow_id
+            if wid == workflow_id or (wid is not None and wid.startswith(prefix) and wid[len(prefix) :].isdigit()):
+                sink(event)
+
+        return forward_tries
+
     def forward(event: Event) -> None:
         if event.workflow_id == workflow_id:
             sink(event)

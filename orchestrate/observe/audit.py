@@ -35,7 +35,7 @@ import orjson
 
 from orchestrate.observe.audit_chain import AUDIT_FILE, GENESIS, digest, key_id, seal
 from orchestrate.observe.journal import GroupCommit, JsonLines
-from orchestrate.run.events import Event, EventType
+from orchestrate.run.events import Event, EventType, try_of
 
 __all__ = ["DEFAULT_RETENTION_DAYS", "AuditTrail", "endpoint_of", "invocation", "template_digests"]
 
@@ -60,6 +60,8 @@ class AuditTrail:
         on_failure: Called once with the reason when a record cannot be written.
         commit: A dataset run's group commit: records are written with its other
             journals once a turn of the event loop (a failure is then told by the commit).
+        tries: ``--repeat K``: every try of a case is audited, each record of a try's run
+            saying which try it is (``"try"``; a dataset row's ``row_finished`` is the case's).
     """
 
     event_types = frozenset(
@@ -91,7 +93,9 @@ class AuditTrail:
         on_failure: Callable[[str], None] | None = None,
         commit: GroupCommit | None = None,
         clock: Callable[[], float] = time.time,
+        tries: bool = False,
     ) -> None:
+        self.tries = tries
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / AUDIT_FILE
         self.key = key
@@ -144,6 +148,8 @@ class AuditTrail:
         body = {"seq": self._seq, "time": self.clock(), "type": kind, "prev": self._prev, "data": data}
         if run is not None:
             body["run"] = run
+            if self.tries and kind != "row_finished":
+                body["try"] = try_of(run)
         if agent is not None:
             body["agent"] = agent
         line, sealed = seal(body, self.key)

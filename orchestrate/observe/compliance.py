@@ -152,6 +152,7 @@ def open_trail(
     on_failure: Callable[[str], None] | None,
     extra: Mapping[str, Any] | None = None,
     commit: Any = None,
+    tries: bool = False,
 ) -> AuditTrail:
     """Start (or, for a resumed dataset run, continue) ``run_dir/audit.jsonl``.
 
@@ -197,6 +198,7 @@ def open_trail(
             sink=sink,
             on_failure=on_failure,
             commit=commit,
+            tries=tries,
         )
     except OSError as exc:  # the disk, not the user: exit 1, like any journal that cannot be written
         raise JournalError(f"{run_dir}: cannot write the audit trail: {exc.strerror or exc}") from None

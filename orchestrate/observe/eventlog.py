@@ -6,6 +6,10 @@ are also fsynced, so a ``kill -9`` (or a power cut) loses at most the calls in
 flight, never a finished, paid-for result. In a batch the log joins the
 batch's group commit (see `orchestrate.observe.journal`). A line cut short by
 a crash is skipped when the log is read back.
+
+With ``--repeat K`` every try of a case is journaled: each line of a try's run
+carries ``"try": n`` (1 for the first; a dataset row's ``row_started`` and
+``row_finished`` are the case's, and carry none).
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ from typing import Any
 from orchestrate.fsutil import open_regular, read_lines_capped
 from orchestrate.jsonline import MAX_JOURNAL_LINE_BYTES, json_line
 from orchestrate.observe.journal import GroupCommit, JsonLines
-from orchestrate.run.events import Event, EventType
+from orchestrate.run.events import Event, EventType, try_of
 
 __all__ = ["EventLog", "read_events"]
 
 _DURABLE = frozenset({EventType.AGENT_FINISHED, EventType.WORKFLOW_FINISHED})
+_CASE_EVENTS = frozenset({EventType.ROW_STARTED, EventType.ROW_FINISHED})  # a dataset row's, over its tries
 
 
 class EventLog:
@@ -39,6 +44,7 @@ class EventLog:
         commit: GroupCommit | None = None,
         on_error: Callable[[str], None] | None = None,
         redact: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        tries: bool = False,
     ) -> None:
         """Open (append to) `path`.
 
@@ -50,8 +56,10 @@ class EventLog:
         calls.jsonl rather than as ``llm_call`` events too). `on_error` is told
         when the file cannot be written (see `JsonLines`). `redact` rewrites
         each record before it is written (content withheld by a data-protection policy).
+        With `tries` (``--repeat K``), each line says which try of its case it is (``"try"``).
         """
         self.redact = redact
+        self.tries = tries
         self.exclude = frozenset(exclude)
         self.event_types = frozenset(EventType) - self.exclude  # the engine then skips the others
         self.path = Path(path)
@@ -66,6 +74,8 @@ class EventLog:
         if journal is None or event.type in self.exclude:
             return
         record = event.to_dict()
+        if self.tries and event.workflow_id is not None and event.type not in _CASE_EVENTS:
+            record["try"] = try_of(event.workflow_id)
         if self.redact is not None:
             record = self.redact(record)
         journal.write_line(json_line(record))  # never NaN or Infinity: strict readers refuse them

@@ -110,7 +110,8 @@ def load_run_folder(path: Path) -> RunFolder:
     events_path = path / "events.jsonl"
     events = list(read_events(events_path)) if events_path.is_file() else []
     rows = _read_rows(path / "results.jsonl") if (path / "results.jsonl").is_file() else None
-    traces, duration = _timeline(result, events)
+    # --repeat K: the agents shown are the first try's, so their lanes are too.
+    traces, duration = _timeline(result, [e for e in events if e.get("try", 1) == 1])
     batch = read_dataset_run(path, events) if result.get("kind") in DATASET_KINDS or rows is not None else None
     return RunFolder(path=path, result=result, cost=cost, traces=traces, duration=duration, rows=rows, batch=batch)
 

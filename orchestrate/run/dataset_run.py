@@ -43,7 +43,7 @@ from orchestrate.money.costs import CallRecord, agent_key
 from orchestrate.run.cache import fresh_answers
 from orchestrate.run.engine import EngineConfig
 from orchestrate.run.evaluation import repeated
-from orchestrate.run.events import Event, EventType
+from orchestrate.run.events import Event, EventType, try_id
 from orchestrate.run.monitor import MonitorConfig
 from orchestrate.run.repeat import later_tries
 from orchestrate.run.scheduler import RunShape
@@ -283,7 +283,7 @@ class DatasetRunner:
         for n in range(1, self.repeat + 1):
             if n > 1 and (self.stopping or getattr(engine, "halted", None)):
                 break
-            run_id = base if n == 1 else f"{base}.{n}"
+            run_id = base if n == 1 else try_id(base, n)
             entry[2] = run_id
             with fresh_answers(n > 1):  # a repeat asks again: never the cached answer of an earlier try
                 workflow, own, refused = await self._try(row, run_id, first=n == 1)

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-__all__ = ["Event", "EventType", "Sink", "batch_events"]
+__all__ = ["Event", "EventType", "Sink", "batch_events", "try_id", "try_of"]
 
 
 class EventType(str, Enum):
@@ -105,3 +105,16 @@ def batch_events(emit: Sink) -> Callable[[str, str | None, dict[str, Any], str |
         emit(Event(EventType(kind), workflow_id, None, data, workflow_name=workflow_name))
 
     return forward
+
+
+def try_id(run_id: str, n: int) -> str:
+    """The run id of try `n` (2 and up) of a case run as `run_id` (``--repeat K``): ``RUN.n``."""
+    return f"{run_id}.{n}"
+
+
+def try_of(run_id: str | None) -> int:
+    """The try a run id is (``--repeat K``): n for ``RUN.n`` (see `try_id`), else 1 (the first)."""
+    if run_id is None:
+        return 1
+    _base, dot, tail = run_id.rpartition(".")
+    return int(tail) if dot and tail.isdigit() else 1

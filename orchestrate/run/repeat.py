@@ -22,6 +22,7 @@ from typing import Any
 from orchestrate.money.costs import agent_key
 from orchestrate.run.cache import fresh_answers
 from orchestrate.run.evaluation import Evaluator, repeated
+from orchestrate.run.events import try_id
 from orchestrate.run.scheduler import RunShape
 from orchestrate.workflow.dataset import instantiate
 from orchestrate.workflow.models import Workflow
@@ -64,7 +65,7 @@ async def repeat_run(
     for n in range(2, repeat + 1):
         if stopped() or getattr(engine, "halted", None):
             break
-        twin = instantiate(workflow, workflow.input_values, f"{workflow.id}.{n}")
+        twin = instantiate(workflow, workflow.input_values, try_id(workflow.id, n))
         twin.row = workflow.row
         engine.register_run(twin, shape)
         keys = [agent_key(twin.id, a.name) for a in twin.agents]

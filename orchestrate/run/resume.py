@@ -231,6 +231,8 @@ def prior_results(run_dir: Path) -> tuple[str | None, dict[str, AgentResult]]:
                 name = name or (data.get("name") if isinstance(data.get("name"), str) else None)
             if event.get("type") != "agent_finished" or not event.get("agent"):
                 continue
+            if event.get("try", 1) != 1:  # --repeat K: a later try's answer; the run's are the first's
+                continue
             row = {
                 **data,
                 "metadata": {
