@@ -26,9 +26,10 @@ in a folder is not a regular file or a folder, so a resume refuses it first.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -36,6 +37,7 @@ __all__ = [
     "MAX_RESULT_BYTES",
     "NotRegularFileError",
     "TooLargeError",
+    "atomic_copy",
     "atomic_write_chunks",
     "atomic_write_text",
     "check_writable",
@@ -243,20 +245,37 @@ def atomic_write_text(path: Path | str, text: str, *, encoding: str = "utf-8") -
 
 def atomic_write_chunks(path: Path | str, chunks: Iterable[str], *, encoding: str = "utf-8") -> None:
     """Like `atomic_write_text`, for text made piece by piece (a file too big to build in memory)."""
-    target, info = _resolve_target(Path(path))
+
+    def write(handle: BinaryIO) -> None:
+        for chunk in chunks:
+            handle.write(chunk.encode(encoding))
+
+    _atomic_write(Path(path), write)
+
+
+def atomic_copy(source: Path | str, path: Path | str) -> None:
+    """Replace `path` with a copy of the bytes of `source`, atomically (like `atomic_write_text`)."""
+
+    def write(handle: BinaryIO) -> None:
+        with open(source, "rb") as reading:
+            shutil.copyfileobj(reading, handle, _CHUNK)
+
+    _atomic_write(Path(path), write)
+
+
+def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    target, info = _resolve_target(path)
     if info is not None and not stat.S_ISREG(info.st_mode):
-        with open(target, "w", encoding=encoding, newline="\n") as handle:
-            for chunk in chunks:
-                handle.write(chunk)
+        with open(target, "wb") as handle:
+            write(handle)
         return
     target.parent.mkdir(parents=True, exist_ok=True)
     mode = stat.S_IMODE(info.st_mode) if info is not None else 0o666 & ~_umask()
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding=encoding, newline="\n") as handle:
-            for chunk in chunks:
-                handle.write(chunk)
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, target)

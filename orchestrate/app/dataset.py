@@ -22,7 +22,7 @@ from typing import Any
 
 from orchestrate.app.exits import ExitCode, for_signal, for_status
 from orchestrate.app.invocation import DatasetSpec, Invocation
-from orchestrate.app.record import record_invocation
+from orchestrate.app.record import DATA_COPY, record_invocation
 from orchestrate.app.signals import Interrupts
 from orchestrate.app.wiring import (
     Clients,
@@ -35,6 +35,7 @@ from orchestrate.app.wiring import (
     without_content,
 )
 from orchestrate.errors import UserInputError
+from orchestrate.fsutil import atomic_copy
 from orchestrate.observe.dataset_report import DatasetRecorder, PriorDatasetRun, load_prior
 from orchestrate.observe.eventlog import EventLog
 from orchestrate.observe.html_report import write_run_report
@@ -98,16 +99,31 @@ class DatasetOutcome:
 
 
 def open_dataset(
-    file: Path, data: str, shared: dict[str, Any], *, key: str | None, shard: tuple[int, int] | None
+    file: Path,
+    data: str,
+    shared: dict[str, Any],
+    *,
+    key: str | None,
+    shard: tuple[int, int] | None,
+    data_copy: Path | None = None,
 ) -> tuple[Workflow, Dataset, Path | None]:
-    """The workflow (inputs unbound) and its dataset; a spooled copy of stdin to delete after."""
+    """The workflow (inputs unbound) and its dataset; a spooled copy of stdin or a pipe to delete after.
+
+    Args:
+        data_copy: The run folder's copy of rows first read from a pipe or stdin (`data` then only
+            names them in messages and reports): read instead of `data`, nothing spooled.
+    """
     template = load_workflow(file, bind=False)
     unknown = sorted(set(shared) - set(template.inputs))
     if unknown:
         names = ", ".join(sorted(template.inputs)) or "none"
         raise UserInputError(f"unknown input {unknown[0]!r} for workflow {template.name!r} (declared inputs: {names})")
-    spooled = spool_stdin() if data == "-" else _spool_pipe(Path(data))
-    path = spooled or Path(data)
+    if data_copy is not None:
+        spooled = None
+        path = data_copy
+    else:
+        spooled = spool_stdin() if data == "-" else _spool_pipe(Path(data))
+        path = spooled or Path(data)
     dataset = Dataset(
         path,
         workflow_name=template.name,
@@ -190,6 +206,7 @@ class _DatasetSession:
         self.interrupts: Interrupts | None = None
         self.clients: Clients | None = None
         self.inform: Callable[[str], None] = lambda line: None
+        self.spooled: Path | None = None  # the rows read from a pipe or stdin, until kept in the folder
 
     def execute(self) -> DatasetOutcome:
         inv, spec = self.inv, self.spec
@@ -201,7 +218,10 @@ class _DatasetSession:
             check_ray(inv, spec)
         check_output_paths(inv)  # before the first row is paid for
         check_baseline(inv.baseline)
-        template, dataset, spooled = open_dataset(self.file, spec.data, inv.inputs, key=spec.key, shard=spec.shard)
+        template, dataset, spooled = open_dataset(
+            self.file, spec.data, inv.inputs, key=spec.key, shard=spec.shard, data_copy=spec.data_copy
+        )
+        self.spooled = spooled
         if inv.answers is not None:  # checked before any row, and its {row.COLUMN}s allowed in the data
             dataset.columns |= load_answers(inv.answers, template).columns() - set(template.inputs)
         try:
@@ -209,6 +229,18 @@ class _DatasetSession:
         finally:
             if spooled is not None:
                 spooled.unlink(missing_ok=True)
+
+    def _keep_data(self, run_dir: Path, *, protected: bool) -> Path | None:
+        """The folder's copy of rows read from a pipe or stdin, for a resume to read (None: none kept).
+
+        Rows from a file are not copied (a resume reads the file again). Under a data-protection
+        policy no copy is kept either: the rows hold the personal data the policy keeps out of run
+        folders, and a resume asks for them again (``--data FILE``).
+        """
+        if self.spooled is not None and not protected:  # read now: kept, or replaced by a resume's new rows
+            atomic_copy(self.spooled, run_dir / DATA_COPY)
+            return run_dir / DATA_COPY
+        return None if protected else self.spec.data_copy
 
     def _execute(self, template: Workflow, dataset: Dataset) -> DatasetOutcome:
         inv, spec = self.inv, self.spec
@@ -263,7 +295,7 @@ class _DatasetSession:
         protector = protect_workflow(template, no_content=inv.no_content, secret=pseudonyms)
         if protector is not None and not protector.policy.store_content:
             without_content(inv)
-        record_invocation(run_dir, inv, self.file)
+        record_invocation(run_dir, inv, self.file, data_copy=self._keep_data(run_dir, protected=protector is not None))
         keep_pseudonyms(run_dir, pseudonyms)
         max_calls = inv.max_parallel or DEFAULT_MAX_CALLS
         if inv.budget_scope is not None:

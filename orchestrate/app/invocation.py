@@ -33,6 +33,8 @@ class DatasetSpec:
         engine: ``local`` (this process) or ``ray`` (a pool of Ray workers; needs a Redis `state`).
         address: With ``ray``: the cluster (``ray://HOST:10001``, ``auto``); None starts a local one.
         workers: With ``ray``: workers at once (default 2).
+        data_copy: The copy of the rows that a run folder keeps when `data` was a pipe or standard
+            input (``data.copy``): a resume reads its rows there, and `data` only names them.
     """
 
     data: str
@@ -45,6 +47,7 @@ class DatasetSpec:
     engine: str = "local"
     address: str | None = None
     workers: int | None = None
+    data_copy: Path | None = None
 
 
 @dataclass

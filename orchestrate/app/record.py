@@ -8,6 +8,10 @@ is refused, naming each difference; the budget may only be raised, and the raise
 recorded. Other flags (how the run is shown, reports, approvals, parallelism) apply
 to the resumed session only. The workflow's content may change as far as fingerprints
 allow: a changed agent runs again, the others are reused.
+
+Rows read from a pipe or standard input cannot be read again: the folder keeps them
+(`DATA_COPY`) and a resume reads them there; where no copy is kept (a data-protection
+policy, an older folder), ``--data FILE`` given with ``--resume`` supplies them.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ from orchestrate.errors import UserInputError
 from orchestrate.fsutil import atomic_write_text
 from orchestrate.run.resume import refuse_special_files
 
-__all__ = ["INVOCATION_FILE", "file_digest", "read_record", "record_invocation", "resumed"]
+__all__ = ["DATA_COPY", "INVOCATION_FILE", "file_digest", "read_record", "record_invocation", "resumed"]
 
 INVOCATION_FILE = "invocation.json"
+DATA_COPY = "data.copy"  # the rows of a dataset run read from a pipe or stdin, kept for its resume
 MAX_RECORD_BYTES = 1024 * 1024
 # What makes the run this run: given again with --resume, each must be what was recorded.
 _FIXED = (
@@ -101,8 +106,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def record_invocation(run_dir: Path, invocation: Invocation, workflow: Path) -> None:
-    """Write ``invocation.json`` into `run_dir`: how this run was started (and any later budget raise)."""
+def record_invocation(run_dir: Path, invocation: Invocation, workflow: Path, *, data_copy: Path | None = None) -> None:
+    """Write ``invocation.json`` into `run_dir`: how this run was started (and any later budget raise).
+
+    Args:
+        data_copy: The folder's copy of the rows when they came from a pipe or standard input
+            (`DATA_COPY`): recorded by name, with its digest, for a resume to read.
+    """
     inv = invocation
     document: dict[str, Any] = {
         "kind": "invocation",
@@ -122,7 +132,11 @@ def record_invocation(run_dir: Path, invocation: Invocation, workflow: Path) -> 
     if inv.dataset is not None:
         spec = inv.dataset
         data: dict[str, Any] = {name: _plain(getattr(spec, name)) for name in (*_FIXED_DATA, *_CARRIED_DATA)}
-        data["data_digest"] = file_digest(Path(spec.data)) if spec.data != "-" else None
+        if data_copy is not None:
+            data["data_copy"] = data_copy.name
+            data["data_digest"] = file_digest(data_copy)
+        else:
+            data["data_digest"] = file_digest(Path(spec.data)) if spec.data != "-" else None
         document["dataset"] = data
     atomic_write_text(run_dir / INVOCATION_FILE, json.dumps(document, indent=2, sort_keys=True) + "\n")
 
@@ -212,15 +226,20 @@ def resumed(given: Invocation, explicit: set[str]) -> Invocation:
     recorded_data = record.get("dataset")
     if recorded_data is not None:
         spec: dict[str, Any] = {}
+        piped = _read_once(recorded_data)
         for name in _FIXED_DATA:
             was = recorded_data.get(name)
             if name in explicit and dataset is not None:
                 now = _plain(getattr(dataset, name))
-                if now != was:
+                if name == "data" and piped:  # rows from a pipe or stdin: given again, they are the rows
+                    was = now
+                elif now != was:
                     problems.append(f"{_flag(name)} {_shown(now)} (the run has {_shown(was)})")
             spec[name] = tuple(was) if name == "shard" and was else was
         for name in _CARRIED_DATA:
             spec[name] = getattr(dataset, name) if name in explicit and dataset is not None else recorded_data.get(name)
+        if piped and not ("data" in explicit and dataset is not None):
+            spec["data_copy"] = _data_copy(given.resume, recorded_data)
         dataset = DatasetSpec(**spec, progress_every=dataset.progress_every if dataset is not None else 10.0)
     elif dataset is not None:
         problems.append(f"--data {dataset.data} (the run is a single run, not a dataset run)")
@@ -231,6 +250,45 @@ def resumed(given: Invocation, explicit: set[str]) -> Invocation:
             + f". Run 'orchestrate run --resume {given.resume}' alone, or start a new run"
         )
     return dataclasses.replace(given, workflows=[workflow], budget=budget, dataset=dataset, history=changes, **values)
+
+
+def _read_once(recorded: dict[str, Any]) -> bool:
+    """Whether a dataset run's rows came from a pipe or standard input, which cannot be read again.
+
+    Records from before `DATA_COPY` have no ``data_copy``: their rows were read once when the data is
+    ``-``, or had no digest (only a regular file has one) and are not a regular file now.
+    """
+    data = recorded.get("data")
+    if recorded.get("data_copy") or data == "-":
+        return True
+    if recorded.get("data_digest") is not None or not isinstance(data, str):
+        return False
+    try:
+        return not stat.S_ISREG(os.stat(data).st_mode)
+    except OSError:
+        return True
+
+
+def _data_copy(run_dir: Path, recorded: dict[str, Any]) -> Path:
+    """The folder's copy of rows read from a pipe or stdin.
+
+    Raises:
+        UserInputError: It keeps none (a data-protection policy, or a folder from before copies
+            were kept), or it is gone: the rows must be given again.
+    """
+    name = recorded.get("data_copy")
+    data = recorded.get("data")
+    source = "standard input" if data == "-" else f"{data} (a pipe)"
+    again = f"give them again: orchestrate run --resume {run_dir} --data FILE"
+    if not isinstance(name, str) or not name:
+        raise UserInputError(
+            f"{run_dir}: its rows were read from {source} and the folder keeps no copy of them "
+            f"(none is kept under a data_protection policy, or by older versions); {again}"
+        )
+    path = run_dir / Path(name).name
+    if not path.is_file():
+        raise UserInputError(f"{path}: the copy of the rows read from {source} is gone; {again}")
+    return path
 
 
 _FLAGS = {
