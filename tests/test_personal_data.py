@@ -229,6 +229,67 @@ def test_recognisers_need_their_checksums() -> None:
     assert [k for _, _, k in find("call +49 30 1234567 or 0044 20 7946 0958", ("phone",))] == ["phone", "phone"]
 
 
+@pytest.mark.parametrize(
+    "phone",
+    [
+        "+49 30 1234567",
+        "0049 30 1234567",
+        "+49 (0)30 1234567",
+        "(030) 123 4567",
+        "+1 415-555-0100",
+        "+1 (415) 555-0100",
+        "+44 20 7946 0958",
+        "030/1234567",
+        "0171 / 1234 567",
+        "(415) 555-0100",
+    ],
+)
+def test_phone_numbers_in_their_usual_formats_are_found_whole(phone: str) -> None:
+    every = ("email", "phone", "iban", "credit_card", "national_id")
+    text = f"Ruf an: {phone}, danke."
+    for kinds in (every, ("phone",)):
+        assert [(text[s:e], k) for s, e, k in find(text, kinds)] == [(phone, "phone")], kinds
+    guard = Protector(Policy.from_dict({"detect": list(every)}), secret=b"k")
+    scanned = guard.protect_values({"note": text})["note"]
+    assert phone not in scanned and scanned.startswith("Ruf an: PHONE_") and scanned.endswith(", danke.")
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        "1,234,567.00",
+        "1.234.567,00",
+        "INV-2026-000123",
+        "INV-0012345",
+        "PO-2026/0012345",
+        "ORD-0049301234567",
+        "ORD-415-555-0100",
+        "0049301234567",
+        "00123456789",
+        "2026-12-03",
+        "03.12.2026",
+        "01/12/2026",
+        "DE89 3704 0044 0532 0130 00",
+    ],
+)
+def test_amounts_ids_dates_and_ibans_are_not_taken_for_phones(other: str) -> None:
+    text = f"ref {other} ok"
+    assert list(find(text, ("phone",))) == []
+    assert [k for _, _, k in find(text, ("phone", "national_id", "credit_card"))] == []
+    guard = Protector(Policy.from_dict({"detect": ["phone", "national_id"]}), secret=b"k")
+    assert guard.protect_values({"note": text})["note"] == text
+
+
+def test_a_number_that_fails_one_check_is_still_tried_as_the_kinds_after_it() -> None:
+    # 13 digits: a card candidate first (it fails Luhn), then a phone at the same place.
+    text = "Tel 0049 30 1234567 oder 12 0049 30 1234567"
+    kinds = ("credit_card", "national_id", "phone")
+    assert [(text[s:e], k) for s, e, k in find(text, kinds)] == [
+        ("0049 30 1234567", "phone"),
+        ("0049 30 1234567", "phone"),
+    ]
+
+
 def test_pseudonyms_are_stable_masks_keep_the_ends_and_restore_only_what_the_vault_holds() -> None:
     policy = Policy.from_dict(
         {"columns": {"name": "pseudonymize", "iban": "mask", "ssn": "drop", "pay": "keep"}, "detect": ["email"]}

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
-from orchestrate.run.recognizers import KINDS, combined
+from orchestrate.run.recognizers import KINDS, Recogniser, combined
 
 __all__ = ["ACTIONS", "DROPPED", "Policy", "Protector", "withheld"]
 
@@ -120,7 +120,7 @@ class Protector:
         self._summary = policy.summary()  # the policy does not change: said once
         self._columns = {name: (action, _label(name)) for name, action in policy.columns.items()}
         # Which recognisers can match a text with n digits and (not) an "@": one combined pattern each.
-        self._patterns: dict[tuple[bool, int], Any] = {}
+        self._patterns: dict[tuple[bool, int], Recogniser | None] = {}
 
     def __repr__(self) -> str:  # the vault stays out of any repr, log or traceback
         return f"Protector({self.policy.summary()!r}, {len(self._vault)} pseudonyms)"
@@ -193,19 +193,15 @@ class Protector:
             found = self._patterns[key] = combined(kinds) if kinds else None
         if found is None:
             return text
-        pattern, groups = found
         parts: list[str] = []
         at = 0
-        for match in pattern.finditer(text):
-            kind, check = groups[match.lastgroup or ""]
-            value = match.group()
-            if not check(value):
+        for start, end, kind in found.spans(text):
+            if kind is None:  # an IBAN not asked for: kept, and not read as a phone either
                 continue
-            start = match.start()
             parts.append(text[at:start])
-            parts.append(self._pseudonym(_LABEL[kind], value))
+            parts.append(self._pseudonym(_LABEL[kind], text[start:end]))
             self._count(f"detected_{kind}")
-            at = match.end()
+            at = end
         if not parts:
             return text
         parts.append(text[at:])

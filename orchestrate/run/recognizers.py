@@ -4,9 +4,17 @@ A candidate counts only when its check passes, which keeps numbers that merely
 look alike (an order number, a date) out: IBANs by their ISO 7064 mod-97
 checksum, card numbers by Luhn, the Dutch BSN by its 11-test, the Spanish DNI
 by its check letter, US SSNs by the ranges never issued. Emails and phone
-numbers have no checksum; phones need a leading ``+`` or ``00`` and 8 to 15
-digits, or a grouped national format, so that amounts and ids are not taken
-for them.
+numbers have no checksum; phones need a leading ``+`` (or ``00`` and a space
+or dash somewhere) and 8 to 15 digits after the country code, or a national
+number written with its area code apart (``(030) 123 4567``, ``030/1234567``,
+``(415) 555-0100``), so that amounts, dates and ids are not taken for them.
+
+A text is read in one pass over a pattern joining every kind asked for. Where a
+candidate fails its check (a 13-digit run that fails Luhn), the kinds after it
+are tried at the same place before the search moves on one character (so
+``0049 30 1234567``, not a card, is still found as a phone), and an IBAN is
+always recognised, and left alone when ``iban`` was not asked for, so that its
+digit groups are never taken for a phone or a national id.
 
 Why our own and not Presidio's analyzer: its pattern recognisers are what
 would be used (no NER model by default, which would need spaCy and a
@@ -21,7 +29,7 @@ import re
 from collections.abc import Callable, Iterator
 from functools import lru_cache
 
-__all__ = ["KINDS", "combined", "find"]
+__all__ = ["KINDS", "Recogniser", "combined", "find"]
 
 
 def _digits(text: str) -> str:
@@ -77,11 +85,19 @@ def dni_ok(text: str) -> bool:
 
 
 def phone_ok(text: str) -> bool:
-    """An international number: 8 to 15 digits after the ``+`` or ``00`` (E.164 allows 15)."""
+    """An international number: 8 to 15 digits after the ``+`` or ``00`` (E.164 allows 15); one
+    written with ``00`` has a space, dot, dash or bracket in it (a bare ``00…`` run is an id)."""
     digits = _digits(text)
     if text.startswith("00"):
+        if not any(ch in " .-()" for ch in text):
+            return False
         digits = digits[2:]
     return 8 <= len(digits) <= 15
+
+
+def national_phone_ok(text: str) -> bool:
+    """A national number with its trunk ``0`` and area code apart: 7 to 12 digits in all."""
+    return 7 <= len(_digits(text)) <= 12
 
 
 def _always(_: str) -> bool:
@@ -96,8 +112,15 @@ KINDS: dict[str, list[tuple[re.Pattern[str], _Check]]] = {
     "iban": [(re.compile(r"\b[A-Z]{2}\d{2}(?:[ -]?[A-Z0-9]{4}){2,7}(?:[ -]?[A-Z0-9]{1,3})?\b"), iban_ok)],
     "credit_card": [(re.compile(r"\b(?:\d[ -]?){12,18}\d\b"), luhn_ok)],
     "phone": [
-        (re.compile(r"(?<![\w+])(?:\+|00)[1-9]\d{0,2}(?:[ .-]?\(?\d{1,4}\)?){2,5}(?!\w)"), phone_ok),
-        (re.compile(r"(?<!\w)\(?\d{3}\)?[ .-]\d{3}[ .-]\d{4}(?!\w)"), _always),
+        # +49 30 1234567, 0049 30 1234567, +49 (0)30 1234567, +1 415-555-0100, +44 20 7946 0958
+        (re.compile(r"(?<![\w+/.-])(?:\+|00)[1-9]\d{0,2}(?:[ .-]?\(?\d{1,4}\)?){2,5}(?![\w/])"), phone_ok),
+        # (030) 123 4567, 030/1234567, 0171 / 1234 567
+        (
+            re.compile(r"(?<![\w+/.-])(?:\(0\d{1,4}\) ?|0\d{1,4} ?/ ?)\d{2,4}(?:[ -]?\d{2,4}){0,3}(?![\w/])"),
+            national_phone_ok,
+        ),
+        # (415) 555-0100, 415-555-0100, 415.555.0100
+        (re.compile(r"(?<![\w+/.-])\(?\d{3}\)?[ .-]\d{3}[ .-]\d{4}(?![\w/-])"), _always),
     ],
     "national_id": [
         (re.compile(r"\b\d{3}-\d{2}-\d{4}\b"), ssn_ok),  # US SSN
@@ -109,34 +132,66 @@ KINDS: dict[str, list[tuple[re.Pattern[str], _Check]]] = {
 
 
 _PRIORITY = ("email", "iban", "credit_card", "national_id", "phone")  # the loosest last
+_GUARDED = frozenset({"credit_card", "national_id", "phone"})  # kinds whose digits an IBAN may hold
+
+_Alternative = tuple[re.Pattern[str], "str | None", _Check]
 
 
-def combined(kinds: tuple[str, ...] | frozenset[str]) -> tuple[re.Pattern[str], dict[str, tuple[str, _Check]]]:
-    """One pattern for all `kinds` (a single pass over a text), and what each named group is."""
+class Recogniser:
+    """The recognisers of some kinds joined into one pattern (see the module's docstring)."""
+
+    __slots__ = ("_after", "_groups", "pattern")
+
+    def __init__(self, kinds: frozenset[str]) -> None:
+        alternatives: list[tuple[str, _Alternative]] = []
+        for kind in _PRIORITY:
+            wanted = kind in kinds
+            if wanted or (kind == "iban" and kinds & _GUARDED):
+                for n, (pattern, check) in enumerate(KINDS[kind]):
+                    alternatives.append((f"{kind}_{n}", (pattern, kind if wanted else None, check)))
+        self.pattern = re.compile("|".join(f"(?P<{name}>{alt[0].pattern})" for name, alt in alternatives))
+        self._groups = {name: alt[1:] for name, alt in alternatives}
+        self._after = {name: [alt for _, alt in alternatives[i + 1 :]] for i, (name, _) in enumerate(alternatives)}
+
+    def spans(self, text: str) -> Iterator[tuple[int, int, str | None]]:
+        """(start, end, kind) of each value found, left to right; kind None: an IBAN not asked for."""
+        search = self.pattern.search
+        groups = self._groups
+        at = 0
+        while (match := search(text, at)) is not None:
+            name = match.lastgroup or ""
+            kind, check = groups[name]
+            if check(match.group()):
+                yield match.start(), match.end(), kind
+                at = match.end()
+                continue
+            start = match.start()
+            for pattern, later, later_check in self._after[name]:  # the kinds after it, at the same place
+                other = pattern.match(text, start)
+                if other is not None and later_check(other.group()):
+                    yield start, other.end(), later
+                    at = other.end()
+                    break
+            else:
+                at = start + 1
+
+
+def combined(kinds: tuple[str, ...] | frozenset[str]) -> Recogniser:
+    """One recogniser for all `kinds` (a single pass over a text)."""
     return _combined(frozenset(kinds))
 
 
 @lru_cache(maxsize=32)
-def _combined(kinds: frozenset[str]) -> tuple[re.Pattern[str], dict[str, tuple[str, _Check]]]:
-    """One pattern for all `kinds` (a single pass over a text), and what each named group is."""
-    parts, groups = [], {}
-    for kind in _PRIORITY:
-        if kind in kinds:
-            for n, (pattern, check) in enumerate(KINDS[kind]):
-                name = f"{kind}_{n}"
-                parts.append(f"(?P<{name}>{pattern.pattern})")
-                groups[name] = (kind, check)
-    return re.compile("|".join(parts)), groups
+def _combined(kinds: frozenset[str]) -> Recogniser:
+    return Recogniser(kinds)
 
 
 def find(text: str, kinds: tuple[str, ...]) -> Iterator[tuple[int, int, str]]:
     """(start, end, kind) of each recognised value in `text`, left to right, without overlaps.
 
-    Where two kinds could match at one place, the first in `_PRIORITY` is tried; a
-    candidate whose check fails (an order number that fails Luhn) is skipped whole.
+    Where two kinds could match at one place, the first in `_PRIORITY` whose check
+    passes is taken; a place where none passes is skipped one character.
     """
-    pattern, groups = _combined(frozenset(kinds))
-    for match in pattern.finditer(text):
-        kind, check = groups[match.lastgroup or ""]
-        if check(match.group()):
-            yield match.start(), match.end(), kind
+    for start, end, kind in _combined(frozenset(kinds)).spans(text):
+        if kind is not None:
+            yield start, end, kind
