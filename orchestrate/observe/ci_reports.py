@@ -119,17 +119,19 @@ def summary_markdown(documents: list[dict[str, Any]]) -> str:
     for doc in documents:
         agents = doc["agents"]
         done = sum(1 for a in agents if a["status"] == "completed")
+        skipped = sum(1 for a in agents if a["status"] == "skipped")
+        by_condition = f", {skipped} skipped by a condition" if skipped else ""
         sim = " (simulated)" if doc.get("simulated") else ""
         out += [
             f"## {markdown_cell(doc['name'])}: {doc['status']}{sim}",
             "",
-            f"{done}/{len(agents)} agents completed · cost ${doc['total_cost']:.4f} of "
+            f"{done}/{len(agents)} agents completed{by_condition} · cost ${doc['total_cost']:.4f} of "
             f"${doc['cost_budget']:.2f} · {doc['total_tokens']} tokens · {doc['retries']} retries · "
             f"{doc.get('duration_seconds') or 0:.2f}s",
             "",
             *answer_markdown(doc),
             *approval_markdown(doc),
-            "| agent | module | status | model | tokens | cost | error |",
+            "| agent | module | status | model | tokens | cost | why |",
             "|---|---|---|---|---:|---:|---|",
         ]
         for a in agents:

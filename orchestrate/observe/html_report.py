@@ -326,9 +326,11 @@ def _share(cost: Any, budget: Any) -> str:
 
 
 def _problems(run: RunFolder) -> str:
+    """The agents that did not complete, with why; a skipped agent is not a problem (see `_skipped`)."""
     rows = []
-    for agent in run.result.get("agents", []):
-        if agent.get("status") == "completed":
+    agents = run.result.get("agents", [])
+    for agent in agents:
+        if agent.get("status") in ("completed", "skipped"):
             continue
         trace = run.traces.get(str(agent.get("name")))
         earlier = [a["error"] for a in (trace.attempts if trace else []) if a.get("error")][:-1]
@@ -343,8 +345,27 @@ def _problems(run: RunFolder) -> str:
             ]
         )
     if not rows:
-        return '<section><h3>Problems</h3><p class="ok">Every agent completed.</p></section>'
+        skipped = any(a.get("status") == "skipped" for a in agents)
+        done = "Every agent completed or was skipped by a condition." if skipped else "Every agent completed."
+        return f'<section><h3>Problems</h3><p class="ok">{done}</p></section>'
     return "<section><h3>Problems</h3>" + _table(["agent", "status", "reason"], rows, numeric_from=9) + "</section>"
+
+
+def _skipped(run: RunFolder) -> str:
+    """The agents a `when` condition skipped (or whose dependency was skipped), each with the
+    condition and the value it had: a decision of the workflow, shown beside the statuses."""
+    rows = [
+        [
+            f'<a href="#{_e(_agent_anchor(run, agent))}">{_e(agent.get("name"))}</a>',
+            _badge("skipped"),
+            _e((agent.get("metadata") or {}).get("skipped") or "no reason recorded"),
+        ]
+        for agent in run.result.get("agents", [])
+        if agent.get("status") == "skipped"
+    ]
+    if not rows:
+        return ""
+    return "<section><h3>Skipped</h3>" + _table(["agent", "status", "why"], rows, numeric_from=9) + "</section>"
 
 
 def _served(meta: dict[str, Any]) -> str:
@@ -379,7 +400,8 @@ def _agents(run: RunFolder) -> str:
         body = []
         why = step_reason(agent)
         if why:
-            body.append(f'<p class="error">{_e(why)}</p>')
+            kind = "note" if agent.get("status") in ("skipped", "waiting_approval") else "error"
+            body.append(f'<p class="{kind}">{_e(why)}</p>')
         system = meta.get("system_prompt") or (trace.system if trace else None)
         if system:
             body.append(f"<h5>System prompt</h5><pre>{_clip(str(system))}</pre>")
@@ -581,7 +603,7 @@ def render_report(runs: Sequence[RunFolder]) -> str:
         else:
             answer = answer_section(run.result, heading=run.name if several else None) + approvals_section(run.result)
             body.append(
-                f'<article class="run">{answer}{summary}{evaluation_section(run.path, run.result)}{_rows(run)}{_problems(run)}'
+                f'<article class="run">{answer}{summary}{evaluation_section(run.path, run.result)}{_rows(run)}{_problems(run)}{_skipped(run)}'
                 f"{_timeline(run)}{_graph(run)}{_costs(run)}{_agents(run)}</article>"
             )
     return (

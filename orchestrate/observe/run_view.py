@@ -124,6 +124,7 @@ def run_summary(document: Mapping[str, Any]) -> dict[str, Any]:
                     "dependencies",
                 )
             }
+            | {"why": reason(a)}  # the one line that explains the status (a skip: its condition and value)
             for a in document.get("agents", [])
         ],
     }
