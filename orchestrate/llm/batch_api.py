@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 from orchestrate.errors import LLMError, MalformedResponseError
 from orchestrate.llm.base import LLMResponse
-from orchestrate.llm.http import scrub_error
+from orchestrate.redaction import scrub_error
 
 __all__ = ["CALL_TAG", "UNREAD", "BatchAPI", "BatchStatus", "CallTag", "Submitted", "read_results"]
 

@@ -37,7 +37,7 @@ from orchestrate.errors import (
 from orchestrate.finite import loads_strict
 from orchestrate.llm.base import LLMClient, LLMResponse, ToolCall, single_turn
 from orchestrate.redaction import redact as _redact
-from orchestrate.redaction import remember, scrub
+from orchestrate.redaction import remember, scrub, scrub_error
 
 __all__ = [
     "HTTPTransport",
@@ -81,14 +81,6 @@ def scrub_response(response: LLMResponse, secret: str | None) -> LLMResponse:
             for c in response.tool_calls
         ]
     return response
-
-
-def scrub_error(exc: LLMError, secret: str | None) -> LLMError:
-    """The same error with the key redacted from its message and request id."""
-    exc.args = tuple(redact(str(a), secret) if isinstance(a, str) else a for a in exc.args)
-    if exc.request_id:
-        exc.request_id = redact(exc.request_id, secret)
-    return exc
 
 
 def parse_duration(value: str | None) -> float | None:
