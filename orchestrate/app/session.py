@@ -401,26 +401,29 @@ class _Session:
             if hasattr(display, "start"):
                 self._live_display = display
                 display.start()
+            scoring = _scoring(engine, workflows)  # each agent's expectations scored as it finishes
             try:
+
+                def stopped() -> bool:
+                    return self.interrupts is not None and self.interrupts.received is not None
+
                 await asyncio.gather(
                     *(
                         engine.execute_workflow(wf.id, reuse=reuse or None, decisions=decisions or None)
                         for wf, decisions in zip(workflows, self.decisions)
                     )
                 )
-                if self.interrupts is None or self.interrupts.received is None:
-                    from orchestrate.run.evaluation import evaluate_runs
-
-                    await evaluate_runs(engine, workflows)
+                if scoring is not None:
+                    for wf in workflows:  # the judges still asking, and the workflows' own expectations
+                        await scoring.finish(wf, score=not stopped())
                 if inv.repeat > 1:  # the other tries of each run, each a run of its own
                     from orchestrate.run.repeat import repeat_run
 
-                    def stopped() -> bool:
-                        return self.interrupts is not None and self.interrupts.received is not None
-
                     await asyncio.gather(
                         *(
-                            repeat_run(engine, wf, inv.repeat, decisions=decisions or None, stopped=stopped)
+                            repeat_run(
+                                engine, wf, inv.repeat, decisions=decisions or None, stopped=stopped, scoring=scoring
+                            )
                             for wf, decisions in zip(workflows, self.decisions)
                         )
                     )
@@ -428,6 +431,8 @@ class _Session:
                     if inv.min_pass_rate is not None and wf.evaluation is not None:
                         wf.evaluation["min_pass_rate"] = inv.min_pass_rate
             finally:
+                if scoring is not None:
+                    await scoring.close()  # an interrupted run: its judges still asking are cancelled
                 self._stop_display()  # on every way out, so the cursor is never left hidden
         finally:
             if self.interrupts is not None:
@@ -539,6 +544,22 @@ class _DecisionKeeper:
             str(d.get("source")),
         )
         write_decisions(self.run_dir, self.decisions)
+
+
+def _scoring(engine: OrchestrationEngine, workflows: list[Workflow]) -> Any:
+    """A `LiveScoring` told about each run with expectations; None (and no sink) when none has any."""
+    from orchestrate.run.evaluation import Evaluator
+
+    evaluators = [(wf, Evaluator.of(wf)) for wf in workflows]
+    if all(evaluator is None for _wf, evaluator in evaluators):
+        return None
+    from orchestrate.run.live_scoring import LiveScoring
+
+    scoring = LiveScoring(engine)
+    for wf, evaluator in evaluators:
+        if evaluator is not None:
+            scoring.begin(wf, evaluator)
+    return scoring
 
 
 def _only(workflow_id: str, sink: Sink, *, tries: bool = False) -> Sink:

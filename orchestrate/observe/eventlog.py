@@ -28,7 +28,7 @@ from orchestrate.run.events import Event, EventType, try_of
 __all__ = ["EventLog", "read_events"]
 
 _DURABLE = frozenset({EventType.AGENT_FINISHED, EventType.WORKFLOW_FINISHED})
-_CASE_EVENTS = frozenset({EventType.ROW_STARTED, EventType.ROW_FINISHED})  # a dataset row's, over its tries
+_CASE_EVENTS = frozenset({EventType.ROW_STARTED.value, EventType.ROW_FINISHED.value})  # a row's, over its tries
 
 
 class EventLog:
@@ -58,8 +58,7 @@ class EventLog:
         each record before it is written (content withheld by a data-protection policy).
         With `tries` (``--repeat K``), each line says which try of its case it is (``"try"``).
         """
-        self.redact = redact
-        self.tries = tries
+        self.redact = _numbered(redact) if tries else redact  # each event's path is as it was without
         self.exclude = frozenset(exclude)
         self.event_types = frozenset(EventType) - self.exclude  # the engine then skips the others
         self.path = Path(path)
@@ -74,8 +73,6 @@ class EventLog:
         if journal is None or event.type in self.exclude:
             return
         record = event.to_dict()
-        if self.tries and event.workflow_id is not None and event.type not in _CASE_EVENTS:
-            record["try"] = try_of(event.workflow_id)
         if self.redact is not None:
             record = self.redact(record)
         journal.write_line(json_line(record))  # never NaN or Infinity: strict readers refuse them
@@ -87,6 +84,20 @@ class EventLog:
         journal, self._journal = self._journal, None
         if journal is not None:
             journal.close()
+
+
+def _numbered(
+    redact: Callable[[dict[str, Any]], dict[str, Any]] | None,
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """`redact` (if any) after giving a record of a try's run its try number (``--repeat K``)."""
+
+    def number(record: dict[str, Any]) -> dict[str, Any]:
+        run = record.get("workflow_id")
+        if run is not None and record.get("type") not in _CASE_EVENTS:
+            record["try"] = try_of(run)  # the record is the log's own (`Event.to_dict`), made for this line
+        return redact(record) if redact is not None else record
+
+    return number
 
 
 def read_events(path: Path | str) -> Iterator[dict[str, Any]]:

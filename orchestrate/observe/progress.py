@@ -86,6 +86,8 @@ class AgentRow:
     elapsed: float | None = None  # set when finished
     error: str | None = None
     retry_at: float | None = None  # monotonic moment of the next attempt, while retrying
+    expect: str | None = None  # its expectations once scored, when some did not pass
+    expect_brief: str = ""  # ``1 failed``, for the status cell
 
     def seconds(self, now: float) -> float:
         if self.elapsed is not None:
@@ -107,6 +109,7 @@ class WorkflowState:
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
     batches: dict[str, dict[str, Any]] = field(default_factory=dict)  # open provider batches by id
+    expect: str | None = None  # the workflow's own expectations (on its outputs), once scored
 
     @property
     def spent(self) -> float:
@@ -151,6 +154,15 @@ class RunState:
             return
         if event.type is EventType.BATCH_FINISHED:
             state.batches.pop(str(data.get("batch_id")), None)
+            return
+        if event.type is EventType.EXPECTATIONS_CHECKED:
+            line = checked_line(data)
+            if event.agent is None:
+                state.expect = line
+            elif event.agent in state.rows:
+                scored = state.rows[event.agent]
+                scored.expect = line if int(data.get("failed") or 0) + int(data.get("errors") or 0) else None
+                scored.expect_brief = _not_passed(data)
             return
         row = state.rows.get(event.agent or "")
         if row is None:
@@ -304,7 +316,10 @@ class LiveTable:
             f"{done}/{total} agents done: {outcome_counts([r.status for r in state.rows.values()])}"
             f" | spent {budget_text} | rate-limit wait {state.waited:.1f}s | {elapsed:.1f}s elapsed"
         )
-        return "\n".join([footer, *(batch_line(batch) for batch in state.batches.values())])
+        lines = [footer, *(batch_line(batch) for batch in state.batches.values())]
+        if state.expect:
+            lines.append(f"outputs: {state.expect}")
+        return "\n".join(lines)
 
     @staticmethod
     def _total_line(states: list[WorkflowState]) -> str:
@@ -324,12 +339,16 @@ class LiveTable:
         if row.status == "retrying" and row.retry_at is not None and row.retry_at > now:
             label = f"retrying in {row.retry_at - now:.0f}s"
         brief = _brief(row.error) if row.error and row.status in ("retrying", "failed") else ""
+        if row.expect_brief:
+            brief, style = f"expect: {row.expect_brief}", "yellow"
         if brief:
             label += f" ({brief})"  # the why column may be dropped on a narrow screen
         status: Any = Text(label, style=style)
         if row.status in _ACTIVE:
             status = Spinner("dots", text=Text(label, style=style))
         why = _short(row.error) if row.error and row.status != "completed" else ""
+        if row.expect and row.status == "completed":
+            why = row.expect
         return [
             row.name,
             status,
@@ -341,6 +360,36 @@ class LiveTable:
             f"{row.seconds(now):.1f}s" if row.started is not None else "",
             why,
         ]
+
+
+def checked_line(data: dict[str, Any]) -> str:
+    """An ``expectations_checked`` event as a line: ``expectations: 2/3 passed, 1 failed; equals
+    output.gl_account: expected '6100', got '6200'`` (the first that did not pass)."""
+    from orchestrate.run.evaluation import closing_line
+
+    line = closing_line(data)
+    bad = [o for o in data.get("outcomes") or () if o.get("status") in ("fail", "error")]
+    if bad:
+        first = bad[0]
+        detail = first.get("reason") or first.get("status")
+        if first.get("status") == "fail" and first.get("kind") != "rubric":
+            detail = f"expected {_shown(first.get('expected'))}, got {_shown(first.get('got'))}"
+        elif first.get("kind") == "rubric" and first.get("score") is not None:
+            detail = f"score {first['score']:g}: {first.get('reason') or ''}".rstrip(": ")
+        line += f"; {first.get('name')}: {detail}"
+    return line
+
+
+def _not_passed(data: dict[str, Any]) -> str:
+    failed, errors = int(data.get("failed") or 0), int(data.get("errors") or 0)
+    parts = [f"{failed} failed"] if failed else []
+    parts += [f"{errors} error" + ("s" if errors != 1 else "")] if errors else []
+    return ", ".join(parts)
+
+
+def _shown(value: Any, width: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def batch_line(data: dict[str, Any]) -> str:
@@ -485,6 +534,8 @@ class PlainLog:
             return f"{who} {batch_line(d)}"
         if kind is EventType.BATCH_FINISHED:
             return f"{who} {batch_line(d)}; results collected"
+        if kind is EventType.EXPECTATIONS_CHECKED:
+            return f"{who} {checked_line(d)}"
         if kind is EventType.WORKFLOW_FINISHED:
             return (
                 f"{who} finished: {d.get('status')}, {usd(d.get('total_cost', 0))}, "

@@ -44,6 +44,7 @@ from orchestrate.run.cache import fresh_answers
 from orchestrate.run.engine import EngineConfig
 from orchestrate.run.evaluation import repeated
 from orchestrate.run.events import Event, EventType, try_id
+from orchestrate.run.live_scoring import LiveScoring
 from orchestrate.run.monitor import MonitorConfig
 from orchestrate.run.repeat import later_tries
 from orchestrate.run.scheduler import RunShape
@@ -122,6 +123,8 @@ class DatasetRunner:
         self.engine = engine
         self.repeat = max(1, repeat)
         self.evaluator = evaluator
+        # Each row's agents scored as they finish; none (and no sink) without expectations.
+        self.scoring = LiveScoring(engine) if evaluator is not None else None
         self.template = template
         self.rows = rows
         self.sinks = list(sinks)
@@ -329,13 +332,18 @@ class DatasetRunner:
         engine.register_run(workflow, self.shape, parent=self.run_id)
         workflow.row = {**row.values, **row.columns}
         keys = [agent_key(workflow.id, a.name) for a in workflow.agents]
+        scoring = self.scoring
+        if scoring is not None:
+            scoring.begin(workflow, self.evaluator, row=workflow.row)
+            keys += self.evaluator.judge_keys(workflow.id)
         try:
             reuse = self.reuse.get(row.key) if first else None  # only a first try carries agents over
             await engine.execute_workflow(workflow.id, reuse=reuse)
-            if self.evaluator is not None and not self.stopping:
-                keys += self.evaluator.judge_keys(workflow.id)
-                await self.evaluator.evaluate(workflow, engine=engine, row=workflow.row)
+            if scoring is not None:
+                await scoring.finish(workflow, score=not self.stopping)
         finally:
+            if scoring is not None:
+                await scoring.finish(workflow, score=False)  # cancelled: its judges still asking too
             engine.forget(workflow.id)
             records = tracker.forget(workflow.id, keys)
         refused = workflow.id in self._refused

@@ -68,6 +68,23 @@ class _Target:
     owner: str  # agent name, or "outputs" for the workflow's
     expectations: list[Expectation]
     agent: Agent | None
+    reads: frozenset[str] = frozenset()  # the other agents whose outputs its expectations read
+
+
+def _agents_read(expectations: list[Expectation], agents: frozenset[str], owner: str) -> frozenset[str]:
+    """The agents (other than `owner`) whose outputs `expectations` read: placeholders' and cel's names."""
+    names: set[str] = set()
+    stack = list(expectations)
+    while stack:
+        expectation = stack.pop()
+        values = [*([expectation.value] if expectation.value is not None else []), *expectation.values]
+        for value in values:
+            if value.single is not None:
+                names.add(value.single.name)
+            names.update(ref.name for _literal, ref in value.pieces or ())
+        names.update(expectation.reads)
+        stack += expectation.children
+    return frozenset(names & agents) - {owner}
 
 
 class Evaluator:
@@ -75,11 +92,12 @@ class Evaluator:
 
     def __init__(self, workflow: Workflow) -> None:
         base = workflow.base_dir
-        self.targets = [
-            _Target(a.name, compile_expectations(a.expect, base_dir=base, owner=a.name), a)
-            for a in workflow.agents
-            if a.expect
-        ]
+        names = frozenset(a.name for a in workflow.agents)
+        self.targets = []
+        for a in workflow.agents:
+            if a.expect:
+                compiled = compile_expectations(a.expect, base_dir=base, owner=a.name)
+                self.targets.append(_Target(a.name, compiled, a, _agents_read(compiled, names, a.name)))
         if workflow.expect:
             self.targets.append(
                 _Target(WORKFLOW_OWNER, compile_expectations(workflow.expect, base_dir=base, owner="expect"), None)
@@ -136,60 +154,14 @@ class Evaluator:
                 ``status``, ``output``, ``cost``, ``execution_time``, ``error``.
         """
         recorded = results if results is not None else {a.name: _live(a) for a in workflow.agents}
-        outputs = {
-            name: (r.get("output") or {"text": ""}) if r.get("status") == "completed" else None
-            for name, r in recorded.items()
-        }
+        outputs = outputs_of(recorded)
         judge_cost = [0.0]
-        per_target: list[tuple[_Target, list[Outcome]]] = []
         pending: list[Any] = []
-        for target in self.targets:
-            if target.agent is not None:
-                result = recorded.get(target.owner) or {"status": "pending"}
-                ctx = Context(
-                    row=row or {},
-                    inputs=workflow.input_values,
-                    outputs=outputs,
-                    cost=float(result.get("cost") or 0.0),
-                    seconds=float(result.get("execution_time") or 0.0),
-                )
-                status = result.get("status")
-                if status != "completed":
-                    why = _not_completed(target.owner, result)
-                    per_target.append(
-                        (target, [Outcome(e.name, e.kind, "error", reason=why) for e in target.expectations])
-                    )
-                    continue
-                output: Any = result.get("output") or {"text": ""}
-            else:
-                duration = 0.0
-                if workflow.started_at is not None and workflow.completed_at is not None:
-                    duration = (workflow.completed_at - workflow.started_at).total_seconds()
-                cost = sum(float(r.get("cost") or 0.0) for r in recorded.values())
-                ctx = Context(row=row or {}, inputs=workflow.input_values, outputs=outputs, cost=cost, seconds=duration)
-                output = {"json": dict(workflow.output_values)}
-            outcomes: list[Outcome] = []
-            for expectation in target.expectations:
-                done = expectation.check(output, ctx)
-                if done is not None:
-                    outcomes.append(done)
-                    continue
-                slot = len(outcomes)
-                outcomes.append(Outcome(expectation.name, expectation.kind, "error", reason="not judged"))
-                pending.append(
-                    self._judged(
-                        outcomes,
-                        slot,
-                        expectation,
-                        output,
-                        ctx,
-                        target,
-                        workflow,
-                        engine if judge else None,
-                        judge_cost,
-                    )
-                )
-            per_target.append((target, outcomes))
+        asked = engine if judge else None
+        per_target = [
+            (target, self.score(target, workflow, recorded, outputs, row, asked, judge_cost, pending))
+            for target in self.targets
+        ]
         if pending:
             await asyncio.gather(*pending)
         document = _document(per_target, judge_cost[0], live=results is None)
@@ -197,6 +169,51 @@ class Evaluator:
             workflow.total_cost += judge_cost[0]
         workflow.evaluation = document
         return document
+
+    def score(
+        self,
+        target: _Target,
+        workflow: Workflow,
+        recorded: Mapping[str, Mapping[str, Any]],
+        outputs: Mapping[str, Any],
+        row: Mapping[str, Any] | None,
+        engine: Any,
+        judge_cost: list[float],
+        pending: list[Any],
+    ) -> list[Outcome]:
+        """One target's outcomes: the deterministic ones decided now, a rubric's left as a slot
+        that a coroutine added to `pending` fills (its judge asked through `engine`, its cost
+        added to `judge_cost`)."""
+        if target.agent is not None:
+            result = recorded.get(target.owner) or {"status": "pending"}
+            ctx = Context(
+                row=row or {},
+                inputs=workflow.input_values,
+                outputs=outputs,
+                cost=float(result.get("cost") or 0.0),
+                seconds=float(result.get("execution_time") or 0.0),
+            )
+            if result.get("status") != "completed":
+                why = _not_completed(target.owner, result)
+                return [Outcome(e.name, e.kind, "error", reason=why) for e in target.expectations]
+            output: Any = result.get("output") or {"text": ""}
+        else:
+            duration = 0.0
+            if workflow.started_at is not None and workflow.completed_at is not None:
+                duration = (workflow.completed_at - workflow.started_at).total_seconds()
+            cost = sum(float(r.get("cost") or 0.0) for r in recorded.values())
+            ctx = Context(row=row or {}, inputs=workflow.input_values, outputs=outputs, cost=cost, seconds=duration)
+            output = {"json": dict(workflow.output_values)}
+        outcomes: list[Outcome] = []
+        for expectation in target.expectations:
+            done = expectation.check(output, ctx)
+            if done is not None:
+                outcomes.append(done)
+                continue
+            slot = len(outcomes)
+            outcomes.append(Outcome(expectation.name, expectation.kind, "error", reason="not judged"))
+            pending.append(self._judged(outcomes, slot, expectation, output, ctx, target, workflow, engine, judge_cost))
+        return outcomes
 
     async def _judged(
         self,
@@ -309,6 +326,14 @@ def _live(agent: Agent) -> dict[str, Any]:
         "execution_time": result.execution_time,
         "error": result.error,
         "metadata": result.metadata,
+    }
+
+
+def outputs_of(recorded: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Every agent's output as expectations read it (None unless it completed)."""
+    return {
+        name: (r.get("output") or {"text": ""}) if r.get("status") == "completed" else None
+        for name, r in recorded.items()
     }
 
 
@@ -545,14 +570,6 @@ def write_evaluation(
     document = {"kind": kind, "schema_version": 1, **document}
     atomic_write_text(path, json.dumps(document, indent=2, ensure_ascii=False, sort_keys=True, default=str) + "\n")
     return path
-
-
-async def evaluate_runs(engine: Any, workflows: list[Workflow]) -> None:
-    """Evaluate the expectations of finished runs, their judges asked through `engine`."""
-    for workflow in workflows:
-        evaluator = Evaluator.of(workflow)
-        if evaluator is not None:
-            await evaluator.evaluate(workflow, engine=engine)
 
 
 def exit_code(code: int, evaluations: list[Mapping[str, Any] | None], *, fail_on_expect: bool = True) -> int:

@@ -26,6 +26,11 @@ Data carried by each type (all keys always present):
 - ``agent_finished``: status, error, tokens_used, cost, execution_time,
   retry_count, model, provider, module, output, fingerprint, error_type, status_code
   (the provider's HTTP status of a failed last call; absent otherwise)
+- ``expectations_checked``: owner (the agent, or ``outputs`` for the workflow's own; the
+  event's agent is None then), passed, failed, errors, skipped, total, outcomes (each one
+  that did not pass: name, kind, status, expected, got, reason, score when judged). Told as
+  each agent with `expect:` finishes (after its judges answered) and, for the workflow's,
+  as the run ends (see `orchestrate.run.live_scoring`)
 - ``workflow_finished``: status, total_cost, total_tokens, duration
 - ``row_started`` (a dataset batch; workflow_id is the row's run): key, row (its line)
 - ``row_finished``: key, row, status, cost, tokens, seconds, error
@@ -53,6 +58,7 @@ class EventType(str, Enum):
     AGENT_BUDGET_REFUSED = "agent_budget_refused"
     USAGE_ANOMALY = "usage_anomaly"
     AGENT_FINISHED = "agent_finished"
+    EXPECTATIONS_CHECKED = "expectations_checked"  # an agent's (or the workflow's) expectations scored
     APPROVAL_REQUESTED = "approval_requested"  # an agent waits for a person's decision
     APPROVAL_DECIDED = "approval_decided"  # approved or rejected: who, when, note
     WORKFLOW_FINISHED = "workflow_finished"

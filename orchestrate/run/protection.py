@@ -305,7 +305,14 @@ def without_content(document: dict[str, Any]) -> dict[str, Any]:
     data = document.get("data")
     if not isinstance(data, dict):
         return document
-    changed = {k: withheld(data[k]) for k in ("output", "message") if data.get(k) is not None}
+    changed: dict[str, Any] = {k: withheld(data[k]) for k in ("output", "message") if data.get(k) is not None}
+    if data.get("outcomes"):  # expectations_checked: what was expected and what came are content
+        changed["outcomes"] = [
+            {**o, **{k: withheld(o[k]) for k in ("expected", "got") if o.get(k) is not None}}
+            if isinstance(o, dict)
+            else o
+            for o in data["outcomes"]
+        ]
     if not changed:
         return document
     return {**document, "data": {**data, **changed}}

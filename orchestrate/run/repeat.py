@@ -23,6 +23,7 @@ from orchestrate.money.costs import agent_key
 from orchestrate.run.cache import fresh_answers
 from orchestrate.run.evaluation import Evaluator, repeated
 from orchestrate.run.events import try_id
+from orchestrate.run.live_scoring import LiveScoring
 from orchestrate.run.scheduler import RunShape
 from orchestrate.workflow.dataset import instantiate
 from orchestrate.workflow.models import Workflow
@@ -48,12 +49,14 @@ async def repeat_run(
     *,
     decisions: Mapping[str, Any] | None = None,
     stopped: Callable[[], bool] = lambda: False,
+    scoring: LiveScoring | None = None,
 ) -> None:
     """Try `workflow` (finished, and evaluated, once already) `repeat` times in all.
 
     The tries' calls are listed with the workflow's (its cost.json), their spend and
     tokens kept in `workflow.repeats`, and its evaluation becomes the tries' `repeated`
-    document. `stopped` ends the tries early (a signal, a failed journal).
+    document. `stopped` ends the tries early (a signal, a failed journal). With `scoring`,
+    each try's agents are scored as they finish (else each try once it has ended).
     """
     if repeat <= 1:
         return
@@ -69,12 +72,19 @@ async def repeat_run(
         twin.row = workflow.row
         engine.register_run(twin, shape)
         keys = [agent_key(twin.id, a.name) for a in twin.agents]
+        live = evaluator is not None and scoring is not None
+        if live:
+            assert scoring is not None and evaluator is not None
+            scoring.begin(twin, evaluator, row=twin.row)
         try:
             with fresh_answers():
                 await engine.execute_workflow(twin.id, decisions=decisions)
-                if evaluator is not None and not stopped():
+                if evaluator is not None and (live or not stopped()):
                     keys += evaluator.judge_keys(twin.id)
-                    await evaluator.evaluate(twin, engine=engine, row=twin.row)
+                    if scoring is not None:
+                        await scoring.finish(twin, score=not stopped())
+                    else:
+                        await evaluator.evaluate(twin, engine=engine, row=twin.row)
         finally:
             engine.forget(twin.id)
             tracker.adopt(workflow.id, tracker.forget(twin.id, keys))

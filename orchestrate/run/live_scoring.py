@@ -1,0 +1,196 @@
+"""Expectations scored as each agent finishes, and the workflow's as the run ends.
+
+`LiveScoring` is a sink of the engine's ``agent_finished`` events. When an agent
+of a run it was told about (`begin`) ends, that agent's expectations are scored
+at once: the deterministic kinds there and then, a rubric by its judge, asked
+through the engine's executor like any call (the same budgets, rate limits,
+retries, cache and batches) while the rest of the run goes on. The outcome is
+told as an ``expectations_checked`` event, so the live view and events.jsonl show
+a failed expectation as soon as its agent ends. Expectations that read another
+agent's output wait for that agent to end too.
+
+`finish`, once the run has ended, waits for the judges still asking, scores what
+could not be scored earlier (an agent that never ended, one that ended again, the
+workflow's own `expect:` on its outputs) and assembles the evaluation document,
+the same one `Evaluator.evaluate` makes after the run: result.json, results.jsonl
+and the reports are as they were.
+
+Only runs with expectations make one (`Evaluator.of` is None otherwise): a workflow
+without them has no sink added and pays nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrate.run.evaluation import WORKFLOW_OWNER, Evaluator, _document, _live, _Target, outputs_of
+from orchestrate.run.events import Event, EventType
+from orchestrate.workflow.expectations import Outcome
+from orchestrate.workflow.models import AgentResult, Workflow
+
+__all__ = ["LiveScoring", "checked_data"]
+
+
+@dataclass
+class _Run:
+    workflow: Workflow
+    evaluator: Evaluator
+    row: Mapping[str, Any] | None
+    owners: dict[str, _Target]
+    ended: set[str] = field(default_factory=set)  # agents whose end was told
+    waiting: list[_Target] = field(default_factory=list)  # targets reading agents not ended yet
+    scored: dict[str, tuple[AgentResult | None, list[Outcome]]] = field(default_factory=dict)
+    judging: list[asyncio.Task[None]] = field(default_factory=list)
+    judge_cost: list[float] = field(default_factory=lambda: [0.0])
+    told: list[Event] = field(default_factory=list)  # events to emit after the agent_finished in hand
+
+
+class LiveScoring:
+    """Scores each agent's expectations as it finishes (a sink; see the module docstring).
+
+    Args:
+        engine: Asks the judges (its executor) and is told the outcomes (its `emit`).
+    """
+
+    event_types = frozenset({EventType.AGENT_FINISHED})
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self._runs: dict[str, _Run] = {}
+        engine.add_sink(self)
+
+    def begin(self, workflow: Workflow, evaluator: Evaluator, *, row: Mapping[str, Any] | None = None) -> None:
+        """Score `workflow`'s agents as they finish (before it runs)."""
+        owners = {t.owner: t for t in evaluator.targets if t.agent is not None}
+        self._runs[workflow.id] = _Run(workflow, evaluator, row, owners)
+
+    def __call__(self, event: Event) -> None:
+        run = self._runs.get(event.workflow_id or "")
+        if run is None or event.agent is None:
+            return
+        run.ended.add(event.agent)
+        target = run.owners.get(event.agent)
+        if target is not None:
+            if target.reads <= run.ended:
+                self._score(run, target)
+            else:
+                run.waiting.append(target)
+        if run.waiting:  # expectations that read this agent's output may now be scored
+            ready = [t for t in run.waiting if t.reads <= run.ended]
+            if ready:
+                run.waiting = [t for t in run.waiting if t not in ready]
+                for waiting in ready:
+                    self._score(run, waiting)
+
+    def _score(self, run: _Run, target: _Target) -> None:
+        workflow = run.workflow
+        agent = target.agent
+        assert agent is not None
+        recorded = {a.name: _live(a) for a in workflow.agents}
+        pending: list[Any] = []
+        outcomes = run.evaluator.score(
+            target, workflow, recorded, outputs_of(recorded), run.row, self.engine, run.judge_cost, pending
+        )
+        run.scored[target.owner] = (agent.result, outcomes)
+        if pending:
+            run.judging.append(asyncio.ensure_future(self._judged(run, target, outcomes, pending)))
+        else:
+            self._tell_soon(run, target.owner, outcomes)
+
+    async def _judged(self, run: _Run, target: _Target, outcomes: list[Outcome], pending: list[Any]) -> None:
+        await asyncio.gather(*pending)
+        self._tell(run.workflow, target.owner, outcomes)
+
+    def _tell_soon(self, run: _Run, owner: str, outcomes: list[Outcome]) -> None:
+        """Emit after the agent_finished being delivered has reached every sink (the next turn)."""
+        run.told.append(_checked(run.workflow, owner, outcomes))
+        if len(run.told) == 1:
+            asyncio.get_running_loop().call_soon(self._flush, run)
+
+    def _flush(self, run: _Run) -> None:
+        told, run.told = run.told, []
+        for event in told:
+            self.engine.emit(event)
+
+    def _tell(self, workflow: Workflow, owner: str, outcomes: list[Outcome]) -> None:
+        self.engine.emit(_checked(workflow, owner, outcomes))
+
+    async def finish(self, workflow: Workflow, *, score: bool = True) -> dict[str, Any] | None:
+        """Complete `workflow`'s evaluation now that it has ended; returns (and stores) its document.
+
+        With `score` false (the run was interrupted) the judges still asking are cancelled and
+        nothing is stored (the run has no evaluation, as before it was scored live).
+        """
+        run = self._runs.pop(workflow.id, None)
+        if run is None:
+            return None
+        self._flush(run)
+        if not score:
+            for task in run.judging:
+                task.cancel()
+            if run.judging:
+                await asyncio.gather(*run.judging, return_exceptions=True)
+            return None
+        if run.judging:
+            await asyncio.gather(*run.judging)
+        recorded = {a.name: _live(a) for a in workflow.agents}
+        outputs = outputs_of(recorded)
+        pending: list[Any] = []
+        late: list[tuple[str, list[Outcome]]] = []
+        per_target = []
+        for target in run.evaluator.targets:
+            scored = run.scored.get(target.owner)
+            if scored is not None and target.agent is not None and scored[0] is target.agent.result:
+                per_target.append((target, scored[1]))
+                continue
+            outcomes = run.evaluator.score(
+                target, workflow, recorded, outputs, run.row, self.engine, run.judge_cost, pending
+            )
+            per_target.append((target, outcomes))
+            late.append((target.owner, outcomes))
+        if pending:
+            await asyncio.gather(*pending)
+        for owner, outcomes in late:
+            self._tell(workflow, owner, outcomes)
+        document = _document(per_target, run.judge_cost[0], live=True)
+        workflow.total_cost += run.judge_cost[0]
+        workflow.evaluation = document
+        return document
+
+    async def close(self) -> None:
+        """Cancel the judges of every run not finished (the engine is going away)."""
+        runs, self._runs = list(self._runs.values()), {}
+        tasks = [task for run in runs for task in run.judging]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def checked_data(owner: str, outcomes: list[Outcome]) -> dict[str, Any]:
+    """An ``expectations_checked`` event's data: whose (an agent, or ``outputs``), the counts, and
+    each expectation that did not pass (name, kind, status, expected, got, reason, score)."""
+    counts = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
+    key = {"pass": "passed", "fail": "failed", "error": "errors", "skipped": "skipped"}
+    for outcome in outcomes:
+        counts[key[outcome.status]] += 1
+    return {
+        "owner": owner,
+        **counts,
+        "total": len(outcomes),
+        "outcomes": [o.to_dict() for o in outcomes if o.status != "pass"],
+    }
+
+
+def _checked(workflow: Workflow, owner: str, outcomes: list[Outcome]) -> Event:
+    agent = None if owner == WORKFLOW_OWNER else owner
+    return Event(
+        EventType.EXPECTATIONS_CHECKED,
+        workflow.id,
+        agent,
+        checked_data(owner, outcomes),
+        workflow_name=workflow.name,
+    )

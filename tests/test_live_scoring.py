@@ -1,0 +1,207 @@
+"""Expectations scored as each agent finishes (`orchestrate.run.live_scoring`): the outcome told as
+an ``expectations_checked`` event the moment its agent ends (before the next agent starts), a
+judge asked while the run goes on, expectations that read a later agent's output waiting for it,
+the workflow's own as the run ends, the same evaluation document as scoring after the run, and
+nothing added for a workflow without expectations. Against loopback OpenAI servers."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrate.llm.openai import OpenAIClient
+from orchestrate.run.engine import EngineConfig, OrchestrationEngine
+from orchestrate.run.evaluation import Evaluator
+from orchestrate.run.events import Event, EventType
+from orchestrate.run.live_scoring import LiveScoring
+from orchestrate.workflow.loader import load_workflow_text
+from tests import cli
+from tests.fake_provider import FakeProvider
+
+KEY = "sk-test-SECRET-0123456789abcdef"
+
+
+def answering(answers: dict[str, str], *, slow: str | None = None, judge: Any = None) -> Any:
+    """A server rewrite: each agent (known by a word of its prompt) gets its answer; the one whose
+    prompt holds `slow` takes a second; the judge (asked with 'Rubric:') answers `judge`."""
+    lock = threading.Lock()
+
+    def rewrite(request: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+        asked = json.dumps(request.get("messages", []))
+        if "Rubric:" in asked:
+            answer["choices"][0]["message"]["content"] = json.dumps(judge)
+            return answer
+        if slow is not None and slow in asked:
+            time.sleep(1.0)
+        with lock:
+            for word, text in answers.items():
+                if word in asked:
+                    answer["choices"][0]["message"]["content"] = text
+        return answer
+
+    return rewrite
+
+
+@pytest.fixture
+def server() -> Iterator[FakeProvider]:
+    with FakeProvider() as fake:
+        yield fake
+
+
+def two_agents(server: FakeProvider, first_expect: str, *, outputs: bool = True) -> str:
+    llm = f"{{model: gpt-4o-mini, max_tokens: 20, base_url: '{server.url}/v1'}}"
+    text = (
+        "name: chain\ncost_budget: 0.5\nagents:\n"
+        f"  - name: first\n    module: Finance\n    llm_config: {llm}\n    prompt_template: 'FIRST: decide'\n"
+        f"    expect:\n{first_expect}"
+        f"  - name: second\n    module: Finance\n    llm_config: {llm}\n    prompt_template: 'SECOND: explain'\n"
+        "    dependencies: [first]\n"
+    )
+    if outputs:
+        text += (
+            "outputs:\n  decision: '{first.output}'\nexpect:\n"
+            "  - {equals: approve, path: output.decision, name: decided approve}\n"
+        )
+    return text
+
+
+def events_of(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines() if line.strip()]
+
+
+def test_a_failed_expectation_is_journaled_and_shown_when_its_agent_ends(tmp_path: Path, server: FakeProvider) -> None:
+    server.rewrite = answering({"FIRST": "hold", "SECOND": "because"})
+    expect = "      - {equals: approve, name: approves}\n      - {contains: o, name: has an o}\n"
+    (tmp_path / "wf.yaml").write_text(two_agents(server, expect))
+    proc = cli.orchestrate("run", "wf.yaml", "-o", "runs", cwd=tmp_path, env={"OPENAI_API_KEY": KEY}, timeout=120)
+    assert proc.returncode == 5, proc.stdout + proc.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    events = events_of(run_dir)
+    kinds = [(e["type"], e["agent"]) for e in events]
+    checked = kinds.index(("expectations_checked", "first"))
+    # Told after the agent's end and before the next agent started: not after the run.
+    assert kinds.index(("agent_finished", "first")) < checked < kinds.index(("agent_started", "second"))
+    data = events[checked]["data"]
+    assert (data["owner"], data["passed"], data["failed"], data["total"]) == ("first", 1, 1, 2)
+    (failed,) = data["outcomes"]
+    assert (failed["name"], failed["expected"], failed["got"]) == ("approves", "approve", "hold")
+    # The workflow's own, on its outputs, as the run ends.
+    (outputs,) = [e for e in events if e["type"] == "expectations_checked" and e["agent"] is None]
+    assert outputs["data"]["owner"] == "outputs" and outputs["data"]["failed"] == 1
+    assert events.index(outputs) > kinds.index(("agent_finished", "second"))
+    # The plain progress log says it when it happens, before the next agent starts.
+    log = proc.stderr
+    said = log.index("chain/first expectations: 1/2 passed, 1 failed; approves: expected 'approve', got 'hold'")
+    assert said < log.index("chain/second started")
+    # result.json holds the same evaluation as ever.
+    result = json.loads((run_dir / "result.json").read_text())
+    assert [(o["agent"], o["name"], o["status"]) for o in result["expectations"]["outcomes"]] == [
+        ("first", "approves", "fail"),
+        ("first", "has an o", "pass"),
+        ("outputs", "decided approve", "fail"),
+    ]
+    assert result["agents"][0]["metadata"]["expectations"][0]["status"] == "fail"
+
+
+WITH_RUBRIC = "      - {rubric: 'Says hold.', threshold: 0.7, name: judged}\n"
+
+
+async def test_a_judge_is_asked_while_the_later_agents_run(server: FakeProvider) -> None:
+    server.rewrite = answering(
+        {"FIRST": "hold", "SECOND": "because"}, slow="SECOND", judge={"score": 0.2, "reason": "no"}
+    )
+    workflow = load_workflow_text(two_agents(server, WITH_RUBRIC, outputs=False))
+    engine = OrchestrationEngine(
+        OpenAIClient(api_key=KEY, base_url=f"{server.url}/v1"), EngineConfig(rate_limit_config=None)
+    )
+    seen: list[Event] = []
+    engine.add_sink(seen.append)
+    scoring = LiveScoring(engine)
+    evaluator = Evaluator(workflow)
+    scoring.begin(workflow, evaluator)
+    await engine.execute_workflow(await engine.register_workflow(workflow))
+    kinds = [(e.type, e.agent) for e in seen]
+    judged = kinds.index((EventType.EXPECTATIONS_CHECKED, "first"))
+    # The judge answered while `second` (a second's call) still ran: before the workflow ended.
+    assert kinds.index((EventType.LLM_CALL, "first.judge")) < judged < kinds.index((EventType.WORKFLOW_FINISHED, None))
+    document = await scoring.finish(workflow)
+    await engine.shutdown()
+    assert document is not None and workflow.evaluation is document
+    (outcome,) = document["outcomes"]
+    assert outcome["status"] == "fail" and outcome["score"] == 0.2  # the threshold, enforced by us
+    judge_cost = sum(r.cost for r in engine.cost_tracker.records() if r.agent == "first.judge")
+    assert judge_cost > 0 and document["judge_cost"] == pytest.approx(judge_cost)
+    assert workflow.total_cost == pytest.approx(sum(r.cost for r in engine.cost_tracker.records()))
+
+
+async def test_scored_live_or_after_the_run_the_document_is_the_same(server: FakeProvider) -> None:
+    # `first`'s expectation reads `second`'s output, which comes later: it waits for it.
+    expect = "      - {equals: '{second.output}', name: agrees with second}\n      - {max_cost: 1, name: cheap}\n"
+    server.rewrite = answering({"FIRST": "same", "SECOND": "same"})
+    documents = []
+    for live in (True, False):
+        workflow = load_workflow_text(two_agents(server, expect))
+        engine = OrchestrationEngine(
+            OpenAIClient(api_key=KEY, base_url=f"{server.url}/v1"), EngineConfig(rate_limit_config=None)
+        )
+        seen: list[Event] = []
+        engine.add_sink(seen.append)
+        evaluator = Evaluator(workflow)
+        scoring = LiveScoring(engine) if live else None
+        if scoring is not None:
+            scoring.begin(workflow, evaluator)
+        await engine.execute_workflow(await engine.register_workflow(workflow))
+        if scoring is not None:
+            document = await scoring.finish(workflow)
+            kinds = [(e.type, e.agent) for e in seen]
+            assert kinds.index((EventType.AGENT_FINISHED, "second")) < kinds.index(
+                (EventType.EXPECTATIONS_CHECKED, "first")
+            )
+        else:
+            document = await evaluator.evaluate(workflow, engine=engine)
+        await engine.shutdown()
+        documents.append(document)
+    assert documents[0] == documents[1]
+    assert [o["status"] for o in documents[0]["outcomes"]] == ["pass", "pass", "fail"]
+
+
+def test_a_workflow_without_expectations_adds_no_sink(server: FakeProvider) -> None:
+    from orchestrate.app.session import _scoring
+    from orchestrate.run.dataset_run import DatasetRunner
+
+    workflow = load_workflow_text(two_agents(server, "      []\n", outputs=False))
+    engine = OrchestrationEngine(None, EngineConfig(rate_limit_config=None))
+    before = len(engine.sinks)
+    assert _scoring(engine, [workflow]) is None
+    runner = DatasetRunner(
+        engine, workflow, [], sinks=[], run_id="d", budget=None, max_rows_parallel=1, evaluator=Evaluator.of(workflow)
+    )
+    assert runner.scoring is None
+    assert [s for s in engine.sinks[before:] if isinstance(s, LiveScoring)] == []
+
+
+def test_a_dataset_row_tells_each_agents_outcome_before_the_row_ends(tmp_path: Path, server: FakeProvider) -> None:
+    server.rewrite = answering({"FIRST": "hold", "SECOND": "because"})
+    text = two_agents(server, "      - {equals: approve, name: approves}\n", outputs=False)
+    (tmp_path / "wf.yaml").write_text(
+        text.replace("cost_budget: 0.5\n", "cost_budget: 0.5\ninputs:\n  v: {type: string}\n")
+    )
+    (tmp_path / "rows.csv").write_text("v\nA\nB\n")
+    proc = cli.orchestrate(
+        "run", "wf.yaml", "--data", "rows.csv", "-o", "runs", cwd=tmp_path, env={"OPENAI_API_KEY": KEY}, timeout=120
+    )
+    assert proc.returncode == 5, proc.stdout + proc.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    events = events_of(run_dir)
+    for row_run in {e["workflow_id"] for e in events if e["type"] == "row_started"}:
+        mine = [(e["type"], e["agent"]) for e in events if e["workflow_id"] == row_run]
+        checked = mine.index(("expectations_checked", "first"))
+        assert mine.index(("agent_finished", "first")) < checked < mine.index(("row_finished", None))
+    lines = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert [line["expectations"]["failed"] for line in lines] == [1, 1]
