@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import os
 import pty
+import re
 import select
 import signal
 import struct
@@ -107,3 +108,82 @@ def test_ctrl_c_leaves_the_message_the_resume_hint_and_a_visible_cursor(tmp_path
     tail = screen[message:].replace("\r", "")
     assert "3 cancelled" in tail and "interrupted by SIGINT" in tail
     assert f"--resume {run_dir}" in tail.replace("\n", "")
+
+
+def _ctrl_c_in_pty(tmp_path: Path, args: list[str], wait_for: str, columns: int = 80) -> tuple[str, int]:
+    """`orchestrate ARGS` in `tmp_path` under a pty `columns` wide: one SIGINT once `wait_for` shows."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, columns, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "NO_COLOR")}
+    env.update(TERM="xterm-256color", COLUMNS=str(columns), LINES="30")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrate", *args],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        cwd=tmp_path,
+        env=env,
+        start_new_session=True,
+    )
+    os.close(slave)
+    out: list[str] = []
+    try:
+        assert _read_until(master, wait_for, out, time.monotonic() + 60), "".join(out)
+        proc.send_signal(signal.SIGINT)
+        _read_until(master, "\x00never\x00", out, time.monotonic() + 1.0)
+        code = proc.wait(timeout=30)
+        _read_until(master, "\x00never\x00", out, time.monotonic() + 0.5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    return "".join(out), code
+
+
+def _visible_lines(screen: str) -> list[str]:
+    """What the terminal shows, a line at a time: a cursor move or erase starts a line, colours go."""
+    text = re.sub(r"\x1b\[(?:\d*[AK])", "\n", screen.replace("\r", ""))
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text).split("\n")
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX pseudo-terminals")
+def test_every_line_printed_on_ctrl_c_fits_80_columns_and_the_notice_breaks_between_words(tmp_path: Path) -> None:
+    screen, code = _ctrl_c_in_pty(tmp_path, ["run", str(_workflow(tmp_path)), "-o", "runs"], "agents done")
+    assert code == 130, screen
+    tail = _visible_lines(screen[screen.index("received SIGINT") :])
+    too_long = [line for line in tail if len(line) > 80]
+    assert too_long == [], too_long
+    assert tail[0] == "received SIGINT: cancelling in-flight calls and writing reports"
+    assert tail[1] == "  press Ctrl-C again to exit at once"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX pseudo-terminals")
+def test_every_line_printed_on_ctrl_c_of_a_dataset_run_fits_80_columns(tmp_path: Path) -> None:
+    (tmp_path / "rows.jsonl").write_text("".join(f'{{"id": {i}}}\n' for i in range(20)))
+    args = ["run", str(_workflow(tmp_path)), "--data", "rows.jsonl", "--key", "id", "-o", "runs"]
+    screen, code = _ctrl_c_in_pty(tmp_path, args, "in flight")
+    assert code == 130, screen
+    tail = _visible_lines(screen[screen.index("received SIGINT") :])
+    too_long = [line for line in tail if len(line) > 80]
+    assert too_long == [], too_long
+    assert tail[0] == "received SIGINT: no more rows; cancelling calls in flight, writing reports"
+    assert tail[1] == "  press Ctrl-C again to exit at once"
+    text = "\n".join(tail)
+    assert "--resume runs/slow_close-" in text and "cancelled" in text
+
+
+def test_the_signal_notice_breaks_between_words_at_any_width(tmp_path: Path) -> None:
+    """At 40 columns the notice takes more lines, each word whole, the continuation indented."""
+    args = ["run", str(_workflow(tmp_path)), "-o", "runs", "--no-progress"]
+    screen, code = _ctrl_c_in_pty(tmp_path, args, "started (attempt 1", columns=40)
+    assert code == 130, screen
+    lines = _visible_lines(screen[screen.index("received SIGINT") :])
+    notice = lines[: lines.index("  press Ctrl-C again to exit at once")]
+    assert all(len(line) <= 40 for line in notice), notice
+    assert len(notice) > 1 and all(line.startswith("  ") for line in notice[1:])
+    assert _words(" ".join(notice)) == _words("received SIGINT: cancelling in-flight calls and writing reports")

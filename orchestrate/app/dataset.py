@@ -547,7 +547,7 @@ class _DatasetSession:
             self.interrupts = Interrupts(
                 runner.stop,
                 notify=self.notify,
-                doing="starting no more rows, cancelling the calls in flight and writing reports",
+                doing="no more rows; cancelling calls in flight, writing reports",
             )
             self.interrupts.install()
         if display is not None:

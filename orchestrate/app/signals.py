@@ -65,5 +65,6 @@ class Interrupts:
             self.before_exit()
             os._exit(for_signal(signum))
         self.received = signum
-        self.notify(f"received {name}: {self.doing} (press Ctrl-C again to exit at once)")
+        again = "press Ctrl-C again" if signum == signal.SIGINT else f"send {name} again"
+        self.notify(f"received {name}: {self.doing}\n  {again} to exit at once")
         loop.create_task(self.stop(f"interrupted by {name}"))  # type: ignore[arg-type]

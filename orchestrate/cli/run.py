@@ -521,7 +521,22 @@ def run(
         if line.startswith("received SIG"):
             from orchestrate.printable import printable
 
-            sys.stderr.write(printable(line, one_line=True) + "\n")
+            # its first line, then lines that go on with it, indented
+            parts = [("  " if n else "", printable(part, one_line=True)) for n, part in enumerate(line.split("\n"))]
+            lines = [indent + text for indent, text in parts]
+            if is_interactive(sys.stderr):  # broken between words at the terminal's width, never in one
+                import shutil
+                import textwrap
+
+                width = shutil.get_terminal_size().columns
+                lines = [
+                    wrapped
+                    for indent, text in parts
+                    for wrapped in textwrap.wrap(
+                        text, width, initial_indent=indent, subsequent_indent="  ", break_long_words=False
+                    )
+                ]
+            sys.stderr.write("\n".join(lines) + "\n")
             sys.stderr.flush()
         else:
             print_error(line)
