@@ -90,7 +90,7 @@ def test_a_resumed_dataset_run_gives_each_employee_the_first_sessions_token_and_
     for number, row in enumerate(rows, 1):  # restored, rows of either session
         assert letters[number] == f"Dear {row['employee_name']}, all is well.", number
     kept = json.loads((run_dir / "pseudonyms.json").read_text())
-    assert set(kept) == {"version", "salt", "key_id", "key"}
+    assert set(kept) == {"kind", "schema_version", "version", "salt", "key_id", "key"}  # kind: 2026-12
     key_file = Path(os.environ["XDG_CONFIG_HOME"]) / "orchestrate" / "pseudonym.key"
     assert kept["key"] == str(key_file) and stat.S_IMODE(key_file.stat().st_mode) == 0o600
     for path in sorted(run_dir.rglob("*.json*")):

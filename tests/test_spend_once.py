@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import jsonschema
 import pytest
 import redis.asyncio as aioredis
 
@@ -383,6 +384,9 @@ def test_a_dataset_run_keeps_what_the_lost_state_never_booked_and_resume_books_i
             run = only_run(tmp_path / "out")
             unsettled = json.loads((run / UNSETTLED_FILE).read_text())
             assert unsettled["calls"] and "pw-7" not in json.dumps(unsettled)
+            schema = json.loads((Path(__file__).parent.parent / "schemas" / "unsettled_scope.schema.json").read_text())
+            jsonschema.validate(unsettled, schema)  # the file a real run writes, against the shipped schema
+            assert unsettled["kind"] == "unsettled_scope"
             server.start()
             assert budget(server.url, "orchestrate", "show", "ap", cwd=tmp_path)["spent"] + unsettled[
                 "total"

@@ -39,9 +39,20 @@ from orchestrate.state.base import LeaseKeeper, SharedState
 if TYPE_CHECKING:
     from orchestrate.money.costs import Reservation
 
-__all__ = ["UNSETTLED_FILE", "ScopeLedger", "book_unsettled", "booking_id", "set_command", "write_unsettled"]
+__all__ = [
+    "UNSETTLED_FILE",
+    "UNSETTLED_KIND",
+    "ScopeLedger",
+    "book_unsettled",
+    "booking_id",
+    "read_unsettled",
+    "set_command",
+    "write_unsettled",
+]
 
 UNSETTLED_FILE = "unsettled_scope.json"  # in a run folder: spend the shared scope has not booked yet
+UNSETTLED_KIND = "unsettled_scope"
+_MAX_UNSETTLED_BYTES = 256 << 20  # a call's entry is about 200 bytes
 
 
 def set_command(scope: str, url: str) -> str:
@@ -192,10 +203,31 @@ def write_unsettled(run_dir: Path, state_url: str, entries: list[dict[str, Any]]
     atomic_write_text(
         run_dir / UNSETTLED_FILE,
         json.dumps(
-            {"schema_version": 1, "state": state_url, "total": total, "calls": entries}, indent=2, sort_keys=True
+            {"kind": UNSETTLED_KIND, "schema_version": 1, "state": state_url, "total": total, "calls": entries},
+            indent=2,
+            sort_keys=True,
         ),
     )
     return total
+
+
+def read_unsettled(path: Path) -> dict[str, Any]:
+    """An ``unsettled_scope.json``, read as a regular file within a limit (a pipe or device put in
+    its place is refused, never waited on).
+
+    Raises:
+        OSError: It cannot be read (FileNotFoundError: there is none), or is not a regular file.
+        ValueError: It is not JSON, too large, not an object, or another kind of document.
+    """
+    from orchestrate.fsutil import read_bytes_capped
+
+    document = json.loads(read_bytes_capped(path, _MAX_UNSETTLED_BYTES, special=False).decode("utf-8"))
+    if not isinstance(document, dict):
+        raise ValueError("not a JSON object")
+    # `kind` is written since 2026-12; a file from before has none and is read as it always was.
+    if document.get("kind", UNSETTLED_KIND) != UNSETTLED_KIND:
+        raise ValueError(f"a document of kind {document.get('kind')!r}, not {UNSETTLED_KIND!r}")
+    return document
 
 
 async def book_unsettled(state: SharedState, run_dir: Path) -> list[tuple[str, float]]:
@@ -210,7 +242,7 @@ async def book_unsettled(state: SharedState, run_dir: Path) -> list[tuple[str, f
     """
     path = run_dir / UNSETTLED_FILE
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = read_unsettled(path)
     except FileNotFoundError:
         return []
     except (OSError, ValueError) as exc:

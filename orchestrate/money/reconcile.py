@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrate.errors import UserInputError
-from orchestrate.money.budget_scope import UNSETTLED_FILE
+from orchestrate.fsutil import MAX_RESULT_BYTES, read_bytes_capped
+from orchestrate.money.budget_scope import UNSETTLED_FILE, read_unsettled
 from orchestrate.state.base import BudgetState, SharedState
 
 __all__ = ["Reconciliation", "reconcile_scope", "spend_of_run"]
@@ -65,7 +66,7 @@ def spend_of_run(run_dir: Path) -> float:
     """
     path = run_dir / "cost.json"
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = json.loads(read_bytes_capped(path, MAX_RESULT_BYTES, special=False).decode("utf-8"))
     except FileNotFoundError as exc:
         raise UserInputError(f"{run_dir}: not a run folder (no cost.json)") from exc
     except (OSError, ValueError) as exc:
@@ -78,7 +79,7 @@ def spend_of_run(run_dir: Path) -> float:
 
 def _unsettled(run_dir: Path) -> float:
     try:
-        document = json.loads((run_dir / UNSETTLED_FILE).read_text(encoding="utf-8"))
+        document = read_unsettled(run_dir / UNSETTLED_FILE)
     except FileNotFoundError:
         return 0.0
     except (OSError, ValueError) as exc:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrate.errors import UserInputError
-from orchestrate.fsutil import atomic_write_text
+from orchestrate.fsutil import MAX_RESULT_BYTES, atomic_write_text, read_bytes_capped
 
 __all__ = [
     "APPROVALS_FILE",
@@ -57,13 +57,32 @@ class Decision:
         return data
 
 
+KIND = "approvals"
+_MAX_BYTES = 64 << 20  # a decision is a few hundred bytes
+
+
+def _load(path: Path) -> Any:
+    """The document in `path`, read as a regular file within a limit (a pipe or device put in its
+    place is refused, never waited on).
+
+    Raises:
+        OSError: It cannot be read, or it is not a regular file (`NotRegularFileError`).
+        ValueError: It is not JSON, too large (`TooLargeError`), or another kind of document.
+    """
+    document = json.loads(read_bytes_capped(path, _MAX_BYTES, special=False).decode("utf-8"))
+    # `kind` is written since 2026-12; a file from before has none and is read as it always was.
+    if isinstance(document, dict) and document.get("kind", KIND) != KIND:
+        raise ValueError(f"a document of kind {document.get('kind')!r}, not {KIND!r}")
+    return document
+
+
 def read_decisions(run_dir: Path) -> dict[str, Decision]:
     """The decisions recorded in a run folder (none when it has no approvals.json)."""
     path = run_dir / APPROVALS_FILE
     if not path.exists():
         return {}
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = _load(path)
         rows = document["decisions"]
         return {
             name: Decision(
@@ -94,6 +113,7 @@ def _strict_bool(value: Any, name: str) -> bool:
 def write_decisions(run_dir: Path, decisions: dict[str, Decision]) -> None:
     """Write `decisions` to the run folder's approvals.json, atomically (keeping which were acted on)."""
     document: dict[str, Any] = {
+        "kind": KIND,
         "schema_version": 1,
         "decisions": {name: d.to_dict() for name, d in sorted(decisions.items())},
     }
@@ -111,7 +131,7 @@ def _write(run_dir: Path, document: dict[str, Any]) -> None:
 
 def _acted_on(run_dir: Path) -> dict[str, Any]:
     try:
-        document = json.loads((run_dir / APPROVALS_FILE).read_text(encoding="utf-8"))
+        document = _load(run_dir / APPROVALS_FILE)
     except (OSError, ValueError):
         return {}
     acted = document.get("acted_on") if isinstance(document, dict) else None
@@ -159,9 +179,12 @@ def claim_approvals(run_dir: Path, agents: list[str], by_run: Path) -> None:
     try:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            document = json.loads((run_dir / APPROVALS_FILE).read_text(encoding="utf-8"))
+            document = _load(run_dir / APPROVALS_FILE)
         except (OSError, ValueError) as exc:
             raise UserInputError(f"{run_dir / APPROVALS_FILE}: cannot be read ({exc})") from None
+        if not isinstance(document, dict):
+            raise UserInputError(f"{run_dir / APPROVALS_FILE}: not a valid approvals file (not an object)")
+        document["kind"] = KIND  # a file from before kinds gets one as it is rewritten
         acted = document.get("acted_on")
         acted = dict(acted) if isinstance(acted, dict) else {}
         _refuse_acted_on(run_dir, agents, acted)
@@ -184,8 +207,13 @@ def record_decision(run_dir: Path, decision: Decision) -> None:
     result_path = run_dir / "result.json"
     if not run_dir.is_dir() or not result_path.exists():
         raise UserInputError(f"{run_dir}: not a run folder (no result.json)")
+    from orchestrate.run.resume import refuse_special_files
+
+    refuse_special_files(run_dir)  # a pipe as events.jsonl would hold the append below forever
     try:
-        document = json.loads(result_path.read_text(encoding="utf-8"))
+        document = json.loads(read_bytes_capped(result_path, MAX_RESULT_BYTES, special=False).decode("utf-8"))
+    except OSError as exc:
+        raise UserInputError(f"{result_path}: cannot be read: {exc.strerror or exc}") from None
     except ValueError as exc:
         raise UserInputError(f"{result_path}: not valid JSON: {exc}") from None
     agents = document.get("agents") if isinstance(document, dict) else None

@@ -34,11 +34,21 @@ from pathlib import Path
 from typing import Any
 
 from orchestrate.errors import UserInputError
-from orchestrate.fsutil import atomic_write_text
+from orchestrate.fsutil import TooLargeError, atomic_write_text, read_bytes_capped
 
-__all__ = ["KEY_ENV", "PSEUDONYMS_FILE", "RunSecret", "carried_secret", "keep_secret", "master_key", "new_secret"]
+__all__ = [
+    "KEY_ENV",
+    "PSEUDONYMS_FILE",
+    "PSEUDONYMS_KIND",
+    "RunSecret",
+    "carried_secret",
+    "keep_secret",
+    "master_key",
+    "new_secret",
+]
 
 PSEUDONYMS_FILE = "pseudonyms.json"
+PSEUDONYMS_KIND = "pseudonyms"
 KEY_ENV = "ORCHESTRATE_PSEUDONYM_KEY"
 _KEY_FILE = Path("orchestrate") / "pseudonym.key"
 _MAX_FILE = 64 * 1024
@@ -65,7 +75,15 @@ class RunSecret:
 
     def document(self) -> dict[str, Any]:
         """What ``pseudonyms.json`` holds: nothing that turns a token back into a value."""
-        return {"version": 1, "salt": self.salt.hex(), "key_id": self.key_id, "key": self.source}
+        # "version" is the name schema_version had before kinds (2026-12); kept for readers of then.
+        return {
+            "kind": PSEUDONYMS_KIND,
+            "schema_version": 1,
+            "version": 1,
+            "salt": self.salt.hex(),
+            "key_id": self.key_id,
+            "key": self.source,
+        }
 
 
 def key_id(master: bytes) -> str:
@@ -134,17 +152,23 @@ def carried_secret(run_dir: Path, env: Mapping[str, str] | None = None) -> RunSe
     """
     path = run_dir / PSEUDONYMS_FILE
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(_MAX_FILE)
+        raw = read_bytes_capped(path, _MAX_FILE, special=False)  # a pipe in its place: refused, not waited on
     except FileNotFoundError:
         return None
+    except TooLargeError:
+        raise UserInputError(
+            f"{path}: not a pseudonyms file this version can read (over {_MAX_FILE:,} bytes)"
+        ) from None
     except OSError as exc:
         raise UserInputError(f"{path}: cannot be read: {exc.strerror or exc}") from None
     try:
         document = json.loads(raw)
+        # `kind` is written since 2026-12; a file from before has none and is read as it always was.
+        if document.get("kind", PSEUDONYMS_KIND) != PSEUDONYMS_KIND:
+            raise ValueError("another kind of document")
         salt = bytes.fromhex(document["salt"])
         recorded = str(document["key_id"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise UserInputError(f"{path}: not a pseudonyms file this version can read") from None
     master, source = master_key(env)
     if key_id(master) != recorded:

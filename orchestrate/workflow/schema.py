@@ -23,6 +23,8 @@ import jsonschema  # type: ignore[import-untyped]
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match  # type: ignore[import-untyped]
 
+from orchestrate.errors import UserInputError
+
 __all__ = [
     "check_instance",
     "instance_checker",
@@ -30,6 +32,8 @@ __all__ = [
     "report_problem",
     "misspelled_keys",
     "schema_errors",
+    "schema_names",
+    "schema_text",
     "workflow_schema",
     "workflow_schema_text",
 ]
@@ -61,6 +65,27 @@ _Validator = jsonschema.validators.extend(Draft202012Validator, {"pattern": _ecm
 def workflow_schema_text() -> str:
     """The workflow schema as shipped in the package."""
     return resources.files("orchestrate").joinpath("data/workflow.schema.json").read_text("utf-8")
+
+
+def schema_names() -> list[str]:
+    """The names of the schemas the package ships: the workflow file's and one for each document a
+    run folder holds (``result``, ``cost``, ``approvals``, ...), as in the repository's ``schemas/``."""
+    folder = resources.files("orchestrate").joinpath("data")
+    return sorted(e.name.removesuffix(".schema.json") for e in folder.iterdir() if e.name.endswith(".schema.json"))
+
+
+def schema_text(name: str) -> str:
+    """The shipped schema `name` (one of `schema_names`), as JSON text.
+
+    Raises:
+        UserInputError: No schema has that name (the message lists those there are).
+    """
+    names = schema_names()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise UserInputError(f"no schema named {name!r}; {hint}the schemas are: {', '.join(names)}")
+    return resources.files("orchestrate").joinpath(f"data/{name}.schema.json").read_text("utf-8")
 
 
 @lru_cache(maxsize=1)
