@@ -222,3 +222,66 @@ def test_every_try_of_a_dataset_row_is_journaled_and_audited(tmp_path: Path, ser
     assert all("try" not in r for r in audit if r["type"] == "row_finished")
     verified = cli.orchestrate("audit", "verify", str(run_dir), cwd=tmp_path)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_eval_of_a_repeated_run_scores_every_try_and_holds_the_bar(tmp_path: Path, server: FakeProvider) -> None:
+    server.rewrite = alternating("approve", "hold")
+    (tmp_path / "wf.yaml").write_text(workflow(server))
+    run = orchestrate("run", "wf.yaml", "--repeat", "4", "--min-pass-rate", "0.5", "-o", "runs", cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    result = json.loads((run_dir / "result.json").read_text())
+    assert [r["try"] for r in result["repeat"]["runs"]] == [2, 3, 4]
+    assert [r["agents"][0]["output"]["text"] for r in result["repeat"]["runs"]] == ["hold", "approve", "hold"]
+    calls = len(server.requests)
+    scored = orchestrate("eval", str(run_dir), cwd=tmp_path)  # the run's bar, 0.5, as it ran
+    assert len(server.requests) == calls  # nothing asked again
+    assert scored.returncode == 0, scored.stdout + scored.stderr
+    assert "expectations: 2/4 passed, 2 failed" in scored.stdout
+    assert "repeat 4: 2/4 tries passed every expectation (50%); meets --min-pass-rate 0.5" in scored.stdout
+    strict = orchestrate("eval", str(run_dir), "--min-pass-rate", "0.75", cwd=tmp_path)
+    assert strict.returncode == 5 and "under --min-pass-rate 0.75" in strict.stdout
+    # An edited expectation, scored on every try: "hold" is now right, in two tries of four.
+    (tmp_path / "edited.yaml").write_text(workflow(server).replace("equals: approve", "equals: hold"))
+    edited = orchestrate("eval", str(run_dir), "--workflow", "edited.yaml", "--json", cwd=tmp_path)
+    document = json.loads(edited.stdout)
+    (case,) = document["cases"]
+    assert (case["tries"], case["tries_passed"]) == (4, 2)
+    assert document["totals"]["pass_k"] == 0.0 and document["totals"]["case_pass_rate"] == 0.5
+
+
+def test_eval_of_a_repeated_dataset_reports_pass_k_per_case(tmp_path: Path, server: FakeProvider) -> None:
+    server.rewrite = alternating("approve", "approve", "approve", "hold", "approve", "hold")
+    (tmp_path / "wf.yaml").write_text(workflow(server, inputs="inputs:\n  vendor: {type: string}\n"))
+    (tmp_path / "rows.csv").write_text("vendor\nV1\nV2\n")
+    common = ("run", "wf.yaml", "--data", "rows.csv", "--key", "vendor", "--max-rows-parallel", "1")
+    run = orchestrate(*common, "--repeat", "3", "-o", "runs", cwd=tmp_path)
+    assert run.returncode == 5, run.stdout + run.stderr
+    assert "repeat 3: pass^3 1/2 case(s), mean pass rate 67%" in run.stdout
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert problems_in(run_dir)[0] == []  # rows.jsonl with each row's later tries matches its schema
+    scored = orchestrate("eval", str(run_dir), cwd=tmp_path)
+    assert scored.returncode == 5, scored.stdout + scored.stderr
+    assert "expectations: 4/6 passed, 2 failed" in scored.stdout
+    assert "repeat 3: pass^3 1/2 case(s), mean pass rate 67%" in scored.stdout
+    lenient = orchestrate("eval", str(run_dir), "--min-pass-rate", "0.3", "--json", cwd=tmp_path)
+    assert lenient.returncode == 0, lenient.stdout + lenient.stderr
+    totals = json.loads(lenient.stdout)["totals"]
+    assert totals["cases_below_min"] == 0 and totals["pass_k"] == 0.5
+    assert {c["key"]: c["tries_passed"] for c in json.loads(lenient.stdout)["cases"]} == {"V1": 3, "V2": 1}
+
+
+def test_without_content_the_later_tries_and_the_outcomes_are_withheld(tmp_path: Path, server: FakeProvider) -> None:
+    server.rewrite = alternating("approve", "hold")
+    (tmp_path / "wf.yaml").write_text(workflow(server) + "data_protection: {store_content: false}\n")
+    proc = orchestrate("run", "wf.yaml", "--repeat", "2", "-o", "runs", cwd=tmp_path)
+    assert proc.returncode == 5, proc.stdout + proc.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    result = json.loads((run_dir / "result.json").read_text())
+    (later,) = result["repeat"]["runs"]
+    assert later["agents"][0]["output"]["withheld"] is True
+    assert "hold" not in json.dumps(later)
+    checked = [e for e in _lines(run_dir / "events.jsonl") if e["type"] == "expectations_checked"]
+    assert [e["try"] for e in checked] == [1, 2]
+    (missed,) = checked[1]["data"]["outcomes"]
+    assert missed["name"] == "approves" and "hold" not in json.dumps(missed)

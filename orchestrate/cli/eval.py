@@ -65,12 +65,25 @@ def eval_command(
             "does not hold (folders written before expectations; default: the file its result.json names).",
         ),
     ] = None,
+    min_pass_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--min-pass-rate",
+            metavar="RATE",
+            min=0.0,
+            max=1.0,
+            help="A run made with --repeat K: the share of its tries a case must pass (default: the run's own "
+            "bar, else every try).",
+        ),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
     """Score the outputs recorded in RUN_DIR with the expectations of a (perhaps edited) workflow.
 
     Deterministic expectations call nothing; rubrics are judged only with --judge, within --budget.
-    Writes RUN_DIR/eval-TIME.json and prints the same summary as a run.
+    A run made with --repeat K is scored on every try it recorded: each case's pass rate and
+    pass^K, held to --min-pass-rate. Writes RUN_DIR/eval-TIME.json and prints the same summary
+    as a run.
 
     \b
     Examples:
@@ -87,7 +100,9 @@ def eval_command(
         EXIT_REGRESSION,
         Evaluator,
         closing_line,
+        expectations_failed,
         failure_lines,
+        repeat_lines,
         write_evaluation,
     )
     from orchestrate.run.rescore import compare, fill_columns, load_cases, outcomes_of, rescore
@@ -105,6 +120,13 @@ def eval_command(
         if data is not None:
             fail(unfilled)
         sys.stderr.write(f"note: {unfilled}\n")
+    unrecorded = sum(case.unrecorded_tries for case in cases)
+    if unrecorded:
+        sys.stderr.write(
+            f"note: {run_dir}: the answers of {unrecorded} later tries of --repeat are not recorded (a folder "
+            "written before they were kept): those cases are scored on the tries it holds\n"
+        )
+    bar = min_pass_rate if min_pass_rate is not None else _recorded_bar(run_dir, cases)
     evaluator = Evaluator(template)
     if judge and evaluator.needs_judge and budget is None and not simulate:
         fail("--judge needs --budget USD: the ceiling over the judges' calls")
@@ -116,7 +138,7 @@ def eval_command(
         try:
             if engine is not None:
                 engine.cost_tracker.set_workflow_budget("eval", budget)
-            return await rescore(template, cases, engine=engine, budget_account="eval")
+            return await rescore(template, cases, engine=engine, budget_account="eval", min_pass_rate=bar)
         finally:
             if engine is not None:
                 await engine.shutdown()
@@ -130,7 +152,11 @@ def eval_command(
         "totals": totals.to_dict(),
         "cases": lines,
     }
-    code = EXIT_EXPECTATIONS if totals.failed + totals.errors and not no_fail_on_expect else 0
+    figures = document["totals"]
+    single = len(lines) == 1 and lines[0]["key"] == "run" and "tries_passed" in lines[0]
+    if single:  # one case tried K times: judged as the run judged it (its tries against the bar)
+        figures = {**lines[0], "min_pass_rate": bar}
+    code = EXIT_EXPECTATIONS if expectations_failed(figures) and not no_fail_on_expect else 0
     comparison = None
     if baseline is not None:
         comparison = compare({c["key"]: c for c in lines}, outcomes_of(baseline), tolerance=tolerance)
@@ -146,7 +172,7 @@ def eval_command(
     if json_output:
         print_json("evaluation", {**document, "file": str(path)})
         raise typer.Exit(code)
-    out = [closing_line(document["totals"])]
+    out = [closing_line(document["totals"]), *repeat_lines(figures)]
     for line in lines:
         out += [f"  {line['key']}: {text.strip()}" for text in failure_lines(line, limit=3, indent="")]
         if len(out) > 12:
@@ -157,6 +183,22 @@ def eval_command(
     out.append(f"written: {path}")
     sys.stdout.write("\n".join(out) + "\n")
     raise typer.Exit(code)
+
+
+def _recorded_bar(run_dir: Path, cases: list[Any]) -> float | None:
+    """The --min-pass-rate the run was made with: in its result.json (a run) or evaluation.json
+    (a dataset run); None when it had none."""
+    import json
+
+    found: Any = None
+    if len(cases) == 1 and cases[0].key == "run":
+        found = (cases[0].document.get("expectations") or {}).get("min_pass_rate")
+    else:
+        try:
+            found = json.loads((run_dir / "evaluation.json").read_text("utf-8")).get("min_pass_rate")
+        except (OSError, ValueError, AttributeError):
+            found = None
+    return float(found) if isinstance(found, (int, float)) and not isinstance(found, bool) else None
 
 
 def _recorded_source(cases: list[Any]) -> Path:

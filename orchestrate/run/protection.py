@@ -257,6 +257,9 @@ class Protector:
         document = dict(document)
         if "outputs" in document and isinstance(document["outputs"], dict):
             document["outputs"] = self.outputs(document["outputs"])
+        repeat = document.get("repeat")
+        if isinstance(repeat, dict) and repeat.get("runs"):  # --repeat K: each later try's answers, alike
+            document["repeat"] = {**repeat, "runs": [self._try(run) for run in repeat["runs"]]}
         document["data_protection"] = {**self._summary, "applied": dict(sorted(self.counts.items()))}
         if self.policy.store_content:
             return document
@@ -264,6 +267,14 @@ class Protector:
         document["inputs"] = {k: withheld(v) for k, v in (document.get("inputs") or {}).items()}
         document["agents"] = [_agent_without_content(a) for a in document.get("agents") or ()]
         return document
+
+    def _try(self, run: Mapping[str, Any]) -> dict[str, Any]:
+        run = dict(run)
+        if isinstance(run.get("outputs"), dict):
+            run["outputs"] = self.outputs(run["outputs"])
+        if not self.policy.store_content:
+            run["agents"] = [_agent_without_content(a) for a in run.get("agents") or ()]
+        return run
 
     def summary(self) -> dict[str, Any]:
         """The policy and what it did so far (counts only), for the audit trail."""

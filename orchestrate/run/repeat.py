@@ -28,18 +28,53 @@ from orchestrate.run.scheduler import RunShape
 from orchestrate.workflow.dataset import instantiate
 from orchestrate.workflow.models import Workflow
 
-__all__ = ["later_tries", "repeat_run"]
+__all__ = ["later_tries", "recorded_try", "repeat_run"]
 
 
 def later_tries(tries: list[Workflow]) -> dict[str, Any]:
-    """What the tries after the first spent on their agents: ``{"tries", "cost", "tokens"}``."""
+    """The tries after the first: ``{"tries", "cost", "tokens", "runs"}``, what they spent on
+    their agents and, in ``runs``, what each answered (`recorded_try`), so that `orchestrate
+    eval` can score every try again."""
     cost = tokens = 0.0
     for twin in tries[1:]:
         for agent in twin.agents:
             if agent.result is not None:
                 cost += agent.result.cost
                 tokens += agent.result.tokens_used
-    return {"tries": len(tries), "cost": round(cost, 10), "tokens": int(tokens)}
+    return {
+        "tries": len(tries),
+        "cost": round(cost, 10),
+        "tokens": int(tokens),
+        "runs": [recorded_try(n, twin) for n, twin in enumerate(tries[1:], 2)],
+    }
+
+
+def recorded_try(n: int, workflow: Workflow) -> dict[str, Any]:
+    """Try `n` as result.json keeps it: its status, times, outputs, and each agent's status,
+    output, cost, seconds and error (what its expectations read)."""
+    agents = []
+    for agent in workflow.agents:
+        result = agent.result
+        entry: dict[str, Any] = {"name": agent.name, "status": agent.status.value}
+        if result is not None:
+            entry.update(
+                status=result.status.value,
+                output=result.output,
+                cost=result.cost,
+                execution_time=result.execution_time,
+                error=result.error,
+            )
+            if result.metadata.get("skipped"):
+                entry["metadata"] = {"skipped": result.metadata["skipped"]}
+        agents.append(entry)
+    return {
+        "try": n,
+        "status": workflow.status.value,
+        "started_at": workflow.started_at.isoformat() if workflow.started_at else None,
+        "completed_at": workflow.completed_at.isoformat() if workflow.completed_at else None,
+        "outputs": dict(workflow.output_values),
+        "agents": agents,
+    }
 
 
 async def repeat_run(

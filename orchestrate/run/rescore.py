@@ -39,6 +39,22 @@ class Case:
     def results(self) -> dict[str, dict[str, Any]]:
         return {a["name"]: a for a in self.document.get("agents") or []}
 
+    @property
+    def tries(self) -> list[Mapping[str, Any]]:
+        """Every try recorded (``--repeat K``): the case's own (its first) and each later one's
+        (``repeat.runs``), each with ``agents``, ``outputs``, ``started_at``, ``completed_at``."""
+        repeat = self.document.get("repeat")
+        later = repeat.get("runs") if isinstance(repeat, Mapping) else None
+        return [self.document, *(r for r in later or () if isinstance(r, Mapping))]
+
+    @property
+    def unrecorded_tries(self) -> int:
+        """Tries the run made whose answers the folder does not hold (written before it kept them)."""
+        repeat = self.document.get("repeat")
+        if not isinstance(repeat, Mapping):
+            return 0
+        return max(0, int(repeat.get("tries") or 1) - 1 - len(repeat.get("runs") or ()))
+
 
 def _read_json(path: Path) -> Any:
     try:
@@ -151,29 +167,46 @@ def _moment(text: Any) -> datetime | None:
 
 
 async def rescore(
-    template: Workflow, cases: list[Case], *, engine: Any = None, budget_account: str | None = None
+    template: Workflow,
+    cases: list[Case],
+    *,
+    engine: Any = None,
+    budget_account: str | None = None,
+    min_pass_rate: float | None = None,
 ) -> tuple[EvaluationTotals, list[dict[str, Any]]]:
-    """Each case scored with `template`'s expectations: the totals, and a line per case."""
+    """Each case scored with `template`'s expectations: the totals, and a line per case.
+
+    A case run with ``--repeat K`` is scored on every try it recorded, as the run scored it:
+    its pass rate over the tries and pass^K, held to `min_pass_rate` (None: every try)."""
+    from orchestrate.run.evaluation import repeated
     from orchestrate.workflow.dataset import instantiate
 
     evaluator = Evaluator(template)
-    totals = EvaluationTotals()
+    repeat = max((len(case.tries) for case in cases), default=1)
+    totals = EvaluationTotals(repeat=repeat, min_pass_rate=min_pass_rate)
     lines = []
     for index, case in enumerate(cases):
         doc = case.document
-        workflow = instantiate(template, dict(doc.get("inputs") or {}), f"eval-{index}")
-        workflow.output_values = dict(doc.get("outputs") or {})
-        workflow.started_at, workflow.completed_at = _moment(doc.get("started_at")), _moment(doc.get("completed_at"))
         row = {**(doc.get("inputs") or {}), **(doc.get("columns") or {})}
-        if engine is not None:
-            engine.cost_tracker.set_workflow_budget(workflow.id, None, parent=budget_account)
-            engine.workflows[workflow.id] = workflow
-        try:
-            document = await evaluator.evaluate(workflow, engine=engine, row=row, results=case.results)
-        finally:
+        documents = []
+        for n, recorded in enumerate(case.tries, 1):
+            workflow = instantiate(
+                template, dict(doc.get("inputs") or {}), f"eval-{index}" + (f".{n}" if n > 1 else "")
+            )
+            workflow.output_values = dict(recorded.get("outputs") or {})
+            workflow.started_at = _moment(recorded.get("started_at"))
+            workflow.completed_at = _moment(recorded.get("completed_at"))
+            results = {a["name"]: a for a in recorded.get("agents") or [] if isinstance(a, Mapping) and "name" in a}
             if engine is not None:
-                engine.workflows.pop(workflow.id, None)
-        totals.add(document)
+                engine.cost_tracker.set_workflow_budget(workflow.id, None, parent=budget_account)
+                engine.workflows[workflow.id] = workflow
+            try:
+                documents.append(await evaluator.evaluate(workflow, engine=engine, row=row, results=results))
+            finally:
+                if engine is not None:
+                    engine.workflows.pop(workflow.id, None)
+        document = documents[0] if len(documents) == 1 else repeated(documents)
+        totals.add(document, case.key)
         lines.append(
             {
                 "key": case.key,
