@@ -263,10 +263,12 @@ class _DatasetSession:
             keep_pseudonyms,
             protect_workflow,
             pseudonyms_for,
+            shard_pseudonym_salt,
         )
 
         approver = approver_identity(inv.approved_by)
         check_identity(template, approver[0])
+        shard_salt = shard_pseudonym_salt(template, dataset.path, spec.shard, spec.shard_source)  # all shards alike
         prior: PriorDatasetRun | None = None
         carried: list[dict[str, Any]] = []
         resume = inv.resume
@@ -289,7 +291,7 @@ class _DatasetSession:
             from orchestrate.run.batch_ledger import open_batches
 
             carried = open_batches(run_dir)
-        pseudonyms = pseudonyms_for(template, resume)  # a resume's: the same person keeps their token
+        pseudonyms = pseudonyms_for(template, resume, shard=shard_salt)  # a resume's: the same person keeps their token
         if resume is None:
             run_dir = shard_dir or new_run_dir(inv.output_dir, template.name)
         protector = protect_workflow(template, no_content=inv.no_content, secret=pseudonyms)

@@ -23,7 +23,16 @@ from orchestrate.observe.audit import (
 )
 from orchestrate.observe.audit_chain import audit_key, digest
 from orchestrate.run.protection import Policy, Protector
-from orchestrate.run.pseudonym_key import PSEUDONYMS_FILE, RunSecret, carried_secret, keep_secret, new_secret
+from orchestrate.run.pseudonym_key import (
+    PSEUDONYMS_FILE,
+    RunSecret,
+    carried_secret,
+    check_shared_key,
+    keep_secret,
+    new_secret,
+    shard_salt,
+    shard_secret,
+)
 from orchestrate.workflow.models import Workflow
 
 __all__ = [
@@ -36,6 +45,7 @@ __all__ = [
     "open_trail",
     "protect_workflow",
     "pseudonyms_for",
+    "shard_pseudonym_salt",
 ]
 
 APPROVER_ENV = "ORCHESTRATE_APPROVER"
@@ -95,9 +105,10 @@ def protect_workflow(
     return protector
 
 
-def pseudonyms_for(workflow: Workflow, resumed: Path | None) -> RunSecret | None:
-    """The key of a workflow's pseudonyms: the resumed run's (same people, same tokens), else a new
-    run's; None when the workflow has no policy (see `orchestrate.run.pseudonym_key`).
+def pseudonyms_for(workflow: Workflow, resumed: Path | None, *, shard: bytes | None = None) -> RunSecret | None:
+    """The key of a workflow's pseudonyms: the resumed run's (same people, same tokens), else the
+    one every shard of its dataset run shares (`shard`: `shard_pseudonym_salt`), else a new run's;
+    None when the workflow has no policy (see `orchestrate.run.pseudonym_key`).
 
     Raises:
         UserInputError: The resumed run's pseudonyms were made with another master key.
@@ -105,7 +116,27 @@ def pseudonyms_for(workflow: Workflow, resumed: Path | None) -> RunSecret | None
     if not workflow.data_protection:
         return None
     carried = carried_secret(resumed) if resumed is not None else None
-    return carried if carried is not None else new_secret()
+    if carried is not None:
+        return carried
+    return shard_secret(shard) if shard is not None else new_secret()
+
+
+def shard_pseudonym_salt(
+    workflow: Workflow, data: Path, shard: tuple[int, int] | None, source: str | None
+) -> bytes | None:
+    """What the shards of one dataset run key their pseudonyms with alike; None when not a shard or
+    no policy. A platform's copies (`source`: ``--shard auto``) must share ``ORCHESTRATE_PSEUDONYM_KEY``.
+
+    Raises:
+        UserInputError: A platform's shard of a workflow that makes pseudonyms, without the shared key.
+    """
+    if shard is None or not workflow.data_protection:
+        return None
+    if source is not None and Policy.from_dict(workflow.data_protection).pseudonymizes:
+        check_shared_key(source)
+    from orchestrate.run.shards import dataset_sha256
+
+    return shard_salt(workflow.name, dataset_sha256(data), shard[1])
 
 
 def keep_pseudonyms(run_dir: Path, secret: RunSecret | None) -> None:

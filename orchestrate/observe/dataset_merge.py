@@ -107,7 +107,28 @@ def _check(folders: list[ShardFolder]) -> int:
         if earlier is not None:
             raise UserInputError(f"{folder.path}: shard {folder.shard[0]}/{folder.shard[1]} again (also {earlier})")
         seen[folder.shard[0]] = folder.path
+    _check_pseudonyms(folders)
     return first.shard[1]
+
+
+def _check_pseudonyms(folders: list[ShardFolder]) -> None:
+    """Shards whose pseudonyms were keyed apart name one person with several tokens: not one run."""
+    from orchestrate.run.pseudonym_key import KEY_ENV, kept_secret
+
+    first: tuple[Path, tuple[Any, Any]] | None = None
+    for folder in folders:
+        kept = kept_secret(folder.path)
+        if kept is None:
+            continue
+        keyed = (kept.get("salt"), kept.get("key_id"))
+        if first is None:
+            first = folder.path, keyed
+        elif keyed != first[1]:
+            what = "another key" if keyed[1] != first[1][1] else "another salt (a run of its own)"
+            raise UserInputError(
+                f"{folder.path}/pseudonyms.json: its pseudonyms were made with {what} than {first[0]}'s, "
+                f"so a person has another token in each; run every shard with the same {KEY_ENV}"
+            )
 
 
 def _lines(path: Path) -> Iterator[str]:

@@ -72,6 +72,11 @@ class Policy:
         )
 
     @property
+    def pseudonymizes(self) -> bool:
+        """Whether it makes pseudonyms at all (a column to pseudonymize, or anything to detect)."""
+        return self.declared and (bool(self.detect) or "pseudonymize" in self.columns.values())
+
+    @property
     def active(self) -> bool:
         return self.declared and (bool(self.columns) or bool(self.detect) or not self.store_content)
 

@@ -19,6 +19,20 @@ and the files name a person the same way throughout, and restoring finds every t
 Nothing maps a token back to its value on disk: the vault (token to value) is made
 again in memory, as each session protects the same inputs and rows. A resume with
 another master key is refused before anything runs (its tokens would not match).
+
+The shards of one dataset run (``--shard K/N``, ``--shard auto``: separate processes,
+often separate machines) are one run to whoever reads their results: the same
+employee must get the same token in every shard, or the merged results name one
+person several ways and restoring finds the tokens of one shard only. A shard
+therefore takes no random salt but one derived from what makes the shards one run
+(`shard_salt`: the workflow, the data file's SHA-256 and the shard count), the same in every shard; its secret is still keyed by the master key, so
+tokens stay unguessable to anyone without it. Every shard must then have the same
+master key: ``ORCHESTRATE_PSEUDONYM_KEY`` (the platform's secret store), since a
+user's key file is made per machine (and per container: a pod's home dies with it).
+``--shard auto`` (a platform's copies) refuses to start without the variable when
+its policy makes pseudonyms (`check_shared_key`); ``--shard K/N`` uses the key file
+when the variable is not set, which is shared by the shards of one machine and user,
+and ``orchestrate merge`` refuses shards whose ``pseudonyms.json`` disagree.
 """
 
 from __future__ import annotations
@@ -42,9 +56,13 @@ __all__ = [
     "PSEUDONYMS_KIND",
     "RunSecret",
     "carried_secret",
+    "check_shared_key",
     "keep_secret",
+    "kept_secret",
     "master_key",
     "new_secret",
+    "shard_salt",
+    "shard_secret",
 ]
 
 PSEUDONYMS_FILE = "pseudonyms.json"
@@ -141,6 +159,49 @@ def new_secret(env: Mapping[str, str] | None = None) -> RunSecret:
     """A new run's: a fresh salt under the master key."""
     master, source = master_key(env)
     return RunSecret(secrets.token_bytes(16), master, source)
+
+
+def shard_salt(workflow: str, data_sha256: str, count: int) -> bytes:
+    """The salt every shard of one dataset run derives alike: not secret (the master key is).
+
+    Made of what the folder names of automatic shards are made of, never of an input's value
+    (the salt is written in clear, and a digest of a value could be checked against guesses).
+    """
+    identity = json.dumps({"workflow": workflow, "data": data_sha256, "shards": count}, sort_keys=True)
+    return hashlib.sha256(b"orchestrate-shard-run\0" + identity.encode("utf-8", "surrogatepass")).digest()[:16]
+
+
+def shard_secret(salt: bytes, env: Mapping[str, str] | None = None) -> RunSecret:
+    """A shard's: the salt its run's shards share, under the master key."""
+    master, source = master_key(env)
+    return RunSecret(salt, master, source)
+
+
+def check_shared_key(what: str, env: Mapping[str, str] | None = None) -> None:
+    """Refuse copies a platform starts (`what`: where the shard came from) without a shared master key.
+
+    Raises:
+        UserInputError: ``ORCHESTRATE_PSEUDONYM_KEY`` is not set.
+    """
+    env = os.environ if env is None else env
+    if not env.get(KEY_ENV, ""):
+        raise UserInputError(
+            f"--shard auto ({what}): this workflow's data_protection makes pseudonyms, and each copy would "
+            f"make them with its own key file: set {KEY_ENV} to the same secret in every copy (from the "
+            "platform's secret store) so that a person has one token in every shard"
+        )
+
+
+def kept_secret(run_dir: Path) -> dict[str, Any] | None:
+    """A run folder's ``pseudonyms.json`` as written (salt and key id), None when it keeps none."""
+    path = run_dir / PSEUDONYMS_FILE
+    try:
+        document = json.loads(read_bytes_capped(path, _MAX_FILE, special=False))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TooLargeError) as exc:
+        raise UserInputError(f"{path}: cannot be read: {exc}") from None
+    return document if isinstance(document, dict) else None
 
 
 def carried_secret(run_dir: Path, env: Mapping[str, str] | None = None) -> RunSecret | None:

@@ -33,7 +33,14 @@ from pathlib import Path
 
 from orchestrate.errors import UserInputError
 
-__all__ = ["PLATFORM_VARIABLES", "PlatformShard", "dataset_digest", "shard_from_environment", "shard_run_dir"]
+__all__ = [
+    "PLATFORM_VARIABLES",
+    "PlatformShard",
+    "dataset_digest",
+    "dataset_sha256",
+    "shard_from_environment",
+    "shard_run_dir",
+]
 
 # (index variable, count variable or None, platform), in the order they are looked for.
 PLATFORM_VARIABLES: tuple[tuple[str, str | None, str], ...] = (
@@ -107,6 +114,11 @@ def shard_from_environment(environ: Mapping[str, str], shards: int | None = None
 
 def dataset_digest(path: Path) -> str:
     """The first 12 hex digits of the SHA-256 of a dataset file's bytes."""
+    return dataset_sha256(path)[:12]
+
+
+def dataset_sha256(path: Path) -> str:
+    """The SHA-256 of a dataset file's bytes, in hex."""
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as handle:
@@ -114,7 +126,7 @@ def dataset_digest(path: Path) -> str:
                 digest.update(chunk)
     except OSError as exc:
         raise UserInputError(f"{path}: cannot read dataset: {exc.strerror or exc}") from None
-    return digest.hexdigest()[:12]
+    return digest.hexdigest()
 
 
 def shard_run_dir(output_dir: Path, workflow_name: str, digest: str, shard: tuple[int, int]) -> tuple[Path, bool]:
