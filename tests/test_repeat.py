@@ -234,9 +234,11 @@ def test_eval_of_a_repeated_run_scores_every_try_and_holds_the_bar(tmp_path: Pat
     assert [r["try"] for r in result["repeat"]["runs"]] == [2, 3, 4]
     assert [r["agents"][0]["output"]["text"] for r in result["repeat"]["runs"]] == ["hold", "approve", "hold"]
     calls = len(server.requests)
-    scored = orchestrate("eval", str(run_dir), cwd=tmp_path)  # the run's bar, 0.5, as it ran
+    scored = orchestrate("eval", str(run_dir), "--junit", "eval.xml", cwd=tmp_path)  # the run's bar, 0.5
     assert len(server.requests) == calls  # nothing asked again
     assert scored.returncode == 0, scored.stdout + scored.stderr
+    junit = (tmp_path / "eval.xml").read_text()
+    assert "<failure" not in junit and "2/4 tries passed" in junit  # a miss in a case meeting the bar
     assert "expectations: 2/4 passed, 2 failed" in scored.stdout
     assert "repeat 4: 2/4 tries passed every expectation (50%); meets --min-pass-rate 0.5" in scored.stdout
     strict = orchestrate("eval", str(run_dir), "--min-pass-rate", "0.75", cwd=tmp_path)

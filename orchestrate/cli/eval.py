@@ -168,7 +168,7 @@ def eval_command(
     if junit is not None:
         from orchestrate.observe.expectation_reports import write_expectation_junit
 
-        write_expectation_junit(junit, template.name, lines)
+        write_expectation_junit(junit, template.name, [{**line, "min_pass_rate": bar} for line in lines])
     if json_output:
         print_json("evaluation", {**document, "file": str(path)})
         raise typer.Exit(code)

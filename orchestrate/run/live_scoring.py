@@ -7,7 +7,9 @@ through the engine's executor like any call (the same budgets, rate limits,
 retries, cache and batches) while the rest of the run goes on. The outcome is
 told as an ``expectations_checked`` event, so the live view and events.jsonl show
 a failed expectation as soon as its agent ends. Expectations that read another
-agent's output wait for that agent to end too.
+agent's output wait for that agent to end too. A judge's call is reserved against
+the run's budgets like an agent's, so it competes with the agents still to run: the
+agents released by the same end reserve first, later ones after it.
 
 `finish`, once the run has ended, waits for the judges still asking, scores what
 could not be scored earlier (an agent that never ended, one that ended again, the
@@ -101,6 +103,9 @@ class LiveScoring:
             self._tell_soon(run, target.owner, outcomes)
 
     async def _judged(self, run: _Run, target: _Target, outcomes: list[Outcome], pending: list[Any]) -> None:
+        # The agents this end released start first (their tasks were made after this one, in the
+        # same turn): a judge's reservation then comes after theirs, as when judges came last.
+        await asyncio.sleep(0)
         await asyncio.gather(*pending)
         self._tell(run.workflow, target.owner, outcomes)
 

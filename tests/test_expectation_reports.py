@@ -1,0 +1,102 @@
+"""Expectations where CI and people read them (`orchestrate.observe.expectation_reports`): JUnit
+with a test case per expectation and a failed one a failure saying what was expected and what
+came, for a run, a dataset run and `orchestrate eval`; the Markdown summary's Expectations
+section; and the example the issue asks for (workflows/finance_invoice_coding.yaml)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from orchestrate.workflow.expectations import KINDS
+from orchestrate.workflow.loader import load_workflow
+from tests.test_evaluation import orchestrate
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOW = """\
+name: coin
+inputs:
+  vendor: {type: string, default: Acme}
+agents:
+  - name: decide
+    module: Finance
+    llm_config: {model: gpt-4o-mini}
+    prompt_template: "Approve or hold {vendor}?"
+    expect:
+      - {equals: approve, name: approves}
+      - {contains: o, name: has an o}
+"""
+
+
+def cases_of(junit: Path) -> dict[str, ET.Element]:
+    root = ET.parse(junit).getroot()
+    (suite,) = [s for s in root.iter("testsuite") if s.get("name") == "coin expectations"]
+    return {str(c.get("name")): c for c in suite.iter("testcase")}
+
+
+def test_a_runs_junit_has_a_case_per_expectation_and_the_summary_a_table(tmp_path: Path) -> None:
+    (tmp_path / "wf.yaml").write_text(WORKFLOW)
+    (tmp_path / "answers.yaml").write_text("decide: hold\n")
+    proc = orchestrate(
+        "run", "wf.yaml", "--simulate", "--answers", "answers.yaml", "-o", "runs",
+        "--junit", "junit.xml", "--summary", "summary.md", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 5, proc.stdout + proc.stderr
+    cases = cases_of(tmp_path / "junit.xml")
+    assert set(cases) == {"approves", "has an o"}
+    failure = cases["approves"].find("failure")
+    assert failure is not None and failure.get("message") == "expected 'approve', got 'hold': not equal"
+    assert cases["has an o"].find("failure") is None and cases["has an o"].find("error") is None
+    summary = (tmp_path / "summary.md").read_text()
+    assert "### Expectations" in summary and "1/2 passed · 1 failed" in summary
+    assert "| decide | approves | fail | approve | hold | not equal |" in summary
+
+
+def test_a_dataset_runs_and_evals_junit_name_each_row(tmp_path: Path) -> None:
+    (tmp_path / "wf.yaml").write_text(WORKFLOW.replace("equals: approve", "equals: '{row.expected}'"))
+    (tmp_path / "rows.csv").write_text("vendor,expected\nA,approve\nB,hold\n")
+    (tmp_path / "answers.yaml").write_text("decide: approve\n")
+    proc = orchestrate(
+        "run", "wf.yaml", "--simulate", "--answers", "answers.yaml", "--data", "rows.csv", "--key", "vendor",
+        "-o", "runs", "--junit", "junit.xml", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 5, proc.stdout + proc.stderr
+    cases = cases_of(tmp_path / "junit.xml")
+    assert set(cases) == {"A: approves", "A: has an o", "B: approves", "B: has an o"}
+    failure = cases["B: approves"].find("failure")
+    assert failure is not None and "expected 'hold', got 'approve'" in str(failure.get("message"))
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    scored = orchestrate("eval", str(run_dir), "--junit", "eval.xml", cwd=tmp_path)
+    assert scored.returncode == 5, scored.stdout + scored.stderr
+    again = cases_of(tmp_path / "eval.xml")
+    assert set(again) == set(cases)
+    assert again["B: approves"].find("failure") is not None and again["A: approves"].find("failure") is None
+
+
+def test_the_example_codes_invoices_with_five_kinds_a_rubric_and_answers_that_fail_on_purpose(tmp_path: Path) -> None:
+    workflow = load_workflow(ROOT / "workflows" / "finance_invoice_coding.yaml", bind=False)
+    found = set()
+    stack = [item for agent in workflow.agents for item in agent.expect or []] + list(workflow.expect or [])
+    while stack:
+        item = stack.pop()
+        found.update(kind for kind in KINDS if kind in item)
+        stack += item.get("any", []) + item.get("all", [])
+    assert "rubric" in found and len(found - {"rubric", "any", "all"}) >= 5, found
+    with open(ROOT / "workflows" / "data" / "invoice_coding.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 40 and {"expected_account", "expected_decision"} <= set(rows[0])
+    answers = json.loads((ROOT / "workflows" / "data" / "invoice_coding_answers.json").read_text())
+    assert "code_invoice" in answers
+    proc = orchestrate(
+        "run", str(ROOT / "workflows" / "finance_invoice_coding.yaml"),
+        "--data", str(ROOT / "workflows" / "data" / "invoice_coding.csv"), "--key", "invoice_id",
+        "--simulate", "--answers", str(ROOT / "workflows" / "data" / "invoice_coding_answers.json"),
+        "-o", "runs", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 5, proc.stdout + proc.stderr  # some rows fail on purpose, not all
+    results = next((tmp_path / "runs").iterdir()) / "results.jsonl"
+    lines = [json.loads(line) for line in results.read_text().splitlines()]
+    failing = [line for line in lines if line["expectations"]["failed"]]
+    assert 0 < len(failing) < len(lines)
