@@ -61,7 +61,14 @@ DEFAULT_MAX_CALLS = 32  # calls in flight for the whole dataset run unless --max
 # the same for every row, and a row's workflow_finished says what its row_finished and its line
 # of results.jsonl say.
 DATASET_UNLOGGED = frozenset(
-    {EventType.LLM_CALL, EventType.AGENT_STARTED, EventType.WORKFLOW_STARTED, EventType.WORKFLOW_FINISHED}
+    {
+        EventType.LLM_CALL,
+        EventType.AGENT_STARTED,
+        EventType.WORKFLOW_STARTED,
+        EventType.WORKFLOW_FINISHED,
+        EventType.ITEMS_STARTED,  # a row's fan-out, item by item: its result keeps every item
+        EventType.ITEM_FINISHED,
+    }
 )
 
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from orchestrate.money.amounts import usd
-from orchestrate.observe.summary import outcome_counts
+from orchestrate.observe.summary import outcome_counts, plural
 from orchestrate.observe.tables import Column, build_table
 from orchestrate.printable import printable
 from orchestrate.run.events import Event, EventType
@@ -88,6 +88,10 @@ class AgentRow:
     retry_at: float | None = None  # monotonic moment of the next attempt, while retrying
     expect: str | None = None  # its expectations once scored, when some did not pass
     expect_brief: str = ""  # ``1 failed``, for the status cell
+    items: int | None = None  # a foreach agent's item count, once its fan-out began
+    items_done: int = 0
+    items_failed: int = 0
+    items_retrying: int = 0  # items in flight waiting to try again
 
     def seconds(self, now: float) -> float:
         if self.elapsed is not None:
@@ -167,6 +171,8 @@ class RunState:
         row = state.rows.get(event.agent or "")
         if row is None:
             row = state.rows[event.agent or "?"] = AgentRow(event.agent or "?")
+        if row.items is not None and _item_event(row, event):
+            return
         if event.type is EventType.AGENT_STARTED:
             row.status, row.attempts = "running", data.get("attempt", row.attempts + 1)
             row.model = data.get("model") or row.model
@@ -183,6 +189,11 @@ class RunState:
         elif event.type is EventType.LLM_CALL:
             row.tokens += int(data.get("input_tokens", 0)) + int(data.get("output_tokens", 0))
             row.cost += float(data.get("cost", 0.0))
+        elif event.type is EventType.ITEMS_STARTED:
+            row.items, row.items_done, row.items_failed, row.items_retrying = int(data.get("total") or 0), 0, 0, 0
+            row.status = "running"
+            if row.started is None:
+                row.started = self.clock()
         elif event.type is EventType.AGENT_FINISHED:
             row.status = data.get("status", row.status)
             row.error = data.get("error")
@@ -192,6 +203,43 @@ class RunState:
             row.elapsed = float(data.get("execution_time") or row.seconds(self.clock()))
         elif data.get("status"):  # an event type added later that moves the agent (approvals, ...)
             row.status = str(data["status"])
+
+
+def _item_event(row: AgentRow, event: Event) -> bool:
+    """Fold an event of a fanning-out agent's items into its row; False when it is not one.
+
+    Every item's attempts are the agent's events: a retry of one item does not make the agent
+    `retrying` (its other items run on), it counts among the items waiting to try again.
+    """
+    kind, data = event.type, event.data
+    if kind is EventType.ITEM_FINISHED:
+        row.items_done, row.items_failed = int(data.get("done") or 0), int(data.get("failed") or 0)
+        row.items_retrying = int(data.get("retrying") or 0)
+        return True
+    if kind is EventType.AGENT_RETRYING:
+        row.items_retrying += 1
+        row.error = data.get("error")
+        return True
+    if kind is EventType.AGENT_STARTED:
+        attempt = int(data.get("attempt") or 1)
+        if attempt > 1:
+            row.items_retrying = max(0, row.items_retrying - 1)
+            if not row.items_retrying:
+                row.error = None
+        row.attempts = max(row.attempts, attempt)
+        row.model = data.get("model") or row.model
+        return True
+    return False
+
+
+def items_progress(done: int, total: int, failed: int = 0, retrying: int = 0) -> str:
+    """``7/12 items, 1 failed, 1 retrying``: a fan-out as it goes."""
+    text = f"{done:,}/{total:,} items"
+    if failed:
+        text += f", {failed:,} failed"
+    if retrying:
+        text += f", {retrying:,} retrying"
+    return text
 
 
 # Which rows stay on screen when they do not all fit: the active ones, then problems, then
@@ -336,7 +384,9 @@ class LiveTable:
 
         style = _STYLE.get(row.status, "")
         label = row.status.replace("_", " ")
-        if row.status == "retrying" and row.retry_at is not None and row.retry_at > now:
+        if row.items is not None and row.status == "running":
+            label = items_progress(row.items_done, row.items, row.items_failed, row.items_retrying)
+        elif row.status == "retrying" and row.retry_at is not None and row.retry_at > now:
             label = f"retrying in {row.retry_at - now:.0f}s"
         brief = _brief(row.error) if row.error and row.status in ("retrying", "failed") else ""
         if row.expect_brief:
@@ -507,6 +557,10 @@ class PlainLog:
                 f"{who} fell back from {d.get('from_model')} to {d.get('to_provider')}/{d.get('to_model')} "
                 f"({d.get('reason')}): {d.get('error')}"
             )
+        if kind is EventType.ITEMS_STARTED:
+            return f"{who} fans out over {plural(int(d.get('total') or 0), 'item')}"
+        if kind is EventType.ITEM_FINISHED:
+            return _item_line(who, d)
         if kind is EventType.AGENT_RETRYING:
             return f"{who} retrying in {d.get('delay', 0):.2f}s after attempt {d.get('attempt')}: {d.get('error')}"
         if kind is EventType.AGENT_BUDGET_REFUSED:
@@ -542,6 +596,21 @@ class PlainLog:
                 f"{d.get('total_tokens', 0)} tokens, {d.get('duration') or 0:.2f}s"
             )
         return None
+
+
+def _item_line(who: str, d: dict[str, Any]) -> str | None:
+    """``month_close/check_line 7/12 items, 1 retrying``: every item of a small fan-out, about
+    every tenth of a large one, and every item that did not complete, with its reason."""
+    done, total = int(d.get("done") or 0), int(d.get("total") or 0)
+    progress = items_progress(done, total, int(d.get("failed") or 0), int(d.get("retrying") or 0))
+    status = d.get("status")
+    if status != "completed":
+        why = f": {d.get('error')}" if d.get("error") else ""
+        return f"{who} item {d.get('index')} {status}{why}; {progress}"
+    step = 1 if total <= 20 else -(-total // 10)
+    if done % step and done != total:
+        return None
+    return f"{who} {progress}"
 
 
 def _budget(amount: float) -> str:

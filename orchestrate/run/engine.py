@@ -170,6 +170,7 @@ class OrchestrationEngine:
             workers=self.workers,
             prompt_cache=PromptCaching(enabled=self.config.prompt_cache, warm_up=self.config.prompt_cache_warm_up),
         )
+        self.executor.wants = self.wants
         self.clock = clock
 
     def add_sink(self, sink: Sink, *, types: Iterable[EventType] | None = None) -> None:
@@ -190,6 +191,13 @@ class OrchestrationEngine:
             kind: tuple(sink for sink, types in wanted if types is None or kind in types) for kind in EventType
         }
         self._routed = len(self.sinks)
+
+    def wants(self, kind: EventType) -> bool:
+        """Whether some sink reads events of `kind`: progress detail (a fan-out's items, a
+        rate-limit queue) is not even built when none does."""
+        if self._routed != len(self.sinks):
+            self._route()
+        return bool(self._routes[kind])
 
     def emit(self, event: Event) -> None:
         if self._routed != len(self.sinks):  # sinks appended to the list directly

@@ -32,6 +32,10 @@ Data carried by each type (all keys always present):
   each agent with `expect:` finishes (after its judges answered) and, for the workflow's,
   as the run ends (see `orchestrate.run.live_scoring`)
 - ``workflow_finished``: status, total_cost, total_tokens, duration
+- ``items_started`` (a `foreach` agent, only when a sink reads it): total (items in its list)
+- ``item_finished`` (each item of it, reused ones too): index, status, error, done (items
+  finished so far), failed (of those, the ones that did not complete), total, retrying (items
+  in flight now, waiting to try again)
 - ``row_started`` (a dataset batch; workflow_id is the row's run): key, row (its line)
 - ``row_finished``: key, row, status, cost, tokens, seconds, error
 """
@@ -59,6 +63,8 @@ class EventType(str, Enum):
     USAGE_ANOMALY = "usage_anomaly"
     AGENT_FINISHED = "agent_finished"
     EXPECTATIONS_CHECKED = "expectations_checked"  # an agent's (or the workflow's) expectations scored
+    ITEMS_STARTED = "items_started"  # a foreach agent's fan-out began (sent only if a sink reads it)
+    ITEM_FINISHED = "item_finished"  # one of its items ended: counts so far
     APPROVAL_REQUESTED = "approval_requested"  # an agent waits for a person's decision
     APPROVAL_DECIDED = "approval_decided"  # approved or rejected: who, when, note
     WORKFLOW_FINISHED = "workflow_finished"

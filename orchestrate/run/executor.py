@@ -125,6 +125,7 @@ class AgentExecutor:
         self.workers = workers if workers is not None else WorkerPool()
         self.prompt_cache = prompt_cache or PromptCaching()
         self.halted: str | None = None  # set by the engine when a journal fails: no call starts
+        self.wants: Callable[[EventType], bool] = _every  # whether a sink reads a kind (the engine's)
         self._batching: bool | None = None
         self._regions: dict[tuple[Any, ...], tuple[str, str, float, Capabilities | None]] = {}
 
@@ -910,6 +911,10 @@ def _call_metadata(
 
 _PASSTHROUGH = ("top_p", "stop", "request_timeout", "response_format")
 _PASSTHROUGH_SIMULATED = (*_PASSTHROUGH, "latency", "failure_rate")
+
+
+def _every(_kind: EventType) -> bool:
+    return True
 
 
 def fold_usage(result: AgentResult) -> None:

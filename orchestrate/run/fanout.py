@@ -6,6 +6,9 @@ reservations; the agent's `cost_limit` caps the whole fan-out. The agent's
 output is the list of item outputs in item order. Every item's status, cost
 and fingerprint is kept in ``metadata["items"]``, so `--resume` redoes only
 the items that did not complete (or whose prompt changed).
+
+Progress (``items_started``, then ``item_finished`` per item with the counts so far
+and how many items wait to try again) is sent only when a sink reads it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from orchestrate.run.events import Event, EventType
 from orchestrate.run.executor import AgentExecutor, fold_usage
 from orchestrate.run.resume import fingerprint
 from orchestrate.workflow.models import Agent, AgentResult, AgentStatus, Workflow
@@ -72,6 +76,38 @@ async def run_items(
     result.metadata["items"] = rows
     prior_rows = (prior.metadata.get("items") if prior is not None else None) or []
     prior_values = _value(prior.output) if prior is not None else None
+    report = executor.wants(EventType.ITEM_FINISHED)
+    live: dict[int, AgentResult] = {}  # items in flight, while progress is reported
+    tally = [0, 0]  # items finished, and of those the ones that did not complete
+    if report:
+        executor.emit(
+            Event(EventType.ITEMS_STARTED, workflow.id, agent.name, {"total": count}, workflow_name=workflow.name)
+        )
+
+    def finished(k: int) -> None:
+        live.pop(k, None)
+        row = rows[k]
+        tally[0] += 1
+        if row["status"] != "completed":
+            tally[1] += 1
+        executor.emit(
+            Event(
+                EventType.ITEM_FINISHED,
+                workflow.id,
+                agent.name,
+                {
+                    "index": k,
+                    "status": row["status"],
+                    "error": row.get("error"),
+                    "done": tally[0],
+                    "failed": tally[1],
+                    "total": count,
+                    # A failed attempt waiting for its next one is `failed` while its item is in flight.
+                    "retrying": sum(1 for sub in live.values() if sub.status is AgentStatus.FAILED),
+                },
+                workflow_name=workflow.name,
+            )
+        )
 
     async def one(k: int) -> None:
         sub = AgentResult(agent_id=f"{agent.name}[{k}]", status=AgentStatus.RUNNING, started_at=datetime.now(UTC))
@@ -100,6 +136,8 @@ async def run_items(
                 result.tokens_used += int(old.get("tokens_used") or 0)
                 return
             async with slots:
+                if report:
+                    live[k] = sub
                 if agent.is_code_step:
                     await executor.execute_code(workflow, agent, given, sub)
                 else:
@@ -128,6 +166,8 @@ async def run_items(
                 for key in ("model", "provider"):
                     if key in sub.metadata:
                         result.metadata[key] = sub.metadata[key]
+            if report:
+                finished(k)
 
     await asyncio.gather(*(one(k) for k in range(count)))
     failed = [row["index"] for row in rows if row["status"] != "completed"]

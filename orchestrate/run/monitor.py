@@ -26,6 +26,10 @@ logger.addHandler(logging.NullHandler())  # a library stays silent unless the ap
 
 _KIND = {t: t.value for t in EventType}  # EventType.value goes through a slow descriptor
 
+# Progress detail the Monitor neither counts nor keeps: a fan-out's items (so that, with no
+# display listening, the engine does not even build them).
+_DETAIL = frozenset({EventType.ITEMS_STARTED, EventType.ITEM_FINISHED})
+
 # Ends whose failure is logged as a warning.
 _ENDS = frozenset({"agent_finished", "workflow_finished", "row_finished"})
 _FAILED = frozenset({"failed", "budget_exceeded", "rejected"})
@@ -115,9 +119,10 @@ class Monitor:
     @property
     def event_types(self) -> frozenset[EventType] | None:
         """The events the engine need hand over (see `OrchestrationEngine.add_sink`): all of
-        them while recent events are kept, else only those that move a counter."""
+        them but progress detail (a fan-out's items) while recent events are kept, else only
+        those that move a counter."""
         if self.config.enable_logging:
-            return None
+            return frozenset(EventType) - _DETAIL
         return frozenset(t for t in EventType if _KIND[t] in self._counts)
 
     def __call__(self, event: Event) -> None:
