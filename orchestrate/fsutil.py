@@ -18,20 +18,22 @@ says its size is, so ``/dev/zero`` or an endless pipe cannot fill memory.
 
 A run folder holds only files we wrote. `open_regular` opens one without ever
 blocking (a named pipe put in its place would wait forever for a writer) and
-refuses anything but a regular file; `read_lines_capped` reads a journal a
+refuses anything but a regular file (`open_regular_text` and `read_regular_text`
+for text: every reader of a run folder goes through them); `read_lines_capped` reads a journal a
 line at a time, each line at most a limit long; `special_entries` lists what
 in a folder is not a regular file or a folder, so a resume refuses it first.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TextIO
 
 __all__ = [
     "MAX_RESULT_BYTES",
@@ -42,8 +44,10 @@ __all__ = [
     "atomic_write_text",
     "check_writable",
     "open_regular",
+    "open_regular_text",
     "read_bytes_capped",
     "read_lines_capped",
+    "read_regular_text",
     "special_entries",
 ]
 
@@ -68,6 +72,9 @@ class NotRegularFileError(OSError):
         self.path, self.what = str(path), what
         super().__init__(f"{path}: not a regular file ({what})")
         self.strerror = f"not a regular file ({what})"
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.strerror}"
 
 
 def _kind(mode: int) -> str:
@@ -101,6 +108,28 @@ def open_regular(path: Path | str) -> BinaryIO:
         os.close(fd)
         raise
     return os.fdopen(fd, "rb")
+
+
+def open_regular_text(path: Path | str, *, errors: str = "strict") -> TextIO:
+    """`open_regular`, as UTF-8 text (universal newlines): a run folder's journal read line by line.
+
+    Raises:
+        NotRegularFileError: It is a pipe, a device, a socket or a folder.
+        OSError: It cannot be opened.
+    """
+    return io.TextIOWrapper(open_regular(path), encoding="utf-8", errors=errors)
+
+
+def read_regular_text(path: Path | str, limit: int = MAX_RESULT_BYTES, *, errors: str = "strict") -> str:
+    """The UTF-8 text of a run folder's file: a regular file (never a pipe or device), within `limit`.
+
+    Raises:
+        TooLargeError: It holds more than `limit` bytes.
+        NotRegularFileError: It is not a regular file.
+        OSError: It cannot be opened or read.
+        UnicodeDecodeError: It is not UTF-8 (with ``errors="strict"``).
+    """
+    return read_bytes_capped(path, limit, special=False).decode("utf-8", errors=errors)
 
 
 def read_lines_capped(handle: BinaryIO, path: Path | str, limit: int, *, skip_long: bool = False) -> Iterator[bytes]:

@@ -164,6 +164,7 @@ def _valueless(get_help_option: Any) -> Any:
 def main() -> None:
     """Entry point of the console script and of `python -m orchestrate`."""
     from orchestrate.cli.common import print_error
+    from orchestrate.fsutil import NotRegularFileError, TooLargeError
 
     try:
         try:
@@ -174,6 +175,9 @@ def main() -> None:
         except KeyboardInterrupt:  # Ctrl-C is the person's own doing: news, not an `error:` line
             sys.stderr.write("interrupted (Ctrl-C)\n")
             sys.exit(130)
+        except (NotRegularFileError, TooLargeError) as exc:  # a pipe, a device or a giant where a file we wrote belongs
+            print_error(str(exc))
+            sys.exit(2)
         except OSError as exc:  # the disk, not the user: full, read-only, gone
             where = f"{exc.filename}: " if exc.filename else ""
             print_error(f"{where}{exc.strerror or exc}")

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from orchestrate.cli.common import check_format, fail, format_option_info, is_interactive, json_option_info, print_json
+from orchestrate.fsutil import NotRegularFileError, open_regular, read_regular_text
 
 __all__ = ["app"]
 
@@ -48,7 +49,9 @@ def _run_dirs(paths: list[Path]) -> list[Path]:
 
 def _result_head(run_dir: Path) -> list[tuple[str, dict[str, Any]]]:
     try:
-        document = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
+        document = json.loads(read_regular_text(run_dir / "result.json"))
+    except NotRegularFileError:
+        raise  # a pipe or device put in its place: refused (exit 2), never waited on nor passed over
     except (OSError, ValueError):
         return []
     head = document.get("audit") if isinstance(document, dict) else None
@@ -140,7 +143,7 @@ def show(
     if not path.is_file():
         fail(f"{run_dir}: no audit trail ({AUDIT_FILE})")
     records = []
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         for raw in handle:
             try:
                 record = json.loads(raw)

@@ -157,9 +157,10 @@ def _show_batch(run_dir: Path, fmt: str, agent: str | None) -> None:
     for part in provider_batches(batches, folder, document, data=True):
         console.print(part)
     if (folder / "evaluation.json").is_file():  # the expectations' pass rates over the rows
+        from orchestrate.fsutil import read_regular_text
         from orchestrate.run.evaluation import dataset_lines
 
-        for line in dataset_lines(json.loads((folder / "evaluation.json").read_text("utf-8"))):
+        for line in dataset_lines(json.loads(read_regular_text(folder / "evaluation.json"))):
             console.print(Text(line))
     quoted = shlex.quote(str(folder))
     console.print(Text(f"one row like a single run: orchestrate show {quoted} --row KEY", style="dim"), soft_wrap=True)

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from orchestrate.fsutil import open_regular
 from orchestrate.observe.audit_chain import AUDIT_FILE
 
 __all__ = ["expired_runs", "retention_of"]
@@ -17,7 +18,7 @@ _DAY = 86400.0
 def retention_of(run_dir: Path) -> tuple[float, int] | None:
     """(started, retention_days) from the first record of a run's trail, or None without one."""
     try:
-        with open(run_dir / AUDIT_FILE, "rb") as handle:
+        with open_regular(run_dir / AUDIT_FILE) as handle:  # a pipe: no retention read, never a wait
             first = json.loads(handle.readline())
     except (OSError, ValueError):
         return None

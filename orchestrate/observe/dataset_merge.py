@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrate.errors import UserInputError
+from orchestrate.fsutil import open_regular_text, read_regular_text
 from orchestrate.money.cost_report import CostTotals
 from orchestrate.observe.dataset_report import read_json_lines, write_cost_document
 from orchestrate.observe.journal import JsonLines
@@ -74,7 +75,7 @@ def _shard_of(path: Path, result: dict[str, Any]) -> tuple[int, int]:
 def read_shard(path: Path) -> ShardFolder:
     """A dataset run's folder, or a clear refusal."""
     try:
-        result = json.loads((path / "result.json").read_text(encoding="utf-8"))
+        result = json.loads(read_regular_text(path / "result.json"))
     except FileNotFoundError:
         raise UserInputError(f"{path}: not a dataset run folder (no result.json)") from None
     except (OSError, ValueError) as exc:
@@ -133,7 +134,7 @@ def _check_pseudonyms(folders: list[ShardFolder]) -> None:
 
 def _lines(path: Path) -> Iterator[str]:
     if path.exists():
-        with open(path, encoding="utf-8", errors="replace") as handle:
+        with open_regular_text(path, errors="replace") as handle:
             for line in handle:
                 if line.strip():
                     yield line.strip()

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrate.fsutil import atomic_write_chunks
+from orchestrate.fsutil import atomic_write_chunks, open_regular_text, read_regular_text
 from orchestrate.jsonline import read_line_strict
 from orchestrate.money.cost_report import CostTotals, cost_document_head
 from orchestrate.money.costs import CallRecord, CostTracker
@@ -58,7 +58,7 @@ def _numbered_lines(path: Path, torn: set[int]) -> Iterator[tuple[int, dict[str,
     """(line index, object) of a JSON-lines file; the indexes of lines that do not parse go to `torn`."""
     if not path.exists():
         return
-    with open(path, encoding="utf-8", errors="replace") as handle:
+    with open_regular_text(path, errors="replace") as handle:  # a pipe in its place: refused, not waited on
         for number, line in enumerate(handle):
             line = line.strip()
             if not line:
@@ -122,7 +122,7 @@ def load_prior(run_dir: Path) -> PriorDatasetRun:
         raise UserInputError(f"{run_dir}: not a dataset run folder (no results.jsonl or events.jsonl)")
     prior = PriorDatasetRun()
     try:
-        earlier = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
+        earlier = json.loads(read_regular_text(run_dir / "result.json"))
     except (OSError, ValueError):
         earlier = {}  # killed before its first report: the journals say the rest
     if isinstance(earlier, dict):
@@ -478,7 +478,7 @@ def write_cost_document(
         yield head + "["
         first = True
         if calls_path.exists():
-            with open(calls_path, encoding="utf-8", errors="replace") as handle:
+            with open_regular_text(calls_path, errors="replace") as handle:
                 for number, line in enumerate(handle):
                     line = line.strip()
                     if not line or number in torn:

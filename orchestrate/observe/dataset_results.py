@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from orchestrate.cells import formula_safe
+from orchestrate.fsutil import open_regular
 from orchestrate.jsonline import json_line, read_line
 from orchestrate.observe.answer import flatten, inline
 
@@ -46,7 +47,7 @@ def _last_offsets(path: Path) -> dict[str, tuple[int, int]]:
     offsets: dict[str, tuple[int, int]] = {}
     if not path.exists():
         return offsets
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:  # a pipe in its place: refused, not waited on
         offset = 0
         for raw in handle:
             start, offset = offset, offset + len(raw)
@@ -82,9 +83,9 @@ def latest_rows(folder: Path) -> Iterator[dict[str, Any]]:
         return
     full = _last_offsets(folder / "rows.jsonl")
     order = sorted(results.items(), key=lambda item: (item[1][0], item[0]))
-    rows_handle = open(folder / "rows.jsonl", "rb") if full else None  # noqa: SIM115 - closed below
+    rows_handle = open_regular(folder / "rows.jsonl") if full else None
     try:
-        with open(folder / "results.jsonl", "rb") as handle:
+        with open_regular(folder / "results.jsonl") as handle:
             for key, (_, offset) in order:
                 line = _read_at(handle, offset)
                 inputs: Any = {}

@@ -13,6 +13,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from orchestrate.fsutil import read_regular_text
+
 __all__ = ["MAX_CASES", "evaluation_section"]
 
 MAX_CASES = 200
@@ -68,7 +70,7 @@ def evaluation_section(folder: Path, result: dict[str, Any]) -> str:
     """The Evaluation section of the run in `folder` ("" when it has no expectations)."""
     totals_file = folder / "evaluation.json"
     if totals_file.is_file():
-        return _dataset(folder, json.loads(totals_file.read_text("utf-8")))
+        return _dataset(folder, json.loads(read_regular_text(totals_file)))
     evaluation = result.get("expectations")
     if not evaluation:
         return ""
@@ -98,7 +100,7 @@ def _dataset(folder: Path, totals: dict[str, Any]) -> str:
     cases: list[tuple[str, dict[str, Any]]] = []
     results = folder / "results.jsonl"
     if results.is_file():
-        for line in results.read_text("utf-8").splitlines():
+        for line in read_regular_text(results).splitlines():
             if not line.strip():
                 continue
             entry = json.loads(line)

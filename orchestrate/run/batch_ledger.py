@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrate.errors import UserInputError
-from orchestrate.fsutil import atomic_write_text
+from orchestrate.fsutil import atomic_write_text, read_regular_text
 from orchestrate.run.events import Event, EventType
 
 __all__ = ["FILE_NAME", "BatchLedger", "batch_summaries", "open_batches", "read_batches"]
@@ -31,7 +31,7 @@ def read_batches(run_dir: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = json.loads(read_regular_text(path))
     except OSError as exc:
         raise UserInputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     except json.JSONDecodeError as exc:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrate.errors import UserInputError
+from orchestrate.fsutil import read_regular_text
 from orchestrate.run.evaluation import EvaluationTotals, Evaluator, row_line
 from orchestrate.workflow.models import Workflow
 
@@ -58,7 +59,7 @@ class Case:
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text("utf-8"))
+        return json.loads(read_regular_text(path))
     except OSError as exc:
         raise UserInputError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except ValueError as exc:
@@ -70,7 +71,7 @@ def load_cases(run_dir: Path) -> list[Case]:
     rows = run_dir / "rows.jsonl"
     if rows.is_file():
         cases: dict[str, Case] = {}
-        for number, line in enumerate(rows.read_text("utf-8").splitlines(), 1):
+        for number, line in enumerate(read_regular_text(rows).splitlines(), 1):
             if not line.strip():
                 continue
             try:
@@ -102,7 +103,7 @@ def fill_columns(cases: list[Case], template: Workflow, run_dir: Path, data: Pat
         return None
     recorded: dict[str, Any] = {}
     try:
-        recorded = json.loads((run_dir / "result.json").read_text("utf-8"))
+        recorded = json.loads(read_regular_text(run_dir / "result.json"))
     except (OSError, ValueError):
         pass
     named = sorted(wanted)[:3]
@@ -232,7 +233,7 @@ def outcomes_of(path: Path) -> dict[str, dict[str, Any]]:
     results = path / "results.jsonl"
     if results.is_file():
         found: dict[str, dict[str, Any]] = {}
-        for line in results.read_text("utf-8").splitlines():
+        for line in read_regular_text(results).splitlines():
             if line.strip():
                 entry = json.loads(line)
                 evaluation = entry.get("expectations") or {"outcomes": []}
