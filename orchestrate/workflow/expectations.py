@@ -70,9 +70,6 @@ KINDS = (
     "all",
 )
 DETERMINISTIC_KINDS = frozenset(KINDS) - {"rubric"}
-_ON_ANSWER = frozenset(
-    {"equals", "one_of", "contains", "icontains", "not_contains", "regex", "json_schema", "approx", "cel"}
-)
 _OPTION_OF = {"tolerance": "approx", "threshold": "rubric", "judge": "rubric"}
 DEFAULT_THRESHOLD = 0.5
 TRIM = 200  # characters of expected and got kept in reports
@@ -145,25 +142,33 @@ class Outcome:
         """As reports keep it; a pass keeps `got` only when it is a plain value (a whole answer
         is in the agent's output already, and trimming it for every row of a dataset costs)."""
         got, expected = self.got, self.expected
-        plain = (str, int, float, bool)
-        if got is not None and not (type(got) is str and len(got) <= TRIM):  # the common case: kept as it is
-            if self.status == "pass" and not isinstance(got, plain):
-                got = None
-            else:
-                got = _trim(got)
-        if expected is not None and not (type(expected) is str and len(expected) <= TRIM):
+        kind = type(got)
+        if got is not None and kind not in _PLAIN and not (kind is str and len(got) <= TRIM):
+            got = None if self.status == "pass" and not isinstance(got, (str, int, float, bool)) else _trim(got)
+        kind = type(expected)
+        if expected is not None and kind not in _PLAIN and not (kind is str and len(expected) <= TRIM):
             expected = _trim(expected)
-        data: dict[str, Any] = {
+        if self.score is None:
+            return {
+                "name": self.name,
+                "kind": self.kind,
+                "status": self.status,
+                "expected": expected,
+                "got": got,
+                "reason": self.reason,
+            }
+        return {
             "name": self.name,
             "kind": self.kind,
             "status": self.status,
             "expected": expected,
             "got": got,
             "reason": self.reason,
+            "score": self.score,
         }
-        if self.score is not None:
-            data["score"] = self.score
-        return data
+
+
+_PLAIN = frozenset({int, float, bool})  # kept as they are in reports
 
 
 def _trim(value: Any) -> Any:
@@ -171,8 +176,12 @@ def _trim(value: Any) -> Any:
         return value
     if isinstance(value, str) and len(value) <= TRIM:
         return value
-    if isinstance(value, list) and len(value) <= 10 and all(isinstance(v, str) and len(v) <= 16 for v in value):
-        return value  # a short list of choices: kept as it is
+    if isinstance(value, list) and len(value) <= 10:
+        for v in value:
+            if not isinstance(v, str) or len(v) > 16:
+                break
+        else:
+            return value  # a short list of choices: kept as it is
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
     if len(text) <= TRIM:
         return value
@@ -245,7 +254,7 @@ def _lookup(ref: Reference, ctx: Context) -> Any:
     from orchestrate.workflow.templates import lookup
 
     try:
-        return lookup(ref, inputs=dict(ctx.inputs), outputs=dict(ctx.outputs))
+        return lookup(ref, inputs=_plain_dict(ctx.inputs), outputs=_plain_dict(ctx.outputs))
     except TemplateError as exc:
         raise _Missing(str(exc)) from None
 
@@ -309,6 +318,7 @@ class Expectation:
         "judge",
         "kind",
         "name",
+        "needles",
         "parts",
         "path",
         "pattern",
@@ -316,6 +326,7 @@ class Expectation:
         "reads",
         "relative",
         "schema",
+        "shown",
         "threshold",
         "tolerance",
         "value",
@@ -333,13 +344,18 @@ class Expectation:
         self.value = _Value(spec) if kind in ("equals", "approx") else None
         self.values: list[_Value] = []
         self.choices: dict[str, None] | None = None  # one_of's choices when all are constant text
+        self.shown: list[str] = []  # ... as a passing outcome shows them
+        self.needles: list[str] | None = None  # the texts a contains kind looks for, when constant
         if kind == "one_of":
             self.values = [_Value(v) for v in spec]
             constants = [v.constant for v in self.values if v.single is None and v.pieces is None]
             if len(constants) == len(self.values) and all(type(c) is str for c in constants):
                 self.choices = dict.fromkeys(c.strip() for c in constants)
+                self.shown = list(self.choices)
         elif kind in ("contains", "icontains", "not_contains"):
             self.values = [_Value(v) for v in ([spec] if isinstance(spec, str) else spec)]
+            if all(v.single is None and v.pieces is None for v in self.values):
+                self.needles = [_text(v.constant) for v in self.values]
         self.pattern = re.compile(spec) if kind == "regex" else None
         self.schema: dict[str, Any] | None = None
         self.checker: Any = None  # json_schema: the schema's check, made once
@@ -382,13 +398,11 @@ class Expectation:
 
     def check(self, output: Any, ctx: Context) -> Outcome | None:
         """The outcome, or None for a rubric (the judge decides it)."""
-        kind = self.kind
-        if kind in _ON_ANSWER:  # most kinds: read the answer, compare
-            try:
-                return self._compare(self.target(output), ctx)
-            except _Missing as exc:
-                return Outcome(self.name, kind, "error", reason=str(exc))
+        compare = _COMPARE.get(self.kind)
         try:
+            if compare is not None:  # most kinds: read the answer, compare
+                return compare(self, self.target(output), ctx)
+            kind = self.kind
             if kind == "max_cost":
                 limit = float(self.raw[kind])
                 ok = ctx.cost <= limit + 1e-12
@@ -401,91 +415,97 @@ class Expectation:
                 )
             if kind == "rubric":
                 return None
-            if kind in ("any", "all"):
-                return self._combine([child.check(output, ctx) for child in self.children])
-            got = self.target(output)
-            return self._compare(got, ctx)
+            return self._combine([child.check(output, ctx) for child in self.children])  # any, all
         except _Missing as exc:
-            return Outcome(self.name, kind, "error", reason=str(exc))
+            return Outcome(self.name, self.kind, "error", reason=str(exc))
 
     def _done(self, ok: bool, expected: Any, got: Any, reason: str = "") -> Outcome:
         return Outcome(self.name, self.kind, "pass" if ok else "fail", expected, got, reason)
 
     def _compare(self, got: Any, ctx: Context) -> Outcome:
-        kind = self.kind
-        if kind == "equals":
-            assert self.value is not None
-            expected = self.value.get(ctx)
-            ok = _equal(got, expected)
-            return self._done(ok, expected, got, "" if ok else "not equal")
-        if kind == "one_of":
-            fixed = self.choices
-            if fixed is not None and type(got) is str and got.strip() in fixed:  # constant text choices
-                return self._done(True, list(fixed), got)
-            choices = [v.get(ctx) for v in self.values]
-            ok = any(_equal(got, c) for c in choices)
-            return self._done(ok, choices, got, "" if ok else "not one of the choices")
-        if kind in ("contains", "icontains", "not_contains"):
-            text = _text(got)
-            needles = [_text(v.get(ctx)) for v in self.values]
-            if kind == "icontains":
-                folded = text.casefold()
-                wrong = [n for n in needles if n.casefold() not in folded]
-                reason = "does not contain (ignoring case) "
-            elif kind == "contains":
-                wrong = [n for n in needles if n not in text]
-                reason = "does not contain "
-            else:
-                wrong = [n for n in needles if n in text]
-                reason = "contains "
-            shown = needles[0] if len(needles) == 1 else needles
-            return self._done(not wrong, shown, got, reason + ", ".join(repr(n) for n in wrong) if wrong else "")
-        if kind == "regex":
-            assert self.pattern is not None
-            ok = self.pattern.search(_text(got)) is not None
-            return self._done(ok, self.pattern.pattern, got, "" if ok else "no match")
-        if kind == "json_schema":
-            value = got
-            if isinstance(value, str):
-                try:
-                    value = json.loads(value)
-                except ValueError:
-                    return self._done(False, "JSON", got, "not JSON")
-            if self.checker is None:  # made on first use, then kept: a dataset checks it every row
-                from orchestrate.workflow.schema import instance_checker
+        """The outcome of a kind that reads the answer, on `got` (the value at `path`)."""
+        return _COMPARE[self.kind](self, got, ctx)
 
-                assert self.schema is not None
-                self.checker = instance_checker(self.schema)
-            problem = self.checker(value)
-            return self._done(problem is None, "matches the schema", got, problem or "")
-        if kind == "approx":
-            assert self.value is not None
-            raw = self.value.get(ctx)
-            expected, number = _number(raw), _number(got)
-            if expected is None:
-                return Outcome(self.name, kind, "error", raw, got, f"expected value {raw!r} is not a number")
-            if number is None:
-                return self._done(False, expected, got, "not a number")
-            allowed = self.tolerance + self.relative * abs(expected)
-            ok = abs(number - expected) <= allowed + 1e-9
-            return self._done(ok, expected, number, "" if ok else f"off by {abs(number - expected):g} (> {allowed:g})")
-        if kind == "cel":
-            return self._cel(got, ctx)
-        raise AssertionError(kind)  # every kind is handled above
+    def _equals(self, got: Any, ctx: Context) -> Outcome:
+        assert self.value is not None
+        expected = self.value.get(ctx)
+        if _equal(got, expected):
+            return Outcome(self.name, "equals", "pass", expected, got)
+        return Outcome(self.name, "equals", "fail", expected, got, "not equal")
+
+    def _one_of(self, got: Any, ctx: Context) -> Outcome:
+        fixed = self.choices
+        if fixed is not None and type(got) is str and got.strip() in fixed:  # constant text choices
+            return Outcome(self.name, "one_of", "pass", self.shown, got)
+        choices = [v.get(ctx) for v in self.values]
+        ok = any(_equal(got, c) for c in choices)
+        return self._done(ok, choices, got, "" if ok else "not one of the choices")
+
+    def _contains(self, got: Any, ctx: Context) -> Outcome:
+        kind = self.kind
+        text = _text(got)
+        needles = self.needles if self.needles is not None else [_text(v.get(ctx)) for v in self.values]
+        if kind == "icontains":
+            folded = text.casefold()
+            wrong = [n for n in needles if n.casefold() not in folded]
+            reason = "does not contain (ignoring case) "
+        elif kind == "contains":
+            wrong = [n for n in needles if n not in text]
+            reason = "does not contain "
+        else:
+            wrong = [n for n in needles if n in text]
+            reason = "contains "
+        shown = needles[0] if len(needles) == 1 else needles
+        if not wrong:
+            return Outcome(self.name, kind, "pass", shown, got)
+        return Outcome(self.name, kind, "fail", shown, got, reason + ", ".join(repr(n) for n in wrong))
+
+    def _regex(self, got: Any, ctx: Context) -> Outcome:
+        assert self.pattern is not None
+        if self.pattern.search(got if type(got) is str else _text(got)) is not None:
+            return Outcome(self.name, "regex", "pass", self.pattern.pattern, got)
+        return Outcome(self.name, "regex", "fail", self.pattern.pattern, got, "no match")
+
+    def _json_schema(self, got: Any, ctx: Context) -> Outcome:
+        value = got
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                return self._done(False, "JSON", got, "not JSON")
+        if self.checker is None:  # made on first use, then kept: a dataset checks it every row
+            from orchestrate.workflow.schema import instance_checker
+
+            assert self.schema is not None
+            self.checker = instance_checker(self.schema)
+        problem = self.checker(value)
+        return self._done(problem is None, "matches the schema", got, problem or "")
+
+    def _approx(self, got: Any, ctx: Context) -> Outcome:
+        assert self.value is not None
+        raw = self.value.get(ctx)
+        expected, number = _number(raw), _number(got)
+        if expected is None:
+            return Outcome(self.name, "approx", "error", raw, got, f"expected value {raw!r} is not a number")
+        if number is None:
+            return self._done(False, expected, got, "not a number")
+        allowed = self.tolerance + self.relative * abs(expected)
+        ok = abs(number - expected) <= allowed + 1e-9
+        return self._done(ok, expected, number, "" if ok else f"off by {abs(number - expected):g} (> {allowed:g})")
 
     def _cel(self, got: Any, ctx: Context) -> Outcome:
         from orchestrate.workflow.expressions import ExpressionError
 
-        # Only the names the condition reads are made CEL values: converting every input, the row
-        # and every agent's output for each evaluation cost more than the evaluation itself.
+        # Only the names the condition reads are handed to it (the interpreter converts each to a
+        # CEL value; the compiled closures read them as they are).
         variables: dict[str, Any] = {}
         for name in self.reads:
             if name == "output":
                 variables[name] = got
             elif name == "inputs":
-                variables[name] = dict(ctx.inputs)
+                variables[name] = _plain_dict(ctx.inputs)
             elif name == "row":
-                variables[name] = dict(ctx.row)
+                variables[name] = _plain_dict(ctx.row)
             elif name in ctx.inputs:
                 variables[name] = ctx.inputs[name]
             elif name in ctx.outputs:
@@ -495,13 +515,32 @@ class Expectation:
             ok = self.condition.evaluate(variables)
         except ExpressionError as exc:
             return Outcome(self.name, "cel", "error", self.raw["cel"], got, str(exc))
-        return self._done(ok, self.raw["cel"], got, "" if ok else "false")
+        if ok:
+            return Outcome(self.name, "cel", "pass", self.raw["cel"], got)
+        return Outcome(self.name, "cel", "fail", self.raw["cel"], got, "false")
 
     def _combine(self, outcomes: list[Outcome | None]) -> Outcome | None:
         if any(o is None for o in outcomes):
             return None  # a rubric inside: decided with the judge's answers
         done = [o for o in outcomes if o is not None]
         return combine(self, done)
+
+
+_COMPARE: dict[str, Any] = {
+    "equals": Expectation._equals,
+    "one_of": Expectation._one_of,
+    "contains": Expectation._contains,
+    "icontains": Expectation._contains,
+    "not_contains": Expectation._contains,
+    "regex": Expectation._regex,
+    "json_schema": Expectation._json_schema,
+    "approx": Expectation._approx,
+    "cel": Expectation._cel,
+}
+
+
+def _plain_dict(values: Mapping[str, Any]) -> dict[str, Any]:
+    return values if type(values) is dict else dict(values)
 
 
 def combine(expectation: Expectation, outcomes: list[Outcome]) -> Outcome:
