@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ from rich.console import Console
 
 from orchestrate import EngineConfig, OrchestrationEngine, Workflow
 from orchestrate.errors import ProviderUnavailableError
+from orchestrate.money.rate_limit import RateLimitConfig, RateLimiterRegistry
+from orchestrate.observe.dataset_progress import PlainDatasetLog
 from orchestrate.observe.progress import LiveTable, PlainLog
 from orchestrate.run.events import Event, EventType
 from orchestrate.workflow.loader import load_workflow_text
@@ -176,3 +179,110 @@ def test_a_piped_run_prints_the_fan_out_progress_and_json_stays_clean(tmp_path: 
     assert any(line.endswith("month_close/check_line fans out over 12 items") for line in lines)
     assert any(line.endswith("month_close/check_line 12/12 items") for line in lines), done.stderr
     assert all(len(line) <= 80 or "started" in line or "finished" in line for line in lines if "items" in line)
+
+
+# --------------------------------------------------------------------------- the limit that paces a run
+
+
+def test_the_registry_names_the_binding_limit_in_plans_words_and_counts_the_queue() -> None:
+    clock = Clock()
+    registry = RateLimiterRegistry(
+        RateLimitConfig(), {"openai": {"requests_per_minute": 60, "concurrent_requests": 50}}, clock=clock
+    )
+    assert registry.try_acquire("openai", "gpt-4o-mini", 100) is not None
+    held = registry.holding("openai", "gpt-4o-mini", 100)  # the next call must wait a second
+    assert held is not None
+    assert held["text"] == "openai 60/min (rate_limits.openai)" and held["queued"] == 1
+    assert held["rate"] == "60/min" and held["source"] == "rate_limits.openai"
+    unnamed = RateLimiterRegistry(RateLimitConfig(requests_per_minute=30, concurrent_requests=1), clock=clock)
+    assert unnamed.try_acquire("anthropic", "claude-3-5-haiku", 100) is not None
+    held = unnamed.holding("anthropic", "claude-3-5-haiku", 100)
+    assert held is not None and held["text"] == "anthropic 1 at a time (the default)"
+    assert registry.holding("mistral", "mistral-small", 100) is None  # nothing known holds it
+
+
+def rate_events(table: Any, queued: int, *, at: float, waited: float = 0.0, ended: int = 0) -> None:
+    text = "openai 60/min (rate_limits.openai)"
+    for n in range(queued):
+        table(
+            Event(
+                EventType.RATE_LIMIT_WAITING,
+                "w1",
+                "check_line",
+                {"limit": "openai", "text": text, "queued": n + 1, "provider": "openai"},
+                timestamp=at,
+                workflow_name="month_close",
+            )
+        )
+    for n in range(ended):
+        table(
+            Event(
+                EventType.AGENT_RATE_LIMITED,
+                "w1",
+                "check_line",
+                {"waited": waited, "provider": "openai", "limit": "openai", "text": text, "queued": queued - n - 1},
+                timestamp=at + waited,
+                workflow_name="month_close",
+            )
+        )
+
+
+def test_the_live_table_names_the_limit_and_the_queue_and_counts_waits_wall_clock() -> None:
+    table = fanning_table(Clock())
+    rate_events(table, 27, at=1000.0)
+    text = " ".join(draw(table, 80).split())
+    assert "paced by openai 60/min (rate_limits.openai): 27 calls queued" in text
+    rate_events(table, 0, at=1000.0)
+    for n in range(10):  # ten calls that waited side by side for 6 s: the run lost 6 s, not 60
+        table(
+            Event(
+                EventType.AGENT_RATE_LIMITED,
+                "w1",
+                "check_line",
+                {"waited": 6.0, "provider": "openai", "limit": "openai", "text": "t", "queued": 26 - n},
+                timestamp=1006.0 + n * 0.001,
+                workflow_name="month_close",
+            )
+        )
+    text = " ".join(draw(table, 80).split())
+    assert "rate-limit wait 6.0s" in text and ": 17 calls queued" in text
+    table(ev(EventType.WORKFLOW_FINISHED, status="completed"))
+    assert "paced by" not in draw(table, 80)
+
+
+def test_a_dataset_run_shows_the_limit_that_paces_it_and_wall_clock_waits() -> None:
+    out = io.StringIO()
+    log = PlainDatasetLog("invoices", out, total=10, budget=None, spent=lambda: 0.0, in_flight=lambda: 3, clock=Clock())
+    rate_events(log, 4, at=1000.0, waited=2.0, ended=1)
+    assert log.waited == 2.0
+    assert log.line().endswith("2.0s rate-limit waits; paced by openai 60/min (rate_limits.openai): 3 calls queued")
+    rate_events(log, 0, at=1001.0, waited=2.0, ended=3)  # waits of 1000-1002 and 1001-1003: 3 s in all
+    assert log.waited == 3.0 and "paced by" not in log.line()
+
+
+PACED = """\
+name: month_close
+rate_limits:
+  simulated: {requests_per_minute: 600}
+inputs:
+  lines: {type: array, default: [1, 2, 3, 4, 5, 6, 7, 8]}
+agents:
+  - name: check_line
+    module: Finance
+    foreach: "{inputs.lines}"
+    max_items: 8
+    prompt_template: Check line {item}.
+    llm_config: {model: gpt-4o-mini, max_tokens: 20}
+"""
+
+
+def test_a_piped_run_says_what_paces_it_while_it_waits(tmp_path: Path) -> None:
+    (tmp_path / "paced.yaml").write_text(PACED)
+    done = orchestrate("run", "paced.yaml", "--simulate", "--format", "json", cwd=tmp_path, columns=80)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["runs"][0]["status"] == "completed"
+    assert "month_close paced by simulated 600/min (rate_limits.simulated): 1 call queued" in done.stderr
+    waits = [line for line in done.stderr.splitlines() if "rate limited: waited" in line]
+    assert len(waits) == 7, done.stderr  # the first call starts at once, the other seven wait their turn
+    assert re.search(r"for simulated 600/min \(rate_limits\.simulated\), [1-6] calls? still queued$", waits[0])
+    assert waits[-1].endswith("for simulated 600/min (rate_limits.simulated)")

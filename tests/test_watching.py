@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from datetime import UTC
 from pathlib import Path
@@ -360,7 +361,15 @@ def close_events(wid: str = "w1", wf: str = "month_close") -> list[Event]:
             provider="anthropic",
             module="HR",
         ),
-        agent_event(EventType.AGENT_RATE_LIMITED, wid, wf, "payroll_check", waited=0.75, provider="anthropic"),
+        # It waited after ledger_reconcile's wait ended (waits are counted wall-clock: 1.5 + 0.75).
+        Event(
+            EventType.AGENT_RATE_LIMITED,
+            wid,
+            "payroll_check",
+            {"waited": 0.75, "provider": "anthropic"},
+            timestamp=time.time() + 0.75,
+            workflow_name=wf,
+        ),
         agent_event(
             EventType.AGENT_FINISHED,
             wid,

@@ -68,6 +68,7 @@ DATASET_UNLOGGED = frozenset(
         EventType.WORKFLOW_FINISHED,
         EventType.ITEMS_STARTED,  # a row's fan-out, item by item: its result keeps every item
         EventType.ITEM_FINISHED,
+        EventType.RATE_LIMIT_WAITING,  # the progress display's; each wait's end is logged
     }
 )
 

@@ -51,6 +51,7 @@ __all__ = [
     "SharedRateLimiter",
     "SlidingWindow",
     "TIER_WINDOWS",
+    "describe_limit",
     "pacing_interval",
     "skew_margin",
 ]
@@ -135,6 +136,8 @@ class _Limiter:
         self.timeouts = 0
         self.pauses = 0
         self.wait_by_tier: dict[str, float] = {t: 0.0 for t in (*_TIERS, "concurrent_requests", "paused")}
+        self.queued = 0  # requests waiting in `acquire` now
+        self.binding: str | None = None  # the tier (or "paused") the first of them last waited for
 
     def ready(self, estimated_tokens: int, now: float | None = None) -> bool:
         """Whether a request could start now without waiting; the shared limiter always asks its state."""
@@ -155,14 +158,18 @@ class _Limiter:
             asyncio.TimeoutError: When `timeout` seconds pass first; nothing is held then.
             StateUnavailableError: (shared limiter) When the shared state cannot be reached.
         """
-        if timeout is None:
-            await self._acquire(estimated_tokens)
-            return
+        self.queued += 1
         try:
-            await asyncio.wait_for(self._acquire(estimated_tokens), timeout)
-        except TimeoutError:
-            self.timeouts += 1
-            raise
+            if timeout is None:
+                await self._acquire(estimated_tokens)
+                return
+            try:
+                await asyncio.wait_for(self._acquire(estimated_tokens), timeout)
+            except TimeoutError:
+                self.timeouts += 1
+                raise
+        finally:
+            self.queued -= 1
 
 
 class RateLimiter(_Limiter):
@@ -238,6 +245,8 @@ class RateLimiter(_Limiter):
 
     async def _acquire(self, estimated_tokens: int) -> None:
         start = self.clock()
+        if not self._slots.free:
+            self.binding = "concurrent_requests"
         await self._slots.take()
         try:
             mark = self.clock()
@@ -249,6 +258,7 @@ class RateLimiter(_Limiter):
                     tier, wait = self._binding(now, tokens)
                     if wait <= _EPSILON:
                         break
+                    self.binding = tier
                     await self.sleep(wait)
                     self.wait_by_tier[tier] += self.clock() - now
                 self._book(now, tokens, now - start)
@@ -377,6 +387,7 @@ class SharedRateLimiter(_Limiter):
                 answer = await self.state.acquire_rate(self.name, self.limits, tokens, lease)
                 if answer.granted:
                     break
+                self.binding = answer.tier or "paused"
                 if answer.tier == "concurrent_requests":
                     wait, poll = poll, min(poll * 2, self._POLL[1])
                 else:
@@ -440,6 +451,30 @@ class SharedRateLimiter(_Limiter):
             "in_flight": self.in_flight,
             "limits": asdict(self.config),
         }
+
+
+_RATE = {
+    "requests_per_minute": "{:,}/min",
+    "requests_per_hour": "{:,}/hour",
+    "requests_per_day": "{:,}/day",
+    "tokens_per_minute": "{:,} tokens/min",
+    "concurrent_requests": "{:,} at a time",
+}
+
+
+def describe_limit(key: str, tier: str | None, config: RateLimitConfig, *, named: bool, queued: int) -> dict[str, Any]:
+    """What a display says of a limit that holds calls back (see `RateLimiterRegistry.holding`)."""
+    source = f"rate_limits.{key}" if named else "the default"
+    if tier in _RATE:
+        rate = _RATE[tier].format(getattr(config, tier))
+        text = f"{key} {rate} ({source})"
+    elif tier == "paused":
+        rate = "paused"
+        text = f"{key}, paused by the provider (a 429 or an exhausted quota)"
+    else:  # a shared limiter that has not answered yet
+        rate = ""
+        text = f"{key} ({source})"
+    return {"limit": key, "tier": tier, "rate": rate, "source": source, "queued": queued, "text": text}
 
 
 def exhausted_for(rate_limit: Mapping[str, float]) -> float:
@@ -511,7 +546,7 @@ class RateLimiterRegistry:
         self.sleep = sleep
         self.state = state
         self.keeper = keeper if keeper is not None or state is None else LeaseKeeper(state, sleep)
-        self._configs: dict[str, RateLimitConfig] = {}
+        self._configs: dict[str, RateLimitConfig] = {}  # limits named by key (`rate_limits`)
         self._limiters: dict[str, Limiter | None] = {}
         self.total_requests = 0
         self.total_tokens = 0
@@ -620,6 +655,40 @@ class RateLimiterRegistry:
             if limiter is not None:
                 await limiter.acquire(estimated_tokens)
                 permit._limiters.append(limiter)
+
+    def holding(self, provider: str, model: str, estimated_tokens: int) -> dict[str, Any] | None:
+        """Which limit holds back a call that cannot start at once, and how many calls wait on it.
+
+        Asked only on the slow path (`try_acquire` said no), for a display: ``limit`` (the key),
+        ``tier``, ``rate`` (``60/min``), ``source`` (``rate_limits.openai`` or ``the default``),
+        ``queued`` (the calls waiting on it, this one included) and ``text``, the phrase `plan`
+        uses: ``openai 60/min (rate_limits.openai)``. None when neither limiter is known.
+        """
+        best: tuple[int, Limiter] | None = None
+        for key in (provider, model) if model != provider else (provider,):
+            limiter = self._limiters.get(key)
+            if limiter is None or limiter.ready(estimated_tokens):
+                continue
+            if best is None or limiter.queued > best[0]:
+                best = (limiter.queued, limiter)
+        if best is None:
+            return None
+        limiter = best[1]
+        tier = limiter.binding if limiter.queued else None
+        if tier is None and isinstance(limiter, RateLimiter):
+            now = self.clock()
+            if not limiter._slots.free:
+                tier = "concurrent_requests"
+            else:
+                tier = limiter._binding(now, float(max(0, estimated_tokens)))[0]
+        return describe_limit(
+            limiter.name, tier, limiter.config, named=limiter.name in self._configs, queued=limiter.queued + 1
+        )
+
+    def queued(self, key: str) -> int:
+        """Calls waiting on the limiter of `key` now."""
+        limiter = self._limiters.get(key)
+        return limiter.queued if limiter is not None else 0
 
     def paused_for(self, provider: str) -> float:
         """Seconds `provider` stays paused (a 429's retry-after, exhausted headers) as this

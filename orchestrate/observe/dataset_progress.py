@@ -19,6 +19,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
+from orchestrate.observe.pacing import Pacing
 from orchestrate.observe.summary import plural
 from orchestrate.run.events import Event, EventType
 
@@ -60,18 +61,25 @@ class DatasetState:
         self.clock = clock
         self.started = clock()
         self.done = self.completed = self.failed = self.refused = self.invalid = self.cancelled = 0
-        self.waited = 0.0
+        self.pacing = Pacing()  # the limits calls wait on now, and the time lost (wall-clock)
         self.recent: deque[tuple[str, str, str]] = deque(maxlen=5)
         self.batches: dict[str, dict[str, Any]] = {}  # open provider batches (--provider-batch)
 
     # The engine calls this sink only for these (see OrchestrationEngine.add_sink).
-    event_types = frozenset(
-        {EventType.AGENT_RATE_LIMITED, EventType.BATCH_SUBMITTED, EventType.BATCH_STATUS, EventType.BATCH_FINISHED}
-    )
+    event_types = Pacing.event_types | {
+        EventType.BATCH_SUBMITTED,
+        EventType.BATCH_STATUS,
+        EventType.BATCH_FINISHED,
+    }
+
+    @property
+    def waited(self) -> float:
+        """Seconds lost waiting on rate limits, wall-clock: calls that wait together count once."""
+        return self.pacing.waited
 
     def __call__(self, event: Event) -> None:
-        if event.type is EventType.AGENT_RATE_LIMITED:
-            self.waited += float(event.data.get("waited") or 0.0)
+        if self.pacing.apply(event):
+            pass
         elif event.type in (EventType.BATCH_SUBMITTED, EventType.BATCH_STATUS):
             self.batches[str(event.data.get("batch_id"))] = event.data
             self.on_batch(event)
@@ -152,6 +160,7 @@ class DatasetState:
             f"{f', {self.cancelled} cancelled' if self.cancelled else ''}), {self.rate():.1f} rows/s"
             f"{f', ETA {_duration(eta)}' if eta is not None else ''}, {spend}, "
             f"{plural(self.in_flight(), 'call')} in flight, {self.waited:.1f}s rate-limit waits"
+            + "".join(f"; {line}" for line in self.pacing.lines())
         )
 
 
@@ -282,6 +291,8 @@ class LiveDataset(DatasetState):
         else:
             grid.add_row("spend", Text(self.money()))
         grid.add_row("in flight", Text(f"{plural(self.in_flight(), 'call')}, {self.waited:.1f}s waited on rate limits"))
+        for line in self.pacing.lines():
+            grid.add_row(Text("paced", style="magenta"), Text(line.removeprefix("paced by ")))
         from orchestrate.observe.progress import batch_line
 
         for batch in self.batches.values():

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from orchestrate.money.amounts import usd
+from orchestrate.observe.pacing import Pacing, paced_line
 from orchestrate.observe.summary import outcome_counts, plural
 from orchestrate.observe.tables import Column, build_table
 from orchestrate.printable import printable
@@ -113,6 +114,7 @@ class WorkflowState:
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
     batches: dict[str, dict[str, Any]] = field(default_factory=dict)  # open provider batches by id
+    pacing: Pacing = field(default_factory=Pacing)  # limits its calls wait on, time lost (wall-clock)
     expect: str | None = None  # the workflow's own expectations (on its outputs), once scored
 
     @property
@@ -121,7 +123,8 @@ class WorkflowState:
 
     @property
     def waited(self) -> float:
-        return sum(row.waited for row in self.rows.values())
+        """Seconds the run lost waiting on rate limits, wall-clock (not summed over calls)."""
+        return self.pacing.waited
 
     def counts(self) -> tuple[int, int]:
         done = sum(1 for r in self.rows.values() if r.status not in _UNFINISHED)
@@ -152,6 +155,9 @@ class RunState:
         if event.type is EventType.WORKFLOW_FINISHED:
             state.status = data.get("status", "finished")
             state.finished = self.clock()
+            state.pacing.clear()
+            return
+        if state.pacing.apply(event) and event.type is EventType.RATE_LIMIT_WAITING:
             return
         if event.type in (EventType.BATCH_SUBMITTED, EventType.BATCH_STATUS):
             state.batches[data["batch_id"]] = data
@@ -364,7 +370,7 @@ class LiveTable:
             f"{done}/{total} agents done: {outcome_counts([r.status for r in state.rows.values()])}"
             f" | spent {budget_text} | rate-limit wait {state.waited:.1f}s | {elapsed:.1f}s elapsed"
         )
-        lines = [footer, *(batch_line(batch) for batch in state.batches.values())]
+        lines = [footer, *state.pacing.lines(), *(batch_line(batch) for batch in state.batches.values())]
         if state.expect:
             lines.append(f"outputs: {state.expect}")
         return "\n".join(lines)
@@ -516,20 +522,38 @@ def _stamp(timestamp: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+_PACED_EVERY = 10.0  # seconds between two plain lines of one queue
+
+
 class PlainLog:
     """One plain, timestamped line per state change: for CI logs and pipes (no escape codes)."""
 
     def __init__(self, stream: IO[str], *, quiet: bool = False) -> None:
         self.stream = stream
         self.quiet = quiet
+        # (workflow, limit) -> when its queue was last said, and how long it was then
+        self._paced: dict[tuple[str | None, str], tuple[float, int]] = {}
 
     def __call__(self, event: Event) -> None:
         if self.quiet:
             return
-        line = self.format(event)
+        line = self._pacing(event) if event.type is EventType.RATE_LIMIT_WAITING else self.format(event)
+        if event.type is EventType.AGENT_RATE_LIMITED and not event.data.get("queued"):
+            self._paced.pop((event.workflow_id, str(event.data.get("limit"))), None)  # the queue is empty
         if line is not None:
             self.stream.write(f"{_stamp(event.timestamp)} {printable(line, one_line=True)}\n")
             self.stream.flush()
+
+    def _pacing(self, event: Event) -> str | None:
+        """``paced by openai 60/min (rate_limits.openai): 27 calls queued``: when calls of a
+        workflow start to queue on a limit, then when the queue has doubled or 10 s passed."""
+        key = (event.workflow_id, str(event.data.get("limit")))
+        queued = int(event.data.get("queued") or 0)
+        said = self._paced.get(key)
+        if said is not None and event.timestamp - said[0] < _PACED_EVERY and queued < 2 * said[1]:
+            return None
+        self._paced[key] = (event.timestamp, queued)
+        return f"{event.workflow_name} {paced_line(str(event.data.get('text')), queued)}"
 
     @staticmethod
     def format(event: Event) -> str | None:
@@ -551,7 +575,8 @@ class PlainLog:
             note = f" ({d.get('note')})" if d.get("note") else ""
             return f"{who} {d.get('decision')} by {d.get('by')}{note}"
         if kind is EventType.AGENT_RATE_LIMITED:
-            return f"{who} rate limited: waited {d.get('waited', 0):.2f}s for {d.get('provider')}"
+            line = f"{who} rate limited: waited {d.get('waited', 0):.2f}s for {d.get('text') or d.get('provider')}"
+            return line + (f", {plural(int(d['queued']), 'call')} still queued" if d.get("queued") else "")
         if kind is EventType.AGENT_FALLBACK:
             return (
                 f"{who} fell back from {d.get('from_model')} to {d.get('to_provider')}/{d.get('to_model')} "

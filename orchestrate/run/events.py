@@ -10,7 +10,12 @@ Data carried by each type (all keys always present):
 - ``workflow_started``: name, cost_budget, max_parallel_agents, agents
   (a list of {name, module, model, provider, dependencies, priority})
 - ``agent_started``: attempt (1-based), model, provider, module
-- ``agent_rate_limited``: waited (seconds spent in the rate limiter), provider
+- ``agent_rate_limited``: waited (seconds spent in the rate limiter), provider; after a
+  ``rate_limit_waiting`` also its limit, text and queued (the calls still waiting on that limit)
+- ``rate_limit_waiting`` (only when a sink reads it): a call cannot start yet; provider, limit
+  (the key whose limiter holds it), tier, rate (``60/min``), source (``rate_limits.openai`` or
+  ``the default``), queued (calls waiting on it, this one included), text (``openai 60/min
+  (rate_limits.openai)``)
 - ``agent_retrying``: attempt (the one that failed), delay, error, error_type
   (the exception's class name), status_code (the provider's HTTP status or None)
 - ``llm_call``: model, provider, input_tokens, cached_input_tokens,
@@ -55,6 +60,7 @@ class EventType(str, Enum):
     WORKFLOW_STARTED = "workflow_started"
     AGENT_STARTED = "agent_started"
     AGENT_RATE_LIMITED = "agent_rate_limited"
+    RATE_LIMIT_WAITING = "rate_limit_waiting"  # a call waits on a limit: which, and how many wait
     AGENT_RETRYING = "agent_retrying"
     AGENT_FALLBACK = "agent_fallback"  # a call moved to the agent's next model: from, to, reason
     LLM_CALL = "llm_call"

@@ -605,16 +605,33 @@ class AgentExecutor:
                     chars += len(str(m.get("content") or ""))
                 estimate = chars // 4 + max_tokens
                 permit = self.limits.try_acquire(client.provider, model, estimate)
+                held = None
                 if permit is None:  # some limiter needs a wait
+                    if self.wants(EventType.RATE_LIMIT_WAITING):
+                        held = self.limits.holding(client.provider, model, estimate)
+                        if held is not None:
+                            held["provider"] = client.provider
+                            self.emit(
+                                Event(
+                                    EventType.RATE_LIMIT_WAITING,
+                                    workflow.id,
+                                    agent.name,
+                                    held,
+                                    workflow_name=workflow.name,
+                                )
+                            )
                     permit = await self.limits.acquire(client.provider, model, estimate)
-                if permit.waited > 0.0005:
+                if permit.waited > 0.0005 or held is not None:
                     usage.rate_limited_seconds += permit.waited
+                    waited: dict[str, Any] = {"waited": permit.waited, "provider": client.provider}
+                    if held is not None:
+                        waited.update(limit=held["limit"], text=held["text"], queued=self.limits.queued(held["limit"]))
                     self.emit(
                         Event(
                             EventType.AGENT_RATE_LIMITED,
                             workflow.id,
                             agent.name,
-                            {"waited": permit.waited, "provider": client.provider},
+                            waited,
                             workflow_name=workflow.name,
                         )
                     )

@@ -1,0 +1,77 @@
+"""What holds a run back on its rate limits, folded from events for the live displays.
+
+`Pacing` keeps, per limit that calls of the run wait on now, the phrase `plan` uses for it
+(``openai 60/min (rate_limits.openai)``) and how many calls wait on it, and the time the run
+lost waiting, **wall-clock**: ten calls queued together for 6 s cost the run 6 s, not 60 s
+(each ``agent_rate_limited`` is a wait that ended at its timestamp; their union is counted).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from orchestrate.observe.summary import plural
+from orchestrate.run.events import Event, EventType
+
+__all__ = ["Pacing", "paced_line"]
+
+
+def paced_line(text: str, queued: int) -> str:
+    """``paced by openai 60/min (rate_limits.openai): 27 calls queued``."""
+    return f"paced by {text}: {plural(queued, 'call')} queued"
+
+
+@dataclass
+class _Queue:
+    text: str
+    queued: int  # the limiter's count when last told (every workflow's calls)
+    ours: int = 0  # calls of the watched run waiting on it
+
+
+@dataclass
+class Pacing:
+    """Limits holding calls back now, and the wall-clock time lost to waits so far."""
+
+    queues: dict[str, _Queue] = field(default_factory=dict)
+    waited: float = 0.0
+    _until: float = -math.inf  # the end of the waits counted so far
+
+    event_types = frozenset({EventType.RATE_LIMIT_WAITING, EventType.AGENT_RATE_LIMITED})
+
+    def apply(self, event: Event) -> bool:
+        """Fold `event` in; False when it is not one of `event_types`."""
+        data = event.data
+        if event.type is EventType.RATE_LIMIT_WAITING:
+            key = str(data.get("limit"))
+            queue = self.queues.get(key)
+            if queue is None:
+                queue = self.queues[key] = _Queue(str(data.get("text") or key), 0)
+            queue.text = str(data.get("text") or key)
+            queue.queued = int(data.get("queued") or 0)
+            queue.ours += 1
+            return True
+        if event.type is not EventType.AGENT_RATE_LIMITED:
+            return False
+        waited = float(data.get("waited") or 0.0)
+        end = event.timestamp
+        if waited > 0 and end > self._until:
+            self.waited += end - max(end - waited, self._until)
+            self._until = end
+        limit = data.get("limit")
+        queue = self.queues.get(str(limit)) if limit is not None else None
+        if queue is not None:
+            queue.ours -= 1
+            queue.queued = int(data.get("queued") or 0)
+            if queue.ours <= 0:
+                del self.queues[str(limit)]
+        return True
+
+    def clear(self) -> None:
+        """The run ended: nothing of it waits any more (a wait cut short by Ctrl-C has no end event)."""
+        self.queues.clear()
+
+    def lines(self) -> list[str]:
+        """A line per limit calls wait on, the longest queue first."""
+        ranked = sorted(self.queues.values(), key=lambda q: -q.queued)
+        return [paced_line(q.text, max(q.queued, q.ours)) for q in ranked]
