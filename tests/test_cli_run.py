@@ -181,4 +181,4 @@ def test_usage_errors_are_plain_text_without_a_terminal(tmp_path: Path) -> None:
     proc = orchestrate("run", str(EXAMPLES[0]), "--max-parallel", "many", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "╭" not in proc.stderr and "\x1b[" not in proc.stderr
-    assert any(line.startswith("Error: ") and "--max-parallel" in line for line in proc.stderr.splitlines())
+    assert any(line.startswith("error: ") and "--max-parallel" in line for line in proc.stderr.splitlines())

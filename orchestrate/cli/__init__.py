@@ -122,6 +122,8 @@ def _command(only: str | None = None) -> Any:
     and -h/--help with nothing: a command added later gets the same for free.
     `only` loads just that sub-command (see `_register`).
     """
+    from orchestrate.cli.usage import refuse_non_finite
+
     _register(only)
     command = typer.main.get_command(_app)
     pending = [command]
@@ -135,6 +137,8 @@ def _command(only: str | None = None) -> Any:
                 param.display_type_rich = _nothing  # type: ignore[attr-defined]
             elif kind == "option" and param.metavar is None:
                 param.display_type_rich = _capitals(param.name or "value")  # type: ignore[attr-defined]
+            if kind in ("option", "argument"):
+                refuse_non_finite(param)
         # click gives no hook for the help option's rendering: replace the method on this instance
         sub.get_help_option = _valueless(sub.get_help_option)  # type: ignore[method-assign]
     return command
@@ -166,9 +170,11 @@ def main() -> None:
     from orchestrate.cli.common import print_error
     from orchestrate.fsutil import NotRegularFileError, TooLargeError
 
+    argv = sys.argv[1:]
     try:
         try:
-            _command(_invoked(sys.argv[1:]))(prog_name="orchestrate")
+            # not standalone: a usage error comes back here, to be said in one line (cli/usage.py)
+            code = _command(_invoked(argv))(args=argv, prog_name="orchestrate", standalone_mode=False)
         except OrchestrateError as exc:
             print_error(str(exc))
             sys.exit(exc.exit_code)
@@ -182,9 +188,32 @@ def main() -> None:
             where = f"{exc.filename}: " if exc.filename else ""
             print_error(f"{where}{exc.strerror or exc}")
             sys.exit(1)
+        except Exception as exc:
+            _usage_exit(exc, argv)
+            raise
+        sys.exit(int(code) if isinstance(code, int) and not isinstance(code, bool) else 0)  # ExitCode too
     except SystemExit as done:
         _leave(done)
         raise
+
+
+def _usage_exit(exc: Exception, argv: list[str]) -> None:
+    """Leave as click would for its own exceptions, a usage error said in one line (exit 2)."""
+    from orchestrate.cli.common import print_error
+    from orchestrate.cli.usage import is_help_for_no_arguments, is_usage_error, usage_line
+
+    if is_help_for_no_arguments(exc):  # `orchestrate budget`: its help, as click shows it
+        exc.show()  # type: ignore[attr-defined]
+        sys.exit(int(getattr(exc, "exit_code", 2)))
+    if is_usage_error(exc):
+        print_error(usage_line(exc, argv))
+        sys.exit(2)
+    if type(exc).__name__ == "Abort":  # a prompt answered with Ctrl-D
+        sys.stderr.write("aborted\n")
+        sys.exit(1)
+    if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):  # click's other errors
+        exc.show()
+        sys.exit(exc.exit_code)  # type: ignore[attr-defined]
 
 
 def _leave(done: SystemExit) -> None:

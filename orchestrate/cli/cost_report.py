@@ -106,7 +106,6 @@ def cost_report(
         aggregate,
         cache_warnings,
         collect,
-        parse_moment,
         render,
         select,
         split_simulated,
@@ -117,8 +116,8 @@ def cost_report(
     for key in keys:
         if key not in GROUP_KEYS:
             fail(f"--by {key!r}: choose from {', '.join(GROUP_KEYS)}")
-    start = parse_moment(since) if since else None
-    end = parse_moment(until, end=True) if until else None
+    start = _moment("--since", since)
+    end = _moment("--until", until, end=True)
     skipped: list[str] = []
     calls = select(
         collect(paths or [Path("runs")], skipped), modules=module or (), workflows=workflow or (), tags=tag or ()
@@ -203,3 +202,16 @@ def _print_table(rows: list[dict[str, Any]], keys: list[str], total: dict[str, A
             columns, body, width=console.width if interactive else None, title="cost report", total_row=bool(rows)
         )
     )
+
+
+def _moment(flag: str, text: str | None, *, end: bool = False) -> Any:
+    """`--since`/`--until` as a moment; a bad one is refused naming the flag, the value and what would do."""
+    from orchestrate.errors import UserInputError
+    from orchestrate.money.cost_report import parse_moment
+
+    if not text:
+        return None
+    try:
+        return parse_moment(text, end=end)
+    except UserInputError:
+        fail(f"{flag} {text!r}: expected a month (2026-11), a day (2026-11-01) or an ISO datetime, in UTC")
