@@ -88,3 +88,15 @@ def test_a_pipe_in_a_run_folder_is_refused_by_its_readers(
         "audit-verify": ["audit", "verify", str(first)],
     }[command]
     refused(orchestrate(*args, cwd=tmp_path, timeout=WAIT), name)
+
+
+@pytest.mark.parametrize("how", ["fifo", "symlink"])
+def test_cost_report_over_a_folder_names_a_pipe_as_cost_json_and_counts_the_rest(
+    tmp_path: Path, folders: Path, how: str
+) -> None:
+    first, second = planted(tmp_path, folders, "cost.json", how)
+    done = orchestrate("cost-report", str(tmp_path / "runs"), "--include-simulated", "--format", "json",
+                       cwd=tmp_path, timeout=WAIT)  # fmt: skip
+    assert done.returncode == 0, done.stderr  # waited on the pipe forever before
+    assert f"{first}/cost.json: cannot read: not a regular file (a named pipe)" in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr

@@ -195,7 +195,9 @@ def _recorded_bar(run_dir: Path, cases: list[Any]) -> float | None:
         found = (cases[0].document.get("expectations") or {}).get("min_pass_rate")
     else:
         try:
-            found = json.loads((run_dir / "evaluation.json").read_text("utf-8")).get("min_pass_rate")
+            from orchestrate.fsutil import read_regular_text
+
+            found = json.loads(read_regular_text(run_dir / "evaluation.json")).get("min_pass_rate")
         except (OSError, ValueError, AttributeError):
             found = None
     return float(found) if isinstance(found, (int, float)) and not isinstance(found, bool) else None

@@ -264,7 +264,9 @@ def _read_cost_file(file: Path) -> tuple[dict[str, Any] | None, str | None]:
     from orchestrate.fsutil import TooLargeError, read_bytes_capped
 
     try:
-        document = loads_strict(read_bytes_capped(file, MAX_COST_FILE_BYTES).decode("utf-8"))
+        # Regular files only: a pipe found in a run folder would be waited on forever (one named on
+        # its own is refused already: `_cost_files` takes only regular files and folders).
+        document = loads_strict(read_bytes_capped(file, MAX_COST_FILE_BYTES, special=False).decode("utf-8"))
     except TooLargeError:
         return None, f"larger than {MAX_COST_FILE_BYTES:,} bytes"
     except OSError as exc:
