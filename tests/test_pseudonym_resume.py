@@ -138,15 +138,16 @@ def test_a_resumed_run_reuses_what_the_first_session_paid_for_and_refuses_anothe
         assert len(provider.requests) == 2
         (token,) = set(TOKEN.findall(json.dumps(provider.requests[0])))
 
+        again = ["--input", "employee_name=Ottilie Brennan-Vasquez"]  # personal data: not kept, given again
         other = orchestrate(
-            "run", "--resume", str(run_dir), "-o", "again", cwd=tmp_path, ORCHESTRATE_PSEUDONYM_KEY="x" * 40
+            "run", "--resume", str(run_dir), *again, "-o", "again", cwd=tmp_path, ORCHESTRATE_PSEUDONYM_KEY="x" * 40
         )
         assert other.returncode == 2, other.stderr
         (line,) = [line for line in other.stderr.splitlines() if line.strip()]
         assert "pseudonyms.json" in line and "another key" in line
         assert len(provider.requests) == 2  # nothing ran
 
-        resumed = orchestrate("run", "--resume", str(run_dir), "-o", "again", "--format", "json", cwd=tmp_path)
+        resumed = orchestrate("run", "--resume", str(run_dir), *again, "-o", "again", "--format", "json", cwd=tmp_path)
         assert resumed.returncode == 0, resumed.stderr
         assert len(provider.requests) == 3  # review reused: its prompt, tokens included, is unchanged
         assert TOKEN.findall(json.dumps(provider.requests[2])) == [token, token]  # the name and the review's answer

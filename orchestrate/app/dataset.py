@@ -272,6 +272,7 @@ class _DatasetSession:
             protect_workflow,
             pseudonyms_for,
             shard_pseudonym_salt,
+            withheld_inputs,
         )
 
         approver = approver_identity(inv.approved_by)
@@ -305,7 +306,13 @@ class _DatasetSession:
         protector = protect_workflow(template, no_content=inv.no_content, secret=pseudonyms)
         if protector is not None and not protector.policy.store_content:
             without_content(inv)
-        record_invocation(run_dir, inv, self.file, data_copy=self._keep_data(run_dir, protected=protector is not None))
+        record_invocation(
+            run_dir,
+            inv,
+            self.file,
+            data_copy=self._keep_data(run_dir, protected=protector is not None),
+            withheld=withheld_inputs(template, inv.inputs, pseudonyms),
+        )
         keep_pseudonyms(run_dir, pseudonyms)
         max_calls = inv.max_parallel or DEFAULT_MAX_CALLS
         if inv.budget_scope is not None:
@@ -370,7 +377,7 @@ class _DatasetSession:
             extra={
                 "data": dataset.label,
                 "key": spec.key,
-                "inputs": inv.inputs,
+                "inputs": protector.quietly(inv.inputs) if protector is not None else inv.inputs,
                 "shard": f"{spec.shard[0]}/{spec.shard[1]}" if spec.shard else None,
                 "rows_in_data": check.rows,  # of this shard: what `orchestrate merge` expects of it
                 "resumed_from": str(resume) if resume else None,

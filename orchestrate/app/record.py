@@ -9,6 +9,13 @@ recorded. Other flags (how the run is shown, reports, approvals, parallelism) ap
 to the resumed session only. The workflow's content may change as far as fingerprints
 allow: a changed agent runs again, the others are reused.
 
+Inputs a workflow's ``data_protection:`` policy protects (pseudonymized, masked, dropped,
+or holding what its recognisers find; every input when it keeps no content) are not
+kept: ``invocation.json`` names them under ``withheld_inputs`` with a check keyed like
+the run's pseudonyms, and a resume must be given them again (``--input NAME=VALUE``),
+each checked against what the run was started with. The run needs the originals: its
+restored outputs are made from them, and nothing in the folder turns a token back.
+
 Rows read from a pipe or standard input cannot be read again: the folder keeps them
 (`DATA_COPY`) and a resume reads them there; where no copy is kept (a data-protection
 policy, an older folder), ``--data FILE`` given with ``--resume`` supplies them.
@@ -21,6 +28,7 @@ import hashlib
 import json
 import os
 import stat
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -106,12 +114,21 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def record_invocation(run_dir: Path, invocation: Invocation, workflow: Path, *, data_copy: Path | None = None) -> None:
+def record_invocation(
+    run_dir: Path,
+    invocation: Invocation,
+    workflow: Path,
+    *,
+    data_copy: Path | None = None,
+    withheld: Mapping[str, str] | None = None,
+) -> None:
     """Write ``invocation.json`` into `run_dir`: how this run was started (and any later budget raise).
 
     Args:
         data_copy: The folder's copy of the rows when they came from a pipe or standard input
             (`DATA_COPY`): recorded by name, with its digest, for a resume to read.
+        withheld: Inputs the data-protection policy protects, by name, with their keyed checks:
+            kept as the checks only (see the module's docstring).
     """
     inv = invocation
     document: dict[str, Any] = {
@@ -126,6 +143,9 @@ def record_invocation(run_dir: Path, invocation: Invocation, workflow: Path, *, 
     }
     for name in (*_FIXED, *_CARRIED):
         document[name] = _plain(getattr(inv, name))
+    if withheld:
+        document["inputs"] = {k: v for k, v in (document["inputs"] or {}).items() if k not in withheld}
+        document["withheld_inputs"] = dict(sorted(withheld.items()))
     document["state"] = _scrubbed_state(inv.state)
     if isinstance(inv.cache, str) and "://" in inv.cache:
         document["cache"] = _scrubbed_state(inv.cache)
@@ -199,7 +219,9 @@ def resumed(given: Invocation, explicit: set[str]) -> Invocation:
     values: dict[str, Any] = {}
     for name in _FIXED:
         was = record.get(name)
-        if name in explicit:
+        if name == "inputs" and record.get("withheld_inputs"):
+            values[name] = _inputs_again(given, explicit, was or {}, record["withheld_inputs"], problems)
+        elif name in explicit:
             now = _plain(getattr(given, name))
             if name == "state":
                 now = _scrubbed_state(now)
@@ -250,6 +272,37 @@ def resumed(given: Invocation, explicit: set[str]) -> Invocation:
             + f". Run 'orchestrate run --resume {given.resume}' alone, or start a new run"
         )
     return dataclasses.replace(given, workflows=[workflow], budget=budget, dataset=dataset, history=changes, **values)
+
+
+def _inputs_again(
+    given: Invocation, explicit: set[str], was: dict[str, Any], withheld: dict[str, str], problems: list[str]
+) -> dict[str, Any]:
+    """The inputs of a resume whose run withheld some (personal data): given again, and checked.
+
+    Raises:
+        UserInputError: They were not given again, or the run's pseudonyms were made with another key.
+    """
+    assert given.resume is not None
+    names = sorted(withheld)
+    if "inputs" not in explicit or any(name not in given.inputs for name in names):
+        missing = [name for name in names if name not in given.inputs]
+        raise UserInputError(
+            f"{given.resume}: its input(s) {', '.join(missing)} are protected by the workflow's data_protection "
+            "policy and not kept in the run folder: give them again: orchestrate run --resume "
+            f"{given.resume} " + " ".join(f"--input {name}=..." for name in missing)
+        )
+    from orchestrate.run.pseudonym_key import carried_secret, input_check
+
+    secret = carried_secret(given.resume)
+    if secret is None:
+        raise UserInputError(f"{given.resume}: its pseudonyms.json is gone: the inputs given again cannot be checked")
+    for name in names:
+        if input_check(secret, name, given.inputs[name]) != withheld[name]:
+            problems.append(f"--input {name}=(not shown) (the run was started with another value)")
+    rest = {k: v for k, v in given.inputs.items() if k not in withheld}
+    if rest != was:
+        problems.append(f"--input {_shown(rest)} (the run has {_shown(was)} besides {', '.join(names)})")
+    return dict(given.inputs)
 
 
 def _read_once(recorded: dict[str, Any]) -> bool:

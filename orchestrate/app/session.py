@@ -343,13 +343,13 @@ class _Session:
             for workflow in workflows:
                 await engine.register_workflow(workflow)
             await self._check_state(engine, workflows)
-            from orchestrate.observe.compliance import keep_pseudonyms
+            from orchestrate.observe.compliance import keep_pseudonyms, withheld_inputs
 
             for workflow, decisions, path, secret in zip(workflows, self.decisions, inv.workflows, self.pseudonyms):
                 run_dir = new_run_dir(inv.output_dir, workflow.name)
                 if inv.resume is not None:
                     self._claim(inv.resume, run_dir, decisions, reuse)
-                record_invocation(run_dir, inv, path)
+                record_invocation(run_dir, inv, path, withheld=withheld_inputs(workflow, inv.inputs, secret))
                 keep_pseudonyms(run_dir, secret)  # a resume of this folder makes the same tokens
                 if decisions:  # carried on, so that resuming this run keeps them
                     from orchestrate.run.approvals import write_decisions

@@ -461,20 +461,30 @@ def template_digests(agents: Any) -> dict[str, str]:
     return found
 
 
-def invocation(argv: list[str]) -> list[str]:
-    """The command line with every input's value replaced by its digest (inputs can be personal data)."""
+def invocation(argv: list[str], *, withhold: bool = False) -> list[str]:
+    """The command line with every input's value replaced by its digest (inputs can be personal data).
+
+    Args:
+        withhold: Replace them by ``(withheld)`` instead: under a data-protection policy, whose
+            values a plain digest would let anyone check guesses against (the inputs the run used,
+            protected, are in the record's ``inputs``).
+    """
+
+    def hidden(value: str) -> str:
+        return "(withheld)" if withhold else digest(value)
+
     out: list[str] = []
     take = False
     for arg in argv:
         if take:
             name, sep, value = arg.partition("=")
-            out.append(f"{name}={digest(value)}" if sep else digest(arg))
+            out.append(f"{name}={hidden(value)}" if sep else hidden(arg))
             take = False
             continue
         flag, sep, value = arg.partition("=")
         if flag in ("--input", "-i") and sep:
             name, _, raw = value.partition("=")
-            out.append(f"{flag}={name}={digest(raw)}")
+            out.append(f"{flag}={name}={hidden(raw)}")
             continue
         out.append(arg)
         take = arg in ("--input", "-i")

@@ -28,6 +28,7 @@ from orchestrate.run.pseudonym_key import (
     RunSecret,
     carried_secret,
     check_shared_key,
+    input_check,
     keep_secret,
     new_secret,
     shard_salt,
@@ -46,6 +47,7 @@ __all__ = [
     "protect_workflow",
     "pseudonyms_for",
     "shard_pseudonym_salt",
+    "withheld_inputs",
 ]
 
 APPROVER_ENV = "ORCHESTRATE_APPROVER"
@@ -139,6 +141,20 @@ def shard_pseudonym_salt(
     return shard_salt(workflow.name, dataset_sha256(data), shard[1])
 
 
+def withheld_inputs(workflow: Workflow, inputs: Mapping[str, Any], secret: RunSecret | None) -> dict[str, str]:
+    """The inputs ``invocation.json`` must not keep (those the policy changes; every one when it keeps
+    no content), each with its keyed check (`input_check`), for a resume given them again."""
+    protector = workflow.protector
+    if protector is None or secret is None or not inputs:
+        return {}
+    probe = Protector(protector.policy, secret=b"probe")  # the run's own counts stay as they are
+    return {
+        name: input_check(secret, name, value)
+        for name, value in inputs.items()
+        if not protector.policy.store_content or probe.protect_values({name: value})[name] != value
+    }
+
+
 def keep_pseudonyms(run_dir: Path, secret: RunSecret | None) -> None:
     """Write the run's ``pseudonyms.json`` (its salt and its key's id; never a key or a value).
 
@@ -201,7 +217,7 @@ def open_trail(
         "workflow": workflow.name,
         "source": workflow.source,
         "workflow_digest": _workflow_digest(workflow),
-        "invocation": invocation(argv),
+        "invocation": invocation(argv, withhold=policy.active),
         "inputs": {k: digest(v) for k, v in sorted(workflow.input_values.items())},
         "approver": {"name": approver[0], "source": approver[1]},
         "retention_days": int(workflow.audit.get("retention_days", DEFAULT_RETENTION_DAYS)),

@@ -159,6 +159,13 @@ class Protector:
                 out[name] = DROPPED
         return out
 
+    def quietly(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """`protect_values` for a record of values already counted (a dataset run's shared inputs)."""
+        counts = dict(self.counts)
+        protected = self.protect_values(values)
+        self.counts = counts
+        return protected
+
     def rows(self, rows: Iterable[Any], key_column: str | None = None) -> Iterator[Any]:
         """A dataset's rows with the policy applied to their values (and to a protected key)."""
         action = self.policy.columns.get(key_column or "")

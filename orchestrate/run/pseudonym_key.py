@@ -57,6 +57,7 @@ __all__ = [
     "RunSecret",
     "carried_secret",
     "check_shared_key",
+    "input_check",
     "keep_secret",
     "kept_secret",
     "master_key",
@@ -190,6 +191,14 @@ def check_shared_key(what: str, env: Mapping[str, str] | None = None) -> None:
             f"make them with its own key file: set {KEY_ENV} to the same secret in every copy (from the "
             "platform's secret store) so that a person has one token in every shard"
         )
+
+
+def input_check(secret: RunSecret, name: str, value: Any) -> str:
+    """What ``invocation.json`` keeps of an input the policy protects: a check of the value given
+    again on ``--resume``, keyed like the run's tokens (nobody without the master key can test a guess)."""
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    message = f"orchestrate-input\0{name}\0{text}".encode("utf-8", "surrogatepass")
+    return "hmac-sha256:" + hmac.new(secret.secret, message, hashlib.sha256).hexdigest()
 
 
 def kept_secret(run_dir: Path) -> dict[str, Any] | None:

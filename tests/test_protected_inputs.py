@@ -1,0 +1,113 @@
+"""`--input` values a data-protection policy covers are kept nowhere in the run folder in clear:
+invocation.json names them with a keyed check only, and a resume is given them again (checked)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from orchestrate.observe.audit_chain import digest
+from tests.fake_provider import FakeProvider, Fault
+from tests.test_personal_data import WORKFLOW, echo, without_outputs
+from tests.test_pseudonym_resume import orchestrate
+
+NAME = "Ottilie Brennan-Vasquez"
+IBAN = "DE89370400440532013000"
+NATIONAL_ID = "078-05-1120"
+EMAIL = "ottilie.bv@example.org"
+PHONE = "0049 30 7654321"
+LETTER = f"Dear {NAME}, all is well."  # the declared output, restored: the only place the name may be
+ORIGINALS = [NAME, "Brennan-Vasquez", IBAN, "0532013000", NATIONAL_ID, EMAIL, PHONE, "7654321"]
+INPUTS = [
+    f"employee_name={NAME}",
+    f"iban={IBAN}",
+    f"national_id={NATIONAL_ID}",
+    "salary=51000",
+    f"notes=reach her at {EMAIL} or {PHONE}",
+]
+
+
+def _args(inputs: list[str]) -> list[str]:
+    return [part for value in inputs for part in ("--input", value)]
+
+
+def _leaks(folder: Path) -> dict[str, list[str]]:
+    """Every file of a run folder, searched for the originals (the declared outputs, restored, left out)."""
+    found = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        text = path.read_text(errors="replace")
+        if path.suffix == ".json":
+            text = json.dumps(without_outputs(json.loads(text)), ensure_ascii=False)
+        elif path.suffix == ".jsonl":
+            docs = [json.loads(line) for line in text.splitlines() if line.strip()]
+            text = json.dumps(without_outputs(docs), ensure_ascii=False)
+        else:  # the report shows the declared outputs, restored
+            text = text.replace(LETTER, "")
+        hits = [value for value in ORIGINALS if value in text]
+        if hits:
+            found[path.name] = hits
+    return found
+
+
+def test_a_runs_inputs_under_the_policy_are_in_no_file_and_a_resume_is_given_them_again(tmp_path: Path) -> None:
+    with FakeProvider(rewrite=echo) as provider:
+        (tmp_path / "letters.yaml").write_text(WORKFLOW % {"url": provider.url, "store": "true"})
+        provider.script(Fault(), Fault(status=400, body={"error": {"message": "bad request", "type": "invalid"}}))
+        failed = orchestrate("run", "letters.yaml", *_args(INPUTS), "-o", "runs", cwd=tmp_path)
+        assert failed.returncode == 3, failed.stderr  # the letter failed: a resume has work to do
+        (run_dir,) = (tmp_path / "runs").iterdir()
+        assert _leaks(run_dir) == {}
+        trail = (run_dir / "audit.jsonl").read_text()  # not even a digest a guess could be checked against
+        assert digest(NAME) not in trail and digest(IBAN) not in trail and "employee_name=(withheld)" in trail
+        record = json.loads((run_dir / "invocation.json").read_text())
+        assert record["inputs"] == {"salary": "51000"}  # `keep`: kept as given
+        assert sorted(record["withheld_inputs"]) == ["employee_name", "iban", "national_id", "notes"]
+        assert all(check.startswith("hmac-sha256:") for check in record["withheld_inputs"].values())
+
+        alone = orchestrate("run", "--resume", str(run_dir), "-o", "again", cwd=tmp_path)
+        assert alone.returncode == 2 and "Traceback" not in alone.stderr
+        assert "employee_name, iban, national_id, notes are protected by the workflow's data_protection" in alone.stderr
+        assert f"--resume {run_dir} --input employee_name=... --input iban=..." in alone.stderr
+
+        wrong = [*INPUTS[:4], "notes=reach her at someone.else@example.org"]
+        other = orchestrate("run", "--resume", str(run_dir), *_args(wrong), "-o", "again", cwd=tmp_path)
+        assert other.returncode == 2 and "--input notes=(not shown) (the run was started with another value)" in (
+            other.stderr
+        )
+        assert "someone.else" not in other.stderr and len(provider.requests) == 2  # nothing ran
+
+        resumed = orchestrate(
+            "run", "--resume", str(run_dir), *_args(INPUTS), "-o", "again", "--format", "json", cwd=tmp_path
+        )
+        assert resumed.returncode == 0, resumed.stderr
+        assert len(provider.requests) == 3  # the review reused, the letter written
+        sent = json.dumps(provider.requests)
+    assert [value for value in ORIGINALS if value in sent] == []
+    summary = json.loads(resumed.stdout)["runs"][0]
+    assert summary["outputs"]["letter"] == LETTER  # restored from the inputs given again
+    (second,) = (tmp_path / "again").iterdir()
+    assert _leaks(second) == {}
+    assert json.loads((second / "invocation.json").read_text())["withheld_inputs"] == record["withheld_inputs"]
+
+
+def test_a_dataset_runs_shared_inputs_under_the_policy_are_in_no_file(tmp_path: Path) -> None:
+    rows: list[dict[str, Any]] = [
+        {"employee_name": "Amelia Okonkwo", "iban": IBAN, "national_id": "123-45-6789", "salary": 1},
+        {"employee_name": "Bogdan Lindqvist", "iban": IBAN, "national_id": "234-56-7890", "salary": 2},
+    ]
+    with FakeProvider(rewrite=echo) as provider:
+        (tmp_path / "letters.yaml").write_text(WORKFLOW % {"url": provider.url, "store": "true"})
+        (tmp_path / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+        done = orchestrate(
+            "run", "letters.yaml", "--data", "rows.jsonl", *_args([INPUTS[4]]), "-o", "runs", cwd=tmp_path
+        )
+        assert done.returncode == 0, done.stderr
+        sent = json.dumps(provider.requests)
+    assert EMAIL not in sent and PHONE not in sent and "EMAIL_" in sent and "PHONE_" in sent
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert _leaks(run_dir) == {}
+    record = json.loads((run_dir / "invocation.json").read_text())
+    assert record["inputs"] == {} and list(record["withheld_inputs"]) == ["notes"]
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["inputs"]["notes"].startswith("reach her at EMAIL_")  # the protected form, as the rows saw it
