@@ -22,7 +22,7 @@ import celpy
 import pytest
 from celpy import celtypes
 
-from orchestrate.workflow.cel_compiler import CelError, Plain, Unsure
+from orchestrate.workflow.cel_values import CelError, Plain, Unsure
 from orchestrate.workflow.expressions import Condition, ExpressionError, _doubles, compile_condition
 
 ROOT = Path(__file__).resolve().parent.parent
