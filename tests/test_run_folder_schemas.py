@@ -112,6 +112,15 @@ def test_every_json_file_of_every_kind_of_run_matches_its_schema(tmp_path: Path)
     assert again.returncode in (0, 3, 5), again.stderr
     protected = run("workflows/hr_onboarding.yaml", expect=(0,))
     assert (protected / "pseudonyms.json").exists()
+    scored = orchestrate("eval", str(dataset), cwd=tmp_path)  # writes eval-TIME.json in the folder
+    assert scored.returncode in (0, 5), scored.stderr
+    assert list(dataset.glob("eval-*.json"))
+    shards = [
+        run(coding, "--data", data, "--key", "invoice_id", "--shard", k, *answers, expect=(0, 3, 5))
+        for k in ("1/2", "2/2")
+    ]
+    merged = orchestrate("merge", *map(str, shards), "-o", str(runs / "merged"), cwd=tmp_path)
+    assert merged.returncode in (0, 3), merged.stderr
 
     with FakeBatchProvider(FakeClock(), validate_s=0.0, process_s=0.0, finalize_s=0.0) as server:
         flow = tmp_path / "batch_invoices.yaml"
