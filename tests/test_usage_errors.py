@@ -159,3 +159,11 @@ def test_a_run_waiting_for_an_approval_still_exits_4(tmp_path: Path) -> None:
         "run", WORKFLOW, "--simulate", "-q", "--input", "post_to_ledger=true", cwd=tmp_path, columns=80, ci=False
     )
     assert done.returncode == 4, done.stderr
+
+
+def test_a_missing_key_names_the_variable_and_suggests_simulate_in_one_line(tmp_path: Path) -> None:
+    done = cli.orchestrate("run", WORKFLOW, cwd=tmp_path, columns=80, ci=False)
+    assert done.returncode == 2
+    line = "error: no API key for openai: set OPENAI_API_KEY, or try offline with --simulate"
+    assert done.stderr == line + "\n" and len(line) <= 80
+    assert "api_key=" not in done.stderr  # the Python API's argument, not the command line's

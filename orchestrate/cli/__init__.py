@@ -176,7 +176,7 @@ def main() -> None:
             # not standalone: a usage error comes back here, to be said in one line (cli/usage.py)
             code = _command(_invoked(argv))(args=argv, prog_name="orchestrate", standalone_mode=False)
         except OrchestrateError as exc:
-            print_error(str(exc))
+            print_error(_for_the_command_line(exc))
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:  # Ctrl-C is the person's own doing: news, not an `error:` line
             sys.stderr.write("interrupted (Ctrl-C)\n")
@@ -195,6 +195,15 @@ def main() -> None:
     except SystemExit as done:
         _leave(done)
         raise
+
+
+def _for_the_command_line(exc: OrchestrateError) -> str:
+    """An error's message as a command-line user reads it (a missing key: the variable, and --simulate)."""
+    from orchestrate.errors import MissingAPIKeyError
+
+    if isinstance(exc, MissingAPIKeyError):  # `api_key=` is the Python API's; offline, --simulate needs none
+        return f"no API key for {exc.provider}: set {exc.env_var}, or try offline with --simulate"
+    return str(exc)
 
 
 def _usage_exit(exc: Exception, argv: list[str]) -> None:

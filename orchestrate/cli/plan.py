@@ -178,26 +178,26 @@ def print_batch_plan(
             }
         print_json("dataset_plan", document)
         return
-    from orchestrate.money.amounts import usd
+    from orchestrate.money.amounts import budget_usd, usd
 
     if pair is not None and whole is not None:
         where = source or f"--shard {pair[0]}/{pair[1]}"
         sys.stdout.write(
             f"shard {pair[0]} of {pair[1]} ({where}): {plan.rows} of the {whole.rows} rows; "
             f"all {pair[1]} shards: at least {usd(whole.min_cost)}, at most {usd(whole.max_cost)}"
-            + (f" (each shard's --budget ${budget:.2f} is its own)" if budget is not None else "")
+            + (f" (each shard's --budget {budget_usd(budget)} is its own)" if budget is not None else "")
             + "\nthis shard:\n"
         )
 
     ceiling = " (the dataset budget binds)" if plan.budget_binds else ""
-    budget_text = f"; dataset budget ${plan.budget:.2f}" if plan.budget is not None else "; no dataset budget"
+    budget_text = f"; dataset budget {budget_usd(plan.budget)}" if plan.budget is not None else "; no dataset budget"
     sys.stdout.write(
         f"{plan.workflow}: {plan.rows} rows to run"
         + (f", {plan.invalid_rows} invalid" if plan.invalid_rows else "")
         + (f", each tried {plan.repeat} times" if plan.repeat > 1 else "")
         + f"\ncost: at least {usd(plan.min_cost)} if every row completes, at most {usd(plan.max_cost)}"
         f"{ceiling}{budget_text}\nper row: {usd(plan.row_min_cost)} to {usd(plan.row_max_cost)} "
-        f"(each row capped at its cost_budget ${template.cost_budget:.2f})\n"
+        f"(each row capped at its cost_budget {budget_usd(template.cost_budget)})\n"
     )
     if plan.cacheable_agents:
         sys.stdout.write(
@@ -258,7 +258,7 @@ def print_plans(
         return
     from rich.text import Text
 
-    from orchestrate.money.amounts import usd
+    from orchestrate.money.amounts import budget_usd, usd
     from orchestrate.observe.tables import Column, build_table, plain_console
 
     interactive = is_interactive(sys.stdout)
@@ -314,7 +314,7 @@ def print_plans(
         console.print(
             Text(
                 f"cost: at least {usd(p.min_cost)} if it completes, at most {usd(p.max_cost)}"
-                f"{ceiling}; budget ${p.budget:.2f}{cache}"
+                f"{ceiling}; budget {budget_usd(p.budget)}{cache}"
                 + (
                     f"\nrepeat {repeat}: at least {usd(p.min_cost * repeat)}, at most {usd(p.max_cost * repeat)} "
                     "for every try (each try has the budget)"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["plain_decimal", "read_spend", "usd"]
+__all__ = ["budget_usd", "plain_decimal", "read_spend", "usd"]
 
 
 def read_spend(value: object, where: str) -> float:
@@ -45,6 +45,15 @@ def usd(amount: float) -> str:
     # Two significant digits at least, six places at least, ten at most (costs are rounded to 1e-10).
     places = min(10, max(6, 1 - math.floor(math.log10(value))))
     return f"{sign}${value:.{places}f}"
+
+
+def budget_usd(amount: float) -> str:
+    """A budget as it was set: ``$2.00`` in cents, ``$0.0005`` or ``$1.505`` when cents would round it
+    (a budget of $0.0005 shown as ``$0.00`` reads as no money at all)."""
+    amount = float(amount)
+    if abs(amount * 100 - round(amount * 100)) < 1e-9:
+        return f"${amount:,.2f}"
+    return f"${plain_decimal(amount)}"
 
 
 def plain_decimal(amount: float | int) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrate.fsutil import atomic_write_text
+from orchestrate.money.amounts import budget_usd
 from orchestrate.observe.dataset_report import read_json_lines
 from orchestrate.printable import markdown_cell, xml_text
 
@@ -84,7 +85,7 @@ def dataset_summary_markdown(document: dict[str, Any], run_dir: Path, *, limit: 
         "",
         f"{document['rows']} rows, ${document['total_cost']:.4f}, {document['total_tokens']} tokens, "
         f"{document.get('duration_seconds') or 0:.1f}s"
-        + (f", dataset budget ${document['budget']:.4f}" if document.get("budget") is not None else ""),
+        + (f", dataset budget {budget_usd(float(document['budget']))}" if document.get("budget") is not None else ""),
         "",
         "| status | rows |",
         "|---|---:|",

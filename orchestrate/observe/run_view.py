@@ -17,7 +17,7 @@ from typing import Any
 
 from orchestrate.errors import UserInputError
 from orchestrate.fsutil import MAX_RESULT_BYTES, read_bytes_capped
-from orchestrate.money.amounts import usd
+from orchestrate.money.amounts import budget_usd, usd
 from orchestrate.observe.answer import agent_answer, answer_lines, input_lines, run_answer
 from orchestrate.observe.approval_view import approval_lines, decided, pending
 from orchestrate.observe.dataset_view import readable_time
@@ -170,7 +170,7 @@ def run_renderables(
     if document.get("started_at"):
         facts.append(f"started {readable_time(document['started_at'])}")
     if document.get("cost_budget") is not None:
-        facts.append(f"budget ${float(document['cost_budget']):.2f}")
+        facts.append(f"budget {budget_usd(float(document['cost_budget']))}")
     kept = document.get("content_kept") is not False
     if document.get("resumed_from"):
         facts.append(f"resumed from {document['resumed_from']}")
