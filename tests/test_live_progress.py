@@ -10,12 +10,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 from rich.console import Console
 
 from orchestrate import EngineConfig, OrchestrationEngine, Workflow
 from orchestrate.errors import ProviderUnavailableError
 from orchestrate.money.rate_limit import RateLimitConfig, RateLimiterRegistry
 from orchestrate.observe.dataset_progress import PlainDatasetLog
+from orchestrate.observe.live_layout import break_name
 from orchestrate.observe.progress import LiveTable, PlainLog
 from orchestrate.run.events import Event, EventType
 from orchestrate.workflow.loader import load_workflow_text
@@ -286,3 +288,98 @@ def test_a_piped_run_says_what_paces_it_while_it_waits(tmp_path: Path) -> None:
     assert len(waits) == 7, done.stderr  # the first call starts at once, the other seven wait their turn
     assert re.search(r"for simulated 600/min \(rate_limits\.simulated\), [1-6] calls? still queued$", waits[0])
     assert waits[-1].endswith("for simulated 600/min (rate_limits.simulated)")
+
+
+# --------------------------------------------------------------------------- one layout, names whole words
+
+LONG = [
+    "reconcile_vendor_statements_quarterly",
+    "check-intercompany-balances-eu",
+    "summary",
+    "post_adjusting_journal_entries",
+]
+
+
+def frames(width: int) -> list[str]:
+    """A run drawn after each of its steps: start, a fan-out, tokens, a retry, a failure, the end."""
+    clock = Clock()
+    table = LiveTable(console=None, clock=clock)
+    steps: list[list[Event]] = [
+        [
+            ev(
+                EventType.WORKFLOW_STARTED,
+                agents=[{"name": n, "module": "Finance", "model": "gpt-4o-mini"} for n in LONG],
+                cost_budget=2.0,
+            )
+        ],
+        [
+            ev(EventType.AGENT_STARTED, LONG[0], attempt=1, model="gpt-4o-mini"),
+            ev(EventType.ITEMS_STARTED, LONG[0], total=12),
+        ],
+        [ev(EventType.LLM_CALL, LONG[0], input_tokens=123_456, output_tokens=1_000, cost=0.1234)],
+        [
+            ev(EventType.AGENT_STARTED, LONG[1], attempt=1, model="gpt-4o-mini"),
+            ev(EventType.AGENT_RETRYING, LONG[1], attempt=1, delay=12.0, error="simulated 429: slow down " * 4),
+        ],
+        [
+            ev(
+                EventType.AGENT_FINISHED,
+                LONG[1],
+                status="failed",
+                error="simulated 502: upstream unavailable",
+                cost=0.00002,
+                tokens_used=12,
+                execution_time=3.3,
+            )
+        ],
+        [ev(EventType.ITEM_FINISHED, LONG[0], index=1, status="completed", done=9, failed=0, total=12, retrying=2)],
+        [ev(EventType.AGENT_STARTED, LONG[3], attempt=1, model="gpt-4o-mini")],
+    ]
+    drawn = []
+    for step in steps:
+        for event in step:
+            table(event)
+        clock.now += 1.5
+        drawn.append(draw(table, width, 40))
+    return drawn
+
+
+def header(frame: str) -> str:
+    return next(line for line in frame.splitlines() if line.startswith("┏"))
+
+
+def agent_cells(frame: str) -> list[str]:
+    """The agent column's text, line by line, of the table's body."""
+    return [line.split("│")[1].strip() for line in frame.splitlines() if line.startswith("│")]
+
+
+@pytest.mark.parametrize("width", [80, 60])
+def test_the_live_table_keeps_one_column_layout_from_frame_to_frame(width: int) -> None:
+    drawn = frames(width)
+    assert len({header(frame) for frame in drawn}) == 1, "\n".join(drawn)
+    for frame in drawn:
+        assert all(len(line) <= width for line in frame.splitlines()), frame
+    assert all("$0.1234" in frame for frame in drawn[2:])  # a cost is never cut
+    assert "124,456" in drawn[-1] and "9/12 items" in drawn[-1]  # a longer status wraps in its column
+
+
+@pytest.mark.parametrize("width", [80, 60])
+def test_long_agent_names_break_after_underscores_and_dashes_never_mid_word(width: int) -> None:
+    frame = frames(width)[-1]
+    cells = [cell for cell in agent_cells(frame) if cell]
+    joined = "".join(cells)
+    for name in LONG:
+        assert name in joined, frame  # every name whole, its lines in order
+    words = {w for name in LONG for w in re.split(r"[_-]", name)}
+    for cell in cells:  # each line ends a word (at `_`, `-` or the name's end)
+        assert cell[-1] in "_-" or any(cell.endswith(w) for w in words), (cell, frame)
+        assert cell[0] not in "_-", (cell, frame)
+    if width == 80:
+        assert "reconcile_vendor_" in cells and "statements_quarterly" in cells
+
+
+def test_break_name_folds_only_a_word_wider_than_the_column() -> None:
+    assert break_name("reconcile_vendor_statements_quarterly", 20) == "reconcile_vendor_\nstatements_quarterly"
+    assert break_name("check-intercompany-balances-eu", 14) == "check-\nintercompany-\nbalances-eu"
+    assert break_name("summary", 7) == "summary"
+    assert break_name("supercalifragilistic_x", 8) == "supercal\nifragili\nstic_x"

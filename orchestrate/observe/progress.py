@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from orchestrate.money.amounts import usd
+from orchestrate.observe.live_layout import LiveLayout
 from orchestrate.observe.pacing import Pacing, paced_line
 from orchestrate.observe.summary import outcome_counts, plural
 from orchestrate.observe.tables import Column, build_table
@@ -293,9 +294,14 @@ class LiveTable:
         self.refresh_per_second = refresh_per_second
         self._live: Any = None
         self._echo: Callable[[], None] = lambda: None
+        self.layout = LiveLayout(_COLUMNS)  # one column layout from frame to frame
 
     def __call__(self, event: Event) -> None:
         self.state.apply(event)
+        if event.type is EventType.WORKFLOW_STARTED:  # every name known at the start: reserved at once
+            self.layout.see(
+                [self._cells(row, self.clock()) for s in self.state.workflows.values() for row in s.rows.values()]
+            )
 
     def start(self) -> None:
         from rich.live import Live
@@ -344,15 +350,18 @@ class LiveTable:
             for title, footer in zip(titles, footers)
         ]
         spare = None if height is None else height - 1 - sum(fixed) - _lines(total_line, width)
+        if spare is not None and width is not None:  # rows whose names break take more than a line
+            spare //= self.layout.lines_per_row([r.name for s in states for r in s.rows.values()], width)
         budgets = _row_budgets([len(s.rows) for s in states], spare)
         parts: list[Any] = []
         for state, title, footer, budget in zip(states, titles, footers, budgets):
             shown, folded = _fold(list(state.rows.values()), budget)
-            parts.append(
-                build_table(
-                    _COLUMNS, [self._cells(row, now) for row in shown], width=width, title=Text(title, style="bold")
-                )
-            )  # Text: no markup
+            cells = [self._cells(row, now) for row in shown]
+            heading = Text(title, style="bold")  # Text: no markup
+            if width is None:  # no screen to fit: every column at its full width
+                parts.append(build_table(_COLUMNS, cells, width=None, title=heading))
+            else:
+                parts.append(self.layout.table(cells, width=width, title=heading))
             if folded:
                 parts.append(Text(f"  + {len(folded)} more: {outcome_counts([r.status for r in folded])}", style="dim"))
             parts.append(Text(footer))
