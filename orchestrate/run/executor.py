@@ -14,7 +14,7 @@ import inspect
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -498,7 +498,7 @@ class AgentExecutor:
             )
             messages.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": content})
 
-    async def _call(
+    def _call(
         self,
         workflow: Workflow,
         agent: Agent,
@@ -507,11 +507,28 @@ class AgentExecutor:
         tools: list[Tool],
         usage: Usage,
         routes: Routes | None = None,
-    ) -> LLMResponse:
+    ) -> Coroutine[Any, Any, LLMResponse]:
         """One provider call, paid for by reservation and paced by the limiter; with fallbacks,
-        moved down the agent's chain at once on the failures it names (`orchestrate.run.routes`)."""
+        moved down the agent's chain at once on the failures it names (`orchestrate.run.routes`).
+
+        A plain function handing back the call's coroutine: without fallbacks, a coroutine
+        of its own around `_call_route` would be one more frame created, started and
+        finished before every call, for nothing.
+        """
         if routes is None:
-            return await self._call_route(workflow, agent, client, agent.llm_config, messages, tools, usage)
+            return self._call_route(workflow, agent, client, agent.llm_config, messages, tools, usage)
+        return self._call_routes(workflow, agent, messages, tools, usage, routes)
+
+    async def _call_routes(
+        self,
+        workflow: Workflow,
+        agent: Agent,
+        messages: list[dict[str, Any]],
+        tools: list[Tool],
+        usage: Usage,
+        routes: Routes,
+    ) -> LLMResponse:
+        """`_call` down an agent's chain of fallbacks."""
         while True:
             client = routes.client
             if routes.can_fall_back():
@@ -872,7 +889,7 @@ class AgentExecutor:
         return cost, None
 
     @staticmethod
-    async def _send(
+    def _send(
         client: LLMClient,
         llm: dict[str, Any],
         messages: list[dict[str, Any]],
@@ -881,7 +898,8 @@ class AgentExecutor:
         max_tokens: int,
         caps: Capabilities | None,
         plan: CachePlan | None = None,
-    ) -> LLMResponse:
+    ) -> Coroutine[Any, Any, LLMResponse]:
+        """The client's coroutine for one call (a plain function: one coroutine frame fewer a call)."""
         simulated = client.provider == "simulated"
         options: dict[str, Any] = {}
         for k in _PASSTHROUGH_SIMULATED if simulated else _PASSTHROUGH:
@@ -899,10 +917,8 @@ class AgentExecutor:
         if not specs and len(messages) <= 2 and messages[-1]["role"] == "user":
             if messages[0]["role"] == "system":
                 options["system"] = messages[0]["content"]
-            return await client.complete(
-                messages[-1]["content"], llm["model"], temperature, max_tokens, None, **options
-            )
-        return await client.complete_with_tools(messages, llm["model"], specs, temperature, max_tokens, **options)
+            return client.complete(messages[-1]["content"], llm["model"], temperature, max_tokens, None, **options)
+        return client.complete_with_tools(messages, llm["model"], specs, temperature, max_tokens, **options)
 
 
 def _call_metadata(
