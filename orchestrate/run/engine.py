@@ -144,7 +144,7 @@ class OrchestrationEngine:
         self.failure_handler = FailureHandler(self.config.default_retry_policy, on_failure, sleep=sleep)
         self.sinks: list[Sink] = [self.monitor, *sinks]
         self._sink_types: dict[int, frozenset[EventType]] = {}
-        self._routes: dict[EventType, tuple[Sink, ...]] = {}
+        self._routes: dict[str, tuple[Sink, ...]] = {}
         self._routed = -1  # len(self.sinks) when _routes was made
         self.workflows: dict[str, Workflow] = {}
         self._shapes: dict[str, RunShape] = {}
@@ -187,8 +187,9 @@ class OrchestrationEngine:
 
     def _route(self) -> None:
         wanted = [(sink, self._sink_types.get(id(sink), getattr(sink, "event_types", None))) for sink in self.sinks]
+        # Keyed by the type's value: an EventType hashes through Enum.__hash__, a Python-level call.
         self._routes = {
-            kind: tuple(sink for sink, types in wanted if types is None or kind in types) for kind in EventType
+            kind._value_: tuple(sink for sink, types in wanted if types is None or kind in types) for kind in EventType
         }
         self._routed = len(self.sinks)
 
@@ -202,7 +203,7 @@ class OrchestrationEngine:
     def emit(self, event: Event) -> None:
         if self._routed != len(self.sinks):  # sinks appended to the list directly
             self._route()
-        for sink in self._routes[event.type]:
+        for sink in self._routes[event.type._value_]:
             try:
                 sink(event)
             except Exception as exc:  # a broken display must never cost a paid-for run

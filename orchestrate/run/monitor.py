@@ -127,7 +127,7 @@ class Monitor:
 
     def __call__(self, event: Event) -> None:
         # `_record`, inlined: a sink runs three times per agent, and a call is a good part of it.
-        kind = _KIND[event.type]
+        kind = event.type._value_  # not `.value` (a descriptor) nor a dict keyed by the enum (its hash is Python code)
         data = event.data
         config = self.config
         if config.enable_metrics:
