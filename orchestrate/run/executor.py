@@ -930,7 +930,17 @@ def _call_metadata(
     routes: Routes | None = None,
 ) -> dict[str, Any] | None:
     """What a cost record notes beyond its tokens: cached or batched, the model it was priced as,
-    where it was served, and, for a fallback, the model the agent asked for and why it did not serve."""
+    where it was served, and, for a fallback, the model the agent asked for and why it did not serve.
+
+    The common case, a call that notes only its region, gets one dict per region, shared by
+    every record (records are read, never written, once booked): a dict a call was 1.8 MB of
+    a run of 10,000 agents.
+    """
+    if not cached and not batch_id and not price_as and region and (routes is None or not routes.index):
+        shared = _REGION_ONLY.get(region)
+        if shared is None:
+            shared = _REGION_ONLY[region] = {"region": region}
+        return shared
     meta: dict[str, Any] = {"cached": True} if cached else {"batch": True, "batch_id": batch_id} if batch_id else {}
     if price_as:
         meta["price_as"] = price_as
@@ -941,6 +951,8 @@ def _call_metadata(
         meta["fallback_reason"] = routes.fallback_reason()
     return meta or None
 
+
+_REGION_ONLY: dict[str, dict[str, Any]] = {}  # region -> the metadata of a call that notes only it
 
 _PASSTHROUGH = ("top_p", "stop", "request_timeout", "response_format")
 _PASSTHROUGH_SIMULATED = (*_PASSTHROUGH, "latency", "failure_rate")

@@ -19,7 +19,7 @@ import asyncio
 import heapq
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,24 +57,32 @@ class RunShape:
             the dependencies form a cycle (the message shows it).
     """
 
-    __slots__ = ("_definitions", "_described", "dependents", "index", "rank", "shared", "waiting_on")
+    __slots__ = ("_definitions", "_described", "dependents", "index", "shared", "urgency", "waiting_on")
 
     def __init__(self, agents: list[Agent], *, shared: bool = False) -> None:
         self.shared = shared
         names = [agent.name for agent in agents]
         index = {name: i for i, name in enumerate(names)}
         self.index = index
-        self.dependents: list[list[int]] = [[] for _ in agents]
+        # An agent nothing depends on shares one empty tuple (at 10,000 agents, an empty list
+        # each was half a megabyte held for the whole run).
+        dependents: list[Sequence[int]] = [_NOBODY] * len(agents)
         self.waiting_on = [0] * len(agents)
         for i, agent in enumerate(agents):
             for dep in agent.dependencies:
                 j = index[dep]
-                self.dependents[j].append(i)
+                if dependents[j]:
+                    dependents[j].append(i)  # type: ignore[attr-defined]  # a list once it has one
+                else:
+                    dependents[j] = [i]
                 self.waiting_on[i] += 1
-        remaining = remaining_work(self.dependents, self.waiting_on, [expected_seconds(a) for a in agents])
+        self.dependents = dependents
+        remaining = remaining_work(dependents, self.waiting_on, [expected_seconds(a) for a in agents])
         if remaining is None:
             raise ValueError("dependency cycle")
-        self.rank = [(-agent.priority, -remaining[i], i) for i, agent in enumerate(agents)]
+        # A ready agent's place in the heap is (-priority, urgency, index): the tuple is made when it
+        # becomes ready and dropped when it starts, not kept for every agent through the whole run.
+        self.urgency = [-work for work in remaining]
         self._described: list[dict[str, Any]] | None = None
         self._definitions: list[Any] = [None] * len(agents) if shared else []
 
@@ -160,7 +168,7 @@ class WorkflowRun:
         self.index = shape.index
         self.dependents = shape.dependents  # shared by every run of the shape: read only
         self.waiting_on = list(shape.waiting_on)
-        self.rank = shape.rank
+        self.urgency = shape.urgency
         self.outputs: dict[str, dict[str, Any] | None] = {}  # None: the agent was skipped
         self.reuse = dict(reuse or {})
         self.ready: list[tuple[int, float, int]] = []
@@ -217,7 +225,7 @@ class WorkflowRun:
         for i, agent in enumerate(self.agents):
             agent.status = AgentStatus.PENDING
             if self.waiting_on[i] == 0:
-                heapq.heappush(self.ready, self.rank[i])
+                heapq.heappush(self.ready, (-agent.priority, self.urgency[i], i))
         self._fill()
         if self.finished == len(self.agents) and not self.done.done():
             self.done.set_result(None)
@@ -608,7 +616,7 @@ class WorkflowRun:
             for j in self.dependents[i]:
                 self.waiting_on[j] -= 1
                 if self.waiting_on[j] == 0:
-                    heapq.heappush(self.ready, self.rank[j])
+                    heapq.heappush(self.ready, (-self.agents[j].priority, self.urgency[j], j))
         elif result.status is AgentStatus.WAITING_APPROVAL:
             self._hold_dependents(i)
         else:
@@ -705,5 +713,7 @@ def _finished_event(wf: Workflow, agent: Agent, result: AgentResult) -> Event:
 
 
 _WORKFLOW = -1  # the workflow's own entry in the deadline heap
+
+_NOBODY: tuple[int, ...] = ()  # the dependents of an agent nothing depends on
 
 _LANGUAGE_KEYS = ("items", "failed_items", "approval", "skipped", "function")

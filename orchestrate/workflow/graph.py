@@ -114,7 +114,9 @@ class DependencyGraph:
         return seen
 
 
-def remaining_work(dependents: list[list[int]], indegree: list[int], weights: list[float]) -> list[float] | None:
+def remaining_work(
+    dependents: Sequence[Sequence[int]], indegree: list[int], weights: list[float]
+) -> list[float] | None:
     """On integer node indexes: per node, the heaviest chain from it to the end, itself included.
 
     `dependents[i]` lists the nodes that need node i, `indegree[i]` how many
