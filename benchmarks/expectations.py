@@ -95,6 +95,38 @@ async def measure(kinds: list[str], data: list[Any], *, interpreted: bool = Fals
     return time.perf_counter() - wall, time.thread_time() - cpu, passed
 
 
+async def measure_live(kinds: list[str], data: list[Any]) -> tuple[float, float, int]:
+    """The same rows scored as a dataset run scores them: `LiveScoring` told of each row's run and
+    of its agent's ``agent_finished`` (which a run emits anyway), its ``expectations_checked`` event
+    emitted through the engine (its monitor), and `finish` assembling the document."""
+    from orchestrate.run.dataset_run import dataset_engine_config
+    from orchestrate.run.engine import OrchestrationEngine
+    from orchestrate.run.evaluation import Evaluator
+    from orchestrate.run.events import Event, EventType
+    from orchestrate.run.live_scoring import LiveScoring
+
+    template = load_workflow_text(workflow_text(kinds), bind=False)
+    evaluator = Evaluator(template)
+    engine = OrchestrationEngine(None, dataset_engine_config(1))
+    scoring = LiveScoring(engine)
+    runs = []
+    for i, (inputs, row, answer) in enumerate(data):
+        workflow = instantiate(template, inputs, f"r{i}")
+        agent = workflow.agents[0]
+        agent.result = AgentResult("code", AgentStatus.COMPLETED, output={"text": "", "json": answer}, cost=0.0001)
+        agent.status = AgentStatus.COMPLETED
+        runs.append((workflow, row))
+    passed = 0
+    wall, cpu = time.perf_counter(), time.thread_time()
+    for workflow, row in runs:
+        scoring.begin(workflow, evaluator, row=row)
+        scoring(Event(EventType.AGENT_FINISHED, workflow.id, "code", {"status": "completed"}))  # as routed
+        document = await scoring.finish(workflow)
+        assert document is not None
+        passed += document["passed"]
+    return time.perf_counter() - wall, time.thread_time() - cpu, passed
+
+
 def median_of(runs: int, kinds: list[str], data: list[Any], *, interpreted: bool = False) -> tuple[float, float, int]:
     """The median wall and CPU time of `runs` measurements (and what passed)."""
     found = [asyncio.run(measure(kinds, data, interpreted=interpreted)) for _ in range(max(1, runs))]
@@ -125,6 +157,13 @@ def main() -> None:
         f"E1 {len(plain)} kinds (all but cel), the row's whole evaluation counted: {per_wall:.2f} us wall, "
         f"{per_cpu:.2f} us CPU per expectation ({passed:,}/{checks:,} passed); ratio to target "
         f"{per_cpu / TARGET_US:.2f} (CPU), {per_wall / TARGET_US:.2f} (wall)"
+    )
+    found = [asyncio.run(measure_live(plain, data)) for _ in range(max(1, args.runs))]
+    live_cpu = statistics.median(sorted(f[1] for f in found))
+    print(
+        f"E3 the same, scored as each agent finishes (LiveScoring: the agent_finished sink, the "
+        f"expectations_checked event, finish): {live_cpu / checks * 1e6:.2f} us CPU per expectation; "
+        f"{(live_cpu - cpu) / n * 1e6:.2f} us CPU a row over E1 (a workflow without expectations has no sink)"
     )
     wall, cpu, passed = median_of(args.runs, list(EXPECTATIONS), data)
     checks = n * len(EXPECTATIONS)

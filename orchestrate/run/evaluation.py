@@ -154,14 +154,18 @@ class Evaluator:
                 ``status``, ``output``, ``cost``, ``execution_time``, ``error``.
         """
         recorded = results if results is not None else {a.name: _live(a) for a in workflow.agents}
-        outputs = outputs_of(recorded)
+        outputs = {  # as `outputs_of`, inline: a dataset's rows each come here
+            name: (r.get("output") or {"text": ""}) if r.get("status") == "completed" else None
+            for name, r in recorded.items()
+        }
         judge_cost = [0.0]
+        per_target: list[tuple[_Target, list[Outcome]]] = []
         pending: list[Any] = []
-        asked = engine if judge else None
-        per_target = [
-            (target, self.score(target, workflow, recorded, outputs, row, asked, judge_cost, pending))
-            for target in self.targets
-        ]
+        for target in self.targets:
+            outcomes = self.score(
+                target, workflow, recorded, outputs, row, engine if judge else None, judge_cost, pending
+            )
+            per_target.append((target, outcomes))
         if pending:
             await asyncio.gather(*pending)
         document = _document(per_target, judge_cost[0], live=results is None)

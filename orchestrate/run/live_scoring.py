@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrate.run.evaluation import WORKFLOW_OWNER, Evaluator, _document, _live, _Target, outputs_of
@@ -36,18 +35,21 @@ from orchestrate.workflow.models import AgentResult, Workflow
 __all__ = ["LiveScoring", "checked_data"]
 
 
-@dataclass
 class _Run:
-    workflow: Workflow
-    evaluator: Evaluator
-    row: Mapping[str, Any] | None
-    owners: dict[str, _Target]
-    ended: set[str] = field(default_factory=set)  # agents whose end was told
-    waiting: list[_Target] = field(default_factory=list)  # targets reading agents not ended yet
-    scored: dict[str, tuple[AgentResult | None, list[Outcome]]] = field(default_factory=dict)
-    judging: list[asyncio.Task[None]] = field(default_factory=list)
-    judge_cost: list[float] = field(default_factory=lambda: [0.0])
-    told: list[Event] = field(default_factory=list)  # events to emit after the agent_finished in hand
+    __slots__ = ("ended", "evaluator", "judge_cost", "judging", "owners", "row", "scored", "waiting", "workflow")
+
+    def __init__(
+        self, workflow: Workflow, evaluator: Evaluator, row: Mapping[str, Any] | None, owners: dict[str, _Target]
+    ) -> None:
+        self.workflow = workflow
+        self.evaluator = evaluator
+        self.row = row
+        self.owners = owners
+        self.ended: set[str] = set()  # agents whose end was told
+        self.waiting: list[_Target] | None = None  # targets reading agents not ended yet
+        self.scored: dict[str, tuple[AgentResult | None, list[Outcome]]] = {}
+        self.judging: list[asyncio.Task[None]] | None = None
+        self.judge_cost = [0.0]
 
 
 class LiveScoring:
@@ -62,12 +64,19 @@ class LiveScoring:
     def __init__(self, engine: Any) -> None:
         self.engine = engine
         self._runs: dict[str, _Run] = {}
+        self._owners: dict[int, tuple[Evaluator, dict[str, _Target]]] = {}  # per evaluator: its agents' targets
+        self._told: list[Event] = []  # outcomes to emit once the agent_finished in hand reached every sink
         engine.add_sink(self)
 
     def begin(self, workflow: Workflow, evaluator: Evaluator, *, row: Mapping[str, Any] | None = None) -> None:
         """Score `workflow`'s agents as they finish (before it runs)."""
-        owners = {t.owner: t for t in evaluator.targets if t.agent is not None}
-        self._runs[workflow.id] = _Run(workflow, evaluator, row, owners)
+        known = self._owners.get(id(evaluator))
+        if known is None or known[0] is not evaluator:
+            known = self._owners[id(evaluator)] = (
+                evaluator,
+                {t.owner: t for t in evaluator.targets if t.agent is not None},
+            )
+        self._runs[workflow.id] = _Run(workflow, evaluator, row, known[1])
 
     def __call__(self, event: Event) -> None:
         run = self._runs.get(event.workflow_id or "")
@@ -76,10 +85,10 @@ class LiveScoring:
         run.ended.add(event.agent)
         target = run.owners.get(event.agent)
         if target is not None:
-            if target.reads <= run.ended:
+            if not target.reads or target.reads <= run.ended:
                 self._score(run, target)
             else:
-                run.waiting.append(target)
+                run.waiting = [*(run.waiting or ()), target]
         if run.waiting:  # expectations that read this agent's output may now be scored
             ready = [t for t in run.waiting if t.reads <= run.ended]
             if ready:
@@ -89,18 +98,24 @@ class LiveScoring:
 
     def _score(self, run: _Run, target: _Target) -> None:
         workflow = run.workflow
-        agent = target.agent
+        agent = workflow.get_agent_by_name(target.owner)  # this run's (the evaluator may be a template's)
         assert agent is not None
-        recorded = {a.name: _live(a) for a in workflow.agents}
+        # Only the outputs its expectations can read (its own, and the agents in `reads`): the
+        # same lookups as over every agent's, without building them all at each agent's end.
+        if target.reads:
+            recorded = {a.name: _live(a) for a in workflow.agents if a is agent or a.name in target.reads}
+        else:
+            recorded = {agent.name: _live(agent)}
         pending: list[Any] = []
         outcomes = run.evaluator.score(
             target, workflow, recorded, outputs_of(recorded), run.row, self.engine, run.judge_cost, pending
         )
         run.scored[target.owner] = (agent.result, outcomes)
         if pending:
-            run.judging.append(asyncio.ensure_future(self._judged(run, target, outcomes, pending)))
+            task = asyncio.ensure_future(self._judged(run, target, outcomes, pending))
+            run.judging = [*(run.judging or ()), task]
         else:
-            self._tell_soon(run, target.owner, outcomes)
+            self._tell_soon(_checked(workflow, target.owner, outcomes))
 
     async def _judged(self, run: _Run, target: _Target, outcomes: list[Outcome], pending: list[Any]) -> None:
         # The agents this end released start first (their tasks were made after this one, in the
@@ -109,14 +124,15 @@ class LiveScoring:
         await asyncio.gather(*pending)
         self._tell(run.workflow, target.owner, outcomes)
 
-    def _tell_soon(self, run: _Run, owner: str, outcomes: list[Outcome]) -> None:
-        """Emit after the agent_finished being delivered has reached every sink (the next turn)."""
-        run.told.append(_checked(run.workflow, owner, outcomes))
-        if len(run.told) == 1:
-            asyncio.get_running_loop().call_soon(self._flush, run)
+    def _tell_soon(self, event: Event) -> None:
+        """Emit after the agent_finished being delivered has reached every sink (the next turn;
+        the outcomes of every run told in one turn go out together)."""
+        self._told.append(event)
+        if len(self._told) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
 
-    def _flush(self, run: _Run) -> None:
-        told, run.told = run.told, []
+    def _flush(self) -> None:
+        told, self._told = self._told, []
         for event in told:
             self.engine.emit(event)
 
@@ -132,25 +148,30 @@ class LiveScoring:
         run = self._runs.pop(workflow.id, None)
         if run is None:
             return None
-        self._flush(run)
+        if self._told:
+            self._flush()
         if not score:
-            for task in run.judging:
+            for task in run.judging or ():
                 task.cancel()
             if run.judging:
                 await asyncio.gather(*run.judging, return_exceptions=True)
             return None
         if run.judging:
             await asyncio.gather(*run.judging)
-        recorded = {a.name: _live(a) for a in workflow.agents}
-        outputs = outputs_of(recorded)
+        recorded: dict[str, Any] | None = None  # every agent's result, made only when something is left
+        outputs: dict[str, Any] = {}
         pending: list[Any] = []
         late: list[tuple[str, list[Outcome]]] = []
         per_target = []
         for target in run.evaluator.targets:
             scored = run.scored.get(target.owner)
-            if scored is not None and target.agent is not None and scored[0] is target.agent.result:
+            agent = workflow.get_agent_by_name(target.owner) if target.agent is not None else None
+            if scored is not None and agent is not None and scored[0] is agent.result:
                 per_target.append((target, scored[1]))
                 continue
+            if recorded is None:
+                recorded = {a.name: _live(a) for a in workflow.agents}
+                outputs = outputs_of(recorded)
             outcomes = run.evaluator.score(
                 target, workflow, recorded, outputs, run.row, self.engine, run.judge_cost, pending
             )
@@ -168,7 +189,7 @@ class LiveScoring:
     async def close(self) -> None:
         """Cancel the judges of every run not finished (the engine is going away)."""
         runs, self._runs = list(self._runs.values()), {}
-        tasks = [task for run in runs for task in run.judging]
+        tasks = [task for run in runs for task in run.judging or ()]
         for task in tasks:
             task.cancel()
         if tasks:
@@ -178,15 +199,18 @@ class LiveScoring:
 def checked_data(owner: str, outcomes: list[Outcome]) -> dict[str, Any]:
     """An ``expectations_checked`` event's data: whose (an agent, or ``outputs``), the counts, and
     each expectation that did not pass (name, kind, status, expected, got, reason, score)."""
-    counts = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
-    key = {"pass": "passed", "fail": "failed", "error": "errors", "skipped": "skipped"}
+    counts = {"pass": 0, "fail": 0, "error": 0, "skipped": 0}
     for outcome in outcomes:
-        counts[key[outcome.status]] += 1
+        counts[outcome.status] += 1
+    passed = counts["pass"]
     return {
         "owner": owner,
-        **counts,
+        "passed": passed,
+        "failed": counts["fail"],
+        "errors": counts["error"],
+        "skipped": counts["skipped"],
         "total": len(outcomes),
-        "outcomes": [o.to_dict() for o in outcomes if o.status != "pass"],
+        "outcomes": [o.to_dict() for o in outcomes if o.status != "pass"] if passed != len(outcomes) else [],
     }
 
 
