@@ -138,3 +138,17 @@ def test_a_run_over_a_file_keeps_no_copy_and_its_data_may_not_change_on_resume(t
     assert not (run_dir / "data.copy").exists()
     refused = orchestrate("run", "--resume", str(run_dir), "--data", "w.jsonl", cwd=tmp_path)
     assert refused.returncode == 2 and "--data w.jsonl (the run has v.jsonl)" in refused.stderr, refused.stderr
+
+
+@needs_bash
+def test_rows_piped_again_on_resume_are_the_rows_and_replace_the_copy(tmp_path: Path) -> None:
+    folder(tmp_path)
+    first = through_bash(tmp_path, f"run wf.yaml --data <(cat v.jsonl) --simulate -o runs --budget {TOO_SMALL}")
+    assert first.returncode == 1, first.stderr
+    run_dir = the_run(tmp_path)
+    more = ROWS + '{"vendor": "V9"}\n'
+    (tmp_path / "w.jsonl").write_text(more)
+    again = through_bash(tmp_path, f"run --resume {run_dir} --data <(cat w.jsonl) --budget 1")
+    assert again.returncode == 0, again.stderr  # a pipe then, a pipe now: no "--data would change the run"
+    assert statuses(run_dir) == ["completed"] * 5
+    assert (run_dir / "data.copy").read_text() == more  # what a later resume reads

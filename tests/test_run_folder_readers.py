@@ -100,3 +100,18 @@ def test_cost_report_over_a_folder_names_a_pipe_as_cost_json_and_counts_the_rest
     assert done.returncode == 0, done.stderr  # waited on the pipe forever before
     assert f"{first}/cost.json: cannot read: not a regular file (a named pipe)" in done.stderr + done.stdout
     assert "Traceback" not in done.stderr
+
+
+def test_approve_refuses_a_pipe_planted_as_the_events_journal(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    shutil.copytree(root / "workflows", tmp_path / "workflows")
+    waiting = orchestrate("run", "workflows/finance_month_end_close.yaml", "--input", "post_to_ledger=true",
+                          "--simulate", "-o", "runs", cwd=tmp_path)  # fmt: skip
+    assert waiting.returncode == 4, waiting.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    (run_dir / "events.jsonl").unlink()
+    os.mkfifo(run_dir / "events.jsonl")
+    done = orchestrate("approve", str(run_dir), "post_adjustments", "--by", "controller", cwd=tmp_path, timeout=WAIT)
+    assert done.returncode == 2, done.stderr  # the decision's event was appended to the pipe: waited forever
+    assert f"{run_dir}/events.jsonl is a named pipe" in done.stderr and "Traceback" not in done.stderr
+    assert not (run_dir / "approvals.json").exists()  # refused before anything was recorded
