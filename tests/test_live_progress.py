@@ -383,3 +383,42 @@ def test_break_name_folds_only_a_word_wider_than_the_column() -> None:
     assert break_name("check-intercompany-balances-eu", 14) == "check-\nintercompany-\nbalances-eu"
     assert break_name("summary", 7) == "summary"
     assert break_name("supercalifragilistic_x", 8) == "supercal\nifragili\nstic_x"
+
+
+# --------------------------------------------------------------------------- dataset runs whose rows fan out
+
+ROWS = """\
+name: month_close
+inputs:
+  invoice_id: {type: string}
+  lines: {type: array, default: [1, 2, 3]}
+agents:
+  - name: check_line
+    module: Finance
+    foreach: "{inputs.lines}"
+    max_items: 3
+    prompt_template: Check line {item} of {inputs.invoice_id}.
+    llm_config: {model: gpt-4o-mini, max_tokens: 20}
+"""
+
+
+def test_a_dataset_run_counts_the_items_its_rows_fan_out_over() -> None:
+    log = PlainDatasetLog("invoices", io.StringIO(), total=2, budget=None, spent=lambda: 0.0, in_flight=lambda: 0)
+    assert "items" not in log.line()  # rows that do not fan out say nothing of items
+    for row in ("w1", "w2"):
+        log(Event(EventType.ITEMS_STARTED, row, "check_line", {"total": 3}))
+    for n, status in enumerate(["completed", "failed", "completed", "completed"]):
+        log(Event(EventType.ITEM_FINISHED, "w1", "check_line", {"index": n, "status": status}))
+    assert log.line().endswith("rate-limit waits; items 4/6, 1 failed")
+
+
+def test_a_piped_dataset_run_ends_with_its_rows_items_and_keeps_them_out_of_its_event_log(tmp_path: Path) -> None:
+    (tmp_path / "rows.yaml").write_text(ROWS)
+    (tmp_path / "rows.csv").write_text("invoice_id\nINV-1\nINV-2\nINV-3\n")
+    done = orchestrate(
+        "run", "rows.yaml", "--data", "rows.csv", "--key", "invoice_id", "--simulate", cwd=tmp_path, columns=80
+    )
+    assert done.returncode == 0, done.stderr
+    assert "3/3 rows (3 completed" in done.stderr and "; items 9/9" in done.stderr, done.stderr
+    (log,) = tmp_path.glob("runs/*/events.jsonl")
+    assert '"item_finished"' not in log.read_text() and '"items_started"' not in log.read_text()

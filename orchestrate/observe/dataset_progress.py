@@ -62,11 +62,14 @@ class DatasetState:
         self.started = clock()
         self.done = self.completed = self.failed = self.refused = self.invalid = self.cancelled = 0
         self.pacing = Pacing()  # the limits calls wait on now, and the time lost (wall-clock)
+        self.items = self.items_done = self.items_failed = 0  # the rows' foreach items, all rows together
         self.recent: deque[tuple[str, str, str]] = deque(maxlen=5)
         self.batches: dict[str, dict[str, Any]] = {}  # open provider batches (--provider-batch)
 
     # The engine calls this sink only for these (see OrchestrationEngine.add_sink).
     event_types = Pacing.event_types | {
+        EventType.ITEMS_STARTED,
+        EventType.ITEM_FINISHED,
         EventType.BATCH_SUBMITTED,
         EventType.BATCH_STATUS,
         EventType.BATCH_FINISHED,
@@ -80,6 +83,12 @@ class DatasetState:
     def __call__(self, event: Event) -> None:
         if self.pacing.apply(event):
             pass
+        elif event.type is EventType.ITEMS_STARTED:
+            self.items += int(event.data.get("total") or 0)
+        elif event.type is EventType.ITEM_FINISHED:
+            self.items_done += 1
+            if event.data.get("status") != "completed":
+                self.items_failed += 1
         elif event.type in (EventType.BATCH_SUBMITTED, EventType.BATCH_STATUS):
             self.batches[str(event.data.get("batch_id"))] = event.data
             self.on_batch(event)
@@ -149,6 +158,14 @@ class DatasetState:
             return None
         return max(0, self.total - self.done) / rate
 
+    def items_text(self) -> str:
+        """``items 57/120, 1 failed``: the foreach items of the rows so far; empty when none fans out."""
+        if not self.items:
+            return ""
+        return f"items {self.items_done:,}/{self.items:,}" + (
+            f", {self.items_failed:,} failed" if self.items_failed else ""
+        )
+
     def line(self) -> str:
         """The state in one plain line."""
         total = f"/{self.total}" if self.total is not None else ""
@@ -160,6 +177,7 @@ class DatasetState:
             f"{f', {self.cancelled} cancelled' if self.cancelled else ''}), {self.rate():.1f} rows/s"
             f"{f', ETA {_duration(eta)}' if eta is not None else ''}, {spend}, "
             f"{plural(self.in_flight(), 'call')} in flight, {self.waited:.1f}s rate-limit waits"
+            + (f"; {self.items_text()}" if self.items else "")
             + "".join(f"; {line}" for line in self.pacing.lines())
         )
 
@@ -291,6 +309,10 @@ class LiveDataset(DatasetState):
         else:
             grid.add_row("spend", Text(self.money()))
         grid.add_row("in flight", Text(f"{plural(self.in_flight(), 'call')}, {self.waited:.1f}s waited on rate limits"))
+        if self.items:
+            grid.add_row(
+                "items", _with_bar(self.items, self.items_done, Text(self.items_text().removeprefix("items ")))
+            )
         for line in self.pacing.lines():
             grid.add_row(Text("paced", style="magenta"), Text(line.removeprefix("paced by ")))
         from orchestrate.observe.progress import batch_line
