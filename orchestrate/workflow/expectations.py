@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrate.workflow.expressions import ExpressionError, compile_condition
 from orchestrate.workflow.templates import Reference, TemplateError, lookup, references, single_placeholder
 
 __all__ = [
@@ -249,11 +250,14 @@ class _Value:
 
 
 def _lookup(ref: Reference, ctx: Context) -> Any:
-    if ref.kind == "name" and ref.name == "row" and "row" not in ctx.inputs:
-        column = ref.path[0] if ref.path else ""
+    kind, name, path = ref.kind, ref.name, ref.path
+    if kind == "name" and name == "row" and "row" not in ctx.inputs:
+        column = path[0] if path else ""
         if column not in ctx.row:
             raise _Missing(f"the row has no column {column!r}")
-        return _walk(ctx.row[column], ref.path[1:])
+        return ctx.row[column] if len(path) == 1 else _walk(ctx.row[column], path[1:])
+    if not path and (kind == "input" or kind == "name") and name in ctx.inputs:  # an input's value
+        return ctx.inputs[name]
     try:
         return lookup(ref, inputs=_plain_dict(ctx.inputs), outputs=_plain_dict(ctx.outputs))
     except TemplateError as exc:
@@ -365,8 +369,6 @@ class Expectation:
             self.schema = spec if isinstance(spec, dict) else json.loads(((base_dir or Path.cwd()) / spec).read_text())
         self.condition: Any = None
         if kind == "cel":
-            from orchestrate.workflow.expressions import compile_condition
-
             self.condition = compile_condition(spec)
         # The root names a cel condition reads (output, inputs, row, an input, an agent).
         self.reads: tuple[str, ...] = (
@@ -502,8 +504,6 @@ class Expectation:
         return self._done(ok, expected, number, "" if ok else f"off by {abs(number - expected):g} (> {allowed:g})")
 
     def _cel(self, got: Any, ctx: Context) -> Outcome:
-        from orchestrate.workflow.expressions import ExpressionError
-
         # Only the names the condition reads are handed to it (the interpreter converts each to a
         # CEL value; the compiled closures read them as they are).
         variables: dict[str, Any] = {}
