@@ -422,3 +422,14 @@ def test_a_piped_dataset_run_ends_with_its_rows_items_and_keeps_them_out_of_its_
     assert "3/3 rows (3 completed" in done.stderr and "; items 9/9" in done.stderr, done.stderr
     (log,) = tmp_path.glob("runs/*/events.jsonl")
     assert '"item_finished"' not in log.read_text() and '"items_started"' not in log.read_text()
+
+
+def test_a_provider_paused_after_a_429_is_named_as_the_limit_that_holds_calls_back() -> None:
+    clock = Clock()
+    registry = RateLimiterRegistry(None, clock=clock)  # nothing limited until the provider refuses
+    registry.pause_provider("openai", 20.0)  # a 429 with retry-after: 20
+    held = registry.holding("openai", "gpt-4o-mini", 100)
+    assert held is not None and held["tier"] == "paused" and held["queued"] == 1
+    assert held["text"] == "openai, paused by the provider (a 429 or an exhausted quota)"
+    clock.now += 21
+    assert registry.holding("openai", "gpt-4o-mini", 100) is None  # the pause is over: nothing holds it
