@@ -22,6 +22,7 @@ __all__ = [
     "next_steps",
     "outcome_counts",
     "plural",
+    "reuse_lines",
     "skipped_lines",
 ]
 
@@ -149,6 +150,7 @@ def closing_lines(
         lines = [head]
     else:  # the counts too are broken between words, never in one
         lines = [*textwrap.wrap(outcome + ";", width, subsequent_indent="  ", break_long_words=False), f"  {figures}"]
+    lines.extend(reuse_lines(document))
     failures = failure_lines(document)
     if failures:
         lines.append("why:")
@@ -201,6 +203,17 @@ def _quote(text: str) -> str:
     import shlex
 
     return shlex.quote(text)
+
+
+def reuse_lines(document: Mapping[str, Any]) -> list[str]:
+    """A resumed run's ``resumed: reused 6 agents ($0.0014 spent before); ran the other 1`` ([] otherwise)."""
+    if not document.get("resumed_from"):
+        return []
+    names = set(document.get("reused_agents") or [])
+    agents = document.get("agents", [])
+    spent = sum(float(a.get("cost") or 0) for a in agents if a.get("name") in names)
+    ran = len(agents) - len(names)
+    return [f"resumed: reused {plural(len(names), 'agent')} ({usd(spent)} spent before); ran the other {ran}"]
 
 
 def skipped_lines(document: Mapping[str, Any], *, indent: str = "  ") -> list[str]:
