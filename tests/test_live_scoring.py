@@ -194,8 +194,9 @@ def test_a_dataset_row_tells_each_agents_outcome_before_the_row_ends(tmp_path: P
     )
     (tmp_path / "rows.csv").write_text("v\nA\nB\n")
     proc = cli.orchestrate(
-        "run", "wf.yaml", "--data", "rows.csv", "-o", "runs", cwd=tmp_path, env={"OPENAI_API_KEY": KEY}, timeout=120
-    )
+        "run", "wf.yaml", "--data", "rows.csv", "--key", "v", "-o", "runs", cwd=tmp_path,
+        env={"OPENAI_API_KEY": KEY}, timeout=120,
+    )  # fmt: skip
     assert proc.returncode == 5, proc.stdout + proc.stderr
     (run_dir,) = (tmp_path / "runs").iterdir()
     events = events_of(run_dir)
@@ -205,3 +206,9 @@ def test_a_dataset_row_tells_each_agents_outcome_before_the_row_ends(tmp_path: P
         assert mine.index(("agent_finished", "first")) < checked < mine.index(("row_finished", None))
     lines = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
     assert [line["expectations"]["failed"] for line in lines] == [1, 1]
+    # The dataset's progress log names each row whose agent missed, as it ends, and counts them.
+    for key in ("A", "B"):
+        assert (
+            f"chain row {key!r} first expectations: 0/1 passed, 1 failed; approves: expected 'approve'" in proc.stderr
+        )
+    assert "expectations missed by 2 of 2 agents scored" in proc.stderr

@@ -65,6 +65,8 @@ class DatasetState:
         self.items = self.items_done = self.items_failed = 0  # the rows' foreach items, all rows together
         self.recent: deque[tuple[str, str, str]] = deque(maxlen=5)
         self.batches: dict[str, dict[str, Any]] = {}  # open provider batches (--provider-batch)
+        self.checked = self.missed = 0  # agents whose expectations were scored; of them, those that missed one
+        self._keys: dict[str, str] = {}  # a row's run id -> its key, while it runs
 
     # The engine calls this sink only for these (see OrchestrationEngine.add_sink).
     event_types = Pacing.event_types | {
@@ -73,6 +75,8 @@ class DatasetState:
         EventType.BATCH_SUBMITTED,
         EventType.BATCH_STATUS,
         EventType.BATCH_FINISHED,
+        EventType.ROW_STARTED,
+        EventType.EXPECTATIONS_CHECKED,
     }
 
     @property
@@ -89,6 +93,19 @@ class DatasetState:
             self.items_done += 1
             if event.data.get("status") != "completed":
                 self.items_failed += 1
+        elif event.type is EventType.ROW_STARTED:
+            if event.workflow_id is not None:
+                self._keys[event.workflow_id] = str(event.data.get("key"))
+        elif event.type is EventType.EXPECTATIONS_CHECKED:
+            self.checked += 1
+            d = event.data
+            if int(d.get("failed") or 0) + int(d.get("errors") or 0):
+                self.missed += 1
+                from orchestrate.observe.progress import checked_line
+
+                run = (event.workflow_id or "").rpartition(".")[0] or event.workflow_id or ""
+                key = self._keys.get(event.workflow_id or "") or self._keys.get(run) or "?"
+                self.on_miss(key, f"{event.agent or 'outputs'} {checked_line(d)}")
         elif event.type in (EventType.BATCH_SUBMITTED, EventType.BATCH_STATUS):
             self.batches[str(event.data.get("batch_id"))] = event.data
             self.on_batch(event)
@@ -123,7 +140,13 @@ class DatasetState:
     def on_failure(self, key: str, status: str, error: str) -> None:
         """Called for each row that did not complete; displays override it."""
 
+    def on_miss(self, key: str, line: str) -> None:
+        """Called as an agent of row `key` ends with an expectation that did not pass (`line`
+        says which); displays override it."""
+        self.recent.append((key, "expect", line))
+
     def row_finished(self, row: Row, workflow: Workflow, records: list[CallRecord], status: str) -> None:
+        self._keys.pop(getattr(workflow, "id", ""), None)
         error = workflow.error
         if error is None and status != "completed":
             error = next(
@@ -178,6 +201,7 @@ class DatasetState:
             f"{f', ETA {_duration(eta)}' if eta is not None else ''}, {spend}, "
             f"{plural(self.in_flight(), 'call')} in flight, {self.waited:.1f}s rate-limit waits"
             + (f"; {self.items_text()}" if self.items else "")
+            + (f", expectations missed by {self.missed} of {self.checked} agents scored" if self.checked else "")
             + "".join(f"; {line}" for line in self.pacing.lines())
         )
 
@@ -227,11 +251,12 @@ class PlainDatasetLog(DatasetState):
     def on_failure(self, key: str, status: str, error: str) -> None:
         self._print(f"{self.name} row {key!r} {status}: {error}")
 
+    def on_miss(self, key: str, line: str) -> None:
+        self._print(f"{self.name} row {key!r} {line}")
+
     def _outcome(self, key: str, status: str, error: str | None) -> None:
         super()._outcome(key, status, error)
         self.tick()
-
-    event_types = DatasetState.event_types | {EventType.ROW_STARTED}
 
     def __call__(self, event: Event) -> None:
         super().__call__(event)
@@ -313,6 +338,11 @@ class LiveDataset(DatasetState):
             grid.add_row(
                 "items", _with_bar(self.items, self.items_done, Text(self.items_text().removeprefix("items ")))
             )
+        if self.checked:
+            grid.add_row(
+                Text("expect", style="yellow"),
+                Text(f"{self.missed} of {self.checked} agents scored missed an expectation"),
+            )
         for line in self.pacing.lines():
             grid.add_row(Text("paced", style="magenta"), Text(line.removeprefix("paced by ")))
         from orchestrate.observe.progress import batch_line
@@ -320,7 +350,7 @@ class LiveDataset(DatasetState):
         for batch in self.batches.values():
             grid.add_row(Text("batch", style="cyan"), Text(batch_line(batch)[6:]))
         for key, status, error in self.recent:
-            grid.add_row(Text(status, style="red"), Text(f"{key}: {error}"[:160]))
+            grid.add_row(Text(status, style="yellow" if status == "expect" else "red"), Text(f"{key}: {error}"[:160]))
         from rich.panel import Panel
 
         return Panel(grid, title=self.name, title_align="left")
