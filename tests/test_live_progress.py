@@ -433,3 +433,11 @@ def test_a_provider_paused_after_a_429_is_named_as_the_limit_that_holds_calls_ba
     assert held["text"] == "openai, paused by the provider (a 429 or an exhausted quota)"
     clock.now += 21
     assert registry.holding("openai", "gpt-4o-mini", 100) is None  # the pause is over: nothing holds it
+
+
+def test_a_wait_cut_short_by_its_agents_end_leaves_the_queue() -> None:
+    table = fanning_table(Clock())
+    rate_events(table, 2, at=1000.0)  # two calls of check_line wait; neither wait ends (a timeout)
+    assert "2 calls queued" in draw(table, 80)
+    table(ev(EventType.AGENT_FINISHED, "check_line", status="failed", error="agent timed out after 5s", cost=0.0))
+    assert "paced by" not in draw(table, 80)

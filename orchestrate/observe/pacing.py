@@ -27,6 +27,7 @@ class _Queue:
     text: str
     queued: int  # the limiter's count when last told (every workflow's calls)
     ours: int = 0  # calls of the watched run waiting on it
+    agents: dict[str, int] = field(default_factory=dict)  # ... by agent
 
 
 @dataclass
@@ -50,6 +51,8 @@ class Pacing:
             queue.text = str(data.get("text") or key)
             queue.queued = int(data.get("queued") or 0)
             queue.ours += 1
+            who = str(event.agent)
+            queue.agents[who] = queue.agents.get(who, 0) + 1
             return True
         if event.type is not EventType.AGENT_RATE_LIMITED:
             return False
@@ -62,10 +65,25 @@ class Pacing:
         queue = self.queues.get(str(limit)) if limit is not None else None
         if queue is not None:
             queue.ours -= 1
+            who = str(event.agent)
+            if queue.agents.get(who, 0) > 1:
+                queue.agents[who] -= 1
+            else:
+                queue.agents.pop(who, None)
             queue.queued = int(data.get("queued") or 0)
             if queue.ours <= 0:
                 del self.queues[str(limit)]
         return True
+
+    def finished(self, agent: str) -> None:
+        """`agent` ended: a wait of its that was cut short (its timeout, a stop) is over too."""
+        for limit, queue in list(self.queues.items()):
+            left = queue.agents.pop(agent, 0)
+            if left:
+                queue.ours -= left
+                queue.queued = max(0, queue.queued - left)
+                if queue.ours <= 0:
+                    del self.queues[limit]
 
     def clear(self) -> None:
         """The run ended: nothing of it waits any more (a wait cut short by Ctrl-C has no end event)."""

@@ -202,6 +202,7 @@ class RunState:
             if row.started is None:
                 row.started = self.clock()
         elif event.type is EventType.AGENT_FINISHED:
+            state.pacing.finished(row.name)
             row.status = data.get("status", row.status)
             row.error = data.get("error")
             row.retry_at = None
