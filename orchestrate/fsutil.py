@@ -48,6 +48,7 @@ __all__ = [
     "read_bytes_capped",
     "read_lines_capped",
     "read_regular_text",
+    "regular_lines",
     "special_entries",
 ]
 
@@ -118,6 +119,13 @@ def open_regular_text(path: Path | str, *, errors: str = "strict") -> TextIO:
         OSError: It cannot be opened.
     """
     return io.TextIOWrapper(open_regular(path), encoding="utf-8", errors=errors)
+
+
+def regular_lines(path: Path | str, *, errors: str = "strict") -> Iterator[str]:
+    """The lines of a run folder's text file (a journal: no size limit), read one at a time from a
+    regular file (`open_regular_text`); the errors are raised at the first line asked for."""
+    with open_regular_text(path, errors=errors) as handle:
+        yield from handle
 
 
 def read_regular_text(path: Path | str, limit: int = MAX_RESULT_BYTES, *, errors: str = "strict") -> str:

@@ -115,3 +115,17 @@ def test_approve_refuses_a_pipe_planted_as_the_events_journal(tmp_path: Path) ->
     assert done.returncode == 2, done.stderr  # the decision's event was appended to the pipe: waited forever
     assert f"{run_dir}/events.jsonl is a named pipe" in done.stderr and "Traceback" not in done.stderr
     assert not (run_dir / "approvals.json").exists()  # refused before anything was recorded
+
+
+def test_eval_reads_rows_holding_a_unicode_line_separator(tmp_path: Path) -> None:
+    # Journals are read a line at a time from the file: str.splitlines() also split at U+2028,
+    # which the journals write raw inside strings, and eval called the row "not valid JSON".
+    (tmp_path / "wf.yaml").write_text(WORKFLOW + "    expect:\n      - contains: Screen\n")
+    (tmp_path / "u.jsonl").write_text('{"vendor": "Acme\\u2028Ltd"}\n{"vendor": "Bolt"}\n')
+    done = orchestrate("run", "wf.yaml", "--data", "u.jsonl", "--simulate", "-o", "runs", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert "\u2028" in (run_dir / "rows.jsonl").read_text()
+    scored = orchestrate("eval", str(run_dir), cwd=tmp_path)
+    assert scored.returncode == 0, scored.stderr
+    assert "expectations: 2/2 passed" in scored.stdout + scored.stderr

@@ -13,7 +13,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from orchestrate.fsutil import read_regular_text
+from orchestrate.fsutil import read_regular_text, regular_lines
 
 __all__ = ["MAX_CASES", "evaluation_section"]
 
@@ -100,7 +100,7 @@ def _dataset(folder: Path, totals: dict[str, Any]) -> str:
     cases: list[tuple[str, dict[str, Any]]] = []
     results = folder / "results.jsonl"
     if results.is_file():
-        for line in read_regular_text(results).splitlines():
+        for line in regular_lines(results):
             if not line.strip():
                 continue
             entry = json.loads(line)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrate.errors import UserInputError
-from orchestrate.fsutil import read_regular_text
+from orchestrate.fsutil import read_regular_text, regular_lines
 from orchestrate.run.evaluation import EvaluationTotals, Evaluator, row_line
 from orchestrate.workflow.models import Workflow
 
@@ -71,7 +71,7 @@ def load_cases(run_dir: Path) -> list[Case]:
     rows = run_dir / "rows.jsonl"
     if rows.is_file():
         cases: dict[str, Case] = {}
-        for number, line in enumerate(read_regular_text(rows).splitlines(), 1):
+        for number, line in enumerate(regular_lines(rows), 1):
             if not line.strip():
                 continue
             try:
@@ -233,7 +233,7 @@ def outcomes_of(path: Path) -> dict[str, dict[str, Any]]:
     results = path / "results.jsonl"
     if results.is_file():
         found: dict[str, dict[str, Any]] = {}
-        for line in read_regular_text(results).splitlines():
+        for line in regular_lines(results):
             if line.strip():
                 entry = json.loads(line)
                 evaluation = entry.get("expectations") or {"outcomes": []}
