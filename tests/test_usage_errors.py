@@ -167,3 +167,18 @@ def test_a_missing_key_names_the_variable_and_suggests_simulate_in_one_line(tmp_
     line = "error: no API key for openai: set OPENAI_API_KEY, or try offline with --simulate"
     assert done.stderr == line + "\n" and len(line) <= 80
     assert "api_key=" not in done.stderr  # the Python API's argument, not the command line's
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["merge", "nothere"], "Missing option '--output' / '-o' (see 'orchestrate merge -h')"),
+        (["approve", "runs/x"], "Missing argument 'AGENT' (see 'orchestrate approve -h')"),
+        (["budget", "set"], "Missing argument 'SCOPE' (see 'orchestrate budget set -h')"),
+    ],
+)
+def test_a_missing_option_or_argument_is_named_in_one_line(
+    args: list[str], line: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, err = _main(args, capsys, monkeypatch)
+    assert (code, err) == (2, f"error: {line}\n")

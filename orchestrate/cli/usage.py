@@ -134,6 +134,9 @@ def usage_line(exc: BaseException, argv: Sequence[str]) -> str:
         if expected is not None:
             return f"{said}: expected {expected}"
         return f"{said}: {message[:1].lower()}{message[1:]}"
+    if type(exc).__name__ == "MissingParameter" or not message:  # its words are made by format_message
+        formatted = getattr(exc, "format_message", None)
+        message = " ".join(str(formatted() if callable(formatted) else exc).split())
     ctx = getattr(exc, "ctx", None)
     where = f" (see '{ctx.command_path} -h')" if ctx is not None and getattr(ctx, "command_path", None) else ""
-    return f"{message}{where}"
+    return f"{message.rstrip('.') if where else message}{where}"
