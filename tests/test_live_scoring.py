@@ -212,3 +212,30 @@ def test_a_dataset_row_tells_each_agents_outcome_before_the_row_ends(tmp_path: P
             f"chain row {key!r} first expectations: 0/1 passed, 1 failed; approves: expected 'approve'" in proc.stderr
         )
     assert "expectations missed by 2 of 2 agents scored" in proc.stderr
+
+
+def test_the_live_table_marks_an_agent_whose_expectation_failed() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from orchestrate.observe.progress import LiveTable
+
+    out = StringIO()
+    table = LiveTable(Console(file=out, width=300, height=30), clock=lambda: 0.0)
+    spec = {"name": "code", "module": "Finance", "model": "gpt-4o-mini"}
+    table(Event(EventType.WORKFLOW_STARTED, "w", None, {"agents": [spec], "cost_budget": 1.0}, workflow_name="inv"))
+    table(Event(EventType.AGENT_FINISHED, "w", "code", {"status": "completed", "cost": 0.001}, workflow_name="inv"))
+    failed = {"name": "GL account", "kind": "equals", "status": "fail", "expected": "6100", "got": "6200"}
+    data = {"owner": "code", "passed": 1, "failed": 1, "errors": 0, "skipped": 0, "total": 2, "outcomes": [failed]}
+    table(Event(EventType.EXPECTATIONS_CHECKED, "w", "code", data, workflow_name="inv"))
+    outputs = {"owner": "outputs", "passed": 1, "failed": 0, "errors": 0, "skipped": 0, "total": 1, "outcomes": []}
+    table(Event(EventType.EXPECTATIONS_CHECKED, "w", None, outputs, workflow_name="inv"))
+    table.console.print(table.render())
+    shown = out.getvalue()
+    row = table.state.workflows["w"].rows["code"]
+    assert row.expect_brief == "1 failed" and "(expect: 1" in shown  # the status cell (it may wrap)
+    assert row.expect == "expectations: 1/2 passed, 1 failed; GL account: expected '6100', got '6200'"
+    assert "expectations: 1/2 passed, 1 failed; GL account" in shown  # the why column
+    assert "outputs: expectations: 1/1 passed" in shown
+    assert "?" not in [row.name for row in table.state.workflows["w"].rows.values()]  # no row for the outputs
