@@ -441,3 +441,10 @@ def test_a_wait_cut_short_by_its_agents_end_leaves_the_queue() -> None:
     assert "2 calls queued" in draw(table, 80)
     table(ev(EventType.AGENT_FINISHED, "check_line", status="failed", error="agent timed out after 5s", cost=0.0))
     assert "paced by" not in draw(table, 80)
+
+
+def test_at_40_columns_the_token_count_goes_before_a_cost_is_cut() -> None:
+    frame = frames(40)[-1]
+    assert all(len(line) <= 40 for line in frame.splitlines()), frame
+    assert "$0.1234" in frame and "$0.000020" in frame and "…" not in frame, frame
+    assert "tokens" not in header(frame) + frame.splitlines()[2]

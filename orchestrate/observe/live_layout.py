@@ -117,8 +117,11 @@ class LiveLayout:
         over = need(keep) - width
         names = [i for i in keep if self.columns[i].kind == "name" and self.columns[i].header != "status"]
         # Still too wide: the names give way (down to their widest word), then the status (which wraps).
+        # A terminal narrower still: names fold inside a word, and the token count goes (the cost
+        # stays): no number is ever cut.
         shrinkable = [(i, max(_NAME_MIN, self.pieces[i])) for i in names]
         shrinkable += [(i, _STATUS_MIN) for i in keep if self.columns[i].header == "status"]
+        shrinkable += [(i, _NAME_MIN) for i in names]
         for i, least in shrinkable:
             if over <= 0:
                 break
@@ -126,6 +129,15 @@ class LiveLayout:
             if give > 0:
                 sizes[i] -= give
                 over -= give
+        for i in [i for i in keep if self.columns[i].header == "tokens"]:
+            if over > 0:
+                del sizes[i]
+                over -= floor[i] + 3
+        for i in [i for i in sizes if self.columns[i].header == "status"]:
+            if over > 0:  # the last resort: a status of a word a line
+                give = min(over, sizes[i] - 10)
+                sizes[i] -= max(0, give)
+                over -= max(0, give)
         texts = [i for i in keep if self.columns[i].kind == "text"]
         if texts:
             left = width - (sum(sizes.values()) + 3 * len(keep) + 1)
