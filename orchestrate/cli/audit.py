@@ -10,7 +10,15 @@ from typing import Annotated, Any
 
 import typer
 
-from orchestrate.cli.common import check_format, fail, format_option_info, is_interactive, json_option_info, print_json
+from orchestrate.cli.common import (
+    check_format,
+    fail,
+    format_option_info,
+    is_interactive,
+    json_option_info,
+    latest_run_dir,
+    print_json,
+)
 from orchestrate.fsutil import NotRegularFileError, open_regular, read_regular_text
 
 __all__ = ["app"]
@@ -62,7 +70,12 @@ def _result_head(run_dir: Path) -> list[tuple[str, dict[str, Any]]]:
 def verify(
     run_dirs: Annotated[
         list[Path],
-        typer.Argument(metavar="RUN_DIR...", help="Run folders, or folders of them.", show_default=False),
+        typer.Argument(
+            metavar="RUN_DIR...",
+            help="Run folders, or folders of them; latest: the newest in ./runs.",
+            show_default=False,
+            callback=latest_run_dir,
+        ),
     ],
     audit_sink: Annotated[
         Path | None,
@@ -125,7 +138,15 @@ def verify(
 
 @app.command("show")
 def show(
-    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run folder.", show_default=False)],
+    run_dir: Annotated[
+        Path,
+        typer.Argument(
+            metavar="RUN_DIR",
+            help="A run folder (latest: the newest in ./runs).",
+            show_default=False,
+            callback=latest_run_dir,
+        ),
+    ],
     fmt: FormatChoice = "text",
     json_output: JsonAlias = False,
 ) -> None:
