@@ -16,7 +16,7 @@ from rich.console import Console
 from orchestrate import EngineConfig, OrchestrationEngine, Workflow
 from orchestrate.errors import ProviderUnavailableError
 from orchestrate.money.rate_limit import RateLimitConfig, RateLimiterRegistry
-from orchestrate.observe.dataset_progress import PlainDatasetLog
+from orchestrate.observe.dataset_progress import LiveDataset, PlainDatasetLog
 from orchestrate.observe.live_layout import break_name
 from orchestrate.observe.progress import LiveTable, PlainLog
 from orchestrate.run.events import Event, EventType
@@ -448,3 +448,18 @@ def test_at_40_columns_the_token_count_goes_before_a_cost_is_cut() -> None:
     assert all(len(line) <= 40 for line in frame.splitlines()), frame
     assert "$0.1234" in frame and "$0.000020" in frame and "…" not in frame, frame
     assert "tokens" not in header(frame) + frame.splitlines()[2]
+
+
+def test_the_dataset_panel_at_80_columns_shows_the_items_and_the_limit_that_paces_it() -> None:
+    live = LiveDataset(
+        "invoices", Console(file=io.StringIO(), width=80), total=10, budget=None, spent=lambda: 0.0, in_flight=lambda: 3
+    )
+    live(Event(EventType.ITEMS_STARTED, "w1", "check_line", {"total": 12}))
+    for n in range(7):
+        live(Event(EventType.ITEM_FINISHED, "w1", "check_line", {"index": n, "status": "completed"}))
+    rate_events(live, 27, at=1000.0)
+    buffer = io.StringIO()
+    Console(file=buffer, width=80, color_system=None).print(live.render())
+    text = buffer.getvalue()
+    assert all(len(line) <= 80 for line in text.splitlines()), text
+    assert "7/12" in text and "openai 60/min (rate_limits.openai): 27 calls queued" in text, text
