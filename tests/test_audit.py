@@ -302,3 +302,47 @@ def test_heads_are_posted_to_an_audit_sink_url_and_a_refused_head_fails_the_run(
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert [(h["run_id"], h["seq"]) for h in received] == [(run_dir.name, 0), (run_dir.name, len(records(run_dir)) - 1)]
     assert received[0]["hash"] == records(run_dir)[0]["hash"]
+
+
+@pytest.mark.parametrize("key", [None, b"k3y"])
+def test_records_written_without_sorting_are_their_canonical_json_and_verify(tmp_path: Path, key: bytes | None) -> None:
+    """The hot records (call, tool_call, step_finished, row_finished) are built in sorted key order and
+    sealed without sorting: each line must be exactly the canonical JSON `verify` recomputes."""
+    import orjson
+
+    from orchestrate.observe.audit import AuditTrail
+    from orchestrate.observe.audit_chain import canonical
+    from orchestrate.run.events import Event, EventType, try_id
+
+    run = try_id("wf-1", 2)
+    trail = AuditTrail(tmp_path, start={"kind": "run", "b": {"z": 1, "a": 2}}, key=key, tries=True)
+    usage = {"input_tokens": 4, "cached_input_tokens": 0, "output_tokens": 3, "cost": 1e-6, "cached": False}
+    content = {"messages": [{"role": "user", "content": "Grüße"}], "answer": "ok"}
+    for notice in (None, "structured output fell back to JSON mode", {"kind": "fallback", "a": 1}):
+        data = {"provider": "simulated", "model": "m", "response_model": "m-1", **usage}
+        if notice is not None:
+            data["notice"] = notice
+        trail(Event(EventType.LLM_CALL, run, "check", data, content=content))
+    trail(Event(EventType.LLM_CALL, run, "check", {"provider": "openai", "model": "x", **usage}, content={}))
+    trail(Event(EventType.TOOL_CALL, run, "look", {"tool": "erp", "error": "x" * 400}, content={"arguments": {"b": 1}}))
+    for status in ("completed", "failed"):
+        trail(
+            Event(
+                EventType.AGENT_FINISHED,
+                run,
+                "step",
+                {"status": status, "output": {"y": 1, "a": [2]}, "error": "boom" if status == "failed" else None},
+            )
+        )
+    trail(Event(EventType.ROW_FINISHED, run, None, {"key": "r1", "row": 1, "status": "failed", "error": "bad"}))
+    trail(Event(EventType.ROW_FINISHED, run, None, {"key": "r2", "row": 2, "status": "completed"}))
+    trail.finish({"status": "completed"})
+    lines = (tmp_path / "audit.jsonl").read_bytes().splitlines()
+    kinds = [json.loads(line)["type"] for line in lines]
+    assert kinds.count("call") == 4 and "tool_call" in kinds and kinds.count("step_finished") == 2
+    assert kinds.count("row_finished") == 2
+    for line in lines:
+        record = orjson.loads(line)
+        record.pop("hash"), record.pop("mac", None)
+        assert line.startswith(canonical(record)[:-1] + b',"hash":'), line
+    assert verify_trail(tmp_path, key=key).holds

@@ -24,6 +24,7 @@ the end.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -44,6 +45,13 @@ _ERROR_CHARS = 300
 _TAIL_BYTES = 1 << 20  # where the last whole record is looked for when the trail fails (records are small)
 _SIMULATED = {"endpoint": "simulated", "region": None}
 _REGIONS = frozenset({"eu", "us", "au", "in", "jp", "ca", "uk"})
+_sha256 = hashlib.sha256
+_dumps = orjson.dumps
+_SORT_KEYS = orjson.OPT_SORT_KEYS
+_CALL_KEYS = sorted(
+    ("batch_id", "cache_hit", "cached_input_tokens", "cost", "endpoint", "input", "input_tokens", "model", "output")
+    + ("output_tokens", "prompt_template", "provider", "region", "request_id", "served_model")
+)
 
 
 class AuditTrail:
@@ -114,6 +122,7 @@ class AuditTrail:
         }
         self._prev = GENESIS
         self._seq = 0
+        # A call record's data with what is fixed per (agent, provider, model) filled in.
         self._routes: dict[tuple[str, str, str], dict[str, Any]] = {}
         resumed = self.path.is_file() and self.path.stat().st_size > 0
         if resumed:  # a resumed dataset run: the chain goes on from the last record
@@ -140,19 +149,35 @@ class AuditTrail:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def record(self, kind: str, data: Mapping[str, Any], *, run: str | None = None, agent: str | None = None) -> None:
-        """Seal and append one record (dropped once the trail has failed)."""
+    def record(
+        self,
+        kind: str,
+        data: Mapping[str, Any],
+        *,
+        run: str | None = None,
+        agent: str | None = None,
+        presorted: bool = False,
+    ) -> None:
+        """Seal and append one record (dropped once the trail has failed).
+
+        Args:
+            presorted: `data` (and any mapping in it) has its keys in sorted order: the record
+                is then written without sorting (`seal`), as the body is built in sorted order.
+        """
         journal = self._journal
         if journal is None:
             return
-        body = {"seq": self._seq, "time": self.clock(), "type": kind, "prev": self._prev, "data": data}
+        # The body's keys in sorted order: agent, data, prev, run, seq, time, try, type.
+        body: dict[str, Any] = {"agent": agent, "data": data} if agent is not None else {"data": data}
+        body["prev"] = self._prev
         if run is not None:
             body["run"] = run
-            if self.tries and kind != "row_finished":
-                body["try"] = try_of(run)
-        if agent is not None:
-            body["agent"] = agent
-        line, sealed = seal(body, self.key)
+        body["seq"] = self._seq
+        body["time"] = self.clock()
+        if run is not None and self.tries and kind != "row_finished":
+            body["try"] = try_of(run)
+        body["type"] = kind
+        line, sealed = seal(body, self.key, presorted=presorted)
         try:
             journal.write_line(line)
         except OSError as exc:  # no one told yet (the trail is being opened): said by the caller
@@ -257,14 +282,15 @@ class AuditTrail:
             c = event.content or {}
             self.record(
                 "tool_call",
-                {
-                    "tool": d.get("tool"),
+                {  # keys in sorted order (presorted)
                     "arguments": digest(c.get("arguments")),
-                    "result": digest(c.get("result")),
                     "error": self._text(d.get("error")),
+                    "result": digest(c.get("result")),
+                    "tool": d.get("tool"),
                 },
                 run=event.workflow_id,
                 agent=event.agent,
+                presorted=True,
             )
         elif kind is EventType.AGENT_FINISHED:
             self._finished(event)
@@ -309,17 +335,19 @@ class AuditTrail:
                 agent=event.agent,
             )
         elif kind is EventType.ROW_FINISHED:
+            error = d.get("error")
             self.record(
                 "row_finished",
-                {
+                {  # keys in sorted order (presorted)
+                    "cost": d.get("cost"),
+                    "error": self._text(error) if error is not None else None,
                     "key": d.get("key"),
                     "row": d.get("row"),
                     "status": d.get("status"),
-                    "cost": d.get("cost"),
                     "tokens": d.get("tokens"),
-                    "error": self._text(d.get("error")),
                 },
                 run=event.workflow_id,
+                presorted=True,
             )
         elif kind is EventType.AGENT_BUDGET_REFUSED or kind is EventType.USAGE_ANOMALY:
             name = "budget_refused" if kind is EventType.AGENT_BUDGET_REFUSED else "usage_anomaly"
@@ -336,32 +364,43 @@ class AuditTrail:
         d = event.data
         c = event.content or {}
         route = (event.agent or "", d["provider"], d["model"])
-        fixed = self._routes.get(route)
-        if fixed is None:  # what is the same for every call of an agent to a model: made once
+        shape = self._routes.get(route)
+        if shape is None:  # what is the same for every call of an agent to a model: made once
             where = _SIMULATED if d["provider"] == "simulated" else self.endpoints.get(route[::2], {})
-            fixed = self._routes[route] = {
-                "provider": d["provider"],
-                "model": d["model"],
-                "endpoint": where.get("endpoint"),
-                "region": where.get("region"),
-                "prompt_template": self.templates.get(route[0]),
-            }
-        data = {
-            **fixed,
-            "served_model": d.get("response_model"),
-            "input": digest(c.get("messages")),
-            "output": digest(c.get("answer") or ""),
-            "input_tokens": d["input_tokens"],
-            "cached_input_tokens": d["cached_input_tokens"],
-            "output_tokens": d["output_tokens"],
-            "cost": d["cost"],
-            "cache_hit": d["cached"],
-            "batch_id": d.get("batch_id"),
-            "request_id": d.get("request_id"),
-        }
-        if d.get("notice"):
-            data["fallback"] = d["notice"]
-        self.record("call", data, run=event.workflow_id, agent=event.agent)
+            shape = self._routes[route] = dict.fromkeys(_CALL_KEYS)  # in sorted order: the record is presorted
+            shape.update(
+                endpoint=where.get("endpoint"),
+                model=d["model"],
+                prompt_template=self.templates.get(route[0]),
+                provider=d["provider"],
+                region=where.get("region"),
+            )
+        messages = c.get("messages")
+        answer = c.get("answer") or ""
+        data = shape.copy()  # a key set again keeps its place: still in sorted order
+        data["batch_id"] = d.get("batch_id")
+        data["cache_hit"] = d["cached"]
+        data["cached_input_tokens"] = d["cached_input_tokens"]
+        data["cost"] = d["cost"]
+        # The digests made here, once, as `digest` makes them.
+        data["input"] = (
+            "sha256:" + _sha256(_dumps(messages, option=_SORT_KEYS, default=str)).hexdigest()
+            if messages.__class__ is list
+            else digest(messages)
+        )
+        data["input_tokens"] = d["input_tokens"]
+        data["output"] = (
+            "sha256:" + _sha256(answer.encode("utf-8", "surrogatepass")).hexdigest()
+            if answer.__class__ is str
+            else digest(answer)
+        )
+        data["output_tokens"] = d["output_tokens"]
+        data["request_id"] = d.get("request_id")
+        data["served_model"] = d.get("response_model")
+        notice = d.get("notice")
+        if notice:  # rare: sorted when sealed
+            data["fallback"] = notice
+        self.record("call", data, run=event.workflow_id, agent=event.agent, presorted=not notice)
 
     def _finished(self, event: Event) -> None:
         d = event.data
@@ -370,19 +409,20 @@ class AuditTrail:
         output = d.get("output")
         self.record(
             "step_finished",
-            {
-                "status": d.get("status"),
+            {  # keys in sorted order (presorted)
                 "code_step": d.get("provider") is None and d.get("model") is None,
+                "cost": d.get("cost"),
+                "error": self._text(d.get("error")),
+                "error_type": d.get("error_type"),
                 "input_fingerprint": d.get("fingerprint"),
                 "output": digest(output) if output is not None else None,
-                "cost": d.get("cost"),
-                "tokens": d.get("tokens_used"),
                 "retries": d.get("retry_count"),
-                "error_type": d.get("error_type"),
-                "error": self._text(d.get("error")),
+                "status": d.get("status"),
+                "tokens": d.get("tokens_used"),
             },
             run=event.workflow_id,
             agent=event.agent,
+            presorted=True,
         )
 
     def _text(self, text: Any) -> Any:

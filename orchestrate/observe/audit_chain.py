@@ -51,6 +51,8 @@ AUDIT_FILE = "audit.jsonl"
 KEY_ENV = "ORCHESTRATE_AUDIT_KEY"
 GENESIS = "0" * 64
 _SORTED = orjson.OPT_SORT_KEYS
+_dumps = orjson.dumps
+_sha256 = hashlib.sha256
 
 
 def canonical(body: Mapping[str, Any]) -> bytes:
@@ -80,17 +82,36 @@ def key_id(key: bytes) -> str:
     return hashlib.sha256(b"orchestrate-audit-key-id\0" + key).hexdigest()[:16]
 
 
-def seal(body: Mapping[str, Any], key: bytes | None) -> tuple[bytes, str]:
-    """The record's line (newline included) and its hash."""
-    data = canonical(body)
-    sealed = hashlib.sha256(data).hexdigest()
-    tail = f',"hash":"{sealed}"'
-    if key is not None:
-        tail += f',"mac":"{mac(key, data)}"'
-    return data[:-1] + tail.encode() + b"}\n", sealed
+def seal(body: Mapping[str, Any], key: bytes | None, *, presorted: bool = False) -> tuple[bytes, str]:
+    """The record's line (newline included) and its hash.
+
+    Args:
+        presorted: Every mapping in `body` already has its keys in sorted order, so its plain
+            JSON is its canonical JSON (the same bytes, made without sorting: a record's hot path).
+    """
+    data = _dumps(body, default=str) if presorted else _dumps(body, option=_SORTED, default=str)
+    sealed = _sha256(data).hexdigest()
+    if key is None:
+        return data[:-1] + f',"hash":"{sealed}"}}\n'.encode(), sealed
+    pads = _PADS.get(key) or _pads(key)  # `mac`, inline: a record's hot path
+    inner = pads[0].copy()
+    inner.update(data)
+    outer = pads[1].copy()
+    outer.update(inner.digest())
+    return data[:-1] + f',"hash":"{sealed}","mac":"{outer.hexdigest()}"}}\n'.encode(), sealed
 
 
 _PADS: dict[bytes, tuple[Any, Any]] = {}
+
+
+def _pads(key: bytes) -> tuple[Any, Any]:
+    """The key's inner and outer hashes (RFC 2104), made once per key."""
+    block = (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
+    pads = _PADS[key] = (
+        hashlib.sha256(bytes(b ^ 0x36 for b in block)),
+        hashlib.sha256(bytes(b ^ 0x5C for b in block)),
+    )
+    return pads
 
 
 def mac(key: bytes, data: bytes) -> str:
@@ -99,13 +120,7 @@ def mac(key: bytes, data: bytes) -> str:
     The keyed inner and outer hashes are made once per key and copied for each record:
     OpenSSL 3 sets up a new HMAC in about 15 us, a record's whole budget.
     """
-    pads = _PADS.get(key)
-    if pads is None:
-        block = (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
-        pads = _PADS[key] = (
-            hashlib.sha256(bytes(b ^ 0x36 for b in block)),
-            hashlib.sha256(bytes(b ^ 0x5C for b in block)),
-        )
+    pads = _PADS.get(key) or _pads(key)
     inner = pads[0].copy()
     inner.update(data)
     outer = pads[1].copy()
