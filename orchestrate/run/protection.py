@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
-from orchestrate.run.recognizers import KINDS, Recogniser, combined
+from orchestrate.run.recognizers import KINDS, PHONE_HINT, Recogniser, combined
 
 __all__ = ["ACTIONS", "DROPPED", "Policy", "Protector", "withheld"]
 
@@ -124,8 +124,10 @@ class Protector:
         self.counts: dict[str, int] = {}
         self._summary = policy.summary()  # the policy does not change: said once
         self._columns = {name: (action, _label(name)) for name, action in policy.columns.items()}
-        # Which recognisers can match a text with n digits and (not) an "@": one combined pattern each.
-        self._patterns: dict[tuple[bool, int], Recogniser | None] = {}
+        # Which recognisers can match a text with n digits, (not) an "@" and (not) a phone's hint
+        # (`PHONE_HINT`): one combined pattern each.
+        self._patterns: dict[tuple[bool, int, bool], Recogniser | None] = {}
+        self._phones = "phone" in policy.detect
 
     def __repr__(self) -> str:  # the vault stays out of any repr, log or traceback
         return f"Protector({self.policy.summary()!r}, {len(self._vault)} pseudonyms)"
@@ -197,12 +199,18 @@ class Protector:
 
     def scan_text(self, text: str) -> str:
         """`text` with what the `detect:` recognisers find replaced by pseudonyms."""
-        key = ("@" in text, min(len(_DIGIT.findall(text)), _ENOUGH_DIGITS))
+        digits = min(len(_DIGIT.findall(text)), _ENOUGH_DIGITS)
+        phone = self._phones and digits >= _MIN_DIGITS["phone"] and PHONE_HINT.search(text) is not None
+        key = ("@" in text, digits, phone)
         found = self._patterns.get(key)
         if found is None:
-            has_at, digits = key
-            kinds = tuple(k for k in self.policy.detect if digits >= _MIN_DIGITS[k] and (has_at or k != "email"))
-            found = self._patterns[key] = combined(kinds) if kinds else None
+            has_at = key[0]
+            kinds = tuple(
+                k
+                for k in self.policy.detect
+                if digits >= _MIN_DIGITS[k] and (has_at or k != "email") and (phone or k != "phone")
+            )
+            found = self._patterns[key] = combined(kinds, guard=digits >= _MIN_DIGITS["iban"]) if kinds else None
         if found is None:
             return text
         parts: list[str] = []
