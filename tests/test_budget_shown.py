@@ -33,3 +33,14 @@ def test_show_and_plan_give_a_budget_below_a_cent_in_full(tmp_path: Path) -> Non
     plan = cli.orchestrate("plan", WORKFLOW, "--budget", "0.0005", cwd=tmp_path, columns=80, ci=False)
     assert plan.returncode == 0, plan.stderr
     assert "; budget $0.0005" in plan.stdout
+
+
+def test_a_dataset_plan_of_one_row_says_row_and_its_budget_as_set(tmp_path: Path) -> None:
+    (tmp_path / "rows.csv").write_text("period\n2026-10\n")
+    plan = cli.orchestrate(
+        "plan", WORKFLOW, "--data", "rows.csv", "--budget", "0.0005", cwd=tmp_path, columns=80, ci=False
+    )
+    assert plan.returncode == 0, plan.stderr
+    first, cost = plan.stdout.splitlines()[:2]
+    assert first == "finance_month_end_close: 1 row to run"
+    assert cost.endswith("; dataset budget $0.0005")

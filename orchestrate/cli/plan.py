@@ -179,6 +179,7 @@ def print_batch_plan(
         print_json("dataset_plan", document)
         return
     from orchestrate.money.amounts import budget_usd, usd
+    from orchestrate.observe.summary import plural
 
     if pair is not None and whole is not None:
         where = source or f"--shard {pair[0]}/{pair[1]}"
@@ -192,7 +193,7 @@ def print_batch_plan(
     ceiling = " (the dataset budget binds)" if plan.budget_binds else ""
     budget_text = f"; dataset budget {budget_usd(plan.budget)}" if plan.budget is not None else "; no dataset budget"
     sys.stdout.write(
-        f"{plan.workflow}: {plan.rows} rows to run"
+        f"{plan.workflow}: {plural(plan.rows, 'row')} to run"
         + (f", {plan.invalid_rows} invalid" if plan.invalid_rows else "")
         + (f", each tried {plan.repeat} times" if plan.repeat > 1 else "")
         + f"\ncost: at least {usd(plan.min_cost)} if every row completes, at most {usd(plan.max_cost)}"
