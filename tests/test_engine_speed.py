@@ -168,3 +168,13 @@ def test_a_scrubbed_provider_error_hides_the_key_wherever_it_is_imported_from() 
         LLMError("bad key sk-secret-123456789", request_id="req-sk-secret-123456789"), "sk-secret-123456789"
     )
     assert "sk-secret-123456789" not in str(exc) and "sk-secret-123456789" not in (exc.request_id or "")
+
+
+def test_a_prompt_without_placeholders_takes_no_place_in_the_template_cache() -> None:
+    """Thousands of agents with plain prompts must not push out the templates that need compiling."""
+    from orchestrate.workflow import templates
+
+    before = templates._compile.cache_info().currsize
+    assert templates.static_prefix("Task 12345 with no placeholder") == "Task 12345 with no placeholder"
+    assert templates._compile.cache_info().currsize == before
+    assert templates.static_prefix("Review {{literal}} then {inputs.x}") == "Review {literal} then "

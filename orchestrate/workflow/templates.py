@@ -208,6 +208,8 @@ def lookup(ref: Reference, *, inputs: dict[str, Any], outputs: dict[str, Any]) -
 def static_prefix(template: str) -> str:
     """The text `template` renders to before its first placeholder (all of it when it has none):
     what every rendering of it starts with."""
+    if "{" not in template and "}" not in template:  # as `render`: no placeholder, nor a cache entry
+        return template
     pairs, tail = _compile(template)
     return pairs[0][0] if pairs else tail
 
