@@ -198,7 +198,7 @@ class OrchestrationEngine:
         rate-limit queue) is not even built when none does."""
         if self._routed != len(self.sinks):
             self._route()
-        return bool(self._routes[kind])
+        return bool(self._routes[kind._value_])
 
     def emit(self, event: Event) -> None:
         if self._routed != len(self.sinks):  # sinks appended to the list directly
