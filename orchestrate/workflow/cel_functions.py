@@ -12,6 +12,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import re2  # type: ignore[import-untyped]  # cel-python's regular expressions (RE2), installed with it
+
 from orchestrate.workflow.cel_values import CelError, Plain, Unsure
 
 __all__ = ["FUNCTIONS", "METHODS", "add", "div", "mod", "mul", "neg", "sub"]
@@ -190,8 +192,6 @@ def contains(a: Any, b: Any) -> bool:
 
 
 def matches(text: Any, pattern: Any) -> bool:
-    import re2  # type: ignore[import-untyped]  # cel-python's own regular expressions (RE2)
-
     _strings(text, pattern)
     try:
         return re2.search(pattern, text) is not None
