@@ -155,3 +155,14 @@ def test_report_in_chromium_shows_the_skipped_section_with_no_console_error(run:
     assert text.index("Problems") < text.index("Skipped")
     skipped = text[text.index("Skipped") :]
     assert CONDITION in skipped and CASCADE in skipped
+
+
+def test_show_of_one_skipped_agent_gives_its_reason_and_no_none_for_a_model_it_never_had(
+    run: dict[str, Any],
+) -> None:
+    shown = cli.orchestrate("show", str(run["dir"]), "post", cwd=run["folder"], columns=80, ci=False)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[1].startswith("skipped - ")
+    assert lines[2] == "Finance | gpt-4o-mini | after totals"
+    assert f"skipped: {CONDITION}" in shown.stdout and "None" not in shown.stdout

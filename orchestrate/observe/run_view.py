@@ -226,16 +226,7 @@ def agent_renderables(document: Mapping[str, Any], name: str) -> list[Any]:
             f"{plural(int(agent.get('tokens_used') or 0), 'token')}, "
             f"{usd(float(agent.get('cost') or 0))}, {float(agent.get('execution_time') or 0):.2f}s"
         ),
-        Text(
-            f"{agent.get('module')} | "
-            + (
-                f"code step {meta['function']}"
-                if meta.get("function")
-                else f"{agent.get('provider') or '?'} / {agent.get('model')}"
-            )
-            + (f" | after {', '.join(agent['dependencies'])}" if agent.get("dependencies") else ""),
-            style="dim",
-        ),
+        Text(" | ".join(_where(agent, meta)), style="dim"),
     ]
 
     def section(heading: str, body: str) -> None:
@@ -289,3 +280,19 @@ def _inline(value: Any) -> str:
 
 def _indent(text: str) -> str:
     return "\n".join("  " + line if line else "" for line in text.splitlines()) or "  (empty)"
+
+
+def _where(agent: Mapping[str, Any], meta: Mapping[str, Any]) -> list[str]:
+    """Module, what answered (a code step's function, or provider / model), what it ran after.
+
+    An agent that never ran (skipped, cancelled before its start) may have no provider or model:
+    only what is known is said, never ``? / None``.
+    """
+    parts = [str(agent.get("module"))]
+    if meta.get("function"):
+        parts.append(f"code step {meta['function']}")
+    elif agent.get("provider") or agent.get("model"):  # a skipped agent has its model, not yet a provider
+        parts.append(" / ".join(str(v) for v in (agent.get("provider"), agent.get("model")) if v))
+    if agent.get("dependencies"):
+        parts.append(f"after {', '.join(agent['dependencies'])}")
+    return parts
