@@ -392,3 +392,36 @@ def test_names_the_condition_does_not_read_are_not_converted() -> None:
     variables = {"inputs": {"region": "EU"}, "risk-rating": {"output": None}, "tool": {"output": {1, 2}}}
     assert condition.evaluate(variables) is True
     assert condition.interpret(variables) is True
+
+
+async def test_a_when_downstream_of_a_hyphenated_agent_is_evaluated(tmp_path: Path) -> None:
+    # Every upstream agent is a variable of a when: condition; cel-python refused the whole
+    # activation for a name that is not a CEL identifier, so the agent failed.
+    from orchestrate import EngineConfig, OrchestrationEngine, RetryPolicy
+    from orchestrate.workflow.loader import load_workflow_text
+    from tests.scripted import FakeSleep, ScriptedClient
+
+    module = f"steps_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{module}.py").write_text("def echo(**kwargs):\n    return kwargs\n")
+    text = f"""
+name: hyphen
+defaults: {{module: Finance}}
+inputs:
+  region: {{type: string, default: EU}}
+agents:
+  - name: risk-rating
+    function: "{module}:echo"
+    arguments: {{level: high}}
+  - name: notify
+    dependencies: [risk-rating]
+    when: "inputs.region == 'EU'"
+    function: "{module}:echo"
+    arguments: {{sent: true}}
+"""
+    workflow = load_workflow_text(text, file=str(tmp_path / "wf.yaml"))
+    config = EngineConfig(rate_limit_config=None, default_retry_policy=RetryPolicy(jitter=False))
+    engine = OrchestrationEngine(ScriptedClient(), config, sleep=FakeSleep())
+    done = await engine.execute_workflow(await engine.register_workflow(workflow))
+    await engine.shutdown()
+    notify = done.get_agent_by_name("notify")
+    assert notify.status.value == "completed", notify.result.error if notify.result else None
