@@ -100,3 +100,28 @@ def test_the_example_codes_invoices_with_five_kinds_a_rubric_and_answers_that_fa
     lines = [json.loads(line) for line in results.read_text().splitlines()]
     failing = [line for line in lines if line["expectations"]["failed"]]
     assert 0 < len(failing) < len(lines)
+
+
+def test_without_content_expected_and_got_are_withheld_in_every_file(tmp_path: Path) -> None:
+    text = WORKFLOW.replace("equals: approve", "equals: '{row.expected}'") + "data_protection: {store_content: false}\n"
+    (tmp_path / "wf.yaml").write_text(text)
+    (tmp_path / "rows.csv").write_text("vendor,expected\nA,approve SECRETWANT\n")
+    (tmp_path / "answers.yaml").write_text("decide: hold SECRETGOT\n")
+    (tmp_path / "single.yaml").write_text(WORKFLOW + "data_protection: {store_content: false}\n")
+    single = orchestrate(
+        "run", "single.yaml", "--simulate", "--answers", "answers.yaml", "-o", "one", cwd=tmp_path
+    )  # fmt: skip
+    dataset = orchestrate(
+        "run", "wf.yaml", "--simulate", "--answers", "answers.yaml", "--data", "rows.csv", "--key", "vendor",
+        "-o", "many", "--junit", "junit.xml", cwd=tmp_path,
+    )  # fmt: skip
+    assert single.returncode == 5 and dataset.returncode == 5, single.stderr + dataset.stderr
+    for folder in (tmp_path / "one", tmp_path / "many"):
+        (run_dir,) = folder.iterdir()
+        for path in run_dir.iterdir():
+            if path.is_file():
+                assert "SECRET" not in path.read_text(errors="replace"), path
+    result = json.loads(next((tmp_path / "one").iterdir()).joinpath("result.json").read_text())
+    (missed,) = [o for o in result["expectations"]["outcomes"] if o["status"] == "fail"]
+    assert missed["name"] == "approves" and missed["got"] != "hold SECRETGOT"
+    assert "SECRET" not in (tmp_path / "junit.xml").read_text()

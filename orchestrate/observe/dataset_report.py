@@ -346,7 +346,13 @@ class DatasetRecorder:
         if workflow.evaluation is not None:
             from orchestrate.run.evaluation import row_line
 
-            line["expectations"] = row_line(workflow.evaluation)
+            scored = row_line(workflow.evaluation)
+            protector = workflow.protector
+            if protector is not None and not protector.policy.store_content:  # expected and got quote content
+                from orchestrate.run.protection import evaluation_without_content
+
+                scored = evaluation_without_content(scored)
+            line["expectations"] = scored
         self._rank(line)
         self._line(line)
 

@@ -36,7 +36,7 @@ from typing import Any
 
 from orchestrate.run.recognizers import KINDS, PHONE_HINT, Recogniser, combined
 
-__all__ = ["ACTIONS", "DROPPED", "Policy", "Protector", "withheld"]
+__all__ = ["ACTIONS", "DROPPED", "Policy", "Protector", "evaluation_without_content", "withheld"]
 
 ACTIONS = ("pseudonymize", "mask", "drop", "keep")
 DROPPED = "[withheld]"
@@ -286,6 +286,11 @@ class Protector:
         document["content_kept"] = False
         document["inputs"] = {k: withheld(v) for k, v in (document.get("inputs") or {}).items()}
         document["agents"] = [_agent_without_content(a) for a in document.get("agents") or ()]
+        if isinstance(document.get("expectations"), dict):  # what was expected and what came: content
+            document["expectations"] = evaluation_without_content(document["expectations"])
+        # A row's columns that expectations read (rows.jsonl): not kept; `orchestrate eval` reads
+        # them from the data file again (its --data).
+        document.pop("columns", None)
         return document
 
     def _try(self, run: Mapping[str, Any]) -> dict[str, Any]:
@@ -322,8 +327,22 @@ def _agent_without_content(row: Mapping[str, Any]) -> dict[str, Any]:
             else withheld(item)
             for item in meta["items"]
         ]
+    if meta.get("expectations"):
+        meta["expectations"] = [_outcome_without_content(o) for o in meta["expectations"]]
     row["metadata"] = meta
     return row
+
+
+def evaluation_without_content(document: Mapping[str, Any]) -> dict[str, Any]:
+    """An evaluation document (result.json's ``expectations``, a results.jsonl line's) with each
+    outcome's expected and got withheld: they quote the answers (and the row's columns)."""
+    return {**document, "outcomes": [_outcome_without_content(o) for o in document.get("outcomes") or ()]}
+
+
+def _outcome_without_content(outcome: Any) -> Any:
+    if not isinstance(outcome, Mapping):
+        return outcome
+    return {**outcome, **{k: withheld(outcome[k]) for k in ("expected", "got") if outcome.get(k) is not None}}
 
 
 @lru_cache(maxsize=256)
@@ -338,12 +357,7 @@ def without_content(document: dict[str, Any]) -> dict[str, Any]:
         return document
     changed: dict[str, Any] = {k: withheld(data[k]) for k in ("output", "message") if data.get(k) is not None}
     if data.get("outcomes"):  # expectations_checked: what was expected and what came are content
-        changed["outcomes"] = [
-            {**o, **{k: withheld(o[k]) for k in ("expected", "got") if o.get(k) is not None}}
-            if isinstance(o, dict)
-            else o
-            for o in data["outcomes"]
-        ]
+        changed["outcomes"] = [_outcome_without_content(o) for o in data["outcomes"]]
     if not changed:
         return document
     return {**document, "data": {**data, **changed}}
