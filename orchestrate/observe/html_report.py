@@ -358,7 +358,7 @@ def _skipped(run: RunFolder) -> str:
         [
             f'<a href="#{_e(_agent_anchor(run, agent))}">{_e(agent.get("name"))}</a>',
             _badge("skipped"),
-            _e((agent.get("metadata") or {}).get("skipped") or "no reason recorded"),
+            _e(step_reason(agent) or "skipped: no reason recorded"),  # as show, JUnit and the summary say it
         ]
         for agent in run.result.get("agents", [])
         if agent.get("status") == "skipped"

@@ -154,8 +154,8 @@ def closing_lines(
     failures = failure_lines(document)
     if failures:
         lines.append("why:")
-        lines.extend(failures)
-    lines.extend(skipped_lines(document))
+        lines.extend(_fit(failures, width))
+    lines.extend(_fit(skipped_lines(document), width))
     lines.extend(answer_lines(document, show_command(run_dir), width=width))
     lines.extend(approval_lines(document, width=width))
     lines.append(f"run folder: {run_dir}")
@@ -203,6 +203,30 @@ def _quote(text: str) -> str:
     import shlex
 
     return shlex.quote(text)
+
+
+def _fit(lines: list[str], width: int | None) -> list[str]:
+    """Each line longer than a terminal's `width` broken between words, the rest indented under it
+    (a reason the terminal would otherwise wrap in the middle of a word or an amount)."""
+    if width is None:
+        return lines
+    fitted: list[str] = []
+    for line in lines:
+        indent = line[: len(line) - len(line.lstrip(" "))]
+        if len(line) <= width:
+            fitted.append(line)
+            continue
+        fitted.extend(
+            textwrap.wrap(
+                line.strip(),
+                width,
+                initial_indent=indent,
+                subsequent_indent=indent + "    ",
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+        )
+    return fitted
 
 
 def reuse_lines(document: Mapping[str, Any]) -> list[str]:
