@@ -6,7 +6,11 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import re
+import select
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -463,3 +467,83 @@ def test_the_dataset_panel_at_80_columns_shows_the_items_and_the_limit_that_pace
     text = buffer.getvalue()
     assert all(len(line) <= 80 for line in text.splitlines()), text
     assert "7/12" in text and "openai 60/min (rate_limits.openai): 27 calls queued" in text, text
+
+
+# --------------------------------------------------------------------------- in a real terminal, 80 columns
+
+LIVE = """\
+name: vendor_close
+rate_limits:
+  simulated: {requests_per_minute: 300}
+inputs:
+  lines: {type: array, default: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]}
+agents:
+  - name: reconcile_vendor_statements_quarterly
+    module: Finance
+    foreach: "{inputs.lines}"
+    max_items: 10
+    prompt_template: Reconcile line {item}.
+    llm_config: {model: gpt-4o-mini, max_tokens: 20}
+  - name: post_adjusting_journal_entries
+    module: Finance
+    dependencies: [reconcile_vendor_statements_quarterly]
+    prompt_template: Post the entries.
+    llm_config: {model: gpt-4o-mini, max_tokens: 20}
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX pseudo-terminals")
+def test_a_live_run_at_80_columns_keeps_its_layout_and_shows_items_and_pacing(tmp_path: Path) -> None:
+    import fcntl
+    import pty
+    import struct
+    import subprocess
+    import termios
+
+    (tmp_path / "live.yaml").write_text(LIVE)
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 80, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "NO_COLOR") and not k.endswith("_API_KEY")}
+    env.update(TERM="xterm-256color", COLUMNS="80", LINES="30")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrate", "run", "live.yaml", "--simulate"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        cwd=tmp_path,
+        env=env,
+        start_new_session=True,
+    )
+    os.close(slave)
+    chunks: list[bytes] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            elif proc.poll() is not None:
+                break
+        code = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode("utf-8", "replace"))
+    assert code == 0, screen
+    headers = {line.strip() for line in screen.splitlines() if line.startswith("┏")}
+    assert len(headers) == 1, screen  # every frame has the same columns, the same widths
+    rows = [line.rstrip() for line in screen.splitlines() if line[:1] in ("┏", "┃", "┡", "│", "└")]
+    assert rows and all(len(line) <= 80 for line in rows), screen
+    assert re.search(r"\d+/10 items", screen), screen
+    assert "paced by simulated 300/min (rate_limits.simulated): " in screen, screen
+    cells = {line.split("│")[1].strip() for line in screen.splitlines() if line.startswith("│")}
+    assert "reconcile_vendor_statements_" in cells or "reconcile_vendor_" in cells, screen
+    assert not any(cell.endswith(("reconcil", "statemen", "quarterl")) for cell in cells), screen
