@@ -67,6 +67,9 @@ def test_a_single_run_repeated_reports_its_pass_rate_and_books_every_try(tmp_pat
     costs = json.loads((run_dir / "cost.json").read_text())
     assert result["expectations"]["tries"] == 4 and result["expectations"]["tries_passed"] == 2
     assert result["repeat"]["tries"] == 4
+    # The agent shown is the first try's, and so are its own outcomes (not the last try's).
+    (agent,) = result["agents"]
+    assert agent["output"]["text"] == "approve" and agent["metadata"]["expectations"][0]["status"] == "pass"
     jsonschema.validate(result, RESULT_SCHEMA)
     assert problems_in(run_dir)[0] == []  # every file of the folder matches its shipped schema
     assert len(costs["calls"]) == 4  # every try's call, in the run's own cost.json

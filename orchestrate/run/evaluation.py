@@ -168,7 +168,7 @@ class Evaluator:
             per_target.append((target, outcomes))
         if pending:
             await asyncio.gather(*pending)
-        document = _document(per_target, judge_cost[0], live=results is None)
+        document = _document(per_target, judge_cost[0], live=results is None, workflow=workflow)
         if results is None:
             workflow.total_cost += judge_cost[0]
         workflow.evaluation = document
@@ -350,9 +350,16 @@ def _not_completed(name: str, result: Mapping[str, Any]) -> str:
     return f"agent {name!r} ended {status}" + (f": {error}" if error else "")
 
 
-def _document(per_target: list[tuple[_Target, list[Outcome]]], judge_cost: float, *, live: bool) -> dict[str, Any]:
+def _document(
+    per_target: list[tuple[_Target, list[Outcome]]],
+    judge_cost: float,
+    *,
+    live: bool,
+    workflow: Workflow | None = None,
+) -> dict[str, Any]:
     """The evaluation document; with `live`, each agent's outcomes also go into its result's
-    metadata (result.json's agents[].metadata.expectations), the same dictionaries."""
+    metadata (result.json's agents[].metadata.expectations), the same dictionaries, when the
+    evaluator's agent is `workflow`'s own (not a template's, nor the first try's scoring a repeat)."""
     counts = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
     key = {"pass": "passed", "fail": "failed", "error": "errors", "skipped": "skipped"}
     outcomes = []
@@ -365,7 +372,8 @@ def _document(per_target: list[tuple[_Target, list[Outcome]]], judge_cost: float
             outcomes.append({"agent": target.owner, **entry})
         agent = target.agent
         if live and agent is not None and agent.result is not None:
-            agent.result.metadata["expectations"] = own
+            if workflow is None or workflow.get_agent_by_name(target.owner) is agent:
+                agent.result.metadata["expectations"] = own
     return {**counts, "total": sum(counts.values()), "judge_cost": round(judge_cost, 10), "outcomes": outcomes}
 
 

@@ -181,7 +181,7 @@ class LiveScoring:
             await asyncio.gather(*pending)
         for owner, outcomes in late:
             self._tell(workflow, owner, outcomes)
-        document = _document(per_target, run.judge_cost[0], live=True)
+        document = _document(per_target, run.judge_cost[0], live=True, workflow=workflow)
         workflow.total_cost += run.judge_cost[0]
         workflow.evaluation = document
         return document
