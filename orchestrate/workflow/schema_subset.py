@@ -89,11 +89,24 @@ def _type(spec: Any, schema: dict[str, Any]) -> Check:
         raise _Outside("type")
     for name in names:
         _is_type(name, None)  # an unknown type name is outside
+    if len(names) == 1 and names[0] in _ONE_TYPE:
+        return _ONE_TYPE[names[0]]
 
     def typed(value: Any) -> bool:
         return any(_is_type(name, value) for name in names)
 
     return typed
+
+
+_ONE_TYPE: dict[str, Check] = {  # `_is_type` for one name, False for anything but plain JSON values
+    "object": lambda value: type(value) is dict,
+    "array": lambda value: type(value) is list,
+    "string": lambda value: type(value) is str,
+    "boolean": lambda value: type(value) is bool,
+    "null": lambda value: value is None,
+    "number": lambda value: type(value) in _NUMBER_TYPES,
+    "integer": lambda value: type(value) is int or (type(value) is float and value.is_integer()),
+}
 
 
 def _required(spec: Any, schema: dict[str, Any]) -> Check:
