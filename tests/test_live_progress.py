@@ -547,3 +547,24 @@ def test_a_live_run_at_80_columns_keeps_its_layout_and_shows_items_and_pacing(tm
     cells = {line.split("│")[1].strip() for line in screen.splitlines() if line.startswith("│")}
     assert "reconcile_vendor_statements_" in cells or "reconcile_vendor_" in cells, screen
     assert not any(cell.endswith(("reconcil", "statemen", "quarterl")) for cell in cells), screen
+
+
+def test_a_provider_whose_headers_say_nothing_remains_is_named_as_what_holds_the_next_call(tmp_path: Path) -> None:
+    from tests.fake_provider import FakeProvider
+
+    # Every answer says no request remains until 2 s from now: the next agent's call waits for it.
+    with FakeProvider(headers={"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "2s"}) as fake:
+        llm = f"{{model: gpt-4o-mini, base_url: '{fake.url}/v1', max_tokens: 20}}"
+        (tmp_path / "chain.yaml").write_text(
+            "name: chain\ndefaults: {module: Finance}\nrate_limits:\n  openai: {requests_per_minute: 6000}\nagents:\n"
+            f"  - name: first\n    prompt_template: one\n    llm_config: {llm}\n"
+            f"  - name: second\n    dependencies: [first]\n    prompt_template: two\n    llm_config: {llm}\n"
+        )
+        done = orchestrate(
+            "run", "chain.yaml", "--format", "json", cwd=tmp_path, columns=80, env={"OPENAI_API_KEY": "sk-test"}
+        )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["runs"][0]["status"] == "completed"
+    paused = "openai, paused by the provider (a 429 or an exhausted quota)"
+    assert f"chain paced by {paused}: 1 call queued" in done.stderr, done.stderr
+    assert re.search(rf"chain/second rate limited: waited \d+\.\d\ds for {re.escape(paused)}\n", done.stderr)
