@@ -239,3 +239,34 @@ def test_the_live_table_marks_an_agent_whose_expectation_failed() -> None:
     assert "expectations: 1/2 passed, 1 failed; GL account" in shown  # the why column
     assert "outputs: expectations: 1/1 passed" in shown
     assert "?" not in [row.name for row in table.state.workflows["w"].rows.values()]  # no row for the outputs
+
+
+def test_a_judge_is_retried_and_answered_from_the_response_cache_like_an_agent(
+    tmp_path: Path, server: FakeProvider
+) -> None:
+    from tests.fake_provider import Fault
+
+    server.rewrite = answering({"FIRST": "hold"}, judge={"score": 0.9, "reason": "says hold"})
+    llm = f"{{model: gpt-4o-mini, max_tokens: 20, base_url: '{server.url}/v1'}}"
+    (tmp_path / "wf.yaml").write_text(
+        f"name: judged\nagents:\n  - name: first\n    module: Finance\n    llm_config: {llm}\n"
+        f"    prompt_template: 'FIRST: decide'\n    expect:\n{WITH_RUBRIC}"
+    )
+    server.script(Fault(), Fault(status=503, body={"error": {"message": "overloaded"}}))  # the judge's first try
+    env = {"OPENAI_API_KEY": KEY}
+    proc = cli.orchestrate("run", "wf.yaml", "--cache", "cache", "-o", "a", cwd=tmp_path, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert len(server.requests) == 3  # the agent, the judge refused with a 503, the judge again
+    (run_dir,) = (tmp_path / "a").iterdir()
+    events = events_of(run_dir)
+    assert [e["agent"] for e in events if e["type"] == "agent_retrying"] == ["first.judge"]
+    (checked,) = [e for e in events if e["type"] == "expectations_checked"]
+    assert checked["data"]["passed"] == 1
+    # Again, with the same cache: the agent and its judge are answered from it, nothing is asked.
+    again = cli.orchestrate("run", "wf.yaml", "--cache", "cache", "-o", "b", cwd=tmp_path, env=env, timeout=120)
+    assert again.returncode == 0 and len(server.requests) == 3, again.stdout + again.stderr
+    (run_dir,) = (tmp_path / "b").iterdir()
+    calls = json.loads((run_dir / "cost.json").read_text())["calls"]
+    assert sorted((c["agent"], c["cached"]) for c in calls) == [("first", True), ("first.judge", True)]
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["expectations"]["outcomes"][0]["score"] == 0.9
