@@ -590,7 +590,8 @@ class AgentExecutor:
         )
         lead = False
         if prefix is not None:
-            specs = sorted(specs, key=lambda spec: str(spec.get("name")))  # stable first: one order, always
+            if specs:
+                specs = sorted(specs, key=lambda spec: str(spec.get("name")))  # stable first: one order, always
             if prefix.cacheable and self.prompt_cache.warm_up and not batched:
                 lead = await self.prompt_cache.warmup.enter(prefix.digest)  # send-one-then-fan
         rate = (self.tracker.batch_rate(client.provider) if batched else 1.0) * uplift
@@ -969,19 +970,18 @@ def fold_usage(result: AgentResult) -> None:
         return
     result.cost = usage.cost
     result.tokens_used = usage.input_tokens + usage.output_tokens
-    result.metadata.update(
-        calls=usage.calls,
-        input_tokens=usage.input_tokens,
-        cached_input_tokens=usage.cached_input_tokens,
-        output_tokens=usage.output_tokens,
-        reasoning_tokens=usage.reasoning_tokens,
-        tool_calls=usage.tool_calls,
-        cached_calls=usage.cached_calls,
-        rate_limited_seconds=usage.rate_limited_seconds,
-    )
+    meta = result.metadata  # set one by one, in this order (not update(**...), which builds a dict to copy)
+    meta["calls"] = usage.calls
+    meta["input_tokens"] = usage.input_tokens
+    meta["cached_input_tokens"] = usage.cached_input_tokens
+    meta["output_tokens"] = usage.output_tokens
+    meta["reasoning_tokens"] = usage.reasoning_tokens
+    meta["tool_calls"] = usage.tool_calls
+    meta["cached_calls"] = usage.cached_calls
+    meta["rate_limited_seconds"] = usage.rate_limited_seconds
     if usage.errors:
-        result.metadata["errors"] = usage.errors[-5:]
+        meta["errors"] = usage.errors[-5:]
     if usage.tool_log:
-        result.metadata["tool_log"] = usage.tool_log[-50:]
+        meta["tool_log"] = usage.tool_log[-50:]
     if usage.anomalies:
-        result.metadata["usage_anomalies"] = list(usage.anomalies)
+        meta["usage_anomalies"] = list(usage.anomalies)

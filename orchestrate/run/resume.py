@@ -20,27 +20,37 @@ from typing import Any
 from orchestrate.errors import UserInputError
 from orchestrate.workflow.models import Agent, AgentResult, AgentStatus, Workflow
 
-__all__ = ["definition_digest", "fingerprint", "plan_resume", "prior_results", "refuse_special_files"]
+__all__ = [
+    "definition_digest",
+    "definition_text",
+    "fingerprint",
+    "plan_resume",
+    "prior_results",
+    "refuse_special_files",
+]
 
 
 def fingerprint(agent: Agent, prompt: str) -> str:
     """A digest of what decides an agent's answer: its definition and its rendered prompt."""
-    digest = definition_digest(agent)
-    digest.update(b"\x00")
-    digest.update(prompt.encode())
-    return digest.hexdigest()
+    # One hash of the whole text: the same digest as the definition's hash updated with the
+    # rest, without the two updates.
+    return hashlib.blake2b(f"{definition_text(agent)}\x00{prompt}".encode(), digest_size=16).hexdigest()
 
 
 def definition_digest(agent: Agent) -> Any:
-    """A hash (hashlib object) of an agent's definition, to which `fingerprint` adds the prompt.
+    """A hash (hashlib object) of an agent's definition, to which `fingerprint` adds the prompt."""
+    return hashlib.blake2b(definition_text(agent).encode(), digest_size=16)
 
-    The definition is hashed through `repr` (with llm_config's keys sorted), which
-    is stable for the same workflow file and several times cheaper than JSON.
+
+def definition_text(agent: Agent) -> str:
+    """The text of an agent's definition that its fingerprint hashes.
+
+    Written through `repr` (with llm_config's keys sorted), which is stable for the
+    same workflow file and several times cheaper than JSON.
     """
     # `batch` says how the call is sent, not what it asks: switching it keeps the answers.
     function = "" if agent.function is None else f", {agent.function!r}"
-    text = f"({_config_repr(agent.llm_config)}, {agent.tools!r}, {agent.output_schema!r}, {agent.dependencies!r}{function})"
-    return hashlib.blake2b(text.encode(), digest_size=16)
+    return f"({_config_repr(agent.llm_config)}, {agent.tools!r}, {agent.output_schema!r}, {agent.dependencies!r}{function})"
 
 
 # llm_config items as given, and their values' types (1, 1.0 and True are equal keys) -> their text

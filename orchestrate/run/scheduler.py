@@ -29,7 +29,7 @@ from orchestrate.run.events import Event, EventType
 from orchestrate.run.executor import AgentExecutor, fold_usage
 from orchestrate.run.failures import FailureHandler
 from orchestrate.run.fanout import run_items, step_input
-from orchestrate.run.resume import definition_digest
+from orchestrate.run.resume import definition_digest, fingerprint
 from orchestrate.run.workers import guard_exit
 from orchestrate.workflow.graph import DependencyGraph, expected_seconds, remaining_work
 from orchestrate.workflow.models import Agent, AgentResult, AgentStatus, Workflow, WorkflowStatus
@@ -559,9 +559,9 @@ class WorkflowRun:
     def _fingerprint(self, i: int, text: str) -> str:
         """`resume.fingerprint` of agent `i`, its definition's part hashed once per shape."""
         shape = self.shape
-        digest = shape.definition(i, self.agents[i])
-        if shape.shared:
-            digest = digest.copy()  # the shape keeps the original for every other run
+        if not shape.shared:  # each agent's definition hashed once a run: one hash of it all
+            return fingerprint(self.agents[i], text)
+        digest = shape.definition(i, self.agents[i]).copy()  # the shape keeps the original for every other run
         digest.update(b"\x00")
         digest.update(text.encode())
         return digest.hexdigest()
@@ -691,7 +691,7 @@ class _Timing:
 def _finished_event(wf: Workflow, agent: Agent, result: AgentResult) -> Event:
     meta = result.metadata
     data = {
-        "status": result.status.value,
+        "status": result.status._value_,  # not `.value`: a Python-level descriptor in an Enum
         "error": result.error,
         "tokens_used": result.tokens_used,
         "cost": result.cost,
