@@ -67,7 +67,7 @@ def test_a_runs_inputs_under_the_policy_are_in_no_file_and_a_resume_is_given_the
 
         alone = orchestrate("run", "--resume", str(run_dir), "-o", "again", cwd=tmp_path)
         assert alone.returncode == 2 and "Traceback" not in alone.stderr
-        assert "employee_name, iban, national_id, notes are protected by the workflow's data_protection" in alone.stderr
+        assert "employee_name, iban, national_id, notes are protected (the workflow's data_protection policy" in alone.stderr
         assert f"--resume {run_dir} --input employee_name=... --input iban=..." in alone.stderr
 
         wrong = [*INPUTS[:4], "notes=reach her at someone.else@example.org"]
@@ -111,3 +111,22 @@ def test_a_dataset_runs_shared_inputs_under_the_policy_are_in_no_file(tmp_path: 
     assert record["inputs"] == {} and list(record["withheld_inputs"]) == ["notes"]
     result = json.loads((run_dir / "result.json").read_text())
     assert result["inputs"]["notes"].startswith("reach her at EMAIL_")  # the protected form, as the rows saw it
+
+
+def test_no_content_withholds_every_input_even_without_a_policy(tmp_path: Path) -> None:
+    (tmp_path / "offer.yaml").write_text(
+        "name: offer\ndefaults:\n  module: HR\n  llm_config: {model: gpt-4o-mini}\n"
+        "inputs:\n  employee_name: {type: string}\n  grade: {type: string}\n"
+        "agents:\n  - {name: review, prompt_template: 'Review the offer for {employee_name}, grade {grade}'}\n"
+    )
+    args = ["--input", f"employee_name={NAME}", "--input", "grade=B2"]
+    done = orchestrate("run", "offer.yaml", "--simulate", "--no-content", *args, "-o", "runs", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert _leaks(run_dir) == {}
+    record = json.loads((run_dir / "invocation.json").read_text())
+    assert record["inputs"] == {} and sorted(record["withheld_inputs"]) == ["employee_name", "grade"]
+    alone = orchestrate("run", "--resume", str(run_dir), "-o", "again", cwd=tmp_path)
+    assert alone.returncode == 2 and "its input(s) employee_name, grade are protected" in alone.stderr
+    again = orchestrate("run", "--resume", str(run_dir), *args, "-o", "again", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr

@@ -300,7 +300,9 @@ class _DatasetSession:
             from orchestrate.run.batch_ledger import open_batches
 
             carried = open_batches(run_dir)
-        pseudonyms = pseudonyms_for(template, resume, shard=shard_salt)  # a resume's: the same person keeps their token
+        pseudonyms = pseudonyms_for(
+            template, resume, shard=shard_salt, no_content=inv.no_content
+        )  # a resume's: the same person keeps their token
         if resume is None:
             run_dir = shard_dir or new_run_dir(inv.output_dir, template.name)
         protector = protect_workflow(template, no_content=inv.no_content, secret=pseudonyms)

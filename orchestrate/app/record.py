@@ -287,8 +287,8 @@ def _inputs_again(
     if "inputs" not in explicit or any(name not in given.inputs for name in names):
         missing = [name for name in names if name not in given.inputs]
         raise UserInputError(
-            f"{given.resume}: its input(s) {', '.join(missing)} are protected by the workflow's data_protection "
-            "policy and not kept in the run folder: give them again: orchestrate run --resume "
+            f"{given.resume}: its input(s) {', '.join(missing)} are protected (the workflow's data_protection "
+            "policy, or --no-content) and not kept in the run folder: give them again: orchestrate run --resume "
             f"{given.resume} " + " ".join(f"--input {name}=..." for name in missing)
         )
     from orchestrate.run.pseudonym_key import carried_secret, input_check

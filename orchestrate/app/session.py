@@ -228,7 +228,8 @@ class _Session:
         self.approver = approver_identity(self.inv.approved_by)
         for i, workflow in enumerate(workflows):
             check_identity(workflow, self.approver[0])
-            secret = pseudonyms_for(workflow, self.inv.resume if i == 0 else None)  # a resume: the same tokens
+            resumed = self.inv.resume if i == 0 else None
+            secret = pseudonyms_for(workflow, resumed, no_content=self.inv.no_content)  # a resume: the same tokens
             self.pseudonyms.append(secret)
             protector = protect_workflow(workflow, no_content=self.inv.no_content, secret=secret)
             if protector is not None and not protector.policy.store_content:

@@ -107,15 +107,19 @@ def protect_workflow(
     return protector
 
 
-def pseudonyms_for(workflow: Workflow, resumed: Path | None, *, shard: bytes | None = None) -> RunSecret | None:
+def pseudonyms_for(
+    workflow: Workflow, resumed: Path | None, *, shard: bytes | None = None, no_content: bool = False
+) -> RunSecret | None:
     """The key of a workflow's pseudonyms: the resumed run's (same people, same tokens), else the
     one every shard of its dataset run shares (`shard`: `shard_pseudonym_salt`), else a new run's;
-    None when the workflow has no policy (see `orchestrate.run.pseudonym_key`).
+    None when the workflow has no policy and `no_content` (``--no-content``, a policy of its own
+    whose inputs are withheld with keyed checks, `withheld_inputs`) is off
+    (see `orchestrate.run.pseudonym_key`).
 
     Raises:
         UserInputError: The resumed run's pseudonyms were made with another master key.
     """
-    if not workflow.data_protection:
+    if not workflow.data_protection and not no_content:
         return None
     carried = carried_secret(resumed) if resumed is not None else None
     if carried is not None:
