@@ -67,7 +67,10 @@ def test_a_runs_inputs_under_the_policy_are_in_no_file_and_a_resume_is_given_the
 
         alone = orchestrate("run", "--resume", str(run_dir), "-o", "again", cwd=tmp_path)
         assert alone.returncode == 2 and "Traceback" not in alone.stderr
-        assert "employee_name, iban, national_id, notes are protected (the workflow's data_protection policy" in alone.stderr
+        assert (
+            "employee_name, iban, national_id, notes are protected (the workflow's data_protection policy"
+            in alone.stderr
+        )
         assert f"--resume {run_dir} --input employee_name=... --input iban=..." in alone.stderr
 
         wrong = [*INPUTS[:4], "notes=reach her at someone.else@example.org"]
