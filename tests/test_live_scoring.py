@@ -270,3 +270,30 @@ def test_a_judge_is_retried_and_answered_from_the_response_cache_like_an_agent(
     assert sorted((c["agent"], c["cached"]) for c in calls) == [("first", True), ("first.judge", True)]
     result = json.loads((run_dir / "result.json").read_text())
     assert result["expectations"]["outcomes"][0]["score"] == 0.9
+
+
+def test_judges_go_out_in_a_provider_batch_like_the_agents(tmp_path: Path) -> None:
+    from tests.fake_batch import FakeBatchProvider, FakeClock
+
+    with FakeBatchProvider(FakeClock(), validate_s=0.0, process_s=0.0, finalize_s=0.0) as server:
+        server.rewrite = answering({"FIRST": "hold"}, judge={"score": 0.9, "reason": "says hold"})
+        llm = f"{{model: gpt-4o-mini, max_tokens: 20, base_url: '{server.url}/v1'}}"
+        (tmp_path / "wf.yaml").write_text(
+            f"name: judged\ninputs:\n  v: {{type: string}}\nagents:\n  - name: first\n    module: Finance\n"
+            f"    llm_config: {llm}\n    prompt_template: 'FIRST: decide {{v}}'\n    expect:\n{WITH_RUBRIC}"
+        )
+        (tmp_path / "rows.csv").write_text("v\n" + "".join(f"V{i}\n" for i in range(6)))
+        proc = cli.orchestrate(
+            "run", "wf.yaml", "--data", "rows.csv", "--key", "v", "-o", "runs", "--provider-batch",
+            "--batch-window", "0.3", "--batch-poll-max", "0.2", cwd=tmp_path, env={"OPENAI_API_KEY": KEY},
+            timeout=120,
+        )  # fmt: skip
+        submitted = [{i["custom_id"].split("-a")[0] for i in s["items"]} for s in server.submitted]
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # The agents' batch, then the judges' (asked as the agents' answers came back; ids have no dots).
+    assert submitted[0] == {"first"} and len(submitted) >= 2 and all(s == {"first_judge"} for s in submitted[1:])
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    calls = [json.loads(line) for line in (run_dir / "calls.jsonl").read_text().splitlines()]
+    judged = [c for c in calls if c["agent"] == "first.judge"]
+    assert len(judged) == 6 and all(c["batch"] and c["batch_id"] for c in judged)
+    assert "expectations: 6/6 passed" in proc.stdout
