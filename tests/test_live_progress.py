@@ -24,6 +24,7 @@ from orchestrate.observe.dataset_progress import LiveDataset, PlainDatasetLog
 from orchestrate.observe.live_layout import break_name
 from orchestrate.observe.progress import LiveTable, PlainLog
 from orchestrate.run.events import Event, EventType
+from orchestrate.run.monitor import Monitor
 from orchestrate.workflow.loader import load_workflow_text
 from tests.cli import orchestrate
 from tests.scripted import ScriptedClient
@@ -568,3 +569,16 @@ def test_a_provider_whose_headers_say_nothing_remains_is_named_as_what_holds_the
     paused = "openai, paused by the provider (a 429 or an exhausted quota)"
     assert f"chain paced by {paused}: 1 call queued" in done.stderr, done.stderr
     assert re.search(rf"chain/second rate limited: waited \d+\.\d\ds for {re.escape(paused)}\n", done.stderr)
+
+
+def test_the_monitor_counts_rate_limit_waits_both_summed_and_wall_clock() -> None:
+    clock = Clock()
+    monitor = Monitor(clock=clock)
+    clock.now = 1006.0
+    for _ in range(10):  # ten calls that waited side by side for 6 s
+        monitor(Event(EventType.AGENT_RATE_LIMITED, "w1", "a", {"waited": 6.0, "provider": "openai"}))
+    clock.now = 1010.0  # and one more that waited 2 s after them
+    monitor(Event(EventType.AGENT_RATE_LIMITED, "w1", "a", {"waited": 2.0, "provider": "openai"}))
+    metrics = monitor.get_metrics()
+    assert metrics["rate_limited_seconds"] == 62.0 and metrics["rate_limited_wall_seconds"] == 8.0
+    assert monitor.get_summary()["rate_limiting"]["waited_wall_seconds"] == 8.0
