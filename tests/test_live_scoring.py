@@ -94,7 +94,8 @@ def test_a_failed_expectation_is_journaled_and_shown_when_its_agent_ends(tmp_pat
     # The workflow's own, on its outputs, as the run ends.
     (outputs,) = [e for e in events if e["type"] == "expectations_checked" and e["agent"] is None]
     assert outputs["data"]["owner"] == "outputs" and outputs["data"]["failed"] == 1
-    assert events.index(outputs) > kinds.index(("agent_finished", "second"))
+    assert kinds.index(("agent_finished", "second")) < events.index(outputs) < kinds.index(("workflow_finished", None))
+    assert events[-1]["type"] == "workflow_finished"  # the journal still closes with the run's end
     # The plain progress log says it when it happens, before the next agent starts.
     log = proc.stderr
     said = log.index("chain/first expectations: 1/2 passed, 1 failed; approves: expected 'approve', got 'hold'")

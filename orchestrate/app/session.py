@@ -344,6 +344,8 @@ class _Session:
             for workflow in workflows:
                 await engine.register_workflow(workflow)
             await self._check_state(engine, workflows)
+            # Each agent's expectations scored as it finishes; told of a run's end before its journals.
+            scoring = _scoring(engine, workflows)
             from orchestrate.observe.compliance import keep_pseudonyms, withheld_inputs
 
             for workflow, decisions, path, secret in zip(workflows, self.decisions, inv.workflows, self.pseudonyms):
@@ -402,7 +404,6 @@ class _Session:
             if hasattr(display, "start"):
                 self._live_display = display
                 display.start()
-            scoring = _scoring(engine, workflows)  # each agent's expectations scored as it finishes
             try:
 
                 def stopped() -> bool:

@@ -59,7 +59,7 @@ class LiveScoring:
         engine: Asks the judges (its executor) and is told the outcomes (its `emit`).
     """
 
-    event_types = frozenset({EventType.AGENT_FINISHED})
+    event_types = frozenset({EventType.AGENT_FINISHED, EventType.WORKFLOW_FINISHED})
 
     def __init__(self, engine: Any) -> None:
         self.engine = engine
@@ -80,7 +80,12 @@ class LiveScoring:
 
     def __call__(self, event: Event) -> None:
         run = self._runs.get(event.workflow_id or "")
-        if run is None or event.agent is None:
+        if run is None:
+            return
+        if event.type is EventType.WORKFLOW_FINISHED:
+            self._ended(run)
+            return
+        if event.agent is None:
             return
         run.ended.add(event.agent)
         target = run.owners.get(event.agent)
@@ -116,6 +121,25 @@ class LiveScoring:
             run.judging = [*(run.judging or ()), task]
         else:
             self._tell_soon(_checked(workflow, target.owner, outcomes))
+
+    def _ended(self, run: _Run) -> None:
+        """The run ended (its outputs are set): when no judge is still asking and nothing waits,
+        its agents' outcomes and the workflow's own (when they need no judge) are told now, before
+        the sinks after this one hear of the end (events.jsonl then closes with ``workflow_finished``)."""
+        if self._told:
+            self._flush()
+        if run.judging and not all(task.done() for task in run.judging) or run.waiting:
+            return
+        for target in run.evaluator.targets:
+            if target.agent is None and not any(e.needs_judge for e in target.expectations):
+                workflow = run.workflow
+                recorded = {a.name: _live(a) for a in workflow.agents}
+                pending: list[Any] = []
+                outcomes = run.evaluator.score(
+                    target, workflow, recorded, outputs_of(recorded), run.row, self.engine, run.judge_cost, pending
+                )
+                run.scored[target.owner] = (None, outcomes)
+                self._tell(workflow, target.owner, outcomes)
 
     async def _judged(self, run: _Run, target: _Target, outcomes: list[Outcome], pending: list[Any]) -> None:
         # The agents this end released start first (their tasks were made after this one, in the
@@ -166,8 +190,8 @@ class LiveScoring:
         for target in run.evaluator.targets:
             scored = run.scored.get(target.owner)
             agent = workflow.get_agent_by_name(target.owner) if target.agent is not None else None
-            if scored is not None and agent is not None and scored[0] is agent.result:
-                per_target.append((target, scored[1]))
+            if scored is not None and (scored[0] is agent.result if agent is not None else target.agent is None):
+                per_target.append((target, scored[1]))  # scored as its agent (or the run) ended
                 continue
             if recorded is None:
                 recorded = {a.name: _live(a) for a in workflow.agents}
