@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from pathlib import Path
@@ -414,9 +413,6 @@ def run(
         fail("give a workflow file (or a folder of them), or --resume RUN_DIR to continue a run")
     if resume is not None and len(files) > 1:
         fail("--resume takes one workflow file at most (the run folder knows its own)")
-    for flag, value in (("--sim-latency", sim_latency), ("--batch-window", batch_window)):
-        if not math.isfinite(value):
-            fail(f"{flag} {value}: give a finite number of seconds")
     if batch_fallback not in ("batch", "online"):
         fail(f"--batch-fallback {batch_fallback!r}: choose 'batch' or 'online'")
     data_flags = bool(key or skip_invalid_rows or max_rows_parallel or shard or shards or engine != "local")

@@ -153,6 +153,8 @@ class LiveLayout:
 
         from orchestrate.printable import printable
 
+        # Measured as shown: a control character takes four cells once escaped (``\x1b``).
+        rows = [[printable(v) if isinstance(v, str) else v for v in row] for row in rows]
         self.see(rows)
         sizes = self.widths(width)
         table = Table(title=title, title_justify="left", expand=False, box=box.HEAVY_HEAD)
@@ -170,8 +172,7 @@ class LiveLayout:
             for i, size in sizes.items():
                 value = row[i]
                 if isinstance(value, str):
-                    text = printable(value)
-                    value = Text(break_name(text, size) if self.columns[i].kind == "name" else text)
+                    value = Text(break_name(value, size) if self.columns[i].kind == "name" else value)
                 cells.append(value)
             table.add_row(*cells)
         return table
@@ -182,4 +183,6 @@ class LiveLayout:
         size = sizes.get(0)
         if size is None or not names:
             return 1
-        return max(break_name(name, size).count("\n") + 1 for name in names)
+        from orchestrate.printable import printable
+
+        return max(break_name(printable(name), size).count("\n") + 1 for name in names)
