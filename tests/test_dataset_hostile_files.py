@@ -168,3 +168,19 @@ def test_a_named_pipe_as_result_json_is_refused_by_the_readers_of_a_run_folder(t
     done = orchestrate(command, str(run_dir), cwd=tmp_path, timeout=60)  # waited forever before
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("row", ['{"vendor": "\\ud800"}', '{"\\udfff": "x", "vendor": "V"}'])
+def test_a_lone_surrogate_escape_is_a_bad_row_not_a_crash(tmp_path: Path, row: str) -> None:
+    (tmp_path / "v.jsonl").write_text('{"vendor": "Acme"}\n' + row + '\n{"vendor": "\\ud83d\\ude00 Bolt"}\n')
+    rows = list(dataset(tmp_path / "v.jsonl"))
+    assert isinstance(rows[0], Row) and isinstance(rows[2], Row) and rows[2].values["vendor"] == "\U0001f600 Bolt"
+    assert isinstance(rows[1], BadRow) and rows[1].line == 2 and "lone UTF-16 surrogate" in rows[1].reason
+    write_workflow(tmp_path)
+    done = orchestrate(
+        "run", "wf.yaml", "--data", "v.jsonl", "--skip-invalid-rows", "--simulate", "--output-dir", "runs", cwd=tmp_path
+    )
+    # 3: partially completed (a skipped invalid row is not a completed one)
+    assert done.returncode == 3 and "Traceback" not in done.stderr, done.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert sorted(results(run_dir).values()) == ["completed", "completed", "invalid"]

@@ -182,3 +182,11 @@ def test_a_missing_option_or_argument_is_named_in_one_line(
 ) -> None:
     code, err = _main(args, capsys, monkeypatch)
     assert (code, err) == (2, f"error: {line}\n")
+
+
+def test_an_argument_that_is_not_utf8_is_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    undecodable = b"vendor=\xff".decode("utf-8", "surrogateescape")  # as Python hands over argv bytes
+    code, err = _main(["run", WORKFLOW, "--simulate", "--input", undecodable], capsys, monkeypatch)
+    assert (code, err) == (2, "error: argument 5 (vendor=\\xff) is not valid UTF-8 text\n")

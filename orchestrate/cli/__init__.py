@@ -172,6 +172,7 @@ def main() -> None:
 
     argv = sys.argv[1:]
     try:
+        _refuse_undecodable(argv)
         try:
             # not standalone: a usage error comes back here, to be said in one line (cli/usage.py)
             code = _command(_invoked(argv))(args=argv, prog_name="orchestrate", standalone_mode=False)
@@ -195,6 +196,23 @@ def main() -> None:
     except SystemExit as done:
         _leave(done)
         raise
+
+
+def _refuse_undecodable(argv: list[str]) -> None:
+    """Refuse an argument that is not UTF-8 (`--input name=$'\\xff'`) before it reaches a file.
+
+    Python hands such bytes over as lone surrogates, which no journal, report or request body can
+    hold. A file name in another encoding is refused too: everything the tool writes is UTF-8.
+    """
+    from orchestrate.cli.common import print_error
+
+    for position, arg in enumerate(argv, 1):
+        try:
+            arg.encode()
+        except UnicodeEncodeError:
+            shown = arg.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")
+            print_error(f"argument {position} ({shown}) is not valid UTF-8 text")
+            sys.exit(2)
 
 
 def _for_the_command_line(exc: OrchestrateError) -> str:

@@ -219,6 +219,10 @@ class Dataset:
                 else:
                     if isinstance(value, dict) and nests_too_deep(value):
                         yield index, line, {}, (1, f"nests deeper than {MAX_DEPTH} levels")
+                    elif isinstance(value, dict) and ("\\ud" in text or "\\uD" in text) and _lone_surrogate(value):
+                        # JSON lets \ud800 stand alone; it is not a character, and could not be
+                        # written to a report, a journal or a request body.
+                        yield index, line, {}, (1, "holds a lone UTF-16 surrogate escape (such as \\ud800): not text")
                     elif isinstance(value, dict):
                         yield index, line, value, None
                     else:
@@ -407,3 +411,12 @@ def _shallow(obj: Any) -> Any:
     twin = object.__new__(type(obj))
     twin.__dict__.update(obj.__dict__)
     return twin
+
+
+def _lone_surrogate(value: Any) -> bool:
+    """Whether a parsed JSON value holds a string that cannot be encoded as UTF-8."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return True
+    return False
