@@ -25,6 +25,8 @@ description: a letter to each employee about their salary review
 defaults:
   module: HR
   llm_config: {model: gpt-4o-mini, base_url: "%(url)s/v1", max_tokens: 200}
+rate_limits:  # the loopback server has no quota: the default 60 a minute would pace 102 calls over 100 s
+  openai: {requests_per_minute: 100000}
 inputs:
   employee_name: {type: string}
   iban: {type: string}
