@@ -44,7 +44,8 @@ def server() -> Iterator[FakeProvider]:
 
 def workflow(server: FakeProvider, *, inputs: str = "", budget: float = 0.5) -> str:
     return (
-        f"name: coin\ncost_budget: {budget}\n{inputs}agents:\n  - name: decide\n    module: Finance\n"
+        # a high rate limit: the default 60 a minute would pace the loopback server's calls a second apart
+        f"name: coin\ncost_budget: {budget}\nrate_limits: {{openai: {{requests_per_minute: 100000}}}}\n{inputs}agents:\n  - name: decide\n    module: Finance\n"
         f"    llm_config: {{model: gpt-4o-mini, max_tokens: 20, base_url: '{server.url}/v1'}}\n"
         "    prompt_template: 'Approve or hold?'\n    expect:\n      - equals: approve\n        name: approves\n"
     )
