@@ -83,6 +83,7 @@ def _print_summary(outcome: RunOutcome, inv: Invocation, *, json_output: bool) -
                 "total_tokens": d["total_tokens"],
                 "retries": d["retries"],
                 "duration_seconds": d["duration_seconds"],
+                "rate_limit_waits": d.get("rate_limit_waits"),
                 "simulated": d["simulated"],
                 "outputs": d.get("outputs", {}),
                 "agents": {a["name"]: a["status"] for a in d["agents"]},

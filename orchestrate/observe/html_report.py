@@ -26,6 +26,7 @@ from orchestrate.observe.html_dataset import MAX_EXAMPLE_ROWS, DatasetFacts
 from orchestrate.observe.html_evaluation import evaluation_section
 from orchestrate.observe.html_outcomes import outcomes_section
 from orchestrate.observe.html_style import CSS
+from orchestrate.observe.pacing import wall_seconds
 from orchestrate.observe.run_folder import RunFolder, find_run_folders, load_run_folder
 from orchestrate.observe.step_view import code_call
 from orchestrate.observe.step_view import reason as step_reason
@@ -126,7 +127,7 @@ def _summary(run: RunFolder, anchor: str, *, heading: bool) -> str:
         counts = {str(k): int(v) for k, v in doc["counts"].items()}
     budget = doc.get("budget") if is_dataset_run else doc.get("cost_budget")
     total = float(doc.get("total_cost") or 0.0)
-    waited = sum(t.rate_limited for t in run.traces.values())
+    waited, summed = _rate_limit_waits(run)
     cards = [
         ("Status", _badge(doc.get("status")) + (' <span class="sim">simulated</span>' if doc.get("simulated") else "")),
         (
@@ -140,7 +141,10 @@ def _summary(run: RunFolder, anchor: str, *, heading: bool) -> str:
         ("Tokens", f"{int(doc.get('total_tokens') or 0):,}"),
         ("Retries", str(doc.get("retries", 0)) if "retries" in doc else "-"),
         ("Duration", _secs(doc.get("duration_seconds") or run.duration)),
-        ("Rate-limit waits", _secs(waited)),
+        (
+            "Rate-limit waits",
+            _secs(waited) + (f' <span class="meta">({summed:.2f} call-seconds)</span>' if summed else ""),
+        ),
     ]
     if is_dataset_run:
         cards[-1] = (
@@ -163,6 +167,18 @@ def _summary(run: RunFolder, anchor: str, *, heading: bool) -> str:
         f'{error}<div class="cards">{facts}</div>{meter}{_sessions(doc)}'
         f"{_audit_line(doc)}</section>"
     )
+
+
+def _rate_limit_waits(run: RunFolder) -> tuple[float, float]:
+    """Seconds the run lost waiting on rate limits (wall-clock: calls waiting side by side count
+    once), and the waits summed over the calls; from result.json, or its events when it predates them."""
+    waits = run.result.get("rate_limit_waits")
+    if isinstance(waits, dict):
+        return float(waits.get("wall_seconds") or 0.0), float(waits.get("call_seconds") or 0.0)
+    spans = [
+        (s.start, s.end) for t in run.traces.values() if t.lane is not None for s in t.lane.segments if s.kind == "wait"
+    ]
+    return wall_seconds(spans), sum(t.rate_limited for t in run.traces.values())
 
 
 def _audit_line(doc: dict[str, Any]) -> str:

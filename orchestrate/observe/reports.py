@@ -21,6 +21,7 @@ from orchestrate.errors import UserInputError
 from orchestrate.finite import scrub_non_finite
 from orchestrate.fsutil import atomic_write_text
 from orchestrate.money.costs import CostTracker
+from orchestrate.observe.pacing import WaitClock
 from orchestrate.run.events import Event, EventType
 from orchestrate.workflow.models import Workflow
 
@@ -206,6 +207,7 @@ class RunRecorder:
         self.interval = interval
         self.clock = clock
         self._last = float("-inf")
+        self.waits = WaitClock()  # its calls' rate-limit waits, wall-clock and summed
 
     @property
     def result_path(self) -> Path:
@@ -218,7 +220,9 @@ class RunRecorder:
     def __call__(self, event: Event) -> None:
         if event.workflow_id != self.workflow.id:
             return
-        if event.type is EventType.WORKFLOW_FINISHED:
+        if event.type is EventType.AGENT_RATE_LIMITED:
+            self.waits.add(event.timestamp, float(event.data.get("waited") or 0.0))
+        elif event.type is EventType.WORKFLOW_FINISHED:
             self.flush()
         elif event.type is EventType.AGENT_FINISHED and self.clock() - self._last >= self.interval:
             self.flush()
@@ -227,6 +231,7 @@ class RunRecorder:
         """Write both reports now; returns the result document."""
         self._last = self.clock()
         document = result_document(self.workflow, simulated=self.simulated, run_id=self.run_dir.name, extra=self.extra)
+        document["rate_limit_waits"] = self.waits.as_dict()
         write_json(self.result_path, document)
         write_json(self.cost_path, self.tracker.cost_report(self.workflow.id, document))
         return document

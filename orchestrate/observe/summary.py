@@ -24,6 +24,7 @@ __all__ = [
     "plural",
     "reuse_lines",
     "skipped_lines",
+    "wait_lines",
 ]
 
 # The usual order of outcomes; any other status (added later) follows, alphabetically.
@@ -151,6 +152,7 @@ def closing_lines(
     else:  # the counts too are broken between words, never in one
         lines = [*textwrap.wrap(outcome + ";", width, subsequent_indent="  ", break_long_words=False), f"  {figures}"]
     lines.extend(reuse_lines(document))
+    lines.extend(wait_lines(document))
     failures = failure_lines(document)
     if failures:
         lines.append("why:")
@@ -254,3 +256,16 @@ def skipped_lines(document: Mapping[str, Any], *, indent: str = "  ") -> list[st
         who = names[0] if len(names) == 1 else f"{plural(len(names), 'agent')} ({', '.join(names)})"
         lines.append(f"{indent}{who}  {why}")
     return lines
+
+
+def wait_lines(document: Mapping[str, Any]) -> list[str]:
+    """``rate limits: waited 2.04s of the run's time (6.12 call-seconds over 3 calls)`` ([] without a wait).
+
+    The first figure is wall-clock, what the run lost: calls waiting side by side count once."""
+    waits = document.get("rate_limit_waits")
+    if not isinstance(waits, Mapping) or not waits.get("calls"):
+        return []
+    return [
+        f"rate limits: waited {float(waits.get('wall_seconds') or 0):.2f}s of the run's time "
+        f"({float(waits.get('call_seconds') or 0):.2f} call-seconds over {plural(int(waits['calls']), 'call')})"
+    ]
