@@ -68,6 +68,7 @@ _EPSILON = 1e-9
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[Any]]
+OnWait = Callable[[str], None]  # told the tier a request waits for, once
 
 
 @dataclass
@@ -127,7 +128,7 @@ def skew_margin(window: float, limit: float | None = None) -> float:
 class _Limiter:
     """What both limiters share: their statistics and `acquire` with an optional timeout."""
 
-    _acquire: Callable[[int], Awaitable[None]]  # each limiter's own wait
+    _acquire: Callable[[int, OnWait | None], Awaitable[None]]  # each limiter's own wait
 
     def _start_statistics(self) -> None:
         self.total_requests = 0
@@ -151,8 +152,12 @@ class _Limiter:
         """Book a request that `ready` allowed."""
         raise RuntimeError(f"{type(self).__name__} starts requests only through acquire()")
 
-    async def acquire(self, estimated_tokens: int = 1000, timeout: float | None = None) -> None:
+    async def acquire(
+        self, estimated_tokens: int = 1000, timeout: float | None = None, *, on_wait: OnWait | None = None
+    ) -> None:
         """Wait until a request of `estimated_tokens` may start under every tier.
+
+        `on_wait` is told the tier (or ``paused``) the first time this request has to wait, if it does.
 
         Raises:
             asyncio.TimeoutError: When `timeout` seconds pass first; nothing is held then.
@@ -161,10 +166,10 @@ class _Limiter:
         self.queued += 1
         try:
             if timeout is None:
-                await self._acquire(estimated_tokens)
+                await self._acquire(estimated_tokens, on_wait)
                 return
             try:
-                await asyncio.wait_for(self._acquire(estimated_tokens), timeout)
+                await asyncio.wait_for(self._acquire(estimated_tokens, on_wait), timeout)
             except TimeoutError:
                 self.timeouts += 1
                 raise
@@ -243,10 +248,13 @@ class RateLimiter(_Limiter):
             raise RuntimeError("start() without ready(): no concurrency slot is free")
         self._book(self.clock(), float(estimated_tokens if estimated_tokens > 0 else 0), 0.0)
 
-    async def _acquire(self, estimated_tokens: int) -> None:
+    async def _acquire(self, estimated_tokens: int, on_wait: OnWait | None = None) -> None:
         start = self.clock()
         if not self._slots.free:
             self.binding = "concurrent_requests"
+            if on_wait is not None:
+                on_wait("concurrent_requests")
+                on_wait = None
         await self._slots.take()
         try:
             mark = self.clock()
@@ -259,6 +267,9 @@ class RateLimiter(_Limiter):
                     if wait <= _EPSILON:
                         break
                     self.binding = tier
+                    if on_wait is not None:
+                        on_wait(tier)
+                        on_wait = None
                     await self.sleep(wait)
                     self.wait_by_tier[tier] += self.clock() - now
                 self._book(now, tokens, now - start)
@@ -368,6 +379,7 @@ class SharedRateLimiter(_Limiter):
             concurrent=config.concurrent_requests,
         )
         self._held: deque[str] = deque()
+        self._sleeping: str | None = None  # the tier the waiter asking the state sleeps for
         self.paused_until = -math.inf  # as far as this process has set or seen
         self._turn = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -377,26 +389,36 @@ class SharedRateLimiter(_Limiter):
     def in_flight(self) -> int:
         return len(self._held)
 
-    async def _acquire(self, estimated_tokens: int) -> None:
+    async def _acquire(self, estimated_tokens: int, on_wait: OnWait | None = None) -> None:
         start = self.clock()
         tokens = float(max(0, estimated_tokens))
         lease = uuid.uuid4().hex
         poll = self._POLL[0]
+        if on_wait is not None and self._sleeping is not None:  # queued behind a waiter the state held back
+            on_wait(self._sleeping)
+            on_wait = None
         async with self._turn:  # one waiter of this process asks the state at a time
             while True:
                 answer = await self.state.acquire_rate(self.name, self.limits, tokens, lease)
                 if answer.granted:
                     break
-                self.binding = answer.tier or "paused"
+                tier = self.binding = answer.tier or "paused"
                 if answer.tier == "concurrent_requests":
                     wait, poll = poll, min(poll * 2, self._POLL[1])
                 else:
                     wait, poll = answer.wait, self._POLL[0]
                     if answer.tier == "paused":
                         self.paused_until = max(self.paused_until, self.clock() + wait)
+                if on_wait is not None:  # known only now: the state said what binds
+                    on_wait(tier)
+                    on_wait = None
                 before = self.clock()
-                await self.sleep(wait)
-                self.wait_by_tier[answer.tier or "paused"] += self.clock() - before
+                self._sleeping = tier
+                try:
+                    await self.sleep(wait)
+                finally:
+                    self._sleeping = None
+                self.wait_by_tier[tier] += self.clock() - before
         self._held.append(lease)
         self.keeper.hold(self.keeper.slots, self.name, lease)
         self.total_requests += 1
@@ -471,7 +493,7 @@ def describe_limit(key: str, tier: str | None, config: RateLimitConfig, *, named
     elif tier == "paused":
         rate = "paused"
         text = f"{key}, paused by the provider (a 429 or an exhausted quota)"
-    else:  # a shared limiter that has not answered yet
+    else:  # no tier named: the limit alone
         rate = ""
         text = f"{key} ({source})"
     return {"limit": key, "tier": tier, "rate": rate, "source": source, "queued": queued, "text": text}
@@ -625,8 +647,19 @@ class RateLimiterRegistry:
         self.total_tokens += max(0, estimated_tokens)
         return Permit(held, 0.0)
 
-    async def acquire(self, provider: str, model: str, estimated_tokens: int, timeout: float | None = None) -> Permit:
+    async def acquire(
+        self,
+        provider: str,
+        model: str,
+        estimated_tokens: int,
+        timeout: float | None = None,
+        *,
+        on_wait: Callable[[dict[str, Any]], None] | None = None,
+    ) -> Permit:
         """Wait for the provider's limiter, then the model's; returns the permit to release.
+
+        `on_wait` is told what holds the call back (as `holding` says it) the first time it has
+        to wait, if it does: with shared limits only their state knows, so `holding` cannot.
 
         Raises:
             asyncio.TimeoutError: When `timeout` seconds pass first; nothing is held then.
@@ -635,9 +668,9 @@ class RateLimiterRegistry:
         permit = Permit([], 0.0)
         try:
             if timeout is None:
-                await self._acquire_all(permit, provider, model, estimated_tokens)
+                await self._acquire_all(permit, provider, model, estimated_tokens, on_wait)
             else:
-                await asyncio.wait_for(self._acquire_all(permit, provider, model, estimated_tokens), timeout)
+                await asyncio.wait_for(self._acquire_all(permit, provider, model, estimated_tokens, on_wait), timeout)
         except BaseException:
             permit.release()
             raise
@@ -647,13 +680,35 @@ class RateLimiterRegistry:
         self.total_wait += permit.waited
         return permit
 
-    async def _acquire_all(self, permit: Permit, provider: str, model: str, estimated_tokens: int) -> None:
+    async def _acquire_all(
+        self,
+        permit: Permit,
+        provider: str,
+        model: str,
+        estimated_tokens: int,
+        on_wait: Callable[[dict[str, Any]], None] | None,
+    ) -> None:
+        told = False
+
+        def tell(limiter: Limiter) -> OnWait | None:
+            if on_wait is None:
+                return None
+
+            def waits(tier: str) -> None:
+                nonlocal told
+                if not told:  # once per call, for the first limit that holds it back
+                    told = True
+                    named = limiter.name in self._configs
+                    on_wait(describe_limit(limiter.name, tier, limiter.config, named=named, queued=limiter.queued))
+
+            return waits
+
         for limiter in (
             self._limiter(provider, is_provider=True),
             self._limiter(model, is_provider=False) if model != provider else None,
         ):
             if limiter is not None:
-                await limiter.acquire(estimated_tokens)
+                await limiter.acquire(estimated_tokens, on_wait=tell(limiter))
                 permit._limiters.append(limiter)
 
     def holding(self, provider: str, model: str, estimated_tokens: int) -> dict[str, Any] | None:
@@ -662,12 +717,13 @@ class RateLimiterRegistry:
         Asked only on the slow path (`try_acquire` said no), for a display: ``limit`` (the key),
         ``tier``, ``rate`` (``60/min``), ``source`` (``rate_limits.openai`` or ``the default``),
         ``queued`` (the calls waiting on it, this one included) and ``text``, the phrase `plan`
-        uses: ``openai 60/min (rate_limits.openai)``. None when neither limiter is known.
+        uses: ``openai 60/min (rate_limits.openai)``. None when neither limiter is known, or
+        both are shared (their state tells: `acquire`'s `on_wait`).
         """
-        best: tuple[int, Limiter] | None = None
+        best: tuple[int, RateLimiter] | None = None
         for key in (provider, model) if model != provider else (provider,):
             limiter = self._limiters.get(key)
-            if limiter is None or limiter.ready(estimated_tokens):
+            if not isinstance(limiter, RateLimiter) or limiter.ready(estimated_tokens):
                 continue
             if best is None or limiter.queued > best[0]:
                 best = (limiter.queued, limiter)
@@ -675,7 +731,7 @@ class RateLimiterRegistry:
             return None
         limiter = best[1]
         tier = limiter.binding if limiter.queued else None
-        if tier is None and isinstance(limiter, RateLimiter):
+        if tier is None:
             now = self.clock()
             if not limiter._slots.free:
                 tier = "concurrent_requests"

@@ -623,23 +623,33 @@ class AgentExecutor:
                     chars += len(str(m.get("content") or ""))
                 estimate = chars // 4 + max_tokens
                 permit = self.limits.try_acquire(client.provider, model, estimate)
-                held = None
-                if permit is None:  # some limiter needs a wait
-                    if self.wants(EventType.RATE_LIMIT_WAITING):
-                        held = self.limits.holding(client.provider, model, estimate)
-                        if held is not None:
-                            held["provider"] = client.provider
+                held: dict[str, Any] | None = None
+                if permit is None:  # some limiter needs a wait (a shared one: its state tells)
+
+                    def waits(holding: dict[str, Any]) -> None:
+                        nonlocal held
+                        held = holding
+                        holding["provider"] = client.provider
+                        if self.wants(EventType.RATE_LIMIT_WAITING):
                             self.emit(
                                 Event(
                                     EventType.RATE_LIMIT_WAITING,
                                     workflow.id,
                                     agent.name,
-                                    held,
+                                    holding,
                                     workflow_name=workflow.name,
                                 )
                             )
-                    permit = await self.limits.acquire(client.provider, model, estimate)
-                if permit.waited > 0.0005 or held is not None:
+
+                    if self.wants(EventType.RATE_LIMIT_WAITING):
+                        holding = self.limits.holding(client.provider, model, estimate)
+                        if holding is not None:
+                            waits(holding)
+                    permit = await self.limits.acquire(
+                        client.provider, model, estimate, on_wait=waits if held is None else None
+                    )
+                # A shared limiter's round trip is no wait: only what its state held back is one.
+                if held is not None or (permit.waited > 0.0005 and self.limits.state is None):
                     usage.rate_limited_seconds += permit.waited
                     waited: dict[str, Any] = {"waited": permit.waited, "provider": client.provider}
                     if held is not None:
