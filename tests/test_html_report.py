@@ -83,8 +83,8 @@ def test_unknown_and_future_statuses_render_with_their_own_names(sample_dir: Pat
     result["status"] = "waiting"
     (sample_dir / "result.json").write_text(json.dumps(result))
     html = render_report([load_run_folder(sample_dir)])
-    for status in ("waiting_approval", "skipped", "waiting"):
-        assert f">{status}</span>" in html
+    for status in ("waiting_approval", "skipped", "waiting"):  # in words; the value kept for a script
+        assert f">{status.replace('_', ' ')}</span>" in html and f'data-status="{status}"' in html
 
 
 def test_dataset_batch_folder_gets_counts_distributions_and_failed_rows(sample_dir: Path) -> None:

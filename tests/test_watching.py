@@ -825,7 +825,7 @@ def test_write_summary_appends_to_an_existing_file(tmp_path: Path) -> None:
     write_summary(path, [_doc("one", [("a", "completed", [])])])
     text = path.read_text(encoding="utf-8")
     assert text.startswith("# earlier step\n")
-    assert "## one: partially_completed" in text and "```mermaid" in text
+    assert "## one: partially completed" in text and "```mermaid" in text
 
 
 def test_mermaid_gives_distinct_agents_distinct_nodes() -> None:

@@ -164,7 +164,9 @@ def _print_dataset(outcome: DatasetOutcome, inv: Invocation, *, json_output: boo
     if inv.progress == "quiet":
         return
     counts = d["counts"]
-    others = ", ".join(f"{n} {s}" for s, n in counts.items() if s != "completed")
+    from orchestrate.observe.summary import status_text
+
+    others = ", ".join(f"{n} {status_text(s)}" for s, n in counts.items() if s != "completed")
     rows = max(int(d["rows"]), outcome.rows)
     if rows > int(d["rows"]):  # stopped early: the rows never reached are counted too
         others += f"{', ' if others else ''}{rows - int(d['rows'])} not started"
@@ -174,7 +176,7 @@ def _print_dataset(outcome: DatasetOutcome, inv: Invocation, *, json_output: boo
 
     # As a single run's closing block: figures after the counts, the run folder on its own line.
     sys.stdout.write(
-        f"{d['name']}: {d['status']}{label} - {counts.get('completed', 0)}/{rows} rows completed"
+        f"{d['name']}: {status_text(d['status'])}{label} - {counts.get('completed', 0)}/{rows} rows completed"
         f"{', ' + others if others else ''};\n  {usd(float(d['total_cost']))}, "
         f"{plural(int(d['total_tokens']), 'token')}, {d['duration_seconds']:.2f}s"
         + (f" over {len(d['sessions'])} sessions" if len(d.get("sessions") or []) > 1 else "")

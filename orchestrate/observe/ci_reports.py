@@ -15,6 +15,7 @@ from orchestrate.fsutil import atomic_write_text
 from orchestrate.money.amounts import usd
 from orchestrate.observe.answer import inline, run_answer
 from orchestrate.observe.step_view import code_call, reason
+from orchestrate.observe.summary import status_text
 from orchestrate.printable import markdown_cell, mermaid_label, xml_text
 
 __all__ = [
@@ -102,7 +103,7 @@ def mermaid(doc: dict[str, Any]) -> str:
     for agent in doc["agents"]:
         status = agent.get("status")
         label = f"{mermaid_label(agent['name'])}<br/>{mermaid_label(agent['module'])}" + (
-            f" · {mermaid_label(status)}" if status else ""
+            f" · {mermaid_label(status_text(status))}" if status else ""
         )
         colour = f":::{_CLASS.get(status, 'skipped')}" if status else ""
         lines.append(f'  {ids[agent["name"]]}["{label}"]{colour}')
@@ -123,7 +124,7 @@ def summary_markdown(documents: list[dict[str, Any]]) -> str:
         by_condition = f", {skipped} skipped by a condition" if skipped else ""
         sim = " (simulated)" if doc.get("simulated") else ""
         out += [
-            f"## {markdown_cell(doc['name'])}: {doc['status']}{sim}",
+            f"## {markdown_cell(doc['name'])}: {status_text(doc['status'])}{sim}",
             "",
             f"{done}/{len(agents)} agents completed{by_condition} · cost ${doc['total_cost']:.4f} of "
             f"${doc['cost_budget']:.2f} · {doc['total_tokens']} tokens · {doc['retries']} retries · "
@@ -136,7 +137,7 @@ def summary_markdown(documents: list[dict[str, Any]]) -> str:
         ]
         for a in agents:
             out.append(
-                f"| {markdown_cell(a['name'])} | {markdown_cell(a['module'])} | {a['status']} | "
+                f"| {markdown_cell(a['name'])} | {markdown_cell(a['module'])} | {status_text(a['status'])} | "
                 f"{markdown_cell(a.get('model') or code_call(a, limit=60) or '')} | {a.get('tokens_used', 0)} | "
                 f"{usd(float(a.get('cost') or 0))} | {markdown_cell(reason(a) or '')} |"
             )
@@ -200,7 +201,7 @@ def answer_markdown(doc: Mapping[str, Any]) -> list[str]:
         ]
         lines.append("|---|---|")
         for item in answers:
-            shown = _short(item.value) if item.status in (None, "completed") else f"({item.status})"
+            shown = _short(item.value) if item.status in (None, "completed") else f"({status_text(item.status)})"
             lines.append(f"| {markdown_cell(item.name)} | {markdown_cell(shown)} |")
         lines.append("")
     return lines

@@ -13,6 +13,7 @@ from typing import Any
 from orchestrate.fsutil import atomic_write_text
 from orchestrate.money.amounts import budget_usd
 from orchestrate.observe.dataset_report import read_json_lines
+from orchestrate.observe.summary import status_text
 from orchestrate.printable import markdown_cell, xml_text
 
 __all__ = ["dataset_junit_xml", "dataset_summary_markdown", "write_dataset_junit", "write_dataset_summary"]
@@ -81,7 +82,7 @@ def dataset_summary_markdown(document: dict[str, Any], run_dir: Path, *, limit: 
     counts = document.get("counts") or {}
     label = " (simulated)" if document.get("simulated") else ""
     lines = [
-        f"## {markdown_cell(document['name'])}: {markdown_cell(document['status'])}{label}",
+        f"## {markdown_cell(document['name'])}: {markdown_cell(status_text(document['status']))}{label}",
         "",
         f"{document['rows']} rows, ${document['total_cost']:.4f}, {document['total_tokens']} tokens, "
         f"{document.get('duration_seconds') or 0:.1f}s"
@@ -90,13 +91,18 @@ def dataset_summary_markdown(document: dict[str, Any], run_dir: Path, *, limit: 
         "| status | rows |",
         "|---|---:|",
     ]
-    lines += [f"| {markdown_cell(status)} | {n} |" for status, n in sorted(counts.items())]
+    lines += [f"| {markdown_cell(status_text(status))} | {n} |" for status, n in sorted(counts.items())]
     failed = [r for r in _rows(run_dir) if r["status"] != "completed"]
     if failed:
         lines += ["", "| row | line | status | error |", "|---|---:|---|---|"]
         for row in failed[:limit]:
             error = markdown_cell(str(row.get("error") or "")[:200])  # one cell: pipes, newlines, HTML escaped
-            cells = (markdown_cell(row["key"]), markdown_cell(row.get("row")), markdown_cell(row["status"]), error)
+            cells = (
+                markdown_cell(row["key"]),
+                markdown_cell(row.get("row")),
+                markdown_cell(status_text(row["status"])),
+                error,
+            )
             lines.append("| " + " | ".join(cells) + " |")
         if len(failed) > limit:
             lines.append(f"\n{len(failed) - limit} more rows did not complete; see results.jsonl.")

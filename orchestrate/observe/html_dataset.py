@@ -17,6 +17,7 @@ from typing import Any
 
 from orchestrate.observe.dataset_report import read_json_lines
 from orchestrate.observe.html_svg import Lane, Segment
+from orchestrate.observe.summary import status_text
 
 __all__ = ["MAX_EXAMPLE_ROWS", "MAX_ROW_LANES", "DatasetFacts", "read_dataset_run"]
 
@@ -96,7 +97,7 @@ def _row_lanes(facts: DatasetFacts, events: list[dict[str, Any]]) -> None:
                 status = str(data.get("status"))
                 found.status = found.segments[0].status = status
                 found.segments[0].end = at
-                found.segments[0].label = f"row {data.get('row')}: {status}" + (
+                found.segments[0].label = f"row {data.get('row')}: {status_text(status)}" + (
                     f": {data.get('error')}" if data.get("error") else ""
                 )
         elif kind == "llm_call":

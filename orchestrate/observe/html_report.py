@@ -30,6 +30,7 @@ from orchestrate.observe.pacing import wall_seconds
 from orchestrate.observe.run_folder import RunFolder, find_run_folders, load_run_folder
 from orchestrate.observe.step_view import code_call
 from orchestrate.observe.step_view import reason as step_reason
+from orchestrate.observe.summary import status_text
 
 __all__ = ["MAX_DETAILED_AGENTS", "render_report", "write_report", "write_run_report"]
 
@@ -63,7 +64,12 @@ def _secs(value: Any) -> str:
 
 
 def _badge(status: Any) -> str:
-    return f'<span class="badge" style="background:{svg.status_colour(str(status))}">{_e(status)}</span>'
+    """A status as a person reads it (``budget exceeded``), coloured by its value, which it keeps in
+    ``data-status`` for a script."""
+    return (
+        f'<span class="badge" data-status="{_e(status)}" style="background:{svg.status_colour(str(status))}">'
+        f"{_e(status_text(status))}</span>"
+    )
 
 
 def _clip(text: str) -> str:

@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from html import escape
 
+from orchestrate.observe.summary import status_text
+
 __all__ = ["Lane", "Segment", "bars", "dag", "gantt", "histogram", "meter", "status_colour"]
 
 _STATUS_COLOURS = {
@@ -121,7 +123,7 @@ def gantt(lanes: Sequence[Lane], total: float) -> str:
         out.append(
             f'<text x="{label_w - 8}" y="{y + 16}" class="lane-label" '
             f'fill="{status_colour(lane.status)}">{_e(_short(lane.name, 28))}'
-            f"<title>{_e(lane.name)}: {_e(lane.status)}</title></text>"
+            f"<title>{_e(lane.name)}: {_e(status_text(lane.status))}</title></text>"
         )
         for seg in lane.segments:
             x0, x1 = x(seg.start), x(seg.end)
@@ -273,7 +275,7 @@ def dag(nodes: Sequence[tuple[str, str, Sequence[str]]]) -> str:
             f'fill="{colour}" fill-opacity="0.15" stroke="{colour}" stroke-width="2"/>'
             f'<text x="{nx + 8}" y="{ny + 17}" class="node-name">{_e(_short(name, 25))}</text>'
             f'<text x="{nx + 8}" y="{ny + 32}" class="node-status" fill="{colour}">'
-            f"{_e(status_of[name])}</text><title>{_e(name)}: {_e(status_of[name])}</title></g>"
+            f"{_e(status_text(status_of[name]))}</text><title>{_e(name)}: {_e(status_text(status_of[name]))}</title></g>"
         )
     out.append("</svg>")
     return "".join(out)

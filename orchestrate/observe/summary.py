@@ -24,6 +24,7 @@ __all__ = [
     "plural",
     "reuse_lines",
     "skipped_lines",
+    "status_text",
     "wait_lines",
 ]
 
@@ -56,13 +57,18 @@ def plural(count: int, singular: str, many: str | None = None) -> str:
     return f"{count:,} {many}"
 
 
+def status_text(status: object) -> str:
+    """A status as a person reads it: ``budget exceeded`` for ``budget_exceeded`` (JSON keeps the latter)."""
+    return str(status).replace("_", " ")
+
+
 def outcome_counts(statuses: Sequence[str]) -> str:
     """`3 completed, 1 failed, 1 cancelled`: each status present, in the usual order."""
     counts: dict[str, int] = {}
     for status in statuses:
         counts[status] = counts.get(status, 0) + 1
     ordered = [s for s in _ORDER if s in counts] + sorted(s for s in counts if s not in _ORDER)
-    return ", ".join(f"{counts[s]} {s.replace('_', ' ')}" for s in ordered) or "no agents"
+    return ", ".join(f"{counts[s]} {status_text(s)}" for s in ordered) or "no agents"
 
 
 def _reason(agent: Mapping[str, Any]) -> str:
@@ -88,7 +94,7 @@ def failure_lines(document: Mapping[str, Any], *, indent: str = "  ") -> list[st
         if status == "cancelled":
             grouped.setdefault((status, _reason(agent)), []).append(str(agent["name"]))
         else:
-            singles.append((str(agent["name"]), f"{status.replace('_', ' ')}: {_reason(agent)}"))
+            singles.append((str(agent["name"]), f"{status_text(status)}: {_reason(agent)}"))
     lines = [f"{indent}{name}  {text}" for name, text in singles]
     for (status, reason), names in grouped.items():
         who = names[0] if len(names) == 1 else f"{plural(len(names), 'agent')} ({', '.join(names)})"
@@ -139,7 +145,7 @@ def closing_lines(
     agents = document.get("agents", [])
     label = " (simulated)" if document.get("simulated") else ""
     head = (
-        f"{document.get('name')}: {document.get('status')}{label} - "
+        f"{document.get('name')}: {status_text(document.get('status'))}{label} - "
         f"{outcome_counts([str(a.get('status')) for a in agents])}; "
         f"{usd(float(document.get('total_cost') or 0))}, "
         f"{plural(int(document.get('total_tokens') or 0), 'token')}, "
