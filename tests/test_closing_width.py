@@ -7,22 +7,14 @@ at 80 columns it is broken between words, the rest indented under it. Commands t
 
 from __future__ import annotations
 
-import fcntl
-import os
-import pty
-import re
-import struct
-import subprocess
 import sys
-import termios
-import time
 from pathlib import Path
 
 import pytest
 
 from orchestrate.observe.summary import closing_lines
 from tests import cli
-from tests.test_interrupt import _read_until
+from tests.terminal import Terminal, plain
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = str(ROOT / "workflows" / "finance_month_end_close.yaml")
@@ -58,34 +50,13 @@ def test_piped_nothing_is_broken() -> None:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX pseudo-terminals")
 def test_a_budget_refusal_at_80_columns_in_a_terminal(tmp_path: Path) -> None:
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 80, 0, 0))
-    env = {k: v for k, v in os.environ.items() if k not in ("CI", "NO_COLOR") and not k.endswith("_API_KEY")}
-    env.update(TERM="xterm-256color", COLUMNS="80", LINES="30")
     args = ["run", WORKFLOW, "--simulate", "--budget", "0.0005", "-o", "runs"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrate", *args],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        cwd=tmp_path,
-        env=env,
-        start_new_session=True,
-    )
-    os.close(slave)
-    out: list[str] = []
-    try:
-        _read_until(master, "\x00never\x00", out, time.monotonic() + 60)
-        code = proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
-    screen = "".join(out)
+    with Terminal(args, tmp_path) as terminal:
+        code = terminal.finish()
+        screen = terminal.screen
     assert code == 1, screen
     tail = screen[screen.rfind("finance_month_end_close: failed") :]
-    lines = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", tail).replace("\r", "").split("\n")
+    lines = plain(tail).replace("\r", "").split("\n")
     closing = lines[: lines.index("next:")]
     assert all(len(line) <= 80 for line in closing), closing
     assert "why:" in closing and any(line.startswith("      ") for line in closing)

@@ -9,20 +9,13 @@ last cursor command shows the cursor (what `tput cnorm` sends).
 
 from __future__ import annotations
 
-import fcntl
-import os
-import pty
 import re
-import select
-import signal
-import struct
-import subprocess
 import sys
-import termios
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.terminal import Terminal
 
 REPO = Path(__file__).resolve().parents[1]
 HIDE, SHOW = "\x1b[?25l", "\x1b[?25h"
@@ -49,51 +42,10 @@ def _workflow(tmp_path: Path, agents: int = 3) -> Path:
     return path
 
 
-def _read_until(fd: int, needle: str, buffer: list[str], deadline: float) -> bool:
-    while time.monotonic() < deadline:
-        if needle in "".join(buffer):
-            return True
-        ready, _, _ = select.select([fd], [], [], 0.1)
-        if ready:
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:  # the child closed the terminal
-                return needle in "".join(buffer)
-            if not chunk:
-                return needle in "".join(buffer)
-            buffer.append(chunk.decode("utf-8", "replace"))
-    return needle in "".join(buffer)
-
-
 def _run_in_pty(tmp_path: Path, signals: int) -> tuple[str, int]:
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 80, 0, 0))
-    env = {k: v for k, v in os.environ.items() if k not in ("CI", "NO_COLOR")}
-    env.update(TERM="xterm-256color", COLUMNS="80", LINES="30")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrate", "run", str(_workflow(tmp_path)), "-o", str(tmp_path / "runs")],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        cwd=tmp_path,
-        env=env,
-        start_new_session=True,
+    return _ctrl_c_in_pty(
+        tmp_path, ["run", str(_workflow(tmp_path)), "-o", str(tmp_path / "runs")], "agents done", signals=signals
     )
-    os.close(slave)
-    out: list[str] = []
-    try:
-        assert _read_until(master, "agents done", out, time.monotonic() + 60), "".join(out)
-        for _ in range(signals):
-            proc.send_signal(signal.SIGINT)
-        _read_until(master, "\x00never\x00", out, time.monotonic() + 1.0)  # drain while it exits
-        code = proc.wait(timeout=30)
-        _read_until(master, "\x00never\x00", out, time.monotonic() + 0.5)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
-    return "".join(out), code
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX pseudo-terminals")
@@ -110,35 +62,15 @@ def test_ctrl_c_leaves_the_message_the_resume_hint_and_a_visible_cursor(tmp_path
     assert f"--resume {run_dir}" in tail.replace("\n", "")
 
 
-def _ctrl_c_in_pty(tmp_path: Path, args: list[str], wait_for: str, columns: int = 80) -> tuple[str, int]:
-    """`orchestrate ARGS` in `tmp_path` under a pty `columns` wide: one SIGINT once `wait_for` shows."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, columns, 0, 0))
-    env = {k: v for k, v in os.environ.items() if k not in ("CI", "NO_COLOR")}
-    env.update(TERM="xterm-256color", COLUMNS=str(columns), LINES="30")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrate", *args],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        cwd=tmp_path,
-        env=env,
-        start_new_session=True,
-    )
-    os.close(slave)
-    out: list[str] = []
-    try:
-        assert _read_until(master, wait_for, out, time.monotonic() + 60), "".join(out)
-        proc.send_signal(signal.SIGINT)
-        _read_until(master, "\x00never\x00", out, time.monotonic() + 1.0)
-        code = proc.wait(timeout=30)
-        _read_until(master, "\x00never\x00", out, time.monotonic() + 0.5)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
-    return "".join(out), code
+def _ctrl_c_in_pty(
+    tmp_path: Path, args: list[str], wait_for: str, columns: int = 80, signals: int = 1
+) -> tuple[str, int]:
+    """`orchestrate ARGS` in `tmp_path` under a pty `columns` wide: SIGINT once `wait_for` shows."""
+    with Terminal(args, tmp_path, columns=columns) as terminal:
+        assert terminal.read_until(wait_for, 60), terminal.screen
+        terminal.interrupt(signals)
+        code = terminal.finish()
+        return terminal.screen, code
 
 
 def _visible_lines(screen: str) -> list[str]:

@@ -6,11 +6,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import re
-import select
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -495,49 +492,12 @@ agents:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX pseudo-terminals")
 def test_a_live_run_at_80_columns_keeps_its_layout_and_shows_items_and_pacing(tmp_path: Path) -> None:
-    import fcntl
-    import pty
-    import struct
-    import subprocess
-    import termios
+    from tests.terminal import Terminal, plain
 
     (tmp_path / "live.yaml").write_text(LIVE)
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 80, 0, 0))
-    env = {k: v for k, v in os.environ.items() if k not in ("CI", "NO_COLOR") and not k.endswith("_API_KEY")}
-    env.update(TERM="xterm-256color", COLUMNS="80", LINES="30")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrate", "run", "live.yaml", "--simulate"],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        cwd=tmp_path,
-        env=env,
-        start_new_session=True,
-    )
-    os.close(slave)
-    chunks: list[bytes] = []
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.1)
-            if ready:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:  # the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                chunks.append(chunk)
-            elif proc.poll() is not None:
-                break
-        code = proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
-    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode("utf-8", "replace"))
+    with Terminal(["run", "live.yaml", "--simulate"], tmp_path) as terminal:
+        code = terminal.finish(120)
+        screen = plain(terminal.screen)
     assert code == 0, screen
     headers = {line.strip() for line in screen.splitlines() if line.startswith("┏")}
     assert len(headers) == 1, screen  # every frame has the same columns, the same widths

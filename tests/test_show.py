@@ -188,32 +188,11 @@ def test_quiet_prints_only_the_reasons_with_cancelled_agents_grouped(tmp_path: P
 
 def _in_a_terminal(args: list[str], cwd: Path, columns: int) -> str:
     """What `orchestrate ARGS` draws in a terminal `columns` wide (a pty), escape sequences removed."""
-    import fcntl
-    import os
-    import pty
-    import re
-    import struct
-    import subprocess
-    import sys
-    import termios
+    from tests.terminal import Terminal, plain
 
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
-    env = {k: v for k, v in os.environ.items() if k not in ("CI", "COLUMNS", "NO_COLOR")} | {"TERM": "xterm"}
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrate", *args], cwd=cwd, env=env, stdout=slave, stderr=slave)
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # the other end closed
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    proc.wait(timeout=60)
-    os.close(master)
-    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode("utf-8", "replace")).replace("\r", "")
+    with Terminal(args, cwd, columns=columns, lines=40) as terminal:
+        terminal.finish()
+        return plain(terminal.screen).replace("\r", "")
 
 
 def test_show_in_an_80_column_terminal_keeps_its_hint_on_one_line_and_times_readable(tmp_path: Path) -> None:
