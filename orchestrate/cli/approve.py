@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -71,6 +72,13 @@ class TerminalApprover:
     """Asks in the terminal, one question at a time, as `terraform apply` does: only y/yes approves.
 
     End of input (Ctrl-D) leaves the agent waiting, to be decided later with `orchestrate approve`.
+    The answer is read as the terminal hands it over (the event loop watches standard input), not
+    in a thread: a run stopped by Ctrl-C while asking leaves at once, never waiting for Enter.
+
+    Args:
+        by: Who decides.
+        pause: Told True while a question is asked (the live table stops), False after.
+        read: Reads a line (tests); by default standard input is watched.
     """
 
     def __init__(
@@ -78,8 +86,46 @@ class TerminalApprover:
     ) -> None:
         self.by = by
         self.pause = pause
-        self.read = read or sys.stdin.readline
+        self.read = read
         self.lock = asyncio.Lock()
+        self.asking = False  # a question is on the screen, its line not yet ended
+
+    def end_question(self) -> None:
+        """End the open question's line, so that a notice printed now (Ctrl-C's) starts a line of its own."""
+        if self.asking:
+            self.asking = False
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+    async def _line(self) -> str:
+        """A line of standard input; "" at its end."""
+        if self.read is not None:
+            return await asyncio.to_thread(self.read)
+        loop = asyncio.get_running_loop()
+        try:
+            fd = sys.stdin.fileno()
+        except (AttributeError, OSError, ValueError):  # no real standard input: nobody to ask
+            return ""
+        answer: asyncio.Future[str] = loop.create_future()
+
+        def readable() -> None:
+            try:
+                data = os.read(fd, 4096)  # a terminal hands over a whole line
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not answer.done():
+                answer.set_result(data.decode(errors="replace"))
+
+        try:
+            loop.add_reader(fd, readable)
+        except (OSError, ValueError, NotImplementedError):  # a regular file: reading it never blocks
+            return sys.stdin.readline()
+        try:
+            return await answer
+        finally:
+            loop.remove_reader(fd)
 
     async def __call__(self, workflow: Workflow, agent: Agent, message: str) -> Decision | None:
         from orchestrate.run.approvals import Decision
@@ -93,7 +139,9 @@ class TerminalApprover:
                     "Approve? Only 'y' or 'yes' approves [y/N]: "
                 )
                 sys.stderr.flush()
-                answer = await asyncio.to_thread(self.read)
+                self.asking = True
+                answer = await self._line()
+                self.asking = False  # the terminal echoed the line's end
             finally:
                 if self.pause is not None:
                     self.pause(False)

@@ -510,10 +510,21 @@ def run(
 
         given = {_FIELDS.get(name, name) for name, source in _sources(ctx).items() if source}
         invocation = resumed(invocation, given)
+    from collections.abc import Callable
+
+    from orchestrate.cli.approve import TerminalApprover
     from orchestrate.cli.common import print_error, stdout_for_json
+
+    approvers: list[TerminalApprover] = []  # the terminal's questions: Ctrl-C's notice ends an open one
+
+    def ask(by: str, pause: Callable[[bool], None]) -> TerminalApprover:
+        approvers.append(TerminalApprover(by=by, pause=pause))
+        return approvers[-1]
 
     def notify(line: str) -> None:
         """A line for the person at the terminal: a signal being handled is news, not an error."""
+        for approver in approvers:  # a question left open ends its line first
+            approver.end_question()
         if line.startswith("received SIG"):
             from orchestrate.printable import printable
 
@@ -550,13 +561,12 @@ def run(
         print_dataset_outcome(data_outcome, invocation, json_output=json_output)
         raise typer.Exit(data_outcome.exit_code)
     from orchestrate.app.session import execute_workflows
-    from orchestrate.cli.approve import TerminalApprover
     from orchestrate.cli.run_output import print_run_outcome
 
     with stdout_for_json(json_output):  # a code step's print() must not break the JSON
         outcome = execute_workflows(
             invocation,
-            make_approver=lambda by, pause: TerminalApprover(by=by, pause=pause),
+            make_approver=ask,
             notify=notify,
             inform=inform,
             handle_signals=True,
