@@ -133,3 +133,61 @@ def test_no_content_withholds_every_input_even_without_a_policy(tmp_path: Path) 
     assert alone.returncode == 2 and "its input(s) employee_name, grade are protected" in alone.stderr
     again = orchestrate("run", "--resume", str(run_dir), *args, "-o", "again", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
+
+
+SUMMARY = """\
+name: hr_payroll_check
+defaults:
+  module: HR
+  llm_config: {model: gpt-4o-mini, base_url: "%(url)s/v1", max_tokens: 200}
+inputs:
+  employee_name: {type: string}
+  iban: {type: string}
+  national_id: {type: string}
+  salary: {type: number}
+  notes: {type: string}
+agents:
+  - name: check
+    prompt_template: |
+      Check the payroll of {employee_name}: {salary} EUR to {iban}, id {national_id}. Notes: {notes}
+"""
+
+
+def test_an_input_one_workflow_of_a_run_protects_is_protected_by_the_others_too(tmp_path: Path) -> None:
+    with FakeProvider(rewrite=echo) as provider:
+        (tmp_path / "letters.yaml").write_text(WORKFLOW % {"url": provider.url, "store": "true"})
+        (tmp_path / "payroll.yaml").write_text(SUMMARY % {"url": provider.url})  # no data_protection of its own
+        done = orchestrate("run", "letters.yaml", "payroll.yaml", *_args(INPUTS), "-o", "runs", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        sent = json.dumps(provider.requests)
+        assert len(provider.requests) == 3
+    assert [value for value in ORIGINALS if value in sent] == []  # the payroll check's prompt included
+    assert "EMPLOYEE_NAME_" in sent and "DE89 **** **** **** 3000" in sent
+    folders = sorted((tmp_path / "runs").iterdir())
+    assert len(folders) == 2
+    for run_dir in folders:
+        assert _leaks(run_dir) == {}, run_dir.name
+        record = json.loads((run_dir / "invocation.json").read_text())
+        assert record["inputs"] == {"salary": "51000"}, run_dir.name
+        assert sorted(record["withheld_inputs"]) == ["employee_name", "iban", "national_id", "notes"]
+        trail = (run_dir / "audit.jsonl").read_text()
+        assert digest(NAME) not in trail and "employee_name=(withheld)" in trail
+    (payroll,) = [d for d in folders if d.name.startswith("hr_payroll_check")]
+    record = json.loads((payroll / "invocation.json").read_text())
+    assert record["protected_inputs"] == {
+        "employee_name": "pseudonymize",
+        "iban": "mask",
+        "national_id": "drop",
+        "notes": "pseudonymize",
+    }
+
+    # A resume of the unprotected workflow's run alone protects them still, and is given them again.
+    alone = orchestrate("run", "--resume", str(payroll), "-o", "again", cwd=tmp_path)
+    assert alone.returncode == 2 and "its input(s) employee_name, iban, national_id, notes are protected" in (
+        alone.stderr
+    )
+    again = orchestrate("run", "--resume", str(payroll), *_args(INPUTS), "-o", "again", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    (second,) = (tmp_path / "again").iterdir()
+    assert _leaks(second) == {}
+    assert json.loads((second / "invocation.json").read_text())["protected_inputs"] == record["protected_inputs"]

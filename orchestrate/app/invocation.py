@@ -84,6 +84,10 @@ class Invocation:
         min_pass_rate: The share of its tries a case must pass (None: every try).
         audit_sink: Also append the audit trail's head to this append-only file (or POST it to a URL).
         no_content: Keep no prompts, answers or tool arguments anywhere the run writes.
+        protected_inputs: Inputs a workflow's ``data_protection:`` policy protects, and how
+            (``pseudonymize``, ``mask``, ``drop``): in a run of several workflows, every one of
+            them protects them so (`orchestrate.observe.compliance.shared_protection`); kept in
+            ``invocation.json`` for a resume of a run whose own workflow has no such rule.
         dataset: Run over a data file's rows.
         progress: ``live`` (a table redrawn in a terminal), ``plain`` (a line per change on
             stderr), ``quiet`` (only failures) or ``none`` (nothing printed: the Python API's default).
@@ -129,6 +133,7 @@ class Invocation:
     min_pass_rate: float | None = None
     audit_sink: str | None = None
     no_content: bool = False
+    protected_inputs: dict[str, str] = field(default_factory=dict)
     dataset: DatasetSpec | None = None
     progress: str = "none"
     history: list[dict[str, Any]] = field(default_factory=list)

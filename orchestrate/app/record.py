@@ -69,6 +69,7 @@ _CARRIED = (
     "batch_window",
     "max_threads",
     "no_content",
+    "protected_inputs",
     "audit_sink",
     "repeat",
     "min_pass_rate",

@@ -223,10 +223,23 @@ class _Session:
     def _compliance(self, workflows: list[Workflow]) -> None:
         """Name the approver, apply each workflow's data-protection policy, and turn off
         what would keep content the policy says not to keep (see orchestrate.observe.compliance)."""
-        from orchestrate.observe.compliance import approver_identity, check_identity, protect_workflow, pseudonyms_for
+        from orchestrate.observe.compliance import (
+            approver_identity,
+            check_identity,
+            protect_workflow,
+            pseudonyms_for,
+            share_protection,
+            shared_protection,
+        )
 
         self.approver = approver_identity(self.inv.approved_by)
+        # An input one workflow protects is protected by all of them (and by a resume of any of their runs).
+        rules = shared_protection(
+            workflows, self.inv.inputs, self.inv.protected_inputs or {}, no_content=self.inv.no_content
+        )
+        self.inv.protected_inputs = rules
         for i, workflow in enumerate(workflows):
+            share_protection(workflow, rules, self.inv.inputs)
             check_identity(workflow, self.approver[0])
             resumed = self.inv.resume if i == 0 else None
             secret = pseudonyms_for(workflow, resumed, no_content=self.inv.no_content)  # a resume: the same tokens

@@ -47,6 +47,7 @@ __all__ = [
     "protect_workflow",
     "pseudonyms_for",
     "shard_pseudonym_salt",
+    "shared_protection",
     "withheld_inputs",
 ]
 
@@ -143,6 +144,52 @@ def shard_pseudonym_salt(
     from orchestrate.run.shards import dataset_sha256
 
     return shard_salt(workflow.name, dataset_sha256(data), shard[1])
+
+
+def shared_protection(
+    workflows: list[Workflow], inputs: Mapping[str, Any], carried: Mapping[str, str], *, no_content: bool = False
+) -> dict[str, str]:
+    """How the inputs of a run of several workflows are protected: each that a workflow's policy
+    changes (its ``columns:`` rule, or ``pseudonymize`` for what its recognisers find in it), so
+    that every workflow of the run protects it (`share_protection`); `carried`: a resumed run's.
+
+    One workflow's protected input given to another with no policy was sent and kept in clear
+    in that one's run folder (invocation.json, result.json, prompts, the trail's digests)."""
+    rules = {name: action for name, action in carried.items() if name in inputs}
+    for workflow in workflows:
+        policy = Policy.from_dict(workflow.data_protection, no_content=no_content)
+        if not policy.declared:
+            continue
+        probe = Protector(policy, secret=b"probe")  # which values it changes: no run's counts touched
+        for name, value in inputs.items():
+            action = policy.columns.get(name)
+            if name in rules or action == "keep":
+                continue
+            if action is not None:
+                rules[name] = action
+            elif value is not None and probe.protect_values({name: value})[name] != value:
+                rules[name] = "pseudonymize"
+    return dict(sorted(rules.items()))
+
+
+def share_protection(workflow: Workflow, rules: Mapping[str, str], inputs: Mapping[str, Any]) -> None:
+    """Give `workflow` the `shared_protection` rules it lacks (its own protection of an input stays
+    its own, unless it is ``keep``): the policy it then runs under, and the trail records, has them."""
+    if not rules:
+        return
+    own = dict(workflow.data_protection or {})
+    columns = dict(own.get("columns") or {})
+    probe = Protector(Policy.from_dict(own), secret=b"probe") if own.get("detect") else None
+
+    def lacks(name: str) -> bool:
+        if name in columns:
+            return columns[name] == "keep"
+        return probe is None or probe.protect_values({name: inputs[name]})[name] == inputs[name]
+
+    missing = {name: action for name, action in rules.items() if name in inputs and lacks(name)}
+    if missing:
+        own["columns"] = {**columns, **missing}
+        workflow.data_protection = own
 
 
 def withheld_inputs(workflow: Workflow, inputs: Mapping[str, Any], secret: RunSecret | None) -> dict[str, str]:
