@@ -125,3 +125,66 @@ def test_without_content_expected_and_got_are_withheld_in_every_file(tmp_path: P
     (missed,) = [o for o in result["expectations"]["outcomes"] if o["status"] == "fail"]
     assert missed["name"] == "approves" and missed["got"] != "hold SECRETGOT"
     assert "SECRET" not in (tmp_path / "junit.xml").read_text()
+
+
+LEAKY = """\
+name: coin
+inputs:
+  vendor: {type: string, default: SECRETIN}
+agents:
+  - name: decide
+    module: Finance
+    llm_config: {model: gpt-4o-mini}
+    prompt_template: "Approve or hold {vendor}?"
+    expect:
+      - {equals: "{vendor}", name: names the vendor}
+      - {contains: "{vendor}", name: quotes the vendor}
+      - {json_schema: {type: object, required: [decision]}, name: is an object}
+      - {approx: "{vendor}", name: a number}
+      - {cel: "output.startsWith('approve')", name: approves}
+      - {any: [{regex: "^approve"}, {icontains: "{vendor}"}], name: either}
+      - {max_cost: 1, name: cheap}
+data_protection: {store_content: false}
+"""
+
+
+def test_without_content_no_command_prints_or_writes_what_was_expected_or_got(tmp_path: Path) -> None:
+    """store_content: false: the closing lines, the progress log, show, report.html, the Markdown
+    summary, JUnit, results.jsonl and orchestrate eval (its lines, eval-*.json, --json, JUnit, a
+    baseline) say what did not pass and that its content was not kept, never the content."""
+    (tmp_path / "wf.yaml").write_text(LEAKY)
+    (tmp_path / "rows.csv").write_text("vendor\nSECRETROW\n")
+    (tmp_path / "answers.yaml").write_text("decide: hold SECRETGOT\n")
+    said: list[str] = []
+
+    def command(*args: str, code: int = 5) -> str:
+        proc = orchestrate(*args, cwd=tmp_path)
+        assert proc.returncode == code, proc.stdout + proc.stderr
+        said.append(proc.stdout + proc.stderr)
+        return proc.stdout + proc.stderr
+
+    common = ("--simulate", "--answers", "answers.yaml", "--no-progress")
+    run = command("run", "wf.yaml", *common, "-o", "one", "--junit", "one.xml", "--summary", "one.md")
+    assert "[content not kept: " in run and "expectations: 1/7 passed" in run, run
+    assert "fail: decide: names the vendor: expected [content not kept: " in run
+    (run_dir,) = (tmp_path / "one").iterdir()
+    command("show", str(run_dir), code=0)
+    command("report", str(run_dir), code=0)
+    scored = command("eval", str(run_dir), "--junit", "eval.xml")
+    assert "[content not kept: " in scored
+    command("eval", str(run_dir), "--json")
+    command("eval", str(run_dir), "--baseline", str(run_dir))
+    command(
+        "run", "wf.yaml", *common, "--data", "rows.csv", "-o", "many", "--junit", "many.xml", "--summary", "many.md"
+    )
+    (dataset_dir,) = (tmp_path / "many").iterdir()
+    command("show", str(dataset_dir), code=0)
+    command("report", str(dataset_dir), code=0)
+    command("eval", str(dataset_dir), "--data", "rows.csv")
+    for text in said:
+        assert "SECRET" not in text, text
+    inputs = {tmp_path / name for name in ("wf.yaml", "rows.csv", "answers.yaml")}
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and p not in inputs]
+    assert any(p.name.startswith("eval-") for p in written) and any(p.name == "report.html" for p in written)
+    for path in written:
+        assert "SECRET" not in path.read_text(errors="replace"), path

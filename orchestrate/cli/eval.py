@@ -105,7 +105,7 @@ def eval_command(
         repeat_lines,
         write_evaluation,
     )
-    from orchestrate.run.rescore import compare, fill_columns, load_cases, outcomes_of, rescore
+    from orchestrate.run.rescore import compare, fill_columns, keeps_content, load_cases, outcomes_of, rescore
     from orchestrate.workflow.loader import load_workflow
 
     if not run_dir.is_dir():
@@ -144,6 +144,10 @@ def eval_command(
                 await engine.shutdown()
 
     totals, lines = asyncio.run(score())
+    if not keeps_content(template, cases):  # the run kept no content: neither does its scoring
+        from orchestrate.run.protection import evaluation_without_content
+
+        lines = [evaluation_without_content(line) for line in lines]
     document: dict[str, Any] = {
         "workflow": str(source),
         "run_dir": str(run_dir),

@@ -15,6 +15,7 @@ from typing import Any
 
 from orchestrate.fsutil import atomic_write_text
 from orchestrate.printable import markdown_cell, xml_text
+from orchestrate.run.protection import not_kept, shown, shown_reason
 
 __all__ = ["expectation_suite", "expectations_markdown", "write_expectation_junit"]
 
@@ -27,13 +28,22 @@ def _message(outcome: Mapping[str, Any]) -> str:
 
 
 def _said(outcome: Mapping[str, Any]) -> str:
-    reason = outcome.get("reason") or ""
+    reason = shown_reason(outcome.get("reason"))
     if outcome.get("status") == "fail":
-        text = f"expected {outcome.get('expected')!r}, got {outcome.get('got')!r}"
+        text = f"expected {_whole(outcome.get('expected'))}, got {_whole(outcome.get('got'))}"
         if outcome.get("score") is not None:
-            text = f"score {outcome['score']:g} below threshold {outcome.get('expected')!r}"
+            text = f"score {outcome['score']:g} below threshold {_whole(outcome.get('expected'))}"
         return f"{text}: {reason}" if reason else text
     return reason or str(outcome.get("status"))
+
+
+def _whole(value: Any) -> str:
+    """A value as a message says it: its repr (trimmed when it was recorded), or that it was not kept."""
+    return shown(value, width=1 << 30)
+
+
+def _cell(value: Any) -> Any:
+    return shown(value) if not_kept(value) else value
 
 
 def expectation_suite(name: str, cases: Sequence[Mapping[str, Any]]) -> ET.Element:
@@ -101,7 +111,8 @@ def expectations_markdown(totals: Mapping[str, Any], limit: int = 20) -> list[st
         for o in bad[:limit]:
             out.append(
                 f"| {markdown_cell(o['agent'])} | {markdown_cell(o['name'])} | {o['status']} | "
-                f"{markdown_cell(o.get('expected'))} | {markdown_cell(o.get('got'))} | {markdown_cell(o.get('reason'))} |"
+                f"{markdown_cell(_cell(o.get('expected')))} | {markdown_cell(_cell(o.get('got')))} | "
+                f"{markdown_cell(shown_reason(o.get('reason')))} |"
             )
         out.append("")
     return out

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrate.fsutil import read_regular_text, regular_lines
+from orchestrate.run.protection import not_kept, shown, shown_reason
 
 __all__ = ["MAX_CASES", "evaluation_section"]
 
@@ -25,6 +26,8 @@ def _e(text: object) -> str:
 
 
 def _value(value: Any) -> str:
+    if not_kept(value):  # store_content: false
+        return shown(value)
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
@@ -41,7 +44,7 @@ def _cases_table(cases: list[tuple[str, dict[str, Any]]]) -> str:
                 o.get("status"),
                 _value(o.get("expected")),
                 _value(o.get("got")) if o.get("score") is None else f"score {o['score']:g}",
-                o.get("reason"),
+                shown_reason(o.get("reason")),
             )
         )
         + "</tr>"

@@ -432,16 +432,17 @@ def checked_line(data: dict[str, Any]) -> str:
     """An ``expectations_checked`` event as a line: ``expectations: 2/3 passed, 1 failed; equals
     output.gl_account: expected '6100', got '6200'`` (the first that did not pass)."""
     from orchestrate.run.evaluation import closing_line
+    from orchestrate.run.protection import shown, shown_reason
 
     line = closing_line(data)
     bad = [o for o in data.get("outcomes") or () if o.get("status") in ("fail", "error")]
     if bad:
         first = bad[0]
-        detail = first.get("reason") or first.get("status")
+        detail = shown_reason(first.get("reason")) or first.get("status")
         if first.get("status") == "fail" and first.get("kind") != "rubric":
-            detail = f"expected {_shown(first.get('expected'))}, got {_shown(first.get('got'))}"
+            detail = f"expected {shown(first.get('expected'), 40)}, got {shown(first.get('got'), 40)}"
         elif first.get("kind") == "rubric" and first.get("score") is not None:
-            detail = f"score {first['score']:g}: {first.get('reason') or ''}".rstrip(": ")
+            detail = f"score {first['score']:g}: {shown_reason(first.get('reason'))}".rstrip(": ")
         line += f"; {first.get('name')}: {detail}"
     return line
 
@@ -451,11 +452,6 @@ def _not_passed(data: dict[str, Any]) -> str:
     parts = [f"{failed} failed"] if failed else []
     parts += [f"{errors} error" + ("s" if errors != 1 else "")] if errors else []
     return ", ".join(parts)
-
-
-def _shown(value: Any, width: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def batch_line(data: dict[str, Any]) -> str:

@@ -597,16 +597,18 @@ def exit_code(code: int, evaluations: list[Mapping[str, Any] | None], *, fail_on
 
 def failure_lines(document: Mapping[str, Any], *, limit: int = 5, indent: str = "  ") -> list[str]:
     """A line per expectation that did not pass (the first `limit`): who, what, expected, got, why."""
+    from orchestrate.run.protection import shown, shown_reason
+
     lines = []
     bad = [o for o in document.get("outcomes", ()) if o.get("status") in ("fail", "error")]
     for o in bad[:limit]:
-        detail = o.get("reason") or ""
+        detail = shown_reason(o.get("reason"))
         if o.get("status") == "fail" and o.get("kind") != "rubric":
-            detail = f"expected {_short(o.get('expected'))}, got {_short(o.get('got'))}" + (
+            detail = f"expected {shown(o.get('expected'))}, got {shown(o.get('got'))}" + (
                 f" ({detail})" if detail else ""
             )
         elif o.get("kind") == "rubric" and o.get("score") is not None:
-            detail = f"score {o['score']:g} < {o.get('expected')!r}: {detail}"
+            detail = f"score {o['score']:g} < {shown(o.get('expected'))}: {detail}"
         if "tries" in o:  # a repeated case: how often it passed
             detail += f" [{o.get('passed', 0)}/{o['tries']} tries passed]"
         lines.append(f"{indent}{o['status']}: {o['agent']}: {o['name']}: {detail}")
@@ -662,11 +664,6 @@ def repeat_lines(totals: Mapping[str, Any]) -> list[str]:
         who = case.get("key") or "run"
         lines.append(f"  under the bar: {who}: {passed}/{case['tries']} tries passed ({case['pass_rate']:.0%})")
     return lines
-
-
-def _short(value: Any, width: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def expectation_lines(document: Mapping[str, Any] | None) -> list[str]:

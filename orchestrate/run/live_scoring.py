@@ -29,6 +29,7 @@ from typing import Any
 
 from orchestrate.run.evaluation import WORKFLOW_OWNER, Evaluator, _document, _live, _Target, outputs_of
 from orchestrate.run.events import Event, EventType
+from orchestrate.run.protection import outcome_without_content
 from orchestrate.workflow.expectations import Outcome
 from orchestrate.workflow.models import AgentResult, Workflow
 
@@ -240,10 +241,10 @@ def checked_data(owner: str, outcomes: list[Outcome]) -> dict[str, Any]:
 
 def _checked(workflow: Workflow, owner: str, outcomes: list[Outcome]) -> Event:
     agent = None if owner == WORKFLOW_OWNER else owner
-    return Event(
-        EventType.EXPECTATIONS_CHECKED,
-        workflow.id,
-        agent,
-        checked_data(owner, outcomes),
-        workflow_name=workflow.name,
-    )
+    data = checked_data(owner, outcomes)
+    protector = workflow.protector
+    if protector is not None and data["outcomes"] and not protector.policy.store_content:
+        # A run that keeps no content: the event never holds it, so no sink can show it (the
+        # live table, the progress log) or write it.
+        data["outcomes"] = [outcome_without_content(o) for o in data["outcomes"]]
+    return Event(EventType.EXPECTATIONS_CHECKED, workflow.id, agent, data, workflow_name=workflow.name)

@@ -36,7 +36,18 @@ from typing import Any
 
 from orchestrate.run.recognizers import KINDS, PHONE_HINT, Recogniser, combined
 
-__all__ = ["ACTIONS", "DROPPED", "Policy", "Protector", "evaluation_without_content", "withheld"]
+__all__ = [
+    "ACTIONS",
+    "DROPPED",
+    "Policy",
+    "Protector",
+    "evaluation_without_content",
+    "not_kept",
+    "outcome_without_content",
+    "shown",
+    "shown_reason",
+    "withheld",
+]
 
 ACTIONS = ("pseudonymize", "mask", "drop", "keep")
 DROPPED = "[withheld]"
@@ -328,21 +339,74 @@ def _agent_without_content(row: Mapping[str, Any]) -> dict[str, Any]:
             for item in meta["items"]
         ]
     if meta.get("expectations"):
-        meta["expectations"] = [_outcome_without_content(o) for o in meta["expectations"]]
+        meta["expectations"] = [outcome_without_content(o) for o in meta["expectations"]]
     row["metadata"] = meta
     return row
 
 
 def evaluation_without_content(document: Mapping[str, Any]) -> dict[str, Any]:
-    """An evaluation document (result.json's ``expectations``, a results.jsonl line's) with each
-    outcome's expected and got withheld: they quote the answers (and the row's columns)."""
-    return {**document, "outcomes": [_outcome_without_content(o) for o in document.get("outcomes") or ()]}
+    """An evaluation document (result.json's ``expectations``, a results.jsonl line's, an
+    ``orchestrate eval`` case's) with each outcome's expected and got withheld, and its reason
+    where the reason quotes them: they quote the answers (and the row's columns)."""
+    return {**document, "outcomes": [outcome_without_content(o) for o in document.get("outcomes") or ()]}
 
 
-def _outcome_without_content(outcome: Any) -> Any:
+# The kinds whose reason may quote content: a needle, the instance a schema refused, the numbers
+# compared, an any/all's children's reasons. A rubric's is the judge's own words.
+_QUOTING = frozenset({"contains", "icontains", "not_contains", "json_schema", "approx", "any", "all"})
+# ... and when the outcome is an error: a CEL error may quote a value (an error of the other kinds
+# names a path, a column or an agent, not a value).
+_QUOTING_ERRORS = frozenset({"cel", "any", "all"})
+# Kinds whose expected and got are figures of the workflow and the run's meters, not content: a
+# limit and what was spent (or took), a judge's threshold and score.
+_FIGURES = frozenset({"max_cost", "max_latency", "rubric"})
+
+
+def _reason_quotes(outcome: Mapping[str, Any]) -> bool:
+    kind = outcome.get("kind")
+    if kind == "rubric":
+        return outcome.get("score") is not None  # the judge answered: its reason reads the answer
+    return kind in (_QUOTING_ERRORS if outcome.get("status") == "error" else _QUOTING)
+
+
+def outcome_without_content(outcome: Any) -> Any:
+    """One expectation outcome as a run that keeps no content writes or shows it (idempotent)."""
     if not isinstance(outcome, Mapping):
         return outcome
-    return {**outcome, **{k: withheld(outcome[k]) for k in ("expected", "got") if outcome.get(k) is not None}}
+    changed = (
+        {}
+        if outcome.get("kind") in _FIGURES
+        else {
+            k: withheld(outcome[k])
+            for k in ("expected", "got")
+            if outcome.get(k) is not None and not not_kept(outcome[k])
+        }
+    )
+    reason = outcome.get("reason")
+    if isinstance(reason, str) and reason and _reason_quotes(outcome):
+        changed["reason"] = withheld(reason)
+    return {**outcome, **changed} if changed else dict(outcome)
+
+
+def not_kept(value: Any) -> bool:
+    """Whether `value` is what was written instead of content (`withheld`)."""
+    return isinstance(value, Mapping) and value.get("withheld") is True
+
+
+def shown(value: Any, width: int = 60) -> str:
+    """A value as a line of text shows it: its repr (cut at `width`), or, for content not kept,
+    ``[content not kept: N chars]``."""
+    if not_kept(value):
+        return f"[content not kept: {value.get('chars')} chars]"
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def shown_reason(value: Any) -> str:
+    """An outcome's reason as text: itself, or ``[reason not kept: N chars]``."""
+    if not_kept(value):
+        return f"[reason not kept: {value.get('chars')} chars]"
+    return "" if value is None else str(value)
 
 
 @lru_cache(maxsize=256)
@@ -357,7 +421,7 @@ def without_content(document: dict[str, Any]) -> dict[str, Any]:
         return document
     changed: dict[str, Any] = {k: withheld(data[k]) for k in ("output", "message") if data.get(k) is not None}
     if data.get("outcomes"):  # expectations_checked: what was expected and what came are content
-        changed["outcomes"] = [_outcome_without_content(o) for o in data["outcomes"]]
+        changed["outcomes"] = [outcome_without_content(o) for o in data["outcomes"]]
     if not changed:
         return document
     return {**document, "data": {**data, **changed}}

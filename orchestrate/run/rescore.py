@@ -24,9 +24,10 @@ from typing import Any
 from orchestrate.errors import UserInputError
 from orchestrate.fsutil import read_regular_text, regular_lines
 from orchestrate.run.evaluation import EvaluationTotals, Evaluator, row_line
+from orchestrate.run.protection import shown_reason
 from orchestrate.workflow.models import Workflow
 
-__all__ = ["Case", "Comparison", "compare", "fill_columns", "load_cases", "outcomes_of", "rescore"]
+__all__ = ["Case", "Comparison", "compare", "fill_columns", "keeps_content", "load_cases", "outcomes_of", "rescore"]
 
 
 @dataclass
@@ -224,6 +225,23 @@ async def rescore(
     return totals, lines
 
 
+def keeps_content(template: Workflow, cases: list[Case]) -> bool:
+    """Whether what eval writes and prints may quote the answers: not when the run kept no
+    content (``store_content: false`` or ``--no-content`` when it ran) nor when the workflow
+    scoring it says so."""
+    from orchestrate.run.protection import Policy
+
+    if not Policy.from_dict(template.data_protection).store_content:
+        return False
+    for case in cases:
+        policy = case.document.get("data_protection")
+        if case.document.get("content_kept") is False or (
+            isinstance(policy, Mapping) and policy.get("store_content") is False
+        ):
+            return False
+    return True
+
+
 def outcomes_of(path: Path) -> dict[str, dict[str, Any]]:
     """Per case key, its recorded evaluation line (counts, outcomes, cost, seconds), from a run
     folder, a dataset folder, or an eval file (eval-*.json)."""
@@ -288,7 +306,7 @@ class Comparison:
             + (f", {len(self.dropped)} pass rate(s) down more than {self.tolerance:g}" if self.dropped else "")
         )
         for r in self.regressions[:limit]:
-            yield f"  regressed: {r['key']}: {r['agent']}: {r['name']}: {r.get('reason') or r['status']}"
+            yield f"  regressed: {r['key']}: {r['agent']}: {r['name']}: {shown_reason(r.get('reason')) or r['status']}"
         for r in self.dropped[:limit]:
             yield f"  pass rate: {r['agent']}: {r['name']}: {r['before']:.0%} -> {r['after']:.0%}"
         if self.cost.get("before") is not None and self.cost.get("after") is not None:

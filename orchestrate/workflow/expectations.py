@@ -496,7 +496,8 @@ class Expectation:
         raw = self.value.get(ctx)
         expected, number = _number(raw), _number(got)
         if expected is None:
-            return Outcome(self.name, "approx", "error", raw, got, f"expected value {raw!r} is not a number")
+            # The value itself is the outcome's `expected`: the reason does not quote it (content).
+            return Outcome(self.name, "approx", "error", raw, got, "the expected value is not a number")
         if number is None:
             return self._done(False, expected, got, "not a number")
         allowed = self.tolerance + self.relative * abs(expected)
