@@ -85,3 +85,17 @@ def test_a_pass_that_becomes_a_fail_against_the_baseline_exits_6(tmp_path: Path)
     assert again.returncode == 6 and "1 pass -> fail" in again.stdout
     better = orchestrate("eval", str(baseline), "--baseline", str(run_dir), cwd=tmp_path)
     assert better.returncode == 0 and "0 pass -> fail, 1 fail -> pass" in better.stdout
+
+
+def test_a_workflow_without_expectations_is_refused_in_one_line_not_scored_0_of_0(tmp_path: Path) -> None:
+    plain = "name: plain\nagents:\n  - name: a\n    module: Finance\n    llm_config: {model: gpt-4o-mini}\n"
+    (tmp_path / "wf.yaml").write_text(plain + "    prompt_template: go\n")
+    run = orchestrate("run", "wf.yaml", "--simulate", "-o", "runs", cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    scored = orchestrate("eval", str(run_dir), cwd=tmp_path)
+    assert scored.returncode == 2, scored.stdout + scored.stderr
+    assert scored.stderr.strip().splitlines() == [
+        "error: wf.yaml: the workflow declares no expectations (expect:), so there is nothing to score"
+    ]
+    assert "0/0" not in scored.stdout + scored.stderr and not list(run_dir.glob("eval-*.json"))

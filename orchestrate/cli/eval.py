@@ -92,8 +92,9 @@ def eval_command(
       orchestrate eval runs/coding-1 --judge --budget 0.50
 
     \b
-    Exit codes: 0 every expectation passed, 2 invalid input, 5 some expectation failed
-    or could not be evaluated, 6 regressed against --baseline.
+    Exit codes: 0 every expectation passed, 2 invalid input (a workflow that declares no
+    expectations too), 5 some expectation failed or could not be evaluated, 6 regressed
+    against --baseline.
     """
     from orchestrate.run.evaluation import (
         EXIT_EXPECTATIONS,
@@ -115,6 +116,10 @@ def eval_command(
     cases = load_cases(run_dir)
     source = workflow or _recorded_source(cases)
     template = load_workflow(source, bind=False)
+    if not template.expect and not any(agent.expect for agent in template.agents):
+        # Nothing to score is not a pass: "0/0 passed" would let a CI gate whose expectations
+        # were deleted go green.
+        fail(f"{source}: the workflow declares no expectations (expect:), so there is nothing to score")
     unfilled = fill_columns(cases, template, run_dir, data)
     if unfilled is not None:
         if data is not None:
