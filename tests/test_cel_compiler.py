@@ -425,3 +425,11 @@ agents:
     await engine.shutdown()
     notify = done.get_agent_by_name("notify")
     assert notify.status.value == "completed", notify.result.error if notify.result else None
+
+
+def test_the_language_reference_says_conditions_run_as_closures_with_the_interpreter_behind() -> None:
+    text = (ROOT / "docs" / "workflow-language.md").read_text(encoding="utf-8")
+    section = " ".join(text.split("## Conditions (`when`)", 1)[1].split("\n## ", 1)[0].split())
+    assert "evaluated by `cel-python`:" not in section  # the interpreter alone: true before the closures
+    assert "compiled, when the workflow is loaded, into Python closures" in section
+    assert "evaluated by cel-python's interpreter" in section

@@ -1,10 +1,11 @@
-"""`when:` conditions: Common Expression Language (CEL), through cel-python.
+"""`when:` conditions: Common Expression Language (CEL), parsed by cel-python, run as closures.
 
 The only module that imports celpy. CEL is a small, side-effect-free
 expression language made for exactly this (Kubernetes admission rules, Envoy,
 Google Cloud IAM conditions): no loops, no I/O, no attribute access on Python
 objects, so a condition in a workflow file cannot reach anything but the
-values we hand it. No Python `eval`, no evaluator of our own.
+values we hand it. No Python `eval`: conditions are compiled into closures of
+our own (`cel_compiler`), with cel-python's interpreter as the fallback.
 
 A condition sees the names templates use::
 
