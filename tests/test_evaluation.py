@@ -167,6 +167,48 @@ def test_a_judge_is_refused_by_a_small_budget_under_concurrency(tmp_path: Path, 
     assert "budget" in small.stdout + small.stderr
 
 
+def test_the_dataset_budget_refuses_a_judge_mid_row_and_is_never_overrun(tmp_path: Path, server: FakeProvider) -> None:
+    # The row is admitted on its worst case (agent and judge). Its agent's usage then comes back
+    # far above what was reserved for it (booked as reported: it is what the provider bills), so
+    # when its judge asks, the judge's reservation no longer fits in what the dataset budget has left.
+    def rewrite(request: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+        if "Rubric:" in json.dumps(request.get("messages", [])):
+            answer["choices"][0]["message"]["content"] = json.dumps({"score": 1.0, "reason": "fine"})
+        else:
+            answer["choices"][0]["message"]["content"] = "approve"
+            answer["usage"]["prompt_tokens"] = 63_000  # $0.00945 at gpt-4o-mini's $0.15 per million
+            answer["usage"]["total_tokens"] = 63_000 + answer["usage"]["completion_tokens"]
+        return answer
+
+    server.rewrite = rewrite
+    llm = f"{{model: gpt-4o-mini, max_tokens: 20, base_url: '{server.url}/v1'}}"
+    judge = f"{{model: gpt-4o-mini, max_tokens: 1000, base_url: '{server.url}/v1'}}"
+    (tmp_path / "wf.yaml").write_text(
+        "name: t\ncost_budget: 1.0\ninputs:\n  vendor: {type: string}\nagents:\n  - name: a\n    module: Finance\n"
+        f"    llm_config: {llm}\n    max_retries: 0\n    prompt_template: 'Hold {{vendor}}?'\n    expect:\n"
+        f"      - {{equals: approve, name: approves}}\n      - {{rubric: Says why, name: says why, judge: {judge}}}\n"
+    )
+    (tmp_path / "rows.csv").write_text("vendor\nV1\n")
+    proc = orchestrate(
+        "run", "wf.yaml", "--data", "rows.csv", "--budget", "0.01", "-o", "runs", cwd=tmp_path,
+        env={"OPENAI_API_KEY": KEY},
+    )  # fmt: skip
+    assert proc.returncode == EXIT_EXPECTATIONS, proc.stdout + proc.stderr
+    assert all("Rubric:" not in json.dumps(r["body"]) for r in server.requests)  # the judge never went out
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    (line,) = [json.loads(text) for text in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert line["status"] == "completed"  # its agent's answer stands; only its judging could not be paid
+    approves, says_why = line["expectations"]["outcomes"]
+    assert approves["status"] == "pass"
+    assert says_why["status"] == "error" and says_why["reason"].startswith(
+        "judge refused by the budget: dataset budget of $0.0100 would be passed"
+    ), says_why
+    cost = json.loads((run_dir / "cost.json").read_text())
+    assert cost["budget"] == 0.01 and cost["totals"]["calls"] == 1  # the agent's call; no judge's
+    assert 0.009 < cost["totals"]["cost"] <= 0.01 and line["cost"] == cost["totals"]["cost"]  # never overrun
+    assert "expectations: 1/2 passed, 1 error" in proc.stdout
+
+
 def test_a_column_neither_input_nor_expected_is_one_error_at_the_header(tmp_path: Path) -> None:
     (tmp_path / "wf.yaml").write_text(
         "name: t\ninputs:\n  vendor: {type: string}\nagents:\n  - name: a\n    module: Finance\n"
