@@ -98,7 +98,8 @@ async def measure(kinds: list[str], data: list[Any], *, interpreted: bool = Fals
 async def measure_live(kinds: list[str], data: list[Any]) -> tuple[float, float, int]:
     """The same rows scored as a dataset run scores them: `LiveScoring` told of each row's run and
     of its agent's ``agent_finished`` (which a run emits anyway), its ``expectations_checked`` event
-    emitted through the engine (its monitor), and `finish` assembling the document."""
+    emitted through the engine (its monitor), asked to settle as the run ends, and `finish`
+    assembling the document."""
     from orchestrate.run.dataset_run import dataset_engine_config
     from orchestrate.run.engine import OrchestrationEngine
     from orchestrate.run.evaluation import Evaluator
@@ -121,6 +122,9 @@ async def measure_live(kinds: list[str], data: list[Any]) -> tuple[float, float,
     for workflow, row in runs:
         scoring.begin(workflow, evaluator, row=row)
         scoring(Event(EventType.AGENT_FINISHED, workflow.id, "code", {"status": "completed"}))  # as routed
+        waiting = scoring.settle(workflow, False)  # as the run's end asks it, before workflow_finished
+        if waiting is not None:
+            await waiting
         document = await scoring.finish(workflow)
         assert document is not None
         passed += document["passed"]

@@ -6,6 +6,7 @@ nothing added for a workflow without expectations. Against loopback OpenAI serve
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -298,3 +299,92 @@ def test_judges_go_out_in_a_provider_batch_like_the_agents(tmp_path: Path) -> No
     judged = [c for c in calls if c["agent"] == "first.judge"]
     assert len(judged) == 6 and all(c["batch"] and c["batch_id"] for c in judged)
     assert "expectations: 6/6 passed" in proc.stdout
+
+
+def slow_judge(seconds: float, verdict: Any) -> Any:
+    """A server rewrite: agents answer as usual, the judge (asked with 'Rubric:') after `seconds`."""
+
+    def rewrite(request: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+        if "Rubric:" in json.dumps(request.get("messages", [])):
+            time.sleep(seconds)
+            answer["choices"][0]["message"]["content"] = json.dumps(verdict)
+        return answer
+
+    return rewrite
+
+
+def judged_outputs(server: FakeProvider) -> str:
+    """`two_agents` with a rubric on `first` and one on the workflow's outputs."""
+    judge = f"{{model: gpt-4o-mini, max_tokens: 50, base_url: '{server.url}/v1'}}"
+    return two_agents(server, WITH_RUBRIC, outputs=False) + (
+        f"outputs:\n  decision: '{{first.output}}'\nexpect:\n  - {{rubric: 'Decides.', name: decides, judge: {judge}}}\n"
+    )
+
+
+async def test_a_judge_still_asking_when_the_agents_are_done_is_waited_for_before_the_run_ends(
+    server: FakeProvider,
+) -> None:
+    server.rewrite = slow_judge(1.0, {"score": 0.9, "reason": "fine"})
+    workflow = load_workflow_text(judged_outputs(server))
+    engine = OrchestrationEngine(
+        OpenAIClient(api_key=KEY, base_url=f"{server.url}/v1"), EngineConfig(rate_limit_config=None)
+    )
+    seen: list[Event] = []
+    engine.add_sink(seen.append)
+    scoring = LiveScoring(engine)
+    scoring.begin(workflow, Evaluator(workflow))
+    await engine.execute_workflow(await engine.register_workflow(workflow))
+    document = await scoring.finish(workflow)
+    await engine.shutdown()
+    kinds = [(e.type, e.agent) for e in seen]
+    # `second` ended long before `first`'s judge answered; the end is told after both judges.
+    assert kinds[-1] == (EventType.WORKFLOW_FINISHED, None), kinds[-6:]
+    for judged in ("first", None):
+        assert (EventType.EXPECTATIONS_CHECKED, judged) in kinds
+    assert {(EventType.LLM_CALL, "first.judge"), (EventType.LLM_CALL, "outputs.judge")} <= set(kinds)
+    assert document is not None and [(o["agent"], o["status"]) for o in document["outcomes"]] == [
+        ("first", "pass"),
+        ("outputs", "pass"),
+    ]
+    assert document["judge_cost"] > 0 and workflow.status.value == "completed"
+
+
+async def test_a_run_stopped_while_its_judge_asks_ends_with_the_judge_cancelled_and_said(server: FakeProvider) -> None:
+    server.rewrite = slow_judge(3.0, {"score": 0.9, "reason": "fine"})
+    workflow = load_workflow_text(judged_outputs(server))
+    engine = OrchestrationEngine(
+        OpenAIClient(api_key=KEY, base_url=f"{server.url}/v1"), EngineConfig(rate_limit_config=None)
+    )
+    seen: list[Event] = []
+    engine.add_sink(seen.append)
+    scoring = LiveScoring(engine)
+    scoring.begin(workflow, Evaluator(workflow))
+    running = asyncio.ensure_future(engine.execute_workflow(await engine.register_workflow(workflow)))
+    while (EventType.AGENT_FINISHED, "second") not in [(e.type, e.agent) for e in seen]:
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.2)  # `first`'s judge is asking (for 3 s)
+    started = time.monotonic()
+    await engine.stop()
+    await running
+    assert time.monotonic() - started < 2.0  # not waited for
+    kinds = [(e.type, e.agent) for e in seen]
+    assert kinds[-1] == (EventType.WORKFLOW_FINISHED, None), kinds[-6:]
+    told = {e.agent: e.data for e in seen if e.type is EventType.EXPECTATIONS_CHECKED}
+    for owner in ("first", None):
+        (outcome,) = told[owner]["outcomes"]
+        assert outcome["status"] == "error" and "not judged: the run was stopped" in outcome["reason"], outcome
+    assert workflow.status.value == "cancelled"
+    await scoring.finish(workflow, score=False)
+    await engine.shutdown()
+
+
+def test_the_journal_of_a_run_with_a_slow_judge_closes_with_its_end(tmp_path: Path, server: FakeProvider) -> None:
+    server.rewrite = slow_judge(1.0, {"score": 0.2, "reason": "no"})
+    (tmp_path / "wf.yaml").write_text(judged_outputs(server))
+    proc = cli.orchestrate("run", "wf.yaml", "-o", "runs", cwd=tmp_path, env={"OPENAI_API_KEY": KEY}, timeout=120)
+    assert proc.returncode == 5, proc.stdout + proc.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    events = events_of(run_dir)
+    assert events[-1]["type"] == "workflow_finished"
+    judged = [e for e in events if e["type"] == "expectations_checked"]
+    assert {e["agent"] for e in judged} == {"first", None} and all(e["data"]["failed"] == 1 for e in judged)

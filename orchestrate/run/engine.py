@@ -13,7 +13,7 @@ import asyncio
 import gc
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -29,7 +29,7 @@ from orchestrate.run.executor import AgentExecutor
 from orchestrate.run.failures import FailureHandler, RetryPolicy
 from orchestrate.run.monitor import Monitor, MonitorConfig
 from orchestrate.run.prompt_cache import PromptCaching
-from orchestrate.run.scheduler import Approver, RunShape, WorkflowRun
+from orchestrate.run.scheduler import Approver, RunShape, Settle, WorkflowRun
 from orchestrate.run.workers import WorkerPool
 from orchestrate.slots import Slots
 from orchestrate.state.base import LeaseKeeper, SharedState
@@ -155,6 +155,9 @@ class OrchestrationEngine:
         self._closed = False
         self.halted: str | None = None  # why no call may start any more (a journal failed)
         self.sink_failures: dict[str, str] = {}  # sink name -> its first error
+        # Asked, as a run's agents are done and before its end is told, for what they still do for
+        # it (a judge still asking): (workflow, cancel) -> an awaitable, or None.
+        self.settlers: list[Settle] = []
         self.workers = WorkerPool(self.config.max_threads)
         self.executor = AgentExecutor(
             client_for=self._client_for,
@@ -208,6 +211,13 @@ class OrchestrationEngine:
                 sink(event)
             except Exception as exc:  # a broken display must never cost a paid-for run
                 self._sink_failed(sink, exc)
+
+    def _settle(self, workflow: Workflow, cancel: bool) -> Awaitable[Any] | None:
+        """What the settlers still do for `workflow` before its end is told (None: nothing)."""
+        waiting = [w for settle in self.settlers if (w := settle(workflow, cancel)) is not None]
+        if not waiting:
+            return None
+        return waiting[0] if len(waiting) == 1 else asyncio.gather(*waiting)
 
     def _sink_failed(self, sink: Sink, exc: Exception) -> None:
         """Keep the first failure of each sink (its name and error), to be reported once."""
@@ -357,6 +367,7 @@ class OrchestrationEngine:
                 approver=self.approver,
                 shape=self._shapes.pop(workflow_id, None),
                 deadlines=self._deadlines,
+                settle=self._settle if self.settlers else None,
             )
             self._runs[workflow_id] = run
             try:

@@ -11,9 +11,13 @@ agent's output wait for that agent to end too. A judge's call is reserved agains
 the run's budgets like an agent's, so it competes with the agents still to run: the
 agents released by the same end reserve first, later ones after it.
 
-`finish`, once the run has ended, waits for the judges still asking, scores what
-could not be scored earlier (an agent that never ended, one that ended again, the
-workflow's own `expect:` on its outputs) and assembles the evaluation document,
+`settle` is one of the engine's settlers: once a run's agents are done, and before
+its ``workflow_finished`` is told, it waits for the judges still asking (or, when the
+run was stopped or timed out, cancels them: their expectations are errors, not
+judged) and scores what could not be scored earlier (an agent that never ended, one
+that ended again, the workflow's own `expect:` on its outputs, judges included), so
+every ``expectations_checked`` and every judge's call comes before the run's end in
+events.jsonl. `finish`, once the run has ended, assembles the evaluation document,
 the same one `Evaluator.evaluate` makes after the run: result.json, results.jsonl
 and the reports are as they were.
 
@@ -24,7 +28,7 @@ without them has no sink added and pays nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from orchestrate.run.evaluation import WORKFLOW_OWNER, Evaluator, _document, _live, _Target, outputs_of
@@ -37,7 +41,18 @@ __all__ = ["LiveScoring", "checked_data"]
 
 
 class _Run:
-    __slots__ = ("ended", "evaluator", "judge_cost", "judging", "owners", "row", "scored", "waiting", "workflow")
+    __slots__ = (
+        "ended",
+        "evaluator",
+        "judge_cost",
+        "judging",
+        "owners",
+        "row",
+        "scored",
+        "settled",
+        "waiting",
+        "workflow",
+    )
 
     def __init__(
         self, workflow: Workflow, evaluator: Evaluator, row: Mapping[str, Any] | None, owners: dict[str, _Target]
@@ -51,6 +66,7 @@ class _Run:
         self.scored: dict[str, tuple[AgentResult | None, list[Outcome]]] = {}
         self.judging: list[asyncio.Task[None]] | None = None
         self.judge_cost = [0.0]
+        self.settled = False  # everything scored and told before the run's end
 
 
 class LiveScoring:
@@ -60,7 +76,7 @@ class LiveScoring:
         engine: Asks the judges (its executor) and is told the outcomes (its `emit`).
     """
 
-    event_types = frozenset({EventType.AGENT_FINISHED, EventType.WORKFLOW_FINISHED})
+    event_types = frozenset({EventType.AGENT_FINISHED})
 
     def __init__(self, engine: Any) -> None:
         self.engine = engine
@@ -68,6 +84,7 @@ class LiveScoring:
         self._owners: dict[int, tuple[Evaluator, dict[str, _Target]]] = {}  # per evaluator: its agents' targets
         self._told: list[Event] = []  # outcomes to emit once the agent_finished in hand reached every sink
         engine.add_sink(self)
+        engine.settlers.append(self.settle)
 
     def begin(self, workflow: Workflow, evaluator: Evaluator, *, row: Mapping[str, Any] | None = None) -> None:
         """Score `workflow`'s agents as they finish (before it runs)."""
@@ -81,12 +98,7 @@ class LiveScoring:
 
     def __call__(self, event: Event) -> None:
         run = self._runs.get(event.workflow_id or "")
-        if run is None:
-            return
-        if event.type is EventType.WORKFLOW_FINISHED:
-            self._ended(run)
-            return
-        if event.agent is None:
+        if run is None or event.agent is None:
             return
         run.ended.add(event.agent)
         target = run.owners.get(event.agent)
@@ -123,30 +135,85 @@ class LiveScoring:
         else:
             self._tell_soon(_checked(workflow, target.owner, outcomes))
 
-    def _ended(self, run: _Run) -> None:
-        """The run ended (its outputs are set): when no judge is still asking and nothing waits,
-        its agents' outcomes and the workflow's own (when they need no judge) are told now, before
-        the sinks after this one hear of the end (events.jsonl then closes with ``workflow_finished``)."""
+    def settle(self, workflow: Workflow, cancel: bool) -> Awaitable[None] | None:
+        """The engine's settler (see the module docstring): None when nothing is left to wait for."""
+        run = self._runs.get(workflow.id)
+        if run is None or run.settled:
+            return None
         if self._told:
             self._flush()
-        if run.judging and not all(task.done() for task in run.judging) or run.waiting:
-            return
+        if not run.judging:
+            late, pending = self._late(run, engine=None if cancel else self.engine)
+            if not pending:  # all decided now: told at once, nothing to await
+                run.settled = True
+                for owner, outcomes in late:
+                    self._tell(workflow, owner, outcomes)
+                return None
+            return self._settle(run, late, pending, cancel)
+        return self._settle(run, None, None, cancel)
+
+    async def _settle(
+        self,
+        run: _Run,
+        late: list[tuple[str, list[Outcome]]] | None,
+        pending: list[Any] | None,
+        cancel: bool,
+    ) -> None:
+        judging, run.judging = run.judging, None
+        try:
+            if judging:
+                if cancel:  # stopped or timed out: the judges still asking are not waited for
+                    for task in judging:
+                        task.cancel()
+                await asyncio.gather(*judging, return_exceptions=cancel)
+            if late is None:
+                late, pending = self._late(run, engine=None if cancel else self.engine)
+            if pending:
+                await asyncio.gather(*pending)
+        except asyncio.CancelledError:  # the run was stopped meanwhile (its judges are cancelled too)
+            cancel = True
+            raise
+        finally:
+            if late is not None:  # scored: told, judged or not (else the next call scores them)
+                run.settled = True
+                for owner, outcomes in late:
+                    if cancel:
+                        _not_judged(outcomes)
+                    self._tell(run.workflow, owner, outcomes)
+
+    def _late(self, run: _Run, *, engine: Any) -> tuple[list[tuple[str, list[Outcome]]], list[Any]]:
+        """Score each target not scored on its agent's current result (the workflow's own, an
+        agent that never ended or ended again); its judges (with `engine`) left in `pending`."""
+        workflow = run.workflow
+        recorded: dict[str, Any] | None = None  # every agent's result, made only when something is left
+        outputs: dict[str, Any] = {}
+        pending: list[Any] = []
+        late: list[tuple[str, list[Outcome]]] = []
         for target in run.evaluator.targets:
-            if target.agent is None and not any(e.needs_judge for e in target.expectations):
-                workflow = run.workflow
+            scored = run.scored.get(target.owner)
+            agent = workflow.get_agent_by_name(target.owner) if target.agent is not None else None
+            if scored is not None and agent is not None and scored[0] is agent.result:
+                continue  # scored as its agent ended
+            if recorded is None:
                 recorded = {a.name: _live(a) for a in workflow.agents}
-                pending: list[Any] = []
-                outcomes = run.evaluator.score(
-                    target, workflow, recorded, outputs_of(recorded), run.row, self.engine, run.judge_cost, pending
-                )
-                run.scored[target.owner] = (None, outcomes)
-                self._tell(workflow, target.owner, outcomes)
+                outputs = outputs_of(recorded)
+            outcomes = run.evaluator.score(
+                target, workflow, recorded, outputs, run.row, engine, run.judge_cost, pending
+            )
+            run.scored[target.owner] = (agent.result if agent is not None else None, outcomes)
+            late.append((target.owner, outcomes))
+        return late, pending
 
     async def _judged(self, run: _Run, target: _Target, outcomes: list[Outcome], pending: list[Any]) -> None:
         # The agents this end released start first (their tasks were made after this one, in the
         # same turn): a judge's reservation then comes after theirs, as when judges came last.
-        await asyncio.sleep(0)
-        await asyncio.gather(*pending)
+        try:
+            await asyncio.sleep(0)
+            await asyncio.gather(*pending)
+        except asyncio.CancelledError:  # the run was stopped or timed out: not judged, and said so
+            _not_judged(outcomes)
+            self._tell(run.workflow, target.owner, outcomes)
+            raise
         self._tell(run.workflow, target.owner, outcomes)
 
     def _tell_soon(self, event: Event) -> None:
@@ -181,31 +248,9 @@ class LiveScoring:
             if run.judging:
                 await asyncio.gather(*run.judging, return_exceptions=True)
             return None
-        if run.judging:
-            await asyncio.gather(*run.judging)
-        recorded: dict[str, Any] | None = None  # every agent's result, made only when something is left
-        outputs: dict[str, Any] = {}
-        pending: list[Any] = []
-        late: list[tuple[str, list[Outcome]]] = []
-        per_target = []
-        for target in run.evaluator.targets:
-            scored = run.scored.get(target.owner)
-            agent = workflow.get_agent_by_name(target.owner) if target.agent is not None else None
-            if scored is not None and (scored[0] is agent.result if agent is not None else target.agent is None):
-                per_target.append((target, scored[1]))  # scored as its agent (or the run) ended
-                continue
-            if recorded is None:
-                recorded = {a.name: _live(a) for a in workflow.agents}
-                outputs = outputs_of(recorded)
-            outcomes = run.evaluator.score(
-                target, workflow, recorded, outputs, run.row, self.engine, run.judge_cost, pending
-            )
-            per_target.append((target, outcomes))
-            late.append((target.owner, outcomes))
-        if pending:
-            await asyncio.gather(*pending)
-        for owner, outcomes in late:
-            self._tell(workflow, owner, outcomes)
+        if not run.settled:  # a run whose end was told without settling (not the engine's): after it
+            await self._settle(run, None, None, False)
+        per_target = [(target, run.scored[target.owner][1]) for target in run.evaluator.targets]
         document = _document(per_target, run.judge_cost[0], live=True, workflow=workflow)
         workflow.total_cost += run.judge_cost[0]
         workflow.evaluation = document
@@ -219,6 +264,16 @@ class LiveScoring:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _not_judged(outcomes: list[Outcome]) -> None:
+    """The expectations whose judge was cancelled (the run stopped or timed out first): errors
+    that say so, not "not judged" nor a rubric "skipped" as `orchestrate eval` says without --judge."""
+    for i, outcome in enumerate(outcomes):
+        if outcome.status == "skipped" or (outcome.status == "error" and outcome.reason == "not judged"):
+            outcomes[i] = Outcome(
+                outcome.name, outcome.kind, "error", reason="not judged: the run was stopped before its judge answered"
+            )
 
 
 def checked_data(owner: str, outcomes: list[Outcome]) -> dict[str, Any]:

@@ -35,10 +35,12 @@ from orchestrate.workflow.graph import DependencyGraph, expected_seconds, remain
 from orchestrate.workflow.models import Agent, AgentResult, AgentStatus, Workflow, WorkflowStatus
 from orchestrate.workflow.templates import lookup, render, single_placeholder
 
-__all__ = ["Approver", "RunShape", "WorkflowRun"]
+__all__ = ["Approver", "RunShape", "Settle", "WorkflowRun"]
 
 # Asked for a decision on an agent (with its rendered message); None leaves it waiting.
 Approver = Callable[[Workflow, Agent, str], Awaitable[Decision | None]]
+# Called as a run's agents are done, before its end is told: (workflow, cancel) -> what to await, or None.
+Settle = Callable[[Workflow, bool], Awaitable[Any] | None]
 
 
 class RunShape:
@@ -151,8 +153,11 @@ class WorkflowRun:
         approver: Approver | None = None,
         shape: RunShape | None = None,
         deadlines: Deadlines | None = None,
+        settle: Settle | None = None,
     ) -> None:
         self.workflow = workflow
+        self.settle = settle
+        self._settling: asyncio.Future[Any] | None = None
         self.executor = executor
         self.failures = failures
         self.emit = emit
@@ -237,6 +242,8 @@ class WorkflowRun:
             await self.done  # cancelling run() cancels it too; _halt then leaves it be
         except asyncio.CancelledError:
             await self._halt("run interrupted")
+            if self.settle is not None:
+                await self._settled(cancel=True)
             self._conclude(t0, WorkflowStatus.CANCELLED)
             raise
         if self.timed_out:
@@ -244,8 +251,41 @@ class WorkflowRun:
             wf.error = f"timed out after {wf.timeout:g}s"
         if self.stopping and wf.error is None:
             wf.error = self.stopping
+        if self.settle is not None:
+            try:
+                await self._settled(cancel=self.timed_out or self.stopped)
+            except asyncio.CancelledError:  # run() itself cancelled while its judges were asked
+                self._conclude(t0, WorkflowStatus.CANCELLED)
+                raise
         self._conclude(t0, WorkflowStatus.CANCELLED if self.stopped else None)
         return wf
+
+    async def _settled(self, *, cancel: bool) -> None:
+        """Before the end is told, what the engine's settlers still do for this run (the judges
+        of its expectations still asking) is done, or cancelled when the run was stopped or timed
+        out: ``workflow_finished`` is then the run's last event. They see the workflow's outputs
+        and the moment its agents ended (`completed_at`, set again as the run ends)."""
+        settle = self.settle
+        assert settle is not None
+        wf = self.workflow
+        wf.output_values = self._outputs()
+        wf.completed_at = datetime.now(UTC)
+        waiting = settle(wf, cancel)
+        if waiting is None:
+            return
+        task = self._settling = asyncio.ensure_future(waiting)
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # run() itself was cancelled
+            # stop() came while it was waited for: what is left is settled as stopped runs are
+            waiting = settle(wf, True)
+            if waiting is not None:
+                await waiting
+        finally:
+            self._settling = None
 
     def _time_out(self) -> None:
         if self.done is not None and not self.done.done():
@@ -255,6 +295,8 @@ class WorkflowRun:
     async def stop(self, reason: str = "run interrupted") -> None:
         """Cancel what is in flight, record it, and let `run()` return (status cancelled)."""
         self.stopped = True
+        if self._settling is not None:  # the agents are done; what the settlers wait for is not
+            self._settling.cancel()
         await self._halt(reason)
 
     def _conclude(self, t0: float, forced: WorkflowStatus | None) -> None:
