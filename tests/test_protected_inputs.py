@@ -191,3 +191,20 @@ def test_an_input_one_workflow_of_a_run_protects_is_protected_by_the_others_too(
     (second,) = (tmp_path / "again").iterdir()
     assert _leaks(second) == {}
     assert json.loads((second / "invocation.json").read_text())["protected_inputs"] == record["protected_inputs"]
+
+
+def test_no_content_turns_the_response_cache_off_as_it_would_keep_the_answers(tmp_path: Path) -> None:
+    (tmp_path / "offer.yaml").write_text(
+        "name: offer\ndefaults:\n  module: HR\n  llm_config: {model: gpt-4o-mini}\n"
+        "inputs:\n  employee_name: {type: string}\n"
+        "agents:\n  - {name: review, prompt_template: 'Review the offer for {employee_name}'}\n"
+    )
+    args = ["--input", f"employee_name={NAME}", "--cache", "answers", "-o", "runs"]
+    done = orchestrate("run", "offer.yaml", "--simulate", "--no-content", *args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "--cache ignored: the response cache keeps answers, and store_content is false" in done.stderr
+    cache = tmp_path / "answers"
+    assert not cache.exists() or not any(p.is_file() for p in cache.rglob("*"))
+    kept = orchestrate("run", "offer.yaml", "--simulate", *args, cwd=tmp_path)  # with content: it is used
+    assert kept.returncode == 0, kept.stderr
+    assert any(p.is_file() for p in cache.rglob("*"))
