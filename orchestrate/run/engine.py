@@ -190,6 +190,9 @@ class OrchestrationEngine:
 
     def _route(self) -> None:
         wanted = [(sink, self._sink_types.get(id(sink), getattr(sink, "event_types", None))) for sink in self.sinks]
+        # A sink that emits in answer to an event (`answers_events`, the live scoring of
+        # expectations) gets it after the others, so what it emits follows the event everywhere.
+        wanted.sort(key=lambda pair: getattr(pair[0], "answers_events", False) is True)
         # Keyed by the type's value: an EventType hashes through Enum.__hash__, a Python-level call.
         self._routes = {
             kind._value_: tuple(sink for sink, types in wanted if types is None or kind in types) for kind in EventType

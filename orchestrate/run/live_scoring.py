@@ -6,7 +6,9 @@ at once: the deterministic kinds there and then, a rubric by its judge, asked
 through the engine's executor like any call (the same budgets, rate limits,
 retries, cache and batches) while the rest of the run goes on. The outcome is
 told as an ``expectations_checked`` event, so the live view and events.jsonl show
-a failed expectation as soon as its agent ends. Expectations that read another
+a failed expectation as soon as its agent ends: the engine hands this sink an
+``agent_finished`` after every other sink (`answers_events`), so the outcome it emits
+there and then follows the agent's end everywhere. Expectations that read another
 agent's output wait for that agent to end too. A judge's call is reserved against
 the run's budgets like an agent's, so it competes with the agents still to run: the
 agents released by the same end reserve first, later ones after it.
@@ -35,7 +37,7 @@ from orchestrate.run.evaluation import WORKFLOW_OWNER, Evaluator, _document, _li
 from orchestrate.run.events import Event, EventType
 from orchestrate.run.protection import outcome_without_content
 from orchestrate.workflow.expectations import Outcome
-from orchestrate.workflow.models import AgentResult, Workflow
+from orchestrate.workflow.models import Agent, AgentResult, Workflow
 
 __all__ = ["LiveScoring", "checked_data"]
 
@@ -63,7 +65,8 @@ class _Run:
         self.owners = owners
         self.ended: set[str] = set()  # agents whose end was told
         self.waiting: list[_Target] | None = None  # targets reading agents not ended yet
-        self.scored: dict[str, tuple[AgentResult | None, list[Outcome]]] = {}
+        # Per target: the agent (None: the workflow's own), the result its outcomes were scored on.
+        self.scored: dict[str, tuple[Agent | None, AgentResult | None, list[Outcome]]] = {}
         self.judging: list[asyncio.Task[None]] | None = None
         self.judge_cost = [0.0]
         self.settled = False  # everything scored and told before the run's end
@@ -77,12 +80,12 @@ class LiveScoring:
     """
 
     event_types = frozenset({EventType.AGENT_FINISHED})
+    answers_events = True  # told after the other sinks: what it emits in answer comes after the event
 
     def __init__(self, engine: Any) -> None:
         self.engine = engine
         self._runs: dict[str, _Run] = {}
         self._owners: dict[int, tuple[Evaluator, dict[str, _Target]]] = {}  # per evaluator: its agents' targets
-        self._told: list[Event] = []  # outcomes to emit once the agent_finished in hand reached every sink
         engine.add_sink(self)
         engine.settlers.append(self.settle)
 
@@ -128,20 +131,18 @@ class LiveScoring:
         outcomes = run.evaluator.score(
             target, workflow, recorded, outputs_of(recorded), run.row, self.engine, run.judge_cost, pending
         )
-        run.scored[target.owner] = (agent.result, outcomes)
+        run.scored[target.owner] = (agent, agent.result, outcomes)
         if pending:
             task = asyncio.ensure_future(self._judged(run, target, outcomes, pending))
             run.judging = [*(run.judging or ()), task]
         else:
-            self._tell_soon(_checked(workflow, target.owner, outcomes))
+            self.engine.emit(_checked(workflow, target.owner, outcomes))
 
     def settle(self, workflow: Workflow, cancel: bool) -> Awaitable[None] | None:
         """The engine's settler (see the module docstring): None when nothing is left to wait for."""
         run = self._runs.get(workflow.id)
         if run is None or run.settled:
             return None
-        if self._told:
-            self._flush()
         if not run.judging:
             late, pending = self._late(run, engine=None if cancel else self.engine)
             if not pending:  # all decided now: told at once, nothing to await
@@ -191,16 +192,16 @@ class LiveScoring:
         late: list[tuple[str, list[Outcome]]] = []
         for target in run.evaluator.targets:
             scored = run.scored.get(target.owner)
-            agent = workflow.get_agent_by_name(target.owner) if target.agent is not None else None
-            if scored is not None and agent is not None and scored[0] is agent.result:
+            if scored is not None and scored[0] is not None and scored[0].result is scored[1]:
                 continue  # scored as its agent ended
+            agent = workflow.get_agent_by_name(target.owner) if target.agent is not None else None
             if recorded is None:
                 recorded = {a.name: _live(a) for a in workflow.agents}
                 outputs = outputs_of(recorded)
             outcomes = run.evaluator.score(
                 target, workflow, recorded, outputs, run.row, engine, run.judge_cost, pending
             )
-            run.scored[target.owner] = (agent.result if agent is not None else None, outcomes)
+            run.scored[target.owner] = (agent, agent.result if agent is not None else None, outcomes)
             late.append((target.owner, outcomes))
         return late, pending
 
@@ -216,18 +217,6 @@ class LiveScoring:
             raise
         self._tell(run.workflow, target.owner, outcomes)
 
-    def _tell_soon(self, event: Event) -> None:
-        """Emit after the agent_finished being delivered has reached every sink (the next turn;
-        the outcomes of every run told in one turn go out together)."""
-        self._told.append(event)
-        if len(self._told) == 1:
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        told, self._told = self._told, []
-        for event in told:
-            self.engine.emit(event)
-
     def _tell(self, workflow: Workflow, owner: str, outcomes: list[Outcome]) -> None:
         self.engine.emit(_checked(workflow, owner, outcomes))
 
@@ -240,8 +229,6 @@ class LiveScoring:
         run = self._runs.pop(workflow.id, None)
         if run is None:
             return None
-        if self._told:
-            self._flush()
         if not score:
             for task in run.judging or ():
                 task.cancel()
@@ -250,7 +237,7 @@ class LiveScoring:
             return None
         if not run.settled:  # a run whose end was told without settling (not the engine's): after it
             await self._settle(run, None, None, False)
-        per_target = [(target, run.scored[target.owner][1]) for target in run.evaluator.targets]
+        per_target = [(target, run.scored[target.owner][2]) for target in run.evaluator.targets]
         document = _document(per_target, run.judge_cost[0], live=True, workflow=workflow)
         workflow.total_cost += run.judge_cost[0]
         workflow.evaluation = document
