@@ -164,7 +164,12 @@ def test_four_processes_never_pass_a_shared_budget_scope(
     # A call may cost up to ~$0.0002 (its worst case), so a few fit at once, far fewer than 4 x 12.
     ceiling = round(rng.uniform(0.0006, 0.0016), 6)
     assert budget(redis_server.url, namespace, "set", scope, str(ceiling), cwd=tmp_path)["limit"] == ceiling
-    path = workflow_file(tmp_path, "invoices", 12, parallel=rng.randint(2, 6), max_tokens=400, provider=provider)
+    # No pacing (the default 60 a minute, shared through Redis, would space the calls a second apart):
+    # the four processes race for the scope at full speed.
+    fast = "rate_limits:\n  openai: {requests_per_minute: 100000}"
+    path = workflow_file(
+        tmp_path, "invoices", 12, parallel=rng.randint(2, 6), max_tokens=400, provider=provider, extra=fast
+    )
     provider.latency = rng.uniform(0.01, 0.08)
     runs = []
     for k in range(4):
