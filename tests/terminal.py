@@ -85,6 +85,10 @@ class Terminal:
             self.chunks.append(chunk)
         return needle is not None and needle in self.screen
 
+    def type(self, text: str) -> None:
+        """Type `text` at the terminal (a line ends with ``\\n``)."""
+        os.write(self.master, text.encode())
+
     def interrupt(self, times: int = 1) -> None:
         """Press Ctrl-C `times` times (SIGINT to the command)."""
         for _ in range(times):

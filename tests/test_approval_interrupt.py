@@ -4,23 +4,14 @@ on the keyboard) and can be resumed."""
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-import pty
-import re
-import select
-import signal
-import struct
-import subprocess
 import sys
-import termios
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.cli import orchestrate
+from tests.terminal import Terminal, plain
 
 HIDE, SHOW = "\x1b[?25l", "\x1b[?25h"
 
@@ -37,54 +28,16 @@ agents:
 """
 
 
-def _read(fd: int, out: list[str], until: float, needle: str | None = None) -> None:
-    while time.monotonic() < until and (needle is None or needle not in "".join(out)):
-        ready, _, _ = select.select([fd], [], [], 0.1)
-        if ready:
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:  # the child closed the terminal
-                return
-            if not chunk:
-                return
-            out.append(chunk.decode("utf-8", "replace"))
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX pseudo-terminals")
 def test_ctrl_c_at_the_approval_prompt_stops_the_run_cleanly_and_it_resumes(tmp_path: Path) -> None:
     (tmp_path / "close.yaml").write_text(FLOW)
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 80, 0, 0))
-    env = {k: v for k, v in os.environ.items() if k not in ("CI", "NO_COLOR") and not k.endswith("_API_KEY")}
-    env.update(TERM="xterm-256color", COLUMNS="80", LINES="30", PYTHONDONTWRITEBYTECODE="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrate", "run", "close.yaml", "-o", "runs"],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        cwd=tmp_path,
-        env=env,
-        start_new_session=True,
-    )
-    os.close(slave)
-    out: list[str] = []
-    try:
-        _read(master, out, time.monotonic() + 60, "[y/N]: ")
-        assert "[y/N]: " in "".join(out), "".join(out)
-        proc.send_signal(signal.SIGINT)
-        deadline = time.monotonic() + 30
-        while proc.poll() is None and time.monotonic() < deadline:  # never waits for a key to be pressed
-            _read(master, out, time.monotonic() + 0.2)
-        _read(master, out, time.monotonic() + 0.5)
-        code = proc.poll()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
-    screen = "".join(out)
+    with Terminal(["run", "close.yaml", "-o", "runs"], tmp_path) as terminal:
+        assert terminal.read_until("[y/N]: ", 60), terminal.screen
+        terminal.interrupt()
+        code = terminal.finish(30)  # never waits for a key to be pressed
+        screen = terminal.screen
     assert code == 130, screen
-    lines = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.replace("\r", "")).split("\n")
+    lines = plain(screen.replace("\r", "")).split("\n")
     at = next(i for i, line in enumerate(lines) if "received SIGINT" in line)
     assert lines[at] == "received SIGINT: cancelling in-flight calls and writing reports", lines[at - 1 : at + 2]
     assert lines[at + 1] == "  press Ctrl-C again to exit at once", lines[at : at + 2]
@@ -101,34 +54,12 @@ def test_ctrl_c_at_the_approval_prompt_stops_the_run_cleanly_and_it_resumes(tmp_
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX pseudo-terminals")
 def test_an_answer_typed_at_the_prompt_is_read_and_decides(tmp_path: Path) -> None:
     (tmp_path / "close.yaml").write_text(FLOW)
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 80, 0, 0))
-    env = {k: v for k, v in os.environ.items() if k not in ("CI", "NO_COLOR") and not k.endswith("_API_KEY")}
-    env.update(TERM="xterm-256color", COLUMNS="80", LINES="30", PYTHONDONTWRITEBYTECODE="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrate", "run", "close.yaml", "-o", "runs", "--approver", "controller"],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        cwd=tmp_path,
-        env=env,
-        start_new_session=True,
-    )
-    os.close(slave)
-    out: list[str] = []
-    try:
-        _read(master, out, time.monotonic() + 60, "[y/N]: ")
-        os.write(master, b"yes\n")
-        deadline = time.monotonic() + 60
-        while proc.poll() is None and time.monotonic() < deadline:
-            _read(master, out, time.monotonic() + 0.2)
-        code = proc.poll()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
-    assert code == 0, "".join(out)
+    with Terminal(["run", "close.yaml", "-o", "runs", "--approver", "controller"], tmp_path) as terminal:
+        assert terminal.read_until("[y/N]: ", 60), terminal.screen
+        terminal.type("yes\n")
+        code = terminal.finish()
+        screen = terminal.screen
+    assert code == 0, screen
     (run_dir,) = (tmp_path / "runs").iterdir()
     result = json.loads((run_dir / "result.json").read_text())
     assert {a["name"]: a["status"] for a in result["agents"]} == {
