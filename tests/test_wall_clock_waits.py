@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from orchestrate.observe.pacing import WaitClock, wall_seconds
+from orchestrate.run.waits import WaitClock, wall_seconds
 from tests.cli import orchestrate
 from tests.fake_provider import FakeProvider, Fault
 

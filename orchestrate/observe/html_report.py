@@ -26,11 +26,11 @@ from orchestrate.observe.html_dataset import MAX_EXAMPLE_ROWS, DatasetFacts
 from orchestrate.observe.html_evaluation import evaluation_section
 from orchestrate.observe.html_outcomes import outcomes_section
 from orchestrate.observe.html_style import CSS
-from orchestrate.observe.pacing import wall_seconds
 from orchestrate.observe.run_folder import RunFolder, find_run_folders, load_run_folder
 from orchestrate.observe.step_view import code_call
 from orchestrate.observe.step_view import reason as step_reason
 from orchestrate.observe.summary import status_text
+from orchestrate.run.waits import wall_seconds
 
 __all__ = ["MAX_DETAILED_AGENTS", "render_report", "write_report", "write_run_report"]
 

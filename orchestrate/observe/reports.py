@@ -21,8 +21,8 @@ from orchestrate.errors import UserInputError
 from orchestrate.finite import scrub_non_finite
 from orchestrate.fsutil import atomic_write_text
 from orchestrate.money.costs import CostTracker
-from orchestrate.observe.pacing import WaitClock
 from orchestrate.run.events import Event, EventType
+from orchestrate.run.waits import WaitClock
 from orchestrate.workflow.models import Workflow
 
 __all__ = ["DATASET_KINDS", "SCHEMA_VERSION", "RunRecorder", "new_run_dir", "result_document", "write_json"]

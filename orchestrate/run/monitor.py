@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrate.run.events import Event, EventType
+from orchestrate.run.waits import WaitClock
 
 __all__ = ["Monitor", "MonitorConfig"]
 
@@ -95,9 +96,7 @@ class Monitor:
         self.started = clock()
         self.counters: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
         self.total_cost = 0.0
-        self.rate_limited_seconds = 0.0  # summed over calls: ten calls waiting 6 s side by side are 60 s
-        self.rate_limited_wall_seconds = 0.0  # the time the runs lost to those waits: 6 s
-        self._waits_until = float("-inf")
+        self.waits = WaitClock()  # ten calls waiting 6 s side by side: 6 s lost, 60 call-seconds
         self.agent_time = 0.0
         self.agents_finished = 0
         self.workflow_time = 0.0
@@ -206,12 +205,8 @@ class Monitor:
 
     def _agent_rate_limited(self, data: dict[str, Any]) -> None:
         self.counters["agents_rate_limited"] += 1
-        waited = float(data.get("waited") or 0.0)
-        self.rate_limited_seconds += waited
-        end = self.clock()  # sinks run as the event is emitted: its end, read only for these rare events
-        if waited > 0 and end > self._waits_until:  # the union of the waits, each ending at its event
-            self.rate_limited_wall_seconds += end - max(end - waited, self._waits_until)
-            self._waits_until = end
+        # sinks run as the event is emitted: the clock is its end, read only for these rare events
+        self.waits.add(self.clock(), float(data.get("waited") or 0.0))
 
     def _workflow_finished(self, data: dict[str, Any]) -> None:
         status = data.get("status", "")
@@ -232,8 +227,8 @@ class Monitor:
             "uptime_seconds": self.clock() - self.started,
             **self.counters,
             "total_cost": round(self.total_cost, 10),
-            "rate_limited_seconds": self.rate_limited_seconds,
-            "rate_limited_wall_seconds": self.rate_limited_wall_seconds,
+            "rate_limited_seconds": self.waits.call_seconds,
+            "rate_limited_wall_seconds": self.waits.seconds,
         }
 
     def get_summary(self) -> dict[str, Any]:
@@ -277,8 +272,8 @@ class Monitor:
             "costs": {"total_cost": round(self.total_cost, 10)},
             "rate_limiting": {
                 "rate_limited": c["agents_rate_limited"],
-                "waited_seconds": self.rate_limited_seconds,
-                "waited_wall_seconds": self.rate_limited_wall_seconds,
+                "waited_seconds": self.waits.call_seconds,
+                "waited_wall_seconds": self.waits.seconds,
                 "budget_refusals": c["budget_refusals"],
             },
         }
