@@ -14,6 +14,7 @@ from pathlib import Path
 
 from orchestrate.observe.answer import inline
 from orchestrate.observe.dataset_results import categorical_paths, count_by
+from orchestrate.observe.summary import plural
 
 __all__ = ["MAX_OUTCOME_ROWS", "outcomes_section"]
 
@@ -49,10 +50,10 @@ def outcomes_section(folder: Path) -> str:
                 for e in outcome.examples
             )
             more = outcome.rows - len(outcome.examples)
-            note = f'<p class="note">{more:,} more rows with this value.</p>' if more > 0 else ""
+            note = f'<p class="note">{plural(more, "more row", "more rows")} with this value.</p>' if more > 0 else ""
             parts.append(
                 f"<details><summary><b>{_e(outcome.value)}</b> "
-                f'<span class="meta">{outcome.rows:,} rows · {outcome.rows / total * 100:.0f}%</span></summary>'
+                f'<span class="meta">{plural(outcome.rows, "row")} · {outcome.rows / total * 100:.0f}%</span></summary>'
                 f'<div class="detail"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}</div>'
                 "</details>"
             )
