@@ -378,6 +378,53 @@ async def test_a_run_stopped_while_its_judge_asks_ends_with_the_judge_cancelled_
     await engine.shutdown()
 
 
+async def test_a_workflow_timeout_cuts_a_judge_still_asking_after_the_agents_are_done(server: FakeProvider) -> None:
+    # The agents are done in well under a second; `first`'s judge would take 4 s and the
+    # workflow's own judge after it: the workflow's timeout (1.5 s) ends the run, not the judges.
+    server.rewrite = slow_judge(4.0, {"score": 0.9, "reason": "fine"})
+    workflow = load_workflow_text(judged_outputs(server).replace("cost_budget: 0.5", "cost_budget: 0.5\ntimeout: 1.5"))
+    engine = OrchestrationEngine(
+        OpenAIClient(api_key=KEY, base_url=f"{server.url}/v1"), EngineConfig(rate_limit_config=None)
+    )
+    seen: list[Event] = []
+    engine.add_sink(seen.append)
+    scoring = LiveScoring(engine)
+    scoring.begin(workflow, Evaluator(workflow))
+    started = time.monotonic()
+    await engine.execute_workflow(await engine.register_workflow(workflow))
+    took = time.monotonic() - started
+    assert 1.4 < took < 3.5, took  # cut at its timeout, not after the 4 s judge (and the next one)
+    kinds = [(e.type, e.agent) for e in seen]
+    assert kinds[-1] == (EventType.WORKFLOW_FINISHED, None), kinds[-6:]
+    told = {e.agent: e.data for e in seen if e.type is EventType.EXPECTATIONS_CHECKED}
+    for owner in ("first", None):
+        (outcome,) = told[owner]["outcomes"]
+        assert outcome["status"] == "error", outcome
+        assert outcome["reason"] == "not judged: the run timed out before its judge answered", outcome
+    # The agents' work is done and kept; the run says why its evaluation is not.
+    assert [a.status.value for a in workflow.agents] == ["completed", "completed"]
+    assert workflow.status.value == "completed" and workflow.error == "timed out after 1.5s"
+    document = await scoring.finish(workflow)
+    assert document is not None and {o["status"] for o in document["outcomes"]} == {"error"}
+    await engine.shutdown()
+
+
+def test_a_command_cut_by_its_timeout_while_judging_exits_5_with_the_reason_kept(
+    tmp_path: Path, server: FakeProvider
+) -> None:
+    server.rewrite = slow_judge(4.0, {"score": 0.9, "reason": "fine"})
+    (tmp_path / "wf.yaml").write_text(
+        judged_outputs(server).replace("cost_budget: 0.5", "cost_budget: 0.5\ntimeout: 1.5")
+    )
+    proc = cli.orchestrate("run", "wf.yaml", "-o", "runs", cwd=tmp_path, env={"OPENAI_API_KEY": KEY}, timeout=120)
+    assert proc.returncode == 5, proc.stdout + proc.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "completed" and result["error"] == "timed out after 1.5s", result
+    assert events_of(run_dir)[-1]["type"] == "workflow_finished"
+    assert "2 errors" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
 def test_the_journal_of_a_run_with_a_slow_judge_closes_with_its_end(tmp_path: Path, server: FakeProvider) -> None:
     server.rewrite = slow_judge(1.0, {"score": 0.2, "reason": "no"})
     (tmp_path / "wf.yaml").write_text(judged_outputs(server))

@@ -179,7 +179,7 @@ class LiveScoring:
                 run.settled = True
                 for owner, outcomes in late:
                     if cancel:
-                        _not_judged(outcomes)
+                        _not_judged(outcomes, run.workflow)
                     self._tell(run.workflow, owner, outcomes)
 
     def _late(self, run: _Run, *, engine: Any) -> tuple[list[tuple[str, list[Outcome]]], list[Any]]:
@@ -212,7 +212,7 @@ class LiveScoring:
             await asyncio.sleep(0)
             await asyncio.gather(*pending)
         except asyncio.CancelledError:  # the run was stopped or timed out: not judged, and said so
-            _not_judged(outcomes)
+            _not_judged(outcomes, run.workflow)
             self._tell(run.workflow, target.owner, outcomes)
             raise
         self._tell(run.workflow, target.owner, outcomes)
@@ -253,13 +253,14 @@ class LiveScoring:
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _not_judged(outcomes: list[Outcome]) -> None:
+def _not_judged(outcomes: list[Outcome], workflow: Workflow) -> None:
     """The expectations whose judge was cancelled (the run stopped or timed out first): errors
     that say so, not "not judged" nor a rubric "skipped" as `orchestrate eval` says without --judge."""
+    why = "timed out" if (workflow.error or "").startswith("timed out") else "was stopped"
     for i, outcome in enumerate(outcomes):
         if outcome.status == "skipped" or (outcome.status == "error" and outcome.reason == "not judged"):
             outcomes[i] = Outcome(
-                outcome.name, outcome.kind, "error", reason="not judged: the run was stopped before its judge answered"
+                outcome.name, outcome.kind, "error", reason=f"not judged: the run {why} before its judge answered"
             )
 
 

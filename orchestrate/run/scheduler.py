@@ -291,6 +291,13 @@ class WorkflowRun:
         if self.done is not None and not self.done.done():
             self.timed_out = True
             self.done.set_result(None)
+        elif self._settling is not None and not self.stopped:
+            # The agents are done and the settlers (judges still asking) are waited for: the
+            # workflow's timeout bounds that wait too. The run keeps its agents' statuses; its
+            # error says why the judges' expectations are errors.
+            self.timed_out = True
+            self.workflow.error = f"timed out after {self.workflow.timeout:g}s"
+            self._settling.cancel()
 
     async def stop(self, reason: str = "run interrupted") -> None:
         """Cancel what is in flight, record it, and let `run()` return (status cancelled)."""
