@@ -330,3 +330,31 @@ def test_prefix_digest_and_key_are_those_of_the_json_text_of_the_prefix(
     assert plan.digest == digest
     assert plan.plan.key == hashlib.sha256(f"w\x00a1\x00{digest}".encode()).hexdigest()[:32]
     assert plan.plan.user_prefix == len(prefix)
+
+
+def test_a_plan_whose_key_is_worked_out_when_read_is_the_plan_with_that_key() -> None:
+    # The executor's plans hash their key only when a client reads it; a custom client must not
+    # be able to tell: same value, equality, text, copies, pickles and field values.
+    import copy
+    import dataclasses
+    import pickle
+
+    from orchestrate.llm.prompt_cache import CachePlan
+
+    made: list[str] = []
+
+    def key(workflow: str, agent: str) -> str:
+        made.append(agent)
+        return f"{workflow}:{agent}"
+
+    later = CachePlan.keyed_later("1h", 12, key, "w", "a1")
+    assert made == []
+    plain = CachePlan(ttl="1h", key="w:a1", user_prefix=12)
+    assert later.key == "w:a1" and later.key == "w:a1"
+    assert made == ["a1"]  # worked out once
+    assert later == plain and repr(later) == repr(plain)
+    assert dataclasses.asdict(later) == dataclasses.asdict(plain)
+    assert copy.copy(CachePlan.keyed_later("1h", 12, key, "w", "a2")) == CachePlan("1h", "w:a2", 12)
+    assert pickle.loads(pickle.dumps(CachePlan.keyed_later("1h", 12, key, "w", "a3"))) == CachePlan("1h", "w:a3", 12)
+    later.key = "set by hand"
+    assert later.key == "set by hand" and CachePlan().key is None

@@ -27,6 +27,7 @@ whether a prefix is long enough to mark.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +51,39 @@ class CachePlan:
     ttl: str = "5m"
     key: str | None = None
     user_prefix: int = 0
+
+    @classmethod
+    def keyed_later(cls, ttl: str, user_prefix: int, make_key: Callable[..., str], *args: Any) -> CachePlan:
+        """A plan whose `key` is `make_key(*args)`, worked out the first time it is read (a plan is
+        made before every call, and most clients never read the key: two SHA-256 digests saved).
+        It reads, compares, prints and copies as a plan built with that key."""
+        return cls(ttl, _Later(make_key, args), user_prefix)  # type: ignore[arg-type]  # read as a str
+
+
+class _Later:
+    """A key not worked out yet (held in the plan's `key` slot until first read)."""
+
+    __slots__ = ("args", "make")
+
+    def __init__(self, make: Callable[..., str], args: tuple[Any, ...]) -> None:
+        self.make = make
+        self.args = args
+
+
+_KEY_SLOT: Any = CachePlan.__dict__["key"]  # the slot under the property below
+
+
+def _read_key(plan: CachePlan) -> str | None:
+    value = _KEY_SLOT.__get__(plan, CachePlan)
+    if type(value) is _Later:
+        value = value.make(*value.args)
+        _KEY_SLOT.__set__(plan, value)
+    return value
+
+
+# `key` read through a property over its slot, so that a plan made `keyed_later` gives the same
+# value as one built with it; the dataclass's __init__, __eq__, __repr__ and pickling go through it.
+setattr(CachePlan, "key", property(_read_key, _KEY_SLOT.__set__))  # noqa: B010 (mypy keeps the field's type)
 
 
 def estimate_tokens(chars: int) -> int:

@@ -34,13 +34,58 @@ _NO_CACHE_CONFIG: dict[str, Any] = {}  # an agent without `cache:` (read, never 
 _quote: Callable[[str], str] = json.encoder.encode_basestring_ascii  # a JSON string, as json.dumps writes it
 
 
-@dataclass(slots=True)  # not frozen: built once a call, where frozen costs three times as much
 class PrefixPlan:
-    """A call's cache plan for the client, with what scheduling needs to know of its prefix."""
+    """A call's cache plan for the client, with what scheduling needs to know of its prefix.
 
-    plan: CachePlan
-    digest: str  # of the stable prefix (and the model it is cached for)
-    cacheable: bool  # long enough for the model to cache, and the provider caches
+    Attributes:
+        plan: What the client is told (`CachePlan`).
+        digest: Of the stable prefix and the model it is cached for: the warm-up's key.
+        cacheable: Long enough for the model to cache, and the provider caches.
+
+    The digest, and the plan's key made from it, are hashed the first time either is read:
+    a prefix too short to cache is never waited on, and most clients never read the key.
+    """
+
+    __slots__ = ("_digest", "_parts", "cacheable", "plan")
+
+    def __init__(self, ttl: str, user_prefix: int, parts: tuple[str, ...], stable: str | None, cacheable: bool):
+        self._parts = parts  # (workflow, agent, model, tools, system, user prefix)
+        self._digest: str | None = None if stable is None else _digest(parts[2], stable)
+        self.cacheable = cacheable
+        # The key is made from the parts, not from this object: no reference cycle a call.
+        self.plan = CachePlan.keyed_later(ttl, user_prefix, _key, parts, self._digest)
+
+    @property
+    def digest(self) -> str:
+        digest = self._digest
+        if digest is None:
+            digest = self._digest = _digest_of(self._parts)
+        return digest
+
+    def __repr__(self) -> str:
+        return f"PrefixPlan(plan={self.plan!r}, digest={self.digest!r}, cacheable={self.cacheable!r})"
+
+
+def _stable(tools: str, system: str, prefix: str) -> str:
+    """json.dumps([tools, system, prefix]), written out: the same text (its default separators
+    and ASCII escapes) for a fifth of the cost."""
+    return f"[{_quote(tools)}, {_quote(system)}, {_quote(prefix)}]"
+
+
+def _digest(model: str, stable: str) -> str:
+    return hashlib.sha256(f"{model}\x00{stable}".encode()).hexdigest()
+
+
+def _digest_of(parts: tuple[str, ...]) -> str:
+    _, _, model, tools, system, prefix = parts
+    return _digest(model, _stable(tools, system, prefix))
+
+
+def _key(parts: tuple[str, ...], digest: str | None) -> str:
+    """OpenAI's prompt_cache_key of a prefix: its digest, hashed with the workflow and agent names."""
+    if digest is None:
+        digest = _digest_of(parts)
+    return hashlib.sha256(f"{parts[0]}\x00{parts[1]}\x00{digest}".encode()).hexdigest()[:32]
 
 
 @dataclass(slots=True)
@@ -138,11 +183,16 @@ class PromptCaching:
         static = static_prefix(agent.prompt_template)
         text = str(first.get("content") or "") if first is not None else ""
         user_prefix = len(static) if static and text.startswith(static) else 0
-        # json.dumps([json.dumps(specs, sort_keys=True), system, prefix]), written out: the same text
-        # (its default separators and ASCII escapes) for a fifth of the cost, once a call.
+        prefix = text[:user_prefix]
         tools = json.dumps(specs, sort_keys=True) if specs else "[]"
-        stable = f"[{_quote(tools)}, {_quote(system)}, {_quote(text[:user_prefix])}]"
-        digest = hashlib.sha256(f"{llm.get('model')}\x00{stable}".encode()).hexdigest()
-        key = hashlib.sha256(f"{workflow.name}\x00{agent.name}\x00{digest}".encode()).hexdigest()[:32]
-        cacheable = caps.prompt_cache != "none" and estimate_tokens(len(stable)) >= caps.cache_min_tokens
-        return PrefixPlan(CachePlan(ttl=ttl, key=key, user_prefix=user_prefix), digest, cacheable)
+        parts = (workflow.name, agent.name, str(llm.get("model")), tools, system, prefix)
+        # The stable text is written (and its digest hashed) now only when it may be long enough
+        # to cache: its JSON is at most 12 characters a character (an escaped surrogate pair) plus
+        # 10 of brackets, quotes and separators, so a shorter prefix is known to be too short.
+        stable = None
+        if caps.prompt_cache != "none" and (
+            12 * (len(tools) + len(system) + user_prefix) + 12 >= 4 * caps.cache_min_tokens
+        ):
+            stable = _stable(tools, system, prefix)
+        cacheable = stable is not None and estimate_tokens(len(stable)) >= caps.cache_min_tokens
+        return PrefixPlan(ttl, user_prefix, parts, stable, cacheable)
