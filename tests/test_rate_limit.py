@@ -225,3 +225,45 @@ async def test_slots_serve_in_order_and_a_cancelled_waiter_never_keeps_a_slot() 
     assert order == ["first"] and slots.held == 0 and slots.free
     assert slots.try_take()
     assert first.done() and gone.cancelled() and last.cancelled()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_limiter_counting_calls_in_open_entries_books_what_the_tiers_would_one_by_one(seed: int) -> None:
+    """`try_start` counts calls that join every tier's newest entry and adds them when the tiers
+    are next read: each call gets the answer, and the tiers end with the entries, counts and
+    pacing, that booking each call in every tier (`SlidingWindow.start_all`) gives."""
+    import random
+
+    rng = random.Random(seed)
+    config = RateLimitConfig(
+        requests_per_minute=400, requests_per_hour=1500, requests_per_day=2000, tokens_per_minute=20_000
+    )
+    now = [100.0]
+    limiter = RateLimiter(config, clock=lambda: now[0])
+    reference = tuple(
+        SlidingWindow(getattr(config, tier), window, margin=skew_margin(window, getattr(config, tier)), pace=paced)
+        for tier, window, paced in (
+            ("requests_per_minute", 60.0, True),
+            ("requests_per_hour", 3600.0, False),
+            ("requests_per_day", 86400.0, False),
+            ("tokens_per_minute", 60.0, False),
+        )
+    )
+    answers: list[bool] = []
+    for _ in range(3000):  # steps within a grain, across grains, and past a window
+        now[0] += rng.choice([0.00001, 0.0004, 0.003, 0.02, 0.2, 1.5, 40.0])
+        tokens = rng.choice([0, 1, 50, 300, 900])
+        started = limiter.try_start(tokens)
+        expected = SlidingWindow.start_all(reference, (1.0, 1.0, 1.0, float(tokens)), now[0])
+        assert started == expected
+        answers.append(started)
+        if started:
+            limiter.release()
+        if rng.random() < 0.01:  # something reads the tiers in between
+            limiter.ready(tokens)
+            assert [w.used for w in limiter._windows] == [w.used for w in reference]
+    assert True in answers and False in answers  # it bound, and it let calls through
+    limiter.ready(0)
+    for mine, theirs in zip(limiter._windows, reference):
+        assert [list(entry) for entry in mine._log] == [list(entry) for entry in theirs._log]
+        assert (mine.used, mine._next) == (theirs.used, theirs._next)

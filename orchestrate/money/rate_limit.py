@@ -207,6 +207,17 @@ class RateLimiter(_Limiter):
         self._requests = tuple(self._tiers[t] for t in _TIERS if t != "tokens_per_minute")
         self._tokens = self._tiers["tokens_per_minute"]
         self._windows = (*self._requests, self._tokens)  # amounts: 1 request each, then the tokens
+        self._paced = self._tiers[_PACED]
+        # Calls let through while every tier's newest log entry is still open (begun less than a
+        # grain ago: `SlidingWindow.take` would add them to it) are counted here and added to those
+        # entries at once when anything next reads the tiers (`_flush`): the same entries, the same
+        # counts, the same answers, for a few additions a call instead of four tiers' bookkeeping.
+        self._open_until = -math.inf  # calls before this moment join the open entries
+        self._room_requests = 0.0  # requests the request tiers had room for when the entries opened
+        self._room_tokens = 0.0
+        self._pending_requests = 0.0  # counted here, not yet in the tiers
+        self._pending_tokens = 0.0
+        self._pending_last = -math.inf  # the latest start among them
         self._slots = Slots(self.config.concurrent_requests)
         self._turn = asyncio.Lock()  # waiters are served first come, first served
         self._paused_until = -math.inf
@@ -217,6 +228,7 @@ class RateLimiter(_Limiter):
         """Whether a request could start now with no wait: a free slot, room in every tier, nobody queued."""
         if self._turn.locked() or not self._slots.free:
             return False
+        self._flush()
         if now is None:
             now = self.clock()
         if now < self._paused_until:
@@ -234,13 +246,64 @@ class RateLimiter(_Limiter):
             return False
         now = self.clock()
         tokens = float(estimated_tokens if estimated_tokens > 0 else 0)
-        if now < self._paused_until or not SlidingWindow.start_all(self._windows, (1.0, 1.0, 1.0, tokens), now):
+        paced = self._paced
+        if now < self._paused_until:
             slots.held -= 1  # given back: nobody was queued, so nobody is owed it
             return False
+        if (
+            now < self._open_until
+            and self._pending_requests + 1.0 - self._room_requests <= _EPSILON
+            and self._pending_tokens + tokens - self._room_tokens <= _EPSILON
+            and paced._next - now <= _EPSILON
+        ):
+            # What `SlidingWindow.start_all` would find and do, its entries still open: room in
+            # every tier (its checks, against the units counted since), the paced tier's beat.
+            self._pending_requests += 1.0
+            self._pending_tokens += tokens
+            if now > self._pending_last:
+                self._pending_last = now
+            earliest = now - paced.slack
+            paced._next = (paced._next if paced._next > earliest else earliest) + paced.interval
+        else:
+            self._flush()
+            if not SlidingWindow.start_all(self._windows, (1.0, 1.0, 1.0, tokens), now):
+                slots.held -= 1
+                return False
+            self._open()
         self.in_flight += 1
         self.total_requests += 1
         self.total_tokens += int(tokens)
         return True
+
+    def _open(self) -> None:
+        """After a booking through the tiers: until the first of their newest entries is a grain
+        old, later calls may be counted here (`try_start`) against the room every tier had left."""
+        until = math.inf
+        for window in self._windows:
+            closes = window._log[-1][2] + window.grain
+            if closes < until:
+                until = closes
+        # A microsecond early: `now - first < grain` and `now < first + grain` may round apart.
+        self._open_until = until - 1e-6
+        self._room_requests = min(window.limit - window._used for window in self._requests)
+        self._room_tokens = self._tokens.limit - self._tokens._used
+
+    def _flush(self) -> None:
+        """Add the calls counted since the entries opened to the tiers, as `take` would have one by
+        one (into each tier's newest entry), and stop counting: the tiers are read or changed next."""
+        self._open_until = -math.inf
+        requests = self._pending_requests
+        if not requests:
+            return
+        tokens, last = self._pending_tokens, self._pending_last
+        self._pending_requests = self._pending_tokens = 0.0
+        self._pending_last = -math.inf
+        for window, amount in zip(self._windows, (requests, requests, requests, tokens)):
+            entry = window._log[-1]
+            if last > entry[0]:
+                entry[0] = last
+            entry[1] += amount
+            window._used += amount
 
     def start(self, estimated_tokens: int) -> None:
         """Book a request that `ready` just allowed (nothing may await in between)."""
@@ -278,6 +341,7 @@ class RateLimiter(_Limiter):
             raise
 
     def _book(self, now: float, tokens: float, waited: float) -> None:
+        self._flush()
         for window in self._requests:
             window.take(now)
         self._tokens.take(now, tokens)
@@ -288,6 +352,7 @@ class RateLimiter(_Limiter):
 
     def _binding(self, now: float, tokens: float) -> tuple[str, float]:
         """The tier (or pause) that holds a request back longest, and for how long."""
+        self._flush()
         tier, longest = "paused", self._paused_until - now
         for name, window in self._tiers.items():
             wait = window.wait(now, tokens if name == "tokens_per_minute" else 1.0)
