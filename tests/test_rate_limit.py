@@ -227,8 +227,10 @@ async def test_slots_serve_in_order_and_a_cancelled_waiter_never_keeps_a_slot() 
     assert first.done() and gone.cancelled() and last.cancelled()
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_a_limiter_counting_calls_in_open_entries_books_what_the_tiers_would_one_by_one(seed: int) -> None:
+@pytest.mark.parametrize(("seed", "per_minute"), [(1, 400), (2, 10**6), (3, 10**6)])
+def test_a_limiter_counting_calls_in_open_entries_books_what_the_tiers_would_one_by_one(
+    seed: int, per_minute: int
+) -> None:
     """`try_start` counts calls that join every tier's newest entry and adds them when the tiers
     are next read: each call gets the answer, and the tiers end with the entries, counts and
     pacing, that booking each call in every tier (`SlidingWindow.start_all`) gives."""
@@ -236,7 +238,7 @@ def test_a_limiter_counting_calls_in_open_entries_books_what_the_tiers_would_one
 
     rng = random.Random(seed)
     config = RateLimitConfig(
-        requests_per_minute=400, requests_per_hour=1500, requests_per_day=2000, tokens_per_minute=20_000
+        requests_per_minute=per_minute, requests_per_hour=1500, requests_per_day=2000, tokens_per_minute=4_000
     )
     now = [100.0]
     limiter = RateLimiter(config, clock=lambda: now[0])
@@ -250,10 +252,13 @@ def test_a_limiter_counting_calls_in_open_entries_books_what_the_tiers_would_one
         )
     )
     answers: list[bool] = []
+    joined = 0  # calls counted in open entries
     for _ in range(3000):  # steps within a grain, across grains, and past a window
-        now[0] += rng.choice([0.00001, 0.0004, 0.003, 0.02, 0.2, 1.5, 40.0])
+        now[0] += rng.choice([0.00001, 0.0001, 0.0004, 0.003, 0.02, 0.2, 1.5, 40.0])
         tokens = rng.choice([0, 1, 50, 300, 900])
+        counted = limiter._pending_requests
         started = limiter.try_start(tokens)
+        joined += limiter._pending_requests > counted
         expected = SlidingWindow.start_all(reference, (1.0, 1.0, 1.0, float(tokens)), now[0])
         assert started == expected
         answers.append(started)
@@ -263,6 +268,8 @@ def test_a_limiter_counting_calls_in_open_entries_books_what_the_tiers_would_one
             limiter.ready(tokens)
             assert [w.used for w in limiter._windows] == [w.used for w in reference]
     assert True in answers and False in answers  # it bound, and it let calls through
+    if per_minute > 400:  # (paced at 400 a minute, no two calls start within a grain)
+        assert joined > 100
     limiter.ready(0)
     for mine, theirs in zip(limiter._windows, reference):
         assert [list(entry) for entry in mine._log] == [list(entry) for entry in theirs._log]

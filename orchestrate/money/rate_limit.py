@@ -218,6 +218,8 @@ class RateLimiter(_Limiter):
         self._pending_requests = 0.0  # counted here, not yet in the tiers
         self._pending_tokens = 0.0
         self._pending_last = -math.inf  # the latest start among them
+        self._last_booked = -math.inf  # the last call booked through the tiers
+        self._burst = min(window.grain for window in self._windows)
         self._slots = Slots(self.config.concurrent_requests)
         self._turn = asyncio.Lock()  # waiters are served first come, first served
         self._paused_until = -math.inf
@@ -265,11 +267,17 @@ class RateLimiter(_Limiter):
             earliest = now - paced.slack
             paced._next = (paced._next if paced._next > earliest else earliest) + paced.interval
         else:
-            self._flush()
+            if self._pending_requests:
+                self._flush()
+            self._open_until = -math.inf  # the tiers change: what was counted against is not known
             if not SlidingWindow.start_all(self._windows, (1.0, 1.0, 1.0, tokens), now):
                 slots.held -= 1
                 return False
-            self._open()
+            # Counting pays only when calls come closer than a grain (a burst): calls further apart
+            # each begin a new entry anyway, and opening one for them would only cost.
+            if now - self._last_booked < self._burst:
+                self._open()
+            self._last_booked = now
         self.in_flight += 1
         self.total_requests += 1
         self.total_tokens += int(tokens)
@@ -278,15 +286,19 @@ class RateLimiter(_Limiter):
     def _open(self) -> None:
         """After a booking through the tiers: until the first of their newest entries is a grain
         old, later calls may be counted here (`try_start`) against the room every tier had left."""
-        until = math.inf
-        for window in self._windows:
-            closes = window._log[-1][2] + window.grain
-            if closes < until:
-                until = closes
+        minute, hour, day, tokens = self._windows
         # A microsecond early: `now - first < grain` and `now < first + grain` may round apart.
-        self._open_until = until - 1e-6
-        self._room_requests = min(window.limit - window._used for window in self._requests)
-        self._room_tokens = self._tokens.limit - self._tokens._used
+        self._open_until = (
+            min(
+                minute._log[-1][2] + minute.grain,
+                hour._log[-1][2] + hour.grain,
+                day._log[-1][2] + day.grain,
+                tokens._log[-1][2] + tokens.grain,
+            )
+            - 1e-6
+        )
+        self._room_requests = min(minute.limit - minute._used, hour.limit - hour._used, day.limit - day._used)
+        self._room_tokens = tokens.limit - tokens._used
 
     def _flush(self) -> None:
         """Add the calls counted since the entries opened to the tiers, as `take` would have one by
