@@ -367,3 +367,43 @@ def test_a_records_mac_is_hmac_sha256_made_from_keyed_states_copied_per_record(k
         assert record.pop("hash") == sealed == hashlib.sha256(canonical(body)).hexdigest()
         assert record.pop("mac") == hmac.new(key, canonical(body), hashlib.sha256).hexdigest()
         assert record == body
+
+
+def test_every_event_the_trail_subscribes_to_writes_its_record(tmp_path: Path) -> None:
+    """Each kind of event the trail takes (`AuditTrail.event_types`) is written as its record, with
+    what it says; a model agent's completed end is not (its call records say it)."""
+    from orchestrate.observe.audit import AuditTrail
+    from orchestrate.run.events import Event, EventType
+
+    usage = {"input_tokens": 4, "cached_input_tokens": 0, "output_tokens": 3, "cost": 1e-6, "cached": False}
+    events = {
+        EventType.LLM_CALL: ({"provider": "simulated", "model": "m", **usage}, "call", "input_tokens", 4),
+        EventType.TOOL_CALL: ({"tool": "erp"}, "tool_call", "tool", "erp"),
+        EventType.AGENT_FINISHED: (
+            {"status": "failed", "provider": "openai", "model": "m"},
+            "step_finished",
+            "status",
+            "failed",
+        ),
+        EventType.AGENT_RETRYING: ({"attempt": 2, "error_type": "timeout"}, "retry", "attempt", 2),
+        EventType.AGENT_FALLBACK: ({"from_model": "a", "to_model": "b"}, "fallback", "to_model", "b"),
+        EventType.APPROVAL_DECIDED: ({"by": "ana", "approved": True}, "approval", "approver", "ana"),
+        EventType.ROW_FINISHED: ({"key": "r1", "row": 1, "status": "completed"}, "row_finished", "key", "r1"),
+        EventType.AGENT_BUDGET_REFUSED: ({"estimate": 2.0}, "budget_refused", "estimate", 2.0),
+        EventType.USAGE_ANOMALY: ({"reason": "odd"}, "usage_anomaly", "reason", "odd"),
+        EventType.BATCH_SUBMITTED: ({"batch_id": "b1", "secret": 1}, "provider_batch", "event", "batch_submitted"),
+        EventType.BATCH_FINISHED: ({"batch_id": "b1", "status": "ended"}, "provider_batch", "status", "ended"),
+    }
+    assert set(events) == AuditTrail.event_types
+    trail = AuditTrail(tmp_path, start={"kind": "run"}, key=b"k")
+    for kind, (data, _, _, _) in events.items():
+        trail(Event(kind, "wf-1", "a", data, content={"messages": [], "answer": "x"}))
+    trail(Event(EventType.AGENT_FINISHED, "wf-1", "a", {"status": "completed", "provider": "openai", "model": "m"}))
+    trail(Event(EventType.AGENT_STARTED, "wf-1", "a", {}))  # not subscribed to: nothing written
+    trail.finish({"status": "completed"})
+    written = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()][1:-1]
+    said = [(record["type"], record["data"][name]) for record, (_, _, name, _) in zip(written, events.values())]
+    assert said == [(kind, value) for _, kind, _, value in events.values()]
+    assert len(written) == len(events)
+    assert "secret" not in written[-2]["data"]
+    assert verify_trail(tmp_path, key=b"k").holds

@@ -52,7 +52,9 @@ KEY_ENV = "ORCHESTRATE_AUDIT_KEY"
 GENESIS = "0" * 64
 _SORTED = orjson.OPT_SORT_KEYS
 _dumps = orjson.dumps
-_sha256 = hashlib.sha256
+# A new SHA-256 copied from an empty one: OpenSSL 3 then skips looking the algorithm up
+# (~0.1 us of the ~1 us a short digest costs through hashlib).
+_EMPTY = hashlib.sha256()
 
 
 def canonical(body: Mapping[str, Any]) -> bytes:
@@ -90,7 +92,9 @@ def seal(body: Mapping[str, Any], key: bytes | None, *, presorted: bool = False)
             JSON is its canonical JSON (the same bytes, made without sorting: a record's hot path).
     """
     data = _dumps(body, default=str) if presorted else _dumps(body, option=_SORTED, default=str)
-    sealed = _sha256(data).hexdigest()
+    plain = _EMPTY.copy()
+    plain.update(data)
+    sealed = plain.hexdigest()
     if key is None:
         return data[:-1] + f',"hash":"{sealed}"}}\n'.encode(), sealed
     pads = _PADS.get(key) or _pads(key)  # `mac`, inline: a record's hot path

@@ -113,9 +113,11 @@ class JsonLines:
         """Append one encoded line (newline included)."""
         if self._fd is None:
             return
-        if self.commit is not None:
+        commit = self.commit
+        if commit is not None:
             self._pending.append(line)
-            self.commit.touch()
+            if not commit._scheduled:  # the first line of this turn of the loop
+                commit.touch()
             return
         self._write(line)
 

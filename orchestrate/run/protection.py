@@ -56,8 +56,16 @@ _LABEL = {"email": "EMAIL", "iban": "IBAN", "credit_card": "CARD", "phone": "PHO
 # The fewest digits a value of each kind has: a text with fewer is not scanned for it.
 _MIN_DIGITS = {"email": 0, "iban": 10, "credit_card": 13, "phone": 7, "national_id": 6}
 _DIGIT = re.compile(r"\d")
+_ASCII_DIGITS = b"0123456789"
 _ENOUGH_DIGITS = max(_MIN_DIGITS.values())  # more digits than this let every recogniser try
+# A text's shape: its digits 2-9 written as 1. No recogniser (nor `PHONE_HINT`) tells 1-9 apart
+# (they read \d, [1-9], a 0), so texts of one shape are matched alike (tests/test_protection_shapes.py),
+# though a check (IBAN's, Luhn's) may tell them apart: a shape is kept only when nothing matched.
+_SHAPE = bytes.maketrans(b"23456789", b"11111111")
+_SHAPES_KEPT = 4096  # shapes remembered at most (then forgotten all at once)
+_SHAPE_CHARS = 64  # texts longer than this are not remembered (free text rarely repeats its shape)
 _PLAIN = frozenset({int, float, bool})  # values no recogniser reads
+_UNSEEN: Any = object()  # a kind of text not met before (None: one no recogniser can match)
 
 
 @dataclass(frozen=True)
@@ -139,6 +147,9 @@ class Protector:
         # (`PHONE_HINT`): one combined pattern each.
         self._patterns: dict[tuple[bool, int, bool], Recogniser | None] = {}
         self._phones = "phone" in policy.detect
+        # The shapes (see `_SHAPE`) of short ASCII texts in which no recogniser matched: a dataset
+        # column of ids (INV-0000123, INV-0000124...) is then scanned once, not once a row.
+        self._clean: set[bytes] = set()
 
     def __repr__(self) -> str:  # the vault stays out of any repr, log or traceback
         return f"Protector({self.policy.summary()!r}, {len(self._vault)} pseudonyms)"
@@ -210,11 +221,20 @@ class Protector:
 
     def scan_text(self, text: str) -> str:
         """`text` with what the `detect:` recognisers find replaced by pseudonyms."""
-        digits = min(len(_DIGIT.findall(text)), _ENOUGH_DIGITS)
+        shape = None
+        if text.isascii():
+            encoded = text.encode()
+            if len(encoded) <= _SHAPE_CHARS:
+                shape = encoded.translate(_SHAPE)
+                if shape in self._clean:
+                    return text
+            digits = min(len(encoded) - len(encoded.translate(None, _ASCII_DIGITS)), _ENOUGH_DIGITS)
+        else:  # \d: any script's digits
+            digits = min(len(_DIGIT.findall(text)), _ENOUGH_DIGITS)
         phone = self._phones and digits >= _MIN_DIGITS["phone"] and PHONE_HINT.search(text) is not None
         key = ("@" in text, digits, phone)
-        found = self._patterns.get(key)
-        if found is None:
+        found = self._patterns.get(key, _UNSEEN)
+        if found is _UNSEEN:
             has_at = key[0]
             kinds = tuple(
                 k
@@ -222,11 +242,16 @@ class Protector:
                 if digits >= _MIN_DIGITS[k] and (has_at or k != "email") and (phone or k != "phone")
             )
             found = self._patterns[key] = combined(kinds, guard=digits >= _MIN_DIGITS["iban"]) if kinds else None
-        if found is None:
+        first = None if found is None else found.pattern.search(text)
+        if found is None or first is None:
+            if shape is not None:
+                if len(self._clean) >= _SHAPES_KEPT:
+                    self._clean.clear()
+                self._clean.add(shape)
             return text
         parts: list[str] = []
         at = 0
-        for start, end, kind in found.spans(text):
+        for start, end, kind in found.spans(text, first):
             if kind is None:  # an IBAN not asked for: kept, and not read as a phone either
                 continue
             parts.append(text[at:start])

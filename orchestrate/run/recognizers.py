@@ -153,17 +153,22 @@ class Recogniser:
         self._groups = {name: alt[1:] for name, alt in alternatives}
         self._after = {name: [alt for _, alt in alternatives[i + 1 :]] for i, (name, _) in enumerate(alternatives)}
 
-    def spans(self, text: str) -> Iterator[tuple[int, int, str | None]]:
-        """(start, end, kind) of each value found, left to right; kind None: an IBAN not asked for."""
+    def spans(self, text: str, first: re.Match[str] | None = None) -> Iterator[tuple[int, int, str | None]]:
+        """(start, end, kind) of each value found, left to right; kind None: an IBAN not asked for.
+
+        Args:
+            first: The pattern's first match in `text`, when the caller searched already.
+        """
         search = self.pattern.search
         groups = self._groups
-        at = 0
-        while (match := search(text, at)) is not None:
+        match = first if first is not None else search(text)
+        while match is not None:
             name = match.lastgroup or ""
             kind, check = groups[name]
             if check(match.group()):
                 yield match.start(), match.end(), kind
                 at = match.end()
+                match = search(text, at)
                 continue
             start = match.start()
             for pattern, later, later_check in self._after[name]:  # the kinds after it, at the same place
@@ -174,6 +179,7 @@ class Recogniser:
                     break
             else:
                 at = start + 1
+            match = search(text, at)
 
 
 def combined(kinds: tuple[str, ...] | frozenset[str], *, guard: bool = True) -> Recogniser:
