@@ -145,14 +145,15 @@ class AgentExecutor:
         meta = result.metadata
         # The rendered prompt and system prompt, as every call of this agent sent them first, so
         # that a run can be inspected (`orchestrate show`) after the fact.
-        meta.update(
-            model=llm["model"],
-            provider=client.provider,
-            attempts=0,
-            usage=usage,
-            prompt=prompt,
-            system_prompt=llm.get("system"),
-        )
+        meta["model"] = llm["model"]  # set one by one, in this order (not update(**...), which builds a dict)
+        meta["provider"] = client.provider
+        meta["attempts"] = 0
+        meta["usage"] = usage
+        meta["prompt"] = prompt
+        meta["system_prompt"] = llm.get("system")
+        # An agent with no tools and no output_schema makes one call an attempt and answers with its
+        # text: awaited here, without `_attempt`'s coroutine (one frame fewer a call).
+        plain = not agent.tools and agent.output_schema is None
         attempt = 0
         while True:
             attempt += 1
@@ -173,7 +174,12 @@ class AgentExecutor:
                 routes.restart()
                 meta["fallbacks"] = routes.taken
             try:
-                result.output = await self._attempt(workflow, agent, client, prompt, usage, routes)
+                if plain:
+                    messages = _messages(llm, prompt)
+                    answer = await self._call(workflow, agent, client, messages, [], usage, routes)
+                    result.output = {"text": answer.content}
+                else:
+                    result.output = await self._attempt(workflow, agent, client, prompt, usage, routes)
                 result.status = AgentStatus.COMPLETED
                 if routes is not None and routes.index:
                     meta.update(
@@ -409,11 +415,7 @@ class AgentExecutor:
         routes: Routes | None = None,
     ) -> dict[str, Any]:
         """One attempt: the tool loop, then the answer checked against output_schema."""
-        llm = agent.llm_config
-        messages: list[dict[str, Any]] = []
-        if llm.get("system"):
-            messages.append({"role": "system", "content": llm["system"]})
-        messages.append({"role": "user", "content": prompt})
+        messages = _messages(agent.llm_config, prompt)
         tools = load_tools(agent.tools, workflow.base_dir) if agent.tools else []
         by_name = {tool.name: tool for tool in tools} if tools else {}
         schema = agent.output_schema
@@ -930,6 +932,13 @@ class AgentExecutor:
                 options["system"] = messages[0]["content"]
             return client.complete(messages[-1]["content"], llm["model"], temperature, max_tokens, None, **options)
         return client.complete_with_tools(messages, llm["model"], specs, temperature, max_tokens, **options)
+
+
+def _messages(llm: dict[str, Any], prompt: str) -> list[dict[str, Any]]:
+    """An attempt's first messages: the system prompt, if any, and the rendered prompt."""
+    if llm.get("system"):
+        return [{"role": "system", "content": llm["system"]}, {"role": "user", "content": prompt}]
+    return [{"role": "user", "content": prompt}]
 
 
 def _call_metadata(
