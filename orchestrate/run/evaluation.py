@@ -364,21 +364,40 @@ def _document(
     """The evaluation document; with `live`, each agent's outcomes also go into its result's
     metadata (result.json's agents[].metadata.expectations), the same dictionaries, when the
     evaluator's agent is `workflow`'s own (not a template's, nor the first try's scoring a repeat)."""
-    counts = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
-    key = {"pass": "passed", "fail": "failed", "error": "errors", "skipped": "skipped"}
-    outcomes = []
+    counts = {"pass": 0, "fail": 0, "error": 0, "skipped": 0}
+    outcomes: list[dict[str, Any]] = []
+    add = outcomes.append
     for target, found in per_target:
-        own = []
-        for outcome in found:
-            counts[key[outcome.status]] += 1
-            entry = outcome.to_dict()
-            own.append(entry)
-            outcomes.append({"agent": target.owner, **entry})
+        owner = target.owner
         agent = target.agent
-        if live and agent is not None and agent.result is not None:
-            if workflow is None or workflow.get_agent_by_name(target.owner) is agent:
-                agent.result.metadata["expectations"] = own
-    return {**counts, "total": sum(counts.values()), "judge_cost": round(judge_cost, 10), "outcomes": outcomes}
+        if (
+            live
+            and agent is not None
+            and agent.result is not None
+            and (workflow is None or workflow.get_agent_by_name(owner) is agent)
+        ):
+            own: list[dict[str, Any]] = []
+            keep = own.append
+            for outcome in found:  # a loop over every expectation of every row: kept lean
+                counts[outcome.status] += 1
+                entry, listed = outcome.entries(owner)
+                keep(entry)
+                add(listed)
+            agent.result.metadata["expectations"] = own
+        else:  # not kept in the agent's result (a dataset row's evaluator is its template's): one dict each
+            for outcome in found:
+                counts[outcome.status] += 1
+                add(outcome.listed(owner))
+    passed, failed, errors, skipped = counts["pass"], counts["fail"], counts["error"], counts["skipped"]
+    return {
+        "passed": passed,
+        "failed": failed,
+        "errors": errors,
+        "skipped": skipped,
+        "total": passed + failed + errors + skipped,
+        "judge_cost": round(judge_cost, 10) if judge_cost else 0.0,  # (round() is dear; most rows judge nothing)
+        "outcomes": outcomes,
+    }
 
 
 def closing_line(totals: Mapping[str, Any]) -> str:

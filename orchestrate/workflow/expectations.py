@@ -145,13 +145,7 @@ class Outcome:
     def to_dict(self) -> dict[str, Any]:
         """As reports keep it; a pass keeps `got` only when it is a plain value (a whole answer
         is in the agent's output already, and trimming it for every row of a dataset costs)."""
-        got, expected = self.got, self.expected
-        kind = type(got)
-        if got is not None and kind not in _PLAIN and not (kind is str and len(got) <= TRIM):
-            got = None if self.status == "pass" and not isinstance(got, (str, int, float, bool)) else _trim(got)
-        kind = type(expected)
-        if expected is not None and kind not in _PLAIN and not (kind is str and len(expected) <= TRIM):
-            expected = _trim(expected)
+        got, expected = self._shown()
         if self.score is None:
             return {
                 "name": self.name,
@@ -171,8 +165,106 @@ class Outcome:
             "score": self.score,
         }
 
+    def _shown(self) -> tuple[Any, Any]:
+        """`got` and `expected` as reports keep them (see `to_dict`)."""
+        got, expected = self.got, self.expected
+        kind = type(got)
+        if got is not None and kind not in _PLAIN and not (kind is str and len(got) <= TRIM):
+            got = None if self.status == "pass" and not isinstance(got, (str, int, float, bool)) else _trim(got)
+        kind = type(expected)
+        if expected is not None and kind not in _KEPT and not (kind is str and len(expected) <= TRIM):
+            expected = _trim(expected)
+        return got, expected
+
+    def listed(self, owner: str) -> dict[str, Any]:
+        """`to_dict()` with ``agent: owner`` first: the evaluation document's outcome."""
+        got, expected = self.got, self.expected
+        kind = type(got)  # as `_shown`, inline: a dataset run makes one for every expectation of every row
+        if got is not None and kind not in _PLAIN and not (kind is str and len(got) <= TRIM):
+            got = None if self.status == "pass" and not isinstance(got, (str, int, float, bool)) else _trim(got)
+        kind = type(expected)
+        if expected is not None and kind not in _KEPT and not (kind is str and len(expected) <= TRIM):
+            expected = _trim(expected)
+        if self.score is None:
+            return {
+                "agent": owner,
+                "name": self.name,
+                "kind": self.kind,
+                "status": self.status,
+                "expected": expected,
+                "got": got,
+                "reason": self.reason,
+            }
+        return {
+            "agent": owner,
+            "name": self.name,
+            "kind": self.kind,
+            "status": self.status,
+            "expected": expected,
+            "got": got,
+            "reason": self.reason,
+            "score": self.score,
+        }
+
+    def entries(self, owner: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """`to_dict()`, and the same with ``agent: owner`` first (the evaluation document's
+        outcome), made together: a dataset run makes both for every expectation of every row."""
+        got, expected, status = self.got, self.expected, self.status
+        cls = type(got)  # as `_shown`, inline
+        if got is not None and cls not in _PLAIN and not (cls is str and len(got) <= TRIM):
+            got = None if status == "pass" and not isinstance(got, (str, int, float, bool)) else _trim(got)
+        cls = type(expected)
+        if expected is not None and cls not in _KEPT and not (cls is str and len(expected) <= TRIM):
+            expected = _trim(expected)
+        name, kind, reason = self.name, self.kind, self.reason
+        if self.score is None:
+            return (
+                {"name": name, "kind": kind, "status": status, "expected": expected, "got": got, "reason": reason},
+                {
+                    "agent": owner,
+                    "name": name,
+                    "kind": kind,
+                    "status": status,
+                    "expected": expected,
+                    "got": got,
+                    "reason": reason,
+                },
+            )
+        score = self.score
+        return (
+            {
+                "name": name,
+                "kind": kind,
+                "status": status,
+                "expected": expected,
+                "got": got,
+                "reason": reason,
+                "score": score,
+            },
+            {
+                "agent": owner,
+                "name": name,
+                "kind": kind,
+                "status": status,
+                "expected": expected,
+                "got": got,
+                "reason": reason,
+                "score": score,
+            },
+        )
+
 
 _PLAIN = frozenset({int, float, bool})  # kept as they are in reports
+
+
+class _Shown(list[str]):
+    """A list already as reports show it (one_of's constant choices, trimmed when the workflow
+    is loaded): kept as it is, not trimmed again for every row."""
+
+    __slots__ = ()
+
+
+_KEPT = _PLAIN | {_Shown}
 
 
 def _trim(value: Any) -> Any:
@@ -357,7 +449,9 @@ class Expectation:
             constants = [v.constant for v in self.values if v.single is None and v.pieces is None]
             if len(constants) == len(self.values) and all(type(c) is str for c in constants):
                 self.choices = dict.fromkeys(c.strip() for c in constants)
-                self.shown = list(self.choices)
+                choices = list(self.choices)
+                # As reports show them, once: a short list of short choices is kept as it is.
+                self.shown = _Shown(choices) if _trim(choices) is choices else choices
         elif kind in ("contains", "icontains", "not_contains"):
             self.values = [_Value(v) for v in ([spec] if isinstance(spec, str) else spec)]
             if all(v.single is None and v.pieces is None for v in self.values):

@@ -249,15 +249,20 @@ class Workflow:
     protector: Any = field(default=None, compare=False, repr=False)  # the run's data protection and vault
 
     def __post_init__(self) -> None:
-        self._by_name = {agent.name: agent for agent in self.agents}
+        self._by_name = {agent.name: i for i, agent in enumerate(self.agents)}
 
     def get_agent_by_name(self, name: str) -> Agent | None:
         """The agent called `name`, or None."""
-        agent = self._by_name.get(name)
-        if agent is None or agent not in self.agents:  # the list may have been edited
-            self._by_name = {a.name: a for a in self.agents}
-            agent = self._by_name.get(name)
-        return agent
+        # Its place in the list, checked: the list may have been edited since. (Not `agent in
+        # self.agents`, which compared whole dataclasses field by field with each agent before it.)
+        agents = self.agents
+        i = self._by_name.get(name)
+        if i is None or i >= len(agents) or agents[i].name != name:
+            self._by_name = {a.name: i for i, a in enumerate(agents)}
+            i = self._by_name.get(name)
+            if i is None:
+                return None
+        return agents[i]
 
     def completed_agent_names(self) -> set[str]:
         return {a.name for a in self.agents if a.status is AgentStatus.COMPLETED}
