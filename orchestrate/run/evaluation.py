@@ -33,6 +33,7 @@ from orchestrate.workflow.expectations import (
     Outcome,
     combine,
     compile_expectations,
+    output_value,
 )
 from orchestrate.workflow.models import Agent, AgentResult, AgentStatus, Workflow
 
@@ -209,8 +210,9 @@ class Evaluator:
             ctx = Context(row=row or {}, inputs=workflow.input_values, outputs=outputs, cost=cost, seconds=duration)
             output = {"json": dict(workflow.output_values)}
         outcomes: list[Outcome] = []
+        value = output_value(output)  # the answer as every expectation reads it, read once
         for expectation in target.expectations:
-            done = expectation.check(output, ctx)
+            done = expectation.check(output, ctx, value)
             if done is None and expectation.kind == "any":  # a deterministic pass decides it now
                 settled = [child.check(output, ctx) for child in expectation.children if not child.needs_judge]
                 if any(o is not None and o.status == "pass" for o in settled):

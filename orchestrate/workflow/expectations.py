@@ -484,9 +484,11 @@ class Expectation:
     def needs_judge(self) -> bool:
         return self.kind == "rubric" or any(child.needs_judge for child in self.children)
 
-    def target(self, output: Any) -> Any:
-        """The value at `path` in `output` (an agent's output dict, or the workflow's outputs)."""
-        value = output_value(output)
+    def target(self, output: Any, value: Any = _ABSENT) -> Any:
+        """The value at `path` in `output` (an agent's output dict, or the workflow's outputs);
+        `value` is `output_value(output)` when the caller has it already."""
+        if value is _ABSENT:
+            value = output_value(output)
         parts = self.parts
         if not parts:
             return value
@@ -502,12 +504,12 @@ class Expectation:
         except _Missing:
             raise _Missing(f"{self.path}: not in the answer") from None
 
-    def check(self, output: Any, ctx: Context) -> Outcome | None:
-        """The outcome, or None for a rubric (the judge decides it)."""
+    def check(self, output: Any, ctx: Context, value: Any = _ABSENT) -> Outcome | None:
+        """The outcome, or None for a rubric (the judge decides it). `value`: as `target`'s."""
         compare = _COMPARE.get(self.kind)
         try:
             if compare is not None:  # most kinds: read the answer, compare
-                return compare(self, self.target(output), ctx)
+                return compare(self, self.target(output, value), ctx)
             kind = self.kind
             if kind == "max_cost":
                 limit = float(self.raw[kind]) if self.limit is None else self.limit
