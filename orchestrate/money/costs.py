@@ -36,6 +36,7 @@ from orchestrate.errors import BudgetExceededError, UserInputError
 from orchestrate.finite import is_finite_number, loads_strict
 from orchestrate.fsutil import TooLargeError, read_bytes_capped
 from orchestrate.llm.prices import closest_model, find_price, price_table
+from orchestrate.money.amounts import round10
 
 if TYPE_CHECKING:
     from orchestrate.money.budget_scope import ScopeLedger
@@ -285,7 +286,7 @@ class CostTracker:
         ):
             # No prompt cache read or written (most calls): the sum below with its zero terms left
             # out, the same float, without six min/max calls.
-            return round((input_tokens * p["input"] + output_tokens * p["output"]) / 1000.0, 10)
+            return round10((input_tokens * p["input"] + output_tokens * p["output"]) / 1000.0)
         cached = min(max(cached_input_tokens, 0), input_tokens)
         written = min(max(cache_creation_input_tokens, 0), input_tokens - cached)
         hour = min(max(cache_creation_1h_input_tokens, 0), written)
@@ -297,7 +298,7 @@ class CostTracker:
             + hour * p["cache_write_1h"]
             + output_tokens * p["output"]
         ) / 1000.0
-        return round(cost, 10)
+        return round10(cost)
 
     def cache_savings(
         self,
@@ -362,7 +363,7 @@ class CostTracker:
         dearest_input = max(p["input"], p["cache_write"], p["cached_input"])
         if cache_ttl == "1h":
             dearest_input = max(dearest_input, p["cache_write_1h"])
-        return round((input_bound * dearest_input + max(0, max_tokens) * p["output"]) / 1000.0, 10)
+        return round10((input_bound * dearest_input + max(0, max_tokens) * p["output"]) / 1000.0)
 
     # -- budgets --------------------------------------------------------------------------------
 
