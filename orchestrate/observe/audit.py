@@ -168,16 +168,27 @@ class AuditTrail:
         if journal is None:
             return
         # The body's keys in sorted order: agent, data, prev, run, seq, time, try, type.
-        if agent is not None and run is not None and not self.tries:  # a call's, made whole at once
-            body: dict[str, Any] = {
-                "agent": agent,
-                "data": data,
-                "prev": self._prev,
-                "run": run,
-                "seq": self._seq,
-                "time": self.clock(),
-                "type": kind,
-            }
+        if run is not None and not self.tries:  # a call's or a row's: made whole at once
+            body: dict[str, Any] = (
+                {
+                    "agent": agent,
+                    "data": data,
+                    "prev": self._prev,
+                    "run": run,
+                    "seq": self._seq,
+                    "time": self.clock(),
+                    "type": kind,
+                }
+                if agent is not None
+                else {
+                    "data": data,
+                    "prev": self._prev,
+                    "run": run,
+                    "seq": self._seq,
+                    "time": self.clock(),
+                    "type": kind,
+                }
+            )
         else:
             body = {"agent": agent, "data": data} if agent is not None else {"data": data}
             body["prev"] = self._prev

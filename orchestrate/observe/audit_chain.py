@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import importlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -108,12 +109,27 @@ def seal(body: Mapping[str, Any], key: bytes | None, *, presorted: bool = False)
 _PADS: dict[bytes, tuple[Any, Any]] = {}
 
 
+def _interpreters_sha256() -> Callable[..., Any]:
+    """The interpreter's own SHA-256 (``_sha2`` from Python 3.12, ``_sha256`` before), else OpenSSL's.
+
+    The HMAC's outer hash takes one block (the outer key's state, then 32 bytes): the
+    interpreter finishes it in ~0.6 us against OpenSSL's ~0.9 through hashlib, whose
+    set-up weighs more than the block. Longer data hashes faster through OpenSSL.
+    """
+    for name in ("_sha2", "_sha256"):
+        try:
+            return cast(Callable[..., Any], importlib.import_module(name).sha256)
+        except (ImportError, AttributeError):
+            continue
+    return hashlib.sha256
+
+
 def _pads(key: bytes) -> tuple[Any, Any]:
     """The key's inner and outer hashes (RFC 2104), made once per key."""
     block = (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
     pads = _PADS[key] = (
         hashlib.sha256(bytes(b ^ 0x36 for b in block)),
-        hashlib.sha256(bytes(b ^ 0x5C for b in block)),
+        _interpreters_sha256()(bytes(b ^ 0x5C for b in block)),
     )
     return pads
 
