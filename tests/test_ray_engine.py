@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -212,6 +213,58 @@ def test_a_ray_run_stops_at_its_budget_scope_and_resume_runs_the_rest(
         time.sleep(0.2)
     assert shown["spent"] == pytest.approx(total, abs=1e-9)
     assert f"${total:.4f}" in _progress(again.stderr)[-1], again.stderr
+
+
+def test_repeat_runs_each_rows_tries_on_its_worker_and_the_driver_reports_pass_k(
+    redis_server: RedisServer,  # noqa: F811
+    provider: FakeProvider,
+    cluster: str,
+    tmp_path: Path,
+) -> None:
+    # The answer depends on the row and the try, whichever worker asks: V1 approves every try, V2
+    # only its first, V3 all but its second (the tries of a row run one after the other).
+    asked: Counter[str] = Counter()
+    lock = threading.Lock()
+    plan = {"V1": "AAA", "V2": "AHH", "V3": "AHA"}
+
+    def rewrite(request: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+        vendor = next(v for v in plan if v in json.dumps(request.get("messages")))
+        with lock:
+            n = asked[vendor]
+            asked[vendor] += 1
+        answer["choices"][0]["message"]["content"] = "approve" if plan[vendor][n % 3] == "A" else "hold"
+        return answer
+
+    namespace, scope = f"rayr{uuid.uuid4().hex[:8]}", "ap-repeat"
+    url = f"{redis_server.url}?lease_seconds=1"
+    budget(url, namespace, "set", scope, "1", cwd=tmp_path)
+    (tmp_path / "rows.jsonl").write_text("".join(f'{{"vendor": "{v}"}}\n' for v in plan))
+    (tmp_path / "inv.yaml").write_text(
+        "name: invoices\ninputs:\n  vendor: {type: string}\n"
+        "rate_limits:\n  openai: {requests_per_minute: 1000000}\n"
+        "agents:\n  - name: decide\n    module: Finance\n    llm_config: {model: gpt-4o-mini, max_tokens: 20}\n"
+        "    prompt_template: 'Approve or hold the invoices of {vendor}?'\n"
+        "    expect:\n      - {equals: approve, name: approves}\n"
+    )
+    provider.rewrite = rewrite
+    try:
+        run = _ray_run(
+            tmp_path, provider, url, namespace, scope, "--address", cluster, "--key", "vendor",
+            "--repeat", "3", "--min-pass-rate", "0.6",
+        )  # fmt: skip
+    finally:
+        provider.rewrite = None
+    assert run.returncode == 5, run.stdout + run.stderr  # a case under the bar fails the run, as locally
+    assert "Traceback" not in run.stderr
+    assert dict(asked) == {"V1": 3, "V2": 3, "V3": 3}  # every try asked the provider (none from a cache)
+    assert "repeat 3: pass^3 1/3 case(s), mean pass rate 67%; 1 case(s) under --min-pass-rate 0.6" in run.stdout
+    folder = only_run(tmp_path / "out")
+    lines = {str(line["key"]): line for line in _lines(folder / "results.jsonl")}
+    assert {k: line["expectations"]["tries_passed"] for k, line in lines.items()} == {"V1": 3, "V2": 1, "V3": 2}
+    evaluation = json.loads((folder / "evaluation.json").read_text())
+    assert evaluation["repeat"] == 3 and evaluation["tries"] == 9 and evaluation["cases_below_min"] == 1
+    assert len(_lines(folder / "calls.jsonl")) == 9  # every try's call booked
+    assert json.loads((folder / "cost.json").read_text())["totals"]["calls"] == 9
 
 
 def test_ray_needs_a_redis_state_and_refuses_budget(tmp_path: Path) -> None:

@@ -291,16 +291,3 @@ def test_without_content_the_later_tries_and_the_outcomes_are_withheld(tmp_path:
     assert [e["try"] for e in checked] == [1, 2]
     (missed,) = checked[1]["data"]["outcomes"]
     assert missed["name"] == "approves" and "hold" not in json.dumps(missed)
-
-
-def test_repeat_with_the_ray_engine_is_refused_in_one_line_before_anything_runs(
-    tmp_path: Path, server: FakeProvider
-) -> None:
-    (tmp_path / "wf.yaml").write_text(workflow(server, inputs="inputs:\n  vendor: {type: string}\n"))
-    (tmp_path / "rows.csv").write_text("vendor\nV1\n")
-    proc = orchestrate(
-        "run", "wf.yaml", "--data", "rows.csv", "--engine", "ray", "--repeat", "2", "-o", "runs", cwd=tmp_path
-    )  # fmt: skip
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert proc.stderr.strip().splitlines() == ["error: --repeat runs on the local engine only, not with --engine ray"]
-    assert "Traceback" not in proc.stderr and not (tmp_path / "runs").exists() and server.requests == []

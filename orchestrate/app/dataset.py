@@ -221,8 +221,6 @@ class _DatasetSession:
         if spec.engine == "ray":
             from orchestrate.app.ray_dataset import check_ray
 
-            if inv.repeat > 1:
-                raise UserInputError("--repeat runs on the local engine only, not with --engine ray")
             check_ray(inv, spec)
         check_output_paths(inv)  # before the first row is paid for
         check_baseline(inv.baseline)

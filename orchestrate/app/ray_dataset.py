@@ -73,5 +73,6 @@ def ray_runner(
         cache_ttl=inv.cache_ttl,
         max_calls=max_calls,
         rows_per_worker=rows_parallel,
+        repeat=inv.repeat,
     )
     return RayRunner(worker, rows, sinks=sinks, completed=completed, workers=spec.workers or 2, address=spec.address)

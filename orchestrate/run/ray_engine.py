@@ -70,6 +70,7 @@ class WorkerSpec:
     cache_ttl: float = 7 * 86400.0
     max_calls: int = 32  # calls in flight per worker
     rows_per_worker: int = 32
+    repeat: int = 1  # tries of each row (`--repeat K`), run one after the other by the row's worker
 
 
 @dataclass
@@ -149,6 +150,7 @@ class RowWorker:
             max_rows_parallel=spec.rows_per_worker,
             session=f"{self.name}.{uuid.uuid4().hex[:6]}",
             evaluator=Evaluator.of(template),  # the row's expectations scored where it ran
+            repeat=spec.repeat,  # its tries merged there too: the driver gets one case a row, as locally
         )
 
     async def run_row(self, row: Row) -> RowOutcome:
