@@ -265,6 +265,22 @@ def test_repeat_runs_each_rows_tries_on_its_worker_and_the_driver_reports_pass_k
     assert evaluation["repeat"] == 3 and evaluation["tries"] == 9 and evaluation["cases_below_min"] == 1
     assert len(_lines(folder / "calls.jsonl")) == 9  # every try's call booked
     assert json.loads((folder / "cost.json").read_text())["totals"]["calls"] == 9
+    # The workers' events are journaled by the driver, as a local dataset run journals its own: every
+    # try's agent end and scoring in events.jsonl (its calls are in calls.jsonl), every call sealed
+    # into the audit trail, which verifies.
+    events = Counter(str(e["type"]) for e in _lines(folder / "events.jsonl"))
+    assert events["agent_finished"] == 9 and events["expectations_checked"] == 9, events
+    assert events["row_started"] == 3 and events["row_finished"] == 3 and "llm_call" not in events, events
+    trail = _lines(folder / "audit.jsonl")
+    calls = [r for r in trail if r["type"] == "call"]
+    assert len(calls) == 9 and sorted(Counter(r["try"] for r in calls).values()) == [3, 3, 3], calls[:2]
+    assert all(r["data"]["input"].startswith("sha256:") and r["data"]["model"] == "gpt-4o-mini" for r in calls)
+    assert trail[0]["type"] == "run_started" and trail[-1]["type"] == "run_finished"
+    verified = subprocess.run(
+        [sys.executable, "-m", "orchestrate", "audit", "verify", str(folder)],
+        cwd=tmp_path, env=_env({}), capture_output=True, text=True,
+    )  # fmt: skip
+    assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
 def test_ray_needs_a_redis_state_and_refuses_budget(tmp_path: Path) -> None:

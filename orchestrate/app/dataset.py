@@ -427,6 +427,7 @@ class _DatasetSession:
                 rows_parallel,
                 max_calls,
                 template.budget_scope,
+                [log, trail],  # the workers' events, journaled here as a local run journals them
             )
         else:
             runner = DatasetRunner(

@@ -54,8 +54,10 @@ def ray_runner(
     rows_parallel: int,
     max_calls: int,
     budget_scope: str | None,
+    journals: list[Any],
 ) -> Any:
-    """The `RayRunner` of a dataset run: each worker runs up to `rows_parallel` rows and `max_calls` calls."""
+    """The `RayRunner` of a dataset run: each worker runs up to `rows_parallel` rows and `max_calls` calls;
+    `journals` (the folder's event log and audit trail) are told each row's events as it comes back."""
     from orchestrate.run.ray_engine import RayRunner, WorkerSpec
 
     assert inv.state is not None
@@ -75,4 +77,12 @@ def ray_runner(
         rows_per_worker=rows_parallel,
         repeat=inv.repeat,
     )
-    return RayRunner(worker, rows, sinks=sinks, completed=completed, workers=spec.workers or 2, address=spec.address)
+    return RayRunner(
+        worker,
+        rows,
+        sinks=sinks,
+        completed=completed,
+        workers=spec.workers or 2,
+        address=spec.address,
+        journals=journals,
+    )

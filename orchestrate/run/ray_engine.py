@@ -19,6 +19,10 @@ worker takes the dead one's place. A row run again is a new attempt: its calls
 book under new ids in the scope because they are really made again; the calls
 the dead worker had answered but not yet reported are in the scope (they were
 paid) and not in cost.json (``orchestrate budget reconcile`` shows them).
+
+Journals: each row's events come back with its outcome, and the driver writes them
+into the run folder's events.jsonl and audit trail (the trail sealed there, in the
+order the rows came back), so a Ray run is audited call by call as a local one is.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import asyncio
 import uuid
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +44,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise UserInputError("--engine ray needs Ray: pip install 'orchestrate[ray]'") from exc
 
 from orchestrate.money.costs import CallRecord
+from orchestrate.run.events import Event, EventType, try_id
 from orchestrate.workflow.dataset import BadRow, Row
 from orchestrate.workflow.models import Workflow, WorkflowStatus
 
@@ -75,13 +80,50 @@ class WorkerSpec:
 
 @dataclass
 class RowOutcome:
-    """A row's result as a worker sends it back to the driver."""
+    """A row's result as a worker sends it back to the driver.
+
+    ``events`` are the row's events on the worker (every try's, in order), for the driver's
+    journals: its events.jsonl and its audit trail, which a local dataset run writes as they
+    happen. Only the messages and answer of a call (and a tool's arguments and result) travel
+    with them, for the trail's digests; other content stays in the worker.
+    """
 
     key: str
     workflow: Workflow
     records: list[CallRecord]
     status: str
     worker: str
+    events: list[Event] = field(default_factory=list)
+
+
+_CONTENT_KEPT = frozenset({EventType.LLM_CALL, EventType.TOOL_CALL})  # what the trail digests
+
+
+class _Events:
+    """The worker's sink keeping each run's events (by workflow id) until its row is sent back."""
+
+    event_types: frozenset[EventType] | None = None  # all of them
+
+    def __init__(self) -> None:
+        self.by_run: dict[str, list[Event]] = {}
+
+    def __call__(self, event: Event) -> None:
+        run = event.workflow_id
+        if run is None:
+            return  # a provider batch's own events: not a row's
+        if event.content is not None and event.type not in _CONTENT_KEPT:
+            event = replace(event, content=None)
+        found = self.by_run.get(run)
+        if found is None:
+            found = self.by_run[run] = []
+        found.append(event)
+
+    def take(self, run_id: str, tries: int) -> list[Event]:
+        """The events of run `run_id` and of its later tries (``RUN.2`` ...), in try order."""
+        events = self.by_run.pop(run_id, [])
+        for n in range(2, tries + 1):
+            events += self.by_run.pop(try_id(run_id, n), [])
+        return events
 
 
 class _Collect:
@@ -108,6 +150,7 @@ class RowWorker:
         self.name = name
         self.runner: Any = None
         self.collect = _Collect()
+        self.events = _Events()
         self._ready = asyncio.Lock()
 
     async def _start(self) -> Any:
@@ -136,6 +179,7 @@ class RowWorker:
             clients=CappedClients(clients, spec.max_calls),
             state=state,
         )
+        engine.add_sink(self.events)
         template = load_workflow(Path(spec.workflow_file), bind=False)
         if spec.budget_scope is not None:
             template.budget_scope = spec.budget_scope
@@ -166,7 +210,8 @@ class RowWorker:
             workflow = self.runner.template
             workflow = _failed_copy(workflow, row, f"{type(exc).__name__}: {exc}")
             records, status = [], "failed"
-        return RowOutcome(row.key, workflow, records, status, self.name)
+        events = self.events.take(workflow.id, self.spec.repeat)
+        return RowOutcome(row.key, workflow, records, status, self.name, events)
 
     async def shutdown(self) -> None:
         if self.runner is not None:
@@ -196,6 +241,8 @@ class RayRunner:
         workers: Actors at once (a dead one is replaced).
         address: The Ray cluster (``ray://HOST:10001``, ``auto``); None starts a local one.
         replacements: How many dead workers are replaced at most (then the rest carry on).
+        journals: Told each row's events (as the worker saw them) before its outcome: the run
+            folder's event log and audit trail.
     """
 
     def __init__(
@@ -208,8 +255,10 @@ class RayRunner:
         workers: int = 2,
         address: str | None = None,
         replacements: int | None = None,
+        journals: Iterable[Any] = (),
     ) -> None:
         self.spec = spec
+        self.journals = list(journals)
         self.rows = rows
         self.sinks = list(sinks)
         self.completed = completed
@@ -227,6 +276,14 @@ class RayRunner:
     def _tell(self, method: str, *args: Any) -> None:
         for sink in self.sinks:
             getattr(sink, method)(*args)
+
+    def _journal(self, events: list[Event]) -> None:
+        """A row's events into the journals, each told only the kinds it takes (as the engine routes)."""
+        for journal in self.journals:
+            wanted = getattr(journal, "event_types", None)
+            for event in events:
+                if wanted is None or event.type in wanted:
+                    journal(event)
 
     def _connect(self) -> None:
         if ray.is_initialized():
@@ -321,6 +378,7 @@ class RayRunner:
                     continue
                 except RayTaskError as exc:  # the worker raised past run_row's own catch
                     outcome = RowOutcome(row.key, _failed_copy(_template(self), row, str(exc)), [], "failed", name)
+                self._journal(outcome.events)
                 self._tell("row_finished", row, outcome.workflow, outcome.records, outcome.status)
 
     def dead_worker_notes(self, run_dir: Path) -> list[str]:
