@@ -48,6 +48,12 @@ from orchestrate.run.tools import Tool, load_tools, resolve_callable
 from orchestrate.run.workers import WorkerPool, guard_exit
 from orchestrate.workflow.models import Agent, AgentResult, AgentStatus, Workflow
 
+# Members read on every agent's path, bound once: in Python 3.11 `AgentStatus.COMPLETED` goes
+# through EnumType.__getattr__'s slot (~0.17 us a read), a module global costs ~0.01 us.
+_COMPLETED = AgentStatus.COMPLETED
+_E_AGENT_STARTED = EventType.AGENT_STARTED
+_E_LLM_CALL = EventType.LLM_CALL
+
 __all__ = ["AgentExecutor", "Usage", "fold_usage", "parse_json_answer"]
 
 
@@ -162,7 +168,7 @@ class AgentExecutor:
             CALL_TAG.set(CallTag(workflow.id, workflow.name, agent.name, attempt))
             self.emit(
                 Event(
-                    EventType.AGENT_STARTED,
+                    _E_AGENT_STARTED,
                     workflow.id,
                     agent.name,
                     {"attempt": attempt, "model": llm["model"], "provider": client.provider, "module": agent.module},
@@ -180,7 +186,7 @@ class AgentExecutor:
                     result.output = {"text": answer.content}
                 else:
                     result.output = await self._attempt(workflow, agent, client, prompt, usage, routes)
-                result.status = AgentStatus.COMPLETED
+                result.status = _COMPLETED
                 if routes is not None and routes.index:
                     meta.update(
                         served_model=routes.llm["model"],
@@ -297,7 +303,7 @@ class AgentExecutor:
             result.retry_count = attempt - 1
             self.emit(
                 Event(
-                    EventType.AGENT_STARTED,
+                    _E_AGENT_STARTED,
                     workflow.id,
                     agent.name,
                     {
@@ -366,14 +372,14 @@ class AgentExecutor:
                 self.failures.handle_failure(agent, result, policy)
                 return
             result.output = {"text": text, "json": value}
-            result.status = AgentStatus.COMPLETED
+            result.status = _COMPLETED
             return
 
     def carry_over(self, workflow: Workflow, agent: Agent, prior: AgentResult) -> AgentResult:
         """Reuse an earlier run's result for `agent`; its cost counts against this run's budgets."""
         result = AgentResult(
             agent_id=agent.name,
-            status=AgentStatus.COMPLETED,
+            status=_COMPLETED,
             output=prior.output,
             tokens_used=prior.tokens_used,
             cost=prior.cost,
@@ -757,7 +763,7 @@ class AgentExecutor:
         data["region"] = region
         self.emit(
             Event(
-                EventType.LLM_CALL,
+                _E_LLM_CALL,
                 workflow.id,
                 agent.name,
                 data,

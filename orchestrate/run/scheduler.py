@@ -35,6 +35,15 @@ from orchestrate.workflow.graph import DependencyGraph, expected_seconds, remain
 from orchestrate.workflow.models import Agent, AgentResult, AgentStatus, Workflow, WorkflowStatus
 from orchestrate.workflow.templates import lookup, render, single_placeholder
 
+# Members read on every agent's path, bound once: in Python 3.11 `AgentStatus.COMPLETED` goes
+# through EnumType.__getattr__'s slot (~0.17 us a read), a module global costs ~0.01 us.
+_COMPLETED = AgentStatus.COMPLETED
+_PENDING = AgentStatus.PENDING
+_RUNNING = AgentStatus.RUNNING
+_SKIPPED = AgentStatus.SKIPPED
+_WAITING_APPROVAL = AgentStatus.WAITING_APPROVAL
+_E_AGENT_FINISHED = EventType.AGENT_FINISHED
+
 __all__ = ["Approver", "RunShape", "Settle", "WorkflowRun"]
 
 # Asked for a decision on an agent (with its rendered message); None leaves it waiting.
@@ -314,9 +323,9 @@ class WorkflowRun:
         unfinished: list[Agent] = []
         for i, a in enumerate(self.agents):  # one pass: this runs once a row of a batch
             status = a.status
-            if status is AgentStatus.COMPLETED:
+            if status is _COMPLETED:
                 pass
-            elif status is AgentStatus.WAITING_APPROVAL:
+            elif status is _WAITING_APPROVAL:
                 waiting = True
             elif not status.counts_as_success and i not in self.blocked:
                 unfinished.append(a)
@@ -375,11 +384,11 @@ class WorkflowRun:
         while ready and len(self.tasks) < self.limit and not self.stopping and self.batched is None:
             i = heapq.heappop(ready)[2]
             agent = agents[i]
-            if agent.status is not AgentStatus.PENDING:
+            if agent.status is not _PENDING:
                 continue
             if self._gate(i):
                 continue
-            agent.status = AgentStatus.RUNNING
+            agent.status = _RUNNING
             task = self.tasks[i] = self.loop.create_task(self._run_agent(i))
             if agent.approval is None or i in self.approved:
                 self._arm(i, task)  # an agent asking a person is timed from the decision on
@@ -537,7 +546,7 @@ class WorkflowRun:
     async def _run_agent(self, i: int) -> None:
         agent = self.agents[i]
         wf = self.workflow
-        result = AgentResult(agent_id=agent.name, status=AgentStatus.RUNNING, started_at=datetime.now(UTC))
+        result = AgentResult(agent_id=agent.name, status=_RUNNING, started_at=datetime.now(UTC))
         t0 = self.clock()
         try:
             if agent.approval is not None and i not in self.approved:
@@ -554,7 +563,7 @@ class WorkflowRun:
                 await run_items(wf, agent, self.executor, self.outputs, prior, self._item_slots, result)
             else:
                 given, text = step_input(agent, wf.input_values, self.outputs)
-                if prior is not None and prior.status is AgentStatus.COMPLETED:
+                if prior is not None and prior.status is _COMPLETED:
                     digest = self._fingerprint(i, text)
                     if prior.metadata.get("fingerprint") == digest:
                         self._untrack(i)
@@ -600,7 +609,7 @@ class WorkflowRun:
         for task in list(self.tasks.values()):
             task.cancel()
         for j, agent in enumerate(self.agents):
-            if agent.status is AgentStatus.PENDING:
+            if agent.status is _PENDING:
                 self._mark_cancelled(j, self.stopping)
         if not self.tasks and self.done is not None and not self.done.done():
             self.done.set_result(None)
@@ -656,17 +665,15 @@ class WorkflowRun:
         wf.total_cost += result.cost
         self.finished += 1
         self.emit(_finished_event(wf, agent, result))
-        if result.status is AgentStatus.SKIPPED:
+        if result.status is _SKIPPED:
             self.any_skipped = True
-        if result.status is AgentStatus.COMPLETED or result.status is AgentStatus.SKIPPED:
-            self.outputs[agent.name] = (
-                (result.output or {"text": ""}) if result.status is AgentStatus.COMPLETED else None
-            )
+        if result.status is _COMPLETED or result.status is _SKIPPED:
+            self.outputs[agent.name] = (result.output or {"text": ""}) if result.status is _COMPLETED else None
             for j in self.dependents[i]:
                 self.waiting_on[j] -= 1
                 if self.waiting_on[j] == 0:
                     heapq.heappush(self.ready, (-self.agents[j].priority, self.urgency[j], j))
-        elif result.status is AgentStatus.WAITING_APPROVAL:
+        elif result.status is _WAITING_APPROVAL:
             self._hold_dependents(i)
         else:
             self._cancel_dependents(i, f"dependency {agent.name!r} {result.status.value.replace('_', ' ')}")
@@ -758,7 +765,7 @@ def _finished_event(wf: Workflow, agent: Agent, result: AgentResult) -> Event:
     for key in _LANGUAGE_KEYS:
         if key in meta:
             data[key] = meta[key]
-    return Event(EventType.AGENT_FINISHED, wf.id, agent.name, data, workflow_name=wf.name)
+    return Event(_E_AGENT_FINISHED, wf.id, agent.name, data, workflow_name=wf.name)
 
 
 _WORKFLOW = -1  # the workflow's own entry in the deadline heap
