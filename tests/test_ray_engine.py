@@ -283,6 +283,36 @@ def test_repeat_runs_each_rows_tries_on_its_worker_and_the_driver_reports_pass_k
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
+def test_a_ray_run_is_one_trace_per_row_as_a_local_run_is(
+    redis_server: RedisServer,  # noqa: F811
+    cluster: str,
+    tmp_path: Path,
+) -> None:
+    from tests.test_otel import Receiver, attrs
+
+    receiver = Receiver()
+    try:
+        _workflow(tmp_path, 4)
+        command = [sys.executable, "-m", "orchestrate", "run", "inv.yaml", "--data", "rows.jsonl", "--engine", "ray"]
+        command += ["--address", cluster, "--workers", "2", "--state", redis_server.url, "--simulate"]
+        command += ["--state-namespace", f"rayo{uuid.uuid4().hex[:8]}", "--key", "invoice", "-o", "out"]
+        env = _env({"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_SERVICE_NAME": "ray-invoices"})
+        run = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stdout + run.stderr
+        spans = [span for _, span in receiver.spans()]
+    finally:
+        receiver.close()
+    roots = [s for s in spans if s.name == "invoke_workflow invoices"]
+    keys = sorted(str(attrs(r)["orchestrate.row.key"]) for r in roots)
+    assert keys == [f"INV-{i:05d}" for i in range(4)] and len({r.trace_id for r in roots}) == 4
+    agents = [s for s in spans if s.name.startswith("invoke_agent")]
+    assert len(agents) == 4 and {a.trace_id for a in agents} == {r.trace_id for r in roots}
+    for agent in agents:  # each agent span inside its row's, with the times the worker saw
+        (root,) = [r for r in roots if r.trace_id == agent.trace_id]
+        assert root.start_time_unix_nano <= agent.start_time_unix_nano <= agent.end_time_unix_nano
+        assert agent.end_time_unix_nano <= root.end_time_unix_nano
+
+
 def test_ray_needs_a_redis_state_and_refuses_budget(tmp_path: Path) -> None:
     _workflow(tmp_path, 3)
     base = [sys.executable, "-m", "orchestrate", "run", "inv.yaml", "--simulate", "--data", "rows.jsonl"]

@@ -412,6 +412,7 @@ class _DatasetSession:
         rows_in = protector.rows(dataset, spec.key) if protector is not None else dataset
         row_sinks = [recorder, *([display] if display is not None else []), *scoring.sinks]
         completed: set[str] | frozenset[str] = prior.completed if prior is not None else frozenset()
+        tracing = start_tracing(inv)  # a trace per row
         runner: Any
         if spec.engine == "ray":  # the rows run on Ray workers; the folder and reports stay here
             from orchestrate.app.ray_dataset import ray_runner
@@ -427,7 +428,9 @@ class _DatasetSession:
                 rows_parallel,
                 max_calls,
                 template.budget_scope,
-                [log, trail],  # the workers' events, journaled here as a local run journals them
+                # The workers' events, journaled and traced here as a local run's are (spans take
+                # their times from the events, so a row's trace is as the worker ran it).
+                [log, trail, *([tracing.sink] if tracing is not None else [])],
             )
         else:
             runner = DatasetRunner(
@@ -447,7 +450,6 @@ class _DatasetSession:
         if display is not None:
             engine.add_sink(display)
         engine.add_sink(recorder)
-        tracing = start_tracing(inv)  # a trace per row
         if tracing is not None:
             engine.add_sink(tracing.sink)
         for sink in self.sinks:

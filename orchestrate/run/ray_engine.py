@@ -84,8 +84,9 @@ class RowOutcome:
 
     ``events`` are the row's events on the worker (every try's, in order), for the driver's
     journals: its events.jsonl and its audit trail, which a local dataset run writes as they
-    happen. Only the messages and answer of a call (and a tool's arguments and result) travel
-    with them, for the trail's digests; other content stays in the worker.
+    happen, and its traces. Only a call's messages and answer, a tool's arguments and result
+    and an agent's prompt travel with them (the trail's digests, ``--otel-content``); other
+    content stays in the worker.
     """
 
     key: str
@@ -96,7 +97,9 @@ class RowOutcome:
     events: list[Event] = field(default_factory=list)
 
 
-_CONTENT_KEPT = frozenset({EventType.LLM_CALL, EventType.TOOL_CALL})  # what the trail digests
+# Content the driver's sinks read: the trail's digests (a call's messages and answer, a tool's
+# arguments and result) and, with --otel-content, the spans' prompts too.
+_CONTENT_KEPT = frozenset({EventType.LLM_CALL, EventType.TOOL_CALL, EventType.AGENT_STARTED})
 
 
 class _Events:
