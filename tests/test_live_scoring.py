@@ -321,11 +321,8 @@ def judged_outputs(server: FakeProvider) -> str:
     )
 
 
-async def test_a_judge_still_asking_when_the_agents_are_done_is_waited_for_before_the_run_ends(
-    server: FakeProvider,
-) -> None:
-    server.rewrite = slow_judge(1.0, {"score": 0.9, "reason": "fine"})
-    workflow = load_workflow_text(judged_outputs(server))
+def scored_by_loopback(server: FakeProvider, workflow: Any) -> tuple[OrchestrationEngine, LiveScoring, list[Event]]:
+    """An engine on the loopback server scoring `workflow` live, and the events it told."""
     engine = OrchestrationEngine(
         OpenAIClient(api_key=KEY, base_url=f"{server.url}/v1"), EngineConfig(rate_limit_config=None)
     )
@@ -333,6 +330,15 @@ async def test_a_judge_still_asking_when_the_agents_are_done_is_waited_for_befor
     engine.add_sink(seen.append)
     scoring = LiveScoring(engine)
     scoring.begin(workflow, Evaluator(workflow))
+    return engine, scoring, seen
+
+
+async def test_a_judge_still_asking_when_the_agents_are_done_is_waited_for_before_the_run_ends(
+    server: FakeProvider,
+) -> None:
+    server.rewrite = slow_judge(1.0, {"score": 0.9, "reason": "fine"})
+    workflow = load_workflow_text(judged_outputs(server))
+    engine, scoring, seen = scored_by_loopback(server, workflow)
     await engine.execute_workflow(await engine.register_workflow(workflow))
     document = await scoring.finish(workflow)
     await engine.shutdown()
@@ -352,13 +358,7 @@ async def test_a_judge_still_asking_when_the_agents_are_done_is_waited_for_befor
 async def test_a_run_stopped_while_its_judge_asks_ends_with_the_judge_cancelled_and_said(server: FakeProvider) -> None:
     server.rewrite = slow_judge(3.0, {"score": 0.9, "reason": "fine"})
     workflow = load_workflow_text(judged_outputs(server))
-    engine = OrchestrationEngine(
-        OpenAIClient(api_key=KEY, base_url=f"{server.url}/v1"), EngineConfig(rate_limit_config=None)
-    )
-    seen: list[Event] = []
-    engine.add_sink(seen.append)
-    scoring = LiveScoring(engine)
-    scoring.begin(workflow, Evaluator(workflow))
+    engine, scoring, seen = scored_by_loopback(server, workflow)
     running = asyncio.ensure_future(engine.execute_workflow(await engine.register_workflow(workflow)))
     while (EventType.AGENT_FINISHED, "second") not in [(e.type, e.agent) for e in seen]:
         await asyncio.sleep(0.02)
@@ -383,13 +383,7 @@ async def test_a_workflow_timeout_cuts_a_judge_still_asking_after_the_agents_are
     # workflow's own judge after it: the workflow's timeout (1.5 s) ends the run, not the judges.
     server.rewrite = slow_judge(4.0, {"score": 0.9, "reason": "fine"})
     workflow = load_workflow_text(judged_outputs(server).replace("cost_budget: 0.5", "cost_budget: 0.5\ntimeout: 1.5"))
-    engine = OrchestrationEngine(
-        OpenAIClient(api_key=KEY, base_url=f"{server.url}/v1"), EngineConfig(rate_limit_config=None)
-    )
-    seen: list[Event] = []
-    engine.add_sink(seen.append)
-    scoring = LiveScoring(engine)
-    scoring.begin(workflow, Evaluator(workflow))
+    engine, scoring, seen = scored_by_loopback(server, workflow)
     started = time.monotonic()
     await engine.execute_workflow(await engine.register_workflow(workflow))
     took = time.monotonic() - started

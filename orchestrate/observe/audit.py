@@ -320,8 +320,9 @@ class AuditTrail:
 
     def _retry(self, event: Event) -> None:
         d = event.data
-        self.record(
+        self._of(
             "retry",
+            event,
             {
                 "attempt": d.get("attempt"),
                 "error_type": d.get("error_type"),
@@ -329,14 +330,13 @@ class AuditTrail:
                 "delay": d.get("delay"),
                 "error": self._text(d.get("error")),
             },
-            run=event.workflow_id,
-            agent=event.agent,
         )
 
     def _fallback(self, event: Event) -> None:
         d = event.data
-        self.record(
+        self._of(
             "fallback",
+            event,
             {
                 "from_model": d.get("from_model"),
                 "from_provider": d.get("from_provider"),
@@ -345,14 +345,13 @@ class AuditTrail:
                 "reason": d.get("reason"),
                 "error": self._text(d.get("error")),
             },
-            run=event.workflow_id,
-            agent=event.agent,
         )
 
     def _approval(self, event: Event) -> None:
         d = event.data
-        self.record(
+        self._of(
             "approval",
+            event,
             {
                 "approver": d.get("by"),
                 "decision": "approved" if d.get("approved") else "rejected",
@@ -360,8 +359,6 @@ class AuditTrail:
                 "at": d.get("at"),
                 "source": d.get("source"),
             },
-            run=event.workflow_id,
-            agent=event.agent,
         )
 
     def _row(self, event: Event) -> None:
@@ -381,9 +378,13 @@ class AuditTrail:
             presorted=True,
         )
 
+    def _of(self, kind: str, event: Event, data: Mapping[str, Any]) -> None:
+        """A record of `kind` for `event`'s run and agent."""
+        self.record(kind, data, run=event.workflow_id, agent=event.agent)
+
     def _refused(self, event: Event) -> None:
         name = "budget_refused" if event.type is EventType.AGENT_BUDGET_REFUSED else "usage_anomaly"
-        self.record(name, dict(event.data), run=event.workflow_id, agent=event.agent)
+        self._of(name, event, dict(event.data))
 
     def _provider_batch(self, event: Event) -> None:
         d = event.data

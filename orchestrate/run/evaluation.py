@@ -191,12 +191,12 @@ class Evaluator:
         added to `judge_cost`)."""
         if target.agent is not None:
             result = recorded.get(target.owner) or {"status": "pending"}
-            ctx = Context(
-                row=row or {},
-                inputs=workflow.input_values,
-                outputs=outputs,
-                cost=float(result.get("cost") or 0.0),
-                seconds=float(result.get("execution_time") or 0.0),
+            ctx = Context(  # positional: one of these a row
+                row or {},
+                workflow.input_values,
+                outputs,
+                float(result.get("cost") or 0.0),
+                float(result.get("execution_time") or 0.0),
             )
             if result.get("status") != "completed":
                 why = _not_completed(target.owner, result)

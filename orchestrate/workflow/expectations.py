@@ -145,25 +145,41 @@ class Outcome:
     def to_dict(self) -> dict[str, Any]:
         """As reports keep it; a pass keeps `got` only when it is a plain value (a whole answer
         is in the agent's output already, and trimming it for every row of a dataset costs)."""
+        return self._filled({})
+
+    def listed(self, owner: str) -> dict[str, Any]:
+        """`to_dict()` with ``agent: owner`` first: the evaluation document's outcome (one dict,
+        made once, as a literal: a dataset run makes one for every expectation of every row)."""
         got, expected = self._shown()
-        if self.score is None:
-            return {
-                "name": self.name,
-                "kind": self.kind,
-                "status": self.status,
-                "expected": expected,
-                "got": got,
-                "reason": self.reason,
-            }
-        return {
+        out = {
+            "agent": owner,
             "name": self.name,
             "kind": self.kind,
             "status": self.status,
             "expected": expected,
             "got": got,
             "reason": self.reason,
-            "score": self.score,
         }
+        if self.score is not None:
+            out["score"] = self.score
+        return out
+
+    def entries(self, owner: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """`to_dict()`, and the same with ``agent: owner`` first (the evaluation document's outcome)."""
+        entry = self.to_dict()
+        return entry, {"agent": owner, **entry}
+
+    def _filled(self, out: dict[str, Any]) -> dict[str, Any]:
+        got, expected = self._shown()
+        out["name"] = self.name
+        out["kind"] = self.kind
+        out["status"] = self.status
+        out["expected"] = expected
+        out["got"] = got
+        out["reason"] = self.reason
+        if self.score is not None:
+            out["score"] = self.score
+        return out
 
     def _shown(self) -> tuple[Any, Any]:
         """`got` and `expected` as reports keep them (see `to_dict`)."""
@@ -175,83 +191,6 @@ class Outcome:
         if expected is not None and kind not in _KEPT and not (kind is str and len(expected) <= TRIM):
             expected = _trim(expected)
         return got, expected
-
-    def listed(self, owner: str) -> dict[str, Any]:
-        """`to_dict()` with ``agent: owner`` first: the evaluation document's outcome."""
-        got, expected = self.got, self.expected
-        kind = type(got)  # as `_shown`, inline: a dataset run makes one for every expectation of every row
-        if got is not None and kind not in _PLAIN and not (kind is str and len(got) <= TRIM):
-            got = None if self.status == "pass" and not isinstance(got, (str, int, float, bool)) else _trim(got)
-        kind = type(expected)
-        if expected is not None and kind not in _KEPT and not (kind is str and len(expected) <= TRIM):
-            expected = _trim(expected)
-        if self.score is None:
-            return {
-                "agent": owner,
-                "name": self.name,
-                "kind": self.kind,
-                "status": self.status,
-                "expected": expected,
-                "got": got,
-                "reason": self.reason,
-            }
-        return {
-            "agent": owner,
-            "name": self.name,
-            "kind": self.kind,
-            "status": self.status,
-            "expected": expected,
-            "got": got,
-            "reason": self.reason,
-            "score": self.score,
-        }
-
-    def entries(self, owner: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        """`to_dict()`, and the same with ``agent: owner`` first (the evaluation document's
-        outcome), made together: a dataset run makes both for every expectation of every row."""
-        got, expected, status = self.got, self.expected, self.status
-        cls = type(got)  # as `_shown`, inline
-        if got is not None and cls not in _PLAIN and not (cls is str and len(got) <= TRIM):
-            got = None if status == "pass" and not isinstance(got, (str, int, float, bool)) else _trim(got)
-        cls = type(expected)
-        if expected is not None and cls not in _KEPT and not (cls is str and len(expected) <= TRIM):
-            expected = _trim(expected)
-        name, kind, reason = self.name, self.kind, self.reason
-        if self.score is None:
-            return (
-                {"name": name, "kind": kind, "status": status, "expected": expected, "got": got, "reason": reason},
-                {
-                    "agent": owner,
-                    "name": name,
-                    "kind": kind,
-                    "status": status,
-                    "expected": expected,
-                    "got": got,
-                    "reason": reason,
-                },
-            )
-        score = self.score
-        return (
-            {
-                "name": name,
-                "kind": kind,
-                "status": status,
-                "expected": expected,
-                "got": got,
-                "reason": reason,
-                "score": score,
-            },
-            {
-                "agent": owner,
-                "name": name,
-                "kind": kind,
-                "status": status,
-                "expected": expected,
-                "got": got,
-                "reason": reason,
-                "score": score,
-            },
-        )
 
 
 _PLAIN = frozenset({int, float, bool})  # kept as they are in reports
@@ -411,7 +350,9 @@ class Expectation:
         "checker",
         "children",
         "choices",
+        "compare",
         "condition",
+        "field",
         "judge",
         "kind",
         "limit",
@@ -437,6 +378,8 @@ class Expectation:
         self.kind = kind
         self.path = raw.get("path")
         self.parts: tuple[str | int, ...] = _path_parts(self.path) if self.path else ()
+        # What `check` does most: compare a field of the JSON answer (`path: output.NAME`).
+        self.field: str | None = self.parts[0] if len(self.parts) == 1 and type(self.parts[0]) is str else None
         self.name = str(raw.get("name") or _default_name(kind, raw, position))
         spec = raw[kind]
         self.value = _Value(spec) if kind in ("equals", "approx") else None
@@ -479,6 +422,7 @@ class Expectation:
             if kind in ("any", "all")
             else []
         )
+        self.compare: Any = _COMPARE.get(kind)  # the kinds that read the answer and compare
 
     @property
     def needs_judge(self) -> bool:
@@ -506,9 +450,14 @@ class Expectation:
 
     def check(self, output: Any, ctx: Context, value: Any = _ABSENT) -> Outcome | None:
         """The outcome, or None for a rubric (the judge decides it). `value`: as `target`'s."""
-        compare = _COMPARE.get(self.kind)
+        compare = self.compare
         try:
             if compare is not None:  # most kinds: read the answer, compare
+                field = self.field
+                if field is not None and type(value) is dict:  # `target`'s common case, inline
+                    got = value.get(field, _ABSENT)
+                    if got is not _ABSENT:
+                        return compare(self, got, ctx)
                 return compare(self, self.target(output, value), ctx)
             kind = self.kind
             if kind == "max_cost":
