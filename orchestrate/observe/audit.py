@@ -169,26 +169,17 @@ class AuditTrail:
             return
         # The body's keys in sorted order: agent, data, prev, run, seq, time, try, type.
         if run is not None and not self.tries:  # a call's or a row's: made whole at once
-            body: dict[str, Any] = (
-                {
-                    "agent": agent,
-                    "data": data,
-                    "prev": self._prev,
-                    "run": run,
-                    "seq": self._seq,
-                    "time": self.clock(),
-                    "type": kind,
-                }
-                if agent is not None
-                else {
-                    "data": data,
-                    "prev": self._prev,
-                    "run": run,
-                    "seq": self._seq,
-                    "time": self.clock(),
-                    "type": kind,
-                }
-            )
+            body: dict[str, Any] = {
+                "agent": agent,
+                "data": data,
+                "prev": self._prev,
+                "run": run,
+                "seq": self._seq,
+                "time": self.clock(),
+                "type": kind,
+            }
+            if agent is None:  # a row's: no agent key (the others keep their order)
+                del body["agent"]
         else:
             body = {"agent": agent, "data": data} if agent is not None else {"data": data}
             body["prev"] = self._prev
@@ -318,34 +309,13 @@ class AuditTrail:
             presorted=True,
         )
 
-    def _retry(self, event: Event) -> None:
+    def _picked(self, event: Event) -> None:
+        """A retry's or a fallback's record: the fields `_PICKED` names, and its error's text."""
+        kind, fields = _PICKED[event.type]
         d = event.data
-        self._of(
-            "retry",
-            event,
-            {
-                "attempt": d.get("attempt"),
-                "error_type": d.get("error_type"),
-                "status_code": d.get("status_code"),
-                "delay": d.get("delay"),
-                "error": self._text(d.get("error")),
-            },
-        )
-
-    def _fallback(self, event: Event) -> None:
-        d = event.data
-        self._of(
-            "fallback",
-            event,
-            {
-                "from_model": d.get("from_model"),
-                "from_provider": d.get("from_provider"),
-                "to_model": d.get("to_model"),
-                "to_provider": d.get("to_provider"),
-                "reason": d.get("reason"),
-                "error": self._text(d.get("error")),
-            },
-        )
+        data = {name: d.get(name) for name in fields}
+        data["error"] = self._text(d.get("error"))
+        self._of(kind, event, data)
 
     def _approval(self, event: Event) -> None:
         d = event.data
@@ -472,13 +442,19 @@ class AuditTrail:
         return text if len(text) <= _ERROR_CHARS else text[:_ERROR_CHARS] + "…"
 
 
+# The records that copy fields of their event's data as they are (and its error's text).
+_PICKED: dict[EventType, tuple[str, tuple[str, ...]]] = {
+    EventType.AGENT_RETRYING: ("retry", ("attempt", "error_type", "status_code", "delay")),
+    EventType.AGENT_FALLBACK: ("fallback", ("from_model", "from_provider", "to_model", "to_provider", "reason")),
+}
+
 # What the trail records of each event it subscribes to (`AuditTrail.event_types`).
 _HANDLERS: dict[EventType, Callable[[AuditTrail, Event], None]] = {
     EventType.LLM_CALL: AuditTrail._call,
     EventType.TOOL_CALL: AuditTrail._tool_call,
     EventType.AGENT_FINISHED: AuditTrail._finished,
-    EventType.AGENT_RETRYING: AuditTrail._retry,
-    EventType.AGENT_FALLBACK: AuditTrail._fallback,
+    EventType.AGENT_RETRYING: AuditTrail._picked,
+    EventType.AGENT_FALLBACK: AuditTrail._picked,
     EventType.APPROVAL_DECIDED: AuditTrail._approval,
     EventType.ROW_FINISHED: AuditTrail._row,
     EventType.AGENT_BUDGET_REFUSED: AuditTrail._refused,
