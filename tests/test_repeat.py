@@ -118,6 +118,10 @@ def test_a_dataset_repeated_reports_pass_k_per_case_and_expectation(tmp_path: Pa
     assert len(server.requests) == 9
     assert "repeat 3: pass^3 1/3 case(s), mean pass rate 67%; 1 case(s) under --min-pass-rate 0.6" in proc.stdout
     assert "under the bar: V2: 1/3 tries passed (33%)" in proc.stdout
+    # A miss is told as its try ends, saying which try it was (the first says none): V2 missed its
+    # first and third.
+    misses = [line.split("row 'V2' ")[1] for line in proc.stderr.splitlines() if "row 'V2' " in line]
+    assert [m.partition("decide expectations")[0] for m in misses] == ["", "(try 3) "], misses
     (run_dir,) = (tmp_path / "runs").iterdir()
     evaluation = json.loads((run_dir / "evaluation.json").read_text())
     assert evaluation["repeat"] == 3 and evaluation["tries"] == 9 and evaluation["cases"] == 3

@@ -21,7 +21,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from orchestrate.observe.pacing import Pacing
 from orchestrate.observe.summary import plural
-from orchestrate.run.events import Event, EventType
+from orchestrate.run.events import Event, EventType, try_of
 
 if TYPE_CHECKING:
     from orchestrate.money.costs import CallRecord
@@ -105,7 +105,9 @@ class DatasetState:
 
                 run = (event.workflow_id or "").rpartition(".")[0] or event.workflow_id or ""
                 key = self._keys.get(event.workflow_id or "") or self._keys.get(run) or "?"
-                self.on_miss(key, f"{event.agent or 'outputs'} {checked_line(d)}")
+                attempt = try_of(event.workflow_id)  # --repeat: a later try's miss says which try
+                which = f"(try {attempt}) " if attempt > 1 else ""
+                self.on_miss(key, f"{which}{event.agent or 'outputs'} {checked_line(d)}")
         elif event.type in (EventType.BATCH_SUBMITTED, EventType.BATCH_STATUS):
             self.batches[str(event.data.get("batch_id"))] = event.data
             self.on_batch(event)
