@@ -331,6 +331,7 @@ def test_sigterm_stops_starting_rows_writes_reports_and_resume_finishes(tmp_path
     assert 3 <= result["rows"] < 30
     # The closing block counts the rows never reached and says how to go on.
     assert "/30 rows completed" in out and f"{30 - result['rows']} not started" in out
+    assert all(len(line) <= 80 for line in out.splitlines()[:2]), out  # the counts fit a terminal's width
     assert f"orchestrate run --resume runs/{run_dir.name}" in out  # the folder knows the rest
     json.loads((run_dir / "cost.json").read_text())
 
@@ -387,6 +388,19 @@ def test_a_row_carries_the_workflows_declared_outputs(tmp_path: Path) -> None:
     results = lines(only_dir(tmp_path / "runs") / "results.jsonl")
     assert sorted(r["outputs"]["vendor"] for r in results) == ["Acme", "Bolt"]
     assert all(set(r["outputs"]) == {"vendor", "verdict"} and r["outputs"]["verdict"] for r in results)
+
+
+def test_a_long_closing_sentence_puts_the_other_counts_on_a_line_of_their_own(tmp_path: Path) -> None:
+    # A long workflow name and rows that are not all completed would pass 80 columns on one line.
+    workflow, data = write(tmp_path, [{"vendor": "Acme", "spend": 10}, {"vendor": "Bolt", "spend": "lots"}])
+    workflow.write_text(workflow.read_text().replace("name: vendor_screen", "name: quarterly_vendor_screen"))
+    proc = orchestrate(
+        "run", str(workflow), "--data", str(data), "--simulate", "--skip-invalid-rows", "-o", "runs", cwd=tmp_path
+    )
+    head = proc.stdout.strip().splitlines()[:3]
+    assert head[0].startswith("quarterly_vendor_screen: ") and head[0].endswith(" - 1/2 rows completed,"), head
+    assert head[1] == "  1 invalid;" and head[2].startswith("  $"), head
+    assert all(len(line) <= 80 for line in head), head
 
 
 def test_the_closing_lines_put_figures_after_the_counts_and_the_folder_on_its_own_line(tmp_path: Path) -> None:

@@ -175,9 +175,11 @@ def _print_dataset(outcome: DatasetOutcome, inv: Invocation, *, json_output: boo
     from orchestrate.observe.summary import next_steps, plural
 
     # As a single run's closing block: figures after the counts, the run folder on its own line.
+    head = f"{d['name']}: {status_text(d['status'])}{label} - {counts.get('completed', 0)}/{rows} rows completed"
+    if others:  # on a line of their own when the sentence would pass 80 columns (a terminal's wrap)
+        head += (",\n  " if len(head) + len(others) + 3 > 80 else ", ") + others
     sys.stdout.write(
-        f"{d['name']}: {status_text(d['status'])}{label} - {counts.get('completed', 0)}/{rows} rows completed"
-        f"{', ' + others if others else ''};\n  {usd(float(d['total_cost']))}, "
+        f"{head};\n  {usd(float(d['total_cost']))}, "
         f"{plural(int(d['total_tokens']), 'token')}, {d['duration_seconds']:.2f}s"
         + (f" over {len(d['sessions'])} sessions" if len(d.get("sessions") or []) > 1 else "")
         + "\n"
