@@ -96,6 +96,8 @@ def test_report_html_has_an_evaluation_section_with_the_failing_cases(tmp_path: 
     section = page[page.index("<h3>Evaluation</h3>") :]
     assert "395/400 passed · 5 failed" in section
     assert "INV-2026-20103" in section and "GL account" in section  # a case coded 6100 instead of 6200
+    assert '<td class="case">INV-2026-20103</td>' in section  # kept whole (td.case: nowrap)
+    assert "td.case{white-space:nowrap}" in page
     assert "never approves a changed bank account" in section
     shown = orchestrate("show", str(run_dir), cwd=tmp_path)
     assert "expectations: 395/400 passed, 5 failed" in shown.stdout

@@ -34,11 +34,10 @@ def _value(value: Any) -> str:
 def _cases_table(cases: list[tuple[str, dict[str, Any]]]) -> str:
     head = "".join(f"<th>{h}</th>" for h in ("case", "agent", "expectation", "status", "expected", "got", "why"))
     body = "".join(
-        "<tr>"
+        f'<tr><td class="case">{_e(key)}</td>'  # a row's key kept whole (INV-2026-20103 broke at its hyphens)
         + "".join(
             f"<td>{_e(cell)}</td>"
             for cell in (
-                key,
                 o.get("agent"),
                 o.get("name"),
                 o.get("status"),

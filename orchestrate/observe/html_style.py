@@ -49,6 +49,7 @@ pre{background:var(--soft);border:1px solid var(--line);border-radius:4px;paddin
  white-space:pre-wrap;overflow-wrap:anywhere;font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;
  max-height:420px;overflow:auto}
 a{color:#0969da}
+td.case{white-space:nowrap}
 .answer .description{font-size:15px;margin:8px 0}.answer table th{width:1%;white-space:nowrap}
 article.run{margin-bottom:28px}
 @media print{
