@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from orchestrate.run.scheduler import RunShape
 from orchestrate.workflow.graph import DependencyGraph
+from orchestrate.workflow.models import Agent, Workflow
 
 
 def test_cycle_is_reported_as_a_closed_path() -> None:
@@ -39,3 +41,48 @@ def test_deep_chains_do_not_hit_the_recursion_limit() -> None:
     assert graph.find_cycle() is None
     assert len(graph.critical_path()) == n
     assert graph.descendants("n19990") == {f"n{i}" for i in range(19991, n)}
+
+
+def _agents(edges: dict[str, list[str]]) -> list[Agent]:
+    return [
+        Agent(
+            name=n,
+            module="General",
+            description="",
+            llm_config={"model": "gpt-4o-mini"},
+            prompt_template="x",
+            dependencies=deps,
+        )
+        for n, deps in edges.items()
+    ]
+
+
+@pytest.mark.parametrize(
+    ("edges", "message"),
+    [
+        ({"a": [], "b": ["a"], "a2": [], "b2": ["a"]}, None),
+        ({"a": [], "a ": ["a"], "b": ["a", "zz", "yy"], "c": ["qq"]}, "agent 'b' depends on unknown agent 'zz'"),
+        ({"a": ["c"], "b": ["a"], "c": ["b"], "d": ["nope"]}, "agent 'd' depends on unknown agent 'nope'"),
+        ({"x": [], "a": ["c"], "b": ["a"], "c": ["b"]}, "workflow 'w' has a dependency cycle: a -> c -> b -> a"),
+        ({"a": ["a"]}, "workflow 'w' has a dependency cycle: a -> a"),
+    ],
+)
+def test_a_runs_shape_checks_its_graph_as_registration_words_it(
+    edges: dict[str, list[str]], message: str | None
+) -> None:
+    # The shape's own pass over the edges does the checks (the cycle search runs only to name one):
+    # unknown names first, in the file's order, then cycles, each worded as before.
+    workflow = Workflow(name="w", description="", agents=_agents(edges))
+    if message is None:
+        shape = RunShape.of(workflow)
+        assert shape.waiting_on == [0, 1, 0, 1] and list(shape.dependents[0]) == [1, 3]
+        return
+    with pytest.raises(ValueError) as caught:
+        RunShape.of(workflow)
+    assert str(caught.value) == message
+
+
+def test_a_run_made_without_a_checked_shape_words_an_unknown_name() -> None:
+    workflow = Workflow(name="w", description="", agents=_agents({"a": ["ghost"]}))
+    with pytest.raises(ValueError, match="agent 'a' depends on unknown agent 'ghost'"):
+        RunShape(workflow.agents)

@@ -78,19 +78,26 @@ class RunShape:
         # An agent nothing depends on shares one empty tuple (at 10,000 agents, an empty list
         # each was half a megabyte held for the whole run).
         dependents: list[Sequence[int]] = [_NOBODY] * len(agents)
-        self.waiting_on = [0] * len(agents)
-        for i, agent in enumerate(agents):
-            for dep in agent.dependencies:
-                j = index[dep]
-                if dependents[j]:
-                    dependents[j].append(i)  # type: ignore[attr-defined]  # a list once it has one
-                else:
-                    dependents[j] = [i]
-                self.waiting_on[i] += 1
+        waiting_on = self.waiting_on = [0] * len(agents)
+        try:  # the graph's edges are walked once, here (`of` relies on it for its checks)
+            for i, agent in enumerate(agents):
+                deps = agent.dependencies
+                if deps:
+                    waiting_on[i] = len(deps)
+                    for dep in deps:
+                        j = index[dep]
+                        known = dependents[j]
+                        if known:
+                            known.append(i)  # type: ignore[attr-defined]  # a list once it has one
+                        else:
+                            dependents[j] = [i]
+        except KeyError:
+            name, dep = next((a.name, d) for a in agents for d in a.dependencies if d not in index)
+            raise ValueError(f"agent {name!r} depends on unknown agent {dep!r}") from None
         self.dependents = dependents
         remaining = remaining_work(dependents, self.waiting_on, [expected_seconds(a) for a in agents])
         if remaining is None:
-            raise ValueError("dependency cycle")
+            raise _Cycle("dependency cycle")
         # A ready agent's place in the heap is (-priority, urgency, index): the tuple is made when it
         # becomes ready and dropped when it starts, not kept for every agent through the whole run.
         self.urgency = [-work for work in remaining]
@@ -131,15 +138,11 @@ class RunShape:
         names = [agent.name for agent in workflow.agents]
         if len(set(names)) != len(names):
             raise ValueError(f"workflow {workflow.name!r} has duplicate agent names")
-        known = set(names)
-        for agent in workflow.agents:
-            for dep in agent.dependencies:
-                if dep not in known:
-                    raise ValueError(f"agent {agent.name!r} depends on unknown agent {dep!r}")
-        cycle = DependencyGraph.from_agents(workflow.agents).find_cycle()
-        if cycle:
-            raise ValueError(f"workflow {workflow.name!r} has a dependency cycle: {' -> '.join(cycle)}")
-        return cls(workflow.agents, shared=shared)
+        try:  # unknown dependencies are refused by the shape's own pass over the edges
+            return cls(workflow.agents, shared=shared)
+        except _Cycle:  # the shape's own pass (Kahn's) found one: the search names it
+            cycle = DependencyGraph.from_agents(workflow.agents).find_cycle() or []
+            raise ValueError(f"workflow {workflow.name!r} has a dependency cycle: {' -> '.join(cycle)}") from None
 
 
 class WorkflowRun:
@@ -176,7 +179,7 @@ class WorkflowRun:
         if shape is None:
             try:
                 shape = RunShape(agents)
-            except ValueError:  # register_workflow refuses cycles; a list edited since may not
+            except _Cycle:  # register_workflow refuses cycles; a list edited since may not
                 raise ValueError(f"workflow {workflow.name!r} has a dependency cycle") from None
         self.shape = shape
         self.index = shape.index
@@ -770,6 +773,11 @@ def _finished_event(wf: Workflow, agent: Agent, result: AgentResult) -> Event:
 
 _WORKFLOW = -1  # the workflow's own entry in the deadline heap
 
-_NOBODY: tuple[int, ...] = ()  # the dependents of an agent nothing depends on
+_NOBODY: tuple[int, ...] = ()
+
+
+class _Cycle(ValueError):
+    """The dependencies form a cycle (RunShape's own pass found it; `RunShape.of` names it)."""  # the dependents of an agent nothing depends on
+
 
 _LANGUAGE_KEYS = ("items", "failed_items", "approval", "skipped", "function")
