@@ -12,6 +12,7 @@ what asyncio alone costs.
     python benchmarks/engine.py wide-1000     # one workload
     python benchmarks/engine.py --repeat 9    # more runs (the median is shown)
     python benchmarks/engine.py --profile wide-1000   # cProfile of one engine run, top 30
+    python benchmarks/engine.py --pace layered-20x50  # where a layer's time goes (calls' starts and ends)
 
 Each run is a fresh Python process (so its peak RSS is its own and nothing is
 warm). The machine these figures come from has 2 cores shared by a dozen busy
@@ -66,8 +67,9 @@ class InstantClient(LLMClient):
 
     provider = "instant"  # not `simulated`, which the registry leaves unlimited: here the limiter runs
 
-    def __init__(self, latency: float = 0.0) -> None:
+    def __init__(self, latency: float = 0.0, log: list[tuple[bool, float]] | None = None) -> None:
         self.latency = latency
+        self.log = log  # (True at a call's start, False at its end; perf_counter) for --pace
 
     async def complete(
         self,
@@ -78,8 +80,12 @@ class InstantClient(LLMClient):
         tools: list[dict[str, Any]] | None = None,
         **kwargs: Any,
     ) -> LLMResponse:
+        if self.log is not None:
+            self.log.append((True, time.perf_counter()))
         if self.latency:
             await asyncio.sleep(self.latency)
+        if self.log is not None:
+            self.log.append((False, time.perf_counter()))
         return LLMResponse("done", model, len(prompt) // 4 + 1, 8, "stop", provider=self.provider)
 
     async def complete_with_tools(
@@ -269,6 +275,60 @@ def profile(name: str) -> None:
     pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
 
 
+def pace(name: str) -> None:
+    """Where a layered run's time goes, from when each call starts and ends (one engine run).
+
+    A layer of W agents that each wait `latency` lasts about: the first call's wait (the
+    latency, plus the event loop's wake-up rounded to whole milliseconds), then W - 1
+    spacings between the calls' ends (each end's bookkeeping, or the spacing of the starts,
+    whichever is longer), then the gap from the layer's last end to the next layer's first
+    start (the last agent's bookkeeping, the next agents' tasks, the first one's way to its call).
+    """
+    agents, parallel, latency, ideal, _ = workload(name)
+    width = sum(1 for agent in agents if not agent.dependencies)
+    if not latency or width == len(agents):
+        raise SystemExit(f"--pace needs a layered workload with latency (e.g. layered-20x50), not {name}")
+    for mode in ("engine", "bare"):
+        log: list[tuple[bool, float]] = []
+        wall = asyncio.run(_paced(mode, agents, parallel, InstantClient(latency, log), name))
+        starts = [t for is_start, t in log if is_start]
+        ends = [t for is_start, t in log if not is_start]
+        layers = len(agents) // width
+
+        def median_us(values: list[float]) -> float:
+            return statistics.median(values) * 1e6
+
+        start_gap = median_us([starts[i + 1] - starts[i] for i in range(len(starts) - 1) if (i + 1) % width])
+        end_gap = median_us([ends[i + 1] - ends[i] for i in range(len(ends) - 1) if (i + 1) % width])
+        first_wait = median_us([ends[k * width] - starts[k * width] for k in range(layers)])
+        between = median_us([starts[(k + 1) * width] - ends[k * width + width - 1] for k in range(layers - 1)])
+        layer = (first_wait + (width - 1) * end_gap + between) / 1000
+        print(
+            f"{name} ({'orchestrate' if mode == 'engine' else 'bare asyncio'}): {wall / ideal:.3f}x the ideal "
+            f"({wall:.3f}s of {ideal:.3f}s), {wall / layers * 1000:.2f} ms a layer of {width} ({latency * 1000:g} ms "
+            f"calls). Medians: the first call's wait {first_wait / 1000:.2f} ms; calls start {start_gap:.0f} us apart "
+            f"and end {end_gap:.0f} us apart; a layer's last end to the next one's first start {between:.0f} us. "
+            f"A layer: {first_wait / 1000:.2f} + {width - 1} x {end_gap / 1000:.3f} + {between / 1000:.2f} "
+            f"= {layer:.2f} ms"
+        )
+
+
+async def _paced(mode: str, agents: list[Agent], parallel: int, client: InstantClient, name: str) -> float:
+    """One run of `agents` (the engine, or bare asyncio), timed from its first agent's start."""
+    if mode == "bare":
+        wall = time.perf_counter()
+        await bare_asyncio(agents, client, parallel)
+        return time.perf_counter() - wall
+    engine = OrchestrationEngine(client, EngineConfig(rate_limit_config=NEVER_BINDS))
+    workflow = Workflow(
+        name=name, description="", agents=agents, max_parallel_agents=parallel, cost_budget=1e9, timeout=3600.0
+    )
+    wf_id = await engine.register_workflow(workflow)
+    wall = time.perf_counter()
+    await engine.execute_workflow(wf_id)
+    return time.perf_counter() - wall
+
+
 # -- the table ------------------------------------------------------------------------------------
 
 
@@ -316,6 +376,7 @@ def main() -> None:
     parser.add_argument("only", nargs="*", help=f"workloads to run (default: all of {', '.join(WORKLOADS)})")
     parser.add_argument("--repeat", type=int, default=5, help="fresh processes per figure; the median is shown")
     parser.add_argument("--profile", action="store_true", help="cProfile one engine run of each workload named")
+    parser.add_argument("--pace", action="store_true", help="where a layered run's time goes, layer by layer")
     parser.add_argument("--one", nargs=2, metavar=("MODE", "NAME"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -324,6 +385,10 @@ def main() -> None:
     names = args.only or list(WORKLOADS)
     for name in names:
         workload(name)  # refuses an unknown name before anything runs
+    if args.pace:
+        for name in names:
+            pace(name)
+        return
     if args.profile:
         for name in names:
             profile(name)
