@@ -178,3 +178,111 @@ def test_a_prompt_without_placeholders_takes_no_place_in_the_template_cache() ->
     assert templates.static_prefix("Task 12345 with no placeholder") == "Task 12345 with no placeholder"
     assert templates._compile.cache_info().currsize == before
     assert templates.static_prefix("Review {{literal}} then {inputs.x}") == "Review {literal} then "
+
+
+def _monitor_cases() -> list[tuple[EventType, dict[str, Any]]]:
+    """The three events of every agent, with the values the engine sends and odd ones a caller may."""
+    from orchestrate.workflow.models import AgentStatus
+
+    started = [1, 2, 0, None, "1", "3", 1.0, 1.5, True, False]
+    tokens = [3, 0, None, "7", 2.9, True, -4]
+    costs = [0.25, 0, None, "0.5", 2, 1e-12]
+    statuses = ["completed", "failed", "cancelled", "budget_exceeded", "skipped", "rate_limited", "", None, 5]
+    cases: list[tuple[EventType, dict[str, Any]]] = []
+    cases += [(EventType.AGENT_STARTED, {"attempt": a, "model": "m"}) for a in started]
+    cases.append((EventType.AGENT_STARTED, {}))
+    for i, t in enumerate(tokens):
+        data = {"input_tokens": t, "output_tokens": tokens[-1 - i], "cost": costs[i % len(costs)], "cached": i % 3 == 0}
+        cases.append((EventType.LLM_CALL, data))
+    cases.append((EventType.LLM_CALL, {}))
+    for i, s in enumerate([*statuses, AgentStatus.COMPLETED]):
+        cases.append((EventType.AGENT_FINISHED, {"status": s, "execution_time": [1.5, 2, None, "0.25"][i % 4]}))
+    cases.append((EventType.AGENT_FINISHED, {}))
+    cases.append((EventType.WORKFLOW_FINISHED, {"status": "failed", "duration": 3.0}))
+    cases.append((EventType.TOOL_CALL, {"tool": "t"}))
+    return cases
+
+
+def test_the_monitors_counting_of_an_agents_events_is_that_of_record_event() -> None:
+    """`Monitor.__call__` counts agent_started, llm_call and agent_finished inline; `record_event`
+    through the per-kind handlers: both must keep the same counters, sums, snapshots and events."""
+    import logging
+
+    from orchestrate.run.monitor import MonitorConfig
+
+    config = MonitorConfig(metrics_interval=5.0, max_events=7, max_snapshots=4)
+    fast, slow = Monitor(config, clock=lambda: 100.0), Monitor(config, clock=lambda: 100.0)
+    cases = _monitor_cases() + [(EventType.LLM_CALL, {"input_tokens": "many"}), (EventType.LLM_CALL, {"cost": "x"})]
+    cases += [(EventType.AGENT_STARTED, {"attempt": "first"}), (EventType.AGENT_FINISHED, {"execution_time": "x"})]
+    logging.getLogger("orchestrate").disabled = True  # the failed ends' warnings are not this test's
+    try:
+        for i, (kind, data) in enumerate(cases):
+            stamp = 100.0 + 2 * i
+            errors: list[str] = []
+            try:
+                fast(Event(kind, "w", f"a{i}", dict(data), timestamp=stamp))
+            except ValueError as exc:
+                errors.append(str(exc))
+            try:
+                slow.record_event(kind.value, f"a{i}", "w", dict(data), timestamp=stamp)
+            except ValueError as exc:
+                errors.append(str(exc))
+            assert len(errors) in (0, 2) and len(set(errors)) <= 1, (kind, data, errors)
+            assert fast.counters == slow.counters, (kind, data)
+            assert (fast.total_cost, fast.agent_time, fast.agents_finished, fast.workflow_time) == (
+                slow.total_cost,
+                slow.agent_time,
+                slow.agents_finished,
+                slow.workflow_time,
+            ), (kind, data)
+    finally:
+        logging.getLogger("orchestrate").disabled = False
+    assert fast.counters["agents_started"] > 0 and fast.counters["llm_calls"] > 0 and fast.agents_finished > 0
+    assert fast.get_metrics() == slow.get_metrics()
+    assert fast.get_summary() == slow.get_summary()
+    assert fast.get_recent_events(100) == slow.get_recent_events(100)
+    assert list(fast.snapshots) == list(slow.snapshots) and len(fast.snapshots) == 4
+
+
+def test_the_monitor_logs_at_debug_exactly_while_debug_is_on(caplog: Any) -> None:
+    """The Monitor skips asking the logger while logging's own answer for DEBUG is False: turning
+    DEBUG on or off between events, or disabling the logger, is followed event by event."""
+    import logging
+
+    log = logging.getLogger("orchestrate")
+    monitor = Monitor()
+    seen: list[bool] = []
+
+    def send(name: str) -> None:
+        before = len(caplog.records)
+        monitor(Event(EventType.AGENT_STARTED, "w", name, {"attempt": 1}))
+        seen.append(len(caplog.records) > before)
+
+    level = log.level
+    try:
+        log.setLevel(logging.INFO)
+        send("a")
+        send("b")
+        log.setLevel(logging.DEBUG)
+        send("c")
+        log.disabled = True
+        send("d")
+        log.disabled = False
+        send("e")
+        logging.disable(logging.DEBUG)
+        send("f")
+        logging.disable(logging.NOTSET)
+        send("g")
+        log.setLevel(logging.WARNING)
+        send("h")
+    finally:
+        log.setLevel(level)
+        log.disabled = False
+        logging.disable(logging.NOTSET)
+    assert seen == [False, False, True, False, True, False, True, False]
+    assert [r.getMessage().split(" ")[2] for r in caplog.records if r.name == "orchestrate"] == [
+        "agent=c",
+        "agent=e",
+        "agent=g",
+    ]
+

@@ -24,6 +24,10 @@ __all__ = ["Monitor", "MonitorConfig"]
 
 logger = logging.getLogger("orchestrate")
 logger.addHandler(logging.NullHandler())  # a library stays silent unless the application configures logging
+_DEBUG = logging.DEBUG
+# What `logger.isEnabledFor(level)` answered, as logging keeps it (emptied, never replaced, whenever
+# a level changes): an event read False there without the method's call, and asks it otherwise.
+_ENABLED: dict[int, bool] = getattr(logger, "_cache", {})
 
 _KIND = {t: t.value for t in EventType}  # EventType.value goes through a slow descriptor
 
@@ -128,21 +132,54 @@ class Monitor:
 
     def __call__(self, event: Event) -> None:
         # `_record`, inlined: a sink runs three times per agent, and a call is a good part of it.
+        # The three kinds every agent sends are counted here, not through their handler's call:
+        # the same sums as `_agent_started`, `_llm_call` and `_agent_finished` (which `record_event`
+        # uses), with int() and float() skipped for values of that type already (int(1) is 1).
         kind = event.type._value_  # not `.value` (a descriptor) nor a dict keyed by the enum (its hash is Python code)
         data = event.data
         config = self.config
+        stamp = event.timestamp
         if config.enable_metrics:
-            count = self._counts.get(kind)
-            if count is not None:
-                count(data)
-            if event.timestamp >= self._next_snapshot:
-                self.snapshots.append({"timestamp": event.timestamp, **self.get_metrics()})
-                self._next_snapshot = event.timestamp + config.metrics_interval
+            if kind == "llm_call":
+                c = self.counters
+                c["llm_calls"] += 1
+                if data.get("cached"):
+                    c["cached_calls"] += 1
+                tokens_in = data.get("input_tokens") or 0
+                if type(tokens_in) is not int:
+                    tokens_in = int(tokens_in)
+                tokens_out = data.get("output_tokens") or 0
+                if type(tokens_out) is not int:
+                    tokens_out = int(tokens_out)
+                c["input_tokens"] += tokens_in
+                c["output_tokens"] += tokens_out
+                c["total_tokens"] += tokens_in + tokens_out
+                cost = data.get("cost") or 0.0
+                self.total_cost += cost if type(cost) is float else float(cost)
+            elif kind == "agent_finished":
+                status = data.get("status", "")
+                key = _AGENT_COUNTER.get(status) if type(status) is str or isinstance(status, str) else None
+                if key is not None:
+                    self.counters[key] += 1
+                self.agents_finished += 1
+                seconds = data.get("execution_time") or 0.0
+                self.agent_time += seconds if type(seconds) is float else float(seconds)
+            elif kind == "agent_started":
+                attempt = data.get("attempt") or 1
+                if (attempt if type(attempt) is int else int(attempt)) == 1:
+                    self.counters["agents_started"] += 1
+            else:
+                count = self._counts.get(kind)
+                if count is not None:
+                    count(data)
+            if stamp >= self._next_snapshot:
+                self.snapshots.append({"timestamp": stamp, **self.get_metrics()})
+                self._next_snapshot = stamp + config.metrics_interval
         if config.enable_logging:
-            self.events.append((event.timestamp, kind, event.agent, event.workflow_id, data))
+            self.events.append((stamp, kind, event.agent, event.workflow_id, data))
             if kind in _ENDS and data.get("status") in _FAILED:
                 logger.warning("%s workflow=%s agent=%s %s", kind, event.workflow_id, event.agent, data)
-            elif logger.isEnabledFor(logging.DEBUG):
+            elif _ENABLED.get(_DEBUG) is not False and logger.isEnabledFor(_DEBUG):
                 logger.debug("%s workflow=%s agent=%s %s", kind, event.workflow_id, event.agent, data)
 
     def record_event(
