@@ -286,3 +286,58 @@ def test_the_monitor_logs_at_debug_exactly_while_debug_is_on(caplog: Any) -> Non
         "agent=g",
     ]
 
+
+async def test_every_kind_of_sink_gets_the_events_in_order_and_a_failing_one_is_named() -> None:
+    """Sinks whose class defines `__call__` are called through that method bound to them: every
+    kind of sink still sees every event, in the order added, and a failure is kept under its name."""
+    import functools
+
+    seen: list[str] = []
+
+    class Display:
+        def __call__(self, event: Event) -> None:
+            seen.append(f"display {event.type.value}")
+
+    class Broken:
+        def __call__(self, event: Event) -> None:
+            seen.append(f"broken {event.type.value}")
+            raise RuntimeError("terminal gone")
+
+    class Static:
+        @staticmethod
+        def __call__(event: Event) -> None:  # unusual, but callable all the same
+            seen.append(f"static {event.type.value}")
+
+    class Inherited(Display):
+        pass
+
+    def function(event: Event) -> None:
+        seen.append(f"function {event.type.value}")
+
+    def tagged(tag: str, event: Event) -> None:
+        seen.append(f"{tag} {event.type.value}")
+
+    class Collector:
+        def take(self, event: Event) -> None:
+            seen.append(f"method {event.type.value}")
+
+    engine = OrchestrationEngine(ScriptedClient(), EngineConfig(rate_limit_config=None), sleep=FakeSleep())
+    sinks: list[Any] = [
+        Display(),
+        Broken(),
+        Static(),
+        Inherited(),
+        function,
+        functools.partial(tagged, "partial"),
+        Collector().take,
+    ]
+    for sink in sinks[:-1]:
+        engine.add_sink(sink)
+    engine.sinks.append(sinks[-1])  # appended to the list directly: routed on the next event
+    result = await run(engine, workflow(agent("a")))
+    assert result.status.value == "completed"
+    names = ["display", "broken", "static", "display", "function", "partial", "method"]
+    kinds = ["workflow_started", "agent_started", "llm_call", "agent_finished", "workflow_finished"]
+    assert seen == [f"{name} {kind}" for kind in kinds for name in names]
+    assert engine.sink_failures == {"Broken": "RuntimeError: terminal gone"}
+    assert engine.monitor.counters["agents_completed"] == 1

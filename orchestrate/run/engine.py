@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from types import FunctionType, MethodType
 from typing import Any, Protocol
 
 from orchestrate.errors import UserInputError
@@ -144,7 +145,7 @@ class OrchestrationEngine:
         self.failure_handler = FailureHandler(self.config.default_retry_policy, on_failure, sleep=sleep)
         self.sinks: list[Sink] = [self.monitor, *sinks]
         self._sink_types: dict[int, frozenset[EventType]] = {}
-        self._routes: dict[str, tuple[Sink, ...]] = {}
+        self._routes: dict[str, tuple[tuple[Sink, Sink], ...]] = {}  # kind -> (sink, what calling it runs)
         self._routed = -1  # len(self.sinks) when _routes was made
         self.workflows: dict[str, Workflow] = {}
         self._shapes: dict[str, RunShape] = {}
@@ -194,8 +195,12 @@ class OrchestrationEngine:
         # expectations) gets it after the others, so what it emits follows the event everywhere.
         wanted.sort(key=lambda pair: getattr(pair[0], "answers_events", False) is True)
         # Keyed by the type's value: an EventType hashes through Enum.__hash__, a Python-level call.
+        calls = [(sink, _caller(sink)) for sink, _ in wanted]
         self._routes = {
-            kind._value_: tuple(sink for sink, types in wanted if types is None or kind in types) for kind in EventType
+            kind._value_: tuple(
+                pair for pair, (_, types) in zip(calls, wanted, strict=True) if types is None or kind in types
+            )
+            for kind in EventType
         }
         self._routed = len(self.sinks)
 
@@ -209,9 +214,9 @@ class OrchestrationEngine:
     def emit(self, event: Event) -> None:
         if self._routed != len(self.sinks):  # sinks appended to the list directly
             self._route()
-        for sink in self._routes[event.type._value_]:
+        for sink, call in self._routes[event.type._value_]:
             try:
-                sink(event)
+                call(event)
             except Exception as exc:  # a broken display must never cost a paid-for run
                 self._sink_failed(sink, exc)
 
@@ -427,6 +432,17 @@ class OrchestrationEngine:
             await self._clients.aclose()
         if self.llm_client is not None:
             await self.llm_client.aclose()
+
+
+def _caller(sink: Sink) -> Sink:
+    """What calling `sink` runs: for an object whose class defines `__call__` in Python (the
+    Monitor, the displays), that method bound to it, which the interpreter enters directly; the
+    object itself goes through its type's call slot, a round trip through C for each event."""
+    for klass in type(sink).__mro__:
+        call = klass.__dict__.get("__call__")
+        if call is not None:
+            return MethodType(call, sink) if isinstance(call, FunctionType) else sink
+    return sink
 
 
 def _sink_name(sink: Any) -> str:
