@@ -79,10 +79,11 @@ def round10(x: float) -> float:
     """
     y = x * 1e10
     if 0.0 < y < _WHOLE:
-        n = int(y)
-        fraction = y - n  # exact: n <= y < n + 1 < 2**40
+        # The whole number is kept as a float (exact below 2**53; dividing an int converts it to
+        # the same float): `%` is cheaper than int() and a subtraction mixing int and float.
+        fraction = y % 1.0  # exact, y - floor(y), in [0, 1): fmod of a positive y
         if fraction < 0.499:
-            return n / 1e10
+            return (y - fraction) / 1e10  # floor(y), exact
         if fraction > 0.501:
-            return (n + 1) / 1e10
+            return (y - fraction + 1.0) / 1e10  # floor(y) + 1, exact below 2**40
     return round(x, 10)
