@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
 import random
@@ -365,6 +366,73 @@ def test_a_call_without_cache_tokens_costs_to_the_last_bit_what_the_full_formula
             + tokens_out * p["output"]
         ) / 1000.0
         assert tracker.calculate_cost(model, tokens_in, tokens_out) == round(full, 10)
+
+
+def _max_cost_by_the_formula(
+    tracker: CostTracker,
+    model: str,
+    messages: list[dict[str, Any]],
+    max_tokens: int,
+    overrides: dict[str, dict[str, float]] | None,
+    cache_ttl: str | None,
+) -> float:
+    """The worst case as the module docstring states it, written plainly (max_cost's code before
+    its fast paths): every message's UTF-8 bytes, the dearest input rate, max_tokens of output."""
+    bound = 16
+    for message in messages:
+        bound += 8 + len(str(message.get("content") or "").encode("utf-8"))
+        calls = message.get("tool_calls")
+        if calls:
+            bound += len(json.dumps(calls, default=str).encode("utf-8"))
+    p = tracker.price_of(model, overrides)
+    dearest = max(p["input"], p["cache_write"], p["cached_input"])
+    if cache_ttl == "1h":
+        dearest = max(dearest, p["cache_write_1h"])
+    return round((bound * dearest + max(0, max_tokens) * p["output"]) / 1000.0, 10)
+
+
+def test_the_worst_case_is_to_the_last_bit_what_the_formula_gives() -> None:
+    # max_cost counts an ASCII text's length as its bytes and picks the dearest rate without max():
+    # the float (its sign too) must be the formula's for any text, prices (equal ones, -0.0, a
+    # cache write dearer or cheaper than input) and max_tokens.
+    tracker = CostTracker()
+    rng = random.Random(25)
+    models = ["gpt-4o-mini", "gpt-4o", "claude-sonnet-4-5", "gemini-2.5-flash", "no-such-model", "custom"]
+    alphabet = "abc XYZ{}\n\t\x7f\x80é€漢🙂"
+    contents: list[Any] = [None, "", 0, 17, ["part", {"type": "text"}], {"text": "x"}, "Task a0"]
+    for _ in range(4000):
+        prices = [rng.choice([0.0, -0.0, 0.00015, 0.0025, 0.003, 0.01, rng.uniform(0, 0.1)]) for _ in range(5)]
+        overrides = rng.choice(
+            [
+                None,
+                {},
+                {"custom": dict(zip(("input", "output", "cached_input", "cache_write", "cache_write_1h"), prices))},
+            ]
+        )
+        model = rng.choice(models)
+        messages = []
+        for _ in range(rng.randint(0, 4)):
+            if rng.random() < 0.3:
+                content = rng.choice(contents)
+            else:
+                content = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 300)))
+            message: dict[str, Any] = {"role": "user", "content": content}
+            if rng.random() < 0.1:
+                del message["content"]
+            messages.append(message)
+        max_tokens = rng.choice([-5, 0, 1, 64, 1000, rng.randrange(0, 100_000)])
+        cache_ttl = rng.choice([None, "5m", "1h"])
+        got = tracker.max_cost(model, messages, max_tokens, overrides=overrides, cache_ttl=cache_ttl)
+        want = _max_cost_by_the_formula(tracker, model, messages, max_tokens, overrides, cache_ttl)
+        assert repr(got) == repr(want), (model, messages, max_tokens, overrides, cache_ttl)
+    # Every order of equal rates and signed zeros, where the first of equals decides the sign.
+    fields = ("input", "output", "cached_input", "cache_write", "cache_write_1h")
+    for combo in itertools.product((0.0, -0.0, 0.001), repeat=5):
+        overrides = {"custom": dict(zip(fields, combo))}
+        for max_tokens, cache_ttl, messages in itertools.product((0, 64), (None, "1h"), ([], [{"content": "é"}])):
+            got = tracker.max_cost("custom", messages, max_tokens, overrides=overrides, cache_ttl=cache_ttl)
+            want = _max_cost_by_the_formula(tracker, "custom", messages, max_tokens, overrides, cache_ttl)
+            assert repr(got) == repr(want), (combo, max_tokens, cache_ttl, messages)
 
 
 def test_round10_is_round_to_ten_places_float_for_float() -> None:

@@ -349,7 +349,11 @@ class CostTracker:
         """
         input_bound = REQUEST_OVERHEAD_TOKENS
         for message in messages:
-            input_bound += MESSAGE_OVERHEAD_TOKENS + len(str(message.get("content") or "").encode("utf-8"))
+            content = message.get("content")
+            if content.__class__ is str and content.isascii():  # (most prompts) its length is its bytes
+                input_bound += MESSAGE_OVERHEAD_TOKENS + len(content)
+            else:
+                input_bound += MESSAGE_OVERHEAD_TOKENS + len(str(content or "").encode("utf-8"))
             calls = message.get("tool_calls")
             if calls:
                 input_bound += len(
@@ -359,11 +363,22 @@ class CostTracker:
             input_bound += len(json.dumps(tools, default=str).encode("utf-8"))
         if response_schema is not None:
             input_bound += SCHEMA_OVERHEAD_TOKENS + len(json.dumps(response_schema).encode("utf-8"))
-        p = self.price_of(model, overrides)
-        dearest_input = max(p["input"], p["cache_write"], p["cached_input"])
+        p = (None if overrides else self._price_cache.get(model)) or self.price_of(model, overrides)
+        # max(input, cache_write, cached_input), and cache_write_1h for "1h", as max() picks (the
+        # first of equals), without its call: max() of three floats costs ~1,900 instructions.
+        dearest_input = p["input"]
+        rate = p["cache_write"]
+        if rate > dearest_input:
+            dearest_input = rate
+        rate = p["cached_input"]
+        if rate > dearest_input:
+            dearest_input = rate
         if cache_ttl == "1h":
-            dearest_input = max(dearest_input, p["cache_write_1h"])
-        return round10((input_bound * dearest_input + max(0, max_tokens) * p["output"]) / 1000.0)
+            rate = p["cache_write_1h"]
+            if rate > dearest_input:
+                dearest_input = rate
+        output_bound = max_tokens if max_tokens > 0 else 0  # max(0, max_tokens)
+        return round10((input_bound * dearest_input + output_bound * p["output"]) / 1000.0)
 
     # -- budgets --------------------------------------------------------------------------------
 
