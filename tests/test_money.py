@@ -435,6 +435,31 @@ def test_the_worst_case_is_to_the_last_bit_what_the_formula_gives() -> None:
             assert repr(got) == repr(want), (combo, max_tokens, cache_ttl, messages)
 
 
+def test_a_record_reads_cached_reused_and_batch_from_its_metadata_whatever_it_holds() -> None:
+    # record_cost reads the four flags only when the metadata names one of them (most calls' say
+    # only where they were served): each record must hold what bool(metadata.get(...)) gives.
+    tracker = CostTracker()
+    keys = ("cached", "reused", "batch", "batch_id", "region", "price_as")
+    values: list[Any] = [None, 0, 1, True, False, "", "b-1", "eu"]
+    rng = random.Random(26)
+    metadatas: list[dict[str, Any] | None] = [None, {}, {"region": "global"}]
+    for _ in range(500):
+        metadatas.append({key: rng.choice(values) for key in rng.sample(keys, rng.randint(1, len(keys)))})
+    for i, metadata in enumerate(metadatas):
+        tracker.record_cost(f"w:a{i}", f"a{i}", "w", "gpt-4o", 3, 4, metadata, provider="openai", cost=0.5)
+    for record, metadata in zip(tracker.records("w"), metadatas, strict=True):
+        get = (metadata or {}).get
+        assert (record.cached, record.reused, record.batch, record.batch_id) == (
+            bool(get("cached")),
+            bool(get("reused")),
+            bool(get("batch")),
+            get("batch_id"),
+        ), metadata
+        assert type(record.cached) is type(record.reused) is type(record.batch) is bool
+        assert record.metadata is metadata and record.cost == 0.5 and record.provider == "openai"
+    assert tracker.total_calls == sum(1 for m in metadatas if not (m or {}).get("reused"))
+
+
 def test_round10_is_round_to_ten_places_float_for_float() -> None:
     """Costs are rounded to ten places twice a call by a quicker path than round(); it must give
     the same float (its text too: the sign of a zero) everywhere, near halves above all."""

@@ -570,6 +570,14 @@ class CostTracker:
                 cache_creation_input_tokens=cache_creation_input_tokens,
                 cache_creation_1h_input_tokens=cache_creation_1h_input_tokens,
             )
+        if metadata and ("cached" in metadata or "reused" in metadata or "batch" in metadata or "batch_id" in metadata):
+            cached, reused = bool(metadata.get("cached")), bool(metadata.get("reused"))
+            batch, batch_id = bool(metadata.get("batch")), metadata.get("batch_id")
+        else:  # (most calls: no metadata, or only where it was served) what the gets would give
+            cached = reused = batch = False
+            batch_id = None
+        # Every field by position, in CallRecord's order: a class called with keywords gets them
+        # as a dict (~2,000 instructions more a record).
         record = CallRecord(
             time.time(),
             workflow_id,
@@ -584,14 +592,15 @@ class CostTracker:
             output_tokens,
             reasoning_tokens,
             cost,
-            usage_anomaly=usage_anomaly,
-            metadata=metadata,
-            cache_creation_1h_input_tokens=cache_creation_1h_input_tokens,
-            cache_savings=cache_savings,
+            cached,
+            reused,
+            batch,
+            batch_id,
+            usage_anomaly,
+            metadata,
+            cache_creation_1h_input_tokens,
+            cache_savings,
         )
-        if metadata:
-            record.cached, record.reused = bool(metadata.get("cached")), bool(metadata.get("reused"))
-            record.batch, record.batch_id = bool(metadata.get("batch")), metadata.get("batch_id")
         records = self._records.get(workflow_id)
         if records is None:
             records = self._records[workflow_id] = []
