@@ -358,3 +358,127 @@ def test_a_plan_whose_key_is_worked_out_when_read_is_the_plan_with_that_key() ->
     assert pickle.loads(pickle.dumps(CachePlan.keyed_later("1h", 12, key, "w", "a3"))) == CachePlan("1h", "w:a3", 12)
     later.key = "set by hand"
     assert later.key == "set by hand" and CachePlan().key is None
+
+
+def _reference_plan(
+    workflow: str,
+    agent: Any,
+    llm: dict[str, Any],
+    messages: list[dict[str, Any]],
+    specs: list[dict[str, Any]],
+    caps: Any,
+    long_runs: bool,
+    batched: bool,
+) -> tuple[Any, ...] | None:
+    """What a call's cache plan is, written plainly from its definition (no shortcut)."""
+    import hashlib
+
+    from orchestrate.workflow.templates import static_prefix
+
+    own = agent.llm_config.get("cache") or {}
+    if own.get("prefix") == "off":
+        return None
+    ttl = str(own.get("ttl") or ("1h" if long_runs or batched else "5m"))
+    system = "".join(str(m.get("content") or "") for m in messages if m["role"] == "system")
+    first = next((m for m in messages if m["role"] == "user"), None)
+    text = str(first.get("content") or "") if first is not None else ""
+    static = static_prefix(agent.prompt_template)
+    user_prefix = len(static) if static and text.startswith(static) else 0
+    stable = json.dumps([json.dumps(specs, sort_keys=True), system, text[:user_prefix]])
+    digest = hashlib.sha256(f"{llm.get('model')}\x00{stable}".encode()).hexdigest()
+    key = hashlib.sha256(f"{workflow}\x00{agent.name}\x00{digest}".encode()).hexdigest()[:32]
+    cacheable = caps.prompt_cache != "none" and len(stable) // 4 >= caps.cache_min_tokens
+    return ttl, user_prefix, key, digest, cacheable
+
+
+def test_every_plan_is_the_one_its_definition_gives() -> None:
+    # The plan takes shortcuts for the calls that cannot be cached (no `cache:` read twice, the
+    # rendered prompt that is its template taken as its own prefix, the length bound in quarters,
+    # the plan objects made without their __init__): each case against the plain definition,
+    # on both sides of the shortest cacheable prefix, for a client that reads the key or not.
+    import itertools
+
+    from orchestrate.llm.capabilities import lookup
+    from orchestrate.llm.prompt_cache import CachePlan
+    from orchestrate.run.prompt_cache import PromptCaching
+    from orchestrate.workflow.models import Agent, Workflow
+
+    models = [("gpt-4o-mini", "instant"), ("gpt-4o-mini", "openai"), ("claude-sonnet-4-5", "anthropic")]
+    minimum = lookup("gpt-4o-mini", "openai", None).cache_min_tokens
+    # The stable text's JSON is '["[]", "", "' + prefix + '"]': 14 characters around the prefix's
+    # own, 12 a character for a surrogate pair (the most a character can take).
+    edge = 4 * minimum - 14
+    templates = ["Task a17", "x" * (edge - 1), "x" * edge, "é" * 400, "Look at {x} then", "{x}", "{{literal}} only"]
+    templates += ["\U0001f600" * n for n in (339, 340, 341)]
+    caches: list[dict[str, Any] | None] = [None, {}, {"ttl": "1h"}, {"prefix": "auto"}, {"prefix": "off"}]
+    systems = [None, "rules " * 3, "s" * (4 * minimum)]
+    tools = [[], [{"name": "b", "parameters": {"z": 1}}, {"name": "a"}]]
+    count = 0
+    seen: set[tuple[str, bool]] = set()
+    for (model, provider), template, cache, system, specs, same, long_runs, batched, read_key in itertools.product(
+        models,
+        templates,
+        caches,
+        systems,
+        tools,
+        ["same", "copy", "other"],
+        [False, True],
+        [False, True],
+        [True, False],
+    ):
+        if (long_runs or batched) and (system or specs or cache):  # enough of the ttl's cases
+            continue
+        llm: dict[str, Any] = {"model": model} | ({"cache": cache} if cache is not None else {})
+        agent = Agent(name="a1", module="General", description="", llm_config=llm, prompt_template=template)
+        workflow = Workflow(name="w", description="", agents=[agent])
+        text = template.replace("{x}", "42").replace("{{", "{").replace("}}", "}")
+        if same == "copy":  # an equal text that is not the template object itself
+            text = "".join(list(text))
+        elif same == "other":  # a text the template's static part does not begin
+            text = "Other " + text
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
+        caps = lookup(model, provider, None)
+        caching = PromptCaching()
+        caching.long_runs = long_runs
+        plan = caching.plan(workflow, agent, llm, messages, specs, caps, batched=batched)
+        expected = _reference_plan("w", agent, llm, messages, specs, caps, long_runs, batched)
+        if expected is None:
+            assert plan is None
+            continue
+        ttl, user_prefix, key, digest, cacheable = expected
+        assert plan is not None
+        assert (plan.plan.ttl, plan.plan.user_prefix, plan.cacheable) == (ttl, user_prefix, cacheable), (
+            template,
+            cache,
+        )
+        if read_key:
+            assert plan.plan.key == key and plan.digest == digest
+            assert plan.plan == CachePlan(ttl, key, user_prefix) and type(plan.plan) is CachePlan
+        else:
+            assert plan.digest == digest and plan.plan == CachePlan(ttl, key, user_prefix)
+        assert (
+            repr(plan)
+            == f"PrefixPlan(plan={CachePlan(ttl, key, user_prefix)!r}, digest={digest!r}, cacheable={cacheable!r})"
+        )
+        count += 1
+        if not system and not specs:
+            seen.add((template[:3], cacheable))
+    assert count > 300
+    # Both sides of the shortest cacheable prefix were met, in plain and in the widest characters.
+    assert {("xxx", False), ("xxx", True), ("\U0001f600" * 3, False), ("\U0001f600" * 3, True)} <= seen
+    assert PromptCaching(enabled=False).plan(workflow, agent, llm, messages, [], caps) is None
+
+
+def test_a_subclass_of_the_plan_keyed_later_is_made_by_its_own_init() -> None:
+    from orchestrate.llm.prompt_cache import CachePlan
+
+    made: list[str] = []
+
+    class Noted(CachePlan):
+        def __init__(self, ttl: str = "5m", key: str | None = None, user_prefix: int = 0) -> None:
+            made.append(ttl)
+            super().__init__(ttl, key, user_prefix)
+
+    plan = Noted.keyed_later("1h", 3, lambda a: f"k{a}", 7)
+    assert made == ["1h"] and type(plan) is Noted
+    assert (plan.ttl, plan.key, plan.user_prefix) == ("1h", "k7", 3)

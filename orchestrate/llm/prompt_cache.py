@@ -57,7 +57,18 @@ class CachePlan:
         """A plan whose `key` is `make_key(*args)`, worked out the first time it is read (a plan is
         made before every call, and most clients never read the key: two SHA-256 digests saved).
         It reads, compares, prints and copies as a plan built with that key."""
-        return cls(ttl, _Later(make_key, args), user_prefix)  # type: ignore[arg-type]  # read as a str
+        later = _new(_Later)
+        later.make = make_key
+        later.args = args
+        if cls is not CachePlan:  # a subclass's own __init__ runs
+            return cls(ttl, later, user_prefix)  # type: ignore[arg-type]  # read as a str
+        # The fields set here rather than by the dataclass's __init__: a class's call with a
+        # Python __init__ is dear in 3.11, and a plan is made before every call.
+        plan = _new(CachePlan)
+        plan.ttl = ttl
+        _KEY_SLOT.__set__(plan, later)
+        plan.user_prefix = user_prefix
+        return plan
 
 
 class _Later:
@@ -65,9 +76,11 @@ class _Later:
 
     __slots__ = ("args", "make")
 
-    def __init__(self, make: Callable[..., str], args: tuple[Any, ...]) -> None:
-        self.make = make
-        self.args = args
+    make: Callable[..., str]
+    args: tuple[Any, ...]
+
+
+_new = object.__new__
 
 
 _KEY_SLOT: Any = CachePlan.__dict__["key"]  # the slot under the property below

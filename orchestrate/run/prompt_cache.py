@@ -30,8 +30,8 @@ from orchestrate.workflow.templates import static_prefix
 
 __all__ = ["PrefixPlan", "PromptCaching", "Warmup"]
 
-_NO_CACHE_CONFIG: dict[str, Any] = {}  # an agent without `cache:` (read, never written)
 _quote: Callable[[str], str] = json.encoder.encode_basestring_ascii  # a JSON string, as json.dumps writes it
+_new = object.__new__
 
 
 class PrefixPlan:
@@ -48,12 +48,11 @@ class PrefixPlan:
 
     __slots__ = ("_digest", "_parts", "cacheable", "plan")
 
-    def __init__(self, ttl: str, user_prefix: int, parts: tuple[str, ...], stable: str | None, cacheable: bool):
-        self._parts = parts  # (workflow, agent, model, tools, system, user prefix)
-        self._digest: str | None = None if stable is None else _digest(parts[2], stable)
-        self.cacheable = cacheable
-        # The key is made from the parts, not from this object: no reference cycle a call.
-        self.plan = CachePlan.keyed_later(ttl, user_prefix, _key, parts, self._digest)
+    # Made by `PromptCaching.plan` (it sets the four slots); no __init__ of its own.
+    _parts: tuple[str, ...]  # (workflow, agent, model, tools, system, user prefix)
+    _digest: str | None
+    cacheable: bool
+    plan: CachePlan
 
     @property
     def digest(self) -> str:
@@ -168,10 +167,15 @@ class PromptCaching:
     ) -> PrefixPlan | None:
         """The cache plan of one call of `agent` to the model of `llm` (its own, or a fallback's),
         or None when the agent or the run has caching off."""
-        own = agent.llm_config.get("cache") or _NO_CACHE_CONFIG
-        if not self.enabled or own.get("prefix") == "off":
+        if not self.enabled:
             return None
-        ttl = str(own.get("ttl") or ("1h" if self.long_runs or batched else "5m"))
+        own = agent.llm_config.get("cache")  # {prefix, ttl}, or None (most agents)
+        ttl = None
+        if own:
+            if own.get("prefix") == "off":
+                return None
+            ttl = own.get("ttl")
+        ttl = str(ttl) if ttl else "1h" if self.long_runs or batched else "5m"
         system = ""
         first = None  # the first user message
         for m in messages:  # a loop, not two generators: this runs before every call
@@ -180,19 +184,32 @@ class PromptCaching:
                 system += str(m.get("content") or "")
             elif role == "user" and first is None:
                 first = m
-        static = static_prefix(agent.prompt_template)
-        text = str(first.get("content") or "") if first is not None else ""
-        user_prefix = len(static) if static and text.startswith(static) else 0
+        template = agent.prompt_template
+        # static_prefix's answer for a template without placeholders (itself), without its call.
+        static = template if "{" not in template and "}" not in template else static_prefix(template)
+        text = "" if first is None else first.get("content") or ""
+        if type(text) is not str:  # (str() of a str is the str itself: skipped)
+            text = str(text)
+        user_prefix = len(static) if static and (text is static or text.startswith(static)) else 0
         prefix = text[:user_prefix]
         tools = json.dumps(specs, sort_keys=True) if specs else "[]"
-        parts = (workflow.name, agent.name, str(llm.get("model")), tools, system, prefix)
+        model = llm.get("model")
+        parts = (workflow.name, agent.name, model if type(model) is str else str(model), tools, system, prefix)
         # The stable text is written (and its digest hashed) now only when it may be long enough
         # to cache: its JSON is at most 12 characters a character (an escaped surrogate pair) plus
-        # 10 of brackets, quotes and separators, so a shorter prefix is known to be too short.
-        stable = None
-        if caps.prompt_cache != "none" and (
-            12 * (len(tools) + len(system) + user_prefix) + 12 >= 4 * caps.cache_min_tokens
-        ):
+        # 10 of brackets, quotes and separators, so a shorter prefix is known to be too short
+        # (12 * chars + 12 >= 4 * tokens, divided by four).
+        digest = None
+        cacheable = False
+        if caps.prompt_cache != "none" and 3 * (len(tools) + len(system) + user_prefix) + 3 >= caps.cache_min_tokens:
             stable = _stable(tools, system, prefix)
-        cacheable = stable is not None and estimate_tokens(len(stable)) >= caps.cache_min_tokens
-        return PrefixPlan(ttl, user_prefix, parts, stable, cacheable)
+            digest = _digest(parts[2], stable)
+            cacheable = estimate_tokens(len(stable)) >= caps.cache_min_tokens
+        # Made here rather than by a Python __init__ (a class's call with one is dear in 3.11).
+        made: PrefixPlan = _new(PrefixPlan)
+        made._parts = parts
+        made._digest = digest
+        made.cacheable = cacheable
+        # The key is made from the parts, not from this object: no reference cycle a call.
+        made.plan = CachePlan.keyed_later(ttl, user_prefix, _key, parts, digest)
+        return made
