@@ -104,6 +104,15 @@ def test_a_reservation_that_would_pass_the_budget_is_refused() -> None:
     assert tracker.check_workflow_budget("w") and tracker.spent("w") == pytest.approx(0.1)
 
 
+def test_a_reservation_sets_aside_max_of_zero_and_the_amount() -> None:
+    # reserve clamps without max(): the amount (its type, a zero's sign) must be max(0.0, amount)'s.
+    tracker = CostTracker()
+    for i, amount in enumerate([0.25, 0, 3, 0.0, -0.0, -1.5, -2, math.nan, math.inf, 1e-300, -1e-300]):
+        reservation = tracker.reserve("w", f"w:a{i}", amount)
+        assert repr(reservation.amount) == repr(max(0.0, amount)), amount
+        tracker.release(reservation)
+
+
 def test_an_agent_limit_is_a_ceiling_too() -> None:
     tracker = CostTracker(CostConfig())
     tracker.set_agent_budget("w:a", 0.2)

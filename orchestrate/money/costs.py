@@ -279,7 +279,7 @@ class CostTracker:
 
         Example: ``calculate_cost("gpt-4", 1000, 500)`` is 0.03 + 0.03 = 0.06.
         """
-        p = self.price_of(model)
+        p = self._price_cache.get(model) or self.price_of(model)
         if (
             not (cached_input_tokens or cache_creation_input_tokens or cache_creation_1h_input_tokens)
             and input_tokens >= 0
@@ -432,7 +432,7 @@ class CostTracker:
             BudgetExceededError: When the reservation would pass the workflow's
                 budget or the agent's limit; nothing is reserved then.
         """
-        amount = max(0.0, amount)
+        amount = amount if amount > 0.0 else 0.0  # max(0.0, amount) (NaN too), without max()'s call
         flow = self._workflows.get(workflow_id) or self._workflows.setdefault(workflow_id, _Account())
         own = self._agents.get(agent_key)
         if own is None:
