@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Sequence
 
 import pytest
@@ -274,3 +275,39 @@ def test_a_limiter_counting_calls_in_open_entries_books_what_the_tiers_would_one
     for mine, theirs in zip(limiter._windows, reference):
         assert [list(entry) for entry in mine._log] == [list(entry) for entry in theirs._log]
         assert (mine.used, mine._next) == (theirs.used, theirs._next)
+
+
+async def test_a_limiters_slots_go_to_queued_callers_first_and_back_to_the_pool_when_none_wait() -> None:
+    # try_start takes a slot and release gives one back without Slots' calls: the slots must still
+    # go as Slots would give them, to the first caller queued in acquire (a cancelled one skipped),
+    # never to a try_start while anyone is queued, and back to the pool when nobody waits.
+    clock = itertools.count(100.0, 1.0).__next__  # a second a reading: pacing never waits
+    registry = RateLimiterRegistry(RateLimitConfig(**{**UNLIMITED, "concurrent_requests": 2}), clock=clock)
+    permits = [registry.try_acquire("openai", "openai", 10), registry.try_acquire("openai", "openai", -5)]
+    assert all(permits) and registry.try_acquire("openai", "openai", 10) is None  # both slots held
+    limiter = registry._limiters["openai"]
+    assert limiter is not None and registry.total_tokens == 10 and limiter.total_tokens == 10  # -5 counts 0
+    order: list[str] = []
+
+    async def queued(name: str) -> None:
+        await limiter.acquire(10)
+        order.append(name)
+
+    first, gone, last = (asyncio.ensure_future(queued(name)) for name in ("first", "gone", "last"))
+    await asyncio.sleep(0)
+    gone.cancel()
+    await asyncio.sleep(0)
+    permits[0].release()
+    permits[0].release()  # twice: harmless
+    assert not limiter.try_start(10)  # the slot went to 'first', still queued to run
+    await asyncio.sleep(0)
+    assert order == ["first"] and limiter._slots.held == 2 and limiter.in_flight == 2
+    permits[1].release()  # to 'last', the one still queued ('gone' was cancelled)
+    await asyncio.sleep(0)
+    assert order == ["first", "last"] and limiter._slots.held == 2 and limiter.in_flight == 2
+    limiter.release()
+    limiter.release()
+    assert limiter._slots.held == 0 and limiter.in_flight == 0 and limiter._slots.free
+    limiter.release()  # one release too many gives back nothing
+    assert limiter._slots.held == 0 and limiter.try_start(1) and limiter.try_start(1) and not limiter.try_start(1)
+    assert first.done() and gone.cancelled() and last.done()

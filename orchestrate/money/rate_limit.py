@@ -244,8 +244,10 @@ class RateLimiter(_Limiter):
         """`ready`, then `start`, in one step at one reading of the clock: the limiter's whole
         cost when nothing waits."""
         slots = self._slots
-        if self._turn.locked() or not slots.try_take():  # a free slot, and nobody queued for it
+        # A free slot, and nobody queued for it (`Slots.try_take`, without its call).
+        if self._turn.locked() or slots.held >= slots.limit or slots._waiters:
             return False
+        slots.held += 1
         now = self.clock()
         tokens = float(estimated_tokens if estimated_tokens > 0 else 0)
         paced = self._paced
@@ -376,7 +378,11 @@ class RateLimiter(_Limiter):
         """Give back the concurrent-request slot taken by `acquire`."""
         if self.in_flight > 0:
             self.in_flight -= 1
-            self._slots.give()
+            slots = self._slots
+            if slots._waiters:
+                slots.give()  # to the first caller still queued
+            elif slots.held > 0:  # what give() does with nobody queued, without its call
+                slots.held -= 1
 
     @property
     def paused_until(self) -> float:
@@ -597,9 +603,11 @@ class Permit:
 
     def release(self) -> None:
         """Give back every slot; calling it twice is harmless."""
-        limiters, self._limiters = self._limiters, []
-        for limiter in limiters:
-            limiter.release()
+        limiters = self._limiters
+        if limiters:
+            self._limiters = []
+            for limiter in limiters:
+                limiter.release()
 
 
 class RateLimiterRegistry:
@@ -709,7 +717,7 @@ class RateLimiterRegistry:
             if not first.try_start(estimated_tokens):
                 return None
             self.total_requests += 1
-            self.total_tokens += max(0, estimated_tokens)
+            self.total_tokens += estimated_tokens if estimated_tokens > 0 else 0  # max(0, ...) without its call
             return Permit([first], 0.0)
         if (first is not None and not first.ready(estimated_tokens)) or (
             second is not None and not second.ready(estimated_tokens)
