@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import itertools
 import json
@@ -27,6 +28,7 @@ from orchestrate import (
 )
 from orchestrate.errors import BudgetExceededError, RateLimitError, UserInputError
 from orchestrate.llm.prices import price_table
+from orchestrate.money.costs import CallRecord
 from tests.cli import orchestrate
 from tests.scripted import ScriptedClient, response
 
@@ -466,6 +468,8 @@ def test_a_record_reads_cached_reused_and_batch_from_its_metadata_whatever_it_ho
         ), metadata
         assert type(record.cached) is type(record.reused) is type(record.batch) is bool
         assert record.metadata is metadata and record.cost == 0.5 and record.provider == "openai"
+        # Every field set (record_cost sets them without CallRecord's __init__), as the class makes it.
+        assert record == CallRecord(**{f.name: getattr(record, f.name) for f in dataclasses.fields(CallRecord)})
     assert tracker.total_calls == sum(1 for m in metadatas if not (m or {}).get("reused"))
 
 
