@@ -28,7 +28,7 @@ from orchestrate import (
 )
 from orchestrate.errors import BudgetExceededError, RateLimitError, UserInputError
 from orchestrate.llm.prices import price_table
-from orchestrate.money.costs import CallRecord
+from orchestrate.money.costs import CallRecord, Reservation
 from tests.cli import orchestrate
 from tests.scripted import ScriptedClient, response
 
@@ -113,6 +113,14 @@ def test_a_reservation_sets_aside_max_of_zero_and_the_amount() -> None:
         reservation = tracker.reserve("w", f"w:a{i}", amount)
         assert repr(reservation.amount) == repr(max(0.0, amount)), amount
         tracker.release(reservation)
+    # Made without Reservation's __init__: every field set, as the class makes it, in a dataset row too.
+    tracker.set_workflow_budget("row", 1.0, parent="dataset")
+    for workflow_id in ("w", "row"):
+        reservation = tracker.reserve(workflow_id, f"{workflow_id}:b", 0.5)
+        fields = {f.name: getattr(reservation, f.name) for f in dataclasses.fields(Reservation)}
+        assert reservation == Reservation(**fields) and reservation.open and reservation.lease is None
+        assert reservation.parent == (None if workflow_id == "w" else "dataset")
+        assert reservation.accounts[-1] is tracker._agents[f"{workflow_id}:b"]
 
 
 def test_an_agent_limit_is_a_ceiling_too() -> None:

@@ -448,7 +448,16 @@ class CostTracker:
                 self._refuse(accounts, amount)
         for account in accounts:
             account.reserved += amount
-        return Reservation(workflow_id, agent_key, amount, True, flow.parent, None, accounts)
+        # Made without the dataclass's __init__ (a class's call with one is dear in 3.11): a call each.
+        reservation = _new(Reservation)
+        reservation.workflow_id = workflow_id
+        reservation.agent_key = agent_key
+        reservation.amount = amount
+        reservation.open = True
+        reservation.parent = flow.parent
+        reservation.lease = None
+        reservation.accounts = accounts
+        return reservation
 
     @staticmethod
     def _refuse(accounts: tuple[_Account, ...], amount: float) -> None:
