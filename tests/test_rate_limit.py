@@ -285,6 +285,7 @@ async def test_a_limiters_slots_go_to_queued_callers_first_and_back_to_the_pool_
     registry = RateLimiterRegistry(RateLimitConfig(**{**UNLIMITED, "concurrent_requests": 2}), clock=clock)
     permits = [registry.try_acquire("openai", "openai", 10), registry.try_acquire("openai", "openai", -5)]
     assert all(permits) and registry.try_acquire("openai", "openai", 10) is None  # both slots held
+    assert all(permit is not None and permit.waited == 0.0 for permit in permits)
     limiter = registry._limiters["openai"]
     assert limiter is not None and registry.total_tokens == 10 and limiter.total_tokens == 10  # -5 counts 0
     order: list[str] = []

@@ -718,7 +718,10 @@ class RateLimiterRegistry:
                 return None
             self.total_requests += 1
             self.total_tokens += estimated_tokens if estimated_tokens > 0 else 0  # max(0, ...) without its call
-            return Permit([first], 0.0)
+            permit = _new(Permit)  # Permit([first], 0.0) without its Python __init__'s call (dear in 3.11)
+            permit._limiters = [first]
+            permit.waited = 0.0
+            return permit
         if (first is not None and not first.ready(estimated_tokens)) or (
             second is not None and not second.ready(estimated_tokens)
         ):
@@ -888,6 +891,7 @@ class RateLimiterRegistry:
 
 Limiter = RateLimiter | SharedRateLimiter
 
+_new = object.__new__
 _UNKNOWN: Any = object()  # a key the registry has no entry for yet (None is "not limited")
 _NO_LIMIT = 10**9  # a tier this high is not kept in shared state at all
 _UNBOUNDED = RateLimitConfig(
