@@ -496,9 +496,10 @@ class CostTracker:
         if self.scopes is not None:
             await self.scopes.reserve(reservation, simulated=simulated)
 
-    def _unreserve(self, reservation: Reservation, cost: float = 0.0) -> None:
+    def settle(self, reservation: Reservation, actual_cost: float) -> None:
+        """Free a reservation once its call is priced; `record_cost` then books the real cost."""
         if reservation.lease is not None and self.scopes is not None:
-            self.scopes.settle_later(reservation, cost)
+            self.scopes.settle_later(reservation, actual_cost)
         if not reservation.open:
             return
         reservation.open = False
@@ -513,13 +514,9 @@ class CostTracker:
                 left = account.reserved - amount
                 account.reserved = left if left > 0.0 else 0.0
 
-    def settle(self, reservation: Reservation, actual_cost: float) -> None:
-        """Free a reservation once its call is priced; `record_cost` then books the real cost."""
-        self._unreserve(reservation, actual_cost)
-
     def release(self, reservation: Reservation) -> None:
         """Free a reservation whose call failed before it cost anything (idempotent)."""
-        self._unreserve(reservation)
+        self.settle(reservation, 0.0)
 
     def check_workflow_budget(self, workflow_id: str) -> bool:
         """True while the workflow's spend is within its budget."""
