@@ -341,3 +341,53 @@ async def test_every_kind_of_sink_gets_the_events_in_order_and_a_failing_one_is_
     assert seen == [f"{name} {kind}" for kind in kinds for name in names]
     assert engine.sink_failures == {"Broken": "RuntimeError: terminal gone"}
     assert engine.monitor.counters["agents_completed"] == 1
+
+
+def test_events_made_without_init_are_the_events_event_makes() -> None:
+    import dataclasses
+
+    from orchestrate.run.executor import new_event
+
+    for content in (None, {"prompt": "p", "system": None}):
+        made = new_event(EventType.LLM_CALL, "wf-1", "a", {"cost": 0.5}, "flow", content)
+        plain = Event(EventType.LLM_CALL, "wf-1", "a", {"cost": 0.5}, workflow_name="flow", content=content)
+        for f in dataclasses.fields(Event):  # every field set, to what Event's own __init__ sets
+            if f.name == "timestamp":
+                assert isinstance(getattr(made, f.name), float)
+                assert abs(made.timestamp - plain.timestamp) < 5
+            else:
+                assert getattr(made, f.name) == getattr(plain, f.name), f.name
+        assert made.to_dict() == {**plain.to_dict(), "timestamp": made.timestamp}
+        assert type(made) is Event
+
+
+def test_a_running_result_made_without_init_is_the_one_agentresult_makes() -> None:
+    from datetime import UTC, datetime
+
+    from orchestrate.run.scheduler import _running
+    from orchestrate.workflow.models import AgentResult, AgentStatus
+
+    now = datetime.now(UTC)
+    made = _running("a", now)
+    plain = AgentResult(agent_id="a", status=AgentStatus.RUNNING, started_at=now)
+    assert made == plain
+    assert list(vars(made).items()) == list(vars(plain).items())  # the same fields, in the same order
+    assert made.metadata is not _running("b", now).metadata
+
+
+async def test_the_call_tag_is_a_call_tag() -> None:
+    from orchestrate.llm.batch_api import CALL_TAG, CallTag
+
+    seen: list[Any] = []
+
+    class Tagged(ScriptedClient):
+        async def complete(self, *args: Any, **kwargs: Any) -> Any:
+            seen.append(CALL_TAG.get())
+            return await super().complete(*args, **kwargs)
+
+    engine = OrchestrationEngine(Tagged(), EngineConfig(rate_limit_config=None), sleep=FakeSleep())
+    result = await run(engine, workflow(agent("a"), name="tags"))
+    assert result.status.value == "completed"
+    assert len(seen) == 1 and type(seen[0]) is CallTag
+    assert seen[0] == CallTag(result.id, "tags", "a", 1)
+    assert seen[0].agent == "a" and seen[0].attempt == 1

