@@ -137,6 +137,27 @@ def test_an_agents_definition_digest_is_the_one_earlier_runs_recorded() -> None:
         assert definition_digest(case).hexdigest() == expected.hexdigest()
 
 
+async def test_a_run_fingerprints_its_agents_alike_with_a_shared_shape_or_its_own() -> None:
+    from orchestrate.run.scheduler import RunShape
+
+    def made() -> Any:
+        return workflow(agent("a"), agent("b", ("a",), llm={"temperature": 0.5}), agent("c", ("a", "b")), name="fp")
+
+    own = await run(
+        OrchestrationEngine(ScriptedClient(), EngineConfig(rate_limit_config=None), sleep=FakeSleep()), made()
+    )
+    shared_wf = made()
+    engine = OrchestrationEngine(ScriptedClient(), EngineConfig(rate_limit_config=None), sleep=FakeSleep())
+    from orchestrate.run.scheduler import WorkflowRun
+
+    await engine.register_workflow(shared_wf)
+    shape = RunShape.of(shared_wf, shared=True)
+    done = await WorkflowRun(shared_wf, engine.executor, engine.failure_handler, engine.emit, shape=shape).run()
+    first = [a.result.metadata["fingerprint"] for a in own.agents if a.result is not None]
+    second = [a.result.metadata["fingerprint"] for a in done.agents if a.result is not None]
+    assert len(first) == 3 and first == second
+
+
 def test_equal_but_differently_typed_configs_keep_their_own_digests() -> None:
     digests = {
         definition_digest(agent("x", llm={"temperature": value})).hexdigest() for value in (1, 1.0, True, "1", None)

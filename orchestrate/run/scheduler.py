@@ -384,17 +384,21 @@ class WorkflowRun:
         ready, agents = self.ready, self.agents
         if self.batched is not None:
             self._fill_batching()
-        while ready and len(self.tasks) < self.limit and not self.stopping and self.batched is None:
-            i = heapq.heappop(ready)[2]
+        tasks, loop = self.tasks, self.loop
+        while ready and len(tasks) < self.limit and not self.stopping and self.batched is None:
+            i = _heappop(ready)[2]
             agent = agents[i]
             if agent.status is not _PENDING:
                 continue
-            if self._gate(i):
+            # _gate's common case (nothing to decide) read here, without its call
+            if (agent.when is not None or agent.approval is not None or self.any_skipped) and self._gate(i):
                 continue
             agent.status = _RUNNING
-            task = self.tasks[i] = self.loop.create_task(self._run_agent(i))
+            tasks[i] = loop.create_task(self._run_agent(i))
             if agent.approval is None or i in self.approved:
-                self._arm(i, task)  # an agent asking a person is timed from the decision on
+                # _arm, without its two calls: an agent asking a person is timed from the decision on
+                self.pending_deadlines += 1
+                self.deadlines.add(loop, loop.time() + agent.timeout, self.timing, i, None)
         if self.finished == len(self.agents) and self.done is not None and not self.done.done():
             self.done.set_result(None)
 
@@ -581,7 +585,9 @@ class WorkflowRun:
                     await self.executor.execute(wf, agent, given, result)
                 # Fingerprinted after the call, so that it does not delay it: only a completed
                 # agent's fingerprint is ever compared, by a later --resume.
-                result.metadata["fingerprint"] = self._fingerprint(i, text)
+                result.metadata["fingerprint"] = (
+                    self._fingerprint(i, text) if self.shape.shared else fingerprint(agent, text)
+                )
         except asyncio.CancelledError:
             result.status = AgentStatus.CANCELLED
             task = asyncio.current_task()
@@ -602,7 +608,8 @@ class WorkflowRun:
         result.completed_at = datetime.now(UTC)
         self._untrack(i)
         try:
-            self._finish(i, result)
+            self._record(i, result)  # _finish's two steps, without its call
+            self._fill()
         except Exception as exc:  # noqa: BLE001 (a fault here must end the run, never hang it)
             self._fault(f"{type(exc).__name__}: {exc}")
 
@@ -668,18 +675,24 @@ class WorkflowRun:
         wf.total_cost += result.cost
         self.finished += 1
         self.emit(_finished_event(wf, agent, result))
-        if result.status is _SKIPPED:
-            self.any_skipped = True
-        if result.status is _COMPLETED or result.status is _SKIPPED:
-            self.outputs[agent.name] = (result.output or {"text": ""}) if result.status is _COMPLETED else None
-            for j in self.dependents[i]:
-                self.waiting_on[j] -= 1
-                if self.waiting_on[j] == 0:
-                    heapq.heappush(self.ready, (-self.agents[j].priority, self.urgency[j], j))
-        elif result.status is _WAITING_APPROVAL:
+        status = result.status
+        if status is _COMPLETED or status is _SKIPPED:
+            if status is _COMPLETED:
+                self.outputs[agent.name] = result.output or {"text": ""}
+            else:
+                self.any_skipped = True
+                self.outputs[agent.name] = None
+            dependents = self.dependents[i]
+            if dependents:
+                waiting_on = self.waiting_on
+                for j in dependents:
+                    waiting_on[j] -= 1
+                    if waiting_on[j] == 0:
+                        heapq.heappush(self.ready, (-self.agents[j].priority, self.urgency[j], j))
+        elif status is _WAITING_APPROVAL:
             self._hold_dependents(i)
         else:
-            self._cancel_dependents(i, f"dependency {agent.name!r} {result.status.value.replace('_', ' ')}")
+            self._cancel_dependents(i, f"dependency {agent.name!r} {status.value.replace('_', ' ')}")
 
     def _hold_dependents(self, i: int) -> None:
         """Dependents of an agent waiting for approval stay pending; the run need not wait for them."""
@@ -791,6 +804,7 @@ def _running(name: str, started_at: datetime) -> AgentResult:
 
 
 _new = object.__new__
+_heappop = heapq.heappop
 
 _WORKFLOW = -1  # the workflow's own entry in the deadline heap
 
