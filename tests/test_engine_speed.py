@@ -137,6 +137,30 @@ def test_an_agents_definition_digest_is_the_one_earlier_runs_recorded() -> None:
         assert definition_digest(case).hexdigest() == expected.hexdigest()
 
 
+def test_a_fingerprint_is_the_digest_of_the_definition_then_the_prompt() -> None:
+    """`fingerprint` writes the definition's text and the prompt in one piece: the same bytes as ever."""
+    from orchestrate.run.resume import fingerprint
+
+    cases = [
+        agent("a"),
+        agent("b", ("a",), llm={"temperature": 0.25, "stop": ["\n", "'"], "batch": True, "system": 'say "hi"'}),
+        agent("c", output_schema={"type": "object", "properties": {"x": {"type": "number"}}}, tools=["t.py:f"]),
+        agent("d", llm={"top_p": None, "nested": {"k": [1, (2, 3)], "é": "ü"}, "latency": [0.1, 0.2]}),
+        Agent("e", "Finance", "", {}, "", function="steps.py:total", arguments={"x": 1}),
+    ]
+    for case in cases:
+        config = sorted(i for i in case.llm_config.items() if i[0] != "batch")
+        parts: tuple[Any, ...] = (config, case.tools, case.output_schema, case.dependencies)
+        if case.function is not None:
+            parts += (case.function,)
+        for prompt in ("", "Task a1", "ünïcode \x00 and {braces}", '{"x": 1}'):
+            expected = hashlib.blake2b(f"{parts!r}\x00{prompt}".encode(), digest_size=16).hexdigest()
+            assert fingerprint(case, prompt) == expected
+            digest = definition_digest(case)
+            digest.update(b"\x00" + prompt.encode())
+            assert digest.hexdigest() == expected  # what a shared shape's run computes
+
+
 async def test_a_run_fingerprints_its_agents_alike_with_a_shared_shape_or_its_own() -> None:
     from orchestrate.run.scheduler import RunShape
 
