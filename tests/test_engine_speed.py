@@ -436,3 +436,76 @@ async def test_the_call_tag_is_a_call_tag() -> None:
     assert len(seen) == 1 and type(seen[0]) is CallTag
     assert seen[0] == CallTag(result.id, "tags", "a", 1)
     assert seen[0].agent == "a" and seen[0].attempt == 1
+
+
+def test_a_fresh_usage_is_the_one_usage_makes() -> None:
+    import dataclasses
+
+    from orchestrate.run.executor import Usage, _fresh_usage
+
+    made, plain = _fresh_usage(), Usage()
+    assert made == plain
+    for f in dataclasses.fields(Usage):  # every field set, each list its own
+        assert getattr(made, f.name) == getattr(plain, f.name)
+        if isinstance(getattr(made, f.name), list):
+            assert getattr(made, f.name) is not getattr(_fresh_usage(), f.name)
+
+
+async def test_cache_savings_are_asked_only_of_calls_that_read_or_wrote_the_cache() -> None:
+    """A call with no cache tokens books 0.0 without asking: what asking would have said."""
+    from orchestrate import LLMClient, LLMResponse
+    from orchestrate.money.costs import CostTracker
+
+    shapes = {  # agent -> (cached, written 5 min, written 1 h)
+        "none": (0, 0, 0),
+        "read": (400, 0, 0),
+        "written": (0, 300, 0),
+        "written_1h": (0, 300, 300),
+        "only_1h": (0, 0, 50),
+        "both": (200, 100, 40),
+    }
+
+    class Caching(LLMClient):
+        provider = "anthropic"
+
+        async def complete(self, prompt: str, model: str, *args: Any, **kwargs: Any) -> LLMResponse:
+            cached, written, written_1h = shapes[prompt.split()[0]]
+            return LLMResponse(
+                "ok",
+                model,
+                1000,
+                10,
+                "stop",
+                cached_input_tokens=cached,
+                cache_creation_input_tokens=written,
+                cache_creation_1h_input_tokens=written_1h,
+                provider="anthropic",
+            )
+
+        async def complete_with_tools(self, messages: Any, model: str, *args: Any, **kwargs: Any) -> LLMResponse:
+            return await self.complete(messages[-1]["content"], model)
+
+    seen: dict[str, dict[str, Any]] = {}
+
+    def keep(event: Event) -> None:
+        if event.type is EventType.LLM_CALL and event.agent is not None:
+            seen[event.agent] = event.data
+
+    engine = OrchestrationEngine(Caching(), EngineConfig(rate_limit_config=None), sleep=FakeSleep())
+    engine.add_sink(keep)
+    model = "claude-sonnet-4-5"
+    agents = [agent(name, prompt=name + " x" * 3000, llm={"model": model}) for name in shapes]  # room for 1,000
+    result = await run(engine, workflow(*agents, name="savings"))
+    assert result.status.value == "completed"
+    plain = CostTracker()
+    for name, (cached, written, written_1h) in shapes.items():
+        asked = plain.cache_savings(
+            model,
+            1000,
+            cached_input_tokens=cached,
+            cache_creation_input_tokens=written,
+            cache_creation_1h_input_tokens=written_1h,
+        )
+        assert seen[name]["cache_savings"] == (round(asked, 10) if asked else asked), name
+        assert seen[name]["usage_anomaly"] is None
+    assert seen["none"]["cache_savings"] == 0.0 and seen["read"]["cache_savings"] > 0

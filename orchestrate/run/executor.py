@@ -83,6 +83,28 @@ class Usage:
         self.cost += cost
 
 
+def _fresh_usage() -> Usage:
+    """``Usage()``, its fields set one by one without the dataclass's Python ``__init__`` (a class's
+    call with one is dear in 3.11: 0.72 -> 0.49 us). A test holds it to Usage's own fields."""
+    usage = _new(Usage)
+    usage.calls = 0
+    usage.input_tokens = 0
+    usage.cached_input_tokens = 0
+    usage.output_tokens = 0
+    usage.reasoning_tokens = 0
+    usage.cost = 0.0
+    usage.tool_calls = 0
+    usage.cached_calls = 0
+    usage.rate_limited_seconds = 0.0
+    usage.errors = []
+    usage.tool_log = []
+    usage.anomalies = []
+    return usage
+
+
+_new = object.__new__
+
+
 def parse_json_answer(text: str) -> Any:
     """The JSON in a model's answer, tolerating a Markdown code fence around it."""
     body = text.strip()
@@ -147,7 +169,7 @@ class AgentExecutor:
         policy = (
             self.default_policy if agent.retry is None else RetryPolicy.from_dict(agent.retry, base=self.default_policy)
         )
-        usage = Usage()
+        usage = _fresh_usage()
         meta = result.metadata
         # The rendered prompt and system prompt, as every call of this agent sent them first, so
         # that a run can be inspected (`orchestrate show`) after the fact.
@@ -182,7 +204,11 @@ class AgentExecutor:
             try:
                 if plain:
                     messages = _messages(llm, prompt)
-                    answer = await self._call(workflow, agent, client, messages, [], usage, routes)
+                    answer = await (
+                        self._call_route(workflow, agent, client, llm, messages, [], usage)
+                        if routes is None  # what _call hands back, without its call
+                        else self._call_routes(workflow, agent, messages, [], usage, routes)
+                    )
                     result.output = {"text": answer.content}
                 else:
                     result.output = await self._attempt(workflow, agent, client, prompt, usage, routes)
@@ -701,7 +727,16 @@ class AgentExecutor:
         )
         self.tracker.settle(reservation, cost)
         savings = 0.0
-        if not cached and anomaly is None:
+        # cache_savings is 0.0 for a call that read and wrote no cache (most): not asked then
+        if (
+            not cached
+            and anomaly is None
+            and (
+                response.cached_input_tokens
+                or response.cache_creation_input_tokens
+                or response.cache_creation_1h_input_tokens
+            )
+        ):
             savings = self.tracker.cache_savings(
                 priced,
                 response.input_tokens,
@@ -988,7 +1023,6 @@ def _every(_kind: EventType) -> bool:
     return True
 
 
-_new = object.__new__
 _tuple_new = tuple.__new__  # CallTag(...) goes through the named tuple's Python __new__: ~0.3 us of 0.55
 _time = time.time
 
