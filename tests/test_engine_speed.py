@@ -509,3 +509,37 @@ async def test_cache_savings_are_asked_only_of_calls_that_read_or_wrote_the_cach
         assert seen[name]["cache_savings"] == (round(asked, 10) if asked else asked), name
         assert seen[name]["usage_anomaly"] is None
     assert seen["none"]["cache_savings"] == 0.0 and seen["read"]["cache_savings"] > 0
+
+
+def test_an_llm_configs_text_is_its_sorted_items_whatever_came_before() -> None:
+    """The config text kept from the agent before is used only for an equal config of the same
+    value types: in any order of configs, each is written as repr() of its sorted items."""
+    import random
+
+    from orchestrate.run import resume
+
+    pool: list[dict[str, Any]] = [
+        {"model": "gpt-4o-mini", "max_tokens": 64},
+        {"max_tokens": 64, "model": "gpt-4o-mini"},  # the same, in another order
+        {"model": "gpt-4o-mini", "max_tokens": 64.0},  # equal, another type
+        {"model": "gpt-4o-mini", "max_tokens": True},
+        {"model": "gpt-4o-mini", "max_tokens": 1},
+        {"model": "gpt-4o-mini", "max_tokens": 1.0},
+        {"model": "gpt-4o-mini", "max_tokens": 64, "batch": True},
+        {"model": "gpt-4o-mini", "max_tokens": 64, "batch": False},
+        {"model": "gpt-4o", "max_tokens": 64},
+        {"model": "gpt-4o-mini", "max_tokens": 64, "temperature": None},
+        {"model": "gpt-4o-mini", "stop": ["\n"]},  # not plain: never kept
+        {"model": "gpt-4o-mini", "stop": ["\n", "x"]},
+        {"model": "gpt-4o-mini", "temperature": float("nan")},
+        {},
+    ]
+    rng = random.Random(7)
+    for _ in range(3000):
+        config = rng.choice(pool)
+        expected = repr(sorted(i for i in config.items() if i[0] != "batch"))
+        assert resume._config_repr(config) == expected, config
+    mutable = {"model": "gpt-4o-mini", "max_tokens": 64}
+    assert resume._config_repr(mutable) == "[('max_tokens', 64), ('model', 'gpt-4o-mini')]"
+    mutable["max_tokens"] = 65  # the same dict, changed since: its new text
+    assert resume._config_repr(mutable) == "[('max_tokens', 65), ('model', 'gpt-4o-mini')]"
