@@ -543,3 +543,33 @@ def test_an_llm_configs_text_is_its_sorted_items_whatever_came_before() -> None:
     assert resume._config_repr(mutable) == "[('max_tokens', 64), ('model', 'gpt-4o-mini')]"
     mutable["max_tokens"] = 65  # the same dict, changed since: its new text
     assert resume._config_repr(mutable) == "[('max_tokens', 65), ('model', 'gpt-4o-mini')]"
+
+
+def test_a_calls_route_is_the_one_its_key_finds_whatever_call_came_before() -> None:
+    """The route kept from the call before is used only for the same provider and an equal
+    llm_config: in any order of calls, each gets the route worked out for it alone."""
+    import random
+
+    fast = OrchestrationEngine(ScriptedClient(), EngineConfig(rate_limit_config=None)).executor
+    plain = OrchestrationEngine(ScriptedClient(), EngineConfig(rate_limit_config=None)).executor
+    configs: list[tuple[str, dict[str, Any]]] = [
+        ("openai", {"model": "gpt-4o-mini", "max_tokens": 64}),
+        ("openai", {"max_tokens": 64, "model": "gpt-4o-mini"}),
+        ("openai", {"model": "gpt-4o", "max_tokens": 64}),
+        ("azure", {"model": "my-deployment", "price_as": "gpt-4o-mini", "base_url": "https://x.openai.azure.com"}),
+        ("bedrock", {"model": "eu.anthropic.claude-3-5-haiku-20241022-v1:0", "region": "eu-west-1"}),
+        ("bedrock", {"model": "eu.anthropic.claude-3-5-haiku-20241022-v1:0", "region": "eu-central-1"}),
+        ("simulated", {"model": "gpt-4o-mini", "provider": "openai"}),
+        ("simulated", {"model": "claude-3-5-haiku-20241022"}),
+        ("anthropic", {"model": "claude-3-5-haiku-20241022", "stop": ["\n"]}),
+        ("scripted", {"model": "gpt-4o-mini", "max_tokens": 64}),
+    ]
+    rng = random.Random(11)
+    for _ in range(2000):
+        provider, llm = rng.choice(configs)
+        plain._last_route = (None, None, ("", "", 1.0, None))  # the general path, every call
+        assert fast._route(provider, llm) == plain._route(provider, llm), (provider, llm)
+    mutable = {"model": "gpt-4o-mini"}
+    first = fast._route("openai", mutable)
+    mutable["model"] = "gpt-4o"  # the same dict, changed since: its new route
+    assert fast._route("openai", mutable) == plain._route("openai", {"model": "gpt-4o"}) != first

@@ -156,6 +156,12 @@ class AgentExecutor:
         self.wants: Callable[[EventType], bool] = _every  # whether a sink reads a kind (the engine's)
         self._batching: bool | None = None
         self._regions: dict[tuple[Any, ...], tuple[str, str, float, Capabilities | None]] = {}
+        # The last call's provider, a copy of its llm_config and its route; replaced whole, never changed.
+        self._last_route: tuple[str | None, dict[str, Any] | None, tuple[str, str, float, Capabilities | None]] = (
+            None,
+            None,
+            ("", "", 1.0, None),
+        )
 
     async def execute(self, workflow: Workflow, agent: Agent, prompt: str, result: AgentResult) -> None:
         """Run `agent` until it succeeds or fails for good, filling in `result` as it goes.
@@ -815,6 +821,11 @@ class AgentExecutor:
         multiplier that region carries (`regional_uplift`), and the model's built-in capabilities
         (`lookup` without a workflow's own; None for the simulated provider): worked out once per
         route, not before every call."""
+        last = self._last_route  # read once: another thread may replace it (never change it)
+        if provider == last[0] and llm == last[1]:
+            # The config of the call before (most calls share one), so the same key below: its
+            # route without the key built and hashed.
+            return last[2]
         price_as = llm.get("price_as")
         key = (provider, price_as, llm["model"], llm.get("base_url"), llm.get("region"), llm.get("provider"))
         found = self._regions.get(key)
@@ -826,6 +837,7 @@ class AgentExecutor:
                 provider = str(llm.get("provider") or infer_provider(model))
             region = region_of(provider, llm)
             found = self._regions[key] = (priced, region, regional_uplift(provider, priced, region), built_in)
+        self._last_route = (key[0], dict(llm), found)  # a copy: the agent's own dict may change later
         return found
 
     def _check_residency(self, residency: str, provider: str, llm: dict[str, Any]) -> None:
