@@ -118,8 +118,10 @@ async def test_an_agent_past_its_timeout_is_still_cancelled() -> None:
     assert [a.status.value for a in result.agents] == ["cancelled", "cancelled"]
 
 
-def test_an_agents_definition_digest_is_the_one_earlier_runs_recorded() -> None:
-    """Resuming compares fingerprints with run folders written before: the bytes hashed never change."""
+def _definitions() -> list[tuple[Agent, str]]:
+    """Agents of every kind of definition, each with the text its digest has always hashed
+    (``repr`` of llm_config's sorted items without ``batch``, tools, output schema, dependencies
+    and, for a code step, its function)."""
     cases = [
         agent("a"),
         agent("b", ("a",), llm={"temperature": 0.25, "stop": ["\n", "'"], "batch": True, "system": 'say "hi"'}),
@@ -127,13 +129,20 @@ def test_an_agents_definition_digest_is_the_one_earlier_runs_recorded() -> None:
         agent("d", llm={"top_p": None, "nested": {"k": [1, (2, 3)], "é": "ü"}, "latency": [0.1, 0.2]}),
         Agent("e", "Finance", "", {}, "", function="steps.py:total", arguments={"x": 1}),
     ]
+    written = []
     for case in cases:
-        llm = case.llm_config
-        config = sorted(i for i in llm.items() if i[0] != "batch")
+        config = sorted(i for i in case.llm_config.items() if i[0] != "batch")
         parts: tuple[Any, ...] = (config, case.tools, case.output_schema, case.dependencies)
         if case.function is not None:
             parts += (case.function,)
-        expected = hashlib.blake2b(repr(parts).encode(), digest_size=16)
+        written.append((case, repr(parts)))
+    return written
+
+
+def test_an_agents_definition_digest_is_the_one_earlier_runs_recorded() -> None:
+    """Resuming compares fingerprints with run folders written before: the bytes hashed never change."""
+    for case, text in _definitions():
+        expected = hashlib.blake2b(text.encode(), digest_size=16)
         assert definition_digest(case).hexdigest() == expected.hexdigest()
 
 
@@ -141,20 +150,9 @@ def test_a_fingerprint_is_the_digest_of_the_definition_then_the_prompt() -> None
     """`fingerprint` writes the definition's text and the prompt in one piece: the same bytes as ever."""
     from orchestrate.run.resume import fingerprint
 
-    cases = [
-        agent("a"),
-        agent("b", ("a",), llm={"temperature": 0.25, "stop": ["\n", "'"], "batch": True, "system": 'say "hi"'}),
-        agent("c", output_schema={"type": "object", "properties": {"x": {"type": "number"}}}, tools=["t.py:f"]),
-        agent("d", llm={"top_p": None, "nested": {"k": [1, (2, 3)], "é": "ü"}, "latency": [0.1, 0.2]}),
-        Agent("e", "Finance", "", {}, "", function="steps.py:total", arguments={"x": 1}),
-    ]
-    for case in cases:
-        config = sorted(i for i in case.llm_config.items() if i[0] != "batch")
-        parts: tuple[Any, ...] = (config, case.tools, case.output_schema, case.dependencies)
-        if case.function is not None:
-            parts += (case.function,)
+    for case, text in _definitions():
         for prompt in ("", "Task a1", "ünïcode \x00 and {braces}", '{"x": 1}'):
-            expected = hashlib.blake2b(f"{parts!r}\x00{prompt}".encode(), digest_size=16).hexdigest()
+            expected = hashlib.blake2b(f"{text}\x00{prompt}".encode(), digest_size=16).hexdigest()
             assert fingerprint(case, prompt) == expected
             digest = definition_digest(case)
             digest.update(b"\x00" + prompt.encode())
