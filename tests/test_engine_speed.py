@@ -389,7 +389,7 @@ async def test_every_kind_of_sink_gets_the_events_in_order_and_a_failing_one_is_
 def test_events_made_without_init_are_the_events_event_makes() -> None:
     import dataclasses
 
-    from orchestrate.run.executor import new_event
+    from orchestrate.run.events import new_event
 
     for content in (None, {"prompt": "p", "system": None}):
         made = new_event(EventType.LLM_CALL, "wf-1", "a", {"cost": 0.5}, "flow", content)

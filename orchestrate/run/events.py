@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-__all__ = ["Event", "EventType", "Sink", "batch_events", "try_id", "try_of"]
+__all__ = ["Event", "EventType", "Sink", "batch_events", "new_event", "try_id", "try_of"]
 
 
 class EventType(str, Enum):
@@ -114,6 +114,32 @@ class Event:
 
 
 Sink = Callable[[Event], None]
+
+
+def new_event(
+    kind: EventType,
+    workflow_id: str | None,
+    agent: str | None,
+    data: dict[str, Any],
+    workflow_name: str | None,
+    content: dict[str, Any] | None = None,
+) -> Event:
+    """``Event(kind, workflow_id, agent, data, workflow_name=..., content=...)``, stamped now, made
+    without the dataclass's Python ``__init__``: in 3.11 a class's call with one costs ~1 us, its
+    fields set one by one ~0.55 us, and the engine builds three events an agent (a test holds this
+    to Event's own fields)."""
+    event = object.__new__(Event)
+    event.type = kind
+    event.workflow_id = workflow_id
+    event.agent = agent
+    event.data = data
+    event.timestamp = _time()
+    event.workflow_name = workflow_name
+    event.content = content
+    return event
+
+
+_time = time.time
 
 
 def batch_events(emit: Sink) -> Callable[[str, str | None, dict[str, Any], str | None], None]:

@@ -40,7 +40,7 @@ from orchestrate.llm.residency import outside
 from orchestrate.money.costs import CostTracker, Reservation, agent_key
 from orchestrate.money.rate_limit import RateLimiterRegistry
 from orchestrate.redaction import redact
-from orchestrate.run.events import Event, EventType
+from orchestrate.run.events import Event, EventType, new_event
 from orchestrate.run.failures import FailureHandler, RetryPolicy
 from orchestrate.run.prompt_cache import PromptCaching
 from orchestrate.run.routes import Routes
@@ -210,11 +210,7 @@ class AgentExecutor:
             try:
                 if plain:
                     messages = _messages(llm, prompt)
-                    answer = await (
-                        self._call_route(workflow, agent, client, llm, messages, [], usage)
-                        if routes is None  # what _call hands back, without its call
-                        else self._call_routes(workflow, agent, messages, [], usage, routes)
-                    )
+                    answer = await self._call(workflow, agent, client, messages, [], usage, routes)
                     result.output = {"text": answer.content}
                 else:
                     result.output = await self._attempt(workflow, agent, client, prompt, usage, routes)
@@ -1036,30 +1032,6 @@ def _every(_kind: EventType) -> bool:
 
 
 _tuple_new = tuple.__new__  # CallTag(...) goes through the named tuple's Python __new__: ~0.3 us of 0.55
-_time = time.time
-
-
-def new_event(
-    kind: EventType,
-    workflow_id: str | None,
-    agent: str | None,
-    data: dict[str, Any],
-    workflow_name: str | None,
-    content: dict[str, Any] | None = None,
-) -> Event:
-    """``Event(kind, workflow_id, agent, data, workflow_name=..., content=...)``, stamped now, made
-    without the dataclass's Python ``__init__``: in 3.11 a class's call with one costs ~1 us, its
-    fields set one by one ~0.55 us, and the engine builds three events an agent (a test holds this
-    to Event's own fields)."""
-    event = _new(Event)
-    event.type = kind
-    event.workflow_id = workflow_id
-    event.agent = agent
-    event.data = data
-    event.timestamp = _time()
-    event.workflow_name = workflow_name
-    event.content = content
-    return event
 
 
 def fold_usage(result: AgentResult) -> None:

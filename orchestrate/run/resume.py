@@ -32,15 +32,9 @@ __all__ = [
 
 def fingerprint(agent: Agent, prompt: str) -> str:
     """A digest of what decides an agent's answer: its definition and its rendered prompt."""
-    # One hash of the whole text, written in one piece: `definition_text(agent)`, a NUL and the
-    # prompt (the same digest as the definition's hash updated with the rest, without the two
-    # updates, definition_text's call or its string built and copied again).
-    function = "" if agent.function is None else f", {agent.function!r}"
-    text = (
-        f"({_config_repr(agent.llm_config)}, {agent.tools!r}, {agent.output_schema!r}, "
-        f"{agent.dependencies!r}{function})\x00{prompt}"
-    )
-    return _blake2b(text.encode(), digest_size=16).hexdigest()
+    # One hash of the whole text: the same digest as the definition's hash updated with the
+    # rest, without the two updates.
+    return _blake2b(f"{definition_text(agent)}\x00{prompt}".encode(), digest_size=16).hexdigest()
 
 
 def definition_digest(agent: Agent) -> Any:

@@ -25,8 +25,8 @@ from typing import Any
 
 from orchestrate.run.approvals import Decision
 from orchestrate.run.deadlines import Deadlines
-from orchestrate.run.events import Event, EventType
-from orchestrate.run.executor import AgentExecutor, fold_usage, new_event
+from orchestrate.run.events import Event, EventType, new_event
+from orchestrate.run.executor import AgentExecutor, fold_usage
 from orchestrate.run.failures import FailureHandler
 from orchestrate.run.fanout import run_items, step_input
 from orchestrate.run.resume import definition_digest, fingerprint
@@ -808,11 +808,11 @@ _heappop = heapq.heappop
 
 _WORKFLOW = -1  # the workflow's own entry in the deadline heap
 
-_NOBODY: tuple[int, ...] = ()
+_NOBODY: tuple[int, ...] = ()  # the dependents of an agent nothing depends on
 
 
 class _Cycle(ValueError):
-    """The dependencies form a cycle (RunShape's own pass found it; `RunShape.of` names it)."""  # the dependents of an agent nothing depends on
+    """The dependencies form a cycle (RunShape's own pass found it; `RunShape.of` names it)."""
 
 
 _LANGUAGE_KEYS = ("items", "failed_items", "approval", "skipped", "function")
