@@ -770,28 +770,29 @@ class AgentExecutor:
         usage.cached_calls += cached
         if response.rate_limit:
             self.limits.observe(client.provider, response.rate_limit)
-        data = {
-            "model": model,
-            "provider": client.provider,
-            "input_tokens": response.input_tokens,
-            "cached_input_tokens": response.cached_input_tokens,
-            "output_tokens": response.output_tokens,
-            "reasoning_tokens": response.reasoning_tokens,
-            "cache_creation_input_tokens": response.cache_creation_input_tokens,
-            "cache_creation_1h_input_tokens": response.cache_creation_1h_input_tokens,
-            "cache_savings": savings,
-            "cost": cost,
-            "cached": cached,
-            "batch_id": batch_id,
-            "duration": self.clock() - sent,
-            "finish_reason": response.finish_reason,
-            "response_model": response.model,
-            "request_id": response.request_id,
-            "max_tokens": max_tokens,
-            "temperature": llm.get("temperature"),
-            "tool_calls": len(response.tool_calls or ()),
-            "usage_anomaly": anomaly,
-        }
+        # A copy of the keys in their order, then the values set: a literal of 20 keys is built as
+        # 16 and 4 merged (the compiler's limit), ~1.5 times the cost.
+        data = _LLM_CALL_KEYS.copy()
+        data["model"] = model
+        data["provider"] = client.provider
+        data["input_tokens"] = response.input_tokens
+        data["cached_input_tokens"] = response.cached_input_tokens
+        data["output_tokens"] = response.output_tokens
+        data["reasoning_tokens"] = response.reasoning_tokens
+        data["cache_creation_input_tokens"] = response.cache_creation_input_tokens
+        data["cache_creation_1h_input_tokens"] = response.cache_creation_1h_input_tokens
+        data["cache_savings"] = savings
+        data["cost"] = cost
+        data["cached"] = cached
+        data["batch_id"] = batch_id
+        data["duration"] = self.clock() - sent
+        data["finish_reason"] = response.finish_reason
+        data["response_model"] = response.model
+        data["request_id"] = response.request_id
+        data["max_tokens"] = max_tokens
+        data["temperature"] = llm.get("temperature")
+        data["tool_calls"] = len(response.tool_calls or ())
+        data["usage_anomaly"] = anomaly
         if response.metadata.get("notice"):  # the structured-output fallback, said once
             data["notice"] = response.metadata["notice"]
         if routes is not None and routes.index:
@@ -1020,6 +1021,32 @@ def _call_metadata(
         meta["fallback_reason"] = routes.fallback_reason()
     return meta or None
 
+
+# The llm_call event's keys before its optional ones, in their order (values set by each call).
+_LLM_CALL_KEYS: dict[str, Any] = dict.fromkeys(
+    (
+        "model",
+        "provider",
+        "input_tokens",
+        "cached_input_tokens",
+        "output_tokens",
+        "reasoning_tokens",
+        "cache_creation_input_tokens",
+        "cache_creation_1h_input_tokens",
+        "cache_savings",
+        "cost",
+        "cached",
+        "batch_id",
+        "duration",
+        "finish_reason",
+        "response_model",
+        "request_id",
+        "max_tokens",
+        "temperature",
+        "tool_calls",
+        "usage_anomaly",
+    )
+)
 
 _REGION_ONLY: dict[str, dict[str, Any]] = {}  # region -> the metadata of a call that notes only it
 
