@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrate import EngineConfig, OrchestrationEngine
+from orchestrate.errors import LLMError
 from orchestrate.run.events import Event, EventType
 from tests.scripted import FakeSleep, ScriptedClient, response
 from tests.test_engine import agent, run, workflow
@@ -63,3 +64,97 @@ async def test_an_llm_call_events_data_has_its_keys_in_their_order_each_its_own_
     assert type(seen["warm"]["temperature"]) is int  # as the config gave it
     assert seen["plain"]["input_tokens"] == 10 and seen["plain"]["output_tokens"] == 5
     assert seen["plain"] is not seen["warm"]
+
+
+class _Recording(ScriptedClient):
+    """Keeps what each call was sent, its temperature too; answers as the provider it is told."""
+
+    def __init__(self, provider: str) -> None:
+        super().__init__(self._answer)
+        self.provider = provider
+        self.sent: list[tuple[Any, ...]] = []
+
+    def _answer(self, messages: list[dict[str, Any]], model: str, options: dict[str, Any]) -> Any:
+        if model == "gpt-4.1-mini":  # the primary of the agents with a fallback
+            return LLMError("overloaded", provider=self.provider, status_code=529)
+        return response("ok", "anthropic/claude-3.5-haiku")
+
+    async def complete(
+        self,
+        prompt: str,
+        model: str,
+        temperature: float | None = 0.7,
+        max_tokens: int = 1000,
+        tools: list[dict[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        plan = kwargs.get("prompt_cache")
+        options = {k: v for k, v in kwargs.items() if k != "prompt_cache"}
+        key = None if plan is None else (plan.ttl, plan.key, plan.user_prefix)
+        self.sent.append(
+            (prompt, model, temperature, type(temperature), max_tokens, tools, list(options), options, key)
+        )
+        return await super().complete(prompt, model, temperature, max_tokens, tools, **kwargs)
+
+
+# Configs an agent may have, some equal with values of other types (64 and 64.0, 0 and 0.0).
+_CONFIGS: list[dict[str, Any]] = [
+    {"model": "gpt-4o-mini", "max_tokens": 64},
+    {"max_tokens": 64, "model": "gpt-4o-mini"},
+    {"model": "gpt-4o-mini", "max_tokens": 64.0},
+    {"model": "gpt-4o-mini", "max_tokens": 64, "temperature": 0},
+    {"model": "gpt-4o-mini", "max_tokens": 64, "temperature": 0.0},
+    {"model": "gpt-4o-mini", "temperature": None},
+    {"model": "gpt-4o-mini", "top_p": 1, "stop": ["\n"]},
+    {"model": "gpt-4o-mini", "top_p": 1.0, "stop": ["\n"]},
+    {"model": "gpt-4o-mini", "latency": 0, "failure_rate": 0, "request_timeout": 30},
+    {"model": "gpt-4o", "price_as": "gpt-4o-mini", "max_tokens": 64},
+    {"model": "anthropic/claude-3.5-haiku", "provider": "openrouter", "max_tokens": 64},
+    {"model": "gpt-4o-mini", "max_tokens": "64.5"},  # int() refuses it: the agent fails
+    {"model": "gpt-4o-mini", "system": "Be brief.", "max_tokens": 64},
+    {"model": "gpt-4.1-mini", "max_tokens": 64, "fallbacks": [{"model": "gpt-4o-mini"}]},
+]
+
+
+async def _run_configs(provider: str, order: list[int], *, general: bool) -> dict[str, Any]:
+    client = _Recording(provider)
+    engine = OrchestrationEngine(client, EngineConfig(rate_limit_config=None), sleep=FakeSleep())
+    if general:
+        # Every call's route worked out afresh, the call before forgotten, and what the route would
+        # spare a call done by the call: int(max_tokens), served_price_name and _call_metadata.
+        executor = engine.executor
+        worked_out = executor._route
+
+        def afresh(provider: str, llm: dict[str, Any]) -> Any:
+            executor._last_route = (None, None, executor._last_route[2])
+            return worked_out(provider, llm)._replace(max_tokens=None, served=True, region_only=None)
+
+        executor._route = afresh  # type: ignore[method-assign]
+    seen = _calls_of(engine)
+    agents = [agent(f"a{n}", llm=dict(_CONFIGS[i])) for n, i in enumerate(order)]
+    done = await run(engine, workflow(*agents, name="configs", max_parallel_agents=1))
+    records = [
+        (r.to_dict() | {"timestamp": None, "workflow_id": None, "agent_id": None}, r.metadata)
+        for r in engine.cost_tracker.records(done.id)
+    ]
+    events = {name: {**data, "duration": None} for name, data in seen.items()}
+    results = {a.name: (a.status, a.result.error if a.result else None) for a in done.agents}
+    return {"sent": client.sent, "records": records, "events": events, "results": results}
+
+
+async def test_a_calls_route_config_and_answers_are_those_worked_out_afresh_in_any_order() -> None:
+    """The route kept from the call before (with its max_tokens, options sent as they are and cost
+    metadata) serves only an equal config through the same provider: in any order of agents, the
+    requests, events, cost records and results are those of every call worked out on its own."""
+    import random
+
+    rng = random.Random(5)
+    for provider in ("openai", "openrouter", "simulated", "scripted"):
+        # (an OpenRouter name is priced only by OpenRouter)
+        known = [i for i, llm in enumerate(_CONFIGS) if provider == "openrouter" or "/" not in llm["model"]]
+        order = [rng.choice(known) for _ in range(60)]
+        fast = await _run_configs(provider, order, general=False)
+        plain = await _run_configs(provider, order, general=True)
+        assert fast == plain, provider
+        assert any(status.value == "failed" for status, _ in fast["results"].values())  # max_tokens "64.5"
+        assert any(metadata and "requested_model" in metadata for _, metadata in fast["records"])  # a fallback

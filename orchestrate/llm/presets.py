@@ -37,6 +37,7 @@ __all__ = [
     "Preset",
     "base_model",
     "bedrock_region",
+    "bills_as_served",
     "is_bedrock_id",
     "ollama_base_url",
     "region_of",
@@ -127,11 +128,16 @@ def base_model(provider: str, model: str) -> str:
     return name
 
 
+def bills_as_served(provider: str) -> bool:
+    """Whether `provider` routes to a model of its choosing and bills that one (OpenRouter)."""
+    preset = PRESETS.get(provider)
+    return preset is not None and preset.billed_as_served
+
+
 def served_price_name(provider: str, priced: str, served: str) -> str:
     """The name a call is priced under: for a provider that bills the model it routed to
     (OpenRouter), that model's, when the price table knows it; else `priced`."""
-    preset = PRESETS.get(provider)
-    if preset is None or not preset.billed_as_served or not served:
+    if not served or not bills_as_served(provider):
         return priced
     from orchestrate.llm.prices import find_price
 

@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from orchestrate.errors import (
     BudgetExceededError,
@@ -32,7 +32,7 @@ from orchestrate.jsonline import MAX_DEPTH, nests_too_deep
 from orchestrate.llm.base import LLMClient, LLMResponse
 from orchestrate.llm.batch_api import CALL_TAG, CallTag
 from orchestrate.llm.capabilities import Capabilities, lookup
-from orchestrate.llm.presets import base_model, region_of, served_price_name
+from orchestrate.llm.presets import base_model, bills_as_served, region_of, served_price_name
 from orchestrate.llm.prices import regional_uplift
 from orchestrate.llm.prompt_cache import CachePlan
 from orchestrate.llm.providers import infer_provider
@@ -157,11 +157,7 @@ class AgentExecutor:
         self._batching: bool | None = None
         self._regions: dict[tuple[Any, ...], tuple[str, str, float, Capabilities | None]] = {}
         # The last call's provider, a copy of its llm_config and its route; replaced whole, never changed.
-        self._last_route: tuple[str | None, dict[str, Any] | None, tuple[str, str, float, Capabilities | None]] = (
-            None,
-            None,
-            ("", "", 1.0, None),
-        )
+        self._last_route: tuple[str | None, dict[str, Any] | None, CallRoute] = (None, None, _NO_ROUTE)
 
     async def execute(self, workflow: Workflow, agent: Agent, prompt: str, result: AgentResult) -> None:
         """Run `agent` until it succeeds or fails for good, filling in `result` as it goes.
@@ -602,10 +598,13 @@ class AgentExecutor:
         model = llm["model"]
         # An Azure deployment is priced as its model; a Bedrock profile (eu.anthropic.claude-...) or an
         # OpenRouter name (anthropic/claude-...) as the model of the table it names.
-        priced, region, uplift, built_in = self._route(client.provider, llm)
+        priced, region, uplift, built_in, max_tokens, passthrough, served, region_only = self._route(
+            client.provider, llm
+        )
         if workflow.residency:
             self._check_residency(workflow.residency, client.provider, llm)
-        max_tokens = int(llm.get("max_tokens", 1000))
+        if max_tokens is None:  # int() refused it: raised here, where it always was
+            max_tokens = int(llm.get("max_tokens", 1000))
         specs = [tool.spec() for tool in tools] if tools else []
         # A batched call is reserved and priced at the provider's batch rate; it waits at the
         # provider, so the online rate limits do not apply to it.
@@ -701,7 +700,15 @@ class AgentExecutor:
                     )
             sent = self.clock()
             response = await self._send(
-                client, llm, messages, specs, agent.output_schema, max_tokens, caps, prefix.plan if prefix else None
+                client,
+                llm,
+                passthrough,
+                messages,
+                specs,
+                agent.output_schema,
+                max_tokens,
+                caps,
+                prefix.plan if prefix else None,
             )
         except LLMError as exc:
             if lead and prefix is not None:
@@ -723,7 +730,8 @@ class AgentExecutor:
             self.prompt_cache.warmup.answered(prefix.digest, prefix.plan.ttl)
         cached = bool(response.metadata.get("cached"))
         batch_id = response.metadata.get("batch_id") if not cached else None
-        priced = served_price_name(client.provider, priced, response.model)  # OpenRouter bills what served
+        if served:  # OpenRouter bills the model that served
+            priced = served_price_name(client.provider, priced, response.model)
         cost, anomaly = self._price(
             priced, response, worst, cached, (self.tracker.batch_rate(client.provider) if batch_id else 1.0) * uplift
         )
@@ -755,7 +763,10 @@ class AgentExecutor:
             model,
             response.input_tokens,
             response.output_tokens,
-            _call_metadata(cached, batch_id, priced if priced != model else None, region, agent, routes),
+            # (most calls: their route's one dict, which _call_metadata would give them)
+            region_only
+            if region_only is not None and not cached and not batch_id and (routes is None or not routes.index)
+            else _call_metadata(cached, batch_id, priced if priced != model else None, region, agent, routes),
             cached_input_tokens=response.cached_input_tokens,
             cache_creation_input_tokens=response.cache_creation_input_tokens,
             cache_creation_1h_input_tokens=response.cache_creation_1h_input_tokens,
@@ -813,15 +824,13 @@ class AgentExecutor:
             self._anomaly(workflow, agent, client.provider, anomaly, cost, worst, usage)
         return response
 
-    def _route(self, provider: str, llm: dict[str, Any]) -> tuple[str, str, float, Capabilities | None]:
-        """The name a call of `llm` is priced as, where it is served (`region_of`), the price
-        multiplier that region carries (`regional_uplift`), and the model's built-in capabilities
-        (`lookup` without a workflow's own; None for the simulated provider): worked out once per
-        route, not before every call."""
+    def _route(self, provider: str, llm: dict[str, Any]) -> CallRoute:
+        """What a call of `llm` through `provider` needs that depends on them alone (`CallRoute`):
+        worked out once per route and config, not before every call."""
         last = self._last_route  # read once: another thread may replace it (never change it)
         if provider == last[0] and llm == last[1]:
-            # The config of the call before (most calls share one), so the same key below: its
-            # route without the key built and hashed.
+            # The config of the call before (most calls share one), so the same route and the same
+            # answers below, each of which an equal config gives alike: without working them out.
             return last[2]
         price_as = llm.get("price_as")
         key = (provider, price_as, llm["model"], llm.get("base_url"), llm.get("region"), llm.get("provider"))
@@ -830,12 +839,26 @@ class AgentExecutor:
             model = llm["model"]
             priced = price_as or base_model(provider, model)
             built_in = None if provider == "simulated" else lookup(price_as or model, provider)
+            served_by = provider
             if provider == "simulated":  # --simulate: where the configured endpoint would serve it
-                provider = str(llm.get("provider") or infer_provider(model))
-            region = region_of(provider, llm)
-            found = self._regions[key] = (priced, region, regional_uplift(provider, priced, region), built_in)
-        self._last_route = (key[0], dict(llm), found)  # a copy: the agent's own dict may change later
-        return found
+                served_by = str(llm.get("provider") or infer_provider(model))
+            region = region_of(served_by, llm)
+            found = self._regions[key] = (priced, region, regional_uplift(served_by, priced, region), built_in)
+        priced, region, _, _ = found
+        try:  # (equal numbers have equal int(): 64, 64.0 and a Decimal 64 give 64)
+            max_tokens: int | None = int(llm.get("max_tokens", 1000))
+        except Exception:  # noqa: BLE001 (raised again by the call, after its residency check)
+            max_tokens = None
+        served = bills_as_served(provider)
+        route = CallRoute(
+            *found,
+            max_tokens,
+            tuple(k for k in (_PASSTHROUGH_SIMULATED if provider == "simulated" else _PASSTHROUGH) if k in llm),
+            served,
+            _call_metadata(False, None, None, region) if region and priced == llm["model"] and not served else None,
+        )
+        self._last_route = (provider, dict(llm), route)  # a copy: the agent's own dict may change later
+        return route
 
     def _check_residency(self, residency: str, provider: str, llm: dict[str, Any]) -> None:
         """Refuse a call to an endpoint outside the workflow's residency (the run's own check
@@ -955,6 +978,7 @@ class AgentExecutor:
     def _send(
         client: LLMClient,
         llm: dict[str, Any],
+        passthrough: tuple[str, ...],
         messages: list[dict[str, Any]],
         specs: list[dict[str, Any]],
         schema: dict[str, Any] | None,
@@ -963,11 +987,9 @@ class AgentExecutor:
         plan: CachePlan | None = None,
     ) -> Coroutine[Any, Any, LLMResponse]:
         """The client's coroutine for one call (a plain function: one coroutine frame fewer a call)."""
-        simulated = client.provider == "simulated"
         options: dict[str, Any] = {}
-        for k in _PASSTHROUGH_SIMULATED if simulated else _PASSTHROUGH:
-            if k in llm:
-                options[k] = llm[k]
+        for k in passthrough:  # the options of `llm` sent as they are (its route's `passthrough`)
+            options[k] = llm[k]
         if caps is not None:
             options["capabilities"] = caps
         if plan is not None:
@@ -982,6 +1004,22 @@ class AgentExecutor:
                 options["system"] = messages[0]["content"]
             return client.complete(messages[-1]["content"], llm["model"], temperature, max_tokens, None, **options)
         return client.complete_with_tools(messages, llm["model"], specs, temperature, max_tokens, **options)
+
+
+class CallRoute(NamedTuple):
+    """What a call needs that its provider and llm_config alone decide (`AgentExecutor._route`)."""
+
+    priced: str  # the name it is priced as (an Azure deployment's model, a Bedrock profile's)
+    region: str  # where it is served (`region_of`)
+    uplift: float  # the price multiplier of that region (`regional_uplift`)
+    built_in: Capabilities | None  # the model's built-in capabilities (None: the simulated provider)
+    max_tokens: int | None  # int() of its max_tokens (None: int() refused it)
+    passthrough: tuple[str, ...]  # its options the client is given as they are (top_p, stop, ...)
+    served: bool  # the provider bills the model that served (the name priced is known only then)
+    region_only: dict[str, Any] | None  # a call's cost metadata when it notes only its region
+
+
+_NO_ROUTE = CallRoute("", "", 1.0, None, None, (), False, None)  # before the first call (no provider is None)
 
 
 def _messages(llm: dict[str, Any], prompt: str) -> list[dict[str, Any]]:
