@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import pytest
 
 from orchestrate import RateLimitConfig, RateLimiter
-from orchestrate.money.rate_limit import RateLimiterRegistry, SlidingWindow, skew_margin
+from orchestrate.money.rate_limit import Permit, RateLimiterRegistry, SlidingWindow, skew_margin
 from tests.virtual_time import run_virtual
 
 UNLIMITED = dict(
@@ -312,3 +312,24 @@ async def test_a_limiters_slots_go_to_queued_callers_first_and_back_to_the_pool_
     limiter.release()  # one release too many gives back nothing
     assert limiter._slots.held == 0 and limiter.try_start(1) and limiter.try_start(1) and not limiter.try_start(1)
     assert first.done() and gone.cancelled() and last.done()
+
+
+def test_a_permit_of_one_limiter_holds_and_gives_back_as_a_permit_of_two_does() -> None:
+    # try_acquire's permit of the provider's limiter alone is made without a list (`_OnePermit`):
+    # it must be a Permit, waited 0, and give the slot back once however often it is released,
+    # as the permit of a provider's and a model's limiters does.
+    clock = itertools.count(100.0, 1.0).__next__
+    one = RateLimitConfig(**{**UNLIMITED, "concurrent_requests": 1})
+    registry = RateLimiterRegistry(one, {"gpt-x": one}, clock=clock)
+    for model in ("gpt-y", "gpt-x"):  # the provider's limits only; then the model's too
+        permit = registry.try_acquire("openai", model, 10)
+        assert isinstance(permit, Permit) and permit.waited == 0.0
+        assert registry.try_acquire("openai", model, 10) is None  # the provider's one slot is held
+        permit.release()
+        permit.release()  # twice: harmless
+        limiters = [registry._limiters.get("openai"), registry._limiters.get("gpt-x")]
+        assert all(limiter.in_flight == 0 for limiter in limiters if limiter is not None)
+        again = registry.try_acquire("openai", model, 10)
+        assert again is not None
+        again.release()
+        assert registry.total_requests == (2 if model == "gpt-y" else 4)
