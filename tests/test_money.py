@@ -28,7 +28,7 @@ from orchestrate import (
 )
 from orchestrate.errors import BudgetExceededError, RateLimitError, UserInputError
 from orchestrate.llm.prices import price_table
-from orchestrate.money.costs import CallRecord, Reservation
+from orchestrate.money.costs import CallRecord, Reservation, _Account
 from tests.cli import orchestrate
 from tests.scripted import ScriptedClient, response
 
@@ -121,6 +121,19 @@ def test_a_reservation_sets_aside_max_of_zero_and_the_amount() -> None:
         assert reservation == Reservation(**fields) and reservation.open and reservation.lease is None
         assert reservation.parent == (None if workflow_id == "w" else "dataset")
         assert reservation.accounts[-1] is tracker._agents[f"{workflow_id}:b"]
+
+
+def test_an_agent_account_opened_by_its_limit_is_the_accounts_own_make() -> None:
+    # set_agent_budget opens an account without _Account's __init__ (one an agent, at registration):
+    # every field set, as the class makes it; setting the limit again keeps what was spent.
+    tracker = CostTracker()
+    for i, limit in enumerate([None, 0.5, 0, 2]):
+        tracker.set_agent_budget(f"w:a{i}", limit)
+        account = tracker._agents[f"w:a{i}"]
+        assert account == _Account(limit) and type(account.spent) is type(account.reserved) is float
+    tracker.record_cost("w:a1", "a1", "w", "gpt-4o", 0, 0, cost=0.25)
+    tracker.set_agent_budget("w:a1", 1.0)
+    assert tracker._agents["w:a1"] == _Account(1.0, spent=0.25)
 
 
 def test_an_agent_limit_is_a_ceiling_too() -> None:

@@ -419,9 +419,12 @@ class CostTracker:
         """The ceiling of an agent's spend; `agent_id` is ``"<workflow id>:<agent name>"``."""
         account = self._agents.get(agent_id)
         if account is None:
-            self._agents[agent_id] = _Account(limit)
-        else:
-            account.limit = limit
+            # Made without the dataclass's __init__ (a class's call with one is dear in 3.11): the
+            # engine opens an account for every agent it registers.
+            account = self._agents[agent_id] = _new(_Account)
+            account.spent = account.reserved = 0.0
+            account.parent = None
+        account.limit = limit
 
     def reserve(self, workflow_id: str, agent_key: str, amount: float, agent_limit: float | None = None) -> Reservation:
         """Set `amount` aside for a call, or refuse it.
