@@ -465,6 +465,14 @@ def test_the_worst_case_is_to_the_last_bit_what_the_formula_gives() -> None:
             got = tracker.max_cost("custom", messages, max_tokens, overrides=overrides, cache_ttl=cache_ttl)
             want = _max_cost_by_the_formula(tracker, "custom", messages, max_tokens, overrides, cache_ttl)
             assert repr(got) == repr(want), (combo, max_tokens, cache_ttl, messages)
+        # The same prices as the tracker's own (kept by model once found): found, then kept, then
+        # found again after add_prices changes them.
+        tracker.add_prices(overrides)
+        for max_tokens, cache_ttl, messages in itertools.product((0, 64), (None, "1h"), ([], [{"content": "é"}])):
+            for _ in range(2):
+                got = tracker.max_cost("custom", messages, max_tokens, cache_ttl=cache_ttl)
+                want = _max_cost_by_the_formula(tracker, "custom", messages, max_tokens, None, cache_ttl)
+                assert repr(got) == repr(want), (combo, max_tokens, cache_ttl, messages)
 
 
 def test_a_record_reads_cached_reused_and_batch_from_its_metadata_whatever_it_holds() -> None:

@@ -219,6 +219,9 @@ class CostTracker:
         )
         self.prices.update({k: dict(v) for k, v in self.config.model_costs.items()})
         self._price_cache: dict[str, dict[str, float]] = {}
+        # By model (no workflow prices): what `max_cost` prices a call's input and output at
+        # (`_bound_rates`), found once rather than from the prices before every call.
+        self._bound_rates: dict[str, tuple[float, float, float]] = {}
         self._workflows: dict[str, _Account] = {}
         self._agents: dict[str, _Account] = {}
         self._records: dict[str, list[CallRecord]] = {}
@@ -234,6 +237,7 @@ class CostTracker:
         check_prices(prices)
         self.prices.update({k: dict(v) for k, v in prices.items()})
         self._price_cache.clear()
+        self._bound_rates.clear()
 
     def has_price(self, model: str, overrides: Mapping[str, Mapping[str, float]] | None = None) -> bool:
         """Whether `model` has a price of its own (not the defaults for unknown models)."""
@@ -364,7 +368,19 @@ class CostTracker:
             input_bound += len(json.dumps(tools, default=str).encode("utf-8"))
         if response_schema is not None:
             input_bound += SCHEMA_OVERHEAD_TOKENS + len(json.dumps(response_schema).encode("utf-8"))
-        p = (None if overrides else self._price_cache.get(model)) or self.price_of(model, overrides)
+        rates = None if overrides else self._bound_rates.get(model)
+        if rates is None:
+            rates = self._rates_of(model, overrides)
+        dearest_input, dearest_input_1h, output = rates
+        if cache_ttl == "1h":
+            dearest_input = dearest_input_1h
+        output_bound = max_tokens if max_tokens > 0 else 0  # max(0, max_tokens)
+        return round10((input_bound * dearest_input + output_bound * output) / 1000.0)
+
+    def _rates_of(self, model: str, overrides: Mapping[str, Mapping[str, float]] | None) -> tuple[float, float, float]:
+        """The rates `max_cost` bounds a call by: the dearest input rate, the dearest counting a
+        1-hour cache write, and the output rate (kept by model when there are no `overrides`)."""
+        p = self.price_of(model, overrides)
         # max(input, cache_write, cached_input), and cache_write_1h for "1h", as max() picks (the
         # first of equals), without its call: max() of three floats costs ~1,900 instructions.
         dearest_input = p["input"]
@@ -374,12 +390,14 @@ class CostTracker:
         rate = p["cached_input"]
         if rate > dearest_input:
             dearest_input = rate
-        if cache_ttl == "1h":
-            rate = p["cache_write_1h"]
-            if rate > dearest_input:
-                dearest_input = rate
-        output_bound = max_tokens if max_tokens > 0 else 0  # max(0, max_tokens)
-        return round10((input_bound * dearest_input + output_bound * p["output"]) / 1000.0)
+        dearest_input_1h = dearest_input
+        rate = p["cache_write_1h"]
+        if rate > dearest_input_1h:
+            dearest_input_1h = rate
+        rates = (dearest_input, dearest_input_1h, p["output"])
+        if not overrides:
+            self._bound_rates[model] = rates
+        return rates
 
     # -- budgets --------------------------------------------------------------------------------
 
