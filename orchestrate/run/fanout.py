@@ -29,7 +29,7 @@ __all__ = ["run_items", "step_input"]
 
 def step_input(agent: Agent, inputs: dict[str, Any], outputs: dict[str, Any]) -> tuple[Any, str]:
     """What one run of `agent` is given (its prompt, or a code step's arguments) and its text."""
-    if agent.is_code_step:
+    if agent.function is not None:  # `is_code_step`, without the property's call (every agent asks)
         arguments = render_value(agent.arguments, inputs=inputs, outputs=outputs)
         return arguments, json.dumps(arguments, sort_keys=True, ensure_ascii=False, default=str)
     prompt = render(agent.prompt_template, inputs=inputs, outputs=outputs)
