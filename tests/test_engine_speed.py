@@ -527,6 +527,8 @@ def test_an_llm_configs_text_is_its_sorted_items_whatever_came_before() -> None:
         {"model": "gpt-4o-mini", "max_tokens": 64, "batch": False},
         {"model": "gpt-4o", "max_tokens": 64},
         {"model": "gpt-4o-mini", "max_tokens": 64, "temperature": None},
+        {"temperature": 1, "max_tokens": 1.0},  # these two are equal, their types swapped by key:
+        {"max_tokens": 1, "temperature": 1.0},  # in the order of their keys, the same types
         {"model": "gpt-4o-mini", "stop": ["\n"]},  # not plain: never kept
         {"model": "gpt-4o-mini", "stop": ["\n", "x"]},
         {"model": "gpt-4o-mini", "temperature": float("nan")},

@@ -58,8 +58,8 @@ _blake2b = hashlib.blake2b
 # llm_config items as given, and their values' types (1, 1.0 and True are equal keys) -> their text
 _CONFIGS: dict[tuple[Any, ...], str] = {}
 _PLAIN = frozenset({str, int, float, bool, type(None)})
-# The last plain config seen (a copy), its values' types and its text; replaced whole, never changed.
-_LAST: tuple[dict[str, Any] | None, tuple[type, ...] | None, str] = (None, None, "")
+# The last plain config seen (a copy) and its text; replaced whole, never changed.
+_LAST: tuple[dict[str, Any] | None, str] = (None, "")
 
 
 def _config_repr(llm: dict[str, Any]) -> str:
@@ -67,16 +67,21 @@ def _config_repr(llm: dict[str, Any]) -> str:
     distinct llm_config of plain values (agents mostly share a few), and built without the
     containers' own repr. (0.0 and -0.0 are one key: a -0.0 may be written as the 0.0 seen first.)"""
     global _LAST
+    last, text = _LAST  # read once: another thread may replace it (never change it)
+    if llm == last:
+        # The config of the agent before (most agents share one): its text, without the key below
+        # built and hashed, if each value also has the type of the one it equals (1, 1.0 and True
+        # are equal), compared key by key (equal dicts may hold their items in another order).
+        for name, value in llm.items():
+            if type(value) is not type(last[name]):
+                break
+        else:
+            return text
     types = tuple(map(type, llm.values()))
-    last = _LAST  # read once: another thread may replace it (never change it)
-    if types == last[1] and llm == last[0]:
-        # The config of the agent before, equal with values of the same (plain) types, which are
-        # all the key below holds: its text without the key built and hashed (most agents share one).
-        return last[2]
     key = (tuple(llm.items()), types) if _PLAIN.issuperset(types) else None
     known = _CONFIGS.get(key) if key is not None else None
     if known is not None:
-        _LAST = (dict(llm), types, known)
+        _LAST = (dict(llm), known)
         return known
     config = sorted(llm.items()) if "batch" not in llm else sorted(i for i in llm.items() if i[0] != "batch")
     text = "[" + ", ".join([f"({name!r}, {value!r})" for name, value in config]) + "]"
@@ -84,7 +89,7 @@ def _config_repr(llm: dict[str, Any]) -> str:
         if len(_CONFIGS) >= 4096:
             _CONFIGS.clear()
         _CONFIGS[key] = text
-        _LAST = (dict(llm), types, text)  # a copy: the agent's own dict may change later
+        _LAST = (dict(llm), text)  # a copy: the agent's own dict may change later
     return text
 
 
