@@ -57,7 +57,7 @@ class CachePlan:
         """A plan whose `key` is `make_key(*args)`, worked out the first time it is read (a plan is
         made before every call, and most clients never read the key: two SHA-256 digests saved).
         It reads, compares, prints and copies as a plan built with that key."""
-        later = _new(_Later)
+        later = _Later()  # (no __init__ of its own: made by the type's C call, cheaper than __new__)
         later.make = make_key
         later.args = args
         if cls is not CachePlan:  # a subclass's own __init__ runs
@@ -66,7 +66,7 @@ class CachePlan:
         # Python __init__ is dear in 3.11, and a plan is made before every call.
         plan = _new(CachePlan)
         plan.ttl = ttl
-        _KEY_SLOT.__set__(plan, later)
+        _set_key(plan, later)
         plan.user_prefix = user_prefix
         return plan
 
@@ -84,19 +84,20 @@ _new = object.__new__
 
 
 _KEY_SLOT: Any = CachePlan.__dict__["key"]  # the slot under the property below
+_set_key = _KEY_SLOT.__set__  # bound once: `_KEY_SLOT.__set__` makes a method-wrapper each time
 
 
 def _read_key(plan: CachePlan) -> str | None:
     value = _KEY_SLOT.__get__(plan, CachePlan)
     if type(value) is _Later:
         value = value.make(*value.args)
-        _KEY_SLOT.__set__(plan, value)
+        _set_key(plan, value)
     return value
 
 
 # `key` read through a property over its slot, so that a plan made `keyed_later` gives the same
 # value as one built with it; the dataclass's __init__, __eq__, __repr__ and pickling go through it.
-setattr(CachePlan, "key", property(_read_key, _KEY_SLOT.__set__))  # noqa: B010 (mypy keeps the field's type)
+setattr(CachePlan, "key", property(_read_key, _set_key))  # noqa: B010 (mypy keeps the field's type)
 
 
 def estimate_tokens(chars: int) -> int:

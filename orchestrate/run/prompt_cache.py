@@ -31,7 +31,6 @@ from orchestrate.workflow.templates import static_prefix
 __all__ = ["PrefixPlan", "PromptCaching", "Warmup"]
 
 _quote: Callable[[str], str] = json.encoder.encode_basestring_ascii  # a JSON string, as json.dumps writes it
-_new = object.__new__
 
 
 class PrefixPlan:
@@ -205,8 +204,9 @@ class PromptCaching:
             stable = _stable(tools, system, prefix)
             digest = _digest(parts[2], stable)
             cacheable = estimate_tokens(len(stable)) >= caps.cache_min_tokens
-        # Made here rather than by a Python __init__ (a class's call with one is dear in 3.11).
-        made: PrefixPlan = _new(PrefixPlan)
+        # Made here rather than by a Python __init__ (a class's call with one is dear in 3.11; the
+        # class has none, so its call is the type's own C code, cheaper than object.__new__).
+        made = PrefixPlan()
         made._parts = parts
         made._digest = digest
         made.cacheable = cacheable
