@@ -158,3 +158,60 @@ async def test_a_calls_route_config_and_answers_are_those_worked_out_afresh_in_a
         assert fast == plain, provider
         assert any(status.value == "failed" for status, _ in fast["results"].values())  # max_tokens "64.5"
         assert any(metadata and "requested_model" in metadata for _, metadata in fast["records"])  # a fallback
+
+
+def test_a_calls_options_reach_the_client_as_keywords_in_their_order_on_either_path() -> None:
+    """`_send` writes the common call's keywords out (no dict unpacked): every combination of
+    options, system prompt and tools reaches the client as the general rule says, in its order."""
+    import itertools
+
+    from orchestrate.llm.capabilities import lookup
+    from orchestrate.llm.prompt_cache import CachePlan
+    from orchestrate.run.executor import AgentExecutor
+
+    class Keeping:
+        provider = "openai"
+
+        def __init__(self) -> None:
+            self.got: list[tuple[Any, ...]] = []
+
+        def complete(self, *args: Any, **kwargs: Any) -> None:
+            self.got.append(("complete", args, list(kwargs.items())))
+
+        def complete_with_tools(self, *args: Any, **kwargs: Any) -> None:
+            self.got.append(("complete_with_tools", args, list(kwargs.items())))
+
+    caps, plan = lookup("gpt-4o-mini", "openai"), CachePlan("5m", "key", 4)
+    spec = [{"name": "lookup", "parameters": {}}]
+    schema = {"type": "object"}
+    user = {"role": "user", "content": "Task one"}
+    for temperature, passthrough, system, specs, with_schema, with_caps, with_plan in itertools.product(
+        ("absent", None, 1, 0.2), ((), ("top_p", "stop")), (False, True), ([], spec), *[(False, True)] * 3
+    ):
+        llm: dict[str, Any] = {"model": "gpt-4o-mini", "top_p": 1, "stop": ["\n"]}
+        if temperature != "absent":
+            llm["temperature"] = temperature
+        messages = [{"role": "system", "content": "Be brief."}, user] if system else [user]
+        client = Keeping()
+        AgentExecutor._send(
+            client,  # type: ignore[arg-type]
+            llm,
+            passthrough,
+            messages,
+            specs,
+            schema if with_schema else None,
+            64,
+            caps if with_caps else None,
+            plan if with_plan else None,
+        )
+        expected: list[tuple[str, Any]] = [(k, llm[k]) for k in passthrough]
+        expected += [("capabilities", caps)] if with_caps else []
+        expected += [("prompt_cache", plan)] if with_plan else []
+        expected += [("response_schema", schema)] if with_schema else []
+        sent = 0.7 if temperature == "absent" else None if temperature is None else float(temperature)
+        if specs:
+            assert client.got == [("complete_with_tools", (messages, "gpt-4o-mini", specs, sent, 64), expected)]
+        else:
+            expected += [("system", "Be brief.")] if system else []
+            assert client.got == [("complete", ("Task one", "gpt-4o-mini", sent, 64, None), expected)]
+        assert type(client.got[0][1][3 if specs else 2]) is type(sent)
