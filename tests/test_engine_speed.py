@@ -92,6 +92,8 @@ def test_the_monitor_counts_ends_by_status_only_for_known_counters() -> None:
 
 
 async def test_a_finished_agents_task_is_not_held_until_the_run_ends() -> None:
+    # a1 ends with nothing ready to start (b waits for a2): its task ends there. a2's task
+    # carries on with b (see the hand-over tests below), so a1's is the finished one.
     refs: dict[str, weakref.ref[asyncio.Task[Any]]] = {}
     alive_when_b_started: list[bool] = []
 
@@ -101,13 +103,67 @@ async def test_a_finished_agents_task_is_not_held_until_the_run_ends() -> None:
             refs[event.agent or ""] = weakref.ref(task)
             if event.agent == "b":
                 gc.collect()
-                alive_when_b_started.append(refs["a"]() is not None)
+                alive_when_b_started.append(refs["a1"]() is not None)
 
     engine = OrchestrationEngine(ScriptedClient(), EngineConfig(rate_limit_config=None), sleep=FakeSleep())
     engine.add_sink(sink)
-    result = await run(engine, workflow(agent("a", timeout=600.0), agent("b", ("a",), timeout=600.0)))
+    agents = (agent("a1", timeout=600.0), agent("a2", timeout=600.0), agent("b", ("a1", "a2"), timeout=600.0))
+    result = await run(engine, workflow(*agents))
     assert result.status.value == "completed"
     assert alive_when_b_started == [False]
+
+
+def _started_in(engine: OrchestrationEngine) -> list[tuple[str, int]]:
+    """(agent, id of the task it started in), in the order the agents started."""
+    started: list[tuple[str, int]] = []
+
+    def sink(event: Event) -> None:
+        if event.type is EventType.AGENT_STARTED:
+            started.append((event.agent or "", id(asyncio.current_task())))
+
+    engine.add_sink(sink)
+    return started
+
+
+async def test_a_chain_runs_in_the_task_of_its_first_agent() -> None:
+    engine = OrchestrationEngine(ScriptedClient(), EngineConfig(rate_limit_config=None), sleep=FakeSleep())
+    started = _started_in(engine)
+    result = await run(engine, workflow(agent("a"), agent("b", ("a",)), agent("c", ("b",))))
+    assert [a.status.value for a in result.agents] == ["completed"] * 3
+    assert [name for name, _ in started] == ["a", "b", "c"]
+    assert len({task for _, task in started}) == 1
+
+
+async def test_an_agent_made_ready_waits_behind_agents_already_started() -> None:
+    # The month-end close's opening (docs/ci.md shows it): three start, and `adjustments`, made
+    # ready when `accruals` ends, starts after `intercompany`, whose task was already queued,
+    # not in `accruals`' task ahead of it.
+    engine = OrchestrationEngine(ScriptedClient(), EngineConfig(rate_limit_config=None), sleep=FakeSleep())
+    started = _started_in(engine)
+    agents = (
+        agent("bank", priority=9),
+        agent("accruals", priority=7),
+        agent("intercompany", priority=6),
+        agent("adjustments", ("bank", "accruals"), priority=8),
+    )
+    result = await run(engine, workflow(*agents, max_parallel_agents=3))
+    assert result.status.value == "completed"
+    assert [name for name, _ in started] == ["bank", "accruals", "intercompany", "adjustments"]
+
+
+async def test_a_handed_over_task_goes_on_after_its_agent_timed_out() -> None:
+    # One at a time: `slow` times out in the task `first` ended in; that task then runs `last`.
+    client = ScriptedClient(delay=lambda prompt: 5.0 if "slow" in prompt else 0.0)
+    engine = OrchestrationEngine(client, EngineConfig(rate_limit_config=None), sleep=FakeSleep())
+    started = _started_in(engine)
+    agents = (agent("first"), agent("slow", ("first",), timeout=0.05), agent("last", ("first",)))
+    result = await run(engine, workflow(*agents, max_parallel_agents=1, allow_partial_completion=True))
+    first, slow, last = (a.result for a in result.agents)
+    assert first is not None and slow is not None and last is not None
+    assert (first.status.value, slow.status.value, last.status.value) == ("completed", "cancelled", "completed")
+    assert slow.error == "agent timed out after 0.05s"
+    assert [name for name, _ in started] == ["first", "slow", "last"]
+    assert len({task for _, task in started}) == 1
 
 
 async def test_an_agent_past_its_timeout_is_still_cancelled() -> None:

@@ -382,12 +382,26 @@ class WorkflowRun:
                 values[key] = None
         return values
 
-    def _fill(self) -> None:
-        """Start ready agents, best first, while there is room."""
+    def _fill(self, carrier: asyncio.Task[Any] | None = None) -> int:
+        """Start ready agents, best first, while there is room.
+
+        Called by an agent's task as it ends (`carrier`), the first agent to start is handed
+        to that task rather than to a new one, and its index returned for the task to run
+        next (-1 when none was): a task and a turn of the event loop fewer an agent where
+        each ends by starting the next (a chain). Only when nothing else waits its turn of
+        the loop, so that every event comes in the order it always did.
+        """
         ready, agents = self.ready, self.agents
+        handed = -1
+        tasks, loop = self.tasks, self.loop
         if self.batched is not None:
             self._fill_batching()
-        tasks, loop = self.tasks, self.loop
+            carrier = None
+        elif carrier is not None and getattr(loop, "_ready", True):
+            # Another agent's answer or a task not yet started waits its turn (asyncio's own
+            # queue; a loop without one, such as uvloop's, always takes this branch): a new
+            # task queues behind it, as it always did.
+            carrier = None
         while ready and len(tasks) < self.limit and not self.stopping and self.batched is None:
             i = _heappop(ready)[2]
             agent = agents[i]
@@ -397,13 +411,17 @@ class WorkflowRun:
             if (agent.when is not None or agent.approval is not None or self.any_skipped) and self._gate(i):
                 continue
             agent.status = _RUNNING
-            tasks[i] = loop.create_task(self._run_agent(i))
+            if carrier is not None and agent.approval is None:
+                tasks[i], carrier, handed = carrier, None, i
+            else:
+                tasks[i] = loop.create_task(self._run_agent(i))
             if agent.approval is None or i in self.approved:
                 # _arm, without its two calls: an agent asking a person is timed from the decision on
                 self.pending_deadlines += 1
                 self.deadlines.add(loop, loop.time() + agent.timeout, self.timing, i, None)
         if self.finished == len(self.agents) and self.done is not None and not self.done.done():
             self.done.set_result(None)
+        return handed
 
     def _fill_batching(self) -> None:
         """`_fill` when some agents are batched: those start at once, without a slot or a deadline."""
@@ -554,6 +572,12 @@ class WorkflowRun:
             self.pending_deadlines = 0
 
     async def _run_agent(self, i: int) -> None:
+        """An agent's task: agent `i`, then each agent `_fill` hands it as one ends."""
+        while i >= 0:
+            i = await self._run_one(i)
+
+    async def _run_one(self, i: int) -> int:
+        """Run agent `i` and record it; the agent this task runs next, or -1."""
         agent = self.agents[i]
         wf = self.workflow
         result = _running(agent.name, _now(UTC))
@@ -561,7 +585,7 @@ class WorkflowRun:
         try:
             if agent.approval is not None and i not in self.approved:
                 if not await self._ask(i):
-                    return
+                    return -1
                 t0 = self.clock()
                 result.started_at = _now(UTC)
             if i in self.approved:
@@ -581,7 +605,7 @@ class WorkflowRun:
                         if i in self.approved:
                             carried.metadata["approval"] = self.approved[i].to_dict()
                         self._finish(i, carried)
-                        return
+                        return -1
                 if agent.function is not None:  # `is_code_step`, without the property's call
                     await self.executor.execute_code(wf, agent, given, result)
                 else:
@@ -612,9 +636,10 @@ class WorkflowRun:
         self._untrack(i)
         try:
             self._record(i, result)  # _finish's two steps, without its call
-            self._fill()
+            return self._fill(asyncio.current_task())
         except Exception as exc:  # noqa: BLE001 (a fault here must end the run, never hang it)
             self._fault(f"{type(exc).__name__}: {exc}")
+        return -1
 
     def _fault(self, reason: str) -> None:
         """Something past the agents' own handling failed: stop what runs and end the run, recorded."""
