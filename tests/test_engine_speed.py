@@ -629,3 +629,34 @@ def test_a_calls_route_is_the_one_its_key_finds_whatever_call_came_before() -> N
     first = fast._route("openai", mutable)
     mutable["model"] = "gpt-4o"  # the same dict, changed since: its new route
     assert fast._route("openai", mutable) == plain._route("openai", {"model": "gpt-4o"}) != first
+
+
+def test_package_text_is_the_shipped_file() -> None:
+    from importlib import resources
+
+    from orchestrate.fsutil import package_text
+
+    folder = resources.files("orchestrate").joinpath("data")
+    names = sorted(e.name for e in folder.iterdir() if e.name.endswith(".json"))
+    assert "prices.json" in names and "capabilities.json" in names
+    for name in names:
+        assert package_text(name) == folder.joinpath(name).read_text(encoding="utf-8")
+
+
+def test_a_first_registration_reads_its_tables_without_importlib_readers() -> None:
+    # importlib.resources.files() imports zipfile and importlib's readers on its first use in a
+    # process: ~1.3 ms of a first run's registration, which every fresh process pays.
+    code = (
+        "import asyncio, sys\n"
+        "from orchestrate import Agent, OrchestrationEngine, Workflow\n"
+        "from tests.scripted import ScriptedClient\n"
+        "agent = Agent('a', 'Finance', '', {'model': 'gpt-4o-mini'}, 'hi')\n"
+        "async def go():\n"
+        "    engine = OrchestrationEngine(ScriptedClient())\n"
+        "    wf = await engine.execute_workflow(await engine.register_workflow(Workflow('w', '', [agent])))\n"
+        "    assert wf.status.value == 'completed', wf.status\n"
+        "asyncio.run(go())\n"
+        "print(sorted(m for m in ('zipfile', 'importlib.readers') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

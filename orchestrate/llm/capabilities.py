@@ -15,9 +15,9 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from functools import lru_cache
-from importlib import resources
 from typing import Any
 
+from orchestrate.fsutil import package_text
 from orchestrate.llm.presets import base_model
 
 __all__ = [
@@ -77,8 +77,7 @@ KEYS = {f.name: f.type for f in fields(Capabilities)}
 def capability_table() -> dict[str, Any]:
     """The built-in table: ``{"date", "note", "defaults": {provider: ...}, "families": {name: ...},
     "cache_min_tokens": {name: tokens}}``."""
-    text = resources.files("orchestrate").joinpath("data/capabilities.json").read_text(encoding="utf-8")
-    return json.loads(text)
+    return json.loads(package_text("capabilities.json"))
 
 
 def family_of(model: str, table: Mapping[str, Any]) -> str | None:

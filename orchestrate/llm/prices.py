@@ -11,8 +11,9 @@ import json
 import re
 from collections.abc import Mapping
 from functools import lru_cache
-from importlib import resources
 from typing import Any
+
+from orchestrate.fsutil import package_text
 
 __all__ = ["closest_model", "find_price", "price_table", "regional_uplift"]
 
@@ -22,8 +23,7 @@ _SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest)\Z")
 @lru_cache(maxsize=1)
 def price_table() -> dict[str, Any]:
     """The built-in price table: ``{"date", "currency", "unit", "models": {name: prices}}``."""
-    text = resources.files("orchestrate").joinpath("data/prices.json").read_text(encoding="utf-8")
-    return json.loads(text)
+    return json.loads(package_text("prices.json"))
 
 
 def _match(model: str, table: Mapping[str, Mapping[str, float]]) -> str | None:

@@ -24,6 +24,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match  # type: ignore[import-untyped]
 
 from orchestrate.errors import UserInputError
+from orchestrate.fsutil import package_text
 
 __all__ = [
     "check_instance",
@@ -64,7 +65,7 @@ _Validator = jsonschema.validators.extend(Draft202012Validator, {"pattern": _ecm
 
 def workflow_schema_text() -> str:
     """The workflow schema as shipped in the package."""
-    return resources.files("orchestrate").joinpath("data/workflow.schema.json").read_text("utf-8")
+    return package_text("workflow.schema.json")
 
 
 def schema_names() -> list[str]:
@@ -85,7 +86,7 @@ def schema_text(name: str) -> str:
         close = difflib.get_close_matches(name, names, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise UserInputError(f"no schema named {name!r}; {hint}the schemas are: {', '.join(names)}")
-    return resources.files("orchestrate").joinpath(f"data/{name}.schema.json").read_text("utf-8")
+    return package_text(f"{name}.schema.json")
 
 
 @lru_cache(maxsize=1)
@@ -159,8 +160,7 @@ def instance_checker(schema: dict[str, Any]) -> Callable[[Any], str | None]:
 
 @lru_cache(maxsize=4)
 def _report_validator(name: str) -> Draft202012Validator:
-    text = resources.files("orchestrate").joinpath(f"data/{name}.schema.json").read_text("utf-8")
-    return _Validator(json.loads(text))
+    return _Validator(json.loads(package_text(f"{name}.schema.json")))
 
 
 def report_problem(document: Any, name: str) -> str | None:
