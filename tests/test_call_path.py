@@ -121,13 +121,13 @@ async def _run_configs(provider: str, order: list[int], *, general: bool) -> dic
     engine = OrchestrationEngine(client, EngineConfig(rate_limit_config=None), sleep=FakeSleep())
     if general:
         # Every call's route worked out afresh, the call before forgotten, and what the route would
-        # spare a call done by the call: int(max_tokens), served_price_name and _call_metadata.
+        # spare a call done by the call: int(max_tokens) and served_price_name.
         executor = engine.executor
         worked_out = executor._route
 
         def afresh(provider: str, llm: dict[str, Any]) -> Any:
             executor._last_route = (None, None, executor._last_route[2])
-            return worked_out(provider, llm)._replace(max_tokens=None, served=True, region_only=None)
+            return worked_out(provider, llm)._replace(max_tokens=None, served=True)
 
         executor._route = afresh  # type: ignore[method-assign]
     seen = _calls_of(engine)

@@ -598,9 +598,7 @@ class AgentExecutor:
         model = llm["model"]
         # An Azure deployment is priced as its model; a Bedrock profile (eu.anthropic.claude-...) or an
         # OpenRouter name (anthropic/claude-...) as the model of the table it names.
-        priced, region, uplift, built_in, max_tokens, passthrough, served, region_only = self._route(
-            client.provider, llm
-        )
+        priced, region, uplift, built_in, max_tokens, passthrough, served = self._route(client.provider, llm)
         if workflow.residency:
             self._check_residency(workflow.residency, client.provider, llm)
         if max_tokens is None:  # int() refused it: raised here, where it always was
@@ -763,10 +761,7 @@ class AgentExecutor:
             model,
             response.input_tokens,
             response.output_tokens,
-            # (most calls: their route's one dict, which _call_metadata would give them)
-            region_only
-            if region_only is not None and not cached and not batch_id and (routes is None or not routes.index)
-            else _call_metadata(cached, batch_id, priced if priced != model else None, region, agent, routes),
+            _call_metadata(cached, batch_id, priced if priced != model else None, region, agent, routes),
             cached_input_tokens=response.cached_input_tokens,
             cache_creation_input_tokens=response.cache_creation_input_tokens,
             cache_creation_1h_input_tokens=response.cache_creation_1h_input_tokens,
@@ -844,7 +839,6 @@ class AgentExecutor:
                 served_by = str(llm.get("provider") or infer_provider(model))
             region = region_of(served_by, llm)
             found = self._regions[key] = (priced, region, regional_uplift(served_by, priced, region), built_in)
-        priced, region, _, _ = found
         try:  # (equal numbers have equal int(): 64, 64.0 and a Decimal 64 give 64)
             max_tokens: int | None = int(llm.get("max_tokens", 1000))
         except Exception:  # noqa: BLE001 (raised again by the call, after its residency check)
@@ -855,7 +849,6 @@ class AgentExecutor:
             max_tokens,
             tuple(k for k in (_PASSTHROUGH_SIMULATED if provider == "simulated" else _PASSTHROUGH) if k in llm),
             served,
-            _call_metadata(False, None, None, region) if region and priced == llm["model"] and not served else None,
         )
         self._last_route = (provider, dict(llm), route)  # a copy: the agent's own dict may change later
         return route
@@ -1044,10 +1037,9 @@ class CallRoute(NamedTuple):
     max_tokens: int | None  # int() of its max_tokens (None: int() refused it)
     passthrough: tuple[str, ...]  # its options the client is given as they are (top_p, stop, ...)
     served: bool  # the provider bills the model that served (the name priced is known only then)
-    region_only: dict[str, Any] | None  # a call's cost metadata when it notes only its region
 
 
-_NO_ROUTE = CallRoute("", "", 1.0, None, None, (), False, None)  # before the first call (no provider is None)
+_NO_ROUTE = CallRoute("", "", 1.0, None, None, (), False)  # before the first call (no provider is None)
 
 
 def _messages(llm: dict[str, Any], prompt: str) -> list[dict[str, Any]]:
