@@ -14,6 +14,7 @@ what asyncio alone costs.
     python benchmarks/engine.py --profile wide-1000   # cProfile of one engine run, top 30
     python benchmarks/engine.py --pace layered-20x50  # where a layer's time goes (calls' starts and ends)
     python benchmarks/engine.py --instructions wide chain  # instructions an agent, under valgrind's callgrind
+    python benchmarks/engine.py --without each wide-1000   # what each piece of the path costs (knock-outs)
 
 Each run is a fresh Python process (so its peak RSS is its own and nothing is
 warm). The machine these figures come from has 2 cores shared by a dozen busy
@@ -210,16 +211,82 @@ async def bare_asyncio(agents: list[Agent], client: LLMClient, parallel: int) ->
     return outputs
 
 
+# -- knock-outs: what each piece of the path costs -----------------------------------------------
+
+# Each piece the issue's path includes, and how `--without` takes it out of a run: a measurement
+# only (the run it leaves is not a valid run: no budget, no resume, no events...), made by
+# replacing the piece with a constant in the benchmark's own process.
+PIECES = {
+    "limiter": "no rate limiter (EngineConfig(rate_limit_config=None))",
+    "events": "events built but handed to no sink (the engine's emit does nothing; the Monitor sees none)",
+    "fingerprint": "no resume fingerprint (a constant)",
+    "records": "no cost record a call (record_cost books the workflow's spend only)",
+    "bound": "no worst-case bound before a call (max_cost is a constant)",
+    "cache-plan": "no prompt-cache plan (PromptCaching.plan answers None)",
+    "stamps": "no wall-clock stamps (started_at and completed_at are one constant)",
+}
+
+
+def knock_out(pieces: frozenset[str]) -> None:
+    """Take `pieces` (of `PIECES`) out of this process's engine, replacing each with a constant."""
+    from datetime import UTC, datetime
+
+    import orchestrate.money.costs as costs
+    import orchestrate.run.engine as engine_module
+    import orchestrate.run.prompt_cache as prompt_cache
+    import orchestrate.run.scheduler as scheduler
+
+    def replace(owner: Any, name: str, value: Any) -> None:
+        # A name the engine no longer has would be set beside it and change nothing: refused.
+        if not hasattr(owner, name):
+            raise SystemExit(f"--without: {owner.__name__}.{name} is gone; update benchmarks/engine.py's knock_out")
+        setattr(owner, name, value)
+
+    def record_cost(
+        self: Any, agent_id: str, agent: str, workflow_id: str, *args: Any, cost: float = 0.0, **kw: Any
+    ) -> float:
+        self._workflows[workflow_id].spent += cost
+        return cost
+
+    stamp = datetime.now(UTC)
+    if "events" in pieces:
+        replace(engine_module.OrchestrationEngine, "emit", lambda self, event: None)
+    if "fingerprint" in pieces:
+        replace(scheduler, "fingerprint", lambda agent, text: "-")
+        replace(scheduler.WorkflowRun, "_fingerprint", lambda self, i, text: "-")
+    if "records" in pieces:
+        replace(costs.CostTracker, "record_cost", record_cost)
+    if "bound" in pieces:
+        replace(costs.CostTracker, "max_cost", lambda self, *args, **kw: 0.001)
+    if "cache-plan" in pieces:
+        replace(prompt_cache.PromptCaching, "plan", lambda self, *args, **kw: None)
+    if "stamps" in pieces:
+        replace(scheduler, "_now", lambda tz=None: stamp)
+
+
+def pieces_of(text: str) -> frozenset[str]:
+    """`--without`'s list: piece names, ``all`` (every piece) or nothing."""
+    names = {name.strip() for name in text.split(",") if name.strip()}
+    if "all" in names:
+        return frozenset(PIECES)
+    unknown = names - set(PIECES)
+    if unknown:
+        raise SystemExit(f"--without: unknown piece {sorted(unknown)[0]!r}; known: {', '.join(PIECES)}, all, each")
+    return frozenset(names)
+
+
 # -- one measurement, in a fresh process ----------------------------------------------------------
 
 
-def measure(mode: str, name: str, virtual_clock: bool = False) -> dict[str, Any]:
+def measure(mode: str, name: str, virtual_clock: bool = False, without: frozenset[str] = frozenset()) -> dict[str, Any]:
     agents, parallel, latency, ideal, _ = workload(name)
     client = InstantClient(latency)
     limiter_clock = _virtual_clock() if virtual_clock else time.monotonic
+    knock_out(without)
+    limits = None if "limiter" in without else NEVER_BINDS
 
     async def engine_run() -> tuple[float, float]:
-        engine = OrchestrationEngine(client, EngineConfig(rate_limit_config=NEVER_BINDS), limiter_clock=limiter_clock)
+        engine = OrchestrationEngine(client, EngineConfig(rate_limit_config=limits), limiter_clock=limiter_clock)
         workflow = Workflow(
             name=name, description="", agents=agents, max_parallel_agents=parallel, cost_budget=1e9, timeout=3600.0
         )
@@ -261,27 +328,39 @@ def _virtual_clock(step: float = 30e-6) -> Callable[[], float]:
     return clock
 
 
-def instructions(kind: str) -> None:
+def instructions(kind: str, which: list[str]) -> None:
     """Instructions an agent of `kind` (wide or chain), engine and bare asyncio: callgrind's count
     of 3,000 agents minus 1,000, over 2,000 (start-up cancels out), the limiter on a virtual clock.
-    Unlike CPU time, the neighbours cannot move it."""
+    Unlike CPU time, the neighbours cannot move it. The engine's count is taken for each set of
+    pieces taken out in `which` ("" for the whole path), beside the whole path's."""
 
-    def count(mode: str, size: int) -> int:
+    def count(mode: str, size: int, without: str = "") -> int:
         run = subprocess.run(
             ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__]
-            + ["--one", mode, f"{kind}-{size}", "--virtual-clock"],
+            + ["--one", mode, f"{kind}-{size}", "--virtual-clock"]
+            + (["--without", without] if without else []),
             capture_output=True,
             text=True,
             check=True,
         )
         return int(next(line for line in run.stderr.splitlines() if "Collected" in line).split()[-1])
 
-    figures = {mode: (count(mode, 3000) - count(mode, 1000)) // 2000 for mode in ("engine", "bare")}
+    def per_agent(mode: str, without: str = "") -> int:
+        return (count(mode, 3000, without) - count(mode, 1000, without)) // 2000
+
+    bare, whole = per_agent("bare"), per_agent("engine")
     print(
-        f"{kind}: {figures['engine']:,} instructions an agent; bare asyncio {figures['bare']:,} "
-        f"(orchestrate / bare asyncio {figures['engine'] / figures['bare']:.2f})",
+        f"{kind}: {whole:,} instructions an agent; bare asyncio {bare:,} (orchestrate / bare asyncio {whole / bare:.2f})",
         flush=True,
     )
+    for without in filter(None, which):
+        part = per_agent("engine", without)
+        label = "every piece" if pieces_of(without) == frozenset(PIECES) else without
+        print(
+            f"{kind} without {label}: {part:,} instructions an agent ({part - whole:+,}; "
+            f"orchestrate / bare asyncio {part / bare:.2f})",
+            flush=True,
+        )
 
 
 def peak_mb() -> float:
@@ -313,7 +392,7 @@ def profile(name: str) -> None:
     pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
 
 
-def pace(name: str) -> None:
+def pace(name: str, without: frozenset[str] = frozenset()) -> None:
     """Where a layered run's time goes, from when each call starts and ends (one engine run).
 
     A layer of W agents that each wait `latency` lasts about: the first call's wait (the
@@ -326,9 +405,11 @@ def pace(name: str) -> None:
     width = sum(1 for agent in agents if not agent.dependencies)
     if not latency or width == len(agents):
         raise SystemExit(f"--pace needs a layered workload with latency (e.g. layered-20x50), not {name}")
+    knock_out(without)
+    engine_label = "orchestrate" if not without else f"orchestrate without {', '.join(sorted(without))}"
     for mode in ("engine", "bare"):
         log: list[tuple[bool, float]] = []
-        wall = asyncio.run(_paced(mode, agents, parallel, InstantClient(latency, log), name))
+        wall = asyncio.run(_paced(mode, agents, parallel, InstantClient(latency, log), name, without))
         starts = [t for is_start, t in log if is_start]
         ends = [t for is_start, t in log if not is_start]
         layers = len(agents) // width
@@ -342,7 +423,7 @@ def pace(name: str) -> None:
         between = median_us([starts[(k + 1) * width] - ends[k * width + width - 1] for k in range(layers - 1)])
         layer = (first_wait + (width - 1) * end_gap + between) / 1000
         print(
-            f"{name} ({'orchestrate' if mode == 'engine' else 'bare asyncio'}): {wall / ideal:.3f}x the ideal "
+            f"{name} ({engine_label if mode == 'engine' else 'bare asyncio'}): {wall / ideal:.3f}x the ideal "
             f"({wall:.3f}s of {ideal:.3f}s), {wall / layers * 1000:.2f} ms a layer of {width} ({latency * 1000:g} ms "
             f"calls). Medians: the first call's wait {first_wait / 1000:.2f} ms; calls start {start_gap:.0f} us apart "
             f"and end {end_gap:.0f} us apart; a layer's last end to the next one's first start {between:.0f} us. "
@@ -351,13 +432,16 @@ def pace(name: str) -> None:
         )
 
 
-async def _paced(mode: str, agents: list[Agent], parallel: int, client: InstantClient, name: str) -> float:
+async def _paced(
+    mode: str, agents: list[Agent], parallel: int, client: InstantClient, name: str, without: frozenset[str]
+) -> float:
     """One run of `agents` (the engine, or bare asyncio), timed from its first agent's start."""
     if mode == "bare":
         wall = time.perf_counter()
         await bare_asyncio(agents, client, parallel)
         return time.perf_counter() - wall
-    engine = OrchestrationEngine(client, EngineConfig(rate_limit_config=NEVER_BINDS))
+    limits = None if "limiter" in without else NEVER_BINDS
+    engine = OrchestrationEngine(client, EngineConfig(rate_limit_config=limits))
     workflow = Workflow(
         name=name, description="", agents=agents, max_parallel_agents=parallel, cost_budget=1e9, timeout=3600.0
     )
@@ -370,11 +454,14 @@ async def _paced(mode: str, agents: list[Agent], parallel: int, client: InstantC
 # -- the table ------------------------------------------------------------------------------------
 
 
-def _median_run(mode: str, name: str, repeat: int) -> dict[str, Any]:
+def _median_run(mode: str, name: str, repeat: int, without: str = "") -> dict[str, Any]:
     runs = []
     for _ in range(repeat):
         out = subprocess.run(
-            [sys.executable, __file__, "--one", mode, name], check=True, capture_output=True, text=True
+            [sys.executable, __file__, "--one", mode, name] + (["--without", without] if without else []),
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
         runs.append(json.loads(out))
     key = "wall_s" if runs[0]["ideal_s"] else "cpu_s"
@@ -409,6 +496,31 @@ def _line(name: str, engine: dict[str, Any], bare: dict[str, Any], target: str) 
     )
 
 
+def knock_outs(name: str, which: list[str], repeat: int) -> None:
+    """The engine's figure for `name` with each set of pieces in `which` taken out, beside the
+    whole path's; the runs of each set alternate with the whole path's, so both see the same load."""
+    layered = bool(workload(name)[3])
+    unit = "x the ideal" if layered else " us/agent CPU"
+
+    def figure(row: dict[str, Any]) -> float:
+        return row["wall_s"] / row["ideal_s"] if layered else row["cpu_s"] / row["agents"] * 1e6
+
+    for without in which:
+        whole, part = [], []
+        for _ in range(max(1, repeat)):  # alternated, one fresh process each
+            whole.append(figure(_median_run("engine", name, 1)))
+            part.append(figure(_median_run("engine", name, 1, without)))
+        a, b = statistics.median(whole), statistics.median(part)
+        label = "every piece" if pieces_of(without) == frozenset(PIECES) else without
+        cut = f"{a - b:+.3f}" if layered else f"{b - a:+.1f} us"
+        print(
+            f"{name:<14} without {label:<40} {b:6.3f}{unit} (the whole path {a:.3f}: {cut})"
+            if layered
+            else f"{name:<14} without {label:<40} {b:5.1f}{unit} (the whole path {a:.1f}: {cut})",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("only", nargs="*", help=f"workloads to run (default: all of {', '.join(WORKLOADS)})")
@@ -418,24 +530,40 @@ def main() -> None:
     parser.add_argument(
         "--instructions", action="store_true", help="count instructions an agent of wide or chain (needs valgrind)"
     )
+    parser.add_argument(
+        "--without",
+        metavar="PIECES",
+        help=f"the engine with pieces of its path taken out (comma-separated: {', '.join(PIECES)}; all; or "
+        "each, one at a time and then all), beside the whole path: what each piece costs. A measurement only",
+    )
     parser.add_argument("--one", nargs=2, metavar=("MODE", "NAME"), help=argparse.SUPPRESS)
     parser.add_argument("--virtual-clock", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(*args.one, virtual_clock=args.virtual_clock)))
+        without = pieces_of(args.without or "")
+        mode, name = args.one
+        print(json.dumps(measure(mode, name, virtual_clock=args.virtual_clock, without=without)))
+        return
+    which = [*PIECES, "all"] if args.without == "each" else [args.without or ""]
+    for text in which:
+        pieces_of(text)  # refuses an unknown piece before anything runs
+    if args.without is not None and not args.instructions and not args.pace:
+        for name in args.only or list(WORKLOADS):
+            workload(name)
+            knock_outs(name, which, args.repeat)
         return
     if args.instructions:
         for kind in args.only or ["wide", "chain"]:
             if kind not in ("wide", "chain"):
                 raise SystemExit(f"--instructions counts wide or chain, not {kind!r}")
-            instructions(kind)
+            instructions(kind, which)
         return
     names = args.only or list(WORKLOADS)
     for name in names:
         workload(name)  # refuses an unknown name before anything runs
     if args.pace:
         for name in names:
-            pace(name)
+            pace(name, pieces_of(args.without or ""))
         return
     if args.profile:
         for name in names:
