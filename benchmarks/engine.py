@@ -500,7 +500,7 @@ def knock_outs(name: str, which: list[str], repeat: int) -> None:
     """The engine's figure for `name` with each set of pieces in `which` taken out, beside the
     whole path's; the runs of each set alternate with the whole path's, so both see the same load."""
     layered = bool(workload(name)[3])
-    unit = "x the ideal" if layered else " us/agent CPU"
+    unit, digits = ("x ideal", 3) if layered else (" us/agent", 1)  # (CPU time, as the table's)
 
     def figure(row: dict[str, Any]) -> float:
         return row["wall_s"] / row["ideal_s"] if layered else row["cpu_s"] / row["agents"] * 1e6
@@ -512,11 +512,8 @@ def knock_outs(name: str, which: list[str], repeat: int) -> None:
             part.append(figure(_median_run("engine", name, 1, without)))
         a, b = statistics.median(whole), statistics.median(part)
         label = "every piece" if pieces_of(without) == frozenset(PIECES) else without
-        cut = f"{a - b:+.3f}" if layered else f"{b - a:+.1f} us"
         print(
-            f"{name:<14} without {label:<40} {b:6.3f}{unit} (the whole path {a:.3f}: {cut})"
-            if layered
-            else f"{name:<14} without {label:<40} {b:5.1f}{unit} (the whole path {a:.1f}: {cut})",
+            f"{name} without {label}: {b:.{digits}f}{unit} (whole path {a:.{digits}f}, {b - a:+.{digits}f})",
             flush=True,
         )
 
@@ -576,4 +573,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl-C: the figures printed so far stand; no traceback
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
